@@ -1,0 +1,1 @@
+"""REST server: Docker Engine API and libpod-style routes over kiln.ops."""

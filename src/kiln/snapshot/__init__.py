@@ -1,0 +1,1 @@
+"""Unpacked layers and writable snapshots keyed by chain ID; overlayfs with a copy fallback. Only snapshot/mount.py mounts. Must not import image, container, build, ops, cli, api."""
