@@ -1,0 +1,93 @@
+"""Platforms (``os/arch[/variant]``), normalisation and matching."""
+
+from __future__ import annotations
+
+import platform as _host
+from dataclasses import dataclass, field
+
+from kiln.errors import InvalidArgument
+
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+}
+_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
+
+
+def normalize_arch(arch: str, variant: str = "") -> tuple[str, str]:
+    arch = arch.lower()
+    if arch in ("aarch64", "arm64"):
+        return "arm64", "" if variant in ("", "v8", "8") else variant
+    if arch == "armhf":
+        return "arm", "v7"
+    if arch == "armel":
+        return "arm", "v6"
+    if arch == "arm":
+        v = variant or "v7"
+        return "arm", v if v.startswith("v") else f"v{v}"
+    return _ARCH_ALIASES.get(arch, arch), variant
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str = "linux"
+    architecture: str = "amd64"
+    variant: str = ""
+    os_version: str = ""
+    os_features: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def parse(cls, spec: str) -> Platform:
+        """``linux/arm64/v8``, ``linux/amd64``, ``arm64`` (os defaults to linux)."""
+        parts = [p for p in spec.strip().split("/")]
+        if not spec.strip() or any(not p for p in parts) or len(parts) > 3:
+            raise InvalidArgument(f'invalid platform "{spec}": expected os/arch[/variant]')
+        if len(parts) == 1:
+            os_name, arch, variant = "linux", parts[0], ""
+        else:
+            os_name, arch = parts[0].lower(), parts[1]
+            variant = parts[2] if len(parts) == 3 else ""
+        arch, variant = normalize_arch(arch, variant)
+        return cls(os_name, arch, variant)
+
+    @classmethod
+    def host(cls) -> Platform:
+        arch, variant = normalize_arch(_host.machine())
+        return cls("linux", arch, variant)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Platform:
+        arch, variant = normalize_arch(obj.get("architecture", ""), obj.get("variant", "") or "")
+        return cls(
+            obj.get("os", ""),
+            arch,
+            variant,
+            obj.get("os.version", "") or "",
+            tuple(obj.get("os.features", []) or ()),
+        )
+
+    def to_json(self) -> dict:
+        out: dict = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            out["variant"] = self.variant
+        if self.os_version:
+            out["os.version"] = self.os_version
+        if self.os_features:
+            out["os.features"] = list(self.os_features)
+        return out
+
+    def matches(self, other: Platform) -> bool:
+        """True if an image for ``other`` satisfies a request for ``self``."""
+        if self.os != other.os or self.architecture != other.architecture:
+            return False
+        mine = self.variant or _DEFAULT_VARIANT.get(self.architecture, "")
+        theirs = other.variant or _DEFAULT_VARIANT.get(other.architecture, "")
+        return not mine or not theirs or mine == theirs
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)

@@ -1,0 +1,150 @@
+"""Image references per the Docker reference grammar, normalised as Docker does.
+
+``busybox`` -> ``docker.io/library/busybox:latest``;
+``localhost:5000/a/b:tag@sha256:...`` keeps its registry, tag and digest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kiln.errors import InvalidArgument
+from kiln.oci.digest import Digest
+
+DEFAULT_DOMAIN = "docker.io"
+LEGACY_DOMAIN = "index.docker.io"
+OFFICIAL_PREFIX = "library/"
+DEFAULT_TAG = "latest"
+MAX_NAME_LENGTH = 255
+
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
+_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
+_DOMAIN = rf"(?:{_DOMAIN_NAME}|{_IPV6})(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
+_TAG_RE = re.compile(rf"^{_TAG}$")
+_DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+_ID_RE = re.compile(r"^[a-f0-9]{64}$")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A fully normalised reference: domain, path, and tag and/or digest."""
+
+    domain: str
+    path: str
+    tag: str = ""
+    digest: str = ""
+
+    @classmethod
+    def parse(cls, value: str, *, default_tag: bool = True) -> Reference:
+        """Parse and normalise; ``default_tag`` adds ``:latest`` when neither tag nor digest."""
+        if not value:
+            raise InvalidArgument(
+                "invalid reference format: repository name must have at least one component"
+            )
+        if value != value.strip() or any(c.isspace() for c in value):
+            raise InvalidArgument(f'invalid reference format: "{value}" contains whitespace')
+        rest, digest = value, ""
+        if "@" in rest:
+            rest, digest = rest.split("@", 1)
+            if not _DIGEST_RE.match(digest):
+                raise InvalidArgument(f'invalid reference format: bad digest in "{value}"')
+            Digest.parse(digest)
+        tag = ""
+        slash = rest.rfind("/")
+        colon = rest.rfind(":")
+        if colon > slash:
+            rest, tag = rest[:colon], rest[colon + 1 :]
+            if not _TAG_RE.match(tag):
+                raise InvalidArgument(f'invalid reference format: bad tag "{tag}" in "{value}"')
+        domain, path = _split_domain(rest)
+        if not domain or not _DOMAIN_RE.match(domain):
+            raise InvalidArgument(f'invalid reference format: bad registry "{domain}" in "{value}"')
+        if path != path.lower() and _PATH_RE.match(path.lower()):
+            raise InvalidArgument(
+                f"invalid reference format: repository name ({path}) must be lowercase"
+            )
+        if not _PATH_RE.match(path):
+            raise InvalidArgument(
+                f'invalid reference format: bad repository name "{path}" in "{value}"'
+            )
+        if len(domain) + 1 + len(path) > MAX_NAME_LENGTH:
+            raise InvalidArgument(
+                f"invalid reference format: repository name must not be more than {MAX_NAME_LENGTH} characters"
+            )
+        if default_tag and not tag and not digest:
+            tag = DEFAULT_TAG
+        return cls(domain, path, tag, digest)
+
+    @property
+    def name(self) -> str:
+        """``docker.io/library/busybox``."""
+        return f"{self.domain}/{self.path}"
+
+    @property
+    def familiar_name(self) -> str:
+        """``busybox`` for ``docker.io/library/busybox``, as docker shows it."""
+        if self.domain == DEFAULT_DOMAIN:
+            path = self.path
+            if path.startswith(OFFICIAL_PREFIX) and path.count("/") == 1:
+                path = path[len(OFFICIAL_PREFIX) :]
+            return path
+        return self.name
+
+    def with_tag(self, tag: str) -> Reference:
+        return Reference(self.domain, self.path, tag, "")
+
+    def with_digest(self, digest: str) -> Reference:
+        return Reference(self.domain, self.path, "", digest)
+
+    @property
+    def tagged(self) -> str:
+        return f"{self.name}:{self.tag}" if self.tag else self.name
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    first, sep, remainder = name.partition("/")
+    if not sep or (
+        "." not in first and ":" not in first and first != "localhost" and not first.startswith("[")
+    ):
+        domain, path = DEFAULT_DOMAIN, name
+    else:
+        domain, path = first, remainder
+    if domain == LEGACY_DOMAIN:
+        domain = DEFAULT_DOMAIN
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = OFFICIAL_PREFIX + path
+    return domain, path
+
+
+def is_short_name(value: str) -> bool:
+    """True when ``value`` names no registry (``busybox``, ``library/busybox``)."""
+    first, sep, _ = value.partition("/")
+    return not sep or not (
+        "." in first or ":" in first or first == "localhost" or first.startswith("[")
+    )
+
+
+def looks_like_id(value: str) -> bool:
+    v = value.removeprefix("sha256:")
+    return bool(_ID_RE.match(v))
+
+
+def parse_normalized(value: str) -> Reference:
+    return Reference.parse(value)
