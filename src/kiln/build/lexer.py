@@ -1,0 +1,355 @@
+"""Docker's shell-word expansion for Dockerfile instructions.
+
+A small scanner that does what BuildKit's ``shell`` package does for the
+instructions that opt into expansion: single and double quotes, the escape
+character (``\\`` or the ``# escape=`` one), ``$V``/``${V}`` and the parameter
+forms ``${V:-w} ${V-w} ${V:+w} ${V+w} ${V:?m} ${V?m} ${V#p} ${V##p} ${V%p}
+${V%%p} ${V/p/r} ${V//p/r}``.  Unset and empty variables are distinguished as
+in a POSIX shell.  It also records which variable names a word referenced,
+which the cache needs ("the build args it uses").
+
+Pure: standard library and ``kiln.errors`` only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from kiln.errors import InvalidArgument
+
+__all__ = ["Expansion", "ShellLex"]
+
+_EOF = ""
+_SPECIAL_PARAMS = frozenset("@*#?-$!0")
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The result of expanding one word."""
+
+    value: str
+    words: tuple[str, ...]
+    matched: frozenset[str]  # names referenced that were set
+    missing: frozenset[str]  # names referenced that were unset
+
+
+class _Words:
+    """Splits the expanded text into words the way Docker does."""
+
+    def __init__(self) -> None:
+        self.words: list[str] = []
+        self.word = ""
+        self.in_word = False
+
+    def add_char(self, ch: str) -> None:
+        if ch.isspace():
+            if self.in_word and self.word:
+                self.words.append(self.word)
+                self.word = ""
+                self.in_word = False
+        else:
+            self.add_raw(ch)
+
+    def add_raw(self, text: str) -> None:
+        self.word += text
+        self.in_word = True
+
+    def add_string(self, text: str) -> None:
+        for ch in text:
+            self.add_char(ch)
+
+    def result(self) -> list[str]:
+        if self.word:
+            self.words.append(self.word)
+            self.word = ""
+            self.in_word = False
+        return self.words
+
+
+@dataclass
+class _State:
+    text: str
+    env: Mapping[str, str]
+    pos: int = 0
+    matched: set[str] = field(default_factory=set)
+    missing: set[str] = field(default_factory=set)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else _EOF
+
+    def next(self) -> str:
+        ch = self.peek()
+        if ch != _EOF:
+            self.pos += 1
+        return ch
+
+    def lookup(self, name: str) -> tuple[str, bool]:
+        if name in self.env:
+            self.matched.add(name)
+            return self.env[name], True
+        self.missing.add(name)
+        return "", False
+
+
+class ShellLex:
+    """Expands Dockerfile words; ``escape`` is the Dockerfile's escape character."""
+
+    def __init__(
+        self,
+        escape: str = "\\",
+        *,
+        raw_quotes: bool = False,
+        raw_escapes: bool = False,
+        skip_unset: bool = False,
+    ) -> None:
+        if len(escape) != 1:
+            raise InvalidArgument(f"invalid escape character {escape!r}: must be one character")
+        self.escape = escape
+        self.raw_quotes = raw_quotes
+        self.raw_escapes = raw_escapes
+        self.skip_unset = skip_unset
+        self._special = {"'": self._single_quote, '"': self._double_quote, "$": self._dollar}
+
+    # -- public API ---------------------------------------------------------
+
+    def expand(self, word: str, env: Mapping[str, str]) -> Expansion:
+        st = _State(word, env)
+        value, words, found = self._until(st, frozenset(), self.raw_escapes)
+        del found
+        return Expansion(value, tuple(words), frozenset(st.matched), frozenset(st.missing))
+
+    def process_word(self, word: str, env: Mapping[str, str]) -> str:
+        """Expand ``word`` into one string (quotes removed, no splitting)."""
+        return self.expand(word, env).value
+
+    def process_words(self, word: str, env: Mapping[str, str]) -> list[str]:
+        """Expand ``word`` and split it on unquoted whitespace, as Docker's ProcessWords."""
+        return list(self.expand(word, env).words)
+
+    def process_word_with_matches(self, word: str, env: Mapping[str, str]) -> tuple[str, set[str]]:
+        """Expand ``word``; also return the names it referenced that were set in ``env``."""
+        exp = self.expand(word, env)
+        return exp.value, set(exp.matched)
+
+    # -- scanner ------------------------------------------------------------
+
+    def _until(
+        self, st: _State, stops: frozenset[str], raw_escapes: bool
+    ) -> tuple[str, list[str], bool]:
+        """Scan until an unquoted stop character (consumed) or the end."""
+        out: list[str] = []
+        words = _Words()
+        while st.peek() != _EOF:
+            ch = st.peek()
+            if ch in stops:
+                st.next()
+                return "".join(out), words.result(), True
+            handler = self._special.get(ch)
+            if handler is not None:
+                piece = handler(st)
+                out.append(piece)
+                if ch == "$":
+                    words.add_string(piece)
+                else:
+                    words.add_raw(piece)
+                continue
+            ch = st.next()
+            if ch == self.escape:
+                if raw_escapes:
+                    out.append(ch)
+                    words.add_raw(ch)
+                ch = st.next()
+                if ch == _EOF:
+                    break
+                words.add_raw(ch)
+            else:
+                words.add_char(ch)
+            out.append(ch)
+        return "".join(out), words.result(), not stops
+
+    def _single_quote(self, st: _State) -> str:
+        # All chars between single quotes are taken as-is; no escapes.
+        st.next()
+        out = ["'"] if self.raw_quotes else []
+        while True:
+            ch = st.next()
+            if ch == _EOF:
+                raise InvalidArgument(
+                    "unexpected end of statement while looking for matching single-quote"
+                )
+            if ch == "'":
+                if self.raw_quotes:
+                    out.append(ch)
+                return "".join(out)
+            out.append(ch)
+
+    def _double_quote(self, st: _State) -> str:
+        # Only $, " and the escape character itself can be escaped inside "".
+        st.next()
+        out = ['"'] if self.raw_quotes else []
+        while True:
+            ch = st.peek()
+            if ch == _EOF:
+                raise InvalidArgument(
+                    "unexpected end of statement while looking for matching double-quote"
+                )
+            if ch == '"':
+                st.next()
+                if self.raw_quotes:
+                    out.append(ch)
+                return "".join(out)
+            if ch == "$":
+                out.append(self._dollar(st))
+                continue
+            ch = st.next()
+            if ch == self.escape:
+                nxt = st.peek()
+                if nxt == _EOF:
+                    continue
+                if nxt in ('"', "$", self.escape):
+                    if self.raw_escapes:
+                        out.append(ch)
+                    ch = st.next()
+            out.append(ch)
+
+    def _name(self, st: _State) -> str:
+        ch = st.peek()
+        if ch.isdigit():
+            start = st.pos
+            while st.peek().isdigit():
+                st.next()
+            return st.text[start : st.pos]
+        if ch in _SPECIAL_PARAMS:
+            return st.next()
+        start = st.pos
+        while st.peek() != _EOF and (st.peek().isalnum() or st.peek() == "_"):
+            st.next()
+        return st.text[start : st.pos]
+
+    def _dollar(self, st: _State) -> str:
+        st.next()  # the $
+        if st.peek() != "{":
+            name = self._name(st)
+            if not name:
+                return "$"
+            value, found = st.lookup(name)
+            if not found and self.skip_unset:
+                return "$" + name
+            return value
+        st.next()  # the {
+        if st.peek() == _EOF:
+            raise InvalidArgument("syntax error: missing '}'")
+        if st.peek() in "{}:":
+            raise InvalidArgument("syntax error: bad substitution")
+        name = self._name(st)
+        ch = st.next()
+        if ch == "}":
+            value, found = st.lookup(name)
+            if not found and self.skip_unset:
+                return "${" + name + "}"
+            return value
+        if ch == _EOF:
+            raise InvalidArgument("syntax error: missing '}'")
+        if ch == "/":
+            return self._replace(st, name)
+        modifier = ch
+        null_is_unset = False
+        if ch == ":":
+            null_is_unset = True
+            ch = st.next()
+            modifier += ch
+        if ch not in ("+", "-", "?", "#", "%"):
+            raise InvalidArgument(f"unsupported modifier ({modifier}) in substitution")
+        pattern_mode = ch in ("#", "%")
+        if null_is_unset and pattern_mode:
+            raise InvalidArgument(f"unsupported modifier ({modifier}) in substitution")
+        word, _, found = self._until(st, frozenset("}"), pattern_mode)
+        if not found:
+            raise InvalidArgument("syntax error: missing '}'")
+        value, is_set = st.lookup(name)
+        if not is_set and self.skip_unset:
+            return "${" + name + modifier + word + "}"
+        empty = not is_set or (null_is_unset and value == "")
+        if ch == "-":
+            return word if empty else value
+        if ch == "+":
+            return "" if empty else word
+        if ch == "?":
+            if not is_set:
+                raise InvalidArgument(f"{name}: {word or 'is not allowed to be unset'}")
+            if null_is_unset and value == "":
+                raise InvalidArgument(f"{name}: {word or 'is not allowed to be empty'}")
+            return value
+        greedy = word.startswith(ch)
+        if greedy:
+            word = word[1:]
+        regex = _glob_to_regex(word, self.escape)
+        if ch == "#":
+            return _trim_prefix(value, regex, greedy)
+        return _trim_suffix(value, regex, greedy)
+
+    def _replace(self, st: _State, name: str) -> str:
+        replace_all = st.peek() == "/"
+        if replace_all:
+            st.next()
+        pattern, _, found = self._until(st, frozenset("/}"), True)
+        replacement = ""
+        if found and st.text[st.pos - 1] == "/":
+            replacement, _, found = self._until(st, frozenset("}"), False)
+        if not found:
+            raise InvalidArgument("syntax error: missing '}'")
+        value, is_set = st.lookup(name)
+        if not is_set and self.skip_unset:
+            sep = "//" if replace_all else "/"
+            return "${" + name + sep + pattern + "/" + replacement + "}"
+        regex = re.compile(_glob_to_regex(pattern, self.escape), re.DOTALL)
+        return regex.sub(lambda _m: replacement, value, count=0 if replace_all else 1)
+
+
+def _glob_to_regex(pattern: str, escape: str) -> str:
+    """Translate a shell pattern (``*``, ``?``, ``[...]``, escapes) to a regex body."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        i += 1
+        if ch == escape and i < len(pattern):
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            end = pattern.find("]", i + 1 if pattern[i : i + 1] in ("!", "^", "]") else i)
+            if end < 0:
+                out.append(re.escape(ch))
+                continue
+            body = pattern[i:end]
+            if body[:1] in ("!", "^"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(ch))
+    return "".join(out)
+
+
+def _trim_prefix(value: str, regex: str, greedy: bool) -> str:
+    rx = re.compile(regex, re.DOTALL)
+    ends = range(len(value), -1, -1) if greedy else range(len(value) + 1)
+    for end in ends:
+        if rx.fullmatch(value[:end]):
+            return value[end:]
+    return value
+
+
+def _trim_suffix(value: str, regex: str, greedy: bool) -> str:
+    rx = re.compile(regex, re.DOTALL)
+    starts = range(len(value) + 1) if greedy else range(len(value), -1, -1)
+    for start in starts:
+        if rx.fullmatch(value[start:]):
+            return value[:start]
+    return value
