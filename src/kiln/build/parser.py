@@ -1,0 +1,208 @@
+"""Dockerfile parser: an adapter over the ``dockerfile`` package (BuildKit's Go parser).
+
+It turns the package's ``Command`` tuples into ``Node`` values with upper-case
+instruction names, the heredoc details the package leaves out (see
+``kiln.build.heredoc``), parsed ``ONBUILD`` triggers, and the parser
+directives at the top of the file (``# syntax=``, ``# escape=``, ``# check=``).
+Errors are ``InvalidArgument`` and name the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import dockerfile
+
+from kiln.build.heredoc import Heredoc, attach_bodies
+from kiln.errors import InvalidArgument, NotFound
+
+__all__ = ["KNOWN_INSTRUCTIONS", "Node", "ParsedDockerfile", "parse_file", "parse_string"]
+
+KNOWN_INSTRUCTIONS = frozenset(
+    {
+        "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK",
+        "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME",
+        "WORKDIR",
+    }
+)  # fmt: skip
+DIRECTIVES = frozenset({"syntax", "escape", "check"})
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+NO_INSTRUCTIONS = "the Dockerfile has no instructions"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One instruction as written.
+
+    ``args`` are the parser's words (json form: the decoded list); ``original``
+    is the instruction line without heredoc bodies; ``inner`` is the trigger of
+    an ``ONBUILD``.
+    """
+
+    instruction: str
+    args: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+    json_form: bool = False
+    original: str = ""
+    line: int = 0
+    end_line: int = 0
+    heredocs: tuple[Heredoc, ...] = ()
+    inner: Node | None = None
+
+
+@dataclass(frozen=True)
+class ParsedDockerfile:
+    directives: dict[str, str]
+    nodes: list[Node]
+    name: str = "Dockerfile"
+    escape: str = "\\"
+    syntax: str | None = field(default=None)
+
+
+def parse_directives(text: str) -> dict[str, str]:
+    """Directives at the very top; the first other line (even blank) ends them."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _DIRECTIVE.match(line.strip())
+        if not match:
+            break
+        key = match.group(1).lower()
+        if key not in DIRECTIVES:
+            break
+        if key in found:
+            raise InvalidArgument(f"only one {key} parser directive can be used")
+        found[key] = match.group(2)
+    escape = found.get("escape", "\\")
+    if escape not in ("\\", "`"):
+        raise InvalidArgument(f"invalid escape token {escape} does not match ` or \\")
+    return found
+
+
+def parse_file(path: str | os.PathLike[str], name: str | None = None) -> ParsedDockerfile:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError as exc:
+        raise NotFound(f"Dockerfile {os.fspath(path)!s} not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"cannot read Dockerfile {os.fspath(path)!s}: {exc}") from exc
+    return parse_string(text, name=name or os.path.basename(os.fspath(path)))
+
+
+def parse_string(text: str, name: str = "Dockerfile") -> ParsedDockerfile:
+    """Parse Dockerfile text into directives and nodes."""
+    text = text.removeprefix("\ufeff")
+    try:
+        directives = parse_directives(text)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{name}: {exc}") from None
+    escape = directives.get("escape", "\\")
+    commands = _go_parse(text, name)
+    lines = text.splitlines()
+    nodes = []
+    for cmd in commands:
+        nodes.append(_node(cmd, lines, escape, name))
+    if not nodes:
+        raise InvalidArgument(NO_INSTRUCTIONS)
+    return ParsedDockerfile(
+        directives=directives,
+        nodes=nodes,
+        name=name,
+        escape=escape,
+        syntax=directives.get("syntax"),
+    )
+
+
+def _go_parse(text: str, name: str) -> list[dockerfile.Command]:
+    try:
+        return list(dockerfile.parse_string(text))
+    except dockerfile.GoParseError as exc:
+        message = str(exc)
+        if "no instructions" in message:
+            raise InvalidArgument(NO_INSTRUCTIONS) from None
+        line = _failing_line(text)
+        where = f"{name}:{line}" if line else name
+        raise InvalidArgument(f"{where}: {message}") from None
+
+
+def _failing_line(text: str) -> int | None:
+    """The first line at which a prefix of ``text`` stops parsing (binary search)."""
+    lines = text.splitlines(keepends=True)
+
+    def fails(count: int) -> bool:
+        try:
+            dockerfile.parse_string("".join(lines[:count]))
+        except dockerfile.GoParseError as exc:
+            return "no instructions" not in str(exc)
+        return False
+
+    low, high = 1, len(lines)
+    if not fails(high):
+        return None
+    while low < high:
+        mid = (low + high) // 2
+        if fails(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def _node(cmd: dockerfile.Command, lines: list[str], escape: str, name: str) -> Node:
+    instruction = cmd.cmd.upper()
+    if instruction not in KNOWN_INSTRUCTIONS:
+        raise InvalidArgument(f"{name}:{cmd.start_line}: unknown instruction: {instruction}")
+    first_line = cmd.original.split("\n", 1)[0]
+    heredocs: tuple[Heredoc, ...] = ()
+    if cmd.heredocs:
+        bodies = [(h.name, h.file_descriptor, h.content) for h in cmd.heredocs]
+        heredocs = attach_bodies(first_line, bodies, escape)
+    inner = None
+    if instruction == "ONBUILD":
+        inner = _onbuild_inner(cmd, lines, escape, name)
+    return Node(
+        instruction=instruction,
+        args=tuple(cmd.value),
+        flags=tuple(cmd.flags),
+        json_form=bool(cmd.json),
+        original=first_line,
+        line=cmd.start_line,
+        end_line=cmd.end_line,
+        heredocs=heredocs,
+        inner=inner,
+    )
+
+
+def _onbuild_inner(
+    cmd: dockerfile.Command, lines: list[str], escape: str, name: str
+) -> Node | None:
+    """Parse the trigger of ONBUILD again from the source, keeping its flags and heredocs."""
+    source = lines[cmd.start_line - 1 : cmd.end_line]
+    if not source:
+        return None
+    head = re.sub(r"^\s*onbuild\b\s*", "", source[0], count=1, flags=re.IGNORECASE)
+    if not head.strip():
+        return None
+    body = "\n".join([head, *source[1:]]) + "\n"
+    prefix = f"# escape={escape}\n" if escape != "\\" else ""
+    try:
+        inner = list(dockerfile.parse_string(prefix + body))
+    except dockerfile.GoParseError as exc:
+        raise InvalidArgument(f"{name}:{cmd.start_line}: {exc}") from None
+    if not inner:
+        return None
+    node = _node(inner[0], [], escape, name)
+    shift = cmd.start_line - inner[0].start_line
+    return Node(
+        instruction=node.instruction,
+        args=node.args,
+        flags=node.flags,
+        json_form=node.json_form,
+        original=node.original,
+        line=node.line + shift,
+        end_line=node.end_line + shift,
+        heredocs=node.heredocs,
+        inner=node.inner,
+    )
