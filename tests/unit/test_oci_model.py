@@ -1,0 +1,113 @@
+import hashlib
+
+import pytest
+
+from kiln.errors import InvalidArgument, NotFound
+from kiln.oci import Descriptor, Digest, ImageConfig, Index, Manifest, Platform
+from kiln.oci import media_types as mt
+from kiln.oci.strict_json import loads
+
+HEX = "b" * 64
+
+
+def test_digest_parse_and_hash():
+    d = Digest.of_bytes(b"hi")
+    assert str(d) == "sha256:" + hashlib.sha256(b"hi").hexdigest()
+    assert Digest.parse(str(d)) == d
+    assert Digest.parse("sha512:" + "c" * 128).algorithm == "sha512"
+    for bad in ("sha256:xyz", "sha256:" + "A" * 64, "nope", "sha256:" + "a" * 63):
+        with pytest.raises(InvalidArgument):
+            Digest.parse(bad)
+
+
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("linux/amd64", "linux/amd64"),
+        ("linux/x86_64", "linux/amd64"),
+        ("linux/aarch64", "linux/arm64"),
+        ("linux/arm64/v8", "linux/arm64"),
+        ("linux/arm", "linux/arm/v7"),
+        ("linux/arm/6", "linux/arm/v6"),
+        ("arm64", "linux/arm64"),
+    ],
+)
+def test_platform_normalisation(spec, expected):
+    assert str(Platform.parse(spec)) == expected
+
+
+def test_platform_matching_and_errors():
+    assert Platform.parse("linux/arm64").matches(Platform.parse("linux/arm64/v8"))
+    assert not Platform.parse("linux/arm/v7").matches(Platform.parse("linux/arm/v6"))
+    assert not Platform.parse("linux/amd64").matches(Platform.parse("linux/arm64"))
+    with pytest.raises(InvalidArgument, match="invalid platform"):
+        Platform.parse("linux//x")
+
+
+def _desc(data: bytes, media_type: str) -> Descriptor:
+    return Descriptor(media_type, Digest.of_bytes(data), len(data))
+
+
+def test_manifest_keeps_exact_bytes():
+    raw = (
+        b'{ "schemaVersion": 2, "mediaType": "%s",\n "config": {"mediaType": "%s", "digest": "sha256:%s", "size": 3},'
+        b' "layers": [] }' % (mt.OCI_MANIFEST.encode(), mt.OCI_CONFIG.encode(), HEX.encode())
+    )
+    m = Manifest.parse(raw)
+    assert m.raw == raw
+    assert m.digest == Digest.of_bytes(raw)
+    assert m.config.size == 3
+
+
+def test_manifest_build_is_canonical_golden():
+    config = Descriptor(mt.OCI_CONFIG, Digest("sha256", HEX), 7)
+    layer = Descriptor(mt.OCI_LAYER_GZIP, Digest("sha256", "c" * 64), 9)
+    m = Manifest.build(mt.OCI_MANIFEST, config, [layer])
+    assert m.raw == (
+        b'{"config":{"digest":"sha256:'
+        + HEX.encode()
+        + b'","mediaType":"application/vnd.oci.image.config.v1+json",'
+        b'"size":7},"layers":[{"digest":"sha256:' + b"c" * 64 + b'","mediaType":'
+        b'"application/vnd.oci.image.layer.v1.tar+gzip","size":9}],"mediaType":'
+        b'"application/vnd.oci.image.manifest.v1+json","schemaVersion":2}'
+    )
+    assert Manifest.parse(m.raw) == m
+
+
+def test_manifest_refuses_mismatched_declared_type_and_bad_json():
+    raw = b'{"schemaVersion":2,"mediaType":"%s","manifests":[]}' % mt.OCI_INDEX.encode()
+    with pytest.raises(InvalidArgument, match="served as"):
+        Manifest.parse(raw, mt.OCI_MANIFEST)
+    with pytest.raises(InvalidArgument, match="duplicate key"):
+        loads(b'{"a":1,"a":2}')
+    with pytest.raises(InvalidArgument, match="not valid JSON"):
+        loads(b'{"a":NaN}')
+    with pytest.raises(InvalidArgument, match="limit"):
+        loads(b" " * 100, limit=10)
+
+
+def test_index_selects_platform():
+    amd = _desc(b"a", mt.OCI_MANIFEST).replace(platform=Platform.parse("linux/amd64"))
+    arm = _desc(b"b", mt.OCI_MANIFEST).replace(platform=Platform.parse("linux/arm64/v8"))
+    idx = Index.build(mt.OCI_INDEX, [amd, arm])
+    assert Index.parse(idx.raw).select(Platform.parse("linux/arm64")) == arm
+    with pytest.raises(NotFound, match="linux/amd64, linux/arm64"):
+        idx.select(Platform.parse("linux/s390x"))
+
+
+def test_config_round_trip_keeps_unknown_fields_and_bytes():
+    raw = (
+        b'{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"],'
+        b'"Healthcheck":{"Test":["CMD","true"],"Interval":1000},"OnBuild":["RUN x"],"Shell":["/bin/ash","-c"],'
+        b'"ArgsEscaped":true,"StopSignal":"SIGTERM","Custom":1},"rootfs":{"type":"layers","diff_ids":[]},'
+        b'"history":[{"created_by":"x","empty_layer":true}],"container":"abc"}'
+    )
+    cfg = ImageConfig.parse(raw)
+    assert cfg.to_bytes() == raw
+    assert cfg.config.healthcheck.test == ("CMD", "true")
+    assert cfg.config.shell == ("/bin/ash", "-c") and cfg.config.on_build == ("RUN x",)
+    changed = cfg.evolve(config=cfg.config.with_env("A", "1"))
+    again = ImageConfig.parse(changed.to_bytes())
+    assert again.config.env_dict() == {"PATH": "/bin", "A": "1"}
+    assert again.config.extra == {"Custom": 1} and again.extra == {"container": "abc"}
+    assert again.history[0].empty_layer
