@@ -1,1 +1,9 @@
-"""Tar and compression: deterministic tar writer, safe layer applier (whiteouts, no escapes), change scans, gzip/zstd streams. Imports nothing from kiln but kiln.errors and kiln.oci."""
+"""Tar and compression: deterministic tar writer, safe layer applier (whiteouts, no escapes),
+change scans, gzip/zstd streams.
+
+Owns: ``compression`` (detect/decompress/compress, bomb guard), ``hashing``
+(hashing streams), ``safe_root`` (fd-confined writes), ``applier`` (apply a layer
+tar), ``tar_writer`` (deterministic layer writing and tree scans), ``changes``
+(A/C/D change lists). Imports only the standard library, isal, zstandard and
+``kiln.errors``; nothing else from kiln.
+"""

@@ -1,0 +1,373 @@
+"""Compressed streams: detect, decompress (with a bomb guard) and compress.
+
+Readers stream: nothing is read whole, magic bytes are peeked without losing
+them (works on pipes), and every decoder is bounded per ``read`` so a bomb is
+caught by :class:`RatioGuard` before it fills memory. Writers are
+deterministic: gzip has mtime 0 and no file name, zstd is single-threaded
+without content size, so the same bytes in give the same bytes out.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import os
+import zlib
+from enum import Enum
+from typing import BinaryIO
+
+import zstandard
+
+from kiln.errors import InvalidArgument
+
+try:  # isal is a declared dependency; zlib keeps kiln usable without it
+    from isal import igzip as _gzip_mod
+    from isal import isal_zlib as _deflate_mod
+
+    _GZIP_MAX_LEVEL = 3
+except ImportError:  # pragma: no cover - exercised only without isal
+    import gzip as _gzip_mod
+
+    _deflate_mod = zlib
+    _GZIP_MAX_LEVEL = 9
+
+CHUNK = 1 << 20
+DEFAULT_MAX_RATIO = 1000.0
+RATIO_ENV = "KILN_MAX_DECOMPRESSION_RATIO"
+
+
+class Compression(str, Enum):  # noqa: UP042 - the agreed public shape
+    NONE = "none"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+    BZIP2 = "bzip2"
+    XZ = "xz"
+
+
+_MAGIC = (
+    (b"\x1f\x8b", Compression.GZIP),
+    (b"\x28\xb5\x2f\xfd", Compression.ZSTD),
+    (b"BZh", Compression.BZIP2),
+    (b"\xfd7zXZ\x00", Compression.XZ),
+)
+
+
+def detect(head: bytes) -> Compression:
+    """The compression of a stream from its first bytes (6 are enough)."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return Compression.NONE
+
+
+def default_max_ratio() -> float:
+    """The bomb guard ratio: ``$KILN_MAX_DECOMPRESSION_RATIO`` or 1000."""
+    raw = os.environ.get(RATIO_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_RATIO
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgument(
+            f"{RATIO_ENV}={raw!r} is not a number; set it to a ratio such as 1000"
+        ) from None
+    if value <= 0:
+        raise InvalidArgument(f"{RATIO_ENV}={raw!r} must be a positive ratio such as 1000")
+    return value
+
+
+class RatioGuard:
+    """Refuses output beyond ``max_ratio`` times the input, after ``allowance`` bytes."""
+
+    def __init__(self, max_ratio: float | None = None, allowance: int = 1 << 20):
+        self.max_ratio = default_max_ratio() if max_ratio is None else float(max_ratio)
+        self.allowance = allowance
+
+    def check(self, compressed: int, decompressed: int) -> None:
+        if decompressed <= self.allowance:
+            return
+        if decompressed > self.max_ratio * max(compressed, 1):
+            raise InvalidArgument(
+                f"compressed data decompresses beyond {self.max_ratio:g}:1 "
+                f"({compressed} bytes in, more than {decompressed} bytes out); refusing a "
+                f"likely decompression bomb (raise {RATIO_ENV} if the data is trusted)"
+            )
+
+
+class _CountingSource(io.RawIOBase):
+    """Raw reader over ``inner`` that first replays ``prefix`` and counts what it hands out."""
+
+    def __init__(self, inner: BinaryIO, prefix: bytes = b""):
+        self._inner = inner
+        self._prefix = prefix
+        self.count = 0
+        self.observer = None  # optional callable(bytes) seeing every byte once
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        view = memoryview(buf).cast("B")
+        if self._prefix:
+            n = min(len(view), len(self._prefix))
+            view[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+        else:
+            data = self._inner.read(len(view))
+            n = len(data) if data else 0
+            view[:n] = data or b""
+        if n and self.observer is not None:
+            self.observer(view[:n])
+        self.count += n
+        return n
+
+
+def _peek(fileobj: BinaryIO, size: int) -> bytes:
+    head = b""
+    while len(head) < size:
+        more = fileobj.read(size - len(head))
+        if not more:
+            break
+        head += more
+    return head
+
+
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    zstandard.ZstdError,
+    getattr(_deflate_mod, "error", zlib.error),
+)
+
+
+class DecompressingReader(io.RawIOBase):
+    """A readable stream of decompressed bytes with counters and a bomb guard.
+
+    ``compressed_bytes`` counts input consumed, ``decompressed_bytes`` output
+    produced. Corrupt, truncated or bomb-like input raises ``InvalidArgument``.
+    Closing it does not close the underlying file object.
+    """
+
+    def __init__(self, fileobj: BinaryIO, compression: Compression | None, max_ratio):
+        head = b"" if compression is not None else _peek(fileobj, 6)
+        self.compression = detect(head) if compression is None else Compression(compression)
+        self._source = _CountingSource(fileobj, head)
+        self._zstd_frames = None
+        if self.compression is Compression.ZSTD:
+            self._zstd_frames = _ZstdFrameChecker()
+            self._source.observer = self._zstd_frames.feed
+        self._decoder = self._open_decoder()
+        self._guard = None if self.compression is Compression.NONE else RatioGuard(max_ratio)
+        self.decompressed_bytes = 0
+
+    @property
+    def compressed_bytes(self) -> int:
+        return self._source.count
+
+    def _open_decoder(self):
+        src = io.BufferedReader(self._source, CHUNK)
+        kind = self.compression
+        if kind is Compression.NONE:
+            return src
+        if kind is Compression.GZIP:
+            return _gzip_mod.GzipFile(fileobj=src, mode="rb")
+        if kind is Compression.ZSTD:
+            dctx = zstandard.ZstdDecompressor()
+            return dctx.stream_reader(src, read_size=CHUNK, read_across_frames=True, closefd=False)
+        if kind is Compression.BZIP2:
+            return bz2.BZ2File(src, "rb")
+        return lzma.LZMAFile(src, "rb")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        try:
+            n = self._decoder.readinto(buf)
+        except _DATA_ERRORS as exc:
+            raise self._corrupt(exc) from None
+        except OSError as exc:
+            if exc.errno is not None:
+                raise
+            raise self._corrupt(exc) from None
+        if n == 0 and self._zstd_frames is not None:
+            self._zstd_frames.finish()
+        self.decompressed_bytes += n
+        if self._guard is not None:
+            self._guard.check(self._source.count, self.decompressed_bytes)
+        return n
+
+    def _corrupt(self, exc: BaseException) -> InvalidArgument:
+        return InvalidArgument(
+            f"{self.compression.value} data is corrupt or truncated ({exc or type(exc).__name__}); "
+            "the blob is damaged, fetch it again"
+        )
+
+    def close(self) -> None:
+        if not self.closed:
+            decoder, self._decoder = self._decoder, None
+            if decoder is not None and self.compression is not Compression.NONE:
+                decoder.close()
+        super().close()
+
+
+class _ZstdFrameChecker:
+    """Follows zstd frame structure to notice truncation (the decoder does not)."""
+
+    def __init__(self) -> None:
+        self._need = 4  # bytes wanted for the current state
+        self._buf = b""
+        self._skip = 0
+        self._state = "magic"
+        self._checksum = False
+        self.frames = 0
+
+    def feed(self, data) -> None:
+        data = bytes(data)
+        pos = 0
+        while pos < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - pos)
+                self._skip -= step
+                pos += step
+                continue
+            take = min(self._need - len(self._buf), len(data) - pos)
+            self._buf += data[pos : pos + take]
+            pos += take
+            if len(self._buf) == self._need:
+                buf, self._buf = self._buf, b""
+                self._advance(buf)
+
+    def _advance(self, buf: bytes) -> None:
+        state = self._state
+        if state == "magic":
+            magic = int.from_bytes(buf, "little")
+            if magic == 0xFD2FB528:
+                self._state, self._need = "fhd", 1
+            elif magic & 0xFFFFFFF0 == 0x184D2A50:
+                self._state, self._need = "skipsize", 4
+            else:
+                raise InvalidArgument("zstd data is corrupt (bad frame magic); fetch it again")
+        elif state == "skipsize":
+            self._skip = int.from_bytes(buf, "little")
+            self._state, self._need = "magic", 4
+        elif state == "fhd":
+            fhd = buf[0]
+            fcs_flag, single, self._checksum, did_flag = (
+                fhd >> 6,
+                fhd >> 5 & 1,
+                bool(fhd & 4),
+                fhd & 3,
+            )
+            fcs = (1 if single else 0, 2, 4, 8)[fcs_flag]
+            self._skip = (0 if single else 1) + (0, 1, 2, 4)[did_flag] + fcs
+            self._state, self._need = "block", 3
+        elif state == "block":
+            header = int.from_bytes(buf, "little")
+            last, btype, bsize = header & 1, header >> 1 & 3, header >> 3
+            self._skip = 1 if btype == 1 else bsize
+            if last:
+                if self._checksum:
+                    self._state, self._need = "checksum", 4
+                else:
+                    self._end_frame()
+        elif state == "checksum":
+            self._end_frame()
+
+    def _end_frame(self) -> None:
+        self.frames += 1
+        self._state, self._need = "magic", 4
+
+    def finish(self) -> None:
+        if self._state != "magic" or self._buf or self._skip or not self.frames:
+            raise InvalidArgument(
+                "zstd data is truncated (the stream ends inside a frame); fetch it again"
+            )
+
+
+def open_decompressed(
+    fileobj: BinaryIO,
+    compression: Compression | None = None,
+    *,
+    max_ratio: float | None = None,
+) -> DecompressingReader:
+    """A streaming reader of ``fileobj``'s decompressed bytes; detects the format if None.
+
+    ``max_ratio`` bounds output/input (default: ``$KILN_MAX_DECOMPRESSION_RATIO``
+    or 1000; the first MiB of output is always allowed).
+    """
+    return DecompressingReader(fileobj, compression, max_ratio)
+
+
+class CompressingWriter(io.RawIOBase):
+    """A writable stream compressing into ``out``; ``close`` flushes but keeps ``out`` open."""
+
+    def __init__(self, out: BinaryIO, compression: Compression, level: int | None):
+        self.compression = Compression(compression)
+        self._out = out
+        self._obj = _compressor(self.compression, level)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self._obj is None:
+            self._out.write(data)
+        else:
+            chunk = self._obj.compress(data)
+            if chunk:
+                self._out.write(chunk)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            if self._obj is not None:
+                tail = self._obj.flush()
+                if tail:
+                    self._out.write(tail)
+            self._out.flush()
+        super().close()
+
+
+def _compressor(kind: Compression, level: int | None):
+    if kind is Compression.NONE:
+        return None
+    if kind is Compression.GZIP:
+        level = 1 if level is None else level
+        if not 0 <= level <= _GZIP_MAX_LEVEL:
+            raise InvalidArgument(f"gzip level {level} is out of range 0-{_GZIP_MAX_LEVEL}")
+        # wbits 31: a gzip member with mtime 0, no name, fixed OS byte — deterministic.
+        return _deflate_mod.compressobj(level, _deflate_mod.DEFLATED, 31)
+    if kind is Compression.ZSTD:
+        level = 3 if level is None else level
+        if not -7 <= level <= 22:
+            raise InvalidArgument(f"zstd level {level} is out of range -7-22")
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=0, write_content_size=False, write_checksum=True
+        )
+        return zstandard.ZstdCompressor(compression_params=params).compressobj()
+    if kind is Compression.BZIP2:
+        return bz2.BZ2Compressor(9 if level is None else level)
+    return lzma.LZMACompressor(preset=6 if level is None else level)
+
+
+def open_compressor(
+    out: BinaryIO, compression: Compression, level: int | None = None
+) -> CompressingWriter:
+    """A writable stream compressing into ``out`` (gzip default level 1, zstd 3)."""
+    return CompressingWriter(out, compression, level)
+
+
+__all__ = [
+    "CHUNK",
+    "Compression",
+    "CompressingWriter",
+    "DecompressingReader",
+    "RatioGuard",
+    "default_max_ratio",
+    "detect",
+    "open_compressor",
+    "open_decompressed",
+]

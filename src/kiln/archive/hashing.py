@@ -1,0 +1,103 @@
+"""Streams that hash and count the bytes passing through them.
+
+``HashingWriter`` sits in front of a sink, ``HashingReader`` behind a source;
+both expose ``digest`` ("sha256:<hex>") and ``size`` (bytes seen). Neither
+closes the stream it wraps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import BinaryIO
+
+
+class HashingWriter(io.RawIOBase):
+    """Writes through to ``out`` while hashing and counting."""
+
+    def __init__(self, out: BinaryIO | None, algorithm: str = "sha256"):
+        self._out = out
+        self.algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._hash.update(data)
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
+        self.size += n
+        if self._out is not None:
+            self._out.write(data)
+        return n
+
+    def flush(self) -> None:
+        if self._out is not None and not self.closed:
+            self._out.flush()
+
+    @property
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    @property
+    def digest(self) -> str:
+        return f"{self.algorithm}:{self._hash.hexdigest()}"
+
+
+class HashingReader(io.RawIOBase):
+    """Reads from ``inp`` while hashing and counting."""
+
+    def __init__(self, inp: BinaryIO, algorithm: str = "sha256"):
+        self._inp = inp
+        self.algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        view = memoryview(buf).cast("B")
+        readinto = getattr(self._inp, "readinto", None)
+        if readinto is not None:
+            n = readinto(view) or 0
+        else:
+            data = self._inp.read(len(view))
+            n = len(data)
+            view[:n] = data
+        if n:
+            self._hash.update(view[:n])
+            self.size += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while chunk := self.read(1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        data = self._inp.read(size)
+        if data:
+            self._hash.update(data)
+            self.size += len(data)
+        return data
+
+    def drain(self, chunk: int = 1 << 20) -> int:
+        """Read to the end (hashing everything); returns the bytes drained."""
+        total = 0
+        buf = bytearray(chunk)
+        while n := self.readinto(buf):
+            total += n
+        return total
+
+    @property
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    @property
+    def digest(self) -> str:
+        return f"{self.algorithm}:{self._hash.hexdigest()}"
+
+
+__all__ = ["HashingReader", "HashingWriter"]
