@@ -1,1 +1,31 @@
 """Run one process in a prepared rootfs: OCI runtime spec, runc invocation, chroot isolation, mounts. The only package that spawns container processes. Must not import store, image or above."""
+
+from __future__ import annotations
+
+from .options import Mount, RunOptions, parse_memory, parse_mount, parse_ulimit, parse_volume
+from .users import ResolvedUser, resolve_user
+
+
+def run(opts: RunOptions, rootfs: str) -> int:
+    """Run ``opts.args`` in ``rootfs`` with ``opts.isolation``; returns the exit code."""
+    opts.validate()
+    if opts.isolation == "chroot":
+        from .chroot import run_chroot
+
+        return run_chroot(opts, rootfs)
+    from .runc import run_oci
+
+    return run_oci(opts, rootfs)
+
+
+__all__ = [
+    "Mount",
+    "ResolvedUser",
+    "RunOptions",
+    "parse_memory",
+    "parse_mount",
+    "parse_ulimit",
+    "parse_volume",
+    "resolve_user",
+    "run",
+]

@@ -1,0 +1,61 @@
+"""The per-run state every isolation shares: state dir, run id, bundle dir, prepared rootfs."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import mountpoints
+from .etc_files import write_etc_files
+from .options import RunOptions
+from .users import ResolvedUser, resolve_user
+
+DEFAULT_RUNTIME_DIR = "/run/kiln/runtime"
+
+
+def runtime_dir() -> str:
+    """``$KILN_RUNTIME_DIR`` or /run/kiln/runtime, created mode 0700."""
+    path = os.environ.get("KILN_RUNTIME_DIR") or DEFAULT_RUNTIME_DIR
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+@dataclass
+class Prepared:
+    run_id: str
+    state_dir: str
+    bundle: str
+    opts: RunOptions  # with the hostname filled in
+    user: ResolvedUser
+    etc_files: dict[str, str]
+
+
+@contextlib.contextmanager
+def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
+    """Resolve the user, create mountpoints and the bundle dir; undo all of it afterwards."""
+    opts.validate()
+    rootfs = os.path.abspath(rootfs)
+    run_id = "kiln-" + secrets.token_hex(16)
+    if not opts.hostname:
+        opts = dataclasses.replace(opts, hostname=run_id[5:17])
+    user = resolve_user(rootfs, opts.user)
+    state = runtime_dir()
+    bundles = os.path.join(state, "bundles")
+    os.makedirs(bundles, mode=0o700, exist_ok=True)
+    bundle = tempfile.mkdtemp(prefix=run_id + "-", dir=bundles)
+    placeholders = None
+    try:
+        placeholders = mountpoints.prepare(opts, rootfs)
+        etc = write_etc_files(bundle, opts, opts.hostname)
+        yield Prepared(run_id, state, bundle, opts, user, etc)
+    finally:
+        if placeholders is not None:
+            placeholders.cleanup()
+        shutil.rmtree(bundle, ignore_errors=True)

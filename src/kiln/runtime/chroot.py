@@ -1,0 +1,272 @@
+"""``--isolation chroot``: namespaces + chroot, no runtime binary.
+
+The parent forks a helper that unshares mount, PID, UTS, IPC (and network unless
+``--network host``) namespaces and forks the container's init (PID 1). The init sets up
+/proc, a minimal /dev, /sys (read-only), the per-run /etc files and the user's mounts,
+chroots, applies rlimits, capabilities and the user, and execs. Every mount vanishes with
+the mount namespace.
+
+Not provided, compared to ``oci`` isolation: no seccomp filter, no cgroup resource limits
+(--memory, --cpu-*), no device cgroup, only recursive-bind read-only on the top mount of a
+volume, and masked paths are best effort.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from kiln.errors import Unavailable
+
+from . import caps as capabilities
+from . import inroot, linux
+from .bundle import Prepared, prepared
+from .options import RLIM_INFINITY, Mount, RunOptions
+from .spec import MASKED_PATHS, READONLY_PATHS, process_env, rlimits
+
+EXIT_SETUP_FAILED = 125
+_DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+              "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}  # fmt: skip
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _fd_of(stream: Any, default: int) -> int:
+    if stream is None:
+        return default
+    if isinstance(stream, int):
+        return stream
+    stream.flush()
+    return stream.fileno()
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class _Root:
+    """Mount helpers that reach targets only through in-root resolution (``/proc/self/fd``)."""
+
+    def __init__(self, rootfs: str):
+        self.rootfs = rootfs
+
+    def target(self, path: str) -> tuple[int, str]:
+        fd = inroot.open_in_root(self.rootfs, path, os.O_PATH)
+        return fd, f"/proc/self/fd/{fd}"
+
+    def mount(self, source: str | None, path: str, fstype: str | None, flags: int,
+              data: str = "") -> None:  # fmt: skip
+        fd, target = self.target(path)
+        try:
+            linux.mount(source, target, fstype, flags, data)
+        finally:
+            os.close(fd)
+
+    def bind(self, source: str, path: str, *, recursive: bool, readonly: bool,
+             extra: int = 0) -> None:  # fmt: skip
+        flags = linux.MS_BIND | (linux.MS_REC if recursive else 0)
+        self.mount(source, path, None, flags)
+        if readonly or extra:
+            ro = linux.MS_RDONLY if readonly else 0
+            self.mount(None, path, None, linux.MS_REMOUNT | linux.MS_BIND | ro | extra)
+
+
+def _setup_dev(root: _Root, opts: RunOptions) -> None:
+    nosuid = linux.MS_NOSUID
+    root.mount("tmpfs", "/dev", "tmpfs", nosuid, "mode=755,size=65536k")
+    dev = inroot.open_in_root(root.rootfs, "/dev", os.O_PATH | os.O_DIRECTORY)
+    try:
+        for name in _DEV_NODES:
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o666, dir_fd=dev))
+            root.bind(f"/dev/{name}", f"/dev/{name}", recursive=False, readonly=False)
+        for name in ("pts", "shm", "mqueue"):
+            os.mkdir(name, 0o755, dir_fd=dev)
+        for name, target in _DEV_LINKS.items():
+            os.symlink(target, name, dir_fd=dev)
+    finally:
+        os.close(dev)
+    root.mount("devpts", "/dev/pts", "devpts", nosuid | linux.MS_NOEXEC,
+               "newinstance,ptmxmode=0666,mode=0620")  # fmt: skip
+    root.mount("shm", "/dev/shm", "tmpfs", nosuid | linux.MS_NODEV | linux.MS_NOEXEC,
+               f"mode=1777,size={opts.shm_size}")  # fmt: skip
+    root.mount("mqueue", "/dev/mqueue", "mqueue", nosuid | linux.MS_NODEV | linux.MS_NOEXEC)
+
+
+def _user_mount(root: _Root, mount: Mount) -> None:
+    if mount.type in ("bind", "cache"):
+        recursive = "bind" not in mount.options
+        flags = 0
+        flags |= linux.MS_NOSUID if "nosuid" in mount.options else 0
+        flags |= linux.MS_NODEV if "nodev" in mount.options else 0
+        flags |= linux.MS_NOEXEC if "noexec" in mount.options else 0
+        root.bind(mount.source, mount.destination, recursive=recursive,
+                  readonly=mount.readonly, extra=flags)  # fmt: skip
+    else:
+        data = ",".join(o for o in mount.options if "=" in o)
+        flags = linux.MS_NOSUID | linux.MS_NODEV
+        flags |= linux.MS_RDONLY if mount.readonly else 0
+        flags |= linux.MS_NOEXEC if "noexec" in mount.options else 0
+        root.mount("tmpfs", mount.destination, "tmpfs", flags, data)
+
+
+def _mask(root: _Root) -> None:
+    for path in MASKED_PATHS:
+        with contextlib.suppress(OSError):
+            fd, target = root.target(path)
+            try:
+                if os.path.isdir(target):
+                    linux.mount("tmpfs", target, "tmpfs", linux.MS_RDONLY, "size=0")
+                else:
+                    linux.mount("/dev/null", target, None, linux.MS_BIND)
+            finally:
+                os.close(fd)
+    for path in READONLY_PATHS:
+        with contextlib.suppress(OSError):
+            root.bind(path, path, recursive=True, readonly=True)
+
+
+def _setup_mounts(p: Prepared, rootfs: str) -> None:
+    opts = p.opts
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+    root = _Root(rootfs)
+    hardening = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    root.mount("proc", "/proc", "proc", hardening)
+    _setup_dev(root, opts)
+    root.bind("/sys", "/sys", recursive=False, readonly=True, extra=hardening)
+    user_dests = {m.destination.rstrip("/") or "/" for m in opts.mounts}
+    for dest, source in p.etc_files.items():
+        if dest not in user_dests:
+            root.bind(source, dest, recursive=False, readonly=False, extra=hardening)
+    for mount in opts.mounts:
+        _user_mount(root, mount)
+    _mask(root)
+    if opts.readonly_rootfs:
+        linux.mount(None, rootfs, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+
+
+def _apply_limits(opts: RunOptions) -> None:
+    for limit in rlimits(opts):
+        soft = resource.RLIM_INFINITY if limit.soft == RLIM_INFINITY else limit.soft
+        hard = resource.RLIM_INFINITY if limit.hard == RLIM_INFINITY else limit.hard
+        resource.setrlimit(getattr(resource, limit.name), (soft, hard))
+
+
+def _apply_identity(p: Prepared) -> None:
+    keep = capabilities.effective_set(p.opts.cap_add, p.opts.cap_drop)
+    mask = 0
+    for name in keep:
+        mask |= 1 << capabilities.CAP_NUMBERS[name]
+    for number in range(capabilities.last_cap() + 1):
+        if not mask & (1 << number):
+            linux.prctl(linux.PR_CAPBSET_DROP, number)
+    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    if p.opts.no_new_privileges:
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    os.setgroups(list(p.user.additional_gids))
+    os.setgid(p.user.gid)
+    os.setuid(p.user.uid)  # a non-root user loses every capability here
+    if p.user.uid == 0:
+        linux.capset(mask)
+
+
+def _container_init(p: Prepared, rootfs: str, stdio: tuple[int, int, int], errw: int) -> None:
+    """PID 1 of the new namespaces; never returns."""
+    opts = p.opts
+    try:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        _setup_mounts(p, rootfs)
+        if opts.network != "host":
+            linux.loopback_up()
+        socket.sethostname(opts.hostname)
+        os.chdir(rootfs)
+        os.chroot(".")
+        os.chdir(opts.cwd or "/")
+        _apply_limits(opts)
+        _apply_identity(p)
+        env = dict(item.split("=", 1) for item in process_env(opts, p.user))
+        for target, fd in enumerate(stdio):
+            if fd != target:
+                os.dup2(fd, target)
+        os.closerange(3, errw)
+        os.closerange(errw + 1, 65536)
+    except BaseException as e:  # report to the parent, never run Python code of kiln's
+        with contextlib.suppress(BaseException):
+            os.write(errw, f"chroot isolation setup failed: {e}".encode())
+        os._exit(EXIT_SETUP_FAILED)
+    try:
+        os.execvpe(opts.args[0], opts.args, env)
+    except BaseException as e:
+        code, what = 127, "executable file not found in $PATH"
+        if isinstance(e, PermissionError | IsADirectoryError):
+            code, what = 126, "permission denied"
+        with contextlib.suppress(BaseException):
+            os.write(2, f'kiln: exec: "{opts.args[0]}": {what}\n'.encode())
+        os._exit(code)
+
+
+def _helper(p: Prepared, rootfs: str, stdio: tuple[int, int, int], errw: int) -> None:
+    """Unshare, fork the container's init, wait for it; never returns."""
+    code = EXIT_SETUP_FAILED
+    try:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        flags = linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+        if p.opts.network != "host":
+            flags |= linux.CLONE_NEWNET
+        linux.unshare(flags)
+        pid = os.fork()
+        if pid == 0:
+            _container_init(p, rootfs, stdio, errw)
+        os.close(errw)
+        for sig in _FORWARDED:
+            with contextlib.suppress(ValueError):
+                signal.signal(sig, lambda s, _f: os.kill(pid, s))
+        code = _exit_code(os.waitpid(pid, 0)[1])
+    except BaseException as e:
+        with contextlib.suppress(BaseException):
+            os.write(errw, f"chroot isolation failed: {e}".encode())
+    finally:
+        os._exit(code)
+
+
+def run_chroot(opts: RunOptions, rootfs: str) -> int:
+    """Run ``opts.args`` in ``rootfs`` with chroot isolation; returns the exit code."""
+    if os.geteuid() != 0:
+        raise Unavailable("chroot isolation needs root: run kiln as root or use --isolation oci")
+    rootfs = os.path.abspath(rootfs)
+    with prepared(opts, rootfs) as p:
+        stdio = (_fd_of(opts.stdin, 0), _fd_of(opts.stdout, 1), _fd_of(opts.stderr, 2))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        errr, errw = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(errr)
+            _helper(p, rootfs, stdio, errw)
+        os.close(errw)
+        saved: dict[int, Any] = {}
+        try:
+            if threading.current_thread() is threading.main_thread():
+                for sig in _FORWARDED:
+                    saved[sig] = signal.signal(sig, lambda s, _f: os.kill(pid, s))
+            with os.fdopen(errr, "rb") as f:
+                error = f.read(65536).decode("utf-8", "replace")
+            status = os.waitpid(pid, 0)[1]
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+        if error:
+            raise Unavailable(error)
+        return _exit_code(status)

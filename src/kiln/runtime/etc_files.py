@@ -1,0 +1,105 @@
+"""The per-run /etc/hosts, /etc/resolv.conf and /etc/hostname.
+
+They are written into the bundle directory (never into the rootfs) and bind-mounted over
+the container's files, so nothing the run needed only for itself ends up in a layer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from kiln.errors import InvalidArgument
+
+from .options import RunOptions, parse_add_host
+
+HOST_RESOLV_CONF = "/etc/resolv.conf"
+# Used when no usable nameserver is left (as podman does).
+FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+
+
+def hosts_text(opts: RunOptions, hostname: str) -> str:
+    lines = [
+        "127.0.0.1\tlocalhost localhost.localdomain localhost4 localhost4.localdomain4",
+        "::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6",
+    ]
+    for spec in opts.add_hosts:
+        name, ip = parse_add_host(spec)
+        lines.append(f"{ip}\t{name}")
+    if hostname:
+        lines.append(f"127.0.1.1\t{hostname}")
+    return "\n".join(lines) + "\n"
+
+
+def _parse_resolv(text: str) -> tuple[list[str], list[str], list[str]]:
+    nameservers: list[str] = []
+    search: list[str] = []
+    options: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith(("#", ";")):
+            continue
+        if words[0] == "nameserver" and len(words) > 1:
+            nameservers.append(words[1])
+        elif words[0] in ("search", "domain"):
+            search = words[1:]
+        elif words[0] == "options":
+            options.extend(words[1:])
+    return nameservers, search, options
+
+
+def _is_local(ns: str) -> bool:
+    try:
+        return ipaddress.ip_address(ns.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def resolv_conf_text(opts: RunOptions, host_text: str | None = None) -> str:
+    """The host's resolver setup, minus loopback nameservers off the host network, overridden
+    by --dns, --dns-search and --dns-option."""
+    if host_text is None:
+        try:
+            with open(HOST_RESOLV_CONF, encoding="utf-8", errors="replace") as f:
+                host_text = f.read(1024 * 1024)
+        except OSError:
+            host_text = ""
+    nameservers, search, options = _parse_resolv(host_text)
+    if opts.network != "host":
+        nameservers = [ns for ns in nameservers if not _is_local(ns)]
+    if opts.dns:
+        for ns in opts.dns:
+            try:
+                ipaddress.ip_address(ns)
+            except ValueError:
+                raise InvalidArgument(f"--dns {ns!r} is not an IP address") from None
+        nameservers = list(opts.dns)
+    if not nameservers and opts.network != "host":
+        nameservers = list(FALLBACK_NAMESERVERS)
+    if opts.dns_search:
+        search = [] if opts.dns_search == ["."] else list(opts.dns_search)
+    if opts.dns_options:
+        options = list(opts.dns_options)
+    lines = [f"nameserver {ns}" for ns in nameservers]
+    if search:
+        lines.append("search " + " ".join(search))
+    if options:
+        lines.append("options " + " ".join(options))
+    return "\n".join(lines) + "\n"
+
+
+def write_etc_files(bundle: str, opts: RunOptions, hostname: str) -> dict[str, str]:
+    """Write the three files into ``bundle``; returns {container path: host path}."""
+    files = {
+        "/etc/hosts": ("hosts", hosts_text(opts, hostname)),
+        "/etc/resolv.conf": ("resolv.conf", resolv_conf_text(opts)),
+        "/etc/hostname": ("hostname", hostname + "\n"),
+    }
+    result = {}
+    for ctr_path, (name, text) in files.items():
+        path = os.path.join(bundle, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+        result[ctr_path] = path
+    return result

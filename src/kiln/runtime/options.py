@@ -1,0 +1,256 @@
+"""What one RUN asks for: ``RunOptions``, ``Mount`` and the parsers for their flag strings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import IO, NamedTuple
+
+from kiln.errors import InvalidArgument
+
+StdStream = IO[bytes] | IO[str] | int | None
+
+NETWORK_MODES = ("host", "none", "private")
+ISOLATIONS = ("oci", "chroot")
+RLIM_INFINITY = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount inside the container. ``cache`` mounts are mapped to binds by the caller."""
+
+    type: str
+    source: str
+    destination: str
+    options: tuple[str, ...] = ()
+
+    @property
+    def readonly(self) -> bool:
+        return "ro" in self.options or "readonly" in self.options
+
+
+@dataclass
+class RunOptions:
+    args: list[str]
+    env: list[str] = field(default_factory=list)
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = ""
+    network: str = "host"
+    mounts: list[Mount] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    ulimits: list[str] = field(default_factory=list)
+    memory: int | None = None
+    memory_swap: int | None = None
+    cpu_shares: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    shm_size: int = 64 * 1024 * 1024
+    seccomp: str = "default"
+    no_new_privileges: bool = False
+    terminal: bool = False
+    readonly_rootfs: bool = False
+    isolation: str = "oci"
+    runtime: str = "runc"
+    stdin: StdStream = None
+    stdout: StdStream = None
+    stderr: StdStream = None
+
+    def validate(self) -> None:
+        """Refuse option values no backend can honour, naming the flag."""
+        if not self.args:
+            raise InvalidArgument("no command given to run: pass the command and its arguments")
+        if self.network not in NETWORK_MODES:
+            raise InvalidArgument(
+                f"--network {self.network!r} is not supported: use one of {', '.join(NETWORK_MODES)}"
+            )
+        if self.isolation not in ISOLATIONS:
+            raise InvalidArgument(
+                f"--isolation {self.isolation!r} is not supported: use one of {', '.join(ISOLATIONS)}"
+            )
+        if not self.cwd.startswith("/"):
+            raise InvalidArgument(f"--workingdir {self.cwd!r} must be an absolute path")
+        for item in self.env:
+            if "=" not in item or item.startswith("="):
+                raise InvalidArgument(f"--env {item!r} must have the form NAME=VALUE")
+        for item in self.ulimits:
+            parse_ulimit(item)
+        for item in self.add_hosts:
+            parse_add_host(item)
+
+
+# -- volumes and mounts -------------------------------------------------------------------------
+
+_VOLUME_OPTIONS = {"ro", "rw", "z", "Z", "U", "O", "nosuid", "suid", "nodev", "dev", "noexec",
+                   "exec", "bind", "rbind", "private", "rprivate", "shared", "rshared", "slave",
+                   "rslave"}  # fmt: skip
+_SELINUX_ONLY = {"z", "Z", "U", "O"}
+
+
+def parse_volume(spec: str) -> Mount:
+    """``--volume host:ctr[:opts]`` -> a bind ``Mount`` (SELinux labels z/Z are accepted, ignored)."""
+    parts = spec.split(":")
+    if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
+        raise InvalidArgument(f"--volume {spec!r} is invalid: use HOST-DIR:CONTAINER-DIR[:OPTIONS]")
+    source, dest = parts[0], parts[1]
+    opts = [o for o in parts[2].split(",") if o] if len(parts) == 3 else []
+    for o in opts:
+        if o not in _VOLUME_OPTIONS:
+            raise InvalidArgument(f"--volume {spec!r}: unknown option {o!r}")
+    if not source.startswith("/"):
+        raise InvalidArgument(f"--volume {spec!r}: the host path must be absolute")
+    _check_destination("--volume", spec, dest)
+    kept = [o for o in opts if o not in _SELINUX_ONLY]
+    if "ro" not in kept and "rw" not in kept:
+        kept.append("rw")
+    if "bind" not in kept and "rbind" not in kept:
+        kept.append("rbind")
+    return Mount("bind", source, dest, tuple(kept))
+
+
+def parse_mount(spec: str) -> Mount:
+    """``--mount type=bind|tmpfs|cache,src=..,dst=..,ro,...`` -> ``Mount``.
+
+    Cache mounts keep their fields (``id=``, ``sharing=``, ``mode=``...) as options; the caller
+    turns them into a bind of a host directory before running.
+    """
+    fields: dict[str, str] = {}
+    flags: list[str] = []
+    for raw in spec.split(","):
+        if not raw:
+            continue
+        key, sep, value = raw.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            flags.append(key)
+        elif key in fields:
+            raise InvalidArgument(f"--mount {spec!r}: {key!r} given twice")
+        else:
+            fields[key] = value
+    mtype = fields.pop("type", "")
+    if mtype not in ("bind", "tmpfs", "cache"):
+        raise InvalidArgument(f"--mount {spec!r}: type must be bind, tmpfs or cache")
+    dest = ""
+    for key in ("destination", "dst", "target"):
+        if key in fields:
+            dest = fields.pop(key)
+    if not dest:
+        raise InvalidArgument(f"--mount {spec!r}: a destination (dst=, target=) is required")
+    _check_destination("--mount", spec, dest)
+    source = ""
+    for key in ("source", "src"):
+        if key in fields:
+            source = fields.pop(key)
+    ro = fields.pop("readonly", fields.pop("ro", None))
+    if ro is not None:
+        if ro.lower() not in ("true", "false", "1", "0"):
+            raise InvalidArgument(f"--mount {spec!r}: readonly must be true or false")
+        flags.append("ro" if ro.lower() in ("true", "1") else "rw")
+    opts = [f for f in flags if f not in ("readonly",)] + (["ro"] if "readonly" in flags else [])
+    if mtype == "bind":
+        if not source.startswith("/"):
+            raise InvalidArgument(f"--mount {spec!r}: a bind needs an absolute src=")
+        for key in ("bind-propagation", "relabel"):
+            fields.pop(key, None)
+        _no_extra(spec, fields)
+        opts += [] if ("bind" in opts or "rbind" in opts) else ["rbind"]
+    elif mtype == "tmpfs":
+        if source:
+            raise InvalidArgument(f"--mount {spec!r}: a tmpfs takes no src=")
+        if "tmpfs-size" in fields:
+            opts.append(f"size={parse_memory(fields.pop('tmpfs-size'), '--mount tmpfs-size')}")
+        if "tmpfs-mode" in fields:
+            mode = fields.pop("tmpfs-mode")
+            if not re.fullmatch(r"[0-7]{1,4}", mode):
+                raise InvalidArgument(f"--mount {spec!r}: tmpfs-mode must be octal")
+            opts.append(f"mode={mode}")
+        _no_extra(spec, fields)
+    else:
+        for key in ("id", "sharing", "mode", "uid", "gid", "from"):
+            if key in fields:
+                opts.append(f"{key}={fields.pop(key)}")
+        _no_extra(spec, fields)
+    return Mount(mtype, source, dest, tuple(opts))
+
+
+def _no_extra(spec: str, fields: dict[str, str]) -> None:
+    if fields:
+        raise InvalidArgument(f"--mount {spec!r}: unknown field {next(iter(fields))!r}")
+
+
+def _check_destination(flag: str, spec: str, dest: str) -> None:
+    if not dest.startswith("/"):
+        raise InvalidArgument(f"{flag} {spec!r}: the container path must be absolute")
+
+
+# -- ulimits, memory, hosts ---------------------------------------------------------------------
+
+ULIMIT_NAMES = {
+    "as": "RLIMIT_AS", "core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA",
+    "fsize": "RLIMIT_FSIZE", "locks": "RLIMIT_LOCKS", "memlock": "RLIMIT_MEMLOCK",
+    "msgqueue": "RLIMIT_MSGQUEUE", "nice": "RLIMIT_NICE", "nofile": "RLIMIT_NOFILE",
+    "nproc": "RLIMIT_NPROC", "rss": "RLIMIT_RSS", "rtprio": "RLIMIT_RTPRIO",
+    "rttime": "RLIMIT_RTTIME", "sigpending": "RLIMIT_SIGPENDING", "stack": "RLIMIT_STACK",
+}  # fmt: skip
+
+
+class Ulimit(NamedTuple):
+    name: str  # "RLIMIT_NOFILE"
+    soft: int
+    hard: int
+
+
+def parse_ulimit(spec: str) -> Ulimit:
+    """``nofile=1024:2048`` (or ``nofile=1024``; ``-1`` is unlimited) -> ``Ulimit``."""
+    name, sep, values = spec.partition("=")
+    if not sep or name.lower() not in ULIMIT_NAMES:
+        raise InvalidArgument(
+            f"--ulimit {spec!r} is invalid: use NAME=SOFT[:HARD] with NAME one of "
+            + ", ".join(sorted(ULIMIT_NAMES))
+        )
+    soft_s, _, hard_s = values.partition(":")
+    soft = _ulimit_value(spec, soft_s)
+    hard = _ulimit_value(spec, hard_s) if hard_s else soft
+    if soft > hard:
+        raise InvalidArgument(f"--ulimit {spec!r}: the soft limit exceeds the hard limit")
+    return Ulimit(ULIMIT_NAMES[name.lower()], soft, hard)
+
+
+def _ulimit_value(spec: str, text: str) -> int:
+    if text in ("-1", "unlimited"):
+        return RLIM_INFINITY
+    if not text.isdigit():
+        raise InvalidArgument(f"--ulimit {spec!r}: {text!r} is not a number")
+    return int(text)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+
+def parse_memory(text: str, flag: str = "--memory") -> int:
+    """``512m``, ``1.5g``, ``100000`` -> bytes (binary units, as docker and buildah)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgtp]?)b?\s*", text.lower())
+    if not m:
+        raise InvalidArgument(f"{flag} {text!r} is invalid: use a size such as 512m or 2g")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def parse_add_host(spec: str) -> tuple[str, str]:
+    """``name:ip`` (the ip may be IPv6) -> (name, ip)."""
+    import ipaddress
+
+    name, sep, ip = spec.partition(":")
+    if not sep or not name or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise InvalidArgument(f"--add-host {spec!r} is invalid: use NAME:IP")
+    try:
+        ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        raise InvalidArgument(f"--add-host {spec!r}: {ip!r} is not an IP address") from None
+    return name, ip.strip("[]")

@@ -1,0 +1,168 @@
+"""Run one process with an OCI runtime (runc): bundle, ``runc run``, signals, cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from kiln.errors import Unavailable
+
+from .bundle import Prepared, prepared
+from .options import RunOptions
+from .spec import build_spec
+
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+_EXTRA_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def find_runtime(name: str) -> str:
+    """The runtime binary's path, or Unavailable saying what to do."""
+    missing = Unavailable(f'runtime "{name}" not found: install runc or pass --runtime PATH')
+    if "/" in name:
+        if os.path.isfile(name) and os.access(name, os.X_OK):
+            return name
+        raise missing
+    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(_EXTRA_PATH)
+    found = shutil.which(name, path=path)
+    if not found:
+        raise missing
+    return found
+
+
+def _write_config(p: Prepared, rootfs: str) -> None:
+    spec = build_spec(p.opts, rootfs, p.user, p.etc_files)
+    fd = os.open(os.path.join(p.bundle, "config.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(spec, f, indent=1)
+
+
+def _exec_failure(log_path: str) -> int | None:
+    """127/126 when runc's log says the command could not be executed, else None."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            lines = f.read(1024 * 1024).splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            msg = str(json.loads(line).get("msg", ""))
+        except ValueError:
+            msg = line
+        if "exec:" not in msg and "exec failed" not in msg:
+            continue
+        if "not found" in msg or "no such file" in msg:
+            return EXIT_NOT_FOUND
+        if "permission denied" in msg or "is a directory" in msg:
+            return EXIT_NOT_EXECUTABLE
+    return None
+
+
+def _stdio(stream: Any) -> Any:
+    return stream if stream is not None else None
+
+
+class _Forwarder:
+    """While the container runs, deliver kiln's SIGINT/SIGTERM/... to it with ``runc kill``."""
+
+    def __init__(self, base: list[str], run_id: str):
+        self.base = base
+        self.run_id = run_id
+        self.saved: dict[int, Any] = {}
+
+    def kill(self, signum: int) -> None:
+        subprocess.run(
+            [*self.base, "kill", self.run_id, str(signum)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=False,
+        )  # fmt: skip
+
+    def __enter__(self) -> _Forwarder:
+        if threading.current_thread() is threading.main_thread():
+            for sig in _FORWARDED:
+                self.saved[sig] = signal.signal(sig, lambda s, _f: self.kill(s))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def run_oci(opts: RunOptions, rootfs: str) -> int:
+    """Run ``opts.args`` in ``rootfs`` with runc; returns the process's exit code."""
+    binary = find_runtime(opts.runtime)
+    with prepared(opts, rootfs) as p:
+        _write_config(p, os.path.abspath(rootfs))
+        state = os.path.join(p.state_dir, "runc")
+        os.makedirs(state, mode=0o700, exist_ok=True)
+        log_path = os.path.join(p.bundle, "runc.log")
+        base = [binary, "--root", state]
+        cmd = [*base, "--log", log_path, "--log-format", "json",
+               "run", "--bundle", p.bundle, p.run_id]  # fmt: skip
+        proc = None
+        try:
+            with _Forwarder(base, p.run_id) as forwarder:
+                try:
+                    proc = subprocess.Popen(
+                        cmd,
+                        stdin=_stdio(opts.stdin),
+                        stdout=_stdio(opts.stdout),
+                        stderr=_stdio(opts.stderr),
+                        close_fds=True,
+                        cwd=p.bundle,
+                    )
+                except OSError as e:
+                    raise Unavailable(f'runtime "{opts.runtime}" cannot be started: {e}') from None
+                try:
+                    code = proc.wait()
+                except BaseException:
+                    forwarder.kill(signal.SIGKILL)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=10)
+                    raise
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            subprocess.run(
+                [*base, "delete", "--force", p.run_id],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                check=False,
+            )  # fmt: skip
+        if code == 1:
+            failure = _exec_failure(log_path)
+            if failure is not None:
+                _explain(opts, failure)
+                return failure
+        return code
+
+
+def _explain(opts: RunOptions, code: int) -> None:
+    what = "executable file not found in $PATH" if code == EXIT_NOT_FOUND else "permission denied"
+    message = f'kiln: exec: "{opts.args[0]}": {what}\n'
+    target = opts.stderr
+    try:
+        if target is None:
+            sys.stderr.flush()
+            os.write(2, message.encode())
+        elif isinstance(target, int):
+            os.write(target, message.encode())
+        elif hasattr(target, "mode") and "b" in getattr(target, "mode", ""):
+            target.write(message.encode())
+            target.flush()
+        else:
+            try:
+                target.write(message)
+            except TypeError:
+                target.write(message.encode())
+            target.flush()
+    except (OSError, ValueError):
+        pass

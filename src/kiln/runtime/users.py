@@ -1,0 +1,112 @@
+"""Resolve ``--user`` against the container's own /etc/passwd and /etc/group (read in-root)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kiln.errors import InvalidArgument
+
+from . import inroot
+
+
+@dataclass(frozen=True)
+class ResolvedUser:
+    uid: int
+    gid: int
+    additional_gids: tuple[int, ...] = field(default=())
+    home: str = "/"
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class _Passwd:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True)
+class _Group:
+    name: str
+    gid: int
+    members: tuple[str, ...]
+
+
+def _id(text: str) -> int | None:
+    return int(text) if text.isdigit() and int(text) < 2**32 else None
+
+
+def _read_passwd(rootfs: str) -> list[_Passwd]:
+    text = inroot.read_text(rootfs, "/etc/passwd") or ""
+    entries = []
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) < 7 or line.startswith("#"):
+            continue
+        uid, gid = _id(parts[2]), _id(parts[3])
+        if uid is not None and gid is not None:
+            entries.append(_Passwd(parts[0], uid, gid, parts[5] or "/"))
+    return entries
+
+
+def _read_group(rootfs: str) -> list[_Group]:
+    text = inroot.read_text(rootfs, "/etc/group") or ""
+    entries = []
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) < 4 or line.startswith("#"):
+            continue
+        gid = _id(parts[2])
+        if gid is not None:
+            members = tuple(m for m in parts[3].split(",") if m)
+            entries.append(_Group(parts[0], gid, members))
+    return entries
+
+
+def resolve_user(rootfs: str, spec: str) -> ResolvedUser:
+    """``name``, ``uid``, ``uid:gid``, ``name:group``... -> uid, gid, groups and home.
+
+    Like buildah: a numeric uid needs no passwd entry (its gid is then the entry's primary
+    group, else 0); a user or group *name* must exist in the container's files.
+    """
+    user_part, _, group_part = (spec or "0").partition(":")
+    user_part = user_part or "0"
+    passwd = _read_passwd(rootfs)
+    uid = _id(user_part)
+    entry: _Passwd | None
+    if uid is not None:
+        entry = next((p for p in passwd if p.uid == uid), None)
+    else:
+        entry = next((p for p in passwd if p.name == user_part), None)
+        if entry is None:
+            raise InvalidArgument(
+                f'unknown user "{user_part}" in /etc/passwd of the container: '
+                "use a user that exists in the image or a numeric UID"
+            )
+        uid = entry.uid
+    groups = _read_group(rootfs)
+    if group_part:
+        gid = _id(group_part)
+        if gid is None:
+            group = next((g for g in groups if g.name == group_part), None)
+            if group is None:
+                raise InvalidArgument(
+                    f'unknown group "{group_part}" in /etc/group of the container: '
+                    "use a group that exists in the image or a numeric GID"
+                )
+            gid = group.gid
+    else:
+        gid = entry.gid if entry else 0
+    extra: list[int] = []
+    if entry is not None:
+        for g in groups:
+            if entry.name in g.members and g.gid != gid and g.gid not in extra:
+                extra.append(g.gid)
+    return ResolvedUser(
+        uid=uid,
+        gid=gid,
+        additional_gids=tuple(extra),
+        home=entry.home if entry else "/",
+        name=entry.name if entry else "",
+    )
