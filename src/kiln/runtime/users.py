@@ -37,8 +37,17 @@ def _id(text: str) -> int | None:
     return int(text) if text.isdigit() and int(text) < 2**32 else None
 
 
+def _read(rootfs: str, path: str) -> str:
+    try:
+        return inroot.read_text(rootfs, path) or ""
+    except OSError as e:
+        raise InvalidArgument(
+            f"cannot read {path} of the container: {e.strerror}; fix the file in the image"
+        ) from None
+
+
 def _read_passwd(rootfs: str) -> list[_Passwd]:
-    text = inroot.read_text(rootfs, "/etc/passwd") or ""
+    text = _read(rootfs, "/etc/passwd")
     entries = []
     for line in text.splitlines():
         parts = line.split(":")
@@ -51,7 +60,7 @@ def _read_passwd(rootfs: str) -> list[_Passwd]:
 
 
 def _read_group(rootfs: str) -> list[_Group]:
-    text = inroot.read_text(rootfs, "/etc/group") or ""
+    text = _read(rootfs, "/etc/group")
     entries = []
     for line in text.splitlines():
         parts = line.split(":")

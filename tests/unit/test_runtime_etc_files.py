@@ -1,0 +1,63 @@
+"""The per-run hosts, resolv.conf and hostname files."""
+
+import pytest
+
+from kiln.errors import InvalidArgument
+from kiln.runtime import RunOptions
+from kiln.runtime.etc_files import hosts_text, resolv_conf_text, write_etc_files
+
+HOST = """# generated
+nameserver 127.0.0.53
+nameserver 10.0.0.2
+search corp.example
+options edns0 trust-ad
+"""
+
+
+def test_hosts_has_localhost_add_hosts_and_hostname():
+    text = hosts_text(RunOptions(args=["x"], add_hosts=["db:10.1.2.3", "v6:[fd00::1]"]), "box")
+    lines = text.splitlines()
+    assert lines[0].startswith("127.0.0.1\tlocalhost")
+    assert lines[1].startswith("::1\tlocalhost")
+    assert "10.1.2.3\tdb" in lines and "fd00::1\tv6" in lines
+    assert lines[-1].split() == ["127.0.1.1", "box"]
+
+
+def test_resolv_conf_keeps_host_setup_on_host_network():
+    text = resolv_conf_text(RunOptions(args=["x"], network="host"), HOST)
+    assert "nameserver 127.0.0.53" in text and "nameserver 10.0.0.2" in text
+    assert "search corp.example" in text and "options edns0 trust-ad" in text
+
+
+def test_resolv_conf_drops_loopback_nameservers_off_the_host_network():
+    text = resolv_conf_text(RunOptions(args=["x"], network="none"), HOST)
+    assert "127.0.0.53" not in text and "nameserver 10.0.0.2" in text
+
+
+def test_resolv_conf_falls_back_when_only_loopback_was_configured():
+    text = resolv_conf_text(RunOptions(args=["x"], network="private"), "nameserver 127.0.0.1\n")
+    assert "nameserver 8.8.8.8" in text
+
+
+def test_resolv_conf_overrides():
+    opts = RunOptions(args=["x"], dns=["1.1.1.1"], dns_search=["a.test", "b.test"],
+                      dns_options=["ndots:2"])  # fmt: skip
+    text = resolv_conf_text(opts, HOST)
+    assert text == "nameserver 1.1.1.1\nsearch a.test b.test\noptions ndots:2\n"
+
+
+def test_dns_search_dot_clears_search():
+    text = resolv_conf_text(RunOptions(args=["x"], dns_search=["."]), HOST)
+    assert "search" not in text
+
+
+def test_bad_dns_is_invalid_argument():
+    with pytest.raises(InvalidArgument, match="--dns 'resolver'"):
+        resolv_conf_text(RunOptions(args=["x"], dns=["resolver"]), HOST)
+
+
+def test_files_land_in_the_bundle(tmp_path):
+    files = write_etc_files(str(tmp_path), RunOptions(args=["x"]), "box")
+    assert set(files) == {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"}
+    assert all(path.startswith(str(tmp_path)) for path in files.values())
+    assert (tmp_path / "hostname").read_text() == "box\n"

@@ -1,0 +1,50 @@
+"""In-root path resolution and the mountpoint placeholders built on it."""
+
+import os
+
+from kiln.runtime import inroot
+from kiln.runtime.mountpoints import prepare
+from kiln.runtime.options import Mount, RunOptions
+
+
+def test_resolve_clamps_dotdot_and_absolute_links(tmp_path):
+    (tmp_path / "a").mkdir()
+    os.symlink("/a", tmp_path / "link")
+    os.symlink("../../../../a", tmp_path / "up")
+    assert inroot.resolve(str(tmp_path), "/link/../../link") == "/a"
+    assert inroot.resolve(str(tmp_path), "up") == "/a"
+
+
+def test_ensure_does_not_escape_through_symlinks(tmp_path):
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    os.symlink(str(outside), root / "etc")  # absolute host path: must mean <root>/<that path>
+    created = inroot.ensure(str(root), "/etc/hosts", directory=False)
+    assert not os.listdir(outside)
+    assert created[-1].endswith("/hosts")
+    assert os.path.isfile(str(root) + created[-1])
+
+
+def test_prepare_and_cleanup_remove_only_empty_placeholders(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hosts").write_text("kept\n")
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    opts = RunOptions(args=["true"], cwd="/work/dir",
+                      mounts=[Mount("bind", str(vol), "/mnt/vol", ("rbind",))])  # fmt: skip
+    ph = prepare(opts, str(root))
+    assert os.path.isfile(root / "etc" / "resolv.conf")
+    assert os.path.isdir(root / "mnt" / "vol")
+    assert os.path.isdir(root / "work" / "dir")
+    (root / "proc" / "something").write_text("written by the run")
+    ph.cleanup()
+    assert (root / "etc" / "hosts").read_text() == "kept\n"
+    assert not (root / "etc" / "resolv.conf").exists()
+    assert not (root / "etc" / "hostname").exists()
+    assert not (root / "mnt").exists()
+    assert not (root / "sys").exists() and not (root / "dev").exists()
+    assert (root / "proc" / "something").exists()  # not an empty placeholder any more
+    assert (root / "work" / "dir").is_dir()  # the working directory is kept
