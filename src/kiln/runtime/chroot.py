@@ -18,11 +18,12 @@ import os
 import resource
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from typing import Any
 
-from kiln.errors import Unavailable
+from kiln.errors import InvalidArgument, Unavailable
 
 from . import caps as capabilities
 from . import inroot, linux
@@ -40,7 +41,11 @@ _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 def _fd_of(stream: Any, default: int) -> int:
     if stream is None:
         return default
+    if stream == subprocess.DEVNULL:
+        return -1
     if isinstance(stream, int):
+        if stream < 0:
+            raise InvalidArgument("chroot isolation takes files, fds, DEVNULL or None as stdio")
         return stream
     stream.flush()
     return stream.fileno()
@@ -177,7 +182,7 @@ def _apply_identity(p: Prepared) -> None:
         linux.capset(mask)
 
 
-def _container_init(p: Prepared, rootfs: str, stdio: tuple[int, int, int], errw: int) -> None:
+def _container_init(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> None:
     """PID 1 of the new namespaces; never returns."""
     opts = p.opts
     try:
@@ -192,9 +197,9 @@ def _container_init(p: Prepared, rootfs: str, stdio: tuple[int, int, int], errw:
         _apply_limits(opts)
         _apply_identity(p)
         env = dict(item.split("=", 1) for item in process_env(opts, p.user))
-        for target, fd in enumerate(stdio):
-            if fd != target:
-                os.dup2(fd, target)
+        copies = [os.dup(fd) for fd in stdio]  # so no dup2 below clobbers a later source
+        for target, fd in enumerate(copies):
+            os.dup2(fd, target)
         os.closerange(3, errw)
         os.closerange(errw + 1, 65536)
     except BaseException as e:  # report to the parent, never run Python code of kiln's
@@ -212,7 +217,7 @@ def _container_init(p: Prepared, rootfs: str, stdio: tuple[int, int, int], errw:
         os._exit(code)
 
 
-def _helper(p: Prepared, rootfs: str, stdio: tuple[int, int, int], errw: int) -> None:
+def _helper(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> None:
     """Unshare, fork the container's init, wait for it; never returns."""
     code = EXIT_SETUP_FAILED
     try:
@@ -242,7 +247,9 @@ def run_chroot(opts: RunOptions, rootfs: str) -> int:
         raise Unavailable("chroot isolation needs root: run kiln as root or use --isolation oci")
     rootfs = os.path.abspath(rootfs)
     with prepared(opts, rootfs) as p:
-        stdio = (_fd_of(opts.stdin, 0), _fd_of(opts.stdout, 1), _fd_of(opts.stderr, 2))
+        stdio = [_fd_of(opts.stdin, 0), _fd_of(opts.stdout, 1), _fd_of(opts.stderr, 2)]
+        devnull = os.open(os.devnull, os.O_RDWR) if -1 in stdio else -1
+        stdio = [devnull if fd == -1 else fd for fd in stdio]
         sys.stdout.flush()
         sys.stderr.flush()
         errr, errw = os.pipe()
@@ -251,6 +258,8 @@ def run_chroot(opts: RunOptions, rootfs: str) -> int:
             os.close(errr)
             _helper(p, rootfs, stdio, errw)
         os.close(errw)
+        if devnull != -1:
+            os.close(devnull)
         saved: dict[int, Any] = {}
         try:
             if threading.current_thread() is threading.main_thread():
