@@ -238,3 +238,50 @@ def test_memory_limit_reaches_the_cgroup(rootfs, isolation):
                       " || cat /sys/fs/cgroup/memory.max",
                       memory=64 << 20, network="none")  # fmt: skip
     assert (code, out.strip()) == (0, str(64 << 20))
+
+
+SIGNAL_SCRIPT = """
+import os, sys
+sys.path[:0] = [{src!r}]
+os.environ["KILN_RUNTIME_DIR"] = {state!r}
+from kiln.runtime import RunOptions, run
+code = run(RunOptions(args=["sh", "-c", {script!r}], isolation={isolation!r}), {rootfs!r})
+print("EXIT", code, flush=True)
+"""
+
+
+def _run_and_signal(rootfs, isolation, tmp_path, script, signals):
+    import signal
+    import sys
+    import time
+
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
+    code = SIGNAL_SCRIPT.format(src=os.path.abspath(src), state=str(tmp_path / "state"),
+                                script=script, isolation=isolation, rootfs=str(rootfs))  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "started\n"
+    for sig in signals:
+        proc.send_signal(getattr(signal, sig))
+        time.sleep(0.5)
+    out, _ = proc.communicate(timeout=30)
+    return out
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_sigterm_is_forwarded_and_everything_is_cleaned_up(rootfs, isolation, tmp_path):
+    before = tree(rootfs)
+    out = _run_and_signal(rootfs, isolation, tmp_path,
+                          "trap 'exit 7' TERM; echo started; sleep 60 & wait", ["SIGTERM"])  # fmt: skip
+    assert "EXIT 7" in out
+    assert tree(rootfs) == before
+    assert os.listdir(tmp_path / "state" / "bundles") == []
+    if isolation == "oci":
+        assert os.listdir(tmp_path / "state" / "runc") == []
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_second_signal_kills_a_container_that_ignores_the_first(rootfs, isolation, tmp_path):
+    out = _run_and_signal(rootfs, isolation, tmp_path, "echo started; sleep 60",
+                          ["SIGTERM", "SIGTERM"])  # fmt: skip
+    assert "EXIT 137" in out
+    assert os.listdir(tmp_path / "state" / "bundles") == []

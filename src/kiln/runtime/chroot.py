@@ -230,9 +230,16 @@ def _helper(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> None:
         if pid == 0:
             _container_init(p, rootfs, stdio, errw)
         os.close(errw)
+        received = []
+
+        def forward(signum: int, _frame: object) -> None:
+            # PID 1 ignores signals it has no handler for: a second signal kills.
+            received.append(signum)
+            os.kill(pid, signum if len(received) == 1 else signal.SIGKILL)
+
         for sig in _FORWARDED:
             with contextlib.suppress(ValueError):
-                signal.signal(sig, lambda s, _f: os.kill(pid, s))
+                signal.signal(sig, forward)
         code = _exit_code(os.waitpid(pid, 0)[1])
     except BaseException as e:
         with contextlib.suppress(BaseException):

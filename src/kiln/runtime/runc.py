@@ -85,10 +85,16 @@ class _Forwarder:
             check=False,
         )  # fmt: skip
 
+    def forward(self, signum: int) -> None:
+        # The container's PID 1 ignores signals it has no handler for: a second signal kills.
+        self.count += 1
+        self.kill(signum if self.count == 1 else signal.SIGKILL)
+
     def __enter__(self) -> _Forwarder:
+        self.count = 0
         if threading.current_thread() is threading.main_thread():
             for sig in _FORWARDED:
-                self.saved[sig] = signal.signal(sig, lambda s, _f: self.kill(s))
+                self.saved[sig] = signal.signal(sig, lambda s, _f: self.forward(s))
         return self
 
     def __exit__(self, *exc: object) -> None:
