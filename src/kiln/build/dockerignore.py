@@ -1,0 +1,193 @@
+"""``.dockerignore`` / ``.containerignore`` patterns, with Docker's matching rules.
+
+Lines starting with ``#`` are comments; blank lines are skipped; patterns are
+trimmed and cleaned (``filepath.Clean``), a leading ``/`` or ``./`` is dropped.
+Syntax is Go's ``path.Match`` (``*``, ``?``, ``[...]``, ``\\`` escapes) plus
+``**`` for any number of directories.  ``!`` makes an exception; the last
+matching pattern wins; a pattern that matches a directory matches everything
+below it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+
+from kiln.errors import InvalidArgument
+
+__all__ = ["IgnoreMatcher", "find_ignore_file", "load_ignore_file", "read_ignore_patterns"]
+
+
+def _clean(pattern: str) -> str:
+    cleaned = posixpath.normpath(pattern)
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    if len(cleaned) > 1 and cleaned.startswith("/"):
+        cleaned = cleaned[1:]
+    return cleaned
+
+
+def read_ignore_patterns(text: str) -> list[str]:
+    """The patterns of an ignore file, normalised as Docker reads them."""
+    patterns = []
+    for number, line in enumerate(text.splitlines()):
+        if number == 0:
+            line = line.removeprefix("\ufeff")
+        if line.startswith("#"):
+            continue
+        pattern = line.strip()
+        if not pattern:
+            continue
+        invert = pattern.startswith("!")
+        if invert:
+            pattern = pattern[1:].strip()
+        if pattern:
+            pattern = _clean(pattern)
+        patterns.append("!" + pattern if invert else pattern)
+    return patterns
+
+
+def _translate(pattern: str) -> str:
+    """A pattern (components joined by ``/``) to a regex that must match a whole path."""
+    out = ["^"]
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            if i < n and pattern[i] == "*":
+                i += 1
+                if i < n and pattern[i] == "/":
+                    i += 1
+                out.append(".*" if i >= n else "(.*/)?")
+            else:
+                out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            if i < n:
+                out.append(re.escape(pattern[i]))
+                i += 1
+            else:
+                out.append(re.escape("\\"))
+        elif ch == "[":
+            end = pattern.find("]", i + 1 if pattern[i : i + 1] in ("!", "^") else i)
+            if end < 0:
+                raise InvalidArgument(f"syntax error in pattern {pattern!r}: unterminated [")
+            body = pattern[i:end]
+            if body[:1] in ("!", "^"):
+                body = "^" + body[1:]
+            out.append("[" + body + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(ch))
+    out.append("$")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    text: str
+    exclusion: bool
+    regex: re.Pattern[str]
+    parts: tuple[str, ...]
+
+
+class IgnoreMatcher:
+    """Decides which context paths (relative, ``/``-separated) are excluded."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns: list[_Pattern] = []
+        for raw in patterns:
+            text = raw.strip()
+            if not text:
+                continue
+            exclusion = text.startswith("!")
+            if exclusion:
+                text = text[1:].strip()
+                if not text:
+                    raise InvalidArgument('illegal exclusion pattern: "!"')
+            text = _clean(text)
+            try:
+                regex = re.compile(_translate(text), re.DOTALL)
+            except re.error as exc:
+                raise InvalidArgument(f"syntax error in pattern {raw!r}: {exc}") from None
+            self.patterns.append(_Pattern(text, exclusion, regex, tuple(text.split("/"))))
+        self.has_exclusions = any(p.exclusion for p in self.patterns)
+
+    @staticmethod
+    def _norm(rel_path: str) -> str:
+        path = posixpath.normpath(rel_path.replace(os.sep, "/")).lstrip("/")
+        return path or "."
+
+    def matches(self, rel_path: str) -> bool:
+        """True when ``rel_path`` (or one of its parent directories) is excluded."""
+        path = self._norm(rel_path)
+        parents = posixpath.dirname(path).split("/") if "/" in path else []
+        matched = False
+        for pattern in self.patterns:
+            if pattern.exclusion != matched:
+                continue
+            hit = bool(pattern.regex.match(path))
+            if not hit:
+                for depth in range(1, len(parents) + 1):
+                    if pattern.regex.match("/".join(parents[:depth])):
+                        hit = True
+                        break
+            if hit:
+                matched = not pattern.exclusion
+        return matched
+
+    def excludes_dir_entirely(self, rel_dir: str) -> bool:
+        """True when ``rel_dir`` is excluded and no ``!`` pattern can bring back
+        anything below it, so a walk may skip it without looking inside."""
+        if not self.matches(rel_dir):
+            return False
+        parts = self._norm(rel_dir).split("/")
+        return not any(p.exclusion and _could_match_below(p.parts, parts) for p in self.patterns)
+
+
+def _could_match_below(pattern: tuple[str, ...], directory: list[str]) -> bool:
+    """Conservative: could this pattern match ``directory`` or something under it?"""
+    for index, component in enumerate(directory):
+        if index >= len(pattern):
+            return True  # pattern names a parent of the directory
+        if "**" in pattern[index]:
+            return True
+        if not re.match(_translate(pattern[index]), component, re.DOTALL):
+            return False
+    return True
+
+
+def find_ignore_file(context_dir: str, dockerfile_path: str | None = None) -> str | None:
+    """The ignore file podman/buildah use: ``<Dockerfile>.dockerignore``, then
+    ``<Dockerfile>.containerignore`` (next to the Dockerfile), then the context's
+    ``.containerignore``, then ``.dockerignore``."""
+    candidates = []
+    if dockerfile_path:
+        path = dockerfile_path
+        if not os.path.isabs(path):
+            path = os.path.join(context_dir, path)
+        candidates += [path + ".dockerignore", path + ".containerignore"]
+    candidates += [
+        os.path.join(context_dir, ".containerignore"),
+        os.path.join(context_dir, ".dockerignore"),
+    ]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def load_ignore_file(context_dir: str, dockerfile_path: str | None = None) -> list[str]:
+    """Patterns from the ignore file that applies (empty when there is none)."""
+    path = find_ignore_file(context_dir, dockerfile_path)
+    if path is None:
+        return []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return read_ignore_patterns(fh.read())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"cannot read ignore file {path}: {exc}") from exc

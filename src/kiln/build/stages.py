@@ -1,0 +1,223 @@
+"""The stage plan: which stages a build needs, in which order, and what each waits for.
+
+Stages form a graph: ``FROM <earlier stage>``, ``COPY --from=<name|index>`` and
+``RUN --mount=...,from=<name|index>`` are edges.  Only the stages the target
+needs are planned; ``order`` is a topological order and ``deps`` lets an
+executor run independent stages in parallel.  A ``--from`` that names no
+stage is an image, recorded in ``Stage.external_images``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from kiln.build.args import BuildArgs
+from kiln.build.instructions import (
+    Arg,
+    Copy,
+    Env,
+    From,
+    Instruction,
+    Run,
+    instructions_from_nodes,
+)
+from kiln.build.lexer import ShellLex
+from kiln.build.parser import ParsedDockerfile
+from kiln.errors import InvalidArgument
+
+__all__ = ["BuildPlan", "Stage", "plan"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    name: str | None
+    base: str  # as written in FROM
+    base_expanded: str  # after expansion with the global args
+    platform: str | None  # expanded FROM --platform, if any
+    instructions: tuple[Instruction, ...]  # after the FROM
+    line: int
+    from_instruction: From
+    base_stage: int | None = None  # index of the stage this one is FROM
+    stage_deps: frozenset[int] = frozenset()  # every stage it needs (FROM and --from)
+    external_images: frozenset[str] = frozenset()  # COPY --from / mount from= images
+    base_used_args: frozenset[str] = frozenset()
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.base_stage is None and self.base_expanded.lower() == "scratch"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    stages: tuple[Stage, ...]  # every stage in the Dockerfile
+    target_index: int
+    order: tuple[int, ...]  # stages to build, dependencies first
+    deps: dict[int, frozenset[int]]  # for each stage in ``order``
+    global_args: tuple[Arg, ...] = ()
+    directives: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def target(self) -> Stage:
+        return self.stages[self.target_index]
+
+    def levels(self) -> list[list[int]]:
+        """Batches of stages that can run in parallel, in order."""
+        done: set[int] = set()
+        remaining = list(self.order)
+        batches: list[list[int]] = []
+        while remaining:
+            ready = [i for i in remaining if self.deps[i] <= done]
+            batches.append(ready)
+            done.update(ready)
+            remaining = [i for i in remaining if i not in done]
+        return batches
+
+
+def _split(instructions: list[Instruction], name: str) -> tuple[list[Arg], list[list[Instruction]]]:
+    global_args: list[Arg] = []
+    groups: list[list[Instruction]] = []
+    for instr in instructions:
+        if isinstance(instr, From):
+            groups.append([instr])
+        elif groups:
+            groups[-1].append(instr)
+        elif isinstance(instr, Arg):
+            global_args.append(instr)
+        else:
+            raise InvalidArgument(f"{name}:{instr.line}: no build stage in current context")
+    if not groups:
+        raise InvalidArgument(f"{name}: the Dockerfile has no FROM instruction (no stage to build)")
+    return global_args, groups
+
+
+def _from_refs(body: list[Instruction], args: BuildArgs, lex: ShellLex) -> list[tuple[str, int]]:
+    """Expanded ``--from`` values of COPY and RUN mounts, simulating the stage's ARG/ENV."""
+    consumed = set(args.consumed)  # planning must not count as consuming --build-args
+    scope = args.stage()
+    env: dict[str, str] = {}
+    refs: list[tuple[str, int]] = []
+    for instr in body:
+        if isinstance(instr, Arg):
+            scope.apply(instr, lex, env)
+        elif isinstance(instr, Env):
+            expanded, _ = instr.expand(lex, scope.env(env))
+            env.update(dict(expanded.pairs))  # type: ignore[attr-defined]
+        elif isinstance(instr, Copy) and instr.from_:
+            refs.append((lex.process_word(instr.from_, scope.env(env)), instr.line))
+        elif isinstance(instr, Run) and instr.mount_specs:
+            expanded_run, _ = instr.expand(lex, scope.env(env))
+            for mount in expanded_run.mounts:  # type: ignore[attr-defined]
+                if mount.from_:
+                    refs.append((mount.from_, instr.line))
+    args.consumed.clear()
+    args.consumed.update(consumed)
+    return refs
+
+
+def _resolve(ref: str, names: dict[str, int], count: int) -> int | None:
+    if ref.isdigit():
+        index = int(ref)
+        if index >= count:
+            raise InvalidArgument(f"invalid from flag value {ref}: index out of bounds")
+        return index
+    return names.get(ref.lower())
+
+
+def plan(
+    parsed: ParsedDockerfile,
+    build_args: BuildArgs,
+    target: str | None = None,
+    *,
+    lex: ShellLex | None = None,
+) -> BuildPlan:
+    """Plan the build of ``target`` (default: the last stage).
+
+    Global ARGs are applied to ``build_args`` (so the executor shares the state).
+    """
+    lex = lex or ShellLex(parsed.escape)
+    instructions = instructions_from_nodes(parsed.nodes, parsed.name)
+    global_args, groups = _split(instructions, parsed.name)
+    for arg in global_args:
+        build_args.apply_global(arg, lex)
+
+    names: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        head = group[0]
+        assert isinstance(head, From)
+        if head.stage_name:
+            if head.stage_name in names:
+                raise InvalidArgument(
+                    f'{parsed.name}:{head.line}: duplicate stage name "{head.stage_name}", '
+                    "stage names must be unique"
+                )
+            names[head.stage_name] = index
+
+    stages: list[Stage] = []
+    for index, group in enumerate(groups):
+        head = group[0]
+        assert isinstance(head, From)
+        expanded, used = head.expand(lex, build_args.for_from())
+        assert isinstance(expanded, From)
+        base_stage = names.get(expanded.base.lower())
+        if base_stage == index:
+            base_stage = None  # FROM x AS x refers to the image x
+        deps: set[int] = {base_stage} if base_stage is not None else set()
+        images: set[str] = set()
+        for ref, line in _from_refs(group[1:], build_args, lex):
+            try:
+                dep = _resolve(ref, names, len(groups))
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"{parsed.name}:{line}: {exc}") from None
+            if dep == index:
+                raise InvalidArgument(f"{parsed.name}:{line}: a stage cannot copy from itself")
+            if dep is None:
+                images.add(ref)
+            else:
+                deps.add(dep)
+        stages.append(
+            Stage(
+                index=index, name=head.stage_name, base=head.base,
+                base_expanded=expanded.base, platform=expanded.platform,
+                instructions=tuple(group[1:]), line=head.line, from_instruction=head,
+                base_stage=base_stage, stage_deps=frozenset(deps),
+                external_images=frozenset(images), base_used_args=frozenset(used),
+            )
+        )  # fmt: skip
+
+    target_index = len(stages) - 1
+    if target is not None:
+        if target.lower() not in names:
+            raise InvalidArgument(f'target stage "{target}" could not be found')
+        target_index = names[target.lower()]
+    order = _topological(stages, target_index)
+    return BuildPlan(
+        stages=tuple(stages),
+        target_index=target_index,
+        order=tuple(order),
+        deps={i: stages[i].stage_deps for i in order},
+        global_args=tuple(global_args),
+        directives=dict(parsed.directives),
+    )
+
+
+def _topological(stages: list[Stage], target: int) -> list[int]:
+    order: list[int] = []
+    state: dict[int, str] = {}
+
+    def visit(index: int) -> None:
+        if state.get(index) == "done":
+            return
+        if state.get(index) == "active":
+            stage = stages[index]
+            label = stage.name or str(stage.index)
+            raise InvalidArgument(f"circular dependency detected on stage: {label}")
+        state[index] = "active"
+        for dep in sorted(stages[index].stage_deps):
+            visit(dep)
+        state[index] = "done"
+        order.append(index)
+
+    visit(target)
+    return order
