@@ -285,3 +285,20 @@ def test_second_signal_kills_a_container_that_ignores_the_first(rootfs, isolatio
                           ["SIGTERM", "SIGTERM"])  # fmt: skip
     assert "EXIT 137" in out
     assert os.listdir(tmp_path / "state" / "bundles") == []
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_missing_absolute_path_is_127(rootfs, isolation):
+    with tempfile.TemporaryFile() as err:
+        opts = RunOptions(args=["/opt/nothing"], isolation=isolation, stderr=err)
+        assert run(opts, str(rootfs)) == 127
+        err.seek(0)
+        assert '"/opt/nothing": no such file or directory' in err.read().decode()
+
+
+@pytest.mark.runc
+def test_runtime_start_failure_is_unavailable_not_exit_1(rootfs):
+    bad = Mount("tmpfs", "", "/x", ("size=lots",))
+    with pytest.raises(Unavailable, match="could not start the container"):
+        run(RunOptions(args=["true"], mounts=[bad], stderr=subprocess.DEVNULL), str(rootfs))
+    assert not (rootfs / "x").exists()

@@ -210,6 +210,8 @@ def _container_init(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> No
         os.execvpe(opts.args[0], opts.args, env)
     except BaseException as e:
         code, what = 127, "executable file not found in $PATH"
+        if "/" in opts.args[0]:
+            what = "no such file or directory"
         if isinstance(e, PermissionError | IsADirectoryError):
             code, what = 126, "permission denied"
         with contextlib.suppress(BaseException):

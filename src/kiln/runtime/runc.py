@@ -45,24 +45,31 @@ def _write_config(p: Prepared, rootfs: str) -> None:
         json.dump(spec, f, indent=1)
 
 
-def _exec_failure(log_path: str) -> int | None:
-    """127/126 when runc's log says the command could not be executed, else None."""
+def _runc_error(log_path: str) -> str:
+    """The error runc logged when it could not start the container ("" if none)."""
     try:
         with open(log_path, encoding="utf-8", errors="replace") as f:
             lines = f.read(1024 * 1024).splitlines()
     except OSError:
-        return None
+        return ""
     for line in lines:
         try:
-            msg = str(json.loads(line).get("msg", ""))
+            entry = json.loads(line)
         except ValueError:
-            msg = line
-        if "exec:" not in msg and "exec failed" not in msg:
             continue
-        if "not found" in msg or "no such file" in msg:
-            return EXIT_NOT_FOUND
-        if "permission denied" in msg or "is a directory" in msg:
-            return EXIT_NOT_EXECUTABLE
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+            return str(entry.get("msg", "")).removeprefix("runc run failed: ")
+    return ""
+
+
+def _exec_failure(message: str) -> int | None:
+    """127/126 when runc says the command could not be executed, else None."""
+    if "exec:" not in message and "exec failed" not in message:
+        return None
+    if "not found" in message or "no such file" in message:
+        return EXIT_NOT_FOUND
+    if "permission denied" in message or "is a directory" in message:
+        return EXIT_NOT_EXECUTABLE
     return None
 
 
@@ -144,15 +151,26 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
                 check=False,
             )  # fmt: skip
         if code == 1:
-            failure = _exec_failure(log_path)
+            error = _runc_error(log_path)
+            failure = _exec_failure(error)
             if failure is not None:
                 _explain(opts, failure)
                 return failure
+            if error:
+                raise Unavailable(
+                    f"{os.path.basename(binary)} could not start the container: {error}"
+                )
         return code
 
 
 def _explain(opts: RunOptions, code: int) -> None:
-    what = "executable file not found in $PATH" if code == EXIT_NOT_FOUND else "permission denied"
+    what = "permission denied"
+    if code == EXIT_NOT_FOUND:
+        what = (
+            "no such file or directory"
+            if "/" in opts.args[0]
+            else "executable file not found in $PATH"
+        )
     message = f'kiln: exec: "{opts.args[0]}": {what}\n'
     target = opts.stderr
     try:
