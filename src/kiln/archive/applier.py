@@ -1,0 +1,429 @@
+"""Apply a layer tar to a directory, safely, in one streaming pass.
+
+The blob is decompressed (format detected, bomb-guarded), the *uncompressed*
+tar stream is hashed on the way (that hash is the diff_id), ``tarfile`` only
+parses headers, and every write goes through :class:`SafeRoot`, so no entry —
+absolute, ``..``, through a symlink planted by an earlier entry, a hard link
+outside — can touch anything outside ``target_dir``.
+
+The applier does not roll back: on error ``target_dir`` is left half-written.
+Callers get atomicity by applying into a fresh temporary directory and renaming
+it into place only on success.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import BinaryIO
+
+from kiln.archive.compression import CHUNK, open_decompressed
+from kiln.archive.hashing import HashingReader
+from kiln.archive.safe_root import SafeRoot, split_path
+from kiln.errors import InvalidArgument
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+USER_OPAQUE_XATTR = "user.overlay.opaque"
+_MAX_META_SIZE = 1 << 20  # PAX headers and GNU long names, as containerd caps them
+_META_TYPES = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
+_WHITEOUT_MODES = ("overlay", "delete", "none")
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar stream
+    size: int  # uncompressed bytes
+    compressed_size: int  # bytes read from the input stream
+    entries: int  # tar members processed
+
+
+class _GuardedTarInfo(tarfile.TarInfo):
+    """Refuses oversized PAX headers / GNU long names before tarfile buffers them."""
+
+    def _proc_member(self, tarfile_):
+        if self.type in _META_TYPES and self.size > _MAX_META_SIZE:
+            raise InvalidArgument(
+                f"layer archive has a {self.size}-byte extended header (limit {_MAX_META_SIZE}); "
+                "the archive is hostile or corrupt"
+            )
+        return super()._proc_member(tarfile_)
+
+
+class _TailReader(io.RawIOBase):
+    """Remembers the last few chunks read so the end-of-archive block can be checked."""
+
+    def __init__(self, inner: HashingReader):
+        self._inner = inner
+        self._chunks: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=4)
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._inner.read(size if size and size > 0 else CHUNK)
+        if data:
+            self._chunks.append((self.pos, data))
+            self.pos += len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def bytes_from(self, offset: int, want: int) -> bytes | None:
+        """Up to ``want`` bytes from stream ``offset`` (reading more if needed); None if gone."""
+        if offset > self.pos:
+            return b""
+        if self._chunks and offset < self._chunks[0][0]:
+            return None
+        pieces = [
+            chunk[max(0, offset - start) :]
+            for start, chunk in self._chunks
+            if start + len(chunk) > offset
+        ]
+        got = b"".join(pieces)
+        while len(got) < want and (more := self.read(want - len(got))):
+            got += more
+        return got[:want]
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    raw = member.pax_headers.get("mtime")
+    if raw is not None:
+        try:
+            return int(Decimal(raw) * 1_000_000_000)
+        except (InvalidOperation, ValueError):
+            pass
+    return int(member.mtime) * 1_000_000_000
+
+
+def _entry_path(name: str, what: str = "entry") -> str:
+    """Normalised relative path; refuses NUL bytes and ``..`` above the root."""
+    if "\x00" in name:
+        raise InvalidArgument(f"layer {what} {name!r} contains a NUL byte; the archive is corrupt")
+    stripped = name.lstrip("/")
+    depth = 0
+    for part in stripped.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise InvalidArgument(
+                    f"layer {what} {name!r} points outside the layer root; "
+                    "the archive is hostile or corrupt"
+                )
+        elif part not in ("", "."):
+            depth += 1
+    return "/".join(split_path(stripped))
+
+
+class _Applier:
+    def __init__(self, root: SafeRoot, whiteouts: str, chown: tuple[int, int] | None):
+        self.root = root
+        self.whiteouts = whiteouts
+        self.chown = chown
+        self.is_root = os.geteuid() == 0
+        self.written: set[str] = set()
+        self.dirs: dict[str, tuple[int, int]] = {}  # path -> (mode, mtime_ns), applied last
+        self.opaque: list[str] = []
+
+    def apply(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        path = _entry_path(member.name)
+        base = path.rpartition("/")[2]
+        if self.whiteouts != "none" and base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(path, base)
+            return
+        if not path:
+            if member.isdir():
+                self._metadata("", member)
+            return
+        parent = path.rpartition("/")[0]
+        try:
+            if parent:
+                self.root.makedirs(parent)
+            self._create(tf, member, path)
+        except InvalidArgument:
+            raise
+        except OSError as exc:
+            raise self._os_error(member, exc) from None
+        self.written.add(path)
+        self._metadata(path, member)
+
+    def _os_error(self, member: tarfile.TarInfo, exc: OSError) -> InvalidArgument:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+            raise exc
+        return InvalidArgument(
+            f"cannot apply layer entry {member.name!r}: {exc.strerror or exc}; "
+            "the archive conflicts with itself or is corrupt"
+        )
+
+    def _replace_existing(self, path: str, keep_dir: bool) -> None:
+        try:
+            st = self.root.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if stat.S_ISDIR(st.st_mode) and keep_dir:
+            return
+        self.root.remove(path)
+
+    def _create(self, tf: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
+        root = self.root
+        if member.isreg():
+            self._replace_existing(path, keep_dir=False)
+            src = tf.extractfile(member)
+            written = root.write_file(path, src, 0o600)
+            if written != member.size:
+                raise InvalidArgument(f"layer entry {member.name!r} is truncated")
+        elif member.isdir():
+            self._replace_existing(path, keep_dir=True)
+            if not root.exists(path):
+                root.mkdir(path, 0o700)
+        elif member.issym():
+            if "\x00" in member.linkname:
+                raise InvalidArgument(f"symlink {member.name!r} has a NUL byte in its target")
+            self._replace_existing(path, keep_dir=False)
+            root.symlink(member.linkname, path)
+        elif member.islnk():
+            target = _entry_path(member.linkname, "hard link target")
+            if not target or not root.exists(target):
+                raise InvalidArgument(
+                    f"hard link {member.name!r} points to {member.linkname!r}, which is not in "
+                    "the layer or the tree below it; the archive is corrupt"
+                )
+            if target == path:
+                return
+            if stat.S_ISDIR(root.lstat(target).st_mode):
+                raise InvalidArgument(f"hard link {member.name!r} points to a directory")
+            self._replace_existing(path, keep_dir=False)
+            root.hardlink(target, path)
+        elif member.ischr() or member.isblk():
+            self._replace_existing(path, keep_dir=False)
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            dev = os.makedev(member.devmajor, member.devminor)
+            try:
+                root.mknod(path, kind | 0o600, dev)
+            except PermissionError:
+                if self.is_root:
+                    raise
+                return  # unprivileged: device nodes cannot be made; skip, like rootless podman
+        elif member.isfifo():
+            self._replace_existing(path, keep_dir=False)
+            root.mkfifo(path, 0o600)
+        else:
+            raise InvalidArgument(
+                f"layer entry {member.name!r} has unsupported tar type {member.type!r}"
+            )
+
+    def _metadata(self, path: str, member: tarfile.TarInfo) -> None:
+        root = self.root
+        if not path and not member.isdir():
+            return
+        if member.islnk() or not root.exists(path):
+            return  # a hard link shares its target's inode; or a skipped device node
+        try:
+            if self.chown is not None:
+                root.chown(path, *self.chown)
+            elif self.is_root:
+                root.chown(path, member.uid, member.gid)
+            self._xattrs(path, member)
+            mtime = _mtime_ns(member)
+            if member.isdir():  # mode and mtime last: contents may still be written
+                self.dirs[path] = (member.mode, mtime)
+                return
+            if not member.issym():
+                root.chmod(path, member.mode)
+            root.utime(path, mtime, mtime)
+        except OSError as exc:
+            raise self._os_error(member, exc) from None
+
+    def _xattrs(self, path: str, member: tarfile.TarInfo) -> None:
+        for key, value in member.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            name = key[len("SCHILY.xattr.") :]
+            if name.startswith(("trusted.overlay.", "user.overlay.")):
+                continue
+            if name.startswith(("security.", "trusted.")) and not self.is_root:
+                continue
+            if name.startswith("user.") and not (member.isreg() or member.isdir()):
+                continue
+            try:
+                self.root.setxattr(path, name, value.encode("utf-8", "surrogateescape"))
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+
+    def _whiteout(self, path: str, base: str) -> None:
+        parent = path.rpartition("/")[0]
+        if base == OPAQUE_MARKER:
+            self._opaque(parent)
+            return
+        name = base[len(WHITEOUT_PREFIX) :]
+        if name.startswith(".wh.") or base.startswith(".wh..wh."):
+            return  # aufs metadata (.wh..wh.plnk and friends): nothing to apply
+        if name in ("", ".", "..") or "/" in name:
+            raise InvalidArgument(f"layer has an invalid whiteout {path!r}; the archive is corrupt")
+        victim = f"{parent}/{name}" if parent else name
+        try:
+            if self.whiteouts == "delete":
+                if victim not in self.written:
+                    try:
+                        self.root.remove(victim)
+                    except (FileNotFoundError, NotADirectoryError):
+                        pass  # nothing below to delete
+                return
+            if parent:
+                self.root.makedirs(parent)
+            self.root.remove(victim)
+            self.root.mknod(victim, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            self.root.chmod(victim, 0)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"cannot apply whiteout {path!r}: {exc.strerror or exc}"
+            ) from None
+
+    def _opaque(self, parent: str) -> None:
+        try:
+            if parent:
+                self.root.makedirs(parent)
+            if self.whiteouts == "delete":
+                self.opaque.append(parent)
+                self._clear_lower(parent)
+                return
+            try:
+                self.root.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y")
+            except PermissionError:
+                self.root.setxattr(parent, USER_OPAQUE_XATTR, b"y")  # rootless overlay (userxattr)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"cannot mark {parent or '/'!r} opaque: {exc.strerror or exc}"
+            ) from None
+
+    def _clear_lower(self, directory: str) -> None:
+        """Remove what lower layers put in ``directory``, sparing this layer's entries."""
+        prefix = f"{directory}/" if directory else ""
+        for name in self.root.listdir(directory):
+            child = prefix + name
+            if child not in self.written:
+                self.root.remove(child)
+            elif stat.S_ISDIR(self.root.lstat(child).st_mode):
+                self._clear_lower(child)
+
+    def finish(self) -> None:
+        for directory in self.opaque:  # entries of this layer may follow the marker
+            self._clear_lower(directory)
+        for path in sorted(self.dirs, key=lambda p: p.count("/"), reverse=True):
+            mode, mtime = self.dirs[path]
+            try:
+                if not stat.S_ISDIR(self.root.lstat(path).st_mode):
+                    continue  # replaced by a later entry
+                self.root.chmod(path, mode)
+                self.root.utime(path, mtime, mtime)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+
+
+def apply_layer(
+    stream: BinaryIO,
+    target_dir: str,
+    *,
+    whiteouts: str = "overlay",
+    max_ratio: float | None = None,
+    on_entry: Callable[[tarfile.TarInfo], None] | None = None,
+    chown: tuple[int, int] | None = None,
+) -> ApplyResult:
+    """Apply a (possibly compressed) layer tar to ``target_dir``.
+
+    ``whiteouts``: "overlay" (target is one overlayfs layer dir: ``.wh.NAME``
+    becomes a 0/0 char device, ``.wh..wh..opq`` sets ``trusted.overlay.opaque``),
+    "delete" (target is a full tree: whiteouts delete what lower layers left),
+    or "none" (whiteout names are ordinary files). ``on_entry`` sees each tar
+    member before it is applied. Not atomic: see the module docstring.
+    """
+    if whiteouts not in _WHITEOUT_MODES:
+        raise InvalidArgument(f"whiteouts must be one of {_WHITEOUT_MODES}, not {whiteouts!r}")
+    reader = open_decompressed(stream, max_ratio=max_ratio)
+    hashing = HashingReader(reader)
+    tail = _TailReader(hashing)
+    entries = 0
+    with SafeRoot(target_dir) as root:
+        applier = _Applier(root, whiteouts, chown)
+        try:
+            with tarfile.open(
+                fileobj=tail,
+                mode="r|",
+                tarinfo=_GuardedTarInfo,
+                bufsize=CHUNK,
+                errors="surrogateescape",
+            ) as tf:
+                while (member := tf.next()) is not None:
+                    tf.members.clear()  # stream mode keeps every member otherwise
+                    entries += 1
+                    if on_entry is not None:
+                        on_entry(member)
+                    applier.apply(tf, member)
+                _check_end(tail, tf.offset)
+        except tarfile.TarError as exc:
+            if str(exc) == "empty file" and tail.pos == 0:
+                pass  # a zero-byte stream is an empty layer, as Go's tar reader sees it
+            else:
+                raise InvalidArgument(
+                    f"layer archive is malformed: {exc}; the blob is corrupt or not a tar archive"
+                ) from None
+        except EOFError:
+            raise InvalidArgument("layer archive is truncated; fetch it again") from None
+        applier.finish()
+    hashing.drain()
+    return ApplyResult(
+        diff_id=hashing.digest,
+        size=hashing.size,
+        compressed_size=reader.compressed_bytes,
+        entries=entries,
+    )
+
+
+def _check_end(tail: _TailReader, offset: int) -> None:
+    """The block where tarfile stopped must be end-of-archive zeros or a clean end."""
+    block = tail.bytes_from(offset, tarfile.BLOCKSIZE)
+    if block is None:
+        return
+    if not block:
+        if offset > tail.pos:
+            raise InvalidArgument("layer archive is truncated (ends inside an entry)")
+        return
+    if len(block) < tarfile.BLOCKSIZE:
+        raise InvalidArgument("layer archive is truncated (ends inside a header)")
+    if block.count(0) != tarfile.BLOCKSIZE:
+        raise InvalidArgument(
+            f"layer archive has a bad tar header at offset {offset} (checksum or format); "
+            "the blob is corrupt"
+        )
+
+
+def extract_tar(
+    stream: BinaryIO, target_dir: str, *, chown: tuple[int, int] | None = None
+) -> ApplyResult:
+    """Plain safe extraction (ADD of a local archive): whiteout names are ordinary files.
+
+    ``chown`` forces every entry's owner (as ``ADD --chown`` does).
+    """
+    return apply_layer(stream, target_dir, whiteouts="none", chown=chown)
+
+
+__all__ = ["ApplyResult", "apply_layer", "extract_tar"]

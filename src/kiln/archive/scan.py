@@ -1,0 +1,143 @@
+"""Turn directory trees into sorted ``TarEntry`` streams for ``write_layer``.
+
+``scan_tree`` walks a whole tree, ``scan_overlay_upper`` an overlayfs upper
+dir (char 0/0 devices are whiteouts, ``trusted.overlay.opaque=y`` marks opaque
+dirs; kiln mounts overlay with ``redirect_dir`` and ``metacopy`` off, so those
+xattrs never appear), ``scan_changes`` the exact difference of two full trees.
+Entries carry lstat metadata and the ``user.*`` and ``security.capability``
+xattrs; regular files sharing an inode become one file plus hard links.
+Sockets are skipped. The trees are trusted host paths (kiln's own snapshots).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+
+from kiln.archive.changes import is_opaque, is_whiteout, read_xattrs, walk_tree_changes
+from kiln.archive.entry import TarEntry, sort_key
+
+Include = Callable[[str], bool]
+
+
+def entry_from_stat(
+    path: str, rel: str, st: os.stat_result, *, overlay: bool = False
+) -> TarEntry | None:
+    """The entry for host ``path`` stored as ``rel`` (None for sockets)."""
+    mode = st.st_mode
+    common = {
+        "path": rel,
+        "mode": stat.S_IMODE(mode),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "mtime": st.st_mtime_ns,
+    }
+    if stat.S_ISREG(mode):
+        xattrs = read_xattrs(path, overlay=overlay)
+        return TarEntry(type="file", source=path, size=st.st_size, xattrs=xattrs, **common)
+    if stat.S_ISDIR(mode):
+        return TarEntry(type="dir", xattrs=read_xattrs(path, overlay=overlay), **common)
+    if stat.S_ISLNK(mode):
+        return TarEntry(type="symlink", linkname=os.readlink(path), **common)
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "char" if stat.S_ISCHR(mode) else "block"
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        return TarEntry(type=kind, devmajor=major, devminor=minor, **common)
+    if stat.S_ISFIFO(mode):
+        return TarEntry(type="fifo", **common)
+    return None
+
+
+def _join(prefix: str, rel: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/{rel}" if prefix else rel
+
+
+def _walk(root: str, include: Include | None) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(host path, relative path, lstat) for everything under ``root``, root excluded."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        dir_path = os.path.join(root, rel_dir) if rel_dir else root
+        for name in os.listdir(dir_path):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if include is not None and not include(rel):
+                continue
+            path = os.path.join(dir_path, name)
+            st = os.lstat(path)
+            yield path, rel, st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(rel)
+
+
+def _finish(items: list[tuple[TarEntry, os.stat_result | None]]) -> Iterator[TarEntry]:
+    """Sort canonically and turn repeated (dev, inode) regular files into hard links."""
+    items.sort(key=lambda item: sort_key(item[0]))
+    first: dict[tuple[int, int], str] = {}
+    for entry, st in items:
+        if entry.type == "file" and st is not None and st.st_nlink > 1:
+            target = first.setdefault((st.st_dev, st.st_ino), entry.path)
+            if target != entry.path:
+                yield TarEntry(
+                    path=entry.path,
+                    type="hardlink",
+                    linkname=target,
+                    mode=entry.mode,
+                    uid=entry.uid,
+                    gid=entry.gid,
+                    mtime=entry.mtime,
+                )
+                continue
+        yield entry
+
+
+def scan_tree(root: str, *, prefix: str = "", include: Include | None = None) -> Iterator[TarEntry]:
+    """Every entry below ``root`` (not ``root`` itself), paths under ``prefix``, sorted.
+
+    ``include(rel_path)`` false skips an entry; a skipped directory is not descended.
+    """
+    items = []
+    for path, rel, st in _walk(root, include):
+        entry = entry_from_stat(path, _join(prefix, rel), st)
+        if entry is not None:
+            items.append((entry, st))
+    return _finish(items)
+
+
+def scan_overlay_upper(upper: str) -> Iterator[TarEntry]:
+    """A container's changes from its overlayfs upper dir, as layer entries."""
+    items: list[tuple[TarEntry, os.stat_result | None]] = []
+    for path, rel, st in _walk(upper, None):
+        if is_whiteout(st):
+            items.append((TarEntry(path=rel, type="whiteout", mtime=st.st_mtime_ns), None))
+            continue
+        entry = entry_from_stat(path, rel, st, overlay=True)
+        if entry is None:
+            continue
+        items.append((entry, st))
+        if entry.type == "dir" and is_opaque(path):
+            items.append((TarEntry(path=rel, type="opaque", mtime=st.st_mtime_ns), None))
+    return _finish(items)
+
+
+def scan_changes(lower_view: str, upper_tree: str) -> Iterator[TarEntry]:
+    """The layer turning full tree ``lower_view`` into full tree ``upper_tree``.
+
+    Added and changed entries (and the parents of changes) come from
+    ``upper_tree``; deletions become whiteouts.
+    """
+    items: list[tuple[TarEntry, os.stat_result | None]] = []
+    for kind, rel in walk_tree_changes(lower_view, upper_tree):
+        if kind == "D":
+            items.append((TarEntry(path=rel, type="whiteout"), None))
+            continue
+        path = os.path.join(upper_tree, rel)
+        st = os.lstat(path)
+        entry = entry_from_stat(path, rel, st)
+        if entry is not None:
+            items.append((entry, st))
+    return _finish(items)
+
+
+__all__ = ["entry_from_stat", "scan_changes", "scan_overlay_upper", "scan_tree"]

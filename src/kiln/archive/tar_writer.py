@@ -1,0 +1,205 @@
+"""Deterministic layer tars, hashed and compressed in one streaming pass.
+
+Pipeline: tar bytes -> sha256 (diff_id) -> compressor -> sha256 (digest) -> out.
+Headers are PAX format with empty user/group names, whole-second mtimes
+(all forced to ``timestamp`` when given, as ``buildah --timestamp`` does), and
+the archive ends with two zero blocks and no record padding. The compressor is
+fed fixed 1 MiB slices of the tar stream, so its output depends only on the
+tar bytes. File content is streamed in 1 MiB chunks; memory stays flat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from kiln.archive.compression import CHUNK, Compression, open_compressor
+from kiln.archive.entry import TarEntry, clean_path, sorted_entries, tar_name
+from kiln.archive.hashing import HashingWriter
+from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
+from kiln.errors import Conflict, InvalidArgument
+
+_TAR_TYPES = {
+    "file": tarfile.REGTYPE,
+    "dir": tarfile.DIRTYPE,
+    "symlink": tarfile.SYMTYPE,
+    "hardlink": tarfile.LNKTYPE,
+    "char": tarfile.CHRTYPE,
+    "block": tarfile.BLKTYPE,
+    "fifo": tarfile.FIFOTYPE,
+    "whiteout": tarfile.REGTYPE,
+    "opaque": tarfile.REGTYPE,
+}
+_ZERO_BLOCKS = bytes(2 * tarfile.BLOCKSIZE)
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    diff_id: str  # sha256 of the uncompressed tar
+    digest: str  # sha256 of the bytes written to ``out``
+    size: int  # compressed bytes written
+    uncompressed_size: int
+    compression: Compression
+
+
+class _TarSink:
+    """Hashes the tar stream and feeds the compressor in fixed-size slices."""
+
+    def __init__(self, out: BinaryIO, compression: Compression, level: int | None):
+        self.blob = HashingWriter(out)
+        self.compressor = open_compressor(self.blob, compression, level)
+        self.diff = hashlib.sha256()
+        self.size = 0
+        self._buf = bytearray()
+
+    def write(self, data) -> None:
+        view = memoryview(data).cast("B")
+        self.diff.update(view)
+        self.size += len(view)
+        while len(view):
+            take = min(CHUNK - len(self._buf), len(view))
+            if not self._buf and take == CHUNK:
+                self.compressor.write(view[:take])
+            else:
+                self._buf += view[:take]
+                if len(self._buf) == CHUNK:
+                    self.compressor.write(self._buf)
+                    self._buf = bytearray()
+            view = view[take:]
+
+    def close(self) -> None:
+        if self._buf:
+            self.compressor.write(self._buf)
+            self._buf = bytearray()
+        self.compressor.close()
+
+
+def _header(entry: TarEntry, timestamp: int | None, size: int, linkname: str) -> bytes:
+    info = tarfile.TarInfo(tar_name(entry))
+    info.type = _TAR_TYPES[entry.type]
+    info.mode = entry.mode & 0o7777
+    info.uid, info.gid = entry.uid, entry.gid
+    info.uname = info.gname = ""
+    info.mtime = max(0, entry.mtime_seconds if timestamp is None else timestamp)
+    info.size = size
+    info.linkname = linkname
+    if entry.type in ("char", "block"):
+        info.devmajor, info.devminor = entry.devmajor, entry.devminor
+    info.pax_headers = {
+        f"SCHILY.xattr.{name}": entry.xattrs[name].decode("utf-8", "surrogateescape")
+        for name in sorted(entry.xattrs)
+    }
+    try:
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    except ValueError as exc:
+        raise InvalidArgument(f"cannot write tar entry {entry.path!r}: {exc}") from None
+
+
+def _copy_content(sink: _TarSink, entry: TarEntry, fd: int, buf: bytearray) -> None:
+    view = memoryview(buf)
+    remaining = entry.size
+    while remaining:
+        n = os.readv(fd, [view[: min(len(view), remaining)]])
+        if not n:
+            raise Conflict(
+                f"{entry.source} shrank while it was being archived; retry when it is not in use"
+            )
+        sink.write(view[:n])
+        remaining -= n
+    pad = -entry.size % tarfile.BLOCKSIZE
+    if pad:
+        sink.write(bytes(pad))
+
+
+def _write_file(sink, entry, timestamp, links, buf) -> None:
+    if entry.source is None:
+        if entry.size:
+            raise InvalidArgument(f"tar entry {entry.path!r} has a size but no source file")
+        sink.write(_header(entry, timestamp, 0, ""))
+        return
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(entry.source, flags)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {entry.source}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidArgument(f"{entry.source} is not a regular file")
+        if st.st_nlink > 1:
+            first = links.setdefault((st.st_dev, st.st_ino), clean_path(entry.path))
+            if first != clean_path(entry.path):
+                sink.write(_header(entry_as_link(entry, first), timestamp, 0, first))
+                return
+        sink.write(_header(entry, timestamp, entry.size, ""))
+        _copy_content(sink, entry, fd, buf)
+    finally:
+        os.close(fd)
+
+
+def entry_as_link(entry: TarEntry, target: str) -> TarEntry:
+    """``entry`` as a hard link to ``target``."""
+    return TarEntry(
+        path=entry.path,
+        type="hardlink",
+        mode=entry.mode,
+        uid=entry.uid,
+        gid=entry.gid,
+        mtime=entry.mtime,
+        linkname=target,
+    )
+
+
+def write_layer(
+    entries: Iterable[TarEntry],
+    out: BinaryIO,
+    *,
+    compression: Compression = Compression.GZIP,
+    timestamp: int | None = None,
+    level: int | None = None,
+) -> LayerResult:
+    """Write ``entries`` (in the order given) as a layer to ``out``; see the module docstring.
+
+    Regular files sharing a (dev, inode) are written once, then as hard links.
+    ``out`` is flushed, not closed.
+    """
+    compression = Compression(compression)
+    sink = _TarSink(out, compression, level)
+    links: dict[tuple[int, int], str] = {}
+    buf = bytearray(CHUNK)
+    for entry in entries:
+        if entry.type == "file":
+            _write_file(sink, entry, timestamp, links, buf)
+            continue
+        linkname = entry.linkname
+        if entry.type == "hardlink":
+            linkname = clean_path(linkname)
+        elif entry.type != "symlink":
+            linkname = ""
+        sink.write(_header(entry, timestamp, 0, linkname))
+    sink.write(_ZERO_BLOCKS)
+    sink.close()
+    return LayerResult(
+        diff_id=f"sha256:{sink.diff.hexdigest()}",
+        digest=sink.blob.digest,
+        size=sink.blob.size,
+        uncompressed_size=sink.size,
+        compression=compression,
+    )
+
+
+__all__ = [
+    "LayerResult",
+    "TarEntry",
+    "entry_as_link",
+    "scan_changes",
+    "scan_overlay_upper",
+    "scan_tree",
+    "sorted_entries",
+    "write_layer",
+]
