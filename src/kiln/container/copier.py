@@ -1,0 +1,248 @@
+"""Copying files from a source tree into a rootfs with Docker's COPY rules.
+
+The source side is walked with directory fds (its top path resolved in-root, nothing below
+followed); every write on the destination side goes through ``SafeRoot``. Owners are 0:0
+unless ``--chown``; modes are the source's unless ``--chmod``; mtimes are kept; hard links
+inside one copy stay hard links. Each copy also yields a digest of what it copied (names,
+types, modes, contents), which the build cache keys on.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import posixpath
+import stat
+from dataclasses import dataclass, field
+
+from kiln.archive.safe_root import SafeRoot
+from kiln.errors import InvalidArgument
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class CopyOptions:
+    owner: tuple[int, int] | None = None  # --chown (None -> 0:0)
+    mode: int | None = None  # --chmod (None -> the source's mode)
+
+    @property
+    def uid_gid(self) -> tuple[int, int]:
+        return self.owner if self.owner is not None else (0, 0)
+
+    @property
+    def chown_needed(self) -> bool:
+        """Unprivileged callers without --chown keep their own ownership (rootless tests)."""
+        return self.owner is not None or os.geteuid() == 0
+
+
+@dataclass
+class ContentHash:
+    """The digest of one COPY/ADD: one line per entry copied, then sha256 of the lines."""
+
+    lines: list[bytes] = field(default_factory=list)
+
+    def add(self, name: str, kind: str, mode: int, payload: str) -> None:
+        self.lines.append(f"{name}\0{kind}\0{mode & 0o7777:o}\0{payload}\n".encode())
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for line in self.lines:
+            h.update(line)
+        return "sha256:" + h.hexdigest()
+
+
+def ensure_parents(dst: SafeRoot, path: str, opts: CopyOptions) -> None:
+    """Create the missing directories of ``path`` (the final component excluded) as 0755."""
+    parts = [p for p in path.split("/") if p]
+    ensure_dir(dst, "/" + "/".join(parts[:-1]), opts)
+
+
+def ensure_dir(dst: SafeRoot, path: str, opts: CopyOptions) -> bool:
+    """Make directory ``path`` and its missing parents (owned as the copy); True if created."""
+    parts = [p for p in path.split("/") if p]
+    created = False
+    for i in range(1, len(parts) + 1):
+        prefix = "/" + "/".join(parts[:i])
+        try:
+            fd = dst.open_path(prefix, follow=True)
+        except FileNotFoundError:
+            dst.mkdir(prefix, 0o755)
+            if opts.chown_needed:
+                dst.chown(prefix, *opts.uid_gid)
+            created = True
+            continue
+        except NotADirectoryError:
+            raise InvalidArgument(
+                f"cannot copy to {path}: a parent of it is not a directory in the container"
+            ) from None
+        try:
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise InvalidArgument(
+                    f"cannot copy to {path}: {prefix} exists and is not a directory"
+                )
+        finally:
+            os.close(fd)
+    return created
+
+
+class TreeCopier:
+    """Copies one source item (file, directory, link, device) into the destination root."""
+
+    def __init__(self, dst: SafeRoot, opts: CopyOptions, digest: ContentHash):
+        self.dst = dst
+        self.opts = opts
+        self.hash = digest
+        self.links: dict[tuple[int, int], str] = {}
+
+    def copy_top(self, src: SafeRoot, rel: str, target: str, label: str) -> None:
+        """Copy source ``rel`` (followed in-root) to ``target``; a directory copies its contents."""
+        pfd = src.open_path(rel, follow=True)
+        try:
+            st = os.fstat(pfd)
+            if stat.S_ISDIR(st.st_mode):
+                dfd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    self._dir(dfd, st, target, label, top=True)
+                finally:
+                    os.close(dfd)
+            elif stat.S_ISREG(st.st_mode):
+                ffd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    self._file(ffd, st, target, label)
+                finally:
+                    os.close(ffd)
+            else:
+                self._special(st, target, label, link_target=None)
+        finally:
+            os.close(pfd)
+
+    # -- entries -----------------------------------------------------------------------
+
+    def _dir(self, dfd: int, st: os.stat_result, target: str, label: str, top: bool) -> None:
+        existed = self._existing_dir(target)
+        if not existed:
+            self.dst.mkdir(target, 0o700)
+        self.hash.add(label, "dir", self._mode(st), "")
+        with os.scandir(dfd) as it:
+            names = sorted(e.name for e in it)
+        for name in names:
+            self._child(dfd, name, posixpath.join(target, name), posixpath.join(label, name))
+        if not (top and existed):
+            self._meta(target, st)
+
+    def _child(self, dfd: int, name: str, target: str, label: str) -> None:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            cfd = os.open(name, flags, dir_fd=dfd)
+            try:
+                self._dir(cfd, st, target, label, top=False)
+            finally:
+                os.close(cfd)
+        elif stat.S_ISREG(st.st_mode):
+            ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                self._file(ffd, st, target, label)
+            finally:
+                os.close(ffd)
+        elif stat.S_ISLNK(st.st_mode):
+            self._special(st, target, label, link_target=os.readlink(name, dir_fd=dfd))
+        else:
+            self._special(st, target, label, link_target=None)
+
+    def _file(self, ffd: int, st: os.stat_result, target: str, label: str) -> None:
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in self.links:
+            self._replace_dir(target)
+            self.dst.hardlink(self.links[key], target)
+            self.hash.add(label, "link", 0, self.links[key])
+            return
+        self._replace_dir(target)
+        out = self.dst.open_file_for_write(target, 0o600)
+        h = hashlib.sha256()
+        try:
+            while True:
+                chunk = os.read(ffd, CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view) :]
+            if self.opts.chown_needed:
+                os.fchown(out, *self.opts.uid_gid)
+            os.fchmod(out, self._mode(st))
+            os.utime(out, ns=(st.st_mtime_ns, st.st_mtime_ns))
+        finally:
+            os.close(out)
+        self.hash.add(label, "file", self._mode(st), h.hexdigest())
+        if st.st_nlink > 1:
+            self.links[key] = target
+
+    def _special(
+        self, st: os.stat_result, target: str, label: str, link_target: str | None
+    ) -> None:
+        mode = st.st_mode
+        self._replace_dir(target)
+        if link_target is not None:
+            self.dst.symlink(link_target, target)
+            self.hash.add(label, "symlink", 0o777, link_target)
+        elif stat.S_ISFIFO(mode):
+            self.dst.mkfifo(target, 0o600)
+            self.hash.add(label, "fifo", self._mode(st), "")
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            self.dst.mknod(target, stat.S_IFMT(mode) | 0o600, st.st_rdev)
+            self.hash.add(
+                label, "dev", self._mode(st), f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+            )
+        else:
+            return  # sockets and unknown types are not copied, as Docker
+        self._meta(target, st)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _mode(self, st: os.stat_result) -> int:
+        return self.opts.mode if self.opts.mode is not None else stat.S_IMODE(st.st_mode)
+
+    def _existing_dir(self, target: str) -> bool:
+        try:
+            st = self.dst.lstat(target)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            return True
+        if stat.S_ISLNK(st.st_mode):
+            fd = self.dst.open_path(target, follow=True)
+            try:
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    return True
+            finally:
+                os.close(fd)
+        self.dst.remove(target)
+        return False
+
+    def _replace_dir(self, target: str) -> None:
+        """A non-directory replaces an existing directory only if that one is empty-able."""
+        try:
+            st = self.dst.lstat(target)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(
+                f"cannot copy a file onto {target}: it is a directory in the container "
+                "(end the destination with / to copy into it)"
+            )
+
+    def _meta(self, target: str, st: os.stat_result) -> None:
+        is_link = stat.S_ISLNK(st.st_mode)
+        if self.opts.chown_needed:
+            self.dst.chown(target, *self.opts.uid_gid)
+        if not is_link:
+            self.dst.chmod(target, self._mode(st))
+        try:
+            self.dst.utime(target, st.st_mtime_ns, st.st_mtime_ns)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP):
+                raise

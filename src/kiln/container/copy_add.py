@@ -1,0 +1,215 @@
+"""COPY and ADD into a rootfs, with Docker's semantics (the Dockerfile engine calls these too).
+
+Everything that can fail on user input — missing sources, bad patterns, unknown ``--chown``
+names, an unreachable URL — is checked or fetched before the first write, so a failed
+COPY leaves the container as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import os
+import posixpath
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from kiln.archive.safe_root import SafeRoot
+from kiln.errors import InvalidArgument, NotFound, Unavailable
+
+from .copier import ContentHash, CopyOptions, TreeCopier, ensure_dir, ensure_parents
+from .owner import parse_chmod, resolve_chown
+from .paths import expand_source, is_dir_in, resolve_dest
+from .tar_detect import extract_archive, is_archive
+
+URL_TIMEOUT = 60.0
+_CHUNK = 1 << 20
+
+
+@dataclass
+class CopyOutcome:
+    digest: str  # "sha256:..." over what was copied (names, types, modes, contents)
+    dests: list[str] = field(default_factory=list)  # top-level destination paths written
+
+
+@dataclass
+class _Fetched:
+    url: str
+    path: str  # temporary file
+    name: str  # file name from the URL path
+    mtime: float | None
+    sha256: str
+
+
+def is_url(src: str) -> bool:
+    return src.startswith(("http://", "https://"))
+
+
+def copy_into(
+    rootfs: str,
+    sources: list[str],
+    dest: str,
+    *,
+    context_dir: str,
+    workdir: str = "/",
+    chown: str | None = None,
+    chmod: str | None = None,
+    add: bool = False,
+    tmpdir: str | None = None,
+) -> CopyOutcome:
+    """Copy ``sources`` (relative to ``context_dir``) to ``dest`` inside ``rootfs``."""
+    what = "ADD" if add else "COPY"
+    if not sources:
+        raise InvalidArgument(f"{what} needs at least one source and a destination")
+    mode = parse_chmod(chmod) if chmod else None
+    dest_path, dest_is_dir = resolve_dest(dest, workdir)
+    with (
+        SafeRoot(rootfs) as dst,
+        _context_root(context_dir) as ctx,
+        tempfile.TemporaryDirectory(prefix="kiln-add-", dir=tmpdir) as tmp,
+    ):
+        owner = resolve_chown(dst, chown) if chown else None
+        opts = CopyOptions(owner=owner, mode=mode)
+        plan: list[tuple[str, str | _Fetched]] = []  # (original source, rel path | fetched)
+        for src in sources:
+            if is_url(src):
+                if not add:
+                    raise InvalidArgument(f"COPY cannot take a URL ({src}): use ADD for URLs")
+                plan.append((src, _download(src, tmp)))
+            elif src.startswith(("git@", "git://")) or ".git#" in src:
+                raise InvalidArgument(f"{what} from a git repository ({src}) is not supported")
+            else:
+                plan += [(src, rel) for rel in expand_source(ctx, src)]
+        if len(plan) > 1 and not dest_is_dir and not is_dir_in(dst, dest_path):
+            raise InvalidArgument(
+                f"when using {what} with more than one source file, the destination must be "
+                f"a directory and end with a /: {dest}"
+            )
+        content = ContentHash()
+        copier = TreeCopier(dst, opts, content)
+        outcome = CopyOutcome("")
+        for src, item in plan:
+            if isinstance(item, _Fetched):
+                outcome.dests.append(_place_download(dst, item, dest_path, dest_is_dir, opts))
+                content.add(item.url, "url", opts.mode or 0o600, item.sha256)
+                continue
+            outcome.dests.append(
+                _copy_local(ctx, item, dst, dest_path, dest_is_dir, opts, copier, add, src)
+            )
+        outcome.digest = content.digest()
+        return outcome
+
+
+@contextlib.contextmanager
+def _context_root(context_dir: str) -> Iterator[SafeRoot]:
+    try:
+        root = SafeRoot(context_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(
+            f"build context {context_dir} does not exist or is not a directory"
+        ) from None
+    with root:
+        yield root
+
+
+def _copy_local(
+    ctx: SafeRoot,
+    rel: str,
+    dst: SafeRoot,
+    dest_path: str,
+    dest_is_dir: bool,
+    opts: CopyOptions,
+    copier: TreeCopier,
+    add: bool,
+    src: str,
+) -> str:
+    label = rel or "."
+    if rel and not is_dir_in(ctx, rel):
+        if add and is_archive(ctx, rel):
+            ensure_dir(dst, dest_path, opts)
+            digest = extract_archive(ctx, rel, dst.path, dest_path, opts.owner)
+            copier.hash.add(label, "archive", 0, digest)
+            return dest_path
+        if dest_is_dir or is_dir_in(dst, dest_path):
+            ensure_dir(dst, dest_path, opts)
+            target = posixpath.join(dest_path, posixpath.basename(rel))
+        else:
+            ensure_parents(dst, dest_path, opts)
+            target = dest_path
+        copier.copy_top(ctx, rel, target, label)
+        return target
+    # a directory copies its contents
+    ensure_parents(dst, dest_path, opts)
+    copier.copy_top(ctx, rel, dest_path, label)
+    return dest_path
+
+
+# -- URLs --------------------------------------------------------------------------------------
+
+
+def _download(url: str, tmp: str) -> _Fetched:
+    """Fetch ``url`` into a temporary file (before anything is written to the rootfs)."""
+    import hashlib
+
+    name = posixpath.basename(urllib.parse.urlparse(url).path.rstrip("/"))
+    fd, path = tempfile.mkstemp(dir=tmp)
+    h = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": "kiln"})
+    try:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(request, timeout=URL_TIMEOUT) as resp,
+        ):
+            while True:
+                chunk = resp.read(_CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                out.write(chunk)
+            modified = resp.headers.get("Last-Modified")
+    except urllib.error.HTTPError as exc:
+        raise NotFound(f"ADD {url}: the server answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Unavailable(f"ADD {url}: cannot download it: {reason}") from None
+    mtime = None
+    if modified:
+        with contextlib.suppress(TypeError, ValueError):
+            mtime = email.utils.parsedate_to_datetime(modified).timestamp()
+    return _Fetched(url, path, name, mtime, h.hexdigest())
+
+
+def _place_download(
+    dst: SafeRoot, item: _Fetched, dest_path: str, dest_is_dir: bool, opts: CopyOptions
+) -> str:
+    if dest_is_dir or is_dir_in(dst, dest_path):
+        if not item.name:
+            raise InvalidArgument(
+                f"ADD {item.url}: cannot tell a file name from the URL; "
+                "give the destination a file name"
+            )
+        ensure_dir(dst, dest_path, opts)
+        target = posixpath.join(dest_path, item.name)
+    else:
+        ensure_parents(dst, dest_path, opts)
+        target = dest_path
+    mode = opts.mode if opts.mode is not None else 0o600
+    with open(item.path, "rb") as f:
+        out = dst.open_file_for_write(target, 0o600)
+        try:
+            while chunk := f.read(_CHUNK):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view) :]
+            if opts.chown_needed:
+                os.fchown(out, *opts.uid_gid)
+            os.fchmod(out, mode)
+            if item.mtime is not None:
+                os.utime(out, (item.mtime, item.mtime))
+        finally:
+            os.close(out)
+    return target

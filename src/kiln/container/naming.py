@@ -1,0 +1,47 @@
+"""Working-container names, as buildah gives them: ``busybox-working-container``, then ``-1``..."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from kiln.errors import InvalidArgument
+
+SUFFIX = "working-container"
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_HEX_ID = re.compile(r"(?:sha256:)?([0-9a-f]{12,64})")
+
+
+def image_name_prefix(image: str) -> str:
+    """The short image name a default container name starts with.
+
+    ``docker.io/library/busybox:latest`` -> ``busybox``; ``localhost:5000/a/b@sha256:..`` -> ``b``;
+    an image ID -> its first 12 hex digits.
+    """
+    m = _HEX_ID.fullmatch(image)
+    if m:
+        return m.group(1)[:12]
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def default_name(image: str | None, taken: Callable[[str], bool]) -> str:
+    """``<prefix>-working-container`` (``working-container`` for scratch), suffixed ``-N`` if taken."""
+    base = f"{image_name_prefix(image)}-{SUFFIX}" if image else SUFFIX
+    if not taken(base):
+        return base
+    n = 1
+    while taken(f"{base}-{n}"):
+        n += 1
+    return f"{base}-{n}"
+
+
+def check_name(name: str) -> str:
+    """Refuse names that could not be told from IDs or paths, or that no tool accepts."""
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidArgument(
+            f"container name {name!r} is invalid: use letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit"
+        )
+    return name

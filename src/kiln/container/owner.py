@@ -1,0 +1,100 @@
+"""``--chown user[:group]`` for COPY/ADD, resolved in the container's own /etc/passwd and /etc/group.
+
+As BuildKit: a user *name* takes its primary group from passwd unless a group is given; a
+numeric UID alone means the same numeric GID; names that do not exist are an error.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kiln.archive.safe_root import SafeRoot
+from kiln.errors import InvalidArgument
+
+_MAX_ID = 2**32 - 2
+_MAX_FILE = 16 * 1024 * 1024
+
+
+def read_text(root: SafeRoot, path: str) -> str | None:
+    """A small text file of the rootfs, resolved in-root; None when absent or not a file."""
+    try:
+        pfd = root.open_path(path, follow=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        try:
+            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+        except (IsADirectoryError, PermissionError):
+            return None
+        with os.fdopen(fd, "rb") as f:
+            return f.read(_MAX_FILE).decode("utf-8", errors="replace")
+    finally:
+        os.close(pfd)
+
+
+def _numeric(text: str) -> int | None:
+    if text.isdigit():
+        value = int(text)
+        if value > _MAX_ID:
+            raise InvalidArgument(f"ID {text} is out of range")
+        return value
+    return None
+
+
+def _lookup(text: str | None, name: str, field: int) -> list[str] | None:
+    for line in (text or "").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        if len(parts) > field and parts[0] == name:
+            return parts
+    return None
+
+
+def resolve_chown(root: SafeRoot, spec: str) -> tuple[int, int]:
+    """``--chown`` value -> (uid, gid); unknown names raise InvalidArgument naming the file."""
+    user, sep, group = spec.partition(":")
+    if not user or (sep and not group) or ":" in group:
+        raise InvalidArgument(f"--chown {spec!r} is invalid: use USER[:GROUP] (names or IDs)")
+    uid = _numeric(user)
+    gid: int | None = None
+    if uid is None:
+        entry = _lookup(read_text(root, "/etc/passwd"), user, 3)
+        if entry is None:
+            raise InvalidArgument(
+                f"--chown {spec!r}: unknown user {user!r} in the container's /etc/passwd: "
+                "use a user that exists in the image or a numeric UID"
+            )
+        uid = _numeric(entry[2])
+        gid = _numeric(entry[3])
+        if uid is None or gid is None:
+            raise InvalidArgument(f"--chown {spec!r}: the passwd entry of {user!r} is malformed")
+    elif not sep:
+        gid = uid
+    if sep:
+        gid = _numeric(group)
+        if gid is None:
+            entry = _lookup(read_text(root, "/etc/group"), group, 2)
+            if entry is None:
+                raise InvalidArgument(
+                    f"--chown {spec!r}: unknown group {group!r} in the container's /etc/group: "
+                    "use a group that exists in the image or a numeric GID"
+                )
+            gid = _numeric(entry[2])
+            if gid is None:
+                raise InvalidArgument(
+                    f"--chown {spec!r}: the group entry of {group!r} is malformed"
+                )
+    assert gid is not None
+    return uid, gid
+
+
+def parse_chmod(spec: str) -> int:
+    """``--chmod`` octal (``755``, ``0644``, ``4755``) -> mode bits."""
+    text = spec.strip()
+    if not text or len(text) > 5 or any(c not in "01234567" for c in text):
+        raise InvalidArgument(f"--chmod {spec!r} is invalid: use an octal mode such as 755 or 0644")
+    value = int(text, 8)
+    if value > 0o7777:
+        raise InvalidArgument(f"--chmod {spec!r} is out of range")
+    return value

@@ -1,0 +1,168 @@
+"""Docker's COPY/ADD path rules: sources in a context, wildcards, destinations.
+
+Wildcards are Go's ``filepath.Match`` (``*``, ``?``, ``[a-z]``, ``[^x]``, ``\\`` escapes; no
+match across ``/``), applied per path component. A source may not climb out of its context
+with ``..``. Destinations are relative to the working directory; a trailing ``/`` (or ``/.``)
+makes a directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import re
+import stat
+
+from kiln.archive.safe_root import SafeRoot
+from kiln.errors import InvalidArgument, NotFound
+
+_META = "*?[\\"
+
+
+def has_meta(path: str) -> bool:
+    return any(c in path for c in _META)
+
+
+def go_match(pattern: str, name: str) -> bool:
+    """Go's ``filepath.Match(pattern, name)`` on Linux; a malformed pattern raises InvalidArgument."""
+    return _compile(pattern).fullmatch(name) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\":
+            i += 1
+            if i >= n:
+                raise _bad(pattern)
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            i, cls = _char_class(pattern, i + 1)
+            out.append(cls)
+            continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _bad(pattern: str) -> InvalidArgument:
+    return InvalidArgument(f"source pattern {pattern!r} is malformed (Go filepath.Match syntax)")
+
+
+def _char_class(p: str, i: int) -> tuple[int, str]:
+    """Translate ``[...]`` starting after ``[``; returns (index after ``]``, regex)."""
+    negated = i < len(p) and p[i] == "^"
+    if negated:
+        i += 1
+    ranges: list[str] = []
+    while True:
+        if i >= len(p):
+            raise _bad(p)
+        if p[i] == "]" and ranges:
+            i += 1
+            break
+        lo, i = _class_char(p, i)
+        hi = lo
+        if i < len(p) and p[i] == "-":
+            hi, i = _class_char(p, i + 1)
+            if hi < lo:
+                raise _bad(p)
+        ranges.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
+    body = "".join(ranges)
+    return i, (f"[^/{body}]" if negated else f"(?![/])[{body}]")
+
+
+def _class_char(p: str, i: int) -> tuple[str, int]:
+    if i >= len(p) or p[i] in "-]":
+        raise _bad(p)
+    if p[i] == "\\":
+        i += 1
+        if i >= len(p):
+            raise _bad(p)
+    return p[i], i + 1
+
+
+def clean_source(src: str) -> str:
+    """The source's path relative to its context root; ``..`` out of it is refused."""
+    if "\x00" in src:
+        raise InvalidArgument(f"source path {src!r} contains a NUL byte")
+    rel = posixpath.normpath(src.lstrip("/") or ".")
+    if rel == ".." or rel.startswith("../"):
+        raise InvalidArgument(
+            f"forbidden path outside the build context: {src} (sources must be inside the context)"
+        )
+    return "" if rel == "." else rel
+
+
+def expand_source(root: SafeRoot, src: str) -> list[str]:
+    """Context-relative paths ``src`` names: itself, or every match of its wildcards (sorted).
+
+    Raises NotFound when nothing exists or nothing matches.
+    """
+    rel = clean_source(src)
+    if not has_meta(rel):
+        if rel and not _exists(root, rel):
+            raise NotFound(f"copy source {src!r} not found in the context: check the path")
+        return [rel]
+    matches = [""]
+    for part in rel.split("/"):
+        nxt: list[str] = []
+        for base in matches:
+            if not has_meta(part):
+                cand = f"{base}/{part}" if base else part
+                if _exists(root, cand):
+                    nxt.append(cand)
+                continue
+            try:
+                names = root.listdir(base or "/")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in sorted(names):
+                if go_match(part, name):
+                    nxt.append(f"{base}/{name}" if base else name)
+        matches = nxt
+    if not matches:
+        raise NotFound(f"no source files match {src!r} in the context: check the pattern")
+    return matches
+
+
+def _exists(root: SafeRoot, rel: str) -> bool:
+    try:
+        root.lstat(rel)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+def resolve_dest(dest: str, workdir: str) -> tuple[str, bool]:
+    """(absolute destination path, whether it names a directory by its spelling)."""
+    if not dest:
+        raise InvalidArgument("a destination path is required")
+    is_dir = dest.endswith("/") or dest.endswith("/.") or dest in (".", "..")
+    full = dest if dest.startswith("/") else posixpath.join(workdir or "/", dest)
+    norm = posixpath.normpath(full)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    return norm, is_dir or norm == "/"
+
+
+def is_dir_in(root: SafeRoot, rel: str) -> bool:
+    """Whether ``rel`` is (or is a symlink resolving in-root to) a directory."""
+    try:
+        fd = root.open_path(rel, follow=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        return stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
