@@ -1,0 +1,113 @@
+"""Content-addressed blobs: ``blobs/<alg>/<hex>``, written only through ingest.
+
+Satisfies ``kiln.oci.BlobSource`` and ``BlobSink``. Every blob reaches its final
+name by an atomic rename of a verified, fsynced temp file, so two writers of the
+same blob (threads or processes) both succeed and readers never see part of one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from kiln.errors import InvalidArgument, NotFound
+from kiln.oci import Descriptor, Digest
+from kiln.store import paths
+from kiln.store.db import Database
+from kiln.store.ingest import CHUNK, Ingest
+from kiln.store.locks import file_lock
+
+OCTET_STREAM = "application/octet-stream"
+
+
+class ContentMixin:
+    root: str
+    db: Database
+
+    def blob_path(self, digest: Digest) -> str:
+        return paths.blob_path(self.root, _digest(digest))
+
+    def has_blob(self, digest: Digest) -> bool:
+        return os.path.isfile(self.blob_path(digest))
+
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        """The blob's bytes; ``NotFound`` if the store does not have it."""
+        try:
+            return open(self.blob_path(digest), "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found in the store") from None
+
+    def blob_size(self, digest: Digest) -> int:
+        try:
+            return os.stat(self.blob_path(digest)).st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found in the store") from None
+
+    def ingest(self, ref: str, expected: Descriptor | None = None) -> Ingest:
+        """Start or resume writing a blob. ``ref=""`` is a one-shot, non-resumable ingest."""
+        return Ingest(self, ref, expected)  # type: ignore[arg-type]
+
+    def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
+        """Copy ``stream`` in 1 MiB chunks, verifying digest and size; mismatch keeps nothing."""
+        with self.ingest("", desc) as ing:
+            while True:
+                chunk = stream.read(CHUNK)
+                if not chunk:
+                    break
+                ing.write(chunk)
+            ing.commit()
+
+    def put_bytes(self, data: bytes) -> Digest:
+        digest = Digest.of_bytes(data)
+        self.put_blob(Descriptor(OCTET_STREAM, digest, len(data)), io.BytesIO(data))
+        return digest
+
+    def delete_blob(self, digest: Digest) -> None:
+        try:
+            os.unlink(self.blob_path(digest))
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found in the store") from None
+
+    def iter_blobs(self) -> Iterator[Digest]:
+        base = os.path.join(self.root, paths.BLOBS)
+        for algorithm in sorted(os.listdir(base)):
+            try:
+                names = os.listdir(os.path.join(base, algorithm))
+            except NotADirectoryError:
+                continue
+            for name in names:
+                try:
+                    yield Digest.parse(f"{algorithm}:{name}")
+                except InvalidArgument:
+                    continue
+
+    def _publish_blob(self, temp_path: str, digest: Digest) -> None:
+        """Rename a verified temp file into place, joining the thread's leases atomically.
+
+        Runs under the shared GC lock, so a GC cannot mark before the lease rows
+        exist and sweep after the rename. An existing blob gets its mtime
+        refreshed, which restarts its GC grace period.
+        """
+        final = self.blob_path(digest)
+        gc_lock = os.path.join(self.root, paths.GC_LOCK)
+        with file_lock(gc_lock, exclusive=False), self.db.transaction() as conn:
+            for lease_id in self._lease_ids():  # type: ignore[attr-defined]
+                conn.execute(
+                    "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) "
+                    "VALUES (?, 'blob', ?)",
+                    (lease_id, str(digest)),
+                )
+            directory = os.path.dirname(final)
+            os.makedirs(directory, exist_ok=True)
+            if os.path.exists(final):
+                os.utime(final)
+                os.unlink(temp_path)
+            else:
+                os.rename(temp_path, final)
+                paths.fsync_dir(directory)
+
+
+def _digest(value: Digest | str) -> Digest:
+    return value if isinstance(value, Digest) else Digest.parse(str(value))

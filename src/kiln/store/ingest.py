@@ -1,0 +1,203 @@
+"""Resumable, verified ingest of one blob.
+
+Bytes go to ``ingest/<dir>/data`` while being hashed; ``commit`` checks size and
+digest against the expected descriptor, fsyncs, and renames the file to
+``blobs/<alg>/<hex>`` (then fsyncs that directory). Only a complete, verified
+blob is ever visible. A named ref keeps its partial data when interrupted, so a
+later ``ingest(ref)`` resumes at ``offset``; an anonymous one is removed. The
+writer holds an flock on ``data`` for its lifetime: GC never removes an ingest
+in progress, and a second writer of the same ref gets ``Conflict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from kiln.errors import Conflict, DigestMismatch, InvalidArgument
+from kiln.oci import Descriptor, Digest, Digester
+from kiln.store import paths
+from kiln.store.locks import try_lock
+
+if TYPE_CHECKING:
+    from kiln.store.store import Store
+
+CHUNK = 1 << 20
+
+
+def ingest_dir_name(ref: str) -> str:
+    if not ref:
+        return "tmp-" + uuid.uuid4().hex
+    return "ref-" + hashlib.sha256(ref.encode()).hexdigest()[:48]
+
+
+class Ingest:
+    """One in-progress blob; use through ``Store.ingest`` as a context manager."""
+
+    def __init__(self, store: Store, ref: str, expected: Descriptor | None):
+        self._store = store
+        self.ref = ref
+        self.expected = expected
+        self.resumable = bool(ref)
+        self.dir = os.path.join(store.root, paths.INGEST, ingest_dir_name(ref))
+        self._data = os.path.join(self.dir, "data")
+        self._fd = self._open_locked()
+        self._done = False
+        algorithm = expected.digest.algorithm if expected else "sha256"
+        self._digester = Digester(algorithm)
+        self._rehash()
+
+    @property
+    def offset(self) -> int:
+        """Bytes already received for this ref (non-zero when resuming)."""
+        return self._digester.size
+
+    def _open_locked(self) -> int:
+        for _ in range(100):
+            os.makedirs(self.dir, exist_ok=True)
+            try:
+                fd = os.open(self._data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # GC removed the directory under us; try again
+                continue
+            if not try_lock(fd):
+                os.close(fd)
+                raise Conflict(
+                    f'ingest "{self.ref}" is in progress in another process or thread; '
+                    "wait for it to finish or use another ref"
+                )
+            try:
+                same = os.stat(self._data).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)  # GC removed it between our open and our lock
+        raise Conflict(f'could not lock ingest "{self.ref}"')
+
+    def _rehash(self) -> None:
+        size = os.fstat(self._fd).st_size
+        if self.expected is not None and size > self.expected.size:
+            os.ftruncate(self._fd, 0)  # more than the blob can hold: start over
+            size = 0
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        remaining = size
+        while remaining:
+            chunk = os.read(self._fd, min(CHUNK, remaining))
+            if not chunk:
+                break
+            self._digester.update(chunk)
+            remaining -= len(chunk)
+        os.lseek(self._fd, self._digester.size, os.SEEK_SET)
+        if self._digester.size != size:
+            os.ftruncate(self._fd, self._digester.size)
+
+    def write(self, chunk: bytes) -> None:
+        if self._done:
+            raise InvalidArgument(f'ingest "{self.ref}" is already finished')
+        if not chunk:
+            return
+        exp = self.expected
+        if exp is not None and self.offset + len(chunk) > exp.size:
+            got = self.offset + len(chunk)
+            self.abort()
+            raise DigestMismatch(
+                f"content for {exp.digest} is larger than expected: more than {got - 1} bytes "
+                f"received, descriptor says {exp.size}",
+                expected=str(exp.digest),
+                actual=f"size>{got - 1}",
+            )
+        view = memoryview(chunk)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._digester.update(chunk)
+
+    def commit(self) -> Digest:
+        """Verify, fsync and publish the blob; returns its digest. Mismatch keeps nothing."""
+        if self._done:
+            raise InvalidArgument(f'ingest "{self.ref}" is already finished')
+        actual = self._digester.digest()
+        exp = self.expected
+        if exp is not None and (actual != exp.digest or self.offset != exp.size):
+            size = self.offset
+            self.abort()
+            raise DigestMismatch(
+                f"content does not match its descriptor: expected {exp.digest} ({exp.size} bytes), "
+                f"got {actual} ({size} bytes)",
+                expected=str(exp.digest),
+                actual=str(actual),
+            )
+        os.fsync(self._fd)
+        self._store._publish_blob(self._data, actual)
+        self._finish()
+        return actual
+
+    def abort(self) -> None:
+        """Drop everything received, resumable or not."""
+        if not self._done:
+            self._finish()
+
+    def close(self) -> None:
+        """Stop writing: keep partial data of a named ref for resumption, drop anonymous."""
+        if self._done:
+            return
+        if self.resumable:
+            self._done = True
+            os.utime(self._fd)
+            os.close(self._fd)
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.close(self._fd)
+
+    def __enter__(self) -> Ingest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def remove_stale_ingests(root: str, max_age: float, dry_run: bool = False) -> int:
+    """Remove ingests nobody is writing: anonymous ones, and named ones idle for ``max_age``.
+
+    Each is removed while GC holds its lock, so a writer resuming it at that
+    moment notices (its lock is on a removed file) and starts afresh.
+    """
+    base = os.path.join(root, paths.INGEST)
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return 0
+    now, removed = time.time(), 0
+    for name in names:
+        d = os.path.join(base, name)
+        try:
+            fd = os.open(os.path.join(d, "data"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = -1
+        except OSError:
+            continue
+        try:
+            if fd >= 0 and not try_lock(fd):
+                continue
+            age = now - (os.fstat(fd).st_mtime if fd >= 0 else os.stat(d).st_mtime)
+            if name.startswith("ref-") and age < max_age:
+                continue
+            if fd < 0 and age < 60:
+                continue  # a writer may be between mkdir and open
+            removed += 1
+            if not dry_run:
+                shutil.rmtree(d, ignore_errors=True)
+        except FileNotFoundError:
+            continue
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    return removed

@@ -1,0 +1,74 @@
+"""Leases: in-flight work protects what it creates from GC, as in containerd.
+
+``with store.lease() as lease:`` creates a lease row that lives until the block
+ends (or, if the process dies, until ``ttl`` seconds pass). While it is open,
+every blob the same thread ingests joins the lease in the same transaction
+that makes the blob visible; ``add_blob``/``add_image`` add more by hand.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kiln.store.db import Database
+from kiln.store.gc import image_blobs
+
+
+class Lease:
+    def __init__(self, db: Database, lease_id: str, expires: float):
+        self._db = db
+        self.id = lease_id
+        self.expires = expires
+
+    def add_blob(self, digest: object) -> None:
+        self._add("blob", str(digest))
+
+    def add_image(self, image_id: str) -> None:
+        """Keep the image and its blobs, even if the image is deleted meanwhile."""
+        with self._db.transaction() as conn:
+            self._add("image", image_id)
+            for blob in image_blobs(conn, image_id):
+                self._add("blob", blob)
+
+    def _add(self, kind: str, ref: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) VALUES (?,?,?)",
+                (self.id, kind, ref),
+            )
+
+
+class LeaseMixin:
+    db: Database
+    _lease_local: threading.local
+
+    @contextmanager
+    def lease(self, ttl: float = 3600) -> Iterator[Lease]:
+        now = time.time()
+        lease = Lease(self.db, uuid.uuid4().hex, now + ttl)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO leases(id, created, expires) VALUES (?,?,?)",
+                (lease.id, now, lease.expires),
+            )
+        stack = self._lease_stack()
+        stack.append(lease)
+        try:
+            yield lease
+        finally:
+            stack.remove(lease)
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM leases WHERE id=?", (lease.id,))
+
+    def _lease_stack(self) -> list[Lease]:
+        stack = getattr(self._lease_local, "stack", None)
+        if stack is None:
+            stack = self._lease_local.stack = []
+        return stack
+
+    def _lease_ids(self) -> list[str]:
+        return [lease.id for lease in self._lease_stack()]

@@ -1,0 +1,33 @@
+"""fcntl file locks: the store-wide GC lock and per-file try-locks.
+
+``flock`` locks belong to an open file description, so every acquisition opens
+its own descriptor: threads of one process exclude each other just as
+processes do.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def file_lock(path: str, exclusive: bool) -> Iterator[None]:
+    """Hold ``path`` locked shared (writers) or exclusive (GC) for the ``with`` body."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def try_lock(fd: int) -> bool:
+    """Take an exclusive lock on ``fd`` without waiting; False if someone holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

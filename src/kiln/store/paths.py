@@ -1,0 +1,38 @@
+"""Where the store lives on disk, and the names of the things inside it."""
+
+from __future__ import annotations
+
+import os
+
+from kiln.oci import Digest
+
+DB_NAME = "kiln.db"
+BLOBS = "blobs"
+INGEST = "ingest"
+SNAPSHOTS = "snapshots"
+GC_LOCK = "gc.lock"
+
+
+def default_root() -> str:
+    """``$KILN_ROOT``; else ``/var/lib/kiln`` for root; else ``$XDG_DATA_HOME/kiln``."""
+    env = os.environ.get("KILN_ROOT")
+    if env:
+        return os.path.abspath(env)
+    if os.geteuid() == 0:
+        return "/var/lib/kiln"
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(os.path.abspath(data_home), "kiln")
+
+
+def blob_path(root: str, digest: Digest) -> str:
+    return os.path.join(root, BLOBS, digest.algorithm, digest.hex)
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

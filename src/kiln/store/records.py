@@ -1,0 +1,52 @@
+"""Plain records the store keeps: images, layers, working containers, GC results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ImageRecord:
+    """One image, keyed by its config digest (the image ID, as in Docker and podman)."""
+
+    id: str  # "sha256:<config digest hex>"
+    manifest_digest: str  # "sha256:..."
+    manifest_media_type: str
+    config_digest: str  # == id
+    created: str  # RFC 3339, from the config
+    size: int  # sum of uncompressed layer sizes (podman's Size)
+    layers: list[str]  # chain ids, bottom first
+    platform: str = ""  # "linux/amd64"
+    names: list[str] = field(default_factory=list)  # filled by get/list/resolve
+    repo_digests: list[str] = field(default_factory=list)
+    added: float = 0.0  # when the store learnt of it; 0.0 -> now on first put
+
+
+@dataclass
+class LayerRecord:
+    """One layer of some image chain; ``chain_id`` identifies the whole chain below it."""
+
+    chain_id: str
+    diff_id: str
+    parent: str | None
+    blob_digest: str
+    media_type: str
+    size: int  # compressed (blob) size
+    uncompressed_size: int
+
+
+@dataclass
+class ContainerRecord:
+    """A working container; ``state`` is the container package's JSON, opaque here."""
+
+    id: str  # 64 hex
+    name: str
+    image_id: str | None  # None for scratch
+    state: dict
+    created: float
+
+
+@dataclass(frozen=True)
+class GCResult:
+    blobs_removed: int
+    bytes_freed: int

@@ -1,0 +1,97 @@
+"""The metadata schema as an ordered list of migrations.
+
+``PRAGMA user_version`` holds how many migrations a database has had. Opening
+applies the missing ones (each in its own ``BEGIN IMMEDIATE`` transaction, so
+two processes opening a fresh store at once are safe) and refuses a database
+written by a newer kiln. Append new migrations; never edit a released one.
+"""
+
+from __future__ import annotations
+
+V1 = """
+CREATE TABLE images (
+    id TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL,
+    manifest_media_type TEXT NOT NULL,
+    config_digest TEXT NOT NULL,
+    created TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    platform TEXT NOT NULL DEFAULT '',
+    added REAL NOT NULL
+);
+CREATE INDEX images_manifest ON images(manifest_digest);
+
+CREATE TABLE names (
+    name TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE INDEX names_image ON names(image_id);
+
+CREATE TABLE repo_digests (
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    repo_digest TEXT NOT NULL,
+    PRIMARY KEY (image_id, repo_digest)
+);
+CREATE INDEX repo_digests_digest ON repo_digests(repo_digest);
+
+CREATE TABLE layers (
+    chain_id TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    parent TEXT,
+    blob_digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uncompressed_size INTEGER NOT NULL
+);
+
+CREATE TABLE image_layers (
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    chain_id TEXT NOT NULL REFERENCES layers(chain_id),
+    PRIMARY KEY (image_id, position)
+);
+CREATE INDEX image_layers_chain ON image_layers(chain_id);
+
+CREATE TABLE containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image_id TEXT REFERENCES images(id),
+    state TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX containers_image ON containers(image_id);
+
+CREATE TABLE leases (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    expires REAL NOT NULL
+);
+
+CREATE TABLE lease_resources (
+    lease_id TEXT NOT NULL REFERENCES leases(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('blob', 'image')),
+    ref TEXT NOT NULL,
+    PRIMARY KEY (lease_id, kind, ref)
+);
+
+CREATE TABLE build_cache (
+    key TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL
+);
+CREATE INDEX build_cache_image ON build_cache(image_id);
+
+CREATE TABLE checksum_cache (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    digest TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [V1]

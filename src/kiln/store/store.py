@@ -1,0 +1,89 @@
+"""The embedded store: one directory holding blobs, the metadata database and snapshots.
+
+    <root>/blobs/sha256/<hex>   verified content (also sha512)
+    <root>/ingest/              blobs being written (temp; resumable by ref)
+    <root>/kiln.db              SQLite metadata (WAL, foreign keys, schema version)
+    <root>/gc.lock              flock: GC exclusive, blob publishing shared
+    <root>/snapshots/           the Snapshotter's root (its own small database)
+
+Many processes may open one store at once; one ``Store`` object may be shared
+by threads (each thread gets its own SQLite connection).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kiln.store import paths
+from kiln.store.cache import CacheMixin
+from kiln.store.containers import ContainersMixin
+from kiln.store.content import ContentMixin
+from kiln.store.db import Database
+from kiln.store.gc import DEFAULT_BLOB_GRACE, MaintenanceMixin
+from kiln.store.images import ImagesMixin
+from kiln.store.leases import LeaseMixin
+from kiln.store.resolve import ResolveMixin
+from kiln.store.schema import MIGRATIONS
+
+
+class Store(
+    ContentMixin,
+    ImagesMixin,
+    ResolveMixin,
+    ContainersMixin,
+    LeaseMixin,
+    CacheMixin,
+    MaintenanceMixin,
+):
+    #: blobs younger than this are never swept by GC (see kiln.store.gc)
+    blob_grace_seconds: float = DEFAULT_BLOB_GRACE
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        for sub in (
+            "",
+            paths.BLOBS,
+            os.path.join(paths.BLOBS, "sha256"),
+            paths.INGEST,
+            paths.SNAPSHOTS,
+        ):
+            os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
+        self._lease_local = threading.local()
+        self.db = Database(
+            os.path.join(self.root, paths.DB_NAME), MIGRATIONS, f"the store at {self.root}"
+        )
+
+    @classmethod
+    def open(cls, root: str | None = None) -> Store:
+        """Open (creating if needed) the store at ``root`` or the default location."""
+        return cls(root or paths.default_root())
+
+    @property
+    def snapshot_root(self) -> str:
+        """Where the Snapshotter for this store keeps its files."""
+        return os.path.join(self.root, paths.SNAPSHOTS)
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.one("PRAGMA user_version")[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; nested calls join the outermost one."""
+        with self.db.transaction():
+            yield
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
