@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from kiln.errors import NotFound
+
 from . import mountpoints
 from .etc_files import write_etc_files
 from .options import RunOptions
@@ -42,6 +44,8 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
     """Resolve the user, create mountpoints and the bundle dir; undo all of it afterwards."""
     opts.validate()
     rootfs = os.path.abspath(rootfs)
+    if not os.path.isdir(rootfs):
+        raise NotFound(f"root filesystem {rootfs} does not exist: mount the container first")
     run_id = "kiln-" + secrets.token_hex(16)
     if not opts.hostname:
         opts = dataclasses.replace(opts, hostname=run_id[5:17])
