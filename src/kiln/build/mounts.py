@@ -89,7 +89,7 @@ def parse_mount(spec: str, expand: Callable[[str], str] | None = None) -> Mount:
         key, has_value, value = field.partition("=")
         key = key.strip().lower()
         value = expand(value) if expand else value
-        if key in _BOOL_KEYS and (not has_value or key in ("ro", "readonly", "rw", "readwrite")):
+        if key in _BOOL_KEYS:
             flag = _parse_bool(key, value) if has_value else True
             readonly = flag if _BOOL_KEYS[key] else not flag
             continue
