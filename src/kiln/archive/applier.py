@@ -382,6 +382,8 @@ def apply_layer(
         except tarfile.TarError as exc:
             if str(exc) == "empty file" and tail.pos == 0:
                 pass  # a zero-byte stream is an empty layer, as Go's tar reader sees it
+            elif "unexpected end" in str(exc):
+                raise InvalidArgument("layer archive is truncated; fetch it again") from None
             else:
                 raise InvalidArgument(
                     f"layer archive is malformed: {exc}; the blob is corrupt or not a tar archive"
