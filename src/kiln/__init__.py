@@ -1,0 +1,80 @@
+"""kiln: build OCI and Docker images without a daemon and keep them in a local store.
+
+The library API is the curated ``kiln.__all__`` below; every name is imported on
+first use, so ``import kiln`` costs almost nothing::
+
+    import kiln
+
+    with kiln.open_context() as ctx:
+        for row in kiln.list_images(ctx):
+            print(row.repository, row.tag, row.id[:12])
+
+Everything else (``kiln.store``, ``kiln.image``, ...) is internal and may change.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # wiring and events
+    "Context": "kiln.ops.context",
+    "open_context": "kiln.ops.context",
+    "Config": "kiln.ops.config",
+    "Event": "kiln.ops.events",
+    "EventSink": "kiln.ops.events",
+    "NullSink": "kiln.ops.events",
+    "ListSink": "kiln.ops.events",
+    "CallbackSink": "kiln.ops.events",
+    "parse_transport": "kiln.ops.transports",
+    # image store use cases
+    "list_images": "kiln.ops.images",
+    "inspect_image": "kiln.ops.images",
+    "image_history": "kiln.ops.images",
+    "image_exists": "kiln.ops.images",
+    "tag_image": "kiln.ops.images",
+    "untag_image": "kiln.ops.images",
+    "remove_images": "kiln.ops.images",
+    "prune_images": "kiln.ops.images",
+    "image_tree": "kiln.ops.images",
+    "image_diff": "kiln.ops.images",
+    "save_images": "kiln.ops.archives",
+    "load_images": "kiln.ops.archives",
+    "import_image": "kiln.ops.archives",
+    "push_image": "kiln.ops.file_transfer",
+    "pull_image": "kiln.ops.file_transfer",
+    # vocabulary
+    "Reference": "kiln.oci",
+    "Digest": "kiln.oci",
+    "Platform": "kiln.oci",
+    # errors
+    "KilnError": "kiln.errors",
+    "NotFound": "kiln.errors",
+    "AlreadyExists": "kiln.errors",
+    "Conflict": "kiln.errors",
+    "InvalidArgument": "kiln.errors",
+    "DigestMismatch": "kiln.errors",
+    "Unauthorized": "kiln.errors",
+    "Unavailable": "kiln.errors",
+    "ProcessFailed": "kiln.errors",
+    "Cancelled": "kiln.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kiln' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

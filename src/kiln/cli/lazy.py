@@ -1,0 +1,73 @@
+"""A click group whose sub-commands are the modules of a package, imported on use.
+
+A verb is one file: ``kiln/cli/commands/<verb>.py`` defining ``command`` (a click
+command). The file name is the verb (``_`` -> ``-``; a trailing ``_`` is dropped,
+so ``import_.py`` is ``kiln import``). A sub-package is a nested group whose
+``__init__`` defines ``command = LazyGroup(...)``. Nothing is imported until the
+verb runs or help lists it, so ``kiln --help`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import click
+
+
+def verb_name(module_name: str) -> str:
+    return module_name.rstrip("_").replace("_", "-")
+
+
+class LazyGroup(click.Group):
+    def __init__(
+        self,
+        *args,
+        package: str,
+        aliases: dict[str, str] | None = None,
+        **kwargs,
+    ) -> None:
+        """``aliases`` maps a verb of this group to ``"module:attr"`` elsewhere."""
+        super().__init__(*args, **kwargs)
+        self.package = package
+        self.aliases = dict(aliases or {})
+        self._table: dict[str, str] | None = None
+
+    def command_table(self) -> dict[str, str]:
+        """verb -> "module:attr", from the package's files and the aliases."""
+        if self._table is None:
+            pkg = importlib.import_module(self.package)
+            table: dict[str, str] = {}
+            for info in pkgutil.iter_modules(pkg.__path__):
+                if info.name.startswith("_"):
+                    continue
+                table[verb_name(info.name)] = f"{self.package}.{info.name}:command"
+            for verb, target in self.aliases.items():
+                table.setdefault(verb, target)
+            self._table = table
+        return self._table
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.command_table()) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = self.command_table().get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        cmd = getattr(importlib.import_module(module_name), attr or "command")
+        self.commands[cmd_name] = cmd
+        return cmd
+
+    def resolve_command(self, ctx, args):
+        # click's message for an unknown verb, worded like podman's
+        cmd_name = args[0] if args else ""
+        if cmd_name and not cmd_name.startswith("-") and self.get_command(ctx, cmd_name) is None:
+            where = ctx.command_path
+            raise click.UsageError(
+                f"unrecognized command `{where} {cmd_name}`\nTry '{where} --help' for more information",
+                ctx,
+            )
+        return super().resolve_command(ctx, args)

@@ -1,0 +1,134 @@
+"""``kiln``: the command-line front end.
+
+The verbs are the modules of :mod:`kiln.cli.commands` (see :mod:`kiln.cli.lazy`);
+none is imported until it runs, so ``kiln --help`` imports no store, image or
+registry code. Errors end as one ``Error: ...`` line on stderr and exit 125, as
+podman does; a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from kiln.cli.lazy import LazyGroup
+from kiln.cli.state import State
+
+EXIT_ERROR = 125  # podman's exit code for its own errors
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic", "trace")
+
+
+@click.group(
+    "kiln",
+    cls=LazyGroup,
+    package="kiln.cli.commands",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    help="kiln: build OCI and Docker images without a daemon, and manage a local image store.",
+)
+@click.option(
+    "--root",
+    envvar="KILN_ROOT",
+    default=None,
+    metavar="DIR",
+    help="Store root (default $KILN_ROOT, /var/lib/kiln as root, else $XDG_DATA_HOME/kiln)",
+)
+@click.option("--tmpdir", default=None, metavar="DIR", help="Scratch directory for temporary files")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="warn",
+    show_default=True,
+    help="Log messages at and above this level",
+)
+@click.option("--debug", is_flag=True, help="Debug logging and tracebacks for unexpected errors")
+@click.option(
+    "--progress",
+    type=click.Choice(("auto", "tty", "plain", "json", "quiet")),
+    default="auto",
+    help="How to show progress: auto, tty (rich), plain lines, json lines, quiet",
+)
+@click.version_option(package_name="kiln", prog_name="kiln", message="%(prog)s version %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, root, tmpdir, log_level, debug, progress) -> None:
+    state = ctx.ensure_object(State)
+    state.root, state.tmpdir, state.debug, state.progress = root, tmpdir, debug, progress
+    state.log_level = "debug" if debug else log_level.lower()
+    _setup_logging(state.log_level)
+
+
+def _setup_logging(level: str) -> None:
+    mapping = {"trace": "DEBUG", "warn": "WARNING", "fatal": "CRITICAL", "panic": "CRITICAL"}
+    logging.basicConfig(
+        level=getattr(logging, mapping.get(level, level.upper()), logging.WARNING),
+        format="%(levelname)s[%(name)s] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("KILN_DEBUG", "") not in ("", "0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script. Returns (and exits with) the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = run(args)
+    sys.exit(code)
+
+
+def run(args: list[str], prog_name: str = "kiln") -> int:
+    """Run one invocation and map every outcome to an exit code (no SystemExit)."""
+    from kiln.errors import KilnError
+
+    try:
+        cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        _error("interrupted")
+        return 130
+    except click.ClickException as exc:  # usage errors, bad options
+        _error(exc.format_message())
+        return EXIT_ERROR
+    except KilnError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 141
+    except Exception as exc:  # a bug: short message, traceback only with --debug
+        if _debug_requested(args):
+            import traceback
+
+            traceback.print_exc()
+        _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return EXIT_ERROR
+
+
+def _error(message: str) -> None:
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        pass
+    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.flush()
+
+
+def _quiet_broken_pipe() -> None:
+    # the reader went away (kiln images | head): stop writing, exit quietly
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    main()

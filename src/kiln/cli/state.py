@@ -1,0 +1,92 @@
+"""What every verb gets from the global options, and the helpers verbs share.
+
+A verb module looks like::
+
+    @click.command("images", help="List images in local storage")
+    @click.option(...)
+    @pass_state
+    def command(state: State, ...):
+        from kiln.ops import images          # heavy imports inside the function
+        with state.context() as ctx:
+            rows = images.list_images(ctx)
+        state.echo(render.table(...))
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from kiln.cli.render import EventRenderer
+    from kiln.ops.context import Context
+
+
+@dataclass
+class State:
+    root: str | None = None
+    log_level: str = "warn"
+    debug: bool = False
+    progress: str = "auto"
+    tmpdir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def renderer(self, quiet: bool = False, progress: str | None = None) -> EventRenderer:
+        from kiln.cli.render import EventRenderer
+
+        return EventRenderer(progress or self.progress, quiet=quiet)
+
+    @contextmanager
+    def context(
+        self, quiet: bool = False, progress: str | None = None, events: Any = None
+    ) -> Iterator[Context]:
+        """Open the store with this invocation's options; events render to the terminal."""
+        from kiln.ops.config import Config
+        from kiln.ops.context import open_context
+
+        renderer = events if events is not None else self.renderer(quiet, progress)
+        config = Config.from_env(root=self.root, tmpdir=self.tmpdir)
+        try:
+            with open_context(config.root, events=renderer, config=config) as ctx:
+                yield ctx
+        finally:
+            close = getattr(renderer, "close", None)
+            if close is not None:
+                close()
+
+    @staticmethod
+    def echo(text: str = "", nl: bool = True, err: bool = False) -> None:
+        stream = sys.stderr if err else sys.stdout
+        stream.write(text + ("\n" if nl and not text.endswith("\n") else ""))
+        stream.flush()
+
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def format_option(*, help: str = "Format output: json, table, or a Go template such as {{.ID}}"):
+    return click.option("--format", "format_", metavar="FORMAT", default="", help=help)
+
+
+def progress_option(f):
+    from kiln.cli.render import PROGRESS_MODES
+
+    return click.option(
+        "--progress",
+        type=click.Choice(PROGRESS_MODES),
+        default=None,
+        help="Progress output: auto, tty, plain, json or quiet",
+    )(f)
+
+
+def exit_with(code: int) -> None:
+    """End the command with ``code`` and no message (``kiln image exists``)."""
+    raise click.exceptions.Exit(code)
+
+
+__all__ = ["State", "exit_with", "format_option", "pass_state", "progress_option"]

@@ -1,0 +1,45 @@
+"""Options every use case may consult, read once from the environment.
+
+Front ends build a :class:`Config` (flags override the environment) and pass it
+to :func:`kiln.ops.context.open_context`. Nothing here touches the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Config:
+    root: str | None = None  # store root; None -> kiln.store's default ($KILN_ROOT, ...)
+    tmpdir: str = ""  # scratch space for spooling streams (stdin archives, downloads)
+    registries_conf: str | None = None  # containers-registries.conf(5) path
+    authfile: str | None = None  # containers-auth.json(5) path
+    tls_verify: bool = True
+    cert_dir: str | None = None
+    image_format: str = "oci"  # default format for images kiln writes ("oci" | "docker")
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Config:
+        env = os.environ if env is None else env
+        cfg = cls(
+            root=env.get("KILN_ROOT") or None,
+            tmpdir=env.get("KILN_TMPDIR") or env.get("TMPDIR") or tempfile.gettempdir(),
+            registries_conf=env.get("CONTAINERS_REGISTRIES_CONF")
+            or env.get("REGISTRIES_CONFIG_PATH")
+            or None,
+            authfile=env.get("REGISTRY_AUTH_FILE") or None,
+            image_format=(env.get("BUILDAH_FORMAT") or "oci").lower(),
+        )
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        return replace(cfg, **overrides) if overrides else cfg
+
+    def scratch_dir(self) -> str:
+        return self.tmpdir or tempfile.gettempdir()
+
+
+__all__ = ["Config"]

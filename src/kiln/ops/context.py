@@ -1,0 +1,73 @@
+"""The wiring every use case receives: store, snapshotter, config, event sink.
+
+``with open_context(root) as ctx:`` opens the store once; the snapshotter is
+created on first use (listing images never touches it). Use cases take the
+context as their first argument and never open stores themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kiln.ops.config import Config
+from kiln.ops.events import Emitter, EventSink, NullSink
+
+if TYPE_CHECKING:
+    from kiln.snapshot import Snapshotter
+    from kiln.store import Store
+
+
+@dataclass
+class Context:
+    store: Store
+    events: EventSink = field(default_factory=NullSink)
+    config: Config = field(default_factory=Config)
+    _snapshots: Any = field(default=None, repr=False)
+
+    @property
+    def snapshots(self) -> Snapshotter:
+        """The snapshotter under ``<root>/snapshots``, created on first use."""
+        if self._snapshots is None:
+            from kiln.snapshot import Snapshotter
+
+            self._snapshots = Snapshotter(self.store.snapshot_root)
+        return self._snapshots
+
+    @property
+    def ev(self) -> Emitter:
+        return Emitter(self.events)
+
+    @property
+    def tmpdir(self) -> str:
+        return self.config.scratch_dir()
+
+    def close(self) -> None:
+        snaps, self._snapshots = self._snapshots, None
+        close = getattr(snaps, "close", None)
+        if close is not None:
+            close()
+        self.store.close()
+
+
+@contextmanager
+def open_context(
+    root: str | None = None,
+    events: EventSink | None = None,
+    config: Config | None = None,
+) -> Iterator[Context]:
+    """Open the store at ``root`` (or the configured/default root) for one operation."""
+    from kiln.store import Store
+
+    config = config or Config.from_env()
+    store = Store.open(root if root is not None else config.root)
+    ctx = Context(store=store, events=events or NullSink(), config=config)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+__all__ = ["Context", "open_context"]

@@ -1,0 +1,122 @@
+"""Typed progress events and the sinks that receive them.
+
+Use cases never print: they describe what happens as :class:`Event` values and
+hand them to ``ctx.events``. Front ends decide how to show them (the CLI renders
+rich/plain/JSON lines, the API streams JSON, tests collect them in a list).
+
+Kinds (a small closed vocabulary; ``data`` carries the details):
+
+- ``step``      a phase begins ("Copying blob sha256:...", "Writing manifest")
+- ``progress``  bytes moved: data ``{"id", "current", "total"}``
+- ``output``    text a process or operation produced, as-is
+- ``warning``   something the user should know; the operation goes on
+- ``result``    a final line a front end prints, e.g. ``Loaded image: x``;
+                data holds the machine-readable value
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+STEP = "step"
+PROGRESS = "progress"
+OUTPUT = "output"
+WARNING = "warning"
+RESULT = "result"
+KINDS = frozenset({STEP, PROGRESS, OUTPUT, WARNING, RESULT})
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "message": self.message}
+        if self.data:
+            out["data"] = self.data
+        return out
+
+
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class NullSink:
+    """Drops every event."""
+
+    def emit(self, event: Event) -> None:
+        return None
+
+
+class ListSink:
+    """Keeps every event, for tests and for callers that want them afterwards."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of_kind(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+    def messages(self, kind: str | None = None) -> list[str]:
+        return [e.message for e in self.events if kind is None or e.kind == kind]
+
+
+class CallbackSink:
+    """Calls ``fn(event)`` for every event (front ends render from here)."""
+
+    def __init__(self, fn: Callable[[Event], None]) -> None:
+        self._fn = fn
+
+    def emit(self, event: Event) -> None:
+        self._fn(event)
+
+
+class Emitter:
+    """Small helpers so use cases read as ``ev.step("...")`` rather than building events."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+
+    def emit(self, kind: str, message: str = "", **data: Any) -> None:
+        self.sink.emit(Event(kind, message, data))
+
+    def step(self, message: str, **data: Any) -> None:
+        self.emit(STEP, message, **data)
+
+    def progress(self, id: str, current: int, total: int | None = None, message: str = "") -> None:
+        self.emit(PROGRESS, message, id=id, current=current, total=total)
+
+    def output(self, text: str, **data: Any) -> None:
+        self.emit(OUTPUT, text, **data)
+
+    def warning(self, message: str, **data: Any) -> None:
+        self.emit(WARNING, message, **data)
+
+    def result(self, message: str, **data: Any) -> None:
+        self.emit(RESULT, message, **data)
+
+
+__all__ = [
+    "KINDS",
+    "OUTPUT",
+    "PROGRESS",
+    "RESULT",
+    "STEP",
+    "WARNING",
+    "CallbackSink",
+    "Emitter",
+    "Event",
+    "EventSink",
+    "ListSink",
+    "NullSink",
+]

@@ -1,0 +1,656 @@
+"""Image-store use cases: list, inspect, history, exists, tag, untag, rmi, prune, tree, diff.
+
+Each is a plain function ``(ctx, ...) -> plain result`` over the store in ``ctx``;
+they never print. Semantics and error texts follow podman where users rely on them:
+
+- removing one name of a multi-named image only untags it;
+- removing by ID an image that has several names needs ``force``;
+- an image used by a working container is refused unless ``force``, which removes
+  those containers too;
+- an image with child images is never deleted (``force`` does not change that);
+  removing its last name leaves it as an untagged intermediate image.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kiln.errors import Conflict, InvalidArgument, NotFound
+from kiln.ops.timefmt import parse_time
+
+if TYPE_CHECKING:
+    from kiln.oci import ImageConfig
+    from kiln.ops.context import Context
+    from kiln.store import ImageRecord
+
+NONE = "<none>"
+
+
+# --- listing -----------------------------------------------------------------
+
+
+@dataclass
+class ImageSummary:
+    """One image as ``kiln images`` shows it."""
+
+    id: str  # "sha256:<hex>"
+    names: list[str]
+    repo_digests: list[str]
+    digest: str  # manifest digest
+    created: str  # RFC 3339
+    size: int
+    labels: dict[str, str] = field(default_factory=dict)
+    containers: int = 0
+    parent_id: str = ""
+    has_children: bool = False
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+    @property
+    def dangling(self) -> bool:
+        return not self.names and not self.has_children
+
+    @property
+    def intermediate(self) -> bool:
+        return not self.names and self.has_children
+
+    @property
+    def created_ts(self) -> float:
+        return parse_time(self.created) or 0.0
+
+    def repo_tags(self) -> list[tuple[str, str]]:
+        """(repository, tag) pairs, one per name; ``(<none>, <none>)`` when unnamed."""
+        if not self.names:
+            return [(NONE, NONE)]
+        return [split_name(n) for n in self.names]
+
+    def to_json(self) -> dict[str, Any]:
+        """The object ``podman images --format json`` prints for an image."""
+        return {
+            "Id": self.id.removeprefix("sha256:"),
+            "ParentId": self.parent_id.removeprefix("sha256:"),
+            "RepoTags": list(self.names) or None,
+            "RepoDigests": list(self.repo_digests),
+            "Size": self.size,
+            "SharedSize": 0,
+            "VirtualSize": self.size,
+            "Labels": dict(self.labels) or None,
+            "Containers": self.containers,
+            "Names": list(self.names),
+            "Digest": self.digest,
+            "Dangling": self.dangling,
+            "Created": int(self.created_ts),
+            "CreatedAt": self.created,
+        }
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``docker.io/library/a:1`` -> (``docker.io/library/a``, ``1``); digests -> tag <none>."""
+    repo, at, _digest = name.partition("@")
+    slash, colon = repo.rfind("/"), repo.rfind(":")
+    if colon > slash:
+        return repo[:colon], repo[colon + 1 :]
+    return repo, NONE
+
+
+_FILTER_KEYS = ("dangling", "label", "reference", "before", "since", "id", "intermediate")
+
+
+def list_images(
+    ctx: Context,
+    all: bool = False,
+    filters: Iterable[str] = (),
+    references: Iterable[str] = (),
+) -> list[ImageSummary]:
+    """Images in the store, newest first.
+
+    Intermediate images (unnamed images that other images build on) are left out
+    unless ``all``. ``filters`` are podman's ``--filter`` strings: ``dangling=true|false``,
+    ``label=KEY[=VALUE]``, ``reference=GLOB``, ``before=IMAGE``, ``since=IMAGE``,
+    ``id=PREFIX``, ``intermediate=true|false``. ``references`` are extra reference globs
+    (``kiln images busybox``).
+    """
+    parsed = _parse_filters(ctx, filters)
+    refs = [*parsed.pop("reference", []), *references]
+    summaries = summarize(ctx, ctx.store.list_images(), labels="label" in parsed)
+    out = []
+    for s in summaries:
+        if not all and s.intermediate and "intermediate" not in parsed:
+            continue
+        if refs and not any(reference_matches(s.names, pattern) for pattern in refs):
+            continue
+        if not _matches(s, parsed):
+            continue
+        out.append(s)
+    out.sort(key=lambda s: (s.created_ts, s.id), reverse=True)
+    return out
+
+
+def summarize(
+    ctx: Context, records: Sequence[ImageRecord], labels: bool = True
+) -> list[ImageSummary]:
+    """Summaries of ``records``, with parent/child links worked out among them."""
+    by_chain = {tuple(r.layers): r.id for r in records}
+    prefixes: set[tuple[str, ...]] = set()
+    for r in records:
+        for n in range(len(r.layers)):
+            prefixes.add(tuple(r.layers[:n]))
+    containers: dict[str, int] = {}
+    for c in ctx.store.list_containers():
+        if c.image_id:
+            containers[c.image_id] = containers.get(c.image_id, 0) + 1
+    out = []
+    for r in records:
+        chain = tuple(r.layers)
+        parent = ""
+        for n in range(len(chain) - 1, -1, -1):
+            if n and chain[:n] in by_chain:
+                parent = by_chain[chain[:n]]
+                break
+        out.append(
+            ImageSummary(
+                id=r.id,
+                names=list(r.names),
+                repo_digests=list(r.repo_digests),
+                digest=r.manifest_digest,
+                created=r.created,
+                size=r.size,
+                labels=_labels(ctx, r) if labels else {},
+                containers=containers.get(r.id, 0),
+                parent_id=parent,
+                has_children=bool(chain) and chain in prefixes,
+            )
+        )
+    return out
+
+
+def reference_matches(names: Iterable[str], pattern: str) -> bool:
+    """Does any name match ``pattern`` (podman's ``reference=`` filter)?
+
+    A pattern without a tag matches the repository; familiar forms
+    (``busybox``, ``library/busybox``) match ``docker.io/library/busybox``.
+    """
+    slash, colon = pattern.rfind("/"), pattern.rfind(":")
+    has_tag = colon > slash or "@" in pattern
+    for name in names:
+        for form in _name_forms(name):
+            target = form if has_tag else split_name(form)[0]
+            if fnmatch.fnmatchcase(target, pattern):
+                return True
+    return False
+
+
+def _name_forms(name: str) -> list[str]:
+    forms = [name]
+    if name.startswith("docker.io/"):
+        short = name[len("docker.io/") :]
+        forms.append(short)
+        if short.startswith("library/"):
+            forms.append(short[len("library/") :])
+    elif name.startswith("localhost/"):
+        forms.append(name[len("localhost/") :])
+    return forms
+
+
+def _parse_filters(ctx: Context, filters: Iterable[str]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in _FILTER_KEYS:
+            raise InvalidArgument(
+                f'invalid image filter "{item}": use KEY=VALUE with KEY one of '
+                + ", ".join(_FILTER_KEYS)
+            )
+        if key in ("dangling", "intermediate"):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise InvalidArgument(f'invalid filter "{item}": the value must be true or false')
+            out.setdefault(key, []).append(value.lower() in ("true", "1"))
+        elif key in ("before", "since"):
+            rec = ctx.store.resolve_image(value)
+            out.setdefault(key, []).append(parse_time(rec.created) or 0.0)
+        elif key == "label":
+            k, has_value, v = value.partition("=")
+            out.setdefault(key, []).append((k, v if has_value else None))
+        else:
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def _matches(s: ImageSummary, filters: dict[str, list]) -> bool:
+    for want in filters.get("dangling", []):
+        if s.dangling != want:
+            return False
+    for want in filters.get("intermediate", []):
+        if s.intermediate != want:
+            return False
+    for k, v in filters.get("label", []):
+        if k not in s.labels or (v is not None and s.labels[k] != v):
+            return False
+    for ts in filters.get("before", []):
+        if not s.created_ts < ts:
+            return False
+    for ts in filters.get("since", []):
+        if not s.created_ts > ts:
+            return False
+    ids = filters.get("id", [])
+    return not ids or any(
+        s.id.removeprefix("sha256:").startswith(i.removeprefix("sha256:")) for i in ids
+    )
+
+
+def image_config(ctx: Context, rec: ImageRecord) -> ImageConfig:
+    from kiln.oci import Digest, ImageConfig
+    from kiln.oci.strict_json import MAX_CONFIG_BYTES
+
+    with ctx.store.open_blob(Digest.parse(rec.config_digest)) as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise InvalidArgument(f"image {rec.id}: config is larger than {MAX_CONFIG_BYTES} bytes")
+    return ImageConfig.parse(raw)
+
+
+def _labels(ctx: Context, rec: ImageRecord) -> dict[str, str]:
+    try:
+        return dict(image_config(ctx, rec).config.labels or {})
+    except (NotFound, InvalidArgument):
+        return {}
+
+
+# --- single images ------------------------------------------------------------
+
+
+def image_exists(ctx: Context, name: str) -> bool:
+    try:
+        ctx.store.resolve_image(name)
+    except NotFound:
+        return False
+    return True
+
+
+def inspect_image(ctx: Context, name: str) -> dict[str, Any]:
+    """The object ``podman image inspect`` prints for one image."""
+    from kiln.image.inspect import inspect_image as _inspect
+
+    return _inspect(ctx.store, name)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    id: str  # image ID for the top entry, else "<missing>"
+    created: str
+    created_by: str
+    size: int
+    comment: str
+    tags: list[str] = field(default_factory=list)
+    empty_layer: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``podman history --format json`` prints an entry."""
+        return {
+            "id": self.id.removeprefix("sha256:"),
+            "created": self.created,
+            "CreatedBy": self.created_by,
+            "size": self.size,
+            "comment": self.comment,
+            "tags": list(self.tags) or None,
+        }
+
+
+def history(ctx: Context, name: str) -> list[HistoryEntry]:
+    """The image's history, newest first, with each layer's uncompressed size."""
+    from kiln.image.history import image_history
+
+    return [_history_entry(h) for h in image_history(ctx.store, name)]
+
+
+def _history_entry(h: Any) -> HistoryEntry:
+    if isinstance(h, HistoryEntry):
+        return h
+    get = h.get if isinstance(h, dict) else lambda k, d=None: getattr(h, k, d)
+    return HistoryEntry(
+        id=get("id", "") or "<missing>",
+        created=get("created", "") or "",
+        created_by=get("created_by", "") or "",
+        size=int(get("size", 0) or 0),
+        comment=get("comment", "") or "",
+        tags=list(get("tags", None) or []),
+        empty_layer=bool(get("empty_layer", False)),
+    )
+
+
+def tree(ctx: Context, name: str, what_requires: bool = False) -> str:
+    """The text ``podman image tree`` prints."""
+    from kiln.image.tree import image_tree
+
+    return image_tree(ctx.store, name, what_requires=what_requires)
+
+
+def diff(ctx: Context, a: str, b: str | None = None) -> list[tuple[str, str]]:
+    """Changes of image ``a`` against ``b`` (default: its parent): (``A``|``C``|``D``, path)."""
+    from kiln.image.diff import image_diff
+
+    return [(str(kind), str(path)) for kind, path in image_diff(ctx.store, ctx.snapshots, a, b)]
+
+
+# --- names --------------------------------------------------------------------
+
+
+def tag(ctx: Context, source: str, *targets: str) -> str:
+    """Add ``targets`` as names of ``source``; returns the image ID.
+
+    A name that pointed at another image moves; that image may become dangling.
+    """
+    from kiln.oci import Reference
+
+    if not targets:
+        raise InvalidArgument("at least one target name is required")
+    refs = []
+    for t in targets:
+        ref = Reference.parse(_localize(t))
+        if ref.digest:
+            raise InvalidArgument(f'"{t}": a tag cannot contain a digest; give NAME[:TAG]')
+        refs.append(str(ref))
+    rec = ctx.store.resolve_image(source)
+    with ctx.store.transaction():
+        for name in refs:
+            ctx.store.tag(name, rec.id)
+    return rec.id
+
+
+def _localize(name: str) -> str:
+    """Short names get ``localhost/`` as podman and buildah give them to local images."""
+    from kiln.oci.reference import is_short_name
+
+    return f"localhost/{name}" if is_short_name(name) else name
+
+
+def untag(ctx: Context, image: str, *names: str) -> list[str]:
+    """Remove ``names`` from ``image`` (all names when none given); returns the removed names."""
+    from kiln.oci import Reference
+
+    rec = ctx.store.resolve_image(image)
+    current = ctx.store.names_of(rec.id)
+    if not names:
+        wanted = list(current)
+    else:
+        wanted = []
+        for n in names:
+            match = _match_name(n, current, Reference)
+            if match is None:
+                raise NotFound(
+                    f"{n}: tag not known for image {rec.id.removeprefix('sha256:')[:12]}"
+                )
+            wanted.append(match)
+    with ctx.store.transaction():
+        for n in wanted:
+            ctx.store.untag(n)
+    return wanted
+
+
+def _match_name(name: str, current: list[str], reference_cls) -> str | None:
+    candidates = [name]
+    try:
+        candidates.append(str(reference_cls.parse(name)))
+        candidates.append(str(reference_cls.parse(_localize(name))))
+    except InvalidArgument:
+        pass
+    for c in candidates:
+        if c in current:
+            return c
+    return None
+
+
+# --- removal ------------------------------------------------------------------
+
+
+@dataclass
+class RemoveResult:
+    untagged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # full image IDs ("sha256:...")
+    removed_containers: list[str] = field(default_factory=list)
+    errors: list[Exception] = field(default_factory=list)
+
+
+def remove_images(
+    ctx: Context,
+    names: Sequence[str] = (),
+    force: bool = False,
+    all: bool = False,
+    ignore: bool = False,
+) -> RemoveResult:
+    """``kiln rmi``: untag and delete images (see the module docstring for the rules).
+
+    Errors for individual images are collected in ``result.errors`` (the others
+    still go); ``ignore`` drops "image not known" errors. Call
+    :func:`raise_first_error` to turn them into an exception.
+    """
+    if all and names:
+        raise InvalidArgument(
+            "when using the --all switch, you may not pass any images names or IDs"
+        )
+    if not all and not names:
+        raise InvalidArgument("image name or ID must be specified")
+    result = RemoveResult()
+    if all:
+        _remove_all(ctx, force, result)
+        return result
+    for name in names:
+        try:
+            _remove_one(ctx, name, force, result)
+        except NotFound as exc:
+            if not ignore:
+                result.errors.append(exc)
+        except (Conflict, InvalidArgument) as exc:
+            result.errors.append(exc)
+    if result.deleted:
+        ctx.store.gc()
+    return result
+
+
+def raise_first_error(result: RemoveResult) -> None:
+    if result.errors:
+        raise result.errors[0]
+
+
+def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> None:
+    store = ctx.store
+    rec = store.resolve_image(name)
+    names = store.names_of(rec.id)
+    by_id = _is_id_reference(name, rec.id)
+    by_digest = "@" in name or (name.startswith("sha256:") and not by_id)
+    if len(names) > 1 and not force:
+        if by_id:
+            raise Conflict(
+                f'unable to delete image "{rec.id.removeprefix("sha256:")}" by ID with more than '
+                f"one tag ({_golist(names)}): please force removal"
+            )
+        if by_digest:
+            raise Conflict(
+                f'unable to delete image "{rec.id.removeprefix("sha256:")}" by digest with more '
+                f"than one tag ({_golist(names)}): please force removal"
+            )
+    if not by_id and not by_digest and len(names) > 1:
+        resolved = _resolved_name(name, names)
+        if resolved is not None:
+            store.untag(resolved)
+            result.untagged.append(resolved)
+            return
+    _delete(ctx, rec.id, names, force, result, by_name=not by_id and not by_digest)
+
+
+def _delete(
+    ctx: Context,
+    image_id: str,
+    names: list[str],
+    force: bool,
+    result: RemoveResult,
+    by_name: bool = False,
+) -> None:
+    store = ctx.store
+    users = store.containers_using(image_id)
+    if users and not force:
+        raise Conflict(
+            f"image used by {users[0].id}: image is in use by a container: "
+            "consider listing external containers and force-removing image"
+        )
+    children = store.children_of(image_id)
+    if children:
+        if by_name and names:
+            # what podman shows: the names go, the data stays for the children
+            with store.transaction():
+                for n in names:
+                    store.untag(n)
+            result.untagged.extend(names)
+            return
+        raise Conflict(
+            f"image {image_id.removeprefix('sha256:')[:12]} has dependent child images "
+            f"({', '.join(c.removeprefix('sha256:')[:12] for c in children)}); "
+            "remove them first (this cannot be forced)"
+        )
+    for c in users:
+        _remove_container(ctx, c.id)
+        result.removed_containers.append(c.id)
+    with store.transaction():
+        store.delete_image(image_id)
+    result.untagged.extend(names)
+    result.deleted.append(image_id)
+
+
+def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
+    """Delete every image, children before parents."""
+    failed: set[str] = set()
+    while True:
+        summaries = summarize(ctx, ctx.store.list_images(), labels=False)
+        leaves = [s for s in summaries if not s.has_children and s.id not in failed]
+        if not leaves:
+            break
+        for s in leaves:
+            try:
+                _delete(ctx, s.id, list(s.names), force, result)
+            except (Conflict, NotFound) as exc:
+                failed.add(s.id)
+                result.errors.append(exc)
+    if result.deleted:
+        ctx.store.gc()
+
+
+def _remove_container(ctx: Context, container_id: str) -> None:
+    """Drop a working container (podman's ``rmi --force`` does this)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module("kiln.ops.containers")
+        remover = getattr(mod, "remove_container_for_image", None)
+    except ModuleNotFoundError:
+        remover = None
+    if remover is not None:
+        remover(ctx, container_id)
+        return
+    try:
+        ctx.snapshots.remove(container_id)
+    except (NotFound, FileNotFoundError, KeyError, ModuleNotFoundError):
+        pass
+    ctx.store.delete_container(container_id)
+
+
+def _is_id_reference(name: str, image_id: str) -> bool:
+    v = name.removeprefix("sha256:")
+    hexid = image_id.removeprefix("sha256:")
+    return len(v) >= 3 and all(c in "0123456789abcdef" for c in v) and hexid.startswith(v)
+
+
+def _resolved_name(name: str, names: list[str]) -> str | None:
+    from kiln.oci import Reference
+
+    return _match_name(name, names, Reference)
+
+
+def _golist(items: Iterable[str]) -> str:
+    return "[" + " ".join(items) + "]"
+
+
+# --- prune --------------------------------------------------------------------
+
+
+@dataclass
+class PruneResult:
+    removed: list[str] = field(default_factory=list)  # image IDs
+    untagged: list[str] = field(default_factory=list)
+    reclaimed: int = 0  # sum of the removed images' sizes, as podman reports it
+    bytes_freed: int = 0  # what the store's GC actually released on disk
+    blobs_removed: int = 0
+
+
+def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> PruneResult:
+    """Remove dangling images (with ``all``: every image no container uses), then GC.
+
+    Repeats until nothing more goes, so an intermediate image whose last child
+    was pruned goes too. Images with children are never removed.
+    """
+    filters = list(filters)
+    result = PruneResult()
+    while True:
+        records = ctx.store.list_images()
+        summaries = summarize(ctx, records, labels=any(f.startswith("label") for f in filters))
+        if filters:
+            keep_ids = {s.id for s in list_images(ctx, all=True, filters=filters)}
+            summaries = [s for s in summaries if s.id in keep_ids]
+        victims = [
+            s
+            for s in summaries
+            if not s.has_children and s.containers == 0 and (all or not s.names)
+        ]
+        if not victims:
+            break
+        for s in victims:
+            try:
+                with ctx.store.transaction():
+                    for n in s.names:
+                        ctx.store.untag(n)
+                    ctx.store.delete_image(s.id)
+            except (Conflict, NotFound):
+                continue
+            result.untagged.extend(s.names)
+            result.removed.append(s.id)
+            result.reclaimed += s.size
+            ctx.ev.step(f"Deleted: {s.id.removeprefix('sha256:')}", id=s.id)
+    gc = ctx.store.gc()
+    result.bytes_freed, result.blobs_removed = gc.bytes_freed, gc.blobs_removed
+    return result
+
+
+# names the curated kiln.__all__ exports
+image_history = history
+tag_image = tag
+untag_image = untag
+prune_images = prune
+image_tree = tree
+image_diff = diff
+
+__all__ = [
+    "HistoryEntry",
+    "ImageSummary",
+    "PruneResult",
+    "RemoveResult",
+    "diff",
+    "history",
+    "image_config",
+    "image_exists",
+    "inspect_image",
+    "list_images",
+    "prune",
+    "raise_first_error",
+    "reference_matches",
+    "remove_images",
+    "split_name",
+    "summarize",
+    "tag",
+    "tree",
+    "untag",
+]

@@ -1,0 +1,125 @@
+"""Transport strings, as skopeo/podman/buildah spell them, parsed into values.
+
+    oci:DIR[:TAG]                 an OCI image layout directory
+    oci-archive:PATH[:TAG]        an OCI image layout in a tar file
+    docker-archive:PATH[:REF]     a `docker save` tar file
+    dir:PATH                      one image as loose files (manifest.json, config, layers)
+    docker://REF                  a registry (handled by ``kiln.ops.registry``)
+    NAME / ID                     kiln's own store
+
+As in containers/image, the path ends at the first ``:`` after the transport.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from kiln.errors import InvalidArgument, Unavailable
+
+STORE = "store"
+OCI = "oci"
+OCI_ARCHIVE = "oci-archive"
+DOCKER_ARCHIVE = "docker-archive"
+DIR = "dir"
+DOCKER = "docker"
+
+FILE_TRANSPORTS = frozenset({OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, DIR})
+_REFUSED = {
+    "containers-storage": (
+        "kiln keeps its own store and does not read or write containers-storage; "
+        "use `podman save` and `kiln load`, or `kiln save` and `podman load`"
+    ),
+    "docker-daemon": (
+        "kiln does not talk to a Docker daemon; use `docker save` and `kiln load`, "
+        "or `kiln save` and `docker load`"
+    ),
+    "ostree": "the ostree transport is not supported",
+    "sif": "the sif transport is not supported",
+    "tarball": "the tarball transport is not supported; use `kiln import`",
+}
+
+REGISTRY_OPS_MODULE = "kiln.ops.registry"
+
+
+@dataclass(frozen=True)
+class TransportRef:
+    transport: str
+    path: str = ""  # file transports: the directory or file
+    reference: str = ""  # tag (oci), docker reference (docker-archive, docker), name (store)
+
+    @property
+    def is_store(self) -> bool:
+        return self.transport == STORE
+
+    @property
+    def is_file(self) -> bool:
+        return self.transport in FILE_TRANSPORTS
+
+    def __str__(self) -> str:
+        if self.transport == STORE:
+            return self.reference
+        if self.transport == DOCKER:
+            return f"docker://{self.reference}"
+        if self.transport == DIR:
+            return f"dir:{self.path}"
+        return f"{self.transport}:{self.path}" + (f":{self.reference}" if self.reference else "")
+
+
+def parse_transport(value: str, *, default: str = STORE) -> TransportRef:
+    """Parse ``value``; a string with no known transport prefix names ``default``."""
+    if not value:
+        raise InvalidArgument("an image or transport reference is required")
+    if value.startswith("docker://"):
+        ref = value[len("docker://") :]
+        if not ref:
+            raise InvalidArgument(f'"{value}": a registry reference is missing after docker://')
+        return TransportRef(DOCKER, reference=ref)
+    prefix, sep, rest = value.partition(":")
+    if sep and prefix in _REFUSED:
+        raise InvalidArgument(f'"{value}": {_REFUSED[prefix]}')
+    if sep and prefix in FILE_TRANSPORTS:
+        if prefix == DIR:
+            path, ref = rest, ""
+        else:
+            path, _, ref = rest.partition(":")
+        if not path:
+            raise InvalidArgument(f'"{value}": a path is missing after "{prefix}:"')
+        if prefix == DOCKER_ARCHIVE and ref:
+            from kiln.oci import Reference
+
+            Reference.parse(ref)  # invalid docker references are refused up front
+        return TransportRef(prefix, path=path, reference=ref)
+    if sep and prefix == "docker":
+        raise InvalidArgument(f'"{value}": registry references are written docker://REF')
+    if default == DOCKER:
+        return TransportRef(DOCKER, reference=value)
+    return TransportRef(STORE, reference=value)
+
+
+def registry_ops() -> ModuleType:
+    """The registry use cases, or a clear error while this kiln has none."""
+    try:
+        return importlib.import_module(REGISTRY_OPS_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != REGISTRY_OPS_MODULE:
+            raise
+        raise Unavailable(
+            "registry transfers (docker://) are not available yet in this kiln; "
+            "use oci:, oci-archive:, docker-archive: or dir: instead"
+        ) from None
+
+
+__all__ = [
+    "DIR",
+    "DOCKER",
+    "DOCKER_ARCHIVE",
+    "FILE_TRANSPORTS",
+    "OCI",
+    "OCI_ARCHIVE",
+    "STORE",
+    "TransportRef",
+    "parse_transport",
+    "registry_ops",
+]
