@@ -1,0 +1,239 @@
+"""Registry authentication as an httpx auth flow (a generator of requests).
+
+On a 401 the flow reads the challenge. Basic: resend with the credentials.
+Bearer: fetch a token from the realm (anonymous, with Basic credentials, or an
+OAuth2 refresh-token POST when an identity token is stored), cache it per
+(registry, scope) until it expires, and resend once. A second 401 raises
+:class:`kiln.errors.Unauthorized`. Once a host's challenge is known, later
+requests get their token before they are sent, so streamed bodies are sent once.
+Credentials and tokens never reach messages, logs or reprs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import httpx
+
+from kiln.errors import Unauthorized, Unavailable
+from kiln.registry.auth_challenge import Challenge, parse_headers, preferred
+from kiln.registry.credentials import Credential
+from kiln.registry.http_errors import describe_entries, error_entries
+
+log = logging.getLogger("kiln.registry")
+
+CredentialLookup = Callable[[str, "str | None"], "Credential | None"]
+
+_REPO_PATH_RE = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags|referrers)/")
+DEFAULT_TOKEN_LIFETIME = 60
+EXPIRY_MARGIN = 5
+
+
+def request_scopes(request: httpx.Request) -> tuple[str | None, list[str]]:
+    """The repository a registry request touches and the token scopes it needs."""
+    path = request.url.path
+    if path.startswith("/v2/_catalog"):
+        return None, ["registry:catalog:*"]
+    m = _REPO_PATH_RE.match(path)
+    if not m:
+        return None, []
+    repo = m.group(1)
+    actions = "pull" if request.method in ("GET", "HEAD") else "pull,push"
+    scopes = [f"repository:{repo}:{actions}"]
+    source = request.url.params.get("from")
+    if source and request.url.params.get("mount"):
+        scopes.append(f"repository:{source}:pull")
+    return repo, scopes
+
+
+def merge_scopes(*groups: str | list[str]) -> str:
+    """Space-separated, de-duplicated, actions of one resource merged, sorted."""
+    actions: dict[str, set[str]] = {}
+    for group in groups:
+        items = group.split() if isinstance(group, str) else group
+        for item in items:
+            res, _, acts = item.rpartition(":")
+            if not res:
+                continue
+            actions.setdefault(res, set()).update(a for a in acts.split(",") if a)
+    return " ".join(f"{res}:{','.join(sorted(acts))}" for res, acts in sorted(actions.items()))
+
+
+@dataclass
+class _Token:
+    value: str
+    expires: float
+    refresh_token: str = ""
+
+
+class TokenCache:
+    """Bearer tokens per (registry, scope), dropped when they expire."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._tokens: dict[tuple[str, str], _Token] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def get(self, host: str, scope: str) -> str | None:
+        with self._lock:
+            tok = self._tokens.get((host, scope))
+            if tok is None or tok.expires <= self._clock():
+                self._tokens.pop((host, scope), None)
+                return None
+            return tok.value
+
+    def put(self, host: str, scope: str, value: str, lifetime: float) -> None:
+        with self._lock:
+            expires = self._clock() + max(lifetime - EXPIRY_MARGIN, 1)
+            self._tokens[(host, scope)] = _Token(value, expires)
+
+    def drop(self, host: str, scope: str) -> None:
+        with self._lock:
+            self._tokens.pop((host, scope), None)
+
+    def __repr__(self) -> str:
+        return f"TokenCache({len(self._tokens)} tokens)"
+
+
+def _basic_header(cred: Credential) -> str:
+    raw = f"{cred.username}:{cred.password}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+class RegistryAuth(httpx.Auth):
+    """The auth flow; ``credentials(host, repository)`` finds credentials lazily."""
+
+    def __init__(self, credentials: CredentialLookup, tokens: TokenCache | None = None):
+        self._credentials = credentials
+        self.tokens = tokens or TokenCache()
+        self._challenges: dict[str, Challenge] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RegistryAuth(hosts={sorted(self._challenges)})"
+
+    # -- public helpers ----------------------------------------------------------
+    def challenge_for(self, host: str) -> Challenge | None:
+        return self._challenges.get(host)
+
+    def remember(self, host: str, response: httpx.Response) -> Challenge | None:
+        ch = preferred(parse_headers(response.headers.get_list("www-authenticate")))
+        if ch is not None:
+            with self._lock:
+                self._challenges[host] = Challenge(
+                    ch.scheme, {k: v for k, v in ch.params.items() if k in ("realm", "service")}
+                )
+        return ch
+
+    # -- the flow ----------------------------------------------------------------
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        host = request.url.netloc.decode("ascii")
+        repo, scopes = request_scopes(request)
+        known = self._challenges.get(host)
+        if known is not None and "authorization" not in request.headers:
+            yield from self._authorize(request, host, repo, known, merge_scopes(scopes))
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = self.remember(host, response)
+        if challenge is None:
+            return  # nothing we can answer; the caller reports the 401
+        cred = self._credentials(host, repo)
+        if challenge.scheme == "basic" and cred is None:
+            return
+        scope = merge_scopes(challenge.scope, scopes)
+        if challenge.scheme == "bearer":
+            self.tokens.drop(host, scope)  # forget a token the registry just refused
+        yield from self._authorize(request, host, repo, challenge, scope, force=True)
+        response = yield request
+        if response.status_code == 401:
+            response.read()
+            detail = describe_entries(error_entries(response.content)) or "authentication required"
+            if not detail.startswith("unauthorized"):
+                detail = f"unauthorized: {detail}"
+            if cred is not None and challenge.scheme == "basic":
+                detail = "unauthorized: invalid username/password"
+            raise Unauthorized(f"{host}: {detail}")
+
+    def _authorize(
+        self,
+        request: httpx.Request,
+        host: str,
+        repo: str | None,
+        challenge: Challenge,
+        scope: str,
+        force: bool = False,
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        cred = self._credentials(host, repo)
+        if challenge.scheme == "basic":
+            if cred is not None:
+                request.headers["Authorization"] = _basic_header(cred)
+            return
+        if challenge.scheme != "bearer":
+            return
+        token = None if force else self.tokens.get(host, scope)
+        if token is None:
+            token, lifetime = yield from self._fetch_token(host, challenge, scope, cred)
+            self.tokens.put(host, scope, token, lifetime)
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+
+    def _fetch_token(
+        self, host: str, challenge: Challenge, scope: str, cred: Credential | None
+    ) -> Generator[httpx.Request, httpx.Response, tuple[str, float]]:
+        realm = challenge.realm
+        if not realm.startswith(("http://", "https://")):
+            raise Unavailable(f"registry {host} sent a bearer challenge without a usable realm")
+        service = challenge.service
+        if cred is not None and cred.identity_token:
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": cred.identity_token,
+                "client_id": "kiln",
+                "access_type": "offline",
+            }
+            if service:
+                form["service"] = service
+            if scope:
+                form["scope"] = scope
+            req = httpx.Request("POST", realm, data=form)
+        else:
+            params: list[tuple[str, str]] = []
+            if service:
+                params.append(("service", service))
+            params += [("scope", s) for s in scope.split()]
+            if cred is not None:
+                params.append(("account", cred.username))
+            req = httpx.Request("GET", realm, params=params)
+            if cred is not None:
+                req.headers["Authorization"] = _basic_header(cred)
+        resp = yield req
+        resp.read()
+        if resp.status_code in (401, 403):
+            what = "invalid username/password" if cred is not None else "authentication required"
+            raise Unauthorized(f"{host}: unauthorized: {what}")
+        if resp.status_code != 200:
+            detail = describe_entries(error_entries(resp.content)) or f"HTTP {resp.status_code}"
+            raise Unavailable(
+                f"{host}: getting a token from the registry's auth server failed: {detail}"
+            )
+        try:
+            obj = json.loads(resp.content)
+        except ValueError:
+            raise Unavailable(
+                f"{host}: the registry's auth server sent a token that is not JSON"
+            ) from None
+        if not isinstance(obj, dict):
+            obj = {}
+        token = obj.get("token") or obj.get("access_token") or ""
+        if not isinstance(token, str) or not token:
+            raise Unavailable(f"{host}: the registry's auth server sent no token")
+        lifetime = obj.get("expires_in") if isinstance(obj.get("expires_in"), int) else None
+        return token, float(lifetime or DEFAULT_TOKEN_LIFETIME)

@@ -1,0 +1,87 @@
+"""A file-like reader over a streamed blob response.
+
+Bytes are pulled from the HTTP stream as the caller reads; nothing is held
+beyond one network chunk. A connection that breaks, or ends before the
+announced length, raises :class:`kiln.errors.Unavailable` naming the offset
+reached, so a caller can reopen with ``offset=`` (a ``Range`` request) when
+``supports_range`` is true.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import httpx
+
+from kiln.errors import Unavailable
+
+
+class BlobReader(io.RawIOBase):
+    def __init__(self, response: httpx.Response, what: str, offset: int = 0, skip: int = 0):
+        super().__init__()
+        self._response = response
+        self._what = what
+        self._chunks: Iterator[bytes] = response.iter_bytes()
+        self._buffer = b""
+        self._skip = skip  # server ignored our Range: drop the bytes we already have
+        self.offset = offset  # absolute position in the blob
+        length = response.headers.get("content-length")
+        self._remaining = int(length) - skip if length and length.isdigit() else None
+        self.size = offset + self._remaining if self._remaining is not None else None
+        self.supports_range = (
+            response.status_code == 206 or response.headers.get("accept-ranges", "") == "bytes"
+        )
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_chunk(self) -> bytes | None:
+        """The next chunk (maybe empty after skipping), or None at the end of the stream."""
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            return None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            self.close()
+            raise Unavailable(
+                f"{self._what}: the connection broke after {self.offset} bytes "
+                f"({type(exc).__name__}); retry the pull to resume"
+            ) from None
+        if self._skip:
+            drop = min(self._skip, len(chunk))
+            chunk, self._skip = chunk[drop:], self._skip - drop
+        return chunk
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self._done:
+            return 0
+        while not self._buffer:
+            chunk = self._next_chunk()
+            if chunk is None:
+                self._finish()
+                return 0
+            self._buffer = chunk
+        n = min(len(b), len(self._buffer))
+        b[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        self.offset += n
+        if self._remaining is not None:
+            self._remaining -= n
+        return n
+
+    def _finish(self) -> None:
+        self._done = True
+        short = self._skip > 0 or (self._remaining is not None and self._remaining > 0)
+        self.close()
+        if short:
+            raise Unavailable(
+                f"{self._what}: the connection ended after {self.offset} of {self.size} bytes; "
+                "retry the pull to resume"
+            )
+
+    def close(self) -> None:
+        if not self.closed:
+            self._response.close()
+        super().close()

@@ -1,0 +1,171 @@
+"""One registry host: its scheme (found by pinging ``/v2/``), TLS, auth and retries.
+
+HTTPS is tried first. Only a host that is not verified (``--tls-verify=false``
+or ``insecure = true`` in registries.conf) falls back to plain HTTP, as podman does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from kiln.errors import Unauthorized, Unavailable
+from kiln.registry.auth import RegistryAuth
+from kiln.registry.http_errors import error_for
+from kiln.registry.retry import RetryableStatus, RetryPolicy, call_with_retries, is_retryable_status
+from kiln.registry.tls import TLSSettings
+
+log = logging.getLogger("kiln.registry")
+
+#: Docker Hub's API lives on another host than its name.
+API_HOSTS = {"docker.io": "registry-1.docker.io"}
+
+
+def api_host(domain: str) -> str:
+    return API_HOSTS.get(domain, domain)
+
+
+def describe_transport_error(exc: BaseException, url: str) -> str:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = text.split("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip()
+        return (
+            f'Get "{url}": tls: failed to verify certificate: {reason or "unknown authority"}; '
+            "add the registry's CA with --cert-dir (a directory of *.crt files) "
+            "or use --tls-verify=false"
+        )
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "packet length" in text:
+        return (
+            f'Get "{url}": http: server gave HTTP response to HTTPS client; '
+            "use --tls-verify=false or mark the registry insecure in registries.conf"
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return f'Get "{url}": connection refused or unreachable ({text or type(exc).__name__})'
+    if isinstance(exc, httpx.TimeoutException):
+        return f'Get "{url}": timed out'
+    return f'Get "{url}": {type(exc).__name__}: {text}'
+
+
+class HostConnection:
+    def __init__(
+        self,
+        domain: str,
+        tls: TLSSettings,
+        auth: RegistryAuth,
+        retry: RetryPolicy,
+        timeout: float = 60.0,
+        user_agent: str = "kiln",
+    ):
+        self.domain = domain
+        self.host = api_host(domain)
+        self.tls = tls
+        self.auth = auth
+        self.retry = retry
+        self.http = httpx.Client(
+            verify=tls.ssl_context(),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
+            follow_redirects=True,
+            headers={"User-Agent": user_agent},
+        )
+        self._base: str | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HostConnection({self.domain!r}, base={self._base!r})"
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- scheme detection ----------------------------------------------------------
+    def base_url(self) -> str:
+        with self._lock:
+            if self._base is None:
+                self._base = self._ping()
+            return self._base
+
+    def _ping_one(self, scheme: str) -> httpx.Response:
+        url = f"{scheme}://{self.host}/v2/"
+
+        def attempt() -> httpx.Response:
+            resp = self.http.get(url)
+            if is_retryable_status(resp.status_code):
+                raise RetryableStatus(resp)
+            return resp
+
+        return call_with_retries(self.retry, f"pinging {self.domain}", attempt)
+
+    def _ping(self) -> str:
+        schemes = ["https", "http"] if self.tls.allow_http else ["https"]
+        first_error = ""
+        for scheme in schemes:
+            url = f"{scheme}://{self.host}/v2/"
+            try:
+                resp = self._ping_one(scheme)
+            except httpx.TransportError as exc:
+                first_error = first_error or describe_transport_error(exc, url)
+                log.debug("pinging %s over %s failed: %s", self.domain, scheme, type(exc).__name__)
+                continue
+            if resp.status_code == 401:
+                self.auth.remember(self.host, resp)
+            elif resp.status_code not in (200, 401, 403, 404):
+                first_error = first_error or f'Get "{url}": HTTP status {resp.status_code}'
+                continue
+            return f"{scheme}://{self.host}"
+        raise Unavailable(f"pinging container registry {self.domain}: {first_error}")
+
+    # -- requests ----------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.base_url() + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        allow: tuple[int, ...] = (),
+        headers: dict[str, str] | None = None,
+        content: Any = None,
+        params: Any = None,
+        stream: bool = False,
+        retry: bool = True,
+        make_content: Callable[[], Any] | None = None,
+    ) -> httpx.Response:
+        """Send with auth and retries; statuses outside ``ok``+``allow`` become kiln errors.
+
+        With ``stream`` the caller must close the response. ``make_content`` builds a
+        fresh body for each attempt (streamed uploads).
+        """
+        url = self.url(path)
+        policy = self.retry if retry else RetryPolicy(tries=1, sleep=self.retry.sleep)
+
+        def attempt() -> httpx.Response:
+            body = make_content() if make_content is not None else content
+            req = self.http.build_request(method, url, headers=headers, content=body, params=params)
+            try:
+                resp = self.http.send(req, auth=self.auth, stream=True)
+            except Unauthorized as exc:
+                raise Unauthorized(f"{what}: {exc.message.split(': ', 1)[-1]}") from None
+            if is_retryable_status(resp.status_code):
+                resp.read()
+                raise RetryableStatus(resp)
+            return resp
+
+        def give_up(exc: BaseException) -> httpx.Response:
+            if isinstance(exc, RetryableStatus):
+                raise error_for(exc.response, what, exc.response.content)
+            raise Unavailable(f"{what}: {describe_transport_error(exc, url).split(': ', 1)[-1]}")
+
+        resp = call_with_retries(policy, what, attempt, give_up)
+        if resp.status_code in ok or resp.status_code in allow:
+            if not stream:
+                resp.read()
+            return resp
+        raise error_for(resp, what)

@@ -1,0 +1,294 @@
+"""Registry credentials: where they come from, in podman's order, and the auth file.
+
+Lookup order for a registry (and optionally a repository within it):
+
+1. ``--creds user:pass``;
+2. the containers auth file: ``--authfile`` or ``$REGISTRY_AUTH_FILE`` or
+   ``$XDG_RUNTIME_DIR/containers/auth.json``; then
+   ``$XDG_CONFIG_HOME/containers/auth.json`` (``~/.config/...``);
+3. Docker's ``$DOCKER_CONFIG/config.json`` (``~/.docker/config.json``).
+
+In each file ``credHelpers[host]`` wins, then ``auths`` (the most specific key:
+``host/ns/repo`` before ``host/ns`` before ``host``; ``https://index.docker.io/v1/``
+means docker.io), then ``credsStore``. Helpers run as ``docker-credential-<name> get``
+reading the server URL on stdin. Secrets never appear in reprs or messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import subprocess
+from dataclasses import dataclass, field
+
+from kiln.errors import InvalidArgument, NotFound
+
+log = logging.getLogger("kiln.registry")
+
+DOCKER_IO = "docker.io"
+DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
+_DOCKER_ALIASES = {"index.docker.io", "registry-1.docker.io", DOCKER_IO}
+
+
+@dataclass(frozen=True)
+class Credential:
+    username: str = ""
+    password: str = field(default="", repr=False)
+    identity_token: str = field(default="", repr=False)  # OAuth2 refresh token
+
+    def __repr__(self) -> str:
+        secret = "<hidden>" if (self.password or self.identity_token) else "<none>"
+        return f"Credential(username={self.username!r}, secret={secret})"
+
+    __str__ = __repr__
+
+
+def parse_creds(value: str) -> Credential:
+    """``user:pass`` as given to ``--creds`` (the password may contain colons)."""
+    user, sep, password = value.partition(":")
+    if not user:
+        raise InvalidArgument("invalid --creds value: expected USERNAME[:PASSWORD] with a username")
+    return Credential(user, password if sep else "")
+
+
+def normalize_key(key: str) -> str:
+    """An auth-file key as ``host[/path]``: schemes and ``/v1/`` dropped, docker.io unified."""
+    key = key.strip()
+    if "://" in key:
+        key = key.split("://", 1)[1].split("/", 1)[0]  # legacy keys name only a host
+    key = key.rstrip("/")
+    host, sep, rest = key.partition("/")
+    if host in _DOCKER_ALIASES:
+        host = DOCKER_IO
+    return host + (sep + rest if rest else "")
+
+
+def normalize_registry(registry: str) -> str:
+    return normalize_key(registry)
+
+
+def _candidates(registry: str, repository: str | None) -> list[str]:
+    host, _, path = normalize_key(registry).partition("/")
+    keys: list[str] = []
+    path = repository or path
+    parts = [p for p in path.split("/") if p]
+    for n in range(len(parts), 0, -1):
+        keys.append(host + "/" + "/".join(parts[:n]))
+    keys.append(host)
+    return keys
+
+
+def auth_file_for_write(authfile: str | None = None, env: dict | None = None) -> str:
+    """The auth file login/logout use: --authfile, $REGISTRY_AUTH_FILE, else the runtime dir."""
+    env = os.environ if env is None else env
+    if authfile:
+        return authfile
+    if env.get("REGISTRY_AUTH_FILE"):
+        return env["REGISTRY_AUTH_FILE"]
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "containers", "auth.json")
+    return f"/run/containers/{os.getuid()}/auth.json"
+
+
+def auth_files_for_read(authfile: str | None = None, env: dict | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    home = env.get("HOME") or os.path.expanduser("~")
+    config_home = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    docker_dir = env.get("DOCKER_CONFIG") or os.path.join(home, ".docker")
+    paths = [
+        auth_file_for_write(authfile, env),
+        os.path.join(config_home, "containers", "auth.json"),
+        os.path.join(docker_dir, "config.json"),
+    ]
+    out: list[str] = []
+    for p in paths:
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def read_auth_file(path: str) -> dict:
+    """The parsed file, ``{}`` when absent; a broken file is a clear error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read auth file {path}: {exc.strerror}") from None
+    if not data.strip():
+        return {}
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise InvalidArgument(f"auth file {path} is not valid JSON; fix or remove it") from None
+    if not isinstance(obj, dict):
+        raise InvalidArgument(f"auth file {path} must hold a JSON object")
+    return obj
+
+
+def _decode_entry(entry: object, where: str) -> Credential | None:
+    if not isinstance(entry, dict):
+        return None
+    token = entry.get("identitytoken") or ""
+    auth = entry.get("auth") or ""
+    username, password = "", ""
+    if auth:
+        try:
+            decoded = base64.b64decode(auth, validate=False).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidArgument(
+                f"auth entry for {where} is not valid base64 user:password"
+            ) from None
+        username, sep, password = decoded.partition(":")
+        if not sep:
+            raise InvalidArgument(f"auth entry for {where} does not decode to user:password")
+    if not (username or password or token):
+        return None
+    return Credential(username, password, str(token))
+
+
+def run_helper(helper: str, server: str) -> Credential | None:
+    """``docker-credential-<helper> get``; None when the helper knows no such server."""
+    program = f"docker-credential-{helper}"
+    try:
+        proc = subprocess.run(
+            [program, "get"], input=server.encode(), capture_output=True, timeout=60, check=False
+        )
+    except FileNotFoundError:
+        raise InvalidArgument(
+            f"credential helper {program} is not installed (named in a registry auth file)"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise InvalidArgument(f"credential helper {program} did not answer within 60s") from None
+    if proc.returncode != 0:
+        text = proc.stdout.decode(errors="replace").strip().lower()
+        if "credentials not found" in text or "not found" in text or not text:
+            return None
+        raise InvalidArgument(
+            f"credential helper {program} failed with exit status {proc.returncode}"
+        )
+    try:
+        obj = json.loads(proc.stdout)
+    except ValueError:
+        raise InvalidArgument(
+            f"credential helper {program} printed something other than JSON"
+        ) from None
+    user, secret = str(obj.get("Username", "")), str(obj.get("Secret", ""))
+    if user == "<token>":
+        return Credential("", "", secret)
+    return Credential(user, secret) if (user or secret) else None
+
+
+def _helper_server(host: str) -> str:
+    return DOCKER_HUB_SERVER if host == DOCKER_IO else host
+
+
+def lookup_in_file(
+    obj: dict, registry: str, repository: str | None, path: str
+) -> Credential | None:
+    host = normalize_registry(registry).split("/", 1)[0]
+    helpers = obj.get("credHelpers") or {}
+    if isinstance(helpers, dict):
+        for key, helper in helpers.items():
+            if normalize_key(key) == host and helper:
+                return run_helper(str(helper), _helper_server(host))
+    auths = obj.get("auths") or {}
+    if isinstance(auths, dict):
+        by_key = {normalize_key(k): (k, v) for k, v in auths.items()}
+        for cand in _candidates(registry, repository):
+            if cand in by_key:
+                cred = _decode_entry(by_key[cand][1], f"{by_key[cand][0]} in {path}")
+                if cred is not None:
+                    return cred
+    store = obj.get("credsStore")
+    if store:
+        return run_helper(str(store), _helper_server(host))
+    return None
+
+
+def lookup(
+    registry: str,
+    repository: str | None = None,
+    *,
+    creds: str | None = None,
+    authfile: str | None = None,
+    env: dict | None = None,
+) -> Credential | None:
+    """Credentials for ``registry`` (``host[:port]``), optionally for one repository path."""
+    if creds:
+        return parse_creds(creds)
+    for path in auth_files_for_read(authfile, env):
+        obj = read_auth_file(path)
+        if not obj:
+            continue
+        cred = lookup_in_file(obj, registry, repository, path)
+        if cred is not None:
+            log.debug("using credentials for %s from %s", registry, path)
+            return cred
+    return None
+
+
+def _write_atomic(path: str, obj: dict) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent="\t")
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def store_credential(key: str, cred: Credential, authfile: str | None = None) -> str:
+    """Record ``cred`` under ``key`` (``host`` or ``host/ns/repo``); returns the file path."""
+    path = auth_file_for_write(authfile)
+    obj = read_auth_file(path)
+    auths = obj.setdefault("auths", {})
+    if not isinstance(auths, dict):
+        raise InvalidArgument(f"auth file {path} has an invalid auths section")
+    norm = normalize_key(key)
+    for existing in [k for k in auths if normalize_key(k) == norm]:
+        del auths[existing]
+    entry: dict = {}
+    if cred.identity_token:
+        entry["identitytoken"] = cred.identity_token
+    if cred.username or cred.password:
+        entry["auth"] = base64.b64encode(f"{cred.username}:{cred.password}".encode()).decode()
+    auths[norm] = entry
+    _write_atomic(path, obj)
+    return path
+
+
+def remove_credential(key: str | None, authfile: str | None = None) -> list[str]:
+    """Forget ``key`` (or everything when None); returns the keys removed."""
+    path = auth_file_for_write(authfile)
+    obj = read_auth_file(path)
+    auths = obj.get("auths") or {}
+    if key is None:
+        removed = list(auths)
+        obj["auths"] = {}
+    else:
+        norm = normalize_key(key)
+        removed = [k for k in auths if normalize_key(k) == norm]
+        if not removed:
+            raise NotFound(f"not logged into {key}")
+        for k in removed:
+            del auths[k]
+    if removed or os.path.exists(path):
+        _write_atomic(path, obj)
+    return removed

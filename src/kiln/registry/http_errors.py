@@ -1,0 +1,102 @@
+"""Distribution error bodies and HTTP statuses -> kiln errors, in Docker's wording.
+
+A registry answers ``{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "...",
+"detail": ...}]}``; Docker prints each as ``manifest unknown: <message>``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from kiln.errors import InvalidArgument, KilnError, NotFound, Unauthorized, Unavailable
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+def read_small(response: httpx.Response, limit: int = MAX_ERROR_BODY) -> bytes:
+    """At most ``limit`` bytes of a (possibly streamed) response body; closes it."""
+    try:
+        return response.content[:limit]
+    except httpx.ResponseNotRead:
+        pass
+    out = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            out += chunk
+            if len(out) >= limit:
+                break
+    except (httpx.HTTPError, httpx.StreamError):
+        pass
+    finally:
+        response.close()
+    return bytes(out[:limit])
+
+
+def error_entries(body: bytes) -> list[tuple[str, str, object]]:
+    """``(code, message, detail)`` triples from a distribution error body (or none)."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    if not isinstance(obj, dict):
+        return []
+    errors = obj.get("errors")
+    if isinstance(errors, list):
+        out = []
+        for e in errors:
+            if isinstance(e, dict):
+                out.append((str(e.get("code") or ""), str(e.get("message") or ""), e.get("detail")))
+        return out
+    if isinstance(obj.get("message"), str):  # some servers answer {"message": ...}
+        return [("", obj["message"], None)]
+    if isinstance(obj.get("details"), str):  # token servers
+        return [("", obj["details"], None)]
+    return []
+
+
+def describe_entries(entries: list[tuple[str, str, object]]) -> str:
+    parts = []
+    for code, message, _detail in entries:
+        text = code.lower().replace("_", " ")
+        if text and message and message != text:
+            parts.append(f"{text}: {message}")
+        else:
+            parts.append(text or message)
+    return "; ".join(p for p in parts if p)
+
+
+_STATUS_TEXT = {
+    400: "bad request",
+    401: "unauthorized: authentication required",
+    403: "denied: requested access to the resource is denied",
+    404: "not found",
+    405: "unsupported: the registry does not support this operation",
+    413: "request entity too large",
+    416: "requested range not satisfiable",
+    429: "toomanyrequests: too many requests to the registry, try again later",
+}
+
+
+def error_for(response: httpx.Response, context: str, body: bytes | None = None) -> KilnError:
+    """The kiln error for a failed response; ``context`` says what was being done."""
+    if body is None:
+        body = read_small(response)
+    entries = error_entries(body)
+    status = response.status_code
+    detail = describe_entries(entries) or _STATUS_TEXT.get(status) or f"HTTP status {status}"
+    codes = {code for code, _m, _d in entries}
+    if status == 404 and "NAME_UNKNOWN" in codes:
+        return NotFound(f"{context}: repository not found: {detail}")
+    if status == 404:
+        return NotFound(f"{context}: {detail}")
+    if status == 401:
+        if not detail.startswith("unauthorized"):
+            detail = f"unauthorized: {detail}"
+        return Unauthorized(f"{context}: {detail}")
+    if status == 403:
+        return Unauthorized(f"{context}: {detail}")
+    if status in (429, 408) or status >= 500:
+        return Unavailable(f"{context}: {detail} (HTTP {status}); try again later")
+    return InvalidArgument(f"{context}: {detail}")

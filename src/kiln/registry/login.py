@@ -1,0 +1,62 @@
+"""``login`` and ``logout``: verify credentials against a registry, then record them.
+
+The auth file is written atomically (mode 0600, directories 0700); nothing is
+written when the registry refuses the credentials.
+"""
+
+from __future__ import annotations
+
+from kiln.errors import InvalidArgument
+from kiln.oci.reference import DEFAULT_DOMAIN
+from kiln.registry import credentials
+from kiln.registry.credentials import Credential
+
+
+def _registry_key(registry: str) -> tuple[str, str]:
+    """(host to contact, key to store): ``host[/ns/repo]`` with schemes dropped."""
+    key = credentials.normalize_key(registry)
+    if not key:
+        raise InvalidArgument("login needs a registry name")
+    host = key.split("/", 1)[0]
+    return (DEFAULT_DOMAIN if host == DEFAULT_DOMAIN else host), key
+
+
+def login(
+    registry: str,
+    username: str,
+    password: str,
+    authfile: str | None = None,
+    tls_verify: bool | None = None,
+    cert_dir: str | None = None,
+    registries_conf: str | None = None,
+    retries: int = 3,
+    retry_delay: float = 2.0,
+) -> str:
+    """Check the credentials with ``GET /v2/`` and store them; returns the auth file path."""
+    from kiln.registry.client import RegistryClient, RegistryOptions
+
+    if not username:
+        raise InvalidArgument("login needs a username")
+    host, key = _registry_key(registry)
+    cred = Credential(username, password)
+    options = RegistryOptions(
+        tls_verify=tls_verify,
+        cert_dir=cert_dir,
+        authfile=authfile,
+        registries_conf=registries_conf,
+        retries=retries,
+        retry_delay=retry_delay,
+    )
+    with RegistryClient(options) as client:
+        client.check_login(host, cred)
+    return credentials.store_credential(key, cred, authfile)
+
+
+def logout(registry: str | None, authfile: str | None = None, all: bool = False) -> list[str]:
+    """Forget the credentials of ``registry`` (or of every registry with ``all``)."""
+    if all:
+        return credentials.remove_credential(None, authfile)
+    if not registry:
+        raise InvalidArgument("logout needs a registry name or --all")
+    _host, key = _registry_key(registry)
+    return credentials.remove_credential(key, authfile)

@@ -1,0 +1,103 @@
+"""Retries with exponential backoff, as buildah does for registry traffic.
+
+Retried: connection and protocol errors, 5xx, 429 and 408 (honouring
+``Retry-After``). Never retried: any other 4xx — a wrong name or a refused
+credential does not get better by asking again.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+log = logging.getLogger("kiln.registry")
+
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    tries: int = 3  # attempts in all, the first included
+    delay: float = 2.0  # first wait; doubles each time
+    max_delay: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def wait_for(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        return min(self.delay * (2 ** (attempt - 1)), self.max_delay)
+
+
+class RetryableStatus(Exception):
+    """Raised inside a retried call to ask for another attempt after ``response``."""
+
+    def __init__(self, response: httpx.Response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in RETRY_STATUSES or 500 <= status < 600
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: either a number or an HTTP date."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def call_with_retries(
+    policy: RetryPolicy,
+    what: str,
+    attempt: Callable[[], T],
+    on_give_up: Callable[[BaseException], T] | None = None,
+) -> T:
+    """Run ``attempt`` until it returns, retrying on transport errors and RetryableStatus.
+
+    After the last try the final error is handed to ``on_give_up`` (which returns a
+    value or raises); without it a RetryableStatus's response is returned and a
+    transport error re-raised.
+    """
+    tries = max(1, policy.tries)
+    for n in range(1, tries + 1):
+        try:
+            return attempt()
+        except (httpx.TransportError, RetryableStatus) as exc:
+            retry_after = (
+                retry_after_seconds(exc.response) if isinstance(exc, RetryableStatus) else None
+            )
+            if n >= tries:
+                if on_give_up is not None:
+                    return on_give_up(exc)
+                if isinstance(exc, RetryableStatus):
+                    return exc.response  # type: ignore[return-value]
+                raise
+            wait = policy.wait_for(n, retry_after)
+            log.info(
+                "%s failed (%s), retrying in %.1fs (%d/%d)", what, _describe(exc), wait, n, tries
+            )
+            policy.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RetryableStatus):
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__
