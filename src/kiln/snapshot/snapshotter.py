@@ -1,0 +1,368 @@
+"""Unpacked layers and active snapshots under one root, described as mounts.
+
+    <root>/layers/<n>/fs         one unpacked layer (overlay format: 0/0 char
+                                 whiteouts, trusted.overlay.opaque), chain id in the db
+    <root>/active/<n>/upper,work a writable overlay snapshot (driver "overlay")
+    <root>/active/<n>/fs         a merged copy (driver "copy")
+    <root>/empty                 the lower of a snapshot with no parent
+    <root>/tmp/                  work in progress; renamed into place when complete
+    <root>/locks/                per-chain-id unpack locks
+    <root>/snapshots.db          which <n> is which
+    <root>/snapshots.lock        shared by every change, exclusive for gc
+
+Every layer and snapshot is built in ``tmp/`` and renamed into place in the
+same transaction that records it, so a crash leaves only ``tmp/`` garbage or
+unrecorded directories, both of which ``gc`` removes.
+
+Drivers: "overlay" (the default where overlayfs mounts work) and "copy", for
+places without overlayfs (e.g. inside a container): ``prepare`` copies the
+whole chain into a plain directory and returns a "bind" MountSpec. It costs
+time and disk proportional to the image on every prepare. In copy mode,
+``upper_dir`` is that full tree (not a diff: compute changes against the
+parent's ``view``), and ``commit`` adopts the full tree as a flat layer whose
+``layer_dirs`` is just itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import BinaryIO
+
+from kiln.errors import AlreadyExists, Conflict, DigestMismatch, InvalidArgument, NotFound
+from kiln.snapshot import mount as mnt
+from kiln.snapshot.copytree import merge_layers
+from kiln.snapshot.meta import MetaDB, file_lock
+from kiln.snapshot.spec import MountSpec, supported_overlay_options
+
+DRIVERS = ("overlay", "copy")
+_detected: dict[str, str] = {}
+
+
+class Snapshotter:
+    #: layers and snapshots younger than this are never removed by gc
+    grace_seconds: float = 600.0
+
+    def __init__(self, root: str, driver: str | None = None):
+        self.root = os.path.abspath(root)
+        if driver not in (None, "auto", *DRIVERS):
+            raise InvalidArgument(f'unknown snapshot driver "{driver}": use overlay or copy')
+        self._driver = None if driver in (None, "auto") else driver
+        for sub in ("layers", "active", "tmp", "locks", "empty"):
+            os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
+        os.chmod(os.path.join(self.root, "empty"), 0o755)
+        self.db = MetaDB(os.path.join(self.root, "snapshots.db"))
+
+    # driver ---------------------------------------------------------------
+
+    @property
+    def driver(self) -> str:
+        """ "overlay" or "copy": as given, else ``$KILN_SNAPSHOT_DRIVER``, else probed once."""
+        if self._driver is None:
+            env = os.environ.get("KILN_SNAPSHOT_DRIVER", "")
+            if env in DRIVERS:
+                self._driver = env
+            else:
+                if self.root not in _detected:
+                    ok = mnt.overlay_works(os.path.join(self.root, "tmp"))
+                    _detected[self.root] = "overlay" if ok else "copy"
+                self._driver = _detected[self.root]
+        return self._driver
+
+    # layers ---------------------------------------------------------------
+
+    def has_layer(self, chain_id: str) -> bool:
+        return self.db.one("SELECT 1 FROM layers WHERE chain_id=?", (chain_id,)) is not None
+
+    def list_layers(self) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT chain_id FROM layers ORDER BY n")]
+
+    def layer_dirs(self, chain_id: str) -> list[str]:
+        """The chain's layer directories, top layer first (a flat layer ends the chain)."""
+        dirs: list[str] = []
+        current: str | None = chain_id
+        while current:
+            row = self.db.one("SELECT n, parent, flat FROM layers WHERE chain_id=?", (current,))
+            if row is None:
+                raise NotFound(f"layer {current} is not unpacked in {self.root}")
+            dirs.append(self._layer_fs(row["n"]))
+            if row["flat"]:
+                break
+            current = row["parent"]
+            if len(dirs) > 10_000:
+                raise InvalidArgument(f"layer chain of {chain_id} loops")
+        return dirs
+
+    def unpack_layer(
+        self,
+        chain_id: str,
+        parent: str | None,
+        open_stream: Callable[[], BinaryIO],
+        diff_id: str,
+    ) -> str:
+        """Unpack one layer (its parent must be unpacked); returns the layer's directory.
+
+        Idempotent; two processes unpacking the same chain id wait for each
+        other and unpack it once. A diff_id mismatch raises DigestMismatch and
+        keeps nothing.
+        """
+        from kiln.archive.applier import apply_layer
+
+        if self.has_layer(chain_id):
+            return self.layer_dirs(chain_id)[0]
+        self._check_parent(parent)
+        with self._shared(), self._chain_lock(chain_id):
+            if self.has_layer(chain_id):
+                return self.layer_dirs(chain_id)[0]
+            tmp = self._tmpdir("unpack-")
+            try:
+                fs = os.path.join(tmp, "fs")
+                os.mkdir(fs, 0o755)
+                with open_stream() as stream:
+                    result = apply_layer(stream, fs, whiteouts="overlay")
+                if str(result.diff_id) != str(diff_id):
+                    raise DigestMismatch(
+                        f"layer {chain_id} does not match its diff_id: expected {diff_id}, "
+                        f"the uncompressed content is {result.diff_id}",
+                        expected=str(diff_id),
+                        actual=str(result.diff_id),
+                    )
+                n = self._adopt_layer(tmp, chain_id, parent, str(diff_id), flat=False)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return self._layer_fs(n)
+
+    def remove_layer(self, chain_id: str) -> None:
+        with self._shared(), self._chain_lock(chain_id):
+            row = self.db.one("SELECT n FROM layers WHERE chain_id=?", (chain_id,))
+            if row is None:
+                raise NotFound(f"layer {chain_id} is not unpacked")
+            child = self.db.one(
+                "SELECT chain_id FROM layers WHERE parent=? AND flat=0 UNION "
+                "SELECT key FROM active WHERE parent=?",
+                (chain_id, chain_id),
+            )
+            if child is not None:
+                raise Conflict(f"layer {chain_id} is in use by {child[0]}; remove that first")
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
+            self._rmtree_aside(os.path.join(self.root, "layers", str(row["n"])))
+
+    # active snapshots -----------------------------------------------------
+
+    def prepare(self, key: str, parent: str | None) -> MountSpec:
+        """A writable snapshot on top of ``parent`` (None: empty)."""
+        return self._create(key, parent, "rw")
+
+    def view(self, key: str, parent: str | None) -> MountSpec:
+        """A read-only snapshot of ``parent``."""
+        return self._create(key, parent, "view")
+
+    def mounts(self, key: str) -> MountSpec:
+        row = self._active(key)
+        base = os.path.join(self.root, "active", str(row["n"]))
+        rw = row["kind"] == "rw"
+        if row["driver"] == "copy":
+            fs = os.path.join(base, "fs")
+            return MountSpec("bind", fs, ("rbind", "rw" if rw else "ro"), (), fs if rw else None)
+        lowers = self.layer_dirs(row["parent"]) if row["parent"] else []
+        options = supported_overlay_options()
+        if rw:
+            lowers = lowers or [self._empty]
+            upper, work = os.path.join(base, "upper"), os.path.join(base, "work")
+            return MountSpec("overlay", "overlay", options, tuple(lowers), upper, work)
+        # a read-only overlay needs two lowers on some kernels: pad with the empty dir
+        lowers = lowers + [self._empty] if len(lowers) < 2 else lowers
+        return MountSpec("overlay", "overlay", (*options, "ro"), tuple(lowers))
+
+    def upper_dir(self, key: str) -> str:
+        row = self._active(key)
+        if row["kind"] != "rw":
+            raise InvalidArgument(f"snapshot {key} is a read-only view; it has no upper dir")
+        sub = "fs" if row["driver"] == "copy" else "upper"
+        return os.path.join(self.root, "active", str(row["n"]), sub)
+
+    def commit(self, key: str, chain_id: str, parent: str | None) -> str:
+        """Adopt active snapshot ``key``'s upper dir (by rename) as layer ``chain_id``.
+
+        The snapshot must be unmounted; it is gone afterwards. Returns the
+        layer's directory. If ``chain_id`` already exists the upper is dropped.
+        """
+        row = self._active(key)
+        if row["kind"] != "rw":
+            raise InvalidArgument(f"snapshot {key} is a read-only view; only prepared ones commit")
+        if (parent or None) != (row["parent"] or None):
+            raise InvalidArgument(
+                f"snapshot {key} was prepared on {row['parent'] or 'nothing'}, not on "
+                f"{parent or 'nothing'}; commit it with its own parent"
+            )
+        base = os.path.join(self.root, "active", str(row["n"]))
+        with self._shared(), self._chain_lock(chain_id):
+            if self.has_layer(chain_id):
+                self.remove(key)
+                return self.layer_dirs(chain_id)[0]
+            flat = row["driver"] == "copy"
+            tmp = self._tmpdir("commit-")
+            with self.db.transaction() as conn:
+                n = self._insert_layer(conn, chain_id, parent, "", flat)
+                os.rename(os.path.join(base, "fs" if flat else "upper"), os.path.join(tmp, "fs"))
+                os.rename(tmp, os.path.join(self.root, "layers", str(n)))
+                conn.execute("DELETE FROM active WHERE key=?", (key,))
+            self._rmtree_aside(base)
+        return self._layer_fs(n)
+
+    def remove(self, key: str) -> None:
+        row = self._active(key)
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM active WHERE key=?", (key,))
+        self._rmtree_aside(os.path.join(self.root, "active", str(row["n"])))
+
+    def list_active(self) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT key FROM active ORDER BY n")]
+
+    # gc -------------------------------------------------------------------
+
+    def gc(self, keep_layers: set[str], keep_active: set[str]) -> int:
+        """Remove layers and snapshots not kept (nor young); returns how many were removed.
+
+        Kept: ``keep_layers`` and their parents, ``keep_active`` and their
+        parents' chains, anything younger than ``grace_seconds``. Also removes
+        ``tmp/`` and unrecorded directories left by crashes.
+        """
+        removed = 0
+        young = time.time() - self.grace_seconds
+        with file_lock(self._lock_path, exclusive=True):
+            active = self.db.query("SELECT key, n, parent, created FROM active")
+            doomed_active = [
+                r for r in active if r["key"] not in keep_active and r["created"] < young
+            ]
+            roots = set(keep_layers)
+            roots.update(r["parent"] for r in active if r not in doomed_active and r["parent"])
+            layers = {r["chain_id"]: r for r in self.db.query("SELECT * FROM layers")}
+            roots.update(c for c, r in layers.items() if r["created"] >= young)
+            keep: set[str] = set()
+            for chain in roots:
+                while chain and chain not in keep and chain in layers:
+                    keep.add(chain)
+                    chain = None if layers[chain]["flat"] else layers[chain]["parent"]
+            doomed_layers = [r for c, r in layers.items() if c not in keep]
+            with self.db.transaction() as conn:
+                for r in doomed_active:
+                    conn.execute("DELETE FROM active WHERE key=?", (r["key"],))
+                for r in doomed_layers:
+                    conn.execute("DELETE FROM layers WHERE chain_id=?", (r["chain_id"],))
+            removed = len(doomed_active) + len(doomed_layers)
+            live_layers = {str(r["n"]) for r in self.db.query("SELECT n FROM layers")}
+            live_active = {str(r["n"]) for r in self.db.query("SELECT n FROM active")}
+            for sub, live in (("layers", live_layers), ("active", live_active)):
+                for name in os.listdir(os.path.join(self.root, sub)):
+                    if name not in live:
+                        shutil.rmtree(os.path.join(self.root, sub, name), ignore_errors=True)
+            for name in os.listdir(os.path.join(self.root, "tmp")):
+                shutil.rmtree(os.path.join(self.root, "tmp", name), ignore_errors=True)
+        return removed
+
+    def close(self) -> None:
+        self.db.close()
+
+    # helpers --------------------------------------------------------------
+
+    @property
+    def _empty(self) -> str:
+        return os.path.join(self.root, "empty")
+
+    @property
+    def _lock_path(self) -> str:
+        return os.path.join(self.root, "snapshots.lock")
+
+    def _shared(self):  # type: ignore[no-untyped-def]
+        return file_lock(self._lock_path, exclusive=False)
+
+    def _chain_lock(self, chain_id: str):  # type: ignore[no-untyped-def]
+        name = chain_id.replace(":", "-").replace("/", "_")
+        return file_lock(os.path.join(self.root, "locks", name + ".lock"))
+
+    def _layer_fs(self, n: int) -> str:
+        return os.path.join(self.root, "layers", str(n), "fs")
+
+    def _tmpdir(self, prefix: str) -> str:
+        return tempfile.mkdtemp(prefix=prefix, dir=os.path.join(self.root, "tmp"))
+
+    def _rmtree_aside(self, path: str) -> None:
+        """Remove a directory: first rename it into tmp/ so no half-removed tree is visible."""
+        aside = os.path.join(self._tmpdir("rm-"), "x")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(os.path.dirname(aside), ignore_errors=True)
+
+    def _check_parent(self, parent: str | None) -> None:
+        if parent and not self.has_layer(parent):
+            raise NotFound(f"parent layer {parent} is not unpacked; unpack layers bottom up")
+
+    def _active(self, key: str):  # type: ignore[no-untyped-def]
+        row = self.db.one("SELECT * FROM active WHERE key=?", (key,))
+        if row is None:
+            raise NotFound(f"snapshot {key} does not exist")
+        return row
+
+    def _insert_layer(self, conn, chain_id, parent, diff_id, flat) -> int:  # type: ignore[no-untyped-def]
+        cur = conn.execute(
+            "INSERT INTO layers(chain_id, parent, diff_id, flat, created) VALUES (?,?,?,?,?)",
+            (chain_id, parent, diff_id, int(flat), time.time()),
+        )
+        n = cur.lastrowid
+        stale = os.path.join(self.root, "layers", str(n))
+        if os.path.lexists(stale):  # left by a crash between rename and commit
+            shutil.rmtree(stale)
+        return n
+
+    def _adopt_layer(
+        self, tmp: str, chain_id: str, parent: str | None, diff_id: str, flat: bool
+    ) -> int:
+        with self.db.transaction() as conn:
+            n = self._insert_layer(conn, chain_id, parent, diff_id, flat)
+            os.rename(tmp, os.path.join(self.root, "layers", str(n)))
+        return n
+
+    def _create(self, key: str, parent: str | None, kind: str) -> MountSpec:
+        if not key:
+            raise InvalidArgument("a snapshot needs a key")
+        driver = self.driver
+        with self._shared():
+            if self.db.one("SELECT 1 FROM active WHERE key=?", (key,)) is not None:
+                raise AlreadyExists(f"snapshot {key} already exists")
+            self._check_parent(parent)
+            tmp = self._tmpdir("active-")
+            try:
+                lowers = self.layer_dirs(parent) if parent else []
+                top = lowers[0] if lowers else self._empty
+                if driver == "copy":
+                    fs = os.path.join(tmp, "fs")
+                    os.mkdir(fs, 0o755)
+                    merge_layers(lowers, fs)
+                elif kind == "rw":
+                    upper = os.path.join(tmp, "upper")
+                    os.mkdir(upper)
+                    os.mkdir(os.path.join(tmp, "work"), 0o700)
+                    st = os.stat(top)
+                    os.chown(upper, st.st_uid, st.st_gid)
+                    os.chmod(upper, st.st_mode & 0o7777)
+                with self.db.transaction() as conn:
+                    cur = conn.execute(
+                        "INSERT INTO active(key, parent, kind, driver, created) VALUES (?,?,?,?,?)",
+                        (key, parent, kind, driver, time.time()),
+                    )
+                    dest = os.path.join(self.root, "active", str(cur.lastrowid))
+                    if os.path.lexists(dest):
+                        shutil.rmtree(dest)
+                    os.rename(tmp, dest)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return self.mounts(key)

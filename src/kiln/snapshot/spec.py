@@ -1,0 +1,49 @@
+"""Mount descriptions: what to mount, never mounted here (see ``mount.py``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+#: overlay options kiln wants; each is used only if this kernel's overlay knows it
+OVERLAY_OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
+_PARAMS = "/sys/module/overlay/parameters"
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """One mount. ``type`` is "overlay" (``lowers`` top first, ``upper``/``work`` for
+    a writable one) or "bind" (``source`` is a plain directory; copy driver)."""
+
+    type: str
+    source: str
+    options: tuple[str, ...] = ()
+    lowers: tuple[str, ...] = ()
+    upper: str | None = None
+    work: str | None = None
+
+    @property
+    def readonly(self) -> bool:
+        return "ro" in self.options
+
+    def overlay_data(self, relative_to: str | None = None) -> str:
+        """The classic ``mount -o`` string (paths relative to ``relative_to`` if given)."""
+
+        def p(path: str) -> str:
+            path = os.path.relpath(path, relative_to) if relative_to else path
+            return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+        parts = ["lowerdir=" + ":".join(p(x) for x in self.lowers)]
+        if self.upper:
+            parts.append("upperdir=" + p(self.upper))
+        if self.work:
+            parts.append("workdir=" + p(self.work))
+        parts.extend(o for o in self.options if o != "ro")
+        return ",".join(parts)
+
+
+def supported_overlay_options() -> tuple[str, ...]:
+    """The subset of ``OVERLAY_OPTIONS`` this kernel accepts (by its module parameters)."""
+    if not os.path.isdir(_PARAMS):
+        return OVERLAY_OPTIONS  # module not loaded yet: mount() drops any it refuses
+    return tuple(o for o in OVERLAY_OPTIONS if os.path.exists(f"{_PARAMS}/{o.split('=')[0]}"))
