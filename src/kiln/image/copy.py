@@ -1,0 +1,185 @@
+"""Copy an image from any source to any destination, optionally converting it.
+
+A destination is anything with ``has_blob``, ``put_blob(desc, stream)`` and
+``put_manifest(raw, media_type, names) -> Descriptor`` — the store (through
+:class:`StoreDestination`), an OCI layout, an oci-archive or docker-archive
+writer, a registry. Optional extras it may have: ``required_compression``
+(docker-archive wants ``"none"``) and ``note_layer(digest, diff_id, size)``.
+
+Layers are copied as they are unless a format or compression change needs
+new bytes: then each is decompressed, its tar hashed (the diff_id never
+changes, and is checked) and compressed again in one pass. With nothing to
+convert the manifest bytes are copied too, so the manifest digest survives.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from kiln.archive.compression import CHUNK
+from kiln.errors import DigestMismatch, InvalidArgument
+from kiln.image.layers import DiffIdTee, recompress
+from kiln.image.model import Image
+from kiln.oci import media_types as mt
+from kiln.oci.descriptor import Descriptor
+from kiln.oci.digest import Digest
+from kiln.oci.manifest import Manifest
+from kiln.store import ImageRecord, Store
+
+COMPRESSIONS = ("gzip", "zstd", "none")
+
+
+class ImageDestination(Protocol):
+    def has_blob(self, digest: Digest) -> bool: ...
+
+    def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None: ...
+
+    def put_manifest(
+        self, raw: bytes, media_type: str, names: Sequence[str] = ()
+    ) -> Descriptor: ...
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    manifest: Manifest
+    record: ImageRecord | None = None  # when the destination is the store
+
+    @property
+    def manifest_digest(self) -> Digest:
+        return self.manifest.digest
+
+    @property
+    def config_digest(self) -> Digest:
+        return self.manifest.config.digest
+
+    @property
+    def image_id(self) -> str:
+        return str(self.manifest.config.digest)
+
+
+def _diff_mismatch(desc: Descriptor, expected: str, got: str) -> DigestMismatch:
+    return DigestMismatch(
+        f"layer {desc.digest} unpacks to {got} but the image config says {expected}; "
+        "the image is corrupt",
+        expected,
+        got,
+    )
+
+
+class _Copier:
+    def __init__(self, src: Image, dst: Any, image_format: str, compression: str | None, **kw):
+        self.src = src
+        self.dst = dst
+        self.format = image_format
+        self.compression = compression
+        self.level = kw.get("level")
+        self.verify = kw.get("verify", True)
+        self.tmp_dir = kw.get("tmp_dir")
+
+    def _note(self, digest: Digest, diff_id: str, size: int) -> None:
+        note = getattr(self.dst, "note_layer", None)
+        if note is not None:
+            note(digest, diff_id, size)
+
+    def layer(self, desc: Descriptor, diff_id: str) -> Descriptor:
+        current = mt.layer_compression(desc.media_type)
+        want = self.compression or current
+        if desc.urls and not self.src.blobs.has_blob(desc.digest):
+            return desc  # foreign layer: the descriptor travels, the bytes do not
+        if want == current:
+            return self._as_is(desc, diff_id)
+        return self._recompressed(desc, diff_id, want)
+
+    def _as_is(self, desc: Descriptor, diff_id: str) -> Descriptor:
+        new = desc.replace(media_type=mt.convert_layer_media_type(desc.media_type, self.format))
+        if self.format == "docker":
+            new = new.replace(annotations={})
+        if self.dst.has_blob(desc.digest):
+            return new
+        stream = self.src.open_layer(desc)
+        if not self.verify:
+            with stream:
+                self.dst.put_blob(new, stream)
+            return new
+        tee = DiffIdTee(stream, desc.media_type)
+        with io.BufferedReader(tee, CHUNK) as reader:
+            self.dst.put_blob(new, reader)
+        if tee.diff_id != diff_id:
+            raise _diff_mismatch(desc, diff_id, tee.diff_id)
+        self._note(desc.digest, diff_id, tee.uncompressed_size)
+        return new
+
+    def _recompressed(self, desc: Descriptor, diff_id: str, want: str) -> Descriptor:
+        with tempfile.TemporaryFile(dir=self.tmp_dir) as spool:
+            with self.src.open_layer(desc) as stream:
+                res = recompress(stream, spool, want, self.level)
+            if res.diff_id != diff_id:
+                raise _diff_mismatch(desc, diff_id, res.diff_id)
+            new = Descriptor(
+                mt.layer_media_type(self.format, want), Digest.parse(res.digest), res.size
+            )
+            if not self.dst.has_blob(new.digest):
+                spool.seek(0)
+                self.dst.put_blob(new, spool)
+        self._note(new.digest, diff_id, res.uncompressed_size)
+        return new
+
+
+def copy_image(
+    src: Image,
+    dst: Any,
+    names: Sequence[str] = (),
+    *,
+    image_format: str | None = None,
+    compression: str | None = None,
+    level: int | None = None,
+    verify: bool = True,
+    tmp_dir: str | None = None,
+) -> CopyResult:
+    """Copy ``src`` into ``dst`` (a destination, or a Store) and name it ``names`` there.
+
+    ``image_format``: ``"oci"`` or ``"docker"`` (default: as the source);
+    ``compression``: ``"gzip"``, ``"zstd"``, ``"none"`` (default: as the source).
+    ``verify`` checks each copied layer's diff_id against the config.
+    """
+    from kiln.image.store_image import StoreDestination
+
+    if isinstance(dst, Store):
+        dst = StoreDestination(dst)
+    fmt = image_format or ("docker" if src.manifest.is_docker else "oci")
+    if fmt not in ("oci", "docker"):
+        raise InvalidArgument(f'image format must be "oci" or "docker", not "{fmt}"')
+    compression = getattr(dst, "required_compression", None) or compression
+    if compression is not None and compression not in COMPRESSIONS:
+        raise InvalidArgument(f"compression must be one of {', '.join(COMPRESSIONS)}")
+    config = src.config
+    if len(config.diff_ids) != len(src.layers):
+        raise InvalidArgument(
+            f"image {src.manifest.config.digest} has {len(src.layers)} layers but "
+            f"{len(config.diff_ids)} diff_ids in its config"
+        )
+    copier = _Copier(src, dst, fmt, compression, level=level, verify=verify, tmp_dir=tmp_dir)
+    layers = [
+        copier.layer(d, diff_id) for d, diff_id in zip(src.layers, config.diff_ids, strict=True)
+    ]
+    old_config = src.manifest.config
+    config_desc = Descriptor(mt.config_type_for(fmt), old_config.digest, old_config.size)
+    if not dst.has_blob(config_desc.digest):
+        with src.blobs.open_blob(config_desc.digest) as f:
+            dst.put_blob(config_desc, f)
+    same = (
+        mt.manifest_type_for(fmt) == src.manifest.media_type
+        and config_desc == old_config
+        and tuple(layers) == src.manifest.layers
+    )
+    if same:
+        manifest = src.manifest
+    else:
+        annotations = src.manifest.annotations if fmt == "oci" else None
+        manifest = Manifest.build(mt.manifest_type_for(fmt), config_desc, layers, annotations)
+    dst.put_manifest(manifest.raw, manifest.media_type, list(names))
+    return CopyResult(manifest, getattr(dst, "record", None))

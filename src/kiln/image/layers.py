@@ -1,0 +1,142 @@
+"""Layer byte streams: diff_id while passing bytes through, and one-pass recompression."""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import zstandard
+
+from kiln.archive.compression import CHUNK, Compression, open_compressor, open_decompressed
+from kiln.archive.hashing import HashingReader, HashingWriter
+from kiln.errors import InvalidArgument
+from kiln.oci import media_types as mt
+from kiln.oci.digest import Digester
+
+
+class _Inflater:
+    """Push-style decompression of concatenated gzip members or zstd frames."""
+
+    def __init__(self, compression: str):
+        self.compression = compression
+        self._obj = None
+        self.finished = compression == "none"
+
+    def _new(self):
+        if self.compression == "gzip":
+            return zlib.decompressobj(31)
+        return zstandard.ZstdDecompressor().decompressobj()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.compression == "none":
+            return [data]
+        out = []
+        while data:
+            if self._obj is None:
+                self._obj = self._new()
+                self.finished = False
+            try:
+                out.append(self._obj.decompress(data))
+            except (zlib.error, zstandard.ZstdError) as exc:
+                raise InvalidArgument(
+                    f"{self.compression} layer data is corrupt ({exc}); the blob is damaged"
+                ) from None
+            if self._obj.eof:
+                data = self._obj.unused_data
+                self._obj = None
+                self.finished = True
+            else:
+                data = b""
+        return out
+
+
+class DiffIdTee(io.RawIOBase):
+    """Passes a (compressed) layer blob through unchanged while hashing its uncompressed tar.
+
+    After EOF, ``diff_id`` and ``uncompressed_size`` describe the tar inside.
+    """
+
+    def __init__(self, inner: BinaryIO, media_type: str):
+        self._inner = inner
+        self._inflater = _Inflater(mt.layer_compression(media_type))
+        self._hash = Digester()
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        view = memoryview(buf).cast("B")
+        data = self._inner.read(len(view))
+        n = len(data)
+        view[:n] = data
+        if n:
+            for piece in self._inflater.feed(bytes(data)):
+                self._hash.update(piece)
+        elif not self._eof:
+            self._eof = True
+            if not self._inflater.finished:
+                raise InvalidArgument(
+                    f"{self._inflater.compression} layer data is truncated; the blob is damaged"
+                )
+        return n
+
+    @property
+    def diff_id(self) -> str:
+        return str(self._hash.digest())
+
+    @property
+    def uncompressed_size(self) -> int:
+        return self._hash.size
+
+    def close(self) -> None:
+        if not self.closed:
+            self._inner.close()
+        super().close()
+
+
+@dataclass(frozen=True)
+class Recompressed:
+    digest: str
+    size: int
+    diff_id: str
+    uncompressed_size: int
+    compression: str
+
+
+def recompress(
+    stream: BinaryIO, out: BinaryIO, compression: str, level: int | None = None
+) -> Recompressed:
+    """Decompress ``stream`` (any format), hash the tar, compress to ``out``: one pass."""
+    with open_decompressed(stream) as plain:
+        tar = HashingReader(plain)
+        sink = HashingWriter(out)
+        writer = open_compressor(sink, Compression(compression), level)
+        # fixed-size slices: the compressed bytes depend only on the tar bytes
+        while chunk := read_full(tar, CHUNK):
+            writer.write(chunk)
+        writer.close()
+    return Recompressed(sink.digest, sink.size, tar.digest, tar.size, compression)
+
+
+def read_full(stream: BinaryIO, size: int) -> bytes:
+    """Exactly ``size`` bytes unless the stream ends first."""
+    parts = []
+    want = size
+    while want:
+        data = stream.read(want)
+        if not data:
+            break
+        parts.append(data)
+        want -= len(data)
+    return b"".join(parts)
+
+
+def drain(stream: BinaryIO) -> int:
+    total = 0
+    with stream:
+        while chunk := stream.read(CHUNK):
+            total += len(chunk)
+    return total

@@ -1,0 +1,228 @@
+"""Images in the embedded store: open one, register one, write a new one.
+
+Registering an image means: manifest and config blobs stored, one layer row per
+chain id (diff_id, blob, sizes) and the image row, all in one store
+transaction, under a lease so GC cannot take the blobs before the caller names
+the image. The image ID is always the config digest.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from kiln.errors import InvalidArgument, NotFound
+from kiln.image.layers import DiffIdTee, drain
+from kiln.image.model import SourceImage, chain_ids, platform_string
+from kiln.oci import media_types as mt
+from kiln.oci.config import History, ImageConfig
+from kiln.oci.descriptor import Descriptor
+from kiln.oci.digest import Digest
+from kiln.oci.manifest import Manifest
+from kiln.store import ImageRecord, LayerRecord, Store
+
+
+class StoreImage(SourceImage):
+    """An image held by the store; ``record`` is its row (names, repo digests, size)."""
+
+    def __init__(self, store: Store, record: ImageRecord):
+        raw = _read(store, Digest.parse(record.manifest_digest))
+        super().__init__(
+            store, Manifest.parse(raw, record.manifest_media_type), tuple(record.names)
+        )
+        self.store = store
+        self.record = record
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+
+def _read(store: Store, digest: Digest) -> bytes:
+    try:
+        with store.open_blob(digest) as f:
+            return f.read()
+    except NotFound:
+        raise NotFound(
+            f"the store has lost blob {digest}; run `kiln system check` or pull the image again"
+        ) from None
+
+
+def open_store_image(store: Store, name_or_id: str) -> StoreImage:
+    """The store's image for a name, ID, ID prefix or digest reference (NotFound otherwise)."""
+    return StoreImage(store, store.resolve_image(name_or_id))
+
+
+def _uncompressed_size(store: Store, chain_id: str, desc: Descriptor, sizes: dict) -> int:
+    if desc.digest in sizes:
+        return sizes[desc.digest]
+    try:
+        return store.get_layer(chain_id).uncompressed_size
+    except NotFound:
+        pass
+    if mt.layer_compression(desc.media_type) == "none":
+        return desc.size
+    tee = DiffIdTee(store.open_blob(desc.digest), desc.media_type)
+    drain(io.BufferedReader(tee))
+    return tee.uncompressed_size
+
+
+def register_image(
+    store: Store,
+    manifest: Manifest,
+    config: ImageConfig,
+    names: Sequence[str] = (),
+    uncompressed_sizes: dict[Digest, int] | None = None,
+    lease: Any = None,
+) -> ImageRecord:
+    """Record an image whose blobs (layers, config) are all in the store already."""
+    if len(config.diff_ids) != len(manifest.layers):
+        raise InvalidArgument(
+            f"image has {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids"
+        )
+    for desc in [manifest.config, *manifest.layers]:
+        if not store.has_blob(desc.digest):
+            raise NotFound(f"blob {desc.digest} must be in the store before its image")
+    sizes = uncompressed_sizes or {}
+    chains = chain_ids(config.diff_ids)
+    layer_rows = []
+    for i, desc in enumerate(manifest.layers):
+        layer_rows.append(
+            LayerRecord(
+                chain_id=chains[i],
+                diff_id=config.diff_ids[i],
+                parent=chains[i - 1] if i else None,
+                blob_digest=str(desc.digest),
+                media_type=desc.media_type,
+                size=desc.size,
+                uncompressed_size=_uncompressed_size(store, chains[i], desc, sizes),
+            )
+        )
+    record = ImageRecord(
+        id=str(manifest.config.digest),
+        manifest_digest=str(manifest.digest),
+        manifest_media_type=manifest.media_type,
+        config_digest=str(manifest.config.digest),
+        created=config.created,
+        size=sum(r.uncompressed_size for r in layer_rows),
+        layers=chains,
+        platform=platform_string(config),
+    )
+    with store.lease() as own:
+        holder = lease or own
+        store.put_blob(manifest.descriptor(), io.BytesIO(manifest.raw))
+        holder.add_blob(manifest.digest)
+        with store.transaction():
+            for row in layer_rows:
+                store.put_layer(row)
+            store.put_image(record)
+            for name in names:
+                store.tag(name, record.id)
+        holder.add_image(record.id)
+    return store.get_image(record.id)
+
+
+class StoreDestination:
+    """The store as a copy destination: blobs go in verified, ``put_manifest`` registers."""
+
+    def __init__(self, store: Store, lease: Any = None):
+        self.store = store
+        self.lease = lease
+        self.uncompressed_sizes: dict[Digest, int] = {}
+        self.record: ImageRecord | None = None
+
+    def has_blob(self, digest: Digest) -> bool:
+        return self.store.has_blob(digest)
+
+    def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
+        self.store.put_blob(desc, stream)
+        if self.lease is not None:
+            self.lease.add_blob(desc.digest)
+
+    def note_layer(self, digest: Digest, diff_id: str, uncompressed_size: int) -> None:
+        self.uncompressed_sizes[digest] = uncompressed_size
+
+    def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()) -> Descriptor:
+        manifest = Manifest.parse(raw, media_type)
+        config = ImageConfig.parse(_read(self.store, manifest.config.digest))
+        self.record = register_image(
+            self.store, manifest, config, names, self.uncompressed_sizes, self.lease
+        )
+        return manifest.descriptor()
+
+
+@dataclass(frozen=True)
+class NewLayer:
+    """A layer whose blob is already in the store (e.g. written by archive.write_layer).
+
+    ``result`` is an ``archive.tar_writer.LayerResult`` (or anything with
+    ``diff_id``, ``digest``, ``size``, ``uncompressed_size``, ``compression``).
+    ``history`` is this layer's history entry; None means the config's history
+    already has it.
+    """
+
+    result: Any
+    history: History | None = None
+    media_type: str = ""
+
+
+def _compression_name(value: Any) -> str:
+    return getattr(value, "value", value) or "none"
+
+
+def write_image(
+    store: Store,
+    base: SourceImage | None,
+    layers: Sequence[NewLayer],
+    config: ImageConfig,
+    image_format: str = "oci",
+    lease: Any = None,
+) -> ImageRecord:
+    """Store a new image: ``base``'s layers + ``layers``, with ``config``.
+
+    ``config.rootfs.diff_ids`` is recomputed (base's + the new layers'). History:
+    ``config.history`` followed by each new layer's ``history`` (if given); the
+    count of non-empty history entries must equal the layer count. Names are
+    added by the caller (the lease keeps the unnamed image alive until then).
+    """
+    if image_format not in ("oci", "docker"):
+        raise InvalidArgument(f'image format must be "oci" or "docker", not "{image_format}"')
+    descs: list[Descriptor] = []
+    diff_ids: list[str] = []
+    sizes: dict[Digest, int] = {}
+    if base is not None:
+        diff_ids += base.config.diff_ids
+        descs += [
+            d.replace(media_type=mt.convert_layer_media_type(d.media_type, image_format))
+            for d in base.layers
+        ]
+    history = list(config.history)
+    for layer in layers:
+        res = layer.result
+        digest = Digest.parse(str(res.digest))
+        if not store.has_blob(digest):
+            raise NotFound(f"layer blob {digest} is not in the store; write it there first")
+        media_type = layer.media_type or mt.layer_media_type(
+            image_format, _compression_name(res.compression)
+        )
+        descs.append(Descriptor(media_type, digest, int(res.size)))
+        diff_ids.append(str(res.diff_id))
+        sizes[digest] = int(res.uncompressed_size)
+        if layer.history is not None:
+            history.append(layer.history)
+    new_config = config.evolve(diff_ids=tuple(diff_ids), history=tuple(history))
+    if history and len(new_config.non_empty_history()) != len(descs):
+        raise InvalidArgument(
+            f"the image would have {len(descs)} layers but "
+            f"{len(new_config.non_empty_history())} non-empty history entries"
+        )
+    with store.lease() as own:
+        holder = lease or own
+        raw = new_config.to_bytes()
+        config_desc = Descriptor(mt.config_type_for(image_format), Digest.of_bytes(raw), len(raw))
+        store.put_blob(config_desc, io.BytesIO(raw))
+        holder.add_blob(config_desc.digest)
+        manifest = Manifest.build(mt.manifest_type_for(image_format), config_desc, descs)
+        return register_image(store, manifest, new_config, (), sizes, holder)

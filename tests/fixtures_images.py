@@ -1,0 +1,136 @@
+"""Reusable image fixtures: a busybox root filesystem and a busybox image made by kiln.
+
+Use from any suite (``tests/`` on ``sys.path``)::
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fixtures_images import busybox_rootfs_tar, busybox_image, kiln_store  # noqa: F401
+
+Fixtures:
+
+* ``busybox_rootfs_tar`` (session): path of an uncompressed, deterministic tar of
+  ``/bin/busybox`` (Debian's busybox-static), every applet as a symlink to it
+  (``busybox --list-full``), ``/etc/passwd``, ``/etc/group`` and a few dirs.
+* ``kiln_store``: a fresh :class:`kiln.store.Store` in a temporary directory.
+* ``busybox_image``: a :class:`kiln.image.StoreImage` imported into ``kiln_store``
+  with ``import_tarball`` and named ``busybox:latest`` (CMD ["/bin/sh"]).
+
+Helpers (plain functions): ``save_oci_archive(img, path, names)``,
+``save_docker_archive(img, path, names)``, ``save_oci_layout(img, path, names)``,
+``busybox_files()`` (what the rootfs holds: path -> kind).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Sequence
+
+import pytest
+
+BUSYBOX = "/bin/busybox"
+MTIME = 1_700_000_000
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+GROUP = b"root:x:0:\nnobody:x:65534:\n"
+DIRS = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "tmp", "var", "home")
+
+
+def _applets() -> list[str]:
+    out = subprocess.run([BUSYBOX, "--list-full"], check=True, capture_output=True, text=True)
+    return sorted({line.strip() for line in out.stdout.splitlines() if line.strip()})
+
+
+def busybox_files() -> dict[str, str]:
+    """What the busybox rootfs holds: relative path -> "dir" | "file" | "symlink"."""
+    files = {d: "dir" for d in DIRS}
+    files.update({"bin/busybox": "file", "etc/passwd": "file", "etc/group": "file"})
+    for applet in _applets():
+        if applet != "bin/busybox":
+            files[applet] = "symlink"
+    return files
+
+
+def _info(name: str, kind: str, size: int = 0, mode: int = 0o644) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime = MTIME
+    info.uname = info.gname = ""
+    info.mode = mode
+    if kind == "dir":
+        info.type, info.mode = tarfile.DIRTYPE, 0o755 if name != "tmp" else 0o1777
+    elif kind == "symlink":
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, "/bin/busybox", 0o777
+    else:
+        info.size = size
+    return info
+
+
+def make_busybox_rootfs(path: str) -> str:
+    """Write the busybox rootfs tar to ``path`` (deterministic for one busybox binary)."""
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static (/bin/busybox) is not installed")
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for kind_path, kind in sorted(busybox_files().items()):
+            if kind == "dir":
+                tar.addfile(_info(kind_path, "dir"))
+        with open(BUSYBOX, "rb") as f:
+            tar.addfile(_info("bin/busybox", "file", os.path.getsize(BUSYBOX), 0o755), f)
+        for name, data in (("etc/passwd", PASSWD), ("etc/group", GROUP)):
+            tar.addfile(_info(name, "file", len(data)), io.BytesIO(data))
+        for name, kind in sorted(busybox_files().items()):
+            if kind == "symlink":
+                tar.addfile(_info(name, "symlink"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs_tar(tmp_path_factory) -> str:
+    return make_busybox_rootfs(str(tmp_path_factory.mktemp("busybox") / "rootfs.tar"))
+
+
+@pytest.fixture
+def kiln_store(tmp_path):
+    from kiln.store import Store
+
+    store = Store.open(str(tmp_path / "kiln-root"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def busybox_image(kiln_store, busybox_rootfs_tar):
+    from kiln.image import import_tarball, open_store_image
+
+    with open(busybox_rootfs_tar, "rb") as f:
+        rec = import_tarball(
+            kiln_store,
+            f,
+            ['CMD ["/bin/sh"]'],
+            "busybox rootfs",
+            names=["busybox:latest"],
+            timestamp=MTIME,
+        )
+    return open_store_image(kiln_store, rec.id)
+
+
+def save_oci_archive(img, path: str, names: Sequence[str] = ("busybox:latest",), **kw):
+    from kiln.image.transports import write_oci_archive
+
+    return write_oci_archive(path, [(img, names)], **kw)[0]
+
+
+def save_oci_layout(img, path: str, names: Sequence[str] = ("latest",), **kw):
+    from kiln.image.transports import write_oci_layout
+
+    return write_oci_layout(path, [(img, names)], **kw)[0]
+
+
+def save_docker_archive(img, path: str, names: Sequence[str] = ("busybox:latest",), **kw):
+    from kiln.image.transports import write_docker_archive
+
+    return write_docker_archive(path, [(img, names)], **kw)[0]
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
