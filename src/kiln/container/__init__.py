@@ -1,1 +1,64 @@
-"""Working containers (buildah's Builder): from, run, copy/add, config, mount, commit, rm. Must not import build, ops, cli, api."""
+"""Working containers (buildah's Builder): from, run, copy/add, config, mount, commit, rm.
+Must not import build, ops, cli, api.
+
+A working container is a writable overlay snapshot over an image's layer chain plus the
+image config being edited, persisted in the store (``ContainerRecord.state``, versioned
+with ``kiln_container_version``). The Dockerfile engine and the CLI both drive it::
+
+    from kiln.container import Builder
+
+    b = Builder.from_image(ctx, "busybox", name=None, pull_policy="missing", puller=None)
+    b = Builder.from_image(ctx, None)                      # scratch
+    b = Builder.load(ctx, "busybox-working-container")     # name, ID prefix or mount path
+    code = b.run(["sh", "-c", "echo hi"], RunOptions(...), user="1000")   # -> exit code
+    out = b.copy(["src/*.txt"], "/app/", context_dir=".", chown="1000:1000", chmod="644",
+                 from_root=None)                           # -> CopyOutcome(digest, dests)
+    out = b.add(["https://host/f.tgz", "local.tar.xz"], "/opt/")
+    b.config.set_cmd(["sh"]); b.config.set_env("K", "V"); b.config.set_label("a", "b") ...
+    b.add_history("/bin/sh -c #(nop) ENV K=V", empty_layer=True)
+    b.save()                                               # persist config edits
+    rec = b.commit("myimage:1", format="oci", timestamp=0, squash=False,
+                   compression="gzip", omit_history=False, changes=["CMD [\\"sh\\"]"],
+                   created_by=None, rm=False)              # -> store ImageRecord
+    with b.mounted() as rootfs: ...                        # merged rootfs for the duration
+    path = b.mount(); b.unmount()                          # ``kiln mount`` / ``umount``
+    b.delete()
+
+``ctx`` is anything with ``.store`` and ``.snapshots`` (an ops ``Context``), or a ``Store``
+(then pass ``snapshots=``). Pulling is the caller's: ``puller(ref, policy) -> image id``.
+COPY/ADD follow Docker's rules exactly (``kiln.container.copy_add``).
+"""
+
+from .builder import PULL_POLICIES, Builder, find_record, now_rfc3339
+from .config_edit import (
+    ConfigEditor,
+    expand_env,
+    normalize_port,
+    parse_duration,
+    parse_exec_or_shell,
+    parse_healthcheck,
+    parse_json_or_words,
+    split_key_value,
+)
+from .copy_add import CopyOutcome, copy_into
+from .state import STATE_MARKER, STATE_VERSION, ContainerState
+
+__all__ = [
+    "PULL_POLICIES",
+    "STATE_MARKER",
+    "STATE_VERSION",
+    "Builder",
+    "ConfigEditor",
+    "ContainerState",
+    "CopyOutcome",
+    "copy_into",
+    "expand_env",
+    "find_record",
+    "normalize_port",
+    "now_rfc3339",
+    "parse_duration",
+    "parse_exec_or_shell",
+    "parse_healthcheck",
+    "parse_json_or_words",
+    "split_key_value",
+]

@@ -1,0 +1,443 @@
+"""``Builder``: one working container — a writable overlay snapshot over an image's layers plus
+the image config being edited — persisted in the store. See the package docstring for the API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+from kiln.errors import AlreadyExists, InvalidArgument, NotFound
+from kiln.oci import History, ImageConfig, Platform
+from kiln.store import ContainerRecord, ImageRecord, Store
+
+from .config_edit import ConfigEditor
+from .copy_add import CopyOutcome, copy_into
+from .naming import check_name, default_name
+from .state import AddedContent, ContainerState
+
+PULL_POLICIES = ("always", "missing", "never", "newer")
+SCRATCH = "scratch"
+CONTAINERS_DIR = "containers"
+
+#: ``puller(reference, policy) -> image id``: fetches an image into the store (given by ops)
+Puller = Callable[[str, str], str]
+
+
+def _backends(ctx_or_store: Any, snapshots: Any) -> tuple[Store, Any]:
+    store = getattr(ctx_or_store, "store", ctx_or_store)
+    if snapshots is None:
+        snapshots = getattr(ctx_or_store, "snapshots", None)
+    if snapshots is None:
+        from kiln.snapshot import Snapshotter
+
+        snapshots = Snapshotter(os.path.join(store.root, "snapshots"))
+    return store, snapshots
+
+
+def now_rfc3339(timestamp: float | None = None) -> str:
+    """RFC 3339 UTC with nanoseconds trimmed to what Go prints (``...T12:00:00.123456789Z``)."""
+    ts = time.time() if timestamp is None else timestamp
+    whole = int(ts)
+    frac = round((ts - whole) * 1e9)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{base}.{frac:09d}".rstrip("0").rstrip(".") + "Z"
+
+
+class Builder:
+    """A working container. Create with ``from_image`` or ``load``; see ``kiln.container``."""
+
+    def __init__(
+        self, store: Store, snapshots: Any, record: ContainerRecord, state: ContainerState
+    ):
+        self.store = store
+        self.snapshots = snapshots
+        self.record = record
+        self.state = state
+        self.config = ConfigEditor(state.config, state.annotations)
+
+    # -- creation and lookup --------------------------------------------------------------
+
+    @classmethod
+    def from_image(
+        cls,
+        ctx_or_store: Any,
+        image: str | None,
+        *,
+        name: str | None = None,
+        pull_policy: str = "missing",
+        puller: Puller | None = None,
+        snapshots: Any = None,
+        image_format: str = "oci",
+    ) -> Builder:
+        """A new working container over ``image`` (None or ``"scratch"`` for an empty rootfs)."""
+        store, snaps = _backends(ctx_or_store, snapshots)
+        if pull_policy not in PULL_POLICIES:
+            raise InvalidArgument(
+                f"--pull {pull_policy!r} is invalid: use one of {', '.join(PULL_POLICIES)}"
+            )
+        if name is not None:
+            check_name(name)
+        if image_format not in ("oci", "docker"):
+            raise InvalidArgument(f"--format {image_format!r} is invalid: use oci or docker")
+        if image in (None, "", SCRATCH):
+            base, config, top = None, _scratch_config(), None
+            image_name = SCRATCH
+        else:
+            assert image is not None
+            image_name = image
+            base = _resolve(store, image, pull_policy, puller)
+            from kiln.image import open_store_image, unpack_image
+
+            img = open_store_image(store, base.id)
+            top = unpack_image(store, snaps, img)
+            config = img.config.evolve()
+        cid = secrets.token_hex(32)
+        key = f"kiln-container-{cid}"
+        snaps.prepare(key, top)
+        state = ContainerState(
+            image_id=base.id if base else None,
+            image_name=image_name,
+            config=config,
+            snapshot_key=key,
+            parent_chain_id=top,
+            format=image_format,
+        )
+        try:
+            record = _insert(store, cid, name, image_name, base, state)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                snaps.remove(key)
+            raise
+        return cls(store, snaps, record, state)
+
+    @classmethod
+    def load(cls, ctx_or_store: Any, name_or_id: str, *, snapshots: Any = None) -> Builder:
+        """The container named ``name_or_id`` (name, ID, unique ID prefix or its mount path)."""
+        store, snaps = _backends(ctx_or_store, snapshots)
+        record = find_record(store, name_or_id)
+        state = ContainerState.from_json(record.state, f"container {record.name!r}")
+        return cls(store, snaps, record, state)
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def image_config(self) -> ImageConfig:
+        return self.config.image
+
+    def save(self) -> None:
+        """Persist the state (config edits included) atomically in the store."""
+        self.state.config = self.config.image
+        self.state.annotations = dict(self.config.annotations)
+        self.record = replace(self.record, state=self.state.to_json())
+        self.store.put_container(self.record)
+
+    # -- the filesystem -------------------------------------------------------------------
+
+    @property
+    def container_dir(self) -> str:
+        return os.path.join(self.store.root, CONTAINERS_DIR, self.id)
+
+    @property
+    def mount_target(self) -> str:
+        return os.path.join(self.container_dir, "merged")
+
+    def is_mounted(self) -> bool:
+        return bool(self.state.mount_point) and os.path.ismount(self.mount_target)
+
+    def mount(self) -> str:
+        """Mount the rootfs and keep it mounted (``kiln mount``); returns the merged path."""
+        if not self.is_mounted():
+            self._mount()
+        if self.state.mount_point != self.mount_target:
+            self.state.mount_point = self.mount_target
+            self.save()
+        return self.mount_target
+
+    def unmount(self) -> None:
+        """Undo ``mount`` (no-op when not mounted)."""
+        from kiln.snapshot.mount import unmount
+
+        if os.path.ismount(self.mount_target):
+            unmount(self.mount_target)
+        if self.state.mount_point is not None:
+            self.state.mount_point = None
+            self.save()
+
+    def _mount(self) -> None:
+        from kiln.snapshot.mount import mount
+
+        os.makedirs(self.mount_target, mode=0o700, exist_ok=True)
+        mount(self.snapshots.mounts(self.state.snapshot_key), self.mount_target)
+
+    @contextlib.contextmanager
+    def mounted(self) -> Iterator[str]:
+        """The merged rootfs path, mounted for the duration unless ``kiln mount`` holds it."""
+        if self.is_mounted() or os.path.ismount(self.mount_target):
+            yield self.mount_target
+            return
+        self._mount()
+        try:
+            yield self.mount_target
+        finally:
+            from kiln.snapshot.mount import unmount
+
+            unmount(self.mount_target)
+
+    def upper_dir(self) -> str:
+        return self.snapshots.upper_dir(self.state.snapshot_key)
+
+    def is_copy_snapshot(self) -> bool:
+        """Whether the snapshot is a full copy (no overlayfs): its "upper" is the whole tree."""
+        return self.snapshots.mounts(self.state.snapshot_key).type == "bind"
+
+    @contextlib.contextmanager
+    def base_view(self) -> Iterator[str]:
+        """The image's own tree (without the container's changes), mounted read-only."""
+        import tempfile
+
+        from kiln.snapshot.mount import mounted
+
+        if self.state.parent_chain_id is None:
+            with tempfile.TemporaryDirectory(prefix="kiln-empty-") as empty:
+                yield empty
+            return
+        key = f"kiln-view-{self.id}-{secrets.token_hex(4)}"
+        spec = self.snapshots.view(key, self.state.parent_chain_id)
+        try:
+            with mounted(spec) as path:
+                yield path
+        finally:
+            with contextlib.suppress(Exception):
+                self.snapshots.remove(key)
+
+    def lower_dirs(self) -> list[str]:
+        if self.state.parent_chain_id is None:
+            return []
+        return list(self.snapshots.layer_dirs(self.state.parent_chain_id))
+
+    # -- run ------------------------------------------------------------------------------
+
+    def run_options(self, args: Sequence[str], opts: Any = None, **overrides: Any) -> Any:
+        """The ``RunOptions`` for ``args``: the config's env/user/workdir under ``opts``.
+
+        ``opts`` (a ``RunOptions``) carries the flags; its ``env`` adds to the config's, a
+        non-empty ``user`` and a ``cwd`` other than "/" win over the config. ``overrides``
+        (``user=``, ``cwd=``, ``env=``...) replace fields outright.
+        """
+        from kiln.runtime import RunOptions
+
+        base = opts if opts is not None else RunOptions(args=list(args))
+        runtime = self.config.runtime
+        env = dict(runtime.env_dict())
+        for item in list(base.env) + list(overrides.pop("env", [])):
+            key, _, value = item.partition("=")
+            env[key] = value
+        env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        user = base.user or runtime.user
+        cwd = base.cwd if base.cwd not in ("", "/") else (runtime.working_dir or "/")
+        fields: dict[str, Any] = {
+            "args": list(args),
+            "env": [f"{k}={v}" for k, v in env.items()],
+            "user": user,
+            "cwd": cwd,
+        }
+        fields.update(overrides)
+        return replace(base, **fields)
+
+    def run(self, args: Sequence[str], opts: Any = None, **overrides: Any) -> int:
+        """Run ``args`` in the container (runc or chroot); returns the exit code."""
+        from kiln.runtime import run
+
+        if not args:
+            raise InvalidArgument("no command given to run: pass the command and its arguments")
+        options = self.run_options(args, opts, **overrides)
+        with self.mounted() as rootfs:
+            return run(options, rootfs)
+
+    # -- copy / add -----------------------------------------------------------------------
+
+    def copy(
+        self,
+        sources: Sequence[str],
+        dest: str,
+        context_dir: str = ".",
+        chown: str | None = None,
+        chmod: str | None = None,
+        from_root: str | None = None,
+        *,
+        tmpdir: str | None = None,
+    ) -> CopyOutcome:
+        """Docker COPY: ``sources`` relative to ``context_dir`` (or ``from_root``) -> ``dest``."""
+        return self._copy(sources, dest, context_dir, chown, chmod, from_root, False, tmpdir)
+
+    def add(
+        self,
+        sources: Sequence[str],
+        dest: str,
+        context_dir: str = ".",
+        chown: str | None = None,
+        chmod: str | None = None,
+        from_root: str | None = None,
+        *,
+        tmpdir: str | None = None,
+    ) -> CopyOutcome:
+        """Docker ADD: COPY plus local tar extraction and http(s) downloads."""
+        return self._copy(sources, dest, context_dir, chown, chmod, from_root, True, tmpdir)
+
+    def _copy(
+        self, sources, dest, context_dir, chown, chmod, from_root, add, tmpdir
+    ) -> CopyOutcome:
+        with self.mounted() as rootfs:
+            outcome = copy_into(
+                rootfs,
+                list(sources),
+                dest,
+                context_dir=from_root or context_dir,
+                workdir=self.config.runtime.working_dir or "/",
+                chown=chown,
+                chmod=chmod,
+                add=add,
+                tmpdir=tmpdir,
+            )
+        self.state.added.append(
+            AddedContent("add" if add else "copy", list(sources), dest, outcome.digest)
+        )
+        self.save()
+        return outcome
+
+    # -- history --------------------------------------------------------------------------
+
+    def add_history(self, created_by: str, empty_layer: bool = True, comment: str = "") -> None:
+        """Record a history entry to be written at commit (metadata steps: ``empty_layer``)."""
+        self.state.history.append(
+            History(
+                created=now_rfc3339(),
+                created_by=created_by,
+                author=self.config.image.author,
+                comment=comment,
+                empty_layer=empty_layer,
+            )
+        )
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def diff(self) -> list[Any]:
+        """A/C/D changes against the image (``archive.changes.Change`` list)."""
+        from kiln.archive.changes import changes_from_overlay_upper, diff_trees
+
+        if self.is_copy_snapshot():
+            with self.base_view() as lower:
+                return diff_trees(lower, self.upper_dir())
+        return changes_from_overlay_upper(self.upper_dir(), self.lower_dirs())
+
+    def export(self, out: Any) -> int:
+        """Write the merged filesystem as an uncompressed tar to ``out``; returns its size."""
+        from kiln.archive.compression import Compression
+        from kiln.archive.tar_writer import scan_tree, write_layer
+
+        with self.mounted() as rootfs:
+            result = write_layer(scan_tree(rootfs), out, compression=Compression.NONE)
+        return result.size
+
+    # -- commit / delete ------------------------------------------------------------------
+
+    def commit(self, name: str | None = None, **options: Any) -> ImageRecord:
+        """Write the container's changes as a new image; see ``kiln.container.commit``."""
+        from .commit import commit_builder
+
+        return commit_builder(self, name, **options)
+
+    def delete(self) -> None:
+        """Unmount, drop the snapshot and forget the container."""
+        from kiln.snapshot.mount import unmount
+
+        if os.path.ismount(self.mount_target):
+            unmount(self.mount_target)
+        with contextlib.suppress(NotFound):
+            self.snapshots.remove(self.state.snapshot_key)
+        with contextlib.suppress(NotFound):
+            self.store.delete_container(self.id)
+        shutil.rmtree(self.container_dir, ignore_errors=True)
+
+
+def _scratch_config() -> ImageConfig:
+    host = Platform.host()
+    return ImageConfig(architecture=host.architecture, os=host.os or "linux", variant=host.variant)
+
+
+def _resolve(store: Store, image: str, policy: str, puller: Puller | None) -> ImageRecord:
+    local: ImageRecord | None
+    try:
+        local = store.resolve_image(image)
+    except NotFound:
+        local = None
+    if policy == "never" or (policy == "missing" and local is not None):
+        if local is None:
+            raise NotFound(f"{image}: image not known locally and --pull=never was given")
+        return local
+    if puller is None:
+        if local is None:
+            raise NotFound(f"{image}: image not known; pull it first (kiln pull {image})")
+        return local
+    return store.get_image(puller(image, policy))
+
+
+def _insert(
+    store: Store,
+    cid: str,
+    name: str | None,
+    image_name: str,
+    base: ImageRecord | None,
+    state: ContainerState,
+) -> ContainerRecord:
+    image = None if base is None else image_name
+
+    def taken(candidate: str) -> bool:
+        try:
+            store.find_container(candidate)
+        except NotFound:
+            return False
+        except InvalidArgument:
+            return True
+        return True
+
+    for _ in range(100):
+        chosen = name or default_name(image, taken)
+        record = ContainerRecord(
+            cid, chosen, base.id if base else None, state.to_json(), time.time()
+        )
+        try:
+            store.put_container(record)
+            return record
+        except AlreadyExists:
+            if name:
+                raise
+    raise AlreadyExists("could not find a free container name; pass --name")
+
+
+def find_record(store: Store, name_or_id: str) -> ContainerRecord:
+    """By name, ID, unique ID prefix, or the path it is mounted at."""
+    try:
+        return store.find_container(name_or_id)
+    except NotFound:
+        if not name_or_id.startswith("/"):
+            raise
+    wanted = os.path.realpath(name_or_id)
+    for record in store.list_containers():
+        mp = record.state.get("mount_point") if isinstance(record.state, dict) else None
+        if mp and os.path.realpath(mp) == wanted:
+            return record
+    raise NotFound(f"{name_or_id}: no such container")

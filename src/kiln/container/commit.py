@@ -1,0 +1,191 @@
+"""Commit a working container: its changes become one new layer on its image's layers.
+
+The layer is the overlay upper dir (whiteouts for deletions, opaque directories), or with
+``squash`` the whole merged tree as the only layer. It is written by
+``archive.tar_writer.write_layer`` straight into an anonymous store ingest (hashed and
+compressed in one pass), then config, manifest and image rows are stored under a lease in
+one transaction, name included. A failure or a kill before that transaction leaves no
+image; a half-written ingest is never visible and a published but unreferenced blob is
+garbage GC collects once the lease expires.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from kiln.archive.compression import Compression
+from kiln.archive.tar_writer import (
+    LayerResult,
+    scan_changes,
+    scan_overlay_upper,
+    scan_tree,
+    write_layer,
+)
+from kiln.errors import InvalidArgument
+from kiln.oci import Descriptor, Digest, History, ImageConfig
+from kiln.oci import media_types as mt
+from kiln.store import ImageRecord
+
+from .config_edit import ConfigEditor
+
+if TYPE_CHECKING:
+    from .builder import Builder
+
+DEFAULT_CREATED_BY = "/bin/sh"
+COMPRESSIONS = ("gzip", "zstd", "none")
+
+
+class _IngestWriter(io.RawIOBase):
+    """A file-like front of a store ingest for ``write_layer``."""
+
+    def __init__(self, ingest: Any):
+        self.ingest = ingest
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.ingest.write(bytes(data))
+        return len(data)
+
+
+def _compression(name: str, image_format: str) -> Compression:
+    if name not in COMPRESSIONS:
+        raise InvalidArgument(f"--compression {name!r} is invalid: use gzip, zstd or none")
+    if image_format == "docker" and name == "zstd":
+        raise InvalidArgument("zstd layers need --format oci (Docker images carry gzip or none)")
+    return Compression(name)
+
+
+def write_layer_blob(store: Any, entries: Sequence[Any], compression: Compression,
+                     timestamp: int | None) -> LayerResult:  # fmt: skip
+    """Stream ``entries`` as a layer into the store; the blob is published on success only."""
+    with store.ingest("") as ing:
+        result = write_layer(entries, _IngestWriter(ing), compression=compression,
+                             timestamp=timestamp)  # fmt: skip
+        digest = ing.commit()
+    if str(digest) != str(result.digest):
+        raise InvalidArgument(f"layer digest mismatch: wrote {result.digest}, stored {digest}")
+    return result
+
+
+def change_entries(b: Builder) -> list[Any]:
+    """The container's changes as layer entries (overlay upper, or a two-tree scan for copies)."""
+    if not b.is_copy_snapshot():
+        return list(scan_overlay_upper(b.upper_dir()))
+    with b.base_view() as lower:
+        return list(scan_changes(lower, b.upper_dir()))
+
+
+def _base_history(config: ImageConfig, layer_count: int) -> list[History]:
+    """The base's history, padded so its non-empty entries match its layers."""
+    history = list(config.history)
+    missing = layer_count - len([h for h in history if not h.empty_layer])
+    if history and missing > 0:
+        history = [History() for _ in range(missing)] + history
+    return history
+
+
+def commit_builder(
+    b: Builder,
+    name: str | None = None,
+    *,
+    format: str | None = None,  # noqa: A002 - the documented keyword
+    timestamp: int | None = None,
+    squash: bool = False,
+    compression: str = "gzip",
+    omit_history: bool = False,
+    changes: Sequence[str] = (),
+    created_by: str | None = None,
+    history_comment: str | None = None,
+    rm: bool = False,
+) -> ImageRecord:
+    """Write ``b`` as a new image (named ``name`` if given); returns its record."""
+    from kiln.image import open_store_image
+    from kiln.image.store_image import register_image
+
+    image_format = format or b.state.format
+    if image_format not in ("oci", "docker"):
+        raise InvalidArgument(f"--format {image_format!r} is invalid: use oci or docker")
+    comp = _compression(compression, image_format)
+    if timestamp is not None and timestamp < 0:
+        raise InvalidArgument("--timestamp must be seconds since the epoch, not negative")
+    from kiln.image.changes import apply_changes
+
+    editor = ConfigEditor(b.config.image, b.config.annotations)
+    if changes:
+        editor.image = editor.image.evolve(config=apply_changes(editor.runtime, list(changes)))
+    store = b.store
+    base = (
+        None if (b.state.image_id is None or squash) else open_store_image(store, b.state.image_id)
+    )
+    base_layers = list(base.layers) if base is not None else []
+
+    created = _rfc3339(timestamp)
+    with store.lease() as lease:
+        if squash:
+            with b.mounted() as rootfs:
+                entries = list(scan_tree(rootfs))
+                layer = write_layer_blob(store, entries, comp, timestamp)
+        else:
+            entries = change_entries(b)
+            layer = None
+            if entries or not base_layers:
+                layer = write_layer_blob(store, entries, comp, timestamp)
+        descs = [
+            d.replace(media_type=mt.convert_layer_media_type(d.media_type, image_format))
+            for d in base_layers
+        ]
+        diff_ids = list(base.config.diff_ids) if base is not None else []
+        sizes: dict[Digest, int] = {}
+        if layer is not None:
+            digest = Digest.parse(str(layer.digest))
+            descs.append(
+                Descriptor(mt.layer_media_type(image_format, comp.value), digest, layer.size)
+            )
+            diff_ids.append(layer.diff_id)
+            sizes[digest] = layer.uncompressed_size
+        history: list[History] = []
+        if not omit_history:
+            if base is not None:
+                history = _base_history(editor.image, len(base_layers))
+            pending = [
+                replace(h, created=created) if timestamp is not None or not h.created else h
+                for h in b.state.history
+            ]
+            comment = b.state.history_comment if history_comment is None else history_comment
+            entry = History(
+                created=created,
+                created_by=created_by or b.state.created_by or DEFAULT_CREATED_BY,
+                author=editor.image.author,
+                comment=comment,
+                empty_layer=layer is None,
+            )
+            history += [*pending, entry]
+        config = editor.image.evolve(
+            created=created, diff_ids=tuple(diff_ids), history=tuple(history)
+        )
+        raw = config.to_bytes()
+        config_desc = Descriptor(mt.config_type_for(image_format), Digest.of_bytes(raw), len(raw))
+        store.put_blob(config_desc, io.BytesIO(raw))
+        lease.add_blob(config_desc.digest)
+        annotations = editor.annotations if image_format == "oci" else None
+        from kiln.oci import Manifest
+
+        manifest = Manifest.build(mt.manifest_type_for(image_format), config_desc, descs,
+                                  annotations)  # fmt: skip
+        parsed = ImageConfig.parse(raw)
+        record = register_image(store, manifest, parsed, [name] if name else [], sizes, lease)
+    if rm:
+        b.delete()
+    return record
+
+
+def _rfc3339(timestamp: int | None) -> str:
+    from .builder import now_rfc3339
+
+    return now_rfc3339(float(timestamp) if timestamp is not None else time.time())
