@@ -65,7 +65,7 @@ def _write_ca_and_server(directory: str) -> tuple[str, str, str]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kiln test CA")])
     ca = (
@@ -145,7 +145,7 @@ class TokenServer:
         self.refresh_tokens: dict[str, str] = {}
         self.requests: list[tuple[str, dict]] = []
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kiln token signer")])
         cert = (
             x509.CertificateBuilder()
@@ -338,11 +338,10 @@ class RegistryServer:
 
     def start(self, timeout: float = 15.0) -> None:
         config = self._config()
-        log = open(os.path.join(self.workdir, "registry.log"), "ab")
-        self.proc = subprocess.Popen(
-            [REGISTRY_BIN, "serve", config], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
+        with open(os.path.join(self.workdir, "registry.log"), "ab") as log:
+            self.proc = subprocess.Popen(
+                [REGISTRY_BIN, "serve", config], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -50,6 +50,8 @@ class RegistryOptions:
     timeout: float = 60.0
     max_manifest_size: int = MAX_MANIFEST_BYTES
     user_agent: str = "kiln/0.1"
+    page_size: int = 1000  # n= for tag and catalog listing (Link pagination beyond)
+    transport: httpx.BaseTransport | None = None  # tests and embedders (e.g. MockTransport)
 
     def __repr__(self) -> str:
         return (
@@ -126,6 +128,7 @@ class RegistryClient:
                     self.retry,
                     self.options.timeout,
                     self.options.user_agent,
+                    transport=self.options.transport,
                 )
                 self._conns[key] = conn
             return conn
@@ -310,11 +313,9 @@ class RegistryClient:
         )
 
     # -- listing ----------------------------------------------------------------------------
-    def _paged(
-        self, conn: HostConnection, path: str, key: str, what: str, page: int = 1000
-    ) -> list[str]:
+    def _paged(self, conn: HostConnection, path: str, key: str, what: str) -> list[str]:
         out: list[str] = []
-        url: str | None = f"{path}?n={page}"
+        url: str | None = f"{path}?n={self.options.page_size}"
         seen = set()
         while url and url not in seen:
             seen.add(url)

@@ -59,6 +59,7 @@ class HostConnection:
         retry: RetryPolicy,
         timeout: float = 60.0,
         user_agent: str = "kiln",
+        transport: httpx.BaseTransport | None = None,
     ):
         self.domain = domain
         self.host = api_host(domain)
@@ -70,6 +71,7 @@ class HostConnection:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
             follow_redirects=True,
             headers={"User-Agent": user_agent},
+            transport=transport,
         )
         self._base: str | None = None
         self._lock = threading.Lock()

@@ -67,14 +67,16 @@ class RegistriesConf:
         return best
 
     def is_insecure(self, host: str) -> bool:
+        """True when registries.conf marks ``host`` (as a location, mirror or wildcard) insecure."""
         entry = self.find(host)
-        if entry is not None and entry.location.split("/", 1)[0] == host:
+        if entry is not None and entry.prefix.startswith("*."):
             return entry.insecure
-        return any(
-            m.location.split("/", 1)[0] == host and m.insecure
-            for e in self.registries
-            for m in e.mirrors
-        )
+        for e in self.registries:
+            if e.location.split("/", 1)[0] == host and e.insecure:
+                return True
+            if any(m.location.split("/", 1)[0] == host and m.insecure for m in e.mirrors):
+                return True
+        return False
 
     def check_not_blocked(self, ref: Reference) -> None:
         entry = self.find(ref.name)

@@ -1,0 +1,176 @@
+"""Credential lookup order, auth-file formats, helpers, and atomic auth-file writes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+
+import pytest
+
+from kiln.errors import InvalidArgument, NotFound
+from kiln.registry import credentials
+from kiln.registry.credentials import Credential, lookup
+
+
+def open_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _auth(user: str, password: str) -> dict:
+    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    os.makedirs(tmp_path / "home")
+    return tmp_path
+
+
+def _write(path, obj) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+    return str(path)
+
+
+def _runtime(home) -> str:
+    return str(home / "run" / "containers" / "auth.json")
+
+
+def _config(home) -> str:
+    return str(home / "home" / ".config" / "containers" / "auth.json")
+
+
+def _docker(home) -> str:
+    return str(home / "home" / ".docker" / "config.json")
+
+
+def test_order_creds_then_authfile_then_config_then_docker(home, monkeypatch) -> None:
+    _write(_docker(home), {"auths": {"r.io": _auth("docker", "d")}})
+    assert lookup("r.io") == Credential("docker", "d")
+    _write(_config(home), {"auths": {"r.io": _auth("config", "c")}})
+    assert lookup("r.io") == Credential("config", "c")
+    _write(_runtime(home), {"auths": {"r.io": _auth("runtime", "r")}})
+    assert lookup("r.io") == Credential("runtime", "r")
+    env_file = _write(home / "env.json", {"auths": {"r.io": _auth("env", "e")}})
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", env_file)
+    assert lookup("r.io") == Credential("env", "e")
+    flag_file = _write(home / "flag.json", {"auths": {"r.io": _auth("flag", "f")}})
+    assert lookup("r.io", authfile=flag_file) == Credential("flag", "f")
+    assert lookup("r.io", authfile=flag_file, creds="cli:p:with:colons") == Credential(
+        "cli", "p:with:colons"
+    )
+    # other registries fall through to later files
+    assert lookup("other.io") is None
+
+
+def test_most_specific_key_wins_and_docker_hub_legacy_key(home) -> None:
+    _write(
+        _config(home),
+        {
+            "auths": {
+                "r.io": _auth("host", "1"),
+                "r.io/team": _auth("ns", "2"),
+                "r.io/team/app": _auth("repo", "3"),
+                "https://index.docker.io/v1/": _auth("hub", "4"),
+            }
+        },
+    )
+    assert lookup("r.io", "team/app").username == "repo"
+    assert lookup("r.io", "team/other").username == "ns"
+    assert lookup("r.io", "else/x").username == "host"
+    assert lookup("r.io").username == "host"
+    assert lookup("docker.io", "library/busybox").username == "hub"
+
+
+def test_identity_token_entry(home) -> None:
+    _write(_docker(home), {"auths": {"r.io": {"auth": "", "identitytoken": "tok"}}})
+    cred = lookup("r.io")
+    assert cred.identity_token == "tok" and cred.password == ""
+
+
+def test_bad_entries_are_clear_errors(home) -> None:
+    _write(_config(home), {"auths": {"r.io": {"auth": base64.b64encode(b"nocolon").decode()}}})
+    with pytest.raises(InvalidArgument, match="user:password"):
+        lookup("r.io")
+    with open(_config(home), "w") as f:
+        f.write("{not json")
+    with pytest.raises(InvalidArgument, match="not valid JSON"):
+        lookup("r.io")
+
+
+@pytest.fixture
+def helper(home, monkeypatch):
+    """A fake docker-credential-test on PATH that knows one server."""
+    bindir = home / "bin"
+    bindir.mkdir()
+    script = bindir / "docker-credential-test"
+    script.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = get ] || exit 2\n'
+        "read server\n"
+        'echo "$server" >> "$(dirname "$0")/asked"\n'
+        'case "$server" in\n'
+        '  helper.io) echo \'{"ServerURL":"helper.io","Username":"hu","Secret":"hs"}\' ;;\n'
+        '  https://index.docker.io/v1/) echo \'{"Username":"<token>","Secret":"idt"}\' ;;\n'
+        "  *) echo 'credentials not found in native keychain'; exit 1 ;;\n"
+        "esac\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    return bindir
+
+
+def test_cred_helpers_and_creds_store(home, helper) -> None:
+    _write(
+        _docker(home),
+        {
+            "auths": {"helper.io": _auth("file", "f"), "plain.io": _auth("p", "q")},
+            "credHelpers": {"helper.io": "test"},
+        },
+    )
+    assert lookup("helper.io") == Credential("hu", "hs")  # credHelpers beats auths
+    assert lookup("plain.io") == Credential("p", "q")
+    _write(_docker(home), {"credsStore": "test"})
+    assert lookup("helper.io") == Credential("hu", "hs")
+    assert lookup("docker.io") == Credential("", "", "idt")
+    assert lookup("unknown.io") is None
+    asked = (helper / "asked").read_text().split()
+    assert "https://index.docker.io/v1/" in asked
+
+
+def test_missing_helper_is_clear(home) -> None:
+    _write(_docker(home), {"credHelpers": {"r.io": "does-not-exist"}})
+    with pytest.raises(InvalidArgument, match="docker-credential-does-not-exist is not installed"):
+        lookup("r.io")
+
+
+def test_store_and_remove_are_atomic_and_private(home) -> None:
+    path = credentials.store_credential("r.io", Credential("u", "p"))
+    assert path == _runtime(home)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    credentials.store_credential("https://index.docker.io/v1/", Credential("h", "x"))
+    obj = json.loads(open_text(path))
+    assert set(obj["auths"]) == {"r.io", "docker.io"}
+    assert lookup("r.io") == Credential("u", "p")
+    assert credentials.remove_credential("r.io") == ["r.io"]
+    with pytest.raises(NotFound, match="not logged into r.io"):
+        credentials.remove_credential("r.io")
+    assert credentials.remove_credential(None) == ["docker.io"]
+    assert json.loads(open_text(path))["auths"] == {}
+    assert [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")] == []
+
+
+def test_parse_creds() -> None:
+    assert credentials.parse_creds("a:b:c") == Credential("a", "b:c")
+    assert credentials.parse_creds("a") == Credential("a", "")
+    with pytest.raises(InvalidArgument):
+        credentials.parse_creds(":pw")
