@@ -11,6 +11,7 @@ in progress, and a second writer of the same ref gets ``Conflict``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -63,7 +64,7 @@ class Ingest:
                 fd = os.open(self._data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:  # GC removed the directory under us; try again
                 continue
-            if not try_lock(fd):
+            if not self._lock(fd):
                 os.close(fd)
                 raise Conflict(
                     f'ingest "{self.ref}" is in progress in another process or thread; '
@@ -77,6 +78,17 @@ class Ingest:
                 return fd
             os.close(fd)  # GC removed it between our open and our lock
         raise Conflict(f'could not lock ingest "{self.ref}"')
+
+    def _lock(self, fd: int) -> bool:
+        """Lock our data file. GC may hold it for a moment while it checks it: wait that out."""
+        if not self.resumable:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a unique name: only GC can be holding it
+            return True
+        for _ in range(50):
+            if try_lock(fd):
+                return True
+            time.sleep(0.01)
+        return False
 
     def _rehash(self) -> None:
         size = os.fstat(self._fd).st_size
