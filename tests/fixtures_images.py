@@ -3,7 +3,8 @@
 Use from any suite (``tests/`` on ``sys.path``)::
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fixtures_images import busybox_rootfs_tar, busybox_image, kiln_store  # noqa: F401
+    pytest_plugins = ["fixtures_images"]      # fixtures by name, no F811 noise
+    from fixtures_images import save_oci_archive  # helpers  # noqa: E402
 
 Fixtures:
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import tarfile
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -201,7 +202,8 @@ class TarIndex:
                             raise InvalidArgument(
                                 f'archive member "{info.name}" links outside the archive'
                             )
-                        self._links[name] = clean_member_name(os.path.join(base, target))
+                        joined = posixpath.normpath(posixpath.join(base, target))
+                        self._links[name] = clean_member_name(joined)
                         self._files.pop(name, None)
         except tarfile.TarError as exc:
             raise InvalidArgument(f"{self.path} is not a readable tar archive: {exc}") from None

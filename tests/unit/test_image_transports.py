@@ -1,0 +1,238 @@
+"""OCI layout, oci-archive and docker-archive transports with kiln on both ends."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+pytest.register_assert_rewrite("fixtures_images")
+from fixtures_images import save_docker_archive, save_oci_archive, save_oci_layout  # noqa: E402
+from kiln.errors import DigestMismatch, InvalidArgument, NotFound  # noqa: E402
+from kiln.image import copy_image, open_store_image, validate_image  # noqa: E402
+from kiln.image.transports import (  # noqa: E402
+    docker_archive_images,
+    open_docker_archive,
+    open_oci_archive,
+    open_oci_layout,
+    write_docker_archive,
+)
+from kiln.oci import media_types as mt  # noqa: E402
+from kiln.store import Store  # noqa: E402
+
+pytest_plugins = ["fixtures_images"]
+
+
+def _store(tmp_path, name):
+    return Store.open(str(tmp_path / name))
+
+
+def test_oci_archive_round_trip_keeps_digests_and_bytes(busybox_image, tmp_path):
+    first = tmp_path / "a.tar"
+    res = save_oci_archive(busybox_image, str(first))
+    assert res.manifest_digest == busybox_image.manifest_digest
+    src = open_oci_archive(str(first), "busybox:latest")
+    validate_image(src)
+    other = _store(tmp_path, "s2")
+    copied = copy_image(src, other, ["busybox:latest"])
+    assert copied.record.id == busybox_image.id
+    assert copied.record.manifest_digest == str(busybox_image.manifest_digest)
+    again = open_store_image(other, "busybox")
+    validate_image(again)
+    second = tmp_path / "b.tar"
+    save_oci_archive(again, str(second))
+    assert first.read_bytes() == second.read_bytes()  # deterministic archive
+
+
+def test_docker_archive_round_trip_keeps_image_id(busybox_image, tmp_path):
+    path = tmp_path / "d.tar"
+    save_docker_archive(busybox_image, str(path))
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+        manifest = json.load(tar.extractfile("manifest.json"))
+    assert manifest[0]["RepoTags"] == ["busybox:latest"]
+    assert manifest[0]["Config"] == busybox_image.id.removeprefix("sha256:") + ".json"
+    assert "repositories" in names
+    src = open_docker_archive(str(path), "busybox:latest")
+    validate_image(src)
+    assert src.id == busybox_image.id
+    assert src.layers[0].media_type == mt.DOCKER_LAYER  # uncompressed: digest == diff_id
+    assert str(src.layers[0].digest) == src.config.diff_ids[0]
+    other = _store(tmp_path, "s2")
+    loaded = copy_image(src, other, ["busybox:latest"]).record
+    assert loaded.id == busybox_image.id
+    assert loaded.size == busybox_image.record.size
+    # save what was loaded and load it again: the synthesised manifest digest is stable
+    path2 = tmp_path / "d2.tar"
+    save_docker_archive(open_store_image(other, "busybox"), str(path2))
+    assert open_docker_archive(str(path2)).manifest_digest == src.manifest_digest
+    assert path.read_bytes() == path2.read_bytes()
+
+
+def test_docker_archive_several_images(busybox_image, kiln_store, tmp_path):
+    from kiln.image.import_tarball import import_tarball
+
+    tarball = io.BytesIO()
+    with tarfile.open(fileobj=tarball, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    tarball.seek(0)
+    rec = import_tarball(kiln_store, tarball, ['CMD ["/hello"]'], names=["hello:1"])
+    hello = open_store_image(kiln_store, rec.id)
+    path = str(tmp_path / "multi.tar")
+    write_docker_archive(path, [(busybox_image, ["busybox:latest", "bb:2"]), (hello, ["hello:1"])])
+    images = docker_archive_images(path)
+    assert [i.names for i in images] == [("busybox:latest", "bb:2"), ("hello:1",)]
+    assert open_docker_archive(path, "docker.io/library/hello:1").id == rec.id
+    assert open_docker_archive(path, "@1").id == rec.id
+    with pytest.raises(InvalidArgument, match="say which one"):
+        open_docker_archive(path)
+    with pytest.raises(NotFound, match="nope"):
+        open_docker_archive(path, "nope:1")
+
+
+def test_legacy_docker_layout_with_symlinked_layers(busybox_image, tmp_path):
+    """docker save before 25: <id>/layer.tar, identical layers as symlinks."""
+    config = busybox_image.config.to_bytes()
+    layer = busybox_image.blobs.open_blob(busybox_image.layers[0].digest)
+    from kiln.archive.compression import open_decompressed
+
+    plain = open_decompressed(layer).read()
+    cfg = json.loads(config)
+    path = tmp_path / "legacy.tar"
+    with tarfile.open(path, "w") as tar:
+
+        def add(name, data):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("aaaa/layer.tar", plain)
+        link = tarfile.TarInfo("bbbb/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, "../aaaa/layer.tar"
+        tar.addfile(link)
+        cfg2 = dict(cfg, rootfs={"type": "layers", "diff_ids": cfg["rootfs"]["diff_ids"] * 2})
+        cfg2["history"] = cfg["history"] * 2
+        raw2 = json.dumps(cfg2).encode()
+        add("cfg.json", raw2)
+        add(
+            "manifest.json",
+            json.dumps(
+                [
+                    {
+                        "Config": "cfg.json",
+                        "RepoTags": ["two:1"],
+                        "Layers": ["aaaa/layer.tar", "bbbb/layer.tar"],
+                    }
+                ]
+            ).encode(),
+        )
+    img = open_docker_archive(str(path))
+    validate_image(img)
+    assert len(img.layers) == 2 and img.layers[0] == img.layers[1]
+
+
+def test_conversion_and_recompression_keep_diff_ids(busybox_image, tmp_path):
+    layout = str(tmp_path / "layout")
+    for fmt, comp in (("docker", "zstd"), ("oci", "none"), ("docker", "gzip"), ("oci", "zstd")):
+        res = save_oci_layout(
+            busybox_image, layout, [f"{fmt}-{comp}"], image_format=fmt, compression=comp
+        )
+        img = open_oci_layout(layout, f"{fmt}-{comp}")
+        validate_image(img)
+        assert img.manifest.media_type == mt.manifest_type_for(fmt)
+        assert img.layers[0].media_type == mt.layer_media_type(fmt, comp)
+        assert img.config.diff_ids == busybox_image.config.diff_ids
+        assert res.config_digest == busybox_image.manifest.config.digest
+    # and back into a store as oci+gzip again: same layer blob bytes as the original (determinism)
+    other = _store(tmp_path, "s2")
+    back = copy_image(
+        open_oci_layout(layout, "oci-zstd"), other, [], image_format="oci", compression="gzip"
+    )
+    assert back.manifest_digest == busybox_image.manifest_digest
+
+
+def test_layout_names(busybox_image, tmp_path):
+    layout = str(tmp_path / "layout")
+    save_oci_layout(busybox_image, layout, ["a", "b"])
+    assert open_oci_layout(layout, "a").id == busybox_image.id
+    with pytest.raises(InvalidArgument, match="say which one"):
+        open_oci_layout(layout)
+    with pytest.raises(NotFound, match='no image named "c"'):
+        open_oci_layout(layout, "c")
+    save_oci_layout(busybox_image, layout, ["a"], image_format="docker")  # moves the name
+    idx = json.loads((tmp_path / "layout" / "index.json").read_bytes())
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in idx["manifests"]] == [
+        "b",
+        "a",
+    ]
+    assert open_oci_layout(layout, "a").manifest.is_docker
+
+
+def _rewrite_tar(src, dst, mutate):
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for member in tin:
+            data = tin.extractfile(member).read() if member.isreg() else None
+            member, data = mutate(member, data)
+            tout.addfile(member, io.BytesIO(data) if data is not None else None)
+
+
+def test_hostile_oci_archive_member_path_refused(busybox_image, tmp_path):
+    good = tmp_path / "good.tar"
+    save_oci_archive(busybox_image, str(good))
+
+    def escape(member, data):
+        if member.name == "index.json":
+            member.name = "../index.json"
+        return member, data
+
+    _rewrite_tar(good, tmp_path / "bad.tar", escape)
+    with pytest.raises(InvalidArgument, match="outside the archive"):
+        open_oci_archive(str(tmp_path / "bad.tar"))
+
+
+def test_oci_archive_blob_not_matching_digest_refused(busybox_image, tmp_path):
+    good = tmp_path / "good.tar"
+    save_oci_archive(busybox_image, str(good))
+    layer_hex = busybox_image.layers[0].digest.hex
+
+    def corrupt(member, data):
+        if member.name.endswith(layer_hex):
+            data = data[:-1] + bytes([data[-1] ^ 1])
+        return member, data
+
+    _rewrite_tar(good, tmp_path / "bad.tar", corrupt)
+    src = open_oci_archive(str(tmp_path / "bad.tar"))
+    with pytest.raises(DigestMismatch):
+        copy_image(src, _store(tmp_path, "s2"), ["x"])
+    with pytest.raises(InvalidArgument):
+        validate_image(src)
+
+
+def test_compressed_oci_archive_is_read(busybox_image, tmp_path):
+    import gzip
+
+    plain = tmp_path / "a.tar"
+    save_oci_archive(busybox_image, str(plain))
+    gz = tmp_path / "a.tar.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    img = open_oci_archive(str(gz), "busybox:latest", tmp_dir=str(tmp_path))
+    validate_image(img)
+    assert img.manifest_digest == busybox_image.manifest_digest
+
+
+def test_failed_write_leaves_no_archive(busybox_image, tmp_path):
+    from kiln.store.oci_layout import OCIArchiveWriter
+
+    path = tmp_path / "x.tar"
+    with pytest.raises(RuntimeError), OCIArchiveWriter(str(path)) as w:
+        copy_image(busybox_image, w, ["x"])
+        raise RuntimeError("boom")
+    assert [n for n in os.listdir(tmp_path) if n != "kiln-root"] == []
