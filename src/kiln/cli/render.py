@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -115,21 +116,80 @@ def to_json(value: Any) -> str:
     return json.dumps(value, indent=4, ensure_ascii=False)
 
 
-def go_template(template: str, row: dict[str, Any]) -> str:
-    """A minimal ``{{.Field}}`` / ``{{ .Field }}`` / ``\\t`` substitution (no logic)."""
-    import re
+def _go_value(value: Any) -> str:
+    """Values as Go's text/template prints them (``[a b]``, ``map[k:v]``, ``<no value>``)."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(_go_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_value(v)}" for k, v in sorted(value.items())) + "]"
+    return str(value)
 
-    def sub(m: re.Match) -> str:
-        key = m.group(1)
-        for k, v in row.items():
-            if k.lower() == key.lower():
-                return "" if v is None else str(v)
-        raise KeyError(key)
+
+def _lookup(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(obj, dict):
+            raise KeyError(path)
+        if part in obj:
+            obj = obj[part]
+            continue
+        match = [k for k in obj if k.lower() == part.lower()]
+        if not match:
+            raise KeyError(path)
+        obj = obj[match[0]]
+    return obj
+
+
+_FIELD = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
+
+
+def go_template(template: str, obj: dict[str, Any]) -> str:
+    """A small subset of Go templates: ``{{.Field}}``, ``{{.A.B}}``, ``{{json .X}}``, ``\\t``.
+
+    Anything else (``range``, ``if``, functions) is refused with a clear error.
+    """
+    from kiln.errors import InvalidArgument
 
     text = template.replace("\\t", "\t").replace("\\n", "\n")
     if text.startswith("table "):
         text = text[len("table ") :]
-    return re.sub(r"\{\{\s*\.([A-Za-z0-9_]+)\s*\}\}", sub, text)
+
+    def sub(m: re.Match) -> str:
+        try:
+            value = _lookup(obj, m.group(2)) if m.group(2) else obj
+        except KeyError:
+            raise InvalidArgument(
+                f'template: can\'t evaluate field {m.group(2)} in "{template}"'
+            ) from None
+        return json.dumps(value) if m.group(1) else _go_value(value)
+
+    out = _FIELD.sub(sub, text)
+    if "{{" in out:
+        raise InvalidArgument(
+            f'unsupported template "{template}": kiln understands {{{{.Field}}}}, '
+            "{{.A.B}} and {{json .X}} only; use --format json for anything else"
+        )
+    return out
+
+
+def go_template_header(template: str) -> str:
+    """The heading line for ``table {{.A}}\\t{{.B}}``: the field names in upper case."""
+    text = template.replace("\\t", "\t")
+    if text.startswith("table "):
+        text = text[len("table ") :]
+    return _FIELD.sub(lambda m: m.group(2).split(".")[-1].upper(), text)
+
+
+def templated(template: str, objs: Iterable[dict[str, Any]], noheading: bool = False) -> str:
+    """Every object through ``template``; ``table ...`` templates are aligned with a heading."""
+    lines = [go_template(template, o) for o in objs]
+    if not template.startswith("table "):
+        return "".join(line + "\n" for line in lines)
+    header = None if noheading else go_template_header(template).split("\t")
+    return table(header, [line.split("\t") for line in lines])
 
 
 # --- events ---------------------------------------------------------------------

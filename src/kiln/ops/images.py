@@ -466,12 +466,12 @@ def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> N
     by_digest = "@" in name or (name.startswith("sha256:") and not by_id)
     if len(names) > 1 and not force:
         if by_id:
-            raise Conflict(
+            raise InvalidArgument(
                 f'unable to delete image "{rec.id.removeprefix("sha256:")}" by ID with more than '
                 f"one tag ({_golist(names)}): please force removal"
             )
         if by_digest:
-            raise Conflict(
+            raise InvalidArgument(
                 f'unable to delete image "{rec.id.removeprefix("sha256:")}" by digest with more '
                 f"than one tag ({_golist(names)}): please force removal"
             )

@@ -1,0 +1,62 @@
+"""kiln history: show the history of an image."""
+
+from __future__ import annotations
+
+import click
+
+from kiln.cli.state import State, format_option, pass_state
+
+CREATED_BY_WIDTH = 45
+
+
+@click.command("history", short_help="Show history of a specified image")
+@click.argument("image")
+@click.option(
+    "-H", "--human", type=click.BOOL, default=True, show_default=True, help="Human sizes and ages"
+)
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the output")
+@click.option("-q", "--quiet", is_flag=True, help="Display the numeric IDs only")
+@format_option()
+@pass_state
+def command(state: State, image, human, no_trunc, quiet, format_):
+    """Show the layers of IMAGE and the commands that made them, newest first."""
+    from kiln.cli import render
+    from kiln.ops import images as ops
+
+    with state.context() as ctx:
+        entries = ops.history(ctx, image)
+    if format_ == "json":
+        state.echo(render.to_json([e.to_json() for e in entries]))
+        return
+    rows = []
+    for e in entries:
+        full_id = e.id if e.id != "<missing>" else "<missing>"
+        shown_id = full_id if no_trunc or full_id == "<missing>" else _short(full_id)
+        created_by = " ".join(e.created_by.split()) if not no_trunc else e.created_by
+        if not no_trunc and len(created_by) > CREATED_BY_WIDTH:
+            created_by = created_by[: CREATED_BY_WIDTH - 3] + "..."
+        rows.append(
+            {
+                "ID": shown_id,
+                "Created": render.ago(e.created) if human else e.created,
+                "CreatedSince": render.ago(e.created),
+                "CreatedAt": e.created,
+                "CreatedBy": created_by,
+                "Size": render.human_size(e.size) if human else str(e.size),
+                "Comment": e.comment,
+                "Tags": e.tags,
+            }
+        )
+    if quiet:
+        state.echo("".join(r["ID"] + "\n" for r in rows), nl=False)
+        return
+    if format_ and format_ != "table":
+        state.echo(render.templated(format_, rows), nl=False)
+        return
+    table_rows = [[r["ID"], r["Created"], r["CreatedBy"], r["Size"], r["Comment"]] for r in rows]
+    headers = ["ID", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+    state.echo(render.table(headers, table_rows), nl=False)
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]

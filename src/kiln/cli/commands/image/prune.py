@@ -1,0 +1,43 @@
+"""kiln image prune: remove unused images."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kiln.cli.state import State, pass_state
+
+_WARN_DANGLING = "WARNING! This command removes all dangling images."
+_WARN_ALL = (
+    "WARNING! This command removes all images without at least one container associated with them."
+)
+
+
+@click.command("prune", short_help="Remove unused images")
+@click.option(
+    "-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones"
+)
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="FILTER",
+    help="Only prune images matching KEY=VALUE",
+)
+@pass_state
+def command(state: State, all_, force, filters):
+    """Remove dangling images (with --all, every image no container uses), then free their space."""
+    from kiln.ops import images as ops
+
+    if not force:
+        state.echo(_WARN_ALL if all_ else _WARN_DANGLING, err=True)
+        state.echo("Are you sure you want to continue? [y/N] ", nl=False, err=True)
+        answer = sys.stdin.readline()
+        if answer.strip().lower() not in ("y", "yes"):
+            return
+    with state.context() as ctx:
+        result = ops.prune(ctx, all=all_, filters=filters)
+    if result.removed:
+        state.echo("\n".join(i.removeprefix("sha256:") for i in result.removed))

@@ -1,0 +1,43 @@
+"""kiln pull: copy an image into local storage."""
+
+from __future__ import annotations
+
+import click
+
+from kiln.cli.state import State, pass_state
+
+
+@click.command("pull", short_help="Pull an image from a registry or a file transport")
+@click.argument("source")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the progress output")
+@click.option(
+    "-a", "--all-tags", is_flag=True, help="All tagged images of the repository (registries)"
+)
+@click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]", help="Platform to pick")
+@click.option("--authfile", default=None, help="Path of the authentication file (registries)")
+@click.option("--creds", default=None, metavar="USER[:PASS]", help="Registry credentials")
+@click.option(
+    "--tls-verify", type=click.BOOL, default=None, help="Require HTTPS and verify certificates"
+)
+@click.option("--cert-dir", default=None, help="Directory of registry certificates")
+@pass_state
+def command(state: State, source, quiet, all_tags, platform, authfile, creds, tls_verify, cert_dir):
+    """Copy SOURCE into local storage and print the image ID. SOURCE is oci:DIR[:TAG],
+    oci-archive:FILE[:TAG], docker-archive:FILE[:REF], dir:DIR, or a registry
+    reference (docker://REF or just REF)."""
+    from kiln.ops import file_transfer
+
+    opts = {
+        k: v
+        for k, v in dict(
+            authfile=authfile,
+            creds=creds,
+            tls_verify=tls_verify,
+            cert_dir=cert_dir,
+            platform=platform,
+            all_tags=all_tags or None,
+        ).items()
+        if v is not None
+    }
+    with state.context(quiet=quiet) as ctx:
+        file_transfer.pull(ctx, source, **opts)

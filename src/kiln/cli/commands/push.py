@@ -1,0 +1,62 @@
+"""kiln push: copy an image from local storage to a destination."""
+
+from __future__ import annotations
+
+import click
+
+from kiln.cli.state import State, pass_state
+
+
+@click.command("push", short_help="Push an image to a specified destination")
+@click.argument("image")
+@click.argument("destination", required=False)
+@click.option(
+    "-f",
+    "--format",
+    "format_",
+    type=click.Choice(("oci", "docker", "v2s2")),
+    default=None,
+    help="Manifest type to write (default: as stored)",
+)
+@click.option("--compress", is_flag=True, help="Compress layers (dir: and oci: destinations)")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the progress output")
+@click.option("--authfile", default=None, help="Path of the authentication file (registries)")
+@click.option("--creds", default=None, metavar="USER[:PASS]", help="Registry credentials")
+@click.option(
+    "--tls-verify", type=click.BOOL, default=None, help="Require HTTPS and verify certificates"
+)
+@click.option("--cert-dir", default=None, help="Directory of registry certificates")
+@click.option("--digestfile", default=None, help="Write the manifest digest to this file")
+@pass_state
+def command(
+    state: State,
+    image,
+    destination,
+    format_,
+    compress,
+    quiet,
+    authfile,
+    creds,
+    tls_verify,
+    cert_dir,
+    digestfile,
+):
+    """Copy IMAGE to DESTINATION: oci:DIR[:TAG], oci-archive:FILE[:TAG],
+    docker-archive:FILE[:REF], dir:DIR, or docker://REF (a registry)."""
+    from kiln.ops import file_transfer
+
+    fmt = "docker" if format_ == "v2s2" else format_
+    registry = _registry_options(
+        authfile=authfile, creds=creds, tls_verify=tls_verify, cert_dir=cert_dir
+    )
+    with state.context(quiet=quiet) as ctx:
+        result = file_transfer.push(
+            ctx, image, destination, format=fmt, compress=compress, **registry
+        )
+    if digestfile:
+        with open(digestfile, "w") as f:
+            f.write(result.manifest_digest)
+
+
+def _registry_options(**opts):
+    return {k: v for k, v in opts.items() if v is not None}

@@ -1,0 +1,33 @@
+"""kiln run: run a command inside a working container."""
+
+from __future__ import annotations
+
+import click
+
+from kiln.cli.commands._container_opts import build_run_options, run_options
+from kiln.cli.state import State, exit_with, pass_state
+
+
+@click.command(
+    "run",
+    short_help="Run a command inside a working container",
+    context_settings={"allow_interspersed_args": False},
+)
+@run_options
+@click.argument("container")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED, metavar="[--] COMMAND...")
+@pass_state
+def command(state: State, container, cmd, **kw):
+    """Run COMMAND in CONTAINER; its output streams live and its exit code is kiln's."""
+    from kiln.ops import containers as ops
+
+    args = list(cmd)
+    if args and args[0] == "--":
+        args = args[1:]
+    if not args:
+        raise click.UsageError("a command to run is required after the container")
+    opts = build_run_options(args, kw)
+    with state.context(quiet=True) as ctx:
+        code = ops.run_in_container(ctx, container, args, opts)
+    if code:
+        exit_with(code)

@@ -1,0 +1,381 @@
+"""save, load and import: images to and from tar archives and directories.
+
+Crash safety: ``load`` and ``import`` run under a store lease, blobs are
+verified as they go in, and an image (with its names) is registered in one
+store transaction only after every blob is present and the image validated.
+A load killed half way leaves only unreferenced blobs and ingest files, which
+GC removes; no partial image is ever visible and the next load simply works.
+Streams (stdin) are spooled to an anonymous temporary file, which vanishes
+with the process however it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from kiln.errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from kiln.ops.context import Context
+    from kiln.store import ImageRecord
+
+SAVE_FORMATS = ("docker-archive", "oci-archive", "oci-dir", "docker-dir")
+_CHUNK = 1 << 20
+
+
+# --- save ---------------------------------------------------------------------
+
+
+@dataclass
+class SaveResult:
+    format: str
+    output: str  # path, or "-" for a stream
+    image_ids: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+
+def save(
+    ctx: Context,
+    images: Sequence[str],
+    output: str | BinaryIO,
+    format: str = "docker-archive",
+    compress: bool = False,
+) -> SaveResult:
+    """Write ``images`` (names or IDs) to ``output`` (a path, or a binary stream for archives).
+
+    ``docker-archive`` stores layers uncompressed (as ``docker save``); ``oci-archive``
+    and ``oci-dir`` keep the stored layers, so manifest digests survive; ``docker-dir``
+    (and ``oci-dir``) gzip layers only with ``compress``. Image IDs always survive.
+    """
+    from kiln.image import copy_image
+    from kiln.image import transports as tr
+
+    if format not in SAVE_FORMATS:
+        raise InvalidArgument(f'unknown format "{format}": use one of {", ".join(SAVE_FORMATS)}')
+    if not images:
+        raise InvalidArgument("at least one image name or ID is required")
+    items = store_items(ctx, images)
+    result = SaveResult(format, output if isinstance(output, str) else "-")
+    for img, names in items:
+        if img.id not in result.image_ids:
+            result.image_ids.append(img.id)
+        result.names.extend(n for n in names if n not in result.names)
+        ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]}", image=img.id)
+    compression = "gzip" if compress else None
+    if format in ("oci-dir", "docker-dir"):
+        if not isinstance(output, str):
+            raise InvalidArgument(f"--format {format} writes a directory; give it with -o DIR")
+        if format == "oci-dir":
+            tr.write_oci_layout(output, items, compression=compression, tmp_dir=ctx.tmpdir)
+        else:
+            from kiln.ops.dir_transport import DirImageDir
+
+            if len(items) != 1:
+                raise InvalidArgument("--format docker-dir holds exactly one image")
+            img, names = items[0]
+            dest = DirImageDir(output, create=True)
+            copy_image(
+                img, dest, names, image_format="docker", compression=compression, tmp_dir=ctx.tmpdir
+            )
+        return result
+    writer = tr.write_docker_archive if format == "docker-archive" else tr.write_oci_archive
+    if isinstance(output, str):
+        writer(output, items, tmp_dir=ctx.tmpdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="kiln-save-", dir=ctx.tmpdir) as d:
+            path = os.path.join(d, "archive.tar")
+            writer(path, items, tmp_dir=ctx.tmpdir)
+            with open(path, "rb") as f:
+                shutil.copyfileobj(f, output, _CHUNK)
+            output.flush()
+    return result
+
+
+def store_items(ctx: Context, images: Sequence[str]) -> list[tuple[Any, list[str]]]:
+    """(StoreImage, names to write) for each argument: a name keeps its name, an ID none."""
+    from kiln.image import open_store_image
+    from kiln.oci import Reference
+    from kiln.ops.images import _match_name
+
+    out = []
+    for arg in images:
+        img = open_store_image(ctx.store, arg)
+        name = _match_name(arg, list(img.record.names), Reference)
+        out.append((img, [name] if name else []))
+    return out
+
+
+# --- load ---------------------------------------------------------------------
+
+
+@dataclass
+class LoadedImage:
+    id: str
+    names: list[str]
+
+
+@dataclass
+class LoadResult:
+    images: list[LoadedImage] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[str]:
+        """``Loaded image: NAME`` lines, as podman prints them."""
+        out = []
+        for img in self.images:
+            out.extend(f"Loaded image: {n}" for n in img.names)
+            if not img.names:
+                out.append(f"Loaded image: {img.id}")
+        return out
+
+
+def load(ctx: Context, source: str | BinaryIO, validate: bool = True) -> LoadResult:
+    """Load every image of a docker-archive or oci-archive (path or stream) or an OCI/dir directory.
+
+    The format is detected from the content. Names come from the archive
+    (RepoTags, or ``org.opencontainers.image.ref.name`` when it is a full reference).
+    """
+    result = LoadResult()
+    with ExitStack() as stack:
+        path = stack.enter_context(_local_path(ctx, source))
+        sources = _open_sources(ctx, path, stack)
+        if not sources:
+            raise InvalidArgument(f"{_shown(source)}: the archive holds no images")
+        with ctx.store.lease() as lease:
+            for img, names in sources:
+                ctx.ev.step(
+                    f"Loading image {img.manifest.config.digest.hex[:12]}", names=list(names)
+                )
+                rec = _copy_into_store(ctx, img, names, lease, validate)
+                result.images.append(LoadedImage(rec.id, list(names)))
+    for line in result.lines:
+        ctx.ev.result(line)
+    return result
+
+
+def detect_format(path: str, tmp_dir: str | None = None) -> str:
+    """``docker-archive``, ``oci-archive``, ``oci-dir`` or ``docker-dir`` (``dir:``)."""
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "oci-layout")):
+            return "oci-dir"
+        if os.path.isfile(os.path.join(path, "manifest.json")):
+            return "docker-dir"
+        raise InvalidArgument(f"{path}: neither an OCI layout nor a dir: image directory")
+    from kiln.store.oci_layout import TarIndex
+
+    try:
+        index = TarIndex(path, tmp_dir)
+    except InvalidArgument:
+        raise
+    except Exception as exc:  # tarfile.ReadError and friends
+        raise InvalidArgument(
+            f"{path}: not a docker-archive or oci-archive tar file ({exc})"
+        ) from None
+    try:
+        if index.has("manifest.json"):
+            return "docker-archive"
+        if index.has("index.json") and index.has("oci-layout"):
+            return "oci-archive"
+    finally:
+        index.close()
+    raise InvalidArgument(
+        f"{path}: not a docker-archive (no manifest.json) or oci-archive (no index.json)"
+    )
+
+
+def _open_sources(ctx: Context, path: str, stack: ExitStack) -> list[tuple[Any, list[str]]]:
+    from kiln.image import transports as tr
+
+    kind = detect_format(path, ctx.tmpdir)
+    if kind == "docker-archive":
+        images = tr.docker_archive_images(path, ctx.tmpdir)
+    elif kind == "oci-archive":
+        images = tr.oci_archive_images(path, ctx.tmpdir)
+    elif kind == "oci-dir":
+        from kiln.image import open_image
+        from kiln.store.oci_layout import OCILayout
+
+        layout = OCILayout(path)
+        images = [
+            open_image(layout, d, None, _ref_names(d.annotations)) for d in layout.index().manifests
+        ]
+    else:
+        from kiln.ops.dir_transport import open_dir_image
+
+        images = [open_dir_image(path)]
+    for img in images:
+        close = getattr(img.blobs, "close", None)
+        if close is not None:
+            stack.callback(close)
+    return [(img, normalize_names(getattr(img, "names", ()) or ())) for img in images]
+
+
+def _ref_names(annotations: dict) -> tuple[str, ...]:
+    name = annotations.get("org.opencontainers.image.ref.name")
+    return (name,) if name else ()
+
+
+def normalize_names(names: Sequence[str]) -> list[str]:
+    """Archive names as the store keeps them; bare tags (``latest``) are not names."""
+    from kiln.oci import Reference
+
+    out = []
+    for n in names:
+        if not n or ("/" not in n and ":" not in n and "@" not in n):
+            continue
+        try:
+            ref = Reference.parse(n)
+        except InvalidArgument:
+            continue
+        if ref.digest and not ref.tag:
+            continue
+        name = str(ref.with_tag(ref.tag)) if ref.tag else str(ref)
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _copy_into_store(ctx: Context, img: Any, names: Sequence[str], lease: Any, validate: bool):
+    from kiln.image import copy_image
+
+    dest = _validating_destination(ctx.store, lease) if validate else None
+    if dest is None:
+        from kiln.image import StoreDestination
+
+        dest = StoreDestination(ctx.store, lease)
+    res = copy_image(img, dest, list(names), tmp_dir=ctx.tmpdir)
+    return res.record if res.record is not None else ctx.store.get_image(res.image_id)
+
+
+def _validating_destination(store: Any, lease: Any):
+    """The store as a destination that validates an image before registering it."""
+    import io
+
+    from kiln.image import StoreDestination, validate_image
+    from kiln.oci import Manifest
+
+    class ValidatingStoreDestination(StoreDestination):
+        def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()):
+            manifest = Manifest.parse(raw, media_type)
+            self.store.put_blob(manifest.descriptor(), io.BytesIO(raw))
+            validate_image(self.store, manifest.digest)
+            return super().put_manifest(raw, media_type, names)
+
+    return ValidatingStoreDestination(store, lease)
+
+
+@contextmanager
+def _local_path(ctx: Context, source: str | BinaryIO) -> Iterator[str]:
+    """A path to read ``source`` from; streams are spooled to an anonymous temp file."""
+    if isinstance(source, str):
+        if not os.path.exists(source):
+            raise NotFound(f"{source}: no such file or directory")
+        yield source
+        return
+    os.makedirs(ctx.tmpdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=ctx.tmpdir, prefix="kiln-load-") as spool:
+        total = 0
+        while chunk := source.read(_CHUNK):
+            spool.write(chunk)
+            total += len(chunk)
+            ctx.ev.progress("stdin", total, None, "Reading archive")
+        spool.flush()
+        if total == 0:
+            raise InvalidArgument("no archive data on standard input")
+        yield f"/proc/self/fd/{spool.fileno()}"
+
+
+def _shown(source: str | BinaryIO) -> str:
+    return source if isinstance(source, str) else "stdin"
+
+
+# --- import -------------------------------------------------------------------
+
+
+def import_image(
+    ctx: Context,
+    source: str | BinaryIO,
+    reference: str | None = None,
+    changes: Sequence[str] = (),
+    message: str = "",
+    platform: str | None = None,
+) -> ImageRecord:
+    """Make a one-layer image of a root filesystem tarball (path, URL, ``-``/stream)."""
+    from kiln.image import import_tarball
+    from kiln.oci import Platform, Reference
+    from kiln.ops.images import _localize
+
+    names = []
+    if reference:
+        ref = Reference.parse(_localize(reference))
+        if ref.digest:
+            raise InvalidArgument(f'"{reference}": an image name cannot contain a digest')
+        names.append(str(ref))
+    plat = Platform.parse(platform) if platform else None
+    with ExitStack() as stack:
+        stream, shown = _open_tarball(source, stack)
+        ctx.ev.step(f"Importing {shown}")
+        with ctx.store.lease() as lease:
+            rec = import_tarball(
+                ctx.store,
+                stream,
+                list(changes),
+                message,
+                source=shown,
+                platform=plat,
+                image_format=ctx.config.image_format,
+                names=names,
+                lease=lease,
+            )
+    ctx.ev.result(rec.id, id=rec.id, names=names)
+    return rec
+
+
+def _open_tarball(source: str | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, str]:
+    if not isinstance(source, str):
+        return source, "-"
+    if source == "-":
+        import sys
+
+        return sys.stdin.buffer, "-"
+    if source.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            resp = urllib.request.urlopen(source, timeout=60)  # noqa: S310 - user's URL
+        except (urllib.error.URLError, OSError) as exc:
+            raise NotFound(f"{source}: cannot download the tarball: {exc}") from None
+        return stack.enter_context(resp), source
+    try:
+        return stack.enter_context(open(source, "rb")), source
+    except FileNotFoundError:
+        raise NotFound(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidArgument(f"{source}: is a directory; give a tarball") from None
+
+
+# names the curated kiln.__all__ exports
+save_images = save
+load_images = load
+
+__all__ = [
+    "SAVE_FORMATS",
+    "LoadResult",
+    "LoadedImage",
+    "SaveResult",
+    "detect_format",
+    "import_image",
+    "load",
+    "load_images",
+    "normalize_names",
+    "save",
+    "save_images",
+    "store_items",
+]

@@ -1,0 +1,359 @@
+"""Working-container use cases: from, run, copy/add, config, commit, mount, umount, rm, list,
+inspect, export, diff. Thin wiring over ``kiln.container.Builder``; no printing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kiln.errors import InvalidArgument, KilnError, NotFound, Unavailable
+
+if TYPE_CHECKING:
+    from kiln.container import Builder, CopyOutcome
+    from kiln.container.config_flags import ConfigSettings
+    from kiln.ops.context import Context
+    from kiln.store import ImageRecord
+
+
+@dataclass
+class ContainerSummary:
+    """One row of ``kiln containers``."""
+
+    id: str
+    name: str
+    image_id: str  # "" for scratch
+    image_name: str
+    builder: bool  # kiln's own (False: state another tool wrote, shown with --all)
+    mount_point: str = ""
+    created: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "builder": self.builder,
+            "imageid": self.image_id.removeprefix("sha256:"),
+            "imagename": self.image_name,
+            "containername": self.name,
+        }
+
+
+def _load(ctx: Context, name: str) -> Builder:
+    from kiln.container import Builder
+
+    return Builder.load(ctx, name)
+
+
+def _puller(ctx: Context):
+    """``(ref, policy) -> image id`` through the pull use case, when kiln has one."""
+
+    def pull(ref: str, policy: str) -> str:
+        try:
+            from kiln.ops import pull as pull_ops  # type: ignore[attr-defined]
+        except ImportError:
+            raise Unavailable(
+                f"{ref}: pulling is not available in this kiln; load the image first"
+            ) from None
+        fn = getattr(pull_ops, "pull_image", None) or getattr(pull_ops, "pull", None)
+        if fn is None:
+            raise Unavailable(f"{ref}: pulling is not available in this kiln")
+        result = fn(ctx, ref, policy=policy) if policy else fn(ctx, ref)
+        for attr in ("image_id", "id"):
+            if hasattr(result, attr):
+                return str(getattr(result, attr))
+        if isinstance(result, list | tuple) and result:
+            return str(getattr(result[0], "id", result[0]))
+        return str(result)
+
+    return pull
+
+
+# -- lifecycle ----------------------------------------------------------------------------------
+
+
+def create_container(
+    ctx: Context,
+    image: str,
+    *,
+    name: str | None = None,
+    pull: str = "missing",
+    image_format: str | None = None,
+) -> Builder:
+    """``kiln from``: a new working container over ``image`` (or ``scratch``)."""
+    from kiln.container import Builder
+
+    fmt = (image_format or ctx.config.image_format or "oci").lower()
+    b = Builder.from_image(
+        ctx, image, name=name, pull_policy=pull, puller=_puller(ctx), image_format=fmt
+    )
+    ctx.ev.result(b.name, id=b.id, name=b.name)
+    return b
+
+
+def list_containers(ctx: Context, all: bool = False) -> list[ContainerSummary]:  # noqa: A002
+    """``kiln containers``: kiln's working containers (``all``: also state kiln cannot use)."""
+    from kiln.container import ContainerState
+
+    rows = []
+    for rec in ctx.store.list_containers():
+        try:
+            state = ContainerState.from_json(rec.state)
+        except KilnError:
+            if all:
+                rows.append(ContainerSummary(rec.id, rec.name, rec.image_id or "", "", False))
+            continue
+        rows.append(
+            ContainerSummary(
+                rec.id,
+                rec.name,
+                rec.image_id or "",
+                state.image_name,
+                True,
+                state.mount_point or "",
+                rec.created,
+            )
+        )
+    return rows
+
+
+def inspect_container(ctx: Context, name: str) -> dict:
+    """``kiln inspect --type container``: what the container is made of, JSON-ready."""
+    b = _load(ctx, name)
+    st = b.state
+    return {
+        "Type": f"kiln {st.to_json()['kiln_container_version']}",
+        "FromImage": st.image_name,
+        "FromImageID": (st.image_id or "").removeprefix("sha256:"),
+        "Container": b.name,
+        "ContainerID": b.id,
+        "MountPoint": st.mount_point or "",
+        "Format": st.format,
+        "Created": b.record.created,
+        "SnapshotKey": st.snapshot_key,
+        "ImageAnnotations": dict(b.config.annotations),
+        "ImageCreatedBy": st.created_by,
+        "HistoryComment": st.history_comment,
+        "PendingHistory": [h.to_json() for h in st.history],
+        "Added": [a.to_json() for a in st.added],
+        "Config": b.config.image.to_json(),
+    }
+
+
+def remove_containers(ctx: Context, names: Sequence[str], all: bool = False) -> list[str]:  # noqa: A002
+    """``kiln rm``: remove each container (``all``: every kiln container); returns their IDs.
+
+    Every name is looked up before anything is removed, so an unknown name removes nothing.
+    """
+    if all and names:
+        raise InvalidArgument("give container names or --all, not both")
+    if not all and not names:
+        raise InvalidArgument("give at least one container name (or --all)")
+    if all:
+        builders = []
+        for rec in ctx.store.list_containers():
+            with contextlib.suppress(KilnError):
+                builders.append(_load(ctx, rec.id))
+    else:
+        builders = [_load(ctx, n) for n in names]
+    removed = []
+    for b in builders:
+        b.delete()
+        removed.append(b.id)
+    return removed
+
+
+def mount_container(ctx: Context, name: str) -> str:
+    """``kiln mount``: mount the rootfs and leave it mounted; returns the merged path."""
+    return _load(ctx, name).mount()
+
+
+def unmount_container(ctx: Context, name: str) -> str:
+    """``kiln umount``: returns the container ID."""
+    b = _load(ctx, name)
+    b.unmount()
+    return b.id
+
+
+# -- run / copy / config ------------------------------------------------------------------------
+
+
+def run_in_container(ctx: Context, name: str, args: Sequence[str], opts: Any = None) -> int:
+    """``kiln run``: run ``args`` with ``opts`` (a ``RunOptions``); returns the exit code."""
+    b = _load(ctx, name)
+    return b.run(list(args), opts)
+
+
+def copy_to_container(
+    ctx: Context,
+    name: str,
+    sources: Sequence[str],
+    dest: str,
+    *,
+    add: bool = False,
+    chown: str | None = None,
+    chmod: str | None = None,
+    from_: str | None = None,
+    context_dir: str = ".",
+) -> CopyOutcome:
+    """``kiln copy``/``kiln add``: Docker COPY/ADD into the container."""
+    b = _load(ctx, name)
+    with _source_root(ctx, from_, b.id) as from_root:
+        method = b.add if add else b.copy
+        return method(
+            list(sources),
+            dest,
+            context_dir=os.path.abspath(context_dir),
+            chown=chown,
+            chmod=chmod,
+            from_root=from_root,
+            tmpdir=ctx.tmpdir,
+        )
+
+
+@contextlib.contextmanager
+def _source_root(ctx: Context, ref: str | None, own_id: str) -> Iterator[str | None]:
+    """The root a ``--from`` source is read from: another container, or an image's tree."""
+    if not ref:
+        yield None
+        return
+    from kiln.container import Builder
+
+    try:
+        other = Builder.load(ctx, ref)
+    except NotFound:
+        other = None
+    if other is not None:
+        if other.id == own_id:
+            raise InvalidArgument("--from names the container being copied into")
+        with other.mounted() as root:
+            yield root
+        return
+    from kiln.image import open_store_image, unpack_image
+    from kiln.snapshot.mount import mounted
+
+    img = open_store_image(ctx.store, ref)
+    top = unpack_image(ctx.store, ctx.snapshots, img)
+    if top is None:
+        with tempfile.TemporaryDirectory(prefix="kiln-empty-", dir=ctx.tmpdir) as empty:
+            yield empty
+        return
+    key = f"kiln-from-{secrets.token_hex(8)}"
+    spec = ctx.snapshots.view(key, top)
+    try:
+        with mounted(spec) as root:
+            yield root
+    finally:
+        with contextlib.suppress(KilnError, OSError):
+            ctx.snapshots.remove(key)
+
+
+def configure_container(ctx: Context, name: str, settings: ConfigSettings) -> Builder:
+    """``kiln config``: apply the settings and persist them."""
+    from kiln.container.config_flags import apply_settings
+
+    b = _load(ctx, name)
+    hist = apply_settings(b.config, settings)
+    if hist.created_by is not None:
+        b.state.created_by = hist.created_by
+    if hist.history_comment is not None:
+        b.state.history_comment = hist.history_comment
+    b.save()
+    return b
+
+
+# -- commit / export / diff ---------------------------------------------------------------------
+
+
+def commit_container(
+    ctx: Context,
+    name: str,
+    image: str | None = None,
+    *,
+    image_format: str | None = None,
+    squash: bool = False,
+    rm: bool = False,
+    timestamp: int | None = None,
+    compression: str = "gzip",
+    iidfile: str | None = None,
+    changes: Sequence[str] = (),
+    omit_history: bool = False,
+) -> ImageRecord:
+    """``kiln commit``: a new image from the container (dangling when ``image`` is None)."""
+    if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
+    b = _load(ctx, name)
+    ctx.ev.step(f"Committing container {b.name}")
+    record = b.commit(
+        image,
+        format=image_format,
+        timestamp=timestamp,
+        squash=squash,
+        compression=compression,
+        omit_history=omit_history,
+        changes=list(changes),
+        rm=rm,
+    )
+    if iidfile:
+        _write_atomic(iidfile, record.id)
+    ctx.ev.result(record.id, id=record.id, names=list(record.names))
+    return record
+
+
+def export_container(ctx: Context, name: str, output: str) -> str:
+    """``kiln export``: the merged filesystem as a tar at ``output`` (written atomically)."""
+    b = _load(ctx, name)
+    directory = os.path.dirname(os.path.abspath(output)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".kiln-export-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            b.export(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return output
+
+
+def diff_container(ctx: Context, name: str) -> list[Any]:
+    """``kiln diff``: A/C/D changes against the container's image."""
+    return _load(ctx, name).diff()
+
+
+def _write_atomic(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".kiln-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = [
+    "ContainerSummary",
+    "commit_container",
+    "configure_container",
+    "copy_to_container",
+    "create_container",
+    "diff_container",
+    "export_container",
+    "inspect_container",
+    "list_containers",
+    "mount_container",
+    "remove_containers",
+    "run_in_container",
+    "unmount_container",
+]

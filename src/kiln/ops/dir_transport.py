@@ -1,0 +1,113 @@
+"""The ``dir:`` transport: one image as loose files, as skopeo and podman write it.
+
+    DIR/version          "Directory Transport Version: 1.1\\n"
+    DIR/manifest.json    the manifest bytes, unchanged (so its digest survives)
+    DIR/<hex>            each blob (config, layers) named by its digest's hex
+
+Blobs are verified as they are written and as they are read; a blob appears
+under its name only when complete (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from kiln.errors import DigestMismatch, InvalidArgument, NotFound
+from kiln.oci import Descriptor, Digest, Digester, Manifest
+from kiln.oci.strict_json import MAX_MANIFEST_BYTES
+
+VERSION_FILE = "version"
+VERSION = b"Directory Transport Version: 1.1\n"
+MANIFEST_FILE = "manifest.json"
+_CHUNK = 1 << 20
+
+
+class DirImageDir:
+    """Reader and writer over one ``dir:`` directory (a BlobSource and a copy destination)."""
+
+    def __init__(self, path: str, create: bool = False):
+        self.path = path
+        if create:
+            os.makedirs(path, exist_ok=True)
+            self._write_atomic(VERSION_FILE, VERSION)
+        elif not os.path.isfile(os.path.join(path, MANIFEST_FILE)):
+            raise NotFound(f"{path}: not a dir: image (no {MANIFEST_FILE})")
+
+    def _blob_file(self, digest: Digest) -> str:
+        return os.path.join(self.path, digest.hex)
+
+    # BlobSource
+    def has_blob(self, digest: Digest) -> bool:
+        return os.path.isfile(self._blob_file(digest))
+
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        try:
+            return open(self._blob_file(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is missing from {self.path}") from None
+
+    def read_manifest(self) -> Manifest:
+        with open(os.path.join(self.path, MANIFEST_FILE), "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise InvalidArgument(f"{self.path}/{MANIFEST_FILE} is too large to be a manifest")
+        return Manifest.parse(raw)
+
+    # destination
+    def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
+        if self.has_blob(desc.digest):
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".kiln-", dir=self.path)
+        try:
+            hasher, size = Digester(desc.digest.algorithm), 0
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            got = hasher.digest()
+            if got != desc.digest or size != desc.size:
+                raise DigestMismatch(
+                    f"blob {desc.digest}: got {got} ({size} bytes), expected {desc.size} bytes",
+                    str(desc.digest),
+                    str(got),
+                )
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self._blob_file(desc.digest))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()) -> Descriptor:
+        manifest = Manifest.parse(raw, media_type)
+        for b in [manifest.config, *manifest.layers]:
+            if not self.has_blob(b.digest):
+                raise InvalidArgument(f"put the image's blobs before its manifest: {b.digest}")
+        self._write_atomic(MANIFEST_FILE, raw)
+        return manifest.descriptor()
+
+    def _write_atomic(self, name: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".kiln-", dir=self.path)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, os.path.join(self.path, name))
+
+
+def open_dir_image(path: str):
+    """The image in a ``dir:`` directory as a kiln.image SourceImage."""
+    from kiln.image import SourceImage
+
+    d = DirImageDir(path)
+    return SourceImage(d, d.read_manifest())
+
+
+__all__ = ["DirImageDir", "open_dir_image"]

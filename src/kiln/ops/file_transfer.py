@@ -1,0 +1,131 @@
+"""push and pull between the store and the file transports (oci:, oci-archive:,
+docker-archive:, dir:); ``docker://`` is handed to the registry use cases.
+
+Digests are kept: the manifest bytes are copied unchanged whenever no format
+or compression change is needed (oci:, oci-archive:, dir:); a docker-archive
+stores uncompressed layers, so only the image ID (the config digest) survives
+there, as with podman. Pulling registers the image in one transaction under a
+lease, after validating it, exactly like ``load``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kiln.errors import InvalidArgument
+from kiln.ops import transports as tp
+
+if TYPE_CHECKING:
+    from kiln.ops.context import Context
+
+
+@dataclass
+class TransferResult:
+    image_id: str
+    manifest_digest: str
+    names: list[str] = field(default_factory=list)
+    destination: str = ""
+
+
+def push(
+    ctx: Context,
+    image: str,
+    destination: str | None = None,
+    *,
+    format: str | None = None,
+    compress: bool = False,
+    **registry_options: Any,
+) -> TransferResult:
+    """Copy ``image`` from the store to ``destination`` (default: ``docker://IMAGE``).
+
+    ``format``: ``oci`` or ``docker`` to convert the manifest (default: as stored).
+    """
+    dest = tp.parse_transport(destination or image, default=tp.DOCKER)
+    if dest.transport == tp.DOCKER:
+        return tp.registry_ops().push(
+            ctx, image, dest.reference, format=format, compress=compress, **registry_options
+        )
+    if dest.transport == tp.STORE:
+        raise InvalidArgument(f'"{destination}": push needs a destination transport')
+    from kiln.image import copy_image
+    from kiln.image import transports as tr
+    from kiln.ops.archives import store_items
+
+    [(img, names)] = store_items(ctx, [image])
+    compression = "gzip" if compress else None
+    opts = {"image_format": format, "compression": compression, "tmp_dir": ctx.tmpdir}
+    ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]} to {dest}")
+    if dest.transport == tp.OCI:
+        [res] = tr.write_oci_layout(dest.path, [(img, _oci_names(dest))], **opts)
+    elif dest.transport == tp.OCI_ARCHIVE:
+        [res] = tr.write_oci_archive(dest.path, [(img, _oci_names(dest))], **opts)
+    elif dest.transport == tp.DOCKER_ARCHIVE:
+        from kiln.oci import Reference
+
+        tags = [str(Reference.parse(dest.reference))] if dest.reference else names
+        opts.pop("compression")
+        [res] = tr.write_docker_archive(dest.path, [(img, tags)], **opts)
+    else:  # dir:
+        from kiln.ops.dir_transport import DirImageDir
+
+        res = copy_image(img, DirImageDir(dest.path, create=True), [], **opts)
+    digest = str(res.manifest_digest)
+    ctx.ev.result(f"Writing manifest to image destination {dest}", digest=digest)
+    return TransferResult(img.id, digest, list(names), str(dest))
+
+
+def _oci_names(dest: tp.TransportRef) -> list[str]:
+    return [dest.reference] if dest.reference else []
+
+
+def pull(
+    ctx: Context, source: str, *, validate: bool = True, **registry_options: Any
+) -> TransferResult:
+    """Copy the image at ``source`` into the store; a bare name means ``docker://NAME``."""
+    src = tp.parse_transport(source, default=tp.DOCKER)
+    if src.transport == tp.DOCKER:
+        return tp.registry_ops().pull(ctx, src.reference, **registry_options)
+    from kiln.image import transports as tr
+    from kiln.ops.archives import _copy_into_store, normalize_names
+
+    if not os.path.exists(src.path):
+        from kiln.errors import NotFound
+
+        raise NotFound(f"{src.path}: no such file or directory")
+    with ExitStack() as stack:
+        if src.transport == tp.OCI:
+            img = tr.open_oci_layout(src.path, src.reference or None)
+            names = normalize_names(_ref_name(img, src))
+        elif src.transport == tp.OCI_ARCHIVE:
+            img = tr.open_oci_archive(src.path, src.reference or None, tmp_dir=ctx.tmpdir)
+            names = normalize_names(_ref_name(img, src))
+        elif src.transport == tp.DOCKER_ARCHIVE:
+            img = tr.open_docker_archive(src.path, src.reference or None, ctx.tmpdir)
+            names = normalize_names([src.reference] if src.reference else list(img.names))
+        else:
+            from kiln.ops.dir_transport import open_dir_image
+
+            img, names = open_dir_image(src.path), []
+        close = getattr(img.blobs, "close", None)
+        if close is not None:
+            stack.callback(close)
+        ctx.ev.step(f"Copying image {img.manifest.config.digest.hex[:12]} from {src}")
+        with ctx.store.lease() as lease:
+            rec = _copy_into_store(ctx, img, names, lease, validate)
+    ctx.ev.result(rec.id, id=rec.id, names=names)
+    return TransferResult(rec.id, rec.manifest_digest, names, str(src))
+
+
+def _ref_name(img: Any, src: tp.TransportRef) -> list[str]:
+    """An OCI ref.name that is a full reference names the image; a bare tag does not."""
+    return [n for n in getattr(img, "names", ()) if n]
+
+
+# names the curated kiln.__all__ exports
+push_image = push
+pull_image = pull
+
+__all__ = ["TransferResult", "pull", "pull_image", "push", "push_image"]
