@@ -1,0 +1,165 @@
+"""Overlay snapshots on a real kernel: whiteouts, commit, deep chains, concurrency, fallback."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+
+import pytest
+
+from kiln.archive.tar_writer import scan_overlay_upper
+from kiln.errors import DigestMismatch
+from kiln.snapshot import Snapshotter, mount
+from kiln.snapshot.mount import mounted
+
+pytestmark = pytest.mark.root
+
+
+def layer_tar(entries: list[tuple[str, bytes | None]]) -> tuple[bytes, str]:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in entries:
+            ti = tarfile.TarInfo(name)
+            if data is None:
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o644
+                tf.addfile(ti, io.BytesIO(data))
+    raw = buf.getvalue()
+    return raw, "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@pytest.fixture
+def snaps(tmp_path) -> Iterator[Snapshotter]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    s = Snapshotter(str(tmp_path / "snapshots"))
+    if s.driver != "overlay":
+        pytest.skip("overlayfs cannot be mounted here")
+    yield s
+    s.close()
+
+
+def unpack(snaps: Snapshotter, chain: str, parent: str | None, entries) -> str:
+    raw, diff_id = layer_tar(entries)
+    return snaps.unpack_layer(chain, parent, lambda: io.BytesIO(raw), diff_id)
+
+
+def test_layer_whiteouts_are_overlay_format(snaps: Snapshotter) -> None:
+    unpack(snaps, "c1", None, [("d", None), ("d/x", b"x"), ("gone", b"g")])
+    d2 = unpack(snaps, "c2", "c1", [(".wh.gone", b""), ("d", None), ("d/.wh..wh..opq", b"")])
+    st = os.lstat(os.path.join(d2, "gone"))
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert os.getxattr(os.path.join(d2, "d"), "trusted.overlay.opaque") == b"y"
+
+
+def test_changes_in_mount_show_in_upper_scan(snaps: Snapshotter) -> None:
+    unpack(
+        snaps,
+        "c1",
+        None,
+        [("etc", None), ("etc/passwd", b"root"), ("tmp", None), ("tmp/junk", b"j")],
+    )
+    spec = snaps.prepare("k", "c1")
+    with mounted(spec) as root:
+        os.unlink(os.path.join(root, "etc", "passwd"))
+        with open(os.path.join(root, "etc", "hosts"), "w") as f:
+            f.write("127.0.0.1 localhost\n")
+    entries = {(e.path.strip("/"), e.type) for e in scan_overlay_upper(snaps.upper_dir("k"))}
+    assert ("etc/passwd", "whiteout") in entries
+    assert any(p == "etc/hosts" for p, _ in entries)
+    assert not any(p.startswith("tmp") for p, _ in entries)
+    upper_inode = os.stat(os.path.join(snaps.upper_dir("k"), "etc", "hosts")).st_ino
+    d2 = snaps.commit("k", "c2", "c1")
+    assert os.stat(os.path.join(d2, "etc", "hosts")).st_ino == upper_inode
+    with mounted(snaps.view("v", "c2")) as root:
+        assert sorted(os.listdir(os.path.join(root, "etc"))) == ["hosts"]
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["lowerdir+", "mount(2)"])
+def test_120_layer_chain_mounts(snaps: Snapshotter, monkeypatch, legacy: bool) -> None:
+    monkeypatch.setattr(mount, "force_legacy", legacy)
+    parent = None
+    for i in range(120):
+        chain = f"sha256:{hashlib.sha256(str(i).encode()).hexdigest()}"
+        unpack(snaps, chain, parent, [(f"f{i:03d}", str(i).encode())])
+        parent = chain
+    spec = snaps.prepare("deep", parent)
+    assert len(spec.lowers) == 120
+    assert sum(len(x) + 1 for x in spec.lowers) > 4096  # absolute paths would not fit a page
+    with mounted(spec) as root:
+        names = sorted(os.listdir(root))
+        assert names == [f"f{i:03d}" for i in range(120)]
+        with open(os.path.join(root, "f000")) as f:
+            assert f.read() == "0"
+
+
+CHILD = """
+import hashlib, io, sys, time
+from kiln.snapshot import Snapshotter
+raw = open(sys.argv[2], "rb").read()
+diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
+class Slow(io.BytesIO):
+    def read(self, n=-1):
+        time.sleep(0.01)
+        return super().read(min(n, 65536) if n and n > 0 else 65536)
+def opener():
+    print("opened", flush=True)
+    return Slow(raw)
+s = Snapshotter(sys.argv[1], driver="overlay")
+print(s.unpack_layer("shared", None, opener, diff_id), flush=True)
+"""
+
+
+def test_two_processes_unpack_the_same_layer_once(snaps: Snapshotter, tmp_path) -> None:
+    raw, _ = layer_tar([(f"file{i}", os.urandom(50_000)) for i in range(40)])
+    tar = tmp_path / "layer.tar"
+    tar.write_bytes(raw)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, snaps.root, str(tar)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(o.count("opened") for o in outs) == 1
+    assert outs[0][-1] == outs[1][-1]
+    assert snaps.list_layers() == ["shared"]
+    assert os.listdir(os.path.join(snaps.root, "layers")) == ["1"]
+    assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+
+
+def test_diff_id_mismatch_leaves_nothing(snaps: Snapshotter) -> None:
+    raw, _ = layer_tar([("a", b"1"), (".wh.b", b"")])
+    with pytest.raises(DigestMismatch):
+        snaps.unpack_layer("c", None, lambda: io.BytesIO(raw), "sha256:" + "1" * 64)
+    assert os.listdir(os.path.join(snaps.root, "layers")) == []
+    assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+
+
+def test_copy_fallback_when_overlay_is_forced_off(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KILN_SNAPSHOT_DRIVER", "copy")
+    s = Snapshotter(str(tmp_path / "s"))
+    assert s.driver == "copy"
+    unpack(s, "c1", None, [("a", b"1"), ("b", b"2")])
+    unpack(s, "c2", "c1", [(".wh.a", b"")])
+    spec = s.prepare("k", "c2")
+    assert spec.type == "bind"
+    with mounted(spec) as root:
+        assert os.listdir(root) == ["b"]
+
+
+def test_probe_falls_back_to_copy(tmp_path, monkeypatch) -> None:
+    from kiln.snapshot import snapshotter
+
+    monkeypatch.delenv("KILN_SNAPSHOT_DRIVER", raising=False)
+    monkeypatch.setattr(snapshotter.mnt, "overlay_works", lambda _dir: False)
+    assert Snapshotter(str(tmp_path / "s")).driver == "copy"
