@@ -25,6 +25,7 @@ from .state import AddedContent, ContainerState
 PULL_POLICIES = ("always", "missing", "never", "newer")
 SCRATCH = "scratch"
 CONTAINERS_DIR = "containers"
+CACHE_MOUNTS_DIR = "cache-mounts"
 
 #: ``puller(reference, policy) -> image id``: fetches an image into the store (given by ops)
 Puller = Callable[[str, str], str]
@@ -264,8 +265,29 @@ class Builder:
         if not args:
             raise InvalidArgument("no command given to run: pass the command and its arguments")
         options = self.run_options(args, opts, **overrides)
+        options = replace(options, mounts=[self._cache_mount(m) for m in options.mounts])
         with self.mounted() as rootfs:
             return run(options, rootfs)
+
+    def _cache_mount(self, m: Any) -> Any:
+        """``type=cache`` -> a bind of a persistent directory kept per cache ``id``."""
+        if m.type != "cache":
+            return m
+        import hashlib
+
+        opts = dict(o.partition("=")[::2] for o in m.options if "=" in o)
+        if "from" in opts:
+            raise InvalidArgument("--mount type=cache,from=... is not supported by kiln run")
+        cache_id = opts.get("id") or m.destination
+        digest = hashlib.sha256(cache_id.encode()).hexdigest()[:32]
+        path = os.path.join(self.store.root, CACHE_MOUNTS_DIR, digest)
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            mode = int(opts.get("mode", "755"), 8)
+            os.chmod(path, mode)
+            os.chown(path, int(opts.get("uid", "0")), int(opts.get("gid", "0")))
+        flags = tuple(o for o in m.options if "=" not in o and o in ("ro", "rw"))
+        return replace(m, type="bind", source=path, options=(*flags, "rbind"))
 
     # -- copy / add -----------------------------------------------------------------------
 

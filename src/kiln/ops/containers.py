@@ -91,7 +91,6 @@ def create_container(
     b = Builder.from_image(
         ctx, image, name=name, pull_policy=pull, puller=_puller(ctx), image_format=fmt
     )
-    ctx.ev.result(b.name, id=b.id, name=b.name)
     return b
 
 
@@ -287,7 +286,6 @@ def commit_container(
     if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
     b = _load(ctx, name)
-    ctx.ev.step(f"Committing container {b.name}")
     record = b.commit(
         image,
         format=image_format,
@@ -300,7 +298,6 @@ def commit_container(
     )
     if iidfile:
         _write_atomic(iidfile, record.id)
-    ctx.ev.result(record.id, id=record.id, names=list(record.names))
     return record
 
 

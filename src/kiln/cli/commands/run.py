@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kiln.cli.commands._container_opts import build_run_options, run_options
-from kiln.cli.state import State, exit_with, pass_state
+from kiln.cli.state import State, pass_state
 
 
 @click.command(
@@ -30,4 +30,5 @@ def command(state: State, container, cmd, **kw):
     with state.context(quiet=True) as ctx:
         code = ops.run_in_container(ctx, container, args, opts)
     if code:
-        exit_with(code)
+        # SystemExit, not click's Exit: the command's exit code must reach the shell as is
+        raise SystemExit(code)

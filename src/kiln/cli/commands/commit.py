@@ -1,0 +1,61 @@
+"""kiln commit: create an image from a working container."""
+
+from __future__ import annotations
+
+import click
+
+from kiln.cli.state import State, pass_state
+
+
+@click.command("commit", short_help="Create an image from a working container")
+@click.argument("container")
+@click.argument("image", required=False)
+@click.option(
+    "-f",
+    "--format",
+    "format_",
+    type=click.Choice(("oci", "docker")),
+    default=None,
+    help="Image format (default: the container's, oci unless set)",
+)
+@click.option("--squash", is_flag=True, help="One layer holding the whole filesystem")
+@click.option("--rm", is_flag=True, help="Remove the working container after committing")
+@click.option(
+    "--timestamp",
+    type=int,
+    default=None,
+    metavar="EPOCH",
+    help="Set created times and every file's mtime to EPOCH (reproducible digests)",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(("gzip", "zstd", "none")),
+    default="gzip",
+    show_default=True,
+    help="Layer compression",
+)
+@click.option("-D", "--disable-compression", is_flag=True, help="Same as --compression none")
+@click.option("--iidfile", default=None, metavar="FILE", help="Write the image ID to FILE")
+@click.option(
+    "-c",
+    "--change",
+    "changes",
+    multiple=True,
+    metavar="INSTRUCTION",
+    help="Apply a Dockerfile instruction, e.g. 'CMD [\"sh\"]'",
+)
+@click.option("--omit-history", is_flag=True, help="Write no history in the image")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but the image ID")
+@pass_state
+def command(state: State, container, image, format_, squash, rm, timestamp, compression,
+            disable_compression, iidfile, changes, omit_history, quiet):  # fmt: skip
+    """Write CONTAINER's changes as a new image named IMAGE (untagged if omitted)."""
+    from kiln.ops import containers as ops
+
+    with state.context(quiet=True) as ctx:
+        record = ops.commit_container(
+            ctx, container, image, image_format=format_, squash=squash, rm=rm,
+            timestamp=timestamp, compression="none" if disable_compression else compression,
+            iidfile=iidfile, changes=list(changes), omit_history=omit_history,
+        )  # fmt: skip
+    state.echo(record.id.removeprefix("sha256:"))

@@ -1,0 +1,74 @@
+"""kiln config: edit the image configuration of a working container."""
+
+from __future__ import annotations
+
+import click
+
+from kiln.cli.state import State, pass_state
+
+
+@click.command("config", short_help="Update image configuration settings of a working container")
+@click.argument("container")
+@click.option("--cmd", default=None, help="Default command (JSON array or shell words; '' clears)")
+@click.option(
+    "--entrypoint",
+    default=None,
+    help="Entrypoint (JSON array, or shell form run by the shell; '' clears)",
+)
+@click.option("-e", "--env", multiple=True, metavar="K=V", help="Set K=V; K- removes K")
+@click.option("-l", "--label", multiple=True, metavar="K=V", help="Set a label; K- removes it")
+@click.option(
+    "-a",
+    "--annotation",
+    multiple=True,
+    metavar="K=V",
+    help="Set a manifest annotation; K- removes it",
+)
+@click.option(
+    "-p", "--port", multiple=True, metavar="PORT[/PROTO]", help="Expose a port; P- removes"
+)
+@click.option("-v", "--volume", multiple=True, metavar="PATH", help="Add a volume; PATH- removes")
+@click.option("--workingdir", default=None, metavar="DIR", help="Default working directory")
+@click.option("-u", "--user", default=None, metavar="USER[:GROUP]", help="Default user")
+@click.option("--stop-signal", default=None, metavar="SIGNAL", help="Signal to stop containers")
+@click.option(
+    "--healthcheck", default=None, metavar="CMD", help="'CMD ...', 'CMD-SHELL ...' or NONE"
+)
+@click.option("--healthcheck-interval", default=None, metavar="DURATION")
+@click.option("--healthcheck-timeout", default=None, metavar="DURATION")
+@click.option("--healthcheck-start-period", default=None, metavar="DURATION")
+@click.option("--healthcheck-start-interval", default=None, metavar="DURATION")
+@click.option("--healthcheck-retries", type=int, default=None)
+@click.option("--shell", default=None, help="Shell for shell-form commands (JSON array or words)")
+@click.option("--onbuild", multiple=True, metavar="INSTRUCTION", help="Add an ONBUILD trigger")
+@click.option("--author", default=None, help="Image author")
+@click.option("--created-by", default=None, help="History 'created by' of the next commit")
+@click.option("--comment", default=None, help="Image comment")
+@click.option("--history-comment", default=None, help="History comment of the next commit")
+@click.option("--os", "os_", default=None, help="Image operating system")
+@click.option("--arch", default=None, help="Image architecture")
+@click.option("--variant", default=None, help="Image architecture variant")
+@pass_state
+def command(state: State, container, **kw):
+    """Change the configuration CONTAINER will commit with."""
+    from kiln.container.config_flags import ConfigSettings
+    from kiln.ops import containers as ops
+
+    settings = ConfigSettings(
+        cmd=kw["cmd"], entrypoint=kw["entrypoint"], env=list(kw["env"]),
+        labels=list(kw["label"]), annotations=list(kw["annotation"]), ports=list(kw["port"]),
+        volumes=list(kw["volume"]), workingdir=kw["workingdir"], user=kw["user"],
+        stop_signal=kw["stop_signal"], healthcheck=kw["healthcheck"],
+        healthcheck_interval=kw["healthcheck_interval"],
+        healthcheck_timeout=kw["healthcheck_timeout"],
+        healthcheck_start_period=kw["healthcheck_start_period"],
+        healthcheck_start_interval=kw["healthcheck_start_interval"],
+        healthcheck_retries=kw["healthcheck_retries"], shell=kw["shell"],
+        onbuild=list(kw["onbuild"]), author=kw["author"], created_by=kw["created_by"],
+        comment=kw["comment"], history_comment=kw["history_comment"], os=kw["os_"],
+        arch=kw["arch"], variant=kw["variant"],
+    )  # fmt: skip
+    if settings.is_empty():
+        raise click.UsageError("give at least one setting to change (see kiln config --help)")
+    with state.context(quiet=True) as ctx:
+        ops.configure_container(ctx, container, settings)

@@ -1,0 +1,152 @@
+"""``kiln config`` flags (buildah config's) applied to a ``ConfigEditor``.
+
+``ConfigSettings`` holds what the user gave (strings, as typed); ``apply_settings`` parses
+and applies them in a fixed order, so the CLI and the API server behave the same.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+from kiln.errors import InvalidArgument
+
+from .config_edit import (
+    ConfigEditor,
+    expand_env,
+    parse_duration,
+    parse_exec_or_shell,
+    parse_healthcheck,
+    parse_json_or_words,
+    split_key_value,
+)
+
+
+@dataclass
+class ConfigSettings:
+    cmd: str | None = None
+    entrypoint: str | None = None
+    env: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    annotations: list[str] = field(default_factory=list)
+    ports: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    workingdir: str | None = None
+    user: str | None = None
+    stop_signal: str | None = None
+    healthcheck: str | None = None
+    healthcheck_interval: str | None = None
+    healthcheck_timeout: str | None = None
+    healthcheck_start_period: str | None = None
+    healthcheck_start_interval: str | None = None
+    healthcheck_retries: int | None = None
+    shell: str | None = None
+    onbuild: list[str] = field(default_factory=list)
+    author: str | None = None
+    created_by: str | None = None
+    comment: str | None = None
+    history_comment: str | None = None
+    os: str | None = None
+    arch: str | None = None
+    variant: str | None = None
+
+    def is_empty(self) -> bool:
+        return self == ConfigSettings()
+
+
+@dataclass
+class HistorySettings:
+    """What ``kiln config`` sets for the next commit's history entry (kept in the state)."""
+
+    created_by: str | None = None
+    history_comment: str | None = None
+
+
+def apply_settings(editor: ConfigEditor, s: ConfigSettings) -> HistorySettings:
+    """Apply ``s`` to ``editor``; returns the history fields for the container state."""
+    if s.shell is not None:
+        shell = parse_json_or_words(s.shell, "--shell")
+        if not shell:
+            raise InvalidArgument('--shell needs a command, e.g. \'["/bin/bash", "-c"]\'')
+        editor.set_shell(shell)
+    if s.author is not None:
+        editor.set_author(s.author)
+    if s.os is not None:
+        editor.set_os(s.os)
+    if s.arch is not None:
+        editor.set_architecture(s.arch)
+    if s.variant is not None:
+        editor.set_variant(s.variant)
+    if s.comment is not None:
+        editor.set_comment(s.comment)
+    for item in s.env:
+        key, value = split_key_value(item, "--env")
+        if value is None:
+            editor.unset_env(key)
+        elif "=" not in item:
+            editor.set_env(key, os.environ.get(key, ""))
+        else:
+            editor.set_env(key, expand_env(value, editor.env()))
+    for item in s.labels:
+        key, value = split_key_value(item, "--label")
+        _set_or_unset(editor.set_label, editor.unset_label, key, value)
+    for item in s.annotations:
+        key, value = split_key_value(item, "--annotation")
+        _set_or_unset(editor.set_annotation, editor.unset_annotation, key, value)
+    for port in s.ports:
+        if port.endswith("-"):
+            editor.remove_port(port[:-1])
+        else:
+            editor.add_port(port)
+    for volume in s.volumes:
+        if volume.endswith("-"):
+            editor.remove_volume(volume[:-1])
+        else:
+            editor.add_volume(volume)
+    if s.workingdir is not None:
+        editor.set_working_dir(s.workingdir)
+    if s.user is not None:
+        editor.set_user(s.user)
+    if s.stop_signal is not None:
+        editor.set_stop_signal(s.stop_signal)
+    if s.entrypoint is not None:
+        editor.set_entrypoint(parse_exec_or_shell(s.entrypoint, editor.shell()))
+    if s.cmd is not None:
+        editor.set_cmd(parse_json_or_words(s.cmd, "--cmd") if s.cmd.strip() else None)
+    for trigger in s.onbuild:
+        editor.add_onbuild(trigger)
+    _apply_healthcheck(editor, s)
+    return HistorySettings(s.created_by, s.history_comment)
+
+
+def _set_or_unset(setter, unsetter, key: str, value: str | None) -> None:
+    if value is None:
+        unsetter(key)
+    else:
+        setter(key, value)
+
+
+def _apply_healthcheck(editor: ConfigEditor, s: ConfigSettings) -> None:
+    check = editor.runtime.healthcheck
+    if s.healthcheck is not None:
+        check = parse_healthcheck(s.healthcheck, check)
+    timings = {
+        "interval": s.healthcheck_interval,
+        "timeout": s.healthcheck_timeout,
+        "start_period": s.healthcheck_start_period,
+        "start_interval": s.healthcheck_start_interval,
+    }
+    changes: dict[str, int] = {}
+    for attr, text in timings.items():
+        if text is not None:
+            changes[attr] = parse_duration(text, "--healthcheck-" + attr.replace("_", "-"))
+    if s.healthcheck_retries is not None:
+        if s.healthcheck_retries < 0:
+            raise InvalidArgument("--healthcheck-retries must not be negative")
+        changes["retries"] = s.healthcheck_retries
+    if changes:
+        if check is None:
+            raise InvalidArgument("healthcheck timings need a --healthcheck command as well")
+        check = replace(check, **changes)
+    if s.healthcheck is not None or changes:
+        editor.set_healthcheck(check)
