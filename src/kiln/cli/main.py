@@ -25,6 +25,7 @@ LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic", "tr
     "kiln",
     cls=LazyGroup,
     package="kiln.cli.commands",
+    aliases={"serve": "kiln.cli.serve:command"},
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     help="kiln: build OCI and Docker images without a daemon, and manage a local image store.",
 )

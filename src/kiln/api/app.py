@@ -1,0 +1,157 @@
+"""The ASGI application: routes, version prefixes, common headers, errors, access log."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kiln.errors import InvalidArgument, KilnError
+from kiln.ops.config import Config
+
+from .errors import error_body, kiln_error_handler
+from .routes_system import kiln_version
+from .versions import (
+    DOCKER_API_VERSION,
+    LIBPOD_API_VERSION,
+    check_docker_version,
+    is_libpod,
+    split_version,
+)
+
+access_log = logging.getLogger("kiln.api.access")
+
+
+class Activity:
+    """Requests in flight and the time the last one ended (for ``--time``)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.last = time.monotonic()
+
+    def idle_for(self) -> float:
+        return 0.0 if self.active else time.monotonic() - self.last
+
+
+class Frontdoor:
+    """Strips ``/v{version}``, checks Docker versions, adds headers, logs, counts activity."""
+
+    def __init__(self, app: ASGIApp, activity: Activity):
+        self.app = app
+        self.activity = activity
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        self.activity.active += 1
+        status = {"code": 0, "bytes": 0}
+        original_path = scope["path"]
+        version, path = split_version(original_path)
+        libpod = is_libpod(path)
+        scope = dict(scope)
+        scope["path"] = path
+        scope["raw_path"] = path.encode()
+        scope["kiln.api_version"] = version
+        scope["kiln.libpod"] = libpod
+        extra = [
+            (b"api-version", DOCKER_API_VERSION.encode()),
+            (b"docker-experimental", b"false"),
+            (b"ostype", b"linux"),
+            (b"server", f"kiln/{kiln_version()}".encode()),
+        ]
+        if libpod:
+            extra.append((b"libpod-api-version", LIBPOD_API_VERSION.encode()))
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message = dict(message)
+                message["headers"] = list(message.get("headers", [])) + [
+                    h for h in extra if h[0] not in names
+                ]
+            elif message["type"] == "http.response.body":
+                status["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            if version is not None and not libpod:
+                try:
+                    check_docker_version(version)
+                except InvalidArgument as exc:
+                    response = JSONResponse(error_body(exc), status_code=400)
+                    await response(scope, receive, send_wrapper)
+                    return
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.activity.active -= 1
+            self.activity.last = time.monotonic()
+            _log_access(scope, original_path, status, started)
+
+
+def _log_access(scope: Scope, path: str, status: dict[str, int], started: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    client = scope.get("client")
+    who = f"{client[0]}:{client[1]}" if client else "unix"
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = path + (f"?{query}" if query else "")
+    access_log.info(
+        '%s "%s %s HTTP/%s" %d %d %.3fs',
+        who,
+        scope.get("method", ""),
+        target,
+        scope.get("http_version", "1.1"),
+        status["code"],
+        status["bytes"],
+        time.monotonic() - started,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    libpod = bool(request.scope.get("kiln.libpod"))
+    if exc.status_code == 404:
+        message = "page not found"
+    elif exc.status_code == 405:
+        message = f"method {request.method} not allowed for {request.url.path}"
+    else:
+        message = exc.detail or "bad request"
+    body: dict[str, Any] = {"message": message}
+    if libpod:
+        body.update(cause=message, response=exc.status_code)
+    return JSONResponse(body, status_code=exc.status_code)
+
+
+def create_app(config: Config | None = None, activity: Activity | None = None) -> ASGIApp:
+    """The whole API as one ASGI app; ``config`` says which store to serve."""
+    from . import routes_build, routes_images, routes_libpod, routes_system, routes_transfer
+
+    routes = [
+        *routes_system.routes,
+        *routes_build.routes,
+        *routes_transfer.routes,
+        *routes_libpod.routes,
+        *routes_images.routes,  # last: it holds the catch-all /images/{name}
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            KilnError: kiln_error_handler,
+            HTTPException: _http_error,
+            Exception: kiln_error_handler,
+        },
+    )
+    app.state.config = config or Config.from_env()
+    return Frontdoor(app, activity or Activity())
+
+
+__all__ = ["Activity", "Frontdoor", "create_app"]

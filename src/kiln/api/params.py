@@ -1,0 +1,196 @@
+"""Query-string parsing with 400 answers that name the parameter and its value."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from starlette.datastructures import QueryParams
+
+from kiln.errors import InvalidArgument
+
+_TRUE = {"1", "true", "yes", "on", "t"}
+_FALSE = {"", "0", "false", "no", "off", "none", "f"}
+MAX_PARAM_JSON = 1 << 20
+
+
+def bad(name: str, value: str, why: str) -> InvalidArgument:
+    shown = value if len(value) <= 200 else value[:200] + "..."
+    return InvalidArgument(f'invalid value for query parameter "{name}": "{shown}": {why}')
+
+
+def qbool(q: QueryParams, name: str, default: bool = False) -> bool:
+    if name not in q:
+        return default
+    value = q[name].strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise bad(name, q[name], "expected a boolean (1, 0, true or false)")
+
+
+def qint(q: QueryParams, name: str, default: int | None = None) -> int | None:
+    value = q.get(name, "")
+    if value == "":
+        return default
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise bad(name, value, "expected an integer") from None
+
+
+def qstr(q: QueryParams, name: str, default: str = "") -> str:
+    return q.get(name, default)
+
+
+def qlist(q: QueryParams, name: str) -> list[str]:
+    """A parameter that may be repeated (``t=a&t=b``); empty values dropped."""
+    return [v for v in q.getlist(name) if v != ""]
+
+
+def loads(name: str, value: str) -> Any:
+    if len(value) > MAX_PARAM_JSON:
+        raise bad(name, value, "the JSON value is too large")
+
+    def no_constants(token: str) -> Any:
+        raise ValueError(f"{token} is not allowed")
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise ValueError(f"duplicate key {k!r}")
+            out[k] = v
+        return out
+
+    try:
+        return json.loads(value, parse_constant=no_constants, object_pairs_hook=unique)
+    except (ValueError, RecursionError) as exc:
+        raise bad(name, value, f"not valid JSON ({exc})") from None
+
+
+def qjson_map(q: QueryParams, name: str) -> dict[str, str]:
+    """A JSON object of strings (``buildargs``); null values become empty strings."""
+    value = q.get(name, "")
+    if value == "":
+        return {}
+    data = loads(name, value)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise bad(name, value, "expected a JSON object of strings")
+    out = {}
+    for k, v in data.items():
+        if v is None:
+            v = ""
+        if not isinstance(v, str):
+            raise bad(name, value, f"the value of {k!r} is not a string")
+        out[k] = v
+    return out
+
+
+def qjson_str_list(q: QueryParams, name: str) -> list[str]:
+    """A JSON list of strings; a bare non-JSON string is taken as a one-item list."""
+    out: list[str] = []
+    for value in q.getlist(name):
+        if value == "":
+            continue
+        if not value.lstrip().startswith("["):
+            out.append(value)
+            continue
+        data = loads(name, value)
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            raise bad(name, value, "expected a JSON list of strings")
+        out.extend(data)
+    return out
+
+
+def qlabels(q: QueryParams, name: str = "labels") -> dict[str, str]:
+    """Labels as a JSON map (Docker) or a JSON list of ``k=v`` (podman)."""
+    value = q.get(name, "")
+    if value == "":
+        return {}
+    data = loads(name, value)
+    if isinstance(data, list):
+        out = {}
+        for item in data:
+            if not isinstance(item, str):
+                raise bad(name, value, "expected a JSON list of KEY=VALUE strings")
+            k, _, v = item.partition("=")
+            out[k] = v
+        return out
+    if isinstance(data, dict):
+        return qjson_map(q, name)
+    if data is None:
+        return {}
+    raise bad(name, value, "expected a JSON object or list")
+
+
+def qfilters(q: QueryParams, name: str = "filters") -> list[str]:
+    """Docker's filters (``{"k":["v"]}`` or the older ``{"k":{"v":true}}``) as ``k=v`` strings."""
+    value = q.get(name, "")
+    if value == "":
+        return []
+    data = loads(name, value)
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise bad(name, value, "expected a JSON object mapping filter names to values")
+    out = []
+    for key, values in data.items():
+        if isinstance(values, dict):
+            items = [v for v, on in values.items() if on is True]
+            if len(items) != len(values):
+                raise bad(name, value, f"filter {key!r}: values must map to true")
+        elif isinstance(values, list):
+            items = values
+        elif isinstance(values, str):
+            items = [values]
+        else:
+            raise bad(name, value, f"filter {key!r}: expected a list of strings")
+        for item in items:
+            if not isinstance(item, str):
+                raise bad(name, value, f"filter {key!r}: expected a list of strings")
+            out.append(f"{key}={item}")
+    return out
+
+
+def decode_auth_header(value: str, header: str = "X-Registry-Auth") -> dict[str, Any]:
+    """A base64url JSON auth object (Docker's X-Registry-Auth / X-Registry-Config)."""
+    value = value.strip()
+    if not value:
+        return {}
+    padded = value + "=" * (-len(value) % 4)
+    try:
+        raw = base64.urlsafe_b64decode(padded.encode())
+    except (ValueError, TypeError):
+        try:
+            raw = base64.b64decode(padded.encode())
+        except (ValueError, TypeError):
+            raise InvalidArgument(f"header {header}: not valid base64") from None
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument(f"header {header}: not a base64-encoded JSON object") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"header {header}: not a base64-encoded JSON object")
+    return data
+
+
+__all__ = [
+    "bad",
+    "decode_auth_header",
+    "loads",
+    "qbool",
+    "qfilters",
+    "qint",
+    "qjson_map",
+    "qjson_str_list",
+    "qlabels",
+    "qlist",
+    "qstr",
+]

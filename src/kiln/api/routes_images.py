@@ -1,0 +1,146 @@
+"""Docker image routes over :mod:`kiln.ops.images`: list, inspect, history, tag, remove, prune."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kiln.errors import InvalidArgument
+
+from . import shapes
+from .errors import image_lookup
+from .params import qbool, qfilters, qstr
+from .versions import version_at_least
+from .wiring import run_op
+
+# Docker filter names -> kiln's (podman's) names
+_FILTER_ALIASES = {
+    "reference": "reference",
+    "dangling": "dangling",
+    "label": "label",
+    "before": "before",
+    "since": "since",
+}
+
+
+def image_filters(request: Request) -> list[str]:
+    out = []
+    for item in qfilters(request.query_params):
+        key, _, value = item.partition("=")
+        if key == "until":
+            raise InvalidArgument(f'filter "until" ({value!r}) is not supported by kiln yet')
+        if key not in _FILTER_ALIASES and key not in ("id", "intermediate"):
+            raise InvalidArgument(f'invalid filter "{key}"')
+        out.append(f"{_FILTER_ALIASES.get(key, key)}={value}")
+    return out
+
+
+async def list_images(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    all_ = qbool(request.query_params, "all")
+    filters = image_filters(request)
+    summaries = await run_op(request, lambda ctx: ops.list_images(ctx, all=all_, filters=filters))
+    legacy = not version_at_least(request.scope.get("kiln.api_version"), "1.44")
+    return JSONResponse([shapes.docker_summary(s, legacy=legacy) for s in summaries])
+
+
+async def inspect_image(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    with image_lookup(name):
+        data = await run_op(request, lambda ctx: ops.inspect_image(ctx, name))
+    return JSONResponse(shapes.docker_inspect(data))
+
+
+async def image_history(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    with image_lookup(name):
+        entries = await run_op(request, lambda ctx: ops.history(ctx, name))
+    return JSONResponse(shapes.docker_history(entries))
+
+
+def target_name(repo: str, tag: str) -> str:
+    if not repo:
+        raise InvalidArgument('query parameter "repo" is required: the repository to tag in')
+    if tag:
+        if "@" in repo or ":" in repo.rsplit("/", 1)[-1]:
+            raise InvalidArgument(f'repository "{repo}" already has a tag or digest; tag "{tag}"')
+        return f"{repo}:{tag}"
+    return repo
+
+
+async def tag_image(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    q = request.query_params
+    target = target_name(qstr(q, "repo"), qstr(q, "tag"))
+    with image_lookup(name):
+        await run_op(request, lambda ctx: ops.tag(ctx, name, target))
+    return Response(status_code=201)
+
+
+async def delete_image(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    q = request.query_params
+    force = qbool(q, "force")
+    qbool(q, "noprune")  # kiln never deletes parents implicitly; accepted for compatibility
+
+    def remove(ctx):
+        result = ops.remove_images(ctx, [name], force=force)
+        ops.raise_first_error(result)
+        return result
+
+    with image_lookup(name):
+        result = await run_op(request, remove)
+    return JSONResponse(shapes.delete_items(result))
+
+
+def prune_filters(request: Request) -> tuple[bool, list[str]]:
+    """Docker's prune filters -> (all, kiln filters): ``dangling=false`` means all unused."""
+    all_ = False
+    rest = []
+    for item in qfilters(request.query_params):
+        key, _, value = item.partition("=")
+        if key == "dangling":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise InvalidArgument(f'invalid filter "dangling={value}": use true or false')
+            all_ = value.lower() in ("false", "0")
+        elif key in ("label", "label!"):
+            if key == "label!":
+                raise InvalidArgument('filter "label!" is not supported by kiln yet')
+            rest.append(item)
+        elif key == "until":
+            raise InvalidArgument(f'filter "until" ({value!r}) is not supported by kiln yet')
+        else:
+            raise InvalidArgument(f'invalid filter "{key}"')
+    return all_, rest
+
+
+async def prune_images(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    all_, filters = prune_filters(request)
+    result = await run_op(request, lambda ctx: ops.prune(ctx, all=all_, filters=filters))
+    deleted = [{"Untagged": shapes.familiar(n)} for n in result.untagged]
+    deleted += [{"Deleted": shapes.with_sha(i)} for i in result.removed]
+    return JSONResponse({"ImagesDeleted": deleted, "SpaceReclaimed": result.reclaimed})
+
+
+routes = [
+    Route("/images/json", list_images, methods=["GET"]),
+    Route("/images/prune", prune_images, methods=["POST"]),
+    Route("/images/{name:path}/json", inspect_image, methods=["GET"]),
+    Route("/images/{name:path}/history", image_history, methods=["GET"]),
+    Route("/images/{name:path}/tag", tag_image, methods=["POST"]),
+    Route("/images/{name:path}", delete_image, methods=["DELETE"]),
+]
+
+__all__ = ["image_filters", "prune_filters", "routes", "target_name"]

@@ -1,0 +1,174 @@
+"""``/_ping``, ``/version``, ``/info`` (Docker) and their libpod twins."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .versions import DOCKER_API_VERSION, DOCKER_MIN_API_VERSION, LIBPOD_API_VERSION
+from .wiring import run_op
+
+PING_HEADERS = {
+    "Api-Version": DOCKER_API_VERSION,
+    "Builder-Version": "1",  # the classic builder protocol: kiln streams JSON, not BuildKit
+    "Docker-Experimental": "false",
+    "Swarm": "inactive",
+    "Cache-Control": "no-cache, no-store, must-revalidate",
+    "Pragma": "no-cache",
+    "Libpod-API-Version": LIBPOD_API_VERSION,
+    "Libpod-Buildah-Version": "1.28.0",
+}
+
+
+def kiln_version() -> str:
+    try:
+        return version("kiln")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def _arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
+        machine, machine
+    )
+
+
+async def ping(request: Request) -> Response:
+    body = "" if request.method == "HEAD" else "OK"
+    return PlainTextResponse(body, headers=PING_HEADERS)
+
+
+def version_body() -> dict[str, Any]:
+    kv = kiln_version()
+    details = {
+        "ApiVersion": DOCKER_API_VERSION,
+        "MinAPIVersion": DOCKER_MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": f"python{platform.python_version()}",
+        "Os": "linux",
+        "Arch": _arch(),
+        "KernelVersion": platform.release(),
+        "Experimental": "false",
+        "BuildTime": "",
+    }
+    return {
+        "Platform": {"Name": f"kiln {kv}"},
+        "Components": [
+            {"Name": "Engine", "Version": kv, "Details": details},
+            {"Name": "Podman Engine", "Version": LIBPOD_API_VERSION, "Details": details},
+        ],
+        "Version": kv,
+        "ApiVersion": DOCKER_API_VERSION,
+        "MinAPIVersion": DOCKER_MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": f"python{platform.python_version()}",
+        "Os": "linux",
+        "Arch": _arch(),
+        "KernelVersion": platform.release(),
+        "BuildTime": "",
+    }
+
+
+async def version_route(request: Request) -> Response:
+    body = version_body()
+    if request.scope.get("kiln.libpod"):
+        body["Version"] = LIBPOD_API_VERSION
+    return JSONResponse(body)
+
+
+def _meminfo_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+async def info(request: Request) -> Response:
+    from kiln.ops import images as images_ops
+
+    def collect(ctx) -> tuple[int, str]:
+        return len(images_ops.list_images(ctx, all=True)), ctx.store.root
+
+    count, root = await run_op(request, collect)
+    body: dict[str, Any] = {
+        "ID": "",
+        "Containers": 0,
+        "ContainersRunning": 0,
+        "ContainersPaused": 0,
+        "ContainersStopped": 0,
+        "Images": count,
+        "Driver": "overlay",
+        "DriverStatus": [],
+        "DockerRootDir": root,
+        "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": []},
+        "MemoryLimit": True,
+        "SwapLimit": True,
+        "CpuCfsPeriod": True,
+        "CpuCfsQuota": True,
+        "CPUShares": True,
+        "CPUSet": True,
+        "PidsLimit": True,
+        "OomKillDisable": False,
+        "IPv4Forwarding": True,
+        "Debug": False,
+        "NFd": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0,
+        "NGoroutines": 0,
+        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "LoggingDriver": "",
+        "CgroupDriver": "none",
+        "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
+        "NEventsListener": 0,
+        "KernelVersion": platform.release(),
+        "OperatingSystem": platform.system(),
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": platform.machine(),
+        "NCPU": os.cpu_count() or 1,
+        "MemTotal": _meminfo_total(),
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {
+            "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+            "IndexConfigs": {},
+            "Mirrors": [],
+        },
+        "GenericResources": None,
+        "HttpProxy": os.environ.get("HTTP_PROXY", ""),
+        "HttpsProxy": os.environ.get("HTTPS_PROXY", ""),
+        "NoProxy": os.environ.get("NO_PROXY", ""),
+        "Name": socket.gethostname(),
+        "Labels": [],
+        "ExperimentalBuild": False,
+        "ServerVersion": kiln_version(),
+        "Runtimes": {"runc": {"path": "runc"}},
+        "DefaultRuntime": "runc",
+        "LiveRestoreEnabled": False,
+        "Isolation": "default",
+        "InitBinary": "",
+        "SecurityOptions": [],
+        "Warnings": [],
+    }
+    return JSONResponse(body)
+
+
+routes = [
+    Route("/_ping", ping, methods=["GET", "HEAD"]),
+    Route("/libpod/_ping", ping, methods=["GET", "HEAD"]),
+    Route("/version", version_route, methods=["GET"]),
+    Route("/libpod/version", version_route, methods=["GET"]),
+    Route("/info", info, methods=["GET"]),
+]
+
+__all__ = ["PING_HEADERS", "kiln_version", "routes", "version_body"]

@@ -1,0 +1,301 @@
+"""``kiln serve``: listen on unix sockets and TCP addresses and serve the API.
+
+- ``unix:///path``: the socket is created with mode 0660 (a stale socket file
+  is replaced; its directory is created).
+- ``tcp://host:port``: loopback addresses are served as they are; any other
+  address is refused unless TLS with client certificates is configured
+  (``tlsverify`` with CA, certificate and key), as dockerd requires.
+- One uvicorn server per listener, all in one event loop; SIGINT/SIGTERM stop
+  accepting, let requests in flight finish (a second signal forces), and exit.
+- ``idle_timeout`` > 0: exit after that many seconds with no request in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import ssl
+import stat
+import sys
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import uvicorn
+
+from kiln.errors import InvalidArgument, Unavailable
+from kiln.ops.config import Config
+
+from .app import Activity, create_app
+
+log = logging.getLogger("kiln.api")
+DEFAULT_HOST = "unix:///run/kiln/kiln.sock"
+SOCKET_MODE = 0o660
+GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    verify: bool = False
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert and self.key)
+
+    @property
+    def requires_client_certs(self) -> bool:
+        return self.verify and bool(self.cacert) and self.enabled
+
+
+@dataclass(frozen=True)
+class Listener:
+    kind: str  # "unix" | "tcp"
+    address: str  # socket path, or host
+    port: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix://{self.address}"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"tcp://{host}:{self.port}"
+
+
+def parse_host(value: str) -> Listener:
+    """``unix:///path``, ``tcp://host:port`` (or a bare ``/path``) -> a Listener."""
+    if value.startswith("/"):
+        value = "unix://" + value
+    parts = urlsplit(value)
+    if parts.scheme == "unix":
+        path = parts.path or parts.netloc
+        if not path.startswith("/"):
+            raise InvalidArgument(f'--host "{value}": a unix socket needs an absolute path')
+        return Listener("unix", path)
+    if parts.scheme in ("tcp", "http"):
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise InvalidArgument(f'--host "{value}": {exc}') from None
+        if not host:
+            raise InvalidArgument(f'--host "{value}": give tcp://HOST:PORT')
+        return Listener("tcp", host, port if port is not None else 2375)
+    raise InvalidArgument(
+        f'--host "{value}": unsupported address; use unix:///path or tcp://HOST:PORT'
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(listeners: list[Listener], tls: TLSOptions) -> None:
+    """Refuse to serve beyond loopback without client-certificate TLS."""
+    if tls.verify and not tls.requires_client_certs:
+        raise InvalidArgument("--tlsverify needs --tlscacert, --tlscert and --tlskey")
+    for lst in listeners:
+        if lst.kind == "tcp" and not is_loopback(lst.address) and not tls.requires_client_certs:
+            raise InvalidArgument(
+                f"refusing to listen on {lst}: a TCP address beyond loopback gives anyone "
+                "who can reach it control of kiln; use --tlsverify with --tlscacert, "
+                "--tlscert and --tlskey to require client certificates, or listen on "
+                "127.0.0.1 or a unix socket"
+            )
+
+
+def bind_unix(path: str) -> socket.socket:
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        st = os.lstat(path)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise InvalidArgument(
+                f"{path} exists and is not a socket; remove it or pick another path"
+            )
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale
+        else:
+            raise Unavailable(f"{path}: another server is already listening there")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o117)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"cannot listen on unix://{path}: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old)
+    os.chmod(path, SOCKET_MODE)
+    sock.set_inheritable(False)
+    return sock
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InvalidArgument(f"cannot resolve {host}: {exc.strerror}") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"cannot listen on tcp://{host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :func:`serve_async`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        return None
+
+
+def _uvicorn_config(app, tls: TLSOptions | None) -> uvicorn.Config:
+    kwargs: dict = {}
+    if tls is not None and tls.enabled:
+        kwargs = dict(ssl_certfile=tls.cert, ssl_keyfile=tls.key)
+        if tls.cacert:
+            kwargs["ssl_ca_certs"] = tls.cacert
+        if tls.verify:
+            kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        ws="none",
+        server_header=False,
+        **kwargs,
+    )
+
+
+async def serve_async(
+    hosts: list[str],
+    config: Config,
+    tls: TLSOptions = TLSOptions(),
+    idle_timeout: float = 0.0,
+    ready=None,
+) -> None:
+    listeners = [parse_host(h) for h in (hosts or [DEFAULT_HOST])]
+    check_exposure(listeners, tls)
+    activity = Activity()
+    app = create_app(config, activity)
+    socks: list[tuple[Listener, socket.socket]] = []
+    try:
+        for lst in listeners:
+            if lst.kind == "unix":
+                socks.append((lst, bind_unix(lst.address)))
+            else:
+                socks.append((lst, bind_tcp(lst.address, lst.port)))
+        servers = []
+        tasks = []
+        for lst, sock in socks:
+            server = _Server(_uvicorn_config(app, tls if lst.kind == "tcp" else None))
+            servers.append(server)
+            tasks.append(asyncio.ensure_future(server.serve(sockets=[sock])))
+            log.warning("kiln API listening on %s", lst)
+        loop = asyncio.get_running_loop()
+
+        def stop(sig: int | None = None) -> None:
+            for s in servers:
+                if s.should_exit:
+                    s.force_exit = True
+                s.should_exit = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop, sig)
+        if ready is not None:
+            ready()
+        watcher = asyncio.ensure_future(_idle_watch(activity, idle_timeout, stop))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            watcher.cancel()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+    finally:
+        for lst, sock in socks:
+            sock.close()
+            if lst.kind == "unix":
+                with contextlib.suppress(OSError):
+                    os.unlink(lst.address)
+        log.warning("kiln API stopped")
+
+
+async def _idle_watch(activity: Activity, idle_timeout: float, stop) -> None:
+    if idle_timeout <= 0:
+        return
+    while True:
+        await asyncio.sleep(min(0.5, idle_timeout / 4))
+        if activity.idle_for() >= idle_timeout:
+            log.warning("no requests for %gs: exiting", idle_timeout)
+            stop()
+            return
+
+
+def setup_access_log(destination: str | None) -> None:
+    """Write the access log to stderr (``-``), a file, or nowhere (None/empty)."""
+    logger = logging.getLogger("kiln.api.access")
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    if not destination:
+        logger.setLevel(logging.CRITICAL + 1)
+        return
+    handler: logging.Handler
+    if destination == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(destination)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def serve(
+    hosts: list[str],
+    config: Config,
+    tls: TLSOptions = TLSOptions(),
+    idle_timeout: float = 0.0,
+    access_log: str | None = "-",
+) -> None:
+    """Serve until a signal (or ``idle_timeout``) stops it."""
+    setup_access_log(access_log)
+    asyncio.run(serve_async(hosts, config, tls=tls, idle_timeout=idle_timeout))
+
+
+__all__ = [
+    "DEFAULT_HOST",
+    "Listener",
+    "TLSOptions",
+    "check_exposure",
+    "is_loopback",
+    "parse_host",
+    "serve",
+    "serve_async",
+]

@@ -1,0 +1,67 @@
+"""API versions kiln speaks, and the ``/v{version}`` path prefix clients send."""
+
+from __future__ import annotations
+
+import re
+
+from kiln.errors import InvalidArgument
+
+DOCKER_API_VERSION = "1.56"  # the version of the spec kiln follows
+DOCKER_MIN_API_VERSION = "1.24"
+LIBPOD_API_VERSION = "4.3.1"  # the libpod REST API shape kiln answers in
+COMPONENT_VERSION = "kiln"
+
+_PREFIX = re.compile(r"^/v(?P<version>[0-9][0-9A-Za-z.\-+]*)(?P<rest>/.*)$")
+
+
+def _key(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = re.match(r"\d+", piece)
+        parts.append(int(digits.group()) if digits else 0)
+    return tuple(parts)
+
+
+def split_version(path: str) -> tuple[str | None, str]:
+    """``/v1.41/images/json`` -> (``1.41``, ``/images/json``); no prefix -> (None, path)."""
+    m = _PREFIX.match(path)
+    if m is None:
+        return None, path
+    return m.group("version"), m.group("rest")
+
+
+def check_docker_version(version: str) -> None:
+    """Refuse Docker API versions outside [minimum, maximum], worded as dockerd does."""
+    if not re.fullmatch(r"\d+\.\d+", version):
+        raise InvalidArgument(f"invalid API version in the path: v{version}")
+    if _key(version) < _key(DOCKER_MIN_API_VERSION):
+        raise InvalidArgument(
+            f"client version {version} is too old. "
+            f"Minimum supported API version is {DOCKER_MIN_API_VERSION}, "
+            "please upgrade your client to a newer version"
+        )
+    if _key(version) > _key(DOCKER_API_VERSION):
+        raise InvalidArgument(
+            f"client version {version} is too new. "
+            f"Maximum supported API version is {DOCKER_API_VERSION}"
+        )
+
+
+def version_at_least(version: str | None, minimum: str) -> bool:
+    """Is the request's API version ``minimum`` or newer (no version = newest)?"""
+    return version is None or _key(version) >= _key(minimum)
+
+
+def is_libpod(path: str) -> bool:
+    return path == "/libpod" or path.startswith("/libpod/")
+
+
+__all__ = [
+    "DOCKER_API_VERSION",
+    "DOCKER_MIN_API_VERSION",
+    "LIBPOD_API_VERSION",
+    "check_docker_version",
+    "is_libpod",
+    "split_version",
+    "version_at_least",
+]

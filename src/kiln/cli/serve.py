@@ -1,0 +1,60 @@
+"""``kiln serve``: the Docker Engine API and libpod-style API over a socket.
+
+kiln.cli and kiln.api are sibling front ends that never import each other
+statically; this verb only parses flags and hands them to
+``kiln.api.server.serve``, loaded by name when the verb runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from kiln.cli.state import State, pass_state
+
+
+@click.command(
+    "serve",
+    help=(
+        "Serve the Docker Engine API and libpod-style API over unix sockets and TCP. "
+        "TCP beyond loopback needs --tlsverify with client certificates."
+    ),
+)
+@click.option(
+    "-H",
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="ADDRESS",
+    help="unix:///path or tcp://HOST:PORT to listen on (repeatable; default unix:///run/kiln/kiln.sock)",
+)
+@click.option("--tlsverify", is_flag=True, help="Require client certificates signed by --tlscacert")
+@click.option("--tlscacert", metavar="FILE", help="CA certificate that signs client certificates")
+@click.option("--tlscert", metavar="FILE", help="Server certificate")
+@click.option("--tlskey", metavar="FILE", help="Server private key")
+@click.option(
+    "-t",
+    "--time",
+    "idle",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Exit after this many seconds without requests (0: never)",
+)
+@click.option(
+    "--access-log",
+    default="-",
+    show_default=True,
+    metavar="FILE",
+    help="Where to write the access log: - for stderr, a file, or '' for none",
+)
+@pass_state
+def command(state: State, hosts, tlsverify, tlscacert, tlscert, tlskey, idle, access_log) -> None:
+    from kiln.ops.config import Config
+
+    server = importlib.import_module("kiln.api.server")
+    tls = server.TLSOptions(verify=tlsverify, cacert=tlscacert, cert=tlscert, key=tlskey)
+    config = Config.from_env(root=state.root, tmpdir=state.tmpdir)
+    server.serve(list(hosts), config, tls=tls, idle_timeout=float(idle), access_log=access_log)
