@@ -50,6 +50,21 @@ def describe_transport_error(exc: BaseException, url: str) -> str:
     return f'Get "{url}": {type(exc).__name__}: {text}'
 
 
+_TLS_MARKERS = ("SSL", "CERTIFICATE", "record layer", "packet length", "TLS")
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    """A handshake failure (wrong protocol, untrusted certificate): retrying cannot help."""
+    text = str(exc)
+    return any(marker in text for marker in _TLS_MARKERS)
+
+
+class _TLSFailure(Exception):
+    def __init__(self, error: httpx.ConnectError):
+        super().__init__(str(error))
+        self.error = error
+
+
 class HostConnection:
     def __init__(
         self,
@@ -93,7 +108,12 @@ class HostConnection:
         url = f"{scheme}://{self.host}/v2/"
 
         def attempt() -> httpx.Response:
-            resp = self.http.get(url)
+            try:
+                resp = self.http.get(url)
+            except httpx.ConnectError as exc:
+                if is_tls_failure(exc):
+                    raise _TLSFailure(exc) from None  # not transient: no retries
+                raise
             if is_retryable_status(resp.status_code):
                 raise RetryableStatus(resp)
             return resp
@@ -107,7 +127,9 @@ class HostConnection:
             url = f"{scheme}://{self.host}/v2/"
             try:
                 resp = self._ping_one(scheme)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, _TLSFailure) as exc:
+                if isinstance(exc, _TLSFailure):
+                    exc = exc.error
                 first_error = first_error or describe_transport_error(exc, url)
                 log.debug("pinging %s over %s failed: %s", self.domain, scheme, type(exc).__name__)
                 continue
