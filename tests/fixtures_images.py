@@ -18,6 +18,11 @@ Fixtures:
 Helpers (plain functions): ``save_oci_archive(img, path, names)``,
 ``save_docker_archive(img, path, names)``, ``save_oci_layout(img, path, names)``,
 ``busybox_files()`` (what the rootfs holds: path -> kind).
+
+* ``podman`` (session): a :class:`Podman` callable running podman on a private
+  temporary store (vfs, runc, cgroupfs); ``podman.run_args()`` adds the
+  ``--rm --network none --ulimit ...`` a ``podman run`` needs here. Skips
+  without podman or root.
 """
 
 from __future__ import annotations
@@ -135,3 +140,54 @@ def save_docker_archive(img, path: str, names: Sequence[str] = ("busybox:latest"
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+class Podman:
+    """podman with a private store (vfs), runc, and the ulimits this machine needs."""
+
+    def __init__(self, base: str):
+        self.root = os.path.join(base, "root")
+        self.runroot = os.path.join(base, "run")
+        self.base = [
+            "podman",
+            "--root",
+            self.root,
+            "--runroot",
+            self.runroot,
+            "--storage-driver",
+            "vfs",
+            "--runtime",
+            "runc",
+            "--cgroup-manager",
+            "cgroupfs",
+        ]
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [*self.base, *args], capture_output=True, text=True, timeout=300, check=False
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    def run_args(self) -> list[str]:
+        return [
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ]
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory):
+    """A :class:`Podman` on a temporary store (never the machine's); skips without podman/root."""
+    if not have("podman") or os.geteuid() != 0:
+        pytest.skip("needs podman and root")
+    base = str(tmp_path_factory.mktemp("podman"))
+    yield Podman(base)
+    shutil.rmtree(base, ignore_errors=True)
