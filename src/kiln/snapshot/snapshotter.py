@@ -264,6 +264,9 @@ class Snapshotter:
                         shutil.rmtree(os.path.join(self.root, sub, name), ignore_errors=True)
             for name in os.listdir(os.path.join(self.root, "tmp")):
                 shutil.rmtree(os.path.join(self.root, "tmp", name), ignore_errors=True)
+            # nobody holds a chain lock while we hold the root lock exclusively
+            for name in os.listdir(os.path.join(self.root, "locks")):
+                os.unlink(os.path.join(self.root, "locks", name))
         return removed
 
     def close(self) -> None:
