@@ -17,7 +17,9 @@ Fixtures:
 
 Helpers (plain functions): ``save_oci_archive(img, path, names)``,
 ``save_docker_archive(img, path, names)``, ``save_oci_layout(img, path, names)``,
-``busybox_files()`` (what the rootfs holds: path -> kind).
+``busybox_files()`` (what the rootfs holds: path -> kind), ``child_layer()`` (a layer
+tar adding /hello.txt, changing /etc/passwd, deleting /bin/ls) and
+``make_child(store, base, format)`` (``child:1`` = base + that layer, via write_image).
 
 * ``podman`` (session): a :class:`Podman` callable running podman on a private
   temporary store (vfs, runc, cgroupfs); ``podman.run_args()`` adds the
@@ -140,6 +142,44 @@ def save_docker_archive(img, path: str, names: Sequence[str] = ("busybox:latest"
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+def child_layer() -> bytes:
+    """Adds /hello.txt, changes /etc/passwd, deletes /bin/ls (a whiteout)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (
+            ("hello.txt", b"hello\n"),
+            ("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
+            ("bin/.wh.ls", b""),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_700_000_100
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def make_child(store, base, format="oci"):
+    """``child:1``: ``base`` + ENV CHILD=1 (empty layer) + :func:`child_layer` (gzip)."""
+    from kiln.image import NewLayer, open_store_image, write_image
+    from kiln.image.import_tarball import _IngestWriter
+    from kiln.image.layers import recompress
+    from kiln.oci import History
+
+    with store.ingest("") as ing:
+        res = recompress(io.BytesIO(child_layer()), _IngestWriter(ing), "gzip")
+        ing.commit()
+    config = base.config.evolve(
+        config=base.config.config.with_env("CHILD", "1"),
+        history=(
+            *base.config.history,
+            History(created="2024-01-01T00:00:00Z", created_by="ENV CHILD=1", empty_layer=True),
+        ),
+    )
+    layer = NewLayer(res, History(created="2024-01-01T00:00:01Z", created_by="RUN change"))
+    rec = write_image(store, base, [layer], config, format)
+    store.tag("child:1", rec.id)
+    return open_store_image(store, "child:1")
 
 
 class Podman:
