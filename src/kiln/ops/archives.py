@@ -213,7 +213,15 @@ def _open_sources(ctx: Context, path: str, stack: ExitStack) -> list[tuple[Any, 
         close = getattr(img.blobs, "close", None)
         if close is not None:
             stack.callback(close)
-    return [(img, normalize_names(getattr(img, "names", ()) or ())) for img in images]
+    merged: dict[str, tuple[Any, list[str]]] = {}  # one entry per manifest, names joined
+    for img in images:
+        key = str(img.manifest.digest)
+        names = normalize_names(getattr(img, "names", ()) or ())
+        if key in merged:
+            merged[key][1].extend(n for n in names if n not in merged[key][1])
+        else:
+            merged[key] = (img, names)
+    return list(merged.values())
 
 
 def _ref_names(annotations: dict) -> tuple[str, ...]:

@@ -73,7 +73,7 @@ def push(
 
         res = copy_image(img, DirImageDir(dest.path, create=True), [], **opts)
     digest = str(res.manifest_digest)
-    ctx.ev.result(f"Writing manifest to image destination {dest}", digest=digest)
+    ctx.ev.step(f"Writing manifest to image destination {dest}", digest=digest)
     return TransferResult(img.id, digest, list(names), str(dest))
 
 
@@ -115,7 +115,7 @@ def pull(
         ctx.ev.step(f"Copying image {img.manifest.config.digest.hex[:12]} from {src}")
         with ctx.store.lease() as lease:
             rec = _copy_into_store(ctx, img, names, lease, validate)
-    ctx.ev.result(rec.id, id=rec.id, names=names)
+    ctx.ev.result(rec.id.removeprefix("sha256:"), id=rec.id, names=names)
     return TransferResult(rec.id, rec.manifest_digest, names, str(src))
 
 

@@ -13,12 +13,13 @@ they never print. Semantics and error texts follow podman where users rely on th
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kiln.errors import Conflict, InvalidArgument, NotFound
+from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
 from kiln.ops.timefmt import parse_time
 
 if TYPE_CHECKING:
@@ -545,18 +546,18 @@ def _remove_container(ctx: Context, container_id: str) -> None:
     import importlib
 
     try:
-        mod = importlib.import_module("kiln.ops.containers")
-        remover = getattr(mod, "remove_container_for_image", None)
+        containers = importlib.import_module("kiln.ops.containers")
     except ModuleNotFoundError:
-        remover = None
+        containers = None
+    remover = getattr(containers, "remove_containers", None)
     if remover is not None:
-        remover(ctx, container_id)
-        return
-    try:
-        ctx.snapshots.remove(container_id)
-    except (NotFound, FileNotFoundError, KeyError, ModuleNotFoundError):
-        pass
-    ctx.store.delete_container(container_id)
+        try:
+            remover(ctx, [container_id])
+            return
+        except KilnError:  # state another kiln wrote, or already half gone: drop the record
+            pass
+    with contextlib.suppress(NotFound):
+        ctx.store.delete_container(container_id)
 
 
 def _is_id_reference(name: str, image_id: str) -> bool:

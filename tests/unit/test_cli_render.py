@@ -1,0 +1,110 @@
+"""Podman-style sizes, ages, tables, templates and event rendering."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from kiln.cli import render
+from kiln.errors import InvalidArgument
+from kiln.ops.events import Event
+
+
+@pytest.mark.parametrize(
+    "size, text",
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1 kB"),
+        (5632, "5.63 kB"),
+        (1986560, "1.99 MB"),
+        (1998000, "2 MB"),
+        (4_261_550, "4.26 MB"),
+        (123_456_789, "123 MB"),
+        (3 * 10**9, "3 GB"),
+    ],
+)
+def test_human_size_is_si_with_three_digits(size, text):
+    assert render.human_size(size) == text
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0.2, "Less than a second"),
+        (1, "1 second"),
+        (59, "59 seconds"),
+        (61, "About a minute"),
+        (150, "2 minutes"),
+        (3600, "About an hour"),
+        (5 * 3600, "5 hours"),
+        (3 * 86400, "3 days"),
+        (20 * 86400, "2 weeks"),
+        (90 * 86400, "3 months"),
+        (800 * 86400, "2 years"),
+    ],
+)
+def test_human_duration(seconds, text):
+    assert render.human_duration(seconds) == text
+
+
+def test_ago_reads_rfc3339_with_nanoseconds():
+    assert render.ago("2024-01-01T00:00:00.123456789Z", now=1704067200 + 125) == "2 minutes ago"
+    assert render.ago("", now=0) == ""
+
+
+def test_table_matches_podman_layout():
+    text = render.table(
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        [["localhost/bb", "1", "43b9c4714f08", "Less than a second ago", "1.99 MB"]],
+    )
+    assert text == (
+        "REPOSITORY    TAG         IMAGE ID      CREATED                 SIZE\n"
+        "localhost/bb  1           43b9c4714f08  Less than a second ago  1.99 MB\n"
+    )
+
+
+def test_go_templates():
+    row = {"ID": "abc", "Repository": "r", "Labels": {"a": "1"}, "Config": {"Cmd": ["sh", "-c"]}}
+    assert render.go_template("{{.ID}} {{ .Repository }}", row) == "abc r"
+    assert render.go_template("{{.Config.Cmd}}", row) == "[sh -c]"
+    assert render.go_template("{{json .Config.Cmd}}", row) == '["sh", "-c"]'
+    assert render.go_template("{{.Labels}}", row) == "map[a:1]"
+    assert render.go_template("{{.id}}", row) == "abc"
+    assert render.templated("table {{.ID}}\\t{{.Repository}}", [row]) == (
+        "ID          REPOSITORY\nabc         r\n"
+    )
+    with pytest.raises(InvalidArgument, match="can't evaluate field Nope"):
+        render.go_template("{{.Nope}}", row)
+    with pytest.raises(InvalidArgument, match="unsupported template"):
+        render.go_template("{{range .Names}}{{.}}{{end}}", row)
+
+
+def test_event_renderer_plain_and_json():
+    out, err = io.StringIO(), io.StringIO()
+    r = render.EventRenderer("plain", out=out, err=err)
+    r.emit(Event("step", "Copying blob sha256:1"))
+    r.emit(Event("warning", "odd"))
+    r.emit(Event("progress", "layer", {"id": "l", "current": 10, "total": 10}))
+    r.emit(Event("result", "Loaded image: x"))
+    assert out.getvalue() == "Loaded image: x\n"
+    assert err.getvalue().splitlines() == [
+        "Copying blob sha256:1",
+        "WARNING: odd",
+        "layer: 10 B / 10 B done",
+    ]
+    out = io.StringIO()
+    r = render.EventRenderer("json", out=out, err=io.StringIO())
+    r.emit(Event("step", "s", {"a": 1}))
+    assert json.loads(out.getvalue()) == {"kind": "step", "message": "s", "data": {"a": 1}}
+
+
+def test_quiet_keeps_results_and_warnings():
+    out, err = io.StringIO(), io.StringIO()
+    r = render.EventRenderer("plain", out=out, err=err, quiet=True)
+    r.emit(Event("step", "noise"))
+    r.emit(Event("warning", "w"))
+    r.emit(Event("result", "Loaded image: x"))
+    assert out.getvalue() == "Loaded image: x\n" and err.getvalue() == "WARNING: w\n"

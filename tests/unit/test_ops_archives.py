@@ -1,0 +1,201 @@
+"""kiln.ops.archives and kiln.ops.file_transfer: save/load/import and file push/pull."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+
+from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.ops import archives, file_transfer
+from kiln.ops import images as ops
+from kiln.ops.config import Config
+from kiln.ops.context import Context
+from kiln.ops.events import ListSink
+
+pytest_plugins = ["fixtures_images"]
+
+
+def new_ctx(path) -> Context:
+    from kiln.store import Store
+
+    return Context(
+        store=Store.open(str(path)), events=ListSink(), config=Config(tmpdir=str(path.parent))
+    )
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    c = new_ctx(tmp_path / "a")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def other(tmp_path):
+    c = new_ctx(tmp_path / "b")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def imported(ctx, busybox_rootfs_tar):
+    return archives.import_image(
+        ctx, busybox_rootfs_tar, "bb:1", changes=['CMD ["/bin/sh"]'], message="base"
+    )
+
+
+def test_import_names_localhost_and_applies_changes(ctx, imported):
+    assert imported.names == ["localhost/bb:1"]
+    assert ctx.events.messages("result") == [imported.id]
+    cfg = ops.image_config(ctx, imported)
+    assert list(cfg.config.cmd) == ["/bin/sh"]
+    assert [h.comment for h in cfg.history] == ["base"]
+
+
+def test_import_from_a_stream_and_missing_files(ctx, busybox_rootfs_tar):
+    with open(busybox_rootfs_tar, "rb") as f:
+        rec = archives.import_image(ctx, io.BytesIO(f.read()))
+    assert rec.names == [] and ops.image_exists(ctx, rec.id)
+    with pytest.raises(NotFound):
+        archives.import_image(ctx, "/nonexistent/rootfs.tar")
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_save_load_round_trip_keeps_id_and_names(ctx, other, imported, tmp_path, fmt):
+    ops.tag(ctx, "bb:1", "quay.io/org/bb:2")
+    out = str(tmp_path / "img.tar")
+    res = archives.save(ctx, ["bb:1", "quay.io/org/bb:2"], out, format=fmt)
+    assert res.image_ids == [imported.id]
+    assert archives.detect_format(out) == fmt
+    loaded = archives.load(other, out)
+    assert [i.id for i in loaded.images] == [imported.id]
+    assert other.events.messages("result") == [
+        "Loaded image: localhost/bb:1",
+        "Loaded image: quay.io/org/bb:2",
+    ]
+    rec = other.store.resolve_image("localhost/bb:1")
+    assert rec.id == imported.id
+    assert sorted(rec.names) == ["localhost/bb:1", "quay.io/org/bb:2"]
+    if fmt == "oci-archive":  # nothing converted: the manifest digest survives
+        assert rec.manifest_digest == imported.manifest_digest
+
+
+def test_save_to_a_stream_and_load_from_a_stream(ctx, other, imported):
+    buf = io.BytesIO()
+    archives.save(ctx, [imported.id], buf, format="oci-archive")
+    buf.seek(0)
+    loaded = archives.load(other, buf)
+    assert [i.id for i in loaded.images] == [imported.id]
+    assert loaded.lines == [f"Loaded image: {imported.id}"]  # saved by ID: no name
+
+
+@pytest.mark.parametrize("fmt", ["oci-dir", "docker-dir"])
+def test_save_to_directories_and_load_them(ctx, other, imported, tmp_path, fmt):
+    out = str(tmp_path / "out")
+    archives.save(ctx, ["bb:1"], out, format=fmt, compress=True)
+    assert archives.detect_format(out) == fmt
+    loaded = archives.load(other, out)
+    assert [i.id for i in loaded.images] == [imported.id]
+
+
+def test_save_refuses_unknown_formats_and_images(ctx, imported, tmp_path):
+    with pytest.raises(InvalidArgument, match="unknown format"):
+        archives.save(ctx, ["bb:1"], str(tmp_path / "x"), format="zip")
+    with pytest.raises(NotFound, match="nothere: image not known"):
+        archives.save(ctx, ["nothere"], str(tmp_path / "x.tar"))
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_load_refuses_what_is_not_an_archive(ctx, tmp_path):
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"hello" * 1000)
+    with pytest.raises(InvalidArgument):
+        archives.load(ctx, str(junk))
+    with pytest.raises(InvalidArgument, match="no archive data"):
+        archives.load(ctx, io.BytesIO(b""))
+    with pytest.raises(NotFound):
+        archives.load(ctx, str(tmp_path / "missing.tar"))
+
+
+def _docker_archive(path, layer: bytes, diff_id: str | None = None, tag="bad:1"):
+    """A docker-archive by hand: one layer blob, a config naming ``diff_id``."""
+    diff_id = diff_id or "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
+    cfg_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": cfg_name, "RepoTags": [tag], "Layers": ["layer.tar"]}])
+    with tarfile.open(path, "w") as tar:
+        for name, data in (
+            (cfg_name, config),
+            ("layer.tar", layer),
+            ("manifest.json", manifest.encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_load_that_fails_leaves_no_image_and_the_next_load_works(ctx, tmp_path):
+    good_layer = io.BytesIO()
+    with tarfile.open(fileobj=good_layer, mode="w") as t:
+        info = tarfile.TarInfo("hello")
+        info.size = 5
+        t.addfile(info, io.BytesIO(b"hello"))
+    good = good_layer.getvalue()
+    # content that does not match its diff_id
+    bad = _docker_archive(str(tmp_path / "bad.tar"), good, diff_id="sha256:" + "0" * 64)
+    with pytest.raises(KilnError):
+        archives.load(ctx, bad)
+    assert ctx.store.list_images() == []
+    # consistent digests but not a tar at all: only validation catches it
+    garbage = _docker_archive(str(tmp_path / "garbage.tar"), b"\x01" * 4096)
+    with pytest.raises(InvalidArgument):
+        archives.load(ctx, garbage)
+    assert ctx.store.list_images() == []
+    ok = _docker_archive(str(tmp_path / "ok.tar"), good, tag="good:1")
+    loaded = archives.load(ctx, ok)
+    assert loaded.lines == ["Loaded image: docker.io/library/good:1"]
+    assert [r.names for r in ctx.store.list_images()] == [["docker.io/library/good:1"]]
+
+
+# --- push / pull over file transports ------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["oci", "oci-archive", "dir", "docker-archive"])
+def test_push_then_pull_keeps_digests(ctx, other, imported, tmp_path, kind):
+    path = str(tmp_path / ("dest.tar" if "archive" in kind else "dest"))
+    dest = f"{kind}:{path}" + (":quay.io/a/b:1" if kind == "docker-archive" else "")
+    pushed = file_transfer.push(ctx, "bb:1", dest)
+    pulled = file_transfer.pull(other, f"{kind}:{path}")
+    assert pulled.image_id == pushed.image_id == imported.id
+    if kind != "docker-archive":  # unconverted: the manifest bytes travel unchanged
+        assert pushed.manifest_digest == imported.manifest_digest
+        assert pulled.manifest_digest == imported.manifest_digest
+    else:
+        assert pulled.names == ["quay.io/a/b:1"]
+    assert other.events.messages("result") == [imported.id.removeprefix("sha256:")]
+
+
+def test_pull_names_from_full_oci_ref_names_only(ctx, other, imported, tmp_path):
+    file_transfer.push(ctx, "bb:1", f"oci:{tmp_path}/lay:v1")
+    file_transfer.push(ctx, "bb:1", f"oci:{tmp_path}/lay:quay.io/x/y:2")
+    assert file_transfer.pull(other, f"oci:{tmp_path}/lay:v1").names == []
+    assert file_transfer.pull(other, f"oci:{tmp_path}/lay:quay.io/x/y:2").names == ["quay.io/x/y:2"]
+
+
+def test_pull_errors(ctx, tmp_path):
+    with pytest.raises(NotFound):
+        file_transfer.pull(ctx, f"oci:{tmp_path}/nothing")
+    with pytest.raises(InvalidArgument):
+        file_transfer.pull(ctx, "containers-storage:busybox")

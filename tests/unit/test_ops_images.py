@@ -1,0 +1,258 @@
+"""kiln.ops.images: listing, filters, names, rmi semantics and texts, prune, exists, tree."""
+
+from __future__ import annotations
+
+import pytest
+from ops_image_factory import add_container, make_image
+
+from kiln.errors import Conflict, InvalidArgument, NotFound
+from kiln.ops import images as ops
+from kiln.ops.context import Context
+from kiln.ops.events import ListSink
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    from kiln.store import Store
+
+    store = Store.open(str(tmp_path / "root"))
+    c = Context(store=store, events=ListSink())
+    yield c
+    c.close()
+
+
+def rows(ctx, **kw):
+    return [(repo, tag) for s in ops.list_images(ctx, **kw) for repo, tag in s.repo_tags()]
+
+
+def test_list_rows_newest_first_with_full_names(ctx):
+    make_image(ctx.store, ["a"], ["busybox:1.36"])
+    make_image(ctx.store, ["b"], ["localhost/app:v1", "quay.io/x/y:2"])
+    assert rows(ctx) == [
+        ("localhost/app", "v1"),
+        ("quay.io/x/y", "2"),
+        ("docker.io/library/busybox", "1.36"),
+    ]
+    s = ops.list_images(ctx)[0]
+    assert s.short_id == s.id.removeprefix("sha256:")[:12]
+    j = s.to_json()
+    assert j["Id"] == s.id.removeprefix("sha256:") and j["Names"] == s.names
+    assert j["Size"] == s.size > 0 and j["Digest"].startswith("sha256:")
+
+
+def test_tag_moves_a_name_and_leaves_the_old_image_dangling(ctx):
+    old = make_image(ctx.store, ["a"], ["localhost/app:latest"])
+    new = make_image(ctx.store, ["b"], [])
+    assert ops.tag(ctx, new.id, "app") == new.id
+    listed = {s.id: s for s in ops.list_images(ctx)}
+    assert listed[old.id].repo_tags() == [("<none>", "<none>")]
+    assert listed[old.id].dangling
+    assert listed[new.id].names == ["localhost/app:latest"]
+    dangling = ops.list_images(ctx, filters=["dangling=true"])
+    assert [s.id for s in dangling] == [old.id]
+    assert [s.id for s in ops.list_images(ctx, filters=["dangling=false"])] == [new.id]
+
+
+def test_tag_short_names_go_to_localhost_like_podman(ctx):
+    img = make_image(ctx.store, ["a"], [])
+    ops.tag(ctx, img.id, "bb:2", "quay.io/a/b:c")
+    assert sorted(ctx.store.names_of(img.id)) == ["localhost/bb:2", "quay.io/a/b:c"]
+    with pytest.raises(InvalidArgument):
+        ops.tag(ctx, img.id, "Bad:Name")
+    with pytest.raises(NotFound, match="nothere: image not known"):
+        ops.tag(ctx, "nothere", "x")
+
+
+def test_filters_label_reference_before_since(ctx):
+    a = make_image(ctx.store, ["a"], ["busybox:latest"], labels={"tier": "base"})
+    b = make_image(ctx.store, ["b"], ["localhost/web:1"], labels={"tier": "app", "x": ""})
+    c = make_image(ctx.store, ["c"], ["quay.io/org/web:2"])
+    ids = lambda **kw: [s.id for s in ops.list_images(ctx, **kw)]  # noqa: E731
+    assert ids(filters=["label=tier"]) == [b.id, a.id]
+    assert ids(filters=["label=tier=base"]) == [a.id]
+    assert ids(filters=["reference=busybox"]) == [a.id]
+    assert ids(filters=["reference=*web*"]) == [c.id, b.id]
+    assert ids(filters=["reference=web:1"]) == [b.id]
+    assert ids(references=["quay.io/org/*"]) == [c.id]
+    assert ids(filters=[f"before={c.id}"]) == [b.id, a.id]
+    assert ids(filters=[f"since={a.id}"]) == [c.id, b.id]
+    assert ids(filters=["since=busybox", "label=tier"]) == [b.id]
+    assert ids(filters=[f"id={b.id.removeprefix('sha256:')[:8]}"]) == [b.id]
+    with pytest.raises(InvalidArgument, match='invalid image filter "colour=red"'):
+        ops.list_images(ctx, filters=["colour=red"])
+    with pytest.raises(InvalidArgument):
+        ops.list_images(ctx, filters=["dangling=maybe"])
+
+
+def test_intermediate_images_are_hidden_without_all(ctx):
+    parent = make_image(ctx.store, ["a"], [])
+    child = make_image(ctx.store, ["a", "b"], ["app:1"])
+    assert [s.id for s in ops.list_images(ctx)] == [child.id]
+    everything = {s.id: s for s in ops.list_images(ctx, all=True)}
+    assert set(everything) == {parent.id, child.id}
+    assert everything[parent.id].intermediate and not everything[parent.id].dangling
+    assert everything[child.id].parent_id == parent.id
+
+
+def test_exists(ctx):
+    img = make_image(ctx.store, ["a"], ["x:1"])
+    assert ops.image_exists(ctx, "x:1")
+    assert ops.image_exists(ctx, img.id.removeprefix("sha256:")[:12])
+    assert not ops.image_exists(ctx, "x:2")
+
+
+def test_untag_named_and_all(ctx):
+    img = make_image(ctx.store, ["a"], ["a:1", "a:2", "b:1"])
+    assert ops.untag(ctx, "a:1", "a:1", "a:2") == [
+        "docker.io/library/a:1",
+        "docker.io/library/a:2",
+    ]
+    assert ctx.store.names_of(img.id) == ["docker.io/library/b:1"]
+    with pytest.raises(NotFound, match="tag not known"):
+        ops.untag(ctx, img.id, "zzz:9")
+    assert ops.untag(ctx, img.id) == ["docker.io/library/b:1"]
+    assert ctx.store.names_of(img.id) == []
+    assert ops.image_exists(ctx, img.id)
+
+
+# --- rmi ------------------------------------------------------------------------
+
+
+def test_rmi_of_one_name_of_several_only_untags(ctx):
+    img = make_image(ctx.store, ["a"], ["a:1", "a:2"])
+    res = ops.remove_images(ctx, ["a:1"])
+    assert res.untagged == ["docker.io/library/a:1"] and res.deleted == [] and not res.errors
+    assert ops.image_exists(ctx, img.id)
+    res = ops.remove_images(ctx, ["a:2"])
+    assert res.untagged == ["docker.io/library/a:2"] and res.deleted == [img.id]
+    assert not ops.image_exists(ctx, img.id)
+
+
+def test_rmi_by_id_with_several_names_needs_force(ctx):
+    img = make_image(ctx.store, ["a"], ["a:1", "a:2"])
+    hexid = img.id.removeprefix("sha256:")
+    res = ops.remove_images(ctx, [hexid[:12]])
+    assert res.deleted == []
+    [err] = res.errors
+    assert isinstance(err, InvalidArgument)
+    assert str(err) == (
+        f'unable to delete image "{hexid}" by ID with more than one tag '
+        "([docker.io/library/a:1 docker.io/library/a:2]): please force removal"
+    )
+    res = ops.remove_images(ctx, [hexid[:12]], force=True)
+    assert res.deleted == [img.id]
+    assert sorted(res.untagged) == ["docker.io/library/a:1", "docker.io/library/a:2"]
+
+
+def test_rmi_unknown_image_reports_podman_text_and_others_still_go(ctx):
+    img = make_image(ctx.store, ["a"], ["a:1"])
+    res = ops.remove_images(ctx, ["nothere", "a:1"])
+    assert [str(e) for e in res.errors] == ["nothere: image not known"]
+    assert isinstance(res.errors[0], NotFound)
+    assert res.deleted == [img.id]
+    assert ops.remove_images(ctx, ["nothere"], ignore=True).errors == []
+    with pytest.raises(InvalidArgument, match="image name or ID must be specified"):
+        ops.remove_images(ctx, [])
+    with pytest.raises(InvalidArgument):
+        ops.remove_images(ctx, ["x"], all=True)
+
+
+def test_rmi_refuses_an_image_a_container_uses_unless_forced(ctx):
+    img = make_image(ctx.store, ["a"], ["a:1"])
+    cid = add_container(ctx.store, img.id)
+    res = ops.remove_images(ctx, ["a:1"])
+    [err] = res.errors
+    assert isinstance(err, Conflict)
+    assert str(err) == (
+        f"image used by {cid}: image is in use by a container: "
+        "consider listing external containers and force-removing image"
+    )
+    assert ops.image_exists(ctx, "a:1")
+    res = ops.remove_images(ctx, ["a:1"], force=True)
+    assert res.deleted == [img.id] and res.removed_containers == [cid]
+    assert ctx.store.list_containers() == []
+
+
+def test_rmi_never_deletes_a_parent_of_child_images(ctx):
+    parent = make_image(ctx.store, ["a"], ["base:1"])
+    child = make_image(ctx.store, ["a", "b"], ["app:1"])
+    for force in (False, True):
+        res = ops.remove_images(ctx, [parent.id], force=force)
+        [err] = res.errors
+        assert isinstance(err, Conflict) and "has dependent child images" in str(err)
+        assert ops.image_exists(ctx, parent.id)
+    # by its last name: untagged only, the data stays for the child (podman's output)
+    res = ops.remove_images(ctx, ["base:1"])
+    assert res.untagged == ["docker.io/library/base:1"] and res.deleted == []
+    assert ops.image_exists(ctx, parent.id) and ops.image_exists(ctx, child.id)
+    assert [s.id for s in ops.list_images(ctx)] == [child.id]
+
+
+def test_rmi_all_removes_children_before_parents(ctx):
+    make_image(ctx.store, ["a"], ["base:1"])
+    make_image(ctx.store, ["a", "b"], ["app:1"])
+    make_image(ctx.store, ["a", "b", "c"], [])
+    res = ops.remove_images(ctx, all=True)
+    assert len(res.deleted) == 3 and not res.errors
+    assert ctx.store.list_images() == []
+
+
+def test_rmi_all_keeps_container_images_without_force(ctx):
+    keep = make_image(ctx.store, ["a"], ["a:1"])
+    make_image(ctx.store, ["b"], ["b:1"])
+    add_container(ctx.store, keep.id)
+    res = ops.remove_images(ctx, all=True)
+    assert len(res.deleted) == 1 and len(res.errors) == 1
+    assert [r.id for r in ctx.store.list_images()] == [keep.id]
+
+
+# --- prune ----------------------------------------------------------------------
+
+
+def test_prune_removes_dangling_only_then_all_unused(ctx):
+    named = make_image(ctx.store, ["a"], ["a:1"])
+    dangling = make_image(ctx.store, ["b"], [])
+    used = make_image(ctx.store, ["c"], [])
+    add_container(ctx.store, used.id)
+    res = ops.prune(ctx)
+    assert res.removed == [dangling.id]
+    assert res.reclaimed == dangling.size > 0
+    assert {r.id for r in ctx.store.list_images()} == {named.id, used.id}
+    res = ops.prune(ctx, all=True)
+    assert res.removed == [named.id]
+    assert [r.id for r in ctx.store.list_images()] == [used.id]
+
+
+def test_prune_takes_intermediate_chains_once_their_children_go(ctx):
+    make_image(ctx.store, ["a"], [])
+    make_image(ctx.store, ["a", "b"], [])
+    keep = make_image(ctx.store, ["x"], ["keep:1"])
+    res = ops.prune(ctx)
+    assert len(res.removed) == 2
+    assert [r.id for r in ctx.store.list_images()] == [keep.id]
+
+
+def test_prune_with_label_filter(ctx):
+    a = make_image(ctx.store, ["a"], [], labels={"stage": "tmp"})
+    b = make_image(ctx.store, ["b"], [])
+    assert ops.prune(ctx, filters=["label=stage=tmp"]).removed == [a.id]
+    assert [r.id for r in ctx.store.list_images()] == [b.id]
+
+
+# --- history, inspect, tree -----------------------------------------------------
+
+
+def test_history_inspect_tree(ctx):
+    img = make_image(ctx.store, ["a", "b"], ["app:1"])
+    hist = ops.history(ctx, "app:1")
+    assert [h.created_by for h in hist] == ["ADD b", "ADD a"]
+    assert hist[0].id == img.id and hist[1].id == "<missing>"
+    assert all(h.size > 0 for h in hist)
+    assert hist[0].to_json()["CreatedBy"] == "ADD b"
+    obj = ops.inspect_image(ctx, "app:1")
+    assert obj["Id"] == img.id.removeprefix("sha256:")
+    assert obj["RepoTags"] == ["docker.io/library/app:1"]
+    text = ops.tree(ctx, "app:1")
+    assert img.id.removeprefix("sha256:")[:12] in text
+    with pytest.raises(NotFound):
+        ops.inspect_image(ctx, "nope")

@@ -1,0 +1,78 @@
+"""Transport strings and the events model."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from kiln.errors import InvalidArgument, Unavailable
+from kiln.ops import transports as tp
+from kiln.ops.events import CallbackSink, Emitter, Event, ListSink, NullSink
+
+
+@pytest.mark.parametrize(
+    "text, transport, path, ref",
+    [
+        ("oci:/tmp/lay", "oci", "/tmp/lay", ""),
+        ("oci:/tmp/lay:v1", "oci", "/tmp/lay", "v1"),
+        ("oci-archive:out.tar:latest", "oci-archive", "out.tar", "latest"),
+        ("docker-archive:/a/b.tar", "docker-archive", "/a/b.tar", ""),
+        ("docker-archive:b.tar:quay.io/x/y:2", "docker-archive", "b.tar", "quay.io/x/y:2"),
+        ("dir:/some/where:odd", "dir", "/some/where:odd", ""),
+        ("docker://busybox:1", "docker", "", "busybox:1"),
+        ("busybox", "store", "", "busybox"),
+        ("localhost:5000/x:1", "store", "", "localhost:5000/x:1"),
+    ],
+)
+def test_parse(text, transport, path, ref):
+    parsed = tp.parse_transport(text)
+    assert (parsed.transport, parsed.path, parsed.reference) == (transport, path, ref)
+    assert str(parsed) == text
+
+
+def test_bare_name_can_default_to_a_registry():
+    assert tp.parse_transport("busybox", default=tp.DOCKER).transport == tp.DOCKER
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("containers-storage:busybox", "podman save"),
+        ("docker-daemon:busybox:latest", "docker save"),
+        ("oci:", "path is missing"),
+        ("docker://", "missing"),
+        ("docker-archive:x.tar:Not Valid", "reference"),
+        ("docker:busybox", "docker://"),
+        ("", "required"),
+    ],
+)
+def test_refused_with_a_clear_message(text, words):
+    with pytest.raises(InvalidArgument, match=words):
+        tp.parse_transport(text)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("kiln.ops.registry") is not None,
+    reason="the registry use cases exist",
+)
+def test_registry_ops_missing_is_unavailable_not_a_crash():
+    with pytest.raises(Unavailable, match="not available yet"):
+        tp.registry_ops()
+
+
+def test_sinks():
+    got = []
+    sinks = [NullSink(), ListSink(), CallbackSink(got.append)]
+    for sink in sinks:
+        ev = Emitter(sink)
+        ev.step("Copying blob", id="sha256:x")
+        ev.progress("sha256:x", 5, 10)
+        ev.warning("careful")
+        ev.result("Loaded image: a", id="sha256:y")
+    listed = sinks[1]
+    assert [e.kind for e in listed.events] == ["step", "progress", "warning", "result"]
+    assert listed.messages("result") == ["Loaded image: a"]
+    assert listed.of_kind("progress")[0].data == {"id": "sha256:x", "current": 5, "total": 10}
+    assert got == listed.events
+    assert Event("output", "hi").to_json() == {"kind": "output", "message": "hi"}
