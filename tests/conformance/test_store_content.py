@@ -226,3 +226,16 @@ def test_delete_blob(store: Store) -> None:
     assert not store.has_blob(digest)
     with pytest.raises(NotFound):
         store.delete_blob(digest)
+
+
+def test_existing_blob_is_not_read_again(store: Store) -> None:
+    data = b"already here"
+    d = desc_of(data)
+    store.put_blob(d, io.BytesIO(data))
+
+    class Unreadable(io.BytesIO):
+        def read(self, *args):  # type: ignore[no-untyped-def]
+            raise AssertionError("an existing blob must not be re-read")
+
+    store.put_blob(d, Unreadable())
+    assert store.open_blob(d.digest).read() == data

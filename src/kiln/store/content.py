@@ -50,7 +50,13 @@ class ContentMixin:
         return Ingest(self, ref, expected)  # type: ignore[arg-type]
 
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
-        """Copy ``stream`` in 1 MiB chunks, verifying digest and size; mismatch keeps nothing."""
+        """Copy ``stream`` in 1 MiB chunks, verifying digest and size; mismatch keeps nothing.
+
+        A blob the store already has (same digest and size) is not read again:
+        it only joins the thread's leases and restarts its GC grace period.
+        """
+        if self._reuse_blob(desc):
+            return
         with self.ingest("", desc) as ing:
             while True:
                 chunk = stream.read(CHUNK)
@@ -83,6 +89,31 @@ class ContentMixin:
                 except InvalidArgument:
                     continue
 
+    def _reuse_blob(self, desc: Descriptor) -> bool:
+        final = self.blob_path(desc.digest)
+        gc_lock = os.path.join(self.root, paths.GC_LOCK)
+        with file_lock(gc_lock, exclusive=False):
+            try:
+                if os.stat(final).st_size != desc.size:
+                    return False
+            except FileNotFoundError:
+                return False
+            self._join_leases(desc.digest)
+            os.utime(final)
+        return True
+
+    def _join_leases(self, digest: Digest) -> None:
+        lease_ids = self._lease_ids()  # type: ignore[attr-defined]
+        if not lease_ids:
+            return
+        with self.db.transaction() as conn:
+            for lease_id in lease_ids:
+                conn.execute(
+                    "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) "
+                    "VALUES (?, 'blob', ?)",
+                    (lease_id, str(digest)),
+                )
+
     def _publish_blob(self, temp_path: str, digest: Digest) -> None:
         """Rename a verified temp file into place, joining the thread's leases atomically.
 
@@ -92,13 +123,8 @@ class ContentMixin:
         """
         final = self.blob_path(digest)
         gc_lock = os.path.join(self.root, paths.GC_LOCK)
-        with file_lock(gc_lock, exclusive=False), self.db.transaction() as conn:
-            for lease_id in self._lease_ids():  # type: ignore[attr-defined]
-                conn.execute(
-                    "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) "
-                    "VALUES (?, 'blob', ?)",
-                    (lease_id, str(digest)),
-                )
+        with file_lock(gc_lock, exclusive=False), self.db.transaction():
+            self._join_leases(digest)
             directory = os.path.dirname(final)
             os.makedirs(directory, exist_ok=True)
             if os.path.exists(final):
