@@ -18,12 +18,29 @@ from kiln.cli.lazy import LazyGroup
 from kiln.cli.state import State
 
 EXIT_ERROR = 125  # podman's exit code for its own errors
+
+
+class RootGroup(LazyGroup):
+    """The ``kiln`` group; in standalone mode every outcome becomes an exit code and at
+    most one ``Error:`` line (this is also what click's CliRunner sees)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        code = guarded(
+            lambda: super(RootGroup, self).main(argv, prog_name, complete_var, False, **extra), argv
+        )
+        sys.exit(code)
+
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic", "trace")
 
 
 @click.group(
     "kiln",
-    cls=LazyGroup,
+    cls=RootGroup,
     package="kiln.cli.commands",
     aliases={"serve": "kiln.cli.serve:command"},
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -73,25 +90,32 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("KILN_DEBUG", "") not in ("", "0")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The console script. Returns (and exits with) the process exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    code = run(args)
-    sys.exit(code)
+def main(argv: list[str] | None = None) -> None:
+    """The console script: exits with the process exit code."""
+    cli.main(args=argv, prog_name="kiln")
 
 
 def run(args: list[str], prog_name: str = "kiln") -> int:
-    """Run one invocation and map every outcome to an exit code (no SystemExit)."""
+    """Run one invocation in this process and return its exit code (no SystemExit)."""
+    return guarded(lambda: cli.main(args, prog_name, None, False), list(args))
+
+
+def guarded(invoke, args: list[str]) -> int:
+    """Call ``invoke`` and map every outcome to an exit code, printing at most one error line."""
     from kiln.errors import KilnError
 
     try:
-        cli.main(args=args, prog_name=prog_name, standalone_mode=False)
-        return 0
+        rv = invoke()  # click returns Exit's code in non-standalone mode
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
         _error("interrupted")
         return 130
+    except _NO_ARGS_IS_HELP as exc:
+        click.echo(exc.ctx.get_help())
+        _error(f"missing command '{exc.ctx.command_path} COMMAND'")
+        return EXIT_ERROR
     except click.ClickException as exc:  # usage errors, bad options
         _error(exc.format_message())
         return EXIT_ERROR

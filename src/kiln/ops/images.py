@@ -205,7 +205,7 @@ def _parse_filters(ctx: Context, filters: Iterable[str]) -> dict[str, list]:
         key = key.strip().lower()
         if not sep or key not in _FILTER_KEYS:
             raise InvalidArgument(
-                f'invalid image filter "{item}": use KEY=VALUE with KEY one of '
+                f'unsupported image filter "{key}": use KEY=VALUE with KEY one of '
                 + ", ".join(_FILTER_KEYS)
             )
         if key in ("dangling", "intermediate"):

@@ -69,9 +69,11 @@ def _inspect_one(ctx, name: str, type_: str) -> dict:
             raise NotFound(f"no such container {name}")
     try:
         return images.inspect_image(ctx, name)
-    except NotFound:
+    except NotFound as exc:
+        if type_ == "image":
+            raise NotFound(f"inspecting object: {exc}") from None
         if type_ == "all":
-            raise NotFound(f"no such object: {name!r}") from None
+            raise NotFound(f'inspecting object: no such object: "{name}"') from None
         raise
 
 
