@@ -1,3 +1,268 @@
-"""placeholder"""
+"""``POST /build`` (Docker) and ``POST /libpod/build`` over ``kiln.ops.build.build``.
 
-routes: list = []
+The query string becomes a ``BuildOptions``; the body (a tar, maybe compressed)
+is spooled to disk and extracted safely into a temporary directory that is
+removed when the build ends, however it ends. Output streams as
+``{"stream": ...}`` objects; the result as ``{"aux": {"ID": ...}}`` plus
+Docker's "Successfully built/tagged" lines (podman: the tags and the bare ID).
+A client that disconnects cancels the build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kiln.errors import InvalidArgument
+from kiln.ops.events import OUTPUT, Event
+
+from . import shapes
+from .params import bad, loads, qbool, qint, qjson_map, qjson_str_list, qlabels, qlist, qstr
+from .registry_auth import build_registry_auth
+from .render import stream_message
+from .streaming import Handoff, StreamedOp
+from .uploads import check_tar_content_type, extracted_context, spool_body
+from .wiring import config_of, context_for, ops_module
+
+_NETWORKS = {
+    "": "host",
+    "default": "host",
+    "host": "host",
+    "bridge": "private",
+    "private": "private",
+    "none": "none",
+    "slirp4netns": "private",
+}
+_PULL = {
+    "missing": "missing",
+    "ifmissing": "missing",
+    "always": "always",
+    "true": "always",
+    "never": "never",
+    "false": "missing",
+    "newer": "newer",
+    "ifnewer": "newer",
+}
+_ISOLATION = {
+    "": "oci",
+    "0": "oci",
+    "default": "oci",
+    "1": "oci",
+    "oci": "oci",
+    "2": "chroot",
+    "chroot": "chroot",
+    "3": "oci",
+    "rootless": "oci",
+    "4": "oci",
+}
+_FORMATS = {
+    "application/vnd.oci.image.manifest.v1+json": "oci",
+    "oci": "oci",
+    "application/vnd.docker.distribution.manifest.v2+json": "docker",
+    "docker": "docker",
+}
+
+
+def _choice(q: QueryParams, name: str, table: dict[str, str], default: str) -> str:
+    if name not in q:
+        return default
+    value = q[name]
+    try:
+        return table[value.strip().lower()]
+    except KeyError:
+        choices = ", ".join(sorted({k for k in table if k and not k.isdigit()}))
+        raise bad(name, value, f"expected one of {choices}") from None
+
+
+def _extra_hosts(q: QueryParams) -> list[str]:
+    out: list[str] = []
+    for value in q.getlist("extrahosts"):
+        if value.lstrip().startswith("["):
+            out.extend(qjson_str_list(QueryParams([("extrahosts", value)]), "extrahosts"))
+        else:
+            out.extend(h for h in value.split(",") if h)
+    return out
+
+
+def _outputs(q: QueryParams) -> list[str]:
+    value = q.get("outputs", "")
+    if not value:
+        return []
+    if not value.lstrip().startswith("["):
+        return [value]
+    data = loads("outputs", value)
+    if not isinstance(data, list):
+        raise bad("outputs", value, "expected a JSON list of {Type, Attrs} objects")
+    for item in data:
+        kind = item.get("Type") if isinstance(item, dict) else None
+        if kind not in ("moby", "image"):
+            raise bad("outputs", value, "only the image store (Type moby) is supported")
+    return []  # the image goes to kiln's store, which is what "moby" means
+
+
+def _pull_policy(q: QueryParams, libpod: bool) -> str:
+    if libpod and "pullpolicy" in q:
+        return _choice(q, "pullpolicy", _PULL, "missing")
+    if "pull" in q:
+        value = q["pull"].strip().lower()
+        if value in ("", "0", "false"):
+            return "missing"
+        if value in ("1", "true", "always"):
+            return "always"
+        return _choice(q, "pull", _PULL, "missing")
+    return "missing"
+
+
+def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
+    """Every build query parameter -> BuildOptions fields (400 on a bad value)."""
+    dockerfiles = qjson_str_list(q, "dockerfile")
+    if not libpod and not dockerfiles and "remote" not in q:
+        dockerfiles = ["Dockerfile"]
+    memory = qint(q, "memory")
+    memswap = qint(q, "memswap")
+    shm = qint(q, "shmsize")
+    if shm is not None and shm <= 0:
+        raise bad("shmsize", q["shmsize"], "must be greater than 0")
+    for name, value in (("memory", memory), ("cpushares", qint(q, "cpushares"))):
+        if value is not None and value < 0:
+            raise bad(name, q[name], "must not be negative")
+    qjson_str_list(q, "cachefrom")  # validated; kiln's cache is local
+    opts: dict[str, Any] = {
+        "dockerfiles": dockerfiles,
+        "tags": qlist(q, "t"),
+        "build_args": qjson_map(q, "buildargs"),
+        "labels": qlabels(q, "labels"),
+        "target": qstr(q, "target") or None,
+        "quiet": qbool(q, "q"),
+        "no_cache": qbool(q, "nocache"),
+        "pull": _pull_policy(q, libpod),
+        "rm": qbool(q, "rm", True),
+        "force_rm": qbool(q, "forcerm", True),
+        "memory": memory or None,
+        "memory_swap": memswap or None,
+        "cpu_shares": qint(q, "cpushares") or None,
+        "cpu_period": qint(q, "cpuperiod") or None,
+        "cpu_quota": qint(q, "cpuquota") or None,
+        "cpuset_cpus": qstr(q, "cpusetcpus"),
+        "shm_size": shm,
+        "squash": qbool(q, "squash"),
+        "network": _choice(q, "networkmode", _NETWORKS, "host"),
+        "platform": qstr(q, "platform") or None,
+        "add_hosts": _extra_hosts(q),
+        "outputs": _outputs(q),
+    }
+    if libpod:
+        if "annotations" in q:
+            opts["annotations"] = qlabels(q, "annotations")
+        opts["layers"] = qbool(q, "layers", True)
+        jobs = qint(q, "jobs")
+        if jobs is not None:
+            if jobs < 1:
+                raise bad("jobs", q["jobs"], "must be at least 1")
+            opts["jobs"] = jobs
+        opts["isolation"] = _choice(q, "isolation", _ISOLATION, "oci")
+        opts["image_format"] = _choice(q, "outputformat", _FORMATS, "oci")
+        ts = qint(q, "timestamp")
+        if ts is not None:
+            opts["timestamp"] = ts
+    else:
+        opts["image_format"] = "docker"
+        if q.get("version", "1") not in ("1", ""):
+            raise bad("version", q["version"], "kiln speaks the classic builder protocol (1)")
+    remote = qstr(q, "remote")
+    if remote:
+        if not remote.startswith(("http://", "https://")):
+            raise bad(
+                "remote", remote, "kiln builds from an http(s) URL of a tar; git is not supported"
+            )
+        opts["context"] = remote
+    return opts
+
+
+def _options_class(mod: Any) -> Any:
+    cls = getattr(mod, "BuildOptions", None)
+    if cls is None:
+        from kiln.build.options import BuildOptions as cls  # noqa: N813
+    return cls
+
+
+async def build(request: Request) -> Response:
+    libpod = bool(request.scope.get("kiln.libpod"))
+    q = request.query_params
+    opts = build_options(q, libpod)
+    mod = ops_module("build")
+    options_cls = _options_class(mod)
+    known = {f.name for f in dataclasses.fields(options_cls)}
+    config = config_of(request)
+    remote = "context" in opts
+    if not remote:
+        check_tar_content_type(request)
+    body = None if remote else await spool_body(request, config.scratch_dir())
+    registry_auth = build_registry_auth(request)
+    quiet = opts["quiet"]
+
+    def work(h: Handoff):
+        try:
+            with context_for(config, h) as ctx:
+                if body is None:
+                    return _run(mod, ctx, options_cls, known, opts, h, registry_auth)
+                with extracted_context(body, config.scratch_dir()) as directory:
+                    return _run(
+                        mod,
+                        ctx,
+                        options_cls,
+                        known,
+                        {**opts, "context": directory},
+                        h,
+                        registry_auth,
+                    )
+        finally:
+            if body is not None:
+                body.close()
+
+    def render(event: Event) -> list[dict]:
+        if event.kind == OUTPUT and not quiet:
+            return [{"stream": event.message}] if event.message else []
+        return stream_message(event, quiet=quiet)
+
+    def done(result: Any) -> list[dict]:
+        image_id = shapes.with_sha(result.image_id)
+        names = list(getattr(result, "names", []) or opts["tags"])
+        if libpod:
+            out = [] if quiet else [{"stream": f"Successfully tagged {n}\n"} for n in names]
+            return [*out, {"aux": {"ID": image_id}}, {"stream": shapes.bare(image_id) + "\n"}]
+        if quiet:
+            return [{"aux": {"ID": image_id}}, {"stream": image_id + "\n"}]
+        out = [
+            {"aux": {"ID": image_id}},
+            {"stream": f"Successfully built {shapes.bare(image_id)[:12]}\n"},
+        ]
+        out += [{"stream": f"Successfully tagged {shapes.familiar(n)}\n"} for n in names]
+        return out
+
+    return StreamedOp(work, render, done, libpod=libpod)
+
+
+def _run(mod, ctx, options_cls, known, opts, h: Handoff, registry_auth):
+    fields = {k: v for k, v in opts.items() if k in known}
+    fields["cancel"] = h.cancel
+    fields["tmpdir"] = ctx.tmpdir
+    if registry_auth and "registry_auth" in known:
+        fields["registry_auth"] = registry_auth
+    missing = sorted(set(opts) - known - {"quiet"})
+    if missing:
+        raise InvalidArgument(f"this kiln's build does not support: {', '.join(missing)}")
+    return mod.build(ctx, options_cls(**fields))
+
+
+routes = [
+    Route("/build", build, methods=["POST"]),
+    Route("/libpod/build", build, methods=["POST"]),
+]
+
+__all__ = ["build_options", "routes"]

@@ -1,3 +1,341 @@
-"""placeholder"""
+"""libpod-style image routes (``/libpod/images/...``) in the shapes podman 4.3's bindings decode."""
 
-routes: list = []
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kiln.errors import Conflict, InvalidArgument, NotFound
+
+from . import shapes
+from .errors import image_lookup
+from .params import qbool, qfilters, qlist, qstr
+from .registry_auth import push_pull_options
+from .routes_images import target_name
+from .routes_transfer import _require_images, save_response, search
+from .streaming import Handoff, StreamedOp
+from .uploads import spool_body
+from .wiring import config_of, context_for, ops_function, run_op
+
+_ARCHIVE_FORMATS = {
+    "docker-archive": "docker-archive",
+    "oci-archive": "oci-archive",
+    "": "docker-archive",
+}
+
+
+async def list_images(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    all_ = qbool(request.query_params, "all")
+    filters = qfilters(request.query_params)
+    summaries = await run_op(request, lambda ctx: ops.list_images(ctx, all=all_, filters=filters))
+    return JSONResponse([shapes.libpod_summary(s) for s in summaries])
+
+
+async def inspect_image(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    with image_lookup(name):
+        data = await run_op(request, lambda ctx: ops.inspect_image(ctx, name))
+    return JSONResponse(data)
+
+
+async def image_exists(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    if await run_op(request, lambda ctx: ops.image_exists(ctx, name)):
+        return Response(status_code=204)
+    raise NotFound(f"{name}: image not known")
+
+
+async def image_history(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    with image_lookup(name):
+        entries = await run_op(request, lambda ctx: ops.history(ctx, name))
+    return JSONResponse(shapes.libpod_history(entries))
+
+
+async def image_tree(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    what = qbool(request.query_params, "whatrequires")
+    with image_lookup(name):
+        text = await run_op(request, lambda ctx: ops.tree(ctx, name, what_requires=what))
+    return JSONResponse({"Tree": text})
+
+
+async def image_changes(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    parent = qstr(request.query_params, "parent") or None
+    kinds = {"C": 0, "A": 1, "D": 2}
+    with image_lookup(name):
+        changes = await run_op(request, lambda ctx: ops.diff(ctx, name, parent))
+    return JSONResponse([{"Path": path, "Kind": kinds.get(kind, 0)} for kind, path in changes])
+
+
+async def tag_image(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    q = request.query_params
+    target = target_name(qstr(q, "repo"), qstr(q, "tag"))
+    with image_lookup(name):
+        await run_op(request, lambda ctx: ops.tag(ctx, name, target))
+    return Response(status_code=201)
+
+
+async def untag_image(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    name = request.path_params["name"]
+    q = request.query_params
+    targets = [target_name(qstr(q, "repo"), qstr(q, "tag"))] if q.get("repo") else []
+    with image_lookup(name):
+        await run_op(request, lambda ctx: ops.untag(ctx, name, *targets))
+    return Response(status_code=201)
+
+
+def _remove_report(result: Any) -> tuple[dict[str, Any], int]:
+    errors = [str(e) for e in result.errors]
+    code = 0
+    if result.errors:
+        first = result.errors[0]
+        code = 1 if isinstance(first, NotFound) else 2 if isinstance(first, Conflict) else 125
+    report = {
+        "Deleted": [shapes.bare(i) for i in result.deleted] or None,
+        "Untagged": list(result.untagged) or None,
+        "Errors": errors or None,
+        "ExitCode": code,
+    }
+    return report, code
+
+
+async def remove_images(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    q = request.query_params
+    names = [n for v in qlist(q, "images") for n in v.split(",") if n]
+    if "name" in request.path_params:
+        names = [request.path_params["name"]]
+    force, all_, ignore = qbool(q, "force"), qbool(q, "all"), qbool(q, "ignore")
+    result = await run_op(
+        request, lambda ctx: ops.remove_images(ctx, names, force=force, all=all_, ignore=ignore)
+    )
+    report, _code = _remove_report(result)
+    if "name" in request.path_params and result.errors:
+        raise result.errors[0]
+    return JSONResponse(report)
+
+
+async def prune_images(request: Request) -> Response:
+    from kiln.ops import images as ops
+
+    q = request.query_params
+    all_ = qbool(q, "all")
+    filters = []
+    for item in qfilters(q):
+        key, _, value = item.partition("=")
+        if key == "dangling" and value.lower() in ("false", "0"):
+            all_ = True
+        elif key != "dangling":
+            filters.append(item)
+    result = await run_op(request, lambda ctx: ops.prune(ctx, all=all_, filters=filters))
+    sizes = [{"Id": shapes.bare(i), "Size": 0} for i in result.removed]
+    if sizes:
+        sizes[0]["Size"] = result.reclaimed
+    return JSONResponse(sizes)
+
+
+async def pull_image(request: Request) -> Response:
+    pull = ops_function("file_transfer", "pull")
+    q = request.query_params
+    reference = qstr(q, "reference")
+    if not reference:
+        raise InvalidArgument('query parameter "reference" is required: the image to pull')
+    tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
+    options = push_pull_options(request, tls)
+    quiet = qbool(q, "quiet")
+    config = config_of(request)
+    transports = ("docker://", "oci:", "oci-archive:", "docker-archive:", "dir:")
+    source = reference if reference.startswith(transports) else f"docker://{reference}"
+
+    def work(h: Handoff):
+        with context_for(config, h) as ctx:
+            return pull(ctx, source, **options)
+
+    def event(e) -> list[dict]:
+        if quiet or not e.message or e.kind == "result":
+            return []
+        return [{"stream": e.message + "\n"}]
+
+    def done(r: Any) -> list[dict]:
+        image_id = shapes.bare(r.image_id)
+        return [{"images": [image_id], "id": image_id}]
+
+    def error(exc: BaseException) -> list[dict]:
+        from .errors import error_body
+
+        return [{"error": error_body(exc, True)["message"]}]
+
+    return StreamedOp(work, event, done, error, libpod=True)
+
+
+async def push_image(request: Request) -> Response:
+    push = ops_function("file_transfer", "push")
+    name = request.path_params["name"]
+    q = request.query_params
+    destination = qstr(q, "destination") or name
+    if "://" not in destination and not destination.startswith(
+        ("oci:", "oci-archive:", "docker-archive:", "dir:")
+    ):
+        destination = f"docker://{destination}"
+    tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
+    options = push_pull_options(request, tls)
+    fmt = qstr(q, "format") or None
+    config = config_of(request)
+    await _require_images(request, [name])
+
+    def work(h: Handoff):
+        with context_for(config, h) as ctx:
+            return push(ctx, name, destination, format=fmt, **options)
+
+    def event(e) -> list[dict]:
+        return [{"stream": e.message + "\n"}] if e.message and e.kind != "result" else []
+
+    def error(exc: BaseException) -> list[dict]:
+        from .errors import error_body
+
+        return [{"error": error_body(exc, True)["message"]}]
+
+    return StreamedOp(work, event, lambda r: [{"manifestdigest": r.digest}], error, libpod=True)
+
+
+def _archive_format(request: Request) -> str:
+    value = qstr(request.query_params, "format")
+    if value not in _ARCHIVE_FORMATS:
+        raise InvalidArgument(
+            f'invalid value for query parameter "format": "{value}": '
+            "kiln serves docker-archive or oci-archive"
+        )
+    return _ARCHIVE_FORMATS[value]
+
+
+async def get_image(request: Request) -> Response:
+    name = request.path_params["name"]
+    fmt = _archive_format(request)
+    await _require_images(request, [name])
+    return save_response(request, [name], fmt)
+
+
+async def export_images(request: Request) -> Response:
+    names = [n for v in qlist(request.query_params, "references") for n in v.split(",") if n]
+    if not names:
+        raise InvalidArgument('query parameter "references" is required: the images to export')
+    fmt = _archive_format(request)
+    await _require_images(request, names)
+    return save_response(request, names, fmt)
+
+
+async def load_images(request: Request) -> Response:
+    load = ops_function("archives", "load")
+    config = config_of(request)
+    body = await spool_body(request, config.scratch_dir())
+
+    def run(ctx):
+        try:
+            return load(ctx, body)
+        finally:
+            body.close()
+
+    result = await run_op(request, run)
+    names = [n for img in result.images for n in img.names]
+    names += [shapes.with_sha(img.id) for img in result.images if not img.names]
+    return JSONResponse({"Names": names})
+
+
+async def import_image(request: Request) -> Response:
+    import_ = ops_function("archives", "import_image")
+    q = request.query_params
+    config = config_of(request)
+    url = qstr(q, "url")
+    body = None if url else await spool_body(request, config.scratch_dir())
+    reference = qstr(q, "reference") or None
+    changes = qlist(q, "changes")
+    message = qstr(q, "message")
+
+    def run(ctx):
+        try:
+            return import_(ctx, url or body, reference, changes, message, None)
+        finally:
+            if body is not None:
+                body.close()
+
+    record = await run_op(request, run)
+    return JSONResponse({"Id": shapes.bare(record.id)})
+
+
+async def search_images(request: Request) -> Response:
+    items = await search(request, libpod=True)
+    return JSONResponse(
+        [
+            {
+                "Index": i["name"].split("/", 1)[0] if "/" in i["name"] else "docker.io",
+                "Name": i["name"],
+                "Description": i["description"],
+                "Stars": i["star_count"],
+                "Official": "[OK]" if i["is_official"] else "",
+                "Automated": "",
+                "Tag": "",
+            }
+            for i in items
+        ]
+    )
+
+
+async def not_found(request: Request) -> Response:
+    kind = request.path_params.get("kind", "object")
+    name = request.path_params.get("name", "")
+    what = {
+        "containers": "container",
+        "pods": "pod",
+        "volumes": "volume",
+        "networks": "network",
+    }.get(kind, kind)
+    raise NotFound(f"{name}: no such {what}")
+
+
+routes = [
+    Route("/libpod/images/json", list_images, methods=["GET"]),
+    Route("/libpod/images/remove", remove_images, methods=["DELETE"]),
+    Route("/libpod/images/prune", prune_images, methods=["POST"]),
+    Route("/libpod/images/pull", pull_image, methods=["POST"]),
+    Route("/libpod/images/load", load_images, methods=["POST"]),
+    Route("/libpod/images/import", import_image, methods=["POST"]),
+    Route("/libpod/images/search", search_images, methods=["GET"]),
+    Route("/libpod/images/export", export_images, methods=["GET"]),
+    Route("/libpod/images/{name:path}/json", inspect_image, methods=["GET"]),
+    Route("/libpod/images/{name:path}/exists", image_exists, methods=["GET"]),
+    Route("/libpod/images/{name:path}/history", image_history, methods=["GET"]),
+    Route("/libpod/images/{name:path}/tree", image_tree, methods=["GET"]),
+    Route("/libpod/images/{name:path}/changes", image_changes, methods=["GET"]),
+    Route("/libpod/images/{name:path}/tag", tag_image, methods=["POST"]),
+    Route("/libpod/images/{name:path}/untag", untag_image, methods=["POST"]),
+    Route("/libpod/images/{name:path}/push", push_image, methods=["POST"]),
+    Route("/libpod/images/{name:path}/get", get_image, methods=["GET"]),
+    Route("/libpod/images/{name:path}", remove_images, methods=["DELETE"]),
+    Route("/libpod/{kind}/{name:path}/json", not_found, methods=["GET"]),
+    Route("/libpod/{kind}/{name:path}/exists", not_found, methods=["GET"]),
+]
+
+__all__ = ["routes"]

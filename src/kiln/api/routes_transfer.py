@@ -1,3 +1,261 @@
-"""placeholder"""
+"""Docker routes that move images: pull/import, push, save, load, search, commit."""
 
-routes: list = []
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kiln.errors import InvalidArgument, NotFound
+
+from . import shapes
+from .errors import NoSuchImage
+from .params import qbool, qfilters, qint, qlist, qstr
+from .registry_auth import push_pull_options
+from .render import progress_message
+from .streaming import Handoff, StreamedOp, StreamWriter
+from .uploads import spool_body
+from .wiring import config_of, context_for, ops_function, run_op
+
+
+def pull_reference(from_image: str, tag: str) -> str:
+    if "@" in from_image:
+        return from_image
+    if tag:
+        if tag.startswith("sha256:"):
+            return f"{from_image}@{tag}"
+        last = from_image.rsplit("/", 1)[-1]
+        base = from_image.rsplit(":", 1)[0] if ":" in last else from_image
+        return f"{base}:{tag}"
+    return from_image
+
+
+async def create_image(request: Request) -> Response:
+    q = request.query_params
+    if q.get("fromImage"):
+        return await _pull(request, pull_reference(q["fromImage"], qstr(q, "tag")))
+    if q.get("fromSrc"):
+        return await _import(request)
+    raise InvalidArgument('give "fromImage" to pull an image or "fromSrc" to import one')
+
+
+async def _pull(request: Request, reference: str) -> Response:
+    pull = ops_function("file_transfer", "pull")
+    options = push_pull_options(request)
+    config = config_of(request)
+
+    def work(h: Handoff):
+        with context_for(config, h) as ctx:
+            return pull(ctx, f"docker://{reference}", **options)
+
+    def done(result: Any) -> list[dict]:
+        name = shapes.familiar(result.names[0]) if result.names else reference
+        return [
+            {"status": f"Digest: {result.digest}"},
+            {"status": f"Status: Downloaded newer image for {name}"},
+        ]
+
+    first = {"status": f"Pulling from {reference}"}
+    return StreamedOp(work, lambda e: progress_message(e), lambda r: [first, *done(r)])
+
+
+async def _import(request: Request) -> Response:
+    import_image = ops_function("archives", "import_image")
+    q = request.query_params
+    source, repo, tag = q["fromSrc"], qstr(q, "repo"), qstr(q, "tag")
+    reference = (f"{repo}:{tag}" if tag else repo) or None
+    changes, message, platform = qlist(q, "changes"), qstr(q, "message"), qstr(q, "platform")
+    config = config_of(request)
+    body = await spool_body(request, config.scratch_dir()) if source == "-" else None
+
+    def work(h: Handoff):
+        try:
+            with context_for(config, h) as ctx:
+                return import_image(
+                    ctx,
+                    body if body is not None else source,
+                    reference,
+                    changes,
+                    message,
+                    platform or None,
+                )
+        finally:
+            if body is not None:
+                body.close()
+
+    return StreamedOp(work, lambda e: [], lambda rec: [{"status": shapes.with_sha(rec.id)}])
+
+
+async def push_image(request: Request) -> Response:
+    push = ops_function("file_transfer", "push")
+    name = request.path_params["name"]
+    tag = qstr(request.query_params, "tag")
+    image = pull_reference(name, tag)
+    options = push_pull_options(request)
+    config = config_of(request)
+    await _require_images(request, [image])
+
+    def work(h: Handoff):
+        with context_for(config, h) as ctx:
+            return push(ctx, image, f"docker://{image}", **options)
+
+    shown_tag = tag or (image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest")
+
+    def done(result: Any) -> list[dict]:
+        return [
+            {"status": f"{shown_tag}: digest: {result.digest} size: 0"},
+            {"progressDetail": {}, "aux": {"Tag": shown_tag, "Digest": result.digest, "Size": 0}},
+        ]
+
+    first = {"status": f"The push refers to repository [{name}]"}
+    return StreamedOp(work, progress_message, lambda r: [first, *done(r)])
+
+
+async def _require_images(request: Request, names: list[str]) -> None:
+    from kiln.ops import images as ops
+
+    for name in names:
+        if not await run_op(request, lambda ctx, n=name: ops.image_exists(ctx, n)):
+            raise NoSuchImage(name)
+
+
+def save_response(request: Request, names: list[str], format: str = "docker-archive") -> Response:
+    save = ops_function("archives", "save")
+    config = config_of(request)
+
+    def work(h: Handoff):
+        with context_for(config, h) as ctx:
+            save(ctx, names, StreamWriter(h), format=format)
+
+    return StreamedOp(work, media_type="application/x-tar", render_error=lambda exc: [])
+
+
+async def get_image(request: Request) -> Response:
+    name = request.path_params["name"]
+    await _require_images(request, [name])
+    return save_response(request, [name])
+
+
+async def get_images(request: Request) -> Response:
+    names = [n for v in request.query_params.getlist("names") for n in v.split(",") if n]
+    if not names:
+        raise InvalidArgument('query parameter "names" is required: the images to export')
+    await _require_images(request, names)
+    return save_response(request, names)
+
+
+async def load_images(request: Request) -> Response:
+    load = ops_function("archives", "load")
+    config = config_of(request)
+    quiet = qbool(request.query_params, "quiet")
+    body = await spool_body(request, config.scratch_dir())
+
+    def work(h: Handoff):
+        try:
+            with context_for(config, h) as ctx:
+                return load(ctx, body)
+        finally:
+            body.close()
+
+    def done(result: Any) -> list[dict]:
+        lines = []
+        for img in result.images:
+            for n in img.names:
+                lines.append(f"Loaded image: {shapes.familiar(n)}\n")
+            if not img.names:
+                lines.append(f"Loaded image ID: {shapes.with_sha(img.id)}\n")
+        return [{"stream": line} for line in lines]
+
+    del quiet  # dockerd prints the loaded names either way
+    return StreamedOp(work, lambda e: [], done)
+
+
+def search_item(item: Any) -> dict[str, Any]:
+    def get(*keys: str, default: Any = None) -> Any:
+        for k in keys:
+            v = item.get(k) if isinstance(item, dict) else getattr(item, k, None)
+            if v is not None:
+                return v
+        return default
+
+    return {
+        "name": str(get("name", "Name", default="")),
+        "description": str(get("description", "Description", default="")),
+        "star_count": int(get("stars", "star_count", "Stars", default=0) or 0),
+        "is_official": bool(get("official", "is_official", "Official", default=False)),
+        "is_automated": False,
+    }
+
+
+async def search(request: Request, libpod: bool = False) -> list[dict[str, Any]]:
+    q = request.query_params
+    term = qstr(q, "term")
+    if not term:
+        raise InvalidArgument('query parameter "term" is required: what to search for')
+    limit = qint(q, "limit", 25) or 25
+    if limit < 0:
+        raise InvalidArgument(f'invalid value for query parameter "limit": "{limit}"')
+    filters = qfilters(q)
+    for f in filters:
+        key = f.partition("=")[0]
+        if key not in ("is-official", "stars", "is-automated"):
+            raise InvalidArgument(f'invalid filter "{key}"')
+    do_search = ops_function("registry", "search")
+    items = await run_op(request, lambda ctx: do_search(ctx, term, limit=limit))
+    out = [search_item(i) for i in items]
+    for f in filters:
+        key, _, value = f.partition("=")
+        if key == "stars":
+            try:
+                n = int(value)
+            except ValueError:
+                raise InvalidArgument(f'invalid filter "stars={value}"') from None
+            out = [i for i in out if i["star_count"] >= n]
+        elif key == "is-official":
+            out = [i for i in out if i["is_official"] == (value.lower() in ("true", "1"))]
+    return out[:limit]
+
+
+async def search_images(request: Request) -> Response:
+    return JSONResponse(await search(request))
+
+
+async def commit(request: Request) -> Response:
+    commit_container = ops_function("containers", "commit_container")
+    q = request.query_params
+    container = qstr(q, "container")
+    if not container:
+        raise InvalidArgument('query parameter "container" is required: the container to commit')
+    repo, tag = qstr(q, "repo"), qstr(q, "tag")
+    image = (f"{repo}:{tag}" if tag else repo) or None
+    changes = qlist(q, "changes")
+    # author and comment are accepted; kiln.ops.containers.commit_container has no
+    # parameters for them yet, so the image records kiln's own history entry
+    qstr(q, "author"), qstr(q, "comment")
+    qbool(q, "pause", True)
+
+    def run(ctx):
+        try:
+            return commit_container(ctx, container, image, changes=changes)
+        except NotFound as exc:
+            if "container" in str(exc).lower():
+                raise NotFound(f"No such container: {container}") from exc
+            raise
+
+    record = await run_op(request, run)
+    return JSONResponse({"Id": shapes.with_sha(record.id)}, status_code=201)
+
+
+routes = [
+    Route("/images/create", create_image, methods=["POST"]),
+    Route("/images/get", get_images, methods=["GET"]),
+    Route("/images/load", load_images, methods=["POST"]),
+    Route("/images/search", search_images, methods=["GET"]),
+    Route("/commit", commit, methods=["POST"]),
+    Route("/images/{name:path}/push", push_image, methods=["POST"]),
+    Route("/images/{name:path}/get", get_image, methods=["GET"]),
+]
+
+__all__ = ["pull_reference", "routes", "save_response", "search"]

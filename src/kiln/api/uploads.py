@@ -1,0 +1,76 @@
+"""Request bodies on disk: spooling uploads and unpacking build contexts safely.
+
+Bodies are never held in memory: they are written in chunks to an anonymous
+temporary file in the scratch directory. A build context is then extracted
+with :func:`kiln.archive.applier.extract_tar` (no path escapes, no links out
+of the directory) into a temporary directory that the caller removes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from starlette.requests import ClientDisconnect, Request
+
+from kiln.errors import Cancelled, InvalidArgument
+
+log = logging.getLogger("kiln.api")
+
+TAR_TYPES = ("application/x-tar", "application/tar", "application/octet-stream")
+
+
+async def spool_body(request: Request, scratch: str) -> BinaryIO:
+    """The whole request body in an anonymous temporary file, rewound."""
+    f = tempfile.TemporaryFile(prefix="kiln-upload-", dir=scratch)  # noqa: SIM115
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                f.write(chunk)
+    except ClientDisconnect:
+        f.close()
+        raise Cancelled("the client disconnected while sending the request body") from None
+    except BaseException:
+        f.close()
+        raise
+    f.flush()
+    f.seek(0)
+    return f
+
+
+def check_tar_content_type(request: Request) -> None:
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype == "application/tar":
+        log.info("client sent Content-Type application/tar; treating it as application/x-tar")
+    elif ctype and ctype not in TAR_TYPES:
+        raise InvalidArgument(
+            f'Content-Type "{ctype}" is not supported for a build context: send application/x-tar'
+        )
+
+
+@contextmanager
+def extracted_context(body: BinaryIO, scratch: str) -> Iterator[str]:
+    """Unpack a (possibly compressed) context tar into a temporary directory."""
+    from kiln.archive.applier import extract_tar
+    from kiln.archive.compression import open_decompressed
+
+    tmp = tempfile.mkdtemp(prefix="kiln-context-", dir=scratch)
+    try:
+        os.chmod(tmp, 0o700)
+        body.seek(0, os.SEEK_END)
+        empty = body.tell() == 0
+        body.seek(0)
+        if not empty:
+            with open_decompressed(body) as stream:
+                extract_tar(stream, tmp)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ = ["check_tar_content_type", "extracted_context", "spool_body"]
