@@ -1,0 +1,198 @@
+"""kiln.api in process (starlette's TestClient, no sockets): versions, errors, parameters."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+from starlette.datastructures import QueryParams
+from starlette.testclient import TestClient
+
+from kiln.api.app import create_app
+from kiln.api.params import qbool, qfilters, qjson_map, qlabels
+from kiln.api.routes_build import build_options
+from kiln.api.server import TLSOptions, check_exposure, parse_host
+from kiln.api.shapes import familiar
+from kiln.errors import InvalidArgument
+from kiln.ops.config import Config
+
+
+@pytest.fixture
+def client(tmp_path):
+    config = Config(root=str(tmp_path / "root"), tmpdir=str(tmp_path))
+    with TestClient(create_app(config)) as c:
+        yield c
+
+
+def rootfs_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        data = b"#!/bin/sh\necho hi\n"
+        info = tarfile.TarInfo("bin/hello")
+        info.size, info.mode = len(data), 0o755
+        tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_ping_headers_for_docker_and_podman(client):
+    r = client.get("/_ping")
+    assert r.status_code == 200 and r.text == "OK"
+    assert r.headers["api-version"] == "1.56"
+    assert r.headers["builder-version"] == "1"
+    r = client.get("/v4.3.1/libpod/_ping")
+    assert r.status_code == 200
+    assert r.headers["libpod-api-version"].startswith("4.")
+    assert client.head("/v1.24/_ping").status_code == 200
+
+
+@pytest.mark.parametrize("version", ["1.24", "1.41", "1.56"])
+def test_supported_versions(client, version):
+    body = client.get(f"/v{version}/version").json()
+    assert body["ApiVersion"] == "1.56" and body["MinAPIVersion"] == "1.24"
+
+
+@pytest.mark.parametrize(("version", "word"), [("1.12", "too old"), ("1.99", "too new")])
+def test_unsupported_versions_are_400(client, version, word):
+    r = client.get(f"/v{version}/images/json")
+    assert r.status_code == 400
+    assert word in r.json()["message"]
+
+
+def test_unknown_image_docker_and_libpod_bodies(client):
+    r = client.get("/v1.41/images/nosuch/json")
+    assert r.status_code == 404
+    assert r.json() == {"message": "No such image: nosuch"}
+    r = client.get("/v4.3.1/libpod/images/nosuch/json")
+    body = r.json()
+    assert r.status_code == 404 and body["response"] == 404
+    assert body["message"] == "No such image: nosuch" and body["cause"]
+    assert client.get("/v4.3.1/libpod/images/nosuch/exists").status_code == 404
+
+
+def test_unknown_route_is_404_json(client):
+    r = client.get("/v1.41/nothing/here")
+    assert r.status_code == 404 and r.json() == {"message": "page not found"}
+
+
+def test_list_and_import_roundtrip(client):
+    r = client.post(
+        "/v1.41/images/create?fromSrc=-&repo=example&tag=1",
+        content=rootfs_tar(),
+        headers={"Content-Type": "application/x-tar"},
+    )
+    assert r.status_code == 200
+    image_id = json.loads(r.text.splitlines()[-1])["status"]
+    assert image_id.startswith("sha256:")
+    images = client.get("/v1.41/images/json").json()
+    assert [i["RepoTags"] for i in images] == [["example:1"]]
+    assert images[0]["Id"] == image_id
+    libpod = client.get("/v4.3.1/libpod/images/json").json()
+    assert libpod[0]["Names"] == ["localhost/example:1"]
+    assert client.post("/v1.41/images/example:1/tag?repo=other&tag=2").status_code == 201
+    history = client.get("/v1.41/images/other:2/history").json()
+    assert history[0]["Id"] == image_id
+    r = client.delete("/v1.41/images/other:2")
+    assert r.json() == [{"Untagged": "other:2"}]
+    r = client.delete("/v1.41/images/" + image_id.removeprefix("sha256:"))
+    assert {"Deleted": image_id} in r.json()
+    assert client.get("/v1.41/images/json").json() == []
+
+
+def test_build_rejects_bad_buildargs_naming_them(client):
+    r = client.post("/v1.41/build?buildargs=notjson", content=b"")
+    assert r.status_code == 400
+    assert '"buildargs"' in r.json()["message"] and "notjson" in r.json()["message"]
+
+
+def test_bad_boolean_is_400(client):
+    r = client.get("/v1.41/images/json?all=maybe")
+    assert r.status_code == 400 and '"all"' in r.json()["message"]
+
+
+def test_filters_both_docker_encodings():
+    assert qfilters(QueryParams({"filters": '{"dangling":{"true":true}}'})) == ["dangling=true"]
+    assert qfilters(QueryParams({"filters": '{"label":["a=b","c"]}'})) == ["label=a=b", "label=c"]
+    with pytest.raises(InvalidArgument):
+        qfilters(QueryParams({"filters": "[1]"}))
+
+
+def test_params_helpers():
+    assert qbool(QueryParams("q=1"), "q") is True
+    assert qbool(QueryParams("q=false"), "q", True) is False
+    assert qjson_map(QueryParams({"buildargs": '{"A":"1","B":null}'}), "buildargs") == {
+        "A": "1",
+        "B": "",
+    }
+    with pytest.raises(InvalidArgument):
+        qjson_map(QueryParams({"buildargs": '{"A":1}'}), "buildargs")
+    with pytest.raises(InvalidArgument):
+        qjson_map(QueryParams({"buildargs": '{"A":"1","A":"2"}'}), "buildargs")
+    assert qlabels(QueryParams({"labels": '{"a":"b"}'})) == {"a": "b"}
+    assert qlabels(QueryParams({"labels": '["a=b","c="]'})) == {"a": "b", "c": ""}
+
+
+def test_build_options_docker_and_libpod():
+    q = QueryParams(
+        [
+            ("t", "a:1"),
+            ("t", "b:2"),
+            ("dockerfile", "sub/Dockerfile.x"),
+            ("target", "s1"),
+            ("buildargs", '{"X":"y"}'),
+            ("nocache", "1"),
+            ("q", "1"),
+            ("pull", "1"),
+            ("memory", "1048576"),
+            ("networkmode", "none"),
+            ("labels", '{"k":"v"}'),
+        ]
+    )
+    opts = build_options(q, libpod=False)
+    assert opts["tags"] == ["a:1", "b:2"] and opts["dockerfiles"] == ["sub/Dockerfile.x"]
+    assert opts["target"] == "s1" and opts["build_args"] == {"X": "y"}
+    assert opts["no_cache"] and opts["quiet"] and opts["pull"] == "always"
+    assert opts["memory"] == 1048576 and opts["network"] == "none"
+    assert opts["labels"] == {"k": "v"} and opts["image_format"] == "docker"
+    q = QueryParams(
+        [
+            ("dockerfile", '["Containerfile"]'),
+            ("layers", "false"),
+            ("jobs", "2"),
+            ("isolation", "2"),
+            ("pullpolicy", "ifnewer"),
+            ("outputformat", "application/vnd.oci.image.manifest.v1+json"),
+        ]
+    )
+    opts = build_options(q, libpod=True)
+    assert opts["dockerfiles"] == ["Containerfile"] and opts["layers"] is False
+    assert opts["jobs"] == 2 and opts["isolation"] == "chroot" and opts["pull"] == "newer"
+    assert opts["image_format"] == "oci"
+    assert build_options(QueryParams(""), libpod=True)["dockerfiles"] == []
+    with pytest.raises(InvalidArgument, match="shmsize"):
+        build_options(QueryParams("shmsize=0"), libpod=False)
+    with pytest.raises(InvalidArgument, match="remote"):
+        build_options(QueryParams("remote=git://x/y"), libpod=False)
+
+
+def test_hosts_and_exposure():
+    assert parse_host("unix:///run/x.sock").address == "/run/x.sock"
+    lst = parse_host("tcp://127.0.0.1:2375")
+    assert (lst.kind, lst.address, lst.port) == ("tcp", "127.0.0.1", 2375)
+    check_exposure([lst], TLSOptions())
+    public = parse_host("tcp://0.0.0.0:2376")
+    with pytest.raises(InvalidArgument, match="beyond loopback"):
+        check_exposure([public], TLSOptions())
+    with pytest.raises(InvalidArgument):
+        check_exposure([public], TLSOptions(cert="c", key="k"))  # TLS without client certs
+    check_exposure([public], TLSOptions(verify=True, cacert="ca", cert="c", key="k"))
+    with pytest.raises(InvalidArgument):
+        parse_host("ftp://x")
+
+
+def test_familiar_names():
+    assert familiar("docker.io/library/busybox:latest") == "busybox:latest"
+    assert familiar("docker.io/user/x:1") == "user/x:1"
+    assert familiar("localhost/foo:1") == "foo:1"
+    assert familiar("localhost:5000/foo:1") == "localhost:5000/foo:1"
