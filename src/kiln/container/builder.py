@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -266,8 +267,15 @@ class Builder:
             raise InvalidArgument("no command given to run: pass the command and its arguments")
         options = self.run_options(args, opts, **overrides)
         options = replace(options, mounts=[self._cache_mount(m) for m in options.mounts])
+        tidy = not os.path.ismount(self.mount_target) and not self.is_copy_snapshot()
+        candidates = _placeholder_parents(options) if tidy else []
+        upper = self.upper_dir()
+        new = [p for p in candidates if not os.path.lexists(upper + p)]
         with self.mounted() as rootfs:
-            return run(options, rootfs)
+            code = run(options, rootfs)
+        if new:
+            _prune_copied_up(upper, self.lower_dirs(), new)
+        return code
 
     def _cache_mount(self, m: Any) -> Any:
         """``type=cache`` -> a bind of a persistent directory kept per cache ``id``."""
@@ -393,6 +401,44 @@ class Builder:
         with contextlib.suppress(NotFound):
             self.store.delete_container(self.id)
         shutil.rmtree(self.container_dir, ignore_errors=True)
+
+
+def _placeholder_parents(options: Any) -> list[str]:
+    """Directories a run may copy up only to hold its mountpoints (/etc for hosts...)."""
+    found = {"/etc"}
+    for m in options.mounts:
+        parent = os.path.dirname(os.path.normpath(m.destination))
+        while parent not in ("/", ""):
+            found.add(parent)
+            parent = os.path.dirname(parent)
+    return sorted(found, key=lambda p: -p.count("/"))  # deepest first
+
+
+def _prune_copied_up(upper: str, lowers: list[str], paths: list[str]) -> None:
+    """Drop directories the run copied up but left empty and unchanged (overlay unmounted)."""
+    from kiln.archive.changes import is_opaque
+
+    for path in paths:
+        up = upper + path
+        try:
+            st = os.lstat(up)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or os.listdir(up) or is_opaque(up):
+            continue
+        for lower in lowers:
+            try:
+                lst = os.lstat(lower + path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            same = stat.S_ISDIR(lst.st_mode) and (lst.st_mode, lst.st_uid, lst.st_gid) == (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+            )
+            if same:
+                os.rmdir(up)
+            break
 
 
 def _scratch_config() -> ImageConfig:
