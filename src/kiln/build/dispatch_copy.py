@@ -1,0 +1,134 @@
+"""COPY and ADD: from the context (through ``.dockerignore`` and ``--exclude``), from a
+stage, an image or a stage index (``--from``), heredoc files, and ADD's URLs (verified with
+``--checksum``) and local tar extraction.
+
+The cache key holds the expanded instruction and the content digest of the sources
+(context: the stat-keyed checksum cache; ``--from``: the source image's ID).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from kiln.build.history import created_by
+from kiln.build.instructions import Add, Copy
+from kiln.container import Builder
+from kiln.container.copy_add import is_url
+from kiln.errors import DigestMismatch, InvalidArgument, KilnError, ProcessFailed, Unavailable
+
+if TYPE_CHECKING:
+    from kiln.build.stage_run import StageRun
+
+__all__ = ["dispatch_copy"]
+
+_CHUNK = 1 << 20
+
+
+def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
+    ex = run.ex
+    expanded, used = run.expand(instr)
+    assert isinstance(expanded, Copy | Add)
+    where = f"{ex.dockerfile_name}:{instr.line}"
+    if isinstance(expanded, Copy) and expanded.parents:
+        raise InvalidArgument(f"{where}: COPY --parents is not supported by kiln")
+    from_ref = expanded.from_ if isinstance(expanded, Copy) else None
+    if not isinstance(expanded, Add) and any(is_url(s) for s in expanded.sources):
+        raise InvalidArgument(
+            f"{where}: COPY does not take URLs; use ADD for {expanded.sources[0]}"
+        )
+    files: dict[str, str] = {}
+    from_images: dict[str, str] = {}
+    local = [s for s in expanded.sources if not is_url(s)]
+    with located(where, instr.name):
+        if from_ref:
+            from_images[from_ref] = ex.ref_image(from_ref)
+        elif local:
+            files["context"] = ex.context.digest(local, expanded.excludes)
+
+    def action(b: Builder) -> str:
+        with located(where, instr.name):
+            digest = _copy(run, b, expanded, from_ref)
+        kind = "file" if len(expanded.sources) + len(expanded.contents) == 1 else "multi"
+        if kind == "file" and local and from_ref is None:
+            path = os.path.join(ex.context.root, local[0].lstrip("/"))
+            kind = "dir" if os.path.isdir(path) else "file"
+        summary = f"{kind}:{digest.removeprefix('sha256:')}"
+        return created_by(instr, None, content_summary=summary)
+
+    run.layer_step(expanded, action, files=files, from_images=from_images)
+
+
+def _copy(run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None) -> str:
+    ex = run.ex
+    sources = list(instr.sources) + [h.name for h in instr.contents]
+    add = isinstance(instr, Add)
+    if from_ref:
+        with ex.open_ref_root(from_ref) as root:
+            fn = b.add if add else b.copy
+            out = fn(sources, instr.dest, from_root=root, chown=instr.chown, chmod=instr.chmod,
+                     tmpdir=ex.tmpdir)  # fmt: skip
+        return out.digest
+    urls = [s for s in instr.sources if is_url(s)]
+    checksum = instr.checksum if isinstance(instr, Add) else None
+    if checksum and not urls:
+        raise InvalidArgument("ADD --checksum needs an http(s) source")
+    with ex.context.staged(
+        [s for s in instr.sources if not is_url(s)], instr.excludes, instr.contents
+    ) as root:
+        if checksum:
+            with tempfile.TemporaryDirectory(prefix="kiln-add-", dir=ex.tmpdir) as tmp:
+                names = [_fetch_verified(u, checksum, tmp) for u in urls]
+                out = b.copy(names, instr.dest, context_dir=tmp, chown=instr.chown,
+                             chmod=instr.chmod, tmpdir=ex.tmpdir)  # fmt: skip
+                rest = [s for s in sources if not is_url(s)]
+                if rest:
+                    out = b.add(rest, instr.dest, context_dir=root, chown=instr.chown,
+                                chmod=instr.chmod, tmpdir=ex.tmpdir)  # fmt: skip
+            return out.digest
+        fn = b.add if add else b.copy
+        out = fn(sources, instr.dest, context_dir=root, chown=instr.chown, chmod=instr.chmod,
+                 tmpdir=ex.tmpdir)  # fmt: skip
+    return out.digest
+
+
+def _fetch_verified(url: str, checksum: str, tmp: str) -> str:
+    algo, _, want = checksum.partition(":")
+    if algo != "sha256" or len(want) != 64:
+        raise InvalidArgument(f"--checksum {checksum!r}: use sha256:<64 hex digits>")
+    name = posixpath.basename(urllib.parse.urlparse(url).path) or "download"
+    path = os.path.join(tmp, name)
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as resp, open(path, "wb") as out:  # noqa: S310
+            while chunk := resp.read(_CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+    except urllib.error.HTTPError as exc:
+        raise Unavailable(f"cannot fetch {url}: HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise Unavailable(f"cannot fetch {url}: {getattr(exc, 'reason', exc)}") from None
+    if h.hexdigest() != want:
+        raise DigestMismatch(f"{url}: expected {checksum}, got sha256:{h.hexdigest()}")
+    return name
+
+
+@contextlib.contextmanager
+def located(where: str, what: str) -> Iterator[None]:
+    """Prefix kiln errors raised inside with the Dockerfile line (``Dockerfile:3: COPY: ...``)."""
+    try:
+        yield
+    except ProcessFailed:
+        raise
+    except KilnError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise type(exc)(f"{where}: {what}: {exc}") from None

@@ -1,0 +1,107 @@
+"""Metadata instructions: they edit the image config and add an ``empty_layer`` history entry.
+
+ENV, ARG, LABEL, EXPOSE, VOLUME, WORKDIR, USER, STOPSIGNAL, CMD, ENTRYPOINT (which resets
+an inherited CMD), HEALTHCHECK, SHELL, ONBUILD and MAINTAINER.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import TYPE_CHECKING
+
+from kiln.build.history import created_by
+from kiln.build.instructions import (
+    Arg,
+    Cmd,
+    Entrypoint,
+    Env,
+    Expose,
+    Healthcheck,
+    Instruction,
+    Label,
+    Maintainer,
+    Onbuild,
+    Shell,
+    StopSignal,
+    User,
+    Volume,
+    Workdir,
+)
+from kiln.errors import InvalidArgument
+from kiln.oci import Healthcheck as ConfigHealthcheck
+
+if TYPE_CHECKING:
+    from kiln.build.stage_run import StageRun
+
+__all__ = ["dispatch_meta"]
+
+
+def dispatch_meta(run: StageRun, instr: Instruction) -> None:
+    ed = run.editor
+    shell = ed.shell()
+    if isinstance(instr, Arg):
+        run.args.apply(instr, run.lex, run.config_env)
+        names = [name for name, _ in instr.args]
+        values = {n: run.args.declared.get(n) or "" for n in names}
+        history = created_by(instr, shell, build_args={n: "" for n in names})
+        run.meta_step(instr, history, args={f"arg:{k}": v for k, v in values.items()})
+        return
+    expanded, used = run.expand(instr)
+    if isinstance(expanded, Env):
+        for key, value in expanded.pairs:
+            ed.set_env(key, value)
+    elif isinstance(expanded, Label):
+        for key, value in expanded.pairs:
+            ed.set_label(key, value)
+    elif isinstance(expanded, Expose):
+        for port in expanded.ports:
+            ed.add_port(port)
+    elif isinstance(expanded, Volume):
+        for path in expanded.paths:
+            ed.add_volume(path)
+    elif isinstance(expanded, Workdir):
+        path = expanded.value
+        if not path.startswith("/"):
+            path = posixpath.join(ed.runtime.working_dir or "/", path)
+        ed.set_working_dir(posixpath.normpath(path) if path != "/" else "/")
+    elif isinstance(expanded, User):
+        ed.set_user(expanded.value)
+    elif isinstance(expanded, StopSignal):
+        ed.set_stop_signal(expanded.value)
+    elif isinstance(expanded, Cmd):
+        ed.set_cmd(_command(expanded.command, expanded.prepend_shell, shell))
+        run.cmd_set = True
+    elif isinstance(expanded, Entrypoint):
+        ed.set_entrypoint(_command(expanded.command, expanded.prepend_shell, shell))
+        if not run.cmd_set:
+            ed.set_cmd(None)
+    elif isinstance(expanded, Healthcheck):
+        ed.set_healthcheck(_healthcheck(expanded, ed.runtime.healthcheck))
+    elif isinstance(expanded, Shell):
+        ed.set_shell(list(expanded.shell))
+    elif isinstance(expanded, Maintainer):
+        ed.set_author(expanded.maintainer)
+    elif isinstance(expanded, Onbuild):
+        ed.add_onbuild(expanded.expression)
+    else:
+        raise InvalidArgument(f"line {instr.line}: {instr.name} is not a metadata instruction")
+    run.meta_step(expanded, created_by(instr, shell), args=used)
+
+
+def _command(words: tuple[str, ...], shell_form: bool, shell: tuple[str, ...]) -> list[str]:
+    if shell_form:
+        return [*shell, " ".join(words)]
+    return list(words)
+
+
+def _healthcheck(instr: Healthcheck, base: ConfigHealthcheck | None) -> ConfigHealthcheck:
+    if instr.test == ("NONE",):
+        return ConfigHealthcheck(test=("NONE",))
+    return ConfigHealthcheck(
+        test=instr.test,
+        interval=instr.interval,
+        timeout=instr.timeout,
+        start_period=instr.start_period,
+        start_interval=instr.start_interval,
+        retries=instr.retries,
+    )

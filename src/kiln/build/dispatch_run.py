@@ -1,0 +1,94 @@
+"""RUN: shell or exec form, heredocs, ``--mount``, ``--network``; output streamed live.
+
+The cache key covers the instruction, the build args the RUN sees, the content of
+context paths bind-mounted into it and the images it mounts from; never secret values.
+A non-zero exit raises ``StepFailed`` naming the Dockerfile line and the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from typing import TYPE_CHECKING
+
+from kiln.build.history import created_by
+from kiln.build.instructions import Run
+from kiln.build.run_mounts import prepared_mounts
+from kiln.build.stage_run import StepFailed
+from kiln.container import Builder
+from kiln.runtime import Mount
+
+if TYPE_CHECKING:
+    from kiln.build.stage_run import StageRun
+
+__all__ = ["dispatch_run", "run_argv"]
+
+_LONE_HEREDOC = re.compile(r"^\s*\d*<<-?\s*([\"']?)([^\s\"']+)\1\s*$")
+PIPES_DIR = "/dev/pipes"
+
+
+def run_argv(instr: Run, shell: tuple[str, ...]) -> tuple[list[str], str | None]:
+    """The argv of a RUN, and the body of a ``#!`` heredoc script to mount (else None)."""
+    if not instr.prepend_shell:
+        return list(instr.command), None
+    command = " ".join(instr.command)
+    if not instr.heredocs:
+        return [*shell, command], None
+    lone = _LONE_HEREDOC.match(command)
+    if lone and len(instr.heredocs) == 1 and lone.group(2) == instr.heredocs[0].name:
+        body = instr.heredocs[0].body
+        if body.startswith("#!"):
+            return [f"{PIPES_DIR}/{instr.heredocs[0].name}"], body
+        return [*shell, body], None
+    text = command + "\n"
+    for doc in instr.heredocs:
+        body = doc.body if doc.body.endswith("\n") or not doc.body else doc.body + "\n"
+        text += body + doc.name + "\n"
+    return [*shell, text], None
+
+
+def dispatch_run(run: StageRun, instr: Run) -> None:
+    ex = run.ex
+    expanded, _used = run.expand(instr)
+    assert isinstance(expanded, Run)
+    shell = run.editor.shell()
+    run_args = run.args.used_in_run(run.config_env)
+    argv, script = run_argv(expanded, shell)
+    files: dict[str, str] = {}
+    from_images: dict[str, str] = {}
+    for m in expanded.mounts:
+        if m.type in ("bind", "cache") and m.from_:
+            from_images[m.from_] = ex.ref_image(m.from_)
+        elif m.type == "bind":
+            files[f"bind:{m.source or '.'}"] = ex.context.digest([m.source or "."])
+    history = created_by(instr, run.editor.runtime.shell or None, build_args=run_args)
+    step_text = instr.original
+
+    def action(b: Builder) -> str:
+        extra_env = run.args.run_env(run.config_env)
+        with (
+            prepared_mounts(
+                expanded.mounts, context_dir=ex.context.root, store_root=ex.store.root,
+                secrets=ex.secrets, open_root=ex.open_ref_root, tmpdir=ex.tmpdir,
+            ) as ms,
+            tempfile.TemporaryDirectory(prefix="kiln-script-", dir=ex.tmpdir) as tmp,
+        ):  # fmt: skip
+            mounts = list(ms.mounts)
+            if script is not None:
+                path = os.path.join(tmp, expanded.heredocs[0].name)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(script)
+                os.chmod(path, 0o755)
+                mounts.append(Mount("bind", path, argv[0], ("ro", "rbind")))
+            env = {**extra_env, **ms.env}
+            code = ex.run_process(b, argv, env, mounts, expanded.network, run.pos)
+        if code != 0:
+            raise StepFailed(
+                f'building at STEP "{step_text}": while running runtime: exit status {code} '
+                f"({ex.dockerfile_name}:{instr.line})",
+                code,
+            )
+        return history
+
+    run.layer_step(expanded, action, args=run_args, files=files, from_images=from_images)

@@ -1,0 +1,336 @@
+"""Run a planned Dockerfile: stages in dependency order, independent ones in parallel.
+
+``Executor(ctx, opts, parsed, context, progress).run() -> BuildResult``. ``ctx`` is
+anything with ``.store`` and ``.snapshots`` (an ops ``Context``). A stage starts as soon
+as the stages it needs are built, up to ``opts.jobs`` at once (default 4; a lone stage
+runs on the calling thread so Ctrl-C reaches its RUN). Each stage is a ``StageRun``;
+instructions go to one dispatch module per family. A failing step leaves no image for
+itself or later steps; working containers are removed on the way out.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import secrets as _secrets
+import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import fields
+from typing import Any
+
+from kiln.build.args import BuildArgs, host_platform
+from kiln.build.context import BuildContext
+from kiln.build.dispatch_copy import dispatch_copy
+from kiln.build.dispatch_from import dispatch_from
+from kiln.build.dispatch_meta import dispatch_meta
+from kiln.build.dispatch_run import dispatch_run
+from kiln.build.instructions import Add, Copy, Instruction, Run
+from kiln.build.lexer import ShellLex
+from kiln.build.options import BuildOptions, BuildResult, default_jobs
+from kiln.build.parser import ParsedDockerfile
+from kiln.build.progress import Progress
+from kiln.build.run_mounts import parse_secrets
+from kiln.build.stage_run import StageRun
+from kiln.build.stages import BuildPlan, plan
+from kiln.container import Builder
+from kiln.errors import Cancelled, InvalidArgument, NotFound
+from kiln.oci import ImageConfig, Platform
+
+__all__ = ["Executor", "normalize_tag"]
+
+
+def normalize_tag(name: str) -> str:
+    """``foo`` -> ``localhost/foo:latest`` (podman's naming of unqualified build tags)."""
+    from kiln.oci import Reference
+    from kiln.oci.reference import is_short_name
+
+    ref = Reference.parse(f"localhost/{name}" if is_short_name(name) else name)
+    if ref.digest:
+        raise InvalidArgument(f'tag "{name}": a tag cannot contain a digest; give NAME[:TAG]')
+    return str(ref)
+
+
+class Executor:
+    def __init__(
+        self,
+        ctx: Any,
+        opts: BuildOptions,
+        parsed: ParsedDockerfile,
+        context: BuildContext,
+        progress: Progress | None = None,
+        dockerfile_name: str = "Dockerfile",
+    ) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.opts = opts
+        self.parsed = parsed
+        self.context = context
+        self.progress = progress or Progress()
+        self.dockerfile_name = dockerfile_name
+        self.tmpdir = opts.tmpdir
+        self.platform = opts.platform or host_platform()
+        self.lex = ShellLex(parsed.escape)
+        self.build_args = BuildArgs(opts.build_args, target_platform=opts.platform)
+        self.plan: BuildPlan = plan(parsed, self.build_args, opts.target, lex=self.lex)
+        self.secrets = parse_secrets(opts.secrets)
+        self.key_settings = {
+            "format": opts.image_format, "compression": opts.compression,
+            "timestamp": opts.timestamp, "platform": self.platform,
+        }  # fmt: skip
+        self.cancel = opts.cancel or threading.Event()
+        self.results: dict[int, str] = {}
+        self.cache_hits = 0
+        self._refs: dict[str, str] = {}
+        self._builders: set[Builder] = set()
+        self._lock = threading.Lock()
+        self.names = [normalize_tag(t) for t in opts.tags]
+        self.volumes = self._parse_volumes()
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(self) -> BuildResult:
+        self.progress.stage_count = len(self.plan.stages)
+        if self.parsed.syntax:
+            self.progress.note(f"# syntax={self.parsed.syntax} is ignored: kiln builds itself")
+        failed = True
+        try:
+            self._schedule()
+            failed = False
+        finally:
+            if (failed and self.opts.force_rm) or (not failed and self.opts.rm):
+                self._remove_builders()
+        image_id = self.results[self.plan.target_index]
+        return self._finish(image_id)
+
+    def _schedule(self) -> None:
+        order = list(self.plan.order)
+        jobs = max(1, self.opts.jobs or default_jobs())
+        if jobs == 1 or len(order) == 1:
+            for index in order:
+                self._build_stage(index)
+            return
+        pending = set(order)
+        running: dict[Future, int] = {}
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kiln-stage") as pool:
+            try:
+                while pending or running:
+                    ready = [
+                        i
+                        for i in order
+                        if i in pending and self.plan.deps[i] <= self.results.keys()
+                    ]
+                    for index in ready[: jobs - len(running)]:
+                        pending.discard(index)
+                        running[pool.submit(self._build_stage, index)] = index
+                    if not running:
+                        raise InvalidArgument("the stage graph cannot be scheduled (a cycle?)")
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        running.pop(fut)
+                        fut.result()
+            except BaseException:
+                self.cancel.set()
+                wait(running)
+                raise
+
+    def _build_stage(self, index: int) -> str:
+        stage = self.plan.stages[index]
+        run = StageRun(self, stage, index == self.plan.target_index)
+        total = 1 + len(stage.instructions)
+        self.check_cancel()
+        self.progress.step(run.pos, 1, total, stage.from_instruction.original, stage.line)
+        try:
+            triggers = dispatch_from(run)
+            for instr in triggers:
+                self._dispatch(run, instr)
+            for n, instr in enumerate(stage.instructions, start=2):
+                self.check_cancel()
+                self.progress.step(run.pos, n, total, instr.original, instr.line)
+                self._dispatch(run, instr)
+            self.check_cancel()
+            image_id = run.finish(self.opts.tags if run.is_target else [])
+        except BaseException:
+            run.drop_builder()
+            raise
+        run.drop_builder()
+        with self._lock:
+            self.results[index] = image_id
+        return image_id
+
+    def _dispatch(self, run: StageRun, instr: Instruction) -> None:
+        if isinstance(instr, Run):
+            dispatch_run(run, instr)
+        elif isinstance(instr, Copy | Add):
+            dispatch_copy(run, instr)
+        else:
+            dispatch_meta(run, instr)
+
+    def _finish(self, image_id: str) -> BuildResult:
+        for name in self.names:
+            self.store.tag(name, image_id)
+            self.progress.tagged(name)
+        warning = self.build_args.unused_warning()
+        warnings = [warning] if warning else []
+        for text in warnings:
+            self.progress.warning(text)
+        if self.opts.iidfile:
+            with open(self.opts.iidfile, "w", encoding="utf-8") as f:
+                f.write(image_id)
+        if self.opts.outputs:
+            from kiln.build.outputs import export_outputs
+
+            export_outputs(self, image_id, self.opts.outputs)
+        rec = self.store.get_image(image_id)
+        self.progress.image(image_id)
+        stage_images = {}
+        for index, iid in self.results.items():
+            stage = self.plan.stages[index]
+            stage_images[stage.name or str(index)] = iid
+        return BuildResult(
+            image_id=image_id, names=list(self.names), stage_images=stage_images,
+            cache_hits=self.cache_hits, warnings=warnings, manifest_digest=rec.manifest_digest,
+        )  # fmt: skip
+
+    # -- services for the dispatchers ------------------------------------------------------
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("the build was cancelled")
+
+    def track(self, b: Builder) -> None:
+        with self._lock:
+            self._builders.add(b)
+
+    def untrack(self, b: Builder) -> None:
+        with self._lock:
+            self._builders.discard(b)
+
+    def _remove_builders(self) -> None:
+        with self._lock:
+            builders, self._builders = list(self._builders), set()
+        for b in builders:
+            with contextlib.suppress(Exception):
+                b.delete()
+
+    def scratch_config(self) -> ImageConfig:
+        plat = Platform.parse(self.platform) if self.opts.platform else Platform.host()
+        return ImageConfig(architecture=plat.architecture, os=plat.os or "linux",
+                           variant=plat.variant)  # fmt: skip
+
+    def stage_image(self, index: int) -> str:
+        with self._lock:
+            if index not in self.results:
+                raise InvalidArgument(f"stage {index} is needed before it was built")
+            return self.results[index]
+
+    def resolve_image(self, ref: str, platform: str | None = None) -> str:
+        """An image for FROM / --from, following the pull policy."""
+        policy = self.opts.pull
+        try:
+            local: str | None = self.store.resolve_image(ref).id
+        except NotFound:
+            local = None
+        puller = self.opts.puller
+        if policy == "never" or (policy == "missing" and local is not None) or puller is None:
+            if local is None:
+                raise NotFound(f"creating build container: {ref}: image not known")
+            return local
+        return puller(ref, policy)
+
+    def ref_image(self, ref: str) -> str:
+        """The image a ``--from``/``from=`` names: a stage (name or index) or an image."""
+        names = {s.name: s.index for s in self.plan.stages if s.name}
+        index = int(ref) if ref.isdigit() else names.get(ref.lower())
+        if index is not None:
+            if index >= len(self.plan.stages):
+                raise InvalidArgument(f"invalid from flag value {ref}: index out of bounds")
+            return self.stage_image(index)
+        with self._lock:
+            if ref in self._refs:
+                return self._refs[ref]
+        image_id = self.resolve_image(ref)
+        with self._lock:
+            self._refs[ref] = image_id
+        return image_id
+
+    def open_ref_root(self, ref: str) -> contextlib.AbstractContextManager[str]:
+        """The root filesystem of a stage or image, mounted read-only for the duration."""
+        return self.open_image_root(self.ref_image(ref))
+
+    @contextlib.contextmanager
+    def open_image_root(self, image_id: str) -> Iterator[str]:
+        from kiln.image import open_store_image, unpack_image
+        from kiln.snapshot.mount import mounted
+
+        snaps = self.ctx.snapshots
+        top = unpack_image(self.store, snaps, open_store_image(self.store, image_id))
+        if top is None:
+            with tempfile.TemporaryDirectory(prefix="kiln-empty-", dir=self.tmpdir) as empty:
+                yield empty
+            return
+        key = f"kiln-build-view-{_secrets.token_hex(8)}"
+        spec = snaps.view(key, top)
+        try:
+            with mounted(spec, parent_dir=self.tmpdir) as path:
+                yield path
+        finally:
+            with contextlib.suppress(Exception):
+                snaps.remove(key)
+
+    def _parse_volumes(self) -> list[Any]:
+        from kiln.runtime import parse_volume
+
+        return [parse_volume(v) for v in self.opts.volumes]
+
+    def run_process(
+        self, b: Builder, argv: list[str], env: dict[str, str], mounts: list[Any],
+        network: str, pos: int,
+    ) -> int:  # fmt: skip
+        """Run ``argv`` in ``b``; its output goes to the progress as it comes."""
+        from kiln.runtime import RunOptions
+
+        self.check_cancel()
+        o = self.opts
+        read_fd, write_fd = os.pipe()
+        null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        reader = threading.Thread(target=self._pump, args=(read_fd, pos), daemon=True)
+        reader.start()
+        values: dict[str, Any] = dict(
+            args=list(argv), env=[f"{k}={v}" for k, v in env.items()],
+            network=o.network if network == "default" else network,
+            mounts=[*self.volumes, *mounts], add_hosts=list(o.add_hosts), dns=list(o.dns),
+            dns_search=list(o.dns_search), dns_options=list(o.dns_options),
+            cap_add=list(o.cap_add), cap_drop=list(o.cap_drop), ulimits=list(o.ulimits),
+            memory=o.memory, memory_swap=o.memory_swap, cpu_shares=o.cpu_shares,
+            cpu_period=o.cpu_period, cpu_quota=o.cpu_quota, cpuset_cpus=o.cpuset_cpus,
+            cpuset_mems=o.cpuset_mems, isolation=o.isolation, runtime=o.runtime,
+            stdin=null_fd, stdout=write_fd, stderr=write_fd,
+        )  # fmt: skip
+        if o.shm_size is not None:
+            values["shm_size"] = o.shm_size
+        known = {f.name for f in fields(RunOptions)}
+        if "cancel" in known:
+            values["cancel"] = self.cancel
+        try:
+            opts = RunOptions(**{k: v for k, v in values.items() if k in known})
+            return b.run(argv, opts)
+        finally:
+            os.close(write_fd)
+            os.close(null_fd)
+            reader.join(timeout=30)
+
+    def _pump(self, fd: int, pos: int) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        try:
+            while chunk := os.read(fd, 65536):
+                text = decoder.decode(chunk)
+                if text:
+                    self.progress.output(text, pos)
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                self.progress.output(tail, pos)
+        finally:
+            os.close(fd)

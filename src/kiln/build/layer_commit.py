@@ -1,0 +1,80 @@
+"""Commit one build step and keep going on top of it, without copying or unpacking.
+
+``Builder.commit`` writes the container's changes (the overlay upper) as a layer blob and
+stores the image. For the next step the container must sit on that new image: instead of
+unpacking the blob again (what buildah does with a fresh container per step), the upper
+dir is adopted as the new layer's snapshot (``Snapshotter.commit``: a rename) and a new,
+empty upper is prepared on top. The builder's state then says: base = the new image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from typing import Any
+
+from kiln.container import Builder, ConfigEditor
+from kiln.errors import NotFound
+from kiln.store import ImageRecord
+
+__all__ = ["commit_and_continue", "reset_to_image"]
+
+
+def commit_and_continue(
+    b: Builder,
+    *,
+    created_by: str,
+    image_format: str,
+    compression: str,
+    timestamp: int | None,
+    name: str | None = None,
+    squash: bool = False,
+) -> ImageRecord:
+    """Commit ``b`` (its pending history, then ``created_by`` for this step) and rebase it."""
+    old_chain = b.state.parent_chain_id
+    rec = b.commit(
+        name,
+        format=image_format,
+        compression=compression,
+        timestamp=timestamp,
+        created_by=created_by,
+        squash=squash,
+    )
+    new_chain = rec.layers[-1] if rec.layers else None
+    snaps = b.snapshots
+    key = b.state.snapshot_key
+    if squash or new_chain == old_chain:
+        # nothing adoptable (no new layer, or a squashed tree): start a fresh upper
+        with contextlib.suppress(NotFound):
+            snaps.remove(key)
+    else:
+        snaps.commit(key, new_chain, old_chain)
+    _point_at(b, rec, new_chain)
+    return rec
+
+
+def _point_at(b: Builder, rec: ImageRecord, chain: str | None) -> None:
+    from kiln.image import open_store_image
+
+    new_key = f"kiln-container-{b.id}-{secrets.token_hex(4)}"
+    b.snapshots.prepare(new_key, chain)
+    img = open_store_image(b.store, rec.id)
+    b.state.snapshot_key = new_key
+    b.state.parent_chain_id = chain
+    b.state.image_id = rec.id
+    b.state.history = []
+    b.state.added = []
+    b.state.created_by = ""
+    b.config = ConfigEditor(img.config.evolve(), dict(b.config.annotations))
+    b.save()
+
+
+def reset_to_image(b: Builder, image_id: str, ctx: Any = None) -> None:
+    """Point ``b`` at an existing image (a cache hit) with an empty upper."""
+    from kiln.image import open_store_image, unpack_image
+
+    img = open_store_image(b.store, image_id)
+    chain = unpack_image(b.store, b.snapshots, img)
+    with contextlib.suppress(NotFound):
+        b.snapshots.remove(b.state.snapshot_key)
+    _point_at(b, b.store.get_image(image_id), chain)

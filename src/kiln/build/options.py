@@ -1,0 +1,83 @@
+"""What a build is asked to do (``BuildOptions``) and what it gives back (``BuildResult``).
+
+Field names follow ``podman build``'s flags. ``kiln.ops.build.build`` takes these; the CLI
+and the REST API fill them in.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["BuildOptions", "BuildResult", "default_jobs"]
+
+PULL_POLICIES = ("missing", "always", "never", "newer")
+OUTPUT_TYPES = ("local", "tar", "oci", "docker")
+
+
+def default_jobs() -> int:
+    """Stages built at once by default: 4, enough for the common fan-out of independent
+    stages, which mostly wait on processes and disk rather than on Python."""
+    return 4
+
+
+@dataclass
+class BuildOptions:
+    context: str = "."  # a directory, "-" (a tar on stdin) or an http(s) URL of a tar
+    dockerfiles: list[str] = field(default_factory=list)  # [] -> Containerfile, Dockerfile
+    dockerfile_text: str | None = None  # the Dockerfile itself (``-f -`` read by the caller)
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    image_format: str = "oci"  # "oci" | "docker"
+    pull: str = "missing"
+    no_cache: bool = False
+    layers: bool = True
+    squash: bool = False
+    squash_all: bool = False
+    iidfile: str | None = None
+    timestamp: int | None = None  # --timestamp or SOURCE_DATE_EPOCH
+    platform: str | None = None
+    network: str = "host"  # host | none | private (RUN --network overrides per step)
+    isolation: str = "oci"  # oci (runc) | chroot
+    runtime: str = "runc"
+    secrets: list[str] = field(default_factory=list)  # "id=x,src=path" | "id=x,env=VAR"
+    add_hosts: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    ulimits: list[str] = field(default_factory=list)
+    memory: int | None = None
+    memory_swap: int | None = None
+    cpu_shares: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    shm_size: int | None = None
+    quiet: bool = False
+    outputs: list[str] = field(default_factory=list)  # type=local,dest=DIR | tar | oci | docker
+    compression: str = "gzip"
+    jobs: int | None = None  # None -> default_jobs()
+    rm: bool = True  # remove intermediate containers after a successful build
+    force_rm: bool = True  # ... and after a failed one
+    cancel: threading.Event | None = None
+    puller: Callable[[str, str], str] | None = None  # (reference, policy) -> image id
+    tmpdir: str | None = None
+
+
+@dataclass
+class BuildResult:
+    image_id: str  # "sha256:<64 hex>"
+    names: list[str] = field(default_factory=list)
+    stage_images: dict[str, str] = field(default_factory=dict)  # stage name/index -> image id
+    cache_hits: int = 0
+    steps: int = 0
+    warnings: list[str] = field(default_factory=list)
+    manifest_digest: str = ""

@@ -1,0 +1,81 @@
+"""Build progress as events, without depending on ``kiln.ops`` (which sits above ``build``).
+
+The executor calls ``Progress`` methods; ``Progress`` hands ``(kind, message, data)`` to
+the ``emit`` callable it was given (``kiln.ops.build`` turns them into ``ops.events.Event``).
+Kinds are the ops vocabulary; ``data["type"]`` says what a build event is:
+
+===========  ===========  ===================================================
+kind         data.type    message
+===========  ===========  ===================================================
+step         ``step``     ``STEP 2/4: RUN make`` (``[1/2] `` prefix when multi-stage)
+step         ``cache``    ``--> Using cache <64 hex>``
+step         ``layer``    ``--> <12 hex>`` (an image was committed for the step)
+step         ``commit``   ``COMMIT <name>`` before the last step's image
+step         ``note``     informational (``# syntax=`` ignored, ONBUILD triggers)
+output       ``run``      text a RUN wrote (stdout and stderr, as it comes)
+warning      ``warning``  something the user should know
+result       ``tagged``   ``Successfully tagged <name>``
+result       ``image``    the full image ID (``data.image_id``)
+===========  ===========  ===================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Progress"]
+
+Emit = Callable[[str, str, dict[str, Any]], None]
+
+
+def _nothing(kind: str, message: str, data: dict[str, Any]) -> None:
+    return None
+
+
+class Progress:
+    def __init__(self, emit: Emit | None = None, stage_count: int = 1) -> None:
+        self._emit = emit or _nothing
+        self.stage_count = stage_count
+
+    def emit(self, kind: str, message: str, **data: Any) -> None:
+        self._emit(kind, message, data)
+
+    def prefix(self, stage_pos: int) -> str:
+        return f"[{stage_pos}/{self.stage_count}] " if self.stage_count > 1 else ""
+
+    def step(self, stage_pos: int, n: int, total: int, text: str, line: int) -> None:
+        self.emit(
+            "step",
+            f"{self.prefix(stage_pos)}STEP {n}/{total}: {text}",
+            type="step", stage=stage_pos, step=n, steps=total, line=line,
+        )  # fmt: skip
+
+    def cache_hit(self, image_id: str) -> None:
+        self.emit("step", f"--> Using cache {_hex(image_id)}", type="cache", image_id=image_id)
+
+    def layer(self, image_id: str) -> None:
+        self.emit("step", f"--> {_hex(image_id)[:11]}", type="layer", image_id=image_id)
+
+    def commit(self, stage_pos: int, names: list[str]) -> None:
+        text = f"{self.prefix(stage_pos)}COMMIT {' '.join(names)}".rstrip()
+        self.emit("step", text, type="commit", names=names)
+
+    def note(self, text: str) -> None:
+        self.emit("step", text, type="note")
+
+    def output(self, text: str, stage_pos: int) -> None:
+        self.emit("output", text, type="run", stage=stage_pos)
+
+    def warning(self, text: str) -> None:
+        self.emit("warning", text, type="warning")
+
+    def tagged(self, name: str) -> None:
+        self.emit("result", f"Successfully tagged {name}", type="tagged", name=name)
+
+    def image(self, image_id: str) -> None:
+        self.emit("result", _hex(image_id), type="image", image_id=image_id)
+
+
+def _hex(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")

@@ -1,0 +1,201 @@
+"""``RUN --mount=...`` and ``--secret`` made real: runtime mounts for one RUN.
+
+- ``bind``: a path of the context (default) or of a stage's/image's rootfs (``from=``);
+  read-only unless ``rw`` (then a throw-away copy is mounted, as BuildKit discards writes).
+- ``cache``: a directory under ``<store root>/cache-mounts/<id>`` that outlives builds;
+  ``sharing=locked`` holds an exclusive lock for the RUN, ``private`` uses a fresh
+  directory when another RUN holds it, ``shared`` takes no lock.
+- ``tmpfs``: a tmpfs (``size=``).
+- ``secret``: the value of a ``--secret id=..,src=..|env=..`` as a file (mode 0400 unless
+  ``mode=``) in a private temporary directory, bind-mounted read-only at
+  ``/run/secrets/<id>`` (or ``target=``), or as an environment variable (``env=``). The
+  runtime removes the mountpoint placeholders after the run, so a secret never reaches a
+  layer; its value never reaches the history or a cache key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from kiln.build.mounts import Mount as RunMount
+from kiln.errors import InvalidArgument, NotFound
+from kiln.runtime import Mount
+
+__all__ = ["MountSet", "Secret", "parse_secrets", "prepared_mounts"]
+
+CACHE_DIR = "cache-mounts"
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True)
+class Secret:
+    id: str
+    source: str | None = None  # a file
+    env: str | None = None  # an environment variable of the builder
+
+    def value(self) -> bytes:
+        if self.env is not None:
+            if self.env not in os.environ:
+                raise NotFound(f'secret "{self.id}": environment variable {self.env} is not set')
+            return os.environ[self.env].encode()
+        assert self.source is not None
+        try:
+            with open(self.source, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise NotFound(
+                f'secret "{self.id}": cannot read {self.source}: {exc.strerror}'
+            ) from None
+
+
+def parse_secrets(specs: list[str]) -> dict[str, Secret]:
+    """``id=x,src=path`` / ``id=x,env=VAR`` / ``id=x,type=env,src=VAR`` -> secrets by id."""
+    found: dict[str, Secret] = {}
+    for spec in specs:
+        fields: dict[str, str] = {}
+        for part in spec.split(","):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise InvalidArgument(f"--secret {spec!r}: use id=NAME,src=PATH or id=NAME,env=VAR")
+            fields[key.strip().lower()] = value
+        ident = fields.get("id")
+        kind = fields.get("type", "file")
+        src = fields.get("src") or fields.get("source")
+        env = fields.get("env")
+        if kind == "env" and src and not env:
+            env, src = src, None
+        if not ident:
+            ident = os.path.basename(src) if src else env
+        if not ident or (src is None) == (env is None):
+            raise InvalidArgument(f"--secret {spec!r}: use id=NAME,src=PATH or id=NAME,env=VAR")
+        found[ident] = Secret(ident, os.path.abspath(src) if src else None, env)
+    return found
+
+
+@dataclass
+class MountSet:
+    mounts: list[Mount] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # secret env values (never recorded)
+
+
+# (stage or image reference) -> a context manager yielding that rootfs
+RootOpener = Callable[[str], contextlib.AbstractContextManager[str]]
+
+
+def _inside(root: str, rel: str) -> str:
+    """``rel`` resolved inside ``root`` (symlinks followed, never leaving it)."""
+    clean = os.path.normpath("/" + (rel or "/")).lstrip("/")
+    full = os.path.realpath(os.path.join(root, clean))
+    real_root = os.path.realpath(root)
+    if full != real_root and not full.startswith(real_root + os.sep):
+        raise InvalidArgument(f"mount source {rel!r} points outside its root")
+    if not os.path.lexists(full):
+        raise NotFound(f"mount source {rel!r} not found: check source= of RUN --mount")
+    return full
+
+
+@contextlib.contextmanager
+def prepared_mounts(
+    specs: tuple[RunMount, ...],
+    *,
+    context_dir: str,
+    store_root: str,
+    secrets: dict[str, Secret],
+    open_root: RootOpener,
+    tmpdir: str | None = None,
+) -> Iterator[MountSet]:
+    """The runtime mounts of one RUN; everything temporary goes away afterwards."""
+    result = MountSet()
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="kiln-run-", dir=tmpdir))
+        os.chmod(tmp, 0o700)
+        for index, spec in enumerate(specs):
+            target = spec.target or ""
+            if spec.type == "bind":
+                root = stack.enter_context(open_root(spec.from_)) if spec.from_ else context_dir
+                source = _inside(root, spec.source or "")
+                if not spec.readonly:
+                    copy = os.path.join(tmp, f"bind-{index}")
+                    if os.path.isdir(source):
+                        shutil.copytree(source, copy, symlinks=True)
+                    else:
+                        shutil.copy2(source, copy)
+                    source = copy
+                mode = "ro" if spec.readonly else "rw"
+                result.mounts.append(Mount("bind", source, target, (mode, "rbind")))
+            elif spec.type == "cache":
+                source = stack.enter_context(_cache_dir(store_root, spec, tmp, index))
+                mode = "ro" if spec.readonly else "rw"
+                result.mounts.append(Mount("bind", source, target, (mode, "rbind")))
+            elif spec.type == "tmpfs":
+                opts = (f"size={spec.size}",) if spec.size else ()
+                result.mounts.append(Mount("tmpfs", "tmpfs", target, opts))
+            elif spec.type == "secret":
+                _secret(spec, secrets, tmp, index, result)
+            else:
+                if spec.required:
+                    raise InvalidArgument("RUN --mount=type=ssh is not supported by kiln")
+        yield result
+
+
+def _secret(spec: RunMount, secrets: dict[str, Secret], tmp: str, index: int, out: MountSet):
+    secret = secrets.get(spec.id or "")
+    if secret is None:
+        if spec.required:
+            raise NotFound(f'secret "{spec.id}" is required: pass --secret id={spec.id},src=...')
+        return
+    value = secret.value()
+    if spec.env:
+        out.env[spec.env] = value.decode("utf-8", "surrogateescape")
+        if not spec.target:
+            return
+    path = os.path.join(tmp, f"secret-{index}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(value)
+    os.chown(path, spec.uid or 0, spec.gid or 0)
+    os.chmod(path, spec.mode if spec.mode is not None else 0o400)
+    target = spec.target or f"/run/secrets/{spec.id}"
+    out.mounts.append(Mount("bind", path, target, ("ro", "rbind")))
+
+
+@contextlib.contextmanager
+def _cache_dir(store_root: str, spec: RunMount, tmp: str, index: int) -> Iterator[str]:
+    ident = spec.id or spec.target or "cache"
+    name = _SAFE.sub("_", ident.strip("/"))[:64] + "-"
+    name += hashlib.sha256(ident.encode()).hexdigest()[:12]
+    base = os.path.join(store_root, CACHE_DIR)
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    path = os.path.join(base, name)
+    if not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, spec.mode if spec.mode is not None else 0o755)
+        os.chown(path, spec.uid or 0, spec.gid or 0)
+    if spec.sharing == "shared":
+        yield path
+        return
+    lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if spec.sharing == "locked":
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            yield path
+            return
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            private = os.path.join(tmp, f"cache-{index}")
+            os.mkdir(private, spec.mode if spec.mode is not None else 0o755)
+            os.chown(private, spec.uid or 0, spec.gid or 0)
+            yield private
+            return
+        yield path
+    finally:
+        os.close(lock_fd)

@@ -1,0 +1,214 @@
+"""One stage being built: its config, its place in the cache-key chain, its working container.
+
+The working container (``kiln.container.Builder``) is created only when a step needs a
+filesystem (a cache miss of RUN/COPY/ADD, or the final commit of uncached metadata).
+Metadata steps edit the config and queue a history entry (``empty_layer``). With
+``--layers`` each RUN/COPY/ADD is committed as an image (the cache points at it) and the
+container goes on from it without copying (``layer_commit``); without, the stage is
+committed once at its end, its changes as one layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kiln.build.cache_key import step_key
+from kiln.build.instructions import Instruction
+from kiln.build.layer_commit import commit_and_continue
+from kiln.build.stages import Stage
+from kiln.container import Builder, ConfigEditor, now_rfc3339
+from kiln.errors import NotFound, ProcessFailed
+from kiln.oci import History
+
+if TYPE_CHECKING:
+    from kiln.build.executor import Executor
+
+__all__ = ["StageRun", "StepFailed"]
+
+
+class StepFailed(ProcessFailed):
+    """A RUN exited non-zero; ``exit_code`` is what podman exits with."""
+
+
+class StageRun:
+    def __init__(self, ex: Executor, stage: Stage, is_target: bool) -> None:
+        self.ex = ex
+        self.stage = stage
+        self.is_target = is_target
+        self.pos = stage.index + 1
+        self.args = ex.build_args.stage()
+        self.lex = ex.lex
+        self.editor: ConfigEditor = ConfigEditor(ex.scratch_config())
+        self.base_id: str | None = None
+        self.image_id: str | None = None  # the image the current state is on
+        self.key = ""
+        self.pending: list[History] = []
+        self.builder: Builder | None = None
+        self.dirty = False  # the builder holds uncommitted filesystem changes
+        self.cmd_set = False
+        self.layers = ex.opts.layers and not (is_target and (ex.opts.squash or ex.opts.squash_all))
+        self.use_cache = self.layers and not ex.opts.no_cache
+
+    # -- environment ------------------------------------------------------------------
+
+    @property
+    def config_env(self) -> dict[str, str]:
+        return self.editor.env()
+
+    def expand_env(self) -> dict[str, str]:
+        return self.args.env(self.config_env)
+
+    def expand(self, instr: Instruction) -> tuple[Instruction, dict[str, str]]:
+        """Expand with the stage's ARGs and ENV; returns the used names with their values."""
+        env = self.expand_env()
+        expanded, used = instr.expand(self.lex, env)
+        return expanded, {k: env[k] for k in sorted(used) if k in env}
+
+    # -- the key chain and the cache ----------------------------------------------------
+
+    def next_key(self, instr: Instruction | None, **parts: Any) -> str:
+        self.key = step_key(self.key, instr, settings=self.ex.key_settings, **parts)
+        return self.key
+
+    def cached(self, key: str) -> str | None:
+        if not self.use_cache:
+            return None
+        store = self.ex.store
+        image_id = store.get_cache(key)
+        if image_id is None:
+            return None
+        try:
+            store.get_image(image_id)
+        except NotFound:
+            with contextlib.suppress(Exception):
+                store.delete_cache(key)
+            return None
+        return image_id
+
+    def adopt_image(self, image_id: str) -> None:
+        """Continue from ``image_id`` (a cache hit): its config, nothing pending."""
+        from kiln.image import open_store_image
+
+        img = open_store_image(self.ex.store, image_id)
+        self.image_id = image_id
+        self.editor = ConfigEditor(img.config.evolve(), dict(self.editor.annotations))
+        self.pending = []
+        self.drop_builder()
+
+    # -- history ----------------------------------------------------------------------
+
+    def note_history(self, created_by: str) -> None:
+        self.pending.append(
+            History(created=now_rfc3339(), created_by=created_by, author=self.editor.image.author,
+                    empty_layer=True)
+        )  # fmt: skip
+
+    # -- the working container ------------------------------------------------------------
+
+    def ensure_builder(self) -> Builder:
+        if self.builder is None:
+            self.ex.check_cancel()
+            b = Builder.from_image(
+                self.ex.ctx,
+                self.image_id,
+                pull_policy="missing",
+                image_format=self.ex.opts.image_format,
+            )
+            self.ex.track(b)
+            b.config = self.editor
+            self.builder = b
+        return self.builder
+
+    def drop_builder(self) -> None:
+        if self.builder is not None:
+            self.ex.untrack(self.builder)
+            with contextlib.suppress(Exception):
+                self.builder.delete()
+            self.builder = None
+            self.dirty = False
+
+    def layer_step(
+        self, instr: Instruction, action: Callable[[Builder], str], **key_parts: Any
+    ) -> None:
+        """A RUN/COPY/ADD: a cache hit, or ``action`` (returns created_by) then a commit."""
+        key = self.next_key(instr, **key_parts)
+        hit = self.cached(key)
+        if hit is not None:
+            self.adopt_image(hit)
+            self.ex.progress.cache_hit(hit)
+            self.ex.cache_hits += 1
+            self.ex.progress.layer(hit)
+            return
+        b = self.ensure_builder()
+        created_by = action(b)
+        self.dirty = True
+        if not self.layers:
+            self.note_history(created_by)
+            return
+        b.state.history = list(self.pending)
+        rec = commit_and_continue(
+            b, created_by=created_by, image_format=self.ex.opts.image_format,
+            compression=self.ex.opts.compression, timestamp=self.ex.opts.timestamp,
+        )  # fmt: skip
+        self.dirty = False
+        self.pending = []
+        self.image_id = rec.id
+        self.editor = b.config
+        self.ex.store.put_cache(key, rec.id)
+        self.ex.progress.layer(rec.id)
+
+    def meta_step(self, instr: Instruction, created_by: str, **key_parts: Any) -> None:
+        self.next_key(instr, **key_parts)
+        self.note_history(created_by)
+
+    # -- the end of the stage -------------------------------------------------------------
+
+    def finish(self, names: list[str]) -> str:
+        """Commit what is not committed yet; returns the stage's image ID."""
+        opts = self.ex.opts
+        extra: dict[str, Any] = {}
+        if self.is_target:
+            for k, v in opts.labels.items():
+                self.editor.set_label(k, v)
+            for k, v in opts.annotations.items():
+                self.editor.set_annotation(k, v)
+            extra = {"labels": opts.labels, "annotations": opts.annotations,
+                     "squash": opts.squash, "squash_all": opts.squash_all}  # fmt: skip
+        needs = bool(self.pending) or self.dirty or self.image_id is None
+        if self.is_target:
+            needs = needs or self.image_id == self.base_id or bool(opts.labels or opts.annotations)
+            needs = needs or opts.squash or opts.squash_all
+            self.ex.progress.commit(self.pos, names)
+        if not needs and self.image_id is not None:
+            return self.image_id
+        key = self.next_key(None, extra=extra)
+        if not self.dirty:
+            hit = self.cached(key)
+            if hit is not None:
+                self.adopt_image(hit)
+                self.ex.progress.cache_hit(hit)
+                self.ex.cache_hits += 1
+                self.ex.progress.layer(hit)
+                return hit
+        b = self.ensure_builder()
+        pending = list(self.pending)
+        last = pending.pop().created_by if pending else self._label_created_by()
+        b.state.history = pending
+        rec = b.commit(
+            None, format=opts.image_format, compression=opts.compression,
+            timestamp=opts.timestamp, created_by=last, squash=self.is_target and opts.squash_all,
+        )  # fmt: skip
+        self.image_id = rec.id
+        self.pending = []
+        self.dirty = False
+        self.drop_builder()
+        if self.layers:
+            self.ex.store.put_cache(key, rec.id)
+        self.ex.progress.layer(rec.id)
+        return rec.id
+
+    def _label_created_by(self) -> str:
+        labels = " ".join(f"{k}={v}" for k, v in sorted(self.ex.opts.labels.items()))
+        return f"/bin/sh -c #(nop) LABEL {labels}".rstrip() if labels else "/bin/sh -c #(nop) "

@@ -1,0 +1,129 @@
+"""The build use case: ``build(ctx, BuildOptions) -> BuildResult``.
+
+It finds the Dockerfile (``Containerfile``, then ``Dockerfile``; or the text given), opens
+the context (a directory, ``-`` for a tar on stdin, or an http(s) URL of a tar), reads
+the ignore file, wires pulls to the registry use cases when this kiln has them, and runs
+``kiln.build.executor.Executor``. Progress goes to ``ctx.events`` (see
+``kiln.build.progress`` for the event types); nothing is printed. Cancel with
+``opts.cancel`` (a ``threading.Event``), checked between steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from kiln.build.options import BuildOptions, BuildResult
+from kiln.errors import InvalidArgument, NotFound
+from kiln.ops.context import Context
+from kiln.ops.events import Event
+
+__all__ = ["BuildOptions", "BuildResult", "build", "find_dockerfile"]
+
+DEFAULT_FILES = ("Containerfile", "Dockerfile")
+
+
+def find_dockerfile(context_dir: str, given: list[str]) -> list[str]:
+    """The Dockerfile paths: as given (relative to the cwd, else to the context), or the
+    context's ``Containerfile``, else its ``Dockerfile``."""
+    if given:
+        found = []
+        for path in given:
+            if os.path.isfile(path):
+                found.append(os.path.abspath(path))
+            elif not os.path.isabs(path) and os.path.isfile(os.path.join(context_dir, path)):
+                found.append(os.path.join(context_dir, path))
+            else:
+                raise NotFound(f"the Containerfile {path} does not exist: check -f")
+        return found
+    for name in DEFAULT_FILES:
+        path = os.path.join(context_dir, name)
+        if os.path.isfile(path):
+            return [path]
+    raise NotFound(
+        f"no Containerfile or Dockerfile found in the context directory {context_dir}: "
+        "add one or pass -f"
+    )
+
+
+@contextlib.contextmanager
+def _context_dir(ctx: Context, opts: BuildOptions) -> Iterator[str]:
+    from kiln.build.context import is_remote_context, open_remote_context
+
+    if is_remote_context(opts.context):
+        with open_remote_context(opts.context, opts.tmpdir or ctx.tmpdir) as root:
+            yield root
+        return
+    if not os.path.isdir(opts.context):
+        raise NotFound(f"the build context {opts.context} is not a directory: check the path")
+    yield os.path.abspath(opts.context)
+
+
+def _puller(ctx: Context) -> Any:
+    """``(ref, policy) -> image id`` over the registry use cases, when this kiln has them."""
+    from kiln.ops.transports import REGISTRY_OPS_MODULE
+
+    try:
+        mod = importlib.import_module(REGISTRY_OPS_MODULE)
+    except ModuleNotFoundError:
+        return None
+    fn = getattr(mod, "pull_for_build", None) or getattr(mod, "pull", None)
+    if fn is None:
+        return None
+
+    def pull(ref: str, policy: str) -> str:
+        result = fn(ctx, ref, policy=policy)
+        if isinstance(result, str):
+            return result
+        for attr in ("image_id", "id"):
+            if isinstance(getattr(result, attr, None), str):
+                return getattr(result, attr)
+        if isinstance(result, list | tuple) and result:
+            return str(result[0])
+        raise NotFound(f"pulling {ref} gave no image")
+
+    return pull
+
+
+def build(ctx: Context, opts: BuildOptions) -> BuildResult:
+    """Build the image ``opts`` describe; see the module docstring."""
+    from kiln.build.context import BuildContext
+    from kiln.build.dockerignore import load_ignore_file
+    from kiln.build.executor import Executor
+    from kiln.build.parser import parse_string
+    from kiln.build.progress import Progress
+
+    if opts.image_format not in ("oci", "docker"):
+        raise InvalidArgument(f"--format {opts.image_format!r} is invalid: use oci or docker")
+    if opts.timestamp is None and opts.build_args.get("SOURCE_DATE_EPOCH", "").isdigit():
+        opts.timestamp = int(opts.build_args["SOURCE_DATE_EPOCH"])
+    if opts.tmpdir is None:
+        opts.tmpdir = ctx.tmpdir
+    if opts.puller is None:
+        opts.puller = _puller(ctx)
+    with _context_dir(ctx, opts) as root:
+        if opts.dockerfile_text is not None:
+            paths: list[str] = []
+            text, name = opts.dockerfile_text, "Containerfile"
+        else:
+            paths = find_dockerfile(root, opts.dockerfiles)
+            text, name = _read(paths), os.path.basename(paths[0])
+        parsed = parse_string(text, name=name)
+        patterns = load_ignore_file(root, paths[0] if paths else None)
+        context = BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir)
+        progress = Progress(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
+        return Executor(ctx, opts, parsed, context, progress, dockerfile_name=name).run()
+
+
+def _read(paths: list[str]) -> str:
+    texts = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                texts.append(f.read())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"cannot read the Containerfile {path}: {exc}") from None
+    return "\n".join(texts)
