@@ -1,0 +1,244 @@
+"""The real docker CLI against ``kiln serve`` on a temporary unix socket."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+pytestmark = pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")
+
+
+def has_ops(name: str) -> bool:
+    return importlib.util.find_spec(f"kiln.ops.{name}") is not None
+
+
+needs_build = pytest.mark.skipif(not has_ops("build"), reason="waiting for ops.build")
+needs_registry = pytest.mark.skipif(not has_ops("registry"), reason="waiting for ops.registry")
+
+
+def make_rootfs_tar(path) -> str:
+    """A one-file root filesystem: Debian's static busybox as /bin/sh."""
+    tar = str(path / "rootfs.tar")
+    with tarfile.open(tar, "w") as tf:
+        tf.add("/bin/busybox", "bin/busybox")
+        link = tarfile.TarInfo("bin/sh")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tf.addfile(link)
+    return tar
+
+
+def start_server(tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
+    sock = str(tmp_path / "run" / "kiln.sock")
+    cmd = [
+        sys.executable,
+        "-m",
+        "kiln.cli.main",
+        "--root",
+        str(tmp_path / "root"),
+        "serve",
+        "-H",
+        f"unix://{sock}",
+        "--access-log",
+        str(tmp_path / "access.log"),
+        *extra,
+    ]
+    with open(tmp_path / "server.err", "wb") as err:
+        proc = subprocess.Popen(cmd, stderr=err)
+    for _ in range(200):
+        if os.path.exists(sock):
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(sock)
+                return proc, sock
+            except OSError:
+                pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError((tmp_path / "server.err").read_text())
+
+
+def stop_server(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path):
+    proc, sock = start_server(tmp_path)
+    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "dcfg"))
+    env.pop("DOCKER_BUILDKIT", None)
+
+    def docker(*args: str, input: bytes | None = None, check: bool = True):
+        r = subprocess.run([DOCKER, *args], env=env, input=input, capture_output=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {r.stderr.decode()}")
+        return r
+
+    docker.sock = sock  # type: ignore[attr-defined]
+    docker.tmp = tmp_path  # type: ignore[attr-defined]
+    docker("import", make_rootfs_tar(tmp_path), "base:1")
+    yield docker
+    assert stop_server(proc) == 0
+    assert not os.path.exists(sock), "the socket is removed on shutdown"
+
+
+def images(docker) -> list[dict]:
+    out = docker("images", "--format", "{{json .}}").stdout.decode()
+    return [json.loads(line) for line in out.splitlines() if line]
+
+
+def test_socket_mode_and_access_log(server):
+    assert stat.S_IMODE(os.stat(server.sock).st_mode) == 0o660
+    server("version")
+    for _ in range(50):  # the line is written just after the response
+        log = (server.tmp / "access.log").read_text()
+        if "/version" in log:
+            break
+        time.sleep(0.05)
+    assert '"GET /v1.' in log and '/version HTTP/1.1" 200' in log
+
+
+def test_images_inspect_history_tag_rmi(server):
+    rows = images(server)
+    assert [(r["Repository"], r["Tag"]) for r in rows] == [("base", "1")]
+    data = json.loads(server("image", "inspect", "base:1").stdout)
+    assert data[0]["Id"].startswith("sha256:") and data[0]["RepoTags"] == ["base:1"]
+    assert data[0]["Os"] == "linux" and len(data[0]["RootFS"]["Layers"]) == 1
+    hist = server("history", "--no-trunc", "--format", "{{.ID}} {{.Comment}}", "base:1")
+    assert hist.stdout.decode().split()[0] == data[0]["Id"]
+    server("tag", "base:1", "localhost:5000/team/base:2")
+    assert {(r["Repository"], r["Tag"]) for r in images(server)} == {
+        ("base", "1"),
+        ("localhost:5000/team/base", "2"),
+    }
+    out = server("rmi", "localhost:5000/team/base:2").stdout.decode()
+    assert "Untagged: localhost:5000/team/base:2" in out
+    r = server("rmi", "nosuch:9", check=False)
+    assert r.returncode != 0 and b"No such image: nosuch:9" in r.stderr
+
+
+def test_save_load_roundtrip(server):
+    image_id = json.loads(server("image", "inspect", "base:1").stdout)[0]["Id"]
+    saved = server("save", "base:1").stdout
+    with tarfile.open(fileobj=io.BytesIO(saved)) as tf:
+        assert "manifest.json" in tf.getnames()
+    server("rmi", "base:1")
+    assert images(server) == []
+    out = server("load", input=saved).stdout.decode()
+    assert "Loaded image: base:1" in out
+    assert json.loads(server("image", "inspect", "base:1").stdout)[0]["Id"] == image_id
+
+
+def test_image_prune(server):
+    server("tag", "base:1", "keep:1")
+    server("rmi", "base:1")
+    out = server("image", "prune", "-f").stdout.decode()
+    assert "Total reclaimed space" in out
+    assert [(r["Repository"], r["Tag"]) for r in images(server)] == [("keep", "1")]
+    out = server("image", "prune", "-a", "-f").stdout.decode()
+    assert "deleted: sha256:" in out.lower()
+    assert images(server) == []
+
+
+class Registry:
+    def __init__(self, proc: subprocess.Popen, port: int):
+        self.proc, self.port = proc, port
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def start_registry(tmp_path) -> Registry:
+    """Debian's docker-registry on a free loopback port, storing under tmp_path."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("docker-registry not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "registry.yml"
+    conf.write_text(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "
+        f"{tmp_path / 'registry'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen([binary, "serve", str(conf)], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return Registry(proc, port)
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("docker-registry did not start")
+
+
+DOCKERFILE = """\
+FROM base:1 AS first
+ARG GREETING=hello
+LABEL stage=first
+RUN echo "$GREETING" > /greeting
+FROM first AS second
+RUN echo second > /second
+"""
+
+
+@needs_build
+@pytest.mark.root
+def test_build_flags(server, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "other.Dockerfile").write_text(DOCKERFILE)
+    out = server(
+        "build",
+        "-f",
+        str(ctx / "other.Dockerfile"),
+        "--build-arg",
+        "GREETING=hi",
+        "--target",
+        "first",
+        "--label",
+        "team=kiln",
+        "-t",
+        "built:1",
+        str(ctx),
+    )
+    text = out.stdout.decode() + out.stderr.decode()
+    assert "Successfully built" in text and "Successfully tagged built:1" in text
+    data = json.loads(server("image", "inspect", "built:1").stdout)[0]
+    assert data["Config"]["Labels"] == {"stage": "first", "team": "kiln"}
+    quiet = server("build", "-q", "--no-cache", "-f", str(ctx / "other.Dockerfile"), str(ctx))
+    assert quiet.stdout.decode().strip().startswith("sha256:")
+
+
+@needs_registry
+def test_pull_push_with_local_registry(server, tmp_path):
+    registry = start_registry(tmp_path)
+    try:
+        ref = f"127.0.0.1:{registry.port}/kiln/base:1"
+        server("tag", "base:1", ref)
+        out = server("push", ref).stdout.decode()
+        assert "digest: sha256:" in out
+        server("rmi", ref)
+        out = server("pull", ref).stdout.decode()
+        assert "Digest: sha256:" in out
+        assert ref in {f"{r['Repository']}:{r['Tag']}" for r in images(server)}
+        found = server("search", f"127.0.0.1:{registry.port}/kiln").stdout.decode()
+        assert "kiln/base" in found
+    finally:
+        registry.stop()
