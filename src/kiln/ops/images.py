@@ -620,7 +620,6 @@ def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> Prune
             result.untagged.extend(s.names)
             result.removed.append(s.id)
             result.reclaimed += s.size
-            ctx.ev.step(f"Deleted: {s.id.removeprefix('sha256:')}", id=s.id)
     gc = ctx.store.gc()
     result.bytes_freed, result.blobs_removed = gc.bytes_freed, gc.blobs_removed
     return result
