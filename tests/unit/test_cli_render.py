@@ -108,3 +108,21 @@ def test_quiet_keeps_results_and_warnings():
     r.emit(Event("warning", "w"))
     r.emit(Event("result", "Loaded image: x"))
     assert out.getvalue() == "Loaded image: x\n" and err.getvalue() == "WARNING: w\n"
+
+
+def test_tty_mode_draws_with_rich_and_cleans_up():
+    out, err = io.StringIO(), io.StringIO()
+    r = render.EventRenderer("tty", out=out, err=err)
+    r.emit(Event("step", "Copying blob sha256:abc"))
+    for n in (0, 512, 1024):
+        r.emit(Event("progress", "sha256:abc", {"id": "sha256:abc", "current": n, "total": 1024}))
+    r.emit(Event("result", "Loaded image: x"))  # stops the bars before printing
+    r.close()
+    assert out.getvalue() == "Loaded image: x\n"
+    assert "Copying blob sha256:abc" in err.getvalue()
+    assert "sha256:abc" in err.getvalue().split("Copying blob sha256:abc", 1)[1]
+
+
+def test_auto_mode_is_plain_without_a_terminal():
+    assert render.resolve_mode("auto", io.StringIO()) == "plain"
+    assert render.resolve_mode("json", io.StringIO()) == "json"

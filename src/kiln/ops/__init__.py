@@ -1,1 +1,13 @@
-"""Use cases every front end calls (build, pull, push, images, prune, save, load, ...). No printing, no HTTP. Must not import cli or api."""
+"""Use cases every front end calls (build, pull, push, images, prune, save, load, ...).
+No printing, no HTTP serving. Must not import cli or api.
+
+Each use case is a plain function ``(ctx, ...) -> plain result``; ``ctx`` is a
+:class:`kiln.ops.context.Context` from ``open_context(root, events=...)``. Progress
+goes to ``ctx.events`` as :class:`kiln.ops.events.Event` values (``ctx.ev.step(...)``).
+
+- ``context``, ``config``, ``events``: the wiring
+- ``transports``: ``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``, ``docker://``
+- ``images``: list, inspect, history, exists, tag, untag, rmi, prune, tree, diff
+- ``archives``: save, load, import;  ``file_transfer``: push/pull for file transports
+  (``docker://`` goes to ``kiln.ops.registry.push/pull(ctx, ...)``)
+"""
