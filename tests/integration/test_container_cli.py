@@ -1,0 +1,204 @@
+"""The working-container verbs end to end: kiln from/run/copy/add/config/commit/..., then podman."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+pytest.register_assert_rewrite("fixtures_images")
+
+pytest_plugins = ["fixtures_images"]
+
+RUNC = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin")
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root, overlayfs and a runtime"),
+]
+ISOLATIONS = [
+    pytest.param("oci", marks=[pytest.mark.runc, pytest.mark.skipif(not RUNC, reason="no runc")]),
+    "chroot",
+]
+
+
+@pytest.fixture
+def kiln(kiln_store, busybox_image, tmp_path):
+    env = dict(os.environ, KILN_ROOT=kiln_store.root, KILN_RUNTIME_DIR=str(tmp_path / "rt"))
+    env.pop("BUILDAH_ISOLATION", None)
+
+    def run(*args, check=True, cwd=None):
+        res = subprocess.run(
+            [sys.executable, "-m", "kiln.cli.main", *args],
+            env=env,
+            cwd=cwd or tmp_path,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"kiln {' '.join(args)} -> {res.returncode}\n{res.stderr}")
+        return res
+
+    yield run
+    run("rm", "--all", check=False)
+
+
+def test_run_exit_code_and_streams(kiln):
+    name = kiln("from", "busybox").stdout.strip()
+    assert name == "busybox-working-container"
+    res = kiln("run", name, "--", "sh", "-c", "echo out; echo err >&2; exit 7", check=False)
+    assert (res.returncode, res.stdout, res.stderr.strip()) == (7, "out\n", "err")
+    res = kiln("run", name, "no-such-binary", check=False)
+    assert res.returncode == 127 and "no-such-binary" in res.stderr
+    assert kiln("from", "busybox").stdout.strip() == "busybox-working-container-1"
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_run_options(kiln, tmp_path, isolation):
+    name = kiln("from", "--name", "opts", "busybox").stdout.strip()
+    host = tmp_path / "vol"
+    host.mkdir()
+    (host / "in").write_text("from host\n")
+    script = (
+        "id -u; pwd; echo $FOO; cat /vol/in; touch /vol/x 2>/dev/null || echo ro; "
+        "grep -c myhost /etc/hosts; ulimit -n; mount | grep -c ' /scratch '"
+    )
+    res = kiln(
+        "run", "--isolation", isolation, "--user", "nobody", "--workingdir", "/made/here",
+        "--env", "FOO=bar", "--volume", f"{host}:/vol:ro", "--mount", "type=tmpfs,dst=/scratch",
+        "--add-host", "myhost:10.1.2.3", "--ulimit", "nofile=100:100", "--network", "none",
+        name, "--", "sh", "-c", script,
+    )  # fmt: skip
+    assert res.stdout.splitlines() == ["65534", "/made/here", "bar", "from host", "ro", "1",
+                                       "100", "1"]  # fmt: skip
+    diff = kiln("diff", name).stdout.splitlines()
+    assert "A /made/here" in diff  # the working directory is created and kept
+    assert not any(p in line for line in diff for p in ("/vol", "/scratch", "hosts", "resolv"))
+
+
+@pytest.mark.runc
+@pytest.mark.skipif(not RUNC, reason="no runc")
+def test_run_runc_only_options(kiln):
+    """Capabilities dropped via the runtime spec and seccomp: oci isolation only."""
+    name = kiln("from", "busybox").stdout.strip()
+    res = kiln("run", "--cap-drop", "ALL", name, "--", "grep", "CapEff", "/proc/self/status")
+    assert res.stdout.split()[1] == "0000000000000000"
+    res = kiln("run", "--security-opt", "seccomp=unconfined", name, "--", "grep", "Seccomp:",
+               "/proc/self/status")  # fmt: skip
+    assert res.stdout.split()[1] == "0"
+
+
+def test_full_scenario_with_podman(kiln, tmp_path, kiln_store):
+    name = kiln("from", "busybox").stdout.strip()
+    kiln("run", name, "--", "sh", "-c",
+         "mkdir /data && echo d > /data/f && chmod 600 /data/f && chown 65534:65534 /data/f && "
+         "rm /etc/group && rm -r /home")  # fmt: skip
+    ctx = tmp_path / "ctx"
+    (ctx / "dir").mkdir(parents=True)
+    (ctx / "dir" / "one").write_text("one\n")
+    (ctx / "two.txt").write_text("two\n")
+    with tarfile.open(ctx / "arch.tar.xz", "w:xz") as tar:
+        tar.add(ctx / "two.txt", arcname="unpacked/two.txt")
+    digest = kiln("copy", "--chown", "nobody", "--chmod", "750", name, "dir", "two.txt", "/app/",
+                  cwd=ctx).stdout.strip()  # fmt: skip
+    assert len(digest) == 64
+    kiln("add", name, "arch.tar.xz", "/opt/", cwd=ctx)
+    kiln("config", "--env", "A=1", "--label", "org.test=yes", "--port", "8080",
+         "--volume", "/vol", "--workingdir", "/app", "--user", "nobody", "--stop-signal", "TERM",
+         "--healthcheck", "CMD-SHELL true", "--healthcheck-interval", "30s",
+         "--entrypoint", '["/bin/sh", "-c"]', "--cmd", '["ls -ln /app /data; cat /opt/unpacked/two.txt"]',
+         "--author", "tester", "--annotation", "a=b", name)  # fmt: skip
+    changes = kiln("diff", name).stdout.splitlines()
+    assert {"D /etc/group", "D /home", "A /data/f", "A /app/one"} <= set(changes)
+    iid_file = tmp_path / "iid"
+    image_id = kiln("commit", "--format", "docker", "--iidfile", str(iid_file), name,
+                    "test/scenario:1").stdout.strip()  # fmt: skip
+    assert iid_file.read_text() == "sha256:" + image_id
+    kiln("save", "-o", str(tmp_path / "img.tar"), "test/scenario:1")
+
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed")
+    top = tempfile.mkdtemp(prefix="kp-", dir="/tmp")
+    podman = ["podman", "--root", f"{top}/root", "--runroot", f"{top}/run",
+              "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]  # fmt: skip
+    try:
+        subprocess.run([*podman, "load", "-i", str(tmp_path / "img.tar")], check=True,
+                       capture_output=True)  # fmt: skip
+        limits = []
+        for flag, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+            hard = resource.getrlimit(which)[1]
+            value = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+            limits += ["--ulimit", f"{flag}={value}:{value}"]
+        res = subprocess.run([*podman, "run", "--rm", "--runtime", "runc", "--net", "none",
+                              *limits, image_id], capture_output=True, text=True)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        out = res.stdout
+        assert "65534" in out and "two" in out
+        lines = {line.split()[-1]: line for line in out.splitlines() if line.startswith("-")}
+        assert lines["f"].startswith("-rw-------") and " 65534 " in lines["f"]
+        assert lines["one"].startswith("-rwxr-x---") and " 65534 " in lines["one"]
+        listing = subprocess.run([*podman, "run", "--rm", "--runtime", "runc", "--net", "none",
+                                  *limits, "--entrypoint", "ls", image_id, "/etc", "/"],
+                                 capture_output=True, text=True).stdout.split()  # fmt: skip
+        assert "group" not in listing and "home" not in listing and "passwd" in listing
+        info = json.loads(subprocess.run([*podman, "inspect", image_id], check=True,
+                                         capture_output=True, text=True).stdout)[0]  # fmt: skip
+        cfg = info["Config"]
+        assert "A=1" in cfg["Env"] and cfg["Labels"] == {"org.test": "yes"}
+        assert "8080/tcp" in cfg["ExposedPorts"] and "/vol" in cfg["Volumes"]
+        assert (cfg["WorkingDir"], cfg["User"], cfg["StopSignal"]) == ("/app", "nobody", "SIGTERM")
+        assert cfg["Entrypoint"] == ["/bin/sh", "-c"]
+        assert info["Author"] == "tester"
+        assert info["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
+        assert info["Healthcheck"]["Interval"] == 30_000_000_000
+    finally:
+        subprocess.run([*podman, "rmi", "-a", "-f"], capture_output=True)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_listing_mount_export_rm(kiln, tmp_path):
+    name = kiln("from", "--name", "lister", "busybox").stdout.strip()
+    rows = json.loads(kiln("containers", "--json").stdout)
+    assert [r["containername"] for r in rows] == ["lister"] and rows[0]["builder"]
+    inspected = json.loads(kiln("inspect", "--type", "container", name).stdout)[0]
+    assert inspected["Container"] == "lister" and inspected["FromImage"] == "busybox"
+    path = kiln("mount", name).stdout.strip()
+    assert os.path.ismount(path) and os.path.isfile(os.path.join(path, "bin", "busybox"))
+    (Path(path) / "via-mount").write_text("m")
+    assert kiln("inspect", "--type", "container", path).returncode == 0  # found by mount path
+    kiln("umount", name)
+    assert not os.path.ismount(path)
+    kiln("export", name, "-o", str(tmp_path / "fs.tar"))
+    with tarfile.open(tmp_path / "fs.tar") as tar:
+        assert "via-mount" in tar.getnames()
+    assert kiln("rm", name).stdout.strip() == inspected["ContainerID"]
+    assert json.loads(kiln("containers", "--json").stdout) == []
+
+
+def test_bad_input(kiln, tmp_path):
+    res = kiln("run", "nosuch", "--", "true", check=False)
+    assert res.returncode == 125 and "no such container" in res.stderr
+    name = kiln("from", "busybox").stdout.strip()
+    (tmp_path / "f").write_text("f")
+    for args, message in (
+        (("copy", name, "missing", "/x"), "not found"),
+        (("copy", "--chown", "nosuchuser", name, "f", "/x"), "unknown user"),
+        (("copy", name, "../etc/passwd", "/x"), "outside the build context"),
+        (("from", "no-such-image", "--pull", "never"), "image not known"),
+        (("commit", "nosuch"), "no such container"),
+        (("rm", name, "nosuch"), "no such container"),
+    ):
+        res = kiln(*args, check=False)
+        assert res.returncode == 125 and message in res.stderr, (args, res.stderr)
+        assert res.stderr.count("\n") == 1  # one clear line, no traceback
+    assert kiln("diff", name).stdout == ""  # nothing changed, container still there
+    assert kiln("images", "-q").stdout.count("\n") == 1  # only busybox
