@@ -37,6 +37,9 @@ _NETWORKS = {
     "private": "private",
     "none": "none",
     "slirp4netns": "private",
+    "0": "host",  # podman's NetworkConfigurationPolicy: default
+    "1": "none",  # disabled
+    "2": "host",  # enabled
 }
 _PULL = {
     "missing": "missing",
@@ -105,6 +108,14 @@ def _outputs(q: QueryParams) -> list[str]:
     return []  # the image goes to kiln's store, which is what "moby" means
 
 
+def _platform(q: QueryParams) -> str | None:
+    """podman sends ``/`` for "no platform"; several platforms are not built at once."""
+    values = [p for v in q.getlist("platform") for p in v.split(",") if p.strip("/ ")]
+    if len(values) > 1:
+        raise bad("platform", q.get("platform", ""), "kiln builds one platform per request")
+    return values[0] if values else None
+
+
 def _pull_policy(q: QueryParams, libpod: bool) -> str:
     if libpod and "pullpolicy" in q:
         return _choice(q, "pullpolicy", _PULL, "missing")
@@ -152,7 +163,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         "shm_size": shm,
         "squash": qbool(q, "squash"),
         "network": _choice(q, "networkmode", _NETWORKS, "host"),
-        "platform": qstr(q, "platform") or None,
+        "platform": _platform(q),
         "add_hosts": _extra_hosts(q),
         "outputs": _outputs(q),
     }
@@ -235,7 +246,8 @@ async def build(request: Request) -> Response:
         names = list(getattr(result, "names", []) or opts["tags"])
         if libpod:
             out = [] if quiet else [{"stream": f"Successfully tagged {n}\n"} for n in names]
-            return [*out, {"aux": {"ID": image_id}}, {"stream": shapes.bare(image_id) + "\n"}]
+            # podman's bindings refuse a line without "stream" or "error": no "aux" here
+            return [*out, {"stream": shapes.bare(image_id) + "\n"}]
         if quiet:
             return [{"aux": {"ID": image_id}}, {"stream": image_id + "\n"}]
         out = [

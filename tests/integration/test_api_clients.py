@@ -1,0 +1,158 @@
+"""docker-py and ``podman --remote`` against ``kiln serve`` on a temporary unix socket."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+PODMAN = shutil.which("podman")
+
+
+def has_ops(name: str) -> bool:
+    return importlib.util.find_spec(f"kiln.ops.{name}") is not None
+
+
+def rootfs_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add("/bin/busybox", "bin/busybox")
+        link = tarfile.TarInfo("bin/sh")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tf.addfile(link)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def sock(tmp_path):
+    path = str(tmp_path / "kiln.sock")
+    cmd = [
+        sys.executable,
+        "-m",
+        "kiln.cli.main",
+        "--root",
+        str(tmp_path / "root"),
+        "serve",
+        "-H",
+        f"unix://{path}",
+        "--access-log",
+        "",
+    ]
+    with open(tmp_path / "server.err", "wb") as err:
+        proc = subprocess.Popen(cmd, stderr=err)
+    for _ in range(200):
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise AssertionError((tmp_path / "server.err").read_text())
+    yield path
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
+@pytest.fixture
+def client(sock):
+    docker = pytest.importorskip("docker")
+    c = docker.DockerClient(base_url=f"unix://{sock}", version="auto")
+    c.images.client.api.import_image_from_data(rootfs_tar(), repository="base", tag="1")
+    yield c
+    c.close()
+
+
+def test_dockerpy_images(client):
+    img = client.images.get("base:1")
+    assert img.tags == ["base:1"] and img.id.startswith("sha256:")
+    assert [i.id for i in client.images.list()] == [img.id]
+    img.tag("copy", "2")
+    assert sorted(client.images.get(img.id).tags) == ["base:1", "copy:2"]
+    client.images.remove("copy:2")
+    assert client.images.get(img.id).tags == ["base:1"]
+    data = b"".join(img.save())
+    client.images.remove("base:1")
+    assert client.images.list() == []
+    [loaded] = client.images.load(data)
+    assert loaded.id == img.id
+    with pytest.raises(Exception) as err:
+        client.images.get("nosuch:1")
+    assert type(err.value).__name__ == "ImageNotFound"
+
+
+@pytest.mark.skipif(not has_ops("build"), reason="waiting for ops.build")
+@pytest.mark.root
+def test_dockerpy_build(client, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM base:1\nLABEL made=kiln\nCMD ["sh"]\n')
+    image, logs = client.images.build(path=str(ctx), tag="built:1")
+    assert image.tags == ["built:1"]
+    assert image.labels == {"made": "kiln"} and image.attrs["Config"]["Cmd"] == ["sh"]
+    lines = list(client.api.build(path=str(ctx), tag="built:2", decode=True))
+    assert any("aux" in line and line["aux"]["ID"] == image.id for line in lines)
+    assert any("Successfully tagged built:2" in line.get("stream", "") for line in lines)
+    bad = list(client.api.build(path=str(ctx), buildargs=None, dockerfile="Missing", decode=True))
+    assert "error" in bad[-1] and bad[-1]["errorDetail"]["message"]
+
+
+@pytest.mark.skipif(PODMAN is None, reason="podman not installed")
+def test_podman_remote(sock, tmp_path):
+    env = dict(os.environ)
+
+    def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        r = subprocess.run(
+            [PODMAN, "--remote", "--url", f"unix://{sock}", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and r.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)}: {r.stderr}")
+        return r
+
+    (tmp_path / "rootfs.tar").write_bytes(rootfs_tar())
+    podman("import", str(tmp_path / "rootfs.tar"), "base:1")
+    names = [n for i in json.loads(podman("images", "--format", "json").stdout) for n in i["Names"]]
+    assert names == ["localhost/base:1"]
+    [data] = json.loads(podman("image", "inspect", "base:1").stdout)
+    assert data["RepoTags"] == ["localhost/base:1"]
+    hist = podman("history", "--no-trunc", "--format", "{{.ID}}", "base:1").stdout.split()
+    assert hist[0] == data["Id"]
+    podman("tag", "base:1", "other:2")
+    images = json.loads(podman("images", "--format", "json").stdout)
+    assert sorted({n for i in images for n in i["Names"]}) == [
+        "localhost/base:1",
+        "localhost/other:2",
+    ]
+    podman("rmi", "other:2")
+    podman("save", "-o", str(tmp_path / "saved.tar"), "base:1")
+    podman("rmi", "base:1")
+    assert podman("images", "-q").stdout.strip() == ""
+    assert (
+        "Loaded image: localhost/base:1" in podman("load", "-i", str(tmp_path / "saved.tar")).stdout
+    )
+    r = podman("rmi", "nosuch", check=False)
+    assert r.returncode != 0 and "nosuch" in r.stderr
+    if has_ops("build"):
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Containerfile").write_text("FROM base:1\nLABEL from=containerfile\n")
+        out = podman("build", "-t", "built:1", str(ctx)).stdout
+        assert "Successfully tagged localhost/built:1" in out
+        [built] = json.loads(podman("image", "inspect", "built:1").stdout)
+        assert built["Labels"] == {"from": "containerfile"}
+        assert out.strip().splitlines()[-1] == built["Id"]
