@@ -78,12 +78,18 @@ class BuildContext:
 
     # -- paths ------------------------------------------------------------------------
 
-    def excluded(self, rel: str, excludes: IgnoreMatcher | None = None) -> bool:
+    def excluded(self, rel: str, excludes: IgnoreMatcher | None = None, base: str = "") -> bool:
+        """Ignored by the ignore file, or by ``excludes`` (matched against the path in the
+        context and, below a copied directory ``base``, the path relative to it)."""
         if not rel:
             return False
         if self.matcher.patterns and self.matcher.matches(rel):
             return True
-        return bool(excludes and excludes.patterns and excludes.matches(rel))
+        if not (excludes and excludes.patterns):
+            return False
+        if base and rel.startswith(base + "/") and excludes.matches(rel[len(base) + 1 :]):
+            return True
+        return excludes.matches(rel)
 
     def _lstat(self, rel: str) -> os.stat_result | None:
         try:
@@ -131,12 +137,13 @@ class BuildContext:
         return matches
 
     def walk(
-        self, rel: str, excludes: IgnoreMatcher | None = None
+        self, rel: str, excludes: IgnoreMatcher | None = None, base: str | None = None
     ) -> Iterator[tuple[str, os.stat_result]]:
         """``rel`` and everything below it that is not ignored, parents first, sorted."""
         st = self._lstat(rel)
         if st is None:
             return
+        base = rel if base is None else base
         yield rel, st
         if not stat.S_ISDIR(st.st_mode):
             return
@@ -146,7 +153,7 @@ class BuildContext:
             raise InvalidArgument(f"cannot read {rel or '.'} in the build context: {exc}") from exc
         for name in names:
             child = f"{rel}/{name}" if rel else name
-            if self.excluded(child, excludes):
+            if self.excluded(child, excludes, base):
                 cst = self._lstat(child)
                 if cst is None or not stat.S_ISDIR(cst.st_mode):
                     continue
@@ -154,11 +161,11 @@ class BuildContext:
                 if no_excludes and self.matcher.excludes_dir_entirely(child):
                     continue
                 # an exception pattern may bring back something below: look inside
-                for sub, sst in self.walk(child, excludes):
-                    if sub != child and not self.excluded(sub, excludes):
+                for sub, sst in self.walk(child, excludes, base):
+                    if sub != child and not self.excluded(sub, excludes, base):
                         yield sub, sst
                 continue
-            yield from self.walk(child, excludes)
+            yield from self.walk(child, excludes, base)
 
     # -- digests ----------------------------------------------------------------------
 

@@ -1,0 +1,302 @@
+"""kiln build (alias kiln bud): build an image from a Containerfile or Dockerfile.
+
+Output follows ``podman build``: ``STEP n/N: ...`` lines, RUN output as it comes,
+``--> Using cache <id>`` / ``--> <id>``, ``COMMIT <name>``, ``Successfully tagged ...``
+and the full image ID last, all on stdout (``--quiet``: the ID only; ``--progress json``:
+one JSON event per line). A failing RUN exits with its exit code, other errors with 125.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import IO, Any
+
+import click
+
+from kiln.cli.state import State, pass_state
+
+PULL_CHOICES = ("always", "missing", "never", "newer", "true", "false")
+_PULL_ALIASES = {"true": "always", "false": "missing"}
+
+
+class BuildRenderer:
+    """Build events as podman prints them (plain lines, or JSON lines)."""
+
+    def __init__(self, mode: str, quiet: bool, out: IO[str] | None = None,
+                 err: IO[str] | None = None) -> None:  # fmt: skip
+        self.mode = mode
+        self.quiet = quiet
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._lock = threading.Lock()
+
+    def emit(self, event: Any) -> None:
+        with self._lock:
+            if self.mode == "json":
+                if self.quiet and event.data.get("type") != "image":
+                    return
+                self.out.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+                self.out.flush()
+                return
+            kind = event.kind
+            if kind == "warning":
+                self.err.write(event.message.rstrip("\n") + "\n")
+                self.err.flush()
+                return
+            if self.quiet and event.data.get("type") != "image":
+                return
+            if kind == "output":
+                self.out.write(event.message)
+            else:
+                self.out.write(event.message.rstrip("\n") + "\n")
+            self.out.flush()
+
+    def close(self) -> None:
+        return None
+
+
+def _pairs(items: tuple[str, ...], flag: str, from_env: bool = False) -> dict[str, str]:
+    from kiln.errors import InvalidArgument
+
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"{flag} {item!r} is invalid: use NAME=VALUE")
+        if not sep:
+            if not from_env:
+                raise InvalidArgument(f"{flag} {item!r} is invalid: use NAME=VALUE")
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        result[key] = value
+    return result
+
+
+def _arg_files(paths: tuple[str, ...]) -> dict[str, str]:
+    from kiln.errors import InvalidArgument
+
+    result: dict[str, str] = {}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as exc:
+            raise InvalidArgument(f"--build-arg-file {path}: {exc.strerror}") from None
+        items = tuple(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+        result.update(_pairs(items, "--build-arg-file", from_env=True))
+    return result
+
+
+def _split_commas(values: tuple[str, ...]) -> list[str]:
+    return [v for item in values for v in item.split(",") if v]
+
+
+@click.command("build", short_help="Build an image using instructions from Containerfiles")
+@click.argument("context", required=False)
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    metavar="PATH",
+    help="Containerfile to use (- reads it from stdin); repeatable",
+)
+@click.option("-t", "--tag", "tags", multiple=True, metavar="NAME", help="Name the image")
+@click.option(
+    "--build-arg",
+    "build_args",
+    multiple=True,
+    metavar="ARG=VALUE",
+    help="Set a build argument (NAME alone takes it from the environment)",
+)
+@click.option(
+    "--build-arg-file",
+    "build_arg_files",
+    multiple=True,
+    metavar="FILE",
+    help="A file of ARG=VALUE lines",
+)
+@click.option("--target", default=None, help="Build this stage and stop")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Add an image label")
+@click.option(
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Add a manifest annotation",
+)
+@click.option(
+    "--format",
+    "image_format",
+    type=click.Choice(("oci", "docker")),
+    default=None,
+    help="Image format: oci (default) or docker",
+)
+@click.option(
+    "--pull",
+    "pull",
+    type=click.Choice(PULL_CHOICES),
+    default="missing",
+    flag_value="always",
+    is_flag=False,
+    show_default=True,
+    help="Pull policy: always, missing, never, newer (--pull alone: always)",
+)
+@click.option("--pull-always", is_flag=True, hidden=True)
+@click.option("--pull-never", is_flag=True, hidden=True)
+@click.option("--no-cache", is_flag=True, help="Do not use cached layers (they are refreshed)")
+@click.option(
+    "--layers",
+    type=click.BOOL,
+    default=None,
+    help="Cache intermediate images per step (default true; $BUILDAH_LAYERS)",
+)
+@click.option("--squash", is_flag=True, help="Squash the new layers into one")
+@click.option("--squash-all", is_flag=True, help="Squash the whole image into one layer")
+@click.option("--iidfile", default=None, metavar="FILE", help="Write the image ID to FILE")
+@click.option(
+    "--timestamp",
+    type=int,
+    default=None,
+    help="Created time and file mtimes (seconds since the epoch); $SOURCE_DATE_EPOCH",
+)
+@click.option("--platform", default=None, help="Target platform (os/arch[/variant])")
+@click.option(
+    "--network", "--net", "network", default=None, help="RUN network: host (default), none, private"
+)
+@click.option(
+    "--isolation",
+    type=click.Choice(("oci", "chroot")),
+    default=None,
+    help="RUN isolation: oci (runc) or chroot",
+)
+@click.option("--runtime", default="runc", show_default=True, help="OCI runtime for RUN")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="id=ID,src=PATH|env=VAR",
+    help="A secret RUN --mount=type=secret can use",
+)
+@click.option("--add-host", "add_hosts", multiple=True, metavar="HOST:IP")
+@click.option("--dns", "dns", multiple=True, metavar="IP")
+@click.option("--dns-search", "dns_search", multiple=True, metavar="DOMAIN")
+@click.option("--dns-option", "dns_options", multiple=True, metavar="OPTION")
+@click.option(
+    "-v",
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="HOST:CTR[:OPTS]",
+    help="Bind-mount a host directory into every RUN",
+)
+@click.option("--cap-add", multiple=True, metavar="CAP")
+@click.option("--cap-drop", multiple=True, metavar="CAP")
+@click.option("--ulimit", "ulimits", multiple=True, metavar="TYPE=SOFT[:HARD]")
+@click.option("-m", "--memory", default=None, metavar="SIZE")
+@click.option("--memory-swap", default=None, metavar="SIZE")
+@click.option("-c", "--cpu-shares", type=int, default=None)
+@click.option("--cpu-period", type=int, default=None)
+@click.option("--cpu-quota", type=int, default=None)
+@click.option("--cpuset-cpus", default="")
+@click.option("--cpuset-mems", default="")
+@click.option("--shm-size", default=None, metavar="SIZE")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ID")
+@click.option(
+    "--progress",
+    type=click.Choice(("auto", "plain", "tty", "json")),
+    default=None,
+    help="Output: auto, plain, tty or json lines",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="type=local|tar|oci|docker,dest=PATH",
+    help="Also export the image",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(("gzip", "zstd", "none")),
+    default="gzip",
+    show_default=True,
+    help="Layer compression",
+)
+@click.option("--jobs", type=int, default=None, help="Stages built at once (default 4)")
+@click.option("--rm/--no-rm", "rm", default=True, help="Remove intermediate containers")
+@click.option(
+    "--force-rm/--no-force-rm",
+    "force_rm",
+    default=True,
+    help="Remove intermediate containers even after a failure",
+)
+@pass_state
+def command(state: State, context, files, tags, build_args, build_arg_files, target, labels,
+            annotations, image_format, pull, pull_always, pull_never, no_cache, layers, squash,
+            squash_all, iidfile, timestamp, platform, network, isolation, runtime, secrets,
+            add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
+            memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
+            quiet, progress, outputs, compression, jobs, rm, force_rm):  # fmt: skip
+    """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
+    from kiln.build.options import BuildOptions
+    from kiln.errors import InvalidArgument, ProcessFailed
+    from kiln.runtime import parse_memory
+
+    dockerfile_text = None
+    files = list(files)
+    if "-" in files:
+        if context == "-":
+            raise InvalidArgument("-f - and a context of - cannot both read stdin")
+        dockerfile_text = sys.stdin.read()
+        files = [f for f in files if f != "-"]
+    if context is None:
+        if files and dockerfile_text is None:
+            context = os.path.dirname(os.path.abspath(files[0]))
+        else:
+            context = "."
+    if platform and "," in platform:
+        raise InvalidArgument("--platform: kiln builds one platform at a time; give one")
+    if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip().isdigit():
+        timestamp = int(os.environ["SOURCE_DATE_EPOCH"].strip())
+    if layers is None:
+        layers = os.environ.get("BUILDAH_LAYERS", "true").lower() not in ("0", "false")
+    policy = "always" if pull_always else "never" if pull_never else _PULL_ALIASES.get(pull, pull)
+    args = _arg_files(tuple(build_arg_files))
+    args.update(_pairs(tuple(build_args), "--build-arg", from_env=True))
+    opts = BuildOptions(
+        context=context, dockerfiles=files, dockerfile_text=dockerfile_text, tags=list(tags),
+        build_args=args, target=target, labels=_pairs(tuple(labels), "--label"),
+        annotations=_pairs(tuple(annotations), "--annotation"),
+        image_format=(image_format or os.environ.get("BUILDAH_FORMAT") or "oci").lower(),
+        pull=policy, no_cache=no_cache, layers=layers, squash=squash, squash_all=squash_all,
+        iidfile=iidfile, timestamp=timestamp, platform=platform, network=network or "host",
+        isolation=isolation or os.environ.get("BUILDAH_ISOLATION", "oci").lower(),
+        runtime=runtime, secrets=list(secrets), add_hosts=list(add_hosts),
+        dns=_split_commas(dns), dns_search=_split_commas(dns_search),
+        dns_options=list(dns_options), volumes=list(volumes), cap_add=_split_commas(cap_add),
+        cap_drop=_split_commas(cap_drop), ulimits=list(ulimits),
+        memory=parse_memory(memory, "--memory") if memory else None,
+        memory_swap=parse_memory(memory_swap, "--memory-swap") if memory_swap else None,
+        cpu_shares=cpu_shares, cpu_period=cpu_period, cpu_quota=cpu_quota,
+        cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
+        shm_size=parse_memory(shm_size, "--shm-size") if shm_size else None, quiet=quiet,
+        outputs=list(outputs), compression=compression, jobs=jobs, rm=rm, force_rm=force_rm,
+        tmpdir=state.tmpdir,
+    )  # fmt: skip
+    mode = progress or (state.progress if state.progress in ("json",) else "plain")
+    renderer = BuildRenderer(mode, quiet or state.progress == "quiet")
+    from kiln.ops.build import build
+
+    try:
+        with state.context(events=renderer) as ctx:
+            build(ctx, opts)
+    except ProcessFailed as exc:
+        sys.stdout.flush()
+        sys.stderr.write(f"Error: {exc}\n")
+        sys.stderr.flush()
+        raise click.exceptions.Exit(exc.exit_code or 1) from None
