@@ -154,8 +154,9 @@ def load(ctx: Context, source: str | BinaryIO, validate: bool = True) -> LoadRes
                 )
                 rec = _copy_into_store(ctx, img, names, lease, validate)
                 result.images.append(LoadedImage(rec.id, list(names)))
-    for line in result.lines:
-        ctx.ev.result(line)
+    for img in result.images:
+        for name in img.names or [img.id]:
+            ctx.ev.result(f"Loaded image: {name}", id=img.id, name=name)
     return result
 
 
