@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from kiln.errors import InvalidArgument, Unavailable
@@ -52,11 +50,8 @@ def test_refused_with_a_clear_message(text, words):
         tp.parse_transport(text)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("kiln.ops.registry") is not None,
-    reason="the registry use cases exist",
-)
-def test_registry_ops_missing_is_unavailable_not_a_crash():
+def test_registry_ops_missing_is_unavailable_not_a_crash(monkeypatch):
+    monkeypatch.setattr(tp, "REGISTRY_OPS_MODULE", "kiln.ops.no_such_registry_ops")
     with pytest.raises(Unavailable, match="not available yet"):
         tp.registry_ops()
 
