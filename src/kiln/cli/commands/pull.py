@@ -14,6 +14,15 @@ from kiln.cli.state import State, pass_state
     "-a", "--all-tags", is_flag=True, help="All tagged images of the repository (registries)"
 )
 @click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]", help="Platform to pick")
+@click.option("--arch", default=None, help="Architecture to pick (registries)")
+@click.option("--os", "os_", default=None, help="Operating system to pick (registries)")
+@click.option("--variant", default=None, help="Architecture variant to pick (registries)")
+@click.option(
+    "--policy",
+    type=click.Choice(("always", "missing", "never", "newer")),
+    default=None,
+    help="Pull policy for registries (default: always)",
+)
 @click.option("--authfile", default=None, help="Path of the authentication file (registries)")
 @click.option("--creds", default=None, metavar="USER[:PASS]", help="Registry credentials")
 @click.option(
@@ -21,7 +30,21 @@ from kiln.cli.state import State, pass_state
 )
 @click.option("--cert-dir", default=None, help="Directory of registry certificates")
 @pass_state
-def command(state: State, source, quiet, all_tags, platform, authfile, creds, tls_verify, cert_dir):
+def command(
+    state: State,
+    source,
+    quiet,
+    all_tags,
+    platform,
+    arch,
+    os_,
+    variant,
+    policy,
+    authfile,
+    creds,
+    tls_verify,
+    cert_dir,
+):
     """Copy SOURCE into local storage and print the image ID. SOURCE is oci:DIR[:TAG],
     oci-archive:FILE[:TAG], docker-archive:FILE[:REF], dir:DIR, or a registry
     reference (docker://REF or just REF)."""
@@ -35,6 +58,10 @@ def command(state: State, source, quiet, all_tags, platform, authfile, creds, tl
             tls_verify=tls_verify,
             cert_dir=cert_dir,
             platform=platform,
+            arch=arch,
+            os=os_,
+            variant=variant,
+            policy=policy,
             all_tags=all_tags or None,
         ).items()
         if v is not None

@@ -19,6 +19,12 @@ from kiln.cli.state import State, pass_state
     help="Manifest type to write (default: as stored)",
 )
 @click.option("--compress", is_flag=True, help="Compress layers (dir: and oci: destinations)")
+@click.option(
+    "--compression-format",
+    type=click.Choice(("gzip", "zstd")),
+    default=None,
+    help="Recompress layers with this algorithm where needed (registries)",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the progress output")
 @click.option("--authfile", default=None, help="Path of the authentication file (registries)")
 @click.option("--creds", default=None, metavar="USER[:PASS]", help="Registry credentials")
@@ -34,6 +40,7 @@ def command(
     destination,
     format_,
     compress,
+    compression_format,
     quiet,
     authfile,
     creds,
@@ -47,7 +54,11 @@ def command(
 
     fmt = "docker" if format_ == "v2s2" else format_
     registry = _registry_options(
-        authfile=authfile, creds=creds, tls_verify=tls_verify, cert_dir=cert_dir
+        authfile=authfile,
+        creds=creds,
+        tls_verify=tls_verify,
+        cert_dir=cert_dir,
+        compression=compression_format,
     )
     with state.context(quiet=quiet) as ctx:
         result = file_transfer.push(

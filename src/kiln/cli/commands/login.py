@@ -1,0 +1,50 @@
+"""kiln login: check credentials against a registry and store them in the auth file."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kiln.cli.state import State, pass_state
+
+
+@click.command("login", short_help="Log in to a container registry")
+@click.argument("registry")
+@click.option("-u", "--username", default=None, help="Username for the registry")
+@click.option("-p", "--password", default=None, help="Password for the registry")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin")
+@click.option("--authfile", default=None, help="Path of the authentication file")
+@click.option(
+    "--tls-verify", type=click.BOOL, default=None, help="Require HTTPS and verify certificates"
+)
+@click.option("--cert-dir", default=None, help="Directory of registry certificates")
+@pass_state
+def command(
+    state: State, registry, username, password, password_stdin, authfile, tls_verify, cert_dir
+):
+    """Log in to REGISTRY; the credentials are written to the containers auth file
+    ($XDG_RUNTIME_DIR/containers/auth.json, $REGISTRY_AUTH_FILE or --authfile)."""
+    from kiln.errors import InvalidArgument
+    from kiln.ops import registry as ops
+
+    if password is not None and password_stdin:
+        raise InvalidArgument("--password and --password-stdin are mutually exclusive")
+    if password_stdin:
+        if not username:
+            raise InvalidArgument("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not username:
+        username = click.prompt("Username")
+    if password is None:
+        password = click.prompt("Password", hide_input=True)
+    ops.login(
+        None,
+        registry,
+        username,
+        password,
+        authfile=authfile,
+        tls_verify=tls_verify,
+        cert_dir=cert_dir,
+    )
+    state.echo("Login Succeeded!")

@@ -1,0 +1,173 @@
+"""A registry repository as a copy destination (``copy_image(img, RegistrySink(...))``).
+
+Blobs the registry already has are detected with ``HEAD`` and not sent; a blob
+the image is known to have in another repository of the same registry is
+mounted from there (``mount_from``); the rest are uploaded, monolithically when
+small and in chunks otherwise (``kiln.registry`` decides). Layers that need no
+conversion can be pushed ahead, several at once, with :meth:`push_layers`;
+``copy_image`` then finds them present. The manifest goes last, by tag.
+:func:`push_index` pushes an index with every child manifest and its blobs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+from kiln.image.model import Image
+from kiln.oci.blobs import BlobSource
+from kiln.oci.descriptor import Descriptor
+from kiln.oci.digest import Digest
+from kiln.oci.manifest import Index, Manifest
+from kiln.oci.reference import Reference
+from kiln.registry import RegistryClient
+
+#: ``progress(kind, desc, state)``: kind "blob"/"config"; state "start", "done",
+#: "exists", "mounted"
+SinkProgress = Callable[[str, Descriptor, str], None]
+
+
+class _Reopenable(io.RawIOBase):
+    """A view of a seekable stream from ``start``; closing it leaves the stream open."""
+
+    def __init__(self, stream: BinaryIO, start: int):
+        self._stream = stream
+        stream.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        data = self._stream.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class RegistrySink:
+    """``ref``'s repository as a destination; ``put_manifest`` stores by ``ref``'s tag."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        ref: Reference,
+        *,
+        mount_from: Sequence[Reference] = (),
+        progress: SinkProgress | None = None,
+        tmp_dir: str | None = None,
+        config_digest: Digest | None = None,
+    ):
+        self.client = client
+        self.ref = ref
+        self.mount_from = [m for m in mount_from if m.domain == ref.domain and m.path != ref.path]
+        self.progress = progress or (lambda *a: None)
+        self.tmp_dir = tmp_dir
+        self.config_digest = config_digest
+        self.present: set[Digest] = set()
+        self.manifest_digest: Digest | None = None
+        self._lock = threading.Lock()
+
+    def _report(self, kind: str, desc: Descriptor, state: str) -> None:
+        with self._lock:
+            self.progress(kind, desc, state)
+
+    def _kind(self, desc: Descriptor) -> str:
+        return (
+            "config" if desc.digest == self.config_digest or "config" in desc.media_type else "blob"
+        )
+
+    def has_blob(self, digest: Digest) -> bool:
+        if digest in self.present:
+            return True
+        if self.client.has_blob(self.ref, digest):
+            self.present.add(digest)
+            self._report("blob", Descriptor("", digest, 0), "exists")
+            return True
+        return False
+
+    def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
+        if _seekable(stream):
+            self._push(desc, stream)
+            return
+        if self.tmp_dir:
+            os.makedirs(self.tmp_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.tmp_dir, prefix="kiln-push-") as spool:
+            while chunk := stream.read(1 << 20):
+                spool.write(chunk)
+            self._push(desc, spool)  # type: ignore[arg-type]
+
+    def _push(self, desc: Descriptor, stream: BinaryIO) -> None:
+        start = stream.tell()
+        kind = self._kind(desc)
+        self._report(kind, desc, "start")
+        mount = self.mount_from[0] if self.mount_from else None
+        outcome = self.client.push_blob(
+            self.ref, desc, lambda: _Reopenable(stream, start), mount_from=mount
+        )
+        self.present.add(desc.digest)
+        self._report(kind, desc, "done" if outcome == "uploaded" else outcome)
+
+    def push_blob_from(self, source: BlobSource, desc: Descriptor) -> None:
+        """Push one blob of ``source`` as it is, unless the registry has it."""
+        if self.has_blob(desc.digest):
+            return
+        with source.open_blob(desc.digest) as f:
+            self.put_blob(desc, f)
+
+    def push_layers(self, image: Image, workers: int = 4) -> None:
+        """Push ``image``'s layer blobs unchanged, ``workers`` at a time."""
+        descs = list({d.digest: d for d in image.layers if not d.urls}.values())
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="kiln-push") as pool:
+            futures = [pool.submit(self.push_blob_from, image.blobs, d) for d in descs]
+            errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:
+            raise errors[0]
+
+    def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()) -> Descriptor:
+        digest = self.client.put_manifest(self.ref, raw, media_type)
+        self.manifest_digest = digest
+        return Descriptor(media_type, digest, len(raw))
+
+
+def push_index(
+    client: RegistryClient,
+    source: BlobSource,
+    index_raw: bytes,
+    media_type: str,
+    ref: Reference,
+    *,
+    progress: SinkProgress | None = None,
+    workers: int = 4,
+) -> Digest:
+    """Push an index from ``source``: every child's blobs and manifest (by digest), then
+    the index itself under ``ref``. Returns the index digest."""
+    index = Index.parse(index_raw, media_type)
+    for child in index.manifests:
+        with source.open_blob(child.digest) as f:
+            raw = f.read()
+        if Digest.of_bytes(raw, child.digest.algorithm) != child.digest:
+            from kiln.errors import DigestMismatch
+
+            raise DigestMismatch(f"manifest {child.digest} in the source does not match its digest")
+        manifest = Manifest.parse(raw, child.media_type)
+        sink = RegistrySink(client, ref, progress=progress, config_digest=manifest.config.digest)
+        img: Any = type("_Img", (), {"layers": list(manifest.layers), "blobs": source})()
+        sink.push_layers(img, workers)
+        sink.push_blob_from(source, manifest.config)
+        client.put_manifest(ref.with_digest(str(child.digest)), raw, manifest.media_type)
+    return client.put_manifest(ref, index_raw, media_type)
+
+
+__all__ = ["RegistrySink", "SinkProgress", "push_index"]

@@ -1,0 +1,373 @@
+"""A registry as an image source: manifests resolved to one platform, blobs streamed
+into the store concurrently, verified on the way in.
+
+:func:`resolve_remote` reads the manifest a reference names (asking for every
+manifest type), follows an index or manifest list to the requested platform and
+reads Docker v2 schema 1 manifests. :func:`pull_into_store` then fetches the
+config and the layers the store lacks on a small thread pool: each blob streams
+from the registry into a store ingest while its digest, size and (for layers)
+uncompressed digest are computed; a mismatch aborts that ingest, so nothing
+wrong is ever kept. A connection that breaks mid-blob is resumed with a
+``Range`` request (restarted when the server ignores ranges), up to the
+client's retry count with doubling backoff. The image is registered in one
+store transaction only after every blob is in.
+
+Imports registry (L1) and store; never ops or above.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import zstandard
+
+from kiln.errors import Cancelled, DigestMismatch, InvalidArgument, NotFound, Unavailable
+from kiln.image.model import SourceImage
+from kiln.image.store_image import register_image
+from kiln.oci import media_types as mt
+from kiln.oci.config import ImageConfig
+from kiln.oci.descriptor import Descriptor
+from kiln.oci.digest import Digest, Digester
+from kiln.oci.manifest import Index, Manifest
+from kiln.oci.platform import Platform
+from kiln.oci.reference import Reference
+from kiln.oci.schema1 import Schema1Manifest
+from kiln.oci.strict_json import MAX_CONFIG_BYTES
+from kiln.registry import RegistryClient
+from kiln.store import ImageRecord, Store
+
+try:  # isal inflates gzip several times faster than zlib
+    from isal import isal_zlib as _gzip_zlib
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    _gzip_zlib = zlib  # type: ignore[assignment]
+
+READ_SIZE = 1 << 20
+DEFAULT_WORKERS = 4
+
+#: ``progress(kind, desc, done, state)``: kind "config"/"blob"; state "start", "bytes",
+#: "done", "skipped"
+Progress = Callable[[str, Descriptor, int, str], None]
+
+
+class RegistryBlobs:
+    """The blobs of one repository as a ``BlobSource`` (streamed, verified by the caller)."""
+
+    def __init__(self, client: RegistryClient, ref: Reference):
+        self.client = client
+        self.ref = ref
+
+    def has_blob(self, digest: Digest) -> bool:
+        return self.client.has_blob(self.ref, digest)
+
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        return io.BufferedReader(self.client.open_blob(self.ref, digest), READ_SIZE)
+
+
+@dataclass
+class RemoteImage:
+    """What a reference resolved to: one image manifest (or a schema 1 manifest)."""
+
+    ref: Reference  # the reference as asked (tag and/or digest)
+    manifest_digest: Digest  # of the platform's manifest
+    media_type: str
+    raw: bytes
+    manifest: Manifest | None = None  # None for schema 1
+    schema1: Schema1Manifest | None = None
+    index_digest: Digest | None = None  # when the reference named an index
+    digests: list[Digest] = field(default_factory=list)  # for RepoDigests
+
+    def source(self, client: RegistryClient) -> SourceImage:
+        """A lazy Image over the registry (schema 2 only)."""
+        if self.manifest is None:
+            raise InvalidArgument(f"{self.ref}: a schema 1 image must be pulled before use")
+        return SourceImage(RegistryBlobs(client, self.ref), self.manifest)
+
+
+def resolve_remote(
+    client: RegistryClient, ref: Reference, platform: Platform | None = None
+) -> RemoteImage:
+    """The manifest ``ref`` names, following an index to ``platform`` (default: the host's)."""
+    raw, media_type, digest = client.get_manifest(ref)
+    index_digest = None
+    if mt.is_index(media_type):
+        index_digest = digest
+        index = Index.parse(raw, media_type)
+        child = index.select(platform or Platform.host())
+        raw, media_type, digest = client.get_manifest(ref.with_digest(str(child.digest)))
+        if mt.is_index(media_type):
+            raise InvalidArgument(f"{ref}: nested image indexes are not supported")
+    digests = [d for d in (index_digest, digest) if d is not None]
+    if media_type in mt.SCHEMA1:
+        s1 = Schema1Manifest.parse(raw, media_type)
+        return RemoteImage(ref, digest, media_type, raw, schema1=s1, digests=digests)
+    manifest = Manifest.parse(raw, media_type)
+    return RemoteImage(ref, digest, media_type, raw, manifest, None, index_digest, digests)
+
+
+# -- one blob, streamed into the store --------------------------------------------------------
+
+
+class _TarHasher:
+    """Push-style: decompress (gzip members / zstd frames) and hash the tar inside."""
+
+    def __init__(self, compression: str):
+        self.compression = compression
+        self.hash = Digester()
+        self._obj: Any = None
+        self.finished = compression == "none"
+
+    def _new(self) -> Any:
+        if self.compression == "gzip":
+            return _gzip_zlib.decompressobj(31)
+        return zstandard.ZstdDecompressor().decompressobj()
+
+    def feed(self, data: bytes) -> None:
+        if self.compression == "none":
+            self.hash.update(data)
+            return
+        while data:
+            if self._obj is None:
+                self._obj = self._new()
+                self.finished = False
+            try:
+                self.hash.update(self._obj.decompress(data))
+            except (zlib.error, zstandard.ZstdError, OSError) as exc:
+                raise InvalidArgument(f"{self.compression} layer data is corrupt ({exc})") from None
+            if self._obj.eof:
+                data = self._obj.unused_data
+                self._obj = None
+                self.finished = True
+            else:
+                data = b""
+
+    def result(self) -> tuple[str, int]:
+        if not self.finished:
+            raise InvalidArgument(f"{self.compression} layer data is truncated")
+        return str(self.hash.digest()), self.hash.size
+
+
+@dataclass(frozen=True)
+class Fetched:
+    desc: Descriptor
+    diff_id: str = ""
+    uncompressed_size: int = 0
+    data: bytes | None = None  # small blobs (configs) kept for the caller
+
+
+def fetch_blob(
+    client: RegistryClient,
+    ref: Reference,
+    store: Store,
+    desc: Descriptor,
+    *,
+    layer: bool,
+    expected_diff_id: Callable[[], str | None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    keep: bool = False,
+) -> Fetched:
+    """Stream one blob into the store, verified; resumes a broken connection.
+
+    ``desc.size`` of -1 (schema 1) means unknown: only the digest is checked.
+    ``expected_diff_id()`` is asked after the last byte, before the blob is
+    published: a layer whose tar does not match the config is refused.
+    """
+    expected = desc if desc.size >= 0 else None
+    hasher = _TarHasher(mt.layer_compression(desc.media_type)) if layer else None
+    kept = bytearray() if keep else None
+    tries = max(1, client.options.retries)
+    breaks = 0
+    buf = bytearray(READ_SIZE)
+    view = memoryview(buf)
+    with store.ingest("", expected) as ing:
+        while True:
+            reader = client.open_blob(ref, desc.digest, offset=ing.offset)
+            if ing.offset and getattr(reader, "offset", 0) != ing.offset:
+                reader.close()
+                raise Unavailable(f"reading blob {desc.digest}: the registry did not resume")
+            try:
+                with reader:
+                    while n := reader.readinto(view):
+                        chunk = view[:n]
+                        ing.write(chunk)
+                        if hasher is not None:
+                            hasher.feed(chunk)
+                        if kept is not None:
+                            kept += chunk
+                        if on_bytes is not None:
+                            on_bytes(ing.offset)
+                break
+            except Unavailable:
+                breaks += 1
+                if breaks >= tries:
+                    raise
+                time.sleep(client.options.retry_delay * (2 ** (breaks - 1)))
+        diff_id, usize = hasher.result() if hasher is not None else ("", 0)
+        want = expected_diff_id() if expected_diff_id is not None else None
+        if want and diff_id != want:
+            ing.abort()
+            raise DigestMismatch(
+                f"layer {desc.digest} unpacks to {diff_id} but the image config says {want}; "
+                "the image in the registry is corrupt",
+                want,
+                diff_id,
+            )
+        size = ing.offset
+        ing.commit()
+    return Fetched(desc.replace(size=size), diff_id, usize, bytes(kept) if keep else None)
+
+
+# -- a whole image ---------------------------------------------------------------------------
+
+
+class _Pull:
+    def __init__(self, client, ref, store, lease, progress, workers):
+        self.client, self.ref, self.store, self.lease = client, ref, store, lease
+        self.progress: Progress = progress or (lambda *a: None)
+        self.workers = max(1, workers)
+        self._lock = threading.Lock()
+        self._failed = threading.Event()  # one blob failed: the others stop early
+
+    def _bytes(self, kind: str, desc: Descriptor, n: int) -> None:
+        if self._failed.is_set():
+            raise Cancelled(f"fetching {desc.digest} stopped: another blob failed")
+        self._report(kind, desc, n, "bytes")
+
+    def _report(self, kind: str, desc: Descriptor, done: int, state: str) -> None:
+        with self._lock:
+            self.progress(kind, desc, done, state)
+
+    def _blob(self, desc: Descriptor, *, layer: bool, diff_id=None, keep=False) -> Fetched:
+        kind = "blob" if layer else "config"
+        self._report(kind, desc, 0, "start")
+        try:
+            res = fetch_blob(
+                self.client,
+                self.ref,
+                self.store,
+                desc,
+                layer=layer,
+                expected_diff_id=diff_id,
+                on_bytes=lambda n: self._bytes(kind, desc, n),
+                keep=keep,
+            )
+        except BaseException:
+            self._failed.set()
+            raise
+        if self.lease is not None:
+            self.lease.add_blob(res.desc.digest)
+        self._report(kind, res.desc, res.desc.size, "done")
+        return res
+
+    def _config(self, desc: Descriptor) -> ImageConfig:
+        if self.store.has_blob(desc.digest):
+            self._report("config", desc, desc.size, "skipped")
+            if self.lease is not None:
+                self.lease.add_blob(desc.digest)
+            with self.store.open_blob(desc.digest) as f:
+                return ImageConfig.parse(f.read(MAX_CONFIG_BYTES + 1))
+        if desc.size > MAX_CONFIG_BYTES:
+            raise InvalidArgument(f"image config {desc.digest} is over the size limit")
+        return ImageConfig.parse(self._blob(desc, layer=False, keep=True).data or b"")
+
+    def schema2(self, manifest: Manifest, names: Sequence[str]) -> ImageRecord:
+        sizes: dict[Digest, int] = {}
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
+            config_f = pool.submit(self._config, manifest.config)
+            futures: dict[Digest, Future] = {}
+            for i, desc in enumerate(manifest.layers):
+                if desc.digest in futures:
+                    continue
+                if self.store.has_blob(desc.digest):
+                    self._report("blob", desc, desc.size, "skipped")
+                    if self.lease is not None:
+                        self.lease.add_blob(desc.digest)
+                    continue
+
+                def want(i: int = i) -> str | None:
+                    ids = config_f.result().diff_ids
+                    return ids[i] if i < len(ids) else None
+
+                futures[desc.digest] = pool.submit(self._blob, desc, layer=True, diff_id=want)
+            config = _first_error(config_f, futures.values())
+            for digest, fut in futures.items():
+                sizes[digest] = fut.result().uncompressed_size
+        return register_image(self.store, manifest, config, names, sizes, self.lease)
+
+    def schema1(self, s1: Schema1Manifest, names: Sequence[str]) -> ImageRecord:
+        """Fetch the layers, measure their diff IDs, synthesize config and a v2s2 manifest."""
+        unique = list(dict.fromkeys(s1.layer_digests))
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
+            futures = {
+                d: pool.submit(self._blob, Descriptor(mt.DOCKER_LAYER_GZIP, d, -1), layer=True)
+                for d in unique
+            }
+            _wait_all(list(futures.values()))
+            fetched = {d: f.result() for d, f in futures.items()}
+        layers = [fetched[d].desc for d in s1.layer_digests]
+        config = s1.to_config([fetched[d].diff_id for d in s1.layer_digests])
+        raw = config.to_bytes()
+        config_desc = Descriptor(mt.DOCKER_CONFIG, Digest.of_bytes(raw), len(raw))
+        self.store.put_blob(config_desc, io.BytesIO(raw))
+        if self.lease is not None:
+            self.lease.add_blob(config_desc.digest)
+        manifest = Manifest.build(mt.DOCKER_MANIFEST, config_desc, layers)
+        sizes = {d: f.uncompressed_size for d, f in fetched.items()}
+        return register_image(self.store, manifest, config, names, sizes, self.lease)
+
+
+def _wait_all(futures: Sequence[Future]) -> None:
+    """Wait for every future; raise the first real failure (not a knock-on cancel)."""
+    errors = [e for e in (f.exception() for f in futures) if e is not None]
+    real = [e for e in errors if not isinstance(e, Cancelled)]
+    if errors:
+        raise (real or errors)[0]
+
+
+def _first_error(config_f: Future, layer_fs) -> ImageConfig:
+    _wait_all([config_f, *layer_fs])
+    return config_f.result()
+
+
+def pull_into_store(
+    client: RegistryClient,
+    remote: RemoteImage,
+    store: Store,
+    names: Sequence[str] = (),
+    *,
+    lease: Any = None,
+    progress: Progress | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> ImageRecord:
+    """Fetch ``remote`` into ``store`` (skipping blobs present) and register it as ``names``.
+
+    Repo digests (``name@digest`` of the manifest and of the index, if any) are
+    recorded. Blobs join ``lease`` as they arrive.
+    """
+    job = _Pull(client, remote.ref, store, lease, progress, workers)
+    if remote.schema1 is not None:
+        record = job.schema1(remote.schema1, names)
+    elif remote.manifest is not None:
+        record = job.schema2(remote.manifest, names)
+    else:
+        raise NotFound(f"{remote.ref}: nothing to pull")
+    for digest in remote.digests:
+        store.add_repo_digest(record.id, f"{remote.ref.name}@{digest}")
+    return store.get_image(record.id)
+
+
+__all__ = [
+    "DEFAULT_WORKERS",
+    "Fetched",
+    "RegistryBlobs",
+    "RemoteImage",
+    "fetch_blob",
+    "pull_into_store",
+    "resolve_remote",
+]

@@ -1,0 +1,550 @@
+"""Registry use cases: pull (with pull policies), push, FROM's ensure_image, login,
+logout and search. ``docker://`` references from ``kiln pull``/``kiln push`` land here.
+
+Short names go through registries.conf: aliases, then the unqualified-search
+registries; an ambiguous name in ``enforcing`` mode is refused with the
+candidates listed. Pull policies are podman's: ``always`` (contact the
+registry; layers present are still skipped), ``missing`` (only when no local
+image has the name), ``never`` (local only), ``newer`` (pull when the
+registry's manifest digest is not one the local image was pulled as).
+
+Events (``ctx.events``), as podman prints them: ``Trying to pull REF...``,
+``Getting image source signatures``, ``Copying blob sha256:...`` then progress
+(id = the digest) ending ``done``, or ``... skipped: already exists``;
+``Copying config sha256:... done``; ``Writing manifest to image destination``;
+the result is the image ID. Credentials are never part of an event or error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kiln.errors import InvalidArgument, KilnError, NotFound
+
+if TYPE_CHECKING:
+    from kiln.ops.context import Context
+    from kiln.registry import RegistryClient, RegistryOptions
+    from kiln.store import ImageRecord
+
+PULL_POLICIES = ("always", "missing", "never", "newer")
+_OPTION_KEYS = (
+    "tls_verify",
+    "cert_dir",
+    "authfile",
+    "creds",
+    "registries_conf",
+    "retries",
+    "retry_delay",
+    "chunk_size",
+    "monolithic_max",
+    "timeout",
+    "transport",
+)
+_PROGRESS_STEP = 1 << 20  # bytes between progress events of one blob
+
+
+@dataclass
+class PullResult:
+    image_id: str
+    manifest_digest: str
+    names: list[str] = field(default_factory=list)
+    source: str = ""
+    ids: list[str] = field(default_factory=list)  # every image pulled (--all-tags)
+    pulled: bool = True  # False: the local image satisfied the policy
+
+    @property
+    def digest(self) -> str:
+        return self.manifest_digest
+
+    @property
+    def destination(self) -> str:  # TransferResult's field name
+        return self.source
+
+
+@dataclass
+class PushResult:
+    image_id: str
+    manifest_digest: str
+    destination: str = ""
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        return self.manifest_digest
+
+
+@dataclass(frozen=True)
+class TagResult:
+    name: str
+    tag: str
+
+
+# -- options and clients ----------------------------------------------------------------------
+
+
+def registry_options(
+    ctx: Context | None = None, options: RegistryOptions | None = None, **kw: Any
+) -> RegistryOptions:
+    """RegistryOptions from ``options``, the context's config and keyword overrides."""
+    from dataclasses import replace
+
+    from kiln.registry import RegistryOptions
+
+    unknown = sorted(k for k, v in kw.items() if k not in _OPTION_KEYS and v is not None)
+    if unknown:
+        raise InvalidArgument(f"unknown registry option(s): {', '.join(unknown)}")
+    base = options or RegistryOptions()
+    cfg = ctx.config if ctx is not None else None
+    values: dict[str, Any] = {}
+    if cfg is not None:
+        for key in ("registries_conf", "authfile", "cert_dir"):
+            if getattr(cfg, key, None) and getattr(base, key) is None:
+                values[key] = getattr(cfg, key)
+    values.update({k: v for k, v in kw.items() if v is not None})
+    return replace(base, **values) if values else base
+
+
+@contextlib.contextmanager
+def _client(ctx: Context | None, options: RegistryOptions | None, kw: dict) -> Iterator[Any]:
+    from kiln.registry import RegistryClient
+
+    with RegistryClient(registry_options(ctx, options, **kw)) as client:
+        yield client
+
+
+def _parse_platform(platform: str | None, arch: str | None, os: str | None, variant: str | None):
+    from kiln.oci import Platform
+
+    if platform:
+        if arch or os or variant:
+            raise InvalidArgument("--platform cannot be combined with --arch, --os or --variant")
+        return Platform.parse(platform)
+    if not (arch or os or variant):
+        return None
+    host = Platform.host()
+    return Platform.parse(
+        "/".join(p for p in (os or host.os, arch or host.architecture, variant or "") if p)
+    )
+
+
+def _candidates(client: RegistryClient, ref: str) -> list[Any]:
+    from kiln.oci import Reference
+
+    if ref.startswith("docker://"):
+        ref = ref[len("docker://") :]
+    cands = client.resolve_short_name(ref)
+    return [c if isinstance(c, Reference) else Reference.parse(str(c)) for c in cands]
+
+
+def _local_names(client: RegistryClient | None, ref: str) -> list[str]:
+    """Names a local image for ``ref`` may carry (no ambiguity check, no network)."""
+    from kiln.oci.reference import is_short_name
+
+    names = [ref]
+    if client is None or not is_short_name(ref):
+        return names
+    with contextlib.suppress(KilnError):
+        names += [str(c) for c in client.resolve_short_name(ref)]
+    bare = ref.split("@", 1)[0]
+    for reg in client.conf.search:
+        names.append(f"{reg}/{bare}")
+    names.append(f"localhost/{bare}")
+    return list(dict.fromkeys(names))
+
+
+def _find_local(ctx: Context, names: Sequence[str]) -> ImageRecord | None:
+    for name in names:
+        try:
+            return ctx.store.resolve_image(name)
+        except (NotFound, InvalidArgument):
+            continue
+    return None
+
+
+# -- pull -------------------------------------------------------------------------------------
+
+
+class _PullEvents:
+    """Blob progress from the pull's worker threads -> podman-style events."""
+
+    def __init__(self, ctx: Context):
+        self.ev = ctx.ev
+        self._last: dict[str, int] = {}
+
+    def __call__(self, kind: str, desc: Any, done: int, state: str) -> None:
+        digest = str(desc.digest)
+        short = desc.digest.hex[:12]
+        if kind == "config":
+            if state in ("done", "skipped"):
+                self.ev.step(f"Copying config {digest} done", id=digest)
+            return
+        if state == "skipped":
+            self.ev.step(f"Copying blob {digest} skipped: already exists", id=digest, state=state)
+        elif state == "start":
+            self._last[digest] = 0
+            self.ev.step(f"Copying blob {digest}", id=digest)
+        elif state == "bytes":
+            if done - self._last.get(digest, 0) >= _PROGRESS_STEP:
+                self._last[digest] = done
+                total = desc.size if desc.size >= 0 else None
+                self.ev.progress(digest, done, total, f"Copying blob {short}")
+        elif state == "done":
+            self.ev.progress(digest, desc.size, desc.size, f"Copying blob {short}")
+
+
+def pull(
+    ctx: Context,
+    ref: str,
+    *,
+    policy: str = "always",
+    platform: str | None = None,
+    arch: str | None = None,
+    os: str | None = None,
+    variant: str | None = None,
+    all_tags: bool = False,
+    options: RegistryOptions | None = None,
+    workers: int = 4,
+    **registry_kw: Any,
+) -> PullResult:
+    """Pull ``ref`` (``docker://`` optional) into the store under ``policy``.
+
+    ``platform`` (``os/arch[/variant]``) or ``arch``/``os``/``variant`` pick an
+    index entry (default: the host's). ``all_tags`` pulls every tag of the
+    repository (``ids`` lists them all). Registry options: ``tls_verify``,
+    ``cert_dir``, ``authfile``, ``creds`` ("user:pass"), ``registries_conf``, or a
+    whole ``options`` (RegistryOptions).
+    """
+    if policy not in PULL_POLICIES:
+        raise InvalidArgument(
+            f'invalid pull policy "{policy}": use one of {", ".join(PULL_POLICIES)}'
+        )
+    plat = _parse_platform(platform, arch, os, variant)
+    ref = ref.removeprefix("docker://")
+    with _client(ctx, options, registry_kw) as client:
+        if all_tags:
+            return _pull_all_tags(ctx, client, ref, plat, workers)
+        local = _find_local(ctx, _local_names(client, ref)) if policy != "always" else None
+        if policy == "never" or (policy == "missing" and local is not None):
+            if local is None:
+                raise NotFound(f"{ref}: image not known locally and the pull policy is never")
+            return _local_result(local, ref)
+        cands = _candidates(client, ref)
+        if policy == "newer" and local is not None and _up_to_date(ctx, client, cands, local):
+            return _local_result(local, ref)
+        return _pull_first(ctx, client, cands, plat, workers)
+
+
+def _local_result(rec: ImageRecord, ref: str) -> PullResult:
+    return PullResult(rec.id, rec.manifest_digest, list(rec.names), ref, [rec.id], pulled=False)
+
+
+def _up_to_date(ctx: Context, client: RegistryClient, cands: list, local: ImageRecord) -> bool:
+    known = {d.rsplit("@", 1)[-1] for d in local.repo_digests} | {local.manifest_digest}
+    for cand in cands:
+        try:
+            desc = client.head_manifest(cand)
+        except KilnError as exc:
+            ctx.ev.warning(f"checking {cand} for a newer image: {exc}; using the local image")
+            return True
+        if desc is not None:
+            return str(desc.digest) in known
+    return True
+
+
+def _pull_first(ctx: Context, client, cands: list, plat, workers: int) -> PullResult:
+    """Pull the first candidate that works (permissive short names may have several)."""
+    if len(cands) == 1:
+        return _pull_one(ctx, client, cands[0], plat, workers)
+    errors: list[str] = []
+    last: KilnError | None = None
+    for cand in cands:
+        try:
+            return _pull_one(ctx, client, cand, plat, workers)
+        except KilnError as exc:
+            errors.append(f"{cand}: {exc}")
+            last = exc
+    if last is None:
+        raise NotFound("no registry to pull from")
+    raise type(last)(
+        "pulling failed from every unqualified-search registry:\n  " + "\n  ".join(errors)
+    ) from None
+
+
+def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
+    from kiln.image.registry_source import pull_into_store, resolve_remote
+
+    ev = ctx.ev
+    ev.step(f"Trying to pull {cand}...")
+    try:
+        remote = resolve_remote(client, cand, plat)
+    except NotFound as exc:
+        text = str(exc)
+        if "manifest unknown" in text:  # Docker's words, then the registry's
+            text = f"manifest for {cand} not found: manifest unknown ({text})"
+        raise NotFound(f"initializing source docker://{cand}: {text}") from None
+    except KilnError as exc:
+        raise type(exc)(f"initializing source docker://{cand}: {exc}") from None
+    ev.step("Getting image source signatures")
+    names = [f"{cand.name}:{cand.tag}"] if cand.tag else []
+    with ctx.store.lease() as lease:
+        rec = pull_into_store(
+            client,
+            remote,
+            ctx.store,
+            names,
+            lease=lease,
+            progress=_PullEvents(ctx),
+            workers=workers,
+        )
+        ev.step("Writing manifest to image destination", digest=str(remote.manifest_digest))
+    digest = str(remote.digests[0])
+    ev.result(rec.id.removeprefix("sha256:"), id=rec.id, names=names, digest=digest)
+    return PullResult(rec.id, digest, names, str(cand), [rec.id])
+
+
+def _pull_all_tags(ctx: Context, client, ref: str, plat, workers: int) -> PullResult:
+    cands = _candidates(client, ref)  # permissive: the first registry listing tags wins
+    last: KilnError | None = None
+    for cand in cands:
+        if cand.digest or (cand.tag and ":" in ref.rsplit("/", 1)[-1]):
+            raise InvalidArgument(
+                f"{ref}: --all-tags takes a repository name without tag or digest"
+            )
+        try:
+            tags = client.list_tags(cand)
+        except KilnError as exc:
+            last = exc
+            continue
+        if not tags:
+            raise NotFound(f"{cand.name}: the repository has no tags")
+        results = [_pull_one(ctx, client, cand.with_tag(t), plat, workers) for t in sorted(tags)]
+        first = results[0]
+        names = [n for r in results for n in r.names]
+        ids = list(dict.fromkeys(i for r in results for i in r.ids))
+        return PullResult(first.image_id, first.manifest_digest, names, cand.name, ids)
+    raise last or NotFound(f"{ref}: no registry to pull from")
+
+
+def ensure_image(ctx: Context, ref: str, pull_policy: str = "missing", **registry_kw: Any) -> str:
+    """The image ID for ``ref`` under ``pull_policy``, pulling when the policy says so.
+
+    What a build's FROM and ``kiln from`` call: a local name, ID or ID prefix
+    satisfies ``missing``/``never`` without any network; ``always``/``newer``
+    contact the registry. Returns ``"sha256:<hex>"``.
+    """
+    if pull_policy == "never" or pull_policy == "missing":
+        with contextlib.suppress(NotFound, InvalidArgument):
+            return ctx.store.resolve_image(ref).id
+    return pull(ctx, ref, policy=pull_policy, **registry_kw).image_id
+
+
+# -- push -------------------------------------------------------------------------------------
+
+
+class _PushEvents:
+    def __init__(self, ctx: Context):
+        self.ev = ctx.ev
+
+    def __call__(self, kind: str, desc: Any, state: str) -> None:
+        digest = str(desc.digest)
+        what = "config" if kind == "config" else "blob"
+        if state == "start":
+            if kind != "config":
+                self.ev.step(f"Copying {what} {digest}", id=digest, state=state)
+        elif state in ("exists", "mounted"):
+            self.ev.step(f"Copying {what} {digest} skipped: already exists", id=digest, state=state)
+        elif state == "done":
+            self.ev.step(f"Copying {what} {digest} done", id=digest, state=state)
+
+
+def push(
+    ctx: Context,
+    image: str,
+    dest: str | None = None,
+    *,
+    format: str | None = None,
+    compression: str | None = None,
+    compress: bool = False,
+    digestfile: str | None = None,
+    options: RegistryOptions | None = None,
+    workers: int = 4,
+    **registry_kw: Any,
+) -> PushResult:
+    """Push store image ``image`` to ``dest`` (``docker://`` optional; default: its name).
+
+    ``format``: ``oci``, ``docker`` (or ``v2s2``) converts the manifest;
+    ``compression``: ``gzip`` or ``zstd`` recompresses layers that differ.
+    Without either, the stored manifest goes up byte for byte (same digest).
+    """
+    from kiln.image import copy_image, open_store_image
+    from kiln.image.registry_sink import RegistrySink
+    from kiln.oci import Reference
+    from kiln.oci import media_types as mt
+
+    fmt = {"v2s2": "docker", "docker": "docker", "oci": "oci", None: None}.get(format, "?")
+    if fmt == "?":
+        raise InvalidArgument(f'unknown manifest format "{format}": use oci or v2s2')
+    if compression not in (None, "gzip", "zstd"):
+        raise InvalidArgument(f'unknown compression "{compression}": use gzip or zstd')
+    img = open_store_image(ctx.store, image)
+    target = Reference.parse((dest or image).removeprefix("docker://"))
+    stored = {mt.layer_compression(d.media_type) for d in img.layers}
+    if compression is None and "none" in stored:
+        compression = "gzip"  # registries get compressed layers, as podman sends them
+    same_format = fmt is None or mt.manifest_type_for(fmt) == img.manifest.media_type
+    as_is = same_format and (compression is None or stored <= {compression})
+    mounts = []
+    for value in [*img.record.repo_digests, *img.record.names]:
+        with contextlib.suppress(KilnError):
+            mounts.append(Reference.parse(value))
+    ev = ctx.ev
+    ev.step("Getting image source signatures")
+    with _client(ctx, options, registry_kw) as client:
+        sink = RegistrySink(
+            client,
+            target,
+            mount_from=mounts,
+            progress=_PushEvents(ctx),
+            tmp_dir=ctx.tmpdir,
+            config_digest=img.manifest.config.digest,
+        )
+        try:
+            if as_is:
+                sink.push_layers(img, workers)
+            res = copy_image(
+                img,
+                sink,
+                image_format=fmt,
+                compression=None if as_is else compression,
+                verify=False,
+                tmp_dir=ctx.tmpdir,
+            )
+        except KilnError as exc:
+            raise type(exc)(f"pushing {image} to docker://{target}: {exc}") from None
+    ev.step("Writing manifest to image destination", digest=str(res.manifest_digest))
+    digest = str(sink.manifest_digest or res.manifest_digest)
+    if digest == img.record.manifest_digest:
+        with contextlib.suppress(KilnError):
+            ctx.store.add_repo_digest(img.id, f"{target.name}@{digest}")
+    if digestfile:
+        with open(digestfile, "w") as f:
+            f.write(digest)
+    return PushResult(img.id, digest, f"docker://{target}", list(img.record.names))
+
+
+# -- login, logout, search ----------------------------------------------------------------------
+
+
+def login(
+    ctx: Context | None,
+    registry: str,
+    username: str,
+    password: str,
+    *,
+    authfile: str | None = None,
+    tls_verify: bool | None = None,
+    cert_dir: str | None = None,
+    registries_conf: str | None = None,
+) -> str:
+    """Check the credentials against ``registry`` and store them; returns the auth file."""
+    from kiln.registry import login as registry_login
+
+    opts = registry_options(
+        ctx,
+        authfile=authfile,
+        tls_verify=tls_verify,
+        cert_dir=cert_dir,
+        registries_conf=registries_conf,
+    )
+    return registry_login(
+        registry,
+        username,
+        password,
+        authfile=opts.authfile,
+        tls_verify=opts.tls_verify,
+        cert_dir=opts.cert_dir,
+        registries_conf=opts.registries_conf,
+    )
+
+
+def logout(
+    ctx: Context | None, registry: str | None, *, authfile: str | None = None, all: bool = False
+) -> list[str]:
+    """Forget the credentials for ``registry`` (or all); NotFound when not logged in."""
+    from kiln.registry import logout as registry_logout
+
+    opts = registry_options(ctx, authfile=authfile)
+    return registry_logout(registry, authfile=opts.authfile, all=all)
+
+
+def _filter(results: list, filters: Sequence[str]) -> list:
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep:
+            raise InvalidArgument(f'invalid filter "{f}": expected key=value')
+        if key == "stars":
+            try:
+                n = int(value)
+            except ValueError:
+                raise InvalidArgument(f'invalid filter "{f}": stars must be a number') from None
+            results = [r for r in results if r.stars >= n]
+        elif key in ("is-official", "is-automated"):
+            if value.lower() not in ("true", "false"):
+                raise InvalidArgument(f'invalid filter "{f}": use true or false')
+            want = value.lower() == "true"
+            attr = "official" if key == "is-official" else "automated"
+            results = [r for r in results if getattr(r, attr) == want]
+        else:
+            raise InvalidArgument(f'invalid filter "{key}": use is-official, is-automated or stars')
+    return results
+
+
+def search(
+    ctx: Context | None,
+    term: str,
+    *,
+    limit: int = 25,
+    filters: Sequence[str] = (),
+    list_tags: bool = False,
+    options: RegistryOptions | None = None,
+    **registry_kw: Any,
+) -> list[Any]:
+    """``/v1/search`` (else the catalog) of ``term``'s registry or every search registry.
+
+    ``list_tags``: ``term`` names one repository; returns its tags as TagResult.
+    """
+    from kiln.oci import Reference
+
+    if not term:
+        raise InvalidArgument("search needs a term")
+    if limit is not None and limit < 0:
+        raise InvalidArgument(f"invalid --limit {limit}: it must not be negative")
+    with _client(ctx, options, registry_kw) as client:
+        if list_tags:
+            if filters:
+                raise InvalidArgument("filters cannot be used with --list-tags")
+            ref = Reference.parse(term)
+            if ref.digest or ":" in term.rsplit("/", 1)[-1]:
+                raise InvalidArgument(f"{term}: --list-tags takes a repository without tag")
+            tags = client.list_tags(ref)
+            return [TagResult(ref.name, t) for t in tags[: limit or None]]
+        found = client.search(term, limit=0)
+        return _filter(found, filters)[: limit or None]
+
+
+__all__ = [
+    "PULL_POLICIES",
+    "PullResult",
+    "PushResult",
+    "TagResult",
+    "ensure_image",
+    "login",
+    "logout",
+    "pull",
+    "push",
+    "registry_options",
+    "search",
+]
