@@ -148,3 +148,11 @@ def looks_like_id(value: str) -> bool:
 
 def parse_normalized(value: str) -> Reference:
     return Reference.parse(value)
+
+
+def local_name(value: str) -> str:
+    """The name a locally made image gets: short names go under ``localhost/``,
+    as podman and buildah name what they tag, commit, build and import."""
+    if is_short_name(value):
+        return f"localhost/{value}"
+    return value

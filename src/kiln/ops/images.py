@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
+from kiln.oci.reference import local_name
 from kiln.ops.timefmt import parse_time
 
 if TYPE_CHECKING:
@@ -353,7 +354,7 @@ def tag(ctx: Context, source: str, *targets: str) -> str:
         raise InvalidArgument("at least one target name is required")
     refs = []
     for t in targets:
-        ref = Reference.parse(_localize(t))
+        ref = Reference.parse(local_name(t))
         if ref.digest:
             raise InvalidArgument(f'"{t}": a tag cannot contain a digest; give NAME[:TAG]')
         refs.append(str(ref))
@@ -362,13 +363,6 @@ def tag(ctx: Context, source: str, *targets: str) -> str:
         for name in refs:
             ctx.store.tag(name, rec.id)
     return rec.id
-
-
-def _localize(name: str) -> str:
-    """Short names get ``localhost/`` as podman and buildah give them to local images."""
-    from kiln.oci.reference import is_short_name
-
-    return f"localhost/{name}" if is_short_name(name) else name
 
 
 def untag(ctx: Context, image: str, *names: str) -> list[str]:
@@ -398,7 +392,7 @@ def _match_name(name: str, current: list[str], reference_cls) -> str | None:
     candidates = [name]
     try:
         candidates.append(str(reference_cls.parse(name)))
-        candidates.append(str(reference_cls.parse(_localize(name))))
+        candidates.append(str(reference_cls.parse(local_name(name))))
     except InvalidArgument:
         pass
     for c in candidates:
