@@ -1,0 +1,103 @@
+"""`kiln build` / `kiln bud` as users run them: output lines, exit codes, flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
+from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
+
+pytestmark = ROOT_MARKS
+
+
+def kiln(env, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
+    environ = dict(os.environ, KILN_ROOT=env.store.root)
+    environ.pop("SOURCE_DATE_EPOCH", None)
+    return subprocess.run(
+        [sys.executable, "-m", "kiln.cli.main", *args],
+        input=stdin, capture_output=True, text=True, env=environ, timeout=300,
+    )  # fmt: skip
+
+
+def test_output_is_podman_shaped(build_env, tmp_path):  # noqa: F811
+    ctx = build_env.context_dir(
+        files={"Containerfile": "FROM busybox\nRUN echo hello\nLABEL a=b\n"}
+    )
+    proc = kiln(build_env, "build", "-t", "shaped", "--iidfile", str(tmp_path / "iid"), ctx)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "STEP 1/3: FROM busybox"
+    assert lines[1] == "STEP 2/3: RUN echo hello"
+    assert "hello" in lines
+    assert re.fullmatch(r"--> [0-9a-f]{11}", lines[3])
+    assert "STEP 3/3: LABEL a=b" in lines and "COMMIT shaped" in lines
+    assert "Successfully tagged localhost/shaped:latest" in lines
+    assert re.fullmatch(r"[0-9a-f]{64}", lines[-1])
+    assert (tmp_path / "iid").read_text() == "sha256:" + lines[-1]
+    again = kiln(build_env, "bud", "-q", "-t", "shaped", ctx)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [lines[-1]]
+
+
+def test_failing_run_exit_code_and_message(build_env):  # noqa: F811
+    ctx = build_env.context_dir(files={"Containerfile": 'FROM busybox\nRUN sh -c "exit 3"\n'})
+    proc = kiln(build_env, "build", "-t", "bad", ctx)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'Error: building at STEP "RUN sh -c "exit 3"": while running runtime: exit status 3 '
+        "(Containerfile:2)"
+    )
+    listing = kiln(build_env, "images", "--format", "{{.Repository}}")
+    assert "localhost/bad" not in listing.stdout
+
+
+def test_kiln_errors_exit_125(build_env):  # noqa: F811
+    ctx = build_env.context_dir(files={"Containerfile": "FROM busybox\nFROOB x\n"})
+    proc = kiln(build_env, "build", ctx)
+    assert proc.returncode == 125
+    assert "Containerfile:2" in proc.stderr and "FROOB" in proc.stderr
+
+
+def test_dockerfile_from_stdin_and_json_progress(build_env):  # noqa: F811
+    ctx = build_env.context_dir()
+    proc = kiln(
+        build_env, "build", "--progress", "json", "-f", "-", "-t", "fromstdin", ctx,
+        stdin="FROM busybox\nRUN echo via-stdin\n",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = {e["data"]["type"] for e in events}
+    assert {"step", "run", "layer", "tagged", "image"} <= kinds
+    assert events[-1]["data"]["type"] == "image"
+    assert "via-stdin" in "".join(e["message"] for e in events if e["data"]["type"] == "run")
+
+
+def test_source_date_epoch_gives_identical_ids(build_env):  # noqa: F811
+    ctx = build_env.context_dir(files={"Containerfile": "FROM busybox\nRUN echo x > /x\n"})
+    env = dict(os.environ, KILN_ROOT=build_env.store.root, SOURCE_DATE_EPOCH="1500000000")
+    ids = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "kiln.cli.main", "build", "-q", "--no-cache", ctx],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        ids.append(proc.stdout.strip())
+    assert ids[0] == ids[1]
+
+
+def test_output_local_and_tar(build_env, tmp_path):  # noqa: F811
+    ctx = build_env.context_dir(files={"Containerfile": "FROM busybox\nRUN echo out > /out.txt\n"})
+    dest = tmp_path / "exported"
+    tar = tmp_path / "image.tar"
+    proc = kiln(
+        build_env, "build", "-q", "-o", f"type=local,dest={dest}", "-o", f"type=oci,dest={tar}",
+        ctx,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (dest / "out.txt").read_text() == "out\n"
+    assert tar.stat().st_size > 0
