@@ -318,11 +318,11 @@ def import_image(
     """Make a one-layer image of a root filesystem tarball (path, URL, ``-``/stream)."""
     from kiln.image import import_tarball
     from kiln.oci import Platform, Reference
-    from kiln.ops.images import _localize
+    from kiln.oci.reference import local_name
 
     names = []
     if reference:
-        ref = Reference.parse(_localize(reference))
+        ref = Reference.parse(local_name(reference))
         if ref.digest:
             raise InvalidArgument(f'"{reference}": an image name cannot contain a digest')
         names.append(str(ref))
