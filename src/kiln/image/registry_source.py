@@ -17,6 +17,7 @@ Imports registry (L1) and store; never ops or above.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -122,6 +123,7 @@ class _TarHasher:
         self.hash = Digester()
         self._obj: Any = None
         self.finished = compression == "none"
+        self.error = ""
 
     def _new(self) -> Any:
         if self.compression == "gzip":
@@ -138,8 +140,10 @@ class _TarHasher:
                 self.finished = False
             try:
                 self.hash.update(self._obj.decompress(data))
-            except (zlib.error, zstandard.ZstdError, OSError) as exc:
-                raise InvalidArgument(f"{self.compression} layer data is corrupt ({exc})") from None
+            except Exception as exc:  # zlib.error, isal's IsalError, ZstdError
+                self.error = f"{self.compression} layer data is corrupt ({exc})"
+                self.feed = self._ignore  # type: ignore[method-assign]
+                return
             if self._obj.eof:
                 data = self._obj.unused_data
                 self._obj = None
@@ -147,7 +151,12 @@ class _TarHasher:
             else:
                 data = b""
 
+    def _ignore(self, data: bytes) -> None:
+        return None
+
     def result(self) -> tuple[str, int]:
+        if self.error:
+            raise InvalidArgument(self.error)
         if not self.finished:
             raise InvalidArgument(f"{self.compression} layer data is truncated")
         return str(self.hash.digest()), self.hash.size
@@ -208,18 +217,22 @@ def fetch_blob(
                 if breaks >= tries:
                     raise
                 time.sleep(client.options.retry_delay * (2 ** (breaks - 1)))
+        size = ing.offset
+        digest = ing.commit()  # digest and size verified first: a wrong blob keeps nothing
+    try:
         diff_id, usize = hasher.result() if hasher is not None else ("", 0)
         want = expected_diff_id() if expected_diff_id is not None else None
         if want and diff_id != want:
-            ing.abort()
             raise DigestMismatch(
                 f"layer {desc.digest} unpacks to {diff_id} but the image config says {want}; "
                 "the image in the registry is corrupt",
                 want,
                 diff_id,
             )
-        size = ing.offset
-        ing.commit()
+    except BaseException:
+        with contextlib.suppress(NotFound):
+            store.delete_blob(digest)
+        raise
     return Fetched(desc.replace(size=size), diff_id, usize, bytes(kept) if keep else None)
 
 
@@ -233,6 +246,12 @@ class _Pull:
         self.workers = max(1, workers)
         self._lock = threading.Lock()
         self._failed = threading.Event()  # one blob failed: the others stop early
+        self.new: list[Digest] = []  # blobs this pull added: removed again if it fails
+
+    def forget_new(self) -> None:
+        for digest in self.new:
+            with contextlib.suppress(NotFound):
+                self.store.delete_blob(digest)
 
     def _bytes(self, kind: str, desc: Descriptor, n: int) -> None:
         if self._failed.is_set():
@@ -260,6 +279,8 @@ class _Pull:
         except BaseException:
             self._failed.set()
             raise
+        with self._lock:
+            self.new.append(res.desc.digest)
         if self.lease is not None:
             self.lease.add_blob(res.desc.digest)
         self._report(kind, res.desc, res.desc.size, "done")
@@ -348,15 +369,20 @@ def pull_into_store(
     """Fetch ``remote`` into ``store`` (skipping blobs present) and register it as ``names``.
 
     Repo digests (``name@digest`` of the manifest and of the index, if any) are
-    recorded. Blobs join ``lease`` as they arrive.
+    recorded. Blobs join ``lease`` as they arrive; if the pull fails, the blobs it
+    added are removed again, so the store is left as it was.
     """
     job = _Pull(client, remote.ref, store, lease, progress, workers)
-    if remote.schema1 is not None:
-        record = job.schema1(remote.schema1, names)
-    elif remote.manifest is not None:
-        record = job.schema2(remote.manifest, names)
-    else:
-        raise NotFound(f"{remote.ref}: nothing to pull")
+    try:
+        if remote.schema1 is not None:
+            record = job.schema1(remote.schema1, names)
+        elif remote.manifest is not None:
+            record = job.schema2(remote.manifest, names)
+        else:
+            raise NotFound(f"{remote.ref}: nothing to pull")
+    except BaseException:
+        job.forget_new()  # the store is left as it was
+        raise
     for digest in remote.digests:
         store.add_repo_digest(record.id, f"{remote.ref.name}@{digest}")
     return store.get_image(record.id)

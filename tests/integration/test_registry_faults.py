@@ -1,0 +1,199 @@
+"""Pulls and pushes when things go wrong: the registry dies mid-transfer, a blob is
+served with the wrong bytes, credentials are refused, the image does not exist."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import registry_servers  # noqa: E402
+from kiln.errors import DigestMismatch, NotFound, Unauthorized, Unavailable  # noqa: E402
+from kiln.ops import registry as ops  # noqa: E402
+from kiln.ops.context import open_context  # noqa: E402
+from kiln.ops.events import CallbackSink  # noqa: E402
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
+registry_basic = registry_servers.registry_basic
+FAST = {"tls_verify": False, "retries": 2, "retry_delay": 0.1}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    conf = tmp_path / "registries.conf"
+    conf.write_text('unqualified-search-registries = ["docker.io"]\n')
+    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+
+
+def _big_image(root: str, tmp_path, size: int = 48 << 20) -> str:
+    """A one-layer image of random bytes (about ``size``), stored uncompressed-ish."""
+    import tarfile
+
+    path = tmp_path / "big.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("random.bin")
+        info.size, info.mtime = size, 1_700_000_000
+        with open("/dev/urandom", "rb") as src:
+            tar.addfile(info, src)
+    from kiln.image import import_tarball
+    from kiln.store import Store
+
+    with Store.open(root) as store, open(path, "rb") as f:
+        return import_tarball(store, f, names=["big:1"], timestamp=1_700_000_000).id
+
+
+def _snapshot(root: str) -> tuple:
+    from kiln.store import Store
+
+    with Store.open(root) as store:
+        images = sorted((r.id, tuple(sorted(r.names))) for r in store.list_images())
+        return images, sorted(str(d) for d in store.iter_blobs())
+
+
+def test_registry_stopped_mid_pull_then_retry(tmp_path):
+    src_root, dst_root = str(tmp_path / "src"), str(tmp_path / "dst")
+    image_id = _big_image(src_root, tmp_path)
+    with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
+        ref = f"{reg.host}/faults/big:1"
+        with open_context(src_root) as ctx:
+            ops.push(ctx, "big:1", f"docker://{ref}", **FAST)
+        before = _snapshot(dst_root)
+        killed = []
+
+        def kill_on_progress(event):
+            if event.kind == "progress" and not killed and event.data.get("current", 0) > 0:
+                killed.append(True)
+                reg.kill()
+
+        sink = CallbackSink(kill_on_progress)
+        with open_context(dst_root, events=sink) as ctx, pytest.raises(Unavailable) as err:
+            ops.pull(ctx, ref, **FAST)
+        assert killed
+        assert "127.0.0.1" in str(err.value) and "Traceback" not in str(err.value)
+        assert _snapshot(dst_root) == before  # no image, no half blob
+        assert not glob.glob(os.path.join(dst_root, "ingest", "*", "data"))
+
+        reg.start()
+        with open_context(dst_root) as ctx:
+            res = ops.pull(ctx, ref, **FAST)
+            assert res.image_id == image_id
+            from kiln.image import open_store_image, validate_image
+
+            validate_image(open_store_image(ctx.store, ref))
+
+
+def test_registry_stopped_mid_push_then_retry(tmp_path):
+    root = str(tmp_path / "src")
+    _big_image(root, tmp_path)
+    with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
+        ref = f"{reg.host}/faults/pushed:1"
+        killed = []
+
+        def kill(event):
+            if event.kind == "step" and event.message.startswith("Copying blob") and not killed:
+                killed.append(True)
+                reg.kill()
+
+        with open_context(root, events=CallbackSink(kill)) as ctx, pytest.raises(Unavailable):
+            ops.push(ctx, "big:1", f"docker://{ref}", **FAST)
+        reg.start()
+        with open_context(root) as ctx:
+            res = ops.push(ctx, "big:1", f"docker://{ref}", **FAST)
+        with open_context(str(tmp_path / "dst")) as ctx:
+            assert ops.pull(ctx, ref, **FAST).manifest_digest == res.manifest_digest
+
+
+def test_blob_with_wrong_content_is_refused(tmp_path):
+    src_root, dst_root = str(tmp_path / "src"), str(tmp_path / "dst")
+    _big_image(src_root, tmp_path, size=1 << 20)
+    with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
+        ref = f"{reg.host}/faults/corrupt:1"
+        with open_context(src_root) as ctx:
+            ops.push(ctx, "big:1", f"docker://{ref}", **FAST)
+            layer = ctx.store.get_image(ctx.store.resolve_image("big:1").id).layers
+            from kiln.image import open_store_image
+
+            digest = open_store_image(ctx.store, "big:1").layers[0].digest
+        del layer
+        data = os.path.join(
+            reg.storage, "docker/registry/v2/blobs/sha256", digest.hex[:2], digest.hex, "data"
+        )
+        size = os.path.getsize(data)
+        with open(data, "r+b") as f:  # same size, different bytes
+            f.seek(size // 2)
+            f.write(b"\0corrupted\0")
+        before = _snapshot(dst_root)
+        with open_context(dst_root) as ctx:
+            with pytest.raises(DigestMismatch) as err:
+                ops.pull(ctx, ref, **FAST)
+            assert str(digest) in str(err.value)
+            assert not ctx.store.has_blob(digest)
+        assert _snapshot(dst_root) == before
+
+
+def test_bad_credentials_are_clear_and_secret(registry_basic, tmp_path, capsys):
+    from kiln.cli.main import run
+
+    secret = "Wr0ng-S3cret-Value"
+    ref = f"docker://{registry_basic.host}/faults/auth:1"
+    with open_context(str(tmp_path / "root")) as ctx, pytest.raises(Unauthorized) as err:
+        ops.pull(ctx, ref, creds=f"{registry_basic.username}:{secret}", **FAST)
+    assert "invalid username/password" in str(err.value) and secret not in str(err.value)
+    code = run(
+        [
+            "--root",
+            str(tmp_path / "root"),
+            "pull",
+            "--tls-verify=false",
+            "--creds",
+            f"{registry_basic.username}:{secret}",
+            ref,
+        ]
+    )
+    out, errtext = capsys.readouterr()
+    assert code == 125 and "unauthorized" in errtext and secret not in out + errtext
+    code = run(
+        [
+            "--root",
+            str(tmp_path / "root"),
+            "login",
+            "--tls-verify=false",
+            "-u",
+            registry_basic.username,
+            "-p",
+            secret,
+            registry_basic.host,
+        ]
+    )
+    out, errtext = capsys.readouterr()
+    assert code == 125 and "invalid username/password" in errtext
+    assert secret not in out + errtext
+    assert not (tmp_path / "run" / "containers" / "auth.json").exists()
+
+
+def test_unknown_image_or_tag(tmp_path, capsys):
+    from kiln.cli.main import run
+
+    with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
+        src = str(tmp_path / "src")
+        _big_image(src, tmp_path, size=4096)
+        with open_context(src) as ctx:
+            ops.push(ctx, "big:1", f"docker://{reg.host}/faults/known:1", **FAST)
+            with pytest.raises(
+                NotFound, match="manifest for .*known:nope not found: manifest unknown"
+            ):
+                ops.pull(ctx, f"{reg.host}/faults/known:nope", **FAST)
+            with pytest.raises(NotFound, match="manifest unknown|name unknown"):
+                ops.pull(ctx, f"{reg.host}/faults/never-pushed:1", **FAST)
+        code = run(["--root", src, "pull", "--tls-verify=false", f"{reg.host}/faults/known:nope"])
+        _, err = capsys.readouterr()
+        last = err.strip().splitlines()[-1]
+        assert code == 125 and last.startswith("Error: ") and "manifest unknown" in last
+        assert "Traceback" not in err
