@@ -88,7 +88,7 @@ def test_run_changes_survive_commit(kiln_store, snaps, busybox_image, isolation)
     kinds = {c.path: c.kind for c in b.diff()}
     assert kinds["/data/f"] == "A" and kinds["/etc/group"] == "D" and kinds["/usr/sbin"] == "D"
     rec = b.commit("test/changed:1")
-    assert rec.id.startswith("sha256:") and "docker.io/test/changed:1" in rec.names
+    assert rec.id.startswith("sha256:") and "localhost/test/changed:1" in rec.names
     names = layer_names(kiln_store, rec)
     assert "etc/.wh.group" in names and "usr/.wh.sbin" in names and "data/f" in names
     # nothing the run needed only for itself ends up in the layer

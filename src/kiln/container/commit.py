@@ -28,6 +28,7 @@ from kiln.archive.tar_writer import (
 from kiln.errors import InvalidArgument
 from kiln.oci import Descriptor, Digest, History, ImageConfig
 from kiln.oci import media_types as mt
+from kiln.oci.reference import local_name
 from kiln.store import ImageRecord
 
 from .config_edit import ConfigEditor
@@ -179,7 +180,9 @@ def commit_builder(
         manifest = Manifest.build(mt.manifest_type_for(image_format), config_desc, descs,
                                   annotations)  # fmt: skip
         parsed = ImageConfig.parse(raw)
-        record = register_image(store, manifest, parsed, [name] if name else [], sizes, lease)
+        record = register_image(
+            store, manifest, parsed, [local_name(name)] if name else [], sizes, lease
+        )
     if rm:
         b.delete()
     return record
