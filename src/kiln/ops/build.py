@@ -62,28 +62,21 @@ def _context_dir(ctx: Context, opts: BuildOptions) -> Iterator[str]:
     yield os.path.abspath(opts.context)
 
 
-def _puller(ctx: Context) -> Any:
-    """``(ref, policy) -> image id`` over the registry use cases, when this kiln has them."""
+def _puller(ctx: Context, platform: str | None) -> Any:
+    """``(ref, policy) -> image id`` over ``kiln.ops.registry.ensure_image``, when present."""
     from kiln.ops.transports import REGISTRY_OPS_MODULE
 
     try:
         mod = importlib.import_module(REGISTRY_OPS_MODULE)
     except ModuleNotFoundError:
         return None
-    fn = getattr(mod, "pull_for_build", None) or getattr(mod, "pull", None)
-    if fn is None:
+    ensure = getattr(mod, "ensure_image", None)
+    if ensure is None:
         return None
 
     def pull(ref: str, policy: str) -> str:
-        result = fn(ctx, ref, policy=policy)
-        if isinstance(result, str):
-            return result
-        for attr in ("image_id", "id"):
-            if isinstance(getattr(result, attr, None), str):
-                return getattr(result, attr)
-        if isinstance(result, list | tuple) and result:
-            return str(result[0])
-        raise NotFound(f"pulling {ref} gave no image")
+        kw = {"platform": platform} if platform else {}
+        return str(ensure(ctx, ref, pull_policy=policy, **kw))
 
     return pull
 
@@ -103,7 +96,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     if opts.tmpdir is None:
         opts.tmpdir = ctx.tmpdir
     if opts.puller is None:
-        opts.puller = _puller(ctx)
+        opts.puller = _puller(ctx, opts.platform)
     with _context_dir(ctx, opts) as root:
         if opts.dockerfile_text is not None:
             paths: list[str] = []

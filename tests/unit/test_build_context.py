@@ -1,0 +1,87 @@
+"""The build context: wildcard sources, ignore files, content digests, staging; cache keys."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from kiln.build.cache_key import instruction_fields, step_key
+from kiln.build.context import BuildContext
+from kiln.build.instructions import Copy, Run
+from kiln.build.mounts import parse_mount
+from kiln.errors import InvalidArgument, NotFound
+
+
+class CountingCache:
+    def __init__(self):
+        self.data, self.gets, self.puts = {}, 0, 0
+
+    def get_checksum(self, path, st):
+        self.gets += 1
+        return self.data.get((path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+
+    def put_checksum(self, path, st, digest):
+        self.puts += 1
+        self.data[(path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)] = digest
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for rel, text in {"a.txt": "a", "b.txt": "b", "src/x.py": "x", "src/y.log": "y",
+                      "node_modules/m/i.js": "i"}.items():  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    return tmp_path
+
+
+def test_expand_wildcards_and_ignore(tree):
+    ctx = BuildContext(str(tree), ["node_modules", "*.log", "!src/y.log"])
+    assert ctx.expand("*.txt") == ["a.txt", "b.txt"]
+    with pytest.raises(NotFound):
+        ctx.expand("node_modules/m/i.js")
+    with pytest.raises(InvalidArgument):
+        ctx.expand("../outside")
+    walked = [rel for rel, _ in ctx.walk("")]
+    assert "node_modules" not in walked and "src/y.log" in walked
+
+
+def test_digest_uses_content_not_mtime_and_the_checksum_cache(tree):
+    cache = CountingCache()
+    ctx = BuildContext(str(tree), [], checksums=cache)
+    first = ctx.digest(["src"])
+    assert cache.puts == 2
+    again = BuildContext(str(tree), [], checksums=cache).digest(["src"])
+    assert again == first and cache.puts == 2  # unchanged files are not read again
+    os.utime(tree / "src/x.py", (1, 1))
+    assert BuildContext(str(tree), [], checksums=cache).digest(["src"]) == first
+    (tree / "src/x.py").write_text("changed")
+    assert BuildContext(str(tree), [], checksums=cache).digest(["src"]) != first
+    assert ctx.digest(["a.txt"]) != ctx.digest(["b.txt"])
+    assert ctx.digest(["src"], ["*.log"]) != ctx.digest(["src"])
+
+
+def test_staged_holds_only_what_may_be_copied(tree):
+    ctx = BuildContext(str(tree), ["**/*.log"])
+    with ctx.staged(["src", "a.txt"]) as root:
+        assert sorted(os.listdir(root)) == ["a.txt", "src"]
+        assert os.listdir(os.path.join(root, "src")) == ["x.py"]
+    assert BuildContext(str(tree)).needs_staging() is False
+
+
+def test_cache_key_ignores_line_numbers_but_not_content_or_args():
+    a = Copy(1, "COPY a /b", ("a",), "/b")
+    moved = Copy(9, "COPY  a   /b", ("a",), "/b")
+    assert step_key("p", a) == step_key("p", moved)
+    assert step_key("p", a) != step_key("q", a)
+    assert step_key("p", a, files={"context": "1"}) != step_key("p", a, files={"context": "2"})
+    run = Run(2, "RUN x", ("x",))
+    assert step_key("p", run, args={"V": "1"}) != step_key("p", run, args={"V": "2"})
+
+
+def test_cache_key_takes_only_the_id_and_target_of_a_secret_mount():
+    mount = parse_mount("type=secret,id=tok,target=/s,mode=0444")
+    run = Run(2, "RUN x", ("x",), mounts=(mount,))
+    fields = instruction_fields(run)["mounts"][0]
+    assert set(fields) <= {"@", "type", "id", "target", "env", "required"}
+    assert fields["id"] == "tok" and fields["target"] == "/s"
