@@ -23,9 +23,27 @@ def creds_of(auth: dict[str, Any]) -> str | None:
     return f"{user}:{password}"
 
 
-def push_pull_options(request: Request, tls_verify: bool | None = None) -> dict[str, Any]:
-    """Options from ``X-Registry-Auth`` (and a libpod ``tlsVerify``) for ops pull/push."""
+def loopback_registry(reference: str) -> bool:
+    """Is the reference's registry on 127.0.0.0/8 or localhost (insecure by default in dockerd)?"""
+    first = reference.removeprefix("docker://").split("/", 1)
+    if len(first) < 2:
+        return False
+    host = first[0].rsplit(":", 1)[0] if first[0].count(":") == 1 else first[0]
+    host = host.strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def push_pull_options(
+    request: Request, tls_verify: bool | None = None, reference: str = ""
+) -> dict[str, Any]:
+    """Options from ``X-Registry-Auth`` (and a libpod ``tlsVerify``) for ops pull/push.
+
+    As dockerd treats 127.0.0.0/8 as insecure registries, the Docker routes pass
+    ``reference`` so that a loopback registry is reached over plain HTTP.
+    """
     opts: dict[str, Any] = {}
+    if tls_verify is None and reference and loopback_registry(reference):
+        tls_verify = False
     header = request.headers.get("x-registry-auth", "")
     if header:
         creds = creds_of(decode_auth_header(header, "X-Registry-Auth"))

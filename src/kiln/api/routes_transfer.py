@@ -13,7 +13,7 @@ from kiln.errors import InvalidArgument, NotFound
 from . import shapes
 from .errors import NoSuchImage
 from .params import qbool, qfilters, qint, qlist, qstr
-from .registry_auth import push_pull_options
+from .registry_auth import loopback_registry, push_pull_options
 from .render import progress_message
 from .streaming import Handoff, StreamedOp, StreamWriter
 from .uploads import spool_body
@@ -43,7 +43,7 @@ async def create_image(request: Request) -> Response:
 
 async def _pull(request: Request, reference: str) -> Response:
     pull = ops_function("file_transfer", "pull")
-    options = push_pull_options(request)
+    options = push_pull_options(request, reference=reference)
     config = config_of(request)
 
     def work(h: Handoff):
@@ -93,7 +93,7 @@ async def push_image(request: Request) -> Response:
     name = request.path_params["name"]
     tag = qstr(request.query_params, "tag")
     image = pull_reference(name, tag)
-    options = push_pull_options(request)
+    options = push_pull_options(request, reference=image)
     config = config_of(request)
     await _require_images(request, [image])
 
@@ -203,7 +203,10 @@ async def search(request: Request, libpod: bool = False) -> list[dict[str, Any]]
         if key not in ("is-official", "stars", "is-automated"):
             raise InvalidArgument(f'invalid filter "{key}"')
     do_search = ops_function("registry", "search")
-    items = await run_op(request, lambda ctx: do_search(ctx, term, limit=limit))
+    tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
+    if tls is None and loopback_registry(term):
+        tls = False
+    items = await run_op(request, lambda ctx: do_search(ctx, term, limit=limit, tls_verify=tls))
     out = [search_item(i) for i in items]
     for f in filters:
         key, _, value = f.partition("=")
