@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import queue
 import threading
 import time
 import zlib
@@ -192,31 +193,26 @@ def fetch_blob(
     kept = bytearray() if keep else None
     tries = max(1, client.options.retries)
     breaks = 0
-    buf = bytearray(READ_SIZE)
-    view = memoryview(buf)
-    with store.ingest("", expected) as ing:
+    with store.ingest("", expected) as ing, _Writer(ing) as writer:
         while True:
-            reader = client.open_blob(ref, desc.digest, offset=ing.offset)
-            if ing.offset and getattr(reader, "offset", 0) != ing.offset:
-                reader.close()
-                raise Unavailable(f"reading blob {desc.digest}: the registry did not resume")
+            reader = client.open_blob(ref, desc.digest, offset=writer.received)
             try:
                 with reader:
-                    while n := reader.readinto(view):
-                        chunk = view[:n]
-                        ing.write(chunk)
+                    for chunk in _batches(reader):
+                        writer.put(chunk)  # written and hashed on the writer thread
                         if hasher is not None:
                             hasher.feed(chunk)
                         if kept is not None:
                             kept += chunk
                         if on_bytes is not None:
-                            on_bytes(ing.offset)
+                            on_bytes(writer.received)
                 break
             except Unavailable:
                 breaks += 1
                 if breaks >= tries:
                     raise
                 time.sleep(client.options.retry_delay * (2 ** (breaks - 1)))
+        writer.finish()
         size = ing.offset
         digest = ing.commit()  # digest and size verified first: a wrong blob keeps nothing
     try:
@@ -234,6 +230,69 @@ def fetch_blob(
             store.delete_blob(digest)
         raise
     return Fetched(desc.replace(size=size), diff_id, usize, bytes(kept) if keep else None)
+
+
+def _batches(reader: Any, size: int = READ_SIZE):
+    """The stream in pieces of about ``size`` bytes (network chunks are small)."""
+    parts: list[bytes] = []
+    have = 0
+    while True:
+        data = reader.read(256 * 1024)
+        if not data:
+            break
+        parts.append(data)
+        have += len(data)
+        if have >= size:
+            yield b"".join(parts)
+            parts, have = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
+class _Writer:
+    """Writes (and so hashes) an ingest on its own thread while the caller keeps reading
+    and decompressing: hashlib, the inflater and write() all release the GIL."""
+
+    def __init__(self, ing: Any):
+        self.ing = ing
+        self.received = ing.offset
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="kiln-ingest", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is None:
+                try:
+                    self.ing.write(chunk)
+                except BaseException as exc:
+                    self._error = exc
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+        self.received += len(chunk)
+
+    def finish(self) -> None:
+        """Wait for every byte to be written; raise what the writer hit."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 # -- a whole image ---------------------------------------------------------------------------

@@ -44,6 +44,7 @@ _OPTION_KEYS = (
     "transport",
 )
 _PROGRESS_STEP = 1 << 20  # bytes between progress events of one blob
+MONOLITHIC_MAX = 1 << 40  # push: blobs up to this size go up in one streamed request
 
 
 @dataclass
@@ -400,6 +401,8 @@ def push(
     for value in [*img.record.repo_digests, *img.record.names]:
         with contextlib.suppress(KilnError):
             mounts.append(Reference.parse(value))
+    if options is None:  # one streamed PUT per blob, as skopeo; chunked only when asked
+        registry_kw.setdefault("monolithic_max", MONOLITHIC_MAX)
     ev = ctx.ev
     ev.step("Getting image source signatures")
     with _client(ctx, options, registry_kw) as client:
