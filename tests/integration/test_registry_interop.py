@@ -1,0 +1,101 @@
+"""Interop on one real registry: what kiln pushes, skopeo and podman read with the same
+digests; what skopeo and podman push, kiln pulls with the same digests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+pytest.register_assert_rewrite("fixtures_images")
+import registry_servers  # noqa: E402
+from fixtures_images import save_oci_layout  # noqa: E402
+from kiln.image import open_store_image, validate_image  # noqa: E402
+from kiln.ops import registry as ops  # noqa: E402
+from kiln.ops.context import open_context  # noqa: E402
+
+pytest_plugins = ["fixtures_images"]
+pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
+registry_plain = registry_servers.registry_plain
+registry_basic = registry_servers.registry_basic
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    conf = tmp_path / "registries.conf"
+    conf.write_text('unqualified-search-registries = ["docker.io"]\n')
+    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+
+
+def skopeo(*args: str) -> str:
+    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("fmt", ["oci", "v2s2"])
+def test_skopeo_and_podman_read_what_kiln_pushes(fmt, registry_plain, busybox_image, podman):
+    ref = f"{registry_plain.host}/interop/kiln-{fmt}:1"
+    with open_context(busybox_image.store.root) as ctx:
+        res = ops.push(ctx, "busybox:latest", f"docker://{ref}", format=fmt, tls_verify=False)
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}")
+    info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{ref}"))
+    assert info["Digest"] == res.manifest_digest
+    assert json.loads(raw)["config"]["digest"] == busybox_image.id
+    podman("pull", "--tls-verify=false", ref)
+    out = podman("image", "inspect", ref).stdout
+    inspected = json.loads(out)[0]
+    assert inspected["Id"] == busybox_image.id.removeprefix("sha256:")
+    name = ref.rsplit(":", 1)[0]
+    assert f"{name}@{res.manifest_digest}" in inspected["RepoDigests"]  # same digest in podman
+    assert podman(*podman.run_args(), ref, "/bin/busybox", "echo", "ran").stdout.strip() == "ran"
+
+
+def test_kiln_pulls_what_skopeo_pushes(registry_basic, busybox_image, tmp_path):
+    layout = tmp_path / "layout"
+    save_oci_layout(busybox_image, str(layout), ["v1"])
+    ref = f"{registry_basic.host}/interop/skopeo:1"
+    skopeo(
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        registry_basic.creds,
+        f"oci:{layout}:v1",
+        f"docker://{ref}",
+    )
+    info = json.loads(
+        skopeo("inspect", "--tls-verify=false", "--creds", registry_basic.creds, f"docker://{ref}")
+    )
+    with open_context(str(tmp_path / "root")) as ctx:
+        res = ops.pull(ctx, ref, tls_verify=False, creds=registry_basic.creds)
+        assert res.manifest_digest == info["Digest"]
+        img = open_store_image(ctx.store, ref)
+        assert img.id == busybox_image.id
+        validate_image(img)
+
+
+def test_kiln_pulls_what_podman_pushes(registry_plain, podman, busybox_image, tmp_path):
+    from fixtures_images import save_oci_archive
+
+    archive = tmp_path / "bb.tar"
+    save_oci_archive(busybox_image, str(archive), ["busybox:latest"])
+    podman("load", "-i", str(archive))
+    ref = f"{registry_plain.host}/interop/podman:1"
+    podman("tag", "busybox:latest", ref)
+    digestfile = tmp_path / "digest"
+    podman("push", "--tls-verify=false", "--digestfile", str(digestfile), ref)
+    with open_context(str(tmp_path / "root")) as ctx:
+        res = ops.pull(ctx, ref, tls_verify=False)
+        assert res.manifest_digest == digestfile.read_text().strip()
+        img = open_store_image(ctx.store, ref)
+        assert img.id == busybox_image.id
+        validate_image(img)
