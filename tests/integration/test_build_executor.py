@@ -40,6 +40,7 @@ ENTRYPOINT ["/bin/sh", "-c"]
 CMD echo hi
 """,
         tags=["meta"],
+        image_format="docker",  # HEALTHCHECK, ONBUILD and SHELL are Docker-only fields
     )
     img = build_env.validate("meta")
     cfg = img.config.config
@@ -68,6 +69,14 @@ CMD echo hi
     assert "/bin/sh -c #(nop) ENV WHO=world NUM=1" in by
     assert any(b.startswith('|1 GREETING=hello /bin/sh -c echo "$GREETING') for b in by)
     assert by[-1] == "/bin/sh -ec #(nop) CMD echo hi" or by[-1].endswith("CMD echo hi")
+
+
+def test_oci_format_drops_docker_only_fields_with_a_warning(build_env):  # noqa: F811
+    ctx = build_env.context_dir()
+    build_env.build(ctx, 'FROM busybox\nSHELL ["/bin/sh", "-ec"]\nHEALTHCHECK NONE\n', tags=["o"])
+    cfg = build_env.image("o").config.config
+    assert cfg.shell == () and cfg.healthcheck is None
+    assert any("SHELL is not supported for OCI" in w for w in build_env.messages("warning"))
 
 
 def test_entrypoint_resets_inherited_cmd(build_env):  # noqa: F811
@@ -154,7 +163,10 @@ def test_missing_base_image_uses_podman_wording(build_env):  # noqa: F811
 
 def test_onbuild_triggers_run_in_child_build(build_env):  # noqa: F811
     ctx = build_env.context_dir()
-    build_env.build(ctx, "FROM busybox\nONBUILD RUN echo triggered > /trig\n", tags=["parent"])
+    build_env.build(
+        ctx, "FROM busybox\nONBUILD RUN echo triggered > /trig\n", tags=["parent"],
+        image_format="docker",
+    )  # fmt: skip
     build_env.build(ctx, "FROM parent\nRUN cat /trig\n", tags=["child"])
     assert build_env.files("child")["trig"] == b"triggered\n"
     assert build_env.image("child").config.config.on_build == ()

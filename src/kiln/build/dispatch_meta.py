@@ -43,7 +43,8 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
         run.args.apply(instr, run.lex, run.config_env)
         names = [name for name, _ in instr.args]
         values = {n: run.args.declared.get(n) or "" for n in names}
-        history = created_by(instr, shell, build_args={n: "" for n in names})
+        # buildah lists every arg declared in the stage so far
+        history = created_by(instr, shell, build_args=dict.fromkeys(run.args.declared, ""))
         run.meta_step(instr, history, args={f"arg:{k}": v for k, v in values.items()})
         return
     expanded, used = run.expand(instr)

@@ -41,6 +41,8 @@ from kiln.oci import ImageConfig, Platform
 
 __all__ = ["Executor", "normalize_tag"]
 
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 
 def normalize_tag(name: str) -> str:
     """``foo`` -> ``localhost/foo:latest`` (podman's naming of unqualified build tags)."""
@@ -216,9 +218,11 @@ class Executor:
                 b.delete()
 
     def scratch_config(self) -> ImageConfig:
+        """The config of ``FROM scratch``: the platform and, as buildah gives it, a PATH."""
         plat = Platform.parse(self.platform) if self.opts.platform else Platform.host()
-        return ImageConfig(architecture=plat.architecture, os=plat.os or "linux",
-                           variant=plat.variant)  # fmt: skip
+        config = ImageConfig(architecture=plat.architecture, os=plat.os or "linux",
+                             variant=plat.variant)  # fmt: skip
+        return config.evolve(config=config.config.with_env("PATH", DEFAULT_PATH))
 
     def stage_image(self, index: int) -> str:
         with self._lock:

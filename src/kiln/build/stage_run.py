@@ -177,6 +177,8 @@ class StageRun:
             extra = {"labels": opts.labels, "annotations": opts.annotations,
                      "squash": opts.squash, "squash_all": opts.squash_all}  # fmt: skip
         needs = bool(self.pending) or self.dirty or self.image_id is None
+        if self.is_target and opts.image_format == "oci":
+            needs = self._drop_docker_only_fields() or needs
         if self.is_target:
             needs = needs or self.image_id == self.base_id or bool(opts.labels or opts.annotations)
             needs = needs or opts.squash or opts.squash_all
@@ -208,6 +210,24 @@ class StageRun:
             self.ex.store.put_cache(key, rec.id)
         self.ex.progress.layer(rec.id)
         return rec.id
+
+    def _drop_docker_only_fields(self) -> bool:
+        """OCI configs have no HEALTHCHECK, ONBUILD or SHELL: drop them with podman's warning."""
+        rc = self.editor.runtime
+        dropped = False
+        for what, value, clear in (
+            ("HEALTHCHECK", rc.healthcheck, lambda: self.editor.set_healthcheck(None)),
+            ("ONBUILD", rc.on_build, self.editor.clear_onbuild),
+            ("SHELL", rc.shell, lambda: self.editor.set_shell([])),
+        ):
+            if value:
+                self.ex.progress.warning(
+                    f"{what} is not supported for OCI image format and {what} will be ignored. "
+                    "Must use `docker` format"
+                )
+                clear()
+                dropped = True
+        return dropped
 
     def _label_created_by(self) -> str:
         labels = " ".join(f"{k}={v}" for k, v in sorted(self.ex.opts.labels.items()))
