@@ -40,6 +40,7 @@ def make_image(
     labels: dict[str, str] | None = None,
     created: int | None = None,
     size: int = 16,
+    metadata_steps: tuple[str, ...] = (),
 ):
     """Register an image with one small layer per entry of ``layers``; returns its record."""
     created = next(_clock) if created is None else created
@@ -54,7 +55,8 @@ def make_image(
         os="linux",
         config=RuntimeConfig(labels=dict(labels or {})),
         diff_ids=tuple(str(Digest.of_bytes(b)) for b in blobs),
-        history=tuple(History(created=_rfc3339(created), created_by=f"ADD {n}") for n in layers),
+        history=tuple(History(created=_rfc3339(created), created_by=f"ADD {n}") for n in layers)
+        + tuple(History(created=_rfc3339(created), created_by=m, empty_layer=True) for m in metadata_steps),
     )
     raw = config.to_bytes()
     cdesc = Descriptor(mt.OCI_CONFIG, store.put_bytes(raw), len(raw))

@@ -94,6 +94,16 @@ def test_intermediate_images_are_hidden_without_all(ctx):
     assert everything[child.id].parent_id == parent.id
 
 
+def test_a_step_that_added_only_metadata_hides_its_parent_like_podman(ctx):
+    t = 1_750_000_000  # a build step's history is carried verbatim into its child
+    step = make_image(ctx.store, ["a"], created=t)
+    final = make_image(ctx.store, ["a"], names=["app"], created=t, metadata_steps=("CMD x",))
+    other = make_image(ctx.store, ["a"], created=t, metadata_steps=("LABEL y",))
+    shown = [s.id for s in ops.list_images(ctx)]
+    assert final.id in shown and other.id in shown and step.id not in shown
+    assert step.id in [s.id for s in ops.list_images(ctx, all=True)]
+
+
 def test_exists(ctx):
     img = make_image(ctx.store, ["a"], ["x:1"])
     assert ops.image_exists(ctx, "x:1")

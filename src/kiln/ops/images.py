@@ -142,6 +142,7 @@ def summarize(
     for r in records:
         for n in range(len(r.layers)):
             prefixes.add(tuple(r.layers[:n]))
+    history_parents = _same_layer_parents(ctx, records)
     containers: dict[str, int] = {}
     for c in ctx.store.list_containers():
         if c.image_id:
@@ -165,7 +166,7 @@ def summarize(
                 labels=_labels(ctx, r) if labels else {},
                 containers=containers.get(r.id, 0),
                 parent_id=parent,
-                has_children=bool(chain) and chain in prefixes,
+                has_children=(bool(chain) and chain in prefixes) or r.id in history_parents,
             )
         )
     return out
@@ -255,6 +256,31 @@ def image_config(ctx: Context, rec: ImageRecord) -> ImageConfig:
     if len(raw) > MAX_CONFIG_BYTES:
         raise InvalidArgument(f"image {rec.id}: config is larger than {MAX_CONFIG_BYTES} bytes")
     return ImageConfig.parse(raw)
+
+
+def _same_layer_parents(ctx: Context, records: Sequence[ImageRecord]) -> set[str]:
+    """Images that are parents of another image with the same layers (a build step
+    that added only metadata): the child's history extends the parent's, as podman
+    decides. Only images sharing a layer chain are read."""
+    groups: dict[tuple[str, ...], list[ImageRecord]] = {}
+    for r in records:
+        groups.setdefault(tuple(r.layers), []).append(r)
+    parents: set[str] = set()
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        histories = {}
+        for r in group:
+            try:
+                histories[r.id] = image_config(ctx, r).history
+            except (NotFound, InvalidArgument):
+                continue
+        for a, ha in histories.items():
+            if any(
+                b != a and len(hb) > len(ha) and hb[: len(ha)] == ha for b, hb in histories.items()
+            ):
+                parents.add(a)
+    return parents
 
 
 def _labels(ctx: Context, rec: ImageRecord) -> dict[str, str]:
