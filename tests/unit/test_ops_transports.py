@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kiln.errors import InvalidArgument, Unavailable
+from kiln.errors import InvalidArgument
 from kiln.ops import transports as tp
 from kiln.ops.events import CallbackSink, Emitter, Event, ListSink, NullSink
 
@@ -48,12 +48,6 @@ def test_bare_name_can_default_to_a_registry():
 def test_refused_with_a_clear_message(text, words):
     with pytest.raises(InvalidArgument, match=words):
         tp.parse_transport(text)
-
-
-def test_registry_ops_missing_is_unavailable_not_a_crash(monkeypatch):
-    monkeypatch.setattr(tp, "REGISTRY_OPS_MODULE", "kiln.ops.no_such_registry_ops")
-    with pytest.raises(Unavailable, match="not available yet"):
-        tp.registry_ops()
 
 
 def test_sinks():

@@ -251,32 +251,56 @@ def normalize_names(names: Sequence[str]) -> list[str]:
 
 
 def _copy_into_store(ctx: Context, img: Any, names: Sequence[str], lease: Any, validate: bool):
+    """Copy one image in; if that fails, the blobs it added are removed again."""
     from kiln.image import copy_image
 
-    dest = _validating_destination(ctx.store, lease) if validate else None
-    if dest is None:
-        from kiln.image import StoreDestination
-
-        dest = StoreDestination(ctx.store, lease)
-    res = copy_image(img, dest, list(names), tmp_dir=ctx.tmpdir)
+    dest = _destination(ctx.store, lease, validate)
+    try:
+        res = copy_image(img, dest, list(names), tmp_dir=ctx.tmpdir)
+    except BaseException:
+        dest.forget_new()  # a refused archive leaves the store as it was
+        raise
     return res.record if res.record is not None else ctx.store.get_image(res.image_id)
 
 
-def _validating_destination(store: Any, lease: Any):
-    """The store as a destination that validates an image before registering it."""
+def _destination(store: Any, lease: Any, validate: bool):
+    """The store as a destination that remembers the blobs it adds and, with ``validate``,
+    validates an image before registering it."""
+    import contextlib
     import io
 
     from kiln.image import StoreDestination, validate_image
     from kiln.oci import Manifest
 
-    class ValidatingStoreDestination(StoreDestination):
+    class LoadDestination(StoreDestination):
+        new: list[Any]
+
+        def _put(self, desc: Any, stream: Any) -> None:
+            fresh = not self.store.has_blob(desc.digest)
+            if fresh:
+                self.new.append(desc.digest)
+            self.store.put_blob(desc, stream)
+            if self.lease is not None:
+                self.lease.add_blob(desc.digest)
+
+        def put_blob(self, desc: Any, stream: Any) -> None:
+            self._put(desc, stream)
+
         def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()):
-            manifest = Manifest.parse(raw, media_type)
-            self.store.put_blob(manifest.descriptor(), io.BytesIO(raw))
-            validate_image(self.store, manifest.digest)
+            if validate:
+                manifest = Manifest.parse(raw, media_type)
+                self._put(manifest.descriptor(), io.BytesIO(raw))
+                validate_image(self.store, manifest.digest)
             return super().put_manifest(raw, media_type, names)
 
-    return ValidatingStoreDestination(store, lease)
+        def forget_new(self) -> None:
+            for digest in self.new:
+                with contextlib.suppress(NotFound):
+                    self.store.delete_blob(digest)
+
+    dest = LoadDestination(store, lease)
+    dest.new = []
+    return dest
 
 
 @contextmanager

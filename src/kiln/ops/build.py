@@ -11,7 +11,6 @@ the ignore file, wires pulls to the registry use cases when this kiln has them, 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -63,20 +62,12 @@ def _context_dir(ctx: Context, opts: BuildOptions) -> Iterator[str]:
 
 
 def _puller(ctx: Context, platform: str | None) -> Any:
-    """``(ref, policy) -> image id`` over ``kiln.ops.registry.ensure_image``, when present."""
-    from kiln.ops.transports import REGISTRY_OPS_MODULE
-
-    try:
-        mod = importlib.import_module(REGISTRY_OPS_MODULE)
-    except ModuleNotFoundError:
-        return None
-    ensure = getattr(mod, "ensure_image", None)
-    if ensure is None:
-        return None
+    """``(ref, policy) -> image id`` for FROM and ``--from`` images, through the registry."""
+    from kiln.ops.registry import ensure_image
 
     def pull(ref: str, policy: str) -> str:
         kw = {"platform": platform} if platform else {}
-        return str(ensure(ctx, ref, pull_policy=policy, **kw))
+        return str(ensure_image(ctx, ref, pull_policy=policy, **kw))
 
     return pull
 

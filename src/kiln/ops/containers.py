@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kiln.errors import InvalidArgument, KilnError, NotFound, Unavailable
+from kiln.errors import InvalidArgument, KilnError, NotFound
 
 if TYPE_CHECKING:
     from kiln.container import Builder, CopyOutcome
@@ -50,25 +50,11 @@ def _load(ctx: Context, name: str) -> Builder:
 
 
 def _puller(ctx: Context):
-    """``(ref, policy) -> image id`` through the pull use case, when kiln has one."""
+    """``(ref, policy) -> image id`` for ``kiln from --pull``, through the registry."""
+    from kiln.ops.registry import ensure_image
 
     def pull(ref: str, policy: str) -> str:
-        try:
-            from kiln.ops import pull as pull_ops  # type: ignore[attr-defined]
-        except ImportError:
-            raise Unavailable(
-                f"{ref}: pulling is not available in this kiln; load the image first"
-            ) from None
-        fn = getattr(pull_ops, "pull_image", None) or getattr(pull_ops, "pull", None)
-        if fn is None:
-            raise Unavailable(f"{ref}: pulling is not available in this kiln")
-        result = fn(ctx, ref, policy=policy) if policy else fn(ctx, ref)
-        for attr in ("image_id", "id"):
-            if hasattr(result, attr):
-                return str(getattr(result, attr))
-        if isinstance(result, list | tuple) and result:
-            return str(getattr(result[0], "id", result[0]))
-        return str(result)
+        return str(ensure_image(ctx, ref, pull_policy=policy))
 
     return pull
 

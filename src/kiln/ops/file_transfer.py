@@ -45,7 +45,9 @@ def push(
     """
     dest = tp.parse_transport(destination or image, default=tp.DOCKER)
     if dest.transport == tp.DOCKER:
-        return tp.registry_ops().push(
+        from kiln.ops import registry
+
+        return registry.push(
             ctx, image, dest.reference, format=format, compress=compress, **registry_options
         )
     if dest.transport == tp.STORE:
@@ -87,7 +89,9 @@ def pull(
     """Copy the image at ``source`` into the store; a bare name means ``docker://NAME``."""
     src = tp.parse_transport(source, default=tp.DOCKER)
     if src.transport == tp.DOCKER:
-        return tp.registry_ops().pull(ctx, src.reference, **registry_options)
+        from kiln.ops import registry
+
+        return registry.pull(ctx, src.reference, **registry_options)
     from kiln.image import transports as tr
     from kiln.ops.archives import _copy_into_store, normalize_names
 

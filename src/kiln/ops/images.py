@@ -563,19 +563,13 @@ def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
 
 def _remove_container(ctx: Context, container_id: str) -> None:
     """Drop a working container (podman's ``rmi --force`` does this)."""
-    import importlib
+    from kiln.ops.containers import remove_containers
 
     try:
-        containers = importlib.import_module("kiln.ops.containers")
-    except ModuleNotFoundError:
-        containers = None
-    remover = getattr(containers, "remove_containers", None)
-    if remover is not None:
-        try:
-            remover(ctx, [container_id])
-            return
-        except KilnError:  # state another kiln wrote, or already half gone: drop the record
-            pass
+        remove_containers(ctx, [container_id])
+        return
+    except KilnError:  # state another kiln wrote, or already half gone: drop the record
+        pass
     with contextlib.suppress(NotFound):
         ctx.store.delete_container(container_id)
 

@@ -12,11 +12,9 @@ As in containers/image, the path ends at the first ``:`` after the transport.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from types import ModuleType
 
-from kiln.errors import InvalidArgument, Unavailable
+from kiln.errors import InvalidArgument
 
 STORE = "store"
 OCI = "oci"
@@ -39,8 +37,6 @@ _REFUSED = {
     "sif": "the sif transport is not supported",
     "tarball": "the tarball transport is not supported; use `kiln import`",
 }
-
-REGISTRY_OPS_MODULE = "kiln.ops.registry"
 
 
 @dataclass(frozen=True)
@@ -98,19 +94,6 @@ def parse_transport(value: str, *, default: str = STORE) -> TransportRef:
     return TransportRef(STORE, reference=value)
 
 
-def registry_ops() -> ModuleType:
-    """The registry use cases, or a clear error while this kiln has none."""
-    try:
-        return importlib.import_module(REGISTRY_OPS_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != REGISTRY_OPS_MODULE:
-            raise
-        raise Unavailable(
-            "registry transfers (docker://) are not available yet in this kiln; "
-            "use oci:, oci-archive:, docker-archive: or dir: instead"
-        ) from None
-
-
 __all__ = [
     "DIR",
     "DOCKER",
@@ -121,5 +104,4 @@ __all__ = [
     "STORE",
     "TransportRef",
     "parse_transport",
-    "registry_ops",
 ]
