@@ -108,6 +108,33 @@ def test_chmod_and_chown(dirs):
         assert (os.stat(f"{rootfs}/o3").st_uid, os.stat(f"{rootfs}/o3").st_gid) == (7, 7)
 
 
+@pytest.mark.skipif(not ROOT, reason="chown needs root")
+def test_keep_owner_keeps_source_ids_as_copy_from(dirs):
+    """COPY --from (as buildah): entries keep uid/gid and mode; what the copy creates is 0:0."""
+    ctx, rootfs = dirs
+    os.chmod(f"{ctx}/d/sub", 0o750)
+    for path in ("d", "d/sub", "d/sub/x", "d/hard"):
+        os.chown(f"{ctx}/{path}", 1000, 1000)
+    os.lchown(f"{ctx}/link", 1001, 1002)
+    os.symlink("sub/x", f"{ctx}/d/sl")
+    os.lchown(f"{ctx}/d/sl", 1001, 1002)
+    os.chown(f"{ctx}/a.txt", 1003, 1004)
+    _copy(dirs, ["d"], "/new/deep/", keep_owner=True)
+    _copy(dirs, ["d/sub/x"], "/single", keep_owner=True)
+    _copy(dirs, ["link"], "/ln/", keep_owner=True)
+    ids = lambda p: (os.lstat(f"{rootfs}{p}").st_uid, os.lstat(f"{rootfs}{p}").st_gid)  # noqa: E731
+    assert ids("/new/deep/sub") == ids("/new/deep/sub/x") == ids("/single") == (1000, 1000)
+    assert stat.S_IMODE(os.stat(f"{rootfs}/new/deep/sub").st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(f"{rootfs}/single").st_mode) == 0o751
+    assert ids("/new/deep/sl") == (1001, 1002)  # symlinks inside keep theirs
+    assert ids("/new") == ids("/new/deep") == (0, 0)  # parents and the top dir it made
+    assert ids("/ln/link") == (1003, 1004)  # a top-level symlink is followed: its target's
+    _copy(dirs, ["d/sub/x"], "/chowned", keep_owner=True, chown="7:8")
+    assert ids("/chowned") == (7, 8)  # --chown wins
+    _copy(dirs, ["d/sub/x"], "/plain")
+    assert ids("/plain") == (0, 0)  # COPY from the context: 0:0
+
+
 @pytest.mark.parametrize("spec", ["nobody", "bob:nogroup", "a:b:c", ""])
 def test_unknown_chown_changes_nothing(dirs, spec):
     _, rootfs = dirs

@@ -75,7 +75,7 @@ def _copy(run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None) ->
         with ex.open_ref_root(from_ref) as root:
             fn = b.add if add else b.copy
             out = fn(sources, instr.dest, from_root=root, chown=instr.chown, chmod=instr.chmod,
-                     tmpdir=ex.tmpdir)  # fmt: skip
+                     tmpdir=ex.tmpdir, keep_owner=True)  # fmt: skip
         return out.digest
     urls = [s for s in instr.sources if is_url(s)]
     checksum = instr.checksum if isinstance(instr, Add) else None

@@ -12,7 +12,8 @@ with ``kiln_container_version``). The Dockerfile engine and the CLI both drive i
     b = Builder.load(ctx, "busybox-working-container")     # name, ID prefix or mount path
     code = b.run(["sh", "-c", "echo hi"], RunOptions(...), user="1000")   # -> exit code
     out = b.copy(["src/*.txt"], "/app/", context_dir=".", chown="1000:1000", chmod="644",
-                 from_root=None)                           # -> CopyOutcome(digest, dests)
+                 from_root=None, keep_owner=False)         # -> CopyOutcome(digest, dests)
+    # keep_owner: without chown, keep the source's uid/gid (Dockerfile COPY --from)
     out = b.add(["https://host/f.tgz", "local.tar.xz"], "/opt/")
     b.config.set_cmd(["sh"]); b.config.set_env("K", "V"); b.config.set_label("a", "b") ...
     b.add_history("/bin/sh -c #(nop) ENV K=V", empty_layer=True)

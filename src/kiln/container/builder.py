@@ -309,9 +309,16 @@ class Builder:
         from_root: str | None = None,
         *,
         tmpdir: str | None = None,
+        keep_owner: bool = False,
     ) -> CopyOutcome:
-        """Docker COPY: ``sources`` relative to ``context_dir`` (or ``from_root``) -> ``dest``."""
-        return self._copy(sources, dest, context_dir, chown, chmod, from_root, False, tmpdir)
+        """Docker COPY: ``sources`` relative to ``context_dir`` (or ``from_root``) -> ``dest``.
+
+        ``keep_owner`` (COPY --from in a Dockerfile): without ``chown``, entries keep their
+        source's uid/gid instead of 0:0.
+        """
+        return self._copy(
+            sources, dest, context_dir, chown, chmod, from_root, False, tmpdir, keep_owner
+        )
 
     def add(
         self,
@@ -323,12 +330,15 @@ class Builder:
         from_root: str | None = None,
         *,
         tmpdir: str | None = None,
+        keep_owner: bool = False,
     ) -> CopyOutcome:
         """Docker ADD: COPY plus local tar extraction and http(s) downloads."""
-        return self._copy(sources, dest, context_dir, chown, chmod, from_root, True, tmpdir)
+        return self._copy(
+            sources, dest, context_dir, chown, chmod, from_root, True, tmpdir, keep_owner
+        )
 
     def _copy(
-        self, sources, dest, context_dir, chown, chmod, from_root, add, tmpdir
+        self, sources, dest, context_dir, chown, chmod, from_root, add, tmpdir, keep_owner=False
     ) -> CopyOutcome:
         with self.mounted() as rootfs:
             outcome = copy_into(
@@ -341,6 +351,7 @@ class Builder:
                 chmod=chmod,
                 add=add,
                 tmpdir=tmpdir,
+                keep_owner=keep_owner,
             )
         self.state.added.append(
             AddedContent("add" if add else "copy", list(sources), dest, outcome.digest)

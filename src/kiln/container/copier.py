@@ -2,7 +2,9 @@
 
 The source side is walked with directory fds (its top path resolved in-root, nothing below
 followed); every write on the destination side goes through ``SafeRoot``. Owners are 0:0
-unless ``--chown``; modes are the source's unless ``--chmod``; mtimes are kept; hard links
+unless ``--chown`` (or the source's own with ``keep_owner``, which COPY --from uses, as buildah
+and BuildKit do; a top directory the copy creates stays 0:0); modes are the source's unless
+``--chmod``; mtimes are kept; hard links
 inside one copy stay hard links. Each copy also yields a digest of what it copied (names,
 types, modes, contents), which the build cache keys on.
 """
@@ -26,10 +28,18 @@ CHUNK = 1 << 20
 class CopyOptions:
     owner: tuple[int, int] | None = None  # --chown (None -> 0:0)
     mode: int | None = None  # --chmod (None -> the source's mode)
+    keep_owner: bool = False  # without --chown: the source's uid/gid instead of 0:0
 
     @property
     def uid_gid(self) -> tuple[int, int]:
+        """The owner of what the copy creates itself (parents, a new top directory)."""
         return self.owner if self.owner is not None else (0, 0)
+
+    def owner_of(self, st: os.stat_result) -> tuple[int, int]:
+        """The owner of a copied entry whose source is ``st``."""
+        if self.owner is None and self.keep_owner:
+            return st.st_uid, st.st_gid
+        return self.uid_gid
 
     @property
     def chown_needed(self) -> bool:
@@ -130,7 +140,7 @@ class TreeCopier:
         for name in names:
             self._child(dfd, name, posixpath.join(target, name), posixpath.join(label, name))
         if not (top and existed):
-            self._meta(target, st)
+            self._meta(target, st, own=not top)
 
     def _child(self, dfd: int, name: str, target: str, label: str) -> None:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -172,7 +182,7 @@ class TreeCopier:
                 while view:
                     view = view[os.write(out, view) :]
             if self.opts.chown_needed:
-                os.fchown(out, *self.opts.uid_gid)
+                os.fchown(out, *self.opts.owner_of(st))
             os.fchmod(out, self._mode(st))
             os.utime(out, ns=(st.st_mtime_ns, st.st_mtime_ns))
         finally:
@@ -235,10 +245,10 @@ class TreeCopier:
                 "(end the destination with / to copy into it)"
             )
 
-    def _meta(self, target: str, st: os.stat_result) -> None:
+    def _meta(self, target: str, st: os.stat_result, own: bool = True) -> None:
         is_link = stat.S_ISLNK(st.st_mode)
         if self.opts.chown_needed:
-            self.dst.chown(target, *self.opts.uid_gid)
+            self.dst.chown(target, *(self.opts.owner_of(st) if own else self.opts.uid_gid))
         if not is_link:
             self.dst.chmod(target, self._mode(st))
         try:

@@ -60,8 +60,13 @@ def copy_into(
     chmod: str | None = None,
     add: bool = False,
     tmpdir: str | None = None,
+    keep_owner: bool = False,
 ) -> CopyOutcome:
-    """Copy ``sources`` (relative to ``context_dir``) to ``dest`` inside ``rootfs``."""
+    """Copy ``sources`` (relative to ``context_dir``) to ``dest`` inside ``rootfs``.
+
+    ``keep_owner``: without ``chown``, copied entries keep their source's uid/gid (COPY
+    --from) instead of becoming 0:0.
+    """
     what = "ADD" if add else "COPY"
     if not sources:
         raise InvalidArgument(f"{what} needs at least one source and a destination")
@@ -73,7 +78,7 @@ def copy_into(
         tempfile.TemporaryDirectory(prefix="kiln-add-", dir=tmpdir) as tmp,
     ):
         owner = resolve_chown(dst, chown) if chown else None
-        opts = CopyOptions(owner=owner, mode=mode)
+        opts = CopyOptions(owner=owner, mode=mode, keep_owner=keep_owner)
         plan: list[tuple[str, str | _Fetched]] = []  # (original source, rel path | fetched)
         for src in sources:
             if is_url(src):
