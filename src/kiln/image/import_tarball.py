@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
+from kiln.archive.tar_check import check_tar
 from kiln.errors import InvalidArgument
 from kiln.image.changes import apply_changes
 from kiln.image.layers import recompress
@@ -71,7 +72,10 @@ def import_tarball(
     with store.lease() as own:
         holder = lease or own
         with store.ingest("") as ing:
-            res = recompress(stream, _IngestWriter(ing), compression)
+            try:
+                res = recompress(stream, _IngestWriter(ing), compression, check=check_tar)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"cannot import {source}: {exc}") from None
             digest = ing.commit()
         holder.add_blob(digest)
         if str(digest) != res.digest:

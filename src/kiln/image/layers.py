@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -106,17 +107,59 @@ class Recompressed:
     compression: str
 
 
+class _SliceTee(io.RawIOBase):
+    """Reads from ``inner`` and passes every byte on to ``writer`` in fixed CHUNK slices."""
+
+    def __init__(self, inner: BinaryIO, writer: BinaryIO):
+        self._inner = inner
+        self._writer = writer
+        self._buf = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        data = self._inner.read(len(buf))
+        n = len(data)
+        buf[:n] = data
+        self._buf += data
+        while len(self._buf) >= CHUNK:
+            self._writer.write(bytes(self._buf[:CHUNK]))
+            del self._buf[:CHUNK]
+        return n
+
+    def finish(self) -> None:
+        while self.readinto(bytearray(CHUNK)):
+            pass
+        if self._buf:
+            self._writer.write(bytes(self._buf))
+            self._buf.clear()
+
+
 def recompress(
-    stream: BinaryIO, out: BinaryIO, compression: str, level: int | None = None
+    stream: BinaryIO,
+    out: BinaryIO,
+    compression: str,
+    level: int | None = None,
+    check: Callable[[BinaryIO], object] | None = None,
 ) -> Recompressed:
-    """Decompress ``stream`` (any format), hash the tar, compress to ``out``: one pass."""
+    """Decompress ``stream`` (any format), hash the tar, compress to ``out``: one pass.
+
+    ``check`` (e.g. :func:`kiln.archive.tar_check.check_tar`) reads the tar bytes
+    as they pass and raises to refuse them.
+    """
     with open_decompressed(stream) as plain:
         tar = HashingReader(plain)
         sink = HashingWriter(out)
         writer = open_compressor(sink, Compression(compression), level)
         # fixed-size slices: the compressed bytes depend only on the tar bytes
-        while chunk := read_full(tar, CHUNK):
-            writer.write(chunk)
+        if check is None:
+            while chunk := read_full(tar, CHUNK):
+                writer.write(chunk)
+        else:
+            tee = _SliceTee(tar, writer)
+            check(tee)
+            tee.finish()
         writer.close()
     return Recompressed(sink.digest, sink.size, tar.digest, tar.size, compression)
 
