@@ -155,6 +155,8 @@ def open_image(
         child = index.select(platform or Platform.host())
         raw = read_blob(blobs, child, MAX_MANIFEST_BYTES, "manifest")
         media_type = sniff_media_type(raw, child.media_type)
+    if mt.is_index(media_type):
+        raise InvalidArgument("manifest lists nest too deeply (more than 4 levels); not an image")
     if media_type in mt.SCHEMA1:
         raise InvalidArgument("Docker v2 schema 1 images cannot be read from this source")
     return SourceImage(blobs, Manifest.parse(raw, media_type), names)
