@@ -206,6 +206,10 @@ class TarIndex:
                         self._links[name] = clean_member_name(joined)
                         self._files.pop(name, None)
         except tarfile.TarError as exc:
+            if "unexpected end" in str(exc):
+                raise InvalidArgument(
+                    f"{self.path} is truncated (the tar archive ends inside a member)"
+                ) from None
             raise InvalidArgument(f"{self.path} is not a readable tar archive: {exc}") from None
 
     def _resolve(self, name: str) -> str:
