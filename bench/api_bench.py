@@ -114,7 +114,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    bl.add_bytecode_flag(ap)
     args = ap.parse_args()
+    bl.use_kiln_bytecode(not args.kiln_no_bytecode_cache)
     docker = docker_cli()
     if docker is None:
         ap.error("the docker CLI is not installed")
@@ -123,8 +125,10 @@ def main() -> int:
         ap.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     tools = ["kiln", *bl.installed_peers(["podman"])]
 
+    bl.log("warming up kiln (untimed)")
+    one_build("kiln", SCENARIOS["tiny"](), "warm-up", docker)
     results: dict[str, dict[str, list[float]]] = {}
-    errors: dict[str, dict[str, str]] = {}
+    errors: dict[str, dict[str, list[str]]] = {}
     for scenario in chosen:
         bl.log(f"== docker build via API: {scenario}")
         ctx = SCENARIOS[scenario]()
@@ -132,13 +136,11 @@ def main() -> int:
         for rep in range(args.runs):
             order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
             for t in order:
-                if t in errors.get(scenario, {}):
-                    continue
                 try:
                     secs = one_build(t, ctx, scenario, docker)
-                except bl.BenchError as exc:
-                    errors.setdefault(scenario, {})[t] = str(exc)
-                    bl.log(f"   {t}: FAILED\n{exc}")
+                except bl.BenchError as exc:  # counted, and the other runs still go on
+                    errors.setdefault(scenario, {}).setdefault(t, []).append(str(exc))
+                    bl.log(f"   run {rep + 1} {t:7s} FAILED\n{exc}")
                     continue
                 results[scenario][t].append(secs)
                 bl.log(f"   run {rep + 1} {t:7s} {secs:8.3f} s")
@@ -153,9 +155,11 @@ def main() -> int:
                 f"[{'MET ' if k <= p else 'MISS'}] {scenario}: kiln {k:.3f} s <= podman {p:.3f} s"
             )
     if errors:
-        print("\nfailures: " + "; ".join(f"{s}/{t}" for s, e in errors.items() for t in e))
+        fails = [f"{s}/{t} {len(x)}/{args.runs}" for s, e in errors.items() for t, x in e.items()]
+        print("\nfailed runs (not in the medians): " + "; ".join(fails))
     payload = {
         "runs": args.runs,
+        "kiln_bytecode_cache": not args.kiln_no_bytecode_cache,
         "scenarios": {
             n: {
                 "samples": v,

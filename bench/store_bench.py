@@ -29,7 +29,6 @@ def image_tar(size: int) -> Path:
     path = bl.data_dir() / f"big-rootfs-{size}.tar"
     if path.exists():
         return path
-    big = bl.random_file(bl.data_dir() / "ctx-bigfile" / "big.bin", size)
     tmp = path.with_name(path.name + ".tmp")
     with (
         tarfile.open(bl.base_tar()) as src,
@@ -37,12 +36,23 @@ def image_tar(size: int) -> Path:
     ):
         for member in src:
             out.addfile(member, src.extractfile(member) if member.isfile() else None)
-        info = out.gettarinfo(str(big), "big.bin")
-        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
-        with open(big, "rb") as f:
-            out.addfile(info, f)
+        info = tarfile.TarInfo("big.bin")
+        info.size, info.mode, info.mtime, info.uname, info.gname = size, 0o644, 0, "root", "root"
+        out.addfile(info, _RandomReader(size))
     tmp.rename(path)
     return path
+
+
+class _RandomReader:
+    """A file-like object of ``size`` random bytes, made as they are read."""
+
+    def __init__(self, size: int):
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        return os.urandom(n)
 
 
 def save_argv(tool: bl.Tool, archive: Path) -> list[str]:
@@ -80,23 +90,25 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size", type=int, default=1 << 30, help="random bytes in the image")
     ap.add_argument("--peers", default="podman")
+    bl.add_bytecode_flag(ap)
     args = ap.parse_args()
+    bl.use_kiln_bytecode(not args.kiln_no_bytecode_cache)
     tools = ["kiln", *bl.installed_peers([p for p in args.peers.split(",") if p == "podman"])]
     tar = image_tar(args.size)
 
+    bl.log("warming up kiln (untimed)")
+    one_round("kiln", bl.base_tar())
     samples = {op: {t: [] for t in tools} for op in ("save", "load")}
     sizes: dict[str, int] = {}
-    errors: dict[str, str] = {}
+    errors: dict[str, list[str]] = {}
     for rep in range(args.runs):
         order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
         for t in order:
-            if t in errors:
-                continue
             try:
                 r = one_round(t, tar)
-            except bl.BenchError as exc:
-                errors[t] = str(exc)
-                bl.log(f"   {t}: FAILED\n{exc}")
+            except bl.BenchError as exc:  # counted, and the other runs still go on
+                errors.setdefault(t, []).append(str(exc))
+                bl.log(f"   run {rep + 1} {t:7s} FAILED\n{exc}")
                 continue
             samples["save"][t].append(r["save"])
             samples["load"][t].append(r["load"])
@@ -107,6 +119,8 @@ def main() -> int:
     results = {f"save {label}": samples["save"], f"load {label}": samples["load"]}
     print(bl.summary_table(results, tools))
     print("\narchive sizes: " + ", ".join(f"{t} {n / 2**20:.0f} MiB" for t, n in sizes.items()))
+    if errors:
+        print("failed runs: " + "; ".join(f"{t} {len(x)}/{args.runs}" for t, x in errors.items()))
     met = {}
     for scenario, per_tool in results.items():
         for p in tools[1:]:
@@ -118,6 +132,7 @@ def main() -> int:
                 )
     payload = {
         "runs": args.runs,
+        "kiln_bytecode_cache": not args.kiln_no_bytecode_cache,
         "bytes": args.size,
         "archive_bytes": sizes,
         "scenarios": {
