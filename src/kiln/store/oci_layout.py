@@ -457,6 +457,10 @@ class TarStream:
     def __init__(self, path: str):
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise InvalidArgument(f"{path} is a directory; give the archive a file name")
+        if not os.path.isdir(directory):
+            raise NotFound(f"{directory}: no such directory to write {os.path.basename(path)} in")
         fd, self._tmp = tempfile.mkstemp(prefix=".kiln-archive-", dir=directory)
         self._out = os.fdopen(fd, "w+b")
         self._dirs: set[str] = set()
