@@ -271,6 +271,8 @@ def commit_container(
     """``kiln commit``: a new image from the container (dangling when ``image`` is None)."""
     if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
+    if iidfile:
+        _output_dir(iidfile)  # refuse a bad --iidfile before committing anything
     b = _load(ctx, name)
     record = b.commit(
         image,
@@ -290,7 +292,7 @@ def commit_container(
 def export_container(ctx: Context, name: str, output: str) -> str:
     """``kiln export``: the merged filesystem as a tar at ``output`` (written atomically)."""
     b = _load(ctx, name)
-    directory = os.path.dirname(os.path.abspath(output)) or "."
+    directory = _output_dir(output)
     fd, tmp = tempfile.mkstemp(prefix=".kiln-export-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -311,8 +313,18 @@ def diff_container(ctx: Context, name: str) -> list[Any]:
     return _load(ctx, name).diff()
 
 
-def _write_atomic(path: str, text: str) -> None:
+def _output_dir(path: str) -> str:
+    """The directory a file ``path`` is written into; a clear error if it cannot be."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise InvalidArgument(f"{path} is a directory; give a file name")
+    if not os.path.isdir(directory):
+        raise NotFound(f"{directory}: no such directory to write {os.path.basename(path)} in")
+    return directory
+
+
+def _write_atomic(path: str, text: str) -> None:
+    directory = _output_dir(path)
     fd, tmp = tempfile.mkstemp(prefix=".kiln-", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
