@@ -34,6 +34,12 @@ def command(
         if not username:
             raise InvalidArgument("--password-stdin needs --username")
         password = sys.stdin.readline().rstrip("\r\n")
+    if (not username or password is None) and not sys.stdin.isatty():
+        missing = "username" if not username else "password"
+        raise InvalidArgument(
+            f"no {missing} given and no terminal to ask for it: use --username and "
+            "--password or --password-stdin"
+        )
     if not username:
         username = click.prompt("Username")
     if password is None:
