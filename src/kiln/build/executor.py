@@ -316,15 +316,15 @@ class Executor:
         if o.shm_size is not None:
             values["shm_size"] = o.shm_size
         known = {f.name for f in fields(RunOptions)}
-        if "cancel" in known:
-            values["cancel"] = self.cancel
         try:
-            opts = RunOptions(**{k: v for k, v in values.items() if k in known})
-            return b.run(argv, opts)
+            opts = RunOptions(cancel=self.cancel, **{k: v for k, v in values.items() if k in known})
+            code = b.run(argv, opts)
         finally:
             os.close(write_fd)
             os.close(null_fd)
             reader.join(timeout=30)
+        self.check_cancel()  # a cancelled RUN was stopped: its exit code means nothing
+        return code
 
     def _pump(self, fd: int, pos: int) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")

@@ -5,7 +5,8 @@ the context (a directory, ``-`` for a tar on stdin, or an http(s) URL of a tar),
 the ignore file, wires pulls to the registry use cases when this kiln has them, and runs
 ``kiln.build.executor.Executor``. Progress goes to ``ctx.events`` (see
 ``kiln.build.progress`` for the event types); nothing is printed. Cancel with
-``opts.cancel`` (a ``threading.Event``), checked between steps.
+``opts.cancel`` (a ``threading.Event``): checked between steps, and a running RUN is
+stopped (SIGTERM, then SIGKILL); the build raises ``kiln.errors.Cancelled``.
 """
 
 from __future__ import annotations

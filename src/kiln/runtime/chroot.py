@@ -28,6 +28,7 @@ from kiln.errors import InvalidArgument, Unavailable
 from . import caps as capabilities
 from . import inroot, linux
 from .bundle import Prepared, prepared
+from .cancel import wait_cancellable
 from .options import RLIM_INFINITY, Mount, RunOptions
 from .spec import MASKED_PATHS, READONLY_PATHS, process_env, rlimits
 
@@ -250,6 +251,28 @@ def _helper(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> None:
         os._exit(code)
 
 
+def _wait(pid: int, opts: RunOptions) -> int:
+    """The helper's wait status; on ``opts.cancel``: SIGTERM (forwarded to the container's
+    init), then SIGKILL (the init dies with its parent, and the PID namespace with it)."""
+    if opts.cancel is None:
+        return os.waitpid(pid, 0)[1]
+    status: list[int] = []
+
+    def poll() -> int | None:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status.append(st)
+            return _exit_code(st)
+        return None
+
+    def stop(signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    wait_cancellable(poll, opts.cancel, stop, opts.cancel_grace)
+    return status[0]
+
+
 def run_chroot(opts: RunOptions, rootfs: str) -> int:
     """Run ``opts.args`` in ``rootfs`` with chroot isolation; returns the exit code."""
     if os.geteuid() != 0:
@@ -276,7 +299,7 @@ def run_chroot(opts: RunOptions, rootfs: str) -> int:
                     saved[sig] = signal.signal(sig, lambda s, _f: os.kill(pid, s))
             with os.fdopen(errr, "rb") as f:
                 error = f.read(65536).decode("utf-8", "replace")
-            status = os.waitpid(pid, 0)[1]
+            status = _wait(pid, opts)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

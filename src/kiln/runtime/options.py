@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import IO, NamedTuple
 
@@ -62,6 +63,8 @@ class RunOptions:
     stdin: StdStream = None
     stdout: StdStream = None
     stderr: StdStream = None
+    cancel: threading.Event | None = None  # set -> SIGTERM, SIGKILL after cancel_grace, return
+    cancel_grace: float = 2.0
 
     def validate(self) -> None:
         """Refuse option values no backend can honour, naming the flag."""

@@ -15,6 +15,7 @@ from typing import Any
 from kiln.errors import Unavailable
 
 from .bundle import Prepared, prepared
+from .cancel import wait_cancellable
 from .options import RunOptions
 from .spec import build_spec
 
@@ -135,7 +136,12 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
                 except OSError as e:
                     raise Unavailable(f'runtime "{opts.runtime}" cannot be started: {e}') from None
                 try:
-                    code = proc.wait()
+                    if opts.cancel is None:
+                        code = proc.wait()
+                    else:
+                        code = wait_cancellable(
+                            proc.poll, opts.cancel, forwarder.kill, opts.cancel_grace, proc.kill
+                        )
                 except BaseException:
                     forwarder.kill(signal.SIGKILL)
                     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -1,0 +1,166 @@
+"""Cancelling a build while a RUN is running: the process is stopped promptly and the
+build leaves nothing behind (no image, working container, mount or runc container)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+import pytest
+
+from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
+from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
+from kiln.errors import Cancelled
+
+pytestmark = ROOT_MARKS
+
+
+def _mounts_under(root: str) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(root)]
+
+
+def _runc_containers(state_dir: str) -> list[dict]:
+    runc_root = os.path.join(state_dir, "runc")
+    if not os.path.isdir(runc_root):
+        return []
+    out = subprocess.run(["runc", "--root", runc_root, "list", "--format", "json"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return json.loads(out or "null") or []
+
+
+@pytest.mark.parametrize("isolation", ["oci", "chroot"])
+def test_cancel_stops_a_running_run(build_env, tmp_path, monkeypatch, isolation):  # noqa: F811
+    state_dir = str(tmp_path / "runtime")
+    monkeypatch.setenv("KILN_RUNTIME_DIR", state_dir)
+    ctx = build_env.context_dir()
+    cancel = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            build_env.build(ctx, "FROM busybox\nRUN echo started && sleep 60\nRUN touch /x\n",
+                            tags=["cancelled"], cancel=cancel, isolation=isolation)  # fmt: skip
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome["error"] = exc
+        outcome["ended"] = time.monotonic()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while "started" not in build_env.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "started" in build_env.output(), "the RUN never started"
+    time.sleep(1)
+    cancelled_at = time.monotonic()
+    cancel.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), Cancelled), outcome
+    assert outcome["ended"] - cancelled_at < 5
+    store = build_env.store
+    assert not any("cancelled" in n for rec in store.list_images() for n in rec.names)
+    assert len(store.list_images()) == 1  # busybox only: no step was committed
+    assert store.list_containers() == []
+    assert _mounts_under(store.root) == []
+    assert _runc_containers(state_dir) == []
+    assert build_env.ctx.snapshots.list_active() == []
+
+
+def _rootfs_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add("/bin/busybox", "bin/busybox")
+        link = tarfile.TarInfo("bin/sh")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tf.addfile(link)
+    return buf.getvalue()
+
+
+def _context_tar(dockerfile: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tf.addfile(info, io.BytesIO(dockerfile.encode()))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def server(tmp_path):
+    path = str(tmp_path / "kiln.sock")
+    root, state_dir = str(tmp_path / "root"), str(tmp_path / "runtime")
+    env = dict(os.environ, KILN_RUNTIME_DIR=state_dir)
+    cmd = [sys.executable, "-m", "kiln.cli.main", "--root", root, "serve",
+           "-H", f"unix://{path}", "--access-log", ""]  # fmt: skip
+    with open(tmp_path / "server.err", "wb") as err:
+        proc = subprocess.Popen(cmd, stderr=err, env=env)
+    for _ in range(200):
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise AssertionError((tmp_path / "server.err").read_text())
+    yield path, root, state_dir
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
+def _request(path: str, method: str, target: str, body: bytes, ctype: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    head = (f"{method} {target} HTTP/1.1\r\nHost: d\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    s.sendall(head.encode() + body)
+    return s
+
+
+def test_api_client_disconnect_stops_a_running_run(server):
+    from kiln.store import Store
+
+    path, root, state_dir = server
+    with _request(path, "POST", "/v1.41/images/create?fromSrc=-&repo=base&tag=1",
+                  _rootfs_tar(), "application/x-tar") as s:  # fmt: skip
+        s.settimeout(30)
+        reply = b""
+        while b'"status"' not in reply and b'"error"' not in reply:
+            chunk = s.recv(65536)
+            assert chunk, reply
+            reply += chunk
+        assert b" 200 " in reply.split(b"\r\n", 1)[0] and b'"error"' not in reply, reply
+    dockerfile = "FROM base:1\nRUN echo started && /bin/busybox sleep 60\n"
+    s = _request(path, "POST", "/v1.41/build?t=cancelled", _context_tar(dockerfile),
+                 "application/x-tar")  # fmt: skip
+    s.settimeout(30)
+    seen = b""
+    while b"started" not in seen:
+        chunk = s.recv(65536)
+        assert chunk, seen
+        seen += chunk
+    time.sleep(1)
+    s.close()  # the client goes away: the build is cancelled
+    closed_at = time.monotonic()
+    store = Store.open(root)
+    try:
+        while time.monotonic() - closed_at < 5:
+            if not _runc_containers(state_dir) and not store.list_containers():
+                break
+            time.sleep(0.1)
+        assert _runc_containers(state_dir) == []
+        assert store.list_containers() == []
+        assert _mounts_under(root) == []
+        assert not any("cancelled" in n for rec in store.list_images() for n in rec.names)
+    finally:
+        store.close()
