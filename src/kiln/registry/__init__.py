@@ -1,6 +1,7 @@
 """Distribution-spec client: challenges, Basic/Bearer auth, credentials, registries.conf,
 retries, uploads. The only user of httpx. Must not import store, image or above."""
 
+from kiln.registry import _lean_httpx  # noqa: F401 - first: httpx without its CLI and trio
 from kiln.registry.client import (
     ACCEPT_ALL_MANIFESTS,
     RegistryClient,

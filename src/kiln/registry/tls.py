@@ -27,8 +27,8 @@ class TLSSettings:
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         """What httpx takes as ``verify=``."""
-        if not self.verify:
-            ctx = ssl.create_default_context()
+        if not self.verify:  # nothing is verified: no need to load the system's CAs
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         else:

@@ -1,0 +1,38 @@
+"""Import httpx (and httpcore) without the parts a synchronous registry client never uses.
+
+``import httpx`` also imports its command-line tool (``httpx._main``: rich,
+pygments, click), and httpcore imports ``trio`` at import time whenever trio
+is installed, only to support async code running under trio. Together that is
+most of a ``kiln pull``'s import time. Both are hidden while httpx and httpcore
+load — an entry of ``None`` in ``sys.modules`` makes an import fail, which both
+libraries treat as "not installed" — and are visible again right after, so any
+other code in the process can still import them.
+
+Effects in this process: ``httpx.main`` prints "install httpx[cli]" instead of
+running, and httpcore's *async* primitives do not support trio (kiln's clients
+are synchronous). Nothing changes when trio was imported before kiln.registry.
+"""
+
+from __future__ import annotations
+
+import sys
+
+_HIDDEN = ("httpx._main", "trio")
+
+
+def load() -> None:
+    if "httpx" in sys.modules and "httpcore" in sys.modules:
+        return
+    hidden = [name for name in _HIDDEN if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import httpcore  # noqa: F401 - httpx imports it lazily, on the first Client
+        import httpx  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+load()
