@@ -17,10 +17,10 @@ DigestMismatch) naming the first broken invariant:
 from __future__ import annotations
 
 import io
-import tarfile
 
 from kiln.archive.compression import CHUNK, Compression, open_decompressed
 from kiln.archive.hashing import HashingReader
+from kiln.archive.tar_check import check_tar
 from kiln.errors import DigestMismatch, InvalidArgument
 from kiln.image.model import Image, read_blob
 from kiln.oci import media_types as mt
@@ -179,13 +179,9 @@ def _check_layer(source: BlobSource, i: int, desc: Descriptor, diff_id: str) -> 
 
 
 def _walk_tar(stream, what: str) -> None:
+    """Refuse here what unpacking would refuse later: a load never keeps an image
+    that cannot be unpacked."""
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for _member in tar:
-                pass
-    except tarfile.ReadError as exc:
-        if "empty file" in str(exc):
-            return  # an empty layer
-        raise _fail(f"{what} is not a valid tar: {exc}") from None
-    except tarfile.TarError as exc:
-        raise _fail(f"{what} is not a valid tar: {exc}") from None
+        check_tar(stream)
+    except InvalidArgument as exc:
+        raise _fail(f"{what} is not a valid layer: {exc}") from None
