@@ -69,7 +69,7 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
         extra_env = run.args.run_env(run.config_env)
         with (
             prepared_mounts(
-                expanded.mounts, context_dir=ex.context.root, store_root=ex.store.root,
+                expanded.mounts, context_dir=ex.context.root, store=ex.store,
                 secrets=ex.secrets, open_root=ex.open_ref_root, tmpdir=ex.tmpdir,
             ) as ms,
             tempfile.TemporaryDirectory(prefix="kiln-script-", dir=ex.tmpdir) as tmp,

@@ -2,7 +2,7 @@
 
 - ``bind``: a path of the context (default) or of a stage's/image's rootfs (``from=``);
   read-only unless ``rw`` (then a throw-away copy is mounted, as BuildKit discards writes).
-- ``cache``: a directory under ``<store root>/cache-mounts/<id>`` that outlives builds;
+- ``cache``: the store's directory for the cache id (``Store.cache_mount_dir``), kept across builds;
   ``sharing=locked`` holds an exclusive lock for the RUN, ``private`` uses a fresh
   directory when another RUN holds it, ``shared`` takes no lock.
 - ``tmpfs``: a tmpfs (``size=``).
@@ -16,10 +16,7 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,11 +25,9 @@ from dataclasses import dataclass, field
 from kiln.build.mounts import Mount as RunMount
 from kiln.errors import InvalidArgument, NotFound
 from kiln.runtime import Mount
+from kiln.store import Store
 
 __all__ = ["MountSet", "Secret", "parse_secrets", "prepared_mounts"]
-
-CACHE_DIR = "cache-mounts"
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True)
@@ -107,7 +102,7 @@ def prepared_mounts(
     specs: tuple[RunMount, ...],
     *,
     context_dir: str,
-    store_root: str,
+    store: Store,
     secrets: dict[str, Secret],
     open_root: RootOpener,
     tmpdir: str | None = None,
@@ -132,7 +127,7 @@ def prepared_mounts(
                 mode = "ro" if spec.readonly else "rw"
                 result.mounts.append(Mount("bind", source, target, (mode, "rbind")))
             elif spec.type == "cache":
-                source = stack.enter_context(_cache_dir(store_root, spec, tmp, index))
+                source = stack.enter_context(_cache_dir(store, spec, tmp, index))
                 mode = "ro" if spec.readonly else "rw"
                 result.mounts.append(Mount("bind", source, target, (mode, "rbind")))
             elif spec.type == "tmpfs":
@@ -168,34 +163,18 @@ def _secret(spec: RunMount, secrets: dict[str, Secret], tmp: str, index: int, ou
 
 
 @contextlib.contextmanager
-def _cache_dir(store_root: str, spec: RunMount, tmp: str, index: int) -> Iterator[str]:
+def _cache_dir(store: Store, spec: RunMount, tmp: str, index: int) -> Iterator[str]:
     ident = spec.id or spec.target or "cache"
-    name = _SAFE.sub("_", ident.strip("/"))[:64] + "-"
-    name += hashlib.sha256(ident.encode()).hexdigest()[:12]
-    base = os.path.join(store_root, CACHE_DIR)
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    path = os.path.join(base, name)
-    if not os.path.isdir(path):
-        os.makedirs(path, exist_ok=True)
-        os.chmod(path, spec.mode if spec.mode is not None else 0o755)
-        os.chown(path, spec.uid or 0, spec.gid or 0)
+    mode = spec.mode if spec.mode is not None else 0o755
+    path = store.cache_mount_dir(ident, mode=mode, uid=spec.uid or 0, gid=spec.gid or 0)
     if spec.sharing == "shared":
         yield path
         return
-    lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        if spec.sharing == "locked":
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    with store.cache_mount_lock(ident, wait=spec.sharing == "locked") as held:
+        if held:
             yield path
             return
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            private = os.path.join(tmp, f"cache-{index}")
-            os.mkdir(private, spec.mode if spec.mode is not None else 0o755)
-            os.chown(private, spec.uid or 0, spec.gid or 0)
-            yield private
-            return
-        yield path
-    finally:
-        os.close(lock_fd)
+        private = os.path.join(tmp, f"cache-{index}")
+        os.mkdir(private, mode)
+        os.chown(private, spec.uid or 0, spec.gid or 0)
+        yield private

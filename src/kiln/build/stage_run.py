@@ -4,7 +4,7 @@ The working container (``kiln.container.Builder``) is created only when a step n
 filesystem (a cache miss of RUN/COPY/ADD, or the final commit of uncached metadata).
 Metadata steps edit the config and queue a history entry (``empty_layer``). With
 ``--layers`` each RUN/COPY/ADD is committed as an image (the cache points at it) and the
-container goes on from it without copying (``layer_commit``); without, the stage is
+container goes on from it without copying (``Builder.commit_step``); without, the stage is
 committed once at its end, its changes as one layer.
 """
 
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from kiln.build.cache_key import step_key
 from kiln.build.instructions import Instruction
-from kiln.build.layer_commit import commit_and_continue
 from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor, now_rfc3339
 from kiln.errors import NotFound, ProcessFailed
@@ -148,8 +147,8 @@ class StageRun:
             self.note_history(created_by)
             return
         b.state.history = list(self.pending)
-        rec = commit_and_continue(
-            b, created_by=created_by, image_format=self.ex.opts.image_format,
+        rec = b.commit_step(
+            created_by=created_by, image_format=self.ex.opts.image_format,
             compression=self.ex.opts.compression, timestamp=self.ex.opts.timestamp,
         )  # fmt: skip
         self.dirty = False

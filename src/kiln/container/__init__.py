@@ -21,6 +21,9 @@ with ``kiln_container_version``). The Dockerfile engine and the CLI both drive i
     rec = b.commit("myimage:1", format="oci", timestamp=0, squash=False,
                    compression="gzip", omit_history=False, changes=["CMD [\\"sh\\"]"],
                    created_by=None, rm=False)              # -> store ImageRecord
+    rec = b.commit_step(created_by="RUN ...", image_format="oci", compression="gzip",
+                        timestamp=None)                    # commit, go on from the new image
+    b.reset_to_image(image_id)                             # drop changes, go on from an image
     with b.mounted() as rootfs: ...                        # merged rootfs for the duration
     path = b.mount(); b.unmount()                          # ``kiln mount`` / ``umount``
     b.delete()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,8 +24,6 @@ from .state import AddedContent, ContainerState
 
 PULL_POLICIES = ("always", "missing", "never", "newer")
 SCRATCH = "scratch"
-CONTAINERS_DIR = "containers"
-CACHE_MOUNTS_DIR = "cache-mounts"
 
 #: ``puller(reference, policy) -> image id``: fetches an image into the store (given by ops)
 Puller = Callable[[str, str], str]
@@ -149,15 +146,17 @@ class Builder:
     # -- the filesystem -------------------------------------------------------------------
 
     @property
-    def container_dir(self) -> str:
-        return os.path.join(self.store.root, CONTAINERS_DIR, self.id)
-
-    @property
     def mount_target(self) -> str:
-        return os.path.join(self.container_dir, "merged")
+        """Where the rootfs is mounted: the snapshotter's mount point of the snapshot."""
+        return self.snapshots.mount_point(self.state.snapshot_key)
 
     def is_mounted(self) -> bool:
-        return bool(self.state.mount_point) and os.path.ismount(self.mount_target)
+        if not self.state.mount_point:
+            return False
+        try:
+            return os.path.ismount(self.mount_target)
+        except NotFound:
+            return False
 
     def mount(self) -> str:
         """Mount the rootfs and keep it mounted (``kiln mount``); returns the merged path."""
@@ -181,7 +180,6 @@ class Builder:
     def _mount(self) -> None:
         from kiln.snapshot.mount import mount
 
-        os.makedirs(self.mount_target, mode=0o700, exist_ok=True)
         mount(self.snapshots.mounts(self.state.snapshot_key), self.mount_target)
 
     @contextlib.contextmanager
@@ -281,19 +279,19 @@ class Builder:
         """``type=cache`` -> a bind of a persistent directory kept per cache ``id``."""
         if m.type != "cache":
             return m
-        import hashlib
 
         opts = dict(o.partition("=")[::2] for o in m.options if "=" in o)
         if "from" in opts:
             raise InvalidArgument("--mount type=cache,from=... is not supported by kiln run")
         cache_id = opts.get("id") or m.destination
-        digest = hashlib.sha256(cache_id.encode()).hexdigest()[:32]
-        path = os.path.join(self.store.root, CACHE_MOUNTS_DIR, digest)
-        if not os.path.isdir(path):
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            mode = int(opts.get("mode", "755"), 8)
-            os.chmod(path, mode)
-            os.chown(path, int(opts.get("uid", "0")), int(opts.get("gid", "0")))
+        try:
+            mode, uid, gid = (int(opts.get("mode", "755"), 8), int(opts.get("uid", "0")),
+                              int(opts.get("gid", "0")))  # fmt: skip
+        except ValueError:
+            raise InvalidArgument(
+                f"--mount type=cache: mode must be octal and uid/gid numbers: {m.options}"
+            ) from None
+        path = self.store.cache_mount_dir(cache_id, mode=mode, uid=uid, gid=gid)
         flags = tuple(o for o in m.options if "=" not in o and o in ("ro", "rw"))
         return replace(m, type="bind", source=path, options=(*flags, "rbind"))
 
@@ -401,17 +399,37 @@ class Builder:
 
         return commit_builder(self, name, **options)
 
-    def delete(self) -> None:
-        """Unmount, drop the snapshot and forget the container."""
-        from kiln.snapshot.mount import unmount
+    def commit_step(
+        self,
+        *,
+        created_by: str,
+        image_format: str = "oci",
+        compression: str = "gzip",
+        timestamp: int | None = None,
+        name: str | None = None,
+        squash: bool = False,
+    ) -> ImageRecord:
+        """Commit like ``commit``, then go on from the new image: the upper dir becomes the
+        new layer's snapshot (no copy, no unpack) under a fresh, empty upper; pending history
+        and additions are cleared. See ``kiln.container.step_commit``."""
+        from .step_commit import commit_step
 
-        if os.path.ismount(self.mount_target):
-            unmount(self.mount_target)
+        return commit_step(self, created_by=created_by, image_format=image_format,
+                           compression=compression, timestamp=timestamp, name=name,
+                           squash=squash)  # fmt: skip
+
+    def reset_to_image(self, image_id: str) -> None:
+        """Drop the container's changes and go on from ``image_id`` (e.g. a cache hit)."""
+        from .step_commit import reset_to_image
+
+        reset_to_image(self, image_id)
+
+    def delete(self) -> None:
+        """Unmount, drop the snapshot (with its mount point) and forget the container."""
         with contextlib.suppress(NotFound):
             self.snapshots.remove(self.state.snapshot_key)
         with contextlib.suppress(NotFound):
             self.store.delete_container(self.id)
-        shutil.rmtree(self.container_dir, ignore_errors=True)
 
 
 def _placeholder_parents(options: Any) -> list[str]:

@@ -4,6 +4,7 @@
                                  whiteouts, trusted.overlay.opaque), chain id in the db
     <root>/active/<n>/upper,work a writable overlay snapshot (driver "overlay")
     <root>/active/<n>/fs         a merged copy (driver "copy")
+    <root>/active/<n>/merged     where a caller mounts the snapshot (``mount_point``)
     <root>/empty                 the lower of a snapshot with no parent
     <root>/tmp/                  work in progress; renamed into place when complete
     <root>/locks/                per-chain-id unpack locks
@@ -25,6 +26,7 @@ parent's ``view``), and ``commit`` adopts the full tree as a flat layer whose
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -186,6 +188,15 @@ class Snapshotter:
         sub = "fs" if row["driver"] == "copy" else "upper"
         return os.path.join(self.root, "active", str(row["n"]), sub)
 
+    def mount_point(self, key: str) -> str:
+        """An empty directory to mount active snapshot ``key`` on; it goes with the snapshot
+        (``remove``/``commit``/``gc`` unmount it first if it is still mounted)."""
+        row = self._active(key)
+        path = os.path.join(self.root, "active", str(row["n"]), "merged")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        return path
+
     def commit(self, key: str, chain_id: str, parent: str | None) -> str:
         """Adopt active snapshot ``key``'s upper dir (by rename) as layer ``chain_id``.
 
@@ -261,6 +272,7 @@ class Snapshotter:
             for sub, live in (("layers", live_layers), ("active", live_active)):
                 for name in os.listdir(os.path.join(self.root, sub)):
                     if name not in live:
+                        _release_mount_point(os.path.join(self.root, sub, name))
                         shutil.rmtree(os.path.join(self.root, sub, name), ignore_errors=True)
             for name in os.listdir(os.path.join(self.root, "tmp")):
                 shutil.rmtree(os.path.join(self.root, "tmp", name), ignore_errors=True)
@@ -297,6 +309,7 @@ class Snapshotter:
 
     def _rmtree_aside(self, path: str) -> None:
         """Remove a directory: first rename it into tmp/ so no half-removed tree is visible."""
+        _release_mount_point(path)
         aside = os.path.join(self._tmpdir("rm-"), "x")
         try:
             os.rename(path, aside)
@@ -369,3 +382,10 @@ class Snapshotter:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         return self.mounts(key)
+
+
+def _release_mount_point(snapshot_dir: str) -> None:
+    """Unmount ``<snapshot_dir>/merged`` if still mounted, so removal never reaches into it."""
+    merged = os.path.join(snapshot_dir, "merged")
+    if os.path.ismount(merged):
+        mnt.unmount(merged)

@@ -5,6 +5,7 @@
     <root>/kiln.db              SQLite metadata (WAL, foreign keys, schema version)
     <root>/gc.lock              flock: GC exclusive, blob publishing shared
     <root>/snapshots/           the Snapshotter's root (its own small database)
+    <root>/cache-mounts/        RUN --mount=type=cache directories (``cache_mounts``)
 
 Many processes may open one store at once; one ``Store`` object may be shared
 by threads (each thread gets its own SQLite connection).
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 
 from kiln.store import paths
 from kiln.store.cache import CacheMixin
+from kiln.store.cache_mounts import CacheMountsMixin
 from kiln.store.containers import ContainersMixin
 from kiln.store.content import ContentMixin
 from kiln.store.db import Database
@@ -36,6 +38,7 @@ class Store(
     ContainersMixin,
     LeaseMixin,
     CacheMixin,
+    CacheMountsMixin,
     MaintenanceMixin,
 ):
     #: blobs younger than this are never swept by GC (see kiln.store.gc)

@@ -1,26 +1,29 @@
-"""Commit one build step and keep going on top of it, without copying or unpacking.
+"""Commit one step and keep going on top of it, without copying or unpacking.
 
 ``Builder.commit`` writes the container's changes (the overlay upper) as a layer blob and
 stores the image. For the next step the container must sit on that new image: instead of
 unpacking the blob again (what buildah does with a fresh container per step), the upper
 dir is adopted as the new layer's snapshot (``Snapshotter.commit``: a rename) and a new,
 empty upper is prepared on top. The builder's state then says: base = the new image.
+``Builder.commit_step`` and ``Builder.reset_to_image`` are the entry points.
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING
 
-from kiln.container import Builder, ConfigEditor
 from kiln.errors import NotFound
 from kiln.store import ImageRecord
 
-__all__ = ["commit_and_continue", "reset_to_image"]
+from .config_edit import ConfigEditor
+
+if TYPE_CHECKING:
+    from .builder import Builder
 
 
-def commit_and_continue(
+def commit_step(
     b: Builder,
     *,
     created_by: str,
@@ -53,6 +56,17 @@ def commit_and_continue(
     return rec
 
 
+def reset_to_image(b: Builder, image_id: str) -> None:
+    """Point ``b`` at an existing image (a cache hit) with an empty upper."""
+    from kiln.image import open_store_image, unpack_image
+
+    img = open_store_image(b.store, image_id)
+    chain = unpack_image(b.store, b.snapshots, img)
+    with contextlib.suppress(NotFound):
+        b.snapshots.remove(b.state.snapshot_key)
+    _point_at(b, b.store.get_image(image_id), chain)
+
+
 def _point_at(b: Builder, rec: ImageRecord, chain: str | None) -> None:
     from kiln.image import open_store_image
 
@@ -67,14 +81,3 @@ def _point_at(b: Builder, rec: ImageRecord, chain: str | None) -> None:
     b.state.created_by = ""
     b.config = ConfigEditor(img.config.evolve(), dict(b.config.annotations))
     b.save()
-
-
-def reset_to_image(b: Builder, image_id: str, ctx: Any = None) -> None:
-    """Point ``b`` at an existing image (a cache hit) with an empty upper."""
-    from kiln.image import open_store_image, unpack_image
-
-    img = open_store_image(b.store, image_id)
-    chain = unpack_image(b.store, b.snapshots, img)
-    with contextlib.suppress(NotFound):
-        b.snapshots.remove(b.state.snapshot_key)
-    _point_at(b, b.store.get_image(image_id), chain)

@@ -1,0 +1,108 @@
+"""Persistent directories for ``RUN --mount=type=cache`` (and ``kiln run --mount type=cache``).
+
+    <root>/cache-mounts/<name>-<hash>        one directory per cache id, kept across builds
+    <root>/cache-mounts/<name>-<hash>.lock   flock: ``sharing=locked|private`` users; prune
+
+The same id names the same directory in builds and in ``kiln run``. They hold only what
+RUN steps put there; nothing else references them, so ``prune_cache_mounts`` (``buildah
+prune``'s job) may drop any that no RUN holds at the moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+
+CACHE_MOUNTS = "cache-mounts"
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def cache_mount_name(cache_id: str) -> str:
+    """The directory name of cache ``cache_id``: a readable prefix and a hash of the id."""
+    prefix = _SAFE.sub("_", cache_id.strip("/"))[:64]
+    return f"{prefix}-{hashlib.sha256(cache_id.encode()).hexdigest()[:12]}"
+
+
+def _transient(name: str) -> bool:
+    return ".new-" in name or ".rm-" in name
+
+
+class CacheMountsMixin:
+    root: str
+
+    def _cache_mounts_root(self) -> str:
+        base = os.path.join(self.root, CACHE_MOUNTS)
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        return base
+
+    def cache_mount_dir(self, cache_id: str, *, mode: int = 0o755, uid: int = 0,
+                        gid: int = 0) -> str:  # fmt: skip
+        """The directory of cache ``cache_id``; made with ``mode``/``uid``/``gid`` when new."""
+        path = os.path.join(self._cache_mounts_root(), cache_mount_name(cache_id))
+        if not os.path.isdir(path):
+            tmp = path + f".new-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.mkdir(tmp, 0o700)
+            if os.geteuid() == 0 or (uid, gid) != (0, 0):
+                os.chown(tmp, uid, gid)
+            os.chmod(tmp, mode)
+            try:
+                os.rename(tmp, path)
+            except OSError:  # made by someone else meanwhile
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not os.path.isdir(path):
+                    raise
+        return path
+
+    @contextlib.contextmanager
+    def cache_mount_lock(self, cache_id: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold cache ``cache_id`` exclusively; yields False (not held) when taken and not
+        ``wait``."""
+        name = cache_mount_name(cache_id) + ".lock"
+        fd = os.open(os.path.join(self._cache_mounts_root(), name),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def list_cache_mounts(self) -> list[str]:
+        """The cache mount directory names."""
+        base = self._cache_mounts_root()
+        return sorted(n for n in os.listdir(base)
+                      if os.path.isdir(os.path.join(base, n)) and not _transient(n))  # fmt: skip
+
+    def prune_cache_mounts(self) -> int:
+        """Remove every cache mount no RUN holds locked now; returns how many went."""
+        base = self._cache_mounts_root()
+        removed = 0
+        for name in os.listdir(base):
+            path = os.path.join(base, name)
+            if _transient(name):
+                shutil.rmtree(path, ignore_errors=True)  # left by a crash
+                continue
+            if name.endswith(".lock") or not os.path.isdir(path):
+                continue
+            fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                aside = f"{path}.rm-{os.getpid()}"
+                os.rename(path, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+                removed += 1
+            finally:
+                os.close(fd)
+        return removed
