@@ -88,6 +88,7 @@ def test_list_and_import_roundtrip(client):
     images = client.get("/v1.41/images/json").json()
     assert [i["RepoTags"] for i in images] == [["example:1"]]
     assert images[0]["Id"] == image_id
+    assert images[0]["Labels"] == {}
     libpod = client.get("/v4.3.1/libpod/images/json").json()
     assert libpod[0]["Names"] == ["localhost/example:1"]
     assert client.post("/v1.41/images/example:1/tag?repo=other&tag=2").status_code == 201
@@ -98,6 +99,25 @@ def test_list_and_import_roundtrip(client):
     r = client.delete("/v1.41/images/" + image_id.removeprefix("sha256:"))
     assert {"Deleted": image_id} in r.json()
     assert client.get("/v1.41/images/json").json() == []
+
+
+def test_image_lists_show_labels(client):
+    r = client.post(
+        "/v1.41/images/create",
+        params=[
+            ("fromSrc", "-"),
+            ("repo", "labelled"),
+            ("tag", "1"),
+            ("changes", "LABEL team=web"),
+            ("changes", "LABEL tier=front"),
+        ],
+        content=rootfs_tar(),
+        headers={"Content-Type": "application/x-tar"},
+    )
+    assert r.status_code == 200, r.text
+    want = {"team": "web", "tier": "front"}
+    assert client.get("/v1.41/images/json").json()[0]["Labels"] == want
+    assert client.get("/v4.3.1/libpod/images/json").json()[0]["Labels"] == want
 
 
 def test_build_rejects_bad_buildargs_naming_them(client):

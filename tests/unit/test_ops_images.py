@@ -84,6 +84,20 @@ def test_filters_label_reference_before_since(ctx):
         ops.list_images(ctx, filters=["dangling=maybe"])
 
 
+def test_labels_always_listed_from_the_image_rows(ctx):
+    a = make_image(ctx.store, ["a"], ["la:1"], labels={"tier": "base"})
+    b = make_image(ctx.store, ["b"], ["lb:1"])
+    assert ctx.store.get_image(a.id).labels == {"tier": "base"}  # recorded at register
+    listed = {s.id: s.labels for s in ops.list_images(ctx)}
+    assert listed == {a.id: {"tier": "base"}, b.id: {}}
+    assert ops.list_images(ctx)[-1].to_json()["Labels"] == {"tier": "base"}
+    # an image stored before the store kept labels: read from its config once, then recorded
+    ctx.store.db.execute("UPDATE images SET labels=NULL")
+    assert ctx.store.get_image(a.id).labels is None
+    assert {s.id: s.labels for s in ops.list_images(ctx)} == listed
+    assert ctx.store.get_image(a.id).labels == {"tier": "base"}
+
+
 def test_intermediate_images_are_hidden_without_all(ctx):
     parent = make_image(ctx.store, ["a"], [])
     child = make_image(ctx.store, ["a", "b"], ["app:1"])

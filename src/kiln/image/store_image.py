@@ -109,6 +109,7 @@ def register_image(
         size=sum(r.uncompressed_size for r in layer_rows),
         layers=chains,
         platform=platform_string(config),
+        labels=dict(config.config.labels or {}),
     )
     with store.lease() as own:
         holder = lease or own

@@ -119,7 +119,7 @@ def list_images(
     """
     parsed = _parse_filters(ctx, filters)
     refs = [*parsed.pop("reference", []), *references]
-    summaries = summarize(ctx, ctx.store.list_images(), labels="label" in parsed)
+    summaries = summarize(ctx, ctx.store.list_images())
     out = []
     for s in summaries:
         if not all and s.intermediate and "intermediate" not in parsed:
@@ -136,7 +136,12 @@ def list_images(
 def summarize(
     ctx: Context, records: Sequence[ImageRecord], labels: bool = True
 ) -> list[ImageSummary]:
-    """Summaries of ``records``, with parent/child links worked out among them."""
+    """Summaries of ``records``, with parent/child links worked out among them.
+
+    Labels come from the image rows; an image stored before the store kept them has its
+    config read once (with ``labels``) and its labels recorded for the next listing.
+    """
+    known = _record_labels(ctx, records) if labels else {}
     by_chain = {tuple(r.layers): r.id for r in records}
     prefixes: set[tuple[str, ...]] = set()
     for r in records:
@@ -163,7 +168,7 @@ def summarize(
                 digest=r.manifest_digest,
                 created=r.created,
                 size=r.size,
-                labels=_labels(ctx, r) if labels else {},
+                labels=known.get(r.id) or dict(r.labels or {}),
                 containers=containers.get(r.id, 0),
                 parent_id=parent,
                 has_children=(bool(chain) and chain in prefixes) or r.id in history_parents,
@@ -283,11 +288,19 @@ def _same_layer_parents(ctx: Context, records: Sequence[ImageRecord]) -> set[str
     return parents
 
 
-def _labels(ctx: Context, rec: ImageRecord) -> dict[str, str]:
-    try:
-        return dict(image_config(ctx, rec).config.labels or {})
-    except (NotFound, InvalidArgument):
-        return {}
+def _record_labels(ctx: Context, records: Sequence[ImageRecord]) -> dict[str, dict[str, str]]:
+    """Labels of the images whose rows lack them, read from their configs and recorded."""
+    found: dict[str, dict[str, str]] = {}
+    for r in records:
+        if r.labels is None:
+            try:
+                found[r.id] = dict(image_config(ctx, r).config.labels or {})
+            except (NotFound, InvalidArgument):
+                continue
+    if found:
+        with contextlib.suppress(Exception):  # best effort: a read-only or busy store still lists
+            ctx.store.set_image_labels(found)
+    return found
 
 
 # --- single images ------------------------------------------------------------

@@ -8,6 +8,7 @@ GC root, until ``delete_image``). Names are stored normalised, e.g.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 
@@ -55,11 +56,12 @@ class ImagesMixin:
             added = old["added"] if old is not None else (rec.added or time.time())
             conn.execute(
                 "INSERT INTO images(id, manifest_digest, manifest_media_type, config_digest, "
-                "created, size, platform, added) VALUES (?,?,?,?,?,?,?,?) "
+                "created, size, platform, added, labels) VALUES (?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(id) DO UPDATE SET manifest_digest=excluded.manifest_digest, "
                 "manifest_media_type=excluded.manifest_media_type, "
                 "config_digest=excluded.config_digest, created=excluded.created, "
-                "size=excluded.size, platform=excluded.platform",
+                "size=excluded.size, platform=excluded.platform, "
+                "labels=COALESCE(excluded.labels, images.labels)",
                 (
                     rec.id,
                     rec.manifest_digest,
@@ -69,6 +71,7 @@ class ImagesMixin:
                     rec.size,
                     rec.platform,
                     added,
+                    _labels_json(rec.labels),
                 ),
             )
             conn.execute("DELETE FROM image_layers WHERE image_id=?", (rec.id,))
@@ -87,6 +90,14 @@ class ImagesMixin:
         if row is None:
             raise NotFound(f"{image_id}: image not known")
         return self._image_from_row(row)
+
+    def set_image_labels(self, labels_by_id: dict[str, dict[str, str]]) -> None:
+        """Record the config labels of images stored without them (one transaction)."""
+        with self.db.transaction() as conn:
+            for image_id, labels in labels_by_id.items():
+                conn.execute(
+                    "UPDATE images SET labels=? WHERE id=?", (_labels_json(labels), image_id)
+                )
 
     def list_images(self) -> list[ImageRecord]:
         with self.db.snapshot():
@@ -230,7 +241,24 @@ class ImagesMixin:
             names=self.names_of(image_id),
             repo_digests=[r[0] for r in digests],
             added=row["added"],
+            labels=_labels_from_json(row["labels"]),
         )
+
+
+def _labels_json(labels: dict[str, str] | None) -> str | None:
+    return None if labels is None else json.dumps(labels, sort_keys=True)
+
+
+def _labels_from_json(text: str | None) -> dict[str, str] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _layer_from_row(row: sqlite3.Row) -> LayerRecord:

@@ -20,6 +20,7 @@ class ImageRecord:
     names: list[str] = field(default_factory=list)  # filled by get/list/resolve
     repo_digests: list[str] = field(default_factory=list)
     added: float = 0.0  # when the store learnt of it; 0.0 -> now on first put
+    labels: dict[str, str] | None = None  # the config's labels; None: not recorded (old store)
 
 
 @dataclass

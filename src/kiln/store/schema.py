@@ -94,4 +94,10 @@ CREATE TABLE checksum_cache (
 );
 """
 
-MIGRATIONS: list[str] = [V1]
+# the config's labels as a JSON object, so listing images reads no configs; NULL: not
+# recorded yet (images stored before V2), filled in by the first listing that reads them
+V2 = """
+ALTER TABLE images ADD COLUMN labels TEXT;
+"""
+
+MIGRATIONS: list[str] = [V1, V2]
