@@ -234,14 +234,14 @@ async def commit(request: Request) -> Response:
     repo, tag = qstr(q, "repo"), qstr(q, "tag")
     image = (f"{repo}:{tag}" if tag else repo) or None
     changes = qlist(q, "changes")
-    # author and comment are accepted; kiln.ops.containers.commit_container has no
-    # parameters for them yet, so the image records kiln's own history entry
-    qstr(q, "author"), qstr(q, "comment")
+    author, comment = qstr(q, "author") or None, qstr(q, "comment") or None
     qbool(q, "pause", True)
 
     def run(ctx):
         try:
-            return commit_container(ctx, container, image, changes=changes)
+            return commit_container(
+                ctx, container, image, changes=changes, author=author, comment=comment
+            )
         except NotFound as exc:
             if "container" in str(exc).lower():
                 raise NotFound(f"No such container: {container}") from exc

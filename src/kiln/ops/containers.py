@@ -267,13 +267,24 @@ def commit_container(
     iidfile: str | None = None,
     changes: Sequence[str] = (),
     omit_history: bool = False,
+    author: str | None = None,
+    comment: str | None = None,
 ) -> ImageRecord:
-    """``kiln commit``: a new image from the container (dangling when ``image`` is None)."""
+    """``kiln commit``: a new image from the container (dangling when ``image`` is None).
+
+    ``author`` and ``comment`` (``docker commit -a/-m``, POST /commit): the image's author
+    and comment, and those of the history entry the commit adds; the container's own
+    config is not changed.
+    """
     if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
     if iidfile:
         _output_dir(iidfile)  # refuse a bad --iidfile before committing anything
     b = _load(ctx, name)
+    if author:
+        b.config.set_author(author)
+    if comment:
+        b.config.set_comment(comment)
     record = b.commit(
         image,
         format=image_format,
@@ -282,6 +293,7 @@ def commit_container(
         compression=compression,
         omit_history=omit_history,
         changes=list(changes),
+        history_comment=comment or None,
         rm=rm,
     )
     if iidfile:
