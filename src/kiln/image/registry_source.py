@@ -50,7 +50,7 @@ try:  # isal inflates gzip several times faster than zlib
 except ImportError:  # pragma: no cover - isal is a declared dependency
     _gzip_zlib = zlib  # type: ignore[assignment]
 
-READ_SIZE = 1 << 20
+READ_SIZE = 1 << 20  # hand-over size between the threads (larger ones fall out of the caches)
 DEFAULT_WORKERS = 4
 
 #: ``progress(kind, desc, done, state)``: kind "config"/"blob"; state "start", "bytes",
@@ -132,6 +132,8 @@ class _TarHasher:
         return zstandard.ZstdDecompressor().decompressobj()
 
     def feed(self, data: bytes) -> None:
+        if self.error:
+            return
         if self.compression == "none":
             self.hash.update(data)
             return
@@ -143,7 +145,6 @@ class _TarHasher:
                 self.hash.update(self._obj.decompress(data))
             except Exception as exc:  # zlib.error, isal's IsalError, ZstdError
                 self.error = f"{self.compression} layer data is corrupt ({exc})"
-                self.feed = self._ignore  # type: ignore[method-assign]
                 return
             if self._obj.eof:
                 data = self._obj.unused_data
@@ -151,9 +152,6 @@ class _TarHasher:
                 self.finished = True
             else:
                 data = b""
-
-    def _ignore(self, data: bytes) -> None:
-        return None
 
     def result(self) -> tuple[str, int]:
         if self.error:
@@ -184,6 +182,12 @@ def fetch_blob(
 ) -> Fetched:
     """Stream one blob into the store, verified; resumes a broken connection.
 
+    Three threads share the work, each on every byte once: this one reads the
+    network, a second writes the ingest (which hashes the blob as it writes),
+    a third inflates a layer and hashes its tar (the diff_id). hashlib, the
+    inflaters and write() release the GIL, so on two or more cores the pull
+    runs at the pace of its slowest stage, not of their sum.
+
     ``desc.size`` of -1 (schema 1) means unknown: only the digest is checked.
     ``expected_diff_id()`` is asked after the last byte, before the blob is
     published: a layer whose tar does not match the config is refused.
@@ -193,15 +197,18 @@ def fetch_blob(
     kept = bytearray() if keep else None
     tries = max(1, client.options.retries)
     breaks = 0
-    with store.ingest("", expected) as ing, _Writer(ing) as writer:
+    with (
+        store.ingest("", expected) as ing,
+        _Stage(ing.write, "kiln-ingest", ing.offset) as writer,
+        _Stage(hasher.feed if hasher is not None else None, "kiln-diffid") as inflater,
+    ):
         while True:
             reader = client.open_blob(ref, desc.digest, offset=writer.received)
             try:
                 with reader:
                     for chunk in _batches(reader):
                         writer.put(chunk)  # written and hashed on the writer thread
-                        if hasher is not None:
-                            hasher.feed(chunk)
+                        inflater.put(chunk)  # inflated and hashed on the third
                         if kept is not None:
                             kept += chunk
                         if on_bytes is not None:
@@ -213,6 +220,7 @@ def fetch_blob(
                     raise
                 time.sleep(client.options.retry_delay * (2 ** (breaks - 1)))
         writer.finish()
+        inflater.finish()
         size = ing.offset
         digest = ing.commit()  # digest and size verified first: a wrong blob keeps nothing
     try:
@@ -233,33 +241,36 @@ def fetch_blob(
 
 
 def _batches(reader: Any, size: int = READ_SIZE):
-    """The stream in pieces of about ``size`` bytes (network chunks are small)."""
+    """The stream in pieces of about ``size`` bytes: few enough hand-overs between the
+    threads, small enough to keep memory flat. Network chunks are passed on uncopied
+    when the reader can (``iter_chunks``)."""
+    chunks = getattr(reader, "iter_chunks", None)
+    source = chunks() if chunks is not None else iter(lambda: reader.read(256 * 1024), b"")
     parts: list[bytes] = []
     have = 0
-    while True:
-        data = reader.read(256 * 1024)
-        if not data:
-            break
+    for data in source:
         parts.append(data)
         have += len(data)
         if have >= size:
-            yield b"".join(parts)
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
             parts, have = [], 0
     if parts:
         yield b"".join(parts)
 
 
-class _Writer:
-    """Writes (and so hashes) an ingest on its own thread while the caller keeps reading
-    and decompressing: hashlib, the inflater and write() all release the GIL."""
+class _Stage:
+    """Runs ``work(chunk)`` on its own thread for every chunk ``put``, in order; a bounded
+    queue keeps memory flat. ``work=None`` is a stage that does nothing."""
 
-    def __init__(self, ing: Any):
-        self.ing = ing
-        self.received = ing.offset
+    def __init__(self, work: Callable[[bytes], Any] | None, name: str, received: int = 0):
+        self.work = work
+        self.received = received
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="kiln-ingest", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if work is not None:
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -268,31 +279,33 @@ class _Writer:
                 return
             if self._error is None:
                 try:
-                    self.ing.write(chunk)
+                    self.work(chunk)  # type: ignore[misc]
                 except BaseException as exc:
                     self._error = exc
 
     def put(self, chunk: bytes) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put(chunk)
+        if self._thread is not None:
+            self._queue.put(chunk)
         self.received += len(chunk)
 
-    def finish(self) -> None:
-        """Wait for every byte to be written; raise what the writer hit."""
-        if self._thread.is_alive():
+    def _stop(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+
+    def finish(self) -> None:
+        """Wait for every chunk to be handled; raise what the thread hit."""
+        self._stop()
         if self._error is not None:
             raise self._error
 
-    def __enter__(self) -> _Writer:
+    def __enter__(self) -> _Stage:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        self._stop()
 
 
 # -- a whole image ---------------------------------------------------------------------------

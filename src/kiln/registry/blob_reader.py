@@ -4,7 +4,8 @@ Bytes are pulled from the HTTP stream as the caller reads; nothing is held
 beyond one network chunk. A connection that breaks, or ends before the
 announced length, raises :class:`kiln.errors.Unavailable` naming the offset
 reached, so a caller can reopen with ``offset=`` (a ``Range`` request) when
-``supports_range`` is true.
+``supports_range`` is true. :meth:`iter_chunks` hands the network's chunks on
+as they come, without the copies ``read`` makes.
 """
 
 from __future__ import annotations
@@ -70,6 +71,25 @@ class BlobReader(io.RawIOBase):
         if self._remaining is not None:
             self._remaining -= n
         return n
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        """The rest of the blob as the network delivers it (the same checks as ``read``)."""
+        if self._buffer:
+            data, self._buffer = self._buffer, b""
+            yield self._advance(data)
+        while not self._done:
+            chunk = self._next_chunk()
+            if chunk is None:
+                self._finish()
+                return
+            if chunk:
+                yield self._advance(chunk)
+
+    def _advance(self, data: bytes) -> bytes:
+        self.offset += len(data)
+        if self._remaining is not None:
+            self._remaining -= len(data)
+        return data
 
     def _finish(self) -> None:
         self._done = True
