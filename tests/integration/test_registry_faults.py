@@ -197,3 +197,46 @@ def test_unknown_image_or_tag(tmp_path, capsys):
         last = err.strip().splitlines()[-1]
         assert code == 125 and last.startswith("Error: ") and "manifest unknown" in last
         assert "Traceback" not in err
+
+
+def test_layer_not_matching_its_diff_id_is_pulled_but_never_unpacked(tmp_path):
+    """A pull checks blob digests; the diff_id is checked where the tar is read: unpack
+    and validate refuse the image, so it never gets a usable filesystem."""
+    import io
+    import json
+
+    from kiln.image import open_store_image, unpack_image, validate_image
+    from kiln.oci import media_types as mt
+    from kiln.oci.descriptor import Descriptor
+    from kiln.oci.digest import Digest
+    from kiln.oci.manifest import Manifest
+    from kiln.oci.reference import Reference
+    from kiln.registry import RegistryClient, RegistryOptions
+
+    src_root, dst_root = str(tmp_path / "src"), str(tmp_path / "dst")
+    _big_image(src_root, tmp_path, size=4096)
+    with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
+        ref = Reference.parse(f"{reg.host}/faults/diffid:1")
+        with open_context(src_root) as ctx:
+            img = open_store_image(ctx.store, "big:1")
+            config = json.loads(img.blobs.open_blob(img.manifest.config.digest).read())
+            config["rootfs"]["diff_ids"] = ["sha256:" + "ab" * 32]  # not the layer's tar
+            raw_config = json.dumps(config).encode()
+            config_desc = Descriptor(
+                img.manifest.config.media_type, Digest.of_bytes(raw_config), len(raw_config)
+            )
+            manifest = Manifest.build(img.manifest.media_type, config_desc, list(img.layers))
+            with RegistryClient(RegistryOptions(tls_verify=False)) as client:
+                layer = img.layers[0]
+                assert mt.layer_compression(layer.media_type) == "gzip"
+                client.push_blob(ref, layer, lambda: ctx.store.open_blob(layer.digest))
+                client.push_blob(ref, config_desc, lambda: io.BytesIO(raw_config))
+                client.put_manifest(ref, manifest.raw, manifest.media_type)
+        with open_context(dst_root) as ctx:
+            pulled = ops.pull(ctx, str(ref), **FAST)
+            bad = open_store_image(ctx.store, pulled.image_id)
+            with pytest.raises(DigestMismatch):
+                unpack_image(ctx.store, ctx.snapshots, bad)
+            assert ctx.snapshots.list_layers() == []
+            with pytest.raises(DigestMismatch):
+                validate_image(bad)

@@ -5,9 +5,10 @@ into the store concurrently, verified on the way in.
 manifest type), follows an index or manifest list to the requested platform and
 reads Docker v2 schema 1 manifests. :func:`pull_into_store` then fetches the
 config and the layers the store lacks on a small thread pool: each blob streams
-from the registry into a store ingest while its digest, size and (for layers)
-uncompressed digest are computed; a mismatch aborts that ingest, so nothing
-wrong is ever kept. A connection that breaks mid-blob is resumed with a
+from the registry into a store ingest while its digest and size are checked (and
+a layer is inflated to measure it); a mismatch aborts that ingest, so nothing
+wrong is ever kept. A layer's diff_id is checked where its tar is read anyway:
+when the snapshotter unpacks it, which refuses a mismatch (see :func:`fetch_blob`). A connection that breaks mid-blob is resumed with a
 ``Range`` request (restarted when the server ignores ranges), up to the
 client's retry count with doubling backoff. The image is registered in one
 store transaction only after every blob is in.
@@ -30,7 +31,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
-from kiln.errors import Cancelled, DigestMismatch, InvalidArgument, NotFound, Unavailable
+from kiln.errors import Cancelled, InvalidArgument, NotFound, Unavailable
 from kiln.image.model import SourceImage
 from kiln.image.store_image import register_image
 from kiln.oci import media_types as mt
@@ -117,11 +118,13 @@ def resolve_remote(
 
 
 class _TarHasher:
-    """Push-style: decompress (gzip members / zstd frames) and hash the tar inside."""
+    """Push-style: decompress (gzip members / zstd frames), measure the tar inside and,
+    with ``hash_tar``, hash it (its diff_id)."""
 
-    def __init__(self, compression: str):
+    def __init__(self, compression: str, hash_tar: bool = True):
         self.compression = compression
-        self.hash = Digester()
+        self.hash = Digester() if hash_tar else None
+        self.size = 0
         self._obj: Any = None
         self.finished = compression == "none"
         self.error = ""
@@ -131,18 +134,23 @@ class _TarHasher:
             return _gzip_zlib.decompressobj(31)
         return zstandard.ZstdDecompressor().decompressobj()
 
+    def _tar(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.hash is not None:
+            self.hash.update(data)
+
     def feed(self, data: bytes) -> None:
         if self.error:
             return
         if self.compression == "none":
-            self.hash.update(data)
+            self._tar(data)
             return
         while data:
             if self._obj is None:
                 self._obj = self._new()
                 self.finished = False
             try:
-                self.hash.update(self._obj.decompress(data))
+                self._tar(self._obj.decompress(data))
             except Exception as exc:  # zlib.error, isal's IsalError, ZstdError
                 self.error = f"{self.compression} layer data is corrupt ({exc})"
                 return
@@ -154,11 +162,12 @@ class _TarHasher:
                 data = b""
 
     def result(self) -> tuple[str, int]:
+        """(diff_id or "" when not hashed, uncompressed size)."""
         if self.error:
             raise InvalidArgument(self.error)
         if not self.finished:
             raise InvalidArgument(f"{self.compression} layer data is truncated")
-        return str(self.hash.digest()), self.hash.size
+        return (str(self.hash.digest()) if self.hash is not None else ""), self.size
 
 
 @dataclass(frozen=True)
@@ -176,31 +185,39 @@ def fetch_blob(
     desc: Descriptor,
     *,
     layer: bool,
-    expected_diff_id: Callable[[], str | None] | None = None,
+    measure_diff_id: bool = False,
     on_bytes: Callable[[int], None] | None = None,
     keep: bool = False,
 ) -> Fetched:
-    """Stream one blob into the store, verified; resumes a broken connection.
+    """Stream one blob into the store, verified (digest and size); resumes a broken
+    connection.
 
-    Three threads share the work, each on every byte once: this one reads the
-    network, a second writes the ingest (which hashes the blob as it writes),
-    a third inflates a layer and hashes its tar (the diff_id). hashlib, the
-    inflaters and write() release the GIL, so on two or more cores the pull
-    runs at the pace of its slowest stage, not of their sum.
+    Three threads share the work: this one reads the network, a second writes the
+    ingest (which hashes the blob as it writes), a third inflates a layer to
+    measure its uncompressed size and to check that the stream is whole. hashlib,
+    the inflaters and write() release the GIL, so with spare cores the pull runs
+    at the pace of its slowest stage.
+
+    A layer's diff_id (the hash of its tar) is not computed here: the snapshotter
+    computes it when it unpacks the layer and refuses a layer whose tar does not
+    match the config (``Snapshotter.unpack_layer``, ``validate_image``), so a
+    wrong diff_id never becomes a usable filesystem, and the tar is hashed once
+    per pull-and-unpack instead of twice. ``measure_diff_id`` hashes it anyway,
+    for schema 1 images, whose config is synthesised from the measured diff_ids.
 
     ``desc.size`` of -1 (schema 1) means unknown: only the digest is checked.
-    ``expected_diff_id()`` is asked after the last byte, before the blob is
-    published: a layer whose tar does not match the config is refused.
     """
     expected = desc if desc.size >= 0 else None
-    hasher = _TarHasher(mt.layer_compression(desc.media_type)) if layer else None
+    compression = mt.layer_compression(desc.media_type)
+    hasher = _TarHasher(compression, hash_tar=measure_diff_id) if layer else None
+    inflate = hasher is not None and (measure_diff_id or compression != "none")
     kept = bytearray() if keep else None
     tries = max(1, client.options.retries)
     breaks = 0
     with (
         store.ingest("", expected) as ing,
         _Stage(ing.write, "kiln-ingest", ing.offset) as writer,
-        _Stage(hasher.feed if hasher is not None else None, "kiln-diffid") as inflater,
+        _Stage(hasher.feed if inflate else None, "kiln-inflate") as inflater,  # type: ignore[union-attr]
     ):
         while True:
             reader = client.open_blob(ref, desc.digest, offset=writer.received)
@@ -208,7 +225,7 @@ def fetch_blob(
                 with reader:
                     for chunk in _batches(reader):
                         writer.put(chunk)  # written and hashed on the writer thread
-                        inflater.put(chunk)  # inflated and hashed on the third
+                        inflater.put(chunk)  # inflated and measured on the third
                         if kept is not None:
                             kept += chunk
                         if on_bytes is not None:
@@ -224,15 +241,12 @@ def fetch_blob(
         size = ing.offset
         digest = ing.commit()  # digest and size verified first: a wrong blob keeps nothing
     try:
-        diff_id, usize = hasher.result() if hasher is not None else ("", 0)
-        want = expected_diff_id() if expected_diff_id is not None else None
-        if want and diff_id != want:
-            raise DigestMismatch(
-                f"layer {desc.digest} unpacks to {diff_id} but the image config says {want}; "
-                "the image in the registry is corrupt",
-                want,
-                diff_id,
-            )
+        if hasher is None:
+            diff_id, usize = "", 0
+        elif inflate:
+            diff_id, usize = hasher.result()
+        else:  # an uncompressed layer: the blob is the tar
+            diff_id, usize = "", size
     except BaseException:
         with contextlib.suppress(NotFound):
             store.delete_blob(digest)
@@ -334,7 +348,7 @@ class _Pull:
         with self._lock:
             self.progress(kind, desc, done, state)
 
-    def _blob(self, desc: Descriptor, *, layer: bool, diff_id=None, keep=False) -> Fetched:
+    def _blob(self, desc: Descriptor, *, layer: bool, measure=False, keep=False) -> Fetched:
         kind = "blob" if layer else "config"
         self._report(kind, desc, 0, "start")
         try:
@@ -344,7 +358,7 @@ class _Pull:
                 self.store,
                 desc,
                 layer=layer,
-                expected_diff_id=diff_id,
+                measure_diff_id=measure,
                 on_bytes=lambda n: self._bytes(kind, desc, n),
                 keep=keep,
             )
@@ -374,7 +388,7 @@ class _Pull:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
             config_f = pool.submit(self._config, manifest.config)
             futures: dict[Digest, Future] = {}
-            for i, desc in enumerate(manifest.layers):
+            for desc in manifest.layers:
                 if desc.digest in futures:
                     continue
                 if self.store.has_blob(desc.digest):
@@ -382,12 +396,7 @@ class _Pull:
                     if self.lease is not None:
                         self.lease.add_blob(desc.digest)
                     continue
-
-                def want(i: int = i) -> str | None:
-                    ids = config_f.result().diff_ids
-                    return ids[i] if i < len(ids) else None
-
-                futures[desc.digest] = pool.submit(self._blob, desc, layer=True, diff_id=want)
+                futures[desc.digest] = pool.submit(self._blob, desc, layer=True)
             config = _first_error(config_f, futures.values())
             for digest, fut in futures.items():
                 sizes[digest] = fut.result().uncompressed_size
@@ -398,7 +407,9 @@ class _Pull:
         unique = list(dict.fromkeys(s1.layer_digests))
         with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
             futures = {
-                d: pool.submit(self._blob, Descriptor(mt.DOCKER_LAYER_GZIP, d, -1), layer=True)
+                d: pool.submit(
+                    self._blob, Descriptor(mt.DOCKER_LAYER_GZIP, d, -1), layer=True, measure=True
+                )
                 for d in unique
             }
             _wait_all(list(futures.values()))

@@ -13,8 +13,11 @@ def unpack_image(store: Store, snaps: Any, img: Image) -> str | None:
 
     Chain ids come from the config's diff_ids (OCI image-spec); a layer already
     unpacked (by this or any other image sharing it) is not touched. The
-    snapshotter checks each layer's diff_id as it applies it. ``None`` for an
-    image without layers.
+    snapshotter checks each layer's diff_id as it applies it and refuses a
+    mismatch (DigestMismatch, nothing kept): this is where a pulled image's
+    diff_ids are first verified, since a registry pull checks only blob digests
+    and sizes, so an image whose layers do not match its config never gets a
+    usable filesystem. ``None`` for an image without layers.
     """
     diff_ids = list(img.config.diff_ids)
     chains = chain_ids(diff_ids)
