@@ -68,6 +68,23 @@ def test_directory_copies_its_contents(dirs):
     assert st1.st_ino == st2.st_ino  # hard links stay hard links
 
 
+def test_destination_directory_a_copy_creates_is_0755(dirs):
+    """buildah: the source directory's mode and --chmod apply to what is inside, not to the
+    destination directory the copy makes; an existing destination keeps its mode."""
+    ctx, rootfs = dirs
+    os.chmod(f"{ctx}/d", 0o711)
+    os.chmod(f"{ctx}/d/sub", 0o750)
+    _copy(dirs, ["d"], "/plain")
+    _copy(dirs, ["d"], "/chmodded", chmod="600")
+    os.mkdir(f"{rootfs}/kept", 0o700)
+    _copy(dirs, ["d"], "/kept")
+    mode = lambda p: stat.S_IMODE(os.stat(f"{rootfs}{p}").st_mode)  # noqa: E731
+    assert mode("/plain") == mode("/chmodded") == 0o755
+    assert mode("/plain/sub") == 0o750 and mode("/chmodded/sub") == 0o600
+    assert mode("/chmodded/sub/x") == 0o600
+    assert mode("/kept") == 0o700
+
+
 def test_symlink_source_is_followed(dirs):
     _, rootfs = dirs
     _copy(dirs, ["link"], "/l")

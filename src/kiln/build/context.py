@@ -262,6 +262,8 @@ class BuildContext:
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(doc.body)
                 os.chmod(path, 0o644)
+            # the staging dir stands for the context root (``COPY . /x``): its mode, not 0700
+            os.chmod(tmp, stat.S_IMODE(os.stat(self.root).st_mode) | 0o700)
             yield tmp
 
     def _stage_one(self, tmp: str, rel: str, st: os.stat_result) -> None:

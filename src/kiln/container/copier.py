@@ -4,7 +4,8 @@ The source side is walked with directory fds (its top path resolved in-root, not
 followed); every write on the destination side goes through ``SafeRoot``. Owners are 0:0
 unless ``--chown`` (or the source's own with ``keep_owner``, which COPY --from uses, as buildah
 and BuildKit do; a top directory the copy creates stays 0:0); modes are the source's unless
-``--chmod``; mtimes are kept; hard links
+``--chmod``, except that a destination directory the copy creates is 0755 (buildah's rule);
+mtimes are kept; hard links
 inside one copy stay hard links. Each copy also yields a digest of what it copied (names,
 types, modes, contents), which the build cache keys on.
 """
@@ -139,8 +140,10 @@ class TreeCopier:
             names = sorted(e.name for e in it)
         for name in names:
             self._child(dfd, name, posixpath.join(target, name), posixpath.join(label, name))
-        if not (top and existed):
-            self._meta(target, st, own=not top)
+        if not top:
+            self._meta(target, st)
+        elif not existed:
+            self._made_top(target, st)
 
     def _child(self, dfd: int, name: str, target: str, label: str) -> None:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -245,12 +248,23 @@ class TreeCopier:
                 "(end the destination with / to copy into it)"
             )
 
-    def _meta(self, target: str, st: os.stat_result, own: bool = True) -> None:
+    def _made_top(self, target: str, st: os.stat_result) -> None:
+        """A destination directory the copy creates is 0755 and owned as the copy, whatever
+        the source directory's mode or ``--chmod`` (as buildah: they apply to what is inside)."""
+        if self.opts.chown_needed:
+            self.dst.chown(target, *self.opts.uid_gid)
+        self.dst.chmod(target, 0o755)
+        self._utime(target, st)
+
+    def _meta(self, target: str, st: os.stat_result) -> None:
         is_link = stat.S_ISLNK(st.st_mode)
         if self.opts.chown_needed:
-            self.dst.chown(target, *(self.opts.owner_of(st) if own else self.opts.uid_gid))
+            self.dst.chown(target, *self.opts.owner_of(st))
         if not is_link:
             self.dst.chmod(target, self._mode(st))
+        self._utime(target, st)
+
+    def _utime(self, target: str, st: os.stat_result) -> None:
         try:
             self.dst.utime(target, st.st_mtime_ns, st.st_mtime_ns)
         except OSError as exc:
