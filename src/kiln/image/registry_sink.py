@@ -76,6 +76,7 @@ class RegistrySink:
         self.tmp_dir = tmp_dir
         self.config_digest = config_digest
         self.present: set[Digest] = set()
+        self._missing: set[Digest] = set()  # asked just now: put_blob need not ask again
         self.manifest_digest: Digest | None = None
         self._lock = threading.Lock()
 
@@ -95,6 +96,8 @@ class RegistrySink:
             self.present.add(digest)
             self._report("blob", Descriptor("", digest, 0), "exists")
             return True
+        with self._lock:
+            self._missing.add(digest)
         return False
 
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
@@ -113,8 +116,15 @@ class RegistrySink:
         kind = self._kind(desc)
         self._report(kind, desc, "start")
         mount = self.mount_from[0] if self.mount_from else None
+        with self._lock:
+            asked = desc.digest in self._missing
+            self._missing.discard(desc.digest)
         outcome = self.client.push_blob(
-            self.ref, desc, lambda: _Reopenable(stream, start), mount_from=mount
+            self.ref,
+            desc,
+            lambda: _Reopenable(stream, start),
+            mount_from=mount,
+            check_exists=not asked,
         )
         self.present.add(desc.digest)
         self._report(kind, desc, "done" if outcome == "uploaded" else outcome)
@@ -126,9 +136,13 @@ class RegistrySink:
         with source.open_blob(desc.digest) as f:
             self.put_blob(desc, f)
 
-    def push_layers(self, image: Image, workers: int = 4) -> None:
-        """Push ``image``'s layer blobs unchanged, ``workers`` at a time."""
-        descs = list({d.digest: d for d in image.layers if not d.urls}.values())
+    def push_layers(self, image: Image, workers: int = 4, config: bool = False) -> None:
+        """Push ``image``'s layer blobs (and with ``config`` its config blob) unchanged,
+        ``workers`` at a time."""
+        wanted = [d for d in image.layers if not d.urls]
+        if config:
+            wanted.append(image.manifest.config)
+        descs = list({d.digest: d for d in wanted}.values())
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="kiln-push") as pool:
             futures = [pool.submit(self.push_blob_from, image.blobs, d) for d in descs]
             errors = [e for e in (f.exception() for f in futures) if e is not None]

@@ -415,8 +415,8 @@ def push(
             config_digest=img.manifest.config.digest,
         )
         try:
-            if as_is:
-                sink.push_layers(img, workers)
+            if as_is:  # layers and config side by side; copy_image then finds them present
+                sink.push_layers(img, workers, config=True)
             res = copy_image(
                 img,
                 sink,

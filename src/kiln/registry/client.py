@@ -294,8 +294,11 @@ class RegistryClient:
         desc: Descriptor,
         open_stream: Callable[[], BinaryIO],
         mount_from: Reference | None = None,
+        *,
+        check_exists: bool = True,
     ) -> str:
-        """Upload a blob unless present; returns "exists", "mounted" or "uploaded"."""
+        """Upload a blob unless present; returns "exists", "mounted" or "uploaded".
+        ``check_exists=False``: the caller has just seen it missing (no second ``HEAD``)."""
         conn, dst = self._push_conn(ref)
         source = None
         if mount_from is not None:
@@ -310,6 +313,7 @@ class RegistryClient:
             mount_from=source,
             chunk_size=self.options.chunk_size,
             monolithic_max=self.options.monolithic_max,
+            check_exists=check_exists,
         )
 
     # -- listing ----------------------------------------------------------------------------

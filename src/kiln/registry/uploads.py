@@ -156,12 +156,16 @@ def push_blob(
     mount_from: str | None = None,
     chunk_size: int,
     monolithic_max: int,
+    check_exists: bool = True,
 ) -> str:
-    """Upload ``desc`` to repository ``name``; returns "exists", "mounted" or "uploaded"."""
+    """Upload ``desc`` to repository ``name``; returns "exists", "mounted" or "uploaded".
+
+    ``check_exists=False`` skips the ``HEAD`` (the caller has just asked)."""
     what = f"pushing blob {desc.digest} to {conn.domain}/{name}"
-    head = conn.request("HEAD", f"/v2/{name}/blobs/{desc.digest}", what, allow=(404,))
-    if head.status_code == 200:
-        return "exists"
+    if check_exists:
+        head = conn.request("HEAD", f"/v2/{name}/blobs/{desc.digest}", what, allow=(404,))
+        if head.status_code == 200:
+            return "exists"
     location = None
     if mount_from and mount_from != name:
         location = try_mount(conn, name, desc, mount_from)
