@@ -41,6 +41,3 @@ def test_arg_lists_build_arg_names() -> None:
         "/bin/sh -c #(nop) ARG A B"
     )
 
-
-def test_other_shell() -> None:
-    assert created_by(instr("RUN x"), ["/bin/bash", "-c"]) == "/bin/bash -c x"

@@ -62,7 +62,7 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
             path = os.path.join(ex.context.root, local[0].lstrip("/"))
             kind = "dir" if os.path.isdir(path) else "file"
         summary = f"{kind}:{digest.removeprefix('sha256:')}"
-        return created_by(instr, None, content_summary=summary)
+        return created_by(instr, content_summary=summary)
 
     run.layer_step(expanded, action, files=files, from_images=from_images)
 

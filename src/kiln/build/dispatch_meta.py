@@ -44,7 +44,7 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
         names = [name for name, _ in instr.args]
         values = {n: run.args.declared.get(n) or "" for n in names}
         # buildah lists every arg declared in the stage so far
-        history = created_by(instr, shell, build_args=dict.fromkeys(run.args.declared, ""))
+        history = created_by(instr, build_args=dict.fromkeys(run.args.declared, ""))
         run.meta_step(instr, history, args={f"arg:{k}": v for k, v in values.items()})
         return
     expanded, used = run.expand(instr)
@@ -86,7 +86,7 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
         ed.add_onbuild(expanded.expression)
     else:
         raise InvalidArgument(f"line {instr.line}: {instr.name} is not a metadata instruction")
-    run.meta_step(expanded, created_by(instr, shell), args=used)
+    run.meta_step(expanded, created_by(instr), args=used)
 
 
 def _command(words: tuple[str, ...], shell_form: bool, shell: tuple[str, ...]) -> list[str]:

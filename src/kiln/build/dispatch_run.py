@@ -62,7 +62,7 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
             from_images[m.from_] = ex.ref_image(m.from_)
         elif m.type == "bind":
             files[f"bind:{m.source or '.'}"] = ex.context.digest([m.source or "."])
-    history = created_by(instr, run.editor.runtime.shell or None, build_args=run_args)
+    history = created_by(instr, build_args=run_args)
     step_text = instr.original
 
     def action(b: Builder) -> str:

@@ -8,18 +8,19 @@
 - ARG: ``/bin/sh -c #(nop) ARG <sorted names of the build args in effect>``;
 - anything else: ``/bin/sh -c #(nop) <instruction as written>``.
 
-Pass ``shell`` to use another prefix than ``/bin/sh -c``.
+The prefix is always ``/bin/sh -c``, whatever ``SHELL`` says (buildah writes it so; Docker's
+classic builder would write the SHELL words). The cache key still sees the SHELL step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from kiln.build.instructions import Add, Arg, Copy, Instruction, Run
 
 __all__ = ["created_by", "run_args_prefix"]
 
-DEFAULT_SHELL = ("/bin/sh", "-c")
+PREFIX = "/bin/sh -c"
 
 
 def run_args_prefix(build_args: Mapping[str, str]) -> str:
@@ -32,7 +33,6 @@ def run_args_prefix(build_args: Mapping[str, str]) -> str:
 
 def created_by(
     instr: Instruction,
-    shell: Sequence[str] | None = None,
     *,
     build_args: Mapping[str, str] | None = None,
     content_summary: str = "",
@@ -43,7 +43,7 @@ def created_by(
     for ARG, the build args in effect (only names are printed).
     ``content_summary``: for COPY/ADD, e.g. ``file:<sha256>`` or ``dir:<sha256>``.
     """
-    sh = " ".join(shell or DEFAULT_SHELL)
+    sh = PREFIX
     if isinstance(instr, Run):
         text = instr.original[4:] if len(instr.original) > 4 else ""
         heredocs = "".join("\n" + h.body.strip() for h in instr.heredocs)
