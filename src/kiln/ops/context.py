@@ -7,6 +7,7 @@ context as their first argument and never open stores themselves.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,15 +27,18 @@ class Context:
     events: EventSink = field(default_factory=NullSink)
     config: Config = field(default_factory=Config)
     _snapshots: Any = field(default=None, repr=False)
+    _snapshots_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def snapshots(self) -> Snapshotter:
-        """The snapshotter under ``<root>/snapshots``, created on first use."""
-        if self._snapshots is None:
-            from kiln.snapshot import Snapshotter
+        """The snapshotter under ``<root>/snapshots``, created once, on first use
+        (parallel build stages share it)."""
+        with self._snapshots_lock:
+            if self._snapshots is None:
+                from kiln.snapshot import Snapshotter
 
-            self._snapshots = Snapshotter(self.store.snapshot_root)
-        return self._snapshots
+                self._snapshots = Snapshotter(self.store.snapshot_root)
+            return self._snapshots
 
     @property
     def ev(self) -> Emitter:

@@ -43,7 +43,9 @@ class MetaDB:
         self.path = path
         self._local = threading.local()
         conn = self.conn
-        conn.execute("PRAGMA journal_mode = WAL")
+        # switching to WAL needs an exclusive lock that does not wait: only when needed
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > len(SCHEMA):
             raise Unavailable(
