@@ -70,4 +70,9 @@ class LazyGroup(click.Group):
                 f"unrecognized command `{where} {cmd_name}`\nTry '{where} --help' for more information",
                 ctx,
             )
-        return super().resolve_command(ctx, args)
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None and not isinstance(cmd, click.Group):
+            from kiln.cli.go_flags import expand_bare_flags
+
+            rest = expand_bare_flags(cmd, rest)
+        return name, cmd, rest

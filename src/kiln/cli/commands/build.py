@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import click
 
+from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
 PULL_CHOICES = ("always", "missing", "never", "newer", "true", "false")
@@ -141,8 +142,8 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     "pull",
     type=click.Choice(PULL_CHOICES),
     default="missing",
-    flag_value="always",
-    is_flag=False,
+    cls=OptionalValue,
+    no_opt_default="always",
     show_default=True,
     help="Pull policy: always, missing, never, newer (--pull alone: always)",
 )
@@ -152,6 +153,7 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
 @click.option(
     "--layers",
     type=click.BOOL,
+    cls=OptionalValue,
     default=None,
     help="Cache intermediate images per step (default true; $BUILDAH_LAYERS)",
 )

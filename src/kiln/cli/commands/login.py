@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
 
@@ -16,7 +17,11 @@ from kiln.cli.state import State, pass_state
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin")
 @click.option("--authfile", default=None, help="Path of the authentication file")
 @click.option(
-    "--tls-verify", type=click.BOOL, default=None, help="Require HTTPS and verify certificates"
+    "--tls-verify",
+    type=click.BOOL,
+    cls=OptionalValue,
+    default=None,
+    help="Require HTTPS and verify certificates",
 )
 @click.option("--cert-dir", default=None, help="Directory of registry certificates")
 @pass_state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
 
@@ -26,7 +27,11 @@ from kiln.cli.state import State, pass_state
 @click.option("--authfile", default=None, help="Path of the authentication file (registries)")
 @click.option("--creds", default=None, metavar="USER[:PASS]", help="Registry credentials")
 @click.option(
-    "--tls-verify", type=click.BOOL, default=None, help="Require HTTPS and verify certificates"
+    "--tls-verify",
+    type=click.BOOL,
+    cls=OptionalValue,
+    default=None,
+    help="Require HTTPS and verify certificates",
 )
 @click.option("--cert-dir", default=None, help="Directory of registry certificates")
 @pass_state
