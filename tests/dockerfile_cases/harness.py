@@ -23,6 +23,9 @@ context) plus ``expect.json``. ``expect.json`` keys (all optional):
 * ``manifest_media_type``, ``iidfile`` (true), ``output`` {kind, files, absent}.
 * ``rebuild``: {flags, same_id} build again and compare image IDs.
 * ``parity``: true to compare with ``buildah bud``; ``parity_xfail``: reason.
+* ``parity_unlisted_args``: {names, why}: build-arg names buildah lists in its ``ARG``
+  history lines that kiln deliberately leaves out (Docker's documented behaviour for the
+  predefined proxy args); they are dropped from buildah's ARG lines before comparing.
 * ``xfail``: "kiln bug: ..." (strict xfail for the kiln check).
 """
 
@@ -423,6 +426,17 @@ def masked_history(probe: image_probe.Probe) -> list[str]:
         # COPY/ADD name their content by an implementation-specific hash
         # (buildah: "file:<hex>", or a bare hex for URLs): keep the instruction and dest.
         out.append(re.sub(r"(#\(nop\) (?:COPY|ADD)(?: --\S+)*) \S+ in ", r"\1 * in ", text))
+    return out
+
+
+def without_arg_names(history: list[str], names: list[str]) -> list[str]:
+    """``history`` with ``names`` dropped from its ``#(nop) ARG`` lines."""
+    out = []
+    for text in history:
+        head, sep, rest = text.partition("#(nop) ARG ")
+        if sep:
+            text = head + sep + " ".join(n for n in rest.split(" ") if n not in names)
+        out.append(text)
     return out
 
 
