@@ -58,7 +58,7 @@ ERRORS = {
         'Error: target stage "nope" could not be found',
     ),
     "copy_from_unknown_stage": (
-        "FROM busybox\nCOPY --from=nostage /x /x\n", ["--pull", "never"], 125,
+        "FROM busybox\nCOPY --from=nostage /x /x\n", ["--pull=never"], 125,
         "Error: Containerfile:2: COPY: creating build container: nostage: image not known",
     ),
     "copy_from_index_out_of_range": (
@@ -66,7 +66,7 @@ ERRORS = {
         "Error: Containerfile:2: invalid from flag value 5: index out of bounds",
     ),
     "from_unknown_image": (
-        "FROM kiln-test/nosuch:1\n", ["--pull", "never"], 125,
+        "FROM kiln-test/nosuch:1\n", ["--pull=never"], 125,
         "Error: creating build container: kiln-test/nosuch:1: image not known",
     ),
     "bad_chown_user": (
