@@ -19,7 +19,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+# public name -> "module" (same attribute name) or "module:attribute"
 _EXPORTS: dict[str, str] = {
     # wiring and events
     "Context": "kiln.ops.context",
@@ -47,6 +47,27 @@ _EXPORTS: dict[str, str] = {
     "import_image": "kiln.ops.archives",
     "push_image": "kiln.ops.file_transfer",
     "pull_image": "kiln.ops.file_transfer",
+    # builds
+    "build": "kiln.ops.build",
+    "BuildOptions": "kiln.ops.build",
+    "BuildResult": "kiln.ops.build",
+    # working containers
+    "Builder": "kiln.container",
+    "create_container": "kiln.ops.containers",
+    "list_containers": "kiln.ops.containers",
+    "inspect_container": "kiln.ops.containers",
+    "run_in_container": "kiln.ops.containers",
+    "copy_to_container": "kiln.ops.containers",
+    "configure_container": "kiln.ops.containers",
+    "commit_container": "kiln.ops.containers",
+    "export_container": "kiln.ops.containers",
+    "diff_container": "kiln.ops.containers",
+    "remove_containers": "kiln.ops.containers",
+    # registries
+    "login": "kiln.ops.registry",
+    "logout": "kiln.ops.registry",
+    "search_registry": "kiln.ops.registry:search",
+    "ensure_image": "kiln.ops.registry",
     # vocabulary
     "Reference": "kiln.oci",
     "Digest": "kiln.oci",
@@ -68,10 +89,11 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    target = _EXPORTS.get(name)
+    if target is None:
         raise AttributeError(f"module 'kiln' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr or name)
     globals()[name] = value
     return value
 
