@@ -78,6 +78,10 @@ ERRORS = {
         "FROM busybox\nARG V\nWORKDIR ${V:?V must be set}\n", [], 125,
         "Error: Containerfile:3: V: V must be set",
     ),
+    "required_variable_in_arg": (
+        "FROM busybox\nARG V\nARG W=${V:?}\n", [], 125,
+        "Error: Containerfile:3: V: is not allowed to be unset",
+    ),
     "shell_needs_json": (
         "FROM busybox\nSHELL /bin/sh -c\n", [], 125,
         "Error: Containerfile:2: SHELL requires the arguments to be in JSON form",
@@ -112,10 +116,7 @@ def kiln(tmp_path_factory):
 
 
 # Known kiln bugs: case -> what differs (strict xfail keeps them visible).
-KILN_BUGS = {
-    "required_variable": "kiln bug: ${V:?msg} error lacks the Containerfile:line location"
-    " (prints 'Error: V: V must be set')",
-}
+KILN_BUGS: dict[str, str] = {}
 
 
 def _params():

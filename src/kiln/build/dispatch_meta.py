@@ -40,7 +40,8 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
     ed = run.editor
     shell = ed.shell()
     if isinstance(instr, Arg):
-        run.args.apply(instr, run.lex, run.config_env)
+        with run.at_line(instr):
+            run.args.apply(instr, run.lex, run.config_env)
         names = [name for name, _ in instr.args]
         values = {n: run.args.declared.get(n) or "" for n in names}
         # buildah lists every arg declared in the stage so far

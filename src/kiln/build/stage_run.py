@@ -11,14 +11,14 @@ committed once at its end, its changes as one layer.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from kiln.build.cache_key import step_key
 from kiln.build.instructions import Instruction
 from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor, now_rfc3339
-from kiln.errors import NotFound, ProcessFailed
+from kiln.errors import InvalidArgument, NotFound, ProcessFailed
 from kiln.oci import History
 
 if TYPE_CHECKING:
@@ -62,8 +62,21 @@ class StageRun:
     def expand(self, instr: Instruction) -> tuple[Instruction, dict[str, str]]:
         """Expand with the stage's ARGs and ENV; returns the used names with their values."""
         env = self.expand_env()
-        expanded, used = instr.expand(self.lex, env)
+        with self.at_line(instr):
+            expanded, used = instr.expand(self.lex, env)
         return expanded, {k: env[k] for k in sorted(used) if k in env}
+
+    @contextlib.contextmanager
+    def at_line(self, instr: Instruction) -> Iterator[None]:
+        """Prefix an ``InvalidArgument`` raised inside (an expansion error such as
+        ``${V:?msg}``) with ``Containerfile:N:``, as every other build error has it."""
+        where = f"{self.ex.dockerfile_name}:{instr.line}"
+        try:
+            yield
+        except InvalidArgument as exc:
+            if str(exc).startswith(where + ":"):
+                raise
+            raise InvalidArgument(f"{where}: {exc}") from None
 
     # -- the key chain and the cache ----------------------------------------------------
 

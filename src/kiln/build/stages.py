@@ -9,10 +9,11 @@ stage is an image, recorded in ``Stage.external_images``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from kiln.build.args import BuildArgs
+from kiln.build.args import BuildArgs, StageArgs
 from kiln.build.instructions import (
     Arg,
     Copy,
@@ -92,28 +93,57 @@ def _split(instructions: list[Instruction], name: str) -> tuple[list[Arg], list[
     return global_args, groups
 
 
-def _from_refs(body: list[Instruction], args: BuildArgs, lex: ShellLex) -> list[tuple[str, int]]:
+@contextlib.contextmanager
+def _at_line(name: str, line: int) -> Iterator[None]:
+    """Prefix an expansion error (``${V:?msg}``) with ``Containerfile:N:``."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        if str(exc).startswith(f"{name}:"):
+            raise
+        raise InvalidArgument(f"{name}:{line}: {exc}") from None
+
+
+def _from_refs(
+    body: list[Instruction], args: BuildArgs, lex: ShellLex, name: str
+) -> list[tuple[str, int]]:
     """Expanded ``--from`` values of COPY and RUN mounts, simulating the stage's ARG/ENV."""
     consumed = set(args.consumed)  # planning must not count as consuming --build-args
+    try:
+        return _simulate(body, args, lex, name)
+    finally:
+        args.consumed.clear()
+        args.consumed.update(consumed)
+
+
+def _simulate(
+    body: list[Instruction], args: BuildArgs, lex: ShellLex, name: str
+) -> list[tuple[str, int]]:
     scope = args.stage()
     env: dict[str, str] = {}
     refs: list[tuple[str, int]] = []
     for instr in body:
-        if isinstance(instr, Arg):
-            scope.apply(instr, lex, env)
-        elif isinstance(instr, Env):
-            expanded, _ = instr.expand(lex, scope.env(env))
-            env.update(dict(expanded.pairs))  # type: ignore[attr-defined]
-        elif isinstance(instr, Copy) and instr.from_:
-            refs.append((lex.process_word(instr.from_, scope.env(env)), instr.line))
-        elif isinstance(instr, Run) and instr.mount_specs:
-            expanded_run, _ = instr.expand(lex, scope.env(env))
-            for mount in expanded_run.mounts:  # type: ignore[attr-defined]
-                if mount.from_:
-                    refs.append((mount.from_, instr.line))
-    args.consumed.clear()
-    args.consumed.update(consumed)
+        with _at_line(name, instr.line):
+            _simulate_one(instr, scope, lex, env, refs)
     return refs
+
+
+def _simulate_one(
+    instr: Instruction, scope: StageArgs, lex: ShellLex, env: dict[str, str],
+    refs: list[tuple[str, int]],
+) -> None:  # fmt: skip
+    if isinstance(instr, Arg):
+        scope.apply(instr, lex, env)
+    elif isinstance(instr, Env):
+        expanded, _ = instr.expand(lex, scope.env(env))
+        env.update(dict(expanded.pairs))  # type: ignore[attr-defined]
+    elif isinstance(instr, Copy) and instr.from_:
+        refs.append((lex.process_word(instr.from_, scope.env(env)), instr.line))
+    elif isinstance(instr, Run) and instr.mount_specs:
+        expanded_run, _ = instr.expand(lex, scope.env(env))
+        for mount in expanded_run.mounts:  # type: ignore[attr-defined]
+            if mount.from_:
+                refs.append((mount.from_, instr.line))
 
 
 def _resolve(ref: str, names: dict[str, int], count: int) -> int | None:
@@ -140,7 +170,8 @@ def plan(
     instructions = instructions_from_nodes(parsed.nodes, parsed.name)
     global_args, groups = _split(instructions, parsed.name)
     for arg in global_args:
-        build_args.apply_global(arg, lex)
+        with _at_line(parsed.name, arg.line):
+            build_args.apply_global(arg, lex)
 
     names: dict[str, int] = {}
     for index, group in enumerate(groups):
@@ -158,14 +189,15 @@ def plan(
     for index, group in enumerate(groups):
         head = group[0]
         assert isinstance(head, From)
-        expanded, used = head.expand(lex, build_args.for_from())
+        with _at_line(parsed.name, head.line):
+            expanded, used = head.expand(lex, build_args.for_from())
         assert isinstance(expanded, From)
         base_stage = names.get(expanded.base.lower())
         if base_stage == index:
             base_stage = None  # FROM x AS x refers to the image x
         deps: set[int] = {base_stage} if base_stage is not None else set()
         images: set[str] = set()
-        for ref, line in _from_refs(group[1:], build_args, lex):
+        for ref, line in _from_refs(group[1:], build_args, lex, parsed.name):
             try:
                 dep = _resolve(ref, names, len(groups))
             except InvalidArgument as exc:
