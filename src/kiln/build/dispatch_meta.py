@@ -66,6 +66,7 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
         if not path.startswith("/"):
             path = posixpath.join(ed.runtime.working_dir or "/", path)
         ed.set_working_dir(posixpath.normpath(path) if path != "/" else "/")
+        run.want_dir(ed.runtime.working_dir, ed.runtime.user or "", volume=False)
     elif isinstance(expanded, User):
         ed.set_user(expanded.value)
     elif isinstance(expanded, StopSignal):

@@ -47,6 +47,9 @@ class StageRun:
         self.builder: Builder | None = None
         self.dirty = False  # the builder holds uncommitted filesystem changes
         self.cmd_set = False
+        # directories WORKDIR and VOLUME ask for: (path, owner, volume); made before the next
+        # filesystem step, and WORKDIR's also at the end of the stage
+        self.wanted_dirs: list[tuple[str, str, bool]] = []
         self.layers = ex.opts.layers and not (is_target and (ex.opts.squash or ex.opts.squash_all))
         self.use_cache = self.layers and not ex.opts.no_cache
 
@@ -107,7 +110,23 @@ class StageRun:
         self.image_id = image_id
         self.editor = ConfigEditor(img.config.evolve(), dict(self.editor.annotations))
         self.pending = []
+        self.wanted_dirs = []
         self.drop_builder()
+
+    # -- directories WORKDIR and VOLUME make ---------------------------------------------
+
+    def want_dir(self, path: str, user: str, *, volume: bool) -> None:
+        """WORKDIR's directory (owned by ``user``; made even at the end of the stage, as
+        Docker and BuildKit do) or a VOLUME's (root's; made only when a later step works on
+        the filesystem, as buildah and Docker do)."""
+        if path and path != "/":
+            self.wanted_dirs.append((path, user, volume))
+
+    def make_wanted_dirs(self, b: Builder, *, at_end: bool = False) -> None:
+        wanted = [(p, u) for p, u, volume in self.wanted_dirs if not (at_end and volume)]
+        self.wanted_dirs = []
+        if wanted and b.make_dirs(wanted):
+            self.dirty = True
 
     # -- history ----------------------------------------------------------------------
 
@@ -154,6 +173,7 @@ class StageRun:
             self.ex.progress.layer(hit)
             return
         b = self.ensure_builder()
+        self.make_wanted_dirs(b)
         created_by = action(b)
         self.dirty = True
         if not self.layers:
@@ -207,6 +227,7 @@ class StageRun:
                 self.ex.progress.layer(hit)
                 return hit
         b = self.ensure_builder()
+        self.make_wanted_dirs(b, at_end=True)
         pending = list(self.pending)
         last = pending.pop().created_by if pending else self._label_created_by()
         b.state.history = pending

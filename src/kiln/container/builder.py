@@ -357,6 +357,27 @@ class Builder:
         self.save()
         return outcome
 
+    def make_dirs(self, dirs: Sequence[tuple[str, str]]) -> list[str]:
+        """Create the missing directories ``(path, user)`` and their missing parents, 0755
+        and owned by ``user`` (resolved in the container; "" or unknown: root), as WORKDIR
+        and VOLUME leave them in an image. Returns the paths that were created."""
+        from kiln.archive.safe_root import SafeRoot
+        from kiln.runtime import resolve_user
+
+        from .copier import CopyOptions, ensure_dir
+
+        made = []
+        with self.mounted() as rootfs, SafeRoot(rootfs) as root:
+            for path, user in dirs:
+                owner = (0, 0)
+                if user:
+                    with contextlib.suppress(InvalidArgument):
+                        resolved = resolve_user(rootfs, user)
+                        owner = (resolved.uid, resolved.gid)
+                if ensure_dir(root, path, CopyOptions(owner=owner), what="create directory"):
+                    made.append(path)
+        return made
+
     # -- history --------------------------------------------------------------------------
 
     def add_history(self, created_by: str, empty_layer: bool = True, comment: str = "") -> None:

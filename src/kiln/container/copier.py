@@ -70,8 +70,10 @@ def ensure_parents(dst: SafeRoot, path: str, opts: CopyOptions) -> None:
     ensure_dir(dst, "/" + "/".join(parts[:-1]), opts)
 
 
-def ensure_dir(dst: SafeRoot, path: str, opts: CopyOptions) -> bool:
-    """Make directory ``path`` and its missing parents (owned as the copy); True if created."""
+def ensure_dir(dst: SafeRoot, path: str, opts: CopyOptions, what: str = "copy to") -> bool:
+    """Make directory ``path`` and its missing parents (owned as the copy); True if created.
+
+    ``what`` words the error (``cannot <what> <path>: ...``)."""
     parts = [p for p in path.split("/") if p]
     created = False
     for i in range(1, len(parts) + 1):
@@ -86,12 +88,12 @@ def ensure_dir(dst: SafeRoot, path: str, opts: CopyOptions) -> bool:
             continue
         except NotADirectoryError:
             raise InvalidArgument(
-                f"cannot copy to {path}: a parent of it is not a directory in the container"
+                f"cannot {what} {path}: a parent of it is not a directory in the container"
             ) from None
         try:
             if not stat.S_ISDIR(os.fstat(fd).st_mode):
                 raise InvalidArgument(
-                    f"cannot copy to {path}: {prefix} exists and is not a directory"
+                    f"cannot {what} {path}: {prefix} exists and is not a directory"
                 )
         finally:
             os.close(fd)
