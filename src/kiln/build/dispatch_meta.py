@@ -61,6 +61,7 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
     elif isinstance(expanded, Volume):
         for path in expanded.paths:
             ed.add_volume(path)
+            run.want_dir(posixpath.normpath(posixpath.join("/", path)), "", volume=True)
     elif isinstance(expanded, Workdir):
         path = expanded.value
         if not path.startswith("/"):
