@@ -118,6 +118,19 @@ def test_a_step_that_added_only_metadata_hides_its_parent_like_podman(ctx):
     assert step.id in [s.id for s in ops.list_images(ctx, all=True)]
 
 
+def test_inspect_parent_follows_history_like_podman(ctx):
+    t = 1_750_000_000
+    base = make_image(ctx.store, ["a"], created=t)
+    run_step = make_image(ctx.store, ["a", "b"], created=t)
+    final = make_image(ctx.store, ["a", "b"], names=["app"], created=t, metadata_steps=("CMD x",))
+    assert ops.inspect_image(ctx, "app")["Parent"] == bare_id(run_step)
+    assert ops.inspect_image(ctx, run_step.id)["Parent"] == bare_id(base)
+
+
+def bare_id(rec) -> str:
+    return rec.id.removeprefix("sha256:")
+
+
 def test_exists(ctx):
     img = make_image(ctx.store, ["a"], ["x:1"])
     assert ops.image_exists(ctx, "x:1")
