@@ -122,7 +122,7 @@ def test_inspect_parent_follows_history_like_podman(ctx):
     t = 1_750_000_000
     base = make_image(ctx.store, ["a"], created=t)
     run_step = make_image(ctx.store, ["a", "b"], created=t)
-    final = make_image(ctx.store, ["a", "b"], names=["app"], created=t, metadata_steps=("CMD x",))
+    make_image(ctx.store, ["a", "b"], names=["app"], created=t, metadata_steps=("CMD x",))
     assert ops.inspect_image(ctx, "app")["Parent"] == bare_id(run_step)
     assert ops.inspect_image(ctx, run_step.id)["Parent"] == bare_id(base)
 
