@@ -2,50 +2,12 @@
 
 from __future__ import annotations
 
-import click
+from kiln.cli.commands._copy_into import copy_into_command
 
-from kiln.cli.state import State, pass_state
-
-
-@click.command(
-    "add", short_help="Add content (files, local archives extracted, URLs) to a container"
+command = copy_into_command(
+    "add",
+    add=True,
+    short_help="Add content (files, local archives extracted, URLs) to a container",
+    help="Add content (files, local archives extracted, URLs) to a container: SRC... relative"
+    " to the context, DEST inside CONTAINER.",
 )
-@click.argument("container")
-@click.argument("paths", nargs=-1, required=True, metavar="SRC... DEST")
-@click.option("--chown", default=None, metavar="USER[:GROUP]", help="Owner of the copied files")
-@click.option("--chmod", default=None, metavar="MODE", help="Octal mode of the copied files")
-@click.option(
-    "--from",
-    "from_",
-    default=None,
-    metavar="IMAGE|CONTAINER",
-    help="Copy from this image or container instead of the context",
-)
-@click.option(
-    "--contextdir",
-    default=".",
-    metavar="DIR",
-    help="Directory sources are relative to (default: the current directory)",
-)
-@click.option("-q", "--quiet", is_flag=True, help="Do not print the digest of the content")
-@pass_state
-def command(state: State, container, paths, chown, chmod, from_, contextdir, quiet):
-    """Add content (files, local archives extracted, URLs) to a container: SRC... relative to the context, DEST inside CONTAINER."""
-    from kiln.ops import containers as ops
-
-    if len(paths) < 2:
-        raise click.UsageError("give at least one source and a destination")
-    with state.context(quiet=True) as ctx:
-        outcome = ops.copy_to_container(
-            ctx,
-            container,
-            list(paths[:-1]),
-            paths[-1],
-            add=True,
-            chown=chown,
-            chmod=chmod,
-            from_=from_,
-            context_dir=contextdir,
-        )
-    if not quiet:
-        state.echo(outcome.digest.removeprefix("sha256:"))
