@@ -82,13 +82,8 @@ CASES: list = [
     (["run", "--memory", "12q", "wc", "true"], ("memory", "12q", "size")),
     (["run", "--ulimit", "nofile=abc", "wc", "true"], ("ulimit", "abc")),
     (["run", "-v", "{tmp}/missing:/x", "wc", "true"], MISSING),
-    pytest.param(
-        ["run", "wc", "/no/such/binary"],
-        ("no such", "not found", "executable"),
-        marks=pytest.mark.xfail(
-            strict=True, reason="runtime: runc's own stderr line is passed through (reported)"
-        ),
-    ),
+    (["run", "wc", "/no/such/binary"], ("no such", "not found", "executable")),
+    (["run", "wc", "/etc"], ("permission denied",)),
     (["copy", "nosuchctr", "{text}", "/"], NO_CTR),
     (["copy", "wc", "{tmp}/missing", "/"], MISSING),
     (["copy", "--chown", "nosuchuser", "wc", "{text}", "/"], ("nosuchuser", "user")),

@@ -58,7 +58,15 @@ def test_run_exit_code_and_streams(kiln):
     res = kiln("run", name, "--", "sh", "-c", "echo out; echo err >&2; exit 7", check=False)
     assert (res.returncode, res.stdout, res.stderr.strip()) == (7, "out\n", "err")
     res = kiln("run", name, "no-such-binary", check=False)
-    assert res.returncode == 127 and "no-such-binary" in res.stderr
+    assert (res.returncode, res.stderr) == (
+        127,
+        'Error: running container: exec: "no-such-binary": executable file not found in $PATH\n',
+    )
+    res = kiln("run", name, "/etc", check=False)
+    assert (res.returncode, res.stderr) == (
+        126,
+        'Error: running container: exec: "/etc": permission denied\n',
+    )
     assert kiln("from", "busybox").stdout.strip() == "busybox-working-container-1"
 
 

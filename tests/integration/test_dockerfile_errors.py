@@ -74,6 +74,11 @@ ERRORS = {
         "Error: Containerfile:2: COPY: --chown 'nosuchuser': unknown user 'nosuchuser' in the"
         " container's /etc/passwd: use a user that exists in the image or a numeric UID",
     ),
+    "run_missing_binary": (
+        'FROM busybox\nRUN ["/no/such/binary"]\n', [], 127,
+        'Error: building at STEP "RUN [\"/no/such/binary\"]": running container: exec: '
+        '"/no/such/binary": stat /no/such/binary: no such file or directory (Containerfile:2)',
+    ),
     "required_variable": (
         "FROM busybox\nARG V\nWORKDIR ${V:?V must be set}\n", [], 125,
         "Error: Containerfile:3: V: V must be set",

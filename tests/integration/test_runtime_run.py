@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from kiln.errors import Unavailable
+from kiln.errors import ProcessFailed, Unavailable
 from kiln.runtime import Mount, RunOptions, parse_volume, run
 
 BUSYBOX = "/bin/busybox"
@@ -182,10 +182,14 @@ def test_missing_binary_is_127_with_a_clear_message(rootfs, isolation):
     with tempfile.TemporaryFile() as err:
         opts = RunOptions(args=["no-such-tool", "--x"], isolation=isolation, stderr=err,
                           stdin=subprocess.DEVNULL)  # fmt: skip
-        assert run(opts, str(rootfs)) == 127
+        with pytest.raises(ProcessFailed) as info:
+            run(opts, str(rootfs))
         err.seek(0)
-        message = err.read().decode()
-    assert '"no-such-tool"' in message and "executable file not found in $PATH" in message
+        assert err.read() == b""  # one message, kiln's, not the runtime's as well
+    assert info.value.exit_code == 127
+    assert str(info.value) == (
+        'running container: exec: "no-such-tool": executable file not found in $PATH'
+    )
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
@@ -291,9 +295,27 @@ def test_second_signal_kills_a_container_that_ignores_the_first(rootfs, isolatio
 def test_missing_absolute_path_is_127(rootfs, isolation):
     with tempfile.TemporaryFile() as err:
         opts = RunOptions(args=["/opt/nothing"], isolation=isolation, stderr=err)
+        with pytest.raises(ProcessFailed) as info:
+            run(opts, str(rootfs))
+        err.seek(0)
+        assert err.read() == b""
+    assert info.value.exit_code == 127
+    assert str(info.value) == (
+        'running container: exec: "/opt/nothing": stat /opt/nothing: no such file or directory'
+    )
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_not_executable_is_126_and_a_starting_command_keeps_its_stderr(rootfs, isolation):
+    with pytest.raises(ProcessFailed, match='exec: "/etc": permission denied') as info:
+        run(RunOptions(args=["/etc"], isolation=isolation), str(rootfs))
+    assert info.value.exit_code == 126
+    with tempfile.TemporaryFile() as err:
+        opts = RunOptions(args=["sh", "-c", "echo own >&2; exit 127"], isolation=isolation,
+                          stderr=err)  # fmt: skip
         assert run(opts, str(rootfs)) == 127
         err.seek(0)
-        assert '"/opt/nothing": no such file or directory' in err.read().decode()
+        assert err.read() == b"own\n"
 
 
 @pytest.mark.runc

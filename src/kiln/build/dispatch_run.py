@@ -17,6 +17,7 @@ from kiln.build.instructions import Run
 from kiln.build.run_mounts import prepared_mounts
 from kiln.build.stage_run import StepFailed
 from kiln.container import Builder
+from kiln.errors import ProcessFailed
 from kiln.runtime import Mount
 
 if TYPE_CHECKING:
@@ -82,7 +83,15 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
                 os.chmod(path, 0o755)
                 mounts.append(Mount("bind", path, argv[0], ("ro", "rbind")))
             env = {**extra_env, **ms.env}
-            code = ex.run_process(b, argv, env, mounts, expanded.network, run.pos)
+            try:
+                code = ex.run_process(b, argv, env, mounts, expanded.network, run.pos)
+            except StepFailed:
+                raise
+            except ProcessFailed as exc:  # the command could not be started (127/126)
+                raise StepFailed(
+                    f'building at STEP "{step_text}": {exc} ({ex.dockerfile_name}:{instr.line})',
+                    exc.exit_code,
+                ) from None
         if code != 0:
             raise StepFailed(
                 f'building at STEP "{step_text}": while running runtime: exit status {code} '

@@ -102,7 +102,7 @@ def run(args: list[str], prog_name: str = "kiln") -> int:
 
 def guarded(invoke, args: list[str]) -> int:
     """Call ``invoke`` and map every outcome to an exit code, printing at most one error line."""
-    from kiln.errors import KilnError
+    from kiln.errors import KilnError, ProcessFailed
 
     try:
         rv = invoke()  # click returns Exit's code in non-standalone mode
@@ -119,6 +119,9 @@ def guarded(invoke, args: list[str]) -> int:
     except click.ClickException as exc:  # usage errors, bad options
         _error(exc.format_message())
         return EXIT_ERROR
+    except ProcessFailed as exc:  # e.g. a command kiln run could not start: 127/126
+        _error(str(exc))
+        return exc.exit_code or EXIT_ERROR
     except KilnError as exc:
         _error(str(exc))
         return EXIT_ERROR

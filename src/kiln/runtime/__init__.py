@@ -7,8 +7,14 @@ from .users import ResolvedUser, resolve_user
 
 
 def run(opts: RunOptions, rootfs: str) -> int:
-    """Run ``opts.args`` in ``rootfs`` with ``opts.isolation``; returns the exit code."""
+    """Run ``opts.args`` in ``rootfs`` with ``opts.isolation``; returns the exit code.
+
+    A command that cannot be executed (missing: 127, not executable: 126) raises
+    ``ProcessFailed`` with that exit code and one message, before anything runs."""
     opts.validate()
+    from .exec_check import check_command
+
+    check_command(opts, rootfs)
     if opts.isolation == "chroot":
         from .chroot import run_chroot
 

@@ -29,10 +29,12 @@ from . import caps as capabilities
 from . import inroot, linux
 from .bundle import Prepared, prepared
 from .cancel import wait_cancellable
+from .exec_check import exec_failed
 from .options import RLIM_INFINITY, Mount, RunOptions
 from .spec import MASKED_PATHS, READONLY_PATHS, process_env, rlimits
 
 EXIT_SETUP_FAILED = 125
+_EXEC_FAILED = "\0exec failed:"
 _DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 _DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
               "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}  # fmt: skip
@@ -215,8 +217,8 @@ def _container_init(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> No
             what = "no such file or directory"
         if isinstance(e, PermissionError | IsADirectoryError):
             code, what = 126, "permission denied"
-        with contextlib.suppress(BaseException):
-            os.write(2, f'kiln: exec: "{opts.args[0]}": {what}\n'.encode())
+        with contextlib.suppress(BaseException):  # the parent raises it as ProcessFailed
+            os.write(errw, f"{_EXEC_FAILED}{code}:{what}".encode())
         os._exit(code)
 
 
@@ -308,6 +310,9 @@ def run_chroot(opts: RunOptions, rootfs: str) -> int:
         finally:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
+        if error.startswith(_EXEC_FAILED):
+            code, _, what = error.removeprefix(_EXEC_FAILED).partition(":")
+            raise exec_failed(opts.args[0], what, int(code))
         if error:
             raise Unavailable(error)
         return _exit_code(status)

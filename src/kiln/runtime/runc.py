@@ -8,19 +8,17 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from typing import Any
 
-from kiln.errors import Unavailable
+from kiln.errors import ProcessFailed, Unavailable
 
 from .bundle import Prepared, prepared
 from .cancel import wait_cancellable
+from .exec_check import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 from .options import RunOptions
 from .spec import build_spec
 
-EXIT_NOT_FOUND = 127
-EXIT_NOT_EXECUTABLE = 126
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _EXTRA_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
@@ -160,39 +158,11 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
             error = _runc_error(log_path)
             failure = _exec_failure(error)
             if failure is not None:
-                _explain(opts, failure)
-                return failure
+                # what check_command could not foresee (runc has printed its line too)
+                problem = error.removeprefix("unable to start container process: ")
+                raise ProcessFailed(f"running container: {problem}", failure)
             if error:
                 raise Unavailable(
                     f"{os.path.basename(binary)} could not start the container: {error}"
                 )
         return code
-
-
-def _explain(opts: RunOptions, code: int) -> None:
-    what = "permission denied"
-    if code == EXIT_NOT_FOUND:
-        what = (
-            "no such file or directory"
-            if "/" in opts.args[0]
-            else "executable file not found in $PATH"
-        )
-    message = f'kiln: exec: "{opts.args[0]}": {what}\n'
-    target = opts.stderr
-    try:
-        if target is None:
-            sys.stderr.flush()
-            os.write(2, message.encode())
-        elif isinstance(target, int):
-            os.write(target, message.encode())
-        elif hasattr(target, "mode") and "b" in getattr(target, "mode", ""):
-            target.write(message.encode())
-            target.flush()
-        else:
-            try:
-                target.write(message)
-            except TypeError:
-                target.write(message.encode())
-            target.flush()
-    except (OSError, ValueError):
-        pass
