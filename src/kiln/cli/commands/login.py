@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kiln.cli.go_flags import OptionalValue
+from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.state import State, pass_state
 
 
@@ -15,19 +15,9 @@ from kiln.cli.state import State, pass_state
 @click.option("-u", "--username", default=None, help="Username for the registry")
 @click.option("-p", "--password", default=None, help="Password for the registry")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin")
-@click.option("--authfile", default=None, help="Path of the authentication file")
-@click.option(
-    "--tls-verify",
-    type=click.BOOL,
-    cls=OptionalValue,
-    default=None,
-    help="Require HTTPS and verify certificates",
-)
-@click.option("--cert-dir", default=None, help="Directory of registry certificates")
+@registry_flags(creds=False)
 @pass_state
-def command(
-    state: State, registry, username, password, password_stdin, authfile, tls_verify, cert_dir
-):
+def command(state: State, registry, username, password, password_stdin, registry_options):
     """Log in to REGISTRY; the credentials are written to the containers auth file
     ($XDG_RUNTIME_DIR/containers/auth.json, $REGISTRY_AUTH_FILE or --authfile)."""
     from kiln.errors import InvalidArgument
@@ -54,8 +44,6 @@ def command(
         registry,
         username,
         password,
-        authfile=authfile,
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
+        **registry_options,
     )
     state.echo("Login Succeeded!")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.go_flags import OptionalValue
+from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.state import State, pass_state
 
 
@@ -24,16 +24,7 @@ from kiln.cli.state import State, pass_state
     default=None,
     help="Pull policy for registries (default: always)",
 )
-@click.option("--authfile", default=None, help="Path of the authentication file (registries)")
-@click.option("--creds", default=None, metavar="USER[:PASS]", help="Registry credentials")
-@click.option(
-    "--tls-verify",
-    type=click.BOOL,
-    cls=OptionalValue,
-    default=None,
-    help="Require HTTPS and verify certificates",
-)
-@click.option("--cert-dir", default=None, help="Directory of registry certificates")
+@registry_flags(scope=" (registries)")
 @pass_state
 def command(
     state: State,
@@ -45,10 +36,7 @@ def command(
     os_,
     variant,
     policy,
-    authfile,
-    creds,
-    tls_verify,
-    cert_dir,
+    registry_options,
 ):
     """Copy SOURCE into local storage and print the image ID. SOURCE is oci:DIR[:TAG],
     oci-archive:FILE[:TAG], docker-archive:FILE[:REF], dir:DIR, or a registry
@@ -58,10 +46,6 @@ def command(
     opts = {
         k: v
         for k, v in dict(
-            authfile=authfile,
-            creds=creds,
-            tls_verify=tls_verify,
-            cert_dir=cert_dir,
             platform=platform,
             arch=arch,
             os=os_,
@@ -71,5 +55,6 @@ def command(
         ).items()
         if v is not None
     }
+    opts.update(registry_options)
     with state.context(quiet=quiet) as ctx:
         file_transfer.pull(ctx, source, **opts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.go_flags import OptionalValue
+from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.state import State, pass_state
 
 
@@ -27,16 +27,7 @@ from kiln.cli.state import State, pass_state
     help="Recompress layers with this algorithm where needed (registries)",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the progress output")
-@click.option("--authfile", default=None, help="Path of the authentication file (registries)")
-@click.option("--creds", default=None, metavar="USER[:PASS]", help="Registry credentials")
-@click.option(
-    "--tls-verify",
-    type=click.BOOL,
-    cls=OptionalValue,
-    default=None,
-    help="Require HTTPS and verify certificates",
-)
-@click.option("--cert-dir", default=None, help="Directory of registry certificates")
+@registry_flags(scope=" (registries)")
 @click.option("--digestfile", default=None, help="Write the manifest digest to this file")
 @pass_state
 def command(
@@ -47,10 +38,7 @@ def command(
     compress,
     compression_format,
     quiet,
-    authfile,
-    creds,
-    tls_verify,
-    cert_dir,
+    registry_options,
     digestfile,
 ):
     """Copy IMAGE to DESTINATION: oci:DIR[:TAG], oci-archive:FILE[:TAG],
@@ -58,21 +46,12 @@ def command(
     from kiln.ops import file_transfer
 
     fmt = "docker" if format_ == "v2s2" else format_
-    registry = _registry_options(
-        authfile=authfile,
-        creds=creds,
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
-        compression=compression_format,
-    )
+    if compression_format is not None:
+        registry_options["compression"] = compression_format
     with state.context(quiet=quiet) as ctx:
         result = file_transfer.push(
-            ctx, image, destination, format=fmt, compress=compress, **registry
+            ctx, image, destination, format=fmt, compress=compress, **registry_options
         )
     if digestfile:
         with open(digestfile, "w") as f:
             f.write(result.manifest_digest)
-
-
-def _registry_options(**opts):
-    return {k: v for k, v in opts.items() if v is not None}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.go_flags import OptionalValue
+from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.state import State, format_option, pass_state
 
 _DESCRIPTION_WIDTH = 44
@@ -19,16 +19,7 @@ _DESCRIPTION_WIDTH = 44
 @click.option("--list-tags", is_flag=True, help="List the tags of the repository TERM")
 @format_option()
 @click.option("--no-trunc", is_flag=True, help="Do not truncate descriptions")
-@click.option("--authfile", default=None, help="Path of the authentication file")
-@click.option("--creds", default=None, metavar="USER[:PASS]", help="Registry credentials")
-@click.option(
-    "--tls-verify",
-    type=click.BOOL,
-    cls=OptionalValue,
-    default=None,
-    help="Require HTTPS and verify certificates",
-)
-@click.option("--cert-dir", default=None, help="Directory of registry certificates")
+@registry_flags()
 @pass_state
 def command(
     state: State,
@@ -38,24 +29,20 @@ def command(
     list_tags,
     format_,
     no_trunc,
-    authfile,
-    creds,
-    tls_verify,
-    cert_dir,
+    registry_options,
 ):
     """Search registries for TERM ("host/term" searches one registry), with /v1/search
     where the registry serves it and its catalog otherwise."""
     from kiln.cli import render
     from kiln.ops import registry as ops
 
-    opts = {"authfile": authfile, "creds": creds, "tls_verify": tls_verify, "cert_dir": cert_dir}
     results = ops.search(
         None,
         term,
         limit=25 if limit is None else limit,
         filters=filters,
         list_tags=list_tags,
-        **opts,
+        **registry_options,
     )
     if list_tags:
         rows = [{"Name": r.name, "Tag": r.tag} for r in results]
