@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import click
 
+from kiln.cli.commands._commit_flags import compression_option, iidfile_option
 from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
@@ -159,7 +160,7 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
 )
 @click.option("--squash", is_flag=True, help="Squash the new layers into one")
 @click.option("--squash-all", is_flag=True, help="Squash the whole image into one layer")
-@click.option("--iidfile", default=None, metavar="FILE", help="Write the image ID to FILE")
+@iidfile_option
 @click.option(
     "--timestamp",
     type=int,
@@ -222,13 +223,7 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     metavar="type=local|tar|oci|docker,dest=PATH",
     help="Also export the image",
 )
-@click.option(
-    "--compression",
-    type=click.Choice(("gzip", "zstd", "none")),
-    default="gzip",
-    show_default=True,
-    help="Layer compression",
-)
+@compression_option
 @click.option("--jobs", type=int, default=None, help="Stages built at once (default 4)")
 @click.option("--rm/--no-rm", "rm", default=True, help="Remove intermediate containers")
 @click.option(

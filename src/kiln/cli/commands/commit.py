@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kiln.cli.commands._commit_flags import compression_option, iidfile_option
 from kiln.cli.state import State, pass_state
 
 
@@ -27,15 +28,9 @@ from kiln.cli.state import State, pass_state
     metavar="EPOCH",
     help="Set created times and every file's mtime to EPOCH (reproducible digests)",
 )
-@click.option(
-    "--compression",
-    type=click.Choice(("gzip", "zstd", "none")),
-    default="gzip",
-    show_default=True,
-    help="Layer compression",
-)
+@compression_option
 @click.option("-D", "--disable-compression", is_flag=True, help="Same as --compression none")
-@click.option("--iidfile", default=None, metavar="FILE", help="Write the image ID to FILE")
+@iidfile_option
 @click.option(
     "-c",
     "--change",
