@@ -116,6 +116,21 @@ def to_json(value: Any) -> str:
     return json.dumps(value, indent=4, ensure_ascii=False)
 
 
+def file_changes(changes: Sequence[tuple[str, str]], fmt: str | None) -> str | None:
+    """``(kind, path)`` pairs (A, C, D) as ``kind path`` lines, or with ``fmt`` "json" as
+    ``{"added": [...], "changed": [...], "deleted": [...]}`` (empty groups left out);
+    None when there is nothing to print."""
+    if fmt == "json":
+        groups: dict[str, list[str]] = {"added": [], "changed": [], "deleted": []}
+        key = {"A": "added", "C": "changed", "D": "deleted"}
+        for kind, path in changes:
+            groups[key[kind]].append(path)
+        return to_json({k: v for k, v in groups.items() if v})
+    if changes:
+        return "\n".join(f"{kind} {path}" for kind, path in changes)
+    return None
+
+
 def _go_value(value: Any) -> str:
     """Values as Go's text/template prints them (``[a b]``, ``map[k:v]``, ``<no value>``)."""
     if value is None:

@@ -33,12 +33,6 @@ def command(state: State, name, other, format_):
                 changes = images.diff(ctx, name, other)
             except NotFound:
                 raise NotFound(f"{name}: no such container or image") from None
-    if format_ == "json":
-        groups: dict[str, list[str]] = {"added": [], "changed": [], "deleted": []}
-        key = {"A": "added", "C": "changed", "D": "deleted"}
-        for kind, path in changes:
-            groups[key[kind]].append(path)
-        state.echo(render.to_json({k: v for k, v in groups.items() if v}))
-        return
-    if changes:
-        state.echo("\n".join(f"{kind} {path}" for kind, path in changes))
+    text = render.file_changes(changes, format_)
+    if text is not None:
+        state.echo(text)

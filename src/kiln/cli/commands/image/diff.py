@@ -19,12 +19,6 @@ def command(state: State, image, other, format_):
 
     with state.context() as ctx:
         changes = ops.diff(ctx, image, other)
-    if format_ == "json":
-        groups = {"added": [], "changed": [], "deleted": []}
-        key = {"A": "added", "C": "changed", "D": "deleted"}
-        for kind, path in changes:
-            groups[key[kind]].append(path)
-        state.echo(render.to_json({k: v for k, v in groups.items() if v}))
-        return
-    if changes:
-        state.echo("\n".join(f"{kind} {path}" for kind, path in changes))
+    text = render.file_changes(changes, format_)
+    if text is not None:
+        state.echo(text)
