@@ -11,10 +11,10 @@ from starlette.routing import Route
 from kiln.errors import Conflict, InvalidArgument, NotFound
 
 from . import shapes
-from .errors import image_lookup
+from .errors import error_body, image_lookup
 from .params import qbool, qfilters, qlist, qstr
 from .registry_auth import push_pull_options
-from .routes_images import target_name
+from .routes_images import tag_image, target_name
 from .routes_transfer import _require_images, save_response, search
 from .streaming import Handoff, StreamedOp
 from .uploads import spool_body
@@ -84,17 +84,6 @@ async def image_changes(request: Request) -> Response:
     return JSONResponse([{"Path": path, "Kind": kinds.get(kind, 0)} for kind, path in changes])
 
 
-async def tag_image(request: Request) -> Response:
-    from kiln.ops import images as ops
-
-    name = request.path_params["name"]
-    q = request.query_params
-    target = target_name(qstr(q, "repo"), qstr(q, "tag"))
-    with image_lookup(name):
-        await run_op(request, lambda ctx: ops.tag(ctx, name, target))
-    return Response(status_code=201)
-
-
 async def untag_image(request: Request) -> Response:
     from kiln.ops import images as ops
 
@@ -157,6 +146,11 @@ async def prune_images(request: Request) -> Response:
     return JSONResponse(sizes)
 
 
+def _stream_error(exc: BaseException) -> list[dict]:
+    """A failure in the middle of a streamed pull or push, as podman's bindings read it."""
+    return [{"error": error_body(exc, True)["message"]}]
+
+
 async def pull_image(request: Request) -> Response:
     pull = ops_function("file_transfer", "pull")
     q = request.query_params
@@ -183,12 +177,7 @@ async def pull_image(request: Request) -> Response:
         image_id = shapes.bare(r.image_id)
         return [{"images": [image_id], "id": image_id}]
 
-    def error(exc: BaseException) -> list[dict]:
-        from .errors import error_body
-
-        return [{"error": error_body(exc, True)["message"]}]
-
-    return StreamedOp(work, event, done, error, libpod=True)
+    return StreamedOp(work, event, done, _stream_error, libpod=True)
 
 
 async def push_image(request: Request) -> Response:
@@ -213,12 +202,9 @@ async def push_image(request: Request) -> Response:
     def event(e) -> list[dict]:
         return [{"stream": e.message + "\n"}] if e.message and e.kind != "result" else []
 
-    def error(exc: BaseException) -> list[dict]:
-        from .errors import error_body
-
-        return [{"error": error_body(exc, True)["message"]}]
-
-    return StreamedOp(work, event, lambda r: [{"manifestdigest": r.digest}], error, libpod=True)
+    return StreamedOp(
+        work, event, lambda r: [{"manifestdigest": r.digest}], _stream_error, libpod=True
+    )
 
 
 def _archive_format(request: Request) -> str:

@@ -49,7 +49,7 @@ async def ping(request: Request) -> Response:
 
 def version_body() -> dict[str, Any]:
     kv = kiln_version()
-    details = {
+    engine = {
         "ApiVersion": DOCKER_API_VERSION,
         "MinAPIVersion": DOCKER_MIN_API_VERSION,
         "GitCommit": "",
@@ -57,9 +57,8 @@ def version_body() -> dict[str, Any]:
         "Os": "linux",
         "Arch": _arch(),
         "KernelVersion": platform.release(),
-        "Experimental": "false",
-        "BuildTime": "",
     }
+    details = {**engine, "Experimental": "false", "BuildTime": ""}
     return {
         "Platform": {"Name": f"kiln {kv}"},
         "Components": [
@@ -67,13 +66,7 @@ def version_body() -> dict[str, Any]:
             {"Name": "Podman Engine", "Version": LIBPOD_API_VERSION, "Details": details},
         ],
         "Version": kv,
-        "ApiVersion": DOCKER_API_VERSION,
-        "MinAPIVersion": DOCKER_MIN_API_VERSION,
-        "GitCommit": "",
-        "GoVersion": f"python{platform.python_version()}",
-        "Os": "linux",
-        "Arch": _arch(),
-        "KernelVersion": platform.release(),
+        **engine,
         "BuildTime": "",
     }
 
