@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tarfile
-import time
 
 import pytest
+
+from api_server import busybox_sh_tar, start_server, stop_server
 
 PODMAN = shutil.which("podman")
 
@@ -23,53 +19,18 @@ def has_ops(name: str) -> bool:
     return importlib.util.find_spec(f"kiln.ops.{name}") is not None
 
 
-def rootfs_tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        tf.add("/bin/busybox", "bin/busybox")
-        link = tarfile.TarInfo("bin/sh")
-        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-        tf.addfile(link)
-    return buf.getvalue()
-
-
 @pytest.fixture
 def sock(tmp_path):
-    path = str(tmp_path / "kiln.sock")
-    cmd = [
-        sys.executable,
-        "-m",
-        "kiln.cli.main",
-        "--root",
-        str(tmp_path / "root"),
-        "serve",
-        "-H",
-        f"unix://{path}",
-        "--access-log",
-        "",
-    ]
-    with open(tmp_path / "server.err", "wb") as err:
-        proc = subprocess.Popen(cmd, stderr=err)
-    for _ in range(200):
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(path)
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise AssertionError((tmp_path / "server.err").read_text())
+    proc, path = start_server(tmp_path)
     yield path
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    assert stop_server(proc) == 0
 
 
 @pytest.fixture
 def client(sock):
     docker = pytest.importorskip("docker")
     c = docker.DockerClient(base_url=f"unix://{sock}", version="auto")
-    c.images.client.api.import_image_from_data(rootfs_tar(), repository="base", tag="1")
+    c.images.client.api.import_image_from_data(busybox_sh_tar(), repository="base", tag="1")
     yield c
     c.close()
 
@@ -124,7 +85,7 @@ def test_podman_remote(sock, tmp_path):
             raise AssertionError(f"podman {' '.join(args)}: {r.stderr}")
         return r
 
-    (tmp_path / "rootfs.tar").write_bytes(rootfs_tar())
+    (tmp_path / "rootfs.tar").write_bytes(busybox_sh_tar())
     podman("import", str(tmp_path / "rootfs.tar"), "base:1")
     names = [n for i in json.loads(podman("images", "--format", "json").stdout) for n in i["Names"]]
     assert names == ["localhost/base:1"]

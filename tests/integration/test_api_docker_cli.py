@@ -7,15 +7,15 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
-import sys
 import tarfile
 import time
 
 import pytest
+
+from api_server import busybox_sh_tar, start_server, stop_server
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 pytestmark = pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")
@@ -29,57 +29,11 @@ needs_build = pytest.mark.skipif(not has_ops("build"), reason="waiting for ops.b
 needs_registry = pytest.mark.skipif(not has_ops("registry"), reason="waiting for ops.registry")
 
 
-def make_rootfs_tar(path) -> str:
-    """A one-file root filesystem: Debian's static busybox as /bin/sh."""
-    tar = str(path / "rootfs.tar")
-    with tarfile.open(tar, "w") as tf:
-        tf.add("/bin/busybox", "bin/busybox")
-        link = tarfile.TarInfo("bin/sh")
-        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-        tf.addfile(link)
-    return tar
-
-
-def start_server(tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
-    sock = str(tmp_path / "run" / "kiln.sock")
-    cmd = [
-        sys.executable,
-        "-m",
-        "kiln.cli.main",
-        "--root",
-        str(tmp_path / "root"),
-        "serve",
-        "-H",
-        f"unix://{sock}",
-        "--access-log",
-        str(tmp_path / "access.log"),
-        *extra,
-    ]
-    with open(tmp_path / "server.err", "wb") as err:
-        proc = subprocess.Popen(cmd, stderr=err)
-    for _ in range(200):
-        if os.path.exists(sock):
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(sock)
-                return proc, sock
-            except OSError:
-                pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError((tmp_path / "server.err").read_text())
-
-
-def stop_server(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=30)
-
-
 @pytest.fixture
 def server(tmp_path):
-    proc, sock = start_server(tmp_path)
+    proc, sock = start_server(
+        tmp_path, sock=str(tmp_path / "run" / "kiln.sock"), access_log=str(tmp_path / "access.log")
+    )
     env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "dcfg"))
     env.pop("DOCKER_BUILDKIT", None)
 
@@ -91,7 +45,9 @@ def server(tmp_path):
 
     docker.sock = sock  # type: ignore[attr-defined]
     docker.tmp = tmp_path  # type: ignore[attr-defined]
-    docker("import", make_rootfs_tar(tmp_path), "base:1")
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(busybox_sh_tar())
+    docker("import", str(rootfs), "base:1")
     yield docker
     assert stop_server(proc) == 0
     assert not os.path.exists(sock), "the socket is removed on shutdown"

@@ -6,16 +6,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 import time
 
 import pytest
 
+from api_server import busybox_sh_tar, start_server, stop_server
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from kiln.errors import Cancelled
@@ -75,16 +74,6 @@ def test_cancel_stops_a_running_run(build_env, tmp_path, monkeypatch, isolation)
     assert build_env.ctx.snapshots.list_active() == []
 
 
-def _rootfs_tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        tf.add("/bin/busybox", "bin/busybox")
-        link = tarfile.TarInfo("bin/sh")
-        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-        tf.addfile(link)
-    return buf.getvalue()
-
-
 def _context_tar(dockerfile: str) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
@@ -96,26 +85,10 @@ def _context_tar(dockerfile: str) -> bytes:
 
 @pytest.fixture
 def server(tmp_path):
-    path = str(tmp_path / "kiln.sock")
     root, state_dir = str(tmp_path / "root"), str(tmp_path / "runtime")
-    env = dict(os.environ, KILN_RUNTIME_DIR=state_dir)
-    cmd = [sys.executable, "-m", "kiln.cli.main", "--root", root, "serve",
-           "-H", f"unix://{path}", "--access-log", ""]  # fmt: skip
-    with open(tmp_path / "server.err", "wb") as err:
-        proc = subprocess.Popen(cmd, stderr=err, env=env)
-    for _ in range(200):
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(path)
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise AssertionError((tmp_path / "server.err").read_text())
+    proc, path = start_server(tmp_path, env=dict(os.environ, KILN_RUNTIME_DIR=state_dir))
     yield path, root, state_dir
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    assert stop_server(proc) == 0
 
 
 def _request(path: str, method: str, target: str, body: bytes, ctype: str) -> socket.socket:
@@ -132,7 +105,7 @@ def test_api_client_disconnect_stops_a_running_run(server):
 
     path, root, state_dir = server
     with _request(path, "POST", "/v1.41/images/create?fromSrc=-&repo=base&tag=1",
-                  _rootfs_tar(), "application/x-tar") as s:  # fmt: skip
+                  busybox_sh_tar(), "application/x-tar") as s:  # fmt: skip
         s.settimeout(30)
         reply = b""
         while b'"status"' not in reply and b'"error"' not in reply:

@@ -1,0 +1,68 @@
+"""``kiln serve`` on a temporary unix socket, for tests that talk to it as API clients do.
+
+    proc, sock = start_server(tmp_path)        # root: tmp_path/root
+    ...
+    assert stop_server(proc) == 0
+
+``busybox_sh_tar()`` is the smallest root filesystem a client can import: Debian's
+static busybox as ``/bin/busybox`` and ``/bin/sh``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+
+def busybox_sh_tar() -> bytes:
+    """An uncompressed tar of ``/bin/busybox`` with ``bin/sh`` a symlink to it."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add("/bin/busybox", "bin/busybox")
+        link = tarfile.TarInfo("bin/sh")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tf.addfile(link)
+    return buf.getvalue()
+
+
+def start_server(
+    tmp_path: Path,
+    *extra: str,
+    sock: str | None = None,
+    access_log: str = "",
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen, str]:
+    """Start ``kiln --root tmp_path/root serve`` on ``sock`` (default ``tmp_path/kiln.sock``)
+    and wait until it accepts connections; its stderr goes to ``tmp_path/server.err``,
+    which the failure shows if it never does."""
+    sock = sock or str(tmp_path / "kiln.sock")
+    cmd = [sys.executable, "-m", "kiln.cli.main", "--root", str(tmp_path / "root"), "serve",
+           "-H", f"unix://{sock}", "--access-log", access_log, *extra]  # fmt: skip
+    with open(tmp_path / "server.err", "wb") as err:
+        proc = subprocess.Popen(cmd, stderr=err, env=env)
+    for _ in range(200):
+        if os.path.exists(sock):
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(sock)
+                return proc, sock
+            except OSError:
+                pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError((tmp_path / "server.err").read_text())
+
+
+def stop_server(proc: subprocess.Popen) -> int:
+    """SIGTERM, as a service manager stops it; the exit code."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
