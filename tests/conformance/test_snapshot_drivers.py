@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import tarfile
 from collections.abc import Iterator
 
 import pytest
 
 from kiln.snapshot import Snapshotter
 from kiln.snapshot.mount import mounted
+from snapshot_layers import read, unpack
 
 pytestmark = pytest.mark.root
-
-
-def layer_tar(entries: list[tuple[str, bytes | None]]) -> tuple[bytes, str]:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, data in entries:
-            ti = tarfile.TarInfo(name)
-            ti.uid = ti.gid = 0
-            if data is None:
-                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-                tf.addfile(ti)
-            else:
-                ti.size, ti.mode = len(data), 0o644
-                tf.addfile(ti, io.BytesIO(data))
-    raw = buf.getvalue()
-    return raw, "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def unpack(snaps: Snapshotter, chain: str, parent: str | None, entries) -> None:
-    raw, diff_id = layer_tar(entries)
-    snaps.unpack_layer(chain, parent, lambda: io.BytesIO(raw), diff_id)
-
-
-def read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 @pytest.fixture(params=["overlay", "copy"])

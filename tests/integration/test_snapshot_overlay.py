@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
 
 import pytest
@@ -17,23 +16,9 @@ from kiln.archive.tar_writer import scan_overlay_upper
 from kiln.errors import DigestMismatch
 from kiln.snapshot import Snapshotter, mount
 from kiln.snapshot.mount import mounted
+from snapshot_layers import layer_tar, unpack
 
 pytestmark = pytest.mark.root
-
-
-def layer_tar(entries: list[tuple[str, bytes | None]]) -> tuple[bytes, str]:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, data in entries:
-            ti = tarfile.TarInfo(name)
-            if data is None:
-                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-                tf.addfile(ti)
-            else:
-                ti.size, ti.mode = len(data), 0o644
-                tf.addfile(ti, io.BytesIO(data))
-    raw = buf.getvalue()
-    return raw, "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 @pytest.fixture
@@ -45,11 +30,6 @@ def snaps(tmp_path) -> Iterator[Snapshotter]:
         pytest.skip("overlayfs cannot be mounted here")
     yield s
     s.close()
-
-
-def unpack(snaps: Snapshotter, chain: str, parent: str | None, entries) -> str:
-    raw, diff_id = layer_tar(entries)
-    return snaps.unpack_layer(chain, parent, lambda: io.BytesIO(raw), diff_id)
 
 
 def test_layer_whiteouts_are_overlay_format(snaps: Snapshotter) -> None:

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import tarfile
 from collections.abc import Iterator
 
 import pytest
 
 from kiln.errors import AlreadyExists, Conflict, DigestMismatch, InvalidArgument, NotFound
 from kiln.snapshot import MountSpec, Snapshotter
-
-
-def layer_tar(files: dict[str, bytes | None]) -> tuple[bytes, str]:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            if data is None:
-                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-                tf.addfile(ti)
-            else:
-                ti.size, ti.mode = len(data), 0o644
-                tf.addfile(ti, io.BytesIO(data))
-    raw = buf.getvalue()
-    return raw, "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+from snapshot_layers import layer_tar, read, unpack
 
 
 @pytest.fixture
@@ -39,11 +18,6 @@ def snaps(tmp_path) -> Iterator[Snapshotter]:
     s = Snapshotter(str(tmp_path / "snapshots"), driver="overlay")
     yield s
     s.close()
-
-
-def unpack(snaps: Snapshotter, chain: str, parent: str | None, files: dict) -> str:
-    raw, diff_id = layer_tar(files)
-    return snaps.unpack_layer(chain, parent, lambda: io.BytesIO(raw), diff_id)
 
 
 def test_unpack_layer_and_chain_order(snaps: Snapshotter) -> None:
