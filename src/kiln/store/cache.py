@@ -41,6 +41,19 @@ class CacheMixin:
             )
             return cur.rowcount
 
+    def prune_cache_orphans(self) -> int:
+        """Drop build-cache entries whose image is no longer in the store; returns how many."""
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM build_cache WHERE image_id NOT IN (SELECT id FROM images)"
+            )
+            return cur.rowcount
+
+    def count_cache(self) -> int:
+        """How many build-cache entries there are."""
+        row = self.db.one("SELECT COUNT(*) FROM build_cache")
+        return int(row[0]) if row is not None else 0
+
     def get_checksum(self, path: str, st: os.stat_result) -> str | None:
         row = self.db.one("SELECT * FROM checksum_cache WHERE path=?", (path,))
         if row is None or tuple(row)[1:7] != _stat_key(st):
