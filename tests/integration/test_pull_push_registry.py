@@ -20,6 +20,7 @@ from kiln.cli.main import run  # noqa: E402
 from kiln.errors import InvalidArgument, NotFound  # noqa: E402
 from kiln.oci import Digest, Reference  # noqa: E402
 from kiln.oci import media_types as mt  # noqa: E402
+from registry_env import isolate_registry_env  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
@@ -33,13 +34,8 @@ KINDS = ("plain", "tls", "basic", "token")
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    conf = tmp_path / "registries.conf"
-    conf.write_text('unqualified-search-registries = ["docker.io"]\n')
-    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_CONFIG_HOME", "KILN_ROOT"):
-        monkeypatch.delenv(var, raising=False)
+    isolate_registry_env(tmp_path, monkeypatch, home=tmp_path / "home")
+    monkeypatch.delenv("KILN_ROOT", raising=False)
 
 
 class Kiln:

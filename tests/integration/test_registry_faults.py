@@ -16,6 +16,7 @@ from kiln.errors import DigestMismatch, NotFound, Unauthorized, Unavailable  # n
 from kiln.ops import registry as ops  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
 from kiln.ops.events import CallbackSink  # noqa: E402
+from registry_env import isolate_registry_env  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 registry_basic = registry_servers.registry_basic
@@ -24,12 +25,7 @@ FAST = {"tls_verify": False, "retries": 2, "retry_delay": 0.1}
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    conf = tmp_path / "registries.conf"
-    conf.write_text('unqualified-search-registries = ["docker.io"]\n')
-    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    isolate_registry_env(tmp_path, monkeypatch, home=tmp_path / "home")
 
 
 def _big_image(root: str, tmp_path, size: int = 48 << 20) -> str:

@@ -18,6 +18,7 @@ from fixtures_images import save_oci_layout  # noqa: E402
 from kiln.image import open_store_image, validate_image  # noqa: E402
 from kiln.ops import registry as ops  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
+from registry_env import isolate_registry_env  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
@@ -29,11 +30,7 @@ registry_basic = registry_servers.registry_basic
 def _isolated(tmp_path, monkeypatch):
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed")
-    conf = tmp_path / "registries.conf"
-    conf.write_text('unqualified-search-registries = ["docker.io"]\n')
-    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    isolate_registry_env(tmp_path, monkeypatch)
 
 
 def skopeo(*args: str) -> str:

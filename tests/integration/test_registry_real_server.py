@@ -20,6 +20,7 @@ import registry_servers
 from kiln.errors import InvalidArgument, NotFound, Unauthorized, Unavailable
 from kiln.oci import Descriptor, Digest, Manifest, Reference, media_types
 from kiln.registry import RegistryClient, RegistryOptions, login, logout
+from registry_env import isolate_registry_env
 
 pytestmark = [pytest.mark.root]
 
@@ -33,13 +34,7 @@ start_registry = registry_servers.start_registry
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    conf = tmp_path / "registries.conf"
-    conf.write_text('unqualified-search-registries = ["docker.io"]\n')
-    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_CONFIG_HOME"):
-        monkeypatch.delenv(var, raising=False)
+    isolate_registry_env(tmp_path, monkeypatch, home=tmp_path / "home")
 
 
 class Image:

@@ -14,6 +14,7 @@ from kiln.errors import KilnError, Unauthorized
 from kiln.oci import Reference
 from kiln.registry import Credential, RegistryClient, RegistryOptions
 from kiln.registry.auth import TokenCache, merge_scopes, request_scopes
+from registry_env import isolate_registry_env
 
 SECRET = "Hunter2-very-secret-Pw"
 REG = "reg.example:5000"
@@ -22,14 +23,7 @@ REALM = "https://auth.example/token"
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    conf = tmp_path / "registries.conf"
-    conf.write_text('unqualified-search-registries = ["docker.io"]\n')
-    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
-    monkeypatch.delenv("DOCKER_CONFIG", raising=False)
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    isolate_registry_env(tmp_path, monkeypatch, home=tmp_path)
 
 
 class FakeRegistry:

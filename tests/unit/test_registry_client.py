@@ -8,6 +8,7 @@ import pytest
 from kiln.errors import DigestMismatch, InvalidArgument, Unavailable
 from kiln.oci import Digest, Reference
 from kiln.registry import RegistryClient, RegistryOptions
+from registry_env import isolate_registry_env
 
 REF = Reference.parse("reg.example/a/b:t")
 MANIFEST = (
@@ -19,11 +20,7 @@ MANIFEST = (
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    conf = tmp_path / "registries.conf"
-    conf.write_text('unqualified-search-registries = ["docker.io"]\n')
-    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    isolate_registry_env(tmp_path, monkeypatch, home=tmp_path)
 
 
 def _client(handler, **kw) -> RegistryClient:

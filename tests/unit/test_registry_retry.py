@@ -9,17 +9,12 @@ from kiln.errors import KilnError, NotFound, Unavailable
 from kiln.oci import Reference
 from kiln.registry import RegistryClient, RegistryOptions
 from kiln.registry.retry import RetryPolicy, retry_after_seconds
+from registry_env import isolate_registry_env
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    conf = tmp_path / "registries.conf"
-    conf.write_text('unqualified-search-registries = ["docker.io"]\n')
-    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
-    monkeypatch.delenv("DOCKER_CONFIG", raising=False)
+    isolate_registry_env(tmp_path, monkeypatch, home=tmp_path)
 
 
 def _client(handler, waits: list[float], tries: int = 3) -> RegistryClient:
