@@ -9,6 +9,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from kiln.errors import InvalidArgument
+from kiln.oci import strict_json
 
 _TRUE = {"1", "true", "yes", "on", "t"}
 _FALSE = {"", "0", "false", "no", "off", "none", "f"}
@@ -53,20 +54,8 @@ def qlist(q: QueryParams, name: str) -> list[str]:
 def loads(name: str, value: str) -> Any:
     if len(value) > MAX_PARAM_JSON:
         raise bad(name, value, "the JSON value is too large")
-
-    def no_constants(token: str) -> Any:
-        raise ValueError(f"{token} is not allowed")
-
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in pairs:
-            if k in out:
-                raise ValueError(f"duplicate key {k!r}")
-            out[k] = v
-        return out
-
     try:
-        return json.loads(value, parse_constant=no_constants, object_pairs_hook=unique)
+        return strict_json.parse(value)
     except (ValueError, RecursionError) as exc:
         raise bad(name, value, f"not valid JSON ({exc})") from None
 

@@ -12,7 +12,7 @@ MAX_CONFIG_BYTES = 8 * 1024 * 1024
 
 
 def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise ValueError(f"{name} is not allowed")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -24,12 +24,20 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def parse(data: bytes | str) -> Any:
+    """``json.loads`` refusing NaN/Infinity and duplicate keys; ValueError names the fault.
+
+    For callers that word their own error; :func:`loads` also caps the size and raises
+    InvalidArgument."""
+    return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
 def loads(data: bytes | str, *, what: str = "document", limit: int = MAX_MANIFEST_BYTES) -> Any:
     """Parse JSON refusing NaN/Infinity, duplicate keys and oversize input."""
     if len(data) > limit:
         raise InvalidArgument(f"{what} is {len(data)} bytes, over the {limit}-byte limit")
     try:
-        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return parse(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
 

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from importlib import resources
 from typing import Any
 
 from kiln.errors import InvalidArgument
+from kiln.oci import strict_json
 
 DEFAULT_PROFILE = "seccomp_default.json"
 MAX_PROFILE_BYTES = 1024 * 1024
 
 
 def _strict_json(text: str, where: str) -> dict[str, Any]:
-    def refuse_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not allowed")
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise ValueError(f"duplicate key {key!r}")
-            out[key] = value
-        return out
-
     try:
-        data = json.loads(text, parse_constant=refuse_constant, object_pairs_hook=no_duplicates)
+        data = strict_json.parse(text)
     except ValueError as e:
         raise InvalidArgument(f"--security-opt seccomp={where}: not valid JSON: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("defaultAction"), str):
