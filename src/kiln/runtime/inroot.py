@@ -101,13 +101,18 @@ def _walk(root_fd: int, path: str, *, follow_last: bool, create_dirs: list[str] 
         raise
 
 
-def resolve(root: str, path: str, *, follow_last: bool = True) -> str:
-    """The in-root absolute path ``path`` resolves to (symlinks followed inside the root)."""
+def _walk_in(root: str, path: str, *, follow_last: bool, create_dirs: list[str] | None):
+    """:func:`_walk` from the directory ``root``; the caller closes the walk."""
     root_fd = os.open(root, _DIR_FLAGS)
     try:
-        walk, last = _walk(root_fd, path, follow_last=follow_last, create_dirs=None)
+        return _walk(root_fd, path, follow_last=follow_last, create_dirs=create_dirs)
     finally:
         os.close(root_fd)
+
+
+def resolve(root: str, path: str, *, follow_last: bool = True) -> str:
+    """The in-root absolute path ``path`` resolves to (symlinks followed inside the root)."""
+    walk, last = _walk_in(root, path, follow_last=follow_last, create_dirs=None)
     try:
         return walk.path(last)
     finally:
@@ -116,11 +121,7 @@ def resolve(root: str, path: str, *, follow_last: bool = True) -> str:
 
 def open_in_root(root: str, path: str, flags: int = os.O_RDONLY) -> int:
     """Open ``path`` inside ``root``; the returned fd is close-on-exec."""
-    root_fd = os.open(root, _DIR_FLAGS)
-    try:
-        walk, last = _walk(root_fd, path, follow_last=True, create_dirs=None)
-    finally:
-        os.close(root_fd)
+    walk, last = _walk_in(root, path, follow_last=True, create_dirs=None)
     try:
         if not last:
             return os.open(".", flags | os.O_CLOEXEC, dir_fd=walk.fd)
@@ -145,11 +146,7 @@ def ensure(root: str, path: str, *, directory: bool) -> list[str]:
     Returns the in-root paths created, parents first.
     """
     created: list[str] = []
-    root_fd = os.open(root, _DIR_FLAGS)
-    try:
-        walk, last = _walk(root_fd, path, follow_last=True, create_dirs=created)
-    finally:
-        os.close(root_fd)
+    walk, last = _walk_in(root, path, follow_last=True, create_dirs=created)
     try:
         if not last:
             return created
