@@ -8,9 +8,9 @@ import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
 
@@ -297,26 +297,14 @@ def commit_container(
         rm=rm,
     )
     if iidfile:
-        _write_atomic(iidfile, record.id)
+        _write_atomic(iidfile, lambda out: out.write(record.id.encode()))
     return record
 
 
 def export_container(ctx: Context, name: str, output: str) -> str:
     """``kiln export``: the merged filesystem as a tar at ``output`` (written atomically)."""
     b = _load(ctx, name)
-    directory = _output_dir(output)
-    fd, tmp = tempfile.mkstemp(prefix=".kiln-export-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            b.export(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _write_atomic(output, b.export, prefix=".kiln-export-", sync=True)
     return output
 
 
@@ -335,12 +323,19 @@ def _output_dir(path: str) -> str:
     return directory
 
 
-def _write_atomic(path: str, text: str) -> None:
+def _write_atomic(
+    path: str, write: Callable[[IO[bytes]], Any], *, prefix: str = ".kiln-", sync: bool = False
+) -> None:
+    """``write`` a temporary file beside ``path`` (fsynced if ``sync``), then rename it over
+    ``path`` (mode 0644); nothing is left behind on failure."""
     directory = _output_dir(path)
-    fd, tmp = tempfile.mkstemp(prefix=".kiln-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            if sync:
+                out.flush()
+                os.fsync(out.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
