@@ -56,7 +56,10 @@ def make_image(
         config=RuntimeConfig(labels=dict(labels or {})),
         diff_ids=tuple(str(Digest.of_bytes(b)) for b in blobs),
         history=tuple(History(created=_rfc3339(created), created_by=f"ADD {n}") for n in layers)
-        + tuple(History(created=_rfc3339(created), created_by=m, empty_layer=True) for m in metadata_steps),
+        + tuple(
+            History(created=_rfc3339(created), created_by=m, empty_layer=True)
+            for m in metadata_steps
+        ),
     )
     raw = config.to_bytes()
     cdesc = Descriptor(mt.OCI_CONFIG, store.put_bytes(raw), len(raw))
