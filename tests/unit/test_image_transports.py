@@ -236,3 +236,45 @@ def test_failed_write_leaves_no_archive(busybox_image, tmp_path):
         copy_image(busybox_image, w, ["x"])
         raise RuntimeError("boom")
     assert [n for n in os.listdir(tmp_path) if n != "kiln-root"] == []
+
+
+def _archive_leftovers(tmp_path):
+    return [n for n in os.listdir(tmp_path) if n not in ("kiln-root", "s2")]
+
+
+def test_docker_archive_save_inflates_in_one_pass_with_the_recorded_size(busybox_image, tmp_path):
+    layer = busybox_image.layers[0]
+    size = busybox_image.uncompressed_size(layer)
+    assert size and size > layer.size  # the store records the tar size: nothing is spooled
+    path = tmp_path / "d.tar"
+    write_docker_archive(str(path), [(busybox_image, ["busybox:latest"])])
+    with tarfile.open(path) as tar:
+        member = tar.getmember(busybox_image.config.diff_ids[0].removeprefix("sha256:") + ".tar")
+    assert member.size == size
+
+
+def test_docker_archive_save_refuses_a_layer_not_matching_its_diff_id(busybox_image, tmp_path):
+    import gzip
+
+    layer = busybox_image.layers[0]
+    blob = busybox_image.store.blob_path(layer.digest)
+    size = busybox_image.uncompressed_size(layer)
+    os.chmod(blob, 0o644)
+    with open(blob, "wb") as f:  # same size, other bytes: only the diff_id check sees it
+        f.write(gzip.compress(os.urandom(size)))
+    path = tmp_path / "d.tar"
+    with pytest.raises(DigestMismatch, match="image config says"):
+        write_docker_archive(str(path), [(busybox_image, ["busybox:latest"])])
+    assert _archive_leftovers(tmp_path) == []
+
+
+def test_docker_archive_save_refuses_a_wrong_recorded_size(busybox_image, tmp_path):
+    store = busybox_image.store
+    chain = busybox_image.record.layers[0]
+    with store.db.transaction() as conn:
+        conn.execute("UPDATE layers SET uncompressed_size=uncompressed_size-512 WHERE chain_id=?",
+                     (chain,))  # fmt: skip
+    path = tmp_path / "d.tar"
+    with pytest.raises(DigestMismatch, match="recorded"):
+        write_docker_archive(str(path), [(busybox_image, ["busybox:latest"])])
+    assert _archive_leftovers(tmp_path) == []

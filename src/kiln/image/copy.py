@@ -4,12 +4,16 @@ A destination is anything with ``has_blob``, ``put_blob(desc, stream)`` and
 ``put_manifest(raw, media_type, names) -> Descriptor`` — the store (through
 :class:`StoreDestination`), an OCI layout, an oci-archive or docker-archive
 writer, a registry. Optional extras it may have: ``required_compression``
-(docker-archive wants ``"none"``) and ``note_layer(digest, diff_id, size)``.
+(docker-archive wants ``"none"``) and ``note_layer(digest, diff_id, size)``. A source
+may offer ``uncompressed_size(desc) -> int | None`` (the store's layer records do).
 
 Layers are copied as they are unless a format or compression change needs
 new bytes: then each is decompressed, its tar hashed (the diff_id never
-changes, and is checked) and compressed again in one pass. With nothing to
-convert the manifest bytes are copied too, so the manifest digest survives.
+changes, and is checked) and compressed again in one pass. Decompressing only
+(docker-archive) with a known tar size streams the tar straight into the
+destination, whose digest check is the diff_id check: one hash, no spool file.
+With nothing to convert the manifest bytes are copied too, so the manifest
+digest survives.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from kiln.archive.compression import CHUNK
+from kiln.archive.compression import CHUNK, open_decompressed
+from kiln.archive.readahead import ReadAhead
 from kiln.errors import DigestMismatch, InvalidArgument
 from kiln.image.layers import DiffIdTee, recompress
 from kiln.image.model import Image
@@ -92,7 +97,28 @@ class _Copier:
             return desc  # foreign layer: the descriptor travels, the bytes do not
         if want == current:
             return self._as_is(desc, diff_id)
+        if want == "none":
+            known = getattr(self.src, "uncompressed_size", None)
+            size = known(desc) if known is not None else None
+            if size:
+                return self._decompressed(desc, diff_id, size)
         return self._recompressed(desc, diff_id, want)
+
+    def _decompressed(self, desc: Descriptor, diff_id: str, size: int) -> Descriptor:
+        """Inflate straight into the destination: the uncompressed blob's digest *is* the
+        diff_id and its size is known, so nothing is spooled; the destination's own digest
+        check (every sink verifies what it is given) is the diff_id check, in the same pass."""
+        new = Descriptor(mt.layer_media_type(self.format, "none"), Digest.parse(diff_id), size)
+        if not self.dst.has_blob(new.digest):
+            # inflate on a second thread while the destination hashes and writes
+            with self.src.open_layer(desc) as blob, ReadAhead(open_decompressed(blob)) as plain:
+                try:
+                    self.dst.put_blob(new, plain)
+                except DigestMismatch as exc:
+                    got = exc.actual or f"a size other than the recorded {size} bytes"
+                    raise _diff_mismatch(desc, diff_id, got) from None
+        self._note(new.digest, diff_id, size)
+        return new
 
     def _as_is(self, desc: Descriptor, diff_id: str) -> Descriptor:
         new = desc.replace(media_type=mt.convert_layer_media_type(desc.media_type, self.format))

@@ -39,6 +39,18 @@ class StoreImage(SourceImage):
     def id(self) -> str:
         return self.record.id
 
+    def uncompressed_size(self, desc: Descriptor) -> int | None:
+        """The size of layer ``desc``'s tar, from the store's layer record (None if unknown)."""
+        layers = self.manifest.layers
+        for i, layer in enumerate(layers):
+            if layer.digest == desc.digest and i < len(self.record.layers):
+                try:
+                    size = self.store.get_layer(self.record.layers[i]).uncompressed_size
+                except NotFound:
+                    return None
+                return size if size > 0 else None
+        return None
+
 
 def _read(store: Store, digest: Digest) -> bytes:
     try:
