@@ -143,3 +143,49 @@ def test_probe_falls_back_to_copy(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("KILN_SNAPSHOT_DRIVER", raising=False)
     monkeypatch.setattr(snapshotter.mnt, "overlay_works", lambda _dir: False)
     assert Snapshotter(str(tmp_path / "s")).driver == "copy"
+
+
+def test_overlay_probe_is_cached_in_the_root_and_redone_when_stale(tmp_path, monkeypatch) -> None:
+    from kiln.snapshot import snapshotter as snapshotter_mod
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    root = str(tmp_path / "probe-root")
+    calls = []
+    real_probe = mount.overlay_works
+
+    def counting_probe(scratch: str) -> bool:
+        calls.append(scratch)
+        return real_probe(scratch)
+
+    monkeypatch.setattr(mount, "overlay_works", counting_probe)
+    monkeypatch.delenv("KILN_SNAPSHOT_DRIVER", raising=False)
+
+    def fresh_driver() -> str:
+        snapshotter_mod._detected.pop(os.path.abspath(root), None)
+        s = Snapshotter(root)
+        try:
+            return s.driver
+        finally:
+            s.close()
+
+    first = fresh_driver()
+    marker = os.path.join(root, "overlay-probe")
+    assert len(calls) == 1 and os.path.isfile(marker)
+    assert fresh_driver() == first and len(calls) == 1  # the next command only reads the marker
+    with open(marker) as f:
+        text = f.read()
+    with open(marker, "w") as f:  # another kernel booted since
+        f.write(text.replace(os.uname().release, "0.0.0-other"))
+    assert fresh_driver() == first and len(calls) == 2
+    if first != "overlay":
+        return
+    s = Snapshotter(root)
+    spec = s.prepare("k", None)
+    os.rmdir(spec.work)  # a mount that fails for real drops the cached answer
+    target = str(tmp_path / "mnt")
+    os.mkdir(target)
+    with pytest.raises(Exception, match="overlay"):
+        mount.mount(spec, target)
+    assert not os.path.exists(marker)
+    s.close()

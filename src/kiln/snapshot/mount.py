@@ -10,6 +10,7 @@ common parent, with relative paths.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -61,15 +62,25 @@ def mount(spec: MountSpec, target: str) -> None:
     elif spec.type == "overlay":
         if not spec.lowers:
             raise InvalidArgument("an overlay mount needs at least one lower directory")
-        if not force_legacy:
-            try:
-                _overlay_new_api(spec, target)
-                return
-            except _NoNewApi:
-                pass
-        _overlay_legacy(spec, target)
+        try:
+            _overlay(spec, target)
+        except (Unavailable, OSError):
+            if spec.probe_marker:  # the cached "overlay works" may be stale: probe next time
+                with contextlib.suppress(OSError):
+                    os.unlink(spec.probe_marker)
+            raise
     else:
         raise InvalidArgument(f'cannot mount type "{spec.type}": kiln mounts overlay or bind')
+
+
+def _overlay(spec: MountSpec, target: str) -> None:
+    if not force_legacy:
+        try:
+            _overlay_new_api(spec, target)
+            return
+        except _NoNewApi:
+            pass
+    _overlay_legacy(spec, target)
 
 
 def unmount(target: str) -> None:

@@ -10,6 +10,7 @@
     <root>/locks/                per-chain-id unpack locks
     <root>/snapshots.db          which <n> is which
     <root>/snapshots.lock        shared by every change, exclusive for gc
+    <root>/overlay-probe         the cached answer of the overlay probe (see ``driver``)
 
 Every layer and snapshot is built in ``tmp/`` and renamed into place in the
 same transaction that records it, so a crash leaves only ``tmp/`` garbage or
@@ -69,10 +70,34 @@ class Snapshotter:
                 self._driver = env
             else:
                 if self.root not in _detected:
-                    ok = mnt.overlay_works(os.path.join(self.root, "tmp"))
-                    _detected[self.root] = "overlay" if ok else "copy"
+                    _detected[self.root] = self._probed_driver()
                 self._driver = _detected[self.root]
         return self._driver
+
+    def _probed_driver(self) -> str:
+        """The probe's answer, cached in ``<root>/overlay-probe`` (a probe mounts, writes and
+        unmounts an overlay, and the unmount syncs the file system: ~0.15 s per command).
+        The marker names what the answer depends on (kernel, user, file system of the root);
+        it is probed again when any of those changes or a real overlay mount fails."""
+        st = os.stat(self.root)
+        key = f"{os.uname().release} uid={os.geteuid()} dev={st.st_dev}"
+        try:
+            with open(self._probe_marker, encoding="utf-8") as f:
+                cached_key, _, cached = f.read().strip().rpartition(" driver=")
+            if cached_key == key and cached in DRIVERS:
+                return cached
+        except (OSError, UnicodeDecodeError):
+            pass
+        driver = "overlay" if mnt.overlay_works(os.path.join(self.root, "tmp")) else "copy"
+        fd, tmp = tempfile.mkstemp(prefix="probe-", dir=os.path.join(self.root, "tmp"))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"{key} driver={driver}\n")
+            os.replace(tmp, self._probe_marker)
+        except OSError:  # a read-only root still works: it just probes every time
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return driver
 
     # layers ---------------------------------------------------------------
 
@@ -173,13 +198,14 @@ class Snapshotter:
             return MountSpec("bind", fs, ("rbind", "rw" if rw else "ro"), (), fs if rw else None)
         lowers = self.layer_dirs(row["parent"]) if row["parent"] else []
         options = supported_overlay_options()
+        marker = self._probe_marker
         if rw:
             lowers = lowers or [self._empty]
             upper, work = os.path.join(base, "upper"), os.path.join(base, "work")
-            return MountSpec("overlay", "overlay", options, tuple(lowers), upper, work)
+            return MountSpec("overlay", "overlay", options, tuple(lowers), upper, work, marker)
         # a read-only overlay needs two lowers on some kernels: pad with the empty dir
         lowers = lowers + [self._empty] if len(lowers) < 2 else lowers
-        return MountSpec("overlay", "overlay", (*options, "ro"), tuple(lowers))
+        return MountSpec("overlay", "overlay", (*options, "ro"), tuple(lowers), probe_marker=marker)
 
     def upper_dir(self, key: str) -> str:
         row = self._active(key)
@@ -289,6 +315,10 @@ class Snapshotter:
     @property
     def _empty(self) -> str:
         return os.path.join(self.root, "empty")
+
+    @property
+    def _probe_marker(self) -> str:
+        return os.path.join(self.root, "overlay-probe")
 
     @property
     def _lock_path(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: overlay options kiln wants; each is used only if this kernel's overlay knows it
 OVERLAY_OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
@@ -21,6 +21,8 @@ class MountSpec:
     lowers: tuple[str, ...] = ()
     upper: str | None = None
     work: str | None = None
+    #: the snapshotter's cached overlay probe; removed if this overlay fails to mount
+    probe_marker: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def readonly(self) -> bool:
