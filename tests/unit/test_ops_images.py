@@ -276,6 +276,31 @@ def test_prune_with_label_filter(ctx):
     assert [r.id for r in ctx.store.list_images()] == [b.id]
 
 
+def test_prune_spares_a_dangling_image_held_by_a_lease(ctx):
+    # in-flight work (a build step, a commit before its tag) holds a lease on the unnamed image
+    with ctx.store.lease():
+        held = make_image(ctx.store, ["a"], [])
+        assert ops.prune(ctx).removed == []
+        assert ops.prune(ctx, all=True).removed == []
+        assert ctx.store.get_image(held.id).id == held.id
+    assert ops.prune(ctx).removed == [held.id]
+
+
+def test_prune_spares_an_image_named_after_it_looked(ctx, monkeypatch):
+    # another process tags the image between prune's listing and its delete
+    img = make_image(ctx.store, ["a"], [])
+    real = ops.summarize
+
+    def summarize_then_tag(*args, **kwargs):
+        out = real(*args, **kwargs)
+        ctx.store.tag("localhost/late:1", img.id)
+        return out
+
+    monkeypatch.setattr(ops, "summarize", summarize_then_tag)
+    assert ops.prune(ctx).removed == []
+    assert ctx.store.names_of(img.id) == ["localhost/late:1"]
+
+
 # --- history, inspect, tree -----------------------------------------------------
 
 

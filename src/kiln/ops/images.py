@@ -636,20 +636,43 @@ def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> Prune
         ]
         if not victims:
             break
+        gone = 0
         for s in victims:
             try:
-                with ctx.store.transaction():
-                    for n in s.names:
-                        ctx.store.untag(n)
-                    ctx.store.delete_image(s.id)
+                names = _prune_one(ctx, s.id, all)
             except (Conflict, NotFound):
                 continue
-            result.untagged.extend(s.names)
+            if names is None:
+                continue
+            gone += 1
+            result.untagged.extend(names)
             result.removed.append(s.id)
             result.reclaimed += s.size
+        if not gone:
+            break
     gc = ctx.store.gc()
     result.bytes_freed, result.blobs_removed = gc.bytes_freed, gc.blobs_removed
     return result
+
+
+def _prune_one(ctx: Context, image_id: str, all: bool) -> list[str] | None:
+    """Delete one prune candidate if it still qualifies; returns the names it lost.
+
+    Other processes share the store, so the listing may be stale by now: in one
+    transaction, an image that got a name (unless ``all``), a child, or a lease (work
+    in flight, e.g. a build step) is kept (None); a container user raises Conflict.
+    """
+    store = ctx.store
+    with store.transaction():
+        names = store.names_of(image_id)
+        if (names and not all) or store.children_of(image_id):
+            return None
+        if image_id in store.leased_images():
+            return None
+        for n in names:
+            store.untag(n)
+        store.delete_image(image_id)
+    return names
 
 
 # names the curated kiln.__all__ exports

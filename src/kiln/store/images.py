@@ -83,6 +83,8 @@ class ImagesMixin:
                 self.tag(name, rec.id)
             for rd in rec.repo_digests:
                 self.add_repo_digest(rec.id, rd)
+            # visible and leased at once, so a prune cannot slip in between
+            self._join_leases_image(rec.id)  # type: ignore[attr-defined]
         rec.added = added
 
     def get_image(self, image_id: str) -> ImageRecord:

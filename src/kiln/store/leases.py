@@ -2,8 +2,9 @@
 
 ``with store.lease() as lease:`` creates a lease row that lives until the block
 ends (or, if the process dies, until ``ttl`` seconds pass). While it is open,
-every blob the same thread ingests joins the lease in the same transaction
-that makes the blob visible; ``add_blob``/``add_image`` add more by hand.
+every blob the same thread ingests, and every image it puts, joins the lease in
+the same transaction that makes it visible; ``add_blob``/``add_image`` add more
+by hand. A leased image is a GC root and ``image prune`` leaves it alone.
 """
 
 from __future__ import annotations
@@ -72,3 +73,20 @@ class LeaseMixin:
 
     def _lease_ids(self) -> list[str]:
         return [lease.id for lease in self._lease_stack()]
+
+    def leased_images(self) -> set[str]:
+        """IDs of the images an unexpired lease holds (work in flight, e.g. a build step)."""
+        rows = self.db.query(
+            "SELECT lr.ref FROM lease_resources lr JOIN leases l ON l.id = lr.lease_id "
+            "WHERE lr.kind = 'image' AND l.expires > ?",
+            (time.time(),),
+        )
+        return {r[0] for r in rows}
+
+    def _join_leases_image(self, image_id: str) -> None:
+        """Add ``image_id`` to the thread's open leases (inside the caller's transaction)."""
+        for lease_id in self._lease_ids():
+            self.db.execute(
+                "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) VALUES (?,'image',?)",
+                (lease_id, image_id),
+            )
