@@ -85,3 +85,24 @@ def test_cache_key_takes_only_the_id_and_target_of_a_secret_mount():
     fields = instruction_fields(run)["mounts"][0]
     assert set(fields) <= {"@", "type", "id", "target", "env", "required"}
     assert fields["id"] == "tok" and fields["target"] == "/s"
+
+
+def test_a_real_store_answers_the_whole_context_in_one_query(tree, tmp_path_factory):
+    from kiln.store import Store
+
+    store = Store.open(str(tmp_path_factory.mktemp("kiln-store")))
+    first = BuildContext(str(tree), [], checksums=store).digest(["."])
+    (tree.parent / (tree.name + "-sibling")).mkdir()  # a sibling path sharing the prefix
+    sib = tree.parent / (tree.name + "-sibling") / "s"
+    sib.write_text("s")
+    store.put_checksum(str(sib), os.stat(sib), "sha256:" + "0" * 64)
+    cached = store.get_checksums(str(tree))
+    assert sorted(cached) == sorted(str(p) for p in tree.rglob("*") if p.is_file())
+    queries = []
+    store.db.conn.set_trace_callback(queries.append)
+    again = BuildContext(str(tree), [], checksums=store).digest(["."])
+    store.db.conn.set_trace_callback(None)
+    assert again == first
+    assert len([q for q in queries if "checksum_cache" in q]) == 1
+    (tree / "a.txt").write_text("changed")
+    assert BuildContext(str(tree), [], checksums=store).digest(["."]) != first

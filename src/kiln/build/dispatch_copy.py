@@ -13,9 +13,6 @@ import hashlib
 import os
 import posixpath
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -101,6 +98,10 @@ def _copy(run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None) ->
 
 
 def _fetch_verified(url: str, checksum: str, tmp: str) -> str:
+    import urllib.error  # here, not at the top: http.client, ssl and email cost ~12 ms
+    import urllib.parse
+    import urllib.request
+
     algo, _, want = checksum.partition(":")
     if algo != "sha256" or len(want) != 64:
         raise InvalidArgument(f"--checksum {checksum!r}: use sha256:<64 hex digits>")

@@ -60,6 +60,17 @@ class CacheMixin:
             return None
         return row["digest"]
 
+    def get_checksums(self, prefix: str) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Every cached checksum of a path under directory ``prefix``, in one query:
+        ``{path: ((dev, ino, size, mtime_ns, ctime_ns, mode), digest)}``."""
+        base = prefix.rstrip("/") + "/"
+        rows = self.db.query(
+            "SELECT path, dev, ino, size, mtime_ns, ctime_ns, mode, digest FROM checksum_cache "
+            "WHERE path >= ? AND path < ?",
+            (base, base[:-1] + "0"),  # "0" sorts right after "/": the range is the subtree
+        )
+        return {r[0]: (tuple(r[1:7]), r[7]) for r in rows}
+
     def put_checksum(self, path: str, st: os.stat_result, digest: str) -> None:
         with self.db.transaction() as conn:
             conn.execute(
