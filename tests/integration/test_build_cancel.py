@@ -137,3 +137,46 @@ def test_api_client_disconnect_stops_a_running_run(server):
         assert not any("cancelled" in n for rec in store.list_images() for n in rec.names)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("isolation", ["oci", "chroot"])
+def test_one_sigint_stops_a_cli_build(build_env, tmp_path, isolation):  # noqa: F811
+    """Ctrl-C once stops `kiln build` during a RUN whose process ignores SIGINT (a
+    container's PID 1 does), as buildah; it is not just proxied to the process."""
+    import signal
+    import sys
+
+    state_dir = str(tmp_path / "runtime")
+    ctx = build_env.context_dir(
+        files={"Containerfile": "FROM busybox\nRUN echo started && sleep 60\nRUN touch /x\n"}
+    )
+    env = dict(os.environ, KILN_ROOT=build_env.store.root, KILN_RUNTIME_DIR=state_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-c",
+         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "from kiln.cli.main import main; sys.exit(main())",
+         "build", "--isolation", isolation, "-t", "cancelled", ctx],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        seen = ""
+        while "started" not in seen:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            seen += line
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert time.monotonic() - sent < 10
+    assert proc.returncode != 0
+    assert err.strip().splitlines()[-1].startswith("Error:"), err
+    store = build_env.store
+    assert not any("cancelled" in n for rec in store.list_images() for n in rec.names)
+    assert store.list_containers() == []
+    assert _mounts_under(store.root) == []
+    assert _runc_containers(state_dir) == []

@@ -28,7 +28,7 @@ from kiln.errors import InvalidArgument, Unavailable
 from . import caps as capabilities
 from . import inroot, linux
 from .bundle import Prepared, prepared
-from .cancel import wait_cancellable
+from .cancel import interrupt, wait_cancellable
 from .exec_check import exec_failed
 from .options import RLIM_INFINITY, Mount, RunOptions
 from .spec import MASKED_PATHS, READONLY_PATHS, process_env, rlimits
@@ -297,8 +297,13 @@ def run_chroot(opts: RunOptions, rootfs: str) -> int:
         saved: dict[int, Any] = {}
         try:
             if threading.current_thread() is threading.main_thread():
+
+                def forward(signum: int, _frame: object) -> None:
+                    os.kill(pid, signum)
+
+                handler = interrupt if opts.cancel is not None else forward
                 for sig in _FORWARDED:
-                    saved[sig] = signal.signal(sig, lambda s, _f: os.kill(pid, s))
+                    saved[sig] = signal.signal(sig, handler)
             with os.fdopen(errr, "rb") as f:
                 error = f.read(65536).decode("utf-8", "replace")
             status = _wait(pid, opts)

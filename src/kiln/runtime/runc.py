@@ -14,7 +14,7 @@ from typing import Any
 from kiln.errors import ProcessFailed, Unavailable
 
 from .bundle import Prepared, prepared
-from .cancel import wait_cancellable
+from .cancel import interrupt, wait_cancellable
 from .exec_check import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 from .options import RunOptions
 from .spec import build_spec
@@ -77,11 +77,13 @@ def _stdio(stream: Any) -> Any:
 
 
 class _Forwarder:
-    """While the container runs, deliver kiln's SIGINT/SIGTERM/... to it with ``runc kill``."""
+    """While the container runs, deliver kiln's SIGINT/SIGTERM/... to it with ``runc kill``;
+    with ``stop_kiln`` (a build's RUN) they interrupt kiln instead, as buildah stops a build."""
 
-    def __init__(self, base: list[str], run_id: str):
+    def __init__(self, base: list[str], run_id: str, stop_kiln: bool = False):
         self.base = base
         self.run_id = run_id
+        self.stop_kiln = stop_kiln
         self.saved: dict[int, Any] = {}
 
     def kill(self, signum: int) -> None:
@@ -99,8 +101,9 @@ class _Forwarder:
     def __enter__(self) -> _Forwarder:
         self.count = 0
         if threading.current_thread() is threading.main_thread():
+            handler = interrupt if self.stop_kiln else lambda s, _f: self.forward(s)
             for sig in _FORWARDED:
-                self.saved[sig] = signal.signal(sig, lambda s, _f: self.forward(s))
+                self.saved[sig] = signal.signal(sig, handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -121,7 +124,7 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
                "run", "--bundle", p.bundle, p.run_id]  # fmt: skip
         proc = None
         try:
-            with _Forwarder(base, p.run_id) as forwarder:
+            with _Forwarder(base, p.run_id, opts.cancel is not None) as forwarder:
                 try:
                     proc = subprocess.Popen(
                         cmd,
