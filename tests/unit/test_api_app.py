@@ -101,6 +101,25 @@ def test_list_and_import_roundtrip(client):
     assert client.get("/v1.41/images/json").json() == []
 
 
+def test_save_that_fails_is_an_error_not_an_empty_200(client, tmp_path):
+    # a layer blob gone from the store: docker save / podman save must fail, not write nothing
+    r = client.post(
+        "/v1.41/images/create?fromSrc=-&repo=broken&tag=1",
+        content=rootfs_tar(),
+        headers={"Content-Type": "application/x-tar"},
+    )
+    assert r.status_code == 200
+    from kiln.store import Store
+
+    with Store.open(str(tmp_path / "root")) as store:
+        rec = store.resolve_image("broken:1")
+        store.delete_blob(store.get_layer(rec.layers[0]).blob_digest)
+    for url in ("/v1.41/images/broken:1/get", "/v4.3.1/libpod/images/broken:1/get"):
+        r = client.get(url)
+        assert r.status_code >= 400, url
+        assert "not found in the store" in r.json()["message"]
+
+
 def test_image_lists_show_labels(client):
     r = client.post(
         "/v1.41/images/create",

@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from kiln.errors import Cancelled
 from kiln.ops.events import Event
 
-from .errors import error_body
+from .errors import error_body, error_response
 
 log = logging.getLogger("kiln.api")
 
@@ -98,6 +98,12 @@ class StreamedOp:
     ``render_event(event)`` and ``render_result(result)`` give the JSON objects
     to send; ``render_error(exc)`` the object sent when the work fails after the
     response began (the status is already 200 by then, as with dockerd).
+
+    A byte stream (any media type but JSON) starts its response only with its
+    first bytes, so work that fails before them answers with an error status and
+    body, as dockerd does for ``docker save``; one that fails later ends the
+    connection without the last chunk, so the client sees a truncated transfer
+    instead of a complete-looking one.
     """
 
     def __init__(
@@ -116,6 +122,8 @@ class StreamedOp:
         self.render_error = render_error or (lambda exc: [docker_stream_error(exc, libpod)])
         self.media_type = media_type
         self.headers = headers or {}
+        self.libpod = libpod
+        self.binary = not media_type.endswith("json")
 
     def _run(self, handoff: Handoff, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
         try:
@@ -138,8 +146,11 @@ class StreamedOp:
         listener = asyncio.ensure_future(_listen_for_disconnect(receive, cancel))
         headers = [(b"content-type", self.media_type.encode())]
         headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        started = finished = False
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if not self.binary:
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                started = True
             while True:
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait(
@@ -149,6 +160,16 @@ class StreamedOp:
                     getter.cancel()
                     break  # the client went away
                 kind, item = getter.result()
+                if self.binary and kind == _ERROR:
+                    if not started:
+                        await error_response(item, self.libpod)(scope, receive, send)
+                    finished = True  # a started byte stream ends without its last chunk
+                    break
+                if self.binary and kind == _EVENT:
+                    continue  # a byte stream carries no progress
+                if not started:
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                    started = True
                 if kind == _BYTES:
                     await send({"type": "http.response.body", "body": item, "more_body": True})
                     continue
@@ -163,7 +184,7 @@ class StreamedOp:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                 if kind in (_DONE, _ERROR):
                     break
-            if not cancel.is_set():
+            if started and not finished and not cancel.is_set():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass  # the client disconnected mid-send
