@@ -117,6 +117,9 @@ def test_load_refuses_what_is_not_an_archive(ctx, tmp_path):
         archives.load(ctx, str(junk))
     with pytest.raises(InvalidArgument, match="no archive data"):
         archives.load(ctx, io.BytesIO(b""))
+    with pytest.raises(InvalidArgument, match=r"^stdin\b") as err:
+        archives.load(ctx, io.BytesIO(b"garbage\n"))  # `docker load < junk`: no /proc/self/fd/N
+    assert "/proc/" not in str(err.value)
     with pytest.raises(NotFound):
         archives.load(ctx, str(tmp_path / "missing.tar"))
 

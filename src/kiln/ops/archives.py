@@ -144,7 +144,7 @@ def load(ctx: Context, source: str | BinaryIO, validate: bool = True) -> LoadRes
     result = LoadResult()
     with ExitStack() as stack:
         path = stack.enter_context(_local_path(ctx, source))
-        sources = _open_sources(ctx, path, stack)
+        sources = _open_sources(ctx, path, stack, _shown(source))
         if not sources:
             raise InvalidArgument(f"{_shown(source)}: the archive holds no images")
         with ctx.store.lease() as lease:
@@ -160,8 +160,12 @@ def load(ctx: Context, source: str | BinaryIO, validate: bool = True) -> LoadRes
     return result
 
 
-def detect_format(path: str, tmp_dir: str | None = None) -> str:
-    """``docker-archive``, ``oci-archive``, ``oci-dir`` or ``docker-dir`` (``dir:``)."""
+def detect_format(path: str, tmp_dir: str | None = None, shown: str | None = None) -> str:
+    """``docker-archive``, ``oci-archive``, ``oci-dir`` or ``docker-dir`` (``dir:``).
+
+    ``shown`` names the input in errors (``stdin`` for a spooled stream).
+    """
+    shown = shown or path
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "oci-layout")):
             return "oci-dir"
@@ -172,11 +176,13 @@ def detect_format(path: str, tmp_dir: str | None = None) -> str:
 
     try:
         index = TarIndex(path, tmp_dir)
-    except InvalidArgument:
-        raise
+    except InvalidArgument as exc:
+        if shown == path:
+            raise
+        raise InvalidArgument(str(exc).replace(path, shown)) from None
     except Exception as exc:  # tarfile.ReadError and friends
         raise InvalidArgument(
-            f"{path}: not a docker-archive or oci-archive tar file ({exc})"
+            f"{shown}: not a docker-archive or oci-archive tar file ({exc})"
         ) from None
     try:
         if index.has("manifest.json"):
@@ -186,14 +192,16 @@ def detect_format(path: str, tmp_dir: str | None = None) -> str:
     finally:
         index.close()
     raise InvalidArgument(
-        f"{path}: not a docker-archive (no manifest.json) or oci-archive (no index.json)"
+        f"{shown}: not a docker-archive (no manifest.json) or oci-archive (no index.json)"
     )
 
 
-def _open_sources(ctx: Context, path: str, stack: ExitStack) -> list[tuple[Any, list[str]]]:
+def _open_sources(
+    ctx: Context, path: str, stack: ExitStack, shown: str
+) -> list[tuple[Any, list[str]]]:
     from kiln.image import transports as tr
 
-    kind = detect_format(path, ctx.tmpdir)
+    kind = detect_format(path, ctx.tmpdir, shown)
     if kind == "docker-archive":
         images = tr.docker_archive_images(path, ctx.tmpdir)
     elif kind == "oci-archive":
