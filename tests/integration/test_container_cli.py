@@ -200,7 +200,7 @@ def test_bad_input(kiln, tmp_path):
     for args, message in (
         (("copy", name, "missing", "/x"), "not found"),
         (("copy", "--chown", "nosuchuser", name, "f", "/x"), "unknown user"),
-        (("copy", name, "../etc/passwd", "/x"), "outside the build context"),
+        (("copy", "--contextdir", ".", name, "../etc/passwd", "/x"), "outside the build context"),
         (("from", "no-such-image", "--pull", "never"), "image not known"),
         (("commit", "nosuch"), "no such container"),
         (("rm", name, "nosuch"), "no such container"),
@@ -210,3 +210,22 @@ def test_bad_input(kiln, tmp_path):
         assert res.stderr.count("\n") == 1  # one clear line, no traceback
     assert kiln("diff", name).stdout == ""  # nothing changed, container still there
     assert kiln("images", "-q").stdout.count("\n") == 1  # only busybox
+
+
+def test_copy_takes_host_paths_like_buildah(kiln, tmp_path):
+    """`kiln copy C /abs/path DEST` and `../x` copy host files, as buildah copy does; a
+    relative source is still read from the current directory."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "abs.txt").write_text("absolute\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "rel.txt").write_text("relative\n")
+    name = kiln("from", "busybox").stdout.strip()
+    kiln("copy", name, str(outside / "abs.txt"), "/dst/", cwd=work)
+    kiln("copy", name, "../outside/abs.txt", "/up.txt", cwd=work)
+    kiln("copy", name, "rel.txt", str(outside / "abs.txt"), "/both/", cwd=work)
+    res = kiln("run", name, "cat", "/dst/abs.txt", "/up.txt", "/both/rel.txt", "/both/abs.txt")
+    assert res.stdout == "absolute\nabsolute\nrelative\nabsolute\n"
+    missing = kiln("copy", name, str(outside / "nope"), "/", check=False, cwd=work)
+    assert missing.returncode == 125 and "nope" in missing.stderr

@@ -183,21 +183,45 @@ def copy_to_container(
     chown: str | None = None,
     chmod: str | None = None,
     from_: str | None = None,
-    context_dir: str = ".",
+    context_dir: str | None = None,
 ) -> CopyOutcome:
-    """``kiln copy``/``kiln add``: Docker COPY/ADD into the container."""
+    """``kiln copy``/``kiln add``: Docker COPY/ADD into the container.
+
+    Sources are read inside ``context_dir`` (or ``from_``'s tree); with neither, they are
+    host paths, as in buildah: relative to the current directory, absolute or ``..`` too."""
     b = _load(ctx, name)
+    sources = list(sources)
+    if context_dir is None:
+        context_dir = os.path.abspath(".")
+        if not from_:
+            context_dir, sources = _host_sources(context_dir, sources)
+    context_dir = os.path.abspath(context_dir)
     with _source_root(ctx, from_, b.id) as from_root:
         method = b.add if add else b.copy
         return method(
-            list(sources),
+            sources,
             dest,
-            context_dir=os.path.abspath(context_dir),
+            context_dir=context_dir,
             chown=chown,
             chmod=chmod,
             from_root=from_root,
             tmpdir=ctx.tmpdir,
         )
+
+
+def _host_sources(context_dir: str, sources: list[str]) -> tuple[str, list[str]]:
+    """``(root, sources)`` to copy host paths: ``context_dir`` when every local source lies
+    in it, else the host's root with each local source made absolute (URLs stay as given)."""
+
+    def local(src: str) -> bool:
+        return not src.startswith(("http://", "https://", "git@", "git://"))
+
+    paths = {src: os.path.normpath(os.path.join(context_dir, src)) for src in sources if local(src)}
+    inside = all(p == context_dir or p.startswith(context_dir.rstrip("/") + "/")
+                 for p in paths.values())  # fmt: skip
+    if inside:
+        return context_dir, sources
+    return "/", [paths.get(src, src) for src in sources]
 
 
 @contextlib.contextmanager

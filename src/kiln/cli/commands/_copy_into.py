@@ -24,9 +24,10 @@ def copy_into_command(name: str, *, add: bool, short_help: str, help: str) -> cl
     )
     @click.option(
         "--contextdir",
-        default=".",
+        default=None,
         metavar="DIR",
-        help="Directory sources are relative to (default: the current directory)",
+        help="Directory the sources must be in (default: host paths, relative to the "
+        "current directory)",
     )
     @click.option("-q", "--quiet", is_flag=True, help="Do not print the digest of the content")
     @pass_state
