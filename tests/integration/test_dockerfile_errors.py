@@ -104,6 +104,11 @@ ERRORS = {
         "FROM busybox\nONBUILD ONBUILD RUN true\n", [], 125,
         "Error: Containerfile:2: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
     ),
+    "unknown_user_at_run": (
+        "FROM busybox\nUSER nobody2\nRUN id\n", [], 125,
+        'Error: Containerfile:3: unknown user "nobody2" in /etc/passwd of the container: '
+        "use a user that exists in the image or a numeric UID",
+    ),
     "missing_required_secret": (
         "FROM busybox\nRUN --mount=type=secret,id=nope,required=true true\n", [], 125,
         'Error: secret "nope" is required: pass --secret id=nope,src=...',

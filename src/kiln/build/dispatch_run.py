@@ -84,7 +84,8 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
                 mounts.append(Mount("bind", path, argv[0], ("ro", "rbind")))
             env = {**extra_env, **ms.env}
             try:
-                code = ex.run_process(b, argv, env, mounts, expanded.network, run.pos)
+                with run.at_line(instr):  # e.g. USER names no user of the image
+                    code = ex.run_process(b, argv, env, mounts, expanded.network, run.pos)
             except StepFailed:
                 raise
             except ProcessFailed as exc:  # the command could not be started (127/126)
