@@ -107,6 +107,11 @@ class Executor:
         image_id = self.results[self.plan.target_index]
         return self._finish(image_id)
 
+    def _build_stage_in(self, lease, index: int) -> None:
+        """A stage on a worker thread: what it writes joins the build's lease."""
+        with self.ctx.store.joined(lease):
+            self._build_stage(index)
+
     def _schedule(self) -> None:
         order = list(self.plan.order)
         jobs = max(1, self.opts.jobs or default_jobs())
@@ -116,6 +121,7 @@ class Executor:
             return
         pending = set(order)
         running: dict[Future, int] = {}
+        lease = self.ctx.store.current_lease()
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kiln-stage") as pool:
             try:
                 while pending or running:
@@ -126,7 +132,7 @@ class Executor:
                     ]
                     for index in ready[: jobs - len(running)]:
                         pending.discard(index)
-                        running[pool.submit(self._build_stage, index)] = index
+                        running[pool.submit(self._build_stage_in, lease, index)] = index
                     if not running:
                         raise InvalidArgument("the stage graph cannot be scheduled (a cycle?)")
                     done, _ = wait(running, return_when=FIRST_COMPLETED)

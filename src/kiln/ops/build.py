@@ -100,7 +100,9 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
         patterns = load_ignore_file(root, paths[0] if paths else None)
         context = BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir)
         progress = Progress(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
-        return Executor(ctx, opts, parsed, context, progress, dockerfile_name=name).run()
+        # the lease keeps every step image alive until the build ends (GC, image prune)
+        with ctx.store.lease():
+            return Executor(ctx, opts, parsed, context, progress, dockerfile_name=name).run()
 
 
 def _read(paths: list[str]) -> str:

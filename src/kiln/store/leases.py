@@ -65,6 +65,25 @@ class LeaseMixin:
             with self.db.transaction() as conn:
                 conn.execute("DELETE FROM leases WHERE id=?", (lease.id,))
 
+    @contextmanager
+    def joined(self, lease: Lease | None) -> Iterator[None]:
+        """Make this thread's writes join ``lease``, a lease another thread opened
+        (worker threads of one operation share its lease). ``None`` joins nothing."""
+        if lease is None:
+            yield
+            return
+        stack = self._lease_stack()
+        stack.append(lease)
+        try:
+            yield
+        finally:
+            stack.remove(lease)
+
+    def current_lease(self) -> Lease | None:
+        """The innermost lease this thread has open, if any."""
+        stack = self._lease_stack()
+        return stack[-1] if stack else None
+
     def _lease_stack(self) -> list[Lease]:
         stack = getattr(self._lease_local, "stack", None)
         if stack is None:
