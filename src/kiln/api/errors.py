@@ -19,12 +19,6 @@ from kiln.errors import KilnError, NotFound
 log = logging.getLogger("kiln.api")
 
 
-class NotImplementedYet(KilnError):
-    """A route whose use case kiln does not provide (yet)."""
-
-    http_status = 501
-
-
 class NoSuchImage(NotFound):
     def __init__(self, name: str, cause: str = "image not known"):
         super().__init__(f"No such image: {name}")
@@ -88,7 +82,6 @@ def image_lookup(name: str) -> Iterator[None]:
 
 __all__ = [
     "NoSuchImage",
-    "NotImplementedYet",
     "error_body",
     "error_response",
     "image_lookup",

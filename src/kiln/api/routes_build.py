@@ -27,7 +27,7 @@ from .registry_auth import build_registry_auth
 from .render import stream_message
 from .streaming import Handoff, StreamedOp
 from .uploads import check_tar_content_type, extracted_context, spool_body
-from .wiring import config_of, context_for, ops_module
+from .wiring import config_of, context_for
 
 _NETWORKS = {
     "": "host",
@@ -195,20 +195,13 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
     return opts
 
 
-def _options_class(mod: Any) -> Any:
-    cls = getattr(mod, "BuildOptions", None)
-    if cls is None:
-        from kiln.build.options import BuildOptions as cls  # noqa: N813
-    return cls
-
-
 async def build(request: Request) -> Response:
     libpod = bool(request.scope.get("kiln.libpod"))
     q = request.query_params
     opts = build_options(q, libpod)
-    mod = ops_module("build")
-    options_cls = _options_class(mod)
-    known = {f.name for f in dataclasses.fields(options_cls)}
+    from kiln.ops import build as build_ops
+
+    known = {f.name for f in dataclasses.fields(build_ops.BuildOptions)}
     config = config_of(request)
     remote = "context" in opts
     if not remote:
@@ -221,17 +214,9 @@ async def build(request: Request) -> Response:
         try:
             with context_for(config, h) as ctx:
                 if body is None:
-                    return _run(mod, ctx, options_cls, known, opts, h, registry_auth)
+                    return _run(ctx, known, opts, h, registry_auth)
                 with extracted_context(body, config.scratch_dir()) as directory:
-                    return _run(
-                        mod,
-                        ctx,
-                        options_cls,
-                        known,
-                        {**opts, "context": directory},
-                        h,
-                        registry_auth,
-                    )
+                    return _run(ctx, known, {**opts, "context": directory}, h, registry_auth)
         finally:
             if body is not None:
                 body.close()
@@ -260,7 +245,9 @@ async def build(request: Request) -> Response:
     return StreamedOp(work, render, done, libpod=libpod)
 
 
-def _run(mod, ctx, options_cls, known, opts, h: Handoff, registry_auth):
+def _run(ctx, known, opts, h: Handoff, registry_auth):
+    from kiln.ops import build as build_ops
+
     fields = {k: v for k, v in opts.items() if k in known}
     fields["cancel"] = h.cancel
     fields["tmpdir"] = ctx.tmpdir
@@ -269,7 +256,7 @@ def _run(mod, ctx, options_cls, known, opts, h: Handoff, registry_auth):
     missing = sorted(set(opts) - known - {"quiet"})
     if missing:
         raise InvalidArgument(f"this kiln's build does not support: {', '.join(missing)}")
-    return mod.build(ctx, options_cls(**fields))
+    return build_ops.build(ctx, build_ops.BuildOptions(**fields))
 
 
 routes = [

@@ -18,7 +18,7 @@ from .routes_images import tag_image, target_name
 from .routes_transfer import _require_images, save_response, search
 from .streaming import Handoff, StreamedOp
 from .uploads import spool_body
-from .wiring import config_of, context_for, ops_function, run_op
+from .wiring import config_of, context_for, run_op
 
 _ARCHIVE_FORMATS = {
     "docker-archive": "docker-archive",
@@ -152,7 +152,8 @@ def _stream_error(exc: BaseException) -> list[dict]:
 
 
 async def pull_image(request: Request) -> Response:
-    pull = ops_function("file_transfer", "pull")
+    from kiln.ops.file_transfer import pull
+
     q = request.query_params
     reference = qstr(q, "reference")
     if not reference:
@@ -181,7 +182,8 @@ async def pull_image(request: Request) -> Response:
 
 
 async def push_image(request: Request) -> Response:
-    push = ops_function("file_transfer", "push")
+    from kiln.ops.file_transfer import push
+
     name = request.path_params["name"]
     q = request.query_params
     destination = qstr(q, "destination") or name
@@ -234,7 +236,8 @@ async def export_images(request: Request) -> Response:
 
 
 async def load_images(request: Request) -> Response:
-    load = ops_function("archives", "load")
+    from kiln.ops.archives import load
+
     config = config_of(request)
     body = await spool_body(request, config.scratch_dir())
 
@@ -251,7 +254,8 @@ async def load_images(request: Request) -> Response:
 
 
 async def import_image(request: Request) -> Response:
-    import_ = ops_function("archives", "import_image")
+    from kiln.ops.archives import import_image as import_
+
     q = request.query_params
     config = config_of(request)
     url = qstr(q, "url")

@@ -17,7 +17,7 @@ from .registry_auth import loopback_registry, push_pull_options
 from .render import progress_message
 from .streaming import Handoff, StreamedOp, StreamWriter
 from .uploads import spool_body
-from .wiring import config_of, context_for, ops_function, run_op
+from .wiring import config_of, context_for, run_op
 
 
 def pull_reference(from_image: str, tag: str) -> str:
@@ -42,7 +42,8 @@ async def create_image(request: Request) -> Response:
 
 
 async def _pull(request: Request, reference: str) -> Response:
-    pull = ops_function("file_transfer", "pull")
+    from kiln.ops.file_transfer import pull
+
     options = push_pull_options(request, reference=reference)
     config = config_of(request)
 
@@ -62,7 +63,8 @@ async def _pull(request: Request, reference: str) -> Response:
 
 
 async def _import(request: Request) -> Response:
-    import_image = ops_function("archives", "import_image")
+    from kiln.ops.archives import import_image
+
     q = request.query_params
     source, repo, tag = q["fromSrc"], qstr(q, "repo"), qstr(q, "tag")
     reference = (f"{repo}:{tag}" if tag else repo) or None
@@ -89,7 +91,8 @@ async def _import(request: Request) -> Response:
 
 
 async def push_image(request: Request) -> Response:
-    push = ops_function("file_transfer", "push")
+    from kiln.ops.file_transfer import push
+
     name = request.path_params["name"]
     tag = qstr(request.query_params, "tag")
     image = pull_reference(name, tag)
@@ -104,9 +107,10 @@ async def push_image(request: Request) -> Response:
     shown_tag = tag or (image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest")
 
     def done(result: Any) -> list[dict]:
+        size = getattr(result, "manifest_size", 0)  # a file transport has no manifest upload
         return [
-            {"status": f"{shown_tag}: digest: {result.digest} size: 0"},
-            {"progressDetail": {}, "aux": {"Tag": shown_tag, "Digest": result.digest, "Size": 0}},
+            {"status": f"{shown_tag}: digest: {result.digest} size: {size}"},
+            {"progressDetail": {}, "aux": {"Tag": shown_tag, "Digest": result.digest, "Size": size}},
         ]
 
     first = {"status": f"The push refers to repository [{name}]"}
@@ -122,7 +126,8 @@ async def _require_images(request: Request, names: list[str]) -> None:
 
 
 def save_response(request: Request, names: list[str], format: str = "docker-archive") -> Response:
-    save = ops_function("archives", "save")
+    from kiln.ops.archives import save
+
     config = config_of(request)
 
     def work(h: Handoff):
@@ -147,7 +152,8 @@ async def get_images(request: Request) -> Response:
 
 
 async def load_images(request: Request) -> Response:
-    load = ops_function("archives", "load")
+    from kiln.ops.archives import load
+
     config = config_of(request)
     quiet = qbool(request.query_params, "quiet")
     body = await spool_body(request, config.scratch_dir())
@@ -202,7 +208,8 @@ async def search(request: Request, libpod: bool = False) -> list[dict[str, Any]]
         key = f.partition("=")[0]
         if key not in ("is-official", "stars", "is-automated"):
             raise InvalidArgument(f'invalid filter "{key}"')
-    do_search = ops_function("registry", "search")
+    from kiln.ops.registry import search as do_search
+
     tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
     if tls is None and loopback_registry(term):
         tls = False
@@ -226,7 +233,8 @@ async def search_images(request: Request) -> Response:
 
 
 async def commit(request: Request) -> Response:
-    commit_container = ops_function("containers", "commit_container")
+    from kiln.ops.containers import commit_container
+
     q = request.query_params
     container = qstr(q, "container")
     if not container:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import ModuleType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,8 +12,6 @@ from starlette.requests import Request
 from kiln.ops.config import Config
 from kiln.ops.context import Context, open_context
 from kiln.ops.events import EventSink, NullSink
-
-from .errors import NotImplementedYet
 
 T = TypeVar("T")
 
@@ -41,26 +37,4 @@ async def run_op(request: Request, fn: Callable[[Context], T]) -> T:
     return await run_in_threadpool(call)
 
 
-def ops_module(name: str) -> ModuleType:
-    """``kiln.ops.<name>``, or 501 when this kiln does not have that use case."""
-    try:
-        return importlib.import_module(f"kiln.ops.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith(f"kiln.ops.{name}"):
-            raise NotImplementedYet(
-                f"this kiln server does not provide kiln.ops.{name} yet"
-            ) from None
-        raise
-
-
-def ops_function(module: str, *names: str) -> Callable[..., Any]:
-    """The first of ``names`` that ``kiln.ops.<module>`` defines (501 if none)."""
-    mod = ops_module(module)
-    for name in names:
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn
-    raise NotImplementedYet(f"this kiln server does not provide kiln.ops.{module}.{names[0]} yet")
-
-
-__all__ = ["config_of", "context_for", "ops_function", "ops_module", "run_op"]
+__all__ = ["config_of", "context_for", "run_op"]
