@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -189,7 +190,8 @@ def test_pull_push_with_local_registry(server, tmp_path):
         ref = f"127.0.0.1:{registry.port}/kiln/base:1"
         server("tag", "base:1", ref)
         out = server("push", ref).stdout.decode()
-        assert "digest: sha256:" in out
+        pushed = re.search(r"digest: (sha256:[0-9a-f]{64}) size: (\d+)", out)
+        assert pushed and int(pushed.group(2)) > 0, out  # the manifest's size, as dockerd says
         server("rmi", ref)
         out = server("pull", ref).stdout.decode()
         assert "Digest: sha256:" in out

@@ -78,6 +78,7 @@ class RegistrySink:
         self.present: set[Digest] = set()
         self._missing: set[Digest] = set()  # asked just now: put_blob need not ask again
         self.manifest_digest: Digest | None = None
+        self.manifest_size = 0
         self._lock = threading.Lock()
 
     def _report(self, kind: str, desc: Descriptor, state: str) -> None:
@@ -151,7 +152,7 @@ class RegistrySink:
 
     def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()) -> Descriptor:
         digest = self.client.put_manifest(self.ref, raw, media_type)
-        self.manifest_digest = digest
+        self.manifest_digest, self.manifest_size = digest, len(raw)
         return Descriptor(media_type, digest, len(raw))
 
 

@@ -71,6 +71,7 @@ class PushResult:
     manifest_digest: str
     destination: str = ""
     names: list[str] = field(default_factory=list)
+    manifest_size: int = 0
 
     @property
     def digest(self) -> str:
@@ -435,7 +436,9 @@ def push(
     if digestfile:
         with open(digestfile, "w") as f:
             f.write(digest)
-    return PushResult(img.id, digest, f"docker://{target}", list(img.record.names))
+    return PushResult(
+        img.id, digest, f"docker://{target}", list(img.record.names), sink.manifest_size
+    )
 
 
 # -- login, logout, search ----------------------------------------------------------------------
