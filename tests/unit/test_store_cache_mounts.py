@@ -46,3 +46,15 @@ def test_lock_and_prune(store):
     assert store.list_cache_mounts() == [os.path.basename(kept)]
     assert store.prune_cache_mounts() == 1
     assert store.list_cache_mounts() == []
+
+
+def test_shared_users_hold_off_prune_but_not_each_other(store):
+    path = store.cache_mount_dir("shared")
+    with store.cache_mount_lock("shared", shared=True) as one:
+        with store.cache_mount_lock("shared", shared=True, wait=False) as two:
+            assert one and two  # sharing=shared: many RUNs at once
+        with store.cache_mount_lock("shared", wait=False) as exclusive:
+            assert not exclusive  # a locked/private user waits for them
+        assert store.prune_cache_mounts() == 0
+    assert os.path.isdir(path)
+    assert store.prune_cache_mounts() == 1

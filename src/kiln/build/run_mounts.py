@@ -168,7 +168,8 @@ def _cache_dir(store: Store, spec: RunMount, tmp: str, index: int) -> Iterator[s
     mode = spec.mode if spec.mode is not None else 0o755
     path = store.cache_mount_dir(ident, mode=mode, uid=spec.uid or 0, gid=spec.gid or 0)
     if spec.sharing == "shared":
-        yield path
+        with store.cache_mount_lock(ident, shared=True):  # keeps prune away
+            yield path
         return
     with store.cache_mount_lock(ident, wait=spec.sharing == "locked") as held:
         if held:

@@ -264,12 +264,15 @@ class Builder:
         if not args:
             raise InvalidArgument("no command given to run: pass the command and its arguments")
         options = self.run_options(args, opts, **overrides)
+        cache_ids = [_cache_id(m) for m in options.mounts if m.type == "cache"]
         options = replace(options, mounts=[self._cache_mount(m) for m in options.mounts])
         tidy = not os.path.ismount(self.mount_target) and not self.is_copy_snapshot()
         candidates = _placeholder_parents(options) if tidy else []
         upper = self.upper_dir()
         new = [p for p in candidates if not os.path.lexists(upper + p)]
-        with self.mounted() as rootfs:
+        with contextlib.ExitStack() as held, self.mounted() as rootfs:
+            for cache_id in cache_ids:  # held shared: keeps `builder prune` away
+                held.enter_context(self.store.cache_mount_lock(cache_id, shared=True))
             code = run(options, rootfs)
         if new:
             _prune_copied_up(upper, self.lower_dirs(), new)
@@ -283,7 +286,7 @@ class Builder:
         opts = dict(o.partition("=")[::2] for o in m.options if "=" in o)
         if "from" in opts:
             raise InvalidArgument("--mount type=cache,from=... is not supported by kiln run")
-        cache_id = opts.get("id") or m.destination
+        cache_id = _cache_id(m)
         try:
             mode, uid, gid = (int(opts.get("mode", "755"), 8), int(opts.get("uid", "0")),
                               int(opts.get("gid", "0")))  # fmt: skip
@@ -559,3 +562,9 @@ def find_record(store: Store, name_or_id: str) -> ContainerRecord:
         if mp and os.path.realpath(mp) == wanted:
             return record
     raise NotFound(f"{name_or_id}: no such container")
+
+
+def _cache_id(m: Any) -> str:
+    """The id of a ``type=cache`` mount: its ``id=`` option, else its destination."""
+    opts = dict(o.partition("=")[::2] for o in m.options if "=" in o)
+    return opts.get("id") or m.destination

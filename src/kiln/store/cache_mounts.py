@@ -1,7 +1,8 @@
 """Persistent directories for ``RUN --mount=type=cache`` (and ``kiln run --mount type=cache``).
 
     <root>/cache-mounts/<name>-<hash>        one directory per cache id, kept across builds
-    <root>/cache-mounts/<name>-<hash>.lock   flock: ``sharing=locked|private`` users; prune
+    <root>/cache-mounts/<name>-<hash>.lock   flock: shared by ``sharing=shared`` users,
+                                             exclusive for ``locked|private`` and prune
 
 The same id names the same directory in builds and in ``kiln run``. They hold only what
 RUN steps put there; nothing else references them, so ``prune_cache_mounts`` (``buildah
@@ -60,15 +61,18 @@ class CacheMountsMixin:
         return path
 
     @contextlib.contextmanager
-    def cache_mount_lock(self, cache_id: str, *, wait: bool = True) -> Iterator[bool]:
-        """Hold cache ``cache_id`` exclusively; yields False (not held) when taken and not
-        ``wait``."""
+    def cache_mount_lock(
+        self, cache_id: str, *, wait: bool = True, shared: bool = False
+    ) -> Iterator[bool]:
+        """Hold cache ``cache_id`` (exclusively, or ``shared`` with other users so that a
+        prune leaves it alone); yields False (not held) when taken and not ``wait``."""
         name = cache_mount_name(cache_id) + ".lock"
         fd = os.open(os.path.join(self._cache_mounts_root(), name),
                      os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+                fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 yield False
                 return
