@@ -101,3 +101,21 @@ def test_output_local_and_tar(build_env, tmp_path):  # noqa: F811
     assert proc.returncode == 0, proc.stderr
     assert (dest / "out.txt").read_text() == "out\n"
     assert tar.stat().st_size > 0
+
+
+def test_from_step_shows_the_expanded_base_as_buildah(build_env):  # noqa: F811
+    dockerfile = (
+        "ARG BASE=busybox\nARG P=linux/amd64\n"
+        "from  --platform=$P  ${BASE}  as  builder\nARG SRC=a\nCOPY $SRC /x\n"
+        "FROM builder AS two\nRUN true\n"
+        "FROM ${BASE}:latest\nCOPY --from=two /x /y\n"
+    )
+    ctx = build_env.context_dir(files={"Containerfile": dockerfile, "a": "a\n"})
+    proc = kiln(build_env, "build", "--jobs", "1", ctx)
+    assert proc.returncode == 0, proc.stderr
+    steps = [line for line in proc.stdout.splitlines() if "STEP " in line]
+    assert steps[0] == "[1/3] STEP 1/3: FROM busybox AS builder"
+    assert steps[2] == "[1/3] STEP 3/3: COPY $SRC /x"  # only FROM is shown expanded
+    first_id = next(line[4:] for line in proc.stdout.splitlines() if line.startswith("--> "))
+    assert re.fullmatch(rf"\[2/3\] STEP 1/2: FROM {first_id}[0-9a-f]{{53}} AS two", steps[3])
+    assert steps[5] == "[3/3] STEP 1/2: FROM busybox:latest"

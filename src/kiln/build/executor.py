@@ -34,7 +34,7 @@ from kiln.build.parser import ParsedDockerfile
 from kiln.build.progress import Progress
 from kiln.build.run_mounts import parse_secrets
 from kiln.build.stage_run import StageRun
-from kiln.build.stages import BuildPlan, plan
+from kiln.build.stages import BuildPlan, Stage, plan
 from kiln.container import Builder
 from kiln.errors import Cancelled, InvalidArgument, NotFound
 from kiln.oci import ImageConfig, Platform
@@ -149,7 +149,7 @@ class Executor:
         run = StageRun(self, stage, index == self.plan.target_index)
         total = 1 + len(stage.instructions)
         self.check_cancel()
-        self.progress.step(run.pos, 1, total, stage.from_instruction.original, stage.line)
+        self.progress.step(run.pos, 1, total, self._from_text(stage), stage.line)
         try:
             triggers = dispatch_from(run)
             for instr in triggers:
@@ -167,6 +167,15 @@ class Executor:
         with self._lock:
             self.results[index] = image_id
         return image_id
+
+    def _from_text(self, stage: Stage) -> str:
+        """The FROM step as buildah prints it: the expanded base (a stage's image ID when the
+        base is an earlier stage), then `` AS name``; flags such as --platform are left out."""
+        base = stage.base_expanded
+        if stage.base_stage is not None:
+            with self._lock:
+                base = self.results.get(stage.base_stage, base).removeprefix("sha256:")
+        return f"FROM {base}" + (f" AS {stage.name}" if stage.name else "")
 
     def _dispatch(self, run: StageRun, instr: Instruction) -> None:
         if isinstance(instr, Run):
