@@ -36,7 +36,7 @@ def test_default_is_root(rootfs):
 def test_named_user_gets_primary_and_supplementary_groups(rootfs):
     u = resolve_user(rootfs, "app")
     assert (u.uid, u.gid, u.home) == (1000, 1001, "/home/app")
-    assert set(u.additional_gids) == {10, 999}
+    assert set(u.additional_gids) == {1001, 10, 999}  # buildah: the primary group too
 
 
 def test_numeric_uid_uses_passwd_gid(rootfs):
@@ -45,7 +45,7 @@ def test_numeric_uid_uses_passwd_gid(rootfs):
 
 def test_numeric_uid_without_entry_gets_gid_zero(rootfs):
     u = resolve_user(rootfs, "4242")
-    assert (u.uid, u.gid, u.home, u.additional_gids) == (4242, 0, "/", ())
+    assert (u.uid, u.gid, u.home, u.additional_gids) == (4242, 0, "/", (0,))
 
 
 def test_uid_and_gid(rootfs):
@@ -56,6 +56,7 @@ def test_uid_and_gid(rootfs):
 def test_name_and_group_name(rootfs):
     u = resolve_user(rootfs, "app:wheel")
     assert (u.uid, u.gid) == (1000, 10)
+    assert u.additional_gids == (10,)  # an explicit group replaces the user's groups
 
 
 def test_unknown_user_error_text(rootfs):

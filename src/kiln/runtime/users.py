@@ -107,10 +107,12 @@ def resolve_user(rootfs: str, spec: str) -> ResolvedUser:
             gid = group.gid
     else:
         gid = entry.gid if entry else 0
-    extra: list[int] = []
-    if entry is not None:
+    # As buildah with runc: the process's groups are its gid, plus, when no group was given,
+    # every /etc/group entry that lists the user (``id`` shows them all under ``groups=``).
+    extra: list[int] = [gid]
+    if entry is not None and not group_part:
         for g in groups:
-            if entry.name in g.members and g.gid != gid and g.gid not in extra:
+            if entry.name in g.members and g.gid not in extra:
                 extra.append(g.gid)
     return ResolvedUser(
         uid=uid,
