@@ -278,3 +278,29 @@ def test_docker_archive_save_refuses_a_wrong_recorded_size(busybox_image, tmp_pa
     with pytest.raises(DigestMismatch, match="recorded"):
         write_docker_archive(str(path), [(busybox_image, ["busybox:latest"])])
     assert _archive_leftovers(tmp_path) == []
+
+
+def test_docker_archive_streamed_to_a_stream_is_cut_off_by_a_bad_layer(busybox_image, tmp_path):
+    import gzip
+
+    from kiln.store.docker_archive import DockerArchiveWriter
+
+    path = tmp_path / "d.tar"
+    write_docker_archive(str(path), [(busybox_image, ["busybox:latest"])])
+    good = path.read_bytes()
+    buf = io.BytesIO()
+    write_docker_archive(buf, [(busybox_image, ["busybox:latest"])])
+    assert buf.getvalue() == good  # the same bytes, streamed
+    layer = busybox_image.layers[0]
+    blob = busybox_image.store.blob_path(layer.digest)
+    os.chmod(blob, 0o644)
+    with open(blob, "wb") as f:
+        f.write(gzip.compress(os.urandom(busybox_image.uncompressed_size(layer))))
+    buf = io.BytesIO()
+    writer = DockerArchiveWriter(buf)
+    with pytest.raises(DigestMismatch):
+        copy_image(busybox_image, writer, ["busybox:latest"])
+    with pytest.raises(InvalidArgument, match="cut off"):
+        writer.commit()  # no end-of-archive blocks after a broken member
+    writer.abort()
+    assert not buf.getvalue().endswith(b"\0" * 1024)

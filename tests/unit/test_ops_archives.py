@@ -93,6 +93,67 @@ def test_save_to_a_stream_and_load_from_a_stream(ctx, other, imported):
     assert loaded.lines == [f"Loaded image: {imported.id}"]  # saved by ID: no name
 
 
+class PipeLike:
+    """A write-only, unseekable stream (a pipe, a socket) that records what it is given."""
+
+    def __init__(self, on_write=None):
+        self.chunks: list[bytes] = []
+        self.on_write = on_write
+
+    def write(self, data) -> int:
+        if self.on_write is not None and not self.chunks:
+            self.on_write()
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def seek(self, *a):
+        raise io.UnsupportedOperation("seek")
+
+    def tell(self):
+        raise io.UnsupportedOperation("tell")
+
+
+def _spool_files(root) -> list[str]:
+    return [p.name for p in root.rglob("*") if p.name.startswith(("kiln-save-", ".kiln-archive-"))]
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_save_streams_to_an_unseekable_stream_with_the_bytes_of_a_file(
+    ctx, imported, tmp_path, fmt
+):
+    ops.tag(ctx, "bb:1", "quay.io/org/bb:2")
+    names = ["bb:1", "quay.io/org/bb:2"]
+    path = tmp_path / "img.tar"
+    archives.save(ctx, names, str(path), format=fmt)
+    seen: list[list[str]] = []
+    out = PipeLike(on_write=lambda: seen.append(_spool_files(tmp_path)))
+    archives.save(ctx, names, out, format=fmt)
+    assert seen == [[]]  # the first bytes went out with no archive spooled anywhere
+    assert len(out.chunks) > 1
+    assert b"".join(out.chunks) == path.read_bytes()
+    assert _spool_files(tmp_path) == []
+
+
+def test_load_reads_a_file_stream_in_place(ctx, other, imported, tmp_path, monkeypatch):
+    path = tmp_path / "img.tar"
+    archives.save(ctx, ["bb:1"], str(path))
+
+    def no_spool(*a, **kw):
+        raise AssertionError("a regular file must not be copied again")
+
+    monkeypatch.setattr(archives.tempfile, "TemporaryFile", no_spool)
+    with open(path, "rb") as f:
+        loaded = archives.load(other, f)
+    assert [i.id for i in loaded.images] == [imported.id]
+    empty = tmp_path / "empty.tar"
+    empty.write_bytes(b"")
+    with open(empty, "rb") as f, pytest.raises(InvalidArgument, match="no archive data"):
+        archives.load(other, f)
+
+
 @pytest.mark.parametrize("fmt", ["oci-dir", "docker-dir"])
 def test_save_to_directories_and_load_them(ctx, other, imported, tmp_path, fmt):
     out = str(tmp_path / "out")

@@ -110,7 +110,10 @@ async def push_image(request: Request) -> Response:
         size = getattr(result, "manifest_size", 0)  # a file transport has no manifest upload
         return [
             {"status": f"{shown_tag}: digest: {result.digest} size: {size}"},
-            {"progressDetail": {}, "aux": {"Tag": shown_tag, "Digest": result.digest, "Size": size}},
+            {
+                "progressDetail": {},
+                "aux": {"Tag": shown_tag, "Digest": result.digest, "Size": size},
+            },
         ]
 
     first = {"status": f"The push refers to repository [{name}]"}
@@ -131,8 +134,10 @@ def save_response(request: Request, names: list[str], format: str = "docker-arch
     config = config_of(request)
 
     def work(h: Handoff):
+        out = StreamWriter(h)
         with context_for(config, h) as ctx:
-            save(ctx, names, StreamWriter(h), format=format)
+            save(ctx, names, out, format=format)  # streamed as it is written, never spooled
+        out.flush()
 
     return StreamedOp(work, media_type="application/x-tar", render_error=lambda exc: [])
 

@@ -29,6 +29,7 @@ from .errors import error_body, error_response
 log = logging.getLogger("kiln.api")
 
 QUEUE_ITEMS = 64
+CHUNK_BYTES = 256 << 10  # a byte stream's chunks: at most 16 MiB queued
 _EVENT, _BYTES, _DONE, _ERROR = "event", "bytes", "done", "error"
 
 Rendered = Iterable[dict[str, Any]]
@@ -67,22 +68,35 @@ class Handoff:
 
 
 class StreamWriter:
-    """A binary file-like whose writes become response body chunks."""
+    """A binary file-like whose writes become response body chunks.
 
-    def __init__(self, handoff: Handoff):
+    Small writes (tar headers, padding) are gathered and large ones cut, so each
+    chunk is at most ``chunk`` bytes: the queue then holds at most
+    ``QUEUE_ITEMS * chunk`` bytes, however fast the writer and slow the client.
+    ``flush()`` sends what is gathered; the work must call it when done (bytes
+    not flushed when the work fails are dropped with it).
+    """
+
+    def __init__(self, handoff: Handoff, chunk: int = CHUNK_BYTES):
         self._h = handoff
+        self._chunk = chunk
+        self._buf = bytearray()
         self.closed = False
 
     def write(self, data: bytes) -> int:
-        if data:
-            self._h.put(_BYTES, bytes(data))
+        self._buf += data
+        while len(self._buf) >= self._chunk:
+            self._h.put(_BYTES, bytes(self._buf[: self._chunk]))
+            del self._buf[: self._chunk]
         return len(data)
 
     def writable(self) -> bool:
         return True
 
     def flush(self) -> None:
-        return None
+        if self._buf:
+            self._h.put(_BYTES, bytes(self._buf))
+            self._buf.clear()
 
     def close(self) -> None:
         self.closed = True

@@ -9,6 +9,7 @@ The reader objects stay open as ``image.blobs``; close them with
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import BinaryIO
 
 from kiln.image.copy import CopyResult, copy_image
 from kiln.image.model import Image, SourceImage, open_image
@@ -66,13 +67,16 @@ def write_oci_layout(path: str, items: Items, **copy_options) -> list[CopyResult
     return [copy_image(img, layout, names, **copy_options) for img, names in items]
 
 
-def write_oci_archive(path: str, items: Items, **copy_options) -> list[CopyResult]:
+def write_oci_archive(path: str | BinaryIO, items: Items, **copy_options) -> list[CopyResult]:
+    """To a file ``path``, or streamed to a writable binary stream (same bytes)."""
     with OCIArchiveWriter(path) as writer:
         return [copy_image(img, writer, names, **copy_options) for img, names in items]
 
 
-def write_docker_archive(path: str, items: Items, **copy_options) -> list[CopyResult]:
-    """Layers are written uncompressed, as ``docker save`` does; the config bytes are kept."""
+def write_docker_archive(path: str | BinaryIO, items: Items, **copy_options) -> list[CopyResult]:
+    """Layers are written uncompressed, as ``docker save`` does; the config bytes are kept.
+
+    ``path`` may be a writable binary stream: the archive is streamed to it, same bytes."""
     copy_options.setdefault("image_format", "docker")
     with DockerArchiveWriter(path) as writer:
         return [copy_image(img, writer, names, **copy_options) for img, names in items]

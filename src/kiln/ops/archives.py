@@ -6,13 +6,15 @@ store transaction only after every blob is present and the image validated.
 A load killed half way leaves only unreferenced blobs and ingest files, which
 GC removes; no partial image is ever visible and the next load simply works.
 Streams (stdin) are spooled to an anonymous temporary file, which vanishes
-with the process however it ends.
+with the process however it ends; a stream that already is a regular file (an
+API upload spooled once, stdin redirected from a file) is read in place.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import shutil
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -48,6 +50,10 @@ def save(
     compress: bool = False,
 ) -> SaveResult:
     """Write ``images`` (names or IDs) to ``output`` (a path, or a binary stream for archives).
+
+    A stream (a pipe, a socket, an HTTP response; no ``seek`` needed) receives the
+    archive while it is produced, with the same bytes as a file; nothing is spooled.
+    If the save fails midway the stream holds a truncated tar: abandon it.
 
     ``docker-archive`` stores layers uncompressed (as ``docker save``); ``oci-archive``
     and ``oci-dir`` keep the stored layers, so manifest digests survive; ``docker-dir``
@@ -85,15 +91,9 @@ def save(
             )
         return result
     writer = tr.write_docker_archive if format == "docker-archive" else tr.write_oci_archive
-    if isinstance(output, str):
-        writer(output, items, tmp_dir=ctx.tmpdir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="kiln-save-", dir=ctx.tmpdir) as d:
-            path = os.path.join(d, "archive.tar")
-            writer(path, items, tmp_dir=ctx.tmpdir)
-            with open(path, "rb") as f:
-                shutil.copyfileobj(f, output, _CHUNK)
-            output.flush()
+    writer(output, items, tmp_dir=ctx.tmpdir)  # a stream gets the archive as it is written
+    if not isinstance(output, str):
+        output.flush()
     return result
 
 
@@ -319,6 +319,12 @@ def _local_path(ctx: Context, source: str | BinaryIO) -> Iterator[str]:
             raise NotFound(f"{source}: no such file or directory")
         yield source
         return
+    whole = _whole_file(source)
+    if whole is not None:  # already a file on disk (a spooled upload, stdin < file): no copy
+        if whole == 0:
+            raise InvalidArgument("no archive data on standard input")
+        yield f"/proc/self/fd/{source.fileno()}"
+        return
     os.makedirs(ctx.tmpdir, exist_ok=True)
     with tempfile.TemporaryFile(dir=ctx.tmpdir, prefix="kiln-load-") as spool:
         total = 0
@@ -330,6 +336,16 @@ def _local_path(ctx: Context, source: str | BinaryIO) -> Iterator[str]:
         if total == 0:
             raise InvalidArgument("no archive data on standard input")
         yield f"/proc/self/fd/{spool.fileno()}"
+
+
+def _whole_file(source: BinaryIO) -> int | None:
+    """The size of ``source`` if it is a regular file read from its start, else None."""
+    try:
+        st = os.fstat(source.fileno())
+        at_start = source.tell() == 0
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) and at_start else None
 
 
 def _shown(source: str | BinaryIO) -> str:

@@ -243,13 +243,17 @@ class DockerArchive:
 
 
 class DockerArchiveWriter:
-    """Writes a docker-archive (several images, RepoTags) as a deterministic tar."""
+    """Writes a docker-archive (several images, RepoTags) as a deterministic tar.
+
+    ``target`` is a path (the file appears only when complete) or a writable
+    binary stream, written sequentially with the same bytes (see TarStream).
+    """
 
     required_compression = "none"
 
-    def __init__(self, path: str):
-        self.path = path
-        self._tar = TarStream(path)
+    def __init__(self, target: str | BinaryIO):
+        self.path = target if isinstance(target, str) else None
+        self._tar = TarStream(target)
         self._members: dict[Digest, str] = {}
         self._manifests: dict[Digest, bytes] = {}
         self._entries: list[dict] = []

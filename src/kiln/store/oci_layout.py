@@ -447,14 +447,28 @@ class OCILayout(_LayoutReader):
 
 
 class TarStream:
-    """A deterministic tar written straight to a temporary file, renamed into place on commit.
+    """A deterministic tar, written to a stream or to a temp file renamed into place on commit.
 
     Members get mtime 0, uid/gid 0, mode 0644 (dirs 0755) and PAX headers, so the
     same members in the same order give the same bytes. ``add_stream`` verifies
     the data against a descriptor and cuts it off again on mismatch.
+
+    Given a writable binary stream instead of a path (a pipe, a socket, an HTTP
+    response), the same bytes are written to it sequentially and nothing is
+    spooled: the stream needs neither ``seek`` nor ``tell``, and is not closed.
+    A member that fails midway cannot be cut off there, so the tar is then
+    broken: every later call raises, and the caller must abandon the stream.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, target: str | BinaryIO):
+        self._dirs: set[str] = set()
+        self.done = False
+        self._broken = False
+        if not isinstance(target, str):
+            self.path, self._tmp = None, None
+            self._out: BinaryIO = target
+            return
+        path = target
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):
@@ -463,8 +477,10 @@ class TarStream:
             raise NotFound(f"{directory}: no such directory to write {os.path.basename(path)} in")
         fd, self._tmp = tempfile.mkstemp(prefix=".kiln-archive-", dir=directory)
         self._out = os.fdopen(fd, "w+b")
-        self._dirs: set[str] = set()
-        self.done = False
+
+    def _check(self) -> None:
+        if self._broken:
+            raise InvalidArgument("the archive stream was cut off by an earlier error")
 
     def _header(self, name: str, size: int, directory: bool = False) -> None:
         info = tarfile.TarInfo(name + ("/" if directory else ""))
@@ -487,20 +503,25 @@ class TarStream:
                 self._header(d, 0, directory=True)
 
     def add_stream(self, name: str, desc: Descriptor, stream: BinaryIO) -> None:
+        self._check()
+        self._broken = self._tmp is None  # a stream cannot take back a partial member
         self._ensure_dirs(name)
-        start = self._out.tell()
-        self._header(name, desc.size)
+        start = self._out.tell() if self._tmp is not None else 0
         try:
+            self._header(name, desc.size)
             reader = VerifyingReader(stream, desc.digest, desc.size)
             while chunk := reader.read(CHUNK):
                 self._out.write(chunk)
         except BaseException:
-            self._out.seek(start)
-            self._out.truncate()
+            if self._tmp is not None:
+                self._out.seek(start)
+                self._out.truncate()
             raise
         self._pad(desc.size)
+        self._broken = False
 
     def add_file(self, name: str, data: bytes) -> None:
+        self._check()
         self._ensure_dirs(name)
         self._header(name, len(data))
         self._out.write(data)
@@ -509,8 +530,12 @@ class TarStream:
     def commit(self) -> None:
         if self.done:
             return
+        self._check()
         self._out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
         self._out.flush()
+        if self._tmp is None:
+            self.done = True
+            return
         os.fsync(self._out.fileno())
         self._out.close()
         os.chmod(self._tmp, 0o644)
@@ -518,6 +543,8 @@ class TarStream:
         self.done = True
 
     def abort(self) -> None:
+        if not self.done and self._tmp is None:
+            self.done = self._broken = True  # the caller owns (and abandons) the stream
         if not self.done:
             self._out.close()
             if os.path.exists(self._tmp):
@@ -531,11 +558,13 @@ class OCIArchiveWriter:
     Blobs are appended as they arrive (verified; a bad blob is cut off again),
     ``oci-layout`` and ``index.json`` at ``commit()``; the file appears under
     its name only when complete. Use as a context manager (an exception aborts).
+    ``target`` may also be a writable binary stream, written sequentially with
+    the same bytes (see TarStream).
     """
 
-    def __init__(self, path: str):
-        self.path = path
-        self._tar = TarStream(path)
+    def __init__(self, target: str | BinaryIO):
+        self.path = target if isinstance(target, str) else None
+        self._tar = TarStream(target)
         self._blobs: set[Digest] = set()
         self._index = Index.build(mt.OCI_INDEX, [])
 
