@@ -111,7 +111,12 @@ ERRORS = {
     ),
     "missing_required_secret": (
         "FROM busybox\nRUN --mount=type=secret,id=nope,required=true true\n", [], 125,
-        'Error: secret "nope" is required: pass --secret id=nope,src=...',
+        'Error: Containerfile:2: secret "nope" is required: pass --secret id=nope,src=...',
+    ),
+    "run_bind_missing_source": (
+        "FROM busybox\nRUN --mount=type=bind,source=nope,target=/n ls /n\n", [], 125,
+        'Error: Containerfile:2: "nope": no such file or directory in the build context'
+        " (or excluded by .dockerignore / --exclude)",
     ),
 }  # fmt: skip
 

@@ -58,17 +58,19 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
     argv, script = run_argv(expanded, shell)
     files: dict[str, str] = {}
     from_images: dict[str, str] = {}
-    for m in expanded.mounts:
-        if m.type in ("bind", "cache") and m.from_:
-            from_images[m.from_] = ex.ref_image(m.from_)
-        elif m.type == "bind":
-            files[f"bind:{m.source or '.'}"] = ex.context.digest([m.source or "."])
+    with run.at_line(instr):  # e.g. a bind mount's source is not in the context
+        for m in expanded.mounts:
+            if m.type in ("bind", "cache") and m.from_:
+                from_images[m.from_] = ex.ref_image(m.from_)
+            elif m.type == "bind":
+                files[f"bind:{m.source or '.'}"] = ex.context.digest([m.source or "."])
     history = created_by(instr, build_args=run_args)
     step_text = instr.original
 
     def action(b: Builder) -> str:
         extra_env = run.args.run_env(run.config_env)
         with (
+            run.at_line(instr),  # e.g. a required secret was not given
             prepared_mounts(
                 expanded.mounts, context_dir=ex.context.root, store=ex.store,
                 secrets=ex.secrets, open_root=ex.open_ref_root, tmpdir=ex.tmpdir,

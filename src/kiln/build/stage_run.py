@@ -71,15 +71,16 @@ class StageRun:
 
     @contextlib.contextmanager
     def at_line(self, instr: Instruction) -> Iterator[None]:
-        """Prefix an ``InvalidArgument`` raised inside (an expansion error such as
-        ``${V:?msg}``) with ``Containerfile:N:``, as every other build error has it."""
+        """Prefix an ``InvalidArgument`` or ``NotFound`` raised inside (an expansion error
+        such as ``${V:?msg}``, a missing secret or mount source) with ``Containerfile:N:``,
+        as every other build error has it."""
         where = f"{self.ex.dockerfile_name}:{instr.line}"
         try:
             yield
-        except InvalidArgument as exc:
+        except (InvalidArgument, NotFound) as exc:
             if str(exc).startswith(where + ":"):
                 raise
-            raise InvalidArgument(f"{where}: {exc}") from None
+            raise type(exc)(f"{where}: {exc}") from None
 
     # -- the key chain and the cache ----------------------------------------------------
 
