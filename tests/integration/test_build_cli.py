@@ -119,3 +119,18 @@ def test_from_step_shows_the_expanded_base_as_buildah(build_env):  # noqa: F811
     first_id = next(line[4:] for line in proc.stdout.splitlines() if line.startswith("--> "))
     assert re.fullmatch(rf"\[2/3\] STEP 1/2: FROM {first_id}[0-9a-f]{{53}} AS two", steps[3])
     assert steps[5] == "[3/3] STEP 1/2: FROM busybox:latest"
+
+
+def test_json_progress_reports_the_error_as_an_event(build_env):  # noqa: F811
+    ctx = build_env.context_dir(files={"Containerfile": "FROM busybox\nRUN exit 3\n"})
+    proc = kiln(build_env, "build", "--progress", "json", ctx)
+    assert proc.returncode == 3
+    message = (
+        'building at STEP "RUN exit 3": while running runtime: exit status 3 (Containerfile:2)'
+    )
+    assert proc.stderr.strip().splitlines()[-1] == f"Error: {message}"
+    last = json.loads(proc.stdout.splitlines()[-1])
+    assert last == {"kind": "error", "message": message, "data": {"type": "error", "exit_code": 3}}
+    bad = kiln(build_env, "build", "--progress", "json", "-q", "--platform", "a,b", ctx)
+    assert bad.returncode == 125
+    assert json.loads(bad.stdout)["data"] == {"type": "error", "exit_code": 125}

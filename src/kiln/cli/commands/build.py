@@ -3,15 +3,18 @@
 Output follows ``podman build``: ``STEP n/N: ...`` lines, RUN output as it comes,
 ``--> Using cache <id>`` / ``--> <id>``, ``COMMIT <name>``, ``Successfully tagged ...``
 and the full image ID last, all on stdout (``--quiet``: the ID only; ``--progress json``:
-one JSON event per line). A failing RUN exits with its exit code, other errors with 125.
+one JSON event per line, a failure last as ``{"kind": "error", ...}`` besides the
+``Error:`` line on stderr). A failing RUN exits with its exit code, other errors with 125.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import IO, Any
 
 import click
@@ -20,6 +23,7 @@ from kiln.cli.commands._commit_flags import compression_option, iidfile_option
 from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
+EXIT_ERROR = 125  # what kiln exits with for its own errors, as podman
 PULL_CHOICES = ("always", "missing", "never", "newer", "true", "false")
 _PULL_ALIASES = {"true": "always", "false": "missing"}
 
@@ -56,8 +60,32 @@ class BuildRenderer:
                 self.out.write(event.message.rstrip("\n") + "\n")
             self.out.flush()
 
+    def error(self, message: str, exit_code: int) -> None:
+        """With ``--progress json``, the error that ends the build as one more event on
+        stdout (stderr still gets the ``Error:`` line)."""
+        if self.mode != "json":
+            return
+        event = {"kind": "error", "message": message,
+                 "data": {"type": "error", "exit_code": exit_code}}  # fmt: skip
+        with self._lock:
+            self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self.out.flush()
+
     def close(self) -> None:
         return None
+
+
+@contextlib.contextmanager
+def _json_error(renderer: BuildRenderer) -> Iterator[None]:
+    """A kiln error raised inside also becomes the last JSON event (``--progress json``)."""
+    from kiln.errors import KilnError, ProcessFailed
+
+    try:
+        yield
+    except KilnError as exc:
+        code = (exc.exit_code or 1) if isinstance(exc, ProcessFailed) else EXIT_ERROR
+        renderer.error(str(exc), code)
+        raise
 
 
 def _pairs(items: tuple[str, ...], flag: str, from_env: bool = False) -> dict[str, str]:
@@ -244,53 +272,56 @@ def command(state: State, context, files, tags, build_args, build_arg_files, tar
     from kiln.errors import InvalidArgument, ProcessFailed
     from kiln.runtime import parse_memory
 
-    dockerfile_text = None
-    files = list(files)
-    if "-" in files:
-        if context == "-":
-            raise InvalidArgument("-f - and a context of - cannot both read stdin")
-        dockerfile_text = sys.stdin.read()
-        files = [f for f in files if f != "-"]
-    if context is None:
-        if files and dockerfile_text is None:
-            context = os.path.dirname(os.path.abspath(files[0]))
-        else:
-            context = "."
-    if platform and "," in platform:
-        raise InvalidArgument("--platform: kiln builds one platform at a time; give one")
-    if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip().isdigit():
-        timestamp = int(os.environ["SOURCE_DATE_EPOCH"].strip())
-    if layers is None:
-        layers = os.environ.get("BUILDAH_LAYERS", "true").lower() not in ("0", "false")
-    policy = "always" if pull_always else "never" if pull_never else _PULL_ALIASES.get(pull, pull)
-    args = _arg_files(tuple(build_arg_files))
-    args.update(_pairs(tuple(build_args), "--build-arg", from_env=True))
-    opts = BuildOptions(
-        context=context, dockerfiles=files, dockerfile_text=dockerfile_text, tags=list(tags),
-        build_args=args, target=target, labels=_pairs(tuple(labels), "--label"),
-        annotations=_pairs(tuple(annotations), "--annotation"),
-        image_format=(image_format or os.environ.get("BUILDAH_FORMAT") or "oci").lower(),
-        pull=policy, no_cache=no_cache, layers=layers, squash=squash, squash_all=squash_all,
-        iidfile=iidfile, timestamp=timestamp, platform=platform, network=network or "host",
-        isolation=isolation or os.environ.get("BUILDAH_ISOLATION", "oci").lower(),
-        runtime=runtime, secrets=list(secrets), add_hosts=list(add_hosts),
-        dns=_split_commas(dns), dns_search=_split_commas(dns_search),
-        dns_options=list(dns_options), volumes=list(volumes), cap_add=_split_commas(cap_add),
-        cap_drop=_split_commas(cap_drop), ulimits=list(ulimits),
-        memory=parse_memory(memory, "--memory") if memory else None,
-        memory_swap=parse_memory(memory_swap, "--memory-swap") if memory_swap else None,
-        cpu_shares=cpu_shares, cpu_period=cpu_period, cpu_quota=cpu_quota,
-        cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
-        shm_size=parse_memory(shm_size, "--shm-size") if shm_size else None, quiet=quiet,
-        outputs=list(outputs), compression=compression, jobs=jobs, rm=rm, force_rm=force_rm,
-        tmpdir=state.tmpdir,
-    )  # fmt: skip
     mode = progress or (state.progress if state.progress in ("json",) else "plain")
     renderer = BuildRenderer(mode, quiet or state.progress == "quiet")
+    with _json_error(renderer):
+        dockerfile_text = None
+        files = list(files)
+        if "-" in files:
+            if context == "-":
+                raise InvalidArgument("-f - and a context of - cannot both read stdin")
+            dockerfile_text = sys.stdin.read()
+            files = [f for f in files if f != "-"]
+        if context is None:
+            if files and dockerfile_text is None:
+                context = os.path.dirname(os.path.abspath(files[0]))
+            else:
+                context = "."
+        if platform and "," in platform:
+            raise InvalidArgument("--platform: kiln builds one platform at a time; give one")
+        if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip().isdigit():
+            timestamp = int(os.environ["SOURCE_DATE_EPOCH"].strip())
+        if layers is None:
+            layers = os.environ.get("BUILDAH_LAYERS", "true").lower() not in ("0", "false")
+        policy = (
+            "always" if pull_always else "never" if pull_never else _PULL_ALIASES.get(pull, pull)
+        )
+        args = _arg_files(tuple(build_arg_files))
+        args.update(_pairs(tuple(build_args), "--build-arg", from_env=True))
+        opts = BuildOptions(
+            context=context, dockerfiles=files, dockerfile_text=dockerfile_text, tags=list(tags),
+            build_args=args, target=target, labels=_pairs(tuple(labels), "--label"),
+            annotations=_pairs(tuple(annotations), "--annotation"),
+            image_format=(image_format or os.environ.get("BUILDAH_FORMAT") or "oci").lower(),
+            pull=policy, no_cache=no_cache, layers=layers, squash=squash, squash_all=squash_all,
+            iidfile=iidfile, timestamp=timestamp, platform=platform, network=network or "host",
+            isolation=isolation or os.environ.get("BUILDAH_ISOLATION", "oci").lower(),
+            runtime=runtime, secrets=list(secrets), add_hosts=list(add_hosts),
+            dns=_split_commas(dns), dns_search=_split_commas(dns_search),
+            dns_options=list(dns_options), volumes=list(volumes), cap_add=_split_commas(cap_add),
+            cap_drop=_split_commas(cap_drop), ulimits=list(ulimits),
+            memory=parse_memory(memory, "--memory") if memory else None,
+            memory_swap=parse_memory(memory_swap, "--memory-swap") if memory_swap else None,
+            cpu_shares=cpu_shares, cpu_period=cpu_period, cpu_quota=cpu_quota,
+            cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
+            shm_size=parse_memory(shm_size, "--shm-size") if shm_size else None, quiet=quiet,
+            outputs=list(outputs), compression=compression, jobs=jobs, rm=rm, force_rm=force_rm,
+            tmpdir=state.tmpdir,
+        )  # fmt: skip
     from kiln.ops.build import build
 
     try:
-        with state.context(events=renderer) as ctx:
+        with _json_error(renderer), state.context(events=renderer) as ctx:
             build(ctx, opts)
     except ProcessFailed as exc:
         sys.stdout.flush()
