@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -93,6 +94,10 @@ def test_podman_remote(sock, tmp_path):
     assert data["RepoTags"] == ["localhost/base:1"]
     hist = podman("history", "--no-trunc", "--format", "{{.ID}}", "base:1").stdout.split()
     assert hist[0] == data["Id"]
+    df = podman("system", "df").stdout
+    assert re.search(r"^Images\s+1\s+0\s", df, re.M) and re.search(r"^Containers\s+0\s", df, re.M)
+    df = podman("system", "df", "-v").stdout
+    assert re.search(r"localhost/base\s+1\s+" + data["Id"][:12], df)
     podman("tag", "base:1", "other:2")
     images = json.loads(podman("images", "--format", "json").stdout)
     assert sorted({n for i in images for n in i["Names"]}) == [

@@ -112,6 +112,20 @@ def test_image_prune(server):
     assert images(server) == []
 
 
+def test_system_df(server):
+    server("tag", "base:1", "other:2")
+    rows = [json.loads(line) for line in server("system", "df", "--format", "{{json .}}")
+            .stdout.decode().splitlines()]  # fmt: skip
+    by_type = {r["Type"]: r for r in rows}
+    assert by_type["Images"]["TotalCount"] == "1" and by_type["Images"]["Active"] == "0"
+    assert by_type["Images"]["Size"].endswith("MB") and "(100%)" in by_type["Images"]["Reclaimable"]
+    assert by_type["Containers"]["TotalCount"] == by_type["Build Cache"]["TotalCount"] == "0"
+    out = server("system", "df", "-v").stdout.decode()
+    image_id = json.loads(server("image", "inspect", "base:1").stdout)[0]["Id"]
+    [row] = [line for line in out.splitlines() if image_id.removeprefix("sha256:")[:12] in line]
+    assert row.split()[-1] == "0" and "Containers space usage" in out
+
+
 class Registry:
     def __init__(self, proc: subprocess.Popen, port: int):
         self.proc, self.port = proc, port

@@ -133,10 +133,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(config: Config | None = None, activity: Activity | None = None) -> ASGIApp:
     """The whole API as one ASGI app; ``config`` says which store to serve."""
-    from . import routes_build, routes_images, routes_libpod, routes_system, routes_transfer
+    from . import (
+        routes_build,
+        routes_images,
+        routes_libpod,
+        routes_system,
+        routes_system_df,
+        routes_transfer,
+    )
 
     routes = [
         *routes_system.routes,
+        *routes_system_df.routes,
         *routes_build.routes,
         *routes_transfer.routes,
         *routes_libpod.routes,

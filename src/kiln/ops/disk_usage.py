@@ -1,0 +1,76 @@
+"""``system df``: how much space the store's images take, and how much they share.
+
+Sizes are uncompressed layer sizes, as image sizes are everywhere else in kiln
+(podman's and Docker's ``Size``). A layer counts once however many images use it:
+
+- ``layers_size`` is the sum over every layer some image uses;
+- an image's ``shared_size`` is the part of its layers another image uses too,
+  its ``unique_size`` the rest (what removing it alone would free).
+
+kiln has no runtime containers or volumes; working containers show up only as the
+``containers`` count of the image they were made from (they keep it in use).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kiln.ops.images import ImageSummary, summarize
+
+if TYPE_CHECKING:
+    from kiln.ops.context import Context
+
+
+@dataclass
+class ImageUsage:
+    summary: ImageSummary
+    shared_size: int
+    unique_size: int
+    layers: frozenset[str] = frozenset()  # chain ids
+
+    @property
+    def active(self) -> bool:
+        return self.summary.containers > 0
+
+
+@dataclass
+class DiskUsage:
+    layers_size: int = 0
+    images: list[ImageUsage] = field(default_factory=list)
+    layer_sizes: dict[str, int] = field(default_factory=dict, repr=False)  # chain id -> bytes
+
+    @property
+    def active_images(self) -> int:
+        return sum(1 for i in self.images if i.active)
+
+    @property
+    def reclaimable(self) -> int:
+        """What removing every image no container uses would free."""
+        kept: set[str] = set()
+        for i in self.images:
+            if i.active:
+                kept.update(i.layers)
+        return self.layers_size - sum(self.layer_sizes.get(c, 0) for c in kept)
+
+
+def disk_usage(ctx: Context) -> DiskUsage:
+    """Every image in the store (intermediate ones too) with its shared and unique sizes."""
+    records = ctx.store.list_images()
+    sizes = {layer.chain_id: int(layer.uncompressed_size) for layer in ctx.store.list_layers()}
+    users: dict[str, int] = {}
+    for r in records:
+        for chain_id in set(r.layers):
+            users[chain_id] = users.get(chain_id, 0) + 1
+    by_id = {r.id: r for r in records}
+    out = DiskUsage(layers_size=sum(sizes.get(c, 0) for c in users), layer_sizes=sizes)
+    for s in summarize(ctx, records):
+        chain = set(by_id[s.id].layers)
+        shared = sum(sizes.get(c, 0) for c in chain if users.get(c, 0) > 1)
+        unique = sum(sizes.get(c, 0) for c in chain if users.get(c, 0) <= 1)
+        out.images.append(ImageUsage(s, shared, unique, frozenset(chain)))
+    out.images.sort(key=lambda i: (i.summary.created_ts, i.summary.id), reverse=True)
+    return out
+
+
+__all__ = ["DiskUsage", "ImageUsage", "disk_usage"]

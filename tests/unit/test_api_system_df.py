@@ -1,0 +1,74 @@
+"""GET /system/df and /libpod/system/df in process: Docker's shapes by API version, podman's."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+from starlette.testclient import TestClient
+
+from kiln.api.app import create_app
+from kiln.ops.config import Config
+
+
+@pytest.fixture
+def client(tmp_path):
+    config = Config(root=str(tmp_path / "root"), tmpdir=str(tmp_path))
+    with TestClient(create_app(config)) as c:
+        yield c
+
+
+def import_image(client, repo: str, data: bytes) -> str:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("data")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    r = client.post(f"/v1.41/images/create?fromSrc=-&repo={repo}&tag=1", content=buf.getvalue())
+    assert r.status_code == 200
+    return json.loads(r.text.splitlines()[-1])["status"]
+
+
+def test_legacy_docker_shape(client):
+    a = import_image(client, "a", b"x" * 5000)
+    b = import_image(client, "b", b"y" * 9000)
+    body = client.get("/v1.41/system/df").json()
+    assert set(body) == {"LayersSize", "Images", "Containers", "Volumes", "BuildCache"}
+    assert body["Containers"] == body["Volumes"] == body["BuildCache"] == []
+    sizes = {i["Id"]: i["Size"] for i in body["Images"]}
+    assert set(sizes) == {a, b} and body["LayersSize"] == sum(sizes.values())
+    for i in body["Images"]:
+        assert i["SharedSize"] == 0 and i["Containers"] == 0 and i["RepoTags"]
+
+
+def test_new_docker_shape_and_verbose_items(client):
+    image_id = import_image(client, "a", b"x" * 5000)
+    body = client.get("/v1.52/system/df").json()
+    assert set(body) == {"ImageUsage", "ContainerUsage", "VolumeUsage", "BuildCacheUsage"}
+    usage = body["ImageUsage"]
+    assert usage["TotalCount"] == 1 and usage["ActiveCount"] == 0
+    assert usage["TotalSize"] == usage["Reclaimable"] > 0 and "Items" not in usage
+    assert body["ContainerUsage"]["TotalCount"] == 0
+    verbose = client.get("/v1.56/system/df?verbose=1&type=image").json()
+    assert set(verbose) == {"ImageUsage"}
+    assert [i["Id"] for i in verbose["ImageUsage"]["Items"]] == [image_id]
+
+
+def test_type_filter_and_bad_type(client):
+    body = client.get("/v1.44/system/df?type=volume&type=build-cache").json()
+    assert body == {"Volumes": [], "BuildCache": []}
+    r = client.get("/v1.44/system/df?type=network")
+    assert r.status_code == 400 and '"network"' in r.json()["message"]
+
+
+def test_libpod_shape(client):
+    image_id = import_image(client, "a", b"x" * 5000)
+    body = client.get("/v4.3.1/libpod/system/df").json()
+    assert body["Containers"] == [] and body["Volumes"] == []
+    [img] = body["Images"]
+    assert img["ImageID"] == image_id.removeprefix("sha256:")
+    assert (img["Repository"], img["Tag"]) == ("localhost/a", "1")
+    assert img["UniqueSize"] == img["Size"] == body["ImagesSize"] > 0
+    assert img["SharedSize"] == 0 and img["Containers"] == 0 and img["Created"].endswith("Z")
