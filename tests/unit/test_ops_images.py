@@ -84,6 +84,31 @@ def test_filters_label_reference_before_since(ctx):
         ops.list_images(ctx, filters=["dangling=maybe"])
 
 
+def test_filters_label_not_and_until(ctx):
+    a = make_image(ctx.store, ["a"], ["a:1"], labels={"tier": "base"}, created=1_600_000_000)
+    b = make_image(ctx.store, ["b"], ["b:1"], labels={"tier": "app"}, created=1_600_000_600)
+    c = make_image(ctx.store, ["c"], ["c:1"], created=1_600_001_200)
+    ids = lambda **kw: [s.id for s in ops.list_images(ctx, **kw)]  # noqa: E731
+    assert ids(filters=["label!=tier"]) == [c.id]
+    assert ids(filters=["label!=tier=base"]) == [c.id, b.id]
+    assert ids(filters=["label!=tier=base", "label=tier"]) == [b.id]
+    assert ids(filters=["until=1600000600"]) == [a.id]  # created strictly before
+    assert ids(filters=["until=2020-09-13T12:46:40Z"]) == [b.id, a.id]  # c made at 12:46:40
+    assert ids(filters=["until=2020-09-13T14:46:40.5+02:00"]) == [c.id, b.id, a.id]
+    assert ids(filters=["until=2020-09-13"]) == []
+    assert ids(filters=["until=1h"]) == [c.id, b.id, a.id]  # all made long before an hour ago
+    with pytest.raises(InvalidArgument, match='invalid filter "until=soon"'):
+        ops.list_images(ctx, filters=["until=soon"])
+
+
+def test_prune_with_until_and_label_not(ctx):
+    old = make_image(ctx.store, ["a"], [], labels={"keep": "yes"}, created=1_600_000_000)
+    mid = make_image(ctx.store, ["b"], [], created=1_600_000_100)
+    new = make_image(ctx.store, ["c"], [], created=1_600_000_200)
+    assert ops.prune(ctx, filters=["until=1600000150", "label!=keep"]).removed == [mid.id]
+    assert {r.id for r in ctx.store.list_images()} == {old.id, new.id}
+
+
 def test_labels_always_listed_from_the_image_rows(ctx):
     a = make_image(ctx.store, ["a"], ["la:1"], labels={"tier": "base"})
     b = make_image(ctx.store, ["b"], ["lb:1"])

@@ -19,8 +19,10 @@ _FILTER_ALIASES = {
     "reference": "reference",
     "dangling": "dangling",
     "label": "label",
+    "label!": "label!",
     "before": "before",
     "since": "since",
+    "until": "until",
 }
 
 
@@ -28,8 +30,6 @@ def image_filters(request: Request) -> list[str]:
     out = []
     for item in qfilters(request.query_params):
         key, _, value = item.partition("=")
-        if key == "until":
-            raise InvalidArgument(f'filter "until" ({value!r}) is not supported by kiln yet')
         if key not in _FILTER_ALIASES and key not in ("id", "intermediate"):
             raise InvalidArgument(f'invalid filter "{key}"')
         out.append(f"{_FILTER_ALIASES.get(key, key)}={value}")
@@ -113,12 +113,8 @@ def prune_filters(request: Request) -> tuple[bool, list[str]]:
             if value.lower() not in ("true", "false", "1", "0"):
                 raise InvalidArgument(f'invalid filter "dangling={value}": use true or false')
             all_ = value.lower() in ("false", "0")
-        elif key in ("label", "label!"):
-            if key == "label!":
-                raise InvalidArgument('filter "label!" is not supported by kiln yet')
+        elif key in ("label", "label!", "until"):
             rest.append(item)
-        elif key == "until":
-            raise InvalidArgument(f'filter "until" ({value!r}) is not supported by kiln yet')
         else:
             raise InvalidArgument(f'invalid filter "{key}"')
     return all_, rest

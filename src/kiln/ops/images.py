@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
 from kiln.oci.reference import local_name
-from kiln.ops.timefmt import parse_time
+from kiln.ops.timefmt import parse_time, parse_timestamp
 
 if TYPE_CHECKING:
     from kiln.oci import ImageConfig
@@ -100,7 +100,17 @@ def split_name(name: str) -> tuple[str, str]:
     return repo, NONE
 
 
-_FILTER_KEYS = ("dangling", "label", "reference", "before", "since", "id", "intermediate")
+_FILTER_KEYS = (
+    "dangling",
+    "label",
+    "label!",
+    "reference",
+    "before",
+    "since",
+    "until",
+    "id",
+    "intermediate",
+)
 
 
 def list_images(
@@ -113,7 +123,9 @@ def list_images(
 
     Intermediate images (unnamed images that other images build on) are left out
     unless ``all``. ``filters`` are podman's ``--filter`` strings: ``dangling=true|false``,
-    ``label=KEY[=VALUE]``, ``reference=GLOB``, ``before=IMAGE``, ``since=IMAGE``,
+    ``label=KEY[=VALUE]``, ``label!=KEY[=VALUE]`` (images without that label),
+    ``reference=GLOB``, ``before=IMAGE``, ``since=IMAGE``, ``until=TIME`` (created before
+    TIME: epoch seconds, RFC 3339, a date, or a duration ago such as ``24h``),
     ``id=PREFIX``, ``intermediate=true|false``. ``references`` are extra reference globs
     (``kiln images busybox``).
     """
@@ -222,7 +234,15 @@ def _parse_filters(ctx: Context, filters: Iterable[str]) -> dict[str, list]:
         elif key in ("before", "since"):
             rec = ctx.store.resolve_image(value)
             out.setdefault(key, []).append(parse_time(rec.created) or 0.0)
-        elif key == "label":
+        elif key == "until":
+            ts = parse_timestamp(value)
+            if ts is None:
+                raise InvalidArgument(
+                    f'invalid filter "{item}": give a time as epoch seconds, RFC 3339 '
+                    "(2024-01-02T03:04:05Z), a date (2024-01-02) or a duration ago (24h, 90m)"
+                )
+            out.setdefault(key, []).append(ts)
+        elif key in ("label", "label!"):
             k, has_value, v = value.partition("=")
             out.setdefault(key, []).append((k, v if has_value else None))
         else:
@@ -239,6 +259,12 @@ def _matches(s: ImageSummary, filters: dict[str, list]) -> bool:
             return False
     for k, v in filters.get("label", []):
         if k not in s.labels or (v is not None and s.labels[k] != v):
+            return False
+    for k, v in filters.get("label!", []):
+        if k in s.labels and (v is None or s.labels[k] == v):
+            return False
+    for ts in filters.get("until", []):
+        if not s.created_ts < ts:
             return False
     for ts in filters.get("before", []):
         if not s.created_ts < ts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import UTC, datetime
 
 
@@ -31,4 +33,55 @@ def format_time(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-__all__ = ["format_time", "parse_time"]
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
+                 "m": 60.0, "h": 3600.0}  # fmt: skip
+_DATE_FORMS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H", "%Y-%m-%d")
+
+
+def parse_duration(value: str) -> float | None:
+    """A Go duration (``90s``, ``1h30m``, ``-2.5h``) -> seconds; None when it is not one."""
+    v = value.strip()
+    sign = -1.0 if v.startswith("-") else 1.0
+    if v[:1] in ("+", "-"):
+        v = v[1:]
+    if not v:
+        return None
+    total, pos = 0.0, 0
+    while pos < len(v):
+        m = _DURATION_PART.match(v, pos)
+        if m is None:
+            return None
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    return sign * total
+
+
+def parse_timestamp(value: str, now: float | None = None) -> float | None:
+    """A filter time as Docker and podman take it -> epoch seconds; None when unreadable.
+
+    A Go duration counts back from ``now`` (``10m`` is ten minutes ago); otherwise
+    epoch seconds (``1700000000``, ``1700000000.5``), RFC 3339 with or without a
+    zone (UTC then), or a date (``2024-01-02``).
+    """
+    v = value.strip()
+    if not v:
+        return None
+    if v != "0":
+        d = parse_duration(v)
+        if d is not None:
+            return (time.time() if now is None else now) - d
+    if re.fullmatch(r"-?\d+(\.\d+)?", v):
+        return float(v)
+    ts = parse_time(v)
+    if ts is not None:
+        return ts
+    for form in _DATE_FORMS:
+        try:
+            return datetime.strptime(v, form).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+__all__ = ["format_time", "parse_duration", "parse_time", "parse_timestamp"]
