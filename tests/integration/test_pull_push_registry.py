@@ -360,3 +360,53 @@ def test_bad_arguments_are_clear(registry_plain, puller):
             ops.pull(ctx, "x", platform="linux/amd64", arch="arm64")
         with pytest.raises(InvalidArgument, match="use oci or v2s2"):
             ops.push(ctx, "x", "docker://localhost/x", format="v1")
+
+
+def test_pull_reusing_old_blobs_survives_gc_and_a_failed_pull_spares_them(
+    registry_plain, pusher, puller, monkeypatch
+):
+    """A GC between a pull's "blob present" check and its use never sweeps the blob
+    (it is leased in the same step); a failed pull removes only blobs nobody else uses."""
+    import time
+
+    from kiln.image.registry_source import _Pull, pull_into_store, resolve_remote
+
+    ref = f"{registry_plain.host}/kiln/reuse:latest"
+    pusher("push", *flags(registry_plain), "busybox:latest", f"docker://{ref}")
+    puller("pull", *flags(registry_plain), ref)
+    store = puller.store()
+    store.blob_grace_seconds = 0
+    image_id = store.resolve_image(ref).id
+    store.untag(store.names_of(image_id)[0])
+    store.delete_image(image_id)  # its blobs are old, unreferenced garbage now
+    blobs = list(store.iter_blobs())
+    old = time.time() - 3600
+    for d in blobs:
+        os.utime(store.blob_path(d), (old, old))
+
+    survived_gc: list[bool] = []
+    real = store.lease_existing_blob
+
+    def check_then_gc(digest, lease=None):
+        present = real(digest, lease)
+        store.gc()  # a GC in the old race window, between the check and the use
+        survived_gc.append(present and store.has_blob(digest))
+        return present
+
+    monkeypatch.setattr(store, "lease_existing_blob", check_then_gc)
+    with _client(registry_plain) as client, store.lease() as lease:
+        remote = resolve_remote(client, Reference.parse(ref))
+        rec = pull_into_store(client, remote, store, [ref], lease=lease, workers=1)
+    assert survived_gc == [True] * (len(blobs) - 1)  # config and layers (not the manifest)
+    assert rec.id == image_id and store.fsck() == []
+
+    # a pull that failed after adding the image's layer undoes only what no one uses
+    layer = store.get_layer(rec.layers[0]).blob_digest
+    junk = store.put_bytes(b"only the failed pull's")
+    with store.lease() as failed:
+        job = _Pull(None, None, store, failed, None, 1)
+        job.new = [Digest.parse(layer), junk]
+        job.forget_new()
+    assert store.has_blob(Digest.parse(layer)) and not store.has_blob(junk)
+    assert store.fsck() == []
+    store.close()

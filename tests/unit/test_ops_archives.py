@@ -263,3 +263,46 @@ def test_pull_errors(ctx, tmp_path):
         file_transfer.pull(ctx, f"oci:{tmp_path}/nothing")
     with pytest.raises(InvalidArgument):
         file_transfer.pull(ctx, "containers-storage:busybox")
+
+
+def _blob(data: bytes):
+    from kiln.oci import Descriptor, Digest
+
+    return Descriptor("application/octet-stream", Digest.of_bytes(data), len(data))
+
+
+def test_failed_load_keeps_a_blob_a_concurrent_operation_reused(ctx):
+    store = ctx.store
+    reused, own = _blob(b"added by this load, reused"), _blob(b"added by this load only")
+    with store.lease() as a:
+        dest = archives._destination(store, a, validate=False)
+        for desc, data in (
+            (reused, b"added by this load, reused"),
+            (own, b"added by this load only"),
+        ):
+            dest.put_blob(desc, io.BytesIO(data))
+        assert dest.new == [reused.digest, own.digest]
+        with store.lease() as b:  # a concurrent load or pull found it present
+            other = archives._destination(store, b, validate=False)
+            assert other.has_blob(reused.digest)
+            dest.forget_new()  # this load failed
+            assert store.has_blob(reused.digest)
+            assert not store.has_blob(own.digest)
+
+
+def test_load_keeps_a_blob_it_found_present_from_gc(ctx):
+    import os
+    import time
+
+    store = ctx.store
+    store.blob_grace_seconds = 0
+    desc = _blob(b"present before the load")
+    store.put_blob(desc, io.BytesIO(b"present before the load"))
+    old = time.time() - 3600
+    os.utime(store.blob_path(desc.digest), (old, old))
+    with store.lease() as lease:
+        dest = archives._destination(store, lease, validate=False)
+        assert dest.has_blob(desc.digest)  # copy_image skips the put: it is kept now
+        store.gc()
+        assert store.has_blob(desc.digest)
+        assert dest.new == []

@@ -188,3 +188,96 @@ def test_gc_keeps_blob_being_put_concurrently(store: Store) -> None:
         stop.set()
         t.join()
     assert errors == []
+
+
+# reusing a blob found present: check and lease in one step -----------------------------
+
+
+def test_lease_existing_blob_keeps_an_old_unreferenced_blob_from_gc(store: Store) -> None:
+    """The window a pull had between ``has_blob`` and ``lease.add_blob``: a GC there
+    swept the blob it was about to reuse. ``lease_existing_blob`` closes it."""
+    checked = store.put_bytes(b"checked only")
+    leased = store.put_bytes(b"leased when checked")
+    make_old(store, checked)
+    make_old(store, leased)
+    with store.lease():
+        assert store.has_blob(checked)
+        assert store.lease_existing_blob(leased)
+        store.gc()  # a GC right after the check
+        assert not store.has_blob(checked)  # what has_blob alone left exposed
+        assert store.has_blob(leased)
+    store.gc()
+    assert not store.has_blob(leased)  # the lease held it, nothing else
+
+
+def test_lease_existing_blob_joins_a_lease_from_another_thread(store: Store) -> None:
+    """Pull workers check blobs on pool threads that have not joined the pull's lease."""
+    import threading
+
+    d = store.put_bytes(b"checked on a worker thread")
+    make_old(store, d)
+    found: list[bool] = []
+    with store.lease() as lease:
+        t = threading.Thread(target=lambda: found.append(store.lease_existing_blob(d, lease)))
+        t.start()
+        t.join()
+        assert found == [True]
+        store.gc()
+        assert store.has_blob(d)
+
+
+def test_lease_existing_blob_of_an_absent_blob_holds_nothing(store: Store) -> None:
+    d = Digest.of_bytes(b"never stored")
+    with store.lease() as lease:
+        assert store.lease_existing_blob(d, lease) is False
+        rows = store.db.query("SELECT ref FROM lease_resources WHERE lease_id=?", (lease.id,))
+        assert list(rows) == []
+    assert not store.has_blob(d)
+
+
+def test_lease_existing_blob_without_a_lease_restarts_the_grace_period(store: Store) -> None:
+    store.blob_grace_seconds = 600
+    kept, swept = store.put_bytes(b"reused"), store.put_bytes(b"not reused")
+    make_old(store, kept)
+    make_old(store, swept)
+    assert store.lease_existing_blob(kept)
+    assert store.gc().blobs_removed == 1
+    assert store.has_blob(kept) and not store.has_blob(swept)
+
+
+# undoing a failed operation: delete only what nothing else keeps -------------------------
+
+
+def test_undo_keeps_a_blob_another_lease_reused(store: Store) -> None:
+    """Pull A added X; pull B found X present and leased it; A fails and undoes."""
+    store.blob_grace_seconds = 600  # undo ignores the grace period: A's blobs are young
+    with store.lease() as a:
+        x = store.put_bytes(b"added by A, reused by B")
+        only_a = store.put_bytes(b"added by A only")
+        with store.lease() as b:
+            assert store.lease_existing_blob(x, b)
+            removed = store.delete_blobs_if_unreferenced([x, only_a], except_lease=a)
+            assert removed == [only_a]
+            assert store.has_blob(x) and not store.has_blob(only_a)
+        # B is done (and registered nothing): now X is A's alone
+        assert store.delete_blobs_if_unreferenced([x, only_a], except_lease=a) == [x]
+        assert not store.has_blob(x)
+
+
+def test_undo_keeps_a_blob_an_image_references(store: Store) -> None:
+    """Load A added X; a concurrent operation registered an image using X; A fails."""
+    with store.lease() as a:
+        image_id, blobs = stored_image(store, "shared")  # all written under A
+        junk = store.put_bytes(b"A's own junk")
+        removed = store.delete_blobs_if_unreferenced([*blobs, junk], except_lease=a)
+        assert removed == [junk]
+    assert all(store.has_blob(d) for d in blobs)
+    assert store.fsck() == []
+
+
+def test_undo_ignores_expired_leases_and_absent_blobs(store: Store) -> None:
+    with store.lease(ttl=-1):
+        d = store.put_bytes(b"held by an expired lease")
+    gone = Digest.of_bytes(b"never stored")
+    assert store.delete_blobs_if_unreferenced([d, gone, d]) == [d]
+    assert not store.has_blob(d)

@@ -18,7 +18,6 @@ Imports registry (L1) and store; never ops or above.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import queue
 import threading
@@ -248,8 +247,7 @@ def fetch_blob(
         else:  # an uncompressed layer: the blob is the tar
             diff_id, usize = "", size
     except BaseException:
-        with contextlib.suppress(NotFound):
-            store.delete_blob(digest)
+        store.delete_blobs_if_unreferenced([digest], except_lease=store.current_lease())
         raise
     return Fetched(desc.replace(size=size), diff_id, usize, bytes(kept) if keep else None)
 
@@ -335,9 +333,9 @@ class _Pull:
         self.new: list[Digest] = []  # blobs this pull added: removed again if it fails
 
     def forget_new(self) -> None:
-        for digest in self.new:
-            with contextlib.suppress(NotFound):
-                self.store.delete_blob(digest)
+        """Remove the blobs this pull added, except any that another image or lease
+        (a concurrent pull that found them present) has come to rely on."""
+        self.store.delete_blobs_if_unreferenced(self.new, except_lease=self.lease)
 
     def _bytes(self, kind: str, desc: Descriptor, n: int) -> None:
         if self._failed.is_set():
@@ -352,31 +350,28 @@ class _Pull:
         kind = "blob" if layer else "config"
         self._report(kind, desc, 0, "start")
         try:
-            res = fetch_blob(
-                self.client,
-                self.ref,
-                self.store,
-                desc,
-                layer=layer,
-                measure_diff_id=measure,
-                on_bytes=lambda n: self._bytes(kind, desc, n),
-                keep=keep,
-            )
+            with self.store.joined(self.lease):  # the blob joins the lease as it is published
+                res = fetch_blob(
+                    self.client,
+                    self.ref,
+                    self.store,
+                    desc,
+                    layer=layer,
+                    measure_diff_id=measure,
+                    on_bytes=lambda n: self._bytes(kind, desc, n),
+                    keep=keep,
+                )
         except BaseException:
             self._failed.set()
             raise
         with self._lock:
             self.new.append(res.desc.digest)
-        if self.lease is not None:
-            self.lease.add_blob(res.desc.digest)
         self._report(kind, res.desc, res.desc.size, "done")
         return res
 
     def _config(self, desc: Descriptor) -> ImageConfig:
-        if self.store.has_blob(desc.digest):
+        if self.store.lease_existing_blob(desc.digest, self.lease):
             self._report("config", desc, desc.size, "skipped")
-            if self.lease is not None:
-                self.lease.add_blob(desc.digest)
             with self.store.open_blob(desc.digest) as f:
                 return ImageConfig.parse(f.read(MAX_CONFIG_BYTES + 1))
         if desc.size > MAX_CONFIG_BYTES:
@@ -391,10 +386,10 @@ class _Pull:
             for desc in manifest.layers:
                 if desc.digest in futures:
                     continue
-                if self.store.has_blob(desc.digest):
+                # present: kept (leased) in the same step, so no GC can sweep it before
+                # register_image
+                if self.store.lease_existing_blob(desc.digest, self.lease):
                     self._report("blob", desc, desc.size, "skipped")
-                    if self.lease is not None:
-                        self.lease.add_blob(desc.digest)
                     continue
                 futures[desc.digest] = pool.submit(self._blob, desc, layer=True)
             config = _first_error(config_f, futures.values())
@@ -418,9 +413,8 @@ class _Pull:
         config = s1.to_config([fetched[d].diff_id for d in s1.layer_digests])
         raw = config.to_bytes()
         config_desc = Descriptor(mt.DOCKER_CONFIG, Digest.of_bytes(raw), len(raw))
-        self.store.put_blob(config_desc, io.BytesIO(raw))
-        if self.lease is not None:
-            self.lease.add_blob(config_desc.digest)
+        with self.store.joined(self.lease):
+            self.store.put_blob(config_desc, io.BytesIO(raw))
         manifest = Manifest.build(mt.DOCKER_MANIFEST, config_desc, layers)
         sizes = {d: f.uncompressed_size for d, f in fetched.items()}
         return register_image(self.store, manifest, config, names, sizes, self.lease)

@@ -274,7 +274,6 @@ def _copy_into_store(ctx: Context, img: Any, names: Sequence[str], lease: Any, v
 def _destination(store: Any, lease: Any, validate: bool):
     """The store as a destination that remembers the blobs it adds and, with ``validate``,
     validates an image before registering it."""
-    import contextlib
     import io
 
     from kiln.image import StoreDestination, validate_image
@@ -283,13 +282,15 @@ def _destination(store: Any, lease: Any, validate: bool):
     class LoadDestination(StoreDestination):
         new: list[Any]
 
+        def has_blob(self, digest: Any) -> bool:
+            # a blob found present is kept (leased) in the same step: no GC between
+            return self.store.lease_existing_blob(digest, self.lease)
+
         def _put(self, desc: Any, stream: Any) -> None:
-            fresh = not self.store.has_blob(desc.digest)
-            if fresh:
+            if not self.store.has_blob(desc.digest):
                 self.new.append(desc.digest)
-            self.store.put_blob(desc, stream)
-            if self.lease is not None:
-                self.lease.add_blob(desc.digest)
+            with self.store.joined(self.lease):  # joins the lease as it is published
+                self.store.put_blob(desc, stream)
 
         def put_blob(self, desc: Any, stream: Any) -> None:
             self._put(desc, stream)
@@ -302,9 +303,9 @@ def _destination(store: Any, lease: Any, validate: bool):
             return super().put_manifest(raw, media_type, names)
 
         def forget_new(self) -> None:
-            for digest in self.new:
-                with contextlib.suppress(NotFound):
-                    self.store.delete_blob(digest)
+            # keeps any that an image or another lease (a concurrent load or pull that
+            # found them present) has come to rely on
+            self.store.delete_blobs_if_unreferenced(self.new, except_lease=self.lease)
 
     dest = LoadDestination(store, lease)
     dest.new = []

@@ -102,8 +102,29 @@ class ContentMixin:
             os.utime(final)
         return True
 
-    def _join_leases(self, digest: Digest) -> None:
+    def lease_existing_blob(self, digest: Digest, lease: object = None) -> bool:
+        """Keep ``digest`` if the store has it; False (and nothing held) if it does not.
+
+        In one step under the shared GC lock, the blob joins ``lease`` (if given) and
+        the thread's open leases, and its GC grace period restarts, so no GC can sweep
+        it between this check and its use. Use it instead of ``has_blob`` when the
+        answer decides whether to reuse the blob.
+        """
+        final = self.blob_path(digest)
+        gc_lock = os.path.join(self.root, paths.GC_LOCK)
+        with file_lock(gc_lock, exclusive=False):
+            try:
+                os.utime(final)
+            except FileNotFoundError:
+                return False
+            self._join_leases(_digest(digest), lease)
+        return True
+
+    def _join_leases(self, digest: Digest, lease: object = None) -> None:
         lease_ids = self._lease_ids()  # type: ignore[attr-defined]
+        extra = getattr(lease, "id", None)
+        if extra is not None and extra not in lease_ids:
+            lease_ids = [*lease_ids, extra]
         if not lease_ids:
             return
         with self.db.transaction() as conn:

@@ -16,12 +16,17 @@ Protection of work in flight:
   younger than ``Store.blob_grace_seconds`` (10 minutes by default; a
   re-put of an existing blob restarts it) are never swept. Work that takes
   longer between writing blobs and ``put_image`` must use a lease.
+- Reusing a blob found present goes through ``lease_existing_blob`` (check and
+  lease in one step under the shared lock); undoing a failed operation goes
+  through ``delete_blobs_if_unreferenced`` (under the exclusive lock), never a
+  bare ``delete_blob`` of something another operation may have reused.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 
 from kiln.errors import InvalidArgument
 from kiln.oci import Digest, Digester
@@ -70,7 +75,35 @@ class MaintenanceMixin:
             self._drop_orphan_layers()
         return GCResult(blobs_removed=removed, bytes_freed=freed)
 
-    def _mark(self, now: float) -> set[str]:
+    def delete_blobs_if_unreferenced(
+        self, digests: Iterable[Digest], except_lease: object = None
+    ) -> list[Digest]:
+        """Delete those of ``digests`` nothing else keeps; returns the ones deleted.
+
+        For undoing a failed operation: its blobs go only if no image references
+        them and no live lease other than ``except_lease`` (the operation's own)
+        holds them, checked and deleted under the exclusive GC lock, so a
+        concurrent operation that found such a blob present and reused it keeps
+        it. The grace period does not apply.
+        """
+        wanted = [d if isinstance(d, Digest) else Digest.parse(str(d)) for d in digests]
+        if not wanted:
+            return []
+        removed: list[Digest] = []
+        with file_lock(os.path.join(self.root, paths.GC_LOCK), exclusive=True):
+            keep = self._mark(time.time(), except_lease=getattr(except_lease, "id", None))
+            for digest in dict.fromkeys(wanted):
+                if str(digest) in keep:
+                    continue
+                try:
+                    os.unlink(paths.blob_path(self.root, digest))
+                except FileNotFoundError:
+                    continue
+                removed.append(digest)
+        return removed
+
+    def _mark(self, now: float, except_lease: str | None = None) -> set[str]:
+        """Every blob a root keeps; ``except_lease``'s own blob entries do not count."""
         with self.db.snapshot() as conn:
             images = {
                 r[0]
@@ -89,8 +122,8 @@ class MaintenanceMixin:
                 r[0]
                 for r in conn.execute(
                     "SELECT lr.ref FROM lease_resources lr JOIN leases l ON l.id = lr.lease_id "
-                    "WHERE lr.kind = 'blob' AND l.expires > ?",
-                    (now,),
+                    "WHERE lr.kind = 'blob' AND l.expires > ? AND l.id IS NOT ?",
+                    (now, except_lease),
                 )
             )
         return keep
