@@ -147,7 +147,11 @@ class StoreDestination:
         self.record: ImageRecord | None = None
 
     def has_blob(self, digest: Digest) -> bool:
-        return self.store.has_blob(digest)
+        """Present blobs are skipped by the copy, so they join the lease in the same step
+        (a GC between the check and the copy's end cannot sweep them)."""
+        if self.lease is None:
+            return self.store.has_blob(digest)
+        return self.store.lease_existing_blob(digest, self.lease)
 
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         self.store.put_blob(desc, stream)
