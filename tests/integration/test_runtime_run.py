@@ -74,12 +74,12 @@ def test_echo_and_exit_codes(rootfs, isolation):
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_env_and_cwd_created_if_missing(rootfs, isolation):
     code, out, _ = sh(rootfs, isolation, 'echo "$GREETING"; pwd; echo $PATH',
-                      env=["GREETING=hello there"], cwd="/work/src")  # fmt: skip
+                      env=["GREETING=hello there"], cwd="/srv/src")  # fmt: skip
     assert code == 0
     greeting, cwd, path = out.splitlines()
-    assert (greeting, cwd) == ("hello there", "/work/src")
+    assert (greeting, cwd) == ("hello there", "/srv/src")
     assert "/usr/bin" in path
-    assert (rootfs / "work" / "src").is_dir()
+    assert (rootfs / "srv" / "src").is_dir()
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)

@@ -55,8 +55,8 @@ def test_clean_source_refuses_escape():
 
 
 def test_resolve_dest():
-    assert resolve_dest("app/", "/work") == ("/work/app", True)
-    assert resolve_dest("file", "/work") == ("/work/file", False)
+    assert resolve_dest("app/", "/srv") == ("/srv/app", True)
+    assert resolve_dest("file", "/srv") == ("/srv/file", False)
     assert resolve_dest("/abs/.", "/w") == ("/abs", True)
     assert resolve_dest(".", "/w") == ("/w", True)
     assert resolve_dest("/", "/w") == ("/", True)

@@ -33,12 +33,12 @@ def test_prepare_and_cleanup_remove_only_empty_placeholders(tmp_path):
     (root / "etc" / "hosts").write_text("kept\n")
     vol = tmp_path / "vol"
     vol.mkdir()
-    opts = RunOptions(args=["true"], cwd="/work/dir",
+    opts = RunOptions(args=["true"], cwd="/srv/dir",
                       mounts=[Mount("bind", str(vol), "/mnt/vol", ("rbind",))])  # fmt: skip
     ph = prepare(opts, str(root))
     assert os.path.isfile(root / "etc" / "resolv.conf")
     assert os.path.isdir(root / "mnt" / "vol")
-    assert os.path.isdir(root / "work" / "dir")
+    assert os.path.isdir(root / "srv" / "dir")
     (root / "proc" / "something").write_text("written by the run")
     ph.cleanup()
     assert (root / "etc" / "hosts").read_text() == "kept\n"
@@ -47,4 +47,4 @@ def test_prepare_and_cleanup_remove_only_empty_placeholders(tmp_path):
     assert not (root / "mnt").exists()
     assert not (root / "sys").exists() and not (root / "dev").exists()
     assert (root / "proc" / "something").exists()  # not an empty placeholder any more
-    assert (root / "work" / "dir").is_dir()  # the working directory is kept
+    assert (root / "srv" / "dir").is_dir()  # the working directory is kept
