@@ -317,22 +317,14 @@ class Executor:
         null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         reader = threading.Thread(target=self._pump, args=(read_fd, pos), daemon=True)
         reader.start()
-        values: dict[str, Any] = dict(
+        values = _run_settings(o, RunOptions)  # network, dns, caps, resources, ...
+        values.update(
             args=list(argv), env=[f"{k}={v}" for k, v in env.items()],
             network=o.network if network == "default" else network,
-            mounts=[*self.volumes, *mounts], add_hosts=list(o.add_hosts), dns=list(o.dns),
-            dns_search=list(o.dns_search), dns_options=list(o.dns_options),
-            cap_add=list(o.cap_add), cap_drop=list(o.cap_drop), ulimits=list(o.ulimits),
-            memory=o.memory, memory_swap=o.memory_swap, cpu_shares=o.cpu_shares,
-            cpu_period=o.cpu_period, cpu_quota=o.cpu_quota, cpuset_cpus=o.cpuset_cpus,
-            cpuset_mems=o.cpuset_mems, isolation=o.isolation, runtime=o.runtime,
-            stdin=null_fd, stdout=write_fd, stderr=write_fd,
+            mounts=[*self.volumes, *mounts], stdin=null_fd, stdout=write_fd, stderr=write_fd,
         )  # fmt: skip
-        if o.shm_size is not None:
-            values["shm_size"] = o.shm_size
-        known = {f.name for f in fields(RunOptions)}
         try:
-            opts = RunOptions(cancel=self.cancel, **{k: v for k, v in values.items() if k in known})
+            opts = RunOptions(cancel=self.cancel, **values)
             code = b.run(argv, opts)
         finally:
             os.close(write_fd)
@@ -353,3 +345,15 @@ class Executor:
                 self.progress.output(tail, pos)
         finally:
             os.close(fd)
+
+
+def _run_settings(opts: BuildOptions, run_options: type) -> dict[str, Any]:
+    """The RUN settings a build passes to every step: each field ``BuildOptions`` shares
+    with ``RunOptions`` by name (lists copied; unset values left to the runtime)."""
+    shared = {f.name for f in fields(run_options)} & {f.name for f in fields(opts)}
+    out: dict[str, Any] = {}
+    for name in shared - {"args", "env", "mounts", "cancel"}:
+        value = getattr(opts, name)
+        if value is not None:
+            out[name] = list(value) if isinstance(value, list) else value
+    return out
