@@ -47,6 +47,7 @@ from kiln.oci.reference import Reference
 from kiln.oci.strict_json import MAX_CONFIG_BYTES, loads, loads_object
 from kiln.store.oci_layout import (
     INDEX_FILE,
+    ArchiveWriter,
     TarIndex,
     TarStream,
     VerifyingReader,
@@ -242,7 +243,7 @@ class DockerArchive:
         self.close()
 
 
-class DockerArchiveWriter:
+class DockerArchiveWriter(ArchiveWriter):
     """Writes a docker-archive (several images, RepoTags) as a deterministic tar.
 
     ``target`` is a path (the file appears only when complete) or a writable
@@ -323,15 +324,6 @@ class DockerArchiveWriter:
 
     def abort(self) -> None:
         self._tar.abort()
-
-    def __enter__(self) -> DockerArchiveWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 __all__ = ["ArchiveImage", "DockerArchive", "DockerArchiveWriter"]

@@ -552,7 +552,27 @@ class TarStream:
             self.done = True
 
 
-class OCIArchiveWriter:
+class ArchiveWriter:
+    """``with Writer(...) as w:`` commits the archive on success and aborts it (no file
+    left) on an exception; subclasses define ``commit`` and ``abort``."""
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class OCIArchiveWriter(ArchiveWriter):
     """Writes an oci-archive as a deterministic tar, streamed straight to its file.
 
     Blobs are appended as they arrive (verified; a bad blob is cut off again),
@@ -594,15 +614,6 @@ class OCIArchiveWriter:
 
     def abort(self) -> None:
         self._tar.abort()
-
-    def __enter__(self) -> OCIArchiveWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def image_names(entries: Iterable[Descriptor]) -> list[str]:
