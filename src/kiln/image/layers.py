@@ -16,8 +16,13 @@ from kiln.errors import InvalidArgument
 from kiln.oci import media_types as mt
 from kiln.oci.digest import Digester
 
+try:  # isal's zlib inflates gzip about twice as fast; same results
+    from isal import isal_zlib as _gzip_zlib
+except ImportError:  # pragma: no cover
+    _gzip_zlib = zlib  # type: ignore[assignment]
 
-class _Inflater:
+
+class Inflater:
     """Push-style decompression of concatenated gzip members or zstd frames."""
 
     def __init__(self, compression: str):
@@ -27,7 +32,7 @@ class _Inflater:
 
     def _new(self):
         if self.compression == "gzip":
-            return zlib.decompressobj(31)
+            return _gzip_zlib.decompressobj(31)
         return zstandard.ZstdDecompressor().decompressobj()
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -40,7 +45,7 @@ class _Inflater:
                 self.finished = False
             try:
                 out.append(self._obj.decompress(data))
-            except (zlib.error, zstandard.ZstdError) as exc:
+            except Exception as exc:  # zlib.error, isal's IsalError, ZstdError
                 raise InvalidArgument(
                     f"{self.compression} layer data is corrupt ({exc}); the blob is damaged"
                 ) from None
@@ -61,7 +66,7 @@ class DiffIdTee(io.RawIOBase):
 
     def __init__(self, inner: BinaryIO, media_type: str):
         self._inner = inner
-        self._inflater = _Inflater(mt.layer_compression(media_type))
+        self._inflater = Inflater(mt.layer_compression(media_type))
         self._hash = Digester()
         self._eof = False
 

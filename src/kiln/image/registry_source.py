@@ -22,15 +22,13 @@ import io
 import queue
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import zstandard
-
 from kiln.errors import Cancelled, InvalidArgument, NotFound, Unavailable
+from kiln.image.layers import Inflater
 from kiln.image.model import SourceImage
 from kiln.image.store_image import register_image
 from kiln.oci import media_types as mt
@@ -44,11 +42,6 @@ from kiln.oci.schema1 import Schema1Manifest
 from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.registry import RegistryClient
 from kiln.store import ImageRecord, Store
-
-try:  # isal inflates gzip several times faster than zlib
-    from isal import isal_zlib as _gzip_zlib
-except ImportError:  # pragma: no cover - isal is a declared dependency
-    _gzip_zlib = zlib  # type: ignore[assignment]
 
 READ_SIZE = 1 << 20  # hand-over size between the threads (larger ones fall out of the caches)
 DEFAULT_WORKERS = 4
@@ -118,53 +111,34 @@ def resolve_remote(
 
 class _TarHasher:
     """Push-style: decompress (gzip members / zstd frames), measure the tar inside and,
-    with ``hash_tar``, hash it (its diff_id)."""
+    with ``hash_tar``, hash it (its diff_id). A corrupt stream is remembered, not raised,
+    so the download finishes and the caller decides."""
 
     def __init__(self, compression: str, hash_tar: bool = True):
         self.compression = compression
         self.hash = Digester() if hash_tar else None
         self.size = 0
-        self._obj: Any = None
-        self.finished = compression == "none"
+        self._inflater = Inflater(compression)
         self.error = ""
-
-    def _new(self) -> Any:
-        if self.compression == "gzip":
-            return _gzip_zlib.decompressobj(31)
-        return zstandard.ZstdDecompressor().decompressobj()
-
-    def _tar(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.hash is not None:
-            self.hash.update(data)
 
     def feed(self, data: bytes) -> None:
         if self.error:
             return
-        if self.compression == "none":
-            self._tar(data)
+        try:
+            pieces = self._inflater.feed(data)
+        except InvalidArgument as exc:
+            self.error = str(exc)
             return
-        while data:
-            if self._obj is None:
-                self._obj = self._new()
-                self.finished = False
-            try:
-                self._tar(self._obj.decompress(data))
-            except Exception as exc:  # zlib.error, isal's IsalError, ZstdError
-                self.error = f"{self.compression} layer data is corrupt ({exc})"
-                return
-            if self._obj.eof:
-                data = self._obj.unused_data
-                self._obj = None
-                self.finished = True
-            else:
-                data = b""
+        for piece in pieces:
+            self.size += len(piece)
+            if self.hash is not None:
+                self.hash.update(piece)
 
     def result(self) -> tuple[str, int]:
         """(diff_id or "" when not hashed, uncompressed size)."""
         if self.error:
             raise InvalidArgument(self.error)
-        if not self.finished:
+        if not self._inflater.finished:
             raise InvalidArgument(f"{self.compression} layer data is truncated")
         return (str(self.hash.digest()) if self.hash is not None else ""), self.size
 
