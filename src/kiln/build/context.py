@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, Protocol
 
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.heredoc import Heredoc
-from kiln.container.paths import clean_source, go_match, has_meta
+from kiln.container.paths import clean_source, has_meta, match_wildcards
 from kiln.errors import InvalidArgument, NotFound, Unavailable
 
 __all__ = ["BuildContext", "ChecksumCache", "is_remote_context", "open_remote_context"]
@@ -114,21 +114,11 @@ class BuildContext:
                     "(or excluded by .dockerignore / --exclude)"
                 )
             return [rel]
-        matches = [""]
-        for part in rel.split("/"):
-            found: list[str] = []
-            for base in matches:
-                if not has_meta(part):
-                    cand = f"{base}/{part}" if base else part
-                    if self._lstat(cand) is not None:
-                        found.append(cand)
-                    continue
-                try:
-                    names = sorted(os.listdir(os.path.join(self.root, base)))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                found += [f"{base}/{n}" if base else n for n in names if go_match(part, n)]
-            matches = found
+        matches = match_wildcards(
+            rel,
+            lambda p: self._lstat(p) is not None,
+            lambda p: os.listdir(os.path.join(self.root, p)),
+        )
         matches = [m for m in matches if not self.excluded(m, excludes)]
         if not matches:
             raise NotFound(

@@ -13,6 +13,7 @@ import os
 import posixpath
 import re
 import stat
+from collections.abc import Callable
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument, NotFound
@@ -114,25 +115,34 @@ def expand_source(root: SafeRoot, src: str) -> list[str]:
         if rel and not _exists(root, rel):
             raise NotFound(f"copy source {src!r} not found in the context: check the path")
         return [rel]
+    matches = match_wildcards(rel, lambda p: _exists(root, p), lambda p: root.listdir(p or "/"))
+    if not matches:
+        raise NotFound(f"no source files match {src!r} in the context: check the pattern")
+    return matches
+
+
+def match_wildcards(
+    rel: str, exists: Callable[[str], bool], listdir: Callable[[str], list[str]]
+) -> list[str]:
+    """Every path matching ``rel`` (Go filepath.Match per component), sorted, walking
+    with ``exists`` and ``listdir`` (relative paths; "" is the root)."""
     matches = [""]
     for part in rel.split("/"):
         nxt: list[str] = []
         for base in matches:
             if not has_meta(part):
                 cand = f"{base}/{part}" if base else part
-                if _exists(root, cand):
+                if exists(cand):
                     nxt.append(cand)
                 continue
             try:
-                names = root.listdir(base or "/")
+                names = listdir(base)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for name in sorted(names):
                 if go_match(part, name):
                     nxt.append(f"{base}/{name}" if base else name)
         matches = nxt
-    if not matches:
-        raise NotFound(f"no source files match {src!r} in the context: check the pattern")
     return matches
 
 
