@@ -17,8 +17,9 @@ import os
 import shutil
 import stat
 
+from kiln.archive.changes import is_opaque, is_whiteout
+
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
-_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
 def merge_layers(layers_top_first: list[str], dest: str) -> None:
@@ -26,20 +27,6 @@ def merge_layers(layers_top_first: list[str], dest: str) -> None:
     for layer in reversed(layers_top_first):
         _copy_dir(layer, dest, {})
         _copy_meta(layer, dest, os.lstat(layer))
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: str) -> bool:
-    for name in _OPAQUE:
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def _remove(path: str) -> None:
@@ -59,12 +46,12 @@ def _copy_dir(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
     for entry in entries:
         s, d = entry.path, os.path.join(dst, entry.name)
         st = entry.stat(follow_symlinks=False)
-        if _is_whiteout(st):
+        if is_whiteout(st):
             _remove(d)
             continue
         if stat.S_ISDIR(st.st_mode):
             if os.path.isdir(d) and not os.path.islink(d):
-                if _is_opaque(s):
+                if is_opaque(s):
                     shutil.rmtree(d)
                     os.mkdir(d, 0o700)
             else:
