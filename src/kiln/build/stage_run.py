@@ -161,17 +161,22 @@ class StageRun:
             self.builder = None
             self.dirty = False
 
-    def layer_step(
-        self, instr: Instruction, action: Callable[[Builder], str], **key_parts: Any
-    ) -> None:
-        """A RUN/COPY/ADD: a cache hit, or ``action`` (returns created_by) then a commit."""
-        key = self.next_key(instr, **key_parts)
+    def use_cache_hit(self, key: str) -> str | None:
+        """Continue from the image cached under ``key``, if any (printed as podman does)."""
         hit = self.cached(key)
         if hit is not None:
             self.adopt_image(hit)
             self.ex.progress.cache_hit(hit)
             self.ex.cache_hits += 1
             self.ex.progress.layer(hit)
+        return hit
+
+    def layer_step(
+        self, instr: Instruction, action: Callable[[Builder], str], **key_parts: Any
+    ) -> None:
+        """A RUN/COPY/ADD: a cache hit, or ``action`` (returns created_by) then a commit."""
+        key = self.next_key(instr, **key_parts)
+        if self.use_cache_hit(key) is not None:
             return
         b = self.ensure_builder()
         self.make_wanted_dirs(b)
@@ -220,12 +225,8 @@ class StageRun:
             return self.image_id
         key = self.next_key(None, extra=extra)
         if not self.dirty:
-            hit = self.cached(key)
+            hit = self.use_cache_hit(key)
             if hit is not None:
-                self.adopt_image(hit)
-                self.ex.progress.cache_hit(hit)
-                self.ex.cache_hits += 1
-                self.ex.progress.layer(hit)
                 return hit
         b = self.ensure_builder()
         self.make_wanted_dirs(b, at_end=True)
