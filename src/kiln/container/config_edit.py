@@ -142,16 +142,25 @@ class ConfigEditor:
 # -- flag parsers -------------------------------------------------------------------------------
 
 
+def _json_string_list(text: str) -> list[str] | None:
+    """``text`` as a JSON array of strings, or None when it is not one."""
+    stripped = text.strip()
+    if not stripped.startswith("["):
+        return None
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return None
+
+
 def parse_json_or_words(text: str, what: str) -> list[str]:
     """A JSON array of strings, or else the text split as shell words (buildah's ``--cmd``)."""
-    stripped = text.strip()
-    if stripped.startswith("["):
-        try:
-            value = json.loads(stripped)
-        except ValueError:
-            value = None
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
+    value = _json_string_list(text)
+    if value is not None:
+        return value
     try:
         return shlex.split(text)
     except ValueError as exc:
@@ -160,17 +169,10 @@ def parse_json_or_words(text: str, what: str) -> list[str]:
 
 def parse_exec_or_shell(text: str, shell: tuple[str, ...]) -> list[str] | None:
     """JSON array -> as is (exec form); other text -> ``shell + [text]``; blank -> None (unset)."""
-    stripped = text.strip()
-    if not stripped:
+    if not text.strip():
         return None
-    if stripped.startswith("["):
-        try:
-            value = json.loads(stripped)
-        except ValueError:
-            value = None
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-    return [*shell, text]
+    value = _json_string_list(text)
+    return value if value is not None else [*shell, text]
 
 
 def split_key_value(item: str, flag: str) -> tuple[str, str | None]:
