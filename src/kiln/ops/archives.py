@@ -74,11 +74,14 @@ def save(
         result.names.extend(n for n in names if n not in result.names)
         ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]}", image=img.id)
     compression = "gzip" if compress else None
+    # the store's blobs are content-addressed and their digests are checked as they are
+    # written out; re-inflating each layer to re-check its diff_id would be a second pass
+    copy_options = {"verify": False, "tmp_dir": ctx.tmpdir}
     if format in ("oci-dir", "docker-dir"):
         if not isinstance(output, str):
             raise InvalidArgument(f"--format {format} writes a directory; give it with -o DIR")
         if format == "oci-dir":
-            tr.write_oci_layout(output, items, compression=compression, tmp_dir=ctx.tmpdir)
+            tr.write_oci_layout(output, items, compression=compression, **copy_options)
         else:
             from kiln.ops.dir_transport import DirImageDir
 
@@ -87,11 +90,11 @@ def save(
             img, names = items[0]
             dest = DirImageDir(output, create=True)
             copy_image(
-                img, dest, names, image_format="docker", compression=compression, tmp_dir=ctx.tmpdir
+                img, dest, names, image_format="docker", compression=compression, **copy_options
             )
         return result
     writer = tr.write_docker_archive if format == "docker-archive" else tr.write_oci_archive
-    writer(output, items, tmp_dir=ctx.tmpdir)  # a stream gets the archive as it is written
+    writer(output, items, **copy_options)  # a stream gets the archive as it is written
     if not isinstance(output, str):
         output.flush()
     return result
