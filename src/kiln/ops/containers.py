@@ -368,7 +368,17 @@ def _write_atomic(
         raise
 
 
+def __getattr__(name: str) -> Any:
+    """``ConfigSettings`` (the ``kiln config`` flags), loaded only when a caller asks."""
+    if name == "ConfigSettings":
+        from kiln.container.config_flags import ConfigSettings
+
+        return ConfigSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "ConfigSettings",
     "ContainerSummary",
     "commit_container",
     "configure_container",

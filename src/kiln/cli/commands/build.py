@@ -268,8 +268,8 @@ def command(state: State, context, files, tags, build_args, build_arg_files, tar
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
             quiet, progress, outputs, compression, jobs, rm, force_rm):  # fmt: skip
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
-    from kiln.build.options import BuildOptions
     from kiln.errors import InvalidArgument, ProcessFailed
+    from kiln.ops.build import BuildOptions
     from kiln.runtime import parse_memory
 
     mode = progress or (state.progress if state.progress in ("json",) else "plain")

@@ -51,8 +51,8 @@ from kiln.cli.state import State, pass_state
 @pass_state
 def command(state: State, container, **kw):
     """Change the configuration CONTAINER will commit with."""
-    from kiln.container.config_flags import ConfigSettings
     from kiln.ops import containers as ops
+    from kiln.ops.containers import ConfigSettings
 
     settings = ConfigSettings(
         cmd=kw["cmd"], entrypoint=kw["entrypoint"], env=list(kw["env"]),
