@@ -26,7 +26,7 @@ from .params import bad, loads, qbool, qint, qjson_map, qjson_str_list, qlabels,
 from .registry_auth import build_registry_auth
 from .render import stream_message
 from .streaming import Handoff, StreamedOp
-from .uploads import check_tar_content_type, extracted_context, spool_body
+from .uploads import check_tar_content_type, spool_body
 from .wiring import config_of, context_for
 
 _NETWORKS = {
@@ -215,8 +215,9 @@ async def build(request: Request) -> Response:
             with context_for(config, h) as ctx:
                 if body is None:
                     return _run(ctx, known, opts, h, registry_auth)
-                with extracted_context(body, config.scratch_dir()) as directory:
-                    return _run(ctx, known, {**opts, "context": directory}, h, registry_auth)
+                body.seek(0)
+                tar = {"context": "-", "context_stream": body}  # extracted by the build op
+                return _run(ctx, known, {**opts, **tar}, h, registry_auth)
         finally:
             if body is not None:
                 body.close()

@@ -9,11 +9,7 @@ of the directory) into a temporary directory that the caller removes.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import BinaryIO
 
 from starlette.requests import ClientDisconnect, Request
@@ -53,24 +49,4 @@ def check_tar_content_type(request: Request) -> None:
         )
 
 
-@contextmanager
-def extracted_context(body: BinaryIO, scratch: str) -> Iterator[str]:
-    """Unpack a (possibly compressed) context tar into a temporary directory."""
-    from kiln.archive.applier import extract_tar
-    from kiln.archive.compression import open_decompressed
-
-    tmp = tempfile.mkdtemp(prefix="kiln-context-", dir=scratch)
-    try:
-        os.chmod(tmp, 0o700)
-        body.seek(0, os.SEEK_END)
-        empty = body.tell() == 0
-        body.seek(0)
-        if not empty:
-            with open_decompressed(body) as stream:
-                extract_tar(stream, tmp)
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-__all__ = ["check_tar_content_type", "extracted_context", "spool_body"]
+__all__ = ["check_tar_content_type", "spool_body"]

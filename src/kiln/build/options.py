@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 __all__ = ["BuildOptions", "BuildResult", "default_jobs"]
 
@@ -25,6 +26,7 @@ def default_jobs() -> int:
 @dataclass
 class BuildOptions:
     context: str = "."  # a directory, "-" (a tar on stdin) or an http(s) URL of a tar
+    context_stream: BinaryIO | None = None  # the tar for context "-" when not stdin (the API)
     dockerfiles: list[str] = field(default_factory=list)  # [] -> Containerfile, Dockerfile
     dockerfile_text: str | None = None  # the Dockerfile itself (``-f -`` read by the caller)
     tags: list[str] = field(default_factory=list)

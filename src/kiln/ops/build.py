@@ -54,7 +54,9 @@ def _context_dir(ctx: Context, opts: BuildOptions) -> Iterator[str]:
     from kiln.build.context import is_remote_context, open_remote_context
 
     if is_remote_context(opts.context):
-        with open_remote_context(opts.context, opts.tmpdir or ctx.tmpdir) as root:
+        with open_remote_context(
+            opts.context, opts.tmpdir or ctx.tmpdir, stdin=opts.context_stream
+        ) as root:
             yield root
         return
     if not os.path.isdir(opts.context):
