@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -160,7 +159,7 @@ def decode_auth_header(value: str, header: str = "X-Registry-Auth") -> dict[str,
         except (ValueError, TypeError):
             raise InvalidArgument(f"header {header}: not valid base64") from None
     try:
-        data = json.loads(raw) if raw.strip() else {}
+        data = strict_json.parse(raw) if raw.strip() else {}
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgument(f"header {header}: not a base64-encoded JSON object") from None
     if data is None:

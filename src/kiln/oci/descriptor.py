@@ -9,6 +9,9 @@ from kiln.oci.digest import Digest
 from kiln.oci.platform import Platform
 from kiln.oci.strict_json import expect
 
+# sizes are int64 in the image spec (and in SQLite); anything larger is refused, never stored
+MAX_SIZE = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class Descriptor:
@@ -29,7 +32,7 @@ class Descriptor:
         if not isinstance(digest, str):
             raise InvalidArgument(f"{what} has no digest")
         size = obj.get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
             raise InvalidArgument(f"{what} has no valid size")
         annotations = expect(obj.get("annotations") or {}, dict, f"{what}.annotations")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()):

@@ -19,6 +19,10 @@ from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, expect, loads_ob
 def sniff_media_type(raw: bytes, declared: str = "") -> str:
     """The media type of a manifest document: the declared one, its field, or its shape."""
     obj = loads_object(raw, what="manifest", limit=MAX_MANIFEST_BYTES)
+    if "manifests" in obj and ("layers" in obj or "config" in obj):
+        # one document that reads as an index to one client and an image to another
+        # (CVE-2021-41190): the image spec forbids it, so no reader may guess
+        raise InvalidArgument("manifest has both manifests and layers/config: ambiguous, refused")
     field_type = obj.get("mediaType", "")
     if declared and declared not in ("application/json", "text/plain"):
         if field_type and field_type != declared:

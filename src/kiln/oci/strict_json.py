@@ -25,11 +25,17 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse(data: bytes | str) -> Any:
-    """``json.loads`` refusing NaN/Infinity and duplicate keys; ValueError names the fault.
+    """``json.loads`` refusing NaN/Infinity, duplicate keys and deep nesting; ValueError
+    names the fault.
 
     For callers that word their own error; :func:`loads` also caps the size and raises
-    InvalidArgument."""
-    return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    InvalidArgument. Nesting deeper than the interpreter's recursion limit (no real
+    manifest, config or API body comes near it) is refused as ValueError, not the
+    RecursionError the decoder raises."""
+    try:
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def loads(data: bytes | str, *, what: str = "document", limit: int = MAX_MANIFEST_BYTES) -> Any:

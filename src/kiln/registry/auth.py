@@ -12,7 +12,6 @@ Credentials and tokens never reach messages, logs or reprs.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 import threading
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 import httpx
 
 from kiln.errors import Unauthorized, Unavailable
+from kiln.oci import strict_json
 from kiln.registry.auth_challenge import Challenge, parse_headers, preferred
 from kiln.registry.credentials import Credential
 from kiln.registry.http_errors import describe_entries, error_entries
@@ -225,7 +225,7 @@ class RegistryAuth(httpx.Auth):
                 f"{host}: getting a token from the registry's auth server failed: {detail}"
             )
         try:
-            obj = json.loads(resp.content)
+            obj = strict_json.parse(resp.content)
         except ValueError:
             raise Unavailable(
                 f"{host}: the registry's auth server sent a token that is not JSON"

@@ -6,11 +6,10 @@ A registry answers ``{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "...",
 
 from __future__ import annotations
 
-import json
-
 import httpx
 
 from kiln.errors import InvalidArgument, KilnError, NotFound, Unauthorized, Unavailable
+from kiln.oci import strict_json
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -37,7 +36,7 @@ def read_small(response: httpx.Response, limit: int = MAX_ERROR_BODY) -> bytes:
 def error_entries(body: bytes) -> list[tuple[str, str, object]]:
     """``(code, message, detail)`` triples from a distribution error body (or none)."""
     try:
-        obj = json.loads(body)
+        obj = strict_json.parse(body)
     except (ValueError, UnicodeDecodeError):
         return []
     if not isinstance(obj, dict):

@@ -1,0 +1,75 @@
+"""Hostile JSON documents (manifests, configs, auth headers, registry error bodies) get a
+clear refusal, never a RecursionError, an OverflowError later in SQLite, or a guess."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from kiln.api.app import create_app
+from kiln.api.params import decode_auth_header
+from kiln.errors import InvalidArgument
+from kiln.oci import Index, Manifest, strict_json
+from kiln.ops.config import Config
+from kiln.registry.http_errors import error_entries
+
+CONFIG = {
+    "mediaType": "application/vnd.oci.image.config.v1+json",
+    "digest": "sha256:" + "a" * 64,
+    "size": 2,
+}
+
+
+def deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize("depth", [1_000, 3_000, 100_000])
+def test_deep_json_is_refused_not_a_recursion_error(depth):
+    with pytest.raises(InvalidArgument, match="nested too deeply"):
+        strict_json.loads(deep(depth))
+    with pytest.raises(InvalidArgument):
+        Manifest.parse(('{"schemaVersion": 2, "layers": ' + deep(depth) + "}").encode())
+
+
+def test_descriptor_size_beyond_int64_is_refused():
+    for size in (2**63, 2**64, -1):
+        doc = {"schemaVersion": 2, "config": dict(CONFIG, size=size), "layers": []}
+        with pytest.raises(InvalidArgument, match="manifest.config has no valid size"):
+            Manifest.parse(json.dumps(doc).encode())
+    doc = {"schemaVersion": 2, "config": dict(CONFIG, size=2**63 - 1), "layers": []}
+    assert Manifest.parse(json.dumps(doc).encode()).config.size == 2**63 - 1
+
+
+@pytest.mark.parametrize("media_type", ["", "application/vnd.oci.image.manifest.v1+json"])
+def test_a_document_that_is_both_index_and_manifest_is_refused(media_type):
+    """CVE-2021-41190: no reader may choose between the two readings."""
+    doc = {"schemaVersion": 2, "config": CONFIG, "layers": [], "manifests": []}
+    if media_type:
+        doc["mediaType"] = media_type
+    raw = json.dumps(doc).encode()
+    for parse in (Manifest.parse, Index.parse):
+        with pytest.raises(InvalidArgument, match="ambiguous"):
+            parse(raw)
+
+
+def test_deep_registry_auth_header_is_a_400(tmp_path):
+    header = base64.urlsafe_b64encode(deep(3000).encode()).decode()
+    with pytest.raises(InvalidArgument, match="X-Registry-Auth"):
+        decode_auth_header(header)
+    config = Config(root=str(tmp_path / "root"), tmpdir=str(tmp_path))
+    with TestClient(create_app(config)) as client:
+        r = client.post(
+            "/images/create",
+            params={"fromImage": "127.0.0.1:9/x", "tag": "1"},
+            headers={"X-Registry-Auth": header},
+        )
+    assert r.status_code == 400, r.text
+    assert "X-Registry-Auth" in r.json()["message"]
+
+
+def test_deep_registry_error_body_is_no_error_entries():
+    assert error_entries(("{" + '"errors":' * 1 + deep(5000) + "}").encode()) == []
