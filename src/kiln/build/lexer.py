@@ -25,6 +25,11 @@ _EOF = ""
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 
 
+# No real Dockerfile nests ${a:-${b:-...}} more than a few levels; a hostile one
+# thousands deep must get an error, not a RecursionError.
+MAX_NESTING = 64
+
+
 @dataclass(frozen=True)
 class Expansion:
     """The result of expanding one word."""
@@ -73,6 +78,7 @@ class _State:
     text: str
     env: Mapping[str, str]
     pos: int = 0
+    depth: int = 0  # ${...} nesting of the word being scanned
     matched: set[str] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
 
@@ -139,6 +145,19 @@ class ShellLex:
         self, st: _State, stops: frozenset[str], raw_escapes: bool
     ) -> tuple[str, list[str], bool]:
         """Scan until an unquoted stop character (consumed) or the end."""
+        if st.depth > MAX_NESTING:
+            raise InvalidArgument(
+                f"variable expansion nested more than {MAX_NESTING} levels deep: refused"
+            )
+        st.depth += 1
+        try:
+            return self._scan(st, stops, raw_escapes)
+        finally:
+            st.depth -= 1
+
+    def _scan(
+        self, st: _State, stops: frozenset[str], raw_escapes: bool
+    ) -> tuple[str, list[str], bool]:
         out: list[str] = []
         words = _Words()
         while st.peek() != _EOF:

@@ -12,13 +12,22 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import dockerfile
 
 from kiln.build.heredoc import Heredoc, attach_bodies
 from kiln.errors import InvalidArgument, NotFound
 
-__all__ = ["KNOWN_INSTRUCTIONS", "Node", "ParsedDockerfile", "parse_file", "parse_string"]
+__all__ = [
+    "KNOWN_INSTRUCTIONS",
+    "Node",
+    "ParsedDockerfile",
+    "parse_file",
+    "parse_string",
+    "read_capped",
+    "read_dockerfile",
+]
 
 KNOWN_INSTRUCTIONS = frozenset(
     {
@@ -30,6 +39,14 @@ KNOWN_INSTRUCTIONS = frozenset(
 DIRECTIVES = frozenset({"syntax", "escape", "check"})
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 NO_INSTRUCTIONS = "the Dockerfile has no instructions"
+
+# Caps for Dockerfiles nobody reviewed (issue: hostile inputs). Real Dockerfiles are a
+# few kB with tens of instructions; these keep a hostile one to seconds and megabytes:
+# the Go parser is quadratic in the lines of one instruction, and every ENV step copies
+# the environment of the one before it.
+MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024
+MAX_INSTRUCTIONS = 5000
+MAX_LINES_PER_INSTRUCTION = 10_000
 
 
 @dataclass(frozen=True)
@@ -81,14 +98,44 @@ def parse_directives(text: str) -> dict[str, str]:
 
 
 def parse_file(path: str | os.PathLike[str], name: str | None = None) -> ParsedDockerfile:
+    return parse_string(read_dockerfile(path), name=name or os.path.basename(os.fspath(path)))
+
+
+def read_dockerfile(path: str | os.PathLike[str]) -> str:
+    """The text of a Dockerfile, refused past ``MAX_DOCKERFILE_BYTES`` (a FIFO or a
+    device named with ``-f`` is read only that far)."""
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            return read_capped(fh, os.fspath(path))
     except FileNotFoundError as exc:
         raise NotFound(f"Dockerfile {os.fspath(path)!s} not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"cannot read Dockerfile {os.fspath(path)!s}: {exc}") from exc
-    return parse_string(text, name=name or os.path.basename(os.fspath(path)))
+
+
+def read_capped(fh: TextIO, name: str) -> str:
+    """Read a Dockerfile from a text stream (a file, stdin), at most the size cap."""
+    text = fh.read(MAX_DOCKERFILE_BYTES + 1)
+    _check_size(text, name)
+    return text
+
+
+def _check_size(text: str, name: str) -> None:
+    if len(text) > MAX_DOCKERFILE_BYTES:
+        raise InvalidArgument(
+            f"{name} is over the {MAX_DOCKERFILE_BYTES // (1024 * 1024)} MiB Dockerfile size limit"
+        )
+
+
+def _check_continuations(text: str, escape: str, name: str) -> None:
+    run = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        run = run + 1 if line.rstrip().endswith(escape) else 0
+        if run >= MAX_LINES_PER_INSTRUCTION:
+            raise InvalidArgument(
+                f"{name}:{number - run + 1}: an instruction continued over more than "
+                f"{MAX_LINES_PER_INSTRUCTION} lines: refused"
+            )
 
 
 def parse_string(text: str, name: str = "Dockerfile") -> ParsedDockerfile:
@@ -99,7 +146,13 @@ def parse_string(text: str, name: str = "Dockerfile") -> ParsedDockerfile:
     except InvalidArgument as exc:
         raise InvalidArgument(f"{name}: {exc}") from None
     escape = directives.get("escape", "\\")
+    _check_size(text, name)
+    _check_continuations(text, escape, name)
     commands = _go_parse(text, name)
+    if len(commands) > MAX_INSTRUCTIONS:
+        raise InvalidArgument(
+            f"{name} has {len(commands)} instructions, over the limit of {MAX_INSTRUCTIONS}"
+        )
     lines = text.splitlines()
     nodes = []
     for cmd in commands:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from kiln.build.options import BuildOptions, BuildResult
 from kiln.errors import InvalidArgument, NotFound
@@ -107,12 +107,14 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             return Executor(ctx, opts, parsed, context, progress, dockerfile_name=name).run()
 
 
+def read_containerfile(stream: TextIO, name: str) -> str:
+    """A Containerfile given on a stream (``-f -``), within the parser's size cap."""
+    from kiln.build.parser import read_capped
+
+    return read_capped(stream, name)
+
+
 def _read(paths: list[str]) -> str:
-    texts = []
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                texts.append(f.read())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidArgument(f"cannot read the Containerfile {path}: {exc}") from None
-    return "\n".join(texts)
+    from kiln.build.parser import read_dockerfile
+
+    return "\n".join(read_dockerfile(path) for path in paths)

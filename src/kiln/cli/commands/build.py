@@ -269,7 +269,7 @@ def command(state: State, context, files, tags, build_args, build_arg_files, tar
             quiet, progress, outputs, compression, jobs, rm, force_rm):  # fmt: skip
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
     from kiln.errors import InvalidArgument, ProcessFailed
-    from kiln.ops.build import BuildOptions
+    from kiln.ops.build import BuildOptions, read_containerfile
     from kiln.runtime import parse_memory
 
     mode = progress or (state.progress if state.progress in ("json",) else "plain")
@@ -280,7 +280,7 @@ def command(state: State, context, files, tags, build_args, build_arg_files, tar
         if "-" in files:
             if context == "-":
                 raise InvalidArgument("-f - and a context of - cannot both read stdin")
-            dockerfile_text = sys.stdin.read()
+            dockerfile_text = read_containerfile(sys.stdin, "the Containerfile on stdin")
             files = [f for f in files if f != "-"]
         if context is None:
             if files and dockerfile_text is None:
