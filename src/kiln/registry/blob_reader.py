@@ -16,11 +16,21 @@ from collections.abc import Iterator
 import httpx
 
 from kiln.errors import Unavailable
+from kiln.registry.pace import Pace
 
 
 class BlobReader(io.RawIOBase):
-    def __init__(self, response: httpx.Response, what: str, offset: int = 0, skip: int = 0):
+    def __init__(
+        self,
+        response: httpx.Response,
+        what: str,
+        offset: int = 0,
+        skip: int = 0,
+        pace: Pace | None = None,
+    ):
         super().__init__()
+        self._pace = pace
+        self._received = 0  # bytes from the network in this response (pace)
         self._response = response
         self._what = what
         self._chunks: Iterator[bytes] = response.iter_bytes()
@@ -50,6 +60,13 @@ class BlobReader(io.RawIOBase):
                 f"{self._what}: the connection broke after {self.offset} bytes "
                 f"({type(exc).__name__}); retry the pull to resume"
             ) from None
+        self._received += len(chunk)
+        if self._pace is not None:
+            try:
+                self._pace.check(self._received)
+            except Unavailable:
+                self.close()
+                raise
         if self._skip:
             drop = min(self._skip, len(chunk))
             chunk, self._skip = chunk[drop:], self._skip - drop

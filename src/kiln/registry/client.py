@@ -27,6 +27,7 @@ from kiln.registry.auth import RegistryAuth, TokenCache
 from kiln.registry.blob_reader import BlobReader
 from kiln.registry.connection import HostConnection
 from kiln.registry.credentials import Credential
+from kiln.registry.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE, Pace
 from kiln.registry.retry import RetryPolicy
 from kiln.registry.tls import tls_settings
 from kiln.registry.uploads import push_blob as _push_blob
@@ -47,7 +48,9 @@ class RegistryOptions:
     retry_delay: float = 2.0  # first backoff, doubling
     chunk_size: int = 8 * 1024 * 1024  # PATCH size for chunked uploads
     monolithic_max: int = 16 * 1024 * 1024  # larger blobs are uploaded in chunks
-    timeout: float = 60.0
+    timeout: float = 60.0  # per read; also the deadline for a whole manifest
+    min_blob_rate: float = DEFAULT_MIN_RATE  # bytes/s a blob download must average ...
+    rate_grace: float = DEFAULT_GRACE  # ... once this many seconds have passed
     max_manifest_size: int = MAX_MANIFEST_BYTES
     user_agent: str = "kiln/0.1"
     page_size: int = 1000  # n= for tag and catalog listing (Link pagination beyond)
@@ -196,10 +199,12 @@ class RegistryClient:
 
     def _read_capped(self, resp: httpx.Response, what: str) -> bytes:
         limit = self.options.max_manifest_size
+        pace = Pace(what, deadline=self.options.timeout)
         out = bytearray()
         try:
             for chunk in resp.iter_bytes():
                 out += chunk
+                pace.check(len(out))
                 if len(out) > limit:
                     raise InvalidArgument(f"{what}: manifest is over the {limit}-byte limit")
         except (httpx.TransportError, httpx.StreamError) as exc:
@@ -278,7 +283,8 @@ class RegistryClient:
                 stream=True,
             )
             skip = offset if (offset and resp.status_code == 200) else 0
-            return BlobReader(resp, what, offset=offset, skip=skip)
+            pace = Pace(what, min_rate=self.options.min_blob_rate, grace=self.options.rate_grace)
+            return BlobReader(resp, what, offset=offset, skip=skip, pace=pace)
 
         return self._try_sources(ref, op)  # type: ignore[return-value]
 
