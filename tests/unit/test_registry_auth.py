@@ -18,7 +18,7 @@ from registry_env import isolate_registry_env
 
 SECRET = "Hunter2-very-secret-Pw"
 REG = "reg.example:5000"
-REALM = "https://auth.example/token"
+REALM = "https://auth.reg.example/token"  # under the registry host: trusted with credentials
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,7 @@ class FakeRegistry:
         return value == "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.host == "auth.example":
+        if request.url.host == "auth.reg.example":
             self.token_requests.append(request)
             if self.token_status != 200:
                 return httpx.Response(self.token_status, json={"details": "boom"})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import re
 import threading
 import time
@@ -102,6 +103,45 @@ class TokenCache:
         return f"TokenCache({len(self._tokens)} tokens)"
 
 
+TRUSTED_REALMS_ENV = "KILN_TRUSTED_TOKEN_REALMS"
+
+
+def realm_may_receive_credentials(registry: httpx.URL, realm: str) -> bool:
+    """Whether a bearer challenge's ``realm`` may see the user's basic credentials.
+
+    A registry names its token server in its 401 answer; a hostile or hijacked one
+    could name any server to collect the password. Credentials go only to the
+    registry's own host, a host under it, or a sibling under the same parent domain
+    (``registry-1.docker.io`` -> ``auth.docker.io``), hosts in
+    ``$KILN_TRUSTED_TOKEN_REALMS`` (comma-separated), and never over plain http when
+    the registry itself is https.
+    """
+    try:
+        url = httpx.URL(realm)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    if registry.scheme == "https" and url.scheme != "https":
+        return False
+    want, have = registry.host.lower(), url.host.lower()
+    trusted = os.environ.get(TRUSTED_REALMS_ENV, "")
+    if have in {h.strip().lower() for h in trusted.split(",") if h.strip()}:
+        return True
+    if have == want or have.endswith("." + want):
+        return True
+    labels = want.split(".")
+    if want.replace(".", "").isdigit() or ":" in want or len(labels) < 3:
+        return False  # an IP address or a two-label domain: its own host only
+    parent = ".".join(labels[1:])
+    return have == parent or have.endswith("." + parent)
+
+
+def _host_of(url: str) -> str:
+    try:
+        return httpx.URL(url).host or "?"
+    except (httpx.InvalidURL, TypeError):
+        return "?"
+
+
 def _basic_header(cred: Credential) -> str:
     raw = f"{cred.username}:{cred.password}".encode()
     return "Basic " + base64.b64encode(raw).decode()
@@ -180,6 +220,16 @@ class RegistryAuth(httpx.Auth):
             return
         token = None if force else self.tokens.get(host, scope)
         if token is None:
+            if cred is not None and not realm_may_receive_credentials(request.url, challenge.realm):
+                log.warning(
+                    "%s: not sending credentials to the token server %s (another site, or "
+                    "plain http for an https registry); asking for an anonymous token. Trust "
+                    "it with %s=<host> if it is the registry's own.",
+                    host,
+                    _host_of(challenge.realm),
+                    TRUSTED_REALMS_ENV,
+                )
+                cred = None
             token, lifetime = yield from self._fetch_token(host, challenge, scope, cred)
             self.tokens.put(host, scope, token, lifetime)
         if token:
