@@ -29,6 +29,20 @@ ERRORS = {
         "FROM busybox\nFOO bar\n", [], 125,
         "Error: Containerfile:2: unknown instruction: FOO",
     ),
+    "run_network_host_needs_allow": (
+        "FROM busybox\nRUN --network=host true\n", ["--network", "none"], 125,
+        "Error: Containerfile:2: RUN --network=host needs the network.host entitlement: "
+        "build with --allow network.host if you trust this Containerfile",
+    ),
+    "run_security_insecure_needs_allow": (
+        "FROM busybox\nRUN --security=insecure true\n", ["--allow", "network.host"], 125,
+        "Error: Containerfile:2: RUN --security=insecure needs the security.insecure "
+        "entitlement: build with --allow security.insecure if you trust this Containerfile",
+    ),
+    "allow_unknown_entitlement": (
+        "FROM busybox\nRUN true\n", ["--allow", "device"], 125,
+        "Error: --allow 'device': unknown entitlement; use network.host or security.insecure",
+    ),
     "unknown_flag": (
         "FROM busybox\nCOPY --bogus=1 a.txt /a\n", [], 125,
         "Error: Containerfile:2: unknown flag: --bogus",

@@ -17,7 +17,7 @@ from kiln.build.instructions import Run
 from kiln.build.run_mounts import prepared_mounts
 from kiln.build.stage_run import StepFailed
 from kiln.container import Builder
-from kiln.errors import ProcessFailed
+from kiln.errors import InvalidArgument, ProcessFailed
 from kiln.runtime import Mount
 
 if TYPE_CHECKING:
@@ -49,10 +49,28 @@ def run_argv(instr: Run, shell: tuple[str, ...]) -> tuple[list[str], str | None]
     return [*shell, text], None
 
 
+def _check_entitlements(instr: Run, allowed: tuple[str, ...]) -> None:
+    """A Dockerfile asks for host networking or an unconfined RUN; only the person
+    running the build can grant it (``--allow``, as BuildKit's entitlements)."""
+    wanted = []
+    if instr.network == "host":
+        wanted.append(("network.host", "RUN --network=host"))
+    if instr.security == "insecure":
+        wanted.append(("security.insecure", "RUN --security=insecure"))
+    for entitlement, what in wanted:
+        if entitlement not in allowed:
+            raise InvalidArgument(
+                f"{what} needs the {entitlement} entitlement: "
+                f"build with --allow {entitlement} if you trust this Containerfile"
+            )
+
+
 def dispatch_run(run: StageRun, instr: Run) -> None:
     ex = run.ex
     expanded, _used = run.expand(instr)
     assert isinstance(expanded, Run)
+    with run.at_line(instr):
+        _check_entitlements(expanded, ex.opts.allow)
     shell = run.editor.shell()
     run_args = run.args.used_in_run(run.config_env)
     argv, script = run_argv(expanded, shell)
@@ -87,7 +105,9 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
             env = {**extra_env, **ms.env}
             try:
                 with run.at_line(instr):  # e.g. USER names no user of the image
-                    code = ex.run_process(b, argv, env, mounts, expanded.network, run.pos)
+                    code = ex.run_process(
+                        b, argv, env, mounts, expanded.network, run.pos, expanded.security
+                    )
             except StepFailed:
                 raise
             except ProcessFailed as exc:  # the command could not be started (127/126)

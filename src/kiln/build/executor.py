@@ -306,7 +306,7 @@ class Executor:
 
     def run_process(
         self, b: Builder, argv: list[str], env: dict[str, str], mounts: list[Any],
-        network: str, pos: int,
+        network: str, pos: int, security: str = "sandbox",
     ) -> int:  # fmt: skip
         """Run ``argv`` in ``b``; its output goes to the progress as it comes."""
         from kiln.runtime import RunOptions
@@ -323,6 +323,8 @@ class Executor:
             network=o.network if network == "default" else network,
             mounts=[*self.volumes, *mounts], stdin=null_fd, stdout=write_fd, stderr=write_fd,
         )  # fmt: skip
+        if security == "insecure":  # granted by --allow security.insecure (dispatch_run)
+            values.update(cap_add=["ALL"], cap_drop=[], seccomp="unconfined")
         try:
             opts = RunOptions(cancel=self.cancel, **values)
             code = b.run(argv, opts)

@@ -11,10 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-__all__ = ["BuildOptions", "BuildResult", "default_jobs"]
+__all__ = ["ENTITLEMENTS", "BuildOptions", "BuildResult", "default_jobs"]
 
 PULL_POLICIES = ("missing", "always", "never", "newer")
 OUTPUT_TYPES = ("local", "tar", "oci", "docker")
+# BuildKit's entitlements: privileges a Dockerfile may ask for only when the person
+# running the build grants them with --allow
+ENTITLEMENTS = ("network.host", "security.insecure")
 
 
 def default_jobs() -> int:
@@ -44,6 +47,7 @@ class BuildOptions:
     timestamp: int | None = None  # --timestamp or SOURCE_DATE_EPOCH
     platform: str | None = None
     network: str = "host"  # host | none | private (RUN --network overrides per step)
+    allow: tuple[str, ...] = ()  # entitlements granted (ENTITLEMENTS)
     isolation: str = "oci"  # oci (runc) | chroot
     runtime: str = "runc"
     secrets: list[str] = field(default_factory=list)  # "id=x,src=path" | "id=x,env=VAR"

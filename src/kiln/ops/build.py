@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from kiln.build.options import BuildOptions, BuildResult
+from kiln.build.options import ENTITLEMENTS, BuildOptions, BuildResult
 from kiln.errors import InvalidArgument, NotFound
 from kiln.ops.context import Context
 from kiln.ops.events import Event
@@ -83,6 +83,11 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     from kiln.build.parser import parse_string
     from kiln.build.progress import Progress
 
+    for entitlement in opts.allow:
+        if entitlement not in ENTITLEMENTS:
+            raise InvalidArgument(
+                f"--allow {entitlement!r}: unknown entitlement; use {' or '.join(ENTITLEMENTS)}"
+            )
     if opts.image_format not in ("oci", "docker"):
         raise InvalidArgument(f"--format {opts.image_format!r} is invalid: use oci or docker")
     if opts.timestamp is None and opts.build_args.get("SOURCE_DATE_EPOCH", "").isdigit():

@@ -35,6 +35,22 @@ def last_cap() -> int:
         return len(CAPABILITIES) - 1
 
 
+def bounding_set() -> list[str]:
+    """The capabilities kiln itself may hand on (its bounding set): what ``ALL`` means.
+
+    A sandboxed host can lack some (here CAP_SYS_RESOURCE); asking runc for a
+    capability outside the bounding set fails the whole RUN with "unable to apply caps".
+    """
+    known = CAPABILITIES[: last_cap() + 1]
+    try:
+        with open("/proc/self/status") as f:
+            line = next(ln for ln in f if ln.startswith("CapBnd:"))
+        mask = int(line.split()[1], 16)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return list(known)
+    return [name for number, name in enumerate(known) if mask >> number & 1]
+
+
 def normalize(name: str, flag: str) -> str:
     """``chown``, ``CAP_CHOWN``, ``cap_chown`` -> ``CAP_CHOWN``; ``ALL`` stays ``ALL``."""
     upper = name.strip().upper()
@@ -51,7 +67,7 @@ def normalize(name: str, flag: str) -> str:
 
 def effective_set(cap_add: list[str], cap_drop: list[str]) -> list[str]:
     """The default set with additions and drops applied (drops win, as in podman)."""
-    all_caps = list(CAPABILITIES[: last_cap() + 1])
+    all_caps = bounding_set()
     adds = [normalize(c, "--cap-add") for c in cap_add]
     drops = [normalize(c, "--cap-drop") for c in cap_drop]
     caps = list(all_caps) if "ALL" in adds else list(DEFAULT_CAPABILITIES)

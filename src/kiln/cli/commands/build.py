@@ -200,6 +200,13 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     "--network", "--net", "network", default=None, help="RUN network: host (default), none, private"
 )
 @click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    help="Grant an entitlement the Containerfile may use: network.host (RUN --network=host), "
+    "security.insecure (RUN --security=insecure: all capabilities, no seccomp)",
+)
+@click.option(
     "--isolation",
     type=click.Choice(("oci", "chroot")),
     default=None,
@@ -263,7 +270,7 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
 @pass_state
 def command(state: State, context, files, tags, build_args, build_arg_files, target, labels,
             annotations, image_format, pull, pull_always, pull_never, no_cache, layers, squash,
-            squash_all, iidfile, timestamp, platform, network, isolation, runtime, secrets,
+            squash_all, iidfile, timestamp, platform, network, allow, isolation, runtime, secrets,
             add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
             quiet, progress, outputs, compression, jobs, rm, force_rm):  # fmt: skip
@@ -305,6 +312,7 @@ def command(state: State, context, files, tags, build_args, build_arg_files, tar
             image_format=(image_format or os.environ.get("BUILDAH_FORMAT") or "oci").lower(),
             pull=policy, no_cache=no_cache, layers=layers, squash=squash, squash_all=squash_all,
             iidfile=iidfile, timestamp=timestamp, platform=platform, network=network or "host",
+            allow=tuple(_split_commas(allow)),
             isolation=isolation or os.environ.get("BUILDAH_ISOLATION", "oci").lower(),
             runtime=runtime, secrets=list(secrets), add_hosts=list(add_hosts),
             dns=_split_commas(dns), dns_search=_split_commas(dns_search),
