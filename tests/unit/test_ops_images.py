@@ -329,6 +329,20 @@ def test_prune_spares_an_image_named_after_it_looked(ctx, monkeypatch):
 # --- history, inspect, tree -----------------------------------------------------
 
 
+def test_history_ids_come_from_the_images_own_ancestry(ctx):
+    """An image that shares the layers and the history length but is not an ancestor
+    (another build of the same step, an image made elsewhere) never lends its ID."""
+    t = 1_750_000_000
+    stranger = make_image(ctx.store, ["a"], ["stranger:1"], created=t + 5)
+    child = make_image(ctx.store, ["a", "b"], ["child:1"], created=t)
+    hist = ops.history(ctx, "child:1")
+    assert [h.id for h in hist] == [child.id, "<missing>"], f"not {stranger.id}"
+    parent = make_image(ctx.store, ["a"], ["parent:1"], created=t)
+    hist = ops.history(ctx, "child:1")
+    assert [h.id for h in hist] == [child.id, parent.id]
+    assert hist[1].tags == ["docker.io/library/parent:1"]
+
+
 def test_history_inspect_tree(ctx):
     img = make_image(ctx.store, ["a", "b"], ["app:1"])
     hist = ops.history(ctx, "app:1")

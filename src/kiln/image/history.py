@@ -28,8 +28,10 @@ def _images_by_top(store: Store) -> dict[tuple[str, ...], list]:
 
 
 def history_rows(store: Store, img: StoreImage) -> list[HistoryRow]:
-    """Rows newest first. A row gets an image ID when a stored image ends exactly there
-    (same layers and as many history entries), as podman shows local parents."""
+    """Rows newest first. A row gets an image ID when a stored image is this image's
+    ancestor ending exactly there: the same layers and the same history up to that row
+    (a build carries its parent's history verbatim), as podman shows local parents. An
+    unrelated image that merely shares the layers and the history length is not one."""
     config = img.config
     chains = list(img.record.layers)
     by_layers = _images_by_top(store)
@@ -53,7 +55,7 @@ def history_rows(store: Store, img: StoreImage) -> list[HistoryRow]:
                     continue
                 try:
                     other = open_store_image(store, rec.id)
-                    if len(other.config.history) == n + 1:
+                    if tuple(other.config.history) == tuple(entries[: n + 1]):
                         row_id, tags = rec.id, list(rec.names)
                         break
                 except KilnError:
