@@ -6,12 +6,13 @@ import os
 import platform
 import socket
 import time
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from kiln.ops.system import go_arch, kiln_version
 
 from .versions import DOCKER_API_VERSION, DOCKER_MIN_API_VERSION, LIBPOD_API_VERSION
 from .wiring import run_op
@@ -28,20 +29,6 @@ PING_HEADERS = {
 }
 
 
-def kiln_version() -> str:
-    try:
-        return version("kiln")
-    except PackageNotFoundError:
-        return "0.0.0"
-
-
-def _arch() -> str:
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
-        machine, machine
-    )
-
-
 async def ping(request: Request) -> Response:
     body = "" if request.method == "HEAD" else "OK"
     return PlainTextResponse(body, headers=PING_HEADERS)
@@ -55,7 +42,7 @@ def version_body() -> dict[str, Any]:
         "GitCommit": "",
         "GoVersion": f"python{platform.python_version()}",
         "Os": "linux",
-        "Arch": _arch(),
+        "Arch": go_arch(),
         "KernelVersion": platform.release(),
     }
     details = {**engine, "Experimental": "false", "BuildTime": ""}

@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 
 from kiln.errors import InvalidArgument
+from kiln.ops.system import DOCKER_API_VERSION, DOCKER_MIN_API_VERSION, LIBPOD_API_VERSION
 
-DOCKER_API_VERSION = "1.56"  # the version of the spec kiln follows
-DOCKER_MIN_API_VERSION = "1.24"
-LIBPOD_API_VERSION = "4.3.1"  # the libpod REST API shape kiln answers in
 COMPONENT_VERSION = "kiln"
 
 _PREFIX = re.compile(r"^/v(?P<version>[0-9][0-9A-Za-z.\-+]*)(?P<rest>/.*)$")

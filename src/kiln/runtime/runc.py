@@ -37,6 +37,22 @@ def find_runtime(name: str) -> str:
     return found
 
 
+def runtime_version(name: str = "runc", timeout: float = 10.0) -> str:
+    """The first line of ``NAME --version`` (``runc version 1.1.5``); Unavailable when the
+    binary is missing, fails or does not answer within ``timeout`` seconds."""
+    path = find_runtime(name)
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Unavailable(f"runtime {path}: --version failed: {exc}") from None
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        raise Unavailable(f"runtime {path}: --version exited {out.returncode}")
+    return lines[0].strip()
+
+
 def _write_config(p: Prepared, rootfs: str) -> None:
     spec = build_spec(p.opts, rootfs, p.user, p.etc_files)
     fd = os.open(os.path.join(p.bundle, "config.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
