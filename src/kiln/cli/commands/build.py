@@ -220,10 +220,26 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     metavar="id=ID,src=PATH|env=VAR",
     help="A secret RUN --mount=type=secret can use",
 )
-@click.option("--add-host", "add_hosts", multiple=True, metavar="HOST:IP")
-@click.option("--dns", "dns", multiple=True, metavar="IP")
-@click.option("--dns-search", "dns_search", multiple=True, metavar="DOMAIN")
-@click.option("--dns-option", "dns_options", multiple=True, metavar="OPTION")
+@click.option(
+    "--add-host",
+    "add_hosts",
+    multiple=True,
+    metavar="HOST:IP",
+    help="Add a line to /etc/hosts of every RUN",
+)
+@click.option(
+    "--dns", "dns", multiple=True, metavar="IP", help="DNS server for RUN's /etc/resolv.conf"
+)
+@click.option(
+    "--dns-search", "dns_search", multiple=True, metavar="DOMAIN", help="DNS search domain for RUN"
+)
+@click.option(
+    "--dns-option",
+    "dns_options",
+    multiple=True,
+    metavar="OPTION",
+    help="resolv.conf option for RUN",
+)
 @click.option(
     "-v",
     "--volume",
@@ -232,17 +248,29 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     metavar="HOST:CTR[:OPTS]",
     help="Bind-mount a host directory into every RUN",
 )
-@click.option("--cap-add", multiple=True, metavar="CAP")
-@click.option("--cap-drop", multiple=True, metavar="CAP")
-@click.option("--ulimit", "ulimits", multiple=True, metavar="TYPE=SOFT[:HARD]")
-@click.option("-m", "--memory", default=None, metavar="SIZE")
-@click.option("--memory-swap", default=None, metavar="SIZE")
-@click.option("-c", "--cpu-shares", type=int, default=None)
-@click.option("--cpu-period", type=int, default=None)
-@click.option("--cpu-quota", type=int, default=None)
-@click.option("--cpuset-cpus", default="")
-@click.option("--cpuset-mems", default="")
-@click.option("--shm-size", default=None, metavar="SIZE")
+@click.option("--cap-add", multiple=True, metavar="CAP", help="Add a capability to RUN's defaults")
+@click.option(
+    "--cap-drop", multiple=True, metavar="CAP", help="Drop a capability from RUN's defaults"
+)
+@click.option(
+    "--ulimit", "ulimits", multiple=True, metavar="TYPE=SOFT[:HARD]", help="Resource limit for RUN"
+)
+@click.option(
+    "-m", "--memory", default=None, metavar="SIZE", help="Memory limit of RUN (e.g. 512m)"
+)
+@click.option("--memory-swap", default=None, metavar="SIZE", help="Memory + swap limit of RUN")
+@click.option(
+    "-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight) of RUN"
+)
+@click.option("--cpu-period", type=int, default=None, help="CFS period of RUN (microseconds)")
+@click.option(
+    "--cpu-quota", type=int, default=None, help="CFS quota of RUN (microseconds per period)"
+)
+@click.option("--cpuset-cpus", default="", metavar="CPUS", help="CPUs RUN may use (0-3, 0,1)")
+@click.option("--cpuset-mems", default="", metavar="NODES", help="Memory nodes RUN may use (NUMA)")
+@click.option(
+    "--shm-size", default=None, metavar="SIZE", help="Size of RUN's /dev/shm (default 64m)"
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID")
 @click.option(
     "--progress",

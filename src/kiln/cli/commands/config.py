@@ -34,11 +34,33 @@ from kiln.cli.state import State, pass_state
 @click.option(
     "--healthcheck", default=None, metavar="CMD", help="'CMD ...', 'CMD-SHELL ...' or NONE"
 )
-@click.option("--healthcheck-interval", default=None, metavar="DURATION")
-@click.option("--healthcheck-timeout", default=None, metavar="DURATION")
-@click.option("--healthcheck-start-period", default=None, metavar="DURATION")
-@click.option("--healthcheck-start-interval", default=None, metavar="DURATION")
-@click.option("--healthcheck-retries", type=int, default=None)
+@click.option(
+    "--healthcheck-interval",
+    default=None,
+    metavar="DURATION",
+    help="Time between health checks (e.g. 30s)",
+)
+@click.option(
+    "--healthcheck-timeout", default=None, metavar="DURATION", help="Time a health check may take"
+)
+@click.option(
+    "--healthcheck-start-period",
+    default=None,
+    metavar="DURATION",
+    help="Start-up time in which failures do not count",
+)
+@click.option(
+    "--healthcheck-start-interval",
+    default=None,
+    metavar="DURATION",
+    help="Time between health checks during the start period",
+)
+@click.option(
+    "--healthcheck-retries",
+    type=int,
+    default=None,
+    help="Failures in a row that make the container unhealthy",
+)
 @click.option("--shell", default=None, help="Shell for shell-form commands (JSON array or words)")
 @click.option("--onbuild", multiple=True, metavar="INSTRUCTION", help="Add an ONBUILD trigger")
 @click.option("--author", default=None, help="Image author")

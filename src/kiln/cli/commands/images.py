@@ -19,11 +19,18 @@ _SORT_KEYS = ("created", "id", "repository", "size", "tag")
 @click.option(
     "-f", "--filter", "filters", multiple=True, metavar="FILTER", help="Filter output (KEY=VALUE)"
 )
-@click.option("--sort", type=click.Choice(_SORT_KEYS), default="created", show_default=True)
+@click.option(
+    "--sort",
+    type=click.Choice(_SORT_KEYS),
+    default="created",
+    show_default=True,
+    help="Sort by this column (created: newest first)",
+)
 @format_option()
 @pass_state
 def command(state: State, image, all_, quiet, digests, no_trunc, noheading, filters, sort, format_):
-    """List images in local storage, newest first (like `podman images`)."""
+    """List images in local storage, newest first (like `podman images`); with IMAGE, only
+    the images whose name matches it."""
     from kiln.cli import render
     from kiln.ops import images as ops
 

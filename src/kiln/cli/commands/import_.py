@@ -26,7 +26,8 @@ from kiln.cli.state import State, pass_state
 @click.option("--variant", default=None, help="Set the architecture variant of the image")
 @pass_state
 def command(state: State, source, reference, changes, message, quiet, platform, os_, arch, variant):
-    """Create an image from TARBALL (a file, an http(s) URL, or - for stdin); print its ID."""
+    """Create an image from TARBALL (a file, an http(s) URL, or - for stdin), named
+    REFERENCE if given; print its ID."""
     from kiln.ops import archives
 
     if not platform and (os_ or arch or variant):
