@@ -16,21 +16,25 @@ EXIT_OTHER = 125
 @click.argument("images", nargs=-1, metavar="IMAGE...")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all images")
 @click.option(
-    "-f", "--force", is_flag=True, help="Also remove containers that use the images; untag by ID"
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Also remove containers that use the images; untag by ID; no error for missing images",
 )
 @click.option("-i", "--ignore", is_flag=True, help="Ignore errors for images that do not exist")
 @pass_state
 def command(state: State, images, all_, force, ignore):
     """Remove IMAGEs. A name of an image with other names is only untagged.
 
-    Exit status: 0 all removed; 1 an image did not exist; 2 an image is in use
-    by a container or has child images; 125 other errors.
+    Exit status: 0 all removed; 1 an image did not exist (not with --force or
+    --ignore, as podman); 2 an image is in use by a container or has child images;
+    125 other errors.
     """
     from kiln.errors import Conflict, NotFound
     from kiln.ops import images as ops
 
     with state.context() as ctx:
-        result = ops.remove_images(ctx, images, force=force, all=all_, ignore=ignore)
+        result = ops.remove_images(ctx, images, force=force, all=all_, ignore=ignore or force)
     lines = [f"Untagged: {n}" for n in result.untagged]
     lines += [f"Deleted: {i.removeprefix('sha256:')}" for i in result.deleted]
     if lines:
