@@ -13,11 +13,14 @@ by threads (each thread gets its own SQLite connection).
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from kiln.errors import Unavailable
 from kiln.store import paths
 from kiln.store.cache import CacheMixin
 from kiln.store.cache_mounts import CacheMountsMixin
@@ -29,6 +32,24 @@ from kiln.store.images import ImagesMixin
 from kiln.store.leases import LeaseMixin
 from kiln.store.resolve import ResolveMixin
 from kiln.store.schema import MIGRATIONS
+
+
+def unusable_root(root: str, exc: OSError | sqlite3.Error) -> Unavailable:
+    """One line saying why ``root`` cannot hold a store (a file, read-only, not allowed)."""
+    if isinstance(exc, OSError):
+        where = (exc.filename or root).rstrip("/") or "/"
+        if exc.errno == errno.EEXIST:
+            reason = f"{where} is not a directory"
+        else:
+            reason = f"{where}: {exc.strerror or exc}"
+    elif not os.access(root, os.W_OK):
+        reason = f"{root} is not writable"
+    else:
+        reason = f"its database: {exc}"
+    return Unavailable(
+        f"cannot use {root} as the store root: {reason}; "
+        "give a writable directory with --root or $KILN_ROOT"
+    )
 
 
 class Store(
@@ -46,18 +67,24 @@ class Store(
 
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
-        for sub in (
-            "",
-            paths.BLOBS,
-            os.path.join(paths.BLOBS, "sha256"),
-            paths.INGEST,
-            paths.SNAPSHOTS,
-        ):
-            os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
+        try:
+            for sub in (
+                "",
+                paths.BLOBS,
+                os.path.join(paths.BLOBS, "sha256"),
+                paths.INGEST,
+                paths.SNAPSHOTS,
+            ):
+                os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise unusable_root(self.root, exc) from None
         self._lease_local = threading.local()
-        self.db = Database(
-            os.path.join(self.root, paths.DB_NAME), MIGRATIONS, f"the store at {self.root}"
-        )
+        try:
+            self.db = Database(
+                os.path.join(self.root, paths.DB_NAME), MIGRATIONS, f"the store at {self.root}"
+            )
+        except sqlite3.Error as exc:
+            raise unusable_root(self.root, exc) from None
 
     @classmethod
     def open(cls, root: str | None = None) -> Store:
