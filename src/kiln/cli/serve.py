@@ -50,7 +50,17 @@ from kiln.cli.state import State, pass_state
 )
 @pass_state
 def command(state: State, hosts, tlsverify, tlscacert, tlscert, tlskey, idle, access_log) -> None:
-    from kiln.api import server
+    try:
+        from kiln.api import server
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ("starlette", "uvicorn"):
+            raise
+        from kiln.errors import Unavailable
+
+        raise Unavailable(
+            f"kiln serve needs {missing}, which is not installed: pip install 'kiln[server]'"
+        ) from None
     from kiln.ops.config import Config
 
     tls = server.TLSOptions(verify=tlsverify, cacert=tlscacert, cert=tlscert, key=tlskey)
