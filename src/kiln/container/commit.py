@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 DEFAULT_CREATED_BY = "/bin/sh"
 COMPRESSIONS = ("gzip", "zstd", "none")
+#: the most layers a committed image may have: overlayfs stacks only so many lower dirs in
+#: one mount (the mount data is one page) and several runtimes and registries refuse more
+MAX_LAYERS = 127
 
 
 class _IngestWriter(io.RawIOBase):
@@ -80,6 +83,16 @@ def change_entries(b: Builder) -> list[Any]:
         return list(scan_overlay_upper(b.upper_dir()))
     with b.base_view() as lower:
         return list(scan_changes(lower, b.upper_dir()))
+
+
+def check_layer_count(count: int) -> None:
+    """Refuse, before anything is written, an image that would have more than MAX_LAYERS."""
+    if count > MAX_LAYERS:
+        raise InvalidArgument(
+            f"the image would have {count} layers, more than the {MAX_LAYERS} a container "
+            "image can have (overlayfs and several runtimes stack no more): squash it "
+            "(--squash) or make fewer layers (fewer or joined RUN, COPY and ADD steps)"
+        )
 
 
 def _base_history(config: ImageConfig, layer_count: int) -> list[History]:
@@ -136,6 +149,7 @@ def commit_builder(
             entries = change_entries(b)
             layer = None
             if entries or not base_layers:
+                check_layer_count(len(base_layers) + 1)
                 layer = write_layer_blob(store, entries, comp, timestamp)
         descs = [
             d.replace(media_type=mt.convert_layer_media_type(d.media_type, image_format))
