@@ -80,8 +80,9 @@ def test_version_text_json_and_template():
     assert re.search(r"^OS/Arch:\s+linux/\w+$", res.stdout, re.M)
     client = json.loads(CliRunner().invoke(cli, ["version", "--format", "json"]).stdout)["Client"]
     assert client["Version"] and client["PythonVersion"] == ".".join(map(str, sys.version_info[:3]))
-    res = CliRunner().invoke(cli, ["version", "--format", "{{.Client.Version}}"])
-    assert res.stdout == client["Version"] + "\n"
+    for template in ("{{.Client.Version}}", "{{.Version}}"):
+        res = CliRunner().invoke(cli, ["version", "--format", template])
+        assert res.stdout == client["Version"] + "\n"
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

@@ -20,8 +20,8 @@ def command(state: State, format_):
     if format_ == "json":
         state.echo(render.to_json(info))
         return
-    if format_:
-        state.echo(render.templated(format_, [info]), nl=False)
+    if format_:  # {{.Version}} works too, as podman's Client fields are promoted
+        state.echo(render.templated(format_, [{**info["Client"], **info}]), nl=False)
         return
     c = info["Client"]
     rows = [
