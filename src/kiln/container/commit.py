@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 
 DEFAULT_CREATED_BY = "/bin/sh"
 COMPRESSIONS = ("gzip", "zstd", "none")
-#: the most layers a committed image may have: overlayfs stacks only so many lower dirs in
-#: one mount (the mount data is one page) and several runtimes and registries refuse more
+#: the most layers a committed image may have: the most some storage drivers stack (the
+#: overlay mount data of older kernels and tools is one page); Docker's layer store takes
+#: 125 image layers (127 less the two of a container), buildah makes more
 MAX_LAYERS = 127
 
 
