@@ -90,9 +90,9 @@ def check_layer_count(count: int) -> None:
     """Refuse, before anything is written, an image that would have more than MAX_LAYERS."""
     if count > MAX_LAYERS:
         raise InvalidArgument(
-            f"the image would have {count} layers, more than the {MAX_LAYERS} a container "
-            "image can have (overlayfs and several runtimes stack no more): squash it "
-            "(--squash) or make fewer layers (fewer or joined RUN, COPY and ADD steps)"
+            f"the image would have {count} layers, more than the {MAX_LAYERS} an image may "
+            "have (Docker and some storage drivers cannot use more): squash it (--squash) "
+            "or make fewer layers (fewer or joined RUN, COPY and ADD steps)"
         )
 
 
