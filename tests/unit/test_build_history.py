@@ -40,4 +40,3 @@ def test_arg_lists_build_arg_names() -> None:
     assert created_by(instr("ARG B A"), build_args={"B": "x", "A": "y"}) == (
         "/bin/sh -c #(nop) ARG A B"
     )
-
