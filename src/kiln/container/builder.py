@@ -140,7 +140,9 @@ class Builder:
         """Persist the state (config edits included) atomically in the store."""
         self.state.config = self.config.image
         self.state.annotations = dict(self.config.annotations)
-        self.record = replace(self.record, state=self.state.to_json())
+        self.record = replace(
+            self.record, state=self.state.to_json(), snapshot_key=self.state.snapshot_key
+        )
         self.store.put_container(self.record)
 
     # -- the filesystem -------------------------------------------------------------------
@@ -538,7 +540,12 @@ def _insert(
     for _ in range(100):
         chosen = name or default_name(image, taken)
         record = ContainerRecord(
-            cid, chosen, base.id if base else None, state.to_json(), time.time()
+            cid,
+            chosen,
+            base.id if base else None,
+            state.to_json(),
+            time.time(),
+            snapshot_key=state.snapshot_key,
         )
         try:
             store.put_container(record)

@@ -122,6 +122,7 @@ def register_image(
         layers=chains,
         platform=platform_string(config),
         labels=dict(config.config.labels or {}),
+        layer_blobs=[str(desc.digest) for desc in manifest.layers],
     )
     with store.lease() as own:
         holder = lease or own

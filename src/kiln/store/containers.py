@@ -1,4 +1,5 @@
-"""Working containers: a unique name, the image they started from, opaque JSON state."""
+"""Working containers: a unique name, the image they started from, the snapshot they hold
+(both GC roots), opaque JSON state."""
 
 from __future__ import annotations
 
@@ -36,10 +37,11 @@ class ContainersMixin:
             ):
                 raise NotFound(f"{rec.image_id}: image not known")
             conn.execute(
-                "INSERT INTO containers(id, name, image_id, state, created) VALUES (?,?,?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET name=excluded.name, image_id=excluded.image_id, "
-                "state=excluded.state",
-                (rec.id, rec.name, rec.image_id, state, rec.created),
+                "INSERT INTO containers(id, name, image_id, state, created, snapshot_key) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET name=excluded.name, "
+                "image_id=excluded.image_id, state=excluded.state, "
+                "snapshot_key=excluded.snapshot_key",
+                (rec.id, rec.name, rec.image_id, state, rec.created, rec.snapshot_key),
             )
 
     def get_container(self, container_id: str) -> ContainerRecord:
@@ -92,4 +94,5 @@ def _from_row(row: sqlite3.Row) -> ContainerRecord:
         image_id=row["image_id"],
         state=json.loads(row["state"]),
         created=row["created"],
+        snapshot_key=row["snapshot_key"],
     )

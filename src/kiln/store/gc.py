@@ -3,9 +3,13 @@
 GC marks, then sweeps, like containerd. Roots: every image row (named or
 dangling; an image stays until ``delete_image``), the images of working
 containers and of the build cache, and everything held by an unexpired lease.
-From each image it marks the manifest, config and layer blobs. It then removes
-unmarked blobs and stale ingests (anonymous ones not being written, named ones
-idle for ``INGEST_MAX_AGE``).
+From each image it marks the blobs its own manifest names (manifest, config and
+the layer blobs recorded per image, never one blob per chain ID: two images may
+hold the same layer in two encodings) and its layer chains; from each working
+container the snapshot it holds. It then removes unmarked blobs and stale ingests
+(anonymous ones not being written, named ones idle for ``INGEST_MAX_AGE``), and
+hands the chains and snapshots to its sweepers (``kiln.store.sweeper``: the
+snapshotter), which remove unpacked layers and snapshots nothing holds.
 
 Protection of work in flight:
 
@@ -16,17 +20,26 @@ Protection of work in flight:
   younger than ``Store.blob_grace_seconds`` (10 minutes by default; a
   re-put of an existing blob restarts it) are never swept. Work that takes
   longer between writing blobs and ``put_image`` must use a lease.
+- The grace period does not protect what a deleted image held (``released``,
+  written by ``delete_image``): a prune or rmi the user asked for frees the
+  space at once. A blob re-put or reused since the deletion (its mtime is later)
+  is still protected.
 - Reusing a blob found present goes through ``lease_existing_blob`` (check and
   lease in one step under the shared lock); undoing a failed operation goes
   through ``delete_blobs_if_unreferenced`` (under the exclusive lock), never a
   bare ``delete_blob`` of something another operation may have reused.
+
+What GC reports is what left the disk: the sizes of the blobs and ingests it
+deleted and the sweepers' own counts.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from kiln.errors import InvalidArgument
 from kiln.oci import Digest, Digester
@@ -35,9 +48,19 @@ from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, remove_stale_ingests
 from kiln.store.locks import file_lock
 from kiln.store.records import GCResult
+from kiln.store.sweeper import Sweeper
 
 INGEST_MAX_AGE = 24 * 3600.0
 DEFAULT_BLOB_GRACE = 600.0
+
+
+@dataclass
+class Marks:
+    blobs: set[str] = field(default_factory=set)
+    layers: set[str] = field(default_factory=set)  # chain ids
+    active: set[str] = field(default_factory=set)  # snapshot keys
+    released_blobs: dict[str, float] = field(default_factory=dict)
+    released_layers: dict[str, float] = field(default_factory=dict)
 
 
 class MaintenanceMixin:
@@ -45,23 +68,26 @@ class MaintenanceMixin:
     db: Database
     blob_grace_seconds: float
 
-    def gc(self, dry_run: bool = False) -> GCResult:
+    def gc(self, dry_run: bool = False, sweepers: Sequence[Sweeper] = ()) -> GCResult:
+        """Mark from the roots, sweep blobs, then let each sweeper sweep (see the module)."""
         now = time.time()
         if not dry_run:
             with self.db.transaction() as conn:
                 conn.execute("DELETE FROM leases WHERE expires <= ?", (now,))
         removed = freed = 0
         with file_lock(os.path.join(self.root, paths.GC_LOCK), exclusive=True):
-            keep = self._mark(now)
+            marks = self._mark(now)
             for digest in list(self.iter_blobs()):  # type: ignore[attr-defined]
-                if str(digest) in keep:
+                if str(digest) in marks.blobs:
                     continue
                 path = paths.blob_path(self.root, digest)
                 try:
                     st = os.stat(path)
                 except FileNotFoundError:
                     continue
-                if now - st.st_mtime < self.blob_grace_seconds:
+                released = marks.released_blobs.get(str(digest))
+                freed_by_user = released is not None and st.st_mtime <= released
+                if now - st.st_mtime < self.blob_grace_seconds and not freed_by_user:
                     continue
                 if not dry_run:
                     try:
@@ -70,10 +96,25 @@ class MaintenanceMixin:
                         continue
                 removed += 1
                 freed += st.st_size
-            remove_stale_ingests(self.root, INGEST_MAX_AGE, dry_run)
+            _, ingest_bytes = remove_stale_ingests(self.root, INGEST_MAX_AGE, dry_run)
+            freed += ingest_bytes
+        # outside the blob lock: a sweeper takes its own (never both at once, in any order)
+        swept = swept_bytes = 0
+        for sweeper in sweepers:
+            n, size = sweeper.sweep(
+                marks.layers, marks.active, marks.released_layers, dry_run=dry_run
+            )
+            swept += n
+            swept_bytes += size
         if not dry_run:
+            self._forget_released(now, layers_too=bool(sweepers))
             self._drop_orphan_layers()
-        return GCResult(blobs_removed=removed, bytes_freed=freed)
+        return GCResult(
+            blobs_removed=removed,
+            bytes_freed=freed + swept_bytes,
+            snapshots_removed=swept,
+            snapshot_bytes_freed=swept_bytes,
+        )
 
     def delete_blobs_if_unreferenced(
         self, digests: Iterable[Digest], except_lease: object = None
@@ -93,7 +134,7 @@ class MaintenanceMixin:
         with file_lock(os.path.join(self.root, paths.GC_LOCK), exclusive=True):
             keep = self._mark(time.time(), except_lease=getattr(except_lease, "id", None))
             for digest in dict.fromkeys(wanted):
-                if str(digest) in keep:
+                if str(digest) in keep.blobs:
                     continue
                 try:
                     os.unlink(paths.blob_path(self.root, digest))
@@ -102,23 +143,22 @@ class MaintenanceMixin:
                 removed.append(digest)
         return removed
 
-    def _mark(self, now: float, except_lease: str | None = None) -> set[str]:
-        """Every blob a root keeps; ``except_lease``'s own blob entries do not count."""
+    def _mark(self, now: float, except_lease: str | None = None) -> Marks:
+        """Everything a root keeps; ``except_lease``'s own blob entries do not count."""
+        marks = Marks()
         with self.db.snapshot() as conn:
-            images = {
+            marks.blobs.update(
                 r[0]
+                # every image row is a root (containers and cache entries refer to rows;
+                # a leased image deleted meanwhile is kept through its lease's blob rows)
                 for r in conn.execute(
-                    "SELECT id FROM images UNION SELECT image_id FROM containers "
-                    "WHERE image_id IS NOT NULL UNION SELECT image_id FROM build_cache "
-                    "UNION SELECT lr.ref FROM lease_resources lr JOIN leases l ON "
-                    "l.id = lr.lease_id WHERE lr.kind = 'image' AND l.expires > ?",
-                    (now,),
+                    "SELECT manifest_digest FROM images UNION SELECT config_digest FROM images "
+                    "UNION SELECT COALESCE(il.blob_digest, l.blob_digest) FROM image_layers il "
+                    "LEFT JOIN layers l ON l.chain_id = il.chain_id"
                 )
-            }
-            keep: set[str] = set()
-            for image_id in images:
-                keep.update(image_blobs(conn, image_id))
-            keep.update(
+                if r[0]
+            )
+            marks.blobs.update(
                 r[0]
                 for r in conn.execute(
                     "SELECT lr.ref FROM lease_resources lr JOIN leases l ON l.id = lr.lease_id "
@@ -126,21 +166,36 @@ class MaintenanceMixin:
                     (now, except_lease),
                 )
             )
-        return keep
+            marks.layers.update(
+                r[0] for r in conn.execute("SELECT DISTINCT chain_id FROM image_layers")
+            )
+            marks.active.update(
+                r[0]
+                for r in conn.execute(
+                    "SELECT snapshot_key FROM containers WHERE snapshot_key IS NOT NULL"
+                )
+            )
+            for kind, ref, at in conn.execute("SELECT kind, ref, at FROM released"):
+                if kind == "blob":
+                    marks.released_blobs[ref] = at
+                else:
+                    marks.released_layers[ref] = at
+        return marks
+
+    def _forget_released(self, until: float, layers_too: bool) -> None:
+        """Drop the released entries this GC has seen (swept, or held again since)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM released WHERE at <= ? AND (kind = 'blob' OR ?)",
+                (until, int(layers_too)),
+            )
 
     def _drop_orphan_layers(self) -> None:
+        """Forget chains no image uses (``register_image`` writes both in one transaction)."""
         with self.db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT chain_id, blob_digest FROM layers WHERE chain_id NOT IN "
-                "(SELECT chain_id FROM image_layers)"
-            ).fetchall()
-            for chain_id, blob in rows:
-                try:
-                    present = os.path.exists(paths.blob_path(self.root, Digest.parse(blob)))
-                except InvalidArgument:
-                    present = False
-                if not present:
-                    conn.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
+            conn.execute(
+                "DELETE FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)"
+            )
 
     def fsck(self) -> list[str]:
         """Re-hash every blob and check every metadata reference; returns the problems."""
@@ -165,21 +220,13 @@ class MaintenanceMixin:
                 for what, blob in (("manifest", manifest), ("config", config)):
                     if not self._blob_ok(blob):
                         problems.append(f"image {image_id}: {what} blob {blob} is missing")
-            for chain_id, blob in conn.execute(
-                "SELECT chain_id, blob_digest FROM layers WHERE chain_id IN "
-                "(SELECT chain_id FROM image_layers)"
+            for image_id, position, blob in conn.execute(
+                "SELECT il.image_id, il.position, COALESCE(il.blob_digest, l.blob_digest) "
+                "FROM image_layers il LEFT JOIN layers l ON l.chain_id = il.chain_id "
+                "ORDER BY il.image_id, il.position"
             ).fetchall():
-                if not self._blob_ok(blob):
-                    users = [
-                        r[0]
-                        for r in conn.execute(
-                            "SELECT DISTINCT image_id FROM image_layers WHERE chain_id=?",
-                            (chain_id,),
-                        )
-                    ]
-                    problems.append(
-                        f"layer {chain_id}: blob {blob} is missing (used by {', '.join(users)})"
-                    )
+                if not blob or not self._blob_ok(blob):
+                    problems.append(f"image {image_id}: layer {position} blob {blob} is missing")
         return problems
 
     def _blob_ok(self, blob: str) -> bool:
@@ -189,7 +236,8 @@ class MaintenanceMixin:
             return False
 
 
-def image_blobs(conn, image_id: str) -> set[str]:  # type: ignore[no-untyped-def]
+def image_blobs(conn: sqlite3.Connection, image_id: str) -> set[str]:
+    """The blobs the image's manifest names: manifest, config, each layer's own blob."""
     out: set[str] = set()
     row = conn.execute(
         "SELECT manifest_digest, config_digest FROM images WHERE id=?", (image_id,)
@@ -199,10 +247,11 @@ def image_blobs(conn, image_id: str) -> set[str]:  # type: ignore[no-untyped-def
     out.update(
         r[0]
         for r in conn.execute(
-            "SELECT l.blob_digest FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id "
-            "WHERE il.image_id=?",
+            "SELECT COALESCE(il.blob_digest, l.blob_digest) FROM image_layers il "
+            "LEFT JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id=?",
             (image_id,),
         )
+        if r[0]
     )
     return out
 

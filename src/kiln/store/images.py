@@ -4,6 +4,12 @@ A name points at exactly one image; tagging an image with a name another image
 holds moves the name and leaves the old image dangling (still stored, still a
 GC root, until ``delete_image``). Names are stored normalised, e.g.
 ``docker.io/library/busybox:latest``.
+
+Each image records the blobs its own manifest names (``image_layers.blob_digest``):
+two images may share a chain ID (same content) through different blobs (gzip, zstd,
+uncompressed), and each keeps its own until it is deleted. The ``layers`` row of a
+chain holds only what does not depend on the encoding that matters (diff_id, parent,
+uncompressed size) plus the last blob seen, which nothing relies on.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ import json
 import sqlite3
 import time
 
-from kiln.errors import Conflict, InvalidArgument, NotFound
-from kiln.oci import Reference
+from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
+from kiln.oci import Digest, Manifest, Reference
+from kiln.oci.strict_json import MAX_MANIFEST_BYTES
+from kiln.store import paths
 from kiln.store.db import Database
 from kiln.store.records import ImageRecord, LayerRecord
 
@@ -37,6 +45,7 @@ def normalise_repo_digest(value: str) -> str:
 
 
 class ImagesMixin:
+    root: str
     db: Database
 
     # images -----------------------------------------------------------------
@@ -74,10 +83,12 @@ class ImagesMixin:
                     _labels_json(rec.labels),
                 ),
             )
+            blobs = self._layer_blobs_of(conn, rec)
             conn.execute("DELETE FROM image_layers WHERE image_id=?", (rec.id,))
             conn.executemany(
-                "INSERT INTO image_layers(image_id, position, chain_id) VALUES (?,?,?)",
-                [(rec.id, i, c) for i, c in enumerate(rec.layers)],
+                "INSERT INTO image_layers(image_id, position, chain_id, blob_digest) "
+                "VALUES (?,?,?,?)",
+                [(rec.id, i, c, b) for i, (c, b) in enumerate(zip(rec.layers, blobs, strict=True))],
             )
             for name in rec.names:
                 self.tag(name, rec.id)
@@ -120,7 +131,35 @@ class ImagesMixin:
                     f"image {image_id} is in use by container {users[0]['id'][:12]} "
                     f"({users[0]['name']}); remove the container first"
                 )
+            self._release(conn, image_id)
             conn.execute("DELETE FROM images WHERE id=?", (image_id,))
+
+    def _release(self, conn: sqlite3.Connection, image_id: str) -> None:
+        """Note what the image held, for the next GC to free even inside its grace period
+        (the user asked for the space). Not for an image a live lease holds: in-flight
+        work still uses it."""
+        now = time.time()
+        leased = conn.execute(
+            "SELECT 1 FROM lease_resources lr JOIN leases l ON l.id = lr.lease_id "
+            "WHERE lr.kind='image' AND lr.ref=? AND l.expires > ?",
+            (image_id, now),
+        ).fetchone()
+        if leased is not None:
+            return
+        conn.execute(
+            "INSERT INTO released(kind, ref, at) SELECT 'blob', d, ?1 FROM ("
+            "SELECT manifest_digest AS d FROM images WHERE id=?2 "
+            "UNION SELECT config_digest FROM images WHERE id=?2 "
+            "UNION SELECT COALESCE(il.blob_digest, l.blob_digest) FROM image_layers il "
+            "LEFT JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id=?2"
+            ") WHERE d IS NOT NULL ON CONFLICT(kind, ref) DO UPDATE SET at=excluded.at",
+            (now, image_id),
+        )
+        conn.execute(
+            "INSERT INTO released(kind, ref, at) SELECT 'layer', chain_id, ?1 FROM image_layers "
+            "WHERE image_id=?2 ON CONFLICT(kind, ref) DO UPDATE SET at=excluded.at",
+            (now, image_id),
+        )
 
     def children_of(self, image_id: str) -> list[str]:
         """Images whose layer chain strictly extends this image's."""
@@ -222,10 +261,34 @@ class ImagesMixin:
 
     # helpers ----------------------------------------------------------------
 
+    def _layer_blobs_of(self, conn: sqlite3.Connection, rec: ImageRecord) -> list[str]:
+        """The blob of each layer of ``rec``: as given, else as its manifest in the store
+        names them, else (a manifest kiln cannot read) the chain's last-seen blob."""
+        if rec.layer_blobs:
+            if len(rec.layer_blobs) != len(rec.layers):
+                raise InvalidArgument(
+                    f"image {rec.id} has {len(rec.layers)} layers but "
+                    f"{len(rec.layer_blobs)} layer blobs"
+                )
+            return [str(b) for b in rec.layer_blobs]
+        found = manifest_layer_blobs(self.root, rec.manifest_digest, rec.manifest_media_type)
+        if found is not None and len(found) == len(rec.layers):
+            return found
+        out = []
+        for chain_id in rec.layers:
+            row = conn.execute(
+                "SELECT blob_digest FROM layers WHERE chain_id=?", (chain_id,)
+            ).fetchone()
+            out.append(row[0])
+        return out
+
     def _image_from_row(self, row: sqlite3.Row) -> ImageRecord:
         image_id = row["id"]
         layers = self.db.query(
-            "SELECT chain_id FROM image_layers WHERE image_id=? ORDER BY position", (image_id,)
+            "SELECT il.chain_id, COALESCE(il.blob_digest, l.blob_digest) FROM image_layers il "
+            "LEFT JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id=? "
+            "ORDER BY il.position",
+            (image_id,),
         )
         digests = self.db.query(
             "SELECT repo_digest FROM repo_digests WHERE image_id=? ORDER BY repo_digest",
@@ -244,7 +307,45 @@ class ImagesMixin:
             repo_digests=[r[0] for r in digests],
             added=row["added"],
             labels=_labels_from_json(row["labels"]),
+            layer_blobs=[r[1] for r in layers],
         )
+
+    def _fill_layer_blobs(self) -> None:
+        """Record the layer blobs of images stored before schema V3, from their manifests."""
+        pending = self.db.query(
+            "SELECT DISTINCT i.id, i.manifest_digest, i.manifest_media_type FROM images i "
+            "JOIN image_layers il ON il.image_id = i.id WHERE il.blob_digest IS NULL"
+        )
+        if not pending:
+            return
+        with self.db.transaction() as conn:
+            for image_id, manifest, media_type in pending:
+                blobs = manifest_layer_blobs(self.root, manifest, media_type)
+                rows = conn.execute(
+                    "SELECT position FROM image_layers WHERE image_id=? ORDER BY position",
+                    (image_id,),
+                ).fetchall()
+                if blobs is None or len(blobs) != len(rows):
+                    # unreadable: GC falls back to the chain's row (fsck reports the manifest)
+                    continue
+                conn.executemany(
+                    "UPDATE image_layers SET blob_digest=? WHERE image_id=? AND position=?",
+                    [(blobs[r[0]], image_id, r[0]) for r in rows],
+                )
+
+
+def manifest_layer_blobs(root: str, manifest_digest: str, media_type: str) -> list[str] | None:
+    """The layer digests the stored manifest names, bottom first; None if kiln cannot read it."""
+    try:
+        path = paths.blob_path(root, Digest.parse(manifest_digest))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            return None
+        manifest = Manifest.parse(raw, media_type)
+    except (OSError, KilnError, ValueError):
+        return None
+    return [str(d.digest) for d in manifest.layers]
 
 
 def _labels_json(labels: dict[str, str] | None) -> str | None:

@@ -176,8 +176,9 @@ class Ingest:
         self.close()
 
 
-def remove_stale_ingests(root: str, max_age: float, dry_run: bool = False) -> int:
+def remove_stale_ingests(root: str, max_age: float, dry_run: bool = False) -> tuple[int, int]:
     """Remove ingests nobody is writing: anonymous ones, and named ones idle for ``max_age``.
+    Returns how many went and their bytes.
 
     Each is removed while GC holds its lock, so a writer resuming it at that
     moment notices (its lock is on a removed file) and starts afresh.
@@ -186,8 +187,8 @@ def remove_stale_ingests(root: str, max_age: float, dry_run: bool = False) -> in
     try:
         names = os.listdir(base)
     except FileNotFoundError:
-        return 0
-    now, removed = time.time(), 0
+        return 0, 0
+    now, removed, freed = time.time(), 0, 0
     for name in names:
         d = os.path.join(base, name)
         try:
@@ -205,6 +206,7 @@ def remove_stale_ingests(root: str, max_age: float, dry_run: bool = False) -> in
             if fd < 0 and age < 60:
                 continue  # a writer may be between mkdir and open
             removed += 1
+            freed += os.fstat(fd).st_size if fd >= 0 else 0
             if not dry_run:
                 shutil.rmtree(d, ignore_errors=True)
         except FileNotFoundError:
@@ -212,4 +214,4 @@ def remove_stale_ingests(root: str, max_age: float, dry_run: bool = False) -> in
         finally:
             if fd >= 0:
                 os.close(fd)
-    return removed
+    return removed, freed

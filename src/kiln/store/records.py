@@ -21,11 +21,19 @@ class ImageRecord:
     repo_digests: list[str] = field(default_factory=list)
     added: float = 0.0  # when the store learnt of it; 0.0 -> now on first put
     labels: dict[str, str] | None = None  # the config's labels; None: not recorded (old store)
+    # the manifest's layer blob digests, bottom first (parallel to ``layers``): what GC keeps
+    # for this image. Empty on put: read from the manifest blob in the store
+    layer_blobs: list[str] = field(default_factory=list)
 
 
 @dataclass
 class LayerRecord:
-    """One layer of some image chain; ``chain_id`` identifies the whole chain below it."""
+    """One layer of some image chain; ``chain_id`` identifies the whole chain below it.
+
+    ``blob_digest``/``media_type``/``size`` describe the encoding last stored for the chain;
+    other images may hold the same chain as another blob (their ``ImageRecord.layer_blobs``
+    say which). GC and every reader use the image's own manifest, never this row's blob.
+    """
 
     chain_id: str
     diff_id: str
@@ -45,9 +53,12 @@ class ContainerRecord:
     image_id: str | None  # None for scratch
     state: dict
     created: float
+    snapshot_key: str | None = None  # the active snapshot it holds (kept by GC)
 
 
 @dataclass(frozen=True)
 class GCResult:
     blobs_removed: int
-    bytes_freed: int
+    bytes_freed: int  # everything removed from disk: blobs, unpacked layers, snapshots
+    snapshots_removed: int = 0  # unpacked layers and active snapshots the sweepers removed
+    snapshot_bytes_freed: int = 0  # the part of bytes_freed that was snapshots

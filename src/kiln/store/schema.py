@@ -100,4 +100,25 @@ V2 = """
 ALTER TABLE images ADD COLUMN labels TEXT;
 """
 
-MIGRATIONS: list[str] = [V1, V2]
+# GC marks from each image's own manifest, never from the one-blob-per-chain ``layers`` row:
+# - image_layers.blob_digest: the blob the image's manifest names for that layer (two images
+#   may hold one chain ID in two encodings); NULL: stored before V3, filled from the image's
+#   manifest when the store opens (``Store._fill_layer_blobs``)
+# - containers.snapshot_key: the active snapshot a working container holds (a GC root for
+#   the snapshotter's sweep), copied out of the container state it used to live in only
+# - released: blobs and unpacked layers (chain IDs) of images that were deleted; GC sweeps
+#   those no root holds even inside the grace period, unless they were reused since ``at``
+V3 = """
+ALTER TABLE image_layers ADD COLUMN blob_digest TEXT;
+ALTER TABLE containers ADD COLUMN snapshot_key TEXT;
+UPDATE containers SET snapshot_key = json_extract(state, '$.snapshot_key')
+    WHERE json_valid(state) AND json_type(state, '$.snapshot_key') = 'text';
+CREATE TABLE released (
+    kind TEXT NOT NULL CHECK (kind IN ('blob', 'layer')),
+    ref TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (kind, ref)
+);
+"""
+
+MIGRATIONS: list[str] = [V1, V2, V3]

@@ -83,6 +83,7 @@ class Store(
             self.db = Database(
                 os.path.join(self.root, paths.DB_NAME), MIGRATIONS, f"the store at {self.root}"
             )
+            self._fill_layer_blobs()  # images stored before schema V3 (once; cheap afterwards)
         except sqlite3.Error as exc:
             raise unusable_root(self.root, exc) from None
 
