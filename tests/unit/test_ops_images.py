@@ -276,9 +276,14 @@ def test_prune_removes_dangling_only_then_all_unused(ctx):
     dangling = make_image(ctx.store, ["b"], [])
     used = make_image(ctx.store, ["c"], [])
     add_container(ctx.store, used.id)
+    blobs = [dangling.manifest_digest, dangling.config_digest, *dangling.layer_blobs]
+    on_disk = sum(ctx.store.blob_size(b) for b in blobs)
     res = ops.prune(ctx)
     assert res.removed == [dangling.id]
-    assert res.reclaimed == dangling.size > 0
+    # what left the disk, at once (the user asked: no grace period), and only that
+    assert res.bytes_freed == res.reclaimed == on_disk > 0
+    assert res.blobs_removed == 3
+    assert not any(ctx.store.has_blob(b) for b in blobs)
     assert {r.id for r in ctx.store.list_images()} == {named.id, used.id}
     res = ops.prune(ctx, all=True)
     assert res.removed == [named.id]

@@ -19,6 +19,7 @@ from kiln.ops.events import Emitter, EventSink, NullSink
 if TYPE_CHECKING:
     from kiln.snapshot import Snapshotter
     from kiln.store import Store
+    from kiln.store.records import GCResult
 
 
 @dataclass
@@ -39,6 +40,13 @@ class Context:
 
                 self._snapshots = Snapshotter(self.store.snapshot_root)
             return self._snapshots
+
+    def collect_garbage(self, dry_run: bool = False) -> GCResult:
+        """One collection over the whole root: the store's GC marks from names, working
+        containers, leases and retained build cache and sweeps blobs, and the snapshotter
+        (its sweeper: store and snapshot never import each other, they meet here) sweeps
+        the unpacked layers and snapshots nothing holds. Reports what left the disk."""
+        return self.store.gc(dry_run=dry_run, sweepers=[self.snapshots])
 
     @property
     def ev(self) -> Emitter:

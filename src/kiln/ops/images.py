@@ -509,7 +509,7 @@ def remove_images(
         except (Conflict, InvalidArgument) as exc:
             result.errors.append(exc)
     if result.deleted:
-        ctx.store.gc()
+        ctx.collect_garbage()
     return result
 
 
@@ -597,7 +597,7 @@ def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
                 failed.add(s.id)
                 result.errors.append(exc)
     if result.deleted:
-        ctx.store.gc()
+        ctx.collect_garbage()
 
 
 def _remove_container(ctx: Context, container_id: str) -> None:
@@ -636,9 +636,15 @@ def _golist(items: Iterable[str]) -> str:
 class PruneResult:
     removed: list[str] = field(default_factory=list)  # image IDs
     untagged: list[str] = field(default_factory=list)
-    reclaimed: int = 0  # sum of the removed images' sizes, as podman reports it
-    bytes_freed: int = 0  # what the store's GC actually released on disk
+    bytes_freed: int = 0  # what left the disk: blobs, unpacked layers and snapshots
     blobs_removed: int = 0
+    snapshots_removed: int = 0
+
+    @property
+    def reclaimed(self) -> int:
+        """Docker's ``SpaceReclaimed``: the bytes actually freed (not the images' sizes,
+        which count shared layers once per image and uncompressed)."""
+        return self.bytes_freed
 
 
 def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> PruneResult:
@@ -673,11 +679,11 @@ def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> Prune
             gone += 1
             result.untagged.extend(names)
             result.removed.append(s.id)
-            result.reclaimed += s.size
         if not gone:
             break
-    gc = ctx.store.gc()
+    gc = ctx.collect_garbage()
     result.bytes_freed, result.blobs_removed = gc.bytes_freed, gc.blobs_removed
+    result.snapshots_removed = gc.snapshots_removed
     return result
 
 

@@ -32,17 +32,23 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from typing import BinaryIO
+from collections.abc import Callable, Mapping, Set
+from typing import BinaryIO, NamedTuple
 
 from kiln.errors import AlreadyExists, Conflict, DigestMismatch, InvalidArgument, NotFound
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.copytree import merge_layers
 from kiln.snapshot.meta import MetaDB, file_lock
 from kiln.snapshot.spec import MountSpec, supported_overlay_options
+from kiln.snapshot.usage import tree_size
 
 DRIVERS = ("overlay", "copy")
 _detected: dict[str, str] = {}
+
+
+class SweepResult(NamedTuple):
+    removed: int  # layers and active snapshots
+    bytes_freed: int  # apparent size of everything deleted (crash garbage too)
 
 
 class Snapshotter:
@@ -265,12 +271,30 @@ class Snapshotter:
 
     def gc(self, keep_layers: set[str], keep_active: set[str]) -> int:
         """Remove layers and snapshots not kept (nor young); returns how many were removed.
+        See ``sweep``."""
+        return self.sweep(keep_layers, keep_active).removed
 
-        Kept: ``keep_layers`` and their parents, ``keep_active`` and their
-        parents' chains, anything younger than ``grace_seconds``. Also removes
-        ``tmp/`` and unrecorded directories left by crashes.
+    def sweep(
+        self,
+        keep_layers: Set[str],
+        keep_active: Set[str],
+        released: Mapping[str, float] | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult:
+        """Remove unpacked layers and active snapshots nothing keeps; the store's GC calls
+        this (it implements ``kiln.store.sweeper.Sweeper``).
+
+        Kept: ``keep_layers`` and their parents, ``keep_active`` and their parents'
+        chains, anything younger than ``grace_seconds`` -- except a layer in ``released``
+        created no later than the time given there (the last image using it was deleted).
+        Also removes ``tmp/`` and unrecorded directories left by crashes. Returns how many
+        layers and snapshots went and the bytes freed (all of it, crash garbage too).
+
+        Crash safety: the rows go first (one transaction), then each directory is renamed
+        into ``tmp/`` and deleted there; an interrupted sweep leaves unrecorded
+        directories and ``tmp/`` garbage, which the next one removes.
         """
-        removed = 0
+        released = released or {}
         young = time.time() - self.grace_seconds
         with file_lock(self._lock_path, exclusive=True):
             active = self.db.query("SELECT key, n, parent, created FROM active")
@@ -280,32 +304,56 @@ class Snapshotter:
             roots = set(keep_layers)
             roots.update(r["parent"] for r in active if r not in doomed_active and r["parent"])
             layers = {r["chain_id"]: r for r in self.db.query("SELECT * FROM layers")}
-            roots.update(c for c, r in layers.items() if r["created"] >= young)
+            roots.update(
+                c
+                for c, r in layers.items()
+                if r["created"] >= young and (c not in released or r["created"] > released[c])
+            )
             keep: set[str] = set()
             for chain in roots:
                 while chain and chain not in keep and chain in layers:
                     keep.add(chain)
                     chain = None if layers[chain]["flat"] else layers[chain]["parent"]
             doomed_layers = [r for c, r in layers.items() if c not in keep]
+            doomed_dirs = [self._dir("layers", r["n"]) for r in doomed_layers]
+            doomed_dirs += [self._dir("active", r["n"]) for r in doomed_active]
+            doomed_dirs += self._unrecorded_dirs(
+                {str(r["n"]) for r in layers.values()}, {str(r["n"]) for r in active}
+            )
+            garbage = [os.path.join(self.root, "tmp", n) for n in self._list("tmp")]
+            freed = sum(tree_size(d) for d in doomed_dirs + garbage)
+            removed = len(doomed_active) + len(doomed_layers)
+            if dry_run:
+                return SweepResult(removed, freed)
             with self.db.transaction() as conn:
                 for r in doomed_active:
                     conn.execute("DELETE FROM active WHERE key=?", (r["key"],))
                 for r in doomed_layers:
                     conn.execute("DELETE FROM layers WHERE chain_id=?", (r["chain_id"],))
-            removed = len(doomed_active) + len(doomed_layers)
-            live_layers = {str(r["n"]) for r in self.db.query("SELECT n FROM layers")}
-            live_active = {str(r["n"]) for r in self.db.query("SELECT n FROM active")}
-            for sub, live in (("layers", live_layers), ("active", live_active)):
-                for name in os.listdir(os.path.join(self.root, sub)):
-                    if name not in live:
-                        _release_mount_point(os.path.join(self.root, sub, name))
-                        shutil.rmtree(os.path.join(self.root, sub, name), ignore_errors=True)
-            for name in os.listdir(os.path.join(self.root, "tmp")):
-                shutil.rmtree(os.path.join(self.root, "tmp", name), ignore_errors=True)
+            for d in doomed_dirs:
+                self._rmtree_aside(d)
+            for d in garbage:
+                shutil.rmtree(d, ignore_errors=True)
             # nobody holds a chain lock while we hold the root lock exclusively
-            for name in os.listdir(os.path.join(self.root, "locks")):
+            for name in self._list("locks"):
                 os.unlink(os.path.join(self.root, "locks", name))
-        return removed
+        return SweepResult(removed, freed)
+
+    def _unrecorded_dirs(self, live_layers: set[str], live_active: set[str]) -> list[str]:
+        """Directories under layers/ and active/ no row names (left by crashes)."""
+        out = []
+        for sub, live in (("layers", live_layers), ("active", live_active)):
+            out += [os.path.join(self.root, sub, n) for n in self._list(sub) if n not in live]
+        return out
+
+    def _list(self, sub: str) -> list[str]:
+        try:
+            return os.listdir(os.path.join(self.root, sub))
+        except FileNotFoundError:
+            return []
+
+    def _dir(self, sub: str, n: int) -> str:
+        return os.path.join(self.root, sub, str(n))
 
     def close(self) -> None:
         self.db.close()
