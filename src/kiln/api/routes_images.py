@@ -127,7 +127,7 @@ async def prune_images(request: Request) -> Response:
     result = await run_op(request, lambda ctx: ops.prune(ctx, all=all_, filters=filters))
     deleted = [{"Untagged": shapes.familiar(n)} for n in result.untagged]
     deleted += [{"Deleted": shapes.with_sha(i)} for i in result.removed]
-    return JSONResponse({"ImagesDeleted": deleted, "SpaceReclaimed": result.reclaimed})
+    return JSONResponse({"ImagesDeleted": deleted, "SpaceReclaimed": result.bytes_freed})
 
 
 routes = [

@@ -140,9 +140,10 @@ async def prune_images(request: Request) -> Response:
         elif key != "dangling":
             filters.append(item)
     result = await run_op(request, lambda ctx: ops.prune(ctx, all=all_, filters=filters))
+    # podman sums the Sizes: the first entry carries the bytes that actually left the disk
     sizes = [{"Id": shapes.bare(i), "Size": 0} for i in result.removed]
     if sizes:
-        sizes[0]["Size"] = result.reclaimed
+        sizes[0]["Size"] = result.bytes_freed
     return JSONResponse(sizes)
 
 

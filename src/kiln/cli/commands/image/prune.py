@@ -28,7 +28,9 @@ _WARN_ALL = (
 )
 @pass_state
 def command(state: State, all_, force, filters):
-    """Remove dangling images (with --all, every image no container uses), then free their space."""
+    """Remove dangling images (with --all, every image no container uses), then free their space
+    (blobs, unpacked layers and snapshots nothing else uses) and say how much left the disk."""
+    from kiln.cli.render import human_size
     from kiln.ops import images as ops
 
     if not force:
@@ -41,3 +43,5 @@ def command(state: State, all_, force, filters):
         result = ops.prune(ctx, all=all_, filters=filters)
     if result.removed:
         state.echo("\n".join(i.removeprefix("sha256:") for i in result.removed))
+    # stdout stays the removed IDs (as podman prints them); the space is for people
+    state.echo(f"Total reclaimed space: {human_size(result.bytes_freed)}", err=True)
