@@ -281,3 +281,75 @@ def test_undo_ignores_expired_leases_and_absent_blobs(store: Store) -> None:
     gone = Digest.of_bytes(b"never stored")
     assert store.delete_blobs_if_unreferenced([d, gone, d]) == [d]
     assert not store.has_blob(d)
+
+
+# what a deleted image held goes at once; roots reach the sweepers --------------------------
+
+
+def test_a_deleted_images_blobs_go_inside_the_grace_period(store: Store) -> None:
+    store.blob_grace_seconds = 600
+    image_id, blobs = stored_image(store, "deleted")
+    kept_id, kept = stored_image(store, "kept")
+    young = store.put_bytes(b"written by work in flight, no lease")
+    on_disk = sum(store.blob_size(d) for d in blobs)
+    time.sleep(0.1)  # the deletion comes after the writes (file times are coarse)
+    store.delete_image(image_id)
+    result = store.gc()
+    assert (result.blobs_removed, result.bytes_freed) == (3, on_disk)
+    assert not any(store.has_blob(d) for d in blobs)
+    assert store.has_blob(young) and all(store.has_blob(d) for d in kept)
+    assert store.gc().blobs_removed == 0  # released entries are forgotten once swept
+
+
+def test_a_blob_reused_after_the_deletion_keeps_its_grace(store: Store) -> None:
+    store.blob_grace_seconds = 600
+    image_id, (layer, config, manifest) = stored_image(store, "reused")
+    time.sleep(0.1)
+    store.delete_image(image_id)
+    time.sleep(0.1)
+    assert store.lease_existing_blob(layer)  # e.g. a load without a lease found it present
+    assert store.gc().blobs_removed == 2
+    assert store.has_blob(layer)
+
+
+def test_a_leased_image_releases_nothing_when_deleted(store: Store) -> None:
+    store.blob_grace_seconds = 600
+    image_id, blobs = stored_image(store, "leased")
+    time.sleep(0.1)
+    with store.lease() as lease:
+        lease.add_image(image_id)
+        store.delete_image(image_id)
+    # the lease is over, but the build that held it may still unpack its chains: no fast path
+    assert store.db.query("SELECT * FROM released") == []
+
+
+class RecordingSweeper:
+    """Stands in for the snapshotter: records what the store GC tells a sweeper."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def sweep(self, keep_layers, keep_active, released, dry_run=False):
+        self.calls.append((set(keep_layers), set(keep_active), dict(released), dry_run))
+        return (2, 12345)
+
+
+def test_gc_tells_its_sweepers_the_roots_and_adds_their_bytes(store: Store) -> None:
+    gone_id, _ = stored_image(store, "gone")
+    kept_id, _ = stored_image(store, "kept")
+    rec = ContainerRecord("e" * 64, "w", kept_id, {}, 0.0, snapshot_key="kiln-container-e")
+    store.put_container(rec)
+    assert store.get_container("e" * 64).snapshot_key == "kiln-container-e"
+    gone_chain = store.get_image(gone_id).layers[0]
+    kept_chain = store.get_image(kept_id).layers[0]
+    store.delete_image(gone_id)
+    sweeper = RecordingSweeper()
+    dry = store.gc(dry_run=True, sweepers=[sweeper])
+    result = store.gc(sweepers=[sweeper])
+    keep_layers, keep_active, released, dry_run = sweeper.calls[-1]
+    assert keep_layers == {kept_chain} and keep_active == {"kiln-container-e"}
+    assert set(released) == {gone_chain} and not dry_run and sweeper.calls[0][3]
+    assert (result.snapshots_removed, result.snapshot_bytes_freed) == (2, 12345)
+    assert result.bytes_freed == dry.bytes_freed > 12345  # the blobs' bytes + the sweeper's
+    store.gc(sweepers=[sweeper])
+    assert sweeper.calls[-1][2] == {}  # forgotten once a sweeper has seen them

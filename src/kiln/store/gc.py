@@ -52,6 +52,9 @@ from kiln.store.sweeper import Sweeper
 
 INGEST_MAX_AGE = 24 * 3600.0
 DEFAULT_BLOB_GRACE = 600.0
+# file times come from the kernel's coarse clock, a tick behind time.time(): a blob reused
+# just after a deletion may look older than it; this much earlier counts as "before"
+CLOCK_SLACK = 0.05
 
 
 @dataclass
@@ -86,7 +89,7 @@ class MaintenanceMixin:
                 except FileNotFoundError:
                     continue
                 released = marks.released_blobs.get(str(digest))
-                freed_by_user = released is not None and st.st_mtime <= released
+                freed_by_user = released is not None and st.st_mtime <= released - CLOCK_SLACK
                 if now - st.st_mtime < self.blob_grace_seconds and not freed_by_user:
                     continue
                 if not dry_run:
