@@ -8,8 +8,8 @@ GC root, until ``delete_image``). Names are stored normalised, e.g.
 Each image records the blobs its own manifest names (``image_layers.blob_digest``):
 two images may share a chain ID (same content) through different blobs (gzip, zstd,
 uncompressed), and each keeps its own until it is deleted. The ``layers`` row of a
-chain holds only what does not depend on the encoding that matters (diff_id, parent,
-uncompressed size) plus the last blob seen, which nothing relies on.
+chain holds what all its encodings share (diff_id, parent, uncompressed size) plus the
+last blob seen, which nothing relies on.
 """
 
 from __future__ import annotations
@@ -316,21 +316,21 @@ class ImagesMixin:
             "SELECT DISTINCT i.id, i.manifest_digest, i.manifest_media_type FROM images i "
             "JOIN image_layers il ON il.image_id = i.id WHERE il.blob_digest IS NULL"
         )
-        if not pending:
-            return
-        with self.db.transaction() as conn:
-            for image_id, manifest, media_type in pending:
-                blobs = manifest_layer_blobs(self.root, manifest, media_type)
-                rows = conn.execute(
-                    "SELECT position FROM image_layers WHERE image_id=? ORDER BY position",
-                    (image_id,),
-                ).fetchall()
-                if blobs is None or len(blobs) != len(rows):
-                    # unreadable: GC falls back to the chain's row (fsck reports the manifest)
-                    continue
+        updates = []
+        for image_id, manifest, media_type in pending:
+            blobs = manifest_layer_blobs(self.root, manifest, media_type)
+            count = self.db.one("SELECT COUNT(*) FROM image_layers WHERE image_id=?", (image_id,))[
+                0
+            ]
+            # unreadable: GC falls back to the chain's row (fsck reports the manifest)
+            if blobs is not None and len(blobs) == count:
+                updates += [(b, image_id, i) for i, b in enumerate(blobs)]
+        if updates:
+            with self.db.transaction() as conn:
                 conn.executemany(
-                    "UPDATE image_layers SET blob_digest=? WHERE image_id=? AND position=?",
-                    [(blobs[r[0]], image_id, r[0]) for r in rows],
+                    "UPDATE image_layers SET blob_digest=? WHERE image_id=? AND position=? "
+                    "AND blob_digest IS NULL",
+                    updates,
                 )
 
 
