@@ -20,6 +20,19 @@ def snaps(tmp_path) -> Iterator[Snapshotter]:
     s.close()
 
 
+def in_a_process_that_ends(action) -> None:
+    """Run ``action`` in a child process that then exits (what a ``kiln`` command does)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            action()
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
 def du(snaps: Snapshotter) -> int:
     total = 0
     for sub in ("layers", "active", "tmp"):
@@ -61,7 +74,7 @@ def test_bytes_freed_is_what_left_the_disk_and_dry_run_changes_nothing(snaps) ->
     snaps.grace_seconds = 0
     unpack(snaps, "c1", None, {"d": None, "d/a": os.urandom(20_000), "b": b"b" * 3000})
     unpack(snaps, "c2", "c1", {"c": os.urandom(7000)})
-    snaps.prepare("stale", "c2")
+    in_a_process_that_ends(lambda: Snapshotter(snaps.root).prepare("stale", "c2"))
     os.makedirs(os.path.join(snaps.root, "tmp", "unpack-crashed", "fs"))
     with open(os.path.join(snaps.root, "tmp", "unpack-crashed", "fs", "junk"), "wb") as f:
         f.write(b"j" * 1234)
@@ -100,3 +113,38 @@ def test_an_interrupted_sweep_leaves_only_garbage_the_next_one_removes(snaps, mo
     assert removed == 0 and freed > 4000  # the unrecorded directory the crash left
     assert sorted(os.listdir(os.path.join(snaps.root, "layers"))) == ["3"]
     assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+
+
+def test_a_snapshot_a_live_process_holds_survives_however_old(snaps: Snapshotter) -> None:
+    """A RUN with ``--mount=type=bind,from=...`` keeps a read-only view, named by no
+    container, for as long as it runs; a prune beside it must not take it away."""
+    snaps.grace_seconds = 0
+    unpack(snaps, "c1", None, {"a": b"1"})
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            Snapshotter(snaps.root).view("bind-from", "c1")
+            os.write(ready_w, b"x")
+            os.read(done_r, 1)  # holds it until told to end
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        assert snaps.sweep(set(), set(), {"c1": time.time()}) == (0, 0)
+        assert snaps.list_active() == ["bind-from"] and snaps.has_layer("c1")
+        mine = snaps.view("mine", "c1")  # this process's own are held too
+        assert mine.lowers and snaps.sweep(set(), set(), {})[0] == 0
+        snaps.remove("mine")
+    finally:
+        os.write(done_w, b"x")
+        assert os.waitpid(pid, 0)[1] == 0
+    removed, _ = snaps.sweep(set(), set(), {})  # its process has ended
+    assert removed == 2 and snaps.list_active() == [] and snaps.list_layers() == []

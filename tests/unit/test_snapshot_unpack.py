@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from kiln.errors import AlreadyExists, Conflict, DigestMismatch, InvalidArgument, NotFound
-from kiln.snapshot import MountSpec, Snapshotter
+from kiln.snapshot import MountSpec, Snapshotter, holds
 from snapshot_layers import layer_tar, read, unpack
 
 
@@ -128,6 +128,7 @@ def test_gc_keeps_chains_and_removes_the_rest(snaps: Snapshotter) -> None:
     unpack(snaps, "y1", None, {"y": b"y"})
     snaps.prepare("keep", "y1")
     snaps.prepare("drop", "x1")
+    holds.release(os.path.dirname(snaps.upper_dir("drop")))  # as if its process had ended
     os.makedirs(os.path.join(snaps.root, "tmp", "unpack-crashed", "fs"))
     os.makedirs(os.path.join(snaps.root, "layers", "999", "fs"))  # unrecorded
     removed = snaps.gc(keep_layers={"c2"}, keep_active={"keep"})

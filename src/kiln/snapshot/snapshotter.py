@@ -14,7 +14,9 @@
 
 Every layer and snapshot is built in ``tmp/`` and renamed into place in the
 same transaction that records it, so a crash leaves only ``tmp/`` garbage or
-unrecorded directories, both of which ``gc`` removes.
+unrecorded directories, both of which ``gc`` removes. The process that creates an
+active snapshot holds it (``holds``) until it removes or commits it; ``sweep``
+never removes a held snapshot, however old.
 
 Drivers: "overlay" (the default where overlayfs mounts work) and "copy", for
 places without overlayfs (e.g. inside a container): ``prepare`` copies the
@@ -36,6 +38,7 @@ from collections.abc import Callable, Mapping, Set
 from typing import BinaryIO, NamedTuple
 
 from kiln.errors import AlreadyExists, Conflict, DigestMismatch, InvalidArgument, NotFound
+from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.copytree import merge_layers
 from kiln.snapshot.meta import MetaDB, file_lock
@@ -255,6 +258,7 @@ class Snapshotter:
                 os.rename(os.path.join(base, "fs" if flat else "upper"), os.path.join(tmp, "fs"))
                 os.rename(tmp, os.path.join(self.root, "layers", str(n)))
                 conn.execute("DELETE FROM active WHERE key=?", (key,))
+            holds.release(base)
             self._rmtree_aside(base)
         return self._layer_fs(n)
 
@@ -262,7 +266,9 @@ class Snapshotter:
         row = self._active(key)
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM active WHERE key=?", (key,))
-        self._rmtree_aside(os.path.join(self.root, "active", str(row["n"])))
+        path = os.path.join(self.root, "active", str(row["n"]))
+        holds.release(path)
+        self._rmtree_aside(path)
 
     def list_active(self) -> list[str]:
         return [r[0] for r in self.db.query("SELECT key FROM active ORDER BY n")]
@@ -299,7 +305,11 @@ class Snapshotter:
         with file_lock(self._lock_path, exclusive=True):
             active = self.db.query("SELECT key, n, parent, created FROM active")
             doomed_active = [
-                r for r in active if r["key"] not in keep_active and r["created"] < young
+                r
+                for r in active
+                if r["key"] not in keep_active
+                and r["created"] < young
+                and not holds.in_use(self._dir("active", r["n"]))
             ]
             roots = set(keep_layers)
             roots.update(r["parent"] for r in active if r not in doomed_active and r["parent"])
@@ -456,6 +466,7 @@ class Snapshotter:
                     if os.path.lexists(dest):
                         shutil.rmtree(dest)
                     os.rename(tmp, dest)
+                    holds.hold(dest)  # before the shared lock goes: no sweep in between
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
