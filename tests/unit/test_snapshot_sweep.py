@@ -93,15 +93,15 @@ def test_an_interrupted_sweep_leaves_only_garbage_the_next_one_removes(snaps, mo
     unpack(snaps, "b", None, {"g": b"2" * 4000})
     unpack(snaps, "keep", None, {"h": b"3"})
     calls = []
-    real = Snapshotter._rmtree_aside
+    real = Snapshotter._move_aside
 
     def dies_after_one(self, path):
         if calls:
             raise KeyboardInterrupt("killed mid-sweep")
         calls.append(path)
-        real(self, path)
+        return real(self, path)
 
-    monkeypatch.setattr(Snapshotter, "_rmtree_aside", dies_after_one)
+    monkeypatch.setattr(Snapshotter, "_move_aside", dies_after_one)
     with pytest.raises(KeyboardInterrupt):
         snaps.sweep({"keep"}, set(), {})
     monkeypatch.undo()

@@ -297,8 +297,8 @@ class Snapshotter:
         layers and snapshots went and the bytes freed (all of it, crash garbage too).
 
         Crash safety: the rows go first (one transaction), then each directory is renamed
-        into ``tmp/`` and deleted there; an interrupted sweep leaves unrecorded
-        directories and ``tmp/`` garbage, which the next one removes.
+        into ``tmp/`` and, once the lock is released, deleted there; an interrupted sweep
+        leaves unrecorded directories and ``tmp/`` garbage, which the next one removes.
         """
         released = released or {}
         young = time.time() - self.grace_seconds
@@ -340,13 +340,13 @@ class Snapshotter:
                     conn.execute("DELETE FROM active WHERE key=?", (r["key"],))
                 for r in doomed_layers:
                     conn.execute("DELETE FROM layers WHERE chain_id=?", (r["chain_id"],))
-            for d in doomed_dirs:
-                self._rmtree_aside(d)
-            for d in garbage:
-                shutil.rmtree(d, ignore_errors=True)
+            garbage += [a for d in doomed_dirs if (a := self._move_aside(d)) is not None]
             # nobody holds a chain lock while we hold the root lock exclusively
             for name in self._list("locks"):
                 os.unlink(os.path.join(self.root, "locks", name))
+        # what is in tmp/ is nobody's: delete it without keeping unpacks and prepares waiting
+        for d in garbage:
+            shutil.rmtree(d, ignore_errors=True)
         return SweepResult(removed, freed)
 
     def _unrecorded_dirs(self, live_layers: set[str], live_active: set[str]) -> list[str]:
@@ -397,13 +397,20 @@ class Snapshotter:
 
     def _rmtree_aside(self, path: str) -> None:
         """Remove a directory: first rename it into tmp/ so no half-removed tree is visible."""
+        aside = self._move_aside(path)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+    def _move_aside(self, path: str) -> str | None:
+        """Unmount ``path``'s mount point and rename it into a new dir in tmp/ (returned)."""
         _release_mount_point(path)
-        aside = os.path.join(self._tmpdir("rm-"), "x")
+        holder = self._tmpdir("rm-")
         try:
-            os.rename(path, aside)
+            os.rename(path, os.path.join(holder, "x"))
         except FileNotFoundError:
-            return
-        shutil.rmtree(os.path.dirname(aside), ignore_errors=True)
+            os.rmdir(holder)
+            return None
+        return holder
 
     def _check_parent(self, parent: str | None) -> None:
         if parent and not self.has_layer(parent):
