@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,9 +53,20 @@ from kiln.store.sweeper import Sweeper
 
 INGEST_MAX_AGE = 24 * 3600.0
 DEFAULT_BLOB_GRACE = 600.0
-# file times come from the kernel's coarse clock, a tick behind time.time(): a blob reused
-# just after a deletion may look older than it; this much earlier counts as "before"
-CLOCK_SLACK = 0.05
+# Linux's CLOCK_REALTIME_COARSE (Python names no constant for it): the clock the kernel
+# stamps file times with, up to a tick behind time.time()
+_CLOCK_REALTIME_COARSE = 5
+
+
+def file_clock() -> float:
+    """Now, on the clock file times are stamped with: a blob reused (its mtime touched)
+    after this moment never looks older than it. Compare with ``<`` (same tick: unknown)."""
+    if sys.platform == "linux":
+        try:
+            return time.clock_gettime(_CLOCK_REALTIME_COARSE)
+        except OSError:
+            pass
+    return time.time() - 0.05
 
 
 @dataclass
@@ -89,7 +101,7 @@ class MaintenanceMixin:
                 except FileNotFoundError:
                     continue
                 released = marks.released_blobs.get(str(digest))
-                freed_by_user = released is not None and st.st_mtime <= released - CLOCK_SLACK
+                freed_by_user = released is not None and st.st_mtime < released
                 if now - st.st_mtime < self.blob_grace_seconds and not freed_by_user:
                     continue
                 if not dry_run:

@@ -23,6 +23,7 @@ from kiln.oci import Digest, Manifest, Reference
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.store import paths
 from kiln.store.db import Database
+from kiln.store.gc import file_clock
 from kiln.store.records import ImageRecord, LayerRecord
 
 
@@ -138,11 +139,11 @@ class ImagesMixin:
         """Note what the image held, for the next GC to free even inside its grace period
         (the user asked for the space). Not for an image a live lease holds: in-flight
         work still uses it."""
-        now = time.time()
+        now = file_clock()  # blobs reused from now on have later mtimes: GC keeps them
         leased = conn.execute(
             "SELECT 1 FROM lease_resources lr JOIN leases l ON l.id = lr.lease_id "
             "WHERE lr.kind='image' AND lr.ref=? AND l.expires > ?",
-            (image_id, now),
+            (image_id, time.time()),
         ).fetchone()
         if leased is not None:
             return
