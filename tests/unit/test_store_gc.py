@@ -353,3 +353,25 @@ def test_gc_tells_its_sweepers_the_roots_and_adds_their_bytes(store: Store) -> N
     assert result.bytes_freed == dry.bytes_freed > 12345  # the blobs' bytes + the sweeper's
     store.gc(sweepers=[sweeper])
     assert sweeper.calls[-1][2] == {}  # forgotten once a sweeper has seen them
+
+
+def test_a_deletion_during_a_collection_is_freed_by_the_next_one(store: Store) -> None:
+    """An rmi in another process between this GC's mark and its end: its released
+    entries were not seen, so they stay, and the next GC frees that image at once."""
+    store.blob_grace_seconds = 600
+    late_id, late_blobs = stored_image(store, "deleted during the sweep")
+    time.sleep(0.1)
+
+    class DeletesMeanwhile(RecordingSweeper):
+        def sweep(self, keep_layers, keep_active, released, dry_run=False):
+            if not self.calls:
+                store.delete_image(late_id)
+            return super().sweep(keep_layers, keep_active, released, dry_run)
+
+    sweeper = DeletesMeanwhile()
+    store.gc(sweepers=[sweeper])
+    assert all(store.has_blob(d) for d in late_blobs)  # marked before the deletion
+    assert store.gc(sweepers=[sweeper]).blobs_removed == 3
+    assert set(sweeper.calls[-1][2]) == {
+        f"sha256:{Digest.of_bytes(b'deleted during the sweep').hex}"
+    }

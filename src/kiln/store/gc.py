@@ -122,7 +122,7 @@ class MaintenanceMixin:
             swept += n
             swept_bytes += size
         if not dry_run:
-            self._forget_released(now, layers_too=bool(sweepers))
+            self._forget_released(marks, layers_too=bool(sweepers))
             self._drop_orphan_layers()
         return GCResult(
             blobs_removed=removed,
@@ -197,13 +197,14 @@ class MaintenanceMixin:
                     marks.released_layers[ref] = at
         return marks
 
-    def _forget_released(self, until: float, layers_too: bool) -> None:
-        """Drop the released entries this GC has seen (swept, or held again since)."""
+    def _forget_released(self, marks: Marks, layers_too: bool) -> None:
+        """Drop the released entries this GC has seen (swept, or held again since); one
+        a deletion wrote or renewed meanwhile stays for the next GC."""
+        seen = [("blob", ref, at) for ref, at in marks.released_blobs.items()]
+        if layers_too:
+            seen += [("layer", ref, at) for ref, at in marks.released_layers.items()]
         with self.db.transaction() as conn:
-            conn.execute(
-                "DELETE FROM released WHERE at <= ? AND (kind = 'blob' OR ?)",
-                (until, int(layers_too)),
-            )
+            conn.executemany("DELETE FROM released WHERE kind=? AND ref=? AND at=?", seen)
 
     def _drop_orphan_layers(self) -> None:
         """Forget chains no image uses (``register_image`` writes both in one transaction)."""
