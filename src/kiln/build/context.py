@@ -391,7 +391,9 @@ class BuildContext:
                 dst.makedirs(rel)
 
 
-def read_in_context(root: str, rel: str, what: str = "the Dockerfile") -> str:
+def read_in_context(
+    root: str, rel: str, what: str = "the Dockerfile", limit: int = 2 * 1024 * 1024
+) -> str:
     """The text of the file ``rel`` names inside the context ``root`` (the API's Dockerfile).
 
     ``rel`` is context-relative: an absolute path or one climbing out with ``..`` is
@@ -417,7 +419,9 @@ def read_in_context(root: str, rel: str, what: str = "the Dockerfile") -> str:
                 reason = "it is not a regular file"
             raise InvalidArgument(f"{what} {rel!r} cannot be used: {reason}") from None
     with os.fdopen(fd, "rb") as f:
-        data = f.read()
+        data = f.read(limit + 1)  # past the limit: the caller's size check refuses it
+    if len(data) > limit:
+        return data.decode("utf-8", "replace")  # over the limit: the size check says so
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
