@@ -625,6 +625,42 @@ def test_dockerfile_outside_the_context_is_fine_on_the_command_line(env):
     assert "/a" in image_files(env.root, "localhost/esc-f")
 
 
+@pytest.fixture(scope="module")
+def busybox(env, tmp_path_factory) -> str:
+    """A busybox image in the module's store, for RUN --mount cases."""
+    import shutil
+
+    from fixtures_images import make_busybox_rootfs
+
+    if shutil.which("runc") is None:
+        pytest.skip("needs runc")
+    tar = make_busybox_rootfs(str(tmp_path_factory.mktemp("bb") / "rootfs.tar"))
+    proc = env.kiln("import", tar, "localhost/esc-busybox:latest")
+    assert proc.returncode == 0, proc.stderr
+    return "localhost/esc-busybox:latest"
+
+
+RUN_MOUNT_CASES = [
+    ("dir-link-abs", "source=ldir", {"ldir": ABS_DIR}),
+    ("dir-link-rel", "source=ldir,rw", {"ldir": REL_DIR}),
+    ("file-link", "source=lf", {"lf": ABS_FILE}),
+    ("through-link", "source=a1/l/sub", {"a1/l": link("../../victim")}),
+]
+
+
+@pytest.mark.parametrize(("name", "opts", "files"), RUN_MOUNT_CASES,
+                         ids=[c[0] for c in RUN_MOUNT_CASES])  # fmt: skip
+def test_run_mount_bind_source_stays_in_the_context(env, busybox, name, opts, files):
+    """RUN --mount=type=bind resolves its source in the context as COPY does: a link out is
+    "not found", never the host directory it names."""
+    dockerfile = (
+        f"FROM {busybox}\nRUN --mount=type=bind,{opts},target=/m "
+        "cat /m /m/secret /m/f > /out 2>/dev/null; true\n"
+    )
+    case = Case(f"run-mount-{name}", dockerfile, files, refused=True)
+    run_case(env, case, lambda ctx, ref: env.kiln("build", "-q", "-t", ref, str(ctx)))
+
+
 # -- the API: uploaded contexts and the dockerfile parameter ---------------------------------
 
 
