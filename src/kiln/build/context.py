@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, Protocol
 from kiln.archive.safe_root import SafeRoot
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.heredoc import Heredoc
+from kiln.build.staging import Stager
 from kiln.container.paths import clean_source, has_meta, match_wildcards
 from kiln.errors import InvalidArgument, NotFound, Unavailable
 
@@ -188,29 +189,46 @@ class BuildContext:
         st = self._stat(rel, follow)
         if st is None:
             return
-        base = rel if base is None else base
+        yield from self._walk_from(rel, st, excludes, rel if base is None else base)
+
+    def _children(self, rel: str) -> list[tuple[str, os.stat_result]]:
+        """(name, lstat) of a directory's entries, sorted: the directory is opened in-root
+        once and its entries stat'ed relative to it (one resolution per directory)."""
+        try:
+            dfd = self.sr.open_dir(rel)
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read {rel or '.'} in the build context: {exc}") from exc
+        try:
+            out = []
+            for name in sorted(os.listdir(dfd)):
+                try:
+                    out.append((name, os.stat(name, dir_fd=dfd, follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue  # removed since listed
+            return out
+        finally:
+            os.close(dfd)
+
+    def _walk_from(
+        self, rel: str, st: os.stat_result, excludes: IgnoreMatcher | None, base: str
+    ) -> Iterator[tuple[str, os.stat_result]]:
         yield rel, st
         if not stat.S_ISDIR(st.st_mode):
             return
-        try:
-            names = sorted(self._listdir(rel))
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read {rel or '.'} in the build context: {exc}") from exc
-        for name in names:
+        for name, cst in self._children(rel):
             child = f"{rel}/{name}" if rel else name
             if self.excluded(child, excludes, base):
-                cst = self._lstat(child)
-                if cst is None or not stat.S_ISDIR(cst.st_mode):
+                if not stat.S_ISDIR(cst.st_mode):
                     continue
                 no_excludes = excludes is None or not excludes.patterns
                 if no_excludes and self.matcher.excludes_dir_entirely(child):
                     continue
                 # an exception pattern may bring back something below: look inside
-                for sub, sst in self.walk(child, excludes, base):
+                for sub, sst in self._walk_from(child, cst, excludes, base):
                     if sub != child and not self.excluded(sub, excludes, base):
                         yield sub, sst
                 continue
-            yield from self.walk(child, excludes, base)
+            yield from self._walk_from(child, cst, excludes, base)
 
     @contextlib.contextmanager
     def _reading(self, rel: str) -> Iterator[None]:
@@ -316,11 +334,8 @@ class BuildContext:
         excludes: Iterable[str] = (),
         heredocs: Iterable[Heredoc] = (),
     ) -> Iterator[str]:
-        """A directory holding exactly what ``sources`` may copy (see the module docstring).
-
-        Both sides go through a ``SafeRoot``: entries are read from the context in-root and
-        written into the staging directory in-root, so a link staged there never redirects
-        a later write."""
+        """A directory holding exactly what ``sources`` may copy (see the module docstring
+        and ``kiln.build.staging``: both sides in-root, nothing followed)."""
         sources, excludes, heredocs = list(sources), list(excludes), list(heredocs)
         if not self.needs_staging(excludes, heredocs):
             yield self.root
@@ -330,13 +345,14 @@ class BuildContext:
             tempfile.TemporaryDirectory(prefix="kiln-ctx-", dir=self.tmpdir) as tmp,
             SafeRoot(tmp) as dst,
         ):
-            for src in sources:
-                if src.startswith(("http://", "https://")):
-                    continue
-                for top in self.expand(src, matcher):
-                    for rel, st in self.walk(top, matcher, follow=True):
-                        with self._reading(rel):
-                            self._stage_one(dst, rel, st, follow=rel == top)
+            with Stager(self.sr, dst, self._lstat) as stager:
+                for src in sources:
+                    if src.startswith(("http://", "https://")):
+                        continue
+                    for top in self.expand(src, matcher):
+                        for rel, st in self.walk(top, matcher, follow=True):
+                            with self._reading(rel):
+                                stager.stage(rel, st, follow=rel == top)
             for doc in heredocs:
                 name = doc.name.lstrip("/")
                 parent = posixpath.dirname(name)
@@ -346,49 +362,6 @@ class BuildContext:
             # the staging dir stands for the context root (``COPY . /x``): its mode, not 0700
             os.chmod(tmp, stat.S_IMODE(os.stat(self.root).st_mode) | 0o700)
             yield tmp
-
-    def _stage_one(self, dst: SafeRoot, rel: str, st: os.stat_result, follow: bool) -> None:
-        if not rel:
-            return
-        parent = posixpath.dirname(rel)
-        if parent and not dst.exists(parent):
-            self._stage_parents(dst, parent)
-        if dst.exists(rel):
-            return
-        if stat.S_ISDIR(st.st_mode):
-            dst.mkdir(rel, stat.S_IMODE(st.st_mode) | 0o700)
-            dst.chmod(rel, stat.S_IMODE(st.st_mode))
-            dst.utime(rel, st.st_atime_ns, st.st_mtime_ns)
-        elif stat.S_ISLNK(st.st_mode):
-            dst.symlink(self.sr.readlink(rel), rel)
-        elif stat.S_ISREG(st.st_mode):
-            if not follow:
-                try:
-                    self.sr.link_to(rel, dst, rel)
-                    return
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                        raise
-            self._stage_copy(dst, rel, follow)
-        # sockets, devices and fifos in a context are not copied
-
-    def _stage_copy(self, dst: SafeRoot, rel: str, follow: bool) -> None:
-        """Copy a file's content (a symlink named as a source, or where hard links fail)."""
-        fd = self._open_regular(rel, follow)
-        with os.fdopen(fd, "rb") as src:
-            st = os.fstat(fd)
-            dst.write_file(rel, src, stat.S_IMODE(st.st_mode))
-        dst.utime(rel, st.st_atime_ns, st.st_mtime_ns)
-
-    def _stage_parents(self, dst: SafeRoot, rel_dir: str) -> None:
-        parts = [p for p in rel_dir.split("/") if p]
-        for i in range(1, len(parts) + 1):
-            rel = "/".join(parts[:i])
-            st = self._lstat(rel)
-            if st is not None and stat.S_ISDIR(st.st_mode):
-                self._stage_one(dst, rel, st, follow=False)
-            else:
-                dst.makedirs(rel)
 
 
 def read_in_context(
