@@ -15,7 +15,8 @@ a symlink named as a COPY source is followed as if the context were ``/`` (``l -
 ../victim/secret`` copies ``<context>/victim/secret``; ``l -> /abs/host/dir`` is "no such
 file"; ``COPY l*`` fails on such a link too); a symlink met while copying a directory is
 copied as a link. The API's ``dockerfile`` parameter names a file inside the uploaded
-context (400 otherwise); the command line's ``-f`` may name any file, as in podman.
+context (an absolute name is taken from the context's root, never the host's; 400
+otherwise); the command line's ``-f`` may name any file, as in podman.
 
 ``escaped_on_main`` marks the cases that read a victim file before the fix (into the image,
 the cache key, or, for the ignore-file cases, the build's ignore patterns).
@@ -801,11 +802,35 @@ def test_api_dockerfile_inside_the_context_still_works(env, api, libpod):
     tar = _api_tar({"a": b"a\n", "sub": (DIR,), "sub/Build.file": GOOD_DOCKERFILE,
                     "Dockerfile": link("sub/Build.file")}, env.victim)  # fmt: skip
     prefix = "/v1.41/libpod" if libpod else "/v1.41"
-    for param in ("sub/Build.file", "./sub/../sub/Build.file", "Dockerfile"):
+    # an absolute name is taken from the context's root (podman --remote sends a
+    # Containerfile from outside the context that way, inside the tar)
+    for param in ("sub/Build.file", "./sub/../sub/Build.file", "Dockerfile", "/sub/Build.file"):
         status, body = _request(sock, "POST", f"{prefix}/build?t=inside&dockerfile={param}",
                                 tar, "application/x-tar")  # fmt: skip
         assert status == 200, (param, body)
         assert b'"error"' not in body, (param, body)
+
+
+def test_podman_remote_containerfile_outside_the_context(env, api, tmp_path):
+    """podman --remote sends a Containerfile from outside the context inside the tar, under
+    its absolute name: the API finds it there (never on the server's file system)."""
+    import shutil
+
+    if shutil.which("podman") is None:
+        pytest.skip("podman not installed")
+    sock, _root = api
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a").write_bytes(b"a\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "Containerfile").write_text("FROM scratch\nCOPY a /a\n")
+    proc = subprocess.run(
+        ["podman", "--remote", "--url", f"unix://{sock}", "build", "-q",
+         "-f", str(other / "Containerfile"), "-t", "remote-f", str(ctx)],
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
 
 
 # -- a source swapped for a symlink while it is copied ---------------------------------------

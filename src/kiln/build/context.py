@@ -369,11 +369,14 @@ def read_in_context(
 ) -> str:
     """The text of the file ``rel`` names inside the context ``root`` (the API's Dockerfile).
 
-    ``rel`` is context-relative: an absolute path or one climbing out with ``..`` is
-    refused, and so is a symlink on its way that leads out (absolute, or ``..`` above the
-    root): InvalidArgument, worded without anything read. A missing file is NotFound."""
-    norm = posixpath.normpath(rel) if rel else ""
-    if not rel or rel.startswith("/") or norm == ".." or norm.startswith("../"):
+    ``rel`` is a path in the context; an absolute one is taken from the context's root,
+    as dockerd and podman do (``podman --remote build -f /elsewhere/Containerfile`` puts
+    that file in the tar under its absolute name), never from the host's. One climbing out
+    with ``..`` is refused, and so is a symlink on its way that leads out (absolute, or
+    ``..`` above the root): InvalidArgument, worded without anything read. A missing file
+    is NotFound."""
+    norm = posixpath.normpath(rel.lstrip("/")) if rel.strip("/") else ""
+    if not norm or norm == ".." or norm.startswith("../"):
         raise InvalidArgument(
             f"{what} {rel!r} is not inside the build context: "
             "name it by its path relative to the context's root"
