@@ -80,11 +80,17 @@ def _outside_digests(outside: str) -> set[str]:
     return out
 
 
-def _resolve(root: str, rel: str, use_openat2: bool) -> tuple[str, str | None]:
-    """("ok", real path) or ("error", errno name)."""
+def _resolve(
+    root: str, rel: str, use_openat2: bool, beneath: bool = False
+) -> tuple[str, str | None]:
+    """("ok", real path) or ("error", errno name); ``beneath``: a regular file's, refusing
+    links that leave the root (EXDEV)."""
     with SafeRoot(root, use_openat2=use_openat2) as sr:
         try:
-            fd = sr.open_path(rel, follow=True)
+            if beneath:
+                fd = sr.open_regular(rel, follow=True, beneath=True)
+            else:
+                fd = sr.open_path(rel, follow=True)
         except OSError as exc:
             return "error", errno.errorcode.get(exc.errno or 0, "?")
         try:
@@ -117,6 +123,11 @@ def test_sources_resolve_and_read_only_inside_the_context(spec, paths):
                 if kind == "ok":
                     assert where == real_root or where.startswith(real_root + "/"), (rel, where)
             assert all(r == results[0] for r in results), (rel, results)  # both resolvers agree
+            beneath = [_resolve(root, rel, mode, beneath=True) for mode in modes]
+            for kind, where in beneath:
+                if kind == "ok":
+                    assert where.startswith(real_root + "/"), (rel, where)
+            assert all(r == beneath[0] for r in beneath), (rel, beneath)
 
         canaries = _outside_digests(outside)
         with BuildContext(root, ["*.md"]) as ctx:

@@ -231,20 +231,6 @@ class SafeRoot:
         finally:
             os.close(pfd)
 
-    def link_to(self, rel: str, other: SafeRoot, other_rel: str) -> None:
-        """Hard link entry ``rel`` of this root (never followed) as ``other_rel`` of ``other``
-        (both parents resolved in their own root)."""
-        spfd, sname = self._parent(rel)
-        try:
-            dpfd, dname = other._parent(other_rel)
-            try:
-                other._clear_final(dpfd, dname)
-                os.link(sname, dname, src_dir_fd=spfd, dst_dir_fd=dpfd, follow_symlinks=False)
-            finally:
-                os.close(dpfd)
-        finally:
-            os.close(spfd)
-
     # -- queries --------------------------------------------------------------------
 
     def lstat(self, rel: str) -> os.stat_result:

@@ -146,7 +146,12 @@ class BuildContext:
         return st is not None and stat.S_ISDIR(st.st_mode)
 
     def _listdir(self, rel: str) -> list[str]:
-        return self.sr.listdir(rel)
+        try:
+            return self.sr.listdir(rel)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a link loop on the way: nothing to match there
+                raise NotADirectoryError(errno.ENOTDIR, "symbolic link loop", rel) from None
+            raise
 
     def expand(self, src: str, excludes: IgnoreMatcher | None = None) -> list[str]:
         """The context-relative paths ``src`` names (sorted for wildcards); NotFound if none,
