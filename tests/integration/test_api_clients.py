@@ -66,7 +66,15 @@ def test_dockerpy_build(client, tmp_path):
     lines = list(client.api.build(path=str(ctx), tag="built:2", decode=True))
     assert any("aux" in line and line["aux"]["ID"] == image.id for line in lines)
     assert any("Successfully tagged built:2" in line.get("stream", "") for line in lines)
-    bad = list(client.api.build(path=str(ctx), buildargs=None, dockerfile="Missing", decode=True))
+    # a Dockerfile that is not in the context fails before the build starts: an error
+    # status, as dockerd answers ("do not write a 200 when nothing was written yet")
+    docker = pytest.importorskip("docker")
+    with pytest.raises(docker.errors.APIError) as err:
+        list(client.api.build(path=str(ctx), buildargs=None, dockerfile="Missing", decode=True))
+    assert err.value.status_code == 400 and "Missing" in str(err.value)
+    # one that fails once the build runs still reports the error in the stream
+    (ctx / "Dockerfile.bad").write_text("FROM base:1\nRUN exit 3\n")
+    bad = list(client.api.build(path=str(ctx), dockerfile="Dockerfile.bad", decode=True))
     assert "error" in bad[-1] and bad[-1]["errorDetail"]["message"]
 
 

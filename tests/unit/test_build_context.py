@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,50 @@ def test_a_real_store_answers_the_whole_context_in_one_query(tree, tmp_path_fact
     assert len([q for q in queries if "checksum_cache" in q]) == 1
     (tree / "a.txt").write_text("changed")
     assert BuildContext(str(tree), [], checksums=store).digest(["."]) != first
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """A context beside an "outside" directory, with links out and a link inside."""
+    outside = tmp_path / "outside"
+    (outside / "d").mkdir(parents=True)
+    (outside / "secret").write_text("OUTSIDE")
+    (outside / "d" / "f").write_text("OUTSIDE-D")
+    ctx = tmp_path / "ctx"
+    (ctx / "real").mkdir(parents=True)
+    (ctx / "real" / "x").write_text("inside")
+    (ctx / "out").symlink_to(outside)
+    (ctx / "rel").symlink_to("../outside/secret")
+    (ctx / "lin").symlink_to("real")
+    (ctx / "abs-in").symlink_to("/real/x")  # absolute: the context's /real/x
+    return ctx
+
+
+def test_sources_through_links_out_are_not_found(linked):
+    ctx = BuildContext(str(linked), ["*.md"])
+    for src in ("out/secret", "out/d", "out/*", "rel", "out"):
+        with pytest.raises(NotFound):
+            ctx.expand(src)
+        with pytest.raises(NotFound):
+            ctx.digest([src])
+        with pytest.raises(NotFound), ctx.staged([src]):
+            pass
+
+
+def test_a_named_link_is_followed_inside_and_links_below_stay_links(linked):
+    ctx = BuildContext(str(linked), ["*.md"])
+    with ctx.staged(["lin", "abs-in", "."]) as root:
+        assert os.path.isdir(os.path.join(root, "lin")) and not os.path.islink(
+            os.path.join(root, "lin")
+        )
+        assert Path(root, "lin", "x").read_text() == "inside"
+        assert Path(root, "abs-in").read_text() == "inside"
+        assert os.readlink(os.path.join(root, "out")) == str(linked.parent / "outside")
+        assert os.readlink(os.path.join(root, "rel")) == "../outside/secret"
+
+
+def test_the_cache_key_does_not_move_with_what_links_point_at(linked):
+    first = BuildContext(str(linked)).digest(["."])
+    (linked.parent / "outside" / "secret").write_text("CHANGED")
+    (linked.parent / "outside" / "new").write_text("NEW")
+    assert BuildContext(str(linked)).digest(["."]) == first

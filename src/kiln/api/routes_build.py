@@ -145,6 +145,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
     qjson_str_list(q, "cachefrom")  # validated; kiln's cache is local
     opts: dict[str, Any] = {
         "dockerfiles": dockerfiles,
+        "dockerfile_in_context": True,  # never a path of the server's own file system
         "tags": qlist(q, "t"),
         "build_args": qjson_map(q, "buildargs"),
         "labels": qlabels(q, "labels"),
@@ -243,7 +244,9 @@ async def build(request: Request) -> Response:
         out += [{"stream": f"Successfully tagged {shapes.familiar(n)}\n"} for n in names]
         return out
 
-    return StreamedOp(work, render, done, libpod=libpod)
+    # a build that fails before its first line (the Dockerfile cannot be found or read, the
+    # context cannot be extracted) answers 4xx, as dockerd and podman do
+    return StreamedOp(work, render, done, libpod=libpod, defer_start=True)
 
 
 def _run(ctx, known, opts, h: Handoff, registry_auth):

@@ -112,6 +112,9 @@ class StreamedOp:
     ``render_event(event)`` and ``render_result(result)`` give the JSON objects
     to send; ``render_error(exc)`` the object sent when the work fails after the
     response began (the status is already 200 by then, as with dockerd).
+    ``defer_start``: a JSON stream too starts only with its first item, so work that fails
+    before it (a build whose Dockerfile cannot be read) answers with an error status and
+    body, as dockerd's build does ("do not write a 200 when nothing was written yet").
 
     A byte stream (any media type but JSON) starts its response only with its
     first bytes, so work that fails before them answers with an error status and
@@ -129,8 +132,10 @@ class StreamedOp:
         media_type: str = "application/json",
         headers: dict[str, str] | None = None,
         libpod: bool = False,
+        defer_start: bool = False,
     ):
         self.work = work
+        self.defer_start = defer_start
         self.render_event = render_event
         self.render_result = render_result
         self.render_error = render_error or (lambda exc: [docker_stream_error(exc, libpod)])
@@ -162,7 +167,7 @@ class StreamedOp:
         headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
         started = finished = False
         try:
-            if not self.binary:
+            if not self.binary and not self.defer_start:
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 started = True
             while True:
@@ -174,9 +179,11 @@ class StreamedOp:
                     getter.cancel()
                     break  # the client went away
                 kind, item = getter.result()
+                if kind == _ERROR and not started:  # binary or deferred: an error status
+                    await error_response(item, self.libpod)(scope, receive, send)
+                    finished = True
+                    break
                 if self.binary and kind == _ERROR:
-                    if not started:
-                        await error_response(item, self.libpod)(scope, receive, send)
                     finished = True  # a started byte stream ends without its last chunk
                     break
                 if self.binary and kind == _EVENT:

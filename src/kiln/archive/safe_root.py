@@ -24,6 +24,7 @@ from kiln.errors import InvalidArgument
 
 _SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 _MAX_SYMLINKS = 40
 _CHUNK = 1 << 20
@@ -37,12 +38,14 @@ _libc = None
 _openat2_ok: bool | None = None if platform.machine() in ("x86_64", "aarch64") else False
 
 
-def _openat2(dirfd: int, path: str, flags: int, mode: int = 0) -> int:
+def _openat2(
+    dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = RESOLVE_IN_ROOT
+) -> int:
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
         _libc.syscall.restype = ctypes.c_long
-    how = OpenHow(flags | os.O_CLOEXEC, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    how = OpenHow(flags | os.O_CLOEXEC, mode, resolve | RESOLVE_NO_MAGICLINKS)
     encoded = os.fsencode(path)
     for _ in range(16):  # EAGAIN: a concurrent rename raced the lookup; retry
         fd = _libc.syscall(
@@ -101,13 +104,17 @@ class SafeRoot:
 
     # -- resolution -----------------------------------------------------------------
 
-    def _open(self, parts: list[str], flags: int) -> int:
-        """Open ``parts`` resolved in-root, following symlinks (also the last one)."""
-        if self._openat2:
-            return _openat2(self.fd, "/".join(parts) or ".", flags)
-        return self._walk(parts, flags)
+    def _open(self, parts: list[str], flags: int, *, beneath: bool = False) -> int:
+        """Open ``parts`` resolved in-root, following symlinks (also the last one).
 
-    def _walk(self, parts: list[str], flags: int) -> int:
+        ``beneath``: a symlink that would leave the root (absolute, or ``..`` above it) is
+        refused with EXDEV instead of being resolved as if the root were ``/``."""
+        if self._openat2:
+            resolve = RESOLVE_BENEATH if beneath else RESOLVE_IN_ROOT
+            return _openat2(self.fd, "/".join(parts) or ".", flags, resolve=resolve)
+        return self._walk(parts, flags, beneath)
+
+    def _walk(self, parts: list[str], flags: int, beneath: bool = False) -> int:
         stack = [os.dup(self.fd)]
         todo = list(parts)
         links = 0
@@ -119,6 +126,8 @@ class SafeRoot:
                 if name == "..":
                     if len(stack) > 1:
                         os.close(stack.pop())
+                    elif beneath:
+                        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), "/".join(parts))
                     continue
                 try:
                     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
@@ -132,6 +141,8 @@ class SafeRoot:
                     if links > _MAX_SYMLINKS:
                         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "/".join(parts))
                     target = os.readlink(name, dir_fd=stack[-1])
+                    if target.startswith("/") and beneath:
+                        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), "/".join(parts))
                     if target.startswith("/"):
                         while len(stack) > 1:
                             os.close(stack.pop())
@@ -175,6 +186,48 @@ class SafeRoot:
         pfd, name = self._parent(rel)
         try:
             return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        finally:
+            os.close(pfd)
+
+    # -- reading --------------------------------------------------------------------
+
+    def stat(self, rel: str, *, follow: bool = False) -> os.stat_result:
+        """``lstat``, or with ``follow`` the stat of what ``rel`` resolves to in-root."""
+        if not follow:
+            return self.lstat(rel)
+        fd = self._open(split_path(rel), os.O_PATH)
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    def readlink(self, rel: str) -> str:
+        """The target of symlink ``rel`` (its parent resolved in-root), never followed."""
+        pfd, name = self._parent(rel)
+        try:
+            return os.readlink(name, dir_fd=pfd)
+        finally:
+            os.close(pfd)
+
+    def open_regular(self, rel: str, *, follow: bool = False, beneath: bool = False) -> int:
+        """A read-only fd of the regular file ``rel`` (caller closes it).
+
+        The final symlink is never followed unless ``follow`` (then in-root, or with
+        ``beneath`` refused with EXDEV if it leaves the root); a symlink, directory, FIFO or
+        device raises OSError (ELOOP or EINVAL) without being opened for reading, so a
+        source swapped for a symlink or a FIFO is neither followed nor waited on."""
+        parts = split_path(rel)
+        if follow or not parts:
+            pfd = self._open(parts, os.O_PATH, beneath=beneath)
+        else:
+            pfd = self.open_path(rel)
+        try:
+            st = os.fstat(pfd)
+            if stat.S_ISLNK(st.st_mode):
+                raise OSError(errno.ELOOP, "is a symbolic link", rel)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", rel)
+            return os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
         finally:
             os.close(pfd)
 

@@ -2,7 +2,10 @@
 
 - ``BuildContext.expand(src)``: the context-relative paths a source names (wildcards
   matched per path component as Go's ``filepath.Match``; ignored paths are invisible;
-  ``..`` out of the context is refused).
+  ``..`` out of the context is refused). Paths resolve inside the context only (one
+  ``SafeRoot``, as the layer applier): a symlink on the way or named as the source is
+  followed as if the context were ``/`` (buildah and BuildKit do the same); one met while
+  walking a directory is copied as a link. Nothing outside the context is ever read.
 - ``BuildContext.digest(sources, excludes)``: one sha256 over names, types, modes and
   contents of everything the sources name. File contents come from a stat-keyed
   checksum cache (``store.get_checksums/put_checksum``: all of the context's entries are
@@ -20,9 +23,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import posixpath
-import shutil
 import stat
 import sys
 import tempfile
@@ -30,12 +33,20 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, Protocol
 
+from kiln.archive.safe_root import SafeRoot
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.heredoc import Heredoc
+from kiln.build.staging import Stager
 from kiln.container.paths import clean_source, has_meta, match_wildcards
 from kiln.errors import InvalidArgument, NotFound, Unavailable
 
-__all__ = ["BuildContext", "ChecksumCache", "is_remote_context", "open_remote_context"]
+__all__ = [
+    "BuildContext",
+    "ChecksumCache",
+    "is_remote_context",
+    "open_remote_context",
+    "read_in_context",
+]
 
 _CHUNK = 1 << 20
 URL_TIMEOUT = 120.0
@@ -57,7 +68,15 @@ def _kind(mode: int) -> str:
 
 
 class BuildContext:
-    """A local context directory plus its ignore patterns."""
+    """A local context directory plus its ignore patterns.
+
+    Every path is resolved inside the context through one ``SafeRoot`` (the in-root
+    resolver the layer applier uses): symlinks along a source's path are followed as if the
+    context were ``/``, a symlink named as a source is followed the same way, and one found
+    while walking a directory is a link, never followed. Files are read through that root
+    with ``O_NOFOLLOW``, so one swapped for a symlink or a FIFO meanwhile is neither
+    followed out nor waited on.
+    """
 
     def __init__(
         self,
@@ -69,12 +88,27 @@ class BuildContext:
         self.root = os.path.abspath(root)
         if not os.path.isdir(self.root):
             raise NotFound(f"build context {root} is not a directory: check the path")
+        self.sr = SafeRoot(self.root)
         self.matcher = IgnoreMatcher(list(patterns))
         self.checksums = checksums
         self.tmpdir = tmpdir
         self._memo: dict[str, tuple[tuple[int, ...], str]] = {}
         self._lock = threading.Lock()
         self._preloaded = False
+
+    def close(self) -> None:
+        self.sr.close()
+
+    def __enter__(self) -> BuildContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        sr = getattr(self, "sr", None)
+        if sr is not None:
+            sr.close()
 
     # -- paths ------------------------------------------------------------------------
 
@@ -91,21 +125,37 @@ class BuildContext:
             return True
         return excludes.matches(rel)
 
-    def _lstat(self, rel: str) -> os.stat_result | None:
+    def _stat(self, rel: str, follow: bool = False) -> os.stat_result | None:
+        """The in-root stat of ``rel`` (its final symlink followed in-root if ``follow``);
+        None when it does not exist there (or a symlink loops or dangles)."""
         try:
-            return os.lstat(os.path.join(self.root, rel) if rel else self.root)
+            return self.sr.stat(rel, follow=follow)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None
+            raise
 
-    def _resolve_in_root(self, rel: str) -> str | None:
-        """Follow symlinks of ``rel`` inside the context; None when it leaves or dangles."""
-        full = os.path.realpath(os.path.join(self.root, rel))
-        if full != self.root and not full.startswith(self.root + os.sep):
-            return None
-        return os.path.relpath(full, self.root) if full != self.root else ""
+    def _lstat(self, rel: str) -> os.stat_result | None:
+        return self._stat(rel)
+
+    def is_dir(self, rel: str) -> bool:
+        """Whether ``rel`` is a directory once resolved inside the context."""
+        st = self._stat(rel, follow=True)
+        return st is not None and stat.S_ISDIR(st.st_mode)
+
+    def _listdir(self, rel: str) -> list[str]:
+        try:
+            return self.sr.listdir(rel)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a link loop on the way: nothing to match there
+                raise NotADirectoryError(errno.ENOTDIR, "symbolic link loop", rel) from None
+            raise
 
     def expand(self, src: str, excludes: IgnoreMatcher | None = None) -> list[str]:
-        """The context-relative paths ``src`` names (sorted for wildcards); NotFound if none."""
+        """The context-relative paths ``src`` names (sorted for wildcards); NotFound if none,
+        or if one is a symlink that resolves to nothing inside the context."""
         rel = clean_source(src)
         if not has_meta(rel):
             if rel and (self._lstat(rel) is None or self.excluded(rel, excludes)):
@@ -113,53 +163,104 @@ class BuildContext:
                     f'"{src}": no such file or directory in the build context '
                     "(or excluded by .dockerignore / --exclude)"
                 )
-            return [rel]
-        matches = match_wildcards(
-            rel,
-            lambda p: self._lstat(p) is not None,
-            lambda p: os.listdir(os.path.join(self.root, p)),
-        )
-        matches = [m for m in matches if not self.excluded(m, excludes)]
-        if not matches:
-            raise NotFound(
-                f'no source files were specified: "{src}" matches nothing in the context'
-            )
+            matches = [rel]
+        else:
+            matches = match_wildcards(rel, lambda p: self._lstat(p) is not None, self._listdir)
+            matches = [m for m in matches if not self.excluded(m, excludes)]
+            if not matches:
+                raise NotFound(
+                    f'no source files were specified: "{src}" matches nothing in the context'
+                )
+        for match in matches:
+            if match and self._stat(match, follow=True) is None:
+                raise NotFound(
+                    f'"{match}" is a symbolic link that resolves to nothing inside the build '
+                    "context (links are followed as if the context were /)"
+                )
         return matches
 
     def walk(
-        self, rel: str, excludes: IgnoreMatcher | None = None, base: str | None = None
+        self,
+        rel: str,
+        excludes: IgnoreMatcher | None = None,
+        base: str | None = None,
+        *,
+        follow: bool = False,
     ) -> Iterator[tuple[str, os.stat_result]]:
-        """``rel`` and everything below it that is not ignored, parents first, sorted."""
-        st = self._lstat(rel)
+        """``rel`` and everything below it that is not ignored, parents first, sorted.
+
+        ``follow``: ``rel`` itself, if a symlink, is followed inside the context (a source
+        named in COPY); nothing below it ever is."""
+        st = self._stat(rel, follow)
         if st is None:
             return
-        base = rel if base is None else base
+        yield from self._walk_from(rel, st, excludes, rel if base is None else base)
+
+    def _children(self, rel: str) -> list[tuple[str, os.stat_result]]:
+        """(name, lstat) of a directory's entries, sorted: the directory is opened in-root
+        once and its entries stat'ed relative to it (one resolution per directory)."""
+        try:
+            dfd = self.sr.open_dir(rel)
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read {rel or '.'} in the build context: {exc}") from exc
+        try:
+            out = []
+            for name in sorted(os.listdir(dfd)):
+                try:
+                    out.append((name, os.stat(name, dir_fd=dfd, follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue  # removed since listed
+            return out
+        finally:
+            os.close(dfd)
+
+    def _walk_from(
+        self, rel: str, st: os.stat_result, excludes: IgnoreMatcher | None, base: str
+    ) -> Iterator[tuple[str, os.stat_result]]:
         yield rel, st
         if not stat.S_ISDIR(st.st_mode):
             return
-        try:
-            names = sorted(os.listdir(os.path.join(self.root, rel) if rel else self.root))
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read {rel or '.'} in the build context: {exc}") from exc
-        for name in names:
+        for name, cst in self._children(rel):
             child = f"{rel}/{name}" if rel else name
             if self.excluded(child, excludes, base):
-                cst = self._lstat(child)
-                if cst is None or not stat.S_ISDIR(cst.st_mode):
+                if not stat.S_ISDIR(cst.st_mode):
                     continue
                 no_excludes = excludes is None or not excludes.patterns
                 if no_excludes and self.matcher.excludes_dir_entirely(child):
                     continue
                 # an exception pattern may bring back something below: look inside
-                for sub, sst in self.walk(child, excludes, base):
+                for sub, sst in self._walk_from(child, cst, excludes, base):
                     if sub != child and not self.excluded(sub, excludes, base):
                         yield sub, sst
                 continue
-            yield from self.walk(child, excludes, base)
+            yield from self._walk_from(child, cst, excludes, base)
+
+    @contextlib.contextmanager
+    def _reading(self, rel: str) -> Iterator[None]:
+        """An entry that vanished or changed type between listing and reading: one clear
+        error (the context is being modified while the build reads it)."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EINVAL):
+                raise
+            raise InvalidArgument(
+                f"{rel} in the build context changed while the build read it: "
+                "try again once it is stable"
+            ) from None
+
+    def _open_regular(self, rel: str, follow: bool) -> int:
+        try:
+            return self.sr.open_regular(rel, follow=follow)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"cannot read {rel} in the build context: {exc.strerror} "
+                "(did it change while the build read it?)"
+            ) from None
 
     # -- digests ----------------------------------------------------------------------
 
-    def file_digest(self, rel: str, st: os.stat_result) -> str:
+    def file_digest(self, rel: str, st: os.stat_result, follow: bool = False) -> str:
         """sha256 of a regular file's content, from the checksum cache when its stat matches."""
         path = os.path.join(self.root, rel)
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
@@ -174,12 +275,17 @@ class BuildContext:
             digest = self.checksums.get_checksum(path, st)
         if digest is None:
             h = hashlib.sha256()
+            fd = self._open_regular(rel, follow)
             try:
-                with open(path, "rb") as f:
-                    while chunk := f.read(_CHUNK):
-                        h.update(chunk)
+                st = os.fstat(fd)  # the cache records the file read, not the one listed
+                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                key += (st.st_mode,)
+                while chunk := os.read(fd, _CHUNK):
+                    h.update(chunk)
             except OSError as exc:
                 raise InvalidArgument(f"cannot read {rel} in the build context: {exc}") from exc
+            finally:
+                os.close(fd)
             digest = "sha256:" + h.hexdigest()
             if self.checksums is not None:
                 self.checksums.put_checksum(path, st, digest)
@@ -204,30 +310,18 @@ class BuildContext:
             for src in sources:
                 h.update(f"source {src}\n".encode())
                 for top in self.expand(src, matcher):
-                    for rel, st in self._walk_following_top(top, matcher):
-                        h.update(self._entry_line(rel, st))
+                    for rel, st in self.walk(top, matcher, follow=True):
+                        with self._reading(rel):
+                            h.update(self._entry_line(rel, st, follow=rel == top))
         return "sha256:" + h.hexdigest()
 
-    def _walk_following_top(
-        self, top: str, matcher: IgnoreMatcher | None
-    ) -> Iterator[tuple[str, os.stat_result]]:
-        st = self._lstat(top)
-        if st is not None and stat.S_ISLNK(st.st_mode):
-            target = self._resolve_in_root(top)
-            if target is not None and self._lstat(target) is not None:
-                yield top, st
-                for rel, sub in self.walk(target, matcher):
-                    yield top + rel[len(target) :], sub
-                return
-        yield from self.walk(top, matcher)
-
-    def _entry_line(self, rel: str, st: os.stat_result) -> bytes:
+    def _entry_line(self, rel: str, st: os.stat_result, follow: bool = False) -> bytes:
         kind = _kind(st.st_mode)
         payload = ""
         if kind == "file":
-            payload = self.file_digest(rel, st)
+            payload = self.file_digest(rel, st, follow)
         elif kind == "symlink":
-            payload = os.readlink(os.path.join(self.root, rel))
+            payload = self.sr.readlink(rel)
         elif kind == "other":
             payload = f"{stat.S_IFMT(st.st_mode):o}:{st.st_rdev}"
         mode = stat.S_IMODE(st.st_mode)
@@ -245,63 +339,74 @@ class BuildContext:
         excludes: Iterable[str] = (),
         heredocs: Iterable[Heredoc] = (),
     ) -> Iterator[str]:
-        """A directory holding exactly what ``sources`` may copy (see the module docstring)."""
+        """A directory holding exactly what ``sources`` may copy (see the module docstring
+        and ``kiln.build.staging``: both sides in-root, nothing followed)."""
         sources, excludes, heredocs = list(sources), list(excludes), list(heredocs)
         if not self.needs_staging(excludes, heredocs):
             yield self.root
             return
         matcher = IgnoreMatcher(excludes) if excludes else None
-        with tempfile.TemporaryDirectory(prefix="kiln-ctx-", dir=self.tmpdir) as tmp:
-            for src in sources:
-                if src.startswith(("http://", "https://")):
-                    continue
-                for top in self.expand(src, matcher):
-                    for rel, st in self._walk_following_top(top, matcher):
-                        self._stage_one(tmp, rel, st)
+        with (
+            tempfile.TemporaryDirectory(prefix="kiln-ctx-", dir=self.tmpdir) as tmp,
+            SafeRoot(tmp) as dst,
+        ):
+            with Stager(self.sr, dst, self._lstat) as stager:
+                for src in sources:
+                    if src.startswith(("http://", "https://")):
+                        continue
+                    for top in self.expand(src, matcher):
+                        for rel, st in self.walk(top, matcher, follow=True):
+                            with self._reading(rel):
+                                stager.stage(rel, st, follow=rel == top)
             for doc in heredocs:
-                path = os.path.join(tmp, doc.name.lstrip("/"))
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(doc.body)
-                os.chmod(path, 0o644)
+                name = doc.name.lstrip("/")
+                parent = posixpath.dirname(name)
+                if parent:
+                    dst.makedirs(parent)
+                dst.write_file(name, io.BytesIO(doc.body.encode("utf-8")), 0o644)
             # the staging dir stands for the context root (``COPY . /x``): its mode, not 0700
             os.chmod(tmp, stat.S_IMODE(os.stat(self.root).st_mode) | 0o700)
             yield tmp
 
-    def _stage_one(self, tmp: str, rel: str, st: os.stat_result) -> None:
-        if not rel:
-            return
-        src = os.path.join(self.root, rel)
-        dst = os.path.join(tmp, rel)
-        parent = os.path.dirname(dst)
-        if not os.path.isdir(parent):
-            self._stage_parents(tmp, posixpath.dirname(rel))
-        if os.path.lexists(dst):
-            return
-        if stat.S_ISDIR(st.st_mode):
-            os.mkdir(dst, stat.S_IMODE(st.st_mode) | 0o700)
-            os.chmod(dst, stat.S_IMODE(st.st_mode))
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-        elif stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(src), dst)
-        elif stat.S_ISREG(st.st_mode):
-            try:
-                os.link(src, dst)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                    raise
-                shutil.copy2(src, dst)
-        # sockets, devices and fifos in a context are not copied
 
-    def _stage_parents(self, tmp: str, rel_dir: str) -> None:
-        parts = [p for p in rel_dir.split("/") if p]
-        for i in range(1, len(parts) + 1):
-            rel = "/".join(parts[:i])
-            st = self._lstat(rel)
-            if st is not None and stat.S_ISDIR(st.st_mode):
-                self._stage_one(tmp, rel, st)
+def read_in_context(
+    root: str, rel: str, what: str = "the Dockerfile", limit: int = 2 * 1024 * 1024
+) -> str:
+    """The text of the file ``rel`` names inside the context ``root`` (the API's Dockerfile).
+
+    ``rel`` is a path in the context; an absolute one is taken from the context's root,
+    as dockerd and podman do (``podman --remote build -f /elsewhere/Containerfile`` puts
+    that file in the tar under its absolute name), never from the host's. One climbing out
+    with ``..`` is refused, and so is a symlink on its way that leads out (absolute, or
+    ``..`` above the root): InvalidArgument, worded without anything read. A missing file
+    is NotFound."""
+    norm = posixpath.normpath(rel.lstrip("/")) if rel.strip("/") else ""
+    if not norm or norm == ".." or norm.startswith("../"):
+        raise InvalidArgument(
+            f"{what} {rel!r} is not inside the build context: "
+            "name it by its path relative to the context's root"
+        )
+    with SafeRoot(root) as sr:
+        try:
+            fd = sr.open_regular(norm, follow=True, beneath=True)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"{what} {rel!r} does not exist in the build context") from None
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                reason = "it is a symbolic link (or under one) that leads outside the context"
+            elif exc.errno == errno.ELOOP:
+                reason = "its symbolic links loop"
             else:
-                os.makedirs(os.path.join(tmp, rel), exist_ok=True)
+                reason = "it is not a regular file"
+            raise InvalidArgument(f"{what} {rel!r} cannot be used: {reason}") from None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)  # past the limit: the caller's size check refuses it
+    if len(data) > limit:
+        return data.decode("utf-8", "replace")  # over the limit: the size check says so
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{what} {rel!r} is not UTF-8 text") from None
 
 
 # -- remote contexts --------------------------------------------------------------------

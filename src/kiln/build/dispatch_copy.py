@@ -56,8 +56,7 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
             digest = _copy(run, b, expanded, from_ref)
         kind = "file" if len(expanded.sources) + len(expanded.contents) == 1 else "multi"
         if kind == "file" and local and from_ref is None:
-            path = os.path.join(ex.context.root, local[0].lstrip("/"))
-            kind = "dir" if os.path.isdir(path) else "file"
+            kind = "dir" if ex.context.is_dir(local[0].lstrip("/")) else "file"
         summary = f"{kind}:{digest.removeprefix('sha256:')}"
         return created_by(instr, content_summary=summary)
 

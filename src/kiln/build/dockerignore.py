@@ -10,11 +10,13 @@ below it.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
 from dataclasses import dataclass
 
+from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument
 
 __all__ = ["IgnoreMatcher", "find_ignore_file", "load_ignore_file", "read_ignore_patterns"]
@@ -161,10 +163,7 @@ def _could_match_below(pattern: tuple[str, ...], directory: list[str]) -> bool:
     return True
 
 
-def find_ignore_file(context_dir: str, dockerfile_path: str | None = None) -> str | None:
-    """The ignore file podman/buildah use: ``<Dockerfile>.dockerignore``, then
-    ``<Dockerfile>.containerignore`` (next to the Dockerfile), then the context's
-    ``.containerignore``, then ``.dockerignore``."""
+def _candidates(context_dir: str, dockerfile_path: str | None) -> list[str]:
     candidates = []
     if dockerfile_path:
         path = dockerfile_path
@@ -175,19 +174,56 @@ def find_ignore_file(context_dir: str, dockerfile_path: str | None = None) -> st
         os.path.join(context_dir, ".containerignore"),
         os.path.join(context_dir, ".dockerignore"),
     ]
-    for candidate in candidates:
-        if os.path.isfile(candidate):
+    return candidates
+
+
+def _in_context(context_dir: str, path: str) -> str | None:
+    """``path`` relative to the context when it is spelt inside it (lexically), else None."""
+    rel = os.path.relpath(os.path.normpath(path), os.path.normpath(context_dir))
+    return None if rel == ".." or rel.startswith("../") else rel
+
+
+def _read_candidate(context_dir: str, path: str) -> bytes | None:
+    """The bytes of one candidate ignore file, None when absent. One inside the context is
+    read through the in-root resolver (a symlink there never leads out to a host file); one
+    beside a Dockerfile outside it (``-f`` on the command line) is the user's own file."""
+    rel = _in_context(context_dir, path)
+    if rel is None:
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as fh:
+            return fh.read()
+    with SafeRoot(context_dir) as root:
+        try:
+            fd = root.open_regular(rel, follow=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ELOOP):
+                return None  # a directory, FIFO or link loop is no ignore file
+            raise
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+def find_ignore_file(context_dir: str, dockerfile_path: str | None = None) -> str | None:
+    """The ignore file podman/buildah use: ``<Dockerfile>.dockerignore``, then
+    ``<Dockerfile>.containerignore`` (next to the Dockerfile), then the context's
+    ``.containerignore``, then ``.dockerignore``."""
+    for candidate in _candidates(context_dir, dockerfile_path):
+        if _read_candidate(context_dir, candidate) is not None:
             return candidate
     return None
 
 
 def load_ignore_file(context_dir: str, dockerfile_path: str | None = None) -> list[str]:
     """Patterns from the ignore file that applies (empty when there is none)."""
-    path = find_ignore_file(context_dir, dockerfile_path)
-    if path is None:
-        return []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return read_ignore_patterns(fh.read())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"cannot read ignore file {path}: {exc}") from exc
+    for path in _candidates(context_dir, dockerfile_path):
+        try:
+            data = _read_candidate(context_dir, path)
+            if data is None:
+                continue
+            return read_ignore_patterns(data.decode("utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"cannot read ignore file {path}: {exc}") from exc
+    return []

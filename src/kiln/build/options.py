@@ -32,6 +32,10 @@ class BuildOptions:
     context_stream: BinaryIO | None = None  # the tar for context "-" when not stdin (the API)
     dockerfiles: list[str] = field(default_factory=list)  # [] -> Containerfile, Dockerfile
     dockerfile_text: str | None = None  # the Dockerfile itself (``-f -`` read by the caller)
+    # the API: ``dockerfiles`` (and the default names) are files inside the context, read
+    # in-root; an absolute path, ``..`` out of it or a symlink leading out is refused.
+    # The command line leaves it False: ``-f`` may name any file, as in podman.
+    dockerfile_in_context: bool = False
     tags: list[str] = field(default_factory=list)
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from kiln.archive.safe_root import SafeRoot
 from kiln.build.mounts import Mount as RunMount
 from kiln.errors import InvalidArgument, NotFound
 from kiln.runtime import Mount
@@ -85,16 +86,29 @@ class MountSet:
 RootOpener = Callable[[str], contextlib.AbstractContextManager[str]]
 
 
-def _inside(root: str, rel: str) -> str:
-    """``rel`` resolved inside ``root`` (symlinks followed, never leaving it)."""
-    clean = os.path.normpath("/" + (rel or "/")).lstrip("/")
-    full = os.path.realpath(os.path.join(root, clean))
-    real_root = os.path.realpath(root)
-    if full != real_root and not full.startswith(real_root + os.sep):
-        raise InvalidArgument(f"mount source {rel!r} points outside its root")
-    if not os.path.lexists(full):
-        raise NotFound(f"mount source {rel!r} not found: check source= of RUN --mount")
-    return full
+@contextlib.contextmanager
+def _inside(root: str, rel: str) -> Iterator[str]:
+    """``rel`` resolved inside ``root`` by the in-root resolver (symlinks followed as if
+    ``root`` were ``/``, as COPY does), named by the path of what was resolved.
+
+    The runtime mounts by path from its own mount namespace (a ``/proc/<pid>/fd`` link of
+    kiln's is refused there), so a component swapped for a symlink between this and the
+    mount is not caught; the resolved entry is held open until the RUN ends."""
+    with SafeRoot(root) as sr:
+        try:
+            fd = sr.open_path(rel or "/", follow=True)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(
+                f"mount source {rel!r} not found: check source= of RUN --mount"
+            ) from None
+        except OSError as exc:
+            raise InvalidArgument(
+                f"mount source {rel!r} cannot be resolved in its root: {exc.strerror}"
+            ) from None
+    try:
+        yield os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -116,7 +130,7 @@ def prepared_mounts(
             target = spec.target or ""
             if spec.type == "bind":
                 root = stack.enter_context(open_root(spec.from_)) if spec.from_ else context_dir
-                source = _inside(root, spec.source or "")
+                source = stack.enter_context(_inside(root, spec.source or ""))
                 if not spec.readonly:
                     copy = os.path.join(tmp, f"bind-{index}")
                     if os.path.isdir(source):

@@ -100,6 +100,31 @@ def ensure_dir(dst: SafeRoot, path: str, opts: CopyOptions, what: str = "copy to
     return created
 
 
+def _open_same(name: str, flags: int, dfd: int, st: os.stat_result, label: str) -> int:
+    """Open ``name`` (never following it, never waiting on a FIFO) and check it is still
+    the entry listed as ``st``: a source swapped meanwhile (for a symlink out of the tree,
+    a FIFO, another file) is refused, not followed."""
+    try:
+        fd = os.open(name, flags, dir_fd=dfd)
+    except OSError as exc:
+        raise _changed(label) from exc
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino, stat.S_IFMT(now.st_mode)) != (
+        st.st_dev,
+        st.st_ino,
+        stat.S_IFMT(st.st_mode),
+    ):
+        os.close(fd)
+        raise _changed(label)
+    return fd
+
+
+def _changed(label: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"copy source {label} changed while it was being copied: try again once it is stable"
+    )
+
+
 class TreeCopier:
     """Copies one source item (file, directory, link, device) into the destination root."""
 
@@ -148,22 +173,30 @@ class TreeCopier:
             self._made_top(target, st)
 
     def _child(self, dfd: int, name: str, target: str, label: str) -> None:
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise _changed(label) from None
         if stat.S_ISDIR(st.st_mode):
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-            cfd = os.open(name, flags, dir_fd=dfd)
+            cfd = _open_same(name, flags, dfd, st, label)
             try:
                 self._dir(cfd, st, target, label, top=False)
             finally:
                 os.close(cfd)
         elif stat.S_ISREG(st.st_mode):
-            ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            ffd = _open_same(name, flags, dfd, st, label)
             try:
                 self._file(ffd, st, target, label)
             finally:
                 os.close(ffd)
         elif stat.S_ISLNK(st.st_mode):
-            self._special(st, target, label, link_target=os.readlink(name, dir_fd=dfd))
+            try:
+                link_target = os.readlink(name, dir_fd=dfd)
+            except OSError as exc:  # gone, or no longer a link
+                raise _changed(label) from exc
+            self._special(st, target, label, link_target=link_target)
         else:
             self._special(st, target, label, link_target=None)
 

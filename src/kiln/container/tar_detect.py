@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tarfile
 from typing import BinaryIO
 
@@ -21,12 +22,7 @@ _BLOCK = 512
 
 
 def _open(root: SafeRoot, rel: str) -> BinaryIO:
-    pfd = root.open_path(rel, follow=True)
-    try:
-        fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        os.close(pfd)
-    return os.fdopen(fd, "rb")
+    return os.fdopen(root.open_regular(rel, follow=True), "rb")
 
 
 def looks_like_tar(head: bytes) -> bool:
@@ -41,7 +37,10 @@ def looks_like_tar(head: bytes) -> bool:
 
 
 def is_archive(root: SafeRoot, rel: str) -> bool:
-    """Whether the file ``rel`` of ``root`` is a tar archive, compressed or not."""
+    """Whether the file ``rel`` of ``root`` is a tar archive, compressed or not (a FIFO or
+    device is not one, and is never opened for reading)."""
+    if not stat.S_ISREG(root.stat(rel, follow=True).st_mode):
+        return False
     with _open(root, rel) as f:
         magic = f.read(6)
         f.seek(0)

@@ -100,15 +100,20 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
         if opts.dockerfile_text is not None:
             paths: list[str] = []
             text, name = opts.dockerfile_text, "Containerfile"
+        elif opts.dockerfile_in_context:
+            paths, text = _read_in_context(root, opts.dockerfiles)
+            name = os.path.basename(paths[0])
         else:
             paths = find_dockerfile(root, opts.dockerfiles)
             text, name = _read(paths), os.path.basename(paths[0])
         parsed = parse_string(text, name=name)
         patterns = load_ignore_file(root, paths[0] if paths else None)
-        context = BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir)
         progress = Progress(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
         # the lease keeps every step image alive until the build ends (GC, image prune)
-        with ctx.store.lease():
+        with (
+            BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir) as context,
+            ctx.store.lease(),
+        ):
             return Executor(ctx, opts, parsed, context, progress, dockerfile_name=name).run()
 
 
@@ -117,6 +122,30 @@ def read_containerfile(stream: TextIO, name: str) -> str:
     from kiln.build.parser import read_capped
 
     return read_capped(stream, name)
+
+
+def _read_in_context(root: str, given: list[str]) -> tuple[list[str], str]:
+    """The API's Dockerfiles: (paths inside ``root``, their text), each read in-root."""
+    from kiln.build.context import read_in_context
+    from kiln.build.parser import MAX_DOCKERFILE_BYTES as LIMIT
+
+    if not given:
+        for default in DEFAULT_FILES:
+            try:
+                return [os.path.join(root, default)], read_in_context(root, default, limit=LIMIT)
+            except NotFound:
+                continue
+        raise InvalidArgument(
+            "no Containerfile or Dockerfile found in the build context: add one or pass dockerfile"
+        )
+    texts = []
+    for rel in given:
+        try:
+            texts.append(read_in_context(root, rel, limit=LIMIT))
+        except NotFound as exc:
+            raise InvalidArgument(str(exc)) from None  # a bad request parameter: 400
+    norms = [os.path.normpath(rel) for rel in given]
+    return [os.path.join(root, rel) for rel in norms], "\n".join(texts)
 
 
 def _read(paths: list[str]) -> str:
