@@ -58,13 +58,63 @@ class Env:
                                    timeout=CALL_TIMEOUT)  # fmt: skip
 
 
+class TrickleProxy:
+    """The registry behind a slow link: blobs come at ``rate`` bytes a second."""
+
+    def __init__(self, upstream: str, rate: int = 256 << 10):
+        import http.client
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self._forward(body=False)
+
+            def do_GET(self) -> None:
+                self._forward(body=True)
+
+            def _forward(self, body: bool) -> None:
+                conn = http.client.HTTPConnection(upstream, timeout=CALL_TIMEOUT)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, headers=headers)
+                resp = conn.getresponse()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding"):
+                        self.send_header(k, v)
+                self.end_headers()
+                slow = "/blobs/" in self.path
+                try:
+                    while body and (chunk := resp.read(rate // 8 if slow else 1 << 16)):
+                        self.wfile.write(chunk)
+                        if slow:
+                            time.sleep(1 / 8)
+                except OSError:
+                    pass  # the puller went away
+                conn.close()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, registry_plain) -> Iterator[Env]:  # noqa: F811
     tmp = tmp_path_factory.mktemp("never-hangs")
+    proxy = TrickleProxy(registry_plain.host)
     conf = tmp / "registries.conf"
     conf.write_text(
         "unqualified-search-registries = []\n"
         f'[[registry]]\nlocation = "{registry_plain.host}"\ninsecure = true\n'
+        f'[[registry]]\nlocation = "{proxy.host}"\ninsecure = true\n'
     )
     home = tmp / "home"
     home.mkdir()
@@ -79,6 +129,7 @@ def env(tmp_path_factory, registry_plain) -> Iterator[Env]:  # noqa: F811
     (tmp / "docker-config").mkdir()
     (tmp / "docker-config" / "config.json").write_text("{}")  # podman reads it too
     e = Env(sock, tmp, registry_plain, client_env)
+    e.slow_host = proxy.host  # type: ignore[attr-defined]
     rootfs = tmp / "rootfs.tar"
     rootfs.write_bytes(busybox_sh_tar())
     for args in (("import", str(rootfs), "base:1"),
@@ -89,6 +140,7 @@ def env(tmp_path_factory, registry_plain) -> Iterator[Env]:  # noqa: F811
     try:
         yield e
     finally:
+        proxy.close()
         assert stop_server(proc) == 0
 
 
@@ -293,6 +345,40 @@ def test_failing_build_answers_with_its_error(env, case, client):
         while sleeping(token) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert sleeping(token) == [], "the sibling stage's RUN outlived the failed build"
+
+
+def test_failing_stage_stops_a_sibling_waiting_on_a_slow_pull(env):
+    """The sibling's pull (24 s over the slow link) stops at its next progress event."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tf:
+        info = tarfile.TarInfo("big.bin")
+        info.size = 6 << 20
+        tf.addfile(info, io.BytesIO(os.urandom(info.size)))
+    big = f"{env.registry.host}/never-hangs/big:1"
+    other_root = str(Path(env.tmp) / "other-root")  # the server's store never sees its blobs
+    for args in (["import", "-", big], ["push", "--tls-verify=false", big]):
+        r = subprocess.run([sys.executable, "-m", "kiln.cli.main", "--root", other_root, *args],
+                           input=layer.getvalue() if args[0] == "import" else None,
+                           capture_output=True, timeout=CALL_TIMEOUT)  # fmt: skip
+        assert r.returncode == 0, r.stderr.decode()
+    text = f"""
+        FROM base:1 AS fails
+        RUN exit 3
+        FROM {env.slow_host}/never-hangs/big:1 AS slow
+        FROM base:1
+        COPY --from=fails /bin/sh /a
+        COPY --from=slow /big.bin /b
+        """
+    started = time.monotonic()
+    s = raw_request(
+        env.sock, build_target("docker", None, False), context_tar(textwrap.dedent(text))
+    )
+    message = error_text(*read_reply(s))
+    took = time.monotonic() - started
+    assert "exit status 3" in message, message
+    assert took < 12, f"the error waited {took:.1f}s for the sibling's pull"
+    r = env.docker("image", "inspect", f"{env.slow_host}/never-hangs/big:1")
+    assert r.returncode != 0, "the stopped pull left an image"
 
 
 # -- a client that goes away mid-build -----------------------------------------------------
