@@ -118,8 +118,9 @@ class StreamedOp:
     The response always ends: it waits on the work's outcome itself, so whatever
     fails where (in the work, in a thread it started, after it set its cancel flag)
     the last thing sent is the result or the error. The response starts with the
-    first item, so work that fails before producing anything answers with an error
-    status and body, as dockerd does. A byte stream (any media type but JSON) starts
+    first output (an event that renders to nothing does not start it), so work that
+    fails before writing anything answers with an error status and body, as dockerd
+    does. A byte stream (any media type but JSON) starts
     only with its first bytes; one that fails later ends the connection without the
     last chunk, so the client sees a truncated transfer instead of a complete-looking
     one. ``preamble``: JSON objects sent before the work's first (dockerd's opening
@@ -219,8 +220,8 @@ class StreamedOp:
 class _Response:
     """One streamed response: items (events, bytes, the outcome) -> ASGI messages.
 
-    The status line goes out with the first item, as dockerd writes its headers with its
-    first output: work that fails before producing anything answers with an error status
+    The status line goes out with the first output, as dockerd writes its headers with
+    its first write: work that fails before producing anything answers with an error status
     and body (docker-py and the docker CLI raise it), one that fails later ends its JSON
     stream with an error object. ``ended`` once the last message is sent.
     """
