@@ -246,7 +246,7 @@ async def build(request: Request) -> Response:
 
     # a build that fails before its first line (the Dockerfile cannot be found or read, the
     # context cannot be extracted) answers 4xx, as dockerd and podman do
-    return StreamedOp(work, render, done, libpod=libpod, defer_start=True)
+    return StreamedOp(work, render, done, libpod=libpod)
 
 
 def _run(ctx, known, opts, h: Handoff, registry_auth):

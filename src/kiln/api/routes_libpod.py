@@ -18,8 +18,10 @@ from .routes_images import tag_image, target_name
 from .routes_transfer import _require_images, save_response, search
 from .streaming import Handoff, StreamedOp
 from .uploads import spool_body
+from .versions import version_at_least
 from .wiring import config_of, context_for, run_op
 
+DIGEST_IN_PUSH_STREAM = "4.6.0"  # the libpod version whose push stream ends with the digest
 _ARCHIVE_FORMATS = {
     "docker-archive": "docker-archive",
     "oci-archive": "oci-archive",
@@ -205,9 +207,15 @@ async def push_image(request: Request) -> Response:
     def event(e) -> list[dict]:
         return [{"stream": e.message + "\n"}] if e.message and e.kind != "result" else []
 
-    return StreamedOp(
-        work, event, lambda r: [{"manifestdigest": r.digest}], _stream_error, libpod=True
-    )
+    # podman reads the pushed digest from a "manifestdigest" object since 4.6 (remote
+    # --digestfile); older clients refuse any object without "stream" or "error" and would
+    # call a successful push a failure
+    with_digest = version_at_least(request.scope.get("kiln.api_version"), DIGEST_IN_PUSH_STREAM)
+
+    def done(r: Any) -> list[dict]:
+        return [{"manifestdigest": r.digest}] if with_digest else []
+
+    return StreamedOp(work, event, done, _stream_error, libpod=True)
 
 
 def _archive_format(request: Request) -> str:

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kiln.errors import InvalidArgument, NotFound
+from kiln.errors import InvalidArgument, NotFound, Unauthorized
+from kiln.ops.events import Event
 
 from . import shapes
 from .errors import NoSuchImage
@@ -46,20 +47,48 @@ async def _pull(request: Request, reference: str) -> Response:
 
     options = push_pull_options(request, reference=reference)
     config = config_of(request)
+    # dockerd writes nothing before the image is found, so a missing image or refused
+    # credentials answer with an error status (which docker-py raises), not a 200 whose
+    # stream ends in an error; podman's "Trying to pull" lines are left out for that
+    repo, _, tag = reference.rpartition(":") if "@" not in reference else (reference, "", "")
+    if "/" in tag or not repo:
+        repo, tag = reference, "latest"
 
     def work(h: Handoff):
         with context_for(config, h) as ctx:
-            return pull(ctx, f"docker://{reference}", **options)
+            try:
+                return pull(ctx, f"docker://{reference}", **options)
+            except Unauthorized as exc:
+                # dockerd's answer; a 401 would make the docker CLI prompt for a login
+                # (and wait forever on a stdin that is not a terminal)
+                raise NotFound(
+                    f"pull access denied for {repo}, repository does not exist or may "
+                    f"require 'docker login': {exc}"
+                ) from None
+
+    said: list[bool] = []
+
+    def first() -> list[dict]:
+        if said:
+            return []
+        said.append(True)
+        return [{"status": f"Pulling from {repo}", "id": tag or "latest"}]
+
+    def event(e: Event) -> list[dict]:
+        if e.message.startswith("Trying to pull "):
+            return []
+        objs = progress_message(e)
+        return [*first(), *objs] if objs else []
 
     def done(result: Any) -> list[dict]:
         name = shapes.familiar(result.names[0]) if result.names else reference
         return [
+            *first(),
             {"status": f"Digest: {result.digest}"},
             {"status": f"Status: Downloaded newer image for {name}"},
         ]
 
-    first = {"status": f"Pulling from {reference}"}
-    return StreamedOp(work, lambda e: progress_message(e), lambda r: [first, *done(r)])
+    return StreamedOp(work, event, done)
 
 
 async def _import(request: Request) -> Response:
@@ -116,8 +145,11 @@ async def push_image(request: Request) -> Response:
             },
         ]
 
+    # dockerd's first line, sent before the registry is asked: a failure (refused
+    # credentials included) is then in the stream, as with dockerd, never a 401 that
+    # would make the docker CLI prompt for a login
     first = {"status": f"The push refers to repository [{name}]"}
-    return StreamedOp(work, progress_message, lambda r: [first, *done(r)])
+    return StreamedOp(work, progress_message, done, preamble=[first])
 
 
 async def _require_images(request: Request, names: list[str]) -> None:

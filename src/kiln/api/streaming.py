@@ -1,11 +1,12 @@
-"""Run a synchronous use case in a worker thread and stream what it produces.
+"""Run a synchronous use case in a thread of its own and stream what it produces.
 
 The use case receives an event sink (and, for byte streams, a writer). Each
 event is rendered to zero or more JSON objects sent as one line each. The
 worker hands items over through a bounded queue, so a slow client slows the
 work instead of filling memory. When the client goes away the cancel flag is
 set; the next event or write the worker makes raises :class:`Cancelled`, and
-the worker's own ``finally`` blocks clean up. The response waits for the
+the worker's own ``finally`` blocks clean up. The response ends with the
+worker's outcome (result or error), which it awaits directly, and waits for the
 worker to finish, so nothing outlives the request.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import threading
@@ -107,20 +109,23 @@ def json_line(obj: dict[str, Any]) -> bytes:
 
 
 class StreamedOp:
-    """An ASGI response running ``work(handoff)`` in a thread.
+    """An ASGI response running ``work(handoff)`` on a thread of its own.
 
     ``render_event(event)`` and ``render_result(result)`` give the JSON objects
     to send; ``render_error(exc)`` the object sent when the work fails after the
     response began (the status is already 200 by then, as with dockerd).
-    ``defer_start``: a JSON stream too starts only with its first item, so work that fails
-    before it (a build whose Dockerfile cannot be read) answers with an error status and
-    body, as dockerd's build does ("do not write a 200 when nothing was written yet").
 
-    A byte stream (any media type but JSON) starts its response only with its
-    first bytes, so work that fails before them answers with an error status and
-    body, as dockerd does for ``docker save``; one that fails later ends the
-    connection without the last chunk, so the client sees a truncated transfer
-    instead of a complete-looking one.
+    The response always ends: it waits on the work's outcome itself, so whatever
+    fails where (in the work, in a thread it started, after it set its cancel flag)
+    the last thing sent is the result or the error. The response starts with the
+    first output (an event that renders to nothing does not start it), so work that
+    fails before writing anything answers with an error status and body, as dockerd
+    does. A byte stream (any media type but JSON) starts
+    only with its first bytes; one that fails later ends the connection without the
+    last chunk, so the client sees a truncated transfer instead of a complete-looking
+    one. ``preamble``: JSON objects sent before the work's first (dockerd's opening
+    line of a push); the response then starts at once and every failure is in the
+    stream.
     """
 
     def __init__(
@@ -132,81 +137,73 @@ class StreamedOp:
         media_type: str = "application/json",
         headers: dict[str, str] | None = None,
         libpod: bool = False,
-        defer_start: bool = False,
+        preamble: Rendered = (),
     ):
         self.work = work
-        self.defer_start = defer_start
         self.render_event = render_event
         self.render_result = render_result
         self.render_error = render_error or (lambda exc: [docker_stream_error(exc, libpod)])
         self.media_type = media_type
         self.headers = headers or {}
+        self.preamble = list(preamble)
         self.libpod = libpod
         self.binary = not media_type.endswith("json")
 
-    def _run(self, handoff: Handoff, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+    def _run(self, handoff: Handoff) -> tuple[str, Any]:
+        """The work's outcome, ``(_DONE, result)`` or ``(_ERROR, exc)``; it never raises."""
         try:
-            result = self.work(handoff)
+            return _DONE, self.work(handoff)
         except BaseException as exc:  # noqa: BLE001 - reported to the client
             if not isinstance(exc, Cancelled) and not hasattr(exc, "http_status"):
                 log.error("streamed operation failed", exc_info=exc)
-            final = (_ERROR, exc)
-        else:
-            final = (_DONE, result)
-        if not handoff.cancel.is_set():
-            asyncio.run_coroutine_threadsafe(queue.put(final), loop)
+            return _ERROR, exc
+
+    def _start_worker(self, handoff: Handoff, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+        """Run the work on a thread of its own (a long build never waits for a pool slot nor
+        holds one other requests need); the future resolves with its outcome, whatever the
+        work did with its flags or queue: the response waits on this future, not on a
+        message the work might not send."""
+        outcome: asyncio.Future = loop.create_future()
+
+        def resolve(final: tuple[str, Any]) -> None:
+            if not outcome.done():
+                outcome.set_result(final)
+
+        def thread() -> None:
+            final = self._run(handoff)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(resolve, final)
+
+        threading.Thread(target=thread, name="kiln-api-op", daemon=False).start()
+        return outcome
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_ITEMS)
         cancel = threading.Event()
         handoff = Handoff(loop, queue, cancel)
-        worker = loop.run_in_executor(None, self._run, handoff, loop, queue)
+        worker = self._start_worker(handoff, loop)
         listener = asyncio.ensure_future(_listen_for_disconnect(receive, cancel))
-        headers = [(b"content-type", self.media_type.encode())]
-        headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
-        started = finished = False
+        out = _Response(self, scope, receive, send)
         try:
-            if not self.binary and not self.defer_start:
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                started = True
-            while True:
+            if self.preamble:
+                await out.opening(self.preamble)
+            while not out.ended:
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait(
-                    {getter, listener}, return_when=asyncio.FIRST_COMPLETED
+                    {getter, listener, worker}, return_when=asyncio.FIRST_COMPLETED
                 )
-                if getter not in done:
-                    getter.cancel()
-                    break  # the client went away
-                kind, item = getter.result()
-                if kind == _ERROR and not started:  # binary or deferred: an error status
-                    await error_response(item, self.libpod)(scope, receive, send)
-                    finished = True
-                    break
-                if self.binary and kind == _ERROR:
-                    finished = True  # a started byte stream ends without its last chunk
-                    break
-                if self.binary and kind == _EVENT:
-                    continue  # a byte stream carries no progress
-                if not started:
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                    started = True
-                if kind == _BYTES:
-                    await send({"type": "http.response.body", "body": item, "more_body": True})
+                if getter in done:
+                    await out.item(*getter.result())
                     continue
-                if kind == _EVENT:
-                    objs = self.render_event(item)
-                elif kind == _DONE:
-                    objs = self.render_result(item)
-                else:
-                    objs = self.render_error(item)
-                body = b"".join(json_line(o) for o in objs)
-                if body:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                if kind in (_DONE, _ERROR):
-                    break
-            if started and not finished and not cancel.is_set():
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                getter.cancel()
+                if listener in done:
+                    break  # the client went away: nobody to answer
+                # the work ended: what it queued first, then its outcome
+                while not queue.empty() and not out.ended:
+                    await out.item(*queue.get_nowait())
+                if not out.ended:
+                    await out.item(*worker.result())
         except OSError:
             pass  # the client disconnected mid-send
         finally:
@@ -218,6 +215,59 @@ class StreamedOp:
                 await asyncio.shield(worker)
             except BaseException:  # noqa: BLE001 - the worker reported its own errors
                 pass
+
+
+class _Response:
+    """One streamed response: items (events, bytes, the outcome) -> ASGI messages.
+
+    The status line goes out with the first output, as dockerd writes its headers with
+    its first write: work that fails before producing anything answers with an error status
+    and body (docker-py and the docker CLI raise it), one that fails later ends its JSON
+    stream with an error object. ``ended`` once the last message is sent.
+    """
+
+    def __init__(self, op: StreamedOp, scope: Scope, receive: Receive, send: Send):
+        self.op, self.scope, self.receive, self.send = op, scope, receive, send
+        self.started = self.ended = False
+
+    async def _start(self) -> None:
+        if not self.started:
+            op = self.op
+            headers = [(b"content-type", op.media_type.encode())]
+            headers += [(k.lower().encode(), v.encode()) for k, v in op.headers.items()]
+            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+            self.started = True
+
+    async def _body(self, body: bytes, more: bool = True) -> None:
+        if body or not more:
+            await self.send({"type": "http.response.body", "body": body, "more_body": more})
+
+    async def opening(self, objs: list[dict[str, Any]]) -> None:
+        await self._start()
+        await self._body(b"".join(json_line(o) for o in objs))
+
+    async def item(self, kind: str, item: Any) -> None:
+        op = self.op
+        if kind == _ERROR and not self.started:
+            self.ended = True
+            await error_response(item, op.libpod)(self.scope, self.receive, self.send)
+            return
+        if kind == _BYTES:
+            body = item
+        elif op.binary and kind == _EVENT:
+            return  # a byte stream carries no progress
+        elif op.binary and kind == _ERROR:
+            self.ended = True  # a started byte stream ends without its last chunk
+            return
+        else:
+            render = {_EVENT: op.render_event, _DONE: op.render_result, _ERROR: op.render_error}
+            body = b"".join(json_line(o) for o in render[kind](item))
+        if body or kind == _DONE:
+            await self._start()
+            await self._body(body)
+        if kind in (_DONE, _ERROR):
+            self.ended = True
+            await self._body(b"", more=False)
 
 
 async def _listen_for_disconnect(receive: Receive, cancel: threading.Event) -> None:

@@ -65,18 +65,41 @@ class _GuardedTarInfo(tarfile.TarInfo):
 
 
 class _TailReader(io.RawIOBase):
-    """Remembers the last few chunks read so the end-of-archive block can be checked."""
+    """Remembers the last few chunks read so the end-of-archive block can be checked.
 
-    def __init__(self, inner: HashingReader):
+    With ``entry_end_ok``, a stream that stops exactly where an entry's data ends (no
+    padding, no end-of-archive blocks: the docker CLI's build context for ``-f -`` or a
+    Dockerfile outside the context) reads as if they were there; the applier sets
+    ``entry_end`` to where the current entry's data ends. A stream that stops anywhere
+    else (inside an entry's data or header) still reads as truncated.
+    """
+
+    def __init__(self, inner: HashingReader, entry_end_ok: bool = False):
         self._inner = inner
         self._chunks: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=4)
         self.pos = 0
+        self.entry_end: int | None = None if not entry_end_ok else 0
+        self._trailer = b""
 
     def readable(self) -> bool:
         return True
 
+    def _read_inner(self, size: int) -> bytes:
+        data = self._inner.read(size)
+        if data or self.entry_end is None:
+            return data
+        if not self._trailer and self.pos in (self.entry_end, _padded(self.entry_end)):
+            self._trailer = bytes(_padded(self.pos) - self.pos + 2 * tarfile.BLOCKSIZE)
+            self.entry_end = None  # once
+        data, self._trailer = self._trailer[:size], self._trailer[size:]
+        return data
+
     def read(self, size: int = -1) -> bytes:
-        data = self._inner.read(size if size and size > 0 else CHUNK)
+        want = size if size and size > 0 else CHUNK
+        if self._trailer:
+            data, self._trailer = self._trailer[:want], self._trailer[want:]
+        else:
+            data = self._read_inner(want)
         if data:
             self._chunks.append((self.pos, data))
             self.pos += len(data)
@@ -102,6 +125,10 @@ class _TailReader(io.RawIOBase):
         while len(got) < want and (more := self.read(want - len(got))):
             got += more
         return got[:want]
+
+
+def _padded(offset: int) -> int:
+    return -(-offset // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
 def _mtime_ns(member: tarfile.TarInfo) -> int:
@@ -347,6 +374,7 @@ def apply_layer(
     max_ratio: float | None = None,
     on_entry: Callable[[tarfile.TarInfo], None] | None = None,
     chown: tuple[int, int] | None = None,
+    entry_end_ok: bool = False,
 ) -> ApplyResult:
     """Apply a (possibly compressed) layer tar to ``target_dir``.
 
@@ -354,13 +382,15 @@ def apply_layer(
     becomes a 0/0 char device, ``.wh..wh..opq`` sets ``trusted.overlay.opaque``),
     "delete" (target is a full tree: whiteouts delete what lower layers left),
     or "none" (whiteout names are ordinary files). ``on_entry`` sees each tar
-    member before it is applied. Not atomic: see the module docstring.
+    member before it is applied. ``entry_end_ok``: a stream ending right after an
+    entry's data, without padding and end-of-archive blocks, is complete (see
+    ``_TailReader``). Not atomic: see the module docstring.
     """
     if whiteouts not in _WHITEOUT_MODES:
         raise InvalidArgument(f"whiteouts must be one of {_WHITEOUT_MODES}, not {whiteouts!r}")
     reader = open_decompressed(stream, max_ratio=max_ratio)
     hashing = HashingReader(reader)
-    tail = _TailReader(hashing)
+    tail = _TailReader(hashing, entry_end_ok)
     entries = 0
     with SafeRoot(target_dir) as root:
         applier = _Applier(root, whiteouts, chown)
@@ -374,6 +404,8 @@ def apply_layer(
             ) as tf:
                 while (member := tf.next()) is not None:
                     tf.members.clear()  # stream mode keeps every member otherwise
+                    if tail.entry_end is not None:
+                        tail.entry_end = member.offset_data + (member.size if member.isreg() else 0)
                     entries += 1
                     if on_entry is not None:
                         on_entry(member)
@@ -419,13 +451,18 @@ def _check_end(tail: _TailReader, offset: int) -> None:
 
 
 def extract_tar(
-    stream: BinaryIO, target_dir: str, *, chown: tuple[int, int] | None = None
+    stream: BinaryIO,
+    target_dir: str,
+    *,
+    chown: tuple[int, int] | None = None,
+    entry_end_ok: bool = False,
 ) -> ApplyResult:
     """Plain safe extraction (ADD of a local archive): whiteout names are ordinary files.
 
-    ``chown`` forces every entry's owner (as ``ADD --chown`` does).
+    ``chown`` forces every entry's owner (as ``ADD --chown`` does); ``entry_end_ok``
+    as for :func:`apply_layer` (build contexts from the docker CLI).
     """
-    return apply_layer(stream, target_dir, whiteouts="none", chown=chown)
+    return apply_layer(stream, target_dir, whiteouts="none", chown=chown, entry_end_ok=entry_end_ok)
 
 
 __all__ = ["ApplyResult", "apply_layer", "extract_tar"]

@@ -429,8 +429,10 @@ def open_remote_context(
         os.mkdir(root, 0o755)
         if spec == "-":
             stream: Any = stdin if stdin is not None else sys.stdin.buffer
+            # the docker CLI's context for `-f -` (or a Dockerfile outside the context)
+            # stops right after the last entry's data; dockerd takes it, so does kiln
             with open_decompressed(stream) as data:
-                extract_tar(data, root)
+                extract_tar(data, root, entry_end_ok=True)
         else:
             download = os.path.join(tmp, "context.tar")
             _download(spec, download)

@@ -16,6 +16,7 @@ import os
 import secrets as _secrets
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import fields
@@ -82,7 +83,8 @@ class Executor:
             "format": opts.image_format, "compression": opts.compression,
             "timestamp": opts.timestamp, "platform": self.platform,
         }  # fmt: skip
-        self.cancel = opts.cancel or threading.Event()
+        # set by a failing stage to stop its siblings; set too when the caller's flag is
+        self.cancel = _BuildCancel(opts.cancel)
         self.results: dict[int, str] = {}
         self.cache_hits = 0
         self._refs: dict[str, str] = {}
@@ -347,6 +349,37 @@ class Executor:
                 self.progress.output(tail, pos)
         finally:
             os.close(fd)
+
+
+class _BuildCancel(threading.Event):
+    """The build's own cancel flag, linked to the caller's (``opts.cancel``).
+
+    It reads as set when either is: the caller cancelling (a client that went away,
+    Ctrl-C) stops every stage. A failing stage sets only this one, to stop its siblings:
+    the caller's flag is the caller's to set (the API server reads it as "the client
+    went away" and would stop answering), so a failure never sets it and always
+    reaches the caller as the build's error.
+    """
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self, outer: threading.Event | None) -> None:
+        super().__init__()
+        self._outer = outer
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._outer is not None and self._outer.is_set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = self.POLL_SECONDS
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+            super().wait(left)
+        return True
 
 
 def _run_settings(opts: BuildOptions, run_options: type) -> dict[str, Any]:

@@ -12,14 +12,16 @@ stopped (SIGTERM, then SIGKILL); the build raises ``kiln.errors.Cancelled``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any, TextIO
 
 from kiln.build.options import ENTITLEMENTS, BuildOptions, BuildResult
-from kiln.errors import InvalidArgument, NotFound
+from kiln.errors import Cancelled, InvalidArgument, NotFound
 from kiln.ops.context import Context
-from kiln.ops.events import Event
+from kiln.ops.events import Event, EventSink
 
 __all__ = ["BuildOptions", "BuildResult", "build", "find_dockerfile"]
 
@@ -64,13 +66,29 @@ def _context_dir(ctx: Context, opts: BuildOptions) -> Iterator[str]:
     yield os.path.abspath(opts.context)
 
 
-def _puller(ctx: Context, platform: str | None) -> Any:
+class _StoppingSink:
+    """A pull's events inside a build: once the build is stopping (a stage failed, the
+    caller cancelled), the pull's next event raises ``Cancelled``, so a stage waiting on
+    a long pull stops with its siblings instead of holding the build's error back."""
+
+    def __init__(self, sink: EventSink, stopping: threading.Event) -> None:
+        self._sink, self._stopping = sink, stopping
+
+    def emit(self, event: Event) -> None:
+        if self._stopping.is_set():
+            raise Cancelled("the build was cancelled")
+        self._sink.emit(event)
+
+
+def _puller(ctx: Context, platform: str | None, stopping: threading.Event) -> Any:
     """``(ref, policy) -> image id`` for FROM and ``--from`` images, through the registry."""
     from kiln.ops.registry import ensure_image
 
+    pull_ctx = dataclasses.replace(ctx, events=_StoppingSink(ctx.events, stopping))
+
     def pull(ref: str, policy: str) -> str:
         kw = {"platform": platform} if platform else {}
-        return str(ensure_image(ctx, ref, pull_policy=policy, **kw))
+        return str(ensure_image(pull_ctx, ref, pull_policy=policy, **kw))
 
     return pull
 
@@ -94,8 +112,6 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
         opts.timestamp = int(opts.build_args["SOURCE_DATE_EPOCH"])
     if opts.tmpdir is None:
         opts.tmpdir = ctx.tmpdir
-    if opts.puller is None:
-        opts.puller = _puller(ctx, opts.platform)
     with _context_dir(ctx, opts) as root:
         if opts.dockerfile_text is not None:
             paths: list[str] = []
@@ -114,7 +130,14 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir) as context,
             ctx.store.lease(),
         ):
-            return Executor(ctx, opts, parsed, context, progress, dockerfile_name=name).run()
+            executor = Executor(ctx, opts, parsed, context, progress, dockerfile_name=name)
+            given = opts.puller  # the caller's, else one bound to this build
+            if given is None:
+                opts.puller = _puller(ctx, opts.platform, executor.cancel)
+            try:
+                return executor.run()
+            finally:
+                opts.puller = given
 
 
 def read_containerfile(stream: TextIO, name: str) -> str:

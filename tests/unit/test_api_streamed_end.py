@@ -1,0 +1,86 @@
+"""kiln.api.streaming.StreamedOp in process: every stream ends with the result or the error."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from kiln.api.streaming import Handoff, StreamedOp
+from kiln.errors import NotFound
+from kiln.ops.events import STEP, Event
+
+pytestmark = pytest.mark.timeout(20)  # a stream that never ends fails here
+
+
+def serve(work, **kw) -> TestClient:
+    async def endpoint(request):
+        return StreamedOp(work, lambda e: [{"status": e.message}], lambda r: [{"done": r}], **kw)
+
+    return TestClient(Starlette(routes=[Route("/op", endpoint, methods=["POST"])]))
+
+
+def lines(r) -> list[dict]:
+    return [json.loads(line) for line in r.text.splitlines() if line]
+
+
+def test_work_that_sets_its_own_cancel_flag_still_reports_its_error():
+    """A build's failing stage once set the flag the server reads as "client gone"."""
+
+    def work(h: Handoff):
+        h.emit(Event(STEP, "step 1"))
+        h.cancel.set()
+        raise NotFound("stage 2 failed")
+
+    r = serve(work).post("/op")
+    assert r.status_code == 200
+    assert lines(r) == [
+        {"status": "step 1"},
+        {"error": "stage 2 failed", "errorDetail": {"message": "stage 2 failed"}},
+    ]
+
+
+def test_failure_before_any_output_is_an_error_status():
+    def work(h: Handoff):
+        h.emit(Event(STEP, ""))  # renders nothing: the response has not started
+        raise NotFound("manifest unknown")
+
+    async def endpoint(request):
+        return StreamedOp(work, lambda e: [{"status": e.message}] if e.message else [])
+
+    c = TestClient(Starlette(routes=[Route("/op", endpoint, methods=["POST"])]))
+    r = c.post("/op")
+    assert r.status_code == 404 and r.json() == {"message": "manifest unknown"}
+
+
+def test_result_after_events_and_from_other_threads():
+    def work(h: Handoff):
+        t = threading.Thread(target=h.emit, args=(Event(STEP, "from a thread"),))
+        t.start()
+        t.join()
+        return "ok"
+
+    r = serve(work).post("/op")
+    assert lines(r) == [{"status": "from a thread"}, {"done": "ok"}]
+
+
+def test_preamble_opens_the_stream_so_early_failures_are_in_it():
+    def work(h: Handoff):
+        raise NotFound("unauthorized")
+
+    r = serve(work, preamble=[{"status": "The push refers to repository [x]"}]).post("/op")
+    assert r.status_code == 200
+    assert lines(r)[-1]["errorDetail"] == {"message": "unauthorized"}
+
+
+def test_libpod_push_digest_only_for_clients_that_read_it():
+    """podman before 4.6 refuses a push stream object without "stream" or "error"."""
+    from kiln.api.routes_libpod import DIGEST_IN_PUSH_STREAM
+    from kiln.api.versions import version_at_least
+
+    assert not version_at_least("4.3.1", DIGEST_IN_PUSH_STREAM)
+    assert version_at_least("5.0.0", DIGEST_IN_PUSH_STREAM)
