@@ -224,7 +224,7 @@ def test_push_pull_save_load_through_io_podman(server, registry_plain, tmp_path)
 def test_client_hanging_up_mid_build_cancels_it_and_the_server_goes_on(server, tmp_path):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text("FROM base:1\nRUN echo started && sleep 37\n")
+    (ctx / "Dockerfile").write_text("FROM base:1\nRUN echo run-is-$((6*7)) && sleep 37\n")
     conn = socket.socket(socket.AF_UNIX)
     conn.settimeout(CALL_TIMEOUT)
     conn.connect(server.varlink_sock)
@@ -232,10 +232,14 @@ def test_client_hanging_up_mid_build_cancels_it_and_the_server_goes_on(server, t
             "parameters": {"build": _build_info(str(ctx), "slow:1")}}  # fmt: skip
     conn.sendall(json.dumps(call).encode() + b"\0")
     seen = b""
-    while b"started" not in seen:
+    while b"run-is-42" not in seen:
         chunk = conn.recv(65536)
         assert chunk, "the server closed the connection before the RUN started"
         seen += chunk
+    deadline = time.monotonic() + 10
+    while not _running("sleep 37"):
+        assert time.monotonic() < deadline, "the RUN never started"
+        time.sleep(0.1)
     conn.close()
     deadline = time.monotonic() + 15
     while _running("sleep 37"):
