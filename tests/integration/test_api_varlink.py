@@ -261,3 +261,61 @@ def test_client_hanging_up_mid_build_cancels_it_and_the_server_goes_on(server, t
 def _running(pattern: str) -> bool:
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, timeout=10)
     return any(pid and int(pid) != os.getpid() for pid in out.stdout.split())
+
+
+def test_commit_import_prune_and_search(server, registry_plain, tmp_path):
+    kiln = [sys.executable, "-m", "kiln.cli.main", "--root", str(server.work / "root")]
+    subprocess.run([*kiln, "from", "--name", "wc", "base:1"], check=True, timeout=60,
+                   capture_output=True)  # fmt: skip
+    with podman(server) as p:
+        reply = p.Commit("wc", "committed:1", ['CMD ["/bin/echo", "hi"]'], "Ann <a@x>",
+                         "made over varlink", True, "docker")["reply"]  # fmt: skip
+        inspect = json.loads(p.InspectImage("committed:1")["image"])
+        assert inspect["Id"].removeprefix("sha256:") == reply["id"]
+        assert inspect["Author"] == "Ann <a@x>" and inspect["Comment"] == "made over varlink"
+        assert inspect["Config"]["Cmd"] == ["/bin/echo", "hi"]
+        with pytest.raises(varlink.VarlinkError) as err:
+            p.Commit("nosuch", "x:1", [], "", "", False, "")
+        assert error_of(err.value)[0] == "io.podman.ContainerNotFound"
+        # an unnamed import is dangling: ImagesPrune takes it, and only it
+        rootfs = tmp_path / "rootfs.tar"
+        with tarfile.open(rootfs, "w") as tf:  # a layer no other image has
+            tf.add(__file__, "etc/only-here")
+        dangling = p.ImportImage(str(rootfs), "", "dangling", [], True)["image"]
+        assert not rootfs.exists()  # delete: the tarball is gone
+        assert p.ImagesPrune(False, [])["pruned"] == [dangling]
+        assert p.ImageExists(dangling)["exists"] == 1 and p.ImageExists("base:1")["exists"] == 0
+        # search: the registry's catalog
+        p.PushImage("base:1", f"{registry_plain.host}/varlink/found:1", False, "oci", False, "")
+        found = p.SearchImages(f"{registry_plain.host}/varlink/found", 5, {"star_count": 0})
+        names = [r["name"] for r in found["results"]]
+        assert any(n.endswith("varlink/found") for n in names), found
+
+
+def test_varlink_alone_and_http_beside(server, tmp_path):
+    with socket.socket(socket.AF_UNIX) as http:  # the HTTP API served beside varlink
+        http.settimeout(10)
+        http.connect(server.http_sock)
+        http.sendall(b"GET /_ping HTTP/1.1\r\nHost: kiln\r\nConnection: close\r\n\r\n")
+        assert http.recv(4096).startswith(b"HTTP/1.1 200")
+    sock = str(tmp_path / "alone.sock")
+    cmd = [sys.executable, "-m", "kiln.cli.main", "--root", str(tmp_path / "root"), "serve",
+           "--varlink", f"unix://{sock}"]  # fmt: skip
+    with open(tmp_path / "err", "wb") as err:
+        proc = subprocess.Popen(cmd, stderr=err)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock):
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "err"
+            ).read_text()
+            time.sleep(0.05)
+        with podman(Server(proc, sock, "", tmp_path), timeout=10) as p:
+            assert p.ListImages() == {"images": []}
+        assert (
+            not os.path.exists("/run/kiln/kiln.sock")
+            or "kiln.sock" not in (tmp_path / "err").read_text()
+        )
+    finally:
+        assert stop_server(proc) == 0
+    assert not os.path.exists(sock)
