@@ -203,6 +203,16 @@ def test_push_pull_save_load_through_io_podman(server, registry_plain, tmp_path)
         loaded = p.LoadImage("", str(archive), False, False)["reply"]["id"]
         assert set(loaded.split(",")) == {"localhost/base:1", "localhost/second:1"}
         assert p.GetImage("second:1")["image"]["id"] == base
+        # a bare export path is a docker archive; tags add names to it
+        tagged = tmp_path / "tagged.tar"
+        assert p.ExportImage("base:1", str(tagged), False, ["extra:3"])["image"] == base
+        loaded = p.LoadImage("", str(tagged), True, True)["reply"]["id"]
+        assert set(loaded.split(",")) == {"localhost/base:1", "localhost/extra:3"}
+        assert not tagged.exists()  # deleteFile
+        unnamed = tmp_path / "unnamed.oci.tar"
+        p.ExportImage(base, f"oci-archive:{unnamed}", False, [])
+        loaded = p.LoadImage("renamed:1", str(unnamed), False, False)["reply"]["id"]
+        assert "localhost/renamed:1" in loaded.split(",")
         # pull back from the registry, and from a docker archive
         p.RemoveImage("second:1", False)
         pulled = list(p.PullImage(dest, {"username": "", "password": ""}, _more=True))

@@ -361,7 +361,7 @@ class TransferMethods:
             result = archives.load(ctx, inputFile)
             if name and len(result.images) == 1:
                 image_ops.tag(ctx, result.images[0].id, name)
-                result.images[0].names.append(name)
+                result.images[0].names = ctx.store.names_of(result.images[0].id)
             if deleteFile:
                 _remove(inputFile)
             return _names_or_ids(result)
@@ -397,10 +397,14 @@ class TransferMethods:
 
 def _docker_archive_with_names(ctx: Context, name: str, path: str, extra: list[str]) -> None:
     from kiln.image import transports as tr
-    from kiln.ops.archives import normalize_names, store_items
+    from kiln.oci import Reference
+    from kiln.oci.reference import local_name
+    from kiln.ops.archives import store_items
 
     [(img, names)] = store_items(ctx, [name])
-    tr.write_docker_archive(path, [(img, [*names, *normalize_names(extra)])], tmp_dir=ctx.tmpdir)
+    # the names as `tag` would store them, so loading the archive gives them back
+    more = [str(Reference.parse(local_name(t))) for t in extra]
+    tr.write_docker_archive(path, [(img, list(dict.fromkeys([*names, *more])))], tmp_dir=ctx.tmpdir)
 
 
 def _new_output(scratch: str, fmt: str) -> str:
