@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -232,24 +233,9 @@ def test_push_pull_save_load_through_io_podman(server, registry_plain, tmp_path)
 
 
 def test_client_hanging_up_mid_build_cancels_it_and_the_server_goes_on(server, tmp_path):
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text("FROM base:1\nRUN echo run-is-$((6*7)) && sleep 37\n")
-    conn = socket.socket(socket.AF_UNIX)
-    conn.settimeout(CALL_TIMEOUT)
-    conn.connect(server.varlink_sock)
-    call = {"method": "io.podman.BuildImage", "more": True,
-            "parameters": {"build": _build_info(str(ctx), "slow:1")}}  # fmt: skip
-    conn.sendall(json.dumps(call).encode() + b"\0")
-    seen = b""
-    while b"run-is-42" not in seen:
-        chunk = conn.recv(65536)
-        assert chunk, "the server closed the connection before the RUN started"
-        seen += chunk
-    deadline = time.monotonic() + 10
-    while not _running("sleep 37"):
-        assert time.monotonic() < deadline, "the RUN never started"
-        time.sleep(0.1)
+    conn = _start_slow_build(server, tmp_path, "sleep 37")
+    with podman(server, timeout=10) as p:  # other clients are served meanwhile
+        assert p.ImageExists("base:1")["exists"] == 0
     conn.close()
     deadline = time.monotonic() + 15
     while _running("sleep 37"):
@@ -287,6 +273,10 @@ def test_commit_import_prune_and_search(server, registry_plain, tmp_path):
         with pytest.raises(varlink.VarlinkError) as err:
             p.Commit("nosuch", "x:1", [], "", "", False, "")
         assert error_of(err.value)[0] == "io.podman.ContainerNotFound"
+        assert p.Diff("wc") == {"diffs": []}  # a working container against its image
+        with pytest.raises(varlink.VarlinkError) as err:
+            p.Diff("nosuch")
+        assert error_of(err.value)[0] == "io.podman.ImageNotFound"
         # an unnamed import is dangling: ImagesPrune takes it, and only it
         rootfs = tmp_path / "rootfs.tar"
         with tarfile.open(rootfs, "w") as tf:  # a layer no other image has
@@ -320,10 +310,55 @@ def test_varlink_alone_and_http_beside(server, tmp_path):
                 tmp_path / "err"
             ).read_text()
             time.sleep(0.05)
-        with podman(Server(proc, sock, "", tmp_path), timeout=10) as p:
+        alone = Server(proc, sock, "", tmp_path)
+        with podman(alone, timeout=10) as p:
             assert p.ListImages() == {"images": []}
+            rootfs = tmp_path / "rootfs.tar"
+            rootfs.write_bytes(busybox_sh_tar())
+            p.ImportImage(str(rootfs), "base:1", "", [], False)
         log = (tmp_path / "err").read_text()
         assert "varlink API (io.podman) listening" in log and "kiln API listening" not in log
+        # stopping the server ends a build in flight: its client gets an error, the RUN goes
+        conn = _start_slow_build(alone, tmp_path, "sleep 41")
+        proc.send_signal(signal.SIGTERM)
+        reply = _read_until_eof(conn)
+        assert b"io.podman.ErrorOccurred" in reply and b"shutting down" in reply, reply
+        assert proc.wait(timeout=30) == 0
+        assert not _running("sleep 41")
     finally:
-        assert stop_server(proc) == 0
+        if proc.poll() is None:
+            assert stop_server(proc) == 0
     assert not os.path.exists(sock)
+
+
+def _start_slow_build(server: Server, tmp_path: Path, sleep: str) -> socket.socket:
+    """A BuildImage call (with more) whose RUN is running when this returns."""
+    ctx = tmp_path / "slow-ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM base:1\nRUN echo run-is-$((6*7)) && {sleep}\n")
+    conn = socket.socket(socket.AF_UNIX)
+    conn.settimeout(CALL_TIMEOUT)
+    conn.connect(server.varlink_sock)
+    call = {"method": "io.podman.BuildImage", "more": True,
+            "parameters": {"build": _build_info(str(ctx), "slow:1")}}  # fmt: skip
+    conn.sendall(json.dumps(call).encode() + b"\0")
+    seen = b""
+    while b"run-is-42" not in seen:
+        chunk = conn.recv(65536)
+        assert chunk, "the server closed the connection before the RUN started"
+        seen += chunk
+    deadline = time.monotonic() + 10
+    while not _running(sleep):
+        assert time.monotonic() < deadline, "the RUN never started"
+        time.sleep(0.1)
+    return conn
+
+
+def _read_until_eof(conn: socket.socket) -> bytes:
+    data = b""
+    with conn:
+        while chunk := conn.recv(65536):
+            data += chunk
+            if data.endswith(b"\0") and b'"error"' in data:
+                break
+    return data
