@@ -94,6 +94,22 @@ def test_the_image_struct_reply_has_every_declared_field():
     ]
 
 
+def test_left_out_parameters_get_zero_values_as_podman_gave_them():
+    from kiln.api.varlink_service import fill_left_out, make_service
+    from kiln.ops.config import Config
+
+    service = make_service(Config(root="/nonexistent"))
+    call = {"method": "io.podman.PushImage", "parameters": {"name": "x", "signBy": None}}
+    assert fill_left_out(service, call)["parameters"] == {
+        "name": "x", "tag": "", "compress": False, "format": "", "removeSignatures": False,
+        "signBy": "",
+    }  # fmt: skip
+    search = fill_left_out(service, {"method": "io.podman.SearchImages"})["parameters"]
+    assert search == {"query": "", "filter": {}}  # limit is ?int: left out
+    other = {"method": "org.varlink.service.GetInfo"}
+    assert fill_left_out(service, other) == other
+
+
 def test_addresses():
     from kiln.api.varlink_server import parse_varlink_address
     from kiln.errors import InvalidArgument

@@ -172,6 +172,9 @@ class VarlinkListener:
             return False
         if not isinstance(call.get("parameters") or {}, dict):
             return False
+        from .varlink_service import fill_left_out
+
+        message = json.dumps(fill_left_out(self.service, call)).encode()
         self._on_call(1)
         replies = self.service.handle(message, _request=conn)
         try:
