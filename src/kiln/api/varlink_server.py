@@ -36,6 +36,7 @@ MAX_MESSAGE = 8 << 20  # one call's JSON; a BuildInfo is a few KiB
 MAX_CONNECTIONS = 64
 POLL_SECONDS = 0.5
 GRACE_SECONDS = 30.0
+SEND_SECONDS = 120.0  # a client that reads nothing for this long is dropped
 
 
 def parse_varlink_address(value: str) -> str:
@@ -178,13 +179,13 @@ class VarlinkListener:
         self._on_call(1)
         replies = self.service.handle(message, _request=conn)
         try:
-            conn.settimeout(None)
+            conn.settimeout(SEND_SECONDS)
             for reply in replies:
                 if reply is not None:
                     conn.sendall(reply + b"\0")
             return True
         except OSError:
-            return False  # the client went away; closing the replies cancels the work
+            return False  # gone or not reading; closing the replies cancels the work
         except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
             log.error("varlink: answering %s failed", call.get("method"), exc_info=exc)
             return False
