@@ -22,6 +22,7 @@ import socket
 import ssl
 import stat
 import sys
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -198,12 +199,18 @@ async def serve_async(
     tls: TLSOptions = TLSOptions(),
     idle_timeout: float = 0.0,
     ready=None,
+    varlink: str | None = None,
 ) -> None:
-    listeners = [parse_host(h) for h in (hosts or [DEFAULT_HOST])]
+    """``varlink``: also serve podman's varlink image API (``unix:PATH``); alone when
+    no ``hosts`` are given."""
+    listeners = [parse_host(h) for h in (hosts or ([] if varlink else [DEFAULT_HOST]))]
     check_exposure(listeners, tls)
     activity = Activity()
     app = create_app(config, activity)
     socks: list[tuple[Listener, socket.socket]] = []
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    varlink_listener = _varlink_listener(varlink, config, activity, loop)
     try:
         for lst in listeners:
             if lst.kind == "unix":
@@ -217,9 +224,13 @@ async def serve_async(
             servers.append(server)
             tasks.append(asyncio.ensure_future(server.serve(sockets=[sock])))
             log.warning("kiln API listening on %s", lst)
-        loop = asyncio.get_running_loop()
+        if varlink_listener is not None:
+            varlink_listener.start()
+            tasks.append(asyncio.ensure_future(stopped.wait()))
+            log.warning("kiln varlink API (io.podman) listening on %s", varlink_listener)
 
         def stop(sig: int | None = None) -> None:
+            stopped.set()
             for s in servers:
                 if s.should_exit:
                     s.force_exit = True
@@ -239,12 +250,31 @@ async def serve_async(
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
     finally:
+        if varlink_listener is not None:
+            await loop.run_in_executor(None, varlink_listener.close)
         for lst, sock in socks:
             sock.close()
             if lst.kind == "unix":
                 with contextlib.suppress(OSError):
                     os.unlink(lst.address)
         log.warning("kiln API stopped")
+
+
+def _varlink_listener(address: str | None, config: Config, activity: Activity, loop):
+    """The varlink listener (not yet started), or None; its calls count as activity."""
+    if not address:
+        return None
+    from .varlink_server import VarlinkListener
+
+    def on_call(delta: int) -> None:
+        def count() -> None:
+            activity.active += delta
+            if delta < 0:
+                activity.last = time.monotonic()
+
+        loop.call_soon_threadsafe(count)
+
+    return VarlinkListener(address, config, on_call=on_call)
 
 
 async def _idle_watch(activity: Activity, idle_timeout: float, stop) -> None:
@@ -283,10 +313,11 @@ def serve(
     tls: TLSOptions = TLSOptions(),
     idle_timeout: float = 0.0,
     access_log: str | None = "-",
+    varlink: str | None = None,
 ) -> None:
     """Serve until a signal (or ``idle_timeout``) stops it."""
     setup_access_log(access_log)
-    asyncio.run(serve_async(hosts, config, tls=tls, idle_timeout=idle_timeout))
+    asyncio.run(serve_async(hosts, config, tls=tls, idle_timeout=idle_timeout, varlink=varlink))
 
 
 __all__ = [

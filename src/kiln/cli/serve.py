@@ -48,8 +48,17 @@ from kiln.cli.state import State, pass_state
     metavar="FILE",
     help="Where to write the access log: - for stderr, a file, or '' for none",
 )
+@click.option(
+    "--varlink",
+    metavar="unix:PATH",
+    default=None,
+    help="Also serve podman's varlink image API (io.podman) on this unix socket; "
+    "alone when no --host is given",
+)
 @pass_state
-def command(state: State, hosts, tlsverify, tlscacert, tlscert, tlskey, idle, access_log) -> None:
+def command(
+    state: State, hosts, tlsverify, tlscacert, tlscert, tlskey, idle, access_log, varlink
+) -> None:
     try:
         from kiln.api import server
     except ModuleNotFoundError as exc:
@@ -65,4 +74,11 @@ def command(state: State, hosts, tlsverify, tlscacert, tlscert, tlskey, idle, ac
 
     tls = server.TLSOptions(verify=tlsverify, cacert=tlscacert, cert=tlscert, key=tlskey)
     config = Config.from_env(root=state.root, tmpdir=state.tmpdir)
-    server.serve(list(hosts), config, tls=tls, idle_timeout=float(idle), access_log=access_log)
+    server.serve(
+        list(hosts),
+        config,
+        tls=tls,
+        idle_timeout=float(idle),
+        access_log=access_log,
+        varlink=varlink,
+    )

@@ -1,0 +1,198 @@
+"""``kiln serve --varlink unix:PATH``: the varlink listener for the ``io.podman`` image service.
+
+varlink messages are JSON objects ended by a NUL byte; a connection carries one
+call at a time, and a call made with ``more`` may get several replies. The
+listener accepts on a unix socket (mode 0660, as the HTTP listener's), serves
+each connection in its own thread (at most ``MAX_CONNECTIONS`` at once) and
+hands each message to the ``varlink`` package's ``Service``, which checks the
+method and parameters against ``io.podman.varlink`` and answers
+``org.varlink.service`` itself (GetInfo, GetInterfaceDescription).
+
+A message that is not a JSON object, or larger than ``MAX_MESSAGE`` bytes, closes
+the connection (the varlink way of refusing a broken peer). A client that goes
+away mid-stream only ends its own call: the streaming method sees the hang-up,
+cancels its work and the connection thread ends; the server keeps serving.
+``close()`` stops accepting, cancels calls in flight and waits for them.
+
+The ``varlink`` package is imported here, and this module only when
+``--varlink`` is given: ``import kiln`` and ``kiln --help`` never load it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from kiln.errors import InvalidArgument, Unavailable
+from kiln.ops.config import Config
+
+log = logging.getLogger("kiln.api")
+
+MAX_MESSAGE = 8 << 20  # one call's JSON; a BuildInfo is a few KiB
+MAX_CONNECTIONS = 64
+POLL_SECONDS = 0.5
+GRACE_SECONDS = 30.0
+SEND_SECONDS = 120.0  # a client that reads nothing for this long is dropped
+
+
+def parse_varlink_address(value: str) -> str:
+    """``unix:/path`` (varlink's spelling; ``unix:///path`` too) -> the socket path."""
+    if not value.startswith("unix:"):
+        raise InvalidArgument(
+            f'--varlink "{value}": kiln serves varlink on a unix socket; give unix:/PATH'
+        )
+    path = value[len("unix:") :].split(";", 1)[0]
+    if path.startswith("//"):
+        path = path[2:]
+    if path.startswith("@"):
+        raise InvalidArgument(f'--varlink "{value}": abstract sockets are not supported')
+    if not path.startswith("/"):
+        raise InvalidArgument(f'--varlink "{value}": the socket needs an absolute path')
+    return path
+
+
+class VarlinkListener:
+    """Serves ``io.podman`` on one unix socket from background threads."""
+
+    def __init__(
+        self,
+        address: str,
+        config: Config,
+        on_call: Callable[[int], None] | None = None,
+    ):
+        self.path = parse_varlink_address(address)
+        self.config = config
+        self._on_call = on_call or (lambda delta: None)
+        self._sock: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._acceptor: threading.Thread | None = None
+        try:
+            from .varlink_service import make_service
+        except ImportError as exc:
+            raise Unavailable(
+                f"--varlink needs the varlink package ({exc}): install kiln[server]"
+            ) from None
+        self.service = make_service(config, self._stopping)
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+    def start(self) -> None:
+        from .server import bind_unix
+
+        self._sock = bind_unix(self.path)
+        self._sock.listen(16)
+        self._sock.settimeout(POLL_SECONDS)
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name="kiln-varlink-accept", daemon=True
+        )
+        self._acceptor.start()
+
+    def close(self, grace: float = GRACE_SECONDS) -> None:
+        """Stop accepting; calls in flight are cancelled and waited for (``grace`` at most)."""
+        self._stopping.set()
+        if self._acceptor is not None:
+            self._acceptor.join(timeout=5)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(timeout=grace)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                continue
+            conn.set_inheritable(False)
+            with self._lock:
+                if len(self._threads) >= MAX_CONNECTIONS:
+                    log.warning("varlink: %d connections open; refusing one", MAX_CONNECTIONS)
+                    conn.close()
+                    continue
+                t = threading.Thread(
+                    target=self._serve_connection, args=(conn,), name="kiln-varlink", daemon=True
+                )
+                self._threads.add(t)
+            t.start()
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                conn.settimeout(POLL_SECONDS)
+                buf = b""
+                while not self._stopping.is_set():
+                    try:
+                        data = conn.recv(1 << 16)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    buf += data
+                    while b"\0" in buf:
+                        message, _, buf = buf.partition(b"\0")
+                        if not self._answer(conn, message):
+                            return
+                    if len(buf) > MAX_MESSAGE:
+                        log.warning("varlink: a message over %d bytes; closing", MAX_MESSAGE)
+                        return
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _answer(self, conn: socket.socket, message: bytes) -> bool:
+        """Answer one call; False when the connection must close."""
+        try:
+            call = json.loads(message.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return False
+        if not isinstance(call, dict) or not isinstance(call.get("method", ""), str):
+            return False
+        if not isinstance(call.get("parameters") or {}, dict):
+            return False
+        from .varlink_service import fill_left_out
+
+        message = json.dumps(fill_left_out(self.service, call)).encode()
+        self._on_call(1)
+        replies = self.service.handle(message, _request=conn)
+        try:
+            conn.settimeout(SEND_SECONDS)
+            for reply in replies:
+                if reply is not None:
+                    conn.sendall(reply + b"\0")
+            return True
+        except OSError:
+            return False  # gone or not reading; closing the replies cancels the work
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
+            log.error("varlink: answering %s failed", call.get("method"), exc_info=exc)
+            return False
+        finally:
+            replies.close()
+            conn.settimeout(POLL_SECONDS)
+            self._on_call(-1)
+
+
+__all__ = ["VarlinkListener", "parse_varlink_address"]

@@ -1,0 +1,428 @@
+"""``io.podman`` methods that move images: build, push, pull, commit, import, export,
+save, load, and runlabel's image side.
+
+The long ones stream (``MoreResponse`` replies, see :func:`.varlink_service.streamed`)
+and are cancelled when the client hangs up. Paths are the server's (a local unix
+socket); nothing here reads the server's stdin. Docker v2 schema 1 is not pushed:
+``format: "v2s1"`` is refused with a clear ``ErrorOccurred``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from kiln.errors import InvalidArgument, NotFound
+from kiln.ops.context import Context
+
+from .varlink_service import (
+    bare_id,
+    error_occurred,
+    find_container,
+    find_image,
+    replies,
+    streamed,
+    varlink_errors,
+)
+
+_PUSH_FORMATS = {"": None, "oci": "oci", "v2s2": "docker", "docker": "docker"}
+_PULL_POLICIES = {
+    "": "missing",
+    "missing": "missing",
+    "pullifmissing": "missing",
+    "always": "always",
+    "pullalways": "always",
+    "never": "never",
+    "pullnever": "never",
+    "newer": "newer",
+    "ifnewer": "newer",
+    "pullifnewer": "newer",
+}
+_IMAGE_FORMATS = {
+    "": None,
+    "oci": "oci",
+    "application/vnd.oci.image.manifest.v1+json": "oci",
+    "docker": "docker",
+    "v2s2": "docker",
+    "application/vnd.docker.distribution.manifest.v2+json": "docker",
+}
+_COMPRESSIONS = {"": "gzip", "gzip": "gzip", "zstd": "zstd", "none": "none", "uncompressed": "none"}
+# BuildInfo fields that only configured podman's own process (logs, CNI, mounts file):
+# kiln has nothing to set from them, so any value is accepted.
+_PODMAN_PROCESS_FIELDS = ("cniConfigDir", "cniPluginDir", "defaultsMountFilePath", "err", "out",
+                          "reportWriter")  # fmt: skip
+
+
+def _choice(table: dict[str, Any], value: str | None, what: str) -> Any:
+    key = (value or "").strip().lower()
+    if key not in table:
+        choices = ", ".join(k for k in table if k and "/" not in k)
+        raise error_occurred(f'{what} "{value}" is not supported: use one of {choices}')
+    return table[key]
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise error_occurred(f'{what} "{item}": expected KEY=VALUE')
+        out[key] = value if sep else ""
+    return out
+
+
+def _build_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """BuildInfo (minus context and Dockerfiles) -> ``BuildOptions`` fields."""
+    from kiln.runtime.options import parse_memory
+
+    if info.get("signBy"):
+        raise error_occurred("signBy: kiln does not sign images; build without signBy")
+    for name in ("devices", "runtimeArgs"):
+        if info.get(name):
+            raise error_occurred(f"{name}: not supported by kiln's builder; leave it empty")
+    res = info.get("buildOptions") or {}
+    if res.get("cgroupParent"):
+        raise error_occurred("buildOptions.cgroupParent: not supported by kiln; leave it empty")
+    output = info.get("output") or ""
+    tags = [t for t in [output, *(info.get("additionalTags") or [])] if t]
+    platform = None
+    if info.get("os") or info.get("architecture"):
+        platform = f"{info.get('os') or 'linux'}/{info.get('architecture') or os.uname().machine}"
+    fields: dict[str, Any] = {
+        "tags": tags,
+        "build_args": dict(info.get("buildArgs") or {}),
+        "labels": _pairs(info.get("label"), "label"),
+        "annotations": _pairs(info.get("annotations"), "annotation"),
+        "target": info.get("target") or None,
+        "no_cache": bool(info.get("nocache")),
+        "squash": bool(info.get("squash")),
+        "quiet": bool(info.get("quiet")),
+        "iidfile": info.get("iidfile") or None,
+        "platform": platform,
+        "pull": _choice(_PULL_POLICIES, info.get("pullPolicy"), "pullPolicy"),
+        "compression": _choice(_COMPRESSIONS, info.get("compression"), "compression"),
+        "cap_add": list(info.get("addCapabilities") or []),
+        "cap_drop": list(info.get("dropCapabilities") or []),
+        "volumes": [*(res.get("volume") or []), *(info.get("transientMounts") or [])],
+        "add_hosts": list(res.get("addHosts") or []),
+        "ulimits": list(res.get("ulimit") or []),
+        "memory": res.get("memory") or None,
+        "memory_swap": res.get("memorySwap") or None,
+        "cpu_shares": res.get("cpuShares") or None,
+        "cpu_period": res.get("cpuPeriod") or None,
+        "cpu_quota": res.get("cpuQuota") or None,
+        "cpuset_cpus": res.get("cpusetCpus") or "",
+        "cpuset_mems": res.get("cpusetMems") or "",
+        "shm_size": parse_memory(res["shmSize"], "shmSize") if res.get("shmSize") else None,
+    }
+    fmt = _choice(_IMAGE_FORMATS, info.get("outputFormat"), "outputFormat")
+    if fmt:
+        fields["image_format"] = fmt
+    if info.get("layers") is not None:
+        fields["layers"] = bool(info["layers"])
+    if info.get("remoteIntermediateCtrs") is not None:
+        fields["rm"] = bool(info["remoteIntermediateCtrs"])
+    if info.get("forceRmIntermediateCtrs") is not None:
+        fields["force_rm"] = bool(info["forceRmIntermediateCtrs"])
+    return fields
+
+
+@contextlib.contextmanager
+def _context_root(ctx: Context, path: str) -> Iterator[str]:
+    """The build context: a directory as it is, a tar (maybe compressed) extracted."""
+    from kiln.build.context import open_remote_context
+
+    if not path:
+        raise error_occurred("BuildImage needs contextDir: a directory or a tar of the context")
+    if os.path.isdir(path):
+        yield os.path.abspath(path)
+        return
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise NotFound(f"the build context {path}: {exc.strerror or exc}") from None
+    with stream, open_remote_context("-", ctx.tmpdir, stdin=stream) as root:
+        yield root
+
+
+def _dockerfiles(root: str, given: list[str]) -> list[str]:
+    """Relative Dockerfile paths name files in the context, never the server's cwd."""
+    return [d if os.path.isabs(d) else os.path.join(root, d) for d in given if d]
+
+
+def _names_or_ids(result: Any) -> str:
+    return ",".join(n for img in result.images for n in (img.names or [bare_id(img.id)]))
+
+
+class TransferMethods:
+    """Mixed into the service class (see :class:`.varlink_service.PodmanImageService`)."""
+
+    call: Any
+    config: Any
+
+    def _stream(self, name: str, work: Any, more: bool, request: Any, quiet: bool = False):
+        return replies(name, streamed(self, work, more, request, quiet))  # type: ignore[arg-type]
+
+    @varlink_errors
+    def BuildImage(self, build: dict[str, Any] | None, _more=False, _request=None):
+        from kiln.ops import build as build_ops
+
+        info = dict(build or {})
+        fields = _build_fields(info)
+        context_dir = info.get("contextDir") or ""
+
+        def work(ctx: Context, cancel: threading.Event) -> str:
+            with _context_root(ctx, context_dir) as root:
+                opts = build_ops.BuildOptions(
+                    context=root,
+                    dockerfiles=_dockerfiles(root, list(info.get("dockerfiles") or [])),
+                    cancel=cancel,
+                    tmpdir=ctx.tmpdir,
+                    **fields,
+                )
+                return bare_id(build_ops.build(ctx, opts).image_id)
+
+        yield from self._stream("image", work, _more, _request, quiet=fields["quiet"])
+
+    @varlink_errors
+    def PushImage(
+        self,
+        name: str | None,
+        tag: str | None,
+        compress: bool | None,
+        format: str | None,  # noqa: A002 - the IDL's name
+        removeSignatures: bool | None,  # noqa: N803
+        signBy: str | None,  # noqa: N803
+        _more=False,
+        _request=None,
+    ):
+        from kiln.ops import file_transfer
+
+        if signBy:
+            raise error_occurred("signBy: kiln does not sign images; push without signBy")
+        if (format or "").strip().lower() == "v2s1":
+            raise error_occurred(
+                "format v2s1: kiln does not push Docker v2 schema 1 manifests "
+                "(registries deprecated them); push as v2s2 or oci"
+            )
+        fmt = _choice(_PUSH_FORMATS, format, "format")
+
+        def work(ctx: Context, cancel: threading.Event) -> str:
+            find_image(ctx, name or "")
+            res = file_transfer.push(ctx, name or "", tag or None, format=fmt,
+                                     compress=bool(compress))  # fmt: skip
+            return str(res.manifest_digest)
+
+        yield from self._stream("reply", work, _more, _request)
+
+    @varlink_errors
+    def PullImage(self, name: str | None, creds: dict[str, Any] | None, _more=False, _request=None):
+        from kiln.ops import file_transfer
+
+        if not name:
+            raise error_occurred("PullImage needs an image reference")
+        auth = creds or {}
+        kw = {}
+        if auth.get("username"):
+            kw["creds"] = f"{auth['username']}:{auth.get('password') or ''}"
+
+        def work(ctx: Context, cancel: threading.Event) -> str:
+            return bare_id(file_transfer.pull(ctx, name, **kw).image_id)
+
+        yield from self._stream("reply", work, _more, _request)
+
+    @varlink_errors
+    def Commit(
+        self,
+        name: str | None,
+        image_name: str | None,
+        changes: list[str] | None,
+        author: str | None,
+        message: str | None,
+        pause: bool | None,
+        manifestType: str | None,  # noqa: N803
+        _more=False,
+        _request=None,
+    ):
+        from kiln.ops import containers
+
+        fmt = _choice(_IMAGE_FORMATS, manifestType, "manifestType")
+
+        def work(ctx: Context, cancel: threading.Event) -> str:
+            find_container(ctx, name or "")  # pause: a working container runs nothing between steps
+            rec = containers.commit_container(
+                ctx, name or "", image_name or None, image_format=fmt,
+                changes=list(changes or []), author=author or None, comment=message or None,
+            )  # fmt: skip
+            ctx.ev.result(bare_id(rec.id))
+            return bare_id(rec.id)
+
+        yield from self._stream("reply", work, _more, _request)
+
+    @varlink_errors
+    def ImportImage(
+        self,
+        source: str | None,
+        reference: str | None,
+        message: str | None,
+        changes: list[str] | None,
+        delete: bool | None,
+    ) -> dict[str, Any]:
+        from kiln.ops import archives
+
+        if not source or source == "-":
+            raise error_occurred("ImportImage needs source: a tarball path or an http(s) URL")
+        rec = self.call(
+            lambda ctx: archives.import_image(
+                ctx, source, reference or None, list(changes or []), message or ""
+            )
+        )
+        if delete and not source.startswith(("http://", "https://")):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(source)
+        return {"image": bare_id(rec.id)}
+
+    @varlink_errors
+    def ExportImage(
+        self, name: str | None, destination: str | None, compress: bool | None, tags: Any
+    ) -> dict[str, Any]:
+        from kiln.ops import file_transfer
+        from kiln.ops import transports as tp
+
+        if not destination:
+            raise error_occurred("ExportImage needs a destination (a path or TRANSPORT:PATH)")
+        dest = tp.parse_transport(destination)
+        if dest.is_store:  # a bare path: a docker archive, as podman wrote one
+            dest = tp.parse_transport(f"docker-archive:{destination}")
+        extra = [t for t in (tags or []) if t]
+
+        def export(ctx: Context) -> str:
+            rec = find_image(ctx, name or "")
+            if extra:
+                if dest.transport != tp.DOCKER_ARCHIVE:
+                    raise InvalidArgument("tags: extra names are only written to a docker archive")
+                _docker_archive_with_names(ctx, name or "", dest.path, extra)
+            else:
+                file_transfer.push(ctx, name or "", str(dest), compress=bool(compress))
+            return rec.id
+
+        return {"image": bare_id(self.call(export))}
+
+    @varlink_errors
+    def ImageSave(self, options: dict[str, Any] | None, _more=False, _request=None):
+        from kiln.ops import archives
+
+        opts = options or {}
+        fmt = opts.get("format") or "docker-archive"
+        if fmt not in archives.SAVE_FORMATS:
+            raise error_occurred(
+                f'format "{fmt}" is not supported: use one of {", ".join(archives.SAVE_FORMATS)}'
+            )
+        images = [n for n in [opts.get("name") or "", *(opts.get("moreTags") or [])] if n]
+        output = opts.get("output") or ""
+
+        def work(ctx: Context, cancel: threading.Event) -> str:
+            if not images:
+                raise error_occurred("ImageSave needs options.name")
+            for n in images:
+                find_image(ctx, n)
+            path = output or _new_output(self.config.scratch_dir(), fmt)
+            try:
+                archives.save(ctx, images, path, format=fmt, compress=bool(opts.get("compress")))
+            except BaseException:
+                if not output:
+                    _remove(path)
+                raise
+            return path
+
+        yield from self._stream("reply", work, _more, _request, quiet=bool(opts.get("quiet")))
+
+    @varlink_errors
+    def LoadImage(
+        self,
+        name: str | None,
+        inputFile: str | None,  # noqa: N803
+        quiet: bool | None,
+        deleteFile: bool | None,  # noqa: N803
+        _more=False,
+        _request=None,
+    ):
+        from kiln.ops import archives
+        from kiln.ops import images as image_ops
+
+        if not inputFile or inputFile == "-":
+            raise error_occurred("LoadImage needs inputFile: the path of an archive")
+
+        def work(ctx: Context, cancel: threading.Event) -> str:
+            result = archives.load(ctx, inputFile)
+            if name and len(result.images) == 1:
+                image_ops.tag(ctx, result.images[0].id, name)
+                result.images[0].names = ctx.store.names_of(result.images[0].id)
+            if deleteFile:
+                _remove(inputFile)
+            return _names_or_ids(result)
+
+        yield from self._stream("reply", work, _more, _request, quiet=bool(quiet))
+
+    @varlink_errors
+    def ContainerRunlabel(self, runlabel: dict[str, Any] | None) -> dict[str, Any]:
+        from kiln.ops import images as image_ops
+        from kiln.ops import registry
+
+        rl = runlabel or {}
+        image, label = rl.get("image") or "", rl.get("label") or ""
+        if not label:
+            raise error_occurred("ContainerRunlabel needs the label to run (such as RUN)")
+
+        def command(ctx: Context) -> str:
+            if rl.get("pull") and not image_ops.image_exists(ctx, image):
+                registry.ensure_image(ctx, image, "missing", authfile=rl.get("authfile") or None)
+            find_image(ctx, image)
+            config = image_ops.inspect_image(ctx, image).get("Config") or {}
+            value = (config.get("Labels") or {}).get(label)
+            if not value:
+                raise error_occurred(f"image {image} has no {label} label")
+            return value
+
+        value = self.call(command)
+        raise error_occurred(
+            f"kiln builds and stores images; it does not run containers, so the {label} label "
+            f"of {image} was not run. Its command is: {value}"
+        )
+
+
+def _docker_archive_with_names(ctx: Context, name: str, path: str, extra: list[str]) -> None:
+    from kiln.image import transports as tr
+    from kiln.oci import Reference
+    from kiln.oci.reference import local_name
+    from kiln.ops.archives import store_items
+
+    [(img, names)] = store_items(ctx, [name])
+    # the names as `tag` would store them, so loading the archive gives them back
+    more = [str(Reference.parse(local_name(t))) for t in extra]
+    tr.write_docker_archive(path, [(img, list(dict.fromkeys([*names, *more])))], tmp_dir=ctx.tmpdir)
+
+
+def _new_output(scratch: str, fmt: str) -> str:
+    if fmt.endswith("-dir"):
+        return tempfile.mkdtemp(prefix="kiln-varlink-save-", dir=scratch)
+    fd, path = tempfile.mkstemp(prefix="kiln-varlink-save-", suffix=".tar", dir=scratch)
+    os.close(fd)
+    return path
+
+
+def _remove(path: str) -> None:
+    import shutil
+
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+__all__ = ["TransferMethods"]

@@ -1,0 +1,364 @@
+"""podman's varlink image API (``io.podman``) from ``kiln serve --varlink unix:PATH``,
+through the ``varlink`` package's own client and ``python3 -m varlink.cli``.
+
+One server (HTTP beside varlink) serves the module; a plain registry
+(Debian's docker-registry) takes the pushes. Every call has a socket timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import registry_servers  # noqa: E402
+from api_server import busybox_sh_tar, stop_server  # noqa: E402
+
+varlink = pytest.importorskip("varlink")
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.slow,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(os.geteuid() != 0, reason="builds with RUN need root"),
+]
+registry_plain = registry_servers.registry_plain
+CALL_TIMEOUT = 60.0
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    varlink_sock: str
+    http_sock: str
+    work: Path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, registry_plain):
+    work = tmp_path_factory.mktemp("varlink")
+    conf = work / "registries.conf"
+    conf.write_text(
+        "unqualified-search-registries = []\n"
+        f'[[registry]]\nlocation = "{registry_plain.host}"\ninsecure = true\n'
+    )
+    env = {**os.environ, "KILN_REGISTRIES_CONF": str(conf),
+           "CONTAINERS_REGISTRIES_CONF": str(conf), "XDG_RUNTIME_DIR": str(work / "run")}  # fmt: skip
+    env.pop("REGISTRY_AUTH_FILE", None)
+    vsock, hsock = str(work / "v.sock"), str(work / "http.sock")
+    cmd = [sys.executable, "-m", "kiln.cli.main", "--root", str(work / "root"), "serve",
+           "-H", f"unix://{hsock}", "--varlink", f"unix:{vsock}", "--access-log", ""]  # fmt: skip
+    with open(work / "server.err", "wb") as err:
+        proc = subprocess.Popen(cmd, stderr=err, env=env)
+    deadline = time.monotonic() + 20
+    while not (os.path.exists(vsock) and os.path.exists(hsock)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError((work / "server.err").read_text())
+        time.sleep(0.05)
+    rootfs = work / "rootfs.tar"
+    rootfs.write_bytes(busybox_sh_tar())
+    srv = Server(proc, vsock, hsock, work)
+    with podman(srv) as p:
+        p.ImportImage(str(rootfs), "base:1", "from a tarball", ['CMD ["/bin/sh"]'], False)
+    yield srv
+    assert stop_server(proc) == 0, (work / "server.err").read_text()
+
+
+@contextmanager
+def podman(server: Server, timeout: float = CALL_TIMEOUT):
+    """An ``io.podman`` client on its own connection; every read times out."""
+    conn = socket.socket(socket.AF_UNIX)
+    conn.settimeout(timeout)
+    conn.connect(server.varlink_sock)
+    client = varlink.Client(address=f"unix:{server.varlink_sock}")
+    with client.open("io.podman", connection=conn) as p:
+        yield p
+
+
+def error_of(exc: BaseException) -> tuple[str, dict]:
+    assert isinstance(exc, varlink.VarlinkError), exc
+    return exc.error(), exc.parameters()
+
+
+def test_cli_info_lists_the_interface_and_describes_it(server):
+    out = subprocess.run([sys.executable, "-m", "varlink.cli", "info", f"unix:{server.varlink_sock}"],
+                         capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    assert "io.podman" in out.stdout and "org.varlink.service" in out.stdout
+    with podman(server) as p:
+        conn = p._connection
+        service = varlink.Client(address=f"unix:{server.varlink_sock}").open(
+            "org.varlink.service", connection=conn
+        )
+        desc = service.GetInterfaceDescription("io.podman")["description"]
+    for method in ("ListImages", "BuildImage", "PushImage", "PullImage", "ImageSave",
+                   "LoadImage", "ContainerRunlabel", "GetLayersMapWithImageInfo"):  # fmt: skip
+        assert f"method {method}(" in desc
+    assert "error ImageNotFound" in desc
+
+
+def test_list_get_inspect_history_tag_and_errors(server):
+    with podman(server) as p:
+        images = p.ListImages()["images"]
+        [base] = [i for i in images if "localhost/base:1" in i["repoTags"]]
+        assert len(base["id"]) == 64 and base["digest"].startswith("sha256:")
+        assert base["size"] > 0 and base["topLayer"]
+        assert p.GetImage("base:1")["image"]["id"] == base["id"]
+        inspect = json.loads(p.InspectImage(base["id"][:12])["image"])
+        assert inspect["Id"].removeprefix("sha256:") == base["id"]
+        assert inspect["Config"]["Cmd"] == ["/bin/sh"]
+        history = p.HistoryImage("base:1")["history"]
+        assert history[0]["id"] == base["id"] and history[0]["comment"] == "from a tarball"
+        assert p.ImageExists("base:1")["exists"] == 0
+        assert p.ImageExists("nosuch:1")["exists"] == 1
+        assert p.TagImage("base:1", "other:2")["image"] == base["id"]
+        assert "localhost/other:2" in p.GetImage("other:2")["image"]["repoTags"]
+        assert p.UntagImage(base["id"], "other:2")["image"] == base["id"]
+        assert p.ImageExists("other:2")["exists"] == 1
+        layers = json.loads(p.GetLayersMapWithImageInfo()["layerMap"])
+        assert "localhost/base:1" in layers[base["topLayer"]]["RepoTags"]
+        # parameters left out are their zero values, as podman's server read them
+        for call in (lambda: p.GetImage("nosuch:1"), lambda: p.InspectImage("nosuch:1"),
+                     lambda: p.RemoveImage("nosuch:1"), lambda: p.PushImage("nosuch:1")):  # fmt: skip
+            with pytest.raises(varlink.VarlinkError) as err:
+                call()
+            name, params = error_of(err.value)
+            assert name == "io.podman.ImageNotFound" and params["id"] == "nosuch:1"
+        with pytest.raises(varlink.VarlinkError) as err:
+            p.ContainerRunlabel({"image": "base:1", "label": "RUN"})
+        assert error_of(err.value) == (
+            "io.podman.ErrorOccurred",
+            {"reason": "image base:1 has no RUN label"},
+        )
+        assert p.ListImages()["images"]  # the connection still serves after errors
+
+
+def _build_info(context: str, output: str, **extra) -> dict:
+    return {"contextDir": context, "dockerfiles": ["Dockerfile"], "output": output,
+            "layers": True, **extra}  # fmt: skip
+
+
+def test_build_streams_logs_with_more_and_fails_cleanly(server, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM base:1\nRUN echo hello-from-run && echo x > /made\nLABEL via=varlink\n"
+    )
+    with podman(server) as p:
+        replies = list(p.BuildImage(_build_info(str(ctx), "built:1"), _more=True))
+        assert len(replies) > 1
+        assert all(r["image"]["id"] == "" for r in replies[:-1])
+        logs = "".join(line for r in replies for line in r["image"]["logs"])
+        assert "hello-from-run" in logs and "STEP" in logs
+        built = replies[-1]["image"]["id"]
+        assert p.GetImage("built:1")["image"]["id"] == built
+        assert p.GetImage(built)["image"]["labels"] == {"via": "varlink"}
+        diffs = {d["path"]: d["changeType"] for d in p.Diff("built:1")["diffs"]}
+        assert diffs.get("/made") == "A"
+        # a tar of the context, without more: one reply with every line
+        tar = tmp_path / "ctx.tar"
+        with tarfile.open(tar, "w") as tf:
+            tf.add(ctx / "Dockerfile", "Dockerfile")
+        reply = p.BuildImage(_build_info(str(tar), "built:2"))["image"]
+        assert reply["id"] == built and any("hello-from-run" in x or "cache" in x.lower()
+                                            for x in reply["logs"])  # fmt: skip
+        (ctx / "Dockerfile").write_text("FROM base:1\nRUN exit 3\n")
+        with pytest.raises(varlink.VarlinkError) as err:
+            list(p.BuildImage(_build_info(str(ctx), "broken:1"), _more=True))
+        name, params = error_of(err.value)
+        assert name == "io.podman.ErrorOccurred" and "exit" in params["reason"]
+    with podman(server) as p:
+        assert p.ImageExists("broken:1")["exists"] == 1
+
+
+def test_push_pull_save_load_through_io_podman(server, registry_plain, tmp_path):
+    dest = f"{registry_plain.host}/varlink/base:1"
+    with podman(server) as p:
+        base = p.GetImage("base:1")["image"]["id"]
+        replies = list(p.PushImage("base:1", dest, False, "v2s2", False, "", _more=True))
+        logs = "".join(x for r in replies for x in r["reply"]["logs"])
+        assert "Writing manifest" in logs and replies[-1]["reply"]["id"].startswith("sha256:")
+        for fmt, sign, expect in (("v2s1", "", "schema 1"), ("", "me@example.com", "sign")):
+            with pytest.raises(varlink.VarlinkError) as err:
+                p.PushImage("base:1", dest, False, fmt, False, sign)
+            name, params = error_of(err.value)
+            assert name == "io.podman.ErrorOccurred" and expect in params["reason"]
+        # save two images into one archive, remove them, load them back
+        p.TagImage("base:1", "second:1")
+        archive = tmp_path / "two.tar"
+        saved = p.ImageSave({"name": "base:1", "format": "docker-archive", "output": str(archive),
+                             "moreTags": ["second:1"]})["reply"]  # fmt: skip
+        assert saved["id"] == str(archive) and archive.stat().st_size > 0
+        assert p.RemoveImage("second:1", False)["image"] == base
+        loaded = p.LoadImage("", str(archive), False, False)["reply"]["id"]
+        assert set(loaded.split(",")) == {"localhost/base:1", "localhost/second:1"}
+        assert p.GetImage("second:1")["image"]["id"] == base
+        # a bare export path is a docker archive; tags add names to it
+        tagged = tmp_path / "tagged.tar"
+        assert p.ExportImage("base:1", str(tagged), False, ["extra:3"])["image"] == base
+        loaded = p.LoadImage("", str(tagged), True, True)["reply"]["id"]
+        assert set(loaded.split(",")) == {"localhost/base:1", "localhost/extra:3"}
+        assert not tagged.exists()  # deleteFile
+        unnamed = tmp_path / "unnamed.oci.tar"
+        p.ExportImage(base, f"oci-archive:{unnamed}", False, [])
+        loaded = p.LoadImage("renamed:1", str(unnamed), False, False)["reply"]["id"]
+        assert "localhost/renamed:1" in loaded.split(",")
+        # pull back from the registry, and from a docker archive
+        p.RemoveImage("second:1", False)
+        pulled = list(p.PullImage(dest, {"username": "", "password": ""}, _more=True))
+        assert pulled[-1]["reply"]["id"] == base
+        assert dest in p.GetImage(base)["image"]["repoTags"]
+        export = tmp_path / "export.tar"
+        assert p.ExportImage("base:1", f"docker-archive:{export}", False, [])["image"] == base
+        p.UntagImage(base, dest)
+        p.UntagImage(base, "localhost/base:1")
+        reply = p.PullImage(f"docker-archive:{export}", {"username": "", "password": ""})
+        assert reply["reply"]["id"] == base
+        assert "localhost/base:1" in p.GetImage(base)["image"]["repoTags"]
+        with pytest.raises(varlink.VarlinkError) as err:
+            p.PullImage(f"{registry_plain.host}/varlink/absent:1", {"username": "",
+                                                                     "password": ""})  # fmt: skip
+        assert error_of(err.value)[0] == "io.podman.ErrorOccurred"
+
+
+def test_client_hanging_up_mid_build_cancels_it_and_the_server_goes_on(server, tmp_path):
+    conn = _start_slow_build(server, tmp_path, "sleep 37")
+    with podman(server, timeout=10) as p:  # other clients are served meanwhile
+        assert p.ImageExists("base:1")["exists"] == 0
+    conn.close()
+    deadline = time.monotonic() + 15
+    while _running("sleep 37"):
+        assert time.monotonic() < deadline, "the RUN outlived its client"
+        time.sleep(0.2)
+    with podman(server, timeout=10) as p:
+        assert p.ImageExists("slow:1")["exists"] == 1
+        assert p.ListImages()["images"]
+    # garbage on a connection closes that connection only
+    with socket.socket(socket.AF_UNIX) as bad:
+        bad.settimeout(10)
+        bad.connect(server.varlink_sock)
+        bad.sendall(b"not json\0")
+        assert bad.recv(100) == b""
+    with podman(server, timeout=10) as p:
+        assert p.ImageExists("base:1")["exists"] == 0
+
+
+def _running(pattern: str) -> bool:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, timeout=10)
+    return any(pid and int(pid) != os.getpid() for pid in out.stdout.split())
+
+
+def test_commit_import_prune_and_search(server, registry_plain, tmp_path):
+    kiln = [sys.executable, "-m", "kiln.cli.main", "--root", str(server.work / "root")]
+    subprocess.run([*kiln, "from", "--name", "wc", "base:1"], check=True, timeout=60,
+                   capture_output=True)  # fmt: skip
+    with podman(server) as p:
+        reply = p.Commit("wc", "committed:1", ['CMD ["/bin/echo", "hi"]'], "Ann <a@x>",
+                         "made over varlink", True, "docker")["reply"]  # fmt: skip
+        inspect = json.loads(p.InspectImage("committed:1")["image"])
+        assert inspect["Id"].removeprefix("sha256:") == reply["id"]
+        assert inspect["Author"] == "Ann <a@x>" and inspect["Comment"] == "made over varlink"
+        assert inspect["Config"]["Cmd"] == ["/bin/echo", "hi"]
+        with pytest.raises(varlink.VarlinkError) as err:
+            p.Commit("nosuch", "x:1", [], "", "", False, "")
+        assert error_of(err.value)[0] == "io.podman.ContainerNotFound"
+        assert p.Diff("wc") == {"diffs": []}  # a working container against its image
+        with pytest.raises(varlink.VarlinkError) as err:
+            p.Diff("nosuch")
+        assert error_of(err.value)[0] == "io.podman.ImageNotFound"
+        # an unnamed import is dangling: ImagesPrune takes it, and only it
+        rootfs = tmp_path / "rootfs.tar"
+        with tarfile.open(rootfs, "w") as tf:  # a layer no other image has
+            tf.add(__file__, "etc/only-here")
+        dangling = p.ImportImage(str(rootfs), "", "dangling", [], True)["image"]
+        assert not rootfs.exists()  # delete: the tarball is gone
+        assert p.ImagesPrune(False, [])["pruned"] == [dangling]
+        assert p.ImageExists(dangling)["exists"] == 1 and p.ImageExists("base:1")["exists"] == 0
+        # search: the registry's catalog
+        p.PushImage("base:1", f"{registry_plain.host}/varlink/found:1", False, "oci", False, "")
+        found = p.SearchImages(f"{registry_plain.host}/varlink/found", 5, {"star_count": 0})
+        names = [r["name"] for r in found["results"]]
+        assert any(n.endswith("varlink/found") for n in names), found
+
+
+def test_varlink_alone_and_http_beside(server, tmp_path):
+    with socket.socket(socket.AF_UNIX) as http:  # the HTTP API served beside varlink
+        http.settimeout(10)
+        http.connect(server.http_sock)
+        http.sendall(b"GET /_ping HTTP/1.1\r\nHost: kiln\r\nConnection: close\r\n\r\n")
+        assert http.recv(4096).startswith(b"HTTP/1.1 200")
+    sock = str(tmp_path / "alone.sock")
+    cmd = [sys.executable, "-m", "kiln.cli.main", "--root", str(tmp_path / "root"), "serve",
+           "--varlink", f"unix://{sock}"]  # fmt: skip
+    with open(tmp_path / "err", "wb") as err:
+        proc = subprocess.Popen(cmd, stderr=err)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock):
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "err"
+            ).read_text()
+            time.sleep(0.05)
+        alone = Server(proc, sock, "", tmp_path)
+        with podman(alone, timeout=10) as p:
+            assert p.ListImages() == {"images": []}
+            rootfs = tmp_path / "rootfs.tar"
+            rootfs.write_bytes(busybox_sh_tar())
+            p.ImportImage(str(rootfs), "base:1", "", [], False)
+        log = (tmp_path / "err").read_text()
+        assert "varlink API (io.podman) listening" in log and "kiln API listening" not in log
+        # stopping the server ends a build in flight: its client gets an error, the RUN goes
+        conn = _start_slow_build(alone, tmp_path, "sleep 41")
+        proc.send_signal(signal.SIGTERM)
+        reply = _read_until_eof(conn)
+        assert b"io.podman.ErrorOccurred" in reply and b"shutting down" in reply, reply
+        assert proc.wait(timeout=30) == 0
+        assert not _running("sleep 41")
+    finally:
+        if proc.poll() is None:
+            assert stop_server(proc) == 0
+    assert not os.path.exists(sock)
+
+
+def _start_slow_build(server: Server, tmp_path: Path, sleep: str) -> socket.socket:
+    """A BuildImage call (with more) whose RUN is running when this returns."""
+    ctx = tmp_path / "slow-ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM base:1\nRUN echo run-is-$((6*7)) && {sleep}\n")
+    conn = socket.socket(socket.AF_UNIX)
+    conn.settimeout(CALL_TIMEOUT)
+    conn.connect(server.varlink_sock)
+    call = {"method": "io.podman.BuildImage", "more": True,
+            "parameters": {"build": _build_info(str(ctx), "slow:1")}}  # fmt: skip
+    conn.sendall(json.dumps(call).encode() + b"\0")
+    seen = b""
+    while b"run-is-42" not in seen:
+        chunk = conn.recv(65536)
+        assert chunk, "the server closed the connection before the RUN started"
+        seen += chunk
+    deadline = time.monotonic() + 10
+    while not _running(sleep):
+        assert time.monotonic() < deadline, "the RUN never started"
+        time.sleep(0.1)
+    return conn
+
+
+def _read_until_eof(conn: socket.socket) -> bytes:
+    data = b""
+    with conn:
+        while chunk := conn.recv(65536):
+            data += chunk
+            if data.endswith(b"\0") and b'"error"' in data:
+                break
+    return data
