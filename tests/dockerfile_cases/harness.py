@@ -12,7 +12,8 @@ context) plus ``expect.json``. ``expect.json`` keys (all optional):
   ``tmp_files`` {name: text} written to the scratch dir, ``http``: true to serve
   the context's ``served/`` directory on 127.0.0.1 (``{http}``).
 * ``pre_builds``: [{file, tag, flags}] built first from the same context.
-* ``stdin``: "containerfile" (``-f -``) or "context-tar" (context ``-``).
+* ``stdin``: "containerfile" (``-f -``), "context-tar" (context ``-``) or
+  "context-dockerfile" (context ``-`` holding only a Containerfile, as ``build - < file``).
 * ``config``: exact values of keys of the image config's ``config`` object
   (``null``: absent or empty). ``config_doc``: exact top-level values.
 * ``labels``: labels that must be present with these values.
@@ -298,6 +299,9 @@ def run_case_build(tool, name: str, case: dict, dest: Path, tag: str):
         if stdin == "containerfile":
             res = tool.build(ctx, ["-f", "-", *flags], tag=tag,
                              input=(ctx / "Containerfile").read_bytes(), env=env)  # fmt: skip
+        elif stdin == "context-dockerfile":  # `build - < Containerfile`: no context
+            data = (ctx / "Containerfile").read_bytes()
+            res = tool.build("-", flags, tag=tag, input=data, env=env)
         elif stdin == "context-tar":
             data = context_tar(ctx)
             res = tool.build("-", flags, tag=tag, input=data, env=env)

@@ -134,7 +134,7 @@ def _build_fields(info: dict[str, Any]) -> dict[str, Any]:
 @contextlib.contextmanager
 def _context_root(ctx: Context, path: str) -> Iterator[str]:
     """The build context: a directory as it is, a tar (maybe compressed) extracted."""
-    from kiln.build.context import open_remote_context
+    from kiln.build.remote_context import open_remote_context
 
     if not path:
         raise error_occurred("BuildImage needs contextDir: a directory or a tar of the context")

@@ -14,8 +14,8 @@
 - ``BuildContext.staged(sources, excludes, heredocs)``: a directory the copier can read
   the sources from: the context itself when nothing is filtered, else a tree of hard
   links (copies across file systems) holding only what may be copied.
-- ``open_remote_context``: a context given as ``-`` (a tar, maybe compressed, on stdin)
-  or an ``http(s)://`` URL of a tar, extracted safely into a temporary directory.
+
+Contexts given as ``-`` or a URL are unpacked first: see :mod:`kiln.build.remote_context`.
 """
 
 from __future__ import annotations
@@ -27,29 +27,25 @@ import io
 import os
 import posixpath
 import stat
-import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO, Protocol
+from typing import Protocol
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.heredoc import Heredoc
 from kiln.build.staging import Stager
 from kiln.container.paths import clean_source, has_meta, match_wildcards
-from kiln.errors import InvalidArgument, NotFound, Unavailable
+from kiln.errors import InvalidArgument, NotFound
 
 __all__ = [
     "BuildContext",
     "ChecksumCache",
-    "is_remote_context",
-    "open_remote_context",
     "read_in_context",
 ]
 
 _CHUNK = 1 << 20
-URL_TIMEOUT = 120.0
 
 
 class ChecksumCache(Protocol):
@@ -407,53 +403,3 @@ def read_in_context(
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidArgument(f"{what} {rel!r} is not UTF-8 text") from None
-
-
-# -- remote contexts --------------------------------------------------------------------
-
-
-def is_remote_context(spec: str) -> bool:
-    return spec == "-" or spec.startswith(("http://", "https://"))
-
-
-@contextlib.contextmanager
-def open_remote_context(
-    spec: str, tmpdir: str | None = None, stdin: BinaryIO | None = None
-) -> Iterator[str]:
-    """Extract the tar ``spec`` names (``-``: stdin; or an http(s) URL) into a temp dir."""
-    from kiln.archive.applier import extract_tar
-    from kiln.archive.compression import open_decompressed
-
-    with tempfile.TemporaryDirectory(prefix="kiln-context-", dir=tmpdir) as tmp:
-        root = os.path.join(tmp, "context")
-        os.mkdir(root, 0o755)
-        if spec == "-":
-            stream: Any = stdin if stdin is not None else sys.stdin.buffer
-            # the docker CLI's context for `-f -` (or a Dockerfile outside the context)
-            # stops right after the last entry's data; dockerd takes it, so does kiln
-            with open_decompressed(stream) as data:
-                extract_tar(data, root, entry_end_ok=True)
-        else:
-            download = os.path.join(tmp, "context.tar")
-            _download(spec, download)
-            with open(download, "rb") as raw, open_decompressed(raw) as data:
-                extract_tar(data, root)
-        yield root
-
-
-def _download(url: str, path: str) -> None:
-    import urllib.error  # only URL contexts pay for http.client, ssl and email
-    import urllib.request
-
-    try:
-        with (
-            urllib.request.urlopen(url, timeout=URL_TIMEOUT) as resp,  # noqa: S310 - http(s) only
-            open(path, "wb") as out,
-        ):
-            while chunk := resp.read(_CHUNK):
-                out.write(chunk)
-    except urllib.error.HTTPError as exc:
-        raise Unavailable(f"cannot fetch the build context {url}: HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise Unavailable(f"cannot fetch the build context {url}: {reason}") from None

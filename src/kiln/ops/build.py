@@ -53,7 +53,7 @@ def find_dockerfile(context_dir: str, given: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def _context_dir(ctx: Context, opts: BuildOptions) -> Iterator[str]:
-    from kiln.build.context import is_remote_context, open_remote_context
+    from kiln.build.remote_context import is_remote_context, open_remote_context
 
     if is_remote_context(opts.context):
         with open_remote_context(

@@ -1,0 +1,136 @@
+"""Build contexts that are not a directory: ``-`` (stdin) and ``http(s)://`` URLs.
+
+Each is unpacked safely (the layer applier's in-root writes) into a temporary
+directory that lives as long as the build. On stdin comes either a tar of the
+context (maybe compressed; the docker CLI's, which may stop right after the last
+entry's data, is accepted as dockerd does) or, as ``docker build - < Dockerfile``
+and ``podman build -`` take it, a Dockerfile alone: the context is then empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from kiln.build.parser import MAX_DOCKERFILE_BYTES
+from kiln.errors import InvalidArgument, Unavailable
+
+__all__ = ["URL_TIMEOUT", "is_remote_context", "open_remote_context"]
+
+_CHUNK = 1 << 20
+URL_TIMEOUT = 120.0
+_BLOCK = 512
+
+
+def is_remote_context(spec: str) -> bool:
+    return spec == "-" or spec.startswith(("http://", "https://"))
+
+
+@contextlib.contextmanager
+def open_remote_context(
+    spec: str, tmpdir: str | None = None, stdin: BinaryIO | None = None
+) -> Iterator[str]:
+    """Unpack the context ``spec`` names (``-``: stdin; or an http(s) URL of a tar)
+    into a temporary directory and yield its path."""
+    from kiln.archive.applier import extract_tar
+    from kiln.archive.compression import open_decompressed
+
+    with tempfile.TemporaryDirectory(prefix="kiln-context-", dir=tmpdir) as tmp:
+        root = os.path.join(tmp, "context")
+        os.mkdir(root, 0o755)
+        if spec == "-":
+            stream: Any = stdin if stdin is not None else sys.stdin.buffer
+            with open_decompressed(stream) as data:
+                head = _read_exactly(data, _BLOCK)
+                if _is_tar_header(head):
+                    extract_tar(_Prepended(head, data), root, entry_end_ok=True)
+                else:
+                    _write_dockerfile(head, data, root)
+        else:
+            download = os.path.join(tmp, "context.tar")
+            _download(spec, download)
+            with open(download, "rb") as raw, open_decompressed(raw) as data:
+                extract_tar(data, root)
+        yield root
+
+
+def _is_tar_header(block: bytes) -> bool:
+    if len(block) < _BLOCK or not block.strip(b"\0"):
+        return len(block) == _BLOCK  # an empty tar (end-of-archive blocks) is a tar
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _write_dockerfile(head: bytes, data: BinaryIO, root: str) -> None:
+    text = head + data.read(MAX_DOCKERFILE_BYTES + 1 - len(head))
+    if len(text) > MAX_DOCKERFILE_BYTES:
+        raise InvalidArgument(
+            "stdin is neither a tar of the build context nor a Dockerfile under the "
+            f"{MAX_DOCKERFILE_BYTES // (1024 * 1024)} MiB limit"
+        )
+    if b"\0" in text:
+        raise InvalidArgument(
+            "stdin is neither a tar of the build context nor a Dockerfile: "
+            "give a tar (maybe compressed) or the text of a Containerfile"
+        )
+    with open(os.path.join(root, "Dockerfile"), "wb") as f:
+        f.write(text)
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    out = b""
+    while len(out) < size:
+        chunk = stream.read(size - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+class _Prepended(io.RawIOBase):
+    """``head`` followed by the rest of ``stream`` (the bytes sniffed, given back)."""
+
+    def __init__(self, head: bytes, stream: BinaryIO):
+        super().__init__()
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _download(url: str, path: str) -> None:
+    import urllib.error  # only URL contexts pay for http.client, ssl and email
+    import urllib.request
+
+    try:
+        with (
+            urllib.request.urlopen(url, timeout=URL_TIMEOUT) as resp,  # noqa: S310 - http(s) only
+            open(path, "wb") as out,
+        ):
+            while chunk := resp.read(_CHUNK):
+                out.write(chunk)
+    except urllib.error.HTTPError as exc:
+        raise Unavailable(f"cannot fetch the build context {url}: HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Unavailable(f"cannot fetch the build context {url}: {reason}") from None
