@@ -41,9 +41,10 @@ from kiln.errors import AlreadyExists, Conflict, DigestMismatch, InvalidArgument
 from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.copytree import merge_layers
-from kiln.snapshot.meta import MetaDB, file_lock
+from kiln.snapshot.meta import MetaDB
 from kiln.snapshot.spec import MountSpec, supported_overlay_options
 from kiln.snapshot.usage import tree_size
+from kiln.util.locks import file_lock
 
 DRIVERS = ("overlay", "copy")
 _detected: dict[str, str] = {}
