@@ -341,3 +341,29 @@ def test_images_are_unchanged(kiln):
     names = [n for i in json.loads(res.stdout) for n in i["Names"]]
     assert "localhost/busybox:latest" in names
     shutil.rmtree(kiln.tmp / "targets", ignore_errors=True)
+
+
+DIR_COMMANDS = {
+    "save-oci-dir": ["save", "--format", "oci-dir", "-o", "{T}", "busybox"],
+    "save-docker-dir": ["save", "--format", "docker-dir", "-o", "{T}", "busybox"],
+    "push-oci": ["push", "busybox", "oci:{T}"],
+    "push-dir": ["push", "busybox", "dir:{T}"],
+    "build-o-local": ["build", "-o", "type=local,dest={T}", "{ctx}"],
+}
+
+
+@pytest.mark.parametrize("target", ["device", "file", "fifo"])
+@pytest.mark.parametrize("cmd", list(DIR_COMMANDS))
+def test_directory_outputs_refuse_what_is_not_a_directory(kiln, cmd, target):
+    d = fresh_dir(kiln, f"dirout-{cmd}-{target}")
+    path = d / "t"
+    if target == "device":
+        os.mknod(path, 0o666 | stat.S_IFCHR, NULL_DEV)
+    elif target == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(OLD)
+    before = listing(d)
+    res = kiln.run(DIR_COMMANDS[cmd], str(path))
+    one_error_line(res, "needs a directory")
+    assert listing(d) == before

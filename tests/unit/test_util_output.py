@@ -172,3 +172,24 @@ def test_dash_is_stdout_only_when_given(tmp_path, monkeypatch):
 def test_check_output_writes_nothing(tmp_path):
     check_output(str(tmp_path / "new"))
     assert names(tmp_path) == []
+
+
+def test_output_dir_makes_a_directory_and_refuses_anything_else(tmp_path):
+    from kiln.util.output import output_dir
+
+    output_dir(str(tmp_path / "a" / "b"))
+    assert (tmp_path / "a" / "b").is_dir()
+    output_dir(str(tmp_path / "a" / "b"))  # existing: fine
+    os.symlink("a", tmp_path / "link")
+    output_dir(str(tmp_path / "link"))  # a link to a directory: followed
+    os.mkfifo(tmp_path / "p")
+    with pytest.raises(InvalidArgument, match="p is a FIFO; an OCI layout needs a directory"):
+        output_dir(str(tmp_path / "p"), "an OCI layout")
+    os.symlink("nowhere", tmp_path / "dangling")
+    with pytest.raises(InvalidArgument, match="dangling symbolic link"):
+        output_dir(str(tmp_path / "dangling"))
+    (tmp_path / "f").write_bytes(OLD)
+    with pytest.raises(InvalidArgument, match="not a directory"):
+        output_dir(str(tmp_path / "f" / "sub"))
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "p").st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["a", "dangling", "f", "link", "p"]

@@ -11,13 +11,12 @@ buildah, refused when that is a terminal.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InvalidArgument
-from kiln.util.output import check_output, open_output
+from kiln.util.output import check_output, open_output, output_dir
 
 if TYPE_CHECKING:
     from kiln.build.executor import Executor
@@ -92,7 +91,7 @@ def export_outputs(ex: Executor, image_id: str, specs: list[str]) -> None:
         if kind in ("local", "tar"):
             with ex.open_image_root(image_id) as root:
                 if kind == "local":
-                    os.makedirs(dest, exist_ok=True)
+                    output_dir(dest, "--output type=local")
                     shutil.copytree(root, dest, symlinks=True, dirs_exist_ok=True)
                 else:
                     _write_tree_tar(root, dest, spec, ex.opts.timestamp)

@@ -18,6 +18,7 @@ from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.oci import Descriptor, Digest, Digester, Manifest
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.util.atomic import AtomicFile, atomic_write
+from kiln.util.output import output_dir
 
 VERSION_FILE = "version"
 VERSION = b"Directory Transport Version: 1.1\n"
@@ -31,7 +32,7 @@ class DirImageDir:
     def __init__(self, path: str, create: bool = False):
         self.path = path
         if create:
-            os.makedirs(path, exist_ok=True)
+            output_dir(path, "a dir: image")
             atomic_write(os.path.join(path, VERSION_FILE), VERSION)
         elif not os.path.isfile(os.path.join(path, MANIFEST_FILE)):
             raise NotFound(f"{path}: not a dir: image (no {MANIFEST_FILE})")

@@ -31,7 +31,7 @@ from kiln.oci.digest import Digest, Digester
 from kiln.oci.manifest import Index
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, loads_object
 from kiln.util.atomic import AtomicFile, atomic_write
-from kiln.util.output import Output, open_output
+from kiln.util.output import Output, open_output, output_dir
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = "oci-layout"
@@ -377,6 +377,7 @@ class OCILayout(_LayoutReader):
     def __init__(self, path: str, create: bool = False):
         self.location = self.path = path
         if create and not os.path.exists(os.path.join(path, LAYOUT_FILE)):
+            output_dir(path, "an OCI layout")
             os.makedirs(os.path.join(path, "blobs"), exist_ok=True)
             atomic_write(os.path.join(path, LAYOUT_FILE), LAYOUT_BYTES)
             if not os.path.exists(os.path.join(path, INDEX_FILE)):

@@ -14,6 +14,10 @@ where that is safe):
   a FIFO waits for its reader, as any writer of a pipe does;
 - a directory, a socket, a missing parent directory: a clear error, nothing written;
 - ``-``, when the caller passes ``stdout``: that stream (flushed, never closed).
+
+Outputs that are directories (``oci:DIR``, ``dir:DIR``, ``--format oci-dir``,
+``type=local,dest=DIR``) go through ``output_dir``: made if missing, an error if the path
+is anything but a directory.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import BinaryIO
 from kiln.errors import InvalidArgument, NotFound
 from kiln.util.atomic import AtomicFile, file_kind
 
-__all__ = ["Output", "check_output", "open_output", "write_output"]
+__all__ = ["Output", "check_output", "open_output", "output_dir", "write_output"]
 
 
 def _resolve(path: str) -> tuple[str, os.stat_result | None]:
@@ -150,3 +154,24 @@ def write_output(path: str, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to the output ``path`` (see the module doc)."""
     with open_output(path, mode=mode) as out:
         out.file.write(data)
+
+
+def output_dir(path: str, what: str = "this output") -> None:
+    """Make sure directory output ``path`` exists (created 0755 with its parents if missing);
+    anything else there (a file, a device, a FIFO) is an error, never replaced."""
+    if not path:
+        raise InvalidArgument("an output directory path is empty; give a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+        return
+    except FileExistsError:
+        pass  # exists and is not a directory (makedirs follows links): say what it is
+    except NotADirectoryError:
+        raise InvalidArgument(f"{path}: a part of the path is not a directory") from None
+    except OSError as exc:
+        raise InvalidArgument(f"cannot make directory {path}: {exc.strerror}") from None
+    try:
+        kind = file_kind(os.stat(path).st_mode)
+    except OSError:
+        kind = "dangling symbolic link" if os.path.islink(path) else "file"
+    raise InvalidArgument(f"{path} is a {kind}; {what} needs a directory")
