@@ -35,6 +35,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest_plugins = ["fixtures_images"]
+import registry_servers  # noqa: E402
+
+registry_plain = registry_servers.registry_plain
 
 pytestmark = [
     pytest.mark.root,
@@ -63,6 +66,10 @@ COMMANDS = {
         "digest",
     ),
     "push-oci-archive": (["push", "busybox", "oci-archive:{T}"], "tar"),
+    "push-registry-digestfile": (
+        ["push", "--tls-verify=false", "--digestfile", "{T}", "busybox", "{reg}/kiln/out:1"],
+        "digest",
+    ),
 }
 
 
@@ -71,6 +78,11 @@ class Kiln:
         self.tmp = tmp
         self.env = dict(os.environ, KILN_ROOT=str(tmp / "root"), TMPDIR=str(tmp / "tmp"))
         self.env.pop("KILN_DEBUG", None)
+        for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_CONFIG_HOME"):
+            self.env.pop(var, None)
+        (tmp / "registries.conf").write_text('unqualified-search-registries = ["docker.io"]\n')
+        self.env["KILN_REGISTRIES_CONF"] = str(tmp / "registries.conf")
+        self.env["XDG_RUNTIME_DIR"] = str(tmp / "run")
         (tmp / "tmp").mkdir()
         (tmp / "out").mkdir()
         (tmp / "cwd").mkdir()
@@ -97,8 +109,17 @@ class Kiln:
 
 
 @pytest.fixture(scope="module")
-def kiln(tmp_path_factory, busybox_rootfs_tar):
+def kiln_env(tmp_path_factory, busybox_rootfs_tar):
     return Kiln(tmp_path_factory.mktemp("outputs"), busybox_rootfs_tar)
+
+
+@pytest.fixture
+def kiln(kiln_env, request):
+    """The module's kiln; a test of a registry command starts the session's plain registry."""
+    cmd = getattr(request.node, "callspec", None)
+    if cmd is not None and "registry" in str(cmd.params.get("cmd", "")):
+        kiln_env.subs["reg"] = request.getfixturevalue("registry_plain").host
+    return kiln_env
 
 
 def listing(directory: Path) -> dict[str, tuple]:
