@@ -98,10 +98,11 @@ class Kiln:
         subs = dict(self.subs, T=target)
         kw.setdefault("cwd", self.tmp / "cwd")  # a relative path written by mistake lands here
         argv = [a.format(**subs) if "{" in a else a for a in args]
+        if "stdout" not in kw:
+            kw.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return subprocess.run(
             [sys.executable, "-m", "kiln.cli.main", "--progress", "quiet", *argv],
             env=self.env,
-            capture_output=True,
             timeout=TIMEOUT,
             stdin=subprocess.DEVNULL,
             **kw,
@@ -388,3 +389,45 @@ def test_directory_outputs_refuse_what_is_not_a_directory(kiln, cmd, target):
     res = kiln.run(DIR_COMMANDS[cmd], str(path))
     one_error_line(res, "needs a directory")
     assert listing(d) == before
+
+
+def own_stdout_link(kiln: Kiln, name: str) -> str:
+    """A link made like ``/dev/stdout`` (to ``/proc/self/fd/1``) but in the test's directory:
+    the machine's own ``/dev/stdout`` is never a target here, as kiln before the fix replaced
+    it with a regular file."""
+    d = fresh_dir(kiln, name)
+    os.symlink("/proc/self/fd/1", d / "stdout")
+    return str(d / "stdout")
+
+
+@pytest.mark.parametrize("form", ["link", "/dev/fd/1", "/proc/self/fd/1"])
+@pytest.mark.parametrize("cmd", ["save", "export", "build-iidfile", "commit-iidfile"])
+def test_own_stdout_by_name_writes_into_the_pipe(kiln, cmd, form):
+    """``-o /dev/stdout`` writes into kiln's standard output (a pipe here), as podman does;
+    it is not resolved to ``/proc/PID/fd/pipe:[...]`` and refused, nor replaced."""
+    args, kind = COMMANDS[cmd]
+    target = (
+        own_stdout_link(kiln, f"stdout-{cmd}-{form.replace('/', '_')}") if form == "link" else form
+    )
+    res = kiln.run(args, target)
+    assert res.returncode == 0, res.stderr.decode()
+    if kind == "id":  # the --iidfile bytes, then the ID the command prints (--quiet form)
+        assert res.stdout[:7] == b"sha256:", res.stdout
+        assert res.stdout[7:71] == res.stdout[71:].strip().removeprefix(b"sha256:"), res.stdout
+    else:
+        check_output(res.stdout, kind)
+    if form == "link":
+        assert os.readlink(target) == "/proc/self/fd/1"
+        assert sorted(os.listdir(os.path.dirname(target))) == ["bystander", "stdout"]
+    assert os.listdir(kiln.tmp / "cwd") == []
+
+
+def test_own_stdout_redirected_to_a_file_writes_that_file(kiln):
+    target = own_stdout_link(kiln, "stdout-file")
+    d = Path(target).parent
+    with open(d / "out.tar", "wb") as f:
+        res = kiln.run(COMMANDS["save"][0], target, stdout=f, stderr=subprocess.PIPE)
+    assert res.returncode == 0, res.stderr.decode()
+    check_output((d / "out.tar").read_bytes(), "tar")
+    assert sorted(os.listdir(d)) == ["bystander", "out.tar", "stdout"]
+    assert os.readlink(target) == "/proc/self/fd/1"

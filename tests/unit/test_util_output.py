@@ -181,3 +181,34 @@ def test_output_dir_makes_a_directory_and_refuses_anything_else(tmp_path):
         output_dir(str(tmp_path / "f" / "sub"))
     assert stat.S_ISFIFO(os.lstat(tmp_path / "p").st_mode)
     assert sorted(os.listdir(tmp_path)) == ["a", "dangling", "f", "link", "p"]
+
+
+@pytest.mark.parametrize(
+    "form", ["/dev/fd/{fd}", "/proc/self/fd/{fd}", "/proc/thread-self/fd/{fd}"]
+)
+def test_own_descriptors_are_written_through(tmp_path, form):
+    """``-o /dev/stdout`` (here: a pipe's descriptor by name) writes into that descriptor;
+    it is never resolved to ``pipe:[...]`` or to the redirected file and replaced."""
+    r, w = os.pipe()
+    try:
+        path = form.format(fd=w)
+        check_output(path)
+        write_output(path, b"into the pipe")
+        assert os.read(r, 100) == b"into the pipe"
+    finally:
+        os.close(r)
+        os.close(w)
+    with open(tmp_path / "log", "wb") as f:  # like `>> log`: written at the descriptor's offset
+        f.write(b"before|")
+        f.flush()
+        write_output(f"/dev/fd/{f.fileno()}", b"after")
+    assert (tmp_path / "log").read_bytes() == b"before|after"
+    assert sorted(os.listdir(tmp_path)) == ["log"]
+
+
+def test_a_closed_descriptor_is_a_clear_error():
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(InvalidArgument, match="Bad file descriptor"):
+        check_output(f"/dev/fd/{w}")

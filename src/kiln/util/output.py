@@ -13,7 +13,11 @@ where that is safe):
   written through, never replaced (``-o /dev/null`` stays the device). Opening
   a FIFO waits for its reader, as any writer of a pipe does;
 - a directory, a socket, a missing parent directory: a clear error, nothing written;
-- ``-``, when the caller passes ``stdout``: that stream (flushed, never closed).
+- ``-``, when the caller passes ``stdout``: that stream (flushed, never closed);
+- one of this process's own descriptors by name (``/dev/stdout``, ``/dev/stderr``,
+  ``/dev/fd/N``, ``/proc/self/fd/N``): written through that descriptor, as a shell
+  redirection set it up (a pipe, a file at its offset); never resolved to a path and
+  replaced.
 
 Outputs that are directories (``oci:DIR``, ``dir:DIR``, ``--format oci-dir``,
 ``type=local,dest=DIR``) go through ``output_dir``: made if missing, an error if the path
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from types import TracebackType
 from typing import BinaryIO
@@ -32,6 +37,35 @@ from kiln.errors import InvalidArgument, NotFound
 from kiln.util.atomic import AtomicFile, file_kind
 
 __all__ = ["Output", "check_output", "open_output", "output_dir", "write_output"]
+
+
+_PROC_FD = re.compile(r"/proc/(\d+)(?:/task/\d+)?/fd/(\d+)")
+
+
+def _own_fd(path: str) -> int | None:
+    """The descriptor of this process that ``path`` names through ``/proc`` (``/dev/stdout``,
+    ``/dev/fd/3``, ``/proc/self/fd/1``), else None."""
+    p = path
+    for _ in range(40):
+        head, tail = os.path.split(os.path.abspath(p))
+        try:
+            p = os.path.join(os.path.realpath(head), tail)
+            m = _PROC_FD.fullmatch(p)
+            if m:
+                return int(m[2]) if int(m[1]) == os.getpid() else None
+            p = os.path.join(os.path.dirname(p), os.readlink(p))
+        except OSError:  # not a link (EINVAL), gone, or not ours to read
+            return None
+    return None
+
+
+def _check_fd(path: str, fd: int) -> None:
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot write {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidArgument(f"{path} is a directory; give a file name")
 
 
 def _resolve(path: str) -> tuple[str, os.stat_result | None]:
@@ -46,8 +80,8 @@ def _resolve(path: str) -> tuple[str, os.stat_result | None]:
         raise InvalidArgument(f"cannot write {path}: {exc.strerror}") from None
     target = path
     if st is not None and stat.S_ISLNK(st.st_mode):
-        target = os.path.realpath(path)
         try:
+            target = os.path.realpath(path)
             st = os.lstat(target)
         except (FileNotFoundError, NotADirectoryError):
             st = None
@@ -72,6 +106,10 @@ def _resolve(path: str) -> tuple[str, os.stat_result | None]:
 
 def check_output(path: str) -> None:
     """Refuse, before any work, an output path that cannot be written (see the module doc)."""
+    fd = _own_fd(path)
+    if fd is not None:
+        _check_fd(path, fd)
+        return
     _resolve(path)
 
 
@@ -133,6 +171,10 @@ def open_output(path: str, *, mode: int = 0o644, stdout: BinaryIO | None = None)
     """Open ``path`` for writing as the module doc says; ``-`` is ``stdout`` when given."""
     if path == "-" and stdout is not None:
         return Output(path, stdout, None, owned=False)
+    fd = _own_fd(path)
+    if fd is not None:
+        _check_fd(path, fd)
+        return Output(path, os.fdopen(os.dup(fd), "wb"), None, owned=True)
     target, st = _resolve(path)
     if st is None or stat.S_ISREG(st.st_mode):
         atomic = AtomicFile(target, mode=mode, keep_mode=True)
