@@ -39,6 +39,7 @@ from kiln.build.stages import BuildPlan, Stage, plan
 from kiln.container import Builder
 from kiln.errors import Cancelled, InvalidArgument, NotFound
 from kiln.oci import ImageConfig, Platform
+from kiln.util.output import write_output
 
 __all__ = ["Executor", "normalize_tag"]
 
@@ -196,8 +197,7 @@ class Executor:
         for text in warnings:
             self.progress.warning(text)
         if self.opts.iidfile:
-            with open(self.opts.iidfile, "w", encoding="utf-8") as f:
-                f.write(image_id)
+            write_output(self.opts.iidfile, image_id.encode())
         if self.opts.outputs:
             from kiln.build.outputs import export_outputs
 

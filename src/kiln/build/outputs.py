@@ -2,27 +2,35 @@
 
 ``type=local,dest=DIR`` (its root filesystem as files), ``type=tar,dest=FILE`` (that tree
 as one tar), ``type=oci,dest=FILE`` (an OCI archive) and ``type=docker,dest=FILE`` (a
-docker-archive). A bare path means ``type=local,dest=PATH``.
+docker-archive). A bare path means ``type=local,dest=PATH``; ``-`` means ``type=tar,dest=-``.
+
+File outputs are written as ``kiln.util.output`` says (a regular file atomically, a
+device or FIFO through, never replaced); ``dest=-`` is standard output, as in BuildKit and
+buildah, refused when that is a terminal.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InvalidArgument
+from kiln.util.output import check_output, open_output, output_dir
 
 if TYPE_CHECKING:
     from kiln.build.executor import Executor
 
-__all__ = ["export_outputs", "parse_output"]
+__all__ = ["check_outputs", "export_outputs", "parse_output", "writes_stdout"]
 
 TYPES = ("local", "tar", "oci", "docker")
 
 
 def parse_output(spec: str) -> tuple[str, str]:
-    """``type=local,dest=DIR`` -> ("local", DIR); a bare path is a local directory."""
+    """``type=local,dest=DIR`` -> ("local", DIR); a bare path is a local directory, ``-``
+    a tar on standard output."""
+    if spec == "-":
+        return "tar", "-"
     if "=" not in spec:
         return "local", spec
     fields: dict[str, str] = {}
@@ -37,7 +45,44 @@ def parse_output(spec: str) -> tuple[str, str]:
         raise InvalidArgument(f"--output {spec!r}: type must be one of {', '.join(TYPES)}")
     if not dest:
         raise InvalidArgument(f"--output {spec!r}: dest= is required")
+    if kind == "local" and dest == "-":
+        raise InvalidArgument(
+            f"--output {spec!r}: a directory cannot go to standard output: "
+            "use type=tar,dest=- or give a directory"
+        )
     return kind, dest
+
+
+def writes_stdout(specs: list[str]) -> bool:
+    """Whether one of ``specs`` writes to standard output (progress must go elsewhere);
+    a bad spec counts as not (``check_outputs`` refuses it)."""
+    for spec in specs:
+        try:
+            if parse_output(spec)[1] == "-":
+                return True
+        except InvalidArgument:
+            continue
+    return False
+
+
+def check_outputs(specs: list[str]) -> None:
+    """Refuse bad ``--output`` values before the build starts."""
+    for spec in specs:
+        kind, dest = parse_output(spec)
+        if dest == "-":
+            _stdout(spec)
+        elif kind != "local":
+            check_output(dest)
+
+
+def _stdout(spec: str) -> BinaryIO:
+    if sys.stdout.isatty():
+        raise InvalidArgument(
+            f"--output {spec!r}: refusing to write a tar to the terminal: redirect standard "
+            "output or give dest=FILE"
+        )
+    sys.stdout.flush()
+    return sys.stdout.buffer
 
 
 def export_outputs(ex: Executor, image_id: str, specs: list[str]) -> None:
@@ -46,10 +91,10 @@ def export_outputs(ex: Executor, image_id: str, specs: list[str]) -> None:
         if kind in ("local", "tar"):
             with ex.open_image_root(image_id) as root:
                 if kind == "local":
-                    os.makedirs(dest, exist_ok=True)
+                    output_dir(dest, "--output type=local")
                     shutil.copytree(root, dest, symlinks=True, dirs_exist_ok=True)
                 else:
-                    _write_tree_tar(root, dest, ex.opts.timestamp)
+                    _write_tree_tar(root, dest, spec, ex.opts.timestamp)
         else:
             from kiln.image import open_store_image
             from kiln.image.transports import write_docker_archive, write_oci_archive
@@ -57,12 +102,13 @@ def export_outputs(ex: Executor, image_id: str, specs: list[str]) -> None:
             img = open_store_image(ex.store, image_id)
             names = list(ex.names)
             writer = write_oci_archive if kind == "oci" else write_docker_archive
-            writer(dest, [(img, names)])
+            writer(_stdout(spec) if dest == "-" else dest, [(img, names)])
 
 
-def _write_tree_tar(root: str, dest: str, timestamp: int | None) -> None:
+def _write_tree_tar(root: str, dest: str, spec: str, timestamp: int | None) -> None:
     from kiln.archive.compression import Compression
     from kiln.archive.tar_writer import scan_tree, write_layer
 
-    with open(dest, "wb") as out:
-        write_layer(scan_tree(root), out, compression=Compression.NONE, timestamp=timestamp)
+    stdout = _stdout(spec) if dest == "-" else None
+    with open_output(dest, stdout=stdout) as out:
+        write_layer(scan_tree(root), out.file, compression=Compression.NONE, timestamp=timestamp)

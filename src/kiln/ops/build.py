@@ -19,11 +19,13 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from kiln.build.options import ENTITLEMENTS, BuildOptions, BuildResult
+from kiln.build.outputs import check_outputs, writes_stdout
 from kiln.errors import Cancelled, InvalidArgument, NotFound
 from kiln.ops.context import Context
 from kiln.ops.events import Event, EventSink
+from kiln.util.output import check_output
 
-__all__ = ["BuildOptions", "BuildResult", "build", "find_dockerfile"]
+__all__ = ["BuildOptions", "BuildResult", "build", "find_dockerfile", "writes_stdout"]
 
 DEFAULT_FILES = ("Containerfile", "Dockerfile")
 
@@ -108,6 +110,9 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             )
     if opts.image_format not in ("oci", "docker"):
         raise InvalidArgument(f"--format {opts.image_format!r} is invalid: use oci or docker")
+    if opts.iidfile:
+        check_output(opts.iidfile)  # refuse a bad --iidfile or --output before building
+    check_outputs(opts.outputs)
     if opts.timestamp is None and opts.build_args.get("SOURCE_DATE_EPOCH", "").isdigit():
         opts.timestamp = int(opts.build_args["SOURCE_DATE_EPOCH"])
     if opts.tmpdir is None:

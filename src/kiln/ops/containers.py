@@ -8,11 +8,12 @@ import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.util.output import check_output, open_output, write_output
 
 if TYPE_CHECKING:
     from kiln.container import Builder, CopyOutcome
@@ -303,7 +304,7 @@ def commit_container(
     if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
     if iidfile:
-        _output_dir(iidfile)  # refuse a bad --iidfile before committing anything
+        check_output(iidfile)  # refuse a bad --iidfile before committing anything
     b = _load(ctx, name)
     if author:
         b.config.set_author(author)
@@ -321,51 +322,23 @@ def commit_container(
         rm=rm,
     )
     if iidfile:
-        _write_atomic(iidfile, lambda out: out.write(record.id.encode()))
+        write_output(iidfile, record.id.encode())
     return record
 
 
 def export_container(ctx: Context, name: str, output: str) -> str:
-    """``kiln export``: the merged filesystem as a tar at ``output`` (written atomically)."""
+    """``kiln export``: the merged filesystem as a tar at ``output`` (a file is written
+    atomically, a device or FIFO through: ``kiln.util.output``)."""
+    check_output(output)
     b = _load(ctx, name)
-    _write_atomic(output, b.export, prefix=".kiln-export-", sync=True)
+    with open_output(output) as out:
+        b.export(out.file)
     return output
 
 
 def diff_container(ctx: Context, name: str) -> list[Any]:
     """``kiln diff``: A/C/D changes against the container's image."""
     return _load(ctx, name).diff()
-
-
-def _output_dir(path: str) -> str:
-    """The directory a file ``path`` is written into; a clear error if it cannot be."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path):
-        raise InvalidArgument(f"{path} is a directory; give a file name")
-    if not os.path.isdir(directory):
-        raise NotFound(f"{directory}: no such directory to write {os.path.basename(path)} in")
-    return directory
-
-
-def _write_atomic(
-    path: str, write: Callable[[IO[bytes]], Any], *, prefix: str = ".kiln-", sync: bool = False
-) -> None:
-    """``write`` a temporary file beside ``path`` (fsynced if ``sync``), then rename it over
-    ``path`` (mode 0644); nothing is left behind on failure."""
-    directory = _output_dir(path)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            if sync:
-                out.flush()
-                os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def __getattr__(name: str) -> Any:

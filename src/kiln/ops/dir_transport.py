@@ -11,13 +11,14 @@ under its name only when complete (temp file, fsync, rename).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import BinaryIO
 
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.oci import Descriptor, Digest, Digester, Manifest
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
+from kiln.util.atomic import AtomicFile, atomic_write
+from kiln.util.output import output_dir
 
 VERSION_FILE = "version"
 VERSION = b"Directory Transport Version: 1.1\n"
@@ -31,8 +32,8 @@ class DirImageDir:
     def __init__(self, path: str, create: bool = False):
         self.path = path
         if create:
-            os.makedirs(path, exist_ok=True)
-            self._write_atomic(VERSION_FILE, VERSION)
+            output_dir(path, "a dir: image")
+            atomic_write(os.path.join(path, VERSION_FILE), VERSION)
         elif not os.path.isfile(os.path.join(path, MANIFEST_FILE)):
             raise NotFound(f"{path}: not a dir: image (no {MANIFEST_FILE})")
 
@@ -60,16 +61,12 @@ class DirImageDir:
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         if self.has_blob(desc.digest):
             return
-        fd, tmp = tempfile.mkstemp(prefix=".kiln-", dir=self.path)
-        try:
+        with AtomicFile(self._blob_file(desc.digest)) as out:
             hasher, size = Digester(desc.digest.algorithm), 0
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(_CHUNK):
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+            while chunk := stream.read(_CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+                out.file.write(chunk)
             got = hasher.digest()
             if got != desc.digest or size != desc.size:
                 raise DigestMismatch(
@@ -77,29 +74,14 @@ class DirImageDir:
                     str(desc.digest),
                     str(got),
                 )
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self._blob_file(desc.digest))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()) -> Descriptor:
         manifest = Manifest.parse(raw, media_type)
         for b in [manifest.config, *manifest.layers]:
             if not self.has_blob(b.digest):
                 raise InvalidArgument(f"put the image's blobs before its manifest: {b.digest}")
-        self._write_atomic(MANIFEST_FILE, raw)
+        atomic_write(os.path.join(self.path, MANIFEST_FILE), raw)
         return manifest.descriptor()
-
-    def _write_atomic(self, name: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".kiln-", dir=self.path)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, os.path.join(self.path, name))
 
 
 def open_dir_image(path: str):

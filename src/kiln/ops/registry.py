@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -386,6 +387,8 @@ def push(
     from kiln.oci import Reference
     from kiln.oci import media_types as mt
 
+    if digestfile:
+        check_output(digestfile)  # refuse a bad --digestfile before pushing
     fmt = {"v2s2": "docker", "docker": "docker", "oci": "oci", None: None}.get(format, "?")
     if fmt == "?":
         raise InvalidArgument(f'unknown manifest format "{format}": use oci or v2s2')
@@ -434,8 +437,7 @@ def push(
         with contextlib.suppress(KilnError):
             ctx.store.add_repo_digest(img.id, f"{target.name}@{digest}")
     if digestfile:
-        with open(digestfile, "w") as f:
-            f.write(digest)
+        write_output(digestfile, digest.encode())
     return PushResult(
         img.id, digest, f"docker://{target}", list(img.record.names), sink.manifest_size
     )

@@ -25,6 +25,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from kiln.errors import InvalidArgument, NotFound
+from kiln.util.atomic import atomic_write, refuse_symlinks
 
 log = logging.getLogger("kiln.registry")
 
@@ -233,30 +234,21 @@ def lookup(
     return None
 
 
-def _write_atomic(path: str, obj: dict) -> None:
+def _write_auth_file(path: str, obj: dict) -> None:
+    """Replace the auth file atomically (0600): a temp file created ``O_EXCL|O_NOFOLLOW``
+    in its directory, renamed over it. A symbolic link as the file or as its directory is
+    refused (``private``): credentials never go through a link kiln did not make."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent="\t")
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    if not os.path.lexists(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    data = (json.dumps(obj, indent="\t") + "\n").encode()
+    atomic_write(path, data, mode=0o600, private=True, what="auth file")
 
 
 def store_credential(key: str, cred: Credential, authfile: str | None = None) -> str:
     """Record ``cred`` under ``key`` (``host`` or ``host/ns/repo``); returns the file path."""
     path = auth_file_for_write(authfile)
+    refuse_symlinks(path, "auth file")  # before reading what a planted link leads to
     obj = read_auth_file(path)
     auths = obj.setdefault("auths", {})
     if not isinstance(auths, dict):
@@ -270,13 +262,14 @@ def store_credential(key: str, cred: Credential, authfile: str | None = None) ->
     if cred.username or cred.password:
         entry["auth"] = base64.b64encode(f"{cred.username}:{cred.password}".encode()).decode()
     auths[norm] = entry
-    _write_atomic(path, obj)
+    _write_auth_file(path, obj)
     return path
 
 
 def remove_credential(key: str | None, authfile: str | None = None) -> list[str]:
     """Forget ``key`` (or everything when None); returns the keys removed."""
     path = auth_file_for_write(authfile)
+    refuse_symlinks(path, "auth file")  # before reading what a planted link leads to
     obj = read_auth_file(path)
     auths = obj.get("auths") or {}
     if key is None:
@@ -290,5 +283,5 @@ def remove_credential(key: str | None, authfile: str | None = None) -> list[str]
         for k in removed:
             del auths[k]
     if removed or os.path.exists(path):
-        _write_atomic(path, obj)
+        _write_auth_file(path, obj)
     return removed

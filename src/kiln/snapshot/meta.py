@@ -7,7 +7,6 @@ keep overlay option strings short. One connection per thread and process.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
@@ -94,14 +93,3 @@ class MetaDB:
         if conn is not None:
             conn.close()
             self._local.conn = None
-
-
-@contextmanager
-def file_lock(path: str, exclusive: bool = True) -> Iterator[None]:
-    """An flock held for the ``with`` body; each call opens its own descriptor."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)

@@ -37,13 +37,22 @@ import time
 from collections.abc import Callable, Mapping, Set
 from typing import BinaryIO, NamedTuple
 
-from kiln.errors import AlreadyExists, Conflict, DigestMismatch, InvalidArgument, NotFound
+from kiln.errors import (
+    AlreadyExists,
+    Conflict,
+    DigestMismatch,
+    InvalidArgument,
+    KilnError,
+    NotFound,
+)
 from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.copytree import merge_layers
-from kiln.snapshot.meta import MetaDB, file_lock
+from kiln.snapshot.meta import MetaDB
 from kiln.snapshot.spec import MountSpec, supported_overlay_options
 from kiln.snapshot.usage import tree_size
+from kiln.util.atomic import atomic_write
+from kiln.util.locks import file_lock
 
 DRIVERS = ("overlay", "copy")
 _detected: dict[str, str] = {}
@@ -98,14 +107,9 @@ class Snapshotter:
         except (OSError, UnicodeDecodeError):
             pass
         driver = "overlay" if mnt.overlay_works(os.path.join(self.root, "tmp")) else "copy"
-        fd, tmp = tempfile.mkstemp(prefix="probe-", dir=os.path.join(self.root, "tmp"))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(f"{key} driver={driver}\n")
-            os.replace(tmp, self._probe_marker)
-        except OSError:  # a read-only root still works: it just probes every time
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        # a read-only root still works: it just probes every time
+        with contextlib.suppress(OSError, KilnError):
+            atomic_write(self._probe_marker, f"{key} driver={driver}\n".encode())
         return driver
 
     # layers ---------------------------------------------------------------

@@ -17,7 +17,7 @@ from kiln.oci import Descriptor, Digest
 from kiln.store import paths
 from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, Ingest
-from kiln.store.locks import file_lock
+from kiln.util.locks import file_lock
 
 OCTET_STREAM = "application/octet-stream"
 

@@ -47,9 +47,9 @@ from kiln.oci import Digest, Digester
 from kiln.store import paths
 from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, remove_stale_ingests
-from kiln.store.locks import file_lock
 from kiln.store.records import GCResult
 from kiln.store.sweeper import Sweeper
+from kiln.util.locks import file_lock
 
 INGEST_MAX_AGE = 24 * 3600.0
 DEFAULT_BLOB_GRACE = 600.0

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from kiln.errors import Conflict, DigestMismatch, InvalidArgument
 from kiln.oci import Descriptor, Digest, Digester
 from kiln.store import paths
-from kiln.store.locks import try_lock
+from kiln.util.locks import try_lock
 
 if TYPE_CHECKING:
     from kiln.store.store import Store

@@ -30,6 +30,8 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest, Digester
 from kiln.oci.manifest import Index
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, loads_object
+from kiln.util.atomic import AtomicFile, atomic_write
+from kiln.util.output import Output, open_output, output_dir
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = "oci-layout"
@@ -369,25 +371,17 @@ def _index_with(index: Index, desc: Descriptor, names: Sequence[str]) -> Index:
     return Index.build(mt.OCI_INDEX, kept)
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class OCILayout(_LayoutReader):
     """An OCI image layout directory: a blob source and sink with a named index."""
 
     def __init__(self, path: str, create: bool = False):
         self.location = self.path = path
         if create and not os.path.exists(os.path.join(path, LAYOUT_FILE)):
+            output_dir(path, "an OCI layout")
             os.makedirs(os.path.join(path, "blobs"), exist_ok=True)
-            _write_atomic(os.path.join(path, LAYOUT_FILE), LAYOUT_BYTES)
+            atomic_write(os.path.join(path, LAYOUT_FILE), LAYOUT_BYTES)
             if not os.path.exists(os.path.join(path, INDEX_FILE)):
-                _write_atomic(os.path.join(path, INDEX_FILE), Index.build(mt.OCI_INDEX, []).raw)
+                atomic_write(os.path.join(path, INDEX_FILE), Index.build(mt.OCI_INDEX, []).raw)
         if not os.path.isdir(path):
             raise NotFound(f"OCI layout directory {path} does not exist")
         self._check_layout()
@@ -418,19 +412,10 @@ class OCILayout(_LayoutReader):
         """Write ``stream`` to blobs/, verifying digest and size before it becomes visible."""
         final = self.blob_path(desc.digest)
         os.makedirs(os.path.dirname(final), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(final))
-        try:
-            with os.fdopen(fd, "wb") as out:
-                reader = VerifyingReader(stream, desc.digest, desc.size)
-                while chunk := reader.read(CHUNK):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, final)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with AtomicFile(final, prefix=".tmp-") as out:
+            reader = VerifyingReader(stream, desc.digest, desc.size)
+            while chunk := reader.read(CHUNK):
+                out.file.write(chunk)
 
     def put_bytes(self, data: bytes, media_type: str) -> Descriptor:
         desc = Descriptor(media_type, Digest.of_bytes(data), len(data))
@@ -442,21 +427,23 @@ class OCILayout(_LayoutReader):
         """Store a manifest (or index) and list it in index.json under each of ``names``."""
         desc = self.put_bytes(raw, media_type)
         index = _index_with(self.index(), desc, list(names))
-        _write_atomic(os.path.join(self.path, INDEX_FILE), index.raw)
+        atomic_write(os.path.join(self.path, INDEX_FILE), index.raw)
         return desc
 
 
 class TarStream:
-    """A deterministic tar, written to a stream or to a temp file renamed into place on commit.
+    """A deterministic tar, written to an output path or to a stream.
 
     Members get mtime 0, uid/gid 0, mode 0644 (dirs 0755) and PAX headers, so the
     same members in the same order give the same bytes. ``add_stream`` verifies
     the data against a descriptor and cuts it off again on mismatch.
 
-    Given a writable binary stream instead of a path (a pipe, a socket, an HTTP
-    response), the same bytes are written to it sequentially and nothing is
-    spooled: the stream needs neither ``seek`` nor ``tell``, and is not closed.
-    A member that fails midway cannot be cut off there, so the tar is then
+    A path is written as ``kiln.util.output`` says: a regular file (or a new name)
+    through a temp file renamed into place on commit, a device or FIFO directly.
+    Given a writable binary stream instead (a pipe, a socket, an HTTP response), the
+    same bytes are written to it sequentially and nothing is spooled: the stream
+    needs neither ``seek`` nor ``tell``, and is not closed. Unless the output is a
+    temp file, a member that fails midway cannot be cut off, so the tar is then
     broken: every later call raises, and the caller must abandon the stream.
     """
 
@@ -464,19 +451,15 @@ class TarStream:
         self._dirs: set[str] = set()
         self.done = False
         self._broken = False
+        self._output: Output | None = None
         if not isinstance(target, str):
-            self.path, self._tmp = None, None
+            self.path = None
             self._out: BinaryIO = target
-            return
-        path = target
-        self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(path):
-            raise InvalidArgument(f"{path} is a directory; give the archive a file name")
-        if not os.path.isdir(directory):
-            raise NotFound(f"{directory}: no such directory to write {os.path.basename(path)} in")
-        fd, self._tmp = tempfile.mkstemp(prefix=".kiln-archive-", dir=directory)
-        self._out = os.fdopen(fd, "w+b")
+        else:
+            self.path = target
+            self._output = open_output(target)
+            self._out = self._output.file
+        self._seekable = self._output is not None and self._output.atomic
 
     def _check(self) -> None:
         if self._broken:
@@ -504,16 +487,16 @@ class TarStream:
 
     def add_stream(self, name: str, desc: Descriptor, stream: BinaryIO) -> None:
         self._check()
-        self._broken = self._tmp is None  # a stream cannot take back a partial member
+        self._broken = not self._seekable  # a stream cannot take back a partial member
         self._ensure_dirs(name)
-        start = self._out.tell() if self._tmp is not None else 0
+        start = self._out.tell() if self._seekable else 0
         try:
             self._header(name, desc.size)
             reader = VerifyingReader(stream, desc.digest, desc.size)
             while chunk := reader.read(CHUNK):
                 self._out.write(chunk)
         except BaseException:
-            if self._tmp is not None:
+            if self._seekable:
                 self._out.seek(start)
                 self._out.truncate()
             raise
@@ -533,23 +516,18 @@ class TarStream:
         self._check()
         self._out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
         self._out.flush()
-        if self._tmp is None:
-            self.done = True
-            return
-        os.fsync(self._out.fileno())
-        self._out.close()
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
+        if self._output is not None:
+            self._output.commit()
         self.done = True
 
     def abort(self) -> None:
-        if not self.done and self._tmp is None:
-            self.done = self._broken = True  # the caller owns (and abandons) the stream
-        if not self.done:
-            self._out.close()
-            if os.path.exists(self._tmp):
-                os.unlink(self._tmp)
-            self.done = True
+        if self.done:
+            return
+        self.done = True
+        if self._output is None:
+            self._broken = True  # the caller owns (and abandons) the stream
+        else:
+            self._output.abort()
 
 
 class ArchiveWriter:

@@ -304,11 +304,13 @@ def command(state: State, context, files, tags, build_args, build_arg_files, tar
             quiet, progress, outputs, compression, jobs, rm, force_rm):  # fmt: skip
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
     from kiln.errors import InvalidArgument, ProcessFailed
-    from kiln.ops.build import BuildOptions, read_containerfile
+    from kiln.ops.build import BuildOptions, read_containerfile, writes_stdout
     from kiln.runtime import parse_memory
 
     mode = progress or (state.progress if state.progress in ("json",) else "plain")
-    renderer = BuildRenderer(mode, quiet or state.progress == "quiet")
+    # with -o - the tar owns standard output: progress goes to stderr, as with buildah
+    out = sys.stderr if writes_stdout(list(outputs)) else None
+    renderer = BuildRenderer(mode, quiet or state.progress == "quiet", out=out)
     with _json_error(renderer):
         dockerfile_text = None
         files = list(files)

@@ -44,7 +44,10 @@ def command(
     """Copy IMAGE to DESTINATION: oci:DIR[:TAG], oci-archive:FILE[:TAG],
     docker-archive:FILE[:REF], dir:DIR, or docker://REF (a registry)."""
     from kiln.ops import file_transfer
+    from kiln.util.output import check_output, write_output
 
+    if digestfile:
+        check_output(digestfile)  # refuse a bad --digestfile before pushing
     fmt = "docker" if format_ == "v2s2" else format_
     if compression_format is not None:
         registry_options["compression"] = compression_format
@@ -53,5 +56,4 @@ def command(
             ctx, image, destination, format=fmt, compress=compress, **registry_options
         )
     if digestfile:
-        with open(digestfile, "w") as f:
-            f.write(result.manifest_digest)
+        write_output(digestfile, result.manifest_digest.encode())

@@ -1,8 +1,8 @@
-"""fcntl file locks: the store-wide GC lock and per-file try-locks.
+"""``flock`` file locks.
 
 ``flock`` locks belong to an open file description, so every acquisition opens
 its own descriptor: threads of one process exclude each other just as
-processes do.
+processes do. Closing the descriptor (or the process dying) releases the lock.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+__all__ = ["file_lock", "try_lock"]
+
 
 @contextmanager
-def file_lock(path: str, exclusive: bool) -> Iterator[None]:
-    """Hold ``path`` locked shared (writers) or exclusive (GC) for the ``with`` body."""
+def file_lock(path: str, exclusive: bool = True) -> Iterator[None]:
+    """Hold ``path`` (created 0600 if missing) locked shared or exclusive for the ``with`` body."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)

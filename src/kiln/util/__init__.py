@@ -1,0 +1,14 @@
+"""System helpers every layer may use (L0): small, with no kiln dependencies.
+
+Owns:
+
+- ``atomic``: files that appear whole or not at all (a temp file beside the
+  target, fsynced, renamed, the directory fsynced), with an option that refuses
+  symbolic links and foreign directories (credentials);
+- ``output``: writing a file a user named (``-o``, ``--iidfile``,
+  ``--digestfile``, ``dest=``): regular files and new paths are replaced
+  atomically, devices, FIFOs and terminals are written through, never replaced;
+- ``locks``: ``flock`` file locks.
+
+Imports nothing from kiln but ``kiln.errors``; never imports a sibling package.
+"""

@@ -1,0 +1,219 @@
+"""Files that appear whole or not at all.
+
+``AtomicFile`` creates a temp file beside the target (same directory, so the
+rename is atomic) with ``O_CREAT|O_EXCL|O_NOFOLLOW``, lets the caller write it,
+then fsyncs it, renames it over the target and fsyncs the directory: a reader,
+or a crash, sees the old file or the new one, never a part of it. On failure the
+temp file is removed and the target is untouched.
+
+It only ever replaces a regular file (or creates a new name): a directory,
+device, FIFO, socket or symbolic link at the target is refused, so an atomic
+write can never turn ``/dev/null`` into a regular file. Callers that write a
+path the user named and want devices written through use ``kiln.util.output``.
+
+``private=True`` is for credentials: the directory is opened with
+``O_NOFOLLOW`` and a symbolic link as the file or as its directory is refused
+with a clear error, so secrets never go through a link someone else planted.
+The directory is held open by descriptor from the first check to the rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from types import TracebackType
+from typing import BinaryIO
+
+from kiln.errors import InvalidArgument, NotFound
+
+__all__ = ["AtomicFile", "atomic_write", "file_kind", "fsync_dir", "refuse_symlinks"]
+
+_KINDS = (
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISLNK, "symbolic link"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISREG, "regular file"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """``st_mode`` in words: "regular file", "directory", "character device", ..."""
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "special file"
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory ``path`` (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _link_error(what: str, path: str, directory: bool = False) -> InvalidArgument:
+    if directory:
+        return InvalidArgument(
+            f"{what} directory {path} is a symbolic link; refusing to write {what} "
+            "through it: use a real directory"
+        )
+    return InvalidArgument(
+        f"{what} {path} is a symbolic link; refusing to write {what} through it: "
+        "remove the link or give the real file"
+    )
+
+
+def refuse_symlinks(path: str, what: str = "file") -> None:
+    """Refuse ``path`` if it or its directory is a symbolic link (checked before reading a
+    file that a ``private`` AtomicFile will replace; the AtomicFile checks again)."""
+    if os.path.islink(path):
+        raise _link_error(what, path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.islink(directory):
+        raise _link_error(what, directory, directory=True)
+
+
+def _open_dir(directory: str, name: str, private: bool, what: str) -> int:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if private else 0)
+    try:
+        return os.open(directory, flags)
+    except FileNotFoundError:
+        raise NotFound(f"{directory}: no such directory to write {name} in") from None
+    except OSError as exc:
+        if private and exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(directory):
+            raise _link_error(what, directory, directory=True) from None
+        if exc.errno == errno.ENOTDIR:
+            raise InvalidArgument(
+                f"{directory} is not a directory; cannot write {name} in it"
+            ) from None
+        raise InvalidArgument(f"cannot write {name} in {directory}: {exc.strerror}") from None
+
+
+class AtomicFile:
+    """A temp file that becomes ``path`` on ``commit()`` and vanishes on ``abort()``.
+
+    ``mode`` is the new file's mode (exact, not masked by the umask); with
+    ``keep_mode`` a replaced regular file keeps its mode and, where allowed, its
+    owner. ``file`` is seekable. Used as a context manager it commits when the
+    body succeeds and aborts when it raises.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        mode: int = 0o644,
+        keep_mode: bool = False,
+        private: bool = False,
+        what: str = "file",
+        prefix: str = ".kiln-",
+    ):
+        self.path = path
+        self.what = what
+        directory, self._name = os.path.split(os.path.abspath(path))
+        if not self._name or path.endswith("/"):
+            raise InvalidArgument(f"{path}: give a file name, not a directory")
+        self._mode, self._owner = mode, None
+        self._private = private
+        self._dfd = _open_dir(directory, self._name, private, what)
+        self.done = False
+        try:
+            old = self._existing()
+            if old is not None and keep_mode:
+                self._mode, self._owner = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)
+            self._tmp, fd = self._create_temp(prefix)
+        except BaseException:
+            os.close(self._dfd)
+            raise
+        self.file: BinaryIO = os.fdopen(fd, "w+b")
+
+    def _existing(self) -> os.stat_result | None:
+        """The regular file now at the target (None if there is none); anything else refused."""
+        try:
+            st = os.lstat(self._name, dir_fd=self._dfd)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISREG(st.st_mode):
+            return st
+        if stat.S_ISLNK(st.st_mode) and self._private:
+            raise _link_error(self.what, self.path)
+        raise InvalidArgument(
+            f"{self.path} is a {file_kind(st.st_mode)}; kiln only replaces regular files"
+        )
+
+    def _create_temp(self, prefix: str) -> tuple[str, int]:
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        for _ in range(100):
+            name = f"{prefix}{self._name[:32]}-{secrets.token_hex(6)}.tmp"
+            try:
+                return name, os.open(name, flags, 0o600, dir_fd=self._dfd)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise InvalidArgument(f"cannot write {self.path}: {exc.strerror}") from None
+        raise InvalidArgument(f"cannot write {self.path}: no free temporary name")
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def commit(self) -> None:
+        """Flush and fsync the data, rename it over the target, fsync the directory."""
+        if self.done:
+            return
+        try:
+            self.file.flush()
+            fd = self.file.fileno()
+            if self._owner is not None and self._owner != (os.getuid(), os.getgid()):
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, *self._owner)
+            os.fchmod(fd, self._mode)
+            os.fsync(fd)
+            self.file.close()
+            self._existing()  # still a regular file (or nothing): never replace anything else
+            os.replace(self._tmp, self._name, src_dir_fd=self._dfd, dst_dir_fd=self._dfd)
+        except BaseException:
+            self.abort()
+            raise
+        self.done = True
+        try:
+            os.fsync(self._dfd)
+        finally:
+            os.close(self._dfd)
+
+    def abort(self) -> None:
+        """Drop the temp file; the target stays as it was."""
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp, dir_fd=self._dfd)
+        os.close(self._dfd)
+
+
+def atomic_write(
+    path: str, data: bytes, *, mode: int = 0o644, private: bool = False, what: str = "file"
+) -> None:
+    """Replace (or create) regular file ``path`` with ``data``, atomically and durably."""
+    with AtomicFile(path, mode=mode, private=private, what=what) as f:
+        f.file.write(data)

@@ -1,0 +1,156 @@
+"""kiln.util.atomic: a file appears whole or not at all, and only regular files are replaced."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from kiln.errors import InvalidArgument, NotFound
+from kiln.util.atomic import AtomicFile, atomic_write, file_kind, fsync_dir, refuse_symlinks
+
+OLD = b"old contents\n"
+
+
+def names(d) -> list[str]:
+    return sorted(os.listdir(d))
+
+
+def test_new_file_has_exact_mode_and_no_temp_left(tmp_path):
+    old_umask = os.umask(0o077)
+    try:
+        atomic_write(str(tmp_path / "f"), b"data")
+    finally:
+        os.umask(old_umask)
+    assert (tmp_path / "f").read_bytes() == b"data"
+    assert stat.S_IMODE(os.stat(tmp_path / "f").st_mode) == 0o644
+    assert names(tmp_path) == ["f"]
+
+
+def test_replacing_keeps_readers_of_the_old_file(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(OLD)
+    with open(target, "rb") as old:
+        atomic_write(str(target), b"new")
+        assert old.read() == OLD
+    assert target.read_bytes() == b"new"
+    assert names(tmp_path) == ["f"]
+
+
+def test_keep_mode_keeps_the_replaced_files_mode(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(OLD)
+    os.chmod(target, 0o600)
+    with AtomicFile(str(target), keep_mode=True) as f:
+        f.file.write(b"new")
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+def test_a_failure_leaves_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(OLD)
+    with pytest.raises(RuntimeError), AtomicFile(str(target)) as f:
+        f.file.write(b"half")
+        raise RuntimeError("boom")
+    assert target.read_bytes() == OLD
+    assert names(tmp_path) == ["f"]
+
+
+def test_abort_of_a_new_file_leaves_nothing(tmp_path):
+    f = AtomicFile(str(tmp_path / "f"))
+    f.file.write(b"x")
+    f.abort()
+    f.abort()  # idempotent
+    assert names(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["dir", "fifo", "symlink", "dangling"])
+def test_only_regular_files_are_replaced(tmp_path, kind):
+    target = tmp_path / "t"
+    (tmp_path / "real").write_bytes(OLD)
+    if kind == "dir":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink":
+        os.symlink("real", target)
+    else:
+        os.symlink("missing", target)
+    before = os.lstat(target)
+    with pytest.raises(InvalidArgument, match="only replaces regular files"):
+        atomic_write(str(target), b"new")
+    after = os.lstat(target)
+    assert (after.st_ino, stat.S_IFMT(after.st_mode)) == (
+        before.st_ino,
+        stat.S_IFMT(before.st_mode),
+    )
+    assert (tmp_path / "real").read_bytes() == OLD
+    assert names(tmp_path) == ["real", "t"]
+
+
+def test_a_target_swapped_for_a_fifo_while_written_is_not_replaced(tmp_path):
+    target = tmp_path / "t"
+    f = AtomicFile(str(target))
+    f.file.write(b"new")
+    os.mkfifo(target)  # someone made a FIFO there meanwhile
+    with pytest.raises(InvalidArgument, match="FIFO"):
+        f.commit()
+    assert stat.S_ISFIFO(os.lstat(target).st_mode)
+    assert names(tmp_path) == ["t"]
+
+
+def test_missing_directory_is_not_found(tmp_path):
+    with pytest.raises(NotFound, match="no such directory"):
+        atomic_write(str(tmp_path / "no" / "f"), b"x")
+
+
+def test_a_file_as_directory_is_refused(tmp_path):
+    (tmp_path / "file").write_bytes(OLD)
+    with pytest.raises(InvalidArgument, match="not a directory"):
+        atomic_write(str(tmp_path / "file" / "f"), b"x")
+
+
+def test_trailing_slash_is_refused(tmp_path):
+    with pytest.raises(InvalidArgument, match="file name"):
+        atomic_write(str(tmp_path / "f") + "/", b"x")
+
+
+def test_private_refuses_a_symlinked_file(tmp_path):
+    (tmp_path / "victim").write_bytes(OLD)
+    os.symlink("victim", tmp_path / "auth.json")
+    with pytest.raises(InvalidArgument, match="auth file .* is a symbolic link"):
+        atomic_write(str(tmp_path / "auth.json"), b"{}", private=True, what="auth file")
+    with pytest.raises(InvalidArgument, match="symbolic link"):
+        refuse_symlinks(str(tmp_path / "auth.json"), "auth file")
+    assert (tmp_path / "victim").read_bytes() == OLD
+    assert os.readlink(tmp_path / "auth.json") == "victim"
+    assert names(tmp_path) == ["auth.json", "victim"]
+
+
+def test_private_refuses_a_symlinked_directory(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink("elsewhere", tmp_path / "containers")
+    path = str(tmp_path / "containers" / "auth.json")
+    with pytest.raises(InvalidArgument, match="auth file directory .* is a symbolic link"):
+        atomic_write(path, b"{}", mode=0o600, private=True, what="auth file")
+    with pytest.raises(InvalidArgument, match="directory .* is a symbolic link"):
+        refuse_symlinks(path, "auth file")
+    assert names(tmp_path / "elsewhere") == []
+
+
+def test_private_writes_a_real_file(tmp_path):
+    path = tmp_path / "auth.json"
+    path.write_bytes(OLD)
+    refuse_symlinks(str(path), "auth file")
+    atomic_write(str(path), b"{}", mode=0o600, private=True, what="auth file")
+    assert path.read_bytes() == b"{}"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert names(tmp_path) == ["auth.json"]
+
+
+def test_file_kind_and_fsync_dir(tmp_path):
+    assert file_kind(os.stat(tmp_path).st_mode) == "directory"
+    assert file_kind(stat.S_IFCHR) == "character device"
+    assert file_kind(stat.S_IFIFO) == "FIFO"
+    fsync_dir(str(tmp_path))
