@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from kiln.errors import KilnError, NotFound
+from kiln.util.redact import redact
 
 log = logging.getLogger("kiln.api")
 
@@ -48,9 +49,9 @@ def error_body(exc: BaseException, libpod: bool = False) -> dict[str, Any]:
         message = str(exc) or type(exc).__name__
     else:
         message = f"internal error in kiln: {type(exc).__name__}: {exc}"
-    body: dict[str, Any] = {"message": message}
+    body: dict[str, Any] = {"message": redact(message)}
     if libpod:
-        body["cause"] = cause_of(exc) if isinstance(exc, KilnError) else "internal error"
+        body["cause"] = redact(cause_of(exc)) if isinstance(exc, KilnError) else "internal error"
         body["response"] = status
     return body
 

@@ -30,6 +30,7 @@ import uvicorn
 
 from kiln.errors import InvalidArgument, Unavailable
 from kiln.ops.config import Config
+from kiln.util.redact import RedactingFilter
 
 from .app import Activity, create_app
 
@@ -303,6 +304,7 @@ def setup_access_log(destination: str | None) -> None:
     else:
         handler = logging.FileHandler(destination)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    handler.addFilter(RedactingFilter())  # query strings may carry user:password@ references
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 

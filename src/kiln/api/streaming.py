@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from kiln.errors import Cancelled
 from kiln.ops.events import Event
+from kiln.util.redact import redact
 
 from .errors import error_body, error_response
 
@@ -105,7 +106,9 @@ class StreamWriter:
 
 
 def json_line(obj: dict[str, Any]) -> bytes:
-    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+    """One streamed JSON object; a ``user:password@`` in it (a reference being pulled,
+    an ADD URL in a step line) goes out masked."""
+    return (redact(json.dumps(obj, separators=(",", ":"))) + "\n").encode()
 
 
 class StreamedOp:

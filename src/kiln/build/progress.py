@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kiln.util.redact import redact
+
 __all__ = ["Progress"]
 
 Emit = Callable[[str, str, dict[str, Any]], None]
@@ -47,7 +49,7 @@ class Progress:
     def step(self, stage_pos: int, n: int, total: int, text: str, line: int) -> None:
         self.emit(
             "step",
-            f"{self.prefix(stage_pos)}STEP {n}/{total}: {text}",
+            f"{self.prefix(stage_pos)}STEP {n}/{total}: {redact(text)}",
             type="step", stage=stage_pos, step=n, steps=total, line=line,
         )  # fmt: skip
 

@@ -16,6 +16,7 @@ import click
 
 from kiln.cli.lazy import LazyGroup
 from kiln.cli.state import State
+from kiln.util.redact import RedactingFilter, redact
 
 EXIT_ERROR = 125  # podman's exit code for its own errors
 
@@ -84,6 +85,8 @@ def _setup_logging(level: str) -> None:
         format="%(levelname)s[%(name)s] %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -145,7 +148,7 @@ def _error(message: str) -> None:
         sys.stdout.flush()
     except (BrokenPipeError, OSError):
         pass
-    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.write(f"Error: {redact(message)}\n")
     sys.stderr.flush()
 
 

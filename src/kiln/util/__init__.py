@@ -8,7 +8,9 @@ Owns:
 - ``output``: writing a file a user named (``-o``, ``--iidfile``,
   ``--digestfile``, ``dest=``): regular files and new paths are replaced
   atomically, devices, FIFOs and terminals are written through, never replaced;
-- ``locks``: ``flock`` file locks.
+- ``locks``: ``flock`` file locks;
+- ``redact``: credentials in URLs and references masked (``user:***@``) in
+  everything kiln prints, logs or answers.
 
 Imports nothing from kiln but ``kiln.errors``; never imports a sibling package.
 """
