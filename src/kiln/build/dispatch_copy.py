@@ -9,7 +9,6 @@ The cache key holds the expanded instruction and the content digest of the sourc
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import posixpath
 import tempfile
@@ -20,14 +19,13 @@ from kiln.build.history import created_by
 from kiln.build.instructions import Add, Copy
 from kiln.container import Builder
 from kiln.container.copy_add import is_url
-from kiln.errors import DigestMismatch, InvalidArgument, KilnError, ProcessFailed, Unavailable
+from kiln.errors import DigestMismatch, InvalidArgument, KilnError, ProcessFailed
+from kiln.util.redact import redact
 
 if TYPE_CHECKING:
     from kiln.build.stage_run import StageRun
 
 __all__ = ["dispatch_copy"]
-
-_CHUNK = 1 << 20
 
 
 def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
@@ -97,27 +95,17 @@ def _copy(run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None) ->
 
 
 def _fetch_verified(url: str, checksum: str, tmp: str) -> str:
-    import urllib.error  # here, not at the top: http.client, ssl and email cost ~12 ms
     import urllib.parse
-    import urllib.request
+
+    from kiln.util.download import download
 
     algo, _, want = checksum.partition(":")
     if algo != "sha256" or len(want) != 64:
         raise InvalidArgument(f"--checksum {checksum!r}: use sha256:<64 hex digits>")
     name = posixpath.basename(urllib.parse.urlparse(url).path) or "download"
-    path = os.path.join(tmp, name)
-    h = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=120) as resp, open(path, "wb") as out:  # noqa: S310
-            while chunk := resp.read(_CHUNK):
-                h.update(chunk)
-                out.write(chunk)
-    except urllib.error.HTTPError as exc:
-        raise Unavailable(f"cannot fetch {url}: HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise Unavailable(f"cannot fetch {url}: {getattr(exc, 'reason', exc)}") from None
-    if h.hexdigest() != want:
-        raise DigestMismatch(f"{url}: expected {checksum}, got sha256:{h.hexdigest()}")
+    fetched = download(url, os.path.join(tmp, name), what=f"ADD {url}")
+    if fetched.sha256 != want:
+        raise DigestMismatch(f"{redact(url)}: expected {checksum}, got sha256:{fetched.sha256}")
     return name
 
 

@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from kiln.build.parser import MAX_DOCKERFILE_BYTES
-from kiln.errors import InvalidArgument, Unavailable
+from kiln.errors import InvalidArgument
 
 __all__ = ["URL_TIMEOUT", "is_remote_context", "open_remote_context"]
 
-_CHUNK = 1 << 20
 URL_TIMEOUT = 120.0
 _BLOCK = 512
 
@@ -119,18 +118,6 @@ class _Prepended(io.RawIOBase):
 
 
 def _download(url: str, path: str) -> None:
-    import urllib.error  # only URL contexts pay for http.client, ssl and email
-    import urllib.request
+    from kiln.util.download import download
 
-    try:
-        with (
-            urllib.request.urlopen(url, timeout=URL_TIMEOUT) as resp,  # noqa: S310 - http(s) only
-            open(path, "wb") as out,
-        ):
-            while chunk := resp.read(_CHUNK):
-                out.write(chunk)
-    except urllib.error.HTTPError as exc:
-        raise Unavailable(f"cannot fetch the build context {url}: HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise Unavailable(f"cannot fetch the build context {url}: {reason}") from None
+    download(url, path, what=f"the build context {url}", timeout=URL_TIMEOUT)

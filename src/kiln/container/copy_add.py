@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kiln.archive.safe_root import SafeRoot
-from kiln.errors import InvalidArgument, NotFound, Unavailable
+from kiln.errors import InvalidArgument, NotFound
 
 from .copier import ContentHash, CopyOptions, TreeCopier, ensure_dir, ensure_parents
 from .owner import parse_chmod, resolve_chown
@@ -154,38 +154,14 @@ def _copy_local(
 
 def _download(url: str, tmp: str) -> _Fetched:
     """Fetch ``url`` into a temporary file (before anything is written to the rootfs)."""
-    import email.utils
-    import hashlib
-    import urllib.error  # here, not at the top: http.client, ssl and email cost ~12 ms
     import urllib.parse
-    import urllib.request
+
+    from kiln.util.download import download
 
     name = posixpath.basename(urllib.parse.urlparse(url).path.rstrip("/"))
-    fd, path = tempfile.mkstemp(dir=tmp)
-    h = hashlib.sha256()
-    request = urllib.request.Request(url, headers={"User-Agent": "kiln"})
-    try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(request, timeout=URL_TIMEOUT) as resp,
-        ):
-            while True:
-                chunk = resp.read(_CHUNK)
-                if not chunk:
-                    break
-                h.update(chunk)
-                out.write(chunk)
-            modified = resp.headers.get("Last-Modified")
-    except urllib.error.HTTPError as exc:
-        raise NotFound(f"ADD {url}: the server answered {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise Unavailable(f"ADD {url}: cannot download it: {reason}") from None
-    mtime = None
-    if modified:
-        with contextlib.suppress(TypeError, ValueError):
-            mtime = email.utils.parsedate_to_datetime(modified).timestamp()
-    return _Fetched(url, path, name, mtime, h.hexdigest())
+    path = os.path.join(tempfile.mkdtemp(dir=tmp), "download")
+    fetched = download(url, path, what=f"ADD {url}", timeout=URL_TIMEOUT)
+    return _Fetched(url, path, name, fetched.last_modified, fetched.sha256)
 
 
 def _place_download(

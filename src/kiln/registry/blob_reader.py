@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 
 from kiln.errors import Unavailable
-from kiln.registry.pace import Pace
+from kiln.util.pace import Pace
 
 
 class BlobReader(io.RawIOBase):

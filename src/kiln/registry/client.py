@@ -27,10 +27,10 @@ from kiln.registry.auth import RegistryAuth, TokenCache
 from kiln.registry.blob_reader import BlobReader
 from kiln.registry.connection import HostConnection
 from kiln.registry.credentials import Credential
-from kiln.registry.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE, Pace
 from kiln.registry.retry import RetryPolicy
 from kiln.registry.tls import tls_settings
 from kiln.registry.uploads import push_blob as _push_blob
+from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE, Pace
 
 log = logging.getLogger("kiln.registry")
 

@@ -1,7 +1,7 @@
-"""Deadlines for transfers from a registry that answers, but too slowly to finish.
+"""Deadlines for transfers from a server that answers, but too slowly to finish.
 
-httpx's timeout is per read: a server that sends one byte every few seconds never
-trips it, and a pull would wait for days. :class:`Pace` bounds a whole transfer
+A socket timeout is per read: a registry or web server that sends one byte every few
+seconds never trips it, and a pull or ``ADD <url>`` would wait for days. :class:`Pace` bounds a whole transfer
 instead: a small document (a manifest, a token) must arrive within a deadline, and a
 blob must average at least ``min_rate`` bytes a second once ``grace`` seconds have
 passed (a slow consumer counts too, but no disk or unpacker is that slow).
