@@ -48,6 +48,9 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
             from_images[from_ref] = ex.ref_image(from_ref)
         elif local:
             files["context"] = ex.context.digest(local, expanded.excludes)
+        if isinstance(expanded, Add) and not expanded.checksum:
+            for url in (s for s in expanded.sources if is_url(s)):
+                files[f"url:{url}"] = _url_content_digest(url, ex.tmpdir)
 
     def action(b: Builder) -> str:
         with located(where, instr.name):
@@ -92,6 +95,17 @@ def _copy(run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None) ->
         out = fn(sources, instr.dest, context_dir=root, chown=instr.chown, chmod=instr.chmod,
                  tmpdir=ex.tmpdir)  # fmt: skip
     return out.digest
+
+
+def _url_content_digest(url: str, tmpdir: str | None) -> str:
+    """The digest of what ``url`` serves now: an ``ADD <url>`` step's cache key holds
+    the content, not just the URL, so a rebuild after the remote file changed is a
+    miss (BuildKit keys the same way). Without ``--checksum`` that costs a download per
+    build; with it, the pinned digest is the key and nothing is fetched."""
+    from kiln.util.download import download
+
+    with tempfile.TemporaryDirectory(prefix="kiln-add-key-", dir=tmpdir) as tmp:
+        return "sha256:" + download(url, os.path.join(tmp, "f"), what=f"ADD {url}").sha256
 
 
 def _fetch_verified(url: str, checksum: str, tmp: str) -> str:
