@@ -120,6 +120,10 @@ def _fetch_verified(url: str, checksum: str, tmp: str) -> str:
     fetched = download(url, os.path.join(tmp, name), what=f"ADD {url}")
     if fetched.sha256 != want:
         raise DigestMismatch(f"{redact(url)}: expected {checksum}, got sha256:{fetched.sha256}")
+    # as every ADD <url> (and buildah, BuildKit): mode 0600, mtime from Last-Modified
+    os.chmod(fetched.path, 0o600)
+    if fetched.last_modified is not None:
+        os.utime(fetched.path, (fetched.last_modified, fetched.last_modified))
     return name
 
 
