@@ -43,6 +43,18 @@ ERRORS = {
         "FROM busybox\nRUN true\n", ["--allow", "device"], 125,
         "Error: --allow 'device': unknown entitlement; use network.host or security.insecure",
     ),
+    "add_git_url_is_refused_not_saved_as_a_page": (
+        "FROM busybox\nADD https://127.0.0.1:9/team/repo.git /src\n", [], 125,
+        "Error: Containerfile:2: ADD: a git repository (https://127.0.0.1:9/team/repo.git)"
+        " cannot be a source in kiln yet: clone it in a RUN step of an earlier stage and COPY"
+        " --from that stage",
+    ),
+    "add_git_ref_is_refused": (
+        "FROM busybox\nADD https://127.0.0.1:9/team/repo#v1.2:sub /src\n", [], 125,
+        "Error: Containerfile:2: ADD: a git repository (https://127.0.0.1:9/team/repo#v1.2:sub)"
+        " cannot be a source in kiln yet: clone it in a RUN step of an earlier stage and COPY"
+        " --from that stage",
+    ),
     "unknown_flag": (
         "FROM busybox\nCOPY --bogus=1 a.txt /a\n", [], 125,
         "Error: Containerfile:2: unknown flag: --bogus",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from kiln.build.history import created_by
 from kiln.build.instructions import Add, Copy
 from kiln.container import Builder
-from kiln.container.copy_add import is_url
+from kiln.container.copy_add import is_url, refuse_git_source
 from kiln.errors import DigestMismatch, InvalidArgument, KilnError, ProcessFailed
 from kiln.util.redact import redact
 
@@ -48,6 +48,8 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
             from_images[from_ref] = ex.ref_image(from_ref)
         elif local:
             files["context"] = ex.context.digest(local, expanded.excludes)
+        for source in expanded.sources:
+            refuse_git_source(source)
         if isinstance(expanded, Add) and not expanded.checksum:
             for url in (s for s in expanded.sources if is_url(s)):
                 files[f"url:{url}"] = _url_content_digest(url, ex.tmpdir)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument, NotFound
+from kiln.util.redact import redact
 
 from .copier import ContentHash, CopyOptions, TreeCopier, ensure_dir, ensure_parents
 from .owner import parse_chmod, resolve_chown
@@ -43,6 +44,25 @@ class _Fetched:
 
 def is_url(src: str) -> bool:
     return src.startswith(("http://", "https://"))
+
+
+def is_git_source(src: str) -> bool:
+    """A git repository as BuildKit reads ADD sources: ``git@...``, ``git://...``, or an
+    http(s) URL whose path ends in ``.git`` or that names a ``#ref``."""
+    if src.startswith(("git@", "git://")):
+        return True
+    if not is_url(src):
+        return False
+    url, _, fragment = src.partition("#")
+    return bool(fragment) or url.split("?", 1)[0].rstrip("/").endswith(".git")
+
+
+def refuse_git_source(src: str) -> None:
+    if is_git_source(src):
+        raise InvalidArgument(
+            f"a git repository ({redact(src)}) cannot be a source in kiln yet: "
+            "clone it in a RUN step of an earlier stage and COPY --from that stage"
+        )
 
 
 def copy_into(
@@ -77,12 +97,11 @@ def copy_into(
         opts = CopyOptions(owner=owner, mode=mode, keep_owner=keep_owner)
         plan: list[tuple[str, str | _Fetched]] = []  # (original source, rel path | fetched)
         for src in sources:
+            refuse_git_source(src)
             if is_url(src):
                 if not add:
                     raise InvalidArgument(f"COPY cannot take a URL ({src}): use ADD for URLs")
                 plan.append((src, _download(src, tmp)))
-            elif src.startswith(("git@", "git://")) or ".git#" in src:
-                raise InvalidArgument(f"{what} from a git repository ({src}) is not supported")
             else:
                 plan += [(src, rel) for rel in expand_source(ctx, src)]
         if len(plan) > 1 and not dest_is_dir and not is_dir_in(dst, dest_path):
