@@ -123,7 +123,8 @@ class _CountingSource(io.RawIOBase):
         return n
 
 
-def _peek(fileobj: BinaryIO, size: int) -> bytes:
+def read_up_to(fileobj: BinaryIO, size: int) -> bytes:
+    """``size`` bytes from ``fileobj``, fewer only at its end (a short read is retried)."""
     head = b""
     while len(head) < size:
         more = fileobj.read(size - len(head))
@@ -151,7 +152,7 @@ class DecompressingReader(io.RawIOBase):
     """
 
     def __init__(self, fileobj: BinaryIO, compression: Compression | None, max_ratio):
-        head = b"" if compression is not None else _peek(fileobj, 6)
+        head = b"" if compression is not None else read_up_to(fileobj, 6)
         self.compression = detect(head) if compression is None else Compression(compression)
         self._source = _CountingSource(fileobj, head)
         self._zstd_frames = None
@@ -370,4 +371,5 @@ __all__ = [
     "detect",
     "open_compressor",
     "open_decompressed",
+    "read_up_to",
 ]

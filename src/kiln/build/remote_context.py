@@ -38,7 +38,7 @@ def open_remote_context(
     """Unpack the context ``spec`` names (``-``: stdin; or an http(s) URL of a tar)
     into a temporary directory and yield its path."""
     from kiln.archive.applier import extract_tar
-    from kiln.archive.compression import open_decompressed
+    from kiln.archive.compression import open_decompressed, read_up_to
 
     with tempfile.TemporaryDirectory(prefix="kiln-context-", dir=tmpdir) as tmp:
         root = os.path.join(tmp, "context")
@@ -46,7 +46,7 @@ def open_remote_context(
         if spec == "-":
             stream: Any = stdin if stdin is not None else sys.stdin.buffer
             with open_decompressed(stream) as data:
-                head = _read_exactly(data, _BLOCK)
+                head = read_up_to(data, _BLOCK)
                 if _is_tar_header(head):
                     extract_tar(_Prepended(head, data), root, entry_end_ok=True)
                 else:
@@ -83,16 +83,6 @@ def _write_dockerfile(head: bytes, data: BinaryIO, root: str) -> None:
         )
     with open(os.path.join(root, "Dockerfile"), "wb") as f:
         f.write(text)
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
-    out = b""
-    while len(out) < size:
-        chunk = stream.read(size - len(out))
-        if not chunk:
-            break
-        out += chunk
-    return out
 
 
 class _Prepended(io.RawIOBase):
