@@ -94,8 +94,8 @@ def open_decompressed(stream: BinaryIO) -> BinaryIO:
 
 
 def _norm(name: str) -> str:
-    name = posixpath.normpath("/" + name.lstrip("./").lstrip("/"))
-    return name
+    # "./.wh.x", ".wh.x" and "/.wh.x" are all "/.wh.x" (strip no dots that belong to the name)
+    return posixpath.normpath("/" + name.lstrip("/"))
 
 
 def _apply(files: dict[str, Entry], tar: tarfile.TarFile) -> None:

@@ -1,0 +1,390 @@
+"""The differential test bed: one build context, three builders, compared field by field.
+
+Every directory under ``tests/differential/cases/`` is one case and is the build context
+itself, apart from these files, which are taken out before building:
+
+* ``Dockerfile`` (required; stays in the context, as it would in a user's checkout).
+* ``expected-differences`` (required, usually empty). One entry a line, ``#`` comments:
+
+  - ``bug: <one line>``: kiln differs from the references because of a kiln bug; both
+    comparisons are strict xfails with that reason (a fix turns them into unexpected
+    passes). ``bug buildah: ...`` / ``bug buildkit: ...`` limit it to one reference.
+  - ``buildkit <field>: <why>``: BuildKit (dockerd 20.10) differs from buildah in
+    ``<field>`` and kiln follows buildah; the BuildKit comparison ignores differences
+    in that field, and fails if the difference is no longer seen. ``buildah <field>:``
+    the same for a deliberate difference from buildah.
+    ``<field>`` is a prefix of the names :func:`compare` gives: ``result``,
+    ``config.<Key>``, ``history``, ``files`` or ``files:/some/path``.
+* ``flags`` (optional): build flags given to all three builders, one or more a line
+  (shell words, ``#`` comments). ``{ctx}`` is replaced by the context's path.
+* ``setup`` (optional): a ``/bin/sh`` script run in the copied context before building,
+  for what git cannot hold (empty directories, modes other than 0644/0755, tarballs).
+
+What is compared (:func:`compare`): success or failure, the config keys of
+``CONFIG_KEYS``, the pattern of ``empty_layer`` in the history after the base image,
+and the merged root filesystem (path, type, mode, uid/gid, size, sha256, link target;
+mtimes aside; empty runtime mount points left by RUN steps aside).
+
+The references: ``buildah bud --format docker --runtime runc`` on a private vfs storage
+(:class:`harness.Buildah`), and BuildKit inside a private ``dockerd`` (:class:`Dockerd`,
+driven by Debian's docker.io 20.10 client with ``DOCKER_BUILDKIT=1``). The base images
+are made by the test (:func:`harness.make_base_images`) and loaded into each; nothing is
+pulled.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+import image_probe  # noqa: E402
+from dockerfile_cases import harness  # noqa: E402
+
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+BED_FILES = ("expected-differences", "flags", "setup")
+CONFIG_KEYS = harness.PARITY_CONFIG_KEYS
+REFERENCES = ("buildah", "buildkit")
+DOCKER = "/usr/bin/docker"  # the 20.10 client of Debian's docker.io (a newer one wants buildx)
+DOCKERD = "/usr/sbin/dockerd"
+BUILD_TIMEOUT = 180
+
+
+# --- cases ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Expected:
+    bugs: dict[str, str] = field(default_factory=dict)  # reference -> reason
+    ignored: dict[str, dict[str, str]] = field(default_factory=dict)  # ref -> field -> why
+
+
+_BUG = re.compile(r"^bug(?:\s+(buildah|buildkit))?:\s*(\S.*)$")
+_IGNORE = re.compile(r"^(buildah|buildkit)\s+(\S+):\s*(\S.*)$")
+
+
+def parse_expected(text: str, where: str = "expected-differences") -> Expected:
+    out = Expected()
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if m := _BUG.match(line):
+            for ref in (m[1],) if m[1] else REFERENCES:
+                out.bugs[ref] = m[2]
+        elif m := _IGNORE.match(line):
+            out.ignored.setdefault(m[1], {})[m[2]] = m[3]
+        else:
+            raise ValueError(f"{where}:{n}: cannot read {line!r}")
+    return out
+
+
+@dataclass
+class Case:
+    name: str
+    path: Path
+    expected: Expected
+    flags: list[str]
+
+
+def load_cases() -> list[Case]:
+    cases = []
+    for d in sorted(CASES_DIR.iterdir()):
+        if not (d / "Dockerfile").is_file():
+            continue
+        exp_file = d / "expected-differences"
+        expected = parse_expected(exp_file.read_text(), str(exp_file))
+        flags = []
+        if (d / "flags").exists():
+            for line in (d / "flags").read_text().splitlines():
+                flags += shlex.split(line, comments=True)
+        cases.append(Case(d.name, d, expected, flags))
+    return cases
+
+
+def prepare_context(case: Case, dest: Path) -> Path:
+    ctx = dest / "ctx"
+    shutil.copytree(case.path, ctx, symlinks=True)
+    for name in BED_FILES:
+        if (ctx / name).exists() and name != "setup":
+            (ctx / name).unlink()
+    if (ctx / "setup").exists():
+        script = (ctx / "setup").read_text()
+        (ctx / "setup").unlink()
+        subprocess.run(["/bin/sh", "-euc", script], cwd=ctx, check=True, timeout=60,
+                       capture_output=True)  # fmt: skip
+    return ctx
+
+
+# --- what is compared ----------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    log: str
+    config: dict | None = None
+    layering: str = ""
+    files: dict | None = None
+
+
+def snapshot(probe: image_probe.Probe, base_files: dict, base_history: int) -> Outcome:
+    layering = " ".join(
+        "empty" if h.get("empty_layer") else "layer" for h in probe.history[base_history:]
+    )
+    return Outcome(
+        True, "", harness.parity_config(probe), layering, harness.parity_files(probe, base_files)
+    )
+
+
+def compare(ours: Outcome, theirs: Outcome) -> list[tuple[str, object, object]]:
+    """Every difference as (field, kiln's value, the reference's value), in a fixed order."""
+    if ours.ok != theirs.ok:
+        return [("result", _result(ours), _result(theirs))]
+    if not ours.ok:
+        return []
+    out = []
+    for key in CONFIG_KEYS:
+        a, b = ours.config.get(key), theirs.config.get(key)
+        if a != b:
+            out.append((f"config.{key}", a, b))
+    if ours.layering != theirs.layering:
+        out.append(("history", ours.layering, theirs.layering))
+    for path in sorted(set(ours.files) | set(theirs.files)):
+        a, b = ours.files.get(path), theirs.files.get(path)
+        if a != b:
+            out.append((f"files:{path}", a and a.describe(), b and b.describe()))
+    return out
+
+
+def _result(o: Outcome) -> str:
+    if o.ok:
+        return "built"
+    tail = o.log.strip().splitlines()[-3:]
+    return "failed: " + " | ".join(tail)
+
+
+def _matches(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix if prefix[-1] in ".:/" else prefix + ":")
+
+
+def judge(case: Case, reference: str, ours: Outcome, theirs: Outcome) -> str | None:
+    """None when kiln matches ``reference`` up to the case's recorded differences."""
+    diffs = compare(ours, theirs)
+    ignored = case.expected.ignored.get(reference, {})
+    left = [d for d in diffs if not any(_matches(d[0], f) for f in ignored)]
+    for f in ignored:
+        if not any(_matches(d[0], f) for d in diffs):
+            return (
+                f"{case.name}: expected-differences says {reference} differs in {f!r}, "
+                "but it no longer does: remove the entry"
+            )
+    if not left:
+        return None
+    name, a, b = left[0]
+    msg = f"{case.name}: first difference in {name}:\n  kiln:      {a}\n  {reference + ':':10} {b}"
+    if len(left) > 1:
+        msg += f"\n  ({len(left) - 1} more: {', '.join(d[0] for d in left[1:6])})"
+    for label, o in (("kiln", ours), (reference, theirs)):
+        if not o.ok:
+            msg += f"\n--- {label} log (tail) ---\n" + "\n".join(o.log.splitlines()[-15:])
+    return msg
+
+
+# --- the BuildKit reference ----------------------------------------------------------------------
+
+
+class Dockerd:
+    """A private dockerd (BuildKit builder) on its own socket, data-root and exec-root."""
+
+    def __init__(self, work: str):
+        self.work = work
+        self.sock = os.path.join(work, "docker.sock")
+        self.pidfile = os.path.join(work, "dockerd.pid")
+        self.proc: subprocess.Popen | None = None
+        self.env = dict(
+            os.environ,
+            DOCKER_HOST=f"unix://{self.sock}",
+            DOCKER_BUILDKIT="1",
+            DOCKER_CONFIG=os.path.join(work, "client-config"),
+        )
+        self._n = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def available() -> bool:
+        return os.access(DOCKER, os.X_OK) and os.access(DOCKERD, os.X_OK)
+
+    def start(self, timeout: float = 60) -> None:
+        os.makedirs(self.env["DOCKER_CONFIG"], exist_ok=True)
+        # exec-root holds the socket paths of dockerd's containerd: keep it short
+        self.exec_root = tempfile.mkdtemp(prefix="kiln-dockerd-")
+        cmd = [
+            DOCKERD,
+            "--data-root", os.path.join(self.work, "data"),
+            "--exec-root", self.exec_root,
+            "--pidfile", self.pidfile,
+            "-H", f"unix://{self.sock}",
+            "--iptables=false", "--ip6tables=false", "--bridge=none",
+            "--exec-opt", "native.cgroupdriver=cgroupfs",
+        ]  # fmt: skip
+        with open(os.path.join(self.work, "dockerd.log"), "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            res = self.docker("version", timeout=10, check=False)
+            if res.returncode == 0:
+                return
+            time.sleep(0.3)
+        self.stop()
+        with open(os.path.join(self.work, "dockerd.log"), errors="replace") as f:
+            raise RuntimeError("dockerd did not start:\n" + f.read()[-3000:])
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+        shutil.rmtree(self.exec_root, ignore_errors=True)
+
+    def docker(self, *args, input=None, timeout=BUILD_TIMEOUT, check=True):
+        res = subprocess.run(
+            [DOCKER, *args],
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
+            capture_output=True,
+            env=self.env,
+            timeout=timeout,
+        )
+        if check and res.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} failed: {res.stderr.decode()}")
+        return res
+
+    def load(self, archives: dict[str, str]) -> None:
+        for path in archives.values():
+            self.docker("load", "-q", "-i", path)
+
+    def build(self, context, flags=(), *, tag):
+        return self.docker("build", "--network", "none", "--progress", "plain", "-t", tag,
+                           *flags, str(context), check=False)  # fmt: skip
+
+    def probe(self, tag: str) -> image_probe.Probe:
+        with self._lock:
+            self._n += 1
+            out = os.path.join(self.work, f"save-{self._n}.tar")
+        self.docker("save", "-o", out, tag)
+        try:
+            return image_probe.docker_archive_image(out)
+        finally:
+            os.unlink(out)
+
+    def remove(self, tag: str) -> None:
+        self.docker("rmi", "-f", tag, check=False)
+
+
+# --- the bed: builds every selected case once per builder, a few at a time -----------------------
+
+
+class Bed:
+    def __init__(self, work: Path, *, buildkit: bool, workers: int = 4):
+        self.work = work
+        root = str(work / "kiln-root")
+        archives = harness.make_base_images(root, str(work))
+        self.kiln = harness.Kiln(root, str(work))
+        self.buildah = harness.Buildah(str(work / "buildah"))
+        self.buildah.load(archives)
+        base = self.buildah.probe(harness.BASE)
+        self.base_files = base.files()
+        self.base_history = len(base.history)
+        self.dockerd = None
+        if buildkit:
+            self.dockerd = Dockerd(str(work / "dockerd"))
+            os.makedirs(self.dockerd.work)
+            self.dockerd.start()
+            self.dockerd.load(archives)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="diffbed")
+        self.futures: dict[str, Future] = {}
+        self.timings: dict[str, dict[str, float]] = {}
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.dockerd is not None:
+            self.dockerd.stop()
+
+    def schedule(self, cases: list[Case]) -> None:
+        for case in cases:
+            if case.name not in self.futures:
+                self.futures[case.name] = self.pool.submit(self._build_all, case)
+
+    def outcomes(self, case: Case) -> dict[str, Outcome]:
+        self.schedule([case])
+        return self.futures[case.name].result()
+
+    def _build_all(self, case: Case) -> dict[str, Outcome]:
+        dest = self.work / "cases" / case.name
+        dest.mkdir(parents=True)
+        ctx = prepare_context(case, dest)
+        flags = [f.replace("{ctx}", str(ctx)) for f in case.flags]
+        out, times = {}, {}
+        for name in ("kiln", "buildah", "buildkit"):
+            if name == "buildkit" and self.dockerd is None:
+                continue
+            t0 = time.monotonic()
+            out[name] = self._build_one(name, case, ctx, flags, dest)
+            times[name] = time.monotonic() - t0
+        self.timings[case.name] = times
+        return out
+
+    def _build_one(self, name, case, ctx, flags, dest) -> Outcome:
+        tag = f"localhost/diff-{case.name.replace('_', '-')}:latest"
+        try:
+            if name == "kiln":
+                res = self.kiln.build(ctx, ["--format", "docker", "--network", "none", *flags],
+                                      tag=tag)  # fmt: skip
+            elif name == "buildah":
+                res = self.buildah.build(ctx, ["--format", "docker", "--network", "none", *flags],
+                                         tag=tag)  # fmt: skip
+            else:
+                tag = tag.removeprefix("localhost/")
+                res = self.dockerd.build(ctx, flags, tag=tag)
+        except subprocess.TimeoutExpired as e:
+            return Outcome(False, f"timed out after {e.timeout}s")
+        log = (res.stdout or b"").decode(errors="replace") + (res.stderr or b"").decode(
+            errors="replace"
+        )
+        if res.returncode != 0:
+            return Outcome(False, log)
+        if name == "kiln":
+            probe = self.kiln.probe(tag)
+        elif name == "buildah":
+            # no `buildah rmi` here: it removes cached layers concurrent builds are using
+            probe = self.buildah.probe(tag)
+        else:
+            probe = self.dockerd.probe(tag)
+            self.dockerd.remove(tag)
+        out = snapshot(probe, self.base_files, self.base_history)
+        out.log = log
+        return out
