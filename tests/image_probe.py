@@ -307,6 +307,7 @@ def buildah_image(buildah: list[str], ref: str, workdir: str) -> Probe:
         [*buildah, "push", "--quiet", ref, f"dir:{out}"],
         check=True,
         capture_output=True,
+        timeout=120,
     )
     return dir_transport_image(out)
 

@@ -178,8 +178,9 @@ def _result(o: Outcome) -> str:
     return "failed: " + " | ".join(tail)
 
 
-def _matches(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix if prefix[-1] in ".:/" else prefix + ":")
+def _matches(name: str, field: str) -> bool:
+    """``files:/a`` covers /a and everything under it; ``config`` every config key."""
+    return name == field or any(name.startswith(field + sep) for sep in "/:.")
 
 
 def judge(case: Case, reference: str, ours: Outcome, theirs: Outcome) -> str | None:
@@ -344,21 +345,27 @@ class Bed:
         return self.futures[case.name].result()
 
     def _build_all(self, case: Case) -> dict[str, Outcome]:
-        dest = self.work / "cases" / case.name
-        dest.mkdir(parents=True)
-        ctx = prepare_context(case, dest)
-        flags = [f.replace("{ctx}", str(ctx)) for f in case.flags]
         out, times = {}, {}
         for name in ("kiln", "buildah", "buildkit"):
             if name == "buildkit" and self.dockerd is None:
                 continue
+            # a context of its own for each builder: a builder that writes into it (buildah's
+            # rw bind mounts do) must not change what the next one sees
+            dest = self.work / "cases" / case.name / name
+            dest.mkdir(parents=True)
+            ctx = prepare_context(case, dest)
+            flags = [f.replace("{ctx}", str(ctx)) for f in case.flags]
             t0 = time.monotonic()
-            out[name] = self._build_one(name, case, ctx, flags, dest)
+            try:
+                out[name] = self._build_one(name, case, ctx, flags)
+            except (subprocess.SubprocessError, RuntimeError, OSError) as e:
+                detail = getattr(e, "stderr", None) or b""
+                out[name] = Outcome(False, f"the image could not be read: {e} {detail!r}")
             times[name] = time.monotonic() - t0
         self.timings[case.name] = times
         return out
 
-    def _build_one(self, name, case, ctx, flags, dest) -> Outcome:
+    def _build_one(self, name, case, ctx, flags) -> Outcome:
         tag = f"localhost/diff-{case.name.replace('_', '-')}:latest"
         try:
             if name == "kiln":

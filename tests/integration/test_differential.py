@@ -41,7 +41,7 @@ def _params():
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def diffbed(request, tmp_path_factory):
     pytest.importorskip("kiln.ops.build", reason="kiln.ops.build is not written yet")
     started = time.monotonic()
