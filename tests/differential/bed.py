@@ -74,7 +74,7 @@ class Expected:
 
 
 _BUG = re.compile(r"^bug(?:\s+(buildah|buildkit))?:\s*(\S.*)$")
-_IGNORE = re.compile(r"^(buildah|buildkit)\s+(\S+):\s*(\S.*)$")
+_IGNORE = re.compile(r"^(buildah|buildkit)\s+(\S+):\s+(\S.*)$")
 
 
 def parse_expected(text: str, where: str = "expected-differences") -> Expected:

@@ -1,0 +1,61 @@
+"""The differential bed's judging: what counts as a difference, and expected-differences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import image_probe
+from differential import bed
+
+
+def _outcome(env=("A=1",), files=None, layering="layer", ok=True):
+    config = dict.fromkeys(bed.CONFIG_KEYS)
+    config["Env"] = list(env)
+    if files is None:
+        files = {"/f": image_probe.Entry("file", 0o644, 0, 0, 2, "ab")}
+    return bed.Outcome(ok, "" if ok else "step 2 failed", config, layering, files)
+
+
+def _case(text: str) -> bed.Case:
+    return bed.Case("c", Path("."), bed.parse_expected(text), [])
+
+
+def test_expected_differences_are_read_per_reference():
+    exp = bed.parse_expected(
+        "# comment\n\nbug: both wrong\nbug buildkit: only here\nbuildkit files:/x: why\n"
+    )
+    assert exp.bugs == {"buildah": "both wrong", "buildkit": "only here"}
+    assert exp.ignored == {"buildkit": {"files:/x": "why"}}
+    with pytest.raises(ValueError, match="cannot read"):
+        bed.parse_expected("buildkit files:/x\n")  # no reason given
+
+
+def test_first_difference_is_named_with_both_values():
+    ours = _outcome()
+    theirs = _outcome(files={"/f": image_probe.Entry("file", 0o600, 0, 0, 2, "ab")})
+    msg = bed.judge(_case(""), "buildah", ours, theirs)
+    assert "first difference in files:/f" in msg and "0o644" in msg and "0o600" in msg
+    assert bed.judge(_case(""), "buildah", ours, _outcome()) is None
+    failed = bed.judge(_case(""), "buildah", ours, _outcome(ok=False))
+    assert "first difference in result" in failed and "step 2 failed" in failed
+
+
+def test_recorded_reference_difference_is_ignored_but_must_still_occur():
+    ours = _outcome(files={"/d": image_probe.Entry("dir", 0o755, 0, 0)})
+    theirs = _outcome(
+        files={
+            "/d": image_probe.Entry("dir", 0o755, 0, 0),
+            "/d/sub": image_probe.Entry("dir", 0o755, 0, 0),
+        }
+    )
+    case = _case("buildkit files:/d: BuildKit keeps the mount point\n")
+    assert bed.judge(case, "buildkit", ours, theirs) is None
+    # the same entry does not excuse the other reference
+    assert "files:/d/sub" in bed.judge(case, "buildah", ours, theirs)
+    # a recorded difference that is gone is reported, so the file stays true
+    assert "no longer does" in bed.judge(case, "buildkit", ours, ours)
+    # a prefix covers a path and what is under it, not a sibling sharing its first letters
+    assert not bed._matches("files:/dx", "files:/d")
+    assert bed._matches("config.Env", "config")
