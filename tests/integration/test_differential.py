@@ -45,7 +45,8 @@ def _params():
 def diffbed(request, tmp_path_factory):
     pytest.importorskip("kiln.ops.build", reason="kiln.ops.build is not written yet")
     started = time.monotonic()
-    b = bed.Bed(tmp_path_factory.mktemp("diffbed"), buildkit=bed.Dockerd.available())
+    jobs = int(os.environ.get("KILN_DIFF_JOBS", "4"))  # cases built at once
+    b = bed.Bed(tmp_path_factory.mktemp("diffbed"), buildkit=bed.Dockerd.available(), workers=jobs)
     # build every selected case up front, a few at a time, in the order they will be asked for
     names = []
     for item in request.session.items:
