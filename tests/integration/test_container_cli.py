@@ -163,7 +163,8 @@ def test_full_scenario_with_podman(kiln, tmp_path, kiln_store):
         cfg = info["Config"]
         assert "A=1" in cfg["Env"] and cfg["Labels"] == {"org.test": "yes"}
         assert "8080/tcp" in cfg["ExposedPorts"] and "/vol" in cfg["Volumes"]
-        assert (cfg["WorkingDir"], cfg["User"], cfg["StopSignal"]) == ("/app", "nobody", "SIGTERM")
+        # the stop signal is kept as given, as buildah config --stop-signal keeps it
+        assert (cfg["WorkingDir"], cfg["User"], cfg["StopSignal"]) == ("/app", "nobody", "TERM")
         assert cfg["Entrypoint"] == ["/bin/sh", "-c"]
         assert info["Author"] == "tester"
         assert info["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]

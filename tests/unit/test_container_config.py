@@ -53,7 +53,7 @@ def test_parsers():
     for bad in ("x", "70000", "80/foo"):
         with pytest.raises(InvalidArgument):
             normalize_port(bad)
-    assert normalize_signal("term") == "SIGTERM"
+    assert normalize_signal("term") == "term"  # kept as written, as buildah config does
     assert normalize_signal("9") == "9"
     with pytest.raises(InvalidArgument):
         normalize_signal("NOPE")
@@ -104,7 +104,7 @@ def test_apply_settings_like_buildah_config():
     assert ed.annotations == {"an": "1"}
     assert rc.exposed_ports == ("443/tcp",)
     assert rc.volumes == ("/data",)
-    assert (rc.working_dir, rc.user, rc.stop_signal) == ("/w", "nobody", "SIGTERM")
+    assert (rc.working_dir, rc.user, rc.stop_signal) == ("/w", "nobody", "TERM")
     assert rc.healthcheck.test == ("CMD-SHELL", "true")
     assert rc.healthcheck.interval == 30 * 10**9 and rc.healthcheck.retries == 3
     assert rc.on_build == ("RUN x",)

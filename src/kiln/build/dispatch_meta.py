@@ -51,7 +51,7 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
     expanded, used = run.expand(instr)
     if isinstance(expanded, Env):
         for key, value in expanded.pairs:
-            ed.set_env(key, value)
+            run.set_env(key, value)
     elif isinstance(expanded, Label):
         for key, value in expanded.pairs:
             ed.set_label(key, value)

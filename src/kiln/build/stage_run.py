@@ -47,6 +47,7 @@ class StageRun:
         self.builder: Builder | None = None
         self.dirty = False  # the builder holds uncommitted filesystem changes
         self.cmd_set = False
+        self.env_set_here: set[str] = set()  # names an ENV of this stage has set
         # directories WORKDIR and VOLUME ask for: (path, owner, volume); made before the next
         # filesystem step, and WORKDIR's also at the end of the stage
         self.wanted_dirs: list[tuple[str, str, bool]] = []
@@ -58,6 +59,12 @@ class StageRun:
     @property
     def config_env(self) -> dict[str, str]:
         return self.editor.env()
+
+    def set_env(self, key: str, value: str) -> None:
+        """ENV as buildah writes it: a variable this stage already set keeps its place; one
+        from the base image moves to the end (``ENV PATH=/x:$PATH`` puts PATH last)."""
+        self.editor.set_env(key, value, in_place=key in self.env_set_here)
+        self.env_set_here.add(key)
 
     def expand_env(self) -> dict[str, str]:
         return self.args.env(self.config_env)

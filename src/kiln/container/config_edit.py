@@ -43,10 +43,11 @@ class ConfigEditor:
     def set_entrypoint(self, entrypoint: list[str] | None) -> None:
         self._set(entrypoint=None if entrypoint is None else tuple(entrypoint))
 
-    def set_env(self, key: str, value: str) -> None:
+    def set_env(self, key: str, value: str, *, in_place: bool = False) -> None:
+        """Set ``key`` (see ``RuntimeConfig.with_env``: ``in_place`` for Dockerfile ENV)."""
         if not key or "=" in key:
             raise InvalidArgument(f"environment variable name {key!r} is invalid")
-        self.image = self.image.evolve(config=self.runtime.with_env(key, value))
+        self.image = self.image.evolve(config=self.runtime.with_env(key, value, in_place=in_place))
 
     def unset_env(self, key: str) -> None:
         self.image = self.image.evolve(config=self.runtime.without_env(key))
@@ -210,16 +211,18 @@ def normalize_port(port: str) -> str:
 
 
 def normalize_signal(sig: str) -> str:
-    """``TERM``/``SIGTERM``/``15`` are accepted; names are written ``SIGTERM``."""
-    text = sig.strip().upper()
+    """``TERM``/``SIGTERM``/``15`` are accepted, and kept as written (``STOPSIGNAL KILL``
+    stays ``KILL``), as buildah and BuildKit keep them."""
+    given = sig.strip()
+    text = given.upper()
     if text.isdigit() and 0 < int(text) < 65:
-        return text
+        return given
     if text.startswith("SIGRTMIN") or text.startswith("SIGRTMAX"):
-        return text
+        return given
     name = text[3:] if text.startswith("SIG") else text
     if not isinstance(getattr(signal, "SIG" + name, None), signal.Signals):
         raise InvalidArgument(f"stop signal {sig!r} is not a signal name or number")
-    return "SIG" + name
+    return given
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

@@ -104,11 +104,11 @@ def copy_into(
                 plan.append((src, _download(src, tmp)))
             else:
                 plan += [(src, rel) for rel in expand_source(ctx, src)]
-        if len(plan) > 1 and not dest_is_dir and not is_dir_in(dst, dest_path):
-            raise InvalidArgument(
-                f"when using {what} with more than one source file, the destination must be "
-                f"a directory and end with a /: {dest}"
-            )
+        if len(plan) > 1:
+            # several sources (or a wildcard matching several) go into a directory, made
+            # when missing, trailing slash or not (buildah and BuildKit; the classic
+            # builder refused)
+            dest_is_dir = True
         content = ContentHash()
         copier = TreeCopier(dst, opts, content)
         outcome = CopyOutcome("")

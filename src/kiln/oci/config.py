@@ -150,10 +150,17 @@ class RuntimeConfig:
             out[key] = value
         return out
 
-    def with_env(self, key: str, value: str) -> RuntimeConfig:
-        env = [e for e in self.env if e.partition("=")[0] != key]
-        env.append(f"{key}={value}")
-        return replace(self, env=tuple(env))
+    def with_env(self, key: str, value: str, *, in_place: bool = False) -> RuntimeConfig:
+        """``key`` set to ``value``. A variable already set moves to the end, as
+        ``buildah config --env`` does, or keeps its place with ``in_place`` (a
+        Dockerfile's ENV, in buildah and BuildKit alike)."""
+        entry = f"{key}={value}"
+        names = [e.partition("=")[0] for e in self.env]
+        if in_place and key in names:
+            env = [entry if name == key else e for name, e in zip(names, self.env, strict=True)]
+            return replace(self, env=tuple(dict.fromkeys(env)))
+        env = [e for name, e in zip(names, self.env, strict=True) if name != key]
+        return replace(self, env=(*env, entry))
 
     def without_env(self, key: str) -> RuntimeConfig:
         return replace(self, env=tuple(e for e in self.env if e.partition("=")[0] != key))
