@@ -97,9 +97,14 @@ def test_instruction_before_from_refused() -> None:
         make("RUN x\nFROM a\n")
 
 
-def test_circular_dependency_detected() -> None:
-    with pytest.raises(InvalidArgument, match="circular dependency"):
-        make("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nCOPY --from=one /y /y\n")
+def test_only_earlier_stages_can_be_named() -> None:
+    """A later stage's name is an image reference (buildah and BuildKit), so stages can
+    never depend on each other in a circle."""
+    p = make("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nCOPY --from=one /y /y\n")
+    assert p.stages[0].external_images == {"two"} and p.stages[0].stage_deps == set()
+    assert p.stages[1].stage_deps == {0}
+    with pytest.raises(InvalidArgument, match="refers to current or future build stage"):
+        make("FROM a\nCOPY --from=1 /x /x\nFROM b\n")
 
 
 def test_planning_does_not_consume_build_args() -> None:

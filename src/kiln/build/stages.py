@@ -146,13 +146,20 @@ def _simulate_one(
                 refs.append((mount.from_, instr.line))
 
 
-def _resolve(ref: str, names: dict[str, int], count: int) -> int | None:
+def _resolve(ref: str, names: dict[str, int], count: int, current: int) -> int | None:
+    """The stage ``ref`` names for stage ``current``: only an earlier stage can be named (a
+    later stage's name is an image reference, as in buildah and BuildKit)."""
     if ref.isdigit():
         index = int(ref)
         if index >= count:
             raise InvalidArgument(f"invalid from flag value {ref}: index out of bounds")
+        if index > current:
+            raise InvalidArgument(
+                f"invalid from flag value {ref}: refers to current or future build stage"
+            )
         return index
-    return names.get(ref.lower())
+    index = names.get(ref.lower())
+    return index if index is not None and index <= current else None
 
 
 def plan(
@@ -193,13 +200,13 @@ def plan(
             expanded, used = head.expand(lex, build_args.for_from())
         assert isinstance(expanded, From)
         base_stage = names.get(expanded.base.lower())
-        if base_stage == index:
-            base_stage = None  # FROM x AS x refers to the image x
+        if base_stage is not None and base_stage >= index:
+            base_stage = None  # FROM x AS x, or a later stage's name: the image x
         deps: set[int] = {base_stage} if base_stage is not None else set()
         images: set[str] = set()
         for ref, line in _from_refs(group[1:], build_args, lex, parsed.name):
             try:
-                dep = _resolve(ref, names, len(groups))
+                dep = _resolve(ref, names, len(groups), index)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"{parsed.name}:{line}: {exc}") from None
             if dep == index:
