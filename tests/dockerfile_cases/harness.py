@@ -28,6 +28,7 @@ context) plus ``expect.json``. ``expect.json`` keys (all optional):
   history lines that kiln deliberately leaves out (Docker's documented behaviour for the
   predefined proxy args); they are dropped from buildah's ARG lines before comparing.
 * ``xfail``: "kiln bug: ..." (strict xfail for the kiln check).
+* ``note``: free text, e.g. where buildah and BuildKit differ and which one kiln follows.
 """
 
 from __future__ import annotations

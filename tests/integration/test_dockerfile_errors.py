@@ -144,6 +144,31 @@ ERRORS = {
         'Error: Containerfile:2: "nope": no such file or directory in the build context'
         " (or excluded by .dockerignore / --exclude)",
     ),
+    # symlinks in the image (issue: follow them in-root, never replace them; loops are errors)
+    "workdir_symlink_loop": (
+        "FROM busybox\nRUN ln -s /loop /loop\nWORKDIR /loop/x\nRUN true\n", ["--layers=false"], 125,
+        "Error: Containerfile:3: cannot create directory /loop/x: too many levels of symbolic"
+        " links (a symlink loop in the container at /loop)",
+    ),
+    "volume_symlink_loop": (
+        "FROM busybox\nRUN ln -s b /a && ln -s a /b\nVOLUME /a/v\nRUN true\n", ["--layers=false"], 125,
+        "Error: Containerfile:3: cannot create directory /a/v: too many levels of symbolic"
+        " links (a symlink loop in the container at /a)",
+    ),
+    "copy_symlink_loop": (
+        "FROM busybox\nRUN ln -s /loop /loop\nCOPY a.txt /loop/\n", ["--layers=false"], 125,
+        "Error: Containerfile:3: COPY: cannot copy to /loop: too many levels of symbolic links"
+        " (a symlink loop in the container at /loop)",
+    ),
+    "copy_dir_onto_file": (
+        "FROM busybox\nCOPY . /etc/group\n", [], 125,
+        "Error: Containerfile:2: COPY: destination /etc/group already exists but is not a"
+        " directory",
+    ),
+    "copy_dir_onto_symlink_to_file": (
+        "FROM busybox\nRUN ln -s /etc/group /grp\nCOPY . /grp\n", ["--layers=false"], 125,
+        "Error: Containerfile:3: COPY: destination /grp already exists but is not a directory",
+    ),
 }  # fmt: skip
 
 

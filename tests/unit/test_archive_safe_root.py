@@ -82,3 +82,49 @@ def test_symlink_loop_is_an_error(env):
     sr.symlink("loop", "loop")
     with pytest.raises(OSError):
         sr.makedirs("loop/x")
+
+
+def test_follow_resolves_every_link_in_root_even_a_dangling_last_one(env):
+    sr, root, outside = env
+    sr.makedirs("data")
+    sr.symlink(str(outside), "host")  # an absolute host path means <root>/<that path>
+    sr.symlink("/data/w", "app")
+    sr.symlink("../../../../data", "rel")
+    found = sr.follow("app")
+    assert (found.path, found.exists, found.created) == ("/data/w", False, [])
+    assert sr.follow("rel/../rel").path == "/data"
+    with pytest.raises(FileNotFoundError):
+        sr.follow("host/secret")  # never the host's file: <root>/tmp/... is missing
+    made = sr.follow("host/secret", create_parents=True)
+    assert (made.path, made.exists) == (str(outside) + "/secret", False)
+    assert made.created[-1] == str(outside) and (root / str(outside).lstrip("/")).is_dir()
+
+
+def test_makedirs_following_creates_link_targets_never_replacing_links(env):
+    sr, root, outside = env
+    sr.symlink("/nowhere/deep", "app")
+    sr.symlink(str(outside), "host")
+    found = sr.makedirs_following("app/x")
+    assert found.path == "/nowhere/deep/x"
+    assert found.created == ["/nowhere", "/nowhere/deep", "/nowhere/deep/x"]
+    assert os.path.islink(root / "app") and (root / "nowhere/deep/x").is_dir()
+    assert sr.makedirs_following("host").path == str(outside)
+    assert (root / str(outside).lstrip("/")).is_dir()
+    assert sorted(os.listdir(outside)) == ["secret"]
+    assert sr.makedirs_following("app/x").created == []
+
+
+def test_makedirs_following_errors_name_the_path(env):
+    sr, root, _ = env
+    (root / "file").write_text("x")
+    sr.symlink("/file", "to-file")
+    sr.symlink("/b", "a")
+    sr.symlink("/a", "b")
+    with pytest.raises(NotADirectoryError) as exc:
+        sr.makedirs_following("to-file/x")
+    assert exc.value.filename == "/file"
+    with pytest.raises(NotADirectoryError):
+        sr.makedirs_following("to-file")
+    with pytest.raises(OSError) as loop:
+        sr.makedirs_following("a/x")
+    assert loop.value.filename in ("/a", "/b")

@@ -18,6 +18,7 @@ import os
 import platform
 import posixpath
 import stat
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from kiln.errors import InvalidArgument
@@ -81,6 +82,16 @@ def split_path(rel: str) -> list[str]:
         raise InvalidArgument(f"path {rel!r} contains a NUL byte")
     norm = posixpath.normpath("/" + rel)
     return [part for part in norm.split("/") if part]
+
+
+@dataclass
+class Followed:
+    """Where a path led inside a root (see :meth:`SafeRoot.follow`)."""
+
+    path: str  # absolute, in-root, no symlinks left in it
+    exists: bool
+    created: list[str] = field(default_factory=list)  # in-root paths made on the way
+    is_dir: bool = False
 
 
 class SafeRoot:
@@ -256,7 +267,87 @@ class SafeRoot:
         finally:
             os.close(fd)
 
+    def follow(self, rel: str, *, create_parents: bool = False, mode: int = 0o755) -> Followed:
+        """Where ``rel`` leads inside the root, every symlink followed in-root (the final one
+        too, dangling or not), as an absolute in-root path free of symlinks.
+
+        The object at the end need not exist (``Followed.exists``). With ``create_parents``,
+        missing directories on the way are made (``mode``) and listed in ``created``, parents
+        first, so a dangling ``/app -> /data`` followed by ``/app/x`` makes ``/data``. A loop
+        raises ``ELOOP`` and a non-directory in the middle ``ENOTDIR``, both naming the
+        in-root path reached.
+        """
+        todo = split_path(rel)
+        names: list[str] = []
+        stack = [os.dup(self.fd)]
+        created: list[str] = []
+        links = 0
+        try:
+            while todo:
+                name = todo.pop(0)
+                if name == "..":
+                    if len(stack) > 1:
+                        os.close(stack.pop())
+                        names.pop()
+                    continue
+                here = "/" + "/".join([*names, name])
+                try:
+                    st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
+                except FileNotFoundError:
+                    if not todo:
+                        return Followed(here, False, created)
+                    if not create_parents:
+                        raise FileNotFoundError(
+                            errno.ENOENT, os.strerror(errno.ENOENT), here
+                        ) from None
+                    os.mkdir(name, mode, dir_fd=stack[-1])
+                    created.append(here)
+                    st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    links += 1
+                    if links > _MAX_SYMLINKS:
+                        raise OSError(errno.ELOOP, "too many levels of symbolic links", here)
+                    target = os.readlink(name, dir_fd=stack[-1])
+                    if target.startswith("/"):
+                        while len(stack) > 1:
+                            os.close(stack.pop())
+                        names.clear()
+                    todo[:0] = [p for p in target.split("/") if p and p != "."]
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    if not todo:
+                        return Followed(here, True, created, is_dir=False)
+                    raise NotADirectoryError(errno.ENOTDIR, "not a directory", here)
+                flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                stack.append(os.open(name, flags, dir_fd=stack[-1]))
+                names.append(name)
+            return Followed("/" + "/".join(names), True, created, is_dir=True)
+        finally:
+            for fd in stack:
+                os.close(fd)
+
     # -- creation -------------------------------------------------------------------
+
+    def makedirs_following(self, rel: str, mode: int = 0o755) -> Followed:
+        """Make ``rel`` a directory the way a container sees it: symlinks on the way and at
+        the end are followed in-root and their targets created (never replaced by a
+        directory), as buildah and Docker do for WORKDIR, VOLUME and COPY destinations.
+
+        Returns where it led (``path``) and what was created, parents first. An existing
+        non-directory at the end raises ``ENOTDIR`` naming its in-root path.
+        """
+        found = self.follow(rel, create_parents=True, mode=mode)
+        if found.exists and not found.is_dir:
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", found.path)
+        if not found.exists:
+            pfd, name = self._parent(found.path)
+            try:
+                os.mkdir(name, mode, dir_fd=pfd)
+            finally:
+                os.close(pfd)
+            found.created.append(found.path)
+            found.exists = found.is_dir = True
+        return found
 
     def makedirs(self, rel: str, mode: int = 0o755, _depth: int = 0) -> None:
         """Create ``rel`` and missing parents.
@@ -515,4 +606,4 @@ def _remove_tree(pfd: int, name: str) -> None:
     os.rmdir(name, dir_fd=pfd)
 
 
-__all__ = ["OpenHow", "SafeRoot", "openat2_available", "split_path"]
+__all__ = ["Followed", "OpenHow", "SafeRoot", "openat2_available", "split_path"]

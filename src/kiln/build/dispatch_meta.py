@@ -61,13 +61,16 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
     elif isinstance(expanded, Volume):
         for path in expanded.paths:
             ed.add_volume(path)
-            run.want_dir(posixpath.normpath(posixpath.join("/", path)), "", volume=True)
+            where = posixpath.normpath(posixpath.join("/", path))
+            run.want_dir(where, "", volume=True, line=expanded.line)
     elif isinstance(expanded, Workdir):
         path = expanded.value
         if not path.startswith("/"):
             path = posixpath.join(ed.runtime.working_dir or "/", path)
         ed.set_working_dir(posixpath.normpath(path) if path != "/" else "/")
-        run.want_dir(ed.runtime.working_dir, ed.runtime.user or "", volume=False)
+        run.want_dir(
+            ed.runtime.working_dir, ed.runtime.user or "", volume=False, line=expanded.line
+        )
     elif isinstance(expanded, User):
         ed.set_user(expanded.value)
     elif isinstance(expanded, StopSignal):

@@ -50,7 +50,7 @@ class StageRun:
         self.env_set_here: set[str] = set()  # names an ENV of this stage has set
         # directories WORKDIR and VOLUME ask for: (path, owner, volume); made before the next
         # filesystem step, and WORKDIR's also at the end of the stage
-        self.wanted_dirs: list[tuple[str, str, bool]] = []
+        self.wanted_dirs: list[tuple[str, str, bool, int]] = []
         self.layers = ex.opts.layers and not (is_target and (ex.opts.squash or ex.opts.squash_all))
         self.use_cache = self.layers and not ex.opts.no_cache
 
@@ -123,17 +123,27 @@ class StageRun:
 
     # -- directories WORKDIR and VOLUME make ---------------------------------------------
 
-    def want_dir(self, path: str, user: str, *, volume: bool) -> None:
+    def want_dir(self, path: str, user: str, *, volume: bool, line: int = 0) -> None:
         """WORKDIR's directory (owned by ``user``; made even at the end of the stage, as
         Docker and BuildKit do) or a VOLUME's (root's; made only when a later step works on
-        the filesystem, as buildah and Docker do)."""
+        the filesystem, as buildah and Docker do). ``line``: the instruction's, for errors."""
         if path and path != "/":
-            self.wanted_dirs.append((path, user, volume))
+            self.wanted_dirs.append((path, user, volume, line))
 
     def make_wanted_dirs(self, b: Builder, *, at_end: bool = False) -> None:
-        wanted = [(p, u) for p, u, volume in self.wanted_dirs if not (at_end and volume)]
+        wanted = [(p, u, n) for p, u, volume, n in self.wanted_dirs if not (at_end and volume)]
         self.wanted_dirs = []
-        if wanted and b.make_dirs(wanted):
+        if not wanted:
+            return
+        try:
+            made = b.make_dirs([(p, u) for p, u, _ in wanted])
+        except InvalidArgument as exc:
+            # name the WORKDIR/VOLUME line whose directory could not be made
+            line = next((n for p, _, n in wanted if f" {p}:" in str(exc)), 0)
+            if not line:
+                raise
+            raise InvalidArgument(f"{self.ex.dockerfile_name}:{line}: {exc}") from None
+        if made:
             self.dirty = True
 
     # -- history ----------------------------------------------------------------------

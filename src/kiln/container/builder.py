@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -17,6 +16,7 @@ from kiln.errors import AlreadyExists, InvalidArgument, NotFound
 from kiln.oci import History, ImageConfig, Platform
 from kiln.store import ContainerRecord, ImageRecord, Store
 
+from . import copied_up
 from .config_edit import ConfigEditor
 from .copy_add import CopyOutcome, copy_into
 from .naming import check_name, default_name
@@ -269,15 +269,16 @@ class Builder:
         cache_ids = [_cache_id(m) for m in options.mounts if m.type == "cache"]
         options = replace(options, mounts=[self._cache_mount(m) for m in options.mounts])
         tidy = not os.path.ismount(self.mount_target) and not self.is_copy_snapshot()
-        candidates = _placeholder_parents(options) if tidy else []
+        dests = [m.destination for m in options.mounts]
+        candidates = copied_up.placeholder_parents(dests) if tidy else []
         upper = self.upper_dir()
-        new = [p for p in candidates if not os.path.lexists(upper + p)]
+        new = [p for p in candidates if not copied_up.exists_in(upper, p)]
         with contextlib.ExitStack() as held, self.mounted() as rootfs:
             for cache_id in cache_ids:  # held shared: keeps `builder prune` away
                 held.enter_context(self.store.cache_mount_lock(cache_id, shared=True))
             code = run(options, rootfs)
         if new:
-            _prune_copied_up(upper, self.lower_dirs(), new)
+            copied_up.prune_copied_up(upper, self.lower_dirs(), new)
         return code
 
     def _cache_mount(self, m: Any) -> Any:
@@ -369,7 +370,7 @@ class Builder:
         from kiln.archive.safe_root import SafeRoot
         from kiln.runtime import resolve_user
 
-        from .copier import CopyOptions, ensure_dir
+        from .copier import CopyOptions, make_dirs
 
         made = []
         with self.mounted() as rootfs, SafeRoot(rootfs) as root:
@@ -379,7 +380,7 @@ class Builder:
                     with contextlib.suppress(InvalidArgument):
                         resolved = resolve_user(rootfs, user)
                         owner = (resolved.uid, resolved.gid)
-                if ensure_dir(root, path, CopyOptions(owner=owner), what="create directory"):
+                if make_dirs(root, path, CopyOptions(owner=owner), "create directory").created:
                     made.append(path)
         return made
 
@@ -456,44 +457,6 @@ class Builder:
             self.snapshots.remove(self.state.snapshot_key)
         with contextlib.suppress(NotFound):
             self.store.delete_container(self.id)
-
-
-def _placeholder_parents(options: Any) -> list[str]:
-    """Directories a run may copy up only to hold its mountpoints (/etc for hosts...)."""
-    found = {"/etc"}
-    for m in options.mounts:
-        parent = os.path.dirname(os.path.normpath(m.destination))
-        while parent not in ("/", ""):
-            found.add(parent)
-            parent = os.path.dirname(parent)
-    return sorted(found, key=lambda p: -p.count("/"))  # deepest first
-
-
-def _prune_copied_up(upper: str, lowers: list[str], paths: list[str]) -> None:
-    """Drop directories the run copied up but left empty and unchanged (overlay unmounted)."""
-    from kiln.archive.changes import is_opaque
-
-    for path in paths:
-        up = upper + path
-        try:
-            st = os.lstat(up)
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISDIR(st.st_mode) or os.listdir(up) or is_opaque(up):
-            continue
-        for lower in lowers:
-            try:
-                lst = os.lstat(lower + path)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            same = stat.S_ISDIR(lst.st_mode) and (lst.st_mode, lst.st_uid, lst.st_gid) == (
-                st.st_mode,
-                st.st_uid,
-                st.st_gid,
-            )
-            if same:
-                os.rmdir(up)
-            break
 
 
 def _scratch_config() -> ImageConfig:

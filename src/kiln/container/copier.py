@@ -19,7 +19,7 @@ import posixpath
 import stat
 from dataclasses import dataclass, field
 
-from kiln.archive.safe_root import SafeRoot
+from kiln.archive.safe_root import Followed, SafeRoot
 from kiln.errors import InvalidArgument
 
 CHUNK = 1 << 20
@@ -64,40 +64,47 @@ class ContentHash:
         return "sha256:" + h.hexdigest()
 
 
-def ensure_parents(dst: SafeRoot, path: str, opts: CopyOptions) -> None:
-    """Create the missing directories of ``path`` (the final component excluded) as 0755."""
+def ensure_parents(dst: SafeRoot, path: str, opts: CopyOptions) -> str:
+    """Create the missing directories of ``path`` (the final component excluded) as 0755;
+    returns the in-root directory they lead to (symlinks on the way followed in-root)."""
     parts = [p for p in path.split("/") if p]
-    ensure_dir(dst, "/" + "/".join(parts[:-1]), opts)
+    return ensure_dir(dst, "/" + "/".join(parts[:-1]), opts)
 
 
-def ensure_dir(dst: SafeRoot, path: str, opts: CopyOptions, what: str = "copy to") -> bool:
-    """Make directory ``path`` and its missing parents (owned as the copy); True if created.
+def ensure_dir(dst: SafeRoot, path: str, opts: CopyOptions, what: str = "copy to") -> str:
+    """Make directory ``path`` and its missing parents (owned as the copy), following
+    symlinks in-root as buildah and Docker do: ``/app -> /data`` makes ``/data``, and a
+    symlink is never replaced by a directory. Returns the in-root directory ``path`` leads
+    to; ``what`` words the error (``cannot <what> <path>: ...``)."""
+    return make_dirs(dst, path, opts, what).path
 
-    ``what`` words the error (``cannot <what> <path>: ...``)."""
-    parts = [p for p in path.split("/") if p]
-    created = False
-    for i in range(1, len(parts) + 1):
-        prefix = "/" + "/".join(parts[:i])
-        try:
-            fd = dst.open_path(prefix, follow=True)
-        except FileNotFoundError:
-            dst.mkdir(prefix, 0o755)
-            if opts.chown_needed:
-                dst.chown(prefix, *opts.uid_gid)
-            created = True
-            continue
-        except NotADirectoryError:
-            raise InvalidArgument(
-                f"cannot {what} {path}: a parent of it is not a directory in the container"
-            ) from None
-        try:
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                raise InvalidArgument(
-                    f"cannot {what} {path}: {prefix} exists and is not a directory"
-                )
-        finally:
-            os.close(fd)
-    return created
+
+def make_dirs(dst: SafeRoot, path: str, opts: CopyOptions, what: str = "copy to") -> Followed:
+    """:func:`ensure_dir`, also telling what was created."""
+    try:
+        found = dst.makedirs_following(path, 0o755)
+    except NotADirectoryError as exc:
+        at = exc.filename or path
+        raise InvalidArgument(
+            f"cannot {what} {path}: {at} exists in the container and is not a directory"
+        ) from None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise InvalidArgument(
+            f"cannot {what} {path}: too many levels of symbolic links (a symlink loop "
+            f"in the container at {exc.filename or path})"
+        ) from None
+    own_made(dst, found.created, opts)
+    return found
+
+
+def own_made(dst: SafeRoot, paths: list[str], opts: CopyOptions) -> None:
+    """Directories a copy made on the way: 0755, owned as the copy."""
+    for made in paths:
+        if opts.chown_needed:
+            dst.chown(made, *opts.uid_gid)
+        dst.chmod(made, 0o755)
 
 
 def _open_same(name: str, flags: int, dfd: int, st: os.stat_result, label: str) -> int:
@@ -255,19 +262,15 @@ class TreeCopier:
         return self.opts.mode if self.opts.mode is not None else stat.S_IMODE(st.st_mode)
 
     def _existing_dir(self, target: str) -> bool:
+        """Whether ``target`` is a directory to copy into; anything else there (a symlink
+        too, even to a directory) is removed to make room, as buildah does for the entries
+        of a copied tree (the destination itself was followed in-root before)."""
         try:
             st = self.dst.lstat(target)
         except FileNotFoundError:
             return False
         if stat.S_ISDIR(st.st_mode):
             return True
-        if stat.S_ISLNK(st.st_mode):
-            fd = self.dst.open_path(target, follow=True)
-            try:
-                if stat.S_ISDIR(os.fstat(fd).st_mode):
-                    return True
-            finally:
-                os.close(fd)
         self.dst.remove(target)
         return False
 

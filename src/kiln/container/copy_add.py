@@ -8,8 +8,10 @@ COPY leaves the container as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +20,14 @@ from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument, NotFound
 from kiln.util.redact import redact
 
-from .copier import ContentHash, CopyOptions, TreeCopier, ensure_dir, ensure_parents
+from .copier import (
+    ContentHash,
+    CopyOptions,
+    TreeCopier,
+    ensure_dir,
+    ensure_parents,
+    own_made,
+)
 from .owner import parse_chmod, resolve_chown
 from .paths import expand_source, is_dir_in, resolve_dest
 from .tar_detect import extract_archive, is_archive
@@ -150,22 +159,52 @@ def _copy_local(
     label = rel or "."
     if rel and not is_dir_in(ctx, rel):
         if add and is_archive(ctx, rel):
-            ensure_dir(dst, dest_path, opts)
-            digest = extract_archive(ctx, rel, dst.path, dest_path, opts.owner)
+            real = ensure_dir(dst, dest_path, opts)
+            digest = extract_archive(ctx, rel, dst.path, real, opts.owner)
             copier.hash.add(label, "archive", 0, digest)
             return dest_path
-        if dest_is_dir or is_dir_in(dst, dest_path):
-            ensure_dir(dst, dest_path, opts)
-            target = posixpath.join(dest_path, posixpath.basename(rel))
+        if dest_is_dir or leads_to_dir(dst, dest_path):
+            real = ensure_dir(dst, dest_path, opts)
+            target = posixpath.join(real, posixpath.basename(rel))
         else:
-            ensure_parents(dst, dest_path, opts)
-            target = dest_path
+            target = _in_parent(dst, dest_path, opts)
         copier.copy_top(ctx, rel, target, label)
         return target
-    # a directory copies its contents
-    ensure_parents(dst, dest_path, opts)
-    copier.copy_top(ctx, rel, dest_path, label)
+    # a directory copies its contents, into where a symlink at the destination leads
+    target = _in_parent(dst, dest_path, opts)
+    try:
+        found = dst.follow(target, create_parents=True)
+    except NotADirectoryError:
+        found = None
+    if found is None or (found.exists and not found.is_dir):
+        raise InvalidArgument(f"destination {dest_path} already exists but is not a directory")
+    own_made(dst, found.created, opts)
+    copier.copy_top(ctx, rel, found.path, label)
     return dest_path
+
+
+def leads_to_dir(dst: SafeRoot, path: str) -> bool:
+    """Whether ``path`` is a directory in the container, or a symlink leading (in-root) to one
+    or to nothing yet: buildah then copies *into* the directory it makes there."""
+    try:
+        if not stat.S_ISLNK(dst.lstat(path).st_mode):
+            return is_dir_in(dst, path)
+        found = dst.follow(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return True  # ensure_dir reports the loop
+        raise
+    return found.is_dir or not found.exists
+
+
+def _in_parent(dst: SafeRoot, path: str, opts: CopyOptions) -> str:
+    """``path`` with its parent directory resolved (and made) in-root; "/" stays "/"."""
+    name = posixpath.basename(path)
+    if not name:
+        return "/"
+    return posixpath.join(ensure_parents(dst, path, opts), name)
 
 
 # -- URLs --------------------------------------------------------------------------------------
@@ -186,17 +225,15 @@ def _download(url: str, tmp: str) -> _Fetched:
 def _place_download(
     dst: SafeRoot, item: _Fetched, dest_path: str, dest_is_dir: bool, opts: CopyOptions
 ) -> str:
-    if dest_is_dir or is_dir_in(dst, dest_path):
+    if dest_is_dir or leads_to_dir(dst, dest_path):
         if not item.name:
             raise InvalidArgument(
                 f"ADD {item.url}: cannot tell a file name from the URL; "
                 "give the destination a file name"
             )
-        ensure_dir(dst, dest_path, opts)
-        target = posixpath.join(dest_path, item.name)
+        target = posixpath.join(ensure_dir(dst, dest_path, opts), item.name)
     else:
-        ensure_parents(dst, dest_path, opts)
-        target = dest_path
+        target = _in_parent(dst, dest_path, opts)
     mode = opts.mode if opts.mode is not None else 0o600
     with open(item.path, "rb") as f:
         out = dst.open_file_for_write(target, 0o600)

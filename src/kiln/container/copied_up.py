@@ -1,0 +1,117 @@
+"""Directories a run copied up into the upper layer only to hold its mountpoints.
+
+A mount on ``/etc/hosts`` or ``/srv/cache/x`` makes overlayfs copy ``/etc`` or ``/srv/cache``
+up into the container's upper directory even when the run changes nothing there; left alone
+they would land in the next layer. After the run (overlay unmounted) the ones still empty,
+not opaque and identical in mode and owner to the lower directory are removed.
+
+The upper and lower directories are walked component by component with ``O_NOFOLLOW``: a
+path through a symlink (the run may have planted ``/srv -> /host/dir``) is not the
+directory looked for, and is never followed out of the layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import stat
+from collections.abc import Iterator, Sequence
+
+from kiln.archive.changes import is_opaque
+
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def placeholder_parents(destinations: Sequence[str]) -> list[str]:
+    """Directories a run may copy up only to hold its mountpoints (/etc for hosts...),
+    deepest first."""
+    found = {"/etc"}
+    for dest in destinations:
+        parent = posixpath.dirname(posixpath.normpath("/" + dest.lstrip("/")))
+        while parent not in ("/", ""):
+            found.add(parent)
+            parent = posixpath.dirname(parent)
+    return sorted(found, key=lambda p: -p.count("/"))
+
+
+@contextlib.contextmanager
+def _parent_fd(base: str, path: str) -> Iterator[tuple[int, str] | None]:
+    """(fd of the directory holding ``path`` under ``base``, final name), walked without
+    following any symlink; None when a component is missing, a symlink or not a directory."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    if not parts or ".." in parts:
+        yield None
+        return
+    fds: list[int] = []
+    try:
+        fds.append(os.open(base, _DIR))
+        for part in parts[:-1]:
+            fds.append(os.open(part, _DIR, dir_fd=fds[-1]))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        yield None
+        return
+    try:
+        yield fds[-1], parts[-1]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def exists_in(base: str, path: str) -> bool:
+    """Whether ``path`` exists under ``base`` (as anything), no symlink followed."""
+    with _parent_fd(base, path) as found:
+        if found is None:
+            return False
+        fd, name = found
+        try:
+            os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+
+
+def _dir_stat(base: str, path: str) -> os.stat_result | None:
+    with _parent_fd(base, path) as found:
+        if found is None:
+            return None
+        fd, name = found
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return None
+        return st if stat.S_ISDIR(st.st_mode) else None
+
+
+def prune_copied_up(upper: str, lowers: Sequence[str], paths: Sequence[str]) -> list[str]:
+    """Remove the directories of ``paths`` in ``upper`` that the run left empty and unchanged
+    against the first lower layer holding them; returns what was removed."""
+    removed = []
+    for path in paths:
+        with _parent_fd(upper, path) as found:
+            if found is None:
+                continue
+            pfd, name = found
+            try:
+                dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(dfd)
+                if os.listdir(dfd) or is_opaque(f"/proc/self/fd/{dfd}"):
+                    continue
+            finally:
+                os.close(dfd)
+            for lower in lowers:
+                lst = _dir_stat(lower, path)
+                if lst is None:
+                    if exists_in(lower, path):
+                        break  # something else is there below: the directory is a change
+                    continue
+                if (lst.st_mode, lst.st_uid, lst.st_gid) == (st.st_mode, st.st_uid, st.st_gid):
+                    os.rmdir(name, dir_fd=pfd)
+                    removed.append(path)
+                break
+    return removed
