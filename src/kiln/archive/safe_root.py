@@ -84,6 +84,25 @@ def split_path(rel: str) -> list[str]:
     return [part for part in norm.split("/") if part]
 
 
+class FileRefused(InvalidArgument):
+    """A file of the root that :meth:`SafeRoot.read_regular` will not read (``reason`` says
+    why: a FIFO, a device, too large...)."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def kind_of(mode: int) -> str:
+    """ "a FIFO", "a directory"... for an error message."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
 @dataclass
 class Followed:
     """Where a path led inside a root (see :meth:`SafeRoot.follow`)."""
@@ -259,6 +278,32 @@ class SafeRoot:
         except (FileNotFoundError, NotADirectoryError):
             return False
         return True
+
+    def read_regular(self, rel: str, limit: int) -> bytes | None:
+        """The bytes of the regular file ``rel`` (symlinks followed in-root), None if missing.
+
+        Its type and size are checked on an ``O_PATH`` fd before it is opened for reading, so a
+        FIFO (which would block), a device (a host disk, a terminal), a socket or a directory
+        is never read: they, and a file over ``limit`` bytes, raise :class:`FileRefused`.
+        """
+        try:
+            pfd = self.open_path(rel, follow=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            st = os.fstat(pfd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileRefused(rel, f"it is {kind_of(st.st_mode)}, not a regular file")
+            if st.st_size > limit:
+                raise FileRefused(rel, f"it is larger than {limit} bytes")
+            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+            with os.fdopen(os.open(f"/proc/self/fd/{pfd}", flags), "rb") as f:
+                data = f.read(limit + 1)
+        finally:
+            os.close(pfd)
+        if len(data) > limit:
+            raise FileRefused(rel, f"it is larger than {limit} bytes")
+        return data
 
     def listdir(self, rel: str) -> list[str]:
         fd = self.open_dir(rel)
@@ -606,4 +651,12 @@ def _remove_tree(pfd: int, name: str) -> None:
     os.rmdir(name, dir_fd=pfd)
 
 
-__all__ = ["Followed", "OpenHow", "SafeRoot", "openat2_available", "split_path"]
+__all__ = [
+    "FileRefused",
+    "Followed",
+    "OpenHow",
+    "SafeRoot",
+    "openat2_available",
+    "kind_of",
+    "split_path",
+]

@@ -6,30 +6,11 @@ numeric UID alone means the same numeric GID; names that do not exist are an err
 
 from __future__ import annotations
 
-import os
-
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument
+from kiln.runtime.users import read_etc_file
 
 _MAX_ID = 2**32 - 2
-_MAX_FILE = 16 * 1024 * 1024
-
-
-def read_text(root: SafeRoot, path: str) -> str | None:
-    """A small text file of the rootfs, resolved in-root; None when absent or not a file."""
-    try:
-        pfd = root.open_path(path, follow=True)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        try:
-            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
-        except (IsADirectoryError, PermissionError):
-            return None
-        with os.fdopen(fd, "rb") as f:
-            return f.read(_MAX_FILE).decode("utf-8", errors="replace")
-    finally:
-        os.close(pfd)
 
 
 def _numeric(text: str) -> int | None:
@@ -59,7 +40,7 @@ def resolve_chown(root: SafeRoot, spec: str) -> tuple[int, int]:
     uid = _numeric(user)
     gid: int | None = None
     if uid is None:
-        entry = _lookup(read_text(root, "/etc/passwd"), user, 3)
+        entry = _lookup(read_etc_file(root, "/etc/passwd"), user, 3)
         if entry is None:
             raise InvalidArgument(
                 f"--chown {spec!r}: unknown user {user!r} in the container's /etc/passwd: "
@@ -74,7 +55,7 @@ def resolve_chown(root: SafeRoot, spec: str) -> tuple[int, int]:
     if sep:
         gid = _numeric(group)
         if gid is None:
-            entry = _lookup(read_text(root, "/etc/group"), group, 2)
+            entry = _lookup(read_etc_file(root, "/etc/group"), group, 2)
             if entry is None:
                 raise InvalidArgument(
                     f"--chown {spec!r}: unknown group {group!r} in the container's /etc/group: "

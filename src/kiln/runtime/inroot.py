@@ -119,6 +119,26 @@ def resolve(root: str, path: str, *, follow_last: bool = True) -> str:
         walk.close()
 
 
+def lstat(root: str, path: str) -> os.stat_result:
+    """``lstat`` of ``path`` inside ``root`` (its parents followed in-root, itself not)."""
+    walk, last = _walk_in(root, path, follow_last=False, create_dirs=None)
+    try:
+        if not last:
+            return os.fstat(walk.fd)
+        return os.stat(last, dir_fd=walk.fd, follow_symlinks=False)
+    finally:
+        walk.close()
+
+
+def readlink(root: str, path: str) -> str:
+    """The target of the symlink ``path`` inside ``root`` (its parents followed in-root)."""
+    walk, last = _walk_in(root, path, follow_last=False, create_dirs=None)
+    try:
+        return os.readlink(last, dir_fd=walk.fd)
+    finally:
+        walk.close()
+
+
 def open_in_root(root: str, path: str, flags: int = os.O_RDONLY) -> int:
     """Open ``path`` inside ``root``; the returned fd is close-on-exec."""
     walk, last = _walk_in(root, path, follow_last=True, create_dirs=None)
@@ -128,16 +148,6 @@ def open_in_root(root: str, path: str, flags: int = os.O_RDONLY) -> int:
         return os.open(last, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=walk.fd)
     finally:
         walk.close()
-
-
-def read_text(root: str, path: str, limit: int = 4 * 1024 * 1024) -> str | None:
-    """The text of a file inside ``root``, or None when it does not exist."""
-    try:
-        fd = open_in_root(root, path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    with os.fdopen(fd, "rb") as f:
-        return f.read(limit).decode("utf-8", "replace")
 
 
 def ensure(root: str, path: str, *, directory: bool) -> list[str]:

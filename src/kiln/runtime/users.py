@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kiln.archive.safe_root import FileRefused, SafeRoot
 from kiln.errors import InvalidArgument
 
-from . import inroot
+# Far above any real passwd/group file; a larger one is refused, not read.
+MAX_ETC_FILE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,13 +39,28 @@ def _id(text: str) -> int | None:
     return int(text) if text.isdigit() and int(text) < 2**32 else None
 
 
-def _read(rootfs: str, path: str) -> str:
+def read_etc_file(root: SafeRoot, path: str) -> str:
+    """The text of ``/etc/passwd`` or ``/etc/group`` of the container ("" when missing).
+
+    Resolved in-root (a symlink to a host file means the container's own path, never the
+    host's); a FIFO, a device, a directory or a file over ``MAX_ETC_FILE`` is refused with a
+    clear error, as is a symlink loop. The one reader for USER, ``--user`` and ``--chown``."""
     try:
-        return inroot.read_text(rootfs, path) or ""
+        data = root.read_regular(path, MAX_ETC_FILE)
+    except FileRefused as exc:
+        raise InvalidArgument(
+            f"cannot read {path} of the container: {exc.reason}; fix the file in the image"
+        ) from None
     except OSError as e:
         raise InvalidArgument(
             f"cannot read {path} of the container: {e.strerror}; fix the file in the image"
         ) from None
+    return (data or b"").decode("utf-8", "replace")
+
+
+def _read(rootfs: str, path: str) -> str:
+    with SafeRoot(rootfs) as root:
+        return read_etc_file(root, path)
 
 
 def _read_passwd(rootfs: str) -> list[_Passwd]:
