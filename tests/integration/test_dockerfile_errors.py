@@ -160,6 +160,12 @@ ERRORS = {
         "Error: Containerfile:3: COPY: cannot copy to /loop: too many levels of symbolic links"
         " (a symlink loop in the container at /loop)",
     ),
+    "run_mount_target_symlink_loop": (
+        "FROM busybox\nRUN ln -s /loop /loop\nRUN --mount=type=tmpfs,target=/loop/t true\n",
+        ["--layers=false"], 125,
+        "Error: Containerfile:3: cannot mount on /loop/t: too many levels of symbolic links"
+        " (a symlink loop in the container)",
+    ),
     "copy_dir_onto_file": (
         "FROM busybox\nCOPY . /etc/group\n", [], 125,
         "Error: Containerfile:2: COPY: destination /etc/group already exists but is not a"

@@ -8,6 +8,7 @@ and after the run removes what is still an empty placeholder.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -60,23 +61,68 @@ def wanted(opts: RunOptions) -> list[tuple[str, bool]]:
     return points
 
 
+def check_system_dirs(rootfs: str) -> None:
+    """Refuse a rootfs whose /proc, /dev or /sys is a symlink or not a directory.
+
+    The runtime mounts its own filesystems there and, before it enters the container, makes
+    entries under /dev (``fd``, ``stdin``, ``ptmx``...) and /sys/fs/cgroup through the host's
+    view of the rootfs: an image's ``/dev -> /some/host/dir`` would have those made on the
+    host (runc does exactly that). A missing one is fine: it is made as a placeholder.
+    """
+    for path in SYSTEM_DIRS:
+        try:
+            st = inroot.lstat(rootfs, path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            target = inroot.readlink(rootfs, path)
+            raise InvalidArgument(
+                f"the image's {path} is a symbolic link (to {target}): kiln mounts its own "
+                f"{path} there and will not follow a link for it; make {path} a directory in "
+                "the image"
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(
+                f"the image's {path} is not a directory: kiln mounts its own {path} there; "
+                f"make {path} a directory in the image"
+            )
+
+
+def _ensure(rootfs: str, path: str, *, directory: bool, what: str) -> list[str]:
+    """``inroot.ensure`` with the errors a user can cause worded for them."""
+    try:
+        return inroot.ensure(rootfs, path, directory=directory)
+    except NotADirectoryError:
+        raise InvalidArgument(
+            f"{what} {path}: a parent of it is not a directory in the container"
+        ) from None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise InvalidArgument(
+            f"{what} {path}: too many levels of symbolic links (a symlink loop in the container)"
+        ) from None
+
+
 def prepare(opts: RunOptions, rootfs: str) -> Placeholders:
-    """Create missing mountpoints (and the working directory, which is kept) in ``rootfs``."""
+    """Create missing mountpoints (and the working directory, which is kept) in ``rootfs``.
+
+    Every path is resolved in-root (an image's symlinks lead inside it, never to the host)."""
+    check_system_dirs(rootfs)
     placeholders = Placeholders(rootfs)
     try:
         for path, is_dir in wanted(opts):
-            try:
-                placeholders.created += inroot.ensure(rootfs, path, directory=is_dir)
-            except NotADirectoryError:
-                raise InvalidArgument(
-                    f"cannot mount on {path}: a parent of it is not a directory in the container"
-                ) from None
+            placeholders.created += _ensure(rootfs, path, directory=is_dir, what="cannot mount on")
+        cwd = opts.cwd or "/"
+        _ensure(rootfs, cwd, directory=True, what="working directory")
+        fd = inroot.open_in_root(rootfs, cwd, os.O_PATH)
         try:
-            inroot.ensure(rootfs, opts.cwd or "/", directory=True)
-        except NotADirectoryError:
-            raise InvalidArgument(
-                f"working directory {opts.cwd} is not a directory in the container"
-            ) from None
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise InvalidArgument(
+                    f"working directory {cwd} is not a directory in the container"
+                )
+        finally:
+            os.close(fd)
     except BaseException:
         placeholders.cleanup()
         raise
