@@ -104,3 +104,33 @@ def test_symlink_loop_is_a_user_error(tmp_path):
     os.symlink("/etc/passwd", tmp_path / "etc" / "passwd")
     with pytest.raises(InvalidArgument, match="cannot read /etc/passwd"):
         resolve_user(str(tmp_path), "0")
+
+
+def test_a_fifo_passwd_is_refused_without_blocking(tmp_path):
+    (tmp_path / "etc").mkdir()
+    os.mkfifo(tmp_path / "etc" / "passwd")
+    with pytest.raises(InvalidArgument, match="it is a FIFO, not a regular file"):
+        resolve_user(str(tmp_path), "app")  # opening it for reading would block
+
+
+def test_a_directory_or_oversized_group_is_refused(tmp_path, monkeypatch):
+    from kiln.runtime import users
+
+    (tmp_path / "etc" / "group").mkdir(parents=True)
+    with pytest.raises(InvalidArgument, match="/etc/group of the container: it is a directory"):
+        resolve_user(str(tmp_path), "0:wheel")
+    (tmp_path / "etc" / "group").rmdir()
+    (tmp_path / "etc" / "group").write_text(GROUP)
+    monkeypatch.setattr(users, "MAX_ETC_FILE", 16)
+    with pytest.raises(InvalidArgument, match="larger than 16 bytes"):
+        resolve_user(str(tmp_path), "0:wheel")
+
+
+def test_chown_reads_through_the_same_checks(tmp_path):
+    from kiln.archive.safe_root import SafeRoot
+    from kiln.container.owner import resolve_chown
+
+    (tmp_path / "etc").mkdir()
+    os.mkfifo(tmp_path / "etc" / "passwd")
+    with SafeRoot(str(tmp_path)) as root, pytest.raises(InvalidArgument, match="FIFO"):
+        resolve_chown(root, "app")
