@@ -156,7 +156,7 @@ class Builder:
         if not self.state.mount_point:
             return False
         try:
-            return os.path.ismount(self.mount_target)
+            return _is_mountpoint(self.mount_target)
         except NotFound:
             return False
 
@@ -173,7 +173,7 @@ class Builder:
         """Undo ``mount`` (no-op when not mounted)."""
         from kiln.snapshot.mount import unmount
 
-        if os.path.ismount(self.mount_target):
+        if _is_mountpoint(self.mount_target):
             unmount(self.mount_target)
         if self.state.mount_point is not None:
             self.state.mount_point = None
@@ -187,7 +187,7 @@ class Builder:
     @contextlib.contextmanager
     def mounted(self) -> Iterator[str]:
         """The merged rootfs path, mounted for the duration unless ``kiln mount`` holds it."""
-        if self.is_mounted() or os.path.ismount(self.mount_target):
+        if self.is_mounted() or _is_mountpoint(self.mount_target):
             yield self.mount_target
             return
         self._mount()
@@ -268,7 +268,7 @@ class Builder:
         options = self.run_options(args, opts, **overrides)
         cache_ids = [_cache_id(m) for m in options.mounts if m.type == "cache"]
         options = replace(options, mounts=[self._cache_mount(m) for m in options.mounts])
-        tidy = not os.path.ismount(self.mount_target) and not self.is_copy_snapshot()
+        tidy = not _is_mountpoint(self.mount_target) and not self.is_copy_snapshot()
         dests = [m.destination for m in options.mounts]
         candidates = copied_up.placeholder_parents(dests) if tidy else []
         upper = self.upper_dir()
@@ -457,6 +457,12 @@ class Builder:
             self.snapshots.remove(self.state.snapshot_key)
         with contextlib.suppress(NotFound):
             self.store.delete_container(self.id)
+
+
+def _is_mountpoint(path: str) -> bool:
+    from kiln.snapshot.mount import is_mountpoint
+
+    return is_mountpoint(path)
 
 
 def _scratch_config() -> ImageConfig:

@@ -97,6 +97,34 @@ def unmount(target: str) -> None:
     raise Unavailable(f"cannot unmount {target}: {os.strerror(err)}")
 
 
+def _unescape(field: str) -> str:
+    """A path as /proc/self/mountinfo writes it (space, tab, newline, backslash as \\ooo)."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def is_mountpoint(path: str) -> bool:
+    """Whether something is mounted on ``path``, a bind mount of the same filesystem too
+    (``os.path.ismount`` cannot see those: same device, another inode)."""
+    try:
+        wanted = os.path.realpath(path)
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                fields = line.split(" ", 5)
+                if len(fields) > 4 and _unescape(fields[4]) == wanted:
+                    return True
+    except OSError:
+        return os.path.ismount(path)
+    return False
+
+
 @contextmanager
 def mounted(spec: MountSpec, parent_dir: str | None = None) -> Iterator[str]:
     """Mount ``spec`` on a fresh temporary directory; always unmount and remove it."""

@@ -487,5 +487,5 @@ class Snapshotter:
 def _release_mount_point(snapshot_dir: str) -> None:
     """Unmount ``<snapshot_dir>/merged`` if still mounted, so removal never reaches into it."""
     merged = os.path.join(snapshot_dir, "merged")
-    if os.path.ismount(merged):
+    if mnt.is_mountpoint(merged):
         mnt.unmount(merged)
