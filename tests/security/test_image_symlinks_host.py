@@ -90,6 +90,12 @@ CASES = [
          ("sh", "-c", "cat /etc/hostname; echo pwned > /etc/hostname")),
     Case("etc_hostname_chroot", lambda e: [("etc/hostname", SYM, _v(e, "canary.txt"))], "run",
          ("sh", "-c", "echo pwned > /etc/hostname"), flags=("--isolation", "chroot")),
+    Case("etc_hosts_into_dev", lambda e: [("etc/hosts", SYM, "/dev/null")], "run", ("true",),
+         error=("leads to /dev/null",)),
+    Case("etc_resolv_into_proc", lambda e: [("etc/resolv.conf", SYM, "../proc/self/environ")],
+         "build", ("RUN true",), error=("leads to /proc/self/environ",)),
+    Case("etc_hostname_directory", lambda e: [("etc/hostname", DIR, None)], "run", ("true",),
+         error=("is a directory",)),
     # the working directory
     Case("workdir_abs", lambda e: [("work", SYM, _v(e))], "build",
          ("RUN touch pwned-here && test -f /work/pwned-here",),

@@ -88,6 +88,35 @@ def check_system_dirs(rootfs: str) -> None:
             )
 
 
+def check_etc_files(rootfs: str, opts: RunOptions) -> None:
+    """Refuse an image whose /etc/hosts, /etc/resolv.conf or /etc/hostname (where kiln mounts
+    its own files) is a directory or leads, in-root, into /proc, /dev or /sys (kiln's own
+    mounts, which a file of the image must not shadow)."""
+    overridden = {m.destination.rstrip("/") or "/" for m in opts.mounts}
+    for path in ETC_FILES:
+        if path in overridden:
+            continue
+        try:
+            where = inroot.resolve(rootfs, path)
+            st = inroot.lstat(rootfs, where)
+        except FileNotFoundError:
+            continue  # a placeholder is made with the other mountpoints
+        except OSError:
+            continue  # a loop or a file on the way: refused when the placeholder is made
+        under = next((d for d in SYSTEM_DIRS if where == d or where.startswith(d + "/")), None)
+        if under is not None:
+            raise InvalidArgument(
+                f"the image's {path} leads to {where}, inside {under}: kiln mounts its own "
+                f"{under} and {path}, and will not put one over the other; fix the link in "
+                "the image"
+            )
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(
+                f"the image's {path} is a directory: kiln mounts its own {path} file there; "
+                "remove the directory from the image"
+            )
+
+
 def _ensure(rootfs: str, path: str, *, directory: bool, what: str) -> list[str]:
     """``inroot.ensure`` with the errors a user can cause worded for them."""
     try:
@@ -113,6 +142,7 @@ def prepare(opts: RunOptions, rootfs: str) -> Placeholders:
     try:
         for path, is_dir in wanted(opts):
             placeholders.created += _ensure(rootfs, path, directory=is_dir, what="cannot mount on")
+        check_etc_files(rootfs, opts)  # now that every link on their way leads somewhere
         cwd = opts.cwd or "/"
         _ensure(rootfs, cwd, directory=True, what="working directory")
         fd = inroot.open_in_root(rootfs, cwd, os.O_PATH)
