@@ -115,6 +115,9 @@ CASES = [
          ("RUN --mount=type=secret,id=s cat /run/secrets/s",)),
     Case("mount_secret_onto_canary", lambda e: [("app", SYM, _v(e, "canary.txt"))], "build",
          ("RUN --mount=type=secret,id=s,target=/app cat /app",)),
+    Case("mount_from_image_source_link", lambda e: [("leak", SYM, _v(e, "canary.txt"))], "build",
+         ("RUN --mount=type=bind,from={ref},source=/leak,target=/m cat /m",),
+         error=("not found",)),
     Case("run_volume_target", lambda e: [("app", SYM, _v(e))], "run",
          ("sh", "-c", "touch /app/v/pwned-vol; ls /app/v")),
     Case("tmp_link_tmpfs_chroot", lambda e: [("tmp2", SYM, _v(e))], "build",
@@ -140,7 +143,7 @@ def _build(env: RootfsEnv, ref: str, case: Case):
     secret = env.tmp / "secret.txt"
     secret.write_bytes(b"s3cret\n")
     flags = [*case.flags, "--no-cache", "--secret", f"id=s,src={secret}"]
-    text = "\n".join([f"FROM {ref}", *case.what]) + "\n"
+    text = "\n".join([f"FROM {ref}", *(w.replace("{ref}", ref) for w in case.what)]) + "\n"
     return env.build(text, *flags, files={"a.txt": b"a\n"}, timeout=90)
 
 
