@@ -8,6 +8,11 @@ and BuildKit do; a top directory the copy creates stays 0:0); modes are the sour
 mtimes are kept; hard links
 inside one copy stay hard links. Each copy also yields a digest of what it copied (names,
 types, modes, contents), which the build cache keys on.
+
+Symlinks of the image, as buildah 1.28: the destination and its parents are followed in-root
+(``/app -> /data`` then ``COPY f /app/`` writes ``/data/f``; a dangling link's target is made),
+never replaced; entries *inside* a copied tree replace whatever non-directory is in their
+place, a symlink to a directory included (BuildKit refuses there instead).
 """
 
 from __future__ import annotations
