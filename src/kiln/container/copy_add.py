@@ -189,8 +189,13 @@ def leads_to_dir(dst: SafeRoot, path: str) -> bool:
     try:
         if not stat.S_ISLNK(dst.lstat(path).st_mode):
             return is_dir_in(dst, path)
-        found = dst.follow(path)
     except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        found = dst.follow(path)
+    except FileNotFoundError:
+        return True  # dangling, its target's parents missing too
+    except NotADirectoryError:
         return False
     except OSError as exc:
         if exc.errno == errno.ELOOP:
