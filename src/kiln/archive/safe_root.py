@@ -282,25 +282,26 @@ class SafeRoot:
     def read_regular(self, rel: str, limit: int) -> bytes | None:
         """The bytes of the regular file ``rel`` (symlinks followed in-root), None if missing.
 
-        Its type and size are checked on an ``O_PATH`` fd before it is opened for reading, so a
-        FIFO (which would block), a device (a host disk, a terminal), a socket or a directory
-        is never read: they, and a file over ``limit`` bytes, raise :class:`FileRefused`.
+        A FIFO (which would block), a device (a host disk, a terminal), a socket or a
+        directory is never opened for reading (:meth:`open_regular` checks again on the fd it
+        opens): they, and a file over ``limit`` bytes, raise :class:`FileRefused`.
         """
         try:
-            pfd = self.open_path(rel, follow=True)
+            st = self.stat(rel, follow=True)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        if not stat.S_ISREG(st.st_mode):
+            raise FileRefused(rel, f"it is {kind_of(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise FileRefused(rel, f"it is larger than {limit} bytes")
         try:
-            st = os.fstat(pfd)
-            if not stat.S_ISREG(st.st_mode):
-                raise FileRefused(rel, f"it is {kind_of(st.st_mode)}, not a regular file")
-            if st.st_size > limit:
-                raise FileRefused(rel, f"it is larger than {limit} bytes")
-            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-            with os.fdopen(os.open(f"/proc/self/fd/{pfd}", flags), "rb") as f:
-                data = f.read(limit + 1)
-        finally:
-            os.close(pfd)
+            fd = self.open_regular(rel, follow=True)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            raise FileRefused(rel, "it is not a regular file") from None
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
         if len(data) > limit:
             raise FileRefused(rel, f"it is larger than {limit} bytes")
         return data
