@@ -17,6 +17,7 @@ from kiln.oci import Descriptor, Digest
 from kiln.store import paths
 from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, Ingest
+from kiln.util.atomic import fsync_dir
 from kiln.util.locks import file_lock
 
 OCTET_STREAM = "application/octet-stream"
@@ -153,7 +154,7 @@ class ContentMixin:
                 os.unlink(temp_path)
             else:
                 os.rename(temp_path, final)
-                paths.fsync_dir(directory)
+                fsync_dir(directory)
 
 
 def _digest(value: Digest | str) -> Digest:

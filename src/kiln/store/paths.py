@@ -28,11 +28,3 @@ def default_root() -> str:
 
 def blob_path(root: str, digest: Digest) -> str:
     return os.path.join(root, BLOBS, digest.algorithm, digest.hex)
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
