@@ -34,6 +34,7 @@ pulled.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
@@ -125,9 +126,23 @@ def prepare_context(case: Case, dest: Path) -> Path:
     if (ctx / "setup").exists():
         script = (ctx / "setup").read_text()
         (ctx / "setup").unlink()
-        subprocess.run(["/bin/sh", "-euc", script], cwd=ctx, check=True, timeout=60,
-                       capture_output=True)  # fmt: skip
+        _run_setup(script, ctx)
     return ctx
+
+
+def _run_setup(script: str, ctx: Path, attempts: int = 3) -> None:
+    """Run a case's setup script. Starting it from one of the bed's worker threads failed
+    once in CI with EFAULT from exec (the child of a vfork, while other threads ran
+    builds); that is the spawn failing, not the script, so it is tried again."""
+    for attempt in range(attempts):
+        try:
+            subprocess.run(["/bin/sh", "-euc", script], cwd=ctx, check=True, timeout=60,
+                           capture_output=True)  # fmt: skip
+            return
+        except OSError as exc:
+            if exc.errno != errno.EFAULT or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
 
 
 # --- what is compared ----------------------------------------------------------------------------
