@@ -21,9 +21,8 @@ from typing import Any, BinaryIO
 from kiln.build.parser import MAX_DOCKERFILE_BYTES
 from kiln.errors import InvalidArgument
 
-__all__ = ["URL_TIMEOUT", "is_remote_context", "open_remote_context"]
+__all__ = ["is_remote_context", "open_remote_context"]
 
-URL_TIMEOUT = 120.0
 _BLOCK = 512
 
 
@@ -110,4 +109,4 @@ class _Prepended(io.RawIOBase):
 def _download(url: str, path: str) -> None:
     from kiln.util.download import download
 
-    download(url, path, what=f"the build context {url}", timeout=URL_TIMEOUT)
+    download(url, path, what=f"the build context {url}")

@@ -32,7 +32,6 @@ from .owner import parse_chmod, resolve_chown
 from .paths import expand_source, is_dir_in, resolve_dest
 from .tar_detect import extract_archive, is_archive
 
-URL_TIMEOUT = 60.0
 _CHUNK = 1 << 20
 
 
@@ -223,7 +222,7 @@ def _download(url: str, tmp: str) -> _Fetched:
 
     name = posixpath.basename(urllib.parse.urlparse(url).path.rstrip("/"))
     path = os.path.join(tempfile.mkdtemp(dir=tmp), "download")
-    fetched = download(url, path, what=f"ADD {url}", timeout=URL_TIMEOUT)
+    fetched = download(url, path, what=f"ADD {url}")
     return _Fetched(url, path, name, fetched.last_modified, fetched.sha256)
 
 

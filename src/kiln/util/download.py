@@ -31,7 +31,6 @@ class Downloaded:
     sha256: str  # hex
     size: int
     last_modified: float | None  # the Last-Modified header, as epoch seconds
-    etag: str = ""
 
 
 def max_download_bytes() -> int:
@@ -75,7 +74,6 @@ def download(
                 digest.update(chunk)
                 out.write(chunk)
             modified = resp.headers.get("Last-Modified")
-            etag = resp.headers.get("ETag") or ""
     except urllib.error.HTTPError as exc:
         _discard(path)
         if exc.code == 404:
@@ -92,7 +90,7 @@ def download(
     if modified:
         with contextlib.suppress(TypeError, ValueError):
             mtime = email.utils.parsedate_to_datetime(modified).timestamp()
-    return Downloaded(path, digest.hexdigest(), size, mtime, etag)
+    return Downloaded(path, digest.hexdigest(), size, mtime)
 
 
 def _discard(path: str) -> None:
