@@ -249,10 +249,14 @@ class StageRun:
         self.make_wanted_dirs(b, at_end=True)
         pending = list(self.pending)
         last = pending.pop().created_by if pending else self._label_created_by()
+        # a stage that adds nothing but --label flags records no entry (as buildah and
+        # BuildKit; the labels are in the config)
+        adds_entry = bool(self.pending) or self.dirty
         b.state.history = pending
         rec = b.commit(
             None, format=opts.image_format, compression=opts.compression,
             timestamp=opts.timestamp, created_by=last, squash=self.is_target and opts.squash_all,
+            history_entry=adds_entry,
         )  # fmt: skip
         self.image_id = rec.id
         self.pending = []

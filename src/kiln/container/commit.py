@@ -118,8 +118,12 @@ def commit_builder(
     created_by: str | None = None,
     history_comment: str | None = None,
     rm: bool = False,
+    history_entry: bool = True,
 ) -> ImageRecord:
-    """Write ``b`` as a new image (named ``name`` if given); returns its record."""
+    """Write ``b`` as a new image (named ``name`` if given); returns its record.
+
+    ``history_entry=False``: add no history entry of its own when no layer is added (a
+    build's final stage that only names its base, as buildah and BuildKit record it)."""
     from kiln.image import open_store_image
     from kiln.image.store_image import register_image
 
@@ -181,7 +185,7 @@ def commit_builder(
                 comment=comment,
                 empty_layer=layer is None,
             )
-            history += [*pending, entry]
+            history += [*pending, entry] if history_entry or layer is not None else pending
         config = editor.image.evolve(
             created=created, diff_ids=tuple(diff_ids), history=tuple(history)
         )
