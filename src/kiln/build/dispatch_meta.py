@@ -64,12 +64,14 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
             where = posixpath.normpath(posixpath.join("/", path))
             run.want_dir(where, "", volume=True, line=expanded.line)
     elif isinstance(expanded, Workdir):
+        # as buildah and BuildKit: an absolute path is kept as written (``/w/`` stays), a
+        # relative one is joined to the current directory and cleaned
         path = expanded.value
         if not path.startswith("/"):
-            path = posixpath.join(ed.runtime.working_dir or "/", path)
-        ed.set_working_dir(posixpath.normpath(path) if path != "/" else "/")
+            path = posixpath.normpath(posixpath.join("/", ed.runtime.working_dir or "/", path))
+        ed.set_working_dir(path)
         run.want_dir(
-            ed.runtime.working_dir, ed.runtime.user or "", volume=False, line=expanded.line
+            posixpath.normpath(path), ed.runtime.user or "", volume=False, line=expanded.line
         )
     elif isinstance(expanded, User):
         ed.set_user(expanded.value)
