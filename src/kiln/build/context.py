@@ -175,6 +175,17 @@ class BuildContext:
                 )
         return matches
 
+    def matches_nothing(self, src: str, excludes: Iterable[str] = ()) -> bool:
+        """Whether ``src`` is a wildcard that names nothing (after the ignore file and
+        ``excludes``): such a source is skipped when others of the instruction exist."""
+        if not has_meta(clean_source(src)):
+            return False
+        try:
+            self.expand(src, IgnoreMatcher(list(excludes)) if excludes else None)
+        except NotFound:
+            return True
+        return False
+
     def walk(
         self,
         rel: str,

@@ -9,11 +9,12 @@ The cache key holds the expanded instruction and the content digest of the sourc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import posixpath
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from kiln.build.history import created_by
 from kiln.build.instructions import Add, Copy
@@ -23,9 +24,12 @@ from kiln.errors import DigestMismatch, InvalidArgument, KilnError, ProcessFaile
 from kiln.util.redact import redact
 
 if TYPE_CHECKING:
+    from kiln.build.executor import Executor
     from kiln.build.stage_run import StageRun
 
 __all__ = ["dispatch_copy"]
+
+CopyT = TypeVar("CopyT", Copy, Add)
 
 
 def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
@@ -40,6 +44,8 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
         raise InvalidArgument(
             f"{where}: COPY does not take URLs; use ADD for {expanded.sources[0]}"
         )
+    if from_ref is None:
+        expanded = _skip_empty_wildcards(ex, expanded)
     files: dict[str, str] = {}
     from_images: dict[str, str] = {}
     local = [s for s in expanded.sources if not is_url(s)]
@@ -64,6 +70,18 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
         return created_by(instr, content_summary=summary)
 
     run.layer_step(expanded, action, files=files, from_images=from_images)
+
+
+def _skip_empty_wildcards(ex: Executor, instr: CopyT) -> CopyT:
+    """``COPY f nothing* /d/``: a wildcard that matches nothing is skipped when another
+    source of the instruction names something, as buildah and BuildKit do; alone, it is
+    the usual "no source files" error."""
+    empty = {
+        s for s in instr.sources if not is_url(s) and ex.context.matches_nothing(s, instr.excludes)
+    }
+    if not empty or len(empty) == len(instr.sources) + len(instr.contents):
+        return instr
+    return dataclasses.replace(instr, sources=tuple(s for s in instr.sources if s not in empty))
 
 
 def _copy(run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None) -> str:

@@ -94,15 +94,12 @@ def _class_char(p: str, i: int) -> tuple[str, int]:
 
 
 def clean_source(src: str) -> str:
-    """The source's path relative to its context root; ``..`` out of it is refused."""
+    """The source's path relative to its context root, cleaned as if the context were ``/``:
+    ``../f`` is the context's ``f``, as buildah and BuildKit read it (``..`` never leaves)."""
     if "\x00" in src:
         raise InvalidArgument(f"source path {src!r} contains a NUL byte")
-    rel = posixpath.normpath(src.lstrip("/") or ".")
-    if rel == ".." or rel.startswith("../"):
-        raise InvalidArgument(
-            f"forbidden path outside the build context: {src} (sources must be inside the context)"
-        )
-    return "" if rel == "." else rel
+    rel = posixpath.normpath("/" + src).lstrip("/")
+    return rel
 
 
 def expand_source(root: SafeRoot, src: str) -> list[str]:
