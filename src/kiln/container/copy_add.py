@@ -159,7 +159,9 @@ def _copy_local(
     if rel and not is_dir_in(ctx, rel):
         if add and is_archive(ctx, rel):
             real = ensure_dir(dst, dest_path, opts)
-            digest = extract_archive(ctx, rel, dst.path, real, opts.owner)
+            # the archive's entries keep the owners recorded in it; --chown applies only to
+            # the directory made for them (as buildah and BuildKit)
+            digest = extract_archive(ctx, rel, dst.path, real)
             copier.hash.add(label, "archive", 0, digest)
             return dest_path
         if dest_is_dir or leads_to_dir(dst, dest_path):

@@ -79,10 +79,9 @@ class _Hashing(io.RawIOBase):
         return n or 0
 
 
-def extract_archive(
-    root: SafeRoot, rel: str, rootfs: str, dest_path: str, owner: tuple[int, int] | None
-) -> str:
-    """Extract archive ``rel`` of ``root`` into ``dest_path`` of ``rootfs``; returns its sha256."""
+def extract_archive(root: SafeRoot, rel: str, rootfs: str, dest_path: str) -> str:
+    """Extract archive ``rel`` of ``root`` into ``dest_path`` of ``rootfs``, its entries
+    keeping the owners recorded in it; returns its sha256."""
     dfd = SafeRoot(rootfs)
     try:
         pfd = dfd.open_path(dest_path, follow=True)
@@ -90,7 +89,7 @@ def extract_archive(
         try:
             with _open(root, rel) as f:
                 hashing = _Hashing(f)
-                extract_tar(io.BufferedReader(hashing, 1 << 20), target, chown=owner)
+                extract_tar(io.BufferedReader(hashing, 1 << 20), target)
                 while hashing.read(1 << 20):
                     pass
             return "sha256:" + hashing.h.hexdigest()
