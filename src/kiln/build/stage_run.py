@@ -256,7 +256,7 @@ class StageRun:
         rec = b.commit(
             None, format=opts.image_format, compression=opts.compression,
             timestamp=opts.timestamp, created_by=last, squash=self.is_target and opts.squash_all,
-            history_entry=adds_entry,
+            history_entry=adds_entry, force_layer=self.dirty,
         )  # fmt: skip
         self.image_id = rec.id
         self.pending = []

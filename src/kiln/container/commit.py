@@ -119,11 +119,14 @@ def commit_builder(
     history_comment: str | None = None,
     rm: bool = False,
     history_entry: bool = True,
+    force_layer: bool = False,
 ) -> ImageRecord:
     """Write ``b`` as a new image (named ``name`` if given); returns its record.
 
     ``history_entry=False``: add no history entry of its own when no layer is added (a
-    build's final stage that only names its base, as buildah and BuildKit record it)."""
+    build's final stage that only names its base, as buildah and BuildKit record it).
+    ``force_layer``: add a layer even when nothing changed (a build's RUN/COPY/ADD step:
+    buildah and BuildKit commit an empty layer for a step that changes no file)."""
     from kiln.image import open_store_image
     from kiln.image.store_image import register_image
 
@@ -153,7 +156,7 @@ def commit_builder(
         else:
             entries = change_entries(b)
             layer = None
-            if entries or not base_layers:
+            if entries or not base_layers or force_layer:
                 check_layer_count(len(base_layers) + 1)
                 layer = write_layer_blob(store, entries, comp, timestamp)
         descs = [

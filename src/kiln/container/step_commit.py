@@ -32,8 +32,10 @@ def commit_step(
     timestamp: int | None,
     name: str | None = None,
     squash: bool = False,
+    force_layer: bool = True,
 ) -> ImageRecord:
-    """Commit ``b`` (its pending history, then ``created_by`` for this step) and rebase it."""
+    """Commit ``b`` (its pending history, then ``created_by`` for this step) and rebase it;
+    a step that changed nothing still gets its (empty) layer unless ``force_layer=False``."""
     old_chain = b.state.parent_chain_id
     rec = b.commit(
         name,
@@ -42,6 +44,7 @@ def commit_step(
         timestamp=timestamp,
         created_by=created_by,
         squash=squash,
+        force_layer=force_layer,
     )
     new_chain = rec.layers[-1] if rec.layers else None
     snaps = b.snapshots
