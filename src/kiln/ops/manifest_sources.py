@@ -1,0 +1,109 @@
+"""What ``manifest add IMAGE`` adds: the list entries an image argument stands for.
+
+An argument is, tried in this order:
+
+- ``containers-storage:NAME`` or a name/ID in the store: a stored image (one entry),
+  or a stored list (``all``: every entry; else the entry for the requested platform);
+- ``docker://REF``, ``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``: the image
+  is copied into the store first (unnamed unless the transport names it), so every
+  child of a stored list is local; ``docker://`` with ``all`` keeps the whole list;
+- any other name not in the store: ``docker://NAME``, as podman does.
+
+Each entry is descriptor JSON whose platform is read from the image's config.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kiln.errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from kiln.ops.context import Context
+    from kiln.store import ImageRecord
+
+_TRANSPORT_PREFIXES = ("docker://", "oci:", "oci-archive:", "docker-archive:", "dir:")
+
+
+def image_entries(
+    ctx: Context, image: str, *, all: bool, overrides: dict, registry_kw: dict
+) -> list[dict]:
+    from kiln.store import IndexRecord
+
+    value = image.strip()
+    local_only = value.startswith("containers-storage:")
+    value = value.removeprefix("containers-storage:")
+    if not value.startswith(_TRANSPORT_PREFIXES):
+        try:
+            found = ctx.store.resolve(value)
+        except NotFound:
+            if local_only:
+                raise NotFound(f"{image}: image not known") from None
+        else:
+            if isinstance(found, IndexRecord):
+                return _list_entries(ctx, found, all=all, overrides=overrides)
+            return [entry_for_image(ctx, found)]
+        value = "docker://" + value
+    if value.startswith("docker://") and all:
+        from kiln.ops.manifest_transfer import pull_list
+
+        rec = pull_list(ctx, value, name=None, **registry_kw).index
+        return _list_entries(ctx, rec, all=True, overrides=overrides)
+    from kiln.ops import file_transfer
+
+    platform = _platform_of(overrides)
+    kw = dict(registry_kw)
+    if value.startswith("docker://") and platform:
+        kw["platform"] = platform
+    result = file_transfer.pull(ctx, value, **kw)
+    return [entry_for_image(ctx, ctx.store.get_image(result.image_id))]
+
+
+def entry_for_image(ctx: Context, rec: ImageRecord) -> dict:
+    """The list entry for a stored image: its manifest's descriptor, platform from the
+    config (as it is spelled there: ``arm64`` + ``v8`` stays so)."""
+    from kiln.oci import Digest
+    from kiln.ops.images import image_config
+
+    config = image_config(ctx, rec)
+    platform: dict[str, Any] = {"architecture": config.architecture, "os": config.os}
+    if config.variant:
+        platform["variant"] = config.variant
+    if config.os_version:
+        platform["os.version"] = config.os_version
+    if config.os_features:
+        platform["os.features"] = list(config.os_features)
+    return {
+        "mediaType": rec.manifest_media_type,
+        "digest": rec.manifest_digest,
+        "size": ctx.store.blob_size(Digest.parse(rec.manifest_digest)),
+        "platform": platform,
+    }
+
+
+def _list_entries(ctx: Context, rec: Any, *, all: bool, overrides: dict) -> list[dict]:
+    from kiln.oci import Index, Platform
+    from kiln.oci.strict_json import loads_object
+
+    raw = ctx.store.index_bytes(rec)
+    doc = loads_object(raw, what="manifest list")
+    entries = [dict(m) for m in doc.get("manifests") or []]
+    if all:
+        return entries
+    want = _platform_of(overrides)
+    chosen = Index.parse(raw, rec.media_type).select(
+        Platform.parse(want) if want else Platform.host()
+    )
+    return [e for e in entries if e.get("digest") == str(chosen.digest)][:1]
+
+
+def _platform_of(overrides: dict) -> str | None:
+    arch, os_name = overrides.get("architecture"), overrides.get("os")
+    if not arch and not os_name:
+        return None
+    if not arch:
+        raise InvalidArgument("--os without --arch: give the architecture to pick from a list")
+    parts = [os_name or "linux", arch]
+    if overrides.get("variant"):
+        parts.append(overrides["variant"])
+    return "/".join(parts)
