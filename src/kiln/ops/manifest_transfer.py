@@ -179,7 +179,6 @@ def push_to_registry(
         except KilnError as exc:
             raise type(exc)(f"pushing manifest list to docker://{target}: {exc}") from None
     ev.step("Storing list signatures")
-    ev.result(str(digest), digest=str(digest), destination=f"docker://{target}")
     return ListPushResult(rec.id, str(digest), f"docker://{target}", pushed)
 
 

@@ -92,7 +92,7 @@ def inspect(ctx: Context, name: str, **registry_kw: Any) -> dict[str, Any]:
     except NotFound:
         rec = None
     if rec is not None:
-        return json.loads(ctx.store.index_bytes(rec))
+        return podman_order(json.loads(ctx.store.index_bytes(rec)))
     if not name.startswith("docker://"):
         image = None
         with contextlib.suppress(NotFound, InvalidArgument):
@@ -102,6 +102,24 @@ def inspect(ctx: Context, name: str, **registry_kw: Any) -> dict[str, Any]:
     return _remote_document(ctx, name.removeprefix("docker://"), registry_kw)
 
 
+_TOP_ORDER = ("schemaVersion", "mediaType", "artifactType", "config", "manifests", "layers")
+_ENTRY_ORDER = ("mediaType", "size", "digest", "platform", "annotations")
+
+
+def podman_order(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with its keys in the order podman prints them (stored canonically)."""
+
+    def ordered(obj: dict, first: tuple[str, ...]) -> dict:
+        return {**{k: obj[k] for k in first if k in obj}, **obj}
+
+    out = ordered(doc, _TOP_ORDER)
+    if isinstance(out.get("manifests"), list):
+        out["manifests"] = [
+            ordered(m, _ENTRY_ORDER) if isinstance(m, dict) else m for m in out["manifests"]
+        ]
+    return out
+
+
 def _remote_document(ctx: Context, ref: str, registry_kw: dict) -> dict[str, Any]:
     from kiln.oci import Reference
     from kiln.oci.strict_json import loads_object
@@ -109,7 +127,7 @@ def _remote_document(ctx: Context, ref: str, registry_kw: dict) -> dict[str, Any
 
     with _client(ctx, None, registry_kw) as client:
         raw, _media_type, _digest = client.get_manifest(Reference.parse(ref))
-    return loads_object(raw, what="manifest")
+    return podman_order(loads_object(raw, what="manifest"))
 
 
 # -- creating and editing -----------------------------------------------------------------------
@@ -157,7 +175,9 @@ def create(
                 doc["manifests"] = _merged(doc["manifests"], entry, replace=False)
             return doc
 
-        return _edit(ctx, existing.id, change)
+        out = _edit(ctx, existing.id, change)
+        ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, names=out.names)
+        return out
     doc = {"schemaVersion": 2, "mediaType": _list_media_type(format), "manifests": children}
     if annotations:
         doc["annotations"] = dict(annotations)
@@ -214,7 +234,7 @@ def add(
 def annotate(
     ctx: Context,
     list_name: str,
-    image: str,
+    image: str | None,
     *,
     arch: str | None = None,
     os: str | None = None,
@@ -226,9 +246,14 @@ def annotate(
     index_annotations: Mapping[str, str] | None = None,
 ) -> IndexRecord:
     """Change the platform fields or annotations of one entry (a digest in the list, or an
-    image in the store the list holds); ``index_annotations`` set the list's own."""
+    image in the store the list holds); ``index_annotations`` set the list's own (``image``
+    None: only those)."""
     rec = ctx.store.resolve_index(list_name)
-    digest = _entry_digest(ctx, rec, image)
+    digest = _entry_digest(ctx, rec, image) if image else None
+    if digest is None and (
+        arch or os or variant or os_version or features or os_features or annotations
+    ):
+        raise InvalidArgument("name the entry to change: give IMAGE (a digest in the list)")
     overrides = {
         "architecture": arch,
         "os": os,
