@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.oci.strict_json import MAX_MANIFEST_BYTES as MAX_LIST_BYTES
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -101,6 +102,52 @@ def pull_list(
             stored = _store_list(ctx, raw, media_type, names)
     ev.result(stored.id.removeprefix("sha256:"), id=stored.id, names=names, digest=str(digest))
     return ListPullResult(stored, str(digest), str(cand), ids, names)
+
+
+def pull_list_from_layout(ctx: Context, src: TransportRef) -> ListPullResult:
+    """Copy the list an ``oci:``/``oci-archive:`` index.json entry names, with every image
+    it names, into the store (an entry naming one image: that image, as a plain pull)."""
+    from kiln.image import open_image
+    from kiln.oci import Index
+    from kiln.oci import media_types as mt
+    from kiln.ops import transports as tp
+    from kiln.ops.archives import _copy_into_store, normalize_names
+    from kiln.store.oci_layout import REF_NAME, OCIArchive, OCILayout
+
+    layout: Any = (
+        OCILayout(src.path) if src.transport == tp.OCI else OCIArchive(src.path, ctx.tmpdir)
+    )
+    try:
+        entry = layout.resolve(src.reference or None)
+        names = normalize_names([entry.annotations.get(REF_NAME, "")])
+        raw = layout.open_blob(entry.digest).read(MAX_LIST_BYTES + 1)
+        if len(raw) > MAX_LIST_BYTES:
+            raise InvalidArgument(f"{src}: the manifest list is over {MAX_LIST_BYTES} bytes")
+        if not mt.is_index(entry.media_type):
+            img = open_image(layout, entry)
+            with ctx.store.lease() as lease:
+                rec = _copy_into_store(ctx, img, names, lease, True)
+            return ListPullResult(None, rec.manifest_digest, str(src), [rec.id], names)
+        index = Index.parse(raw, entry.media_type)
+        ids = []
+        with ctx.store.lease() as lease:
+            for i, child in enumerate(index.manifests, 1):
+                if not mt.is_manifest(child.media_type):
+                    raise InvalidArgument(
+                        f"{src}: list entry {child.digest} has media type "
+                        f"{child.media_type or '(none)'}: only image manifests can be copied "
+                        "into a list (nested lists are not supported)"
+                    )
+                ctx.ev.step(f"Copying image {child.digest} ({i}/{len(index.manifests)})")
+                rec = _copy_into_store(ctx, open_image(layout, child), [], lease, True)
+                ids.append(rec.id)
+            stored = _store_list(ctx, raw, index.media_type, names)
+    finally:
+        close = getattr(layout, "close", None)
+        if close is not None:
+            close()
+    ctx.ev.result(stored.id.removeprefix("sha256:"), id=stored.id, names=names)
+    return ListPullResult(stored, stored.digest, str(src), ids, names)
 
 
 def _store_list(ctx: Context, raw: bytes, media_type: str, names: list[str]) -> IndexRecord:
