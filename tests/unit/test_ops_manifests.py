@@ -196,3 +196,14 @@ def test_rmi_and_prune_keep_what_a_list_needs(ctx):
     assert (result.untagged, result.deleted) == (["localhost/l:latest"], [rec.id])
     ctx.collect_garbage()
     assert not ctx.store.has_blob(Digest.parse(a.layer_blobs[0]))
+
+
+def test_tag_names_a_list(ctx, two):
+    from kiln.ops import images
+
+    amd, _ = two
+    rec = manifests.create(ctx, "l", [amd.id])
+    assert images.tag(ctx, "l", "other:2") == rec.id
+    assert manifests.get(ctx, "other:2").names == ["localhost/l:latest", "localhost/other:2"]
+    images.raise_first_error(images.remove_images(ctx, ["other:2"]))  # one of two names
+    assert manifests.get(ctx, rec.id).names == ["localhost/l:latest"]

@@ -445,10 +445,13 @@ def tag(ctx: Context, source: str, *targets: str) -> str:
         if ref.digest:
             raise InvalidArgument(f'"{t}": a tag cannot contain a digest; give NAME[:TAG]')
         refs.append(str(ref))
-    rec = ctx.store.resolve_image(source)
+    from kiln.store import IndexRecord
+
+    rec = ctx.store.resolve(source)
+    put_name = ctx.store.tag_index if isinstance(rec, IndexRecord) else ctx.store.tag
     with ctx.store.transaction():
         for name in refs:
-            ctx.store.tag(name, rec.id)
+            put_name(name, rec.id)  # a manifest list is tagged as podman tags one
     return rec.id
 
 

@@ -13,11 +13,13 @@ image destination``).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES as MAX_LIST_BYTES
+from kiln.store.indexes import check_index
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -48,7 +50,7 @@ def pull_list(
     that image, as a plain pull does.
     """
     from kiln.image.registry_source import RemoteImage, pull_into_store
-    from kiln.oci import Index, Manifest
+    from kiln.oci import Manifest
     from kiln.oci import media_types as mt
     from kiln.ops.registry import _candidates, _client, _PullEvents, pull
 
@@ -65,21 +67,18 @@ def pull_list(
         if not mt.is_index(media_type):
             one = pull(ctx, str(cand), **registry_kw)
             return ListPullResult(None, one.manifest_digest, str(cand), list(one.ids), one.names)
-        index = Index.parse(raw, media_type)
+        try:
+            index = check_index(raw, media_type)  # caps, no nested lists: before any fetch
+        except KilnError as exc:
+            raise type(exc)(f"{cand}: {exc}") from None
         ev.step("Getting image list signatures")
         ev.step(
             f"Copying {len(index.manifests)} images generated from "
             f"{len(index.manifests)} images in list"
         )
         ids: list[str] = []
-        with ctx.store.lease() as lease:
+        with ctx.store.lease() as lease, _undo_new_images(ctx, ids):
             for i, child in enumerate(index.manifests, 1):
-                if not mt.is_manifest(child.media_type):
-                    raise InvalidArgument(
-                        f"{cand}: list entry {child.digest} has media type "
-                        f"{child.media_type or '(none)'}: only image manifests can be pulled "
-                        "into a list (nested lists are not supported)"
-                    )
                 ev.step(f"Copying image {child.digest} ({i}/{len(index.manifests)})")
                 child_ref = cand.with_digest(str(child.digest))
                 craw, ctype, cdigest = client.get_manifest(child_ref)
@@ -108,7 +107,6 @@ def pull_list_from_layout(ctx: Context, src: TransportRef) -> ListPullResult:
     """Copy the list an ``oci:``/``oci-archive:`` index.json entry names, with every image
     it names, into the store (an entry naming one image: that image, as a plain pull)."""
     from kiln.image import open_image
-    from kiln.oci import Index
     from kiln.oci import media_types as mt
     from kiln.ops import transports as tp
     from kiln.ops.archives import _copy_into_store, normalize_names
@@ -128,16 +126,13 @@ def pull_list_from_layout(ctx: Context, src: TransportRef) -> ListPullResult:
             with ctx.store.lease() as lease:
                 rec = _copy_into_store(ctx, img, names, lease, True)
             return ListPullResult(None, rec.manifest_digest, str(src), [rec.id], names)
-        index = Index.parse(raw, entry.media_type)
-        ids = []
-        with ctx.store.lease() as lease:
+        try:
+            index = check_index(raw, entry.media_type)
+        except KilnError as exc:
+            raise type(exc)(f"{src}: {exc}") from None
+        ids: list[str] = []
+        with ctx.store.lease() as lease, _undo_new_images(ctx, ids):
             for i, child in enumerate(index.manifests, 1):
-                if not mt.is_manifest(child.media_type):
-                    raise InvalidArgument(
-                        f"{src}: list entry {child.digest} has media type "
-                        f"{child.media_type or '(none)'}: only image manifests can be copied "
-                        "into a list (nested lists are not supported)"
-                    )
                 ctx.ev.step(f"Copying image {child.digest} ({i}/{len(index.manifests)})")
                 rec = _copy_into_store(ctx, open_image(layout, child), [], lease, True)
                 ids.append(rec.id)
@@ -148,6 +143,21 @@ def pull_list_from_layout(ctx: Context, src: TransportRef) -> ListPullResult:
             close()
     ctx.ev.result(stored.id.removeprefix("sha256:"), id=stored.id, names=names)
     return ListPullResult(stored, stored.digest, str(src), ids, names)
+
+
+@contextlib.contextmanager
+def _undo_new_images(ctx: Context, ids: list[str]) -> Iterator[None]:
+    """If copying a list fails, the images it added (``ids`` not in the store before) are
+    forgotten again, so a failed pull leaves no half list behind; GC frees their blobs."""
+    before = {r.id for r in ctx.store.list_images()}
+    try:
+        yield
+    except BaseException:
+        for image_id in dict.fromkeys(ids):
+            if image_id not in before:
+                with contextlib.suppress(KilnError):
+                    ctx.store.delete_image(image_id)
+        raise
 
 
 def _store_list(ctx: Context, raw: bytes, media_type: str, names: list[str]) -> IndexRecord:

@@ -40,6 +40,35 @@ MAX_INDEX_BYTES = MAX_MANIFEST_BYTES
 MAX_INDEX_ENTRIES = 4096
 
 
+def check_index(raw: bytes, media_type: str = "") -> Index:
+    """``raw`` parsed as a list kiln keeps: within the size and entry caps, every entry an
+    image manifest (no nested lists). What ``put_index`` checks before looking at children;
+    pullers call it before fetching anything."""
+    if len(raw) > MAX_INDEX_BYTES:
+        raise InvalidArgument(
+            f"manifest list is {len(raw)} bytes, over the {MAX_INDEX_BYTES}-byte limit"
+        )
+    index = Index.parse(raw, media_type)
+    if len(index.manifests) > MAX_INDEX_ENTRIES:
+        raise InvalidArgument(
+            f"manifest list names {len(index.manifests)} manifests, over the limit of "
+            f"{MAX_INDEX_ENTRIES}"
+        )
+    for i, child in enumerate(index.manifests):
+        where = f"manifest list entry {i} ({child.digest})"
+        if mt.is_index(child.media_type):
+            raise InvalidArgument(
+                f"{where} is itself a manifest list: nested lists are not supported; "
+                "add the images it names instead"
+            )
+        if child.media_type not in mt.MANIFESTS:
+            raise InvalidArgument(
+                f"{where} has media type {child.media_type or '(none)'}: a manifest list "
+                "can only name OCI or Docker schema 2 image manifests"
+            )
+    return index
+
+
 def new_index_id() -> str:
     """A fresh list ID: random, in the same form as image IDs (podman's are random too)."""
     return "sha256:" + secrets.token_hex(32)
@@ -74,16 +103,7 @@ class IndexesMixin:
         ``expect_digest``: store only if the list's document is still that one, else
         ``Conflict`` (an edit made from a document someone else replaced meanwhile).
         """
-        if len(raw) > MAX_INDEX_BYTES:
-            raise InvalidArgument(
-                f"manifest list is {len(raw)} bytes, over the {MAX_INDEX_BYTES}-byte limit"
-            )
-        index = Index.parse(raw, media_type)
-        if len(index.manifests) > MAX_INDEX_ENTRIES:
-            raise InvalidArgument(
-                f"manifest list names {len(index.manifests)} manifests, over the limit of "
-                f"{MAX_INDEX_ENTRIES}"
-            )
+        index = check_index(raw, media_type)
         kept = self._child_blobs(index)
         digest = self.put_bytes(raw)  # type: ignore[attr-defined]
         if index_id is not None:
@@ -281,16 +301,6 @@ class IndexesMixin:
         kept: dict[str, None] = {}
         for i, child in enumerate(index.manifests):
             where = f"manifest list entry {i} ({child.digest})"
-            if mt.is_index(child.media_type):
-                raise InvalidArgument(
-                    f"{where} is itself a manifest list: nested lists are not supported; "
-                    "add the images it names instead"
-                )
-            if child.media_type not in mt.MANIFESTS:
-                raise InvalidArgument(
-                    f"{where} has media type {child.media_type or '(none)'}: a manifest list "
-                    "can only name OCI or Docker schema 2 image manifests"
-                )
             raw = self._read_child(child.digest, child.size, where)
             manifest = Manifest.parse(raw, child.media_type)
             kept[str(child.digest)] = None
