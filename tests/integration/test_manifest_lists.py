@@ -234,3 +234,28 @@ def test_cli_rmi_and_prune_keep_the_list_whole(registry_plain, two_platforms, tm
     removed = kiln(other, "manifest", "rm", ref).stdout.splitlines()
     assert removed[0] == f"Untagged: {ref}"
     assert kiln(other, "manifest", "exists", ref, check=False).returncode == 1
+
+
+def test_cli_add_from_a_registry_and_inspect_remote(registry_plain, two_platforms, tmp_path):
+    amd, arm = two_platforms
+    make_list(amd.store.root)
+    ref = f"{registry_plain.host}/lists/remote:1"
+    with open_context(amd.store.root) as ctx:
+        manifests.push(ctx, "ml:1", f"docker://{ref}", tls_verify=False)
+    amd.store.close()
+    other = tmp_path / "other"
+    remote = json.loads(kiln(other, "manifest", "inspect", "--tls-verify=false", ref).stdout)
+    assert len(remote["manifests"]) == 2
+    kiln(other, "manifest", "create", "all")
+    kiln(other, "manifest", "add", "--all", "--tls-verify=false", "all", f"docker://{ref}")
+    kiln(other, "manifest", "create", "one")
+    kiln(other, "manifest", "add", "--arch", "arm64", "--tls-verify=false", "one", ref)
+    got_all = json.loads(kiln(other, "manifest", "inspect", "all").stdout)
+    got_one = json.loads(kiln(other, "manifest", "inspect", "one").stdout)
+    assert [m["digest"] for m in got_all["manifests"]] == [m["digest"] for m in remote["manifests"]]
+    assert [m["digest"] for m in got_one["manifests"]] == [str(arm.manifest_digest)]
+    # --all=false pushes the list alone: the images are already there
+    kiln(other, "manifest", "push", "--all=false", "--tls-verify=false", "one", f"{ref}-one")
+    kiln(other, "manifest", "push", "--all", "--tls-verify=false", "all", f"docker://{ref}-all")
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}-all")
+    assert json.loads(raw)["manifests"] == remote["manifests"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kiln.cli.commands._registry_flags import registry_flags
+from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
 
@@ -15,6 +16,7 @@ from kiln.cli.state import State, pass_state
     "--all",
     "all_",
     type=click.BOOL,
+    cls=OptionalValue,
     default=True,
     show_default=True,
     help="Also push the images in the list",
