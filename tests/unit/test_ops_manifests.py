@@ -207,3 +207,24 @@ def test_tag_names_a_list(ctx, two):
     assert manifests.get(ctx, "other:2").names == ["localhost/l:latest", "localhost/other:2"]
     images.raise_first_error(images.remove_images(ctx, ["other:2"]))  # one of two names
     assert manifests.get(ctx, rec.id).names == ["localhost/l:latest"]
+
+
+def test_a_list_name_resolves_to_its_image_for_a_platform(ctx, two):
+    from kiln.oci import Platform
+
+    amd, arm = two
+    manifests.create(ctx, "l", [amd.id, arm.id])
+    host = ctx.store.resolve_image("l")  # what run, save and FROM get, as with podman
+    assert host.id == (arm.id if Platform.host().architecture == "arm64" else amd.id)
+    assert ctx.store.resolve_image("l", "linux/arm64").id == arm.id
+    with pytest.raises(NotFound, match="no image for platform linux/s390x"):
+        ctx.store.resolve_image("l", "linux/s390x")
+
+
+def test_untag_of_a_list_removes_the_list_names_only(ctx, two):
+    from kiln.ops import images
+
+    amd, _ = two
+    manifests.create(ctx, "l", [amd.id])
+    assert images.untag(ctx, "l") == ["localhost/l:latest"]
+    assert ctx.store.names_of(amd.id) == ["localhost/app:amd64"]

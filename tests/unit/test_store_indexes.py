@@ -58,8 +58,7 @@ def test_put_and_resolve_a_named_list(store):
     assert store.resolve(rec.id[7:19]).id == rec.id  # ID prefix
     assert store.resolve(f"localhost/app@{rec.digest}").id == rec.id
     assert store.resolve(a.id).id == a.id  # images still resolve as before
-    with pytest.raises(NotFound):
-        store.resolve_image("app:1")  # a list is not an image
+    assert store.resolve_image("app:1", "linux/arm64").id == b.id  # the list's arm64 image
     assert [r.id for r in store.list_indexes()] == [rec.id]
 
 

@@ -458,8 +458,11 @@ def tag(ctx: Context, source: str, *targets: str) -> str:
 def untag(ctx: Context, image: str, *names: str) -> list[str]:
     """Remove ``names`` from ``image`` (all names when none given); returns the removed names."""
     from kiln.oci import Reference
+    from kiln.store import IndexRecord
 
-    rec = ctx.store.resolve_image(image)
+    rec = ctx.store.resolve(image)
+    if isinstance(rec, IndexRecord):  # a list's own names, never its image's
+        return _untag_list(ctx, rec, names)
     current = ctx.store.names_of(rec.id)
     if not names:
         wanted = list(current)
@@ -475,6 +478,21 @@ def untag(ctx: Context, image: str, *names: str) -> list[str]:
     with ctx.store.transaction():
         for n in wanted:
             ctx.store.untag(n)
+    return wanted
+
+
+def _untag_list(ctx: Context, rec: Any, names: Sequence[str]) -> list[str]:
+    from kiln.oci import Reference
+
+    wanted = []
+    for n in names or rec.names:
+        match = _match_name(n, list(rec.names), Reference)
+        if match is None:
+            raise NotFound(f"{n}: tag not known for manifest list {rec.id[7:19]}")
+        wanted.append(match)
+    with ctx.store.transaction():
+        for n in wanted:
+            ctx.store.untag_index(n)
     return wanted
 
 
