@@ -259,3 +259,18 @@ def test_cli_add_from_a_registry_and_inspect_remote(registry_plain, two_platform
     kiln(other, "manifest", "push", "--all", "--tls-verify=false", "all", f"docker://{ref}-all")
     raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}-all")
     assert json.loads(raw)["manifests"] == remote["manifests"]
+
+
+def test_add_all_from_an_oci_layout_keeps_no_extra_list(two_platforms, tmp_path):
+    amd, arm = two_platforms
+    make_list(amd.store.root)
+    with open_context(amd.store.root) as ctx:
+        manifests.push(ctx, "ml:1", f"oci-archive:{tmp_path}/l.tar:v1")
+    with open_context(str(tmp_path / "other")) as ctx:
+        manifests.create(ctx, "mine")
+        manifests.add(ctx, "mine", f"oci-archive:{tmp_path}/l.tar:v1", all=True)
+        assert [r.names for r in ctx.store.list_indexes()] == [["localhost/mine:latest"]]
+        assert manifests.get(ctx, "mine").manifests == [
+            str(amd.manifest_digest),
+            str(arm.manifest_digest),
+        ]

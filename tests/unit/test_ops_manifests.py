@@ -228,3 +228,22 @@ def test_untag_of_a_list_removes_the_list_names_only(ctx, two):
     manifests.create(ctx, "l", [amd.id])
     assert images.untag(ctx, "l") == ["localhost/l:latest"]
     assert ctx.store.names_of(amd.id) == ["localhost/app:amd64"]
+
+
+def test_concurrent_creates_of_one_name_leave_one_list(ctx, two):
+    amd, _ = two
+    outcomes = []
+
+    def create():
+        try:
+            outcomes.append(manifests.create(ctx, "race", [amd.id]).id)
+        except AlreadyExists:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert outcomes.count("refused") == 5
+    assert [r.names for r in ctx.store.list_indexes()] == [["localhost/race:latest"]]

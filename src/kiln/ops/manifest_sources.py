@@ -44,11 +44,8 @@ def image_entries(
                 return _list_entries(ctx, found, all=all, overrides=overrides)
             return [entry_for_image(ctx, found)]
         value = "docker://" + value
-    if value.startswith("docker://") and all:
-        from kiln.ops.manifest_transfer import pull_list
-
-        rec = pull_list(ctx, value, name=None, **registry_kw).index
-        return _list_entries(ctx, rec, all=True, overrides=overrides)
+    if all and value.startswith(("docker://", "oci:", "oci-archive:")):
+        return _copied_list_entries(ctx, value, registry_kw)
     from kiln.ops import file_transfer
 
     platform = _platform_of(overrides)
@@ -57,6 +54,25 @@ def image_entries(
         kw["platform"] = platform
     result = file_transfer.pull(ctx, value, **kw)
     return [entry_for_image(ctx, ctx.store.get_image(result.image_id))]
+
+
+def _copied_list_entries(ctx: Context, value: str, registry_kw: dict) -> list[dict]:
+    """Every entry of the list at ``value``, its images copied into the store; the list
+    itself is not kept (only the list being edited will name them)."""
+    from kiln.ops import manifest_transfer
+    from kiln.ops import transports as tp
+
+    if value.startswith("docker://"):
+        res = manifest_transfer.pull_list(ctx, value, name=None, **registry_kw)
+    else:
+        res = manifest_transfer.pull_list_from_layout(ctx, tp.parse_transport(value), name=None)
+    if res.index is None:  # one image, not a list
+        return [entry_for_image(ctx, ctx.store.get_image(res.image_ids[0]))]
+    try:
+        return _list_entries(ctx, res.index, all=True, overrides={})
+    finally:
+        # the images stay (image rows are GC roots) until the edited list names them
+        ctx.store.delete_index(res.index.id)
 
 
 def entry_for_image(ctx: Context, rec: ImageRecord) -> dict:

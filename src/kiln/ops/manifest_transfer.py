@@ -103,9 +103,12 @@ def pull_list(
     return ListPullResult(stored, str(digest), str(cand), ids, names)
 
 
-def pull_list_from_layout(ctx: Context, src: TransportRef) -> ListPullResult:
+def pull_list_from_layout(
+    ctx: Context, src: TransportRef, *, name: str | None = ""
+) -> ListPullResult:
     """Copy the list an ``oci:``/``oci-archive:`` index.json entry names, with every image
-    it names, into the store (an entry naming one image: that image, as a plain pull)."""
+    it names, into the store (an entry naming one image: that image, as a plain pull).
+    ``name``: as ``pull_list`` (""': the entry's ref.name if it is a full reference)."""
     from kiln.image import open_image
     from kiln.oci import media_types as mt
     from kiln.ops import transports as tp
@@ -117,7 +120,9 @@ def pull_list_from_layout(ctx: Context, src: TransportRef) -> ListPullResult:
     )
     try:
         entry = layout.resolve(src.reference or None)
-        names = normalize_names([entry.annotations.get(REF_NAME, "")])
+        names = normalize_names([entry.annotations.get(REF_NAME, "")]) if name == "" else []
+        if name:
+            names = [name]
         raw = layout.open_blob(entry.digest).read(MAX_LIST_BYTES + 1)
         if len(raw) > MAX_LIST_BYTES:
             raise InvalidArgument(f"{src}: the manifest list is over {MAX_LIST_BYTES} bytes")

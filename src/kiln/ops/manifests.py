@@ -181,7 +181,10 @@ def create(
     doc = {"schemaVersion": 2, "mediaType": _list_media_type(format), "manifests": children}
     if annotations:
         doc["annotations"] = dict(annotations)
-    rec = ctx.store.put_index(canonical(doc), doc["mediaType"], names=[name])
+    try:
+        rec = ctx.store.put_index(canonical(doc), doc["mediaType"], names=[name], claim_names=True)
+    except AlreadyExists as exc:  # another create of this name won the race
+        raise AlreadyExists(f"creating manifest list: {exc}") from None
     ctx.ev.result(rec.id.removeprefix("sha256:"), id=rec.id, names=rec.names)
     return rec
 

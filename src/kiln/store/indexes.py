@@ -22,7 +22,14 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from kiln.errors import Conflict, DigestMismatch, InvalidArgument, KilnError, NotFound
+from kiln.errors import (
+    AlreadyExists,
+    Conflict,
+    DigestMismatch,
+    InvalidArgument,
+    KilnError,
+    NotFound,
+)
 from kiln.oci import Digest, Index, Manifest, Reference
 from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
@@ -94,6 +101,7 @@ class IndexesMixin:
         names: Sequence[str] = (),
         created: str | None = None,
         expect_digest: str | None = None,
+        claim_names: bool = False,
     ) -> IndexRecord:
         """Store ``raw`` (an OCI index or Docker manifest list) as a new list or, with
         ``index_id``, as the new content of that list; ``names`` point at it afterwards.
@@ -102,6 +110,8 @@ class IndexesMixin:
         (manifest, config, layers). Nothing is written when any check fails.
         ``expect_digest``: store only if the list's document is still that one, else
         ``Conflict`` (an edit made from a document someone else replaced meanwhile).
+        ``claim_names``: ``AlreadyExists`` if an image or a list holds one of ``names``
+        already (checked in the same transaction: two creates of one name, one wins).
         """
         index = check_index(raw, media_type)
         kept = self._child_blobs(index)
@@ -142,8 +152,23 @@ class IndexesMixin:
                 [(new_id, d) for d in kept],
             )
             for name in names:
+                if claim_names:
+                    self._refuse_taken(conn, name)
                 self.tag_index(name, new_id)
         return self.get_index(new_id)
+
+    def _refuse_taken(self, conn: sqlite3.Connection, name: str) -> None:
+        norm = normalise_name(name)
+        row = conn.execute(
+            "SELECT image_id FROM names WHERE name=? UNION ALL "
+            "SELECT index_id FROM index_names WHERE name=?",
+            (norm, norm),
+        ).fetchone()
+        if row is not None:
+            raise AlreadyExists(
+                f'image name "{norm}" is already associated with image '
+                f'"{row[0].removeprefix("sha256:")}": that name is already in use'
+            )
 
     def get_index(self, index_id: str) -> IndexRecord:
         row = self.db.one("SELECT * FROM indexes WHERE id=?", (_full_id(index_id),))
