@@ -274,3 +274,20 @@ def test_add_all_from_an_oci_layout_keeps_no_extra_list(two_platforms, tmp_path)
             str(amd.manifest_digest),
             str(arm.manifest_digest),
         ]
+
+
+def test_push_to_a_layout_recompresses_with_zstd_and_rewrites_the_list(two_platforms, tmp_path):
+    amd, arm = two_platforms
+    make_list(amd.store.root)
+    dest = f"oci:{tmp_path}/z:v1"
+    with open_context(amd.store.root) as ctx:
+        res = manifests.push(ctx, "ml:1", dest, compression="zstd")
+        stored = manifests.get(ctx, "ml:1")
+    assert res.digest != stored.digest  # new children, so a new list
+    doc = json.loads(skopeo("inspect", "--raw", dest))
+    assert [m["digest"] for m in doc["manifests"]] == res.images
+    assert doc["manifests"][1]["platform"]["architecture"] == "arm64"
+    for digest in res.images:
+        child = json.loads((tmp_path / "z" / "blobs" / "sha256" / digest[7:]).read_text())
+        assert {layer["mediaType"] for layer in child["layers"]} == {mt.OCI_LAYER_ZSTD}
+    skopeo("copy", "--all", dest, f"oci:{tmp_path}/z2:v1")
