@@ -41,6 +41,8 @@ def make_image(
     created: int | None = None,
     size: int = 16,
     metadata_steps: tuple[str, ...] = (),
+    architecture: str = "amd64",
+    variant: str = "",
 ):
     """Register an image with one small layer per entry of ``layers``; returns its record."""
     created = next(_clock) if created is None else created
@@ -51,7 +53,8 @@ def make_image(
         descs.append(Descriptor(mt.OCI_LAYER, d, len(b)))
     config = ImageConfig(
         created=_rfc3339(created),
-        architecture="amd64",
+        architecture=architecture,
+        variant=variant,
         os="linux",
         config=RuntimeConfig(labels=dict(labels or {})),
         diff_ids=tuple(str(Digest.of_bytes(b)) for b in blobs),

@@ -132,6 +132,7 @@ def test_a_store_from_before_per_image_layer_blobs_is_migrated(tmp_path) -> None
         "ALTER TABLE image_layers DROP COLUMN blob_digest;"
         "ALTER TABLE containers DROP COLUMN snapshot_key;"
         "DROP TABLE released;"
+        "DROP TABLE index_blobs; DROP TABLE index_names; DROP TABLE indexes;"  # V4
         "PRAGMA user_version = 2;"
     )
     conn.execute("UPDATE layers SET blob_digest=?", (str(plain_blob),))  # what V2 left

@@ -137,6 +137,7 @@ def create_app(config: Config | None = None, activity: Activity | None = None) -
         routes_build,
         routes_images,
         routes_libpod,
+        routes_manifests,
         routes_system,
         routes_system_df,
         routes_transfer,
@@ -147,6 +148,7 @@ def create_app(config: Config | None = None, activity: Activity | None = None) -
         *routes_system_df.routes,
         *routes_build.routes,
         *routes_transfer.routes,
+        *routes_manifests.routes,  # before routes_libpod's catch-all /libpod/{kind}/...
         *routes_libpod.routes,
         *routes_images.routes,  # last: it holds the catch-all /images/{name}
     ]

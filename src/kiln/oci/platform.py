@@ -40,6 +40,7 @@ class Platform:
     variant: str = ""
     os_version: str = ""
     os_features: tuple[str, ...] = field(default_factory=tuple)
+    features: tuple[str, ...] = field(default_factory=tuple)  # Docker lists' (deprecated)
 
     @classmethod
     def parse(cls, spec: str) -> Platform:
@@ -69,6 +70,7 @@ class Platform:
             variant,
             obj.get("os.version", "") or "",
             tuple(obj.get("os.features", []) or ()),
+            tuple(obj.get("features", []) or ()),
         )
 
     def to_json(self) -> dict:
@@ -79,6 +81,8 @@ class Platform:
             out["os.version"] = self.os_version
         if self.os_features:
             out["os.features"] = list(self.os_features)
+        if self.features:
+            out["features"] = list(self.features)
         return out
 
     def matches(self, other: Platform) -> bool:

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kiln.errors import InvalidArgument
+from kiln.errors import InvalidArgument, KilnError
 from kiln.ops import transports as tp
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ def push(
     ``format``: ``oci`` or ``docker`` to convert the manifest (default: as stored).
     """
     dest = tp.parse_transport(destination or image, default=tp.DOCKER)
+    if _is_list(ctx, image):  # a manifest list: kiln.ops.manifests pushes it
+        return _push_list(ctx, image, destination, format, registry_options)
+    registry_options.pop("all", None)
     if dest.transport == tp.DOCKER:
         from kiln.ops import registry
 
@@ -79,6 +82,29 @@ def push(
     return TransferResult(img.id, digest, list(names), str(dest))
 
 
+def _is_list(ctx: Context, image: str) -> bool:
+    from kiln.store import IndexRecord
+
+    try:
+        return isinstance(ctx.store.resolve(image), IndexRecord)
+    except KilnError:
+        return False
+
+
+def _push_list(
+    ctx: Context, image: str, destination: str | None, format: str | None, options: dict
+) -> TransferResult:
+    """``kiln push LIST``: the list, and with ``all`` its images first (podman push --all)."""
+    from kiln.ops import manifests
+
+    fmt = {"docker": "v2s2"}.get(format or "", format)
+    kw = {k: v for k, v in options.items() if k not in ("compress",)}
+    all_ = bool(kw.pop("all", False))
+    res = manifests.push(ctx, image, destination, all=all_, format=fmt, **kw)
+    rec = ctx.store.get_index(res.index_id)
+    return TransferResult(rec.id, res.digest, list(rec.names), res.destination)
+
+
 def _oci_names(dest: tp.TransportRef) -> list[str]:
     return [dest.reference] if dest.reference else []
 
@@ -88,6 +114,9 @@ def pull(
 ) -> TransferResult:
     """Copy the image at ``source`` into the store; a bare name means ``docker://NAME``."""
     src = tp.parse_transport(source, default=tp.DOCKER)
+    all_platforms = bool(registry_options.pop("all_platforms", False))
+    if all_platforms:  # keep the whole list (kiln.ops.manifest_transfer)
+        return _pull_list(ctx, src, registry_options)
     if src.transport == tp.DOCKER:
         from kiln.ops import registry
 
@@ -121,6 +150,29 @@ def pull(
             rec = _copy_into_store(ctx, img, names, lease, validate)
     ctx.ev.result(rec.id.removeprefix("sha256:"), id=rec.id, names=names)
     return TransferResult(rec.id, rec.manifest_digest, names, str(src))
+
+
+def _pull_list(ctx: Context, src: tp.TransportRef, options: dict) -> TransferResult:
+    from kiln.ops import manifest_transfer
+
+    if src.transport == tp.DOCKER:
+        kw = {k: v for k, v in options.items() if k not in ("policy",)}
+        if kw.keys() & {"platform", "arch", "os", "variant", "all_tags"}:
+            raise InvalidArgument(
+                "--all-platforms cannot be combined with --platform, --arch, --os, --variant "
+                "or --all-tags"
+            )
+        res = manifest_transfer.pull_list(ctx, src.reference, **kw)
+    elif src.transport in (tp.OCI, tp.OCI_ARCHIVE):
+        res = manifest_transfer.pull_list_from_layout(ctx, src)
+    else:
+        raise InvalidArgument(
+            f"{src}: --all-platforms needs a source that can hold a list "
+            "(docker://, oci:, oci-archive:)"
+        )
+    if res.index is None:
+        return TransferResult(res.image_ids[0], res.digest, res.names, res.source)
+    return TransferResult(res.index.id, res.digest, res.names, res.source)
 
 
 def _ref_name(img: Any, src: tp.TransportRef) -> list[str]:

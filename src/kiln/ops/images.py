@@ -48,6 +48,8 @@ class ImageSummary:
     containers: int = 0
     parent_id: str = ""
     has_children: bool = False
+    is_list: bool = False  # a manifest list / image index (kiln.ops.manifests)
+    in_list: bool = False  # an unnamed image a stored list names: shown and kept with it
 
     @property
     def short_id(self) -> str:
@@ -55,11 +57,11 @@ class ImageSummary:
 
     @property
     def dangling(self) -> bool:
-        return not self.names and not self.has_children
+        return not self.names and not self.has_children and not self.in_list
 
     @property
     def intermediate(self) -> bool:
-        return not self.names and self.has_children
+        return not self.names and (self.has_children or self.in_list)
 
     @property
     def created_ts(self) -> float:
@@ -88,6 +90,7 @@ class ImageSummary:
             "Dangling": self.dangling,
             "Created": int(self.created_ts),
             "CreatedAt": self.created,
+            "IsManifestList": self.is_list,
         }
 
 
@@ -131,7 +134,7 @@ def list_images(
     """
     parsed = _parse_filters(ctx, filters)
     refs = [*parsed.pop("reference", []), *references]
-    summaries = summarize(ctx, ctx.store.list_images())
+    summaries = summarize(ctx, ctx.store.list_images()) + list_summaries(ctx)
     out = []
     for s in summaries:
         if not all and s.intermediate and "intermediate" not in parsed:
@@ -160,6 +163,7 @@ def summarize(
         for n in range(len(r.layers)):
             prefixes.add(tuple(r.layers[:n]))
     history_parents = _same_layer_parents(ctx, records)
+    listed = {d for i in ctx.store.list_indexes() for d in i.manifests}
     containers: dict[str, int] = {}
     for c in ctx.store.list_containers():
         if c.image_id:
@@ -184,9 +188,27 @@ def summarize(
                 containers=containers.get(r.id, 0),
                 parent_id=parent,
                 has_children=(bool(chain) and chain in prefixes) or r.id in history_parents,
+                in_list=r.manifest_digest in listed,
             )
         )
     return out
+
+
+def list_summaries(ctx: Context) -> list[ImageSummary]:
+    """One row per stored manifest list (as podman shows a list: once, its size the
+    document's)."""
+    return [
+        ImageSummary(
+            id=r.id,
+            names=list(r.names),
+            repo_digests=[],
+            digest=r.digest,
+            created=r.created,
+            size=r.size,
+            is_list=True,
+        )
+        for r in ctx.store.list_indexes()
+    ]
 
 
 def reference_matches(names: Iterable[str], pattern: str) -> bool:
@@ -423,18 +445,24 @@ def tag(ctx: Context, source: str, *targets: str) -> str:
         if ref.digest:
             raise InvalidArgument(f'"{t}": a tag cannot contain a digest; give NAME[:TAG]')
         refs.append(str(ref))
-    rec = ctx.store.resolve_image(source)
+    from kiln.store import IndexRecord
+
+    rec = ctx.store.resolve(source)
+    put_name = ctx.store.tag_index if isinstance(rec, IndexRecord) else ctx.store.tag
     with ctx.store.transaction():
         for name in refs:
-            ctx.store.tag(name, rec.id)
+            put_name(name, rec.id)  # a manifest list is tagged as podman tags one
     return rec.id
 
 
 def untag(ctx: Context, image: str, *names: str) -> list[str]:
     """Remove ``names`` from ``image`` (all names when none given); returns the removed names."""
     from kiln.oci import Reference
+    from kiln.store import IndexRecord
 
-    rec = ctx.store.resolve_image(image)
+    rec = ctx.store.resolve(image)
+    if isinstance(rec, IndexRecord):  # a list's own names, never its image's
+        return _untag_list(ctx, rec, names)
     current = ctx.store.names_of(rec.id)
     if not names:
         wanted = list(current)
@@ -450,6 +478,21 @@ def untag(ctx: Context, image: str, *names: str) -> list[str]:
     with ctx.store.transaction():
         for n in wanted:
             ctx.store.untag(n)
+    return wanted
+
+
+def _untag_list(ctx: Context, rec: Any, names: Sequence[str]) -> list[str]:
+    from kiln.oci import Reference
+
+    wanted = []
+    for n in names or rec.names:
+        match = _match_name(n, list(rec.names), Reference)
+        if match is None:
+            raise NotFound(f"{n}: tag not known for manifest list {rec.id[7:19]}")
+        wanted.append(match)
+    with ctx.store.transaction():
+        for n in wanted:
+            ctx.store.untag_index(n)
     return wanted
 
 
@@ -519,8 +562,14 @@ def raise_first_error(result: RemoveResult) -> None:
 
 
 def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> None:
+    from kiln.store import IndexRecord
+
     store = ctx.store
-    rec = store.resolve_image(name)
+    found = store.resolve(name)
+    if isinstance(found, IndexRecord):
+        _remove_list(ctx, name, found, result)
+        return
+    rec = found
     names = store.names_of(rec.id)
     by_id = _is_id_reference(name, rec.id)
     by_digest = "@" in name or (name.startswith("sha256:") and not by_id)
@@ -542,6 +591,19 @@ def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> N
             result.untagged.append(resolved)
             return
     _delete(ctx, rec.id, names, force, result, by_name=not by_id and not by_digest)
+
+
+def _remove_list(ctx: Context, name: str, rec: Any, result: RemoveResult) -> None:
+    """rmi of a manifest list: the name goes (the list too, with its last name or by ID);
+    its images stay."""
+    resolved = _resolved_name(name, rec.names)
+    if resolved is not None and len(rec.names) > 1:
+        ctx.store.untag_index(resolved)
+        result.untagged.append(resolved)
+        return
+    ctx.store.delete_index(rec.id)
+    result.untagged.extend(rec.names)
+    result.deleted.append(rec.id)
 
 
 def _delete(
@@ -585,6 +647,10 @@ def _delete(
 def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
     """Delete every image, children before parents."""
     failed: set[str] = set()
+    for lst in ctx.store.list_indexes():
+        ctx.store.delete_index(lst.id)
+        result.untagged.extend(lst.names)
+        result.deleted.append(lst.id)
     while True:
         summaries = summarize(ctx, ctx.store.list_images(), labels=False)
         leaves = [s for s in summaries if not s.has_children and s.id not in failed]
@@ -664,7 +730,10 @@ def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> Prune
         victims = [
             s
             for s in summaries
-            if not s.has_children and s.containers == 0 and (all or not s.names)
+            if not s.has_children
+            and s.containers == 0
+            and (all or not s.names)
+            and (all or not s.in_list)  # a list's image is not dangling
         ]
         if not victims:
             break
@@ -726,6 +795,7 @@ __all__ = [
     "image_exists",
     "inspect_image",
     "list_images",
+    "list_summaries",
     "prune",
     "raise_first_error",
     "reference_matches",

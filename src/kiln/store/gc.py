@@ -1,7 +1,8 @@
 """Garbage collection and consistency checks.
 
 GC marks, then sweeps, like containerd. Roots: every image row (named or
-dangling; an image stays until ``delete_image``), the images of working
+dangling; an image stays until ``delete_image``), every manifest list (its document
+and the blobs of every child it names, recorded in ``index_blobs``), the images of working
 containers and of the build cache, and everything held by an unexpired lease.
 From each image it marks the blobs its own manifest names (manifest, config and
 the layer blobs recorded per image, never one blob per chain ID: two images may
@@ -169,7 +170,9 @@ class MaintenanceMixin:
                 for r in conn.execute(
                     "SELECT manifest_digest FROM images UNION SELECT config_digest FROM images "
                     "UNION SELECT COALESCE(il.blob_digest, l.blob_digest) FROM image_layers il "
-                    "LEFT JOIN layers l ON l.chain_id = il.chain_id"
+                    "LEFT JOIN layers l ON l.chain_id = il.chain_id "
+                    # a list keeps its document and every child's blobs (kiln.store.indexes)
+                    "UNION SELECT digest FROM indexes UNION SELECT digest FROM index_blobs"
                 )
                 if r[0]
             )
@@ -236,6 +239,11 @@ class MaintenanceMixin:
                 for what, blob in (("manifest", manifest), ("config", config)):
                     if not self._blob_ok(blob):
                         problems.append(f"image {image_id}: {what} blob {blob} is missing")
+            for index_id, digest in conn.execute(
+                "SELECT id, digest FROM indexes UNION ALL SELECT index_id, digest FROM index_blobs"
+            ).fetchall():
+                if not self._blob_ok(digest):
+                    problems.append(f"manifest list {index_id}: blob {digest} is missing")
             for image_id, position, blob in conn.execute(
                 "SELECT il.image_id, il.position, COALESCE(il.blob_digest, l.blob_digest) "
                 "FROM image_layers il LEFT JOIN layers l ON l.chain_id = il.chain_id "

@@ -190,6 +190,7 @@ class ImagesMixin:
             row = conn.execute("SELECT image_id FROM names WHERE name=?", (name,)).fetchone()
             if row is not None and row[0] == image_id:
                 return None
+            conn.execute("DELETE FROM index_names WHERE name=?", (name,))  # a name moves
             conn.execute(
                 "INSERT INTO names(name, image_id) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET image_id=excluded.image_id",

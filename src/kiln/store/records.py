@@ -27,6 +27,24 @@ class ImageRecord:
 
 
 @dataclass
+class IndexRecord:
+    """A manifest list or image index kept by name beside images (``kiln.store.indexes``).
+
+    ``id`` stays the same while the list is edited (podman's list IDs do too); ``digest``
+    names the stored index blob of its current content.
+    """
+
+    id: str  # "sha256:<64 hex>", chosen when the list is created
+    digest: str  # "sha256:..." of the raw index bytes (a blob in the store)
+    media_type: str  # OCI image index or Docker manifest list
+    created: str  # RFC 3339
+    manifests: list[str] = field(default_factory=list)  # child manifest digests, in order
+    names: list[str] = field(default_factory=list)
+    added: float = 0.0
+    size: int = 0  # bytes of the index document
+
+
+@dataclass
 class LayerRecord:
     """One layer of some image chain; ``chain_id`` identifies the whole chain below it.
 

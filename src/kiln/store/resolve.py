@@ -8,6 +8,8 @@ Accepted, tried in this order:
 - a name; short names are normalised as Docker does (``busybox`` ->
   ``docker.io/library/busybox:latest``) and then tried as ``localhost/<name>``,
   where podman and buildah put locally built images;
+- a manifest list's name: the list's image for the platform asked for (default: this
+  machine's), as podman resolves one (``kiln run LIST``, ``FROM LIST``, ``kiln save LIST``);
 - a unique image-ID prefix of at least 3 hex digits (``sha256:`` optional).
 
 Unknown: ``NotFound("<input>: image not known")``; an ambiguous prefix:
@@ -19,7 +21,7 @@ from __future__ import annotations
 import re
 
 from kiln.errors import InvalidArgument, NotFound
-from kiln.oci import Reference
+from kiln.oci import Platform, Reference
 from kiln.oci.reference import is_short_name
 from kiln.store.db import Database
 from kiln.store.records import ImageRecord
@@ -32,12 +34,14 @@ MIN_PREFIX = 3
 class ResolveMixin:
     db: Database
 
-    def resolve_image(self, name_or_id: str) -> ImageRecord:
+    def resolve_image(self, name_or_id: str, platform: Platform | str | None = None) -> ImageRecord:
         value = name_or_id.strip()
         m = _FULL_ID.match(value)
         if m:
             return self.get_image("sha256:" + m.group(1))
         image_id = self._by_reference(value)
+        if image_id is None:
+            image_id = self._by_list(value, platform)
         if image_id is None:
             image_id = self._by_prefix(value)
         if image_id is None:
@@ -61,6 +65,32 @@ class ResolveMixin:
             if row is not None:
                 return row[0]
         return None
+
+    def _by_list(self, value: str, platform: Platform | str | None) -> str | None:
+        """A manifest list's name stands for its image for ``platform`` (default: this
+        machine's), as podman resolves one; NotFound if the list has none stored."""
+        from kiln.oci import Index
+
+        index_id = self._index_by_reference(value)  # type: ignore[attr-defined]
+        if index_id is None:
+            return None
+        rec = self.get_index(index_id)  # type: ignore[attr-defined]
+        want = Platform.parse(platform) if isinstance(platform, str) else platform
+        want = want or Platform.host()
+        index = Index.parse(self.index_bytes(rec), rec.media_type)  # type: ignore[attr-defined]
+        try:
+            chosen = index.select(want)
+        except NotFound as exc:
+            raise NotFound(f"{value}: {exc}") from None
+        row = self.db.one(
+            "SELECT id FROM images WHERE manifest_digest=? ORDER BY added", (str(chosen.digest),)
+        )
+        if row is None:
+            raise NotFound(
+                f"{value}: the manifest list's image for {want} ({chosen.digest}) is not in "
+                "local storage; pull it, or push the list and pull it again"
+            )
+        return row[0]
 
     def _by_digest(self, ref: Reference, short: bool) -> str | None:
         names = [ref.name]

@@ -121,4 +121,32 @@ CREATE TABLE released (
 );
 """
 
-MIGRATIONS: list[str] = [V1, V2, V3]
+
+# manifest lists and image indexes as named records beside images (``kiln.store.indexes``):
+# - indexes: one list; ``id`` is stable across edits (as podman's list IDs), ``digest`` names
+#   the stored index blob of its current content
+# - index_names: a name points at an image or at an index, never both (tagging moves it)
+# - index_blobs: every blob the index keeps through GC (child manifests, their configs and
+#   layers), recorded when the index is put, so GC marks through it without reading blobs
+V4 = """
+CREATE TABLE indexes (
+    id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    created TEXT NOT NULL,
+    added REAL NOT NULL
+);
+CREATE INDEX indexes_digest ON indexes(digest);
+CREATE TABLE index_names (
+    name TEXT PRIMARY KEY,
+    index_id TEXT NOT NULL REFERENCES indexes(id) ON DELETE CASCADE
+);
+CREATE INDEX index_names_index ON index_names(index_id);
+CREATE TABLE index_blobs (
+    index_id TEXT NOT NULL REFERENCES indexes(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (index_id, digest)
+);
+CREATE INDEX index_blobs_digest ON index_blobs(digest);
+"""
+MIGRATIONS: list[str] = [V1, V2, V3, V4]

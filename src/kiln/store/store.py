@@ -29,6 +29,7 @@ from kiln.store.content import ContentMixin
 from kiln.store.db import Database
 from kiln.store.gc import DEFAULT_BLOB_GRACE, MaintenanceMixin
 from kiln.store.images import ImagesMixin
+from kiln.store.indexes import IndexesMixin
 from kiln.store.leases import LeaseMixin
 from kiln.store.resolve import ResolveMixin
 from kiln.store.schema import MIGRATIONS
@@ -55,6 +56,7 @@ def unusable_root(root: str, exc: OSError | sqlite3.Error) -> Unavailable:
 class Store(
     ContentMixin,
     ImagesMixin,
+    IndexesMixin,
     ResolveMixin,
     ContainersMixin,
     LeaseMixin,

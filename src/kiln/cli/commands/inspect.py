@@ -67,6 +67,11 @@ def _inspect_one(ctx, name: str, type_: str) -> dict:
             return found
         if type_ == "container":
             raise NotFound(f"no such container {name}")
+    if type_ in ("image", "all"):
+        from kiln.ops import manifests
+
+        if manifests.exists(ctx, name):  # a list shows its manifests (podman manifest inspect)
+            return manifests.inspect(ctx, name)
     try:
         return images.inspect_image(ctx, name)
     except NotFound as exc:

@@ -14,6 +14,11 @@ from kiln.cli.state import State, pass_state
 @click.option(
     "-a", "--all-tags", is_flag=True, help="All tagged images of the repository (registries)"
 )
+@click.option(
+    "--all-platforms",
+    is_flag=True,
+    help="Pull every image of a manifest list and keep the list (registries, oci:, oci-archive:)",
+)
 @click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]", help="Platform to pick")
 @click.option("--arch", default=None, help="Architecture to pick (registries)")
 @click.option("--os", "os_", default=None, help="Operating system to pick (registries)")
@@ -31,6 +36,7 @@ def command(
     source,
     quiet,
     all_tags,
+    all_platforms,
     platform,
     arch,
     os_,
@@ -52,6 +58,7 @@ def command(
             variant=variant,
             policy=policy,
             all_tags=all_tags or None,
+            all_platforms=all_platforms or None,
         ).items()
         if v is not None
     }

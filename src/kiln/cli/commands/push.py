@@ -19,6 +19,9 @@ from kiln.cli.state import State, pass_state
     default=None,
     help="Manifest type to write (default: as stored)",
 )
+@click.option(
+    "--all", "all_", is_flag=True, help="Push the images of a manifest list too, then the list"
+)
 @click.option("--compress", is_flag=True, help="Compress layers (dir: and oci: destinations)")
 @click.option(
     "--compression-format",
@@ -35,6 +38,7 @@ def command(
     image,
     destination,
     format_,
+    all_,
     compress,
     compression_format,
     quiet,
@@ -51,6 +55,8 @@ def command(
     fmt = "docker" if format_ == "v2s2" else format_
     if compression_format is not None:
         registry_options["compression"] = compression_format
+    if all_:
+        registry_options["all"] = True
     with state.context(quiet=quiet) as ctx:
         result = file_transfer.push(
             ctx, image, destination, format=fmt, compress=compress, **registry_options

@@ -1,0 +1,19 @@
+"""kiln manifest exists: exit 0 if a manifest list is in local storage, 1 if not."""
+
+from __future__ import annotations
+
+import click
+
+from kiln.cli.state import State, exit_with, pass_state
+
+
+@click.command("exists", short_help="Check if a manifest list exists in local storage")
+@click.argument("name", metavar="LIST")
+@pass_state
+def command(state: State, name):
+    """Exit 0 when LIST is a manifest list in local storage, 1 when it is not."""
+    from kiln.ops import manifests
+
+    with state.context() as ctx:
+        found = manifests.exists(ctx, name)
+    exit_with(0 if found else 1)

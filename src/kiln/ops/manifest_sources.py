@@ -1,0 +1,125 @@
+"""What ``manifest add IMAGE`` adds: the list entries an image argument stands for.
+
+An argument is, tried in this order:
+
+- ``containers-storage:NAME`` or a name/ID in the store: a stored image (one entry),
+  or a stored list (``all``: every entry; else the entry for the requested platform);
+- ``docker://REF``, ``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``: the image
+  is copied into the store first (unnamed unless the transport names it), so every
+  child of a stored list is local; ``docker://`` with ``all`` keeps the whole list;
+- any other name not in the store: ``docker://NAME``, as podman does.
+
+Each entry is descriptor JSON whose platform is read from the image's config.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kiln.errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from kiln.ops.context import Context
+    from kiln.store import ImageRecord
+
+_TRANSPORT_PREFIXES = ("docker://", "oci:", "oci-archive:", "docker-archive:", "dir:")
+
+
+def image_entries(
+    ctx: Context, image: str, *, all: bool, overrides: dict, registry_kw: dict
+) -> list[dict]:
+    from kiln.store import IndexRecord
+
+    value = image.strip()
+    local_only = value.startswith("containers-storage:")
+    value = value.removeprefix("containers-storage:")
+    if not value.startswith(_TRANSPORT_PREFIXES):
+        try:
+            found = ctx.store.resolve(value)
+        except NotFound:
+            if local_only:
+                raise NotFound(f"{image}: image not known") from None
+        else:
+            if isinstance(found, IndexRecord):
+                return _list_entries(ctx, found, all=all, overrides=overrides)
+            return [entry_for_image(ctx, found)]
+        value = "docker://" + value
+    if all and value.startswith(("docker://", "oci:", "oci-archive:")):
+        return _copied_list_entries(ctx, value, registry_kw)
+    from kiln.ops import file_transfer
+
+    platform = _platform_of(overrides)
+    kw = dict(registry_kw)
+    if value.startswith("docker://") and platform:
+        kw["platform"] = platform
+    result = file_transfer.pull(ctx, value, **kw)
+    return [entry_for_image(ctx, ctx.store.get_image(result.image_id))]
+
+
+def _copied_list_entries(ctx: Context, value: str, registry_kw: dict) -> list[dict]:
+    """Every entry of the list at ``value``, its images copied into the store; the list
+    itself is not kept (only the list being edited will name them)."""
+    from kiln.ops import manifest_transfer
+    from kiln.ops import transports as tp
+
+    if value.startswith("docker://"):
+        res = manifest_transfer.pull_list(ctx, value, name=None, **registry_kw)
+    else:
+        res = manifest_transfer.pull_list_from_layout(ctx, tp.parse_transport(value), name=None)
+    if res.index is None:  # one image, not a list
+        return [entry_for_image(ctx, ctx.store.get_image(res.image_ids[0]))]
+    try:
+        return _list_entries(ctx, res.index, all=True, overrides={})
+    finally:
+        # the images stay (image rows are GC roots) until the edited list names them
+        ctx.store.delete_index(res.index.id)
+
+
+def entry_for_image(ctx: Context, rec: ImageRecord) -> dict:
+    """The list entry for a stored image: its manifest's descriptor, platform from the
+    config (as it is spelled there: ``arm64`` + ``v8`` stays so)."""
+    from kiln.oci import Digest
+    from kiln.ops.images import image_config
+
+    config = image_config(ctx, rec)
+    platform: dict[str, Any] = {"architecture": config.architecture, "os": config.os}
+    if config.variant:
+        platform["variant"] = config.variant
+    if config.os_version:
+        platform["os.version"] = config.os_version
+    if config.os_features:
+        platform["os.features"] = list(config.os_features)
+    return {
+        "mediaType": rec.manifest_media_type,
+        "digest": rec.manifest_digest,
+        "size": ctx.store.blob_size(Digest.parse(rec.manifest_digest)),
+        "platform": platform,
+    }
+
+
+def _list_entries(ctx: Context, rec: Any, *, all: bool, overrides: dict) -> list[dict]:
+    from kiln.oci import Index, Platform
+    from kiln.oci.strict_json import loads_object
+
+    raw = ctx.store.index_bytes(rec)
+    doc = loads_object(raw, what="manifest list")
+    entries = [dict(m) for m in doc.get("manifests") or []]
+    if all:
+        return entries
+    want = _platform_of(overrides)
+    chosen = Index.parse(raw, rec.media_type).select(
+        Platform.parse(want) if want else Platform.host()
+    )
+    return [e for e in entries if e.get("digest") == str(chosen.digest)][:1]
+
+
+def _platform_of(overrides: dict) -> str | None:
+    arch, os_name = overrides.get("architecture"), overrides.get("os")
+    if not arch and not os_name:
+        return None
+    if not arch:
+        raise InvalidArgument("--os without --arch: give the architecture to pick from a list")
+    parts = [os_name or "linux", arch]
+    if overrides.get("variant"):
+        parts.append(overrides["variant"])
+    return "/".join(parts)

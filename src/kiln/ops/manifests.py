@@ -1,0 +1,510 @@
+"""Manifest lists (OCI image indexes and Docker manifest lists) as podman's
+``manifest`` commands use them, and the library API a multi-platform build calls.
+
+    create(ctx, "app:1", ["sha256:<amd64 id>", "sha256:<arm64 id>"])   # a named list
+    add(ctx, "app:1", "sha256:<riscv64 id>", replace=True)           # one more platform
+    push(ctx, "app:1", "docker://registry.example/app:1")           # children first, then list
+
+A list is a record of the store (``kiln.store.indexes``) whose children are all in
+the store. Adding takes an image by name or ID from the store, or from a transport
+(``docker://``, ``oci:``, ``oci-archive:``, ``docker-archive:``; a bare name not in
+the store is tried as ``docker://`` as podman does); its platform comes from the
+image's config unless ``arch``/``os``/``variant``/``os_version``/``features``/
+``os_features`` override it. Every edit writes a new document and swaps it in only
+if nobody changed the list meanwhile (else it is re-read and the edit applied again),
+so two concurrent ``add``s both land and an interrupted edit leaves the old list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kiln.errors import AlreadyExists, Conflict, InvalidArgument, KilnError, NotFound
+
+if TYPE_CHECKING:
+    from kiln.oci import Index
+    from kiln.ops.context import Context
+    from kiln.store import ImageRecord, IndexRecord
+
+#: ``--format`` values: podman's names, plus the media types' own words
+LIST_FORMATS = {"oci": "oci", "v2s2": "docker", "docker": "docker"}
+_STORE_PREFIXES = ("containers-storage:",)
+_RETRIES = 8
+
+
+@dataclass
+class ListPushResult:
+    index_id: str
+    digest: str  # of the list as pushed
+    destination: str
+    images: list[str]  # child manifest digests as pushed
+
+
+def _list_media_type(format: str | None, default: str = "") -> str:
+    from kiln.oci import media_types as mt
+
+    if format is None:
+        return default or mt.OCI_INDEX
+    kind = LIST_FORMATS.get(format.lower())
+    if kind is None:
+        raise InvalidArgument(f'unknown manifest list format "{format}": use oci or v2s2')
+    return mt.OCI_INDEX if kind == "oci" else mt.DOCKER_MANIFEST_LIST
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def exists(ctx: Context, name: str) -> bool:
+    """True if ``name`` (name, ID or ID prefix) is a manifest list in the store."""
+    try:
+        ctx.store.resolve_index(name)
+    except (NotFound, InvalidArgument):
+        return False
+    return True
+
+
+def get(ctx: Context, name: str) -> IndexRecord:
+    """The stored list ``name`` names (``NotFound`` if none)."""
+    return ctx.store.resolve_index(name)
+
+
+def document(ctx: Context, name: str) -> Index:
+    """The list's current document, parsed."""
+    from kiln.oci import Index
+
+    rec = ctx.store.resolve_index(name)
+    return Index.parse(ctx.store.index_bytes(rec), rec.media_type)
+
+
+def inspect(ctx: Context, name: str, **registry_kw: Any) -> dict[str, Any]:
+    """What ``podman manifest inspect`` prints: the list document as JSON.
+
+    A local list first; otherwise ``name`` (``docker://`` optional) is read from its
+    registry, as podman does, and the document found there (list or image) is returned.
+    """
+    import json
+
+    try:
+        rec = ctx.store.resolve_index(name.removeprefix("containers-storage:"))
+    except NotFound:
+        rec = None
+    if rec is not None:
+        return podman_order(json.loads(ctx.store.index_bytes(rec)))
+    if not name.startswith("docker://"):
+        image = None
+        with contextlib.suppress(NotFound, InvalidArgument):
+            image = ctx.store.resolve_image(name)
+        if image is not None:
+            raise InvalidArgument(f"{name} is an image, not a manifest list")
+    return _remote_document(ctx, name.removeprefix("docker://"), registry_kw)
+
+
+_TOP_ORDER = ("schemaVersion", "mediaType", "artifactType", "config", "manifests", "layers")
+_ENTRY_ORDER = ("mediaType", "size", "digest", "platform", "annotations")
+
+
+def podman_order(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with its keys in the order podman prints them (stored canonically)."""
+
+    def ordered(obj: dict, first: tuple[str, ...]) -> dict:
+        return {**{k: obj[k] for k in first if k in obj}, **obj}
+
+    out = ordered(doc, _TOP_ORDER)
+    if isinstance(out.get("manifests"), list):
+        out["manifests"] = [
+            ordered(m, _ENTRY_ORDER) if isinstance(m, dict) else m for m in out["manifests"]
+        ]
+    return out
+
+
+def _remote_document(ctx: Context, ref: str, registry_kw: dict) -> dict[str, Any]:
+    from kiln.oci import Reference
+    from kiln.oci.strict_json import loads_object
+    from kiln.ops.registry import _client
+
+    with _client(ctx, None, registry_kw) as client:
+        raw, _media_type, _digest = client.get_manifest(Reference.parse(ref))
+    return podman_order(loads_object(raw, what="manifest"))
+
+
+# -- creating and editing -----------------------------------------------------------------------
+
+
+def create(
+    ctx: Context,
+    name: str,
+    images: Sequence[str] = (),
+    *,
+    all: bool = False,
+    amend: bool = False,
+    format: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+    **registry_kw: Any,
+) -> IndexRecord:
+    """A new list named ``name`` holding ``images`` (see ``add`` for what an image may be).
+
+    ``amend``: if a list has the name already, add to it instead of failing.
+    ``format``: ``oci`` (an OCI image index, the default) or ``v2s2`` (a Docker manifest
+    list). ``annotations``: the list's own. Nothing is stored unless every image is added.
+    """
+    from kiln.oci.reference import local_name
+    from kiln.oci.strict_json import canonical
+    from kiln.store.images import normalise_name
+
+    name = normalise_name(local_name(name))  # podman's localhost/ for short names
+    existing = _existing(ctx, name)
+    if existing is not None:
+        if not amend:
+            raise AlreadyExists(
+                f'creating manifest list: image name "{_shown(existing)}" is already associated '
+                f'with image "{existing.id.removeprefix("sha256:")}": that name is already in use'
+            )
+        if not hasattr(existing, "digest"):
+            raise Conflict(f"{name} is an image, not a manifest list; --amend needs a list")
+    children: list[dict] = []
+    for image in images:
+        for entry in _entries_for(ctx, image, all=all, overrides={}, registry_kw=registry_kw):
+            children = _merged(children, entry, replace=False)
+    if existing is not None:
+
+        def change(doc: dict) -> dict:
+            for entry in children:
+                doc["manifests"] = _merged(doc["manifests"], entry, replace=False)
+            return doc
+
+        out = _edit(ctx, existing.id, change)
+        ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, names=out.names)
+        return out
+    doc = {"schemaVersion": 2, "mediaType": _list_media_type(format), "manifests": children}
+    if annotations:
+        doc["annotations"] = dict(annotations)
+    try:
+        rec = ctx.store.put_index(canonical(doc), doc["mediaType"], names=[name], claim_names=True)
+    except AlreadyExists as exc:  # another create of this name won the race
+        raise AlreadyExists(f"creating manifest list: {exc}") from None
+    ctx.ev.result(rec.id.removeprefix("sha256:"), id=rec.id, names=rec.names)
+    return rec
+
+
+def add(
+    ctx: Context,
+    list_name: str,
+    image: str,
+    *,
+    all: bool = False,
+    arch: str | None = None,
+    os: str | None = None,
+    variant: str | None = None,
+    os_version: str | None = None,
+    features: Sequence[str] = (),
+    os_features: Sequence[str] = (),
+    annotations: Mapping[str, str] | None = None,
+    replace: bool = False,
+    **registry_kw: Any,
+) -> IndexRecord:
+    """Add ``image`` (name, ID, ``name@digest`` or ``transport:ref``) to the list.
+
+    ``all``: when ``image`` is itself a list, add every image it names (else the one for
+    the host's platform, or for ``arch``/``os``/``variant`` when given). The platform
+    fields default to the image config's. An image already in the list is updated, not
+    added twice; ``replace`` also drops entries for the same platform (a rebuild).
+    """
+    rec = ctx.store.resolve_index(list_name)
+    overrides = {
+        "architecture": arch,
+        "os": os,
+        "variant": variant,
+        "os_version": os_version,
+        "features": tuple(features),
+        "os_features": tuple(os_features),
+        "annotations": dict(annotations or {}),
+    }
+    entries = _entries_for(ctx, image, all=all, overrides=overrides, registry_kw=registry_kw)
+
+    def change(doc: dict) -> dict:
+        for entry in entries:
+            doc["manifests"] = _merged(doc["manifests"], entry, replace=replace)
+        return doc
+
+    out = _edit(ctx, rec.id, change)
+    ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, digest=out.digest)
+    return out
+
+
+def annotate(
+    ctx: Context,
+    list_name: str,
+    image: str | None,
+    *,
+    arch: str | None = None,
+    os: str | None = None,
+    variant: str | None = None,
+    os_version: str | None = None,
+    features: Sequence[str] = (),
+    os_features: Sequence[str] = (),
+    annotations: Mapping[str, str] | None = None,
+    index_annotations: Mapping[str, str] | None = None,
+) -> IndexRecord:
+    """Change the platform fields or annotations of one entry (a digest in the list, or an
+    image in the store the list holds); ``index_annotations`` set the list's own (``image``
+    None: only those)."""
+    rec = ctx.store.resolve_index(list_name)
+    digest = _entry_digest(ctx, rec, image) if image else None
+    if digest is None and (
+        arch or os or variant or os_version or features or os_features or annotations
+    ):
+        raise InvalidArgument("name the entry to change: give IMAGE (a digest in the list)")
+    overrides = {
+        "architecture": arch,
+        "os": os,
+        "variant": variant,
+        "os_version": os_version,
+        "features": tuple(features),
+        "os_features": tuple(os_features),
+        "annotations": dict(annotations or {}),
+    }
+
+    def change(doc: dict) -> dict:
+        doc["manifests"] = [
+            _overridden(m, overrides) if m.get("digest") == digest else m for m in doc["manifests"]
+        ]
+        if index_annotations:
+            doc["annotations"] = {**(doc.get("annotations") or {}), **dict(index_annotations)}
+        return doc
+
+    out = _edit(ctx, rec.id, change)
+    ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, digest=out.digest)
+    return out
+
+
+def remove(ctx: Context, list_name: str, digest: str) -> IndexRecord:
+    """Drop the entry with manifest ``digest`` (``NotFound`` if the list has none)."""
+    rec = ctx.store.resolve_index(list_name)
+    wanted = _entry_digest(ctx, rec, digest)
+
+    def change(doc: dict) -> dict:
+        doc["manifests"] = [m for m in doc["manifests"] if m.get("digest") != wanted]
+        return doc
+
+    out = _edit(ctx, rec.id, change)
+    ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, digest=out.digest)
+    return out
+
+
+def rm(ctx: Context, *names: str) -> list[tuple[list[str], str]]:
+    """Remove lists (their images stay); returns (names untagged, list ID) for each.
+    Every name is tried; the first error is raised after the others were removed."""
+    done: list[tuple[list[str], str]] = []
+    errors: list[KilnError] = []
+    for name in names:
+        try:
+            rec = ctx.store.resolve_index(name)
+        except NotFound:
+            errors.append(NotFound(f"{name}: image not known"))
+            continue
+        ctx.store.delete_index(rec.id)
+        done.append((list(rec.names), rec.id))
+    if errors:
+        raise errors[0]
+    return done
+
+
+# -- pushing --------------------------------------------------------------------------------
+
+
+def push(
+    ctx: Context,
+    list_name: str,
+    destination: str | None = None,
+    *,
+    all: bool = True,
+    format: str | None = None,
+    compression: str | None = None,
+    digestfile: str | None = None,
+    rm: bool = False,
+    options: Any = None,
+    workers: int = 4,
+    **registry_kw: Any,
+) -> ListPushResult:
+    """Push a list to ``destination`` (default: its name): with ``all``, every image it
+    names first (by digest), then the list, so a push that fails part-way never leaves a
+    list naming missing images. ``format`` converts the list (and its images) to ``oci``
+    or ``v2s2``; without it the stored documents go up byte for byte (same digests).
+    Destinations: ``docker://`` (the default), ``oci:DIR[:TAG]``, ``oci-archive:PATH[:TAG]``;
+    ``docker-archive:`` cannot hold a list and is refused.
+    """
+    from kiln.ops import transports as tp
+    from kiln.util.output import check_output, write_output
+
+    if digestfile:
+        check_output(digestfile)
+    rec = ctx.store.resolve_index(list_name)
+    target = destination or (rec.names[0] if rec.names else "")
+    if not target:
+        raise InvalidArgument(f"{list_name}: the list has no name; give a destination")
+    dest = tp.parse_transport(target, default=tp.DOCKER)
+    if dest.transport == tp.DOCKER:
+        from kiln.ops.manifest_transfer import push_to_registry
+
+        result = push_to_registry(
+            ctx,
+            rec,
+            dest.reference,
+            all=all,
+            format=format,
+            compression=compression,
+            options=options,
+            workers=workers,
+            registry_kw=registry_kw,
+        )
+    elif dest.transport in (tp.OCI, tp.OCI_ARCHIVE):
+        from kiln.ops.manifest_transfer import push_to_layout
+
+        result = push_to_layout(ctx, rec, dest, format=format, compression=compression)
+    elif dest.transport == tp.DOCKER_ARCHIVE:
+        raise InvalidArgument(
+            "docker-archive: cannot hold a manifest list; push one image of it "
+            "(kiln push IMAGE docker-archive:PATH) or use oci-archive:"
+        )
+    else:
+        raise InvalidArgument(
+            f"{target}: a manifest list can be pushed to docker://, oci: or oci-archive:"
+        )
+    if digestfile:
+        write_output(digestfile, result.digest.encode())
+    if rm:
+        ctx.store.delete_index(rec.id)
+    return result
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _existing(ctx: Context, name: str) -> ImageRecord | IndexRecord | None:
+    from kiln.oci import Reference
+
+    norm = str(Reference.parse(name))
+    try:
+        found = ctx.store.resolve(name)
+    except NotFound:
+        return None
+    # an ID prefix that happens to equal the name is not the name
+    if norm in found.names or any(n.endswith("/" + name) for n in found.names):
+        return found
+    return found if name in found.names else None
+
+
+def _shown(rec: Any) -> str:
+    return rec.names[0] if rec.names else rec.id
+
+
+def _edit(ctx: Context, index_id: str, change: Any) -> IndexRecord:
+    """Apply ``change`` (the document as a dict -> the new one) to the list's current
+    document and store the result; again from the new current document if someone else
+    changed the list meanwhile. Entries are edited as JSON, so fields kiln does not model
+    (and spellings such as variant ``v8``) survive."""
+    from kiln.oci.strict_json import canonical, loads_object
+
+    for _ in range(_RETRIES):
+        rec = ctx.store.get_index(index_id)
+        doc = loads_object(ctx.store.index_bytes(rec), what="manifest list")
+        doc["manifests"] = list(doc.get("manifests") or [])
+        new = change(doc)
+        try:
+            return ctx.store.put_index(
+                canonical(new), rec.media_type, index_id=rec.id, expect_digest=rec.digest
+            )
+        except Conflict:
+            continue
+    raise Conflict(f"manifest list {index_id} kept changing while being edited; try again")
+
+
+def _merged(children: list[dict], entry: dict, replace: bool) -> list[dict]:
+    """``children`` with ``entry`` in: in place of the same digest, else (``replace``) of
+    the same platform, else appended."""
+    out, placed = [], False
+    for m in children:
+        same = m.get("digest") == entry["digest"] or (
+            replace and entry.get("platform") and m.get("platform") == entry.get("platform")
+        )
+        if same:
+            if not placed:
+                notes = {**(m.get("annotations") or {}), **(entry.get("annotations") or {})}
+                out.append({**entry, "annotations": notes} if notes else entry)
+                placed = True
+            continue
+        out.append(m)
+    if not placed:
+        out.append(entry)
+    return out
+
+
+def _entry_digest(ctx: Context, rec: IndexRecord, image: str) -> str:
+    """The digest of the list entry ``image`` names: a digest in it, or a stored image's."""
+    value = image.strip()
+    bare = value.removeprefix("sha256:")
+    for digest in rec.manifests:
+        if digest == value or digest == "sha256:" + bare:
+            return digest
+    with contextlib.suppress(NotFound, InvalidArgument):
+        img = ctx.store.resolve_image(value)
+        if img.manifest_digest in rec.manifests:
+            return img.manifest_digest
+    raise NotFound(f"{image}: no such image in manifest list {_shown(rec)}")
+
+
+def _entries_for(
+    ctx: Context, image: str, *, all: bool, overrides: dict, registry_kw: dict
+) -> list[dict]:
+    """The list entries (descriptor JSON) ``image`` stands for, platform overridden."""
+    from kiln.ops.manifest_sources import image_entries
+
+    entries = image_entries(ctx, image, all=all, overrides=overrides, registry_kw=registry_kw)
+    return [_overridden(e, overrides) for e in entries]
+
+
+_PLATFORM_KEYS = (
+    ("architecture", "architecture"),
+    ("os", "os"),
+    ("variant", "variant"),
+    ("os_version", "os.version"),
+    ("os_features", "os.features"),
+    ("features", "features"),
+)
+
+
+def _overridden(entry: dict, overrides: Mapping[str, Any]) -> dict:
+    """``entry`` with the platform fields and annotations ``overrides`` give."""
+    out = dict(entry)
+    plat = dict(out.get("platform") or {})
+    for key, field_name in _PLATFORM_KEYS:
+        value = overrides.get(key)
+        if value:
+            plat[field_name] = list(value) if isinstance(value, (tuple, list)) else value
+    if plat:
+        plat.setdefault("architecture", "")
+        plat.setdefault("os", "")
+        out["platform"] = plat
+    notes = dict(overrides.get("annotations") or {})
+    if notes:
+        out["annotations"] = {**(out.get("annotations") or {}), **notes}
+    return out
+
+
+__all__ = [
+    "LIST_FORMATS",
+    "ListPushResult",
+    "add",
+    "annotate",
+    "create",
+    "document",
+    "exists",
+    "get",
+    "inspect",
+    "push",
+    "remove",
+    "rm",
+]

@@ -1,0 +1,293 @@
+"""Manifest lists end to end: kiln makes a two-platform list, pushes it to a real registry
+and to OCI layouts, and skopeo and podman read what it wrote; kiln pulls whole lists back
+(--all-platforms) with the same digests; a list keeps its images through rmi + prune; a
+push that fails part-way leaves no list in the registry; docker-archive refuses a list."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import registry_servers  # noqa: E402
+from kiln.errors import InvalidArgument, KilnError, NotFound  # noqa: E402
+from kiln.oci import media_types as mt  # noqa: E402
+from kiln.ops import manifests  # noqa: E402
+from kiln.ops.context import open_context  # noqa: E402
+from registry_env import isolate_registry_env  # noqa: E402
+
+pytest_plugins = ["fixtures_images"]
+pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
+registry_plain = registry_servers.registry_plain
+KILN = shutil.which("kiln")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    isolate_registry_env(tmp_path, monkeypatch)
+
+
+def skopeo(*args: str) -> str:
+    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def kiln(root, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    if KILN is None:
+        pytest.skip("the kiln console script is not installed")
+    env = dict(os.environ, KILN_ROOT=str(root))
+    res = subprocess.run([KILN, *args], env=env, capture_output=True, text=True, timeout=300)
+    if check and res.returncode != 0:
+        raise AssertionError(f"kiln {' '.join(args)} -> {res.returncode}: {res.stderr}")
+    return res
+
+
+@pytest.fixture
+def two_platforms(busybox_image):
+    """``busybox:latest`` (amd64) and ``busybox:arm64``: the same layers, an arm64 config."""
+    from kiln.image import open_store_image, write_image
+
+    store = busybox_image.store
+    config = busybox_image.config.evolve(architecture="arm64", variant="v8")
+    rec = write_image(store, busybox_image, [], config, "oci")
+    store.tag("busybox:arm64", rec.id)
+    return busybox_image, open_store_image(store, "busybox:arm64")
+
+
+def make_list(store_root: str, name: str = "localhost/ml:1") -> str:
+    with open_context(store_root) as ctx:
+        return manifests.create(ctx, name, ["busybox:latest", "busybox:arm64"]).id
+
+
+def test_registry_round_trip_read_by_skopeo_and_podman(
+    registry_plain, two_platforms, podman, tmp_path
+):
+    amd, arm = two_platforms
+    root = amd.store.root
+    make_list(root)
+    ref = f"{registry_plain.host}/lists/ml:1"
+    with open_context(root) as ctx:
+        res = manifests.push(ctx, "ml:1", f"docker://{ref}", tls_verify=False)
+        stored = ctx.store.index_bytes(manifests.get(ctx, "ml:1"))
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}")
+    assert raw.encode() == stored  # byte for byte: the same list digest
+    doc = json.loads(raw)
+    assert doc["mediaType"] == mt.OCI_INDEX
+    assert [m["digest"] for m in doc["manifests"]] == [
+        str(amd.manifest_digest),
+        str(arm.manifest_digest),
+    ]
+    from kiln.oci import Digest
+
+    assert res.digest == str(Digest.of_bytes(stored))
+    skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path}/sk:1")
+    index = json.loads((tmp_path / "sk" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == res.digest
+    podman("pull", "--tls-verify=false", "--platform", "linux/arm64", ref)
+    inspected = json.loads(podman("image", "inspect", ref).stdout)[0]
+    assert inspected["Architecture"] == "arm64"
+    assert inspected["Id"] == arm.id.removeprefix("sha256:")
+    # kiln pulls the whole list back into an empty store, with the same digests
+    other = str(tmp_path / "other")
+    with open_context(other) as ctx:
+        from kiln.ops import file_transfer, images
+
+        pulled = file_transfer.pull(ctx, f"docker://{ref}", all_platforms=True, tls_verify=False)
+        rec = manifests.get(ctx, ref)
+        assert pulled.manifest_digest == rec.digest == res.digest
+        assert ctx.store.index_bytes(rec) == stored
+        assert {r.id for r in images.list_images(ctx, all=True)} == {rec.id, amd.id, arm.id}
+        assert [r.id for r in images.list_images(ctx)] == [rec.id]  # the list, once
+        # without --all-platforms a pull still picks one platform
+        one = file_transfer.pull(ctx, f"docker://{ref}", platform="linux/arm64", tls_verify=False)
+        assert one.image_id == arm.id
+
+
+def test_push_v2s2_converts_the_list_and_its_images(registry_plain, two_platforms):
+    amd, _ = two_platforms
+    make_list(amd.store.root)
+    ref = f"{registry_plain.host}/lists/v2s2:1"
+    with open_context(amd.store.root) as ctx:
+        res = manifests.push(ctx, "ml:1", f"docker://{ref}", format="v2s2", tls_verify=False)
+    doc = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
+    assert doc["mediaType"] == mt.DOCKER_MANIFEST_LIST
+    assert {m["mediaType"] for m in doc["manifests"]} == {mt.DOCKER_MANIFEST}
+    for m in doc["manifests"]:
+        child = json.loads(
+            skopeo(
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                f"docker://{ref.rsplit(':', 1)[0]}@{m['digest']}",
+            )
+        )
+        assert child["mediaType"] == mt.DOCKER_MANIFEST
+    info = json.loads(
+        skopeo("inspect", "--tls-verify=false", "--override-arch", "arm64", f"docker://{ref}")
+    )
+    assert info["Architecture"] == "arm64"
+    assert res.images == [m["digest"] for m in doc["manifests"]]
+
+
+@pytest.mark.parametrize("transport", ["oci", "oci-archive"])
+def test_oci_layouts_hold_the_list_and_round_trip(two_platforms, tmp_path, transport):
+    amd, arm = two_platforms
+    make_list(amd.store.root)
+    path = tmp_path / ("layout" if transport == "oci" else "list.tar")
+    dest = f"{transport}:{path}:v1"
+    with open_context(amd.store.root) as ctx:
+        res = manifests.push(ctx, "ml:1", dest)
+        stored = manifests.get(ctx, "ml:1")
+    raw = skopeo("inspect", "--raw", dest)
+    assert json.loads(raw)["mediaType"] == mt.OCI_INDEX
+    assert res.digest == stored.digest
+    skopeo("copy", "--all", dest, f"oci:{tmp_path}/copied:v1")  # skopeo reads every child
+    with open_context(str(tmp_path / "other")) as ctx:
+        from kiln.ops import file_transfer
+
+        pulled = file_transfer.pull(ctx, dest, all_platforms=True)
+        rec = ctx.store.get_index(pulled.image_id)
+        assert rec.digest == stored.digest
+        assert rec.manifests == [str(amd.manifest_digest), str(arm.manifest_digest)]
+
+
+def test_docker_archive_cannot_hold_a_list(two_platforms, tmp_path):
+    amd, _ = two_platforms
+    make_list(amd.store.root)
+    refused = pytest.raises(InvalidArgument, match="docker-archive: cannot hold a manifest list")
+    with open_context(amd.store.root) as ctx, refused:
+        manifests.push(ctx, "ml:1", f"docker-archive:{tmp_path}/x.tar")
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_a_push_failing_part_way_leaves_no_list(two_platforms, tmp_path):
+    from kiln.oci import Digest, Reference
+    from kiln.registry import RegistryClient, RegistryOptions
+
+    amd, arm = two_platforms
+    # the second image gets a layer of its own, which is then lost from the store
+    from kiln.image import NewLayer, write_image
+    from kiln.image.import_tarball import _IngestWriter
+    from kiln.image.layers import recompress
+
+    store = amd.store
+    import io
+
+    from fixtures_images import child_layer
+
+    with store.ingest("") as ing:
+        layer = recompress(io.BytesIO(child_layer()), _IngestWriter(ing), "gzip")
+        ing.commit()
+    from kiln.oci import History
+
+    step = History(created="2024-01-01T00:00:00Z", created_by="RUN lost")
+    broken = write_image(store, arm, [NewLayer(layer, step)], arm.config, "oci")
+    with open_context(store.root) as ctx:
+        manifests.create(ctx, "half", [amd.id, broken.id])
+    os.unlink(store.blob_path(Digest.parse(str(layer.digest))))
+    with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
+        ref = f"{reg.host}/lists/half:1"
+        with open_context(store.root) as ctx, pytest.raises(KilnError):
+            manifests.push(ctx, "half", f"docker://{ref}", tls_verify=False)
+        with RegistryClient(RegistryOptions(tls_verify=False)) as client:
+            with pytest.raises(NotFound):
+                client.get_manifest(Reference.parse(ref))  # no list names a missing image
+            first = Reference.parse(ref).with_digest(str(amd.manifest_digest))
+            assert client.get_manifest(first)[2] == amd.manifest_digest  # pushed first
+
+
+def test_cli_rmi_and_prune_keep_the_list_whole(registry_plain, two_platforms, tmp_path):
+    amd, arm = two_platforms
+    root = amd.store.root
+    amd.store.close()
+    listed = kiln(root, "manifest", "create", "ml:cli", "busybox:latest", "busybox:arm64")
+    list_id = listed.stdout.strip()
+    assert len(list_id) == 64
+    kiln(root, "manifest", "annotate", "--annotation", "k=v", "ml:cli", str(arm.manifest_digest))
+    kiln(root, "rmi", "busybox:arm64")
+    kiln(root, "image", "prune", "-a", "-f")
+    rows = kiln(root, "images", "--format", "{{.ID}} {{.Repository}}").stdout.splitlines()
+    assert f"{list_id[:12]} localhost/ml" in rows
+    ref = f"{registry_plain.host}/lists/cli:1"
+    kiln(root, "push", "--all", "--tls-verify=false", "ml:cli", f"docker://{ref}")
+    doc = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
+    assert doc["manifests"][1]["annotations"] == {"k": "v"}
+    info = json.loads(
+        skopeo("inspect", "--tls-verify=false", "--override-arch", "arm64", f"docker://{ref}")
+    )
+    assert info["Architecture"] == "arm64"
+    other = tmp_path / "other"
+    out = kiln(other, "pull", "--all-platforms", "--tls-verify=false", ref).stdout.split()
+    shown = json.loads(kiln(other, "manifest", "inspect", ref).stdout)
+    assert shown == doc
+    assert kiln(other, "manifest", "exists", ref, check=False).returncode == 0
+    assert out[-1][:12] == kiln(other, "images", "-q").stdout.split()[0]  # the list's ID
+    removed = kiln(other, "manifest", "rm", ref).stdout.splitlines()
+    assert removed[0] == f"Untagged: {ref}"
+    assert kiln(other, "manifest", "exists", ref, check=False).returncode == 1
+
+
+def test_cli_add_from_a_registry_and_inspect_remote(registry_plain, two_platforms, tmp_path):
+    amd, arm = two_platforms
+    make_list(amd.store.root)
+    ref = f"{registry_plain.host}/lists/remote:1"
+    with open_context(amd.store.root) as ctx:
+        manifests.push(ctx, "ml:1", f"docker://{ref}", tls_verify=False)
+    amd.store.close()
+    other = tmp_path / "other"
+    remote = json.loads(kiln(other, "manifest", "inspect", "--tls-verify=false", ref).stdout)
+    assert len(remote["manifests"]) == 2
+    kiln(other, "manifest", "create", "all")
+    kiln(other, "manifest", "add", "--all", "--tls-verify=false", "all", f"docker://{ref}")
+    kiln(other, "manifest", "create", "one")
+    kiln(other, "manifest", "add", "--arch", "arm64", "--tls-verify=false", "one", ref)
+    got_all = json.loads(kiln(other, "manifest", "inspect", "all").stdout)
+    got_one = json.loads(kiln(other, "manifest", "inspect", "one").stdout)
+    assert [m["digest"] for m in got_all["manifests"]] == [m["digest"] for m in remote["manifests"]]
+    assert [m["digest"] for m in got_one["manifests"]] == [str(arm.manifest_digest)]
+    # --all=false pushes the list alone: the images are already there
+    kiln(other, "manifest", "push", "--all=false", "--tls-verify=false", "one", f"{ref}-one")
+    kiln(other, "manifest", "push", "--all", "--tls-verify=false", "all", f"docker://{ref}-all")
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}-all")
+    assert json.loads(raw)["manifests"] == remote["manifests"]
+
+
+def test_add_all_from_an_oci_layout_keeps_no_extra_list(two_platforms, tmp_path):
+    amd, arm = two_platforms
+    make_list(amd.store.root)
+    with open_context(amd.store.root) as ctx:
+        manifests.push(ctx, "ml:1", f"oci-archive:{tmp_path}/l.tar:v1")
+    with open_context(str(tmp_path / "other")) as ctx:
+        manifests.create(ctx, "mine")
+        manifests.add(ctx, "mine", f"oci-archive:{tmp_path}/l.tar:v1", all=True)
+        assert [r.names for r in ctx.store.list_indexes()] == [["localhost/mine:latest"]]
+        assert manifests.get(ctx, "mine").manifests == [
+            str(amd.manifest_digest),
+            str(arm.manifest_digest),
+        ]
+
+
+def test_push_to_a_layout_recompresses_with_zstd_and_rewrites_the_list(two_platforms, tmp_path):
+    amd, arm = two_platforms
+    make_list(amd.store.root)
+    dest = f"oci:{tmp_path}/z:v1"
+    with open_context(amd.store.root) as ctx:
+        res = manifests.push(ctx, "ml:1", dest, compression="zstd")
+        stored = manifests.get(ctx, "ml:1")
+    assert res.digest != stored.digest  # new children, so a new list
+    doc = json.loads(skopeo("inspect", "--raw", dest))
+    assert [m["digest"] for m in doc["manifests"]] == res.images
+    assert doc["manifests"][1]["platform"]["architecture"] == "arm64"
+    for digest in res.images:
+        child = json.loads((tmp_path / "z" / "blobs" / "sha256" / digest[7:]).read_text())
+        assert {layer["mediaType"] for layer in child["layers"]} == {mt.OCI_LAYER_ZSTD}
+    skopeo("copy", "--all", dest, f"oci:{tmp_path}/z2:v1")

@@ -1,0 +1,249 @@
+"""kiln.ops.manifests: the list API a multi-platform build calls and `kiln manifest` uses."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from ops_image_factory import make_image
+
+from kiln.errors import AlreadyExists, InvalidArgument, NotFound
+from kiln.oci import media_types as mt
+from kiln.ops import manifests
+from kiln.ops.context import Context
+from kiln.ops.events import ListSink
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    from kiln.store import Store
+
+    store = Store.open(str(tmp_path / "root"))
+    store.blob_grace_seconds = 0
+    c = Context(store=store, events=ListSink())
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def two(ctx):
+    amd = make_image(ctx.store, ["a"], ["localhost/app:amd64"])
+    arm = make_image(ctx.store, ["b"], ["localhost/app:arm64"], architecture="arm64", variant="v8")
+    return amd, arm
+
+
+def test_create_from_images_takes_platforms_from_their_configs(ctx, two):
+    amd, arm = two
+    rec = manifests.create(ctx, "app:list", ["app:amd64", arm.id])
+    assert rec.names == ["localhost/app:list"]
+    doc = manifests.inspect(ctx, "app:list")
+    assert doc["mediaType"] == mt.OCI_INDEX
+    assert [m["digest"] for m in doc["manifests"]] == [amd.manifest_digest, arm.manifest_digest]
+    assert doc["manifests"][0]["platform"] == {"architecture": "amd64", "os": "linux"}
+    assert doc["manifests"][1]["platform"] == {
+        "architecture": "arm64",
+        "os": "linux",
+        "variant": "v8",
+    }
+    assert manifests.exists(ctx, "app:list")
+    assert not manifests.exists(ctx, "app:amd64")  # an image is not a list
+    assert not manifests.exists(ctx, "nothing")
+
+
+def test_create_v2s2_makes_a_docker_manifest_list(ctx, two):
+    manifests.create(ctx, "l", format="v2s2")
+    assert manifests.inspect(ctx, "l")["mediaType"] == mt.DOCKER_MANIFEST_LIST
+    with pytest.raises(InvalidArgument, match="oci or v2s2"):
+        manifests.create(ctx, "m", format="bogus")
+
+
+def test_create_refuses_a_name_in_use_unless_amend(ctx, two):
+    amd, arm = two
+    first = manifests.create(ctx, "l", [amd.id])
+    with pytest.raises(AlreadyExists, match="already in use"):
+        manifests.create(ctx, "l")
+    with pytest.raises(AlreadyExists, match="already in use"):
+        manifests.create(ctx, "app:amd64")  # an image's name
+    again = manifests.create(ctx, "l", [arm.id], amend=True)
+    assert again.id == first.id
+    assert again.manifests == [amd.manifest_digest, arm.manifest_digest]
+
+
+def test_add_overrides_annotate_and_remove(ctx, two):
+    amd, arm = two
+    rec = manifests.create(ctx, "l")
+    manifests.add(ctx, "l", "app:amd64", annotations={"a": "b"})
+    manifests.add(ctx, "l", arm.id, arch="arm", variant="v7", os_version="1", features=["sse4"])
+    manifests.add(ctx, "l", "app:amd64")  # already there: not twice
+    doc = manifests.inspect(ctx, rec.id)
+    assert len(doc["manifests"]) == 2
+    assert doc["manifests"][0]["annotations"] == {"a": "b"}
+    assert doc["manifests"][1]["platform"] == {
+        "architecture": "arm",
+        "os": "linux",
+        "variant": "v7",
+        "os.version": "1",
+        "features": ["sse4"],
+    }
+    manifests.annotate(
+        ctx,
+        "l",
+        arm.manifest_digest,
+        os="freebsd",
+        annotations={"c": "d"},
+        index_annotations={"top": "1"},
+    )
+    doc = manifests.inspect(ctx, "l")
+    assert doc["manifests"][1]["platform"]["os"] == "freebsd"
+    assert doc["manifests"][1]["annotations"] == {"c": "d"}
+    assert doc["annotations"] == {"top": "1"}
+    manifests.remove(ctx, "l", amd.manifest_digest)
+    assert manifests.get(ctx, "l").manifests == [arm.manifest_digest]
+    with pytest.raises(NotFound, match="no such image in manifest list"):
+        manifests.remove(ctx, "l", amd.manifest_digest)
+
+
+def test_add_replace_drops_the_old_image_of_the_same_platform(ctx):
+    old = make_image(ctx.store, ["old"], architecture="arm64")
+    new = make_image(ctx.store, ["new"], architecture="arm64")
+    manifests.create(ctx, "l", [old.id])
+    manifests.add(ctx, "l", new.id, replace=True)
+    assert manifests.get(ctx, "l").manifests == [new.manifest_digest]
+
+
+def test_a_list_added_without_all_gives_the_host_platform_entry(ctx, two):
+    amd, arm = two
+    manifests.create(ctx, "both", [amd.id, arm.id])
+    manifests.create(ctx, "one", ["both"])
+    manifests.create(ctx, "arm", [])
+    manifests.add(ctx, "arm", "both", arch="arm64")
+    manifests.create(ctx, "all", ["both"], all=True)
+    assert manifests.get(ctx, "arm").manifests == [arm.manifest_digest]
+    assert manifests.get(ctx, "all").manifests == [amd.manifest_digest, arm.manifest_digest]
+
+
+def test_rm_removes_lists_and_keeps_their_images(ctx, two):
+    amd, _ = two
+    rec = manifests.create(ctx, "l", [amd.id])
+    assert manifests.rm(ctx, "l") == [(["localhost/l:latest"], rec.id)]
+    assert ctx.store.resolve_image("app:amd64").id == amd.id
+    with pytest.raises(NotFound):
+        manifests.rm(ctx, "l")
+
+
+def test_concurrent_adds_both_land(ctx):
+    images = [make_image(ctx.store, [f"l{i}"], architecture=f"arch{i}") for i in range(6)]
+    manifests.create(ctx, "l")
+    errors = []
+
+    def add(rec):
+        try:
+            manifests.add(ctx, "l", rec.id)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(r,)) for r in images]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert sorted(manifests.get(ctx, "l").manifests) == sorted(r.manifest_digest for r in images)
+
+
+def test_create_with_a_missing_image_stores_nothing(ctx, two):
+    amd, _ = two
+    with pytest.raises(NotFound):
+        manifests.create(ctx, "l", [amd.id, "containers-storage:nope"])
+    assert ctx.store.list_indexes() == []
+
+
+def test_inspect_of_an_image_says_it_is_not_a_list(ctx, two):
+    with pytest.raises(InvalidArgument, match="not a manifest list"):
+        manifests.inspect(ctx, "app:amd64")
+    assert json.dumps(manifests.inspect(ctx, manifests.create(ctx, "l").id))
+
+
+def test_images_shows_a_list_once_and_hides_its_unnamed_images(ctx):
+    from kiln.ops import images
+
+    a = make_image(ctx.store, ["a"])
+    b = make_image(ctx.store, ["b"], architecture="arm64")
+    rec = manifests.create(ctx, "l", [a.id, b.id])
+    rows = images.list_images(ctx)
+    assert [(r.id, r.names, r.is_list) for r in rows] == [(rec.id, ["localhost/l:latest"], True)]
+    assert rows[0].size == len(ctx.store.index_bytes(rec))
+    assert {r.id for r in images.list_images(ctx, all=True)} == {rec.id, a.id, b.id}
+    assert images.list_images(ctx, filters=["dangling=true"]) == []
+
+
+def test_rmi_and_prune_keep_what_a_list_needs(ctx):
+    from kiln.oci import Digest
+    from kiln.ops import images
+
+    a = make_image(ctx.store, ["a"], ["localhost/a:1"])
+    b = make_image(ctx.store, ["b"], architecture="arm64")  # unnamed: only the list holds it
+    rec = manifests.create(ctx, "l", [a.id, b.id])
+    assert images.prune(ctx).removed == []  # b is not dangling: the list names it
+    images.raise_first_error(images.remove_images(ctx, ["a:1"]))
+    images.prune(ctx, all=True)
+    for r in (a, b):
+        for blob in [r.manifest_digest, r.config_digest, *r.layer_blobs]:
+            assert ctx.store.has_blob(Digest.parse(blob)), blob
+    assert manifests.get(ctx, "l").manifests == [a.manifest_digest, b.manifest_digest]
+    result = images.remove_images(ctx, ["l"])
+    assert (result.untagged, result.deleted) == (["localhost/l:latest"], [rec.id])
+    ctx.collect_garbage()
+    assert not ctx.store.has_blob(Digest.parse(a.layer_blobs[0]))
+
+
+def test_tag_names_a_list(ctx, two):
+    from kiln.ops import images
+
+    amd, _ = two
+    rec = manifests.create(ctx, "l", [amd.id])
+    assert images.tag(ctx, "l", "other:2") == rec.id
+    assert manifests.get(ctx, "other:2").names == ["localhost/l:latest", "localhost/other:2"]
+    images.raise_first_error(images.remove_images(ctx, ["other:2"]))  # one of two names
+    assert manifests.get(ctx, rec.id).names == ["localhost/l:latest"]
+
+
+def test_a_list_name_resolves_to_its_image_for_a_platform(ctx, two):
+    from kiln.oci import Platform
+
+    amd, arm = two
+    manifests.create(ctx, "l", [amd.id, arm.id])
+    host = ctx.store.resolve_image("l")  # what run, save and FROM get, as with podman
+    assert host.id == (arm.id if Platform.host().architecture == "arm64" else amd.id)
+    assert ctx.store.resolve_image("l", "linux/arm64").id == arm.id
+    with pytest.raises(NotFound, match="no image for platform linux/s390x"):
+        ctx.store.resolve_image("l", "linux/s390x")
+
+
+def test_untag_of_a_list_removes_the_list_names_only(ctx, two):
+    from kiln.ops import images
+
+    amd, _ = two
+    manifests.create(ctx, "l", [amd.id])
+    assert images.untag(ctx, "l") == ["localhost/l:latest"]
+    assert ctx.store.names_of(amd.id) == ["localhost/app:amd64"]
+
+
+def test_concurrent_creates_of_one_name_leave_one_list(ctx, two):
+    amd, _ = two
+    outcomes = []
+
+    def create():
+        try:
+            outcomes.append(manifests.create(ctx, "race", [amd.id]).id)
+        except AlreadyExists:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert outcomes.count("refused") == 5
+    assert [r.names for r in ctx.store.list_indexes()] == [["localhost/race:latest"]]
