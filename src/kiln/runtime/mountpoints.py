@@ -140,8 +140,12 @@ def prepare(opts: RunOptions, rootfs: str) -> Placeholders:
     check_system_dirs(rootfs)
     placeholders = Placeholders(rootfs)
     try:
-        for path, is_dir in wanted(opts):
-            placeholders.created += _ensure(rootfs, path, directory=is_dir, what="cannot mount on")
+        system = len(SYSTEM_DIRS) + len(ETC_FILES)
+        for i, (path, is_dir) in enumerate(wanted(opts)):
+            made = _ensure(rootfs, path, directory=is_dir, what="cannot mount on")
+            # a RUN --mount target's missing parents stay in the image, as buildah (and
+            # BuildKit) leave them; the target itself is a placeholder
+            placeholders.created += made if i < system else made[-1:]
         check_etc_files(rootfs, opts)  # now that every link on their way leads somewhere
         cwd = opts.cwd or "/"
         _ensure(rootfs, cwd, directory=True, what="working directory")
