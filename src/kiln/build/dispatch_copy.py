@@ -24,7 +24,7 @@ from kiln.errors import DigestMismatch, InvalidArgument, KilnError, ProcessFaile
 from kiln.util.redact import redact
 
 if TYPE_CHECKING:
-    from kiln.build.executor import Executor
+    from kiln.build.context import BuildContext
     from kiln.build.stage_run import StageRun
 
 __all__ = ["dispatch_copy"]
@@ -40,12 +40,15 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
     if isinstance(expanded, Copy) and expanded.parents:
         raise InvalidArgument(f"{where}: COPY --parents is not supported by kiln")
     from_ref = expanded.from_ if isinstance(expanded, Copy) else None
+    context = ex.named_dir(from_ref) or ex.context
+    if context is not ex.context:
+        from_ref = None  # a named directory is read as the main context is
     if not isinstance(expanded, Add) and any(is_url(s) for s in expanded.sources):
         raise InvalidArgument(
             f"{where}: COPY does not take URLs; use ADD for {expanded.sources[0]}"
         )
     if from_ref is None:
-        expanded = _skip_empty_wildcards(ex, expanded)
+        expanded = _skip_empty_wildcards(context, expanded)
     files: dict[str, str] = {}
     from_images: dict[str, str] = {}
     local = [s for s in expanded.sources if not is_url(s)]
@@ -53,7 +56,9 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
         if from_ref:
             from_images[from_ref] = ex.ref_image(from_ref)
         elif local:
-            files["context"] = ex.context.digest(local, expanded.excludes)
+            files["context"] = context.digest(local, expanded.excludes)
+            if context is not ex.context:
+                files["named-context"] = expanded.from_ or ""
         for source in expanded.sources:
             refuse_git_source(source)
         if isinstance(expanded, Add) and not expanded.checksum:
@@ -62,29 +67,31 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
 
     def action(b: Builder) -> str:
         with located(where, instr.name):
-            digest = _copy(run, b, expanded, from_ref)
+            digest = _copy(run, b, expanded, from_ref, context)
         kind = "file" if len(expanded.sources) + len(expanded.contents) == 1 else "multi"
         if kind == "file" and local and from_ref is None:
-            kind = "dir" if ex.context.is_dir(local[0].lstrip("/")) else "file"
+            kind = "dir" if context.is_dir(local[0].lstrip("/")) else "file"
         summary = f"{kind}:{digest.removeprefix('sha256:')}"
         return created_by(instr, content_summary=summary)
 
     run.layer_step(expanded, action, files=files, from_images=from_images)
 
 
-def _skip_empty_wildcards(ex: Executor, instr: CopyT) -> CopyT:
+def _skip_empty_wildcards(context: BuildContext, instr: CopyT) -> CopyT:
     """``COPY f nothing* /d/``: a wildcard that matches nothing is skipped when another
     source of the instruction names something, as buildah and BuildKit do; alone, it is
     the usual "no source files" error."""
     empty = {
-        s for s in instr.sources if not is_url(s) and ex.context.matches_nothing(s, instr.excludes)
+        s for s in instr.sources if not is_url(s) and context.matches_nothing(s, instr.excludes)
     }
     if not empty or len(empty) == len(instr.sources) + len(instr.contents):
         return instr
     return dataclasses.replace(instr, sources=tuple(s for s in instr.sources if s not in empty))
 
 
-def _copy(run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None) -> str:
+def _copy(
+    run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None, context: BuildContext
+) -> str:
     ex = run.ex
     sources = list(instr.sources) + [h.name for h in instr.contents]
     add = isinstance(instr, Add)
@@ -98,7 +105,7 @@ def _copy(run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None) ->
     checksum = instr.checksum if isinstance(instr, Add) else None
     if checksum and not urls:
         raise InvalidArgument("ADD --checksum needs an http(s) source")
-    with ex.context.staged(
+    with context.staged(
         [s for s in instr.sources if not is_url(s)], instr.excludes, instr.contents
     ) as root:
         if checksum:

@@ -24,7 +24,7 @@ def dispatch_from(run: StageRun) -> list[Instruction]:
     elif stage.is_scratch:
         base_id = None
     else:
-        base_id = ex.resolve_image(stage.base_expanded, stage.platform)
+        base_id = ex.base_image(stage.base_expanded, stage.platform)
     run.base_id = run.image_id = base_id
     if base_id is None:
         config = ex.scratch_config()

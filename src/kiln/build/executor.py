@@ -17,7 +17,7 @@ import secrets as _secrets
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import fields
 from typing import Any
@@ -30,6 +30,7 @@ from kiln.build.dispatch_meta import dispatch_meta
 from kiln.build.dispatch_run import dispatch_run
 from kiln.build.instructions import Add, Copy, Instruction, Run
 from kiln.build.lexer import ShellLex
+from kiln.build.named_contexts import NamedContext
 from kiln.build.options import BuildOptions, BuildResult, default_jobs
 from kiln.build.parser import ParsedDockerfile
 from kiln.build.progress import Progress
@@ -66,6 +67,8 @@ class Executor:
         context: BuildContext,
         progress: Progress | None = None,
         dockerfile_name: str = "Dockerfile",
+        named: Mapping[str, NamedContext] | None = None,
+        named_dirs: Mapping[str, BuildContext] | None = None,
     ) -> None:
         self.ctx = ctx
         self.store = ctx.store
@@ -78,7 +81,12 @@ class Executor:
         self.platform = opts.platform or host_platform()
         self.lex = ShellLex(parsed.escape)
         self.build_args = BuildArgs(opts.build_args, target_platform=opts.platform)
-        self.plan: BuildPlan = plan(parsed, self.build_args, opts.target, lex=self.lex)
+        # --build-context: images by name, and directories opened as contexts
+        self.named = dict(named or {})
+        self.named_dirs = dict(named_dirs or {})
+        self.plan: BuildPlan = plan(
+            parsed, self.build_args, opts.target, lex=self.lex, named=self.named.keys()
+        )
         self.secrets = parse_secrets(opts.secrets)
         self.key_settings = {
             "format": opts.image_format, "compression": opts.compression,
@@ -261,8 +269,39 @@ class Executor:
             return local
         return puller(ref, policy)
 
+    def base_image(self, ref: str, platform: str | None = None) -> str:
+        """The image ``FROM ref`` names: a named context's image, or ``ref`` itself."""
+        named = self.named.get(ref)
+        if named is None:
+            return self.resolve_image(ref, platform)
+        if named.image is None:
+            raise InvalidArgument(
+                f"FROM {ref}: the build context {ref} is a directory; FROM needs an image "
+                f"(--build-context {ref}=container-image://IMAGE)"
+            )
+        return self._named_image(named.image, platform)
+
+    def _named_image(self, image: str, platform: str | None = None) -> str:
+        with self._lock:
+            if image in self._refs:
+                return self._refs[image]
+        image_id = self.resolve_image(image, platform)
+        with self._lock:
+            self._refs[image] = image_id
+        return image_id
+
+    def named_dir(self, ref: str | None) -> BuildContext | None:
+        """The directory a ``--build-context`` of this name is, if it is one."""
+        return self.named_dirs.get(ref) if ref is not None else None
+
     def ref_image(self, ref: str) -> str:
-        """The image a ``--from``/``from=`` names: a stage (name or index) or an image."""
+        """The image a ``--from``/``from=`` names: a named context, a stage (name or index)
+        or an image. A named directory gives its content digest (for cache keys)."""
+        named = self.named.get(ref)
+        if named is not None:
+            if named.image is not None:
+                return self._named_image(named.image)
+            return self.named_dirs[ref].digest([""])
         names = {s.name: s.index for s in self.plan.stages if s.name}
         index = int(ref) if ref.isdigit() else names.get(ref.lower())
         if index is not None:
@@ -278,7 +317,11 @@ class Executor:
         return image_id
 
     def open_ref_root(self, ref: str) -> contextlib.AbstractContextManager[str]:
-        """The root filesystem of a stage or image, mounted read-only for the duration."""
+        """The root filesystem of a stage or image, mounted read-only for the duration, or
+        a named context's directory."""
+        named = self.named_dirs.get(ref)
+        if named is not None:
+            return contextlib.nullcontext(named.root)
         return self.open_image_root(self.ref_image(ref))
 
     @contextlib.contextmanager

@@ -30,6 +30,8 @@ def default_jobs() -> int:
 class BuildOptions:
     context: str = "."  # a directory, "-" (a tar on stdin) or an http(s) URL of a tar
     context_stream: BinaryIO | None = None  # the tar for context "-" when not stdin (the API)
+    # --build-context NAME=VALUE: a directory, an http(s) URL of a tar, container-image://REF
+    build_contexts: dict[str, str] = field(default_factory=dict)
     dockerfiles: list[str] = field(default_factory=list)  # [] -> Containerfile, Dockerfile
     dockerfile_text: str | None = None  # the Dockerfile itself (``-f -`` read by the caller)
     # the API: ``dockerfiles`` (and the default names) are files inside the context, read

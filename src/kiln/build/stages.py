@@ -10,7 +10,7 @@ stage is an image, recorded in ``Stage.external_images``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from kiln.build.args import BuildArgs, StageArgs
@@ -168,10 +168,12 @@ def plan(
     target: str | None = None,
     *,
     lex: ShellLex | None = None,
+    named: Collection[str] = (),
 ) -> BuildPlan:
     """Plan the build of ``target`` (default: the last stage).
 
     Global ARGs are applied to ``build_args`` (so the executor shares the state).
+    ``named``: the names of ``--build-context``s, which win over stages and images.
     """
     lex = lex or ShellLex(parsed.escape)
     instructions = instructions_from_nodes(parsed.nodes, parsed.name)
@@ -199,12 +201,14 @@ def plan(
         with _at_line(parsed.name, head.line):
             expanded, used = head.expand(lex, build_args.for_from())
         assert isinstance(expanded, From)
-        base_stage = names.get(expanded.base.lower())
+        base_stage = None if expanded.base in named else names.get(expanded.base.lower())
         if base_stage is not None and base_stage >= index:
             base_stage = None  # FROM x AS x, or a later stage's name: the image x
         deps: set[int] = {base_stage} if base_stage is not None else set()
         images: set[str] = set()
         for ref, line in _from_refs(group[1:], build_args, lex, parsed.name):
+            if ref in named:
+                continue  # a named context: neither a stage nor an image to pull
             try:
                 dep = _resolve(ref, names, len(groups), index)
             except InvalidArgument as exc:

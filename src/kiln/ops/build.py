@@ -100,6 +100,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     from kiln.build.context import BuildContext
     from kiln.build.dockerignore import load_ignore_file
     from kiln.build.executor import Executor
+    from kiln.build.named_contexts import open_named_contexts
     from kiln.build.parser import parse_string
     from kiln.build.progress import Progress
 
@@ -117,7 +118,11 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
         opts.timestamp = int(opts.build_args["SOURCE_DATE_EPOCH"])
     if opts.tmpdir is None:
         opts.tmpdir = ctx.tmpdir
-    with _context_dir(ctx, opts) as root:
+    with (
+        _context_dir(ctx, opts) as root,
+        open_named_contexts(opts.build_contexts, opts.tmpdir) as named,
+        contextlib.ExitStack() as named_dirs,
+    ):
         if opts.dockerfile_text is not None:
             paths: list[str] = []
             text, name = opts.dockerfile_text, "Containerfile"
@@ -135,7 +140,15 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir) as context,
             ctx.store.lease(),
         ):
-            executor = Executor(ctx, opts, parsed, context, progress, dockerfile_name=name)
+            dirs = {
+                n: named_dirs.enter_context(
+                    BuildContext(c.directory, [], checksums=ctx.store, tmpdir=opts.tmpdir)
+                )
+                for n, c in named.items()
+                if c.directory is not None
+            }
+            executor = Executor(ctx, opts, parsed, context, progress, dockerfile_name=name,
+                                named=named, named_dirs=dirs)  # fmt: skip
             given = opts.puller  # the caller's, else one bound to this build
             if given is None:
                 opts.puller = _puller(ctx, opts.platform, executor.cancel)

@@ -221,6 +221,13 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     help="A secret RUN --mount=type=secret can use",
 )
 @click.option(
+    "--build-context",
+    "build_contexts",
+    multiple=True,
+    metavar="NAME=DIR|URL|container-image://IMAGE",
+    help="An additional named context for FROM NAME, COPY --from=NAME, RUN --mount=from=NAME",
+)
+@click.option(
     "--add-host",
     "add_hosts",
     multiple=True,
@@ -296,13 +303,14 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     help="Remove intermediate containers even after a failure",
 )
 @pass_state
-def command(state: State, context, files, tags, build_args, build_arg_files, target, labels,
+def command(state: State, context, build_contexts, files, tags, build_args, build_arg_files, target, labels,
             annotations, image_format, pull, pull_always, pull_never, no_cache, layers, squash,
             squash_all, iidfile, timestamp, platform, network, allow, isolation, runtime, secrets,
             add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
             quiet, progress, outputs, compression, jobs, rm, force_rm):  # fmt: skip
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
+    from kiln.build.named_contexts import parse_build_context
     from kiln.errors import InvalidArgument, ProcessFailed
     from kiln.ops.build import BuildOptions, read_containerfile, writes_stdout
     from kiln.runtime import parse_memory
@@ -355,6 +363,7 @@ def command(state: State, context, files, tags, build_args, build_arg_files, tar
             shm_size=parse_memory(shm_size, "--shm-size") if shm_size else None, quiet=quiet,
             outputs=list(outputs), compression=compression, jobs=jobs, rm=rm, force_rm=force_rm,
             tmpdir=state.tmpdir,
+            build_contexts=dict(parse_build_context(s) for s in build_contexts),
         )  # fmt: skip
     from kiln.ops.build import build
 
