@@ -223,7 +223,9 @@ RUN --mount=type=secret,id=tok,env=TOKEN test ${#TOKEN} -eq 16 && echo $TOKEN | 
     blob = build_env.layer_bytes("sec")
     files = build_env.files("sec")
     assert files["len"].strip() == b"16"
-    assert not any(name.startswith("run/secrets") for name in files)
+    # the secret's mount point is not left (its parent /run/secrets is, as buildah and
+    # BuildKit leave a mount target's parents)
+    assert not any(name.startswith("run/secrets/") for name in files)
     assert b"s3cr3t-value-123" not in blob
     history = json.dumps([h.to_json() for h in img.config.history])
     assert "value-123" not in history and "value-123" not in img.config.to_bytes().decode()
@@ -241,7 +243,7 @@ def test_secret_file_is_not_left_in_layer(build_env, tmp_path):  # noqa: F811
     )
     assert "only-in-the-mount-42" in build_env.output()
     assert b"only-in-the-mount-42" not in build_env.layer_bytes("sec2")
-    assert not any(n.startswith("run/secrets") for n in build_env.files("sec2"))
+    assert not any(n.startswith("run/secrets/") for n in build_env.files("sec2"))
 
 
 def test_cache_mount_outlives_builds(build_env):  # noqa: F811
