@@ -12,6 +12,7 @@ codes and HTTP statuses; nothing else should be raised for user mistakes.
     │   └── DigestMismatch  content differs from its digest or size    (HTTP 400)
     ├── Unauthorized      registry refused the credentials             (HTTP 401)
     ├── Unavailable       a server, runtime or binary cannot be used   (HTTP 503)
+    │   └── NoSpace         the disk (or quota) under the store is full (HTTP 507)
     ├── ProcessFailed     a RUN / run command exited non-zero          (HTTP 500)
     └── Cancelled         the operation was interrupted                (HTTP 499)
 """
@@ -63,6 +64,38 @@ class Unavailable(KilnError):
     http_status = 503
 
 
+class NoSpace(Unavailable):
+    """No space left on the device (or quota) kiln writes to; nothing half-written is kept."""
+
+    http_status = 507
+
+    @classmethod
+    def on(cls, where: str) -> NoSpace:
+        return cls(
+            f"no space left on the device of {where}: free some (kiln rm -a, kiln image prune "
+            "-a, kiln builder prune) and try again"
+        )
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """An OSError of a full disk or quota, or SQLite's "database or disk is full"."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+
+
+def translated(exc: BaseException) -> BaseException:
+    """``exc`` as the kiln error a user should see, when it is a known system condition
+    (a full disk); else ``exc`` itself. Front ends call it before treating an error as a bug."""
+    if not isinstance(exc, KilnError) and is_no_space(exc):
+        where = getattr(exc, "filename", None) or "kiln's store"
+        return NoSpace.on(str(where))
+    return exc
+
+
 class ProcessFailed(KilnError):
     """A process run inside a container exited with a non-zero code."""
 
@@ -82,8 +115,11 @@ __all__ = [
     "DigestMismatch",
     "InvalidArgument",
     "KilnError",
+    "NoSpace",
     "NotFound",
     "ProcessFailed",
     "Unauthorized",
     "Unavailable",
+    "is_no_space",
+    "translated",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from kiln.errors import KilnError, NotFound
+from kiln.errors import KilnError, NotFound, translated
 from kiln.util.redact import redact
 
 log = logging.getLogger("kiln.api")
@@ -44,6 +44,7 @@ def cause_of(exc: BaseException) -> str:
 
 
 def error_body(exc: BaseException, libpod: bool = False) -> dict[str, Any]:
+    exc = translated(exc)
     status = status_of(exc)
     if isinstance(exc, KilnError):
         message = str(exc) or type(exc).__name__
@@ -57,6 +58,7 @@ def error_body(exc: BaseException, libpod: bool = False) -> dict[str, Any]:
 
 
 def error_response(exc: BaseException, libpod: bool = False) -> JSONResponse:
+    exc = translated(exc)
     if not isinstance(exc, KilnError):
         log.error("unexpected error answering a request", exc_info=exc)
     return JSONResponse(error_body(exc, libpod), status_code=status_of(exc))

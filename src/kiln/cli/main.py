@@ -105,7 +105,7 @@ def run(args: list[str], prog_name: str = "kiln") -> int:
 
 def guarded(invoke, args: list[str]) -> int:
     """Call ``invoke`` and map every outcome to an exit code, printing at most one error line."""
-    from kiln.errors import KilnError, ProcessFailed
+    from kiln.errors import KilnError, ProcessFailed, translated
 
     try:
         rv = invoke()  # click returns Exit's code in non-standalone mode
@@ -135,6 +135,10 @@ def guarded(invoke, args: list[str]) -> int:
         _quiet_broken_pipe()
         return 141
     except Exception as exc:  # a bug: short message, traceback only with --debug
+        known = translated(exc)
+        if isinstance(known, KilnError):  # a system condition a user can fix (a full disk)
+            _error(str(known))
+            return EXIT_ERROR
         if _debug_requested(args):
             import traceback
 

@@ -7,13 +7,14 @@ keep overlay option strings short. One connection per thread and process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kiln.errors import Unavailable
+from kiln.errors import NoSpace, Unavailable, is_no_space
 
 SCHEMA = [
     """
@@ -83,10 +84,13 @@ class MetaDB:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")  # a failed COMMIT may have rolled back already
+            if is_no_space(exc):
+                raise NoSpace.on(os.path.dirname(self.path)) from exc
             raise
-        conn.execute("COMMIT")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

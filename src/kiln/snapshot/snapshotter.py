@@ -43,6 +43,7 @@ from kiln.errors import (
     DigestMismatch,
     InvalidArgument,
     KilnError,
+    NoSpace,
     NotFound,
 )
 from kiln.snapshot import holds
@@ -268,9 +269,22 @@ class Snapshotter:
 
     def remove(self, key: str) -> None:
         row = self._active(key)
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM active WHERE key=?", (key,))
         path = os.path.join(self.root, "active", str(row["n"]))
+        try:
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM active WHERE key=?", (key,))
+        except NoSpace:
+            # the disk is full (often because of this very snapshot, a RUN that filled it):
+            # free its files first, then forget it; a crash between leaves a row without a
+            # directory, which removing again clears
+            holds.release(path)
+            try:
+                self._rmtree_aside(path)
+            except OSError:  # not even room for the directory to move it aside into
+                shutil.rmtree(path, ignore_errors=True)
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM active WHERE key=?", (key,))
+            return
         holds.release(path)
         self._rmtree_aside(path)
 

@@ -4,13 +4,14 @@ transactions that nest by joining the outermost one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kiln.errors import KilnError, Unavailable
+from kiln.errors import KilnError, NoSpace, Unavailable, is_no_space
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -118,12 +119,15 @@ class Database:
         self._local.depth = 1
         try:
             yield conn
-        except BaseException:
-            self._local.depth = 0
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")  # a failed COMMIT may have rolled back already
+            if is_no_space(exc):
+                raise NoSpace.on(os.path.dirname(self.path)) from exc
             raise
-        self._local.depth = 0
-        conn.execute("COMMIT")
+        finally:
+            self._local.depth = 0
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
