@@ -72,8 +72,8 @@ class NoSpace(Unavailable):
     @classmethod
     def on(cls, where: str) -> NoSpace:
         return cls(
-            f"no space left on the device of {where}: free some (kiln rm -a, kiln image prune "
-            "-a, kiln builder prune) and try again"
+            f"no space left on device ({where}): free some (kiln rm -a, kiln image prune -a, "
+            "kiln builder prune) and try again"
         )
 
 

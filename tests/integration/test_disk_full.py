@@ -91,7 +91,7 @@ def test_a_commit_that_cannot_fit_is_a_clear_error_and_leaves_nothing(small_stor
     res = _build(kiln, tmp / "ctx", text, "nofit")
     assert res.returncode == 125, res.stderr
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: no space left on the device"), res.stderr
+    assert last.startswith("Error: no space left on device ("), res.stderr
     assert "kiln image prune" in last and "Traceback" not in res.stderr
     assert _leftovers(mnt) == []
     assert _used(mnt) - before < 1 << 20
