@@ -20,6 +20,7 @@ from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor, now_rfc3339
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed
 from kiln.oci import History
+from kiln.util.process_owner import this_process
 
 if TYPE_CHECKING:
     from kiln.build.executor import Executor
@@ -164,6 +165,7 @@ class StageRun:
                 self.image_id,
                 pull_policy="missing",
                 image_format=self.ex.opts.image_format,
+                owner=this_process(),  # removed by the next kiln command if this one is killed
             )
             self.ex.track(b)
             b.config = self.editor

@@ -74,8 +74,10 @@ class Builder:
         puller: Puller | None = None,
         snapshots: Any = None,
         image_format: str = "oci",
+        owner: str = "",
     ) -> Builder:
-        """A new working container over ``image`` (None or ``"scratch"`` for an empty rootfs)."""
+        """A new working container over ``image`` (None or ``"scratch"`` for an empty rootfs).
+        ``owner``: the process (``kiln.util.process_owner``) a build's container dies with."""
         store, snaps = _backends(ctx_or_store, snapshots)
         if pull_policy not in PULL_POLICIES:
             raise InvalidArgument(
@@ -107,6 +109,7 @@ class Builder:
             snapshot_key=key,
             parent_chain_id=top,
             format=image_format,
+            owner=owner,
         )
         try:
             record = _insert(store, cid, name, image_name, base, state)

@@ -62,6 +62,9 @@ class ContainerState:
     created_by: str = ""  # history "created_by" for the commit's layer ("" -> default)
     history_comment: str = ""
     image_comment: str = ""
+    # a build's own container: the kiln process building (kiln.util.process_owner); once
+    # that process is dead, the next kiln command removes the container. "" for a user's.
+    owner: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +82,7 @@ class ContainerState:
             "created_by": self.created_by,
             "history_comment": self.history_comment,
             "image_comment": self.image_comment,
+            **({"owner": self.owner} if self.owner else {}),
         }
 
     @classmethod
@@ -115,6 +119,7 @@ class ContainerState:
                 created_by=str(obj.get("created_by") or ""),
                 history_comment=str(obj.get("history_comment") or ""),
                 image_comment=str(obj.get("image_comment") or ""),
+                owner=str(obj.get("owner") or ""),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidArgument(

@@ -77,9 +77,30 @@ def open_context(
     store = Store.open(root if root is not None else config.root)
     ctx = Context(store=store, events=events or NullSink(), config=config)
     try:
+        sweep_leftovers(ctx)
         yield ctx
     finally:
         ctx.close()
 
 
-__all__ = ["Context", "open_context"]
+def sweep_leftovers(ctx: Context) -> None:
+    """Stop and remove what a killed kiln left: RUN containers still running under runc,
+    their bundles, and its builds' working containers (each names its owner process; only
+    a dead owner's are touched). Never stops the command that runs it."""
+    from kiln.container.leftovers import sweep_dead_builds
+    from kiln.errors import KilnError
+    from kiln.runtime.leftovers import sweep_dead_runs
+
+    try:
+        runs = sweep_dead_runs()
+        builds = sweep_dead_builds(ctx.store, lambda: ctx.snapshots)
+    except (KilnError, OSError):
+        return
+    if runs or builds:
+        ctx.ev.warning(
+            f"removed what a killed kiln left behind: {len(runs)} running RUN container(s), "
+            f"{len(builds)} build working container(s)"
+        )
+
+
+__all__ = ["Context", "open_context", "sweep_leftovers"]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kiln.errors import NotFound
+from kiln.util.process_owner import this_process
 
 from . import mountpoints
 from .etc_files import write_etc_files
@@ -19,6 +20,7 @@ from .options import RunOptions
 from .users import ResolvedUser, resolve_user
 
 DEFAULT_RUNTIME_DIR = "/run/kiln/runtime"
+OWNER_FILE = "owner"  # in a bundle: the kiln process running it (kiln.util.process_owner)
 
 
 def runtime_dir() -> str:
@@ -56,6 +58,9 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
     bundle = tempfile.mkdtemp(prefix=run_id + "-", dir=bundles)
     placeholders = None
     try:
+        # who runs it: if kiln is killed, the next kiln command stops what it left running
+        with open(os.path.join(bundle, OWNER_FILE), "w") as f:
+            f.write(this_process())
         placeholders = mountpoints.prepare(opts, rootfs)
         etc = write_etc_files(bundle, opts, opts.hostname)
         yield Prepared(run_id, state, bundle, opts, user, etc)

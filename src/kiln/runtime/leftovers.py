@@ -1,0 +1,58 @@
+"""Stop and remove what a killed kiln left running: RUN containers and their bundles.
+
+Each bundle holds the owner (the kiln process running it). A bundle whose owner is dead
+belongs to a kiln that was killed mid-RUN: its container may still run under runc (``runc
+run`` outlives a SIGKILLed parent). ``sweep_dead_runs`` kills and deletes such containers and
+removes their bundles; the next kiln command calls it (``kiln.ops.context``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+
+from kiln.util.process_owner import is_alive
+
+from .bundle import DEFAULT_RUNTIME_DIR, OWNER_FILE
+
+__all__ = ["sweep_dead_runs"]
+
+_BUNDLE = re.compile(r"^(kiln-[0-9a-f]{32})-")
+
+
+def sweep_dead_runs(state_dir: str | None = None, runtime: str = "runc") -> list[str]:
+    """Stop the containers of killed kiln processes and remove their bundles; returns their
+    run ids. Never touches a bundle whose owner lives (another kiln running now)."""
+    state = state_dir or os.environ.get("KILN_RUNTIME_DIR") or DEFAULT_RUNTIME_DIR
+    bundles = os.path.join(state, "bundles")
+    try:
+        names = os.listdir(bundles)
+    except OSError:
+        return []
+    swept = []
+    for name in sorted(names):
+        match = _BUNDLE.match(name)
+        path = os.path.join(bundles, name)
+        if match is None or not _owner_dead(path):
+            continue
+        run_id = match.group(1)
+        base = [runtime, "--root", os.path.join(state, "runc")]
+        for args in (["kill", run_id, "KILL"], ["delete", "--force", run_id]):
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run([*base, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=30, check=False)  # fmt: skip
+        shutil.rmtree(path, ignore_errors=True)
+        swept.append(run_id)
+    return swept
+
+
+def _owner_dead(bundle: str) -> bool:
+    try:
+        with open(os.path.join(bundle, OWNER_FILE)) as f:
+            owner = f.read().strip()
+    except OSError:
+        return False  # written by an older kiln, or being made now: left alone
+    return not is_alive(owner)

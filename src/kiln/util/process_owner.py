@@ -1,0 +1,40 @@
+"""Which process owns a piece of in-flight work, and whether it is still alive.
+
+An owner is ``"PID:START"``: the process ID and its start time in clock ticks since boot
+(field 22 of ``/proc/PID/stat``), so a PID reused by another process is not mistaken for
+the owner. Work a killed kiln left behind (a running RUN, a bundle, a build's working
+container) names its owner; the next kiln command clears what a dead owner left.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["is_alive", "this_process"]
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ")"
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def this_process() -> str:
+    """This process as an owner string."""
+    pid = os.getpid()
+    return f"{pid}:{_start_time(pid) or 0}"
+
+
+def is_alive(owner: str) -> bool:
+    """Whether the process ``owner`` names still runs (an unreadable owner counts as alive:
+    nothing is cleared on a guess)."""
+    pid_text, sep, start = owner.partition(":")
+    if not sep or not pid_text.isdigit():
+        return True
+    now = _start_time(int(pid_text))
+    return now is not None and now == start

@@ -1,0 +1,115 @@
+"""A kiln killed mid-RUN leaves nothing behind once the next kiln command starts: the RUN's
+process no longer runs, no mount, no bundle, no working container of the build.
+
+A user's own working containers (``kiln from``) are never touched, and neither is another
+kiln's RUN that is still running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fixtures_images import make_busybox_rootfs
+
+pytestmark = [pytest.mark.root]
+
+
+@pytest.fixture
+def env(tmp_path):
+    root = tmp_path / "root"
+    environ = dict(os.environ, KILN_ROOT=str(root), KILN_RUNTIME_DIR=str(tmp_path / "runtime"))
+    rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))
+
+    def kiln(*args, check=True):
+        proc = subprocess.run([sys.executable, "-m", "kiln.cli.main", *args], env=environ,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    kiln("import", rootfs, "busybox")
+    yield kiln, environ, tmp_path
+    subprocess.run(["pkill", "-KILL", "-f", "kiln-leftover-"], check=False, timeout=30)
+
+
+def _running(token: str) -> bool:
+    return subprocess.run(["pgrep", "-f", token], capture_output=True, timeout=30).returncode == 0
+
+
+def _start_and_kill(environ, ctx, token: str) -> None:
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(f"FROM busybox\nRUN echo started; sleep 300; echo {token}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "kiln.cli.main", "build", str(ctx)],
+                            env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        else:
+            pytest.fail("the RUN never started")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def _mounts_under(path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+def test_the_next_command_clears_what_a_killed_build_left(env):
+    kiln, environ, tmp = env
+    mine = kiln("from", "--name", "users-own", "busybox").stdout.strip()
+    token = "kiln-leftover-" + secrets.token_hex(6)
+    _start_and_kill(environ, tmp / "ctx", token)
+    time.sleep(0.5)
+    assert _running(token)  # runc run outlived its parent: what the sweep is for
+    res = kiln("images")  # any command
+    assert "removed what a killed kiln left behind" in res.stderr
+    deadline = time.monotonic() + 20
+    while _running(token) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(token)
+    assert os.listdir(tmp / "runtime" / "bundles") == []
+    assert _mounts_under(tmp / "root") == []
+    names = [c["containername"] for c in json.loads(kiln("containers", "--json").stdout)]
+    assert names == [mine]  # the user's own container stays; the build's is gone
+    assert "removed" not in kiln("images").stderr  # nothing more to clear
+
+
+def test_a_live_builds_run_is_left_alone(env):
+    kiln, environ, tmp = env
+    ctx = tmp / "ctx"
+    ctx.mkdir()
+    token = "kiln-leftover-" + secrets.token_hex(6)
+    (ctx / "Containerfile").write_text(f"FROM busybox\nRUN echo started; sleep 300; echo {token}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "kiln.cli.main", "build", str(ctx)],
+                            env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        res = kiln("containers")
+        assert "removed" not in res.stderr
+        assert _running(token) and proc.poll() is None
+        assert len(os.listdir(tmp / "runtime" / "bundles")) == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
