@@ -74,16 +74,19 @@ def _info(name: str, kind: str, size: int = 0, mode: int = 0o644) -> tarfile.Tar
     return info
 
 
-def make_busybox_rootfs(path: str) -> str:
-    """Write the busybox rootfs tar to ``path`` (deterministic for one busybox binary)."""
+def make_busybox_rootfs(path: str, busybox: str = BUSYBOX) -> str:
+    """Write the busybox rootfs tar to ``path`` (deterministic for one busybox binary).
+
+    ``busybox``: the binary to put in (another architecture's, say); the applet links
+    are the host's busybox's list either way."""
     if not os.path.exists(BUSYBOX):
         pytest.skip("busybox-static (/bin/busybox) is not installed")
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         for kind_path, kind in sorted(busybox_files().items()):
             if kind == "dir":
                 tar.addfile(_info(kind_path, "dir"))
-        with open(BUSYBOX, "rb") as f:
-            tar.addfile(_info("bin/busybox", "file", os.path.getsize(BUSYBOX), 0o755), f)
+        with open(busybox, "rb") as f:
+            tar.addfile(_info("bin/busybox", "file", os.path.getsize(busybox), 0o755), f)
         for name, data in (("etc/passwd", PASSWD), ("etc/group", GROUP)):
             tar.addfile(_info(name, "file", len(data)), io.BytesIO(data))
         for name, kind in sorted(busybox_files().items()):

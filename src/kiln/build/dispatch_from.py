@@ -26,14 +26,15 @@ def dispatch_from(run: StageRun) -> list[Instruction]:
     else:
         base_id = ex.base_image(stage.base_expanded, stage.platform)
     run.base_id = run.image_id = base_id
+    platform = ex.stage_platform(stage)
     if base_id is None:
-        config = ex.scratch_config()
+        config = ex.scratch_config(platform if stage.platform else None)
     else:
         from kiln.image import open_store_image
 
         config = open_store_image(ex.store, base_id).config.evolve()
     run.editor = ConfigEditor(config)
-    run.key = base_key(base_id, ex.platform)
+    run.key = base_key(base_id, platform)
     triggers = list(config.config.on_build)
     if not triggers:
         return []

@@ -1,5 +1,10 @@
 """RUN: shell or exec form, heredocs, ``--mount``, ``--network``; output streamed live.
 
+A RUN in a stage of another architecture (its image's ``architecture``) runs under QEMU
+user emulation: ``kiln.runtime.binfmt.ensure_emulator`` registers the handler if need be,
+and when none can be had the step fails saying which platform and how to enable it.
+A native stage never looks at binfmt_misc.
+
 The cache key covers the instruction, the build args the RUN sees, the content of
 context paths bind-mounted into it and the images it mounts from; never secret values.
 A non-zero exit raises ``StepFailed`` naming the Dockerfile line and the exit code.
@@ -17,8 +22,10 @@ from kiln.build.instructions import Run
 from kiln.build.run_mounts import prepared_mounts
 from kiln.build.stage_run import StepFailed
 from kiln.container import Builder
-from kiln.errors import InvalidArgument, ProcessFailed
+from kiln.errors import InvalidArgument, ProcessFailed, Unavailable
+from kiln.oci.platform import Platform, normalize_arch
 from kiln.runtime import Mount
+from kiln.runtime.binfmt import ensure_emulator, host_arch, needs_emulation
 
 if TYPE_CHECKING:
     from kiln.build.stage_run import StageRun
@@ -65,6 +72,24 @@ def _check_entitlements(instr: Run, allowed: tuple[str, ...]) -> None:
             )
 
 
+def ensure_platform_runs(run: StageRun, step_text: str, line: int) -> None:
+    """A foreign stage's RUN needs an emulator: one registered, or qemu-user-static's
+    registered now; else an error naming the platform, the step and the fix."""
+    image = run.editor.image
+    arch, variant = normalize_arch(image.architecture or "", image.variant or "")
+    if not arch or not needs_emulation(arch):
+        return
+    try:
+        ensure_emulator(arch)
+    except Unavailable as exc:
+        where = f"{run.ex.dockerfile_name}:{line}"
+        plat = Platform(image.os or "linux", arch, variant)
+        raise Unavailable(
+            f'building at STEP "{step_text}" ({where}): RUN for {plat} on this linux/'
+            f"{host_arch()} machine needs an emulator: {exc}"
+        ) from None
+
+
 def dispatch_run(run: StageRun, instr: Run) -> None:
     ex = run.ex
     expanded, _used = run.expand(instr)
@@ -86,6 +111,7 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
     step_text = instr.original
 
     def action(b: Builder) -> str:
+        ensure_platform_runs(run, step_text, instr.line)
         extra_env = run.args.run_env(run.config_env)
         with (
             run.at_line(instr),  # e.g. a required secret was not given

@@ -242,9 +242,15 @@ class Executor:
             with contextlib.suppress(Exception):
                 b.delete()
 
-    def scratch_config(self) -> ImageConfig:
+    def stage_platform(self, stage: Stage) -> str:
+        """The platform a stage is built for: its ``FROM --platform``, else the build's."""
+        return str(Platform.parse(stage.platform)) if stage.platform else self.platform
+
+    def scratch_config(self, platform: str | None = None) -> ImageConfig:
         """The config of ``FROM scratch``: the platform and, as buildah gives it, a PATH."""
-        plat = Platform.parse(self.platform) if self.opts.platform else Platform.host()
+        if platform is None and self.opts.platform:
+            platform = self.platform
+        plat = Platform.parse(platform) if platform else Platform.host()
         config = ImageConfig(architecture=plat.architecture, os=plat.os or "linux",
                              variant=plat.variant)  # fmt: skip
         return config.evolve(config=config.config.with_env("PATH", DEFAULT_PATH))
@@ -256,17 +262,27 @@ class Executor:
             return self.results[index]
 
     def resolve_image(self, ref: str, platform: str | None = None) -> str:
-        """An image for FROM / --from, following the pull policy."""
+        """An image for FROM / --from, following the pull policy. When a platform is asked
+        for (``FROM --platform``, else ``--platform``), a local image of another platform
+        counts as missing, as buildah has it."""
         policy = self.opts.pull
+        want = platform or self.opts.platform
+        other = ""  # the platform of a local image that does not match
         try:
-            local: str | None = self.store.resolve_image(ref).id
+            rec = self.store.resolve_image(ref)
+            local: str | None = rec.id
+            if want and rec.platform and not _platform_matches(want, rec.platform):
+                local, other = None, rec.platform
         except NotFound:
             local = None
         puller = self.opts.puller
         if policy == "never" or (policy == "missing" and local is not None) or puller is None:
             if local is None:
-                raise NotFound(f"creating build container: {ref}: image not known")
+                note = f" for {want} (the local one is {other})" if other else ""
+                raise NotFound(f"creating build container: {ref}: image not known{note}")
             return local
+        if want:
+            return puller(ref, policy, want)
         return puller(ref, policy)
 
     def base_image(self, ref: str, platform: str | None = None) -> str:
@@ -423,6 +439,10 @@ class _BuildCancel(threading.Event):
                     return False
             super().wait(left)
         return True
+
+
+def _platform_matches(want: str, have: str) -> bool:
+    return Platform.parse(want).matches(Platform.parse(have))
 
 
 def _run_settings(opts: BuildOptions, run_options: type) -> dict[str, Any]:

@@ -80,7 +80,8 @@ class BuildOptions:
     rm: bool = True  # remove intermediate containers after a successful build
     force_rm: bool = True  # ... and after a failed one
     cancel: threading.Event | None = None
-    puller: Callable[[str, str], str] | None = None  # (reference, policy) -> image id
+    # (reference, policy[, platform]) -> image id; the platform is passed when one is asked for
+    puller: Callable[..., str] | None = None
     tmpdir: str | None = None
 
 

@@ -88,8 +88,13 @@ def _puller(ctx: Context, platform: str | None, stopping: threading.Event) -> An
 
     pull_ctx = dataclasses.replace(ctx, events=_StoppingSink(ctx.events, stopping))
 
-    def pull(ref: str, policy: str) -> str:
-        kw = {"platform": platform} if platform else {}
+    def pull(ref: str, policy: str, wanted: str | None = None) -> str:
+        # asked with a platform, the executor found no local image of it: a local one of
+        # another platform must not satisfy "missing"
+        if wanted and policy == "missing":
+            policy = "always"
+        plat = wanted or platform
+        kw = {"platform": plat} if plat else {}
         return str(ensure_image(pull_ctx, ref, pull_policy=policy, **kw))
 
     return pull
