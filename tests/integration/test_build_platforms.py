@@ -14,13 +14,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import MTIME, busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from foreign_images import busybox_arm64_rootfs_tar  # noqa: F401
-from kiln.errors import NotFound, Unavailable
+from kiln.errors import InvalidArgument, NotFound, ProcessFailed, Unavailable
 from kiln.runtime.binfmt import BINFMT_DIR, find_emulator, host_arch
 
 pytestmark = [
@@ -153,3 +154,96 @@ def test_native_steps_never_touch_binfmt_and_foreign_ones_mount_it(arm64_env):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["unmounted", "unmounted", "mounted"]
+
+
+# -- several platforms in one build ------------------------------------------------------
+
+CROSS = """\
+FROM --platform=$BUILDPLATFORM busybox AS build
+ARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH BUILDVARIANT
+RUN echo "build T=$TARGETPLATFORM/$TARGETOS/$TARGETARCH/$TARGETVARIANT \\
+B=$BUILDPLATFORM/$BUILDOS/$BUILDARCH/$BUILDVARIANT $(uname -m)" > /out
+FROM $BASE
+ARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH BUILDVARIANT
+COPY --from=build /out /out
+RUN echo "final T=$TARGETPLATFORM/$TARGETOS/$TARGETARCH/$TARGETVARIANT \\
+B=$BUILDPLATFORM/$BUILDOS/$BUILDARCH/$BUILDVARIANT $(uname -m)" >> /out
+"""
+
+
+def _per_arch_bases(env) -> None:
+    """``base-amd64`` and ``base-arm64``, for ``FROM base-$TARGETARCH``."""
+    env.store.tag("base-amd64:latest", env.store.resolve_image("busybox").id)
+    env.store.tag("base-arm64:latest", env.store.resolve_image("busybox-arm64").id)
+
+
+def test_two_platforms_get_their_own_args_and_stages(arm64_env):
+    _per_arch_bases(arm64_env)
+    ctx = arm64_env.context_dir()
+    result = arm64_env.build(
+        ctx, "ARG TARGETARCH\nARG BASE=base-$TARGETARCH\n" + CROSS,
+        platforms=["linux/amd64", "linux/arm64"],
+    )  # fmt: skip
+    images = result.platform_images
+    assert sorted(images) == ["linux/amd64", "linux/arm64"]
+    for platform, image_id in images.items():
+        arch = platform.split("/")[1]
+        img = arm64_env.validate(image_id)
+        assert img.config.architecture == arch
+        assert arm64_env.store.names_of(image_id) == []  # untagged, as buildah leaves them
+        machine = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
+        assert _file(arm64_env, image_id, "out") == (
+            f"build T=linux/{arch}/linux/{arch}/ B=linux/amd64/linux/amd64/ x86_64\n"
+            f"final T=linux/{arch}/linux/{arch}/ B=linux/amd64/linux/amd64/ {machine}\n"
+        )
+    steps = arm64_env.messages("step")
+    assert any(m.startswith("[linux/arm64] [2/2] STEP 4/4: RUN echo") for m in steps)
+    assert [e.data["platform"] for e in arm64_env.events.events if e.kind == "result"] == [
+        "linux/amd64", "linux/arm64",
+    ]  # fmt: skip
+
+
+def test_one_platform_failing_fails_the_build_naming_it_and_stops_the_other(arm64_env):
+    _per_arch_bases(arm64_env)
+    ctx = arm64_env.context_dir()
+    started = time.monotonic()
+    with pytest.raises(ProcessFailed) as err:
+        arm64_env.build(
+            ctx,
+            "ARG TARGETARCH\nFROM base-$TARGETARCH\n"
+            'RUN if [ "$(uname -m)" = aarch64 ]; then exit 3; fi; sleep 30\n'
+            "RUN echo never-reached\n",
+            platforms=["linux/amd64", "linux/arm64"],
+        )
+    assert time.monotonic() - started < 20  # amd64's sleep was stopped
+    assert err.value.exit_code == 3
+    assert str(err.value).startswith('building for linux/arm64: building at STEP "RUN if')
+    assert "never-reached" not in arm64_env.output()
+
+
+@pytest.mark.parametrize("jobs,together", [(1, False), (2, True)])
+def test_platforms_build_in_parallel_up_to_jobs(arm64_env, tmp_path, jobs, together):
+    _per_arch_bases(arm64_env)
+    shared = tmp_path / f"shared-{jobs}"
+    shared.mkdir()
+    ctx = arm64_env.context_dir()
+    result = arm64_env.build(
+        ctx,
+        "ARG TARGETARCH\nFROM base-$TARGETARCH\nARG TARGETARCH\n"
+        "RUN touch /shared/$TARGETARCH && sleep 2 && ls /shared > /seen\n",
+        platforms=["linux/amd64", "linux/arm64"], jobs=jobs, volumes=[f"{shared}:/shared"],
+    )  # fmt: skip
+    seen = [_file(arm64_env, i, "seen").split() for i in result.platform_images.values()]
+    if together:
+        assert seen == [["amd64", "arm64"], ["amd64", "arm64"]]
+    else:
+        assert seen == [["amd64"], ["amd64", "arm64"]]
+
+
+def test_a_tag_with_several_platforms_is_refused(build_env):  # noqa: F811
+    ctx = build_env.context_dir()
+    with pytest.raises(InvalidArgument, match="use --manifest NAME"):
+        build_env.build(ctx, "FROM busybox\n", platforms=["linux/amd64", "linux/arm64"],
+                        tags=["t"])  # fmt: skip
+    with pytest.raises(InvalidArgument, match="--all-platforms and --platform"):
+        build_env.build(ctx, "FROM busybox\n", platform="linux/arm64", all_platforms=True)

@@ -42,7 +42,7 @@ from kiln.errors import Cancelled, InvalidArgument, NotFound
 from kiln.oci import ImageConfig, Platform
 from kiln.util.output import write_output
 
-__all__ = ["Executor", "normalize_tag"]
+__all__ = ["BuildCancel", "Executor", "normalize_tag"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -93,7 +93,7 @@ class Executor:
             "timestamp": opts.timestamp, "platform": self.platform,
         }  # fmt: skip
         # set by a failing stage to stop its siblings; set too when the caller's flag is
-        self.cancel = _BuildCancel(opts.cancel)
+        self.cancel = BuildCancel(opts.cancel)
         self.results: dict[int, str] = {}
         self.cache_hits = 0
         self._refs: dict[str, str] = {}
@@ -410,7 +410,7 @@ class Executor:
             os.close(fd)
 
 
-class _BuildCancel(threading.Event):
+class BuildCancel(threading.Event):
     """The build's own cancel flag, linked to the caller's (``opts.cancel``).
 
     It reads as set when either is: the caller cancelling (a client that went away,

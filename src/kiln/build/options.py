@@ -52,6 +52,11 @@ class BuildOptions:
     iidfile: str | None = None
     timestamp: int | None = None  # --timestamp or SOURCE_DATE_EPOCH
     platform: str | None = None
+    # several platforms (--platform a,b): one image each, built in parallel up to ``jobs``
+    # and, with ``manifest``, joined in that list (kiln.ops.build_platforms)
+    platforms: list[str] = field(default_factory=list)
+    all_platforms: bool = False  # every platform the base images' lists offer
+    manifest: str | None = None  # the manifest list the images are added to (made if new)
     network: str = "host"  # host | none | private (RUN --network overrides per step)
     allow: tuple[str, ...] = ()  # entitlements granted (ENTITLEMENTS)
     isolation: str = "oci"  # oci (runc) | chroot
@@ -94,3 +99,5 @@ class BuildResult:
     steps: int = 0
     warnings: list[str] = field(default_factory=list)
     manifest_digest: str = ""
+    platform_images: dict[str, str] = field(default_factory=dict)  # platform -> image id
+    manifest_list: str = ""  # the list's ID when the build made or amended one

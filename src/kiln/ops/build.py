@@ -108,6 +108,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     from kiln.build.named_contexts import open_named_contexts
     from kiln.build.parser import parse_string
     from kiln.build.progress import Progress
+    from kiln.ops.build_platforms import build_platforms, target_platforms
 
     for entitlement in opts.allow:
         if entitlement not in ENTITLEMENTS:
@@ -138,8 +139,8 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             paths = find_dockerfile(root, opts.dockerfiles)
             text, name = _read(paths), os.path.basename(paths[0])
         parsed = parse_string(text, name=name)
+        platforms = target_platforms(ctx, opts, parsed)  # None: one build, as ever
         patterns = load_ignore_file(root, paths[0] if paths else None)
-        progress = Progress(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
         # the lease keeps every step image alive until the build ends (GC, image prune)
         with (
             BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir) as context,
@@ -152,15 +153,23 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
                 for n, c in named.items()
                 if c.directory is not None
             }
-            executor = Executor(ctx, opts, parsed, context, progress, dockerfile_name=name,
-                                named=named, named_dirs=dirs)  # fmt: skip
-            given = opts.puller  # the caller's, else one bound to this build
-            if given is None:
-                opts.puller = _puller(ctx, opts.platform, executor.cancel)
-            try:
-                return executor.run()
-            finally:
-                opts.puller = given
+
+            def run(opts: BuildOptions, progress: Progress) -> BuildResult:
+                executor = Executor(ctx, opts, parsed, context, progress, dockerfile_name=name,
+                                    named=named, named_dirs=dirs)  # fmt: skip
+                given = opts.puller  # the caller's, else one bound to this build
+                if given is None:
+                    opts.puller = _puller(ctx, opts.platform, executor.cancel)
+                try:
+                    return executor.run()
+                finally:
+                    opts.puller = given
+
+            if platforms is not None:
+                return build_platforms(ctx, opts, platforms, run)
+            return run(
+                opts, Progress(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
+            )
 
 
 def read_containerfile(stream: TextIO, name: str) -> str:

@@ -195,7 +195,19 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     default=None,
     help="Created time and file mtimes (seconds since the epoch); $SOURCE_DATE_EPOCH",
 )
-@click.option("--platform", default=None, help="Target platform (os/arch[/variant])")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT][,...]",
+    help="Target platform(s); several build one image each (join them with --manifest)",
+)
+@click.option(
+    "--all-platforms", is_flag=True, help="Build for every platform the base images offer"
+)
+@click.option(
+    "--manifest", default=None, metavar="NAME", help="Add the image(s) to this manifest list"
+)
 @click.option(
     "--network", "--net", "network", default=None, help="RUN network: host (default), none, private"
 )
@@ -305,7 +317,7 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
 @pass_state
 def command(state: State, context, build_contexts, files, tags, build_args, build_arg_files, target, labels,
             annotations, image_format, pull, pull_always, pull_never, no_cache, layers, squash,
-            squash_all, iidfile, timestamp, platform, network, allow, isolation, runtime, secrets,
+            squash_all, iidfile, timestamp, platforms, all_platforms, manifest, network, allow, isolation, runtime, secrets,
             add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
             quiet, progress, outputs, compression, jobs, rm, force_rm):  # fmt: skip
@@ -332,8 +344,7 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
                 context = os.path.dirname(os.path.abspath(files[0]))
             else:
                 context = "."
-        if platform and "," in platform:
-            raise InvalidArgument("--platform: kiln builds one platform at a time; give one")
+        platforms = _split_commas(platforms)
         if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip().isdigit():
             timestamp = int(os.environ["SOURCE_DATE_EPOCH"].strip())
         if layers is None:
@@ -349,7 +360,10 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             annotations=_pairs(tuple(annotations), "--annotation"),
             image_format=(image_format or os.environ.get("BUILDAH_FORMAT") or "oci").lower(),
             pull=policy, no_cache=no_cache, layers=layers, squash=squash, squash_all=squash_all,
-            iidfile=iidfile, timestamp=timestamp, platform=platform, network=network or "host",
+            iidfile=iidfile, timestamp=timestamp, network=network or "host",
+            platform=platforms[0] if len(platforms) == 1 else None,
+            platforms=platforms if len(platforms) > 1 else [], all_platforms=all_platforms,
+            manifest=manifest,
             allow=tuple(_split_commas(allow)),
             isolation=isolation or os.environ.get("BUILDAH_ISOLATION", "oci").lower(),
             runtime=runtime, secrets=list(secrets), add_hosts=list(add_hosts),
