@@ -76,12 +76,17 @@ def test_a_foreign_run_runs_under_qemu_with_the_platform_args(arm64_env):
     assert emulator is not None and emulator.enabled and "F" in emulator.flags
 
 
-def test_the_handler_is_registered_when_none_is(arm64_env):
+def _unregister_arm64() -> None:
+    """Start without a handler for arm64 (another test or the machine registered one)."""
     name = os.path.join(BINFMT_DIR, "qemu-aarch64")
-    if os.path.exists(name):  # another test or the machine registered it: start without
+    if os.path.exists(name):
         with open(name, "w") as f:
             f.write("-1")
     assert find_emulator("arm64") is None
+
+
+def test_the_handler_is_registered_when_none_is(arm64_env):
+    _unregister_arm64()
     ctx = arm64_env.context_dir()
     arm64_env.build(ctx, "FROM busybox-arm64\nRUN uname -m > /m\n", tags=["reg"])
     assert _file(arm64_env, "reg", "m") == "aarch64\n"
@@ -129,6 +134,23 @@ def test_scratch_stage_takes_its_from_platform(build_env):  # noqa: F811
     ctx = build_env.context_dir(files={"f": "x"})
     build_env.build(ctx, "FROM --platform=linux/arm64 scratch\nCOPY f /f\n", tags=["s"])
     assert build_env.image("s").config.architecture == "arm64"
+
+
+def test_kiln_run_in_a_foreign_working_container(arm64_env):
+    root = arm64_env.store.root
+    arm64_env.store.close()
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(SRC)}
+    kiln = [sys.executable, "-m", "kiln.cli.main", "--root", root]
+
+    def call(*args: str) -> str:
+        proc = subprocess.run([*kiln, *args], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    name = call("from", "busybox-arm64")
+    _unregister_arm64()
+    assert call("run", name, "--", "uname", "-m") == "aarch64"
+    call("rm", name)
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
@@ -247,3 +269,73 @@ def test_a_tag_with_several_platforms_is_refused(build_env):  # noqa: F811
                         tags=["t"])  # fmt: skip
     with pytest.raises(InvalidArgument, match="--all-platforms and --platform"):
         build_env.build(ctx, "FROM busybox\n", platform="linux/arm64", all_platforms=True)
+
+
+# -- joining the images in a manifest list -------------------------------------------------
+
+
+def _base_list(env) -> None:
+    """``base``: a manifest list of busybox (amd64) and busybox-arm64."""
+    manifests = pytest.importorskip("kiln.ops.manifests")  # TEMP until lists are on main
+
+    manifests.create(env.ctx, "base", ["busybox", "busybox-arm64"])
+
+
+def _list_platforms(env, name: str) -> dict[str, str]:
+    from kiln.ops import manifests
+
+    doc = manifests.document(env.ctx, name)
+    return {str(m.platform): str(m.digest) for m in doc.manifests}
+
+
+def test_manifest_joins_the_platforms_and_a_rebuild_replaces_them(arm64_env):
+    _base_list(arm64_env)
+    ctx = arm64_env.context_dir()
+    text = "FROM base\nRUN uname -m > /m\n"
+    result = arm64_env.build(ctx, text, platforms=["linux/amd64", "linux/arm64"], manifest="multi")
+    first = _list_platforms(arm64_env, "multi")
+    assert sorted(first) == ["linux/amd64", "linux/arm64"]
+    assert result.manifest_list and result.image_id == result.manifest_list
+    for platform, image_id in result.platform_images.items():
+        rec = arm64_env.store.get_image(image_id)
+        assert first[platform] == rec.manifest_digest
+        want = {"linux/amd64": "x86_64\n", "linux/arm64": "aarch64\n"}[platform]
+        assert _file(arm64_env, image_id, "m") == want  # FROM base took the platform's image
+    result = arm64_env.build(
+        ctx, text + "RUN echo 2 > /v\n", platforms=["linux/amd64", "linux/arm64"],
+        manifest="multi",
+    )  # fmt: skip
+    second = _list_platforms(arm64_env, "multi")
+    assert sorted(second) == ["linux/amd64", "linux/arm64"]  # replaced, not added
+    assert set(second.values()).isdisjoint(first.values())
+
+
+def test_a_failed_platform_leaves_no_list_named(arm64_env):
+    _base_list(arm64_env)
+    from kiln.ops import manifests
+
+    ctx = arm64_env.context_dir()
+    with pytest.raises(ProcessFailed, match="^building for linux/arm64: "):
+        arm64_env.build(
+            ctx, 'FROM base\nRUN [ "$(uname -m)" = x86_64 ]\n',
+            platforms=["linux/amd64", "linux/arm64"], manifest="broken",
+        )  # fmt: skip
+    assert not manifests.exists(arm64_env.ctx, "broken")
+
+
+def test_all_platforms_builds_what_the_base_list_offers(arm64_env):
+    _base_list(arm64_env)
+    ctx = arm64_env.context_dir()
+    result = arm64_env.build(
+        ctx, "FROM base\nRUN uname -m > /m\n", all_platforms=True, manifest="every"
+    )
+    assert sorted(result.platform_images) == ["linux/amd64", "linux/arm64"]
+    assert sorted(_list_platforms(arm64_env, "every")) == ["linux/amd64", "linux/arm64"]
+
+
+def test_one_platform_with_manifest_adds_to_the_list(arm64_env):
+    _base_list(arm64_env)
+    ctx = arm64_env.context_dir()
+    arm64_env.build(ctx, "FROM base\n", platform="linux/arm64", manifest="one", tags=["one-img"])
+    assert list(_list_platforms(arm64_env, "one")) == ["linux/arm64"]
+    assert arm64_env.image("one-img").config.architecture == "arm64"

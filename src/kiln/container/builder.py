@@ -268,6 +268,7 @@ class Builder:
 
         if not args:
             raise InvalidArgument("no command given to run: pass the command and its arguments")
+        self._emulate_if_foreign()
         options = self.run_options(args, opts, **overrides)
         cache_ids = [_cache_id(m) for m in options.mounts if m.type == "cache"]
         options = replace(options, mounts=[self._cache_mount(m) for m in options.mounts])
@@ -283,6 +284,17 @@ class Builder:
         if new:
             copied_up.prune_copied_up(upper, self.lower_dirs(), new)
         return code
+
+    def _emulate_if_foreign(self) -> None:
+        """A container of another architecture runs under QEMU: the binfmt_misc handler
+        is registered if need be (``Unavailable`` says how to get one); native: nothing."""
+        from kiln.oci.platform import normalize_arch
+        from kiln.runtime.binfmt import ensure_emulator, needs_emulation
+
+        image = self.config.image
+        arch = normalize_arch(image.architecture or "", image.variant or "")[0]
+        if arch and needs_emulation(arch):
+            ensure_emulator(arch)
 
     def _cache_mount(self, m: Any) -> Any:
         """``type=cache`` -> a bind of a persistent directory kept per cache ``id``."""

@@ -37,7 +37,7 @@ QEMU_ARCH = {
 _NATIVE = {"amd64": frozenset({"amd64", "386"}), "arm64": frozenset({"arm64"})}
 _MACHINE = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "i386": "386"}
 HOW_TO_ENABLE = (
-    "install Debian's qemu-user-static (apt-get install qemu-user-static) and build again: "
+    "install Debian's qemu-user-static (apt-get install qemu-user-static) and try again: "
     "kiln registers its binfmt_misc handler itself"
 )
 
