@@ -276,7 +276,7 @@ def test_a_tag_with_several_platforms_is_refused(build_env):  # noqa: F811
 
 def _base_list(env) -> None:
     """``base``: a manifest list of busybox (amd64) and busybox-arm64."""
-    manifests = pytest.importorskip("kiln.ops.manifests")  # TEMP until lists are on main
+    from kiln.ops import manifests
 
     manifests.create(env.ctx, "base", ["busybox", "busybox-arm64"])
 

@@ -268,13 +268,15 @@ class Executor:
         policy = self.opts.pull
         want = platform or self.opts.platform
         other = ""  # why a local image or list does not do
-        try:
-            rec = self.store.resolve_image(ref)
+        try:  # a list's name gives its image for the platform (the host's by default)
+            rec = self.store.resolve_image(ref, want)
             local: str | None = rec.id
             if want and rec.platform and not _platform_matches(want, rec.platform):
                 local, other = None, f"the local one is {rec.platform}"
-        except NotFound:
-            local, other = self._from_list(ref, want)
+        except NotFound as exc:
+            local = None
+            if "image not known" not in str(exc):  # a list without the platform's image
+                other = str(exc)
         puller = self.opts.puller
         if policy == "never" or (policy == "missing" and local is not None) or puller is None:
             if local is None:
@@ -309,26 +311,6 @@ class Executor:
     def named_dir(self, ref: str | None) -> BuildContext | None:
         """The directory a ``--build-context`` of this name is, if it is one."""
         return self.named_dirs.get(ref) if ref is not None else None
-
-    def _from_list(self, ref: str, want: str | None) -> tuple[str | None, str]:
-        """The image for ``want`` (default: this machine's platform) in the manifest list
-        ``ref`` names in the store, and what to say when the list has none for it."""
-        resolve_index = getattr(self.store, "resolve_index", None)
-        if resolve_index is None:
-            return None, ""
-        try:
-            rec = resolve_index(ref)
-        except (NotFound, InvalidArgument):
-            return None, ""
-        from kiln.image import open_image
-        from kiln.oci import Digest
-
-        plat = Platform.parse(want) if want else Platform.host()
-        try:
-            img = open_image(self.store, Digest.parse(rec.digest), platform=plat)
-            return self.store.get_image(str(img.config_digest)).id, ""
-        except NotFound as exc:
-            return None, str(exc)
 
     def ref_image(self, ref: str) -> str:
         """The image a ``--from``/``from=`` names: a named context, a stage (name or index)

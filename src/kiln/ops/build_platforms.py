@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from kiln.build.options import BuildOptions, BuildResult, default_jobs
-from kiln.errors import AlreadyExists, Cancelled, InvalidArgument, KilnError, NotFound, Unavailable
+from kiln.errors import AlreadyExists, Cancelled, InvalidArgument, KilnError, NotFound
 from kiln.ops.events import Event, NullSink
 
 if TYPE_CHECKING:
@@ -101,25 +101,33 @@ def base_platforms(ctx: Context, opts: BuildOptions, parsed: ParsedDockerfile) -
 
 
 def _offered(ctx: Context, ref: str) -> list[str]:
-    store = ctx.store
-    resolve_index = getattr(store, "resolve_index", None)
-    if resolve_index is not None:
-        try:
-            rec = resolve_index(ref)
-        except (NotFound, InvalidArgument):
-            rec = None
-        if rec is not None:
-            from kiln.oci import Index
+    """The platforms a base offers: a stored list's entries', a stored image's own, else
+    the entries of the list its registry has under that name."""
+    from kiln.oci import Platform
+    from kiln.ops import manifests
 
-            index = Index.parse(store.index_bytes(rec), rec.media_type)
-            return _split([str(m.platform) for m in index.manifests if m.platform is not None])
+    if manifests.exists(ctx, ref):
+        index = manifests.document(ctx, ref)
+        return _split([str(m.platform) for m in index.manifests if m.platform is not None])
     try:
-        image = store.resolve_image(ref)
+        image = ctx.store.resolve_image(ref)
     except NotFound:
-        raise NotFound(
-            f"--all-platforms: {ref} is not in the store: pull it (kiln pull --all-platforms)"
-        ) from None
-    return _split([image.platform]) if image.platform else []
+        image = None
+    if image is not None:
+        return _split([image.platform]) if image.platform else []
+    doc = manifests.inspect(ctx, ref)  # the registry's document (NotFound if none)
+    entries = doc.get("manifests")
+    if not isinstance(entries, list):
+        raise InvalidArgument(
+            f"--all-platforms: {ref} is a single image, not a list: give --platform"
+        )
+    found = []
+    for entry in entries:
+        plat = entry.get("platform") if isinstance(entry, dict) else None
+        # entries with os "unknown" are BuildKit's attestations, not images
+        if isinstance(plat, dict) and plat.get("architecture") and plat.get("os") != "unknown":
+            found.append(str(Platform.from_json(plat)))
+    return _split(found)
 
 
 def build_platforms(
@@ -245,10 +253,8 @@ def _finish(
 def _join(ctx: Context, opts: BuildOptions, image_ids: list[str]) -> Any:
     """Add the images to the list ``opts.manifest`` (made if new), replacing entries for the
     same platforms; the manifest use cases' own events are not the build's."""
-    try:
-        from kiln.ops import manifests
-    except ImportError:
-        raise Unavailable("--manifest: this kiln keeps no manifest lists yet") from None
+    from kiln.ops import manifests
+
     quiet = dataclasses.replace(ctx, events=NullSink())
     fmt = "v2s2" if opts.image_format == "docker" else "oci"
     if not manifests.exists(quiet, opts.manifest):
