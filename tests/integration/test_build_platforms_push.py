@@ -14,11 +14,11 @@ import sys
 import pytest
 
 import registry_servers
-from fixtures_images import MTIME, busybox_rootfs_tar, have, podman  # noqa: F401
-from foreign_images import busybox_arm64_rootfs_tar  # noqa: F401
+from fixtures_images import have
 from kiln.runtime.binfmt import host_arch
 from registry_env import isolate_registry_env
 
+pytest_plugins = ["fixtures_images", "foreign_images"]
 registry_plain = registry_servers.registry_plain
 pytestmark = [
     pytest.mark.root,
@@ -52,7 +52,12 @@ def kiln(tmp_path, monkeypatch):
 
 
 def test_two_platform_list_pushed_and_pulled_by_podman_for_arm64(
-    kiln, tmp_path, registry_plain, podman, busybox_rootfs_tar, busybox_arm64_rootfs_tar  # noqa: F811
+    kiln,
+    tmp_path,
+    registry_plain,
+    podman,
+    busybox_rootfs_tar,
+    busybox_arm64_rootfs_tar,
 ):
     kiln("import", "-q", "--platform", "linux/amd64", busybox_rootfs_tar, "bb-amd64")
     kiln("import", "-q", "--platform", "linux/arm64", busybox_arm64_rootfs_tar, "bb-arm64")
