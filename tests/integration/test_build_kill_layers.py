@@ -46,11 +46,7 @@ def _build(root: str, ctx: str) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
 
 
-def test_sigkill_anywhere_in_a_build_leaves_layers_that_read_back_right(
-    kiln_store,
-    busybox_image,
-    tmp_path,  # noqa: F811
-):
+def test_build_killed_anywhere_leaves_no_wrong_layer(kiln_store, busybox_image, tmp_path):  # noqa: F811
     from kiln.image import validate_image
     from kiln.snapshot import Snapshotter
 
