@@ -53,6 +53,10 @@ PHASES = [
     ("    snapshot commit (rename)", "kiln.snapshot.snapshotter", "Snapshotter.commit"),
     ("    prepare next upper + save", "kiln.container.step_commit", "_point_at"),
     ("  put_cache", "kiln.store.store", "Store.put_cache"),
+    ("stage end (finish: last commit)", "kiln.build.stage_run", "StageRun.finish"),
+    ("  new working container", "kiln.container.builder", "Builder.from_image"),
+    ("  commit (config-only at the end)", "kiln.container.builder", "Builder.commit"),
+    ("  remove working container", "kiln.build.stage_run", "StageRun.drop_builder"),
     ("fsync/fdatasync", "os", "fsync"),
     ("fdatasync", "os", "fdatasync"),
 ]
