@@ -172,3 +172,20 @@ def test_fsync_tree_syncs_every_file_and_directory_or_the_file_system(tmp_path, 
     monkeypatch.setattr(atomic, "syncfs", whole.append)
     assert atomic.fsync_tree(str(tmp_path), limit=3) == -1
     assert whole == [str(tmp_path)]
+
+
+def test_fsync_tree_falls_back_to_syncfs_when_an_entry_cannot_be_opened(tmp_path, monkeypatch):
+    from kiln.util import atomic
+
+    (tmp_path / "f").write_bytes(b"x")
+    real_open = os.open
+
+    def refusing_open(path, flags, *a):
+        if str(path).endswith("/f"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(atomic.os, "open", refusing_open)
+    whole: list[str] = []
+    monkeypatch.setattr(atomic, "syncfs", whole.append)
+    assert atomic.fsync_tree(str(tmp_path)) == -1 and whole == [str(tmp_path)]

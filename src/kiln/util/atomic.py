@@ -70,10 +70,20 @@ def fsync_tree(path: str, limit: int = FSYNC_TREE_LIMIT) -> int:
     """Make everything under directory ``path`` durable: every regular file and directory
     fsynced (symlinks, devices and whiteouts are inodes whose creation the directory's
     fsync makes durable), or, past ``limit`` entries, one ``syncfs`` of its file system.
-    Returns how many were fsynced, or -1 when the file system was synced instead.
+    Returns how many were fsynced, or -1 when the file system was synced instead (also
+    when an entry cannot be opened: a mode 000 file of a rootless run, say).
 
     For trees written without syncs (an overlay upper mounted ``volatile``) before they
     are adopted as something a later reader trusts."""
+    try:
+        return _fsync_each(path, limit)
+    except OSError:
+        pass
+    syncfs(path)
+    return -1
+
+
+def _fsync_each(path: str, limit: int) -> int:
     todo = [path]
     found: list[tuple[str, bool]] = [(path, True)]
     while todo:
@@ -85,8 +95,7 @@ def fsync_tree(path: str, limit: int = FSYNC_TREE_LIMIT) -> int:
                 elif entry.is_file(follow_symlinks=False):
                     found.append((entry.path, False))
                 if len(found) > limit:
-                    syncfs(path)
-                    return -1
+                    raise OSError("too many entries: one syncfs instead")
     for name, is_dir in found:
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if is_dir else 0)
         fd = os.open(name, flags)
