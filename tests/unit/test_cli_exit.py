@@ -38,3 +38,12 @@ def test_a_usage_error_keeps_its_exit_code_and_message():
     res = _kiln("no-such-verb")
     assert res.returncode == 125
     assert "no-such-verb" in res.stderr and res.stdout.endswith("atexit ran\n")
+
+
+def test_a_caller_passing_argv_gets_control_back():
+    code = (
+        "from kiln.cli.main import main\n"
+        "try:\n    main(['version'])\nexcept SystemExit as exc:\n    print('back', exc.code)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip().endswith("back 0")

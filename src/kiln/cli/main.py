@@ -96,11 +96,14 @@ def _debug_requested(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The console script: exits with the process exit code."""
+    """The console script: exits with the process exit code. Run as the process's own
+    command line (``argv`` None) it ends the process without the interpreter's teardown;
+    a caller passing ``argv`` gets the SystemExit back."""
     try:
         cli.main(args=argv, prog_name="kiln")
     except SystemExit as exc:
-        _exit_without_teardown(exc.code)
+        if argv is None:
+            _exit_without_teardown(exc.code)
         raise
 
 
@@ -108,7 +111,8 @@ def _exit_without_teardown(code: object) -> None:
     """End the process now that the command is done: output flushed and atexit handlers
     run as at any exit, but without the interpreter tearing down every module and object
     (30 ms or more of CPU, a tenth of a short command). Not while another thread runs (a
-    normal exit would wait for it), and never in-process (tests call ``run``/``cli``)."""
+    normal exit would wait for it), and never for an in-process caller (``run``, ``cli``,
+    ``main(argv)``)."""
     if threading.active_count() != 1 or not (code is None or type(code) is int):
         return
     try:
