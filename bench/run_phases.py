@@ -210,13 +210,8 @@ def main() -> int:
 
 
 def _run_cli(kiln_main, argv) -> None:
-    with contextlib.suppress(SystemExit):
-        old = sys.argv
-        sys.argv = ["kiln", *argv]
-        try:
-            kiln_main()
-        finally:
-            sys.argv = old
+    with contextlib.suppress(SystemExit):  # main(argv) hands the exit back (no os._exit)
+        kiln_main(argv)
 
 
 def _cpu() -> float:
