@@ -3,8 +3,14 @@
 Each tool (kiln, buildah, podman) gets its own throw-away store under one short
 temporary directory, the busybox base image is loaded into it untimed, and the
 timed part is always the wall time of one whole CLI process (``time.perf_counter``
-around ``subprocess.run``). Peers always run with ``--runtime runc`` and an
-overlay store of their own, so the machine's stores are never touched.
+around it). Peers always run with ``--runtime runc`` and an overlay store of their
+own, so the machine's stores are never touched. BuildKit is a warm private dockerd
+(``tests/private_dockerd.py``) started once per bench run and stopped by PID.
+
+Beside wall time each sample has the CPU time (user+sys) of the process tree and its
+peak RSS: for a CLI tool both come from ``wait4`` (its own and its reaped descendants';
+the RSS is the largest single process), for BuildKit the client's plus the daemon
+tree's CPU delta and the daemon tree's summed RSS sampled every 0.1 s.
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
+TESTS_DIR = BENCH_DIR.parent / "tests"  # private_dockerd, registry_servers live there
 DATA_DIR = BENCH_DIR / ".data"  # gitignored: generated inputs, created once
 RESULTS_DIR = BENCH_DIR / "results"  # gitignored: one JSON file per run
 BASE_REF = "localhost/kiln-bench-base:latest"
-PEERS = ("buildah", "podman")
+PEERS = ("buildkit", "buildah", "podman")
 
 _PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 _GROUP = b"root:x:0:\nnogroup:x:65534:\n"
@@ -126,7 +135,7 @@ def kiln_command() -> list[str]:
 
 
 def installed_peers(wanted: list[str]) -> list[str]:
-    return [p for p in wanted if shutil.which(p)]
+    return [p for p in wanted if (BuildKit.available() if p == "buildkit" else shutil.which(p))]
 
 
 class Tool:
@@ -152,7 +161,18 @@ class Tool:
 
     def run(self, argv: list[str], *, log: Path | None = None, timeout: float = 3600) -> float:
         """Run ``argv`` to completion and return its wall time in seconds."""
-        return timed(self.name, argv, self.env, log or self.work / "last.log", timeout)
+        return self.measure(argv, log=log, timeout=timeout).wall
+
+    def measure(self, argv: list[str], *, log: Path | None = None, timeout: float = 3600) -> Sample:
+        """Run ``argv`` to completion: wall time, CPU time and peak RSS."""
+        return timed_sample(self.name, argv, self.env, log or self.work / "last.log", timeout)
+
+    def push_argv(self, image: str, dest: str) -> list[str]:
+        """Push local ``image`` to ``dest`` (HOST/REPO:TAG on a plain-HTTP registry)."""
+        return [*self.prefix(), "push", "--tls-verify=false", image, f"docker://{dest}"]
+
+    def pull_argv(self, ref: str) -> list[str]:
+        return [*self.prefix(), "pull", "--tls-verify=false", ref]
 
     def cleanup(self) -> None:
         unmount_under(self.work)
@@ -276,26 +296,205 @@ class Podman(_Containers):
         return [*argv, "-t", tag, str(context)]
 
 
+@dataclass
+class Sample:
+    """One timed command: wall seconds, CPU seconds (user+sys) of its process tree, peak RSS
+    in bytes (see the module's docstring for what the tree is for each tool)."""
+
+    wall: float
+    cpu: float = 0.0
+    rss: int = 0
+
+
 def timed(name: str, argv: list[str], env: dict, log: Path, timeout: float = 3600) -> float:
     """Wall time of one whole process; its output goes to ``log``; failure raises BenchError."""
+    return timed_sample(name, argv, env, log, timeout).wall
+
+
+def timed_sample(name: str, argv: list[str], env: dict, log: Path, timeout: float = 3600) -> Sample:
+    """``timed``, with CPU time and peak RSS of the process and its reaped descendants."""
     with open(log, "wb") as out:
         start = time.perf_counter()
-        proc = subprocess.run(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            timeout=timeout,
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
         elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         tail = log.read_bytes()[-3000:].decode(errors="replace")
         raise BenchError(f"{name}: exit {proc.returncode}: {' '.join(argv)}\n{tail}")
-    return elapsed
+    return Sample(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
 
 
-TOOLS: dict[str, type[Tool]] = {"kiln": Kiln, "buildah": Buildah, "podman": Podman}
+class BuildKit(Tool):
+    """BuildKit in a warm private dockerd (Debian's docker.io 20.10, ``DOCKER_BUILDKIT=1``),
+    shared by every sample of a bench run: ``start_daemon`` once, ``stop_daemon`` at the end.
+    A sample's "fresh store" is the daemon with every image but the base and all build
+    cache removed (``cleanup``)."""
+
+    name = "buildkit"
+    daemon = None  # private_dockerd.Dockerd
+
+    @classmethod
+    def available(cls) -> bool:
+        return _private_dockerd().Dockerd.available()
+
+    @classmethod
+    def start_daemon(cls) -> None:
+        if cls.daemon is None:
+            work = scratch("kb-dockerd-")
+            cls.daemon = _private_dockerd().Dockerd(str(work))
+            cls.daemon.start()
+
+    @classmethod
+    def stop_daemon(cls) -> None:
+        if cls.daemon is not None:
+            work = Path(cls.daemon.work)
+            cls.daemon.stop()  # by PID: SIGTERM, then SIGKILL
+            cls.daemon = None
+            unmount_under(work)
+            shutil.rmtree(work, ignore_errors=True)
+
+    def __init__(self, work: Path):
+        super().__init__(work)
+        if BuildKit.daemon is None:
+            raise BenchError("buildkit: the private dockerd is not running (start_daemon)")
+        self.env = dict(BuildKit.daemon.env)
+
+    def prefix(self) -> list[str]:
+        return BuildKit.daemon.argv()
+
+    def load_base(self, tar: Path) -> None:
+        if BuildKit.daemon.docker("image", "inspect", BASE_REF, check=False).returncode != 0:
+            self.run([*self.prefix(), "import", str(tar), BASE_REF])
+
+    def build_argv(self, context, tag, *, jobs=None, dockerfile=None):
+        # BuildKit runs independent stages in parallel by itself: no --jobs. The daemon
+        # has no bridge (--bridge=none): RUN shares the host's network, as kiln's RUN does
+        argv = [*self.prefix(), "build", "--progress", "plain", "--network", "host"]
+        if dockerfile:
+            argv += ["-f", str(dockerfile)]
+        return [*argv, "-t", tag, str(context)]
+
+    def push_argv(self, image: str, dest: str) -> list[str]:
+        # dockerd treats 127.0.0.0/8 registries as insecure (plain HTTP) by default
+        return [*self.prefix(), "push", dest]
+
+    def tag_argv(self, image: str, dest: str) -> list[str]:
+        return [*self.prefix(), "tag", image, dest]
+
+    def pull_argv(self, ref: str) -> list[str]:
+        return [*self.prefix(), "pull", "-q", ref]
+
+    def measure(self, argv: list[str], *, log: Path | None = None, timeout: float = 3600) -> Sample:
+        pid = BuildKit.daemon.pid
+        before = tree_cpu(pid)
+        peak = RssSampler(pid)
+        with peak:
+            sample = super().measure(argv, log=log, timeout=timeout)
+        sample.cpu += tree_cpu(pid) - before
+        sample.rss = max(sample.rss, peak.peak)
+        return sample
+
+    def cleanup(self) -> None:
+        """Every image but the base and all build cache go: the next sample starts empty."""
+        d = BuildKit.daemon
+        out = d.docker("images", "-q", "--no-trunc", check=False).stdout.decode().split()
+        base = d.docker("images", "-q", "--no-trunc", BASE_REF, check=False).stdout.decode()
+        doomed = sorted(set(out) - set(base.split()))
+        if doomed:
+            d.docker("rmi", "-f", *doomed, check=False)
+        d.docker("builder", "prune", "-af", check=False)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _private_dockerd():
+    if str(TESTS_DIR) not in sys.path:
+        sys.path.insert(0, str(TESTS_DIR))
+    import private_dockerd
+
+    return private_dockerd
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """user+sys seconds of ``pid``'s live tree, its reaped children's included."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def tree_rss(pid: int) -> int:
+    """Summed resident bytes of ``pid``'s live tree."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class RssSampler:
+    """The peak of ``tree_rss(pid)`` while the ``with`` block runs, sampled every 0.1 s."""
+
+    def __init__(self, pid: int, every: float = 0.1):
+        self.pid, self.every, self.peak = pid, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while True:
+            self.peak = max(self.peak, tree_rss(self.pid))
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.peak = max(self.peak, tree_rss(self.pid))
+
+
+TOOLS: dict[str, type[Tool]] = {
+    "kiln": Kiln, "buildkit": BuildKit, "buildah": Buildah, "podman": Podman,
+}  # fmt: skip
 
 
 def unmount_under(path: Path) -> None:
@@ -343,27 +542,47 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def summary_table(results: dict[str, dict[str, list[float]]], tools: list[str]) -> str:
-    """Scenario rows; median seconds per tool, then kiln/peer ratios."""
+def summary_table(results: dict[str, dict[str, list]], tools: list[str]) -> str:
+    """Scenario rows: median wall seconds per tool, kiln/peer ratios of them, then (when
+    the samples are ``Sample``s) kiln's and each peer's median CPU seconds and peak RSS."""
     peers = [t for t in tools if t != "kiln"]
+    detailed = any(
+        isinstance(x, Sample) for per in results.values() for v in per.values() for x in v
+    )
     head = ["scenario", *[f"{t} s" for t in tools], *[f"kiln/{p}" for p in peers]]
+    if detailed:
+        head += [f"{t} cpu s" for t in tools] + [f"{t} MB" for t in tools]
     rows = [head]
     for scenario, per_tool in results.items():
-        meds = {t: median(per_tool.get(t, [])) for t in tools}
-        rats = [ratio(meds["kiln"], meds[p]) for p in peers]
-        rows.append(
-            [
-                scenario,
-                *[fmt_s(meds[t]).strip() for t in tools],
-                *["-" if r is None else f"{r:.2f}" for r in rats],
-            ]
-        )
+        walls = {t: median([wall_of(x) for x in per_tool.get(t, [])]) for t in tools}
+        rats = [ratio(walls["kiln"], walls[p]) for p in peers]
+        row = [
+            scenario,
+            *[fmt_s(walls[t]).strip() for t in tools],
+            *["-" if r is None else f"{r:.2f}" for r in rats],
+        ]
+        if detailed:
+            cpus = {t: median([x.cpu for x in per_tool.get(t, [])]) for t in tools}
+            rss = {t: max((x.rss for x in per_tool.get(t, [])), default=0) for t in tools}
+            row += [fmt_s(cpus[t]).strip() for t in tools]
+            row += [f"{rss[t] / 1e6:.0f}" if rss[t] else "-" for t in tools]
+        rows.append(row)
     return table(rows)
+
+
+def wall_of(x) -> float:
+    return x.wall if isinstance(x, Sample) else x
+
+
+def load_line() -> str:
+    """``uptime``'s load averages and the core count, to print beside the numbers."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 def environment() -> dict:
     versions = {}
-    for tool in ("buildah", "podman", "runc"):
+    for tool in ("buildah", "podman", "runc", "dockerd"):
         if shutil.which(tool):
             out = subprocess.run([tool, "--version"], capture_output=True, text=True)
             versions[tool] = out.stdout.strip().splitlines()[0] if out.stdout else ""

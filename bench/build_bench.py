@@ -1,17 +1,22 @@
-"""kiln build vs buildah bud vs podman build, side by side.
+"""kiln build vs BuildKit vs buildah bud vs podman build, side by side.
 
-    python bench/build_bench.py [--runs N] [--scenarios a,b] [--peers buildah,podman]
+    python bench/build_bench.py [--runs N] [--scenarios a,b] [--peers buildkit,buildah,podman]
+    python bench/build_bench.py --quick        # 1 run, small inputs: does everything work?
 
 For every scenario and repetition, each tool gets a fresh store with the busybox base
-image loaded (untimed); the timed part is the wall time of the whole build CLI process.
-Tools run in a rotating order within a repetition. Prints a table of medians and
-kiln/peer ratios and whether kiln meets its targets; writes bench/results/<stamp>.json.
+image loaded (untimed); the timed part is the wall time of the whole CLI process (BuildKit:
+the docker client against a warm private dockerd, started once). Tools run interleaved,
+scenario by scenario, in a rotating order within a repetition. Prints a table of medians,
+kiln/peer ratios, CPU time and peak RSS, the machine's load, and whether kiln meets its
+targets; writes bench/results/<stamp>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,6 +28,10 @@ import benchlib as bl  # noqa: E402
 
 JOBS = 4  # the same --jobs for every tool in the parallel-stages scenario
 NOOP_TARGET = 0.3  # seconds: kiln's fully cached rebuild
+#: kiln's median over the peer's, at most (issue: faster than BuildKit on every scenario)
+RATIO_TARGETS = {"buildkit": 0.8, "buildah": 0.5}
+STAGE_SECONDS = 2  # each independent stage's RUN sleeps this long
+PUSH_FILES = 92  # files of 1 MB random data in the push/pull image (92 MB)
 FROM = f"FROM {bl.BASE_REF}\n"
 
 
@@ -35,6 +44,7 @@ class Scenario:
     warm: bool = False  # build once untimed first (same store), then time the rebuild
     mutate: callable | None = None  # (context) -> None, between warm and timed build
     extra: dict = field(default_factory=dict)
+    kind: str = "build"  # "build" | "push" (build untimed, time the push) | "pull"
 
 
 def _write(ctx: Path, dockerfile: str) -> Path:
@@ -49,9 +59,9 @@ def ctx_tiny() -> Path:
     return _write(bl.data_dir() / "ctx-tiny", FROM + 'RUN echo hello > /hello\nCMD ["/bin/sh"]\n')
 
 
-def ctx_files20k() -> Path:
-    ctx = bl.data_dir() / "ctx-files20k"
-    bl.small_files(ctx / "files", 20_000)
+def ctx_files(count: int) -> Path:
+    ctx = bl.data_dir() / f"ctx-files{count}"
+    bl.small_files(ctx / "files", count)
     return _write(ctx, FROM + "COPY files /files\n")
 
 
@@ -67,7 +77,10 @@ def ctx_run20() -> Path:
 
 
 def ctx_stages4() -> Path:
-    text = "".join(f"{FROM.strip()} AS s{i}\nRUN echo stage {i} > /out{i}\n\n" for i in range(4))
+    text = "".join(
+        f"{FROM.strip()} AS s{i}\nRUN sleep {STAGE_SECONDS} && echo stage {i} > /out{i}\n\n"
+        for i in range(4)
+    )
     text += FROM + "".join(f"COPY --from=s{i} /out{i} /out{i}\n" for i in range(4))
     return _write(bl.data_dir() / "ctx-stages4", text)
 
@@ -88,30 +101,44 @@ def ctx_medium() -> Path:
     return _write(ctx, text)
 
 
+def ctx_push(count: int) -> Path:
+    """``count`` files of 1 MB random data (incompressible) in one COPY layer."""
+    ctx = bl.data_dir() / f"ctx-push{count}"
+    for i in range(count):
+        bl.random_file(ctx / "data" / f"r{i:03d}.bin", 1_000_000)
+    return _write(ctx, FROM + "COPY data /data\n")
+
+
 def change_one_file(ctx: Path) -> None:
     path = ctx / "app" / "src" / "d000" / "f00000.txt"
     path.write_text(f"changed {time.time_ns()}\n")
 
 
-def scenarios(big_size: int) -> dict[str, Scenario]:
+def scenarios(
+    big_size: int, files: int = 20_000, push_files: int = PUSH_FILES
+) -> dict[str, Scenario]:
     items = [
         Scenario("tiny", "FROM base, one RUN echo, CMD", ctx_tiny),
-        Scenario("files20k", "COPY of 20,000 files of 256 B", ctx_files20k),
-        Scenario(
-            "bigfile",
-            f"COPY of one {big_size / 2**30:g} GiB random file",
-            lambda: ctx_bigfile(big_size),
-            extra={"bytes": big_size},
-        ),
         Scenario("run20", "20 RUN steps", ctx_run20),
         Scenario(
             "stages4",
-            f"4 independent stages + COPY --from each, --jobs {JOBS}",
+            f"4 independent stages of a {STAGE_SECONDS}-s RUN + COPY --from each, --jobs {JOBS}",
             ctx_stages4,
             jobs=JOBS,
         ),
         Scenario(
             "stages4-j1", "the same with --jobs 1 (parallelism baseline)", ctx_stages4, jobs=1
+        ),
+        Scenario(
+            f"files{files // 1000}k" if files >= 1000 else f"files{files}",
+            f"COPY of {files:,} files of 256 B",
+            lambda: ctx_files(files),
+        ),  # fmt: skip
+        Scenario(
+            "bigfile",
+            f"COPY of one {big_size / 2**30:g} GiB random file",
+            lambda: ctx_bigfile(big_size),
+            extra={"bytes": big_size},
         ),
         Scenario(
             "noop-rebuild",
@@ -126,23 +153,67 @@ def scenarios(big_size: int) -> dict[str, Scenario]:
             warm=True,
             mutate=change_one_file,
         ),
+        Scenario(
+            "push",
+            f"push of a {push_files} MB image to a local registry",
+            lambda: ctx_push(push_files),
+            kind="push",
+        ),  # fmt: skip
+        Scenario(
+            "pull",
+            f"pull of that {push_files} MB image into an empty store",
+            lambda: ctx_push(push_files),
+            kind="pull",
+        ),  # fmt: skip
     ]
     return {s.name: s for s in items}
 
 
-def measure(tool_cls, sc: Scenario, ctx: Path, rep: int) -> float:
+QUICK = {"runs": 1, "big_size": 64 << 20, "files": 2_000, "push_files": 8}
+QUICK_SKIP = ("stages4-j1",)
+
+
+def measure(tool_cls, sc: Scenario, ctx: Path, rep: int, registry=None) -> bl.Sample:
     tool = tool_cls(bl.scratch(f"kb-{tool_cls.name[:2]}-"))
     try:
+        if sc.kind == "pull":
+            return tool.measure(tool.pull_argv(registry.pull_ref), log=tool.work / "timed.log")
         tool.load_base(bl.base_tar())
         tag = f"localhost/bench-{sc.name}:latest"
         argv = tool.build_argv(ctx, tag, jobs=sc.jobs)
+        if sc.kind == "push":
+            tool.run(argv, log=tool.work / "build.log")
+            dest = f"{registry.host}/bench/{tool.name}-{rep}-{secrets.token_hex(3)}:latest"
+            if hasattr(tool, "tag_argv"):  # docker pushes a name, not an image
+                tool.run(tool.tag_argv(tag, dest))
+                tag = dest
+            return tool.measure(tool.push_argv(tag, dest), log=tool.work / "timed.log")
         if sc.warm:
             tool.run(argv, log=tool.work / "warm.log")
             if sc.mutate:
                 sc.mutate(ctx)
-        return tool.run(argv, log=tool.work / "timed.log")
+        return tool.measure(argv, log=tool.work / "timed.log")
     finally:
         tool.cleanup()
+
+
+@contextlib.contextmanager
+def local_registry(push_ctx: Path):
+    """A plain-HTTP registry on 127.0.0.1 (Debian's docker-registry) holding the pull
+    scenario's image, pushed there once by kiln (untimed)."""
+    sys.path.insert(0, str(bl.TESTS_DIR))
+    import registry_servers
+
+    with registry_servers.start_registry("plain") as reg:
+        tool = bl.Kiln(bl.scratch("kb-seed-"))
+        try:
+            tool.load_base(bl.base_tar())
+            tool.run(tool.build_argv(push_ctx, "localhost/pull-src:latest"))
+            reg.pull_ref = f"{reg.host}/bench/pull-src:latest"
+            tool.run(tool.push_argv("localhost/pull-src:latest", reg.pull_ref))
+        finally:
+            tool.cleanup()
+        yield reg
 
 
 def main() -> int:
@@ -156,40 +227,66 @@ def main() -> int:
         default=1 << 30,
         help="bytes of the bigfile scenario's file (default 1 GiB)",
     )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="one run of every scenario on small inputs (64 MiB file, 2,000 files, 8 MB "
+        "image): checks that the bench and every tool work, not for numbers",
+    )
     bl.add_bytecode_flag(ap)
     args = ap.parse_args()
     bl.use_kiln_bytecode(not args.kiln_no_bytecode_cache)
+    sizes = {"big_size": args.big_size, "files": 20_000, "push_files": PUSH_FILES}
+    if args.quick:
+        sizes = {k: QUICK[k] for k in sizes}
+        args.runs = QUICK["runs"]
 
-    table = scenarios(args.big_size)
-    chosen = [s for s in args.scenarios.split(",") if s] or list(table)
+    table = scenarios(**sizes)
+    chosen = [s for s in args.scenarios.split(",") if s] or [
+        n for n in table if not (args.quick and n in QUICK_SKIP)
+    ]
     unknown = [s for s in chosen if s not in table]
     if unknown:
         ap.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(table)}")
     peers = bl.installed_peers([p for p in args.peers.split(",") if p])
     tools = ["kiln", *peers]
 
-    bl.log("warming up kiln (untimed)")
-    bl.warm_up_kiln(ctx_medium())
-    results: dict[str, dict[str, list[float]]] = {}
+    results: dict[str, dict[str, list[bl.Sample]]] = {}
     errors: dict[str, dict[str, list[str]]] = {}
-    for name in chosen:
-        sc = table[name]
-        bl.log(f"== {name}: {sc.help}")
-        ctx = sc.context()
-        results[name] = {t: [] for t in tools}
-        for rep in range(args.runs):
-            order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
-            for t in order:
-                try:
-                    secs = measure(bl.TOOLS[t], sc, ctx, rep)
-                except bl.BenchError as exc:  # counted, and the other runs still go on
-                    errors.setdefault(name, {}).setdefault(t, []).append(str(exc))
-                    bl.log(f"   run {rep + 1} {t:8s} FAILED\n{exc}")
-                    continue
-                results[name][t].append(secs)
-                bl.log(f"   run {rep + 1} {t:8s} {secs:8.3f} s")
+    loads: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        if "buildkit" in tools:
+            bl.log("starting a private dockerd (BuildKit)")
+            bl.BuildKit.start_daemon()
+            stack.callback(bl.BuildKit.stop_daemon)
+        bl.log("warming up kiln (untimed)")
+        bl.warm_up_kiln(ctx_medium())
+        registry = None
+        if any(table[n].kind != "build" for n in chosen):
+            registry = stack.enter_context(local_registry(table["pull"].context()))
+        for name in chosen:
+            sc = table[name]
+            bl.log(f"== {name}: {sc.help} ({bl.load_line()})")
+            ctx = sc.context()
+            results[name] = {t: [] for t in tools}
+            for rep in range(args.runs):
+                order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
+                for t in order:
+                    try:
+                        sample = measure(bl.TOOLS[t], sc, ctx, rep, registry)
+                    except bl.BenchError as exc:  # counted, and the other runs still go on
+                        errors.setdefault(name, {}).setdefault(t, []).append(str(exc))
+                        bl.log(f"   run {rep + 1} {t:8s} FAILED\n{exc}")
+                        continue
+                    results[name][t].append(sample)
+                    bl.log(f"   run {rep + 1} {t:8s} {sample.wall:8.3f} s  cpu {sample.cpu:7.3f} s"
+                           f"  rss {sample.rss / 1e6:6.0f} MB")  # fmt: skip
+            loads[name] = bl.load_line()
 
     print(bl.summary_table(results, tools))
+    print()
+    for name in chosen:
+        print(f"{name}: {table[name].help}; after it: {loads.get(name, '-')}")
     targets = check_targets(results)
     print()
     for line in targets["lines"]:
@@ -197,19 +294,23 @@ def main() -> int:
     if errors:
         fails = [f"{s}/{t} {len(x)}/{args.runs}" for s, e in errors.items() for t, x in e.items()]
         print("\nfailed runs (not in the medians): " + "; ".join(fails))
+    walls = {n: {t: [x.wall for x in v] for t, v in results[n].items()} for n in chosen}
     payload = {
         "runs": args.runs,
+        "quick": args.quick,
         "jobs": JOBS,
         "kiln_bytecode_cache": not args.kiln_no_bytecode_cache,
         "scenarios": {
             n: {
                 "help": table[n].help,
                 **table[n].extra,
-                "samples": results[n],
-                "median": {t: bl.median(v) for t, v in results[n].items()},
+                "samples": walls[n],
+                "cpu": {t: [x.cpu for x in v] for t, v in results[n].items()},
+                "rss": {t: [x.rss for x in v] for t, v in results[n].items()},
+                "load": loads.get(n, ""),
+                "median": {t: bl.median(v) for t, v in walls[n].items()},
                 "ratio": {
-                    p: bl.ratio(bl.median(results[n]["kiln"]), bl.median(results[n][p]))
-                    for p in peers
+                    p: bl.ratio(bl.median(walls[n]["kiln"]), bl.median(walls[n][p])) for p in peers
                 },
                 "errors": errors.get(n, {}),
             }
@@ -221,18 +322,24 @@ def main() -> int:
     return 0 if all(targets["met"].values()) and not errors else 1
 
 
-def check_targets(results: dict[str, dict[str, list[float]]]) -> dict:
+def check_targets(results: dict[str, dict[str, list]]) -> dict:
+    """kiln's median wall time at most RATIO_TARGETS[peer] x each peer's, and the no-op
+    rebuild under NOOP_TARGET seconds."""
     met: dict[str, bool] = {}
     lines = []
     for name, per_tool in results.items():
-        k, b = bl.median(per_tool.get("kiln", [])), bl.median(per_tool.get("buildah", []))
-        if k is not None and b is not None:
-            ok = k <= b
-            met[f"{name}: kiln <= buildah"] = ok
+        k = bl.median([bl.wall_of(x) for x in per_tool.get("kiln", [])])
+        for peer, most in RATIO_TARGETS.items():
+            p = bl.median([bl.wall_of(x) for x in per_tool.get(peer, [])])
+            if k is None or p is None:
+                continue
+            ok = k <= most * p
+            met[f"{name}: kiln <= {most} x {peer}"] = ok
             lines.append(
-                f"[{'MET ' if ok else 'MISS'}] {name}: kiln {k:.3f} s <= buildah {b:.3f} s"
+                f"[{'MET ' if ok else 'MISS'}] {name}: kiln {k:.3f} s <= {most} x {peer} "
+                f"{p:.3f} s (ratio {k / p:.2f})"
             )
-    noop = bl.median(results.get("noop-rebuild", {}).get("kiln", []))
+    noop = bl.median([bl.wall_of(x) for x in results.get("noop-rebuild", {}).get("kiln", [])])
     if noop is not None:
         ok = noop < NOOP_TARGET
         met[f"noop-rebuild: kiln < {NOOP_TARGET} s"] = ok

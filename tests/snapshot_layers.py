@@ -42,3 +42,38 @@ def unpack(snaps: Snapshotter, chain: str, parent: str | None, entries: Entries)
 def read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def layer_mismatches(store, snaps: Snapshotter) -> list[str]:
+    """Every unpacked layer of every image in ``store`` against its blob: the regular
+    files (path and sha256) must be the same. Returns one line per layer that differs."""
+    import os
+
+    from kiln.image import open_store_image
+
+    problems: list[str] = []
+    for rec in store.list_images():
+        img = open_store_image(store, rec.id)
+        for desc, chain in zip(img.layers, img.chain_ids, strict=True):
+            if not snaps.has_layer(str(chain)):
+                continue
+            wanted: dict[str, str] = {}
+            with img.open_layer(desc) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+                for m in tar:
+                    if m.isfile() and not os.path.basename(m.name).startswith(".wh."):
+                        data = tar.extractfile(m).read()
+                        wanted[m.name.lstrip("./")] = hashlib.sha256(data).hexdigest()
+            top = snaps.layer_dirs(str(chain))[0]
+            found: dict[str, str] = {}
+            for dirpath, _dirs, names in os.walk(top):
+                for name in names:
+                    path = os.path.join(dirpath, name)
+                    if os.path.isfile(path) and not os.path.islink(path):
+                        rel = os.path.relpath(path, top)
+                        found[rel] = hashlib.sha256(read(path)).hexdigest()
+            if found != wanted:
+                differ = sorted(
+                    k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k)
+                )
+                problems.append(f"layer {chain} of {rec.id} differs from its blob at {differ}")
+    return problems

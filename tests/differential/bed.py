@@ -39,10 +39,8 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,15 +52,13 @@ if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
 import image_probe  # noqa: E402
+import private_dockerd  # noqa: E402
 from dockerfile_cases import harness  # noqa: E402
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 BED_FILES = ("expected-differences", "flags", "setup")
 CONFIG_KEYS = harness.PARITY_CONFIG_KEYS
 REFERENCES = ("buildah", "buildkit")
-DOCKER = "/usr/bin/docker"  # the 20.10 client of Debian's docker.io (a newer one wants buildx)
-DOCKERD = "/usr/sbin/dockerd"
-BUILD_TIMEOUT = 180
 
 
 # --- cases ---------------------------------------------------------------------------------------
@@ -224,88 +220,13 @@ def judge(case: Case, reference: str, ours: Outcome, theirs: Outcome) -> str | N
 # --- the BuildKit reference ----------------------------------------------------------------------
 
 
-class Dockerd:
-    """A private dockerd (BuildKit builder) on its own socket, data-root and exec-root."""
+class Dockerd(private_dockerd.Dockerd):
+    """The private dockerd of ``tests/private_dockerd.py``, able to probe what it built."""
 
     def __init__(self, work: str):
-        self.work = work
-        self.sock = os.path.join(work, "docker.sock")
-        self.pidfile = os.path.join(work, "dockerd.pid")
-        self.proc: subprocess.Popen | None = None
-        self.env = dict(
-            os.environ,
-            DOCKER_HOST=f"unix://{self.sock}",
-            DOCKER_BUILDKIT="1",
-            DOCKER_CONFIG=os.path.join(work, "client-config"),
-        )
+        super().__init__(work)
         self._n = 0
         self._lock = threading.Lock()
-
-    @staticmethod
-    def available() -> bool:
-        return os.access(DOCKER, os.X_OK) and os.access(DOCKERD, os.X_OK)
-
-    def start(self, timeout: float = 60) -> None:
-        os.makedirs(self.env["DOCKER_CONFIG"], exist_ok=True)
-        # exec-root holds the socket paths of dockerd's containerd: keep it short
-        self.exec_root = tempfile.mkdtemp(prefix="kiln-dockerd-")
-        cmd = [
-            DOCKERD,
-            "--data-root", os.path.join(self.work, "data"),
-            "--exec-root", self.exec_root,
-            "--pidfile", self.pidfile,
-            "-H", f"unix://{self.sock}",
-            "--iptables=false", "--ip6tables=false", "--bridge=none",
-            "--exec-opt", "native.cgroupdriver=cgroupfs",
-        ]  # fmt: skip
-        with open(os.path.join(self.work, "dockerd.log"), "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            res = self.docker("version", timeout=10, check=False)
-            if res.returncode == 0:
-                return
-            time.sleep(0.3)
-        self.stop()
-        with open(os.path.join(self.work, "dockerd.log"), errors="replace") as f:
-            raise RuntimeError("dockerd did not start:\n" + f.read()[-3000:])
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
-        shutil.rmtree(self.exec_root, ignore_errors=True)
-
-    def docker(self, *args, input=None, timeout=BUILD_TIMEOUT, check=True):
-        res = subprocess.run(
-            [DOCKER, *args],
-            input=input,
-            stdin=subprocess.DEVNULL if input is None else None,
-            capture_output=True,
-            env=self.env,
-            timeout=timeout,
-        )
-        if check and res.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(args)} failed: {res.stderr.decode()}")
-        return res
-
-    def load(self, archives: dict[str, str]) -> None:
-        for path in archives.values():
-            self.docker("load", "-q", "-i", path)
-
-    def build(self, context, flags=(), *, tag):
-        return self.docker("build", "--network", "none", "--progress", "plain", "-t", tag,
-                           *flags, str(context), check=False)  # fmt: skip
 
     def probe(self, tag: str) -> image_probe.Probe:
         with self._lock:
@@ -316,9 +237,6 @@ class Dockerd:
             return image_probe.docker_archive_image(out)
         finally:
             os.unlink(out)
-
-    def remove(self, tag: str) -> None:
-        self.docker("rmi", "-f", tag, check=False)
 
 
 # --- the bed: builds every selected case once per builder, a few at a time -----------------------

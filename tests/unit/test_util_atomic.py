@@ -154,3 +154,38 @@ def test_file_kind_and_fsync_dir(tmp_path):
     assert file_kind(stat.S_IFCHR) == "character device"
     assert file_kind(stat.S_IFIFO) == "FIFO"
     fsync_dir(str(tmp_path))
+
+
+def test_fsync_tree_syncs_every_file_and_directory_or_the_file_system(tmp_path, monkeypatch):
+    from kiln.util import atomic
+
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "d" / "e" / "f").write_bytes(b"x")
+    (tmp_path / "g").write_bytes(b"y")
+    os.symlink("g", tmp_path / "link")  # made durable by its directory's fsync
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    assert atomic.fsync_tree(str(tmp_path)) == 5  # root, d, d/e, d/e/f, g
+    assert len(synced) == 5
+    whole: list[str] = []
+    monkeypatch.setattr(atomic, "syncfs", whole.append)
+    assert atomic.fsync_tree(str(tmp_path), limit=3) == -1
+    assert whole == [str(tmp_path)]
+
+
+def test_fsync_tree_falls_back_to_syncfs_when_an_entry_cannot_be_opened(tmp_path, monkeypatch):
+    from kiln.util import atomic
+
+    (tmp_path / "f").write_bytes(b"x")
+    real_open = os.open
+
+    def refusing_open(path, flags, *a):
+        if str(path).endswith("/f"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(atomic.os, "open", refusing_open)
+    whole: list[str] = []
+    monkeypatch.setattr(atomic, "syncfs", whole.append)
+    assert atomic.fsync_tree(str(tmp_path)) == -1 and whole == [str(tmp_path)]

@@ -168,6 +168,7 @@ class StageRun:
                 owner=this_process(),  # removed by the next kiln command if this one is killed
             )
             self.ex.track(b)
+            b.volatile_mounts = True  # thrown away, or synced by commit_step: no unmount syncs
             b.config = self.editor
             self.builder = b
         return self.builder

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from kiln.errors import NotFound
 from kiln.store import ImageRecord
+from kiln.util.atomic import fsync_tree
 
 from .config_edit import ConfigEditor
 
@@ -54,6 +55,10 @@ def commit_step(
         with contextlib.suppress(NotFound):
             snaps.remove(key)
     else:
+        if b.volatile_mounts and not b.is_copy_snapshot():
+            # the upper was written without syncs: durable before it becomes a layer that
+            # later builds trust (its blob is durable already: the store's ingest fsyncs)
+            fsync_tree(b.upper_dir())
         snaps.commit(key, new_chain, old_chain)
     _point_at(b, rec, new_chain)
     return rec

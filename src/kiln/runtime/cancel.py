@@ -5,14 +5,20 @@ process gets SIGTERM, then SIGKILL once ``RunOptions.cancel_grace`` seconds have
 (PID 1 of a container ignores SIGTERM unless it handles it), and, should even that not end
 it, the caller's last resort (``force``). The run then returns the exit code as usual; the
 caller sees its flag set and raises ``kiln.errors.Cancelled``.
+
+Given the process's ``pid``, the wait wakes the moment the process exits (a pidfd), not at
+the next tick of the cancel poll: a RUN step is not rounded up to ``POLL_SECONDS``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 POLL_SECONDS = 0.05
 FORCE_AFTER_KILL_SECONDS = 5.0
@@ -32,14 +38,23 @@ def wait_cancellable(
     stop: Callable[[int], None],
     grace: float,
     force: Callable[[], None] | None = None,
+    pid: int | None = None,
 ) -> int:
-    """Wait until ``poll()`` gives an exit code; on ``cancel``, ``stop`` the process first."""
-    while True:
-        code = poll()
-        if code is not None:
-            return code
-        if cancel.wait(POLL_SECONDS):
-            break
+    """Wait until ``poll()`` gives an exit code; on ``cancel``, ``stop`` the process first.
+
+    ``pid`` (a child not reaped yet): wake as soon as it exits instead of polling."""
+    with _exit_watch(pid) as exited:
+        while True:
+            code = poll()
+            if code is not None:
+                return code
+            if exited is None:
+                if cancel.wait(POLL_SECONDS):
+                    break
+            elif cancel.is_set():
+                break
+            else:
+                exited.poll(POLL_SECONDS * 1000)
     started = time.monotonic()
     stop(int(signal.SIGTERM))
     killed = forced = False
@@ -55,3 +70,22 @@ def wait_cancellable(
             force()
             forced = True
         time.sleep(POLL_SECONDS)
+
+
+@contextlib.contextmanager
+def _exit_watch(pid: int | None) -> Iterator[select.poll | None]:
+    """A poll object that becomes readable when child ``pid`` exits (None: not available,
+    e.g. no pidfd on this kernel: the caller polls at POLL_SECONDS instead)."""
+    fd = None
+    if pid is not None and hasattr(os, "pidfd_open"):
+        with contextlib.suppress(OSError):
+            fd = os.pidfd_open(pid)
+    if fd is None:
+        yield None
+        return
+    try:
+        watch = select.poll()
+        watch.register(fd, select.POLLIN)
+        yield watch
+    finally:
+        os.close(fd)

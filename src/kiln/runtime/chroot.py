@@ -271,7 +271,7 @@ def _wait(pid: int, opts: RunOptions) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
 
-    wait_cancellable(poll, opts.cancel, stop, opts.cancel_grace)
+    wait_cancellable(poll, opts.cancel, stop, opts.cancel_grace, pid=pid)
     return status[0]
 
 

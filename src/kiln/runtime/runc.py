@@ -157,7 +157,12 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
                         code = proc.wait()
                     else:
                         code = wait_cancellable(
-                            proc.poll, opts.cancel, forwarder.kill, opts.cancel_grace, proc.kill
+                            proc.poll,
+                            opts.cancel,
+                            forwarder.kill,
+                            opts.cancel_grace,
+                            proc.kill,
+                            pid=proc.pid,
                         )
                 except BaseException:
                     forwarder.kill(signal.SIGKILL)
@@ -168,11 +173,14 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            subprocess.run(
-                [*base, "delete", "--force", p.run_id],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                check=False,
-            )  # fmt: skip
+            # `runc run` removes its container when it exits; only a run that was killed
+            # (or could not finish) leaves its state behind: delete that one
+            if os.path.lexists(os.path.join(state, p.run_id)):
+                subprocess.run(
+                    [*base, "delete", "--force", p.run_id],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, check=False,
+                )  # fmt: skip
         if code == 1:
             error = _runc_error(log_path)
             failure = _exec_failure(error)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kiln.errors import InvalidArgument, Unavailable
-from kiln.snapshot.spec import OVERLAY_OPTIONS, MountSpec
+from kiln.snapshot.spec import OVERLAY_OPTIONS, VOLATILE, MountSpec
 
 # syscall numbers >= 424 are the same on every architecture
 _SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 429, 430, 431, 432
@@ -80,7 +80,21 @@ def _overlay(spec: MountSpec, target: str) -> None:
             return
         except _NoNewApi:
             pass
-    _overlay_legacy(spec, target)
+    try:
+        _overlay_legacy(spec, target)
+    except Unavailable as exc:
+        if not spec.volatile or getattr(exc, "errno", None) != errno.EINVAL:
+            raise
+        _overlay_legacy(spec.without(VOLATILE), target)  # a kernel before 5.10
+
+
+def forget_volatile(spec: MountSpec) -> None:
+    """After a clean unmount of a ``volatile`` overlay: remove the marker the kernel left
+    in its work dir, without which it refuses to mount that upper again (the marker is
+    how it tells a crash; this process saw the unmount, so the upper is whole)."""
+    if spec.type != "overlay" or not spec.volatile or not spec.work:
+        return
+    shutil.rmtree(os.path.join(spec.work, "work", "incompat", VOLATILE), ignore_errors=True)
 
 
 def unmount(target: str) -> None:
@@ -218,7 +232,8 @@ def _overlay_new_api(spec: MountSpec, target: str) -> None:
                 attrs |= _MOUNT_ATTR_RDONLY
                 continue
             key, eq, value = opt.partition("=")
-            setstr(key, value if eq else None, optional=opt in OVERLAY_OPTIONS)
+            optional = opt in OVERLAY_OPTIONS or opt == VOLATILE
+            setstr(key, value if eq else None, optional=optional)
         try:
             _sys(_SYS_FSCONFIG, fd, _FSCONFIG_CMD_CREATE, None, None, 0)
         except OSError as exc:

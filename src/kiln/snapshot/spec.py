@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 #: overlay options kiln wants; each is used only if this kernel's overlay knows it
 OVERLAY_OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
+#: no syncs of the upper file system (unmount and syncfs skip them): for an upper that is
+#: thrown away or made durable by its owner before anyone trusts it (``fsync_tree``);
+#: dropped on kernels that refuse it (before 5.10)
+VOLATILE = "volatile"
 _PARAMS = "/sys/module/overlay/parameters"
 
 
@@ -27,6 +31,19 @@ class MountSpec:
     @property
     def readonly(self) -> bool:
         return "ro" in self.options
+
+    @property
+    def volatile(self) -> bool:
+        return VOLATILE in self.options
+
+    def as_volatile(self) -> MountSpec:
+        """This writable overlay mounted ``volatile`` (anything else is returned as it is)."""
+        if self.type != "overlay" or not self.upper or self.volatile:
+            return self
+        return replace(self, options=(*self.options, VOLATILE))
+
+    def without(self, option: str) -> MountSpec:
+        return replace(self, options=tuple(o for o in self.options if o != option))
 
     def overlay_data(self, relative_to: str | None = None) -> str:
         """The classic ``mount -o`` string (paths relative to ``relative_to`` if given)."""

@@ -29,7 +29,9 @@ from typing import BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
 
-__all__ = ["AtomicFile", "atomic_write", "file_kind", "fsync_dir", "refuse_symlinks"]
+__all__ = [
+    "AtomicFile", "atomic_write", "file_kind", "fsync_dir", "fsync_tree", "refuse_symlinks", "syncfs"
+]  # fmt: skip
 
 _KINDS = (
     (stat.S_ISDIR, "directory"),
@@ -55,6 +57,65 @@ def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+#: above this many files and directories, ``fsync_tree`` syncs the whole file system once
+#: instead: one syncfs costs about as much as a few hundred fsyncs on ext4
+FSYNC_TREE_LIMIT = 256
+
+
+def fsync_tree(path: str, limit: int = FSYNC_TREE_LIMIT) -> int:
+    """Make everything under directory ``path`` durable: every regular file and directory
+    fsynced (symlinks, devices and whiteouts are inodes whose creation the directory's
+    fsync makes durable), or, past ``limit`` entries, one ``syncfs`` of its file system.
+    Returns how many were fsynced, or -1 when the file system was synced instead (also
+    when an entry cannot be opened: a mode 000 file of a rootless run, say).
+
+    For trees written without syncs (an overlay upper mounted ``volatile``) before they
+    are adopted as something a later reader trusts."""
+    try:
+        return _fsync_each(path, limit)
+    except OSError:
+        pass
+    syncfs(path)
+    return -1
+
+
+def _fsync_each(path: str, limit: int) -> int:
+    todo = [path]
+    found: list[tuple[str, bool]] = [(path, True)]
+    while todo:
+        with os.scandir(todo.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(entry.path)
+                    found.append((entry.path, True))
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((entry.path, False))
+                if len(found) > limit:
+                    raise OSError("too many entries: one syncfs instead")
+    for name, is_dir in found:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if is_dir else 0)
+        fd = os.open(name, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return len(found)
+
+
+def syncfs(path: str) -> None:
+    """syncfs(2): write out everything dirty on the file system holding ``path``."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
     finally:
         os.close(fd)
 
