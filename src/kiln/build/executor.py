@@ -96,6 +96,7 @@ class Executor:
         self.cancel = _BuildCancel(opts.cancel)
         self.results: dict[int, str] = {}
         self.cache_hits = 0
+        self.cache_log: list[tuple[int, str, str]] = []  # (stage, key, image id): --cache-to
         self._refs: dict[str, str] = {}
         self._builders: set[Builder] = set()
         self._lock = threading.Lock()

@@ -82,14 +82,18 @@ class _StoppingSink:
         self._sink.emit(event)
 
 
-def _puller(ctx: Context, platform: str | None, stopping: threading.Event) -> Any:
-    """``(ref, policy) -> image id`` for FROM and ``--from`` images, through the registry."""
+def _puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
+    """``(ref, policy) -> image id`` for FROM and ``--from`` images, through the registry
+    (with the build's --tls-verify, --cert-dir, --authfile and --creds, as podman's)."""
     from kiln.ops.registry import ensure_image
 
     pull_ctx = dataclasses.replace(ctx, events=_StoppingSink(ctx.events, stopping))
+    kw: dict[str, Any] = {"platform": opts.platform} if opts.platform else {}
+    for key in ("tls_verify", "cert_dir", "authfile", "creds"):
+        if getattr(opts, key) is not None:
+            kw[key] = getattr(opts, key)
 
     def pull(ref: str, policy: str) -> str:
-        kw = {"platform": platform} if platform else {}
         return str(ensure_image(pull_ctx, ref, pull_policy=policy, **kw))
 
     return pull
@@ -103,6 +107,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     from kiln.build.named_contexts import open_named_contexts
     from kiln.build.parser import parse_string
     from kiln.build.progress import Progress
+    from kiln.ops import build_share
 
     for entitlement in opts.allow:
         if entitlement not in ENTITLEMENTS:
@@ -139,6 +144,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
         with (
             BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir) as context,
             ctx.store.lease(),
+            build_share.caches_imported(ctx, opts, progress),
         ):
             dirs = {
                 n: named_dirs.enter_context(
@@ -151,11 +157,13 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
                                 named=named, named_dirs=dirs)  # fmt: skip
             given = opts.puller  # the caller's, else one bound to this build
             if given is None:
-                opts.puller = _puller(ctx, opts.platform, executor.cancel)
+                opts.puller = _puller(ctx, opts, executor.cancel)
             try:
-                return executor.run()
+                result = executor.run()
             finally:
                 opts.puller = given
+            build_share.finish(ctx, opts, executor, result.image_id)
+            return result
 
 
 def read_containerfile(stream: TextIO, name: str) -> str:
