@@ -9,6 +9,7 @@ the file unchanged and a miss shows up as a new line.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -154,9 +155,16 @@ def test_max_cache_makes_an_empty_store_build_nothing(registry_plain, project, f
     artifact, _ = _manifest(registry_plain, "regcache/cache:max")
     assert artifact["config"]["mediaType"] == "application/vnd.kiln.buildcache.config.v1+json"
 
+    # machine B has its own checkout: another path, files written anew (other inodes,
+    # mtimes and ctimes): nothing of the machine is in a key, so every key matches
+    other = ctx.parent / "checkout-b"
+    other.mkdir()
+    for name in ("a.txt", "b.txt", "Containerfile"):
+        (other / name).write_bytes((ctx / name).read_bytes())
+        os.utime(other / name, (1_000_000, 1_000_000))
     b = fleet("b")
     assert b.store.list_images() == []
-    again = b.build(str(ctx), witness, tags=["app"], cache_from=[ref])
+    again = b.build(str(other), witness, tags=["app"], cache_from=[ref])
     assert _log(witness) == ["tool-stage", "a-step", "b-step"], "a RUN executed on store B"
     assert again.image_id == built.image_id
     assert again.manifest_digest == built.manifest_digest
@@ -165,8 +173,8 @@ def test_max_cache_makes_an_empty_store_build_nothing(registry_plain, project, f
     assert b.warnings() == []
 
     # one changed file: B rebuilds from that step on, and only that
-    (ctx / "b.txt").write_text("changed\n")
-    b.build(str(ctx), witness, cache_from=[ref])
+    (other / "b.txt").write_text("changed\n")
+    b.build(str(other), witness, cache_from=[ref])
     assert _log(witness) == ["tool-stage", "a-step", "b-step", "b-step"]
     assert b.hit_steps() == [
         "RUN echo tool-stage >> /witness/log && echo tool > /tool",

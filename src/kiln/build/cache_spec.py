@@ -93,7 +93,11 @@ def _parse(flag: str, value: str, allowed: set[str]) -> tuple[dict[str, str], st
     if kind not in TYPES:
         raise InvalidArgument(
             f"{flag} {value!r}: type must be one of {', '.join(TYPES)}"
-            + (" (kiln keeps its local cache itself)" if kind in ("gha", "s3", "azblob") else "")
+            + (
+                ": gha, s3 and azblob caches are not supported, use a registry"
+                if kind in ("gha", "s3", "azblob")
+                else ""
+            )
         )
     unknown = sorted(set(fields) - allowed)
     if unknown:
