@@ -176,6 +176,10 @@ def finish(ctx: Context, opts: BuildOptions, executor: Any, image_id: str) -> No
             ctx.store.tag(normalize_tag(name), image_id)
     to = [parse_cache_to(v) for v in opts.cache_to]
     inline = [s for s in to if s.type == "inline"]
+    if inline and opts.image_format != "oci":
+        warn("--cache-to type=inline: the cache rides on the OCI manifest's annotations, "
+             "which a Docker v2s2 manifest has not: build with --format oci; no cache exported")  # fmt: skip
+        inline = []
     for name, insecure in push_targets(opts):
         annotations = None
         if inline:
@@ -243,6 +247,9 @@ def _export(ctx: Context, opts: BuildOptions, executor: Any, spec: CacheSpec) ->
     entries = _entries(ctx, executor, spec.mode)
     progress = executor.progress
     _check_compression(spec, entries, progress.warning)
+    if not entries:
+        progress.warning(f"--cache-to {spec.text}: no step was cached (--layers=false or "
+                         "--squash?): the exported cache is empty")  # fmt: skip
     progress.note(f"Exporting cache to {spec.where}: {len(entries)} steps (mode={spec.mode})")
     if spec.type == "local":
         from kiln.store.oci_layout import OCILayout
