@@ -1,7 +1,7 @@
 """Registry build cache: an empty machine building with a cache another machine pushed, against
 the same empty machine building cold — kiln's registry cache and BuildKit's inline cache.
 
-    python bench/registry_cache_bench.py [--runs 3] [--blob-mib 32] [--files 2000]
+    python bench/registry_cache_bench.py [--runs 3] [--blob-mib 32] [--files 2000] [--loops N]
 
 The Containerfile writes a random file, copies a context of small files and runs a
 shell loop standing for a compile step. One private registry (Debian's docker-registry)
@@ -43,17 +43,17 @@ FROM {base}
 RUN dd if=/dev/urandom of=/blob bs=1M count={blob_mib} 2>/dev/null
 COPY files/ /app/
 RUN find /app -type f | wc -l > /count && sha256sum /blob > /sum
-RUN i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo $i > /work
+RUN i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done; echo $i > /work
 RUN for i in $(seq 1 500); do echo line $i; done > /lines
 ENV MODE=bench
 CMD ["/bin/sh"]
 """
 
 
-def _context(base: str, blob_mib: int, files: int) -> Path:
+def _context(base: str, blob_mib: int, files: int, loops: int) -> Path:
     ctx = bl.data_dir() / f"ctx-regcache-{files}"
     bl.small_files(ctx / "files", files)
-    (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=base, blob_mib=blob_mib))
+    (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=base, blob_mib=blob_mib, loops=loops))
     return ctx
 
 
@@ -159,6 +159,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--blob-mib", type=int, default=32)
     ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--loops", type=int, default=1_000_000, help="the compile-like RUN's loop")
     ap.add_argument("--no-buildkit", action="store_true")
     bl.add_bytecode_flag(ap)
     args = ap.parse_args()
@@ -172,7 +173,7 @@ def main() -> int:
     load_before = os.getloadavg()
     with registry_servers.start_registry("plain") as reg:
         base = _push_base(reg.host)
-        ctx = _context(base, args.blob_mib, args.files)
+        ctx = _context(base, args.blob_mib, args.files, args.loops)
         warm = bl.data_dir() / "ctx-regcache-warm"
         warm.mkdir(parents=True, exist_ok=True)
         (warm / "Dockerfile").write_text(f"FROM {bl.BASE_REF}\nRUN true\n")

@@ -24,6 +24,7 @@ from registry_env import isolate_registry_env  # noqa: E402
 pytestmark = [*ROOT_MARKS, pytest.mark.timeout(600)]
 
 registry_plain = registry_servers.registry_plain
+registry_basic = registry_servers.registry_basic
 
 DOCKERFILE = """\
 FROM {base} AS tool
@@ -256,7 +257,9 @@ def test_push_and_registry_output_push_the_image_as_stored(registry_plain, proje
     assert a.store.resolve_image(out).id == built.image_id
 
 
-def test_unreachable_missing_or_foreign_cache_is_a_warning(registry_plain, project, fleet):
+def test_unreachable_missing_unauthorised_or_foreign_cache_is_a_warning(
+    registry_plain, registry_basic, project, fleet
+):
     ctx, witness = project
     g = fleet("g")
     result = g.build(
@@ -265,14 +268,18 @@ def test_unreachable_missing_or_foreign_cache_is_a_warning(registry_plain, proje
         cache_from=[
             "type=registry,ref=127.0.0.1:9/nothing/here:x",  # nothing listens (discard port)
             f"{registry_plain.host}/regcache/never-pushed:latest",
+            f"{registry_basic.host}/regcache/cache:max",  # needs credentials: none given
             "type=registry,ref=" + f"{registry_plain.host}/regcache/busybox:1",  # an image
         ],
     )
     assert result.image_id
     warnings = g.warnings()
-    assert len(warnings) == 3, warnings
+    assert len(warnings) == 4, warnings
     assert all("not using this cache" in w for w in warnings)
-    assert "not a kiln build cache" in warnings[2]
+    assert "manifest unknown" in warnings[1]
+    assert "unauthorized" in warnings[2]
+    assert "not a kiln build cache" in warnings[3]
+    assert _log(witness).count("b-step") == 1  # built, without any cache
 
 
 def test_cli_flags(registry_plain, project, tmp_path, capsys):
@@ -300,3 +307,36 @@ def test_cli_flags(registry_plain, project, tmp_path, capsys):
     code = run(["--root", str(tmp_path / "cli-c"), *common, "--cache-to", "type=gha"])
     assert code == 125
     assert "type must be one of registry, local, inline" in capsys.readouterr().err
+
+
+def test_docker_api_cachefrom_uses_the_same_cache(registry_plain, project, fleet, tmp_path):
+    """docker-py's ``cache_from`` against ``kiln serve`` with an empty store: every step
+    comes from the registry cache. No RUN can have executed: the API build has no
+    /witness mount, so each RUN would fail."""
+    docker = pytest.importorskip("docker")
+    from api_server import start_server, stop_server
+
+    conf = Path(os.environ["KILN_REGISTRIES_CONF"])  # the server reaches the plain-HTTP
+    conf.write_text(  # registry as an insecure one, as a server would be configured
+        conf.read_text() + f'\n[[registry]]\nlocation = "{registry_plain.host}"\ninsecure = true\n'
+    )
+    ctx, witness = project
+    ref = f"{registry_plain.host}/regcache/cache:api"
+    a = fleet("a")  # the Docker API builds Docker-format images: the same settings here
+    built = a.build(
+        str(ctx), witness, image_format="docker", cache_to=[f"type=registry,ref={ref},mode=max"]
+    )
+    (tmp_path / "server").mkdir()
+    proc, sock = start_server(tmp_path / "server")
+    try:
+        client = docker.APIClient(base_url=f"unix://{sock}", version="auto", timeout=300)
+        lines = list(
+            client.build(path=str(ctx), dockerfile="Containerfile", cache_from=[ref], decode=True)
+        )
+        client.close()
+    finally:
+        assert stop_server(proc) == 0
+    assert not [x for x in lines if "error" in x], lines
+    text = "".join(x.get("stream", "") for x in lines)
+    assert text.count("--> Using cache") == 7, text
+    assert {"aux": {"ID": built.image_id}} in lines
