@@ -91,3 +91,17 @@ def test_api_cachefrom_and_libpod_cacheto():
     )
     assert libpod["cache_from"] == ["r/c:1"]
     assert libpod["cache_to"] == ["type=registry,ref=r/c:2"]
+
+
+def test_push_targets():
+    from kiln.build.options import BuildOptions
+    from kiln.ops.build_share import push_targets
+
+    with pytest.raises(InvalidArgument, match="--push needs a name"):
+        push_targets(BuildOptions(push=True))
+    opts = BuildOptions(
+        push=True,
+        tags=["r/a:1"],
+        outputs=["type=registry,name=r/b:2,registry.insecure=true", "type=image,name=r/c:3"],
+    )
+    assert push_targets(opts) == [("r/a:1", False), ("r/b:2", True)]
