@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = ["ENTITLEMENTS", "BuildOptions", "BuildResult", "default_jobs"]
 
@@ -92,6 +92,7 @@ class BuildOptions:
     authfile: str | None = None
     creds: str | None = None
     cache_lookup: Callable[[str], str | None] | None = None  # key -> image id (set by ops)
+    on_built: Callable[[Any, str], None] | None = None  # (executor, image id), before the ID line
     tmpdir: str | None = None
 
 

@@ -158,12 +158,12 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             given = opts.puller  # the caller's, else one bound to this build
             if given is None:
                 opts.puller = _puller(ctx, opts, executor.cancel)
+            opts.on_built = lambda ex, image_id: build_share.finish(ctx, opts, ex, image_id)
             try:
-                result = executor.run()
+                return executor.run()
             finally:
                 opts.puller = given
-            build_share.finish(ctx, opts, executor, result.image_id)
-            return result
+                opts.on_built = None
 
 
 def read_containerfile(stream: TextIO, name: str) -> str:
