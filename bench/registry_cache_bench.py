@@ -43,7 +43,7 @@ FROM {base}
 RUN dd if=/dev/urandom of=/blob bs=1M count={blob_mib} 2>/dev/null
 COPY files/ /app/
 RUN find /app -type f | wc -l > /count && sha256sum /blob > /sum
-RUN i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done; echo $i > /work
+RUN i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done; echo $i > /loop-count
 RUN for i in $(seq 1 500); do echo line $i; done > /lines
 ENV MODE=bench
 CMD ["/bin/sh"]
