@@ -123,3 +123,19 @@ def test_search_prefers_v1_search_then_falls_back_to_catalog() -> None:
 
     got = _client(catalog).search("TOOL", registry="reg.example")
     assert [r.name for r in got] == ["reg.example/team/tool"]
+
+
+def test_blob_read_again_after_its_end_is_empty_as_from_a_file() -> None:
+    """A buffered reader (copy_image's layer tee) asks once more after the end: b"", not
+    'read of closed file'."""
+    import io
+
+    data = b"0123456789"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=data)
+
+    reader = io.BufferedReader(_client(handler).open_blob(REF, Digest.of_bytes(data)), 4)
+    assert reader.read() == data
+    assert reader.read(4) == b""
+    assert reader.read() == b""

@@ -142,7 +142,6 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
     for name, value in (("memory", memory), ("cpushares", qint(q, "cpushares"))):
         if value is not None and value < 0:
             raise bad(name, q[name], "must not be negative")
-    qjson_str_list(q, "cachefrom")  # validated; kiln's cache is local
     opts: dict[str, Any] = {
         "dockerfiles": dockerfiles,
         "dockerfile_in_context": True,  # never a path of the server's own file system
@@ -167,6 +166,8 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         "platform": _platform(q),
         "add_hosts": _extra_hosts(q),
         "outputs": _outputs(q),
+        # REF or type=registry,ref=REF / type=local,src=DIR, as --cache-from (kiln.ops.build_share)
+        "cache_from": qjson_str_list(q, "cachefrom"),
     }
     if libpod:
         if "annotations" in q:
@@ -179,6 +180,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
             opts["jobs"] = jobs
         opts["isolation"] = _choice(q, "isolation", _ISOLATION, "oci")
         opts["image_format"] = _choice(q, "outputformat", _FORMATS, "oci")
+        opts["cache_to"] = qjson_str_list(q, "cacheto")
         ts = qint(q, "timestamp")
         if ts is not None:
             opts["timestamp"] = ts

@@ -96,6 +96,7 @@ class Executor:
         self.cancel = BuildCancel(opts.cancel)
         self.results: dict[int, str] = {}
         self.cache_hits = 0
+        self.cache_log: list[tuple[int, str, str]] = []  # (stage, key, image id): --cache-to
         self._refs: dict[str, str] = {}
         self._builders: set[Builder] = set()
         self._lock = threading.Lock()
@@ -210,6 +211,8 @@ class Executor:
             from kiln.build.outputs import export_outputs
 
             export_outputs(self, image_id, self.opts.outputs)
+        if self.opts.on_built is not None:  # pushes and cache exports (kiln.ops.build_share)
+            self.opts.on_built(self, image_id)
         rec = self.store.get_image(image_id)
         self.progress.image(image_id)
         stage_images = {}

@@ -9,12 +9,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = ["ENTITLEMENTS", "BuildOptions", "BuildResult", "default_jobs"]
 
 PULL_POLICIES = ("missing", "always", "never", "newer")
-OUTPUT_TYPES = ("local", "tar", "oci", "docker")
+OUTPUT_TYPES = ("local", "tar", "oci", "docker", "image", "registry")
 # BuildKit's entitlements: privileges a Dockerfile may ask for only when the person
 # running the build grants them with --allow
 ENTITLEMENTS = ("network.host", "security.insecure")
@@ -87,6 +87,18 @@ class BuildOptions:
     cancel: threading.Event | None = None
     # (reference, policy[, platform]) -> image id; the platform is passed when one is asked for
     puller: Callable[..., str] | None = None
+    # registry caches and pushes (``kiln.build.cache_spec``; ``kiln.ops.build_share``)
+    cache_from: list[str] = field(
+        default_factory=list
+    )  # type=registry,ref=R | type=local,src=D | R
+    cache_to: list[str] = field(default_factory=list)  # ...,mode=min|max | type=inline
+    push: bool = False  # push each tag after the build (buildx's --push)
+    tls_verify: bool | None = None  # registries of caches and pushes (podman's flags)
+    cert_dir: str | None = None
+    authfile: str | None = None
+    creds: str | None = None
+    cache_lookup: Callable[[str], str | None] | None = None  # key -> image id (set by ops)
+    on_built: Callable[[Any, str], None] | None = None  # (executor, image id), before the ID line
     tmpdir: str | None = None
 
 

@@ -3,6 +3,9 @@
 ``type=local,dest=DIR`` (its root filesystem as files), ``type=tar,dest=FILE`` (that tree
 as one tar), ``type=oci,dest=FILE`` (an OCI archive) and ``type=docker,dest=FILE`` (a
 docker-archive). A bare path means ``type=local,dest=PATH``; ``-`` means ``type=tar,dest=-``.
+As BuildKit's: ``type=image,name=REF[,push=true]`` names the image REF (``"name=A,B"``:
+several) and pushes it when asked; ``type=registry,name=REF`` is ``type=image`` with
+``push=true``. ``kiln.ops.build_share`` tags and pushes those (:func:`image_output`).
 
 File outputs are written as ``kiln.util.output`` says (a regular file atomically, a
 device or FIFO through, never replaced); ``dest=-`` is standard output, as in BuildKit and
@@ -11,8 +14,10 @@ buildah, refused when that is a terminal.
 
 from __future__ import annotations
 
+import csv
 import shutil
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InvalidArgument
@@ -21,18 +26,70 @@ from kiln.util.output import check_output, open_output, output_dir
 if TYPE_CHECKING:
     from kiln.build.executor import Executor
 
-__all__ = ["check_outputs", "export_outputs", "parse_output", "writes_stdout"]
+__all__ = [
+    "ImageOutput",
+    "check_outputs",
+    "export_outputs",
+    "image_output",
+    "parse_output",
+    "writes_stdout",
+]
 
-TYPES = ("local", "tar", "oci", "docker")
+TYPES = ("local", "tar", "oci", "docker", "image", "registry")
+IMAGE_TYPES = ("image", "registry")
+_IMAGE_KEYS = {"type", "name", "push", "registry.insecure", "oci-mediatypes", "unpack", "store"}
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    names: tuple[str, ...]
+    push: bool
+    insecure: bool = False
+
+
+def image_output(spec: str) -> ImageOutput | None:
+    """``type=image|registry,name=REF[,push=true]`` (BuildKit's CSV: a quoted field may
+    hold commas); None for the file outputs."""
+    if "=" not in spec:
+        return None
+    try:
+        parts = next(csv.reader([spec]), [])
+    except csv.Error as exc:
+        raise InvalidArgument(f"--output {spec!r}: {exc}") from None
+    fields: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise InvalidArgument(f"--output {spec!r}: use type=TYPE,name=REF")
+        fields[key.strip().lower()] = value.strip()
+    kind = fields.get("type", "local")
+    if kind not in IMAGE_TYPES:
+        return None
+    unknown = sorted(set(fields) - _IMAGE_KEYS)
+    if unknown:
+        raise InvalidArgument(f"--output {spec!r}: unknown option(s) {', '.join(unknown)}")
+    names = tuple(n.strip() for n in fields.get("name", "").split(",") if n.strip())
+    if not names:
+        raise InvalidArgument(f"--output {spec!r}: name=REF is required")
+    flags = {}
+    for key in ("push", "registry.insecure"):
+        text = fields.get(key, "").lower()
+        if text not in ("", "true", "false", "1", "0"):
+            raise InvalidArgument(f"--output {spec!r}: {key}={text!r} must be true or false")
+        flags[key] = text in ("true", "1")
+    return ImageOutput(names, kind == "registry" or flags["push"], flags["registry.insecure"])
 
 
 def parse_output(spec: str) -> tuple[str, str]:
     """``type=local,dest=DIR`` -> ("local", DIR); a bare path is a local directory, ``-``
-    a tar on standard output."""
+    a tar on standard output; ``type=image|registry,name=REF`` -> (type, REF)."""
     if spec == "-":
         return "tar", "-"
     if "=" not in spec:
         return "local", spec
+    image = image_output(spec)
+    if image is not None:
+        return ("registry" if image.push else "image"), ",".join(image.names)
     fields: dict[str, str] = {}
     for part in spec.split(","):
         key, sep, value = part.partition("=")
@@ -58,7 +115,8 @@ def writes_stdout(specs: list[str]) -> bool:
     a bad spec counts as not (``check_outputs`` refuses it)."""
     for spec in specs:
         try:
-            if parse_output(spec)[1] == "-":
+            kind, dest = parse_output(spec)
+            if dest == "-" and kind not in IMAGE_TYPES:
                 return True
         except InvalidArgument:
             continue
@@ -69,6 +127,8 @@ def check_outputs(specs: list[str]) -> None:
     """Refuse bad ``--output`` values before the build starts."""
     for spec in specs:
         kind, dest = parse_output(spec)
+        if kind in IMAGE_TYPES:
+            continue
         if dest == "-":
             _stdout(spec)
         elif kind != "local":
@@ -88,6 +148,8 @@ def _stdout(spec: str) -> BinaryIO:
 def export_outputs(ex: Executor, image_id: str, specs: list[str]) -> None:
     for spec in specs:
         kind, dest = parse_output(spec)
+        if kind in IMAGE_TYPES:
+            continue  # named and pushed by the caller (kiln.ops.build_share)
         if kind in ("local", "tar"):
             with ex.open_image_root(image_id) as root:
                 if kind == "local":

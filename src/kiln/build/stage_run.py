@@ -102,14 +102,27 @@ class StageRun:
         store = self.ex.store
         image_id = store.get_cache(key)
         if image_id is None:
-            return None
+            return self._imported(key)
         try:
             store.get_image(image_id)
         except NotFound:
             with contextlib.suppress(Exception):
                 store.delete_cache(key)
-            return None
+            return self._imported(key)
         return image_id
+
+    def _imported(self, key: str) -> str | None:
+        """A step another machine built: ``--cache-from`` caches (``opts.cache_lookup``
+        copies the image into the store on a hit); it joins the local cache."""
+        lookup = self.ex.opts.cache_lookup
+        image_id = lookup(key) if lookup is not None else None
+        if image_id is not None:
+            self.ex.store.put_cache(key, image_id)
+        return image_id
+
+    def remember(self, key: str, image_id: str) -> None:
+        """Note a cached step for ``--cache-to`` (hits and new images alike)."""
+        self.ex.cache_log.append((self.stage.index, key, image_id))
 
     def adopt_image(self, image_id: str) -> None:
         """Continue from ``image_id`` (a cache hit): its config, nothing pending."""
@@ -185,6 +198,7 @@ class StageRun:
         """Continue from the image cached under ``key``, if any (printed as podman does)."""
         hit = self.cached(key)
         if hit is not None:
+            self.remember(key, hit)
             self.adopt_image(hit)
             self.ex.progress.cache_hit(hit)
             self.ex.cache_hits += 1
@@ -215,6 +229,7 @@ class StageRun:
         self.image_id = rec.id
         self.editor = b.config
         self.ex.store.put_cache(key, rec.id)
+        self.remember(key, rec.id)
         self.ex.progress.layer(rec.id)
 
     def meta_step(self, instr: Instruction, created_by: str, **key_parts: Any) -> None:
@@ -267,6 +282,7 @@ class StageRun:
         self.drop_builder()
         if self.layers:
             self.ex.store.put_cache(key, rec.id)
+            self.remember(key, rec.id)
         self.ex.progress.layer(rec.id)
         return rec.id
 

@@ -68,8 +68,10 @@ class RegistrySink:
         progress: SinkProgress | None = None,
         tmp_dir: str | None = None,
         config_digest: Digest | None = None,
+        annotations: dict[str, str] | None = None,
     ):
         self.client = client
+        self.annotations = dict(annotations or {})  # added to the manifest put (OCI only)
         self.ref = ref
         self.mount_from = [m for m in mount_from if m.domain == ref.domain and m.path != ref.path]
         self.progress = progress or (lambda *a: None)
@@ -151,9 +153,27 @@ class RegistrySink:
             raise errors[0]
 
     def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()) -> Descriptor:
+        if self.annotations:
+            raw = _annotated(raw, media_type, self.annotations)
         digest = self.client.put_manifest(self.ref, raw, media_type)
         self.manifest_digest, self.manifest_size = digest, len(raw)
         return Descriptor(media_type, digest, len(raw))
+
+
+def _annotated(raw: bytes, media_type: str, annotations: dict[str, str]) -> bytes:
+    """``raw`` with ``annotations`` added (an inline build cache); Docker v2 schema 2
+    manifests have no annotations."""
+    from kiln.errors import InvalidArgument
+    from kiln.oci import media_types as mt
+    from kiln.oci.strict_json import canonical, loads_object
+
+    if media_type != mt.OCI_MANIFEST:
+        raise InvalidArgument(
+            f"annotations need an OCI manifest, not {media_type}: build with --format oci"
+        )
+    obj = loads_object(raw, what="manifest")
+    obj["annotations"] = {**(obj.get("annotations") or {}), **annotations}
+    return canonical(obj)
 
 
 def push_index(

@@ -82,20 +82,25 @@ class _StoppingSink:
         self._sink.emit(event)
 
 
-def _puller(ctx: Context, platform: str | None, stopping: threading.Event) -> Any:
-    """``(ref, policy) -> image id`` for FROM and ``--from`` images, through the registry."""
+def _puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
+    """``(ref, policy) -> image id`` for FROM and ``--from`` images, through the registry
+    (with the build's --tls-verify, --cert-dir, --authfile and --creds, as podman's)."""
     from kiln.ops.registry import ensure_image
 
     pull_ctx = dataclasses.replace(ctx, events=_StoppingSink(ctx.events, stopping))
+    kw: dict[str, Any] = {}
+    for key in ("tls_verify", "cert_dir", "authfile", "creds"):
+        if getattr(opts, key) is not None:
+            kw[key] = getattr(opts, key)
 
     def pull(ref: str, policy: str, wanted: str | None = None) -> str:
         # asked with a platform, the executor found no local image of it: a local one of
         # another platform must not satisfy "missing"
         if wanted and policy == "missing":
             policy = "always"
-        plat = wanted or platform
-        kw = {"platform": plat} if plat else {}
-        return str(ensure_image(pull_ctx, ref, pull_policy=policy, **kw))
+        plat = wanted or opts.platform
+        args = dict(kw, platform=plat) if plat else kw
+        return str(ensure_image(pull_ctx, ref, pull_policy=policy, **args))
 
     return pull
 
@@ -108,6 +113,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     from kiln.build.named_contexts import open_named_contexts
     from kiln.build.parser import parse_string
     from kiln.build.progress import Progress
+    from kiln.ops import build_share
     from kiln.ops.build_platforms import build_platforms, target_platforms
 
     for entitlement in opts.allow:
@@ -141,10 +147,12 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
         parsed = parse_string(text, name=name)
         platforms = target_platforms(ctx, opts, parsed)  # None: one build, as ever
         patterns = load_ignore_file(root, paths[0] if paths else None)
+        progress = Progress(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
         # the lease keeps every step image alive until the build ends (GC, image prune)
         with (
             BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir) as context,
             ctx.store.lease(),
+            build_share.caches_imported(ctx, opts, progress),
         ):
             dirs = {
                 n: named_dirs.enter_context(
@@ -159,17 +167,17 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
                                     named=named, named_dirs=dirs)  # fmt: skip
                 given = opts.puller  # the caller's, else one bound to this build
                 if given is None:
-                    opts.puller = _puller(ctx, opts.platform, executor.cancel)
+                    opts.puller = _puller(ctx, opts, executor.cancel)
+                opts.on_built = lambda ex, image_id: build_share.finish(ctx, opts, ex, image_id)
                 try:
                     return executor.run()
                 finally:
                     opts.puller = given
+                    opts.on_built = None
 
             if platforms is not None:
                 return build_platforms(ctx, opts, platforms, run)
-            return run(
-                opts, Progress(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
-            )
+            return run(opts, progress)
 
 
 def read_containerfile(stream: TextIO, name: str) -> str:

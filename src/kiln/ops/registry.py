@@ -374,6 +374,7 @@ def push(
     digestfile: str | None = None,
     options: RegistryOptions | None = None,
     workers: int = 4,
+    annotations: dict[str, str] | None = None,
     **registry_kw: Any,
 ) -> PushResult:
     """Push store image ``image`` to ``dest`` (``docker://`` optional; default: its name).
@@ -381,6 +382,7 @@ def push(
     ``format``: ``oci``, ``docker`` (or ``v2s2``) converts the manifest;
     ``compression``: ``gzip`` or ``zstd`` recompresses layers that differ.
     Without either, the stored manifest goes up byte for byte (same digest).
+    ``annotations`` are added to the pushed (OCI) manifest (a build's inline cache).
     """
     from kiln.image import copy_image, open_store_image
     from kiln.image.registry_sink import RegistrySink
@@ -417,6 +419,7 @@ def push(
             progress=_PushEvents(ctx),
             tmp_dir=ctx.tmpdir,
             config_digest=img.manifest.config.digest,
+            annotations=annotations,
         )
         try:
             if as_is:  # layers and config side by side; copy_image then finds them present

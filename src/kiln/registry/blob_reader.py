@@ -111,8 +111,11 @@ class BlobReader(io.RawIOBase):
     def _finish(self) -> None:
         self._done = True
         short = self._skip > 0 or (self._remaining is not None and self._remaining > 0)
-        self.close()
+        # the response is released at the end; the reader stays open, so that a read
+        # after the end (a buffered reader asking again) gets b"", as from a file
+        self._response.close()
         if short:
+            self.close()
             raise Unavailable(
                 f"{self._what}: the connection ended after {self.offset} of {self.size} bytes; "
                 "retry the pull to resume"

@@ -20,6 +20,7 @@ from typing import IO, Any
 import click
 
 from kiln.cli.commands._commit_flags import compression_option, iidfile_option
+from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
@@ -302,10 +303,26 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     "--output",
     "outputs",
     multiple=True,
-    metavar="type=local|tar|oci|docker,dest=PATH",
+    metavar="type=local|tar|oci|docker,dest=PATH | type=image|registry,name=REF",
     help="Also export the image",
 )
 @compression_option
+@click.option(
+    "--cache-from",
+    "cache_from",
+    multiple=True,
+    metavar="type=registry,ref=REF | type=local,src=DIR | REF",
+    help="Use a build cache another machine exported; repeatable",
+)
+@click.option(
+    "--cache-to",
+    "cache_to",
+    multiple=True,
+    metavar="type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR | type=inline",
+    help="Export this build's cache; repeatable",
+)
+@click.option("--push", is_flag=True, help="Push the image to each -t name after the build")
+@registry_flags(scope=" (caches, pushes, pulls)")
 @click.option("--jobs", type=int, default=None, help="Stages built at once (default 4)")
 @click.option("--rm/--no-rm", "rm", default=True, help="Remove intermediate containers")
 @click.option(
@@ -320,7 +337,8 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             squash_all, iidfile, timestamp, platforms, all_platforms, manifest, network, allow, isolation, runtime, secrets,
             add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
-            quiet, progress, outputs, compression, jobs, rm, force_rm):  # fmt: skip
+            quiet, progress, outputs, compression, cache_from, cache_to, push, registry_options,
+            jobs, rm, force_rm):  # fmt: skip
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
     from kiln.build.named_contexts import parse_build_context
     from kiln.errors import InvalidArgument, ProcessFailed
@@ -378,6 +396,7 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             outputs=list(outputs), compression=compression, jobs=jobs, rm=rm, force_rm=force_rm,
             tmpdir=state.tmpdir,
             build_contexts=dict(parse_build_context(s) for s in build_contexts),
+            cache_from=list(cache_from), cache_to=list(cache_to), push=push, **registry_options,
         )  # fmt: skip
     from kiln.ops.build import build
 

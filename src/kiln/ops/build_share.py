@@ -1,0 +1,278 @@
+"""What a build shares with other machines: registry/local/inline build caches
+(``--cache-from``, ``--cache-to``) and pushes (``--push``, ``-o type=image|registry``).
+
+``with caches_imported(ctx, opts, progress):`` wraps the build: it refuses bad values, reads each
+``--cache-from`` cache's small mapping (never a layer) and installs
+``opts.cache_lookup``, which copies a cached image into the store only when a step's key
+is found. A cache that is missing, unauthorised, unreachable or corrupt is a warning and
+the build goes on without it (as BuildKit's import). ``finish(ctx, opts, executor,
+image_id)`` runs after it: names and pushes images, then exports caches — an export
+failure fails the build unless the cache says ``ignore-error=true`` (as BuildKit's).
+
+The artifact format is ``kiln.image.build_cache``; pushes are ``kiln.ops.registry.push``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from kiln.build.cache_spec import CacheSpec, parse_cache_from, parse_cache_to
+from kiln.build.outputs import ImageOutput, image_output
+from kiln.errors import InvalidArgument, KilnError
+
+if TYPE_CHECKING:
+    from kiln.build.options import BuildOptions
+    from kiln.image.build_cache import ImportedCache
+    from kiln.ops.context import Context
+
+__all__ = ["caches_imported", "finish", "push_targets"]
+
+Warn = Callable[[str], None]
+
+
+def _registry_kw(opts: BuildOptions, insecure: bool = False) -> dict[str, Any]:
+    kw: dict[str, Any] = {
+        "tls_verify": False if insecure else opts.tls_verify,
+        "cert_dir": opts.cert_dir,
+        "authfile": opts.authfile,
+        "creds": opts.creds,
+    }
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+@contextlib.contextmanager
+def _client(ctx: Context, opts: BuildOptions, insecure: bool) -> Iterator[Any]:
+    from kiln.ops.registry import registry_options
+    from kiln.registry import RegistryClient
+
+    with RegistryClient(registry_options(ctx, None, **_registry_kw(opts, insecure))) as client:
+        yield client
+
+
+def push_targets(opts: BuildOptions) -> list[tuple[str, bool]]:
+    """(reference, insecure) of every push the build asks for: ``--push`` pushes each
+    ``-t`` name, ``-o type=registry``/``type=image,push=true`` their names."""
+    out: list[tuple[str, bool]] = []
+    if opts.push:
+        if not opts.tags:
+            raise InvalidArgument("--push needs a name to push to: give -t REG/REPO:TAG")
+        out += [(tag, False) for tag in opts.tags]
+    for image in _image_outputs(opts):
+        if image.push:
+            out += [(name, image.insecure) for name in image.names]
+    return out
+
+
+def _image_outputs(opts: BuildOptions) -> list[ImageOutput]:
+    return [o for o in (image_output(s) for s in opts.outputs) if o is not None]
+
+
+# -- before and during the build ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def caches_imported(ctx: Context, opts: BuildOptions, progress: Any) -> Iterator[None]:
+    """Check the cache and push values; while inside, ``opts.cache_lookup`` serves the
+    ``--cache-from`` caches (``progress``: the build's, for notes and warnings)."""
+    from kiln.oci import Reference
+
+    to = [parse_cache_to(v) for v in opts.cache_to]
+    for spec in to:
+        if spec.type == "registry":
+            Reference.parse(spec.ref)
+    targets = push_targets(opts)
+    for name, _ in targets:
+        Reference.parse(name)
+    if any(s.type == "inline" for s in to) and not targets:
+        progress.warning(
+            "--cache-to type=inline: the cache travels with a pushed image; nothing is "
+            "pushed (add --push or -o type=registry,name=REF), so no cache is exported"
+        )
+    froms = [parse_cache_from(v) for v in opts.cache_from]
+    given = opts.cache_lookup
+    with contextlib.ExitStack() as stack:
+        if froms and not opts.no_cache:
+            caches = [_open(ctx, opts, s, progress, stack) for s in froms]
+            found = [c for c in caches if c is not None]
+            if found:
+                opts.cache_lookup = _Lookup(ctx, found, progress.warning, opts.tmpdir)
+        try:
+            yield
+        finally:
+            opts.cache_lookup = given
+
+
+def _open(
+    ctx: Context, opts: BuildOptions, spec: CacheSpec, progress: Any, stack: contextlib.ExitStack
+) -> ImportedCache | None:
+    from kiln.image.build_cache import open_cache, read_layout_manifest
+
+    try:
+        if spec.type == "local":
+            from kiln.store.oci_layout import OCILayout
+
+            layout = OCILayout(spec.path)
+            raw, media_type = read_layout_manifest(layout, spec.tag)
+            cache = open_cache(layout, raw, media_type, spec.where)
+        else:
+            cache = _open_registry(ctx, opts, spec, stack)
+    except KilnError as exc:
+        progress.warning(f"--cache-from {spec.text}: not using this cache: {exc}")
+        return None
+    progress.note(f"Importing cache from {spec.where}: {len(cache.entries)} steps")
+    return cache
+
+
+def _open_registry(
+    ctx: Context, opts: BuildOptions, spec: CacheSpec, stack: contextlib.ExitStack
+) -> ImportedCache:
+    from kiln.image.build_cache import open_cache
+    from kiln.image.registry_source import RegistryBlobs
+    from kiln.oci import Reference
+    from kiln.oci import media_types as mt
+
+    ref = Reference.parse(spec.ref)
+    # the client serves the cache's blobs until the build ends
+    client = stack.enter_context(_client(ctx, opts, spec.insecure))
+    raw, media_type, _ = client.get_manifest(ref, accept=tuple(mt.MANIFESTS))
+    return open_cache(RegistryBlobs(client, ref), raw, media_type, spec.ref)
+
+
+class _Lookup:
+    """``opts.cache_lookup``: key -> image ID, copying the image in on a hit; a cache
+    that fails (a corrupt blob, the registry gone) is warned about and dropped."""
+
+    def __init__(self, ctx: Context, caches: list[ImportedCache], warn: Warn, tmp: str | None):
+        self.ctx, self.caches, self.warn, self.tmp = ctx, caches, warn, tmp
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str) -> str | None:
+        for cache in list(self.caches):
+            if key not in cache:
+                continue
+            try:
+                return cache.materialize(key, self.ctx.store, self.tmp)
+            except KilnError as exc:
+                self.warn(f"--cache-from {cache.where}: not using this cache: {exc}")
+                with self._lock, contextlib.suppress(ValueError):
+                    self.caches.remove(cache)
+        return None
+
+
+# -- after the build ----------------------------------------------------------------------
+
+
+def finish(ctx: Context, opts: BuildOptions, executor: Any, image_id: str) -> None:
+    """Name and push the image, then export the caches ``--cache-to`` asks for."""
+    from kiln.build.executor import normalize_tag
+
+    progress = executor.progress
+    warn = progress.warning
+    for image in _image_outputs(opts):
+        for name in image.names:
+            ctx.store.tag(normalize_tag(name), image_id)
+    to = [parse_cache_to(v) for v in opts.cache_to]
+    inline = [s for s in to if s.type == "inline"]
+    if inline and opts.image_format != "oci":
+        warn("--cache-to type=inline: the cache rides on the OCI manifest's annotations, "
+             "which a Docker v2s2 manifest has not: build with --format oci; no cache exported")  # fmt: skip
+        inline = []
+    for name, insecure in push_targets(opts):
+        annotations = None
+        if inline:
+            annotations = _export_guarded(
+                inline[0], warn, lambda n=name, i=insecure: _inline_blobs(ctx, opts, executor, n, i)
+            )
+        _push(ctx, opts, image_id, name, insecure, annotations)
+    for spec in to:
+        if spec.type != "inline":
+            _export_guarded(spec, warn, lambda s=spec: _export(ctx, opts, executor, s))
+
+
+def _export_guarded(spec: CacheSpec, warn: Warn, work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    except KilnError as exc:
+        message = f"--cache-to {spec.text}: exporting the build cache: {exc}"
+        if spec.ignore_error:
+            warn(message)
+            return None
+        raise type(exc)(message) from None
+
+
+def _push(ctx, opts, image_id, name, insecure, annotations) -> None:
+    from kiln.ops.registry import push
+
+    ctx.ev.step(f"Pushing {name}", type="note")
+    push(ctx, image_id, name, annotations=annotations, **_registry_kw(opts, insecure))
+
+
+def _entries(ctx: Context, executor: Any, mode: str) -> list[tuple[str, Any]]:
+    """The (key, image) pairs to export: the final stage's steps (min) or every step."""
+    from kiln.image import open_store_image
+
+    target = executor.plan.target_index
+    chosen: dict[str, str] = {}
+    for stage, key, image_id in executor.cache_log:
+        if mode == "max" or stage == target:
+            chosen[key] = image_id
+    images: dict[str, Any] = {}
+    out = []
+    for key, image_id in chosen.items():
+        if image_id not in images:
+            images[image_id] = open_store_image(ctx.store, image_id)
+        out.append((key, images[image_id]))
+    return out
+
+
+def _check_compression(spec: CacheSpec, entries: list[tuple[str, Any]], warn: Warn) -> None:
+    from kiln.oci import media_types as mt
+
+    if not spec.compression:
+        return
+    want = "none" if spec.compression == "uncompressed" else spec.compression
+    stored = {mt.layer_compression(d.media_type) for _, img in entries for d in img.layers}
+    if stored - {want}:
+        warn(f"--cache-to {spec.text}: layers are exported as they are stored "
+             f"({', '.join(sorted(stored))}), so that an importer gets the very same images; "
+             "build with --compression to choose")  # fmt: skip
+
+
+def _export(ctx: Context, opts: BuildOptions, executor: Any, spec: CacheSpec) -> None:
+    from kiln.image.build_cache import export_cache
+
+    entries = _entries(ctx, executor, spec.mode)
+    progress = executor.progress
+    _check_compression(spec, entries, progress.warning)
+    if not entries:
+        progress.warning(f"--cache-to {spec.text}: no step was cached (--layers=false or "
+                         "--squash?): the exported cache is empty")  # fmt: skip
+    progress.note(f"Exporting cache to {spec.where}: {len(entries)} steps (mode={spec.mode})")
+    if spec.type == "local":
+        from kiln.store.oci_layout import OCILayout
+
+        export_cache(OCILayout(spec.path, create=True), entries, names=[spec.tag])
+        return
+    from kiln.image.registry_sink import RegistrySink
+    from kiln.oci import Reference
+
+    ref = Reference.parse(spec.ref)
+    with _client(ctx, opts, spec.insecure) as client:
+        export_cache(RegistrySink(client, ref, tmp_dir=ctx.tmpdir), entries)
+
+
+def _inline_blobs(ctx, opts, executor, name: str, insecure: bool) -> dict[str, str]:
+    """Put the final stage's cache (configs, layers, mapping) into ``name``'s repository;
+    returns the annotation that points the pushed image at it."""
+    from kiln.image.build_cache import INLINE_ANNOTATION, put_cache_blobs
+    from kiln.image.registry_sink import RegistrySink
+    from kiln.oci import Reference
+
+    entries = _entries(ctx, executor, "min")
+    ref = Reference.parse(name)
+    with _client(ctx, opts, insecure) as client:
+        mdesc, _ = put_cache_blobs(RegistrySink(client, ref, tmp_dir=ctx.tmpdir), entries)
+    return {INLINE_ANNOTATION: str(mdesc.digest)}

@@ -1,0 +1,342 @@
+"""One fleet, one cache: two kiln stores ("machines") share build cache through a real
+registry (Debian's docker-registry), an OCI layout directory, or the pushed image itself.
+
+No RUN may execute on a cache hit: every RUN appends to a file on a host directory
+bind-mounted into it (``--volume``, which is not part of any cache key), so a hit leaves
+the file unchanged and a miss shows up as a new line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import registry_servers  # noqa: E402
+from build_fixtures import ROOT_MARKS  # noqa: E402
+from fixtures_images import MTIME, busybox_rootfs_tar  # noqa: E402, F401
+from registry_env import isolate_registry_env  # noqa: E402
+
+pytestmark = [*ROOT_MARKS, pytest.mark.timeout(600)]
+
+registry_plain = registry_servers.registry_plain
+registry_basic = registry_servers.registry_basic
+
+DOCKERFILE = """\
+FROM {base} AS tool
+RUN echo tool-stage >> /witness/log && echo tool > /tool
+FROM {base}
+COPY a.txt /a.txt
+ENV GREETING=hi
+RUN echo a-step >> /witness/log && cat /a.txt > /copy-of-a
+COPY b.txt /b.txt
+RUN echo b-step >> /witness/log && cat /b.txt > /copy-of-b
+COPY --from=tool /tool /tool
+LABEL done=yes
+"""
+
+
+class Machine:
+    """One kiln store with its own ops Context: a build machine of the fleet."""
+
+    def __init__(self, root: Path):
+        from kiln.ops.context import Context
+        from kiln.ops.events import ListSink
+        from kiln.store import Store
+
+        self.store = Store.open(str(root))
+        self.events = ListSink()
+        self.ctx = Context(store=self.store, events=self.events)
+
+    def build(self, context: str, witness: Path, **options):
+        from kiln.build.options import BuildOptions
+        from kiln.ops.build import build
+
+        self.events.events.clear()
+        opts = BuildOptions(
+            context=context, volumes=[f"{witness}:/witness"], tls_verify=False, **options
+        )
+        return build(self.ctx, opts)
+
+    def messages(self, type_: str) -> list[str]:
+        return [e.message for e in self.events.events if e.data.get("type") == type_]
+
+    def warnings(self) -> list[str]:
+        return [e.message for e in self.events.events if e.kind == "warning"]
+
+    def hit_steps(self) -> list[str]:
+        """The steps answered from a cache (the STEP line before each ``Using cache``)."""
+        steps = [e for e in self.events.events if e.data.get("type") in ("step", "cache")]
+        return [
+            steps[i - 1].message.split(": ", 1)[1]
+            for i, e in enumerate(steps)
+            if e.data.get("type") == "cache" and i and steps[i - 1].data.get("type") == "step"
+        ]
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    isolate_registry_env(tmp_path, monkeypatch, home=tmp_path / "home")
+    monkeypatch.delenv("KILN_ROOT", raising=False)
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    made: list[Machine] = []
+
+    def machine(name: str) -> Machine:
+        m = Machine(tmp_path / f"store-{name}")
+        made.append(m)
+        return m
+
+    yield machine
+    for m in made:
+        m.close()
+
+
+@pytest.fixture(scope="module")
+def base_ref(registry_plain, busybox_rootfs_tar, tmp_path_factory):  # noqa: F811
+    """busybox pushed to the registry: every machine pulls its base from there."""
+    from kiln.image import import_tarball
+    from kiln.ops.context import Context
+    from kiln.ops.registry import push
+    from kiln.store import Store
+
+    store = Store.open(str(tmp_path_factory.mktemp("seed") / "root"))
+    ctx = Context(store=store)
+    try:
+        with open(busybox_rootfs_tar, "rb") as f:
+            rec = import_tarball(store, f, ['CMD ["/bin/sh"]'], "busybox", timestamp=MTIME)
+        ref = f"{registry_plain.host}/regcache/busybox:1"
+        push(ctx, rec.id, ref, tls_verify=False)
+    finally:
+        ctx.close()
+    return ref
+
+
+@pytest.fixture
+def project(tmp_path, base_ref):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("a\n")
+    (ctx / "b.txt").write_text("b\n")
+    (ctx / "Containerfile").write_text(DOCKERFILE.format(base=base_ref))
+    witness = tmp_path / "witness"
+    witness.mkdir()
+    (witness / "log").write_text("")
+    return ctx, witness
+
+
+def _log(witness: Path) -> list[str]:
+    return (witness / "log").read_text().split()
+
+
+def _manifest(registry, repo_tag: str) -> tuple[dict, str]:
+    from kiln.oci import Reference
+    from kiln.registry import RegistryClient, RegistryOptions
+
+    with RegistryClient(RegistryOptions(tls_verify=False, retries=1)) as client:
+        raw, _, digest = client.get_manifest(Reference.parse(f"{registry.host}/{repo_tag}"))
+    return json.loads(raw), str(digest)
+
+
+def test_max_cache_makes_an_empty_store_build_nothing(registry_plain, project, fleet):
+    ctx, witness = project
+    ref = f"{registry_plain.host}/regcache/cache:max"
+    a = fleet("a")
+    built = a.build(str(ctx), witness, tags=["app"], cache_to=[f"type=registry,ref={ref},mode=max"])
+    assert _log(witness) == ["tool-stage", "a-step", "b-step"]
+    artifact, _ = _manifest(registry_plain, "regcache/cache:max")
+    assert artifact["config"]["mediaType"] == "application/vnd.kiln.buildcache.config.v1+json"
+
+    # machine B has its own checkout: another path, files written anew (other inodes,
+    # mtimes and ctimes): nothing of the machine is in a key, so every key matches
+    other = ctx.parent / "checkout-b"
+    other.mkdir()
+    for name in ("a.txt", "b.txt", "Containerfile"):
+        (other / name).write_bytes((ctx / name).read_bytes())
+        os.utime(other / name, (1_000_000, 1_000_000))
+    b = fleet("b")
+    assert b.store.list_images() == []
+    again = b.build(str(other), witness, tags=["app"], cache_from=[ref])
+    assert _log(witness) == ["tool-stage", "a-step", "b-step"], "a RUN executed on store B"
+    assert again.image_id == built.image_id
+    assert again.manifest_digest == built.manifest_digest
+    # every step of both stages (LABEL's image is the last one) came from the cache
+    assert again.cache_hits == 7
+    assert b.warnings() == []
+
+    # one changed file: B rebuilds from that step on, and only that
+    (other / "b.txt").write_text("changed\n")
+    b.build(str(other), witness, cache_from=[ref])
+    assert _log(witness) == ["tool-stage", "a-step", "b-step", "b-step"]
+    assert b.hit_steps() == [
+        "RUN echo tool-stage >> /witness/log && echo tool > /tool",
+        "COPY a.txt /a.txt",
+        "RUN echo a-step >> /witness/log && cat /a.txt > /copy-of-a",
+    ]
+
+
+def test_min_cache_holds_only_the_final_stage(registry_plain, project, fleet):
+    ctx, witness = project
+    ref = f"{registry_plain.host}/regcache/cache:min"
+    # reproducible (--timestamp): the tool stage rebuilt on C is the image A built, so
+    # the final stage's COPY --from key, which names that image, matches too
+    a = fleet("a")
+    built = a.build(str(ctx), witness, cache_to=[f"type=registry,ref={ref}"], timestamp=0)
+    c = fleet("c")
+    again = c.build(str(ctx), witness, cache_from=[f"type=registry,ref={ref}"], timestamp=0)
+    assert _log(witness) == ["tool-stage", "a-step", "b-step", "tool-stage"]
+    assert again.image_id == built.image_id
+    assert "COPY --from=tool /tool /tool" in c.hit_steps()
+
+
+def test_local_cache_directory(tmp_path, project, fleet):
+    from kiln.store.oci_layout import OCILayout
+
+    ctx, witness = project
+    dest = tmp_path / "cache-dir"
+    a = fleet("a")
+    built = a.build(str(ctx), witness, cache_to=[f"type=local,dest={dest},mode=max"])
+    assert OCILayout(str(dest)).resolve("latest").media_type.endswith("manifest.v1+json")
+    d = fleet("d")
+    again = d.build(str(ctx), witness, cache_from=[f"type=local,src={dest}"])
+    assert _log(witness) == ["tool-stage", "a-step", "b-step"]
+    assert again.manifest_digest == built.manifest_digest
+
+
+def test_corrupt_local_cache_is_a_warning(tmp_path, project, fleet):
+    ctx, witness = project
+    dest = tmp_path / "cache-dir"
+    fleet("a").build(str(ctx), witness, cache_to=[f"type=local,dest={dest},mode=max"])
+    # flip bytes of every layer blob (never the small manifest/mapping): hits must fail
+    for blob in (dest / "blobs" / "sha256").iterdir():
+        data = blob.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            blob.write_bytes(data[:-8] + bytes(8))
+    e = fleet("e")
+    result = e.build(str(ctx), witness, cache_from=[f"type=local,src={dest}"])
+    assert result.image_id
+    assert any("not using this cache" in w for w in e.warnings()), e.warnings()
+    assert _log(witness).count("b-step") == 2  # rebuilt
+
+
+def test_inline_cache_travels_with_the_pushed_image(registry_plain, project, fleet):
+    ctx, witness = project
+    name = f"{registry_plain.host}/regcache/app:inline"
+    a = fleet("a")
+    built = a.build(str(ctx), witness, tags=[name], push=True, cache_to=["type=inline"])
+    manifest, _ = _manifest(registry_plain, "regcache/app:inline")
+    assert "dev.kiln.buildcache.v1" in manifest.get("annotations", {})
+    assert manifest["config"]["digest"] == built.image_id  # the image is unchanged
+    f = fleet("f")
+    f.build(str(ctx), witness, cache_from=[name], timestamp=None)
+    # the final stage's steps came from the pushed image; the tool stage was rebuilt
+    assert _log(witness) == ["tool-stage", "a-step", "b-step", "tool-stage"]
+    assert "RUN echo b-step >> /witness/log && cat /b.txt > /copy-of-b" in f.hit_steps()
+
+
+def test_push_and_registry_output_push_the_image_as_stored(registry_plain, project, fleet):
+    ctx, witness = project
+    a = fleet("a")
+    pushed = f"{registry_plain.host}/regcache/app:pushed"
+    out = f"{registry_plain.host}/regcache/app:output"
+    built = a.build(
+        str(ctx), witness, tags=[pushed], push=True, outputs=[f"type=registry,name={out}"]
+    )
+    for tag in ("regcache/app:pushed", "regcache/app:output"):
+        _, digest = _manifest(registry_plain, tag)
+        assert digest == built.manifest_digest
+    assert a.store.resolve_image(out).id == built.image_id
+
+
+def test_unreachable_missing_unauthorised_or_foreign_cache_is_a_warning(
+    registry_plain, registry_basic, project, fleet
+):
+    ctx, witness = project
+    g = fleet("g")
+    result = g.build(
+        str(ctx),
+        witness,
+        cache_from=[
+            "type=registry,ref=127.0.0.1:9/nothing/here:x",  # nothing listens (discard port)
+            f"{registry_plain.host}/regcache/never-pushed:latest",
+            f"{registry_basic.host}/regcache/cache:max",  # needs credentials: none given
+            "type=registry,ref=" + f"{registry_plain.host}/regcache/busybox:1",  # an image
+        ],
+    )
+    assert result.image_id
+    warnings = g.warnings()
+    assert len(warnings) == 4, warnings
+    assert all("not using this cache" in w for w in warnings)
+    assert "manifest unknown" in warnings[1]
+    assert "unauthorized" in warnings[2]
+    assert "not a kiln build cache" in warnings[3]
+    assert _log(witness).count("b-step") == 1  # built, without any cache
+
+
+def test_cli_flags(registry_plain, project, tmp_path, capsys):
+    from kiln.cli.main import run
+
+    ctx, witness = project
+    ref = f"{registry_plain.host}/regcache/cache:cli"
+    common = ["build", "--tls-verify=false", "-v", f"{witness}:/witness", str(ctx)]
+    assert (
+        run(
+            [
+                "--root",
+                str(tmp_path / "cli-a"),
+                *common,
+                f"--cache-to=type=registry,ref={ref},mode=max",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert run(["--root", str(tmp_path / "cli-b"), *common, "--cache-from", ref]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--> Using cache") == 7
+    assert _log(witness) == ["tool-stage", "a-step", "b-step"]
+    code = run(["--root", str(tmp_path / "cli-c"), *common, "--cache-to", "type=gha"])
+    assert code == 125
+    assert "type must be one of registry, local, inline" in capsys.readouterr().err
+
+
+def test_docker_api_cachefrom_uses_the_same_cache(registry_plain, project, fleet, tmp_path):
+    """docker-py's ``cache_from`` against ``kiln serve`` with an empty store: every step
+    comes from the registry cache. No RUN can have executed: the API build has no
+    /witness mount, so each RUN would fail."""
+    docker = pytest.importorskip("docker")
+    from api_server import start_server, stop_server
+
+    conf = Path(os.environ["KILN_REGISTRIES_CONF"])  # the server reaches the plain-HTTP
+    conf.write_text(  # registry as an insecure one, as a server would be configured
+        conf.read_text() + f'\n[[registry]]\nlocation = "{registry_plain.host}"\ninsecure = true\n'
+    )
+    ctx, witness = project
+    ref = f"{registry_plain.host}/regcache/cache:api"
+    a = fleet("a")  # the Docker API builds Docker-format images: the same settings here
+    built = a.build(
+        str(ctx), witness, image_format="docker", cache_to=[f"type=registry,ref={ref},mode=max"]
+    )
+    (tmp_path / "server").mkdir()
+    proc, sock = start_server(tmp_path / "server")
+    try:
+        client = docker.APIClient(base_url=f"unix://{sock}", version="auto", timeout=300)
+        lines = list(
+            client.build(path=str(ctx), dockerfile="Containerfile", cache_from=[ref], decode=True)
+        )
+        client.close()
+    finally:
+        assert stop_server(proc) == 0
+    assert not [x for x in lines if "error" in x], lines
+    text = "".join(x.get("stream", "") for x in lines)
+    assert text.count("--> Using cache") == 7, text
+    assert {"aux": {"ID": built.image_id}} in lines
