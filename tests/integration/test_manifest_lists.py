@@ -291,3 +291,45 @@ def test_push_to_a_layout_recompresses_with_zstd_and_rewrites_the_list(two_platf
         child = json.loads((tmp_path / "z" / "blobs" / "sha256" / digest[7:]).read_text())
         assert {layer["mediaType"] for layer in child["layers"]} == {mt.OCI_LAYER_ZSTD}
     skopeo("copy", "--all", dest, f"oci:{tmp_path}/z2:v1")
+
+
+def test_a_create_killed_part_way_leaves_no_list(two_platforms, tmp_path):
+    """kiln manifest create is SIGKILLed while it waits on a registry that never answers
+    (after it has read the local image): no list, no name, and the next create works."""
+    import signal
+    import socket
+    import time
+
+    amd, _ = two_platforms
+    root = amd.store.root
+    amd.store.close()
+    if KILN is None:
+        pytest.skip("the kiln console script is not installed")
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        env = dict(os.environ, KILN_ROOT=str(root))
+        proc = subprocess.Popen(
+            [
+                KILN,
+                "manifest",
+                "create",
+                "half",
+                "busybox:latest",
+                f"docker://127.0.0.1:{port}/x/y:1",
+                "--tls-verify=false",
+            ],  # fmt: skip
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(3)
+        assert proc.poll() is None  # still waiting on the silent registry
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert kiln(root, "manifest", "exists", "half", check=False).returncode == 1
+    rows = kiln(root, "images", "-a", "--format", "{{.Repository}}").stdout.split()
+    assert "localhost/half" not in rows
+    kiln(root, "manifest", "create", "half", "busybox:latest")
+    assert kiln(root, "manifest", "exists", "half", check=False).returncode == 0

@@ -18,6 +18,8 @@ so two concurrent ``add``s both land and an interrupted edit leaves the old list
 from __future__ import annotations
 
 import contextlib
+import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 #: ``--format`` values: podman's names, plus the media types' own words
 LIST_FORMATS = {"oci": "oci", "v2s2": "docker", "docker": "docker"}
 _STORE_PREFIXES = ("containers-storage:",)
-_RETRIES = 8
+_RETRIES = 64  # compare-and-swap attempts of one edit (parallel platform builds)
 
 
 @dataclass
@@ -418,6 +420,7 @@ def _edit(ctx: Context, index_id: str, change: Any) -> IndexRecord:
                 canonical(new), rec.media_type, index_id=rec.id, expect_digest=rec.digest
             )
         except Conflict:
+            time.sleep(random.uniform(0, 0.02))  # let the other writer finish
             continue
     raise Conflict(f"manifest list {index_id} kept changing while being edited; try again")
 
