@@ -11,10 +11,12 @@ committed once at its end, its changes as one layer.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from kiln.build.cache_key import step_key
+from kiln.build.cache_key import key_of, step_inputs
 from kiln.build.instructions import Instruction
 from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor, now_rfc3339
@@ -54,6 +56,15 @@ class StageRun:
         self.wanted_dirs: list[tuple[str, str, bool, int]] = []
         self.layers = ex.opts.layers and not (is_target and (ex.opts.squash or ex.opts.squash_all))
         self.use_cache = self.layers and not ex.opts.no_cache
+        # the step being run (for timings, cache facts and --explain)
+        self.step_n = 0
+        self.step_text = ""
+        self.step_started = 0.0
+        self.step_cache: dict[str, Any] | None = None
+        self.step_image: str | None = None
+        self.started = time.time()
+        self.inputs: dict[str, Any] = {}
+        self.first_change: str | None = None  # the first step of the stage not seen before
 
     # -- environment ------------------------------------------------------------------
 
@@ -93,8 +104,82 @@ class StageRun:
     # -- the key chain and the cache ----------------------------------------------------
 
     def next_key(self, instr: Instruction | None, **parts: Any) -> str:
-        self.key = step_key(self.key, instr, settings=self.ex.key_settings, **parts)
+        self.inputs = step_inputs(self.key, instr, settings=self.ex.key_settings, **parts)
+        self.key = key_of(self.inputs)
         return self.key
+
+    # -- step timings, cache facts and --explain -------------------------------------------
+
+    def begin_step(self, n: int, total: int, text: str, line: int) -> None:
+        self.step_n, self.step_text, self.step_started = n, text, time.time()
+        self.step_cache, self.step_image = None, None
+        self.ex.progress.step(self.pos, n, total, text, line)
+
+    def end_step(self, state: str | None = None) -> None:
+        """The step's end event; ``state`` defaults to cached/done from what happened."""
+        if not self.step_n:
+            return
+        if state is None:
+            state = "cached" if self.step_cache and self.step_cache.get("hit") else "done"
+        self.ex.progress.step_end(self.pos, self.step_n, state, self.step_started,
+                                  cache=self.step_cache, image_id=self.step_image)  # fmt: skip
+        self.step_n = 0
+
+    def locator(self) -> str:
+        """Names this step of this Dockerfile in this context, across builds."""
+        where = "\0".join((self.ex.context.root, self.ex.dockerfile_name,
+                           self.stage.name or str(self.stage.index), str(self.step_n)))  # fmt: skip
+        return hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+    def _recorded_inputs(self, instr: Instruction | None) -> dict[str, Any]:
+        inputs = dict(self.inputs)
+        inputs["base"] = self.base_id or ""
+        inputs["text"] = instr.original if instr is not None else "COMMIT"
+        manifests = {}
+        for name, digest in inputs.get("files", {}).items():
+            listed = self.ex.context.manifest(digest)
+            if listed is not None:
+                manifests[name] = listed
+        inputs["manifests"] = manifests
+        return inputs
+
+    def remember_inputs(self, key: str, instr: Instruction | None) -> None:
+        """Keep what went into ``key`` for later --explain (never fails the build)."""
+        with contextlib.suppress(Exception):
+            name = instr.name if instr is not None else "COMMIT"
+            self.ex.store.put_cache_inputs(key, self.locator(), name, self._recorded_inputs(instr))
+
+    def note_meta_key(self, key: str, instr: Instruction) -> None:
+        """A metadata step: a key never seen before is the change later misses point at."""
+        with contextlib.suppress(Exception):
+            if not self.ex.store.has_cache_inputs(key):
+                if self.first_change is None:
+                    self.first_change = _cut(instr.original)
+                self.remember_inputs(key, instr)
+
+    def miss_reason(self, key: str, instr: Instruction | None) -> str:
+        from kiln.build.explain import explain_miss
+
+        if not self.layers:
+            return "steps are not cached (--layers=false)"
+        if self.ex.opts.no_cache:
+            return "--no-cache"
+        try:
+            return explain_miss(
+                self.ex.store, key, self.locator(), self._recorded_inputs(instr),
+                instruction=instr.name if instr is not None else "COMMIT",
+                earlier_change=self.first_change,
+            )  # fmt: skip
+        except Exception as exc:  # an explanation never fails a build
+            return f"unknown ({type(exc).__name__})"
+
+    def _note_miss(self, key: str, instr: Instruction | None) -> None:
+        reason = self.miss_reason(key, instr)
+        text = instr.original if instr is not None else "COMMIT"
+        self.step_cache = {"hit": False, "key": key, "reason": reason}
+        if self.first_change is None:
+            self.first_change = _cut(text)
+        self.ex.progress.cache_miss(self.pos, self.step_n, text, reason)
 
     def cached(self, key: str) -> str | None:
         if not self.use_cache:
@@ -184,6 +269,8 @@ class StageRun:
         """Continue from the image cached under ``key``, if any (printed as podman does)."""
         hit = self.cached(key)
         if hit is not None:
+            self.step_cache = {"hit": True, "key": key, "reason": ""}
+            self.step_image = hit
             self.adopt_image(hit)
             self.ex.progress.cache_hit(hit)
             self.ex.cache_hits += 1
@@ -197,6 +284,7 @@ class StageRun:
         key = self.next_key(instr, **key_parts)
         if self.use_cache_hit(key) is not None:
             return
+        self._note_miss(key, instr)
         b = self.ensure_builder()
         self.make_wanted_dirs(b)
         created_by = action(b)
@@ -214,10 +302,13 @@ class StageRun:
         self.image_id = rec.id
         self.editor = b.config
         self.ex.store.put_cache(key, rec.id)
+        self.remember_inputs(key, instr)
+        self.step_image = rec.id
         self.ex.progress.layer(rec.id)
 
     def meta_step(self, instr: Instruction, created_by: str, **key_parts: Any) -> None:
-        self.next_key(instr, **key_parts)
+        key = self.next_key(instr, **key_parts)
+        self.note_meta_key(key, instr)
         self.note_history(created_by)
 
     # -- the end of the stage -------------------------------------------------------------
@@ -290,3 +381,8 @@ class StageRun:
     def _label_created_by(self) -> str:
         labels = " ".join(f"{k}={v}" for k, v in sorted(self.ex.opts.labels.items()))
         return f"/bin/sh -c #(nop) LABEL {labels}".rstrip() if labels else "/bin/sh -c #(nop) "
+
+
+def _cut(text: str, width: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."

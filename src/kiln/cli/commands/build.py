@@ -32,9 +32,10 @@ class BuildRenderer:
     """Build events as podman prints them (plain lines, or JSON lines)."""
 
     def __init__(self, mode: str, quiet: bool, out: IO[str] | None = None,
-                 err: IO[str] | None = None) -> None:  # fmt: skip
+                 err: IO[str] | None = None, explain: bool = False) -> None:  # fmt: skip
         self.mode = mode
         self.quiet = quiet
+        self.explain = explain
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._lock = threading.Lock()
@@ -48,6 +49,12 @@ class BuildRenderer:
                 self.out.flush()
                 return
             kind = event.kind
+            if not event.message and kind == "step":
+                # facts for live views and JSON (timings, cache); --explain prints the misses
+                if self.explain and event.data.get("type") == "cache-miss" and not self.quiet:
+                    self.out.write(_explain_line(event.data))
+                    self.out.flush()
+                return
             if kind == "warning":
                 self.err.write(event.message.rstrip("\n") + "\n")
                 self.err.flush()
@@ -73,6 +80,25 @@ class BuildRenderer:
 
     def close(self) -> None:
         return None
+
+
+def _renderer(mode: str, quiet: bool, out: IO[str] | None, explain: bool) -> Any:
+    """The live view on a terminal (stderr), else plain or JSON lines."""
+    from kiln.cli.render import resolve_mode
+
+    if mode == "quiet":
+        mode, quiet = "plain", True
+    mode = resolve_mode(mode, sys.stderr)
+    if mode == "tty" and not quiet:
+        from kiln.cli.build_view import BuildView
+
+        return BuildView(out=out, explain=explain)
+    return BuildRenderer("json" if mode == "json" else "plain", quiet, out=out, explain=explain)
+
+
+def _explain_line(data: dict[str, Any]) -> str:
+    """``--> Cache miss: COPY app/ /app: 2 files changed (app/a.py, app/b.py)``."""
+    return f"--> Cache miss: {data.get('instruction', '')}: {data.get('reason', '')}\n"
 
 
 @contextlib.contextmanager
@@ -179,6 +205,11 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
 @click.option("--pull-always", is_flag=True, hidden=True)
 @click.option("--pull-never", is_flag=True, hidden=True)
 @click.option("--no-cache", is_flag=True, help="Do not use cached layers (they are refreshed)")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Say in one line why each step missed the cache (always in --progress json)",
+)
 @click.option(
     "--layers",
     type=click.BOOL,
@@ -308,17 +339,17 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             squash_all, iidfile, timestamp, platform, network, allow, isolation, runtime, secrets,
             add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
-            quiet, progress, outputs, compression, jobs, rm, force_rm):  # fmt: skip
+            quiet, progress, outputs, compression, jobs, rm, force_rm, explain):  # fmt: skip
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
     from kiln.build.named_contexts import parse_build_context
     from kiln.errors import InvalidArgument, ProcessFailed
     from kiln.ops.build import BuildOptions, read_containerfile, writes_stdout
     from kiln.runtime import parse_memory
 
-    mode = progress or (state.progress if state.progress in ("json",) else "plain")
     # with -o - the tar owns standard output: progress goes to stderr, as with buildah
     out = sys.stderr if writes_stdout(list(outputs)) else None
-    renderer = BuildRenderer(mode, quiet or state.progress == "quiet", out=out)
+    renderer = _renderer(progress or state.progress, quiet or state.progress == "quiet", out,
+                         explain)  # fmt: skip
     with _json_error(renderer):
         dockerfile_text = None
         files = list(files)
