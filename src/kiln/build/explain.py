@@ -8,9 +8,10 @@ entry, chosen in this order (newest first in each):
 
 1. the same parent and the same step of the same Dockerfile (its ``locator``);
 2. the same parent and the same instruction;
-3. the same step of the same Dockerfile, any parent;
-4. the same instruction, any parent;
-5. the same parent and the same kind of instruction (another RUN after the same step).
+3. the same step of the same Dockerfile with the same instruction, any parent;
+4. the same step of the same Dockerfile, any parent;
+5. the same instruction, any parent;
+6. the same parent and the same kind of instruction (another RUN after the same step).
 
 The differences become the reason: the base image, an earlier step, the instruction
 text, build args (old -> new), context files (changed, added, removed, by name) and their
@@ -55,6 +56,7 @@ def pick_earlier(
     tests = (
         lambda c: c["parent"] == parent and c["locator"] == locator,
         lambda c: c["parent"] == parent and c["same_instruction"],
+        lambda c: c["locator"] == locator and c["same_instruction"],
         lambda c: c["locator"] == locator,
         lambda c: c["same_instruction"],
         lambda c: c["parent"] == parent and c["instruction"] == instruction,

@@ -364,7 +364,8 @@ class BuildView:
             for stage in self._stages.values():
                 for n, step in enumerate(stage.steps, 1):
                     if step.reason:
-                        out.append(Text(f"  miss [{stage.pos}] {n} {step.text}: {step.reason}",
+                        what = step.text if len(step.text) <= 36 else step.text[:35] + "…"
+                        out.append(Text(f"  miss [{stage.pos}] {n} {what}: {step.reason}",
                                         overflow="fold"))  # fmt: skip
         for st, _n, s in failed:
             if s.state == "failed":

@@ -156,7 +156,7 @@ CREATE INDEX index_blobs_digest ON index_blobs(digest);
 #   JSON), for ``kiln build --explain``; ``locator`` names the step (context, file, stage, step)
 # - build_records: one row per build (kiln.build.record), for ``kiln build history``/``report``
 V5 = """
-CREATE TABLE cache_inputs (
+CREATE TABLE IF NOT EXISTS cache_inputs (
     key TEXT PRIMARY KEY,
     locator TEXT NOT NULL,
     parent TEXT NOT NULL,
@@ -165,10 +165,10 @@ CREATE TABLE cache_inputs (
     created REAL NOT NULL,
     inputs BLOB NOT NULL
 );
-CREATE INDEX cache_inputs_locator ON cache_inputs(locator, created);
-CREATE INDEX cache_inputs_parent ON cache_inputs(parent, created);
-CREATE INDEX cache_inputs_instruction ON cache_inputs(instruction_digest, created);
-CREATE TABLE build_records (
+CREATE INDEX IF NOT EXISTS cache_inputs_locator ON cache_inputs(locator, created);
+CREATE INDEX IF NOT EXISTS cache_inputs_parent ON cache_inputs(parent, created);
+CREATE INDEX IF NOT EXISTS cache_inputs_instruction ON cache_inputs(instruction_digest, created);
+CREATE TABLE IF NOT EXISTS build_records (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
     ended REAL NOT NULL,
@@ -177,7 +177,7 @@ CREATE TABLE build_records (
     names TEXT NOT NULL DEFAULT '',
     record BLOB NOT NULL
 );
-CREATE INDEX build_records_created ON build_records(created);
+CREATE INDEX IF NOT EXISTS build_records_created ON build_records(created);
 """
 
 MIGRATIONS: list[str] = [V1, V2, V3, V4, V5]
