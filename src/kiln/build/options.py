@@ -93,3 +93,4 @@ class BuildResult:
     steps: int = 0
     warnings: list[str] = field(default_factory=list)
     manifest_digest: str = ""
+    record_id: str = ""  # the build's record in the store (``kiln build history``)

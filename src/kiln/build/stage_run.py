@@ -121,8 +121,11 @@ class StageRun:
             return
         if state is None:
             state = "cached" if self.step_cache and self.step_cache.get("hit") else "done"
+        image_id = self.step_image
+        if self.step_n == 1 and image_id is None:
+            image_id = self.base_id  # the FROM step: the base it set the stage on
         self.ex.progress.step_end(self.pos, self.step_n, state, self.step_started,
-                                  cache=self.step_cache, image_id=self.step_image)  # fmt: skip
+                                  cache=self.step_cache, image_id=image_id)  # fmt: skip
         self.step_n = 0
 
     def locator(self) -> str:

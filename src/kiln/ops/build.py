@@ -103,6 +103,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     from kiln.build.named_contexts import open_named_contexts
     from kiln.build.parser import parse_string
     from kiln.build.progress import Progress
+    from kiln.build.record import BuildRecorder
 
     for entitlement in opts.allow:
         if entitlement not in ENTITLEMENTS:
@@ -134,7 +135,10 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             text, name = _read(paths), os.path.basename(paths[0])
         parsed = parse_string(text, name=name)
         patterns = load_ignore_file(root, paths[0] if paths else None)
-        progress = Progress(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
+        recorder = BuildRecorder(opts, text, name)  # the build's record (build history)
+        progress = Progress(
+            recorder.wrap(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
+        )
         # the lease keeps every step image alive until the build ends (GC, image prune)
         with (
             BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir) as context,
@@ -147,15 +151,20 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
                 for n, c in named.items()
                 if c.directory is not None
             }
-            executor = Executor(ctx, opts, parsed, context, progress, dockerfile_name=name,
-                                named=named, named_dirs=dirs)  # fmt: skip
             given = opts.puller  # the caller's, else one bound to this build
-            if given is None:
-                opts.puller = _puller(ctx, opts.platform, executor.cancel)
             try:
-                return executor.run()
+                executor = Executor(ctx, opts, parsed, context, progress, dockerfile_name=name,
+                                    named=named, named_dirs=dirs)  # fmt: skip
+                if given is None:
+                    opts.puller = _puller(ctx, opts.platform, executor.cancel)
+                result = executor.run()
+            except BaseException as exc:
+                recorder.finish(ctx.store, error=exc)
+                raise
             finally:
                 opts.puller = given
+            result.record_id = recorder.finish(ctx.store, manifest_digest=result.manifest_digest)
+            return result
 
 
 def read_containerfile(stream: TextIO, name: str) -> str:

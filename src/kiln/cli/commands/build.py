@@ -151,7 +151,34 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     return [v for item in values for v in item.split(",") if v]
 
 
-@click.command("build", short_help="Build an image using instructions from Containerfiles")
+class BuildCommand(click.Command):
+    """``kiln build [OPTIONS] [CONTEXT]``, and ``kiln build history ...`` / ``kiln build report``:
+    a first word naming one of those runs it instead (build a directory of that name as
+    ``./history``)."""
+
+    SUBCOMMANDS = {"history": "history", "report": "report"}
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if args and args[0] in self.SUBCOMMANDS:
+            from kiln.cli.commands import _build_history
+
+            sub = getattr(_build_history, self.SUBCOMMANDS[args[0]])
+            return sub.make_context(f"{info_name} {args[0]}", list(args[1:]), parent=parent,
+                                    **extra)  # fmt: skip
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+    def format_epilog(self, ctx, formatter):
+        super().format_epilog(ctx, formatter)
+        with formatter.section("Build records"):
+            formatter.write_dl([
+                ("history ls|inspect|rm|prune", "List, show and remove the records builds leave"),
+                ("report [BUILD] -o FILE", "Write one build's report as a self-contained HTML page"),
+            ])  # fmt: skip
+
+
+@click.command(
+    "build", cls=BuildCommand, short_help="Build an image using instructions from Containerfiles"
+)
 @click.argument("context", required=False)
 @click.option(
     "-f",
