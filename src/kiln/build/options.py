@@ -82,6 +82,9 @@ class BuildOptions:
     cancel: threading.Event | None = None
     puller: Callable[[str, str], str] | None = None  # (reference, policy) -> image id
     tmpdir: str | None = None
+    # run the build checks (kiln.build.checks) first: their findings are reported after the
+    # build, and with ``# check=error=true`` any finding fails it before anything runs
+    checks: bool = False
 
 
 @dataclass

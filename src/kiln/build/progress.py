@@ -14,6 +14,7 @@ step         ``commit``   ``COMMIT <name>`` before the last step's image
 step         ``note``     informational (``# syntax=`` ignored, ONBUILD triggers)
 output       ``run``      text a RUN wrote (stdout and stderr, as it comes)
 warning      ``warning``  something the user should know
+warning      ``check``    a build check's finding: ``data.rule``, ``data.line``
 result       ``tagged``   ``Successfully tagged <name>``
 result       ``image``    the full image ID (``data.image_id``)
 ===========  ===========  ===================================================
@@ -107,6 +108,11 @@ class Progress:
 
     def warning(self, text: str) -> None:
         self.emit("warning", text, type="warning")
+
+    def check(self, rule: str, message: str, line: int) -> None:
+        """A build check's finding (``kiln.build.checks``), after the build."""
+        self.emit("warning", f"{rule} - {message} (line {line})", type="check", rule=rule,
+                  line=line)  # fmt: skip
 
     def tagged(self, name: str) -> None:
         self.emit("result", f"Successfully tagged {name}", type="tagged", name=name)

@@ -159,7 +159,8 @@ class BuildView:
         elif typ == "note":
             self._notes.append(clean(event.message))
         elif kind == "warning":
-            self._warnings.append(clean(event.message))
+            prefix = "WARNING: " if typ == "check" else ""
+            self._warnings.append(prefix + clean(event.message))
         elif kind == "progress":
             self._transfer(event)
 
@@ -374,7 +375,7 @@ class BuildView:
         for note in self._notes:
             out.append(_line(Text(note, style="dim")))
         for warning in self._warnings:
-            out.append(Text(f"WARNING: {warning}", style="yellow", overflow="fold"))
+            out.append(Text(warning, style="yellow", overflow="fold"))
         return out
 
 

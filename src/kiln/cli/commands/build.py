@@ -56,7 +56,8 @@ class BuildRenderer:
                     self.out.flush()
                 return
             if kind == "warning":
-                self.err.write(event.message.rstrip("\n") + "\n")
+                prefix = "WARNING: " if event.data.get("type") == "check" else ""
+                self.err.write(prefix + event.message.rstrip("\n") + "\n")
                 self.err.flush()
                 return
             if self.quiet and event.data.get("type") != "image":
@@ -94,6 +95,31 @@ def _renderer(mode: str, quiet: bool, out: IO[str] | None, explain: bool) -> Any
 
         return BuildView(out=out, explain=explain)
     return BuildRenderer("json" if mode == "json" else "plain", quiet, out=out, explain=explain)
+
+
+def _run_checks(state: State, opts: Any, renderer: Any) -> None:
+    """``--check``: the findings, one per line; exit 1 when ``# check=error=true`` and any."""
+    from kiln.ops.build import check
+
+    with _json_error(renderer), state.context(events=BuildRenderer("plain", True)) as ctx:
+        report = check(ctx, opts)
+    found = report.warnings
+    if getattr(renderer, "mode", "") == "json":
+        for w in found:
+            renderer.out.write(json.dumps({"kind": "warning", "message": str(w), "data": {
+                "type": "check", "rule": w.rule, "line": w.line}}) + "\n")  # fmt: skip
+    else:
+        out = sys.stdout
+        if found:
+            noun = "warning has" if len(found) == 1 else "warnings have"
+            out.write(f"Check complete, {len(found)} {noun} been found!\n")
+            for w in found:
+                out.write(f"WARNING: {w}\n")
+        else:
+            out.write("Check complete, no warnings found.\n")
+        out.flush()
+    if report.error:
+        raise click.exceptions.Exit(1)
 
 
 def _explain_line(data: dict[str, Any]) -> str:
@@ -233,6 +259,12 @@ class BuildCommand(click.Command):
 @click.option("--pull-never", is_flag=True, hidden=True)
 @click.option("--no-cache", is_flag=True, help="Do not use cached layers (they are refreshed)")
 @click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Run the build checks (BuildKit's Dockerfile rules) and build nothing",
+)
+@click.option(
     "--explain",
     is_flag=True,
     help="Say in one line why each step missed the cache (always in --progress json)",
@@ -366,7 +398,8 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             squash_all, iidfile, timestamp, platform, network, allow, isolation, runtime, secrets,
             add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
-            quiet, progress, outputs, compression, jobs, rm, force_rm, explain):  # fmt: skip
+            quiet, progress, outputs, compression, jobs, rm, force_rm, explain,
+            check_only):  # fmt: skip
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
     from kiln.build.named_contexts import parse_build_context
     from kiln.errors import InvalidArgument, ProcessFailed
@@ -420,9 +453,12 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
             shm_size=parse_memory(shm_size, "--shm-size") if shm_size else None, quiet=quiet,
             outputs=list(outputs), compression=compression, jobs=jobs, rm=rm, force_rm=force_rm,
-            tmpdir=state.tmpdir,
+            tmpdir=state.tmpdir, checks=True,
             build_contexts=dict(parse_build_context(s) for s in build_contexts),
         )  # fmt: skip
+    if check_only:
+        _run_checks(state, opts, renderer)
+        return
     from kiln.ops.build import build
 
     try:
