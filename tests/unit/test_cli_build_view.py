@@ -89,3 +89,31 @@ def test_plain_lines_are_unchanged_by_the_new_events():
     out = io.StringIO()
     _feed(BuildRenderer("plain", False, out=out, err=io.StringIO(), explain=True))
     assert f"--> Cache miss: {LONG}: build arg V changed (1 -> 2)" in out.getvalue().splitlines()
+
+
+def test_transfers_on_a_terminal_show_bytes_and_rate_in_80_columns():
+    """pull, push, load and save draw their transfers with rich: never wider than 80."""
+    import re
+    import time
+
+    from kiln.cli.render import EventRenderer
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    err = Terminal()
+    renderer = EventRenderer("tty", out=io.StringIO(), err=err)
+    digest = "sha256:" + "ab" * 32
+    renderer.emit(Event("step", f"Copying blob {digest} " + "and a long tail " * 8))
+    renderer.emit(Event("progress", f"Copying blob {digest}",
+                        {"id": digest, "current": 1_000_000, "total": 10_000_000}))  # fmt: skip
+    time.sleep(0.2)
+    renderer.emit(Event("progress", f"Copying blob {digest}",
+                        {"id": digest, "current": 5_000_000, "total": 10_000_000}))  # fmt: skip
+    renderer.close()
+    screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", err.getvalue()).replace("\r", "\n")
+    lines = [line for line in screen.split("\n") if line]
+    assert all(len(line) <= 80 for line in lines), lines
+    assert any("Copying blob sha256:abababababab" in line and "/10.0 MB" in line
+               and "/s" in line for line in lines), lines  # fmt: skip
