@@ -50,15 +50,19 @@ class CacheMixin:
 
     #: inputs kept per step locator, and in all: older ones are dropped as new ones come
     inputs_per_locator = 4
-    inputs_max = 4000
+    inputs_max = 2000
+    inputs_max_bytes = 128 * 1024  # compressed, per key: past it the file lists are dropped
 
     def put_cache_inputs(
         self, key: str, locator: str, instruction: str, inputs: dict[str, Any]
     ) -> None:
         """Remember what went into ``key`` (``kiln.build.cache_key.step_inputs`` plus file
-        lists); kept bounded: the newest few per ``locator``, the newest ``inputs_max``."""
+        lists); kept bounded: the newest few per ``locator``, the newest ``inputs_max``, each
+        at most ``inputs_max_bytes`` compressed (else without its file lists)."""
         instr = json.dumps(inputs.get("instruction", {}), sort_keys=True)
-        blob = zlib.compress(json.dumps(inputs, sort_keys=True).encode("utf-8", "replace"), 6)
+        blob = _packed(inputs)
+        if len(blob) > self.inputs_max_bytes and inputs.get("manifests"):
+            blob = _packed({**inputs, "manifests": {}})  # too many files to name: none named
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO cache_inputs(key, locator, parent, instruction, "
@@ -142,6 +146,10 @@ class CacheMixin:
                 "mode, digest) VALUES (?,?,?,?,?,?,?,?)",
                 (path, *_stat_key(st), digest),
             )
+
+
+def _packed(inputs: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(inputs, sort_keys=True).encode("utf-8", "replace"), 6)
 
 
 def _short_hash(text: str) -> str:
