@@ -117,3 +117,10 @@ def test_transfers_on_a_terminal_show_bytes_and_rate_in_80_columns():
     assert all(len(line) <= 80 for line in lines), lines
     assert any("Copying blob sha256:abababababab" in line and "/10.0 MB" in line
                and "/s" in line for line in lines), lines  # fmt: skip
+
+
+def test_nothing_but_the_error_when_the_build_ends_before_its_plan():
+    err = io.StringIO()
+    view = BuildView(out=io.StringIO(), err=err, width=80)
+    view.error("Containerfile:1: unknown instruction", 125)
+    assert err.getvalue() == ""

@@ -333,6 +333,8 @@ class BuildView:
         the miss reasons with --explain, a failed step's last output, the warnings."""
         from rich.text import Text
 
+        if not self._stages and not self._image_id:  # ended before planning (a parse error)
+            return [Text(w, style="yellow", overflow="fold") for w in self._warnings]
         steps = [s for st in self._stages.values() for s in st.steps]
         cached = sum(s.state == "cached" for s in steps)
         ran = sum(s.built for s in steps)
