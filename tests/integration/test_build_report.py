@@ -145,7 +145,9 @@ def test_history_ls_inspect_rm_prune_and_no_secrets(build_env, tmp_path):  # noq
     ctx = build_env.context_dir(files={"Containerfile": (
         "FROM busybox\nRUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len\n")})  # fmt: skip
     kiln(build_env, "build", "-t", "one", "--secret", f"id=tok,src={secret}", ctx)
-    failed = build_env.context_dir("bad", files={"Containerfile": "FROM busybox\nRUN exit 4\n"})
+    failed = build_env.context_dir(
+        "bad", files={"Containerfile": "FROM busybox\nRUN echo why-it-failed; exit 4\n"}
+    )
     assert kiln(build_env, "build", failed, check=False).returncode == 4
 
     listing = kiln(build_env, "build", "history", "ls", "--format", "json")
@@ -159,6 +161,7 @@ def test_history_ls_inspect_rm_prune_and_no_secrets(build_env, tmp_path):  # noq
     assert newest["status"] == "failed" and "exit status 4" in newest["error"]
     failing = newest["steps"][-1]
     assert failing["state"] == "failed" and failing["ended"] >= failing["started"]
+    assert failing["output"] == "why-it-failed\n"
     done = json.loads(kiln(build_env, "build", "history", "inspect", rows[1]["ID"][:6]).stdout)
     assert done["options"]["secrets"] == ["tok"]
     raw = build_env.store.db.query("SELECT record FROM build_records")
@@ -166,6 +169,7 @@ def test_history_ls_inspect_rm_prune_and_no_secrets(build_env, tmp_path):  # noq
     assert b"SUPERSECRET" not in everything and str(secret).encode() not in everything
     step = done["steps"][1]
     assert step["cache"]["hit"] is False and step["layer"]["size"] > 0
+    assert step["output"] == ""  # only a failed step's output is kept
     assert step["layer"]["digest"] in [layer["digest"] for layer in done["result"]["layers"]]
 
     # records are metadata: removing the image and collecting garbage keeps them, and the

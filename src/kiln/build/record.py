@@ -9,7 +9,8 @@ digest, diff_id, sizes; the image's manifest) and writes one ``build_records`` r
 Recorded: the Dockerfile (up to ``MAX_DOCKERFILE``), the options that shape the result,
 build args with credentials in URLs redacted, secret *ids* only (never a value or a
 source path), steps with times, state, cache hit or miss and its reason, layers,
-warnings, the result or the error. Writing a record never fails a build.
+warnings, the result or the error, and the last output of a failed step (only of that
+one). Writing a record never fails a build.
 """
 
 from __future__ import annotations
@@ -140,9 +141,12 @@ class BuildRecorder:
             doc["status"] = "cancelled" if isinstance(error, Cancelled) else "failed"
             doc["error"] = redact(str(error))
         for step in doc["steps"]:
-            step["output"] = "".join(step["output"])[-16384:]
             if step["state"] == "running":
                 step["state"] = "failed" if error is not None else "done"
+            # what a RUN printed is kept only when it failed (the report shows why): a
+            # passing step's output may hold anything, and nothing needs it later
+            output = "".join(step["output"])[-16384:] if step["state"] == "failed" else ""
+            step["output"] = redact(output)
         doc["result"]["manifest_digest"] = manifest_digest
         with contextlib.suppress(Exception):
             self._layers(store)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from kiln.build.options import ENTITLEMENTS, BuildOptions, BuildResult
 from kiln.build.outputs import check_outputs, writes_stdout
-from kiln.errors import Cancelled, InvalidArgument, NotFound
+from kiln.errors import Cancelled, InvalidArgument, KilnError, NotFound
 from kiln.ops.context import Context
 from kiln.ops.events import Event, EventSink
 from kiln.util.output import check_output
@@ -193,7 +194,7 @@ def check(ctx: Context, opts: BuildOptions) -> CheckReport:
 def _check(ctx: Context, opts: BuildOptions, parsed: Any, patterns: list[str],
            fail: bool = True) -> CheckReport:  # fmt: skip
     """Run the checks; with ``# check=error=true`` a finding fails the build (``fail``)."""
-    from kiln.build.checks import run_checks
+    from kiln.build.checks import CheckReport, run_checks
 
     def base_env(name: str) -> list[str] | None:
         from kiln.image import open_store_image
@@ -204,8 +205,14 @@ def _check(ctx: Context, opts: BuildOptions, parsed: Any, patterns: list[str],
             return None
         return [item.partition("=")[0] for item in env]
 
-    report = run_checks(parsed, build_args=opts.build_args, ignore_patterns=patterns,
-                        base_env=base_env)  # fmt: skip
+    try:
+        report = run_checks(parsed, build_args=opts.build_args, ignore_patterns=patterns,
+                            base_env=base_env)  # fmt: skip
+    except KilnError:
+        raise  # a bad # check= directive: the user's to fix
+    except Exception:  # a lint bug never stops a build
+        logging.getLogger(__name__).warning("the build checks failed", exc_info=True)
+        return CheckReport()
     if fail and report.error:
         listed = "; ".join(str(w) for w in report.warnings)
         raise InvalidArgument(
