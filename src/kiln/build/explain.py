@@ -20,12 +20,93 @@ modes, ``--from`` images, build settings. Nothing earlier: "no earlier build of 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["compare_inputs", "explain_miss", "pick_earlier"]
+if TYPE_CHECKING:
+    from kiln.build.instructions import Instruction
+    from kiln.build.stage_run import StageRun
+
+__all__ = [
+    "compare_inputs",
+    "explain_miss",
+    "note_meta_key",
+    "note_miss",
+    "pick_earlier",
+    "remember_inputs",
+]
 
 _NAMES_SHOWN = 2
+
+
+# -- what a stage records and reports (called by kiln.build.stage_run) -----------------
+
+
+def locator(run: StageRun) -> str:
+    """Names the running step of this Dockerfile in this context, across builds."""
+    where = "\0".join((run.ex.context.root, run.ex.dockerfile_name,
+                       run.stage.name or str(run.stage.index), str(run.step_n)))  # fmt: skip
+    return hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def recorded_inputs(run: StageRun, instr: Instruction | None) -> dict[str, Any]:
+    """The step's key inputs plus its base, its text and the files it read, by name."""
+    inputs = dict(run.inputs)
+    inputs["base"] = run.base_id or ""
+    inputs["text"] = instr.original if instr is not None else "COMMIT"
+    manifests = {}
+    for name, digest in inputs.get("files", {}).items():
+        listed = run.ex.context.manifest(digest)
+        if listed is not None:
+            manifests[name] = listed
+    inputs["manifests"] = manifests
+    return inputs
+
+
+def remember_inputs(run: StageRun, key: str, instr: Instruction | None) -> None:
+    """Keep what went into ``key`` for a later --explain (never fails the build)."""
+    with contextlib.suppress(Exception):
+        name = instr.name if instr is not None else "COMMIT"
+        run.ex.store.put_cache_inputs(key, locator(run), name, recorded_inputs(run, instr))
+
+
+def note_meta_key(run: StageRun, key: str, instr: Instruction) -> None:
+    """A metadata step: a key never seen before is the change later misses point at."""
+    with contextlib.suppress(Exception):
+        if not run.ex.store.has_cache_inputs(key):
+            if run.first_change is None:
+                run.first_change = _cut(instr.original, 40)
+            remember_inputs(run, key, instr)
+
+
+def note_miss(run: StageRun, key: str, instr: Instruction | None) -> None:
+    """A RUN/COPY/ADD missed the cache: its reason goes to the step's facts and events."""
+    reason = miss_reason(run, key, instr)
+    text = instr.original if instr is not None else "COMMIT"
+    run.step_cache = {"hit": False, "key": key, "reason": reason}
+    if run.first_change is None:
+        run.first_change = _cut(text, 40)
+    run.ex.progress.cache_miss(run.pos, run.step_n, text, reason)
+
+
+def miss_reason(run: StageRun, key: str, instr: Instruction | None) -> str:
+    if not run.layers:
+        return "steps are not cached (--layers=false)"
+    if run.ex.opts.no_cache:
+        return "--no-cache"
+    try:
+        return explain_miss(
+            run.ex.store, key, locator(run), recorded_inputs(run, instr),
+            instruction=instr.name if instr is not None else "COMMIT",
+            earlier_change=run.first_change,
+        )  # fmt: skip
+    except Exception as exc:  # an explanation never fails a build
+        return f"unknown ({type(exc).__name__})"
+
+
+# -- the reason ---------------------------------------------------------------------
 
 
 def explain_miss(

@@ -11,11 +11,11 @@ committed once at its end, its changes as one layer.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from kiln.build import explain
 from kiln.build.cache_key import key_of, step_inputs
 from kiln.build.instructions import Instruction
 from kiln.build.stages import Stage
@@ -63,7 +63,7 @@ class StageRun:
         self.step_cache: dict[str, Any] | None = None
         self.step_image: str | None = None
         self.started = time.time()
-        self.inputs: dict[str, Any] = {}
+        self.inputs: dict[str, Any] = {}  # what went into self.key (kiln.build.explain)
         self.first_change: str | None = None  # the first step of the stage not seen before
 
     # -- environment ------------------------------------------------------------------
@@ -127,62 +127,6 @@ class StageRun:
         self.ex.progress.step_end(self.pos, self.step_n, state, self.step_started,
                                   cache=self.step_cache, image_id=image_id)  # fmt: skip
         self.step_n = 0
-
-    def locator(self) -> str:
-        """Names this step of this Dockerfile in this context, across builds."""
-        where = "\0".join((self.ex.context.root, self.ex.dockerfile_name,
-                           self.stage.name or str(self.stage.index), str(self.step_n)))  # fmt: skip
-        return hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-
-    def _recorded_inputs(self, instr: Instruction | None) -> dict[str, Any]:
-        inputs = dict(self.inputs)
-        inputs["base"] = self.base_id or ""
-        inputs["text"] = instr.original if instr is not None else "COMMIT"
-        manifests = {}
-        for name, digest in inputs.get("files", {}).items():
-            listed = self.ex.context.manifest(digest)
-            if listed is not None:
-                manifests[name] = listed
-        inputs["manifests"] = manifests
-        return inputs
-
-    def remember_inputs(self, key: str, instr: Instruction | None) -> None:
-        """Keep what went into ``key`` for later --explain (never fails the build)."""
-        with contextlib.suppress(Exception):
-            name = instr.name if instr is not None else "COMMIT"
-            self.ex.store.put_cache_inputs(key, self.locator(), name, self._recorded_inputs(instr))
-
-    def note_meta_key(self, key: str, instr: Instruction) -> None:
-        """A metadata step: a key never seen before is the change later misses point at."""
-        with contextlib.suppress(Exception):
-            if not self.ex.store.has_cache_inputs(key):
-                if self.first_change is None:
-                    self.first_change = _cut(instr.original)
-                self.remember_inputs(key, instr)
-
-    def miss_reason(self, key: str, instr: Instruction | None) -> str:
-        from kiln.build.explain import explain_miss
-
-        if not self.layers:
-            return "steps are not cached (--layers=false)"
-        if self.ex.opts.no_cache:
-            return "--no-cache"
-        try:
-            return explain_miss(
-                self.ex.store, key, self.locator(), self._recorded_inputs(instr),
-                instruction=instr.name if instr is not None else "COMMIT",
-                earlier_change=self.first_change,
-            )  # fmt: skip
-        except Exception as exc:  # an explanation never fails a build
-            return f"unknown ({type(exc).__name__})"
-
-    def _note_miss(self, key: str, instr: Instruction | None) -> None:
-        reason = self.miss_reason(key, instr)
-        text = instr.original if instr is not None else "COMMIT"
-        self.step_cache = {"hit": False, "key": key, "reason": reason}
-        if self.first_change is None:
-            self.first_change = _cut(text)
-        self.ex.progress.cache_miss(self.pos, self.step_n, text, reason)
 
     def cached(self, key: str) -> str | None:
         if not self.use_cache:
@@ -287,7 +231,7 @@ class StageRun:
         key = self.next_key(instr, **key_parts)
         if self.use_cache_hit(key) is not None:
             return
-        self._note_miss(key, instr)
+        explain.note_miss(self, key, instr)
         b = self.ensure_builder()
         self.make_wanted_dirs(b)
         created_by = action(b)
@@ -305,13 +249,13 @@ class StageRun:
         self.image_id = rec.id
         self.editor = b.config
         self.ex.store.put_cache(key, rec.id)
-        self.remember_inputs(key, instr)
+        explain.remember_inputs(self, key, instr)
         self.step_image = rec.id
         self.ex.progress.layer(rec.id)
 
     def meta_step(self, instr: Instruction, created_by: str, **key_parts: Any) -> None:
         key = self.next_key(instr, **key_parts)
-        self.note_meta_key(key, instr)
+        explain.note_meta_key(self, key, instr)
         self.note_history(created_by)
 
     # -- the end of the stage -------------------------------------------------------------
@@ -384,8 +328,3 @@ class StageRun:
     def _label_created_by(self) -> str:
         labels = " ".join(f"{k}={v}" for k, v in sorted(self.ex.opts.labels.items()))
         return f"/bin/sh -c #(nop) LABEL {labels}".rstrip() if labels else "/bin/sh -c #(nop) "
-
-
-def _cut(text: str, width: int = 40) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3] + "..."
