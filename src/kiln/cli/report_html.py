@@ -241,8 +241,12 @@ def _layers(record: dict[str, Any]) -> str:
 def _efficiency(record: dict[str, Any]) -> str:
     eff = record.get("efficiency")
     if not eff:
-        why = ("the image is no longer in the store" if not record.get("image_present")
-               else "nothing to show")  # fmt: skip
+        if not (record.get("result") or {}).get("image_id"):
+            why = "the build produced no image"
+        elif not record.get("image_present"):
+            why = "the image is no longer in the store"
+        else:
+            why = "nothing to show"
         return (f"<section id=\"efficiency\"><h2>Layer efficiency</h2><p class=\"muted\">"
                 f"{why}</p></section>")  # fmt: skip
     head = (f"<p><b>{eff['efficiency'] * 100:.1f}%</b> efficient: "
