@@ -28,7 +28,7 @@ from typing import Any
 
 from kiln.build.instructions import Instruction
 
-__all__ = ["KEY_VERSION", "base_key", "instruction_fields", "step_key"]
+__all__ = ["KEY_VERSION", "base_key", "instruction_fields", "key_of", "step_inputs", "step_key"]
 
 KEY_VERSION = 1
 _SKIP = frozenset({"line", "original"})
@@ -74,6 +74,36 @@ def base_key(base_image_id: str | None, platform: str) -> str:
     return base_image_id or f"scratch:{platform}"
 
 
+def step_inputs(
+    parent: str,
+    instr: Instruction | None,
+    *,
+    args: Mapping[str, str] | None = None,
+    files: Mapping[str, str] | None = None,
+    from_images: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What goes into a step's key, as plain data (``key_of`` hashes it; ``--explain``
+    compares two of them)."""
+    return {
+        "v": KEY_VERSION,
+        "parent": parent,
+        "instruction": instruction_fields(instr),
+        "args": dict(sorted((args or {}).items())),
+        "files": dict(sorted((files or {}).items())),
+        "from": dict(sorted((from_images or {}).items())),
+        "settings": _plain(dict(settings or {})),
+        "extra": _plain(dict(extra or {})),
+    }
+
+
+def key_of(inputs: Mapping[str, Any]) -> str:
+    """The key of a ``step_inputs`` document."""
+    raw = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def step_key(
     parent: str,
     instr: Instruction | None,
@@ -85,15 +115,7 @@ def step_key(
     extra: Mapping[str, Any] | None = None,
 ) -> str:
     """The cache key of one step (see the module docstring)."""
-    doc = {
-        "v": KEY_VERSION,
-        "parent": parent,
-        "instruction": instruction_fields(instr),
-        "args": dict(sorted((args or {}).items())),
-        "files": dict(sorted((files or {}).items())),
-        "from": dict(sorted((from_images or {}).items())),
-        "settings": _plain(dict(settings or {})),
-        "extra": _plain(dict(extra or {})),
-    }
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
+    return key_of(
+        step_inputs(parent, instr, args=args, files=files, from_images=from_images,
+                    settings=settings, extra=extra)
+    )  # fmt: skip

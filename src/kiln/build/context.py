@@ -46,6 +46,18 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+MAX_MANIFEST_ENTRIES = 5000  # paths --explain can name per COPY source set
+_MAX_MANIFESTS = 64
+
+
+def _add_entry(entries: dict[str, str], line: bytes) -> dict[str, str] | None:
+    """One ``_entry_line`` into a manifest (None once it has too many entries)."""
+    if len(entries) >= MAX_MANIFEST_ENTRIES:
+        return None
+    rel, kind, mode, payload = line.decode("utf-8", "surrogateescape").rstrip("\n").split("\0")
+    short = payload.removeprefix("sha256:")[:16] if kind == "file" else payload[:200]
+    entries[rel or "."] = f"{kind} {mode} {short}"
+    return entries
 
 
 class ChecksumCache(Protocol):
@@ -91,6 +103,8 @@ class BuildContext:
         self._memo: dict[str, tuple[tuple[int, ...], str]] = {}
         self._lock = threading.Lock()
         self._preloaded = False
+        # digest -> {rel: "kind mode payload"} of the digests computed, for --explain
+        self._manifests: dict[str, dict[str, str] | None] = {}
 
     def close(self) -> None:
         self.sr.close()
@@ -312,6 +326,7 @@ class BuildContext:
         """One digest of everything ``sources`` name (see the module docstring)."""
         matcher = IgnoreMatcher(list(excludes)) if excludes else None
         h = hashlib.sha256()
+        entries: dict[str, str] | None = {}
         batch = getattr(self.checksums, "transaction", None)
         with batch() if batch is not None else contextlib.nullcontext():
             for src in sources:
@@ -319,8 +334,24 @@ class BuildContext:
                 for top in self.expand(src, matcher):
                     for rel, st in self.walk(top, matcher, follow=True):
                         with self._reading(rel):
-                            h.update(self._entry_line(rel, st, follow=rel == top))
-        return "sha256:" + h.hexdigest()
+                            line = self._entry_line(rel, st, follow=rel == top)
+                        h.update(line)
+                        if entries is not None:
+                            entries = _add_entry(entries, line)
+        digest = "sha256:" + h.hexdigest()
+        with self._lock:
+            if len(self._manifests) >= _MAX_MANIFESTS:
+                self._manifests.pop(next(iter(self._manifests)))
+            self._manifests[digest] = entries
+        return digest
+
+    def manifest(self, digest: str) -> dict[str, str] | None:
+        """What a digest this context computed covered: ``{path: "kind mode content"}``
+        (content: a file's sha256 shortened, a link's target); None when unknown or when
+        it named more than ``MAX_MANIFEST_ENTRIES`` paths. ``--explain`` names changed
+        files from it."""
+        with self._lock:
+            return self._manifests.get(digest)
 
     def _entry_line(self, rel: str, st: os.stat_result, follow: bool = False) -> bytes:
         kind = _kind(st.st_mode)

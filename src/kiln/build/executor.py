@@ -107,6 +107,7 @@ class Executor:
 
     def run(self) -> BuildResult:
         self.progress.stage_count = len(self.plan.stages)
+        self.progress.plan(self._plan_facts())
         if self.parsed.syntax:
             self.progress.note(f"# syntax={self.parsed.syntax} is ignored: kiln builds itself")
         failed = True
@@ -118,6 +119,16 @@ class Executor:
                 self._remove_builders()
         image_id = self.results[self.plan.target_index]
         return self._finish(image_id)
+
+    def _plan_facts(self) -> list[dict[str, Any]]:
+        """The stages this build runs, for live views and build records (``plan`` event)."""
+        out = []
+        for index in self.plan.order:
+            stage = self.plan.stages[index]
+            steps = [self._from_text(stage)] + [i.original for i in stage.instructions]
+            out.append({"stage": index + 1, "name": stage.name or "", "steps": steps,
+                        "deps": sorted(d + 1 for d in self.plan.deps.get(index, ()))})  # fmt: skip
+        return out
 
     def _build_stage_in(self, lease, index: int) -> None:
         """A stage on a worker thread: what it writes joins the build's lease."""
@@ -161,21 +172,25 @@ class Executor:
         run = StageRun(self, stage, index == self.plan.target_index)
         total = 1 + len(stage.instructions)
         self.check_cancel()
-        self.progress.step(run.pos, 1, total, self._from_text(stage), stage.line)
+        run.begin_step(1, total, self._from_text(stage), stage.line)
         try:
             triggers = dispatch_from(run)
             for instr in triggers:
                 self._dispatch(run, instr)
+            run.end_step()
             for n, instr in enumerate(stage.instructions, start=2):
                 self.check_cancel()
-                self.progress.step(run.pos, n, total, instr.original, instr.line)
+                run.begin_step(n, total, instr.original, instr.line)
                 self._dispatch(run, instr)
+                run.end_step()
             self.check_cancel()
             image_id = run.finish(self.opts.tags if run.is_target else [])
-        except BaseException:
+        except BaseException as exc:
+            run.end_step("cancelled" if isinstance(exc, Cancelled) else "failed")
             run.drop_builder()
             raise
         run.drop_builder()
+        self.progress.stage_end(run.pos, image_id, run.started)
         with self._lock:
             self.results[index] = image_id
         return image_id

@@ -100,6 +100,9 @@ class BuildOptions:
     cache_lookup: Callable[[str], str | None] | None = None  # key -> image id (set by ops)
     on_built: Callable[[Any, str], None] | None = None  # (executor, image id), before the ID line
     tmpdir: str | None = None
+    # run the build checks (kiln.build.checks) first: their findings are reported after the
+    # build, and with ``# check=error=true`` any finding fails it before anything runs
+    checks: bool = False
 
 
 @dataclass
@@ -113,3 +116,4 @@ class BuildResult:
     manifest_digest: str = ""
     platform_images: dict[str, str] = field(default_factory=dict)  # platform -> image id
     manifest_list: str = ""  # the list's ID when the build made or amended one
+    record_id: str = ""  # the build's record in the store (``kiln build history``)

@@ -14,13 +14,27 @@ step         ``commit``   ``COMMIT <name>`` before the last step's image
 step         ``note``     informational (``# syntax=`` ignored, ONBUILD triggers)
 output       ``run``      text a RUN wrote (stdout and stderr, as it comes)
 warning      ``warning``  something the user should know
+warning      ``check``    a build check's finding: ``data.rule``, ``data.line``
 result       ``tagged``   ``Successfully tagged <name>``
 result       ``image``    the full image ID (``data.image_id``)
 ===========  ===========  ===================================================
+
+Events with an empty message carry facts for live views, JSON and build records; line
+renderers print nothing for them:
+
+- ``plan``: ``stages`` [{``stage``, ``name``, ``steps`` [texts], ``deps`` [stage numbers]}],
+  before anything runs; ``step`` events carry ``time`` (wall clock) too;
+- ``step-end``: ``stage``, ``step``, ``state`` (``done``, ``cached``, ``failed``,
+  ``cancelled``), ``started``, ``ended``, ``duration`` (seconds), ``cache`` (None for a step
+  the cache does not cover, else ``{"hit", "key", "reason"}``), ``image_id`` if committed;
+- ``cache-miss``: ``stage``, ``step``, ``instruction``, ``reason`` (one line: why the step's
+  key matched nothing; see :mod:`kiln.build.explain`);
+- ``stage-end``: ``stage``, ``image_id``, ``started``, ``ended``, ``duration``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,8 +64,31 @@ class Progress:
         self.emit(
             "step",
             f"{self.prefix(stage_pos)}STEP {n}/{total}: {redact(text)}",
-            type="step", stage=stage_pos, step=n, steps=total, line=line,
+            type="step", stage=stage_pos, step=n, steps=total, line=line, time=time.time(),
         )  # fmt: skip
+
+    def plan(self, stages: list[dict[str, Any]]) -> None:
+        self.emit("step", "", type="plan", stages=stages)
+
+    def step_end(
+        self, stage_pos: int, n: int, state: str, started: float,
+        cache: dict[str, Any] | None = None, image_id: str | None = None,
+    ) -> None:  # fmt: skip
+        ended = time.time()
+        self.emit(
+            "step", "", type="step-end", stage=stage_pos, step=n, state=state, started=started,
+            ended=ended, duration=round(max(0.0, ended - started), 3), cache=cache,
+            image_id=image_id,
+        )  # fmt: skip
+
+    def cache_miss(self, stage_pos: int, n: int, instruction: str, reason: str) -> None:
+        self.emit("step", "", type="cache-miss", stage=stage_pos, step=n,
+                  instruction=redact(instruction), reason=redact(reason))  # fmt: skip
+
+    def stage_end(self, stage_pos: int, image_id: str, started: float) -> None:
+        ended = time.time()
+        self.emit("step", "", type="stage-end", stage=stage_pos, image_id=image_id,
+                  started=started, ended=ended, duration=round(max(0.0, ended - started), 3))  # fmt: skip
 
     def cache_hit(self, image_id: str) -> None:
         self.emit("step", f"--> Using cache {_hex(image_id)}", type="cache", image_id=image_id)
@@ -71,6 +108,11 @@ class Progress:
 
     def warning(self, text: str) -> None:
         self.emit("warning", text, type="warning")
+
+    def check(self, rule: str, message: str, line: int) -> None:
+        """A build check's finding (``kiln.build.checks``), after the build."""
+        self.emit("warning", f"{rule} - {message} (line {line})", type="check", rule=rule,
+                  line=line)  # fmt: skip
 
     def tagged(self, name: str) -> None:
         self.emit("result", f"Successfully tagged {name}", type="tagged", name=name)

@@ -11,10 +11,12 @@ committed once at its end, its changes as one layer.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from kiln.build.cache_key import step_key
+from kiln.build import explain
+from kiln.build.cache_key import key_of, step_inputs
 from kiln.build.instructions import Instruction
 from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor, now_rfc3339
@@ -54,6 +56,15 @@ class StageRun:
         self.wanted_dirs: list[tuple[str, str, bool, int]] = []
         self.layers = ex.opts.layers and not (is_target and (ex.opts.squash or ex.opts.squash_all))
         self.use_cache = self.layers and not ex.opts.no_cache
+        # the step being run (for timings, cache facts and --explain)
+        self.step_n = 0
+        self.step_text = ""
+        self.step_started = 0.0
+        self.step_cache: dict[str, Any] | None = None
+        self.step_image: str | None = None
+        self.started = time.time()
+        self.inputs: dict[str, Any] = {}  # what went into self.key (kiln.build.explain)
+        self.first_change: str | None = None  # the first step of the stage not seen before
 
     # -- environment ------------------------------------------------------------------
 
@@ -93,8 +104,29 @@ class StageRun:
     # -- the key chain and the cache ----------------------------------------------------
 
     def next_key(self, instr: Instruction | None, **parts: Any) -> str:
-        self.key = step_key(self.key, instr, settings=self.ex.key_settings, **parts)
+        self.inputs = step_inputs(self.key, instr, settings=self.ex.key_settings, **parts)
+        self.key = key_of(self.inputs)
         return self.key
+
+    # -- step timings, cache facts and --explain -------------------------------------------
+
+    def begin_step(self, n: int, total: int, text: str, line: int) -> None:
+        self.step_n, self.step_text, self.step_started = n, text, time.time()
+        self.step_cache, self.step_image = None, None
+        self.ex.progress.step(self.pos, n, total, text, line)
+
+    def end_step(self, state: str | None = None) -> None:
+        """The step's end event; ``state`` defaults to cached/done from what happened."""
+        if not self.step_n:
+            return
+        if state is None:
+            state = "cached" if self.step_cache and self.step_cache.get("hit") else "done"
+        image_id = self.step_image
+        if self.step_n == 1 and image_id is None:
+            image_id = self.base_id  # the FROM step: the base it set the stage on
+        self.ex.progress.step_end(self.pos, self.step_n, state, self.step_started,
+                                  cache=self.step_cache, image_id=image_id)  # fmt: skip
+        self.step_n = 0
 
     def cached(self, key: str) -> str | None:
         if not self.use_cache:
@@ -199,6 +231,8 @@ class StageRun:
         hit = self.cached(key)
         if hit is not None:
             self.remember(key, hit)
+            self.step_cache = {"hit": True, "key": key, "reason": ""}
+            self.step_image = hit
             self.adopt_image(hit)
             self.ex.progress.cache_hit(hit)
             self.ex.cache_hits += 1
@@ -212,6 +246,7 @@ class StageRun:
         key = self.next_key(instr, **key_parts)
         if self.use_cache_hit(key) is not None:
             return
+        explain.note_miss(self, key, instr)
         b = self.ensure_builder()
         self.make_wanted_dirs(b)
         created_by = action(b)
@@ -230,10 +265,13 @@ class StageRun:
         self.editor = b.config
         self.ex.store.put_cache(key, rec.id)
         self.remember(key, rec.id)
+        explain.remember_inputs(self, key, instr)
+        self.step_image = rec.id
         self.ex.progress.layer(rec.id)
 
     def meta_step(self, instr: Instruction, created_by: str, **key_parts: Any) -> None:
-        self.next_key(instr, **key_parts)
+        key = self.next_key(instr, **key_parts)
+        explain.note_meta_key(self, key, instr)
         self.note_history(created_by)
 
     # -- the end of the stage -------------------------------------------------------------

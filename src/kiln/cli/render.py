@@ -209,6 +209,13 @@ def templated(template: str, objs: Iterable[dict[str, Any]], noheading: bool = F
 
 # --- events ---------------------------------------------------------------------
 
+_LONG_DIGEST = re.compile(r"\b(sha256:[0-9a-f]{12})[0-9a-f]{52}\b")
+
+
+def short_digests(text: str) -> str:
+    """``sha256:<64 hex>`` -> ``sha256:<12 hex>`` (progress lines on a terminal)."""
+    return _LONG_DIGEST.sub(r"\1", text)
+
 
 def resolve_mode(mode: str, stream: IO[str] | None = None) -> str:
     if mode != "auto":
@@ -268,7 +275,9 @@ class EventRenderer:
     def _step(self, event: Event) -> None:
         if self.mode == "tty":
             console = self._console()
-            console.print(event.message, markup=False, highlight=False)
+            # one terminal line each (80 columns never wrap); digests shortened to fit
+            console.print(short_digests(event.message), markup=False, highlight=False,
+                          no_wrap=True, overflow="ellipsis", crop=True)  # fmt: skip
         else:
             self.err.write(event.message + "\n")
             self.err.flush()
@@ -279,7 +288,7 @@ class EventRenderer:
         if self.mode == "tty":
             progress = self._rich_progress()
             task = self._tasks.get(ident)
-            desc = event.message or ident
+            desc = short_digests(event.message or ident)
             if task is None:
                 task = progress.add_task(desc, total=total)
                 self._tasks[ident] = task
@@ -313,10 +322,15 @@ class EventRenderer:
                 TextColumn,
                 TransferSpeedColumn,
             )
+            from rich.table import Column
 
+            # description, bar, bytes, rate: one line of at most the terminal's width
             self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
+                TextColumn(
+                    "{task.description}",
+                    table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=12),
+                ),
+                BarColumn(bar_width=16),
                 DownloadColumn(binary_units=False),
                 TransferSpeedColumn(),
                 console=Console(file=self.err),

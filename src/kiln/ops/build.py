@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from kiln.build.options import ENTITLEMENTS, BuildOptions, BuildResult
 from kiln.build.outputs import check_outputs, writes_stdout
-from kiln.errors import Cancelled, InvalidArgument, NotFound
+from kiln.errors import Cancelled, InvalidArgument, KilnError, NotFound
 from kiln.ops.context import Context
 from kiln.ops.events import Event, EventSink
 from kiln.util.output import check_output
 
-__all__ = ["BuildOptions", "BuildResult", "build", "find_dockerfile", "writes_stdout"]
+if TYPE_CHECKING:
+    from kiln.build.checks import CheckReport
+
+__all__ = ["BuildOptions", "BuildResult", "build", "check", "find_dockerfile", "writes_stdout"]
 
 DEFAULT_FILES = ("Containerfile", "Dockerfile")
 
@@ -113,6 +117,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     from kiln.build.named_contexts import open_named_contexts
     from kiln.build.parser import parse_string
     from kiln.build.progress import Progress
+    from kiln.build.record import BuildRecorder
     from kiln.ops import build_share
     from kiln.ops.build_platforms import build_platforms, target_platforms
 
@@ -147,7 +152,11 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
         parsed = parse_string(text, name=name)
         platforms = target_platforms(ctx, opts, parsed)  # None: one build, as ever
         patterns = load_ignore_file(root, paths[0] if paths else None)
-        progress = Progress(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
+        report = _check(ctx, opts, parsed, patterns) if opts.checks else None
+        recorder = BuildRecorder(opts, text, name)  # the build's record (build history)
+        progress = Progress(
+            recorder.wrap(lambda kind, msg, data: ctx.events.emit(Event(kind, msg, data)))
+        )
         # the lease keeps every step image alive until the build ends (GC, image prune)
         with (
             BuildContext(root, patterns, checksums=ctx.store, tmpdir=opts.tmpdir) as context,
@@ -175,9 +184,66 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
                     opts.puller = given
                     opts.on_built = None
 
-            if platforms is not None:
-                return build_platforms(ctx, opts, platforms, run)
-            return run(opts, progress)
+            try:
+                if platforms is not None:
+                    result = build_platforms(ctx, opts, platforms, run)
+                else:
+                    result = run(opts, progress)
+            except BaseException as exc:
+                recorder.finish(ctx.store, error=exc)
+                raise
+            for finding in report.warnings if report is not None else ():
+                progress.check(finding.rule, finding.message, finding.line)
+            result.record_id = recorder.finish(ctx.store, manifest_digest=result.manifest_digest)
+            return result
+
+
+def check(ctx: Context, opts: BuildOptions) -> CheckReport:
+    """``kiln build --check``: the build checks' findings, building nothing."""
+    from kiln.build.dockerignore import load_ignore_file
+    from kiln.build.parser import parse_string
+
+    with _context_dir(ctx, opts) as root:
+        if opts.dockerfile_text is not None:
+            paths: list[str] = []
+            text, name = opts.dockerfile_text, "Containerfile"
+        else:
+            paths = find_dockerfile(root, opts.dockerfiles)
+            text, name = _read(paths), os.path.basename(paths[0])
+        parsed = parse_string(text, name=name)
+        return _check(ctx, opts, parsed, load_ignore_file(root, paths[0] if paths else None),
+                      fail=False)  # fmt: skip
+
+
+def _check(ctx: Context, opts: BuildOptions, parsed: Any, patterns: list[str],
+           fail: bool = True) -> CheckReport:  # fmt: skip
+    """Run the checks; with ``# check=error=true`` a finding fails the build (``fail``)."""
+    from kiln.build.checks import CheckReport, run_checks
+
+    def base_env(name: str) -> list[str] | None:
+        from kiln.image import open_store_image
+
+        try:
+            env = open_store_image(ctx.store, name).config.config.env
+        except (NotFound, InvalidArgument):
+            return None
+        return [item.partition("=")[0] for item in env]
+
+    try:
+        report = run_checks(parsed, build_args=opts.build_args, ignore_patterns=patterns,
+                            base_env=base_env)  # fmt: skip
+    except KilnError:
+        raise  # a bad # check= directive: the user's to fix
+    except Exception:  # a lint bug never stops a build
+        logging.getLogger(__name__).warning("the build checks failed", exc_info=True)
+        return CheckReport()
+    if fail and report.error:
+        listed = "; ".join(str(w) for w in report.warnings)
+        raise InvalidArgument(
+            f"the build checks failed (# check=error=true): {listed}; fix them or skip the "
+            "rules with # check=skip=RULE"
+        )
+    return report
 
 
 def read_containerfile(stream: TextIO, name: str) -> str:

@@ -1,9 +1,14 @@
-"""The build cache (step key -> image) and the stat-keyed context checksum cache."""
+"""The build cache (step key -> image), what went into each key (for ``--explain``) and
+the stat-keyed context checksum cache."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
+import zlib
+from typing import Any
 
 from kiln.store.db import Database
 
@@ -35,11 +40,74 @@ class CacheMixin:
 
     def prune_cache(self, unused_for: float = 0.0) -> int:
         """Drop build-cache entries not used for ``unused_for`` seconds; returns how many."""
+        cutoff = time.time() - unused_for
         with self.db.transaction() as conn:
-            cur = conn.execute(
-                "DELETE FROM build_cache WHERE last_used <= ?", (time.time() - unused_for,)
-            )
+            cur = conn.execute("DELETE FROM build_cache WHERE last_used <= ?", (cutoff,))
+            conn.execute("DELETE FROM cache_inputs WHERE created <= ?", (cutoff,))
             return cur.rowcount
+
+    # -- what went into each key (``kiln build --explain``) ------------------------------
+
+    #: inputs kept per step locator, and in all: older ones are dropped as new ones come
+    inputs_per_locator = 4
+    inputs_max = 2000
+    inputs_max_bytes = 128 * 1024  # compressed, per key: past it the file lists are dropped
+
+    def put_cache_inputs(
+        self, key: str, locator: str, instruction: str, inputs: dict[str, Any]
+    ) -> None:
+        """Remember what went into ``key`` (``kiln.build.cache_key.step_inputs`` plus file
+        lists); kept bounded: the newest few per ``locator``, the newest ``inputs_max``, each
+        at most ``inputs_max_bytes`` compressed (else without its file lists)."""
+        instr = json.dumps(inputs.get("instruction", {}), sort_keys=True)
+        blob = _packed(inputs)
+        if len(blob) > self.inputs_max_bytes and inputs.get("manifests"):
+            blob = _packed({**inputs, "manifests": {}})  # too many files to name: none named
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO cache_inputs(key, locator, parent, instruction, "
+                "instruction_digest, created, inputs) VALUES (?,?,?,?,?,?,?)",
+                (key, locator, str(inputs.get("parent", "")), instruction,
+                 _short_hash(instr), time.time(), blob),
+            )  # fmt: skip
+            conn.execute(
+                "DELETE FROM cache_inputs WHERE locator=? AND key NOT IN (SELECT key FROM "
+                "cache_inputs WHERE locator=? ORDER BY created DESC LIMIT ?)",
+                (locator, locator, self.inputs_per_locator),
+            )
+            conn.execute(
+                "DELETE FROM cache_inputs WHERE key NOT IN (SELECT key FROM cache_inputs "
+                "ORDER BY created DESC LIMIT ?)",
+                (self.inputs_max,),
+            )
+
+    def has_cache_inputs(self, key: str) -> bool:
+        return self.db.one("SELECT 1 FROM cache_inputs WHERE key=?", (key,)) is not None
+
+    def cache_inputs_candidates(
+        self, key: str, locator: str, parent: str, instruction_fields: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Earlier inputs that may explain a miss of ``key``: those of the same step
+        (locator), the same parent or the same instruction, newest first; each with
+        ``key``, ``locator``, ``parent``, ``instruction``, ``created`` and ``inputs``."""
+        digest = _short_hash(json.dumps(instruction_fields, sort_keys=True))
+        rows = self.db.query(
+            "SELECT key, locator, parent, instruction, instruction_digest, created, inputs "
+            "FROM cache_inputs WHERE key != ? AND (locator=? OR parent=? OR "
+            "instruction_digest=?) ORDER BY created DESC LIMIT 64",
+            (key, locator, parent, digest),
+        )
+        out = []
+        for r in rows:
+            try:
+                inputs = json.loads(zlib.decompress(r["inputs"]))
+            except (zlib.error, ValueError):
+                continue
+            out.append({"key": r["key"], "locator": r["locator"], "parent": r["parent"],
+                        "instruction": r["instruction"], "created": r["created"],
+                        "same_instruction": r["instruction_digest"] == digest,
+                        "inputs": inputs})  # fmt: skip
+        return out
 
     def prune_cache_orphans(self) -> int:
         """Drop build-cache entries whose image is no longer in the store; returns how many."""
@@ -78,6 +146,14 @@ class CacheMixin:
                 "mode, digest) VALUES (?,?,?,?,?,?,?,?)",
                 (path, *_stat_key(st), digest),
             )
+
+
+def _packed(inputs: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(inputs, sort_keys=True).encode("utf-8", "replace"), 6)
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int, int]:

@@ -149,4 +149,35 @@ CREATE TABLE index_blobs (
 );
 CREATE INDEX index_blobs_digest ON index_blobs(digest);
 """
-MIGRATIONS: list[str] = [V1, V2, V3, V4]
+
+# build history (issue 13), metadata only: nothing here is a GC root and nothing references
+# an image, so GC and image removal never look at these tables (bounded by trimming on insert)
+# - cache_inputs: what went into each build-cache key (kiln.build.cache_key.step_inputs, zlib
+#   JSON), for ``kiln build --explain``; ``locator`` names the step (context, file, stage, step)
+# - build_records: one row per build (kiln.build.record), for ``kiln build history``/``report``
+V5 = """
+CREATE TABLE IF NOT EXISTS cache_inputs (
+    key TEXT PRIMARY KEY,
+    locator TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    instruction TEXT NOT NULL,
+    instruction_digest TEXT NOT NULL,
+    created REAL NOT NULL,
+    inputs BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cache_inputs_locator ON cache_inputs(locator, created);
+CREATE INDEX IF NOT EXISTS cache_inputs_parent ON cache_inputs(parent, created);
+CREATE INDEX IF NOT EXISTS cache_inputs_instruction ON cache_inputs(instruction_digest, created);
+CREATE TABLE IF NOT EXISTS build_records (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    ended REAL NOT NULL,
+    status TEXT NOT NULL,
+    image_id TEXT NOT NULL DEFAULT '',
+    names TEXT NOT NULL DEFAULT '',
+    record BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS build_records_created ON build_records(created);
+"""
+
+MIGRATIONS: list[str] = [V1, V2, V3, V4, V5]

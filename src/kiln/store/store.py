@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 from kiln.errors import Unavailable
 from kiln.store import paths
+from kiln.store.build_records import BuildRecordsMixin
 from kiln.store.cache import CacheMixin
 from kiln.store.cache_mounts import CacheMountsMixin
 from kiln.store.containers import ContainersMixin
@@ -62,6 +63,7 @@ class Store(
     LeaseMixin,
     CacheMixin,
     CacheMountsMixin,
+    BuildRecordsMixin,
     MaintenanceMixin,
 ):
     #: blobs younger than this are never swept by GC (see kiln.store.gc)

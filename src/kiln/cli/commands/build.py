@@ -33,9 +33,10 @@ class BuildRenderer:
     """Build events as podman prints them (plain lines, or JSON lines)."""
 
     def __init__(self, mode: str, quiet: bool, out: IO[str] | None = None,
-                 err: IO[str] | None = None) -> None:  # fmt: skip
+                 err: IO[str] | None = None, explain: bool = False) -> None:  # fmt: skip
         self.mode = mode
         self.quiet = quiet
+        self.explain = explain
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._lock = threading.Lock()
@@ -49,8 +50,15 @@ class BuildRenderer:
                 self.out.flush()
                 return
             kind = event.kind
+            if not event.message and kind == "step":
+                # facts for live views and JSON (timings, cache); --explain prints the misses
+                if self.explain and event.data.get("type") == "cache-miss" and not self.quiet:
+                    self.out.write(_explain_line(event.data))
+                    self.out.flush()
+                return
             if kind == "warning":
-                self.err.write(event.message.rstrip("\n") + "\n")
+                prefix = "WARNING: " if event.data.get("type") == "check" else ""
+                self.err.write(prefix + event.message.rstrip("\n") + "\n")
                 self.err.flush()
                 return
             if self.quiet and event.data.get("type") != "image":
@@ -74,6 +82,50 @@ class BuildRenderer:
 
     def close(self) -> None:
         return None
+
+
+def _renderer(mode: str, quiet: bool, out: IO[str] | None, explain: bool) -> Any:
+    """The live view on a terminal (stderr), else plain or JSON lines."""
+    from kiln.cli.render import resolve_mode
+
+    if mode == "quiet":
+        mode, quiet = "plain", True
+    mode = resolve_mode(mode, sys.stderr)
+    if mode == "tty" and not quiet:
+        from kiln.cli.build_view import BuildView
+
+        return BuildView(out=out, explain=explain)
+    return BuildRenderer("json" if mode == "json" else "plain", quiet, out=out, explain=explain)
+
+
+def _run_checks(state: State, opts: Any, renderer: Any) -> None:
+    """``--check``: the findings, one per line; exit 1 when ``# check=error=true`` and any."""
+    from kiln.ops.build import check
+
+    with _json_error(renderer), state.context(events=BuildRenderer("plain", True)) as ctx:
+        report = check(ctx, opts)
+    found = report.warnings
+    if getattr(renderer, "mode", "") == "json":
+        for w in found:
+            renderer.out.write(json.dumps({"kind": "warning", "message": str(w), "data": {
+                "type": "check", "rule": w.rule, "line": w.line}}) + "\n")  # fmt: skip
+    else:
+        out = sys.stdout
+        if found:
+            noun = "warning has" if len(found) == 1 else "warnings have"
+            out.write(f"Check complete, {len(found)} {noun} been found!\n")
+            for w in found:
+                out.write(f"WARNING: {w}\n")
+        else:
+            out.write("Check complete, no warnings found.\n")
+        out.flush()
+    if report.error:
+        raise click.exceptions.Exit(1)
+
+
+def _explain_line(data: dict[str, Any]) -> str:
+    """``--> Cache miss: COPY app/ /app: 2 files changed (app/a.py, app/b.py)``."""
+    return f"--> Cache miss: {data.get('instruction', '')}: {data.get('reason', '')}\n"
 
 
 @contextlib.contextmanager
@@ -126,7 +178,34 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
     return [v for item in values for v in item.split(",") if v]
 
 
-@click.command("build", short_help="Build an image using instructions from Containerfiles")
+class BuildCommand(click.Command):
+    """``kiln build [OPTIONS] [CONTEXT]``, and ``kiln build history ...`` / ``kiln build report``:
+    a first word naming one of those runs it instead (build a directory of that name as
+    ``./history``)."""
+
+    SUBCOMMANDS = {"history": "history", "report": "report"}
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if args and args[0] in self.SUBCOMMANDS:
+            from kiln.cli.commands import _build_history
+
+            sub = getattr(_build_history, self.SUBCOMMANDS[args[0]])
+            return sub.make_context(f"{info_name} {args[0]}", list(args[1:]), parent=parent,
+                                    **extra)  # fmt: skip
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+    def format_epilog(self, ctx, formatter):
+        super().format_epilog(ctx, formatter)
+        with formatter.section("Build records"):
+            formatter.write_dl([
+                ("history ls|inspect|rm|prune", "List, show and remove the records builds leave"),
+                ("report [BUILD] -o FILE", "Write one build's report as a self-contained HTML page"),
+            ])  # fmt: skip
+
+
+@click.command(
+    "build", cls=BuildCommand, short_help="Build an image using instructions from Containerfiles"
+)
 @click.argument("context", required=False)
 @click.option(
     "-f",
@@ -180,6 +259,17 @@ def _split_commas(values: tuple[str, ...]) -> list[str]:
 @click.option("--pull-always", is_flag=True, hidden=True)
 @click.option("--pull-never", is_flag=True, hidden=True)
 @click.option("--no-cache", is_flag=True, help="Do not use cached layers (they are refreshed)")
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Run the build checks (BuildKit's Dockerfile rules) and build nothing",
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Say in one line why each step missed the cache (always in --progress json)",
+)
 @click.option(
     "--layers",
     type=click.BOOL,
@@ -338,17 +428,17 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
             quiet, progress, outputs, compression, cache_from, cache_to, push, registry_options,
-            jobs, rm, force_rm):  # fmt: skip
+            jobs, rm, force_rm, explain, check_only):  # fmt: skip
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
     from kiln.build.named_contexts import parse_build_context
     from kiln.errors import InvalidArgument, ProcessFailed
     from kiln.ops.build import BuildOptions, read_containerfile, writes_stdout
     from kiln.runtime import parse_memory
 
-    mode = progress or (state.progress if state.progress in ("json",) else "plain")
     # with -o - the tar owns standard output: progress goes to stderr, as with buildah
     out = sys.stderr if writes_stdout(list(outputs)) else None
-    renderer = BuildRenderer(mode, quiet or state.progress == "quiet", out=out)
+    renderer = _renderer(progress or state.progress, quiet or state.progress == "quiet", out,
+                         explain)  # fmt: skip
     with _json_error(renderer):
         dockerfile_text = None
         files = list(files)
@@ -394,10 +484,13 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
             shm_size=parse_memory(shm_size, "--shm-size") if shm_size else None, quiet=quiet,
             outputs=list(outputs), compression=compression, jobs=jobs, rm=rm, force_rm=force_rm,
-            tmpdir=state.tmpdir,
+            tmpdir=state.tmpdir, checks=True,
             build_contexts=dict(parse_build_context(s) for s in build_contexts),
             cache_from=list(cache_from), cache_to=list(cache_to), push=push, **registry_options,
         )  # fmt: skip
+    if check_only:
+        _run_checks(state, opts, renderer)
+        return
     from kiln.ops.build import build
 
     try:
