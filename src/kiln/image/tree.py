@@ -37,44 +37,14 @@ def top_layer_of(store: Store) -> dict[str, list[ImageRecord]]:
 
 
 def parent_of(store: Store, rec: ImageRecord) -> ImageRecord | None:
-    """The stored image this one was built on, decided as podman does.
-
-    A parent's layers are a prefix of the child's (equal when the child's step only
-    changed metadata) and its history a strict prefix of the child's; among those
-    the one with the longest history wins. Images from tools that rewrite history
-    fall back to the longest strict layer-chain prefix.
-    """
-    candidates = [
-        o
-        for o in store.list_images()
-        if o.id != rec.id
-        and len(o.layers) <= len(rec.layers)
-        and rec.layers[: len(o.layers)] == o.layers
-    ]
-    if not candidates:
+    """The stored image this one was built on, decided as podman does (see
+    :mod:`kiln.store.lineage`: a few indexed lookups, whatever the number of images)."""
+    parent = store.parent_of(rec.id, rec.layers, rec.config_digest or rec.id)
+    if parent is None:
         return None
-    history = _history(store, rec)
-    best: tuple[int, ImageRecord] | None = None
-    for other in candidates:
-        theirs = _history(store, other)
-        if _is_prefix(theirs, history) and (best is None or len(theirs) > best[0]):
-            best = (len(theirs), other)
-    if best is not None:
-        return best[1]
-    shorter = [o for o in candidates if o.layers and len(o.layers) < len(rec.layers)]
-    return max(shorter, key=lambda o: len(o.layers), default=None)
-
-
-def _is_prefix(shorter: tuple | None, longer: tuple | None) -> bool:
-    if shorter is None or longer is None or len(shorter) >= len(longer):
-        return False
-    return longer[: len(shorter)] == shorter
-
-
-def _history(store: Store, rec: ImageRecord) -> tuple | None:
     try:
-        return open_store_image(store, rec.id).config.history
-    except KilnError:
+        return store.get_image(parent)
+    except KilnError:  # deleted meanwhile
         return None
 
 

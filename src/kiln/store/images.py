@@ -24,6 +24,7 @@ from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.store import paths
 from kiln.store.db import Database
 from kiln.store.gc import file_clock
+from kiln.store.lineage import put_lineage
 from kiln.store.records import ImageRecord, LayerRecord
 
 
@@ -91,6 +92,7 @@ class ImagesMixin:
                 "VALUES (?,?,?,?)",
                 [(rec.id, i, c, b) for i, (c, b) in enumerate(zip(rec.layers, blobs, strict=True))],
             )
+            put_lineage(conn, self.root, rec.id, rec.config_digest or rec.id, rec.layers)
             for name in rec.names:
                 self.tag(name, rec.id)
             for rd in rec.repo_digests:

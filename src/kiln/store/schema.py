@@ -180,4 +180,21 @@ CREATE TABLE IF NOT EXISTS build_records (
 CREATE INDEX IF NOT EXISTS build_records_created ON build_records(created);
 """
 
-MIGRATIONS: list[str] = [V1, V2, V3, V4, V5]
+# lineage, so ``image inspect``'s Parent is a few indexed lookups (kiln.store.lineage):
+# each image's top chain ID, layer count and a rolling digest of its history (NULL: not
+# recorded yet, filled from its config when the store opens); the partial index lets the
+# V3 fill-in on every open find its rows without scanning image_layers
+V6 = """
+ALTER TABLE images ADD COLUMN top_chain TEXT;
+ALTER TABLE images ADD COLUMN layer_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE images ADD COLUMN history_key TEXT;
+UPDATE images SET
+    layer_count = (SELECT COUNT(*) FROM image_layers il WHERE il.image_id = images.id),
+    top_chain = (SELECT chain_id FROM image_layers il WHERE il.image_id = images.id
+                 ORDER BY position DESC LIMIT 1);
+CREATE INDEX images_top_chain ON images(top_chain, added, id);
+CREATE INDEX images_history_key ON images(history_key);
+CREATE INDEX image_layers_blob_missing ON image_layers(image_id) WHERE blob_digest IS NULL;
+"""
+
+MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6]

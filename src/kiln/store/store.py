@@ -32,6 +32,7 @@ from kiln.store.gc import DEFAULT_BLOB_GRACE, MaintenanceMixin
 from kiln.store.images import ImagesMixin
 from kiln.store.indexes import IndexesMixin
 from kiln.store.leases import LeaseMixin
+from kiln.store.lineage import LineageMixin
 from kiln.store.resolve import ResolveMixin
 from kiln.store.schema import MIGRATIONS
 
@@ -58,6 +59,7 @@ class Store(
     ContentMixin,
     ImagesMixin,
     IndexesMixin,
+    LineageMixin,
     ResolveMixin,
     ContainersMixin,
     LeaseMixin,
@@ -88,6 +90,7 @@ class Store(
                 os.path.join(self.root, paths.DB_NAME), MIGRATIONS, f"the store at {self.root}"
             )
             self._fill_layer_blobs()  # images stored before schema V3 (once; cheap afterwards)
+            self._fill_lineage()  # and before V5
         except sqlite3.Error as exc:
             raise unusable_root(self.root, exc) from None
 

@@ -1,0 +1,118 @@
+"""Which stored image another was built on, found by index instead of by scanning.
+
+podman's rule (``image inspect``'s ``Parent``): a parent's layers are a prefix of the
+child's (equal when the child's step only changed metadata) and its history a strict
+prefix of the child's; among those the longest history wins. Images from tools that
+rewrite history fall back to the image with the longest strict layer-chain prefix.
+
+Three columns of ``images`` (schema V5) answer that with a few indexed lookups,
+whatever the number of images:
+
+- ``top_chain``: the chain ID of the image's top layer (NULL: no layers). A chain ID
+  names its whole chain, so ``o``'s layers are a prefix of ``r``'s exactly when
+  ``o.top_chain`` is one of ``r``'s chain IDs (or ``o`` has no layers);
+- ``layer_count``;
+- ``history_key``: a rolling digest of the config's history entries,
+  ``k0 = sha256("")``, ``k(i+1) = sha256(k(i) + canonical(entry i))``, so each prefix of a
+  history has a key and an image whose history is a prefix of ``r``'s has one of the
+  keys of ``r``'s prefixes. ``''``: the config could not be read (never a parent by
+  history). Rows stored before V5 are filled when the store opens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+from kiln.errors import KilnError
+from kiln.oci import Digest, ImageConfig
+from kiln.oci.strict_json import MAX_CONFIG_BYTES, canonical
+from kiln.store import paths
+from kiln.store.db import Database
+
+UNREADABLE = ""
+
+
+def history_keys(root: str, config_digest: str) -> list[str] | None:
+    """The key of every prefix of the stored config's history (``[k0, ..., kN]``); None if
+    the config cannot be read."""
+    try:
+        with open(paths.blob_path(root, Digest.parse(config_digest)), "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        config = ImageConfig.parse(raw)
+    except (OSError, KilnError, ValueError):
+        return None
+    key = hashlib.sha256(b"").hexdigest()
+    keys = [key]
+    for entry in config.history:
+        key = hashlib.sha256(key.encode() + canonical(entry.to_json())).hexdigest()
+        keys.append(key)
+    return keys
+
+
+def index_columns(root: str, config_digest: str, layers: list[str]) -> tuple:
+    """``(top_chain, layer_count, history_key)`` of an image being put."""
+    keys = history_keys(root, config_digest)
+    return (layers[-1] if layers else None, len(layers), keys[-1] if keys else UNREADABLE)
+
+
+class LineageMixin:
+    root: str
+    db: Database
+
+    def parent_of(self, image_id: str, layers: list[str], config_digest: str) -> str | None:
+        """The ID of the image ``image_id`` (with these layers and config) was built on."""
+        keys = history_keys(self.root, config_digest)
+        if keys is not None and len(keys) > 1:
+            found = self._parent_by_history(image_id, layers, keys[:-1])
+            if found is not None:
+                return found
+        for chain in reversed(layers[:-1]):
+            row = self.db.one(
+                "SELECT id FROM images WHERE top_chain=? AND id != ? ORDER BY added, id LIMIT 1",
+                (chain, image_id),
+            )
+            if row is not None:
+                return row[0]
+        return None
+
+    def _parent_by_history(self, image_id: str, layers: list[str], keys: list[str]) -> str | None:
+        length = {k: i for i, k in enumerate(keys)}
+        marks = ",".join("?" * len(keys))
+        rows = self.db.query(
+            f"SELECT id, history_key, top_chain, layer_count FROM images "
+            f"WHERE history_key IN ({marks}) AND id != ? ORDER BY added, id",
+            (*keys, image_id),
+        )
+        best: tuple[int, str] | None = None
+        for row in rows:
+            count, top = row["layer_count"] or 0, row["top_chain"]
+            if count > len(layers) or (count and layers[count - 1] != top):
+                continue  # its layers are not a prefix of this image's
+            n = length[row["history_key"]]
+            if best is None or n > best[0]:
+                best = (n, row["id"])
+        return best[1] if best else None
+
+    def _fill_lineage(self) -> None:
+        """Record ``history_key`` of images stored before schema V4, from their configs."""
+        pending = self.db.query(
+            "SELECT id, config_digest FROM images WHERE history_key IS NULL LIMIT 100000"
+        )
+        if not pending:
+            return
+        updates = []
+        for image_id, config_digest in pending:
+            keys = history_keys(self.root, config_digest)
+            updates.append((keys[-1] if keys else UNREADABLE, image_id))
+        with self.db.transaction() as conn:
+            conn.executemany("UPDATE images SET history_key=? WHERE id=?", updates)
+
+
+def put_lineage(conn: sqlite3.Connection, root: str, image_id: str, config_digest: str,
+                layers: list[str]) -> None:  # fmt: skip
+    """Record the lineage columns of an image just put (inside its transaction)."""
+    conn.execute(
+        "UPDATE images SET top_chain=?, layer_count=?, history_key=? WHERE id=?",
+        (*index_columns(root, config_digest, layers), image_id),
+    )
