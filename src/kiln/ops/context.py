@@ -29,6 +29,8 @@ class Context:
     config: Config = field(default_factory=Config)
     _snapshots: Any = field(default=None, repr=False)
     _snapshots_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: the store outlives this context (a server thread keeps it open): close() leaves it open
+    borrowed_store: bool = False
 
     @property
     def snapshots(self) -> Snapshotter:
@@ -61,7 +63,8 @@ class Context:
         close = getattr(snaps, "close", None)
         if close is not None:
             close()
-        self.store.close()
+        if not self.borrowed_store:
+            self.store.close()
 
 
 @contextmanager

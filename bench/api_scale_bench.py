@@ -1,0 +1,274 @@
+"""``kiln serve`` at scale: image inspect latency under parallel clients, and the
+server's memory across many builds.
+
+    python bench/api_scale_bench.py [--images 1000,10000] [--clients 20] [--requests 50]
+                                    [--builds 1000] [--build-jobs 2]
+
+For each image count, a fresh store is filled (untimed) with that many images made
+straight in the store: one base layer every image shares, each image one more
+metadata-only history entry (``ENV I=n``), every second one also a small layer of its
+own -- what a store full of builds ``FROM`` one base looks like. A ``kiln serve`` on a
+unix socket then answers ``--clients`` threads, each sending ``--requests`` inspects
+(Docker's ``GET /images/{name}/json``, libpod's every other time) of random images;
+printed: p50, p90, p99 and max latency.
+
+Then (``--builds`` > 0) the server builds that many times a tiny context
+(``FROM base``, ``RUN echo n > /n``, ``LABEL n=n``) through ``POST /build``,
+``--build-jobs`` at a time, and the server's resident memory (``VmRSS``) is sampled
+every tenth of the way: printed are the RSS after the first tenth and at the end and the
+growth per build between them (warm-up excluded). Writes
+bench/results/<stamp>-api-scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import os
+import random
+import socket
+import sys
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import api_bench  # noqa: E402
+import benchlib as bl  # noqa: E402
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 120):
+        super().__init__("kiln", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def populate(root: Path, count: int) -> list[str]:
+    """``count`` images in a fresh store at ``root``; returns their names. Runs in a child
+    process so the store's fsyncs can be skipped (throw-away data) without touching this one."""
+    code = f"""
+import io, os, sys, tarfile
+os.fsync = lambda fd: None   # throw-away bench store: no need to wait for the disk
+from kiln.store import Store
+from kiln.image import register_image
+from kiln.oci import Descriptor, Digest, History, ImageConfig, Manifest, RuntimeConfig
+from kiln.oci import media_types as mt
+
+def tar_of(name):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        info = tarfile.TarInfo(name); data = name.encode(); info.size = len(data)
+        info.mtime = 1_700_000_000
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+store = Store({str(root)!r})
+when = "2024-01-01T00:00:00Z"
+base = tar_of("base")
+base_desc = Descriptor(mt.OCI_LAYER, store.put_bytes(base), len(base))
+base_hist = History(created=when, created_by="ADD base /")
+for n in range({count}):
+    layers, diff_ids, hist = [base_desc], [str(Digest.of_bytes(base))], [base_hist]
+    hist.append(History(created=when, created_by=f"ENV I={{n}}", empty_layer=True))
+    if n % 2:
+        own = tar_of(f"own-{{n}}")
+        layers.append(Descriptor(mt.OCI_LAYER, store.put_bytes(own), len(own)))
+        diff_ids.append(str(Digest.of_bytes(own)))
+        hist.append(History(created=when, created_by=f"COPY own-{{n}} /"))
+    config = ImageConfig(created=when, architecture="amd64", os="linux",
+                         config=RuntimeConfig(env=(f"I={{n}}",)),
+                         diff_ids=tuple(diff_ids), history=tuple(hist))
+    raw = config.to_bytes()
+    cdesc = Descriptor(mt.OCI_CONFIG, store.put_bytes(raw), len(raw))
+    manifest = Manifest.build(mt.OCI_MANIFEST, cdesc, layers)
+    register_image(store, manifest, ImageConfig.parse(raw), [f"localhost/scale-{{n}}:latest"])
+store.close()
+"""
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=3600)
+    return [f"localhost/scale-{n}:latest" for n in range(count)]
+
+
+def inspect_load(sock: str, names: list[str], clients: int, requests: int) -> list[float]:
+    lat: list[float] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def client(seed: int) -> None:
+        rnd = random.Random(seed)
+        conn = UnixHTTPConnection(sock)
+        mine = []
+        for i in range(requests):
+            name = rnd.choice(names)
+            path = f"/v4.0.0/libpod/images/{name}/json" if i % 2 else f"/v1.41/images/{name}/json"
+            t = time.perf_counter()
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            mine.append(time.perf_counter() - t)
+            if resp.status != 200:
+                errors.append(f"{path}: {resp.status} {body[:200]!r}")
+        conn.close()
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    if errors:
+        raise bl.BenchError("inspect failed: " + "; ".join(errors[:3]))
+    return lat
+
+
+def percentiles(lat: list[float]) -> dict[str, float]:
+    lat = sorted(lat)
+
+    def p(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))]
+
+    return {"p50": p(0.5), "p90": p(0.9), "p99": p(0.99), "max": lat[-1], "n": len(lat)}
+
+
+def context_tar(n: int) -> bytes:
+    dockerfile = f"FROM {bl.BASE_REF}\nRUN echo {n} > /n\nLABEL n={n}\n".encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        t.addfile(info, io.BytesIO(dockerfile))
+    return buf.getvalue()
+
+
+def one_build(sock: str, n: int) -> None:
+    conn = UnixHTTPConnection(sock, timeout=300)
+    conn.request(
+        "POST",
+        f"/v1.41/build?t=localhost/scale-build-{n}:latest&rm=1",
+        body=context_tar(n),
+        headers={"Content-Type": "application/x-tar"},
+    )
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    if resp.status != 200 or b'"errorDetail"' in body or b"aux" not in body:
+        raise bl.BenchError(f"build {n}: {resp.status} {body[-400:]!r}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def build_series(server: api_bench.Server, builds: int, jobs: int) -> dict:
+    assert server.proc is not None
+    step = max(1, builds // 10)
+    samples: list[tuple[int, int]] = [(0, rss_kib(server.proc.pid))]
+    started = time.perf_counter()
+    done = 0
+    with ThreadPoolExecutor(jobs) as pool:
+        for lo in range(0, builds, step):
+            list(
+                pool.map(
+                    lambda n: one_build(str(server.sock), n), range(lo, min(builds, lo + step))
+                )
+            )
+            done = min(builds, lo + step)
+            samples.append((done, rss_kib(server.proc.pid)))
+            bl.log(f"   {done:6d} builds  RSS {samples[-1][1] / 1024:7.1f} MiB")
+    elapsed = time.perf_counter() - started
+    (n0, r0), (n1, r1) = samples[1], samples[-1]
+    per_build = (r1 - r0) * 1024 / (n1 - n0) if n1 > n0 else 0.0
+    return {
+        "builds": builds,
+        "seconds": elapsed,
+        "rss_kib": samples,
+        "bytes_per_build_after_warmup": per_build,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", default="1000,10000", help="image counts, comma-separated")
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--requests", type=int, default=50, help="inspects per client")
+    ap.add_argument("--builds", type=int, default=1000)
+    ap.add_argument("--build-jobs", type=int, default=2)
+    bl.add_bytecode_flag(ap)
+    args = ap.parse_args()
+    bl.use_kiln_bytecode(not args.kiln_no_bytecode_cache)
+    counts = [int(c) for c in args.images.split(",") if c]
+    results: dict = {"inspect": {}, "clients": args.clients, "requests": args.requests}
+    for count in counts:
+        tool = bl.Kiln(bl.scratch("kas-"))
+        server = api_bench.Server(tool)
+        try:
+            bl.log(f"== {count} images: filling the store (untimed)")
+            tool.load_base(bl.base_tar())
+            names = populate(Path(tool.env["KILN_ROOT"]), count)
+            server.start()
+            inspect_load(str(server.sock), names[:50], 2, 5)  # warm-up, untimed
+            assert server.proc is not None
+            t, cpu = time.perf_counter(), cpu_seconds(server.proc.pid)
+            lat = inspect_load(str(server.sock), names, args.clients, args.requests)
+            wall = time.perf_counter() - t
+            cpu = cpu_seconds(server.proc.pid) - cpu
+            stats = percentiles(lat) | {"wall": wall, "server_cpu_per_request": cpu / len(lat)}
+            results["inspect"][count] = stats
+            bl.log(
+                f"   inspect x{stats['n']} by {args.clients} clients: p50 {stats['p50'] * 1e3:.1f}"
+                f" ms  p90 {stats['p90'] * 1e3:.1f} ms  p99 {stats['p99'] * 1e3:.1f} ms"
+                f"  max {stats['max'] * 1e3:.1f} ms  ({wall:.1f} s; server CPU "
+                f"{stats['server_cpu_per_request'] * 1e3:.2f} ms per request)"
+            )
+            if args.builds and count == counts[0]:
+                bl.log(f"== {args.builds} builds through POST /build, {args.build_jobs} at a time")
+                results["builds"] = build_series(server, args.builds, args.build_jobs)
+        finally:
+            server.stop()
+            tool.cleanup()
+    rows = [["images", "p50 ms", "p90 ms", "p99 ms", "max ms", "server CPU ms/req"]]
+    keys = ("p50", "p90", "p99", "max", "server_cpu_per_request")
+    for count, s in results["inspect"].items():
+        rows.append([str(count)] + [f"{s[k] * 1e3:.1f}" for k in keys])
+    print(bl.table(rows))
+    met = {}
+    if counts:
+        worst = results["inspect"][max(counts)]["p99"]
+        met[f"inspect p99 < 50 ms at {max(counts)} images"] = worst < 0.05
+    if "builds" in results:
+        b = results["builds"]
+        print(
+            f"\nRSS over {b['builds']} builds: {b['rss_kib'][1][1] / 1024:.1f} MiB after "
+            f"{b['rss_kib'][1][0]} -> {b['rss_kib'][-1][1] / 1024:.1f} MiB at {b['builds']}: "
+            f"{b['bytes_per_build_after_warmup'] / 1024:.1f} KiB per build"
+        )
+        met["RSS growth < 2 KiB per build"] = b["bytes_per_build_after_warmup"] < 2048
+    for what, ok in met.items():
+        print(f"[{'MET ' if ok else 'MISS'}] {what}")
+    results["targets"] = met
+    print(f"\nwrote {os.path.relpath(bl.write_json('api-scale', results))}")
+    return 0 if all(met.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
