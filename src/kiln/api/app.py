@@ -138,6 +138,7 @@ def create_app(config: Config | None = None, activity: Activity | None = None) -
         routes_images,
         routes_libpod,
         routes_manifests,
+        routes_registry,
         routes_system,
         routes_system_df,
         routes_transfer,
@@ -146,6 +147,7 @@ def create_app(config: Config | None = None, activity: Activity | None = None) -
     routes = [
         *routes_system.routes,
         *routes_system_df.routes,
+        *routes_registry.routes,
         *routes_build.routes,
         *routes_transfer.routes,
         *routes_manifests.routes,  # before routes_libpod's catch-all /libpod/{kind}/...

@@ -9,18 +9,66 @@ from starlette.requests import Request
 
 from .params import decode_auth_header
 
+_AUTH_CONFIG_KEYS = frozenset(
+    {"username", "password", "auth", "email", "serveraddress", "identitytoken", "registrytoken"}
+)
+
 
 def creds_of(auth: dict[str, Any]) -> str | None:
-    """``user:password`` from an AuthConfig (username/password, or the ``auth`` field)."""
+    """``user:password`` from an AuthConfig (username/password, or the ``auth`` field; keys in
+    any case: podman's own structs spell them ``Username``/``Password``)."""
+    auth = {str(k).lower(): v for k, v in auth.items()}
     user, password = auth.get("username") or "", auth.get("password") or ""
     if not user and auth.get("auth"):
         try:
             user, _, password = base64.b64decode(str(auth["auth"])).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return None
-    if not user:
+    if not user or not isinstance(user, str) or not isinstance(password, str):
         return None
     return f"{user}:{password}"
+
+
+def is_single_auth(obj: dict[str, Any]) -> bool:
+    """One AuthConfig (Docker's X-Registry-Auth), not a registry -> AuthConfig map (podman's)."""
+    return any(
+        str(k).lower() in _AUTH_CONFIG_KEYS and not isinstance(v, dict) for k, v in obj.items()
+    )
+
+
+def auth_map(obj: dict[str, Any]) -> dict[str, str]:
+    """A registry -> AuthConfig map (X-Registry-Config, podman's X-Registry-Auth) -> registry
+    -> ``user:password``; keys stay as sent (``https://index.docker.io/v1/``, ``host:port``)
+    and are matched like an auth file's."""
+    out = {}
+    for server, auth in obj.items():
+        if isinstance(auth, dict) and server:
+            creds = creds_of(auth)
+            if creds:
+                out[str(server)] = creds
+    return out
+
+
+def request_credentials(request: Request) -> dict[str, Any]:
+    """Registry options carrying what the client sent, for this request only: ``creds`` from
+    a single X-Registry-Auth, ``auths`` from a map in it or in X-Registry-Config."""
+    opts: dict[str, Any] = {}
+    auths: dict[str, str] = {}
+    config = request.headers.get("x-registry-config", "")
+    if config:
+        auths.update(auth_map(decode_auth_header(config, "X-Registry-Config")))
+    header = request.headers.get("x-registry-auth", "")
+    if header:
+        obj = decode_auth_header(header, "X-Registry-Auth")
+        if is_single_auth(obj):
+            creds = creds_of(obj)
+            if creds:
+                opts["creds"] = creds
+        else:
+            auths.update(auth_map(obj))
+    if auths:
+        opts["auths"] = auths
+    return opts
 
 
 def loopback_registry(reference: str) -> bool:
@@ -44,29 +92,23 @@ def push_pull_options(
     opts: dict[str, Any] = {}
     if tls_verify is None and reference and loopback_registry(reference):
         tls_verify = False
-    header = request.headers.get("x-registry-auth", "")
-    if header:
-        creds = creds_of(decode_auth_header(header, "X-Registry-Auth"))
-        if creds:
-            opts["creds"] = creds
+    opts.update(request_credentials(request))
     if tls_verify is not None:
         opts["tls_verify"] = tls_verify
     return opts
 
 
 def build_registry_auth(request: Request) -> dict[str, str]:
-    """``X-Registry-Config``: registry host -> ``user:password``, for pulls during a build."""
-    header = request.headers.get("x-registry-config", "")
-    if not header:
-        return {}
-    out = {}
-    for server, auth in decode_auth_header(header, "X-Registry-Config").items():
-        if isinstance(auth, dict):
-            creds = creds_of(auth)
-            if creds:
-                host = server.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
-                out[host] = creds
-    return out
+    """Registry -> ``user:password`` for the pulls of a build: X-Registry-Config (the docker
+    CLI, docker-py, podman) and a map in X-Registry-Auth."""
+    return dict(request_credentials(request).get("auths") or {})
 
 
-__all__ = ["build_registry_auth", "creds_of", "push_pull_options"]
+__all__ = [
+    "auth_map",
+    "build_registry_auth",
+    "creds_of",
+    "is_single_auth",
+    "push_pull_options",
+    "request_credentials",
+]

@@ -39,6 +39,33 @@ async def spool_body(request: Request, scratch: str) -> BinaryIO:
     return f
 
 
+JSON_BODY_MAX = 1 << 20
+
+
+async def json_body(request: Request, what: str, limit: int = JSON_BODY_MAX) -> dict:
+    """A small JSON object body (strict: no duplicate keys, no NaN), at most ``limit`` bytes;
+    an empty body is ``{}``."""
+    from kiln.oci import strict_json
+
+    data = bytearray()
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise InvalidArgument(f"the {what} body is larger than {limit} bytes")
+    except ClientDisconnect:
+        raise Cancelled("the client disconnected while sending the request body") from None
+    if not data.strip():
+        return {}
+    try:
+        value = strict_json.parse(bytes(data))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"the {what} body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"the {what} body must be a JSON object")
+    return value
+
+
 def check_tar_content_type(request: Request) -> None:
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype == "application/tar":
@@ -49,4 +76,4 @@ def check_tar_content_type(request: Request) -> None:
         )
 
 
-__all__ = ["check_tar_content_type", "spool_body"]
+__all__ = ["check_tar_content_type", "json_body", "spool_body"]

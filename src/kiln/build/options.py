@@ -99,6 +99,9 @@ class BuildOptions:
     creds: str | None = None
     cache_lookup: Callable[[str], str | None] | None = None  # key -> image id (set by ops)
     on_built: Callable[[Any, str], None] | None = None  # (executor, image id), before the ID line
+    # registry -> "user:pass" for the pulls of this build only (an API client's
+    # X-Registry-Config / X-Registry-Auth); never written anywhere
+    registry_auth: dict[str, str] = field(default_factory=dict, repr=False)
     tmpdir: str | None = None
     # run the build checks (kiln.build.checks) first: their findings are reported after the
     # build, and with ``# check=error=true`` any finding fails it before anything runs

@@ -96,6 +96,8 @@ def _puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
     for key in ("tls_verify", "cert_dir", "authfile", "creds"):
         if getattr(opts, key) is not None:
             kw[key] = getattr(opts, key)
+    if opts.registry_auth:  # an API client's credentials, for this build only
+        kw["auths"] = opts.registry_auth
 
     def pull(ref: str, policy: str, wanted: str | None = None) -> str:
         # asked with a platform, the executor found no local image of it: a local one of

@@ -36,6 +36,7 @@ _OPTION_KEYS = (
     "cert_dir",
     "authfile",
     "creds",
+    "auths",
     "registries_conf",
     "retries",
     "retry_delay",
@@ -475,6 +476,32 @@ def login(
         username,
         password,
         authfile=opts.authfile,
+        tls_verify=opts.tls_verify,
+        cert_dir=opts.cert_dir,
+        registries_conf=opts.registries_conf,
+    )
+
+
+def verify_login(
+    ctx: Context | None,
+    registry: str,
+    username: str,
+    password: str,
+    *,
+    tls_verify: bool | None = None,
+    cert_dir: str | None = None,
+    registries_conf: str | None = None,
+) -> str:
+    """Check the credentials against ``registry`` and keep them nowhere; returns the host."""
+    from kiln.registry import verify_login as registry_verify
+
+    opts = registry_options(
+        ctx, tls_verify=tls_verify, cert_dir=cert_dir, registries_conf=registries_conf
+    )
+    return registry_verify(
+        registry,
+        username,
+        password,
         tls_verify=opts.tls_verify,
         cert_dir=opts.cert_dir,
         registries_conf=opts.registries_conf,

@@ -9,7 +9,7 @@ from kiln.registry.client import (
     SearchResult,
 )
 from kiln.registry.credentials import Credential
-from kiln.registry.login import login, logout
+from kiln.registry.login import login, logout, verify_login
 from kiln.registry.registries_conf import RegistriesConf
 from kiln.registry.retry import RetryPolicy
 
@@ -22,5 +22,6 @@ __all__ = [
     "RetryPolicy",
     "SearchResult",
     "login",
+    "verify_login",
     "logout",
 ]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import httpx
@@ -43,6 +43,8 @@ class RegistryOptions:
     cert_dir: str | None = None
     authfile: str | None = None
     creds: str | None = None  # "user:pass" (--creds)
+    # registry (auth-file key) -> "user:pass", for this operation only (an API request's)
+    auths: Mapping[str, str] | None = field(default=None, repr=False)
     registries_conf: str | None = None
     retries: int = 3  # attempts in all
     retry_delay: float = 2.0  # first backoff, doubling
@@ -113,7 +115,11 @@ class RegistryClient:
         if domain in self._creds_override:
             return self._creds_override[domain]
         return credentials.lookup(
-            domain, repository, creds=self.options.creds, authfile=self.options.authfile
+            domain,
+            repository,
+            creds=self.options.creds,
+            authfile=self.options.authfile,
+            auths=self.options.auths,
         )
 
     def connection(self, domain: str, insecure: bool | None = None) -> HostConnection:

@@ -2,7 +2,9 @@
 
 Lookup order for a registry (and optionally a repository within it):
 
-1. ``--creds user:pass``;
+1. ``--creds user:pass``; then credentials given for this operation only, per registry
+   (``auths``: what an API client sent in ``X-Registry-Auth``/``X-Registry-Config``;
+   matched like an auth file's ``auths``, never a helper);
 2. the containers auth file: ``--authfile`` or ``$REGISTRY_AUTH_FILE`` or
    ``$XDG_RUNTIME_DIR/containers/auth.json``; then
    ``$XDG_CONFIG_HOME/containers/auth.json`` (``~/.config/...``);
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kiln.errors import InvalidArgument, NotFound
@@ -219,10 +222,19 @@ def lookup(
     creds: str | None = None,
     authfile: str | None = None,
     env: dict | None = None,
+    auths: Mapping[str, str] | None = None,
 ) -> Credential | None:
     """Credentials for ``registry`` (``host[:port]``), optionally for one repository path."""
     if creds:
         return parse_creds(creds)
+    if auths:
+        given = {
+            key: {"auth": base64.b64encode(value.encode()).decode()}
+            for key, value in auths.items()
+        }
+        cred = lookup_in_file({"auths": given}, registry, repository, "the request")
+        if cred is not None:
+            return cred
     for path in auth_files_for_read(authfile, env):
         obj = read_auth_file(path)
         if not obj:

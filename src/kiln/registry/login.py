@@ -33,12 +33,31 @@ def login(
     retry_delay: float = 2.0,
 ) -> str:
     """Check the credentials with ``GET /v2/`` and store them; returns the auth file path."""
+    _host, key = _registry_key(registry)
+    verify_login(registry, username, password, tls_verify, cert_dir, registries_conf,
+                 retries, retry_delay, authfile=authfile)  # fmt: skip
+    return credentials.store_credential(key, Credential(username, password), authfile)
+
+
+def verify_login(
+    registry: str,
+    username: str,
+    password: str,
+    tls_verify: bool | None = None,
+    cert_dir: str | None = None,
+    registries_conf: str | None = None,
+    retries: int = 3,
+    retry_delay: float = 2.0,
+    *,
+    authfile: str | None = None,
+) -> str:
+    """Check the credentials with ``GET /v2/`` and keep them nowhere (the API's ``/auth``:
+    the client records them); returns the host contacted. Unauthorized if refused."""
     from kiln.registry.client import RegistryClient, RegistryOptions
 
     if not username:
         raise InvalidArgument("login needs a username")
-    host, key = _registry_key(registry)
-    cred = Credential(username, password)
+    host, _key = _registry_key(registry)
     options = RegistryOptions(
         tls_verify=tls_verify,
         cert_dir=cert_dir,
@@ -48,8 +67,8 @@ def login(
         retry_delay=retry_delay,
     )
     with RegistryClient(options) as client:
-        client.check_login(host, cred)
-    return credentials.store_credential(key, cred, authfile)
+        client.check_login(host, Credential(username, password))
+    return host
 
 
 def logout(registry: str | None, authfile: str | None = None, all: bool = False) -> list[str]:

@@ -1,0 +1,48 @@
+"""Registry routes that move no image: ``POST /auth`` (``docker login``, docker-py
+``login()``).
+
+dockerd checks the credentials against the registry and keeps nothing: the client
+records them and sends them again with each pull, push and build
+(``X-Registry-Auth``/``X-Registry-Config``). kiln does the same: a login through the
+API never writes the server's auth files, and request credentials live only as long as
+the request.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kiln.errors import InvalidArgument
+
+from .registry_auth import creds_of, loopback_registry
+from .uploads import json_body
+from .wiring import run_op
+
+DOCKER_HUB = "https://index.docker.io/v1/"
+
+
+async def auth(request: Request) -> Response:
+    from kiln.ops import registry as ops
+
+    body = await json_body(request, "auth")
+    creds = creds_of(body)
+    if creds is None:
+        raise InvalidArgument(
+            "give a username and password to log in (identity tokens are not supported)"
+        )
+    user, _, password = creds.partition(":")
+    server = str(body.get("serveraddress") or body.get("ServerAddress") or DOCKER_HUB)
+    host = server.split("://", 1)[-1].split("/", 1)[0]
+    # dockerd treats 127.0.0.0/8 as an insecure registry: plain HTTP
+    tls_verify = False if loopback_registry(f"{host}/x") else None
+    await run_op(
+        request, lambda ctx: ops.verify_login(ctx, server, user, password, tls_verify=tls_verify)
+    )
+    return JSONResponse({"Status": "Login Succeeded", "IdentityToken": ""})
+
+
+routes = [Route("/auth", auth, methods=["POST"])]
+
+__all__ = ["routes"]
