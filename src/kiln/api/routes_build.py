@@ -186,6 +186,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
             opts["timestamp"] = ts
     else:
         opts["image_format"] = "docker"
+        opts["tags"] = [shapes.docker_name(t) for t in opts["tags"]]
         if q.get("version", "1") not in ("1", ""):
             raise bad("version", q["version"], "kiln speaks the classic builder protocol (1)")
     remote = qstr(q, "remote")

@@ -79,7 +79,7 @@ async def tag_image(request: Request) -> Response:
 
     name = request.path_params["name"]
     q = request.query_params
-    target = target_name(qstr(q, "repo"), qstr(q, "tag"))
+    target = shapes.docker_name(target_name(qstr(q, "repo"), qstr(q, "tag")))
     with image_lookup(name):
         await run_op(request, lambda ctx: ops.tag(ctx, name, target))
     return Response(status_code=201)

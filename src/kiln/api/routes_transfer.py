@@ -96,7 +96,7 @@ async def _import(request: Request) -> Response:
 
     q = request.query_params
     source, repo, tag = q["fromSrc"], qstr(q, "repo"), qstr(q, "tag")
-    reference = (f"{repo}:{tag}" if tag else repo) or None
+    reference = shapes.docker_name(f"{repo}:{tag}" if tag else repo) if repo else None
     changes, message, platform = qlist(q, "changes"), qstr(q, "message"), qstr(q, "platform")
     config = config_of(request)
     body = await spool_body(request, config.scratch_dir()) if source == "-" else None
@@ -277,7 +277,7 @@ async def commit(request: Request) -> Response:
     if not container:
         raise InvalidArgument('query parameter "container" is required: the container to commit')
     repo, tag = qstr(q, "repo"), qstr(q, "tag")
-    image = (f"{repo}:{tag}" if tag else repo) or None
+    image = shapes.docker_name(f"{repo}:{tag}" if tag else repo) if repo else None
     changes = qlist(q, "changes")
     author, comment = qstr(q, "author") or None, qstr(q, "comment") or None
     qbool(q, "pause", True)

@@ -11,8 +11,9 @@ NONE_DIGEST = "<none>@<none>"
 
 
 def familiar(name: str) -> str:
-    """``docker.io/library/a:1`` -> ``a:1``; ``localhost/a:1`` -> ``a:1`` (as Docker shows names)."""
-    for prefix in ("docker.io/library/", "docker.io/", "localhost/"):
+    """``docker.io/library/a:1`` -> ``a:1``, ``docker.io/u/a:1`` -> ``u/a:1``; any other
+    registry, ``localhost/`` included, stays (as dockerd and podman's Docker API show names)."""
+    for prefix in ("docker.io/library/", "docker.io/"):
         if name.startswith(prefix):
             rest = name[len(prefix) :]
             # keep the prefix when what is left would read as a registry host
@@ -21,6 +22,22 @@ def familiar(name: str) -> str:
                 return name
             return rest
     return name
+
+
+def docker_name(value: str) -> str:
+    """A name a Docker client gave, as dockerd reads it: a short name is on Docker Hub
+    (``amb:1`` -> ``docker.io/library/amb:1``), as the docker CLI's own ``tag`` already
+    sends it; kiln's command line and the libpod routes put short names under
+    ``localhost/`` instead, as podman does. Unparseable values are left for the use case
+    to refuse."""
+    from kiln.errors import InvalidArgument
+    from kiln.oci import Reference
+
+    try:
+        ref = Reference.parse(value)
+    except InvalidArgument:
+        return value
+    return value if ref.digest else str(ref)
 
 
 def with_sha(image_id: str) -> str:
@@ -136,6 +153,7 @@ __all__ = [
     "delete_items",
     "docker_history",
     "docker_inspect",
+    "docker_name",
     "docker_summary",
     "familiar",
     "libpod_history",
