@@ -149,6 +149,20 @@ async def prune_images(request: Request) -> Response:
     return JSONResponse(sizes)
 
 
+_PULL_POLICIES = {"always": "always", "missing": "missing", "ifmissing": "missing",
+                  "never": "never", "newer": "newer", "ifnewer": "newer"}  # fmt: skip
+
+
+def _pull_policy(value: str) -> str:
+    try:
+        return _PULL_POLICIES[value.strip().lower()]
+    except KeyError:
+        raise InvalidArgument(
+            f'invalid value for query parameter "policy": "{value}": '
+            "use always, missing, never or newer"
+        ) from None
+
+
 def _stream_error(exc: BaseException) -> list[dict]:
     """A failure in the middle of a streamed pull or push, as podman's bindings read it."""
     return [{"error": error_body(exc, True)["message"]}]
@@ -163,6 +177,9 @@ async def pull_image(request: Request) -> Response:
         raise InvalidArgument('query parameter "reference" is required: the image to pull')
     tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
     options = push_pull_options(request, tls)
+    options["policy"] = _pull_policy(qstr(q, "policy") or "always")
+    if qbool(q, "allTags"):
+        options["all_tags"] = True
     quiet = qbool(q, "quiet")
     config = config_of(request)
     transports = ("docker://", "oci:", "oci-archive:", "docker-archive:", "dir:")
@@ -179,7 +196,8 @@ async def pull_image(request: Request) -> Response:
 
     def done(r: Any) -> list[dict]:
         image_id = shapes.bare(r.image_id)
-        return [{"images": [image_id], "id": image_id}]
+        ids = [shapes.bare(i) for i in (getattr(r, "ids", None) or [r.image_id])]
+        return [{"images": ids, "id": image_id}]
 
     return StreamedOp(work, event, done, _stream_error, libpod=True)
 

@@ -36,23 +36,29 @@ def pull_reference(from_image: str, tag: str) -> str:
 async def create_image(request: Request) -> Response:
     q = request.query_params
     if q.get("fromImage"):
-        return await _pull(request, pull_reference(q["fromImage"], qstr(q, "tag")))
+        # dockerd: no tag (nor one in fromImage) pulls every tag (`docker pull -a`,
+        # docker-py's all_tags=True); the docker CLI and docker-py send a tag otherwise
+        image = q["fromImage"]
+        all_tags = "tag" not in q and "@" not in image and ":" not in image.rsplit("/", 1)[-1]
+        return await _pull(request, pull_reference(image, qstr(q, "tag")), all_tags)
     if q.get("fromSrc"):
         return await _import(request)
     raise InvalidArgument('give "fromImage" to pull an image or "fromSrc" to import one')
 
 
-async def _pull(request: Request, reference: str) -> Response:
+async def _pull(request: Request, reference: str, all_tags: bool = False) -> Response:
     from kiln.ops.file_transfer import pull
 
     options = push_pull_options(request, reference=reference)
+    if all_tags:
+        options["all_tags"] = True
     config = config_of(request)
     # dockerd writes nothing before the image is found, so a missing image or refused
     # credentials answer with an error status (which docker-py raises), not a 200 whose
     # stream ends in an error; podman's "Trying to pull" lines are left out for that
     repo, _, tag = reference.rpartition(":") if "@" not in reference else (reference, "", "")
     if "/" in tag or not repo:
-        repo, tag = reference, "latest"
+        repo, tag = reference, "" if all_tags else "latest"
 
     def work(h: Handoff):
         with context_for(config, h) as ctx:
@@ -82,6 +88,8 @@ async def _pull(request: Request, reference: str) -> Response:
 
     def done(result: Any) -> list[dict]:
         name = shapes.familiar(result.names[0]) if result.names else reference
+        if all_tags:
+            name = repo
         return [
             *first(),
             {"status": f"Digest: {result.digest}"},
