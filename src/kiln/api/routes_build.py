@@ -97,7 +97,11 @@ def _outputs(q: QueryParams) -> list[str]:
     if not value:
         return []
     if not value.lstrip().startswith("["):
-        return [value]
+        # podman's "type=local,dest=DIR": a path on the server, which an API client must
+        # not choose; the image goes to kiln's store
+        if value.strip().lower() in ("type=image", "type=moby"):
+            return []
+        raise bad("outputs", value, "kiln serve builds into its image store only (type=image)")
     data = loads("outputs", value)
     if not isinstance(data, list):
         raise bad("outputs", value, "expected a JSON list of {Type, Attrs} objects")
@@ -106,6 +110,46 @@ def _outputs(q: QueryParams) -> list[str]:
         if kind not in ("moby", "image"):
             raise bad("outputs", value, "only the image store (Type moby) is supported")
     return []  # the image goes to kiln's store, which is what "moby" means
+
+
+def _ulimits(q: QueryParams) -> list[str]:
+    """Docker's ``[{"Name","Soft","Hard"}]`` or podman's ``["nofile=1024:2048"]`` ->
+    ``name=soft:hard`` (checked by the build's own parser)."""
+    out: list[str] = []
+    for value in q.getlist("ulimits"):
+        if not value:
+            continue
+        data = loads("ulimits", value) if value.lstrip().startswith("[") else [value]
+        if not isinstance(data, list):
+            raise bad("ulimits", value, "expected a JSON list")
+        for item in data:
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("Name"), str):
+                soft, hard = item.get("Soft"), item.get("Hard")
+                if not isinstance(soft, int) or not isinstance(hard, int):
+                    raise bad("ulimits", value, f"{item['Name']}: Soft and Hard must be integers")
+                out.append(f"{item['Name']}={soft}:{hard}")
+            else:
+                raise bad("ulimits", value, 'expected {"Name", "Soft", "Hard"} objects or strings')
+    return out
+
+
+def _refused(q: QueryParams) -> None:
+    """Parameters kiln serve will not honour for a remote caller: a 400 naming them."""
+    if qjson_str_list(q, "addcaps"):
+        raise bad(
+            "addcaps",
+            q["addcaps"],
+            "kiln serve does not grant RUN steps capabilities beyond the default",
+        )
+    if qjson_str_list(q, "secrets"):
+        raise bad(
+            "secrets",
+            q["secrets"],
+            "build secrets are files or variables of the server; pass the secret through "
+            "kiln build --secret on the server's side, or not at all",
+        )
 
 
 def _platform(q: QueryParams) -> str | None:
@@ -168,7 +212,13 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         "outputs": _outputs(q),
         # REF or type=registry,ref=REF / type=local,src=DIR, as --cache-from (kiln.ops.build_share)
         "cache_from": qjson_str_list(q, "cachefrom"),
+        "ulimits": _ulimits(q),
+        "cap_drop": qjson_str_list(q, "dropcaps"),
+        "dns": qjson_str_list(q, "dnsservers"),
+        "dns_options": qjson_str_list(q, "dnsoptions"),
+        "dns_search": qjson_str_list(q, "dnssearch"),
     }
+    _refused(q)
     if libpod:
         if "annotations" in q:
             opts["annotations"] = qlabels(q, "annotations")
