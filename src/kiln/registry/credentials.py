@@ -229,8 +229,7 @@ def lookup(
         return parse_creds(creds)
     if auths:
         given = {
-            key: {"auth": base64.b64encode(value.encode()).decode()}
-            for key, value in auths.items()
+            key: {"auth": base64.b64encode(value.encode()).decode()} for key, value in auths.items()
         }
         cred = lookup_in_file({"auths": given}, registry, repository, "the request")
         if cred is not None:
