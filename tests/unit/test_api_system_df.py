@@ -69,6 +69,6 @@ def test_libpod_shape(client):
     assert body["Containers"] == [] and body["Volumes"] == []
     [img] = body["Images"]
     assert img["ImageID"] == image_id.removeprefix("sha256:")
-    assert (img["Repository"], img["Tag"]) == ("localhost/a", "1")
+    assert (img["Repository"], img["Tag"]) == ("docker.io/library/a", "1")  # a Docker import
     assert img["UniqueSize"] == img["Size"] == body["ImagesSize"] > 0
     assert img["SharedSize"] == 0 and img["Containers"] == 0 and img["Created"].endswith("Z")

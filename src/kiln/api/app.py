@@ -134,7 +134,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(config: Config | None = None, activity: Activity | None = None) -> ASGIApp:
     """The whole API as one ASGI app; ``config`` says which store to serve."""
     from . import (
+        events,
         routes_build,
+        routes_containers,
         routes_images,
         routes_libpod,
         routes_manifests,
@@ -147,12 +149,14 @@ def create_app(config: Config | None = None, activity: Activity | None = None) -
     routes = [
         *routes_system.routes,
         *routes_system_df.routes,
+        *events.routes,
         *routes_registry.routes,
         *routes_build.routes,
         *routes_transfer.routes,
         *routes_manifests.routes,  # before routes_libpod's catch-all /libpod/{kind}/...
         *routes_libpod.routes,
-        *routes_images.routes,  # last: it holds the catch-all /images/{name}
+        *routes_images.routes,  # it holds the catch-all /images/{name}
+        *routes_containers.routes,  # after libpod's container /json and /exists answers
     ]
     app = Starlette(
         routes=routes,
@@ -163,6 +167,7 @@ def create_app(config: Config | None = None, activity: Activity | None = None) -
         },
     )
     app.state.config = config or Config.from_env()
+    app.state.events = events.EventLog()
     return Frontdoor(app, activity or Activity())
 
 

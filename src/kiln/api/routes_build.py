@@ -15,19 +15,20 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
 from kiln.ops.events import OUTPUT, Event
 
 from . import shapes
+from .events import note
 from .params import bad, loads, qbool, qint, qjson_map, qjson_str_list, qlabels, qlist, qstr
 from .registry_auth import build_registry_auth
 from .render import stream_message
 from .streaming import Handoff, StreamedOp
 from .uploads import check_tar_content_type, spool_body
-from .wiring import config_of, context_for
+from .wiring import config_of, context_for, run_op
 
 _NETWORKS = {
     "": "host",
@@ -284,6 +285,7 @@ async def build(request: Request) -> Response:
     def done(result: Any) -> list[dict]:
         image_id = shapes.with_sha(result.image_id)
         names = list(getattr(result, "names", []) or opts["tags"])
+        note(request, "build", image_id, names[0] if names else "")
         if libpod:
             out = [] if quiet else [{"stream": f"Successfully tagged {n}\n"} for n in names]
             # podman's bindings refuse a line without "stream" or "error": no "aux" here
@@ -316,7 +318,23 @@ def _run(ctx, known, opts, h: Handoff, registry_auth):
     return build_ops.build(ctx, build_ops.BuildOptions(**fields))
 
 
+async def build_prune(request: Request) -> Response:
+    """``docker builder prune [-a]``: dangling build-cache entries (all of them and the
+    RUN cache mounts with ``all``), then a collection; SpaceReclaimed is what left the disk."""
+    from kiln.ops.builder import prune_build_cache
+
+    all_ = qbool(request.query_params, "all")
+
+    def prune(ctx):
+        prune_build_cache(ctx, all=all_)
+        return ctx.collect_garbage()
+
+    gc = await run_op(request, prune)
+    return JSONResponse({"CachesDeleted": None, "SpaceReclaimed": gc.bytes_freed})
+
+
 routes = [
+    Route("/build/prune", build_prune, methods=["POST"]),
     Route("/build", build, methods=["POST"]),
     Route("/libpod/build", build, methods=["POST"]),
 ]

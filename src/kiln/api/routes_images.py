@@ -10,6 +10,7 @@ from kiln.errors import InvalidArgument
 
 from . import shapes
 from .errors import image_lookup
+from .events import note, note_removal
 from .params import qbool, qfilters, qstr
 from .versions import version_at_least
 from .wiring import run_op
@@ -79,9 +80,12 @@ async def tag_image(request: Request) -> Response:
 
     name = request.path_params["name"]
     q = request.query_params
-    target = shapes.docker_name(target_name(qstr(q, "repo"), qstr(q, "tag")))
+    target = target_name(qstr(q, "repo"), qstr(q, "tag"))
+    if not request.scope.get("kiln.libpod"):
+        target = shapes.docker_name(target)
     with image_lookup(name):
-        await run_op(request, lambda ctx: ops.tag(ctx, name, target))
+        image_id = await run_op(request, lambda ctx: ops.tag(ctx, name, target))
+    note(request, "tag", image_id, target)
     return Response(status_code=201)
 
 
@@ -100,6 +104,7 @@ async def delete_image(request: Request) -> Response:
 
     with image_lookup(name):
         result = await run_op(request, remove)
+    note_removal(request, result)
     return JSONResponse(shapes.delete_items(result))
 
 

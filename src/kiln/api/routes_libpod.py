@@ -12,6 +12,7 @@ from kiln.errors import Conflict, InvalidArgument, NotFound
 
 from . import shapes
 from .errors import error_body, image_lookup
+from .events import note, note_removal
 from .params import qbool, qfilters, qlist, qstr
 from .registry_auth import push_pull_options
 from .routes_images import tag_image, target_name
@@ -123,6 +124,7 @@ async def remove_images(request: Request) -> Response:
     result = await run_op(
         request, lambda ctx: ops.remove_images(ctx, names, force=force, all=all_, ignore=ignore)
     )
+    note_removal(request, result)
     report, _code = _remove_report(result)
     if "name" in request.path_params and result.errors:
         raise result.errors[0]
@@ -197,6 +199,8 @@ async def pull_image(request: Request) -> Response:
     def done(r: Any) -> list[dict]:
         image_id = shapes.bare(r.image_id)
         ids = [shapes.bare(i) for i in (getattr(r, "ids", None) or [r.image_id])]
+        for n in r.names or [reference]:
+            note(request, "pull", n, n)
         return [{"images": ids, "id": image_id}]
 
     return StreamedOp(work, event, done, _stream_error, libpod=True)
@@ -231,6 +235,7 @@ async def push_image(request: Request) -> Response:
     with_digest = version_at_least(request.scope.get("kiln.api_version"), DIGEST_IN_PUSH_STREAM)
 
     def done(r: Any) -> list[dict]:
+        note(request, "push", destination.removeprefix("docker://"), name)
         return [{"manifestdigest": r.digest}] if with_digest else []
 
     return StreamedOp(work, event, done, _stream_error, libpod=True)

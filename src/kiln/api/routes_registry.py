@@ -1,5 +1,6 @@
 """Registry routes that move no image: ``POST /auth`` (``docker login``, docker-py
-``login()``).
+``login()``), ``GET /distribution/{name}/json`` (what the registry serves for a name) and
+``GET /libpod/images/{name}/resolve`` (the full names a short name may mean).
 
 dockerd checks the credentials against the registry and keeps nothing: the client
 records them and sends them again with each pull, push and build
@@ -16,7 +17,7 @@ from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
 
-from .registry_auth import creds_of, loopback_registry
+from .registry_auth import creds_of, loopback_registry, push_pull_options
 from .uploads import json_body
 from .wiring import run_op
 
@@ -43,6 +44,36 @@ async def auth(request: Request) -> Response:
     return JSONResponse({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
-routes = [Route("/auth", auth, methods=["POST"])]
+async def distribution(request: Request) -> Response:
+    from kiln.ops import registry as ops
+
+    name = request.path_params["name"]
+    options = push_pull_options(request, reference=name)
+    found = await run_op(request, lambda ctx: ops.remote_descriptor(ctx, name, **options))
+    return JSONResponse(
+        {
+            "Descriptor": {
+                "mediaType": found.media_type,
+                "digest": found.digest,
+                "size": found.size,
+            },
+            "Platforms": found.platforms,
+        }
+    )
+
+
+async def resolve(request: Request) -> Response:
+    from kiln.ops import registry as ops
+
+    name = request.path_params["name"]
+    names = await run_op(request, lambda ctx: ops.resolve_names(ctx, name))
+    return JSONResponse({"Names": names})
+
+
+routes = [
+    Route("/auth", auth, methods=["POST"]),
+    Route("/distribution/{name:path}/json", distribution, methods=["GET"]),
+    Route("/libpod/images/{name:path}/resolve", resolve, methods=["GET"]),
+]
 
 __all__ = ["routes"]

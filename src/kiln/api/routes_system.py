@@ -143,12 +143,30 @@ async def info(request: Request) -> Response:
     return JSONResponse(body)
 
 
+async def libpod_info(request: Request) -> Response:
+    """podman's ``info`` object (``podman --remote info``)."""
+    from kiln.ops.system import system_info
+
+    return JSONResponse(libpod_info_shape(await run_op(request, system_info)))
+
+
+def libpod_info_shape(data: dict[str, Any]) -> dict[str, Any]:
+    """kiln's info -> the types podman's ``define.Info`` decodes (graphStatus is a map of
+    strings; the API version is libpod's)."""
+    store = dict(data.get("store") or {})
+    store["graphStatus"] = {k: str(v) for k, v in (store.get("graphStatus") or {}).items()}
+    version = dict(data.get("version") or {})
+    version["APIVersion"] = LIBPOD_API_VERSION
+    return {**data, "store": store, "version": version}
+
+
 routes = [
     Route("/_ping", ping, methods=["GET", "HEAD"]),
     Route("/libpod/_ping", ping, methods=["GET", "HEAD"]),
     Route("/version", version_route, methods=["GET"]),
     Route("/libpod/version", version_route, methods=["GET"]),
     Route("/info", info, methods=["GET"]),
+    Route("/libpod/info", libpod_info, methods=["GET"]),
 ]
 
 __all__ = ["PING_HEADERS", "kiln_version", "routes", "version_body"]

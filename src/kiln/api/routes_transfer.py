@@ -13,6 +13,7 @@ from kiln.ops.events import Event
 
 from . import shapes
 from .errors import NoSuchImage
+from .events import note, note_from_thread
 from .params import qbool, qfilters, qint, qlist, qstr
 from .registry_auth import loopback_registry, push_pull_options
 from .render import progress_message
@@ -87,6 +88,8 @@ async def _pull(request: Request, reference: str, all_tags: bool = False) -> Res
         return [*first(), *objs] if objs else []
 
     def done(result: Any) -> list[dict]:
+        for n in result.names or [reference]:
+            note(request, "pull", n, n)
         name = shapes.familiar(result.names[0]) if result.names else reference
         if all_tags:
             name = repo
@@ -124,7 +127,11 @@ async def _import(request: Request) -> Response:
             if body is not None:
                 body.close()
 
-    return StreamedOp(work, lambda e: [], lambda rec: [{"status": shapes.with_sha(rec.id)}])
+    def done(rec: Any) -> list[dict]:
+        note(request, "import", rec.id, reference or "")
+        return [{"status": shapes.with_sha(rec.id)}]
+
+    return StreamedOp(work, lambda e: [], done)
 
 
 async def push_image(request: Request) -> Response:
@@ -144,6 +151,7 @@ async def push_image(request: Request) -> Response:
     shown_tag = tag or (image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest")
 
     def done(result: Any) -> list[dict]:
+        note(request, "push", image, image)
         size = getattr(result, "manifest_size", 0)  # a file transport has no manifest upload
         return [
             {"status": f"{shown_tag}: digest: {result.digest} size: {size}"},
@@ -178,6 +186,8 @@ def save_response(request: Request, names: list[str], format: str = "docker-arch
         with context_for(config, h) as ctx:
             save(ctx, names, out, format=format)  # streamed as it is written, never spooled
         out.flush()
+        for n in names:
+            note_from_thread(request, "save", n, n)
 
     return StreamedOp(work, media_type="application/x-tar", render_error=lambda exc: [])
 
@@ -213,6 +223,7 @@ async def load_images(request: Request) -> Response:
     def done(result: Any) -> list[dict]:
         lines = []
         for img in result.images:
+            note(request, "load", img.id, img.names[0] if img.names else "")
             for n in img.names:
                 lines.append(f"Loaded image: {shapes.familiar(n)}\n")
             if not img.names:
@@ -284,8 +295,11 @@ async def commit(request: Request) -> Response:
     container = qstr(q, "container")
     if not container:
         raise InvalidArgument('query parameter "container" is required: the container to commit')
+    libpod = bool(request.scope.get("kiln.libpod"))
     repo, tag = qstr(q, "repo"), qstr(q, "tag")
-    image = shapes.docker_name(f"{repo}:{tag}" if tag else repo) if repo else None
+    image = (f"{repo}:{tag}" if tag else repo) or None
+    if image and not libpod:
+        image = shapes.docker_name(image)
     changes = qlist(q, "changes")
     author, comment = qstr(q, "author") or None, qstr(q, "comment") or None
     qbool(q, "pause", True)
@@ -301,6 +315,8 @@ async def commit(request: Request) -> Response:
             raise
 
     record = await run_op(request, run)
+    if libpod:  # podman's IDResponse: the bare ID
+        return JSONResponse({"Id": shapes.bare(record.id)})
     return JSONResponse({"Id": shapes.with_sha(record.id)}, status_code=201)
 
 
@@ -310,6 +326,7 @@ routes = [
     Route("/images/load", load_images, methods=["POST"]),
     Route("/images/search", search_images, methods=["GET"]),
     Route("/commit", commit, methods=["POST"]),
+    Route("/libpod/commit", commit, methods=["POST"]),
     Route("/images/{name:path}/push", push_image, methods=["POST"]),
     Route("/images/{name:path}/get", get_image, methods=["GET"]),
 ]

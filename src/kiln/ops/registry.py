@@ -345,6 +345,47 @@ def ensure_image(ctx: Context, ref: str, pull_policy: str = "missing", **registr
     return pull(ctx, ref, policy=pull_policy, **registry_kw).image_id
 
 
+def resolve_names(ctx: Context | None, name: str, **registry_kw: Any) -> list[str]:
+    """The full names a (short) name may mean, in the order a pull tries them
+    (registries.conf's aliases and unqualified-search registries); no network."""
+    with _client(ctx, None, registry_kw) as client:
+        return [str(c) for c in client.resolve_short_name(name, enforce=False)]
+
+
+@dataclass(frozen=True)
+class RemoteDescriptor:
+    media_type: str
+    digest: str
+    size: int
+    platforms: list[dict[str, Any]]  # OCI platform objects
+
+
+def remote_descriptor(ctx: Context | None, ref: str, **registry_kw: Any) -> RemoteDescriptor:
+    """What the registry serves for ``ref`` (dockerd's ``/distribution/{name}/json``): the
+    manifest's descriptor and the platforms it offers (an index's entries, else the
+    image config's)."""
+    from kiln.oci import ImageConfig, Index, Manifest, Reference
+    from kiln.oci import media_types as mt
+
+    with _client(ctx, None, registry_kw) as client:
+        target = Reference.parse(ref.removeprefix("docker://"))
+        raw, media_type, digest = client.get_manifest(target)
+        platforms: list[dict[str, Any]] = []
+        if mt.is_index(media_type):
+            for desc in Index.parse(raw, media_type).manifests:
+                if desc.platform is not None:
+                    platforms.append(desc.platform.to_json())
+        else:
+            manifest = Manifest.parse(raw, media_type)
+            with client.open_blob(target, manifest.config.digest) as f:
+                config = ImageConfig.parse(f.read(8 << 20))
+            plat = {"architecture": config.architecture, "os": config.os}
+            if config.variant:
+                plat["variant"] = config.variant
+            platforms.append(plat)
+        return RemoteDescriptor(media_type, str(digest), len(raw), platforms)
+
+
 # -- push -------------------------------------------------------------------------------------
 
 

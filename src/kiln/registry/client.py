@@ -406,8 +406,8 @@ class RegistryClient:
         ]
 
     # -- names and login ---------------------------------------------------------------------
-    def resolve_short_name(self, name: str) -> list[Reference]:
-        return self.conf.resolve_short_name(name)
+    def resolve_short_name(self, name: str, enforce: bool = True) -> list[Reference]:
+        return self.conf.resolve_short_name(name, enforce)
 
     def check_login(self, registry: str, cred: Credential) -> None:
         """Verify ``cred`` against ``registry``'s ``/v2/``; raises Unauthorized if refused."""

@@ -104,10 +104,11 @@ class RegistriesConf:
             return PullSource(ref, False)
         return PullSource(_rewrite(ref, entry.prefix, entry.location), entry.insecure)
 
-    def resolve_short_name(self, name: str) -> list[Reference]:
+    def resolve_short_name(self, name: str, enforce: bool = True) -> list[Reference]:
         """Candidate references for ``name``; a qualified name is returned as is.
 
-        In ``enforcing`` mode more than one candidate is refused (kiln cannot prompt).
+        In ``enforcing`` mode more than one candidate is refused (kiln cannot prompt),
+        unless ``enforce`` is False (listing the candidates, as podman's resolve does).
         """
         if not is_short_name(name):
             return [Reference.parse(name)]
@@ -126,7 +127,7 @@ class RegistriesConf:
                 f"registries are defined in {where}; use a fully qualified name"
             )
         cands = [Reference.parse(f"{reg}/{bare}{suffix}") for reg in self.search]
-        if self.short_name_mode == "enforcing" and len(cands) > 1:
+        if enforce and self.short_name_mode == "enforcing" and len(cands) > 1:
             listed = ", ".join(str(c) for c in cands)
             raise InvalidArgument(
                 f'short-name "{name}" is ambiguous: it could be {listed}; short-name-mode is '
