@@ -108,6 +108,16 @@ def test_dockerpy_events_stream_live(env):
         c.close()
 
 
+def test_dockerpy_df_has_layers_size(env):
+    docker_py = pytest.importorskip("docker")
+    c = docker_py.DockerClient(base_url=f"unix://{env['sock']}", version="auto",
+                               timeout=CALL_TIMEOUT)  # fmt: skip
+    try:
+        assert c.df()["LayersSize"] > 0
+    finally:
+        c.close()
+
+
 def test_builder_prune(env):
     out = run(env["env"], [DOCKER, "builder", "prune", "-f"]).stdout
     assert "Total reclaimed space" in out, out
@@ -176,3 +186,9 @@ def test_container_routes_say_kiln_runs_no_containers(env):
     if PODMAN:
         r = podman(env, "ps", ok=False)
         assert r.returncode != 0 and "does not run containers" in r.stderr, r.stderr
+
+
+def test_start_up_is_logged_as_information_not_a_warning(env):
+    log = (env["tmp"] / "server.err").read_text()
+    assert "INFO[kiln.api] kiln API listening on unix://" in log, log[-2000:]
+    assert "WARNING[kiln.api] kiln API listening" not in log

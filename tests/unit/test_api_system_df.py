@@ -46,13 +46,17 @@ def test_legacy_docker_shape(client):
 def test_new_docker_shape_and_verbose_items(client):
     image_id = import_image(client, "a", b"x" * 5000)
     body = client.get("/v1.52/system/df").json()
-    assert set(body) == {"ImageUsage", "ContainerUsage", "VolumeUsage", "BuildCacheUsage"}
+    # LayersSize at every version: docker-py's df() users read it (a KeyError before)
+    assert set(body) == {
+        "LayersSize", "ImageUsage", "ContainerUsage", "VolumeUsage", "BuildCacheUsage"
+    }  # fmt: skip
+    assert body["LayersSize"] == body["ImageUsage"]["TotalSize"]
     usage = body["ImageUsage"]
     assert usage["TotalCount"] == 1 and usage["ActiveCount"] == 0
     assert usage["TotalSize"] == usage["Reclaimable"] > 0 and "Items" not in usage
     assert body["ContainerUsage"]["TotalCount"] == 0
     verbose = client.get("/v1.56/system/df?verbose=1&type=image").json()
-    assert set(verbose) == {"ImageUsage"}
+    assert set(verbose) == {"LayersSize", "ImageUsage"}
     assert [i["Id"] for i in verbose["ImageUsage"]["Items"]] == [image_id]
 
 

@@ -52,9 +52,10 @@ def docker_df_body(usage: Any, version: str | None, types: set[str], verbose: bo
         item["SharedSize"] = int(i.shared_size)
         items.append(item)
     body: dict[str, Any] = {}
+    if "image" in types:  # every version: docker-py's df() users read it at any version
+        body["LayersSize"] = int(usage.layers_size)
     if version is None or not version_at_least(version, "1.52"):
         if "image" in types:
-            body["LayersSize"] = int(usage.layers_size)
             body["Images"] = items
         if "container" in types:
             body["Containers"] = []

@@ -224,11 +224,11 @@ async def serve_async(
             server = _Server(_uvicorn_config(app, tls if lst.kind == "tcp" else None))
             servers.append(server)
             tasks.append(asyncio.ensure_future(server.serve(sockets=[sock])))
-            log.warning("kiln API listening on %s", lst)
+            log.info("kiln API listening on %s", lst)
         if varlink_listener is not None:
             varlink_listener.start()
             tasks.append(asyncio.ensure_future(stopped.wait()))
-            log.warning("kiln varlink API (io.podman) listening on %s", varlink_listener)
+            log.info("kiln varlink API (io.podman) listening on %s", varlink_listener)
 
         def stop(sig: int | None = None) -> None:
             stopped.set()
@@ -258,7 +258,7 @@ async def serve_async(
             if lst.kind == "unix":
                 with contextlib.suppress(OSError):
                     os.unlink(lst.address)
-        log.warning("kiln API stopped")
+        log.info("kiln API stopped")
 
 
 def _varlink_listener(address: str | None, config: Config, activity: Activity, loop):
@@ -284,7 +284,7 @@ async def _idle_watch(activity: Activity, idle_timeout: float, stop) -> None:
     while True:
         await asyncio.sleep(min(0.5, idle_timeout / 4))
         if activity.idle_for() >= idle_timeout:
-            log.warning("no requests for %gs: exiting", idle_timeout)
+            log.info("no requests for %gs: exiting", idle_timeout)
             stop()
             return
 

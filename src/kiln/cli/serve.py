@@ -72,6 +72,7 @@ def command(
         ) from None
     from kiln.ops.config import Config
 
+    _server_log_level()
     tls = server.TLSOptions(verify=tlsverify, cacert=tlscacert, cert=tlscert, key=tlskey)
     config = Config.from_env(root=state.root, tmpdir=state.tmpdir)
     server.serve(
@@ -82,3 +83,16 @@ def command(
         access_log=access_log,
         varlink=varlink,
     )
+
+
+def _server_log_level() -> None:
+    """A server says what it listens on and when it stops, at INFO (as dockerd, whose
+    default level is info): without an explicit --log-level, kiln serve's own messages
+    show from INFO up while the rest of kiln keeps its default."""
+    import logging
+
+    from click.core import ParameterSource
+
+    parent = click.get_current_context().find_root()
+    if parent.get_parameter_source("log_level") == ParameterSource.DEFAULT:
+        logging.getLogger("kiln.api").setLevel(min(logging.getLogger().level, logging.INFO))
