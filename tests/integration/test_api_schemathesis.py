@@ -38,6 +38,8 @@ OPERATIONS = [
     "ImageLoad",
     "ImageCommit",
     "ImageBuild",
+    "BuildPrune",
+    "SystemDataUsage",
 ]
 
 if not SPEC.exists():
