@@ -1,0 +1,47 @@
+"""kiln.api.registry_auth: Docker's single AuthConfig, podman's per-registry map (in
+X-Registry-Auth) and X-Registry-Config become request-only registry options."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from starlette.requests import Request
+
+from kiln.api.registry_auth import build_registry_auth, push_pull_options, request_credentials
+from kiln.registry.credentials import lookup
+
+
+def request(**headers: object) -> Request:
+    raw = [
+        (k.replace("_", "-").lower().encode(), base64.urlsafe_b64encode(json.dumps(v).encode()))
+        for k, v in headers.items()
+    ]
+    return Request({"type": "http", "headers": raw, "method": "POST", "path": "/"})
+
+
+def test_a_single_auth_config_is_creds():
+    r = request(x_registry_auth={"username": "u", "password": "p", "serveraddress": "h:5000"})
+    assert request_credentials(r) == {"creds": "u:p"}
+
+
+def test_podmans_map_with_go_field_names_is_per_registry():
+    r = request(x_registry_auth={"h:5000": {"Username": "u", "Password": "p"},
+                                 "quay.io": {"auth": base64.b64encode(b"q:w").decode()}})  # fmt: skip
+    opts = request_credentials(r)
+    assert opts == {"auths": {"h:5000": "u:p", "quay.io": "q:w"}}
+    assert lookup("h:5000", auths=opts["auths"], env={}).username == "u"
+    assert lookup("quay.io", "ns/x", auths=opts["auths"], env={}).password == "w"
+    assert lookup("other:1", auths=opts["auths"], env={"HOME": "/nonexistent"}) is None
+
+
+def test_x_registry_config_for_builds_and_pushes():
+    r = request(
+        x_registry_config={"https://index.docker.io/v1/": {"username": "d", "password": "x"}}
+    )
+    assert build_registry_auth(r) == {"https://index.docker.io/v1/": "d:x"}
+    assert lookup("docker.io", auths=build_registry_auth(r), env={}).username == "d"
+    assert push_pull_options(r, reference="127.0.0.1:5000/a/b:1") == {
+        "auths": {"https://index.docker.io/v1/": "d:x"},
+        "tls_verify": False,
+    }
