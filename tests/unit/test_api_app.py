@@ -190,7 +190,9 @@ def test_build_options_docker_and_libpod():
         ]
     )
     opts = build_options(q, libpod=False)
-    assert opts["tags"] == ["docker.io/library/a:1", "docker.io/library/b:2"] and opts["dockerfiles"] == ["sub/Dockerfile.x"]
+    assert opts["tags"] == ["docker.io/library/a:1", "docker.io/library/b:2"] and opts[
+        "dockerfiles"
+    ] == ["sub/Dockerfile.x"]
     assert opts["target"] == "s1" and opts["build_args"] == {"X": "y"}
     assert opts["no_cache"] and opts["quiet"] and opts["pull"] == "always"
     assert opts["memory"] == 1048576 and opts["network"] == "none"

@@ -112,7 +112,7 @@ def test_removing_one_encoding_frees_only_its_blob(ctx, tmp_path) -> None:
     saved_and_validated(ctx, "localhost/enc:gzip", tmp_path)
 
 
-UNDO_V4 = (  # what schema V4 (kiln.store.lineage) added
+UNDO_V6 = (  # what schema V6 (kiln.store.lineage) added
     "DROP INDEX image_layers_blob_missing; DROP INDEX images_top_chain;"
     "DROP INDEX images_history_key; ALTER TABLE images DROP COLUMN top_chain;"
     "ALTER TABLE images DROP COLUMN layer_count; ALTER TABLE images DROP COLUMN history_key;"
@@ -136,7 +136,7 @@ def test_a_store_from_before_per_image_layer_blobs_is_migrated(tmp_path) -> None
     c.close()
     conn = sqlite3.connect(str(root / "kiln.db"), isolation_level=None)
     conn.executescript(
-        UNDO_V4 + "ALTER TABLE image_layers DROP COLUMN blob_digest;"
+        UNDO_V6 + "ALTER TABLE image_layers DROP COLUMN blob_digest;"
         "ALTER TABLE containers DROP COLUMN snapshot_key;"
         "DROP TABLE released;"
         "DROP TABLE index_blobs; DROP TABLE index_names; DROP TABLE indexes;"  # V4

@@ -88,7 +88,7 @@ def test_a_store_from_before_the_index_gets_it_on_open(tmp_path):
         "DROP INDEX image_layers_blob_missing; DROP INDEX images_top_chain;"
         "DROP INDEX images_history_key; ALTER TABLE images DROP COLUMN top_chain;"
         "ALTER TABLE images DROP COLUMN layer_count; ALTER TABLE images DROP COLUMN history_key;"
-        "PRAGMA user_version = 3;"
+        "PRAGMA user_version = 5;"  # before V6, the lineage columns
     )
     conn.close()
     s = Store.open(root)

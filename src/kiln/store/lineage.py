@@ -5,7 +5,7 @@ child's (equal when the child's step only changed metadata) and its history a st
 prefix of the child's; among those the longest history wins. Images from tools that
 rewrite history fall back to the image with the longest strict layer-chain prefix.
 
-Three columns of ``images`` (schema V5) answer that with a few indexed lookups,
+Three columns of ``images`` (schema V6) answer that with a few indexed lookups,
 whatever the number of images:
 
 - ``top_chain``: the chain ID of the image's top layer (NULL: no layers). A chain ID
@@ -16,7 +16,7 @@ whatever the number of images:
   ``k0 = sha256("")``, ``k(i+1) = sha256(k(i) + canonical(entry i))``, so each prefix of a
   history has a key and an image whose history is a prefix of ``r``'s has one of the
   keys of ``r``'s prefixes. ``''``: the config could not be read (never a parent by
-  history). Rows stored before V5 are filled when the store opens.
+  history). Rows stored before V6 are filled when the store opens.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class LineageMixin:
         return best[1] if best else None
 
     def _fill_lineage(self) -> None:
-        """Record ``history_key`` of images stored before schema V4, from their configs."""
+        """Record ``history_key`` of images stored before schema V6, from their configs."""
         pending = self.db.query(
             "SELECT id, config_digest FROM images WHERE history_key IS NULL LIMIT 100000"
         )

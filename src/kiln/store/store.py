@@ -90,7 +90,7 @@ class Store(
                 os.path.join(self.root, paths.DB_NAME), MIGRATIONS, f"the store at {self.root}"
             )
             self._fill_layer_blobs()  # images stored before schema V3 (once; cheap afterwards)
-            self._fill_lineage()  # and before V5
+            self._fill_lineage()  # and before V6
         except sqlite3.Error as exc:
             raise unusable_root(self.root, exc) from None
 
