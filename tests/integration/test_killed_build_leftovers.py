@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -64,6 +65,14 @@ def _start_and_kill(environ, ctx, token: str) -> None:
             proc.wait(timeout=30)
 
 
+def _leases(root) -> int:
+    conn = sqlite3.connect(str(root / "kiln.db"))
+    try:
+        return conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def _mounts_under(path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
@@ -76,6 +85,7 @@ def test_the_next_command_clears_what_a_killed_build_left(env):
     _start_and_kill(environ, tmp / "ctx", token)
     time.sleep(0.5)
     assert _running(token)  # runc run outlived its parent: what the sweep is for
+    assert _leases(tmp / "root") >= 1  # the killed build's lease, still held
     res = kiln("images")  # any command
     assert "removed what a killed kiln left behind" in res.stderr
     deadline = time.monotonic() + 20
@@ -86,6 +96,7 @@ def test_the_next_command_clears_what_a_killed_build_left(env):
     assert _mounts_under(tmp / "root") == []
     names = [c["containername"] for c in json.loads(kiln("containers", "--json").stdout)]
     assert names == [mine]  # the user's own container stays; the build's is gone
+    assert _leases(tmp / "root") == 0  # it no longer keeps images from prune
     assert "removed" not in kiln("images").stderr  # nothing more to clear
 
 

@@ -97,12 +97,13 @@ def sweep_leftovers(ctx: Context) -> None:
     try:
         runs = sweep_dead_runs()
         builds = sweep_dead_builds(ctx.store, lambda: ctx.snapshots)
+        leases = ctx.store.clear_dead_leases()
     except (KilnError, OSError):
         return
-    if runs or builds:
+    if runs or builds:  # a lease alone is not worth a word (every killed command has one)
         ctx.ev.warning(
             f"removed what a killed kiln left behind: {len(runs)} running RUN container(s), "
-            f"{len(builds)} build working container(s)"
+            f"{len(builds)} build working container(s), {leases} lease(s)"
         )
 
 

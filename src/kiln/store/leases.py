@@ -1,7 +1,8 @@
 """Leases: in-flight work protects what it creates from GC, as in containerd.
 
 ``with store.lease() as lease:`` creates a lease row that lives until the block
-ends (or, if the process dies, until ``ttl`` seconds pass). While it is open,
+ends; if the process dies, the next kiln command clears it (``clear_dead_leases``, from the
+lease's owner process), else it expires after ``ttl`` seconds. While it is open,
 every blob the same thread ingests, and every image it puts, joins the lease in
 the same transaction that makes it visible; ``add_blob``/``add_image`` add more
 by hand. A leased image is a GC root and ``image prune`` leaves it alone.
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 
 from kiln.store.db import Database
 from kiln.store.gc import image_blobs
+from kiln.util.process_owner import is_alive, this_process
 
 
 class Lease:
@@ -56,6 +58,9 @@ class LeaseMixin:
                 "INSERT INTO leases(id, created, expires) VALUES (?,?,?)",
                 (lease.id, now, lease.expires),
             )
+            conn.execute(
+                "INSERT INTO lease_owners(lease_id, owner) VALUES (?,?)", (lease.id, this_process())
+            )
         stack = self._lease_stack()
         stack.append(lease)
         try:
@@ -78,6 +83,19 @@ class LeaseMixin:
             yield
         finally:
             stack.remove(lease)
+
+    def clear_dead_leases(self) -> int:
+        """Delete the leases of processes that are gone (a killed kiln's) and the expired
+        ones; returns how many of the first kind there were."""
+        rows = self.db.query("SELECT lease_id, owner FROM lease_owners")
+        dead = [r[0] for r in rows if not is_alive(r[1])]
+        now = time.time()
+        if not dead and self.db.one("SELECT 1 FROM leases WHERE expires <= ?", (now,)) is None:
+            return 0  # the common case: no write at all
+        with self.db.transaction() as conn:
+            conn.executemany("DELETE FROM leases WHERE id=?", [(i,) for i in dead])
+            conn.execute("DELETE FROM leases WHERE expires <= ?", (now,))
+        return len(dead)
 
     def current_lease(self) -> Lease | None:
         """The innermost lease this thread has open, if any."""

@@ -197,4 +197,13 @@ CREATE INDEX images_history_key ON images(history_key);
 CREATE INDEX image_layers_blob_missing ON image_layers(image_id) WHERE blob_digest IS NULL;
 """
 
-MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6]
+# the process holding each lease (kiln.util.process_owner): a killed kiln's leases are
+# cleared by the next command instead of holding images from prune until they expire
+V7 = """
+CREATE TABLE IF NOT EXISTS lease_owners (
+    lease_id TEXT PRIMARY KEY REFERENCES leases(id) ON DELETE CASCADE,
+    owner TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6, V7]
