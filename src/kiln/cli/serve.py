@@ -70,8 +70,10 @@ def command(
         raise Unavailable(
             f"kiln serve needs {missing}, which is not installed: pip install 'kiln[server]'"
         ) from None
+    from kiln.cli.state import enter_user_namespace
     from kiln.ops.config import Config
 
+    enter_user_namespace()
     tls = server.TLSOptions(verify=tlsverify, cacert=tlscacert, cert=tlscert, key=tlskey)
     config = Config.from_env(root=state.root, tmpdir=state.tmpdir)
     server.serve(

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.util.atomic import atomic_write, refuse_symlinks
+from kiln.util.rootless import rootless_uid
 
 log = logging.getLogger("kiln.registry")
 
@@ -92,7 +93,7 @@ def auth_file_for_write(authfile: str | None = None, env: dict | None = None) ->
     runtime = env.get("XDG_RUNTIME_DIR")
     if runtime:
         return os.path.join(runtime, "containers", "auth.json")
-    return f"/run/containers/{os.getuid()}/auth.json"
+    return f"/run/containers/{rootless_uid() or os.getuid()}/auth.json"
 
 
 def auth_files_for_read(authfile: str | None = None, env: dict | None = None) -> list[str]:

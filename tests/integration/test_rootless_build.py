@@ -1,0 +1,152 @@
+"""kiln as a non-root user: a user namespace from /etc/subuid and /etc/subgid, the store in
+``~/.local/share/kiln``, RUN with runc or chroot isolation, and images whose layers keep the
+ids the image gives its files (uid 0 is the user on disk, uid N is subordinate base + N - 1).
+podman (root) runs what the user built."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+pytest_plugins = ["fixtures_images"]
+from fixtures_images import make_busybox_rootfs  # noqa: E402
+from registry_servers import registry_plain  # noqa: E402, F401
+from rootless_user import make_user, remove_user, subid_range  # noqa: E402
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(900)]
+
+APP_UID = 1234
+CONTAINERFILE = f"""\
+FROM busybox:latest
+RUN echo 'app:x:{APP_UID}:{APP_UID}::/home/app:/bin/sh' >> /etc/passwd \\
+ && echo 'app:x:{APP_UID}:' >> /etc/group \\
+ && mkdir -p /data /home/app /gone/sub && touch /gone/sub/a \\
+ && chown {APP_UID}:{APP_UID} /data /home/app && echo root-made > /data/run.txt
+RUN rm -rf /gone && mkdir /gone && touch /gone/new && rm /bin/ls
+COPY --chown={APP_UID}:{APP_UID} hello.txt /data/hello.txt
+COPY hello.txt /root-owned.txt
+USER app
+RUN id -u && echo user-made > /data/user.txt
+CMD ["sh", "-c", "id -u; cat /data/user.txt; stat -c %u:%g /data/hello.txt /root-owned.txt"]
+"""
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory):
+    u = make_user(str(tmp_path_factory.mktemp("rootless-hold")))
+    try:
+        ctx = os.path.join(u.home, "ctx")
+        os.makedirs(ctx)
+        Path(ctx, "Containerfile").write_text(CONTAINERFILE)
+        Path(ctx, "hello.txt").write_text("hello\n")
+        make_busybox_rootfs(os.path.join(u.home, "busybox.tar"))
+        u.give(u.home)
+        u.kiln("import", os.path.join(u.home, "busybox.tar"), "busybox:latest")
+        yield u
+    finally:
+        remove_user(u)
+
+
+def _layer_members(archive: str) -> dict[str, tarfile.TarInfo]:
+    """Every entry of every layer of a docker-archive (later layers win)."""
+    members: dict[str, tarfile.TarInfo] = {}
+    with tarfile.open(archive) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        for layer in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
+                for m in inner.getmembers():
+                    members[m.name.rstrip("/")] = m
+    return members
+
+
+def _find(top: str, name: str) -> list[str]:
+    return [os.path.join(r, name) for r, _d, files in os.walk(top) if name in files]
+
+
+def test_user_builds_run_copy_user_and_podman_runs_it(user, podman, tmp_path):
+    out = user.kiln("build", "-t", "rootless:1", os.path.join(user.home, "ctx")).stdout
+    assert f"\n{APP_UID}\n" in out  # the last RUN ran as the image's user
+
+    # the user's default store, owned by the user; the image's ids mapped on disk
+    assert os.stat(user.store).st_uid == user.uid
+    base = subid_range("/etc/subuid", user.name)
+    assert base is not None
+    made = _find(os.path.join(user.store, "snapshots"), "user.txt")
+    assert made, "the RUN's file is not in the user's store"
+    assert {os.stat(p).st_uid for p in made} == {base[0] + APP_UID - 1}
+    root_made = _find(os.path.join(user.store, "snapshots"), "root-owned.txt")
+    assert root_made and {os.stat(p).st_uid for p in root_made} == {user.uid}
+
+    # the layers carry the image's ids, not the user's or the subordinate ones
+    archive = os.path.join(user.home, "rootless.tar")
+    user.kiln("save", "-o", archive, "rootless:1")
+    members = _layer_members(archive)
+    owners = {n: (members[n].uid, members[n].gid) for n in
+              ("data", "data/run.txt", "data/hello.txt", "data/user.txt", "home/app",
+               "root-owned.txt", "etc/passwd")}  # fmt: skip
+    app, root = (APP_UID, APP_UID), (0, 0)
+    assert owners == {
+        "data": app, "data/run.txt": root, "data/hello.txt": app, "data/user.txt": app,
+        "home/app": app, "root-owned.txt": root, "etc/passwd": root,
+    }  # fmt: skip
+    # what the RUN deleted is deleted in the image (whiteout, opaque directory)
+    assert "gone/.wh..wh..opq" in members and "bin/.wh.ls" in members
+
+    # podman (root) runs it
+    copy = str(tmp_path / "rootless.tar")
+    shutil.copy(archive, copy)
+    podman("load", "-i", copy)
+    ran = podman(*podman.run_args(), "localhost/rootless:1").stdout.split()
+    assert ran == [str(APP_UID), "user-made", f"{APP_UID}:{APP_UID}", "0:0"]
+
+
+def test_user_builds_with_chroot_isolation(user):
+    out = user.kiln(
+        "build", "--isolation", "chroot", "--no-cache", "-t", "rootless:chroot",
+        os.path.join(user.home, "ctx"),
+    ).stdout  # fmt: skip
+    assert f"\n{APP_UID}\n" in out
+    archive = os.path.join(user.home, "chroot.tar")
+    user.kiln("save", "-o", archive, "rootless:chroot")
+    members = _layer_members(archive)
+    assert (members["data/user.txt"].uid, members["data"].uid) == (APP_UID, APP_UID)
+    assert members["data/run.txt"].uid == 0
+
+
+def test_user_images_push_rmi_pull(user, registry_plain):  # noqa: F811
+    user.kiln("build", "-q", "-t", "rootless:push", os.path.join(user.home, "ctx"))
+    listed = user.kiln("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert "localhost/rootless:push" in listed
+    ref = f"{registry_plain.host}/rootless/app:1"
+    user.kiln("push", "--tls-verify=false", "rootless:push", ref)
+    pushed = user.kiln("inspect", "--format", "{{.Id}}", "rootless:push").stdout.strip()
+    user.kiln("rmi", "rootless:push")
+    listed = user.kiln("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert "localhost/rootless:push" not in listed
+    user.kiln("pull", "--tls-verify=false", ref)
+    pulled = user.kiln("inspect", "--format", "{{.Id}}", ref).stdout.strip()
+    assert pulled == pushed
+    user.kiln("rmi", ref)
+    assert ref not in user.kiln("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+
+
+def test_user_without_subordinate_ids_gets_one_clear_error(tmp_path):
+    u = make_user(str(tmp_path / "hold"), subids=False)
+    try:
+        proc = u.kiln("images", check=False)
+        assert proc.returncode == 125
+        assert "Traceback" not in proc.stderr
+        err = proc.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("Error: rootless kiln needs subordinate ids")
+        assert "/etc/subuid" in err[0] and "usermod --add-subuids" in err[0]
+        # commands that keep no state still work
+        assert u.kiln("version").returncode == 0
+    finally:
+        remove_user(u)
