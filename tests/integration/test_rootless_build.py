@@ -120,6 +120,22 @@ def test_user_builds_with_chroot_isolation(user):
     assert members["data/run.txt"].uid == 0
 
 
+def test_user_builds_with_the_copy_driver_and_without_cgroups(user):
+    # where overlayfs cannot mount, snapshots are copies; runc has no cgroup to limit
+    out = user.kiln(
+        "build", "--memory", "64m", "--no-cache", "-t", "rootless:copy",
+        os.path.join(user.home, "ctx"), env={"KILN_SNAPSHOT_DRIVER": "copy"},
+    )  # fmt: skip
+    assert f"\n{APP_UID}\n" in out.stdout
+    assert "resource limits (--memory, --cpu-*) are ignored by rootless kiln" in out.stderr
+    archive = os.path.join(user.home, "copy.tar")
+    user.kiln("save", "-o", archive, "rootless:copy")
+    members = _layer_members(archive)
+    assert (members["data/user.txt"].uid, members["root-owned.txt"].uid) == (APP_UID, 0)
+    # a two-tree diff says "deleted" file by file
+    assert "gone/.wh.sub" in members and "bin/.wh.ls" in members
+
+
 def test_user_images_push_rmi_pull(user, registry_plain):  # noqa: F811
     user.kiln("build", "-q", "-t", "rootless:push", os.path.join(user.home, "ctx"))
     listed = user.kiln("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
