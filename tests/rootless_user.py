@@ -11,16 +11,21 @@ The interpreter running the tests may live where the user cannot go (pyenv under
 mode 0700): then the command runs in a private mount namespace where a tmpfs of mode 0711
 covers that directory and only the interpreter's own directory is bound back into it; the
 user sees no other file of root's.
+
+Shared by the rootless tests: ``CONTAINERFILE`` (RUN, COPY, a non-root ``USER`` with uid
+``APP_UID``, a deletion) and ``layer_members(docker_archive)`` (every layer entry by path).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +34,34 @@ import pytest
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 RANGE = 65536
+
+
+APP_UID = 1234
+CONTAINERFILE = f"""\
+FROM busybox:latest
+RUN echo 'app:x:{APP_UID}:{APP_UID}::/home/app:/bin/sh' >> /etc/passwd \\
+ && echo 'app:x:{APP_UID}:' >> /etc/group \\
+ && mkdir -p /data /home/app /gone/sub && touch /gone/sub/a \\
+ && chown {APP_UID}:{APP_UID} /data /home/app && echo root-made > /data/run.txt
+RUN rm -rf /gone && mkdir /gone && touch /gone/new && rm /bin/ls
+COPY --chown={APP_UID}:{APP_UID} hello.txt /data/hello.txt
+COPY hello.txt /root-owned.txt
+USER app
+RUN id -u && echo user-made > /data/user.txt
+CMD ["sh", "-c", "id -u; cat /data/user.txt; stat -c %u:%g /data/hello.txt /root-owned.txt"]
+"""
+
+
+def layer_members(archive: str) -> dict[str, tarfile.TarInfo]:
+    """Every entry of every layer of a docker-archive (later layers win)."""
+    members: dict[str, tarfile.TarInfo] = {}
+    with tarfile.open(archive) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        for layer in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
+                for m in inner.getmembers():
+                    members[m.name.rstrip("/")] = m
+    return members
 
 
 def _without_lines_of(path: str, name: str) -> None:
@@ -49,7 +82,7 @@ def subid_range(path: str, name: str) -> tuple[int, int] | None:
     return None
 
 
-def _free_base() -> int:
+def free_subid_base() -> int:
     """A subordinate base no line of /etc/subuid or /etc/subgid uses yet."""
     top = 100000
     for path in (SUBUID, SUBGID):
@@ -160,7 +193,7 @@ def make_user(hold: str, subids: bool = True) -> UnprivilegedUser:
             _without_lines_of(path, name)
         elif subid_range(path, name) is None:
             with open(path, "a", encoding="utf-8") as f:
-                f.write(f"{name}:{_free_base()}:{RANGE}\n")
+                f.write(f"{name}:{free_subid_base()}:{RANGE}\n")
     import pwd
 
     pw = pwd.getpwnam(name)

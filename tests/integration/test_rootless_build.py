@@ -5,11 +5,9 @@ podman (root) runs what the user built."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,24 +16,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest_plugins = ["fixtures_images"]
 from fixtures_images import make_busybox_rootfs  # noqa: E402
 from registry_servers import registry_plain  # noqa: E402, F401
-from rootless_user import make_user, remove_user, subid_range  # noqa: E402
+from rootless_user import (  # noqa: E402
+    APP_UID,
+    CONTAINERFILE,
+    layer_members,
+    make_user,
+    remove_user,
+    subid_range,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(900)]
-
-APP_UID = 1234
-CONTAINERFILE = f"""\
-FROM busybox:latest
-RUN echo 'app:x:{APP_UID}:{APP_UID}::/home/app:/bin/sh' >> /etc/passwd \\
- && echo 'app:x:{APP_UID}:' >> /etc/group \\
- && mkdir -p /data /home/app /gone/sub && touch /gone/sub/a \\
- && chown {APP_UID}:{APP_UID} /data /home/app && echo root-made > /data/run.txt
-RUN rm -rf /gone && mkdir /gone && touch /gone/new && rm /bin/ls
-COPY --chown={APP_UID}:{APP_UID} hello.txt /data/hello.txt
-COPY hello.txt /root-owned.txt
-USER app
-RUN id -u && echo user-made > /data/user.txt
-CMD ["sh", "-c", "id -u; cat /data/user.txt; stat -c %u:%g /data/hello.txt /root-owned.txt"]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +42,6 @@ def user(tmp_path_factory):
         yield u
     finally:
         remove_user(u)
-
-
-def _layer_members(archive: str) -> dict[str, tarfile.TarInfo]:
-    """Every entry of every layer of a docker-archive (later layers win)."""
-    members: dict[str, tarfile.TarInfo] = {}
-    with tarfile.open(archive) as outer:
-        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
-        for layer in manifest[0]["Layers"]:
-            with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
-                for m in inner.getmembers():
-                    members[m.name.rstrip("/")] = m
-    return members
 
 
 def _find(top: str, name: str) -> list[str]:
@@ -87,7 +65,7 @@ def test_user_builds_run_copy_user_and_podman_runs_it(user, podman, tmp_path):
     # the layers carry the image's ids, not the user's or the subordinate ones
     archive = os.path.join(user.home, "rootless.tar")
     user.kiln("save", "-o", archive, "rootless:1")
-    members = _layer_members(archive)
+    members = layer_members(archive)
     owners = {n: (members[n].uid, members[n].gid) for n in
               ("data", "data/run.txt", "data/hello.txt", "data/user.txt", "home/app",
                "root-owned.txt", "etc/passwd")}  # fmt: skip
@@ -115,7 +93,7 @@ def test_user_builds_with_chroot_isolation(user):
     assert f"\n{APP_UID}\n" in out
     archive = os.path.join(user.home, "chroot.tar")
     user.kiln("save", "-o", archive, "rootless:chroot")
-    members = _layer_members(archive)
+    members = layer_members(archive)
     assert (members["data/user.txt"].uid, members["data"].uid) == (APP_UID, APP_UID)
     assert members["data/run.txt"].uid == 0
 
@@ -130,7 +108,7 @@ def test_user_builds_with_the_copy_driver_and_without_cgroups(user):
     assert "resource limits (--memory, --cpu-*) are ignored by rootless kiln" in out.stderr
     archive = os.path.join(user.home, "copy.tar")
     user.kiln("save", "-o", archive, "rootless:copy")
-    members = _layer_members(archive)
+    members = layer_members(archive)
     assert (members["data/user.txt"].uid, members["root-owned.txt"].uid) == (APP_UID, 0)
     # a two-tree diff says "deleted" file by file
     assert "gone/.wh.sub" in members and "bin/.wh.ls" in members
