@@ -5,6 +5,7 @@ podman (root) runs what the user built."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -144,3 +145,56 @@ def test_user_without_subordinate_ids_gets_one_clear_error(tmp_path):
         assert u.kiln("version").returncode == 0
     finally:
         remove_user(u)
+
+
+def _get_unix(sock_path: str, path: str) -> tuple[int, bytes]:
+    import http.client
+    import socket
+
+    class _Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(30)
+            self.sock.connect(sock_path)
+
+    conn = _Conn("localhost", timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_user_serves_the_api_on_a_socket_of_its_own(user):
+    import subprocess
+    import time
+
+    run_dir = os.path.join(user.home, "run")
+    os.makedirs(run_dir, mode=0o700, exist_ok=True)
+    user.give(run_dir)
+    sock = os.path.join(run_dir, "kiln", "kiln.sock")
+    cmd = user.command(
+        [sys.executable, "-m", "kiln.cli.main", "serve", "--time", "20"],
+        env={"XDG_RUNTIME_DIR": run_dir},
+    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sock):
+            assert proc.poll() is None, proc.communicate(timeout=10)
+            assert time.monotonic() < deadline, "kiln serve did not listen within 60 s"
+            time.sleep(0.2)
+        assert os.stat(sock).st_uid == user.uid
+        status, body = _get_unix(sock, "/v1.41/images/json")
+        assert status == 200
+        tags = {t for image in json.loads(body) for t in image.get("RepoTags") or []}
+        assert "localhost/busybox:latest" in tags or "busybox:latest" in tags
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode in (0, 130, 143, -15), proc.returncode

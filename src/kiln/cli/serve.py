@@ -25,7 +25,8 @@ from kiln.cli.state import State, pass_state
     "hosts",
     multiple=True,
     metavar="ADDRESS",
-    help="unix:///path or tcp://HOST:PORT to listen on (repeatable; default unix:///run/kiln/kiln.sock)",
+    help="unix:///path or tcp://HOST:PORT to listen on (repeatable; default "
+    "unix:///run/kiln/kiln.sock, for a non-root user $XDG_RUNTIME_DIR/kiln/kiln.sock)",
 )
 @click.option("--tlsverify", is_flag=True, help="Require client certificates signed by --tlscacert")
 @click.option("--tlscacert", metavar="FILE", help="CA certificate that signs client certificates")
