@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest_plugins = ["fixtures_images"]
 from fixtures_images import make_busybox_rootfs  # noqa: E402
-from registry_servers import registry_plain  # noqa: E402, F401
+from registry_servers import registry_basic, registry_plain  # noqa: E402, F401
 from rootless_user import (  # noqa: E402
     APP_UID,
     CONTAINERFILE,
@@ -198,3 +198,14 @@ def test_user_serves_the_api_on_a_socket_of_its_own(user):
             proc.kill()
             proc.communicate(timeout=10)
     assert proc.returncode in (0, 130, 143, -15), proc.returncode
+
+
+def test_user_logs_in_and_pushes_to_a_registry_with_auth(user, registry_basic):  # noqa: F811
+    reg = registry_basic
+    user.kiln("build", "-q", "-t", "rootless:auth", os.path.join(user.home, "ctx"))
+    ref = f"{reg.host}/rootless/auth:1"
+    user.kiln("login", "--tls-verify=false", "-u", reg.username, "-p", reg.password, reg.host)
+    user.kiln("push", "--tls-verify=false", "rootless:auth", ref)
+    user.kiln("logout", reg.host)
+    denied = user.kiln("push", "--tls-verify=false", "rootless:auth", ref, check=False)
+    assert denied.returncode == 125
