@@ -265,3 +265,20 @@ def test_kiln_killed_by_sigkill_leaves_no_run_behind(user):
                 os.kill(pid, signal.SIGKILL)
         proc.kill()
         proc.wait(timeout=30)
+
+
+def test_user_removes_a_store_through_kiln_unshare(user):
+    store = os.path.join(user.home, "second-store")
+    user.kiln("--root", store, "import", os.path.join(user.home, "busybox.tar"), "busybox:latest")
+    user.kiln("--root", store, "build", "-q", "-t", "x", os.path.join(user.home, "ctx"))
+    inside = user.kiln("--root", store, "unshare", "sh", "-c", 'id -u; echo "$KILN_ROOT"')
+    assert inside.stdout.split() == ["0", store]
+    # the image's uid 1234 is a subordinate id on disk: the user alone cannot remove it
+    assert user.run(["rm", "-rf", store], timeout=60).returncode != 0
+    user.kiln("--root", store, "unshare", "rm", "-rf", store)
+    assert not os.path.exists(store)
+    missing = user.kiln("unshare", "no-such-command", check=False)
+    assert missing.returncode == 127
+    assert missing.stderr.strip().splitlines() == [
+        'Error: exec: "no-such-command": executable file not found in $PATH'
+    ]

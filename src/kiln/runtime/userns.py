@@ -13,7 +13,8 @@ with the command as uid 0 of the namespace::
 So a file owned by uid N in an image is owned by ``base + N - 1`` in the store, and
 ``stat`` inside the namespace (where commits read it) says N again: layers keep the image's
 ids. Inside, overlayfs mounts (kernel >= 5.11), runc runs without cgroups, and the chroot
-isolation works as for root.
+isolation works as for root. Where /proc can be mounted, kiln is PID 1 of a PID namespace
+of its own too, so nothing it started outlives it, even when its waiter is SIGKILLed.
 
 A user without subordinate ranges gets a clear error rather than podman's single-id
 mapping: with one id, every layer holding a file of another owner (most distribution
