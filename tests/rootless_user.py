@@ -7,10 +7,10 @@ its home and its ranges. ``UnprivilegedUser.kiln(*args)`` runs ``python -m kiln.
 that user with ``runuser``, with a timeout, in a clean environment (no ``KILN_ROOT``: the
 store is the user's default, ``~/.local/share/kiln``).
 
-The interpreter running the tests may live where the user cannot go (pyenv under ``/root``,
-mode 0700): then the command runs in a private mount namespace where a tmpfs of mode 0711
-covers that directory and only the interpreter's own directory is bound back into it; the
-user sees no other file of root's.
+The interpreter running the tests, or the checkout, may live where the user cannot go (pyenv
+or a clone under ``/root``, mode 0700): then the command runs in a private mount namespace
+where a tmpfs of mode 0711 covers that directory and only the entries on the way to them are
+bound back into it; the user sees no other file of root's.
 
 Shared by the rootless tests: ``CONTAINERFILE`` (RUN, COPY, a non-root ``USER`` with uid
 ``APP_UID``, a deletion) and ``layer_members(docker_archive)`` (every layer entry by path).
@@ -94,6 +94,18 @@ def free_subid_base() -> int:
     return top
 
 
+def _exposures(paths: list[str]) -> dict[str, list[str]]:
+    """For each directory others cannot enter above one of ``paths``: its entries on the way."""
+    out: dict[str, list[str]] = {}
+    for path in paths:
+        blocked = _blocked_ancestor(path)
+        if blocked is not None:
+            child = os.path.join(blocked, os.path.relpath(path, blocked).split(os.sep)[0])
+            if child not in out.setdefault(blocked, []):
+                out[blocked].append(child)
+    return out
+
+
 def _blocked_ancestor(path: str) -> str | None:
     """The top-most directory above ``path`` that others cannot enter, if any."""
     parts = Path(path).resolve().parts
@@ -129,18 +141,19 @@ class UnprivilegedUser:
         base_env.update(env or {})
         inner = ["runuser", "-u", self.name, "--", "env", "-i"]
         inner += [f"{k}={v}" for k, v in base_env.items()] + argv
-        prefix = os.path.realpath(sys.base_prefix)
-        blocked = _blocked_ancestor(prefix)
-        if blocked is None:
+        exposed = _exposures([os.path.realpath(sys.base_prefix), SRC])
+        if not exposed:
             return inner
-        child = os.path.join(blocked, os.path.relpath(prefix, blocked).split(os.sep)[0])
-        script = (
-            f"mount --bind {shlex.quote(child)} {shlex.quote(self.hold)} && "
-            f"mount -t tmpfs -o mode=0711 kiln-test {shlex.quote(blocked)} && "
-            f"mkdir -p {shlex.quote(child)} && "
-            f"mount --bind {shlex.quote(self.hold)} {shlex.quote(child)} && "
-            f"cd / && exec {shlex.join(inner)}"
-        )
+        steps = []
+        for i, (blocked, children) in enumerate(sorted(exposed.items())):
+            holds = [os.path.join(self.hold, f"{i}-{j}") for j in range(len(children))]
+            q = shlex.quote
+            steps += [f"mkdir -p {q(h)} && mount --bind {q(c)} {q(h)}"
+                      for c, h in zip(children, holds, strict=True)]  # fmt: skip
+            steps.append(f"mount -t tmpfs -o mode=0711 kiln-test {q(blocked)}")
+            steps += [f"mkdir -p {q(c)} && mount --bind {q(h)} {q(c)}"
+                      for c, h in zip(children, holds, strict=True)]  # fmt: skip
+        script = " && ".join([*steps, f"cd / && exec {shlex.join(inner)}"])
         return ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
 
     def run(
@@ -178,8 +191,8 @@ def skip_unless_possible() -> None:
     for tool in ("useradd", "userdel", "runuser", "unshare", "newuidmap", "newgidmap"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (uidmap, passwd, util-linux)")
-    if not os.access(SRC, os.R_OK | os.X_OK) or _blocked_ancestor(SRC):
-        pytest.skip("the checkout is not readable by other users")
+    if not os.stat(SRC).st_mode & 0o005:
+        pytest.skip("the checkout's src/ is not readable by other users")
 
 
 def make_user(hold: str, subids: bool = True) -> UnprivilegedUser:
