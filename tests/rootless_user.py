@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,5 +220,7 @@ def remove_user(user: UnprivilegedUser) -> None:
     # the store holds files of the user's subordinate ids: root removes them with the home
     subprocess.run(["userdel", "-r", "-f", user.name], capture_output=True, timeout=60)
     shutil.rmtree(user.home, ignore_errors=True)
+    # the runtime dir a user without $XDG_RUNTIME_DIR gets (kiln.util.rootless.runtime_base)
+    shutil.rmtree(os.path.join(tempfile.gettempdir(), f"kiln-run-{user.uid}"), ignore_errors=True)
     for path in (SUBUID, SUBGID):
         _without_lines_of(path, user.name)
