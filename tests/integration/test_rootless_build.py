@@ -5,7 +5,6 @@ podman (root) runs what the user built."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -213,58 +212,6 @@ def test_user_logs_in_and_pushes_to_a_registry_with_auth(user, registry_basic): 
     user.kiln("logout", reg.host)
     denied = user.kiln("push", "--tls-verify=false", "rootless:auth", ref, check=False)
     assert denied.returncode == 125
-
-
-def _user_processes(uid: int) -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, command line) of every process running as ``uid``."""
-    procs = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-        procs[int(entry)] = (ppid, cmd)
-    return procs
-
-
-def test_kiln_killed_by_sigkill_leaves_no_run_behind(user):
-    import signal
-    import subprocess
-    import time
-
-    ctx = os.path.join(user.home, "sleepctx")
-    os.makedirs(ctx, exist_ok=True)
-    Path(ctx, "Containerfile").write_text("FROM busybox:latest\nRUN sleep 297\n")
-    user.give(ctx)
-    cmd = user.command([sys.executable, "-m", "kiln.cli.main", "build", "--no-cache", ctx])
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not any("sleep 297" in c for _p, c in _user_processes(user.uid).values()):
-            assert proc.poll() is None, "the build ended before its RUN started"
-            assert time.monotonic() < deadline, "the RUN did not start within 120 s"
-            time.sleep(0.2)
-        kilns = {p: pp for p, (pp, c) in _user_processes(user.uid).items() if "kiln.cli" in c}
-        waiter = [p for p, pp in kilns.items() if pp not in kilns]
-        assert len(waiter) == 1, kilns
-        os.kill(waiter[0], signal.SIGKILL)  # as a CI runner's last resort does
-        deadline = time.monotonic() + 30
-        while _user_processes(user.uid):
-            assert time.monotonic() < deadline, f"left running: {_user_processes(user.uid)}"
-            time.sleep(0.2)
-    finally:
-        for pid in _user_processes(user.uid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 def test_user_removes_a_store_through_kiln_unshare(user):

@@ -13,8 +13,9 @@ with the command as uid 0 of the namespace::
 So a file owned by uid N in an image is owned by ``base + N - 1`` in the store, and
 ``stat`` inside the namespace (where commits read it) says N again: layers keep the image's
 ids. Inside, overlayfs mounts (kernel >= 5.11), runc runs without cgroups, and the chroot
-isolation works as for root. Where /proc can be mounted, kiln is PID 1 of a PID namespace
-of its own too, so nothing it started outlives it, even when its waiter is SIGKILLed.
+isolation works as for root. A RUN left running by a killed kiln is cleared by the next
+kiln command (kiln.ops.context.sweep_leftovers); no PID namespace of kiln's own, since
+owners of in-flight work are PIDs (kiln.util.process_owner) every kiln must see alike.
 
 A user without subordinate ranges gets a clear error rather than podman's single-id
 mapping: with one id, every layer holding a file of another owner (most distribution
@@ -42,7 +43,6 @@ SUBUID_FILE = "/etc/subuid"
 SUBGID_FILE = "/etc/subgid"
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGINT)
 _HELPER_TIMEOUT = 30.0
-_PROC_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
 
 def subordinate_ranges(path: str, name: str, ident: int) -> list[tuple[int, int]]:
@@ -187,50 +187,6 @@ def _child(ready_w: int, go_r: int, real_uid: int) -> None:
     with contextlib.suppress(OSError):
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     os.environ[ROOTLESS_UID_ENV] = str(real_uid)
-    if _proc_mountable_in_new_pid_ns():
-        _enter_pid_namespace()
-
-
-def _proc_mountable_in_new_pid_ns() -> bool:
-    """Whether a new PID namespace here can have its own /proc (not where parts of /proc are
-    masked, as in a container): asked of a throwaway child, since unsharing one is for good."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            linux.unshare(linux.CLONE_NEWPID | linux.CLONE_NEWNS)
-            inner = os.fork()
-            if inner == 0:
-                try:
-                    linux.mount("proc", "/proc", "proc", _PROC_FLAGS)
-                    os._exit(0)
-                except BaseException:
-                    os._exit(1)
-            code = os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1])
-        finally:
-            os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-
-
-def _enter_pid_namespace() -> None:
-    """Go on as PID 1 of a new PID namespace, with its own /proc, this process staying as its
-    waiter: when kiln dies, however it dies (its waiter killed by SIGKILL included), the
-    kernel kills everything it started there: runc, a RUN's processes. As PID 1, kiln would
-    ignore signals it has no handler for: SIGTERM, SIGHUP and SIGQUIT end it as they end any
-    process."""
-    linux.unshare(linux.CLONE_NEWPID)
-    pid = os.fork()
-    if pid != 0:
-        os._exit(_wait(pid))
-    with contextlib.suppress(OSError):
-        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-    linux.mount("proc", "/proc", "proc", _PROC_FLAGS)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, _die)
-
-
-def _die(signum: int, _frame: object) -> None:
-    os._exit(128 + signum)
 
 
 def _reap(pid: int) -> None:
