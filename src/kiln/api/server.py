@@ -31,11 +31,22 @@ import uvicorn
 from kiln.errors import InvalidArgument, Unavailable
 from kiln.ops.config import Config
 from kiln.util.redact import RedactingFilter
+from kiln.util.rootless import is_rootless, runtime_base
 
 from .app import Activity, create_app
 
 log = logging.getLogger("kiln.api")
 DEFAULT_HOST = "unix:///run/kiln/kiln.sock"
+
+
+def default_host() -> str:
+    """Root's ``DEFAULT_HOST``; a rootless user's socket is under ``$XDG_RUNTIME_DIR/kiln``
+    (else ``<tmp>/kiln-run-<uid>/kiln``), as podman's ``$XDG_RUNTIME_DIR/podman``."""
+    if not is_rootless():
+        return DEFAULT_HOST
+    return "unix://" + os.path.join(runtime_base(), "kiln", "kiln.sock")
+
+
 SOCKET_MODE = 0o660
 GRACE_SECONDS = 30.0
 
@@ -204,7 +215,7 @@ async def serve_async(
 ) -> None:
     """``varlink``: also serve podman's varlink image API (``unix:PATH``); alone when
     no ``hosts`` are given."""
-    listeners = [parse_host(h) for h in (hosts or ([] if varlink else [DEFAULT_HOST]))]
+    listeners = [parse_host(h) for h in (hosts or ([] if varlink else [default_host()]))]
     check_exposure(listeners, tls)
     activity = Activity()
     app = create_app(config, activity)
@@ -324,6 +335,7 @@ def serve(
 
 __all__ = [
     "DEFAULT_HOST",
+    "default_host",
     "Listener",
     "TLSOptions",
     "check_exposure",

@@ -25,7 +25,8 @@ from kiln.cli.state import State, pass_state
     "hosts",
     multiple=True,
     metavar="ADDRESS",
-    help="unix:///path or tcp://HOST:PORT to listen on (repeatable; default unix:///run/kiln/kiln.sock)",
+    help="unix:///path or tcp://HOST:PORT to listen on (repeatable; default "
+    "unix:///run/kiln/kiln.sock, for a non-root user $XDG_RUNTIME_DIR/kiln/kiln.sock)",
 )
 @click.option("--tlsverify", is_flag=True, help="Require client certificates signed by --tlscacert")
 @click.option("--tlscacert", metavar="FILE", help="CA certificate that signs client certificates")
@@ -70,8 +71,10 @@ def command(
         raise Unavailable(
             f"kiln serve needs {missing}, which is not installed: pip install 'kiln[server]'"
         ) from None
+    from kiln.cli.state import enter_user_namespace
     from kiln.ops.config import Config
 
+    enter_user_namespace()
     _server_log_level()
     tls = server.TLSOptions(verify=tlsverify, cacert=tlscacert, cert=tlscert, key=tlskey)
     config = Config.from_env(root=state.root, tmpdir=state.tmpdir)

@@ -49,6 +49,7 @@ class State:
         from kiln.ops.config import Config
         from kiln.ops.context import open_context
 
+        enter_user_namespace()
         renderer = events if events is not None else self.renderer(quiet, progress)
         config = Config.from_env(root=self.root, tmpdir=self.tmpdir)
         try:
@@ -64,6 +65,17 @@ class State:
         stream = sys.stderr if err else sys.stdout
         stream.write(text + ("\n" if nl and not text.endswith("\n") else ""))
         stream.flush()
+
+
+def enter_user_namespace() -> None:
+    """A non-root user's kiln goes on in a user namespace of its own before it opens the
+    store (see :mod:`kiln.runtime.userns`); root's is left as it is."""
+    import os
+
+    if os.geteuid() != 0:
+        from kiln.runtime import userns
+
+        userns.enter()
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)
@@ -89,4 +101,11 @@ def exit_with(code: int) -> None:
     raise click.exceptions.Exit(code)
 
 
-__all__ = ["State", "exit_with", "format_option", "pass_state", "progress_option"]
+__all__ = [
+    "State",
+    "enter_user_namespace",
+    "exit_with",
+    "format_option",
+    "pass_state",
+    "progress_option",
+]

@@ -15,6 +15,8 @@ import time
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from kiln.util.rootless import is_rootless
+
 if TYPE_CHECKING:
     from kiln.ops.context import Context
 
@@ -103,7 +105,7 @@ def _host() -> dict[str, Any]:
         "kernel": platform.release(),
         "hostname": platform.node(),
         "cpus": os.cpu_count() or 1,
-        "rootless": os.geteuid() != 0,
+        "rootless": is_rootless(),
         "ociRuntime": _runtime("runc"),
         "isolation": (os.environ.get("BUILDAH_ISOLATION") or "oci").lower(),
         "binfmtMisc": binfmt_mounted(),

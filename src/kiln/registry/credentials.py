@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.util.atomic import atomic_write, refuse_symlinks
+from kiln.util.rootless import rootless_uid, runtime_base
 
 log = logging.getLogger("kiln.registry")
 
@@ -95,6 +96,8 @@ def auth_file_for_write(authfile: str | None = None, env: dict | None = None) ->
     runtime = env.get("XDG_RUNTIME_DIR")
     if runtime:
         return os.path.join(runtime, "containers", "auth.json")
+    if rootless_uid() is not None:  # a user's runtime dir, not /run (podman's too)
+        return os.path.join(runtime_base(), "containers", "auth.json")
     return f"/run/containers/{os.getuid()}/auth.json"
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from kiln.errors import NotFound
 from kiln.util.process_owner import this_process
+from kiln.util.rootless import is_rootless, runtime_base
 
 from . import mountpoints
 from .etc_files import write_etc_files
@@ -23,9 +24,19 @@ DEFAULT_RUNTIME_DIR = "/run/kiln/runtime"
 OWNER_FILE = "owner"  # in a bundle: the kiln process running it (kiln.util.process_owner)
 
 
+def default_runtime_dir() -> str:
+    """``$KILN_RUNTIME_DIR`` or /run/kiln/runtime (for a rootless user under
+    ``$XDG_RUNTIME_DIR`` or the temporary directory); not created."""
+    if os.environ.get("KILN_RUNTIME_DIR"):
+        return os.environ["KILN_RUNTIME_DIR"]
+    if not is_rootless():
+        return DEFAULT_RUNTIME_DIR
+    return os.path.join(runtime_base(), "kiln", "runtime")
+
+
 def runtime_dir() -> str:
-    """``$KILN_RUNTIME_DIR`` or /run/kiln/runtime, created mode 0700."""
-    path = os.environ.get("KILN_RUNTIME_DIR") or DEFAULT_RUNTIME_DIR
+    """:func:`default_runtime_dir`, created mode 0700."""
+    path = default_runtime_dir()
     os.makedirs(path, mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
     return path

@@ -24,6 +24,7 @@ import threading
 from typing import Any
 
 from kiln.errors import InvalidArgument, Unavailable
+from kiln.util.rootless import in_user_namespace
 
 from . import caps as capabilities
 from . import inroot, linux
@@ -74,6 +75,9 @@ class _Root:
         fd, target = self.target(path)
         try:
             linux.mount(source, target, fstype, flags, data)
+        except OSError as exc:  # name the container's path, not /proc/self/fd/N
+            what = fstype or source or "remount"
+            raise OSError(exc.errno, f"mount {what} on {path}: {os.strerror(exc.errno)}") from None
         finally:
             os.close(fd)
 
@@ -148,7 +152,8 @@ def _setup_mounts(p: Prepared, rootfs: str) -> None:
     hardening = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
     root.mount("proc", "/proc", "proc", hardening)
     _setup_dev(root, opts)
-    root.bind("/sys", "/sys", recursive=False, readonly=True, extra=hardening)
+    # in a user namespace /sys's submounts are locked to it: only a recursive bind may copy it
+    root.bind("/sys", "/sys", recursive=in_user_namespace(), readonly=True, extra=hardening)
     user_dests = {m.destination.rstrip("/") or "/" for m in opts.mounts}
     for dest, source in p.etc_files.items():
         if dest not in user_dests:

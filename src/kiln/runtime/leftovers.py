@@ -16,7 +16,7 @@ import subprocess
 
 from kiln.util.process_owner import is_alive
 
-from .bundle import DEFAULT_RUNTIME_DIR, OWNER_FILE
+from .bundle import OWNER_FILE, default_runtime_dir
 
 __all__ = ["sweep_dead_runs"]
 
@@ -26,7 +26,7 @@ _BUNDLE = re.compile(r"^(kiln-[0-9a-f]{32})-")
 def sweep_dead_runs(state_dir: str | None = None, runtime: str = "runc") -> list[str]:
     """Stop the containers of killed kiln processes and remove their bundles; returns their
     run ids. Never touches a bundle whose owner lives (another kiln running now)."""
-    state = state_dir or os.environ.get("KILN_RUNTIME_DIR") or DEFAULT_RUNTIME_DIR
+    state = state_dir or default_runtime_dir()  # a rootless user's too
     bundles = os.path.join(state, "bundles")
     try:
         names = os.listdir(bundles)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import resource
 from typing import Any
 
 from kiln.errors import InvalidArgument
+from kiln.util.rootless import is_rootless
 
 from . import caps as capabilities
 from .options import RLIM_INFINITY, Mount, RunOptions, Ulimit, parse_ulimit
 from .seccomp import load_profile, to_linux_seccomp
 from .users import ResolvedUser
+
+log = logging.getLogger("kiln.runtime")
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -144,6 +148,12 @@ def _resources(opts: RunOptions) -> dict[str, Any]:
         cpu["mems"] = opts.cpuset_mems
     if cpu:
         res["cpu"] = cpu
+    if (memory or cpu) and is_rootless():
+        # runc in kiln's user namespace has no cgroup it may write to: as podman does on
+        # cgroups v1 rootless, the limits are left out rather than failing the run
+        log.warning("resource limits (--memory, --cpu-*) are ignored by rootless kiln")
+        res.pop("memory", None)
+        res.pop("cpu", None)
     return res
 
 

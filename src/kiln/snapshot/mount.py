@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kiln.errors import InvalidArgument, Unavailable
-from kiln.snapshot.spec import OVERLAY_OPTIONS, VOLATILE, MountSpec
+from kiln.snapshot.spec import OVERLAY_OPTIONS, VOLATILE, MountSpec, supported_overlay_options
 
 # syscall numbers >= 424 are the same on every architecture
 _SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 429, 430, 431, 432
@@ -162,7 +162,8 @@ def overlay_works(scratch_dir: str) -> bool:
         dirs = [os.path.join(probe, d) for d in ("lower", "upper", "work", "mnt")]
         for d in dirs:
             os.mkdir(d)
-        spec = MountSpec("overlay", "overlay", OVERLAY_OPTIONS, (dirs[0],), dirs[1], dirs[2])
+        options = supported_overlay_options()
+        spec = MountSpec("overlay", "overlay", options, (dirs[0],), dirs[1], dirs[2])
         try:
             mount(spec, dirs[3])
         except (Unavailable, OSError):
@@ -256,8 +257,6 @@ def _overlay_new_api(spec: MountSpec, target: str) -> None:
 
 
 def _legacy_options(spec: MountSpec) -> MountSpec:
-    from kiln.snapshot.spec import supported_overlay_options
-
     ok = set(supported_overlay_options())
     opts = tuple(o for o in spec.options if o not in OVERLAY_OPTIONS or o in ok)
     return MountSpec(spec.type, spec.source, opts, spec.lowers, spec.upper, spec.work)

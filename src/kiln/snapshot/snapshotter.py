@@ -54,6 +54,7 @@ from kiln.snapshot.spec import MountSpec, supported_overlay_options
 from kiln.snapshot.usage import tree_size
 from kiln.util.atomic import atomic_write
 from kiln.util.locks import file_lock
+from kiln.util.rootless import in_user_namespace
 
 DRIVERS = ("overlay", "copy")
 _detected: dict[str, str] = {}
@@ -100,6 +101,8 @@ class Snapshotter:
         it is probed again when any of those changes or a real overlay mount fails."""
         st = os.stat(self.root)
         key = f"{os.uname().release} uid={os.geteuid()} dev={st.st_dev}"
+        if in_user_namespace():  # other overlay options, another answer
+            key += " userns"
         try:
             with open(self._probe_marker, encoding="utf-8") as f:
                 cached_key, _, cached = f.read().strip().rpartition(" driver=")

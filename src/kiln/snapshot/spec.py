@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from kiln.util.rootless import in_user_namespace
+
 #: overlay options kiln wants; each is used only if this kernel's overlay knows it
 OVERLAY_OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
 #: no syncs of the upper file system (unmount and syncfs skip them): for an upper that is
 #: thrown away or made durable by its owner before anyone trusts it (``fsync_tree``);
 #: dropped on kernels that refuse it (before 5.10)
 VOLATILE = "volatile"
+#: the same in a user namespace (rootless, kernel >= 5.11): overlayfs' xattrs become
+#: ``user.overlay.*``, which an unprivileged mounter can write; redirect_dir cannot be set
+#: there (EPERM) and userxattr implies "nofollow", so a renamed lower directory is copied up
+#: whole, as with "off"
+USERNS_OVERLAY_OPTIONS = ("userxattr", "index=off", "metacopy=off")
 _PARAMS = "/sys/module/overlay/parameters"
 
 
@@ -62,7 +69,11 @@ class MountSpec:
 
 
 def supported_overlay_options() -> tuple[str, ...]:
-    """The subset of ``OVERLAY_OPTIONS`` this kernel accepts (by its module parameters)."""
+    """The subset of ``OVERLAY_OPTIONS`` (``USERNS_OVERLAY_OPTIONS`` in a user namespace)
+    this kernel accepts (by its module parameters; ``userxattr`` is a mount option only)."""
+    wanted = USERNS_OVERLAY_OPTIONS if in_user_namespace() else OVERLAY_OPTIONS
     if not os.path.isdir(_PARAMS):
-        return OVERLAY_OPTIONS  # module not loaded yet: mount() drops any it refuses
-    return tuple(o for o in OVERLAY_OPTIONS if os.path.exists(f"{_PARAMS}/{o.split('=')[0]}"))
+        return wanted  # module not loaded yet: mount() drops any it refuses
+    return tuple(
+        o for o in wanted if o == "userxattr" or os.path.exists(f"{_PARAMS}/{o.split('=')[0]}")
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from kiln.oci import Digest
+from kiln.util.rootless import is_rootless
 
 DB_NAME = "kiln.db"
 BLOBS = "blobs"
@@ -18,7 +19,7 @@ def default_root() -> str:
     env = os.environ.get("KILN_ROOT")
     if env:
         return os.path.abspath(env)
-    if os.geteuid() == 0:
+    if not is_rootless():  # a user's kiln is uid 0 in its own namespace: still the user's
         return "/var/lib/kiln"
     data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "share"
