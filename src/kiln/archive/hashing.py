@@ -2,14 +2,29 @@
 
 ``HashingWriter`` sits in front of a sink, ``HashingReader`` behind a source;
 both expose ``digest`` ("sha256:<hex>") and ``size`` (bytes seen). Neither
-closes the stream it wraps.
+closes the stream it wraps. A sink that hashes what it is given itself (a store
+ingest does, to verify) is a ``HashingSink``: writers use its digest instead of
+hashing the same bytes a second time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class HashingSink(Protocol):
+    """A writable sink that hashes and counts everything written to it."""
+
+    def write(self, data) -> int: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
 
 class HashingWriter(io.RawIOBase):
@@ -100,4 +115,4 @@ class HashingReader(io.RawIOBase):
         return f"{self.algorithm}:{self._hash.hexdigest()}"
 
 
-__all__ = ["HashingReader", "HashingWriter"]
+__all__ = ["HashingReader", "HashingSink", "HashingWriter"]

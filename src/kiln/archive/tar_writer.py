@@ -20,8 +20,9 @@ from typing import BinaryIO
 
 from kiln.archive.compression import CHUNK, Compression, open_compressor
 from kiln.archive.entry import TarEntry, clean_path, sorted_entries, tar_name
-from kiln.archive.hashing import HashingWriter
+from kiln.archive.hashing import HashingSink, HashingWriter
 from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
+from kiln.archive.tar_header import ustar_header
 from kiln.errors import Conflict, InvalidArgument
 
 _TAR_TYPES = {
@@ -51,7 +52,8 @@ class _TarSink:
     """Hashes the tar stream and feeds the compressor in fixed-size slices."""
 
     def __init__(self, out: BinaryIO, compression: Compression, level: int | None):
-        self.blob = HashingWriter(out)
+        # a sink that hashes what it is given (a store ingest) is not hashed twice
+        self.blob = out if isinstance(out, HashingSink) else HashingWriter(out)
         self.compressor = open_compressor(self.blob, compression, level)
         self.diff = hashlib.sha256()
         self.size = 0
@@ -80,12 +82,20 @@ class _TarSink:
 
 
 def _header(entry: TarEntry, timestamp: int | None, size: int, linkname: str) -> bytes:
-    info = tarfile.TarInfo(tar_name(entry))
-    info.type = _TAR_TYPES[entry.type]
+    name = tar_name(entry)
+    kind = _TAR_TYPES[entry.type]
+    mtime = max(0, entry.mtime_seconds if timestamp is None else timestamp)
+    if not entry.xattrs:
+        fast = ustar_header(name, kind, entry.mode, entry.uid, entry.gid, size, mtime, linkname,
+                            entry.devmajor, entry.devminor)  # fmt: skip
+        if fast is not None:
+            return fast
+    info = tarfile.TarInfo(name)
+    info.type = kind
     info.mode = entry.mode & 0o7777
     info.uid, info.gid = entry.uid, entry.gid
     info.uname = info.gname = ""
-    info.mtime = max(0, entry.mtime_seconds if timestamp is None else timestamp)
+    info.mtime = mtime
     info.size = size
     info.linkname = linkname
     if entry.type in ("char", "block"):

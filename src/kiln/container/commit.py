@@ -45,7 +45,8 @@ MAX_LAYERS = 127
 
 
 class _IngestWriter(io.RawIOBase):
-    """A file-like front of a store ingest for ``write_layer``."""
+    """A file-like front of a store ingest for ``write_layer``: a ``HashingSink`` (the
+    ingest hashes what it writes, so ``write_layer`` takes the blob digest from it)."""
 
     def __init__(self, ingest: Any):
         self.ingest = ingest
@@ -54,8 +55,16 @@ class _IngestWriter(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
-        self.ingest.write(bytes(data))
+        self.ingest.write(data)
         return len(data)
+
+    @property
+    def digest(self) -> str:
+        return str(self.ingest.digest())
+
+    @property
+    def size(self) -> int:
+        return self.ingest.offset
 
 
 def _compression(name: str, image_format: str) -> Compression:

@@ -57,6 +57,10 @@ class Ingest:
         """Bytes already received for this ref (non-zero when resuming)."""
         return self._digester.size
 
+    def digest(self) -> Digest:
+        """The digest of the bytes received so far."""
+        return self._digester.digest()
+
     def _open_locked(self) -> int:
         for _ in range(100):
             os.makedirs(self.dir, exist_ok=True)
