@@ -101,6 +101,8 @@ class BuildContext:
         self.checksums = checksums
         self.tmpdir = tmpdir
         self._memo: dict[str, tuple[tuple[int, ...], str]] = {}
+        # (dev, ino) -> (stat key, digest) of the files this build hashed or found cached
+        self._known: dict[tuple[int, int], tuple[tuple[int, ...], str]] = {}
         self._lock = threading.Lock()
         self._preloaded = False
         # digest -> {rel: "kind mode payload"} of the digests computed, for --explain
@@ -290,6 +292,8 @@ class BuildContext:
                 self._preload()
             memo = self._memo.get(path)
         if memo is not None and memo[0] == key:
+            with self._lock:
+                self._known[key[:2]] = memo
             return memo[1]
         digest = None
         if self.checksums is not None and not self._preloaded:
@@ -312,7 +316,19 @@ class BuildContext:
                 self.checksums.put_checksum(path, st, digest)
         with self._lock:
             self._memo[path] = (key, digest)
+            self._known[key[:2]] = (key, digest)
         return digest
+
+    def known_digest(self, st: os.stat_result) -> str | None:
+        """The sha256 (hex) of a context file this build has hashed (or found in the
+        checksum cache), if ``st`` is the stat it was hashed under: the copier then copies
+        it without hashing it again."""
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+        with self._lock:
+            found = self._known.get(key[:2])
+        if found is None or found[0] != key:
+            return None
+        return found[1].removeprefix("sha256:")
 
     def _preload(self) -> None:
         """Every cached checksum under the context in one query (one per file adds up: 2,000

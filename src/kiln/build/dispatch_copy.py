@@ -116,11 +116,12 @@ def _copy(
                 rest = [s for s in sources if not is_url(s)]
                 if rest:
                     out = b.add(rest, instr.dest, context_dir=root, chown=instr.chown,
-                                chmod=instr.chmod, tmpdir=ex.tmpdir)  # fmt: skip
+                                chmod=instr.chmod, tmpdir=ex.tmpdir,
+                                known_digest=ex.context.known_digest)  # fmt: skip
             return out.digest
         fn = b.add if add else b.copy
         out = fn(sources, instr.dest, context_dir=root, chown=instr.chown, chmod=instr.chmod,
-                 tmpdir=ex.tmpdir)  # fmt: skip
+                 tmpdir=ex.tmpdir, known_digest=ex.context.known_digest)  # fmt: skip
     return out.digest
 
 

@@ -342,15 +342,17 @@ class Builder:
         *,
         tmpdir: str | None = None,
         keep_owner: bool = False,
+        known_digest: Any = None,
     ) -> CopyOutcome:
         """Docker COPY: ``sources`` relative to ``context_dir`` (or ``from_root``) -> ``dest``.
 
         ``keep_owner`` (COPY --from in a Dockerfile): without ``chown``, entries keep their
-        source's uid/gid instead of 0:0.
+        source's uid/gid instead of 0:0. ``known_digest``: see ``copy_into``.
         """
         return self._copy(
-            sources, dest, context_dir, chown, chmod, from_root, False, tmpdir, keep_owner
-        )
+            sources, dest, context_dir, chown, chmod, from_root, False, tmpdir, keep_owner,
+            known_digest,
+        )  # fmt: skip
 
     def add(
         self,
@@ -363,15 +365,18 @@ class Builder:
         *,
         tmpdir: str | None = None,
         keep_owner: bool = False,
+        known_digest: Any = None,
     ) -> CopyOutcome:
         """Docker ADD: COPY plus local tar extraction and http(s) downloads."""
         return self._copy(
-            sources, dest, context_dir, chown, chmod, from_root, True, tmpdir, keep_owner
-        )
+            sources, dest, context_dir, chown, chmod, from_root, True, tmpdir, keep_owner,
+            known_digest,
+        )  # fmt: skip
 
     def _copy(
-        self, sources, dest, context_dir, chown, chmod, from_root, add, tmpdir, keep_owner=False
-    ) -> CopyOutcome:
+        self, sources, dest, context_dir, chown, chmod, from_root, add, tmpdir, keep_owner=False,
+        known_digest=None,
+    ) -> CopyOutcome:  # fmt: skip
         with self.mounted() as rootfs:
             outcome = copy_into(
                 rootfs,
@@ -384,6 +389,7 @@ class Builder:
                 add=add,
                 tmpdir=tmpdir,
                 keep_owner=keep_owner,
+                known_digest=known_digest,
             )
         self.state.added.append(
             AddedContent("add" if add else "copy", list(sources), dest, outcome.digest)

@@ -9,6 +9,13 @@ mtimes are kept; hard links
 inside one copy stay hard links. Each copy also yields a digest of what it copied (names,
 types, modes, contents), which the build cache keys on.
 
+File contents are read, hashed and written in one pass; when the caller already knows a
+file's digest (``known_digest``: the build context's stat-keyed checksums, looked up by the
+stat of the file actually opened) the bytes are copied in the kernel instead
+(``copy_file_range``, else ``sendfile``) and not hashed again. The entries of a directory
+are created through one in-root fd of the destination directory, by final name with
+``O_NOFOLLOW``/``O_EXCL``, not by resolving each path from the root again.
+
 Symlinks of the image, as buildah 1.28: the destination and its parents are followed in-root
 (``/app -> /data`` then ``COPY f /app/`` writes ``/data/f``; a dangling link's target is made),
 never replaced; entries *inside* a copied tree replace whatever non-directory is in their
@@ -22,12 +29,16 @@ import hashlib
 import os
 import posixpath
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kiln.archive.safe_root import Followed, SafeRoot
 from kiln.errors import InvalidArgument
 
 CHUNK = 1 << 20
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+#: (stat of an opened source file) -> its sha256 hex digest if known for exactly that stat
+KnownDigest = Callable[[os.stat_result], "str | None"]
 
 
 @dataclass
@@ -137,14 +148,47 @@ def _changed(label: str) -> InvalidArgument:
     )
 
 
+def copy_bytes(src: int, dst: int, size: int, kernel: list[bool]) -> int:
+    """Copy ``size`` bytes from fd ``src`` (at its offset 0) to fd ``dst`` in the kernel:
+    ``copy_file_range`` (a reflink where the file system shares extents), else ``sendfile``;
+    ``kernel[0]`` remembers that copy_file_range is refused between these file systems.
+    Returns the bytes copied (fewer if the source shrank)."""
+    done = 0
+    while done < size:
+        n = 0
+        if kernel[0]:
+            try:
+                n = os.copy_file_range(src, dst, size - done)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                kernel[0] = False
+                continue
+        else:
+            n = os.sendfile(dst, src, None, size - done)
+        if not n:
+            break
+        done += n
+    return done
+
+
 class TreeCopier:
     """Copies one source item (file, directory, link, device) into the destination root."""
 
-    def __init__(self, dst: SafeRoot, opts: CopyOptions, digest: ContentHash):
+    def __init__(
+        self,
+        dst: SafeRoot,
+        opts: CopyOptions,
+        digest: ContentHash,
+        known_digest: KnownDigest | None = None,
+    ):
         self.dst = dst
         self.opts = opts
         self.hash = digest
+        self.known_digest = known_digest
         self.links: dict[tuple[int, int], str] = {}
+        self._kernel_copy = [True]
+        self._buf: bytearray | None = None
 
     def copy_top(self, src: SafeRoot, rel: str, target: str, label: str) -> None:
         """Copy source ``rel`` (followed in-root) to ``target``; a directory copies its contents."""
@@ -177,14 +221,20 @@ class TreeCopier:
         self.hash.add(label, "dir", self._mode(st), "")
         with os.scandir(dfd) as it:
             names = sorted(e.name for e in it)
-        for name in names:
-            self._child(dfd, name, posixpath.join(target, name), posixpath.join(label, name))
+        tfd = self.dst.open_dir(target) if names else -1
+        try:
+            for name in names:
+                self._child(dfd, name, posixpath.join(target, name), posixpath.join(label, name),
+                            tfd)  # fmt: skip
+        finally:
+            if tfd >= 0:
+                os.close(tfd)
         if not top:
             self._meta(target, st)
         elif not existed:
             self._made_top(target, st)
 
-    def _child(self, dfd: int, name: str, target: str, label: str) -> None:
+    def _child(self, dfd: int, name: str, target: str, label: str, tfd: int = -1) -> None:
         try:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -200,7 +250,7 @@ class TreeCopier:
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
             ffd = _open_same(name, flags, dfd, st, label)
             try:
-                self._file(ffd, st, target, label)
+                self._file(ffd, st, target, label, tfd)
             finally:
                 os.close(ffd)
         elif stat.S_ISLNK(st.st_mode):
@@ -212,34 +262,67 @@ class TreeCopier:
         else:
             self._special(st, target, label, link_target=None)
 
-    def _file(self, ffd: int, st: os.stat_result, target: str, label: str) -> None:
+    def _file(self, ffd: int, st: os.stat_result, target: str, label: str, tfd: int = -1) -> None:
+        """Copy regular file ``ffd`` to ``target`` (created in directory ``tfd`` by its final
+        name when given, else resolved in-root from the destination's root)."""
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in self.links:
             self._replace_dir(target)
             self.dst.hardlink(self.links[key], target)
             self.hash.add(label, "link", 0, self.links[key])
             return
-        self._replace_dir(target)
-        out = self.dst.open_file_for_write(target, 0o600)
-        h = hashlib.sha256()
+        if tfd >= 0:
+            out = self._create_at(tfd, posixpath.basename(target), target)
+        else:
+            self._replace_dir(target)
+            out = self.dst.open_file_for_write(target, 0o600)
         try:
-            while True:
-                chunk = os.read(ffd, CHUNK)
-                if not chunk:
-                    break
-                h.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(out, view) :]
+            digest = self._content(ffd, out, label)
             if self.opts.chown_needed:
                 os.fchown(out, *self.opts.owner_of(st))
             os.fchmod(out, self._mode(st))
             os.utime(out, ns=(st.st_mtime_ns, st.st_mtime_ns))
         finally:
             os.close(out)
-        self.hash.add(label, "file", self._mode(st), h.hexdigest())
+        self.hash.add(label, "file", self._mode(st), digest)
         if st.st_nlink > 1:
             self.links[key] = target
+
+    def _content(self, ffd: int, out: int, label: str) -> str:
+        """Copy the bytes of ``ffd`` to ``out``; returns their sha256 hex digest."""
+        before = os.fstat(ffd)
+        known = self.known_digest(before) if self.known_digest is not None else None
+        if known is not None:
+            copied = copy_bytes(ffd, out, before.st_size, self._kernel_copy)
+            after = os.fstat(ffd)
+            if copied != before.st_size or after.st_ctime_ns != before.st_ctime_ns:
+                raise _changed(label)  # not the bytes the known digest is of
+            return known
+        h = hashlib.sha256()
+        if self._buf is None:
+            self._buf = bytearray(CHUNK)
+        buf = self._buf
+        view = memoryview(buf)
+        while n := os.readv(ffd, [buf]):
+            h.update(view[:n])
+            part = view[:n]
+            while part:
+                part = part[os.write(out, part) :]
+        return h.hexdigest()
+
+    def _create_at(self, tfd: int, name: str, target: str) -> int:
+        """A new file ``name`` in directory ``tfd`` (mode 0600 until its metadata is set): a
+        non-directory already there is replaced, a directory refused (as ``_replace_dir``);
+        the name is never followed."""
+        try:
+            st = os.stat(name, dir_fd=tfd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISDIR(st.st_mode):
+                self._replace_dir(target)  # raises: a file cannot replace a directory
+            os.unlink(name, dir_fd=tfd)
+        return os.open(name, _NEW_FILE, 0o600, dir_fd=tfd)
 
     def _special(
         self, st: os.stat_result, target: str, label: str, link_target: str | None

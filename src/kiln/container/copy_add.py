@@ -23,6 +23,7 @@ from kiln.util.redact import redact
 from .copier import (
     ContentHash,
     CopyOptions,
+    KnownDigest,
     TreeCopier,
     ensure_dir,
     ensure_parents,
@@ -85,11 +86,13 @@ def copy_into(
     add: bool = False,
     tmpdir: str | None = None,
     keep_owner: bool = False,
+    known_digest: KnownDigest | None = None,
 ) -> CopyOutcome:
     """Copy ``sources`` (relative to ``context_dir``) to ``dest`` inside ``rootfs``.
 
     ``keep_owner``: without ``chown``, copied entries keep their source's uid/gid (COPY
-    --from) instead of becoming 0:0.
+    --from) instead of becoming 0:0. ``known_digest``: sha256 of source files already
+    hashed, by their stat (the build context's checksums): those are copied in the kernel.
     """
     what = "ADD" if add else "COPY"
     if not sources:
@@ -118,7 +121,7 @@ def copy_into(
             # builder refused)
             dest_is_dir = True
         content = ContentHash()
-        copier = TreeCopier(dst, opts, content)
+        copier = TreeCopier(dst, opts, content, known_digest)
         outcome = CopyOutcome("")
         for src, item in plan:
             if isinstance(item, _Fetched):
