@@ -5,7 +5,9 @@ Headers are PAX format with empty user/group names, whole-second mtimes
 (all forced to ``timestamp`` when given, as ``buildah --timestamp`` does), and
 the archive ends with two zero blocks and no record padding. The compressor is
 fed fixed 1 MiB slices of the tar stream, so its output depends only on the
-tar bytes. File content is streamed in 1 MiB chunks; memory stays flat.
+tar bytes; it runs on a worker thread (``archive.pipeline``) while the next
+slices are read and hashed. File content is streamed in 1 MiB chunks; memory
+stays flat.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import BinaryIO
 from kiln.archive.compression import CHUNK, Compression, open_compressor
 from kiln.archive.entry import TarEntry, clean_path, sorted_entries, tar_name
 from kiln.archive.hashing import HashingSink, HashingWriter
+from kiln.archive.pipeline import SlicePipeline
 from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
 from kiln.archive.tar_header import ustar_header
 from kiln.errors import Conflict, InvalidArgument
@@ -49,7 +52,9 @@ class LayerResult:
 
 
 class _TarSink:
-    """Hashes the tar stream and feeds the compressor in fixed-size slices."""
+    """Hashes the tar stream and feeds the compressor in fixed-size slices, on a worker
+    thread (``SlicePipeline``): compressing, hashing and writing the blob overlap with
+    reading and hashing the tar."""
 
     def __init__(self, out: BinaryIO, compression: Compression, level: int | None):
         # a sink that hashes what it is given (a store ingest) is not hashed twice
@@ -57,28 +62,20 @@ class _TarSink:
         self.compressor = open_compressor(self.blob, compression, level)
         self.diff = hashlib.sha256()
         self.size = 0
-        self._buf = bytearray()
+        self._pipe = SlicePipeline(self.compressor.write, CHUNK)
 
     def write(self, data) -> None:
         view = memoryview(data).cast("B")
         self.diff.update(view)
         self.size += len(view)
-        while len(view):
-            take = min(CHUNK - len(self._buf), len(view))
-            if not self._buf and take == CHUNK:
-                self.compressor.write(view[:take])
-            else:
-                self._buf += view[:take]
-                if len(self._buf) == CHUNK:
-                    self.compressor.write(self._buf)
-                    self._buf = bytearray()
-            view = view[take:]
+        self._pipe.write(view)
 
     def close(self) -> None:
-        if self._buf:
-            self.compressor.write(self._buf)
-            self._buf = bytearray()
+        self._pipe.close()
         self.compressor.close()
+
+    def abort(self) -> None:
+        self._pipe.abort()
 
 
 def _header(entry: TarEntry, timestamp: int | None, size: int, linkname: str) -> bytes:
@@ -182,17 +179,21 @@ def write_layer(
     sink = _TarSink(out, compression, level)
     links: dict[tuple[int, int], str] = {}
     buf = bytearray(CHUNK)
-    for entry in entries:
-        if entry.type == "file":
-            _write_file(sink, entry, timestamp, links, buf)
-            continue
-        linkname = entry.linkname
-        if entry.type == "hardlink":
-            linkname = clean_path(linkname)
-        elif entry.type != "symlink":
-            linkname = ""
-        sink.write(_header(entry, timestamp, 0, linkname))
-    sink.write(_ZERO_BLOCKS)
+    try:
+        for entry in entries:
+            if entry.type == "file":
+                _write_file(sink, entry, timestamp, links, buf)
+                continue
+            linkname = entry.linkname
+            if entry.type == "hardlink":
+                linkname = clean_path(linkname)
+            elif entry.type != "symlink":
+                linkname = ""
+            sink.write(_header(entry, timestamp, 0, linkname))
+        sink.write(_ZERO_BLOCKS)
+    except BaseException:
+        sink.abort()
+        raise
     sink.close()
     return LayerResult(
         diff_id=f"sha256:{sink.diff.hexdigest()}",

@@ -1,0 +1,75 @@
+"""The layer writer's worker thread changes no byte: slices arrive whole and in order,
+a large layer compresses to what a serial writer produces, and errors on either side
+stop the worker and reach the caller."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+
+import pytest
+
+from kiln.archive.compression import CHUNK, Compression, open_compressor
+from kiln.archive.pipeline import SlicePipeline
+from kiln.archive.tar_writer import TarEntry, write_layer
+from kiln.errors import Conflict
+
+
+def test_slices_are_cut_as_a_serial_writer_cuts_them():
+    got: list[bytes] = []
+    pipe = SlicePipeline(lambda v: got.append(bytes(v)), chunk=10, depth=2)
+    data = os.urandom(95)
+    for i in range(0, 95, 7):  # writes that straddle slice boundaries
+        pipe.write(data[i : i + 7])
+    pipe.close()
+    assert [len(g) for g in got] == [10] * 9 + [5]
+    assert b"".join(got) == data
+
+
+def test_a_short_stream_needs_no_thread():
+    seen = []
+    pipe = SlicePipeline(lambda v: seen.append(threading.current_thread()), chunk=100)
+    pipe.write(b"x" * 99)
+    pipe.close()
+    assert seen == [threading.current_thread()]
+
+
+def test_an_error_in_the_worker_reaches_the_writer():
+    def consume(view):
+        raise OSError(28, "No space left on device")
+
+    pipe = SlicePipeline(consume, chunk=4, depth=1)
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(100):
+            pipe.write(b"abcd")
+        pipe.close()
+    pipe.abort()  # idempotent after the failure; the worker is gone
+    assert not [t for t in threading.enumerate() if t.name == "kiln-layer-writer"]
+
+
+def test_large_layer_compresses_to_the_serial_bytes(tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3 * CHUNK + 12345))
+    entries = [TarEntry("big", "file", source=str(big), size=big.stat().st_size)]
+    tar = io.BytesIO()
+    write_layer(entries, tar, compression=Compression.NONE, timestamp=0)
+    gz = io.BytesIO()
+    result = write_layer(entries, gz, compression=Compression.GZIP, timestamp=0)
+    serial = io.BytesIO()
+    comp = open_compressor(serial, Compression.GZIP)
+    raw = tar.getvalue()
+    for i in range(0, len(raw), CHUNK):
+        comp.write(raw[i : i + CHUNK])
+    comp.close()
+    assert gz.getvalue() == serial.getvalue()
+    assert result.size == len(serial.getvalue())
+
+
+def test_a_file_shrinking_mid_layer_stops_the_worker(tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(2 * CHUNK))
+    entries = [TarEntry("big", "file", source=str(big), size=5 * CHUNK)]  # claims more
+    with pytest.raises(Conflict, match="shrank"):
+        write_layer(entries, io.BytesIO(), compression=Compression.GZIP)
+    assert not [t for t in threading.enumerate() if t.name == "kiln-layer-writer"]
