@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kiln.build import context as context_module
 from kiln.build.cache_key import instruction_fields, step_key
 from kiln.build.context import BuildContext
 from kiln.build.instructions import Copy, Run
@@ -25,6 +26,13 @@ class CountingCache:
     def put_checksum(self, path, st, digest):
         self.puts += 1
         self.data[(path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)] = digest
+
+
+@pytest.fixture
+def trust_fresh_files(monkeypatch):
+    """Files written by the test a moment ago are "racy" (see kiln.build.context): their
+    checksums would not be cached at all; these tests are about the cache itself."""
+    monkeypatch.setattr(context_module, "RACY_NS", 0)
 
 
 @pytest.fixture
@@ -49,7 +57,7 @@ def test_expand_wildcards_and_ignore(tree):
     assert "node_modules" not in walked and "src/y.log" in walked
 
 
-def test_digest_uses_content_not_mtime_and_the_checksum_cache(tree):
+def test_digest_uses_content_not_mtime_and_the_checksum_cache(tree, trust_fresh_files):
     cache = CountingCache()
     ctx = BuildContext(str(tree), [], checksums=cache)
     first = ctx.digest(["src"])
@@ -90,7 +98,9 @@ def test_cache_key_takes_only_the_id_and_target_of_a_secret_mount():
     assert fields["id"] == "tok" and fields["target"] == "/s"
 
 
-def test_a_real_store_answers_the_whole_context_in_one_query(tree, tmp_path_factory):
+def test_a_real_store_answers_the_whole_context_in_one_query(
+    tree, tmp_path_factory, trust_fresh_files
+):
     from kiln.store import Store
 
     store = Store.open(str(tmp_path_factory.mktemp("kiln-store")))

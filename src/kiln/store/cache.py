@@ -147,6 +147,15 @@ class CacheMixin:
                 (path, *_stat_key(st), digest),
             )
 
+    def put_checksums(self, items: list[tuple[str, os.stat_result, str]]) -> None:
+        """Many ``put_checksum`` in one transaction: ``[(path, stat, digest), ...]``."""
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO checksum_cache(path, dev, ino, size, mtime_ns, ctime_ns, "
+                "mode, digest) VALUES (?,?,?,?,?,?,?,?)",
+                [(path, *_stat_key(st), digest) for path, st, digest in items],
+            )
+
 
 def _packed(inputs: dict[str, Any]) -> bytes:
     return zlib.compress(json.dumps(inputs, sort_keys=True).encode("utf-8", "replace"), 6)

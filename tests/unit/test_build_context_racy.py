@@ -1,0 +1,63 @@
+"""The stat-keyed checksum cache and its two classic holes (see kiln.build.context):
+
+- a file rewritten with the same size and its mtime put back is read again (its ctime
+  moved, and nobody can set a ctime);
+- a checksum taken right after a change ("racy", as git calls it) is not cached, since a
+  second change within the timestamp granularity could leave every time the same.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kiln.build import context as context_module
+from kiln.build.context import BuildContext
+from kiln.store import Store
+
+
+def _store(tmp_path_factory):
+    return Store.open(str(tmp_path_factory.mktemp("kiln-store")))
+
+
+def test_same_size_same_mtime_rewrite_is_read_again(tmp_path, tmp_path_factory, monkeypatch):
+    monkeypatch.setattr(context_module, "RACY_NS", 0)  # trust the file written just now
+    store = _store(tmp_path_factory)
+    f = tmp_path / "f"
+    f.write_bytes(b"version 1")
+    first = BuildContext(str(tmp_path), checksums=store).digest(["f"])
+    assert str(f) in store.get_checksums(str(tmp_path))  # cached
+    before = os.stat(f)
+    f.write_bytes(b"version 2")  # same size
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))  # same mtime
+    after = os.stat(f)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    again = BuildContext(str(tmp_path), checksums=store).digest(["f"])
+    assert again != first
+
+
+def test_a_checksum_taken_right_after_a_change_is_not_cached(tmp_path, tmp_path_factory):
+    store = _store(tmp_path_factory)
+    (tmp_path / "d").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "d" / name).write_bytes(name.encode() * 100)
+    with BuildContext(str(tmp_path), checksums=store) as ctx:
+        first = ctx.digest(["d"])
+        assert ctx.known_digest(os.stat(tmp_path / "d" / "a")) is None  # the copier hashes
+    assert store.get_checksums(str(tmp_path)) == {}
+    # the next build reads the files again and finds the same digest
+    assert BuildContext(str(tmp_path), checksums=store).digest(["d"]) == first
+
+
+def test_checksums_are_written_once_per_digest(tmp_path, tmp_path_factory, monkeypatch):
+    """New checksums go to the store in one transaction at the end of a digest, not one
+    write transaction held across all the hashing."""
+    monkeypatch.setattr(context_module, "RACY_NS", 0)
+    store = _store(tmp_path_factory)
+    for i in range(50):
+        (tmp_path / f"f{i}").write_bytes(b"x" * i)
+    queries: list[str] = []
+    store.db.conn.set_trace_callback(queries.append)
+    BuildContext(str(tmp_path), checksums=store).digest(["."])
+    store.db.conn.set_trace_callback(None)
+    assert len([q for q in queries if q.startswith("BEGIN")]) == 1
+    assert len(store.get_checksums(str(tmp_path))) == 50
