@@ -12,8 +12,9 @@ garbage GC collects once the lease expires.
 from __future__ import annotations
 
 import io
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +76,7 @@ def _compression(name: str, image_format: str) -> Compression:
     return Compression(name)
 
 
-def write_layer_blob(store: Any, entries: Sequence[Any], compression: Compression,
+def write_layer_blob(store: Any, entries: Iterable[Any], compression: Compression,
                      timestamp: int | None) -> LayerResult:  # fmt: skip
     """Stream ``entries`` as a layer into the store; the blob is published on success only."""
     with store.ingest("") as ing:
@@ -87,12 +88,19 @@ def write_layer_blob(store: Any, entries: Sequence[Any], compression: Compressio
     return result
 
 
-def change_entries(b: Builder) -> list[Any]:
-    """The container's changes as layer entries (overlay upper, or a two-tree scan for copies)."""
+def change_entries(b: Builder) -> Iterator[Any]:
+    """The container's changes as layer entries (overlay upper, streamed; or a two-tree
+    scan for copies)."""
     if not b.is_copy_snapshot():
-        return list(scan_overlay_upper(b.upper_dir()))
+        return scan_overlay_upper(b.upper_dir())
     with b.base_view() as lower:
-        return list(scan_changes(lower, b.upper_dir()))
+        return iter(list(scan_changes(lower, b.upper_dir())))
+
+
+def _nonempty(entries: Iterator[Any]) -> Iterator[Any] | None:
+    """``entries`` whole, or None if there are none (one entry read ahead)."""
+    first = next(entries, None)
+    return None if first is None else itertools.chain([first], entries)
 
 
 def check_layer_count(count: int) -> None:
@@ -160,14 +168,13 @@ def commit_builder(
     with store.lease() as lease:
         if squash:
             with b.mounted() as rootfs:
-                entries = list(scan_tree(rootfs))
-                layer = write_layer_blob(store, entries, comp, timestamp)
+                layer = write_layer_blob(store, scan_tree(rootfs), comp, timestamp)
         else:
-            entries = change_entries(b)
+            entries = _nonempty(change_entries(b))
             layer = None
-            if entries or not base_layers or force_layer:
+            if entries is not None or not base_layers or force_layer:
                 check_layer_count(len(base_layers) + 1)
-                layer = write_layer_blob(store, entries, comp, timestamp)
+                layer = write_layer_blob(store, entries or iter(()), comp, timestamp)
         descs = [
             d.replace(media_type=mt.convert_layer_media_type(d.media_type, image_format))
             for d in base_layers

@@ -31,6 +31,7 @@ import posixpath
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kiln.archive.safe_root import Followed, SafeRoot
 from kiln.errors import InvalidArgument
@@ -66,18 +67,16 @@ class CopyOptions:
 
 @dataclass
 class ContentHash:
-    """The digest of one COPY/ADD: one line per entry copied, then sha256 of the lines."""
+    """The digest of one COPY/ADD: sha256 of one line per entry copied (hashed as they
+    come, so memory does not grow with the number of files)."""
 
-    lines: list[bytes] = field(default_factory=list)
+    _hash: Any = field(default_factory=hashlib.sha256)
 
     def add(self, name: str, kind: str, mode: int, payload: str) -> None:
-        self.lines.append(f"{name}\0{kind}\0{mode & 0o7777:o}\0{payload}\n".encode())
+        self._hash.update(f"{name}\0{kind}\0{mode & 0o7777:o}\0{payload}\n".encode())
 
     def digest(self) -> str:
-        h = hashlib.sha256()
-        for line in self.lines:
-            h.update(line)
-        return "sha256:" + h.hexdigest()
+        return "sha256:" + self._hash.hexdigest()
 
 
 def ensure_parents(dst: SafeRoot, path: str, opts: CopyOptions) -> str:

@@ -132,12 +132,14 @@ class CacheMixin:
         """Every cached checksum of a path under directory ``prefix``, in one query:
         ``{path: ((dev, ino, size, mtime_ns, ctime_ns, mode), digest)}``."""
         base = prefix.rstrip("/") + "/"
-        rows = self.db.query(
+        cur = self.db.execute(
             "SELECT path, dev, ino, size, mtime_ns, ctime_ns, mode, digest FROM checksum_cache "
             "WHERE path >= ? AND path < ?",
             (base, base[:-1] + "0"),  # "0" sorts right after "/": the range is the subtree
         )
-        return {r[0]: (tuple(r[1:7]), r[7]) for r in rows}
+        # row by row, not fetchall: 200,000 rows would be held twice (~80 MB more)
+        return {path: ((dev, ino, size, mt, ct, mode), digest)
+                for path, dev, ino, size, mt, ct, mode, digest in cur}  # fmt: skip
 
     def put_checksum(self, path: str, st: os.stat_result, digest: str) -> None:
         with self.db.transaction() as conn:
