@@ -119,7 +119,9 @@ class BuildContext:
         self._new: list[tuple[str, os.stat_result, str]] = []  # checksums to persist
         self.racy_ns = RACY_NS
         # (dev, ino) -> (stat key, digest) of the files this build hashed or found cached
-        self._known: dict[tuple[int, int], tuple[tuple[int, ...], str]] = {}
+        self._started_ns = time.time_ns()  # files changed after this - racy_ns are racy
+        self._by_inode: dict[tuple[int, int], tuple[tuple[int, ...], str]] = {}
+        self._by_inode_len = -1  # len(self._memo) when _by_inode was built
         self._lock = threading.Lock()
         self._preloaded = False
         # digest -> {rel: "kind mode payload"} of the digests computed, for --explain
@@ -309,16 +311,13 @@ class BuildContext:
                 self._preload()
             memo = self._memo.get(path)
         if memo is not None and memo[0] == key:
-            if not self._racy(st):
-                with self._lock:
-                    self._known[key[:2]] = memo
             return memo[1]
         digest = None
         if self.checksums is not None and not self._preloaded:
             digest = self.checksums.get_checksum(path, st)
         if digest is not None:
             with self._lock:
-                self._memo[path] = self._known[key[:2]] = (key, digest)
+                self._memo[path] = (key, digest)
             return digest
         h = hashlib.sha256()
         fd = self._open_regular(rel, follow)
@@ -339,10 +338,8 @@ class BuildContext:
         racy = self._racy(st)
         with self._lock:
             self._memo[path] = (key, digest)
-            if not racy:
-                self._known[key[:2]] = (key, digest)
-                if self.checksums is not None:
-                    self._new.append((path, st, digest))
+            if not racy and self.checksums is not None:
+                self._new.append((path, st, digest))
         return digest
 
     def _racy(self, st: os.stat_result) -> bool:
@@ -367,8 +364,13 @@ class BuildContext:
         checksum cache), if ``st`` is the stat it was hashed under: the copier then copies
         it without hashing it again."""
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+        if max(st.st_mtime_ns, st.st_ctime_ns) >= self._started_ns - self.racy_ns:
+            return None  # racy (see the module docstring): the copier hashes it
         with self._lock:
-            found = self._known.get(key[:2])
+            if self._by_inode_len != len(self._memo):  # built when a copy first asks
+                self._by_inode = {v[0][:2]: v for v in self._memo.values()}
+                self._by_inode_len = len(self._memo)
+            found = self._by_inode.get(key[:2])
         if found is None or found[0] != key:
             return None
         return found[1].removeprefix("sha256:")
@@ -431,7 +433,7 @@ class BuildContext:
         except OSError as exc:
             raise InvalidArgument(f"cannot read {top or '.'} in the build context: {exc}") from exc
         try:
-            self._digest_children(top, dfd, h, box, time.time_ns() - self.racy_ns)
+            self._digest_children(top, dfd, h, box)
         finally:
             os.close(dfd)
 
@@ -441,8 +443,8 @@ class BuildContext:
         if box[0] is not None:
             box[0] = _add_entry(box[0], line)
 
-    def _digest_children(self, rel: str, dfd: int, h: Any, box: list, racy_after: int) -> None:
-        memo, known = self._memo, self._known
+    def _digest_children(self, rel: str, dfd: int, h: Any, box: list) -> None:
+        memo = self._memo
         base = self.root.rstrip("/") + "/"
         for name in sorted(os.listdir(dfd)):
             try:
@@ -455,8 +457,6 @@ class BuildContext:
                 key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
                 hit = memo.get(base + child)
                 if hit is not None and hit[0] == key:
-                    if st.st_mtime_ns < racy_after and st.st_ctime_ns < racy_after:
-                        known[key[:2]] = hit
                     payload = hit[1]
                 else:
                     with self._reading(child):
@@ -469,7 +469,7 @@ class BuildContext:
                 with self._reading(child):
                     cfd = os.open(name, _SUBDIR, dir_fd=dfd)
                 try:
-                    self._digest_children(child, cfd, h, box, racy_after)
+                    self._digest_children(child, cfd, h, box)
                 finally:
                     os.close(cfd)
             else:
