@@ -116,7 +116,10 @@ class BuildContext:
         self.checksums = checksums
         self.tmpdir = tmpdir
         self._memo: dict[str, tuple[tuple[int, ...], str]] = {}
-        self._new: list[tuple[str, os.stat_result, str]] = []  # checksums to persist
+        # paths whose checksums are to be written in one go (their stat key and digest are
+        # in _memo); a cache without put_checksums is written file by file instead
+        self._new: list[str] = []
+        self._bulk = hasattr(checksums, "put_checksums")
         self.racy_ns = RACY_NS
         # (dev, ino) -> (stat key, digest) of the files this build hashed or found cached
         self._started_ns = time.time_ns()  # files changed after this - racy_ns are racy
@@ -338,8 +341,10 @@ class BuildContext:
         racy = self._racy(st)
         with self._lock:
             self._memo[path] = (key, digest)
-            if not racy and self.checksums is not None:
-                self._new.append((path, st, digest))
+            if not racy and self._bulk:
+                self._new.append(path)
+        if not racy and self.checksums is not None and not self._bulk:
+            self.checksums.put_checksum(path, st, digest)
         return digest
 
     def _racy(self, st: os.stat_result) -> bool:
@@ -350,14 +355,9 @@ class BuildContext:
         """Write the checksums hashed since the last call, in one transaction."""
         with self._lock:
             new, self._new = self._new, []
-        if not new or self.checksums is None:
-            return
-        put_all = getattr(self.checksums, "put_checksums", None)
-        if put_all is not None:
-            put_all(new)
-            return
-        for path, st, digest in new:
-            self.checksums.put_checksum(path, st, digest)
+        if new and self.checksums is not None:
+            memo = self._memo
+            self.checksums.put_checksums((p, *memo[p]) for p in new)  # type: ignore[attr-defined]
 
     def known_digest(self, st: os.stat_result) -> str | None:
         """The sha256 (hex) of a context file this build has hashed (or found in the

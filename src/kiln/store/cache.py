@@ -8,6 +8,7 @@ import json
 import os
 import time
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 from kiln.store.db import Database
@@ -149,13 +150,14 @@ class CacheMixin:
                 (path, *_stat_key(st), digest),
             )
 
-    def put_checksums(self, items: list[tuple[str, os.stat_result, str]]) -> None:
-        """Many ``put_checksum`` in one transaction: ``[(path, stat, digest), ...]``."""
+    def put_checksums(self, items: Iterable[tuple[str, tuple[int, ...], str]]) -> None:
+        """Many checksums in one transaction, streamed (never listed whole):
+        ``(path, (dev, ino, size, mtime_ns, ctime_ns, mode), digest)`` each."""
         with self.db.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO checksum_cache(path, dev, ino, size, mtime_ns, ctime_ns, "
                 "mode, digest) VALUES (?,?,?,?,?,?,?,?)",
-                [(path, *_stat_key(st), digest) for path, st, digest in items],
+                ((path, *key, digest) for path, key, digest in items),
             )
 
 
