@@ -117,11 +117,11 @@ def _copy(
                 if rest:
                     out = b.add(rest, instr.dest, context_dir=root, chown=instr.chown,
                                 chmod=instr.chmod, tmpdir=ex.tmpdir,
-                                known_digest=ex.context.known_digest)  # fmt: skip
+                                known_digest=context.known_digest)  # fmt: skip
             return out.digest
         fn = b.add if add else b.copy
         out = fn(sources, instr.dest, context_dir=root, chown=instr.chown, chmod=instr.chmod,
-                 tmpdir=ex.tmpdir, known_digest=ex.context.known_digest)  # fmt: skip
+                 tmpdir=ex.tmpdir, known_digest=context.known_digest)  # fmt: skip
     return out.digest
 
 
