@@ -5,7 +5,6 @@ the executor's mechanics."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -172,26 +171,36 @@ def test_onbuild_triggers_run_in_child_build(build_env):  # noqa: F811
     assert build_env.image("child").config.config.on_build == ()
 
 
-def test_independent_stages_run_in_parallel(build_env):  # noqa: F811
+def test_independent_stages_run_in_parallel(build_env, tmp_path):  # noqa: F811
+    # each stage waits (up to 30 s) for the other's mark on a shared host volume: built one
+    # after the other, the first would give up and fail; no wall-clock threshold involved
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    wait = (
+        "touch /shared/{me}; i=0; while [ ! -e /shared/{other} ] && [ $i -lt {n} ]; "
+        "do sleep 0.1; i=$((i+1)); done; test -e /shared/{other} && echo {me} > /{me}"
+    )
     ctx = build_env.context_dir()
-    started = time.monotonic()
     build_env.build(
         ctx,
-        """\
+        f"""\
 FROM busybox AS a
-RUN sleep 2 && echo a > /a
+RUN {wait.format(me="a", other="b", n=300)}
 FROM busybox AS b
-RUN sleep 2 && echo b > /b
+RUN {wait.format(me="b", other="a", n=300)}
 FROM busybox
 COPY --from=a /a /a
 COPY --from=b /b /b
 """,
         tags=["par"],
+        volumes=[f"{shared}:/shared"],
     )
-    elapsed = time.monotonic() - started
-    assert elapsed < 3.5, f"two 2 s stages took {elapsed:.1f} s"
     files = build_env.files("par")
     assert files["a"] == b"a\n" and files["b"] == b"b\n"
+    # the wait does fail when the other never comes (as it would, built one at a time)
+    with pytest.raises(Exception, match="exit status"):
+        build_env.build(ctx, f"FROM busybox\nRUN {wait.format(me='a', other='c', n=10)}\n",
+                        volumes=[f"{shared}:/shared"])  # fmt: skip
 
 
 def test_only_the_target_and_its_dependencies_build(build_env):  # noqa: F811
