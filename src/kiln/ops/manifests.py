@@ -171,13 +171,7 @@ def create(
         for entry in _entries_for(ctx, image, all=all, overrides={}, registry_kw=registry_kw):
             children = _merged(children, entry, replace=False)
     if existing is not None:
-
-        def change(doc: dict) -> dict:
-            for entry in children:
-                doc["manifests"] = _merged(doc["manifests"], entry, replace=False)
-            return doc
-
-        out = _edit(ctx, existing.id, change)
+        out = _add_entries(ctx, existing.id, children, replace=False)
         ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, names=out.names)
         return out
     doc = {"schemaVersion": 2, "mediaType": _list_media_type(format), "manifests": children}
@@ -225,15 +219,20 @@ def add(
         "annotations": dict(annotations or {}),
     }
     entries = _entries_for(ctx, image, all=all, overrides=overrides, registry_kw=registry_kw)
+    out = _add_entries(ctx, rec.id, entries, replace=replace)
+    ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, digest=out.digest)
+    return out
+
+
+def _add_entries(ctx: Context, list_id: str, entries: list, *, replace: bool) -> IndexRecord:
+    """Merge ``entries`` into the list (an image already in it is updated, not doubled)."""
 
     def change(doc: dict) -> dict:
         for entry in entries:
             doc["manifests"] = _merged(doc["manifests"], entry, replace=replace)
         return doc
 
-    out = _edit(ctx, rec.id, change)
-    ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, digest=out.digest)
-    return out
+    return _edit(ctx, list_id, change)
 
 
 def annotate(
