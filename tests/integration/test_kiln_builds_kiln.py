@@ -103,9 +103,9 @@ def test_kiln_image_built_by_kiln_builds_as_its_non_root_user(tmp_path, podman):
     (work / "build.sh").write_text(
         "set -e\n"
         "id -u\n"
-        "kiln import /work/busybox.tar busybox:latest >/dev/null\n"
-        "kiln build -t inner:1 /work\n"
-        "kiln build --isolation chroot --no-cache -q -t inner:2 /work\n"
+        "kiln import /job/busybox.tar busybox:latest >/dev/null\n"
+        "kiln build -t inner:1 /job\n"
+        "kiln build --isolation chroot --no-cache -q -t inner:2 /job\n"
         "kiln info --format '{{.Store.GraphRoot}}'\n"
         "kiln save -o /out/inner.tar inner:1\n"
     )
@@ -118,8 +118,8 @@ def test_kiln_image_built_by_kiln_builds_as_its_non_root_user(tmp_path, podman):
     proc = podman(
         *podman.run_args(), "--uidmap", ids, "--gidmap", ids,
         "--cap-add", "SYS_ADMIN", "--security-opt", "unmask=ALL",
-        "-v", f"{work}:/work:ro", "-v", f"{out}:/out",
-        "--entrypoint", "sh", "localhost/kiln:self", "/work/build.sh",
+        "-v", f"{work}:/job:ro", "-v", f"{out}:/out",
+        "--entrypoint", "sh", "localhost/kiln:self", "/job/build.sh",
     )  # fmt: skip
     lines = proc.stdout.splitlines()
     assert lines[0] == "1000"  # the image's user, not root
