@@ -202,6 +202,8 @@ def plan(
             expanded, used = head.expand(lex, build_args.for_from())
         assert isinstance(expanded, From)
         base_stage = None if expanded.base in named else names.get(expanded.base.lower())
+        if base_stage is None and expanded.base.isdigit() and expanded.base not in named:
+            base_stage = int(expanded.base)  # FROM 0: an earlier stage by index, as buildah
         if base_stage is not None and base_stage >= index:
             base_stage = None  # FROM x AS x, or a later stage's name: the image x
         deps: set[int] = {base_stage} if base_stage is not None else set()
