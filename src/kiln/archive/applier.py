@@ -22,11 +22,12 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from kiln.archive.compression import CHUNK, open_decompressed
 from kiln.archive.hashing import HashingReader
 from kiln.archive.safe_root import SafeRoot, split_path
+from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
 
 WHITEOUT_PREFIX = ".wh."
@@ -213,7 +214,7 @@ class _Applier:
         root = self.root
         if member.isreg():
             self._replace_existing(path, keep_dir=False)
-            src = tf.extractfile(member)
+            src = cast(BinaryIO, tf.extractfile(member))  # a regular member always has data
             written = root.write_file(path, src, 0o600)
             if written != member.size:
                 raise InvalidArgument(f"layer entry {member.name!r} is truncated")
@@ -367,7 +368,7 @@ class _Applier:
 
 
 def apply_layer(
-    stream: BinaryIO,
+    stream: ByteReader,
     target_dir: str,
     *,
     whiteouts: str = "overlay",
@@ -403,7 +404,7 @@ def apply_layer(
                 errors="surrogateescape",
             ) as tf:
                 while (member := tf.next()) is not None:
-                    tf.members.clear()  # stream mode keeps every member otherwise
+                    cast(Any, tf).members.clear()  # stream mode keeps every member otherwise
                     if tail.entry_end is not None:
                         tail.entry_end = member.offset_data + (member.size if member.isreg() else 0)
                     entries += 1
@@ -451,7 +452,7 @@ def _check_end(tail: _TailReader, offset: int) -> None:
 
 
 def extract_tar(
-    stream: BinaryIO,
+    stream: ByteReader,
     target_dir: str,
     *,
     chown: tuple[int, int] | None = None,

@@ -110,18 +110,28 @@ def walk_tree_changes(old_root: str | None, new_root: str) -> Iterator[tuple[str
         rel, old_is_dir = stack.pop()
         new_dir = os.path.join(new_root, rel)
         new_names = set(os.listdir(new_dir))
-        old_names = set(os.listdir(os.path.join(old_root, rel))) if old_is_dir else set()
+        old_names = (
+            set(os.listdir(os.path.join(old_root, rel)))
+            if old_root is not None and old_is_dir
+            else set()
+        )
         for name in new_names | old_names:
             child = f"{rel}/{name}" if rel else name
             npath = os.path.join(new_root, child)
             nst = os.lstat(npath) if name in new_names else None
-            ost = os.lstat(os.path.join(old_root, child)) if name in old_names else None
+            ost = (
+                os.lstat(os.path.join(old_root, child))
+                if old_root is not None and name in old_names
+                else None
+            )
             if nst is None:
                 found[child] = "D"
                 continue
             if ost is None:
                 found[child] = "A"
-            elif not same_entry(os.path.join(old_root, child), npath, ost, nst):
+            elif old_root is not None and not same_entry(
+                os.path.join(old_root, child), npath, ost, nst
+            ):
                 found[child] = "C"
             if stat.S_ISDIR(nst.st_mode):
                 stack.append((child, ost is not None and stat.S_ISDIR(ost.st_mode)))

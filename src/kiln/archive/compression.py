@@ -14,13 +14,17 @@ import io
 import lzma
 import os
 import zlib
+from collections.abc import Callable
 from enum import Enum
-from typing import BinaryIO
+from types import ModuleType
 
 import zstandard
 
+from kiln.archive.streams import ByteReader, ByteWriter
 from kiln.errors import InvalidArgument
 
+_gzip_mod: ModuleType
+_deflate_mod: ModuleType
 try:  # isal is a declared dependency; zlib keeps kiln usable without it
     from isal import igzip as _gzip_mod
     from isal import isal_zlib as _deflate_mod
@@ -98,11 +102,11 @@ class RatioGuard:
 class _CountingSource(io.RawIOBase):
     """Raw reader over ``inner`` that first replays ``prefix`` and counts what it hands out."""
 
-    def __init__(self, inner: BinaryIO, prefix: bytes = b""):
+    def __init__(self, inner: ByteReader, prefix: bytes = b""):
         self._inner = inner
         self._prefix = prefix
         self.count = 0
-        self.observer = None  # optional callable(bytes) seeing every byte once
+        self.observer: Callable[[memoryview], None] | None = None  # sees every byte once
 
     def readable(self) -> bool:
         return True
@@ -123,7 +127,7 @@ class _CountingSource(io.RawIOBase):
         return n
 
 
-def read_up_to(fileobj: BinaryIO, size: int) -> bytes:
+def read_up_to(fileobj: ByteReader, size: int) -> bytes:
     """``size`` bytes from ``fileobj``, fewer only at its end (a short read is retried)."""
     head = b""
     while len(head) < size:
@@ -151,11 +155,11 @@ class DecompressingReader(io.RawIOBase):
     Closing it does not close the underlying file object.
     """
 
-    def __init__(self, fileobj: BinaryIO, compression: Compression | None, max_ratio):
+    def __init__(self, fileobj: ByteReader, compression: Compression | None, max_ratio):
         head = b"" if compression is not None else read_up_to(fileobj, 6)
         self.compression = detect(head) if compression is None else Compression(compression)
         self._source = _CountingSource(fileobj, head)
-        self._zstd_frames = None
+        self._zstd_frames: _ZstdFrameChecker | None = None
         if self.compression is Compression.ZSTD:
             self._zstd_frames = _ZstdFrameChecker()
             self._source.observer = self._zstd_frames.feed
@@ -289,7 +293,7 @@ class _ZstdFrameChecker:
 
 
 def open_decompressed(
-    fileobj: BinaryIO,
+    fileobj: ByteReader,
     compression: Compression | None = None,
     *,
     max_ratio: float | None = None,
@@ -305,7 +309,7 @@ def open_decompressed(
 class CompressingWriter(io.RawIOBase):
     """A writable stream compressing into ``out``; ``close`` flushes but keeps ``out`` open."""
 
-    def __init__(self, out: BinaryIO, compression: Compression, level: int | None):
+    def __init__(self, out: ByteWriter, compression: Compression, level: int | None):
         self.compression = Compression(compression)
         self._out = out
         self._obj = _compressor(self.compression, level)
@@ -355,7 +359,7 @@ def _compressor(kind: Compression, level: int | None):
 
 
 def open_compressor(
-    out: BinaryIO, compression: Compression, level: int | None = None
+    out: ByteWriter, compression: Compression, level: int | None = None
 ) -> CompressingWriter:
     """A writable stream compressing into ``out`` (gzip default level 1, zstd 3)."""
     return CompressingWriter(out, compression, level)

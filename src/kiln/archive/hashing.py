@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from kiln.archive.streams import ByteReader, ByteWriter
 
 
 @runtime_checkable
@@ -30,7 +32,7 @@ class HashingSink(Protocol):
 class HashingWriter(io.RawIOBase):
     """Writes through to ``out`` while hashing and counting."""
 
-    def __init__(self, out: BinaryIO | None, algorithm: str = "sha256"):
+    def __init__(self, out: ByteWriter | None, algorithm: str = "sha256"):
         self._out = out
         self.algorithm = algorithm
         self._hash = hashlib.new(algorithm)
@@ -63,7 +65,7 @@ class HashingWriter(io.RawIOBase):
 class HashingReader(io.RawIOBase):
     """Reads from ``inp`` while hashing and counting."""
 
-    def __init__(self, inp: BinaryIO, algorithm: str = "sha256"):
+    def __init__(self, inp: ByteReader, algorithm: str = "sha256"):
         self._inp = inp
         self.algorithm = algorithm
         self._hash = hashlib.new(algorithm)

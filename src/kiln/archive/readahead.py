@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import queue
 import threading
-from typing import BinaryIO
+
+from kiln.archive.streams import ClosableReader
 
 CHUNK = 1 << 20
 _END = object()
@@ -24,7 +25,7 @@ class ReadAhead(io.RawIOBase):
     Closing stops the helper and closes ``inner``.
     """
 
-    def __init__(self, inner: BinaryIO, chunk: int = CHUNK, depth: int = 4):
+    def __init__(self, inner: ClosableReader, chunk: int = CHUNK, depth: int = 4):
         self._inner = inner
         self._chunk = chunk
         self._queue: queue.Queue = queue.Queue(depth)
@@ -81,7 +82,10 @@ class ReadAhead(io.RawIOBase):
             return b""
         data = self._buf[:size]
         self._buf = self._buf[size:]
-        return data.tobytes() if len(data) < len(data.obj) else data.obj
+        whole = data.obj
+        if isinstance(whole, bytes) and len(data) == len(whole):
+            return whole  # the whole chunk: no copy
+        return data.tobytes()
 
     def readinto(self, buf) -> int:
         view = memoryview(buf).cast("B")

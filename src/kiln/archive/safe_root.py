@@ -19,8 +19,8 @@ import platform
 import posixpath
 import stat
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
+from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
 
 _SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
@@ -457,7 +457,7 @@ class SafeRoot:
         os.fchmod(fd, mode & 0o7777)
         return fd
 
-    def write_file(self, rel: str, src_stream: BinaryIO, mode: int = 0o644) -> int:
+    def write_file(self, rel: str, src_stream: ByteReader, mode: int = 0o644) -> int:
         """Write ``src_stream`` to ``rel`` in chunks; returns the bytes written."""
         fd = self.open_file_for_write(rel, mode)
         total = 0
@@ -466,6 +466,7 @@ class SafeRoot:
             view = memoryview(buf)
             readinto = getattr(src_stream, "readinto", None)
             while True:
+                data: memoryview | bytes
                 if readinto is not None:
                     n = readinto(view)
                     data = view[:n]

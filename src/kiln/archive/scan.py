@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from kiln.archive.changes import is_opaque, is_whiteout, read_xattrs, walk_tree_changes
 from kiln.archive.entry import TarEntry, sort_key
@@ -33,7 +34,7 @@ def entry_from_stat(
 ) -> TarEntry | None:
     """The entry for host ``path`` stored as ``rel`` (None for sockets)."""
     mode = st.st_mode
-    common = {
+    common: dict[str, Any] = {
         "path": rel,
         "mode": stat.S_IMODE(mode),
         "uid": st.st_uid,
@@ -93,11 +94,11 @@ def _sorted_walk(
     if overlay and rel_dir and is_opaque(dir_path):
         items.append((b".wh..wh..opq", "opaque", dir_path, rel_dir, None))
     items.sort(key=lambda item: item[0])
-    for _, what, path, rel, st in items:
+    for _, what, path, rel, item_st in items:
         if what == "subtree":
             yield from _sorted_walk(root, rel, include, overlay)
         else:
-            yield what, path, rel, st
+            yield what, path, rel, item_st
 
 
 def _links(items: Iterator[tuple[TarEntry, os.stat_result | None]]) -> Iterator[TarEntry]:

@@ -13,10 +13,11 @@ arrives instead of producing an image nobody can unpack.
 from __future__ import annotations
 
 import tarfile
-from typing import BinaryIO
+from typing import Any, cast
 
 from kiln.archive.applier import _check_end, _entry_path, _GuardedTarInfo, _TailReader
 from kiln.archive.compression import CHUNK
+from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
 
 _KNOWN_TYPES = (
@@ -32,7 +33,7 @@ _KNOWN_TYPES = (
 )
 
 
-def check_tar(stream: BinaryIO) -> int:
+def check_tar(stream: ByteReader) -> int:
     """Read ``stream`` (a tar) to its end, checking every header; returns the member count.
 
     Raises InvalidArgument naming the first problem. Every byte of ``stream`` is
@@ -50,7 +51,7 @@ def check_tar(stream: BinaryIO) -> int:
             errors="surrogateescape",
         ) as tf:
             while (member := tf.next()) is not None:
-                tf.members.clear()
+                cast(Any, tf).members.clear()  # stream mode keeps every member otherwise
                 entries += 1
                 _check_member(member, seen)
             _check_end(tail, tf.offset)

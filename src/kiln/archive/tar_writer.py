@@ -18,13 +18,13 @@ import stat
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from kiln.archive.compression import CHUNK, Compression, open_compressor
 from kiln.archive.entry import TarEntry, clean_path, sorted_entries, tar_name
 from kiln.archive.hashing import HashingSink, HashingWriter
 from kiln.archive.pipeline import SlicePipeline
 from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
+from kiln.archive.streams import ByteWriter
 from kiln.archive.tar_header import ustar_header
 from kiln.errors import Conflict, InvalidArgument
 
@@ -56,7 +56,7 @@ class _TarSink:
     thread (``SlicePipeline``): compressing, hashing and writing the blob overlap with
     reading and hashing the tar."""
 
-    def __init__(self, out: BinaryIO, compression: Compression, level: int | None):
+    def __init__(self, out: ByteWriter, compression: Compression, level: int | None):
         # a sink that hashes what it is given (a store ingest) is not hashed twice
         self.blob = out if isinstance(out, HashingSink) else HashingWriter(out)
         self.compressor = open_compressor(self.blob, compression, level)
@@ -164,7 +164,7 @@ def entry_as_link(entry: TarEntry, target: str) -> TarEntry:
 
 def write_layer(
     entries: Iterable[TarEntry],
-    out: BinaryIO,
+    out: ByteWriter,
     *,
     compression: Compression = Compression.GZIP,
     timestamp: int | None = None,

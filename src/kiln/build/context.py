@@ -368,9 +368,9 @@ class BuildContext:
             return None  # racy (see the module docstring): the copier hashes it
         with self._lock:
             if self._by_inode_len != len(self._memo):  # built when a copy first asks
-                self._by_inode = {v[0][:2]: v for v in self._memo.values()}
+                self._by_inode = {(v[0][0], v[0][1]): v for v in self._memo.values()}
                 self._by_inode_len = len(self._memo)
-            found = self._by_inode.get(key[:2])
+            found = self._by_inode.get((key[0], key[1]))
         if found is None or found[0] != key:
             return None
         return found[1].removeprefix("sha256:")

@@ -15,6 +15,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kiln.build.flags import FlagKind, bool_flag, parse_flags, string_flag, strings_flag
 from kiln.build.heredoc import Heredoc, heredoc_markers
@@ -131,7 +132,7 @@ class _CopyBase(Instruction):
     link: bool = False
     excludes: tuple[str, ...] = ()
 
-    def _expand_common(self, x: _Expander) -> dict[str, object]:
+    def _expand_common(self, x: _Expander) -> dict[str, Any]:
         contents = tuple(
             dataclasses.replace(h, body=x.word(h.body)) if h.expand else h for h in self.contents
         )
@@ -323,10 +324,12 @@ def _where(node: Node, name: str) -> str:
     return f"{name}:{node.line}"
 
 
-def _at_least(node: Node, count: int, where: str) -> None:
+def _at_least(node: Node, count: int, where: str) -> tuple[str, ...]:
+    """``node``'s arguments, refused when fewer than ``count`` are non-empty."""
     if len([a for a in node.args if a != ""]) < count:
         words = {1: "at least one argument", 2: "at least two arguments"}[count]
         raise InvalidArgument(f"{where}: {node.instruction} requires {words}")
+    return node.args
 
 
 def _exactly_one(node: Node, where: str) -> str:
@@ -514,8 +517,8 @@ _BUILDERS: dict[str, Builder] = {
     "ENV": lambda n, f, w: Env(n.line, n.original, _pairs(n, w)),
     "LABEL": lambda n, f, w: Label(n.line, n.original, _pairs(n, w)),
     "ARG": _arg,
-    "EXPOSE": lambda n, f, w: (_at_least(n, 1, w), Expose(n.line, n.original, n.args))[1],
-    "VOLUME": lambda n, f, w: (_at_least(n, 1, w), Volume(n.line, n.original, n.args))[1],
+    "EXPOSE": lambda n, f, w: Expose(n.line, n.original, _at_least(n, 1, w)),
+    "VOLUME": lambda n, f, w: Volume(n.line, n.original, _at_least(n, 1, w)),
     "WORKDIR": lambda n, f, w: Workdir(n.line, n.original, _exactly_one(n, w)),
     "USER": lambda n, f, w: User(n.line, n.original, _exactly_one(n, w)),
     "STOPSIGNAL": lambda n, f, w: StopSignal(n.line, n.original, _exactly_one(n, w)),

@@ -95,9 +95,9 @@ class BuildRecorder:
             self._steps[(step["stage"], step["step"])] = step
             doc["steps"].append(step)
         elif typ == "step-end":
-            step = self._steps.get((data.get("stage", 0), data.get("step", 0)))
-            if step is not None:
-                step.update(state=data.get("state"), started=data.get("started"),
+            ended = self._steps.get((data.get("stage", 0), data.get("step", 0)))
+            if ended is not None:
+                ended.update(state=data.get("state"), started=data.get("started"),
                             ended=data.get("ended"), cache=data.get("cache"),
                             image_id=data.get("image_id"))  # fmt: skip
         elif typ == "stage-end":

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from kiln.archive.streams import ByteReader
 from kiln.build.parser import MAX_DOCKERFILE_BYTES
 from kiln.errors import InvalidArgument
 
@@ -68,7 +69,7 @@ def _is_tar_header(block: bytes) -> bool:
     return True
 
 
-def _write_dockerfile(head: bytes, data: BinaryIO, root: str) -> None:
+def _write_dockerfile(head: bytes, data: ByteReader, root: str) -> None:
     text = head + data.read(MAX_DOCKERFILE_BYTES + 1 - len(head))
     if len(text) > MAX_DOCKERFILE_BYTES:
         raise InvalidArgument(
@@ -87,7 +88,7 @@ def _write_dockerfile(head: bytes, data: BinaryIO, root: str) -> None:
 class _Prepended(io.RawIOBase):
     """``head`` followed by the rest of ``stream`` (the bytes sniffed, given back)."""
 
-    def __init__(self, head: bytes, stream: BinaryIO):
+    def __init__(self, head: bytes, stream: ByteReader):
         super().__init__()
         self._head = head
         self._stream = stream

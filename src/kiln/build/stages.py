@@ -158,8 +158,8 @@ def _resolve(ref: str, names: dict[str, int], count: int, current: int) -> int |
                 f"invalid from flag value {ref}: refers to current or future build stage"
             )
         return index
-    index = names.get(ref.lower())
-    return index if index is not None and index <= current else None
+    named = names.get(ref.lower())
+    return named if named is not None and named <= current else None
 
 
 def plan(

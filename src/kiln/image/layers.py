@@ -6,20 +6,23 @@ import io
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from types import ModuleType
+from typing import Any
 
 import zstandard
 
 from kiln.archive.compression import CHUNK, Compression, open_compressor, open_decompressed
 from kiln.archive.hashing import HashingReader, HashingWriter
+from kiln.archive.streams import ByteReader, ByteWriter, ClosableReader
 from kiln.errors import InvalidArgument
 from kiln.oci import media_types as mt
 from kiln.oci.digest import Digester
 
+_gzip_zlib: ModuleType
 try:  # isal's zlib inflates gzip about twice as fast; same results
     from isal import isal_zlib as _gzip_zlib
 except ImportError:  # pragma: no cover
-    _gzip_zlib = zlib  # type: ignore[assignment]
+    _gzip_zlib = zlib
 
 
 class Inflater:
@@ -27,7 +30,7 @@ class Inflater:
 
     def __init__(self, compression: str):
         self.compression = compression
-        self._obj = None
+        self._obj: Any = None  # a zlib/isal or zstd decompress object
         self.finished = compression == "none"
 
     def _new(self):
@@ -64,7 +67,7 @@ class DiffIdTee(io.RawIOBase):
     After EOF, ``diff_id`` and ``uncompressed_size`` describe the tar inside.
     """
 
-    def __init__(self, inner: BinaryIO, media_type: str):
+    def __init__(self, inner: ClosableReader, media_type: str):
         self._inner = inner
         self._inflater = Inflater(mt.layer_compression(media_type))
         self._hash = Digester()
@@ -115,7 +118,7 @@ class Recompressed:
 class _SliceTee(io.RawIOBase):
     """Reads from ``inner`` and passes every byte on to ``writer`` in fixed CHUNK slices."""
 
-    def __init__(self, inner: BinaryIO, writer: BinaryIO):
+    def __init__(self, inner: ByteReader, writer: ByteWriter):
         self._inner = inner
         self._writer = writer
         self._buf = bytearray()
@@ -142,11 +145,11 @@ class _SliceTee(io.RawIOBase):
 
 
 def recompress(
-    stream: BinaryIO,
-    out: BinaryIO,
+    stream: ByteReader,
+    out: ByteWriter,
     compression: str,
     level: int | None = None,
-    check: Callable[[BinaryIO], object] | None = None,
+    check: Callable[[ByteReader], object] | None = None,
 ) -> Recompressed:
     """Decompress ``stream`` (any format), hash the tar, compress to ``out``: one pass.
 
@@ -169,7 +172,7 @@ def recompress(
     return Recompressed(sink.digest, sink.size, tar.digest, tar.size, compression)
 
 
-def read_full(stream: BinaryIO, size: int) -> bytes:
+def read_full(stream: ByteReader, size: int) -> bytes:
     """Exactly ``size`` bytes unless the stream ends first."""
     parts = []
     want = size
@@ -182,9 +185,11 @@ def read_full(stream: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
-def drain(stream: BinaryIO) -> int:
+def drain(stream: ClosableReader) -> int:
     total = 0
-    with stream:
+    try:
         while chunk := stream.read(CHUNK):
             total += len(chunk)
+    finally:
+        stream.close()
     return total
