@@ -62,6 +62,7 @@ class Unauthorized(KilnError):
 
 class Unavailable(KilnError):
     http_status = 503
+    errno: int | None = None  # the system call's errno, when one caused it
 
 
 class NoSpace(Unavailable):

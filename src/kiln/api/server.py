@@ -178,7 +178,7 @@ class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to :func:`serve_async`."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
+    def capture_signals(self):
         yield
 
     def install_signal_handlers(self) -> None:  # older uvicorn

@@ -165,7 +165,7 @@ class TransferMethods:
     config: Any
 
     def _stream(self, name: str, work: Any, more: bool, request: Any, quiet: bool = False):
-        return replies(name, streamed(self, work, more, request, quiet))  # type: ignore[arg-type]
+        return replies(name, streamed(self, work, more, request, quiet))
 
     @varlink_errors
     def BuildImage(self, build: dict[str, Any] | None, _more=False, _request=None):

@@ -75,7 +75,7 @@ class _TailReader(io.RawIOBase):
     else (inside an entry's data or header) still reads as truncated.
     """
 
-    def __init__(self, inner: HashingReader, entry_end_ok: bool = False):
+    def __init__(self, inner: ByteReader, entry_end_ok: bool = False):
         self._inner = inner
         self._chunks: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=4)
         self.pos = 0

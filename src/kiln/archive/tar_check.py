@@ -39,7 +39,7 @@ def check_tar(stream: ByteReader) -> int:
     Raises InvalidArgument naming the first problem. Every byte of ``stream`` is
     read, so a tee around it sees the whole archive.
     """
-    tail = _TailReader(stream)  # type: ignore[arg-type]
+    tail = _TailReader(stream)
     entries = 0
     seen: set[str] = set()
     try:

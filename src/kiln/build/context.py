@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.build.dockerignore import IgnoreMatcher
@@ -78,6 +78,12 @@ def _add_entry(entries: dict[str, str], line: bytes) -> dict[str, str] | None:
 class ChecksumCache(Protocol):
     def get_checksum(self, path: str, st: os.stat_result) -> str | None: ...
     def put_checksum(self, path: str, st: os.stat_result, digest: str) -> None: ...
+
+
+class BulkChecksumCache(ChecksumCache, Protocol):
+    """A cache that also takes many rows in one transaction (the store's does)."""
+
+    def put_checksums(self, rows: Iterable[tuple]) -> None: ...
 
 
 def _kind(mode: int) -> str:
@@ -357,7 +363,7 @@ class BuildContext:
             new, self._new = self._new, []
         if new and self.checksums is not None:
             memo = self._memo
-            self.checksums.put_checksums((p, *memo[p]) for p in new)  # type: ignore[attr-defined]
+            cast(BulkChecksumCache, self.checksums).put_checksums((p, *memo[p]) for p in new)
 
     def known_digest(self, st: os.stat_result) -> str | None:
         """The sha256 (hex) of a context file this build has hashed (or found in the

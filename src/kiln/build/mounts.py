@@ -13,6 +13,7 @@ import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kiln.errors import InvalidArgument
 
@@ -123,7 +124,7 @@ def parse_mount(spec: str, expand: Callable[[str], str] | None = None) -> Mount:
     return _finish(mount_type, values, readonly)
 
 
-def _finish(mount_type: str, values: dict[str, object], readonly: bool | None) -> Mount:
+def _finish(mount_type: str, values: dict[str, Any], readonly: bool | None) -> Mount:
     target = values.get("target")
     if mount_type == "secret":
         ident = values.get("id") or (posixpath.basename(str(target)) if target else None)
@@ -147,4 +148,4 @@ def _finish(mount_type: str, values: dict[str, object], readonly: bool | None) -
         raise InvalidArgument(f"from= is not supported for mount type={mount_type}")
     if readonly is None:
         readonly = mount_type in ("bind", "secret", "ssh")
-    return Mount(type=mount_type, readonly=readonly, **values)  # type: ignore[arg-type]
+    return Mount(type=mount_type, readonly=readonly, **values)

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import dockerfile
 
@@ -198,9 +198,9 @@ def _go_parse(text: str, name: str) -> list[dockerfile.Command]:
 _PROBE = "FROM probe\nRUN --mount=type=tmpfs,target=/t <<EOT sh\necho\nEOT\n"
 
 
-def _leaky(obj: tuple) -> frozenset[str]:
+def _leaky(obj: Any) -> frozenset[str]:  # a namedtuple
     out = set()
-    for name in obj._fields:  # type: ignore[attr-defined]
+    for name in obj._fields:
         value = getattr(obj, name)
         # holders: the namedtuple, ``value``, getrefcount's argument; a fourth is the leak
         if isinstance(value, str | tuple) and value and sys.getrefcount(value) == 4:

@@ -136,12 +136,12 @@ def _simulate_one(
         scope.apply(instr, lex, env)
     elif isinstance(instr, Env):
         expanded, _ = instr.expand(lex, scope.env(env))
-        env.update(dict(expanded.pairs))  # type: ignore[attr-defined]
+        env.update(dict(expanded.pairs))
     elif isinstance(instr, Copy) and instr.from_:
         refs.append((lex.process_word(instr.from_, scope.env(env)), instr.line))
     elif isinstance(instr, Run) and instr.mount_specs:
         expanded_run, _ = instr.expand(lex, scope.env(env))
-        for mount in expanded_run.mounts:  # type: ignore[attr-defined]
+        for mount in expanded_run.mounts:
             if mount.from_:
                 refs.append((mount.from_, instr.line))
 

@@ -30,7 +30,7 @@ def expand_bare_flags(cmd: click.Command, args: list[str]) -> list[str]:
     }
     if not defaults:
         return args
-    out = []
+    out: list[str] = []
     for i, arg in enumerate(args):
         if arg == "--":
             return out + args[i:]

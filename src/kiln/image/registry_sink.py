@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from kiln.image.model import Image
 from kiln.oci.blobs import BlobSource
@@ -42,7 +42,7 @@ class _Reopenable(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         data = self._stream.read(len(b))
         n = len(data)
         b[:n] = data
@@ -112,7 +112,7 @@ class RegistrySink:
         with tempfile.TemporaryFile(dir=self.tmp_dir, prefix="kiln-push-") as spool:
             while chunk := stream.read(1 << 20):
                 spool.write(chunk)
-            self._push(desc, spool)  # type: ignore[arg-type]
+            self._push(desc, spool)
 
     def _push(self, desc: Descriptor, stream: BinaryIO) -> None:
         start = stream.tell()
@@ -125,7 +125,7 @@ class RegistrySink:
         outcome = self.client.push_blob(
             self.ref,
             desc,
-            lambda: _Reopenable(stream, start),
+            lambda: cast(BinaryIO, _Reopenable(stream, start)),
             mount_from=mount,
             check_exists=not asked,
         )

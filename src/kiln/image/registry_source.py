@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from kiln.errors import Cancelled, InvalidArgument, NotFound, Unavailable
 from kiln.image.layers import Inflater
@@ -62,7 +62,8 @@ class RegistryBlobs:
         return self.client.has_blob(self.ref, digest)
 
     def open_blob(self, digest: Digest) -> BinaryIO:
-        return io.BufferedReader(self.client.open_blob(self.ref, digest), READ_SIZE)
+        raw = cast(io.RawIOBase, self.client.open_blob(self.ref, digest))  # a BlobReader
+        return io.BufferedReader(raw, READ_SIZE)
 
 
 @dataclass
@@ -190,7 +191,7 @@ def fetch_blob(
     with (
         store.ingest("", expected) as ing,
         _Stage(ing.write, "kiln-ingest", ing.offset) as writer,
-        _Stage(hasher.feed if inflate else None, "kiln-inflate") as inflater,  # type: ignore[union-attr]
+        _Stage(hasher.feed if inflate and hasher is not None else None, "kiln-inflate") as inflater,
     ):
         while True:
             reader = client.open_blob(ref, desc.digest, offset=writer.received)
@@ -223,7 +224,9 @@ def fetch_blob(
     except BaseException:
         store.delete_blobs_if_unreferenced([digest], except_lease=store.current_lease())
         raise
-    return Fetched(desc.replace(size=size), diff_id, usize, bytes(kept) if keep else None)
+    return Fetched(
+        desc.replace(size=size), diff_id, usize, bytes(kept) if kept is not None else None
+    )
 
 
 def _batches(reader: Any, size: int = READ_SIZE):
@@ -263,9 +266,9 @@ class _Stage:
             chunk = self._queue.get()
             if chunk is None:
                 return
-            if self._error is None:
+            if self._error is None and self.work is not None:
                 try:
-                    self.work(chunk)  # type: ignore[misc]
+                    self.work(chunk)
                 except BaseException as exc:
                     self._error = exc
 

@@ -49,13 +49,13 @@ def validate_image(source: BlobSource | Image, manifest_digest: Digest | str | N
     ``source`` may also be an Image; then its own blobs and manifest are checked.
     """
     if manifest_digest is None:
-        if not hasattr(source, "manifest_digest"):
+        if not isinstance(source, Image):
             raise InvalidArgument("validate_image needs a manifest digest for a blob source")
         manifest_digest = source.manifest_digest
-        source = source.blobs
+    blobs = source.blobs if isinstance(source, Image) else source
     if isinstance(manifest_digest, str):
         manifest_digest = Digest.parse(manifest_digest)
-    _validate(source, Descriptor("", manifest_digest, -1), depth=0)
+    _validate(blobs, Descriptor("", manifest_digest, -1), depth=0)
 
 
 def _validate(source: BlobSource, desc: Descriptor, depth: int) -> None:

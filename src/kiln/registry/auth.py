@@ -255,7 +255,7 @@ class RegistryAuth(httpx.Auth):
                 form["scope"] = scope
             req = httpx.Request("POST", realm, data=form)
         else:
-            params: list[tuple[str, str]] = []
+            params: list[tuple[str, str | int | float | bool | None]] = []
             if service:
                 params.append(("service", service))
             params += [("scope", s) for s in scope.split()]

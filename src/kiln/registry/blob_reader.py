@@ -72,7 +72,7 @@ class BlobReader(io.RawIOBase):
             chunk, self._skip = chunk[drop:], self._skip - drop
         return chunk
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         if self._done:
             return 0
         while not self._buffer:

@@ -240,7 +240,7 @@ class RegistryClient:
                 return Descriptor(media_type, d, len(raw))
             return Descriptor(media_type, Digest.parse(digest), int(size))
 
-        return self._try_sources(ref, op)  # type: ignore[return-value]
+        return self._try_sources(ref, op)
 
     def put_manifest(self, ref: Reference, raw: bytes, media_type: str) -> Digest:
         """Store a manifest under ``ref``'s tag (or digest); returns its digest."""
@@ -292,7 +292,7 @@ class RegistryClient:
             pace = Pace(what, min_rate=self.options.min_blob_rate, grace=self.options.rate_grace)
             return BlobReader(resp, what, offset=offset, skip=skip, pace=pace)
 
-        return self._try_sources(ref, op)  # type: ignore[return-value]
+        return self._try_sources(ref, op)
 
     def has_blob(self, ref: Reference, digest: Digest) -> bool:
         conn, dst = self._push_conn(ref)
@@ -354,7 +354,7 @@ class RegistryClient:
                 conn, f"/v2/{src.path}/tags/list", "tags", f"listing tags of {src.name}"
             )
 
-        return self._try_sources(ref, op)  # type: ignore[return-value]
+        return self._try_sources(ref, op)
 
     def catalog(self, registry: str) -> list[str]:
         """Repository names in ``registry`` (``host[:port]``)."""

@@ -86,7 +86,7 @@ def _candidates(registry: str, repository: str | None) -> list[str]:
     return keys
 
 
-def auth_file_for_write(authfile: str | None = None, env: dict | None = None) -> str:
+def auth_file_for_write(authfile: str | None = None, env: Mapping[str, str] | None = None) -> str:
     """The auth file login/logout use: --authfile, $REGISTRY_AUTH_FILE, else the runtime dir."""
     env = os.environ if env is None else env
     if authfile:
@@ -101,7 +101,9 @@ def auth_file_for_write(authfile: str | None = None, env: dict | None = None) ->
     return f"/run/containers/{os.getuid()}/auth.json"
 
 
-def auth_files_for_read(authfile: str | None = None, env: dict | None = None) -> list[str]:
+def auth_files_for_read(
+    authfile: str | None = None, env: Mapping[str, str] | None = None
+) -> list[str]:
     env = os.environ if env is None else env
     home = env.get("HOME") or os.path.expanduser("~")
     config_home = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kiln.errors import InvalidArgument
@@ -227,7 +228,7 @@ def _merge_file(conf: RegistriesConf, path: str) -> None:
     conf.aliases.update({str(k): str(v) for k, v in aliases.items()})
 
 
-def config_path(path: str | None = None, env: dict | None = None) -> str:
+def config_path(path: str | None = None, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     return path or env.get("KILN_REGISTRIES_CONF") or SYSTEM_PATH
 

@@ -77,7 +77,9 @@ class _Root:
             linux.mount(source, target, fstype, flags, data)
         except OSError as exc:  # name the container's path, not /proc/self/fd/N
             what = fstype or source or "remount"
-            raise OSError(exc.errno, f"mount {what} on {path}: {os.strerror(exc.errno)}") from None
+            raise OSError(
+                exc.errno, f"mount {what} on {path}: {os.strerror(exc.errno or 0)}"
+            ) from None
         finally:
             os.close(fd)
 
@@ -318,8 +320,8 @@ def run_chroot(opts: RunOptions, rootfs: str) -> int:
             os.waitpid(pid, 0)
             raise
         finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
         if error.startswith(_EXEC_FAILED):
             code, _, what = error.removeprefix(_EXEC_FAILED).partition(":")
             raise exec_failed(opts.args[0], what, int(code))

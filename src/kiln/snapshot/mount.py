@@ -300,7 +300,7 @@ def _classic_mount(source: str, target: str, flags: int, data: str) -> None:
     if _libc.mount(_b(source), _b(target), b"overlay", flags, _b(data)) != 0:
         err = ctypes.get_errno()
         exc = Unavailable(f"cannot mount overlay on {target}: {os.strerror(err)}")
-        exc.errno = err  # type: ignore[attr-defined]
+        exc.errno = err
         raise exc
 
 

@@ -341,7 +341,8 @@ class Snapshotter:
                 if r["created"] >= young and (c not in released or r["created"] > released[c])
             )
             keep: set[str] = set()
-            for chain in roots:
+            for root in roots:
+                chain: str | None = root
                 while chain and chain not in keep and chain in layers:
                     keep.add(chain)
                     chain = None if layers[chain]["flat"] else layers[chain]["parent"]
@@ -403,10 +404,10 @@ class Snapshotter:
     def _lock_path(self) -> str:
         return os.path.join(self.root, "snapshots.lock")
 
-    def _shared(self):  # type: ignore[no-untyped-def]
+    def _shared(self):
         return file_lock(self._lock_path, exclusive=False)
 
-    def _chain_lock(self, chain_id: str):  # type: ignore[no-untyped-def]
+    def _chain_lock(self, chain_id: str):
         name = chain_id.replace(":", "-").replace("/", "_")
         return file_lock(os.path.join(self.root, "locks", name + ".lock"))
 
@@ -437,13 +438,13 @@ class Snapshotter:
         if parent and not self.has_layer(parent):
             raise NotFound(f"parent layer {parent} is not unpacked; unpack layers bottom up")
 
-    def _active(self, key: str):  # type: ignore[no-untyped-def]
+    def _active(self, key: str):
         row = self.db.one("SELECT * FROM active WHERE key=?", (key,))
         if row is None:
             raise NotFound(f"snapshot {key} does not exist")
         return row
 
-    def _insert_layer(self, conn, chain_id, parent, diff_id, flat) -> int:  # type: ignore[no-untyped-def]
+    def _insert_layer(self, conn, chain_id, parent, diff_id, flat) -> int:
         cur = conn.execute(
             "INSERT INTO layers(chain_id, parent, diff_id, flat, created) VALUES (?,?,?,?,?)",
             (chain_id, parent, diff_id, int(flat), time.time()),

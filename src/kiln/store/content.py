@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import Descriptor, Digest
@@ -20,12 +20,19 @@ from kiln.store.ingest import CHUNK, Ingest
 from kiln.util.atomic import fsync_dir
 from kiln.util.locks import file_lock
 
+if TYPE_CHECKING:
+    from kiln.store.store import Store
+
 OCTET_STREAM = "application/octet-stream"
 
 
 class ContentMixin:
     root: str
     db: Database
+
+    if TYPE_CHECKING:  # provided by sibling roles the Store facade composes
+
+        def _lease_ids(self) -> list[str]: ...
 
     def blob_path(self, digest: Digest) -> str:
         return paths.blob_path(self.root, _digest(digest))
@@ -48,7 +55,7 @@ class ContentMixin:
 
     def ingest(self, ref: str, expected: Descriptor | None = None) -> Ingest:
         """Start or resume writing a blob. ``ref=""`` is a one-shot, non-resumable ingest."""
-        return Ingest(self, ref, expected)  # type: ignore[arg-type]
+        return Ingest(cast("Store", self), ref, expected)
 
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         """Copy ``stream`` in 1 MiB chunks, verifying digest and size; mismatch keeps nothing.
@@ -122,7 +129,7 @@ class ContentMixin:
         return True
 
     def _join_leases(self, digest: Digest, lease: object = None) -> None:
-        lease_ids = self._lease_ids()  # type: ignore[attr-defined]
+        lease_ids = self._lease_ids()
         extra = getattr(lease, "id", None)
         if extra is not None and extra not in lease_ids:
             lease_ids = [*lease_ids, extra]

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from kiln.errors import KilnError, NoSpace, Unavailable, is_no_space
 
@@ -95,6 +96,10 @@ class Database:
 
     def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
+
+    def value(self, sql: str, params: tuple | list = ()) -> Any:
+        """The first column of the one row an aggregate or PRAGMA always returns."""
+        return self.execute(sql, params).fetchone()[0]
 
     def one(self, sql: str, params: tuple | list = ()) -> sqlite3.Row | None:
         return self.conn.execute(sql, params).fetchone()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from typing import TYPE_CHECKING
 
 from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
 from kiln.oci import Digest, Manifest, Reference
@@ -49,6 +50,10 @@ def normalise_repo_digest(value: str) -> str:
 class ImagesMixin:
     root: str
     db: Database
+
+    if TYPE_CHECKING:  # provided by sibling roles the Store facade composes
+
+        def _join_leases_image(self, image_id: str) -> None: ...
 
     # images -----------------------------------------------------------------
 
@@ -98,7 +103,7 @@ class ImagesMixin:
             for rd in rec.repo_digests:
                 self.add_repo_digest(rec.id, rd)
             # visible and leased at once, so a prune cannot slip in between
-            self._join_leases_image(rec.id)  # type: ignore[attr-defined]
+            self._join_leases_image(rec.id)
         rec.added = added
 
     def get_image(self, image_id: str) -> ImageRecord:
@@ -323,9 +328,7 @@ class ImagesMixin:
         updates = []
         for image_id, manifest, media_type in pending:
             blobs = manifest_layer_blobs(self.root, manifest, media_type)
-            count = self.db.one("SELECT COUNT(*) FROM image_layers WHERE image_id=?", (image_id,))[
-                0
-            ]
+            count = self.db.value("SELECT COUNT(*) FROM image_layers WHERE image_id=?", (image_id,))
             # unreadable: GC falls back to the chain's row (fsck reports the manifest)
             if blobs is not None and len(blobs) == count:
                 updates += [(b, image_id, i) for i, b in enumerate(blobs)]

@@ -21,6 +21,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kiln.errors import (
     AlreadyExists,
@@ -90,6 +91,16 @@ class IndexesMixin:
     root: str
     db: Database
 
+    if TYPE_CHECKING:  # provided by sibling roles the Store facade composes
+
+        def put_bytes(self, data: bytes) -> Digest: ...
+
+        def get_image(self, image_id: str) -> ImageRecord: ...
+
+        def _by_reference(self, value: str) -> str | None: ...
+
+        def _by_prefix(self, value: str) -> str | None: ...
+
     # records ----------------------------------------------------------------
 
     def put_index(
@@ -115,7 +126,7 @@ class IndexesMixin:
         """
         index = check_index(raw, media_type)
         kept = self._child_blobs(index)
-        digest = self.put_bytes(raw)  # type: ignore[attr-defined]
+        digest = self.put_bytes(raw)
         if index_id is not None:
             index_id = self.get_index(index_id).id
         new_id = index_id or new_index_id()
@@ -254,15 +265,15 @@ class IndexesMixin:
         if len(bare) == 64 and _is_hex(bare):
             for table in ("images", "indexes"):
                 if self.db.one(f"SELECT 1 FROM {table} WHERE id=?", ("sha256:" + bare,)):
-                    return self.get_image(bare) if table == "images" else self.get_index(bare)  # type: ignore[attr-defined]
+                    return self.get_image(bare) if table == "images" else self.get_index(bare)
             raise NotFound(f"{name_or_id}: image not known")
-        image_id = self._by_reference(value)  # type: ignore[attr-defined]
+        image_id = self._by_reference(value)
         if image_id is not None:
-            return self.get_image(image_id)  # type: ignore[attr-defined]
+            return self.get_image(image_id)
         index_id = self._index_by_reference(value)
         if index_id is not None:
             return self.get_index(index_id)
-        image_id = self._by_prefix(value)  # type: ignore[attr-defined]
+        image_id = self._by_prefix(value)
         index_id = self._index_by_prefix(value)
         if image_id is not None and index_id is not None:
             raise InvalidArgument(
@@ -270,7 +281,7 @@ class IndexesMixin:
                 "give more characters of the ID"
             )
         if image_id is not None:
-            return self.get_image(image_id)  # type: ignore[attr-defined]
+            return self.get_image(image_id)
         if index_id is not None:
             return self.get_index(index_id)
         raise NotFound(f"{name_or_id}: image not known")

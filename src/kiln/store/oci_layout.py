@@ -164,7 +164,7 @@ class TarIndex:
     def __init__(self, path: str, tmp_dir: str | None = None):
         self.path = path
         try:
-            raw = open(path, "rb")  # noqa: SIM115 - kept open for pread
+            raw: BinaryIO = open(path, "rb")  # noqa: SIM115 - kept open for pread
         except FileNotFoundError:
             raise NotFound(f"archive {path} does not exist") from None
         except IsADirectoryError:

@@ -19,12 +19,13 @@ Unknown: ``NotFound("<input>: image not known")``; an ambiguous prefix:
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import Platform, Reference
 from kiln.oci.reference import is_short_name
 from kiln.store.db import Database
-from kiln.store.records import ImageRecord
+from kiln.store.records import ImageRecord, IndexRecord
 
 _FULL_ID = re.compile(r"^(?:sha256:)?([a-f0-9]{64})$")
 _PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{3,63})$")
@@ -33,6 +34,16 @@ MIN_PREFIX = 3
 
 class ResolveMixin:
     db: Database
+
+    if TYPE_CHECKING:  # provided by sibling roles the Store facade composes
+
+        def _index_by_reference(self, value: str) -> str | None: ...
+
+        def get_index(self, index_id: str) -> IndexRecord: ...
+
+        def index_bytes(self, rec: IndexRecord) -> bytes: ...
+
+        def get_image(self, image_id: str) -> ImageRecord: ...
 
     def resolve_image(self, name_or_id: str, platform: Platform | str | None = None) -> ImageRecord:
         value = name_or_id.strip()
@@ -71,13 +82,13 @@ class ResolveMixin:
         machine's), as podman resolves one; NotFound if the list has none stored."""
         from kiln.oci import Index
 
-        index_id = self._index_by_reference(value)  # type: ignore[attr-defined]
+        index_id = self._index_by_reference(value)
         if index_id is None:
             return None
-        rec = self.get_index(index_id)  # type: ignore[attr-defined]
+        rec = self.get_index(index_id)
         want = Platform.parse(platform) if isinstance(platform, str) else platform
         want = want or Platform.host()
-        index = Index.parse(self.index_bytes(rec), rec.media_type)  # type: ignore[attr-defined]
+        index = Index.parse(self.index_bytes(rec), rec.media_type)
         try:
             chosen = index.select(want)
         except NotFound as exc:

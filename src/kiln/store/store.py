@@ -106,7 +106,7 @@ class Store(
 
     @property
     def schema_version(self) -> int:
-        return self.db.one("PRAGMA user_version")[0]
+        return int(self.db.value("PRAGMA user_version"))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
