@@ -26,7 +26,7 @@ from .events import note
 from .params import bad, loads, qbool, qint, qjson_map, qjson_str_list, qlabels, qlist, qstr
 from .registry_auth import build_registry_auth
 from .render import stream_message
-from .streaming import Handoff, StreamedOp
+from .streaming import Handoff, Reply, StreamedOp
 from .uploads import check_tar_content_type, spool_body
 from .wiring import config_of, context_for, run_op
 
@@ -250,7 +250,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
     return opts
 
 
-async def build(request: Request) -> Response:
+async def build(request: Request) -> Reply:
     libpod = bool(request.scope.get("kiln.libpod"))
     q = request.query_params
     opts = build_options(q, libpod)
@@ -287,7 +287,9 @@ async def build(request: Request) -> Response:
         names = list(getattr(result, "names", []) or opts["tags"])
         note(request, "build", image_id, names[0] if names else "")
         if libpod:
-            out = [] if quiet else [{"stream": f"Successfully tagged {n}\n"} for n in names]
+            out: list[dict[str, Any]] = []
+            if not quiet:
+                out = [{"stream": f"Successfully tagged {n}\n"} for n in names]
             # podman's bindings refuse a line without "stream" or "error": no "aux" here
             return [*out, {"stream": shapes.bare(image_id) + "\n"}]
         if quiet:

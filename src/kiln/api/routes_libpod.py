@@ -17,7 +17,7 @@ from .params import qbool, qfilters, qlist, qstr
 from .registry_auth import push_pull_options
 from .routes_images import tag_image, target_name
 from .routes_transfer import _require_images, save_response, search
-from .streaming import Handoff, StreamedOp
+from .streaming import Handoff, Reply, StreamedOp
 from .uploads import spool_body
 from .versions import version_at_least
 from .wiring import config_of, context_for, run_op
@@ -170,7 +170,7 @@ def _stream_error(exc: BaseException) -> list[dict]:
     return [{"error": error_body(exc, True)["message"]}]
 
 
-async def pull_image(request: Request) -> Response:
+async def pull_image(request: Request) -> Reply:
     from kiln.ops.file_transfer import pull
 
     q = request.query_params
@@ -206,7 +206,7 @@ async def pull_image(request: Request) -> Response:
     return StreamedOp(work, event, done, _stream_error, libpod=True)
 
 
-async def push_image(request: Request) -> Response:
+async def push_image(request: Request) -> Reply:
     from kiln.ops.file_transfer import push
 
     name = request.path_params["name"]
@@ -251,14 +251,14 @@ def _archive_format(request: Request) -> str:
     return _ARCHIVE_FORMATS[value]
 
 
-async def get_image(request: Request) -> Response:
+async def get_image(request: Request) -> Reply:
     name = request.path_params["name"]
     fmt = _archive_format(request)
     await _require_images(request, [name])
     return save_response(request, [name], fmt)
 
 
-async def export_images(request: Request) -> Response:
+async def export_images(request: Request) -> Reply:
     names = [n for v in qlist(request.query_params, "references") for n in v.split(",") if n]
     if not names:
         raise InvalidArgument('query parameter "references" is required: the images to export')

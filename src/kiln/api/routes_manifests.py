@@ -24,7 +24,7 @@ from kiln.oci import strict_json
 from .errors import error_body
 from .params import qbool, qlist, qstr
 from .registry_auth import push_pull_options
-from .streaming import Handoff, StreamedOp
+from .streaming import Handoff, Reply, StreamedOp
 from .wiring import config_of, context_for, run_op
 
 MAX_BODY = 1 << 20  # a modify request is a few names and fields
@@ -155,7 +155,10 @@ async def _modify(request: Request, name: str, operation: str, body: dict, manif
 
     def work(ctx) -> Any:
         rec = manifests.get(ctx, name)
-        for image in images or ([] if operation != "annotate" else [None]):
+        targets: list[str | None] = [*images] if images else []
+        if not targets and operation == "annotate":
+            targets = [None]  # annotate the list itself
+        for image in targets:
             if operation == "update":
                 rec = manifests.add(ctx, name, image, all=all_, **plat, **opts)
             elif operation == "remove":
@@ -185,7 +188,7 @@ async def remove_list(request: Request) -> Response:
     )
 
 
-async def push_list(request: Request) -> Response:
+async def push_list(request: Request) -> Reply:
     from kiln.ops import manifests
 
     name = request.path_params["name"]

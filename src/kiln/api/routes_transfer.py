@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, BinaryIO, cast
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,7 +18,7 @@ from .events import note, note_from_thread
 from .params import qbool, qfilters, qint, qlist, qstr
 from .registry_auth import loopback_registry, push_pull_options
 from .render import progress_message
-from .streaming import Handoff, StreamedOp, StreamWriter
+from .streaming import Handoff, Reply, StreamedOp, StreamWriter
 from .uploads import spool_body
 from .wiring import config_of, context_for, run_op
 
@@ -34,7 +35,7 @@ def pull_reference(from_image: str, tag: str) -> str:
     return from_image
 
 
-async def create_image(request: Request) -> Response:
+async def create_image(request: Request) -> Reply:
     q = request.query_params
     if q.get("fromImage"):
         # dockerd: no tag (nor one in fromImage) pulls every tag (`docker pull -a`,
@@ -47,7 +48,7 @@ async def create_image(request: Request) -> Response:
     raise InvalidArgument('give "fromImage" to pull an image or "fromSrc" to import one')
 
 
-async def _pull(request: Request, reference: str, all_tags: bool = False) -> Response:
+async def _pull(request: Request, reference: str, all_tags: bool = False) -> Reply:
     from kiln.ops.file_transfer import pull
 
     options = push_pull_options(request, reference=reference)
@@ -102,7 +103,7 @@ async def _pull(request: Request, reference: str, all_tags: bool = False) -> Res
     return StreamedOp(work, event, done)
 
 
-async def _import(request: Request) -> Response:
+async def _import(request: Request) -> Reply:
     from kiln.ops.archives import import_image
 
     q = request.query_params
@@ -134,7 +135,7 @@ async def _import(request: Request) -> Response:
     return StreamedOp(work, lambda e: [], done)
 
 
-async def push_image(request: Request) -> Response:
+async def push_image(request: Request) -> Reply:
     from kiln.ops.file_transfer import push
 
     name = request.path_params["name"]
@@ -172,11 +173,15 @@ async def _require_images(request: Request, names: list[str]) -> None:
     from kiln.ops import images as ops
 
     for name in names:
-        if not await run_op(request, lambda ctx, n=name: ops.image_exists(ctx, n)):
+        if not await run_op(request, functools.partial(_image_exists, ops, name)):
             raise NoSuchImage(name)
 
 
-def save_response(request: Request, names: list[str], format: str = "docker-archive") -> Response:
+def _image_exists(ops: Any, name: str, ctx: Any) -> bool:
+    return ops.image_exists(ctx, name)
+
+
+def save_response(request: Request, names: list[str], format: str = "docker-archive") -> Reply:
     from kiln.ops.archives import save
 
     config = config_of(request)
@@ -184,7 +189,9 @@ def save_response(request: Request, names: list[str], format: str = "docker-arch
     def work(h: Handoff):
         out = StreamWriter(h)
         with context_for(config, h) as ctx:
-            save(ctx, names, out, format=format)  # streamed as it is written, never spooled
+            save(
+                ctx, names, cast(BinaryIO, out), format=format
+            )  # streamed as it is written, never spooled
         out.flush()
         for n in names:
             note_from_thread(request, "save", n, n)
@@ -192,13 +199,13 @@ def save_response(request: Request, names: list[str], format: str = "docker-arch
     return StreamedOp(work, media_type="application/x-tar", render_error=lambda exc: [])
 
 
-async def get_image(request: Request) -> Response:
+async def get_image(request: Request) -> Reply:
     name = request.path_params["name"]
     await _require_images(request, [name])
     return save_response(request, [name])
 
 
-async def get_images(request: Request) -> Response:
+async def get_images(request: Request) -> Reply:
     names = [n for v in request.query_params.getlist("names") for n in v.split(",") if n]
     if not names:
         raise InvalidArgument('query parameter "names" is required: the images to export')
@@ -206,7 +213,7 @@ async def get_images(request: Request) -> Response:
     return save_response(request, names)
 
 
-async def load_images(request: Request) -> Response:
+async def load_images(request: Request) -> Reply:
     from kiln.ops.archives import load
 
     config = config_of(request)

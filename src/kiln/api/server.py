@@ -24,6 +24,7 @@ import stat
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -48,7 +49,7 @@ def default_host() -> str:
 
 
 SOCKET_MODE = 0o660
-GRACE_SECONDS = 30.0
+GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ async def serve_async(
             else:
                 socks.append((lst, bind_tcp(lst.address, lst.port)))
         servers = []
-        tasks = []
+        tasks: list[asyncio.Future[Any]] = []
         for lst, sock in socks:
             server = _Server(_uvicorn_config(app, tls if lst.kind == "tcp" else None))
             servers.append(server)

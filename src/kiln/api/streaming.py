@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from kiln.errors import Cancelled
@@ -288,3 +289,7 @@ def docker_stream_error(exc: BaseException, libpod: bool = False) -> dict[str, A
 
 
 __all__ = ["Handoff", "StreamWriter", "StreamedOp", "docker_stream_error", "json_line"]
+
+
+# what a route answers: a plain response, or a stream that sends itself
+Reply = Response | StreamedOp

@@ -14,7 +14,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.ops.context import Context
@@ -165,7 +165,7 @@ class TransferMethods:
     config: Any
 
     def _stream(self, name: str, work: Any, more: bool, request: Any, quiet: bool = False):
-        return replies(name, streamed(self, work, more, request, quiet))
+        return replies(name, streamed(cast(Any, self), work, more, request, quiet))
 
     @varlink_errors
     def BuildImage(self, build: dict[str, Any] | None, _more=False, _request=None):
@@ -226,7 +226,7 @@ class TransferMethods:
         if not name:
             raise error_occurred("PullImage needs an image reference")
         auth = creds or {}
-        kw = {}
+        kw: dict[str, Any] = {}
         if auth.get("username"):
             kw["creds"] = f"{auth['username']}:{auth.get('password') or ''}"
 

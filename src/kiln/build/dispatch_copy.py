@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["dispatch_copy"]
 
-CopyT = TypeVar("CopyT", Copy, Add)
+CopyT = TypeVar("CopyT", bound=Copy | Add)
 
 
 def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
@@ -41,7 +41,8 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
         raise InvalidArgument(f"{where}: COPY --parents is not supported by kiln")
     from_ref = expanded.from_ if isinstance(expanded, Copy) else None
     context = ex.named_dir(from_ref) or ex.context
-    if context is not ex.context:
+    named_context = from_ref if context is not ex.context else None
+    if named_context is not None:
         from_ref = None  # a named directory is read as the main context is
     if not isinstance(expanded, Add) and any(is_url(s) for s in expanded.sources):
         raise InvalidArgument(
@@ -57,8 +58,8 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
             from_images[from_ref] = ex.ref_image(from_ref)
         elif local:
             files["context"] = context.digest(local, expanded.excludes)
-            if context is not ex.context:
-                files["named-context"] = expanded.from_ or ""
+            if named_context is not None:
+                files["named-context"] = named_context
         for source in expanded.sources:
             refuse_git_source(source)
         if isinstance(expanded, Add) and not expanded.checksum:

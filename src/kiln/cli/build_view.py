@@ -145,13 +145,13 @@ class BuildView:
             if step is not None:
                 step.reason = clean(d.get("reason", ""))
         elif typ == "stage-end":
-            stage = self._stages.get(d.get("stage", 0))
-            if stage is not None:
-                stage.ended, stage.image_id = d.get("ended", time.time()), d.get("image_id", "")
+            ended = self._stages.get(d.get("stage", 0))
+            if ended is not None:
+                ended.ended, ended.image_id = d.get("ended", time.time()), d.get("image_id", "")
         elif typ == "run":
-            stage = self._stages.get(d.get("stage", 0))
-            if stage is not None:
-                self._add_output(stage, event.message)
+            running = self._stages.get(d.get("stage", 0))
+            if running is not None:
+                self._add_output(running, event.message)
         elif typ == "tagged":
             self._names.append(d.get("name", ""))
         elif typ == "image":

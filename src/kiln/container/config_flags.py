@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from kiln.errors import InvalidArgument
 
@@ -136,7 +137,7 @@ def _apply_healthcheck(editor: ConfigEditor, s: ConfigSettings) -> None:
         "start_period": s.healthcheck_start_period,
         "start_interval": s.healthcheck_start_interval,
     }
-    changes: dict[str, int] = {}
+    changes: dict[str, Any] = {}
     for attr, text in timings.items():
         if text is not None:
             changes[attr] = parse_duration(text, "--healthcheck-" + attr.replace("_", "-"))

@@ -11,7 +11,7 @@ import io
 import os
 import stat
 import tarfile
-from typing import BinaryIO
+from typing import Any, Protocol
 
 from kiln.archive.applier import extract_tar
 from kiln.archive.compression import detect, open_decompressed
@@ -21,7 +21,7 @@ from kiln.errors import InvalidArgument
 _BLOCK = 512
 
 
-def _open(root: SafeRoot, rel: str) -> BinaryIO:
+def _open(root: SafeRoot, rel: str) -> io.BufferedReader:
     return os.fdopen(root.open_regular(rel, follow=True), "rb")
 
 
@@ -64,8 +64,12 @@ def _read_exactly(stream, size: int) -> bytes:
     return bytes(buf)
 
 
+class _ReadInto(Protocol):
+    def readinto(self, buf: Any, /) -> int | None: ...
+
+
 class _Hashing(io.RawIOBase):
-    def __init__(self, inner: BinaryIO):
+    def __init__(self, inner: _ReadInto):
         self.inner = inner
         self.h = hashlib.sha256()
 
@@ -73,7 +77,7 @@ class _Hashing(io.RawIOBase):
         return True
 
     def readinto(self, buf) -> int:
-        n = self.inner.readinto(buf)
+        n = self.inner.readinto(buf) or 0
         if n:
             self.h.update(memoryview(buf)[:n])
         return n or 0

@@ -76,7 +76,7 @@ def save(
     compression = "gzip" if compress else None
     # the store's blobs are content-addressed and their digests are checked as they are
     # written out; re-inflating each layer to re-check its diff_id would be a second pass
-    copy_options = {"verify": False, "tmp_dir": ctx.tmpdir}
+    copy_options: dict[str, Any] = {"verify": False, "tmp_dir": ctx.tmpdir}
     if format in ("oci-dir", "docker-dir"):
         if not isinstance(output, str):
             raise InvalidArgument(f"--format {format} writes a directory; give it with -o DIR")
@@ -130,7 +130,7 @@ class LoadResult:
     @property
     def lines(self) -> list[str]:
         """``Loaded image: NAME`` lines, as podman prints them."""
-        out = []
+        out: list[str] = []
         for img in self.images:
             out.extend(f"Loaded image: {n}" for n in img.names)
             if not img.names:

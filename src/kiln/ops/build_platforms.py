@@ -257,10 +257,12 @@ def _join(ctx: Context, opts: BuildOptions, image_ids: list[str]) -> Any:
 
     quiet = dataclasses.replace(ctx, events=NullSink())
     fmt = "v2s2" if opts.image_format == "docker" else "oci"
-    if not manifests.exists(quiet, opts.manifest):
+    name = opts.manifest
+    assert name is not None  # only --manifest builds join a list
+    if not manifests.exists(quiet, name):
         with contextlib.suppress(AlreadyExists):  # made meanwhile: add to it
-            return manifests.create(quiet, opts.manifest, image_ids, format=fmt)
+            return manifests.create(quiet, name, image_ids, format=fmt)
     rec = None
     for image_id in image_ids:
-        rec = manifests.add(quiet, opts.manifest, image_id, replace=True)
+        rec = manifests.add(quiet, name, image_id, replace=True)
     return rec

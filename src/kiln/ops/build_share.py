@@ -15,6 +15,7 @@ The artifact format is ``kiln.image.build_cache``; pushes are ``kiln.ops.registr
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -183,13 +184,12 @@ def finish(ctx: Context, opts: BuildOptions, executor: Any, image_id: str) -> No
     for name, insecure in push_targets(opts):
         annotations = None
         if inline:
-            annotations = _export_guarded(
-                inline[0], warn, lambda n=name, i=insecure: _inline_blobs(ctx, opts, executor, n, i)
-            )
+            inline_blobs = functools.partial(_inline_blobs, ctx, opts, executor, name, insecure)
+            annotations = _export_guarded(inline[0], warn, inline_blobs)
         _push(ctx, opts, image_id, name, insecure, annotations)
     for spec in to:
         if spec.type != "inline":
-            _export_guarded(spec, warn, lambda s=spec: _export(ctx, opts, executor, s))
+            _export_guarded(spec, warn, functools.partial(_export, ctx, opts, executor, spec))
 
 
 def _export_guarded(spec: CacheSpec, warn: Warn, work: Callable[[], Any]) -> Any:

@@ -20,6 +20,7 @@ from kiln.ops import transports as tp
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
+    from kiln.ops.registry import PullResult, PushResult
 
 
 @dataclass
@@ -38,7 +39,7 @@ def push(
     format: str | None = None,
     compress: bool = False,
     **registry_options: Any,
-) -> TransferResult:
+) -> TransferResult | PushResult:
     """Copy ``image`` from the store to ``destination`` (default: ``docker://IMAGE``).
 
     ``format``: ``oci`` or ``docker`` to convert the manifest (default: as stored).
@@ -61,7 +62,11 @@ def push(
 
     [(img, names)] = store_items(ctx, [image])
     compression = "gzip" if compress else None
-    opts = {"image_format": format, "compression": compression, "tmp_dir": ctx.tmpdir}
+    opts: dict[str, Any] = {
+        "image_format": format,
+        "compression": compression,
+        "tmp_dir": ctx.tmpdir,
+    }
     ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]} to {dest}")
     if dest.transport == tp.OCI:
         [res] = tr.write_oci_layout(dest.path, [(img, _oci_names(dest))], **opts)
@@ -111,7 +116,7 @@ def _oci_names(dest: tp.TransportRef) -> list[str]:
 
 def pull(
     ctx: Context, source: str, *, validate: bool = True, **registry_options: Any
-) -> TransferResult:
+) -> TransferResult | PullResult:
     """Copy the image at ``source`` into the store; a bare name means ``docker://NAME``."""
     src = tp.parse_transport(source, default=tp.DOCKER)
     all_platforms = bool(registry_options.pop("all_platforms", False))

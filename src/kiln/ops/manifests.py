@@ -174,11 +174,12 @@ def create(
         out = _add_entries(ctx, existing.id, children, replace=False)
         ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, names=out.names)
         return out
-    doc = {"schemaVersion": 2, "mediaType": _list_media_type(format), "manifests": children}
+    media_type = _list_media_type(format)
+    doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": children}
     if annotations:
         doc["annotations"] = dict(annotations)
     try:
-        rec = ctx.store.put_index(canonical(doc), doc["mediaType"], names=[name], claim_names=True)
+        rec = ctx.store.put_index(canonical(doc), media_type, names=[name], claim_names=True)
     except AlreadyExists as exc:  # another create of this name won the race
         raise AlreadyExists(f"creating manifest list: {exc}") from None
     ctx.ev.result(rec.id.removeprefix("sha256:"), id=rec.id, names=rec.names)

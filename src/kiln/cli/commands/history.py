@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from kiln.cli.state import State, format_option, pass_state
@@ -28,7 +30,7 @@ def command(state: State, image, human, no_trunc, quiet, format_):
     if format_ == "json":
         state.echo(render.to_json([e.to_json() for e in entries]))
         return
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in entries:
         full_id = e.id if e.id != "<missing>" else "<missing>"
         shown_id = full_id if no_trunc or full_id == "<missing>" else _short(full_id)
