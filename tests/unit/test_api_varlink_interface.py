@@ -95,7 +95,8 @@ def test_the_image_struct_reply_has_every_declared_field():
 
 
 def test_left_out_parameters_get_zero_values_as_podman_gave_them():
-    from kiln.api.varlink_service import fill_left_out, make_service
+    from kiln.api.varlink_podman import make_service
+    from kiln.api.varlink_service import fill_left_out
     from kiln.ops.config import Config
 
     service = make_service(Config(root="/nonexistent"))

@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import ssl
-import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from kiln.util.redact import RedactingFilter
 from kiln.util.rootless import is_rootless, runtime_base
 
 from .app import Activity, create_app
+from .unix_socket import bind_unix
 
 log = logging.getLogger("kiln.api")
 DEFAULT_HOST = "unix:///run/kiln/kiln.sock"
@@ -48,7 +48,6 @@ def default_host() -> str:
     return "unix://" + os.path.join(runtime_base(), "kiln", "kiln.sock")
 
 
-SOCKET_MODE = 0o660
 GRACE_SECONDS = 30
 
 
@@ -125,37 +124,6 @@ def check_exposure(listeners: list[Listener], tls: TLSOptions) -> None:
                 "--tlscert and --tlskey to require client certificates, or listen on "
                 "127.0.0.1 or a unix socket"
             )
-
-
-def bind_unix(path: str) -> socket.socket:
-    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        st = os.lstat(path)
-        if not stat.S_ISSOCK(st.st_mode):
-            raise InvalidArgument(
-                f"{path} exists and is not a socket; remove it or pick another path"
-            )
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)  # stale
-        else:
-            raise Unavailable(f"{path}: another server is already listening there")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o117)
-    try:
-        sock.bind(path)
-    except OSError as exc:
-        sock.close()
-        raise Unavailable(f"cannot listen on unix://{path}: {exc.strerror or exc}") from None
-    finally:
-        os.umask(old)
-    os.chmod(path, SOCKET_MODE)
-    sock.set_inheritable(False)
-    return sock
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:

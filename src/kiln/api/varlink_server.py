@@ -30,6 +30,8 @@ from collections.abc import Callable
 from kiln.errors import InvalidArgument, Unavailable
 from kiln.ops.config import Config
 
+from .unix_socket import bind_unix
+
 log = logging.getLogger("kiln.api")
 
 MAX_MESSAGE = 8 << 20  # one call's JSON; a BuildInfo is a few KiB
@@ -73,7 +75,7 @@ class VarlinkListener:
         self._lock = threading.Lock()
         self._acceptor: threading.Thread | None = None
         try:
-            from .varlink_service import make_service
+            from .varlink_podman import make_service
         except ImportError as exc:
             raise Unavailable(
                 f"--varlink needs the varlink package ({exc}): install kiln[server]"
@@ -84,7 +86,6 @@ class VarlinkListener:
         return f"unix:{self.path}"
 
     def start(self) -> None:
-        from .server import bind_unix
 
         self._sock = bind_unix(self.path)
         self._sock.listen(16)

@@ -1,10 +1,8 @@
 """The ``io.podman`` varlink service: kiln errors -> interface errors, and streamed calls.
 
-``make_service(config)`` returns a ``varlink.Service`` with ``io.podman``
-(``io.podman.varlink`` beside this module, kiln's description of podman 1.x/2.x's
-image methods) served by :class:`PodmanImageService`; the methods themselves
-live in :mod:`.varlink_images` (the store) and :mod:`.varlink_transfer` (builds,
-registries, archives). Each call opens its own store context, as an HTTP request
+:mod:`.varlink_podman` composes the service (``make_service``) from
+:class:`PodmanImageService` here and the methods in :mod:`.varlink_images` (the
+store) and :mod:`.varlink_transfer` (builds, registries, archives). Each call opens its own store context, as an HTTP request
 does.
 
 Errors: every method runs inside :func:`varlink_errors`, so a kiln error becomes
@@ -29,7 +27,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 import queue
 import select
 import socket
@@ -310,28 +307,6 @@ def fill_left_out(service: varlink.Service, call: dict[str, Any]) -> dict[str, A
     return {**call, "parameters": params}
 
 
-def make_service(config: Config, stopping: threading.Event | None = None) -> varlink.Service:
-    """A ``varlink.Service`` serving ``io.podman`` over ``config``'s store."""
-    from kiln import __version__
-
-    from .varlink_images import ImageMethods
-    from .varlink_transfer import TransferMethods
-
-    class PodmanImages(ImageMethods, TransferMethods, PodmanImageService):
-        pass
-
-    service = varlink.Service(
-        vendor="kiln",
-        product="kiln image service (podman io.podman image methods)",
-        version=__version__,
-        url="",
-        interface_dir=os.path.dirname(os.path.abspath(__file__)),
-    )
-    handler = PodmanImages(config, stopping)
-    service._set_interface(INTERFACE, handler)  # the package's way to register an instance
-    return service
-
-
 __all__ = [
     "INTERFACE",
     "PodmanError",
@@ -343,7 +318,6 @@ __all__ = [
     "find_container",
     "find_image",
     "image_not_found",
-    "make_service",
     "peer_gone",
     "replies",
     "streamed",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import Descriptor, Digest
@@ -19,9 +19,6 @@ from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, Ingest
 from kiln.util.atomic import fsync_dir
 from kiln.util.locks import file_lock
-
-if TYPE_CHECKING:
-    from kiln.store.store import Store
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -55,7 +52,7 @@ class ContentMixin:
 
     def ingest(self, ref: str, expected: Descriptor | None = None) -> Ingest:
         """Start or resume writing a blob. ``ref=""`` is a one-shot, non-resumable ingest."""
-        return Ingest(cast("Store", self), ref, expected)
+        return Ingest(self, ref, expected)
 
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         """Copy ``stream`` in 1 MiB chunks, verifying digest and size; mismatch keeps nothing.

@@ -17,17 +17,22 @@ import os
 import shutil
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from kiln.errors import Conflict, DigestMismatch, InvalidArgument
 from kiln.oci import Descriptor, Digest, Digester
 from kiln.store import paths
 from kiln.util.locks import try_lock
 
-if TYPE_CHECKING:
-    from kiln.store.store import Store
-
 CHUNK = 1 << 20
+
+
+class BlobPublisher(Protocol):
+    """What an ingest needs of the store: where it lives, and how a verified blob enters it."""
+
+    root: str
+
+    def _publish_blob(self, temp_path: str, digest: Digest) -> None: ...
 
 
 def ingest_dir_name(ref: str) -> str:
@@ -39,7 +44,7 @@ def ingest_dir_name(ref: str) -> str:
 class Ingest:
     """One in-progress blob; use through ``Store.ingest`` as a context manager."""
 
-    def __init__(self, store: Store, ref: str, expected: Descriptor | None):
+    def __init__(self, store: BlobPublisher, ref: str, expected: Descriptor | None):
         self._store = store
         self.ref = ref
         self.expected = expected
