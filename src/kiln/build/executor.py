@@ -40,11 +40,10 @@ from kiln.build.stages import BuildPlan, Stage, plan
 from kiln.container import Builder
 from kiln.errors import Cancelled, InvalidArgument, NotFound
 from kiln.oci import ImageConfig, Platform
+from kiln.oci.config import DEFAULT_PATH
 from kiln.util.output import write_output
 
 __all__ = ["BuildCancel", "Executor", "normalize_tag"]
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def normalize_tag(name: str) -> str:

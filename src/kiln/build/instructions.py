@@ -23,6 +23,7 @@ from kiln.build.lexer import ShellLex
 from kiln.build.mounts import Mount, parse_mount
 from kiln.build.parser import Node
 from kiln.errors import InvalidArgument
+from kiln.util.timefmt import parse_go_duration
 
 __all__ = [
     "Add", "Arg", "Cmd", "Copy", "Entrypoint", "Env", "Expose", "From", "Healthcheck",
@@ -296,23 +297,14 @@ def _check_port(port: str) -> str:
     return f"{ports}/{proto}"
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9}
-_UNITS["h"] = 3600 * 10**9
-
-
 def parse_duration(text: str) -> int:
     """Go's time.ParseDuration (non-negative), in nanoseconds."""
-    if text in ("0", ""):
+    if text == "":
         return 0
-    pos, total = 0, 0.0
-    while pos < len(text):
-        match = _DURATION.match(text, pos)
-        if not match:
-            raise InvalidArgument(f"time: invalid duration {text!r}")
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    return int(total)
+    nanos = parse_go_duration(text)
+    if nanos is None or nanos < 0:
+        raise InvalidArgument(f"time: invalid duration {text!r}")
+    return nanos
 
 
 # -- conversion ----------------------------------------------------------------

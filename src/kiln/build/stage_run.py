@@ -19,10 +19,11 @@ from kiln.build import explain
 from kiln.build.cache_key import key_of, step_inputs
 from kiln.build.instructions import Instruction
 from kiln.build.stages import Stage
-from kiln.container import Builder, ConfigEditor, now_rfc3339
+from kiln.container import Builder, ConfigEditor
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed
 from kiln.oci import History
 from kiln.util.process_owner import this_process
+from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from kiln.build.executor import Executor
@@ -196,7 +197,7 @@ class StageRun:
 
     def note_history(self, created_by: str) -> None:
         self.pending.append(
-            History(created=now_rfc3339(), created_by=created_by, author=self.editor.image.author,
+            History(created=rfc3339(), created_by=created_by, author=self.editor.image.author,
                     empty_layer=True)
         )  # fmt: skip
 

@@ -33,7 +33,7 @@ with ``kiln_container_version``). The Dockerfile engine and the CLI both drive i
 COPY/ADD follow Docker's rules exactly (``kiln.container.copy_add``).
 """
 
-from .builder import PULL_POLICIES, Builder, find_record, now_rfc3339
+from .builder import PULL_POLICIES, Builder, find_record
 from .config_edit import (
     ConfigEditor,
     expand_env,
@@ -59,7 +59,6 @@ __all__ = [
     "expand_env",
     "find_record",
     "normalize_port",
-    "now_rfc3339",
     "parse_duration",
     "parse_exec_or_shell",
     "parse_healthcheck",

@@ -15,6 +15,7 @@ from typing import Any
 from kiln.errors import AlreadyExists, InvalidArgument, NotFound
 from kiln.oci import History, ImageConfig, Platform
 from kiln.store import ContainerRecord, ImageRecord, Store
+from kiln.util.timefmt import rfc3339
 
 from . import copied_up
 from .config_edit import ConfigEditor
@@ -38,15 +39,6 @@ def _backends(ctx_or_store: Any, snapshots: Any) -> tuple[Store, Any]:
 
         snapshots = Snapshotter(os.path.join(store.root, "snapshots"))
     return store, snapshots
-
-
-def now_rfc3339(timestamp: float | None = None) -> str:
-    """RFC 3339 UTC with nanoseconds trimmed to what Go prints (``...T12:00:00.123456789Z``)."""
-    ts = time.time() if timestamp is None else timestamp
-    whole = int(ts)
-    frac = round((ts - whole) * 1e9)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{base}.{frac:09d}".rstrip("0").rstrip(".") + "Z"
 
 
 class Builder:
@@ -424,7 +416,7 @@ class Builder:
         """Record a history entry to be written at commit (metadata steps: ``empty_layer``)."""
         self.state.history.append(
             History(
-                created=now_rfc3339(),
+                created=rfc3339(),
                 created_by=created_by,
                 author=self.config.image.author,
                 comment=comment,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from kiln.oci import Descriptor, Digest, History, ImageConfig
 from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
 from kiln.store import ImageRecord
+from kiln.util.timefmt import rfc3339
 
 from .config_edit import ConfigEditor
 
@@ -164,7 +164,7 @@ def commit_builder(
     )
     base_layers = list(base.layers) if base is not None else []
 
-    created = _rfc3339(timestamp)
+    created = rfc3339(timestamp)
     with store.lease() as lease:
         if squash:
             with b.mounted() as rootfs:
@@ -224,9 +224,3 @@ def commit_builder(
     if rm:
         b.delete()
     return record
-
-
-def _rfc3339(timestamp: int | None) -> str:
-    from .builder import now_rfc3339
-
-    return now_rfc3339(float(timestamp) if timestamp is not None else time.time())

@@ -17,6 +17,7 @@ from dataclasses import replace
 from kiln.errors import InvalidArgument
 from kiln.oci import Healthcheck, ImageConfig, RuntimeConfig
 from kiln.oci.platform import normalize_arch
+from kiln.util.timefmt import parse_go_duration
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 
@@ -225,25 +226,13 @@ def normalize_signal(sig: str) -> str:
     return given
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
-            "h": 3600 * 10**9}  # fmt: skip
-
-
 def parse_duration(text: str, flag: str) -> int:
     """A Go duration (``30s``, ``1m30s``, ``500ms``; plain ``0``) -> nanoseconds."""
     text = text.strip()
-    if text == "0":
-        return 0
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
+    nanos = parse_go_duration(text)
+    if nanos is None or nanos < 0:
         raise InvalidArgument(f"{flag} {text!r} is not a duration: use e.g. 30s, 1m30s, 500ms")
-    return int(total)
+    return nanos
 
 
 def parse_healthcheck(text: str, base: Healthcheck | None = None) -> Healthcheck | None:

@@ -18,21 +18,10 @@ from kiln.errors import InvalidArgument
 from kiln.image.changes import apply_changes
 from kiln.image.layers import recompress
 from kiln.image.store_image import NewLayer, write_image
-from kiln.oci.config import History, ImageConfig, RuntimeConfig
+from kiln.oci.config import DEFAULT_PATH, History, ImageConfig, RuntimeConfig
 from kiln.oci.platform import Platform
 from kiln.store import ImageRecord, Store
-
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def rfc3339(timestamp: float) -> str:
-    """``2024-01-02T03:04:05Z`` (fractional seconds kept when present)."""
-    whole = int(timestamp)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    frac = timestamp - whole
-    if frac:
-        base += f".{int(round(frac * 1e9)):09d}".rstrip("0")
-    return base + "Z"
+from kiln.util.timefmt import rfc3339
 
 
 class _IngestWriter:
@@ -68,7 +57,7 @@ def import_tarball(
         raise InvalidArgument(f'compression must be gzip, zstd or none, not "{compression}"')
     platform = platform or Platform.host()
     created = rfc3339(time.time() if timestamp is None else timestamp)
-    runtime = apply_changes(RuntimeConfig(env=(DEFAULT_PATH,)), list(changes))
+    runtime = apply_changes(RuntimeConfig(env=(f"PATH={DEFAULT_PATH}",)), list(changes))
     with store.lease() as own:
         holder = lease or own
         with store.ingest("") as ing:

@@ -15,6 +15,9 @@ from kiln.oci.digest import Digest
 from kiln.oci.platform import Platform
 from kiln.oci.strict_json import MAX_CONFIG_BYTES, canonical, expect, loads_object
 
+# the PATH Docker, buildah and runc users get when an image sets none
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 
 @dataclass(frozen=True)
 class Healthcheck:

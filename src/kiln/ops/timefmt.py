@@ -6,6 +6,8 @@ import re
 import time
 from datetime import UTC, datetime
 
+from kiln.util.timefmt import parse_go_duration
+
 
 def parse_time(value: str | float | None) -> float | None:
     """An RFC 3339 string or epoch seconds -> epoch seconds; None when absent or unreadable."""
@@ -33,28 +35,13 @@ def format_time(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
-                 "m": 60.0, "h": 3600.0}  # fmt: skip
 _DATE_FORMS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H", "%Y-%m-%d")
 
 
 def parse_duration(value: str) -> float | None:
     """A Go duration (``90s``, ``1h30m``, ``-2.5h``) -> seconds; None when it is not one."""
-    v = value.strip()
-    sign = -1.0 if v.startswith("-") else 1.0
-    if v[:1] in ("+", "-"):
-        v = v[1:]
-    if not v:
-        return None
-    total, pos = 0.0, 0
-    while pos < len(v):
-        m = _DURATION_PART.match(v, pos)
-        if m is None:
-            return None
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    return sign * total
+    nanos = parse_go_duration(value.strip())
+    return None if nanos is None else nanos / 1e9
 
 
 def parse_timestamp(value: str, now: float | None = None) -> float | None:

@@ -15,12 +15,12 @@ import stat
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import ProcessFailed
+from kiln.oci.config import DEFAULT_PATH
 
 from .options import RunOptions
 
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # what the runtime mounts over the rootfs besides the caller's mounts
 _RUNTIME_MOUNTS = ("/proc", "/dev", "/sys", "/run", "/etc/hosts", "/etc/resolv.conf",
                    "/etc/hostname")  # fmt: skip

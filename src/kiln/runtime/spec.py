@@ -7,6 +7,7 @@ import resource
 from typing import Any
 
 from kiln.errors import InvalidArgument
+from kiln.oci.config import DEFAULT_PATH
 from kiln.util.rootless import is_rootless
 
 from . import caps as capabilities
@@ -17,7 +18,6 @@ from .users import ResolvedUser
 log = logging.getLogger("kiln.runtime")
 
 OCI_VERSION = "1.0.2"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What buildah asks for when no --ulimit says otherwise (clamped to what kiln has).
 DEFAULT_RLIMITS = {"RLIMIT_NOFILE": 1048576, "RLIMIT_NPROC": 1048576}
 

@@ -41,6 +41,7 @@ from kiln.store.gc import file_clock
 from kiln.store.images import _full_id, normalise_name
 from kiln.store.records import ImageRecord, IndexRecord
 from kiln.util.locks import file_lock
+from kiln.util.timefmt import rfc3339
 
 #: the largest index document kept (the same cap as every manifest kiln reads)
 MAX_INDEX_BYTES = MAX_MANIFEST_BYTES
@@ -80,11 +81,6 @@ def check_index(raw: bytes, media_type: str = "") -> Index:
 def new_index_id() -> str:
     """A fresh list ID: random, in the same form as image IDs (podman's are random too)."""
     return "sha256:" + secrets.token_hex(32)
-
-
-def _now_rfc3339() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 class IndexesMixin:
@@ -144,7 +140,7 @@ class IndexesMixin:
                 conn.execute(
                     "INSERT INTO indexes(id, digest, media_type, created, added) "
                     "VALUES (?,?,?,?,?)",
-                    (new_id, str(digest), index.media_type, created or _now_rfc3339(), time.time()),
+                    (new_id, str(digest), index.media_type, created or rfc3339(), time.time()),
                 )
             else:
                 row = conn.execute("SELECT digest FROM indexes WHERE id=?", (new_id,)).fetchone()
