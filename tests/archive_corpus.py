@@ -13,6 +13,7 @@ import io
 import tarfile
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import zstandard
 
@@ -55,6 +56,27 @@ def tar_of(*members: tuple, fmt=tarfile.PAX_FORMAT) -> bytes:
 
 REG, DIR, SYM, LNK = tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
 CHR, FIFO = tarfile.CHRTYPE, tarfile.FIFOTYPE
+
+
+# a layer deleting etc/gone and making var/cache opaque (one new file), and the lower
+# tree it applies over: the whiteout tests' pair
+WHITEOUT_LAYER = tar_of(
+    ("etc", DIR, None),
+    ("etc/.wh.gone", REG, b""),
+    ("var", DIR, None),
+    ("var/cache", DIR, None),
+    ("var/cache/.wh..wh..opq", REG, b""),
+    ("var/cache/new", REG, b"fresh"),
+)
+
+
+def whiteout_lower_tree(root: Path) -> None:
+    (root / "etc").mkdir()
+    (root / "etc" / "gone").write_text("old")
+    (root / "etc" / "kept").write_text("old")
+    (root / "var" / "cache" / "sub").mkdir(parents=True)
+    (root / "var" / "cache" / "old").write_text("old")
+    (root / "var" / "cache" / "sub" / "deep").write_text("old")
 
 
 def _bad_checksum() -> bytes:

@@ -1,10 +1,9 @@
 """Reusable image fixtures: a busybox root filesystem and a busybox image made by kiln.
 
-Use from any suite (``tests/`` on ``sys.path``)::
+Use from any suite (pytest puts ``tests/`` on ``sys.path``)::
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     pytest_plugins = ["fixtures_images"]      # fixtures by name, no F811 noise
-    from fixtures_images import save_oci_archive  # helpers  # noqa: E402
+    from fixtures_images import save_oci_archive  # helpers
 
 Fixtures:
 

@@ -4,12 +4,9 @@ an oci-archive (reader and writer) and a docker-archive (reader and writer)."""
 from __future__ import annotations
 
 import io
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kiln.errors import DigestMismatch, NotFound  # noqa: E402
 from kiln.image import copy_image, validate_image  # noqa: E402
 from kiln.image.model import SourceImage, open_image  # noqa: E402

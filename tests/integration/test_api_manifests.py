@@ -7,12 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import registry_servers  # noqa: E402
 from api_server import busybox_sh_tar, start_server, stop_server  # noqa: E402
 

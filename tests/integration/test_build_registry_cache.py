@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import registry_servers  # noqa: E402
 from build_fixtures import ROOT_MARKS  # noqa: E402
 from fixtures_images import MTIME, busybox_rootfs_tar  # noqa: E402, F401

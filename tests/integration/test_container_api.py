@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest.register_assert_rewrite("fixtures_images")
 from fixtures_images import save_docker_archive  # noqa: E402
 from kiln.container import Builder  # noqa: E402

@@ -21,14 +21,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest_plugins = ["fixtures_images"]
 
 import hostile_images as hi  # noqa: E402

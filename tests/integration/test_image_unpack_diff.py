@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures_images import make_child  # noqa: E402
 from kiln.image import chain_ids, unpack_image  # noqa: E402
 from kiln.image.diff import image_diff  # noqa: E402

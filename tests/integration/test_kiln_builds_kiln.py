@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest_plugins = ["fixtures_images"]
 from fixtures_images import make_busybox_rootfs  # noqa: E402
 from rootless_user import APP_UID, CONTAINERFILE, free_subid_base, layer_members  # noqa: E402

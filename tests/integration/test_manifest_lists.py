@@ -9,12 +9,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import registry_servers  # noqa: E402
 from kiln.errors import InvalidArgument, KilnError, NotFound  # noqa: E402
 from kiln.oci import media_types as mt  # noqa: E402

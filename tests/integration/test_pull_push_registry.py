@@ -8,11 +8,9 @@ import io
 import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest.register_assert_rewrite("fixtures_images")
 import registry_servers  # noqa: E402
 from fixtures_images import MTIME  # noqa: E402

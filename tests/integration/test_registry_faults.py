@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import glob
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import registry_servers  # noqa: E402
 from kiln.errors import DigestMismatch, NotFound, Unauthorized, Unavailable  # noqa: E402
 from kiln.ops import registry as ops  # noqa: E402

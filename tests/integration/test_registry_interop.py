@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest.register_assert_rewrite("fixtures_images")
 import registry_servers  # noqa: E402
 from fixtures_images import save_oci_layout  # noqa: E402

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest_plugins = ["fixtures_images"]
 from fixtures_images import make_busybox_rootfs  # noqa: E402
 from registry_servers import registry_basic, registry_plain  # noqa: E402, F401

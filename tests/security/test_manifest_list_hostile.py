@@ -6,12 +6,9 @@ was: no list record, no image the failed copy added."""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import registry_servers  # noqa: E402
 from kiln.errors import InvalidArgument, KilnError, NotFound  # noqa: E402
 from kiln.oci import Reference  # noqa: E402

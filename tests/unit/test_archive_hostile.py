@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from archive_corpus import build_corpus  # noqa: E402
 from kiln.archive.applier import apply_layer  # noqa: E402
 from kiln.errors import InvalidArgument  # noqa: E402

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from kiln.archive.applier import apply_layer, extract_tar
+from kiln.archive.applier import apply_layer
 from kiln.archive.compression import Compression
 from kiln.archive.tar_writer import TarEntry, scan_tree, sorted_entries, write_layer
 
@@ -189,17 +189,3 @@ def test_memory_stays_flat(tmp_path):
         tracemalloc.stop()
     assert result.uncompressed_size > 200 * 1024 * 1024
     assert peak < 8 * 1024 * 1024
-
-
-@pytest.mark.root
-@pytest.mark.skipif(not IS_ROOT, reason="needs root to chown")
-def test_extract_tar_chown(tmp_path, tree):
-    blob = io.BytesIO()
-    write_layer(scan_tree(str(tree)), blob)
-    out = tmp_path / "out"
-    out.mkdir()
-    blob.seek(0)
-    extract_tar(blob, str(out), chown=(7, 8))
-    st = os.lstat(out / "localtime")
-    assert (st.st_uid, st.st_gid) == (7, 8)
-    assert os.stat(out / "bin" / "tool").st_mode & 0o4000

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import io
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from archive_corpus import LNK, REG, SYM, tar_of  # noqa: E402
 from kiln.archive.tar_check import check_tar  # noqa: E402

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
-
-import benchlib as bl  # noqa: E402
-import build_bench  # noqa: E402
+import benchlib as bl
+import build_bench
 
 
 def _rows(text: str) -> dict[str, list[str]]:

@@ -4,12 +4,10 @@ into another store byte for byte; every corruption is refused."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest.register_assert_rewrite("fixtures_images")
 from fixtures_images import make_child  # noqa: E402
 from kiln.errors import DigestMismatch, InvalidArgument  # noqa: E402

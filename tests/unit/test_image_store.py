@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import io
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest.register_assert_rewrite("fixtures_images")
 from fixtures_images import child_layer, make_child  # noqa: E402
 from kiln.errors import InvalidArgument, NotFound  # noqa: E402

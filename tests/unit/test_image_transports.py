@@ -5,13 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytest.register_assert_rewrite("fixtures_images")
 from fixtures_images import save_docker_archive, save_oci_archive, save_oci_layout  # noqa: E402
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound  # noqa: E402

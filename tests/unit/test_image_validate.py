@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kiln.errors import DigestMismatch, InvalidArgument  # noqa: E402
 from kiln.image import validate_image  # noqa: E402
 from kiln.image.model import bytes_source  # noqa: E402

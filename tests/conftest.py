@@ -1,0 +1,60 @@
+"""Every test is marked by the directory it lives in (``-m unit``, ``-m "not integration"``),
+and ``tests/unit`` stays what its name promises: no root, no runtime, no servers.
+
+A test in ``tests/unit`` marked ``root`` or ``runc``, or a unit test module that uses the
+real-server helpers (a registry, the API server, a private dockerd, a rootless user),
+stops the run at collection with the list of offenders: move it to ``tests/integration``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+KINDS = ("unit", "golden", "conformance", "integration", "security", "differential")
+# helpers that start real servers or users; a unit test must not reach for them
+SERVER_HELPERS = {"registry_servers", "api_server", "private_dockerd", "rootless_user"}
+
+
+def _kind(item: pytest.Item) -> str | None:
+    try:
+        parts = Path(str(item.path)).resolve().relative_to(TESTS).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 and parts[0] in KINDS else None
+
+
+def _uses_server_helpers(module: object) -> bool:
+    for value in vars(module).values():
+        name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", "")
+        if name in SERVER_HELPERS:
+            return True
+    return False
+
+
+def unit_offences(item: pytest.Item) -> list[str]:
+    """Why ``item`` (a test in tests/unit) does not belong there; empty when it does."""
+    why = [f"marked {m}" for m in ("root", "runc") if item.get_closest_marker(m)]
+    module = getattr(item, "module", None)
+    if module is not None and _uses_server_helpers(module):
+        why.append("uses a real-server helper")
+    return why
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    offenders = []
+    for item in items:
+        kind = _kind(item)
+        if kind is None:
+            continue
+        item.add_marker(getattr(pytest.mark, kind))
+        if kind == "unit" and (why := unit_offences(item)):
+            offenders.append(f"  {item.nodeid}: {', '.join(why)}")
+    if offenders:
+        raise pytest.UsageError(
+            "tests/unit needs no root, runtime or server; move these to tests/integration:\n"
+            + "\n".join(offenders)
+        )
