@@ -210,7 +210,24 @@ def add(
     added twice; ``replace`` also drops entries for the same platform (a rebuild).
     """
     rec = ctx.store.resolve_index(list_name)
-    overrides = {
+    overrides = _overrides(arch, os, variant, os_version, features, os_features, annotations)
+    entries = _entries_for(ctx, image, all=all, overrides=overrides, registry_kw=registry_kw)
+    out = _add_entries(ctx, rec.id, entries, replace=replace)
+    ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, digest=out.digest)
+    return out
+
+
+def _overrides(
+    arch: str | None,
+    os: str | None,
+    variant: str | None,
+    os_version: str | None,
+    features: Sequence[str],
+    os_features: Sequence[str],
+    annotations: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """The entry fields ``add`` and ``annotate`` set over the image's own (None: keep it)."""
+    return {
         "architecture": arch,
         "os": os,
         "variant": variant,
@@ -219,10 +236,6 @@ def add(
         "os_features": tuple(os_features),
         "annotations": dict(annotations or {}),
     }
-    entries = _entries_for(ctx, image, all=all, overrides=overrides, registry_kw=registry_kw)
-    out = _add_entries(ctx, rec.id, entries, replace=replace)
-    ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, digest=out.digest)
-    return out
 
 
 def _add_entries(ctx: Context, list_id: str, entries: list, *, replace: bool) -> IndexRecord:
@@ -259,15 +272,7 @@ def annotate(
         arch or os or variant or os_version or features or os_features or annotations
     ):
         raise InvalidArgument("name the entry to change: give IMAGE (a digest in the list)")
-    overrides = {
-        "architecture": arch,
-        "os": os,
-        "variant": variant,
-        "os_version": os_version,
-        "features": tuple(features),
-        "os_features": tuple(os_features),
-        "annotations": dict(annotations or {}),
-    }
+    overrides = _overrides(arch, os, variant, os_version, features, os_features, annotations)
 
     def change(doc: dict) -> dict:
         doc["manifests"] = [
