@@ -49,7 +49,7 @@ from kiln.errors import (
 from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.copytree import merge_layers
-from kiln.snapshot.meta import MetaDB
+from kiln.snapshot.meta import open_meta
 from kiln.snapshot.spec import MountSpec, supported_overlay_options
 from kiln.snapshot.usage import tree_size
 from kiln.util.atomic import atomic_write
@@ -77,7 +77,7 @@ class Snapshotter:
         for sub in ("layers", "active", "tmp", "locks", "empty"):
             os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
         os.chmod(os.path.join(self.root, "empty"), 0o755)
-        self.db = MetaDB(os.path.join(self.root, "snapshots.db"))
+        self.db = open_meta(os.path.join(self.root, "snapshots.db"))
 
     # driver ---------------------------------------------------------------
 

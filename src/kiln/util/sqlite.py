@@ -1,0 +1,162 @@
+"""kiln's one SQLite wrapper, for the store's database and the snapshotter's: one
+connection per thread (and per process after fork), WAL, foreign keys, a busy
+timeout, numbered migrations (a newer database is refused), ``BEGIN IMMEDIATE``
+write transactions that nest by joining the outermost one, and a full disk
+reported as ``NoSpace`` naming the directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kiln.errors import KilnError, NoSpace, Unavailable, is_no_space
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[str], what: str) -> int:
+    """Bring ``conn``'s database to ``len(migrations)``; refuse a newer one. Idempotent."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    target = len(migrations)
+    while True:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > target:
+            raise Unavailable(
+                f"{what} has schema version {version}, but this kiln only knows versions up to "
+                f"{target}: it was written by a newer kiln; upgrade kiln to use it"
+            )
+        if version == target:
+            return version
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # re-read under the write lock: another process may have migrated meanwhile
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current == version:
+                for stmt in _statements(migrations[version]):
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf.strip()
+            buf = ""
+    if buf.strip():
+        yield buf.strip()
+
+
+class Database:
+    """Thread-safe handle: each thread (and each forked process) gets its own connection."""
+
+    def __init__(self, path: str, migrations: list[str], what: str):
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        migrate(self.conn, migrations, what)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise KilnError(f"the database {self.path} is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = connect(self.path)
+            self._local.conn, self._local.pid, self._local.depth = conn, os.getpid(), 0
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def value(self, sql: str, params: tuple | list = ()) -> Any:
+        """The first column of the one row an aggregate or PRAGMA always returns."""
+        return self.execute(sql, params).fetchone()[0]
+
+    def one(self, sql: str, params: tuple | list = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    @property
+    def in_transaction(self) -> bool:
+        _ = self.conn
+        return self._local.depth > 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; a nested call joins the outer transaction."""
+        conn = self.conn
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield conn
+            finally:
+                self._local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")  # a failed COMMIT may have rolled back already
+            if is_no_space(exc):
+                raise NoSpace.on(os.path.dirname(self.path)) from exc
+            raise
+        finally:
+            self._local.depth = 0
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read view (a deferred read transaction), unless already in one."""
+        conn = self.conn
+        if self._local.depth:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        self._local.depth = 1
+        try:
+            yield conn
+        finally:
+            self._local.depth = 0
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+            self._closed = True
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
