@@ -9,6 +9,7 @@ of the directory) into a temporary directory that the caller removes.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from typing import BinaryIO
 
@@ -21,12 +22,28 @@ log = logging.getLogger("kiln.api")
 TAR_TYPES = ("application/x-tar", "application/tar", "application/octet-stream")
 
 
+MAX_UPLOAD_BYTES = 64 * 1024**3  # far beyond any context or archive; $KILN_MAX_UPLOAD_BYTES
+
+
+def max_upload_bytes() -> int:
+    value = os.environ.get("KILN_MAX_UPLOAD_BYTES", "")
+    return int(value) if value.isdigit() else MAX_UPLOAD_BYTES
+
+
 async def spool_body(request: Request, scratch: str) -> BinaryIO:
-    """The whole request body in an anonymous temporary file, rewound."""
+    """The whole request body in an anonymous temporary file, rewound; a body over
+    ``max_upload_bytes()`` is refused (the file is gone with it)."""
+    limit = max_upload_bytes()
     f = tempfile.TemporaryFile(prefix="kiln-upload-", dir=scratch)  # noqa: SIM115
+    size = 0
     try:
         async for chunk in request.stream():
             if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise InvalidArgument(
+                        f"the request body is over {limit} bytes (KILN_MAX_UPLOAD_BYTES)"
+                    )
                 f.write(chunk)
     except ClientDisconnect:
         f.close()
