@@ -1,5 +1,5 @@
 """A registry that answers but drips its bytes (or stalls) cannot make a pull wait
-forever: manifests have a deadline, blobs a minimum average rate (issue: hostile inputs,
+forever: response headers and manifests have a deadline, blobs a minimum average rate (issue: hostile inputs,
 class 6). The hostile registry is a real HTTP server on 127.0.0.1 written here."""
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ class DripHandler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if "/headers-drip/" in self.path:  # the status line, then a header every 0.3 s
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            try:
+                for i in range(10_000):
+                    self.wfile.write(b"X-Drip-%d: a\r\n" % i)
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass  # the client gave up, as it should
             return
         size = 100_000 if "/blobs/" in self.path else 4000
         self.send_response(200)
@@ -77,4 +87,20 @@ def test_a_dripping_blob_is_abandoned_below_the_minimum_rate(drip_registry):
         with pytest.raises(Unavailable, match="below the minimum rate"):
             while reader.read(65536):
                 pass
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.timeout(60)
+def test_dripping_headers_hit_the_deadline_for_a_manifest(drip_registry):
+    start = time.monotonic()
+    with client(timeout=2.0) as c, pytest.raises(Unavailable, match="no complete response headers"):
+        c.get_manifest(Reference.parse(f"{drip_registry}/headers-drip/image:1"))
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.timeout(60)
+def test_dripping_headers_hit_the_deadline_for_a_blob(drip_registry):
+    start = time.monotonic()
+    with client(timeout=2.0) as c, pytest.raises(Unavailable, match="no complete response headers"):
+        c.open_blob(Reference.parse(f"{drip_registry}/headers-drip/image:1"), BLOB).read(10)
     assert time.monotonic() - start < 10

@@ -15,6 +15,7 @@ import httpx
 
 from kiln.errors import Unauthorized, Unavailable
 from kiln.registry.auth import RegistryAuth
+from kiln.registry.header_deadline import bound_header_reads, headers_within
 from kiln.registry.http_errors import error_for
 from kiln.registry.retry import RetryableStatus, RetryPolicy, call_with_retries, is_retryable_status
 from kiln.registry.tls import TLSSettings
@@ -46,6 +47,8 @@ def describe_transport_error(exc: BaseException, url: str) -> str:
     if isinstance(exc, httpx.ConnectError):
         return f'Get "{url}": connection refused or unreachable ({text or type(exc).__name__})'
     if isinstance(exc, httpx.TimeoutException):
+        if "no complete response headers" in text:  # header_deadline's own
+            return f'Get "{url}": {text.split(": ", 1)[-1]}; the registry is too slow or stalled'
         return f'Get "{url}": timed out'
     return f'Get "{url}": {type(exc).__name__}: {text}'
 
@@ -88,6 +91,8 @@ class HostConnection:
             headers={"User-Agent": user_agent},
             transport=transport,
         )
+        self.timeout = timeout
+        bound_header_reads(self.http)  # headers dripped byte by byte: see header_deadline
         self._base: str | None = None
         self._lock = threading.Lock()
 
@@ -109,7 +114,8 @@ class HostConnection:
 
         def attempt() -> httpx.Response:
             try:
-                resp = self.http.get(url)
+                with headers_within(self.timeout, f"pinging {self.domain}"):
+                    resp = self.http.get(url)
             except httpx.ConnectError as exc:
                 if is_tls_failure(exc):
                     raise _TLSFailure(exc) from None  # not transient: no retries
@@ -174,7 +180,8 @@ class HostConnection:
             body = make_content() if make_content is not None else content
             req = self.http.build_request(method, url, headers=headers, content=body, params=params)
             try:
-                resp = self.http.send(req, auth=self.auth, stream=True)
+                with headers_within(self.timeout, what):
+                    resp = self.http.send(req, auth=self.auth, stream=True)
             except Unauthorized as exc:
                 raise Unauthorized(f"{what}: {exc.message.split(': ', 1)[-1]}") from None
             if is_retryable_status(resp.status_code):
