@@ -30,6 +30,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/missing"):
             self.send_error(404)
             return
+        if self.path.startswith("/headers-drip"):  # a header line every 0.3 s, forever
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            try:
+                for i in range(10_000):
+                    self.wfile.write(b"X-Drip-%d: a\r\n" % i)
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass
+            return
         drip = self.path.startswith("/drip")
         size = 100_000 if drip else 3 * 1024 * 1024
         self.send_response(200)
@@ -64,6 +74,15 @@ def test_a_dripping_body_is_abandoned(server, tmp_path):
     start = time.monotonic()
     with pytest.raises(Unavailable, match="below the minimum rate"):
         download(f"{server}/drip", str(tmp_path / "f"), what="ADD x", min_rate=1000, grace=1.5)
+    assert time.monotonic() - start < 10
+    assert not (tmp_path / "f").exists()
+
+
+@pytest.mark.timeout(60)
+def test_dripping_headers_are_abandoned_at_the_timeout(server, tmp_path):
+    start = time.monotonic()
+    with pytest.raises(Unavailable, match="no complete response headers after 2 s"):
+        download(f"{server}/headers-drip", str(tmp_path / "f"), what="ADD x", timeout=2.0)
     assert time.monotonic() - start < 10
     assert not (tmp_path / "f").exists()
 

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from kiln.errors import InvalidArgument, NotFound, Unavailable
 from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE, Pace
@@ -63,7 +64,7 @@ def download(
     request = urllib.request.Request(url, headers={"User-Agent": "kiln"})
     try:
         with (
-            urllib.request.urlopen(request, timeout=timeout) as resp,  # noqa: S310 - http(s)
+            _open_within(request, timeout) as resp,
             open(path, "xb") as out,
         ):
             while chunk := resp.read1(_CHUNK):  # what has arrived: the pace sees drips
@@ -91,6 +92,61 @@ def download(
         with contextlib.suppress(TypeError, ValueError):
             mtime = email.utils.parsedate_to_datetime(modified).timestamp()
     return Downloaded(path, digest.hexdigest(), size, mtime)
+
+
+def _open_within(request: Any, timeout: float) -> Any:
+    """``urlopen`` whose response headers (redirects included) must be complete within
+    ``timeout``: the socket timeout is per read, so a server dripping its header lines
+    would hold the download forever. At the deadline the connections are shut down."""
+    import http.client
+    import socket
+    import threading
+    import urllib.request
+
+    opened: list[socket.socket] = []
+
+    class Plain(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            opened.append(self.sock)
+
+    class Secure(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            opened.append(self.sock)
+
+    class Http(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(Plain, req)
+
+    class Https(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(Secure, req)  # the default context, as urlopen's
+
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        for sock in opened:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    spent = OSError(f"no complete response headers after {timeout:g} s")
+    try:
+        resp = urllib.request.build_opener(Http, Https).open(request, timeout=timeout)
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise spent from exc
+        raise
+    finally:
+        timer.cancel()
+    if expired.is_set():  # the shut-down socket read as the end of the headers
+        resp.close()
+        raise spent
+    return resp
 
 
 def _discard(path: str) -> None:
