@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import Conflict, InvalidArgument, NotFound
+from kiln.util.choices import PullPolicy
 
 from . import shapes
 from .errors import error_body, image_lookup
@@ -151,14 +152,10 @@ async def prune_images(request: Request) -> Response:
     return JSONResponse(sizes)
 
 
-_PULL_POLICIES = {"always": "always", "missing": "missing", "ifmissing": "missing",
-                  "never": "never", "newer": "newer", "ifnewer": "newer"}  # fmt: skip
-
-
 def _pull_policy(value: str) -> str:
     try:
-        return _PULL_POLICIES[value.strip().lower()]
-    except KeyError:
+        return PullPolicy.parse(value).value
+    except InvalidArgument:
         raise InvalidArgument(
             f'invalid value for query parameter "policy": "{value}": '
             "use always, missing, never or newer"

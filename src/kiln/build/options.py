@@ -13,7 +13,6 @@ from typing import Any, BinaryIO
 
 __all__ = ["ENTITLEMENTS", "BuildOptions", "BuildResult", "default_jobs"]
 
-PULL_POLICIES = ("missing", "always", "never", "newer")
 OUTPUT_TYPES = ("local", "tar", "oci", "docker", "image", "registry")
 # BuildKit's entitlements: privileges a Dockerfile may ask for only when the person
 # running the build grants them with --allow

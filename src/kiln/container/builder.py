@@ -15,6 +15,7 @@ from typing import Any
 from kiln.errors import AlreadyExists, InvalidArgument, NotFound
 from kiln.oci import History, ImageConfig, Platform
 from kiln.store import ContainerRecord, ImageRecord, Store
+from kiln.util.choices import PULL_POLICIES
 from kiln.util.timefmt import rfc3339
 
 from . import copied_up
@@ -23,7 +24,6 @@ from .copy_add import CopyOutcome, copy_into
 from .naming import check_name, default_name
 from .state import AddedContent, ContainerState
 
-PULL_POLICIES = ("always", "missing", "never", "newer")
 SCRATCH = "scratch"
 
 #: ``puller(reference, policy) -> image id``: fetches an image into the store (given by ops)

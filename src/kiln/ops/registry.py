@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.util.choices import PULL_POLICIES
 from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from kiln.registry import RegistryClient, RegistryOptions
     from kiln.store import ImageRecord
 
-PULL_POLICIES = ("always", "missing", "never", "newer")
 _OPTION_KEYS = (
     "tls_verify",
     "cert_dir",

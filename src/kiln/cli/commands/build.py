@@ -23,10 +23,10 @@ from kiln.cli.commands._commit_flags import compression_option, iidfile_option
 from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
+from kiln.util.choices import PULL_POLICIES, PullPolicy
 
 EXIT_ERROR = 125  # what kiln exits with for its own errors, as podman
-PULL_CHOICES = ("always", "missing", "never", "newer", "true", "false")
-_PULL_ALIASES = {"true": "always", "false": "missing"}
+PULL_CHOICES = (*PULL_POLICIES, "true", "false")
 
 
 class BuildRenderer:
@@ -458,7 +458,7 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
         if layers is None:
             layers = os.environ.get("BUILDAH_LAYERS", "true").lower() not in ("0", "false")
         policy = (
-            "always" if pull_always else "never" if pull_never else _PULL_ALIASES.get(pull, pull)
+            "always" if pull_always else "never" if pull_never else PullPolicy.parse(pull).value
         )
         args = _arg_files(tuple(build_arg_files))
         args.update(_pairs(tuple(build_args), "--build-arg", from_env=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kiln.cli.state import State, pass_state
+from kiln.util.choices import PULL_POLICIES
 
 
 @click.command("from", short_help="Create a working container based on an image")
@@ -12,7 +13,7 @@ from kiln.cli.state import State, pass_state
 @click.option("--name", default=None, help="Name of the working container")
 @click.option(
     "--pull",
-    type=click.Choice(("always", "missing", "never", "newer")),
+    type=click.Choice(PULL_POLICIES),
     default="missing",
     show_default=True,
     help="When to pull the image",

@@ -6,6 +6,7 @@ import click
 
 from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.state import State, pass_state
+from kiln.util.choices import PULL_POLICIES
 
 
 @click.command("pull", short_help="Pull an image from a registry or a file transport")
@@ -25,7 +26,7 @@ from kiln.cli.state import State, pass_state
 @click.option("--variant", default=None, help="Architecture variant to pick (registries)")
 @click.option(
     "--policy",
-    type=click.Choice(("always", "missing", "never", "newer")),
+    type=click.Choice(PULL_POLICIES),
     default=None,
     help="Pull policy for registries (default: always)",
 )
