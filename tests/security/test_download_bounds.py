@@ -18,6 +18,7 @@ import pytest
 
 from kiln.errors import InvalidArgument, NotFound, Unavailable
 from kiln.util.download import download
+from slow_servers import drip_header_lines
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -31,14 +32,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         if self.path.startswith("/headers-drip"):  # a header line every 0.3 s, forever
-            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
-            try:
-                for i in range(10_000):
-                    self.wfile.write(b"X-Drip-%d: a\r\n" % i)
-                    self.wfile.flush()
-                    time.sleep(0.3)
-            except OSError:
-                pass
+            drip_header_lines(self)
             return
         drip = self.path.startswith("/drip")
         size = 100_000 if drip else 3 * 1024 * 1024

@@ -14,6 +14,7 @@ import pytest
 from kiln.errors import Unavailable
 from kiln.oci import Digest, Reference
 from kiln.registry.client import RegistryClient, RegistryOptions
+from slow_servers import drip_header_lines
 
 BLOB = Digest.of_bytes(b"x" * 100_000)
 
@@ -31,14 +32,7 @@ class DripHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         if "/headers-drip/" in self.path:  # the status line, then a header every 0.3 s
-            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
-            try:
-                for i in range(10_000):
-                    self.wfile.write(b"X-Drip-%d: a\r\n" % i)
-                    self.wfile.flush()
-                    time.sleep(0.3)
-            except OSError:
-                pass  # the client gave up, as it should
+            drip_header_lines(self)
             return
         size = 100_000 if "/blobs/" in self.path else 4000
         self.send_response(200)
