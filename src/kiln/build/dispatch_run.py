@@ -6,7 +6,8 @@ and when none can be had the step fails saying which platform and how to enable 
 A native stage never looks at binfmt_misc.
 
 The cache key covers the instruction, the build args the RUN sees, the content of
-context paths bind-mounted into it and the images it mounts from; never secret values.
+context paths bind-mounted into it and the images it mounts from; never secret values,
+and of an ssh mount only its fields (id, target, mode...), never the agent or its keys.
 A non-zero exit raises ``StepFailed`` naming the Dockerfile line and the exit code.
 """
 
@@ -118,6 +119,7 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
             prepared_mounts(
                 expanded.mounts, context_dir=ex.context.root, store=ex.store,
                 secrets=ex.secrets, open_root=ex.open_ref_root, tmpdir=ex.tmpdir,
+                ssh_sockets=ex.ssh_sockets,
             ) as ms,
             tempfile.TemporaryDirectory(prefix="kiln-script-", dir=ex.tmpdir) as tmp,
         ):  # fmt: skip
@@ -129,6 +131,8 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
                 os.chmod(path, 0o755)
                 mounts.append(Mount("bind", path, argv[0], ("ro", "rbind")))
             env = {**extra_env, **ms.env}
+            if ms.ssh_auth_sock and "SSH_AUTH_SOCK" not in run.config_env:
+                env["SSH_AUTH_SOCK"] = ms.ssh_auth_sock  # as BuildKit: the image's wins
             try:
                 with run.at_line(instr):  # e.g. USER names no user of the image
                     code = ex.run_process(

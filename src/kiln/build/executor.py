@@ -41,6 +41,7 @@ from kiln.container import Builder
 from kiln.errors import Cancelled, InvalidArgument, NotFound
 from kiln.oci import ImageConfig, Platform
 from kiln.oci.config import DEFAULT_PATH
+from kiln.runtime.ssh_agent import SshAgents, parse_ssh_specs
 from kiln.util.output import write_output
 
 __all__ = ["BuildCancel", "Executor", "normalize_tag"]
@@ -87,6 +88,8 @@ class Executor:
             parsed, self.build_args, opts.target, lex=self.lex, named=self.named.keys()
         )
         self.secrets = parse_secrets(opts.secrets)
+        self.ssh_sources = parse_ssh_specs(opts.ssh)
+        self.ssh_sockets: dict[str, str] = {}  # --ssh id -> agent socket, while run() runs
         self.key_settings = {
             "format": opts.image_format, "compression": opts.compression,
             "timestamp": opts.timestamp, "platform": self.platform,
@@ -111,7 +114,9 @@ class Executor:
             self.progress.note(f"# syntax={self.parsed.syntax} is ignored: kiln builds itself")
         failed = True
         try:
-            self._schedule()
+            with SshAgents(self.ssh_sources, self.tmpdir) as agents:  # killed when it ends
+                self.ssh_sockets = agents.sockets
+                self._schedule()
             failed = False
         finally:
             if (failed and self.opts.force_rm) or (not failed and self.opts.rm):

@@ -135,6 +135,8 @@ def _finish(mount_type: str, values: dict[str, Any], readonly: bool | None) -> M
             values["target"] = f"/run/secrets/{ident}"
         values.setdefault("mode", 0o400)
     elif mount_type == "ssh":
+        if values.get("source"):
+            raise InvalidArgument("ssh mount does not take a source= (name the agent with id=)")
         values.setdefault("id", "default")
         values.setdefault("mode", 0o600)
     elif not target:

@@ -61,6 +61,7 @@ class BuildOptions:
     isolation: str = "oci"  # oci (runc) | chroot
     runtime: str = "runc"
     secrets: list[str] = field(default_factory=list)  # "id=x,src=path" | "id=x,env=VAR"
+    ssh: list[str] = field(default_factory=list)  # "default" | "id" | "id=socket|key[,key]"
     add_hosts: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)

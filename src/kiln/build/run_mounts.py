@@ -11,6 +11,12 @@
   ``/run/secrets/<id>`` (or ``target=``), or as an environment variable (``env=``). The
   runtime removes the mountpoint placeholders after the run, so a secret never reaches a
   layer; its value never reaches the history or a cache key.
+- ``ssh``: the agent ``--ssh`` gave for the id (default ``default``), relayed through a
+  socket of kiln's own (``kiln.runtime.ssh_agent.forwarded_socket``: ``uid``, ``gid``,
+  ``mode`` 0600 unless given) bind-mounted at ``target`` or ``/run/buildkit/ssh_agent.N``
+  (N counts the RUN's ssh mounts from 0), as BuildKit; ``MountSet.ssh_auth_sock`` is the
+  first one's target. An id no ``--ssh`` names fails the RUN when ``required``, else the
+  mount is left out. Only the mount's own fields reach the cache key, never the agent.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from kiln.archive.safe_root import SafeRoot
 from kiln.build.mounts import Mount as RunMount
 from kiln.errors import InvalidArgument, NotFound
 from kiln.runtime import Mount
+from kiln.runtime.ssh_agent import forwarded_socket
 from kiln.store import Store
 
 __all__ = ["MountSet", "Secret", "parse_secrets", "prepared_mounts"]
@@ -80,6 +87,7 @@ def parse_secrets(specs: list[str]) -> dict[str, Secret]:
 class MountSet:
     mounts: list[Mount] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # secret env values (never recorded)
+    ssh_auth_sock: str | None = None  # the first ssh mount's target (BuildKit's SSH_AUTH_SOCK)
 
 
 # (stage or image reference) -> a context manager yielding that rootfs
@@ -120,9 +128,12 @@ def prepared_mounts(
     secrets: dict[str, Secret],
     open_root: RootOpener,
     tmpdir: str | None = None,
+    ssh_sockets: dict[str, str] | None = None,
 ) -> Iterator[MountSet]:
-    """The runtime mounts of one RUN; everything temporary goes away afterwards."""
+    """The runtime mounts of one RUN; everything temporary goes away afterwards.
+    ``ssh_sockets``: the build's agents (``--ssh`` id -> socket on the host)."""
     result = MountSet()
+    ssh_index = 0
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="kiln-run-", dir=tmpdir))
         os.chmod(tmp, 0o700)
@@ -150,8 +161,23 @@ def prepared_mounts(
             elif spec.type == "secret":
                 _secret(spec, secrets, tmp, index, result)
             else:
-                if spec.required:
-                    raise InvalidArgument("RUN --mount=type=ssh is not supported by kiln")
+                target = spec.target or f"/run/buildkit/ssh_agent.{ssh_index}"
+                ssh_index += 1
+                if result.ssh_auth_sock is None:
+                    result.ssh_auth_sock = target
+                upstream = (ssh_sockets or {}).get(spec.id or "default")
+                if upstream is None:
+                    if spec.required:
+                        raise NotFound(
+                            f'ssh agent "{spec.id}" is required by RUN --mount=type=ssh: '
+                            f"build with --ssh {spec.id}[=SOCKET|KEY]"
+                        )
+                    continue
+                path = stack.enter_context(forwarded_socket(
+                    upstream, os.path.join(tmp, f"ssh-{index}"), uid=spec.uid or 0,
+                    gid=spec.gid or 0, mode=spec.mode if spec.mode is not None else 0o600,
+                ))  # fmt: skip
+                result.mounts.append(Mount("bind", path, target, ("ro", "rbind")))
         yield result
 
 

@@ -324,6 +324,14 @@ class BuildCommand(click.Command):
     help="A secret RUN --mount=type=secret can use",
 )
 @click.option(
+    "--ssh",
+    "ssh",
+    multiple=True,
+    metavar="default|ID[=SOCKET|KEY[,KEY]]",
+    help="An SSH agent RUN --mount=type=ssh can use: default is $SSH_AUTH_SOCK; key files "
+    "are held by an agent of kiln's own for the build",
+)
+@click.option(
     "--build-context",
     "build_contexts",
     multiple=True,
@@ -428,7 +436,7 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
             quiet, progress, outputs, compression, cache_from, cache_to, push, registry_options,
-            jobs, rm, force_rm, explain, check_only):  # fmt: skip
+            jobs, rm, force_rm, explain, check_only, ssh=()):  # fmt: skip
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
     from kiln.build.named_contexts import parse_build_context
     from kiln.errors import InvalidArgument, ProcessFailed
@@ -474,7 +482,7 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             manifest=manifest,
             allow=tuple(_split_commas(allow)),
             isolation=isolation or os.environ.get("BUILDAH_ISOLATION", "oci").lower(),
-            runtime=runtime, secrets=list(secrets), add_hosts=list(add_hosts),
+            runtime=runtime, secrets=list(secrets), ssh=list(ssh), add_hosts=list(add_hosts),
             dns=_split_commas(dns), dns_search=_split_commas(dns_search),
             dns_options=list(dns_options), volumes=list(volumes), cap_add=_split_commas(cap_add),
             cap_drop=_split_commas(cap_drop), ulimits=list(ulimits),
