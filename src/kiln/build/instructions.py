@@ -22,6 +22,7 @@ from kiln.build.heredoc import Heredoc, heredoc_markers
 from kiln.build.lexer import ShellLex
 from kiln.build.mounts import Mount, parse_mount
 from kiln.build.parser import Node
+from kiln.container.chmod import parse_chmod
 from kiln.errors import InvalidArgument
 from kiln.util.timefmt import parse_go_duration
 
@@ -33,7 +34,6 @@ __all__ = [
 
 S, B, M = FlagKind.STRING, FlagKind.BOOL, FlagKind.STRINGS
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
-_CHMOD = re.compile(r"^[0-7]{1,4}$")
 _NETWORKS = ("default", "none", "host")
 _SECURITY = ("sandbox", "insecure")
 
@@ -273,11 +273,12 @@ class Onbuild(Instruction):
 
 
 def _check_chmod(chmod: str | None, line: int) -> None:
-    if chmod is not None and "$" not in chmod and not _CHMOD.match(chmod):
-        raise InvalidArgument(
-            f"line {line}: invalid chmod parameter: {chmod}. "
-            "it should be octal string and between 0 and 07777"
-        )
+    """Octal or symbolic (``kiln.container.chmod``); checked again once args expand."""
+    if chmod is not None and "$" not in chmod:
+        try:
+            parse_chmod(chmod)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"line {line}: {exc}") from None
 
 
 _PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/([a-zA-Z]+))?$")

@@ -36,6 +36,8 @@ from typing import Any
 from kiln.archive.safe_root import Followed, SafeRoot
 from kiln.errors import InvalidArgument
 
+from .chmod import Chmod
+
 CHUNK = 1 << 20
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: (stat of an opened source file) -> its sha256 hex digest if known for exactly that stat
@@ -45,8 +47,13 @@ KnownDigest = Callable[[os.stat_result], "str | None"]
 @dataclass
 class CopyOptions:
     owner: tuple[int, int] | None = None  # --chown (None -> 0:0)
-    mode: int | None = None  # --chmod (None -> the source's mode)
+    chmod: Chmod | None = None  # --chmod, octal or symbolic (None -> the source's mode)
     keep_owner: bool = False  # without --chown: the source's uid/gid instead of 0:0
+
+    def mode_for(self, mode: int, is_dir: bool = False) -> int:
+        """The permission bits of a copied entry whose own are ``mode``."""
+        mode &= 0o7777
+        return self.chmod.apply(mode, is_dir) if self.chmod is not None else mode
 
     @property
     def uid_gid(self) -> tuple[int, int]:
@@ -346,7 +353,7 @@ class TreeCopier:
     # -- helpers -----------------------------------------------------------------------
 
     def _mode(self, st: os.stat_result) -> int:
-        return self.opts.mode if self.opts.mode is not None else stat.S_IMODE(st.st_mode)
+        return self.opts.mode_for(st.st_mode, stat.S_ISDIR(st.st_mode))
 
     def _existing_dir(self, target: str) -> bool:
         """Whether ``target`` is a directory to copy into; anything else there (a symlink

@@ -20,6 +20,7 @@ from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument, NotFound
 from kiln.util.redact import redact
 
+from .chmod import parse_chmod
 from .copier import (
     ContentHash,
     CopyOptions,
@@ -29,7 +30,7 @@ from .copier import (
     ensure_parents,
     own_made,
 )
-from .owner import parse_chmod, resolve_chown
+from .owner import resolve_chown
 from .paths import expand_source, is_dir_in, resolve_dest
 from .tar_detect import extract_archive, is_archive
 
@@ -97,7 +98,7 @@ def copy_into(
     what = "ADD" if add else "COPY"
     if not sources:
         raise InvalidArgument(f"{what} needs at least one source and a destination")
-    mode = parse_chmod(chmod) if chmod else None
+    mode = parse_chmod(chmod) if chmod else None  # octal or symbolic, per entry
     dest_path, dest_is_dir = resolve_dest(dest, workdir)
     with (
         SafeRoot(rootfs) as dst,
@@ -105,7 +106,7 @@ def copy_into(
         tempfile.TemporaryDirectory(prefix="kiln-add-", dir=tmpdir) as tmp,
     ):
         owner = resolve_chown(dst, chown) if chown else None
-        opts = CopyOptions(owner=owner, mode=mode, keep_owner=keep_owner)
+        opts = CopyOptions(owner=owner, chmod=mode, keep_owner=keep_owner)
         plan: list[tuple[str, str | _Fetched]] = []  # (original source, rel path | fetched)
         for src in sources:
             refuse_git_source(src)
@@ -126,7 +127,7 @@ def copy_into(
         for src, item in plan:
             if isinstance(item, _Fetched):
                 outcome.dests.append(_place_download(dst, item, dest_path, dest_is_dir, opts))
-                content.add(item.url, "url", opts.mode or 0o600, item.sha256)
+                content.add(item.url, "url", opts.mode_for(0o600), item.sha256)
                 continue
             outcome.dests.append(
                 _copy_local(ctx, item, dst, dest_path, dest_is_dir, opts, copier, add, src)
@@ -243,7 +244,7 @@ def _place_download(
         target = posixpath.join(ensure_dir(dst, dest_path, opts), item.name)
     else:
         target = _in_parent(dst, dest_path, opts)
-    mode = opts.mode if opts.mode is not None else 0o600
+    mode = opts.mode_for(0o600)  # a download is 0600 before --chmod
     with open(item.path, "rb") as f:
         out = dst.open_file_for_write(target, 0o600)
         try:

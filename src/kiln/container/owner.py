@@ -68,14 +68,3 @@ def resolve_chown(root: SafeRoot, spec: str) -> tuple[int, int]:
                 )
     assert gid is not None
     return uid, gid
-
-
-def parse_chmod(spec: str) -> int:
-    """``--chmod`` octal (``755``, ``0644``, ``4755``) -> mode bits."""
-    text = spec.strip()
-    if not text or len(text) > 5 or any(c not in "01234567" for c in text):
-        raise InvalidArgument(f"--chmod {spec!r} is invalid: use an octal mode such as 755 or 0644")
-    value = int(text, 8)
-    if value > 0o7777:
-        raise InvalidArgument(f"--chmod {spec!r} is out of range")
-    return value

@@ -14,7 +14,9 @@ def copy_into_command(name: str, *, add: bool, short_help: str, help: str) -> cl
     @click.argument("container")
     @click.argument("paths", nargs=-1, required=True, metavar="SRC... DEST")
     @click.option("--chown", default=None, metavar="USER[:GROUP]", help="Owner of the copied files")
-    @click.option("--chmod", default=None, metavar="MODE", help="Octal mode of the copied files")
+    @click.option(
+        "--chmod", default=None, metavar="MODE", help="Mode: octal (0644) or symbolic (u=rwX,go=rX)"
+    )
     @click.option(
         "--from",
         "from_",
