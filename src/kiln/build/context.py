@@ -219,6 +219,17 @@ class BuildContext:
                 )
         return matches
 
+    def lstat_visible(
+        self, rel: str, excludes: IgnoreMatcher | None = None
+    ) -> os.stat_result | None:
+        """``rel``'s lstat, or None when it is missing or ignored (COPY --parents matching)."""
+        if self.excluded(rel, excludes):
+            return None
+        return self._lstat(rel)
+
+    def listdir(self, rel: str) -> list[str]:
+        return self._listdir(rel)
+
     def matches_nothing(self, src: str, excludes: Iterable[str] = ()) -> bool:
         """Whether ``src`` is a wildcard that names nothing (after the ignore file and
         ``excludes``): such a source is skipped when others of the instruction exist."""
@@ -506,11 +517,14 @@ class BuildContext:
         sources: Iterable[str],
         excludes: Iterable[str] = (),
         heredocs: Iterable[Heredoc] = (),
+        *,
+        always: bool = False,
     ) -> Iterator[str]:
         """A directory holding exactly what ``sources`` may copy (see the module docstring
-        and ``kiln.build.staging``: both sides in-root, nothing followed)."""
+        and ``kiln.build.staging``: both sides in-root, nothing followed); ``always``:
+        a staged tree even when nothing is filtered (COPY --parents)."""
         sources, excludes, heredocs = list(sources), list(excludes), list(heredocs)
-        if not self.needs_staging(excludes, heredocs):
+        if not always and not self.needs_staging(excludes, heredocs):
             yield self.root
             return
         matcher = IgnoreMatcher(excludes) if excludes else None

@@ -16,10 +16,14 @@ import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypeVar
 
+from kiln.archive.safe_root import SafeRoot
+from kiln.build.copy_parents import combined_digest, group_by_pivot, staged_from_root
+from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.history import created_by
 from kiln.build.instructions import Add, Copy
 from kiln.container import Builder
 from kiln.container.copy_add import is_url, refuse_git_source
+from kiln.container.paths import escape_meta
 from kiln.errors import DigestMismatch, InvalidArgument, KilnError, ProcessFailed
 from kiln.util.redact import redact
 
@@ -37,8 +41,9 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
     expanded, used = run.expand(instr)
     assert isinstance(expanded, Copy | Add)
     where = f"{ex.dockerfile_name}:{instr.line}"
-    if isinstance(expanded, Copy) and expanded.parents:
-        raise InvalidArgument(f"{where}: COPY --parents is not supported by kiln")
+    parents = isinstance(expanded, Copy) and expanded.parents
+    if parents and expanded.contents:
+        raise InvalidArgument(f"{where}: COPY --parents does not take heredoc sources")
     from_ref = expanded.from_ if isinstance(expanded, Copy) else None
     context = ex.named_dir(from_ref) or ex.context
     named_context = from_ref if context is not ex.context else None
@@ -48,14 +53,25 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
         raise InvalidArgument(
             f"{where}: COPY does not take URLs; use ADD for {expanded.sources[0]}"
         )
-    if from_ref is None:
+    if from_ref is None and not parents:
         expanded = _skip_empty_wildcards(context, expanded)
     files: dict[str, str] = {}
     from_images: dict[str, str] = {}
     local = [s for s in expanded.sources if not is_url(s)]
+    groups: dict[str, list[str]] = {}
     with located(where, instr.name):
         if from_ref:
             from_images[from_ref] = ex.ref_image(from_ref)
+        elif parents:
+            matcher = IgnoreMatcher(list(expanded.excludes)) if expanded.excludes else None
+            groups = group_by_pivot(
+                local, lambda p: context.lstat_visible(p, matcher), context.listdir
+            )
+            files["context"] = context.digest(
+                [escape_meta(p) for paths in groups.values() for p in paths], expanded.excludes
+            )
+            if context is not ex.context:
+                files["named-context"] = expanded.from_ or ""
         elif local:
             files["context"] = context.digest(local, expanded.excludes)
             if named_context is not None:
@@ -68,7 +84,11 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
 
     def action(b: Builder) -> str:
         with located(where, instr.name):
-            digest = _copy(run, b, expanded, from_ref, context)
+            if parents:
+                assert isinstance(expanded, Copy)
+                digest = _copy_parents(run, b, expanded, from_ref, context, groups)
+            else:
+                digest = _copy(run, b, expanded, from_ref, context)
         kind = "file" if len(expanded.sources) + len(expanded.contents) == 1 else "multi"
         if kind == "file" and local and from_ref is None:
             kind = "dir" if context.is_dir(local[0].lstrip("/")) else "file"
@@ -124,6 +144,51 @@ def _copy(
         out = fn(sources, instr.dest, context_dir=root, chown=instr.chown, chmod=instr.chmod,
                  tmpdir=ex.tmpdir, known_digest=context.known_digest)  # fmt: skip
     return out.digest
+
+
+def _copy_parents(
+    run: StageRun,
+    b: Builder,
+    instr: Copy,
+    from_ref: str | None,
+    context: BuildContext,
+    groups: dict[str, list[str]],
+) -> str:
+    """COPY --parents: each pivot's matches staged, then copied into the destination
+    (a directory, whatever its spelling), keeping their paths below the pivot."""
+    ex = run.ex
+    dest = instr.dest if instr.dest.endswith("/") else instr.dest + "/"
+    digests = []
+    if from_ref:
+        with ex.open_ref_root(from_ref) as root:
+            with SafeRoot(root) as sr:
+                groups = group_by_pivot(
+                    list(instr.sources), _in_root_lstat(sr), lambda p: sr.listdir(p or "/")
+                )
+            for pivot, paths in groups.items():
+                with staged_from_root(root, paths, ex.tmpdir) as tree:
+                    out = b.copy([escape_meta(pivot) or "."], dest, context_dir=tree,
+                                 chown=instr.chown, chmod=instr.chmod, tmpdir=ex.tmpdir,
+                                 keep_owner=True)  # fmt: skip
+                digests.append(out.digest)
+        return combined_digest(digests)
+    for pivot, paths in groups.items():
+        staged = context.staged([escape_meta(p) for p in paths], instr.excludes, always=True)
+        with staged as tree:
+            out = b.copy([escape_meta(pivot) or "."], dest, context_dir=tree, chown=instr.chown,
+                         chmod=instr.chmod, tmpdir=ex.tmpdir)  # fmt: skip
+        digests.append(out.digest)
+    return combined_digest(digests)
+
+
+def _in_root_lstat(sr: SafeRoot):
+    def lstat(rel: str) -> os.stat_result | None:
+        try:
+            return sr.lstat(rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    return lstat
 
 
 def _url_content_digest(url: str, tmpdir: str | None) -> str:

@@ -50,8 +50,17 @@ class _LastDir:
 class Stager:
     """Writes context entries (given parents first) into the staging root ``dst``."""
 
-    def __init__(self, src: SafeRoot, dst: SafeRoot, lstat: Callable[[str], os.stat_result | None]):
+    def __init__(
+        self,
+        src: SafeRoot,
+        dst: SafeRoot,
+        lstat: Callable[[str], os.stat_result | None],
+        keep_owner: bool = False,
+    ):
+        """``keep_owner``: staged entries keep their owners (a stage's or image's rootfs,
+        whose owners COPY --from keeps; run as root)."""
         self.src, self.dst, self.lstat = src, dst, lstat
+        self.keep_owner = keep_owner and os.geteuid() == 0
         self._src_dir = _LastDir(src)
         self._dst_dir = _LastDir(dst)
 
@@ -85,8 +94,10 @@ class Stager:
             os.mkdir(name, mode | 0o700, dir_fd=dfd)
             os.chmod(name, mode, dir_fd=dfd)  # the directory just made in our own tree
             os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
+            self._own(name, dfd, st)
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(name, dir_fd=self._src_dir.get(parent)), name, dir_fd=dfd)
+            self._own(name, dfd, st)
         elif stat.S_ISREG(st.st_mode):
             if not follow:
                 try:
@@ -97,7 +108,14 @@ class Stager:
                     if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                         raise
             self._copy(rel, name, dfd, follow)
+            self._own(name, dfd, st)
         # sockets, devices and fifos in a context are not copied
+
+    def _own(self, name: str, dfd: int, st: os.stat_result) -> None:
+        if self.keep_owner:
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):  # chown clears set-ID bits
+                os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dfd)
 
     def _copy(self, rel: str, name: str, dfd: int, follow: bool) -> None:
         """Copy a regular file's content (never following or waiting on what is there)."""

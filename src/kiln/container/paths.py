@@ -143,6 +143,57 @@ def match_wildcards(
     return matches
 
 
+def match_recursive(
+    rel: str,
+    lstat: Callable[[str], os.stat_result | None],
+    listdir: Callable[[str], list[str]],
+) -> list[str]:
+    """:func:`match_wildcards` where a ``**`` component also matches any number of
+    components, none included (COPY --parents, as BuildKit's include patterns); ``**``
+    descends into real directories only, never through a symlink. Paths below another
+    match are left out (a matched directory brings its whole tree)."""
+    parts = [p for p in rel.split("/") if p]
+    found: set[str] = set()
+
+    def join(base: str, name: str) -> str:
+        return f"{base}/{name}" if base else name
+
+    def names(base: str) -> list[str]:
+        try:
+            return sorted(listdir(base))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def walk(base: str, i: int) -> None:
+        if i == len(parts):
+            if not base or lstat(base) is not None:  # lstat may hide ignored paths
+                found.add(base)
+            return
+        part = parts[i]
+        if part == "**":
+            walk(base, i + 1)
+            for name in names(base):
+                st = lstat(join(base, name))
+                if st is not None and stat.S_ISDIR(st.st_mode):
+                    walk(join(base, name), i)
+        elif not has_meta(part):
+            if lstat(join(base, part)) is not None:
+                walk(join(base, part), i + 1)
+        else:
+            for name in names(base):
+                if go_match(part, name):
+                    walk(join(base, name), i + 1)
+
+    walk("", 0)
+    out = sorted(found)
+    return [m for m in out if not any(m.startswith(o + "/") or not o for o in out if o != m)]
+
+
+def escape_meta(path: str) -> str:
+    """``path`` as a pattern matching exactly itself."""
+    return "".join("\\" + c if c in _META else c for c in path)
+
+
 def _exists(root: SafeRoot, rel: str) -> bool:
     try:
         root.lstat(rel)

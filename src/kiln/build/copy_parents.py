@@ -1,0 +1,124 @@
+"""``COPY --parents``: sources keep their parent directories under the destination, as
+BuildKit's Dockerfile 1.20 (and ``cp --parents``, ``rsync --relative``) do.
+
+A source ``a/b/./c/*.txt`` is split at its first ``/./``: the part before is the *pivot*
+(the context root, or ``--from``'s root, when there is none), the part after a pattern
+matched below it, whose ``**`` component matches any number of directories. Every match
+lands at its path relative to the pivot under the destination (always a directory); the
+directories on the way are copied with their own mode, owner (``--from``) and times, as
+directories inside a copied tree are, and a matched directory brings its whole tree. A
+path without wildcards must exist; a wildcard may match nothing when another source of
+the instruction matches something.
+
+Each pivot is staged into a temporary tree holding only its matches (through
+``BuildContext.staged``, so ``.dockerignore`` and ``--exclude`` apply; from a stage or an
+image through :class:`kiln.build.staging.Stager`), whose contents are then copied with the
+usual COPY rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+
+from kiln.archive.safe_root import SafeRoot
+from kiln.build.staging import Stager
+from kiln.container.paths import clean_source, has_meta, match_recursive, match_wildcards
+from kiln.errors import NotFound
+
+__all__ = ["combined_digest", "group_by_pivot", "split_pivot", "staged_from_root"]
+
+Lstat = Callable[[str], "os.stat_result | None"]
+
+
+def split_pivot(src: str) -> tuple[str, str]:
+    """(pivot, pattern), both cleaned relative paths ("" is the root)."""
+    parent, sep, pattern = src.partition("/./")
+    if not sep:
+        parent, pattern = "", src
+    return clean_source(parent), clean_source(pattern)
+
+
+def group_by_pivot(
+    sources: list[str], lstat: Lstat, listdir: Callable[[str], list[str]]
+) -> dict[str, list[str]]:
+    """pivot -> the root-relative paths its sources match (sorted, none nested in another)."""
+    groups: dict[str, set[str]] = {}
+    for src in sources:
+        pivot, pattern = split_pivot(src)
+        pivots = (
+            match_wildcards(pivot, lambda p: lstat(p) is not None, listdir)
+            if has_meta(pivot)
+            else [pivot]
+        )
+        for base in pivots:
+            full = posixpath.join(base, pattern) if pattern else base
+            if not has_meta(full):
+                if full and lstat(full) is None:
+                    raise NotFound(f'"{src}": no such file or directory (COPY --parents)')
+                groups.setdefault(base, set()).add(full)
+                continue
+
+            def below(rel: str, base: str = base) -> str:
+                return posixpath.join(base, rel) if rel else base
+
+            found = match_recursive(
+                pattern, lambda p, b=below: lstat(b(p)), lambda p, b=below: listdir(b(p))
+            )
+            groups.setdefault(base, set()).update(below(m) for m in found)
+    if not any(groups.values()):
+        raise NotFound(f"no source files were specified: {' '.join(sources)} match nothing")
+    return {pivot: sorted(paths) for pivot, paths in groups.items() if paths}
+
+
+@contextlib.contextmanager
+def staged_from_root(root: str, paths: list[str], tmpdir: str | None) -> Iterator[str]:
+    """A temporary tree holding ``paths`` of ``root`` (an image's or a stage's rootfs) and
+    the directories leading to them, owners kept (COPY --from keeps them)."""
+    with (
+        SafeRoot(root) as src,
+        tempfile.TemporaryDirectory(prefix="kiln-parents-", dir=tmpdir) as tmp,
+        SafeRoot(tmp) as dst,
+    ):
+
+        def lstat(rel: str) -> os.stat_result | None:
+            try:
+                return src.lstat(rel)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+
+        with Stager(src, dst, lstat, keep_owner=True) as stager:
+            for top in paths:
+                for rel, st in _walk(src, top, lstat):
+                    stager.stage(rel, st, follow=rel == top)
+        yield tmp
+
+
+def _walk(src: SafeRoot, top: str, lstat: Lstat) -> Iterator[tuple[str, os.stat_result]]:
+    """``top`` (followed in-root) and everything below it, parents first, nothing below
+    followed."""
+    try:
+        st = src.stat(top or "/", follow=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(f'"{top}": no such file or directory (COPY --parents --from)') from None
+    stack = [(top, st)]
+    while stack:
+        rel, st = stack.pop()
+        yield rel, st
+        if stat.S_ISDIR(st.st_mode):
+            for name in sorted(src.listdir(rel or "/"), reverse=True):
+                child = posixpath.join(rel, name) if rel else name
+                cst = lstat(child)
+                if cst is not None:
+                    stack.append((child, cst))
+
+
+def combined_digest(digests: list[str]) -> str:
+    if len(digests) == 1:
+        return digests[0]
+    return "sha256:" + hashlib.sha256("\n".join(digests).encode()).hexdigest()
