@@ -64,16 +64,23 @@ def group_by_pivot(
                 groups.setdefault(base, set()).add(full)
                 continue
 
-            def below(rel: str, base: str = base) -> str:
-                return posixpath.join(base, rel) if rel else base
-
-            found = match_recursive(
-                pattern, lambda p, b=below: lstat(b(p)), lambda p, b=below: listdir(b(p))
-            )
-            groups.setdefault(base, set()).update(below(m) for m in found)
+            found = _matches_below(base, pattern, lstat, listdir)
+            groups.setdefault(base, set()).update(found)
     if not any(groups.values()):
         raise NotFound(f"no source files were specified: {' '.join(sources)} match nothing")
     return {pivot: sorted(paths) for pivot, paths in groups.items() if paths}
+
+
+def _matches_below(
+    base: str, pattern: str, lstat: Lstat, listdir: Callable[[str], list[str]]
+) -> list[str]:
+    """Root-relative paths below ``base`` matching ``pattern`` (``**`` allowed)."""
+
+    def below(rel: str) -> str:
+        return posixpath.join(base, rel) if rel else base
+
+    found = match_recursive(pattern, lambda p: lstat(below(p)), lambda p: listdir(below(p)))
+    return [below(m) for m in found]
 
 
 @contextlib.contextmanager

@@ -63,6 +63,7 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
         if from_ref:
             from_images[from_ref] = ex.ref_image(from_ref)
         elif parents:
+            assert isinstance(expanded, Copy)
             matcher = IgnoreMatcher(list(expanded.excludes)) if expanded.excludes else None
             groups = group_by_pivot(
                 local, lambda p: context.lstat_visible(p, matcher), context.listdir
