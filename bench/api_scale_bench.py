@@ -10,7 +10,10 @@ metadata-only history entry (``ENV I=n``), every second one also a small layer o
 own -- what a store full of builds ``FROM`` one base looks like. A ``kiln serve`` on a
 unix socket then answers ``--clients`` threads, each sending ``--requests`` inspects
 (Docker's ``GET /images/{name}/json``, libpod's every other time) of random images;
-printed: p50, p90, p99 and max latency.
+printed: p50, p90, p99 and max latency. Then one client lists: ``GET /images/json``,
+``/libpod/images/json`` and ``/info``, five times each; printed: the median wall and
+server CPU time of each (the store answers them with a fixed number of queries, so the
+time grows with the rows written, not with queries per image; ``/info`` only counts).
 
 Then (``--builds`` > 0) the server builds that many times a tiny context
 (``FROM base``, ``RUN echo n > /n``, ``LABEL n=n``) through ``POST /build``,
@@ -132,6 +135,30 @@ def inspect_load(sock: str, names: list[str], clients: int, requests: int) -> li
     return lat
 
 
+LIST_ROUTES = ("/v1.41/images/json", "/v4.0.0/libpod/images/json", "/v1.41/info")
+
+
+def list_times(sock: str, pid: int, repeat: int = 5) -> dict[str, dict[str, float]]:
+    """Median wall and server CPU seconds of each listing route (``docker images``,
+    ``podman images``, ``docker info``), one client, ``repeat`` times each."""
+    out: dict[str, dict[str, float]] = {}
+    conn = UnixHTTPConnection(sock)
+    for path in LIST_ROUTES:
+        walls, cpus = [], []
+        for _ in range(repeat):
+            t, cpu = time.perf_counter(), cpu_seconds(pid)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            walls.append(time.perf_counter() - t)
+            cpus.append(cpu_seconds(pid) - cpu)
+            if resp.status != 200:
+                raise bl.BenchError(f"{path}: {resp.status} {body[:200]!r}")
+        out[path] = {"wall": sorted(walls)[repeat // 2], "cpu": sorted(cpus)[repeat // 2]}
+    conn.close()
+    return out
+
+
 def percentiles(lat: list[float]) -> dict[str, float]:
     lat = sorted(lat)
 
@@ -239,6 +266,12 @@ def main() -> int:
             cpu = cpu_seconds(server.proc.pid) - cpu
             stats = percentiles(lat) | {"wall": wall, "server_cpu_per_request": cpu / len(lat)}
             results["inspect"][count] = stats
+            listed = list_times(str(server.sock), server.proc.pid)
+            results.setdefault("list", {})[count] = listed
+            for path, t in listed.items():
+                bl.log(
+                    f"   GET {path}: {t['wall'] * 1e3:.0f} ms (server CPU {t['cpu'] * 1e3:.0f} ms)"
+                )
             bl.log(
                 f"   inspect x{stats['n']} by {args.clients} clients: p50 {stats['p50'] * 1e3:.1f}"
                 f" ms  p90 {stats['p90'] * 1e3:.1f} ms  p99 {stats['p99'] * 1e3:.1f} ms"
@@ -256,10 +289,22 @@ def main() -> int:
     for count, s in results["inspect"].items():
         rows.append([str(count)] + [f"{s[k] * 1e3:.1f}" for k in keys])
     print(bl.table(rows))
+    if results.get("list"):
+        rows = [["images", *(f"{p} ms (CPU)" for p in LIST_ROUTES)]]
+        for count, listed in results["list"].items():
+            rows.append([str(count)] + [
+                f"{listed[p]['wall'] * 1e3:.0f} ({listed[p]['cpu'] * 1e3:.0f})" for p in LIST_ROUTES
+            ])  # fmt: skip
+        print("\n" + bl.table(rows))
     met = {}
     if counts:
         worst = results["inspect"][max(counts)]["p99"]
         met[f"inspect p99 < 50 ms at {max(counts)} images"] = worst < 0.05
+    if len(results.get("list", {})) > 1:
+        lo, hi = min(counts), max(counts)
+        info = {c: results["list"][c]["/v1.41/info"]["cpu"] for c in (lo, hi)}
+        # /info counts rows: its cost must not follow the image count
+        met[f"/info server CPU at {hi} images < 3x at {lo}"] = info[hi] < 3 * max(info[lo], 1e-3)
     if "builds" in results:
         b = results["builds"]
         print(

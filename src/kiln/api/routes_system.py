@@ -77,10 +77,8 @@ def _meminfo_total() -> int:
 
 
 async def info(request: Request) -> Response:
-    from kiln.ops import images as images_ops
-
-    def collect(ctx) -> tuple[int, str]:
-        return len(images_ops.list_images(ctx, all=True)), ctx.store.root
+    def collect(ctx) -> tuple[int, str]:  # images and lists, as `docker images -a` shows them
+        return ctx.store.image_count() + ctx.store.index_count(), ctx.store.root
 
     count, root = await run_op(request, collect)
     body: dict[str, Any] = {

@@ -147,7 +147,7 @@ def _store(ctx: Context) -> dict[str, Any]:
         "blobsSize": _disk_usage(blobs_dir, apparent=True),
         "graphRootAllocated": fs.f_blocks * fs.f_frsize,
         "graphRootUsed": (fs.f_blocks - fs.f_bfree) * fs.f_frsize,
-        "imageStore": {"number": len(store.list_images())},
+        "imageStore": {"number": store.image_count()},
         "containerStore": {"number": len(store.list_containers())},
         "buildCache": {"number": store.count_cache()},
         "imageCopyTmpDir": ctx.tmpdir,

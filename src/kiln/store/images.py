@@ -121,9 +121,34 @@ class ImagesMixin:
                 )
 
     def list_images(self) -> list[ImageRecord]:
+        """Every image, oldest first: four queries however many images there are."""
         with self.db.snapshot():
             rows = self.db.query("SELECT * FROM images ORDER BY added, id")
-            return [self._image_from_row(r) for r in rows]
+            layers = _grouped(
+                self.db.query(
+                    "SELECT il.image_id, il.chain_id, COALESCE(il.blob_digest, l.blob_digest) "
+                    "FROM image_layers il LEFT JOIN layers l ON l.chain_id = il.chain_id "
+                    "ORDER BY il.image_id, il.position"
+                )
+            )
+            digests = _grouped(
+                self.db.query("SELECT image_id, repo_digest FROM repo_digests ORDER BY repo_digest")
+            )
+            names = _grouped(self.db.query("SELECT image_id, name FROM names ORDER BY name"))
+            return [
+                _image_record(
+                    r,
+                    layers.get(r["id"], []),
+                    [d[0] for d in digests.get(r["id"], [])],
+                    [n[0] for n in names.get(r["id"], [])],
+                )
+                for r in rows
+            ]
+
+    def image_count(self) -> int:
+        """How many images the store holds (one query)."""
+        row = self.db.one("SELECT COUNT(*) FROM images")
+        return int(row[0]) if row is not None else 0
 
     def delete_image(self, image_id: str) -> None:
         """Forget an image (its names, repo digests, cache entries); GC frees its blobs."""
@@ -303,20 +328,8 @@ class ImagesMixin:
             "SELECT repo_digest FROM repo_digests WHERE image_id=? ORDER BY repo_digest",
             (image_id,),
         )
-        return ImageRecord(
-            id=image_id,
-            manifest_digest=row["manifest_digest"],
-            manifest_media_type=row["manifest_media_type"],
-            config_digest=row["config_digest"],
-            created=row["created"],
-            size=row["size"],
-            layers=[r[0] for r in layers],
-            platform=row["platform"],
-            names=self.names_of(image_id),
-            repo_digests=[r[0] for r in digests],
-            added=row["added"],
-            labels=_labels_from_json(row["labels"]),
-            layer_blobs=[r[1] for r in layers],
+        return _image_record(
+            row, [tuple(r) for r in layers], [r[0] for r in digests], self.names_of(image_id)
         )
 
     def _fill_layer_blobs(self) -> None:
@@ -388,3 +401,33 @@ def _full_id(image_id: str) -> str:
     if len(image_id) == 64 and ":" not in image_id:
         return "sha256:" + image_id
     return image_id
+
+
+def _grouped(rows: list[sqlite3.Row]) -> dict[str, list[tuple]]:
+    """Rows ``(image_id, *values)`` grouped by image, each group in query order."""
+    out: dict[str, list[tuple]] = {}
+    for r in rows:
+        out.setdefault(r[0], []).append(tuple(r)[1:])
+    return out
+
+
+def _image_record(
+    row: sqlite3.Row, layers: list[tuple], repo_digests: list[str], names: list[str]
+) -> ImageRecord:
+    """An ImageRecord from its ``images`` row, its ``(chain_id, blob)`` layers in order,
+    its repo digests and its names."""
+    return ImageRecord(
+        id=row["id"],
+        manifest_digest=row["manifest_digest"],
+        manifest_media_type=row["manifest_media_type"],
+        config_digest=row["config_digest"],
+        created=row["created"],
+        size=row["size"],
+        layers=[r[0] for r in layers],
+        platform=row["platform"],
+        names=names,
+        repo_digests=repo_digests,
+        added=row["added"],
+        labels=_labels_from_json(row["labels"]),
+        layer_blobs=[r[1] for r in layers],
+    )

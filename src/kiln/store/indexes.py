@@ -186,7 +186,17 @@ class IndexesMixin:
     def list_indexes(self) -> list[IndexRecord]:
         with self.db.snapshot():
             rows = self.db.query("SELECT * FROM indexes ORDER BY added, id")
-            return [self._index_from_row(r) for r in rows]
+            names: dict[str, list[str]] = {}
+            for index_id, name in self.db.query(
+                "SELECT index_id, name FROM index_names ORDER BY name"
+            ):
+                names.setdefault(index_id, []).append(name)
+            return [self._index_from_row(r, names.get(r["id"], [])) for r in rows]
+
+    def index_count(self) -> int:
+        """How many manifest lists the store holds (one query)."""
+        row = self.db.one("SELECT COUNT(*) FROM indexes")
+        return int(row[0]) if row is not None else 0
 
     def index_bytes(self, rec: IndexRecord) -> bytes:
         """The list's current document, read back and checked against its digest."""
@@ -366,17 +376,21 @@ class IndexesMixin:
             (file_clock(), index_id),
         )
 
-    def _index_from_row(self, row: sqlite3.Row) -> IndexRecord:
+    def _index_from_row(self, row: sqlite3.Row, names: list[str] | None = None) -> IndexRecord:
         index_id = row["id"]
-        names = self.db.query(
-            "SELECT name FROM index_names WHERE index_id=? ORDER BY name", (index_id,)
-        )
+        if names is None:
+            names = [
+                r[0]
+                for r in self.db.query(
+                    "SELECT name FROM index_names WHERE index_id=? ORDER BY name", (index_id,)
+                )
+            ]
         rec = IndexRecord(
             id=index_id,
             digest=row["digest"],
             media_type=row["media_type"],
             created=row["created"],
-            names=[r[0] for r in names],
+            names=names,
             added=row["added"],
         )
         try:
