@@ -328,11 +328,10 @@ def _same_layer_parents(ctx: Context, records: Sequence[ImageRecord]) -> set[str
                 histories[r.id] = image_config(ctx, r).history
             except (NotFound, InvalidArgument):
                 continue
-        for a, ha in histories.items():
-            if any(
-                b != a and len(hb) > len(ha) and hb[: len(ha)] == ha for b, hb in histories.items()
-            ):
-                parents.add(a)
+        # a is a parent when another history strictly extends a's: one set of every
+        # history's proper prefixes, so the work grows with the group, not its square
+        extended = {tuple(hb[:n]) for hb in histories.values() for n in range(len(hb))}
+        parents.update(a for a, ha in histories.items() if tuple(ha) in extended)
     return parents
 
 
