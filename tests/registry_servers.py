@@ -12,7 +12,8 @@ open), ``.cert_dir`` (a certs.d-style dir holding the CA as ``ca.crt``, TLS only
 (for tests that stop or kill it: ``.kill()``, ``.start()`` again on the same storage).
 
 Kinds: ``plain`` (HTTP, no auth), ``tls`` (HTTPS with a self-signed CA), ``basic``
-(HTTP + htpasswd), ``token`` (HTTP + Docker token auth from :class:`TokenServer`).
+(HTTP + htpasswd), ``token`` (HTTP + Docker token auth from :class:`TokenServer`),
+``schema1`` (plain, and accepting Docker schema 1 manifests).
 """
 
 from __future__ import annotations
@@ -308,6 +309,8 @@ class RegistryServer:
             f"  addr: 127.0.0.1:{self.port}",
             "  secret: kiln-test-secret",
         ]
+        if self.kind == "schema1":  # distribution 2.x refuses schema 1 pushes unless asked
+            lines += ["compatibility:", "  schema1:", "    enabled: true"]
         if self.kind == "tls":
             lines += [
                 "  tls:",
@@ -371,7 +374,7 @@ class RegistryServer:
 @contextmanager
 def start_registry(kind: str, workdir: str | None = None) -> Iterator[RegistryServer]:
     """A running registry of ``kind`` ("plain", "tls", "basic", "token"), stopped on exit."""
-    if kind not in ("plain", "tls", "basic", "token"):
+    if kind not in ("plain", "tls", "basic", "token", "schema1"):
         raise ValueError(f"unknown registry kind {kind}")
     own = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix=f"kiln-registry-{kind}-")
@@ -419,3 +422,4 @@ registry_plain = _fixture("plain")
 registry_tls = _fixture("tls")
 registry_basic = _fixture("basic")
 registry_token = _fixture("token")
+registry_schema1 = _fixture("schema1")

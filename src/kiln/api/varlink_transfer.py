@@ -3,8 +3,8 @@ save, load, and runlabel's image side.
 
 The long ones stream (``MoreResponse`` replies, see :func:`.varlink_service.streamed`)
 and are cancelled when the client hangs up. Paths are the server's (a local unix
-socket); nothing here reads the server's stdin. Docker v2 schema 1 is not pushed:
-``format: "v2s1"`` is refused with a clear ``ErrorOccurred``.
+socket); nothing here reads the server's stdin. ``PushImage`` with ``format: "v2s1"``
+pushes a Docker schema 1 manifest signed with the store's key (registries only).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .varlink_service import (
     varlink_errors,
 )
 
-_PUSH_FORMATS = {"": None, "oci": "oci", "v2s2": "docker", "docker": "docker"}
+_PUSH_FORMATS = {"": None, "oci": "oci", "v2s2": "docker", "docker": "docker", "v2s1": "v2s1"}
 _PULL_POLICIES = {
     "": "missing",
     "missing": "missing",
@@ -204,11 +204,6 @@ class TransferMethods:
 
         if signBy:
             raise error_occurred("signBy: kiln does not sign images; push without signBy")
-        if (format or "").strip().lower() == "v2s1":
-            raise error_occurred(
-                "format v2s1: kiln does not push Docker v2 schema 1 manifests "
-                "(registries deprecated them); push as v2s2 or oci"
-            )
         fmt = _choice(_PUSH_FORMATS, format, "format")
 
         def work(ctx: Context, cancel: threading.Event) -> str:

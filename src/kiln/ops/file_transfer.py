@@ -42,12 +42,23 @@ def push(
 ) -> TransferResult | PushResult:
     """Copy ``image`` from the store to ``destination`` (default: ``docker://IMAGE``).
 
-    ``format``: ``oci`` or ``docker`` to convert the manifest (default: as stored).
+    ``format``: ``oci`` or ``docker`` to convert the manifest (default: as stored);
+    ``v2s1`` (a signed Docker schema 1 manifest) for registries.
     """
     dest = tp.parse_transport(destination or image, default=tp.DOCKER)
     if _is_list(ctx, image):  # a manifest list: kiln.ops.manifests pushes it
+        if format == "v2s1":
+            raise InvalidArgument(
+                f"{image} is a manifest list: Docker schema 1 has no lists; push one of its "
+                "images as v2s1, or the list as v2s2 or oci"
+            )
         return _push_list(ctx, image, destination, format, registry_options)
     registry_options.pop("all", None)
+    if format == "v2s1" and dest.transport != tp.DOCKER:
+        raise InvalidArgument(
+            f"{dest}: kiln writes Docker schema 1 (v2s1) manifests to registries only "
+            "(docker://); use v2s2 or oci here"
+        )
     if dest.transport == tp.DOCKER:
         from kiln.ops import registry
 

@@ -421,7 +421,9 @@ def push(
 ) -> PushResult:
     """Push store image ``image`` to ``dest`` (``docker://`` optional; default: its name).
 
-    ``format``: ``oci``, ``docker`` (or ``v2s2``) converts the manifest;
+    ``format``: ``oci``, ``docker`` (or ``v2s2``) converts the manifest; ``v2s1`` pushes
+    a Docker schema 1 manifest signed with the store's key (gzip layers only: others are
+    recompressed, ``zstd`` is refused);
     ``compression``: ``gzip`` or ``zstd`` recompresses layers that differ.
     Without either, the stored manifest goes up byte for byte (same digest).
     ``annotations`` are added to the pushed (OCI) manifest (a build's inline cache).
@@ -433,17 +435,34 @@ def push(
 
     if digestfile:
         check_output(digestfile)  # refuse a bad --digestfile before pushing
-    fmt = {"v2s2": "docker", "docker": "docker", "oci": "oci", None: None}.get(format, "?")
+    fmt = {"v2s2": "docker", "docker": "docker", "oci": "oci", "v2s1": "v2s1", None: None}.get(
+        format, "?"
+    )
     if fmt == "?":
-        raise InvalidArgument(f'unknown manifest format "{format}": use oci or v2s2')
+        raise InvalidArgument(f'unknown manifest format "{format}": use oci, v2s2 or v2s1')
     if compression not in (None, "gzip", "zstd"):
         raise InvalidArgument(f'unknown compression "{compression}": use gzip or zstd')
+    if fmt == "v2s1" and compression == "zstd":
+        raise InvalidArgument(
+            "Docker schema 1 manifests carry gzip layers only: push v2s1 without zstd "
+            "compression, or as v2s2 or oci"
+        )
+    if fmt == "v2s1" and annotations:
+        raise InvalidArgument("Docker schema 1 manifests have no annotations: push as oci")
     img = open_store_image(ctx.store, image)
     target = Reference.parse((dest or image).removeprefix("docker://"))
     stored = {mt.layer_compression(d.media_type) for d in img.layers}
     if compression is None and "none" in stored:
         compression = "gzip"  # registries get compressed layers, as podman sends them
-    same_format = fmt is None or mt.manifest_type_for(fmt) == img.manifest.media_type
+    if fmt == "v2s1":
+        from kiln.image.schema1_sink import check_schema1_layers
+
+        check_schema1_layers(img.layers)
+        if stored - {"gzip"}:
+            compression = "gzip"  # schema 1 knows gzip only: zstd layers are recompressed
+    same_format = fmt is None or (
+        fmt != "v2s1" and mt.manifest_type_for(fmt) == img.manifest.media_type
+    )
     as_is = same_format and (compression is None or stored <= {compression})
     mounts = []
     for value in [*img.record.repo_digests, *img.record.names]:
@@ -463,21 +482,30 @@ def push(
             config_digest=img.manifest.config.digest,
             annotations=annotations,
         )
+        dst: Any = sink
+        if fmt == "v2s1":
+            from kiln.image.schema1_sink import Schema1Sink
+            from kiln.store.trust_key import schema1_signing_key
+
+            key = schema1_signing_key(ctx.store.root)
+            dst = Schema1Sink(sink, key, img.config, target.path, target.tag or "")
         try:
+            if fmt == "v2s1" and compression is None:  # gzip layers go up as they are
+                sink.push_layers(img, workers)
             if as_is:  # layers and config side by side; copy_image then finds them present
                 sink.push_layers(img, workers, config=True)
             res = copy_image(
                 img,
-                sink,
-                image_format=fmt,
+                dst,
+                image_format="docker" if fmt == "v2s1" else fmt,
                 compression=None if as_is else compression,
                 verify=False,
                 tmp_dir=ctx.tmpdir,
             )
         except KilnError as exc:
             raise type(exc)(f"pushing {image} to docker://{target}: {exc}") from None
-    ev.step("Writing manifest to image destination", digest=str(res.manifest_digest))
     digest = str(sink.manifest_digest or res.manifest_digest)
+    ev.step("Writing manifest to image destination", digest=digest)
     if digest == img.record.manifest_digest:
         with contextlib.suppress(KilnError):
             ctx.store.add_repo_digest(img.id, f"{target.name}@{digest}")

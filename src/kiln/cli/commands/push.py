@@ -15,9 +15,9 @@ from kiln.cli.state import State, pass_state
     "-f",
     "--format",
     "format_",
-    type=click.Choice(("oci", "docker", "v2s2")),
+    type=click.Choice(("oci", "docker", "v2s2", "v2s1")),
     default=None,
-    help="Manifest type to write (default: as stored)",
+    help="Manifest type to write (default: as stored); v2s1: signed Docker schema 1",
 )
 @click.option(
     "--all", "all_", is_flag=True, help="Push the images of a manifest list too, then the list"
