@@ -167,7 +167,6 @@ def create_app(config: Config | None = None, activity: Activity | None = None) -
         },
     )
     app.state.config = config or Config.from_env()
-    app.state.events = events.EventLog()
     return Frontdoor(app, activity or Activity())
 
 

@@ -22,7 +22,6 @@ from kiln.errors import InvalidArgument
 from kiln.ops.events import OUTPUT, Event
 
 from . import shapes
-from .events import note
 from .params import bad, loads, qbool, qint, qjson_map, qjson_str_list, qlabels, qlist, qstr
 from .registry_auth import build_registry_auth
 from .render import stream_message
@@ -285,7 +284,6 @@ async def build(request: Request) -> Reply:
     def done(result: Any) -> list[dict]:
         image_id = shapes.with_sha(result.image_id)
         names = list(getattr(result, "names", []) or opts["tags"])
-        note(request, "build", image_id, names[0] if names else "")
         if libpod:
             out: list[dict[str, Any]] = []
             if not quiet:

@@ -10,7 +10,6 @@ from kiln.errors import InvalidArgument
 
 from . import shapes
 from .errors import image_lookup
-from .events import note, note_removal
 from .params import qbool, qfilters, qstr
 from .versions import version_at_least
 from .wiring import run_op
@@ -84,8 +83,7 @@ async def tag_image(request: Request) -> Response:
     if not request.scope.get("kiln.libpod"):
         target = shapes.docker_name(target)
     with image_lookup(name):
-        image_id = await run_op(request, lambda ctx: ops.tag(ctx, name, target))
-    note(request, "tag", image_id, target)
+        await run_op(request, lambda ctx: ops.tag(ctx, name, target))
     return Response(status_code=201)
 
 
@@ -104,7 +102,6 @@ async def delete_image(request: Request) -> Response:
 
     with image_lookup(name):
         result = await run_op(request, remove)
-    note_removal(request, result)
     return JSONResponse(shapes.delete_items(result))
 
 

@@ -13,7 +13,6 @@ from kiln.util.choices import PullPolicy
 
 from . import shapes
 from .errors import error_body, image_lookup
-from .events import note, note_removal
 from .params import qbool, qfilters, qlist, qstr
 from .registry_auth import push_pull_options
 from .routes_images import tag_image, target_name
@@ -125,7 +124,6 @@ async def remove_images(request: Request) -> Response:
     result = await run_op(
         request, lambda ctx: ops.remove_images(ctx, names, force=force, all=all_, ignore=ignore)
     )
-    note_removal(request, result)
     report, _code = _remove_report(result)
     if "name" in request.path_params and result.errors:
         raise result.errors[0]
@@ -196,8 +194,6 @@ async def pull_image(request: Request) -> Reply:
     def done(r: Any) -> list[dict]:
         image_id = shapes.bare(r.image_id)
         ids = [shapes.bare(i) for i in (getattr(r, "ids", None) or [r.image_id])]
-        for n in r.names or [reference]:
-            note(request, "pull", n, n)
         return [{"images": ids, "id": image_id}]
 
     return StreamedOp(work, event, done, _stream_error, libpod=True)
@@ -232,7 +228,6 @@ async def push_image(request: Request) -> Reply:
     with_digest = version_at_least(request.scope.get("kiln.api_version"), DIGEST_IN_PUSH_STREAM)
 
     def done(r: Any) -> list[dict]:
-        note(request, "push", destination.removeprefix("docker://"), name)
         return [{"manifestdigest": r.digest}] if with_digest else []
 
     return StreamedOp(work, event, done, _stream_error, libpod=True)

@@ -14,7 +14,6 @@ from kiln.ops.events import Event
 
 from . import shapes
 from .errors import NoSuchImage
-from .events import note, note_from_thread
 from .params import qbool, qfilters, qint, qlist, qstr
 from .registry_auth import loopback_registry, push_pull_options
 from .render import progress_message
@@ -89,8 +88,6 @@ async def _pull(request: Request, reference: str, all_tags: bool = False) -> Rep
         return [*first(), *objs] if objs else []
 
     def done(result: Any) -> list[dict]:
-        for n in result.names or [reference]:
-            note(request, "pull", n, n)
         name = shapes.familiar(result.names[0]) if result.names else reference
         if all_tags:
             name = repo
@@ -129,7 +126,6 @@ async def _import(request: Request) -> Reply:
                 body.close()
 
     def done(rec: Any) -> list[dict]:
-        note(request, "import", rec.id, reference or "")
         return [{"status": shapes.with_sha(rec.id)}]
 
     return StreamedOp(work, lambda e: [], done)
@@ -152,7 +148,6 @@ async def push_image(request: Request) -> Reply:
     shown_tag = tag or (image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest")
 
     def done(result: Any) -> list[dict]:
-        note(request, "push", image, image)
         size = getattr(result, "manifest_size", 0)  # a file transport has no manifest upload
         return [
             {"status": f"{shown_tag}: digest: {result.digest} size: {size}"},
@@ -193,8 +188,6 @@ def save_response(request: Request, names: list[str], format: str = "docker-arch
                 ctx, names, cast(BinaryIO, out), format=format
             )  # streamed as it is written, never spooled
         out.flush()
-        for n in names:
-            note_from_thread(request, "save", n, n)
 
     return StreamedOp(work, media_type="application/x-tar", render_error=lambda exc: [])
 
@@ -230,7 +223,6 @@ async def load_images(request: Request) -> Reply:
     def done(result: Any) -> list[dict]:
         lines = []
         for img in result.images:
-            note(request, "load", img.id, img.names[0] if img.names else "")
             for n in img.names:
                 lines.append(f"Loaded image: {shapes.familiar(n)}\n")
             if not img.names:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
+from kiln.ops import image_events
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -92,12 +93,19 @@ def save(
             copy_image(
                 img, dest, names, image_format="docker", compression=compression, **copy_options
             )
+        _record_save(ctx, result)
         return result
     writer = tr.write_docker_archive if format == "docker-archive" else tr.write_oci_archive
     writer(output, items, **copy_options)  # a stream gets the archive as it is written
     if not isinstance(output, str):
         output.flush()
+    _record_save(ctx, result)
     return result
+
+
+def _record_save(ctx: Context, result: SaveResult) -> None:
+    for name in result.names or result.image_ids:
+        image_events.record(ctx, "save", name, name)
 
 
 def store_items(ctx: Context, images: Sequence[str]) -> list[tuple[Any, list[str]]]:
@@ -158,6 +166,7 @@ def load(ctx: Context, source: str | BinaryIO, validate: bool = True) -> LoadRes
                 rec = _copy_into_store(ctx, img, names, lease, validate)
                 result.images.append(LoadedImage(rec.id, list(names)))
     for img in result.images:
+        image_events.record(ctx, "load", img.id, img.names[0] if img.names else "")
         for name in img.names or [img.id]:
             ctx.ev.result(f"Loaded image: {name}", id=img.id, name=name)
     return result
@@ -394,6 +403,7 @@ def import_image(
                 names=names,
                 lease=lease,
             )
+    image_events.record(ctx, "import", rec.id, names[0] if names else "")
     ctx.ev.result(rec.id, id=rec.id, names=names)
     return rec
 

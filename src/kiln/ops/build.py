@@ -197,6 +197,9 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             for finding in report.warnings if report is not None else ():
                 progress.check(finding.rule, finding.message, finding.line)
             result.record_id = recorder.finish(ctx.store, manifest_digest=result.manifest_digest)
+            from kiln.ops.image_events import record
+
+            record(ctx, "build", result.image_id, result.names[0] if result.names else "")
             return result
 
 

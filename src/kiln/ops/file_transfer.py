@@ -95,6 +95,9 @@ def push(
         res = copy_image(img, DirImageDir(dest.path, create=True), [], **opts)
     digest = str(res.manifest_digest)
     ctx.ev.step(f"Writing manifest to image destination {dest}", digest=digest)
+    from kiln.ops.image_events import record
+
+    record(ctx, "push", str(dest), image)
     return TransferResult(img.id, digest, list(names), str(dest))
 
 
@@ -164,6 +167,10 @@ def pull(
         ctx.ev.step(f"Copying image {img.manifest.config.digest.hex[:12]} from {src}")
         with ctx.store.lease() as lease:
             rec = _copy_into_store(ctx, img, names, lease, validate)
+    from kiln.ops.image_events import record
+
+    for name in names or [str(src)]:
+        record(ctx, "pull", name, name)
     ctx.ev.result(rec.id.removeprefix("sha256:"), id=rec.id, names=names)
     return TransferResult(rec.id, rec.manifest_digest, names, str(src))
 

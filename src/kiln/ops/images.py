@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
 from kiln.oci.reference import local_name
+from kiln.ops import image_events
 from kiln.ops.timefmt import parse_time, parse_timestamp
 
 if TYPE_CHECKING:
@@ -451,6 +452,8 @@ def tag(ctx: Context, source: str, *targets: str) -> str:
     with ctx.store.transaction():
         for name in refs:
             put_name(name, rec.id)  # a manifest list is tagged as podman tags one
+    for name in refs:
+        image_events.record(ctx, "tag", rec.id, name)
     return rec.id
 
 
@@ -477,6 +480,7 @@ def untag(ctx: Context, image: str, *names: str) -> list[str]:
     with ctx.store.transaction():
         for n in wanted:
             ctx.store.untag(n)
+    image_events.record_removal(ctx, wanted, ())
     return wanted
 
 
@@ -492,6 +496,7 @@ def _untag_list(ctx: Context, rec: Any, names: Sequence[str]) -> list[str]:
     with ctx.store.transaction():
         for n in wanted:
             ctx.store.untag_index(n)
+    image_events.record_removal(ctx, wanted, ())
     return wanted
 
 
@@ -539,9 +544,19 @@ def remove_images(
     if not all and not names:
         raise InvalidArgument("image name or ID must be specified")
     result = RemoveResult()
-    if all:
-        _remove_all(ctx, force, result)
-        return result
+    try:
+        if all:
+            _remove_all(ctx, force, result)
+        else:
+            _remove_named(ctx, names, force, ignore, result)
+    finally:  # what went before an unexpected error still happened
+        image_events.record_removal(ctx, result.untagged, result.deleted)
+    return result
+
+
+def _remove_named(
+    ctx: Context, names: Sequence[str], force: bool, ignore: bool, result: RemoveResult
+) -> None:
     for name in names:
         try:
             _remove_one(ctx, name, force, result)
@@ -552,7 +567,6 @@ def remove_images(
             result.errors.append(exc)
     if result.deleted:
         ctx.collect_garbage()
-    return result
 
 
 def raise_first_error(result: RemoveResult) -> None:
@@ -749,6 +763,7 @@ def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> Prune
             result.removed.append(s.id)
         if not gone:
             break
+    image_events.record_removal(ctx, result.untagged, result.removed)
     gc = ctx.collect_garbage()
     result.bytes_freed, result.blobs_removed = gc.bytes_freed, gc.blobs_removed
     result.snapshots_removed = gc.snapshots_removed

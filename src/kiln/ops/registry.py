@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.ops import image_events
 from kiln.util.choices import PULL_POLICIES
 from kiln.util.output import check_output, write_output
 
@@ -305,6 +306,8 @@ def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
         )
         ev.step("Writing manifest to image destination", digest=str(remote.manifest_digest))
     digest = str(remote.digests[0])
+    for name in names or [str(cand)]:
+        image_events.record(ctx, "pull", name, name)
     ev.result(rec.id.removeprefix("sha256:"), id=rec.id, names=names, digest=digest)
     return PullResult(rec.id, digest, names, str(cand), [rec.id])
 
@@ -509,6 +512,7 @@ def push(
     if digest == img.record.manifest_digest:
         with contextlib.suppress(KilnError):
             ctx.store.add_repo_digest(img.id, f"{target.name}@{digest}")
+    image_events.record(ctx, "push", str(target), image)
     if digestfile:
         write_output(digestfile, digest.encode())
     return PushResult(

@@ -206,4 +206,17 @@ CREATE TABLE IF NOT EXISTS lease_owners (
 );
 """
 
-MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6, V7]
+# the image event journal every kiln process on the store appends to (kiln.store.events):
+# `docker events` and `kiln events` read the operations of all of them
+V8 = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ns INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    image TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    attributes TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6, V7, V8]

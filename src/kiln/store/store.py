@@ -28,6 +28,7 @@ from kiln.store.cache_mounts import CacheMountsMixin
 from kiln.store.containers import ContainersMixin
 from kiln.store.content import ContentMixin
 from kiln.store.db import Database
+from kiln.store.events import EventsMixin
 from kiln.store.gc import DEFAULT_BLOB_GRACE, MaintenanceMixin
 from kiln.store.images import ImagesMixin
 from kiln.store.indexes import IndexesMixin
@@ -67,6 +68,7 @@ class Store(
     CacheMountsMixin,
     BuildRecordsMixin,
     MaintenanceMixin,
+    EventsMixin,
 ):
     #: blobs younger than this are never swept by GC (see kiln.store.gc)
     blob_grace_seconds: float = DEFAULT_BLOB_GRACE
