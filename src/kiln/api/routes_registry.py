@@ -1,6 +1,9 @@
 """Registry routes that move no image: ``POST /auth`` (``docker login``, docker-py
 ``login()``), ``GET /distribution/{name}/json`` (what the registry serves for a name) and
-``GET /libpod/images/{name}/resolve`` (the full names a short name may mean).
+``GET /libpod/images/{name}/resolve`` (the full names a short name may mean: podman's
+route, added in podman 5, answers with its pull candidates in short-name mode
+"disabled", so an alias alone, else one name per unqualified-search registry, and never
+``localhost/``, which no pull tries; kiln gives the same).
 
 dockerd checks the credentials against the registry and keeps nothing: the client
 records them and sends them again with each pull, push and build
