@@ -19,6 +19,7 @@ from kiln.oci.schema1_write import EMPTY_GZIP_LAYER_DIGEST, verify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import registry_servers  # noqa: E402
+from api_server import start_server, stop_server  # noqa: E402
 
 pytestmark = [
     pytest.mark.root,
@@ -145,3 +146,20 @@ def test_what_schema1_cannot_carry_is_refused(built, registry_schema1, registry_
              f"docker://{registry_plain.host}/kiln/nos1:1", ok=False)  # fmt: skip
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert "manifest" in r.stderr.lower(), r.stderr
+
+
+@pytest.mark.skipif(not shutil.which("podman"), reason="podman is not installed")
+def test_podman_remote_push_format_v2s1(built, registry_schema1):
+    tmp, root = built  # the server serves this store
+    proc, sock = start_server(tmp)
+    try:
+        dest = f"docker://{registry_schema1.host}/kiln/remote:1"
+        r = subprocess.run(["podman", "--url", f"unix://{sock}", "push", "--format", "v2s1",
+                            "--tls-verify=false", "s1:gzip", dest], capture_output=True,
+                           text=True, timeout=CALL_TIMEOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    finally:
+        assert stop_server(proc) == 0
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", dest)
+    assert json.loads(raw)["schemaVersion"] == 1
+    verify(raw)
