@@ -356,7 +356,7 @@ def test_bad_arguments_are_clear(registry_plain, puller):
             ops.pull(ctx, "x", policy="sometimes")
         with pytest.raises(InvalidArgument, match="--platform cannot be combined"):
             ops.pull(ctx, "x", platform="linux/amd64", arch="arm64")
-        with pytest.raises(InvalidArgument, match="use oci or v2s2"):
+        with pytest.raises(InvalidArgument, match="use oci, v2s2 or v2s1"):
             ops.push(ctx, "x", "docker://localhost/x", format="v1")
 
 
