@@ -16,7 +16,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -26,6 +26,10 @@ from kiln.ops import image_events
 
 from .params import qbool, qfilters, qstr
 from .wiring import run_op
+
+if TYPE_CHECKING:
+    from kiln.ops.context import Context
+    from kiln.store.events import EventRecord
 
 POLL = image_events.POLL
 
@@ -49,10 +53,12 @@ async def events(request: Request) -> Response:
         for ev in earlier:
             yield _line(ev)
         after = last
+
+        def newer(ctx: Context) -> tuple[list[EventRecord], int]:
+            return image_events.new_events(ctx, after, match)
+
         while follow and (until is None or time.time() < until):
-            found, after = await run_op(
-                request, lambda ctx, a=after: image_events.new_events(ctx, a, match)
-            )
+            found, after = await run_op(request, newer)
             for ev in found:
                 if until is not None and ev.time_ns > until * 1e9:
                     return
