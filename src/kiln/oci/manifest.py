@@ -1,7 +1,8 @@
 """Image manifests and indexes that keep their exact bytes.
 
 A digest is always of the bytes as stored; parsing never re-serialises.
-Docker v2 schema 1 manifests are read-only (see :mod:`kiln.oci.schema1`).
+Docker v2 schema 1 manifests are read by :mod:`kiln.oci.schema1` and written only for
+``push --format v2s1`` by :mod:`kiln.oci.schema1_write`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Docker image manifest v2, schema 1 (signed and unsigned) — read-only.
+"""Docker image manifest v2, schema 1 (signed and unsigned), read (writing and signing:
+:mod:`kiln.oci.schema1_write`).
 
 A schema 1 manifest lists ``fsLayers`` and ``history`` top layer first; each
 history entry carries a ``v1Compatibility`` JSON string (the old per-layer
