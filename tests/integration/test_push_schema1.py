@@ -15,11 +15,9 @@ from pathlib import Path
 
 import pytest
 
+import registry_servers
+from api_server import start_server, stop_server
 from kiln.oci.schema1_write import EMPTY_GZIP_LAYER_DIGEST, verify
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import registry_servers  # noqa: E402
-from api_server import start_server, stop_server  # noqa: E402
 
 pytestmark = [
     pytest.mark.root,

@@ -14,7 +14,7 @@ from kiln.api import wiring
 from kiln.api.app import create_app
 from kiln.ops.config import Config
 from kiln.store import Store
-from kiln.store import db as store_db
+from kiln.util import sqlite as store_db
 
 ROUTES = ("/v1.41/info", "/v1.41/images/json", "/v4.0.0/libpod/images/json",
           "/v4.0.0/libpod/info")  # fmt: skip
