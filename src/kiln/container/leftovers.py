@@ -18,15 +18,19 @@ from kiln.util.process_owner import is_alive
 __all__ = ["sweep_dead_builds"]
 
 
-def sweep_dead_builds(store: Any, snapshots: Callable[[], Any]) -> list[str]:
-    """Delete the containers of dead builds; returns their IDs. ``snapshots()`` gives the
-    snapshotter, asked for only when there is something to remove."""
+def sweep_dead_builds(store: Any, snapshots: Callable[[], Any], dry_run: bool = False) -> list[str]:
+    """Delete the containers of dead builds; returns their IDs (with ``dry_run``, only finds
+    them). ``snapshots()`` gives the snapshotter, asked for only when there is something to
+    remove."""
     from .builder import Builder
 
     swept = []
     for rec in store.list_containers():
         owner = _owner(rec.state)
         if not owner or is_alive(owner):
+            continue
+        if dry_run:
+            swept.append(rec.id)
             continue
         with contextlib.suppress(KilnError):
             Builder.load(store, rec.id, snapshots=snapshots()).delete()

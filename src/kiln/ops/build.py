@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from kiln.build.options import ENTITLEMENTS, BuildOptions, BuildResult
 from kiln.build.outputs import check_outputs, writes_stdout
 from kiln.errors import Cancelled, InvalidArgument, KilnError, NotFound
-from kiln.ops.context import Context
+from kiln.ops.context import Context, sweep_leftovers
 from kiln.ops.events import Event, EventSink
 from kiln.util.output import check_output
 
@@ -135,8 +135,9 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     check_outputs(opts.outputs)
     if opts.timestamp is None and opts.build_args.get("SOURCE_DATE_EPOCH", "").isdigit():
         opts.timestamp = int(opts.build_args["SOURCE_DATE_EPOCH"])
-    if opts.tmpdir is None:
-        opts.tmpdir = ctx.tmpdir
+    sweep_leftovers(ctx)  # what a killed build left: its RUN, mounts, scratch, lease
+    if opts.tmpdir is None or opts.tmpdir == ctx.config.scratch_dir():
+        opts.tmpdir = ctx.tmpdir  # this build's own scratch dir, swept if it is killed
     with (
         _context_dir(ctx, opts) as root,
         open_named_contexts(opts.build_contexts, opts.tmpdir) as named,

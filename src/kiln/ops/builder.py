@@ -28,6 +28,9 @@ class BuilderPruneResult:
 
 def prune_build_cache(ctx: Context, all: bool = False) -> BuilderPruneResult:  # noqa: A002
     """Remove dangling build-cache entries (with ``all``: all of them and the cache mounts)."""
+    from kiln.ops.context import sweep_leftovers
+
+    sweep_leftovers(ctx)
     store = ctx.store
     result = BuilderPruneResult(cache_entries=store.prune_cache_orphans())
     if all:

@@ -73,7 +73,9 @@ def create_container(
 ) -> Builder:
     """``kiln from``: a new working container over ``image`` (or ``scratch``)."""
     from kiln.container import Builder
+    from kiln.ops.context import sweep_leftovers
 
+    sweep_leftovers(ctx)
     fmt = (image_format or ctx.config.image_format or "oci").lower()
     b = Builder.from_image(
         ctx, image, name=name, pull_policy=pull, puller=_puller(ctx), image_format=fmt
@@ -170,6 +172,9 @@ def unmount_container(ctx: Context, name: str) -> str:
 
 def run_in_container(ctx: Context, name: str, args: Sequence[str], opts: Any = None) -> int:
     """``kiln run``: run ``args`` with ``opts`` (a ``RunOptions``); returns the exit code."""
+    from kiln.ops.context import sweep_leftovers
+
+    sweep_leftovers(ctx)
     b = _load(ctx, name)
     return b.run(list(args), opts)
 

@@ -31,6 +31,8 @@ class Context:
     _snapshots_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: the store outlives this context (a server thread keeps it open): close() leaves it open
     borrowed_store: bool = False
+    _scratch: str | None = field(default=None, repr=False)
+    _swept: bool = field(default=False, repr=False)
 
     @property
     def snapshots(self) -> Snapshotter:
@@ -47,7 +49,10 @@ class Context:
         """One collection over the whole root: the store's GC marks from names, working
         containers, leases and retained build cache and sweeps blobs, and the snapshotter
         (its sweeper: store and snapshot never import each other, they meet here) sweeps
-        the unpacked layers and snapshots nothing holds. Reports what left the disk."""
+        the unpacked layers and snapshots nothing holds. Reports what left the disk.
+        What killed kiln processes left goes first (their leases no longer hold images)."""
+        if not dry_run:
+            sweep_leftovers(self)
         return self.store.gc(dry_run=dry_run, sweepers=[self.snapshots])
 
     @property
@@ -56,9 +61,19 @@ class Context:
 
     @property
     def tmpdir(self) -> str:
-        return self.config.scratch_dir()
+        """This context's own scratch directory (``kiln.util.scratch``), made on first use
+        under the configured scratch space and removed by ``close``; one a killed kiln
+        left is removed by the next ``sweep_leftovers``."""
+        if self._scratch is None:
+            from kiln.util.scratch import make_scratch_dir
+
+            self._scratch = make_scratch_dir(self.config.scratch_dir())
+        return self._scratch
 
     def close(self) -> None:
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            _remove_scratch(scratch)
         snaps, self._snapshots = self._snapshots, None
         close = getattr(snaps, "close", None)
         if close is not None:
@@ -80,30 +95,52 @@ def open_context(
     store = Store.open(root if root is not None else config.root)
     ctx = Context(store=store, events=events or NullSink(), config=config)
     try:
-        sweep_leftovers(ctx)
         yield ctx
     finally:
         ctx.close()
 
 
-def sweep_leftovers(ctx: Context) -> None:
-    """Stop and remove what a killed kiln left: RUN containers still running under runc,
-    their bundles, and its builds' working containers (each names its owner process; only
-    a dead owner's are touched). Never stops the command that runs it."""
-    from kiln.container.leftovers import sweep_dead_builds
+def _remove_scratch(path: str) -> None:
+    import shutil
+
     from kiln.errors import KilnError
-    from kiln.runtime.leftovers import sweep_dead_runs
+    from kiln.snapshot.mount import unmount_all_under
 
     try:
-        runs = sweep_dead_runs()
-        builds = sweep_dead_builds(ctx.store, lambda: ctx.snapshots)
-        leases = ctx.store.clear_dead_leases()
+        unmount_all_under(path)  # never delete into a view still mounted there
     except (KilnError, OSError):
         return
-    if runs or builds:  # a lease alone is not worth a word (every killed command has one)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_leftovers(ctx: Context) -> None:
+    """Stop and remove what killed kiln processes left (``kiln.ops.leftovers``): RUN
+    containers still running under runc and their bundles, builds' working containers,
+    scratch directories, orphan snapshots, stale leases; only what a dead process left is
+    touched, never the running command's own. Run once per context by the use cases that
+    build, run, prune or check, and before every GC: a command that only reads the store
+    does not pay for it."""
+    from kiln.errors import KilnError
+    from kiln.ops.leftovers import find_leftovers, remove_leftovers
+
+    if ctx._swept:
+        return
+    ctx._swept = True
+    try:
+        found = find_leftovers(ctx)
+        if not found.count():
+            return
+        done = remove_leftovers(ctx, found)
+    except (KilnError, OSError):
+        return
+    orphans = len(done.snapshots.orphans) if done.snapshots is not None else 0
+    if done.runs or done.builds or done.scratch_dirs or orphans:
+        # a lease alone is not worth a word (every killed command has one)
         ctx.ev.warning(
-            f"removed what a killed kiln left behind: {len(runs)} running RUN container(s), "
-            f"{len(builds)} build working container(s), {leases} lease(s)"
+            f"removed what a killed kiln left behind: {len(done.runs)} running RUN "
+            f"container(s), {len(done.builds)} build working container(s), "
+            f"{len(done.scratch_dirs)} scratch dir(s), {orphans} orphan snapshot(s), "
+            f"{len(done.leases)} lease(s)"
         )
 
 

@@ -732,6 +732,9 @@ def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> Prune
     Repeats until nothing more goes, so an intermediate image whose last child
     was pruned goes too. Images with children are never removed.
     """
+    from kiln.ops.context import sweep_leftovers
+
+    sweep_leftovers(ctx)  # a killed build's lease no longer keeps its images
     filters = list(filters)
     result = PruneResult()
     while True:

@@ -150,7 +150,7 @@ def _store(ctx: Context) -> dict[str, Any]:
         "imageStore": {"number": store.image_count()},
         "containerStore": {"number": len(store.list_containers())},
         "buildCache": {"number": store.count_cache()},
-        "imageCopyTmpDir": ctx.tmpdir,
+        "imageCopyTmpDir": ctx.config.scratch_dir(),
     }
 
 

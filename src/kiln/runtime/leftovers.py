@@ -23,9 +23,12 @@ __all__ = ["sweep_dead_runs"]
 _BUNDLE = re.compile(r"^(kiln-[0-9a-f]{32})-")
 
 
-def sweep_dead_runs(state_dir: str | None = None, runtime: str = "runc") -> list[str]:
+def sweep_dead_runs(
+    state_dir: str | None = None, runtime: str = "runc", dry_run: bool = False
+) -> list[str]:
     """Stop the containers of killed kiln processes and remove their bundles; returns their
-    run ids. Never touches a bundle whose owner lives (another kiln running now)."""
+    run ids (with ``dry_run``, only finds them). Never touches a bundle whose owner lives
+    (another kiln running now)."""
     state = state_dir or default_runtime_dir()  # a rootless user's too
     bundles = os.path.join(state, "bundles")
     try:
@@ -39,6 +42,9 @@ def sweep_dead_runs(state_dir: str | None = None, runtime: str = "runc") -> list
         if match is None or not _owner_dead(path):
             continue
         run_id = match.group(1)
+        if dry_run:
+            swept.append(run_id)
+            continue
         base = [runtime, "--root", os.path.join(state, "runc")]
         for args in (["kill", run_id, "KILL"], ["delete", "--force", run_id]):
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):

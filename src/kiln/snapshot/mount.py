@@ -139,6 +139,33 @@ def is_mountpoint(path: str) -> bool:
     return False
 
 
+def mounts_under(path: str) -> list[str]:
+    """Every mount point at or below ``path`` in this mount namespace, deepest first (the
+    order to unmount them in)."""
+    base = os.path.realpath(path).rstrip("/") or "/"
+    found = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                fields = line.split(" ", 5)
+                if len(fields) > 4:
+                    point = _unescape(fields[4])
+                    if point == base or point.startswith(base + "/"):
+                        found.append(point)
+    except OSError:
+        return []
+    return sorted(set(found), key=lambda p: (-p.count("/"), p))
+
+
+def unmount_all_under(path: str) -> list[str]:
+    """Unmount everything mounted at or below ``path`` (a directory about to be deleted, so
+    that the deletion never reaches into a mounted file system); returns what was unmounted."""
+    points = mounts_under(path)
+    for point in points:
+        unmount(point)
+    return points
+
+
 @contextmanager
 def mounted(spec: MountSpec, parent_dir: str | None = None) -> Iterator[str]:
     """Mount ``spec`` on a fresh temporary directory; always unmount and remove it."""

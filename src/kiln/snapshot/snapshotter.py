@@ -51,8 +51,9 @@ from kiln.snapshot import mount as mnt
 from kiln.snapshot.copytree import merge_layers
 from kiln.snapshot.meta import open_meta
 from kiln.snapshot.spec import MountSpec, supported_overlay_options
+from kiln.snapshot.upkeep import UpkeepMixin
 from kiln.snapshot.usage import tree_size
-from kiln.util.atomic import atomic_write
+from kiln.util.atomic import atomic_write, fsync_dir
 from kiln.util.locks import file_lock
 from kiln.util.rootless import in_user_namespace
 
@@ -65,7 +66,7 @@ class SweepResult(NamedTuple):
     bytes_freed: int  # apparent size of everything deleted (crash garbage too)
 
 
-class Snapshotter:
+class Snapshotter(UpkeepMixin):
     #: layers and snapshots younger than this are never removed by gc
     grace_seconds: float = 600.0
 
@@ -265,6 +266,10 @@ class Snapshotter:
                 n = self._insert_layer(conn, chain_id, parent, "", flat)
                 os.rename(os.path.join(base, "fs" if flat else "upper"), os.path.join(tmp, "fs"))
                 os.rename(tmp, os.path.join(self.root, "layers", str(n)))
+                # the rename is durable before the row that names it: a crash never leaves
+                # a recorded layer whose directory the file system forgot (the caller synced
+                # the upper's files; one journal commit also carries the rename into tmp/)
+                fsync_dir(os.path.join(self.root, "layers"))
                 conn.execute("DELETE FROM active WHERE key=?", (key,))
             holds.release(base)
             self._rmtree_aside(base)

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from kiln.store.db import Database
 from kiln.store.gc import image_blobs
@@ -43,6 +44,24 @@ class Lease:
                 "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) VALUES (?,?,?)",
                 (self.id, kind, ref),
             )
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """One lease as ``kiln system leases`` lists it."""
+
+    id: str
+    created: float
+    expires: float
+    owner: str  # "PID:START", "" when not recorded
+    alive: bool  # its owner process still runs (or none is recorded)
+    images: int  # how many images and blobs it holds
+    blobs: int
+
+    @property
+    def stale(self) -> bool:
+        """Its owner is gone or it has expired: nothing will ever release it."""
+        return not self.alive or self.expires <= time.time()
 
 
 class LeaseMixin:
@@ -96,6 +115,26 @@ class LeaseMixin:
             conn.executemany("DELETE FROM leases WHERE id=?", [(i,) for i in dead])
             conn.execute("DELETE FROM leases WHERE expires <= ?", (now,))
         return len(dead)
+
+    def list_leases(self) -> list[LeaseInfo]:
+        """Every lease, oldest first, with its owner and what it holds."""
+        rows = self.db.query(
+            "SELECT l.id, l.created, l.expires, COALESCE(o.owner, '') AS owner, "
+            "(SELECT COUNT(*) FROM lease_resources r WHERE r.lease_id=l.id AND r.kind='image'), "
+            "(SELECT COUNT(*) FROM lease_resources r WHERE r.lease_id=l.id AND r.kind='blob') "
+            "FROM leases l LEFT JOIN lease_owners o ON o.lease_id = l.id ORDER BY l.created, l.id"
+        )
+        return [
+            LeaseInfo(r[0], r[1], r[2], r[3], not r[3] or is_alive(r[3]), r[4], r[5]) for r in rows
+        ]
+
+    def delete_leases(self, lease_ids: list[str]) -> int:
+        """Delete these leases (stale ones a check found); returns how many there were."""
+        gone = 0
+        with self.db.transaction() as conn:
+            for lease_id in lease_ids:
+                gone += conn.execute("DELETE FROM leases WHERE id=?", (lease_id,)).rowcount
+        return gone
 
     def current_lease(self) -> Lease | None:
         """The innermost lease this thread has open, if any."""

@@ -1,0 +1,188 @@
+"""Checking the snapshotter's root and removing what crashes left in it (``kiln system check``).
+
+Leftovers, each safe to remove at once (no grace period):
+
+- an active snapshot nobody holds (``holds``) and no working container names: its creator
+  was killed between ``prepare`` and writing the container's row (or before removing a
+  view). A live process always holds the snapshots it created, from before the row is
+  visible until it removes or commits them, and a working container of the store names
+  its own; the caller reads the holds first and the containers' keys after, so a snapshot
+  whose container row appears meanwhile is never taken for an orphan.
+- directories under ``layers/`` and ``active/`` no row names, and everything in ``tmp/``
+  (work a killed unpack, prepare or remove left; an overlay probe under a minute old is
+  left alone), with whatever is still mounted below them.
+
+Unpacked layers are verified against their layer tars (``kiln.snapshot.verify``); one that
+does not match is removed with the layers above it, so that the next use unpacks it again,
+unless an active snapshot rests on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO
+
+from kiln.snapshot import holds
+from kiln.snapshot import mount as mnt
+from kiln.snapshot.usage import tree_size
+from kiln.snapshot.verify import LayerVerdict, verify_layer_dir
+from kiln.util.locks import file_lock
+
+if TYPE_CHECKING:
+    from kiln.snapshot.meta import MetaDB
+
+_PROBE_AGE = 60.0
+
+
+@dataclass
+class Leftovers:
+    orphans: list[str] = field(default_factory=list)  # active snapshot keys
+    unrecorded: list[str] = field(default_factory=list)  # directories no row names
+    scratch: list[str] = field(default_factory=list)  # entries of tmp/
+    mounts: list[str] = field(default_factory=list)  # mounted below any of those
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    chain_id: str
+    parent: str | None
+    diff_id: str
+    flat: bool
+    path: str  # the layer's fs directory
+
+
+class UpkeepMixin:
+    root: str
+    db: MetaDB
+    _lock_path: str
+    _dir: Callable[[str, int], str]
+    _list: Callable[[str], list[str]]
+    _move_aside: Callable[[str], str | None]
+    remove: Callable[[str], None]
+
+    def unheld_active(self) -> list[str]:
+        """Keys of the active snapshots no process holds (read before the containers' keys:
+        see the module)."""
+        rows = self.db.query("SELECT key, n FROM active ORDER BY n")
+        return [r["key"] for r in rows if not holds.in_use(self._dir("active", r["n"]))]
+
+    def leftovers(
+        self, unheld: Collection[str], named: Collection[str], deep: bool = True
+    ) -> Leftovers:
+        """What crashes left: ``unheld`` (from ``unheld_active``) minus the keys working
+        containers name (``named``); with ``deep``, also unrecorded directories and
+        ``tmp/`` entries (their removal waits for the exclusive lock)."""
+        out = Leftovers()
+        active = {r["key"]: r["n"] for r in self.db.query("SELECT key, n FROM active")}
+        out.orphans = [k for k in unheld if k in active and k not in set(named)]
+        if not deep:
+            dirs = [self._dir("active", active[k]) for k in out.orphans]
+            out.mounts = [m for d in dirs for m in mnt.mounts_under(d)]
+            out.bytes = sum(tree_size(d) for d in dirs)
+            return out
+        live_layers = {str(r["n"]) for r in self.db.query("SELECT n FROM layers")}
+        live_active = {str(n) for n in active.values()}
+        for sub, live in (("layers", live_layers), ("active", live_active)):
+            out.unrecorded += [os.path.join(self.root, sub, n) for n in self._list(sub)
+                               if n not in live]  # fmt: skip
+        now = time.time()
+        for name in sorted(self._list("tmp")):
+            path = os.path.join(self.root, "tmp", name)
+            if name.startswith("probe-") and _age(path, now) < _PROBE_AGE:
+                continue
+            out.scratch.append(path)
+        dirs = [self._dir("active", active[k]) for k in out.orphans]
+        dirs += out.unrecorded + out.scratch
+        for d in dirs:
+            out.mounts += mnt.mounts_under(d)
+        out.bytes = sum(tree_size(d) for d in dirs)
+        return out
+
+    def remove_leftovers(self, found: Leftovers) -> Leftovers:
+        """Remove what ``leftovers`` found (checked again under the lock); returns what went."""
+        done = Leftovers()
+        for key in found.orphans:
+            row = self.db.one("SELECT n FROM active WHERE key=?", (key,))
+            if row is None or holds.in_use(self._dir("active", row["n"])):
+                continue
+            path = self._dir("active", row["n"])
+            size = tree_size(path)
+            done.mounts += mnt.unmount_all_under(path)
+            self.remove(key)
+            done.orphans.append(key)
+            done.bytes += size
+        if not found.unrecorded and not found.scratch:
+            return done
+        with file_lock(self._lock_path, exclusive=True):
+            live = {
+                os.path.join(self.root, "layers", str(r["n"]))
+                for r in self.db.query("SELECT n FROM layers")
+            } | {os.path.join(self.root, "active", str(r["n"])) for r in self.db.query(
+                "SELECT n FROM active")}  # fmt: skip
+            doomed = [d for d in found.unrecorded if d not in live]
+            doomed += [d for d in found.scratch if os.path.lexists(d)]
+            for d in doomed:
+                size = tree_size(d)
+                done.mounts += mnt.unmount_all_under(d)
+                if d in found.unrecorded:
+                    aside = self._move_aside(d)
+                    if aside is not None:
+                        shutil.rmtree(aside, ignore_errors=True)
+                    done.unrecorded.append(d)
+                else:
+                    shutil.rmtree(d, ignore_errors=True)
+                    done.scratch.append(d)
+                done.bytes += size
+        return done
+
+    # layers ---------------------------------------------------------------------------
+
+    def layer_rows(self) -> list[LayerRow]:
+        rows = self.db.query("SELECT n, chain_id, parent, diff_id, flat FROM layers ORDER BY n")
+        return [
+            LayerRow(
+                r["chain_id"],
+                r["parent"],
+                r["diff_id"],
+                bool(r["flat"]),
+                os.path.join(self.root, "layers", str(r["n"]), "fs"),
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    def verify_layer(self, row: LayerRow, tar_stream: BinaryIO) -> LayerVerdict:
+        """Compare layer ``row``'s directory with its (uncompressed) layer tar."""
+        if not os.path.isdir(row.path):
+            return LayerVerdict("", [f"its directory {row.path} is missing"])
+        return verify_layer_dir(row.path, tar_stream)
+
+    def layers_above(self, chain_id: str) -> list[str]:
+        """``chain_id`` and every unpacked layer resting on it, top first (removal order)."""
+        children: dict[str, list[str]] = {}
+        for r in self.db.query("SELECT chain_id, parent FROM layers WHERE flat=0"):
+            if r["parent"]:
+                children.setdefault(r["parent"], []).append(r["chain_id"])
+        order, todo = [], [chain_id]
+        while todo:
+            current = todo.pop()
+            order.append(current)
+            todo += children.get(current, [])
+        return list(reversed(order))
+
+    def active_on(self, chain_ids: Collection[str]) -> list[str]:
+        """Keys of the active snapshots resting on any of ``chain_ids``."""
+        wanted = set(chain_ids)
+        return [r["key"] for r in self.db.query("SELECT key, parent FROM active")
+                if r["parent"] in wanted]  # fmt: skip
+
+
+def _age(path: str, now: float) -> float:
+    try:
+        return now - os.lstat(path).st_mtime
+    except OSError:
+        return _PROBE_AGE

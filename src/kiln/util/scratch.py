@@ -1,0 +1,57 @@
+"""Scratch directories that name the process they belong to.
+
+A kiln command keeps its temporary files (remote and named build contexts, RUN scripts,
+downloads, mounted image views) in one directory of the scratch space (``$TMPDIR``,
+``--tmpdir``): ``kiln-scratch-<PID>.<START>-<random>``, owner as in
+:mod:`kiln.util.process_owner`. It is removed when the command ends; if the command is
+killed, the next kiln command that sweeps leftovers finds it by name and removes it once
+its owner is dead. Directories of other users are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+
+from kiln.util.process_owner import is_alive, this_process
+
+__all__ = ["PREFIX", "dead_scratch_dirs", "make_scratch_dir", "scratch_owner"]
+
+PREFIX = "kiln-scratch-"
+_NAME = re.compile(r"^kiln-scratch-(\d+)\.(\d+)-[A-Za-z0-9_]+$")
+
+
+def make_scratch_dir(base: str) -> str:
+    """A new directory (mode 0700) under ``base`` named after this process."""
+    os.makedirs(base, exist_ok=True)
+    owner = this_process().replace(":", ".")
+    return tempfile.mkdtemp(prefix=f"{PREFIX}{owner}-", dir=base)
+
+
+def scratch_owner(name: str) -> str | None:
+    """The owner (``PID:START``) a scratch directory's name gives, else None."""
+    match = _NAME.match(name)
+    return f"{match.group(1)}:{match.group(2)}" if match else None
+
+
+def dead_scratch_dirs(base: str) -> list[str]:
+    """This user's scratch directories under ``base`` whose owner process is gone."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return []
+    uid = os.geteuid()
+    found = []
+    for name in sorted(names):
+        owner = scratch_owner(name) if name.startswith(PREFIX) else None
+        if owner is None or is_alive(owner):
+            continue
+        path = os.path.join(base, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if st.st_uid == uid and os.path.isdir(path) and not os.path.islink(path):
+            found.append(path)
+    return found
