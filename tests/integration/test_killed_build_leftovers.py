@@ -1,4 +1,4 @@
-"""A kiln killed mid-RUN leaves nothing behind once the next kiln command starts: the RUN's
+"""A kiln killed mid-RUN leaves nothing behind once the next build (or run, prune, check) starts: the RUN's
 process no longer runs, no mount, no bundle, no working container of the build.
 
 A user's own working containers (``kiln from``) are never touched, and neither is another
@@ -86,7 +86,12 @@ def test_the_next_command_clears_what_a_killed_build_left(env):
     time.sleep(0.5)
     assert _running(token)  # runc run outlived its parent: what the sweep is for
     assert _leases(tmp / "root") >= 1  # the killed build's lease, still held
-    res = kiln("images")  # any command
+    res = kiln("images")  # a command that only reads the store does not sweep
+    assert "removed" not in res.stderr and _running(token)
+    nxt = tmp / "next"
+    nxt.mkdir()
+    (nxt / "Containerfile").write_text("FROM busybox\nRUN true\n")
+    res = kiln("build", "-q", str(nxt))  # the next build does
     assert "removed what a killed kiln left behind" in res.stderr
     deadline = time.monotonic() + 20
     while _running(token) and time.monotonic() < deadline:
@@ -97,7 +102,7 @@ def test_the_next_command_clears_what_a_killed_build_left(env):
     names = [c["containername"] for c in json.loads(kiln("containers", "--json").stdout)]
     assert names == [mine]  # the user's own container stays; the build's is gone
     assert _leases(tmp / "root") == 0  # it no longer keeps images from prune
-    assert "removed" not in kiln("images").stderr  # nothing more to clear
+    assert "removed" not in kiln("build", "-q", str(nxt)).stderr  # nothing more to clear
 
 
 def test_a_live_builds_run_is_left_alone(env):
@@ -113,7 +118,10 @@ def test_a_live_builds_run_is_left_alone(env):
         for line in proc.stdout:
             if line.strip() == "started":
                 break
-        res = kiln("containers")
+        other = tmp / "other"
+        other.mkdir()
+        (other / "Containerfile").write_text("FROM busybox\nRUN true\n")
+        res = kiln("build", "-q", str(other))  # sweeps: only what dead processes left
         assert "removed" not in res.stderr
         assert _running(token) and proc.poll() is None
         assert len(os.listdir(tmp / "runtime" / "bundles")) == 1

@@ -148,6 +148,23 @@ async def libpod_info(request: Request) -> Response:
     return JSONResponse(libpod_info_shape(await run_op(request, system_info)))
 
 
+async def libpod_check(request: Request) -> Response:
+    """``POST /libpod/system/check`` (podman 5): ``quick``, ``repair``, ``repair_lossy``
+    (also removes working containers of damaged images); podman's ``SystemCheckReport``
+    keys with kiln's own report beside them."""
+    from kiln.ops.check import check
+
+    from .params import qbool
+
+    q = request.query_params
+    quick, repair, lossy = qbool(q, "quick"), qbool(q, "repair"), qbool(q, "repair_lossy")
+
+    def run(ctx):  # type: ignore[no-untyped-def]
+        return check(ctx, repair=repair or lossy, quick=quick, force=lossy).to_json()
+
+    return JSONResponse(await run_op(request, run))
+
+
 def libpod_info_shape(data: dict[str, Any]) -> dict[str, Any]:
     """kiln's info -> the types podman's ``define.Info`` decodes (graphStatus is a map of
     strings; the API version is libpod's)."""
@@ -165,6 +182,7 @@ routes = [
     Route("/libpod/version", version_route, methods=["GET"]),
     Route("/info", info, methods=["GET"]),
     Route("/libpod/info", libpod_info, methods=["GET"]),
+    Route("/libpod/system/check", libpod_check, methods=["POST"]),
 ]
 
 __all__ = ["PING_HEADERS", "kiln_version", "routes", "version_body"]

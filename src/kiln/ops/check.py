@@ -48,7 +48,7 @@ class Finding:
 
     @property
     def fixed(self) -> bool:
-        return self.action in (REMOVED, "unmounted")
+        return self.action.startswith(REMOVED) or self.action == "unmounted"
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "subject": self.subject, "problem": self.problem,

@@ -1,0 +1,165 @@
+"""What a SIGKILLed kiln leaves is removed by the next command that builds, runs, prunes or
+checks, and only by those (a command that only reads the store does not pay for the sweep):
+a remote main context and a URL named context unpacked in the scratch space, and an active
+snapshot a killed ``kiln from`` prepared but never recorded a container for. A live
+process's snapshot is never taken for an orphan.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import textwrap
+import threading
+
+import pytest
+
+from fixtures_images import make_busybox_rootfs
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+def env(tmp_path):
+    root, scratch = tmp_path / "root", tmp_path / "scratch"
+    scratch.mkdir()
+    environ = dict(os.environ, KILN_ROOT=str(root), KILN_RUNTIME_DIR=str(tmp_path / "runtime"),
+                   TMPDIR=str(scratch))  # fmt: skip
+
+    def kiln(*args, code=0):
+        proc = subprocess.run([sys.executable, "-m", "kiln.cli.main", *args], env=environ,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        if code is not None:
+            assert proc.returncode == code, proc.stderr
+        return proc
+
+    kiln("import", make_busybox_rootfs(str(tmp_path / "rootfs.tar")), "busybox")
+    yield kiln, environ, tmp_path
+    subprocess.run(["pkill", "-KILL", "-f", "kiln-swept-"], check=False, timeout=30)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """An http server of tmp_path/www."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _tar(path, files: dict[str, str]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _kill_when_started(environ, args) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "kiln.cli.main", *args], env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        else:
+            pytest.fail("the RUN never started")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def _scratch(tmp) -> list[str]:
+    return sorted(n for n in os.listdir(tmp / "scratch") if n.startswith("kiln-"))
+
+
+def _mounts_under(path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+def test_remote_and_named_url_contexts_of_a_killed_build_are_swept(env, served):
+    kiln, environ, tmp = env
+    www, url = served
+    token = "kiln-swept-" + os.urandom(4).hex()
+    _tar(www / "main.tar", {"Containerfile": "FROM busybox\nCOPY --from=extra f /f\n"
+                            f"RUN echo started; sleep 300; echo {token}\n"})  # fmt: skip
+    _tar(www / "extra.tar", {"f": "named context file\n"})
+    _kill_when_started(environ, ["build", "--build-context", f"extra={url}/extra.tar",
+                                 f"{url}/main.tar"])  # fmt: skip
+    left = _scratch(tmp)
+    assert left, "the killed build left its unpacked contexts in the scratch space"
+    assert kiln("images").returncode == 0
+    assert _scratch(tmp) == left  # a command that only reads does not sweep
+    ctx = tmp / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM busybox\nRUN true\n")
+    res = kiln("build", "-q", str(ctx))
+    assert "removed what a killed kiln left behind" in res.stderr
+    assert _scratch(tmp) == []
+    assert _mounts_under(tmp) == []
+    assert os.listdir(tmp / "runtime" / "bundles") == []
+
+
+def _orphan_script(root, key: str, then: str) -> str:
+    return textwrap.dedent(f"""
+        import os, signal, sys, time
+        from kiln.snapshot import Snapshotter
+        Snapshotter({str(root / "snapshots")!r}).prepare({key!r}, None)
+        print("prepared", flush=True)
+        {then}
+    """)
+
+
+def _active_keys(root) -> list[str]:
+    conn = sqlite3.connect(str(root / "snapshots" / "snapshots.db"))
+    try:
+        return sorted(r[0] for r in conn.execute("SELECT key FROM active"))
+    finally:
+        conn.close()
+
+
+def test_an_orphan_snapshot_goes_and_a_live_ones_stays(env):
+    kiln, environ, tmp = env
+    root = tmp / "root"
+    # a `kiln from` killed between snapshots.prepare and its container row
+    subprocess.run([sys.executable, "-c", _orphan_script(
+        root, "kiln-container-killed", "os.kill(os.getpid(), signal.SIGKILL)")],
+        env=environ, timeout=60, check=False)  # fmt: skip
+    # a live process between the same two steps: holds its snapshot
+    live = subprocess.Popen([sys.executable, "-c", _orphan_script(
+        root, "kiln-container-live", "time.sleep(120)")], env=environ,
+        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert live.stdout.readline().strip() == "prepared"
+        assert _active_keys(root) == ["kiln-container-killed", "kiln-container-live"]
+        kiln("images")
+        assert len(_active_keys(root)) == 2  # not swept by a read-only command
+        kiln("from", "--name", "mine", "busybox")  # a command that builds sweeps
+        keys = _active_keys(root)
+        assert "kiln-container-killed" not in keys
+        assert "kiln-container-live" in keys
+    finally:
+        live.kill()
+        live.wait(timeout=30)
+    kiln("system", "check", "--repair")
+    assert [k for k in _active_keys(root) if k.endswith(("-live", "-killed"))] == []
+    kiln("system", "check")  # clean: the user's container keeps its own snapshot
