@@ -163,3 +163,50 @@ def test_an_orphan_snapshot_goes_and_a_live_ones_stays(env):
     kiln("system", "check", "--repair")
     assert [k for k in _active_keys(root) if k.endswith(("-live", "-killed"))] == []
     kiln("system", "check")  # clean: the user's container keeps its own snapshot
+
+
+@pytest.mark.slow
+def test_builds_killed_at_random_points_leave_a_store_check_can_make_clean(env):
+    """SIGKILL a build at random moments (a few in CI; ``bench/`` soaks longer): afterwards
+    ``kiln system check --repair`` leaves a clean store and every tagged image saves bit for
+    bit as before."""
+    import hashlib
+    import json
+    import random
+
+    kiln, environ, tmp = env
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    ctx = tmp / "keep"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM busybox\nRUN echo kept > /kept\n")
+    kiln("build", "-q", "-t", "keeper", str(ctx))
+
+    def saved(name: str) -> str:
+        out = tmp / f"{name}.tar"
+        kiln("save", "-o", str(out), name)
+        return hashlib.sha256(out.read_bytes()).hexdigest()
+
+    before = {n: saved(n) for n in ("busybox", "keeper")}
+    work = tmp / "work"
+    work.mkdir()
+    (work / "big").write_bytes(os.urandom(4 << 20))
+    for trial in range(3):
+        (work / "Containerfile").write_text(
+            f"FROM busybox\nCOPY big /big\nRUN echo {trial} > /t && cat /big > /big2\n"
+            "RUN sleep 1; rm /big2\nCOPY Containerfile /cf\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-m", "kiln.cli.main", "build", "-t",
+                                 f"killed{trial}", str(work)], env=environ,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        delay = rng.uniform(0.3, 4.0)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        res = kiln("system", "check", "--repair", "--format", "json", code=None)
+        assert res.returncode == 0, f"seed {seed} trial {trial} delay {delay:.2f}: {res.stdout}"
+        again = json.loads(kiln("system", "check", "--format", "json").stdout)
+        assert again["findings"] == [], f"seed {seed} trial {trial}: {again['findings']}"
+        assert {n: saved(n) for n in before} == before, f"seed {seed} trial {trial}"
