@@ -9,7 +9,8 @@ Leftovers, each safe to remove at once (no grace period):
   its own; the caller reads the holds first and the containers' keys after, so a snapshot
   whose container row appears meanwhile is never taken for an orphan.
 - directories under ``layers/`` and ``active/`` no row names, and everything in ``tmp/``
-  (work a killed unpack, prepare or remove left; an overlay probe under a minute old is
+  (work a killed unpack, prepare or remove left) when no unpack, prepare or commit is
+  running (their shared lock is free; an overlay probe or a removal under a minute old is
   left alone), with whatever is still mounted below them.
 
 Unpacked layers are verified against their layer tars (``kiln.snapshot.verify``); one that
@@ -19,10 +20,11 @@ unless an active snapshot rests on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -30,12 +32,12 @@ from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.usage import tree_size
 from kiln.snapshot.verify import LayerVerdict, verify_layer_dir
-from kiln.util.locks import file_lock
+from kiln.util.locks import file_lock, try_lock
 
 if TYPE_CHECKING:
     from kiln.snapshot.meta import MetaDB
 
-_PROBE_AGE = 60.0
+_YOUNG = 60.0
 
 
 @dataclass
@@ -85,17 +87,11 @@ class UpkeepMixin:
             out.mounts = [m for d in dirs for m in mnt.mounts_under(d)]
             out.bytes = sum(tree_size(d) for d in dirs)
             return out
-        live_layers = {str(r["n"]) for r in self.db.query("SELECT n FROM layers")}
-        live_active = {str(n) for n in active.values()}
-        for sub, live in (("layers", live_layers), ("active", live_active)):
-            out.unrecorded += [os.path.join(self.root, sub, n) for n in self._list(sub)
-                               if n not in live]  # fmt: skip
-        now = time.time()
-        for name in sorted(self._list("tmp")):
-            path = os.path.join(self.root, "tmp", name)
-            if name.startswith("probe-") and _age(path, now) < _PROBE_AGE:
-                continue
-            out.scratch.append(path)
+        # only while no unpack, prepare or commit runs (each holds the root lock shared and
+        # renames its work into place before its row commits): held for the listing
+        with self._quiet() as quiet:
+            if quiet:
+                self._list_crash_garbage(out)
         dirs = [self._dir("active", active[k]) for k in out.orphans]
         dirs += out.unrecorded + out.scratch
         for d in dirs:
@@ -139,6 +135,29 @@ class UpkeepMixin:
                     done.scratch.append(d)
                 done.bytes += size
         return done
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[bool]:
+        """The root lock exclusively if nobody holds it now (True), else nothing (False)."""
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            yield try_lock(fd)
+        finally:
+            os.close(fd)
+
+    def _list_crash_garbage(self, out: Leftovers) -> None:
+        live_layers = {str(r["n"]) for r in self.db.query("SELECT n FROM layers")}
+        live_active = {str(r["n"]) for r in self.db.query("SELECT n FROM active")}
+        for sub, live in (("layers", live_layers), ("active", live_active)):
+            out.unrecorded += [os.path.join(self.root, sub, n) for n in self._list(sub)
+                               if n not in live]  # fmt: skip
+        now = time.time()
+        for name in sorted(self._list("tmp")):
+            path = os.path.join(self.root, "tmp", name)
+            # a probe and a removal's holder work outside the lock, for milliseconds
+            if name.startswith(("probe-", "rm-")) and _age(path, now) < _YOUNG:
+                continue
+            out.scratch.append(path)
 
     # layers ---------------------------------------------------------------------------
 
@@ -185,4 +204,4 @@ def _age(path: str, now: float) -> float:
     try:
         return now - os.lstat(path).st_mtime
     except OSError:
-        return _PROBE_AGE
+        return _YOUNG
