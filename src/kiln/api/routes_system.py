@@ -6,7 +6,7 @@ import os
 import platform
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -16,6 +16,9 @@ from kiln.ops.system import go_arch, kiln_version
 
 from .versions import DOCKER_API_VERSION, DOCKER_MIN_API_VERSION, LIBPOD_API_VERSION
 from .wiring import run_op
+
+if TYPE_CHECKING:
+    from kiln.ops.context import Context
 
 PING_HEADERS = {
     "Api-Version": DOCKER_API_VERSION,
@@ -159,7 +162,7 @@ async def libpod_check(request: Request) -> Response:
     q = request.query_params
     quick, repair, lossy = qbool(q, "quick"), qbool(q, "repair"), qbool(q, "repair_lossy")
 
-    def run(ctx):  # type: ignore[no-untyped-def]
+    def run(ctx: Context) -> dict[str, Any]:
         return check(ctx, repair=repair or lossy, quick=quick, force=lossy).to_json()
 
     return JSONResponse(await run_op(request, run))

@@ -22,13 +22,26 @@ from __future__ import annotations
 import contextlib
 import shutil
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kiln.errors import KilnError
 
 if TYPE_CHECKING:
-    from kiln.ops.context import Context
+    from kiln.ops.config import Config
+    from kiln.snapshot import Snapshotter
+    from kiln.store import Store
     from kiln.store.leases import LeaseInfo
+
+
+class Context(Protocol):
+    """What this module takes from ``kiln.ops.context.Context`` (which calls it)."""
+
+    store: Store
+    config: Config
+
+    @property
+    def snapshots(self) -> Snapshotter: ...
+
 
 __all__ = ["Leftovers", "find_leftovers", "remove_leftovers"]
 

@@ -26,8 +26,9 @@ import shutil
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
+from kiln.archive.streams import ByteReader
 from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.usage import tree_size
@@ -61,7 +62,6 @@ class LayerRow:
 class UpkeepMixin:
     root: str
     db: MetaDB
-    _lock_path: str
     _dir: Callable[[str, int], str]
     _list: Callable[[str], list[str]]
     _move_aside: Callable[[str], str | None]
@@ -114,7 +114,7 @@ class UpkeepMixin:
             done.bytes += size
         if not found.unrecorded and not found.scratch:
             return done
-        with file_lock(self._lock_path, exclusive=True):
+        with file_lock(os.path.join(self.root, "snapshots.lock"), exclusive=True):
             live = {
                 os.path.join(self.root, "layers", str(r["n"]))
                 for r in self.db.query("SELECT n FROM layers")
@@ -139,7 +139,9 @@ class UpkeepMixin:
     @contextlib.contextmanager
     def _quiet(self) -> Iterator[bool]:
         """The root lock exclusively if nobody holds it now (True), else nothing (False)."""
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(
+            os.path.join(self.root, "snapshots.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
         try:
             yield try_lock(fd)
         finally:
@@ -174,7 +176,7 @@ class UpkeepMixin:
             for r in rows
         ]
 
-    def verify_layer(self, row: LayerRow, tar_stream: BinaryIO) -> LayerVerdict:
+    def verify_layer(self, row: LayerRow, tar_stream: ByteReader) -> LayerVerdict:
         """Compare layer ``row``'s directory with its (uncompressed) layer tar."""
         if not os.path.isdir(row.path):
             return LayerVerdict("", [f"its directory {row.path} is missing"])

@@ -19,10 +19,11 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from kiln.archive.changes import is_opaque, is_whiteout
 from kiln.archive.entry import clean_path
+from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
 
 __all__ = ["LayerVerdict", "verify_layer_dir"]
@@ -45,7 +46,7 @@ class LayerVerdict(NamedTuple):
 class _Hashing:
     """Reads a stream on for tarfile and hashes every byte it hands out."""
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: ByteReader):
         self._stream = stream
         self.hash = hashlib.sha256()
 
@@ -55,7 +56,7 @@ class _Hashing:
         return data
 
 
-def verify_layer_dir(fs: str, tar_stream: BinaryIO) -> LayerVerdict:
+def verify_layer_dir(fs: str, tar_stream: ByteReader) -> LayerVerdict:
     """Compare the unpacked layer directory ``fs`` with the (uncompressed) layer tar."""
     hashing = _Hashing(tar_stream)
     expected, parents = _tar_facts(hashing)
@@ -206,5 +207,5 @@ def _difference(want: _Facts, got: _Facts) -> str:
         return "opaque marker differs from the layer"
     if len(want) > 3 and len(got) > 3 and want[1:4] != got[1:4]:
         w, g = want[1:4], got[1:4]
-        return f"mode/owner {g[0]:o} {g[1]}:{g[2]}, the layer has {w[0]:o} {w[1]}:{w[2]}"  # type: ignore[str-format]
+        return f"mode/owner {g[0]:o} {g[1]}:{g[2]}, the layer has {w[0]:o} {w[1]}:{w[2]}"
     return "differs from the layer"

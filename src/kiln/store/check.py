@@ -33,6 +33,7 @@ from kiln.store.ingest import CHUNK
 from kiln.util.locks import file_lock
 
 if TYPE_CHECKING:
+    from kiln.store.records import ImageRecord
     from kiln.store.store import Store
 
 __all__ = [
@@ -119,7 +120,7 @@ def _read(store: Store, digest: str, limit: int = 4 << 20) -> bytes:
         return f.read(limit + 1)[:limit]
 
 
-def _image_problems(store: Store, rec, sizes: dict[str, set[int]]) -> list[str]:  # type: ignore[no-untyped-def]
+def _image_problems(store: Store, rec: ImageRecord, sizes: dict[str, set[int]]) -> list[str]:
     problems: list[str] = []
     try:
         manifest = Manifest.parse(_read(store, rec.manifest_digest), rec.manifest_media_type)

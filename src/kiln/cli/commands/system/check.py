@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from kiln.cli.state import State, exit_with, format_option, pass_state
+
+if TYPE_CHECKING:
+    from kiln.ops.check import CheckReport
 
 EXIT_PROBLEMS = 125  # podman's exit status when the check finds errors
 
@@ -48,7 +53,7 @@ def command(state: State, repair, quick, force, format_):  # fmt: skip
         exit_with(EXIT_PROBLEMS)
 
 
-def _text(report) -> str:  # type: ignore[no-untyped-def]
+def _text(report: CheckReport) -> str:
     lines = []
     for f in report.findings:
         line = f"{f.kind} {f.subject}: {f.problem}"

@@ -15,12 +15,13 @@ def command(state: State, format_):
     what it holds. A stale one (owner gone, or expired) is removed by the next build, run,
     prune or `kiln system check --repair`."""
     import time
+    from typing import Any
 
     from kiln.cli import render
 
     with state.context() as ctx:
         leases = ctx.store.list_leases()
-    rows = [{"id": x.id, "owner": x.owner, "alive": x.alive, "created": x.created,
+    rows: list[dict[str, Any]] = [{"id": x.id, "owner": x.owner, "alive": x.alive, "created": x.created,
              "expires": x.expires, "images": x.images, "blobs": x.blobs, "stale": x.stale}
             for x in leases]  # fmt: skip
     if format_ == "json":
