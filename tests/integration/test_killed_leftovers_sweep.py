@@ -210,3 +210,30 @@ def test_builds_killed_at_random_points_leave_a_store_check_can_make_clean(env):
         again = json.loads(kiln("system", "check", "--format", "json").stdout)
         assert again["findings"] == [], f"seed {seed} trial {trial}: {again['findings']}"
         assert {n: saved(n) for n in before} == before, f"seed {seed} trial {trial}"
+
+
+def test_a_view_mounted_by_a_killed_kiln_is_unmounted_and_removed(env):
+    kiln, environ, tmp = env
+    root = tmp / "root"
+    kiln("from", "--name", "unpacks", "busybox")
+    kiln("rm", "unpacks")
+    script = textwrap.dedent(f"""
+        import os, signal
+        from kiln.snapshot import Snapshotter
+        from kiln.snapshot.mount import mounted
+        snaps = Snapshotter({str(root / "snapshots")!r})
+        spec = snaps.view("kiln-from-killed", snaps.list_layers()[0])
+        with mounted(spec) as path:  # no parent_dir: the process's own scratch dir
+            print(path, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    res = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True,
+                         text=True, timeout=60, check=False)  # fmt: skip
+    view = res.stdout.strip()
+    assert view.startswith(str(tmp / "scratch")) and view in _mounts_under(tmp)
+    kiln("images")
+    assert view in _mounts_under(tmp)  # a read-only command leaves it
+    kiln("from", "--name", "next", "busybox")
+    assert _mounts_under(tmp) == []
+    assert not os.path.exists(os.path.dirname(view))
+    assert "kiln-from-killed" not in _active_keys(root)

@@ -73,7 +73,7 @@ def find_leftovers(ctx: Context, deep: bool = False) -> Leftovers:
     found.runs = sweep_dead_runs(dry_run=True)
     found.builds = sweep_dead_builds(ctx.store, lambda: ctx.snapshots, dry_run=True)
     found.leases = [lease for lease in ctx.store.list_leases() if lease.stale]
-    found.scratch_dirs = dead_scratch_dirs(ctx.config.scratch_dir())
+    found.scratch_dirs = [d for base in _scratch_bases(ctx) for d in dead_scratch_dirs(base)]
     for d in found.scratch_dirs:
         found.mounts += mounts_under(d)
         found.bytes += tree_size(d)
@@ -99,7 +99,7 @@ def remove_leftovers(ctx: Context, found: Leftovers) -> Leftovers:
         done.runs = sweep_dead_runs()  # stops them first: their mounts are free after
     if found.builds:
         done.builds = sweep_dead_builds(ctx.store, lambda: ctx.snapshots)
-    still_dead = set(dead_scratch_dirs(ctx.config.scratch_dir()))
+    still_dead = {d for base in _scratch_bases(ctx) for d in dead_scratch_dirs(base)}
     for d in found.scratch_dirs:
         if d not in still_dead:
             continue
@@ -120,3 +120,13 @@ def remove_leftovers(ctx: Context, found: Leftovers) -> Leftovers:
         ctx.store.delete_leases([lease.id for lease in gone])
         done.leases = gone
     return done
+
+
+def _scratch_bases(ctx: Context) -> list[str]:
+    """Where scratch directories are made: the configured scratch space, and the system's
+    temporary directory (``util.scratch.process_scratch_dir``)."""
+    import os
+    import tempfile
+
+    bases = [os.path.abspath(ctx.config.scratch_dir()), os.path.abspath(tempfile.gettempdir())]
+    return list(dict.fromkeys(bases))

@@ -168,7 +168,13 @@ def unmount_all_under(path: str) -> list[str]:
 
 @contextmanager
 def mounted(spec: MountSpec, parent_dir: str | None = None) -> Iterator[str]:
-    """Mount ``spec`` on a fresh temporary directory; always unmount and remove it."""
+    """Mount ``spec`` on a fresh temporary directory; always unmount and remove it. Without
+    ``parent_dir`` it goes in this process's scratch directory (``kiln.util.scratch``), so
+    one a killed kiln left mounted is found and unmounted by the next sweep."""
+    if parent_dir is None:
+        from kiln.util.scratch import process_scratch_dir
+
+        parent_dir = process_scratch_dir()
     target = tempfile.mkdtemp(prefix="kiln-mnt-", dir=parent_dir)
     try:
         mount(spec, target)

@@ -5,18 +5,27 @@ downloads, mounted image views) in one directory of the scratch space (``$TMPDIR
 ``--tmpdir``): ``kiln-scratch-<PID>.<START>-<random>``, owner as in
 :mod:`kiln.util.process_owner`. It is removed when the command ends; if the command is
 killed, the next kiln command that sweeps leftovers finds it by name and removes it once
-its owner is dead. Directories of other users are never touched.
+its owner is dead. Directories of other users are never touched. Work with no context
+(a mounted view) goes in the process's own one (``process_scratch_dir``).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
 import tempfile
 
 from kiln.util.process_owner import is_alive, this_process
 
-__all__ = ["PREFIX", "dead_scratch_dirs", "make_scratch_dir", "scratch_owner"]
+__all__ = [
+    "PREFIX",
+    "dead_scratch_dirs",
+    "make_scratch_dir",
+    "process_scratch_dir",
+    "scratch_owner",
+]
 
 PREFIX = "kiln-scratch-"
 _NAME = re.compile(r"^kiln-scratch-(\d+)\.(\d+)-[A-Za-z0-9_]+$")
@@ -27,6 +36,27 @@ def make_scratch_dir(base: str) -> str:
     os.makedirs(base, exist_ok=True)
     owner = this_process().replace(":", ".")
     return tempfile.mkdtemp(prefix=f"{PREFIX}{owner}-", dir=base)
+
+
+_process_dir: dict[int, str] = {}
+
+
+def process_scratch_dir() -> str:
+    """This process's own scratch directory in the system's temporary directory, for work
+    that has no context's (``mounted`` views without a ``parent_dir``); made on first use,
+    removed at exit if empty (what is in it is removed by whoever made it)."""
+    pid = os.getpid()
+    path = _process_dir.get(pid)
+    if path is None or not os.path.isdir(path):
+        path = _process_dir[pid] = make_scratch_dir(tempfile.gettempdir())
+        atexit.register(_remove_if_empty, path, pid)
+    return path
+
+
+def _remove_if_empty(path: str, pid: int) -> None:
+    if os.getpid() == pid:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
 
 
 def scratch_owner(name: str) -> str | None:
