@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 
@@ -229,3 +230,34 @@ def test_a_manifest_list_missing_a_child(env):
     assert _check(kiln, "--repair", code=0)["clean"]
     assert _check(kiln, code=0)["findings"] == []
     assert kiln("manifest", "exists", "mylist", code=None).returncode != 0
+
+
+def test_a_runc_container_whose_bundle_is_gone_is_killed(env):
+    kiln, _, tmp = env
+    bundle = tmp / "elsewhere"
+    (bundle / "rootfs").mkdir(parents=True)
+    with tarfile.open(tmp / "rootfs.tar") as tar:
+        tar.extractall(bundle / "rootfs", filter="tar")
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True, timeout=30)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = ["/bin/sleep", "300"]
+    (bundle / "config.json").write_text(json.dumps(spec))
+    run_id = "kiln-" + os.urandom(16).hex()
+    state = tmp / "runtime" / "runc"
+    state.mkdir(parents=True)
+    subprocess.run(["runc", "--root", str(state), "run", "-d", "--bundle", str(bundle), run_id],
+                   check=True, timeout=60, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        kinds = _kinds(_check(kiln, code=125))
+        assert [f["subject"] for f in kinds["run"]] == [run_id]
+        assert _check(kiln, "--repair", code=0)["clean"]
+        listed = subprocess.run(["runc", "--root", str(state), "list", "-q"], capture_output=True,
+                                text=True, timeout=30, check=True).stdout.split()  # fmt: skip
+        assert run_id not in listed
+        assert _check(kiln, code=0)["findings"] == []
+    finally:
+        for args in (["kill", run_id, "KILL"], ["delete", "--force", run_id]):
+            subprocess.run(["runc", "--root", str(state), *args], check=False, timeout=30,
+                           capture_output=True)  # fmt: skip

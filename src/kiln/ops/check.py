@@ -8,7 +8,8 @@ What is checked (``kiln.store.check``, ``kiln.snapshot.upkeep``, ``kiln.ops.left
 - every unpacked layer, in full (not with ``quick``): its layer blob is decompressed once,
   its digest compared with the layer's diff ID, and every entry compared with the layer's
   directory (``kiln.snapshot.verify``); a flat layer of the copy driver is not verifiable;
-- leftovers of killed processes: running RUN containers and bundles, working containers
+- leftovers of killed processes: running RUN containers and bundles (and runc containers
+  of kiln's with no bundle), working containers
   of dead builds, scratch directories, active snapshots nobody holds or names, unrecorded
   snapshot directories and ``tmp/`` work, what is mounted in any of them, ingests nobody
   is writing, and leases of dead processes or expired;
@@ -136,6 +137,11 @@ def _leftovers(ctx: Context, report: CheckReport) -> None:
 
     add("run", found.runs, "a RUN container of a killed kiln (stopped and its bundle removed)",
         done.runs if done else None)  # fmt: skip
+    from kiln.runtime.leftovers import stray_containers
+
+    strays = stray_containers(dry_run=True)
+    add("run", strays, "a RUN container under runc with no bundle (killed and deleted)",
+        stray_containers() if report.repair and strays else None)  # fmt: skip
     add("container", found.builds, "the working container of a killed build",
         done.builds if done else None)  # fmt: skip
     add("scratch", found.scratch_dirs, "the scratch directory of a killed kiln",

@@ -18,7 +18,7 @@ from kiln.util.process_owner import is_alive
 
 from .bundle import OWNER_FILE, default_runtime_dir
 
-__all__ = ["sweep_dead_runs"]
+__all__ = ["stray_containers", "sweep_dead_runs"]
 
 _BUNDLE = re.compile(r"^(kiln-[0-9a-f]{32})-")
 
@@ -53,6 +53,44 @@ def sweep_dead_runs(
         shutil.rmtree(path, ignore_errors=True)
         swept.append(run_id)
     return swept
+
+
+def stray_containers(
+    state_dir: str | None = None, runtime: str = "runc", dry_run: bool = False
+) -> list[str]:
+    """kiln's runc containers with no bundle left (a live RUN keeps its bundle from before
+    ``runc run`` creates the container until after it is gone): killed and deleted unless
+    ``dry_run``; returns their ids. No runc installed: none."""
+    import json
+    import shutil
+
+    state = state_dir or default_runtime_dir()
+    root = os.path.join(state, "runc")
+    binary = shutil.which(runtime)
+    if binary is None or not os.path.isdir(root):
+        return []
+    try:
+        done = subprocess.run([binary, "--root", root, "list", "-f", "json"],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+                              check=False)  # fmt: skip
+        listed = json.loads(done.stdout or b"null") or []
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return []
+    try:
+        bundles = {m.group(1) for n in os.listdir(os.path.join(state, "bundles"))
+                   if (m := _BUNDLE.match(n))}  # fmt: skip
+    except OSError:
+        bundles = set()
+    stray = [c.get("id", "") for c in listed if isinstance(c, dict)]
+    stray = [i for i in stray if re.fullmatch(r"kiln-[0-9a-f]{32}", i) and i not in bundles]
+    if not dry_run:
+        for run_id in stray:
+            for args in (["kill", run_id, "KILL"], ["delete", "--force", run_id]):
+                with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                    subprocess.run([binary, "--root", root, *args], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   timeout=30, check=False)  # fmt: skip
+    return stray
 
 
 def _owner_dead(bundle: str) -> bool:
