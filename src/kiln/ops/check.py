@@ -63,7 +63,8 @@ class CheckReport:
     checked: dict[str, int] = field(default_factory=dict)
     snapshot_check: str = "full"  # "full" or "skipped (--quick)"
     findings: list[Finding] = field(default_factory=list)
-    bytes_freed: int = 0
+    bytes_freed: int = 0  # everything repair removed: findings' bytes and leftover_bytes
+    leftover_bytes: int = 0  # the scratch and snapshot directories of leftovers
 
     @property
     def problems(self) -> list[Finding]:
@@ -114,7 +115,7 @@ def check(ctx: Context, *, repair: bool = False, quick: bool = False,
     _ingests(ctx, report)
     if not quick:
         _layers(ctx, report)
-    report.bytes_freed = sum(f.bytes for f in report.findings if f.fixed)
+    report.bytes_freed = report.leftover_bytes + sum(f.bytes for f in report.findings if f.fixed)
     return report
 
 
@@ -166,11 +167,8 @@ def _leftovers(ctx: Context, report: CheckReport) -> None:
     for f in report.findings:
         if f.kind == "mount" and f.action == REMOVED:
             f.action = "unmounted"
-    if done is not None and report.findings:  # the bytes, on the first removed directory
-        first = next((f for f in report.findings
-                      if f.fixed and f.kind in ("scratch", "snapshot", "directory")), None)  # fmt: skip
-        if first is not None:
-            first.bytes = done.bytes
+    if done is not None:  # measured per directory, reported as one sum
+        report.leftover_bytes = done.bytes
 
 
 # blobs, images, lists, database -------------------------------------------------------

@@ -69,20 +69,27 @@ def stray_containers(
     binary = shutil.which(runtime)
     if binary is None or not os.path.isdir(root):
         return []
-    try:
-        done = subprocess.run([binary, "--root", root, "list", "-f", "json"],
-                              stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
-                              check=False)  # fmt: skip
-        listed = json.loads(done.stdout or b"null") or []
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return []
+
+    def listed() -> set[str]:
+        try:
+            done = subprocess.run([binary, "--root", root, "list", "-f", "json"],
+                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+                                  check=False)  # fmt: skip
+            items = json.loads(done.stdout or b"null") or []
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            return set()
+        ids = (c.get("id", "") for c in items if isinstance(c, dict))
+        return {i for i in ids if re.fullmatch(r"kiln-[0-9a-f]{32}", i)}
+
+    # listed before and after the bundles: such a container existed all along, so a live
+    # RUN's would have had its bundle when they were read (no race with a RUN ending)
+    before = listed()
     try:
         bundles = {m.group(1) for n in os.listdir(os.path.join(state, "bundles"))
                    if (m := _BUNDLE.match(n))}  # fmt: skip
     except OSError:
         bundles = set()
-    stray = [c.get("id", "") for c in listed if isinstance(c, dict)]
-    stray = [i for i in stray if re.fullmatch(r"kiln-[0-9a-f]{32}", i) and i not in bundles]
+    stray = sorted((before & listed()) - bundles) if before - bundles else []
     if not dry_run:
         for run_id in stray:
             for args in (["kill", run_id, "KILL"], ["delete", "--force", run_id]):

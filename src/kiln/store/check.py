@@ -28,6 +28,7 @@ from kiln.errors import DigestMismatch, InvalidArgument, KilnError, NotFound
 from kiln.oci import Digest, Digester
 from kiln.oci.config import ImageConfig
 from kiln.oci.manifest import Index, Manifest
+from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.store import paths
 from kiln.store.ingest import CHUNK
 from kiln.util.locks import file_lock
@@ -115,9 +116,11 @@ def check_content(store: Store, quick: bool = False) -> ContentCheck:
     return out
 
 
-def _read(store: Store, digest: str, limit: int = 4 << 20) -> bytes:
+def _read(store: Store, digest: str, limit: int = MAX_CONFIG_BYTES) -> bytes:
+    """The blob (the caps every reader of manifests and configs applies: larger parses as
+    damaged, as it would on use)."""
     with store.open_blob(Digest.parse(digest)) as f:
-        return f.read(limit + 1)[:limit]
+        return f.read(limit + 1)
 
 
 def _image_problems(store: Store, rec: ImageRecord, sizes: dict[str, set[int]]) -> list[str]:
