@@ -36,7 +36,7 @@ from kiln.snapshot.verify import LayerVerdict, verify_layer_dir
 from kiln.util.locks import file_lock, try_lock
 
 if TYPE_CHECKING:
-    from kiln.snapshot.meta import MetaDB
+    from kiln.util.sqlite import Database
 
 _YOUNG = 60.0
 
@@ -61,7 +61,7 @@ class LayerRow:
 
 class UpkeepMixin:
     root: str
-    db: MetaDB
+    db: Database
     _dir: Callable[[str, int], str]
     _list: Callable[[str], list[str]]
     _move_aside: Callable[[str], str | None]
