@@ -348,6 +348,13 @@ def test_expose_expands_and_splits() -> None:
     assert used == {"MORE"}
 
 
+def test_expose_keeps_the_protocol_as_written() -> None:
+    # buildah keeps 80/TCP as written (BuildKit lowercases it; see the differential case
+    # expose_uppercase_proto)
+    expanded, _ = one("EXPOSE 80/TCP 53/Udp 81").expand(ShellLex(), {})
+    assert expanded.ports == ("80/TCP", "53/Udp", "81/tcp")
+
+
 def test_expose_invalid_proto() -> None:
     with pytest.raises(InvalidArgument, match="invalid proto: xyz"):
         one("EXPOSE 80/xyz").expand(ShellLex(), {})

@@ -288,8 +288,10 @@ def _check_port(port: str) -> str:
     match = _PORT.match(port)
     if not match:
         raise InvalidArgument(f"invalid containerPort: {port.split('/')[0]}")
-    proto = (match.group(3) or "tcp").lower()
-    if proto not in ("tcp", "udp", "sctp"):
+    # the protocol is kept as written (``80/TCP`` stays), as buildah keeps it; BuildKit
+    # lowercases it. podman reads it case-insensitively.
+    proto = match.group(3) or "tcp"
+    if proto.lower() not in ("tcp", "udp", "sctp"):
         raise InvalidArgument(f"invalid proto: {match.group(3)}")
     for number in filter(None, (match.group(1), match.group(2))):
         if not 0 <= int(number) <= 65535:

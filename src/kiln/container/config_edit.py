@@ -200,11 +200,12 @@ def expand_env(value: str, env: dict[str, str]) -> str:
 
 
 def normalize_port(port: str) -> str:
-    """``80`` -> ``80/tcp``; ``53/UDP`` -> ``53/udp``; ranges ``8000-8010/tcp`` kept."""
+    """``80`` -> ``80/tcp``; ranges ``8000-8010/tcp`` kept; the protocol is kept as written
+    (``53/UDP`` stays, as buildah keeps it)."""
     number, _, proto = port.strip().partition("/")
-    proto = (proto or "tcp").lower()
+    proto = proto or "tcp"
     m = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", number)
-    if not m or proto not in ("tcp", "udp", "sctp") or int(m.group(1)) > 65535:
+    if not m or proto.lower() not in ("tcp", "udp", "sctp") or int(m.group(1)) > 65535:
         raise InvalidArgument(f"port {port!r} is invalid: use PORT[/tcp|udp|sctp], e.g. 8080/tcp")
     if m.group(2) and not int(m.group(1)) <= int(m.group(2)) <= 65535:
         raise InvalidArgument(f"port range {port!r} is invalid")
