@@ -4,7 +4,8 @@ A small scanner that does what BuildKit's ``shell`` package does for the
 instructions that opt into expansion: single and double quotes, the escape
 character (``\\`` or the ``# escape=`` one), ``$V``/``${V}`` and the parameter
 forms ``${V:-w} ${V-w} ${V:+w} ${V+w} ${V:?m} ${V?m} ${V#p} ${V##p} ${V%p}
-${V%%p} ${V/p/r} ${V//p/r}``.  Unset and empty variables are distinguished as
+${V%%p} ${V/p/r} ${V//p/r}``; a ``$`` that starts no name (``$$``, ``$@``) stays, as
+buildah keeps it.  Unset and empty variables are distinguished as
 in a POSIX shell.  It also records which variable names a word referenced,
 which the cache needs ("the build args it uses").
 
@@ -22,7 +23,6 @@ from kiln.errors import InvalidArgument
 __all__ = ["Expansion", "ShellLex"]
 
 _EOF = ""
-_SPECIAL_PARAMS = frozenset("@*#?-$!0")
 
 
 # No real Dockerfile nests ${a:-${b:-...}} more than a few levels; a hostile one
@@ -240,8 +240,8 @@ class ShellLex:
             while st.peek().isdigit():
                 st.next()
             return st.text[start : st.pos]
-        if ch in _SPECIAL_PARAMS:
-            return st.next()
+        # ``$$ $@ $* $# $? $- $!`` are no names: the ``$`` stays as written, as buildah keeps
+        # it (BuildKit reads them as the shell's special parameters, always empty in a build)
         start = st.pos
         while st.peek() != _EOF and (st.peek().isalnum() or st.peek() == "_"):
             st.next()
