@@ -11,6 +11,7 @@ committed once at its end, its changes as one layer.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -304,10 +305,14 @@ class StageRun:
                 return hit
         b = self.ensure_builder()
         self.make_wanted_dirs(b, at_end=True)
+        if self.is_target and opts.labels:
+            # --label flags are one LABEL step at the end of the build, as buildah 1.29+
+            # records them (1.28: one entry a flag; BuildKit: none)
+            self.note_history(self._label_created_by())
         pending = list(self.pending)
-        last = pending.pop().created_by if pending else self._label_created_by()
-        # a stage that adds nothing but --label flags records no entry (as buildah and
-        # BuildKit; the labels are in the config)
+        last = pending.pop().created_by if pending else "/bin/sh -c #(nop) "
+        # a stage that adds nothing (a final stage that only names its base, with
+        # annotations) records no entry, as buildah and BuildKit
         adds_entry = bool(self.pending) or self.dirty
         b.state.history = pending
         rec = b.commit(
@@ -344,5 +349,9 @@ class StageRun:
         return dropped
 
     def _label_created_by(self) -> str:
-        labels = " ".join(f"{k}={v}" for k, v in sorted(self.ex.opts.labels.items()))
-        return f"/bin/sh -c #(nop) LABEL {labels}".rstrip() if labels else "/bin/sh -c #(nop) "
+        """buildah's text for the LABEL step of --label flags: ``LABEL "k"="v" ...``."""
+        labels = " ".join(
+            f"{json.dumps(k, ensure_ascii=False)}={json.dumps(v, ensure_ascii=False)}"
+            for k, v in self.ex.opts.labels.items()
+        )
+        return f"/bin/sh -c #(nop) LABEL {labels}"
