@@ -59,3 +59,31 @@ def test_recorded_reference_difference_is_ignored_but_must_still_occur():
     # a prefix covers a path and what is under it, not a sibling sharing its first letters
     assert not bed._matches("files:/dx", "files:/d")
     assert bed._matches("config.Env", "config")
+
+
+# -- the README's list of deliberate differences -------------------------------------------------
+
+
+def test_readme_lists_every_recorded_difference():
+    """tests/differential/README.md's list is the one the case files give (regenerate it with
+    ``python3 tests/differential/differences.py --write``)."""
+    from differential import differences
+
+    assert differences.readme_section(differences.README.read_text()) == differences.listing()
+
+
+def test_listing_groups_cases_by_reason_and_reference():
+    from differential import differences
+
+    cases = [
+        bed.Case("a", Path("."), bed.parse_expected("buildah history: why one\n"), []),
+        bed.Case("b", Path("."), bed.parse_expected("buildah files:/x: why one\n"), []),
+        bed.Case("c", Path("."), bed.parse_expected("buildkit result: why two\nbug: broken\n"), []),
+    ]
+    text = differences.listing(cases)
+    assert "- why one. Cases: `a` (history), `b` (files:/x)." in text
+    buildah_part, buildkit_part = text.split("#### kiln vs BuildKit")
+    assert "why two" not in buildah_part and "- why two. Cases: `c` (result)." in buildkit_part
+    assert "- `c` (buildah): broken" in text and "- `c` (buildkit): broken" in text
+    with pytest.raises(ValueError, match="no"):
+        differences.readme_section("no markers here")
