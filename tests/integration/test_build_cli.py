@@ -90,6 +90,57 @@ def test_source_date_epoch_gives_identical_ids(build_env):  # noqa: F811
     assert ids[0] == ids[1]
 
 
+def test_source_date_epoch_is_seen_by_arg_source_date_epoch(build_env, tmp_path):  # noqa: F811
+    # as BuildKit: $SOURCE_DATE_EPOCH is the value of ARG SOURCE_DATE_EPOCH (and still the
+    # image's timestamp); undeclared it is no unused --build-arg
+    ctx = build_env.context_dir(
+        files={
+            "Containerfile": "FROM busybox\nARG SOURCE_DATE_EPOCH\nRUN echo sde=$SOURCE_DATE_EPOCH > /sde\n"
+        }
+    )
+    environ = dict(os.environ, KILN_ROOT=build_env.store.root, SOURCE_DATE_EPOCH="1700000000")
+    dest = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kiln.cli.main", "build", "-t", "sde", "-o", f"type=local,dest={dest}", ctx],
+        capture_output=True, text=True, env=environ, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (dest / "sde").read_text() == "sde=1700000000\n"
+    created = kiln(build_env, "inspect", "--type", "image", "--format", "{{.Created}}", "sde")
+    assert created.stdout.strip() == "2023-11-14T22:13:20Z"
+    other = build_env.context_dir(files={"Containerfile": "FROM busybox\nRUN true\n"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "kiln.cli.main", "build", other],
+        capture_output=True, text=True, env=environ, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "not consumed" not in proc.stdout + proc.stderr
+
+
+def test_no_cache_filter_reruns_those_stages_and_stores_them(build_env, tmp_path):  # noqa: F811
+    dockerfile = (
+        "FROM busybox AS one\nRUN cat /proc/sys/kernel/random/uuid > /one\n"
+        "FROM busybox AS two\nRUN cat /proc/sys/kernel/random/uuid > /two\n"
+        "FROM busybox\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n"
+    )
+    ctx = build_env.context_dir(files={"Containerfile": dockerfile})
+
+    def build(*flags):
+        dest = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        proc = kiln(build_env, "build", *flags, "-o", f"type=local,dest={dest}", ctx)
+        assert proc.returncode == 0, proc.stderr
+        return (dest / "one").read_text(), (dest / "two").read_text(), proc.stderr
+
+    first = build()
+    assert build()[:2] == first[:2]  # all from the cache
+    refreshed = build("--no-cache-filter", "ONE")  # stage names match case-insensitively
+    assert refreshed[0] != first[0] and refreshed[1] == first[1]
+    # what the filtered stage built was stored: the next build takes it from the cache
+    again = build("--no-cache-filter", "nosuch")
+    assert again[:2] == refreshed[:2]
+    assert "--no-cache-filter: no stage is named 'nosuch'" in again[2]
+
+
 def test_output_local_and_tar(build_env, tmp_path):  # noqa: F811
     ctx = build_env.context_dir(files={"Containerfile": "FROM busybox\nRUN echo out > /out.txt\n"})
     dest = tmp_path / "exported"

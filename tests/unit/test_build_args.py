@@ -95,3 +95,22 @@ def test_global_declaration_consumes() -> None:
     ba = BuildArgs({"G": "1"})
     ba.declare_global("G", None)
     assert ba.unused() == [] and ba.unused_warning() is None
+
+
+def test_source_date_epoch_from_the_environment_is_an_implicit_build_arg() -> None:
+    # as BuildKit (buildx passes $SOURCE_DATE_EPOCH as a build arg): ARG SOURCE_DATE_EPOCH
+    # gets the value, and a build that never declares it gets no unused-arg warning
+    sde = {"SOURCE_DATE_EPOCH": "1700000000"}
+    ba = BuildArgs({}, implicit=sde)
+    stage = ba.stage()
+    stage.apply(arg("ARG SOURCE_DATE_EPOCH"), LEX, {})
+    assert stage.values() == {"SOURCE_DATE_EPOCH": "1700000000"}
+    assert BuildArgs({}, implicit=sde).unused_warning() is None
+    # undeclared, a RUN does not see it
+    assert "SOURCE_DATE_EPOCH" not in BuildArgs({}, implicit=sde).stage().run_env({})
+    # a --build-arg of the same name wins, and counts as the user's (reported if unused)
+    ba = BuildArgs({"SOURCE_DATE_EPOCH": "5"}, implicit=sde)
+    assert ba.unused() == ["SOURCE_DATE_EPOCH"]
+    stage = ba.stage()
+    stage.apply(arg("ARG SOURCE_DATE_EPOCH=0"), LEX, {})
+    assert stage.values() == {"SOURCE_DATE_EPOCH": "5"}

@@ -11,6 +11,8 @@
   ``BUILD*`` equivalents come from the platform strings the caller passes;
   they are global (usable in ``FROM``) and, inside a stage, only when declared.
 - In a stage, ``ENV`` overrides an ``ARG`` of the same name.
+- ``implicit`` args (``SOURCE_DATE_EPOCH`` from the environment) act as ``--build-arg``
+  values the user did not type: used where declared, never reported as unused.
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ class BuildArgs:
         *,
         target_platform: str | None = None,
         build_platform: str | None = None,
+        implicit: Mapping[str, str] | None = None,
     ) -> None:
-        self.cli = dict(build_args or {})
+        self.cli = dict(implicit or {})
+        self.cli.update(build_args or {})
+        self.implicit = frozenset(implicit or ()) - frozenset(build_args or ())
         build = build_platform or host_platform()
         self.platform = platform_args(target_platform or build, build)
         self.globals: dict[str, str | None] = {}
@@ -102,7 +107,7 @@ class BuildArgs:
 
     def unused(self) -> list[str]:
         """``--build-arg`` names no ARG declared (proxies and platform args excluded)."""
-        skip = PROXY_ARGS | self.platform.keys()
+        skip = PROXY_ARGS | self.platform.keys() | self.implicit
         return sorted(k for k in self.cli if k not in self.consumed and k not in skip)
 
     def unused_warning(self) -> str | None:

@@ -80,7 +80,11 @@ class Executor:
         self.tmpdir = opts.tmpdir
         self.platform = opts.platform or host_platform()
         self.lex = ShellLex(parsed.escape)
-        self.build_args = BuildArgs(opts.build_args, target_platform=opts.platform)
+        sde = opts.source_date_epoch
+        self.build_args = BuildArgs(
+            opts.build_args, target_platform=opts.platform,
+            implicit={"SOURCE_DATE_EPOCH": str(sde)} if sde is not None else None,
+        )  # fmt: skip
         # --build-context: images by name, and directories opened as contexts
         self.named = dict(named or {})
         self.named_dirs = dict(named_dirs or {})
@@ -90,6 +94,7 @@ class Executor:
         self.secrets = parse_secrets(opts.secrets)
         self.ssh_sources = parse_ssh_specs(opts.ssh)
         self.ssh_sockets: dict[str, str] = {}  # --ssh id -> agent socket, while run() runs
+        self.no_cache_stages = self._no_cache_stages()
         self.key_settings = {
             "format": opts.image_format, "compression": opts.compression,
             "timestamp": opts.timestamp, "platform": self.platform,
@@ -104,6 +109,18 @@ class Executor:
         self._lock = threading.Lock()
         self.names = [normalize_tag(t) for t in opts.tags]
         self.volumes = self._parse_volumes()
+
+    def _no_cache_stages(self) -> frozenset[int]:
+        """The stages --no-cache-filter names (by name, case-insensitive, or index); a name
+        no stage has is a warning (BuildKit ignores it silently)."""
+        found: set[int] = set()
+        for wanted in self.opts.no_cache_filter:
+            hits = [s.index for s in self.plan.stages
+                    if (s.name or "").lower() == wanted.lower() or str(s.index) == wanted]  # fmt: skip
+            if not hits:
+                self.progress.warning(f"--no-cache-filter: no stage is named {wanted!r}")
+            found.update(hits)
+        return frozenset(found)
 
     # -- the run --------------------------------------------------------------------------
 

@@ -45,11 +45,18 @@ class BuildOptions:
     image_format: str = "oci"  # "oci" | "docker"
     pull: str = "missing"
     no_cache: bool = False
+    # --no-cache-filter: stages (names, case-insensitive, or indexes) whose steps are not
+    # read from the cache; what they build is still stored in it (BuildKit's flag)
+    no_cache_filter: list[str] = field(default_factory=list)
     layers: bool = True
     squash: bool = False
     squash_all: bool = False
     iidfile: str | None = None
     timestamp: int | None = None  # --timestamp or SOURCE_DATE_EPOCH
+    # the environment's SOURCE_DATE_EPOCH (the command line reads it): the timestamp unless
+    # --timestamp is given, and the value ``ARG SOURCE_DATE_EPOCH`` gets unless a
+    # --build-arg gives one, as BuildKit (buildx) and buildah 1.41+ pass it
+    source_date_epoch: int | None = None
     platform: str | None = None
     # several platforms (--platform a,b): one image each, built in parallel up to ``jobs``
     # and, with ``manifest``, joined in that list (kiln.ops.build_platforms)

@@ -57,7 +57,11 @@ class StageRun:
         # filesystem step, and WORKDIR's also at the end of the stage
         self.wanted_dirs: list[tuple[str, str, bool, int]] = []
         self.layers = ex.opts.layers and not (is_target and (ex.opts.squash or ex.opts.squash_all))
-        self.use_cache = self.layers and not ex.opts.no_cache
+        # --no-cache and --no-cache-filter: nothing is read from the cache; what the stage
+        # builds is still stored in it
+        self.use_cache = (
+            self.layers and not ex.opts.no_cache and stage.index not in ex.no_cache_stages
+        )
         # the step being run (for timings, cache facts and --explain)
         self.step_n = 0
         self.step_text = ""

@@ -135,6 +135,8 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     check_outputs(opts.outputs)
     if opts.timestamp is None and opts.build_args.get("SOURCE_DATE_EPOCH", "").isdigit():
         opts.timestamp = int(opts.build_args["SOURCE_DATE_EPOCH"])
+    if opts.timestamp is None and opts.source_date_epoch is not None:
+        opts.timestamp = opts.source_date_epoch
     sweep_leftovers(ctx)  # what a killed build left: its RUN, mounts, scratch, lease
     if opts.tmpdir is None or opts.tmpdir == ctx.config.scratch_dir():
         opts.tmpdir = ctx.tmpdir  # this build's own scratch dir, swept if it is killed

@@ -260,6 +260,13 @@ class BuildCommand(click.Command):
 @click.option("--pull-never", is_flag=True, hidden=True)
 @click.option("--no-cache", is_flag=True, help="Do not use cached layers (they are refreshed)")
 @click.option(
+    "--no-cache-filter",
+    "no_cache_filter",
+    multiple=True,
+    metavar="STAGE[,STAGE]",
+    help="Do not use cached layers for these stages (their new layers are cached)",
+)
+@click.option(
     "--check",
     "check_only",
     is_flag=True,
@@ -431,7 +438,7 @@ class BuildCommand(click.Command):
 )
 @pass_state
 def command(state: State, context, build_contexts, files, tags, build_args, build_arg_files, target, labels,
-            annotations, image_format, pull, pull_always, pull_never, no_cache, layers, squash,
+            annotations, image_format, pull, pull_always, pull_never, no_cache, no_cache_filter, layers, squash,
             squash_all, iidfile, timestamp, platforms, all_platforms, manifest, network, allow, isolation, runtime, secrets,
             add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
             memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
@@ -461,8 +468,8 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             else:
                 context = "."
         platforms = _split_commas(platforms)
-        if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip().isdigit():
-            timestamp = int(os.environ["SOURCE_DATE_EPOCH"].strip())
+        # $SOURCE_DATE_EPOCH: the timestamp unless --timestamp, and ARG SOURCE_DATE_EPOCH's value
+        sde = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
         if layers is None:
             layers = os.environ.get("BUILDAH_LAYERS", "true").lower() not in ("0", "false")
         policy = (
@@ -476,6 +483,8 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
             annotations=_pairs(tuple(annotations), "--annotation"),
             image_format=(image_format or os.environ.get("BUILDAH_FORMAT") or "oci").lower(),
             pull=policy, no_cache=no_cache, layers=layers, squash=squash, squash_all=squash_all,
+            no_cache_filter=_split_commas(no_cache_filter),
+            source_date_epoch=int(sde) if sde.isdigit() else None,
             iidfile=iidfile, timestamp=timestamp, network=network or "host",
             platform=platforms[0] if len(platforms) == 1 else None,
             platforms=platforms if len(platforms) > 1 else [], all_platforms=all_platforms,
