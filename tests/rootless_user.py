@@ -139,6 +139,8 @@ class UnprivilegedUser:
             "PYTHONPATH": SRC,
             "PYTHONDONTWRITEBYTECODE": "1",
         }
+        if "KILN_RUNC_ADVISORY" in os.environ:  # tests/conftest.py
+            base_env["KILN_RUNC_ADVISORY"] = os.environ["KILN_RUNC_ADVISORY"]
         base_env.update(env or {})
         inner = ["runuser", "-u", self.name, "--", "env", "-i"]
         inner += [f"{k}={v}" for k, v in base_env.items()] + argv

@@ -13,6 +13,7 @@ from typing import Any
 
 from kiln.errors import ProcessFailed, Unavailable
 
+from .advisory import warn_once
 from .bundle import Prepared, prepared
 from .cancel import interrupt, wait_cancellable
 from .exec_check import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
@@ -130,6 +131,7 @@ class _Forwarder:
 def run_oci(opts: RunOptions, rootfs: str) -> int:
     """Run ``opts.args`` in ``rootfs`` with runc; returns the process's exit code."""
     binary = find_runtime(opts.runtime)
+    warn_once(binary)
     with prepared(opts, rootfs) as p:
         _write_config(p, os.path.abspath(rootfs))
         state = os.path.join(p.state_dir, "runc")
