@@ -355,6 +355,11 @@ class _Applier:
 
     def finish(self) -> None:
         for directory in self.opaque:  # entries of this layer may follow the marker
+            try:
+                if directory and not stat.S_ISDIR(self.root.lstat(directory).st_mode):
+                    continue  # replaced by a later entry of this layer: nothing below to clear
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed by a later whiteout of this layer
             self._clear_lower(directory)
         for path in sorted(self.dirs, key=lambda p: p.count("/"), reverse=True):
             mode, mtime = self.dirs[path]
