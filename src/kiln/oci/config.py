@@ -13,7 +13,14 @@ from dataclasses import dataclass, field, replace
 from kiln.errors import InvalidArgument
 from kiln.oci.digest import Digest
 from kiln.oci.platform import Platform
-from kiln.oci.strict_json import MAX_CONFIG_BYTES, canonical, expect, loads_object
+from kiln.oci.strict_json import (
+    MAX_CONFIG_BYTES,
+    canonical,
+    expect,
+    expect_int,
+    expect_strings,
+    loads_object,
+)
 
 # the PATH Docker, buildah and runc users get when an image sets none
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -31,12 +38,12 @@ class Healthcheck:
     @classmethod
     def from_json(cls, obj: dict) -> Healthcheck:
         return cls(
-            tuple(obj.get("Test") or ()),
-            int(obj.get("Interval") or 0),
-            int(obj.get("Timeout") or 0),
-            int(obj.get("StartPeriod") or 0),
-            int(obj.get("StartInterval") or 0),
-            int(obj.get("Retries") or 0),
+            expect_strings(obj.get("Test"), "Healthcheck.Test"),
+            expect_int(obj.get("Interval"), "Healthcheck.Interval"),
+            expect_int(obj.get("Timeout"), "Healthcheck.Timeout"),
+            expect_int(obj.get("StartPeriod"), "Healthcheck.StartPeriod"),
+            expect_int(obj.get("StartInterval"), "Healthcheck.StartInterval"),
+            expect_int(obj.get("Retries"), "Healthcheck.Retries"),
         )
 
     def to_json(self) -> dict:
@@ -247,8 +254,8 @@ class ImageConfig:
             architecture=expect(obj.get("architecture", ""), str, "architecture") or "",
             os=expect(obj.get("os", ""), str, "os") or "",
             variant=expect(obj.get("variant", ""), str, "variant") or "",
-            os_version=obj.get("os.version", "") or "",
-            os_features=tuple(obj.get("os.features") or ()),
+            os_version=expect(obj.get("os.version", ""), str, "os.version") or "",
+            os_features=expect_strings(obj.get("os.features"), "os.features"),
             config=RuntimeConfig.from_json(obj.get("config")),
             diff_ids=tuple(diff_ids),
             history=tuple(History.from_json(h) for h in history),

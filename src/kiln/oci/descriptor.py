@@ -38,6 +38,8 @@ class Descriptor:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()):
             raise InvalidArgument(f"{what}.annotations must map strings to strings")
         platform = obj.get("platform")
+        if platform is not None and not isinstance(platform, dict):
+            raise InvalidArgument(f"{what}.platform must be a JSON object")
         urls = expect(obj.get("urls") or [], list, f"{what}.urls")
         return cls(
             media_type=media_type,
@@ -46,7 +48,7 @@ class Descriptor:
             annotations=dict(annotations),
             platform=Platform.from_json(platform) if isinstance(platform, dict) else None,
             urls=tuple(str(u) for u in urls),
-            artifact_type=obj.get("artifactType", "") or "",
+            artifact_type=expect(obj.get("artifactType", ""), str, f"{what}.artifactType") or "",
         )
 
     def to_json(self) -> dict:

@@ -25,6 +25,8 @@ def sniff_media_type(raw: bytes, declared: str = "") -> str:
         # (CVE-2021-41190): the image spec forbids it, so no reader may guess
         raise InvalidArgument("manifest has both manifests and layers/config: ambiguous, refused")
     field_type = obj.get("mediaType", "")
+    if not isinstance(field_type, str):
+        raise InvalidArgument("manifest mediaType must be a string")
     if declared and declared not in ("application/json", "text/plain"):
         if field_type and field_type != declared:
             raise InvalidArgument(

@@ -33,6 +33,24 @@ def normalize_arch(arch: str, variant: str = "") -> tuple[str, str]:
     return _ARCH_ALIASES.get(arch, arch), variant
 
 
+def _string(obj: dict, key: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"platform {key} must be a string")
+    return value
+
+
+def _strings(obj: dict, key: str) -> tuple[str, ...]:
+    value = obj.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"platform {key} must be a list of strings")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class Platform:
     os: str = "linux"
@@ -63,14 +81,17 @@ class Platform:
 
     @classmethod
     def from_json(cls, obj: dict) -> Platform:
-        arch, variant = normalize_arch(obj.get("architecture", ""), obj.get("variant", "") or "")
+        if not isinstance(obj, dict):
+            raise InvalidArgument("platform must be a JSON object")
+        text = {k: _string(obj, k) for k in ("os", "architecture", "variant", "os.version")}
+        arch, variant = normalize_arch(text["architecture"], text["variant"])
         return cls(
-            obj.get("os", ""),
+            text["os"],
             arch,
             variant,
-            obj.get("os.version", "") or "",
-            tuple(obj.get("os.features", []) or ()),
-            tuple(obj.get("features", []) or ()),
+            text["os.version"],
+            _strings(obj, "os.features"),
+            _strings(obj, "features"),
         )
 
     def to_json(self) -> dict:

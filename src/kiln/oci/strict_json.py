@@ -9,6 +9,10 @@ from kiln.errors import InvalidArgument
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
+# No manifest, config or API body nests more than a few levels; a document parsed near the
+# interpreter's recursion limit would still fail later, when written back (json.dumps
+# recurses too), so the cap is far below it.
+MAX_DEPTH = 128
 
 
 def _no_constants(name: str) -> Any:
@@ -33,9 +37,28 @@ def parse(data: bytes | str) -> Any:
     manifest, config or API body comes near it) is refused as ValueError, not the
     RecursionError the decoder raises."""
     try:
-        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    if _too_deep(value):
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether containers nest more than MAX_DEPTH levels (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= MAX_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def loads(data: bytes | str, *, what: str = "document", limit: int = MAX_MANIFEST_BYTES) -> Any:
@@ -60,6 +83,24 @@ def loads_object(
 def canonical(value: Any) -> bytes:
     """Compact JSON with sorted keys, as kiln writes manifests and configs."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def expect_strings(value: Any, what: str) -> tuple[str, ...]:
+    """A JSON list of strings (None or missing: empty) as a tuple, else InvalidArgument."""
+    items = expect(value, list, what) or []
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidArgument(f"{what} must be a list of strings")
+    return tuple(items)
+
+
+def expect_int(value: Any, what: str) -> int:
+    """A JSON integer (None or missing: 0), else InvalidArgument."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{what} must be an integer")
+    return value
 
 
 def expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
