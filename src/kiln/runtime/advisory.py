@@ -195,15 +195,19 @@ def _package_version(binary: str, admin: str = DPKG_ADMIN) -> str | None:
         return None
     try:
         with open(os.path.join(admin, "status"), encoding="utf-8", errors="replace") as f:
-            stanzas = f.read().split("\n\n")
+            text = "\n" + f.read()
     except OSError:
         return None
-    for stanza in stanzas:
+    start = text.find("\nPackage: runc\n")
+    while start >= 0:  # one stanza per architecture at most; the installed one counts
+        end = text.find("\n\n", start + 1)
+        stanza = text[start + 1 : end if end >= 0 else len(text)]
         fields = dict(
             line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " "
         )
-        if fields.get("Package") == "runc" and "installed" in fields.get("Status", ""):
+        if "installed" in fields.get("Status", "").split():
             return fields.get("Version")
+        start = text.find("\nPackage: runc\n", start + 1)
     return None
 
 
