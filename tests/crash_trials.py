@@ -8,12 +8,13 @@ Shared by ``tests/integration/test_crash_trials.py`` (a few seeded trials in CI)
 3. the operation starts as its own ``kiln`` process and is SIGKILLed after a random delay
    within its measured duration (the kiln process alone, as the OOM killer does, or its
    whole process group, as a lost CI runner does);
-4. the next kiln command (``kiln images``) must work; after it (its leftover sweep may clear
-   what the killed one left, as users get) no mount, RUN bundle, running RUN container or
-   temp dir of kiln may be left, the store's checks are clean (``store_problems``: the one
-   place a ``kiln system check`` call belongs) and every tagged image reads back: names the
-   operation does not touch keep their manifest digest, every image validates (each blob
-   re-hashed against its manifest) and every unpacked layer matches its diff ID.
+4. the next kiln command (``kiln images``) must work; then ``kiln system check --repair``
+   clears what the killed one left (what the next build or prune would clear for users),
+   after which no mount, RUN bundle, running RUN container or temp dir of kiln may be
+   left, a second ``kiln system check`` and the store's fsck are clean
+   (``store_problems``) and every tagged image reads back: names the operation does not
+   touch keep their manifest digest, every image validates (each blob re-hashed against
+   its manifest) and every unpacked layer matches its diff ID.
 """
 
 from __future__ import annotations
@@ -160,7 +161,12 @@ class Bench:
         nxt = self.kiln("images", check=False)
         if nxt.returncode != 0:
             return [f"{where}: the next command failed: {nxt.stderr.strip()}"]
-        problems = leftovers(self) + store_problems(self.root)
+        repair = self.kiln("system", "check", "--repair", check=False)
+        if repair.returncode != 0:
+            return [
+                f"{where}: check --repair failed: {repair.stdout.strip()} {repair.stderr.strip()}"
+            ]
+        problems = leftovers(self) + store_problems(self)
         repoints = self.base_id if op.repoints else ""
         problems += image_problems(self.root, before, touched, repoints)
         return [f"{where}: {p}" for p in problems]
@@ -245,14 +251,19 @@ def leftovers(bench: Bench) -> list[str]:
     return problems
 
 
-def store_problems(root: str) -> list[str]:
-    """The store's own verification. This is the one place ``kiln system check`` belongs
-    once it exists (its problems, or its exit status, added to these)."""
+def store_problems(bench: Bench) -> list[str]:
+    """``kiln system check`` (after the repair: it must find nothing) and the store's fsck."""
     from kiln.store import Store
 
-    store = Store.open(root)
+    problems = []
+    check = bench.kiln("system", "check", check=False)
+    if check.returncode != 0:
+        problems.append(
+            f"system check after --repair: {check.stdout.strip()} {check.stderr.strip()}"
+        )
+    store = Store.open(bench.root)
     try:
-        return [f"fsck: {p}" for p in store.fsck()]
+        return problems + [f"fsck: {p}" for p in store.fsck()]
     finally:
         store.close()
 
