@@ -140,8 +140,9 @@ class ContentMixin:
                     (lease_id, str(digest)),
                 )
 
-    def _publish_blob(self, temp_path: str, digest: Digest) -> None:
-        """Rename a verified temp file into place, joining the thread's leases atomically.
+    def _publish_blob(self, temp_path: str, digest: Digest, link: bool = False) -> None:
+        """Rename a verified temp file into place (``link``: link it, an unnamed file's
+        ``/proc/self/fd/N``), joining the thread's leases atomically.
 
         Runs under the shared GC lock, so a GC cannot mark before the lease rows
         exist and sweep after the rename. An existing blob gets its mtime
@@ -155,10 +156,30 @@ class ContentMixin:
             os.makedirs(directory, exist_ok=True)
             if os.path.exists(final):
                 os.utime(final)
-                os.unlink(temp_path)
+                if not link:
+                    os.unlink(temp_path)
+                return
+            if link:
+                try:
+                    _link_magic(temp_path, final)
+                except FileExistsError:  # another writer published it meanwhile
+                    os.utime(final)
+                    return
             else:
                 os.rename(temp_path, final)
-                fsync_dir(directory)
+            fsync_dir(directory)
+
+
+def _link_magic(proc_fd_path: str, final: str) -> None:
+    """Link the file a ``/proc/self/fd/N`` link names (an ``O_TMPFILE``) at ``final``:
+    ``linkat`` with ``AT_SYMLINK_FOLLOW`` (os.link without a dir fd would call link(2),
+    which links the magic link itself)."""
+    parent, name = os.path.split(proc_fd_path)
+    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(name, final, src_dir_fd=dfd, follow_symlinks=True)
+    finally:
+        os.close(dfd)
 
 
 def _digest(value: Digest | str) -> Digest:
