@@ -53,7 +53,7 @@ from kiln.snapshot.meta import open_meta
 from kiln.snapshot.spec import MountSpec, supported_overlay_options
 from kiln.snapshot.upkeep import UpkeepMixin
 from kiln.snapshot.usage import tree_size
-from kiln.util.atomic import atomic_write, fsync_dir
+from kiln.util.atomic import atomic_write, fsync_all
 from kiln.util.locks import file_lock
 from kiln.util.rootless import in_user_namespace
 
@@ -79,6 +79,7 @@ class Snapshotter(UpkeepMixin):
             os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
         os.chmod(os.path.join(self.root, "empty"), 0o755)
         self.db = open_meta(os.path.join(self.root, "snapshots.db"))
+        self._specs: dict[str, MountSpec] = {}  # active key -> its mounts (see ``mounts``)
 
     # driver ---------------------------------------------------------------
 
@@ -208,13 +209,25 @@ class Snapshotter(UpkeepMixin):
         return self._create(key, parent, "view")
 
     def mounts(self, key: str) -> MountSpec:
+        """How to mount active snapshot ``key``. Remembered per key: a snapshot's chain does
+        not change while it exists (its layers are kept by it), and a build step asks
+        several times (mount, copy check, commit), each a walk of the chain's rows."""
+        spec = self._specs.get(key)
+        if spec is not None:
+            return spec
+        spec = self._mounts(key)
+        self._specs[key] = spec
+        return spec
+
+    def _mounts(self, key: str, lowers: list[str] | None = None) -> MountSpec:
         row = self._active(key)
         base = os.path.join(self.root, "active", str(row["n"]))
         rw = row["kind"] == "rw"
         if row["driver"] == "copy":
             fs = os.path.join(base, "fs")
             return MountSpec("bind", fs, ("rbind", "rw" if rw else "ro"), (), fs if rw else None)
-        lowers = self.layer_dirs(row["parent"]) if row["parent"] else []
+        if lowers is None:
+            lowers = self.layer_dirs(row["parent"]) if row["parent"] else []
         options = supported_overlay_options()
         marker = self._probe_marker
         if rw:
@@ -241,11 +254,19 @@ class Snapshotter(UpkeepMixin):
             os.mkdir(path, 0o700)
         return path
 
-    def commit(self, key: str, chain_id: str, parent: str | None) -> str:
+    def commit(
+        self, key: str, chain_id: str, parent: str | None, *, next_key: str | None = None
+    ) -> str:
         """Adopt active snapshot ``key``'s upper dir (by rename) as layer ``chain_id``.
 
         The snapshot must be unmounted; it is gone afterwards. Returns the
         layer's directory. If ``chain_id`` already exists the upper is dropped.
+
+        ``next_key``: go on as a new writable snapshot ``next_key`` on ``chain_id`` (what
+        ``prepare(next_key, chain_id)`` gives), made in the same transaction in the same
+        directory: a fresh empty upper beside the kept ``merged/`` and ``work/``, so a
+        build step removes no directory (an rmdir can cost milliseconds) and the commit
+        and the next snapshot are one database write.
         """
         row = self._active(key)
         if row["kind"] != "rw":
@@ -256,26 +277,63 @@ class Snapshotter(UpkeepMixin):
                 f"{parent or 'nothing'}; commit it with its own parent"
             )
         base = os.path.join(self.root, "active", str(row["n"]))
+        self._specs.pop(key, None)
+        flat = row["driver"] == "copy"
+        in_place = next_key is not None and not flat
         with self._shared(), self._chain_lock(chain_id):
-            if self.has_layer(chain_id):
-                self.remove(key)
-                return self.layer_dirs(chain_id)[0]
-            flat = row["driver"] == "copy"
-            tmp = self._tmpdir("commit-")
-            with self.db.transaction() as conn:
-                n = self._insert_layer(conn, chain_id, parent, "", flat)
-                os.rename(os.path.join(base, "fs" if flat else "upper"), os.path.join(tmp, "fs"))
-                os.rename(tmp, os.path.join(self.root, "layers", str(n)))
-                # the rename is durable before the row that names it: a crash never leaves
-                # a recorded layer whose directory the file system forgot (the caller synced
-                # the upper's files; one journal commit also carries the rename into tmp/)
-                fsync_dir(os.path.join(self.root, "layers"))
-                conn.execute("DELETE FROM active WHERE key=?", (key,))
-            holds.release(base)
-            self._rmtree_aside(base)
+            in_place = in_place and not self.has_layer(chain_id)
+            if in_place:
+                assert next_key is not None
+                layer = self._commit_in_place(key, next_key, base, chain_id, parent)
+            else:
+                layer = self._commit_moving(key, row, base, chain_id, parent, flat)
+        if next_key is not None and not in_place:
+            self.prepare(next_key, chain_id)
+        return layer
+
+    def _commit_moving(self, key, row, base, chain_id, parent, flat) -> str:  # type: ignore[no-untyped-def]
+        """Adopt the upper and remove the snapshot (or only remove it: the layer exists)."""
+        if self.has_layer(chain_id):
+            self.remove(key)
+            return self.layer_dirs(chain_id)[0]
+        tmp = self._tmpdir("commit-")
+        with self.db.transaction() as conn:
+            n = self._insert_layer(conn, chain_id, parent, "", flat)
+            os.rename(os.path.join(base, "fs" if flat else "upper"), os.path.join(tmp, "fs"))
+            self._place_layer(tmp, n)
+            conn.execute("DELETE FROM active WHERE key=?", (key,))
+        holds.release(base)
+        self._rmtree_aside(base)
+        return self._layer_fs(n)
+
+    def _commit_in_place(self, key, next_key, base, chain_id, parent) -> str:  # type: ignore[no-untyped-def]
+        """Adopt the upper as a layer and turn the snapshot into ``next_key`` on it.
+
+        A crash before the transaction's end leaves the old row (its directory now
+        without a whole upper: garbage its owner's sweep removes) and an unrecorded
+        ``layers/<n>`` that the next insert of that number or ``gc`` removes."""
+        upper = os.path.join(base, "upper")
+        fresh = os.path.join(base, "upper.next")
+        if os.path.lexists(fresh):  # left by a crash
+            shutil.rmtree(fresh)
+        os.mkdir(fresh)
+        st = os.stat(upper)  # the new top layer's root: the next upper looks like it
+        os.chown(fresh, st.st_uid, st.st_gid)
+        os.chmod(fresh, st.st_mode & 0o7777)
+        tmp = self._tmpdir("commit-")
+        with self.db.transaction() as conn:
+            n = self._insert_layer(conn, chain_id, parent, "", False)
+            os.rename(upper, os.path.join(tmp, "fs"))
+            self._place_layer(tmp, n)
+            os.rename(fresh, upper)
+            conn.execute(
+                "UPDATE active SET key=?, parent=?, created=? WHERE key=?",
+                (next_key, chain_id, time.time(), key),
+            )
         return self._layer_fs(n)
 
     def remove(self, key: str) -> None:
+        self._specs.pop(key, None)
         row = self._active(key)
         path = os.path.join(self.root, "active", str(row["n"]))
         try:
@@ -460,6 +518,15 @@ class Snapshotter(UpkeepMixin):
             shutil.rmtree(stale)
         return n
 
+    def _place_layer(self, tmp: str, n: int) -> None:
+        """Rename a committed upper's holder ``tmp`` (its tree already durable) to
+        ``layers/<n>`` and make both renames durable before the row that names it: after a
+        power loss a recorded layer is never an empty or missing directory. The two
+        directories are fsynced together (about one wait for the disk)."""
+        dest = os.path.join(self.root, "layers", str(n))
+        os.rename(tmp, dest)
+        fsync_all([], dirs=[dest, os.path.join(self.root, "layers")])
+
     def _adopt_layer(
         self, tmp: str, chain_id: str, parent: str | None, diff_id: str, flat: bool
     ) -> int:
@@ -504,7 +571,9 @@ class Snapshotter(UpkeepMixin):
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-        return self.mounts(key)
+        spec = self._mounts(key, list(lowers))
+        self._specs[key] = spec
+        return spec
 
 
 def _release_mount_point(snapshot_dir: str) -> None:
