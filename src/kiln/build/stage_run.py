@@ -269,9 +269,10 @@ class StageRun:
         self.pending = []
         self.image_id = rec.id
         self.editor = b.config
-        self.ex.store.put_cache(key, rec.id)
+        with self.ex.store.transaction():  # one write: the entry and what went into its key
+            self.ex.store.put_cache(key, rec.id)
+            explain.remember_inputs(self, key, instr)
         self.remember(key, rec.id)
-        explain.remember_inputs(self, key, instr)
         self.step_image = rec.id
         self.ex.progress.layer(rec.id)
 

@@ -11,6 +11,7 @@ garbage GC collects once the lease expires.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
@@ -77,15 +78,21 @@ def _compression(name: str, image_format: str) -> Compression:
 
 
 def write_layer_blob(store: Any, entries: Iterable[Any], compression: Compression,
-                     timestamp: int | None) -> LayerResult:  # fmt: skip
-    """Stream ``entries`` as a layer into the store; the blob is published on success only."""
-    with store.ingest("") as ing:
+                     timestamp: int | None) -> tuple[LayerResult, Any]:  # fmt: skip
+    """Stream ``entries`` as a layer into an anonymous store ingest, sealed (verified) but
+    not yet published: ``store.publish`` makes it visible with the image's other blobs.
+    The caller closes the ingest (``publish`` finishes it; closing first drops it)."""
+    ing = store.ingest("")
+    try:
         result = write_layer(entries, _IngestWriter(ing), compression=compression,
                              timestamp=timestamp)  # fmt: skip
-        digest = ing.commit()
-    if str(digest) != str(result.digest):
-        raise InvalidArgument(f"layer digest mismatch: wrote {result.digest}, stored {digest}")
-    return result
+        digest = ing.seal()
+        if str(digest) != str(result.digest):
+            raise InvalidArgument(f"layer digest mismatch: wrote {result.digest}, stored {digest}")
+    except BaseException:
+        ing.close()
+        raise
+    return result, ing
 
 
 def change_entries(b: Builder) -> Iterator[Any]:
@@ -145,7 +152,7 @@ def commit_builder(
     ``force_layer``: add a layer even when nothing changed (a build's RUN/COPY/ADD step:
     buildah and BuildKit commit an empty layer for a step that changes no file)."""
     from kiln.image import open_store_image
-    from kiln.image.store_image import register_image
+    from kiln.image.store_image import image_rows, record_image
 
     image_format = format or b.state.format
     if image_format not in ("oci", "docker"):
@@ -165,16 +172,23 @@ def commit_builder(
     base_layers = list(base.layers) if base is not None else []
 
     created = rfc3339(timestamp)
-    with store.lease() as lease:
+    # a build's step joins the build's lease (every blob published joins the thread's
+    # leases); alone (kiln commit) the commit holds one of its own
+    current = store.current_lease()
+    held = contextlib.nullcontext(current) if current is not None else store.lease()
+    with held as lease, contextlib.ExitStack() as unpublished:
+        layer_ing = None
         if squash:
             with b.mounted() as rootfs:
-                layer = write_layer_blob(store, scan_tree(rootfs), comp, timestamp)
+                layer, layer_ing = write_layer_blob(store, scan_tree(rootfs), comp, timestamp)
         else:
             entries = _nonempty(change_entries(b))
             layer = None
             if entries is not None or not base_layers or force_layer:
                 check_layer_count(len(base_layers) + 1)
-                layer = write_layer_blob(store, entries or iter(()), comp, timestamp)
+                layer, layer_ing = write_layer_blob(store, entries or iter(()), comp, timestamp)
+        if layer_ing is not None:
+            unpublished.callback(layer_ing.close)
         descs = [
             d.replace(media_type=mt.convert_layer_media_type(d.media_type, image_format))
             for d in base_layers
@@ -210,17 +224,25 @@ def commit_builder(
         )
         raw = config.to_bytes()
         config_desc = Descriptor(mt.config_type_for(image_format), Digest.of_bytes(raw), len(raw))
-        store.put_blob(config_desc, io.BytesIO(raw))
-        lease.add_blob(config_desc.digest)
         annotations = editor.annotations if image_format == "oci" else None
         from kiln.oci import Manifest
 
         manifest = Manifest.build(mt.manifest_type_for(image_format), config_desc, descs,
                                   annotations)  # fmt: skip
         parsed = ImageConfig.parse(raw)
-        record = register_image(
-            store, manifest, parsed, [local_name(name)] if name else [], sizes, lease
+        layer_rows, record = image_rows(store, manifest, parsed, sizes)
+        config_ing = store.sealed_bytes(config_desc, raw)
+        manifest_ing = store.sealed_bytes(manifest.descriptor(), manifest.raw)
+        for ing in (config_ing, manifest_ing):
+            if ing is not None:
+                unpublished.callback(ing.close)
+        names = [local_name(name)] if name else []
+        # the three blobs are fsynced together and become visible in the transaction
+        # that records the image
+        store.publish(
+            [layer_ing, config_ing, manifest_ing],
+            then=lambda: record_image(store, layer_rows, record, names, lease),
         )
     if rm:
         b.delete()
-    return record
+    return store.get_image(record.id)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kiln.errors import NotFound
@@ -38,29 +40,40 @@ def commit_step(
     """Commit ``b`` (its pending history, then ``created_by`` for this step) and rebase it;
     a step that changed nothing still gets its (empty) layer unless ``force_layer=False``."""
     old_chain = b.state.parent_chain_id
-    rec = b.commit(
-        name,
-        format=image_format,
-        compression=compression,
-        timestamp=timestamp,
-        created_by=created_by,
-        squash=squash,
-        force_layer=force_layer,
-    )
+    # the upper was written without syncs (volatile overlay): durable before it becomes a
+    # layer later builds trust (its blob is durable already: the store fsyncs blobs);
+    # synced while the layer is tarred and stored, so the two waits for the disk overlap
+    synced = None
+    if b.volatile_mounts and not squash and not b.is_copy_snapshot():
+        synced = _Background(fsync_tree, b.upper_dir())
+    try:
+        rec = b.commit(
+            name,
+            format=image_format,
+            compression=compression,
+            timestamp=timestamp,
+            created_by=created_by,
+            squash=squash,
+            force_layer=force_layer,
+        )
+    finally:
+        if synced is not None:
+            synced.join()  # its error (if any) is raised below, before the adoption
     new_chain = rec.layers[-1] if rec.layers else None
     snaps = b.snapshots
     key = b.state.snapshot_key
+    new_key = _next_key(b)
     if squash or new_chain == old_chain:
         # nothing adoptable (no new layer, or a squashed tree): start a fresh upper
         with contextlib.suppress(NotFound):
             snaps.remove(key)
+        snaps.prepare(new_key, new_chain)
     else:
-        if b.volatile_mounts and not b.is_copy_snapshot():
-            # the upper was written without syncs: durable before it becomes a layer that
-            # later builds trust (its blob is durable already: the store's ingest fsyncs)
-            fsync_tree(b.upper_dir())
-        snaps.commit(key, new_chain, old_chain)
-    _point_at(b, rec, new_chain)
+        if synced is not None:
+            synced.result()
+        # the snapshot goes on as new_key on the new layer, in the same directory
+        snaps.commit(key, new_chain, old_chain, next_key=new_key)
+    _point_at(b, rec, new_chain, new_key)
     return rec
 
 
@@ -75,17 +88,50 @@ def reset_to_image(b: Builder, image_id: str) -> None:
     _point_at(b, b.store.get_image(image_id), chain)
 
 
-def _point_at(b: Builder, rec: ImageRecord, chain: str | None) -> None:
+class _Background:
+    """``fn(*args)`` on a thread of its own; ``result()`` re-raises what it raised."""
+
+    def __init__(self, fn: Callable[..., object], *args: object) -> None:
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # handed to result()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="kiln-fsync-tree", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _next_key(b: Builder) -> str:
+    return f"kiln-container-{b.id}-{secrets.token_hex(4)}"
+
+
+def _point_at(
+    b: Builder, rec: ImageRecord, chain: str | None, new_key: str | None = None, config=None
+) -> None:
+    """Make ``b`` a container of ``rec`` on snapshot ``new_key`` (prepared here if None)."""
     from kiln.image import open_store_image
 
-    new_key = f"kiln-container-{b.id}-{secrets.token_hex(4)}"
-    b.snapshots.prepare(new_key, chain)
-    img = open_store_image(b.store, rec.id)
+    if new_key is None:
+        new_key = _next_key(b)
+        b.snapshots.prepare(new_key, chain)
+    if config is None:
+        config = open_store_image(b.store, rec.id).config
     b.state.snapshot_key = new_key
     b.state.parent_chain_id = chain
     b.state.image_id = rec.id
     b.state.history = []
     b.state.added = []
     b.state.created_by = ""
-    b.config = ConfigEditor(img.config.evolve(), dict(b.config.annotations))
+    b.config = ConfigEditor(config.evolve(), dict(b.config.annotations))
     b.save()

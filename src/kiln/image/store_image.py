@@ -8,6 +8,7 @@ the image. The image ID is always the config digest.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,13 +91,45 @@ def register_image(
     lease: Any = None,
 ) -> ImageRecord:
     """Record an image whose blobs (layers, config) are all in the store already."""
+    for desc in [manifest.config, *manifest.layers]:
+        if not store.has_blob(desc.digest):
+            raise NotFound(f"blob {desc.digest} must be in the store before its image")
+    layer_rows, record = image_rows(store, manifest, config, uncompressed_sizes)
+    own_lease = store.lease() if lease is None else contextlib.nullcontext(lease)
+    with own_lease as holder:
+        store.put_blob(manifest.descriptor(), io.BytesIO(manifest.raw))
+        holder.add_blob(manifest.digest)
+        with store.transaction():
+            record_image(store, layer_rows, record, names, holder)
+    return store.get_image(record.id)
+
+
+def record_image(
+    store: Store, layer_rows: list[LayerRecord], record: ImageRecord, names: Sequence[str],
+    lease: Any,
+) -> None:  # fmt: skip
+    """The rows of an image (``image_rows``) whose blobs are all stored, joining ``lease``,
+    in the caller's transaction (or one of its own)."""
+    with store.transaction():
+        for row in layer_rows:
+            store.put_layer(row)
+        store.put_image(record)
+        for name in names:
+            store.tag(name, record.id)
+        lease.add_image(record.id)
+
+
+def image_rows(
+    store: Store,
+    manifest: Manifest,
+    config: ImageConfig,
+    uncompressed_sizes: dict[Digest, int] | None = None,
+) -> tuple[list[LayerRecord], ImageRecord]:
+    """The layer rows and the image row ``register_image`` writes."""
     if len(config.diff_ids) != len(manifest.layers):
         raise InvalidArgument(
             f"image has {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids"
         )
-    for desc in [manifest.config, *manifest.layers]:
-        if not store.has_blob(desc.digest):
-            raise NotFound(f"blob {desc.digest} must be in the store before its image")
     sizes = uncompressed_sizes or {}
     chains = chain_ids(config.diff_ids)
     layer_rows = []
@@ -124,18 +157,7 @@ def register_image(
         labels=dict(config.config.labels or {}),
         layer_blobs=[str(desc.digest) for desc in manifest.layers],
     )
-    with store.lease() as own:
-        holder = lease or own
-        store.put_blob(manifest.descriptor(), io.BytesIO(manifest.raw))
-        holder.add_blob(manifest.digest)
-        with store.transaction():
-            for row in layer_rows:
-                store.put_layer(row)
-            store.put_image(record)
-            for name in names:
-                store.tag(name, record.id)
-        holder.add_image(record.id)
-    return store.get_image(record.id)
+    return layer_rows, record
 
 
 class StoreDestination:

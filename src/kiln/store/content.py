@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
@@ -17,7 +17,7 @@ from kiln.oci import Descriptor, Digest
 from kiln.store import paths
 from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, Ingest
-from kiln.util.atomic import fsync_dir
+from kiln.util.atomic import fsync_all
 from kiln.util.locks import file_lock
 
 OCTET_STREAM = "application/octet-stream"
@@ -140,34 +140,68 @@ class ContentMixin:
                     (lease_id, str(digest)),
                 )
 
-    def _publish_blob(self, temp_path: str, digest: Digest, link: bool = False) -> None:
-        """Rename a verified temp file into place (``link``: link it, an unnamed file's
-        ``/proc/self/fd/N``), joining the thread's leases atomically.
+    def sealed_bytes(self, desc: Descriptor, data: bytes) -> Ingest | None:
+        """``data`` as a sealed (verified, unpublished) anonymous ingest for ``publish``, or
+        None when the store has that blob already (it joins the thread's leases, as
+        ``put_blob`` does). The caller closes the ingest (``publish`` finishes it)."""
+        if self._reuse_blob(desc):
+            return None
+        ing = self.ingest("", desc)
+        try:
+            ing.write(data)
+            ing.seal()
+        except BaseException:
+            ing.close()
+            raise
+        return ing
+
+    def publish(self, ingests: list[Ingest | None], then: Callable[[], None] | None = None) -> None:
+        """Make sealed ingests visible as blobs, together: their data fsynced at once (one
+        wait for the disk, not one per blob), each renamed or linked into place, each
+        blob directory fsynced once, and every blob joining the thread's leases in one
+        transaction -- which ``then`` (the rows that reference the blobs: an image) joins,
+        so they become visible together. ``None`` entries are skipped.
 
         Runs under the shared GC lock, so a GC cannot mark before the lease rows
         exist and sweep after the rename. An existing blob gets its mtime
         refreshed, which restarts its GC grace period.
         """
-        final = self.blob_path(digest)
+        todo = [i for i in ingests if i is not None]
+        for ing in todo:
+            if ing.sealed is None:
+                raise InvalidArgument("an ingest must be sealed (verified) before it is published")
+        fsync_all([ing.fd for ing in todo])
         gc_lock = os.path.join(self.root, paths.GC_LOCK)
         with file_lock(gc_lock, exclusive=False), self.db.transaction():
-            self._join_leases(digest)
-            directory = os.path.dirname(final)
-            os.makedirs(directory, exist_ok=True)
-            if os.path.exists(final):
+            dirs: set[str] = set()
+            for ing in todo:
+                assert ing.sealed is not None
+                self._join_leases(ing.sealed)
+                if self._place(ing, ing.sealed):
+                    dirs.add(os.path.dirname(self.blob_path(ing.sealed)))
+            fsync_all([], dirs=sorted(dirs))
+            if then is not None:
+                then()
+        for ing in todo:
+            ing.published()
+
+    def _place(self, ing: Ingest, digest: Digest) -> bool:
+        """Rename or link ``ing``'s data to its blob name; False if the blob was there."""
+        final = self.blob_path(digest)
+        temp_path, link = ing.temp_path()
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        if os.path.exists(final):
+            os.utime(final)
+            return False
+        if link:
+            try:
+                _link_magic(temp_path, final)
+            except FileExistsError:  # another writer published it meanwhile
                 os.utime(final)
-                if not link:
-                    os.unlink(temp_path)
-                return
-            if link:
-                try:
-                    _link_magic(temp_path, final)
-                except FileExistsError:  # another writer published it meanwhile
-                    os.utime(final)
-                    return
-            else:
-                os.rename(temp_path, final)
-            fsync_dir(directory)
+                return False
+        else:
+            os.rename(temp_path, final)
+        return True
 
 
 def _link_magic(proc_fd_path: str, final: str) -> None:

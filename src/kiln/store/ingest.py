@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
 from kiln.errors import Conflict, DigestMismatch, InvalidArgument
@@ -37,7 +38,9 @@ class BlobPublisher(Protocol):
 
     root: str
 
-    def _publish_blob(self, temp_path: str, digest: Digest) -> None: ...
+    def publish(
+        self, ingests: list[Ingest | None], then: Callable[[], None] | None = None
+    ) -> None: ...
 
 
 def ingest_dir_name(ref: str) -> str:
@@ -167,6 +170,13 @@ class Ingest:
 
     def commit(self) -> Digest:
         """Verify, fsync and publish the blob; returns its digest. Mismatch keeps nothing."""
+        digest = self.seal()
+        self._store.publish([self])
+        return digest
+
+    def seal(self) -> Digest:
+        """Verify the blob (mismatch keeps nothing) without publishing it; returns its digest.
+        ``Store.publish`` then fsyncs and publishes several sealed ingests at once."""
         if self._done:
             raise InvalidArgument(f'ingest "{self.ref}" is already finished')
         actual = self._digester.digest()
@@ -180,13 +190,24 @@ class Ingest:
                 expected=str(exp.digest),
                 actual=str(actual),
             )
-        os.fsync(self._fd)
-        if self._unnamed:
-            self._store._publish_blob(f"/proc/self/fd/{self._fd}", actual, link=True)
-        else:
-            self._store._publish_blob(self._data, actual)
-        self._finish()
+        self.sealed = actual
         return actual
+
+    sealed: Digest | None = None  # set by ``seal``: verified, not yet published
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    def temp_path(self) -> tuple[str, bool]:
+        """Where the data is and whether it is an unnamed file (linked, not renamed)."""
+        if self._unnamed:
+            return f"/proc/self/fd/{self._fd}", True
+        return self._data, False
+
+    def published(self) -> None:
+        """Called by the store once the blob is in place: the ingest is done."""
+        self._finish()
 
     def abort(self) -> None:
         """Drop everything received, resumable or not."""
