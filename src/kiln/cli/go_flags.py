@@ -36,3 +36,35 @@ def expand_bare_flags(cmd: click.Command, args: list[str]) -> list[str]:
             return out + args[i:]
         out.append(f"{arg}={defaults[arg]}" if arg in defaults else arg)
     return out
+
+
+def skip_long_lookup_of_short_options() -> None:
+    """Make click parse ``-t x`` without first trying ``-t`` as a long option.
+
+    click tries every ``-x`` argument as a long option first and, when there is none,
+    builds a ``NoSuchOption`` (importing difflib for suggestions and looking up gettext
+    catalogs for its message) only to catch it and parse a short option: every ``kiln
+    build -q -t NAME -f FILE`` paid that at start-up. The patched step goes straight to
+    the short-option parsing in exactly that case (not a ``--`` argument, not a known
+    long option), so what is accepted and every error stay click's. A click without these
+    internals is left alone."""
+    import click.parser as cp
+
+    parser = getattr(cp, "_OptionParser", None) or getattr(cp, "OptionParser", None)
+    normalize = getattr(cp, "_normalize_opt", None) or getattr(cp, "normalize_opt", None)
+    original = getattr(parser, "_process_opts", None)
+    if parser is None or normalize is None or original is None:
+        return
+    if getattr(original, "_kiln_short_first", False):
+        return
+
+    def _process_opts(self, arg, state):  # type: ignore[no-untyped-def]
+        if arg[:2] not in self._opt_prefixes:
+            name = normalize(arg.split("=", 1)[0], self.ctx)
+            if name not in self._long_opt:
+                self._match_short_opt(arg, state)
+                return
+        original(self, arg, state)
+
+    _process_opts._kiln_short_first = True  # type: ignore[attr-defined]
+    parser._process_opts = _process_opts

@@ -16,9 +16,12 @@ import threading
 
 import click
 
+from kiln.cli.go_flags import skip_long_lookup_of_short_options
 from kiln.cli.lazy import LazyGroup
 from kiln.cli.state import State
 from kiln.util.redact import RedactingFilter, redact
+
+skip_long_lookup_of_short_options()
 
 EXIT_ERROR = 125  # podman's exit code for its own errors
 
