@@ -34,3 +34,38 @@ def test_values_after_equals_and_defaults():
 
 def test_arguments_after_double_dash_are_not_rewritten():
     assert expand_bare_flags(build, ["--", "--layers"]) == ["--", "--layers"]
+
+
+def test_short_options_parse_without_a_failed_long_option_lookup(monkeypatch):
+    import click.exceptions
+
+    from kiln.cli.go_flags import skip_long_lookup_of_short_options
+
+    skip_long_lookup_of_short_options()
+    built = []
+    real_init = click.exceptions.NoSuchOption.__init__
+
+    def counting_init(self, *a, **kw):
+        built.append(a)
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(click.exceptions.NoSuchOption, "__init__", counting_init)
+
+    @click.command()
+    @click.option("-q", "--quiet", is_flag=True)
+    @click.option("-a", "--all", "all_", is_flag=True)
+    @click.option("-t", "--tag", multiple=True)
+    @click.argument("ctx", required=False)
+    def cmd(quiet, all_, tag, ctx):
+        click.echo(f"{quiet} {all_} {tag} {ctx}")
+
+    runner = CliRunner()
+    out = runner.invoke(cmd, ["-q", "-t", "a", "-tb", "--tag=c", "-qa", "dir"])
+    assert out.exit_code == 0, out.output
+    assert out.output == "True True ('a', 'b', 'c') dir\n"
+    assert built == []  # no exception built (and caught) per short option
+    # what click refuses is refused as before, with its message
+    bad = runner.invoke(cmd, ["-x"])
+    assert bad.exit_code == 2 and "No such option '-x'" in bad.output
+    bad = runner.invoke(cmd, ["--quiett"])
+    assert bad.exit_code == 2 and "Did you mean" in bad.output
