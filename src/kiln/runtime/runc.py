@@ -57,8 +57,8 @@ def runtime_version(name: str = "runc", timeout: float = 10.0) -> str:
 def _write_config(p: Prepared, rootfs: str) -> None:
     spec = build_spec(p.opts, rootfs, p.user, p.etc_files)
     fd = os.open(os.path.join(p.bundle, "config.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(spec, f, indent=1)
+    with os.fdopen(fd, "wb") as f:
+        f.write(json.dumps(spec).encode())  # one write (json.dump writes many small pieces)
 
 
 def _runc_error(log_path: str) -> str:
