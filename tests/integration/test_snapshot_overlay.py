@@ -189,3 +189,39 @@ def test_overlay_probe_is_cached_in_the_root_and_redone_when_stale(tmp_path, mon
         mount.mount(spec, target)
     assert not os.path.exists(marker)
     s.close()
+
+
+def test_commit_with_next_key_goes_on_in_the_same_directory(snaps: Snapshotter) -> None:
+    """A build step's commit: the upper becomes the layer, the snapshot goes on as the
+    next key on it (empty upper, the chain one longer) in the same directory, no directory
+    left to remove; the layer reads back what was written."""
+    unpack(snaps, "c1", None, [("a", b"base")])
+    snaps.prepare("k1", "c1")
+    active_before = sorted(os.listdir(os.path.join(snaps.root, "active")))
+    with mounted(snaps.mounts("k1")) as root:
+        with open(os.path.join(root, "new"), "w") as f:
+            f.write("step 1")
+        os.unlink(os.path.join(root, "a"))
+    layer = snaps.commit("k1", "c2", "c1", next_key="k2")
+    assert snaps.list_active() == ["k2"]
+    assert sorted(os.listdir(os.path.join(snaps.root, "active"))) == active_before
+    assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+    with open(os.path.join(layer, "new")) as f:
+        assert f.read() == "step 1"
+    assert stat.S_ISCHR(os.lstat(os.path.join(layer, "a")).st_mode)  # the whiteout
+    assert os.listdir(snaps.upper_dir("k2")) == []
+    assert snaps.mounts("k2").lowers[:2] == (layer, snaps.layer_dirs("c1")[0])
+    with mounted(snaps.mounts("k2")) as root:
+        assert sorted(os.listdir(root)) == ["new"]
+        with open(os.path.join(root, "new2"), "w") as f:
+            f.write("step 2")
+    # the chain id exists already (another process made it): the upper is dropped and the
+    # snapshot still goes on as the next key on that layer
+    layer3 = snaps.commit("k2", "c3", "c2", next_key="k3")
+    snaps.prepare("k4", "c2")
+    with mounted(snaps.mounts("k4")) as root, open(os.path.join(root, "other"), "w") as f:
+        f.write("x")
+    assert snaps.commit("k4", "c3", "c2", next_key="k5") == layer3
+    assert sorted(snaps.list_active()) == ["k3", "k5"]
+    with mounted(snaps.mounts("k5")) as root:
+        assert sorted(os.listdir(root)) == ["new", "new2"]
