@@ -50,6 +50,8 @@ PHASES = [
     ("    scan upper dir", "kiln.container.commit", "change_entries"),
     ("    tar + compress + ingest", "kiln.container.commit", "write_layer_blob"),
     ("    register image (SQLite)", "kiln.image.store_image", "register_image"),
+    ("    publish blobs + image rows", "kiln.store.store", "Store.publish"),
+    ("    fsync the upper (on a thread)", "kiln.container.step_commit", "fsync_tree"),
     ("    snapshot commit (rename)", "kiln.snapshot.snapshotter", "Snapshotter.commit"),
     ("    prepare next upper + save", "kiln.container.step_commit", "_point_at"),
     ("  put_cache", "kiln.store.store", "Store.put_cache"),
