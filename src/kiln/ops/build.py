@@ -88,9 +88,8 @@ class _StoppingSink:
 
 def _puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
     """``(ref, policy) -> image id`` for FROM and ``--from`` images, through the registry
-    (with the build's --tls-verify, --cert-dir, --authfile and --creds, as podman's)."""
-    from kiln.ops.registry import ensure_image
-
+    (with the build's --tls-verify, --cert-dir, --authfile and --creds, as podman's).
+    The registry code is imported on the first pull: a build from local images needs none."""
     pull_ctx = dataclasses.replace(ctx, events=_StoppingSink(ctx.events, stopping))
     kw: dict[str, Any] = {}
     for key in ("tls_verify", "cert_dir", "authfile", "creds"):
@@ -102,6 +101,8 @@ def _puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
     def pull(ref: str, policy: str, wanted: str | None = None) -> str:
         # asked with a platform, the executor found no local image of it: a local one of
         # another platform must not satisfy "missing"
+        from kiln.ops.registry import ensure_image
+
         if wanted and policy == "missing":
             policy = "always"
         plat = wanted or opts.platform

@@ -27,7 +27,7 @@ import secrets
 import stat
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
 
@@ -63,27 +63,32 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-_fsync_pool: Any = None
-
-
 def fsync_all(fds: Sequence[int], dirs: Sequence[str] = ()) -> None:
     """fsync every descriptor in ``fds`` and every directory in ``dirs``, concurrently:
     the file system batches fsyncs that wait together into one journal commit, so a few
     blobs (or a blob and a directory) cost about one wait for the disk, not one each.
-    Raises the first error any of them met, after all have finished."""
+    Raises the first error any of them met, after all have finished. The threads are
+    short-lived (none outlives the call: a CLI exits without interpreter teardown only
+    when it is the last thread)."""
     jobs: list[Callable[[], None]] = [functools.partial(os.fsync, fd) for fd in fds]
     jobs += [functools.partial(fsync_dir, d) for d in dirs]
-    if len(jobs) <= 1:
-        for job in jobs:
-            job()
-        return
-    global _fsync_pool
-    if _fsync_pool is None:
-        from concurrent.futures import ThreadPoolExecutor
+    errors: list[BaseException | None] = [None] * len(jobs)
 
-        _fsync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kiln-fsync")
-    futures = [_fsync_pool.submit(job) for job in jobs]
-    errors = [f.exception() for f in futures]
+    def run(i: int) -> None:
+        try:
+            jobs[i]()
+        except BaseException as exc:  # re-raised by the caller below
+            errors[i] = exc
+
+    import threading
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(jobs))]
+    for t in threads:
+        t.start()
+    if jobs:
+        run(0)
+    for t in threads:
+        t.join()
     first = next((e for e in errors if e is not None), None)
     if first is not None:
         raise first
