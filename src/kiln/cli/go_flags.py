@@ -58,7 +58,7 @@ def skip_long_lookup_of_short_options() -> None:
     if getattr(original, "_kiln_short_first", False):
         return
 
-    def _process_opts(self, arg, state):  # type: ignore[no-untyped-def]
+    def _process_opts(self, arg, state):
         if arg[:2] not in self._opt_prefixes:
             name = normalize(arg.split("=", 1)[0], self.ctx)
             if name not in self._long_opt:

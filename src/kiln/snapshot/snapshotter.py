@@ -35,7 +35,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Set
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from kiln.errors import (
     AlreadyExists,
@@ -291,7 +291,9 @@ class Snapshotter(UpkeepMixin):
             self.prepare(next_key, chain_id)
         return layer
 
-    def _commit_moving(self, key, row, base, chain_id, parent, flat) -> str:  # type: ignore[no-untyped-def]
+    def _commit_moving(
+        self, key: str, row: Any, base: str, chain_id: str, parent: str | None, flat: bool
+    ) -> str:
         """Adopt the upper and remove the snapshot (or only remove it: the layer exists)."""
         if self.has_layer(chain_id):
             self.remove(key)
@@ -306,7 +308,9 @@ class Snapshotter(UpkeepMixin):
         self._rmtree_aside(base)
         return self._layer_fs(n)
 
-    def _commit_in_place(self, key, next_key, base, chain_id, parent) -> str:  # type: ignore[no-untyped-def]
+    def _commit_in_place(
+        self, key: str, next_key: str, base: str, chain_id: str, parent: str | None
+    ) -> str:
         """Adopt the upper as a layer and turn the snapshot into ``next_key`` on it.
 
         A crash before the transaction's end leaves the old row (its directory now
