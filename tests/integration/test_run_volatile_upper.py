@@ -24,7 +24,14 @@ RUN rm /seen && echo last > /last
 
 
 def _markers(root: str) -> list[str]:
-    return [d for d, _s, _f in os.walk(root) if d.endswith(os.path.join("incompat", "volatile"))]
+    """Volatile markers in a work dir that will be mounted again (not in ``tmp/``: used
+    work dirs wait there for their deletion, never mounted)."""
+    tmp = os.path.join(root, "tmp") + os.sep
+    return [
+        d
+        for d, _s, _f in os.walk(root)
+        if d.endswith(os.path.join("incompat", "volatile")) and not d.startswith(tmp)
+    ]
 
 
 def test_build_runs_on_volatile_overlays_and_layers_read_back(build_env):  # noqa: F811

@@ -204,7 +204,11 @@ class Builder:
             from kiln.snapshot.mount import forget_volatile, unmount
 
             unmount(self.mount_target)
-            forget_volatile(spec)
+            recycle = getattr(self.snapshots, "recycle_work", None)
+            if recycle is not None and spec.type == "overlay" and spec.work:
+                recycle(self.state.snapshot_key)  # a fresh work dir: no marker, no cleanup
+            else:
+                forget_volatile(spec)
 
     def upper_dir(self) -> str:
         return self.snapshots.upper_dir(self.state.snapshot_key)

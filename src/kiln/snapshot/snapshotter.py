@@ -33,6 +33,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Set
 from typing import Any, BinaryIO, NamedTuple
@@ -80,6 +81,9 @@ class Snapshotter(UpkeepMixin):
         os.chmod(os.path.join(self.root, "empty"), 0o755)
         self.db = open_meta(os.path.join(self.root, "snapshots.db"))
         self._specs: dict[str, MountSpec] = {}  # active key -> its mounts (see ``mounts``)
+        self._reap_lock = threading.Lock()  # background deletions (``recycle_work``)
+        self._reap_queue: list[str] = []
+        self._reaper: threading.Thread | None = None
 
     # driver ---------------------------------------------------------------
 
@@ -454,7 +458,57 @@ class Snapshotter(UpkeepMixin):
     def _dir(self, sub: str, n: int) -> str:
         return os.path.join(self.root, sub, str(n))
 
+    def recycle_work(self, key: str) -> None:
+        """After an unmount of writable snapshot ``key``: its overlay work dir (the kernel's
+        scratch, with a ``volatile`` mount's marker in it) is moved into ``tmp/`` and
+        deleted on a background thread, and an empty one takes its place. Mounting over a
+        used work dir makes the kernel empty it first, and removing the volatile marker
+        is one more rmdir: ~10 ms per build step where an rmdir waits for the disk,
+        against ~1 ms for a fresh one. ``close`` waits for the deletions; a kill leaves
+        them in ``tmp/``, which ``gc`` clears."""
+        row = self._active(key)
+        if row["driver"] != "overlay" or row["kind"] != "rw":
+            return
+        work = os.path.join(self.root, "active", str(row["n"]), "work")
+        holder = self._tmpdir("work-")
+        try:
+            os.rename(work, os.path.join(holder, "w"))
+        except FileNotFoundError:
+            os.rmdir(holder)
+            return
+        os.mkdir(work, 0o700)
+        self._reap(holder)
+
+    def _reap(self, path: str) -> None:
+        """Delete ``path`` (in ``tmp/``) on the background thread."""
+        with self._reap_lock:
+            self._reap_queue.append(path)
+            if self._reaper is None:
+                self._reaper = threading.Thread(
+                    target=self._reap_all, name="kiln-snapshot-reaper", daemon=True
+                )
+                self._reaper.start()
+
+    def _reap_all(self) -> None:
+        while True:
+            with self._reap_lock:
+                if not self._reap_queue:
+                    self._reaper = None
+                    return
+                path = self._reap_queue.pop(0)
+            shutil.rmtree(path, ignore_errors=True)
+
+    def settle(self) -> None:
+        """Wait until the background deletions (``recycle_work``) are done."""
+        while True:
+            with self._reap_lock:
+                reaper = self._reaper
+            if reaper is None:
+                return
+            reaper.join()
+
     def close(self) -> None:
+        self.settle()
         self.db.close()
 
     # helpers --------------------------------------------------------------
