@@ -225,3 +225,20 @@ def test_commit_with_next_key_goes_on_in_the_same_directory(snaps: Snapshotter) 
     assert sorted(snaps.list_active()) == ["k3", "k5"]
     with mounted(snaps.mounts("k5")) as root:
         assert sorted(os.listdir(root)) == ["new", "new2"]
+
+
+def test_recycle_work_gives_a_fresh_work_dir_and_deletes_the_old_one(snaps: Snapshotter) -> None:
+    """After a volatile mount's unmount the work dir (kernel scratch and the volatile
+    marker) is swapped for an empty one; the old one is gone once settle() returns."""
+    unpack(snaps, "c1", None, [("a", b"base")])
+    spec = snaps.prepare("k", "c1").as_volatile()
+    assert spec.work is not None
+    for i in range(3):  # mounts again and again over the recycled work dir
+        with mounted(spec) as root, open(os.path.join(root, f"f{i}"), "w") as f:
+            f.write("x")
+        assert os.listdir(spec.work) != []  # the kernel's work/ (and its volatile marker)
+        snaps.recycle_work("k")
+        assert os.listdir(spec.work) == []
+    snaps.settle()
+    assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+    assert sorted(os.listdir(spec.upper)) == ["f0", "f1", "f2"]
