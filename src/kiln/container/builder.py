@@ -204,10 +204,7 @@ class Builder:
             from kiln.snapshot.mount import forget_volatile, unmount
 
             unmount(self.mount_target)
-            recycle = getattr(self.snapshots, "recycle_work", None)
-            if recycle is not None and spec.type == "overlay" and spec.work:
-                recycle(self.state.snapshot_key)  # a fresh work dir: no marker, no cleanup
-            else:
+            if not _recycled_work(self.snapshots, self.state.snapshot_key, spec):
                 forget_volatile(spec)
 
     def upper_dir(self) -> str:
@@ -487,6 +484,20 @@ class Builder:
             self.snapshots.remove(self.state.snapshot_key)
         with contextlib.suppress(NotFound):
             self.store.delete_container(self.id)
+
+
+def _recycled_work(snapshots: Any, key: str, spec: Any) -> bool:
+    """After an unmount: a fresh overlay work dir for the next mount, the used one deleted
+    in the background (``Snapshotter.recycle_work``: no marker to remove, nothing for the
+    kernel to clean). False where that cannot be done (then remove the marker instead)."""
+    recycle = getattr(snapshots, "recycle_work", None)
+    if recycle is None or spec.type != "overlay" or not spec.work:
+        return False
+    try:
+        recycle(key)
+    except (NotFound, OSError):
+        return False
+    return True
 
 
 def _is_mountpoint(path: str) -> bool:
