@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -271,6 +272,19 @@ KILLER = textwrap.dedent(
 )
 
 
+def _ingest_sizes(pid: int, ingest: Path) -> list[int]:
+    """Sizes of the files under ``ingest`` that process ``pid`` has open: a named ingest's
+    data file, or an anonymous ingest's unnamed O_TMPFILE (seen only through the fd)."""
+    sizes = []
+    fd_dir = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fd_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd).startswith(str(ingest) + "/"):
+                    sizes.append(os.stat(fd).st_size)
+    return sizes
+
+
 def test_kill_during_commit_leaves_no_image(kiln_store, snaps, busybox_image, tmp_path):
     big = tmp_path / "big"
     with open(big, "wb") as f:
@@ -285,8 +299,7 @@ def test_kill_during_commit_leaves_no_image(kiln_store, snaps, busybox_image, tm
     proc = subprocess.Popen([sys.executable, "-c", KILLER, kiln_store.root, b.id])
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
-        sizes = [p.stat().st_size for p in ingest.glob("*/data")]
-        if any(s > (8 << 20) for s in sizes):
+        if any(s > (8 << 20) for s in _ingest_sizes(proc.pid, ingest)):
             break
         time.sleep(0.005)
     assert proc.poll() is None, "commit finished before it could be killed"
@@ -294,6 +307,7 @@ def test_kill_during_commit_leaves_no_image(kiln_store, snaps, busybox_image, tm
     proc.wait()
     assert {r.id for r in kiln_store.list_images()} == images_before
     assert set(os.listdir(blobs_dir)) == blobs_before
+    assert list(ingest.iterdir()) == []  # the layer was an unnamed file: nothing left over
     with pytest.raises(NotFound):
         kiln_store.resolve_image("test/killed:1")
     again = Builder.load(kiln_store, b.id, snapshots=snaps)
