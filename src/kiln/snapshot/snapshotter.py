@@ -470,7 +470,7 @@ class Snapshotter(UpkeepMixin):
         if row["driver"] != "overlay" or row["kind"] != "rw":
             return
         work = os.path.join(self.root, "active", str(row["n"]), "work")
-        holder = self._tmpdir("work-")
+        holder = self._tmpdir("rm-")  # a removal's holder: system check leaves young ones be
         try:
             os.rename(work, os.path.join(holder, "w"))
         except FileNotFoundError:
