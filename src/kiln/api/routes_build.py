@@ -241,9 +241,13 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
             raise bad("version", q["version"], "kiln speaks the classic builder protocol (1)")
     remote = qstr(q, "remote")
     if remote:
-        if not remote.startswith(("http://", "https://")):
+        from kiln.build.remote_context import is_git_context
+
+        # a client names a repository or a tar by URL; never a file on the server's disk
+        git = is_git_context(remote) and not remote.startswith("file://")
+        if not (git or remote.startswith(("http://", "https://"))):
             raise bad(
-                "remote", remote, "kiln builds from an http(s) URL of a tar; git is not supported"
+                "remote", remote, "kiln builds from a git repository or an http(s) URL of a tar"
             )
         opts["context"] = remote
     return opts

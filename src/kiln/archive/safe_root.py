@@ -208,11 +208,12 @@ class SafeRoot:
         """A readable O_DIRECTORY fd of ``rel`` resolved in-root (caller closes it)."""
         return self._open(split_path(rel), os.O_RDONLY | os.O_DIRECTORY)
 
-    def open_path(self, rel: str, *, follow: bool = False) -> int:
-        """An O_PATH fd of ``rel``; the final symlink is followed in-root only if ``follow``."""
+    def open_path(self, rel: str, *, follow: bool = False, beneath: bool = False) -> int:
+        """An O_PATH fd of ``rel``; the final symlink is followed in-root only if ``follow``.
+        ``beneath``: a symlink leading out of the root is refused (EXDEV), not clamped."""
         parts = split_path(rel)
         if follow or not parts:
-            return self._open(parts, os.O_PATH)
+            return self._open(parts, os.O_PATH, beneath=beneath)
         pfd, name = self._parent(rel)
         try:
             return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)

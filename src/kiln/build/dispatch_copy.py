@@ -23,6 +23,7 @@ from kiln.build.history import created_by
 from kiln.build.instructions import Add, Copy
 from kiln.container import Builder
 from kiln.container.copy_add import is_url, refuse_git_source
+from kiln.container.git_source import is_git_source
 from kiln.container.paths import escape_meta
 from kiln.errors import DigestMismatch, InvalidArgument, KilnError, ProcessFailed
 from kiln.util.redact import redact
@@ -49,6 +50,9 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
     named_context = from_ref if context is not ex.context else None
     if named_context is not None:
         from_ref = None  # a named directory is read as the main context is
+    if not isinstance(expanded, Add):
+        for source in expanded.sources:
+            refuse_git_source(source)
     if not isinstance(expanded, Add) and any(is_url(s) for s in expanded.sources):
         raise InvalidArgument(
             f"{where}: COPY does not take URLs; use ADD for {expanded.sources[0]}"
@@ -57,8 +61,9 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
         expanded = _skip_empty_wildcards(context, expanded)
     files: dict[str, str] = {}
     from_images: dict[str, str] = {}
-    local = [s for s in expanded.sources if not is_url(s)]
+    local = [s for s in expanded.sources if not _remote(s)]
     groups: dict[str, list[str]] = {}
+    commits: dict[str, str] = {}
     with located(where, instr.name):
         if from_ref:
             from_images[from_ref] = ex.ref_image(from_ref)
@@ -77,10 +82,14 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
             files["context"] = context.digest(local, expanded.excludes)
             if named_context is not None:
                 files["named-context"] = named_context
-        for source in expanded.sources:
-            refuse_git_source(source)
+        if isinstance(expanded, Add):
+            # a git source's key is the commit it resolves to now (and its subdir), as
+            # BuildKit's: a branch that moved is a miss, an unchanged one a hit
+            for src in (s for s in expanded.sources if is_git_source(s)):
+                commits[src] = _git_commit(src, expanded.checksum, ex.tmpdir)
+                files[f"git:{src}"] = commits[src]
         if isinstance(expanded, Add) and not expanded.checksum:
-            for url in (s for s in expanded.sources if is_url(s)):
+            for url in (s for s in expanded.sources if _plain_url(s)):
                 files[f"url:{url}"] = _url_content_digest(url, ex.tmpdir)
 
     def action(b: Builder) -> str:
@@ -89,7 +98,7 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
                 assert isinstance(expanded, Copy)
                 digest = _copy_parents(run, b, expanded, from_ref, context, groups)
             else:
-                digest = _copy(run, b, expanded, from_ref, context)
+                digest = _copy(run, b, expanded, from_ref, context, commits)
         kind = "file" if len(expanded.sources) + len(expanded.contents) == 1 else "multi"
         if kind == "file" and local and from_ref is None:
             kind = "dir" if context.is_dir(local[0].lstrip("/")) else "file"
@@ -104,15 +113,28 @@ def _skip_empty_wildcards(context: BuildContext, instr: CopyT) -> CopyT:
     source of the instruction names something, as buildah and BuildKit do; alone, it is
     the usual "no source files" error."""
     empty = {
-        s for s in instr.sources if not is_url(s) and context.matches_nothing(s, instr.excludes)
+        s for s in instr.sources if not _remote(s) and context.matches_nothing(s, instr.excludes)
     }
     if not empty or len(empty) == len(instr.sources) + len(instr.contents):
         return instr
     return dataclasses.replace(instr, sources=tuple(s for s in instr.sources if s not in empty))
 
 
+def _remote(source: str) -> bool:
+    return is_url(source) or is_git_source(source)
+
+
+def _plain_url(source: str) -> bool:
+    return is_url(source) and not is_git_source(source)
+
+
 def _copy(
-    run: StageRun, b: Builder, instr: Copy | Add, from_ref: str | None, context: BuildContext
+    run: StageRun,
+    b: Builder,
+    instr: Copy | Add,
+    from_ref: str | None,
+    context: BuildContext,
+    commits: dict[str, str],
 ) -> str:
     ex = run.ex
     sources = list(instr.sources) + [h.name for h in instr.contents]
@@ -123,27 +145,38 @@ def _copy(
             out = fn(sources, instr.dest, from_root=root, chown=instr.chown, chmod=instr.chmod,
                      tmpdir=ex.tmpdir, keep_owner=True)  # fmt: skip
         return out.digest
-    urls = [s for s in instr.sources if is_url(s)]
+    urls = [s for s in instr.sources if _plain_url(s)]
     checksum = instr.checksum if isinstance(instr, Add) else None
-    if checksum and not urls:
-        raise InvalidArgument("ADD --checksum needs an http(s) source")
+    if checksum and not urls and not commits:
+        raise InvalidArgument("ADD --checksum needs an http(s) or git source")
+    extra: dict = {}
+    if isinstance(instr, Add):
+        extra = {"keep_git_dir": instr.keep_git_dir, "unpack": instr.unpack,
+                 "git_commits": commits}  # fmt: skip
     with context.staged(
-        [s for s in instr.sources if not is_url(s)], instr.excludes, instr.contents
+        [s for s in instr.sources if not _remote(s)], instr.excludes, instr.contents
     ) as root:
-        if checksum:
+        if checksum and urls:
             with tempfile.TemporaryDirectory(prefix="kiln-add-", dir=ex.tmpdir) as tmp:
                 names = [_fetch_verified(u, checksum, tmp) for u in urls]
-                out = b.copy(names, instr.dest, context_dir=tmp, chown=instr.chown,
-                             chmod=instr.chmod, tmpdir=ex.tmpdir)  # fmt: skip
-                rest = [s for s in sources if not is_url(s)]
+                # verified downloads are files, unless --unpack=true asks for their contents
+                put = b.add if extra.get("unpack") else b.copy
+                out = put(names, instr.dest, context_dir=tmp, chown=instr.chown,
+                          chmod=instr.chmod, tmpdir=ex.tmpdir)  # fmt: skip
+                rest = [s for s in sources if not _plain_url(s)]
                 if rest:
                     out = b.add(rest, instr.dest, context_dir=root, chown=instr.chown,
                                 chmod=instr.chmod, tmpdir=ex.tmpdir,
-                                known_digest=context.known_digest)  # fmt: skip
+                                known_digest=context.known_digest, **extra)  # fmt: skip
             return out.digest
-        fn = b.add if add else b.copy
-        out = fn(sources, instr.dest, context_dir=root, chown=instr.chown, chmod=instr.chmod,
-                 tmpdir=ex.tmpdir, known_digest=context.known_digest)  # fmt: skip
+        if add:
+            out = b.add(sources, instr.dest, context_dir=root, chown=instr.chown,
+                        chmod=instr.chmod, tmpdir=ex.tmpdir, known_digest=context.known_digest,
+                        **extra)  # fmt: skip
+        else:
+            out = b.copy(sources, instr.dest, context_dir=root, chown=instr.chown,
+                         chmod=instr.chmod, tmpdir=ex.tmpdir,
+                         known_digest=context.known_digest)  # fmt: skip
     return out.digest
 
 
@@ -190,6 +223,25 @@ def _in_root_lstat(sr: SafeRoot):
             return None
 
     return lstat
+
+
+def _git_commit(source: str, checksum: str | None, tmpdir: str | None) -> str:
+    """The commit an ``ADD <git URL>`` checks out: asked of the remote (``ls-remote``), or,
+    for an abbreviated SHA, learnt by cloning. ``--checksum`` pins it: another commit fails."""
+    from kiln.container.git_source import git_checkout, parse_git_source, resolve_commit
+
+    git = parse_git_source(source)
+    what = f"ADD {git}"
+    commit = resolve_commit(git, what=what)
+    if commit is None:
+        with (
+            tempfile.TemporaryDirectory(prefix="kiln-add-key-", dir=tmpdir) as tmp,
+            git_checkout(git, tmp, what=what) as checkout,
+        ):
+            commit = checkout.commit
+    if checksum and not commit.startswith(checksum.lower().removeprefix("sha1:")):
+        raise DigestMismatch(f"{git}: expected commit {checksum}, the ref is at {commit}")
+    return commit
 
 
 def _url_content_digest(url: str, tmpdir: str | None) -> str:

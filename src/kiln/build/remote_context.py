@@ -1,10 +1,14 @@
-"""Build contexts that are not a directory: ``-`` (stdin) and ``http(s)://`` URLs.
+"""Build contexts that are not a directory: ``-`` (stdin), ``http(s)://`` URLs of a tar, and
+git repositories (``https://host/repo.git#ref:subdir``, ``git@host:repo``, ``file://`` ...).
 
 Each is unpacked safely (the layer applier's in-root writes) into a temporary
 directory that lives as long as the build. On stdin comes either a tar of the
 context (maybe compressed; the docker CLI's, which may stop right after the last
 entry's data, is accepted as dockerd does) or, as ``docker build - < Dockerfile``
-and ``podman build -`` take it, a Dockerfile alone: the context is then empty.
+and ``podman build -`` take it, a Dockerfile alone: the context is then empty. A git
+repository is cloned (:mod:`kiln.container.git_source`) into that same directory; the
+context is its checkout, or ``subdir``, without ``.git`` unless ``keep_git_dir`` (BuildKit's
+``BUILDKIT_CONTEXT_KEEP_GIT_DIR``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, BinaryIO
 
 from kiln.archive.streams import ByteReader
 from kiln.build.parser import MAX_DOCKERFILE_BYTES
+from kiln.container.git_source import git_checkout, is_git_source, parse_git_source
 from kiln.errors import InvalidArgument
 
 __all__ = ["is_remote_context", "open_remote_context"]
@@ -28,19 +33,33 @@ _BLOCK = 512
 
 
 def is_remote_context(spec: str) -> bool:
-    return spec == "-" or spec.startswith(("http://", "https://"))
+    return spec == "-" or spec.startswith(("http://", "https://")) or is_git_context(spec)
+
+
+def is_git_context(spec: str) -> bool:
+    return is_git_source(spec, local=True)
 
 
 @contextlib.contextmanager
 def open_remote_context(
-    spec: str, tmpdir: str | None = None, stdin: BinaryIO | None = None
+    spec: str,
+    tmpdir: str | None = None,
+    stdin: BinaryIO | None = None,
+    *,
+    keep_git_dir: bool = False,
 ) -> Iterator[str]:
-    """Unpack the context ``spec`` names (``-``: stdin; or an http(s) URL of a tar)
-    into a temporary directory and yield its path."""
+    """Unpack the context ``spec`` names (``-``: stdin; an http(s) URL of a tar; a git
+    repository) into a temporary directory and yield its path."""
     from kiln.archive.applier import extract_tar
     from kiln.archive.compression import open_decompressed, read_up_to
 
     with tempfile.TemporaryDirectory(prefix="kiln-context-", dir=tmpdir) as tmp:
+        if is_git_context(spec):
+            git = parse_git_source(spec)
+            what = f"the build context {git}"
+            with git_checkout(git, tmp, what=what, keep_git_dir=keep_git_dir) as checkout:
+                yield checkout.path
+            return
         root = os.path.join(tmp, "context")
         os.mkdir(root, 0o755)
         if spec == "-":

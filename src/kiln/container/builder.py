@@ -359,16 +359,21 @@ class Builder:
         tmpdir: str | None = None,
         keep_owner: bool = False,
         known_digest: Any = None,
+        keep_git_dir: bool = False,
+        unpack: bool | None = None,
+        git_commits: dict[str, str] | None = None,
     ) -> CopyOutcome:
-        """Docker ADD: COPY plus local tar extraction and http(s) downloads."""
+        """Docker ADD: COPY plus local tar extraction, http(s) downloads and git sources
+        (``keep_git_dir``, ``unpack``, ``git_commits``: see ``copy_into``)."""
         return self._copy(
             sources, dest, context_dir, chown, chmod, from_root, True, tmpdir, keep_owner,
-            known_digest,
+            known_digest, {"keep_git_dir": keep_git_dir, "unpack": unpack,
+                           "git_commits": git_commits},
         )  # fmt: skip
 
     def _copy(
         self, sources, dest, context_dir, chown, chmod, from_root, add, tmpdir, keep_owner=False,
-        known_digest=None,
+        known_digest=None, add_opts=None,
     ) -> CopyOutcome:  # fmt: skip
         with self.mounted() as rootfs:
             outcome = copy_into(
@@ -383,6 +388,7 @@ class Builder:
                 tmpdir=tmpdir,
                 keep_owner=keep_owner,
                 known_digest=known_digest,
+                **(add_opts or {}),
             )
         self.state.added.append(
             AddedContent("add" if add else "copy", list(sources), dest, outcome.digest)

@@ -30,6 +30,7 @@ from .copier import (
     ensure_parents,
     own_made,
 )
+from .git_source import Checkout, GitSource, git_checkout, is_git_source, parse_git_source
 from .owner import resolve_chown
 from .paths import expand_source, is_dir_in, resolve_dest
 from .tar_detect import extract_archive, is_archive
@@ -56,23 +57,18 @@ def is_url(src: str) -> bool:
     return src.startswith(("http://", "https://"))
 
 
-def is_git_source(src: str) -> bool:
-    """A git repository as BuildKit reads ADD sources: ``git@...``, ``git://...``, or an
-    http(s) URL whose path ends in ``.git`` or that names a ``#ref``."""
-    if src.startswith(("git@", "git://")):
-        return True
-    if not is_url(src):
-        return False
-    url, _, fragment = src.partition("#")
-    return bool(fragment) or url.split("?", 1)[0].rstrip("/").endswith(".git")
-
-
 def refuse_git_source(src: str) -> None:
+    """COPY never clones: a git URL is ADD's."""
     if is_git_source(src):
         raise InvalidArgument(
-            f"a git repository ({redact(src)}) cannot be a source in kiln yet: "
-            "clone it in a RUN step of an earlier stage and COPY --from that stage"
+            f"COPY cannot take a git repository ({redact(src)}): use ADD for git sources"
         )
+
+
+@dataclass
+class _Cloned:
+    source: GitSource
+    checkout: Checkout
 
 
 def copy_into(
@@ -88,12 +84,19 @@ def copy_into(
     tmpdir: str | None = None,
     keep_owner: bool = False,
     known_digest: KnownDigest | None = None,
+    keep_git_dir: bool = False,
+    unpack: bool | None = None,
+    git_commits: dict[str, str] | None = None,
 ) -> CopyOutcome:
     """Copy ``sources`` (relative to ``context_dir``) to ``dest`` inside ``rootfs``.
 
     ``keep_owner``: without ``chown``, copied entries keep their source's uid/gid (COPY
     --from) instead of becoming 0:0. ``known_digest``: sha256 of source files already
     hashed, by their stat (the build context's checksums): those are copied in the kernel.
+    ADD only: a git source is cloned and its checkout (or ``#ref:subdir``) copied into
+    ``dest``, with ``.git`` if ``keep_git_dir``; ``git_commits`` (source -> commit, the
+    cache key's) pins what is checked out. ``unpack`` (``ADD --unpack``): None unpacks
+    local archives only; True unpacks downloaded archives too; False unpacks nothing.
     """
     what = "ADD" if add else "COPY"
     if not sources:
@@ -104,13 +107,22 @@ def copy_into(
         SafeRoot(rootfs) as dst,
         _context_root(context_dir) as ctx,
         tempfile.TemporaryDirectory(prefix="kiln-add-", dir=tmpdir) as tmp,
+        contextlib.ExitStack() as clones,
     ):
         owner = resolve_chown(dst, chown) if chown else None
         opts = CopyOptions(owner=owner, chmod=mode, keep_owner=keep_owner)
-        plan: list[tuple[str, str | _Fetched]] = []  # (original source, rel path | fetched)
+        plan: list[tuple[str, str | _Fetched | _Cloned]] = []  # (source, rel | fetched | clone)
         for src in sources:
-            refuse_git_source(src)
-            if is_url(src):
+            if is_git_source(src):
+                if not add:
+                    refuse_git_source(src)
+                git = parse_git_source(src)
+                checkout = clones.enter_context(git_checkout(
+                    git, tmp, what=f"ADD {git}", keep_git_dir=keep_git_dir,
+                    commit=(git_commits or {}).get(src),
+                ))  # fmt: skip
+                plan.append((src, _Cloned(git, checkout)))
+            elif is_url(src):
                 if not add:
                     raise InvalidArgument(f"COPY cannot take a URL ({src}): use ADD for URLs")
                 plan.append((src, _download(src, tmp)))
@@ -126,11 +138,23 @@ def copy_into(
         outcome = CopyOutcome("")
         for src, item in plan:
             if isinstance(item, _Fetched):
+                if unpack and _unpack_download(dst, item, dest_path, opts, content):
+                    outcome.dests.append(dest_path)
+                    continue
                 outcome.dests.append(_place_download(dst, item, dest_path, dest_is_dir, opts))
                 content.add(item.url, "url", opts.mode_for(0o600), item.sha256)
                 continue
+            if isinstance(item, _Cloned):
+                # a repository is a directory: its files go into dest, as BuildKit's
+                content.add(str(item.source), "git", 0, item.checkout.commit)
+                with SafeRoot(item.checkout.path) as repo:
+                    outcome.dests.append(
+                        _copy_local(repo, "", dst, dest_path, True, opts, copier, False, src)
+                    )
+                continue
+            unpacks = add and unpack is not False
             outcome.dests.append(
-                _copy_local(ctx, item, dst, dest_path, dest_is_dir, opts, copier, add, src)
+                _copy_local(ctx, item, dst, dest_path, dest_is_dir, opts, copier, unpacks, src)
             )
         outcome.digest = content.digest()
         return outcome
@@ -230,6 +254,21 @@ def _download(url: str, tmp: str) -> _Fetched:
     path = os.path.join(tempfile.mkdtemp(dir=tmp), "download")
     fetched = download(url, path, what=f"ADD {url}")
     return _Fetched(url, path, name, fetched.last_modified, fetched.sha256)
+
+
+def _unpack_download(
+    dst: SafeRoot, item: _Fetched, dest_path: str, opts: CopyOptions, content: ContentHash
+) -> bool:
+    """``ADD --unpack=true <url>``: a downloaded archive is extracted into ``dest`` (as a
+    local one is); False when the download is no archive (then it is placed as a file)."""
+    folder, name = os.path.split(item.path)
+    with SafeRoot(folder) as got:
+        if not is_archive(got, name):
+            return False
+        real = ensure_dir(dst, dest_path, opts)
+        digest = extract_archive(got, name, dst.path, real)
+    content.add(item.url, "archive", 0, digest)
+    return True
 
 
 def _place_download(

@@ -62,9 +62,11 @@ def _context_dir(ctx: Context, opts: BuildOptions) -> Iterator[str]:
     from kiln.build.remote_context import is_remote_context, open_remote_context
 
     if is_remote_context(opts.context):
+        keep_git = opts.build_args.get("BUILDKIT_CONTEXT_KEEP_GIT_DIR", "") not in ("", "0")
         with open_remote_context(
-            opts.context, opts.tmpdir or ctx.tmpdir, stdin=opts.context_stream
-        ) as root:
+            opts.context, opts.tmpdir or ctx.tmpdir, stdin=opts.context_stream,
+            keep_git_dir=keep_git,
+        ) as root:  # fmt: skip
             yield root
         return
     if not os.path.isdir(opts.context):
