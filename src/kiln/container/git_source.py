@@ -305,6 +305,7 @@ def _env() -> dict[str, str]:
 def _git(args: list[str], cwd: str | None, what: str, deadline: float) -> str:
     """Run git (umask 022, so a checkout's modes are 0644/0755 as in an image); its output,
     or a kiln error with git's own (redacted) message."""
+    what = redact(what)
     git = shutil.which("git")
     if git is None:
         raise Unavailable(f"{what}: git is not installed (install the git package)")
