@@ -66,7 +66,8 @@ def instruction_fields(instr: Instruction | None) -> dict[str, Any]:
 def _public_mount(mount: dict[str, Any]) -> dict[str, Any]:
     if mount.get("type") == "secret":
         return {k: mount.get(k) for k in ("@", "type", "id", "target", "env", "required")}
-    return mount
+    # SELinux relabelling changes labels on the host, never what the step writes
+    return {k: v for k, v in mount.items() if k != "relabel"}
 
 
 def base_key(base_image_id: str | None, platform: str) -> str:

@@ -129,6 +129,7 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
                 expanded.mounts, context_dir=ex.context.root, store=ex.store,
                 secrets=ex.secrets, open_root=ex.open_ref_root, tmpdir=ex.tmpdir,
                 ssh_sockets=ex.ssh_sockets,
+                from_ids=from_images,
             ) as ms,
             _script_dir(script is not None, ex.tmpdir) as tmp,
         ):  # fmt: skip

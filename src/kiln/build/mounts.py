@@ -3,7 +3,9 @@
 ``type=bind|cache|tmpfs|secret|ssh`` with ``target``/``dst``/``destination``,
 ``source``/``src``, ``from``, ``ro``/``readonly``/``rw``/``readwrite``, ``id``,
 ``sharing=shared|private|locked``, ``mode``, ``uid``, ``gid``, ``size``,
-``required`` and (secrets) ``env``.
+``required`` and (secrets) ``env``; and buildah's SELinux options for bind and cache mounts,
+``z`` / ``relabel=shared`` and ``Z`` / ``relabel=private`` (relabelling is a no-op where
+SELinux is off; kiln never relabels).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Mount:
     size: int | None = None
     required: bool = False
     env: str | None = None
+    relabel: str | None = None  # "shared" (z) or "private" (Z); not part of a cache key
 
 
 def _parse_bool(key: str, value: str) -> bool:
@@ -88,7 +91,12 @@ def parse_mount(spec: str, expand: Callable[[str], str] | None = None) -> Mount:
     mount_type = "bind"
     for field in _fields(spec):
         key, has_value, value = field.partition("=")
-        key = key.strip().lower()
+        key = key.strip()
+        if key in ("z", "Z"):  # buildah's: shared or private SELinux label; case matters
+            if not has_value or _parse_bool(key, expand(value) if expand else value):
+                values["relabel"] = "shared" if key == "z" else "private"
+            continue
+        key = key.lower()
         value = expand(value) if expand else value
         if key in _BOOL_KEYS:
             flag = _parse_bool(key, value) if has_value else True
@@ -111,6 +119,13 @@ def parse_mount(spec: str, expand: Callable[[str], str] | None = None) -> Mount:
             if value not in SHARING_MODES:
                 raise InvalidArgument(f"unsupported sharing value {value!r}")
             values["sharing"] = value
+        elif key == "relabel":
+            if value not in ("shared", "private"):
+                raise InvalidArgument(
+                    f"invalid value for relabel: {value!r}: use relabel=shared (z) or "
+                    "relabel=private (Z)"
+                )
+            values["relabel"] = value
         elif key == "required":
             values["required"] = _parse_bool(key, value) if has_value else True
         elif key in ("uid", "gid") and not deferred:
@@ -148,6 +163,15 @@ def _finish(mount_type: str, values: dict[str, Any], readonly: bool | None) -> M
         raise InvalidArgument(f"required= is not supported for mount type={mount_type}")
     if mount_type not in ("bind", "cache") and values.get("from_"):
         raise InvalidArgument(f"from= is not supported for mount type={mount_type}")
+    if "from_" in values and not values["from_"]:
+        raise InvalidArgument(
+            "from= of a mount is empty: name a stage or an image, or leave it out"
+        )
+    if mount_type not in ("bind", "cache") and values.get("relabel"):
+        raise InvalidArgument(
+            f"SELinux relabelling (z, Z, relabel=) applies to bind and cache mounts, not to "
+            f"type={mount_type}"
+        )
     if readonly is None:
         readonly = mount_type in ("bind", "secret", "ssh")
     return Mount(type=mount_type, readonly=readonly, **values)

@@ -4,7 +4,9 @@
   read-only unless ``rw`` (then a throw-away copy is mounted, as BuildKit discards writes).
 - ``cache``: the store's directory for the cache id (``Store.cache_mount_dir``), kept across builds;
   ``sharing=locked`` holds an exclusive lock for the RUN, ``private`` uses a fresh
-  directory when another RUN holds it, ``shared`` takes no lock.
+  directory when another RUN holds it, ``shared`` takes no lock. With ``from=`` (a stage,
+  an image or a named context), the cache starts as a copy of ``source`` in that root, and
+  is one of its own per id and ``from`` image (BuildKit keys it on both).
 - ``tmpfs``: a tmpfs (``size=``).
 - ``secret``: the value of a ``--secret id=..,src=..|env=..`` as a file (mode 0400 unless
   ``mode=``) in a private temporary directory, bind-mounted read-only at
@@ -25,7 +27,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from kiln.archive.safe_root import SafeRoot
@@ -129,9 +131,11 @@ def prepared_mounts(
     open_root: RootOpener,
     tmpdir: str | None = None,
     ssh_sockets: dict[str, str] | None = None,
+    from_ids: Mapping[str, str] | None = None,
 ) -> Iterator[MountSet]:
     """The runtime mounts of one RUN; everything temporary goes away afterwards.
-    ``ssh_sockets``: the build's agents (``--ssh`` id -> socket on the host)."""
+    ``ssh_sockets``: the build's agents (``--ssh`` id -> socket on the host).
+    ``from_ids``: the image ID each ``from=`` names (what a seeded cache is keyed on)."""
     result = MountSet()
     if not specs:  # most RUNs: no directory to make and remove (an rmdir can cost ms)
         yield result
@@ -155,7 +159,12 @@ def prepared_mounts(
                 mode = "ro" if spec.readonly else "rw"
                 result.mounts.append(Mount("bind", source, target, (mode, "rbind")))
             elif spec.type == "cache":
-                source = stack.enter_context(_cache_dir(store, spec, tmp, index))
+                seed = _seeder(spec, open_root) if spec.from_ else None
+                ident = spec.id or spec.target or "cache"
+                if spec.from_:
+                    base = (from_ids or {}).get(spec.from_, spec.from_)
+                    ident = f"{ident}\0from={base}\0source={spec.source or '/'}"
+                source = stack.enter_context(_cache_dir(store, spec, tmp, index, ident, seed))
                 mode = "ro" if spec.readonly else "rw"
                 result.mounts.append(Mount("bind", source, target, (mode, "rbind")))
             elif spec.type == "tmpfs":
@@ -205,11 +214,42 @@ def _secret(spec: RunMount, secrets: dict[str, Secret], tmp: str, index: int, ou
     out.mounts.append(Mount("bind", path, target, ("ro", "rbind")))
 
 
+def _seeder(spec: RunMount, open_root: RootOpener) -> Callable[[str], None]:
+    """Fills a new ``from=`` cache with a copy of ``source`` in that stage's or image's root
+    (resolved in-root), owners, modes and times kept."""
+
+    def seed(new_dir: str) -> None:
+        from kiln.snapshot.copytree import merge_layers
+
+        assert spec.from_
+        with open_root(spec.from_) as root, _inside(root, spec.source or "") as found:
+            if not os.path.isdir(found):
+                raise InvalidArgument(
+                    f"mount source {spec.source!r} of {spec.from_} is not a directory: a "
+                    "cache mount's from= needs a directory to start from"
+                )
+            merge_layers([found], new_dir)
+
+    return seed
+
+
 @contextlib.contextmanager
-def _cache_dir(store: Store, spec: RunMount, tmp: str, index: int) -> Iterator[str]:
-    ident = spec.id or spec.target or "cache"
+def _cache_dir(
+    store: Store,
+    spec: RunMount,
+    tmp: str,
+    index: int,
+    ident: str,
+    seed: Callable[[str], None] | None = None,
+) -> Iterator[str]:
     mode = spec.mode if spec.mode is not None else 0o755
-    path = store.cache_mount_dir(ident, mode=mode, uid=spec.uid or 0, gid=spec.gid or 0)
+    owner = {"mode": mode, "uid": spec.uid or 0, "gid": spec.gid or 0}
+    if seed is None:
+        path = store.cache_mount_dir(ident, **owner)
+    else:
+        # one seeding at a time, on a lock of its own (the cache's is held by its users)
+        with store.cache_mount_lock(ident + "\0seeding"):
+            path = store.cache_mount_dir(ident, **owner, seed=seed)
     if spec.sharing == "shared":
         with store.cache_mount_lock(ident, shared=True):  # keeps prune away
             yield path
@@ -221,4 +261,6 @@ def _cache_dir(store: Store, spec: RunMount, tmp: str, index: int) -> Iterator[s
         private = os.path.join(tmp, f"cache-{index}")
         os.mkdir(private, mode)
         os.chown(private, spec.uid or 0, spec.gid or 0)
+        if seed is not None:
+            seed(private)
         yield private

@@ -17,7 +17,7 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 CACHE_MOUNTS = "cache-mounts"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -42,8 +42,9 @@ class CacheMountsMixin:
         return base
 
     def cache_mount_dir(self, cache_id: str, *, mode: int = 0o755, uid: int = 0,
-                        gid: int = 0) -> str:  # fmt: skip
-        """The directory of cache ``cache_id``; made with ``mode``/``uid``/``gid`` when new."""
+                        gid: int = 0, seed: Callable[[str], None] | None = None) -> str:  # fmt: skip
+        """The directory of cache ``cache_id``; made with ``mode``/``uid``/``gid`` when new,
+        and filled by ``seed(new_dir)`` before anyone can see it (``from=`` caches)."""
         path = os.path.join(self._cache_mounts_root(), cache_mount_name(cache_id))
         if not os.path.isdir(path):
             tmp = path + f".new-{os.getpid()}"
@@ -52,6 +53,12 @@ class CacheMountsMixin:
             if os.geteuid() == 0 or (uid, gid) != (0, 0):
                 os.chown(tmp, uid, gid)
             os.chmod(tmp, mode)
+            if seed is not None:
+                try:
+                    seed(tmp)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
             try:
                 os.rename(tmp, path)
             except OSError:  # made by someone else meanwhile
