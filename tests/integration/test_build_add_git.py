@@ -195,3 +195,11 @@ def test_api_remote_builds_from_a_git_url(tmp_path, server):
         assert refused.status_code == 400 and "remote" in refused.text, refused.text
     finally:
         assert stop_server(proc) == 0
+
+
+def test_named_build_context_from_git(build_env, server):  # noqa: F811
+    _, http = server
+    ctx = build_env.context_dir()
+    text = "FROM busybox\nCOPY --from=src sub/inner.txt /from-git\n"
+    out = build_env.build(ctx, text, build_contexts={"src": f"{http.url('app.git')}#main"})
+    assert build_env.files(out.image_id)["from-git"] == b"inner\n"

@@ -1,6 +1,7 @@
 """Additional named build contexts: ``--build-context NAME=VALUE`` (buildah's and BuildKit's).
 
-A value is a local directory, an http(s) URL of a tar (unpacked as the main context's is)
+A value is a local directory, an http(s) URL of a tar or a git repository (unpacked or
+cloned as the main context is)
 or an image (``container-image://REF``, ``docker-image://REF`` or ``docker://REF``). A
 Dockerfile names one where it could name a stage or an image — ``FROM NAME``,
 ``COPY --from=NAME``, ``RUN --mount=from=NAME`` — and a named context wins over a stage and
@@ -52,17 +53,14 @@ def _classify(name: str, value: str) -> NamedContext | None:
             if not ref:
                 raise InvalidArgument(f"--build-context {name}={value}: the image is missing")
             return NamedContext(name, image=ref)
-    if value.startswith(("http://", "https://")):
-        if value.endswith(".git") or "://github.com/" in value:
-            raise InvalidArgument(
-                f"--build-context {name}={value}: git contexts are not supported by kiln; "
-                "clone it and name the directory"
-            )
-        return None
+    from kiln.build.remote_context import is_git_context
+
+    if value.startswith(("http://", "https://")) or is_git_context(value):
+        return None  # a tar to download or a repository to clone
     if "://" in value:
         raise InvalidArgument(
-            f"--build-context {name}={value}: unknown kind of context; use a directory, an "
-            "http(s) URL of a tar or container-image://IMAGE"
+            f"--build-context {name}={value}: unknown kind of context; use a directory, a git "
+            "repository, an http(s) URL of a tar or container-image://IMAGE"
         )
     if not os.path.isdir(value):
         raise InvalidArgument(
