@@ -189,38 +189,30 @@ def git_checkout(
 
 
 def _clone(src: GitSource, repo: str, what: str, deadline: float, commit: str | None) -> str:
+    """Fetch and check out ``commit`` (when the cache key pinned one) or ``src.ref``: one
+    commit deep where the server allows, else its whole history (an abbreviated SHA, or a
+    commit a server will not send by its SHA); returns the commit checked out."""
     _git(["init", "-q", "--template=", repo], None, what, deadline)
     _git(["remote", "add", "origin", src.url], repo, what, deadline)
-    target = commit or src.ref or "HEAD"
     fetch = ["fetch", "-q", "--no-tags", "--recurse-submodules=no"]
-    try:
-        _git([*fetch, "--depth", "1", "origin", target], repo, what, deadline)
-        found = "FETCH_HEAD"
-    except (NotFound, Unavailable, InvalidArgument):
-        if not _SHA.match(target):
-            if commit and src.ref:  # the server would not give the commit by its SHA
-                return _clone_ref_then_check(src, repo, what, deadline, commit)
-            raise
-        # a commit the server will not send alone (or an abbreviated SHA): fetch everything
-        _git([*fetch, "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
-             repo, what, deadline)  # fmt: skip
-        found = target
-    head = _verify(found, repo, what, deadline, src)
-    _git(["checkout", "-q", "--detach", head], repo, what, deadline)
-    return head
-
-
-def _clone_ref_then_check(
-    src: GitSource, repo: str, what: str, deadline: float, commit: str
-) -> str:
-    fetch = ["fetch", "-q", "--no-tags", "--recurse-submodules=no", "--depth", "1"]
-    _git([*fetch, "origin", src.ref], repo, what, deadline)
-    head = _verify("FETCH_HEAD", repo, what, deadline, src)
-    if head != commit:
-        raise Unavailable(
-            f"{what}: {src} moved from commit {commit[:12]} to {head[:12]} during the build; "
-            "build again"
-        )
+    failed: Exception | None = None
+    for target in dict.fromkeys([*([commit] if commit else []), src.ref or "HEAD"]):
+        try:
+            _git([*fetch, "--depth", "1", "origin", target], repo, what, deadline)
+        except _GIT_ERRORS as exc:
+            failed = failed or exc
+            continue
+        head = _verify("FETCH_HEAD", repo, what, deadline, src)
+        if commit is None or head == commit:
+            _git(["checkout", "-q", "--detach", head], repo, what, deadline)
+            return head
+    wanted = commit or src.ref
+    if not _SHA.match(wanted or ""):
+        assert failed is not None
+        raise failed
+    _git([*fetch, "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+         repo, what, deadline)  # fmt: skip
+    head = _verify(wanted, repo, what, deadline, src)
     _git(["checkout", "-q", "--detach", head], repo, what, deadline)
     return head
 
@@ -230,7 +222,7 @@ def _verify(name: str, repo: str, what: str, deadline: float, src: GitSource) ->
         return _git(["rev-parse", "--verify", "-q", "--end-of-options", name + "^{commit}"],
                     repo, what, deadline).strip()  # fmt: skip
     except _GIT_ERRORS:
-        raise NotFound(f"{what}: {src}: no branch, tag or commit {src.ref!r}") from None
+        raise NotFound(f"{redact(what)}: {src}: no branch, tag or commit {name!r}") from None
 
 
 def _submodules(repo: str, what: str, deadline: float) -> None:
