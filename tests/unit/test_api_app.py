@@ -214,8 +214,11 @@ def test_build_options_docker_and_libpod():
     assert build_options(QueryParams(""), libpod=True)["dockerfiles"] == []
     with pytest.raises(InvalidArgument, match="shmsize"):
         build_options(QueryParams("shmsize=0"), libpod=False)
-    with pytest.raises(InvalidArgument, match="remote"):
-        build_options(QueryParams("remote=git://x/y"), libpod=False)
+    # a git repository or a tar by URL; never a path on the server's own disk
+    assert build_options(QueryParams("remote=git://x/y"), libpod=False)["context"] == "git://x/y"
+    for remote in ("file:///srv/r.git", "/etc", "ftp://x/y"):
+        with pytest.raises(InvalidArgument, match="remote"):
+            build_options(QueryParams({"remote": remote}), libpod=False)
 
 
 def test_hosts_and_exposure():
