@@ -43,17 +43,21 @@ ERRORS = {
         "FROM busybox\nRUN true\n", ["--allow", "device"], 125,
         "Error: --allow 'device': unknown entitlement; use network.host or security.insecure",
     ),
-    "add_git_url_is_refused_not_saved_as_a_page": (
-        "FROM busybox\nADD https://127.0.0.1:9/team/repo.git /src\n", [], 125,
-        "Error: Containerfile:2: ADD: a git repository (https://127.0.0.1:9/team/repo.git)"
-        " cannot be a source in kiln yet: clone it in a RUN step of an earlier stage and COPY"
-        " --from that stage",
+    "add_git_ref_that_is_an_option_is_refused": (
+        "FROM busybox\nADD https://127.0.0.1:9/team/repo#--upload-pack=x /src\n", [], 125,
+        "Error: Containerfile:2: ADD: git source https://127.0.0.1:9/team/repo#--upload-pack=x:"
+        " the ref '--upload-pack=x' starts with '-'; a branch, tag or commit never does",
     ),
-    "add_git_ref_is_refused": (
-        "FROM busybox\nADD https://127.0.0.1:9/team/repo#v1.2:sub /src\n", [], 125,
-        "Error: Containerfile:2: ADD: a git repository (https://127.0.0.1:9/team/repo#v1.2:sub)"
-        " cannot be a source in kiln yet: clone it in a RUN step of an earlier stage and COPY"
-        " --from that stage",
+    "add_git_subdir_leaving_the_repository_is_refused": (
+        "FROM busybox\nADD https://127.0.0.1:9/team/repo.git#main:../.. /src\n", [], 125,
+        "Error: Containerfile:2: ADD: git source https://127.0.0.1:9/team/repo.git#main:../..:"
+        " the subdirectory '../..' must be a relative path inside the repository"
+        " (no '..', not absolute)",
+    ),
+    "copy_git_url_is_refused": (
+        "FROM busybox\nCOPY https://127.0.0.1:9/team/repo.git /src\n", [], 125,
+        "Error: Containerfile:2: COPY: a git repository (https://127.0.0.1:9/team/repo.git)"
+        " is not a COPY source: use ADD for git sources",
     ),
     "unknown_flag": (
         "FROM busybox\nCOPY --bogus=1 a.txt /a\n", [], 125,

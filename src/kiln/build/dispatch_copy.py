@@ -51,8 +51,9 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
     if named_context is not None:
         from_ref = None  # a named directory is read as the main context is
     if not isinstance(expanded, Add):
-        for source in expanded.sources:
-            refuse_git_source(source)
+        with located(where, instr.name):
+            for source in expanded.sources:
+                refuse_git_source(source)
     if not isinstance(expanded, Add) and any(is_url(s) for s in expanded.sources):
         raise InvalidArgument(
             f"{where}: COPY does not take URLs; use ADD for {expanded.sources[0]}"
@@ -231,7 +232,7 @@ def _git_commit(source: str, checksum: str | None, tmpdir: str | None) -> str:
     from kiln.container.git_source import git_checkout, parse_git_source, resolve_commit
 
     git = parse_git_source(source)
-    what = f"ADD {git}"
+    what = str(git)
     commit = resolve_commit(git, what=what)
     if commit is None:
         with (

@@ -61,7 +61,7 @@ def refuse_git_source(src: str) -> None:
     """COPY never clones: a git URL is ADD's."""
     if is_git_source(src):
         raise InvalidArgument(
-            f"COPY cannot take a git repository ({redact(src)}): use ADD for git sources"
+            f"a git repository ({redact(src)}) is not a COPY source: use ADD for git sources"
         )
 
 
@@ -118,7 +118,7 @@ def copy_into(
                     refuse_git_source(src)
                 git = parse_git_source(src)
                 checkout = clones.enter_context(git_checkout(
-                    git, tmp, what=f"ADD {git}", keep_git_dir=keep_git_dir,
+                    git, tmp, what=str(git), keep_git_dir=keep_git_dir,
                     commit=(git_commits or {}).get(src),
                 ))  # fmt: skip
                 plan.append((src, _Cloned(git, checkout)))
