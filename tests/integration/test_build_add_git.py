@@ -203,3 +203,18 @@ def test_named_build_context_from_git(build_env, server):  # noqa: F811
     text = "FROM busybox\nCOPY --from=src sub/inner.txt /from-git\n"
     out = build_env.build(ctx, text, build_contexts={"src": f"{http.url('app.git')}#main"})
     assert build_env.files(out.image_id)["from-git"] == b"inner\n"
+
+
+def test_add_git_checksum_pins_the_commit(build_env, server):  # noqa: F811
+    from kiln.errors import DigestMismatch, InvalidArgument
+
+    repo, http = server
+    head = git(repo, "rev-parse", "main")
+    url = http.url("app.git")
+    ctx = build_env.context_dir()
+    out = build_env.build(ctx, f"FROM busybox\nADD --checksum={head} {url}#main /app\n")
+    assert build_env.files(out.image_id)["app/README"] == b"hello\n"
+    with pytest.raises(DigestMismatch, match="expected commit"):
+        build_env.build(ctx, f"FROM busybox\nADD --checksum={'f' * 40} {url}#main /app\n")
+    with pytest.raises(InvalidArgument, match="commit's SHA"):
+        build_env.build(ctx, f"FROM busybox\nADD --checksum=sha256:{'f' * 64} {url} /app\n")

@@ -240,8 +240,14 @@ def _git_commit(source: str, checksum: str | None, tmpdir: str | None) -> str:
             git_checkout(git, tmp, what=what) as checkout,
         ):
             commit = checkout.commit
-    if checksum and not commit.startswith(checksum.lower().removeprefix("sha1:")):
-        raise DigestMismatch(f"{git}: expected commit {checksum}, the ref is at {commit}")
+    if checksum:
+        want = checksum.lower().removeprefix("sha1:")
+        if not (7 <= len(want) <= 64 and all(c in "0123456789abcdef" for c in want)):
+            raise InvalidArgument(
+                f"--checksum {checksum!r}: for a git source it is the commit's SHA (hex)"
+            )
+        if not commit.startswith(want):
+            raise DigestMismatch(f"{git}: expected commit {checksum}, the ref is at {commit}")
     return commit
 
 
