@@ -24,7 +24,13 @@ os.environ["KILN_RUNC_ADVISORY"] = "ignore"
 TESTS = Path(__file__).resolve().parent
 KINDS = ("unit", "golden", "conformance", "integration", "security", "differential")
 # helpers that start real servers or users; a unit test must not reach for them
-SERVER_HELPERS = {"registry_servers", "api_server", "private_dockerd", "rootless_user"}
+SERVER_HELPERS = {
+    "registry_servers",
+    "api_server",
+    "private_dockerd",
+    "rootless_user",
+    "git_server",
+}
 
 
 def _kind(item: pytest.Item) -> str | None:

@@ -11,7 +11,8 @@ import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
-from git_server import GitHttpServer, commit, git, have_git, make_repo, push
+from git_repos import commit, git, have_git, make_repo, push
+from git_server import GitHttpServer
 
 pytestmark = [*ROOT_MARKS, pytest.mark.skipif(not have_git(), reason="needs git")]
 

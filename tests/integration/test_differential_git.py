@@ -17,7 +17,8 @@ import time
 import pytest
 
 from differential import bed
-from git_server import GitHttpServer, commit, have_git, make_repo, push
+from git_repos import commit, have_git, make_repo, push
+from git_server import GitHttpServer
 
 pytestmark = [
     pytest.mark.root,

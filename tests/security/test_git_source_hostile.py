@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from git_server import GitHttpServer, commit, git, have_git, make_repo, push
+from git_repos import commit, git, have_git, make_repo, push
+from git_server import GitHttpServer
 from kiln.container.git_source import git_checkout, parse_git_source, resolve_commit
 from kiln.errors import InvalidArgument, KilnError, NotFound, Unavailable
 

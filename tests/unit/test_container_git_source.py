@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from git_server import commit, git, have_git, make_repo, push
+from git_repos import commit, git, have_git, make_repo, push
 from kiln.container.git_source import (
     GitSource,
     git_checkout,

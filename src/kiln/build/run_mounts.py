@@ -243,13 +243,13 @@ def _cache_dir(
     seed: Callable[[str], None] | None = None,
 ) -> Iterator[str]:
     mode = spec.mode if spec.mode is not None else 0o755
-    owner = {"mode": mode, "uid": spec.uid or 0, "gid": spec.gid or 0}
+    uid, gid = spec.uid or 0, spec.gid or 0
     if seed is None:
-        path = store.cache_mount_dir(ident, **owner)
+        path = store.cache_mount_dir(ident, mode=mode, uid=uid, gid=gid)
     else:
         # one seeding at a time, on a lock of its own (the cache's is held by its users)
         with store.cache_mount_lock(ident + "\0seeding"):
-            path = store.cache_mount_dir(ident, **owner, seed=seed)
+            path = store.cache_mount_dir(ident, mode=mode, uid=uid, gid=gid, seed=seed)
     if spec.sharing == "shared":
         with store.cache_mount_lock(ident, shared=True):  # keeps prune away
             yield path
