@@ -16,8 +16,16 @@ from kiln.errors import NotFound
 
 
 class CountingCache:
+    """A checksum cache that counts the files it was given (per-file and per-directory)."""
+
     def __init__(self):
-        self.data, self.gets, self.puts = {}, 0, 0
+        self.data, self.gets, self.puts, self.index = {}, 0, 0, {}
+
+    def get_context_index(self, root):
+        return self.index.get(root)
+
+    def put_context_index(self, root, *chunks):
+        self.index[root] = b"".join(chunks)
 
     def get_checksum(self, path, st):
         self.gets += 1
@@ -57,17 +65,33 @@ def test_expand_wildcards_and_ignore(tree):
     assert "node_modules" not in walked and "src/y.log" in walked
 
 
-def test_digest_uses_content_not_mtime_and_the_checksum_cache(tree, trust_fresh_files):
+@pytest.fixture
+def reads(monkeypatch):
+    """The context files read (hashed) so far."""
+    seen: list[str] = []
+    real = BuildContext._hash_file
+
+    def spy(self, rel, *args, **kwargs):
+        seen.append(rel)
+        return real(self, rel, *args, **kwargs)
+
+    monkeypatch.setattr(BuildContext, "_hash_file", spy)
+    return seen
+
+
+def test_digest_uses_content_not_mtime_and_the_checksum_cache(tree, trust_fresh_files, reads):
     cache = CountingCache()
     ctx = BuildContext(str(tree), [], checksums=cache)
     first = ctx.digest(["src"])
-    assert cache.puts == 2
+    assert sorted(reads) == ["src/x.py", "src/y.log"]
     again = BuildContext(str(tree), [], checksums=cache).digest(["src"])
-    assert again == first and cache.puts == 2  # unchanged files are not read again
+    assert again == first and len(reads) == 2  # unchanged files are not read again
     os.utime(tree / "src/x.py", (1, 1))
     assert BuildContext(str(tree), [], checksums=cache).digest(["src"]) == first
+    assert len(reads) == 3  # its ctime moved: read again
     (tree / "src/x.py").write_text("changed")
     assert BuildContext(str(tree), [], checksums=cache).digest(["src"]) != first
+    assert reads[3:] == ["src/x.py"]  # the other file of the directory is not read again
     assert ctx.digest(["a.txt"]) != ctx.digest(["b.txt"])
     assert ctx.digest(["src"], ["*.log"]) != ctx.digest(["src"])
 
@@ -98,27 +122,54 @@ def test_cache_key_takes_only_the_id_and_target_of_a_secret_mount():
     assert fields["id"] == "tok" and fields["target"] == "/s"
 
 
-def test_a_real_store_answers_the_whole_context_in_one_query(
-    tree, tmp_path_factory, trust_fresh_files
+def test_a_real_store_answers_the_whole_context_from_its_index(
+    tree, tmp_path_factory, trust_fresh_files, reads
 ):
+    """A rebuild of an unchanged context reads no file and asks SQLite nothing: the
+    per-directory index (one file in the store) answers it; a sibling context whose path
+    shares the prefix has its own."""
     from kiln.store import Store
 
     store = Store.open(str(tmp_path_factory.mktemp("kiln-store")))
     first = BuildContext(str(tree), [], checksums=store).digest(["."])
-    (tree.parent / (tree.name + "-sibling")).mkdir()  # a sibling path sharing the prefix
-    sib = tree.parent / (tree.name + "-sibling") / "s"
-    sib.write_text("s")
-    store.put_checksum(str(sib), os.stat(sib), "sha256:" + "0" * 64)
-    cached = store.get_checksums(str(tree))
-    assert sorted(cached) == sorted(str(p) for p in tree.rglob("*") if p.is_file())
+    assert len(reads) == 5
+    sibling = tree.parent / (tree.name + "-sibling")
+    sibling.mkdir()
+    (sibling / "a.txt").write_text("other")
+    BuildContext(str(sibling), [], checksums=store).digest(["."])
     queries = []
     store.db.conn.set_trace_callback(queries.append)
     again = BuildContext(str(tree), [], checksums=store).digest(["."])
     store.db.conn.set_trace_callback(None)
-    assert again == first
-    assert len([q for q in queries if "checksum_cache" in q]) == 1
+    assert again == first and len(reads) == 6
+    assert not [q for q in queries if "checksum_cache" in q]
     (tree / "a.txt").write_text("changed")
     assert BuildContext(str(tree), [], checksums=store).digest(["."]) != first
+    assert reads[6:] == ["a.txt"]
+
+
+def test_a_damaged_index_is_ignored_not_trusted(tree, tmp_path_factory, trust_fresh_files, reads):
+    from kiln.store import Store
+
+    store = Store.open(str(tmp_path_factory.mktemp("kiln-store")))
+    first = BuildContext(str(tree), [], checksums=store).digest(["."])
+    data = bytearray(store.get_context_index(str(tree)))
+    data[-40] ^= 0xFF  # a flipped bit inside a stored line
+    store.put_context_index(str(tree), bytes(data))
+    assert BuildContext(str(tree), [], checksums=store).digest(["."]) == first
+    assert len(reads) == 10  # everything read again
+
+
+def test_explain_manifest_from_the_index_names_every_entry(tree, trust_fresh_files):
+    cache = CountingCache()
+    first = BuildContext(str(tree), [], checksums=cache)
+    digest = first.digest(["."])
+    again = BuildContext(str(tree), [], checksums=cache)
+    assert again.digest(["."]) == digest
+    assert again.manifest(digest) == first.manifest(digest)
+    assert set(again.manifest(digest)) == {".", "a.txt", "b.txt", "src", "src/x.py",
+                                           "src/y.log", "node_modules", "node_modules/m",
+                                           "node_modules/m/i.js"}  # fmt: skip
 
 
 @pytest.fixture

@@ -44,20 +44,33 @@ def test_a_checksum_taken_right_after_a_change_is_not_cached(tmp_path, tmp_path_
         first = ctx.digest(["d"])
         assert ctx.known_digest(os.stat(tmp_path / "d" / "a")) is None  # the copier hashes
     assert store.get_checksums(str(tmp_path)) == {}
+    assert _indexed(store, tmp_path) == {}
     # the next build reads the files again and finds the same digest
     assert BuildContext(str(tmp_path), checksums=store).digest(["d"]) == first
 
 
 def test_checksums_are_written_once_per_digest(tmp_path, tmp_path_factory, monkeypatch):
-    """New checksums go to the store in one transaction at the end of a digest, not one
-    write transaction held across all the hashing."""
+    """New checksums go to the store in one write at the end of a digest (the directory
+    index), not one write transaction held across all the hashing; none for a rebuild."""
     monkeypatch.setattr(context_module, "RACY_NS", 0)
     store = _store(tmp_path_factory)
     for i in range(50):
         (tmp_path / f"f{i}").write_bytes(b"x" * i)
+    writes: list[str] = []
+    real = store.put_context_index
+    monkeypatch.setattr(store, "put_context_index", lambda r, *d: (writes.append(r), real(r, *d)))
     queries: list[str] = []
     store.db.conn.set_trace_callback(queries.append)
     BuildContext(str(tmp_path), checksums=store).digest(["."])
+    assert writes == [str(tmp_path)]
+    assert len(_indexed(store, tmp_path)[""].files()) == 50
+    BuildContext(str(tmp_path), checksums=store).digest(["."])
     store.db.conn.set_trace_callback(None)
-    assert len([q for q in queries if q.startswith("BEGIN")]) == 1
-    assert len(store.get_checksums(str(tmp_path))) == 50
+    assert writes == [str(tmp_path)]  # nothing changed: nothing written
+    assert not [q for q in queries if q.startswith("BEGIN")]
+
+
+def _indexed(store, root):
+    from kiln.build.context_index import DirIndex
+
+    return DirIndex.load(store.get_context_index(str(root)), str(root)).records

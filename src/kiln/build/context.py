@@ -7,11 +7,14 @@
   followed as if the context were ``/`` (buildah and BuildKit do the same); one met while
   walking a directory is copied as a link. Nothing outside the context is ever read.
 - ``BuildContext.digest(sources, excludes)``: one sha256 over names, types, modes and
-  contents of everything the sources name. File contents come from a stat-keyed
-  checksum cache (``store.get_checksums/put_checksums``: all of the context's entries
-  are loaded in one query, new ones written in one transaction at the end), so an
-  unchanged context costs ``lstat`` calls, not reads. Modification times are not part
-  of it (as in BuildKit).
+  contents of everything the sources name. File contents come from stat-keyed
+  checksums, so an unchanged context costs ``lstat`` calls, not reads. A whole directory
+  source uses the per-directory index (:mod:`kiln.build.context_index`, one file per
+  context in the store: an unchanged directory is one bytes comparison of its entries'
+  stat keys and its stored lines go into the digest as they are); a filtered walk or a
+  single file uses the per-file rows (``store.get_checksums/put_checksums``: loaded in
+  one query, new ones written in one transaction at the end) after the index. Modification
+  times are not part of it (as in BuildKit).
 
   A cached checksum is used only while the file's (device, inode, size, mtime_ns,
   ctime_ns, mode) are all unchanged. Rewriting a file with the same size and putting its
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import os
@@ -41,10 +45,12 @@ import stat
 import tempfile
 import threading
 import time
+from array import array
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, cast
 
 from kiln.archive.safe_root import SafeRoot
+from kiln.build.context_index import DirIndex, DirRecord, pack_keys, payload_of
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.heredoc import Heredoc
 from kiln.build.staging import Stager
@@ -133,6 +139,8 @@ class BuildContext:
         self._by_inode_len = -1  # len(self._memo) when _by_inode was built
         self._lock = threading.Lock()
         self._preloaded = False
+        self._index: DirIndex | None = None  # the per-directory index, loaded when first used
+        self._hits: list[DirRecord] = []  # index records this build found or made
         # digest -> {rel: "kind mode payload"} of the digests computed, for --explain
         self._manifests: dict[str, dict[str, str] | None] = {}
 
@@ -333,17 +341,37 @@ class BuildContext:
         if memo is not None and memo[0] == key:
             return memo[1]
         digest = None
-        if self.checksums is not None and not self._preloaded:
+        if not follow:  # the per-directory index holds the entry's own stat, not a target's
+            parent, name = posixpath.split(rel)
+            record = self._dir_index().records.get(parent)
+            line = record.lookup(name, key) if record is not None else None
+            if line is not None:
+                digest = payload_of(line)
+        if digest is None and self.checksums is not None and not self._preloaded:
             digest = self.checksums.get_checksum(path, st)
         if digest is not None:
             with self._lock:
                 self._memo[path] = (key, digest)
             return digest
+        digest, st = self._hash_file(rel, follow)
+        racy = self._racy(st)
+        with self._lock:
+            if not racy and self._bulk:
+                self._new.append(path)
+        if not racy and self.checksums is not None and not self._bulk:
+            self.checksums.put_checksum(path, st, digest)
+        return digest
+
+    def _hash_file(
+        self, rel: str, follow: bool = False, memo: bool = True
+    ) -> tuple[str, os.stat_result]:
+        """Read and hash a regular file: its digest and the stat of the file read (recorded
+        in the memo for ``known_digest`` unless ``memo`` is false: the directory index
+        holds it)."""
         h = hashlib.sha256()
         fd = self._open_regular(rel, follow)
         try:
             st = os.fstat(fd)  # the cache records the file read, not the one listed
-            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
             buf = bytearray(min(_CHUNK, st.st_size + 1))
             view = memoryview(buf)
             while n := os.readv(fd, [buf]):
@@ -355,23 +383,28 @@ class BuildContext:
         finally:
             os.close(fd)
         digest = "sha256:" + h.hexdigest()
-        racy = self._racy(st)
-        with self._lock:
-            self._memo[path] = (key, digest)
-            if not racy and self._bulk:
-                self._new.append(path)
-        if not racy and self.checksums is not None and not self._bulk:
-            self.checksums.put_checksum(path, st, digest)
-        return digest
+        if memo:
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+            with self._lock:
+                self._memo[os.path.join(self.root, rel)] = (key, digest)
+        return digest, st
 
     def _racy(self, st: os.stat_result) -> bool:
         """Changed so recently that a change to come may leave all its times as they are."""
         return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_ns
 
     def _persist(self) -> None:
-        """Write the checksums hashed since the last call, in one transaction."""
+        """Write the checksums hashed since the last call, in one transaction, and the
+        per-directory index if it changed."""
         with self._lock:
             new, self._new = self._new, []
+            index = self._index
+            save = index is not None and index.changed
+            if save:
+                index.changed = False
+        put_index = getattr(self.checksums, "put_context_index", None)
+        if save and put_index is not None:
+            put_index(self.root, *index.dump(self.root))
         if new and self.checksums is not None:
             memo = self._memo
             cast(BulkChecksumCache, self.checksums).put_checksums((p, *memo[p]) for p in new)
@@ -384,9 +417,12 @@ class BuildContext:
         if max(st.st_mtime_ns, st.st_ctime_ns) >= self._started_ns - self.racy_ns:
             return None  # racy (see the module docstring): the copier hashes it
         with self._lock:
-            if self._by_inode_len != len(self._memo):  # built when a copy first asks
-                self._by_inode = {(v[0][0], v[0][1]): v for v in self._memo.values()}
-                self._by_inode_len = len(self._memo)
+            stamp = len(self._memo) + len(self._hits)
+            if self._by_inode_len != stamp:  # built when a copy first asks
+                by_inode = {(k[0], k[1]): (k, d) for rec in self._hits for k, d in rec.files()}
+                by_inode.update(((v[0][0], v[0][1]), v) for v in self._memo.values())
+                self._by_inode = by_inode
+                self._by_inode_len = stamp
             found = self._by_inode.get((key[0], key[1]))
         if found is None or found[0] != key:
             return None
@@ -439,20 +475,29 @@ class BuildContext:
 
     def _digest_dir(self, top: str, st: os.stat_result, h: Any, box: list) -> None:
         """``walk`` + ``_entry_line`` for a whole directory when nothing is filtered, the
-        same lines in the same order, with the per-entry work inlined: 200,000 unchanged
-        files cost their ``lstat`` and a dict lookup each, not a generator chain."""
+        same lines in the same order, taken from the per-directory index
+        (:mod:`kiln.build.context_index`) wherever a directory's entries kept their stat:
+        200,000 unchanged files cost their ``lstat`` and a bytes comparison per directory."""
         self._line(self._entry_line(top, st, follow=True), h, box)
-        with self._lock:
-            if not self._preloaded:
-                self._preload()
+        index = self._dir_index()
         try:
             dfd = self.sr.open_dir(top)
         except OSError as exc:
             raise InvalidArgument(f"cannot read {top or '.'} in the build context: {exc}") from exc
+        seen: set[str] = set()
         try:
-            self._digest_children(top, dfd, h, box)
+            self._digest_children(top, dfd, h, box, index, seen)
         finally:
             os.close(dfd)
+        with self._lock:
+            index.forget_below(top, seen)
+
+    def _dir_index(self) -> DirIndex:
+        with self._lock:
+            if self._index is None:
+                get = getattr(self.checksums, "get_context_index", None)
+                self._index = DirIndex.load(get(self.root) if get else None, self.root)
+            return self._index
 
     @staticmethod
     def _line(line: bytes, h: Any, box: list) -> None:
@@ -460,39 +505,108 @@ class BuildContext:
         if box[0] is not None:
             box[0] = _add_entry(box[0], line)
 
-    def _digest_children(self, rel: str, dfd: int, h: Any, box: list) -> None:
-        memo = self._memo
-        base = self.root.rstrip("/") + "/"
-        for name in sorted(os.listdir(dfd)):
-            try:
-                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed since listed
+    @staticmethod
+    def _lines(record: DirRecord, spans: array, lo: int, hi: int, h: Any, box: list) -> None:
+        """The stored lines of entries ``lo`` to ``hi`` (excluded) of ``record``."""
+        h.update(record.lines[spans[lo] : spans[hi]])
+        for i in range(lo, hi):
+            if box[0] is None:
+                break
+            box[0] = _add_entry(box[0], record.lines[spans[i] : spans[i + 1]])
+
+    def _digest_children(
+        self, rel: str, dfd: int, h: Any, box: list, index: DirIndex, seen: set[str]
+    ) -> None:
+        names = sorted(os.listdir(dfd))
+        try:
+            sts = list(map(functools.partial(os.stat, dir_fd=dfd, follow_symlinks=False), names))
+        except FileNotFoundError:  # removed since listed: the ones still there
+            names, sts = _still_there(dfd, names)
+        seen.add(rel)
+        dev = os.fstat(dfd).st_dev
+        keys = pack_keys(sts)
+        record = index.records.get(rel)
+        if (
+            record is not None
+            and keys is not None
+            and record.keys == keys
+            and record.dev == dev
+            and record.names == "\0".join(names)
+        ):
+            with self._lock:
+                self._hits.append(record)
+            spans = record.spans()
+            start = 0
+            for i in (
+                record.dir_indexes()
+            ):  # the lines up to and including the directory's, then inside it
+                self._lines(record, spans, start, i + 1, h, box)
+                self._subdir(rel, names[i], dfd, h, box, index, seen)
+                start = i + 1
+            self._lines(record, spans, start, len(names), h, box)
+            return
+        self._digest_changed(rel, dfd, names, sts, keys, dev, record, h, box, index, seen)
+
+    def _digest_changed(self, rel, dfd, names, sts, keys, dev, record, h, box, index, seen):  # noqa: PLR0913
+        """A directory whose entries changed since it was indexed (or never was): entry by
+        entry, each unchanged file's checksum still taken from the index."""
+        lines: list[bytes] = []
+        dirs = array("I")
+        trusted = keys is not None
+        for i, (name, st) in enumerate(zip(names, sts, strict=True)):
             child = f"{rel}/{name}" if rel else name
             mode = st.st_mode
-            if stat.S_ISREG(mode):
-                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
-                hit = memo.get(base + child)
-                if hit is not None and hit[0] == key:
-                    payload = hit[1]
+            if stat.S_ISDIR(mode):
+                dirs.append(i)
+                line = f"{child}\0dir\0{stat.S_IMODE(mode):o}\0\n".encode(
+                    "utf-8", "surrogateescape"
+                )
+                self._line(line, h, box)
+                lines.append(line)
+                self._subdir(rel, name, dfd, h, box, index, seen)
+                continue
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
+            line = record.lookup(name, key) if record is not None else None
+            if line is None:
+                if stat.S_ISREG(mode):
+                    with self._reading(child):
+                        payload, read = self._hash_file(child, memo=False)
+                    if (read.st_ino, read.st_size, read.st_mtime_ns, read.st_ctime_ns) != (
+                        st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                    ):  # fmt: skip
+                        trusted = False  # the file read is not the one listed
+                    line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{payload}\n".encode(
+                        "utf-8", "surrogateescape"
+                    )
                 else:
                     with self._reading(child):
-                        payload = self.file_digest(child, st)
-                line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{payload}\n"
-                self._line(line.encode("utf-8", "surrogateescape"), h, box)
-            elif stat.S_ISDIR(mode):
-                line = f"{child}\0dir\0{stat.S_IMODE(mode):o}\0\n"
-                self._line(line.encode("utf-8", "surrogateescape"), h, box)
-                with self._reading(child):
-                    cfd = os.open(name, _SUBDIR, dir_fd=dfd)
-                try:
-                    self._digest_children(child, cfd, h, box)
-                finally:
-                    os.close(cfd)
-            else:
-                with self._reading(child):
-                    line_b = self._entry_line(child, st)
-                self._line(line_b, h, box)
+                        line = self._entry_line(child, st)
+                if self._racy(st):
+                    trusted = False
+            self._line(line, h, box)
+            lines.append(line)
+        if not trusted or keys is None:
+            return
+        offsets = array("I", [0])
+        total = 0
+        for line in lines:
+            total += len(line)
+            offsets.append(total)
+        with self._lock:
+            record = index.records[rel] = DirRecord(
+                dev, "\0".join(names), keys, b"".join(lines), offsets.tobytes(), dirs.tobytes()
+            )
+            index.changed = True
+            self._hits.append(record)  # known to the copier (``known_digest``)
+
+    def _subdir(self, rel, name, dfd, h, box, index, seen) -> None:  # noqa: PLR0913
+        child = f"{rel}/{name}" if rel else name
+        with self._reading(child):
+            cfd = os.open(name, _SUBDIR, dir_fd=dfd)
+        try:
+            self._digest_children(child, cfd, h, box, index, seen)
+        finally:
+            os.close(cfd)
 
     def _entry_line(self, rel: str, st: os.stat_result, follow: bool = False) -> bytes:
         kind = _kind(st.st_mode)
@@ -549,6 +663,18 @@ class BuildContext:
             # the staging dir stands for the context root (``COPY . /x``): its mode, not 0700
             os.chmod(tmp, stat.S_IMODE(os.stat(self.root).st_mode) | 0o700)
             yield tmp
+
+
+def _still_there(dfd: int, names: list[str]) -> tuple[list[str], list[os.stat_result]]:
+    """The names of a directory listing still there, with their lstat."""
+    kept, stats = [], []
+    for name in names:
+        try:
+            stats.append(os.stat(name, dir_fd=dfd, follow_symlinks=False))
+        except FileNotFoundError:
+            continue
+        kept.append(name)
+    return kept, stats
 
 
 def read_in_context(

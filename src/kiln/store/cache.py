@@ -3,9 +3,11 @@ the stat-keyed context checksum cache."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 import zlib
 from collections.abc import Iterable
@@ -13,9 +15,13 @@ from typing import Any
 
 from kiln.store.db import Database
 
+#: the per-directory checksum indexes of build contexts (``kiln.build.context_index``)
+CONTEXT_INDEX_DIR = "context-index"
+
 
 class CacheMixin:
     db: Database
+    root: str
 
     def put_cache(self, key: str, image_id: str) -> None:
         now = time.time()
@@ -159,6 +165,35 @@ class CacheMixin:
                 "mode, digest) VALUES (?,?,?,?,?,?,?,?)",
                 ((path, *key, digest) for path, key, digest in items),
             )
+
+    def get_context_index(self, context_root: str) -> bytes | None:
+        """The checksum index last stored for the context directory ``context_root``
+        (opaque bytes, see ``kiln.build.context_index``), or None."""
+        try:
+            with open(_index_path(self.root, context_root), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def put_context_index(self, context_root: str, *chunks: bytes) -> None:
+        """Replace the index of ``context_root`` (``chunks`` joined) atomically. Not fsynced: it is a cache that
+        checks itself when read, and a lost one costs a rehash, never a wrong digest."""
+        path = _index_path(self.root, context_root)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _index_path(store_root: str, context_root: str) -> str:
+    name = hashlib.sha256(context_root.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return os.path.join(store_root, CONTEXT_INDEX_DIR, name)
 
 
 def _packed(inputs: dict[str, Any]) -> bytes:

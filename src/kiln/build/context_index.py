@@ -1,0 +1,163 @@
+"""The per-directory checksum index of a build context: what makes a no-op rebuild cost one
+``lstat`` per file and almost nothing else.
+
+``BuildContext.digest`` of an unfiltered directory feeds one line per entry, parents first,
+sorted (``<path>\\0<kind>\\0<mode>\\0<payload>\\n``) into one sha256. The index keeps, per
+directory it walked (by context-relative path):
+
+- the device of the directory and the sorted names of its entries;
+- a packed array of (inode, size, mtime_ns, ctime_ns, mode) per entry;
+- the entry lines themselves, one blob, with the offset of each entry's line.
+
+A rebuild lists the directory, stats every entry and compares the packed stat keys with
+the stored ones in one bytes comparison; when they are equal, the stored lines go into the
+digest as they are (a directory entry's line is followed by its own subtree, walked the
+same way). Any difference sends that directory down the entry-by-entry path, which still
+takes the stored checksum of every file whose key did not change. The stat key is the one
+of the per-file cache (see :mod:`kiln.build.context`): a rewrite that puts the mtime back
+still moves the ctime; a directory is recorded only when none of its entries changed less
+than ``RACY_NS`` before it was read.
+
+The index is one file per context directory in the store (``marshal``, behind a magic and
+a CRC-32 of the payload so that a torn or foreign file is ignored, never trusted): loading
+the index of 200,000 files takes ~15 ms where the same rows from SQLite took ~0.45 s. It
+is a cache: it is written (atomically, without fsync) only when something changed, and a
+lost or damaged one costs one rehash.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import stat
+import zlib
+from array import array
+from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
+
+__all__ = ["DirIndex", "DirRecord", "pack_keys", "payload_of"]
+
+_MAGIC = b"KILNCTX1"
+_VERSION = 2
+_FIELDS = 5  # inode, size, mtime_ns, ctime_ns, mode
+_KEY = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns", "st_mode")
+
+
+def pack_keys(stats: list[os.stat_result]) -> bytes | None:
+    """The packed stat keys of ``stats`` (None if one does not fit an unsigned 64-bit
+    field, e.g. a time before 1970: such a directory is never recorded)."""
+    try:
+        return array("Q", chain.from_iterable(map(_KEY, stats))).tobytes()
+    except OverflowError:
+        return None
+
+
+@dataclass
+class DirRecord:
+    """One directory's entries as last digested (see the module docstring)."""
+
+    dev: int
+    names: str  # the entry names, sorted, joined by NUL
+    keys: bytes  # pack_keys of the entries' lstat
+    lines: bytes  # every entry's digest line, in order
+    offsets: bytes  # array("I"): len(entries) + 1 offsets into ``lines``
+    dirs: bytes  # array("I"): the indexes of the entries that are directories
+    _by_name: dict[str, int] | None = field(default=None, repr=False, compare=False)
+
+    def spans(self) -> array:
+        out = array("I")
+        out.frombytes(self.offsets)
+        return out
+
+    def lookup(self, name: str, key: tuple[int, ...]) -> bytes | None:
+        """The stored line of entry ``name`` if its stat key (dev, ino, size, mtime_ns,
+        ctime_ns, mode) is still ``key``."""
+        if key[0] != self.dev:
+            return None
+        if self._by_name is None:
+            self._by_name = {n: i for i, n in enumerate(self.names.split("\0"))}
+        i = self._by_name.get(name)
+        if i is None:
+            return None
+        keys = array("Q")
+        keys.frombytes(self.keys[i * _FIELDS * 8 : (i + 1) * _FIELDS * 8])
+        if tuple(keys) != key[1:]:
+            return None
+        spans = self.spans()
+        return self.lines[spans[i] : spans[i + 1]]
+
+    def files(self) -> list[tuple[tuple[int, ...], str]]:
+        """((dev, ino, size, mtime_ns, ctime_ns, mode), digest) of its regular files."""
+        keys = array("Q")
+        keys.frombytes(self.keys)
+        spans = self.spans()
+        out = []
+        for i in range(len(spans) - 1):
+            key = tuple(keys[i * _FIELDS : (i + 1) * _FIELDS])
+            if not stat.S_ISREG(key[4]):
+                continue
+            line = self.lines[spans[i] : spans[i + 1]]
+            out.append(((self.dev, *key), payload_of(line)))
+        return out
+
+    def to_tuple(self) -> tuple:
+        return (self.dev, self.names, self.keys, self.lines, self.offsets, self.dirs)
+
+    def dir_indexes(self) -> array:
+        out = array("I")
+        out.frombytes(self.dirs)
+        return out
+
+
+def payload_of(line: bytes) -> str:
+    """The last field of a digest line (a file's ``sha256:...``)."""
+    return line[line.rindex(b"\0") + 1 : -1].decode("utf-8", "surrogateescape")
+
+
+class DirIndex:
+    """The records of one context directory, as loaded, plus this build's changes."""
+
+    def __init__(self, records: dict[str, DirRecord] | None = None):
+        self.records: dict[str, DirRecord] = records or {}
+        self.changed = False
+
+    @classmethod
+    def load(cls, data: bytes | None, root: str) -> DirIndex:
+        """The index in ``data`` (a damaged, foreign or other-version one is empty)."""
+        if not data or not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
+            return cls()
+        crc = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 4], "big")
+        payload = memoryview(data)[len(_MAGIC) + 4 :]
+        if zlib.crc32(payload) != crc:
+            return cls()
+        try:
+            doc = marshal.loads(payload)
+            if doc.get("v") != _VERSION or doc.get("root") != root:
+                return cls()
+            return cls({rel: DirRecord(*rec) for rel, rec in doc["dirs"].items()})
+        except (EOFError, ValueError, TypeError, AttributeError, KeyError):
+            return cls()
+
+    def dump(self, root: str) -> tuple[bytes, bytes]:
+        """The index as stored: a header and the payload (not joined: 30 MB at 200,000
+        files need not be held twice)."""
+        payload = marshal.dumps(
+            {"v": _VERSION, "root": root,
+             "dirs": {rel: rec.to_tuple() for rel, rec in self.records.items()}}
+        )  # fmt: skip
+        return _MAGIC + zlib.crc32(payload).to_bytes(4, "big"), payload
+
+    def forget_below(self, top: str, keep: set[str]) -> None:
+        """Drop the records of directories at or below ``top`` not in ``keep`` (they were not
+        met walking ``top`` whole: gone, or no longer directories)."""
+        prefix = top + "/" if top else ""
+        stale = [
+            rel
+            for rel in self.records
+            if rel not in keep and (not top or rel == top or rel.startswith(prefix))
+        ]
+        for rel in stale:
+            del self.records[rel]
+        if stale:
+            self.changed = True
