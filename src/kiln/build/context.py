@@ -25,9 +25,13 @@
   than ``RACY_NS`` (2 s, more than any common file system's granularity) older than the
   moment it was hashed is not written to the cache (it is hashed again by the next
   build) and the copier does not take its digest for granted.
-- ``BuildContext.staged(sources, excludes, heredocs)``: a directory the copier can read
-  the sources from: the context itself when nothing is filtered, else a tree of hard
-  links (copies across file systems) holding only what may be copied.
+- ``BuildContext.included(sources, excludes)``: the set of context paths a filtered COPY
+  may read; the copier reads the context itself through it (nothing staged, so no context
+  file gets a new ctime from a hard link and its cached checksum stays good).
+  ``BuildContext.staged(sources, excludes, heredocs)``: a directory the copier can read
+  the sources from (heredoc files only need it now): the context itself when nothing is
+  filtered, else a tree of hard links (copies across file systems) holding only what may
+  be copied.
 
 Contexts given as ``-`` or a URL are unpacked first: see :mod:`kiln.build.remote_context`.
 """
@@ -624,6 +628,33 @@ class BuildContext:
 
     def needs_staging(self, excludes: Iterable[str] = (), heredocs: Iterable[Heredoc] = ()) -> bool:
         return bool(self.matcher.patterns or tuple(excludes) or tuple(heredocs))
+
+    def included(self, sources: Iterable[str], excludes: Iterable[str] = ()) -> set[str] | None:
+        """What a COPY of ``sources`` may read when the ignore file or ``excludes`` filter
+        the context: the context paths of the directories, regular files and links the walk
+        keeps, plus the parents of each (a directory excluded but holding a re-included
+        entry is made, as staging makes it). None when nothing is filtered (everything may
+        be read). The copier reads the context itself through this set: nothing is staged,
+        so no hard link moves a context file's ctime (which would stale its checksum)."""
+        excludes = list(excludes)
+        if not (self.matcher.patterns or excludes):
+            return None
+        matcher = IgnoreMatcher(excludes) if excludes else None
+        keep: set[str] = set()
+        for src in sources:
+            if src.startswith(("http://", "https://")):
+                continue
+            for top in self.expand(src, matcher):
+                for rel, st in self.walk(top, matcher, follow=True):
+                    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
+                            or stat.S_ISLNK(st.st_mode)):  # fmt: skip
+                        continue  # sockets, devices and fifos of a context are not copied
+                    keep.add(rel)
+                    parent = posixpath.dirname(rel)
+                    while parent and parent not in keep:
+                        keep.add(parent)
+                        parent = posixpath.dirname(parent)
+        return keep
 
     @contextlib.contextmanager
     def staged(

@@ -154,9 +154,14 @@ def _copy(
     if isinstance(instr, Add):
         extra = {"keep_git_dir": instr.keep_git_dir, "unpack": instr.unpack,
                  "git_commits": commits}  # fmt: skip
-    with context.staged(
-        [s for s in instr.sources if not _remote(s)], instr.excludes, instr.contents
-    ) as root:
+    local = [s for s in instr.sources if not _remote(s)]
+    include = None
+    if instr.contents:  # heredoc files: a staged tree holds them beside the sources
+        staging = context.staged(local, instr.excludes, instr.contents)
+    else:  # the context itself, read through the set of what may be copied
+        include = context.included(local, instr.excludes)
+        staging = contextlib.nullcontext(context.root)
+    with staging as root:
         if checksum and urls:
             with tempfile.TemporaryDirectory(prefix="kiln-add-", dir=ex.tmpdir) as tmp:
                 names = [_fetch_verified(u, checksum, tmp) for u in urls]
@@ -168,16 +173,17 @@ def _copy(
                 if rest:
                     out = b.add(rest, instr.dest, context_dir=root, chown=instr.chown,
                                 chmod=instr.chmod, tmpdir=ex.tmpdir,
-                                known_digest=context.known_digest, **extra)  # fmt: skip
+                                known_digest=context.known_digest, include=include,
+                                **extra)  # fmt: skip
             return out.digest
         if add:
             out = b.add(sources, instr.dest, context_dir=root, chown=instr.chown,
                         chmod=instr.chmod, tmpdir=ex.tmpdir, known_digest=context.known_digest,
-                        **extra)  # fmt: skip
+                        include=include, **extra)  # fmt: skip
         else:
             out = b.copy(sources, instr.dest, context_dir=root, chown=instr.chown,
-                         chmod=instr.chmod, tmpdir=ex.tmpdir,
-                         known_digest=context.known_digest)  # fmt: skip
+                         chmod=instr.chmod, tmpdir=ex.tmpdir, known_digest=context.known_digest,
+                         include=include)  # fmt: skip
     return out.digest
 
 

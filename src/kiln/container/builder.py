@@ -336,15 +336,16 @@ class Builder:
         tmpdir: str | None = None,
         keep_owner: bool = False,
         known_digest: Any = None,
+        include: Any = None,
     ) -> CopyOutcome:
         """Docker COPY: ``sources`` relative to ``context_dir`` (or ``from_root``) -> ``dest``.
 
         ``keep_owner`` (COPY --from in a Dockerfile): without ``chown``, entries keep their
-        source's uid/gid instead of 0:0. ``known_digest``: see ``copy_into``.
+        source's uid/gid instead of 0:0. ``known_digest``, ``include``: see ``copy_into``.
         """
         return self._copy(
             sources, dest, context_dir, chown, chmod, from_root, False, tmpdir, keep_owner,
-            known_digest,
+            known_digest, None, include,
         )  # fmt: skip
 
     def add(
@@ -362,18 +363,19 @@ class Builder:
         keep_git_dir: bool = False,
         unpack: bool | None = None,
         git_commits: dict[str, str] | None = None,
+        include: Any = None,
     ) -> CopyOutcome:
         """Docker ADD: COPY plus local tar extraction, http(s) downloads and git sources
         (``keep_git_dir``, ``unpack``, ``git_commits``: see ``copy_into``)."""
         return self._copy(
             sources, dest, context_dir, chown, chmod, from_root, True, tmpdir, keep_owner,
             known_digest, {"keep_git_dir": keep_git_dir, "unpack": unpack,
-                           "git_commits": git_commits},
+                           "git_commits": git_commits}, include,
         )  # fmt: skip
 
     def _copy(
         self, sources, dest, context_dir, chown, chmod, from_root, add, tmpdir, keep_owner=False,
-        known_digest=None, add_opts=None,
+        known_digest=None, add_opts=None, include=None,
     ) -> CopyOutcome:  # fmt: skip
         with self.mounted() as rootfs:
             outcome = copy_into(
@@ -388,6 +390,7 @@ class Builder:
                 tmpdir=tmpdir,
                 keep_owner=keep_owner,
                 known_digest=known_digest,
+                include=include,
                 **(add_opts or {}),
             )
         self.state.added.append(

@@ -29,7 +29,7 @@ import hashlib
 import os
 import posixpath
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,8 +187,11 @@ class TreeCopier:
         opts: CopyOptions,
         digest: ContentHash,
         known_digest: KnownDigest | None = None,
+        include: Container[str] | None = None,
     ):
         self.dst = dst
+        #: the source paths that may be copied (the top's own path and below), else all
+        self.include = include
         self.opts = opts
         self.hash = digest
         self.known_digest = known_digest
@@ -227,6 +230,10 @@ class TreeCopier:
         self.hash.add(label, "dir", self._mode(st), "")
         with os.scandir(dfd) as it:
             names = sorted(e.name for e in it)
+        if self.include is not None:
+            base = "" if label == "." else label.removeprefix("./")
+            prefix = base + "/" if base else ""
+            names = [n for n in names if prefix + n in self.include]
         tfd = self.dst.open_dir(target) if names else -1
         try:
             for name in names:

@@ -13,7 +13,7 @@ import os
 import posixpath
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 
 from kiln.archive.safe_root import SafeRoot
@@ -87,6 +87,7 @@ def copy_into(
     keep_git_dir: bool = False,
     unpack: bool | None = None,
     git_commits: dict[str, str] | None = None,
+    include: Container[str] | None = None,
 ) -> CopyOutcome:
     """Copy ``sources`` (relative to ``context_dir``) to ``dest`` inside ``rootfs``.
 
@@ -97,6 +98,9 @@ def copy_into(
     ``dest``, with ``.git`` if ``keep_git_dir``; ``git_commits`` (source -> commit, the
     cache key's) pins what is checked out. ``unpack`` (``ADD --unpack``): None unpacks
     local archives only; True unpacks downloaded archives too; False unpacks nothing.
+    ``include``: the paths (relative to ``context_dir``) that may be copied, when an ignore
+    file or ``--exclude`` filters the context; anything else below a source is skipped,
+    and a wildcard never matches it.
     """
     what = "ADD" if add else "COPY"
     if not sources:
@@ -127,14 +131,15 @@ def copy_into(
                     raise InvalidArgument(f"COPY cannot take a URL ({src}): use ADD for URLs")
                 plan.append((src, _download(src, tmp)))
             else:
-                plan += [(src, rel) for rel in expand_source(ctx, src)]
+                plan += [(src, rel) for rel in expand_source(ctx, src)
+                         if include is None or rel in include]  # fmt: skip
         if len(plan) > 1:
             # several sources (or a wildcard matching several) go into a directory, made
             # when missing, trailing slash or not (buildah and BuildKit; the classic
             # builder refused)
             dest_is_dir = True
         content = ContentHash()
-        copier = TreeCopier(dst, opts, content, known_digest)
+        copier = TreeCopier(dst, opts, content, known_digest, include)
         outcome = CopyOutcome("")
         for src, item in plan:
             if isinstance(item, _Fetched):
@@ -147,9 +152,11 @@ def copy_into(
             if isinstance(item, _Cloned):
                 # a repository is a directory: its files go into dest, as BuildKit's
                 content.add(str(item.source), "git", 0, item.checkout.commit)
+                # the checkout is not the context: neither its ignore set nor its checksums
+                repo_copier = TreeCopier(dst, opts, content, None, None)
                 with SafeRoot(item.checkout.path) as repo:
                     outcome.dests.append(
-                        _copy_local(repo, "", dst, dest_path, True, opts, copier, False, src)
+                        _copy_local(repo, "", dst, dest_path, True, opts, repo_copier, False, src)
                     )
                 continue
             unpacks = add and unpack is not False
