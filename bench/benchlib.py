@@ -206,6 +206,37 @@ class Kiln(Tool):
         return [*argv, "-t", tag, str(context)]
 
 
+class KilnBase(Kiln):
+    """kiln run from another checkout's ``src`` directory (``--kiln-base DIR``, e.g. a
+    ``git archive main src`` unpacked somewhere): the code before a change, measured
+    interleaved with the code after it, as one more peer (ratios: kiln / kiln-base)."""
+
+    name = "kiln-base"
+    src: str | None = None
+
+    def __init__(self, work: Path):
+        super().__init__(work)
+        if self.src:
+            self.env["PYTHONPATH"] = self.src
+
+
+def add_kiln_base_flag(ap) -> None:
+    ap.add_argument(
+        "--kiln-base",
+        metavar="SRC",
+        default="",
+        help="also run kiln from this src directory as the peer 'kiln-base' (before/after)",
+    )
+
+
+def use_kiln_base(src: str) -> list[str]:
+    """Register ``--kiln-base``: the peers list to add (empty without one)."""
+    if not src:
+        return []
+    KilnBase.src = os.path.abspath(src)
+    return ["kiln-base"]
+
+
 def use_kiln_bytecode(enabled: bool) -> None:
     """Run kiln as an installed package runs: with cached bytecode (the default).
 
@@ -228,12 +259,13 @@ def add_bytecode_flag(ap) -> None:
 
 def warm_up_kiln(context: Path) -> None:
     """One untimed import and build in a throw-away store: fills the bytecode cache."""
-    tool = Kiln(scratch("kb-warm-"))
-    try:
-        tool.load_base(base_tar())
-        tool.run(tool.build_argv(context, "localhost/warm-up:latest"))
-    finally:
-        tool.cleanup()
+    for cls in (Kiln, KilnBase) if KilnBase.src else (Kiln,):
+        tool = cls(scratch("kb-warm-"))
+        try:
+            tool.load_base(base_tar())
+            tool.run(tool.build_argv(context, "localhost/warm-up:latest"))
+        finally:
+            tool.cleanup()
 
 
 class _Containers(Tool):
@@ -493,7 +525,8 @@ class RssSampler:
 
 
 TOOLS: dict[str, type[Tool]] = {
-    "kiln": Kiln, "buildkit": BuildKit, "buildah": Buildah, "podman": Podman,
+    "kiln": Kiln, "kiln-base": KilnBase, "buildkit": BuildKit, "buildah": Buildah,
+    "podman": Podman,
 }  # fmt: skip
 
 

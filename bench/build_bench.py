@@ -1,6 +1,7 @@
 """kiln build vs BuildKit vs buildah bud vs podman build, side by side.
 
     python bench/build_bench.py [--runs N] [--scenarios a,b] [--peers buildkit,buildah,podman]
+                                [--kiln-base SRC]   # SRC: the code before a change, as a peer
     python bench/build_bench.py --quick        # 1 run, small inputs: does everything work?
 
 For every scenario and repetition, each tool gets a fresh store with the busybox base
@@ -234,6 +235,7 @@ def main() -> int:
         "image): checks that the bench and every tool work, not for numbers",
     )
     bl.add_bytecode_flag(ap)
+    bl.add_kiln_base_flag(ap)
     args = ap.parse_args()
     bl.use_kiln_bytecode(not args.kiln_no_bytecode_cache)
     sizes = {"big_size": args.big_size, "files": 20_000, "push_files": PUSH_FILES}
@@ -248,7 +250,8 @@ def main() -> int:
     unknown = [s for s in chosen if s not in table]
     if unknown:
         ap.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(table)}")
-    peers = bl.installed_peers([p for p in args.peers.split(",") if p])
+    peers = bl.use_kiln_base(args.kiln_base)
+    peers += bl.installed_peers([p for p in args.peers.split(",") if p])
     tools = ["kiln", *peers]
 
     results: dict[str, dict[str, list[bl.Sample]]] = {}

@@ -1,7 +1,7 @@
 """How COPY grows with the context: time should grow linearly and peak RSS stay flat.
 
     python bench/growth_bench.py [--runs N] [--files 20000,200000] [--gib 1,4]
-                                 [--peers buildah] [--no-rebuild]
+                                 [--peers buildah] [--no-rebuild] [--kiln-base SRC]
 
 Two series, each a fresh store per run with the busybox base loaded (untimed):
 
@@ -166,9 +166,11 @@ def main() -> int:
     ap.add_argument("--peers", default="", help="peers to run beside kiln (e.g. buildah)")
     ap.add_argument("--no-rebuild", action="store_true", help="skip the no-op rebuilds")
     bl.add_bytecode_flag(ap)
+    bl.add_kiln_base_flag(ap)
     args = ap.parse_args()
     bl.use_kiln_bytecode(not args.kiln_no_bytecode_cache)
-    tools = ["kiln", *bl.installed_peers([p for p in args.peers.split(",") if p])]
+    base = bl.use_kiln_base(args.kiln_base)
+    tools = ["kiln", *base, *bl.installed_peers([p for p in args.peers.split(",") if p])]
     files = [int(x) for x in args.files.split(",") if x]
     gib = [int(x) for x in args.gib.split(",") if x]
 
