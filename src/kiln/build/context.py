@@ -71,6 +71,7 @@ _CHUNK = 1 << 20
 #: a checksum taken less than this after the file's last change is not trusted later
 RACY_NS = 2_000_000_000
 _SUBDIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_AT = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MAX_MANIFEST_ENTRIES = 5000  # paths --explain can name per COPY source set
 _MAX_MANIFESTS = 64
 
@@ -367,15 +368,18 @@ class BuildContext:
         return digest
 
     def _hash_file(
-        self, rel: str, follow: bool = False, memo: bool = True
+        self, rel: str, follow: bool = False, memo: bool = True, dfd: int = -1
     ) -> tuple[str, os.stat_result]:
         """Read and hash a regular file: its digest and the stat of the file read (recorded
         in the memo for ``known_digest`` unless ``memo`` is false: the directory index
-        holds it)."""
+        holds it). ``dfd``: the in-root fd of its directory, already open (the file is then
+        opened by its name there, never followed: one ``openat`` instead of a resolution)."""
         h = hashlib.sha256()
-        fd = self._open_regular(rel, follow)
+        fd = self._open_regular(rel, follow) if dfd < 0 else _open_in(dfd, rel)
         try:
             st = os.fstat(fd)  # the cache records the file read, not the one listed
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", rel)
             buf = bytearray(min(_CHUNK, st.st_size + 1))
             view = memoryview(buf)
             while n := os.readv(fd, [buf]):
@@ -574,7 +578,7 @@ class BuildContext:
             if line is None:
                 if stat.S_ISREG(mode):
                     with self._reading(child):
-                        payload, read = self._hash_file(child, memo=False)
+                        payload, read = self._hash_file(child, memo=False, dfd=dfd)
                     if (read.st_ino, read.st_size, read.st_mtime_ns, read.st_ctime_ns) != (
                         st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
                     ):  # fmt: skip
@@ -694,6 +698,19 @@ class BuildContext:
             # the staging dir stands for the context root (``COPY . /x``): its mode, not 0700
             os.chmod(tmp, stat.S_IMODE(os.stat(self.root).st_mode) | 0o700)
             yield tmp
+
+
+def _open_in(dfd: int, rel: str) -> int:
+    """Open the regular file ``rel`` by its last component in its directory ``dfd``, never
+    following a link and never waiting on a FIFO (a file swapped meanwhile is refused by
+    the caller's type check, not followed)."""
+    try:
+        return os.open(posixpath.basename(rel), _READ_AT, dir_fd=dfd)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"cannot read {rel} in the build context: {exc.strerror} "
+            "(did it change while the build read it?)"
+        ) from None
 
 
 def _still_there(dfd: int, names: list[str]) -> tuple[list[str], list[os.stat_result]]:
