@@ -6,13 +6,15 @@ Headers are PAX format with empty user/group names, whole-second mtimes
 the archive ends with two zero blocks and no record padding. The compressor is
 fed fixed 1 MiB slices of the tar stream, so its output depends only on the
 tar bytes; it runs on a worker thread (``archive.pipeline``) while the next
-slices are read and hashed. File content is streamed in 1 MiB chunks; memory
+slices are read and hashed, and hashing and writing its output on a third one
+while it compresses the next slices. File content is streamed in 1 MiB chunks; memory
 stays flat.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import tarfile
@@ -40,6 +42,7 @@ _TAR_TYPES = {
     "opaque": tarfile.REGTYPE,
 }
 _ZERO_BLOCKS = bytes(2 * tarfile.BLOCKSIZE)
+_SMALL = 64 << 10  # files up to this size go to the sink in one write with their header
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,10 @@ class _TarSink:
     def __init__(self, out: ByteWriter, compression: Compression, level: int | None):
         # a sink that hashes what it is given (a store ingest) is not hashed twice
         self.blob = out if isinstance(out, HashingSink) else HashingWriter(out)
-        self.compressor = open_compressor(self.blob, compression, level)
+        # hashing and writing the compressed bytes is a third stage on its own thread: it
+        # overlaps the compression instead of following it (same bytes, re-sliced)
+        self._out_pipe = SlicePipeline(self.blob.write, CHUNK // 4)
+        self.compressor = open_compressor(_PipeWriter(self._out_pipe), compression, level)
         self.diff = hashlib.sha256()
         self.size = 0
         self._pipe = SlicePipeline(self.compressor.write, CHUNK)
@@ -71,11 +77,37 @@ class _TarSink:
         self._pipe.write(view)
 
     def close(self) -> None:
-        self._pipe.close()
-        self.compressor.close()
+        try:
+            self._pipe.close()
+            self.compressor.close()
+        except BaseException:
+            self._out_pipe.abort()
+            raise
+        self._out_pipe.close()
+        flush = getattr(self.blob, "flush", None)
+        if flush is not None:
+            flush()
 
     def abort(self) -> None:
         self._pipe.abort()
+        self._out_pipe.abort()
+
+
+class _PipeWriter(io.RawIOBase):
+    """The compressor's output, handed to the blob's pipeline stage."""
+
+    def __init__(self, pipe: SlicePipeline):
+        self._pipe = pipe
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._pipe.write(data)
+        return len(memoryview(data).cast("B"))
+
+    def flush(self) -> None:
+        pass
 
 
 def _header(entry: TarEntry, timestamp: int | None, size: int, linkname: str) -> bytes:
@@ -143,8 +175,20 @@ def _write_file(sink, entry, timestamp, links, buf) -> None:
             if first != clean_path(entry.path):
                 sink.write(_header(entry_as_link(entry, first), timestamp, 0, first))
                 return
-        sink.write(_header(entry, timestamp, entry.size, ""))
-        _copy_content(sink, entry, fd, buf)
+        header = _header(entry, timestamp, entry.size, "")
+        if entry.size > _SMALL:
+            sink.write(header)
+            _copy_content(sink, entry, fd, buf)
+            return
+        # a small file: header, content and padding in one write (the same bytes)
+        data = os.read(fd, entry.size)
+        while len(data) < entry.size:
+            more = os.read(fd, entry.size - len(data))
+            if not more:
+                raise Conflict(f"{entry.source} shrank while it was being archived; "
+                               "retry when it is not in use")  # fmt: skip
+            data += more
+        sink.write(header + data + bytes(-entry.size % tarfile.BLOCKSIZE))
     finally:
         os.close(fd)
 
