@@ -45,7 +45,7 @@ class Scenario:
     warm: bool = False  # build once untimed first (same store), then time the rebuild
     mutate: callable | None = None  # (context) -> None, between warm and timed build
     extra: dict = field(default_factory=dict)
-    kind: str = "build"  # "build" | "push" (build untimed, time the push) | "pull"
+    kind: str = "build"  # "build" | "push" (build untimed, time the push) | "pull" | "pullbuild"
 
 
 def _write(ctx: Path, dockerfile: str) -> Path:
@@ -166,6 +166,12 @@ def scenarios(
             lambda: ctx_push(push_files),
             kind="pull",
         ),  # fmt: skip
+        Scenario(
+            "pullbuild",
+            f"pull of that {push_files} MB image, then a first build FROM it (RUN true)",
+            lambda: ctx_push(push_files),
+            kind="pullbuild",
+        ),  # fmt: skip
     ]
     return {s.name: s for s in items}
 
@@ -179,6 +185,14 @@ def measure(tool_cls, sc: Scenario, ctx: Path, rep: int, registry=None) -> bl.Sa
     try:
         if sc.kind == "pull":
             return tool.measure(tool.pull_argv(registry.pull_ref), log=tool.work / "timed.log")
+        if sc.kind == "pullbuild":  # the pulled layers are unpacked by the pull or the build
+            pulled = tool.measure(tool.pull_argv(registry.pull_ref), log=tool.work / "pull.log")
+            ctx_dir = _write(tool.work / "ctx-pullbuild",
+                             f"FROM {registry.pull_ref}\nRUN true\n")  # fmt: skip
+            built = tool.measure(tool.build_argv(ctx_dir, "localhost/bench-pullbuild:latest"),
+                                 log=tool.work / "timed.log")  # fmt: skip
+            return bl.Sample(pulled.wall + built.wall, pulled.cpu + built.cpu,
+                             max(pulled.rss, built.rss))  # fmt: skip
         tool.load_base(bl.base_tar())
         tag = f"localhost/bench-{sc.name}:latest"
         argv = tool.build_argv(ctx, tag, jobs=sc.jobs)
