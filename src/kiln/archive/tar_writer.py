@@ -6,15 +6,13 @@ Headers are PAX format with empty user/group names, whole-second mtimes
 the archive ends with two zero blocks and no record padding. The compressor is
 fed fixed 1 MiB slices of the tar stream, so its output depends only on the
 tar bytes; it runs on a worker thread (``archive.pipeline``) while the next
-slices are read and hashed, and hashing and writing its output on a third one
-while it compresses the next slices. File content is streamed in 1 MiB chunks; memory
+slices are read and hashed. File content is streamed in 1 MiB chunks; memory
 stays flat.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import stat
 import tarfile
@@ -62,10 +60,7 @@ class _TarSink:
     def __init__(self, out: ByteWriter, compression: Compression, level: int | None):
         # a sink that hashes what it is given (a store ingest) is not hashed twice
         self.blob = out if isinstance(out, HashingSink) else HashingWriter(out)
-        # hashing and writing the compressed bytes is a third stage on its own thread: it
-        # overlaps the compression instead of following it (same bytes, re-sliced)
-        self._out_pipe = SlicePipeline(self.blob.write, CHUNK // 4)
-        self.compressor = open_compressor(_PipeWriter(self._out_pipe), compression, level)
+        self.compressor = open_compressor(self.blob, compression, level)
         self.diff = hashlib.sha256()
         self.size = 0
         self._pipe = SlicePipeline(self.compressor.write, CHUNK)
@@ -77,37 +72,11 @@ class _TarSink:
         self._pipe.write(view)
 
     def close(self) -> None:
-        try:
-            self._pipe.close()
-            self.compressor.close()
-        except BaseException:
-            self._out_pipe.abort()
-            raise
-        self._out_pipe.close()
-        flush = getattr(self.blob, "flush", None)
-        if flush is not None:
-            flush()
+        self._pipe.close()
+        self.compressor.close()
 
     def abort(self) -> None:
         self._pipe.abort()
-        self._out_pipe.abort()
-
-
-class _PipeWriter(io.RawIOBase):
-    """The compressor's output, handed to the blob's pipeline stage."""
-
-    def __init__(self, pipe: SlicePipeline):
-        self._pipe = pipe
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        self._pipe.write(data)
-        return len(memoryview(data).cast("B"))
-
-    def flush(self) -> None:
-        pass
 
 
 def _header(entry: TarEntry, timestamp: int | None, size: int, linkname: str) -> bytes:
