@@ -129,10 +129,12 @@ def own_made(dst: SafeRoot, paths: list[str], opts: CopyOptions) -> None:
         dst.chmod(made, 0o755)
 
 
-def _open_same(name: str, flags: int, dfd: int, st: os.stat_result, label: str) -> int:
+def _open_same(
+    name: str, flags: int, dfd: int, st: os.stat_result, label: str
+) -> tuple[int, os.stat_result]:
     """Open ``name`` (never following it, never waiting on a FIFO) and check it is still
     the entry listed as ``st``: a source swapped meanwhile (for a symlink out of the tree,
-    a FIFO, another file) is refused, not followed."""
+    a FIFO, another file) is refused, not followed. Returns the fd and its ``fstat``."""
     try:
         fd = os.open(name, flags, dir_fd=dfd)
     except OSError as exc:
@@ -145,7 +147,7 @@ def _open_same(name: str, flags: int, dfd: int, st: os.stat_result, label: str) 
     ):
         os.close(fd)
         raise _changed(label)
-    return fd
+    return fd, now
 
 
 def _changed(label: str) -> InvalidArgument:
@@ -254,16 +256,16 @@ class TreeCopier:
             raise _changed(label) from None
         if stat.S_ISDIR(st.st_mode):
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-            cfd = _open_same(name, flags, dfd, st, label)
+            cfd, _ = _open_same(name, flags, dfd, st, label)
             try:
                 self._dir(cfd, st, target, label, top=False)
             finally:
                 os.close(cfd)
         elif stat.S_ISREG(st.st_mode):
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-            ffd = _open_same(name, flags, dfd, st, label)
+            ffd, opened = _open_same(name, flags, dfd, st, label)
             try:
-                self._file(ffd, st, target, label, tfd)
+                self._file(ffd, st, target, label, tfd, opened)
             finally:
                 os.close(ffd)
         elif stat.S_ISLNK(st.st_mode):
@@ -275,9 +277,18 @@ class TreeCopier:
         else:
             self._special(st, target, label, link_target=None)
 
-    def _file(self, ffd: int, st: os.stat_result, target: str, label: str, tfd: int = -1) -> None:
+    def _file(
+        self,
+        ffd: int,
+        st: os.stat_result,
+        target: str,
+        label: str,
+        tfd: int = -1,
+        opened: os.stat_result | None = None,
+    ) -> None:
         """Copy regular file ``ffd`` to ``target`` (created in directory ``tfd`` by its final
-        name when given, else resolved in-root from the destination's root)."""
+        name when given, else resolved in-root from the destination's root). ``opened``:
+        the ``fstat`` of ``ffd`` if already taken."""
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in self.links:
             self._replace_dir(target)
@@ -290,7 +301,7 @@ class TreeCopier:
             self._replace_dir(target)
             out = self.dst.open_file_for_write(target, 0o600)
         try:
-            digest = self._content(ffd, out, label)
+            digest = self._content(ffd, out, label, opened)
             if self.opts.chown_needed:
                 os.fchown(out, *self.opts.owner_of(st))
             os.fchmod(out, self._mode(st))
@@ -301,9 +312,11 @@ class TreeCopier:
         if st.st_nlink > 1:
             self.links[key] = target
 
-    def _content(self, ffd: int, out: int, label: str) -> str:
-        """Copy the bytes of ``ffd`` to ``out``; returns their sha256 hex digest."""
-        before = os.fstat(ffd)
+    def _content(self, ffd: int, out: int, label: str, before: os.stat_result | None) -> str:
+        """Copy the bytes of ``ffd`` (whose ``fstat`` is ``before``, if taken) to ``out``;
+        returns their sha256 hex digest."""
+        if before is None:
+            before = os.fstat(ffd)
         known = self.known_digest(before) if self.known_digest is not None else None
         if known is not None:
             copied = copy_bytes(ffd, out, before.st_size, self._kernel_copy)
@@ -327,6 +340,10 @@ class TreeCopier:
         """A new file ``name`` in directory ``tfd`` (mode 0600 until its metadata is set): a
         non-directory already there is replaced, a directory refused (as ``_replace_dir``);
         the name is never followed."""
+        try:
+            return os.open(name, _NEW_FILE, 0o600, dir_fd=tfd)  # the common case: a new name
+        except FileExistsError:
+            pass
         try:
             st = os.stat(name, dir_fd=tfd, follow_symlinks=False)
         except FileNotFoundError:
