@@ -406,12 +406,11 @@ class BuildContext:
         per-directory index if it changed."""
         with self._lock:
             new, self._new = self._new, []
-            index = self._index
-            save = index is not None and index.changed
-            if save:
+            index = self._index if self._index is not None and self._index.changed else None
+            if index is not None:
                 index.changed = False
         put_index = getattr(self.checksums, "put_context_index", None)
-        if save and put_index is not None:
+        if index is not None and put_index is not None:
             put_index(self.root, *index.dump(self.root))
         if new and self.checksums is not None:
             memo = self._memo
@@ -555,7 +554,20 @@ class BuildContext:
             return
         self._digest_changed(rel, dfd, names, sts, keys, dev, record, h, box, index, seen)
 
-    def _digest_changed(self, rel, dfd, names, sts, keys, dev, record, h, box, index, seen):  # noqa: PLR0913
+    def _digest_changed(  # noqa: PLR0913
+        self,
+        rel: str,
+        dfd: int,
+        names: list[str],
+        sts: list[os.stat_result],
+        keys: bytes | None,
+        dev: int,
+        record: DirRecord | None,
+        h: Any,
+        box: list,
+        index: DirIndex,
+        seen: set[str],
+    ) -> None:
         """A directory whose entries changed since it was indexed (or never was): entry by
         entry, each unchanged file's checksum still taken from the index."""
         lines: list[bytes] = []
@@ -574,8 +586,10 @@ class BuildContext:
                 self._subdir(rel, name, dfd, h, box, index, seen)
                 continue
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
-            line = record.lookup(name, key) if record is not None else None
-            if line is None:
+            stored = record.lookup(name, key) if record is not None else None
+            if stored is not None:
+                line = stored
+            else:
                 if stat.S_ISREG(mode):
                     with self._reading(child):
                         payload, read = self._hash_file(child, memo=False, dfd=dfd)
@@ -607,7 +621,9 @@ class BuildContext:
             index.changed = True
             self._hits.append(record)  # known to the copier (``known_digest``)
 
-    def _subdir(self, rel, name, dfd, h, box, index, seen) -> None:  # noqa: PLR0913
+    def _subdir(  # noqa: PLR0913
+        self, rel: str, name: str, dfd: int, h: Any, box: list, index: DirIndex, seen: set[str]
+    ) -> None:
         child = f"{rel}/{name}" if rel else name
         with self._reading(child):
             cfd = os.open(name, _SUBDIR, dir_fd=dfd)

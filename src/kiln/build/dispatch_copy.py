@@ -156,6 +156,7 @@ def _copy(
                  "git_commits": commits}  # fmt: skip
     local = [s for s in instr.sources if not _remote(s)]
     include = None
+    staging: contextlib.AbstractContextManager[str]
     if instr.contents:  # heredoc files: a staged tree holds them beside the sources
         staging = context.staged(local, instr.excludes, instr.contents)
     else:  # the context itself, read through the set of what may be copied
