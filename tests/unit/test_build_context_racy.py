@@ -70,6 +70,18 @@ def test_checksums_are_written_once_per_digest(tmp_path, tmp_path_factory, monke
     assert not [q for q in queries if q.startswith("BEGIN")]
 
 
+def test_builder_prune_all_drops_the_context_indexes(tmp_path, tmp_path_factory, monkeypatch):
+    monkeypatch.setattr(context_module, "RACY_NS", 0)
+    store = _store(tmp_path_factory)
+    (tmp_path / "f").write_bytes(b"x")
+    BuildContext(str(tmp_path), checksums=store).digest(["."])
+    assert _indexed(store, tmp_path)
+    store.prune_cache(unused_for=3600)  # written just now: kept
+    assert _indexed(store, tmp_path)
+    store.prune_cache(unused_for=0.0)  # `kiln builder prune --all`
+    assert store.get_context_index(str(tmp_path)) is None
+
+
 def _indexed(store, root):
     from kiln.build.context_index import DirIndex
 

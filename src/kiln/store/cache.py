@@ -51,7 +51,15 @@ class CacheMixin:
         with self.db.transaction() as conn:
             cur = conn.execute("DELETE FROM build_cache WHERE last_used <= ?", (cutoff,))
             conn.execute("DELETE FROM cache_inputs WHERE created <= ?", (cutoff,))
-            return cur.rowcount
+            count = cur.rowcount
+        # context checksum indexes not rewritten since (a cache too: the next build rehashes)
+        folder = os.path.join(self.root, CONTEXT_INDEX_DIR)
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as it:
+            for entry in it:
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                        os.unlink(entry.path)
+        return count
 
     # -- what went into each key (``kiln build --explain``) ------------------------------
 
