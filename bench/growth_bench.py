@@ -106,7 +106,10 @@ def one(tool_name: str, ctx: Path, noop: bool) -> dict[str, dict]:
             out["noop"] = _measure(tool, argv, tool.work / "noop.log")
         return out
     finally:
-        tool.cleanup()
+        try:
+            tool.cleanup()
+        except (bl.BenchError, subprocess.SubprocessError) as exc:  # the samples still count
+            bl.log(f"   cleanup failed: {exc}")
 
 
 def series(kind: str, points: list[int], tools: list[str], runs: int, noop: bool) -> list[dict]:
