@@ -39,6 +39,7 @@ from kiln.build.stage_run import StageRun
 from kiln.build.stages import BuildPlan, Stage, plan
 from kiln.container import Builder
 from kiln.errors import Cancelled, InvalidArgument, NotFound
+from kiln.image.transport_names import names_file_transport
 from kiln.oci import ImageConfig, Platform
 from kiln.oci.config import DEFAULT_PATH
 from kiln.runtime.ssh_agent import SshAgents, parse_ssh_specs
@@ -306,6 +307,10 @@ class Executor:
         counts as missing, as buildah has it."""
         policy = self.opts.pull
         want = platform or self.opts.platform
+        if names_file_transport(ref):  # FROM oci-archive:/x.tar: read it each time, as buildah
+            if self.opts.puller is None:
+                raise InvalidArgument(f"FROM {ref}: image files are read only by kiln build")
+            return self.opts.puller(ref, "always")
         other = ""  # why a local image or list does not do
         try:  # a list's name gives its image for the platform (the host's by default)
             rec = self.store.resolve_image(ref, want)

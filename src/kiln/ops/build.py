@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from kiln.build.options import ENTITLEMENTS, BuildOptions, BuildResult
 from kiln.build.outputs import check_outputs, writes_stdout
 from kiln.errors import Cancelled, InvalidArgument, KilnError, NotFound
+from kiln.image.transport_names import names_file_transport
 from kiln.ops.context import Context, sweep_leftovers
 from kiln.ops.events import Event, EventSink
 from kiln.util.output import check_output
@@ -101,6 +102,10 @@ def _puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
         kw["auths"] = opts.registry_auth
 
     def pull(ref: str, policy: str, wanted: str | None = None) -> str:
+        if names_file_transport(ref):  # FROM oci-archive:/x.tar and the like, as buildah
+            from kiln.ops import file_transfer
+
+            return file_transfer.pull(pull_ctx, ref).image_id
         # asked with a platform, the executor found no local image of it: a local one of
         # another platform must not satisfy "missing"
         from kiln.ops.registry import ensure_image

@@ -15,15 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kiln.errors import InvalidArgument
+from kiln.image.transport_names import DIR, DOCKER_ARCHIVE, FILE_TRANSPORTS, OCI, OCI_ARCHIVE
 
 STORE = "store"
-OCI = "oci"
-OCI_ARCHIVE = "oci-archive"
-DOCKER_ARCHIVE = "docker-archive"
-DIR = "dir"
 DOCKER = "docker"
-
-FILE_TRANSPORTS = frozenset({OCI, OCI_ARCHIVE, DOCKER_ARCHIVE, DIR})
 _REFUSED = {
     "containers-storage": (
         "kiln keeps its own store and does not read or write containers-storage; "
