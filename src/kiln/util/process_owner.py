@@ -13,15 +13,20 @@ import os
 __all__ = ["is_alive", "this_process"]
 
 
-def _start_time(pid: int) -> str | None:
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/PID/stat`` from field 3 (the state) on; None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read().decode("ascii", "replace")
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after its last ")"
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
 
 
 def this_process() -> str:
@@ -36,5 +41,7 @@ def is_alive(owner: str) -> bool:
     pid_text, sep, start = owner.partition(":")
     if not sep or not pid_text.isdigit():
         return True
-    now = _start_time(int(pid_text))
-    return now is not None and now == start
+    fields = _stat_fields(int(pid_text))
+    if fields is None or len(fields) <= 19 or fields[19] != start:
+        return False
+    return fields[0] not in ("Z", "X")  # a zombie has ended: only its exit status is left
