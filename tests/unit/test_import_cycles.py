@@ -12,7 +12,7 @@ from __future__ import annotations
 import grimp
 
 # the build's dispatchers reach into the Executor through StageRun; the Builder's commit
-# helpers take the Builder; the list use cases call each other's pushes and pulls
+# helpers take the Builder
 KNOWN = [
     {
         "kiln.build.dispatch_copy",
@@ -25,12 +25,6 @@ KNOWN = [
         "kiln.build.stage_run",
     },
     {"kiln.container.builder", "kiln.container.commit", "kiln.container.step_commit"},
-    {
-        "kiln.ops.file_transfer",
-        "kiln.ops.manifest_sources",
-        "kiln.ops.manifest_transfer",
-        "kiln.ops.manifests",
-    },
 ]
 
 

@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
-from kiln.ops import archives, file_transfer
+from kiln.ops import archives, file_transfer, transfer
 from kiln.ops import images as ops
 from kiln.ops.config import Config
 from kiln.ops.context import Context
@@ -275,7 +275,7 @@ def test_failed_load_keeps_a_blob_a_concurrent_operation_reused(ctx):
     store = ctx.store
     reused, own = _blob(b"added by this load, reused"), _blob(b"added by this load only")
     with store.lease() as a:
-        dest = archives._destination(store, a, validate=False)
+        dest = transfer.StoreCopyDestination(store, a, validate=False)
         for desc, data in (
             (reused, b"added by this load, reused"),
             (own, b"added by this load only"),
@@ -283,7 +283,7 @@ def test_failed_load_keeps_a_blob_a_concurrent_operation_reused(ctx):
             dest.put_blob(desc, io.BytesIO(data))
         assert dest.new == [reused.digest, own.digest]
         with store.lease() as b:  # a concurrent load or pull found it present
-            other = archives._destination(store, b, validate=False)
+            other = transfer.StoreCopyDestination(store, b, validate=False)
             assert other.has_blob(reused.digest)
             dest.forget_new()  # this load failed
             assert store.has_blob(reused.digest)
@@ -301,7 +301,7 @@ def test_load_keeps_a_blob_it_found_present_from_gc(ctx):
     old = time.time() - 3600
     os.utime(store.blob_path(desc.digest), (old, old))
     with store.lease() as lease:
-        dest = archives._destination(store, lease, validate=False)
+        dest = transfer.StoreCopyDestination(store, lease, validate=False)
         assert dest.has_blob(desc.digest)  # copy_image skips the put: it is kept now
         store.gc()
         assert store.has_blob(desc.digest)

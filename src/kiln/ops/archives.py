@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -22,13 +23,27 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
+from kiln.image import import_tarball
+from kiln.image.transport_names import DIR, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE
+from kiln.image.transports import close_source, transport, write_images
+from kiln.oci import Platform, Reference
+from kiln.oci.reference import local_name
 from kiln.ops import image_events
+from kiln.ops.transfer import copy_into_store, normalize_names, store_items
+from kiln.store.oci_layout import TarIndex
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
     from kiln.store import ImageRecord
 
-SAVE_FORMATS = ("docker-archive", "oci-archive", "oci-dir", "docker-dir")
+#: the formats save writes and load reads, and the transport of each
+FORMAT_TRANSPORTS = {
+    "docker-archive": DOCKER_ARCHIVE,
+    "oci-archive": OCI_ARCHIVE,
+    "oci-dir": OCI,
+    "docker-dir": DIR,
+}
+SAVE_FORMATS = tuple(FORMAT_TRANSPORTS)
 _CHUNK = 1 << 20
 
 
@@ -60,9 +75,6 @@ def save(
     and ``oci-dir`` keep the stored layers, so manifest digests survive; ``docker-dir``
     (and ``oci-dir``) gzip layers only with ``compress``. Image IDs always survive.
     """
-    from kiln.image import copy_image
-    from kiln.image import transports as tr
-
     if format not in SAVE_FORMATS:
         raise InvalidArgument(f'unknown format "{format}": use one of {", ".join(SAVE_FORMATS)}')
     if not images:
@@ -74,29 +86,19 @@ def save(
             result.image_ids.append(img.id)
         result.names.extend(n for n in names if n not in result.names)
         ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]}", image=img.id)
-    compression = "gzip" if compress else None
     # the store's blobs are content-addressed and their digests are checked as they are
     # written out; re-inflating each layer to re-check its diff_id would be a second pass
     copy_options: dict[str, Any] = {"verify": False, "tmp_dir": ctx.tmpdir}
-    if format in ("oci-dir", "docker-dir"):
+    if format.endswith("-dir"):  # a directory; only these gzip with compress
         if not isinstance(output, str):
             raise InvalidArgument(f"--format {format} writes a directory; give it with -o DIR")
-        if format == "oci-dir":
-            tr.write_oci_layout(output, items, compression=compression, **copy_options)
-        else:
-            from kiln.ops.dir_transport import DirImageDir
-
+        copy_options["compression"] = "gzip" if compress else None
+        if format == "docker-dir":
             if len(items) != 1:
                 raise InvalidArgument("--format docker-dir holds exactly one image")
-            img, names = items[0]
-            dest = DirImageDir(output, create=True)
-            copy_image(
-                img, dest, names, image_format="docker", compression=compression, **copy_options
-            )
-        _record_save(ctx, result)
-        return result
-    writer = tr.write_docker_archive if format == "docker-archive" else tr.write_oci_archive
-    writer(output, items, **copy_options)  # a stream gets the archive as it is written
+            copy_options["image_format"] = "docker"
+    # a stream gets an archive as it is written
+    write_images(FORMAT_TRANSPORTS[format], output, items, **copy_options)
     if not isinstance(output, str):
         output.flush()
     _record_save(ctx, result)
@@ -106,20 +108,6 @@ def save(
 def _record_save(ctx: Context, result: SaveResult) -> None:
     for name in result.names or result.image_ids:
         image_events.record(ctx, "save", name, name)
-
-
-def store_items(ctx: Context, images: Sequence[str]) -> list[tuple[Any, list[str]]]:
-    """(StoreImage, names to write) for each argument: a name keeps its name, an ID none."""
-    from kiln.image import open_store_image
-    from kiln.oci import Reference
-    from kiln.ops.images import _match_name
-
-    out = []
-    for arg in images:
-        img = open_store_image(ctx.store, arg)
-        name = _match_name(arg, list(img.record.names), Reference)
-        out.append((img, [name] if name else []))
-    return out
 
 
 # --- load ---------------------------------------------------------------------
@@ -163,7 +151,7 @@ def load(ctx: Context, source: str | BinaryIO, validate: bool = True) -> LoadRes
                 ctx.ev.step(
                     f"Loading image {img.manifest.config.digest.hex[:12]}", names=list(names)
                 )
-                rec = _copy_into_store(ctx, img, names, lease, validate)
+                rec = copy_into_store(ctx, img, names, lease, validate)
                 result.images.append(LoadedImage(rec.id, list(names)))
     for img in result.images:
         image_events.record(ctx, "load", img.id, img.names[0] if img.names else "")
@@ -184,7 +172,6 @@ def detect_format(path: str, tmp_dir: str | None = None, shown: str | None = Non
         if os.path.isfile(os.path.join(path, "manifest.json")):
             return "docker-dir"
         raise InvalidArgument(f"{path}: neither an OCI layout nor a dir: image directory")
-    from kiln.store.oci_layout import TarIndex
 
     try:
         index = TarIndex(path, tmp_dir)
@@ -211,117 +198,19 @@ def detect_format(path: str, tmp_dir: str | None = None, shown: str | None = Non
 def _open_sources(
     ctx: Context, path: str, stack: ExitStack, shown: str
 ) -> list[tuple[Any, list[str]]]:
-    from kiln.image import transports as tr
-
     kind = detect_format(path, ctx.tmpdir, shown)
-    if kind == "docker-archive":
-        images = tr.docker_archive_images(path, ctx.tmpdir)
-    elif kind == "oci-archive":
-        images = tr.oci_archive_images(path, ctx.tmpdir)
-    elif kind == "oci-dir":
-        from kiln.image import open_image
-        from kiln.store.oci_layout import OCILayout
-
-        layout = OCILayout(path)
-        images = [
-            open_image(layout, d, None, _ref_names(d.annotations)) for d in layout.index().manifests
-        ]
-    else:
-        from kiln.ops.dir_transport import open_dir_image
-
-        images = [open_dir_image(path)]
+    images = transport(FORMAT_TRANSPORTS[kind]).all_images(path, tmp_dir=ctx.tmpdir)
     for img in images:
-        close = getattr(img.blobs, "close", None)
-        if close is not None:
-            stack.callback(close)
+        stack.callback(close_source, img)
     merged: dict[str, tuple[Any, list[str]]] = {}  # one entry per manifest, names joined
     for img in images:
         key = str(img.manifest.digest)
-        names = normalize_names(getattr(img, "names", ()) or ())
+        names = normalize_names(img.names)
         if key in merged:
             merged[key][1].extend(n for n in names if n not in merged[key][1])
         else:
             merged[key] = (img, names)
     return list(merged.values())
-
-
-def _ref_names(annotations: dict) -> tuple[str, ...]:
-    name = annotations.get("org.opencontainers.image.ref.name")
-    return (name,) if name else ()
-
-
-def normalize_names(names: Sequence[str]) -> list[str]:
-    """Archive names as the store keeps them; bare tags (``latest``) are not names."""
-    from kiln.oci import Reference
-
-    out = []
-    for n in names:
-        if not n or ("/" not in n and ":" not in n and "@" not in n):
-            continue
-        try:
-            ref = Reference.parse(n)
-        except InvalidArgument:
-            continue
-        if ref.digest and not ref.tag:
-            continue
-        name = str(ref.with_tag(ref.tag)) if ref.tag else str(ref)
-        if name not in out:
-            out.append(name)
-    return out
-
-
-def _copy_into_store(ctx: Context, img: Any, names: Sequence[str], lease: Any, validate: bool):
-    """Copy one image in; if that fails, the blobs it added are removed again."""
-    from kiln.image import copy_image
-
-    dest = _destination(ctx.store, lease, validate)
-    try:
-        res = copy_image(img, dest, list(names), tmp_dir=ctx.tmpdir)
-    except BaseException:
-        dest.forget_new()  # a refused archive leaves the store as it was
-        raise
-    return res.record if res.record is not None else ctx.store.get_image(res.image_id)
-
-
-def _destination(store: Any, lease: Any, validate: bool):
-    """The store as a destination that remembers the blobs it adds and, with ``validate``,
-    validates an image before registering it."""
-    import io
-
-    from kiln.image import StoreDestination, validate_image
-    from kiln.oci import Manifest
-
-    class LoadDestination(StoreDestination):
-        new: list[Any]
-
-        def has_blob(self, digest: Any) -> bool:
-            # a blob found present is kept (leased) in the same step: no GC between
-            return self.store.lease_existing_blob(digest, self.lease)
-
-        def _put(self, desc: Any, stream: Any) -> None:
-            if not self.store.has_blob(desc.digest):
-                self.new.append(desc.digest)
-            with self.store.joined(self.lease):  # joins the lease as it is published
-                self.store.put_blob(desc, stream)
-
-        def put_blob(self, desc: Any, stream: Any) -> None:
-            self._put(desc, stream)
-
-        def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()):
-            if validate:
-                manifest = Manifest.parse(raw, media_type)
-                self._put(manifest.descriptor(), io.BytesIO(raw))
-                validate_image(self.store, manifest.digest)
-            return super().put_manifest(raw, media_type, names)
-
-        def forget_new(self) -> None:
-            # keeps any that an image or another lease (a concurrent load or pull that
-            # found them present) has come to rely on
-            self.store.delete_blobs_if_unreferenced(self.new, except_lease=self.lease)
-
-    dest = LoadDestination(store, lease)
-    dest.new = []
-    return dest
 
 
 @contextmanager
@@ -377,10 +266,6 @@ def import_image(
     platform: str | None = None,
 ) -> ImageRecord:
     """Make a one-layer image of a root filesystem tarball (path, URL, ``-``/stream)."""
-    from kiln.image import import_tarball
-    from kiln.oci import Platform, Reference
-    from kiln.oci.reference import local_name
-
     names = []
     if reference:
         ref = Reference.parse(local_name(reference))
@@ -412,8 +297,6 @@ def _open_tarball(source: str | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, s
     if not isinstance(source, str):
         return source, "-"
     if source == "-":
-        import sys
-
         return sys.stdin.buffer, "-"
     if source.startswith(("http://", "https://")):
         import urllib.error
@@ -437,6 +320,7 @@ save_images = save
 load_images = load
 
 __all__ = [
+    "FORMAT_TRANSPORTS",
     "SAVE_FORMATS",
     "LoadResult",
     "LoadedImage",

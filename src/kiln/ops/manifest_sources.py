@@ -17,6 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, NotFound
+from kiln.oci import Digest, Index, Platform
+from kiln.oci.strict_json import loads_object
+from kiln.ops import manifest_transfer, transfer
+from kiln.ops import transports as tp
+from kiln.ops.images import image_config
+from kiln.store import IndexRecord
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -28,8 +34,6 @@ _TRANSPORT_PREFIXES = ("docker://", "oci:", "oci-archive:", "docker-archive:", "
 def image_entries(
     ctx: Context, image: str, *, all: bool, overrides: dict, registry_kw: dict
 ) -> list[dict]:
-    from kiln.store import IndexRecord
-
     value = image.strip()
     local_only = value.startswith("containers-storage:")
     value = value.removeprefix("containers-storage:")
@@ -46,22 +50,17 @@ def image_entries(
         value = "docker://" + value
     if all and value.startswith(("docker://", "oci:", "oci-archive:")):
         return _copied_list_entries(ctx, value, registry_kw)
-    from kiln.ops import file_transfer
-
     platform = _platform_of(overrides)
     kw = dict(registry_kw)
     if value.startswith("docker://") and platform:
         kw["platform"] = platform
-    result = file_transfer.pull(ctx, value, **kw)
+    result = transfer.pull_image(ctx, tp.parse_transport(value, default=tp.DOCKER), **kw)
     return [entry_for_image(ctx, ctx.store.get_image(result.image_id))]
 
 
 def _copied_list_entries(ctx: Context, value: str, registry_kw: dict) -> list[dict]:
     """Every entry of the list at ``value``, its images copied into the store; the list
     itself is not kept (only the list being edited will name them)."""
-    from kiln.ops import manifest_transfer
-    from kiln.ops import transports as tp
-
     if value.startswith("docker://"):
         res = manifest_transfer.pull_list(ctx, value, name=None, **registry_kw)
     else:
@@ -78,9 +77,6 @@ def _copied_list_entries(ctx: Context, value: str, registry_kw: dict) -> list[di
 def entry_for_image(ctx: Context, rec: ImageRecord) -> dict:
     """The list entry for a stored image: its manifest's descriptor, platform from the
     config (as it is spelled there: ``arm64`` + ``v8`` stays so)."""
-    from kiln.oci import Digest
-    from kiln.ops.images import image_config
-
     config = image_config(ctx, rec)
     platform: dict[str, Any] = {"architecture": config.architecture, "os": config.os}
     if config.variant:
@@ -98,9 +94,6 @@ def entry_for_image(ctx: Context, rec: ImageRecord) -> dict:
 
 
 def _list_entries(ctx: Context, rec: Any, *, all: bool, overrides: dict) -> list[dict]:
-    from kiln.oci import Index, Platform
-    from kiln.oci.strict_json import loads_object
-
     raw = ctx.store.index_bytes(rec)
     doc = loads_object(raw, what="manifest list")
     entries = [dict(m) for m in doc.get("manifests") or []]

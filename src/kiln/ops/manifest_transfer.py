@@ -18,14 +18,42 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.image import copy_image, open_image
+from kiln.image.transports import transport
+from kiln.oci import Digest, Manifest, Reference
+from kiln.oci import media_types as mt
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES as MAX_LIST_BYTES
+from kiln.oci.strict_json import canonical, loads_object
+from kiln.ops import transports as tp
+from kiln.ops.registry import MONOLITHIC_MAX, _candidates, _client, _PullEvents, _PushEvents, pull
+from kiln.ops.transfer import copy_into_store, normalize_names
+from kiln.store import IndexRecord
 from kiln.store.indexes import check_index
+from kiln.store.oci_layout import REF_NAME, OCIArchive, OCILayout
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
-    from kiln.ops.manifests import ListPushResult
-    from kiln.ops.transports import TransportRef
-    from kiln.store import IndexRecord
+
+#: ``--format`` values of a list: podman's names, plus the media types' own words
+LIST_FORMATS = {"oci": "oci", "v2s2": "docker", "docker": "docker"}
+
+
+def list_media_type(format: str | None, default: str = "") -> str:
+    """The media type of a list written in ``format`` (None: ``default``, else OCI)."""
+    if format is None:
+        return default or mt.OCI_INDEX
+    kind = LIST_FORMATS.get(format.lower())
+    if kind is None:
+        raise InvalidArgument(f'unknown manifest list format "{format}": use oci or v2s2')
+    return mt.OCI_INDEX if kind == "oci" else mt.DOCKER_MANIFEST_LIST
+
+
+@dataclass
+class ListPushResult:
+    index_id: str
+    digest: str  # of the list as pushed
+    destination: str
+    images: list[str]  # child manifest digests as pushed
 
 
 @dataclass
@@ -49,10 +77,8 @@ def pull_list(
     (``manifest add --all``); a string names it so. A reference naming one image pulls
     that image, as a plain pull does.
     """
+    # the registry's blob code (httpx) is loaded only by a registry transfer: start-up cost
     from kiln.image.registry_source import RemoteImage, pull_into_store
-    from kiln.oci import Manifest
-    from kiln.oci import media_types as mt
-    from kiln.ops.registry import _candidates, _client, _PullEvents, pull
 
     ref = ref.removeprefix("docker://")
     ev = ctx.ev
@@ -104,17 +130,11 @@ def pull_list(
 
 
 def pull_list_from_layout(
-    ctx: Context, src: TransportRef, *, name: str | None = ""
+    ctx: Context, src: tp.TransportRef, *, name: str | None = ""
 ) -> ListPullResult:
     """Copy the list an ``oci:``/``oci-archive:`` index.json entry names, with every image
     it names, into the store (an entry naming one image: that image, as a plain pull).
     ``name``: as ``pull_list`` (""': the entry's ref.name if it is a full reference)."""
-    from kiln.image import open_image
-    from kiln.oci import media_types as mt
-    from kiln.ops import transports as tp
-    from kiln.ops.archives import _copy_into_store, normalize_names
-    from kiln.store.oci_layout import REF_NAME, OCIArchive, OCILayout
-
     layout: Any = (
         OCILayout(src.path) if src.transport == tp.OCI else OCIArchive(src.path, ctx.tmpdir)
     )
@@ -129,7 +149,7 @@ def pull_list_from_layout(
         if not mt.is_index(entry.media_type):
             img = open_image(layout, entry)
             with ctx.store.lease() as lease:
-                rec = _copy_into_store(ctx, img, names, lease, True)
+                rec = copy_into_store(ctx, img, names, lease, True)
             return ListPullResult(None, rec.manifest_digest, str(src), [rec.id], names)
         try:
             index = check_index(raw, entry.media_type)
@@ -139,7 +159,7 @@ def pull_list_from_layout(
         with ctx.store.lease() as lease, _undo_new_images(ctx, ids):
             for i, child in enumerate(index.manifests, 1):
                 ctx.ev.step(f"Copying image {child.digest} ({i}/{len(index.manifests)})")
-                rec = _copy_into_store(ctx, open_image(layout, child), [], lease, True)
+                rec = copy_into_store(ctx, open_image(layout, child), [], lease, True)
                 ids.append(rec.id)
             stored = _store_list(ctx, raw, index.media_type, names)
     finally:
@@ -167,8 +187,6 @@ def _undo_new_images(ctx: Context, ids: list[str]) -> Iterator[None]:
 
 def _store_list(ctx: Context, raw: bytes, media_type: str, names: list[str]) -> IndexRecord:
     """Keep ``raw`` as the list ``names[0]`` names (its content replaced), else a new one."""
-    from kiln.store import IndexRecord
-
     existing = None
     if names:
         with contextlib.suppress(NotFound):
@@ -181,8 +199,6 @@ def _store_list(ctx: Context, raw: bytes, media_type: str, names: list[str]) -> 
 
 
 def _named(rec: Any, name: str) -> bool:
-    from kiln.oci import Reference
-
     return str(Reference.parse(name)) in rec.names
 
 
@@ -201,10 +217,7 @@ def push_to_registry(
     workers: int,
     registry_kw: dict,
 ) -> ListPushResult:
-    from kiln.image.registry_sink import RegistrySink
-    from kiln.oci import Reference
-    from kiln.ops.manifests import ListPushResult
-    from kiln.ops.registry import MONOLITHIC_MAX, _client, _PushEvents
+    from kiln.image.registry_sink import RegistrySink  # httpx: start-up cost, as above
 
     target = Reference.parse(ref)
     by_digest = Reference(target.domain, target.path, "", "")
@@ -214,8 +227,6 @@ def push_to_registry(
     with _client(ctx, options, registry_kw) as client:
 
         def push_child(img: Any, image_format: str | None, comp: str | None, as_is: bool) -> Any:
-            from kiln.image import copy_image
-
             sink = RegistrySink(
                 client,
                 by_digest,
@@ -247,26 +258,15 @@ def push_to_registry(
 def push_to_layout(
     ctx: Context,
     rec: IndexRecord,
-    dest: TransportRef,
+    dest: tp.TransportRef,
     *,
     format: str | None,
     compression: str | None,
 ) -> ListPushResult:
     """Write the list and all its images to ``oci:DIR[:TAG]`` or ``oci-archive:PATH[:TAG]``:
     the list is the index.json entry (named TAG), its images are blobs it points at."""
-    from kiln.image import copy_image
-    from kiln.ops import transports as tp
-    from kiln.ops.manifests import ListPushResult
-    from kiln.store.oci_layout import OCIArchiveWriter, OCILayout
-
     names = [dest.reference] if dest.reference else []
-    if dest.transport == tp.OCI:
-        layout: Any = OCILayout(dest.path, create=True)
-        writer = contextlib.nullcontext(layout)
-    else:
-        layout = OCIArchiveWriter(dest.path)
-        writer = layout
-    with writer:
+    with transport(dest.transport).open_sink(dest.path) as layout:
         blobs_only = _BlobsOnly(layout)
 
         def push_child(img: Any, image_format: str | None, comp: str | None, as_is: bool) -> Any:
@@ -316,18 +316,12 @@ def _push_children(
 ) -> tuple[bytes, str, list[str]]:
     """Push each child (if ``all``) with ``push_child``; returns the list document to
     write (the stored bytes when nothing changed), its media type and the child digests."""
-    from kiln.image import open_image
-    from kiln.oci import Digest
-    from kiln.oci import media_types as mt
-    from kiln.oci.strict_json import canonical, loads_object
-    from kiln.ops.manifests import _list_media_type
-
     if compression not in (None, "gzip", "zstd"):
         raise InvalidArgument(f'unknown compression "{compression}": use gzip or zstd')
     stored = ctx.store.index_bytes(rec)
     doc = loads_object(stored, what="manifest list")
     entries = [dict(m) for m in doc.get("manifests") or []]
-    media_type = _list_media_type(format, rec.media_type)
+    media_type = list_media_type(format, rec.media_type)
     image_format = None if format is None else ("oci" if media_type == mt.OCI_INDEX else "docker")
     ev = ctx.ev
     ev.step("Getting image list signatures")

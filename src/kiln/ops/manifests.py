@@ -18,42 +18,36 @@ so two concurrent ``add``s both land and an interrupted edit leaves the old list
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import AlreadyExists, Conflict, InvalidArgument, KilnError, NotFound
+from kiln.image.transports import transport
+from kiln.oci import Index, Reference
+from kiln.oci.reference import local_name
+from kiln.oci.strict_json import canonical, loads_object
+from kiln.ops import transports as tp
+from kiln.ops.manifest_sources import image_entries
+from kiln.ops.manifest_transfer import (
+    LIST_FORMATS,
+    ListPushResult,
+    list_media_type,
+    push_to_layout,
+    push_to_registry,
+)
+from kiln.ops.registry import _client
+from kiln.store.images import normalise_name
+from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:
-    from kiln.oci import Index
     from kiln.ops.context import Context
     from kiln.store import ImageRecord, IndexRecord
 
-#: ``--format`` values: podman's names, plus the media types' own words
-LIST_FORMATS = {"oci": "oci", "v2s2": "docker", "docker": "docker"}
 _STORE_PREFIXES = ("containers-storage:",)
 _RETRIES = 64  # compare-and-swap attempts of one edit (parallel platform builds)
-
-
-@dataclass
-class ListPushResult:
-    index_id: str
-    digest: str  # of the list as pushed
-    destination: str
-    images: list[str]  # child manifest digests as pushed
-
-
-def _list_media_type(format: str | None, default: str = "") -> str:
-    from kiln.oci import media_types as mt
-
-    if format is None:
-        return default or mt.OCI_INDEX
-    kind = LIST_FORMATS.get(format.lower())
-    if kind is None:
-        raise InvalidArgument(f'unknown manifest list format "{format}": use oci or v2s2')
-    return mt.OCI_INDEX if kind == "oci" else mt.DOCKER_MANIFEST_LIST
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -75,8 +69,6 @@ def get(ctx: Context, name: str) -> IndexRecord:
 
 def document(ctx: Context, name: str) -> Index:
     """The list's current document, parsed."""
-    from kiln.oci import Index
-
     rec = ctx.store.resolve_index(name)
     return Index.parse(ctx.store.index_bytes(rec), rec.media_type)
 
@@ -87,8 +79,6 @@ def inspect(ctx: Context, name: str, **registry_kw: Any) -> dict[str, Any]:
     A local list first; otherwise ``name`` (``docker://`` optional) is read from its
     registry, as podman does, and the document found there (list or image) is returned.
     """
-    import json
-
     try:
         rec = ctx.store.resolve_index(name.removeprefix("containers-storage:"))
     except NotFound:
@@ -123,10 +113,6 @@ def podman_order(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _remote_document(ctx: Context, ref: str, registry_kw: dict) -> dict[str, Any]:
-    from kiln.oci import Reference
-    from kiln.oci.strict_json import loads_object
-    from kiln.ops.registry import _client
-
     with _client(ctx, None, registry_kw) as client:
         raw, _media_type, _digest = client.get_manifest(Reference.parse(ref))
     return podman_order(loads_object(raw, what="manifest"))
@@ -152,10 +138,6 @@ def create(
     ``format``: ``oci`` (an OCI image index, the default) or ``v2s2`` (a Docker manifest
     list). ``annotations``: the list's own. Nothing is stored unless every image is added.
     """
-    from kiln.oci.reference import local_name
-    from kiln.oci.strict_json import canonical
-    from kiln.store.images import normalise_name
-
     name = normalise_name(local_name(name))  # podman's localhost/ for short names
     existing = _existing(ctx, name)
     if existing is not None:
@@ -174,7 +156,7 @@ def create(
         out = _add_entries(ctx, existing.id, children, replace=False)
         ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, names=out.names)
         return out
-    media_type = _list_media_type(format)
+    media_type = list_media_type(format)
     doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": children}
     if annotations:
         doc["annotations"] = dict(annotations)
@@ -343,9 +325,6 @@ def push(
     Destinations: ``docker://`` (the default), ``oci:DIR[:TAG]``, ``oci-archive:PATH[:TAG]``;
     ``docker-archive:`` cannot hold a list and is refused.
     """
-    from kiln.ops import transports as tp
-    from kiln.util.output import check_output, write_output
-
     if digestfile:
         check_output(digestfile)
     rec = ctx.store.resolve_index(list_name)
@@ -354,8 +333,6 @@ def push(
         raise InvalidArgument(f"{list_name}: the list has no name; give a destination")
     dest = tp.parse_transport(target, default=tp.DOCKER)
     if dest.transport == tp.DOCKER:
-        from kiln.ops.manifest_transfer import push_to_registry
-
         result = push_to_registry(
             ctx,
             rec,
@@ -367,9 +344,7 @@ def push(
             workers=workers,
             registry_kw=registry_kw,
         )
-    elif dest.transport in (tp.OCI, tp.OCI_ARCHIVE):
-        from kiln.ops.manifest_transfer import push_to_layout
-
+    elif dest.is_file and transport(dest.transport).HOLDS_LISTS:
         result = push_to_layout(ctx, rec, dest, format=format, compression=compression)
     elif dest.transport == tp.DOCKER_ARCHIVE:
         raise InvalidArgument(
@@ -391,8 +366,6 @@ def push(
 
 
 def _existing(ctx: Context, name: str) -> ImageRecord | IndexRecord | None:
-    from kiln.oci import Reference
-
     norm = str(Reference.parse(name))
     try:
         found = ctx.store.resolve(name)
@@ -413,8 +386,6 @@ def _edit(ctx: Context, index_id: str, change: Any) -> IndexRecord:
     document and store the result; again from the new current document if someone else
     changed the list meanwhile. Entries are edited as JSON, so fields kiln does not model
     (and spellings such as variant ``v8``) survive."""
-    from kiln.oci.strict_json import canonical, loads_object
-
     for _ in range(_RETRIES):
         rec = ctx.store.get_index(index_id)
         doc = loads_object(ctx.store.index_bytes(rec), what="manifest list")
@@ -468,8 +439,6 @@ def _entries_for(
     ctx: Context, image: str, *, all: bool, overrides: dict, registry_kw: dict
 ) -> list[dict]:
     """The list entries (descriptor JSON) ``image`` stands for, platform overridden."""
-    from kiln.ops.manifest_sources import image_entries
-
     entries = image_entries(ctx, image, all=all, overrides=overrides, registry_kw=registry_kw)
     return [_overridden(e, overrides) for e in entries]
 

@@ -11,11 +11,17 @@ under its name only when complete (temp file, fsync, rename).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound
-from kiln.oci import Descriptor, Digest, Digester, Manifest
+from kiln.image.model import SourceImage
+from kiln.image.transport_names import DIR
+from kiln.oci.descriptor import Descriptor
+from kiln.oci.digest import Digest, Digester
+from kiln.oci.manifest import Manifest
+from kiln.oci.platform import Platform
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.util.atomic import AtomicFile, atomic_write
 from kiln.util.output import output_dir
@@ -24,6 +30,11 @@ VERSION_FILE = "version"
 VERSION = b"Directory Transport Version: 1.1\n"
 MANIFEST_FILE = "manifest.json"
 _CHUNK = 1 << 20
+
+NAME = DIR
+HOLDS_LISTS = False
+SINGLE_IMAGE = True  # one manifest.json: a second image would replace the first
+COPY_DEFAULTS: dict[str, object] = {}
 
 
 class DirImageDir:
@@ -84,12 +95,31 @@ class DirImageDir:
         return manifest.descriptor()
 
 
-def open_dir_image(path: str):
-    """The image in a ``dir:`` directory as a kiln.image SourceImage."""
-    from kiln.image import SourceImage
-
+def open_dir_image(path: str) -> SourceImage:
+    """The image in a ``dir:`` directory."""
     d = DirImageDir(path)
     return SourceImage(d, d.read_manifest())
+
+
+def open_source(
+    path: str, ref: str = "", *, platform: Platform | None = None, tmp_dir: str | None = None
+) -> SourceImage:
+    return open_dir_image(path)
+
+
+def all_images(path: str, *, tmp_dir: str | None = None) -> list[SourceImage]:
+    return [open_dir_image(path)]
+
+
+@contextmanager
+def open_sink(target: str | BinaryIO) -> Iterator[DirImageDir]:
+    if not isinstance(target, str):
+        raise InvalidArgument("a dir: image is a directory: give it as a path")
+    yield DirImageDir(target, create=True)
+
+
+def sink_names(ref: str, stored_names: Sequence[str]) -> list[str]:
+    return []  # a dir: image has no name
 
 
 __all__ = ["DirImageDir", "open_dir_image"]
