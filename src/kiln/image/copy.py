@@ -29,6 +29,7 @@ from kiln.archive.readahead import ReadAhead
 from kiln.errors import DigestMismatch, InvalidArgument
 from kiln.image.layers import DiffIdTee, recompress
 from kiln.image.model import Image
+from kiln.image.store_image import StoreDestination
 from kiln.oci import media_types as mt
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
@@ -172,8 +173,6 @@ def copy_image(
     ``compression``: ``"gzip"``, ``"zstd"``, ``"none"`` (default: as the source).
     ``verify`` checks each copied layer's diff_id against the config.
     """
-    from kiln.image.store_image import StoreDestination
-
     if isinstance(dst, Store):
         dst = StoreDestination(dst)
     fmt = image_format or ("docker" if src.manifest.is_docker else "oci")

@@ -19,12 +19,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, cast
 
+from kiln.errors import DigestMismatch, InvalidArgument
 from kiln.image.model import Image
+from kiln.oci import media_types as mt
 from kiln.oci.blobs import BlobSource
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Index, Manifest
 from kiln.oci.reference import Reference
+from kiln.oci.strict_json import canonical, loads_object
 from kiln.registry import RegistryClient
 
 #: ``progress(kind, desc, state)``: kind "blob"/"config"; state "start", "done",
@@ -163,10 +166,6 @@ class RegistrySink:
 def _annotated(raw: bytes, media_type: str, annotations: dict[str, str]) -> bytes:
     """``raw`` with ``annotations`` added (an inline build cache); Docker v2 schema 2
     manifests have no annotations."""
-    from kiln.errors import InvalidArgument
-    from kiln.oci import media_types as mt
-    from kiln.oci.strict_json import canonical, loads_object
-
     if media_type != mt.OCI_MANIFEST:
         raise InvalidArgument(
             f"annotations need an OCI manifest, not {media_type}: build with --format oci"
@@ -193,8 +192,6 @@ def push_index(
         with source.open_blob(child.digest) as f:
             raw = f.read()
         if Digest.of_bytes(raw, child.digest.algorithm) != child.digest:
-            from kiln.errors import DigestMismatch
-
             raise DigestMismatch(f"manifest {child.digest} in the source does not match its digest")
         manifest = Manifest.parse(raw, child.media_type)
         sink = RegistrySink(client, ref, progress=progress, config_digest=manifest.config.digest)

@@ -13,17 +13,27 @@ Events (``ctx.events``), as podman prints them: ``Trying to pull REF...``,
 (id = the digest) ending ``done``, or ``... skipped: already exists``;
 ``Copying config sha256:... done``; ``Writing manifest to image destination``;
 the result is the image ID. Credentials are never part of an event or error.
+
+``kiln.registry`` and the registry source and sink (httpx) are imported where a
+registry is used, not with this module: a push to ``oci:`` or a build's local
+``FROM`` imports this module without paying for the HTTP stack.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.image import copy_image, open_store_image
+from kiln.image.schema1_sink import Schema1Sink, check_schema1_layers
+from kiln.oci import ImageConfig, Index, Manifest, Platform, Reference
+from kiln.oci import media_types as mt
+from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
+from kiln.store.trust_key import schema1_signing_key
 from kiln.util.choices import PULL_POLICIES
 from kiln.util.output import check_output, write_output
 
@@ -94,8 +104,6 @@ def registry_options(
     ctx: Context | None = None, options: RegistryOptions | None = None, **kw: Any
 ) -> RegistryOptions:
     """RegistryOptions from ``options``, the context's config and keyword overrides."""
-    from dataclasses import replace
-
     from kiln.registry import RegistryOptions
 
     unknown = sorted(k for k, v in kw.items() if k not in _OPTION_KEYS and v is not None)
@@ -121,8 +129,6 @@ def _client(ctx: Context | None, options: RegistryOptions | None, kw: dict) -> I
 
 
 def _parse_platform(platform: str | None, arch: str | None, os: str | None, variant: str | None):
-    from kiln.oci import Platform
-
     if platform:
         if arch or os or variant:
             raise InvalidArgument("--platform cannot be combined with --arch, --os or --variant")
@@ -136,8 +142,6 @@ def _parse_platform(platform: str | None, arch: str | None, os: str | None, vari
 
 
 def _candidates(client: RegistryClient, ref: str) -> list[Any]:
-    from kiln.oci import Reference
-
     if ref.startswith("docker://"):
         ref = ref[len("docker://") :]
     cands = client.resolve_short_name(ref)
@@ -146,8 +150,6 @@ def _candidates(client: RegistryClient, ref: str) -> list[Any]:
 
 def _local_names(client: RegistryClient | None, ref: str) -> list[str]:
     """Names a local image for ``ref`` may carry (no ambiguity check, no network)."""
-    from kiln.oci.reference import is_short_name
-
     names = [ref]
     if client is None or not is_short_name(ref):
         return names
@@ -367,9 +369,6 @@ def remote_descriptor(ctx: Context | None, ref: str, **registry_kw: Any) -> Remo
     """What the registry serves for ``ref`` (dockerd's ``/distribution/{name}/json``): the
     manifest's descriptor and the platforms it offers (an index's entries, else the
     image config's)."""
-    from kiln.oci import ImageConfig, Index, Manifest, Reference
-    from kiln.oci import media_types as mt
-
     with _client(ctx, None, registry_kw) as client:
         target = Reference.parse(ref.removeprefix("docker://"))
         raw, media_type, digest = client.get_manifest(target)
@@ -431,10 +430,7 @@ def push(
     Without either, the stored manifest goes up byte for byte (same digest).
     ``annotations`` are added to the pushed (OCI) manifest (a build's inline cache).
     """
-    from kiln.image import copy_image, open_store_image
     from kiln.image.registry_sink import RegistrySink
-    from kiln.oci import Reference
-    from kiln.oci import media_types as mt
 
     if digestfile:
         check_output(digestfile)  # refuse a bad --digestfile before pushing
@@ -458,8 +454,6 @@ def push(
     if compression is None and "none" in stored:
         compression = "gzip"  # registries get compressed layers, as podman sends them
     if fmt == "v2s1":
-        from kiln.image.schema1_sink import check_schema1_layers
-
         check_schema1_layers(img.layers)
         if stored - {"gzip"}:
             compression = "gzip"  # schema 1 knows gzip only: zstd layers are recompressed
@@ -487,9 +481,6 @@ def push(
         )
         dst: Any = sink
         if fmt == "v2s1":
-            from kiln.image.schema1_sink import Schema1Sink
-            from kiln.store.trust_key import schema1_signing_key
-
             key = schema1_signing_key(ctx.store.root)
             dst = Schema1Sink(sink, key, img.config, target.path, target.tag or "")
         try:
@@ -627,8 +618,6 @@ def search(
 
     ``list_tags``: ``term`` names one repository; returns its tags as TagResult.
     """
-    from kiln.oci import Reference
-
     if not term:
         raise InvalidArgument("search needs a term")
     if limit is not None and limit < 0:

@@ -31,13 +31,13 @@ from kiln.image.transports import close_source, transport, write_images
 from kiln.oci import Reference
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
-from kiln.ops import image_events
+from kiln.ops import image_events, registry
 from kiln.ops import transports as tp
 from kiln.ops.images import _match_name
+from kiln.ops.registry import PullResult, PushResult
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
-    from kiln.ops.registry import PullResult, PushResult
     from kiln.store import ImageRecord, Store
     from kiln.store.leases import Lease
 
@@ -80,8 +80,6 @@ def push_image(
             "(docker://); use v2s2 or oci here"
         )
     if dest.transport == tp.DOCKER:
-        from kiln.ops import registry  # httpx: only a registry push pays for it
-
         return registry.push(
             ctx, image, dest.reference, format=format, compress=compress, **registry_options
         )
@@ -112,8 +110,6 @@ def pull_image(
 ) -> TransferResult | PullResult:
     """Copy the one image ``src`` names into the store (``docker://``: a registry pull)."""
     if src.transport == tp.DOCKER:
-        from kiln.ops import registry  # httpx: only a registry pull pays for it
-
         return registry.pull(ctx, src.reference, **registry_options)
     if src.transport == tp.STORE:
         raise InvalidArgument(f'"{src}": pull needs a source transport')

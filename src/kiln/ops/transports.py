@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from kiln.errors import InvalidArgument
 from kiln.image.transport_names import DIR, DOCKER_ARCHIVE, FILE_TRANSPORTS, OCI, OCI_ARCHIVE
+from kiln.oci import Reference
 
 STORE = "store"
 DOCKER = "docker"
@@ -78,8 +79,6 @@ def parse_transport(value: str, *, default: str = STORE) -> TransportRef:
         if not path:
             raise InvalidArgument(f'"{value}": a path is missing after "{prefix}:"')
         if prefix == DOCKER_ARCHIVE and ref:
-            from kiln.oci import Reference
-
             Reference.parse(ref)  # invalid docker references are refused up front
         return TransportRef(prefix, path=path, reference=ref)
     if sep and prefix == "docker":
