@@ -10,6 +10,7 @@ under its name only when complete (temp file, fsync, rename).
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ class DirImageDir:
 
     def __init__(self, path: str, create: bool = False):
         self.path = path
+        self._manifest: Manifest | None = None  # read: served by digest too
         if create:
             output_dir(path, "a dir: image")
             atomic_write(os.path.join(path, VERSION_FILE), VERSION)
@@ -59,6 +61,9 @@ class DirImageDir:
         try:
             return open(self._blob_file(digest), "rb")
         except FileNotFoundError:
+            # manifest.json is the manifest's blob: a source serves it by its digest
+            if self._manifest is not None and self._manifest.digest == digest:
+                return io.BytesIO(self._manifest.raw)
             raise NotFound(f"blob {digest} is missing from {self.path}") from None
 
     def read_manifest(self) -> Manifest:
@@ -66,7 +71,8 @@ class DirImageDir:
             raw = f.read(MAX_MANIFEST_BYTES + 1)
         if len(raw) > MAX_MANIFEST_BYTES:
             raise InvalidArgument(f"{self.path}/{MANIFEST_FILE} is too large to be a manifest")
-        return Manifest.parse(raw)
+        self._manifest = Manifest.parse(raw)
+        return self._manifest
 
     # destination
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
