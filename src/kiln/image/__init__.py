@@ -1,5 +1,6 @@
 """Image/Layer/Index model over any blob source; copy between sources and sinks;
-transports (oci layout, archives); unpack; validate. Must not import container,
+transports (``kiln.image.transports``: one module per file transport, found by name;
+the registry's source and sink); unpack; validate. Must not import container,
 build, ops, cli, api.
 
 The core: :class:`Image` (manifest, config, layers, open_layer) is derived by

@@ -6,8 +6,9 @@ Each use case is a plain function ``(ctx, ...) -> plain result``; ``ctx`` is a
 goes to ``ctx.events`` as :class:`kiln.ops.events.Event` values (``ctx.ev.step(...)``).
 
 - ``context``, ``config``, ``events``: the wiring
-- ``transports``: ``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``, ``docker://``
+- ``transports``: parsing ``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``, ``docker://``
 - ``images``: list, inspect, history, exists, tag, untag, rmi, prune, tree, diff
-- ``archives``: save, load, import;  ``file_transfer``: push/pull for file transports
-  (``docker://`` goes to ``kiln.ops.registry.push/pull(ctx, ...)``)
+- ``archives``: save, load, import;  ``file_transfer``: push/pull as front ends call them,
+  a list to ``manifests``/``manifest_transfer``, one image to ``transfer`` (file transports
+  through ``kiln.image.transports``, ``docker://`` to ``kiln.ops.registry.push/pull``)
 """
