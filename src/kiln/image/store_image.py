@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from kiln.errors import InvalidArgument, NotFound
 from kiln.image.layers import DiffIdTee, drain
 from kiln.image.model import SourceImage, chain_ids, platform_string
+from kiln.image.mutate import Addendum, append_layers, check_format
 from kiln.oci import media_types as mt
 from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
@@ -227,18 +228,9 @@ def write_image(
     count of non-empty history entries must equal the layer count. Names are
     added by the caller (the lease keeps the unnamed image alive until then).
     """
-    if image_format not in ("oci", "docker"):
-        raise InvalidArgument(f'image format must be "oci" or "docker", not "{image_format}"')
-    descs: list[Descriptor] = []
-    diff_ids: list[str] = []
+    check_format(image_format)
+    added: list[Addendum] = []
     sizes: dict[Digest, int] = {}
-    if base is not None:
-        diff_ids += base.config.diff_ids
-        descs += [
-            d.replace(media_type=mt.convert_layer_media_type(d.media_type, image_format))
-            for d in base.layers
-        ]
-    history = list(config.history)
     for layer in layers:
         res = layer.result
         digest = Digest.parse(str(res.digest))
@@ -247,22 +239,12 @@ def write_image(
         media_type = layer.media_type or mt.layer_media_type(
             image_format, _compression_name(res.compression)
         )
-        descs.append(Descriptor(media_type, digest, int(res.size)))
-        diff_ids.append(str(res.diff_id))
+        desc = Descriptor(media_type, digest, int(res.size))
+        added.append(Addendum(desc, str(res.diff_id), layer.history))
         sizes[digest] = int(res.uncompressed_size)
-        if layer.history is not None:
-            history.append(layer.history)
-    new_config = config.evolve(diff_ids=tuple(diff_ids), history=tuple(history))
-    if history and len(new_config.non_empty_history()) != len(descs):
-        raise InvalidArgument(
-            f"the image would have {len(descs)} layers but "
-            f"{len(new_config.non_empty_history())} non-empty history entries"
-        )
+    new = append_layers(base, added, config, image_format)
     with store.lease() as own:
         holder = lease or own
-        raw = new_config.to_bytes()
-        config_desc = Descriptor(mt.config_type_for(image_format), Digest.of_bytes(raw), len(raw))
-        store.put_blob(config_desc, io.BytesIO(raw))
-        holder.add_blob(config_desc.digest)
-        manifest = Manifest.build(mt.manifest_type_for(image_format), config_desc, descs)
-        return register_image(store, manifest, new_config, (), sizes, holder)
+        store.put_blob(new.config_descriptor, io.BytesIO(new.config_raw))
+        holder.add_blob(new.config_descriptor.digest)
+        return register_image(store, new.manifest, new.config, (), sizes, holder)
