@@ -103,9 +103,9 @@ def _puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
 
     def pull(ref: str, policy: str, wanted: str | None = None) -> str:
         if names_file_transport(ref):  # FROM oci-archive:/x.tar and the like, as buildah
-            from kiln.ops import file_transfer
+            from kiln.ops import transfer, transports
 
-            return file_transfer.pull(pull_ctx, ref).image_id
+            return transfer.pull_image(pull_ctx, transports.parse_transport(ref)).image_id
         # asked with a platform, the executor found no local image of it: a local one of
         # another platform must not satisfy "missing"
         from kiln.ops.registry import ensure_image
