@@ -192,13 +192,15 @@ def test_unknown_image_or_tag(tmp_path, capsys):
         assert "Traceback" not in err
 
 
-def test_layer_not_matching_its_diff_id_is_pulled_but_never_unpacked(tmp_path):
-    """A pull checks blob digests; the diff_id is checked where the tar is read: unpack
-    and validate refuse the image, so it never gets a usable filesystem."""
+def test_layer_not_matching_its_diff_id_fails_the_pull_and_is_never_unpacked(tmp_path):
+    """A pull checks blob digests; the diff_id is checked where the tar is read: the pull
+    (which unpacks as the layer arrives) fails and keeps nothing, and without the pull's
+    unpack, unpack and validate refuse the image, so it never gets a usable filesystem."""
     import io
     import json
 
     from kiln.image import open_store_image, unpack_image, validate_image
+    from kiln.image.registry_source import pull_into_store, resolve_remote
     from kiln.oci import media_types as mt
     from kiln.oci.descriptor import Descriptor
     from kiln.oci.digest import Digest
@@ -226,8 +228,16 @@ def test_layer_not_matching_its_diff_id_is_pulled_but_never_unpacked(tmp_path):
                 client.push_blob(ref, config_desc, lambda: io.BytesIO(raw_config))
                 client.put_manifest(ref, manifest.raw, manifest.media_type)
         with open_context(dst_root) as ctx:
-            pulled = ops.pull(ctx, str(ref), **FAST)
-            bad = open_store_image(ctx.store, pulled.image_id)
+            with pytest.raises(DigestMismatch, match="diff_id"):
+                ops.pull(ctx, str(ref), **FAST)
+            assert ctx.store.list_images() == [] and list(ctx.store.iter_blobs()) == []
+            assert ctx.snapshots.list_layers() == []
+            assert os.listdir(os.path.join(ctx.store.snapshot_root, "tmp")) == []
+            with RegistryClient(RegistryOptions(tls_verify=False)) as client:
+                remote = resolve_remote(client, ref)
+                with ctx.store.lease() as lease:  # the library's pull without a snapshotter
+                    rec = pull_into_store(client, remote, ctx.store, ["bad:1"], lease=lease)
+            bad = open_store_image(ctx.store, rec.id)
             with pytest.raises(DigestMismatch):
                 unpack_image(ctx.store, ctx.snapshots, bad)
             assert ctx.snapshots.list_layers() == []

@@ -7,8 +7,10 @@ reads Docker v2 schema 1 manifests. :func:`pull_into_store` then fetches the
 config and the layers the store lacks on a small thread pool: each blob streams
 from the registry into a store ingest while its digest and size are checked (and
 a layer is inflated to measure it); a mismatch aborts that ingest, so nothing
-wrong is ever kept. A layer's diff_id is checked where its tar is read anyway:
-when the snapshotter unpacks it, which refuses a mismatch (see :func:`fetch_blob`). A connection that breaks mid-blob is resumed with a
+wrong is ever kept. Given a snapshotter, each layer is unpacked as it arrives into a
+staged tree that is recorded only after the blob's digest and the config's diff_id
+both match; without one, a layer's diff_id is checked when the snapshotter first
+unpacks it (see :func:`fetch_blob`). A connection that breaks mid-blob is resumed with a
 ``Range`` request (restarted when the server ignores ranges), up to the
 client's retry count with doubling backoff. The image is registered in one
 store transaction only after every blob is in.
@@ -31,6 +33,7 @@ from kiln.errors import Cancelled, InvalidArgument, NotFound, Unavailable
 from kiln.image.layers import Inflater
 from kiln.image.model import SourceImage
 from kiln.image.store_image import register_image
+from kiln.image.unpack import unpack_layers
 from kiln.oci import media_types as mt
 from kiln.oci.config import ImageConfig
 from kiln.oci.descriptor import Descriptor
@@ -41,6 +44,7 @@ from kiln.oci.reference import Reference
 from kiln.oci.schema1 import Schema1Manifest
 from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.registry import RegistryClient
+from kiln.snapshot.staged import StagedLayer
 from kiln.store import ImageRecord, Store
 
 READ_SIZE = 1 << 20  # hand-over size between the threads (larger ones fall out of the caches)
@@ -162,6 +166,7 @@ def fetch_blob(
     measure_diff_id: bool = False,
     on_bytes: Callable[[int], None] | None = None,
     keep: bool = False,
+    staged: StagedLayer | None = None,
 ) -> Fetched:
     """Stream one blob into the store, verified (digest and size); resumes a broken
     connection.
@@ -179,19 +184,31 @@ def fetch_blob(
     per pull-and-unpack instead of twice. ``measure_diff_id`` hashes it anyway,
     for schema 1 images, whose config is synthesised from the measured diff_ids.
 
+    ``staged``: the third thread unpacks the layer into it instead (a
+    ``Snapshotter.stage_layer``), measuring its size and diff_id on the way, so a
+    first build on the pulled image finds it unpacked. The tree stays in the
+    snapshotter's ``tmp/`` until the caller adopts it: after the digest is verified
+    here and the config's diff_id matches (``unpack_layers``).
+
     ``desc.size`` of -1 (schema 1) means unknown: only the digest is checked.
     """
     expected = desc if desc.size >= 0 else None
     compression = mt.layer_compression(desc.media_type)
-    hasher = _TarHasher(compression, hash_tar=measure_diff_id) if layer else None
+    unpacking = staged is not None and layer
+    hasher = _TarHasher(compression, hash_tar=measure_diff_id) if layer and not unpacking else None
     inflate = hasher is not None and (measure_diff_id or compression != "none")
+    third: _Stage = (
+        _PipeStage(staged.apply, "kiln-unpack")
+        if unpacking and staged is not None
+        else _Stage(hasher.feed if inflate and hasher is not None else None, "kiln-inflate")
+    )
     kept = bytearray() if keep else None
     tries = max(1, client.options.retries)
     breaks = 0
     with (
         store.ingest("", expected) as ing,
         _Stage(ing.write, "kiln-ingest", ing.offset) as writer,
-        _Stage(hasher.feed if inflate and hasher is not None else None, "kiln-inflate") as inflater,
+        third as inflater,
     ):
         while True:
             reader = client.open_blob(ref, desc.digest, offset=writer.received)
@@ -211,11 +228,16 @@ def fetch_blob(
                     raise
                 time.sleep(client.options.retry_delay * (2 ** (breaks - 1)))
         writer.finish()
-        inflater.finish()
+        inflater.finish(raise_error=not unpacking)  # an unpack error: after the digest
         size = ing.offset
         digest = ing.commit()  # digest and size verified first: a wrong blob keeps nothing
     try:
-        if hasher is None:
+        if unpacking and staged is not None:
+            inflater.finish()  # the right blob, but not a layer the applier takes
+            if staged.result is None:
+                raise InvalidArgument(f"layer {desc.digest} was not unpacked")
+            diff_id, usize = str(staged.result.diff_id), staged.result.size
+        elif hasher is None:
             diff_id, usize = "", 0
         elif inflate:
             diff_id, usize = hasher.result()
@@ -284,10 +306,10 @@ class _Stage:
             self._queue.put(None)
             self._thread.join()
 
-    def finish(self) -> None:
+    def finish(self, raise_error: bool = True) -> None:
         """Wait for every chunk to be handled; raise what the thread hit."""
         self._stop()
-        if self._error is not None:
+        if self._error is not None and raise_error:
             raise self._error
 
     def __enter__(self) -> _Stage:
@@ -297,17 +319,77 @@ class _Stage:
         self._stop()
 
 
+class _PipeStage(_Stage):
+    """Runs ``consume(reader)`` once on its own thread; ``reader`` reads the chunks ``put``
+    here, in order, and ends when the stage finishes. What ``consume`` leaves unread is
+    drained, so the producer never blocks on a stage that stopped early or failed."""
+
+    def __init__(self, consume: Callable[[Any], Any], name: str):
+        self._consume = consume
+        self._rest = b""
+        self._pos = 0
+        self._ended = False
+        super().__init__(lambda chunk: None, name)
+
+    def _run(self) -> None:
+        try:
+            self._consume(self)
+        except BaseException as exc:
+            self._error = exc
+        while not self._ended:  # drain: put() must never block on a dead consumer
+            self._ended = self._queue.get() is None
+
+    def put(self, chunk: bytes) -> None:
+        """Hand ``chunk`` over; the consumer's error waits for ``finish`` (the blob's digest
+        is checked first: a wrong blob is a digest mismatch, not a broken layer)."""
+        self._queue.put(chunk)
+        self.received += len(chunk)
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes of what was put (the rest of a chunk for -1); b"" at the end."""
+        while self._pos >= len(self._rest) and not self._ended:
+            chunk = self._queue.get()
+            if chunk is None:
+                self._ended = True
+            else:
+                self._rest, self._pos = chunk, 0
+        start = self._pos
+        end = len(self._rest) if size < 0 else min(len(self._rest), start + size)
+        self._pos = end
+        if start == 0 and end == len(self._rest):
+            return self._rest
+        return self._rest[start:end]
+
+
 # -- a whole image ---------------------------------------------------------------------------
 
 
 class _Pull:
-    def __init__(self, client, ref, store, lease, progress, workers):
+    def __init__(
+        self,
+        client: RegistryClient,
+        ref: Reference,
+        store: Store,
+        lease: Any,
+        progress: Progress | None,
+        workers: int,
+        snaps: Any = None,
+    ) -> None:
         self.client, self.ref, self.store, self.lease = client, ref, store, lease
         self.progress: Progress = progress or (lambda *a: None)
         self.workers = max(1, workers)
+        self.snaps = snaps  # a Snapshotter: layers are unpacked as they arrive
         self._lock = threading.Lock()
         self._failed = threading.Event()  # one blob failed: the others stop early
         self.new: list[Digest] = []  # blobs this pull added: removed again if it fails
+        self.staged: dict[str, StagedLayer] = {}  # blob digest -> its unpacked tree
+
+    def discard_staged(self) -> None:
+        """Drop the unpacked trees no layer took (all of them when the pull failed)."""
+        with self._lock:
+            staged, self.staged = list(self.staged.values()), {}
+        for layer in staged:
+            layer.discard()
 
     def forget_new(self) -> None:
         """Remove the blobs this pull added, except any that another image or lease
@@ -326,7 +408,12 @@ class _Pull:
     def _blob(self, desc: Descriptor, *, layer: bool, measure=False, keep=False) -> Fetched:
         kind = "blob" if layer else "config"
         self._report(kind, desc, 0, "start")
+        staged = None
         try:
+            if layer and self.snaps is not None and not measure:
+                staged = self.snaps.stage_layer()
+                with self._lock:
+                    self.staged[str(desc.digest)] = staged
             with self.store.joined(self.lease):  # the blob joins the lease as it is published
                 res = fetch_blob(
                     self.client,
@@ -337,6 +424,7 @@ class _Pull:
                     measure_diff_id=measure,
                     on_bytes=lambda n: self._bytes(kind, desc, n),
                     keep=keep,
+                    staged=staged,
                 )
         except BaseException:
             self._failed.set()
@@ -372,6 +460,14 @@ class _Pull:
             config = _first_error(config_f, futures.values())
             for digest, fut in futures.items():
                 sizes[digest] = fut.result().uncompressed_size
+        if self.snaps is not None:  # every blob verified: the config vouches for the trees
+            unpack_layers(
+                self.snaps,
+                manifest.layers,
+                config.diff_ids,
+                lambda d: self.store.open_blob(d.digest),
+                self.staged,
+            )
         return register_image(self.store, manifest, config, names, sizes, self.lease)
 
     def schema1(self, s1: Schema1Manifest, names: Sequence[str]) -> ImageRecord:
@@ -419,14 +515,22 @@ def pull_into_store(
     lease: Any = None,
     progress: Progress | None = None,
     workers: int = DEFAULT_WORKERS,
+    snaps: Any = None,
 ) -> ImageRecord:
     """Fetch ``remote`` into ``store`` (skipping blobs present) and register it as ``names``.
 
     Repo digests (``name@digest`` of the manifest and of the index, if any) are
     recorded. Blobs join ``lease`` as they arrive; if the pull fails, the blobs it
     added are removed again, so the store is left as it was.
+
+    ``snaps`` (a Snapshotter): each layer is unpacked while it arrives, on the
+    thread that would inflate it anyway, into a staged tree nothing can use; once
+    every blob's digest is verified and the config's diff_ids match, the trees are
+    made durable and recorded bottom up (layers already in the store are unpacked
+    from it), before the image is registered. A diff_id mismatch fails the pull
+    and keeps no tree. Schema 1 images are unpacked on first use.
     """
-    job = _Pull(client, remote.ref, store, lease, progress, workers)
+    job = _Pull(client, remote.ref, store, lease, progress, workers, snaps)
     try:
         if remote.schema1 is not None:
             record = job.schema1(remote.schema1, names)
@@ -437,6 +541,8 @@ def pull_into_store(
     except BaseException:
         job.forget_new()  # the store is left as it was
         raise
+    finally:
+        job.discard_staged()
     for digest in remote.digests:
         store.add_repo_digest(record.id, f"{remote.ref.name}@{digest}")
     return store.get_image(record.id)

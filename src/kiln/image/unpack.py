@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import Any, BinaryIO
 
+from kiln.errors import InvalidArgument
 from kiln.image.model import Image, chain_ids
+from kiln.oci.descriptor import Descriptor
+from kiln.snapshot.staged import StagedLayer
 from kiln.store import Store
 
 
@@ -14,16 +18,53 @@ def unpack_image(store: Store, snaps: Any, img: Image) -> str | None:
     Chain ids come from the config's diff_ids (OCI image-spec); a layer already
     unpacked (by this or any other image sharing it) is not touched. The
     snapshotter checks each layer's diff_id as it applies it and refuses a
-    mismatch (DigestMismatch, nothing kept): this is where a pulled image's
-    diff_ids are first verified, since a registry pull checks only blob digests
-    and sizes, so an image whose layers do not match its config never gets a
-    usable filesystem. ``None`` for an image without layers.
+    mismatch (DigestMismatch, nothing kept): this is where a loaded image's
+    diff_ids are first verified, so an image whose layers do not match its config
+    never gets a usable filesystem. ``None`` for an image without layers.
     """
-    diff_ids = list(img.config.diff_ids)
-    chains = chain_ids(diff_ids)
+    return unpack_layers(snaps, list(img.layers), list(img.config.diff_ids), img.open_layer)
+
+
+def unpack_layers(
+    snaps: Any,
+    layers: Sequence[Descriptor],
+    diff_ids: Sequence[str],
+    open_layer: Callable[[Descriptor], BinaryIO],
+    staged: MutableMapping[str, StagedLayer] | None = None,
+) -> str | None:
+    """``unpack_image`` from its parts. ``staged``: layers a pull already unpacked in
+    ``tmp/`` while they arrived, by blob digest (each is taken out of the mapping when
+    used). They are recorded together once the config's diff_ids vouch for them
+    (``Snapshotter.adopt_staged``); a layer not staged is unpacked from ``open_layer``."""
+    if len(layers) != len(diff_ids):
+        raise InvalidArgument(
+            f"the image has {len(layers)} layers but its config names {len(diff_ids)} diff_ids"
+        )
+    staged = staged if staged is not None else {}
+    pending: list[tuple[StagedLayer, str, str | None, str]] = []
     parent: str | None = None
-    for desc, diff_id, chain_id in zip(img.layers, diff_ids, chains, strict=True):
-        if not snaps.has_layer(chain_id):
-            snaps.unpack_layer(chain_id, parent, lambda d=desc: img.open_layer(d), diff_id)
-        parent = chain_id
+    try:
+        for desc, diff_id, chain_id in zip(
+            layers, diff_ids, chain_ids(list(diff_ids)), strict=True
+        ):
+            ready = staged.pop(str(desc.digest), None)
+            if snaps.has_layer(chain_id):
+                if ready is not None:
+                    ready.discard()
+            elif ready is not None:
+                pending.append((ready, chain_id, parent, str(diff_id)))
+            else:
+                _adopt(snaps, pending)
+                snaps.unpack_layer(chain_id, parent, lambda d=desc: open_layer(d), diff_id)
+            parent = chain_id
+        _adopt(snaps, pending)
+    finally:  # what was not adopted goes (a mismatch, a failure below it)
+        for item in pending:
+            item[0].discard()
     return parent
+
+
+def _adopt(snaps: Any, pending: list[tuple[StagedLayer, str, str | None, str]]) -> None:
+    if pending:
+        snaps.adopt_staged(pending)
+        pending.clear()

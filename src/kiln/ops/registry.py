@@ -305,6 +305,7 @@ def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
             lease=lease,
             progress=_PullEvents(ctx),
             workers=workers,
+            snaps=ctx.snapshots,  # unpacked while it arrives: a first build does not wait
         )
         ev.step("Writing manifest to image destination", digest=str(remote.manifest_digest))
     digest = str(remote.digests[0])

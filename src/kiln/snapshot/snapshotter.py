@@ -35,13 +35,12 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any, BinaryIO, NamedTuple
 
 from kiln.errors import (
     AlreadyExists,
     Conflict,
-    DigestMismatch,
     InvalidArgument,
     KilnError,
     NoSpace,
@@ -52,9 +51,10 @@ from kiln.snapshot import mount as mnt
 from kiln.snapshot.copytree import merge_layers
 from kiln.snapshot.meta import open_meta
 from kiln.snapshot.spec import MountSpec, supported_overlay_options
+from kiln.snapshot.staged import StagedLayer
 from kiln.snapshot.upkeep import UpkeepMixin
 from kiln.snapshot.usage import tree_size
-from kiln.util.atomic import atomic_write, fsync_all
+from kiln.util.atomic import atomic_write, fsync_all, fsync_trees
 from kiln.util.locks import file_lock
 from kiln.util.rootless import in_user_namespace
 
@@ -157,33 +157,58 @@ class Snapshotter(UpkeepMixin):
 
         Idempotent; two processes unpacking the same chain id wait for each
         other and unpack it once. A diff_id mismatch raises DigestMismatch and
-        keeps nothing.
+        keeps nothing. The tree is durable before it is recorded (``adopt_staged``).
         """
-        from kiln.archive.applier import apply_layer
-
         if self.has_layer(chain_id):
             return self.layer_dirs(chain_id)[0]
         self._check_parent(parent)
-        with self._shared(), self._chain_lock(chain_id):
+        with self.stage_layer() as staged, self._chain_lock(chain_id):
             if self.has_layer(chain_id):
                 return self.layer_dirs(chain_id)[0]
-            tmp = self._tmpdir("unpack-")
-            try:
-                fs = os.path.join(tmp, "fs")
-                os.mkdir(fs, 0o755)
-                with open_stream() as stream:
-                    result = apply_layer(stream, fs, whiteouts="overlay")
-                if str(result.diff_id) != str(diff_id):
-                    raise DigestMismatch(
-                        f"layer {chain_id} does not match its diff_id: expected {diff_id}, "
-                        f"the uncompressed content is {result.diff_id}",
-                        expected=str(diff_id),
-                        actual=str(result.diff_id),
-                    )
-                n = self._adopt_layer(tmp, chain_id, parent, str(diff_id), flat=False)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+            with open_stream() as stream:
+                staged.apply(stream)
+            staged.check(diff_id, chain_id)
+            fsync_trees([staged.fs])
+            return self._adopt_staged(staged, chain_id, parent, diff_id)
+
+    def stage_layer(self) -> StagedLayer:
+        """A fresh ``StagedLayer`` in ``tmp/`` (the root lock held shared until it is adopted
+        or discarded): for unpacking a layer before its chain id and diff_id are known."""
+        lock = contextlib.ExitStack()
+        lock.enter_context(self._shared())
+        try:
+            return StagedLayer(self._tmpdir("unpack-"), lock)
+        except BaseException:
+            lock.close()
+            raise
+
+    def adopt_staged(self, items: Sequence[tuple[StagedLayer, str, str | None, str]]) -> list[str]:
+        """Record staged layers ``(staged, chain_id, parent, diff_id)``, bottom up; returns
+        their directories. Every diff_id is checked first (DigestMismatch: nothing is
+        recorded, the caller discards them); then all the trees are made durable together
+        (one wait for the disk, or one syncfs for big trees) and each is renamed into
+        ``layers/`` and recorded. A chain id already unpacked (by another process
+        meanwhile) keeps its directory and the staged tree is discarded."""
+        for staged, chain_id, _, diff_id in items:
+            staged.check(diff_id, chain_id)
+        fsync_trees([staged.fs for staged, *_ in items])
+        out = []
+        for staged, chain_id, parent, diff_id in items:
+            with self._chain_lock(chain_id):
+                out.append(self._adopt_staged(staged, chain_id, parent, diff_id))
+        return out
+
+    def _adopt_staged(
+        self, staged: StagedLayer, chain_id: str, parent: str | None, diff_id: str
+    ) -> str:
+        """Record a checked, durable staged tree as ``chain_id`` (the caller holds the chain
+        lock); a chain id already there keeps its directory and the tree is dropped."""
+        self._check_parent(parent)
+        if self.has_layer(chain_id):
+            staged.discard()
+            return self.layer_dirs(chain_id)[0]
+        n = self._adopt_layer(staged.tmp, chain_id, parent, str(diff_id), flat=False)
+        staged.adopted()
         return self._layer_fs(n)
 
     def remove_layer(self, chain_id: str) -> None:
@@ -590,7 +615,7 @@ class Snapshotter(UpkeepMixin):
     ) -> int:
         with self.db.transaction() as conn:
             n = self._insert_layer(conn, chain_id, parent, diff_id, flat)
-            os.rename(tmp, os.path.join(self.root, "layers", str(n)))
+            self._place_layer(tmp, n)
         return n
 
     def _create(self, key: str, parent: str | None, kind: str) -> MountSpec:

@@ -32,7 +32,7 @@ from typing import BinaryIO
 from kiln.errors import InvalidArgument, NotFound
 
 __all__ = [
-    "AtomicFile", "atomic_write", "file_kind", "fsync_all", "fsync_dir", "fsync_tree", "refuse_symlinks", "syncfs"
+    "AtomicFile", "atomic_write", "file_kind", "fsync_all", "fsync_dir", "fsync_tree", "fsync_trees", "refuse_symlinks", "syncfs"
 ]  # fmt: skip
 
 _KINDS = (
@@ -108,17 +108,25 @@ def fsync_tree(path: str, limit: int = FSYNC_TREE_LIMIT) -> int:
 
     For trees written without syncs (an overlay upper mounted ``volatile``) before they
     are adopted as something a later reader trusts."""
+    return fsync_trees([path], limit)
+
+
+def fsync_trees(paths: Sequence[str], limit: int = FSYNC_TREE_LIMIT) -> int:
+    """``fsync_tree`` of several trees on one file system at once (the layers of one pull):
+    all their fsyncs wait together, or, past ``limit`` entries in all, one ``syncfs``."""
+    if not paths:
+        return 0
     try:
-        return _fsync_each(path, limit)
+        return _fsync_each(paths, limit)
     except OSError:
         pass
-    syncfs(path)
+    syncfs(paths[0])
     return -1
 
 
-def _fsync_each(path: str, limit: int) -> int:
-    todo = [path]
-    found: list[tuple[str, bool]] = [(path, True)]
+def _fsync_each(paths: Sequence[str], limit: int) -> int:
+    todo = list(paths)
+    found: list[tuple[str, bool]] = [(path, True) for path in paths]
     while todo:
         with os.scandir(todo.pop()) as it:
             for entry in it:
