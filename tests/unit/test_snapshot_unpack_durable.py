@@ -93,3 +93,19 @@ def test_a_discarded_staged_layer_leaves_nothing(watched):
     with snaps.stage_layer() as staged:
         staged.apply(io.BytesIO(raw))
     assert os.listdir(root / "tmp") == [] and snaps.list_layers() == []
+
+
+def test_start_writeback_is_a_hint_that_never_raises(tmp_path):
+    from kiln.util.atomic import start_writeback
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100_000)
+    with open(path, "rb+") as f:
+        start_writeback(f.fileno())  # a file: writeback starts
+    r, w = os.pipe()
+    try:
+        start_writeback(r)  # not a file (ESPIPE), and a closed descriptor: no error either
+    finally:
+        os.close(r)
+        os.close(w)
+    start_writeback(r)

@@ -381,6 +381,7 @@ def apply_layer(
     on_entry: Callable[[tarfile.TarInfo], None] | None = None,
     chown: tuple[int, int] | None = None,
     entry_end_ok: bool = False,
+    start_writeback: bool = False,
 ) -> ApplyResult:
     """Apply a (possibly compressed) layer tar to ``target_dir``.
 
@@ -390,7 +391,8 @@ def apply_layer(
     or "none" (whiteout names are ordinary files). ``on_entry`` sees each tar
     member before it is applied. ``entry_end_ok``: a stream ending right after an
     entry's data, without padding and end-of-archive blocks, is complete (see
-    ``_TailReader``). Not atomic: see the module docstring.
+    ``_TailReader``). ``start_writeback``: each file's writeback starts as it is closed
+    (for a tree the caller syncs before trusting it). Not atomic: see the module docstring.
     """
     if whiteouts not in _WHITEOUT_MODES:
         raise InvalidArgument(f"whiteouts must be one of {_WHITEOUT_MODES}, not {whiteouts!r}")
@@ -399,6 +401,7 @@ def apply_layer(
     tail = _TailReader(hashing, entry_end_ok)
     entries = 0
     with SafeRoot(target_dir) as root:
+        root.writeback = start_writeback
         applier = _Applier(root, whiteouts, chown)
         try:
             with tarfile.open(

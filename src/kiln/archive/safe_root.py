@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
+from kiln.util.atomic import start_writeback
 
 _SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -458,6 +459,10 @@ class SafeRoot:
         os.fchmod(fd, mode & 0o7777)
         return fd
 
+    #: ``write_file`` starts each file's writeback as it closes it (``start_writeback``): for
+    #: trees that are synced before they are trusted (an unpacked layer)
+    writeback = False
+
     def write_file(self, rel: str, src_stream: ByteReader, mode: int = 0o644) -> int:
         """Write ``src_stream`` to ``rel`` in chunks; returns the bytes written."""
         fd = self.open_file_for_write(rel, mode)
@@ -480,6 +485,8 @@ class SafeRoot:
                 while written < n:
                     written += os.write(fd, data[written:])
                 total += n
+            if self.writeback and total:
+                start_writeback(fd)
         finally:
             os.close(fd)
         return total

@@ -46,9 +46,11 @@ from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.registry import RegistryClient
 from kiln.snapshot.staged import StagedLayer
 from kiln.store import ImageRecord, Store
+from kiln.util.atomic import start_writeback
 
 READ_SIZE = 1 << 20  # hand-over size between the threads (larger ones fall out of the caches)
 DEFAULT_WORKERS = 4
+WRITEBACK_EVERY = 8 << 20  # bytes of a blob written between two writeback starts
 
 #: ``progress(kind, desc, done, state)``: kind "config"/"blob"; state "start", "bytes",
 #: "done", "skipped"
@@ -207,7 +209,7 @@ def fetch_blob(
     breaks = 0
     with (
         store.ingest("", expected) as ing,
-        _Stage(ing.write, "kiln-ingest", ing.offset) as writer,
+        _Stage(_writing_back(ing), "kiln-ingest", ing.offset) as writer,
         third as inflater,
     ):
         while True:
@@ -249,6 +251,22 @@ def fetch_blob(
     return Fetched(
         desc.replace(size=size), diff_id, usize, bytes(kept) if kept is not None else None
     )
+
+
+def _writing_back(ing: Any) -> Callable[[bytes], None]:
+    """``ing.write``, starting the blob's writeback every ``WRITEBACK_EVERY`` bytes: the disk
+    writes while the blob arrives, and the fsync at commit finds little left to write."""
+    unsent = 0
+
+    def write(chunk: bytes) -> None:
+        nonlocal unsent
+        ing.write(chunk)
+        unsent += len(chunk)
+        if unsent >= WRITEBACK_EVERY:
+            start_writeback(ing.fd)
+            unsent = 0
+
+    return write
 
 
 def _batches(reader: Any, size: int = READ_SIZE):

@@ -39,10 +39,12 @@ class StagedLayer:
 
     def apply(self, stream: ByteReader) -> ApplyResult:
         """Apply the (possibly compressed) layer tar ``stream``; its diff_id is measured on
-        the way (``result``). Raises what the applier raises (a malformed or hostile tar)."""
+        the way (``result``). Each file's writeback starts as it is written, so the sync
+        before adoption finds little left. Raises what the applier raises (a malformed or
+        hostile tar)."""
         if self.done:
             raise InvalidArgument("this staged layer was already adopted or discarded")
-        self.result = apply_layer(stream, self.fs, whiteouts="overlay")
+        self.result = apply_layer(stream, self.fs, whiteouts="overlay", start_writeback=True)
         return self.result
 
     def check(self, diff_id: str, what: str) -> None:
