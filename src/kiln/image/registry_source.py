@@ -46,11 +46,10 @@ from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.registry import RegistryClient
 from kiln.snapshot.staged import StagedLayer
 from kiln.store import ImageRecord, Store
-from kiln.util.atomic import start_writeback
+from kiln.util.atomic import WritebackEvery
 
 READ_SIZE = 1 << 20  # hand-over size between the threads (larger ones fall out of the caches)
 DEFAULT_WORKERS = 4
-WRITEBACK_EVERY = 8 << 20  # bytes of a blob written between two writeback starts
 
 #: ``progress(kind, desc, done, state)``: kind "config"/"blob"; state "start", "bytes",
 #: "done", "skipped"
@@ -254,17 +253,13 @@ def fetch_blob(
 
 
 def _writing_back(ing: Any) -> Callable[[bytes], None]:
-    """``ing.write``, starting the blob's writeback every ``WRITEBACK_EVERY`` bytes: the disk
-    writes while the blob arrives, and the fsync at commit finds little left to write."""
-    unsent = 0
+    """``ing.write``, starting the blob's writeback every 8 MiB: the disk writes while the
+    blob arrives, and the fsync at commit finds little left to write."""
+    pacer = WritebackEvery(ing.fd)
 
     def write(chunk: bytes) -> None:
-        nonlocal unsent
         ing.write(chunk)
-        unsent += len(chunk)
-        if unsent >= WRITEBACK_EVERY:
-            start_writeback(ing.fd)
-            unsent = 0
+        pacer.wrote(len(chunk))
 
     return write
 
