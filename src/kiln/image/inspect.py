@@ -6,7 +6,6 @@ from typing import Any
 
 from kiln.errors import KilnError
 from kiln.image.store_image import StoreImage, open_store_image
-from kiln.image.tree import parent_of
 from kiln.oci.reference import Reference
 from kiln.store import Store
 
@@ -29,13 +28,14 @@ def inspect_store_image(
 ) -> dict[str, Any]:
     config = img.config
     rec = img.record
-    parent = parent_of(store, rec)
+    # podman's Parent, by index (kiln.store.lineage), from the history already parsed
+    parent = store.parent_of(rec.id, rec.layers, rec.config_digest or rec.id, config.history)
     out: dict[str, Any] = {
         "Id": rec.id.removeprefix("sha256:"),
         "Digest": rec.manifest_digest,
         "RepoTags": list(rec.names),
         "RepoDigests": _repo_digests(img),
-        "Parent": parent.id.removeprefix("sha256:") if parent else "",
+        "Parent": parent.removeprefix("sha256:") if parent else "",
         "Comment": config.extra.get("comment", "") or "",
         "Created": config.created,
         "Config": config.config.to_json(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from kiln.errors import KilnError
 from kiln.image.store_image import open_store_image
 from kiln.store import ImageRecord, Store
 
@@ -34,18 +33,6 @@ def top_layer_of(store: Store) -> dict[str, list[ImageRecord]]:
         if rec.layers:
             out.setdefault(rec.layers[-1], []).append(rec)
     return out
-
-
-def parent_of(store: Store, rec: ImageRecord) -> ImageRecord | None:
-    """The stored image this one was built on, decided as podman does (see
-    :mod:`kiln.store.lineage`: a few indexed lookups, whatever the number of images)."""
-    parent = store.parent_of(rec.id, rec.layers, rec.config_digest or rec.id)
-    if parent is None:
-        return None
-    try:
-        return store.get_image(parent)
-    except KilnError:  # deleted meanwhile
-        return None
 
 
 def _names(recs: list[ImageRecord]) -> str:

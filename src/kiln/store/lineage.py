@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Sequence
 
 from kiln.errors import KilnError
-from kiln.oci import Digest, ImageConfig
+from kiln.oci import Digest, History, ImageConfig
 from kiln.oci.strict_json import MAX_CONFIG_BYTES, canonical
 from kiln.store import paths
 from kiln.store.db import Database
@@ -42,9 +43,14 @@ def history_keys(root: str, config_digest: str) -> list[str] | None:
         config = ImageConfig.parse(raw)
     except (OSError, KilnError, ValueError):
         return None
+    return keys_of(config.history)
+
+
+def keys_of(history: Sequence[History]) -> list[str]:
+    """The key of every prefix of ``history`` (``[k0, ..., kN]``)."""
     key = hashlib.sha256(b"").hexdigest()
     keys = [key]
-    for entry in config.history:
+    for entry in history:
         key = hashlib.sha256(key.encode() + canonical(entry.to_json())).hexdigest()
         keys.append(key)
     return keys
@@ -60,9 +66,17 @@ class LineageMixin:
     root: str
     db: Database
 
-    def parent_of(self, image_id: str, layers: list[str], config_digest: str) -> str | None:
-        """The ID of the image ``image_id`` (with these layers and config) was built on."""
-        keys = history_keys(self.root, config_digest)
+    def parent_of(
+        self,
+        image_id: str,
+        layers: list[str],
+        config_digest: str,
+        history: Sequence[History] | None = None,
+    ) -> str | None:
+        """The ID of the image ``image_id`` (with these layers and config) was built on.
+        ``history``: its config's history when the caller has parsed the config already
+        (``image inspect``), which spares reading and parsing it again."""
+        keys = history_keys(self.root, config_digest) if history is None else keys_of(history)
         if keys is not None and len(keys) > 1:
             found = self._parent_by_history(image_id, layers, keys[:-1])
             if found is not None:
