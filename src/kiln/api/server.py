@@ -33,6 +33,7 @@ from kiln.ops.config import Config
 from kiln.util.redact import RedactingFilter
 from kiln.util.rootless import is_rootless, runtime_base
 
+from . import heap
 from .app import Activity, create_app
 from .unix_socket import bind_unix
 
@@ -299,6 +300,7 @@ def serve(
 ) -> None:
     """Serve until a signal (or ``idle_timeout``) stops it."""
     setup_access_log(access_log)
+    heap.limit_arenas()
     asyncio.run(serve_async(hosts, config, tls=tls, idle_timeout=idle_timeout, varlink=varlink))
 
 

@@ -28,6 +28,7 @@ from kiln.errors import Cancelled
 from kiln.ops.events import Event
 from kiln.util.redact import redact
 
+from . import heap
 from .errors import error_body, error_response
 
 log = logging.getLogger("kiln.api")
@@ -175,6 +176,7 @@ class StreamedOp:
 
         def thread() -> None:
             final = self._run(handoff)
+            heap.trim()  # what the build or transfer freed goes back to the system
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(resolve, final)
 
