@@ -28,7 +28,20 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kiln.archive.compression import open_decompressed
+from kiln.container import Builder
 from kiln.errors import Conflict, KilnError, NotFound
+from kiln.oci import Digest
+from kiln.ops.leftovers import find_leftovers, remove_leftovers
+from kiln.runtime.leftovers import stray_containers
+from kiln.snapshot.usage import tree_size
+from kiln.store.check import (
+    check_content,
+    delete_corrupt_blob,
+    remove_damaged_image,
+    remove_damaged_list,
+)
+from kiln.store.ingest import remove_stale_ingests
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -123,8 +136,6 @@ def check(ctx: Context, *, repair: bool = False, quick: bool = False,
 
 
 def _leftovers(ctx: Context, report: CheckReport) -> None:
-    from kiln.ops.leftovers import find_leftovers, remove_leftovers
-
     found = find_leftovers(ctx, deep=True)
     done = remove_leftovers(ctx, found) if report.repair and found.count() else None
     snaps, done_snaps = found.snapshots, done.snapshots if done else None
@@ -138,7 +149,6 @@ def _leftovers(ctx: Context, report: CheckReport) -> None:
 
     add("run", found.runs, "a RUN container of a killed kiln (stopped and its bundle removed)",
         done.runs if done else None)  # fmt: skip
-    from kiln.runtime.leftovers import stray_containers
 
     strays = stray_containers(dry_run=True)
     add("run", strays, "a RUN container under runc with no bundle (killed and deleted)",
@@ -175,12 +185,6 @@ def _leftovers(ctx: Context, report: CheckReport) -> None:
 
 
 def _content(ctx: Context, report: CheckReport, force: bool) -> None:
-    from kiln.store.check import (
-        check_content,
-        delete_corrupt_blob,
-        remove_damaged_list,
-    )
-
     store = ctx.store
     found = check_content(store, quick=report.quick)
     report.checked.update(blobs=found.blobs_checked, images=found.images_checked,
@@ -212,14 +216,10 @@ def _content(ctx: Context, report: CheckReport, force: bool) -> None:
 
 
 def _remove_image(ctx: Context, image_id: str, force: bool) -> str:
-    from kiln.store.check import remove_damaged_image
-
     users = ctx.store.containers_using(image_id)
     if users and not force:
         return f"left: in use by container {users[0].name} (--force removes it too)"
     for c in users:
-        from kiln.container import Builder
-
         try:
             Builder.load(ctx, c.id).delete()
         except KilnError:
@@ -234,8 +234,6 @@ def _remove_image(ctx: Context, image_id: str, force: bool) -> str:
 
 
 def _ingests(ctx: Context, report: CheckReport) -> None:
-    from kiln.store.ingest import remove_stale_ingests
-
     count, size = remove_stale_ingests(ctx.store.root, 0.0, dry_run=True)
     if not count:
         return
@@ -251,9 +249,6 @@ def _ingests(ctx: Context, report: CheckReport) -> None:
 
 
 def _layers(ctx: Context, report: CheckReport) -> None:
-    from kiln.archive.compression import open_decompressed
-    from kiln.oci import Digest
-
     snaps = ctx.snapshots
     store = ctx.store
     verified = skipped = 0
@@ -287,7 +282,6 @@ def _layers(ctx: Context, report: CheckReport) -> None:
 
 def _layer_blob(store: Any, chain_id: str) -> tuple[str | None, str]:
     """A present blob of the layer ``chain_id`` and its diff ID (None: no image has one)."""
-    from kiln.oci import Digest
 
     try:
         layer = store.get_layer(chain_id)
@@ -305,8 +299,6 @@ def _layer_blob(store: Any, chain_id: str) -> tuple[str | None, str]:
 
 
 def _remove_layer(snaps: Any, chain_id: str) -> tuple[str, int]:
-    from kiln.snapshot.usage import tree_size
-
     doomed = snaps.layers_above(chain_id)
     resting = snaps.active_on(doomed)
     if resting:

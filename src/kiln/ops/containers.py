@@ -12,7 +12,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kiln.container import Builder, ContainerState
 from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.ops.context import sweep_leftovers
 from kiln.util.output import check_output, open_output, write_output
 
 if TYPE_CHECKING:
@@ -45,14 +47,12 @@ class ContainerSummary:
 
 
 def _load(ctx: Context, name: str) -> Builder:
-    from kiln.container import Builder
-
     return Builder.load(ctx, name)
 
 
 def _puller(ctx: Context):
     """``(ref, policy) -> image id`` for ``kiln from --pull``, through the registry."""
-    from kiln.ops.registry import ensure_image
+    from kiln.ops.registry import ensure_image  # start-up: kiln containers needs no registry
 
     def pull(ref: str, policy: str) -> str:
         return str(ensure_image(ctx, ref, pull_policy=policy))
@@ -72,8 +72,6 @@ def create_container(
     image_format: str | None = None,
 ) -> Builder:
     """``kiln from``: a new working container over ``image`` (or ``scratch``)."""
-    from kiln.container import Builder
-    from kiln.ops.context import sweep_leftovers
 
     sweep_leftovers(ctx)
     fmt = (image_format or ctx.config.image_format or "oci").lower()
@@ -85,7 +83,6 @@ def create_container(
 
 def list_containers(ctx: Context, all: bool = False) -> list[ContainerSummary]:  # noqa: A002
     """``kiln containers``: kiln's working containers (``all``: also state kiln cannot use)."""
-    from kiln.container import ContainerState
 
     rows = []
     for rec in ctx.store.list_containers():
@@ -172,7 +169,6 @@ def unmount_container(ctx: Context, name: str) -> str:
 
 def run_in_container(ctx: Context, name: str, args: Sequence[str], opts: Any = None) -> int:
     """``kiln run``: run ``args`` with ``opts`` (a ``RunOptions``); returns the exit code."""
-    from kiln.ops.context import sweep_leftovers
 
     sweep_leftovers(ctx)
     b = _load(ctx, name)
@@ -236,7 +232,6 @@ def _source_root(ctx: Context, ref: str | None, own_id: str) -> Iterator[str | N
     if not ref:
         yield None
         return
-    from kiln.container import Builder
 
     try:
         other = Builder.load(ctx, ref)
@@ -248,8 +243,8 @@ def _source_root(ctx: Context, ref: str | None, own_id: str) -> Iterator[str | N
         with other.mounted() as root:
             yield root
         return
-    from kiln.image import open_store_image, unpack_image
-    from kiln.snapshot.mount import mounted
+    from kiln.image import open_store_image, unpack_image  # start-up: kiln containers
+    from kiln.snapshot.mount import mounted  # start-up, as above
 
     img = open_store_image(ctx.store, ref)
     top = unpack_image(ctx.store, ctx.snapshots, img)
@@ -269,7 +264,7 @@ def _source_root(ctx: Context, ref: str | None, own_id: str) -> Iterator[str | N
 
 def configure_container(ctx: Context, name: str, settings: ConfigSettings) -> Builder:
     """``kiln config``: apply the settings and persist them."""
-    from kiln.container.config_flags import apply_settings
+    from kiln.container.config_flags import apply_settings  # start-up, as above
 
     b = _load(ctx, name)
     hist = apply_settings(b.config, settings)
@@ -349,7 +344,7 @@ def diff_container(ctx: Context, name: str) -> list[Any]:
 def __getattr__(name: str) -> Any:
     """``ConfigSettings`` (the ``kiln config`` flags), loaded only when a caller asks."""
     if name == "ConfigSettings":
-        from kiln.container.config_flags import ConfigSettings
+        from kiln.container.config_flags import ConfigSettings  # start-up, as above
 
         return ConfigSettings
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

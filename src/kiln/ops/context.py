@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kiln.errors import KilnError
 from kiln.ops.config import Config
 from kiln.ops.events import Emitter, EventSink, NullSink
+from kiln.store import Store
 
 if TYPE_CHECKING:
     from kiln.snapshot import Snapshotter
@@ -40,7 +42,7 @@ class Context:
         (parallel build stages share it)."""
         with self._snapshots_lock:
             if self._snapshots is None:
-                from kiln.snapshot import Snapshotter
+                from kiln.snapshot import Snapshotter  # start-up: reads need no snapshots
 
                 self._snapshots = Snapshotter(self.store.snapshot_root)
             return self._snapshots
@@ -65,7 +67,7 @@ class Context:
         under the configured scratch space and removed by ``close``; one a killed kiln
         left is removed by the next ``sweep_leftovers``."""
         if self._scratch is None:
-            from kiln.util.scratch import make_scratch_dir
+            from kiln.util.scratch import make_scratch_dir  # only commands that need one
 
             self._scratch = make_scratch_dir(self.config.scratch_dir())
         return self._scratch
@@ -89,7 +91,6 @@ def open_context(
     config: Config | None = None,
 ) -> Iterator[Context]:
     """Open the store at ``root`` (or the configured/default root) for one operation."""
-    from kiln.store import Store
 
     config = config or Config.from_env()
     store = Store.open(root if root is not None else config.root)
@@ -103,8 +104,7 @@ def open_context(
 def _remove_scratch(path: str) -> None:
     import shutil
 
-    from kiln.errors import KilnError
-    from kiln.snapshot.mount import unmount_all_under
+    from kiln.snapshot.mount import unmount_all_under  # start-up, as above
 
     try:
         unmount_all_under(path)  # never delete into a view still mounted there
@@ -120,8 +120,7 @@ def sweep_leftovers(ctx: Context) -> None:
     touched, never the running command's own. Run once per context by the use cases that
     build, run, prune or check, and before every GC: a command that only reads the store
     does not pay for it."""
-    from kiln.errors import KilnError
-    from kiln.ops.leftovers import find_leftovers, remove_leftovers
+    from kiln.ops.leftovers import find_leftovers, remove_leftovers  # start-up, as above
 
     if ctx._swept:
         return

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument, KilnError
+from kiln.ops.timefmt import parse_timestamp
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -48,7 +49,6 @@ def record_removal(ctx: Context, untagged: Iterable[str], deleted: Iterable[str]
 def parse_time(value: str | float | None, what: str) -> float | None:
     """``since``/``until``: Unix seconds (fractions allowed), RFC 3339, a date, or a
     duration ago (``10m``), as the docker and podman CLIs accept them."""
-    from kiln.ops.timefmt import parse_timestamp
 
     if value is None or value == "":
         return None

@@ -20,9 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
+from kiln.oci import Digest, ImageConfig, Reference
 from kiln.oci.reference import local_name
+from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.ops import image_events
+from kiln.ops.context import sweep_leftovers
 from kiln.ops.timefmt import parse_time, parse_timestamp
+from kiln.store import IndexRecord
 
 if TYPE_CHECKING:
     from kiln.oci import ImageConfig
@@ -302,9 +306,6 @@ def _matches(s: ImageSummary, filters: dict[str, list]) -> bool:
 
 
 def image_config(ctx: Context, rec: ImageRecord) -> ImageConfig:
-    from kiln.oci import Digest, ImageConfig
-    from kiln.oci.strict_json import MAX_CONFIG_BYTES
-
     with ctx.store.open_blob(Digest.parse(rec.config_digest)) as f:
         raw = f.read(MAX_CONFIG_BYTES + 1)
     if len(raw) > MAX_CONFIG_BYTES:
@@ -364,6 +365,7 @@ def image_exists(ctx: Context, name: str) -> bool:
 
 def inspect_image(ctx: Context, name: str) -> dict[str, Any]:
     """The object ``podman image inspect`` prints for one image."""
+    # start-up: kiln images loads no image layer
     from kiln.image.inspect import inspect_image as _inspect
 
     return _inspect(ctx.store, name)
@@ -393,7 +395,7 @@ class HistoryEntry:
 
 def history(ctx: Context, name: str) -> list[HistoryEntry]:
     """The image's history, newest first, with each layer's uncompressed size."""
-    from kiln.image.history import image_history
+    from kiln.image.history import image_history  # start-up, as above
 
     return [_history_entry(h) for h in image_history(ctx.store, name)]
 
@@ -415,14 +417,14 @@ def _history_entry(h: Any) -> HistoryEntry:
 
 def tree(ctx: Context, name: str, what_requires: bool = False) -> str:
     """The text ``podman image tree`` prints."""
-    from kiln.image.tree import image_tree
+    from kiln.image.tree import image_tree  # start-up, as above
 
     return image_tree(ctx.store, name, what_requires=what_requires)
 
 
 def diff(ctx: Context, a: str, b: str | None = None) -> list[tuple[str, str]]:
     """Changes of image ``a`` against ``b`` (default: its parent): (``A``|``C``|``D``, path)."""
-    from kiln.image.diff import image_diff
+    from kiln.image.diff import image_diff  # start-up, as above
 
     return [(str(kind), str(path)) for kind, path in image_diff(ctx.store, ctx.snapshots, a, b)]
 
@@ -435,7 +437,6 @@ def tag(ctx: Context, source: str, *targets: str) -> str:
 
     A name that pointed at another image moves; that image may become dangling.
     """
-    from kiln.oci import Reference
 
     if not targets:
         raise InvalidArgument("at least one target name is required")
@@ -445,7 +446,6 @@ def tag(ctx: Context, source: str, *targets: str) -> str:
         if ref.digest:
             raise InvalidArgument(f'"{t}": a tag cannot contain a digest; give NAME[:TAG]')
         refs.append(str(ref))
-    from kiln.store import IndexRecord
 
     rec = ctx.store.resolve(source)
     put_name = ctx.store.tag_index if isinstance(rec, IndexRecord) else ctx.store.tag
@@ -459,8 +459,6 @@ def tag(ctx: Context, source: str, *targets: str) -> str:
 
 def untag(ctx: Context, image: str, *names: str) -> list[str]:
     """Remove ``names`` from ``image`` (all names when none given); returns the removed names."""
-    from kiln.oci import Reference
-    from kiln.store import IndexRecord
 
     rec = ctx.store.resolve(image)
     if isinstance(rec, IndexRecord):  # a list's own names, never its image's
@@ -485,8 +483,6 @@ def untag(ctx: Context, image: str, *names: str) -> list[str]:
 
 
 def _untag_list(ctx: Context, rec: Any, names: Sequence[str]) -> list[str]:
-    from kiln.oci import Reference
-
     wanted = []
     for n in names or rec.names:
         match = _match_name(n, list(rec.names), Reference)
@@ -575,8 +571,6 @@ def raise_first_error(result: RemoveResult) -> None:
 
 
 def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> None:
-    from kiln.store import IndexRecord
-
     store = ctx.store
     found = store.resolve(name)
     if isinstance(found, IndexRecord):
@@ -681,7 +675,7 @@ def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
 
 def _remove_container(ctx: Context, container_id: str) -> None:
     """Drop a working container (podman's ``rmi --force`` does this)."""
-    from kiln.ops.containers import remove_containers
+    from kiln.ops.containers import remove_containers  # start-up: loads kiln.container
 
     try:
         remove_containers(ctx, [container_id])
@@ -699,8 +693,6 @@ def _is_id_reference(name: str, image_id: str) -> bool:
 
 
 def _resolved_name(name: str, names: list[str]) -> str | None:
-    from kiln.oci import Reference
-
     return _match_name(name, names, Reference)
 
 
@@ -732,7 +724,6 @@ def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> Prune
     Repeats until nothing more goes, so an intermediate image whose last child
     was pruned goes too. Images with children are never removed.
     """
-    from kiln.ops.context import sweep_leftovers
 
     sweep_leftovers(ctx)  # a killed build's lease no longer keeps its images
     filters = list(filters)

@@ -24,7 +24,12 @@ import shutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kiln.container.leftovers import sweep_dead_builds
 from kiln.errors import KilnError
+from kiln.runtime.leftovers import sweep_dead_runs
+from kiln.snapshot.mount import mounts_under, unmount_all_under
+from kiln.snapshot.usage import tree_size
+from kiln.util.scratch import dead_scratch_dirs
 
 if TYPE_CHECKING:
     from kiln.ops.config import Config
@@ -63,12 +68,6 @@ class Leftovers:
 
 
 def find_leftovers(ctx: Context, deep: bool = False) -> Leftovers:
-    from kiln.container.leftovers import sweep_dead_builds
-    from kiln.runtime.leftovers import sweep_dead_runs
-    from kiln.snapshot.mount import mounts_under
-    from kiln.snapshot.usage import tree_size
-    from kiln.util.scratch import dead_scratch_dirs
-
     found = Leftovers()
     found.runs = sweep_dead_runs(dry_run=True)
     found.builds = sweep_dead_builds(ctx.store, lambda: ctx.snapshots, dry_run=True)
@@ -88,11 +87,6 @@ def find_leftovers(ctx: Context, deep: bool = False) -> Leftovers:
 
 def remove_leftovers(ctx: Context, found: Leftovers) -> Leftovers:
     """Remove what ``find_leftovers`` found; returns what was removed (bytes: freed)."""
-    from kiln.container.leftovers import sweep_dead_builds
-    from kiln.runtime.leftovers import sweep_dead_runs
-    from kiln.snapshot.mount import unmount_all_under
-    from kiln.snapshot.usage import tree_size
-    from kiln.util.scratch import dead_scratch_dirs
 
     done = Leftovers()
     if found.runs:

@@ -15,6 +15,7 @@ import time
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from kiln.errors import KilnError, Unavailable
 from kiln.util.rootless import is_rootless
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def system_info(ctx: Context) -> dict[str, Any]:
 
 
 def _host() -> dict[str, Any]:
-    from kiln.runtime.binfmt import binfmt_mounted, registered_emulators
+    from kiln.runtime.binfmt import binfmt_mounted, registered_emulators  # start-up: kiln version
 
     emulators = [
         {"name": e.name, "interpreter": e.interpreter, "enabled": e.enabled, "flags": e.flags}
@@ -114,8 +115,7 @@ def _host() -> dict[str, Any]:
 
 
 def _runtime(name: str) -> dict[str, Any]:
-    from kiln.errors import Unavailable
-    from kiln.runtime.runc import find_runtime, runtime_version
+    from kiln.runtime.runc import find_runtime, runtime_version  # start-up: kiln version
 
     try:
         path = find_runtime(name)
@@ -125,7 +125,7 @@ def _runtime(name: str) -> dict[str, Any]:
 
 
 def _store(ctx: Context) -> dict[str, Any]:
-    from kiln.snapshot.mount import overlay_works
+    from kiln.snapshot.mount import overlay_works  # start-up: kiln version
 
     store = ctx.store
     snaps = ctx.snapshots
@@ -155,8 +155,7 @@ def _store(ctx: Context) -> dict[str, Any]:
 
 
 def _registries(ctx: Context) -> dict[str, Any]:
-    from kiln.errors import KilnError
-    from kiln.registry import registries_conf
+    from kiln.registry import registries_conf  # start-up: kiln version
 
     path = registries_conf.config_path(ctx.config.registries_conf)
     try:
