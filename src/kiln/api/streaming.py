@@ -176,9 +176,9 @@ class StreamedOp:
 
         def thread() -> None:
             final = self._run(handoff)
-            heap.trim()  # what the build or transfer freed goes back to the system
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(resolve, final)
+            heap.trim()  # what the build or transfer freed goes back to the system
 
         threading.Thread(target=thread, name="kiln-api-op", daemon=False).start()
         return outcome
