@@ -11,19 +11,8 @@ from __future__ import annotations
 
 import grimp
 
-# the build's dispatchers reach into the Executor through StageRun; the Builder's commit
-# helpers take the Builder
+# the Builder's commit helpers take the Builder
 KNOWN = [
-    {
-        "kiln.build.dispatch_copy",
-        "kiln.build.dispatch_from",
-        "kiln.build.dispatch_meta",
-        "kiln.build.dispatch_run",
-        "kiln.build.executor",
-        "kiln.build.explain",
-        "kiln.build.outputs",
-        "kiln.build.stage_run",
-    },
     {"kiln.container.builder", "kiln.container.commit", "kiln.container.step_commit"},
 ]
 

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import posixpath
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypeVar
 
@@ -21,33 +22,33 @@ from kiln.build.copy_parents import combined_digest, group_by_pivot, staged_from
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.history import created_by
 from kiln.build.instructions import Add, Copy
+from kiln.build.stage_run import StageRun
 from kiln.container import Builder
 from kiln.container.copy_add import is_url, refuse_git_source
-from kiln.container.git_source import is_git_source
+from kiln.container.git_source import git_checkout, is_git_source, parse_git_source, resolve_commit
 from kiln.container.paths import escape_meta
 from kiln.errors import DigestMismatch, InvalidArgument, KilnError, ProcessFailed
 from kiln.util.redact import redact
 
 if TYPE_CHECKING:
     from kiln.build.context import BuildContext
-    from kiln.build.stage_run import StageRun
+    from kiln.build.services import BuildServices
 
 __all__ = ["dispatch_copy"]
 
 CopyT = TypeVar("CopyT", bound=Copy | Add)
 
 
-def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
-    ex = run.ex
+def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> None:
     expanded, used = run.expand(instr)
     assert isinstance(expanded, Copy | Add)
-    where = f"{ex.dockerfile_name}:{instr.line}"
+    where = f"{build.dockerfile_name}:{instr.line}"
     parents = isinstance(expanded, Copy) and expanded.parents
     if parents and expanded.contents:
         raise InvalidArgument(f"{where}: COPY --parents does not take heredoc sources")
     from_ref = expanded.from_ if isinstance(expanded, Copy) else None
-    context = ex.named_dir(from_ref) or ex.context
-    named_context = from_ref if context is not ex.context else None
+    context = build.named_dir(from_ref) or build.context
+    named_context = from_ref if context is not build.context else None
     if named_context is not None:
         from_ref = None  # a named directory is read as the main context is
     if not isinstance(expanded, Add):
@@ -67,7 +68,7 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
     commits: dict[str, str] = {}
     with located(where, instr.name):
         if from_ref:
-            from_images[from_ref] = ex.ref_image(from_ref)
+            from_images[from_ref] = build.ref_image(from_ref)
         elif parents:
             assert isinstance(expanded, Copy)
             matcher = IgnoreMatcher(list(expanded.excludes)) if expanded.excludes else None
@@ -77,7 +78,7 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
             files["context"] = context.digest(
                 [escape_meta(p) for paths in groups.values() for p in paths], expanded.excludes
             )
-            if context is not ex.context:
+            if context is not build.context:
                 files["named-context"] = expanded.from_ or ""
         elif local:
             files["context"] = context.digest(local, expanded.excludes)
@@ -87,19 +88,19 @@ def dispatch_copy(run: StageRun, instr: Copy | Add) -> None:
             # a git source's key is the commit it resolves to now (and its subdir), as
             # BuildKit's: a branch that moved is a miss, an unchanged one a hit
             for src in (s for s in expanded.sources if is_git_source(s)):
-                commits[src] = _git_commit(src, expanded.checksum, ex.tmpdir)
+                commits[src] = _git_commit(src, expanded.checksum, build.tmpdir)
                 files[f"git:{src}"] = commits[src]
         if isinstance(expanded, Add) and not expanded.checksum:
             for url in (s for s in expanded.sources if _plain_url(s)):
-                files[f"url:{url}"] = _url_content_digest(url, ex.tmpdir)
+                files[f"url:{url}"] = _url_content_digest(url, build.tmpdir)
 
     def action(b: Builder) -> str:
         with located(where, instr.name):
             if parents:
                 assert isinstance(expanded, Copy)
-                digest = _copy_parents(run, b, expanded, from_ref, context, groups)
+                digest = _copy_parents(build, b, expanded, from_ref, context, groups)
             else:
-                digest = _copy(run, b, expanded, from_ref, context, commits)
+                digest = _copy(build, b, expanded, from_ref, context, commits)
         kind = "file" if len(expanded.sources) + len(expanded.contents) == 1 else "multi"
         if kind == "file" and local and from_ref is None:
             kind = "dir" if context.is_dir(local[0].lstrip("/")) else "file"
@@ -130,21 +131,20 @@ def _plain_url(source: str) -> bool:
 
 
 def _copy(
-    run: StageRun,
+    build: BuildServices,
     b: Builder,
     instr: Copy | Add,
     from_ref: str | None,
     context: BuildContext,
     commits: dict[str, str],
 ) -> str:
-    ex = run.ex
     sources = list(instr.sources) + [h.name for h in instr.contents]
     add = isinstance(instr, Add)
     if from_ref:
-        with ex.open_ref_root(from_ref) as root:
+        with build.open_ref_root(from_ref) as root:
             fn = b.add if add else b.copy
             out = fn(sources, instr.dest, from_root=root, chown=instr.chown, chmod=instr.chmod,
-                     tmpdir=ex.tmpdir, keep_owner=True)  # fmt: skip
+                     tmpdir=build.tmpdir, keep_owner=True)  # fmt: skip
         return out.digest
     urls = [s for s in instr.sources if _plain_url(s)]
     checksum = instr.checksum if isinstance(instr, Add) else None
@@ -164,32 +164,32 @@ def _copy(
         staging = contextlib.nullcontext(context.root)
     with staging as root:
         if checksum and urls:
-            with tempfile.TemporaryDirectory(prefix="kiln-add-", dir=ex.tmpdir) as tmp:
+            with tempfile.TemporaryDirectory(prefix="kiln-add-", dir=build.tmpdir) as tmp:
                 names = [_fetch_verified(u, checksum, tmp) for u in urls]
                 # verified downloads are files, unless --unpack=true asks for their contents
                 put = b.add if extra.get("unpack") else b.copy
                 out = put(names, instr.dest, context_dir=tmp, chown=instr.chown,
-                          chmod=instr.chmod, tmpdir=ex.tmpdir)  # fmt: skip
+                          chmod=instr.chmod, tmpdir=build.tmpdir)  # fmt: skip
                 rest = [s for s in sources if not _plain_url(s)]
                 if rest:
                     out = b.add(rest, instr.dest, context_dir=root, chown=instr.chown,
-                                chmod=instr.chmod, tmpdir=ex.tmpdir,
+                                chmod=instr.chmod, tmpdir=build.tmpdir,
                                 known_digest=context.known_digest, include=include,
                                 **extra)  # fmt: skip
             return out.digest
         if add:
             out = b.add(sources, instr.dest, context_dir=root, chown=instr.chown,
-                        chmod=instr.chmod, tmpdir=ex.tmpdir, known_digest=context.known_digest,
+                        chmod=instr.chmod, tmpdir=build.tmpdir, known_digest=context.known_digest,
                         include=include, **extra)  # fmt: skip
         else:
             out = b.copy(sources, instr.dest, context_dir=root, chown=instr.chown,
-                         chmod=instr.chmod, tmpdir=ex.tmpdir, known_digest=context.known_digest,
+                         chmod=instr.chmod, tmpdir=build.tmpdir, known_digest=context.known_digest,
                          include=include)  # fmt: skip
     return out.digest
 
 
 def _copy_parents(
-    run: StageRun,
+    build: BuildServices,
     b: Builder,
     instr: Copy,
     from_ref: str | None,
@@ -198,19 +198,18 @@ def _copy_parents(
 ) -> str:
     """COPY --parents: each pivot's matches staged, then copied into the destination
     (a directory, whatever its spelling), keeping their paths below the pivot."""
-    ex = run.ex
     dest = instr.dest if instr.dest.endswith("/") else instr.dest + "/"
     digests = []
     if from_ref:
-        with ex.open_ref_root(from_ref) as root:
+        with build.open_ref_root(from_ref) as root:
             with SafeRoot(root) as sr:
                 groups = group_by_pivot(
                     list(instr.sources), _in_root_lstat(sr), lambda p: sr.listdir(p or "/")
                 )
             for pivot, paths in groups.items():
-                with staged_from_root(root, paths, ex.tmpdir) as tree:
+                with staged_from_root(root, paths, build.tmpdir) as tree:
                     out = b.copy([escape_meta(pivot) or "."], dest, context_dir=tree,
-                                 chown=instr.chown, chmod=instr.chmod, tmpdir=ex.tmpdir,
+                                 chown=instr.chown, chmod=instr.chmod, tmpdir=build.tmpdir,
                                  keep_owner=True)  # fmt: skip
                 digests.append(out.digest)
         return combined_digest(digests)
@@ -218,7 +217,7 @@ def _copy_parents(
         staged = context.staged([escape_meta(p) for p in paths], instr.excludes, always=True)
         with staged as tree:
             out = b.copy([escape_meta(pivot) or "."], dest, context_dir=tree, chown=instr.chown,
-                         chmod=instr.chmod, tmpdir=ex.tmpdir)  # fmt: skip
+                         chmod=instr.chmod, tmpdir=build.tmpdir)  # fmt: skip
         digests.append(out.digest)
     return combined_digest(digests)
 
@@ -236,8 +235,6 @@ def _in_root_lstat(sr: SafeRoot):
 def _git_commit(source: str, checksum: str | None, tmpdir: str | None) -> str:
     """The commit an ``ADD <git URL>`` checks out: asked of the remote (``ls-remote``), or,
     for an abbreviated SHA, learnt by cloning. ``--checksum`` pins it: another commit fails."""
-    from kiln.container.git_source import git_checkout, parse_git_source, resolve_commit
-
     git = parse_git_source(source)
     what = str(git)
     commit = resolve_commit(git, what=what)
@@ -263,16 +260,14 @@ def _url_content_digest(url: str, tmpdir: str | None) -> str:
     the content, not just the URL, so a rebuild after the remote file changed is a
     miss (BuildKit keys the same way). Without ``--checksum`` that costs a download per
     build; with it, the pinned digest is the key and nothing is fetched."""
-    from kiln.util.download import download
+    from kiln.util.download import download  # lazy: start-up cost, only ADD <url> needs it
 
     with tempfile.TemporaryDirectory(prefix="kiln-add-key-", dir=tmpdir) as tmp:
         return "sha256:" + download(url, os.path.join(tmp, "f"), what=f"ADD {url}").sha256
 
 
 def _fetch_verified(url: str, checksum: str, tmp: str) -> str:
-    import urllib.parse
-
-    from kiln.util.download import download
+    from kiln.util.download import download  # lazy: start-up cost, only ADD <url> needs it
 
     algo, _, want = checksum.partition(":")
     if algo != "sha256" or len(want) != 64:

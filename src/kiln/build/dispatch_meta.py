@@ -7,7 +7,6 @@ an inherited CMD), HEALTHCHECK, SHELL, ONBUILD and MAINTAINER.
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING
 
 from kiln.build.history import created_by
 from kiln.build.instructions import (
@@ -27,11 +26,9 @@ from kiln.build.instructions import (
     Volume,
     Workdir,
 )
+from kiln.build.stage_run import StageRun
 from kiln.errors import InvalidArgument
 from kiln.oci import Healthcheck as ConfigHealthcheck
-
-if TYPE_CHECKING:
-    from kiln.build.stage_run import StageRun
 
 __all__ = ["dispatch_meta"]
 
@@ -78,12 +75,9 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
     elif isinstance(expanded, StopSignal):
         ed.set_stop_signal(expanded.value)
     elif isinstance(expanded, Cmd):
-        ed.set_cmd(_command(expanded.command, expanded.prepend_shell, shell))
-        run.cmd_set = True
+        run.set_cmd(_command(expanded.command, expanded.prepend_shell, shell))
     elif isinstance(expanded, Entrypoint):
-        ed.set_entrypoint(_command(expanded.command, expanded.prepend_shell, shell))
-        if not run.cmd_set:
-            ed.set_cmd(None)
+        run.set_entrypoint(_command(expanded.command, expanded.prepend_shell, shell))
     elif isinstance(expanded, Healthcheck):
         ed.set_healthcheck(_healthcheck(expanded, ed.runtime.healthcheck))
     elif isinstance(expanded, Shell):

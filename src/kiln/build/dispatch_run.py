@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 
 from kiln.build.history import created_by
 from kiln.build.instructions import Run
-from kiln.build.run_mounts import prepared_mounts
-from kiln.build.stage_run import StepFailed
+from kiln.build.stage_run import StageRun, StepFailed
 from kiln.container import Builder
 from kiln.errors import InvalidArgument, ProcessFailed, Unavailable
 from kiln.oci.platform import Platform, normalize_arch
@@ -30,7 +29,7 @@ from kiln.runtime import Mount
 from kiln.runtime.binfmt import ensure_emulator, host_arch, needs_emulation
 
 if TYPE_CHECKING:
-    from kiln.build.stage_run import StageRun
+    from kiln.build.services import BuildServices
 
 __all__ = ["dispatch_run", "run_argv"]
 
@@ -74,7 +73,7 @@ def _check_entitlements(instr: Run, allowed: tuple[str, ...]) -> None:
             )
 
 
-def ensure_platform_runs(run: StageRun, step_text: str, line: int) -> None:
+def ensure_platform_runs(run: StageRun, step_text: str, where: str) -> None:
     """A foreign stage's RUN needs an emulator: one registered, or qemu-user-static's
     registered now; else an error naming the platform, the step and the fix."""
     image = run.editor.image
@@ -84,7 +83,6 @@ def ensure_platform_runs(run: StageRun, step_text: str, line: int) -> None:
     try:
         ensure_emulator(arch)
     except Unavailable as exc:
-        where = f"{run.ex.dockerfile_name}:{line}"
         plat = Platform(image.os or "linux", arch, variant)
         raise Unavailable(
             f'building at STEP "{step_text}" ({where}): RUN for {plat} on this linux/'
@@ -100,12 +98,11 @@ def _script_dir(wanted: bool, tmpdir: str | None) -> contextlib.AbstractContextM
     return tempfile.TemporaryDirectory(prefix="kiln-script-", dir=tmpdir)
 
 
-def dispatch_run(run: StageRun, instr: Run) -> None:
-    ex = run.ex
+def dispatch_run(run: StageRun, build: BuildServices, instr: Run) -> None:
     expanded, _used = run.expand(instr)
     assert isinstance(expanded, Run)
     with run.at_line(instr):
-        _check_entitlements(expanded, ex.opts.allow)
+        _check_entitlements(expanded, build.opts.allow)
     shell = run.editor.shell()
     run_args = run.args.used_in_run(run.config_env)
     argv, script = run_argv(expanded, shell)
@@ -114,25 +111,21 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
     with run.at_line(instr):  # e.g. a bind mount's source is not in the context
         for m in expanded.mounts:
             if m.type in ("bind", "cache") and m.from_:
-                from_images[m.from_] = ex.ref_image(m.from_)
+                from_images[m.from_] = build.ref_image(m.from_)
             elif m.type == "bind":
-                files[f"bind:{m.source or '.'}"] = ex.context.digest([m.source or "."])
+                files[f"bind:{m.source or '.'}"] = build.context.digest([m.source or "."])
     history = created_by(instr, build_args=run_args)
     step_text = instr.original
+    where = f"{build.dockerfile_name}:{instr.line}"
 
     def action(b: Builder) -> str:
-        ensure_platform_runs(run, step_text, instr.line)
+        ensure_platform_runs(run, step_text, where)
         extra_env = run.args.run_env(run.config_env)
         with (
             run.at_line(instr),  # e.g. a required secret was not given
-            prepared_mounts(
-                expanded.mounts, context_dir=ex.context.root, store=ex.store,
-                secrets=ex.secrets, open_root=ex.open_ref_root, tmpdir=ex.tmpdir,
-                ssh_sockets=ex.ssh_sockets,
-                from_ids=from_images,
-            ) as ms,
-            _script_dir(script is not None, ex.tmpdir) as tmp,
-        ):  # fmt: skip
+            build.run_mounts(expanded.mounts, from_images) as ms,
+            _script_dir(script is not None, build.tmpdir) as tmp,
+        ):
             mounts = list(ms.mounts)
             if script is not None:
                 path = os.path.join(tmp, expanded.heredocs[0].name)
@@ -145,20 +138,20 @@ def dispatch_run(run: StageRun, instr: Run) -> None:
                 env["SSH_AUTH_SOCK"] = ms.ssh_auth_sock  # as BuildKit: the image's wins
             try:
                 with run.at_line(instr):  # e.g. USER names no user of the image
-                    code = ex.run_process(
+                    code = build.run_process(
                         b, argv, env, mounts, expanded.network, run.pos, expanded.security
                     )
             except StepFailed:
                 raise
             except ProcessFailed as exc:  # the command could not be started (127/126)
                 raise StepFailed(
-                    f'building at STEP "{step_text}": {exc} ({ex.dockerfile_name}:{instr.line})',
+                    f'building at STEP "{step_text}": {exc} ({where})',
                     exc.exit_code,
                 ) from None
         if code != 0:
             raise StepFailed(
                 f'building at STEP "{step_text}": while running runtime: exit status {code} '
-                f"({ex.dockerfile_name}:{instr.line})",
+                f"({where})",
                 code,
             )
         return history

@@ -30,29 +30,33 @@ from kiln.build.dispatch_meta import dispatch_meta
 from kiln.build.dispatch_run import dispatch_run
 from kiln.build.instructions import Add, Copy, Instruction, Run
 from kiln.build.lexer import ShellLex
+from kiln.build.mounts import Mount as RunMount
 from kiln.build.named_contexts import NamedContext
 from kiln.build.options import BuildOptions, BuildResult, default_jobs
+from kiln.build.outputs import export_outputs
 from kiln.build.parser import ParsedDockerfile
 from kiln.build.progress import Progress
-from kiln.build.run_mounts import parse_secrets
+from kiln.build.run_mounts import MountSet, parse_secrets, prepared_mounts
 from kiln.build.stage_run import StageRun
 from kiln.build.stages import BuildPlan, Stage, plan
 from kiln.container import Builder
 from kiln.errors import Cancelled, InvalidArgument, NotFound
+from kiln.image import StoreImage, open_store_image, unpack_image
 from kiln.image.transport_names import names_file_transport
-from kiln.oci import ImageConfig, Platform
+from kiln.oci import ImageConfig, Platform, Reference
 from kiln.oci.config import DEFAULT_PATH
+from kiln.oci.reference import is_short_name
+from kiln.runtime import Mount, RunOptions, parse_volume
 from kiln.runtime.ssh_agent import SshAgents, parse_ssh_specs
+from kiln.snapshot.mount import mounted
 from kiln.util.output import write_output
+from kiln.util.process_owner import this_process
 
 __all__ = ["BuildCancel", "Executor", "normalize_tag"]
 
 
 def normalize_tag(name: str) -> str:
     """``foo`` -> ``localhost/foo:latest`` (podman's naming of unqualified build tags)."""
-    from kiln.oci import Reference
-    from kiln.oci.reference import is_short_name
-
     ref = Reference.parse(f"localhost/{name}" if is_short_name(name) else name)
     if ref.digest:
         raise InvalidArgument(f'tag "{name}": a tag cannot contain a digest; give NAME[:TAG]')
@@ -60,6 +64,9 @@ def normalize_tag(name: str) -> str:
 
 
 class Executor:
+    """One build of one platform. It owns the build's shared state (stage results, the
+    cache log, working containers) and is the ``BuildServices`` its stages are given."""
+
     def __init__(
         self,
         ctx: Any,
@@ -96,7 +103,7 @@ class Executor:
         self.ssh_sources = parse_ssh_specs(opts.ssh)
         self.ssh_sockets: dict[str, str] = {}  # --ssh id -> agent socket, while run() runs
         self.no_cache_stages = self._no_cache_stages()
-        self.key_settings = {
+        self.key_settings: dict[str, Any] = {
             "format": opts.image_format, "compression": opts.compression,
             "timestamp": opts.timestamp, "platform": self.platform,
         }  # fmt: skip
@@ -191,12 +198,15 @@ class Executor:
 
     def _build_stage(self, index: int) -> str:
         stage = self.plan.stages[index]
-        run = StageRun(self, stage, index == self.plan.target_index)
+        run = StageRun(
+            self, stage, is_target=index == self.plan.target_index,
+            args=self.build_args.stage(), lex=self.lex, no_cache=index in self.no_cache_stages,
+        )  # fmt: skip
         total = 1 + len(stage.instructions)
         self.check_cancel()
         run.begin_step(1, total, self._from_text(stage), stage.line)
         try:
-            triggers = dispatch_from(run)
+            triggers = dispatch_from(run, self)
             for instr in triggers:
                 self._dispatch(run, instr)
             run.end_step()
@@ -228,9 +238,9 @@ class Executor:
 
     def _dispatch(self, run: StageRun, instr: Instruction) -> None:
         if isinstance(instr, Run):
-            dispatch_run(run, instr)
+            dispatch_run(run, self, instr)
         elif isinstance(instr, Copy | Add):
-            dispatch_copy(run, instr)
+            dispatch_copy(run, self, instr)
         else:
             dispatch_meta(run, instr)
 
@@ -245,9 +255,10 @@ class Executor:
         if self.opts.iidfile:
             write_output(self.opts.iidfile, image_id.encode())
         if self.opts.outputs:
-            from kiln.build.outputs import export_outputs
-
-            export_outputs(self, image_id, self.opts.outputs)
+            export_outputs(
+                self.opts.outputs, image_id, open_root=self.open_image_root,
+                open_image=self.open_image, names=self.names, timestamp=self.opts.timestamp,
+            )  # fmt: skip
         if self.opts.on_built is not None:  # pushes and cache exports (kiln.ops.build_share)
             self.opts.on_built(self, image_id)
         rec = self.store.get_image(image_id)
@@ -261,19 +272,37 @@ class Executor:
             cache_hits=self.cache_hits, warnings=warnings, manifest_digest=rec.manifest_digest,
         )  # fmt: skip
 
-    # -- services for the dispatchers ------------------------------------------------------
+    # -- BuildServices: what stages and their dispatchers ask of the build -------------------
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
             raise Cancelled("the build was cancelled")
 
-    def track(self, b: Builder) -> None:
+    def new_builder(self, image_id: str | None) -> Builder:
+        self.check_cancel()
+        b = Builder.from_image(
+            self.ctx, image_id, pull_policy="missing", image_format=self.opts.image_format,
+            owner=this_process(),  # removed by the next kiln command if this one is killed
+        )  # fmt: skip
         with self._lock:
             self._builders.add(b)
+        b.volatile_mounts = True  # thrown away, or synced by commit_step: no unmount syncs
+        return b
 
-    def untrack(self, b: Builder) -> None:
+    def release_builder(self, b: Builder) -> None:
         with self._lock:
             self._builders.discard(b)
+        with contextlib.suppress(Exception):
+            b.delete()
+
+    def record_cache(self, stage: int, key: str, image_id: str, *, hit: bool) -> None:
+        with self._lock:
+            self.cache_log.append((stage, key, image_id))
+            if hit:
+                self.cache_hits += 1
+
+    def open_image(self, image_id: str) -> StoreImage:
+        return open_store_image(self.store, image_id)
 
     def _remove_builders(self) -> None:
         with self._lock:
@@ -388,9 +417,6 @@ class Executor:
 
     @contextlib.contextmanager
     def open_image_root(self, image_id: str) -> Iterator[str]:
-        from kiln.image import open_store_image, unpack_image
-        from kiln.snapshot.mount import mounted
-
         snaps = self.ctx.snapshots
         top = unpack_image(self.store, snaps, open_store_image(self.store, image_id))
         if top is None:
@@ -406,18 +432,23 @@ class Executor:
             with contextlib.suppress(Exception):
                 snaps.remove(key)
 
-    def _parse_volumes(self) -> list[Any]:
-        from kiln.runtime import parse_volume
-
+    def _parse_volumes(self) -> list[Mount]:
         return [parse_volume(v) for v in self.opts.volumes]
 
+    def run_mounts(
+        self, specs: tuple[RunMount, ...], from_ids: Mapping[str, str]
+    ) -> contextlib.AbstractContextManager[MountSet]:
+        return prepared_mounts(
+            specs, context_dir=self.context.root, store=self.store, secrets=self.secrets,
+            open_root=self.open_ref_root, tmpdir=self.tmpdir, ssh_sockets=self.ssh_sockets,
+            from_ids=from_ids,
+        )  # fmt: skip
+
     def run_process(
-        self, b: Builder, argv: list[str], env: dict[str, str], mounts: list[Any],
+        self, b: Builder, argv: list[str], env: dict[str, str], mounts: list[Mount],
         network: str, pos: int, security: str = "sandbox",
     ) -> int:  # fmt: skip
         """Run ``argv`` in ``b``; its output goes to the progress as it comes."""
-        from kiln.runtime import RunOptions
-
         self.check_cancel()
         o = self.opts
         read_fd, write_fd = os.pipe()

@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kiln.build.instructions import Instruction
-    from kiln.build.stage_run import StageRun
 
 __all__ = [
+    "StepFacts",
     "compare_inputs",
     "explain_miss",
-    "note_meta_key",
-    "note_miss",
+    "first_change_text",
+    "is_new_key",
+    "locator",
+    "miss_reason",
     "pick_earlier",
     "remember_inputs",
 ]
@@ -44,66 +47,88 @@ _NAMES_SHOWN = 2
 # -- what a stage records and reports (called by kiln.build.stage_run) -----------------
 
 
-def locator(run: StageRun) -> str:
-    """Names the running step of this Dockerfile in this context, across builds."""
-    where = "\0".join((run.ex.context.root, run.ex.dockerfile_name,
-                       run.stage.name or str(run.stage.index), str(run.step_n)))  # fmt: skip
+@dataclass(frozen=True)
+class StepFacts:
+    """A step as the cache records it: where it is, what went into its key (``inputs``:
+    ``kiln.build.cache_key.step_inputs``), its stage's base, its instruction (None: the
+    stage's final commit) and ``manifest`` (a context digest -> its file listing)."""
+
+    locator: str
+    inputs: Mapping[str, Any]
+    base_id: str | None
+    instr: Instruction | None
+    manifest: Callable[[str], Any]
+
+    @property
+    def name(self) -> str:
+        return self.instr.name if self.instr is not None else "COMMIT"
+
+    @property
+    def text(self) -> str:
+        return self.instr.original if self.instr is not None else "COMMIT"
+
+
+def locator(context_root: str, dockerfile_name: str, stage: str, step_n: int) -> str:
+    """Names a step of this Dockerfile in this context (``stage``: its name or index),
+    across builds."""
+    where = "\0".join((context_root, dockerfile_name, stage, str(step_n)))
     return hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-def recorded_inputs(run: StageRun, instr: Instruction | None) -> dict[str, Any]:
+def recorded_inputs(step: StepFacts) -> dict[str, Any]:
     """The step's key inputs plus its base, its text and the files it read, by name."""
-    inputs = dict(run.inputs)
-    inputs["base"] = run.base_id or ""
-    inputs["text"] = instr.original if instr is not None else "COMMIT"
+    inputs = dict(step.inputs)
+    inputs["base"] = step.base_id or ""
+    inputs["text"] = step.text
     manifests = {}
     for name, digest in inputs.get("files", {}).items():
-        listed = run.ex.context.manifest(digest)
+        listed = step.manifest(digest)
         if listed is not None:
             manifests[name] = listed
     inputs["manifests"] = manifests
     return inputs
 
 
-def remember_inputs(run: StageRun, key: str, instr: Instruction | None) -> None:
+def remember_inputs(store: Any, key: str, step: StepFacts) -> None:
     """Keep what went into ``key`` for a later --explain (never fails the build)."""
     with contextlib.suppress(Exception):
-        name = instr.name if instr is not None else "COMMIT"
-        run.ex.store.put_cache_inputs(key, locator(run), name, recorded_inputs(run, instr))
+        store.put_cache_inputs(key, step.locator, step.name, recorded_inputs(step))
 
 
-def note_meta_key(run: StageRun, key: str, instr: Instruction) -> None:
-    """A metadata step: a key never seen before is the change later misses point at."""
-    with contextlib.suppress(Exception):
-        if not run.ex.store.has_cache_inputs(key):
-            if run.first_change is None:
-                run.first_change = _cut(instr.original, 40)
-            remember_inputs(run, key, instr)
+def is_new_key(store: Any, key: str) -> bool:
+    """Whether no build recorded ``key`` before (False when that cannot be told)."""
+    try:
+        return not store.has_cache_inputs(key)
+    except Exception:
+        return False
 
 
-def note_miss(run: StageRun, key: str, instr: Instruction | None) -> None:
-    """A RUN/COPY/ADD missed the cache: its reason goes to the step's facts and events."""
-    reason = miss_reason(run, key, instr)
-    text = instr.original if instr is not None else "COMMIT"
-    run.step_cache = {"hit": False, "key": key, "reason": reason}
-    if run.first_change is None:
-        run.first_change = _cut(text, 40)
-    run.ex.progress.cache_miss(run.pos, run.step_n, text, reason)
-
-
-def miss_reason(run: StageRun, key: str, instr: Instruction | None) -> str:
-    if not run.layers:
+def miss_reason(
+    store: Any,
+    key: str,
+    step: StepFacts,
+    *,
+    layers: bool,
+    no_cache: bool,
+    earlier_change: str | None,
+) -> str:
+    """Why a RUN/COPY/ADD missed the cache, in one line (never fails the build)."""
+    if not layers:
         return "steps are not cached (--layers=false)"
-    if run.ex.opts.no_cache:
+    if no_cache:
         return "--no-cache"
     try:
         return explain_miss(
-            run.ex.store, key, locator(run), recorded_inputs(run, instr),
-            instruction=instr.name if instr is not None else "COMMIT",
-            earlier_change=run.first_change,
+            store, key, step.locator, recorded_inputs(step), instruction=step.name,
+            earlier_change=earlier_change,
         )  # fmt: skip
     except Exception as exc:  # an explanation never fails a build
         return f"unknown ({type(exc).__name__})"
+
+
+def first_change_text(step: StepFacts) -> str:
+    """How a step that changed first is named in later reasons."""
+    return _cut(step.text, 40)
 
 
 # -- the reason ---------------------------------------------------------------------

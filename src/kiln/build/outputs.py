@@ -17,14 +17,17 @@ from __future__ import annotations
 import csv
 import shutil
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
+from kiln.archive.compression import Compression
 from kiln.errors import InvalidArgument
 from kiln.util.output import check_output, open_output, output_dir
 
 if TYPE_CHECKING:
-    from kiln.build.executor import Executor
+    from kiln.image import Image
 
 __all__ = [
     "ImageOutput",
@@ -145,31 +148,40 @@ def _stdout(spec: str) -> BinaryIO:
     return sys.stdout.buffer
 
 
-def export_outputs(ex: Executor, image_id: str, specs: list[str]) -> None:
+def export_outputs(
+    specs: list[str],
+    image_id: str,
+    *,
+    open_root: Callable[[str], AbstractContextManager[str]],
+    open_image: Callable[[str], Image],
+    names: list[str],
+    timestamp: int | None,
+) -> None:
+    """Write the file outputs of ``specs`` for ``image_id``: ``open_root`` mounts an
+    image's root filesystem, ``open_image`` reads it from the store; ``names`` go into
+    archives."""
     for spec in specs:
         kind, dest = parse_output(spec)
         if kind in IMAGE_TYPES:
             continue  # named and pushed by the caller (kiln.ops.build_share)
         if kind in ("local", "tar"):
-            with ex.open_image_root(image_id) as root:
+            with open_root(image_id) as root:
                 if kind == "local":
                     output_dir(dest, "--output type=local")
                     shutil.copytree(root, dest, symlinks=True, dirs_exist_ok=True)
                 else:
-                    _write_tree_tar(root, dest, spec, ex.opts.timestamp)
+                    _write_tree_tar(root, dest, spec, timestamp)
         else:
-            from kiln.image import open_store_image
+            # lazy: start-up cost, only archive outputs need them
             from kiln.image.transports import write_docker_archive, write_oci_archive
 
-            img = open_store_image(ex.store, image_id)
-            names = list(ex.names)
+            img = open_image(image_id)
             writer = write_oci_archive if kind == "oci" else write_docker_archive
-            writer(_stdout(spec) if dest == "-" else dest, [(img, names)])
+            writer(_stdout(spec) if dest == "-" else dest, [(img, list(names))])
 
 
 def _write_tree_tar(root: str, dest: str, spec: str, timestamp: int | None) -> None:
-    from kiln.archive.compression import Compression
-    from kiln.archive.tar_writer import scan_tree, write_layer
+    from kiln.archive.tar_writer import scan_tree, write_layer  # lazy: start-up cost
 
     stdout = _stdout(spec) if dest == "-" else None
     with open_output(dest, stdout=stdout) as out:

@@ -14,20 +14,22 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kiln.build import explain
-from kiln.build.cache_key import key_of, step_inputs
+from kiln.build.args import StageArgs
+from kiln.build.cache_key import base_key, key_of, step_inputs
 from kiln.build.instructions import Instruction
+from kiln.build.lexer import ShellLex
 from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed
-from kiln.oci import History
-from kiln.util.process_owner import this_process
+from kiln.oci import History, ImageConfig
 from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
-    from kiln.build.executor import Executor
+    from kiln.build.services import BuildServices
 
 __all__ = ["StageRun", "StepFailed"]
 
@@ -36,53 +38,103 @@ class StepFailed(ProcessFailed):
     """A RUN exited non-zero; ``exit_code`` is what podman exits with."""
 
 
+@dataclass
+class _Step:
+    """The step being run: for timings, cache facts and --explain (``n`` 0: none)."""
+
+    n: int = 0
+    started: float = 0.0
+    cache: dict[str, Any] | None = None
+    image: str | None = None
+
+
 class StageRun:
-    def __init__(self, ex: Executor, stage: Stage, is_target: bool) -> None:
-        self.ex = ex
+    """One stage's state. Only its own methods change it: dispatchers read ``editor``,
+    ``args`` and ``config_env`` and call the methods below; what they need of the build
+    comes from the ``BuildServices`` they are given."""
+
+    def __init__(
+        self,
+        build: BuildServices,
+        stage: Stage,
+        *,
+        is_target: bool,
+        args: StageArgs,
+        lex: ShellLex,
+        no_cache: bool = False,
+    ) -> None:
+        self._build = build
         self.stage = stage
         self.is_target = is_target
         self.pos = stage.index + 1
-        self.args = ex.build_args.stage()
-        self.lex = ex.lex
-        self.editor: ConfigEditor = ConfigEditor(ex.scratch_config())
-        self.base_id: str | None = None
-        self.image_id: str | None = None  # the image the current state is on
-        self.key = ""
-        self.pending: list[History] = []
-        self.builder: Builder | None = None
-        self.dirty = False  # the builder holds uncommitted filesystem changes
-        self.cmd_set = False
-        self.env_set_here: set[str] = set()  # names an ENV of this stage has set
-        # directories WORKDIR and VOLUME ask for: (path, owner, volume); made before the next
-        # filesystem step, and WORKDIR's also at the end of the stage
-        self.wanted_dirs: list[tuple[str, str, bool, int]] = []
-        self.layers = ex.opts.layers and not (is_target and (ex.opts.squash or ex.opts.squash_all))
-        # --no-cache and --no-cache-filter: nothing is read from the cache; what the stage
-        # builds is still stored in it
-        self.use_cache = (
-            self.layers and not ex.opts.no_cache and stage.index not in ex.no_cache_stages
-        )
-        # the step being run (for timings, cache facts and --explain)
-        self.step_n = 0
-        self.step_text = ""
-        self.step_started = 0.0
-        self.step_cache: dict[str, Any] | None = None
-        self.step_image: str | None = None
+        self.args = args
+        self.lex = lex
         self.started = time.time()
-        self.inputs: dict[str, Any] = {}  # what went into self.key (kiln.build.explain)
-        self.first_change: str | None = None  # the first step of the stage not seen before
+        opts = build.opts
+        self.layers = opts.layers and not (is_target and (opts.squash or opts.squash_all))
+        # --no-cache and --no-cache-filter (``no_cache``): nothing is read from the cache;
+        # what the stage builds is still stored in it
+        self.use_cache = self.layers and not opts.no_cache and not no_cache
+        self._editor = ConfigEditor(build.scratch_config())
+        self._base_id: str | None = None
+        self._image_id: str | None = None  # the image the current state is on
+        self._key = ""
+        self._pending: list[History] = []
+        self._builder: Builder | None = None
+        self._dirty = False  # the builder holds uncommitted filesystem changes
+        self._cmd_set = False
+        self._env_set_here: set[str] = set()  # names an ENV of this stage has set
+        # directories WORKDIR and VOLUME ask for: (path, owner, volume, line); made before
+        # the next filesystem step, and WORKDIR's also at the end of the stage
+        self._wanted_dirs: list[tuple[str, str, bool, int]] = []
+        self._step = _Step()
+        self._inputs: dict[str, Any] = {}  # what went into self._key (kiln.build.explain)
+        self._first_change: str | None = None  # the first step of the stage not seen before
 
-    # -- environment ------------------------------------------------------------------
+    # -- what others may read -------------------------------------------------------------
+
+    @property
+    def editor(self) -> ConfigEditor:
+        """The stage's config; metadata steps edit it through its methods."""
+        return self._editor
+
+    @property
+    def base_id(self) -> str | None:
+        return self._base_id
+
+    @property
+    def image_id(self) -> str | None:
+        return self._image_id
+
+    # -- the base ---------------------------------------------------------------------
+
+    def set_base(self, base_id: str | None, config: ImageConfig, platform: str) -> None:
+        """FROM: the stage starts on ``base_id`` (None: scratch) with ``config``."""
+        self._base_id = self._image_id = base_id
+        self._editor = ConfigEditor(config)
+        self._key = base_key(base_id, platform)
+
+    # -- environment and commands --------------------------------------------------------
 
     @property
     def config_env(self) -> dict[str, str]:
-        return self.editor.env()
+        return self._editor.env()
 
     def set_env(self, key: str, value: str) -> None:
         """ENV as buildah writes it: a variable this stage already set keeps its place; one
         from the base image moves to the end (``ENV PATH=/x:$PATH`` puts PATH last)."""
-        self.editor.set_env(key, value, in_place=key in self.env_set_here)
-        self.env_set_here.add(key)
+        self._editor.set_env(key, value, in_place=key in self._env_set_here)
+        self._env_set_here.add(key)
+
+    def set_cmd(self, cmd: list[str]) -> None:
+        self._editor.set_cmd(cmd)
+        self._cmd_set = True
+
+    def set_entrypoint(self, entrypoint: list[str]) -> None:
+        """ENTRYPOINT; it resets a CMD the base image gave (not one this stage set)."""
+        self._editor.set_entrypoint(entrypoint)
+        if not self._cmd_set:
+            self._editor.set_cmd(None)
 
     def expand_env(self) -> dict[str, str]:
         return self.args.env(self.config_env)
@@ -99,7 +151,7 @@ class StageRun:
         """Prefix an ``InvalidArgument`` or ``NotFound`` raised inside (an expansion error
         such as ``${V:?msg}``, a missing secret or mount source) with ``Containerfile:N:``,
         as every other build error has it."""
-        where = f"{self.ex.dockerfile_name}:{instr.line}"
+        where = f"{self._build.dockerfile_name}:{instr.line}"
         try:
             yield
         except (InvalidArgument, NotFound) as exc:
@@ -109,35 +161,44 @@ class StageRun:
 
     # -- the key chain and the cache ----------------------------------------------------
 
-    def next_key(self, instr: Instruction | None, **parts: Any) -> str:
-        self.inputs = step_inputs(self.key, instr, settings=self.ex.key_settings, **parts)
-        self.key = key_of(self.inputs)
-        return self.key
+    def _next_key(self, instr: Instruction | None, **parts: Any) -> str:
+        self._inputs = step_inputs(self._key, instr, settings=self._build.key_settings, **parts)
+        self._key = key_of(self._inputs)
+        return self._key
+
+    def _facts(self, instr: Instruction | None) -> explain.StepFacts:
+        """The running step as ``kiln.build.explain`` records and compares it."""
+        b = self._build
+        where = explain.locator(
+            b.context.root, b.dockerfile_name, self.stage.name or str(self.stage.index),
+            self._step.n,
+        )  # fmt: skip
+        return explain.StepFacts(where, self._inputs, self._base_id, instr, b.context.manifest)
 
     # -- step timings, cache facts and --explain -------------------------------------------
 
     def begin_step(self, n: int, total: int, text: str, line: int) -> None:
-        self.step_n, self.step_text, self.step_started = n, text, time.time()
-        self.step_cache, self.step_image = None, None
-        self.ex.progress.step(self.pos, n, total, text, line)
+        self._step = _Step(n, time.time())
+        self._build.progress.step(self.pos, n, total, text, line)
 
     def end_step(self, state: str | None = None) -> None:
         """The step's end event; ``state`` defaults to cached/done from what happened."""
-        if not self.step_n:
+        step = self._step
+        if not step.n:
             return
         if state is None:
-            state = "cached" if self.step_cache and self.step_cache.get("hit") else "done"
-        image_id = self.step_image
-        if self.step_n == 1 and image_id is None:
-            image_id = self.base_id  # the FROM step: the base it set the stage on
-        self.ex.progress.step_end(self.pos, self.step_n, state, self.step_started,
-                                  cache=self.step_cache, image_id=image_id)  # fmt: skip
-        self.step_n = 0
+            state = "cached" if step.cache and step.cache.get("hit") else "done"
+        image_id = step.image
+        if step.n == 1 and image_id is None:
+            image_id = self._base_id  # the FROM step: the base it set the stage on
+        self._build.progress.step_end(self.pos, step.n, state, step.started,
+                                      cache=step.cache, image_id=image_id)  # fmt: skip
+        self._step = _Step()
 
-    def cached(self, key: str) -> str | None:
+    def _cached(self, key: str) -> str | None:
         if not self.use_cache:
             return None
-        store = self.ex.store
+        store = self._build.store
         image_id = store.get_cache(key)
         if image_id is None:
             return self._imported(key)
@@ -152,26 +213,32 @@ class StageRun:
     def _imported(self, key: str) -> str | None:
         """A step another machine built: ``--cache-from`` caches (``opts.cache_lookup``
         copies the image into the store on a hit); it joins the local cache."""
-        lookup = self.ex.opts.cache_lookup
+        lookup = self._build.opts.cache_lookup
         image_id = lookup(key) if lookup is not None else None
         if image_id is not None:
-            self.ex.store.put_cache(key, image_id)
+            self._build.store.put_cache(key, image_id)
         return image_id
 
-    def remember(self, key: str, image_id: str) -> None:
-        """Note a cached step for ``--cache-to`` (hits and new images alike)."""
-        self.ex.cache_log.append((self.stage.index, key, image_id))
-
-    def adopt_image(self, image_id: str) -> None:
+    def _adopt_image(self, image_id: str) -> None:
         """Continue from ``image_id`` (a cache hit): its config, nothing pending."""
-        from kiln.image import open_store_image
-
-        img = open_store_image(self.ex.store, image_id)
-        self.image_id = image_id
-        self.editor = ConfigEditor(img.config.evolve(), dict(self.editor.annotations))
-        self.pending = []
-        self.wanted_dirs = []
+        img = self._build.open_image(image_id)
+        self._image_id = image_id
+        self._editor = ConfigEditor(img.config.evolve(), dict(self._editor.annotations))
+        self._pending = []
+        self._wanted_dirs = []
         self.drop_builder()
+
+    def _note_miss(self, key: str, instr: Instruction | None) -> None:
+        """A RUN/COPY/ADD missed the cache: its reason goes to the step's facts and events."""
+        facts = self._facts(instr)
+        reason = explain.miss_reason(
+            self._build.store, key, facts, layers=self.layers,
+            no_cache=self._build.opts.no_cache, earlier_change=self._first_change,
+        )  # fmt: skip
+        self._step.cache = {"hit": False, "key": key, "reason": reason}
+        if self._first_change is None:
+            self._first_change = explain.first_change_text(facts)
+        self._build.progress.cache_miss(self.pos, self._step.n, facts.text, reason)
 
     # -- directories WORKDIR and VOLUME make ---------------------------------------------
 
@@ -180,11 +247,11 @@ class StageRun:
         Docker and BuildKit do) or a VOLUME's (root's; made only when a later step works on
         the filesystem, as buildah and Docker do). ``line``: the instruction's, for errors."""
         if path and path != "/":
-            self.wanted_dirs.append((path, user, volume, line))
+            self._wanted_dirs.append((path, user, volume, line))
 
-    def make_wanted_dirs(self, b: Builder, *, at_end: bool = False) -> None:
-        wanted = [(p, u, n) for p, u, volume, n in self.wanted_dirs if not (at_end and volume)]
-        self.wanted_dirs = []
+    def _make_wanted_dirs(self, b: Builder, *, at_end: bool = False) -> None:
+        wanted = [(p, u, n) for p, u, volume, n in self._wanted_dirs if not (at_end and volume)]
+        self._wanted_dirs = []
         if not wanted:
             return
         try:
@@ -194,158 +261,155 @@ class StageRun:
             line = next((n for p, _, n in wanted if f" {p}:" in str(exc)), 0)
             if not line:
                 raise
-            raise InvalidArgument(f"{self.ex.dockerfile_name}:{line}: {exc}") from None
+            raise InvalidArgument(f"{self._build.dockerfile_name}:{line}: {exc}") from None
         if made:
-            self.dirty = True
+            self._dirty = True
 
     # -- history ----------------------------------------------------------------------
 
-    def note_history(self, created_by: str) -> None:
-        self.pending.append(
-            History(created=rfc3339(), created_by=created_by, author=self.editor.image.author,
+    def _note_history(self, created_by: str) -> None:
+        self._pending.append(
+            History(created=rfc3339(), created_by=created_by, author=self._editor.image.author,
                     empty_layer=True)
         )  # fmt: skip
 
     # -- the working container ------------------------------------------------------------
 
-    def ensure_builder(self) -> Builder:
-        if self.builder is None:
-            self.ex.check_cancel()
-            b = Builder.from_image(
-                self.ex.ctx,
-                self.image_id,
-                pull_policy="missing",
-                image_format=self.ex.opts.image_format,
-                owner=this_process(),  # removed by the next kiln command if this one is killed
-            )
-            self.ex.track(b)
-            b.volatile_mounts = True  # thrown away, or synced by commit_step: no unmount syncs
-            b.config = self.editor
-            self.builder = b
-        return self.builder
+    def _ensure_builder(self) -> Builder:
+        if self._builder is None:
+            b = self._build.new_builder(self._image_id)
+            b.config = self._editor
+            self._builder = b
+        return self._builder
 
     def drop_builder(self) -> None:
-        if self.builder is not None:
-            self.ex.untrack(self.builder)
-            with contextlib.suppress(Exception):
-                self.builder.delete()
-            self.builder = None
-            self.dirty = False
+        if self._builder is not None:
+            self._build.release_builder(self._builder)
+            self._builder = None
+            self._dirty = False
 
-    def use_cache_hit(self, key: str) -> str | None:
+    def _use_cache_hit(self, key: str) -> str | None:
         """Continue from the image cached under ``key``, if any (printed as podman does)."""
-        hit = self.cached(key)
+        hit = self._cached(key)
         if hit is not None:
-            self.remember(key, hit)
-            self.step_cache = {"hit": True, "key": key, "reason": ""}
-            self.step_image = hit
-            self.adopt_image(hit)
-            self.ex.progress.cache_hit(hit)
-            self.ex.cache_hits += 1
-            self.ex.progress.layer(hit)
+            self._build.record_cache(self.stage.index, key, hit, hit=True)
+            self._step.cache = {"hit": True, "key": key, "reason": ""}
+            self._step.image = hit
+            self._adopt_image(hit)
+            self._build.progress.cache_hit(hit)
+            self._build.progress.layer(hit)
         return hit
 
     def layer_step(
         self, instr: Instruction, action: Callable[[Builder], str], **key_parts: Any
     ) -> None:
         """A RUN/COPY/ADD: a cache hit, or ``action`` (returns created_by) then a commit."""
-        key = self.next_key(instr, **key_parts)
-        if self.use_cache_hit(key) is not None:
+        key = self._next_key(instr, **key_parts)
+        if self._use_cache_hit(key) is not None:
             return
-        explain.note_miss(self, key, instr)
-        b = self.ensure_builder()
-        self.make_wanted_dirs(b)
+        self._note_miss(key, instr)
+        b = self._ensure_builder()
+        self._make_wanted_dirs(b)
         created_by = action(b)
-        self.dirty = True
+        self._dirty = True
         if not self.layers:
-            self.note_history(created_by)
+            self._note_history(created_by)
             return
-        b.state.history = list(self.pending)
+        opts = self._build.opts
+        b.state.history = list(self._pending)
         rec = b.commit_step(
-            created_by=created_by, image_format=self.ex.opts.image_format,
-            compression=self.ex.opts.compression, timestamp=self.ex.opts.timestamp,
+            created_by=created_by, image_format=opts.image_format,
+            compression=opts.compression, timestamp=opts.timestamp,
         )  # fmt: skip
-        self.dirty = False
-        self.pending = []
-        self.image_id = rec.id
-        self.editor = b.config
-        with self.ex.store.transaction():  # one write: the entry and what went into its key
-            self.ex.store.put_cache(key, rec.id)
-            explain.remember_inputs(self, key, instr)
-        self.remember(key, rec.id)
-        self.step_image = rec.id
-        self.ex.progress.layer(rec.id)
+        self._dirty = False
+        self._pending = []
+        self._image_id = rec.id
+        self._editor = b.config
+        store = self._build.store
+        with store.transaction():  # one write: the entry and what went into its key
+            store.put_cache(key, rec.id)
+            explain.remember_inputs(store, key, self._facts(instr))
+        self._build.record_cache(self.stage.index, key, rec.id, hit=False)
+        self._step.image = rec.id
+        self._build.progress.layer(rec.id)
 
     def meta_step(self, instr: Instruction, created_by: str, **key_parts: Any) -> None:
-        key = self.next_key(instr, **key_parts)
-        explain.note_meta_key(self, key, instr)
-        self.note_history(created_by)
+        key = self._next_key(instr, **key_parts)
+        store = self._build.store
+        if explain.is_new_key(store, key):  # the change later misses point at
+            facts = self._facts(instr)
+            if self._first_change is None:
+                self._first_change = explain.first_change_text(facts)
+            explain.remember_inputs(store, key, facts)
+        self._note_history(created_by)
 
     # -- the end of the stage -------------------------------------------------------------
 
     def finish(self, names: list[str]) -> str:
         """Commit what is not committed yet; returns the stage's image ID."""
-        opts = self.ex.opts
+        opts = self._build.opts
         extra: dict[str, Any] = {}
         if self.is_target:
             for k, v in opts.labels.items():
-                self.editor.set_label(k, v)
+                self._editor.set_label(k, v)
             for k, v in opts.annotations.items():
-                self.editor.set_annotation(k, v)
+                self._editor.set_annotation(k, v)
             extra = {"labels": opts.labels, "annotations": opts.annotations,
                      "squash": opts.squash, "squash_all": opts.squash_all}  # fmt: skip
-        needs = bool(self.pending) or self.dirty or self.image_id is None
+        needs = bool(self._pending) or self._dirty or self._image_id is None
         if self.is_target and opts.image_format == "oci":
             needs = self._drop_docker_only_fields() or needs
         if self.is_target:
-            needs = needs or self.image_id == self.base_id or bool(opts.labels or opts.annotations)
+            needs = (
+                needs or self._image_id == self._base_id or bool(opts.labels or opts.annotations)
+            )
             needs = needs or opts.squash or opts.squash_all
-            self.ex.progress.commit(self.pos, names)
-        if not needs and self.image_id is not None:
-            return self.image_id
-        key = self.next_key(None, extra=extra)
-        if not self.dirty:
-            hit = self.use_cache_hit(key)
+            self._build.progress.commit(self.pos, names)
+        if not needs and self._image_id is not None:
+            return self._image_id
+        key = self._next_key(None, extra=extra)
+        if not self._dirty:
+            hit = self._use_cache_hit(key)
             if hit is not None:
                 return hit
-        b = self.ensure_builder()
-        self.make_wanted_dirs(b, at_end=True)
+        b = self._ensure_builder()
+        self._make_wanted_dirs(b, at_end=True)
         if self.is_target and opts.labels:
             # --label flags are one LABEL step at the end of the build, as buildah 1.29+
             # records them (1.28: one entry a flag; BuildKit: none)
-            self.note_history(self._label_created_by())
-        pending = list(self.pending)
+            self._note_history(self._label_created_by())
+        pending = list(self._pending)
         last = pending.pop().created_by if pending else "/bin/sh -c #(nop) "
         # a stage that adds nothing (a final stage that only names its base, with
         # annotations) records no entry, as buildah and BuildKit
-        adds_entry = bool(self.pending) or self.dirty
+        adds_entry = bool(self._pending) or self._dirty
         b.state.history = pending
         rec = b.commit(
             None, format=opts.image_format, compression=opts.compression,
             timestamp=opts.timestamp, created_by=last, squash=self.is_target and opts.squash_all,
-            history_entry=adds_entry, force_layer=self.dirty,
+            history_entry=adds_entry, force_layer=self._dirty,
         )  # fmt: skip
-        self.image_id = rec.id
-        self.pending = []
-        self.dirty = False
+        self._image_id = rec.id
+        self._pending = []
+        self._dirty = False
         self.drop_builder()
         if self.layers:
-            self.ex.store.put_cache(key, rec.id)
-            self.remember(key, rec.id)
-        self.ex.progress.layer(rec.id)
+            self._build.store.put_cache(key, rec.id)
+            self._build.record_cache(self.stage.index, key, rec.id, hit=False)
+        self._build.progress.layer(rec.id)
         return rec.id
 
     def _drop_docker_only_fields(self) -> bool:
         """OCI configs have no HEALTHCHECK, ONBUILD or SHELL: drop them with podman's warning."""
-        rc = self.editor.runtime
+        rc = self._editor.runtime
         dropped = False
         for what, value, clear in (
-            ("HEALTHCHECK", rc.healthcheck, lambda: self.editor.set_healthcheck(None)),
-            ("ONBUILD", rc.on_build, self.editor.clear_onbuild),
-            ("SHELL", rc.shell, lambda: self.editor.set_shell([])),
+            ("HEALTHCHECK", rc.healthcheck, lambda: self._editor.set_healthcheck(None)),
+            ("ONBUILD", rc.on_build, self._editor.clear_onbuild),
+            ("SHELL", rc.shell, lambda: self._editor.set_shell([])),
         ):
             if value:
-                self.ex.progress.warning(
+                self._build.progress.warning(
                     f"{what} is not supported for OCI image format and {what} will be ignored. "
                     "Must use `docker` format"
                 )
@@ -357,6 +421,6 @@ class StageRun:
         """buildah's text for the LABEL step of --label flags: ``LABEL "k"="v" ...``."""
         labels = " ".join(
             f"{json.dumps(k, ensure_ascii=False)}={json.dumps(v, ensure_ascii=False)}"
-            for k, v in self.ex.opts.labels.items()
+            for k, v in self._build.opts.labels.items()
         )
         return f"/bin/sh -c #(nop) LABEL {labels}"
