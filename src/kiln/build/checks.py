@@ -23,6 +23,7 @@ from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.lexer import ShellLex
 from kiln.build.parser import Node, ParsedDockerfile
 from kiln.errors import InvalidArgument, KilnError
+from kiln.oci import Reference
 
 __all__ = ["RULES", "CheckReport", "CheckWarning", "run_checks"]
 
@@ -331,8 +332,6 @@ def _env_keys(node: Node) -> list[str]:
 
 
 def _valid_base(name: str) -> bool:
-    from kiln.oci import Reference
-
     if name == "scratch":
         return True
     try:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from kiln.build.remote_context import is_git_context, open_remote_context
 from kiln.errors import InvalidArgument
 
 __all__ = ["NamedContext", "open_named_contexts", "parse_build_context"]
@@ -53,8 +54,6 @@ def _classify(name: str, value: str) -> NamedContext | None:
             if not ref:
                 raise InvalidArgument(f"--build-context {name}={value}: the image is missing")
             return NamedContext(name, image=ref)
-    from kiln.build.remote_context import is_git_context
-
     if value.startswith(("http://", "https://")) or is_git_context(value):
         return None  # a tar to download or a repository to clone
     if "://" in value:
@@ -76,8 +75,6 @@ def open_named_contexts(
 ) -> Iterator[dict[str, NamedContext]]:
     """Every named context ready to read, keyed by its name as the Dockerfile writes it;
     URLs are downloaded and unpacked for the duration."""
-    from kiln.build.remote_context import open_remote_context
-
     with contextlib.ExitStack() as stack:
         found: dict[str, NamedContext] = {}
         for name, value in specs.items():

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kiln.build.options import BuildOptions
+from kiln.errors import Cancelled
+from kiln.image import open_store_image
 from kiln.store.build_records import BuildRecordRow
 from kiln.util.redact import redact
 
@@ -131,8 +133,6 @@ class BuildRecorder:
     def finish(self, store: Any, *, error: BaseException | None = None,
                manifest_digest: str = "") -> str:  # fmt: skip
         """Complete the record and write it; returns its ID ("" if it could not be written)."""
-        from kiln.errors import Cancelled
-
         doc = self.doc
         doc["ended"] = time.time()
         if error is None:
@@ -186,8 +186,6 @@ class BuildRecorder:
 
 def image_layers(store: Any, image_id: str) -> list[dict[str, Any]]:
     """An image's layers, bottom first: digest, diff_id, media type, sizes, created_by."""
-    from kiln.image import open_store_image
-
     img = open_store_image(store, image_id)
     history = [h for h in img.config.history if not h.empty_layer]
     out = []

@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from kiln.archive.applier import extract_tar
+from kiln.archive.compression import open_decompressed, read_up_to
 from kiln.archive.streams import ByteReader
 from kiln.build.parser import MAX_DOCKERFILE_BYTES
 from kiln.container.git_source import git_checkout, is_git_source, parse_git_source
@@ -50,9 +52,6 @@ def open_remote_context(
 ) -> Iterator[str]:
     """Unpack the context ``spec`` names (``-``: stdin; an http(s) URL of a tar; a git
     repository) into a temporary directory and yield its path."""
-    from kiln.archive.applier import extract_tar
-    from kiln.archive.compression import open_decompressed, read_up_to
-
     with tempfile.TemporaryDirectory(prefix="kiln-context-", dir=tmpdir) as tmp:
         if is_git_context(spec):
             git = parse_git_source(spec)
@@ -127,6 +126,6 @@ class _Prepended(io.RawIOBase):
 
 
 def _download(url: str, path: str) -> None:
-    from kiln.util.download import download
+    from kiln.util.download import download  # lazy: start-up cost, only URL contexts
 
     download(url, path, what=f"the build context {url}")

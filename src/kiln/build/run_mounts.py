@@ -35,6 +35,7 @@ from kiln.build.mounts import Mount as RunMount
 from kiln.errors import InvalidArgument, NotFound
 from kiln.runtime import Mount
 from kiln.runtime.ssh_agent import forwarded_socket
+from kiln.snapshot.copytree import merge_layers
 from kiln.store import Store
 
 __all__ = ["MountSet", "Secret", "parse_secrets", "prepared_mounts"]
@@ -219,8 +220,6 @@ def _seeder(spec: RunMount, open_root: RootOpener) -> Callable[[str], None]:
     (resolved in-root), owners, modes and times kept."""
 
     def seed(new_dir: str) -> None:
-        from kiln.snapshot.copytree import merge_layers
-
         assert spec.from_
         with open_root(spec.from_) as root, _inside(root, spec.source or "") as found:
             if not os.path.isdir(found):
