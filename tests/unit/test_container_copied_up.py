@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import os
 
-from kiln.container.copied_up import exists_in, placeholder_parents, prune_copied_up
+from kiln.container.copied_up import (
+    below,
+    exists_in,
+    placeholder_parents,
+    prune_copied_up,
+    prune_unchanged,
+)
 
 
 def test_placeholder_parents_are_deepest_first_and_any_spelling_terminates():
@@ -37,3 +43,22 @@ def test_prune_never_follows_a_symlink_the_run_planted(tmp_path):
     assert not exists_in(str(upper), "/app/x")
     assert prune_copied_up(str(upper), [str(lower)], ["/app/x", "/app"]) == []
     assert (victim / "x").is_dir()
+
+
+def test_what_was_below_is_read_from_the_merged_view_before_the_run(tmp_path):
+    # the merged view (here a plain tree) shows the first lower holding each path
+    merged, upper = tmp_path / "merged", tmp_path / "upper"
+    (merged / "etc").mkdir(parents=True)
+    (merged / "srv").mkdir()
+    os.chmod(merged / "srv", 0o750)
+    (merged / "file").write_text("x")
+    os.symlink("etc", merged / "lnk")
+    before = below(str(merged), ["/etc", "/srv", "/file", "/lnk", "/none"])
+    assert before["/etc"] is not None and before["/srv"][0] & 0o777 == 0o750
+    assert before["/file"] is None and before["/lnk"] is None and before["/none"] is None
+    # the run copied up /etc and /srv (as they were) and created /file/, /lnk/ and /none/
+    for d in ("etc", "srv", "file", "lnk", "none"):
+        (upper / d).mkdir(parents=True)
+    os.chmod(upper / "srv", 0o750)
+    assert prune_unchanged(str(upper), before) == ["/etc", "/srv"]
+    assert sorted(os.listdir(upper)) == ["file", "lnk", "none"]

@@ -286,9 +286,10 @@ class Builder:
         with contextlib.ExitStack() as held, self.mounted() as rootfs:
             for cache_id in cache_ids:  # held shared: keeps `builder prune` away
                 held.enter_context(self.store.cache_mount_lock(cache_id, shared=True))
+            before = copied_up.below(rootfs, new)  # the merged view: no walk of the chain
             code = run(options, rootfs)
         if new:
-            copied_up.prune_copied_up(upper, self.lower_dirs(), new)
+            copied_up.prune_unchanged(upper, before)
         return code
 
     def _emulate_if_foreign(self) -> None:

@@ -85,11 +85,45 @@ def _dir_stat(base: str, path: str) -> os.stat_result | None:
         return st if stat.S_ISDIR(st.st_mode) else None
 
 
-def prune_copied_up(upper: str, lowers: Sequence[str], paths: Sequence[str]) -> list[str]:
-    """Remove the directories of ``paths`` in ``upper`` that the run left empty and unchanged
-    against the first lower layer holding them; returns what was removed."""
-    removed = []
+#: what a run's copy of a directory is compared with: (mode, uid, gid) of the directory
+#: below it, None where there is none (or not a directory)
+Below = tuple[int, int, int] | None
+
+
+def below(rootfs: str, paths: Sequence[str]) -> dict[str, Below]:
+    """Before a run, in its merged ``rootfs`` (paths the upper does not hold yet): what the
+    run's copy-ups of ``paths`` will be compared with, one walk each, whatever the depth of
+    the image (the merged view shows the first lower layer holding a path)."""
+    found: dict[str, Below] = {}
     for path in paths:
+        st = _dir_stat(rootfs, path)
+        found[path] = None if st is None else (st.st_mode, st.st_uid, st.st_gid)
+    return found
+
+
+def _lower_below(lowers: Sequence[str], path: str) -> Below:
+    for lower in lowers:
+        with _parent_fd(lower, path) as found:
+            if found is None:
+                continue
+            fd, name = found
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                return None  # something else is there below: the directory is a change
+            return (st.st_mode, st.st_uid, st.st_gid)
+    return None
+
+
+def prune_unchanged(upper: str, before: dict[str, Below]) -> list[str]:
+    """Remove the directories of ``before`` in ``upper`` that the run left empty, not opaque
+    and identical in mode and owner to what was below them; returns what was removed."""
+    removed = []
+    for path, was in before.items():
+        if was is None:
+            continue
         with _parent_fd(upper, path) as found:
             if found is None:
                 continue
@@ -104,14 +138,13 @@ def prune_copied_up(upper: str, lowers: Sequence[str], paths: Sequence[str]) -> 
                     continue
             finally:
                 os.close(dfd)
-            for lower in lowers:
-                lst = _dir_stat(lower, path)
-                if lst is None:
-                    if exists_in(lower, path):
-                        break  # something else is there below: the directory is a change
-                    continue
-                if (lst.st_mode, lst.st_uid, lst.st_gid) == (st.st_mode, st.st_uid, st.st_gid):
-                    os.rmdir(name, dir_fd=pfd)
-                    removed.append(path)
-                break
+            if (st.st_mode, st.st_uid, st.st_gid) == was:
+                os.rmdir(name, dir_fd=pfd)
+                removed.append(path)
     return removed
+
+
+def prune_copied_up(upper: str, lowers: Sequence[str], paths: Sequence[str]) -> list[str]:
+    """:func:`prune_unchanged` against the first of the ``lowers`` (top first) holding each
+    of ``paths``, for a caller that has no merged view from before the run."""
+    return prune_unchanged(upper, {p: _lower_below(lowers, p) for p in paths})
