@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -324,3 +325,43 @@ def test_runtime_start_failure_is_unavailable_not_exit_1(rootfs):
     with pytest.raises(Unavailable, match="could not start the container"):
         run(RunOptions(args=["true"], mounts=[bad], stderr=subprocess.DEVNULL), str(rootfs))
     assert not (rootfs / "x").exists()
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_runs_in_one_process_share_a_bundle_but_nothing_of_each_other(rootfs, isolation, tmp_path):
+    # a build's RUN steps reuse one bundle (no directory of six files made and deleted per
+    # step); what a run wrote into its /etc files never reaches the next
+    hosts = "cat /etc/hosts /etc/hostname /etc/resolv.conf; stat -c %a /etc/hosts"
+    code, first, _ = sh(rootfs, isolation, hosts)
+    assert code == 0
+    tamper = ("echo 10.6.6.6 planted >> /etc/hosts; echo planted > /etc/hostname; "
+              "echo nameserver 10.6.6.6 >> /etc/resolv.conf; chmod 600 /etc/hosts")  # fmt: skip
+    assert sh(rootfs, isolation, tamper)[0] == 0
+    code, again, _ = sh(rootfs, isolation, hosts)
+    assert code == 0 and "planted" not in again and "10.6.6.6" not in again
+    assert again == first  # the same hostname: the same bundle
+    assert len(os.listdir(tmp_path / "state" / "bundles")) == 1
+
+
+@pytest.mark.runc
+@pytest.mark.skipif(shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin") is None,
+                    reason="needs runc")  # fmt: skip
+def test_a_runc_error_is_read_from_this_run_only(rootfs):
+    # runc appends to the reused bundle's log: an earlier run's error must not turn a later
+    # run's plain exit 1 into that error
+    onto_a_dir = Mount(type="bind", source=str(rootfs / "etc" / "passwd"), destination="/bin")
+    with pytest.raises(Unavailable, match="could not start the container"):
+        run(RunOptions(args=["true"], isolation="oci", mounts=[onto_a_dir],
+                       stderr=subprocess.DEVNULL), str(rootfs))  # fmt: skip
+    assert sh(rootfs, "oci", "exit 1")[0] == 1
+
+
+def test_a_process_leaves_no_bundle_when_it_exits(rootfs, tmp_path):
+    script = (
+        "import sys, subprocess\n"
+        "from kiln.runtime import RunOptions, run\n"
+        "for _ in range(2):\n"
+        "    assert run(RunOptions(args=['true'], isolation='chroot'), sys.argv[1]) == 0\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(rootfs)], check=True, timeout=120)
+    assert os.listdir(tmp_path / "state" / "bundles") == []

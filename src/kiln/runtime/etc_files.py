@@ -14,6 +14,8 @@ from kiln.errors import InvalidArgument
 from .options import RunOptions, parse_add_host
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
+#: what :func:`write_etc_files` wrote into a file: (text, ctime_ns, inode) after the write
+Written = tuple[str, int, int]
 # Used when no usable nameserver is left (as podman does).
 FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 
@@ -88,8 +90,15 @@ def resolv_conf_text(opts: RunOptions, host_text: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_etc_files(bundle: str, opts: RunOptions, hostname: str) -> dict[str, str]:
-    """Write the three files into ``bundle``; returns {container path: host path}."""
+def write_etc_files(
+    bundle: str, opts: RunOptions, hostname: str, written: dict[str, Written] | None = None
+) -> dict[str, str]:
+    """Write the three files into ``bundle``; returns {container path: host path}.
+
+    ``written`` (file name -> what was written) is kept by a bundle that is reused: a file
+    is written again unless it holds the same text and nothing touched it since (its ctime
+    and inode are as they were: a run may write to these files through their bind mounts,
+    and no change of a run may reach the next)."""
     files = {
         "/etc/hosts": ("hosts", hosts_text(opts, hostname)),
         "/etc/resolv.conf": ("resolv.conf", resolv_conf_text(opts)),
@@ -98,8 +107,21 @@ def write_etc_files(bundle: str, opts: RunOptions, hostname: str) -> dict[str, s
     result = {}
     for ctr_path, (name, text) in files.items():
         path = os.path.join(bundle, name)
+        result[ctr_path] = path
+        if written is not None and written.get(name, (None,))[0] == text:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                pass
+            else:
+                if written[name][1:] == (st.st_ctime_ns, st.st_ino):
+                    continue
+        if written is not None:
+            written.pop(name, None)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(path, 0o644)
-        result[ctr_path] = path
+            os.fchmod(f.fileno(), 0o644)
+            st = os.fstat(f.fileno())
+        if written is not None:
+            written[name] = (text, st.st_ctime_ns, st.st_ino)
     return result

@@ -56,15 +56,25 @@ def runtime_version(name: str = "runc", timeout: float = 10.0) -> str:
 
 def _write_config(p: Prepared, rootfs: str) -> None:
     spec = build_spec(p.opts, rootfs, p.user, p.etc_files)
-    fd = os.open(os.path.join(p.bundle, "config.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(os.path.join(p.bundle, "config.json"), flags, 0o600)  # a reused bundle's too
     with os.fdopen(fd, "wb") as f:
         f.write(json.dumps(spec).encode())  # one write (json.dump writes many small pieces)
 
 
-def _runc_error(log_path: str) -> str:
-    """The error runc logged when it could not start the container ("" if none)."""
+def _log_size(log_path: str) -> int:
+    try:
+        return os.stat(log_path).st_size
+    except OSError:
+        return 0
+
+
+def _runc_error(log_path: str, start: int = 0) -> str:
+    """The error runc logged (from offset ``start``: the bundle is reused) when it could not
+    start the container ("" if none)."""
     try:
         with open(log_path, encoding="utf-8", errors="replace") as f:
+            f.seek(start)
             lines = f.read(1024 * 1024).splitlines()
     except OSError:
         return ""
@@ -137,6 +147,7 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
         state = os.path.join(p.state_dir, "runc")
         os.makedirs(state, mode=0o700, exist_ok=True)
         log_path = os.path.join(p.bundle, "runc.log")
+        log_start = _log_size(log_path)  # runc appends: this run's lines come after
         base = [binary, "--root", state]
         cmd = [*base, "--log", log_path, "--log-format", "json",
                "run", "--bundle", p.bundle, p.run_id]  # fmt: skip
@@ -184,7 +195,7 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
                     stderr=subprocess.DEVNULL, check=False,
                 )  # fmt: skip
         if code == 1:
-            error = _runc_error(log_path)
+            error = _runc_error(log_path, log_start)
             failure = _exec_failure(error)
             if failure is not None:
                 # what check_command could not foresee (runc has printed its line too)
