@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 
 import pytest
 
 from kiln.errors import InvalidArgument, NotFound
-from kiln.util.atomic import AtomicFile, atomic_write, file_kind, fsync_dir, refuse_symlinks
+from kiln.util.atomic import (
+    AtomicFile,
+    atomic_write,
+    file_kind,
+    fsync_dir,
+    refuse_symlinks,
+    run_together,
+)
 
 OLD = b"old contents\n"
 
@@ -189,3 +197,17 @@ def test_fsync_tree_falls_back_to_syncfs_when_an_entry_cannot_be_opened(tmp_path
     whole: list[str] = []
     monkeypatch.setattr(atomic, "syncfs", whole.append)
     assert atomic.fsync_tree(str(tmp_path)) == -1 and whole == [str(tmp_path)]
+
+
+def test_run_together_overlaps_the_jobs_and_raises_the_first_error():
+    both = threading.Barrier(3, timeout=20)  # passes only if all three wait at once
+    run_together([both.wait, both.wait, both.wait])
+    done: list[int] = []
+
+    def fails() -> None:
+        raise OSError(5, "disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        run_together([lambda: done.append(1), fails, lambda: done.append(2)])
+    assert sorted(done) == [1, 2]  # the others still ran to the end
+    run_together([])

@@ -7,8 +7,9 @@ context as their first argument and never open stores themselves.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from kiln.errors import KilnError
 from kiln.ops.config import Config
 from kiln.ops.events import Emitter, EventSink, NullSink
 from kiln.store import Store
+from kiln.util.atomic import run_together
 
 if TYPE_CHECKING:
     from kiln.snapshot import Snapshotter
@@ -73,15 +75,21 @@ class Context:
         return self._scratch
 
     def close(self) -> None:
+        """Remove the scratch dir and close both databases, at the same time: closing a
+        database checkpoints its WAL into it (the command's commits made durable), and
+        the two checkpoints' syncs and the removal overlap (10-60 ms at the end of every
+        command on a busy disk, one after another)."""
         scratch, self._scratch = self._scratch, None
-        if scratch is not None:
-            _remove_scratch(scratch)
         snaps, self._snapshots = self._snapshots, None
+        jobs: list[Callable[[], None]] = []
+        if scratch is not None:
+            jobs.append(functools.partial(_remove_scratch, scratch))
         close = getattr(snaps, "close", None)
         if close is not None:
-            close()
+            jobs.append(close)
         if not self.borrowed_store:
-            self.store.close()
+            jobs.append(self.store.close)
+        run_together(jobs)
 
 
 @contextmanager

@@ -67,11 +67,18 @@ def fsync_all(fds: Sequence[int], dirs: Sequence[str] = ()) -> None:
     """fsync every descriptor in ``fds`` and every directory in ``dirs``, concurrently:
     the file system batches fsyncs that wait together into one journal commit, so a few
     blobs (or a blob and a directory) cost about one wait for the disk, not one each.
-    Raises the first error any of them met, after all have finished. The threads are
-    short-lived (none outlives the call: a CLI exits without interpreter teardown only
-    when it is the last thread)."""
+    Raises the first error any of them met, after all have finished (:func:`run_together`)."""
     jobs: list[Callable[[], None]] = [functools.partial(os.fsync, fd) for fd in fds]
     jobs += [functools.partial(fsync_dir, d) for d in dirs]
+    run_together(jobs)
+
+
+def run_together(jobs: Sequence[Callable[[], None]]) -> None:
+    """Run ``jobs`` at the same time (the first in the calling thread) and return when all
+    have finished; raises the first error any of them met. For work that mostly waits on
+    the disk (fsyncs, a SQLite checkpoint at close): the waits overlap. The threads are
+    short-lived (none outlives the call: a CLI exits without interpreter teardown only
+    when it is the last thread)."""
     errors: list[BaseException | None] = [None] * len(jobs)
 
     def run(i: int) -> None:
