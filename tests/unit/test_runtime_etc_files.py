@@ -1,5 +1,8 @@
 """The per-run hosts, resolv.conf and hostname files."""
 
+import os
+import time
+
 import pytest
 
 from kiln.errors import InvalidArgument
@@ -61,3 +64,32 @@ def test_files_land_in_the_bundle(tmp_path):
     assert set(files) == {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"}
     assert all(path.startswith(str(tmp_path)) for path in files.values())
     assert (tmp_path / "hostname").read_text() == "box\n"
+
+
+def _stamps(paths):
+    return {p: (os.stat(p).st_ctime_ns, os.stat(p).st_ino) for p in paths}
+
+
+def test_a_reused_bundle_rewrites_only_what_changed_or_was_touched(tmp_path):
+    written: dict = {}
+    opts = RunOptions(args=["true"])
+    files = write_etc_files(str(tmp_path), opts, "box", written)
+    first = _stamps(files.values())
+    time.sleep(0.05)  # a rewrite now would show in the ctime
+    assert write_etc_files(str(tmp_path), opts, "box", written) == files
+    assert _stamps(files.values()) == first  # nothing written again
+    # a run wrote through the bind mount (same length, mtime put back): written again
+    hosts = files["/etc/hosts"]
+    before = os.stat(hosts)
+    with open(hosts, "r+b") as f:
+        f.write(b"#")
+    os.utime(hosts, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.chmod(files["/etc/hostname"], 0o666)
+    write_etc_files(str(tmp_path), opts, "box", written)
+    with open(hosts) as f:
+        assert f.read() == hosts_text(opts, "box")
+    assert os.stat(files["/etc/hostname"]).st_mode & 0o777 == 0o644
+    # another hostname: the files that name it change
+    write_etc_files(str(tmp_path), opts, "other", written)
+    with open(files["/etc/hostname"]) as f:
+        assert f.read() == "other\n"

@@ -16,6 +16,7 @@ from kiln.errors import ProcessFailed, Unavailable
 from .advisory import warn_once
 from .bundle import Prepared, prepared
 from .cancel import interrupt, wait_cancellable
+from .etc_files import overwrite
 from .exec_check import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 from .options import RunOptions
 from .spec import build_spec
@@ -56,10 +57,8 @@ def runtime_version(name: str = "runc", timeout: float = 10.0) -> str:
 
 def _write_config(p: Prepared, rootfs: str) -> None:
     spec = build_spec(p.opts, rootfs, p.user, p.etc_files)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(os.path.join(p.bundle, "config.json"), flags, 0o600)  # a reused bundle's too
-    with os.fdopen(fd, "wb") as f:
-        f.write(json.dumps(spec).encode())  # one write (json.dump writes many small pieces)
+    # one write (json.dump writes many small pieces), over a reused bundle's old one
+    overwrite(os.path.join(p.bundle, "config.json"), json.dumps(spec).encode(), 0o600)
 
 
 def _log_size(log_path: str) -> int:
