@@ -12,14 +12,16 @@ def run(opts: RunOptions, rootfs: str) -> int:
     A command that cannot be executed (missing: 127, not executable: 126) raises
     ``ProcessFailed`` with that exit code and one message, before anything runs."""
     opts.validate()
+    # start-up: `import kiln.runtime` (for RunOptions and the flag parsers) is on the path
+    # of every build and every verb taking run flags; what runs a process comes with a run
     from .exec_check import check_command
 
     check_command(opts, rootfs)
     if opts.isolation == "chroot":
-        from .chroot import run_chroot
+        from .chroot import run_chroot  # start-up: chroot isolation only
 
         return run_chroot(opts, rootfs)
-    from .runc import run_oci
+    from .runc import run_oci  # start-up: see above
 
     return run_oci(opts, rootfs)
 
