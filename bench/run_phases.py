@@ -46,6 +46,7 @@ PHASES = [
     ("    runc run (wait for exit)", "kiln.runtime.runc", "wait_cancellable"),
     ("    runc: other calls (delete, kill)", "kiln.runtime.runc", "subprocess.run"),
     ("    prune copied-up dirs", "kiln.container.copied_up", "prune_copied_up"),
+    ("    prune copied-up dirs (merged view)", "kiln.container.copied_up", "prune_unchanged"),
     ("  commit_step", "kiln.container.step_commit", "commit_step"),
     ("    scan upper dir", "kiln.container.commit", "change_entries"),
     ("    tar + compress + ingest", "kiln.container.commit", "write_layer_blob"),
