@@ -8,7 +8,8 @@ import stat
 
 import pytest
 
-from kiln.archive.safe_root import SafeRoot, openat2_available
+from kiln.archive.safe_root import SafeRoot
+from kiln.util.inroot import openat2_available
 
 MODES = [pytest.param(True, id="openat2"), pytest.param(False, id="walk")]
 

@@ -17,9 +17,10 @@ import tempfile
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kiln.archive.safe_root import SafeRoot, openat2_available
+from kiln.archive.safe_root import SafeRoot
 from kiln.build.context import BuildContext
 from kiln.errors import KilnError
+from kiln.util.inroot import openat2_available
 
 CANARY = b"OUTSIDE-CANARY"
 NAMES = ["a", "b", "c"]

@@ -2,8 +2,8 @@
 change scans, gzip/zstd streams.
 
 Owns: ``compression`` (detect/decompress/compress, bomb guard), ``hashing``
-(hashing streams), ``safe_root`` (fd-confined writes), ``applier`` (apply a layer
-tar), ``tar_writer`` (deterministic layer writing and tree scans), ``changes``
-(A/C/D change lists). Imports only the standard library, isal, zstandard and
-``kiln.errors``; nothing else from kiln.
+(hashing streams), ``safe_root`` (fd-confined writes over ``kiln.util.inroot``),
+``applier`` (apply a layer tar), ``tar_writer`` (deterministic layer writing and tree
+scans), ``changes`` (A/C/D change lists). Imports only the standard library, isal,
+zstandard, ``kiln.util`` and ``kiln.errors``; nothing else from kiln.
 """

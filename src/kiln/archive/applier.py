@@ -26,9 +26,10 @@ from typing import Any, BinaryIO, cast
 
 from kiln.archive.compression import CHUNK, open_decompressed
 from kiln.archive.hashing import HashingReader
-from kiln.archive.safe_root import SafeRoot, split_path
+from kiln.archive.safe_root import SafeRoot
 from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
+from kiln.util.inroot import split_path
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"

@@ -33,8 +33,9 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiln.archive.safe_root import Followed, SafeRoot
+from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument
+from kiln.util.inroot import Followed
 
 from .chmod import Chmod
 

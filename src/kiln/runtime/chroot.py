@@ -24,10 +24,11 @@ import threading
 from typing import Any
 
 from kiln.errors import InvalidArgument, Unavailable
+from kiln.util.inroot import InRoot
 from kiln.util.rootless import in_user_namespace
 
 from . import caps as capabilities
-from . import inroot, linux
+from . import linux
 from .bundle import Prepared, prepared
 from .cancel import interrupt, wait_cancellable
 from .exec_check import exec_failed
@@ -61,13 +62,21 @@ def _exit_code(status: int) -> int:
 
 
 class _Root:
-    """Mount helpers that reach targets only through in-root resolution (``/proc/self/fd``)."""
+    """Mount helpers that reach targets only through in-root resolution (``/proc/self/fd``).
+
+    Each lookup opens the root afresh, so it sees the mounts made so far, and walks it by
+    hand (no openat2: this runs in a forked child of a possibly threaded process, where
+    loading libc through ctypes for the first time could wait on a lock forever)."""
 
     def __init__(self, rootfs: str):
         self.rootfs = rootfs
 
+    def open(self, path: str, flags: int) -> int:
+        with InRoot(self.rootfs, use_openat2=False) as root:
+            return root.open(path, flags)
+
     def target(self, path: str) -> tuple[int, str]:
-        fd = inroot.open_in_root(self.rootfs, path, os.O_PATH)
+        fd = self.open(path, os.O_PATH)
         return fd, f"/proc/self/fd/{fd}"
 
     def mount(self, source: str | None, path: str, fstype: str | None, flags: int,
@@ -95,7 +104,7 @@ class _Root:
 def _setup_dev(root: _Root, opts: RunOptions) -> None:
     nosuid = linux.MS_NOSUID
     root.mount("tmpfs", "/dev", "tmpfs", nosuid, "mode=755,size=65536k")
-    dev = inroot.open_in_root(root.rootfs, "/dev", os.O_PATH | os.O_DIRECTORY)
+    dev = root.open("/dev", os.O_PATH | os.O_DIRECTORY)
     try:
         for name in _DEV_NODES:
             os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o666, dir_fd=dev))

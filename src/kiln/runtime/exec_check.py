@@ -13,9 +13,9 @@ import os
 import posixpath
 import stat
 
-from kiln.archive.safe_root import SafeRoot
 from kiln.errors import ProcessFailed
 from kiln.oci.config import DEFAULT_PATH
+from kiln.util.inroot import InRoot
 
 from .options import RunOptions
 
@@ -37,7 +37,7 @@ def check_command(opts: RunOptions, rootfs: str) -> None:
     if not name:
         return
     mounted = [*_RUNTIME_MOUNTS, *(m.destination for m in opts.mounts)]
-    with SafeRoot(rootfs) as root:
+    with InRoot(rootfs) as root:
         if "/" in name:
             path = posixpath.normpath(posixpath.join(opts.cwd or "/", name))
             if _under(path, mounted):
@@ -73,7 +73,7 @@ def _under(path: str, mounts: list[str]) -> bool:
     return False
 
 
-def _kind(root: SafeRoot, path: str) -> str | None:
+def _kind(root: InRoot, path: str) -> str | None:
     """None (missing), "executable" or "not executable" (a directory, no x bit, ...)."""
     try:
         fd = root.open_path(path, follow=True)

@@ -14,8 +14,8 @@ import stat
 from dataclasses import dataclass, field
 
 from kiln.errors import InvalidArgument
+from kiln.util.inroot import InRoot
 
-from . import inroot
 from .options import RunOptions
 
 SYSTEM_DIRS = ("/proc", "/dev", "/sys")
@@ -32,14 +32,42 @@ class Placeholders:
     def cleanup(self) -> list[str]:
         """Remove the placeholders that are still empty; returns what was removed."""
         removed = []
-        for path in reversed(self.created):
-            try:
-                if inroot.remove_if_placeholder(self.rootfs, path):
-                    removed.append(path)
-            except OSError:
-                continue
+        if self.created:
+            with InRoot(self.rootfs) as root:
+                for path in reversed(self.created):
+                    try:
+                        if _remove_if_placeholder(root, path):
+                            removed.append(path)
+                    except OSError:
+                        continue
         self.created = []
         return removed
+
+
+def _remove_if_placeholder(root: InRoot, path: str) -> bool:
+    """Remove ``path`` (its parents resolved in-root, itself never followed) if it is still
+    an empty directory or an empty regular file."""
+    try:
+        pfd, name = root.open_parent(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                os.rmdir(name, dir_fd=pfd)
+            except OSError:
+                return False
+            return True
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            os.unlink(name, dir_fd=pfd)
+            return True
+        return False
+    finally:
+        os.close(pfd)
 
 
 def _source_is_dir(source: str) -> bool:
@@ -61,7 +89,7 @@ def wanted(opts: RunOptions) -> list[tuple[str, bool]]:
     return points
 
 
-def check_system_dirs(rootfs: str) -> None:
+def check_system_dirs(root: InRoot) -> None:
     """Refuse a rootfs whose /proc, /dev or /sys is a symlink or not a directory.
 
     The runtime mounts its own filesystems there and, before it enters the container, makes
@@ -71,11 +99,11 @@ def check_system_dirs(rootfs: str) -> None:
     """
     for path in SYSTEM_DIRS:
         try:
-            st = inroot.lstat(rootfs, path)
+            st = root.lstat(path)
         except FileNotFoundError:
             continue
         if stat.S_ISLNK(st.st_mode):
-            target = inroot.readlink(rootfs, path)
+            target = root.readlink(path)
             raise InvalidArgument(
                 f"the image's {path} is a symbolic link (to {target}): kiln mounts its own "
                 f"{path} there and will not follow a link for it; make {path} a directory in "
@@ -88,7 +116,7 @@ def check_system_dirs(rootfs: str) -> None:
             )
 
 
-def check_etc_files(rootfs: str, opts: RunOptions) -> None:
+def check_etc_files(root: InRoot, opts: RunOptions) -> None:
     """Refuse an image whose /etc/hosts, /etc/resolv.conf or /etc/hostname (where kiln mounts
     its own files) is a directory or leads, in-root, into /proc, /dev or /sys (kiln's own
     mounts, which a file of the image must not shadow)."""
@@ -97,8 +125,8 @@ def check_etc_files(rootfs: str, opts: RunOptions) -> None:
         if path in overridden:
             continue
         try:
-            where = inroot.resolve(rootfs, path)
-            st = inroot.lstat(rootfs, where)
+            where = root.resolve(path)
+            st = root.lstat(where)
         except FileNotFoundError:
             continue  # a placeholder is made with the other mountpoints
         except OSError:
@@ -117,10 +145,29 @@ def check_etc_files(rootfs: str, opts: RunOptions) -> None:
             )
 
 
-def _ensure(rootfs: str, path: str, *, directory: bool, what: str) -> list[str]:
-    """``inroot.ensure`` with the errors a user can cause worded for them."""
+def ensure(root: InRoot, path: str, *, directory: bool) -> list[str]:
+    """Make ``path`` exist inside ``root`` (as an empty directory or file) unless something is
+    there, symlinks on the way and at the end followed in-root (a dangling one gets its
+    target made). Returns the in-root paths created, parents first."""
+    found = root.follow(path, create_parents=True)
+    if found.exists:
+        return found.created
+    pfd, name = root.open_parent(found.path)
     try:
-        return inroot.ensure(rootfs, path, directory=directory)
+        if directory:
+            os.mkdir(name, 0o755, dir_fd=pfd)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open(name, flags, 0o644, dir_fd=pfd))
+    finally:
+        os.close(pfd)
+    return [*found.created, found.path]
+
+
+def _ensure(root: InRoot, path: str, *, directory: bool, what: str) -> list[str]:
+    """:func:`ensure` with the errors a user can cause worded for them."""
+    try:
+        return ensure(root, path, directory=directory)
     except NotADirectoryError:
         raise InvalidArgument(
             f"{what} {path}: a parent of it is not a directory in the container"
@@ -137,27 +184,26 @@ def prepare(opts: RunOptions, rootfs: str) -> Placeholders:
     """Create missing mountpoints (and the working directory, which is kept) in ``rootfs``.
 
     Every path is resolved in-root (an image's symlinks lead inside it, never to the host)."""
-    check_system_dirs(rootfs)
     placeholders = Placeholders(rootfs)
-    try:
-        system = len(SYSTEM_DIRS) + len(ETC_FILES)
-        for i, (path, is_dir) in enumerate(wanted(opts)):
-            made = _ensure(rootfs, path, directory=is_dir, what="cannot mount on")
-            # a RUN --mount target's missing parents stay in the image, as buildah (and
-            # BuildKit) leave them; the target itself is a placeholder
-            placeholders.created += made if i < system else made[-1:]
-        check_etc_files(rootfs, opts)  # now that every link on their way leads somewhere
-        cwd = opts.cwd or "/"
-        _ensure(rootfs, cwd, directory=True, what="working directory")
-        fd = inroot.open_in_root(rootfs, cwd, os.O_PATH)
+    with InRoot(rootfs) as root:
+        check_system_dirs(root)
         try:
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                raise InvalidArgument(
-                    f"working directory {cwd} is not a directory in the container"
-                )
-        finally:
-            os.close(fd)
-    except BaseException:
-        placeholders.cleanup()
-        raise
+            _make(root, opts, placeholders)
+        except BaseException:
+            placeholders.cleanup()
+            raise
     return placeholders
+
+
+def _make(root: InRoot, opts: RunOptions, placeholders: Placeholders) -> None:
+    system = len(SYSTEM_DIRS) + len(ETC_FILES)
+    for i, (path, is_dir) in enumerate(wanted(opts)):
+        made = _ensure(root, path, directory=is_dir, what="cannot mount on")
+        # a RUN --mount target's missing parents stay in the image, as buildah (and
+        # BuildKit) leave them; the target itself is a placeholder
+        placeholders.created += made if i < system else made[-1:]
+    check_etc_files(root, opts)  # now that every link on their way leads somewhere
+    cwd = opts.cwd or "/"
+    _ensure(root, cwd, directory=True, what="working directory")
+    if not stat.S_ISDIR(root.stat(cwd, follow=True).st_mode):
+        raise InvalidArgument(f"working directory {cwd} is not a directory in the container")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kiln.archive.safe_root import FileRefused, SafeRoot
 from kiln.errors import InvalidArgument
+from kiln.util.inroot import FileRefused, InRoot
 
 # Far above any real passwd/group file; a larger one is refused, not read.
 MAX_ETC_FILE = 16 * 1024 * 1024
@@ -39,7 +39,7 @@ def _id(text: str) -> int | None:
     return int(text) if text.isdigit() and int(text) < 2**32 else None
 
 
-def read_etc_file(root: SafeRoot, path: str) -> str:
+def read_etc_file(root: InRoot, path: str) -> str:
     """The text of ``/etc/passwd`` or ``/etc/group`` of the container ("" when missing).
 
     Resolved in-root (a symlink to a host file means the container's own path, never the
@@ -59,7 +59,7 @@ def read_etc_file(root: SafeRoot, path: str) -> str:
 
 
 def _read(rootfs: str, path: str) -> str:
-    with SafeRoot(rootfs) as root:
+    with InRoot(rootfs) as root:
         return read_etc_file(root, path)
 
 

@@ -9,6 +9,8 @@ Owns:
   ``--digestfile``, ``dest=``): regular files and new paths are replaced
   atomically, devices, FIFOs and terminals are written through, never replaced;
 - ``locks``: ``flock`` file locks;
+- ``inroot``: the one in-root path resolver (openat2 ``RESOLVE_IN_ROOT`` or an
+  ``O_NOFOLLOW`` walk) for paths an image, a layer or a build context names;
 - ``redact``: credentials in URLs and references masked (``user:***@``) in
   everything kiln prints, logs or answers.
 

@@ -2,17 +2,18 @@
 
 import os
 
-from kiln.runtime import inroot
-from kiln.runtime.mountpoints import prepare
+from kiln.runtime.mountpoints import ensure, prepare
 from kiln.runtime.options import Mount, RunOptions
+from kiln.util.inroot import InRoot
 
 
 def test_resolve_clamps_dotdot_and_absolute_links(tmp_path):
     (tmp_path / "a").mkdir()
     os.symlink("/a", tmp_path / "link")
     os.symlink("../../../../a", tmp_path / "up")
-    assert inroot.resolve(str(tmp_path), "/link/../../link") == "/a"
-    assert inroot.resolve(str(tmp_path), "up") == "/a"
+    with InRoot(str(tmp_path)) as root:
+        assert root.resolve("/link/../../link") == "/a"
+        assert root.resolve("up") == "/a"
 
 
 def test_ensure_does_not_escape_through_symlinks(tmp_path):
@@ -21,7 +22,8 @@ def test_ensure_does_not_escape_through_symlinks(tmp_path):
     root.mkdir()
     outside.mkdir()
     os.symlink(str(outside), root / "etc")  # absolute host path: must mean <root>/<that path>
-    created = inroot.ensure(str(root), "/etc/hosts", directory=False)
+    with InRoot(str(root)) as r:
+        created = ensure(r, "/etc/hosts", directory=False)
     assert not os.listdir(outside)
     assert created[-1].endswith("/hosts")
     assert os.path.isfile(str(root) + created[-1])

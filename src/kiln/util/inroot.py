@@ -1,0 +1,457 @@
+"""The one in-root path resolver: a path that untrusted input names (an image's rootfs, a
+build context, a layer tar) resolved inside a directory tree, never out of it.
+
+Every lookup starts at a directory fd of the root. ``openat2`` with ``RESOLVE_IN_ROOT``
+has the kernel resolve symlinks, absolute ones included, and ``..`` as if the root were
+``/``; where openat2 is missing, one walk (:meth:`InRoot._walk`) does the same by hand,
+component by component with ``O_NOFOLLOW``, reading each symlink and resolving its target
+in-root. With ``beneath`` a link that would leave the root (absolute, or ``..`` above it)
+is refused with EXDEV instead of being resolved as if the root were ``/``. There is no
+``realpath`` prefix check anywhere.
+
+A name is normalised lexically first (:func:`split_path`), so ``/``, ``./`` and ``..`` in
+it never climb above the root, as Docker, buildah and runc clean the paths they are given;
+``..`` inside a symlink's target is resolved physically (the parent of the directory the
+walk reached), clamped at the root.
+
+Users: ``kiln.archive.safe_root.SafeRoot`` adds the writes (layer applier, COPY/ADD, the
+build context's staging); the runtime (mountpoints, chroot mounts, user lookup, the exec
+check) and the build context read and resolve through it directly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import posixpath
+import stat
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Self
+
+from kiln.errors import InvalidArgument
+
+_SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+#: the most symlinks one resolution follows (Linux's limit)
+MAX_SYMLINKS = 40
+_PATH_NOFOLLOW = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_libc = None
+_openat2_ok: bool | None = None if platform.machine() in ("x86_64", "aarch64") else False
+
+
+def _openat2(
+    dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = RESOLVE_IN_ROOT
+) -> int:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.syscall.restype = ctypes.c_long
+    how = OpenHow(flags | os.O_CLOEXEC, mode, resolve | RESOLVE_NO_MAGICLINKS)
+    encoded = os.fsencode(path)
+    for _ in range(16):  # EAGAIN: a concurrent rename raced the lookup; retry
+        fd = _libc.syscall(
+            _SYS_OPENAT2,
+            ctypes.c_int(dirfd),
+            ctypes.c_char_p(encoded),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        )
+        if fd >= 0:
+            return int(fd)
+        err = ctypes.get_errno()
+        if err != errno.EAGAIN:
+            raise OSError(err, os.strerror(err), path)
+    raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN), path)
+
+
+def openat2_available() -> bool:
+    """Whether this kernel offers openat2 (probed once)."""
+    global _openat2_ok
+    if _openat2_ok is None:
+        try:
+            os.close(_openat2(-100, "/", os.O_PATH))  # AT_FDCWD
+            _openat2_ok = True
+        except OSError:
+            _openat2_ok = False
+    return _openat2_ok
+
+
+def split_path(rel: str) -> list[str]:
+    """Lexically normalised components of ``rel``; never above the root."""
+    if "\x00" in rel:
+        raise InvalidArgument(f"path {rel!r} contains a NUL byte")
+    norm = posixpath.normpath("/" + rel)
+    return [part for part in norm.split("/") if part]
+
+
+class FileRefused(InvalidArgument):
+    """A file of the root that :meth:`InRoot.read_regular` will not read (``reason`` says
+    why: a FIFO, a device, too large...)."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def kind_of(mode: int) -> str:
+    """ "a FIFO", "a directory"... for an error message."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+@dataclass
+class Followed:
+    """Where a path led inside a root (see :meth:`InRoot.follow`)."""
+
+    path: str  # absolute, in-root, no symlinks left in it
+    exists: bool
+    created: list[str] = field(default_factory=list)  # in-root paths made on the way
+    is_dir: bool = False
+
+
+@dataclass
+class _Walk:
+    """Where a walk got to: open directory fds from the root down (``stack``), their
+    names, and the final component (``last``: "" when the walk ended in the directory on
+    top of the stack; then ``fd`` is None)."""
+
+    stack: list[int]
+    names: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    last: str = ""
+    fd: int | None = None  # O_PATH fd of ``last``, None when it is missing
+
+    def path(self, name: str = "") -> str:
+        return "/" + "/".join([*self.names, name] if name else self.names)
+
+    def up(self) -> None:
+        os.close(self.stack.pop())
+        self.names.pop()
+
+    def to_root(self) -> None:
+        while len(self.stack) > 1:
+            self.up()
+
+    def close(self) -> None:
+        for fd in self.stack:
+            os.close(fd)
+        if self.fd is not None:
+            os.close(self.fd)
+        self.stack, self.fd = [], None
+
+
+class InRoot:
+    """A directory tree every lookup stays inside. Use as a context manager.
+
+    The root fd is opened once; a process that changes mount namespace (the chroot
+    isolation's init) opens its own ``InRoot`` after the change, since lookups from an fd
+    see the mounts of the namespace it was opened in."""
+
+    def __init__(self, root_path: str, *, use_openat2: bool | None = None):
+        self.path = root_path
+        self.fd = os.open(root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._openat2 = openat2_available() if use_openat2 is None else use_openat2
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    # -- resolution -----------------------------------------------------------------
+
+    def _walk(
+        self,
+        parts: list[str],
+        *,
+        beneath: bool = False,
+        create_parents: bool = False,
+        mode: int = 0o755,
+    ) -> _Walk:
+        """Resolve ``parts`` in-root by hand; the caller closes the returned walk.
+
+        Each component is opened ``O_PATH | O_NOFOLLOW`` relative to the directory reached
+        and checked on that fd, so a component swapped meanwhile is never followed out.
+        Every symlink, the final one too, is read and its target resolved in-root
+        (absolute: from the root; with ``beneath`` refused, EXDEV). A missing final
+        component ends the walk (``fd`` None); a missing directory on the way raises
+        FileNotFoundError, or with ``create_parents`` is made (``mode``) and recorded. A
+        loop raises ELOOP and a non-directory on the way ENOTDIR, naming the in-root path
+        reached."""
+        walk = _Walk([os.dup(self.fd)])
+        stack, names = walk.stack, walk.names
+        todo = deque(parts)
+        links = 0
+        try:
+            while todo:
+                name = todo.popleft()
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    if len(stack) > 1:
+                        walk.up()
+                    elif beneath:
+                        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), walk.path(name))
+                    continue
+                try:
+                    fd = os.open(name, _PATH_NOFOLLOW, dir_fd=stack[-1])
+                except FileNotFoundError:
+                    if not todo:
+                        walk.last = name
+                        return walk
+                    if not create_parents:
+                        raise FileNotFoundError(
+                            errno.ENOENT, os.strerror(errno.ENOENT), walk.path(name)
+                        ) from None
+                    try:
+                        os.mkdir(name, mode, dir_fd=stack[-1])
+                        walk.created.append(walk.path(name))
+                    except FileExistsError:
+                        pass  # made meanwhile: look at what is there now
+                    fd = os.open(name, _PATH_NOFOLLOW, dir_fd=stack[-1])
+                kind = stat.S_IFMT(os.fstat(fd).st_mode)
+                if kind == stat.S_IFDIR:
+                    stack.append(fd)
+                    names.append(name)
+                    continue
+                if kind == stat.S_IFLNK:
+                    try:
+                        links += 1
+                        if links > MAX_SYMLINKS:
+                            raise OSError(
+                                errno.ELOOP, "too many levels of symbolic links", walk.path(name)
+                            )
+                        target = os.readlink("", dir_fd=fd)  # the link opened, not a swap
+                    finally:
+                        os.close(fd)
+                    if target.startswith("/"):
+                        if beneath:
+                            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), walk.path(name))
+                        walk.to_root()
+                    todo.extendleft(reversed([p for p in target.split("/") if p and p != "."]))
+                    continue
+                if todo:
+                    os.close(fd)
+                    raise NotADirectoryError(errno.ENOTDIR, "not a directory", walk.path(name))
+                walk.last, walk.fd = name, fd
+                return walk
+            return walk
+        except BaseException:
+            walk.close()
+            raise
+
+    def _open(self, parts: list[str], flags: int, *, beneath: bool = False) -> int:
+        """Open ``parts`` resolved in-root, following symlinks (also the last one).
+
+        ``beneath``: a symlink that would leave the root (absolute, or ``..`` above it) is
+        refused with EXDEV instead of being resolved as if the root were ``/``."""
+        if self._openat2:
+            resolve = RESOLVE_BENEATH if beneath else RESOLVE_IN_ROOT
+            return _openat2(self.fd, "/".join(parts) or ".", flags, resolve=resolve)
+        asked = "/".join(parts)
+        try:
+            walk = self._walk(parts, beneath=beneath)
+        except OSError as exc:
+            exc.filename = asked  # as openat2 names it
+            raise
+        try:
+            if not walk.last:
+                found = walk.stack.pop()  # a directory: the one the walk ended in
+            elif walk.fd is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), asked)
+            else:
+                found, walk.fd = walk.fd, None
+        finally:
+            walk.close()
+        if flags & os.O_DIRECTORY and not stat.S_ISDIR(os.fstat(found).st_mode):
+            os.close(found)
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), asked)
+        if flags & os.O_PATH:
+            return found
+        try:  # reopen the resolved object with the wanted access mode
+            return os.open(f"/proc/self/fd/{found}", flags | os.O_CLOEXEC)
+        finally:
+            os.close(found)
+
+    def _parent(self, rel: str) -> tuple[int, str]:
+        """(fd of the in-root parent directory, final name); the caller closes the fd."""
+        parts = split_path(rel)
+        if not parts:
+            raise InvalidArgument("the operation needs a path below the root, not the root itself")
+        fd = self._open(parts[:-1], os.O_PATH | os.O_DIRECTORY)
+        return fd, parts[-1]
+
+    def open_parent(self, rel: str) -> tuple[int, str]:
+        """An O_PATH fd of the directory holding ``rel`` (resolved in-root) and the final
+        name, never followed: for an ``*at`` call on the entry itself. The caller closes
+        the fd."""
+        return self._parent(rel)
+
+    def open(self, rel: str, flags: int = os.O_RDONLY, *, beneath: bool = False) -> int:
+        """An fd of ``rel`` with ``flags``, every symlink followed in-root, the final one
+        too (``beneath``: refused, EXDEV, if one leads out). The caller closes it."""
+        return self._open(split_path(rel), flags, beneath=beneath)
+
+    def open_dir(self, rel: str) -> int:
+        """A readable O_DIRECTORY fd of ``rel`` resolved in-root (caller closes it)."""
+        return self._open(split_path(rel), os.O_RDONLY | os.O_DIRECTORY)
+
+    def open_path(self, rel: str, *, follow: bool = False, beneath: bool = False) -> int:
+        """An O_PATH fd of ``rel``; the final symlink is followed in-root only if ``follow``.
+        ``beneath``: a symlink leading out of the root is refused (EXDEV), not clamped."""
+        parts = split_path(rel)
+        if follow or not parts:
+            return self._open(parts, os.O_PATH, beneath=beneath)
+        pfd, name = self._parent(rel)
+        try:
+            return os.open(name, _PATH_NOFOLLOW, dir_fd=pfd)
+        finally:
+            os.close(pfd)
+
+    def follow(self, rel: str, *, create_parents: bool = False, mode: int = 0o755) -> Followed:
+        """Where ``rel`` leads inside the root, every symlink followed in-root (the final one
+        too, dangling or not), as an absolute in-root path free of symlinks.
+
+        The object at the end need not exist (``Followed.exists``). With ``create_parents``,
+        missing directories on the way are made (``mode``) and listed in ``created``, parents
+        first, so a dangling ``/app -> /data`` followed by ``/app/x`` makes ``/data``. A loop
+        raises ``ELOOP`` and a non-directory in the middle ``ENOTDIR``, both naming the
+        in-root path reached.
+        """
+        walk = self._walk(split_path(rel), create_parents=create_parents, mode=mode)
+        try:
+            if walk.last:
+                exists = walk.fd is not None
+                return Followed(walk.path(walk.last), exists, walk.created, is_dir=False)
+            return Followed(walk.path(), True, walk.created, is_dir=True)
+        finally:
+            walk.close()
+
+    def resolve(self, rel: str) -> str:
+        """The absolute in-root path ``rel`` leads to (``follow(rel).path``)."""
+        return self.follow(rel).path
+
+    # -- reading --------------------------------------------------------------------
+
+    def stat(self, rel: str, *, follow: bool = False) -> os.stat_result:
+        """``lstat``, or with ``follow`` the stat of what ``rel`` resolves to in-root."""
+        if not follow:
+            return self.lstat(rel)
+        fd = self._open(split_path(rel), os.O_PATH)
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    def lstat(self, rel: str) -> os.stat_result:
+        """``lstat`` of ``rel``: its parent resolved in-root, itself never followed."""
+        if not split_path(rel):
+            return os.fstat(self.fd)
+        pfd, name = self._parent(rel)
+        try:
+            return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(pfd)
+
+    def exists(self, rel: str) -> bool:
+        try:
+            self.lstat(rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def readlink(self, rel: str) -> str:
+        """The target of symlink ``rel`` (its parent resolved in-root), never followed."""
+        pfd, name = self._parent(rel)
+        try:
+            return os.readlink(name, dir_fd=pfd)
+        finally:
+            os.close(pfd)
+
+    def listdir(self, rel: str) -> list[str]:
+        fd = self.open_dir(rel)
+        try:
+            return os.listdir(fd)
+        finally:
+            os.close(fd)
+
+    def open_regular(self, rel: str, *, follow: bool = False, beneath: bool = False) -> int:
+        """A read-only fd of the regular file ``rel`` (caller closes it).
+
+        The final symlink is never followed unless ``follow`` (then in-root, or with
+        ``beneath`` refused with EXDEV if it leaves the root); a symlink, directory, FIFO or
+        device raises OSError (ELOOP or EINVAL) without being opened for reading, so a
+        source swapped for a symlink or a FIFO is neither followed nor waited on."""
+        parts = split_path(rel)
+        if follow or not parts:
+            pfd = self._open(parts, os.O_PATH, beneath=beneath)
+        else:
+            pfd = self.open_path(rel)
+        try:
+            st = os.fstat(pfd)
+            if stat.S_ISLNK(st.st_mode):
+                raise OSError(errno.ELOOP, "is a symbolic link", rel)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", rel)
+            return os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(pfd)
+
+    def read_regular(self, rel: str, limit: int) -> bytes | None:
+        """The bytes of the regular file ``rel`` (symlinks followed in-root), None if missing.
+
+        A FIFO (which would block), a device (a host disk, a terminal), a socket or a
+        directory is never opened for reading (:meth:`open_regular` checks again on the fd it
+        opens): they, and a file over ``limit`` bytes, raise :class:`FileRefused`.
+        """
+        try:
+            st = self.stat(rel, follow=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            raise FileRefused(rel, f"it is {kind_of(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise FileRefused(rel, f"it is larger than {limit} bytes")
+        try:
+            fd = self.open_regular(rel, follow=True)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            raise FileRefused(rel, "it is not a regular file") from None
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise FileRefused(rel, f"it is larger than {limit} bytes")
+        return data
+
+
+__all__ = [
+    "MAX_SYMLINKS",
+    "FileRefused",
+    "Followed",
+    "InRoot",
+    "OpenHow",
+    "kind_of",
+    "openat2_available",
+    "split_path",
+]
