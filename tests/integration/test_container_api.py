@@ -358,3 +358,41 @@ def test_export(kiln_store, snaps, busybox_image):
     with tarfile.open(fileobj=buf) as tar:
         names = tar.getnames()
     assert "exported" in names and "bin/busybox" in names
+
+
+def test_step_commits_adopt_an_image_and_history_through_the_builder_api(
+    kiln_store, snaps, busybox_image
+):
+    """What a build relies on: each step commit goes on from the image it made (the upper
+    becomes that layer's snapshot, nothing pending is kept), a cache hit is adopted, and
+    pending history and the default entry words reach the image."""
+    from kiln.image import open_store_image
+    from kiln.oci import History
+
+    b = new(kiln_store, snaps)
+    base_layers = len(open_store_image(kiln_store, "busybox").layers)
+    assert sh(b, "echo 1 > /a")[0] == 0
+    b.set_pending_history([History(created_by="ENV X=1", empty_layer=True)])
+    first = b.commit_step(created_by="RUN a")
+    img = open_store_image(kiln_store, first.id)
+    assert len(img.layers) == base_layers + 1
+    assert [h.created_by for h in img.config.history[-2:]] == ["ENV X=1", "RUN a"]
+    assert b.state.image_id == first.id and b.state.history == [] and b.diff() == []
+    old_key = b.state.snapshot_key
+    assert sh(b, "echo 2 > /b; cat /a")[1] == "1\n"
+    second = b.commit_step(created_by="RUN b")
+    assert len(open_store_image(kiln_store, second.id).layers) == base_layers + 2
+    assert b.state.snapshot_key != old_key
+
+    b.adopt_image(first.id)  # a cache hit: back on the first step's image, changes dropped
+    assert b.state.image_id == first.id and b.diff() == []
+    assert sh(b, "cat /a; test -e /b || echo no-b")[1] == "1\nno-b\n"
+
+    b.set_history_defaults(created_by="made by hand", comment="why")
+    b.save()
+    again = Builder.load(kiln_store, b.id, snapshots=snaps)  # the defaults were persisted
+    entry = open_store_image(kiln_store, again.commit().id).config.history[-1]
+    assert (entry.created_by, entry.comment) == ("made by hand", "why")
+    assert [k for k in snaps.list_active() if b.id in k] == [again.state.snapshot_key]
+    again.delete()  # every snapshot the steps made went with it (adopted as layers or removed)
+    assert [k for k in snaps.list_active() if b.id in k] == []

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import grimp
 
-# the Builder's commit helpers take the Builder
-KNOWN = [
-    {"kiln.container.builder", "kiln.container.commit", "kiln.container.step_commit"},
-]
+KNOWN: list[set[str]] = []
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[set[str]]:

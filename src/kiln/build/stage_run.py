@@ -316,7 +316,7 @@ class StageRun:
             self._note_history(created_by)
             return
         opts = self._build.opts
-        b.state.history = list(self._pending)
+        b.set_pending_history(self._pending)
         rec = b.commit_step(
             created_by=created_by, image_format=opts.image_format,
             compression=opts.compression, timestamp=opts.timestamp,
@@ -383,7 +383,7 @@ class StageRun:
         # a stage that adds nothing (a final stage that only names its base, with
         # annotations) records no entry, as buildah and BuildKit
         adds_entry = bool(self._pending) or self._dirty
-        b.state.history = pending
+        b.set_pending_history(pending)
         rec = b.commit(
             None, format=opts.image_format, compression=opts.compression,
             timestamp=opts.timestamp, created_by=last, squash=self.is_target and opts.squash_all,

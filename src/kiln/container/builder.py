@@ -1,5 +1,13 @@
 """``Builder``: one working container — a writable overlay snapshot over an image's layers plus
 the image config being edited — persisted in the store. See the package docstring for the API.
+
+The Builder alone changes its state: callers go through its methods (``set_pending_history``,
+``set_history_defaults``, ``commit``, ``commit_step``, ``adopt_image``); ``commit.py`` writes
+images from what ``Builder.commit`` hands it and never sees the Builder.
+
+Imported where used, not at the top: ``kiln.image`` (its compression modules cost ~0.15 s)
+and ``kiln.snapshot`` (~0.03 s), with ``.commit`` that needs the former. ``kiln containers``,
+``kiln inspect`` and ``kiln rm`` load this module but never unpack or commit an image.
 """
 
 from __future__ import annotations
@@ -7,19 +15,27 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+from kiln.archive.changes import changes_from_overlay_upper, diff_trees
+from kiln.archive.compression import Compression
+from kiln.archive.safe_root import SafeRoot
 from kiln.errors import AlreadyExists, InvalidArgument, NotFound
 from kiln.oci import History, ImageConfig, Platform
+from kiln.oci.platform import normalize_arch
+from kiln.runtime import RunOptions, resolve_user
+from kiln.runtime import run as run_process
 from kiln.store import ContainerRecord, ImageRecord, Store
 from kiln.util.choices import PULL_POLICIES
 from kiln.util.timefmt import rfc3339
 
 from . import copied_up
 from .config_edit import ConfigEditor
+from .copier import CopyOptions, make_dirs
 from .copy_add import CopyOutcome, copy_into
 from .naming import check_name, default_name
 from .state import AddedContent, ContainerState
@@ -217,8 +233,6 @@ class Builder:
     @contextlib.contextmanager
     def base_view(self) -> Iterator[str]:
         """The image's own tree (without the container's changes), mounted read-only."""
-        import tempfile
-
         from kiln.snapshot.mount import mounted
 
         if self.state.parent_chain_id is None:
@@ -248,8 +262,6 @@ class Builder:
         non-empty ``user`` and a ``cwd`` other than "/" win over the config. ``overrides``
         (``user=``, ``cwd=``, ``env=``...) replace fields outright.
         """
-        from kiln.runtime import RunOptions
-
         base = opts if opts is not None else RunOptions(args=list(args))
         runtime = self.config.runtime
         env = dict(runtime.env_dict())
@@ -270,8 +282,6 @@ class Builder:
 
     def run(self, args: Sequence[str], opts: Any = None, **overrides: Any) -> int:
         """Run ``args`` in the container (runc or chroot); returns the exit code."""
-        from kiln.runtime import run
-
         if not args:
             raise InvalidArgument("no command given to run: pass the command and its arguments")
         self._emulate_if_foreign()
@@ -287,7 +297,7 @@ class Builder:
             for cache_id in cache_ids:  # held shared: keeps `builder prune` away
                 held.enter_context(self.store.cache_mount_lock(cache_id, shared=True))
             before = copied_up.below(rootfs, new)  # the merged view: no walk of the chain
-            code = run(options, rootfs)
+            code = run_process(options, rootfs)
         if new:
             copied_up.prune_unchanged(upper, before)
         return code
@@ -295,8 +305,7 @@ class Builder:
     def _emulate_if_foreign(self) -> None:
         """A container of another architecture runs under QEMU: the binfmt_misc handler
         is registered if need be (``Unavailable`` says how to get one); native: nothing."""
-        from kiln.oci.platform import normalize_arch
-        from kiln.runtime.binfmt import ensure_emulator, needs_emulation
+        from kiln.runtime.binfmt import ensure_emulator, needs_emulation  # for RUN only
 
         image = self.config.image
         arch = normalize_arch(image.architecture or "", image.variant or "")[0]
@@ -345,8 +354,9 @@ class Builder:
         source's uid/gid instead of 0:0. ``known_digest``, ``include``: see ``copy_into``.
         """
         return self._copy(
-            sources, dest, context_dir, chown, chmod, from_root, False, tmpdir, keep_owner,
-            known_digest, None, include,
+            sources, dest, add=False, context_dir=from_root or context_dir, chown=chown,
+            chmod=chmod, tmpdir=tmpdir, keep_owner=keep_owner, known_digest=known_digest,
+            include=include,
         )  # fmt: skip
 
     def add(
@@ -369,21 +379,35 @@ class Builder:
         """Docker ADD: COPY plus local tar extraction, http(s) downloads and git sources
         (``keep_git_dir``, ``unpack``, ``git_commits``: see ``copy_into``)."""
         return self._copy(
-            sources, dest, context_dir, chown, chmod, from_root, True, tmpdir, keep_owner,
-            known_digest, {"keep_git_dir": keep_git_dir, "unpack": unpack,
-                           "git_commits": git_commits}, include,
+            sources, dest, add=True, context_dir=from_root or context_dir, chown=chown,
+            chmod=chmod, tmpdir=tmpdir, keep_owner=keep_owner, known_digest=known_digest,
+            include=include, keep_git_dir=keep_git_dir, unpack=unpack, git_commits=git_commits,
         )  # fmt: skip
 
     def _copy(
-        self, sources, dest, context_dir, chown, chmod, from_root, add, tmpdir, keep_owner=False,
-        known_digest=None, add_opts=None, include=None,
-    ) -> CopyOutcome:  # fmt: skip
+        self,
+        sources: Sequence[str],
+        dest: str,
+        *,
+        add: bool,
+        context_dir: str,
+        chown: str | None,
+        chmod: str | None,
+        tmpdir: str | None,
+        keep_owner: bool,
+        known_digest: Any,
+        include: Any,
+        keep_git_dir: bool = False,
+        unpack: bool | None = None,
+        git_commits: dict[str, str] | None = None,
+    ) -> CopyOutcome:
+        """``copy_into`` the mounted rootfs, recorded as added content."""
         with self.mounted() as rootfs:
             outcome = copy_into(
                 rootfs,
                 list(sources),
                 dest,
-                context_dir=from_root or context_dir,
+                context_dir=context_dir,
                 workdir=self.config.runtime.working_dir or "/",
                 chown=chown,
                 chmod=chmod,
@@ -391,8 +415,10 @@ class Builder:
                 tmpdir=tmpdir,
                 keep_owner=keep_owner,
                 known_digest=known_digest,
+                keep_git_dir=keep_git_dir,
+                unpack=unpack,
+                git_commits=git_commits,
                 include=include,
-                **(add_opts or {}),
             )
         self.state.added.append(
             AddedContent("add" if add else "copy", list(sources), dest, outcome.digest)
@@ -404,11 +430,6 @@ class Builder:
         """Create the missing directories ``(path, user)`` and their missing parents, 0755
         and owned by ``user`` (resolved in the container; "" or unknown: root), as WORKDIR
         and VOLUME leave them in an image. Returns the paths that were created."""
-        from kiln.archive.safe_root import SafeRoot
-        from kiln.runtime import resolve_user
-
-        from .copier import CopyOptions, make_dirs
-
         made = []
         with self.mounted() as rootfs, SafeRoot(rootfs) as root:
             for path, user in dirs:
@@ -435,12 +456,25 @@ class Builder:
             )
         )
 
+    def set_pending_history(self, entries: Sequence[History]) -> None:
+        """The history entries the next commit writes before its own, replacing those
+        pending (a build's metadata steps since its last layer)."""
+        self.state.history = list(entries)
+
+    def set_history_defaults(
+        self, *, created_by: str | None = None, comment: str | None = None
+    ) -> None:
+        """What the history entry of every later commit says unless the commit says
+        otherwise (``kiln config --created-by``, ``--history-comment``); None keeps it."""
+        if created_by is not None:
+            self.state.created_by = created_by
+        if comment is not None:
+            self.state.history_comment = comment
+
     # -- inspection -----------------------------------------------------------------------
 
     def diff(self) -> list[Any]:
         """A/C/D changes against the image (``archive.changes.Change`` list)."""
-        from kiln.archive.changes import changes_from_overlay_upper, diff_trees
-
         if self.is_copy_snapshot():
             with self.base_view() as lower:
                 return diff_trees(lower, self.upper_dir())
@@ -448,8 +482,7 @@ class Builder:
 
     def export(self, out: Any) -> int:
         """Write the merged filesystem as an uncompressed tar to ``out``; returns its size."""
-        from kiln.archive.compression import Compression
-        from kiln.archive.tar_writer import scan_tree, write_layer
+        from kiln.archive.tar_writer import scan_tree, write_layer  # for export only
 
         with self.mounted() as rootfs:
             result = write_layer(scan_tree(rootfs), out, compression=Compression.NONE)
@@ -457,11 +490,42 @@ class Builder:
 
     # -- commit / delete ------------------------------------------------------------------
 
-    def commit(self, name: str | None = None, **options: Any) -> ImageRecord:
-        """Write the container's changes as a new image; see ``kiln.container.commit``."""
-        from .commit import commit_builder
+    def commit(
+        self,
+        name: str | None = None,
+        *,
+        format: str | None = None,  # noqa: A002 - the documented keyword
+        timestamp: int | None = None,
+        squash: bool = False,
+        compression: str = "gzip",
+        omit_history: bool = False,
+        changes: Sequence[str] = (),
+        created_by: str | None = None,
+        history_comment: str | None = None,
+        rm: bool = False,
+        history_entry: bool = True,
+        force_layer: bool = False,
+    ) -> ImageRecord:
+        """Write the container's changes as a new image (named ``name`` if given); returns
+        its record. The keywords are ``kiln.container.commit.CommitOptions``'s; ``rm``
+        deletes the container afterwards. The container itself is not changed."""
+        from . import commit as image_commit  # imports kiln.image: see the module docstring
 
-        return commit_builder(self, name, **options)
+        opts = image_commit.CommitOptions(
+            image_format=format or self.state.format, compression=compression,
+            timestamp=timestamp, squash=squash, omit_history=omit_history,
+            changes=tuple(changes), created_by=created_by, history_comment=history_comment,
+            history_entry=history_entry, force_layer=force_layer,
+        )  # fmt: skip
+        pending = image_commit.Pending(
+            base_id=self.state.image_id, config=self.config, history=tuple(self.state.history),
+            created_by=self.state.created_by, history_comment=self.state.history_comment,
+        )  # fmt: skip
+        with image_commit.layer_changes(self, squash=squash) as entries:
+            record = image_commit.commit_image(self.store, entries, pending, opts, name)
+        if rm:
+            self.delete()
+        return record
 
     def commit_step(
         self,
@@ -473,20 +537,75 @@ class Builder:
         name: str | None = None,
         squash: bool = False,
     ) -> ImageRecord:
-        """Commit like ``commit``, then go on from the new image: the upper dir becomes the
-        new layer's snapshot (no copy, no unpack) under a fresh, empty upper; pending history
-        and additions are cleared. See ``kiln.container.step_commit``."""
-        from .step_commit import commit_step
+        """Commit like ``commit`` (the pending history, then ``created_by`` for this step; a
+        step that changed nothing still gets its empty layer), then go on from the new image:
+        the upper dir becomes the new layer's snapshot (no copy, no unpack) under a fresh,
+        empty upper; pending history and additions are cleared."""
+        from . import commit as image_commit  # imports kiln.image: see the module docstring
 
-        return commit_step(self, created_by=created_by, image_format=image_format,
-                           compression=compression, timestamp=timestamp, name=name,
-                           squash=squash)  # fmt: skip
+        old_chain = self.state.parent_chain_id
+        # the upper was written without syncs (volatile overlay): durable before it becomes
+        # a layer later builds trust (its blob is durable already: the store fsyncs blobs);
+        # synced while the layer is tarred and stored, so the two waits for the disk overlap
+        synced = None
+        if self.volatile_mounts and not squash and not self.is_copy_snapshot():
+            synced = image_commit.synced_in_background(self.upper_dir())
+        try:
+            rec = self.commit(name, format=image_format, compression=compression,
+                              timestamp=timestamp, created_by=created_by, squash=squash,
+                              force_layer=True)  # fmt: skip
+        finally:
+            if synced is not None:
+                synced.join()  # its error (if any) is raised below, before the adoption
+        new_chain = rec.layers[-1] if rec.layers else None
+        new_key = self._new_snapshot_key()
+        if squash or new_chain == old_chain:
+            # nothing adoptable (no new layer, or a squashed tree): start a fresh upper
+            with contextlib.suppress(NotFound):
+                self.snapshots.remove(self.state.snapshot_key)
+            self.snapshots.prepare(new_key, new_chain)
+        else:
+            if synced is not None:
+                synced.result()
+            # the snapshot goes on as new_key on the new layer, in the same directory
+            self.snapshots.commit(self.state.snapshot_key, new_chain, old_chain,
+                                  next_key=new_key)  # fmt: skip
+        self._rebase(rec, new_chain, new_key)
+        return rec
 
-    def reset_to_image(self, image_id: str) -> None:
-        """Drop the container's changes and go on from ``image_id`` (e.g. a cache hit)."""
-        from .step_commit import reset_to_image
+    def adopt_image(self, image_id: str) -> None:
+        """Drop the container's changes and go on from ``image_id`` (e.g. a cache hit), with
+        an empty upper; pending history and additions are cleared."""
+        from kiln.image import open_store_image, unpack_image  # see the module docstring
 
-        reset_to_image(self, image_id)
+        img = open_store_image(self.store, image_id)
+        chain = unpack_image(self.store, self.snapshots, img)
+        with contextlib.suppress(NotFound):
+            self.snapshots.remove(self.state.snapshot_key)
+        new_key = self._new_snapshot_key()
+        self.snapshots.prepare(new_key, chain)
+        self._rebase(img.record, chain, new_key, img.config)
+
+    def _new_snapshot_key(self) -> str:
+        return f"kiln-container-{self.id}-{secrets.token_hex(4)}"
+
+    def _rebase(
+        self, rec: ImageRecord, chain: str | None, key: str, config: ImageConfig | None = None
+    ) -> None:
+        """Make this a container of image ``rec`` on the prepared snapshot ``key`` over
+        ``chain``, with the image's config (annotations kept) and nothing pending; saved."""
+        if config is None:
+            from kiln.image import open_store_image  # see the module docstring
+
+            config = open_store_image(self.store, rec.id).config
+        self.state.snapshot_key = key
+        self.state.parent_chain_id = chain
+        self.state.image_id = rec.id
+        self.state.history = []
+        self.state.added = []
+        self.state.created_by = ""
+        self.config = ConfigEditor(config.evolve(), dict(self.config.annotations))
+        self.save()
 
     def delete(self) -> None:
         """Unmount, drop the snapshot (with its mount point) and forget the container."""

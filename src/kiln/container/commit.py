@@ -7,6 +7,14 @@ compressed in one pass), then config, manifest and image rows are stored under a
 one transaction, name included. A failure or a kill before that transaction leaves no
 image; a half-written ingest is never visible and a published but unreferenced blob is
 garbage GC collects once the lease expires.
+
+A build commits every RUN/COPY/ADD step and goes on from the new image without copying
+or unpacking (``Builder.commit_step``): the upper dir, made durable on a thread
+(:class:`Background`) while its layer is written, is adopted as the new layer's snapshot
+(``Snapshotter.commit``: a rename) under a new, empty upper.
+
+This module writes images; the ``Builder`` owns the container's state and snapshot and
+calls in here (it is never imported from here: ``Builder.commit`` hands over the pieces).
 """
 
 from __future__ import annotations
@@ -14,30 +22,27 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from kiln.archive.compression import Compression
-from kiln.archive.tar_writer import (
-    LayerResult,
-    scan_changes,
-    scan_overlay_upper,
-    scan_tree,
-    write_layer,
-)
+from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
+from kiln.archive.tar_writer import LayerResult, write_layer
 from kiln.errors import InvalidArgument
-from kiln.oci import Descriptor, Digest, History, ImageConfig
+from kiln.image import open_store_image
+from kiln.image.changes import apply_changes
+from kiln.image.store_image import image_rows, record_image
+from kiln.oci import Descriptor, Digest, History, ImageConfig, Manifest
 from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
-from kiln.store import ImageRecord
-from kiln.util.atomic import WritebackEvery
+from kiln.store import ImageRecord, Store
+from kiln.util.atomic import WritebackEvery, fsync_tree
 from kiln.util.timefmt import rfc3339
 
 from .config_edit import ConfigEditor
-
-if TYPE_CHECKING:
-    from .builder import Builder
 
 DEFAULT_CREATED_BY = "/bin/sh"
 COMPRESSIONS = ("gzip", "zstd", "none")
@@ -45,6 +50,85 @@ COMPRESSIONS = ("gzip", "zstd", "none")
 #: overlay mount data of older kernels and tools is one page); Docker's layer store takes
 #: 125 image layers (127 less the two of a container), buildah makes more
 MAX_LAYERS = 127
+
+
+@dataclass(frozen=True)
+class CommitOptions:
+    """How a commit writes its image (``Builder.commit``'s keywords); checked when made, so
+    a bad value is refused before anything is mounted or written.
+
+    ``history_entry=False``: add no history entry of its own when no layer is added (a
+    build's final stage that only names its base, as buildah and BuildKit record it).
+    ``force_layer``: add a layer even when nothing changed (a build's RUN/COPY/ADD step:
+    buildah and BuildKit commit an empty layer for a step that changes no file)."""
+
+    image_format: str = "oci"
+    compression: str = "gzip"
+    timestamp: int | None = None
+    squash: bool = False
+    omit_history: bool = False
+    changes: tuple[str, ...] = ()
+    created_by: str | None = None
+    history_comment: str | None = None
+    history_entry: bool = True
+    force_layer: bool = False
+
+    def __post_init__(self) -> None:
+        if self.image_format not in ("oci", "docker"):
+            raise InvalidArgument(f"--format {self.image_format!r} is invalid: use oci or docker")
+        if self.compression not in COMPRESSIONS:
+            raise InvalidArgument(
+                f"--compression {self.compression!r} is invalid: use gzip, zstd or none"
+            )
+        if self.image_format == "docker" and self.compression == "zstd":
+            raise InvalidArgument(
+                "zstd layers need --format oci (Docker images carry gzip or none)"
+            )
+        if self.timestamp is not None and self.timestamp < 0:
+            raise InvalidArgument("--timestamp must be seconds since the epoch, not negative")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a working container brings to its commit besides its files: the image it sits
+    on (None: scratch), its config and annotations, the history entries of its steps since
+    the last commit, and what the commit's own entry says unless the options say otherwise
+    (``kiln config --created-by``, ``--history-comment``)."""
+
+    base_id: str | None
+    config: ConfigEditor
+    history: Sequence[History] = ()
+    created_by: str = ""
+    history_comment: str = ""
+
+
+class Filesystem(Protocol):
+    """The views of a working container's files a commit reads (``Builder`` has them)."""
+
+    def is_copy_snapshot(self) -> bool: ...
+
+    def upper_dir(self) -> str: ...
+
+    def base_view(self) -> AbstractContextManager[str]: ...
+
+    def mounted(self) -> AbstractContextManager[str]: ...
+
+
+@contextlib.contextmanager
+def layer_changes(fs: Filesystem, *, squash: bool) -> Iterator[Iterator[Any] | None]:
+    """The entries of the layer a commit adds, None when nothing changed: the overlay upper
+    (streamed), a two-tree scan for a copy snapshot, or with ``squash`` the whole merged
+    tree (mounted for the block)."""
+    if squash:
+        with fs.mounted() as rootfs:
+            yield scan_tree(rootfs)
+        return
+    if not fs.is_copy_snapshot():
+        yield nonempty(scan_overlay_upper(fs.upper_dir()))
+        return
+    with fs.base_view() as lower:
+        entries = list(scan_changes(lower, fs.upper_dir()))
+    yield nonempty(iter(entries))
 
 
 class _IngestWriter(io.RawIOBase):
@@ -73,15 +157,7 @@ class _IngestWriter(io.RawIOBase):
         return self.ingest.offset
 
 
-def _compression(name: str, image_format: str) -> Compression:
-    if name not in COMPRESSIONS:
-        raise InvalidArgument(f"--compression {name!r} is invalid: use gzip, zstd or none")
-    if image_format == "docker" and name == "zstd":
-        raise InvalidArgument("zstd layers need --format oci (Docker images carry gzip or none)")
-    return Compression(name)
-
-
-def write_layer_blob(store: Any, entries: Iterable[Any], compression: Compression,
+def write_layer_blob(store: Any, entries: Iterator[Any], compression: Compression,
                      timestamp: int | None) -> tuple[LayerResult, Any]:  # fmt: skip
     """Stream ``entries`` as a layer into an anonymous store ingest, sealed (verified) but
     not yet published: ``store.publish`` makes it visible with the image's other blobs.
@@ -99,16 +175,7 @@ def write_layer_blob(store: Any, entries: Iterable[Any], compression: Compressio
     return result, ing
 
 
-def change_entries(b: Builder) -> Iterator[Any]:
-    """The container's changes as layer entries (overlay upper, streamed; or a two-tree
-    scan for copies)."""
-    if not b.is_copy_snapshot():
-        return scan_overlay_upper(b.upper_dir())
-    with b.base_view() as lower:
-        return iter(list(scan_changes(lower, b.upper_dir())))
-
-
-def _nonempty(entries: Iterator[Any]) -> Iterator[Any] | None:
+def nonempty(entries: Iterator[Any]) -> Iterator[Any] | None:
     """``entries`` whole, or None if there are none (one entry read ahead)."""
     first = next(entries, None)
     return None if first is None else itertools.chain([first], entries)
@@ -133,65 +200,39 @@ def _base_history(config: ImageConfig, layer_count: int) -> list[History]:
     return history
 
 
-def commit_builder(
-    b: Builder,
-    name: str | None = None,
-    *,
-    format: str | None = None,  # noqa: A002 - the documented keyword
-    timestamp: int | None = None,
-    squash: bool = False,
-    compression: str = "gzip",
-    omit_history: bool = False,
-    changes: Sequence[str] = (),
-    created_by: str | None = None,
-    history_comment: str | None = None,
-    rm: bool = False,
-    history_entry: bool = True,
-    force_layer: bool = False,
-) -> ImageRecord:
-    """Write ``b`` as a new image (named ``name`` if given); returns its record.
-
-    ``history_entry=False``: add no history entry of its own when no layer is added (a
-    build's final stage that only names its base, as buildah and BuildKit record it).
-    ``force_layer``: add a layer even when nothing changed (a build's RUN/COPY/ADD step:
-    buildah and BuildKit commit an empty layer for a step that changes no file)."""
-    from kiln.image import open_store_image
-    from kiln.image.store_image import image_rows, record_image
-
-    image_format = format or b.state.format
-    if image_format not in ("oci", "docker"):
-        raise InvalidArgument(f"--format {image_format!r} is invalid: use oci or docker")
-    comp = _compression(compression, image_format)
-    if timestamp is not None and timestamp < 0:
-        raise InvalidArgument("--timestamp must be seconds since the epoch, not negative")
-    from kiln.image.changes import apply_changes
-
-    editor = ConfigEditor(b.config.image, b.config.annotations)
-    if changes:
-        editor.image = editor.image.evolve(config=apply_changes(editor.runtime, list(changes)))
-    store = b.store
-    base = (
-        None if (b.state.image_id is None or squash) else open_store_image(store, b.state.image_id)
-    )
-    base_layers = list(base.layers) if base is not None else []
-
-    created = rfc3339(timestamp)
-    # a build's step joins the build's lease (every blob published joins the thread's
-    # leases); alone (kiln commit) the commit holds one of its own
+@contextlib.contextmanager
+def joined_lease(store: Store) -> Iterator[Any]:
+    """The lease a write joins: a build's (every blob published joins the thread's
+    leases), or alone (``kiln commit``) one of its own, held for the block."""
     current = store.current_lease()
-    held = contextlib.nullcontext(current) if current is not None else store.lease()
-    with held as lease, contextlib.ExitStack() as unpublished:
-        layer_ing = None
-        if squash:
-            with b.mounted() as rootfs:
-                layer, layer_ing = write_layer_blob(store, scan_tree(rootfs), comp, timestamp)
-        else:
-            entries = _nonempty(change_entries(b))
-            layer = None
-            if entries is not None or not base_layers or force_layer:
-                check_layer_count(len(base_layers) + 1)
-                layer, layer_ing = write_layer_blob(store, entries or iter(()), comp, timestamp)
-        if layer_ing is not None:
+    if current is not None:
+        yield current
+        return
+    with store.lease() as own:
+        yield own
+
+
+def commit_image(
+    store: Store, changes: Iterator[Any] | None, pending: Pending, opts: CommitOptions,
+    name: str | None = None,
+) -> ImageRecord:  # fmt: skip
+    """Write ``changes`` (layer entries; None when nothing changed) as a new layer on
+    ``pending.base_id`` with ``pending``'s config and history; name it ``name`` if given.
+    With ``opts.squash``, ``changes`` is the whole tree and the image has no base."""
+    editor = ConfigEditor(pending.config.image, pending.config.annotations)
+    if opts.changes:
+        editor.image = editor.image.evolve(config=apply_changes(editor.runtime, opts.changes))
+    base_id = None if opts.squash else pending.base_id
+    base = None if base_id is None else open_store_image(store, base_id)
+    base_layers = list(base.layers) if base is not None else []
+    image_format = opts.image_format
+    comp = Compression(opts.compression)
+    created = rfc3339(opts.timestamp)
+    with joined_lease(store) as lease, contextlib.ExitStack() as unpublished:
+        layer = layer_ing = None
+        if changes is not None or not base_layers or opts.force_layer or opts.squash:
+            check_layer_count(len(base_layers) + 1)
+            layer, layer_ing = write_layer_blob(store, changes or iter(()), comp, opts.timestamp)
             unpublished.callback(layer_ing.close)
         descs = [
             d.replace(media_type=mt.convert_layer_media_type(d.media_type, image_format))
@@ -207,30 +248,29 @@ def commit_builder(
             diff_ids.append(layer.diff_id)
             sizes[digest] = layer.uncompressed_size
         history: list[History] = []
-        if not omit_history:
+        if not opts.omit_history:
             if base is not None:
                 history = _base_history(editor.image, len(base_layers))
-            pending = [
-                replace(h, created=created) if timestamp is not None or not h.created else h
-                for h in b.state.history
+            pending_history = [
+                replace(h, created=created) if opts.timestamp is not None or not h.created else h
+                for h in pending.history
             ]
-            comment = b.state.history_comment if history_comment is None else history_comment
+            comment = opts.history_comment
             entry = History(
                 created=created,
-                created_by=created_by or b.state.created_by or DEFAULT_CREATED_BY,
+                created_by=opts.created_by or pending.created_by or DEFAULT_CREATED_BY,
                 author=editor.image.author,
-                comment=comment,
+                comment=pending.history_comment if comment is None else comment,
                 empty_layer=layer is None,
             )
-            history += [*pending, entry] if history_entry or layer is not None else pending
+            own = opts.history_entry or layer is not None
+            history += [*pending_history, entry] if own else pending_history
         config = editor.image.evolve(
             created=created, diff_ids=tuple(diff_ids), history=tuple(history)
         )
         raw = config.to_bytes()
         config_desc = Descriptor(mt.config_type_for(image_format), Digest.of_bytes(raw), len(raw))
         annotations = editor.annotations if image_format == "oci" else None
-        from kiln.oci import Manifest
-
         manifest = Manifest.build(mt.manifest_type_for(image_format), config_desc, descs,
                                   annotations)  # fmt: skip
         parsed = ImageConfig.parse(raw)
@@ -247,6 +287,34 @@ def commit_builder(
             [layer_ing, config_ing, manifest_ing],
             then=lambda: record_image(store, layer_rows, record, names, lease),
         )
-    if rm:
-        b.delete()
     return store.get_image(record.id)
+
+
+def synced_in_background(path: str) -> Background:
+    """Start fsyncing the tree at ``path`` (a volatile upper about to become a layer)."""
+    return Background(fsync_tree, path)
+
+
+class Background:
+    """``fn(*args)`` on a thread of its own (a step's upper dir fsynced while its layer is
+    written: the two waits for the disk overlap); ``result()`` re-raises what it raised."""
+
+    def __init__(self, fn: Callable[..., object], *args: object) -> None:
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # handed to result()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="kiln-fsync-tree", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error

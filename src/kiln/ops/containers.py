@@ -268,10 +268,7 @@ def configure_container(ctx: Context, name: str, settings: ConfigSettings) -> Bu
 
     b = _load(ctx, name)
     hist = apply_settings(b.config, settings)
-    if hist.created_by is not None:
-        b.state.created_by = hist.created_by
-    if hist.history_comment is not None:
-        b.state.history_comment = hist.history_comment
+    b.set_history_defaults(created_by=hist.created_by, comment=hist.history_comment)
     b.save()
     return b
 
