@@ -13,6 +13,7 @@ import os
 import posixpath
 import stat
 import tempfile
+import urllib.parse
 from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 
@@ -253,8 +254,8 @@ def _in_parent(dst: SafeRoot, path: str, opts: CopyOptions) -> str:
 
 def _download(url: str, tmp: str) -> _Fetched:
     """Fetch ``url`` into a temporary file (before anything is written to the rootfs)."""
-    import urllib.parse
-
+    # here, not at the top: only ADD of a URL downloads, and a build without one (or
+    # ``kiln containers``) need not load the download and pacing modules
     from kiln.util.download import download
 
     name = posixpath.basename(urllib.parse.urlparse(url).path.rstrip("/"))

@@ -15,6 +15,8 @@ from typing import Any
 from kiln.errors import KilnError
 from kiln.util.process_owner import is_alive
 
+from .builder import Builder
+
 __all__ = ["sweep_dead_builds"]
 
 
@@ -22,8 +24,6 @@ def sweep_dead_builds(store: Any, snapshots: Callable[[], Any], dry_run: bool = 
     """Delete the containers of dead builds; returns their IDs (with ``dry_run``, only finds
     them). ``snapshots()`` gives the snapshotter, asked for only when there is something to
     remove."""
-    from .builder import Builder
-
     swept = []
     for rec in store.list_containers():
         owner = _owner(rec.state)
