@@ -254,8 +254,7 @@ def _in_parent(dst: SafeRoot, path: str, opts: CopyOptions) -> str:
 
 def _download(url: str, tmp: str) -> _Fetched:
     """Fetch ``url`` into a temporary file (before anything is written to the rootfs)."""
-    # here, not at the top: only ADD of a URL downloads, and a build without one (or
-    # ``kiln containers``) need not load the download and pacing modules
+    # start-up: only ADD of a URL downloads; other builds need not load this
     from kiln.util.download import download
 
     name = posixpath.basename(urllib.parse.urlparse(url).path.rstrip("/"))

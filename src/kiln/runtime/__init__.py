@@ -5,10 +5,6 @@ from __future__ import annotations
 from .options import Mount, RunOptions, parse_memory, parse_mount, parse_ulimit, parse_volume
 from .users import ResolvedUser, resolve_user
 
-# ``exec_check``, ``chroot`` and ``runc`` are imported by ``run`` when it runs something:
-# with the spec, seccomp and ctypes modules they bring they would cost every command that
-# only loads a working container (``kiln containers``, ``kiln rm``) start-up time.
-
 
 def run(opts: RunOptions, rootfs: str) -> int:
     """Run ``opts.args`` in ``rootfs`` with ``opts.isolation``; returns the exit code.

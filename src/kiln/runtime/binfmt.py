@@ -129,7 +129,6 @@ def handler_line(arch: str, conf_dirs: tuple[str, ...] = BINFMT_CONF_DIRS) -> st
 
 
 def _mount_binfmt(directory: str) -> None:
-    # here, not at the top: kiln.runtime.linux finds and loads libc when imported (ldconfig)
     from kiln.runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount
 
     try:
