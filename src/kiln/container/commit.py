@@ -34,8 +34,9 @@ from kiln.archive.tar_writer import LayerResult, write_layer
 from kiln.errors import InvalidArgument
 from kiln.image import open_store_image
 from kiln.image.changes import apply_changes
+from kiln.image.mutate import Addendum, append_layers
 from kiln.image.store_image import image_rows, record_image
-from kiln.oci import Descriptor, Digest, History, ImageConfig, Manifest
+from kiln.oci import Descriptor, Digest, History, ImageConfig
 from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
 from kiln.store import ImageRecord, Store
@@ -234,18 +235,12 @@ def commit_image(
             check_layer_count(len(base_layers) + 1)
             layer, layer_ing = write_layer_blob(store, changes or iter(()), comp, opts.timestamp)
             unpublished.callback(layer_ing.close)
-        descs = [
-            d.replace(media_type=mt.convert_layer_media_type(d.media_type, image_format))
-            for d in base_layers
-        ]
-        diff_ids = list(base.config.diff_ids) if base is not None else []
+        added: list[Addendum] = []
         sizes: dict[Digest, int] = {}
         if layer is not None:
             digest = Digest.parse(str(layer.digest))
-            descs.append(
-                Descriptor(mt.layer_media_type(image_format, comp.value), digest, layer.size)
-            )
-            diff_ids.append(layer.diff_id)
+            desc = Descriptor(mt.layer_media_type(image_format, comp.value), digest, layer.size)
+            added.append(Addendum(desc, layer.diff_id))
             sizes[digest] = layer.uncompressed_size
         history: list[History] = []
         if not opts.omit_history:
@@ -265,17 +260,13 @@ def commit_image(
             )
             own = opts.history_entry or layer is not None
             history += [*pending_history, entry] if own else pending_history
-        config = editor.image.evolve(
-            created=created, diff_ids=tuple(diff_ids), history=tuple(history)
-        )
-        raw = config.to_bytes()
-        config_desc = Descriptor(mt.config_type_for(image_format), Digest.of_bytes(raw), len(raw))
-        annotations = editor.annotations if image_format == "oci" else None
-        manifest = Manifest.build(mt.manifest_type_for(image_format), config_desc, descs,
-                                  annotations)  # fmt: skip
-        parsed = ImageConfig.parse(raw)
-        layer_rows, record = image_rows(store, manifest, parsed, sizes)
-        config_ing = store.sealed_bytes(config_desc, raw)
+        # the history is whole already (the base's padded, then this commit's entries)
+        new = append_layers(base, added, editor.image.evolve(created=created,
+                            history=tuple(history)), image_format,
+                            annotations=editor.annotations, check_history=False)  # fmt: skip
+        raw, manifest = new.config_raw, new.manifest
+        layer_rows, record = image_rows(store, manifest, ImageConfig.parse(raw), sizes)
+        config_ing = store.sealed_bytes(new.config_descriptor, raw)
         manifest_ing = store.sealed_bytes(manifest.descriptor(), manifest.raw)
         for ing in (config_ing, manifest_ing):
             if ing is not None:
