@@ -34,7 +34,7 @@ from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
 from kiln.store.trust_key import schema1_signing_key
-from kiln.util.choices import PULL_POLICIES
+from kiln.util.choices import PULL_POLICIES, PullPolicy
 from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:
@@ -224,17 +224,14 @@ def pull(
     ``cert_dir``, ``authfile``, ``creds`` ("user:pass"), ``registries_conf``, or a
     whole ``options`` (RegistryOptions).
     """
-    if policy not in PULL_POLICIES:
-        raise InvalidArgument(
-            f'invalid pull policy "{policy}": use one of {", ".join(PULL_POLICIES)}'
-        )
+    policy = PullPolicy.parse(policy)
     plat = _parse_platform(platform, arch, os, variant)
     ref = ref.removeprefix("docker://")
     with _client(ctx, options, registry_kw) as client:
         if all_tags:
             return _pull_all_tags(ctx, client, ref, plat, workers)
         local = _find_local(ctx, _local_names(client, ref)) if policy != "always" else None
-        if policy == "never" or (policy == "missing" and local is not None):
+        if not policy.asks_registry(have_local=local is not None):
             if local is None:
                 raise NotFound(f"{ref}: image not known locally and the pull policy is never")
             return _local_result(local, ref)
@@ -345,7 +342,7 @@ def ensure_image(ctx: Context, ref: str, pull_policy: str = "missing", **registr
     satisfies ``missing``/``never`` without any network; ``always``/``newer``
     contact the registry. Returns ``"sha256:<hex>"``.
     """
-    if pull_policy == "never" or pull_policy == "missing":
+    if not PullPolicy.parse(pull_policy).asks_registry(have_local=True):
         with contextlib.suppress(NotFound, InvalidArgument):
             return ctx.store.resolve_image(ref).id
     return pull(ctx, ref, policy=pull_policy, **registry_kw).image_id
