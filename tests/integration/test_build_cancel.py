@@ -18,6 +18,7 @@ from api_server import busybox_sh_tar, start_server, stop_server
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from kiln.errors import Cancelled
+from kiln.runtime import RunSettings
 
 pytestmark = ROOT_MARKS
 
@@ -47,7 +48,7 @@ def test_cancel_stops_a_running_run(build_env, tmp_path, monkeypatch, isolation)
     def work() -> None:
         try:
             build_env.build(ctx, "FROM busybox\nRUN echo started && sleep 60\nRUN touch /x\n",
-                            tags=["cancelled"], cancel=cancel, isolation=isolation)  # fmt: skip
+                            tags=["cancelled"], cancel=cancel, run=RunSettings(isolation=isolation))  # fmt: skip
         except BaseException as exc:  # noqa: BLE001 - inspected below
             outcome["error"] = exc
         outcome["ended"] = time.monotonic()

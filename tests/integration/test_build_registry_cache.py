@@ -17,6 +17,7 @@ import pytest
 import registry_servers  # noqa: E402
 from build_fixtures import ROOT_MARKS  # noqa: E402
 from fixtures_images import MTIME, busybox_rootfs_tar  # noqa: E402, F401
+from kiln.registry import RegistryOptions
 from registry_env import isolate_registry_env  # noqa: E402
 
 pytestmark = [*ROOT_MARKS, pytest.mark.timeout(600)]
@@ -56,7 +57,10 @@ class Machine:
 
         self.events.events.clear()
         opts = BuildOptions(
-            context=context, volumes=[f"{witness}:/witness"], tls_verify=False, **options
+            context=context,
+            volumes=[f"{witness}:/witness"],
+            registry=RegistryOptions(tls_verify=False),
+            **options,
         )
         return build(self.ctx, opts)
 

@@ -9,6 +9,7 @@ import pytest
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from kiln.errors import InvalidArgument
+from kiln.runtime import RunSettings
 
 pytestmark = ROOT_MARKS
 
@@ -24,7 +25,9 @@ def caps_of(build_env, flag: str, **options) -> str:  # noqa: F811
 def test_host_network_is_refused_without_its_entitlement(build_env):  # noqa: F811
     ctx = build_env.context_dir()
     with pytest.raises(InvalidArgument, match="needs the network.host entitlement"):
-        build_env.build(ctx, "FROM busybox\nRUN --network=host true\n", network="none")
+        build_env.build(
+            ctx, "FROM busybox\nRUN --network=host true\n", run=RunSettings(network="none")
+        )
     assert build_env.store.list_images()[0].names == ["docker.io/library/busybox:latest"]
     assert len(build_env.store.list_images()) == 1, "no image was left by the refused build"
 
@@ -32,7 +35,7 @@ def test_host_network_is_refused_without_its_entitlement(build_env):  # noqa: F8
 def test_host_network_with_its_entitlement_sees_the_host_interfaces(build_env):  # noqa: F811
     ctx = build_env.context_dir()
     text = "FROM busybox\nRUN --network=host ls /sys/class/net > /nets\n"
-    result = build_env.build(ctx, text, network="none", allow=("network.host",))
+    result = build_env.build(ctx, text, run=RunSettings(network="none"), allow=("network.host",))
     nets = build_env.files(result.image_id)["nets"].decode().split()
     assert len(nets) > 1 or nets != ["lo"], nets
 

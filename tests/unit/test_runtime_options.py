@@ -80,7 +80,7 @@ def test_parse_memory_rejects(text):
 
 @pytest.mark.parametrize(
     "kwargs,flag",
-    [({"network": "bridge"}, "--network"), ({"isolation": "vm"}, "--isolation"),
+    [({"network": "macvlan"}, "--network"), ({"isolation": "vm"}, "--isolation"),
      ({"cwd": "rel"}, "--workingdir"), ({"env": ["NOEQUALS"]}, "--env"),
      ({"add_hosts": ["db"]}, "--add-host"), ({"add_hosts": ["db:999.1.1.1"]}, "--add-host"),
      ({"ulimits": ["bogus=1"]}, "--ulimit")],

@@ -310,13 +310,17 @@ async def build(request: Request) -> Reply:
 
 def _run(ctx, known, opts, h: Handoff, registry_auth):
     from kiln.ops import build as build_ops
+    from kiln.registry.options import RegistryOptions
+    from kiln.runtime.options import RunSettings
 
+    run_fields = {f.name for f in dataclasses.fields(RunSettings)}
     fields = {k: v for k, v in opts.items() if k in known}
+    fields["run"] = RunSettings.given(**{k: v for k, v in opts.items() if k in run_fields})
     fields["cancel"] = h.cancel
     fields["tmpdir"] = ctx.tmpdir
-    if registry_auth and "registry_auth" in known:
-        fields["registry_auth"] = registry_auth
-    missing = sorted(set(opts) - known - {"quiet"})
+    if registry_auth:
+        fields["registry"] = RegistryOptions(auths=registry_auth)
+    missing = sorted(set(opts) - known - run_fields - {"quiet"})
     if missing:
         raise InvalidArgument(f"this kiln's build does not support: {', '.join(missing)}")
     return build_ops.build(ctx, build_ops.BuildOptions(**fields))

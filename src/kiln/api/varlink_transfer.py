@@ -77,7 +77,7 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 def _build_fields(info: dict[str, Any]) -> dict[str, Any]:
     """BuildInfo (minus context and Dockerfiles) -> ``BuildOptions`` fields."""
-    from kiln.runtime.options import parse_memory
+    from kiln.runtime.options import RunSettings, parse_memory
 
     if info.get("signBy"):
         raise error_occurred("signBy: kiln does not sign images; build without signBy")
@@ -105,19 +105,21 @@ def _build_fields(info: dict[str, Any]) -> dict[str, Any]:
         "platform": platform,
         "pull": _choice(_PULL_POLICIES, info.get("pullPolicy"), "pullPolicy"),
         "compression": _choice(_COMPRESSIONS, info.get("compression"), "compression"),
-        "cap_add": list(info.get("addCapabilities") or []),
-        "cap_drop": list(info.get("dropCapabilities") or []),
         "volumes": [*(res.get("volume") or []), *(info.get("transientMounts") or [])],
-        "add_hosts": list(res.get("addHosts") or []),
-        "ulimits": list(res.get("ulimit") or []),
-        "memory": res.get("memory") or None,
-        "memory_swap": res.get("memorySwap") or None,
-        "cpu_shares": res.get("cpuShares") or None,
-        "cpu_period": res.get("cpuPeriod") or None,
-        "cpu_quota": res.get("cpuQuota") or None,
-        "cpuset_cpus": res.get("cpusetCpus") or "",
-        "cpuset_mems": res.get("cpusetMems") or "",
-        "shm_size": parse_memory(res["shmSize"], "shmSize") if res.get("shmSize") else None,
+        "run": RunSettings.given(
+            cap_add=info.get("addCapabilities") or (),
+            cap_drop=info.get("dropCapabilities") or (),
+            add_hosts=res.get("addHosts") or (),
+            ulimits=res.get("ulimit") or (),
+            memory=res.get("memory") or None,
+            memory_swap=res.get("memorySwap") or None,
+            cpu_shares=res.get("cpuShares") or None,
+            cpu_period=res.get("cpuPeriod") or None,
+            cpu_quota=res.get("cpuQuota") or None,
+            cpuset_cpus=res.get("cpusetCpus") or "",
+            cpuset_mems=res.get("cpusetMems") or "",
+            shm_size=parse_memory(res["shmSize"], "shmSize") if res.get("shmSize") else None,
+        ),
     }
     fmt = _choice(_IMAGE_FORMATS, info.get("outputFormat"), "outputFormat")
     if fmt:

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import fields
 from typing import Any
 
 from kiln.build.args import BuildArgs, host_platform
@@ -351,7 +350,7 @@ class Executor:
             if "image not known" not in str(exc):  # a list without the platform's image
                 other = str(exc)
         puller = self.opts.puller
-        if policy == "never" or (policy == "missing" and local is not None) or puller is None:
+        if puller is None or not policy.asks_registry(have_local=local is not None):
             if local is None:
                 note = f" for {want or Platform.host()} ({other})" if other else ""
                 raise NotFound(f"creating build container: {ref}: image not known{note}")
@@ -455,16 +454,17 @@ class Executor:
         null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         reader = threading.Thread(target=self._pump, args=(read_fd, pos), daemon=True)
         reader.start()
-        values = _run_settings(o, RunOptions)  # network, dns, caps, resources, ...
-        values.update(
-            args=list(argv), env=[f"{k}={v}" for k, v in env.items()],
-            network=o.network if network == "default" else network,
-            mounts=[*self.volumes, *mounts], stdin=null_fd, stdout=write_fd, stderr=write_fd,
-        )  # fmt: skip
+        values: dict[str, Any] = {}
+        if network != "default":  # RUN --network=...
+            values["network"] = network
         if security == "insecure":  # granted by --allow security.insecure (dispatch_run)
-            values.update(cap_add=["ALL"], cap_drop=[], seccomp="unconfined")
+            values.update(cap_add=("ALL",), cap_drop=(), seccomp="unconfined")
         try:
-            opts = RunOptions(cancel=self.cancel, **values)
+            opts = RunOptions.of(
+                o.run, args=list(argv), env=[f"{k}={v}" for k, v in env.items()],
+                mounts=[*self.volumes, *mounts], stdin=null_fd, stdout=write_fd,
+                stderr=write_fd, cancel=self.cancel, **values,
+            )  # fmt: skip
             code = b.run(argv, opts)
         finally:
             os.close(write_fd)
@@ -520,15 +520,3 @@ class BuildCancel(threading.Event):
 
 def _platform_matches(want: str, have: str) -> bool:
     return Platform.parse(want).matches(Platform.parse(have))
-
-
-def _run_settings(opts: BuildOptions, run_options: type) -> dict[str, Any]:
-    """The RUN settings a build passes to every step: each field ``BuildOptions`` shares
-    with ``RunOptions`` by name (lists copied; unset values left to the runtime)."""
-    shared = {f.name for f in fields(run_options)} & {f.name for f in fields(opts)}
-    out: dict[str, Any] = {}
-    for name in shared - {"args", "env", "mounts", "cancel"}:
-        value = getattr(opts, name)
-        if value is not None:
-            out[name] = list(value) if isinstance(value, list) else value
-    return out

@@ -9,7 +9,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from kiln.runtime.options import RunSettings
+from kiln.util.choices import Compression, ImageFormat, PullPolicy
+
+if TYPE_CHECKING:
+    from kiln.registry.options import RegistryOptions
 
 __all__ = ["ENTITLEMENTS", "BuildOptions", "BuildResult", "default_jobs"]
 
@@ -42,8 +48,8 @@ class BuildOptions:
     target: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
-    image_format: str = "oci"  # "oci" | "docker"
-    pull: str = "missing"
+    image_format: ImageFormat = ImageFormat.OCI
+    pull: PullPolicy = PullPolicy.MISSING
     no_cache: bool = False
     # --no-cache-filter: stages (names, case-insensitive, or indexes) whose steps are not
     # read from the cache; what they build is still stored in it (BuildKit's flag)
@@ -63,31 +69,16 @@ class BuildOptions:
     platforms: list[str] = field(default_factory=list)
     all_platforms: bool = False  # every platform the base images' lists offer
     manifest: str | None = None  # the manifest list the images are added to (made if new)
-    network: str = "host"  # host | none | private (RUN --network overrides per step)
     allow: tuple[str, ...] = ()  # entitlements granted (ENTITLEMENTS)
-    isolation: str = "oci"  # oci (runc) | chroot
-    runtime: str = "runc"
+    # how RUN steps run: network (RUN --network overrides per step), isolation, runtime,
+    # hosts, DNS, capabilities, ulimits and resources (the flags ``kiln run`` also takes)
+    run: RunSettings = field(default_factory=RunSettings)
     secrets: list[str] = field(default_factory=list)  # "id=x,src=path" | "id=x,env=VAR"
     ssh: list[str] = field(default_factory=list)  # "default" | "id" | "id=socket|key[,key]"
-    add_hosts: list[str] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
-    dns_search: list[str] = field(default_factory=list)
-    dns_options: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    ulimits: list[str] = field(default_factory=list)
-    memory: int | None = None
-    memory_swap: int | None = None
-    cpu_shares: int | None = None
-    cpu_period: int | None = None
-    cpu_quota: int | None = None
-    cpuset_cpus: str = ""
-    cpuset_mems: str = ""
-    shm_size: int | None = None
+    volumes: list[str] = field(default_factory=list)  # -v HOST:CTR[:OPTS] for every RUN
     quiet: bool = False
     outputs: list[str] = field(default_factory=list)  # type=local,dest=DIR | tar | oci | docker
-    compression: str = "gzip"
+    compression: Compression = Compression.GZIP
     jobs: int | None = None  # None -> default_jobs()
     rm: bool = True  # remove intermediate containers after a successful build
     force_rm: bool = True  # ... and after a failed one
@@ -100,19 +91,23 @@ class BuildOptions:
     )  # type=registry,ref=R | type=local,src=D | R
     cache_to: list[str] = field(default_factory=list)  # ...,mode=min|max | type=inline
     push: bool = False  # push each tag after the build (buildx's --push)
-    tls_verify: bool | None = None  # registries of caches and pushes (podman's flags)
-    cert_dir: str | None = None
-    authfile: str | None = None
-    creds: str | None = None
+    # the registries of pulls, caches and pushes: --tls-verify, --cert-dir, --authfile,
+    # --creds, and an API client's X-Registry-Config / X-Registry-Auth (``auths``, this
+    # build only, never written anywhere); None: the defaults (and no registry code loaded
+    # by a build that pulls nothing)
+    registry: RegistryOptions | None = None
     cache_lookup: Callable[[str], str | None] | None = None  # key -> image id (set by ops)
     on_built: Callable[[Any, str], None] | None = None  # (executor, image id), before the ID line
-    # registry -> "user:pass" for the pulls of this build only (an API client's
-    # X-Registry-Config / X-Registry-Auth); never written anywhere
-    registry_auth: dict[str, str] = field(default_factory=dict, repr=False)
     tmpdir: str | None = None
     # run the build checks (kiln.build.checks) first: their findings are reported after the
     # build, and with ``# check=error=true`` any finding fails it before anything runs
     checks: bool = False
+
+    def __post_init__(self) -> None:
+        # the one check of these words, whoever fills the options in (CLI, API, library)
+        self.image_format = ImageFormat.parse(self.image_format)
+        self.pull = PullPolicy.parse(self.pull)
+        self.compression = Compression.parse(self.compression)
 
 
 @dataclass

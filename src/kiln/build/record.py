@@ -45,8 +45,8 @@ def build_options_record(opts: BuildOptions) -> dict[str, Any]:
         "labels": dict(opts.labels), "annotations": dict(opts.annotations),
         "format": opts.image_format, "compression": opts.compression, "pull": opts.pull,
         "no_cache": opts.no_cache, "layers": opts.layers, "squash": opts.squash,
-        "squash_all": opts.squash_all, "timestamp": opts.timestamp, "network": opts.network,
-        "isolation": opts.isolation, "allow": list(opts.allow), "jobs": opts.jobs,
+        "squash_all": opts.squash_all, "timestamp": opts.timestamp, "network": opts.run.network,
+        "isolation": opts.run.isolation, "allow": list(opts.allow), "jobs": opts.jobs,
         "secrets": [_secret_id(s) for s in opts.secrets],
         "outputs": [redact(o) for o in opts.outputs],
     }  # fmt: skip

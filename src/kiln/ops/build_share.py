@@ -28,20 +28,20 @@ if TYPE_CHECKING:
     from kiln.build.options import BuildOptions
     from kiln.image.build_cache import ImportedCache
     from kiln.ops.context import Context
+    from kiln.registry.options import RegistryOptions
 
 __all__ = ["caches_imported", "finish", "push_targets"]
 
 Warn = Callable[[str], None]
 
 
-def _registry_kw(opts: BuildOptions, insecure: bool = False) -> dict[str, Any]:
-    kw: dict[str, Any] = {
-        "tls_verify": False if insecure else opts.tls_verify,
-        "cert_dir": opts.cert_dir,
-        "authfile": opts.authfile,
-        "creds": opts.creds,
-    }
-    return {k: v for k, v in kw.items() if v is not None}
+def _registry(opts: BuildOptions, insecure: bool = False) -> RegistryOptions:
+    """The build's registry options; ``insecure`` (a cache or output's
+    ``registry.insecure=true``) turns TLS verification off."""
+    from kiln.registry.options import RegistryOptions
+
+    options = opts.registry or RegistryOptions()
+    return options.merged(tls_verify=False) if insecure else options
 
 
 @contextlib.contextmanager
@@ -49,7 +49,7 @@ def _client(ctx: Context, opts: BuildOptions, insecure: bool) -> Iterator[Any]:
     from kiln.ops.registry import registry_options
     from kiln.registry import RegistryClient
 
-    with RegistryClient(registry_options(ctx, None, **_registry_kw(opts, insecure))) as client:
+    with RegistryClient(registry_options(ctx, _registry(opts, insecure))) as client:
         yield client
 
 
@@ -204,10 +204,12 @@ def _export_guarded(spec: CacheSpec, warn: Warn, work: Callable[[], Any]) -> Any
 
 
 def _push(ctx, opts, image_id, name, insecure, annotations) -> None:
-    from kiln.ops.registry import push
+    from kiln.ops.registry import MONOLITHIC_MAX, push
 
     ctx.ev.step(f"Pushing {name}", type="note")
-    push(ctx, image_id, name, annotations=annotations, **_registry_kw(opts, insecure))
+    # one streamed PUT per blob, as ``kiln push`` sends them
+    options = _registry(opts, insecure).merged(monolithic_max=MONOLITHIC_MAX)
+    push(ctx, image_id, name, annotations=annotations, options=options)
 
 
 def _entries(ctx: Context, executor: Any, mode: str) -> list[tuple[str, Any]]:

@@ -1,17 +1,36 @@
 """Distribution-spec client: challenges, Basic/Bearer auth, credentials, registries.conf,
-retries, uploads. The only user of httpx. Must not import store, image or above."""
+retries, uploads. The only user of httpx. Must not import store, image or above.
 
-from kiln.registry import _lean_httpx  # noqa: F401 - first: httpx without its CLI and trio
-from kiln.registry.client import (
-    ACCEPT_ALL_MANIFESTS,
-    RegistryClient,
-    RegistryOptions,
-    SearchResult,
-)
-from kiln.registry.credentials import Credential
-from kiln.registry.login import login, logout, verify_login
-from kiln.registry.registries_conf import RegistriesConf
-from kiln.registry.retry import RetryPolicy
+``RegistryOptions`` (``kiln.registry.options``) is a plain value that loads no httpx; the
+rest is loaded on first use (start-up: a build or command that holds options but talks to
+no registry never imports httpx), httpx through ``_lean_httpx`` first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from kiln.registry.options import RegistryOptions
+
+if TYPE_CHECKING:
+    from kiln.registry.client import ACCEPT_ALL_MANIFESTS, RegistryClient, SearchResult
+    from kiln.registry.credentials import Credential
+    from kiln.registry.login import login, logout, verify_login
+    from kiln.registry.registries_conf import RegistriesConf
+    from kiln.registry.retry import RetryPolicy
+
+_LAZY = {
+    "ACCEPT_ALL_MANIFESTS": "client",
+    "RegistryClient": "client",
+    "SearchResult": "client",
+    "Credential": "credentials",
+    "login": "login",
+    "logout": "login",
+    "verify_login": "login",
+    "RegistriesConf": "registries_conf",
+    "RetryPolicy": "retry",
+}
 
 __all__ = [
     "ACCEPT_ALL_MANIFESTS",
@@ -25,3 +44,13 @@ __all__ = [
     "verify_login",
     "logout",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    importlib.import_module("kiln.registry._lean_httpx")  # httpx without its CLI and trio
+    value = getattr(importlib.import_module(f"kiln.registry.{module}"), name)
+    globals()[name] = value
+    return value

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import httpx
@@ -21,48 +21,20 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import sniff_media_type
 from kiln.oci.reference import Reference, is_short_name
-from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.registry import credentials, registries_conf
 from kiln.registry.auth import RegistryAuth, TokenCache
 from kiln.registry.blob_reader import BlobReader
 from kiln.registry.connection import HostConnection
 from kiln.registry.credentials import Credential
+from kiln.registry.options import RegistryOptions
 from kiln.registry.retry import RetryPolicy
 from kiln.registry.tls import tls_settings
 from kiln.registry.uploads import push_blob as _push_blob
-from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE, Pace
+from kiln.util.pace import Pace
 
 log = logging.getLogger("kiln.registry")
 
 ACCEPT_ALL_MANIFESTS = mt.ACCEPT_ALL_MANIFESTS
-
-
-@dataclass(frozen=True)
-class RegistryOptions:
-    tls_verify: bool | None = None  # None: verify unless registries.conf says insecure
-    cert_dir: str | None = None
-    authfile: str | None = None
-    creds: str | None = None  # "user:pass" (--creds)
-    # registry (auth-file key) -> "user:pass", for this operation only (an API request's)
-    auths: Mapping[str, str] | None = field(default=None, repr=False)
-    registries_conf: str | None = None
-    retries: int = 3  # attempts in all
-    retry_delay: float = 2.0  # first backoff, doubling
-    chunk_size: int = 8 * 1024 * 1024  # PATCH size for chunked uploads
-    monolithic_max: int = 16 * 1024 * 1024  # larger blobs are uploaded in chunks
-    timeout: float = 60.0  # per read; also the deadline for a whole manifest
-    min_blob_rate: float = DEFAULT_MIN_RATE  # bytes/s a blob download must average ...
-    rate_grace: float = DEFAULT_GRACE  # ... once this many seconds have passed
-    max_manifest_size: int = MAX_MANIFEST_BYTES
-    user_agent: str = "kiln/0.1"
-    page_size: int = 1000  # n= for tag and catalog listing (Link pagination beyond)
-    transport: httpx.BaseTransport | None = None  # tests and embedders (e.g. MockTransport)
-
-    def __repr__(self) -> str:
-        return (
-            f"RegistryOptions(tls_verify={self.tls_verify!r}, cert_dir={self.cert_dir!r}, "
-            f"authfile={self.authfile!r}, creds={'<hidden>' if self.creds else None})"
-        )
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .options import Mount, RunOptions, parse_memory, parse_mount, parse_ulimit, parse_volume
+from .options import (
+    Mount,
+    RunOptions,
+    RunSettings,
+    parse_memory,
+    parse_mount,
+    parse_ulimit,
+    parse_volume,
+)
 from .users import ResolvedUser, resolve_user
 
 
@@ -30,6 +38,7 @@ __all__ = [
     "Mount",
     "ResolvedUser",
     "RunOptions",
+    "RunSettings",
     "parse_memory",
     "parse_mount",
     "parse_ulimit",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from kiln.errors import InvalidArgument
 
 # Numbered as in <linux/capability.h>.
@@ -65,7 +67,7 @@ def normalize(name: str, flag: str) -> str:
     return upper
 
 
-def effective_set(cap_add: list[str], cap_drop: list[str]) -> list[str]:
+def effective_set(cap_add: Sequence[str], cap_drop: Sequence[str]) -> list[str]:
     """The default set with additions and drops applied (drops win, as in podman)."""
     all_caps = bounding_set()
     adds = [normalize(c, "--cap-add") for c in cap_add]

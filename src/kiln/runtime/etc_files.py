@@ -79,7 +79,7 @@ def resolv_conf_text(opts: RunOptions, host_text: str | None = None) -> str:
     if not nameservers and opts.network != "host":
         nameservers = list(FALLBACK_NAMESERVERS)
     if opts.dns_search:
-        search = [] if opts.dns_search == ["."] else list(opts.dns_search)
+        search = [] if list(opts.dns_search) == ["."] else list(opts.dns_search)
     if opts.dns_options:
         options = list(opts.dns_options)
     lines = [f"nameserver {ns}" for ns in nameservers]

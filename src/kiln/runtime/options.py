@@ -1,19 +1,22 @@
-"""What one RUN asks for: ``RunOptions``, ``Mount`` and the parsers for their flag strings."""
+"""What one RUN asks for: ``RunSettings`` (shared by a build's RUN steps, ``kiln run`` and
+``kiln from``), ``RunOptions`` (the settings plus one process), ``Mount`` and the parsers
+for their flag strings."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
-from dataclasses import dataclass, field
-from typing import IO, NamedTuple
+from dataclasses import dataclass, field, fields
+from typing import IO, Any, NamedTuple, Self
 
 from kiln.errors import InvalidArgument
+from kiln.util.choices import Isolation, NetworkMode
 
 StdStream = IO[bytes] | IO[str] | int | None
 
-NETWORK_MODES = ("host", "none", "private")
-ISOLATIONS = ("oci", "chroot")
 RLIM_INFINITY = 2**64 - 1
+DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,54 +33,86 @@ class Mount:
         return "ro" in self.options or "readonly" in self.options
 
 
-@dataclass
-class RunOptions:
-    args: list[str]
-    env: list[str] = field(default_factory=list)
-    cwd: str = "/"
-    user: str = ""
-    hostname: str = ""
-    network: str = "host"
-    mounts: list[Mount] = field(default_factory=list)
-    add_hosts: list[str] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
-    dns_search: list[str] = field(default_factory=list)
-    dns_options: list[str] = field(default_factory=list)
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    ulimits: list[str] = field(default_factory=list)
-    memory: int | None = None
-    memory_swap: int | None = None
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """How every process of a build's RUN steps, or of one ``kiln run``, is run: network,
+    isolation, /etc/hosts and resolv.conf, capabilities and resources. A build holds one
+    (``BuildOptions.run``), ``kiln run`` and ``kiln from`` fill one from the same flags
+    (``kiln.cli.commands._run_flags``), and ``RunOptions`` is one plus the process.
+
+    Lists given are kept as tuples; ``network`` and ``isolation`` are checked here (their
+    other spellings accepted), so a bad value is refused before anything runs.
+    """
+
+    network: NetworkMode = NetworkMode.HOST
+    isolation: Isolation = Isolation.OCI
+    runtime: str = "runc"  # the OCI runtime binary (isolation oci)
+    add_hosts: tuple[str, ...] = ()  # "name:ip" lines for /etc/hosts
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()  # ["."]: no search domains
+    dns_options: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    ulimits: tuple[str, ...] = ()  # "nofile=1024:2048"
+    memory: int | None = None  # bytes
+    memory_swap: int | None = None  # bytes, -1 unlimited
     cpu_shares: int | None = None
     cpu_period: int | None = None
     cpu_quota: int | None = None
     cpuset_cpus: str = ""
     cpuset_mems: str = ""
-    shm_size: int = 64 * 1024 * 1024
+    shm_size: int = DEFAULT_SHM_SIZE  # bytes of /dev/shm
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "network", NetworkMode.parse(self.network))
+        object.__setattr__(self, "isolation", Isolation.parse(self.isolation))
+        for f in fields(RunSettings):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+
+    @classmethod
+    def given(cls, **values: Any) -> Self:
+        """The settings with only the values given (``None``: the default), as a flag
+        that was not passed or an API parameter that was left out."""
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def settings(self) -> RunSettings:
+        """Just the settings (of a ``RunOptions``: without the process)."""
+        return RunSettings(**{f.name: getattr(self, f.name) for f in fields(RunSettings)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions(RunSettings):
+    """One process to run: the ``RunSettings`` and the command, its environment, user,
+    mounts and standard streams. ``RunOptions.of(settings, args=...)`` joins them."""
+
+    args: list[str]
+    env: list[str] = field(default_factory=list)
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = ""
+    mounts: list[Mount] = field(default_factory=list)
     seccomp: str = "default"
     no_new_privileges: bool = False
     terminal: bool = False
     readonly_rootfs: bool = False
-    isolation: str = "oci"
-    runtime: str = "runc"
     stdin: StdStream = None
     stdout: StdStream = None
     stderr: StdStream = None
     cancel: threading.Event | None = None  # set -> SIGTERM, SIGKILL after cancel_grace, return
     cancel_grace: float = 2.0
 
+    @classmethod
+    def of(cls, settings: RunSettings, **process: Any) -> RunOptions:
+        """``settings`` with the process fields (``args=``, ``env=``, ``mounts=``...)."""
+        values = {f.name: getattr(settings, f.name) for f in fields(RunSettings)}
+        return cls(**{**values, **process})
+
     def validate(self) -> None:
         """Refuse option values no backend can honour, naming the flag."""
         if not self.args:
             raise InvalidArgument("no command given to run: pass the command and its arguments")
-        if self.network not in NETWORK_MODES:
-            raise InvalidArgument(
-                f"--network {self.network!r} is not supported: use one of {', '.join(NETWORK_MODES)}"
-            )
-        if self.isolation not in ISOLATIONS:
-            raise InvalidArgument(
-                f"--isolation {self.isolation!r} is not supported: use one of {', '.join(ISOLATIONS)}"
-            )
         if not self.cwd.startswith("/"):
             raise InvalidArgument(f"--workingdir {self.cwd!r} must be an absolute path")
         for item in self.env:
@@ -247,8 +282,6 @@ def parse_memory(text: str, flag: str = "--memory") -> int:
 
 def parse_add_host(spec: str) -> tuple[str, str]:
     """``name:ip`` (the ip may be IPv6) -> (name, ip)."""
-    import ipaddress
-
     name, sep, ip = spec.partition(":")
     if not sep or not name or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise InvalidArgument(f"--add-host {spec!r} is invalid: use NAME:IP")

@@ -15,15 +15,21 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from kiln.cli.commands._commit_flags import compression_option, iidfile_option
 from kiln.cli.commands._registry_flags import registry_flags
+from kiln.cli.commands._run_flags import run_flag, run_settings
 from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
-from kiln.util.choices import PULL_POLICIES, PullPolicy
+from kiln.errors import InvalidArgument, KilnError, ProcessFailed
+from kiln.util.choices import PULL_POLICIES, ImageFormat, PullPolicy
+
+if TYPE_CHECKING:
+    from kiln.ops.build import BuildOptions
+    from kiln.registry.options import RegistryOptions
 
 EXIT_ERROR = 125  # what kiln exits with for its own errors, as podman
 PULL_CHOICES = (*PULL_POLICIES, "true", "false")
@@ -86,13 +92,13 @@ class BuildRenderer:
 
 def _renderer(mode: str, quiet: bool, out: IO[str] | None, explain: bool) -> Any:
     """The live view on a terminal (stderr), else plain or JSON lines."""
-    from kiln.cli.render import resolve_mode
+    from kiln.cli.render import resolve_mode  # start-up: kiln --help imports every verb
 
     if mode == "quiet":
         mode, quiet = "plain", True
     mode = resolve_mode(mode, sys.stderr)
     if mode == "tty" and not quiet:
-        from kiln.cli.build_view import BuildView
+        from kiln.cli.build_view import BuildView  # start-up: rich, on a terminal only
 
         return BuildView(out=out, explain=explain)
     return BuildRenderer("json" if mode == "json" else "plain", quiet, out=out, explain=explain)
@@ -100,7 +106,7 @@ def _renderer(mode: str, quiet: bool, out: IO[str] | None, explain: bool) -> Any
 
 def _run_checks(state: State, opts: Any, renderer: Any) -> None:
     """``--check``: the findings, one per line; exit 1 when ``# check=error=true`` and any."""
-    from kiln.ops.build import check
+    from kiln.ops.build import check  # start-up: kiln --help imports every verb
 
     with _json_error(renderer), state.context(events=BuildRenderer("plain", True)) as ctx:
         report = check(ctx, opts)
@@ -131,8 +137,6 @@ def _explain_line(data: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def _json_error(renderer: BuildRenderer) -> Iterator[None]:
     """A kiln error raised inside also becomes the last JSON event (``--progress json``)."""
-    from kiln.errors import KilnError, ProcessFailed
-
     try:
         yield
     except KilnError as exc:
@@ -142,8 +146,6 @@ def _json_error(renderer: BuildRenderer) -> Iterator[None]:
 
 
 def _pairs(items: tuple[str, ...], flag: str, from_env: bool = False) -> dict[str, str]:
-    from kiln.errors import InvalidArgument
-
     result: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -160,8 +162,6 @@ def _pairs(items: tuple[str, ...], flag: str, from_env: bool = False) -> dict[st
 
 
 def _arg_files(paths: tuple[str, ...]) -> dict[str, str]:
-    from kiln.errors import InvalidArgument
-
     result: dict[str, str] = {}
     for path in paths:
         try:
@@ -306,9 +306,7 @@ class BuildCommand(click.Command):
 @click.option(
     "--manifest", default=None, metavar="NAME", help="Add the image(s) to this manifest list"
 )
-@click.option(
-    "--network", "--net", "network", default=None, help="RUN network: host (default), none, private"
-)
+@run_flag("network", "build")
 @click.option(
     "--allow",
     "allow",
@@ -316,13 +314,8 @@ class BuildCommand(click.Command):
     help="Grant an entitlement the Containerfile may use: network.host (RUN --network=host), "
     "security.insecure (RUN --security=insecure: all capabilities, no seccomp)",
 )
-@click.option(
-    "--isolation",
-    type=click.Choice(("oci", "chroot")),
-    default=None,
-    help="RUN isolation: oci (runc) or chroot",
-)
-@click.option("--runtime", default="runc", show_default=True, help="OCI runtime for RUN")
+@run_flag("isolation", "build")
+@run_flag("runtime", "build")
 @click.option(
     "--secret",
     "secrets",
@@ -345,26 +338,10 @@ class BuildCommand(click.Command):
     metavar="NAME=DIR|URL|container-image://IMAGE",
     help="An additional named context for FROM NAME, COPY --from=NAME, RUN --mount=from=NAME",
 )
-@click.option(
-    "--add-host",
-    "add_hosts",
-    multiple=True,
-    metavar="HOST:IP",
-    help="Add a line to /etc/hosts of every RUN",
-)
-@click.option(
-    "--dns", "dns", multiple=True, metavar="IP", help="DNS server for RUN's /etc/resolv.conf"
-)
-@click.option(
-    "--dns-search", "dns_search", multiple=True, metavar="DOMAIN", help="DNS search domain for RUN"
-)
-@click.option(
-    "--dns-option",
-    "dns_options",
-    multiple=True,
-    metavar="OPTION",
-    help="resolv.conf option for RUN",
-)
+@run_flag("add_hosts", "build")
+@run_flag("dns", "build")
+@run_flag("dns_search", "build")
+@run_flag("dns_options", "build")
 @click.option(
     "-v",
     "--volume",
@@ -373,29 +350,17 @@ class BuildCommand(click.Command):
     metavar="HOST:CTR[:OPTS]",
     help="Bind-mount a host directory into every RUN",
 )
-@click.option("--cap-add", multiple=True, metavar="CAP", help="Add a capability to RUN's defaults")
-@click.option(
-    "--cap-drop", multiple=True, metavar="CAP", help="Drop a capability from RUN's defaults"
-)
-@click.option(
-    "--ulimit", "ulimits", multiple=True, metavar="TYPE=SOFT[:HARD]", help="Resource limit for RUN"
-)
-@click.option(
-    "-m", "--memory", default=None, metavar="SIZE", help="Memory limit of RUN (e.g. 512m)"
-)
-@click.option("--memory-swap", default=None, metavar="SIZE", help="Memory + swap limit of RUN")
-@click.option(
-    "-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight) of RUN"
-)
-@click.option("--cpu-period", type=int, default=None, help="CFS period of RUN (microseconds)")
-@click.option(
-    "--cpu-quota", type=int, default=None, help="CFS quota of RUN (microseconds per period)"
-)
-@click.option("--cpuset-cpus", default="", metavar="CPUS", help="CPUs RUN may use (0-3, 0,1)")
-@click.option("--cpuset-mems", default="", metavar="NODES", help="Memory nodes RUN may use (NUMA)")
-@click.option(
-    "--shm-size", default=None, metavar="SIZE", help="Size of RUN's /dev/shm (default 64m)"
-)
+@run_flag("cap_add", "build")
+@run_flag("cap_drop", "build")
+@run_flag("ulimits", "build")
+@run_flag("memory", "build")
+@run_flag("memory_swap", "build")
+@run_flag("cpu_shares", "build")
+@run_flag("cpu_period", "build")
+@run_flag("cpu_quota", "build")
+@run_flag("cpuset_cpus", "build")
+@run_flag("cpuset_mems", "build")
+@run_flag("shm_size", "build")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID")
 @click.option(
     "--progress",
@@ -437,79 +402,20 @@ class BuildCommand(click.Command):
     help="Remove intermediate containers even after a failure",
 )
 @pass_state
-def command(state: State, context, build_contexts, files, tags, build_args, build_arg_files, target, labels,
-            annotations, image_format, pull, pull_always, pull_never, no_cache, no_cache_filter, layers, squash,
-            squash_all, iidfile, timestamp, platforms, all_platforms, manifest, network, allow, isolation, runtime, secrets,
-            add_hosts, dns, dns_search, dns_options, volumes, cap_add, cap_drop, ulimits, memory,
-            memory_swap, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, shm_size,
-            quiet, progress, outputs, compression, cache_from, cache_to, push, registry_options,
-            jobs, rm, force_rm, explain, check_only, ssh=()):  # fmt: skip
+def command(state: State, context: str | None, **kw: Any) -> None:
     """Build an image from CONTEXT (a directory, - for a tar on stdin, or a URL of a tar)."""
-    from kiln.build.named_contexts import parse_build_context
-    from kiln.errors import InvalidArgument, ProcessFailed
-    from kiln.ops.build import BuildOptions, read_containerfile, writes_stdout
-    from kiln.runtime import parse_memory
+    # start-up: kiln --help imports every verb, so the build machinery is imported here
+    from kiln.ops.build import build, writes_stdout
 
     # with -o - the tar owns standard output: progress goes to stderr, as with buildah
-    out = sys.stderr if writes_stdout(list(outputs)) else None
-    renderer = _renderer(progress or state.progress, quiet or state.progress == "quiet", out,
-                         explain)  # fmt: skip
+    out = sys.stderr if writes_stdout(list(kw["outputs"])) else None
+    quiet = kw["quiet"] or state.progress == "quiet"
+    renderer = _renderer(kw["progress"] or state.progress, quiet, out, kw["explain"])
     with _json_error(renderer):
-        dockerfile_text = None
-        files = list(files)
-        if "-" in files:
-            if context == "-":
-                raise InvalidArgument("-f - and a context of - cannot both read stdin")
-            dockerfile_text = read_containerfile(sys.stdin, "the Containerfile on stdin")
-            files = [f for f in files if f != "-"]
-        if context is None:
-            if files and dockerfile_text is None:
-                context = os.path.dirname(os.path.abspath(files[0]))
-            else:
-                context = "."
-        platforms = _split_commas(platforms)
-        # $SOURCE_DATE_EPOCH: the timestamp unless --timestamp, and ARG SOURCE_DATE_EPOCH's value
-        sde = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-        if layers is None:
-            layers = os.environ.get("BUILDAH_LAYERS", "true").lower() not in ("0", "false")
-        policy = (
-            "always" if pull_always else "never" if pull_never else PullPolicy.parse(pull).value
-        )
-        args = _arg_files(tuple(build_arg_files))
-        args.update(_pairs(tuple(build_args), "--build-arg", from_env=True))
-        opts = BuildOptions(
-            context=context, dockerfiles=files, dockerfile_text=dockerfile_text, tags=list(tags),
-            build_args=args, target=target, labels=_pairs(tuple(labels), "--label"),
-            annotations=_pairs(tuple(annotations), "--annotation"),
-            image_format=(image_format or os.environ.get("BUILDAH_FORMAT") or "oci").lower(),
-            pull=policy, no_cache=no_cache, layers=layers, squash=squash, squash_all=squash_all,
-            no_cache_filter=_split_commas(no_cache_filter),
-            source_date_epoch=int(sde) if sde.isdigit() else None,
-            iidfile=iidfile, timestamp=timestamp, network=network or "host",
-            platform=platforms[0] if len(platforms) == 1 else None,
-            platforms=platforms if len(platforms) > 1 else [], all_platforms=all_platforms,
-            manifest=manifest,
-            allow=tuple(_split_commas(allow)),
-            isolation=isolation or os.environ.get("BUILDAH_ISOLATION", "oci").lower(),
-            runtime=runtime, secrets=list(secrets), ssh=list(ssh), add_hosts=list(add_hosts),
-            dns=_split_commas(dns), dns_search=_split_commas(dns_search),
-            dns_options=list(dns_options), volumes=list(volumes), cap_add=_split_commas(cap_add),
-            cap_drop=_split_commas(cap_drop), ulimits=list(ulimits),
-            memory=parse_memory(memory, "--memory") if memory else None,
-            memory_swap=parse_memory(memory_swap, "--memory-swap") if memory_swap else None,
-            cpu_shares=cpu_shares, cpu_period=cpu_period, cpu_quota=cpu_quota,
-            cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
-            shm_size=parse_memory(shm_size, "--shm-size") if shm_size else None, quiet=quiet,
-            outputs=list(outputs), compression=compression, jobs=jobs, rm=rm, force_rm=force_rm,
-            tmpdir=state.tmpdir, checks=True,
-            build_contexts=dict(parse_build_context(s) for s in build_contexts),
-            cache_from=list(cache_from), cache_to=list(cache_to), push=push, **registry_options,
-        )  # fmt: skip
-    if check_only:
+        opts = _build_options(state, context, kw)
+    if kw["check_only"]:
         _run_checks(state, opts, renderer)
         return
-    from kiln.ops.build import build
-
     try:
         with _json_error(renderer), state.context(events=renderer) as ctx:
             build(ctx, opts)
@@ -518,3 +424,68 @@ def command(state: State, context, build_contexts, files, tags, build_args, buil
         sys.stderr.write(f"Error: {exc}\n")
         sys.stderr.flush()
         raise click.exceptions.Exit(exc.exit_code or 1) from None
+
+
+def _build_options(state: State, context: str | None, kw: dict[str, Any]) -> BuildOptions:
+    """The ``BuildOptions`` the flags ask for: the RUN flags become ``opts.run``, the
+    registry flags ``opts.registry``; $BUILDAH_FORMAT, $BUILDAH_LAYERS and
+    $SOURCE_DATE_EPOCH fill what the flags leave out, as buildah reads them."""
+    from kiln.build.named_contexts import parse_build_context  # start-up: as in command()
+    from kiln.ops.build import BuildOptions
+
+    run = run_settings(kw)  # the RUN flags, shared with kiln run
+    files, dockerfile_text = _containerfiles(list(kw["files"]), context)
+    if context is None:
+        context = os.path.dirname(os.path.abspath(files[0])) if files and not dockerfile_text \
+            else "."  # fmt: skip
+    platforms = _split_commas(kw["platforms"])
+    # $SOURCE_DATE_EPOCH: the timestamp unless --timestamp, and ARG SOURCE_DATE_EPOCH's value
+    sde = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    layers = kw["layers"]
+    if layers is None:
+        layers = os.environ.get("BUILDAH_LAYERS", "true").lower() not in ("0", "false")
+    pull = "always" if kw["pull_always"] else "never" if kw["pull_never"] else kw["pull"]
+    args = _arg_files(tuple(kw["build_arg_files"]))
+    args.update(_pairs(tuple(kw["build_args"]), "--build-arg", from_env=True))
+    return BuildOptions(
+        context=context, dockerfiles=files, dockerfile_text=dockerfile_text,
+        tags=list(kw["tags"]), build_args=args, target=kw["target"],
+        labels=_pairs(tuple(kw["labels"]), "--label"),
+        annotations=_pairs(tuple(kw["annotations"]), "--annotation"),
+        image_format=ImageFormat.parse(kw["image_format"] or os.environ.get("BUILDAH_FORMAT") or "oci"),
+        pull=PullPolicy.parse(pull), no_cache=kw["no_cache"], layers=layers, squash=kw["squash"],
+        squash_all=kw["squash_all"], no_cache_filter=_split_commas(kw["no_cache_filter"]),
+        source_date_epoch=int(sde) if sde.isdigit() else None,
+        iidfile=kw["iidfile"], timestamp=kw["timestamp"],
+        platform=platforms[0] if len(platforms) == 1 else None,
+        platforms=platforms if len(platforms) > 1 else [], all_platforms=kw["all_platforms"],
+        manifest=kw["manifest"], allow=tuple(_split_commas(kw["allow"])), run=run,
+        secrets=list(kw["secrets"]), ssh=list(kw["ssh"]), volumes=list(kw["volumes"]),
+        quiet=kw["quiet"], outputs=list(kw["outputs"]), compression=kw["compression"],
+        jobs=kw["jobs"], rm=kw["rm"], force_rm=kw["force_rm"], tmpdir=state.tmpdir,
+        checks=True, build_contexts=dict(parse_build_context(s) for s in kw["build_contexts"]),
+        cache_from=list(kw["cache_from"]), cache_to=list(kw["cache_to"]), push=kw["push"],
+        registry=_registry(kw["registry_options"]),
+    )  # fmt: skip
+
+
+def _registry(given: dict[str, Any]) -> RegistryOptions | None:
+    """--tls-verify, --cert-dir, --authfile and --creds as ``RegistryOptions`` (None: none
+    given, and a build from local images loads no registry code)."""
+    if not given:
+        return None
+    from kiln.registry.options import RegistryOptions
+
+    return RegistryOptions(**given)
+
+
+def _containerfiles(files: list[str], context: str | None) -> tuple[list[str], str | None]:
+    """The -f files, and the text of ``-f -`` (read from stdin) if given."""
+    from kiln.ops.build import read_containerfile  # start-up: as in command()
+
+    if "-" not in files:
+        return files, None
+    if context == "-":
+        raise InvalidArgument("-f - and a context of - cannot both read stdin")
+    text = read_containerfile(sys.stdin, "the Containerfile on stdin")
+    return [f for f in files if f != "-"], text

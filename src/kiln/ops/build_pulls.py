@@ -1,0 +1,57 @@
+"""How a build gets the images its FROM and ``--from`` name that are not in the store:
+through the registry use cases (``kiln.ops.registry.ensure_image``) with the build's
+``RegistryOptions`` and pull policy, or a file transport (``FROM oci-archive:...``). A
+pull inside a build stops with its siblings when the build is stopping."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from kiln.build.options import BuildOptions
+from kiln.errors import Cancelled
+from kiln.image.transport_names import names_file_transport
+from kiln.ops.context import Context
+from kiln.ops.events import Event, EventSink
+from kiln.util.choices import PullPolicy
+
+__all__ = ["puller"]
+
+
+class _StoppingSink:
+    """A pull's events inside a build: once the build is stopping (a stage failed, the
+    caller cancelled), the pull's next event raises ``Cancelled``, so a stage waiting on
+    a long pull stops with its siblings instead of holding the build's error back."""
+
+    def __init__(self, sink: EventSink, stopping: threading.Event) -> None:
+        self._sink, self._stopping = sink, stopping
+
+    def emit(self, event: Event) -> None:
+        if self._stopping.is_set():
+            raise Cancelled("the build was cancelled")
+        self._sink.emit(event)
+
+
+def puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
+    """``(ref, policy) -> image id`` for FROM and ``--from`` images, through the registry
+    (with the build's ``RegistryOptions``: --tls-verify, --cert-dir, --authfile, --creds
+    and an API client's credentials, as podman's).
+    The registry code is imported on the first pull: a build from local images needs none."""
+    pull_ctx = dataclasses.replace(ctx, events=_StoppingSink(ctx.events, stopping))
+
+    def pull(ref: str, policy: str, wanted: str | None = None) -> str:
+        if names_file_transport(ref):  # FROM oci-archive:/x.tar and the like, as buildah
+            from kiln.ops import transfer, transports  # start-up: only a build that pulls
+
+            return transfer.pull_image(pull_ctx, transports.parse_transport(ref)).image_id
+        from kiln.ops.registry import ensure_image  # start-up: as transfer
+
+        # asked with a platform, the executor found no local image of it: a local one of
+        # another platform must not satisfy "missing"
+        policy = PullPolicy(policy).for_platform(bool(wanted))
+        plat = wanted or opts.platform
+        args = {"platform": plat} if plat else {}
+        return str(ensure_image(pull_ctx, ref, pull_policy=policy, options=opts.registry, **args))
+
+    return pull

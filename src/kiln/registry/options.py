@@ -1,0 +1,55 @@
+"""``RegistryOptions``: how kiln talks to registries for one operation (TLS, credentials,
+registries.conf, retries, uploads, deadlines).
+
+A plain value with no httpx import, so a build or a command can hold one without loading
+the client: ``kiln build`` from local images never imports httpx. The CLI's registry flags
+(``kiln.cli.commands._registry_flags``), a build (``BuildOptions.registry``) and the API
+fill one in; ``kiln.ops.registry.registry_options`` adds the configuration's defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from kiln.oci.strict_json import MAX_MANIFEST_BYTES
+from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["RegistryOptions"]
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    tls_verify: bool | None = None  # None: verify unless registries.conf says insecure
+    cert_dir: str | None = None
+    authfile: str | None = None
+    creds: str | None = None  # "user:pass" (--creds)
+    # registry (auth-file key) -> "user:pass", for this operation only (an API request's)
+    auths: Mapping[str, str] | None = field(default=None, repr=False)
+    registries_conf: str | None = None
+    retries: int = 3  # attempts in all
+    retry_delay: float = 2.0  # first backoff, doubling
+    chunk_size: int = 8 * 1024 * 1024  # PATCH size for chunked uploads
+    monolithic_max: int = 16 * 1024 * 1024  # larger blobs are uploaded in chunks
+    timeout: float = 60.0  # per read; also the deadline for a whole manifest
+    min_blob_rate: float = DEFAULT_MIN_RATE  # bytes/s a blob download must average ...
+    rate_grace: float = DEFAULT_GRACE  # ... once this many seconds have passed
+    max_manifest_size: int = MAX_MANIFEST_BYTES
+    user_agent: str = "kiln/0.1"
+    page_size: int = 1000  # n= for tag and catalog listing (Link pagination beyond)
+    transport: httpx.BaseTransport | None = None  # tests and embedders (e.g. MockTransport)
+
+    def __repr__(self) -> str:
+        return (
+            f"RegistryOptions(tls_verify={self.tls_verify!r}, cert_dir={self.cert_dir!r}, "
+            f"authfile={self.authfile!r}, creds={'<hidden>' if self.creds else None})"
+        )
+
+    def merged(self, **given: Any) -> RegistryOptions:
+        """These options with the values given (``None``: keep this one)."""
+        values = {k: v for k, v in given.items() if v is not None}
+        return replace(self, **values) if values else self
