@@ -83,3 +83,19 @@ def test_run_options_are_the_settings_plus_one_process():
     opts = RunOptions.of(EXPECTED, args=["true"], env=["A=b"])
     assert opts.settings() == EXPECTED and opts.args == ["true"] and opts.env == ["A=b"]
     assert RunOptions.of(EXPECTED, args=["true"], network="host").network == "host"
+
+
+def test_settings_kept_as_json_come_back_and_given_values_win_over_kept_ones():
+    kept = RunSettings(network="none", dns=["10.9.8.7"], ulimits=["nofile=100:100"])
+    assert kept.to_json() == {"network": "none", "dns": ["10.9.8.7"], "ulimits": ["nofile=100:100"]}
+    assert RunSettings.from_json({**kept.to_json(), "from_a_newer_kiln": 1}) == kept
+    now = RunSettings(dns=["10.0.0.1"], memory=1 << 20)
+    assert now.over(kept) == RunSettings(network="none", dns=("10.0.0.1",), memory=1 << 20,
+                                         ulimits=("nofile=100:100",))  # fmt: skip
+    assert RunSettings().over(kept) == kept and RunSettings().to_json() == {}
+
+
+@pytest.mark.parametrize("bad", [{"ulimits": ["bogus=1"]}, {"add_hosts": ["db"]}])
+def test_settings_refuse_what_no_run_could_use(bad):
+    with pytest.raises(InvalidArgument):
+        RunSettings(**bad)

@@ -28,7 +28,7 @@ from kiln.archive.safe_root import SafeRoot
 from kiln.errors import AlreadyExists, InvalidArgument, NotFound
 from kiln.oci import History, ImageConfig, Platform
 from kiln.oci.platform import normalize_arch
-from kiln.runtime import RunOptions, resolve_user
+from kiln.runtime import RunOptions, RunSettings, resolve_user
 from kiln.runtime import run as run_process
 from kiln.store import ContainerRecord, ImageRecord, Store
 from kiln.util.choices import PULL_POLICIES
@@ -89,9 +89,11 @@ class Builder:
         snapshots: Any = None,
         image_format: str = "oci",
         owner: str = "",
+        run: Any = None,
     ) -> Builder:
         """A new working container over ``image`` (None or ``"scratch"`` for an empty rootfs).
-        ``owner``: the process (``kiln.util.process_owner``) a build's container dies with."""
+        ``owner``: the process (``kiln.util.process_owner``) a build's container dies with.
+        ``run``: the ``RunSettings`` its ``run`` uses by default (``kiln from``'s flags)."""
         store, snaps = _backends(ctx_or_store, snapshots)
         if pull_policy not in PULL_POLICIES:
             raise InvalidArgument(
@@ -125,6 +127,7 @@ class Builder:
             parent_chain_id=top,
             format=image_format,
             owner=owner,
+            run=run.to_json() if run is not None else {},
         )
         try:
             record = _insert(store, cid, name, image_name, base, state)
@@ -270,6 +273,9 @@ class Builder:
         (``user=``, ``cwd=``, ``env=``...) replace fields outright.
         """
         base = opts if opts is not None else RunOptions(args=list(args))
+        if self.state.run:  # kiln from's RUN flags, under the ones given now
+            kept = base.settings().over(RunSettings.from_json(self.state.run))
+            base = replace(base, **{k: getattr(kept, k) for k in kept.to_json()})
         runtime = self.config.runtime
         env = dict(runtime.env_dict())
         for item in list(base.env) + list(overrides.pop("env", [])):

@@ -65,6 +65,9 @@ class ContainerState:
     # a build's own container: the kiln process building (kiln.util.process_owner); once
     # that process is dead, the next kiln command removes the container. "" for a user's.
     owner: str = ""
+    # the RUN settings ``kiln from`` was given (``RunSettings.to_json``): what ``kiln run``
+    # uses unless its own flags say otherwise, as buildah keeps them
+    run: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +86,7 @@ class ContainerState:
             "history_comment": self.history_comment,
             "image_comment": self.image_comment,
             **({"owner": self.owner} if self.owner else {}),
+            **({"run": dict(self.run)} if self.run else {}),
         }
 
     @classmethod
@@ -120,6 +124,7 @@ class ContainerState:
                 history_comment=str(obj.get("history_comment") or ""),
                 image_comment=str(obj.get("image_comment") or ""),
                 owner=str(obj.get("owner") or ""),
+                run=dict(obj.get("run") or {}),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidArgument(

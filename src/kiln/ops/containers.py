@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from kiln.container import Builder, CopyOutcome
     from kiln.container.config_flags import ConfigSettings
     from kiln.ops.context import Context
+    from kiln.runtime import RunSettings
     from kiln.store import ImageRecord
 
 
@@ -70,13 +71,15 @@ def create_container(
     name: str | None = None,
     pull: str = "missing",
     image_format: str | None = None,
+    run: RunSettings | None = None,
 ) -> Builder:
-    """``kiln from``: a new working container over ``image`` (or ``scratch``)."""
+    """``kiln from``: a new working container over ``image`` (or ``scratch``); ``run``: the
+    settings its ``kiln run`` uses unless that run's flags say otherwise."""
 
     sweep_leftovers(ctx)
     fmt = (image_format or ctx.config.image_format or "oci").lower()
     b = Builder.from_image(
-        ctx, image, name=name, pull_policy=pull, puller=_puller(ctx), image_format=fmt
+        ctx, image, name=name, pull_policy=pull, puller=_puller(ctx), image_format=fmt, run=run
     )
     return b
 

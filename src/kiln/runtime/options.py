@@ -40,8 +40,9 @@ class RunSettings:
     (``BuildOptions.run``), ``kiln run`` and ``kiln from`` fill one from the same flags
     (``kiln.cli.commands._run_flags``), and ``RunOptions`` is one plus the process.
 
-    Lists given are kept as tuples; ``network`` and ``isolation`` are checked here (their
-    other spellings accepted), so a bad value is refused before anything runs.
+    Lists given are kept as tuples; ``network``, ``isolation`` (their other spellings
+    accepted), ``ulimits`` and ``add_hosts`` are checked here, so a bad value is refused
+    before anything runs.
     """
 
     network: NetworkMode = NetworkMode.HOST
@@ -70,6 +71,10 @@ class RunSettings:
             value = getattr(self, f.name)
             if isinstance(value, list):
                 object.__setattr__(self, f.name, tuple(value))
+        for item in self.ulimits:
+            parse_ulimit(item)
+        for item in self.add_hosts:
+            parse_add_host(item)
 
     @classmethod
     def given(cls, **values: Any) -> Self:
@@ -80,6 +85,32 @@ class RunSettings:
     def settings(self) -> RunSettings:
         """Just the settings (of a ``RunOptions``: without the process)."""
         return RunSettings(**{f.name: getattr(self, f.name) for f in fields(RunSettings)})
+
+    def to_json(self) -> dict[str, Any]:
+        """The values that differ from the defaults (a working container keeps these)."""
+        out: dict[str, Any] = {}
+        for f in fields(RunSettings):
+            value = getattr(self, f.name)
+            if value != f.default:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> RunSettings:
+        """Settings kept by ``to_json`` (names this kiln does not know are left out)."""
+        known = {f.name for f in fields(RunSettings)}
+        return RunSettings(**{k: v for k, v in dict(obj or {}).items() if k in known})
+
+    def over(self, base: RunSettings) -> RunSettings:
+        """``base`` with the values of these settings that are not the defaults: ``kiln
+        run``'s flags over the ones its container was made with (``kiln from``)."""
+        mine = self.to_json()
+        return RunSettings(
+            **{
+                f.name: getattr(self if f.name in mine else base, f.name)
+                for f in fields(RunSettings)
+            }
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,10 +149,6 @@ class RunOptions(RunSettings):
         for item in self.env:
             if "=" not in item or item.startswith("="):
                 raise InvalidArgument(f"--env {item!r} must have the form NAME=VALUE")
-        for item in self.ulimits:
-            parse_ulimit(item)
-        for item in self.add_hosts:
-            parse_add_host(item)
 
 
 # -- volumes and mounts -------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""The RUN flags ``kiln build`` and ``kiln run`` share, declared once, and the
+"""The RUN flags ``kiln build``, ``kiln run`` and ``kiln from`` share, declared once, and the
 ``RunSettings`` they make (``kiln.runtime.options``).
 
 Each flag is one entry of ``FLAGS``: its declaration, the Python name the command
 receives and its help, worded per verb where the verbs' help differs (a build's flag
-speaks of RUN steps). ``run_flag(name, verb)`` is one flag as a decorator, so a verb keeps
-its own order in ``--help``; ``run_flags(verb)`` is all of them in ``FLAGS`` order.
+speaks of RUN steps; ``kiln from`` words them as ``kiln run``, whose defaults they become).
+``run_flag(name, verb)`` is one flag as a decorator, so a verb keeps its own order in
+``--help``; ``run_flags(verb)`` is all of them in ``FLAGS`` order.
 ``run_settings(kw)`` takes the flags' values out of the command's keyword arguments and
 parses them: sizes, comma lists, the network and isolation words (``$BUILDAH_ISOLATION``
 when ``--isolation`` is not given). Bad values are ``InvalidArgument`` naming the flag.
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class _Flag:
     decls: tuple[str, ...]  # ("-m", "--memory", "memory"): the last is the parameter name
-    help: dict[str, str]  # verb -> help ("*": every verb)
+    help: dict[str, str]  # verb ("build", "run") -> help; other verbs take run's
     options: dict[str, Any] = field(default_factory=dict)  # click.option keyword arguments
     per_verb: dict[str, dict[str, Any]] = field(default_factory=dict)  # verb -> overrides
 
@@ -36,8 +37,9 @@ class _Flag:
         return self.decls[-1]
 
     def option(self, verb: str):
-        kwargs = {**self.options, **self.per_verb.get(verb, {})}
-        return click.option(*self.decls, help=self.help.get(verb, self.help.get("*")), **kwargs)
+        like = verb if verb in self.help else "run"  # kiln from words them as kiln run
+        kwargs = {**self.options, **self.per_verb.get(like, {})}
+        return click.option(*self.decls, help=self.help[like], **kwargs)
 
 
 def _list(metavar: str) -> dict[str, Any]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from kiln.cli.commands._run_flags import run_flags, run_settings
 from kiln.cli.state import State, pass_state
-from kiln.util.choices import PULL_POLICIES
+from kiln.util.choices import IMAGE_FORMATS, PULL_POLICIES
 
 
 @click.command("from", short_help="Create a working container based on an image")
@@ -22,16 +23,21 @@ from kiln.util.choices import PULL_POLICIES
     "--format",
     "-f",
     "format_",
-    type=click.Choice(("oci", "docker")),
+    type=click.Choice(IMAGE_FORMATS),
     default=None,
     help="Image format the container commits to (default oci, or $BUILDAH_FORMAT)",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not show pull progress")
+@run_flags("from")
 @pass_state
-def command(state: State, image, name, pull, format_, quiet):
-    """Create a working container over IMAGE and print its name."""
+def command(state: State, image, name, pull, format_, quiet, **kw):
+    """Create a working container over IMAGE and print its name. The RUN flags are kept
+    with it: kiln run uses them unless its own flags say otherwise."""
     from kiln.ops import containers as ops
 
+    settings = run_settings(kw)
     with state.context(quiet=True) as ctx:
-        b = ops.create_container(ctx, image, name=name, pull=pull, image_format=format_)
+        b = ops.create_container(
+            ctx, image, name=name, pull=pull, image_format=format_, run=settings
+        )
     state.echo(b.name)
