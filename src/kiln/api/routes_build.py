@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
 from kiln.ops.events import OUTPUT, Event
+from kiln.util.choices import Choice, ImageFormat, Isolation, NetworkMode, PullPolicy
 
 from . import shapes
 from .params import bad, loads, qbool, qint, qjson_map, qjson_str_list, qlabels, qlist, qstr
@@ -29,57 +30,21 @@ from .streaming import Handoff, Reply, StreamedOp
 from .uploads import check_tar_content_type, spool_body
 from .wiring import config_of, context_for, run_op
 
-_NETWORKS = {
-    "": "host",
-    "default": "host",
-    "host": "host",
-    "bridge": "private",
-    "private": "private",
-    "none": "none",
-    "slirp4netns": "private",
-    "0": "host",  # podman's NetworkConfigurationPolicy: default
-    "1": "none",  # disabled
-    "2": "host",  # enabled
-}
-_PULL = {
-    "missing": "missing",
-    "ifmissing": "missing",
-    "always": "always",
-    "true": "always",
-    "never": "never",
-    "false": "missing",
-    "newer": "newer",
-    "ifnewer": "newer",
-}
-_ISOLATION = {
-    "": "oci",
-    "0": "oci",
-    "default": "oci",
-    "1": "oci",
-    "oci": "oci",
-    "2": "chroot",
-    "chroot": "chroot",
-    "3": "oci",
-    "rootless": "oci",
-    "4": "oci",
-}
-_FORMATS = {
-    "application/vnd.oci.image.manifest.v1+json": "oci",
-    "oci": "oci",
-    "application/vnd.docker.distribution.manifest.v2+json": "docker",
-    "docker": "docker",
-}
+# Docker's and podman's numeric spellings; every other word is the enum's (kiln.util.choices)
+_NETWORK_CODES = {"": "host", "0": "host", "1": "none", "2": "host"}  # podman's policy codes
+_ISOLATION_CODES = {"": "oci", "0": "oci", "1": "oci", "2": "chroot", "3": "oci", "4": "oci"}
 
 
-def _choice(q: QueryParams, name: str, table: dict[str, str], default: str) -> str:
+def _choice(q: QueryParams, name: str, vocabulary: type[Choice], default: str,
+            codes: dict[str, str] | None = None) -> str:  # fmt: skip
+    """Query parameter ``name`` as a word of ``vocabulary`` (400 naming the choices)."""
     if name not in q:
         return default
     value = q[name]
     try:
-        return table[value.strip().lower()]
-    except KeyError:
-        choices = ", ".join(sorted({k for k in table if k and not k.isdigit()}))
-        raise bad(name, value, f"expected one of {choices}") from None
+        return vocabulary.parse((codes or {}).get(value.strip().lower(), value))
+    except InvalidArgument:
+        raise bad(name, value, f"expected one of {', '.join(vocabulary.words())}") from None
 
 
 def _extra_hosts(q: QueryParams) -> list[str]:
@@ -162,14 +127,14 @@ def _platform(q: QueryParams) -> str | None:
 
 def _pull_policy(q: QueryParams, libpod: bool) -> str:
     if libpod and "pullpolicy" in q:
-        return _choice(q, "pullpolicy", _PULL, "missing")
+        return _choice(q, "pullpolicy", PullPolicy, "missing")
     if "pull" in q:
         value = q["pull"].strip().lower()
         if value in ("", "0", "false"):
             return "missing"
         if value in ("1", "true", "always"):
             return "always"
-        return _choice(q, "pull", _PULL, "missing")
+        return _choice(q, "pull", PullPolicy, "missing")
     return "missing"
 
 
@@ -206,7 +171,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         "cpuset_cpus": qstr(q, "cpusetcpus"),
         "shm_size": shm,
         "squash": qbool(q, "squash"),
-        "network": _choice(q, "networkmode", _NETWORKS, "host"),
+        "network": _choice(q, "networkmode", NetworkMode, "host", _NETWORK_CODES),
         "platform": _platform(q),
         "add_hosts": _extra_hosts(q),
         "outputs": _outputs(q),
@@ -228,8 +193,8 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
             if jobs < 1:
                 raise bad("jobs", q["jobs"], "must be at least 1")
             opts["jobs"] = jobs
-        opts["isolation"] = _choice(q, "isolation", _ISOLATION, "oci")
-        opts["image_format"] = _choice(q, "outputformat", _FORMATS, "oci")
+        opts["isolation"] = _choice(q, "isolation", Isolation, "oci", _ISOLATION_CODES)
+        opts["image_format"] = _choice(q, "outputformat", ImageFormat, "oci")
         opts["cache_to"] = qjson_str_list(q, "cacheto")
         ts = qint(q, "timestamp")
         if ts is not None:

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.ops.context import Context
+from kiln.util.choices import Choice, Compression, ImageFormat, PullPolicy
 
 from .varlink_service import (
     bare_id,
@@ -30,27 +31,6 @@ from .varlink_service import (
 )
 
 _PUSH_FORMATS = {"": None, "oci": "oci", "v2s2": "docker", "docker": "docker", "v2s1": "v2s1"}
-_PULL_POLICIES = {
-    "": "missing",
-    "missing": "missing",
-    "pullifmissing": "missing",
-    "always": "always",
-    "pullalways": "always",
-    "never": "never",
-    "pullnever": "never",
-    "newer": "newer",
-    "ifnewer": "newer",
-    "pullifnewer": "newer",
-}
-_IMAGE_FORMATS = {
-    "": None,
-    "oci": "oci",
-    "application/vnd.oci.image.manifest.v1+json": "oci",
-    "docker": "docker",
-    "v2s2": "docker",
-    "application/vnd.docker.distribution.manifest.v2+json": "docker",
-}
-_COMPRESSIONS = {"": "gzip", "gzip": "gzip", "zstd": "zstd", "none": "none", "uncompressed": "none"}
 # BuildInfo fields that only configured podman's own process (logs, CNI, mounts file):
 # kiln has nothing to set from them, so any value is accepted.
 _PODMAN_PROCESS_FIELDS = ("cniConfigDir", "cniPluginDir", "defaultsMountFilePath", "err", "out",
@@ -63,6 +43,18 @@ def _choice(table: dict[str, Any], value: str | None, what: str) -> Any:
         choices = ", ".join(k for k in table if k and "/" not in k)
         raise error_occurred(f'{what} "{value}" is not supported: use one of {choices}')
     return table[key]
+
+
+def _word(vocabulary: type[Choice], value: str | None, what: str, default: Any = None) -> Any:
+    """A BuildInfo word as ``vocabulary``'s (kiln.util.choices); empty: ``default``."""
+    text = (value or "").strip()
+    if not text:
+        return default
+    try:
+        return vocabulary.parse(text.lower().removeprefix("pull"))  # podman's PullIfMissing...
+    except InvalidArgument:
+        choices = ", ".join(vocabulary.words())
+        raise error_occurred(f'{what} "{value}" is not supported: use one of {choices}') from None
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -103,8 +95,8 @@ def _build_fields(info: dict[str, Any]) -> dict[str, Any]:
         "quiet": bool(info.get("quiet")),
         "iidfile": info.get("iidfile") or None,
         "platform": platform,
-        "pull": _choice(_PULL_POLICIES, info.get("pullPolicy"), "pullPolicy"),
-        "compression": _choice(_COMPRESSIONS, info.get("compression"), "compression"),
+        "pull": _word(PullPolicy, info.get("pullPolicy"), "pullPolicy", PullPolicy.MISSING),
+        "compression": _word(Compression, info.get("compression"), "compression", "gzip"),
         "volumes": [*(res.get("volume") or []), *(info.get("transientMounts") or [])],
         "run": RunSettings.given(
             cap_add=info.get("addCapabilities") or (),
@@ -121,7 +113,7 @@ def _build_fields(info: dict[str, Any]) -> dict[str, Any]:
             shm_size=parse_memory(res["shmSize"], "shmSize") if res.get("shmSize") else None,
         ),
     }
-    fmt = _choice(_IMAGE_FORMATS, info.get("outputFormat"), "outputFormat")
+    fmt = _word(ImageFormat, info.get("outputFormat"), "outputFormat")
     if fmt:
         fields["image_format"] = fmt
     if info.get("layers") is not None:
@@ -247,7 +239,7 @@ class TransferMethods:
     ):
         from kiln.ops import containers
 
-        fmt = _choice(_IMAGE_FORMATS, manifestType, "manifestType")
+        fmt = _word(ImageFormat, manifestType, "manifestType")
 
         def work(ctx: Context, cancel: threading.Event) -> str:
             find_container(ctx, name or "")  # pause: a working container runs nothing between steps

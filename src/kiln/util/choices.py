@@ -25,7 +25,7 @@ from typing import Self
 from kiln.errors import InvalidArgument
 
 
-class _Choice(StrEnum):
+class Choice(StrEnum):
     """A set of words, with podman's and Docker's other spellings (``_ALIASES``)."""
 
     @classmethod
@@ -47,7 +47,7 @@ class _Choice(StrEnum):
         return tuple(m.value for m in cls)
 
 
-class PullPolicy(_Choice):
+class PullPolicy(Choice):
     """When to pull an image that may already be in the store (podman's ``--pull``)."""
 
     ALWAYS = "always"
@@ -84,14 +84,14 @@ class PullPolicy(_Choice):
         return PullPolicy.ALWAYS if platform_asked and self is PullPolicy.MISSING else self
 
 
-class ImageFormat(_Choice):
+class ImageFormat(Choice):
     """The manifest and config format an image is written in (``--format``)."""
 
     OCI = "oci"
     DOCKER = "docker"
 
 
-class Compression(_Choice):
+class Compression(Choice):
     """How new layers are compressed (``--compression``, ``--compression-format``)."""
 
     GZIP = "gzip"
@@ -99,7 +99,7 @@ class Compression(_Choice):
     NONE = "none"
 
 
-class NetworkMode(_Choice):
+class NetworkMode(Choice):
     """The network a RUN step or ``kiln run`` gets: the host's, none, or a private one."""
 
     HOST = "host"
@@ -107,7 +107,7 @@ class NetworkMode(_Choice):
     PRIVATE = "private"
 
 
-class Isolation(_Choice):
+class Isolation(Choice):
     """How RUN is isolated: an OCI runtime (runc), or chroot with namespaces and no runtime."""
 
     OCI = "oci"
