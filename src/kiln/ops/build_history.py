@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiln.errors import InvalidArgument, NotFound
+from kiln.image import open_store_image
+from kiln.image.efficiency import layer_efficiency
 from kiln.ops.context import Context
 from kiln.ops.timefmt import parse_duration
 
@@ -77,8 +79,6 @@ def prune(ctx: Context, *, keep_duration: str = "", keep: int = 0, all: bool = F
 
 def report_data(ctx: Context, ref: str = "") -> dict[str, Any]:
     """The record plus the image's layers and their efficiency, for the report page."""
-    from kiln.image import open_store_image
-    from kiln.image.efficiency import layer_efficiency
 
     record = dict(ctx.store.get_build_record(ref).record)
     image_id = (record.get("result") or {}).get("image_id") or ""

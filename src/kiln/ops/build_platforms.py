@@ -25,9 +25,15 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
+from kiln.build.args import BuildArgs
+from kiln.build.executor import BuildCancel
 from kiln.build.options import BuildOptions, BuildResult, default_jobs
+from kiln.build.progress import Progress
+from kiln.build.stages import plan
 from kiln.errors import AlreadyExists, Cancelled, InvalidArgument, KilnError, NotFound
+from kiln.oci import Platform
 from kiln.ops.events import Event, NullSink
+from kiln.util.output import write_output
 
 if TYPE_CHECKING:
     from kiln.build.parser import ParsedDockerfile
@@ -40,8 +46,6 @@ Run = Callable[[BuildOptions, "Progress"], BuildResult]
 
 
 def _split(values: list[str]) -> list[str]:
-    from kiln.oci import Platform
-
     out: list[str] = []
     for value in values:
         for item in value.split(","):
@@ -81,8 +85,6 @@ def base_platforms(ctx: Context, opts: BuildOptions, parsed: ParsedDockerfile) -
     """Every platform that each base image of the build offers (``--all-platforms``): a
     base that is a manifest list offers its entries' platforms, a plain image its own.
     Bases of stages with a fixed ``FROM --platform`` do not count."""
-    from kiln.build.args import BuildArgs
-    from kiln.build.stages import plan
 
     stages = plan(parsed, BuildArgs(opts.build_args), opts.target).stages
     common: list[str] | None = None
@@ -103,8 +105,8 @@ def base_platforms(ctx: Context, opts: BuildOptions, parsed: ParsedDockerfile) -
 def _offered(ctx: Context, ref: str) -> list[str]:
     """The platforms a base offers: a stored list's entries', a stored image's own, else
     the entries of the list its registry has under that name."""
-    from kiln.oci import Platform
-    from kiln.ops import manifests
+
+    from kiln.ops import manifests  # start-up: only --all-platforms and --manifest use it
 
     if manifests.exists(ctx, ref):
         index = manifests.document(ctx, ref)
@@ -133,8 +135,6 @@ def _offered(ctx: Context, ref: str) -> list[str]:
 def build_platforms(
     ctx: Context, opts: BuildOptions, platforms: list[str | None], run: Run
 ) -> BuildResult:
-    from kiln.build.executor import BuildCancel
-
     stop = BuildCancel(opts.cancel)  # one platform failing stops the others
     lease = ctx.store.current_lease()
     several = len(platforms) > 1
@@ -187,7 +187,6 @@ def _named(exc: BaseException | None, platform: str | None) -> BaseException:
 def _progress(ctx: Context, platform: str | None) -> Progress:
     """Build events, prefixed ``[os/arch] `` for one platform of several; each platform's
     own final image ID becomes a step line (the build's result comes at the end)."""
-    from kiln.build.progress import Progress
 
     label = f"[{platform}] " if platform else ""
 
@@ -206,8 +205,6 @@ def _progress(ctx: Context, platform: str | None) -> Progress:
 def _finish(
     ctx: Context, opts: BuildOptions, platforms: list[str | None], results: list[BuildResult]
 ) -> BuildResult:
-    from kiln.util.output import write_output
-
     by_platform = {}
     for platform, res in zip(platforms, results, strict=True):
         by_platform[platform or ctx.store.get_image(res.image_id).platform] = res.image_id
@@ -253,7 +250,8 @@ def _finish(
 def _join(ctx: Context, opts: BuildOptions, image_ids: list[str]) -> Any:
     """Add the images to the list ``opts.manifest`` (made if new), replacing entries for the
     same platforms; the manifest use cases' own events are not the build's."""
-    from kiln.ops import manifests
+
+    from kiln.ops import manifests  # start-up: as in _offered
 
     quiet = dataclasses.replace(ctx, events=NullSink())
     fmt = "v2s2" if opts.image_format == "docker" else "oci"

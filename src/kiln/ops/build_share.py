@@ -21,8 +21,12 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from kiln.build.cache_spec import CacheSpec, parse_cache_from, parse_cache_to
+from kiln.build.executor import normalize_tag
 from kiln.build.outputs import ImageOutput, image_output
 from kiln.errors import InvalidArgument, KilnError
+from kiln.image import open_store_image
+from kiln.oci import Reference
+from kiln.oci import media_types as mt
 
 if TYPE_CHECKING:
     from kiln.build.options import BuildOptions
@@ -78,7 +82,6 @@ def _image_outputs(opts: BuildOptions) -> list[ImageOutput]:
 def caches_imported(ctx: Context, opts: BuildOptions, progress: Any) -> Iterator[None]:
     """Check the cache and push values; while inside, ``opts.cache_lookup`` serves the
     ``--cache-from`` caches (``progress``: the build's, for notes and warnings)."""
-    from kiln.oci import Reference
 
     to = [parse_cache_to(v) for v in opts.cache_to]
     for spec in to:
@@ -132,8 +135,6 @@ def _open_registry(
 ) -> ImportedCache:
     from kiln.image.build_cache import open_cache
     from kiln.image.registry_source import RegistryBlobs
-    from kiln.oci import Reference
-    from kiln.oci import media_types as mt
 
     ref = Reference.parse(spec.ref)
     # the client serves the cache's blobs until the build ends
@@ -168,7 +169,6 @@ class _Lookup:
 
 def finish(ctx: Context, opts: BuildOptions, executor: Any, image_id: str) -> None:
     """Name and push the image, then export the caches ``--cache-to`` asks for."""
-    from kiln.build.executor import normalize_tag
 
     progress = executor.progress
     warn = progress.warning
@@ -214,7 +214,6 @@ def _push(ctx, opts, image_id, name, insecure, annotations) -> None:
 
 def _entries(ctx: Context, executor: Any, mode: str) -> list[tuple[str, Any]]:
     """The (key, image) pairs to export: the final stage's steps (min) or every step."""
-    from kiln.image import open_store_image
 
     target = executor.plan.target_index
     chosen: dict[str, str] = {}
@@ -231,8 +230,6 @@ def _entries(ctx: Context, executor: Any, mode: str) -> list[tuple[str, Any]]:
 
 
 def _check_compression(spec: CacheSpec, entries: list[tuple[str, Any]], warn: Warn) -> None:
-    from kiln.oci import media_types as mt
-
     if not spec.compression:
         return
     want = "none" if spec.compression == "uncompressed" else spec.compression
@@ -259,7 +256,6 @@ def _export(ctx: Context, opts: BuildOptions, executor: Any, spec: CacheSpec) ->
         export_cache(OCILayout(spec.path, create=True), entries, names=[spec.tag])
         return
     from kiln.image.registry_sink import RegistrySink
-    from kiln.oci import Reference
 
     ref = Reference.parse(spec.ref)
     with _client(ctx, opts, spec.insecure) as client:
@@ -271,7 +267,6 @@ def _inline_blobs(ctx, opts, executor, name: str, insecure: bool) -> dict[str, s
     returns the annotation that points the pushed image at it."""
     from kiln.image.build_cache import INLINE_ANNOTATION, put_cache_blobs
     from kiln.image.registry_sink import RegistrySink
-    from kiln.oci import Reference
 
     entries = _entries(ctx, executor, "min")
     ref = Reference.parse(name)

@@ -12,10 +12,8 @@ Images the cache pointed at stay: they are images like any other, for ``kiln ima
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from kiln.ops.context import Context
+from kiln.ops.context import Context, sweep_leftovers
 
 __all__ = ["BuilderPruneResult", "prune_build_cache"]
 
@@ -28,8 +26,6 @@ class BuilderPruneResult:
 
 def prune_build_cache(ctx: Context, all: bool = False) -> BuilderPruneResult:  # noqa: A002
     """Remove dangling build-cache entries (with ``all``: all of them and the cache mounts)."""
-    from kiln.ops.context import sweep_leftovers
-
     sweep_leftovers(ctx)
     store = ctx.store
     result = BuilderPruneResult(cache_entries=store.prune_cache_orphans())
