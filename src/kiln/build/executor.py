@@ -48,6 +48,7 @@ from kiln.oci.reference import is_short_name
 from kiln.runtime import Mount, RunOptions, parse_volume
 from kiln.runtime.ssh_agent import SshAgents, parse_ssh_specs
 from kiln.snapshot.mount import mounted
+from kiln.util.choices import PullPolicy
 from kiln.util.output import write_output
 from kiln.util.process_owner import this_process
 
@@ -333,7 +334,7 @@ class Executor:
         """An image for FROM / --from, following the pull policy. When a platform is asked
         for (``FROM --platform``, else ``--platform``), a local image of another platform
         counts as missing, as buildah has it."""
-        policy = self.opts.pull
+        policy = PullPolicy.parse(self.opts.pull)
         want = platform or self.opts.platform
         if names_file_transport(ref):  # FROM oci-archive:/x.tar: read it each time, as buildah
             if self.opts.puller is None:
