@@ -48,7 +48,8 @@ def test_cancel_stops_a_running_run(build_env, tmp_path, monkeypatch, isolation)
     def work() -> None:
         try:
             build_env.build(ctx, "FROM busybox\nRUN echo started && sleep 60\nRUN touch /x\n",
-                            tags=["cancelled"], cancel=cancel, run=RunSettings(isolation=isolation))  # fmt: skip
+                            tags=["cancelled"], cancel=cancel,
+                            run=RunSettings(isolation=isolation))  # fmt: skip
         except BaseException as exc:  # noqa: BLE001 - inspected below
             outcome["error"] = exc
         outcome["ended"] = time.monotonic()

@@ -18,7 +18,8 @@ ARGS = ["--network", "none", "--add-host", "db:10.0.0.2", "--dns", "1.1.1.1,8.8.
         "--dns-search", "example.org", "--dns-option", "ndots:2", "--cap-add", "NET_ADMIN,SYS_TIME",
         "--cap-drop", "MKNOD", "--ulimit", "nofile=100:200", "-m", "512m", "--memory-swap", "-1",
         "-c", "512", "--cpu-period", "100000", "--cpu-quota", "50000", "--cpuset-cpus", "0",
-        "--cpuset-mems", "0", "--shm-size", "1g", "--isolation", "chroot", "--runtime", "runc"]  # fmt: skip
+        "--cpuset-mems", "0", "--shm-size", "1g", "--isolation", "chroot",
+        "--runtime", "runc"]  # fmt: skip
 EXPECTED = RunSettings(
     network="none", isolation="chroot", runtime="runc", add_hosts=("db:10.0.0.2",),
     dns=("1.1.1.1", "8.8.8.8"), dns_search=("example.org",), dns_options=("ndots:2",),

@@ -25,7 +25,7 @@ from kiln.cli.commands._run_flags import run_flag, run_settings
 from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 from kiln.errors import InvalidArgument, KilnError, ProcessFailed
-from kiln.util.choices import PULL_POLICIES, ImageFormat, PullPolicy
+from kiln.util.choices import PULL_POLICIES, Compression, ImageFormat, PullPolicy
 
 if TYPE_CHECKING:
     from kiln.ops.build import BuildOptions
@@ -436,8 +436,8 @@ def _build_options(state: State, context: str | None, kw: dict[str, Any]) -> Bui
     run = run_settings(kw)  # the RUN flags, shared with kiln run
     files, dockerfile_text = _containerfiles(list(kw["files"]), context)
     if context is None:
-        context = os.path.dirname(os.path.abspath(files[0])) if files and not dockerfile_text \
-            else "."  # fmt: skip
+        from_file = files and dockerfile_text is None  # beside the Containerfile, as podman
+        context = os.path.dirname(os.path.abspath(files[0])) if from_file else "."
     platforms = _split_commas(kw["platforms"])
     # $SOURCE_DATE_EPOCH: the timestamp unless --timestamp, and ARG SOURCE_DATE_EPOCH's value
     sde = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
@@ -445,6 +445,7 @@ def _build_options(state: State, context: str | None, kw: dict[str, Any]) -> Bui
     if layers is None:
         layers = os.environ.get("BUILDAH_LAYERS", "true").lower() not in ("0", "false")
     pull = "always" if kw["pull_always"] else "never" if kw["pull_never"] else kw["pull"]
+    image_format = kw["image_format"] or os.environ.get("BUILDAH_FORMAT") or "oci"
     args = _arg_files(tuple(kw["build_arg_files"]))
     args.update(_pairs(tuple(kw["build_args"]), "--build-arg", from_env=True))
     return BuildOptions(
@@ -452,17 +453,18 @@ def _build_options(state: State, context: str | None, kw: dict[str, Any]) -> Bui
         tags=list(kw["tags"]), build_args=args, target=kw["target"],
         labels=_pairs(tuple(kw["labels"]), "--label"),
         annotations=_pairs(tuple(kw["annotations"]), "--annotation"),
-        image_format=ImageFormat.parse(kw["image_format"] or os.environ.get("BUILDAH_FORMAT") or "oci"),
-        pull=PullPolicy.parse(pull), no_cache=kw["no_cache"], layers=layers, squash=kw["squash"],
-        squash_all=kw["squash_all"], no_cache_filter=_split_commas(kw["no_cache_filter"]),
+        image_format=ImageFormat.parse(image_format), pull=PullPolicy.parse(pull),
+        no_cache=kw["no_cache"], layers=layers, squash=kw["squash"], squash_all=kw["squash_all"],
+        no_cache_filter=_split_commas(kw["no_cache_filter"]),
         source_date_epoch=int(sde) if sde.isdigit() else None,
         iidfile=kw["iidfile"], timestamp=kw["timestamp"],
         platform=platforms[0] if len(platforms) == 1 else None,
         platforms=platforms if len(platforms) > 1 else [], all_platforms=kw["all_platforms"],
         manifest=kw["manifest"], allow=tuple(_split_commas(kw["allow"])), run=run,
         secrets=list(kw["secrets"]), ssh=list(kw["ssh"]), volumes=list(kw["volumes"]),
-        quiet=kw["quiet"], outputs=list(kw["outputs"]), compression=kw["compression"],
-        jobs=kw["jobs"], rm=kw["rm"], force_rm=kw["force_rm"], tmpdir=state.tmpdir,
+        quiet=kw["quiet"], outputs=list(kw["outputs"]),
+        compression=Compression.parse(kw["compression"]), jobs=kw["jobs"], rm=kw["rm"],
+        force_rm=kw["force_rm"], tmpdir=state.tmpdir,
         checks=True, build_contexts=dict(parse_build_context(s) for s in kw["build_contexts"]),
         cache_from=list(kw["cache_from"]), cache_to=list(kw["cache_to"]), push=kw["push"],
         registry=_registry(kw["registry_options"]),
