@@ -18,7 +18,7 @@ from typing import Any
 from kiln.errors import InvalidArgument, NotFound
 from kiln.store.db import Database
 
-__all__ = ["BuildRecordRow", "BuildRecordsMixin"]
+__all__ = ["BuildRecordRow", "BuildRecords"]
 
 
 @dataclass
@@ -32,8 +32,11 @@ class BuildRecordRow:
     record: dict[str, Any] = field(default_factory=dict)  # filled by get_build_record only
 
 
-class BuildRecordsMixin:
-    db: Database
+class BuildRecords:
+    """The build-record role: one row per build."""
+
+    def __init__(self, db: Database):
+        self.db = db
 
     #: records kept; the oldest go when a new one is put
     build_records_max = 200

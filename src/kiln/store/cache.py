@@ -19,9 +19,13 @@ from kiln.store.db import Database
 CONTEXT_INDEX_DIR = "context-index"
 
 
-class CacheMixin:
-    db: Database
-    root: str
+class BuildCache:
+    """The build-cache role: step key -> image, what went into each key, and the
+    checksums of build contexts."""
+
+    def __init__(self, root: str, db: Database):
+        self.root = root
+        self.db = db
 
     def put_cache(self, key: str, image_id: str) -> None:
         now = time.time()

@@ -33,8 +33,11 @@ def _transient(name: str) -> bool:
     return ".new-" in name or ".rm-" in name
 
 
-class CacheMountsMixin:
-    root: str
+class CacheMounts:
+    """The cache-mount role: ``RUN --mount=type=cache`` directories under ``root``."""
+
+    def __init__(self, root: str):
+        self.root = root
 
     def _cache_mounts_root(self) -> str:
         base = os.path.join(self.root, CACHE_MOUNTS)

@@ -15,8 +15,11 @@ _ID_RE = re.compile(r"^[a-f0-9]{64}$")
 _PREFIX_RE = re.compile(r"^[a-f0-9]{1,63}$")
 
 
-class ContainersMixin:
-    db: Database
+class Containers:
+    """The container role: working containers' rows."""
+
+    def __init__(self, db: Database):
+        self.db = db
 
     def put_container(self, rec: ContainerRecord) -> None:
         """Insert or update; a name another container holds is ``AlreadyExists``."""

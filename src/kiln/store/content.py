@@ -10,26 +10,29 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import Descriptor, Digest
 from kiln.store import paths
 from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, Ingest
+from kiln.store.leases import Leases
 from kiln.util.atomic import fsync_all
 from kiln.util.locks import file_lock
 
 OCTET_STREAM = "application/octet-stream"
 
 
-class ContentMixin:
-    root: str
-    db: Database
+class Content:
+    """The content role: read (``open_blob``), ingest (``ingest``/``put_blob``/``publish``)
+    and manage (``delete_blob``/``iter_blobs``) the blobs under ``root``; every blob made
+    visible joins the open leases (``leases``) in the transaction that publishes it."""
 
-    if TYPE_CHECKING:  # provided by sibling roles the Store facade composes
-
-        def _lease_ids(self) -> list[str]: ...
+    def __init__(self, root: str, db: Database, leases: Leases):
+        self.root = root
+        self.db = db
+        self._leases = leases
 
     def blob_path(self, digest: Digest) -> str:
         return paths.blob_path(self.root, _digest(digest))
@@ -58,7 +61,7 @@ class ContentMixin:
         """Copy ``stream`` in 1 MiB chunks, verifying digest and size; mismatch keeps nothing.
 
         A blob the store already has (same digest and size) is not read again:
-        it only joins the thread's leases and restarts its GC grace period.
+        it only joins the open leases and restarts its GC grace period.
         """
         if self._reuse_blob(desc):
             return
@@ -111,7 +114,7 @@ class ContentMixin:
         """Keep ``digest`` if the store has it; False (and nothing held) if it does not.
 
         In one step under the shared GC lock, the blob joins ``lease`` (if given) and
-        the thread's open leases, and its GC grace period restarts, so no GC can sweep
+        the open leases, and its GC grace period restarts, so no GC can sweep
         it between this check and its use. Use it instead of ``has_blob`` when the
         answer decides whether to reuse the blob.
         """
@@ -126,23 +129,11 @@ class ContentMixin:
         return True
 
     def _join_leases(self, digest: Digest, lease: object = None) -> None:
-        lease_ids = self._lease_ids()
-        extra = getattr(lease, "id", None)
-        if extra is not None and extra not in lease_ids:
-            lease_ids = [*lease_ids, extra]
-        if not lease_ids:
-            return
-        with self.db.transaction() as conn:
-            for lease_id in lease_ids:
-                conn.execute(
-                    "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) "
-                    "VALUES (?, 'blob', ?)",
-                    (lease_id, str(digest)),
-                )
+        self._leases.join_blobs([digest], lease)
 
     def sealed_bytes(self, desc: Descriptor, data: bytes) -> Ingest | None:
         """``data`` as a sealed (verified, unpublished) anonymous ingest for ``publish``, or
-        None when the store has that blob already (it joins the thread's leases, as
+        None when the store has that blob already (it joins the open leases, as
         ``put_blob`` does). The caller closes the ingest (``publish`` finishes it)."""
         if self._reuse_blob(desc):
             return None
@@ -158,7 +149,7 @@ class ContentMixin:
     def publish(self, ingests: list[Ingest | None], then: Callable[[], None] | None = None) -> None:
         """Make sealed ingests visible as blobs, together: their data fsynced at once (one
         wait for the disk, not one per blob), each renamed or linked into place, each
-        blob directory fsynced once, and every blob joining the thread's leases in one
+        blob directory fsynced once, and every blob joining the open leases in one
         transaction -- which ``then`` (the rows that reference the blobs: an image) joins,
         so they become visible together. ``None`` entries are skipped.
 

@@ -30,8 +30,11 @@ class EventRecord:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-class EventsMixin:
-    db: Database
+class Events:
+    """The event role: the image event journal."""
+
+    def __init__(self, db: Database):
+        self.db = db
 
     def record_event(
         self, action: str, image: str, name: str = "", attributes: dict[str, str] | None = None
@@ -72,4 +75,4 @@ def _attributes(text: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
-__all__ = ["EVENTS_KEPT", "EventRecord", "EventsMixin"]
+__all__ = ["EVENTS_KEPT", "EventRecord", "Events"]

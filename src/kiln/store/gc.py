@@ -40,9 +40,8 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument
 from kiln.oci import Digest, Digester
@@ -80,15 +79,17 @@ class Marks:
     released_layers: dict[str, float] = field(default_factory=dict)
 
 
-class MaintenanceMixin:
-    root: str
-    db: Database
+class Maintenance:
+    """The GC role: mark from the roots, sweep blobs (and, through sweepers, snapshots);
+    undo a failed operation's blobs; ``fsck``."""
 
-    blob_grace_seconds: float
+    #: blobs younger than this are never swept (see the module)
+    blob_grace_seconds: float = DEFAULT_BLOB_GRACE
 
-    if TYPE_CHECKING:  # provided by sibling roles the Store facade composes
-
-        def iter_blobs(self) -> Iterator[Digest]: ...
+    def __init__(self, root: str, db: Database, iter_blobs: Callable[[], Iterator[Digest]]):
+        self.root = root
+        self.db = db
+        self.iter_blobs = iter_blobs
 
     def gc(self, dry_run: bool = False, sweepers: Sequence[Sweeper] = ()) -> GCResult:
         """Mark from the roots, sweep blobs, then let each sweeper sweep (see the module)."""

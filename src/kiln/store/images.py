@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import TYPE_CHECKING
 
 from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
 from kiln.oci import Digest, Manifest, Reference
@@ -25,6 +24,7 @@ from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.store import paths
 from kiln.store.db import Database
 from kiln.store.gc import file_clock
+from kiln.store.leases import Leases
 from kiln.store.lineage import put_lineage
 from kiln.store.records import ImageRecord, LayerRecord
 
@@ -47,13 +47,14 @@ def normalise_repo_digest(value: str) -> str:
     return f"{ref.name}@{ref.digest}"
 
 
-class ImagesMixin:
-    root: str
-    db: Database
+class Images:
+    """The image role: image rows, their names and repo digests, and layer chains. An
+    image put joins the open leases (``leases``) in the transaction that makes it visible."""
 
-    if TYPE_CHECKING:  # provided by sibling roles the Store facade composes
-
-        def _join_leases_image(self, image_id: str) -> None: ...
+    def __init__(self, root: str, db: Database, leases: Leases):
+        self.root = root
+        self.db = db
+        self._leases = leases
 
     # images -----------------------------------------------------------------
 
@@ -103,7 +104,7 @@ class ImagesMixin:
             for rd in rec.repo_digests:
                 self.add_repo_digest(rec.id, rd)
             # visible and leased at once, so a prune cannot slip in between
-            self._join_leases_image(rec.id)
+            self._leases.join_image(rec.id)
         rec.added = added
 
     def get_image(self, image_id: str) -> ImageRecord:
@@ -332,7 +333,7 @@ class ImagesMixin:
             row, [tuple(r) for r in layers], [r[0] for r in digests], self.names_of(image_id)
         )
 
-    def _fill_layer_blobs(self) -> None:
+    def fill_layer_blobs(self) -> None:
         """Record the layer blobs of images stored before schema V3, from their manifests."""
         pending = self.db.query(
             "SELECT DISTINCT i.id, i.manifest_digest, i.manifest_media_type FROM images i "

@@ -21,7 +21,6 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from kiln.errors import (
     AlreadyExists,
@@ -36,10 +35,11 @@ from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.store import paths
+from kiln.store.content import Content
 from kiln.store.db import Database
 from kiln.store.gc import file_clock
 from kiln.store.images import _full_id, normalise_name
-from kiln.store.records import ImageRecord, IndexRecord
+from kiln.store.records import IndexRecord
 from kiln.util.locks import file_lock
 from kiln.util.timefmt import rfc3339
 
@@ -83,19 +83,14 @@ def new_index_id() -> str:
     return "sha256:" + secrets.token_hex(32)
 
 
-class IndexesMixin:
-    root: str
-    db: Database
+class Indexes:
+    """The index role: manifest lists kept by name beside images; their documents are
+    blobs of ``content``."""
 
-    if TYPE_CHECKING:  # provided by sibling roles the Store facade composes
-
-        def put_bytes(self, data: bytes) -> Digest: ...
-
-        def get_image(self, image_id: str) -> ImageRecord: ...
-
-        def _by_reference(self, value: str) -> str | None: ...
-
-        def _by_prefix(self, value: str) -> str | None: ...
+    def __init__(self, root: str, db: Database, content: Content):
+        self.root = root
+        self.db = db
+        self._content = content
 
     # records ----------------------------------------------------------------
 
@@ -122,7 +117,7 @@ class IndexesMixin:
         """
         index = check_index(raw, media_type)
         kept = self._child_blobs(index)
-        digest = self.put_bytes(raw)
+        digest = self._content.put_bytes(raw)
         if index_id is not None:
             index_id = self.get_index(index_id).id
         new_id = index_id or new_index_id()
@@ -262,44 +257,15 @@ class IndexesMixin:
             raise NotFound(f"{name_or_id}: manifest list not known")
         return self.get_index(found)
 
-    def resolve(self, name_or_id: str) -> ImageRecord | IndexRecord:
-        """What a name means: an image or a list, tried as ``resolve_image`` tries
-        (full ID, then name or ``name@digest``, then ID prefix; a name is never both;
-        a prefix matching an image and a list is ambiguous). ``NotFound`` if neither."""
-        value = name_or_id.strip()
-        bare = value.removeprefix("sha256:")
-        if len(bare) == 64 and _is_hex(bare):
-            for table in ("images", "indexes"):
-                if self.db.one(f"SELECT 1 FROM {table} WHERE id=?", ("sha256:" + bare,)):
-                    return self.get_image(bare) if table == "images" else self.get_index(bare)
-            raise NotFound(f"{name_or_id}: image not known")
-        image_id = self._by_reference(value)
-        if image_id is not None:
-            return self.get_image(image_id)
-        index_id = self._index_by_reference(value)
-        if index_id is not None:
-            return self.get_index(index_id)
-        image_id = self._by_prefix(value)
-        index_id = self._index_by_prefix(value)
-        if image_id is not None and index_id is not None:
-            raise InvalidArgument(
-                f"{value}: ambiguous ID prefix: it matches an image and a manifest list; "
-                "give more characters of the ID"
-            )
-        if image_id is not None:
-            return self.get_image(image_id)
-        if index_id is not None:
-            return self.get_index(index_id)
-        raise NotFound(f"{name_or_id}: image not known")
-
     def _find_index(self, value: str) -> str | None:
         bare = value.removeprefix("sha256:")
         if len(bare) == 64 and _is_hex(bare):
             row = self.db.one("SELECT id FROM indexes WHERE id=?", ("sha256:" + bare,))
             return row[0] if row is not None else None
-        return self._index_by_reference(value) or self._index_by_prefix(value)
+        return self.by_reference(value) or self.by_prefix(value)
 
-    def _index_by_reference(self, value: str) -> str | None:
+    def by_reference(self, value: str) -> str | None:
+        """The ID of the list ``value`` names (a name or ``name@digest``), if any."""
         try:
             ref = Reference.parse(value)
         except KilnError:
@@ -318,7 +284,8 @@ class IndexesMixin:
                 return row[0]
         return None
 
-    def _index_by_prefix(self, value: str) -> str | None:
+    def by_prefix(self, value: str) -> str | None:
+        """The ID of the one list whose ID starts with ``value``, if any."""
         bare = value.removeprefix("sha256:")
         if not (3 <= len(bare) < 64 and _is_hex(bare)):
             return None

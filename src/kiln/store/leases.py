@@ -3,23 +3,33 @@
 ``with store.lease() as lease:`` creates a lease row that lives until the block
 ends; if the process dies, the next kiln command clears it (``clear_dead_leases``, from the
 lease's owner process), else it expires after ``ttl`` seconds. While it is open,
-every blob the same thread ingests, and every image it puts, joins the lease in
+every blob ingested and every image put in the same context joins the lease in
 the same transaction that makes it visible; ``add_blob``/``add_image`` add more
 by hand. A leased image is a GC root and ``image prune`` leaves it alone.
+
+The open leases travel in a ``contextvars.ContextVar``: a thread pool whose work belongs
+to the operation runs each task in a copy of the submitting context
+(``pool.submit(contextvars.copy_context().run, fn, ...)``), and the task's writes join the
+same leases with no code of its own. A lease handed over explicitly (a library call's
+``lease=``) is made current for a block with ``joined(lease)``. Leases are per store
+(per database file): a lease of one store never joins writes to another.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from kiln.store.db import Database
 from kiln.store.gc import image_blobs
 from kiln.util.process_owner import is_alive, this_process
+
+#: the leases open in this context, innermost last (of every store: see ``Leases.open``)
+_OPEN: ContextVar[tuple[Lease, ...]] = ContextVar("kiln_open_leases", default=())
 
 
 class Lease:
@@ -27,6 +37,11 @@ class Lease:
         self._db = db
         self.id = lease_id
         self.expires = expires
+
+    @property
+    def database(self) -> str:
+        """The database file of the store the lease belongs to."""
+        return self._db.path
 
     def add_blob(self, digest: object) -> None:
         self._add("blob", str(digest))
@@ -64,9 +79,24 @@ class LeaseInfo:
         return not self.alive or self.expires <= time.time()
 
 
-class LeaseMixin:
-    db: Database
-    _lease_local: threading.local
+@contextmanager
+def _current(lease: Lease) -> Iterator[None]:
+    """``lease`` open in this context for the block (innermost)."""
+    token = _OPEN.set((*_OPEN.get(), lease))
+    try:
+        yield
+    finally:
+        try:
+            _OPEN.reset(token)
+        except ValueError:  # the block ended in another context: drop just this lease
+            _OPEN.set(tuple(held for held in _OPEN.get() if held is not lease))
+
+
+class Leases:
+    """The lease role: create, join, list and clear leases of one store's database."""
+
+    def __init__(self, db: Database):
+        self.db = db
 
     @contextmanager
     def lease(self, ttl: float = 3600) -> Iterator[Lease]:
@@ -80,28 +110,55 @@ class LeaseMixin:
             conn.execute(
                 "INSERT INTO lease_owners(lease_id, owner) VALUES (?,?)", (lease.id, this_process())
             )
-        stack = self._lease_stack()
-        stack.append(lease)
         try:
-            yield lease
+            with _current(lease):
+                yield lease
         finally:
-            stack.remove(lease)
             with self.db.transaction() as conn:
                 conn.execute("DELETE FROM leases WHERE id=?", (lease.id,))
 
     @contextmanager
     def joined(self, lease: Lease | None) -> Iterator[None]:
-        """Make this thread's writes join ``lease``, a lease another thread opened
-        (worker threads of one operation share its lease). ``None`` joins nothing."""
+        """Make the writes of this block join ``lease``, one handed over explicitly (a
+        library call's ``lease=``). ``None`` joins nothing. Not needed on a pool's threads
+        whose tasks run in a copy of the submitting context: they carry its leases."""
         if lease is None:
             yield
             return
-        stack = self._lease_stack()
-        stack.append(lease)
-        try:
+        with _current(lease):
             yield
-        finally:
-            stack.remove(lease)
+
+    def open(self) -> list[Lease]:
+        """This store's leases open in this context, innermost last."""
+        return [lease for lease in _OPEN.get() if lease.database == self.db.path]
+
+    def current(self) -> Lease | None:
+        """The innermost lease of this store open in this context, if any."""
+        mine = self.open()
+        return mine[-1] if mine else None
+
+    def join_blobs(self, digests: Iterable[object], extra: object = None) -> None:
+        """The blobs join the open leases and ``extra`` (a lease, maybe another context's),
+        in the caller's transaction if there is one."""
+        lease_ids = [lease.id for lease in self.open()]
+        extra_id = getattr(extra, "id", None)
+        if extra_id is not None and extra_id not in lease_ids:
+            lease_ids.append(extra_id)
+        if not lease_ids:
+            return
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) VALUES (?, 'blob', ?)",
+                [(lease_id, str(d)) for d in digests for lease_id in lease_ids],
+            )
+
+    def join_image(self, image_id: str) -> None:
+        """``image_id`` joins the open leases (inside the caller's transaction)."""
+        for lease in self.open():
+            self.db.execute(
+                "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) VALUES (?,'image',?)",
+                (lease.id, image_id),
+            )
 
     def clear_dead_leases(self) -> int:
         """Delete the leases of processes that are gone (a killed kiln's) and the expired
@@ -136,20 +193,6 @@ class LeaseMixin:
                 gone += conn.execute("DELETE FROM leases WHERE id=?", (lease_id,)).rowcount
         return gone
 
-    def current_lease(self) -> Lease | None:
-        """The innermost lease this thread has open, if any."""
-        stack = self._lease_stack()
-        return stack[-1] if stack else None
-
-    def _lease_stack(self) -> list[Lease]:
-        stack = getattr(self._lease_local, "stack", None)
-        if stack is None:
-            stack = self._lease_local.stack = []
-        return stack
-
-    def _lease_ids(self) -> list[str]:
-        return [lease.id for lease in self._lease_stack()]
-
     def leased_images(self) -> set[str]:
         """IDs of the images an unexpired lease holds (work in flight, e.g. a build step)."""
         rows = self.db.query(
@@ -159,10 +202,5 @@ class LeaseMixin:
         )
         return {r[0] for r in rows}
 
-    def _join_leases_image(self, image_id: str) -> None:
-        """Add ``image_id`` to the thread's open leases (inside the caller's transaction)."""
-        for lease_id in self._lease_ids():
-            self.db.execute(
-                "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) VALUES (?,'image',?)",
-                (lease_id, image_id),
-            )
+
+__all__ = ["Lease", "LeaseInfo", "Leases"]

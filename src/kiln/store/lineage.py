@@ -62,9 +62,12 @@ def index_columns(root: str, config_digest: str, layers: list[str]) -> tuple:
     return (layers[-1] if layers else None, len(layers), keys[-1] if keys else UNREADABLE)
 
 
-class LineageMixin:
-    root: str
-    db: Database
+class Lineage:
+    """Which stored image another was built on (``parent_of``), by index."""
+
+    def __init__(self, root: str, db: Database):
+        self.root = root
+        self.db = db
 
     def parent_of(
         self,
@@ -108,7 +111,7 @@ class LineageMixin:
                 best = (n, row["id"])
         return best[1] if best else None
 
-    def _fill_lineage(self) -> None:
+    def fill(self) -> None:
         """Record ``history_key`` of images stored before schema V6, from their configs."""
         pending = self.db.query(
             "SELECT id, config_digest FROM images WHERE history_key IS NULL LIMIT 100000"

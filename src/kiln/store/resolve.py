@@ -12,6 +12,8 @@ Accepted, tried in this order:
   machine's), as podman resolves one (``kiln run LIST``, ``FROM LIST``, ``kiln save LIST``);
 - a unique image-ID prefix of at least 3 hex digits (``sha256:`` optional).
 
+``resolve`` answers what a name means when it may be an image or a manifest list.
+
 Unknown: ``NotFound("<input>: image not known")``; an ambiguous prefix:
 ``InvalidArgument`` saying how many images it matches.
 """
@@ -19,12 +21,13 @@ Unknown: ``NotFound("<input>: image not known")``; an ambiguous prefix:
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument, NotFound
-from kiln.oci import Platform, Reference
+from kiln.oci import Index, Platform, Reference
 from kiln.oci.reference import is_short_name
 from kiln.store.db import Database
+from kiln.store.images import Images
+from kiln.store.indexes import Indexes
 from kiln.store.records import ImageRecord, IndexRecord
 
 _FULL_ID = re.compile(r"^(?:sha256:)?([a-f0-9]{64})$")
@@ -32,24 +35,20 @@ _PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{3,63})$")
 MIN_PREFIX = 3
 
 
-class ResolveMixin:
-    db: Database
+class Resolver:
+    """Names, digests and ID prefixes to images (and lists), over the image and index
+    roles."""
 
-    if TYPE_CHECKING:  # provided by sibling roles the Store facade composes
-
-        def _index_by_reference(self, value: str) -> str | None: ...
-
-        def get_index(self, index_id: str) -> IndexRecord: ...
-
-        def index_bytes(self, rec: IndexRecord) -> bytes: ...
-
-        def get_image(self, image_id: str) -> ImageRecord: ...
+    def __init__(self, db: Database, images: Images, indexes: Indexes):
+        self.db = db
+        self._images = images
+        self._indexes = indexes
 
     def resolve_image(self, name_or_id: str, platform: Platform | str | None = None) -> ImageRecord:
         value = name_or_id.strip()
         m = _FULL_ID.match(value)
         if m:
-            return self.get_image("sha256:" + m.group(1))
+            return self._images.get_image("sha256:" + m.group(1))
         image_id = self._by_reference(value)
         if image_id is None:
             image_id = self._by_list(value, platform)
@@ -57,7 +56,39 @@ class ResolveMixin:
             image_id = self._by_prefix(value)
         if image_id is None:
             raise NotFound(f"{name_or_id}: image not known")
-        return self.get_image(image_id)
+        return self._images.get_image(image_id)
+
+    def resolve(self, name_or_id: str) -> ImageRecord | IndexRecord:
+        """What a name means: an image or a list, tried as ``resolve_image`` tries
+        (full ID, then name or ``name@digest``, then ID prefix; a name is never both;
+        a prefix matching an image and a list is ambiguous). ``NotFound`` if neither."""
+        value = name_or_id.strip()
+        full = _FULL_ID.match(value)
+        if full:
+            bare = full.group(1)
+            if self.db.one("SELECT 1 FROM images WHERE id=?", ("sha256:" + bare,)):
+                return self._images.get_image(bare)
+            if self.db.one("SELECT 1 FROM indexes WHERE id=?", ("sha256:" + bare,)):
+                return self._indexes.get_index(bare)
+            raise NotFound(f"{name_or_id}: image not known")
+        image_id = self._by_reference(value)
+        if image_id is not None:
+            return self._images.get_image(image_id)
+        index_id = self._indexes.by_reference(value)
+        if index_id is not None:
+            return self._indexes.get_index(index_id)
+        image_id = self._by_prefix(value)
+        index_id = self._indexes.by_prefix(value)
+        if image_id is not None and index_id is not None:
+            raise InvalidArgument(
+                f"{value}: ambiguous ID prefix: it matches an image and a manifest list; "
+                "give more characters of the ID"
+            )
+        if image_id is not None:
+            return self._images.get_image(image_id)
+        if index_id is not None:
+            return self._indexes.get_index(index_id)
+        raise NotFound(f"{name_or_id}: image not known")
 
     def _by_reference(self, value: str) -> str | None:
         try:
@@ -80,15 +111,13 @@ class ResolveMixin:
     def _by_list(self, value: str, platform: Platform | str | None) -> str | None:
         """A manifest list's name stands for its image for ``platform`` (default: this
         machine's), as podman resolves one; NotFound if the list has none stored."""
-        from kiln.oci import Index
-
-        index_id = self._index_by_reference(value)
+        index_id = self._indexes.by_reference(value)
         if index_id is None:
             return None
-        rec = self.get_index(index_id)
+        rec = self._indexes.get_index(index_id)
         want = Platform.parse(platform) if isinstance(platform, str) else platform
         want = want or Platform.host()
-        index = Index.parse(self.index_bytes(rec), rec.media_type)
+        index = Index.parse(self._indexes.index_bytes(rec), rec.media_type)
         try:
             chosen = index.select(want)
         except NotFound as exc:

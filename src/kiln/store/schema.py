@@ -103,7 +103,7 @@ ALTER TABLE images ADD COLUMN labels TEXT;
 # GC marks from each image's own manifest, never from the one-blob-per-chain ``layers`` row:
 # - image_layers.blob_digest: the blob the image's manifest names for that layer (two images
 #   may hold one chain ID in two encodings); NULL: stored before V3, filled from the image's
-#   manifest when the store opens (``Store._fill_layer_blobs``)
+#   manifest when the store opens (``Images.fill_layer_blobs``)
 # - containers.snapshot_key: the active snapshot a working container holds (a GC root for
 #   the snapshotter's sweep), copied out of the container state it used to live in only
 # - released: blobs and unpacked layers (chain IDs) of images that were deleted; GC sweeps

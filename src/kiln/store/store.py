@@ -16,26 +16,28 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
 
 from kiln.errors import Unavailable
 from kiln.store import paths
-from kiln.store.build_records import BuildRecordsMixin
-from kiln.store.cache import CacheMixin
-from kiln.store.cache_mounts import CacheMountsMixin
-from kiln.store.containers import ContainersMixin
-from kiln.store.content import ContentMixin
+from kiln.store.build_records import BuildRecords
+from kiln.store.cache import BuildCache
+from kiln.store.cache_mounts import CacheMounts
+from kiln.store.containers import Containers
+from kiln.store.content import Content
 from kiln.store.db import Database
-from kiln.store.events import EventsMixin
-from kiln.store.gc import DEFAULT_BLOB_GRACE, MaintenanceMixin
-from kiln.store.images import ImagesMixin
-from kiln.store.indexes import IndexesMixin
-from kiln.store.leases import LeaseMixin
-from kiln.store.lineage import LineageMixin
-from kiln.store.resolve import ResolveMixin
+from kiln.store.events import Events
+from kiln.store.gc import Maintenance
+from kiln.store.images import Images
+from kiln.store.indexes import Indexes
+from kiln.store.leases import Leases
+from kiln.store.lineage import Lineage
+from kiln.store.resolve import Resolver
 from kiln.store.schema import MIGRATIONS
+
+T = TypeVar("T")
 
 
 def unusable_root(root: str, exc: OSError | sqlite3.Error) -> Unavailable:
@@ -56,22 +58,35 @@ def unusable_root(root: str, exc: OSError | sqlite3.Error) -> Unavailable:
     )
 
 
-class Store(
-    ContentMixin,
-    ImagesMixin,
-    IndexesMixin,
-    LineageMixin,
-    ResolveMixin,
-    ContainersMixin,
-    LeaseMixin,
-    CacheMixin,
-    CacheMountsMixin,
-    BuildRecordsMixin,
-    MaintenanceMixin,
-    EventsMixin,
-):
+class _RoleAttr(Generic[T]):
+    """A setting that lives on a role, read and set through the facade
+    (``store.blob_grace_seconds = 0`` sets the GC role's)."""
+
+    def __init__(self, role: str):
+        self.role = role
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> T:
+        return getattr(getattr(obj, self.role), self.name)
+
+    def __set__(self, obj: Any, value: T) -> None:
+        setattr(getattr(obj, self.role), self.name, value)
+
+
+class Store:
+    """The facade: opens the database and composes the roles, each a small class over it
+    (reach them as ``store.content``, ``store.images``, ...). Its methods are the roles'
+    own, bound at open, so ``store.put_blob`` is ``store.content.put_blob``."""
+
     #: blobs younger than this are never swept by GC (see kiln.store.gc)
-    blob_grace_seconds: float = DEFAULT_BLOB_GRACE
+    blob_grace_seconds = _RoleAttr[float]("maintenance")
+    #: bounds of the build cache's ``--explain`` inputs and of the build records kept
+    inputs_per_locator = _RoleAttr[int]("cache")
+    inputs_max = _RoleAttr[int]("cache")
+    inputs_max_bytes = _RoleAttr[int]("cache")
+    build_records_max = _RoleAttr[int]("build_records")
 
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
@@ -86,15 +101,129 @@ class Store(
                 os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
         except OSError as exc:
             raise unusable_root(self.root, exc) from None
-        self._lease_local = threading.local()
         try:
             self.db = Database(
                 os.path.join(self.root, paths.DB_NAME), MIGRATIONS, f"the store at {self.root}"
             )
-            self._fill_layer_blobs()  # images stored before schema V3 (once; cheap afterwards)
-            self._fill_lineage()  # and before V6
         except sqlite3.Error as exc:
             raise unusable_root(self.root, exc) from None
+        self._compose()
+        try:
+            self.images.fill_layer_blobs()  # images stored before schema V3 (once; cheap afterwards)
+            self.lineage.fill()  # and before V6
+        except sqlite3.Error as exc:
+            raise unusable_root(self.root, exc) from None
+
+    def _compose(self) -> None:
+        root, db = self.root, self.db
+        # the roles, each given the roles it needs
+        self.leases = leases = Leases(db)
+        self.content = content = Content(root, db, leases)
+        self.images = images = Images(root, db, leases)
+        self.lineage = lineage = Lineage(root, db)
+        self.indexes = indexes = Indexes(root, db, content)
+        self.resolver = resolver = Resolver(db, images, indexes)
+        self.containers = containers = Containers(db)
+        self.cache = cache = BuildCache(root, db)
+        self.cache_mounts = mounts = CacheMounts(root)
+        self.build_records = records = BuildRecords(db)
+        self.events = events = Events(db)
+        self.maintenance = gc = Maintenance(root, db, content.iter_blobs)
+
+        # content
+        self.blob_path = content.blob_path
+        self.has_blob = content.has_blob
+        self.open_blob = content.open_blob
+        self.blob_size = content.blob_size
+        self.ingest = content.ingest
+        self.put_blob = content.put_blob
+        self.put_bytes = content.put_bytes
+        self.delete_blob = content.delete_blob
+        self.iter_blobs = content.iter_blobs
+        self.lease_existing_blob = content.lease_existing_blob
+        self.sealed_bytes = content.sealed_bytes
+        self.publish = content.publish
+        # images, names, layers
+        self.put_image = images.put_image
+        self.get_image = images.get_image
+        self.set_image_labels = images.set_image_labels
+        self.list_images = images.list_images
+        self.image_count = images.image_count
+        self.delete_image = images.delete_image
+        self.children_of = images.children_of
+        self.tag = images.tag
+        self.untag = images.untag
+        self.names_of = images.names_of
+        self.add_repo_digest = images.add_repo_digest
+        self.put_layer = images.put_layer
+        self.get_layer = images.get_layer
+        self.list_layers = images.list_layers
+        self.images_using_layer = images.images_using_layer
+        self.parent_of = lineage.parent_of
+        # manifest lists
+        self.put_index = indexes.put_index
+        self.get_index = indexes.get_index
+        self.list_indexes = indexes.list_indexes
+        self.index_count = indexes.index_count
+        self.index_bytes = indexes.index_bytes
+        self.delete_index = indexes.delete_index
+        self.indexes_using = indexes.indexes_using
+        self.tag_index = indexes.tag_index
+        self.untag_index = indexes.untag_index
+        self.resolve_index = indexes.resolve_index
+        # names to images and lists
+        self.resolve_image = resolver.resolve_image
+        self.resolve = resolver.resolve
+        # working containers
+        self.put_container = containers.put_container
+        self.get_container = containers.get_container
+        self.find_container = containers.find_container
+        self.list_containers = containers.list_containers
+        self.delete_container = containers.delete_container
+        self.containers_using = containers.containers_using
+        # leases
+        self.lease = leases.lease
+        self.joined = leases.joined
+        self.current_lease = leases.current
+        self.clear_dead_leases = leases.clear_dead_leases
+        self.list_leases = leases.list_leases
+        self.delete_leases = leases.delete_leases
+        self.leased_images = leases.leased_images
+        # build cache and context checksums
+        self.put_cache = cache.put_cache
+        self.get_cache = cache.get_cache
+        self.delete_cache = cache.delete_cache
+        self.prune_cache = cache.prune_cache
+        self.put_cache_inputs = cache.put_cache_inputs
+        self.has_cache_inputs = cache.has_cache_inputs
+        self.cache_inputs_candidates = cache.cache_inputs_candidates
+        self.prune_cache_orphans = cache.prune_cache_orphans
+        self.count_cache = cache.count_cache
+        self.get_checksum = cache.get_checksum
+        self.get_checksums = cache.get_checksums
+        self.put_checksum = cache.put_checksum
+        self.put_checksums = cache.put_checksums
+        self.get_context_index = cache.get_context_index
+        self.put_context_index = cache.put_context_index
+        # cache mounts
+        self.cache_mount_dir = mounts.cache_mount_dir
+        self.cache_mount_lock = mounts.cache_mount_lock
+        self.list_cache_mounts = mounts.list_cache_mounts
+        self.prune_cache_mounts = mounts.prune_cache_mounts
+        # build records
+        self.put_build_record = records.put_build_record
+        self.list_build_records = records.list_build_records
+        self.get_build_record = records.get_build_record
+        self.delete_build_record = records.delete_build_record
+        self.prune_build_records = records.prune_build_records
+        # events
+        self.record_event = events.record_event
+        self.events_after = events.events_after
+        self.last_event_id = events.last_event_id
+        # GC and checks
+        self.gc = gc.gc
+        self.delete_blobs_if_unreferenced = gc.delete_blobs_if_unreferenced
+        self.fsck = gc.fsck
 
     @classmethod
     def open(cls, root: str | None = None) -> Store:
