@@ -56,3 +56,35 @@ def test_prune_beside_a_build_deletes_nothing_it_needs(build_env, tmp_path):  # 
     assert prunes, "the prune loop never ran"
     files = build_env.files("leased")
     assert files["ab"] == b"a\na2\nb\nb2\n"
+
+
+class _LeaseWitness:
+    """An event sink that notes, on the thread each event comes from, which lease of the
+    store is open there (what that thread's writes join)."""
+
+    def __init__(self, store, inner):
+        self.store, self.inner = store, inner
+        self.seen: list[tuple[str, str | None]] = []
+        self._lock = threading.Lock()
+
+    def emit(self, event) -> None:
+        lease = self.store.current_lease()
+        with self._lock:
+            self.seen.append((threading.current_thread().name, lease.id if lease else None))
+        self.inner.emit(event)
+
+
+def test_parallel_stages_write_under_the_build_lease(build_env):  # noqa: F811
+    """The stage threads run in a copy of the build's context: every step they commit
+    joins the build's one lease, with no re-joining by hand."""
+    witness = _LeaseWitness(build_env.store, build_env.events)
+    build_env.ctx.events = witness
+    dockerfile = DOCKERFILE.replace("sleep 0.3", "true")
+    ctx_dir = build_env.context_dir(files={"Containerfile": dockerfile})
+    res = build_env.build(ctx_dir, dockerfile, tags=["witnessed"], jobs=2)
+    assert res.image_id
+    on_stages = [lease for name, lease in witness.seen if name.startswith("kiln-stage")]
+    assert on_stages, "no event came from a stage thread: the stages did not run in parallel"
+    leases = {lease for _, lease in witness.seen if lease is not None}
+    assert len(leases) == 1 and None not in on_stages
+    assert build_env.store.current_lease() is None  # released with the build

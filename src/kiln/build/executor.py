@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import contextvars
 import os
 import secrets as _secrets
 import tempfile
@@ -159,11 +160,6 @@ class Executor:
                         "deps": sorted(d + 1 for d in self.plan.deps.get(index, ()))})  # fmt: skip
         return out
 
-    def _build_stage_in(self, lease, index: int) -> None:
-        """A stage on a worker thread: what it writes joins the build's lease."""
-        with self.ctx.store.joined(lease):
-            self._build_stage(index)
-
     def _schedule(self) -> None:
         order = list(self.plan.order)
         jobs = max(1, self.opts.jobs or default_jobs())
@@ -173,7 +169,6 @@ class Executor:
             return
         pending = set(order)
         running: dict[Future, int] = {}
-        lease = self.ctx.store.current_lease()
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kiln-stage") as pool:
             try:
                 while pending or running:
@@ -184,7 +179,10 @@ class Executor:
                     ]
                     for index in ready[: jobs - len(running)]:
                         pending.discard(index)
-                        running[pool.submit(self._build_stage_in, lease, index)] = index
+                        # in a copy of this context: what the stage writes joins the
+                        # build's lease (kiln.store.leases)
+                        task = contextvars.copy_context().run
+                        running[pool.submit(task, self._build_stage, index)] = index
                     if not running:
                         raise InvalidArgument("the stage graph cannot be scheduled (a cycle?)")
                     done, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -20,6 +20,7 @@ Imports registry (L1) and store; never ops or above.
 
 from __future__ import annotations
 
+import contextvars
 import io
 import queue
 import threading
@@ -427,18 +428,17 @@ class _Pull:
                 staged = self.snaps.stage_layer()
                 with self._lock:
                     self.staged[str(desc.digest)] = staged
-            with self.store.joined(self.lease):  # the blob joins the lease as it is published
-                res = fetch_blob(
-                    self.client,
-                    self.ref,
-                    self.store,
-                    desc,
-                    layer=layer,
-                    measure_diff_id=measure,
-                    on_bytes=lambda n: self._bytes(kind, desc, n),
-                    keep=keep,
-                    staged=staged,
-                )
+            res = fetch_blob(  # the blob joins the lease as it is published
+                self.client,
+                self.ref,
+                self.store,
+                desc,
+                layer=layer,
+                measure_diff_id=measure,
+                on_bytes=lambda n: self._bytes(kind, desc, n),
+                keep=keep,
+                staged=staged,
+            )
         except BaseException:
             self._failed.set()
             raise
@@ -459,7 +459,7 @@ class _Pull:
     def schema2(self, manifest: Manifest, names: Sequence[str]) -> ImageRecord:
         sizes: dict[Digest, int] = {}
         with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
-            config_f = pool.submit(self._config, manifest.config)
+            config_f = pool.submit(_in_context(), self._config, manifest.config)
             futures: dict[Digest, Future] = {}
             for desc in manifest.layers:
                 if desc.digest in futures:
@@ -469,7 +469,7 @@ class _Pull:
                 if self.store.lease_existing_blob(desc.digest, self.lease):
                     self._report("blob", desc, desc.size, "skipped")
                     continue
-                futures[desc.digest] = pool.submit(self._blob, desc, layer=True)
+                futures[desc.digest] = pool.submit(_in_context(), self._blob, desc, layer=True)
             config = _first_error(config_f, futures.values())
             for digest, fut in futures.items():
                 sizes[digest] = fut.result().uncompressed_size
@@ -489,7 +489,11 @@ class _Pull:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
             futures = {
                 d: pool.submit(
-                    self._blob, Descriptor(mt.DOCKER_LAYER_GZIP, d, -1), layer=True, measure=True
+                    _in_context(),
+                    self._blob,
+                    Descriptor(mt.DOCKER_LAYER_GZIP, d, -1),
+                    layer=True,
+                    measure=True,
                 )
                 for d in unique
             }
@@ -499,8 +503,7 @@ class _Pull:
         config = s1.to_config([fetched[d].diff_id for d in s1.layer_digests])
         raw = config.to_bytes()
         config_desc = Descriptor(mt.DOCKER_CONFIG, Digest.of_bytes(raw), len(raw))
-        with self.store.joined(self.lease):
-            self.store.put_blob(config_desc, io.BytesIO(raw))
+        self.store.put_blob(config_desc, io.BytesIO(raw))
         manifest = Manifest.build(mt.DOCKER_MANIFEST, config_desc, layers)
         sizes = {d: f.uncompressed_size for d, f in fetched.items()}
         return register_image(self.store, manifest, config, names, sizes, self.lease)
@@ -544,6 +547,18 @@ def pull_into_store(
     and keeps no tree. Schema 1 images are unpacked on first use.
     """
     job = _Pull(client, remote.ref, store, lease, progress, workers, snaps)
+    # ``lease`` current here, and the pull's pools run their tasks in copies of this
+    # context: every blob joins it as it is published
+    with store.joined(lease):
+        return _pull(job, remote, store, names)
+
+
+def _in_context() -> Callable[..., Any]:
+    """What a pool task runs in: a copy of the submitting context (its open leases)."""
+    return contextvars.copy_context().run
+
+
+def _pull(job: _Pull, remote: RemoteImage, store: Store, names: Sequence[str]) -> ImageRecord:
     try:
         if remote.schema1 is not None:
             record = job.schema1(remote.schema1, names)

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -136,7 +137,6 @@ def build_platforms(
     ctx: Context, opts: BuildOptions, platforms: list[str | None], run: Run
 ) -> BuildResult:
     stop = BuildCancel(opts.cancel)  # one platform failing stops the others
-    lease = ctx.store.current_lease()
     several = len(platforms) > 1
 
     def one(platform: str | None) -> BuildResult:
@@ -145,13 +145,15 @@ def build_platforms(
             cancel=stop, iidfile=None, build_args=dict(opts.build_args),
         )  # fmt: skip
         progress = _progress(ctx, platform if several else None)
-        with ctx.store.joined(lease):
-            return run(popts, progress)
+        return run(popts, progress)
 
     jobs = max(1, min(opts.jobs or default_jobs(), len(platforms)))
     results: dict[int, BuildResult] = {}
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kiln-platform") as pool:
-        futures = {pool.submit(one, p): n for n, p in enumerate(platforms)}
+        # each in a copy of this context: its writes join the build's lease
+        futures = {
+            pool.submit(contextvars.copy_context().run, one, p): n for n, p in enumerate(platforms)
+        }
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             if any(f.exception() is not None for f in done):
