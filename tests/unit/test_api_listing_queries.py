@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from kiln.api import wiring
 from kiln.api.app import create_app
 from kiln.ops.config import Config
+from kiln.ops.context import Context
 from kiln.store import Store
 from kiln.util import sqlite as store_db
 
@@ -44,7 +45,11 @@ def _counts(tmp_path, monkeypatch, images: int) -> dict[str, int]:
     for conn in list(store.db._all):
         conn.set_trace_callback(trace)
     # every worker thread uses this one store (each thread still gets its own connection)
-    monkeypatch.setattr(wiring, "worker_store", lambda config: store)
+    monkeypatch.setattr(
+        wiring,
+        "thread_context",
+        lambda config: Context(store=store, config=config, borrowed_store=True),
+    )
     out: dict[str, int] = {}
     config = Config(root=str(root), tmpdir=str(tmp_path))
     with TestClient(create_app(config)) as client:

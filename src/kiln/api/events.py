@@ -29,7 +29,6 @@ from .wiring import run_op
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
-    from kiln.store.events import EventRecord
 
 POLL = image_events.POLL
 
@@ -54,7 +53,7 @@ async def events(request: Request) -> Response:
             yield _line(ev)
         after = last
 
-        def newer(ctx: Context) -> tuple[list[EventRecord], int]:
+        def newer(ctx: Context) -> tuple[list[image_events.ImageEvent], int]:
             return image_events.new_events(ctx, after, match)
 
         while follow and (until is None or time.time() < until):

@@ -1,14 +1,14 @@
 """How routes reach the use cases: one context per request, in a worker thread.
 
 Short requests (``run_op``) run on the server's worker threads, each of which keeps
-its store open between requests (opening one costs more than answering an inspect);
-a thread's store goes with the thread. Streamed operations, on threads of their own,
-open and close theirs (``context_for``).
+its store open between requests (``kiln.ops.context.thread_context``: opening one costs
+more than answering an inspect); a thread's store goes with the thread. Streamed
+operations, on threads of their own, open and close theirs (``context_for``). Routes
+reach the store only through the use cases and their context, never directly.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -17,11 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from kiln.ops.config import Config
-from kiln.ops.context import Context, open_context
+from kiln.ops.context import Context, open_context, thread_context
 from kiln.ops.events import EventSink, NullSink
 
 T = TypeVar("T")
-_worker = threading.local()
 
 
 def config_of(request: Request) -> Config:
@@ -34,24 +33,12 @@ def context_for(config: Config, events: EventSink | None = None) -> Iterator[Con
         yield ctx
 
 
-def worker_store(config: Config):
-    """This thread's open store for ``config``'s root (opened on first use)."""
-    from kiln.store import Store
-
-    held = getattr(_worker, "store", None)
-    if held is None or held[0] != config.root:
-        if held is not None:
-            held[1].close()
-        _worker.store = held = (config.root, Store.open(config.root))
-    return held[1]
-
-
 async def run_op(request: Request, fn: Callable[[Context], T]) -> T:
     """Run ``fn(ctx)`` in a worker thread with a fresh context (SQLite stays in one thread)."""
     config = config_of(request)
 
     def call() -> T:
-        ctx = Context(store=worker_store(config), config=config, borrowed_store=True)
+        ctx = thread_context(config)
         try:
             return fn(ctx)
         finally:

@@ -109,6 +109,24 @@ def open_context(
         ctx.close()
 
 
+_thread_store = threading.local()
+
+
+def thread_context(config: Config, events: EventSink | None = None) -> Context:
+    """A context on this thread's own long-lived store for ``config.root``: opened on
+    first use and kept for the thread's next calls (a server's worker threads answer many
+    short requests, and opening a store costs more than an inspect); reopened when the
+    root changes. The context's ``close`` leaves the store open; it goes with the thread."""
+    from kiln.store import Store
+
+    held = getattr(_thread_store, "held", None)
+    if held is None or held[0] != config.root:
+        if held is not None:
+            held[1].close()
+        _thread_store.held = held = (config.root, Store.open(config.root))
+    return Context(store=held[1], events=events or NullSink(), config=config, borrowed_store=True)
+
+
 def _remove_scratch(path: str) -> None:
     import shutil
 
@@ -151,4 +169,4 @@ def sweep_leftovers(ctx: Context) -> None:
         )
 
 
-__all__ = ["Context", "open_context", "sweep_leftovers"]
+__all__ = ["Context", "open_context", "sweep_leftovers", "thread_context"]

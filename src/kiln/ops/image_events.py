@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument, KilnError
 from kiln.ops.timefmt import parse_timestamp
+from kiln.store.events import EventRecord as ImageEvent  # what front ends render
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
-    from kiln.store.events import EventRecord
 
 ACTIONS = ("pull", "push", "tag", "untag", "delete", "import", "load", "save", "build")
 FILTER_KEYS = ("type", "event", "image", "label", "scope")
@@ -82,7 +82,7 @@ class EventFilter:
                 value = {v: k for k, v in LIBPOD_ACTIONS.items()}.get(value, value)
             self.wanted.setdefault(key, set()).add(value)
 
-    def __call__(self, ev: EventRecord) -> bool:
+    def __call__(self, ev: ImageEvent) -> bool:
         w = self.wanted
         if "type" in w and "image" not in w["type"]:
             return False
@@ -101,10 +101,10 @@ class EventFilter:
 
 def past(
     ctx: Context, since: float | None, until: float | None, match: Callable = EventFilter()
-) -> tuple[list[EventRecord], int]:
+) -> tuple[list[ImageEvent], int]:
     """Journal events from ``since`` to ``until`` (Unix seconds; None: open) that ``match``;
     and the journal's last ID when read (follow from there)."""
-    out: list[EventRecord] = []
+    out: list[ImageEvent] = []
     last = ctx.store.last_event_id()
     if since is None:
         return out, last
@@ -123,7 +123,7 @@ def past(
         after = batch[-1].id
 
 
-def docker_json(ev: EventRecord) -> dict:
+def docker_json(ev: ImageEvent) -> dict:
     """An event in dockerd's ``events.Message`` shape (podman's API answers the same)."""
     attrs = {"name": ev.name, **ev.attributes} if ev.name else dict(ev.attributes)
     return {
@@ -142,7 +142,7 @@ def docker_json(ev: EventRecord) -> dict:
 LIBPOD_ACTIONS = {"delete": "remove", "load": "loadfromarchive"}
 
 
-def libpod_json(ev: EventRecord) -> dict:
+def libpod_json(ev: ImageEvent) -> dict:
     """An event as podman's ``/libpod/events`` sends it: Docker's shape with podman's
     action names and ``containerExitCode`` (podman's client drops an event without it)."""
     out = docker_json(ev)
@@ -170,7 +170,7 @@ def follow(
     match: Callable = EventFilter(),
     stop: Callable[[], bool] = lambda: False,
     poll: float = POLL,
-) -> Iterator[EventRecord]:
+) -> Iterator[ImageEvent]:
     """Events appended after ID ``after``, as they come, until ``until`` (Unix seconds) or
     until ``stop()`` says so (checked every ``poll`` seconds)."""
     while not stop():
@@ -187,6 +187,7 @@ def follow(
 __all__ = [
     "ACTIONS",
     "EventFilter",
+    "ImageEvent",
     "docker_json",
     "libpod_json",
     "follow",
