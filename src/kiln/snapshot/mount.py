@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 from kiln.errors import InvalidArgument, Unavailable
 from kiln.snapshot.spec import OVERLAY_OPTIONS, VOLATILE, MountSpec, supported_overlay_options
+from kiln.util.scratch import process_scratch_dir
 
 # syscall numbers >= 424 are the same on every architecture
 _SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 429, 430, 431, 432
@@ -172,8 +173,6 @@ def mounted(spec: MountSpec, parent_dir: str | None = None) -> Iterator[str]:
     ``parent_dir`` it goes in this process's scratch directory (``kiln.util.scratch``), so
     one a killed kiln left mounted is found and unmounted by the next sweep."""
     if parent_dir is None:
-        from kiln.util.scratch import process_scratch_dir
-
         parent_dir = process_scratch_dir()
     target = tempfile.mkdtemp(prefix="kiln-mnt-", dir=parent_dir)
     try:
