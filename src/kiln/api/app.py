@@ -15,6 +15,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kiln.errors import InvalidArgument, KilnError
 from kiln.ops.config import Config
 
+from . import (
+    events,
+    routes_build,
+    routes_containers,
+    routes_images,
+    routes_libpod,
+    routes_manifests,
+    routes_registry,
+    routes_system,
+    routes_system_df,
+    routes_transfer,
+)
 from .errors import error_body, kiln_error_handler
 from .routes_system import kiln_version
 from .versions import (
@@ -133,18 +145,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(config: Config | None = None, activity: Activity | None = None) -> ASGIApp:
     """The whole API as one ASGI app; ``config`` says which store to serve."""
-    from . import (
-        events,
-        routes_build,
-        routes_containers,
-        routes_images,
-        routes_libpod,
-        routes_manifests,
-        routes_registry,
-        routes_system,
-        routes_system_df,
-        routes_transfer,
-    )
 
     routes = [
         *routes_system.routes,

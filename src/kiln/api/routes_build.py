@@ -18,8 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kiln.build.remote_context import is_git_context
 from kiln.errors import InvalidArgument
+from kiln.ops import build as build_ops
+from kiln.ops.builder import prune_build_cache
 from kiln.ops.events import OUTPUT, Event
+from kiln.registry.options import RegistryOptions
+from kiln.runtime.options import RunSettings
 from kiln.util.choices import Choice, ImageFormat, Isolation, NetworkMode, PullPolicy
 
 from . import shapes
@@ -206,8 +211,6 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
             raise bad("version", q["version"], "kiln speaks the classic builder protocol (1)")
     remote = qstr(q, "remote")
     if remote:
-        from kiln.build.remote_context import is_git_context
-
         # a client names a repository or a tar by URL; never a file on the server's disk
         git = is_git_context(remote) and not remote.startswith("file://")
         if not (git or remote.startswith(("http://", "https://"))):
@@ -222,7 +225,6 @@ async def build(request: Request) -> Reply:
     libpod = bool(request.scope.get("kiln.libpod"))
     q = request.query_params
     opts = build_options(q, libpod)
-    from kiln.ops import build as build_ops
 
     known = {f.name for f in dataclasses.fields(build_ops.BuildOptions)}
     config = config_of(request)
@@ -274,9 +276,6 @@ async def build(request: Request) -> Reply:
 
 
 def _run(ctx, known, opts, h: Handoff, registry_auth):
-    from kiln.ops import build as build_ops
-    from kiln.registry.options import RegistryOptions
-    from kiln.runtime.options import RunSettings
 
     run_fields = {f.name for f in dataclasses.fields(RunSettings)}
     fields = {k: v for k, v in opts.items() if k in known}
@@ -294,7 +293,6 @@ def _run(ctx, known, opts, h: Handoff, registry_auth):
 async def build_prune(request: Request) -> Response:
     """``docker builder prune [-a]``: dangling build-cache entries (all of them and the
     RUN cache mounts with ``all``), then a collection; SpaceReclaimed is what left the disk."""
-    from kiln.ops.builder import prune_build_cache
 
     all_ = qbool(request.query_params, "all")
 

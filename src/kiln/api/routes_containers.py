@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import NotFound
+from kiln.ops import images as ops
 
 from .errors import image_lookup
 from .params import qstr
@@ -40,7 +41,6 @@ async def no_such_container(request: Request) -> Response:
 
 async def image_changes(request: Request) -> Response:
     """podman 4.3's ``image diff``: the image's changes against its parent (or ``parent``)."""
-    from kiln.ops import images as ops
 
     q = request.query_params
     if qstr(q, "difftype", "all") not in ("image", "all"):

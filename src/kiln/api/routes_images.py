@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
+from kiln.ops import images as ops
 
 from . import shapes
 from .errors import image_lookup
@@ -37,7 +38,6 @@ def image_filters(request: Request) -> list[str]:
 
 
 async def list_images(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     all_ = qbool(request.query_params, "all")
     filters = image_filters(request)
@@ -47,7 +47,6 @@ async def list_images(request: Request) -> Response:
 
 
 async def inspect_image(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     with image_lookup(name):
@@ -56,7 +55,6 @@ async def inspect_image(request: Request) -> Response:
 
 
 async def image_history(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     with image_lookup(name):
@@ -75,7 +73,6 @@ def target_name(repo: str, tag: str) -> str:
 
 
 async def tag_image(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     q = request.query_params
@@ -88,7 +85,6 @@ async def tag_image(request: Request) -> Response:
 
 
 async def delete_image(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     q = request.query_params
@@ -123,7 +119,6 @@ def prune_filters(request: Request) -> tuple[bool, list[str]]:
 
 
 async def prune_images(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     all_, filters = prune_filters(request)
     result = await run_op(request, lambda ctx: ops.prune(ctx, all=all_, filters=filters))

@@ -9,6 +9,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import Conflict, InvalidArgument, NotFound
+from kiln.ops import images as ops
+from kiln.ops.archives import import_image as import_
+from kiln.ops.archives import load
+from kiln.ops.file_transfer import pull, push
 from kiln.util.choices import PullPolicy
 
 from . import shapes
@@ -31,7 +35,6 @@ _ARCHIVE_FORMATS = {
 
 
 async def list_images(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     all_ = qbool(request.query_params, "all")
     filters = qfilters(request.query_params)
@@ -40,7 +43,6 @@ async def list_images(request: Request) -> Response:
 
 
 async def inspect_image(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     with image_lookup(name):
@@ -49,7 +51,6 @@ async def inspect_image(request: Request) -> Response:
 
 
 async def image_exists(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     if await run_op(request, lambda ctx: ops.image_exists(ctx, name)):
@@ -58,7 +59,6 @@ async def image_exists(request: Request) -> Response:
 
 
 async def image_history(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     with image_lookup(name):
@@ -67,7 +67,6 @@ async def image_history(request: Request) -> Response:
 
 
 async def image_tree(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     what = qbool(request.query_params, "whatrequires")
@@ -77,7 +76,6 @@ async def image_tree(request: Request) -> Response:
 
 
 async def image_changes(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     parent = qstr(request.query_params, "parent") or None
@@ -88,7 +86,6 @@ async def image_changes(request: Request) -> Response:
 
 
 async def untag_image(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     name = request.path_params["name"]
     q = request.query_params
@@ -114,7 +111,6 @@ def _remove_report(result: Any) -> tuple[dict[str, Any], int]:
 
 
 async def remove_images(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     q = request.query_params
     names = [n for v in qlist(q, "images") for n in v.split(",") if n]
@@ -131,7 +127,6 @@ async def remove_images(request: Request) -> Response:
 
 
 async def prune_images(request: Request) -> Response:
-    from kiln.ops import images as ops
 
     q = request.query_params
     all_ = qbool(q, "all")
@@ -166,7 +161,6 @@ def _stream_error(exc: BaseException) -> list[dict]:
 
 
 async def pull_image(request: Request) -> Reply:
-    from kiln.ops.file_transfer import pull
 
     q = request.query_params
     reference = qstr(q, "reference")
@@ -200,7 +194,6 @@ async def pull_image(request: Request) -> Reply:
 
 
 async def push_image(request: Request) -> Reply:
-    from kiln.ops.file_transfer import push
 
     name = request.path_params["name"]
     q = request.query_params
@@ -260,7 +253,6 @@ async def export_images(request: Request) -> Reply:
 
 
 async def load_images(request: Request) -> Response:
-    from kiln.ops.archives import load
 
     config = config_of(request)
     body = await spool_body(request, config.scratch_dir())
@@ -278,7 +270,6 @@ async def load_images(request: Request) -> Response:
 
 
 async def import_image(request: Request) -> Response:
-    from kiln.ops.archives import import_image as import_
 
     q = request.query_params
     config = config_of(request)

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.oci import strict_json
+from kiln.ops import manifests
 
 from .errors import error_body
 from .params import qbool, qlist, qstr
@@ -87,7 +88,6 @@ def _platform(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create_list(request: Request) -> Response:
-    from kiln.ops import manifests
 
     name = request.path_params["name"]
     q = request.query_params
@@ -103,7 +103,6 @@ async def create_list(request: Request) -> Response:
 
 
 async def list_exists(request: Request) -> Response:
-    from kiln.ops import manifests
 
     name = request.path_params["name"]
     if await run_op(request, lambda ctx: manifests.exists(ctx, name)):
@@ -112,7 +111,6 @@ async def list_exists(request: Request) -> Response:
 
 
 async def inspect_list(request: Request) -> Response:
-    from kiln.ops import manifests
 
     name = request.path_params["name"]
     q = request.query_params
@@ -125,7 +123,6 @@ async def inspect_list(request: Request) -> Response:
 async def modify_list(request: Request) -> Response:
     """PUT: ``operation`` update (add ``images``), remove (``images`` are digests) or
     annotate (the entry ``images[0]``). Errors per image are reported, as podman does."""
-    from kiln.ops import manifests
 
     name = request.path_params["name"]
     body = await _json_body(request)
@@ -134,7 +131,6 @@ async def modify_list(request: Request) -> Response:
 
 
 async def add_to_list(request: Request) -> Response:
-    from kiln.ops import manifests
 
     body = await _json_body(request)
     return await _modify(request, request.path_params["name"], "update", body, manifests)
@@ -174,7 +170,6 @@ async def _modify(request: Request, name: str, operation: str, body: dict, manif
 
 
 async def remove_list(request: Request) -> Response:
-    from kiln.ops import manifests
 
     name = request.path_params["name"]
     removed = await run_op(request, lambda ctx: manifests.rm(ctx, name))
@@ -189,7 +184,6 @@ async def remove_list(request: Request) -> Response:
 
 
 async def push_list(request: Request) -> Reply:
-    from kiln.ops import manifests
 
     name = request.path_params["name"]
     destination = request.path_params["destination"]

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
+from kiln.ops import registry as ops
 
 from .registry_auth import creds_of, loopback_registry, push_pull_options
 from .uploads import json_body
@@ -28,7 +29,6 @@ DOCKER_HUB = "https://index.docker.io/v1/"
 
 
 async def auth(request: Request) -> Response:
-    from kiln.ops import registry as ops
 
     body = await json_body(request, "auth")
     creds = creds_of(body)
@@ -48,7 +48,6 @@ async def auth(request: Request) -> Response:
 
 
 async def distribution(request: Request) -> Response:
-    from kiln.ops import registry as ops
 
     name = request.path_params["name"]
     options = push_pull_options(request, reference=name)
@@ -66,7 +65,6 @@ async def distribution(request: Request) -> Response:
 
 
 async def resolve(request: Request) -> Response:
-    from kiln.ops import registry as ops
 
     name = request.path_params["name"]
     names = await run_op(request, lambda ctx: ops.resolve_names(ctx, name))

@@ -12,8 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from kiln.ops.system import go_arch, kiln_version
+from kiln.ops.check import check
+from kiln.ops.system import go_arch, kiln_version, system_info
 
+from .params import qbool
 from .versions import DOCKER_API_VERSION, DOCKER_MIN_API_VERSION, LIBPOD_API_VERSION
 from .wiring import run_op
 
@@ -146,7 +148,6 @@ async def info(request: Request) -> Response:
 
 async def libpod_info(request: Request) -> Response:
     """podman's ``info`` object (``podman --remote info``)."""
-    from kiln.ops.system import system_info
 
     return JSONResponse(libpod_info_shape(await run_op(request, system_info)))
 
@@ -155,9 +156,6 @@ async def libpod_check(request: Request) -> Response:
     """``POST /libpod/system/check`` (podman 5): ``quick``, ``repair``, ``repair_lossy``
     (also removes working containers of damaged images); podman's ``SystemCheckReport``
     keys with kiln's own report beside them."""
-    from kiln.ops.check import check
-
-    from .params import qbool
 
     q = request.query_params
     quick, repair, lossy = qbool(q, "quick"), qbool(q, "repair"), qbool(q, "repair_lossy")

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
+from kiln.ops.disk_usage import disk_usage
 
 from . import shapes
 from .params import qbool, qlist
@@ -104,7 +105,6 @@ def libpod_df_body(usage: Any) -> dict[str, Any]:
 
 
 async def system_df(request: Request) -> Response:
-    from kiln.ops.disk_usage import disk_usage
 
     q = request.query_params
     verbose = qbool(q, "verbose")

@@ -10,7 +10,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument, NotFound, Unauthorized
+from kiln.ops import images as ops
+from kiln.ops.archives import import_image, load, save
+from kiln.ops.containers import commit_container
 from kiln.ops.events import Event
+from kiln.ops.file_transfer import pull, push
+from kiln.ops.registry import search as do_search
 
 from . import shapes
 from .errors import NoSuchImage
@@ -48,7 +53,6 @@ async def create_image(request: Request) -> Reply:
 
 
 async def _pull(request: Request, reference: str, all_tags: bool = False) -> Reply:
-    from kiln.ops.file_transfer import pull
 
     options = push_pull_options(request, reference=reference)
     if all_tags:
@@ -101,7 +105,6 @@ async def _pull(request: Request, reference: str, all_tags: bool = False) -> Rep
 
 
 async def _import(request: Request) -> Reply:
-    from kiln.ops.archives import import_image
 
     q = request.query_params
     source, repo, tag = q["fromSrc"], qstr(q, "repo"), qstr(q, "tag")
@@ -132,7 +135,6 @@ async def _import(request: Request) -> Reply:
 
 
 async def push_image(request: Request) -> Reply:
-    from kiln.ops.file_transfer import push
 
     name = request.path_params["name"]
     tag = qstr(request.query_params, "tag")
@@ -165,7 +167,6 @@ async def push_image(request: Request) -> Reply:
 
 
 async def _require_images(request: Request, names: list[str]) -> None:
-    from kiln.ops import images as ops
 
     for name in names:
         if not await run_op(request, functools.partial(_image_exists, ops, name)):
@@ -177,7 +178,6 @@ def _image_exists(ops: Any, name: str, ctx: Any) -> bool:
 
 
 def save_response(request: Request, names: list[str], format: str = "docker-archive") -> Reply:
-    from kiln.ops.archives import save
 
     config = config_of(request)
 
@@ -207,7 +207,6 @@ async def get_images(request: Request) -> Reply:
 
 
 async def load_images(request: Request) -> Reply:
-    from kiln.ops.archives import load
 
     config = config_of(request)
     quiet = qbool(request.query_params, "quiet")
@@ -263,7 +262,6 @@ async def search(request: Request, libpod: bool = False) -> list[dict[str, Any]]
         key = f.partition("=")[0]
         if key not in ("is-official", "stars", "is-automated"):
             raise InvalidArgument(f'invalid filter "{key}"')
-    from kiln.ops.registry import search as do_search
 
     tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
     if tls is None and loopback_registry(term):
@@ -288,7 +286,6 @@ async def search_images(request: Request) -> Response:
 
 
 async def commit(request: Request) -> Response:
-    from kiln.ops.containers import commit_container
 
     q = request.query_params
     container = qstr(q, "container")

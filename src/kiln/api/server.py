@@ -36,6 +36,7 @@ from kiln.util.rootless import is_rootless, runtime_base
 from . import heap
 from .app import Activity, create_app
 from .unix_socket import bind_unix
+from .varlink_server import VarlinkListener
 
 log = logging.getLogger("kiln.api")
 DEFAULT_HOST = "unix:///run/kiln/kiln.sock"
@@ -246,7 +247,6 @@ def _varlink_listener(address: str | None, config: Config, activity: Activity, l
     """The varlink listener (not yet started), or None; its calls count as activity."""
     if not address:
         return None
-    from .varlink_server import VarlinkListener
 
     def on_call(delta: int) -> None:
         def count() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kiln.errors import InvalidArgument
+from kiln.oci import Reference
 from kiln.ops.timefmt import parse_time
 
 NONE_TAG = "<none>:<none>"
@@ -30,8 +32,6 @@ def docker_name(value: str) -> str:
     sends it; kiln's command line and the libpod routes put short names under
     ``localhost/`` instead, as podman does. Unparseable values are left for the use case
     to refuse."""
-    from kiln.errors import InvalidArgument
-    from kiln.oci import Reference
 
     try:
         ref = Reference.parse(value)

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from starlette.requests import ClientDisconnect, Request
 
 from kiln.errors import Cancelled, InvalidArgument
+from kiln.oci import strict_json
 
 log = logging.getLogger("kiln.api")
 
@@ -62,7 +63,6 @@ JSON_BODY_MAX = 1 << 20
 async def json_body(request: Request, what: str, limit: int = JSON_BODY_MAX) -> dict:
     """A small JSON object body (strict: no duplicate keys, no NaN), at most ``limit`` bytes;
     an empty body is ``{}``."""
-    from kiln.oci import strict_json
 
     data = bytearray()
     try:

@@ -13,6 +13,8 @@ from typing import Any
 
 from kiln.errors import NotFound
 from kiln.ops import images as image_ops
+from kiln.ops import registry
+from kiln.ops.containers import diff_container
 from kiln.ops.context import Context
 
 from .varlink_service import (
@@ -204,7 +206,6 @@ class ImageMethods:
                 raise image_not_found(
                     name, f"{name}: no image or working container of that name"
                 ) from None
-            from kiln.ops.containers import diff_container
 
             return [(c.kind, c.path) for c in diff_container(ctx, name)]
 
@@ -243,7 +244,6 @@ class ImageMethods:
     def SearchImages(
         self, query: str | None, limit: int | None, filter: dict[str, Any] | None
     ) -> dict[str, Any]:  # noqa: A002
-        from kiln.ops import registry
 
         filters = []
         f = filter or {}

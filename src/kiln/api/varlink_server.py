@@ -74,7 +74,7 @@ class VarlinkListener:
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._acceptor: threading.Thread | None = None
-        try:
+        try:  # the varlink package is optional: imported only when --varlink is used
             from .varlink_podman import make_service
         except ImportError as exc:
             raise Unavailable(
@@ -174,7 +174,7 @@ class VarlinkListener:
             return False
         if not isinstance(call.get("parameters") or {}, dict):
             return False
-        from .varlink_service import fill_left_out
+        from .varlink_service import fill_left_out  # needs the optional varlink package
 
         message = json.dumps(fill_left_out(self.service, call)).encode()
         self._on_call(1)

@@ -16,8 +16,18 @@ import threading
 from collections.abc import Iterator
 from typing import Any, cast
 
+from kiln.build.remote_context import open_remote_context
 from kiln.errors import InvalidArgument, NotFound
+from kiln.image import transports as tr
+from kiln.oci import Reference
+from kiln.oci.reference import local_name
+from kiln.ops import archives, containers, file_transfer, registry
+from kiln.ops import build as build_ops
+from kiln.ops import images as image_ops
+from kiln.ops import transports as tp
+from kiln.ops.archives import store_items
 from kiln.ops.context import Context
+from kiln.runtime.options import RunSettings, parse_memory
 from kiln.util.choices import Choice, Compression, ImageFormat, PullPolicy
 
 from .varlink_service import (
@@ -69,7 +79,6 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 def _build_fields(info: dict[str, Any]) -> dict[str, Any]:
     """BuildInfo (minus context and Dockerfiles) -> ``BuildOptions`` fields."""
-    from kiln.runtime.options import RunSettings, parse_memory
 
     if info.get("signBy"):
         raise error_occurred("signBy: kiln does not sign images; build without signBy")
@@ -128,7 +137,6 @@ def _build_fields(info: dict[str, Any]) -> dict[str, Any]:
 @contextlib.contextmanager
 def _context_root(ctx: Context, path: str) -> Iterator[str]:
     """The build context: a directory as it is, a tar (maybe compressed) extracted."""
-    from kiln.build.remote_context import open_remote_context
 
     if not path:
         raise error_occurred("BuildImage needs contextDir: a directory or a tar of the context")
@@ -163,7 +171,6 @@ class TransferMethods:
 
     @varlink_errors
     def BuildImage(self, build: dict[str, Any] | None, _more=False, _request=None):
-        from kiln.ops import build as build_ops
 
         info = dict(build or {})
         fields = _build_fields(info)
@@ -194,7 +201,6 @@ class TransferMethods:
         _more=False,
         _request=None,
     ):
-        from kiln.ops import file_transfer
 
         if signBy:
             raise error_occurred("signBy: kiln does not sign images; push without signBy")
@@ -210,7 +216,6 @@ class TransferMethods:
 
     @varlink_errors
     def PullImage(self, name: str | None, creds: dict[str, Any] | None, _more=False, _request=None):
-        from kiln.ops import file_transfer
 
         if not name:
             raise error_occurred("PullImage needs an image reference")
@@ -237,7 +242,6 @@ class TransferMethods:
         _more=False,
         _request=None,
     ):
-        from kiln.ops import containers
 
         fmt = _word(ImageFormat, manifestType, "manifestType")
 
@@ -261,7 +265,6 @@ class TransferMethods:
         changes: list[str] | None,
         delete: bool | None,
     ) -> dict[str, Any]:
-        from kiln.ops import archives
 
         if not source or source == "-":
             raise error_occurred("ImportImage needs source: a tarball path or an http(s) URL")
@@ -279,8 +282,6 @@ class TransferMethods:
     def ExportImage(
         self, name: str | None, destination: str | None, compress: bool | None, tags: Any
     ) -> dict[str, Any]:
-        from kiln.ops import file_transfer
-        from kiln.ops import transports as tp
 
         if not destination:
             raise error_occurred("ExportImage needs a destination (a path or TRANSPORT:PATH)")
@@ -303,7 +304,6 @@ class TransferMethods:
 
     @varlink_errors
     def ImageSave(self, options: dict[str, Any] | None, _more=False, _request=None):
-        from kiln.ops import archives
 
         opts = options or {}
         fmt = opts.get("format") or "docker-archive"
@@ -340,8 +340,6 @@ class TransferMethods:
         _more=False,
         _request=None,
     ):
-        from kiln.ops import archives
-        from kiln.ops import images as image_ops
 
         if not inputFile or inputFile == "-":
             raise error_occurred("LoadImage needs inputFile: the path of an archive")
@@ -359,8 +357,6 @@ class TransferMethods:
 
     @varlink_errors
     def ContainerRunlabel(self, runlabel: dict[str, Any] | None) -> dict[str, Any]:
-        from kiln.ops import images as image_ops
-        from kiln.ops import registry
 
         rl = runlabel or {}
         image, label = rl.get("image") or "", rl.get("label") or ""
@@ -385,10 +381,6 @@ class TransferMethods:
 
 
 def _docker_archive_with_names(ctx: Context, name: str, path: str, extra: list[str]) -> None:
-    from kiln.image import transports as tr
-    from kiln.oci import Reference
-    from kiln.oci.reference import local_name
-    from kiln.ops.archives import store_items
 
     [(img, names)] = store_items(ctx, [name])
     # the names as `tag` would store them, so loading the archive gives them back
