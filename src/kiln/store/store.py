@@ -9,6 +9,14 @@
 
 Many processes may open one store at once; one ``Store`` object may be shared
 by threads (each thread gets its own SQLite connection).
+
+``Store`` is a thin facade, as containerd composes its services: it opens the one
+``Database`` and composes small roles over it -- content (blobs: read, ingest, manage),
+images (with names, layers and lineage), indexes (manifest lists), the resolver, working
+containers, build cache, cache mounts, build records, leases, events and maintenance
+(GC, fsck) -- each given the roles it needs in its constructor. Its methods are the
+roles' own (``store.put_blob`` is ``store.content.put_blob``); new code may reach a role
+as an attribute. The open leases travel in a ``ContextVar`` (``kiln.store.leases``).
 """
 
 from __future__ import annotations
