@@ -360,6 +360,31 @@ def test_bad_arguments_are_clear(registry_plain, puller):
             ops.push(ctx, "x", "docker://localhost/x", format="v1")
 
 
+def test_a_gc_during_a_pull_keeps_every_blob_it_fetched(registry_plain, pusher, puller):
+    """The pull's blob pool runs each fetch in a copy of the caller's context, so every
+    blob joins the pull's lease as it is published: a GC right after each blob lands (no
+    grace period, the image not registered yet) sweeps none of them."""
+    from kiln.image.registry_source import pull_into_store, resolve_remote
+
+    ref = f"{registry_plain.host}/kiln/gc-during-pull:latest"
+    pusher("push", *flags(registry_plain), "busybox:latest", f"docker://{ref}")
+    store = puller.store()
+    store.blob_grace_seconds = 0
+    swept: list[int] = []
+
+    def progress(kind, desc, done, state):  # called on the pool thread that fetched it
+        if state == "done":
+            swept.append(store.gc().blobs_removed)
+
+    with _client(registry_plain) as client, store.lease() as lease:
+        remote = resolve_remote(client, Reference.parse(ref))
+        rec = pull_into_store(client, remote, store, [ref], lease=lease, progress=progress)
+    assert len(swept) >= 2, "the config and at least one layer were fetched"
+    assert swept == [0] * len(swept)
+    assert store.fsck() == [] and store.resolve_image(ref).id == rec.id
+    store.close()
+
+
 def test_pull_reusing_old_blobs_survives_gc_and_a_failed_pull_spares_them(
     registry_plain, pusher, puller, monkeypatch
 ):

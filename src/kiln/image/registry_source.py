@@ -459,7 +459,7 @@ class _Pull:
     def schema2(self, manifest: Manifest, names: Sequence[str]) -> ImageRecord:
         sizes: dict[Digest, int] = {}
         with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
-            config_f = pool.submit(_in_context(), self._config, manifest.config)
+            config_f = pool.submit(contextvars.copy_context().run, self._config, manifest.config)
             futures: dict[Digest, Future] = {}
             for desc in manifest.layers:
                 if desc.digest in futures:
@@ -469,7 +469,9 @@ class _Pull:
                 if self.store.lease_existing_blob(desc.digest, self.lease):
                     self._report("blob", desc, desc.size, "skipped")
                     continue
-                futures[desc.digest] = pool.submit(_in_context(), self._blob, desc, layer=True)
+                futures[desc.digest] = pool.submit(
+                    contextvars.copy_context().run, self._blob, desc, layer=True
+                )
             config = _first_error(config_f, futures.values())
             for digest, fut in futures.items():
                 sizes[digest] = fut.result().uncompressed_size
@@ -489,7 +491,7 @@ class _Pull:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
             futures = {
                 d: pool.submit(
-                    _in_context(),
+                    contextvars.copy_context().run,
                     self._blob,
                     Descriptor(mt.DOCKER_LAYER_GZIP, d, -1),
                     layer=True,
@@ -551,11 +553,6 @@ def pull_into_store(
     # context: every blob joins it as it is published
     with store.joined(lease):
         return _pull(job, remote, store, names)
-
-
-def _in_context() -> Callable[..., Any]:
-    """What a pool task runs in: a copy of the submitting context (its open leases)."""
-    return contextvars.copy_context().run
 
 
 def _pull(job: _Pull, remote: RemoteImage, store: Store, names: Sequence[str]) -> ImageRecord:
