@@ -117,8 +117,6 @@ def thread_context(config: Config, events: EventSink | None = None) -> Context:
     first use and kept for the thread's next calls (a server's worker threads answer many
     short requests, and opening a store costs more than an inspect); reopened when the
     root changes. The context's ``close`` leaves the store open; it goes with the thread."""
-    from kiln.store import Store
-
     held = getattr(_thread_store, "held", None)
     if held is None or held[0] != config.root:
         if held is not None:

@@ -38,7 +38,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any, BinaryIO, NamedTuple
 
-from kiln.archive.applier import apply_layer
 from kiln.errors import (
     AlreadyExists,
     Conflict,
