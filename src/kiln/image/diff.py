@@ -7,6 +7,7 @@ from typing import Any
 from kiln.archive.changes import Change, changes_from_overlay_upper, diff_trees
 from kiln.image.store_image import StoreImage, open_store_image
 from kiln.image.unpack import unpack_image
+from kiln.snapshot.mount import mounted
 from kiln.store import Store
 
 
@@ -19,8 +20,6 @@ def _against_parent(snaps: Any, top: str | None) -> list[Change]:
 
 def _against_image(store: Store, snaps: Any, a: StoreImage, b: StoreImage) -> list[Change]:
     import secrets
-
-    from kiln.snapshot.mount import mounted
 
     top_a = unpack_image(store, snaps, a)
     top_b = unpack_image(store, snaps, b)

@@ -11,7 +11,7 @@ import io
 from functools import cached_property
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from kiln.errors import DigestMismatch, InvalidArgument
+from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.oci import media_types as mt
 from kiln.oci.blobs import BlobSource
 from kiln.oci.config import ImageConfig
@@ -179,7 +179,5 @@ class _BytesSource:
         if digest in self._blobs:
             return io.BytesIO(self._blobs[digest])
         if self._fallback is None:
-            from kiln.errors import NotFound
-
             raise NotFound(f"blob {digest} not found")
         return self._fallback.open_blob(digest)

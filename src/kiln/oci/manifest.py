@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kiln.errors import InvalidArgument
+from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import media_types as mt
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
@@ -147,8 +147,6 @@ class Index:
 
     def select(self, want: Platform) -> Descriptor:
         """The first child for ``want``; NotFound-style InvalidArgument if none."""
-        from kiln.errors import NotFound
-
         candidates = [
             m for m in self.manifests if m.platform is not None and want.matches(m.platform)
         ]

@@ -31,6 +31,7 @@ from kiln.errors import InvalidArgument
 from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
+from kiln.oci.schema1 import payload as schema1_payload
 from kiln.oci.strict_json import loads_object
 
 #: Docker's gzipped empty tar (1024 zero bytes), the blob of every ``throwaway`` entry.
@@ -199,8 +200,6 @@ def verify(signed: bytes) -> None:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-    from kiln.oci.schema1 import payload as schema1_payload
 
     body = schema1_payload(signed)
     sigs = loads_object(signed, what="schema 1 manifest").get("signatures") or []

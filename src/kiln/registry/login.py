@@ -9,6 +9,7 @@ from __future__ import annotations
 from kiln.errors import InvalidArgument
 from kiln.oci.reference import DEFAULT_DOMAIN
 from kiln.registry import credentials
+from kiln.registry.client import RegistryClient, RegistryOptions
 from kiln.registry.credentials import Credential
 
 
@@ -53,8 +54,6 @@ def verify_login(
 ) -> str:
     """Check the credentials with ``GET /v2/`` and keep them nowhere (the API's ``/auth``:
     the client records them); returns the host contacted. Unauthorized if refused."""
-    from kiln.registry.client import RegistryClient, RegistryOptions
-
     if not username:
         raise InvalidArgument("login needs a username")
     host, _key = _registry_key(registry)

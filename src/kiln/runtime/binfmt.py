@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from kiln.errors import Unavailable
+from kiln.runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount
 
 BINFMT_DIR = "/proc/sys/fs/binfmt_misc"
 # where systemd-binfmt (and Debian's qemu-user-static) keep handler descriptions, by priority
@@ -129,8 +130,6 @@ def handler_line(arch: str, conf_dirs: tuple[str, ...] = BINFMT_CONF_DIRS) -> st
 
 
 def _mount_binfmt(directory: str) -> None:
-    from kiln.runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount
-
     try:
         mount("binfmt_misc", directory, "binfmt_misc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError as exc:
