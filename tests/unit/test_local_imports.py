@@ -15,6 +15,7 @@ only shrink (then lower it here), never grow, and no new file may join.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "kiln"
@@ -103,6 +104,7 @@ def local_imports(path: Path) -> list[int]:
     return sorted(found)
 
 
+@functools.cache
 def _counts() -> dict[str, list[int]]:
     counts: dict[str, list[int]] = {}
     for path in sorted(SRC.rglob("*.py")):
