@@ -121,7 +121,10 @@ def test_rmi_force_of_a_missing_image_exits_0_as_podman(tmp_path):
     res = CliRunner().invoke(cli, ["--root", root, "rmi", "-f", "nothere"])
     assert (res.exit_code, res.stdout, res.stderr) == (0, "", "")
     res = CliRunner().invoke(cli, ["--root", root, "rmi", "-f", "nothere", "a:1"])
-    assert res.exit_code == 0 and res.stderr == ""
+    # rmi's GC first sweeps what killed kiln processes left, and says so: on a machine
+    # where other tests kill kiln, that line may come; nothing else may
+    said = [line for line in res.stderr.splitlines() if "a killed kiln left" not in line]
+    assert res.exit_code == 0 and said == []
     assert res.stdout.splitlines() == ["Untagged: docker.io/library/a:1", f"Deleted: {img.id[7:]}"]
     res = CliRunner().invoke(cli, ["--root", root, "rmi", "nothere"])
     assert (res.exit_code, res.stderr) == (1, "Error: nothere: image not known\n")

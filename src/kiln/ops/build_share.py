@@ -42,6 +42,7 @@ Warn = Callable[[str], None]
 def _registry(opts: BuildOptions, insecure: bool = False) -> RegistryOptions:
     """The build's registry options; ``insecure`` (a cache or output's
     ``registry.insecure=true``) turns TLS verification off."""
+    # start-up: only a build that shares its cache or result loads registry code
     from kiln.registry.options import RegistryOptions
 
     options = opts.registry or RegistryOptions()
@@ -50,6 +51,7 @@ def _registry(opts: BuildOptions, insecure: bool = False) -> RegistryOptions:
 
 @contextlib.contextmanager
 def _client(ctx: Context, opts: BuildOptions, insecure: bool) -> Iterator[Any]:
+    # start-up: only a build that shares its cache or result loads registry code
     from kiln.ops.registry import registry_options
     from kiln.registry import RegistryClient
 
@@ -112,10 +114,12 @@ def caches_imported(ctx: Context, opts: BuildOptions, progress: Any) -> Iterator
 def _open(
     ctx: Context, opts: BuildOptions, spec: CacheSpec, progress: Any, stack: contextlib.ExitStack
 ) -> ImportedCache | None:
+    # start-up: only a build that shares its cache or result loads registry code
     from kiln.image.build_cache import open_cache, read_layout_manifest
 
     try:
         if spec.type == "local":
+            # start-up: only a build that shares its cache or result loads registry code
             from kiln.store.oci_layout import OCILayout
 
             layout = OCILayout(spec.path)
@@ -133,6 +137,7 @@ def _open(
 def _open_registry(
     ctx: Context, opts: BuildOptions, spec: CacheSpec, stack: contextlib.ExitStack
 ) -> ImportedCache:
+    # start-up: only a build that shares its cache or result loads registry code
     from kiln.image.build_cache import open_cache
     from kiln.image.registry_source import RegistryBlobs
 
@@ -204,6 +209,7 @@ def _export_guarded(spec: CacheSpec, warn: Warn, work: Callable[[], Any]) -> Any
 
 
 def _push(ctx, opts, image_id, name, insecure, annotations) -> None:
+    # start-up: only a build that shares its cache or result loads registry code
     from kiln.ops.registry import MONOLITHIC_MAX, push
 
     ctx.ev.step(f"Pushing {name}", type="note")
@@ -241,6 +247,7 @@ def _check_compression(spec: CacheSpec, entries: list[tuple[str, Any]], warn: Wa
 
 
 def _export(ctx: Context, opts: BuildOptions, executor: Any, spec: CacheSpec) -> None:
+    # start-up: only a build that shares its cache or result loads registry code
     from kiln.image.build_cache import export_cache
 
     entries = _entries(ctx, executor, spec.mode)
@@ -251,10 +258,12 @@ def _export(ctx: Context, opts: BuildOptions, executor: Any, spec: CacheSpec) ->
                          "--squash?): the exported cache is empty")  # fmt: skip
     progress.note(f"Exporting cache to {spec.where}: {len(entries)} steps (mode={spec.mode})")
     if spec.type == "local":
+        # start-up: only a build that shares its cache or result loads registry code
         from kiln.store.oci_layout import OCILayout
 
         export_cache(OCILayout(spec.path, create=True), entries, names=[spec.tag])
         return
+    # start-up: only a build that shares its cache or result loads registry code
     from kiln.image.registry_sink import RegistrySink
 
     ref = Reference.parse(spec.ref)
@@ -265,6 +274,7 @@ def _export(ctx: Context, opts: BuildOptions, executor: Any, spec: CacheSpec) ->
 def _inline_blobs(ctx, opts, executor, name: str, insecure: bool) -> dict[str, str]:
     """Put the final stage's cache (configs, layers, mapping) into ``name``'s repository;
     returns the annotation that points the pushed image at it."""
+    # start-up: only a build that shares its cache or result loads registry code
     from kiln.image.build_cache import INLINE_ANNOTATION, put_cache_blobs
     from kiln.image.registry_sink import RegistrySink
 

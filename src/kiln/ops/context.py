@@ -19,6 +19,7 @@ from kiln.ops.config import Config
 from kiln.ops.events import Emitter, EventSink, NullSink
 from kiln.store import Store
 from kiln.util.atomic import run_together
+from kiln.util.scratch import make_scratch_dir
 
 if TYPE_CHECKING:
     from kiln.snapshot import Snapshotter
@@ -69,8 +70,6 @@ class Context:
         under the configured scratch space and removed by ``close``; one a killed kiln
         left is removed by the next ``sweep_leftovers``."""
         if self._scratch is None:
-            from kiln.util.scratch import make_scratch_dir  # only commands that need one
-
             self._scratch = make_scratch_dir(self.config.scratch_dir())
         return self._scratch
 

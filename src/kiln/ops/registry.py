@@ -28,11 +28,17 @@ from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.image import copy_image, open_store_image
+from kiln.image.registry_sink import RegistrySink
+from kiln.image.registry_source import pull_into_store, resolve_remote
 from kiln.image.schema1_sink import Schema1Sink, check_schema1_layers
 from kiln.oci import ImageConfig, Index, Manifest, Platform, Reference
 from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
+from kiln.registry import RegistryClient, RegistryOptions
+from kiln.registry import login as registry_login
+from kiln.registry import logout as registry_logout
+from kiln.registry import verify_login as registry_verify
 from kiln.store.trust_key import schema1_signing_key
 from kiln.util.choices import PULL_POLICIES, PullPolicy
 from kiln.util.output import check_output, write_output
@@ -104,8 +110,6 @@ def registry_options(
     ctx: Context | None = None, options: RegistryOptions | None = None, **kw: Any
 ) -> RegistryOptions:
     """RegistryOptions from ``options``, the context's config and keyword overrides."""
-    from kiln.registry import RegistryOptions
-
     unknown = sorted(k for k, v in kw.items() if k not in _OPTION_KEYS and v is not None)
     if unknown:
         raise InvalidArgument(f"unknown registry option(s): {', '.join(unknown)}")
@@ -122,8 +126,6 @@ def registry_options(
 
 @contextlib.contextmanager
 def _client(ctx: Context | None, options: RegistryOptions | None, kw: dict) -> Iterator[Any]:
-    from kiln.registry import RegistryClient
-
     with RegistryClient(registry_options(ctx, options, **kw)) as client:
         yield client
 
@@ -278,8 +280,6 @@ def _pull_first(ctx: Context, client, cands: list, plat, workers: int) -> PullRe
 
 
 def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
-    from kiln.image.registry_source import pull_into_store, resolve_remote
-
     ev = ctx.ev
     ev.step(f"Trying to pull {cand}...")
     try:
@@ -428,8 +428,6 @@ def push(
     Without either, the stored manifest goes up byte for byte (same digest).
     ``annotations`` are added to the pushed (OCI) manifest (a build's inline cache).
     """
-    from kiln.image.registry_sink import RegistrySink
-
     if digestfile:
         check_output(digestfile)  # refuse a bad --digestfile before pushing
     fmt = {"v2s2": "docker", "docker": "docker", "oci": "oci", "v2s1": "v2s1", None: None}.get(
@@ -524,8 +522,6 @@ def login(
     registries_conf: str | None = None,
 ) -> str:
     """Check the credentials against ``registry`` and store them; returns the auth file."""
-    from kiln.registry import login as registry_login
-
     opts = registry_options(
         ctx,
         authfile=authfile,
@@ -555,8 +551,6 @@ def verify_login(
     registries_conf: str | None = None,
 ) -> str:
     """Check the credentials against ``registry`` and keep them nowhere; returns the host."""
-    from kiln.registry import verify_login as registry_verify
-
     opts = registry_options(
         ctx, tls_verify=tls_verify, cert_dir=cert_dir, registries_conf=registries_conf
     )
@@ -574,8 +568,6 @@ def logout(
     ctx: Context | None, registry: str | None, *, authfile: str | None = None, all: bool = False
 ) -> list[str]:
     """Forget the credentials for ``registry`` (or all); NotFound when not logged in."""
-    from kiln.registry import logout as registry_logout
-
     opts = registry_options(ctx, authfile=authfile)
     return registry_logout(registry, authfile=opts.authfile, all=all)
 

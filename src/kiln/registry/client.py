@@ -21,6 +21,7 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import sniff_media_type
 from kiln.oci.reference import Reference, is_short_name
+from kiln.oci.schema1 import payload_digest
 from kiln.registry import credentials, registries_conf
 from kiln.registry.auth import RegistryAuth, TokenCache
 from kiln.registry.blob_reader import BlobReader
@@ -49,8 +50,6 @@ class SearchResult:
 
 def _manifest_digest(raw: bytes, media_type: str, algorithm: str = "sha256") -> Digest:
     if media_type == mt.DOCKER_SCHEMA1_SIGNED:
-        from kiln.oci.schema1 import payload_digest
-
         return payload_digest(raw, algorithm)
     return Digest(algorithm, Digest.of_bytes(raw, algorithm).hex)
 
