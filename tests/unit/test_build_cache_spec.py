@@ -33,6 +33,14 @@ def test_cache_defaults_and_bare_references():
     assert parse_cache_to('type=local,"dest=a,b"').path == "a,b"
 
 
+def test_cache_to_compression_takes_buildkits_spelling_and_reads_canonical():
+    # BuildKit spells "no compression" uncompressed; kiln's --compression says none
+    assert parse_cache_to("type=inline,compression=uncompressed").compression == "none"
+    assert parse_cache_to("type=inline,compression=none").compression == "none"
+    assert parse_cache_to("type=inline,compression=ZSTD").compression == "zstd"
+    assert parse_cache_to("type=inline").compression == ""
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -41,7 +49,10 @@ def test_cache_defaults_and_bare_references():
         ("type=local", "needs dest=DIR"),
         ("type=registry,ref=r/c,mode=all", "mode must be min or max"),
         ("type=registry,ref=r/c,colour=red", "unknown option(s) colour"),
-        ("type=registry,ref=r/c,compression=brotli", "compression must be one of"),
+        (
+            "type=registry,ref=r/c,compression=brotli",
+            "compression 'brotli' is invalid: use one of gzip, zstd, none",
+        ),
         ("type=inline,mode=max", "supports only mode=min"),
         ("type=registry,ref=r/c,ignore-error=perhaps", "must be true or false"),
         ("type=registry,ref", "is not KEY=VALUE"),

@@ -23,12 +23,12 @@ import csv
 from dataclasses import dataclass
 
 from kiln.errors import InvalidArgument
+from kiln.util.choices import Compression
 
 __all__ = ["CacheSpec", "parse_cache_from", "parse_cache_to"]
 
 TYPES = ("registry", "local", "inline")
 MODES = ("min", "max")
-COMPRESSIONS = ("gzip", "zstd", "uncompressed")
 _COMMON = {"type", "ref", "registry.insecure", "tag"}
 _TO_KEYS = _COMMON | {
     "dest", "mode", "compression", "compression-level", "force-compression",
@@ -46,7 +46,7 @@ class CacheSpec:
     path: str = ""  # local: the OCI layout directory (dest= or src=)
     tag: str = "latest"  # local: the manifest's name in the layout
     mode: str = "min"
-    compression: str = ""
+    compression: str = ""  # "" (as stored) or a canonical Compression word
     ignore_error: bool = False
     insecure: bool = False
     text: str = ""  # the value as given, for messages
@@ -118,11 +118,9 @@ def parse_cache_to(value: str) -> CacheSpec:
         raise InvalidArgument(f"{flag} {value!r}: mode must be min or max")
     if kind == "inline" and mode == "max":
         raise InvalidArgument(f"{flag} {value!r}: type=inline supports only mode=min")
-    compression = fields.get("compression", "").lower()
-    if compression and compression not in COMPRESSIONS:
-        raise InvalidArgument(
-            f"{flag} {value!r}: compression must be one of {', '.join(COMPRESSIONS)}"
-        )
+    # BuildKit's ``uncompressed`` is ``none`` (``kiln.util.choices``: one check, one wording)
+    text = fields.get("compression", "")
+    compression = Compression.parse(text, f"{flag} {value!r}: compression") if text else ""
     return CacheSpec(
         type=kind, ref=fields.get("ref", ""), path=fields.get("dest", ""),
         tag=fields.get("tag") or "latest", mode=mode, compression=compression,

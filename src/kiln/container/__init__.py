@@ -35,7 +35,9 @@ with ``kiln_container_version``). The Dockerfile engine and the CLI both drive i
 COPY/ADD follow Docker's rules exactly (``kiln.container.copy_add``).
 """
 
-from .builder import PULL_POLICIES, Builder, find_record
+from kiln.util.choices import PULL_POLICIES
+
+from .builder import Builder, find_record
 from .config_edit import (
     ConfigEditor,
     expand_env,

@@ -31,7 +31,7 @@ from kiln.oci.platform import normalize_arch
 from kiln.runtime import RunOptions, RunSettings, resolve_user
 from kiln.runtime import run as run_process
 from kiln.store import ContainerRecord, ImageRecord, Store
-from kiln.util.choices import PULL_POLICIES
+from kiln.util.choices import ImageFormat, PullPolicy
 from kiln.util.timefmt import rfc3339
 
 from . import copied_up
@@ -95,14 +95,10 @@ class Builder:
         ``owner``: the process (``kiln.util.process_owner``) a build's container dies with.
         ``run``: the ``RunSettings`` its ``run`` uses by default (``kiln from``'s flags)."""
         store, snaps = _backends(ctx_or_store, snapshots)
-        if pull_policy not in PULL_POLICIES:
-            raise InvalidArgument(
-                f"--pull {pull_policy!r} is invalid: use one of {', '.join(PULL_POLICIES)}"
-            )
+        pull_policy = PullPolicy.parse(pull_policy)
         if name is not None:
             check_name(name)
-        if image_format not in ("oci", "docker"):
-            raise InvalidArgument(f"--format {image_format!r} is invalid: use oci or docker")
+        image_format = ImageFormat.parse(image_format)
         if image in (None, "", SCRATCH):
             base, config, top = None, _scratch_config(), None
             image_name = SCRATCH

@@ -40,13 +40,14 @@ from kiln.oci import Descriptor, Digest, History, ImageConfig
 from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
 from kiln.store import ImageRecord, Store
+from kiln.util import choices
 from kiln.util.atomic import WritebackEvery, fsync_tree
 from kiln.util.timefmt import rfc3339
 
 from .config_edit import ConfigEditor
 
 DEFAULT_CREATED_BY = "/bin/sh"
-COMPRESSIONS = ("gzip", "zstd", "none")
+COMPRESSIONS = choices.COMPRESSIONS
 #: the most layers a committed image may have: the most some storage drivers stack (the
 #: overlay mount data of older kernels and tools is one page); Docker's layer store takes
 #: 125 image layers (127 less the two of a container), buildah makes more
@@ -75,12 +76,10 @@ class CommitOptions:
     force_layer: bool = False
 
     def __post_init__(self) -> None:
-        if self.image_format not in ("oci", "docker"):
-            raise InvalidArgument(f"--format {self.image_format!r} is invalid: use oci or docker")
-        if self.compression not in COMPRESSIONS:
-            raise InvalidArgument(
-                f"--compression {self.compression!r} is invalid: use gzip, zstd or none"
-            )
+        # the one check and wording of ``kiln.util.choices``; the spelling is normalised
+        # (``v2s2``, ``uncompressed``, any case) so the commit reads only canonical words
+        object.__setattr__(self, "image_format", choices.ImageFormat.parse(self.image_format))
+        object.__setattr__(self, "compression", choices.Compression.parse(self.compression))
         if self.image_format == "docker" and self.compression == "zstd":
             raise InvalidArgument(
                 "zstd layers need --format oci (Docker images carry gzip or none)"

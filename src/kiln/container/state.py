@@ -12,10 +12,11 @@ from typing import Any
 from kiln.errors import InvalidArgument
 from kiln.oci import History, ImageConfig
 from kiln.oci.strict_json import canonical
+from kiln.util.choices import IMAGE_FORMATS
 
 STATE_MARKER = "kiln_container_version"
 STATE_VERSION = 1
-FORMATS = ("oci", "docker")
+FORMATS = IMAGE_FORMATS
 
 
 @dataclass

@@ -35,8 +35,9 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.store import ImageRecord, Store
+from kiln.util import choices
 
-COMPRESSIONS = ("gzip", "zstd", "none")
+COMPRESSIONS = choices.COMPRESSIONS
 
 
 class ImageDestination(Protocol):
@@ -175,12 +176,10 @@ def copy_image(
     """
     if isinstance(dst, Store):
         dst = StoreDestination(dst)
-    fmt = image_format or ("docker" if src.manifest.is_docker else "oci")
-    if fmt not in ("oci", "docker"):
-        raise InvalidArgument(f'image format must be "oci" or "docker", not "{fmt}"')
+    fmt = choices.ImageFormat.parse(image_format or ("docker" if src.manifest.is_docker else "oci"))
     compression = getattr(dst, "required_compression", None) or compression
-    if compression is not None and compression not in COMPRESSIONS:
-        raise InvalidArgument(f"compression must be one of {', '.join(COMPRESSIONS)}")
+    if compression is not None:
+        compression = choices.Compression.parse(compression)
     config = src.config
     if len(config.diff_ids) != len(src.layers):
         raise InvalidArgument(

@@ -21,6 +21,7 @@ from kiln.image.store_image import NewLayer, write_image
 from kiln.oci.config import DEFAULT_PATH, History, ImageConfig, RuntimeConfig
 from kiln.oci.platform import Platform
 from kiln.store import ImageRecord, Store
+from kiln.util.choices import Compression
 from kiln.util.timefmt import rfc3339
 
 
@@ -53,8 +54,7 @@ def import_tarball(
     lease: Any = None,
 ) -> ImageRecord:
     """Store ``stream`` (a tarball) as a one-layer image; returns its record, named ``names``."""
-    if compression not in ("gzip", "zstd", "none"):
-        raise InvalidArgument(f'compression must be gzip, zstd or none, not "{compression}"')
+    compression = Compression.parse(compression)
     platform = platform or Platform.host()
     created = rfc3339(time.time() if timestamp is None else timestamp)
     runtime = apply_changes(RuntimeConfig(env=(f"PATH={DEFAULT_PATH}",)), list(changes))

@@ -21,8 +21,9 @@ from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
+from kiln.util.choices import IMAGE_FORMATS, ImageFormat
 
-FORMATS = ("oci", "docker")
+FORMATS = IMAGE_FORMATS
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,9 @@ class Mutated:
         return self.manifest.config
 
 
-def check_format(image_format: str) -> str:
-    if image_format not in FORMATS:
-        raise InvalidArgument(f'image format must be "oci" or "docker", not "{image_format}"')
-    return image_format
+def check_format(image_format: str) -> ImageFormat:
+    """``image_format`` as the canonical word (``kiln.util.choices``: one check, one wording)."""
+    return ImageFormat.parse(image_format)
 
 
 def append_layers(
@@ -66,7 +66,7 @@ def append_layers(
     """``base``'s layers + ``layers`` under ``config`` (its diff_ids and history are
     recomputed), in ``image_format``. ``check_history``: with any history at all, the
     count of non-empty entries must equal the layer count (InvalidArgument)."""
-    check_format(image_format)
+    image_format = check_format(image_format)
     descs: list[Descriptor] = []
     diff_ids: list[str] = []
     if base is not None:

@@ -228,7 +228,7 @@ def write_image(
     count of non-empty history entries must equal the layer count. Names are
     added by the caller (the lease keeps the unnamed image alive until then).
     """
-    check_format(image_format)
+    image_format = check_format(image_format)
     added: list[Addendum] = []
     sizes: dict[Digest, int] = {}
     for layer in layers:

@@ -238,7 +238,7 @@ def _entries(ctx: Context, executor: Any, mode: str) -> list[tuple[str, Any]]:
 def _check_compression(spec: CacheSpec, entries: list[tuple[str, Any]], warn: Warn) -> None:
     if not spec.compression:
         return
-    want = "none" if spec.compression == "uncompressed" else spec.compression
+    want = spec.compression  # canonical: BuildKit's "uncompressed" was parsed as "none"
     stored = {mt.layer_compression(d.media_type) for _, img in entries for d in img.layers}
     if stored - {want}:
         warn(f"--cache-to {spec.text}: layers are exported as they are stored "

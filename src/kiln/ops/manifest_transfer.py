@@ -25,27 +25,31 @@ from kiln.oci import media_types as mt
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES as MAX_LIST_BYTES
 from kiln.oci.strict_json import canonical, loads_object
 from kiln.ops import transports as tp
-from kiln.ops.registry import MONOLITHIC_MAX, _candidates, _client, _PullEvents, _PushEvents, pull
+from kiln.ops.registry import (
+    MONOLITHIC_MAX,
+    _candidates,
+    _client,
+    _PullEvents,
+    _PushEvents,
+    pull,
+    push_compression,
+)
 from kiln.ops.transfer import copy_into_store, normalize_names
 from kiln.store import IndexRecord
 from kiln.store.indexes import check_index
 from kiln.store.oci_layout import REF_NAME, OCIArchive, OCILayout
+from kiln.util.choices import ImageFormat
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
-
-#: ``--format`` values of a list: podman's names, plus the media types' own words
-LIST_FORMATS = {"oci": "oci", "v2s2": "docker", "docker": "docker"}
 
 
 def list_media_type(format: str | None, default: str = "") -> str:
     """The media type of a list written in ``format`` (None: ``default``, else OCI)."""
     if format is None:
         return default or mt.OCI_INDEX
-    kind = LIST_FORMATS.get(format.lower())
-    if kind is None:
-        raise InvalidArgument(f'unknown manifest list format "{format}": use oci or v2s2')
-    return mt.OCI_INDEX if kind == "oci" else mt.DOCKER_MANIFEST_LIST
+    kind = ImageFormat.parse(format)  # podman's v2s2 is docker
+    return mt.OCI_INDEX if kind is ImageFormat.OCI else mt.DOCKER_MANIFEST_LIST
 
 
 @dataclass
@@ -316,8 +320,8 @@ def _push_children(
 ) -> tuple[bytes, str, list[str]]:
     """Push each child (if ``all``) with ``push_child``; returns the list document to
     write (the stored bytes when nothing changed), its media type and the child digests."""
-    if compression not in (None, "gzip", "zstd"):
-        raise InvalidArgument(f'unknown compression "{compression}": use gzip or zstd')
+    if compression is not None:
+        compression = push_compression(compression)
     stored = ctx.store.index_bytes(rec)
     doc = loads_object(stored, what="manifest list")
     entries = [dict(m) for m in doc.get("manifests") or []]

@@ -32,7 +32,6 @@ from kiln.oci.strict_json import canonical, loads_object
 from kiln.ops import transports as tp
 from kiln.ops.manifest_sources import image_entries
 from kiln.ops.manifest_transfer import (
-    LIST_FORMATS,
     ListPushResult,
     list_media_type,
     push_to_layout,
@@ -472,7 +471,6 @@ def _overridden(entry: dict, overrides: Mapping[str, Any]) -> dict:
 
 
 __all__ = [
-    "LIST_FORMATS",
     "ListPushResult",
     "add",
     "annotate",

@@ -40,7 +40,7 @@ from kiln.registry import login as registry_login
 from kiln.registry import logout as registry_logout
 from kiln.registry import verify_login as registry_verify
 from kiln.store.trust_key import schema1_signing_key
-from kiln.util.choices import PULL_POLICIES, PullPolicy
+from kiln.util.choices import PULL_POLICIES, Compression, ImageFormat, PullPolicy
 from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:
@@ -405,6 +405,33 @@ class _PushEvents:
             self.ev.step(f"Copying {what} {digest} done", id=digest, state=state)
 
 
+def push_format(format: str | None) -> str | None:
+    """A push's ``--format``: an ``ImageFormat`` (``v2s2`` is docker), or ``v2s1`` (signed
+    Docker schema 1, which only a push writes); None: as stored."""
+    if format is None:
+        return None
+    if format.strip().lower() == "v2s1":
+        return "v2s1"
+    try:
+        return ImageFormat.parse(format)
+    except InvalidArgument:
+        raise InvalidArgument(
+            f'unknown manifest format "{format}": use oci, v2s2 or v2s1'
+        ) from None
+
+
+def push_compression(compression: str) -> Compression:
+    """A push's ``--compression-format``: registries get compressed layers, so ``none`` is
+    refused (the words and their check are ``Compression``'s)."""
+    comp = Compression.parse(compression, "--compression-format")
+    if comp is Compression.NONE:
+        raise InvalidArgument(
+            f"--compression-format {compression!r} is invalid: registries get compressed "
+            "layers, use gzip or zstd"
+        )
+    return comp
+
+
 def push(
     ctx: Context,
     image: str,
@@ -430,13 +457,9 @@ def push(
     """
     if digestfile:
         check_output(digestfile)  # refuse a bad --digestfile before pushing
-    fmt = {"v2s2": "docker", "docker": "docker", "oci": "oci", "v2s1": "v2s1", None: None}.get(
-        format, "?"
-    )
-    if fmt == "?":
-        raise InvalidArgument(f'unknown manifest format "{format}": use oci, v2s2 or v2s1')
-    if compression not in (None, "gzip", "zstd"):
-        raise InvalidArgument(f'unknown compression "{compression}": use gzip or zstd')
+    fmt = push_format(format)
+    if compression is not None:
+        compression = push_compression(compression)
     if fmt == "v2s1" and compression == "zstd":
         raise InvalidArgument(
             "Docker schema 1 manifests carry gzip layers only: push v2s1 without zstd "
@@ -635,6 +658,8 @@ __all__ = [
     "logout",
     "pull",
     "push",
+    "push_compression",
+    "push_format",
     "registry_options",
     "search",
 ]

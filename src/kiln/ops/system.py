@@ -16,6 +16,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import KilnError, Unavailable
+from kiln.util.choices import Isolation
 from kiln.util.rootless import is_rootless
 
 if TYPE_CHECKING:
@@ -108,7 +109,9 @@ def _host() -> dict[str, Any]:
         "cpus": os.cpu_count() or 1,
         "rootless": is_rootless(),
         "ociRuntime": _runtime("runc"),
-        "isolation": (os.environ.get("BUILDAH_ISOLATION") or "oci").lower(),
+        "isolation": Isolation.parse(
+            os.environ.get("BUILDAH_ISOLATION") or "oci", "$BUILDAH_ISOLATION"
+        ).value,
         "binfmtMisc": binfmt_mounted(),
         "emulators": emulators,
     }
