@@ -56,5 +56,5 @@ def test_a_layer_without_a_history_entry_is_refused(busybox_image):
 
 
 def test_an_unknown_format_is_refused(busybox_image):
-    with pytest.raises(InvalidArgument, match='"oci" or "docker"'):
+    with pytest.raises(InvalidArgument, match="--format 'v2s1' is invalid: use one of oci, docker"):
         append_layers(None, [], busybox_image.config, "v2s1")
