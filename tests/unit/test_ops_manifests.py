@@ -54,7 +54,9 @@ def test_create_from_images_takes_platforms_from_their_configs(ctx, two):
 def test_create_v2s2_makes_a_docker_manifest_list(ctx, two):
     manifests.create(ctx, "l", format="v2s2")
     assert manifests.inspect(ctx, "l")["mediaType"] == mt.DOCKER_MANIFEST_LIST
-    with pytest.raises(InvalidArgument, match="--format .bogus. is invalid: use one of oci, docker"):
+    with pytest.raises(
+        InvalidArgument, match="--format .bogus. is invalid: use one of oci, docker"
+    ):
         manifests.create(ctx, "m", format="bogus")
 
 
