@@ -256,12 +256,23 @@ def test_undo_keeps_a_blob_another_lease_reused(store: Store) -> None:
         only_a = store.put_bytes(b"added by A only")
         with store.lease() as b:
             assert store.lease_existing_blob(x, b)
-            removed = store.delete_blobs_if_unreferenced([x, only_a], except_lease=a)
+            removed = store.delete_blobs_if_unreferenced([x, only_a], except_leases=[a])
             assert removed == [only_a]
             assert store.has_blob(x) and not store.has_blob(only_a)
         # B is done (and registered nothing): now X is A's alone
-        assert store.delete_blobs_if_unreferenced([x, only_a], except_lease=a) == [x]
+        assert store.delete_blobs_if_unreferenced([x, only_a], except_leases=[a]) == [x]
         assert not store.has_blob(x)
+
+
+def test_undo_of_a_pull_inside_a_build_is_not_kept_by_the_builds_lease(store: Store) -> None:
+    """A build's FROM pulls under the build's lease; the pull fails and undoes: the
+    blobs it fetched joined both leases, and both are the failing operation's own."""
+    with store.lease() as build, store.lease() as pull:
+        x = store.put_bytes(b"fetched by a pull inside a build")
+        assert store.delete_blobs_if_unreferenced([x], except_leases=[pull]) == []
+        assert [lease.id for lease in store.leases.open()] == [build.id, pull.id]
+        assert store.delete_blobs_if_unreferenced([x], except_leases=store.leases.open()) == [x]
+    assert not store.has_blob(x)
 
 
 def test_undo_keeps_a_blob_an_image_references(store: Store) -> None:
@@ -269,7 +280,7 @@ def test_undo_keeps_a_blob_an_image_references(store: Store) -> None:
     with store.lease() as a:
         image_id, blobs = stored_image(store, "shared")  # all written under A
         junk = store.put_bytes(b"A's own junk")
-        removed = store.delete_blobs_if_unreferenced([*blobs, junk], except_lease=a)
+        removed = store.delete_blobs_if_unreferenced([*blobs, junk], except_leases=[a])
         assert removed == [junk]
     assert all(store.has_blob(d) for d in blobs)
     assert store.fsck() == []

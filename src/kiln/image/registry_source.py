@@ -246,7 +246,7 @@ def fetch_blob(
         else:  # an uncompressed layer: the blob is the tar
             diff_id, usize = "", size
     except BaseException:
-        store.delete_blobs_if_unreferenced([digest], except_lease=store.current_lease())
+        store.delete_blobs_if_unreferenced([digest], except_leases=store.leases.open())
         raise
     return Fetched(
         desc.replace(size=size), diff_id, usize, bytes(kept) if kept is not None else None
@@ -408,7 +408,9 @@ class _Pull:
     def forget_new(self) -> None:
         """Remove the blobs this pull added, except any that another image or lease
         (a concurrent pull that found them present) has come to rely on."""
-        self.store.delete_blobs_if_unreferenced(self.new, except_lease=self.lease)
+        self.store.delete_blobs_if_unreferenced(
+            self.new, except_leases=[self.lease, *self.store.leases.open()]
+        )
 
     def _bytes(self, kind: str, desc: Descriptor, n: int) -> None:
         if self._failed.is_set():

@@ -192,7 +192,9 @@ class StoreCopyDestination(StoreDestination):
     def forget_new(self) -> None:
         # keeps any that an image or another lease (a concurrent load or pull that
         # found them present) has come to rely on
-        self.store.delete_blobs_if_unreferenced(self.new, except_lease=self.lease)
+        self.store.delete_blobs_if_unreferenced(
+            self.new, except_leases=[self.lease, *self.store.leases.open()]
+        )
 
 
 __all__ = [

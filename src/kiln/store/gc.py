@@ -42,6 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from kiln.errors import InvalidArgument
 from kiln.oci import Digest, Digester
@@ -77,6 +78,12 @@ class Marks:
     active: set[str] = field(default_factory=set)  # snapshot keys
     released_blobs: dict[str, float] = field(default_factory=dict)
     released_layers: dict[str, float] = field(default_factory=dict)
+
+
+class _Leased(Protocol):
+    """A lease as the undo sees it (``kiln.store.leases.Lease``, which imports this module)."""
+
+    id: str
 
 
 class Maintenance:
@@ -140,13 +147,13 @@ class Maintenance:
         )
 
     def delete_blobs_if_unreferenced(
-        self, digests: Iterable[Digest], except_lease: object = None
+        self, digests: Iterable[Digest], except_leases: Iterable[_Leased | None] = ()
     ) -> list[Digest]:
         """Delete those of ``digests`` nothing else keeps; returns the ones deleted.
 
         For undoing a failed operation: its blobs go only if no image references
-        them and no live lease other than ``except_lease`` (the operation's own)
-        holds them, checked and deleted under the exclusive GC lock, so a
+        them and no live lease other than ``except_leases`` (the operation's own and
+        those it runs under: every lease open in its context) holds them, checked and deleted under the exclusive GC lock, so a
         concurrent operation that found such a blob present and reused it keeps
         it. The grace period does not apply.
         """
@@ -155,7 +162,8 @@ class Maintenance:
             return []
         removed: list[Digest] = []
         with file_lock(os.path.join(self.root, paths.GC_LOCK), exclusive=True):
-            keep = self._mark(time.time(), except_lease=getattr(except_lease, "id", None))
+            own = frozenset(lease.id for lease in except_leases if lease is not None)
+            keep = self._mark(time.time(), except_leases=own)
             for digest in dict.fromkeys(wanted):
                 if str(digest) in keep.blobs:
                     continue
@@ -166,8 +174,8 @@ class Maintenance:
                 removed.append(digest)
         return removed
 
-    def _mark(self, now: float, except_lease: str | None = None) -> Marks:
-        """Everything a root keeps; ``except_lease``'s own blob entries do not count."""
+    def _mark(self, now: float, except_leases: frozenset[str] = frozenset()) -> Marks:
+        """Everything a root keeps; the blob entries of ``except_leases`` do not count."""
         marks = Marks()
         with self.db.snapshot() as conn:
             marks.blobs.update(
@@ -184,12 +192,13 @@ class Maintenance:
                 if r[0]
             )
             marks.blobs.update(
-                r[0]
-                for r in conn.execute(
-                    "SELECT lr.ref FROM lease_resources lr JOIN leases l ON l.id = lr.lease_id "
-                    "WHERE lr.kind = 'blob' AND l.expires > ? AND l.id IS NOT ?",
-                    (now, except_lease),
+                ref
+                for ref, lease_id in conn.execute(
+                    "SELECT lr.ref, l.id FROM lease_resources lr JOIN leases l "
+                    "ON l.id = lr.lease_id WHERE lr.kind = 'blob' AND l.expires > ?",
+                    (now,),
                 )
+                if lease_id not in except_leases
             )
             marks.layers.update(
                 r[0] for r in conn.execute("SELECT DISTINCT chain_id FROM image_layers")
