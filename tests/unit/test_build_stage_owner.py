@@ -87,3 +87,70 @@ def test_nothing_in_build_reaches_into_the_executor_through_a_stage():
             if imported and path.name != "executor.py":
                 found.append(f"{path.name}:{node.lineno}: imports the executor")
     assert not found, "\n".join(found)
+
+
+# -- the Builder owns its state too ------------------------------------------------------------
+
+KILN = BUILD.parent
+
+
+def _builder_attributes() -> set[str]:
+    """What a Builder holds: the attributes its ``__init__`` sets."""
+    tree = ast.parse((KILN / "container" / "builder.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Builder")
+    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    return {a.attr for a in _assigned_attributes(init) if _root_name(a) == "self"}
+
+
+def _builder_names(func: ast.AST) -> set[str]:
+    """The names a function binds to a Builder: parameters annotated ``Builder`` (or
+    ``Builder | None``), results of ``Builder.<...>(...)`` and of ``*builder*()`` calls, and
+    the names kiln uses for one by convention."""
+    names = {"b", "builder"}
+    args = getattr(func, "args", None)
+    if args is not None:
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+            if arg.annotation is not None and "Builder" in ast.unparse(arg.annotation):
+                names.add(arg.arg)
+    for node in ast.walk(func):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            called = ast.unparse(node.value.func)
+            if called.startswith("Builder.") or "builder" in called.rsplit(".", 1)[-1]:
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_nothing_outside_container_assigns_a_builders_attributes():
+    """``Builder`` changes its state only through its methods (adopt a config, commit a
+    step, set pending history...): no module outside ``kiln.container`` assigns one of its
+    attributes (``b.config = ...``, ``b.state.history = ...``) or a ``self._builder``'s."""
+    held = _builder_attributes()
+    assert {"state", "config", "record"} <= held  # the scan sees the Builder
+    found = []
+    for path in sorted(KILN.rglob("*.py")):
+        if "container" in path.relative_to(KILN).parts[:1]:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        funcs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        for func in funcs:
+            names = _builder_names(func)
+            for attr in _assigned_attributes(func):
+                chain = []
+                node: ast.expr = attr
+                while isinstance(node, ast.Attribute):
+                    chain.append(node.attr)
+                    node = node.value
+                chain.reverse()  # root.first.second...
+                root = node.id if isinstance(node, ast.Name) else None
+                if root == "self" and chain[:1] == ["_builder"]:
+                    rest = chain[1:]
+                elif root in names:
+                    rest = chain
+                else:
+                    continue
+                if rest and rest[0] in held:
+                    rel = path.relative_to(KILN)
+                    found.append(f"{rel}:{attr.lineno}: {ast.unparse(attr)}")
+    assert not found, "a Builder's state is changed by its methods:\n" + "\n".join(
+        sorted(set(found))
+    )

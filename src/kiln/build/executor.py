@@ -281,10 +281,10 @@ class Executor:
         b = Builder.from_image(
             self.ctx, image_id, pull_policy="missing", image_format=self.opts.image_format,
             owner=this_process(),  # removed by the next kiln command if this one is killed
+            volatile_mounts=True,  # thrown away, or synced by commit_step: no unmount syncs
         )  # fmt: skip
         with self._lock:
             self._builders.add(b)
-        b.volatile_mounts = True  # thrown away, or synced by commit_step: no unmount syncs
         return b
 
     def release_builder(self, b: Builder) -> None:

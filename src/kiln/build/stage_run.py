@@ -276,10 +276,10 @@ class StageRun:
     # -- the working container ------------------------------------------------------------
 
     def _ensure_builder(self) -> Builder:
+        """The working container, made if need be, with the stage's config as it is now."""
         if self._builder is None:
-            b = self._build.new_builder(self._image_id)
-            b.config = self._editor
-            self._builder = b
+            self._builder = self._build.new_builder(self._image_id)
+        self._builder.set_config(self._editor)
         return self._builder
 
     def drop_builder(self) -> None:
@@ -324,7 +324,7 @@ class StageRun:
         self._dirty = False
         self._pending = []
         self._image_id = rec.id
-        self._editor = b.config
+        self._editor = b.config.copy()
         store = self._build.store
         with store.transaction():  # one write: the entry and what went into its key
             store.put_cache(key, rec.id)

@@ -1,8 +1,9 @@
 """``Builder``: one working container — a writable overlay snapshot over an image's layers plus
 the image config being edited — persisted in the store. See the package docstring for the API.
 
-The Builder alone changes its state: callers go through its methods (``set_pending_history``,
-``set_history_defaults``, ``commit``, ``commit_step``, ``adopt_image``); ``commit.py`` writes
+The Builder alone changes its state: callers go through its methods (``set_config``,
+``set_pending_history``, ``set_history_defaults``, ``commit``, ``commit_step``,
+``adopt_image``) and edit its config through ``config``'s methods; ``commit.py`` writes
 images from what ``Builder.commit`` hands it and never sees the Builder.
 
 Imported where used (marked ``start-up:``), not at the top: ``kiln.image`` (its compression
@@ -63,7 +64,13 @@ class Builder:
     """A working container. Create with ``from_image`` or ``load``; see ``kiln.container``."""
 
     def __init__(
-        self, store: Store, snapshots: Any, record: ContainerRecord, state: ContainerState
+        self,
+        store: Store,
+        snapshots: Any,
+        record: ContainerRecord,
+        state: ContainerState,
+        *,
+        volatile_mounts: bool = False,
     ):
         self.store = store
         self.snapshots = snapshots
@@ -73,7 +80,7 @@ class Builder:
         #: mount the rootfs for a run/copy ``volatile`` (a build's container: thrown away,
         #: or committed by ``commit_step``, which syncs what it adopts); never persisted,
         #: so `kiln from`/`kiln run` working containers keep synced mounts
-        self.volatile_mounts = False
+        self.volatile_mounts = volatile_mounts
 
     # -- creation and lookup --------------------------------------------------------------
 
@@ -90,10 +97,13 @@ class Builder:
         image_format: str = "oci",
         owner: str = "",
         run: Any = None,
+        volatile_mounts: bool = False,
     ) -> Builder:
         """A new working container over ``image`` (None or ``"scratch"`` for an empty rootfs).
         ``owner``: the process (``kiln.util.process_owner``) a build's container dies with.
-        ``run``: the ``RunSettings`` its ``run`` uses by default (``kiln from``'s flags)."""
+        ``run``: the ``RunSettings`` its ``run`` uses by default (``kiln from``'s flags).
+        ``volatile_mounts``: a build's container, thrown away or committed by
+        ``commit_step`` (see ``mounted``); not persisted."""
         store, snaps = _backends(ctx_or_store, snapshots)
         pull_policy = PullPolicy.parse(pull_policy)
         if name is not None:
@@ -131,7 +141,7 @@ class Builder:
             with contextlib.suppress(Exception):
                 snaps.remove(key)
             raise
-        return cls(store, snaps, record, state)
+        return cls(store, snaps, record, state, volatile_mounts=volatile_mounts)
 
     @classmethod
     def load(cls, ctx_or_store: Any, name_or_id: str, *, snapshots: Any = None) -> Builder:
@@ -152,6 +162,11 @@ class Builder:
     @property
     def image_config(self) -> ImageConfig:
         return self.config.image
+
+    def set_config(self, editor: ConfigEditor) -> None:
+        """Go on with a copy of ``editor``'s config and annotations (a build stage's, whose
+        later edits reach the container only through the next ``set_config``)."""
+        self.config = editor.copy()
 
     def save(self) -> None:
         """Persist the state (config edits included) atomically in the store."""

@@ -29,6 +29,10 @@ class ConfigEditor:
         self.image = image
         self.annotations: dict[str, str] = dict(annotations or {})
 
+    def copy(self) -> ConfigEditor:
+        """An editor of the same config whose edits this one does not see."""
+        return ConfigEditor(self.image, self.annotations)
+
     # -- the runtime part -----------------------------------------------------------------
 
     @property
