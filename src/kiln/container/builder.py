@@ -28,18 +28,16 @@ from kiln.archive.compression import Compression
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import AlreadyExists, InvalidArgument, NotFound
 from kiln.oci import History, ImageConfig, Platform
-from kiln.oci.platform import normalize_arch
-from kiln.runtime import RunOptions, RunSettings, resolve_user
-from kiln.runtime import run as run_process
+from kiln.runtime import resolve_user
 from kiln.store import ContainerRecord, ImageRecord, Store
 from kiln.util.choices import ImageFormat, PullPolicy
 from kiln.util.timefmt import rfc3339
 
-from . import copied_up
 from .config_edit import ConfigEditor
 from .copier import CopyOptions, make_dirs
 from .copy_add import CopyOutcome, copy_into
 from .naming import check_name, default_name
+from .run import run_in, run_options
 from .state import AddedContent, ContainerState
 
 SCRATCH = "scratch"
@@ -274,88 +272,15 @@ class Builder:
             return []
         return list(self.snapshots.layer_dirs(self.state.parent_chain_id))
 
-    # -- run ------------------------------------------------------------------------------
+    # -- run (kiln.container.run) --------------------------------------------------------
 
     def run_options(self, args: Sequence[str], opts: Any = None, **overrides: Any) -> Any:
-        """The ``RunOptions`` for ``args``: the config's env/user/workdir under ``opts``.
-
-        ``opts`` (a ``RunOptions``) carries the flags; its ``env`` adds to the config's, a
-        non-empty ``user`` and a ``cwd`` other than "/" win over the config. ``overrides``
-        (``user=``, ``cwd=``, ``env=``...) replace fields outright.
-        """
-        base = opts if opts is not None else RunOptions(args=list(args))
-        if self.state.run:  # kiln from's RUN flags, under the ones given now
-            kept = base.settings().over(RunSettings.from_json(self.state.run))
-            base = replace(base, **{k: getattr(kept, k) for k in kept.to_json()})
-        runtime = self.config.runtime
-        env = dict(runtime.env_dict())
-        for item in list(base.env) + list(overrides.pop("env", [])):
-            key, _, value = item.partition("=")
-            env[key] = value
-        env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        user = base.user or runtime.user
-        cwd = base.cwd if base.cwd not in ("", "/") else (runtime.working_dir or "/")
-        fields: dict[str, Any] = {
-            "args": list(args),
-            "env": [f"{k}={v}" for k, v in env.items()],
-            "user": user,
-            "cwd": cwd,
-        }
-        fields.update(overrides)
-        return replace(base, **fields)
+        """The ``RunOptions`` for ``args``: see ``kiln.container.run.run_options``."""
+        return run_options(self, args, opts, **overrides)
 
     def run(self, args: Sequence[str], opts: Any = None, **overrides: Any) -> int:
         """Run ``args`` in the container (runc or chroot); returns the exit code."""
-        if not args:
-            raise InvalidArgument("no command given to run: pass the command and its arguments")
-        self._emulate_if_foreign()
-        options = self.run_options(args, opts, **overrides)
-        cache_ids = [_cache_id(m) for m in options.mounts if m.type == "cache"]
-        options = replace(options, mounts=[self._cache_mount(m) for m in options.mounts])
-        tidy = not _is_mountpoint(self.mount_target) and not self.is_copy_snapshot()
-        dests = [m.destination for m in options.mounts]
-        candidates = copied_up.placeholder_parents(dests) if tidy else []
-        upper = self.upper_dir()
-        new = [p for p in candidates if not copied_up.exists_in(upper, p)]
-        with contextlib.ExitStack() as held, self.mounted() as rootfs:
-            for cache_id in cache_ids:  # held shared: keeps `builder prune` away
-                held.enter_context(self.store.cache_mount_lock(cache_id, shared=True))
-            before = copied_up.below(rootfs, new)  # the merged view: no walk of the chain
-            code = run_process(options, rootfs)
-        if new:
-            copied_up.prune_unchanged(upper, before)
-        return code
-
-    def _emulate_if_foreign(self) -> None:
-        """A container of another architecture runs under QEMU: the binfmt_misc handler
-        is registered if need be (``Unavailable`` says how to get one); native: nothing."""
-        # start-up: only RUN needs the emulator check
-        from kiln.runtime.binfmt import ensure_emulator, needs_emulation
-
-        image = self.config.image
-        arch = normalize_arch(image.architecture or "", image.variant or "")[0]
-        if arch and needs_emulation(arch):
-            ensure_emulator(arch)
-
-    def _cache_mount(self, m: Any) -> Any:
-        """``type=cache`` -> a bind of a persistent directory kept per cache ``id``."""
-        if m.type != "cache":
-            return m
-
-        opts = dict(o.partition("=")[::2] for o in m.options if "=" in o)
-        if "from" in opts:
-            raise InvalidArgument("--mount type=cache,from=... is not supported by kiln run")
-        cache_id = _cache_id(m)
-        try:
-            mode, uid, gid = (int(opts.get("mode", "755"), 8), int(opts.get("uid", "0")),
-                              int(opts.get("gid", "0")))  # fmt: skip
-        except ValueError:
-            raise InvalidArgument(
-                f"--mount type=cache: mode must be octal and uid/gid numbers: {m.options}"
-            ) from None
-        path = self.store.cache_mount_dir(cache_id, mode=mode, uid=uid, gid=gid)
-        flags = tuple(o for o in m.options if "=" not in o and o in ("ro", "rw"))
-        return replace(m, type="bind", source=path, options=(*flags, "rbind"))
+        return run_in(self, args, opts, **overrides)
 
     # -- copy / add -----------------------------------------------------------------------
 
@@ -739,9 +664,3 @@ def find_record(store: Store, name_or_id: str) -> ContainerRecord:
         if mp and os.path.realpath(mp) == wanted:
             return record
     raise NotFound(f"{name_or_id}: no such container")
-
-
-def _cache_id(m: Any) -> str:
-    """The id of a ``type=cache`` mount: its ``id=`` option, else its destination."""
-    opts = dict(o.partition("=")[::2] for o in m.options if "=" in o)
-    return opts.get("id") or m.destination
