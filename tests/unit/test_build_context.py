@@ -114,6 +114,21 @@ def test_cache_key_ignores_line_numbers_but_not_content_or_args():
     assert step_key("p", run, args={"V": "1"}) != step_key("p", run, args={"V": "2"})
 
 
+def test_cache_keys_stay_those_earlier_builds_stored():
+    """A key is a stored name: an unchanged step must hash as it did, or every cache
+    entry an earlier kiln wrote would miss."""
+    a = Copy(1, "COPY a /b", ("a",), "/b")
+    parts = dict(args={"V": "1"}, files={"context": "sha256:00"}, from_images={"0": "sha256:11"},
+                 settings={"format": "oci", "timestamp": 0}, extra={"labels": {"a": "b"}})  # fmt: skip
+    want = "sha256:ddfc933754ea7d22b025465042d147bb7ba8537ccf6b29f4b0b25bead85fff04"
+    assert step_key("p", a, **parts) == want
+    assert step_key("p", a) == (
+        "sha256:51146123cfa40ab1c8b37f75116fe59bb0a38dfcd702e97c7bf9ba1cdb3baddb"
+    )
+    with pytest.raises(TypeError, match="unknown key parts"):
+        step_key("p", a, file={"context": "1"})  # type: ignore[call-arg]
+
+
 def test_cache_key_takes_only_the_id_and_target_of_a_secret_mount():
     mount = parse_mount("type=secret,id=tok,target=/s,mode=0444")
     run = Run(2, "RUN x", ("x",), mounts=(mount,))

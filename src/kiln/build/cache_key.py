@@ -24,11 +24,19 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from kiln.build.instructions import Instruction
 
-__all__ = ["KEY_VERSION", "base_key", "instruction_fields", "key_of", "step_inputs", "step_key"]
+__all__ = [
+    "KEY_VERSION",
+    "StepParts",
+    "base_key",
+    "instruction_fields",
+    "key_of",
+    "step_inputs",
+    "step_key",
+]
 
 KEY_VERSION = 1
 _SKIP = frozenset({"line", "original"})
@@ -75,27 +83,37 @@ def base_key(base_image_id: str | None, platform: str) -> str:
     return base_image_id or f"scratch:{platform}"
 
 
+class StepParts(TypedDict, total=False):
+    """What a step's key covers besides its parent and instruction (the module docstring
+    says what each is): ``step_inputs`` and ``step_key`` take these keywords."""
+
+    args: Mapping[str, str] | None
+    files: Mapping[str, str] | None
+    from_images: Mapping[str, str] | None
+    settings: Mapping[str, Any] | None
+    extra: Mapping[str, Any] | None
+
+
+_PARTS = frozenset(StepParts.__annotations__)
+
+
 def step_inputs(
-    parent: str,
-    instr: Instruction | None,
-    *,
-    args: Mapping[str, str] | None = None,
-    files: Mapping[str, str] | None = None,
-    from_images: Mapping[str, str] | None = None,
-    settings: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
+    parent: str, instr: Instruction | None, **parts: Unpack[StepParts]
 ) -> dict[str, Any]:
     """What goes into a step's key, as plain data (``key_of`` hashes it; ``--explain``
     compares two of them)."""
+    unknown = parts.keys() - _PARTS
+    if unknown:  # a misspelt part would silently stay out of the key
+        raise TypeError(f"step_inputs: unknown key parts {sorted(unknown)}")
     return {
         "v": KEY_VERSION,
         "parent": parent,
         "instruction": instruction_fields(instr),
-        "args": dict(sorted((args or {}).items())),
-        "files": dict(sorted((files or {}).items())),
-        "from": dict(sorted((from_images or {}).items())),
-        "settings": _plain(dict(settings or {})),
-        "extra": _plain(dict(extra or {})),
+        "args": dict(sorted((parts.get("args") or {}).items())),
+        "files": dict(sorted((parts.get("files") or {}).items())),
+        "from": dict(sorted((parts.get("from_images") or {}).items())),
+        "settings": _plain(dict(parts.get("settings") or {})),
+        "extra": _plain(dict(parts.get("extra") or {})),
     }
 
 
@@ -105,18 +123,6 @@ def key_of(inputs: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def step_key(
-    parent: str,
-    instr: Instruction | None,
-    *,
-    args: Mapping[str, str] | None = None,
-    files: Mapping[str, str] | None = None,
-    from_images: Mapping[str, str] | None = None,
-    settings: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> str:
+def step_key(parent: str, instr: Instruction | None, **parts: Unpack[StepParts]) -> str:
     """The cache key of one step (see the module docstring)."""
-    return key_of(
-        step_inputs(parent, instr, args=args, files=files, from_images=from_images,
-                    settings=settings, extra=extra)
-    )  # fmt: skip
+    return key_of(step_inputs(parent, instr, **parts))
