@@ -24,6 +24,7 @@ with ``kiln_container_version``). The Dockerfile engine and the CLI both drive i
     rec = b.commit_step(created_by="RUN ...", image_format="oci", compression="gzip",
                         timestamp=None)                    # commit, go on from the new image
     b.adopt_image(image_id)                                # drop changes, go on from an image
+    b.set_config(editor)                                   # go on with a copy of editor's config
     b.set_pending_history(entries)                         # history the next commit writes first
     b.set_history_defaults(created_by="...", comment="...")  # its own entry's words
     with b.mounted() as rootfs: ...                        # merged rootfs for the duration
