@@ -38,7 +38,7 @@ COPY/ADD follow Docker's rules exactly (``kiln.container.copy_add``).
 
 from kiln.util.choices import PULL_POLICIES
 
-from .builder import Builder, find_record
+from .builder import Builder
 from .config_edit import (
     ConfigEditor,
     expand_env,
@@ -50,6 +50,7 @@ from .config_edit import (
     split_key_value,
 )
 from .copy_add import CopyOutcome, copy_into
+from .records import find_record
 from .state import STATE_MARKER, STATE_VERSION, ContainerState
 
 __all__ = [

@@ -18,16 +18,15 @@ import contextlib
 import os
 import secrets
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from kiln.archive.changes import changes_from_overlay_upper, diff_trees
 from kiln.archive.compression import Compression
 from kiln.archive.safe_root import SafeRoot
-from kiln.errors import AlreadyExists, InvalidArgument, NotFound
-from kiln.oci import History, ImageConfig, Platform
+from kiln.errors import InvalidArgument, NotFound
+from kiln.oci import History, ImageConfig
 from kiln.runtime import resolve_user
 from kiln.store import ContainerRecord, ImageRecord, Store
 from kiln.util.choices import ImageFormat, PullPolicy
@@ -36,14 +35,12 @@ from kiln.util.timefmt import rfc3339
 from .config_edit import ConfigEditor
 from .copier import CopyOptions, make_dirs
 from .copy_add import CopyOutcome, copy_into
-from .naming import check_name, default_name
+from .naming import check_name
+from .records import Puller, find_record, insert_record, resolve_base, scratch_config
 from .run import run_in, run_options
 from .state import AddedContent, ContainerState
 
 SCRATCH = "scratch"
-
-#: ``puller(reference, policy) -> image id``: fetches an image into the store (given by ops)
-Puller = Callable[[str, str], str]
 
 
 def _backends(ctx_or_store: Any, snapshots: Any) -> tuple[Store, Any]:
@@ -108,12 +105,12 @@ class Builder:
             check_name(name)
         image_format = ImageFormat.parse(image_format)
         if image in (None, "", SCRATCH):
-            base, config, top = None, _scratch_config(), None
+            base, config, top = None, scratch_config(), None
             image_name = SCRATCH
         else:
             assert image is not None
             image_name = image
-            base = _resolve(store, image, pull_policy, puller)
+            base = resolve_base(store, image, pull_policy, puller)
             # start-up: kiln.image costs ~0.15 s (see the module docstring)
             from kiln.image import open_store_image, unpack_image
 
@@ -134,7 +131,7 @@ class Builder:
             run=run.to_json() if run is not None else {},
         )
         try:
-            record = _insert(store, cid, name, image_name, base, state)
+            record = insert_record(store, cid, name, image_name, base, state)
         except BaseException:
             with contextlib.suppress(Exception):
                 snaps.remove(key)
@@ -589,78 +586,3 @@ def _is_mountpoint(path: str) -> bool:
     from kiln.snapshot.mount import is_mountpoint
 
     return is_mountpoint(path)
-
-
-def _scratch_config() -> ImageConfig:
-    host = Platform.host()
-    return ImageConfig(architecture=host.architecture, os=host.os or "linux", variant=host.variant)
-
-
-def _resolve(store: Store, image: str, policy: str, puller: Puller | None) -> ImageRecord:
-    local: ImageRecord | None
-    try:
-        local = store.resolve_image(image)
-    except NotFound:
-        local = None
-    if policy == "never" or (policy == "missing" and local is not None):
-        if local is None:
-            raise NotFound(f"{image}: image not known locally and --pull=never was given")
-        return local
-    if puller is None:
-        if local is None:
-            raise NotFound(f"{image}: image not known; pull it first (kiln pull {image})")
-        return local
-    return store.get_image(puller(image, policy))
-
-
-def _insert(
-    store: Store,
-    cid: str,
-    name: str | None,
-    image_name: str,
-    base: ImageRecord | None,
-    state: ContainerState,
-) -> ContainerRecord:
-    image = None if base is None else image_name
-
-    def taken(candidate: str) -> bool:
-        try:
-            store.find_container(candidate)
-        except NotFound:
-            return False
-        except InvalidArgument:
-            return True
-        return True
-
-    for _ in range(100):
-        chosen = name or default_name(image, taken)
-        record = ContainerRecord(
-            cid,
-            chosen,
-            base.id if base else None,
-            state.to_json(),
-            time.time(),
-            snapshot_key=state.snapshot_key,
-        )
-        try:
-            store.put_container(record)
-            return record
-        except AlreadyExists:
-            if name:
-                raise
-    raise AlreadyExists("could not find a free container name; pass --name")
-
-
-def find_record(store: Store, name_or_id: str) -> ContainerRecord:
-    """By name, ID, unique ID prefix, or the path it is mounted at."""
-    try:
-        return store.find_container(name_or_id)
-    except NotFound:
-        if not name_or_id.startswith("/"):
-            raise
-    wanted = os.path.realpath(name_or_id)
-    for record in store.list_containers():
-        mp = record.state.get("mount_point") if isinstance(record.state, dict) else None
-        if mp and os.path.realpath(mp) == wanted:
-            return record
-    raise NotFound(f"{name_or_id}: no such container")

@@ -1,0 +1,98 @@
+"""A working container's record in the store: finding one (``find_record``), inserting a new
+one under a free name (``insert_record``), and the base it starts from (``resolve_base``,
+``scratch_config``). ``Builder.from_image`` and ``Builder.load`` use these.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from kiln.errors import AlreadyExists, InvalidArgument, NotFound
+from kiln.oci import ImageConfig, Platform
+from kiln.store import ContainerRecord, ImageRecord, Store
+
+from .naming import default_name
+from .state import ContainerState
+
+#: ``puller(reference, policy) -> image id``: fetches an image into the store (given by ops)
+Puller = Callable[[str, str], str]
+
+
+def scratch_config() -> ImageConfig:
+    """An empty rootfs's config: the host's platform."""
+    host = Platform.host()
+    return ImageConfig(architecture=host.architecture, os=host.os or "linux", variant=host.variant)
+
+
+def resolve_base(store: Store, image: str, policy: str, puller: Puller | None) -> ImageRecord:
+    """The image a new container starts from, pulled by ``puller`` as ``policy`` says."""
+    local: ImageRecord | None
+    try:
+        local = store.resolve_image(image)
+    except NotFound:
+        local = None
+    if policy == "never" or (policy == "missing" and local is not None):
+        if local is None:
+            raise NotFound(f"{image}: image not known locally and --pull=never was given")
+        return local
+    if puller is None:
+        if local is None:
+            raise NotFound(f"{image}: image not known; pull it first (kiln pull {image})")
+        return local
+    return store.get_image(puller(image, policy))
+
+
+def insert_record(
+    store: Store,
+    cid: str,
+    name: str | None,
+    image_name: str,
+    base: ImageRecord | None,
+    state: ContainerState,
+) -> ContainerRecord:
+    """Store the new container ``cid`` as ``name`` (None: a free default name)."""
+    image = None if base is None else image_name
+
+    def taken(candidate: str) -> bool:
+        try:
+            store.find_container(candidate)
+        except NotFound:
+            return False
+        except InvalidArgument:
+            return True
+        return True
+
+    for _ in range(100):
+        chosen = name or default_name(image, taken)
+        record = ContainerRecord(
+            cid,
+            chosen,
+            base.id if base else None,
+            state.to_json(),
+            time.time(),
+            snapshot_key=state.snapshot_key,
+        )
+        try:
+            store.put_container(record)
+            return record
+        except AlreadyExists:
+            if name:
+                raise
+    raise AlreadyExists("could not find a free container name; pass --name")
+
+
+def find_record(store: Store, name_or_id: str) -> ContainerRecord:
+    """By name, ID, unique ID prefix, or the path it is mounted at."""
+    try:
+        return store.find_container(name_or_id)
+    except NotFound:
+        if not name_or_id.startswith("/"):
+            raise
+    wanted = os.path.realpath(name_or_id)
+    for record in store.list_containers():
+        mp = record.state.get("mount_point") if isinstance(record.state, dict) else None
+        if mp and os.path.realpath(mp) == wanted:
+            return record
+    raise NotFound(f"{name_or_id}: no such container")
