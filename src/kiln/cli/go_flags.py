@@ -66,5 +66,6 @@ def skip_long_lookup_of_short_options() -> None:
                 return
         original(self, arg, state)
 
+    # a mark on the function so a second patch of the same parser is seen and skipped
     _process_opts._kiln_short_first = True  # type: ignore[attr-defined]
     parser._process_opts = _process_opts

@@ -25,6 +25,7 @@ def load() -> None:
         return
     hidden = [name for name in _HIDDEN if name not in sys.modules]
     for name in hidden:
+        # None in sys.modules makes an import of it fail (documented); typeshed wants a module
         sys.modules[name] = None  # type: ignore[assignment]
     try:
         import httpcore  # noqa: F401 - httpx imports it lazily, on the first Client

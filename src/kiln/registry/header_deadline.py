@@ -104,6 +104,7 @@ def bound_header_reads(client: httpx.Client) -> bool:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
         if backend is not None and not isinstance(backend, _Backend):
+            # pool is not None here (it had a backend); getattr hid that from mypy
             pool._network_backend = _Backend(backend)  # type: ignore[union-attr]
             patched = True
     return patched

@@ -280,6 +280,7 @@ class _Relay:
                     if key.fileobj is self.listener:
                         self._accept()
                     else:
+                        # every other key is a client socket registered by _accept
                         self._pump(key.fileobj)  # type: ignore[arg-type]
         finally:
             for conn in list(self.peers):

@@ -88,6 +88,7 @@ def _tar_facts(stream: _Hashing) -> tuple[dict[str, _Facts], set[str]]:
     parents: set[str] = set()
     opaque: set[str] = set()
     try:
+        # typeshed has no overload for a stream mode over a plain reader; tarfile takes it
         tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115
     except tarfile.TarError as exc:
         raise InvalidArgument(f"the layer is not a readable tar: {exc}") from None
