@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import tarfile
+import threading
 
 import pytest
 
@@ -282,12 +283,25 @@ def test_failed_load_keeps_a_blob_a_concurrent_operation_reused(ctx):
         ):
             dest.put_blob(desc, io.BytesIO(data))
         assert dest.new == [reused.digest, own.digest]
-        with store.lease() as b:  # a concurrent load or pull found it present
-            other = transfer.StoreCopyDestination(store, b, validate=False)
-            assert other.has_blob(reused.digest)
+        held, done = threading.Event(), threading.Event()
+
+        def concurrent() -> None:  # another load or pull (its own thread and leases)
+            with store.lease() as b:
+                other = transfer.StoreCopyDestination(store, b, validate=False)
+                assert other.has_blob(reused.digest)  # found it present: leased
+                held.set()
+                done.wait(30)
+
+        worker = threading.Thread(target=concurrent)
+        worker.start()
+        try:
+            assert held.wait(30)
             dest.forget_new()  # this load failed
             assert store.has_blob(reused.digest)
             assert not store.has_blob(own.digest)
+        finally:
+            done.set()
+            worker.join(30)
 
 
 def test_load_keeps_a_blob_it_found_present_from_gc(ctx):

@@ -9,6 +9,7 @@ Unknown top-level and container-config keys survive a round trip in ``extra``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from kiln.errors import InvalidArgument
 from kiln.oci.digest import Digest
@@ -36,7 +37,7 @@ class Healthcheck:
     retries: int = 0
 
     @classmethod
-    def from_json(cls, obj: dict) -> Healthcheck:
+    def from_json(cls, obj: dict[str, Any]) -> Healthcheck:
         return cls(
             expect_strings(obj.get("Test"), "Healthcheck.Test"),
             expect_int(obj.get("Interval"), "Healthcheck.Interval"),
@@ -46,8 +47,8 @@ class Healthcheck:
             expect_int(obj.get("Retries"), "Healthcheck.Retries"),
         )
 
-    def to_json(self) -> dict:
-        out: dict = {"Test": list(self.test)}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Test": list(self.test)}
         for key, value in (
             ("Interval", self.interval),
             ("Timeout", self.timeout),
@@ -93,15 +94,15 @@ class RuntimeConfig:
     healthcheck: Healthcheck | None = None
     on_build: tuple[str, ...] = ()
     shell: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
-    def from_json(cls, obj: dict | None) -> RuntimeConfig:
+    def from_json(cls, obj: dict[str, Any] | None) -> RuntimeConfig:
         if not obj:
             return cls()
         if not isinstance(obj, dict):
             raise InvalidArgument("image config 'config' must be an object")
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         extra = {}
         for key, value in obj.items():
             if key == "Healthcheck":
@@ -123,8 +124,8 @@ class RuntimeConfig:
                 extra[key] = value
         return cls(**kwargs, extra=extra)
 
-    def to_json(self) -> dict:
-        out: dict = dict(self.extra)
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
         if self.user:
             out["User"] = self.user
         if self.exposed_ports:
@@ -185,7 +186,7 @@ class History:
     empty_layer: bool = False
 
     @classmethod
-    def from_json(cls, obj: dict) -> History:
+    def from_json(cls, obj: dict[str, Any]) -> History:
         if not isinstance(obj, dict):
             raise InvalidArgument("image config history entries must be objects")
         return cls(
@@ -196,8 +197,8 @@ class History:
             bool(obj.get("empty_layer", False)),
         )
 
-    def to_json(self) -> dict:
-        out: dict = {}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         if self.created:
             out["created"] = self.created
         if self.created_by:
@@ -237,7 +238,7 @@ class ImageConfig:
     config: RuntimeConfig = field(default_factory=RuntimeConfig)
     diff_ids: tuple[str, ...] = ()
     history: tuple[History, ...] = ()
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     raw: bytes = field(default=b"", compare=False, repr=False)
 
     @classmethod
@@ -263,8 +264,8 @@ class ImageConfig:
             raw=raw,
         )
 
-    def to_json(self) -> dict:
-        out: dict = dict(self.extra)
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
         if self.created:
             out["created"] = self.created
         if self.author:
@@ -287,7 +288,7 @@ class ImageConfig:
         """The stored bytes if parsed and unchanged, else new canonical bytes."""
         return self.raw if self.raw else canonical(self.to_json())
 
-    def evolve(self, **changes) -> ImageConfig:
+    def evolve(self, **changes: Any) -> ImageConfig:
         """A changed copy; its bytes are re-made, never the old ``raw``."""
         return replace(self, raw=b"", **changes)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from kiln.errors import InvalidArgument
 from kiln.oci.digest import Digest
@@ -51,8 +52,12 @@ class Descriptor:
             artifact_type=expect(obj.get("artifactType", ""), str, f"{what}.artifactType") or "",
         )
 
-    def to_json(self) -> dict:
-        out: dict = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
         if self.urls:
             out["urls"] = list(self.urls)
         if self.annotations:
@@ -63,7 +68,7 @@ class Descriptor:
             out["artifactType"] = self.artifact_type
         return out
 
-    def replace(self, **changes) -> Descriptor:
+    def replace(self, **changes: Any) -> Descriptor:
         from dataclasses import replace
 
         return replace(self, **changes)

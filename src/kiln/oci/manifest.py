@@ -8,6 +8,7 @@ Docker v2 schema 1 manifests are read by :mod:`kiln.oci.schema1` and written onl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import media_types as mt
@@ -85,7 +86,11 @@ class Manifest:
         layers: list[Descriptor],
         annotations: dict[str, str] | None = None,
     ) -> Manifest:
-        obj: dict = {"schemaVersion": 2, "mediaType": media_type, "config": config.to_json()}
+        obj: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": config.to_json(),
+        }
         obj["layers"] = [layer.to_json() for layer in layers]
         if annotations:
             obj["annotations"] = dict(annotations)
@@ -132,7 +137,7 @@ class Index:
     def build(
         cls, media_type: str, manifests: list[Descriptor], annotations: dict[str, str] | None = None
     ) -> Index:
-        obj: dict = {
+        obj: dict[str, Any] = {
             "schemaVersion": 2,
             "mediaType": media_type,
             "manifests": [m.to_json() for m in manifests],

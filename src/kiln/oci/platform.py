@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform as _host
 from dataclasses import dataclass, field
+from typing import Any
 
 from kiln.errors import InvalidArgument
 
@@ -33,7 +34,7 @@ def normalize_arch(arch: str, variant: str = "") -> tuple[str, str]:
     return _ARCH_ALIASES.get(arch, arch), variant
 
 
-def _string(obj: dict, key: str) -> str:
+def _string(obj: dict[str, Any], key: str) -> str:
     value = obj.get(key)
     if value is None:
         return ""
@@ -42,7 +43,7 @@ def _string(obj: dict, key: str) -> str:
     return value
 
 
-def _strings(obj: dict, key: str) -> tuple[str, ...]:
+def _strings(obj: dict[str, Any], key: str) -> tuple[str, ...]:
     value = obj.get(key)
     if value is None:
         return ()
@@ -80,7 +81,7 @@ class Platform:
         return cls("linux", arch, variant)
 
     @classmethod
-    def from_json(cls, obj: dict) -> Platform:
+    def from_json(cls, obj: dict[str, Any]) -> Platform:
         if not isinstance(obj, dict):
             raise InvalidArgument("platform must be a JSON object")
         text = {k: _string(obj, k) for k in ("os", "architecture", "variant", "os.version")}
@@ -94,8 +95,8 @@ class Platform:
             _strings(obj, "features"),
         )
 
-    def to_json(self) -> dict:
-        out: dict = {"architecture": self.architecture, "os": self.os}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
         if self.variant:
             out["variant"] = self.variant
         if self.os_version:

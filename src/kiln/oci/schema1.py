@@ -21,6 +21,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from kiln.errors import InvalidArgument
 from kiln.oci import media_types as mt
@@ -78,7 +79,7 @@ class V1Layer:
     """One fsLayer with its v1Compatibility, bottom-first order."""
 
     blob: Digest
-    v1: dict
+    v1: dict[str, Any]
 
     @property
     def throwaway(self) -> bool:

@@ -73,7 +73,7 @@ def loads(data: bytes | str, *, what: str = "document", limit: int = MAX_MANIFES
 
 def loads_object(
     data: bytes | str, *, what: str = "document", limit: int = MAX_MANIFEST_BYTES
-) -> dict:
+) -> dict[str, Any]:
     value = loads(data, what=what, limit=limit)
     if not isinstance(value, dict):
         raise InvalidArgument(f"{what} must be a JSON object")

@@ -53,7 +53,7 @@ def _fd_of(stream: Any, default: int) -> int:
             raise InvalidArgument("chroot isolation takes files, fds, DEVNULL or None as stdio")
         return stream
     stream.flush()
-    return stream.fileno()
+    return int(stream.fileno())
 
 
 def _exit_code(status: int) -> int:

@@ -85,7 +85,7 @@ class SshAgents:
         self.sources = sources
         self.tmpdir = tmpdir
         self.sockets: dict[str, str] = {}
-        self._procs: list[subprocess.Popen] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
         self._dir: str | None = None
 
     def __enter__(self) -> SshAgents:
@@ -219,7 +219,7 @@ def _die_with_parent() -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _last_line(proc: subprocess.Popen, log: str) -> str:
+def _last_line(proc: subprocess.Popen[bytes], log: str) -> str:
     if proc.poll() is None:
         return f"no socket after {_START_TIMEOUT:.0f}s"
     with open(log, "rb") as f:

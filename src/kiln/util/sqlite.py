@@ -30,13 +30,17 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+#: the parameters of one statement
+Params = tuple[Any, ...] | list[Any]
+
+
 def migrate(conn: sqlite3.Connection, migrations: list[str], what: str) -> int:
     """Bring ``conn``'s database to ``len(migrations)``; refuse a newer one. Idempotent."""
     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         conn.execute("PRAGMA journal_mode = WAL")
     target = len(migrations)
     while True:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > target:
             raise Unavailable(
                 f"{what} has schema version {version}, but this kiln only knows versions up to "
@@ -47,7 +51,7 @@ def migrate(conn: sqlite3.Connection, migrations: list[str], what: str) -> int:
         conn.execute("BEGIN IMMEDIATE")
         try:
             # re-read under the write lock: another process may have migrated meanwhile
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            current: int = conn.execute("PRAGMA user_version").fetchone()[0]
             if current == version:
                 for stmt in _statements(migrations[version]):
                     conn.execute(stmt)
@@ -93,23 +97,24 @@ class Database:
                 self._all.append(conn)
         return conn
 
-    def execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 
-    def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
 
-    def value(self, sql: str, params: tuple | list = ()) -> Any:
+    def value(self, sql: str, params: Params = ()) -> Any:
         """The first column of the one row an aggregate or PRAGMA always returns."""
         return self.execute(sql, params).fetchone()[0]
 
-    def one(self, sql: str, params: tuple | list = ()) -> sqlite3.Row | None:
-        return self.conn.execute(sql, params).fetchone()
+    def one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+        return row
 
     @property
     def in_transaction(self) -> bool:
         _ = self.conn
-        return self._local.depth > 0
+        return bool(self._local.depth > 0)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
