@@ -117,7 +117,7 @@ def base_ref(registry_plain, busybox_rootfs_tar, tmp_path_factory):  # noqa: F81
         with open(busybox_rootfs_tar, "rb") as f:
             rec = import_tarball(store, f, ['CMD ["/bin/sh"]'], "busybox", timestamp=MTIME)
         ref = f"{registry_plain.host}/regcache/busybox:1"
-        push(ctx, rec.id, ref, tls_verify=False)
+        push(ctx, rec.id, ref, options=RegistryOptions(tls_verify=False))
     finally:
         ctx.close()
     return ref

@@ -17,6 +17,7 @@ from kiln.errors import InvalidArgument, KilnError, NotFound  # noqa: E402
 from kiln.oci import media_types as mt  # noqa: E402
 from kiln.ops import manifests  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
+from kiln.registry import RegistryOptions  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
@@ -73,7 +74,9 @@ def test_registry_round_trip_read_by_skopeo_and_podman(
     make_list(root)
     ref = f"{registry_plain.host}/lists/ml:1"
     with open_context(root) as ctx:
-        res = manifests.push(ctx, "ml:1", f"docker://{ref}", tls_verify=False)
+        res = manifests.push(
+            ctx, "ml:1", f"docker://{ref}", options=RegistryOptions(tls_verify=False)
+        )
         stored = ctx.store.index_bytes(manifests.get(ctx, "ml:1"))
     raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}")
     assert raw.encode() == stored  # byte for byte: the same list digest
@@ -98,14 +101,21 @@ def test_registry_round_trip_read_by_skopeo_and_podman(
     with open_context(other) as ctx:
         from kiln.ops import file_transfer, images
 
-        pulled = file_transfer.pull(ctx, f"docker://{ref}", all_platforms=True, tls_verify=False)
+        pulled = file_transfer.pull(
+            ctx, f"docker://{ref}", all_platforms=True, options=RegistryOptions(tls_verify=False)
+        )
         rec = manifests.get(ctx, ref)
         assert pulled.manifest_digest == rec.digest == res.digest
         assert ctx.store.index_bytes(rec) == stored
         assert {r.id for r in images.list_images(ctx, all=True)} == {rec.id, amd.id, arm.id}
         assert [r.id for r in images.list_images(ctx)] == [rec.id]  # the list, once
         # without --all-platforms a pull still picks one platform
-        one = file_transfer.pull(ctx, f"docker://{ref}", platform="linux/arm64", tls_verify=False)
+        one = file_transfer.pull(
+            ctx,
+            f"docker://{ref}",
+            platform="linux/arm64",
+            options=RegistryOptions(tls_verify=False),
+        )
         assert one.image_id == arm.id
 
 
@@ -114,7 +124,9 @@ def test_push_v2s2_converts_the_list_and_its_images(registry_plain, two_platform
     make_list(amd.store.root)
     ref = f"{registry_plain.host}/lists/v2s2:1"
     with open_context(amd.store.root) as ctx:
-        res = manifests.push(ctx, "ml:1", f"docker://{ref}", format="v2s2", tls_verify=False)
+        res = manifests.push(
+            ctx, "ml:1", f"docker://{ref}", format="v2s2", options=RegistryOptions(tls_verify=False)
+        )
     doc = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
     assert doc["mediaType"] == mt.DOCKER_MANIFEST_LIST
     assert {m["mediaType"] for m in doc["manifests"]} == {mt.DOCKER_MANIFEST}
@@ -194,7 +206,9 @@ def test_a_push_failing_part_way_leaves_no_list(two_platforms, tmp_path):
     with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
         ref = f"{reg.host}/lists/half:1"
         with open_context(store.root) as ctx, pytest.raises(KilnError):
-            manifests.push(ctx, "half", f"docker://{ref}", tls_verify=False)
+            manifests.push(
+                ctx, "half", f"docker://{ref}", options=RegistryOptions(tls_verify=False)
+            )
         with RegistryClient(RegistryOptions(tls_verify=False)) as client:
             with pytest.raises(NotFound):
                 client.get_manifest(Reference.parse(ref))  # no list names a missing image
@@ -238,7 +252,7 @@ def test_cli_add_from_a_registry_and_inspect_remote(registry_plain, two_platform
     make_list(amd.store.root)
     ref = f"{registry_plain.host}/lists/remote:1"
     with open_context(amd.store.root) as ctx:
-        manifests.push(ctx, "ml:1", f"docker://{ref}", tls_verify=False)
+        manifests.push(ctx, "ml:1", f"docker://{ref}", options=RegistryOptions(tls_verify=False))
     amd.store.close()
     other = tmp_path / "other"
     remote = json.loads(kiln(other, "manifest", "inspect", "--tls-verify=false", ref).stdout)

@@ -18,6 +18,7 @@ from kiln.cli.main import run  # noqa: E402
 from kiln.errors import InvalidArgument, NotFound  # noqa: E402
 from kiln.oci import Digest, Reference  # noqa: E402
 from kiln.oci import media_types as mt  # noqa: E402
+from kiln.registry import RegistryOptions  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
@@ -165,12 +166,15 @@ def test_pull_skips_layers_present_and_policies(registry_plain, pusher, puller, 
 
     sink = ListSink()
     with open_context(puller.root, events=sink) as ctx:
-        res = ops.pull(ctx, ref, policy="missing", tls_verify=False)
+        res = ops.pull(ctx, ref, policy="missing", options=RegistryOptions(tls_verify=False))
         assert res.image_id == "sha256:" + first and not res.pulled  # no network at all
-        assert ops.ensure_image(ctx, ref, "never", tls_verify=False) == "sha256:" + first
-        res = ops.pull(ctx, ref, policy="newer", tls_verify=False)
+        assert (
+            ops.ensure_image(ctx, ref, "never", options=RegistryOptions(tls_verify=False))
+            == "sha256:" + first
+        )
+        res = ops.pull(ctx, ref, policy="newer", options=RegistryOptions(tls_verify=False))
         assert res.image_id == rec.id and res.pulled
-        res = ops.pull(ctx, ref, policy="newer", tls_verify=False)
+        res = ops.pull(ctx, ref, policy="newer", options=RegistryOptions(tls_verify=False))
         assert res.image_id == rec.id and not res.pulled  # digest unchanged: local is current
         with pytest.raises(NotFound, match="pull policy is never"):
             ops.pull(ctx, f"{registry_plain.host}/kiln/absent:1", policy="never")
@@ -263,12 +267,17 @@ def test_cross_repository_mount_and_chunked_upload(registry_plain, pusher, pulle
             ctx,
             "busybox:latest",
             f"docker://{host}/mount/src:1",
-            tls_verify=False,
-            monolithic_max=64 * 1024,
-            chunk_size=256 * 1024,
+            options=RegistryOptions(
+                tls_verify=False, monolithic_max=64 * 1024, chunk_size=256 * 1024
+            ),
         )  # chunked PATCHes
         sink.events.clear()
-        ops.push(ctx, "busybox:latest", f"docker://{host}/mount/dst:1", tls_verify=False)
+        ops.push(
+            ctx,
+            "busybox:latest",
+            f"docker://{host}/mount/dst:1",
+            options=RegistryOptions(tls_verify=False),
+        )
     states = [e.data.get("state") for e in sink.events if e.data.get("state")]
     assert "mounted" in states and "done" not in states[:1]
     puller("pull", "--tls-verify=false", f"{host}/mount/src:1")

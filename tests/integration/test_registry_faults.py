@@ -13,11 +13,12 @@ from kiln.errors import DigestMismatch, NotFound, Unauthorized, Unavailable  # n
 from kiln.ops import registry as ops  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
 from kiln.ops.events import CallbackSink  # noqa: E402
+from kiln.registry import RegistryOptions  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 registry_basic = registry_servers.registry_basic
-FAST = {"tls_verify": False, "retries": 2, "retry_delay": 0.1}
+FAST = RegistryOptions(tls_verify=False, retries=2, retry_delay=0.1)
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +57,7 @@ def test_registry_stopped_mid_pull_then_retry(tmp_path):
     with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
         ref = f"{reg.host}/faults/big:1"
         with open_context(src_root) as ctx:
-            ops.push(ctx, "big:1", f"docker://{ref}", **FAST)
+            ops.push(ctx, "big:1", f"docker://{ref}", options=FAST)
         before = _snapshot(dst_root)
         killed = []
 
@@ -67,7 +68,7 @@ def test_registry_stopped_mid_pull_then_retry(tmp_path):
 
         sink = CallbackSink(kill_on_progress)
         with open_context(dst_root, events=sink) as ctx, pytest.raises(Unavailable) as err:
-            ops.pull(ctx, ref, **FAST)
+            ops.pull(ctx, ref, options=FAST)
         assert killed
         assert "127.0.0.1" in str(err.value) and "Traceback" not in str(err.value)
         assert _snapshot(dst_root) == before  # no image, no half blob
@@ -75,7 +76,7 @@ def test_registry_stopped_mid_pull_then_retry(tmp_path):
 
         reg.start()
         with open_context(dst_root) as ctx:
-            res = ops.pull(ctx, ref, **FAST)
+            res = ops.pull(ctx, ref, options=FAST)
             assert res.image_id == image_id
             from kiln.image import open_store_image, validate_image
 
@@ -95,12 +96,12 @@ def test_registry_stopped_mid_push_then_retry(tmp_path):
                 reg.kill()
 
         with open_context(root, events=CallbackSink(kill)) as ctx, pytest.raises(Unavailable):
-            ops.push(ctx, "big:1", f"docker://{ref}", **FAST)
+            ops.push(ctx, "big:1", f"docker://{ref}", options=FAST)
         reg.start()
         with open_context(root) as ctx:
-            res = ops.push(ctx, "big:1", f"docker://{ref}", **FAST)
+            res = ops.push(ctx, "big:1", f"docker://{ref}", options=FAST)
         with open_context(str(tmp_path / "dst")) as ctx:
-            assert ops.pull(ctx, ref, **FAST).manifest_digest == res.manifest_digest
+            assert ops.pull(ctx, ref, options=FAST).manifest_digest == res.manifest_digest
 
 
 def test_blob_with_wrong_content_is_refused(tmp_path):
@@ -109,7 +110,7 @@ def test_blob_with_wrong_content_is_refused(tmp_path):
     with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
         ref = f"{reg.host}/faults/corrupt:1"
         with open_context(src_root) as ctx:
-            ops.push(ctx, "big:1", f"docker://{ref}", **FAST)
+            ops.push(ctx, "big:1", f"docker://{ref}", options=FAST)
             layer = ctx.store.get_image(ctx.store.resolve_image("big:1").id).layers
             from kiln.image import open_store_image
 
@@ -125,7 +126,7 @@ def test_blob_with_wrong_content_is_refused(tmp_path):
         before = _snapshot(dst_root)
         with open_context(dst_root) as ctx:
             with pytest.raises(DigestMismatch) as err:
-                ops.pull(ctx, ref, **FAST)
+                ops.pull(ctx, ref, options=FAST)
             assert str(digest) in str(err.value)
             assert not ctx.store.has_blob(digest)
         assert _snapshot(dst_root) == before
@@ -137,7 +138,7 @@ def test_bad_credentials_are_clear_and_secret(registry_basic, tmp_path, capsys):
     secret = "Wr0ng-S3cret-Value"
     ref = f"docker://{registry_basic.host}/faults/auth:1"
     with open_context(str(tmp_path / "root")) as ctx, pytest.raises(Unauthorized) as err:
-        ops.pull(ctx, ref, creds=f"{registry_basic.username}:{secret}", **FAST)
+        ops.pull(ctx, ref, options=FAST.merged(creds=f"{registry_basic.username}:{secret}"))
     assert "invalid username/password" in str(err.value) and secret not in str(err.value)
     code = run(
         [
@@ -178,13 +179,13 @@ def test_unknown_image_or_tag(tmp_path, capsys):
         src = str(tmp_path / "src")
         _big_image(src, tmp_path, size=4096)
         with open_context(src) as ctx:
-            ops.push(ctx, "big:1", f"docker://{reg.host}/faults/known:1", **FAST)
+            ops.push(ctx, "big:1", f"docker://{reg.host}/faults/known:1", options=FAST)
             with pytest.raises(
                 NotFound, match="manifest for .*known:nope not found: manifest unknown"
             ):
-                ops.pull(ctx, f"{reg.host}/faults/known:nope", **FAST)
+                ops.pull(ctx, f"{reg.host}/faults/known:nope", options=FAST)
             with pytest.raises(NotFound, match="manifest unknown|name unknown"):
-                ops.pull(ctx, f"{reg.host}/faults/never-pushed:1", **FAST)
+                ops.pull(ctx, f"{reg.host}/faults/never-pushed:1", options=FAST)
         code = run(["--root", src, "pull", "--tls-verify=false", f"{reg.host}/faults/known:nope"])
         _, err = capsys.readouterr()
         last = err.strip().splitlines()[-1]
@@ -229,7 +230,7 @@ def test_layer_not_matching_its_diff_id_fails_the_pull_and_is_never_unpacked(tmp
                 client.put_manifest(ref, manifest.raw, manifest.media_type)
         with open_context(dst_root) as ctx:
             with pytest.raises(DigestMismatch, match="diff_id"):
-                ops.pull(ctx, str(ref), **FAST)
+                ops.pull(ctx, str(ref), options=FAST)
             assert ctx.store.list_images() == [] and list(ctx.store.iter_blobs()) == []
             assert ctx.snapshots.list_layers() == []
             assert os.listdir(os.path.join(ctx.store.snapshot_root, "tmp")) == []

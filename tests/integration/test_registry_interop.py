@@ -15,6 +15,7 @@ from fixtures_images import save_oci_layout  # noqa: E402
 from kiln.image import open_store_image, validate_image  # noqa: E402
 from kiln.ops import registry as ops  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
+from kiln.registry import RegistryOptions  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
@@ -40,7 +41,13 @@ def skopeo(*args: str) -> str:
 def test_skopeo_and_podman_read_what_kiln_pushes(fmt, registry_plain, busybox_image, podman):
     ref = f"{registry_plain.host}/interop/kiln-{fmt}:1"
     with open_context(busybox_image.store.root) as ctx:
-        res = ops.push(ctx, "busybox:latest", f"docker://{ref}", format=fmt, tls_verify=False)
+        res = ops.push(
+            ctx,
+            "busybox:latest",
+            f"docker://{ref}",
+            format=fmt,
+            options=RegistryOptions(tls_verify=False),
+        )
     raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}")
     info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{ref}"))
     assert info["Digest"] == res.manifest_digest
@@ -70,7 +77,9 @@ def test_kiln_pulls_what_skopeo_pushes(registry_basic, busybox_image, tmp_path):
         skopeo("inspect", "--tls-verify=false", "--creds", registry_basic.creds, f"docker://{ref}")
     )
     with open_context(str(tmp_path / "root")) as ctx:
-        res = ops.pull(ctx, ref, tls_verify=False, creds=registry_basic.creds)
+        res = ops.pull(
+            ctx, ref, options=RegistryOptions(tls_verify=False, creds=registry_basic.creds)
+        )
         assert res.manifest_digest == info["Digest"]
         img = open_store_image(ctx.store, ref)
         assert img.id == busybox_image.id
@@ -88,7 +97,7 @@ def test_kiln_pulls_what_podman_pushes(registry_plain, podman, busybox_image, tm
     digestfile = tmp_path / "digest"
     podman("push", "--tls-verify=false", "--digestfile", str(digestfile), ref)
     with open_context(str(tmp_path / "root")) as ctx:
-        res = ops.pull(ctx, ref, tls_verify=False)
+        res = ops.pull(ctx, ref, options=RegistryOptions(tls_verify=False))
         assert res.manifest_digest == digestfile.read_text().strip()
         img = open_store_image(ctx.store, ref)
         assert img.id == busybox_image.id

@@ -16,7 +16,10 @@ from kiln.oci import media_types as mt  # noqa: E402
 from kiln.oci.strict_json import canonical  # noqa: E402
 from kiln.ops import file_transfer, manifests  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
-from kiln.registry import RegistryClient, RegistryOptions  # noqa: E402
+from kiln.registry import (
+    RegistryClient,  # noqa: E402
+    RegistryOptions,  # noqa: E402
+)
 from kiln.store.indexes import MAX_INDEX_ENTRIES  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
@@ -49,7 +52,9 @@ def pushed_image(registry_plain, busybox_image):
     repo = f"{registry_plain.host}/lists/hostile"
     with open_context(busybox_image.store.root) as ctx:
         manifests.create(ctx, "seed", [busybox_image.id])
-        manifests.push(ctx, "seed", f"docker://{repo}:seed", tls_verify=False)
+        manifests.push(
+            ctx, "seed", f"docker://{repo}:seed", options=RegistryOptions(tls_verify=False)
+        )
     return busybox_image, repo
 
 
@@ -74,7 +79,7 @@ def test_a_nested_list_is_refused_before_anything_is_pulled(pushed_image, tmp_pa
     ref = put_list(repo, "nested", index_raw(entry(img), nested))
     root = str(tmp_path / "victim")
     with open_context(root) as ctx, pytest.raises(InvalidArgument, match="nested lists"):
-        file_transfer.pull(ctx, ref, all_platforms=True, tls_verify=False)
+        file_transfer.pull(ctx, ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
     assert_store_untouched(root)
 
 
@@ -84,7 +89,7 @@ def test_an_entry_of_a_wrong_media_type_is_refused(pushed_image, tmp_path):
     ref = put_list(repo, "wrongtype", index_raw(entry(img), config))
     root = str(tmp_path / "victim")
     with open_context(root) as ctx, pytest.raises(InvalidArgument, match="media type"):
-        file_transfer.pull(ctx, ref, all_platforms=True, tls_verify=False)
+        file_transfer.pull(ctx, ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
     assert_store_untouched(root)
 
 
@@ -112,7 +117,7 @@ def test_an_oversized_list_is_refused_before_any_fetch(pushed_image, tmp_path):
     ref = put_list(repo, "huge", index_raw(*many))
     root = str(tmp_path / "victim")
     with open_context(root) as ctx, pytest.raises(InvalidArgument, match="over the limit"):
-        file_transfer.pull(ctx, ref, all_platforms=True, tls_verify=False)
+        file_transfer.pull(ctx, ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
     assert_store_untouched(root)
 
 
@@ -127,5 +132,5 @@ def test_a_list_pushed_without_its_images_is_refused_by_the_registry(registry_pl
                 "alone",
                 f"docker://{registry_plain.host}/lists/alone:1",
                 all=False,
-                tls_verify=False,
+                options=RegistryOptions(tls_verify=False),
             )

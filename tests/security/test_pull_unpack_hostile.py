@@ -25,7 +25,10 @@ from kiln.oci.manifest import Manifest  # noqa: E402
 from kiln.oci.reference import Reference  # noqa: E402
 from kiln.ops import registry as ops  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
-from kiln.registry import RegistryClient, RegistryOptions  # noqa: E402
+from kiln.registry import (
+    RegistryClient,  # noqa: E402
+    RegistryOptions,  # noqa: E402
+)
 from kiln.snapshot import Snapshotter  # noqa: E402
 from kiln.store import Store  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
@@ -59,7 +62,7 @@ def _victim(tmp_path, registry) -> tuple[str, str, bytes]:
     with Store.open(src) as store, open(rootfs, "rb") as f:
         import_tarball(store, f, names=["victim:1"], compression="none", timestamp=1_700_000_000)
     with open_context(src) as ctx:
-        ops.push(ctx, "victim:1", f"docker://{ref}", tls_verify=False)
+        ops.push(ctx, "victim:1", f"docker://{ref}", options=RegistryOptions(tls_verify=False))
     with RegistryClient(RegistryOptions(tls_verify=False)) as client:
         raw, media_type, _ = client.get_manifest(Reference.parse(ref))
         digest = Manifest.parse(raw, media_type).layers[0].digest

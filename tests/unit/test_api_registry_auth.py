@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from kiln.api.registry_auth import build_registry_auth, push_pull_options, request_credentials
 from kiln.registry.credentials import lookup
+from kiln.registry.options import RegistryOptions
 
 
 def request(**headers: object) -> Request:
@@ -41,7 +42,6 @@ def test_x_registry_config_for_builds_and_pushes():
     )
     assert build_registry_auth(r) == {"https://index.docker.io/v1/": "d:x"}
     assert lookup("docker.io", auths=build_registry_auth(r), env={}).username == "d"
-    assert push_pull_options(r, reference="127.0.0.1:5000/a/b:1") == {
-        "auths": {"https://index.docker.io/v1/": "d:x"},
-        "tls_verify": False,
-    }
+    assert push_pull_options(r, reference="127.0.0.1:5000/a/b:1") == RegistryOptions(
+        auths={"https://index.docker.io/v1/": "d:x"}, tls_verify=False
+    )

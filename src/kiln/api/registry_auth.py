@@ -7,6 +7,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from kiln.registry.options import RegistryOptions
+
 from .params import decode_auth_header
 
 _AUTH_CONFIG_KEYS = frozenset(
@@ -83,19 +85,15 @@ def loopback_registry(reference: str) -> bool:
 
 def push_pull_options(
     request: Request, tls_verify: bool | None = None, reference: str = ""
-) -> dict[str, Any]:
+) -> RegistryOptions:
     """Options from ``X-Registry-Auth`` (and a libpod ``tlsVerify``) for ops pull/push.
 
     As dockerd treats 127.0.0.0/8 as insecure registries, the Docker routes pass
     ``reference`` so that a loopback registry is reached over plain HTTP.
     """
-    opts: dict[str, Any] = {}
     if tls_verify is None and reference and loopback_registry(reference):
         tls_verify = False
-    opts.update(request_credentials(request))
-    if tls_verify is not None:
-        opts["tls_verify"] = tls_verify
-    return opts
+    return RegistryOptions(tls_verify=tls_verify, **request_credentials(request))
 
 
 def build_registry_auth(request: Request) -> dict[str, str]:

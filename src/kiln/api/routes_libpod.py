@@ -168,9 +168,8 @@ async def pull_image(request: Request) -> Reply:
         raise InvalidArgument('query parameter "reference" is required: the image to pull')
     tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
     options = push_pull_options(request, tls)
-    options["policy"] = _pull_policy(qstr(q, "policy") or "always")
-    if qbool(q, "allTags"):
-        options["all_tags"] = True
+    policy = _pull_policy(qstr(q, "policy") or "always")
+    all_tags = bool(qbool(q, "allTags"))
     quiet = qbool(q, "quiet")
     config = config_of(request)
     transports = ("docker://", "oci:", "oci-archive:", "docker-archive:", "dir:")
@@ -178,7 +177,7 @@ async def pull_image(request: Request) -> Reply:
 
     def work(h: Handoff):
         with context_for(config, h) as ctx:
-            return pull(ctx, source, **options)
+            return pull(ctx, source, policy=policy, all_tags=all_tags, options=options)
 
     def event(e) -> list[dict]:
         if quiet or not e.message or e.kind == "result":
@@ -210,7 +209,7 @@ async def push_image(request: Request) -> Reply:
 
     def work(h: Handoff):
         with context_for(config, h) as ctx:
-            return push(ctx, name, destination, format=fmt, **options)
+            return push(ctx, name, destination, format=fmt, options=options)
 
     def event(e) -> list[dict]:
         return [{"stream": e.message + "\n"}] if e.message and e.kind != "result" else []

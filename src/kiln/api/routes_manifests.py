@@ -97,7 +97,7 @@ async def create_list(request: Request) -> Response:
     opts = push_pull_options(request, tls)
     rec = await run_op(
         request,
-        lambda ctx: manifests.create(ctx, name, images, all=all_, amend=amend, **opts),
+        lambda ctx: manifests.create(ctx, name, images, all=all_, amend=amend, options=opts),
     )
     return JSONResponse({"Id": rec.id.removeprefix("sha256:")}, status_code=201)
 
@@ -116,7 +116,7 @@ async def inspect_list(request: Request) -> Response:
     q = request.query_params
     tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
     opts = push_pull_options(request, tls)
-    doc = await run_op(request, lambda ctx: manifests.inspect(ctx, name, **opts))
+    doc = await run_op(request, lambda ctx: manifests.inspect(ctx, name, options=opts))
     return JSONResponse(doc)
 
 
@@ -156,7 +156,7 @@ async def _modify(request: Request, name: str, operation: str, body: dict, manif
             targets = [None]  # annotate the list itself
         for image in targets:
             if operation == "update":
-                rec = manifests.add(ctx, name, image, all=all_, **plat, **opts)
+                rec = manifests.add(ctx, name, image, all=all_, **plat, options=opts)
             elif operation == "remove":
                 rec = manifests.remove(ctx, name, image)
             else:
@@ -199,7 +199,7 @@ async def push_list(request: Request) -> Reply:
 
     def work(h: Handoff):
         with context_for(config, h) as ctx:
-            return manifests.push(ctx, name, destination, all=all_, format=fmt, **options)
+            return manifests.push(ctx, name, destination, all=all_, format=fmt, options=options)
 
     def event(e) -> list[dict]:
         if quiet or not e.message or e.kind == "result":

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
 from kiln.ops import registry as ops
+from kiln.registry.options import RegistryOptions
 
 from .registry_auth import creds_of, loopback_registry, push_pull_options
 from .uploads import json_body
@@ -42,7 +43,10 @@ async def auth(request: Request) -> Response:
     # dockerd treats 127.0.0.0/8 as an insecure registry: plain HTTP
     tls_verify = False if loopback_registry(f"{host}/x") else None
     await run_op(
-        request, lambda ctx: ops.verify_login(ctx, server, user, password, tls_verify=tls_verify)
+        request,
+        lambda ctx: ops.verify_login(
+            ctx, server, user, password, options=RegistryOptions(tls_verify=tls_verify)
+        ),
     )
     return JSONResponse({"Status": "Login Succeeded", "IdentityToken": ""})
 
@@ -51,7 +55,7 @@ async def distribution(request: Request) -> Response:
 
     name = request.path_params["name"]
     options = push_pull_options(request, reference=name)
-    found = await run_op(request, lambda ctx: ops.remote_descriptor(ctx, name, **options))
+    found = await run_op(request, lambda ctx: ops.remote_descriptor(ctx, name, options=options))
     return JSONResponse(
         {
             "Descriptor": {

@@ -16,6 +16,7 @@ from kiln.ops.containers import commit_container
 from kiln.ops.events import Event
 from kiln.ops.file_transfer import pull, push
 from kiln.ops.registry import search as do_search
+from kiln.registry.options import RegistryOptions
 
 from . import shapes
 from .errors import NoSuchImage
@@ -55,8 +56,6 @@ async def create_image(request: Request) -> Reply:
 async def _pull(request: Request, reference: str, all_tags: bool = False) -> Reply:
 
     options = push_pull_options(request, reference=reference)
-    if all_tags:
-        options["all_tags"] = True
     config = config_of(request)
     # dockerd writes nothing before the image is found, so a missing image or refused
     # credentials answer with an error status (which docker-py raises), not a 200 whose
@@ -68,7 +67,7 @@ async def _pull(request: Request, reference: str, all_tags: bool = False) -> Rep
     def work(h: Handoff):
         with context_for(config, h) as ctx:
             try:
-                return pull(ctx, f"docker://{reference}", **options)
+                return pull(ctx, f"docker://{reference}", all_tags=all_tags, options=options)
             except Unauthorized as exc:
                 # dockerd's answer; a 401 would make the docker CLI prompt for a login
                 # (and wait forever on a stdin that is not a terminal)
@@ -145,7 +144,7 @@ async def push_image(request: Request) -> Reply:
 
     def work(h: Handoff):
         with context_for(config, h) as ctx:
-            return push(ctx, image, f"docker://{image}", **options)
+            return push(ctx, image, f"docker://{image}", options=options)
 
     shown_tag = tag or (image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest")
 
@@ -266,7 +265,10 @@ async def search(request: Request, libpod: bool = False) -> list[dict[str, Any]]
     tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
     if tls is None and loopback_registry(term):
         tls = False
-    items = await run_op(request, lambda ctx: do_search(ctx, term, limit=limit, tls_verify=tls))
+    items = await run_op(
+        request,
+        lambda ctx: do_search(ctx, term, limit=limit, options=RegistryOptions(tls_verify=tls)),
+    )
     out = [search_item(i) for i in items]
     for f in filters:
         key, _, value = f.partition("=")

@@ -27,6 +27,7 @@ from kiln.ops import images as image_ops
 from kiln.ops import transports as tp
 from kiln.ops.archives import store_items
 from kiln.ops.context import Context
+from kiln.registry.options import RegistryOptions
 from kiln.runtime.options import RunSettings, parse_memory
 from kiln.util.choices import Choice, Compression, ImageFormat, PullPolicy
 
@@ -220,12 +221,11 @@ class TransferMethods:
         if not name:
             raise error_occurred("PullImage needs an image reference")
         auth = creds or {}
-        kw: dict[str, Any] = {}
-        if auth.get("username"):
-            kw["creds"] = f"{auth['username']}:{auth.get('password') or ''}"
+        user = auth.get("username")
+        options = RegistryOptions(creds=f"{user}:{auth.get('password') or ''}" if user else None)
 
         def work(ctx: Context, cancel: threading.Event) -> str:
-            return bare_id(file_transfer.pull(ctx, name, **kw).image_id)
+            return bare_id(file_transfer.pull(ctx, name, options=options).image_id)
 
         yield from self._stream("reply", work, _more, _request)
 
@@ -365,7 +365,8 @@ class TransferMethods:
 
         def command(ctx: Context) -> str:
             if rl.get("pull") and not image_ops.image_exists(ctx, image):
-                registry.ensure_image(ctx, image, "missing", authfile=rl.get("authfile") or None)
+                options = RegistryOptions(authfile=rl.get("authfile") or None)
+                registry.ensure_image(ctx, image, "missing", options=options)
             find_image(ctx, image)
             config = image_ops.inspect_image(ctx, image).get("Config") or {}
             value = (config.get("Labels") or {}).get(label)

@@ -50,8 +50,7 @@ def puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
         # asked with a platform, the executor found no local image of it: a local one of
         # another platform must not satisfy "missing"
         policy = PullPolicy(policy).for_platform(bool(wanted))
-        plat = wanted or opts.platform
-        args = {"platform": plat} if plat else {}
-        return str(ensure_image(pull_ctx, ref, pull_policy=policy, options=opts.registry, **args))
+        plat = wanted or opts.platform or None
+        return str(ensure_image(pull_ctx, ref, policy, platform=plat, options=opts.registry))
 
     return pull

@@ -210,12 +210,10 @@ def _export_guarded(spec: CacheSpec, warn: Warn, work: Callable[[], Any]) -> Any
 
 def _push(ctx, opts, image_id, name, insecure, annotations) -> None:
     # start-up: only a build that shares its cache or result loads registry code
-    from kiln.ops.registry import MONOLITHIC_MAX, push
+    from kiln.ops.registry import push
 
     ctx.ev.step(f"Pushing {name}", type="note")
-    # one streamed PUT per blob, as ``kiln push`` sends them
-    options = _registry(opts, insecure).merged(monolithic_max=MONOLITHIC_MAX)
-    push(ctx, image_id, name, annotations=annotations, options=options)
+    push(ctx, image_id, name, annotations=annotations, options=_registry(opts, insecure))
 
 
 def _entries(ctx: Context, executor: Any, mode: str) -> list[tuple[str, Any]]:

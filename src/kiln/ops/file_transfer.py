@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument, KilnError
 from kiln.image.transports import transport
@@ -18,6 +18,7 @@ from kiln.store import IndexRecord
 if TYPE_CHECKING:
     from kiln.ops.context import Context
     from kiln.ops.registry import PullResult, PushResult
+    from kiln.registry import RegistryOptions
 
 
 def push(
@@ -27,12 +28,15 @@ def push(
     *,
     format: str | None = None,
     compress: bool = False,
-    **registry_options: Any,
+    compression: str | None = None,
+    all: bool = False,
+    options: RegistryOptions | None = None,
 ) -> TransferResult | PushResult:
     """Copy ``image`` from the store to ``destination`` (default: ``docker://IMAGE``).
 
     ``format``: ``oci`` or ``docker`` to convert the manifest (default: as stored);
-    ``v2s1`` (a signed Docker schema 1 manifest) for registries.
+    ``v2s1`` (a signed Docker schema 1 manifest) for registries. ``compression``
+    (``gzip``/``zstd``) recompresses for a registry; ``all``: a list's images too.
     """
     dest = tp.parse_transport(destination or image, default=tp.DOCKER)
     if _is_list(ctx, image):  # a manifest list: kiln.ops.manifests pushes it
@@ -41,10 +45,14 @@ def push(
                 f"{image} is a manifest list: Docker schema 1 has no lists; push one of its "
                 "images as v2s1, or the list as v2s2 or oci"
             )
-        return _push_list(ctx, image, destination, format, registry_options)
-    registry_options.pop("all", None)
+        fmt = {"docker": "v2s2"}.get(format or "", format)
+        res = manifests.push(
+            ctx, image, destination, all=all, format=fmt, compression=compression, options=options
+        )
+        rec = ctx.store.get_index(res.index_id)
+        return TransferResult(rec.id, res.digest, list(rec.names), res.destination)
     return transfer.push_image(
-        ctx, image, dest, format=format, compress=compress, **registry_options
+        ctx, image, dest, format=format, compress=compress, compression=compression, options=options
     )
 
 
@@ -55,38 +63,51 @@ def _is_list(ctx: Context, image: str) -> bool:
         return False
 
 
-def _push_list(
-    ctx: Context, image: str, destination: str | None, format: str | None, options: dict
-) -> TransferResult:
-    """``kiln push LIST``: the list, and with ``all`` its images first (podman push --all)."""
-    fmt = {"docker": "v2s2"}.get(format or "", format)
-    kw = {k: v for k, v in options.items() if k not in ("compress",)}
-    all_ = bool(kw.pop("all", False))
-    res = manifests.push(ctx, image, destination, all=all_, format=fmt, **kw)
-    rec = ctx.store.get_index(res.index_id)
-    return TransferResult(rec.id, res.digest, list(rec.names), res.destination)
-
-
 def pull(
-    ctx: Context, source: str, *, validate: bool = True, **registry_options: Any
+    ctx: Context,
+    source: str,
+    *,
+    validate: bool = True,
+    policy: str = "always",
+    platform: str | None = None,
+    arch: str | None = None,
+    os: str | None = None,
+    variant: str | None = None,
+    all_tags: bool = False,
+    all_platforms: bool = False,
+    options: RegistryOptions | None = None,
 ) -> TransferResult | PullResult:
-    """Copy the image at ``source`` into the store; a bare name means ``docker://NAME``."""
+    """Copy the image at ``source`` into the store; a bare name means ``docker://NAME``.
+
+    ``all_platforms`` keeps a whole list; the other choices are a registry pull's
+    (``kiln.ops.registry.pull``)."""
     src = tp.parse_transport(source, default=tp.DOCKER)
-    all_platforms = bool(registry_options.pop("all_platforms", False))
     if all_platforms:  # keep the whole list (kiln.ops.manifest_transfer)
-        return _pull_list(ctx, src, registry_options)
-    return transfer.pull_image(ctx, src, validate=validate, **registry_options)
-
-
-def _pull_list(ctx: Context, src: tp.TransportRef, options: dict) -> TransferResult:
-    if src.transport == tp.DOCKER:
-        kw = {k: v for k, v in options.items() if k not in ("policy",)}
-        if kw.keys() & {"platform", "arch", "os", "variant", "all_tags"}:
+        if src.transport == tp.DOCKER and (platform or arch or os or variant or all_tags):
             raise InvalidArgument(
                 "--all-platforms cannot be combined with --platform, --arch, --os, --variant "
                 "or --all-tags"
             )
-        res = manifest_transfer.pull_list(ctx, src.reference, **kw)
+        return _pull_list(ctx, src, options)
+    return transfer.pull_image(
+        ctx,
+        src,
+        validate=validate,
+        policy=policy,
+        platform=platform,
+        arch=arch,
+        os=os,
+        variant=variant,
+        all_tags=all_tags,
+        options=options,
+    )
+
+
+def _pull_list(
+    ctx: Context, src: tp.TransportRef, options: RegistryOptions | None
+) -> TransferResult:
+    if src.transport == tp.DOCKER:
+        res = manifest_transfer.pull_list(ctx, src.reference, options=options)
     elif src.is_file and transport(src.transport).HOLDS_LISTS:
         res = manifest_transfer.pull_list_from_layout(ctx, src)
     else:

@@ -26,13 +26,19 @@ from kiln.store import IndexRecord
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
+    from kiln.registry import RegistryOptions
     from kiln.store import ImageRecord
 
 _TRANSPORT_PREFIXES = ("docker://", "oci:", "oci-archive:", "docker-archive:", "dir:")
 
 
 def image_entries(
-    ctx: Context, image: str, *, all: bool, overrides: dict, registry_kw: dict
+    ctx: Context,
+    image: str,
+    *,
+    all: bool,
+    overrides: dict,
+    options: RegistryOptions | None = None,
 ) -> list[dict]:
     value = image.strip()
     local_only = value.startswith("containers-storage:")
@@ -49,20 +55,18 @@ def image_entries(
             return [entry_for_image(ctx, found)]
         value = "docker://" + value
     if all and value.startswith(("docker://", "oci:", "oci-archive:")):
-        return _copied_list_entries(ctx, value, registry_kw)
-    platform = _platform_of(overrides)
-    kw = dict(registry_kw)
-    if value.startswith("docker://") and platform:
-        kw["platform"] = platform
-    result = transfer.pull_image(ctx, tp.parse_transport(value, default=tp.DOCKER), **kw)
+        return _copied_list_entries(ctx, value, options)
+    platform = _platform_of(overrides) if value.startswith("docker://") else None
+    src = tp.parse_transport(value, default=tp.DOCKER)
+    result = transfer.pull_image(ctx, src, platform=platform or None, options=options)
     return [entry_for_image(ctx, ctx.store.get_image(result.image_id))]
 
 
-def _copied_list_entries(ctx: Context, value: str, registry_kw: dict) -> list[dict]:
+def _copied_list_entries(ctx: Context, value: str, options: RegistryOptions | None) -> list[dict]:
     """Every entry of the list at ``value``, its images copied into the store; the list
     itself is not kept (only the list being edited will name them)."""
     if value.startswith("docker://"):
-        res = manifest_transfer.pull_list(ctx, value, name=None, **registry_kw)
+        res = manifest_transfer.pull_list(ctx, value, name=None, options=options)
     else:
         res = manifest_transfer.pull_list_from_layout(ctx, tp.parse_transport(value), name=None)
     if res.index is None:  # one image, not a list

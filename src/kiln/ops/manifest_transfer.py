@@ -26,7 +26,6 @@ from kiln.oci.strict_json import MAX_MANIFEST_BYTES as MAX_LIST_BYTES
 from kiln.oci.strict_json import canonical, loads_object
 from kiln.ops import transports as tp
 from kiln.ops.registry import (
-    MONOLITHIC_MAX,
     _candidates,
     _client,
     _PullEvents,
@@ -42,6 +41,7 @@ from kiln.util.choices import ImageFormat
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
+    from kiln.registry import RegistryOptions
 
 
 def list_media_type(format: str | None, default: str = "") -> str:
@@ -73,7 +73,12 @@ class ListPullResult:
 
 
 def pull_list(
-    ctx: Context, ref: str, *, name: str | None = "", workers: int = 4, **registry_kw: Any
+    ctx: Context,
+    ref: str,
+    *,
+    name: str | None = "",
+    workers: int = 4,
+    options: RegistryOptions | None = None,
 ) -> ListPullResult:
     """Pull ``ref`` with every image its list names and keep the list in the store.
 
@@ -86,7 +91,7 @@ def pull_list(
 
     ref = ref.removeprefix("docker://")
     ev = ctx.ev
-    with _client(ctx, None, registry_kw) as client:
+    with _client(ctx, options) as client:
         cands = _candidates(client, ref)
         cand = cands[0]
         ev.step(f"Trying to pull {cand}...")
@@ -95,7 +100,7 @@ def pull_list(
         except KilnError as exc:
             raise type(exc)(f"initializing source docker://{cand}: {exc}") from None
         if not mt.is_index(media_type):
-            one = pull(ctx, str(cand), **registry_kw)
+            one = pull(ctx, str(cand), options=options)
             return ListPullResult(None, one.manifest_digest, str(cand), list(one.ids), one.names)
         try:
             index = check_index(raw, media_type)  # caps, no nested lists: before any fetch
@@ -217,18 +222,15 @@ def push_to_registry(
     all: bool,
     format: str | None,
     compression: str | None,
-    options: Any,
+    options: RegistryOptions | None,
     workers: int,
-    registry_kw: dict,
 ) -> ListPushResult:
     from kiln.image.registry_sink import RegistrySink  # httpx: start-up cost, as above
 
     target = Reference.parse(ref)
     by_digest = Reference(target.domain, target.path, "", "")
-    if options is None:
-        registry_kw.setdefault("monolithic_max", MONOLITHIC_MAX)
     ev = ctx.ev
-    with _client(ctx, options, registry_kw) as client:
+    with _client(ctx, options) as client:
 
         def push_child(img: Any, image_format: str | None, comp: str | None, as_is: bool) -> Any:
             sink = RegistrySink(

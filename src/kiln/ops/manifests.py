@@ -43,6 +43,7 @@ from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
+    from kiln.registry import RegistryOptions
     from kiln.store import ImageRecord, IndexRecord
 
 _STORE_PREFIXES = ("containers-storage:",)
@@ -72,7 +73,7 @@ def document(ctx: Context, name: str) -> Index:
     return Index.parse(ctx.store.index_bytes(rec), rec.media_type)
 
 
-def inspect(ctx: Context, name: str, **registry_kw: Any) -> dict[str, Any]:
+def inspect(ctx: Context, name: str, *, options: RegistryOptions | None = None) -> dict[str, Any]:
     """What ``podman manifest inspect`` prints: the list document as JSON.
 
     A local list first; otherwise ``name`` (``docker://`` optional) is read from its
@@ -90,7 +91,7 @@ def inspect(ctx: Context, name: str, **registry_kw: Any) -> dict[str, Any]:
             image = ctx.store.resolve_image(name)
         if image is not None:
             raise InvalidArgument(f"{name} is an image, not a manifest list")
-    return _remote_document(ctx, name.removeprefix("docker://"), registry_kw)
+    return _remote_document(ctx, name.removeprefix("docker://"), options)
 
 
 _TOP_ORDER = ("schemaVersion", "mediaType", "artifactType", "config", "manifests", "layers")
@@ -111,8 +112,8 @@ def podman_order(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _remote_document(ctx: Context, ref: str, registry_kw: dict) -> dict[str, Any]:
-    with _client(ctx, None, registry_kw) as client:
+def _remote_document(ctx: Context, ref: str, options: RegistryOptions | None) -> dict[str, Any]:
+    with _client(ctx, options) as client:
         raw, _media_type, _digest = client.get_manifest(Reference.parse(ref))
     return podman_order(loads_object(raw, what="manifest"))
 
@@ -129,7 +130,7 @@ def create(
     amend: bool = False,
     format: str | None = None,
     annotations: Mapping[str, str] | None = None,
-    **registry_kw: Any,
+    options: RegistryOptions | None = None,
 ) -> IndexRecord:
     """A new list named ``name`` holding ``images`` (see ``add`` for what an image may be).
 
@@ -149,7 +150,7 @@ def create(
             raise Conflict(f"{name} is an image, not a manifest list; --amend needs a list")
     children: list[dict] = []
     for image in images:
-        for entry in _entries_for(ctx, image, all=all, overrides={}, registry_kw=registry_kw):
+        for entry in _entries_for(ctx, image, all=all, overrides={}, options=options):
             children = _merged(children, entry, replace=False)
     if existing is not None:
         out = _add_entries(ctx, existing.id, children, replace=False)
@@ -181,7 +182,7 @@ def add(
     os_features: Sequence[str] = (),
     annotations: Mapping[str, str] | None = None,
     replace: bool = False,
-    **registry_kw: Any,
+    options: RegistryOptions | None = None,
 ) -> IndexRecord:
     """Add ``image`` (name, ID, ``name@digest`` or ``transport:ref``) to the list.
 
@@ -192,7 +193,7 @@ def add(
     """
     rec = ctx.store.resolve_index(list_name)
     overrides = _overrides(arch, os, variant, os_version, features, os_features, annotations)
-    entries = _entries_for(ctx, image, all=all, overrides=overrides, registry_kw=registry_kw)
+    entries = _entries_for(ctx, image, all=all, overrides=overrides, options=options)
     out = _add_entries(ctx, rec.id, entries, replace=replace)
     ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, digest=out.digest)
     return out
@@ -313,9 +314,8 @@ def push(
     compression: str | None = None,
     digestfile: str | None = None,
     rm: bool = False,
-    options: Any = None,
+    options: RegistryOptions | None = None,
     workers: int = 4,
-    **registry_kw: Any,
 ) -> ListPushResult:
     """Push a list to ``destination`` (default: its name): with ``all``, every image it
     names first (by digest), then the list, so a push that fails part-way never leaves a
@@ -341,7 +341,6 @@ def push(
             compression=compression,
             options=options,
             workers=workers,
-            registry_kw=registry_kw,
         )
     elif dest.is_file and transport(dest.transport).HOLDS_LISTS:
         result = push_to_layout(ctx, rec, dest, format=format, compression=compression)
@@ -435,10 +434,10 @@ def _entry_digest(ctx: Context, rec: IndexRecord, image: str) -> str:
 
 
 def _entries_for(
-    ctx: Context, image: str, *, all: bool, overrides: dict, registry_kw: dict
+    ctx: Context, image: str, *, all: bool, overrides: dict, options: RegistryOptions | None
 ) -> list[dict]:
     """The list entries (descriptor JSON) ``image`` stands for, platform overridden."""
-    entries = image_entries(ctx, image, all=all, overrides=overrides, registry_kw=registry_kw)
+    entries = image_entries(ctx, image, all=all, overrides=overrides, options=options)
     return [_overridden(e, overrides) for e in entries]
 
 

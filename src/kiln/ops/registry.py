@@ -48,22 +48,7 @@ if TYPE_CHECKING:
     from kiln.registry import RegistryClient, RegistryOptions
     from kiln.store import ImageRecord
 
-_OPTION_KEYS = (
-    "tls_verify",
-    "cert_dir",
-    "authfile",
-    "creds",
-    "auths",
-    "registries_conf",
-    "retries",
-    "retry_delay",
-    "chunk_size",
-    "monolithic_max",
-    "timeout",
-    "transport",
-)
 _PROGRESS_STEP = 1 << 20  # bytes between progress events of one blob
-MONOLITHIC_MAX = 1 << 40  # push: blobs up to this size go up in one streamed request
 
 
 @dataclass
@@ -107,12 +92,10 @@ class TagResult:
 
 
 def registry_options(
-    ctx: Context | None = None, options: RegistryOptions | None = None, **kw: Any
+    ctx: Context | None = None, options: RegistryOptions | None = None
 ) -> RegistryOptions:
-    """RegistryOptions from ``options``, the context's config and keyword overrides."""
-    unknown = sorted(k for k, v in kw.items() if k not in _OPTION_KEYS and v is not None)
-    if unknown:
-        raise InvalidArgument(f"unknown registry option(s): {', '.join(unknown)}")
+    """``options`` (default: ``RegistryOptions()``) with the context's configured
+    registries.conf, auth file and certificate directory where it names none."""
     base = options or RegistryOptions()
     cfg = ctx.config if ctx is not None else None
     values: dict[str, Any] = {}
@@ -120,13 +103,12 @@ def registry_options(
         for key in ("registries_conf", "authfile", "cert_dir"):
             if getattr(cfg, key, None) and getattr(base, key) is None:
                 values[key] = getattr(cfg, key)
-    values.update({k: v for k, v in kw.items() if v is not None})
     return replace(base, **values) if values else base
 
 
 @contextlib.contextmanager
-def _client(ctx: Context | None, options: RegistryOptions | None, kw: dict) -> Iterator[Any]:
-    with RegistryClient(registry_options(ctx, options, **kw)) as client:
+def _client(ctx: Context | None, options: RegistryOptions | None) -> Iterator[Any]:
+    with RegistryClient(registry_options(ctx, options)) as client:
         yield client
 
 
@@ -216,20 +198,18 @@ def pull(
     all_tags: bool = False,
     options: RegistryOptions | None = None,
     workers: int = 4,
-    **registry_kw: Any,
 ) -> PullResult:
     """Pull ``ref`` (``docker://`` optional) into the store under ``policy``.
 
     ``platform`` (``os/arch[/variant]``) or ``arch``/``os``/``variant`` pick an
     index entry (default: the host's). ``all_tags`` pulls every tag of the
-    repository (``ids`` lists them all). Registry options: ``tls_verify``,
-    ``cert_dir``, ``authfile``, ``creds`` ("user:pass"), ``registries_conf``, or a
-    whole ``options`` (RegistryOptions).
+    repository (``ids`` lists them all). ``options``: how to reach the registry
+    (TLS, credentials, registries.conf; default: the context's configuration).
     """
     policy = PullPolicy.parse(policy)
     plat = _parse_platform(platform, arch, os, variant)
     ref = ref.removeprefix("docker://")
-    with _client(ctx, options, registry_kw) as client:
+    with _client(ctx, options) as client:
         if all_tags:
             return _pull_all_tags(ctx, client, ref, plat, workers)
         local = _find_local(ctx, _local_names(client, ref)) if policy != "always" else None
@@ -335,23 +315,33 @@ def _pull_all_tags(ctx: Context, client, ref: str, plat, workers: int) -> PullRe
     raise last or NotFound(f"{ref}: no registry to pull from")
 
 
-def ensure_image(ctx: Context, ref: str, pull_policy: str = "missing", **registry_kw: Any) -> str:
+def ensure_image(
+    ctx: Context,
+    ref: str,
+    pull_policy: str = "missing",
+    *,
+    platform: str | None = None,
+    options: RegistryOptions | None = None,
+) -> str:
     """The image ID for ``ref`` under ``pull_policy``, pulling when the policy says so.
 
     What a build's FROM and ``kiln from`` call: a local name, ID or ID prefix
     satisfies ``missing``/``never`` without any network; ``always``/``newer``
-    contact the registry. Returns ``"sha256:<hex>"``.
+    contact the registry. ``platform`` picks a list's entry (default: the host's).
+    Returns ``"sha256:<hex>"``.
     """
     if not PullPolicy.parse(pull_policy).asks_registry(have_local=True):
         with contextlib.suppress(NotFound, InvalidArgument):
             return ctx.store.resolve_image(ref).id
-    return pull(ctx, ref, policy=pull_policy, **registry_kw).image_id
+    return pull(ctx, ref, policy=pull_policy, platform=platform, options=options).image_id
 
 
-def resolve_names(ctx: Context | None, name: str, **registry_kw: Any) -> list[str]:
+def resolve_names(
+    ctx: Context | None, name: str, *, options: RegistryOptions | None = None
+) -> list[str]:
     """The full names a (short) name may mean, in the order a pull tries them
     (registries.conf's aliases and unqualified-search registries); no network."""
-    with _client(ctx, None, registry_kw) as client:
+    with _client(ctx, options) as client:
         return [str(c) for c in client.resolve_short_name(name, enforce=False)]
 
 
@@ -363,11 +353,13 @@ class RemoteDescriptor:
     platforms: list[dict[str, Any]]  # OCI platform objects
 
 
-def remote_descriptor(ctx: Context | None, ref: str, **registry_kw: Any) -> RemoteDescriptor:
+def remote_descriptor(
+    ctx: Context | None, ref: str, *, options: RegistryOptions | None = None
+) -> RemoteDescriptor:
     """What the registry serves for ``ref`` (dockerd's ``/distribution/{name}/json``): the
     manifest's descriptor and the platforms it offers (an index's entries, else the
     image config's)."""
-    with _client(ctx, None, registry_kw) as client:
+    with _client(ctx, options) as client:
         target = Reference.parse(ref.removeprefix("docker://"))
         raw, media_type, digest = client.get_manifest(target)
         platforms: list[dict[str, Any]] = []
@@ -444,7 +436,6 @@ def push(
     options: RegistryOptions | None = None,
     workers: int = 4,
     annotations: dict[str, str] | None = None,
-    **registry_kw: Any,
 ) -> PushResult:
     """Push store image ``image`` to ``dest`` (``docker://`` optional; default: its name).
 
@@ -484,11 +475,9 @@ def push(
     for value in [*img.record.repo_digests, *img.record.names]:
         with contextlib.suppress(KilnError):
             mounts.append(Reference.parse(value))
-    if options is None:  # one streamed PUT per blob, as skopeo; chunked only when asked
-        registry_kw.setdefault("monolithic_max", MONOLITHIC_MAX)
     ev = ctx.ev
     ev.step("Getting image source signatures")
-    with _client(ctx, options, registry_kw) as client:
+    with _client(ctx, options) as client:
         sink = RegistrySink(
             client,
             target,
@@ -539,19 +528,11 @@ def login(
     username: str,
     password: str,
     *,
-    authfile: str | None = None,
-    tls_verify: bool | None = None,
-    cert_dir: str | None = None,
-    registries_conf: str | None = None,
+    options: RegistryOptions | None = None,
 ) -> str:
-    """Check the credentials against ``registry`` and store them; returns the auth file."""
-    opts = registry_options(
-        ctx,
-        authfile=authfile,
-        tls_verify=tls_verify,
-        cert_dir=cert_dir,
-        registries_conf=registries_conf,
-    )
+    """Check the credentials against ``registry`` and store them (in ``options.authfile``,
+    else the default auth file); returns the auth file."""
+    opts = registry_options(ctx, options)
     return registry_login(
         registry,
         username,
@@ -569,14 +550,10 @@ def verify_login(
     username: str,
     password: str,
     *,
-    tls_verify: bool | None = None,
-    cert_dir: str | None = None,
-    registries_conf: str | None = None,
+    options: RegistryOptions | None = None,
 ) -> str:
     """Check the credentials against ``registry`` and keep them nowhere; returns the host."""
-    opts = registry_options(
-        ctx, tls_verify=tls_verify, cert_dir=cert_dir, registries_conf=registries_conf
-    )
+    opts = registry_options(ctx, options)
     return registry_verify(
         registry,
         username,
@@ -591,7 +568,7 @@ def logout(
     ctx: Context | None, registry: str | None, *, authfile: str | None = None, all: bool = False
 ) -> list[str]:
     """Forget the credentials for ``registry`` (or all); NotFound when not logged in."""
-    opts = registry_options(ctx, authfile=authfile)
+    opts = registry_options(ctx, RegistryOptions(authfile=authfile))
     return registry_logout(registry, authfile=opts.authfile, all=all)
 
 
@@ -625,7 +602,6 @@ def search(
     filters: Sequence[str] = (),
     list_tags: bool = False,
     options: RegistryOptions | None = None,
-    **registry_kw: Any,
 ) -> list[Any]:
     """``/v1/search`` (else the catalog) of ``term``'s registry or every search registry.
 
@@ -635,7 +611,7 @@ def search(
         raise InvalidArgument("search needs a term")
     if limit is not None and limit < 0:
         raise InvalidArgument(f"invalid --limit {limit}: it must not be negative")
-    with _client(ctx, options, registry_kw) as client:
+    with _client(ctx, options) as client:
         if list_tags:
             if filters:
                 raise InvalidArgument("filters cannot be used with --list-tags")

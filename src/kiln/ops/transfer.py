@@ -18,9 +18,9 @@ blobs it added again.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from os.path import exists
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
@@ -38,6 +38,7 @@ from kiln.ops.registry import PullResult, PushResult
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
+    from kiln.registry import RegistryOptions
     from kiln.store import ImageRecord, Store
     from kiln.store.leases import Lease
 
@@ -70,10 +71,12 @@ def push_image(
     *,
     format: str | None = None,
     compress: bool = False,
-    **registry_options: Any,
+    compression: str | None = None,
+    options: RegistryOptions | None = None,
 ) -> TransferResult | PushResult:
     """Copy the stored ``image`` to ``dest``; ``format``: ``oci``/``docker`` to convert the
-    manifest (default: as stored), ``v2s1`` (a signed schema 1 manifest) for registries."""
+    manifest (default: as stored), ``v2s1`` (a signed schema 1 manifest) for registries.
+    ``compression`` and ``options`` are the registry push's (``docker://``)."""
     if format == "v2s1" and dest.transport != tp.DOCKER:
         raise InvalidArgument(
             f"{dest}: kiln writes Docker schema 1 (v2s1) manifests to registries only "
@@ -81,7 +84,13 @@ def push_image(
         )
     if dest.transport == tp.DOCKER:
         return registry.push(
-            ctx, image, dest.reference, format=format, compress=compress, **registry_options
+            ctx,
+            image,
+            dest.reference,
+            format=format,
+            compression=compression,
+            compress=compress,
+            options=options,
         )
     if dest.transport == tp.STORE:
         raise InvalidArgument(f'"{dest}": push needs a destination transport')
@@ -106,14 +115,35 @@ def push_image(
 
 
 def pull_image(
-    ctx: Context, src: tp.TransportRef, *, validate: bool = True, **registry_options: Any
+    ctx: Context,
+    src: tp.TransportRef,
+    *,
+    validate: bool = True,
+    policy: str = "always",
+    platform: str | None = None,
+    arch: str | None = None,
+    os: str | None = None,
+    variant: str | None = None,
+    all_tags: bool = False,
+    options: RegistryOptions | None = None,
 ) -> TransferResult | PullResult:
-    """Copy the one image ``src`` names into the store (``docker://``: a registry pull)."""
+    """Copy the one image ``src`` names into the store (``docker://``: a registry pull,
+    which alone uses ``policy``, the platform choice, ``all_tags`` and ``options``)."""
     if src.transport == tp.DOCKER:
-        return registry.pull(ctx, src.reference, **registry_options)
+        return registry.pull(
+            ctx,
+            src.reference,
+            policy=policy,
+            platform=platform,
+            arch=arch,
+            os=os,
+            variant=variant,
+            all_tags=all_tags,
+            options=options,
+        )
     if src.transport == tp.STORE:
         raise InvalidArgument(f'"{src}": pull needs a source transport')
-    if not os.path.exists(src.path):
+    if not exists(src.path):
         raise NotFound(f"{src.path}: no such file or directory")
     img = transport(src.transport).open_source(src.path, src.reference, tmp_dir=ctx.tmpdir)
     try:

@@ -19,7 +19,9 @@ from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["RegistryOptions"]
+__all__ = ["MONOLITHIC_MAX", "RegistryOptions"]
+
+MONOLITHIC_MAX = 1 << 40  # blobs up to this size go up in one streamed PUT, as skopeo's
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class RegistryOptions:
     retries: int = 3  # attempts in all
     retry_delay: float = 2.0  # first backoff, doubling
     chunk_size: int = 8 * 1024 * 1024  # PATCH size for chunked uploads
-    monolithic_max: int = 16 * 1024 * 1024  # larger blobs are uploaded in chunks
+    monolithic_max: int = MONOLITHIC_MAX  # larger blobs are uploaded in chunks of chunk_size
     timeout: float = 60.0  # per read; also the deadline for a whole manifest
     min_blob_rate: float = DEFAULT_MIN_RATE  # bytes/s a blob download must average ...
     rate_grace: float = DEFAULT_GRACE  # ... once this many seconds have passed

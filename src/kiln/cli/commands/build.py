@@ -29,7 +29,6 @@ from kiln.util.choices import PULL_POLICIES, Compression, ImageFormat, PullPolic
 
 if TYPE_CHECKING:
     from kiln.ops.build import BuildOptions
-    from kiln.registry.options import RegistryOptions
 
 EXIT_ERROR = 125  # what kiln exits with for its own errors, as podman
 PULL_CHOICES = (*PULL_POLICIES, "true", "false")
@@ -467,18 +466,8 @@ def _build_options(state: State, context: str | None, kw: dict[str, Any]) -> Bui
         force_rm=kw["force_rm"], tmpdir=state.tmpdir,
         checks=True, build_contexts=dict(parse_build_context(s) for s in kw["build_contexts"]),
         cache_from=list(kw["cache_from"]), cache_to=list(kw["cache_to"]), push=kw["push"],
-        registry=_registry(kw["registry_options"]),
+        registry=kw["registry_options"],
     )  # fmt: skip
-
-
-def _registry(given: dict[str, Any]) -> RegistryOptions | None:
-    """--tls-verify, --cert-dir, --authfile and --creds as ``RegistryOptions`` (None: none
-    given, and a build from local images loads no registry code)."""
-    if not given:
-        return None
-    from kiln.registry.options import RegistryOptions
-
-    return RegistryOptions(**given)
 
 
 def _containerfiles(files: list[str], context: str | None) -> tuple[list[str], str | None]:

@@ -44,6 +44,6 @@ def command(state: State, registry, username, password, password_stdin, registry
         registry,
         username,
         password,
-        **registry_options,
+        options=registry_options,
     )
     state.echo("Login Succeeded!")

@@ -50,19 +50,16 @@ def command(
     reference (docker://REF or just REF)."""
     from kiln.ops import file_transfer
 
-    opts = {
-        k: v
-        for k, v in dict(
+    with state.context(quiet=quiet) as ctx:
+        file_transfer.pull(
+            ctx,
+            source,
+            policy=policy or "always",
             platform=platform,
             arch=arch,
             os=os_,
             variant=variant,
-            policy=policy,
-            all_tags=all_tags or None,
-            all_platforms=all_platforms or None,
-        ).items()
-        if v is not None
-    }
-    opts.update(registry_options)
-    with state.context(quiet=quiet) as ctx:
-        file_transfer.pull(ctx, source, **opts)
+            all_tags=bool(all_tags),
+            all_platforms=bool(all_platforms),
+            options=registry_options,
+        )

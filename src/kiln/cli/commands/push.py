@@ -53,13 +53,16 @@ def command(
     if digestfile:
         check_output(digestfile)  # refuse a bad --digestfile before pushing
     fmt = "docker" if format_ == "v2s2" else format_
-    if compression_format is not None:
-        registry_options["compression"] = compression_format
-    if all_:
-        registry_options["all"] = True
     with state.context(quiet=quiet) as ctx:
         result = file_transfer.push(
-            ctx, image, destination, format=fmt, compress=compress, **registry_options
+            ctx,
+            image,
+            destination,
+            format=fmt,
+            compress=compress,
+            compression=compression_format,
+            all=bool(all_),
+            options=registry_options,
         )
     if digestfile:
         write_output(digestfile, result.manifest_digest.encode())

@@ -42,7 +42,7 @@ def command(
         limit=25 if limit is None else limit,
         filters=filters,
         list_tags=list_tags,
-        **registry_options,
+        options=registry_options,
     )
     if list_tags:
         rows = [{"Name": r.name, "Tag": r.tag} for r in results]

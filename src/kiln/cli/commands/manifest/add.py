@@ -23,4 +23,4 @@ def command(state: State, list_name, images, all_, platform, registry_options):
 
     with state.context(quiet=True) as ctx:
         for image in images:
-            manifests.add(ctx, list_name, image, all=all_, **platform, **registry_options)
+            manifests.add(ctx, list_name, image, all=all_, **platform, options=registry_options)

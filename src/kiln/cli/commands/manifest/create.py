@@ -49,5 +49,5 @@ def command(state: State, list_name, images, all_, amend, format_, annotations, 
             amend=amend,
             format=format_,
             annotations=parse_annotations(annotations),
-            **registry_options,
+            options=registry_options,
         )

@@ -18,5 +18,5 @@ def command(state: State, name, registry_options):
     from kiln.ops import manifests
 
     with state.context(quiet=True) as ctx:
-        doc = manifests.inspect(ctx, name, **registry_options)
+        doc = manifests.inspect(ctx, name, options=registry_options)
     state.echo(render.to_json(doc))

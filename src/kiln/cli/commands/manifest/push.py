@@ -66,5 +66,5 @@ def command(
             compression=compression_format,
             digestfile=digestfile,
             rm=rm_,
-            **registry_options,
+            options=registry_options,
         )
