@@ -16,10 +16,7 @@ from kiln.oci import media_types as mt  # noqa: E402
 from kiln.oci.strict_json import canonical  # noqa: E402
 from kiln.ops import file_transfer, manifests  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
-from kiln.registry import (
-    RegistryClient,  # noqa: E402
-    RegistryOptions,  # noqa: E402
-)
+from kiln.registry import RegistryClient, RegistryOptions  # noqa: E402
 from kiln.store.indexes import MAX_INDEX_ENTRIES  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 

@@ -25,10 +25,7 @@ from kiln.oci.manifest import Manifest  # noqa: E402
 from kiln.oci.reference import Reference  # noqa: E402
 from kiln.ops import registry as ops  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
-from kiln.registry import (
-    RegistryClient,  # noqa: E402
-    RegistryOptions,  # noqa: E402
-)
+from kiln.registry import RegistryClient, RegistryOptions  # noqa: E402
 from kiln.snapshot import Snapshotter  # noqa: E402
 from kiln.store import Store  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
