@@ -1,7 +1,8 @@
-"""An unpacked layer is durable before the row that records it commits: after a power loss
-a recorded layer is never a tree with files missing or empty (it was not fsynced at all
-before). A pull's staged layers are synced together, once, and only after their diff_ids
-are checked."""
+"""Where the boot id is unknown, an unpacked layer is durable before the row that records
+it commits: after a power loss a recorded layer is never a tree with files missing or
+empty. A pull's staged layers are synced together, once, and only after their diff_ids
+are checked. (With a boot id they are recorded without the sync: see
+test_snapshot_boot_durability.)"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import tarfile
 
 import pytest
 
+import kiln.snapshot.meta as meta_module
 import kiln.snapshot.snapshotter as snapshotter_module
 from kiln.errors import DigestMismatch
 from kiln.snapshot import Snapshotter
@@ -40,6 +42,7 @@ def _rows(root) -> int:
 @pytest.fixture
 def watched(tmp_path, monkeypatch):
     """Snapshotter + what each tree sync saw: (files under the trees, rows recorded)."""
+    monkeypatch.setattr(meta_module, "BOOT_ID_FILE", str(tmp_path / "no-boot-id"))
     root = tmp_path / "snaps"
     snaps = Snapshotter(str(root), driver="copy")
     seen: list[tuple[list[str], int]] = []

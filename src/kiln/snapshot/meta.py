@@ -1,13 +1,23 @@
 """The snapshotter's own small SQLite database (kiln's one wrapper, :mod:`kiln.util.sqlite`).
 
-Tables: ``layers`` (chain id -> numeric dir, parent, diff id, flat) and
+Tables: ``layers`` (chain id -> numeric dir, parent, diff id, flat, boot) and
 ``active`` (key -> numeric dir, parent, kind, driver). Numeric directory names
 keep overlay option strings short. One connection per thread and process.
+
+``layers.boot``: '' for a layer whose tree was durable before its row was recorded; else
+the boot id (``boot_id``) of the boot that recorded it without waiting for the disk (an
+unpacked layer, re-derivable from its blob). A process kill loses nothing written (the
+page cache survives it); a power loss or kernel crash can, and it changes the boot id, so
+a row marked with another boot's id is dropped when the snapshotter opens
+(``Snapshotter._drop_torn``) and the next use unpacks the layer again.
 """
 
 from __future__ import annotations
 
 from kiln.util.sqlite import Database
+
+#: where this boot's id is read; the one place tests point elsewhere to fake a reboot
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 
 SCHEMA = [
     """
@@ -27,8 +37,23 @@ SCHEMA = [
         driver TEXT NOT NULL CHECK (driver IN ('overlay', 'copy')),
         created REAL NOT NULL
     );
+    """,
+    # 2: layers recorded before their tree was durable (see the module docstring)
     """
+    ALTER TABLE layers ADD COLUMN boot TEXT NOT NULL DEFAULT '';
+    CREATE INDEX layers_not_durable ON layers(boot) WHERE boot != '';
+    """,
 ]
+
+
+def boot_id() -> str:
+    """This boot's id (changes with every boot, so with every power loss or kernel crash);
+    '' where the kernel does not say, and then nothing is recorded as not yet durable."""
+    try:
+        with open(BOOT_ID_FILE, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def open_meta(path: str) -> Database:

@@ -49,7 +49,7 @@ from kiln.errors import (
 from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.copytree import merge_layers
-from kiln.snapshot.meta import open_meta
+from kiln.snapshot.meta import boot_id, open_meta
 from kiln.snapshot.spec import MountSpec, supported_overlay_options
 from kiln.snapshot.staged import StagedLayer
 from kiln.snapshot.upkeep import UpkeepMixin
@@ -80,6 +80,8 @@ class Snapshotter(UpkeepMixin):
             os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
         os.chmod(os.path.join(self.root, "empty"), 0o755)
         self.db = open_meta(os.path.join(self.root, "snapshots.db"))
+        self.boot = boot_id()
+        self._drop_torn()
         self._specs: dict[str, MountSpec] = {}  # active key -> its mounts (see ``mounts``)
         self._reap_lock = threading.Lock()  # background deletions (``recycle_work``)
         self._reap_queue: list[str] = []
@@ -157,7 +159,8 @@ class Snapshotter(UpkeepMixin):
 
         Idempotent; two processes unpacking the same chain id wait for each
         other and unpack it once. A diff_id mismatch raises DigestMismatch and
-        keeps nothing. The tree is durable before it is recorded (``adopt_staged``).
+        keeps nothing. The tree is recorded without waiting for the disk, as not yet
+        durable (``adopt_staged``).
         """
         if self.has_layer(chain_id):
             return self.layer_dirs(chain_id)[0]
@@ -168,7 +171,7 @@ class Snapshotter(UpkeepMixin):
             with open_stream() as stream:
                 staged.apply(stream)
             staged.check(diff_id, chain_id)
-            fsync_trees([staged.fs])
+            self._settle_staged([staged])
             return self._adopt_staged(staged, chain_id, parent, diff_id)
 
     def stage_layer(self) -> StagedLayer:
@@ -185,13 +188,14 @@ class Snapshotter(UpkeepMixin):
     def adopt_staged(self, items: Sequence[tuple[StagedLayer, str, str | None, str]]) -> list[str]:
         """Record staged layers ``(staged, chain_id, parent, diff_id)``, bottom up; returns
         their directories. Every diff_id is checked first (DigestMismatch: nothing is
-        recorded, the caller discards them); then all the trees are made durable together
-        (one wait for the disk, or one syncfs for big trees) and each is renamed into
-        ``layers/`` and recorded. A chain id already unpacked (by another process
-        meanwhile) keeps its directory and the staged tree is discarded."""
+        recorded, the caller discards them); then each is renamed into ``layers/`` and
+        recorded without waiting for the disk, marked with this boot's id: an unpacked
+        tree is re-derivable from its blob, and a row of another boot is dropped on open
+        (``_drop_torn``). A chain id already unpacked (by another process meanwhile)
+        keeps its directory and the staged tree is discarded."""
         for staged, chain_id, _, diff_id in items:
             staged.check(diff_id, chain_id)
-        fsync_trees([staged.fs for staged, *_ in items])
+        self._settle_staged([staged for staged, *_ in items])
         out = []
         for staged, chain_id, parent, diff_id in items:
             with self._chain_lock(chain_id):
@@ -201,13 +205,16 @@ class Snapshotter(UpkeepMixin):
     def _adopt_staged(
         self, staged: StagedLayer, chain_id: str, parent: str | None, diff_id: str
     ) -> str:
-        """Record a checked, durable staged tree as ``chain_id`` (the caller holds the chain
-        lock); a chain id already there keeps its directory and the tree is dropped."""
+        """Record a checked staged tree as ``chain_id`` (the caller holds the chain lock),
+        not yet durable; a chain id already there keeps its directory and the tree is
+        dropped."""
         self._check_parent(parent)
         if self.has_layer(chain_id):
             staged.discard()
             return self.layer_dirs(chain_id)[0]
-        n = self._adopt_layer(staged.tmp, chain_id, parent, str(diff_id), flat=False)
+        n = self._adopt_layer(
+            staged.tmp, chain_id, parent, str(diff_id), flat=False, boot=self.boot
+        )
         staged.adopted()
         return self._layer_fs(n)
 
@@ -590,10 +597,11 @@ class Snapshotter(UpkeepMixin):
             raise NotFound(f"snapshot {key} does not exist")
         return row
 
-    def _insert_layer(self, conn, chain_id, parent, diff_id, flat) -> int:
+    def _insert_layer(self, conn, chain_id, parent, diff_id, flat, boot: str = "") -> int:
         cur = conn.execute(
-            "INSERT INTO layers(chain_id, parent, diff_id, flat, created) VALUES (?,?,?,?,?)",
-            (chain_id, parent, diff_id, int(flat), time.time()),
+            "INSERT INTO layers(chain_id, parent, diff_id, flat, created, boot) "
+            "VALUES (?,?,?,?,?,?)",
+            (chain_id, parent, diff_id, int(flat), time.time(), boot),
         )
         n = cur.lastrowid
         stale = os.path.join(self.root, "layers", str(n))
@@ -611,12 +619,65 @@ class Snapshotter(UpkeepMixin):
         fsync_all([], dirs=[dest, os.path.join(self.root, "layers")])
 
     def _adopt_layer(
-        self, tmp: str, chain_id: str, parent: str | None, diff_id: str, flat: bool
+        self, tmp: str, chain_id: str, parent: str | None, diff_id: str, flat: bool, boot: str
     ) -> int:
+        """Record ``tmp`` as layer ``chain_id``: durable first (``boot`` '') or, marked with
+        ``boot``, without waiting for the disk (``_drop_torn`` after another boot)."""
         with self.db.transaction() as conn:
-            n = self._insert_layer(conn, chain_id, parent, diff_id, flat)
-            self._place_layer(tmp, n)
+            n = self._insert_layer(conn, chain_id, parent, diff_id, flat, boot)
+            if boot:
+                os.rename(tmp, os.path.join(self.root, "layers", str(n)))
+            else:
+                self._place_layer(tmp, n)
         return n
+
+    def _settle_staged(self, staged: Sequence[StagedLayer]) -> None:
+        """Before staged trees are recorded: nothing to wait for when they are recorded as
+        not yet durable (their big files' writeback started as they were written); made
+        durable together where the boot id is unknown (one wait for the disk)."""
+        if not self.boot:
+            fsync_trees([s.fs for s in staged])
+
+    def _drop_torn(self) -> None:
+        """Drop the layers recorded as not yet durable under another boot id (a power loss
+        or kernel crash came between: their trees may have lost writes), directory and
+        row, so the next use unpacks them again from their blobs (``unpack_layers`` walks
+        an image's layers bottom up). Run once per open: one indexed query when there is
+        nothing to drop.
+
+        Layers above a dropped one keep their rows: lower dirs are per layer and found by
+        chain id at mount time, so they are valid again once it is re-unpacked under the
+        same chain id. A layer that an active snapshot rests on (a working container's
+        chain) is kept as it now is on disk and marked with this boot: dropping it would
+        leave the container unmountable, and its upper dir was no more durable; ``kiln
+        system check`` verifies it against its blob. The first open after a boot decides,
+        in one transaction."""
+        if not self.boot:
+            return
+        stale = "SELECT chain_id, n FROM layers WHERE boot != '' AND boot != ?"
+        if self.db.one(stale, (self.boot,)) is None:
+            return
+        with self._shared():
+            with self.db.transaction() as conn:
+                layers = {
+                    r["chain_id"]: r
+                    for r in conn.execute("SELECT chain_id, parent, flat FROM layers")
+                }
+                kept: set[str] = set()
+                for r in conn.execute("SELECT parent FROM active WHERE parent IS NOT NULL"):
+                    chain: str | None = r["parent"]
+                    while chain and chain not in kept and chain in layers:
+                        kept.add(chain)
+                        chain = None if layers[chain]["flat"] else layers[chain]["parent"]
+                doomed = []
+                for r in conn.execute(stale, (self.boot,)).fetchall():
+                    if r["chain_id"] in kept:
+                        conn.execute("UPDATE layers SET boot=? WHERE n=?", (self.boot, r["n"]))
+                    else:
+                        conn.execute("DELETE FROM layers WHERE n=?", (r["n"],))
+                        doomed.append(r["n"])
+            for n in doomed:
+                self._rmtree_aside(self._dir("layers", n))
 
     def _create(self, key: str, parent: str | None, kind: str) -> MountSpec:
         if not key:

@@ -3,8 +3,8 @@
 A pull unpacks each layer while its blob is still arriving, before the blob's digest
 is verified and before the image config (which names the layer's diff_id) is known.
 So the unpacked tree waits in ``tmp/`` as a :class:`StagedLayer`, where nothing can
-use it, until ``Snapshotter.adopt_staged`` has checked its diff_id against the config,
-made it durable and recorded it; ``discard`` drops it otherwise. A crash leaves it as
+use it, until ``Snapshotter.adopt_staged`` has checked its diff_id against the config
+and recorded it (not yet durable, marked with the boot id); ``discard`` drops it otherwise. A crash leaves it as
 ``tmp/`` garbage, which ``gc`` and ``kiln system check --repair`` remove.
 
 A staged layer holds the snapshotter's root lock shared from its creation until it is
@@ -39,8 +39,7 @@ class StagedLayer:
 
     def apply(self, stream: ByteReader) -> ApplyResult:
         """Apply the (possibly compressed) layer tar ``stream``; its diff_id is measured on
-        the way (``result``). Each file's writeback starts as it is written, so the sync
-        before adoption finds little left. Raises what the applier raises (a malformed or
+        the way (``result``). Big files' writeback starts as they are written. Raises what the applier raises (a malformed or
         hostile tar)."""
         if self.done:
             raise InvalidArgument("this staged layer was already adopted or discarded")

@@ -1,0 +1,163 @@
+"""Unpacked layers are recorded without waiting for the disk, marked with the boot id; a
+row left by another boot (a power loss or kernel crash came between) is dropped when the
+snapshotter opens and the layer is unpacked again from its blob on the next use. Rows of
+this boot and durable rows are kept."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sqlite3
+import tarfile
+
+import pytest
+
+import kiln.snapshot.meta as meta_module
+import kiln.snapshot.snapshotter as snapshotter_module
+from kiln.image.unpack import unpack_layers
+from kiln.oci import Digest
+from kiln.oci.descriptor import Descriptor
+from kiln.snapshot import Snapshotter
+
+
+def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    return raw, "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _boots(root) -> dict[str, str]:
+    conn = sqlite3.connect(str(root / "snapshots.db"))
+    try:
+        return dict(conn.execute("SELECT chain_id, boot FROM layers").fetchall())
+    finally:
+        conn.close()
+
+
+def _set_boot(root, chain_id: str, boot: str) -> None:
+    conn = sqlite3.connect(str(root / "snapshots.db"))
+    try:
+        with conn:
+            conn.execute("UPDATE layers SET boot=? WHERE chain_id=?", (boot, chain_id))
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def boot(tmp_path, monkeypatch):
+    """The boot id file, with this boot's id in it; write another to fake a reboot."""
+    path = tmp_path / "boot_id"
+    path.write_text("boot-one\n")
+    monkeypatch.setattr(meta_module, "BOOT_ID_FILE", str(path))
+    return path
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    seen: list[list[str]] = []
+    real = snapshotter_module.fsync_trees
+
+    def watching(paths, *a, **kw):
+        seen.append(list(paths))
+        return real(paths, *a, **kw)
+
+    monkeypatch.setattr(snapshotter_module, "fsync_trees", watching)
+    return seen
+
+
+def _unpack(snaps: Snapshotter, raw: bytes, diff_id: str) -> str:
+    return snaps.unpack_layer(diff_id, None, lambda: io.BytesIO(raw), diff_id)
+
+
+def test_an_unpacked_layer_is_recorded_without_a_sync_marked_with_the_boot(tmp_path, boot, syncs):
+    root = tmp_path / "snaps"
+    snaps = Snapshotter(str(root), driver="copy")
+    raw, diff_id = _layer({"a": b"a" * 5000})
+    path = _unpack(snaps, raw, diff_id)
+    staged = snaps.stage_layer()
+    raw2, diff2 = _layer({"b": b"b"})
+    staged.apply(io.BytesIO(raw2))
+    snaps.adopt_staged([(staged, diff2, None, diff2)])
+    assert syncs == []  # nobody waited for the disk
+    assert _boots(root) == {diff_id: "boot-one", diff2: "boot-one"}
+    with open(os.path.join(path, "a"), "rb") as f:
+        assert f.read() == b"a" * 5000
+
+
+def test_a_row_of_this_boot_is_kept_and_a_durable_one_too(tmp_path, boot):
+    root = tmp_path / "snaps"
+    snaps = Snapshotter(str(root), driver="copy")
+    raw, diff_id = _layer({"a": b"1"})
+    raw2, diff2 = _layer({"b": b"2"})
+    _unpack(snaps, raw, diff_id)
+    _unpack(snaps, raw2, diff2)
+    _set_boot(root, diff2, "")  # durable (how every older row reads after the migration)
+    snaps.close()
+    again = Snapshotter(str(root), driver="copy")  # same boot
+    assert sorted(again.list_layers()) == sorted([diff_id, diff2])
+    boot.write_text("boot-two\n")  # a reboot: the durable row stays
+    _set_boot(root, diff_id, "")
+    third = Snapshotter(str(root), driver="copy")
+    assert sorted(third.list_layers()) == sorted([diff_id, diff2])
+
+
+def test_a_row_of_another_boot_is_dropped_and_unpacked_again_on_use(tmp_path, boot):
+    root = tmp_path / "snaps"
+    snaps = Snapshotter(str(root), driver="copy")
+    low, low_id = _layer({"low": b"low"})
+    top, top_id = _layer({"top": b"top"})
+    descs = [Descriptor("application/vnd.oci.image.layer.v1.tar", Digest.parse(d), len(r))
+             for d, r in ((low_id, low), (top_id, top))]  # fmt: skip
+    blobs = {low_id: low, top_id: top}
+    top_chain = unpack_layers(
+        snaps, descs, [low_id, top_id], lambda d: io.BytesIO(blobs[str(d.digest)])
+    )
+    old_dir = snaps.layer_dirs(low_id)[0]
+    _set_boot(root, top_chain, "")  # a durable layer above it (e.g. a committed RUN step)
+    # the power loss lost the low layer's file contents (written, never synced)
+    with open(os.path.join(old_dir, "low"), "wb"):
+        pass
+    snaps.close()
+    boot.write_text("boot-two\n")
+
+    snaps = Snapshotter(str(root), driver="copy")
+    assert snaps.list_layers() == [top_chain]  # the torn one went, row and directory
+    assert not os.path.exists(os.path.dirname(old_dir))
+    assert (
+        unpack_layers(snaps, descs, [low_id, top_id], lambda d: io.BytesIO(blobs[str(d.digest)]))
+        == top_chain
+    )
+    dirs = snaps.layer_dirs(top_chain)
+    assert len(dirs) == 2 and dirs[1] != old_dir  # re-unpacked under the same chain id
+    with open(os.path.join(dirs[1], "low"), "rb") as f:
+        assert f.read() == b"low"
+    assert _boots(root)[low_id] == "boot-two"
+
+
+def test_a_layer_a_working_snapshot_rests_on_is_kept_across_a_boot(tmp_path, boot):
+    root = tmp_path / "snaps"
+    snaps = Snapshotter(str(root), driver="copy")
+    raw, diff_id = _layer({"a": b"1"})
+    _unpack(snaps, raw, diff_id)
+    snaps.prepare("container", diff_id)
+    snaps.close()
+    boot.write_text("boot-two\n")
+    snaps = Snapshotter(str(root), driver="copy")
+    assert snaps.list_layers() == [diff_id]
+    assert _boots(root)[diff_id] == "boot-two"  # decided once, by the first open of this boot
+    snaps.mounts("container")  # still mountable
+
+
+def test_without_a_boot_id_the_tree_is_synced_and_recorded_durable(tmp_path, monkeypatch, syncs):
+    monkeypatch.setattr(meta_module, "BOOT_ID_FILE", str(tmp_path / "missing"))
+    root = tmp_path / "snaps"
+    snaps = Snapshotter(str(root), driver="copy")
+    raw, diff_id = _layer({"a": b"1"})
+    _unpack(snaps, raw, diff_id)
+    assert len(syncs) == 1 and _boots(root) == {diff_id: ""}
