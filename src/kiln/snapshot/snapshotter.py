@@ -14,7 +14,10 @@
 
 Every layer and snapshot is built in ``tmp/`` and renamed into place in the
 same transaction that records it, so a crash leaves only ``tmp/`` garbage or
-unrecorded directories, both of which ``gc`` removes. The process that creates an
+unrecorded directories, both of which ``gc`` removes. Unpacked layers are recorded
+without waiting for the disk, marked with the boot id; the first open after another boot
+(a power loss or kernel crash may have torn them) drops them (``_drop_torn``). Committed
+layers are durable before their rows. The process that creates an
 active snapshot holds it (``holds``) until it removes or commits it; ``sweep``
 never removes a held snapshot, however old.
 
