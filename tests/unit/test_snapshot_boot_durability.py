@@ -161,3 +161,29 @@ def test_without_a_boot_id_the_tree_is_synced_and_recorded_durable(tmp_path, mon
     raw, diff_id = _layer({"a": b"1"})
     _unpack(snaps, raw, diff_id)
     assert len(syncs) == 1 and _boots(root) == {diff_id: ""}
+
+
+def test_gc_marks_layers_written_back_long_ago_durable_with_one_syncfs(tmp_path, boot, monkeypatch):
+    root = tmp_path / "snaps"
+    snaps = Snapshotter(str(root), driver="copy")
+    raw, old_id = _layer({"a": b"1"})
+    raw2, new_id = _layer({"b": b"2"})
+    _unpack(snaps, raw, old_id)
+    _unpack(snaps, raw2, new_id)
+    conn = sqlite3.connect(str(root / "snapshots.db"))
+    with conn:
+        conn.execute("UPDATE layers SET created=created-120 WHERE chain_id=?", (old_id,))
+    conn.close()
+    calls: list[str] = []
+    real = snapshotter_module.syncfs
+    monkeypatch.setattr(snapshotter_module, "syncfs", lambda p: (calls.append(p), real(p)))
+    snaps.sweep({old_id, new_id}, set(), dry_run=True)
+    assert calls == [] and _boots(root) == {old_id: "boot-one", new_id: "boot-one"}
+    snaps.sweep({old_id, new_id}, set())
+    assert len(calls) == 1  # one wait, for the old one only; the fresh one stays as it was
+    assert _boots(root) == {old_id: "", new_id: "boot-one"}
+    snaps.sweep({old_id, new_id}, set())
+    assert len(calls) == 1  # nothing old left to mark: no syncfs
+    snaps.close()
+    boot.write_text("boot-two\n")  # a reboot: the durable one stays, the fresh one goes
+    assert Snapshotter(str(root), driver="copy").list_layers() == [old_id]

@@ -57,7 +57,7 @@ from kiln.snapshot.spec import MountSpec, supported_overlay_options
 from kiln.snapshot.staged import StagedLayer
 from kiln.snapshot.upkeep import UpkeepMixin
 from kiln.snapshot.usage import tree_size
-from kiln.util.atomic import atomic_write, fsync_all, fsync_trees
+from kiln.util.atomic import atomic_write, fsync_all, fsync_trees, syncfs
 from kiln.util.locks import file_lock
 from kiln.util.rootless import in_user_namespace
 
@@ -73,6 +73,9 @@ class SweepResult(NamedTuple):
 class Snapshotter(UpkeepMixin):
     #: layers and snapshots younger than this are never removed by gc
     grace_seconds: float = 600.0
+    #: gc marks layers recorded not yet durable at least this long ago durable (one syncfs:
+    #: by then the kernel has written them back, so it finds little of ours to wait for)
+    promote_after_seconds: float = 60.0
 
     def __init__(self, root: str, driver: str | None = None):
         self.root = os.path.abspath(root)
@@ -427,6 +430,8 @@ class Snapshotter(UpkeepMixin):
         into ``tmp/`` and, once the lock is released, deleted there; an interrupted sweep
         leaves unrecorded directories and ``tmp/`` garbage, which the next one removes.
         """
+        if not dry_run:
+            self.promote_durable()
         released = released or {}
         young = time.time() - self.grace_seconds
         with file_lock(self._lock_path, exclusive=True):
@@ -640,6 +645,22 @@ class Snapshotter(UpkeepMixin):
         durable together where the boot id is unknown (one wait for the disk)."""
         if not self.boot:
             fsync_trees([s.fs for s in staged])
+
+    def promote_durable(self) -> int:
+        """Mark the layers this boot recorded without a sync, at least
+        ``promote_after_seconds`` ago, durable: one syncfs of the file system under
+        ``layers/`` makes everything written before it durable, their trees and renames
+        included. Then a clean reboot does not drop them. Returns how many were marked."""
+        cutoff = time.time() - self.promote_after_seconds
+        old = "WHERE boot=? AND created<=?"
+        if not self.boot or self.db.one(f"SELECT 1 FROM layers {old}", (self.boot, cutoff)) is None:
+            return 0
+        try:
+            syncfs(os.path.join(self.root, "layers"))
+        except OSError:
+            return 0  # they stay not yet durable: safe, a reboot unpacks them again
+        with self.db.transaction() as conn:
+            return conn.execute(f"UPDATE layers SET boot='' {old}", (self.boot, cutoff)).rowcount
 
     def _drop_torn(self) -> None:
         """Drop the layers recorded as not yet durable under another boot id (a power loss
