@@ -194,6 +194,12 @@ def test_push_pull_save_load_through_io_podman(server, registry_plain, tmp_path)
             p.PushImage("base:1", dest, False, "", False, "me@example.com")
         name, params = error_of(err.value)
         assert name == "io.podman.ErrorOccurred" and "sign" in params["reason"]
+        # the push's own format words, with the CLI's message
+        with pytest.raises(varlink.VarlinkError) as err:
+            p.PushImage("base:1", dest, False, "v2s3", False, "")
+        name, params = error_of(err.value)
+        assert name == "io.podman.ErrorOccurred"
+        assert params["reason"] == 'format: unknown manifest format "v2s3": use oci, v2s2 or v2s1'
         # a registry that refuses schema 1 says so; the push is an error, not a success
         with pytest.raises(varlink.VarlinkError) as err:
             p.PushImage("base:1", dest, False, "v2s1", False, "")

@@ -41,19 +41,10 @@ from .varlink_service import (
     varlink_errors,
 )
 
-_PUSH_FORMATS = {"": None, "oci": "oci", "v2s2": "docker", "docker": "docker", "v2s1": "v2s1"}
 # BuildInfo fields that only configured podman's own process (logs, CNI, mounts file):
 # kiln has nothing to set from them, so any value is accepted.
 _PODMAN_PROCESS_FIELDS = ("cniConfigDir", "cniPluginDir", "defaultsMountFilePath", "err", "out",
                           "reportWriter")  # fmt: skip
-
-
-def _choice(table: dict[str, Any], value: str | None, what: str) -> Any:
-    key = (value or "").strip().lower()
-    if key not in table:
-        choices = ", ".join(k for k in table if k and "/" not in k)
-        raise error_occurred(f'{what} "{value}" is not supported: use one of {choices}')
-    return table[key]
 
 
 def _word(vocabulary: type[Choice], value: str | None, what: str, default: Any = None) -> Any:
@@ -205,7 +196,10 @@ class TransferMethods:
 
         if signBy:
             raise error_occurred("signBy: kiln does not sign images; push without signBy")
-        fmt = _choice(_PUSH_FORMATS, format, "format")
+        try:  # the push's own words (kiln.ops.registry.push_format): oci, v2s2, v2s1
+            fmt = registry.push_format((format or "").strip() or None)
+        except InvalidArgument as exc:
+            raise error_occurred(f"format: {exc.message}") from None
 
         def work(ctx: Context, cancel: threading.Event) -> str:
             find_image(ctx, name or "")

@@ -49,7 +49,7 @@ def _b(s: str | None) -> bytes | None:
 
 
 def _sys(*args: object) -> int:
-    ret = _libc.syscall(*args)
+    ret: int = _libc.syscall(*args)
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))

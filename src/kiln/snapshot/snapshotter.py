@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -565,10 +566,10 @@ class Snapshotter(UpkeepMixin):
     def _lock_path(self) -> str:
         return os.path.join(self.root, "snapshots.lock")
 
-    def _shared(self):
+    def _shared(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self._lock_path, exclusive=False)
 
-    def _chain_lock(self, chain_id: str):
+    def _chain_lock(self, chain_id: str) -> contextlib.AbstractContextManager[None]:
         name = chain_id.replace(":", "-").replace("/", "_")
         return file_lock(os.path.join(self.root, "locks", name + ".lock"))
 
@@ -599,19 +600,28 @@ class Snapshotter(UpkeepMixin):
         if parent and not self.has_layer(parent):
             raise NotFound(f"parent layer {parent} is not unpacked; unpack layers bottom up")
 
-    def _active(self, key: str):
+    def _active(self, key: str) -> sqlite3.Row:
         row = self.db.one("SELECT * FROM active WHERE key=?", (key,))
         if row is None:
             raise NotFound(f"snapshot {key} does not exist")
         return row
 
-    def _insert_layer(self, conn, chain_id, parent, diff_id, flat, boot: str = "") -> int:
+    def _insert_layer(
+        self,
+        conn: sqlite3.Connection,
+        chain_id: str,
+        parent: str | None,
+        diff_id: str,
+        flat: bool,
+        boot: str = "",
+    ) -> int:
         cur = conn.execute(
             "INSERT INTO layers(chain_id, parent, diff_id, flat, created, boot) "
             "VALUES (?,?,?,?,?,?)",
             (chain_id, parent, diff_id, int(flat), time.time(), boot),
         )
         n = cur.lastrowid
+        assert n is not None  # an INSERT always sets it
         stale = os.path.join(self.root, "layers", str(n))
         if os.path.lexists(stale):  # left by a crash between rename and commit
             shutil.rmtree(stale)
