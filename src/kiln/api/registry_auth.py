@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from kiln.registry.options import RegistryOptions
+from kiln.ops.options import RegistryOptions
 
 from .params import decode_auth_header
 

@@ -18,13 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kiln.build.remote_context import is_git_context
 from kiln.errors import InvalidArgument
 from kiln.ops import build as build_ops
+from kiln.ops.build_inputs import is_git_context
 from kiln.ops.builder import prune_build_cache
 from kiln.ops.events import OUTPUT, Event
-from kiln.registry.options import RegistryOptions
-from kiln.runtime.options import RunSettings
+from kiln.ops.options import RegistryOptions, RunSettings
 from kiln.util.choices import Choice, ImageFormat, Isolation, NetworkMode, PullPolicy
 
 from . import shapes

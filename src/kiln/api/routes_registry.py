@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
 from kiln.ops import registry as ops
-from kiln.registry.options import RegistryOptions
+from kiln.ops.options import RegistryOptions
 
 from .registry_auth import creds_of, loopback_registry, push_pull_options
 from .uploads import json_body

@@ -15,8 +15,8 @@ from kiln.ops.archives import import_image, load, save
 from kiln.ops.containers import commit_container
 from kiln.ops.events import Event
 from kiln.ops.file_transfer import pull, push
+from kiln.ops.options import RegistryOptions
 from kiln.ops.registry import search as do_search
-from kiln.registry.options import RegistryOptions
 
 from . import shapes
 from .errors import NoSuchImage

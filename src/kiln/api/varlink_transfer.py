@@ -16,19 +16,14 @@ import threading
 from collections.abc import Iterator
 from typing import Any, cast
 
-from kiln.build.remote_context import open_remote_context
 from kiln.errors import InvalidArgument, NotFound
-from kiln.image import transports as tr
-from kiln.oci import Reference
-from kiln.oci.reference import local_name
 from kiln.ops import archives, containers, file_transfer, registry
 from kiln.ops import build as build_ops
 from kiln.ops import images as image_ops
 from kiln.ops import transports as tp
-from kiln.ops.archives import store_items
+from kiln.ops.build_inputs import open_remote_context
 from kiln.ops.context import Context
-from kiln.registry.options import RegistryOptions
-from kiln.runtime.options import RunSettings, parse_memory
+from kiln.ops.options import RegistryOptions, RunSettings, parse_memory
 from kiln.util.choices import Choice, Compression, ImageFormat, PullPolicy
 
 from .varlink_service import (
@@ -289,7 +284,7 @@ class TransferMethods:
             if extra:
                 if dest.transport != tp.DOCKER_ARCHIVE:
                     raise InvalidArgument("tags: extra names are only written to a docker archive")
-                _docker_archive_with_names(ctx, name or "", dest.path, extra)
+                archives.save_with_names(ctx, name or "", dest.path, extra)
             else:
                 file_transfer.push(ctx, name or "", str(dest), compress=bool(compress))
             return rec.id
@@ -373,14 +368,6 @@ class TransferMethods:
             f"kiln builds and stores images; it does not run containers, so the {label} label "
             f"of {image} was not run. Its command is: {value}"
         )
-
-
-def _docker_archive_with_names(ctx: Context, name: str, path: str, extra: list[str]) -> None:
-
-    [(img, names)] = store_items(ctx, [name])
-    # the names as `tag` would store them, so loading the archive gives them back
-    more = [str(Reference.parse(local_name(t))) for t in extra]
-    tr.write_docker_archive(path, [(img, list(dict.fromkeys([*names, *more])))], tmp_dir=ctx.tmpdir)
 
 
 def _new_output(scratch: str, fmt: str) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from kiln.errors import InvalidArgument, NotFound
 from kiln.image import import_tarball
 from kiln.image.transport_names import DIR, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE
-from kiln.image.transports import close_source, transport, write_images
+from kiln.image.transports import close_source, transport, write_docker_archive, write_images
 from kiln.oci import Platform, Reference
 from kiln.oci.reference import local_name
 from kiln.ops import image_events
@@ -319,8 +319,18 @@ def _open_tarball(source: str | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, s
 save_images = save
 load_images = load
 
+
+def save_with_names(ctx: Context, name: str, path: str, extra_tags: Sequence[str]) -> None:
+    """Write image ``name`` as a docker-archive at ``path`` under its names plus
+    ``extra_tags`` (normalised as ``kiln tag`` stores them, so a load gives them back)."""
+    [(img, names)] = store_items(ctx, [name])
+    more = [str(Reference.parse(local_name(t))) for t in extra_tags]
+    write_docker_archive(path, [(img, list(dict.fromkeys([*names, *more])))], tmp_dir=ctx.tmpdir)
+
+
 __all__ = [
     "FORMAT_TRANSPORTS",
+    "save_with_names",
     "SAVE_FORMATS",
     "LoadResult",
     "LoadedImage",

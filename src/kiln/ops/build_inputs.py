@@ -13,11 +13,19 @@ from typing import TextIO
 from kiln.build.context import read_in_context
 from kiln.build.options import BuildOptions
 from kiln.build.parser import MAX_DOCKERFILE_BYTES, read_capped, read_dockerfile
-from kiln.build.remote_context import is_remote_context, open_remote_context
+from kiln.build.remote_context import is_git_context, is_remote_context, open_remote_context
 from kiln.errors import InvalidArgument, NotFound
 from kiln.ops.context import Context
 
-__all__ = ["DEFAULT_FILES", "context_dir", "containerfile", "find_dockerfile", "read_containerfile"]
+__all__ = [
+    "DEFAULT_FILES",
+    "context_dir",
+    "containerfile",
+    "find_dockerfile",
+    "is_git_context",
+    "open_remote_context",
+    "read_containerfile",
+]
 
 DEFAULT_FILES = ("Containerfile", "Dockerfile")
 
