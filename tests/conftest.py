@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,20 @@ SERVER_HELPERS = {
     "rootless_user",
     "git_server",
 }
+
+
+def _free_disk() -> str:
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    return f"{free / 2**30:.1f} GiB free in the temporary directory"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    # a full run writes gigabytes of stores: when it dies of ENOSPC, the header says why
+    return f"disk: {_free_disk()}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(f"disk at the end: {_free_disk()}")
 
 
 def _kind(item: pytest.Item) -> str | None:
