@@ -37,7 +37,8 @@ def test_run_uses_the_settings_from_was_given_and_its_own_flags_win(kiln):
     name = kiln("from", "--isolation", "chroot", "--network", "none", "--dns", "10.9.8.7",
                 "--add-host", "db:10.1.2.3", "--ulimit", "nofile=100:100", "busybox")  # fmt: skip
     name = name.stdout.strip()
-    script = "grep nameserver /etc/resolv.conf; grep -c db /etc/hosts; ulimit -n"
+    # -w: the random hostname in /etc/hosts may hold "db" too
+    script = "grep nameserver /etc/resolv.conf; grep -cw db /etc/hosts; ulimit -n"
     res = kiln("run", name, "--", "sh", "-c", script)
     assert res.stdout.splitlines() == ["nameserver 10.9.8.7", "1", "100"]
     res = kiln("run", "--dns", "10.0.0.1", "--ulimit", "nofile=200:200", name, "--", "sh", "-c",

@@ -237,3 +237,20 @@ def test_a_view_mounted_by_a_killed_kiln_is_unmounted_and_removed(env):
     assert _mounts_under(tmp) == []
     assert not os.path.exists(os.path.dirname(view))
     assert "kiln-from-killed" not in _active_keys(root)
+
+
+def test_a_dead_commands_scratch_dir_goes_without_a_word(env):
+    """The scratch space is the shared temporary directory: a dead kiln's directory there
+    (perhaps another store's) is removed quietly, not reported by an unrelated command."""
+    kiln, _, tmp = env
+    dead = subprocess.Popen(["true"])
+    dead.wait(timeout=30)
+    left = tmp / "scratch" / f"kiln-scratch-{dead.pid}.1-abc123"
+    (left / "ctx").mkdir(parents=True)
+    (left / "ctx" / "f").write_text("left by a killed command\n")
+    ctx = tmp / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM busybox\nRUN true\n")
+    res = kiln("build", "-q", str(ctx))
+    assert "left behind" not in res.stderr, res.stderr
+    assert _scratch(tmp) == []

@@ -156,14 +156,19 @@ def sweep_leftovers(ctx: Context) -> None:
     except (KilnError, OSError):
         return
     orphans = len(done.snapshots.orphans) if done.snapshots is not None else 0
-    if done.runs or done.builds or done.scratch_dirs or orphans:
-        # a lease alone is not worth a word (every killed command has one)
-        ctx.ev.warning(
-            f"removed what a killed kiln left behind: {len(done.runs)} running RUN "
-            f"container(s), {len(done.builds)} build working container(s), "
-            f"{len(done.scratch_dirs)} scratch dir(s), {orphans} orphan snapshot(s), "
-            f"{len(done.leases)} lease(s)"
+    # what this store's work left is worth a word; a dead command's lease (every killed
+    # command has one) and scratch directories in the shared temporary directory (perhaps
+    # another store's) are housekeeping, removed without one
+    if done.runs or done.builds or orphans:
+        counts = (
+            (len(done.runs), "running RUN container(s)"),
+            (len(done.builds), "build working container(s)"),
+            (len(done.scratch_dirs), "scratch dir(s)"),
+            (orphans, "orphan snapshot(s)"),
+            (len(done.leases), "lease(s)"),
         )
+        said = ", ".join(f"{n} {what}" for n, what in counts if n)
+        ctx.ev.warning(f"removed what a killed kiln left behind: {said}")
 
 
 __all__ = ["Context", "open_context", "sweep_leftovers", "thread_context"]
