@@ -8,6 +8,7 @@ context as their first argument and never open stores themselves.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from kiln.errors import KilnError
 from kiln.ops.config import Config
 from kiln.ops.events import Emitter, EventSink, NullSink
 from kiln.store import Store
+from kiln.store.paths import default_root
 from kiln.util.atomic import run_together
 from kiln.util.scratch import make_scratch_dir
 
@@ -108,6 +110,12 @@ def open_context(
         ctx.close()
 
 
+def store_root(root: str | None = None) -> str:
+    """The directory a context opens: ``root`` (made absolute), else the default
+    (``$KILN_ROOT``, ``/var/lib/kiln`` for root, ``$XDG_DATA_HOME/kiln`` for a user)."""
+    return os.path.abspath(root) if root else default_root()
+
+
 _thread_store = threading.local()
 
 
@@ -171,4 +179,4 @@ def sweep_leftovers(ctx: Context) -> None:
         ctx.ev.warning(f"removed what a killed kiln left behind: {said}")
 
 
-__all__ = ["Context", "open_context", "sweep_leftovers", "thread_context"]
+__all__ = ["Context", "open_context", "store_root", "sweep_leftovers", "thread_context"]

@@ -22,7 +22,7 @@ def command(state: State, cmd):
     store owned by the image's ids are the user's there, e.g. ``kiln unshare rm -rf
     ~/.local/share/kiln`` removes a store. $KILN_ROOT is set to the store."""
     from kiln.errors import InvalidArgument, ProcessFailed
-    from kiln.store.paths import default_root
+    from kiln.ops.context import store_root
 
     if os.geteuid() == 0:
         raise InvalidArgument("please use unshare with rootless: kiln runs as root already")
@@ -31,7 +31,7 @@ def command(state: State, cmd):
         args = args[1:]
     if not args:
         args = [os.environ.get("SHELL") or "/bin/sh"]
-    root = os.path.abspath(state.root) if state.root else default_root()
+    root = store_root(state.root)
     enter_user_namespace()
     os.environ["KILN_ROOT"] = root
     try:
