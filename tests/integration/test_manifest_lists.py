@@ -17,6 +17,7 @@ from kiln.errors import InvalidArgument, KilnError, NotFound  # noqa: E402
 from kiln.oci import media_types as mt  # noqa: E402
 from kiln.ops import manifests  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
+from kiln.ops.options import PullRequest  # noqa: E402
 from kiln.registry import RegistryOptions  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
@@ -102,7 +103,10 @@ def test_registry_round_trip_read_by_skopeo_and_podman(
         from kiln.ops import file_transfer, images
 
         pulled = file_transfer.pull(
-            ctx, f"docker://{ref}", all_platforms=True, options=RegistryOptions(tls_verify=False)
+            ctx,
+            PullRequest.of(
+                f"docker://{ref}", all_platforms=True, options=RegistryOptions(tls_verify=False)
+            ),
         )
         rec = manifests.get(ctx, ref)
         assert pulled.manifest_digest == rec.digest == res.digest
@@ -112,9 +116,9 @@ def test_registry_round_trip_read_by_skopeo_and_podman(
         # without --all-platforms a pull still picks one platform
         one = file_transfer.pull(
             ctx,
-            f"docker://{ref}",
-            platform="linux/arm64",
-            options=RegistryOptions(tls_verify=False),
+            PullRequest.of(
+                f"docker://{ref}", platform="linux/arm64", options=RegistryOptions(tls_verify=False)
+            ),
         )
         assert one.image_id == arm.id
 
@@ -163,7 +167,7 @@ def test_oci_layouts_hold_the_list_and_round_trip(two_platforms, tmp_path, trans
     with open_context(str(tmp_path / "other")) as ctx:
         from kiln.ops import file_transfer
 
-        pulled = file_transfer.pull(ctx, dest, all_platforms=True)
+        pulled = file_transfer.pull(ctx, PullRequest.of(dest, all_platforms=True))
         rec = ctx.store.get_index(pulled.image_id)
         assert rec.digest == stored.digest
         assert rec.manifests == [str(amd.manifest_digest), str(arm.manifest_digest)]

@@ -18,6 +18,7 @@ from kiln.cli.main import run  # noqa: E402
 from kiln.errors import InvalidArgument, NotFound  # noqa: E402
 from kiln.oci import Digest, Reference  # noqa: E402
 from kiln.oci import media_types as mt  # noqa: E402
+from kiln.ops.options import PullRequest  # noqa: E402
 from kiln.registry import RegistryOptions  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
@@ -166,19 +167,29 @@ def test_pull_skips_layers_present_and_policies(registry_plain, pusher, puller, 
 
     sink = ListSink()
     with open_context(puller.root, events=sink) as ctx:
-        res = ops.pull(ctx, ref, policy="missing", options=RegistryOptions(tls_verify=False))
+        res = ops.pull(
+            ctx, PullRequest.of(ref, policy="missing", options=RegistryOptions(tls_verify=False))
+        )
         assert res.image_id == "sha256:" + first and not res.pulled  # no network at all
         assert (
-            ops.ensure_image(ctx, ref, "never", options=RegistryOptions(tls_verify=False))
+            ops.ensure_image(
+                ctx, PullRequest.of(ref, policy="never", options=RegistryOptions(tls_verify=False))
+            )
             == "sha256:" + first
         )
-        res = ops.pull(ctx, ref, policy="newer", options=RegistryOptions(tls_verify=False))
+        res = ops.pull(
+            ctx, PullRequest.of(ref, policy="newer", options=RegistryOptions(tls_verify=False))
+        )
         assert res.image_id == rec.id and res.pulled
-        res = ops.pull(ctx, ref, policy="newer", options=RegistryOptions(tls_verify=False))
+        res = ops.pull(
+            ctx, PullRequest.of(ref, policy="newer", options=RegistryOptions(tls_verify=False))
+        )
         assert res.image_id == rec.id and not res.pulled  # digest unchanged: local is current
         with pytest.raises(NotFound, match="pull policy is never"):
-            ops.pull(ctx, f"{registry_plain.host}/kiln/absent:1", policy="never")
-        assert ops.ensure_image(ctx, first[:12], "missing") == "sha256:" + first  # by ID
+            ops.pull(ctx, PullRequest.of(f"{registry_plain.host}/kiln/absent:1", policy="never"))
+        assert (
+            ops.ensure_image(ctx, PullRequest.of(first[:12], policy="missing")) == "sha256:" + first
+        )  # by ID
 
 
 def test_short_names_resolve_and_ambiguity_is_refused(registry_plain, pusher, puller, tmp_path):
@@ -362,9 +373,9 @@ def test_bad_arguments_are_clear(registry_plain, puller):
 
     with open_context(puller.root) as ctx:
         with pytest.raises(InvalidArgument, match="pull policy"):
-            ops.pull(ctx, "x", policy="sometimes")
+            PullRequest.of("x", policy="sometimes")
         with pytest.raises(InvalidArgument, match="--platform cannot be combined"):
-            ops.pull(ctx, "x", platform="linux/amd64", arch="arm64")
+            PullRequest.of("x", platform="linux/amd64", arch="arm64")
         with pytest.raises(InvalidArgument, match="use oci, v2s2 or v2s1"):
             ops.push(ctx, "x", "docker://localhost/x", format="v1")
 

@@ -13,6 +13,7 @@ from kiln.errors import DigestMismatch, NotFound, Unauthorized, Unavailable  # n
 from kiln.ops import registry as ops  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
 from kiln.ops.events import CallbackSink  # noqa: E402
+from kiln.ops.options import PullRequest  # noqa: E402
 from kiln.registry import RegistryOptions  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
@@ -68,7 +69,7 @@ def test_registry_stopped_mid_pull_then_retry(tmp_path):
 
         sink = CallbackSink(kill_on_progress)
         with open_context(dst_root, events=sink) as ctx, pytest.raises(Unavailable) as err:
-            ops.pull(ctx, ref, options=FAST)
+            ops.pull(ctx, PullRequest.of(ref, options=FAST))
         assert killed
         assert "127.0.0.1" in str(err.value) and "Traceback" not in str(err.value)
         assert _snapshot(dst_root) == before  # no image, no half blob
@@ -76,7 +77,7 @@ def test_registry_stopped_mid_pull_then_retry(tmp_path):
 
         reg.start()
         with open_context(dst_root) as ctx:
-            res = ops.pull(ctx, ref, options=FAST)
+            res = ops.pull(ctx, PullRequest.of(ref, options=FAST))
             assert res.image_id == image_id
             from kiln.image import open_store_image, validate_image
 
@@ -101,7 +102,10 @@ def test_registry_stopped_mid_push_then_retry(tmp_path):
         with open_context(root) as ctx:
             res = ops.push(ctx, "big:1", f"docker://{ref}", options=FAST)
         with open_context(str(tmp_path / "dst")) as ctx:
-            assert ops.pull(ctx, ref, options=FAST).manifest_digest == res.manifest_digest
+            assert (
+                ops.pull(ctx, PullRequest.of(ref, options=FAST)).manifest_digest
+                == res.manifest_digest
+            )
 
 
 def test_blob_with_wrong_content_is_refused(tmp_path):
@@ -126,7 +130,7 @@ def test_blob_with_wrong_content_is_refused(tmp_path):
         before = _snapshot(dst_root)
         with open_context(dst_root) as ctx:
             with pytest.raises(DigestMismatch) as err:
-                ops.pull(ctx, ref, options=FAST)
+                ops.pull(ctx, PullRequest.of(ref, options=FAST))
             assert str(digest) in str(err.value)
             assert not ctx.store.has_blob(digest)
         assert _snapshot(dst_root) == before
@@ -138,7 +142,10 @@ def test_bad_credentials_are_clear_and_secret(registry_basic, tmp_path, capsys):
     secret = "Wr0ng-S3cret-Value"
     ref = f"docker://{registry_basic.host}/faults/auth:1"
     with open_context(str(tmp_path / "root")) as ctx, pytest.raises(Unauthorized) as err:
-        ops.pull(ctx, ref, options=FAST.merged(creds=f"{registry_basic.username}:{secret}"))
+        ops.pull(
+            ctx,
+            PullRequest.of(ref, options=FAST.merged(creds=f"{registry_basic.username}:{secret}")),
+        )
     assert "invalid username/password" in str(err.value) and secret not in str(err.value)
     code = run(
         [
@@ -183,9 +190,9 @@ def test_unknown_image_or_tag(tmp_path, capsys):
             with pytest.raises(
                 NotFound, match="manifest for .*known:nope not found: manifest unknown"
             ):
-                ops.pull(ctx, f"{reg.host}/faults/known:nope", options=FAST)
+                ops.pull(ctx, PullRequest.of(f"{reg.host}/faults/known:nope", options=FAST))
             with pytest.raises(NotFound, match="manifest unknown|name unknown"):
-                ops.pull(ctx, f"{reg.host}/faults/never-pushed:1", options=FAST)
+                ops.pull(ctx, PullRequest.of(f"{reg.host}/faults/never-pushed:1", options=FAST))
         code = run(["--root", src, "pull", "--tls-verify=false", f"{reg.host}/faults/known:nope"])
         _, err = capsys.readouterr()
         last = err.strip().splitlines()[-1]
@@ -230,7 +237,7 @@ def test_layer_not_matching_its_diff_id_fails_the_pull_and_is_never_unpacked(tmp
                 client.put_manifest(ref, manifest.raw, manifest.media_type)
         with open_context(dst_root) as ctx:
             with pytest.raises(DigestMismatch, match="diff_id"):
-                ops.pull(ctx, str(ref), options=FAST)
+                ops.pull(ctx, PullRequest.of(str(ref), options=FAST))
             assert ctx.store.list_images() == [] and list(ctx.store.iter_blobs()) == []
             assert ctx.snapshots.list_layers() == []
             assert os.listdir(os.path.join(ctx.store.snapshot_root, "tmp")) == []

@@ -15,6 +15,7 @@ from fixtures_images import save_oci_layout  # noqa: E402
 from kiln.image import open_store_image, validate_image  # noqa: E402
 from kiln.ops import registry as ops  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
+from kiln.ops.options import PullRequest  # noqa: E402
 from kiln.registry import RegistryOptions  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
@@ -77,9 +78,8 @@ def test_kiln_pulls_what_skopeo_pushes(registry_basic, busybox_image, tmp_path):
         skopeo("inspect", "--tls-verify=false", "--creds", registry_basic.creds, f"docker://{ref}")
     )
     with open_context(str(tmp_path / "root")) as ctx:
-        res = ops.pull(
-            ctx, ref, options=RegistryOptions(tls_verify=False, creds=registry_basic.creds)
-        )
+        options = RegistryOptions(tls_verify=False, creds=registry_basic.creds)
+        res = ops.pull(ctx, PullRequest.of(ref, options=options))
         assert res.manifest_digest == info["Digest"]
         img = open_store_image(ctx.store, ref)
         assert img.id == busybox_image.id
@@ -97,7 +97,7 @@ def test_kiln_pulls_what_podman_pushes(registry_plain, podman, busybox_image, tm
     digestfile = tmp_path / "digest"
     podman("push", "--tls-verify=false", "--digestfile", str(digestfile), ref)
     with open_context(str(tmp_path / "root")) as ctx:
-        res = ops.pull(ctx, ref, options=RegistryOptions(tls_verify=False))
+        res = ops.pull(ctx, PullRequest.of(ref, options=RegistryOptions(tls_verify=False)))
         assert res.manifest_digest == digestfile.read_text().strip()
         img = open_store_image(ctx.store, ref)
         assert img.id == busybox_image.id

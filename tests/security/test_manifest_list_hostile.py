@@ -16,6 +16,7 @@ from kiln.oci import media_types as mt  # noqa: E402
 from kiln.oci.strict_json import canonical  # noqa: E402
 from kiln.ops import file_transfer, manifests  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
+from kiln.ops.options import PullRequest  # noqa: E402
 from kiln.registry import RegistryClient, RegistryOptions  # noqa: E402
 from kiln.store.indexes import MAX_INDEX_ENTRIES  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
@@ -76,7 +77,9 @@ def test_a_nested_list_is_refused_before_anything_is_pulled(pushed_image, tmp_pa
     ref = put_list(repo, "nested", index_raw(entry(img), nested))
     root = str(tmp_path / "victim")
     with open_context(root) as ctx, pytest.raises(InvalidArgument, match="nested lists"):
-        file_transfer.pull(ctx, ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
+        file_transfer.pull(
+            ctx, PullRequest.of(ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
+        )
     assert_store_untouched(root)
 
 
@@ -86,7 +89,9 @@ def test_an_entry_of_a_wrong_media_type_is_refused(pushed_image, tmp_path):
     ref = put_list(repo, "wrongtype", index_raw(entry(img), config))
     root = str(tmp_path / "victim")
     with open_context(root) as ctx, pytest.raises(InvalidArgument, match="media type"):
-        file_transfer.pull(ctx, ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
+        file_transfer.pull(
+            ctx, PullRequest.of(ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
+        )
     assert_store_untouched(root)
 
 
@@ -104,7 +109,7 @@ def test_a_layout_list_naming_a_missing_child_leaves_no_half_list(busybox_image,
     os.unlink(tmp_path / "layout" / "blobs" / "sha256" / arm_img.manifest_digest.hex)
     root = str(tmp_path / "victim")
     with open_context(root) as ctx, pytest.raises(NotFound):
-        file_transfer.pull(ctx, f"oci:{tmp_path}/layout:v1", all_platforms=True)
+        file_transfer.pull(ctx, PullRequest.of(f"oci:{tmp_path}/layout:v1", all_platforms=True))
     assert_store_untouched(root)
 
 
@@ -114,7 +119,9 @@ def test_an_oversized_list_is_refused_before_any_fetch(pushed_image, tmp_path):
     ref = put_list(repo, "huge", index_raw(*many))
     root = str(tmp_path / "victim")
     with open_context(root) as ctx, pytest.raises(InvalidArgument, match="over the limit"):
-        file_transfer.pull(ctx, ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
+        file_transfer.pull(
+            ctx, PullRequest.of(ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
+        )
     assert_store_untouched(root)
 
 

@@ -16,6 +16,7 @@ from kiln.ops import images as ops
 from kiln.ops.config import Config
 from kiln.ops.context import Context
 from kiln.ops.events import ListSink
+from kiln.ops.options import PullRequest
 
 pytest_plugins = ["fixtures_images"]
 
@@ -242,7 +243,7 @@ def test_push_then_pull_keeps_digests(ctx, other, imported, tmp_path, kind):
     path = str(tmp_path / ("dest.tar" if "archive" in kind else "dest"))
     dest = f"{kind}:{path}" + (":quay.io/a/b:1" if kind == "docker-archive" else "")
     pushed = file_transfer.push(ctx, "bb:1", dest)
-    pulled = file_transfer.pull(other, f"{kind}:{path}")
+    pulled = file_transfer.pull(other, PullRequest.of(f"{kind}:{path}"))
     assert pulled.image_id == pushed.image_id == imported.id
     if kind != "docker-archive":  # unconverted: the manifest bytes travel unchanged
         assert pushed.manifest_digest == imported.manifest_digest
@@ -255,15 +256,17 @@ def test_push_then_pull_keeps_digests(ctx, other, imported, tmp_path, kind):
 def test_pull_names_from_full_oci_ref_names_only(ctx, other, imported, tmp_path):
     file_transfer.push(ctx, "bb:1", f"oci:{tmp_path}/lay:v1")
     file_transfer.push(ctx, "bb:1", f"oci:{tmp_path}/lay:quay.io/x/y:2")
-    assert file_transfer.pull(other, f"oci:{tmp_path}/lay:v1").names == []
-    assert file_transfer.pull(other, f"oci:{tmp_path}/lay:quay.io/x/y:2").names == ["quay.io/x/y:2"]
+    assert file_transfer.pull(other, PullRequest.of(f"oci:{tmp_path}/lay:v1")).names == []
+    assert file_transfer.pull(other, PullRequest.of(f"oci:{tmp_path}/lay:quay.io/x/y:2")).names == [
+        "quay.io/x/y:2"
+    ]
 
 
 def test_pull_errors(ctx, tmp_path):
     with pytest.raises(NotFound):
-        file_transfer.pull(ctx, f"oci:{tmp_path}/nothing")
+        file_transfer.pull(ctx, PullRequest.of(f"oci:{tmp_path}/nothing"))
     with pytest.raises(InvalidArgument):
-        file_transfer.pull(ctx, "containers-storage:busybox")
+        file_transfer.pull(ctx, PullRequest.of("containers-storage:busybox"))
 
 
 def _blob(data: bytes):

@@ -13,6 +13,7 @@ from kiln.ops import images as ops
 from kiln.ops.archives import import_image as import_
 from kiln.ops.archives import load
 from kiln.ops.file_transfer import pull, push
+from kiln.ops.options import PullRequest
 from kiln.util.choices import PullPolicy
 
 from . import shapes
@@ -160,24 +161,34 @@ def _stream_error(exc: BaseException) -> list[dict]:
     return [{"error": error_body(exc, True)["message"]}]
 
 
-async def pull_image(request: Request) -> Reply:
-
+def libpod_pull_request(request: Request) -> PullRequest:
+    """``POST /libpod/images/pull``'s query and auth headers as a pull: ``reference`` with
+    or without a transport (none: a registry), ``policy``, ``allTags``, ``quiet``,
+    ``tlsVerify`` and X-Registry-Auth."""
     q = request.query_params
     reference = qstr(q, "reference")
     if not reference:
         raise InvalidArgument('query parameter "reference" is required: the image to pull')
     tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
     options = push_pull_options(request, tls)
-    policy = _pull_policy(qstr(q, "policy") or "always")
-    all_tags = bool(qbool(q, "allTags"))
-    quiet = qbool(q, "quiet")
+    return PullRequest.of(
+        reference,
+        policy=_pull_policy(qstr(q, "policy") or "always"),
+        all_tags=bool(qbool(q, "allTags")),
+        options=options,
+        quiet=bool(qbool(q, "quiet")),
+    )
+
+
+async def pull_image(request: Request) -> Reply:
+
+    pull_request = libpod_pull_request(request)
+    quiet = pull_request.quiet
     config = config_of(request)
-    transports = ("docker://", "oci:", "oci-archive:", "docker-archive:", "dir:")
-    source = reference if reference.startswith(transports) else f"docker://{reference}"
 
     def work(h: Handoff):
         with context_for(config, h) as ctx:
-            return pull(ctx, source, policy=policy, all_tags=all_tags, options=options)
+            return pull(ctx, pull_request)
 
     def event(e) -> list[dict]:
         if quiet or not e.message or e.kind == "result":

@@ -15,7 +15,7 @@ from kiln.ops.archives import import_image, load, save
 from kiln.ops.containers import commit_container
 from kiln.ops.events import Event
 from kiln.ops.file_transfer import pull, push
-from kiln.ops.options import RegistryOptions
+from kiln.ops.options import PullRequest, RegistryOptions
 from kiln.ops.registry import search as do_search
 
 from . import shapes
@@ -43,20 +43,31 @@ def pull_reference(from_image: str, tag: str) -> str:
 async def create_image(request: Request) -> Reply:
     q = request.query_params
     if q.get("fromImage"):
-        # dockerd: no tag (nor one in fromImage) pulls every tag (`docker pull -a`,
-        # docker-py's all_tags=True); the docker CLI and docker-py send a tag otherwise
-        image = q["fromImage"]
-        all_tags = "tag" not in q and "@" not in image and ":" not in image.rsplit("/", 1)[-1]
-        return await _pull(request, pull_reference(image, qstr(q, "tag")), all_tags)
+        return await _pull(request, docker_pull_request(request))
     if q.get("fromSrc"):
         return await _import(request)
     raise InvalidArgument('give "fromImage" to pull an image or "fromSrc" to import one')
 
 
-async def _pull(request: Request, reference: str, all_tags: bool = False) -> Reply:
+def docker_pull_request(request: Request) -> PullRequest:
+    """``POST /images/create?fromImage=...`` as a pull: always from a registry, every tag
+    when neither ``tag`` nor ``fromImage`` names one (dockerd's ``docker pull -a``,
+    docker-py's ``all_tags=True``; the docker CLI and docker-py send a tag otherwise)."""
+    q = request.query_params
+    image = q["fromImage"]
+    all_tags = "tag" not in q and "@" not in image and ":" not in image.rsplit("/", 1)[-1]
+    reference = pull_reference(image, qstr(q, "tag"))
+    return PullRequest.of(
+        f"docker://{reference}",
+        all_tags=all_tags,
+        options=push_pull_options(request, reference=reference),
+    )
 
-    options = push_pull_options(request, reference=reference)
+
+async def _pull(request: Request, pull_request: PullRequest) -> Reply:
+
     config = config_of(request)
+    reference, all_tags = pull_request.source.removeprefix("docker://"), pull_request.all_tags
     # dockerd writes nothing before the image is found, so a missing image or refused
     # credentials answer with an error status (which docker-py raises), not a 200 whose
     # stream ends in an error; podman's "Trying to pull" lines are left out for that
@@ -67,7 +78,7 @@ async def _pull(request: Request, reference: str, all_tags: bool = False) -> Rep
     def work(h: Handoff):
         with context_for(config, h) as ctx:
             try:
-                return pull(ctx, f"docker://{reference}", all_tags=all_tags, options=options)
+                return pull(ctx, pull_request)
             except Unauthorized as exc:
                 # dockerd's answer; a 401 would make the docker CLI prompt for a login
                 # (and wait forever on a stdin that is not a terminal)
@@ -329,4 +340,4 @@ routes = [
     Route("/images/{name:path}/get", get_image, methods=["GET"]),
 ]
 
-__all__ = ["pull_reference", "routes", "save_response", "search"]
+__all__ = ["docker_pull_request", "pull_reference", "routes", "save_response", "search"]

@@ -23,7 +23,7 @@ from kiln.ops import images as image_ops
 from kiln.ops import transports as tp
 from kiln.ops.build_inputs import open_remote_context
 from kiln.ops.context import Context
-from kiln.ops.options import RegistryOptions, RunSettings, parse_memory
+from kiln.ops.options import PullRequest, RegistryOptions, RunSettings, parse_memory
 from kiln.util.choices import Choice, Compression, ImageFormat, PullPolicy
 
 from .varlink_service import (
@@ -207,14 +207,10 @@ class TransferMethods:
     @varlink_errors
     def PullImage(self, name: str | None, creds: dict[str, Any] | None, _more=False, _request=None):
 
-        if not name:
-            raise error_occurred("PullImage needs an image reference")
-        auth = creds or {}
-        user = auth.get("username")
-        options = RegistryOptions(creds=f"{user}:{auth.get('password') or ''}" if user else None)
+        request = pull_request(name, creds)
 
         def work(ctx: Context, cancel: threading.Event) -> str:
-            return bare_id(file_transfer.pull(ctx, name, options=options).image_id)
+            return bare_id(file_transfer.pull(ctx, request).image_id)
 
         yield from self._stream("reply", work, _more, _request)
 
@@ -355,7 +351,7 @@ class TransferMethods:
         def command(ctx: Context) -> str:
             if rl.get("pull") and not image_ops.image_exists(ctx, image):
                 options = RegistryOptions(authfile=rl.get("authfile") or None)
-                registry.ensure_image(ctx, image, "missing", options=options)
+                registry.ensure_image(ctx, PullRequest.of(image, policy="missing", options=options))
             find_image(ctx, image)
             config = image_ops.inspect_image(ctx, image).get("Config") or {}
             value = (config.get("Labels") or {}).get(label)
@@ -368,6 +364,17 @@ class TransferMethods:
             f"kiln builds and stores images; it does not run containers, so the {label} label "
             f"of {image} was not run. Its command is: {value}"
         )
+
+
+def pull_request(name: str | None, creds: dict[str, Any] | None) -> PullRequest:
+    """``PullImage(name, creds)`` as a pull: ``name`` with or without a transport (none: a
+    registry), ``creds`` podman's AuthConfig (``username``, ``password``)."""
+    if not name:
+        raise error_occurred("PullImage needs an image reference")
+    auth = creds or {}
+    user = auth.get("username")
+    options = RegistryOptions(creds=f"{user}:{auth.get('password') or ''}" if user else None)
+    return PullRequest.of(name, options=options)
 
 
 def _new_output(scratch: str, fmt: str) -> str:
@@ -388,4 +395,4 @@ def _remove(path: str) -> None:
             os.remove(path)
 
 
-__all__ = ["TransferMethods"]
+__all__ = ["TransferMethods", "pull_request"]

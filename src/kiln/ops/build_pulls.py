@@ -41,16 +41,18 @@ def puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
     pull_ctx = dataclasses.replace(ctx, events=_StoppingSink(ctx.events, stopping))
 
     def pull(ref: str, policy: str, wanted: str | None = None) -> str:
-        if names_file_transport(ref):  # FROM oci-archive:/x.tar and the like, as buildah
-            from kiln.ops import transfer, transports  # start-up: only a build that pulls
-
-            return transfer.pull_image(pull_ctx, transports.parse_transport(ref)).image_id
-        from kiln.ops.registry import ensure_image  # start-up: as transfer
+        # start-up: the request and the pulls' modules load on a build's first pull only
+        from kiln.ops import transfer
+        from kiln.ops.registry import ensure_image
+        from kiln.registry.pull_request import PullRequest
 
         # asked with a platform, the executor found no local image of it: a local one of
         # another platform must not satisfy "missing"
         policy = PullPolicy(policy).for_platform(bool(wanted))
         plat = wanted or opts.platform or None
-        return str(ensure_image(pull_ctx, ref, policy, platform=plat, options=opts.registry))
+        request = PullRequest.of(ref, policy=policy, platform=plat, options=opts.registry)
+        if names_file_transport(ref):  # FROM oci-archive:/x.tar and the like, as buildah
+            return transfer.pull_image(pull_ctx, request).image_id
+        return str(ensure_image(pull_ctx, request))
 
     return pull

@@ -54,9 +54,10 @@ def _load(ctx: Context, name: str) -> Builder:
 def _puller(ctx: Context):
     """``(ref, policy) -> image id`` for ``kiln from --pull``, through the registry."""
     from kiln.ops.registry import ensure_image  # start-up: kiln containers needs no registry
+    from kiln.registry.pull_request import PullRequest  # start-up: as ensure_image
 
     def pull(ref: str, policy: str) -> str:
-        return str(ensure_image(ctx, ref, pull_policy=policy))
+        return str(ensure_image(ctx, PullRequest.of(ref, policy=policy)))
 
     return pull
 

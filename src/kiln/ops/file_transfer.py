@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from kiln.ops.context import Context
     from kiln.ops.registry import PullResult, PushResult
     from kiln.registry import RegistryOptions
+    from kiln.registry.pull_request import PullRequest
 
 
 def push(
@@ -63,44 +64,21 @@ def _is_list(ctx: Context, image: str) -> bool:
         return False
 
 
-def pull(
-    ctx: Context,
-    source: str,
-    *,
-    validate: bool = True,
-    policy: str = "always",
-    platform: str | None = None,
-    arch: str | None = None,
-    os: str | None = None,
-    variant: str | None = None,
-    all_tags: bool = False,
-    all_platforms: bool = False,
-    options: RegistryOptions | None = None,
-) -> TransferResult | PullResult:
-    """Copy the image at ``source`` into the store; a bare name means ``docker://NAME``.
+def pull(ctx: Context, request: PullRequest) -> TransferResult | PullResult:
+    """Copy the image at ``request.source`` into the store; a bare name means
+    ``docker://NAME``.
 
-    ``all_platforms`` keeps a whole list; the other choices are a registry pull's
-    (``kiln.ops.registry.pull``)."""
-    src = tp.parse_transport(source, default=tp.DOCKER)
-    if all_platforms:  # keep the whole list (kiln.ops.manifest_transfer)
-        if src.transport == tp.DOCKER and (platform or arch or os or variant or all_tags):
+    ``request.all_platforms`` keeps a whole list; the other choices are a registry
+    pull's (``kiln.ops.registry.pull``)."""
+    src = tp.parse_transport(request.source, default=tp.DOCKER)
+    if request.all_platforms:  # keep the whole list (kiln.ops.manifest_transfer)
+        if src.transport == tp.DOCKER and (request.platform or request.all_tags):
             raise InvalidArgument(
                 "--all-platforms cannot be combined with --platform, --arch, --os, --variant "
                 "or --all-tags"
             )
-        return _pull_list(ctx, src, options)
-    return transfer.pull_image(
-        ctx,
-        src,
-        validate=validate,
-        policy=policy,
-        platform=platform,
-        arch=arch,
-        os=os,
-        variant=variant,
-        all_tags=all_tags,
-        options=options,
-    )
+        return _pull_list(ctx, src, request.options)
+    return transfer.pull_image(ctx, request)
 
 
 def _pull_list(

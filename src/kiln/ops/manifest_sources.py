@@ -22,6 +22,7 @@ from kiln.oci.strict_json import loads_object
 from kiln.ops import manifest_transfer, transfer
 from kiln.ops import transports as tp
 from kiln.ops.images import image_config
+from kiln.registry.pull_request import PullRequest
 from kiln.store import IndexRecord
 
 if TYPE_CHECKING:
@@ -57,8 +58,8 @@ def image_entries(
     if all and value.startswith(("docker://", "oci:", "oci-archive:")):
         return _copied_list_entries(ctx, value, options)
     platform = _platform_of(overrides) if value.startswith("docker://") else None
-    src = tp.parse_transport(value, default=tp.DOCKER)
-    result = transfer.pull_image(ctx, src, platform=platform or None, options=options)
+    request = PullRequest.of(value, platform=platform or None, options=options)
+    result = transfer.pull_image(ctx, request)
     return [entry_for_image(ctx, ctx.store.get_image(result.image_id))]
 
 

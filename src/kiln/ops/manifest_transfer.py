@@ -34,6 +34,7 @@ from kiln.ops.registry import (
     push_compression,
 )
 from kiln.ops.transfer import copy_into_store, normalize_names
+from kiln.registry.pull_request import PullRequest
 from kiln.store import IndexRecord
 from kiln.store.indexes import check_index
 from kiln.store.oci_layout import REF_NAME, OCIArchive, OCILayout
@@ -100,7 +101,7 @@ def pull_list(
         except KilnError as exc:
             raise type(exc)(f"initializing source docker://{cand}: {exc}") from None
         if not mt.is_index(media_type):
-            one = pull(ctx, str(cand), options=options)
+            one = pull(ctx, PullRequest.of(str(cand), options=options))
             return ListPullResult(None, one.manifest_digest, str(cand), list(one.ids), one.names)
         try:
             index = check_index(raw, media_type)  # caps, no nested lists: before any fetch

@@ -1,13 +1,15 @@
 """The typed option values front ends hand to the use cases.
 
 They are defined where the layers below ops need them (``RunSettings`` in
-``kiln.runtime.options``, ``RegistryOptions`` in ``kiln.registry.options``); the CLI and
-the API take them from here, so they never import those layers themselves.
+``kiln.runtime.options``, ``RegistryOptions`` in ``kiln.registry.options``, a pull's
+``PullRequest`` in ``kiln.registry.pull_request``); the CLI and the API take them from
+here, so they never import those layers themselves.
 """
 
 from __future__ import annotations
 
 from kiln.registry.options import RegistryOptions
+from kiln.registry.pull_request import PullRequest
 from kiln.runtime.options import RunSettings, parse_memory
 
-__all__ = ["RegistryOptions", "RunSettings", "parse_memory"]
+__all__ = ["PullRequest", "RegistryOptions", "RunSettings", "parse_memory"]

@@ -31,7 +31,7 @@ from kiln.image import copy_image, open_store_image
 from kiln.image.registry_sink import RegistrySink
 from kiln.image.registry_source import pull_into_store, resolve_remote
 from kiln.image.schema1_sink import Schema1Sink, check_schema1_layers
-from kiln.oci import ImageConfig, Index, Manifest, Platform, Reference
+from kiln.oci import ImageConfig, Index, Manifest, Reference
 from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
@@ -39,8 +39,9 @@ from kiln.registry import RegistryClient, RegistryOptions
 from kiln.registry import login as registry_login
 from kiln.registry import logout as registry_logout
 from kiln.registry import verify_login as registry_verify
+from kiln.registry.pull_request import PullRequest
 from kiln.store.trust_key import schema1_signing_key
-from kiln.util.choices import PULL_POLICIES, Compression, ImageFormat, PullPolicy
+from kiln.util.choices import PULL_POLICIES, Compression, ImageFormat
 from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:
@@ -112,19 +113,6 @@ def _client(ctx: Context | None, options: RegistryOptions | None) -> Iterator[An
         yield client
 
 
-def _parse_platform(platform: str | None, arch: str | None, os: str | None, variant: str | None):
-    if platform:
-        if arch or os or variant:
-            raise InvalidArgument("--platform cannot be combined with --arch, --os or --variant")
-        return Platform.parse(platform)
-    if not (arch or os or variant):
-        return None
-    host = Platform.host()
-    return Platform.parse(
-        "/".join(p for p in (os or host.os, arch or host.architecture, variant or "") if p)
-    )
-
-
 def _candidates(client: RegistryClient, ref: str) -> list[Any]:
     if ref.startswith("docker://"):
         ref = ref[len("docker://") :]
@@ -186,31 +174,18 @@ class _PullEvents:
             self.ev.progress(digest, desc.size, desc.size, f"Copying blob {short}")
 
 
-def pull(
-    ctx: Context,
-    ref: str,
-    *,
-    policy: str = "always",
-    platform: str | None = None,
-    arch: str | None = None,
-    os: str | None = None,
-    variant: str | None = None,
-    all_tags: bool = False,
-    options: RegistryOptions | None = None,
-    workers: int = 4,
-) -> PullResult:
-    """Pull ``ref`` (``docker://`` optional) into the store under ``policy``.
+def pull(ctx: Context, request: PullRequest, *, workers: int = 4) -> PullResult:
+    """Pull ``request.source`` (``docker://`` optional) into the store under its policy.
 
-    ``platform`` (``os/arch[/variant]``) or ``arch``/``os``/``variant`` pick an
-    index entry (default: the host's). ``all_tags`` pulls every tag of the
-    repository (``ids`` lists them all). ``options``: how to reach the registry
-    (TLS, credentials, registries.conf; default: the context's configuration).
+    ``request.platform`` picks an index entry (None: the host's); ``request.all_tags``
+    pulls every tag of the repository (``ids`` lists them all); ``request.options``: how
+    to reach the registry (TLS, credentials, registries.conf; unset values come from the
+    context's configuration). ``all_platforms`` is ``kiln.ops.file_transfer.pull``'s.
     """
-    policy = PullPolicy.parse(policy)
-    plat = _parse_platform(platform, arch, os, variant)
-    ref = ref.removeprefix("docker://")
-    with _client(ctx, options) as client:
-        if all_tags:
+    policy, plat = request.policy, request.platform
+    ref = request.source.removeprefix("docker://")
+    with _client(ctx, request.options) as client:
+        if request.all_tags:
             return _pull_all_tags(ctx, client, ref, plat, workers)
         local = _find_local(ctx, _local_names(client, ref)) if policy != "always" else None
         if not policy.asks_registry(have_local=local is not None):
@@ -315,25 +290,19 @@ def _pull_all_tags(ctx: Context, client, ref: str, plat, workers: int) -> PullRe
     raise last or NotFound(f"{ref}: no registry to pull from")
 
 
-def ensure_image(
-    ctx: Context,
-    ref: str,
-    pull_policy: str = "missing",
-    *,
-    platform: str | None = None,
-    options: RegistryOptions | None = None,
-) -> str:
-    """The image ID for ``ref`` under ``pull_policy``, pulling when the policy says so.
+def ensure_image(ctx: Context, request: PullRequest) -> str:
+    """The image ID for ``request.source`` under ``request.policy``, pulling when the
+    policy says so.
 
     What a build's FROM and ``kiln from`` call: a local name, ID or ID prefix
     satisfies ``missing``/``never`` without any network; ``always``/``newer``
-    contact the registry. ``platform`` picks a list's entry (default: the host's).
-    Returns ``"sha256:<hex>"``.
+    contact the registry. ``request.platform`` picks a list's entry (default: the
+    host's). Returns ``"sha256:<hex>"``.
     """
-    if not PullPolicy.parse(pull_policy).asks_registry(have_local=True):
+    if not request.policy.asks_registry(have_local=True):
         with contextlib.suppress(NotFound, InvalidArgument):
-            return ctx.store.resolve_image(ref).id
-    return pull(ctx, ref, policy=pull_policy, platform=platform, options=options).image_id
+            return ctx.store.resolve_image(request.source).id
+    return pull(ctx, request).image_id
 
 
 def resolve_names(

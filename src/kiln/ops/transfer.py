@@ -39,6 +39,7 @@ from kiln.ops.registry import PullResult, PushResult
 if TYPE_CHECKING:
     from kiln.ops.context import Context
     from kiln.registry import RegistryOptions
+    from kiln.registry.pull_request import PullRequest
     from kiln.store import ImageRecord, Store
     from kiln.store.leases import Lease
 
@@ -114,35 +115,14 @@ def push_image(
 # -- into the store ------------------------------------------------------------------------
 
 
-def pull_image(
-    ctx: Context,
-    src: tp.TransportRef,
-    *,
-    validate: bool = True,
-    policy: str = "always",
-    platform: str | None = None,
-    arch: str | None = None,
-    os: str | None = None,
-    variant: str | None = None,
-    all_tags: bool = False,
-    options: RegistryOptions | None = None,
-) -> TransferResult | PullResult:
-    """Copy the one image ``src`` names into the store (``docker://``: a registry pull,
-    which alone uses ``policy``, the platform choice, ``all_tags`` and ``options``)."""
+def pull_image(ctx: Context, request: PullRequest) -> TransferResult | PullResult:
+    """Copy the one image ``request.source`` names into the store (no transport:
+    ``docker://``). A registry pull (``kiln.ops.registry.pull``) alone reads the policy,
+    the platform, ``all_tags`` and the registry options; a file transport's image is
+    validated before it is registered."""
+    src = tp.parse_transport(request.source, default=tp.DOCKER)
     if src.transport == tp.DOCKER:
-        return registry.pull(
-            ctx,
-            src.reference,
-            policy=policy,
-            platform=platform,
-            arch=arch,
-            os=os,
-            variant=variant,
-            all_tags=all_tags,
-            options=options,
-        )
-    if src.transport == tp.STORE:
-        raise InvalidArgument(f'"{src}": pull needs a source transport')
+        return registry.pull(ctx, request)
     if not exists(src.path):
         raise NotFound(f"{src.path}: no such file or directory")
     img = transport(src.transport).open_source(src.path, src.reference, tmp_dir=ctx.tmpdir)
@@ -150,7 +130,7 @@ def pull_image(
         names = normalize_names(img.names)
         ctx.ev.step(f"Copying image {img.manifest.config.digest.hex[:12]} from {src}")
         with ctx.store.lease() as lease:
-            rec = copy_into_store(ctx, img, names, lease, validate)
+            rec = copy_into_store(ctx, img, names, lease, validate=True)
     finally:
         close_source(img)
     for name in names or [str(src)]:

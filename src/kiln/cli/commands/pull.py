@@ -49,17 +49,19 @@ def command(
     oci-archive:FILE[:TAG], docker-archive:FILE[:REF], dir:DIR, or a registry
     reference (docker://REF or just REF)."""
     from kiln.ops import file_transfer
+    from kiln.ops.options import PullRequest
 
-    with state.context(quiet=quiet) as ctx:
-        file_transfer.pull(
-            ctx,
-            source,
-            policy=policy or "always",
-            platform=platform,
-            arch=arch,
-            os=os_,
-            variant=variant,
-            all_tags=bool(all_tags),
-            all_platforms=bool(all_platforms),
-            options=registry_options,
-        )
+    request = PullRequest.of(
+        source,
+        policy=policy,
+        platform=platform,
+        arch=arch,
+        os=os_,
+        variant=variant,
+        all_tags=all_tags,
+        all_platforms=all_platforms,
+        options=registry_options,
+        quiet=quiet,
+    )
+    with state.context(quiet=request.quiet) as ctx:
+        file_transfer.pull(ctx, request)
