@@ -49,7 +49,9 @@ def command(
     oci-archive:FILE[:TAG], docker-archive:FILE[:REF], dir:DIR, or a registry
     reference (docker://REF or just REF)."""
     from kiln.ops import file_transfer
-    from kiln.ops.options import PullRequest
+    # start-up: the request from its own module, as _registry_flags takes RegistryOptions;
+    # kiln.ops.options would load the runtime's options too
+    from kiln.registry.pull_request import PullRequest
 
     request = PullRequest.of(
         source,
