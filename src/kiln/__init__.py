@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "import_image": "kiln.ops.archives",
     "push_image": "kiln.ops.file_transfer",
     "pull_image": "kiln.ops.file_transfer",
+    "PullRequest": "kiln.ops.options",  # what pull_image and ensure_image take
     # builds
     "build": "kiln.ops.build",
     "BuildOptions": "kiln.ops.build",
