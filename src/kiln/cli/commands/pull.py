@@ -49,6 +49,7 @@ def command(
     oci-archive:FILE[:TAG], docker-archive:FILE[:REF], dir:DIR, or a registry
     reference (docker://REF or just REF)."""
     from kiln.ops import file_transfer
+
     # start-up: the request from its own module, as _registry_flags takes RegistryOptions;
     # kiln.ops.options would load the runtime's options too
     from kiln.registry.pull_request import PullRequest
