@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import io
 import os
 
@@ -100,3 +101,20 @@ def test_hashing_streams():
     reader = HashingReader(io.BytesIO(b"hello"))
     assert reader.read(2) == b"he" and reader.drain() == 3
     assert reader.digest == writer.digest and reader.size == 5
+
+
+@pytest.mark.parametrize("kind", [Compression.NONE, Compression.GZIP])
+def test_closed_reader_refuses_reads_like_a_file(kind):
+    reader = open_decompressed(io.BytesIO(compress(b"hello", kind)))
+    reader.close()
+    with pytest.raises(ValueError, match="closed file"):
+        reader.read(3)
+
+
+def test_writers_count_bytes_of_any_buffer():
+    words = array.array("I", [1, 2, 3])  # 3 items, 12 bytes
+    out = io.BytesIO()
+    hashing = HashingWriter(out)
+    assert hashing.write(words) == 12 and hashing.size == 12
+    assert open_compressor(io.BytesIO(), Compression.GZIP).write(words) == 12
+    assert out.getvalue() == words.tobytes()

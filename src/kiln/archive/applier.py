@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol, Self, cast
 
 from kiln.archive.compression import CHUNK, open_decompressed
 from kiln.archive.hashing import HashingReader
@@ -30,6 +30,9 @@ from kiln.archive.safe_root import SafeRoot
 from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
 from kiln.util.inroot import split_path
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -57,13 +60,27 @@ class ApplyResult:
 class _GuardedTarInfo(tarfile.TarInfo):
     """Refuses oversized PAX headers / GNU long names before tarfile buffers them."""
 
-    def _proc_member(self, tarfile_):
-        if self.type in _META_TYPES and self.size > _MAX_META_SIZE:
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        # every header block, the extended ones' next headers too, is parsed here first
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in _META_TYPES and info.size > _MAX_META_SIZE:
             raise InvalidArgument(
-                f"layer archive has a {self.size}-byte extended header (limit {_MAX_META_SIZE}); "
+                f"layer archive has a {info.size}-byte extended header (limit {_MAX_META_SIZE}); "
                 "the archive is hostile or corrupt"
             )
-        return super()._proc_member(tarfile_)
+        return info
+
+
+class _StreamMembers(Protocol):
+    members: list[tarfile.TarInfo]  # a TarFile's, not in its published type
+
+
+def _next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
+    """The next member of a ``"r|"`` archive; tarfile would keep every one before it."""
+    member = tf.next()
+    cast(_StreamMembers, tf).members.clear()
+    return member
 
 
 class _TailReader(io.RawIOBase):
@@ -107,9 +124,10 @@ class _TailReader(io.RawIOBase):
             self.pos += len(data)
         return data
 
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
+    def readinto(self, buf: WriteableBuffer) -> int:
+        view = memoryview(buf).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     def bytes_from(self, offset: int, want: int) -> bytes | None:
@@ -412,8 +430,7 @@ def apply_layer(
                 bufsize=CHUNK,
                 errors="surrogateescape",
             ) as tf:
-                while (member := tf.next()) is not None:
-                    cast(Any, tf).members.clear()  # stream mode keeps every member otherwise
+                while (member := _next_member(tf)) is not None:
                     if tail.entry_end is not None:
                         tail.entry_end = member.offset_data + (member.size if member.isreg() else 0)
                     entries += 1

@@ -17,11 +17,15 @@ import zlib
 from collections.abc import Callable
 from enum import Enum
 from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 import zstandard
 
 from kiln.archive.streams import ByteReader, ByteWriter
 from kiln.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 _gzip_mod: ModuleType
 _deflate_mod: ModuleType
@@ -81,6 +85,22 @@ def default_max_ratio() -> float:
     return value
 
 
+class _Decoder(Protocol):
+    """What every decompressing file object (and the plain buffered reader) offers."""
+
+    def readinto(self, buf: WriteableBuffer, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class _Compressor(Protocol):
+    """A zlib/isal, zstd, bz2 or lzma compression object."""
+
+    def compress(self, data: memoryview, /) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
 class RatioGuard:
     """Refuses output beyond ``max_ratio`` times the input, after ``allowance`` bytes."""
 
@@ -111,7 +131,7 @@ class _CountingSource(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:
+    def readinto(self, buf: WriteableBuffer) -> int:
         view = memoryview(buf).cast("B")
         if self._prefix:
             n = min(len(view), len(self._prefix))
@@ -155,7 +175,9 @@ class DecompressingReader(io.RawIOBase):
     Closing it does not close the underlying file object.
     """
 
-    def __init__(self, fileobj: ByteReader, compression: Compression | None, max_ratio):
+    def __init__(
+        self, fileobj: ByteReader, compression: Compression | None, max_ratio: float | None
+    ):
         head = b"" if compression is not None else read_up_to(fileobj, 6)
         self.compression = detect(head) if compression is None else Compression(compression)
         self._source = _CountingSource(fileobj, head)
@@ -163,7 +185,7 @@ class DecompressingReader(io.RawIOBase):
         if self.compression is Compression.ZSTD:
             self._zstd_frames = _ZstdFrameChecker()
             self._source.observer = self._zstd_frames.feed
-        self._decoder = self._open_decoder()
+        self._decoder: _Decoder | None = self._open_decoder()
         self._guard = None if self.compression is Compression.NONE else RatioGuard(max_ratio)
         self.decompressed_bytes = 0
 
@@ -171,13 +193,14 @@ class DecompressingReader(io.RawIOBase):
     def compressed_bytes(self) -> int:
         return self._source.count
 
-    def _open_decoder(self):
+    def _open_decoder(self) -> _Decoder:
         src = io.BufferedReader(self._source, CHUNK)
         kind = self.compression
         if kind is Compression.NONE:
             return src
         if kind is Compression.GZIP:
-            return _gzip_mod.GzipFile(fileobj=src, mode="rb")
+            gzip_file: _Decoder = _gzip_mod.GzipFile(fileobj=src, mode="rb")  # isal's or gzip's
+            return gzip_file
         if kind is Compression.ZSTD:
             dctx = zstandard.ZstdDecompressor()
             return dctx.stream_reader(src, read_size=CHUNK, read_across_frames=True, closefd=False)
@@ -188,7 +211,9 @@ class DecompressingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:
+    def readinto(self, buf: WriteableBuffer) -> int:
+        if self._decoder is None:
+            raise ValueError("I/O operation on closed file.")
         try:
             n = self._decoder.readinto(buf)
         except _DATA_ERRORS as exc:
@@ -229,8 +254,8 @@ class _ZstdFrameChecker:
         self._checksum = False
         self.frames = 0
 
-    def feed(self, data) -> None:
-        data = bytes(data)
+    def feed(self, view: memoryview) -> None:
+        data = bytes(view)
         pos = 0
         while pos < len(data):
             if self._skip:
@@ -317,14 +342,15 @@ class CompressingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: ReadableBuffer) -> int:
+        view = memoryview(data)
         if self._obj is None:
-            self._out.write(data)
+            self._out.write(view)
         else:
-            chunk = self._obj.compress(data)
+            chunk = self._obj.compress(view)
             if chunk:
                 self._out.write(chunk)
-        return len(data)
+        return view.nbytes
 
     def close(self) -> None:
         if not self.closed:
@@ -336,7 +362,7 @@ class CompressingWriter(io.RawIOBase):
         super().close()
 
 
-def _compressor(kind: Compression, level: int | None):
+def _compressor(kind: Compression, level: int | None) -> _Compressor | None:
     if kind is Compression.NONE:
         return None
     if kind is Compression.GZIP:
@@ -344,7 +370,8 @@ def _compressor(kind: Compression, level: int | None):
         if not 0 <= level <= _GZIP_MAX_LEVEL:
             raise InvalidArgument(f"gzip level {level} is out of range 0-{_GZIP_MAX_LEVEL}")
         # wbits 31: a gzip member with mtime 0, no name, fixed OS byte — deterministic.
-        return _deflate_mod.compressobj(level, _deflate_mod.DEFLATED, 31)
+        deflate: _Compressor = _deflate_mod.compressobj(level, _deflate_mod.DEFLATED, 31)
+        return deflate
     if kind is Compression.ZSTD:
         level = 3 if level is None else level
         if not -7 <= level <= 22:

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from kiln.archive.streams import ByteReader, ByteWriter
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 
 @runtime_checkable
 class HashingSink(Protocol):
     """A writable sink that hashes and counts everything written to it."""
 
-    def write(self, data) -> int: ...
+    def write(self, data: bytes | memoryview, /) -> int: ...
 
     @property
     def digest(self) -> str: ...
@@ -41,13 +44,13 @@ class HashingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
-        self._hash.update(data)
-        n = len(data) if not isinstance(data, memoryview) else data.nbytes
-        self.size += n
+    def write(self, data: ReadableBuffer) -> int:
+        view = memoryview(data)
+        self._hash.update(view)
+        self.size += view.nbytes
         if self._out is not None:
-            self._out.write(data)
-        return n
+            self._out.write(view)
+        return view.nbytes
 
     def flush(self) -> None:
         if self._out is not None and not self.closed:
@@ -74,7 +77,7 @@ class HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:
+    def readinto(self, buf: WriteableBuffer) -> int:
         view = memoryview(buf).cast("B")
         readinto = getattr(self._inp, "readinto", None)
         if readinto is not None:

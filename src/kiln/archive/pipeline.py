@@ -19,6 +19,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = ["SlicePipeline"]
 
@@ -36,7 +40,7 @@ class SlicePipeline:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def write(self, data) -> None:
+    def write(self, data: ReadableBuffer) -> None:
         view = memoryview(data).cast("B")
         while len(view):
             if self._cur is None:

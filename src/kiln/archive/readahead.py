@@ -11,11 +11,14 @@ from __future__ import annotations
 import io
 import queue
 import threading
+from typing import TYPE_CHECKING
 
 from kiln.archive.streams import ClosableReader
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 CHUNK = 1 << 20
-_END = object()
 
 
 class ReadAhead(io.RawIOBase):
@@ -28,14 +31,15 @@ class ReadAhead(io.RawIOBase):
     def __init__(self, inner: ClosableReader, chunk: int = CHUNK, depth: int = 4):
         self._inner = inner
         self._chunk = chunk
-        self._queue: queue.Queue = queue.Queue(depth)
+        # a chunk, the inner reader's exception, or None at the end
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
         self._stop = threading.Event()
         self._buf = memoryview(b"")
         self._done = False
         self._thread = threading.Thread(target=self._run, name="kiln-readahead", daemon=True)
         self._thread.start()
 
-    def _put(self, item: object) -> bool:
+    def _put(self, item: bytes | BaseException | None) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -52,7 +56,7 @@ class ReadAhead(io.RawIOBase):
                     break
                 if not self._put(data):
                     return
-            self._put(_END)
+            self._put(None)
         except BaseException as exc:  # handed to the reader
             self._put(exc)
 
@@ -66,7 +70,7 @@ class ReadAhead(io.RawIOBase):
         if self._done:
             return False
         item = self._queue.get()
-        if item is _END:
+        if item is None:
             self._done = True
             return False
         if isinstance(item, BaseException):
@@ -87,7 +91,7 @@ class ReadAhead(io.RawIOBase):
             return whole  # the whole chunk: no copy
         return data.tobytes()
 
-    def readinto(self, buf) -> int:
+    def readinto(self, buf: WriteableBuffer) -> int:
         view = memoryview(buf).cast("B")
         if not self._fill():
             return 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TypedDict
 
 from kiln.archive.changes import is_opaque, is_whiteout, read_xattrs, walk_tree_changes
 from kiln.archive.entry import TarEntry, sort_key
@@ -29,12 +29,22 @@ from kiln.archive.entry import TarEntry, sort_key
 Include = Callable[[str], bool]
 
 
+class _StatFields(TypedDict):
+    """The ``TarEntry`` fields every kind of entry takes from lstat."""
+
+    path: str
+    mode: int
+    uid: int
+    gid: int
+    mtime: int
+
+
 def entry_from_stat(
     path: str, rel: str, st: os.stat_result, *, overlay: bool = False
 ) -> TarEntry | None:
     """The entry for host ``path`` stored as ``rel`` (None for sockets)."""
     mode = st.st_mode
-    common: dict[str, Any] = {
+    common: _StatFields = {
         "path": rel,
         "mode": stat.S_IMODE(mode),
         "uid": st.st_uid,

@@ -13,9 +13,14 @@ arrives instead of producing an image nobody can unpack.
 from __future__ import annotations
 
 import tarfile
-from typing import Any, cast
 
-from kiln.archive.applier import _check_end, _entry_path, _GuardedTarInfo, _TailReader
+from kiln.archive.applier import (
+    _check_end,
+    _entry_path,
+    _GuardedTarInfo,
+    _next_member,
+    _TailReader,
+)
 from kiln.archive.compression import CHUNK
 from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
@@ -50,8 +55,7 @@ def check_tar(stream: ByteReader) -> int:
             bufsize=CHUNK,
             errors="surrogateescape",
         ) as tf:
-            while (member := tf.next()) is not None:
-                cast(Any, tf).members.clear()  # stream mode keeps every member otherwise
+            while (member := _next_member(tf)) is not None:
                 entries += 1
                 _check_member(member, seen)
             _check_end(tail, tf.offset)

@@ -18,6 +18,7 @@ import stat
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kiln.archive.compression import CHUNK, Compression, open_compressor
 from kiln.archive.entry import TarEntry, clean_path, sorted_entries, tar_name
@@ -27,6 +28,9 @@ from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
 from kiln.archive.streams import ByteWriter
 from kiln.archive.tar_header import ustar_header
 from kiln.errors import Conflict, InvalidArgument
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 _TAR_TYPES = {
     "file": tarfile.REGTYPE,
@@ -65,7 +69,7 @@ class _TarSink:
         self.size = 0
         self._pipe = SlicePipeline(self.compressor.write, CHUNK)
 
-    def write(self, data) -> None:
+    def write(self, data: ReadableBuffer) -> None:
         view = memoryview(data).cast("B")
         self.diff.update(view)
         self.size += len(view)
@@ -124,7 +128,13 @@ def _copy_content(sink: _TarSink, entry: TarEntry, fd: int, buf: bytearray) -> N
         sink.write(bytes(pad))
 
 
-def _write_file(sink, entry, timestamp, links, buf) -> None:
+def _write_file(
+    sink: _TarSink,
+    entry: TarEntry,
+    timestamp: int | None,
+    links: dict[tuple[int, int], str],
+    buf: bytearray,
+) -> None:
     if entry.source is None:
         if entry.size:
             raise InvalidArgument(f"tar entry {entry.path!r} has a size but no source file")
