@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 import pytest
 
 from kiln.errors import DigestMismatch, InvalidArgument, Unavailable
 from kiln.oci import Digest, Reference
 from kiln.registry import RegistryClient, RegistryOptions
+from kiln.registry.options import OptionValues
 from registry_env import isolate_registry_env
 
 REF = Reference.parse("reg.example/a/b:t")
@@ -105,6 +108,16 @@ def test_tags_follow_relative_link_headers() -> None:
     assert _client(handler, page_size=2).list_tags(REF) == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("tags", [5, "abc", {"a": 1}])
+def test_tags_that_are_not_a_list_are_a_clear_error(tags) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"name": "a/b", "tags": tags})
+
+    with pytest.raises(InvalidArgument, match='listing tags of .*"tags" is not a list'):
+        _client(handler).list_tags(REF)
+    assert _client(lambda r: httpx.Response(200, json={"tags": None})).list_tags(REF) == []
+
+
 def test_search_prefers_v1_search_then_falls_back_to_catalog() -> None:
     def v1(request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/v1/search"
@@ -139,3 +152,13 @@ def test_blob_read_again_after_its_end_is_empty_as_from_a_file() -> None:
     assert reader.read() == data
     assert reader.read(4) == b""
     assert reader.read() == b""
+
+
+def test_merged_takes_every_option_and_keeps_those_given_as_none() -> None:
+    fields = {f.name for f in dataclasses.fields(RegistryOptions)}
+    assert set(OptionValues.__annotations__) == fields  # its typed keywords name every field
+    base = RegistryOptions(retries=5, creds="a:b")
+    assert base.merged(retries=None, creds="u:p", timeout=3.0) == RegistryOptions(
+        retries=5, creds="u:p", timeout=3.0
+    )
+    assert base.merged(tls_verify=None) is base

@@ -106,6 +106,23 @@ def test_bad_entries_are_clear_errors(home) -> None:
         lookup("r.io")
 
 
+@pytest.mark.parametrize("auths", [5, ["r.io"], "r.io"])
+def test_logout_with_a_broken_auths_section_is_a_clear_error(home, auths) -> None:
+    _write(_runtime(home), {"auths": auths})
+    with pytest.raises(InvalidArgument, match="invalid auths section"):
+        credentials.remove_credential("r.io")
+    with pytest.raises(InvalidArgument, match="invalid auths section"):
+        credentials.remove_credential(None)
+    assert json.loads(open_text(_runtime(home))) == {"auths": auths}  # left as it was
+
+
+@pytest.mark.parametrize("entry", [{"auth": 5}, {"auth": ["x"]}, {"identitytoken": {"t": 1}}])
+def test_auth_entries_that_are_not_strings_are_clear_errors(home, entry) -> None:
+    _write(_config(home), {"auths": {"r.io": entry}})
+    with pytest.raises(InvalidArgument, match="auth entry for r.io .* must hold strings"):
+        lookup("r.io")
+
+
 @pytest.fixture
 def helper(home, monkeypatch):
     """A fake docker-credential-test on PATH that knows one server."""
@@ -144,6 +161,14 @@ def test_cred_helpers_and_creds_store(home, helper) -> None:
     assert lookup("unknown.io") is None
     asked = (helper / "asked").read_text().split()
     assert "https://index.docker.io/v1/" in asked
+
+
+def test_helper_printing_json_that_is_not_an_object_is_a_clear_error(home, helper) -> None:
+    script = helper / "docker-credential-test"
+    script.write_text('#!/bin/sh\necho \'["hu", "hs"]\'\n')
+    _write(_docker(home), {"credHelpers": {"r.io": "test"}})
+    with pytest.raises(InvalidArgument, match="docker-credential-test printed something other"):
+        lookup("r.io")
 
 
 def test_missing_helper_is_clear(home) -> None:

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 
 from kiln.errors import Unavailable
 from kiln.util.pace import Pace
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 class BlobReader(io.RawIOBase):
@@ -72,7 +76,8 @@ class BlobReader(io.RawIOBase):
             chunk, self._skip = chunk[drop:], self._skip - drop
         return chunk
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: WriteableBuffer) -> int:
+        view = memoryview(b).cast("B")
         if self._done:
             return 0
         while not self._buffer:
@@ -81,8 +86,8 @@ class BlobReader(io.RawIOBase):
                 self._finish()
                 return 0
             self._buffer = chunk
-        n = min(len(b), len(self._buffer))
-        b[:n] = self._buffer[:n]
+        n = min(len(view), len(self._buffer))
+        view[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         self.offset += n
         if self._remaining is not None:

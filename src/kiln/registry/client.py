@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import httpx
 
@@ -36,6 +36,8 @@ from kiln.util.pace import Pace
 log = logging.getLogger("kiln.registry")
 
 ACCEPT_ALL_MANIFESTS = mt.ACCEPT_ALL_MANIFESTS
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class RegistryClient:
     def __enter__(self) -> RegistryClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -120,7 +122,7 @@ class RegistryClient:
             sources.sort(key=lambda s: s[0].name != remembered.name)
         return sources
 
-    def _try_sources(self, ref: Reference, op: Callable[[HostConnection, Reference], object]):
+    def _try_sources(self, ref: Reference, op: Callable[[HostConnection, Reference], T]) -> T:
         sources = self._pull_refs(ref)
         last: Exception | None = None
         for i, (src, insecure) in enumerate(sources):
@@ -148,7 +150,7 @@ class RegistryClient:
         return self._try_sources(ref, lambda conn, src: self._get_manifest(conn, src, accept))
 
     def _get_manifest(
-        self, conn: HostConnection, ref: Reference, accept
+        self, conn: HostConnection, ref: Reference, accept: tuple[str, ...]
     ) -> tuple[bytes, str, Digest]:
         target = ref.digest or ref.tag or "latest"
         what = f"reading manifest {target} in {ref.name}"
@@ -243,7 +245,7 @@ class RegistryClient:
         )
 
     # -- blobs ----------------------------------------------------------------------------
-    def open_blob(self, ref: Reference, digest: Digest, offset: int = 0) -> BinaryIO:
+    def open_blob(self, ref: Reference, digest: Digest, offset: int = 0) -> BlobReader:
         """A streaming reader of the blob from ``offset``; the caller verifies the digest."""
 
         def op(conn: HostConnection, src: Reference) -> BlobReader:
@@ -308,13 +310,15 @@ class RegistryClient:
             seen.add(url)
             resp = conn.request("GET", url, what)
             try:
-                obj = resp.json()
+                obj: object = resp.json()
             except ValueError:
                 raise InvalidArgument(
                     f"{what}: the registry answered with something other than JSON"
                 ) from None
-            items = obj.get(key) if isinstance(obj, dict) else None
-            out += [str(i) for i in (items or [])]
+            items = (obj.get(key) if isinstance(obj, dict) else None) or []
+            if not isinstance(items, list):
+                raise InvalidArgument(f'{what}: the registry\'s "{key}" is not a list')
+            out += [str(i) for i in items]
             nxt = resp.links.get("next", {}).get("url")
             url = str(resp.request.url.join(nxt)) if nxt else None
         return out

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 import httpx
 
@@ -21,6 +20,9 @@ from kiln.registry.retry import RetryableStatus, RetryPolicy, call_with_retries,
 from kiln.registry.tls import TLSSettings
 
 log = logging.getLogger("kiln.registry")
+
+#: A request body: bytes, or pieces streamed as they are produced.
+Body = bytes | Iterable[bytes]
 
 #: Docker Hub's API lives on another host than its name.
 API_HOSTS = {"docker.io": "registry-1.docker.io"}
@@ -162,11 +164,11 @@ class HostConnection:
         ok: tuple[int, ...] = (200,),
         allow: tuple[int, ...] = (),
         headers: dict[str, str] | None = None,
-        content: Any = None,
-        params: Any = None,
+        content: Body | None = None,
+        params: Mapping[str, str] | None = None,
         stream: bool = False,
         retry: bool = True,
-        make_content: Callable[[], Any] | None = None,
+        make_content: Callable[[], Body] | None = None,
     ) -> httpx.Response:
         """Send with auth and retries; statuses outside ``ok``+``allow`` become kiln errors.
 

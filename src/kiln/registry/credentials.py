@@ -37,6 +37,9 @@ DOCKER_IO = "docker.io"
 DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
 _DOCKER_ALIASES = {"index.docker.io", "registry-1.docker.io", DOCKER_IO}
 
+# an auth file as read: its sections are checked where they are used, the rest is kept
+AuthFile = dict[str, object]
+
 
 @dataclass(frozen=True)
 class Credential:
@@ -120,7 +123,7 @@ def auth_files_for_read(
     return out
 
 
-def read_auth_file(path: str) -> dict:
+def read_auth_file(path: str) -> AuthFile:
     """The parsed file, ``{}`` when absent; a broken file is a clear error."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -145,6 +148,8 @@ def _decode_entry(entry: object, where: str) -> Credential | None:
         return None
     token = entry.get("identitytoken") or ""
     auth = entry.get("auth") or ""
+    if not isinstance(token, str) or not isinstance(auth, str):
+        raise InvalidArgument(f"auth entry for {where} must hold strings (auth, identitytoken)")
     username, password = "", ""
     if auth:
         try:
@@ -158,7 +163,7 @@ def _decode_entry(entry: object, where: str) -> Credential | None:
             raise InvalidArgument(f"auth entry for {where} does not decode to user:password")
     if not (username or password or token):
         return None
-    return Credential(username, password, str(token))
+    return Credential(username, password, token)
 
 
 def run_helper(helper: str, server: str) -> Credential | None:
@@ -184,9 +189,9 @@ def run_helper(helper: str, server: str) -> Credential | None:
     try:
         obj = json.loads(proc.stdout)
     except ValueError:
-        raise InvalidArgument(
-            f"credential helper {program} printed something other than JSON"
-        ) from None
+        obj = None
+    if not isinstance(obj, dict):
+        raise InvalidArgument(f"credential helper {program} printed something other than JSON")
     user, secret = str(obj.get("Username", "")), str(obj.get("Secret", ""))
     if user == "<token>":
         return Credential("", "", secret)
@@ -198,7 +203,7 @@ def _helper_server(host: str) -> str:
 
 
 def lookup_in_file(
-    obj: dict, registry: str, repository: str | None, path: str
+    obj: Mapping[str, object], registry: str, repository: str | None, path: str
 ) -> Credential | None:
     host = normalize_registry(registry).split("/", 1)[0]
     helpers = obj.get("credHelpers") or {}
@@ -226,7 +231,7 @@ def lookup(
     *,
     creds: str | None = None,
     authfile: str | None = None,
-    env: dict | None = None,
+    env: Mapping[str, str] | None = None,
     auths: Mapping[str, str] | None = None,
 ) -> Credential | None:
     """Credentials for ``registry`` (``host[:port]``), optionally for one repository path."""
@@ -250,7 +255,7 @@ def lookup(
     return None
 
 
-def _write_auth_file(path: str, obj: dict) -> None:
+def _write_auth_file(path: str, obj: AuthFile) -> None:
     """Replace the auth file atomically (0600): a temp file created ``O_EXCL|O_NOFOLLOW``
     in its directory, renamed over it. A symbolic link as the file or as its directory is
     refused (``private``): credentials never go through a link kiln did not make."""
@@ -272,7 +277,7 @@ def store_credential(key: str, cred: Credential, authfile: str | None = None) ->
     norm = normalize_key(key)
     for existing in [k for k in auths if normalize_key(k) == norm]:
         del auths[existing]
-    entry: dict = {}
+    entry: dict[str, str] = {}
     if cred.identity_token:
         entry["identitytoken"] = cred.identity_token
     if cred.username or cred.password:
@@ -288,6 +293,8 @@ def remove_credential(key: str | None, authfile: str | None = None) -> list[str]
     refuse_symlinks(path, "auth file")  # before reading what a planted link leads to
     obj = read_auth_file(path)
     auths = obj.get("auths") or {}
+    if not isinstance(auths, dict):
+        raise InvalidArgument(f"auth file {path} has an invalid auths section")
     if key is None:
         removed = list(auths)
         obj["auths"] = {}

@@ -16,14 +16,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
 
-_state = threading.local()
+if TYPE_CHECKING:
+    import ssl
+
+
+class _State(threading.local):
+    deadline: float | None = None  # time.monotonic() when this thread's headers are late
+    what: tuple[str, float] = ("", 0.0)  # the request, and its seconds, for the message
+
+
+_state = _State()
 
 
 @contextmanager
@@ -42,7 +51,7 @@ def _spent() -> httpcore.ReadTimeout:
 
 
 def _bounded(timeout: float | None) -> float | None:
-    deadline = getattr(_state, "deadline", None)
+    deadline = _state.deadline
     if deadline is None:
         return timeout
     left = deadline - time.monotonic()
@@ -59,7 +68,7 @@ class _Stream(httpcore.NetworkStream):
         try:
             return self._inner.read(max_bytes, _bounded(timeout))
         except httpcore.ReadTimeout:
-            deadline = getattr(_state, "deadline", None)
+            deadline = _state.deadline
             if deadline is not None and time.monotonic() >= deadline:
                 raise _spent() from None
             raise
@@ -70,12 +79,15 @@ class _Stream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:  # fmt: skip
         return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout))
 
-    def get_extra_info(self, info: str) -> Any:
+    def get_extra_info(self, info: str) -> Any:  # httpcore's type: it depends on info
         return self._inner.get_extra_info(info)
+
+
+_SocketOptions = Iterable[httpcore.SOCKET_OPTION] | None
 
 
 class _Backend(httpcore.NetworkBackend):
@@ -84,11 +96,11 @@ class _Backend(httpcore.NetworkBackend):
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:  # fmt: skip
+                    socket_options: _SocketOptions = None) -> httpcore.NetworkStream:  # fmt: skip
         return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Any = None) -> httpcore.NetworkStream:  # fmt: skip
+                            socket_options: _SocketOptions = None) -> httpcore.NetworkStream:  # fmt: skip
         return _Stream(self._inner.connect_unix_socket(path, timeout, socket_options))
 
     def sleep(self, seconds: float) -> None:
@@ -103,8 +115,7 @@ def bound_header_reads(client: httpx.Client) -> bool:
     for transport in transports:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
-        if backend is not None and not isinstance(backend, _Backend):
-            # pool is not None here (it had a backend); getattr hid that from mypy
-            pool._network_backend = _Backend(backend)  # type: ignore[union-attr]
+        if pool is not None and backend is not None and not isinstance(backend, _Backend):
+            pool._network_backend = _Backend(backend)
             patched = True
     return patched

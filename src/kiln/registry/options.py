@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE
@@ -51,7 +51,30 @@ class RegistryOptions:
             f"authfile={self.authfile!r}, creds={'<hidden>' if self.creds else None})"
         )
 
-    def merged(self, **given: Any) -> RegistryOptions:
+    def merged(self, **given: Unpack[OptionValues]) -> RegistryOptions:
         """These options with the values given (``None``: keep this one)."""
-        values = {k: v for k, v in given.items() if v is not None}
+        # names and types are checked against OptionValues; None (keep) is dropped here
+        values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         return replace(self, **values) if values else self
+
+
+class OptionValues(TypedDict, total=False):
+    """``RegistryOptions.merged``'s keywords: any field, ``None`` to keep the current value."""
+
+    tls_verify: bool | None
+    cert_dir: str | None
+    authfile: str | None
+    creds: str | None
+    auths: Mapping[str, str] | None
+    registries_conf: str | None
+    retries: int | None
+    retry_delay: float | None
+    chunk_size: int | None
+    monolithic_max: int | None
+    timeout: float | None
+    min_blob_rate: float | None
+    rate_grace: float | None
+    max_manifest_size: int | None
+    user_agent: str | None
+    page_size: int | None
+    transport: httpx.BaseTransport | None

@@ -233,7 +233,7 @@ def config_path(path: str | None = None, env: Mapping[str, str] | None = None) -
     return path or env.get("KILN_REGISTRIES_CONF") or SYSTEM_PATH
 
 
-def load(path: str | None = None, env: dict | None = None) -> RegistriesConf:
+def load(path: str | None = None, env: Mapping[str, str] | None = None) -> RegistriesConf:
     """Read the main file (if it exists) and its ``registries.conf.d`` drop-ins."""
     main = config_path(path, env)
     conf = RegistriesConf()

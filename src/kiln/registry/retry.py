@@ -34,7 +34,7 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
-        return min(self.delay * (2 ** (attempt - 1)), self.max_delay)
+        return min(self.delay * 2.0 ** (attempt - 1), self.max_delay)
 
 
 class RetryableStatus(Exception):

@@ -14,7 +14,7 @@ yields a different size or digest than the descriptor is refused.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 import httpx
@@ -96,7 +96,13 @@ def start_upload(conn: HostConnection, name: str) -> str:
     return _next_location(conn, resp, what)
 
 
-def _finish(conn: HostConnection, location: str, desc: Descriptor, what: str, content) -> None:
+def _finish(
+    conn: HostConnection,
+    location: str,
+    desc: Descriptor,
+    what: str,
+    content: Iterable[bytes] | None,
+) -> None:
     headers = {**OCTET, "Content-Length": str(desc.size if content is not None else 0)}
     resp = conn.request(
         "PUT",
