@@ -25,17 +25,21 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kiln.errors import DigestMismatch, InvalidArgument
-from kiln.image.copy import copy_image
+from kiln.image.copy import ImageDestination, copy_image
 from kiln.image.model import Image, SourceImage, read_blob
 from kiln.oci import media_types as mt
-from kiln.oci.blobs import BlobSource
+from kiln.oci.blobs import BlobSink, BlobSource
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, loads_object
+
+if TYPE_CHECKING:
+    from kiln.store import Store
+    from kiln.store.oci_layout import OCILayout
 
 __all__ = [
     "CACHE_ARTIFACT_TYPE",
@@ -98,7 +102,7 @@ def decode_mapping(raw: bytes, where: str) -> dict[str, Manifest]:
 # -- export -------------------------------------------------------------------------------
 
 
-def _put(dest: Any, source: BlobSource, desc: Descriptor) -> None:
+def _put(dest: BlobSink, source: BlobSource, desc: Descriptor) -> None:
     if dest.has_blob(desc.digest):
         return
     with source.open_blob(desc.digest) as f:
@@ -106,7 +110,7 @@ def _put(dest: Any, source: BlobSource, desc: Descriptor) -> None:
 
 
 def put_cache_blobs(
-    dest: Any, entries: Sequence[tuple[str, Image]], workers: int = 4
+    dest: BlobSink, entries: Sequence[tuple[str, Image]], workers: int = 4
 ) -> tuple[Descriptor, list[Descriptor]]:
     """Put every entry's layers and config, then the mapping, into ``dest`` (a
     ``RegistrySink``, an ``OCILayout``: anything with has_blob/put_blob). Returns the
@@ -129,7 +133,10 @@ def put_cache_blobs(
 
 
 def export_cache(
-    dest: Any, entries: Sequence[tuple[str, Image]], names: Sequence[str] = (), workers: int = 4
+    dest: ImageDestination,
+    entries: Sequence[tuple[str, Image]],
+    names: Sequence[str] = (),
+    workers: int = 4,
 ) -> Descriptor:
     """Write the cache artifact into ``dest`` and its manifest last (``dest.put_manifest``:
     by the sink's tag for a registry, under ``names`` in an OCI layout)."""
@@ -155,7 +162,7 @@ class ImportedCache:
     def __contains__(self, key: str) -> bool:
         return key in self.entries
 
-    def materialize(self, key: str, store: Any, tmp_dir: str | None = None) -> str:
+    def materialize(self, key: str, store: Store, tmp_dir: str | None = None) -> str:
         """Copy the image cached under ``key`` into ``store`` (layers it has are not
         fetched; every blob is verified); returns its image ID."""
         img = SourceImage(self.blobs, self.entries[key])
@@ -181,7 +188,7 @@ def open_cache(blobs: BlobSource, raw: bytes, media_type: str, where: str) -> Im
     return ImportedCache(where, blobs, decode_mapping(data, where))
 
 
-def read_layout_manifest(layout: Any, tag: str) -> tuple[bytes, str]:
+def read_layout_manifest(layout: OCILayout, tag: str) -> tuple[bytes, str]:
     """The manifest an OCI layout lists as ``tag`` (verified)."""
     desc = layout.resolve(tag)
     return read_blob(layout, desc, MAX_MANIFEST_BYTES, "manifest"), desc.media_type

@@ -22,7 +22,7 @@ import io
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 from kiln.archive.compression import CHUNK, open_decompressed
 from kiln.archive.readahead import ReadAhead
@@ -78,14 +78,24 @@ def _diff_mismatch(desc: Descriptor, expected: str, got: str) -> DigestMismatch:
 
 
 class _Copier:
-    def __init__(self, src: Image, dst: Any, image_format: str, compression: str | None, **kw):
+    def __init__(
+        self,
+        src: Image,
+        dst: ImageDestination,
+        image_format: str,
+        compression: str | None,
+        *,
+        level: int | None = None,
+        verify: bool = True,
+        tmp_dir: str | None = None,
+    ):
         self.src = src
         self.dst = dst
         self.format = image_format
         self.compression = compression
-        self.level = kw.get("level")
-        self.verify = kw.get("verify", True)
-        self.tmp_dir = kw.get("tmp_dir")
+        self.level = level
+        self.verify = verify
+        self.tmp_dir = tmp_dir
 
     def _note(self, digest: Digest, diff_id: str, size: int) -> None:
         note = getattr(self.dst, "note_layer", None)
@@ -115,7 +125,8 @@ class _Copier:
             # inflate on a second thread while the destination hashes and writes
             with self.src.open_layer(desc) as blob, ReadAhead(open_decompressed(blob)) as plain:
                 try:
-                    self.dst.put_blob(new, plain)
+                    # a raw, unseekable reader: sinks only read a stream they cannot seek
+                    self.dst.put_blob(new, cast(BinaryIO, plain))
                 except DigestMismatch as exc:
                     got = exc.actual or f"a size other than the recorded {size} bytes"
                     raise _diff_mismatch(desc, diff_id, got) from None
@@ -159,7 +170,7 @@ class _Copier:
 
 def copy_image(
     src: Image,
-    dst: Any,
+    dst: ImageDestination | Store,
     names: Sequence[str] = (),
     *,
     image_format: str | None = None,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from kiln.errors import KilnError
 from kiln.image.store_image import StoreImage, open_store_image
-from kiln.store import Store
+from kiln.store import ImageRecord, Store
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class HistoryRow:
     empty_layer: bool = False
 
 
-def _images_by_top(store: Store) -> dict[tuple[str, ...], list]:
-    out: dict[tuple[str, ...], list] = {}
+def _images_by_top(store: Store) -> dict[tuple[str, ...], list[ImageRecord]]:
+    out: dict[tuple[str, ...], list[ImageRecord]] = {}
     for rec in store.list_images():
         out.setdefault(tuple(rec.layers), []).append(rec)
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.archive.tar_check import check_tar
 from kiln.errors import InvalidArgument
@@ -24,14 +24,18 @@ from kiln.store import ImageRecord, Store
 from kiln.util.choices import Compression
 from kiln.util.timefmt import rfc3339
 
+if TYPE_CHECKING:
+    from kiln.store.ingest import Ingest
+    from kiln.store.leases import Lease
+
 
 class _IngestWriter:
     """A file-like face for a store ingest (write + flush)."""
 
-    def __init__(self, ingest):
+    def __init__(self, ingest: Ingest):
         self._ingest = ingest
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self._ingest.write(bytes(data))
         return len(data)
 
@@ -51,7 +55,7 @@ def import_tarball(
     compression: str = "gzip",
     timestamp: float | None = None,
     names: Sequence[str] = (),
-    lease: Any = None,
+    lease: Lease | None = None,
 ) -> ImageRecord:
     """Store ``stream`` (a tarball) as a one-layer image; returns its record, named ``names``."""
     compression = Compression.parse(compression)

@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import zstandard
 
@@ -18,6 +18,9 @@ from kiln.errors import InvalidArgument
 from kiln.oci import media_types as mt
 from kiln.oci.digest import Digester
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 _gzip_zlib: ModuleType
 try:  # isal's zlib inflates gzip about twice as fast; same results
     from isal import isal_zlib as _gzip_zlib
@@ -25,17 +28,30 @@ except ImportError:  # pragma: no cover
     _gzip_zlib = zlib
 
 
+class _Decompressor(Protocol):
+    """A zlib/isal or zstd decompress object."""
+
+    def decompress(self, data: bytes, /) -> bytes: ...
+
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+
 class Inflater:
     """Push-style decompression of concatenated gzip members or zstd frames."""
 
     def __init__(self, compression: str):
         self.compression = compression
-        self._obj: Any = None  # a zlib/isal or zstd decompress object
+        self._obj: _Decompressor | None = None
         self.finished = compression == "none"
 
-    def _new(self):
+    def _new(self) -> _Decompressor:
         if self.compression == "gzip":
-            return _gzip_zlib.decompressobj(31)
+            inflate: _Decompressor = _gzip_zlib.decompressobj(31)  # isal's or zlib's
+            return inflate
         return zstandard.ZstdDecompressor().decompressobj()
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -43,17 +59,18 @@ class Inflater:
             return [data]
         out = []
         while data:
-            if self._obj is None:
-                self._obj = self._new()
+            obj = self._obj
+            if obj is None:
+                obj = self._obj = self._new()
                 self.finished = False
             try:
-                out.append(self._obj.decompress(data))
+                out.append(obj.decompress(data))
             except Exception as exc:  # zlib.error, isal's IsalError, ZstdError
                 raise InvalidArgument(
                     f"{self.compression} layer data is corrupt ({exc}); the blob is damaged"
                 ) from None
-            if self._obj.eof:
-                data = self._obj.unused_data
+            if obj.eof:
+                data = obj.unused_data
                 self._obj = None
                 self.finished = True
             else:
@@ -76,7 +93,7 @@ class DiffIdTee(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:
+    def readinto(self, buf: WriteableBuffer) -> int:
         view = memoryview(buf).cast("B")
         data = self._inner.read(len(view))
         n = len(data)
@@ -126,10 +143,11 @@ class _SliceTee(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:
-        data = self._inner.read(len(buf))
+    def readinto(self, buf: WriteableBuffer) -> int:
+        view = memoryview(buf).cast("B")
+        data = self._inner.read(len(view))
         n = len(data)
-        buf[:n] = data
+        view[:n] = data
         self._buf += data
         while len(self._buf) >= CHUNK:
             self._writer.write(bytes(self._buf[:CHUNK]))

@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from kiln.errors import DigestMismatch, InvalidArgument
 from kiln.image.model import Image
@@ -29,6 +29,9 @@ from kiln.oci.manifest import Index, Manifest
 from kiln.oci.reference import Reference
 from kiln.oci.strict_json import canonical, loads_object
 from kiln.registry import RegistryClient
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 #: ``progress(kind, desc, state)``: kind "blob"/"config"; state "start", "done",
 #: "exists", "mounted"
@@ -45,10 +48,11 @@ class _Reopenable(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:
-        data = self._stream.read(len(b))
+    def readinto(self, b: WriteableBuffer) -> int:
+        view = memoryview(b).cast("B")
+        data = self._stream.read(len(view))
         n = len(data)
-        b[:n] = data
+        view[:n] = data
         return n
 
 

@@ -25,10 +25,10 @@ import io
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from kiln.errors import Cancelled, InvalidArgument, NotFound, Unavailable
 from kiln.image.layers import Inflater
@@ -49,6 +49,13 @@ from kiln.snapshot.staged import StagedLayer
 from kiln.store import ImageRecord, Store
 from kiln.util.atomic import WritebackEvery
 
+if TYPE_CHECKING:
+    from kiln.archive.streams import ByteReader
+    from kiln.registry.blob_reader import BlobReader
+    from kiln.snapshot.snapshotter import Snapshotter
+    from kiln.store.ingest import Ingest
+    from kiln.store.leases import Lease
+
 READ_SIZE = 1 << 20  # hand-over size between the threads (larger ones fall out of the caches)
 DEFAULT_WORKERS = 4
 
@@ -68,8 +75,7 @@ class RegistryBlobs:
         return self.client.has_blob(self.ref, digest)
 
     def open_blob(self, digest: Digest) -> BinaryIO:
-        raw = cast(io.RawIOBase, self.client.open_blob(self.ref, digest))  # a BlobReader
-        return io.BufferedReader(raw, READ_SIZE)
+        return io.BufferedReader(self.client.open_blob(self.ref, digest), READ_SIZE)
 
 
 @dataclass
@@ -253,7 +259,7 @@ def fetch_blob(
     )
 
 
-def _writing_back(ing: Any) -> Callable[[bytes], None]:
+def _writing_back(ing: Ingest) -> Callable[[bytes], None]:
     """``ing.write``, starting the blob's writeback every 8 MiB: the disk writes while the
     blob arrives, and the fsync at commit finds little left to write."""
     pacer = WritebackEvery(ing.fd)
@@ -265,7 +271,7 @@ def _writing_back(ing: Any) -> Callable[[bytes], None]:
     return write
 
 
-def _batches(reader: Any, size: int = READ_SIZE):
+def _batches(reader: BlobReader, size: int = READ_SIZE) -> Iterator[bytes]:
     """The stream in pieces of about ``size`` bytes: few enough hand-overs between the
     threads, small enough to keep memory flat. Network chunks are passed on uncopied
     when the reader can (``iter_chunks``)."""
@@ -287,10 +293,10 @@ class _Stage:
     """Runs ``work(chunk)`` on its own thread for every chunk ``put``, in order; a bounded
     queue keeps memory flat. ``work=None`` is a stage that does nothing."""
 
-    def __init__(self, work: Callable[[bytes], Any] | None, name: str, received: int = 0):
+    def __init__(self, work: Callable[[bytes], object] | None, name: str, received: int = 0):
         self.work = work
         self.received = received
-        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)  # None: the end
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         if work is not None:
@@ -338,7 +344,7 @@ class _PipeStage(_Stage):
     here, in order, and ends when the stage finishes. What ``consume`` leaves unread is
     drained, so the producer never blocks on a stage that stopped early or failed."""
 
-    def __init__(self, consume: Callable[[Any], Any], name: str):
+    def __init__(self, consume: Callable[[ByteReader], object], name: str):
         self._consume = consume
         self._rest = b""
         self._pos = 0
@@ -384,10 +390,10 @@ class _Pull:
         client: RegistryClient,
         ref: Reference,
         store: Store,
-        lease: Any,
+        lease: Lease | None,
         progress: Progress | None,
         workers: int,
-        snaps: Any = None,
+        snaps: Snapshotter | None = None,
     ) -> None:
         self.client, self.ref, self.store, self.lease = client, ref, store, lease
         self.progress: Progress = progress or (lambda *a: None)
@@ -421,7 +427,9 @@ class _Pull:
         with self._lock:
             self.progress(kind, desc, done, state)
 
-    def _blob(self, desc: Descriptor, *, layer: bool, measure=False, keep=False) -> Fetched:
+    def _blob(
+        self, desc: Descriptor, *, layer: bool, measure: bool = False, keep: bool = False
+    ) -> Fetched:
         kind = "blob" if layer else "config"
         self._report(kind, desc, 0, "start")
         staged = None
@@ -462,7 +470,7 @@ class _Pull:
         sizes: dict[Digest, int] = {}
         with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
             config_f = pool.submit(contextvars.copy_context().run, self._config, manifest.config)
-            futures: dict[Digest, Future] = {}
+            futures: dict[Digest, Future[Fetched]] = {}
             for desc in manifest.layers:
                 if desc.digest in futures:
                     continue
@@ -513,7 +521,13 @@ class _Pull:
         return register_image(self.store, manifest, config, names, sizes, self.lease)
 
 
-def _wait_all(futures: Sequence[Future]) -> None:
+class _Outcome(Protocol):
+    """A finished or running task (a ``Future`` of any result)."""
+
+    def exception(self, timeout: float | None = None) -> BaseException | None: ...
+
+
+def _wait_all(futures: Sequence[_Outcome]) -> None:
     """Wait for every future; raise the first real failure (not a knock-on cancel)."""
     errors = [e for e in (f.exception() for f in futures) if e is not None]
     real = [e for e in errors if not isinstance(e, Cancelled)]
@@ -521,7 +535,7 @@ def _wait_all(futures: Sequence[Future]) -> None:
         raise (real or errors)[0]
 
 
-def _first_error(config_f: Future, layer_fs) -> ImageConfig:
+def _first_error(config_f: Future[ImageConfig], layer_fs: Iterable[Future[Fetched]]) -> ImageConfig:
     _wait_all([config_f, *layer_fs])
     return config_f.result()
 
@@ -532,10 +546,10 @@ def pull_into_store(
     store: Store,
     names: Sequence[str] = (),
     *,
-    lease: Any = None,
+    lease: Lease | None = None,
     progress: Progress | None = None,
     workers: int = DEFAULT_WORKERS,
-    snaps: Any = None,
+    snaps: Snapshotter | None = None,
 ) -> ImageRecord:
     """Fetch ``remote`` into ``store`` (skipping blobs present) and register it as ``names``.
 

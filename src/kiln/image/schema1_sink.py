@@ -11,8 +11,9 @@ never sent: schema 1 carries the config inside the manifest.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InvalidArgument
 from kiln.oci import media_types as mt
@@ -21,6 +22,9 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.oci.schema1_write import EMPTY_GZIP_LAYER, EMPTY_GZIP_LAYER_DIGEST, build, sign
+
+if TYPE_CHECKING:
+    from kiln.image.copy import ImageDestination
 
 
 def check_schema1_layers(layers: Sequence[Descriptor]) -> None:
@@ -36,9 +40,11 @@ def check_schema1_layers(layers: Sequence[Descriptor]) -> None:
 class Schema1Sink:
     """Wraps a destination (``has_blob``, ``put_blob``, ``put_manifest``)."""
 
-    def __init__(self, inner: Any, key: Any, config: ImageConfig, name: str, tag: str):
+    def __init__(
+        self, inner: ImageDestination, key: object, config: ImageConfig, name: str, tag: str
+    ):
         self.inner = inner
-        self.key = key
+        self.key = key  # an ECDSA P-256 private key (cryptography's): sign() checks it
         self.config = config
         self.name = name
         self.tag = tag
@@ -62,8 +68,6 @@ class Schema1Sink:
                 )
         unsigned, uses_empty = build(self.config, manifest.layers, self.name, self.tag)
         if uses_empty and not self.inner.has_blob(EMPTY_GZIP_LAYER_DIGEST):
-            import io
-
             desc = Descriptor(mt.DOCKER_LAYER_GZIP, EMPTY_GZIP_LAYER_DIGEST, len(EMPTY_GZIP_LAYER))
             self.inner.put_blob(desc, io.BytesIO(EMPTY_GZIP_LAYER))
         self.manifest = sign(unsigned, self.key)

@@ -12,7 +12,7 @@ import contextlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.image.layers import DiffIdTee, drain
@@ -24,6 +24,9 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.store import ImageRecord, LayerRecord, Store
+
+if TYPE_CHECKING:
+    from kiln.store.leases import Lease
 
 
 class StoreImage(SourceImage):
@@ -69,7 +72,9 @@ def open_store_image(store: Store, name_or_id: str) -> StoreImage:
     return StoreImage(store, store.resolve_image(name_or_id))
 
 
-def _uncompressed_size(store: Store, chain_id: str, desc: Descriptor, sizes: dict) -> int:
+def _uncompressed_size(
+    store: Store, chain_id: str, desc: Descriptor, sizes: dict[Digest, int]
+) -> int:
     if desc.digest in sizes:
         return sizes[desc.digest]
     try:
@@ -89,7 +94,7 @@ def register_image(
     config: ImageConfig,
     names: Sequence[str] = (),
     uncompressed_sizes: dict[Digest, int] | None = None,
-    lease: Any = None,
+    lease: Lease | None = None,
 ) -> ImageRecord:
     """Record an image whose blobs (layers, config) are all in the store already."""
     for desc in [manifest.config, *manifest.layers]:
@@ -107,7 +112,7 @@ def register_image(
 
 def record_image(
     store: Store, layer_rows: list[LayerRecord], record: ImageRecord, names: Sequence[str],
-    lease: Any,
+    lease: Lease,
 ) -> None:  # fmt: skip
     """The rows of an image (``image_rows``) whose blobs are all stored, joining ``lease``,
     in the caller's transaction (or one of its own)."""
@@ -164,7 +169,7 @@ def image_rows(
 class StoreDestination:
     """The store as a copy destination: blobs go in verified, ``put_manifest`` registers."""
 
-    def __init__(self, store: Store, lease: Any = None):
+    def __init__(self, store: Store, lease: Lease | None = None):
         self.store = store
         self.lease = lease
         self.uncompressed_sizes: dict[Digest, int] = {}
@@ -194,22 +199,40 @@ class StoreDestination:
         return manifest.descriptor()
 
 
+class LayerBlob(Protocol):
+    """A layer blob as written: ``archive.tar_writer.LayerResult``, ``image.layers.Recompressed``."""
+
+    @property
+    def diff_id(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def uncompressed_size(self) -> int: ...
+
+    @property
+    def compression(self) -> str: ...  # a name, or a str enum of names
+
+
 @dataclass(frozen=True)
 class NewLayer:
     """A layer whose blob is already in the store (e.g. written by archive.write_layer).
 
-    ``result`` is an ``archive.tar_writer.LayerResult`` (or anything with
-    ``diff_id``, ``digest``, ``size``, ``uncompressed_size``, ``compression``).
+    ``result`` is an ``archive.tar_writer.LayerResult`` (or any ``LayerBlob``).
     ``history`` is this layer's history entry; None means the config's history
     already has it.
     """
 
-    result: Any
+    result: LayerBlob
     history: History | None = None
     media_type: str = ""
 
 
-def _compression_name(value: Any) -> str:
+def _compression_name(value: str) -> str:
     return getattr(value, "value", value) or "none"
 
 
@@ -219,7 +242,7 @@ def write_image(
     layers: Sequence[NewLayer],
     config: ImageConfig,
     image_format: str = "oci",
-    lease: Any = None,
+    lease: Lease | None = None,
 ) -> ImageRecord:
     """Store a new image: ``base``'s layers + ``layers``, with ``config``.
 

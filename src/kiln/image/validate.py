@@ -17,9 +17,11 @@ DigestMismatch) naming the first broken invariant:
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from kiln.archive.compression import CHUNK, Compression, open_decompressed
 from kiln.archive.hashing import HashingReader
+from kiln.archive.streams import ByteReader
 from kiln.archive.tar_check import check_tar
 from kiln.errors import DigestMismatch, InvalidArgument
 from kiln.image.model import Image, read_blob
@@ -30,6 +32,9 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Index, Manifest, sniff_media_type
 from kiln.oci.strict_json import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 _DOCKER_LAYERS = {
     mt.DOCKER_LAYER,
@@ -121,13 +126,13 @@ def _check_media_types(manifest: Manifest) -> None:
 class _CountingVerifier(io.RawIOBase):
     """Hashes and counts the compressed blob as the decompressor pulls it."""
 
-    def __init__(self, inner):
+    def __init__(self, inner: ByteReader):
         self._inner = HashingReader(inner)
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:
+    def readinto(self, buf: WriteableBuffer) -> int:
         return self._inner.readinto(buf)
 
     @property
@@ -178,7 +183,7 @@ def _check_layer(source: BlobSource, i: int, desc: Descriptor, diff_id: str) -> 
         )
 
 
-def _walk_tar(stream, what: str) -> None:
+def _walk_tar(stream: ByteReader, what: str) -> None:
     """Refuse here what unpacking would refuse later: a load never keeps an image
     that cannot be unpacked."""
     try:

@@ -8,7 +8,7 @@ layout are :class:`kiln.store.oci_layout.OCILayout`'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -32,7 +32,7 @@ def open_oci_layout(
     return open_image(layout, layout.resolve(ref), platform, (ref,) if ref else ())
 
 
-def ref_names(annotations: dict) -> tuple[str, ...]:
+def ref_names(annotations: Mapping[str, str]) -> tuple[str, ...]:
     """The name an ``index.json`` entry gives its image (its ``ref.name``), if any."""
     name = annotations.get(REF_NAME)
     return (name,) if name else ()
