@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kiln.archive.changes import Change, changes_from_overlay_upper, diff_trees
 from kiln.image.store_image import StoreImage, open_store_image
@@ -10,15 +10,18 @@ from kiln.image.unpack import unpack_image
 from kiln.snapshot.mount import mounted
 from kiln.store import Store
 
+if TYPE_CHECKING:
+    from kiln.snapshot.snapshotter import Snapshotter
 
-def _against_parent(snaps: Any, top: str | None) -> list[Change]:
+
+def _against_parent(snaps: Snapshotter, top: str | None) -> list[Change]:
     if top is None:
         return []
     dirs = snaps.layer_dirs(top)  # top layer first
     return changes_from_overlay_upper(dirs[0], dirs[1:])
 
 
-def _against_image(store: Store, snaps: Any, a: StoreImage, b: StoreImage) -> list[Change]:
+def _against_image(store: Store, snaps: Snapshotter, a: StoreImage, b: StoreImage) -> list[Change]:
     import secrets
 
     top_a = unpack_image(store, snaps, a)
@@ -38,7 +41,9 @@ def _against_image(store: Store, snaps: Any, a: StoreImage, b: StoreImage) -> li
                 pass
 
 
-def image_diff(store: Store, snaps: Any, a: str, b: str | None = None) -> list[tuple[str, str]]:
+def image_diff(
+    store: Store, snaps: Snapshotter, a: str, b: str | None = None
+) -> list[tuple[str, str]]:
     """Changes that make image ``b`` (default: ``a``'s layers without the top one) into ``a``."""
     img_a = open_store_image(store, a)
     if b is None:

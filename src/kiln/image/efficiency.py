@@ -13,14 +13,44 @@ from __future__ import annotations
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from kiln.archive.compression import open_decompressed
+from kiln.image.model import Image
+from kiln.oci.descriptor import Descriptor
 
-__all__ = ["LayerUse", "layer_efficiency"]
+__all__ = ["Efficiency", "LayerUse", "LayerUseRow", "WastedFile", "layer_efficiency"]
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+
+
+class LayerUseRow(TypedDict):
+    """One layer of ``layer_efficiency``'s answer (``LayerUse``'s fields)."""
+
+    index: int
+    digest: str
+    files: int
+    bytes: int
+    wasted: int
+    biggest: list[tuple[str, int]]
+    removed: list[str]
+
+
+class WastedFile(TypedDict):
+    path: str
+    size: int
+    layer: int
+
+
+class Efficiency(TypedDict):
+    """``layer_efficiency``'s answer (JSON, in a build record's report)."""
+
+    layers: list[LayerUseRow]
+    total_bytes: int
+    wasted_bytes: int
+    efficiency: float  # 1 - wasted / total
+    wasted_files: list[WastedFile]  # the 20 biggest
 
 
 @dataclass
@@ -33,6 +63,17 @@ class LayerUse:
     biggest: list[tuple[str, int]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # what this layer deletes (first few)
 
+    def row(self) -> LayerUseRow:
+        return {
+            "index": self.index,
+            "digest": self.digest,
+            "files": self.files,
+            "bytes": self.bytes,
+            "wasted": self.wasted,
+            "biggest": self.biggest,
+            "removed": self.removed,
+        }
+
 
 def _norm(name: str) -> str:
     while name.startswith("./"):
@@ -40,7 +81,7 @@ def _norm(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
-def _layer_entries(img: Any, desc: Any) -> tuple[dict[str, int], list[str], list[str]]:
+def _layer_entries(img: Image, desc: Descriptor) -> tuple[dict[str, int], list[str], list[str]]:
     """(regular files {path: size}, whiteouts [path], opaque dirs [path]) of one layer."""
     files: dict[str, int] = {}
     whiteouts: list[str] = []
@@ -69,7 +110,7 @@ def _under(path: str, directory: str) -> bool:
     return directory == "" or path == directory or path.startswith(directory + "/")
 
 
-def layer_efficiency(img: Any, *, top: int = 5) -> dict[str, Any]:
+def layer_efficiency(img: Image, *, top: int = 5) -> Efficiency:
     """See the module docstring; ``img`` is any ``kiln.image`` Image."""
     uses: list[LayerUse] = []
     # path -> (layer index, size) of the file visible so far
@@ -99,7 +140,7 @@ def layer_efficiency(img: Any, *, top: int = 5) -> dict[str, Any]:
     wasted = sum(u.wasted for u in uses)
     wasted_paths.sort(key=lambda t: (-t[0], t[1]))
     return {
-        "layers": [u.__dict__ for u in uses],
+        "layers": [u.row() for u in uses],
         "total_bytes": total,
         "wasted_bytes": wasted,
         "efficiency": 1.0 if total == 0 else round(1 - wasted / total, 4),

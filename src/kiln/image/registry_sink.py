@@ -17,10 +17,10 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from kiln.errors import DigestMismatch, InvalidArgument
-from kiln.image.model import Image
+from kiln.image.model import Image, SourceImage
 from kiln.oci import media_types as mt
 from kiln.oci.blobs import BlobSource
 from kiln.oci.descriptor import Descriptor
@@ -199,8 +199,7 @@ def push_index(
             raise DigestMismatch(f"manifest {child.digest} in the source does not match its digest")
         manifest = Manifest.parse(raw, child.media_type)
         sink = RegistrySink(client, ref, progress=progress, config_digest=manifest.config.digest)
-        img: Any = type("_Img", (), {"layers": list(manifest.layers), "blobs": source})()
-        sink.push_layers(img, workers)
+        sink.push_layers(SourceImage(source, manifest), workers)  # reads no config
         sink.push_blob_from(source, manifest.config)
         client.put_manifest(ref.with_digest(str(child.digest)), raw, manifest.media_type)
     return client.put_manifest(ref, index_raw, media_type)

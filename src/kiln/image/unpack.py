@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, MutableMapping, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InvalidArgument
 from kiln.image.model import Image, chain_ids
@@ -11,8 +12,11 @@ from kiln.oci.descriptor import Descriptor
 from kiln.snapshot.staged import StagedLayer
 from kiln.store import Store
 
+if TYPE_CHECKING:
+    from kiln.snapshot.snapshotter import Snapshotter
 
-def unpack_image(store: Store, snaps: Any, img: Image) -> str | None:
+
+def unpack_image(store: Store, snaps: Snapshotter, img: Image) -> str | None:
     """Make sure every layer of ``img`` is an unpacked snapshot; returns the top chain id.
 
     Chain ids come from the config's diff_ids (OCI image-spec); a layer already
@@ -26,7 +30,7 @@ def unpack_image(store: Store, snaps: Any, img: Image) -> str | None:
 
 
 def unpack_layers(
-    snaps: Any,
+    snaps: Snapshotter,
     layers: Sequence[Descriptor],
     diff_ids: Sequence[str],
     open_layer: Callable[[Descriptor], BinaryIO],
@@ -55,7 +59,7 @@ def unpack_layers(
                 pending.append((ready, chain_id, parent, str(diff_id)))
             else:
                 _adopt(snaps, pending)
-                snaps.unpack_layer(chain_id, parent, lambda d=desc: open_layer(d), diff_id)
+                snaps.unpack_layer(chain_id, parent, functools.partial(open_layer, desc), diff_id)
             parent = chain_id
         _adopt(snaps, pending)
     finally:  # what was not adopted goes (a mismatch, a failure below it)
@@ -64,7 +68,7 @@ def unpack_layers(
     return parent
 
 
-def _adopt(snaps: Any, pending: list[tuple[StagedLayer, str, str | None, str]]) -> None:
+def _adopt(snaps: Snapshotter, pending: list[tuple[StagedLayer, str, str | None, str]]) -> None:
     if pending:
         snaps.adopt_staged(pending)
         pending.clear()
