@@ -22,7 +22,7 @@ import io
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol, TypedDict, cast
 
 from kiln.archive.compression import CHUNK, open_decompressed
 from kiln.archive.readahead import ReadAhead
@@ -48,6 +48,16 @@ class ImageDestination(Protocol):
     def put_manifest(
         self, raw: bytes, media_type: str, names: Sequence[str] = ()
     ) -> Descriptor: ...
+
+
+class CopyOptions(TypedDict, total=False):
+    """``copy_image``'s keyword options, for callers that pass them on (the transports)."""
+
+    image_format: str | None
+    compression: str | None
+    level: int | None
+    verify: bool
+    tmp_dir: str | None
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol, Unpack
 
 from kiln.errors import InvalidArgument
-from kiln.image.copy import CopyResult, copy_image
+from kiln.image.copy import CopyOptions, CopyResult, ImageDestination, copy_image
 from kiln.image.model import Image, SourceImage
 from kiln.image.transports import directory, docker_archive, oci_archive, oci_layout
 from kiln.image.transports.directory import DirImageDir, open_dir_image
@@ -44,7 +44,7 @@ class Transport(Protocol):
     NAME: str
     HOLDS_LISTS: bool  # can hold a manifest list (oci:, oci-archive:)
     SINGLE_IMAGE: bool  # holds exactly one image (dir:)
-    COPY_DEFAULTS: dict[str, object]  # copy_image options its sink needs
+    COPY_DEFAULTS: CopyOptions  # copy_image options its sink needs
 
     def open_source(
         self,
@@ -61,7 +61,7 @@ class Transport(Protocol):
         """Every image it holds, each with its names (load)."""
         ...
 
-    def open_sink(self, target: str | BinaryIO) -> AbstractContextManager[Any]:
+    def open_sink(self, target: str | BinaryIO) -> AbstractContextManager[ImageDestination]:
         """A copy destination, complete when the block ends without an exception."""
         ...
 
@@ -85,7 +85,7 @@ def transport(name: str) -> Transport:
 
 
 def write_images(
-    name: str, target: str | BinaryIO, items: Items, **copy_options: Any
+    name: str, target: str | BinaryIO, items: Items, **copy_options: Unpack[CopyOptions]
 ) -> list[CopyResult]:
     """Copy ``items`` into a new sink of transport ``name`` at ``target`` (a path, or a
     writable binary stream for the archives: the same bytes, streamed)."""
@@ -93,7 +93,7 @@ def write_images(
     items = list(items)
     if t.SINGLE_IMAGE and len(items) != 1:
         raise InvalidArgument(f"a {name}: destination holds exactly one image")
-    options = {**t.COPY_DEFAULTS, **copy_options}  # the caller's own say wins, even None
+    options: CopyOptions = {**t.COPY_DEFAULTS, **copy_options}  # the caller's say wins, even None
     with t.open_sink(target) as sink:
         return [copy_image(img, sink, names, **options) for img, names in items]
 
@@ -105,17 +105,21 @@ def close_source(img: Image) -> None:
         close()
 
 
-def write_oci_layout(path: str, items: Items, **copy_options: Any) -> list[CopyResult]:
+def write_oci_layout(
+    path: str, items: Items, **copy_options: Unpack[CopyOptions]
+) -> list[CopyResult]:
     return write_images(oci_layout.NAME, path, items, **copy_options)
 
 
-def write_oci_archive(path: str | BinaryIO, items: Items, **copy_options: Any) -> list[CopyResult]:
+def write_oci_archive(
+    path: str | BinaryIO, items: Items, **copy_options: Unpack[CopyOptions]
+) -> list[CopyResult]:
     """To a file ``path``, or streamed to a writable binary stream (same bytes)."""
     return write_images(oci_archive.NAME, path, items, **copy_options)
 
 
 def write_docker_archive(
-    path: str | BinaryIO, items: Items, **copy_options: Any
+    path: str | BinaryIO, items: Items, **copy_options: Unpack[CopyOptions]
 ) -> list[CopyResult]:
     """Layers are written uncompressed, as ``docker save`` does; the config bytes are kept.
 

@@ -14,7 +14,7 @@ import io
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.image.model import SourceImage
@@ -27,6 +27,9 @@ from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.util.atomic import AtomicFile, atomic_write
 from kiln.util.output import output_dir
 
+if TYPE_CHECKING:
+    from kiln.image.copy import CopyOptions
+
 VERSION_FILE = "version"
 VERSION = b"Directory Transport Version: 1.1\n"
 MANIFEST_FILE = "manifest.json"
@@ -35,7 +38,7 @@ _CHUNK = 1 << 20
 NAME = DIR
 HOLDS_LISTS = False
 SINGLE_IMAGE = True  # one manifest.json: a second image would replace the first
-COPY_DEFAULTS: dict[str, object] = {}
+COPY_DEFAULTS: CopyOptions = {}
 
 
 class DirImageDir:

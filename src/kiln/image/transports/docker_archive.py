@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.image.model import SourceImage
 from kiln.image.transport_names import DOCKER_ARCHIVE
@@ -18,12 +18,15 @@ from kiln.oci.platform import Platform
 from kiln.oci.reference import Reference
 from kiln.store.docker_archive import DockerArchive, DockerArchiveWriter
 
+if TYPE_CHECKING:
+    from kiln.image.copy import CopyOptions
+
 NAME = DOCKER_ARCHIVE
 HOLDS_LISTS = False
 SINGLE_IMAGE = False
 #: the archive's manifests are Docker v2s2 (the writer also wants uncompressed layers,
 #: which its ``required_compression`` says)
-COPY_DEFAULTS: dict[str, object] = {"image_format": "docker"}
+COPY_DEFAULTS: CopyOptions = {"image_format": "docker"}
 
 
 def open_docker_archive(

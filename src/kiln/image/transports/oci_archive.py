@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.image.model import SourceImage, open_image
 from kiln.image.transport_names import OCI_ARCHIVE
@@ -17,10 +17,13 @@ from kiln.image.transports.oci_layout import ref_names
 from kiln.oci.platform import Platform
 from kiln.store.oci_layout import OCIArchive, OCIArchiveWriter
 
+if TYPE_CHECKING:
+    from kiln.image.copy import CopyOptions
+
 NAME = OCI_ARCHIVE
 HOLDS_LISTS = True
 SINGLE_IMAGE = False
-COPY_DEFAULTS: dict[str, object] = {}
+COPY_DEFAULTS: CopyOptions = {}
 
 
 def open_oci_archive(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InvalidArgument
 from kiln.image.model import SourceImage, open_image
@@ -18,10 +18,13 @@ from kiln.image.transport_names import OCI
 from kiln.oci.platform import Platform
 from kiln.store.oci_layout import REF_NAME, OCILayout
 
+if TYPE_CHECKING:
+    from kiln.image.copy import CopyOptions
+
 NAME = OCI
 HOLDS_LISTS = True
 SINGLE_IMAGE = False
-COPY_DEFAULTS: dict[str, object] = {}
+COPY_DEFAULTS: CopyOptions = {}
 
 
 def open_oci_layout(
