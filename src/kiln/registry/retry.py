@@ -12,13 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar, cast
 
 import httpx
 
 log = logging.getLogger("kiln.registry")
-
-T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -66,9 +63,9 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
 def call_with_retries(
     policy: RetryPolicy,
     what: str,
-    attempt: Callable[[], T],
-    on_give_up: Callable[[BaseException], T] | None = None,
-) -> T:
+    attempt: Callable[[], httpx.Response],
+    on_give_up: Callable[[BaseException], httpx.Response] | None = None,
+) -> httpx.Response:
     """Run ``attempt`` until it returns, retrying on transport errors and RetryableStatus.
 
     After the last try the final error is handed to ``on_give_up`` (which returns a
@@ -87,7 +84,7 @@ def call_with_retries(
                 if on_give_up is not None:
                     return on_give_up(exc)
                 if isinstance(exc, RetryableStatus):
-                    return cast(T, exc.response)  # the caller reads the last status itself
+                    return exc.response  # the caller reads the last status itself
                 raise
             wait = policy.wait_for(n, retry_after)
             log.info(
