@@ -1,7 +1,7 @@
-"""Unpacked layers are recorded without waiting for the disk, marked with the boot id; a
-row left by another boot (a power loss or kernel crash came between) is dropped when the
-snapshotter opens and the layer is unpacked again from its blob on the next use. Rows of
-this boot and durable rows are kept."""
+"""Unpacked layers and a build step's committed layers are recorded without waiting for the
+disk, marked with the boot id; a row left by another boot (a power loss or kernel crash came
+between) is dropped when the snapshotter opens and the layer is unpacked again from its blob
+on the next use. Rows of this boot and durable rows are kept."""
 
 from __future__ import annotations
 
@@ -150,8 +150,96 @@ def test_a_layer_a_working_snapshot_rests_on_is_kept_across_a_boot(tmp_path, boo
     boot.write_text("boot-two\n")
     snaps = Snapshotter(str(root), driver="copy")
     assert snaps.list_layers() == [diff_id]
-    assert _boots(root)[diff_id] == "boot-two"  # decided once, by the first open of this boot
     snaps.mounts("container")  # still mountable
+    # never vouched for: it keeps its old mark, so gc does not mark it durable ...
+    snaps.promote_after_seconds = 0
+    snaps.sweep({diff_id}, {"container"})
+    assert _boots(root)[diff_id] == "boot-one"
+    # ... and it goes at the first open after nothing rests on it
+    snaps.remove("container")
+    snaps.close()
+    assert Snapshotter(str(root), driver="copy").list_layers() == []
+
+
+def _active_rows(root) -> dict[str, str]:
+    conn = sqlite3.connect(str(root / "snapshots.db"))
+    try:
+        return dict(conn.execute("SELECT key, boot FROM active").fetchall())
+    finally:
+        conn.close()
+
+
+def test_views_and_build_containers_of_another_boot_keep_no_torn_layer(tmp_path, boot):
+    """A build's container (volatile) and a view never outlive their boot: after another
+    boot they are dropped, and the not-yet-durable layers they rested on with them (kept,
+    they would be trusted again; the build's step layers are re-derivable from blobs)."""
+    root = tmp_path / "snaps"
+    snaps = Snapshotter(str(root), driver="copy")
+    raw, low = _layer({"a": b"1"})
+    raw2, other = _layer({"b": b"2"})
+    _unpack(snaps, raw, low)
+    _unpack(snaps, raw2, other)
+    snaps.prepare("build-container", low, volatile=True)
+    snaps.view("a-view", other)
+    snaps.prepare("kiln-from", None)
+    assert _active_rows(root) == {"build-container": "boot-one", "a-view": "boot-one",
+                                  "kiln-from": ""}  # fmt: skip
+    dirs = [os.path.dirname(snaps.upper_dir("build-container")), os.path.dirname(
+        snaps.layer_dirs(low)[0])]  # fmt: skip
+    snaps.close()
+    again = Snapshotter(str(root), driver="copy")  # same boot: all stay
+    assert sorted(again.list_active()) == ["a-view", "build-container", "kiln-from"]
+    again.close()
+    boot.write_text("boot-two\n")
+    snaps = Snapshotter(str(root), driver="copy")
+    assert snaps.list_active() == ["kiln-from"]
+    assert snaps.list_layers() == []
+    assert not any(os.path.exists(d) for d in dirs)
+
+
+def test_a_build_step_commit_is_recorded_without_a_sync_and_dropped_after_a_boot(
+    tmp_path, boot, syncs, monkeypatch
+):
+    root = tmp_path / "snaps"
+    snaps = Snapshotter(str(root), driver="copy")
+    waited: list[object] = []
+    real = snapshotter_module.fsync_all
+    monkeypatch.setattr(
+        snapshotter_module, "fsync_all", lambda *a, **kw: (waited.append(a), real(*a, **kw))
+    )
+    snaps.prepare("step", None, volatile=True)
+    with open(os.path.join(snaps.upper_dir("step"), "f"), "w") as f:
+        f.write("x")
+    step = "sha256:" + "1" * 64
+    path = snaps.commit("step", step, None, next_key="next", synced=False)
+    assert syncs == [] and waited == []  # nobody waited for the disk
+    assert _boots(root) == {step: "boot-one"}
+    assert _active_rows(root) == {"next": "boot-one"}  # the build goes on, still volatile
+    with open(os.path.join(path, "f")) as f:
+        assert f.read() == "x"
+    # a synced commit (the caller made its tree durable) waits for its renames
+    snaps.prepare("kept", None)
+    durable = "sha256:" + "2" * 64
+    snaps.commit("kept", durable, None, synced=True)
+    assert len(waited) == 1 and _boots(root)[durable] == ""
+    snaps.close()
+    boot.write_text("boot-two\n")
+    snaps = Snapshotter(str(root), driver="copy")
+    assert snaps.list_layers() == [durable] and snaps.list_active() == []
+    assert not os.path.exists(os.path.dirname(path))
+
+
+def test_a_step_commit_without_a_boot_id_syncs_the_tree_and_is_durable(
+    tmp_path, monkeypatch, syncs
+):
+    monkeypatch.setattr(meta_module, "BOOT_ID_FILE", str(tmp_path / "missing"))
+    root = tmp_path / "snaps"
+    snaps = Snapshotter(str(root), driver="copy")
+    snaps.prepare("step", None, volatile=True)
+    upper = snaps.upper_dir("step")
+    step = "sha256:" + "1" * 64
+    snaps.commit("step", step, None, next_key="next", synced=False)
+    assert syncs == [[upper]] and _boots(root) == {step: ""}
 
 
 def test_without_a_boot_id_the_tree_is_synced_and_recorded_durable(tmp_path, monkeypatch, syncs):

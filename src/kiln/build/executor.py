@@ -281,7 +281,7 @@ class Executor:
         b = Builder.from_image(
             self.ctx, image_id, pull_policy="missing", image_format=self.opts.image_format,
             owner=this_process(),  # removed by the next kiln command if this one is killed
-            volatile_mounts=True,  # thrown away, or synced by commit_step: no unmount syncs
+            volatile_mounts=True,  # thrown away, or re-derivable from its blobs: no unmount syncs
         )  # fmt: skip
         with self._lock:
             self._builders.add(b)

@@ -73,8 +73,9 @@ class Builder:
         self.state = state
         self.config = ConfigEditor(state.config, state.annotations)
         #: mount the rootfs for a run/copy ``volatile`` (a build's container: thrown away,
-        #: or committed by ``commit_step``, which syncs what it adopts); never persisted,
-        #: so `kiln from`/`kiln run` working containers keep synced mounts
+        #: or committed by ``commit_step``, which records what it adopts as not yet durable);
+        #: not persisted in the state, so `kiln from`/`kiln run` working containers keep
+        #: synced mounts; its snapshots are made ``volatile`` (dropped after another boot)
         self.volatile_mounts = volatile_mounts
 
     # -- creation and lookup --------------------------------------------------------------
@@ -98,7 +99,7 @@ class Builder:
         ``owner``: the process (``kiln.util.process_owner``) a build's container dies with.
         ``run``: the ``RunSettings`` its ``run`` uses by default (``kiln from``'s flags).
         ``volatile_mounts``: a build's container, thrown away or committed by
-        ``commit_step`` (see ``mounted``); not persisted."""
+        ``commit_step`` (see ``mounted``), on snapshots that do not outlive this boot."""
         store, snaps = _backends(ctx_or_store, snapshots)
         pull_policy = PullPolicy.parse(pull_policy)
         if name is not None:
@@ -119,7 +120,7 @@ class Builder:
             config = img.config.evolve()
         cid = secrets.token_hex(32)
         key = f"kiln-container-{cid}"
-        snaps.prepare(key, top)
+        snaps.prepare(key, top, volatile=volatile_mounts)
         state = ContainerState(
             image_id=base.id if base else None,
             image_name=image_name,
@@ -490,36 +491,25 @@ class Builder:
         step that changed nothing still gets its empty layer), then go on from the new image:
         the upper dir becomes the new layer's snapshot (no copy, no unpack) under a fresh,
         empty upper; pending history and additions are cleared."""
-        # start-up: kiln.image costs ~0.15 s (see the module docstring)
-        from . import commit as image_commit
-
         old_chain = self.state.parent_chain_id
-        # the upper was written without syncs (volatile overlay): durable before it becomes
-        # a layer later builds trust (its blob is durable already: the store fsyncs blobs);
-        # synced while the layer is tarred and stored, so the two waits for the disk overlap
-        synced = None
-        if self.volatile_mounts and not squash and not self.is_copy_snapshot():
-            synced = image_commit.synced_in_background(self.upper_dir())
-        try:
-            rec = self.commit(name, format=image_format, compression=compression,
-                              timestamp=timestamp, created_by=created_by, squash=squash,
-                              force_layer=True)  # fmt: skip
-        finally:
-            if synced is not None:
-                synced.join()  # its error (if any) is raised below, before the adoption
+        rec = self.commit(name, format=image_format, compression=compression,
+                          timestamp=timestamp, created_by=created_by, squash=squash,
+                          force_layer=True)  # fmt: skip
         new_chain = rec.layers[-1] if rec.layers else None
         new_key = self._new_snapshot_key()
         if squash or new_chain == old_chain:
             # nothing adoptable (no new layer, or a squashed tree): start a fresh upper
             with contextlib.suppress(NotFound):
                 self.snapshots.remove(self.state.snapshot_key)
-            self.snapshots.prepare(new_key, new_chain)
+            self.snapshots.prepare(new_key, new_chain, volatile=self.volatile_mounts)
         else:
-            if synced is not None:
-                synced.result()
-            # the snapshot goes on as new_key on the new layer, in the same directory
+            # the snapshot goes on as new_key on the new layer, in the same directory. The
+            # upper was written without syncs (a volatile overlay, or no overlay): it is
+            # recorded without waiting for the disk, marked with the boot id, since the
+            # layer's blob, published durable by the commit above, re-derives it after
+            # another boot (the snapshotter drops it then; the next use unpacks the blob)
             self.snapshots.commit(self.state.snapshot_key, new_chain, old_chain,
-                                  next_key=new_key)  # fmt: skip
+                                  next_key=new_key, synced=False)  # fmt: skip
         self._rebase(rec, new_chain, new_key)
         return rec
 
@@ -534,7 +524,7 @@ class Builder:
         with contextlib.suppress(NotFound):
             self.snapshots.remove(self.state.snapshot_key)
         new_key = self._new_snapshot_key()
-        self.snapshots.prepare(new_key, chain)
+        self.snapshots.prepare(new_key, chain, volatile=self.volatile_mounts)
         self._rebase(img.record, chain, new_key, img.config)
 
     def _new_snapshot_key(self) -> str:

@@ -9,9 +9,11 @@ image; a half-written ingest is never visible and a published but unreferenced b
 garbage GC collects once the lease expires.
 
 A build commits every RUN/COPY/ADD step and goes on from the new image without copying
-or unpacking (``Builder.commit_step``): the upper dir, made durable on a thread
-(:class:`Background`) while its layer is written, is adopted as the new layer's snapshot
-(``Snapshotter.commit``: a rename) under a new, empty upper.
+or unpacking (``Builder.commit_step``): the upper dir is adopted as the new layer's
+snapshot (``Snapshotter.commit``: a rename) under a new, empty upper. Only the blobs and
+the image rows written here wait for the disk: the adopted tree, written without syncs,
+is recorded as not yet durable with the boot id (``commit(synced=False)``) and is unpacked
+again from its durable blob if another boot finds it.
 
 This module writes images; the ``Builder`` owns the container's state and snapshot and
 calls in here (it is never imported from here: ``Builder.commit`` hands over the pieces).
@@ -22,8 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -41,7 +42,7 @@ from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
 from kiln.store import ImageRecord, Store
 from kiln.util import choices
-from kiln.util.atomic import WritebackEvery, fsync_tree
+from kiln.util.atomic import WritebackEvery
 from kiln.util.timefmt import rfc3339
 
 from .config_edit import ConfigEditor
@@ -278,33 +279,3 @@ def commit_image(
             then=lambda: record_image(store, layer_rows, record, names, lease),
         )
     return store.get_image(record.id)
-
-
-def synced_in_background(path: str) -> Background:
-    """Start fsyncing the tree at ``path`` (a volatile upper about to become a layer)."""
-    return Background(fsync_tree, path)
-
-
-class Background:
-    """``fn(*args)`` on a thread of its own (a step's upper dir fsynced while its layer is
-    written: the two waits for the disk overlap); ``result()`` re-raises what it raised."""
-
-    def __init__(self, fn: Callable[..., object], *args: object) -> None:
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                fn(*args)
-            except BaseException as exc:  # handed to result()
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="kiln-fsync-tree", daemon=True)
-        self.thread.start()
-
-    def join(self) -> None:
-        self.thread.join()
-
-    def result(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error

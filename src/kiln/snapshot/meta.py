@@ -10,6 +10,12 @@ unpacked layer, re-derivable from its blob). A process kill loses nothing writte
 page cache survives it); a power loss or kernel crash can, and it changes the boot id, so
 a row marked with another boot's id is dropped when the snapshotter opens
 (``Snapshotter._drop_torn``) and the next use unpacks the layer again.
+
+``active.boot``: '' for a snapshot that outlives its process (a working container of
+``kiln from``); else the boot id of the boot it was made in, for one that cannot outlive
+that boot: a read-only view, or a build's container (``volatile``: its upper is written
+without syncs and its process is gone after a reboot). ``_drop_torn`` drops those of
+another boot, so they keep no torn layer alive.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ SCHEMA = [
     """
     ALTER TABLE layers ADD COLUMN boot TEXT NOT NULL DEFAULT '';
     CREATE INDEX layers_not_durable ON layers(boot) WHERE boot != '';
+    """,
+    # 3: snapshots that cannot outlive the boot they were made in (see the module docstring)
+    """
+    ALTER TABLE active ADD COLUMN boot TEXT NOT NULL DEFAULT '';
     """,
 ]
 

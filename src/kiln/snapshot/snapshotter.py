@@ -14,10 +14,12 @@
 
 Every layer and snapshot is built in ``tmp/`` and renamed into place in the
 same transaction that records it, so a crash leaves only ``tmp/`` garbage or
-unrecorded directories, both of which ``gc`` removes. Unpacked layers are recorded
+unrecorded directories, both of which ``gc`` removes. Unpacked layers, and layers a build
+step commits (``commit(synced=False)``: re-derivable from their blobs), are recorded
 without waiting for the disk, marked with the boot id; the first open after another boot
-(a power loss or kernel crash may have torn them) drops them (``_drop_torn``). Committed
-layers are durable before their rows. The process that creates an
+(a power loss or kernel crash may have torn them) drops them (``_drop_torn``), with the
+views and build containers of that boot. Other committed layers are durable before their
+rows. The process that creates an
 active snapshot holds it (``holds``) until it removes or commits it; ``sweep``
 never removes a held snapshot, however old.
 
@@ -243,13 +245,18 @@ class Snapshotter(UpkeepMixin):
 
     # active snapshots -----------------------------------------------------
 
-    def prepare(self, key: str, parent: str | None) -> MountSpec:
-        """A writable snapshot on top of ``parent`` (None: empty)."""
-        return self._create(key, parent, "rw")
+    def prepare(self, key: str, parent: str | None, *, volatile: bool = False) -> MountSpec:
+        """A writable snapshot on top of ``parent`` (None: empty).
+
+        ``volatile``: it cannot outlive this boot (a build's container: its upper is
+        written without syncs, and its process is gone after a reboot): the first open
+        after another boot drops it (``_drop_torn``), so it keeps no torn layer alive."""
+        return self._create(key, parent, "rw", volatile)
 
     def view(self, key: str, parent: str | None) -> MountSpec:
-        """A read-only snapshot of ``parent``."""
-        return self._create(key, parent, "view")
+        """A read-only snapshot of ``parent``; like a volatile one, it never outlives this
+        boot (a view lives as long as the process that mounts it)."""
+        return self._create(key, parent, "view", True)
 
     def mounts(self, key: str) -> MountSpec:
         """How to mount active snapshot ``key``. Remembered per key: a snapshot's chain does
@@ -298,12 +305,24 @@ class Snapshotter(UpkeepMixin):
         return path
 
     def commit(
-        self, key: str, chain_id: str, parent: str | None, *, next_key: str | None = None
+        self,
+        key: str,
+        chain_id: str,
+        parent: str | None,
+        *,
+        next_key: str | None = None,
+        synced: bool = True,
     ) -> str:
         """Adopt active snapshot ``key``'s upper dir (by rename) as layer ``chain_id``.
 
         The snapshot must be unmounted; it is gone afterwards. Returns the
         layer's directory. If ``chain_id`` already exists the upper is dropped.
+
+        ``synced``: the caller made the upper's tree durable; its renames are synced before
+        the row. ``synced=False``: the tree was written without syncs and is re-derivable
+        from a durable blob (a build step's layer): recorded without waiting for the disk,
+        marked with the boot id, as an unpacked layer is (``adopt_staged``); where the
+        boot id is unknown, the tree is synced here first.
 
         ``next_key``: go on as a new writable snapshot ``next_key`` on ``chain_id`` (what
         ``prepare(next_key, chain_id)`` gives), made in the same transaction in the same
@@ -324,18 +343,35 @@ class Snapshotter(UpkeepMixin):
         flat = row["driver"] == "copy"
         in_place = next_key is not None and not flat
         with self._shared(), self._chain_lock(chain_id):
-            in_place = in_place and not self.has_layer(chain_id)
+            exists = self.has_layer(chain_id)
+            in_place = in_place and not exists
+            upper = os.path.join(base, "fs" if flat else "upper")
+            boot = "" if synced or exists else self._unsynced_boot(upper)
             if in_place:
                 assert next_key is not None
-                layer = self._commit_in_place(key, next_key, base, chain_id, parent)
+                layer = self._commit_in_place(key, next_key, base, chain_id, parent, boot)
             else:
-                layer = self._commit_moving(key, row, base, chain_id, parent, flat)
+                layer = self._commit_moving(key, row, base, chain_id, parent, flat, boot)
         if next_key is not None and not in_place:
-            self.prepare(next_key, chain_id)
+            self.prepare(next_key, chain_id, volatile=bool(row["boot"]))
         return layer
 
+    def _unsynced_boot(self, tree: str) -> str:
+        """The boot id to record a tree written without syncs under; where there is none,
+        the tree is made durable first and '' (durable) is returned."""
+        if not self.boot and os.path.isdir(tree):
+            fsync_trees([tree])
+        return self.boot
+
     def _commit_moving(
-        self, key: str, row: Any, base: str, chain_id: str, parent: str | None, flat: bool
+        self,
+        key: str,
+        row: Any,
+        base: str,
+        chain_id: str,
+        parent: str | None,
+        flat: bool,
+        boot: str = "",
     ) -> str:
         """Adopt the upper and remove the snapshot (or only remove it: the layer exists)."""
         if self.has_layer(chain_id):
@@ -343,16 +379,16 @@ class Snapshotter(UpkeepMixin):
             return self.layer_dirs(chain_id)[0]
         tmp = self._tmpdir("commit-")
         with self.db.transaction() as conn:
-            n = self._insert_layer(conn, chain_id, parent, "", flat)
+            n = self._insert_layer(conn, chain_id, parent, "", flat, boot)
             os.rename(os.path.join(base, "fs" if flat else "upper"), os.path.join(tmp, "fs"))
-            self._place_layer(tmp, n)
+            self._place_layer(tmp, n, boot)
             conn.execute("DELETE FROM active WHERE key=?", (key,))
         holds.release(base)
         self._rmtree_aside(base)
         return self._layer_fs(n)
 
     def _commit_in_place(
-        self, key: str, next_key: str, base: str, chain_id: str, parent: str | None
+        self, key: str, next_key: str, base: str, chain_id: str, parent: str | None, boot: str
     ) -> str:
         """Adopt the upper as a layer and turn the snapshot into ``next_key`` on it.
 
@@ -369,9 +405,9 @@ class Snapshotter(UpkeepMixin):
         os.chmod(fresh, st.st_mode & 0o7777)
         tmp = self._tmpdir("commit-")
         with self.db.transaction() as conn:
-            n = self._insert_layer(conn, chain_id, parent, "", False)
+            n = self._insert_layer(conn, chain_id, parent, "", False, boot)
             os.rename(upper, os.path.join(tmp, "fs"))
-            self._place_layer(tmp, n)
+            self._place_layer(tmp, n, boot)
             os.rename(fresh, upper)
             conn.execute(
                 "UPDATE active SET key=?, parent=?, created=? WHERE key=?",
@@ -627,14 +663,16 @@ class Snapshotter(UpkeepMixin):
             shutil.rmtree(stale)
         return n
 
-    def _place_layer(self, tmp: str, n: int) -> None:
-        """Rename a committed upper's holder ``tmp`` (its tree already durable) to
-        ``layers/<n>`` and make both renames durable before the row that names it: after a
-        power loss a recorded layer is never an empty or missing directory. The two
-        directories are fsynced together (about one wait for the disk)."""
+    def _place_layer(self, tmp: str, n: int, boot: str = "") -> None:
+        """Rename a committed upper's holder ``tmp`` to ``layers/<n>``. Its tree durable
+        (``boot`` ''): both renames are made durable before the row that names it, so after
+        a power loss a recorded layer is never an empty or missing directory (the two
+        directories fsynced together: about one wait for the disk). Recorded as not yet
+        durable (``boot``, see ``_drop_torn``): no wait."""
         dest = os.path.join(self.root, "layers", str(n))
         os.rename(tmp, dest)
-        fsync_all([], dirs=[dest, os.path.join(self.root, "layers")])
+        if not boot:
+            fsync_all([], dirs=[dest, os.path.join(self.root, "layers")])
 
     def _adopt_layer(
         self, tmp: str, chain_id: str, parent: str | None, diff_id: str, flat: bool, boot: str
@@ -643,10 +681,7 @@ class Snapshotter(UpkeepMixin):
         ``boot``, without waiting for the disk (``_drop_torn`` after another boot)."""
         with self.db.transaction() as conn:
             n = self._insert_layer(conn, chain_id, parent, diff_id, flat, boot)
-            if boot:
-                os.rename(tmp, os.path.join(self.root, "layers", str(n)))
-            else:
-                self._place_layer(tmp, n)
+            self._place_layer(tmp, n, boot)
         return n
 
     def _settle_staged(self, staged: Sequence[StagedLayer]) -> None:
@@ -676,23 +711,33 @@ class Snapshotter(UpkeepMixin):
         """Drop the layers recorded as not yet durable under another boot id (a power loss
         or kernel crash came between: their trees may have lost writes), directory and
         row, so the next use unpacks them again from their blobs (``unpack_layers`` walks
-        an image's layers bottom up). Run once per open: one indexed query when there is
-        nothing to drop.
+        an image's layers bottom up). Active snapshots that cannot outlive their boot
+        (views and build containers, ``active.boot``) of another boot go too: their
+        process is gone and a volatile upper may be torn as well. Run once per open: one
+        indexed query when there is nothing to drop.
 
         Layers above a dropped one keep their rows: lower dirs are per layer and found by
         chain id at mount time, so they are valid again once it is re-unpacked under the
-        same chain id. A layer that an active snapshot rests on (a working container's
-        chain) is kept as it now is on disk and marked with this boot: dropping it would
-        leave the container unmountable, and its upper dir was no more durable; ``kiln
-        system check`` verifies it against its blob. The first open after a boot decides,
-        in one transaction."""
+        same chain id. A layer that a lasting active snapshot rests on (a ``kiln from``
+        working container's chain) is kept as it now is on disk, with its old mark:
+        dropping it would leave the container unmountable, and its upper dir was no more
+        durable; it is never marked durable (``promote_durable`` takes this boot's rows
+        only) and goes at the first open after nothing rests on it any more; ``kiln system
+        check`` verifies it against its blob meanwhile. Decided in one transaction."""
         if not self.boot:
             return
-        stale = "SELECT chain_id, n FROM layers WHERE boot != '' AND boot != ?"
-        if self.db.one(stale, (self.boot,)) is None:
+        stale_layers = "SELECT chain_id, n FROM layers WHERE boot != '' AND boot != ?"
+        stale_active = "SELECT key, n FROM active WHERE boot != '' AND boot != ?"
+        if (
+            self.db.one(stale_layers, (self.boot,)) is None
+            and self.db.one(stale_active, (self.boot,)) is None
+        ):
             return
         with self._shared():
             with self.db.transaction() as conn:
+                dead = conn.execute(stale_active, (self.boot,)).fetchall()
+                for r in dead:
+                    conn.execute("DELETE FROM active WHERE n=?", (r["n"],))
                 layers = {
                     r["chain_id"]: r
                     for r in conn.execute("SELECT chain_id, parent, flat FROM layers")
@@ -704,16 +749,15 @@ class Snapshotter(UpkeepMixin):
                         kept.add(chain)
                         chain = None if layers[chain]["flat"] else layers[chain]["parent"]
                 doomed = []
-                for r in conn.execute(stale, (self.boot,)).fetchall():
-                    if r["chain_id"] in kept:
-                        conn.execute("UPDATE layers SET boot=? WHERE n=?", (self.boot, r["n"]))
-                    else:
+                for r in conn.execute(stale_layers, (self.boot,)).fetchall():
+                    if r["chain_id"] not in kept:
                         conn.execute("DELETE FROM layers WHERE n=?", (r["n"],))
-                        doomed.append(r["n"])
-            for n in doomed:
-                self._rmtree_aside(self._dir("layers", n))
+                        doomed.append(self._dir("layers", r["n"]))
+            doomed += [self._dir("active", r["n"]) for r in dead]
+            for path in doomed:
+                self._rmtree_aside(path)
 
-    def _create(self, key: str, parent: str | None, kind: str) -> MountSpec:
+    def _create(self, key: str, parent: str | None, kind: str, volatile: bool) -> MountSpec:
         if not key:
             raise InvalidArgument("a snapshot needs a key")
         driver = self.driver
@@ -738,8 +782,9 @@ class Snapshotter(UpkeepMixin):
                     os.chmod(upper, st.st_mode & 0o7777)
                 with self.db.transaction() as conn:
                     cur = conn.execute(
-                        "INSERT INTO active(key, parent, kind, driver, created) VALUES (?,?,?,?,?)",
-                        (key, parent, kind, driver, time.time()),
+                        "INSERT INTO active(key, parent, kind, driver, created, boot) "
+                        "VALUES (?,?,?,?,?,?)",
+                        (key, parent, kind, driver, time.time(), self.boot if volatile else ""),
                     )
                     dest = os.path.join(self.root, "active", str(cur.lastrowid))
                     if os.path.lexists(dest):
