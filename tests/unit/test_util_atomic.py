@@ -164,7 +164,7 @@ def test_file_kind_and_fsync_dir(tmp_path):
     fsync_dir(str(tmp_path))
 
 
-def test_fsync_tree_syncs_every_file_and_directory_or_the_file_system(tmp_path, monkeypatch):
+def test_fsync_trees_syncs_every_file_and_directory_or_the_file_system(tmp_path, monkeypatch):
     from kiln.util import atomic
 
     (tmp_path / "d" / "e").mkdir(parents=True)
@@ -174,15 +174,15 @@ def test_fsync_tree_syncs_every_file_and_directory_or_the_file_system(tmp_path, 
     synced: list[int] = []
     real = os.fsync
     monkeypatch.setattr(atomic.os, "fsync", lambda fd: synced.append(fd) or real(fd))
-    assert atomic.fsync_tree(str(tmp_path)) == 5  # root, d, d/e, d/e/f, g
+    assert atomic.fsync_trees([str(tmp_path)]) == 5  # root, d, d/e, d/e/f, g
     assert len(synced) == 5
     whole: list[str] = []
     monkeypatch.setattr(atomic, "syncfs", whole.append)
-    assert atomic.fsync_tree(str(tmp_path), limit=3) == -1
+    assert atomic.fsync_trees([str(tmp_path)], limit=3) == -1
     assert whole == [str(tmp_path)]
 
 
-def test_fsync_tree_falls_back_to_syncfs_when_an_entry_cannot_be_opened(tmp_path, monkeypatch):
+def test_fsync_trees_falls_back_to_syncfs_when_an_entry_cannot_be_opened(tmp_path, monkeypatch):
     from kiln.util import atomic
 
     (tmp_path / "f").write_bytes(b"x")
@@ -196,7 +196,7 @@ def test_fsync_tree_falls_back_to_syncfs_when_an_entry_cannot_be_opened(tmp_path
     monkeypatch.setattr(atomic.os, "open", refusing_open)
     whole: list[str] = []
     monkeypatch.setattr(atomic, "syncfs", whole.append)
-    assert atomic.fsync_tree(str(tmp_path)) == -1 and whole == [str(tmp_path)]
+    assert atomic.fsync_trees([str(tmp_path)]) == -1 and whole == [str(tmp_path)]
 
 
 def test_run_together_overlaps_the_jobs_and_raises_the_first_error():

@@ -224,7 +224,8 @@ class Builder:
 
         With ``volatile_mounts`` the overlay is mounted ``volatile``: its unmount does not
         sync the whole file system the upper lives on (everyone's dirty data, ~0.01-0.3 s);
-        ``commit_step`` makes the upper durable itself before adopting it as a layer."""
+        ``commit_step`` adopts the upper as a layer recorded as not yet durable (its blob
+        re-derives it after a power loss)."""
         if self.is_mounted() or _is_mountpoint(self.mount_target):
             yield self.mount_target
             return

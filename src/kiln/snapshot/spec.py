@@ -10,7 +10,7 @@ from kiln.util.rootless import in_user_namespace
 #: overlay options kiln wants; each is used only if this kernel's overlay knows it
 OVERLAY_OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
 #: no syncs of the upper file system (unmount and syncfs skip them): for an upper that is
-#: thrown away or made durable by its owner before anyone trusts it (``fsync_tree``);
+#: thrown away, or recorded by its owner as not yet durable (``Snapshotter.commit``);
 #: dropped on kernels that refuse it (before 5.10)
 VOLATILE = "volatile"
 #: the same in a user namespace (rootless, kernel >= 5.11): overlayfs' xattrs become

@@ -32,7 +32,7 @@ from typing import BinaryIO
 from kiln.errors import InvalidArgument, NotFound
 
 __all__ = [
-    "AtomicFile", "atomic_write", "file_kind", "fsync_all", "fsync_dir", "fsync_tree", "fsync_trees", "refuse_symlinks", "start_writeback", "syncfs", "WritebackEvery"
+    "AtomicFile", "atomic_write", "file_kind", "fsync_all", "fsync_dir", "fsync_trees", "refuse_symlinks", "start_writeback", "syncfs", "WritebackEvery"
 ]  # fmt: skip
 
 _KINDS = (
@@ -101,26 +101,22 @@ def run_together(jobs: Sequence[Callable[[], None]]) -> None:
         raise first
 
 
-#: above this many files and directories, ``fsync_tree`` syncs the whole file system once
+#: above this many files and directories, ``fsync_trees`` syncs the whole file system once
 #: instead: one syncfs costs about as much as a few hundred fsyncs on ext4
 FSYNC_TREE_LIMIT = 256
 
 
-def fsync_tree(path: str, limit: int = FSYNC_TREE_LIMIT) -> int:
-    """Make everything under directory ``path`` durable: every regular file and directory
-    fsynced (symlinks, devices and whiteouts are inodes whose creation the directory's
-    fsync makes durable), or, past ``limit`` entries, one ``syncfs`` of its file system.
-    Returns how many were fsynced, or -1 when the file system was synced instead (also
-    when an entry cannot be opened: a mode 000 file of a rootless run, say).
-
-    For trees written without syncs (an overlay upper mounted ``volatile``) before they
-    are adopted as something a later reader trusts."""
-    return fsync_trees([path], limit)
-
-
 def fsync_trees(paths: Sequence[str], limit: int = FSYNC_TREE_LIMIT) -> int:
-    """``fsync_tree`` of several trees on one file system at once (the layers of one pull):
-    all their fsyncs wait together, or, past ``limit`` entries in all, one ``syncfs``."""
+    """Make everything under the directories ``paths`` (on one file system) durable: every
+    regular file and directory fsynced, all waiting together (symlinks, devices and
+    whiteouts are inodes whose creation the directory's fsync makes durable), or, past
+    ``limit`` entries in all, one ``syncfs`` of their file system. Returns how many were
+    fsynced, or -1 when the file system was synced instead (also when an entry cannot be
+    opened: a mode 000 file of a rootless run, say).
+
+    For trees written without syncs (unpacked layers, an overlay upper mounted
+    ``volatile``) that must be durable before something a later reader trusts names them,
+    where the boot id is unknown (else they are recorded as not yet durable instead)."""
     if not paths:
         return 0
     try:
