@@ -36,7 +36,7 @@ import benchlib as bl  # noqa: E402
 # binds f in the caller's module: patch the caller's name)
 PHASES = [
     ("step (layer_step)", "kiln.build.stage_run", "StageRun.layer_step"),
-    ("  cache key + lookup", "kiln.build.stage_run", "StageRun.next_key"),
+    ("  cache key + lookup", "kiln.build.stage_run", "StageRun._next_key"),
     ("  run: Builder.run", "kiln.container.builder", "Builder.run"),
     ("    overlay mount", "kiln.container.builder", "Builder._mount"),
     ("    overlay unmount", "kiln.snapshot.mount", "unmount"),
@@ -51,11 +51,10 @@ PHASES = [
     ("    scan upper dir", "kiln.container.commit", "scan_overlay_upper"),
     ("    tar + compress + ingest", "kiln.container.commit", "write_layer_blob"),
     ("    register image (SQLite)", "kiln.image.store_image", "register_image"),
-    ("    publish blobs + image rows", "kiln.store.store", "Store.publish"),
-    ("    fsync the upper (on a thread)", "kiln.container.commit", "fsync_tree"),
+    ("    publish blobs + image rows", "kiln.store.content", "Content.publish"),
     ("    snapshot commit (rename)", "kiln.snapshot.snapshotter", "Snapshotter.commit"),
     ("    prepare next upper + save", "kiln.container.builder", "Builder._rebase"),
-    ("  put_cache", "kiln.store.store", "Store.put_cache"),
+    ("  put_cache", "kiln.store.cache", "BuildCache.put_cache"),
     ("stage end (finish: last commit)", "kiln.build.stage_run", "StageRun.finish"),
     ("  new working container", "kiln.container.builder", "Builder.from_image"),
     ("  commit (config-only at the end)", "kiln.container.builder", "Builder.commit"),
