@@ -23,6 +23,7 @@ from kiln.cli.main import run  # noqa: E402
 from kiln.container.builder import Builder  # noqa: E402
 from kiln.image import open_store_image  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
+from kiln.snapshot import holds  # noqa: E402
 from kiln.store import Store  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
@@ -134,6 +135,9 @@ def test_a_build_killed_by_a_power_loss_keeps_no_torn_layer(
     assert [rows[c][1] for c in chains] == ["boot-one"] * 2
     with open(os.path.join(_fs(root, rows[chains[0]][0]), "etc", "passwd"), "wb"):
         pass  # the base lost its write
+    active = os.path.join(root, "snapshots", "active")
+    for n in os.listdir(active):  # the build's process is gone, and its holds with it
+        holds.release(os.path.join(active, n))
     boot.write_text("boot-two\n")
 
     other = tmp_path / "other"

@@ -18,7 +18,7 @@ import kiln.snapshot.snapshotter as snapshotter_module
 from kiln.image.unpack import unpack_layers
 from kiln.oci import Digest
 from kiln.oci.descriptor import Descriptor
-from kiln.snapshot import Snapshotter
+from kiln.snapshot import Snapshotter, holds
 
 
 def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
@@ -161,6 +161,12 @@ def test_a_layer_a_working_snapshot_rests_on_is_kept_across_a_boot(tmp_path, boo
     assert Snapshotter(str(root), driver="copy").list_layers() == []
 
 
+def _process_gone(root) -> None:
+    """What a power loss does to this process's holds on its snapshots (``holds``)."""
+    for n in os.listdir(root / "active"):
+        holds.release(str(root / "active" / n))
+
+
 def _active_rows(root) -> dict[str, str]:
     conn = sqlite3.connect(str(root / "snapshots.db"))
     try:
@@ -191,6 +197,12 @@ def test_views_and_build_containers_of_another_boot_keep_no_torn_layer(tmp_path,
     assert sorted(again.list_active()) == ["a-view", "build-container", "kiln-from"]
     again.close()
     boot.write_text("boot-two\n")
+    # held by a live process (a root two machines share): kept, and what it rests on
+    held = Snapshotter(str(root), driver="copy")
+    assert sorted(held.list_active()) == ["a-view", "build-container", "kiln-from"]
+    assert sorted(held.list_layers()) == sorted([low, other])
+    held.close()
+    _process_gone(root)
     snaps = Snapshotter(str(root), driver="copy")
     assert snaps.list_active() == ["kiln-from"]
     assert snaps.list_layers() == []
@@ -223,6 +235,7 @@ def test_a_build_step_commit_is_recorded_without_a_sync_and_dropped_after_a_boot
     snaps.commit("kept", durable, None, synced=True)
     assert len(waited) == 1 and _boots(root)[durable] == ""
     snaps.close()
+    _process_gone(root)
     boot.write_text("boot-two\n")
     snaps = Snapshotter(str(root), driver="copy")
     assert snaps.list_layers() == [durable] and snaps.list_active() == []

@@ -712,9 +712,10 @@ class Snapshotter(UpkeepMixin):
         or kernel crash came between: their trees may have lost writes), directory and
         row, so the next use unpacks them again from their blobs (``unpack_layers`` walks
         an image's layers bottom up). Active snapshots that cannot outlive their boot
-        (views and build containers, ``active.boot``) of another boot go too: their
-        process is gone and a volatile upper may be torn as well. Run once per open: one
-        indexed query when there is nothing to drop.
+        (views and build containers, ``active.boot``) of another boot go too, unless a
+        live process holds them (``holds``): their process is gone and a volatile upper
+        may be torn as well. Run once per open: two indexed queries when there is nothing
+        to drop.
 
         Layers above a dropped one keep their rows: lower dirs are per layer and found by
         chain id at mount time, so they are valid again once it is re-unpacked under the
@@ -735,7 +736,11 @@ class Snapshotter(UpkeepMixin):
             return
         with self._shared():
             with self.db.transaction() as conn:
-                dead = conn.execute(stale_active, (self.boot,)).fetchall()
+                dead = [  # one a live process holds is never taken (a root shared by machines)
+                    r
+                    for r in conn.execute(stale_active, (self.boot,)).fetchall()
+                    if not holds.in_use(self._dir("active", r["n"]))
+                ]
                 for r in dead:
                     conn.execute("DELETE FROM active WHERE n=?", (r["n"],))
                 layers = {
