@@ -65,6 +65,9 @@ from kiln.util.locks import file_lock
 from kiln.util.rootless import in_user_namespace
 
 DRIVERS = ("overlay", "copy")
+#: rows recorded as not outliving another boot (``_drop_torn``)
+_STALE_LAYERS = "SELECT chain_id, n FROM layers WHERE boot != '' AND boot != ?"
+_STALE_ACTIVE = "SELECT key, n FROM active WHERE boot != '' AND boot != ?"
 _detected: dict[str, str] = {}
 
 
@@ -727,40 +730,44 @@ class Snapshotter(UpkeepMixin):
         check`` verifies it against its blob meanwhile. Decided in one transaction."""
         if not self.boot:
             return
-        stale_layers = "SELECT chain_id, n FROM layers WHERE boot != '' AND boot != ?"
-        stale_active = "SELECT key, n FROM active WHERE boot != '' AND boot != ?"
         if (
-            self.db.one(stale_layers, (self.boot,)) is None
-            and self.db.one(stale_active, (self.boot,)) is None
+            self.db.one(_STALE_LAYERS, (self.boot,)) is None
+            and self.db.one(_STALE_ACTIVE, (self.boot,)) is None
         ):
+            return
+        # a layer kept for a lasting snapshot stays stale: decide by reading first, so that
+        # such a root does not cost every open a write
+        if self._torn(self.db.conn) == ([], []):
             return
         with self._shared():
             with self.db.transaction() as conn:
-                dead = [  # one a live process holds is never taken (a root shared by machines)
-                    r
-                    for r in conn.execute(stale_active, (self.boot,)).fetchall()
-                    if not holds.in_use(self._dir("active", r["n"]))
-                ]
-                for r in dead:
-                    conn.execute("DELETE FROM active WHERE n=?", (r["n"],))
-                layers = {
-                    r["chain_id"]: r
-                    for r in conn.execute("SELECT chain_id, parent, flat FROM layers")
-                }
-                kept: set[str] = set()
-                for r in conn.execute("SELECT parent FROM active WHERE parent IS NOT NULL"):
-                    chain: str | None = r["parent"]
-                    while chain and chain not in kept and chain in layers:
-                        kept.add(chain)
-                        chain = None if layers[chain]["flat"] else layers[chain]["parent"]
-                doomed = []
-                for r in conn.execute(stale_layers, (self.boot,)).fetchall():
-                    if r["chain_id"] not in kept:
-                        conn.execute("DELETE FROM layers WHERE n=?", (r["n"],))
-                        doomed.append(self._dir("layers", r["n"]))
-            doomed += [self._dir("active", r["n"]) for r in dead]
-            for path in doomed:
+                dead, doomed = self._torn(conn)
+                conn.executemany("DELETE FROM active WHERE n=?", [(n,) for n in dead])
+                conn.executemany("DELETE FROM layers WHERE n=?", [(n,) for n in doomed])
+            for path in [self._dir("layers", n) for n in doomed] + [
+                self._dir("active", n) for n in dead
+            ]:
                 self._rmtree_aside(path)
+
+    def _torn(self, conn: sqlite3.Connection) -> tuple[list[int], list[int]]:
+        """What ``_drop_torn`` drops: the active snapshots of another boot nobody holds,
+        and the stale layers no other active snapshot rests on (numbers)."""
+        dead = [  # one a live process holds is never taken (a root shared by machines)
+            r["n"]
+            for r in conn.execute(_STALE_ACTIVE, (self.boot,)).fetchall()
+            if not holds.in_use(self._dir("active", r["n"]))
+        ]
+        layers = {
+            r["chain_id"]: r for r in conn.execute("SELECT chain_id, parent, flat FROM layers")
+        }
+        kept: set[str] = set()
+        for r in conn.execute("SELECT n, parent FROM active WHERE parent IS NOT NULL"):
+            chain: str | None = None if r["n"] in dead else r["parent"]
+            while chain and chain not in kept and chain in layers:
+                kept.add(chain)
+                chain = None if layers[chain]["flat"] else layers[chain]["parent"]
+        stale = conn.execute(_STALE_LAYERS, (self.boot,)).fetchall()
+        return dead, [r["n"] for r in stale if r["chain_id"] not in kept]
 
     def _create(self, key: str, parent: str | None, kind: str, volatile: bool) -> MountSpec:
         if not key:
