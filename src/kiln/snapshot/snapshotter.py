@@ -717,8 +717,8 @@ class Snapshotter(UpkeepMixin):
         an image's layers bottom up). Active snapshots that cannot outlive their boot
         (views and build containers, ``active.boot``) of another boot go too, unless a
         live process holds them (``holds``): their process is gone and a volatile upper
-        may be torn as well. Run once per open: two indexed queries when there is nothing
-        to drop.
+        may be torn as well. Run once per open: two small queries when there is nothing to
+        drop.
 
         Layers above a dropped one keep their rows: lower dirs are per layer and found by
         chain id at mount time, so they are valid again once it is re-unpacked under the
