@@ -33,7 +33,7 @@ def small_store(tmp_path):
     def kiln(*args, check=True):
         env = dict(os.environ, KILN_ROOT=root)
         proc = subprocess.run([sys.executable, "-m", "kiln.cli.main", *args], env=env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
         if check:
             assert proc.returncode == 0, proc.stderr
         return proc

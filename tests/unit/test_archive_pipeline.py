@@ -48,6 +48,28 @@ def test_an_error_in_the_worker_reaches_the_writer():
     assert not [t for t in threading.enumerate() if t.name == "kiln-layer-writer"]
 
 
+def _writers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "kiln-layer-writer" and t.is_alive()]
+
+
+def test_a_worker_error_found_at_close_still_stops_the_worker():
+    """A full disk while the last slices are written: close raises the error and the worker
+    is gone (it used to wait for a slice forever, and the process hung at exit)."""
+    failed = threading.Event()
+
+    def consume(view: memoryview) -> None:
+        failed.set()
+        raise OSError(28, "No space left on device")
+
+    pipe = SlicePipeline(consume, chunk=10, depth=2)
+    pipe.write(b"x" * 10)  # one whole slice: the worker starts and fails on it
+    assert failed.wait(10)
+    pipe.write(b"y" * 5)  # a short last slice, handed over only by close
+    with pytest.raises(OSError, match="No space left"):
+        pipe.close()
+    assert _writers() == []
+
+
 def test_large_layer_compresses_to_the_serial_bytes(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(os.urandom(3 * CHUNK + 12345))

@@ -11,7 +11,8 @@ last one shorter) and ``consume`` gets them in order, so its output is the same 
 most ``depth`` slices wait for the worker: memory stays flat (``depth + 2`` buffers) and a
 slow disk holds the reader back. A stream shorter than one slice never starts a thread.
 An exception in ``consume`` is raised in the writer's thread at its next ``write`` or at
-``close``; ``abort`` stops the worker without raising.
+``close``; ``abort`` stops the worker without raising. ``close`` stops the worker even when
+it raises.
 """
 
 from __future__ import annotations
@@ -54,14 +55,16 @@ class SlicePipeline:
 
     def close(self) -> None:
         """Hand over the last, shorter slice and wait for the worker to finish all."""
-        if self._fill:
-            if self._thread is None:
-                assert self._cur is not None
-                self._consume(memoryview(self._cur)[: self._fill])
-                self._cur, self._fill = None, 0
-            else:
-                self._send()
-        self._stop()
+        try:
+            if self._fill:
+                if self._thread is None:
+                    assert self._cur is not None
+                    self._consume(memoryview(self._cur)[: self._fill])
+                    self._cur, self._fill = None, 0
+                else:
+                    self._send()  # raises the worker's error (a full disk) before handing over
+        finally:
+            self._stop()  # whatever happened: a worker left waiting would hold the exit
         if self._error is not None:
             raise self._error
 
@@ -83,7 +86,8 @@ class SlicePipeline:
         if self._error is not None:
             raise self._error
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="kiln-layer-writer")
+            # a daemon: should a caller ever leave it waiting, the process still exits
+            self._thread = threading.Thread(target=self._run, name="kiln-layer-writer", daemon=True)
             self._thread.start()
         assert self._cur is not None
         self._full.put((self._cur, self._fill))
