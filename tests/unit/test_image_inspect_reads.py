@@ -58,6 +58,6 @@ def test_inspect_reads_each_blob_once_and_runs_few_statements(store, steps):
     config = child.config_digest.split(":")[1]
     manifest = child.manifest_digest.split(":")[1]
     assert sorted(b.rsplit("/", 1)[1] for b in blobs) == sorted([config, manifest]), blobs
-    # name -> id, the image row, its layers, its repo digests and names, the parent by
-    # history key: six (the parent's own record is not needed, only its ID)
-    assert len(statements) <= 6, statements
+    # the image by name with its layers, repo digests and names in one statement, and the
+    # parent by history key: two (the parent's own record is not needed, only its ID)
+    assert len(statements) <= 2, statements

@@ -108,10 +108,18 @@ class Images:
         rec.added = added
 
     def get_image(self, image_id: str) -> ImageRecord:
-        row = self.db.one("SELECT * FROM images WHERE id=?", (_full_id(image_id),))
+        """The image ``image_id`` (full ID, bare or ``sha256:``), in one statement."""
+        row = self.db.one(_SELECT_IMAGE + "WHERE i.id=?", (_full_id(image_id),))
         if row is None:
             raise NotFound(f"{image_id}: image not known")
-        return self._image_from_row(row)
+        return _record_of_row(row)
+
+    def image_named(self, name: str) -> ImageRecord | None:
+        """The image the normalised ``name`` points at, or None, in one statement."""
+        row = self.db.one(
+            _SELECT_IMAGE + "JOIN names n ON n.image_id = i.id WHERE n.name=?", (name,)
+        )
+        return None if row is None else _record_of_row(row)
 
     def set_image_labels(self, labels_by_id: dict[str, dict[str, str]]) -> None:
         """Record the config labels of images stored without them (one transaction)."""
@@ -317,22 +325,6 @@ class Images:
             out.append(row[0])
         return out
 
-    def _image_from_row(self, row: sqlite3.Row) -> ImageRecord:
-        image_id = row["id"]
-        layers = self.db.query(
-            "SELECT il.chain_id, COALESCE(il.blob_digest, l.blob_digest) FROM image_layers il "
-            "LEFT JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id=? "
-            "ORDER BY il.position",
-            (image_id,),
-        )
-        digests = self.db.query(
-            "SELECT repo_digest FROM repo_digests WHERE image_id=? ORDER BY repo_digest",
-            (image_id,),
-        )
-        return _image_record(
-            row, [tuple(r) for r in layers], [r[0] for r in digests], self.names_of(image_id)
-        )
-
     def fill_layer_blobs(self) -> None:
         """Record the layer blobs of images stored before schema V3, from their manifests."""
         pending = self.db.query(
@@ -410,6 +402,31 @@ def _grouped(rows: list[sqlite3.Row]) -> dict[str, list[tuple]]:
     for r in rows:
         out.setdefault(r[0], []).append(tuple(r)[1:])
     return out
+
+
+# One image row with its layers, repo digests and names, each aggregated as a JSON array by
+# an indexed subquery: one statement per image instead of four. Aggregation order is not
+# guaranteed by SQLite (before 3.44), so layers carry their position and all are sorted here.
+_SELECT_IMAGE = (
+    "SELECT i.*, "
+    "(SELECT json_group_array(json_array(il.position, il.chain_id, "
+    "COALESCE(il.blob_digest, l.blob_digest))) FROM image_layers il "
+    "LEFT JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id = i.id) AS j_layers, "
+    "(SELECT json_group_array(repo_digest) FROM repo_digests WHERE image_id = i.id) AS j_digests, "
+    "(SELECT json_group_array(name) FROM names WHERE image_id = i.id) AS j_names "
+    "FROM images i "
+)
+
+
+def _record_of_row(row: sqlite3.Row) -> ImageRecord:
+    """An ImageRecord from a ``_SELECT_IMAGE`` row."""
+    layers = sorted(json.loads(row["j_layers"]))
+    return _image_record(
+        row,
+        [(chain, blob) for _, chain, blob in layers],
+        sorted(json.loads(row["j_digests"])),
+        sorted(json.loads(row["j_names"])),
+    )
 
 
 def _image_record(

@@ -49,9 +49,10 @@ class Resolver:
         m = _FULL_ID.match(value)
         if m:
             return self._images.get_image("sha256:" + m.group(1))
-        image_id = self._by_reference(value)
-        if image_id is None:
-            image_id = self._by_list(value, platform)
+        rec = self._by_reference(value)
+        if rec is not None:
+            return rec
+        image_id = self._by_list(value, platform)
         if image_id is None:
             image_id = self._by_prefix(value)
         if image_id is None:
@@ -71,9 +72,9 @@ class Resolver:
             if self.db.one("SELECT 1 FROM indexes WHERE id=?", ("sha256:" + bare,)):
                 return self._indexes.get_index(bare)
             raise NotFound(f"{name_or_id}: image not known")
-        image_id = self._by_reference(value)
-        if image_id is not None:
-            return self._images.get_image(image_id)
+        rec = self._by_reference(value)
+        if rec is not None:
+            return rec
         index_id = self._indexes.by_reference(value)
         if index_id is not None:
             return self._indexes.get_index(index_id)
@@ -90,7 +91,8 @@ class Resolver:
             return self._indexes.get_index(index_id)
         raise NotFound(f"{name_or_id}: image not known")
 
-    def _by_reference(self, value: str) -> str | None:
+    def _by_reference(self, value: str) -> ImageRecord | None:
+        """The image a name or ``name@digest`` means; a name costs one statement."""
         try:
             ref = Reference.parse(value)
         except InvalidArgument:
@@ -98,14 +100,15 @@ class Resolver:
                 return None
             raise
         if ref.digest:
-            return self._by_digest(ref, is_short_name(value))
+            image_id = self._by_digest(ref, is_short_name(value))
+            return None if image_id is None else self._images.get_image(image_id)
         candidates = [str(ref)]
         if is_short_name(value):
             candidates.append(str(Reference.parse("localhost/" + value)))
         for name in candidates:
-            row = self.db.one("SELECT image_id FROM names WHERE name=?", (name,))
-            if row is not None:
-                return row[0]
+            rec = self._images.image_named(name)
+            if rec is not None:
+                return rec
         return None
 
     def _by_list(self, value: str, platform: Platform | str | None) -> str | None:
