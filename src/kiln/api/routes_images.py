@@ -13,7 +13,7 @@ from . import shapes
 from .errors import image_lookup
 from .params import qbool, qfilters, qstr
 from .versions import version_at_least
-from .wiring import run_op
+from .wiring import run_op, run_read
 
 # Docker filter names -> kiln's (podman's) names
 _FILTER_ALIASES = {
@@ -50,7 +50,7 @@ async def inspect_image(request: Request) -> Response:
 
     name = request.path_params["name"]
     with image_lookup(name):
-        data = await run_op(request, lambda ctx: ops.inspect_image(ctx, name))
+        data = await run_read(request, lambda ctx: ops.inspect_image(ctx, name))
     return JSONResponse(shapes.docker_inspect(data))
 
 

@@ -25,7 +25,7 @@ from .routes_transfer import _require_images, save_response, search
 from .streaming import Handoff, Reply, StreamedOp
 from .uploads import spool_body
 from .versions import version_at_least
-from .wiring import config_of, context_for, run_op
+from .wiring import config_of, context_for, run_op, run_read
 
 DIGEST_IN_PUSH_STREAM = "4.6.0"  # the libpod version whose push stream ends with the digest
 _ARCHIVE_FORMATS = {
@@ -47,14 +47,14 @@ async def inspect_image(request: Request) -> Response:
 
     name = request.path_params["name"]
     with image_lookup(name):
-        data = await run_op(request, lambda ctx: ops.inspect_image(ctx, name))
+        data = await run_read(request, lambda ctx: ops.inspect_image(ctx, name))
     return JSONResponse(data)
 
 
 async def image_exists(request: Request) -> Response:
 
     name = request.path_params["name"]
-    if await run_op(request, lambda ctx: ops.image_exists(ctx, name)):
+    if await run_read(request, lambda ctx: ops.image_exists(ctx, name)):
         return Response(status_code=204)
     raise NotFound(f"{name}: image not known")
 

@@ -5,6 +5,13 @@ its store open between requests (``kiln.ops.context.thread_context``: opening on
 more than answering an inspect); a thread's store goes with the thread. Streamed
 operations, on threads of their own, open and close theirs (``context_for``). Routes
 reach the store only through the use cases and their context, never directly.
+
+Reads of one image by name (inspect, exists: a few indexed statements and two small
+blobs, well under a millisecond) run on the event loop itself (``run_read``): the hop to a
+worker thread and back cost more CPU than the read, and under many parallel clients the
+hand-offs of the GIL between the loop and the workers made the slow tail. The loop's
+store is opened once, on a worker thread (opening may migrate the schema and wait for
+another process's write), and kept for the server's life.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from kiln.ops.config import Config
-from kiln.ops.context import Context, open_context, thread_context
+from kiln.ops.context import Context, open_context, open_store, thread_context
 from kiln.ops.events import EventSink, NullSink
 
 T = TypeVar("T")
@@ -47,4 +54,19 @@ async def run_op(request: Request, fn: Callable[[Context], T]) -> T:
     return await run_in_threadpool(call)
 
 
-__all__ = ["config_of", "context_for", "run_op"]
+async def run_read(request: Request, fn: Callable[[Context], T]) -> T:
+    """Run ``fn(ctx)`` on the event loop's thread, over the store the server keeps for its
+    reads: only for reads bounded by one image (never a scan, a write, or a registry)."""
+    state = request.app.state
+    store = getattr(state, "read_store", None)
+    if store is None:
+        opened = await run_in_threadpool(open_store, config_of(request))
+        store = getattr(state, "read_store", None)
+        if store is None:
+            state.read_store = store = opened
+        else:  # another request opened it meanwhile
+            opened.close()
+    return fn(Context(store=store, config=config_of(request), borrowed_store=True))
+
+
+__all__ = ["config_of", "context_for", "run_op", "run_read"]

@@ -132,6 +132,12 @@ def thread_context(config: Config, events: EventSink | None = None) -> Context:
     return Context(store=held[1], events=events or NullSink(), config=config, borrowed_store=True)
 
 
+def open_store(config: Config) -> Store:
+    """The store at ``config.root``, for a holder that keeps it open for its whole life (a
+    server's reads) and closes it itself."""
+    return Store.open(config.root)
+
+
 def _remove_scratch(path: str) -> None:
     import shutil
 
@@ -179,4 +185,11 @@ def sweep_leftovers(ctx: Context) -> None:
         ctx.ev.warning(f"removed what a killed kiln left behind: {said}")
 
 
-__all__ = ["Context", "open_context", "store_root", "sweep_leftovers", "thread_context"]
+__all__ = [
+    "Context",
+    "open_context",
+    "open_store",
+    "store_root",
+    "sweep_leftovers",
+    "thread_context",
+]
