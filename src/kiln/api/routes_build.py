@@ -19,8 +19,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
-from kiln.ops import build as build_ops
-from kiln.ops.build_inputs import is_git_context
 from kiln.ops.builder import prune_build_cache
 from kiln.ops.events import OUTPUT, Event
 from kiln.ops.options import RegistryOptions, RunSettings
@@ -211,6 +209,8 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
     remote = qstr(q, "remote")
     if remote:
         # a client names a repository or a tar by URL; never a file on the server's disk
+        from kiln.ops.build_inputs import is_git_context  # start-up: see _run
+
         git = is_git_context(remote) and not remote.startswith("file://")
         if not (git or remote.startswith(("http://", "https://"))):
             raise bad(
@@ -225,7 +225,6 @@ async def build(request: Request) -> Reply:
     q = request.query_params
     opts = build_options(q, libpod)
 
-    known = {f.name for f in dataclasses.fields(build_ops.BuildOptions)}
     config = config_of(request)
     remote = "context" in opts
     if not remote:
@@ -238,10 +237,10 @@ async def build(request: Request) -> Reply:
         try:
             with context_for(config, h) as ctx:
                 if body is None:
-                    return _run(ctx, known, opts, h, registry_auth)
+                    return _run(ctx, opts, h, registry_auth)
                 body.seek(0)
                 tar = {"context": "-", "context_stream": body}  # extracted by the build op
-                return _run(ctx, known, {**opts, **tar}, h, registry_auth)
+                return _run(ctx, {**opts, **tar}, h, registry_auth)
         finally:
             if body is not None:
                 body.close()
@@ -274,8 +273,12 @@ async def build(request: Request) -> Reply:
     return StreamedOp(work, render, done, libpod=libpod)
 
 
-def _run(ctx, known, opts, h: Handoff, registry_auth):
+def _run(ctx, opts, h: Handoff, registry_auth):
+    # start-up: the build engine (a third of `kiln serve`'s imports) loads with the first
+    # build, on its worker thread, not when the server starts
+    from kiln.ops import build as build_ops
 
+    known = {f.name for f in dataclasses.fields(build_ops.BuildOptions)}
     run_fields = {f.name for f in dataclasses.fields(RunSettings)}
     fields = {k: v for k, v in opts.items() if k in known}
     fields["run"] = RunSettings.given(**{k: v for k, v in opts.items() if k in run_fields})

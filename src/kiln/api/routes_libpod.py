@@ -1,4 +1,8 @@
-"""libpod-style image routes (``/libpod/images/...``) in the shapes podman 4.3's bindings decode."""
+"""libpod-style image routes (``/libpod/images/...``) in the shapes podman 4.3's bindings decode.
+
+Pull, push, load and import import their use cases on their worker threads, as
+:mod:`kiln.api.routes_transfer` explains (start-up).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,6 @@ from starlette.routing import Route
 
 from kiln.errors import Conflict, InvalidArgument, NotFound
 from kiln.ops import images as ops
-from kiln.ops.archives import import_image as import_
-from kiln.ops.archives import load
-from kiln.ops.file_transfer import pull, push
 from kiln.ops.options import PullRequest
 from kiln.util.choices import PullPolicy
 
@@ -187,6 +188,8 @@ async def pull_image(request: Request) -> Reply:
     config = config_of(request)
 
     def work(h: Handoff):
+        from kiln.ops.file_transfer import pull  # start-up: see the module docstring
+
         with context_for(config, h) as ctx:
             return pull(ctx, pull_request)
 
@@ -219,6 +222,8 @@ async def push_image(request: Request) -> Reply:
     await _require_images(request, [name])
 
     def work(h: Handoff):
+        from kiln.ops.file_transfer import push  # start-up: see the module docstring
+
         with context_for(config, h) as ctx:
             return push(ctx, name, destination, format=fmt, options=options)
 
@@ -268,6 +273,8 @@ async def load_images(request: Request) -> Response:
     body = await spool_body(request, config.scratch_dir())
 
     def run(ctx):
+        from kiln.ops.archives import load  # start-up: see the module docstring
+
         try:
             return load(ctx, body)
         finally:
@@ -290,6 +297,8 @@ async def import_image(request: Request) -> Response:
     message = qstr(q, "message")
 
     def run(ctx):
+        from kiln.ops.archives import import_image as import_  # start-up: see the module docstring
+
         try:
             return import_(ctx, url or body, reference, changes, message, None)
         finally:

@@ -12,6 +12,7 @@ bindings send and decode, over ``kiln.ops.manifests``:
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +21,6 @@ from starlette.routing import Route
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.oci import strict_json
-from kiln.ops import manifests
 
 from .errors import error_body
 from .params import qbool, qlist, qstr
@@ -29,6 +29,15 @@ from .streaming import Handoff, Reply, StreamedOp
 from .wiring import config_of, context_for, run_op
 
 MAX_BODY = 1 << 20  # a modify request is a few names and fields
+
+
+def _manifests() -> ModuleType:
+    """``kiln.ops.manifests``, imported by the first request that needs it, on its worker
+    thread (start-up: with the registry client and transports it brings, it was most of
+    what ``kiln serve`` imported before answering ``/_ping``)."""
+    from kiln.ops import manifests  # start-up: see the docstring
+
+    return manifests
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -97,7 +106,7 @@ async def create_list(request: Request) -> Response:
     opts = push_pull_options(request, tls)
     rec = await run_op(
         request,
-        lambda ctx: manifests.create(ctx, name, images, all=all_, amend=amend, options=opts),
+        lambda ctx: _manifests().create(ctx, name, images, all=all_, amend=amend, options=opts),
     )
     return JSONResponse({"Id": rec.id.removeprefix("sha256:")}, status_code=201)
 
@@ -105,7 +114,7 @@ async def create_list(request: Request) -> Response:
 async def list_exists(request: Request) -> Response:
 
     name = request.path_params["name"]
-    if await run_op(request, lambda ctx: manifests.exists(ctx, name)):
+    if await run_op(request, lambda ctx: _manifests().exists(ctx, name)):
         return Response(status_code=204)
     raise NotFound(f"{name}: image not known")
 
@@ -116,7 +125,7 @@ async def inspect_list(request: Request) -> Response:
     q = request.query_params
     tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
     opts = push_pull_options(request, tls)
-    doc = await run_op(request, lambda ctx: manifests.inspect(ctx, name, options=opts))
+    doc = await run_op(request, lambda ctx: _manifests().inspect(ctx, name, options=opts))
     return JSONResponse(doc)
 
 
@@ -127,16 +136,16 @@ async def modify_list(request: Request) -> Response:
     name = request.path_params["name"]
     body = await _json_body(request)
     operation = str(body.get("operation") or "update").lower()
-    return await _modify(request, name, operation, body, manifests)
+    return await _modify(request, name, operation, body)
 
 
 async def add_to_list(request: Request) -> Response:
 
     body = await _json_body(request)
-    return await _modify(request, request.path_params["name"], "update", body, manifests)
+    return await _modify(request, request.path_params["name"], "update", body)
 
 
-async def _modify(request: Request, name: str, operation: str, body: dict, manifests) -> Response:
+async def _modify(request: Request, name: str, operation: str, body: dict) -> Response:
     images = _strings(body.get("images"))
     all_ = bool(body.get("all"))
     tls = (
@@ -150,6 +159,7 @@ async def _modify(request: Request, name: str, operation: str, body: dict, manif
         raise InvalidArgument(f'unknown operation "{operation}": use update, remove or annotate')
 
     def work(ctx) -> Any:
+        manifests = _manifests()
         rec = manifests.get(ctx, name)
         targets: list[str | None] = [*images] if images else []
         if not targets and operation == "annotate":
@@ -172,7 +182,7 @@ async def _modify(request: Request, name: str, operation: str, body: dict, manif
 async def remove_list(request: Request) -> Response:
 
     name = request.path_params["name"]
-    removed = await run_op(request, lambda ctx: manifests.rm(ctx, name))
+    removed = await run_op(request, lambda ctx: _manifests().rm(ctx, name))
     return JSONResponse(
         {
             "Deleted": [i.removeprefix("sha256:") for _, i in removed],
@@ -199,7 +209,7 @@ async def push_list(request: Request) -> Reply:
 
     def work(h: Handoff):
         with context_for(config, h) as ctx:
-            return manifests.push(ctx, name, destination, all=all_, format=fmt, options=options)
+            return _manifests().push(ctx, name, destination, all=all_, format=fmt, options=options)
 
     def event(e) -> list[dict]:
         if quiet or not e.message or e.kind == "result":

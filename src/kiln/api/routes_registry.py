@@ -14,12 +14,13 @@ the request.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
-from kiln.ops import registry as ops
 from kiln.ops.options import RegistryOptions
 
 from .registry_auth import creds_of, loopback_registry, push_pull_options
@@ -27,6 +28,15 @@ from .uploads import json_body
 from .wiring import run_op
 
 DOCKER_HUB = "https://index.docker.io/v1/"
+
+
+def _registry() -> ModuleType:
+    """``kiln.ops.registry``, imported by the first request that needs it, on its worker
+    thread (start-up: the registry client is a large part of what ``kiln serve`` imported
+    before answering ``/_ping``)."""
+    from kiln.ops import registry  # start-up: see the docstring
+
+    return registry
 
 
 async def auth(request: Request) -> Response:
@@ -44,7 +54,7 @@ async def auth(request: Request) -> Response:
     tls_verify = False if loopback_registry(f"{host}/x") else None
     await run_op(
         request,
-        lambda ctx: ops.verify_login(
+        lambda ctx: _registry().verify_login(
             ctx, server, user, password, options=RegistryOptions(tls_verify=tls_verify)
         ),
     )
@@ -55,7 +65,9 @@ async def distribution(request: Request) -> Response:
 
     name = request.path_params["name"]
     options = push_pull_options(request, reference=name)
-    found = await run_op(request, lambda ctx: ops.remote_descriptor(ctx, name, options=options))
+    found = await run_op(
+        request, lambda ctx: _registry().remote_descriptor(ctx, name, options=options)
+    )
     return JSONResponse(
         {
             "Descriptor": {
@@ -71,7 +83,7 @@ async def distribution(request: Request) -> Response:
 async def resolve(request: Request) -> Response:
 
     name = request.path_params["name"]
-    names = await run_op(request, lambda ctx: ops.resolve_names(ctx, name))
+    names = await run_op(request, lambda ctx: _registry().resolve_names(ctx, name))
     return JSONResponse({"Names": names})
 
 

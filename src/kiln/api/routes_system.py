@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from kiln.ops.check import check
 from kiln.ops.system import go_arch, kiln_version, system_info
 
 from .params import qbool
@@ -161,6 +160,8 @@ async def libpod_check(request: Request) -> Response:
     quick, repair, lossy = qbool(q, "quick"), qbool(q, "repair"), qbool(q, "repair_lossy")
 
     def run(ctx: Context) -> dict[str, Any]:
+        from kiln.ops.check import check  # start-up: fsck's modules load with the first check
+
         return check(ctx, repair=repair or lossy, quick=quick, force=lossy).to_json()
 
     return JSONResponse(await run_op(request, run))

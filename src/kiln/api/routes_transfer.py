@@ -1,4 +1,10 @@
-"""Docker routes that move images: pull/import, push, save, load, search, commit."""
+"""Docker routes that move images: pull/import, push, save, load, search, commit.
+
+The use cases these routes run (transports, archives, the registry client, containers)
+are imported on the worker thread that first runs one, not with the module: they are
+most of what ``kiln serve`` would import at start, and a server that only answers
+inspects and lists never needs them (start-up: exec to ``/_ping`` answering).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,8 @@ from starlette.routing import Route
 
 from kiln.errors import InvalidArgument, NotFound, Unauthorized
 from kiln.ops import images as ops
-from kiln.ops.archives import import_image, load, save
-from kiln.ops.containers import commit_container
 from kiln.ops.events import Event
-from kiln.ops.file_transfer import pull, push
 from kiln.ops.options import PullRequest, RegistryOptions
-from kiln.ops.registry import search as do_search
 
 from . import shapes
 from .errors import NoSuchImage
@@ -76,6 +78,8 @@ async def _pull(request: Request, pull_request: PullRequest) -> Reply:
         repo, tag = reference, "" if all_tags else "latest"
 
     def work(h: Handoff):
+        from kiln.ops.file_transfer import pull  # start-up: see the module docstring
+
         with context_for(config, h) as ctx:
             try:
                 return pull(ctx, pull_request)
@@ -124,6 +128,8 @@ async def _import(request: Request) -> Reply:
     body = await spool_body(request, config.scratch_dir()) if source == "-" else None
 
     def work(h: Handoff):
+        from kiln.ops.archives import import_image  # start-up: see the module docstring
+
         try:
             with context_for(config, h) as ctx:
                 return import_image(
@@ -154,6 +160,8 @@ async def push_image(request: Request) -> Reply:
     await _require_images(request, [image])
 
     def work(h: Handoff):
+        from kiln.ops.file_transfer import push  # start-up: see the module docstring
+
         with context_for(config, h) as ctx:
             return push(ctx, image, f"docker://{image}", options=options)
 
@@ -192,6 +200,8 @@ def save_response(request: Request, names: list[str], format: str = "docker-arch
     config = config_of(request)
 
     def work(h: Handoff):
+        from kiln.ops.archives import save  # start-up: see the module docstring
+
         out = StreamWriter(h)
         with context_for(config, h) as ctx:
             save(
@@ -223,6 +233,8 @@ async def load_images(request: Request) -> Reply:
     body = await spool_body(request, config.scratch_dir())
 
     def work(h: Handoff):
+        from kiln.ops.archives import load  # start-up: see the module docstring
+
         try:
             with context_for(config, h) as ctx:
                 return load(ctx, body)
@@ -276,10 +288,13 @@ async def search(request: Request, libpod: bool = False) -> list[dict[str, Any]]
     tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
     if tls is None and loopback_registry(term):
         tls = False
-    items = await run_op(
-        request,
-        lambda ctx: do_search(ctx, term, limit=limit, options=RegistryOptions(tls_verify=tls)),
-    )
+
+    def run(ctx):
+        from kiln.ops.registry import search as do_search  # start-up: see the module docstring
+
+        return do_search(ctx, term, limit=limit, options=RegistryOptions(tls_verify=tls))
+
+    items = await run_op(request, run)
     out = [search_item(i) for i in items]
     for f in filters:
         key, _, value = f.partition("=")
@@ -314,6 +329,8 @@ async def commit(request: Request) -> Response:
     qbool(q, "pause", True)
 
     def run(ctx):
+        from kiln.ops.containers import commit_container  # start-up: see the module docstring
+
         try:
             return commit_container(
                 ctx, container, image, changes=changes, author=author, comment=comment
