@@ -5,6 +5,10 @@
 - ``tcp://host:port``: loopback addresses are served as they are; any other
   address is refused unless TLS with client certificates is configured
   (``tlsverify`` with CA, certificate and key), as dockerd requires.
+- HTTP is parsed by httptools (``kiln[server]`` installs it; uvicorn falls back to h11
+  without it): it costs a sixth less CPU per small request. The two differ only in the
+  case of the ``connection``/``transfer-encoding`` header names uvicorn writes, and in
+  the date and length headers of the 400 for a malformed request.
 - One uvicorn server per listener, all in one event loop; SIGINT/SIGTERM stop
   accepting, let requests in flight finish (a second signal forces), and exit.
 - ``idle_timeout`` > 0: exit after that many seconds with no request in flight.
