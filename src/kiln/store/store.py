@@ -154,6 +154,7 @@ class Store:
         # images, names, layers
         self.put_image = images.put_image
         self.get_image = images.get_image
+        self.image_named = images.image_named
         self.set_image_labels = images.set_image_labels
         self.list_images = images.list_images
         self.image_count = images.image_count
