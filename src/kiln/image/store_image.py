@@ -30,13 +30,25 @@ if TYPE_CHECKING:
 
 
 class StoreImage(SourceImage):
-    """An image held by the store; ``record`` is its row (names, repo digests, size)."""
+    """An image held by the store; ``record`` is its row (names, repo digests, size).
 
-    def __init__(self, store: Store, record: ImageRecord):
-        raw = _read(store, Digest.parse(record.manifest_digest))
-        super().__init__(
-            store, Manifest.parse(raw, record.manifest_media_type), tuple(record.names)
-        )
+    ``manifest`` and ``config``: the image's, already in memory (an image just written,
+    e.g. a build step's, which the next step builds on), else read from the store (the
+    config when first asked for)."""
+
+    def __init__(
+        self,
+        store: Store,
+        record: ImageRecord,
+        manifest: Manifest | None = None,
+        config: ImageConfig | None = None,
+    ):
+        if manifest is None:
+            raw = _read(store, Digest.parse(record.manifest_digest))
+            manifest = Manifest.parse(raw, record.manifest_media_type)
+        super().__init__(store, manifest, tuple(record.names))
+        if config is not None:
+            self.__dict__["config"] = config  # the cached_property's value
         self.store = store
         self.record = record
 
@@ -73,14 +85,14 @@ def open_store_image(store: Store, name_or_id: str) -> StoreImage:
 
 
 def _uncompressed_size(
-    store: Store, chain_id: str, desc: Descriptor, sizes: dict[Digest, int]
+    desc: Descriptor, sizes: dict[Digest, int], known: int | None, store: Store
 ) -> int:
+    """The tar size of layer ``desc``: as noted by the copy (``sizes``), else as the
+    store's layer row has it (``known``), else its size if uncompressed, else counted."""
     if desc.digest in sizes:
         return sizes[desc.digest]
-    try:
-        return store.get_layer(chain_id).uncompressed_size
-    except NotFound:
-        pass
+    if known is not None:
+        return known
     if mt.layer_compression(desc.media_type) == "none":
         return desc.size
     tee = DiffIdTee(store.open_blob(desc.digest), desc.media_type)
@@ -106,20 +118,25 @@ def register_image(
         store.put_blob(manifest.descriptor(), io.BytesIO(manifest.raw))
         holder.add_blob(manifest.digest)
         with store.transaction():
-            record_image(store, layer_rows, record, names, holder)
+            record_image(store, layer_rows, record, names, holder, config)
     return store.get_image(record.id)
 
 
 def record_image(
     store: Store, layer_rows: list[LayerRecord], record: ImageRecord, names: Sequence[str],
-    lease: Lease,
+    lease: Lease, config: ImageConfig | None = None,
 ) -> None:  # fmt: skip
     """The rows of an image (``image_rows``) whose blobs are all stored, joining ``lease``,
-    in the caller's transaction (or one of its own)."""
+    in the caller's transaction (or one of its own). ``config``: the image's, parsed from
+    its stored bytes (its history indexes the image's lineage without a read back)."""
+    stored = (
+        config is not None
+        and config.raw
+        and str(Digest.of_bytes(config.raw)) == (record.config_digest or record.id)
+    )
     with store.transaction():
-        for row in layer_rows:
-            store.put_layer(row)
-        store.put_image(record)
+        store.put_layers(layer_rows)
+        store.put_image(record, history=config.history if stored and config else None)
         for name in names:
             store.tag(name, record.id)
         lease.add_image(record.id)
@@ -138,6 +155,7 @@ def image_rows(
         )
     sizes = uncompressed_sizes or {}
     chains = chain_ids(config.diff_ids)
+    known = store.uncompressed_sizes(chains)
     layer_rows = []
     for i, desc in enumerate(manifest.layers):
         layer_rows.append(
@@ -148,7 +166,7 @@ def image_rows(
                 blob_digest=str(desc.digest),
                 media_type=desc.media_type,
                 size=desc.size,
-                uncompressed_size=_uncompressed_size(store, chains[i], desc, sizes),
+                uncompressed_size=_uncompressed_size(desc, sizes, known.get(chains[i]), store),
             )
         )
     record = ImageRecord(

@@ -165,9 +165,9 @@ class Content:
         gc_lock = os.path.join(self.root, paths.GC_LOCK)
         with file_lock(gc_lock, exclusive=False), self.db.transaction():
             dirs: set[str] = set()
+            self._leases.join_blobs([ing.sealed for ing in todo])
             for ing in todo:
                 assert ing.sealed is not None
-                self._join_leases(ing.sealed)
                 if self._place(ing, ing.sealed):
                     dirs.add(os.path.dirname(self.blob_path(ing.sealed)))
             fsync_all([], dirs=sorted(dirs))

@@ -276,24 +276,21 @@ class Maintenance:
             return False
 
 
+#: the blobs image ``?1``'s manifest names (manifest, config, each layer's own blob), as
+#: the one column ``d`` (NULL where a row has none): the one query for ``image_blobs``,
+#: a lease that holds an image and the blobs ``delete_image`` releases
+IMAGE_BLOBS_SQL = (
+    "SELECT manifest_digest AS d FROM images WHERE id=?1 "
+    "UNION SELECT config_digest FROM images WHERE id=?1 "
+    "UNION SELECT COALESCE(il.blob_digest, l.blob_digest) FROM image_layers il "
+    "LEFT JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id=?1"
+)
+
+
 def image_blobs(conn: sqlite3.Connection, image_id: str) -> set[str]:
     """The blobs the image's manifest names: manifest, config, each layer's own blob."""
-    out: set[str] = set()
-    row = conn.execute(
-        "SELECT manifest_digest, config_digest FROM images WHERE id=?", (image_id,)
-    ).fetchone()
-    if row is not None:
-        out.update((row[0], row[1]))
-    out.update(
-        r[0]
-        for r in conn.execute(
-            "SELECT COALESCE(il.blob_digest, l.blob_digest) FROM image_layers il "
-            "LEFT JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id=?",
-            (image_id,),
-        )
-        if r[0]
-    )
-    return out
+    rows = conn.execute(f"SELECT d FROM ({IMAGE_BLOBS_SQL}) WHERE d IS NOT NULL", (image_id,))
+    return {r[0] for r in rows}
 
 
 def _hash_file(path: str, algorithm: str) -> Digest | None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 
 from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
-from kiln.oci import Digest, Manifest, Reference
+from kiln.oci import Digest, History, Manifest, Reference
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.store import paths
 from kiln.store.db import Database
-from kiln.store.gc import file_clock
+from kiln.store.gc import IMAGE_BLOBS_SQL, file_clock
 from kiln.store.leases import Leases
 from kiln.store.lineage import put_lineage
 from kiln.store.records import ImageRecord, LayerRecord
@@ -58,17 +59,22 @@ class Images:
 
     # images -----------------------------------------------------------------
 
-    def put_image(self, rec: ImageRecord) -> None:
-        """Insert or update an image and its ordered layer list (layers must be put first)."""
+    def put_image(self, rec: ImageRecord, history: Sequence[History] | None = None) -> None:
+        """Insert or update an image and its ordered layer list (layers must be put first).
+        ``history``: the history of the stored config, when the caller has it parsed (a
+        build step), which spares reading the config back for the lineage columns. The
+        statements do not grow with the layer count (a build's step 20 costs what step 2
+        does): the layer list goes in as one JSON array."""
         with self.db.transaction() as conn:
-            for chain_id in rec.layers:
-                if (
-                    conn.execute("SELECT 1 FROM layers WHERE chain_id=?", (chain_id,)).fetchone()
-                    is None
-                ):
-                    raise NotFound(
-                        f"layer {chain_id} of image {rec.id} is not in the store; put_layer it first"
-                    )
+            missing = conn.execute(
+                "SELECT j.value FROM json_each(?) j WHERE NOT EXISTS "
+                "(SELECT 1 FROM layers l WHERE l.chain_id = j.value) LIMIT 1",
+                (json.dumps(list(rec.layers)),),
+            ).fetchone()
+            if missing is not None:
+                raise NotFound(
+                    f"layer {missing[0]} of image {rec.id} is not in the store; put_layer it first"
+                )
             old = conn.execute("SELECT added FROM images WHERE id=?", (rec.id,)).fetchone()
             added = old["added"] if old is not None else (rec.added or time.time())
             conn.execute(
@@ -92,13 +98,15 @@ class Images:
                 ),
             )
             blobs = self._layer_blobs_of(conn, rec)
-            conn.execute("DELETE FROM image_layers WHERE image_id=?", (rec.id,))
-            conn.executemany(
+            if old is not None:
+                conn.execute("DELETE FROM image_layers WHERE image_id=?", (rec.id,))
+            conn.execute(
                 "INSERT INTO image_layers(image_id, position, chain_id, blob_digest) "
-                "VALUES (?,?,?,?)",
-                [(rec.id, i, c, b) for i, (c, b) in enumerate(zip(rec.layers, blobs, strict=True))],
+                "SELECT ?, j.key, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') "
+                "FROM json_each(?) j",
+                (rec.id, json.dumps(list(zip(rec.layers, blobs, strict=True)))),
             )
-            put_lineage(conn, self.root, rec.id, rec.config_digest or rec.id, rec.layers)
+            put_lineage(conn, self.root, rec.id, rec.config_digest or rec.id, rec.layers, history)
             for name in rec.names:
                 self.tag(name, rec.id)
             for rd in rec.repo_digests:
@@ -189,13 +197,9 @@ class Images:
         if leased is not None:
             return
         conn.execute(
-            "INSERT INTO released(kind, ref, at) SELECT 'blob', d, ?1 FROM ("
-            "SELECT manifest_digest AS d FROM images WHERE id=?2 "
-            "UNION SELECT config_digest FROM images WHERE id=?2 "
-            "UNION SELECT COALESCE(il.blob_digest, l.blob_digest) FROM image_layers il "
-            "LEFT JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id=?2"
-            ") WHERE d IS NOT NULL ON CONFLICT(kind, ref) DO UPDATE SET at=excluded.at",
-            (now, image_id),
+            f"INSERT INTO released(kind, ref, at) SELECT 'blob', d, ?2 FROM ({IMAGE_BLOBS_SQL}) "
+            "WHERE d IS NOT NULL ON CONFLICT(kind, ref) DO UPDATE SET at=excluded.at",
+            (image_id, now),
         )
         conn.execute(
             "INSERT INTO released(kind, ref, at) SELECT 'layer', chain_id, ?1 FROM image_layers "
@@ -269,21 +273,31 @@ class Images:
     # layers -----------------------------------------------------------------
 
     def put_layer(self, rec: LayerRecord) -> None:
+        self.put_layers([rec])
+
+    def put_layers(self, recs: Sequence[LayerRecord]) -> None:
+        """Insert or update layer rows in one statement; a row that would not change is not
+        written (a build step re-puts its base's rows: they cost no write)."""
+        if not recs:
+            return
+        rows = [
+            (r.chain_id, r.diff_id, r.parent, r.blob_digest, r.media_type, r.size,
+             r.uncompressed_size)
+            for r in recs
+        ]  # fmt: skip
+        cols = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(7))
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO layers(chain_id, diff_id, parent, blob_digest, media_type, size, "
-                "uncompressed_size) VALUES (?,?,?,?,?,?,?) ON CONFLICT(chain_id) DO UPDATE SET "
-                "blob_digest=excluded.blob_digest, media_type=excluded.media_type, "
-                "size=excluded.size, uncompressed_size=excluded.uncompressed_size",
-                (
-                    rec.chain_id,
-                    rec.diff_id,
-                    rec.parent,
-                    rec.blob_digest,
-                    rec.media_type,
-                    rec.size,
-                    rec.uncompressed_size,
-                ),
+                f"uncompressed_size) SELECT {cols} FROM json_each(?) WHERE true "
+                "ON CONFLICT(chain_id) DO UPDATE SET blob_digest=excluded.blob_digest, "
+                "media_type=excluded.media_type, size=excluded.size, "
+                "uncompressed_size=excluded.uncompressed_size "
+                "WHERE layers.blob_digest IS NOT excluded.blob_digest "
+                "OR layers.media_type IS NOT excluded.media_type "
+                "OR layers.size IS NOT excluded.size "
+                "OR layers.uncompressed_size IS NOT excluded.uncompressed_size",
+                (json.dumps(rows),),
             )
 
     def get_layer(self, chain_id: str) -> LayerRecord:
@@ -291,6 +305,15 @@ class Images:
         if row is None:
             raise NotFound(f"layer {chain_id} not known to the store")
         return _layer_from_row(row)
+
+    def uncompressed_sizes(self, chain_ids: Sequence[str]) -> dict[str, int]:
+        """The uncompressed size of each of these chains the store knows (one query)."""
+        rows = self.db.query(
+            "SELECT l.chain_id, l.uncompressed_size FROM json_each(?) j "
+            "JOIN layers l ON l.chain_id = j.value",
+            (json.dumps(list(chain_ids)),),
+        )
+        return {r[0]: r[1] for r in rows}
 
     def list_layers(self) -> list[LayerRecord]:
         return [_layer_from_row(r) for r in self.db.query("SELECT * FROM layers")]
@@ -317,13 +340,12 @@ class Images:
         found = manifest_layer_blobs(self.root, rec.manifest_digest, rec.manifest_media_type)
         if found is not None and len(found) == len(rec.layers):
             return found
-        out = []
-        for chain_id in rec.layers:
-            row = conn.execute(
-                "SELECT blob_digest FROM layers WHERE chain_id=?", (chain_id,)
-            ).fetchone()
-            out.append(row[0])
-        return out
+        rows = conn.execute(
+            "SELECT l.blob_digest FROM json_each(?) j JOIN layers l ON l.chain_id = j.value "
+            "ORDER BY j.key",
+            (json.dumps(list(rec.layers)),),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def fill_layer_blobs(self) -> None:
         """Record the layer blobs of images stored before schema V3, from their manifests."""

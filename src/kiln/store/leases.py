@@ -17,6 +17,7 @@ same leases with no code of its own. A lease handed over explicitly (a library c
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -25,7 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from kiln.store.db import Database
-from kiln.store.gc import image_blobs
+from kiln.store.gc import IMAGE_BLOBS_SQL
 from kiln.util.process_owner import is_alive, this_process
 
 #: the leases open in this context, innermost last (of every store: see ``Leases.open``)
@@ -47,11 +48,15 @@ class Lease:
         self._add("blob", str(digest))
 
     def add_image(self, image_id: str) -> None:
-        """Keep the image and its blobs, even if the image is deleted meanwhile."""
+        """Keep the image and its blobs, even if the image is deleted meanwhile (two
+        statements however many layers it has)."""
         with self._db.transaction() as conn:
             self._add("image", image_id)
-            for blob in image_blobs(conn, image_id):
-                self._add("blob", blob)
+            conn.execute(
+                "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) "
+                f"SELECT ?2, 'blob', d FROM ({IMAGE_BLOBS_SQL}) WHERE d IS NOT NULL",
+                (image_id, self.id),
+            )
 
     def _add(self, kind: str, ref: str) -> None:
         with self._db.transaction() as conn:
@@ -147,9 +152,10 @@ class Leases:
         if not lease_ids:
             return
         with self.db.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) VALUES (?, 'blob', ?)",
-                [(lease_id, str(d)) for d in digests for lease_id in lease_ids],
+            conn.execute(
+                "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) "
+                "SELECT l.value, 'blob', d.value FROM json_each(?) l, json_each(?) d",
+                (json.dumps(lease_ids), json.dumps([str(d) for d in digests])),
             )
 
     def join_image(self, image_id: str) -> None:

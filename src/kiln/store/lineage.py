@@ -56,9 +56,11 @@ def keys_of(history: Sequence[History]) -> list[str]:
     return keys
 
 
-def index_columns(root: str, config_digest: str, layers: list[str]) -> tuple:
-    """``(top_chain, layer_count, history_key)`` of an image being put."""
-    keys = history_keys(root, config_digest)
+def index_columns(root: str, config_digest: str, layers: list[str],
+                  history: Sequence[History] | None = None) -> tuple:  # fmt: skip
+    """``(top_chain, layer_count, history_key)`` of an image being put; ``history``: its
+    stored config's, when the caller has parsed it (else the config is read back)."""
+    keys = history_keys(root, config_digest) if history is None else keys_of(history)
     return (layers[-1] if layers else None, len(layers), keys[-1] if keys else UNREADABLE)
 
 
@@ -127,9 +129,9 @@ class Lineage:
 
 
 def put_lineage(conn: sqlite3.Connection, root: str, image_id: str, config_digest: str,
-                layers: list[str]) -> None:  # fmt: skip
+                layers: list[str], history: Sequence[History] | None = None) -> None:  # fmt: skip
     """Record the lineage columns of an image just put (inside its transaction)."""
     conn.execute(
         "UPDATE images SET top_chain=?, layer_count=?, history_key=? WHERE id=?",
-        (*index_columns(root, config_digest, layers), image_id),
+        (*index_columns(root, config_digest, layers, history), image_id),
     )

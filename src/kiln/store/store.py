@@ -165,6 +165,8 @@ class Store:
         self.names_of = images.names_of
         self.add_repo_digest = images.add_repo_digest
         self.put_layer = images.put_layer
+        self.put_layers = images.put_layers
+        self.uncompressed_sizes = images.uncompressed_sizes
         self.get_layer = images.get_layer
         self.list_layers = images.list_layers
         self.images_using_layer = images.images_using_layer
