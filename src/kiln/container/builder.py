@@ -77,6 +77,9 @@ class Builder:
         #: not persisted in the state, so `kiln from`/`kiln run` working containers keep
         #: synced mounts; its snapshots are made ``volatile`` (dropped after another boot)
         self.volatile_mounts = volatile_mounts
+        #: the image of ``state.image_id`` in memory (``kiln.image.StoreImage``), when this
+        #: process has it open: a build's next step commits on it without reading it back
+        self.image: Any = None
 
     # -- creation and lookup --------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class Builder:
             check_name(name)
         image_format = ImageFormat.parse(image_format)
         if image in (None, "", SCRATCH):
-            base, config, top = None, scratch_config(), None
+            base, config, top, img = None, scratch_config(), None, None
             image_name = SCRATCH
         else:
             assert image is not None
@@ -137,7 +140,9 @@ class Builder:
             with contextlib.suppress(Exception):
                 snaps.remove(key)
             raise
-        return cls(store, snaps, record, state, volatile_mounts=volatile_mounts)
+        builder = cls(store, snaps, record, state, volatile_mounts=volatile_mounts)
+        builder.image = img if base else None
+        return builder
 
     @classmethod
     def load(cls, ctx_or_store: Any, name_or_id: str, *, snapshots: Any = None) -> Builder:
@@ -468,15 +473,23 @@ class Builder:
             changes=tuple(changes), created_by=created_by, history_comment=history_comment,
             history_entry=history_entry, force_layer=force_layer,
         )  # fmt: skip
+        return self._commit(opts, name, rm).record
+
+    def _commit(self, opts: Any, name: str | None, rm: bool = False) -> Any:
+        """``commit`` with its ``CommitOptions``; returns the new image in memory."""
+        # start-up: kiln.image costs ~0.15 s (see the module docstring)
+        from . import commit as image_commit
+
         pending = image_commit.Pending(
             base_id=self.state.image_id, config=self.config, history=tuple(self.state.history),
             created_by=self.state.created_by, history_comment=self.state.history_comment,
+            base=self.image,
         )  # fmt: skip
-        with image_commit.layer_changes(self, squash=squash) as entries:
-            record = image_commit.commit_image(self.store, entries, pending, opts, name)
+        with image_commit.layer_changes(self, squash=opts.squash) as entries:
+            image = image_commit.commit_image(self.store, entries, pending, opts, name)
         if rm:
             self.delete()
-        return record
+        return image
 
     def commit_step(
         self,
@@ -493,9 +506,15 @@ class Builder:
         the upper dir becomes the new layer's snapshot (no copy, no unpack) under a fresh,
         empty upper; pending history and additions are cleared."""
         old_chain = self.state.parent_chain_id
-        rec = self.commit(name, format=image_format, compression=compression,
-                          timestamp=timestamp, created_by=created_by, squash=squash,
-                          force_layer=True)  # fmt: skip
+        # start-up: kiln.image costs ~0.15 s (see the module docstring)
+        from . import commit as image_commit
+
+        opts = image_commit.CommitOptions(
+            image_format=image_format or self.state.format, compression=compression,
+            timestamp=timestamp, created_by=created_by, squash=squash, force_layer=True,
+        )  # fmt: skip
+        image = self._commit(opts, name)
+        rec = image.record
         new_chain = rec.layers[-1] if rec.layers else None
         new_key = self._new_snapshot_key()
         if squash or new_chain == old_chain:
@@ -511,7 +530,7 @@ class Builder:
             # another boot (the snapshotter drops it then; the next use unpacks the blob)
             self.snapshots.commit(self.state.snapshot_key, new_chain, old_chain,
                                   next_key=new_key, synced=False)  # fmt: skip
-        self._rebase(rec, new_chain, new_key)
+        self._rebase(image, new_chain, new_key)
         return rec
 
     def adopt_image(self, image_id: str) -> None:
@@ -526,24 +545,20 @@ class Builder:
             self.snapshots.remove(self.state.snapshot_key)
         new_key = self._new_snapshot_key()
         self.snapshots.prepare(new_key, chain, volatile=self.volatile_mounts)
-        self._rebase(img.record, chain, new_key, img.config)
+        self._rebase(img, chain, new_key)
 
     def _new_snapshot_key(self) -> str:
         return f"kiln-container-{self.id}-{secrets.token_hex(4)}"
 
-    def _rebase(
-        self, rec: ImageRecord, chain: str | None, key: str, config: ImageConfig | None = None
-    ) -> None:
-        """Make this a container of image ``rec`` on the prepared snapshot ``key`` over
-        ``chain``, with the image's config (annotations kept) and nothing pending; saved."""
-        if config is None:
-            # start-up: kiln.image costs ~0.15 s (see the module docstring)
-            from kiln.image import open_store_image
-
-            config = open_store_image(self.store, rec.id).config
+    def _rebase(self, image: Any, chain: str | None, key: str) -> None:
+        """Make this a container of ``image`` (a ``StoreImage``, kept in memory for the
+        next commit) on the prepared snapshot ``key`` over ``chain``, with the image's
+        config (annotations kept) and nothing pending; saved."""
+        config = image.config
+        self.image = image
         self.state.snapshot_key = key
         self.state.parent_chain_id = chain
-        self.state.image_id = rec.id
+        self.state.image_id = image.id
         self.state.history = []
         self.state.added = []
         self.state.created_by = ""

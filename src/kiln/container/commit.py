@@ -36,11 +36,11 @@ from kiln.errors import InvalidArgument
 from kiln.image import open_store_image
 from kiln.image.changes import apply_changes
 from kiln.image.mutate import Addendum, append_layers
-from kiln.image.store_image import image_rows, record_image
+from kiln.image.store_image import StoreImage, image_rows, record_image
 from kiln.oci import Descriptor, Digest, History, ImageConfig
 from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
-from kiln.store import ImageRecord, Store
+from kiln.store import Store
 from kiln.util import choices
 from kiln.util.atomic import WritebackEvery
 from kiln.util.timefmt import rfc3339
@@ -101,6 +101,8 @@ class Pending:
     history: Sequence[History] = ()
     created_by: str = ""
     history_comment: str = ""
+    #: the base image already in memory (a build's previous step), else read from the store
+    base: StoreImage | None = None
 
 
 class Filesystem(Protocol):
@@ -216,15 +218,24 @@ def joined_lease(store: Store) -> Iterator[Any]:
 def commit_image(
     store: Store, changes: Iterator[Any] | None, pending: Pending, opts: CommitOptions,
     name: str | None = None,
-) -> ImageRecord:  # fmt: skip
+) -> StoreImage:  # fmt: skip
     """Write ``changes`` (layer entries; None when nothing changed) as a new layer on
     ``pending.base_id`` with ``pending``'s config and history; name it ``name`` if given.
-    With ``opts.squash``, ``changes`` is the whole tree and the image has no base."""
+    With ``opts.squash``, ``changes`` is the whole tree and the image has no base.
+
+    Returns the new image in memory (record, manifest and config), for the next step to
+    build on: its config is parsed once, here, and its rows cost the same statements
+    whatever the depth of the image."""
     editor = ConfigEditor(pending.config.image, pending.config.annotations)
     if opts.changes:
         editor.image = editor.image.evolve(config=apply_changes(editor.runtime, opts.changes))
     base_id = None if opts.squash else pending.base_id
-    base = None if base_id is None else open_store_image(store, base_id)
+    base: StoreImage | None = None
+    if base_id is not None:
+        known = pending.base
+        base = (
+            known if known is not None and known.id == base_id else open_store_image(store, base_id)
+        )
     base_layers = list(base.layers) if base is not None else []
     image_format = opts.image_format
     comp = Compression(opts.compression)
@@ -265,7 +276,8 @@ def commit_image(
                             history=tuple(history)), image_format,
                             annotations=editor.annotations, check_history=False)  # fmt: skip
         raw, manifest = new.config_raw, new.manifest
-        layer_rows, record = image_rows(store, manifest, ImageConfig.parse(raw), sizes)
+        config = ImageConfig.parse(raw)  # the step's one parse: what is stored, as read back
+        layer_rows, record = image_rows(store, manifest, config, sizes)
         config_ing = store.sealed_bytes(new.config_descriptor, raw)
         manifest_ing = store.sealed_bytes(manifest.descriptor(), manifest.raw)
         for ing in (config_ing, manifest_ing):
@@ -276,6 +288,6 @@ def commit_image(
         # that records the image
         store.publish(
             [layer_ing, config_ing, manifest_ing],
-            then=lambda: record_image(store, layer_rows, record, names, lease),
+            then=lambda: record_image(store, layer_rows, record, names, lease, config),
         )
-    return store.get_image(record.id)
+    return StoreImage(store, store.get_image(record.id), manifest, config)
