@@ -146,19 +146,23 @@ class Snapshotter(UpkeepMixin):
 
     def layer_dirs(self, chain_id: str) -> list[str]:
         """The chain's layer directories, top layer first (a flat layer ends the chain)."""
-        dirs: list[str] = []
-        current: str | None = chain_id
-        while current:
-            row = self.db.one("SELECT n, parent, flat FROM layers WHERE chain_id=?", (current,))
-            if row is None:
-                raise NotFound(f"layer {current} is not unpacked in {self.root}")
-            dirs.append(self._layer_fs(row["n"]))
-            if row["flat"]:
-                break
-            current = row["parent"]
-            if len(dirs) > 10_000:
+        # one query however deep the chain (a build's step 20 mounts what step 2 does)
+        rows = self.db.query(
+            "WITH RECURSIVE chain(depth, n, parent, flat) AS ("
+            "SELECT 0, n, parent, flat FROM layers WHERE chain_id=? UNION ALL "
+            "SELECT c.depth + 1, l.n, l.parent, l.flat FROM chain c "
+            "JOIN layers l ON l.chain_id = c.parent WHERE NOT c.flat AND c.depth < 10000) "
+            "SELECT n, parent, flat FROM chain ORDER BY depth",
+            (chain_id,),
+        )
+        if not rows:
+            raise NotFound(f"layer {chain_id} is not unpacked in {self.root}")
+        last = rows[-1]
+        if last["parent"] and not last["flat"]:
+            if len(rows) > 10_000:
                 raise InvalidArgument(f"layer chain of {chain_id} loops")
-        return dirs
+            raise NotFound(f"layer {last['parent']} is not unpacked in {self.root}")
+        return [self._layer_fs(row["n"]) for row in rows]
 
     def unpack_layer(
         self,
