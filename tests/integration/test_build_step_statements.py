@@ -1,0 +1,88 @@
+"""A build step's store work does not grow with the depth of the image (root, runc).
+
+Each RUN step commits a layer on its image: the SQL statements it issues (the store's
+``kiln.db`` and the snapshotter's ``snapshots.db``, counted with SQLite's trace callback)
+and the image configs it parses must be the same at step 20 as at step 2, or a build of
+n steps costs O(n^2) (the whole layer chain re-inserted, re-leased and re-read per step).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from build_fixtures import ROOT_MARKS  # noqa: F401
+from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
+from kiln.build import stage_run
+from kiln.oci.config import ImageConfig
+from kiln.ops.context import Context
+from kiln.ops.events import ListSink
+from kiln.store import Store
+from kiln.util import sqlite as kiln_sqlite
+
+pytestmark = [*ROOT_MARKS, pytest.mark.slow, pytest.mark.timeout(300)]
+
+STEPS = 20
+#: statements a later step may issue beyond step 2's (none are expected: a little room
+#: for a step that happens to clear a lease or an expired row)
+SLACK = 3
+
+
+def test_step_statements_and_config_parses_do_not_grow_with_depth(
+    kiln_store,
+    busybox_image,
+    tmp_path,
+    monkeypatch,  # noqa: F811
+):
+    statements: list[str] = []
+    parses = [0]
+    real_connect = kiln_sqlite.connect
+
+    def traced_connect(path: str) -> sqlite3.Connection:
+        conn = real_connect(path)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(kiln_sqlite, "connect", traced_connect)
+    real_parse = ImageConfig.parse.__func__  # type: ignore[attr-defined]
+
+    def counted_parse(cls, raw):
+        parses[0] += 1
+        return real_parse(cls, raw)
+
+    monkeypatch.setattr(ImageConfig, "parse", classmethod(counted_parse))
+    per_step: list[tuple[int, int]] = []
+    real_step = stage_run.StageRun.layer_step
+
+    def counted_step(self, *args, **kwargs):
+        s0, p0 = len(statements), parses[0]
+        real_step(self, *args, **kwargs)
+        per_step.append((len(statements) - s0, parses[0] - p0))
+
+    monkeypatch.setattr(stage_run.StageRun, "layer_step", counted_step)
+
+    from kiln.build.options import BuildOptions
+    from kiln.ops.build import build
+
+    ctx_dir = tmp_path / "ctx"
+    ctx_dir.mkdir()
+    runs = "".join(f"RUN echo {i} > /step{i}\n" for i in range(STEPS))
+    (ctx_dir / "Containerfile").write_text(f"FROM busybox\n{runs}")
+    store = Store(kiln_store.root)  # opened now, so its connections are traced
+    try:
+        ctx = Context(store=store, events=ListSink())
+        result = build(ctx, BuildOptions(context=str(ctx_dir), tags=["deep"]))
+        image = store.get_image(result.image_id)
+    finally:
+        store.close()
+
+    assert len(image.layers) == len(busybox_image.layers) + STEPS
+    assert len(per_step) == STEPS
+    first = per_step[1]  # step 1 also starts the working container
+    assert first[0] > 0, "no statement was traced: the test measures nothing"
+    for number, (count, parsed) in enumerate(per_step[2:], start=3):
+        assert count <= first[0] + SLACK, (
+            f"step {number} issued {count} SQL statements, step 2 {first[0]}: {per_step}"
+        )
+        assert parsed <= 1, f"step {number} parsed {parsed} image configs: {per_step}"
