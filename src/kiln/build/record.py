@@ -188,12 +188,13 @@ def image_layers(store: Any, image_id: str) -> list[dict[str, Any]]:
     """An image's layers, bottom first: digest, diff_id, media type, sizes, created_by."""
     img = open_store_image(store, image_id)
     history = [h for h in img.config.history if not h.empty_layer]
+    try:
+        sizes = store.uncompressed_sizes(img.record.layers)  # one query, however many layers
+    except Exception:
+        sizes = {}
     out = []
     for i, (desc, chain) in enumerate(zip(img.manifest.layers, img.record.layers, strict=False)):
-        try:
-            uncompressed = store.get_layer(chain).uncompressed_size
-        except Exception:
-            uncompressed = 0
+        uncompressed = sizes.get(chain, 0)
         created_by = history[i].created_by if i < len(history) else ""
         out.append({"digest": str(desc.digest), "diff_id": str(img.diff_ids[i]),
                     "media_type": desc.media_type, "size": desc.size,
