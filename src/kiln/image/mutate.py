@@ -71,10 +71,9 @@ def append_layers(
     diff_ids: list[str] = []
     if base is not None:
         diff_ids += base.config.diff_ids
-        descs += [
-            d.replace(media_type=mt.convert_layer_media_type(d.media_type, image_format))
-            for d in base.layers
-        ]
+        for d in base.layers:
+            media_type = mt.convert_layer_media_type(d.media_type, image_format)
+            descs.append(d if media_type == d.media_type else d.replace(media_type=media_type))
     history = list(config.history)
     for layer in layers:
         descs.append(layer.descriptor)
