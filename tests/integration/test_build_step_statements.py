@@ -29,12 +29,7 @@ STEPS = 20
 SLACK = 3
 
 
-def test_step_statements_and_config_parses_do_not_grow_with_depth(
-    kiln_store,
-    busybox_image,
-    tmp_path,
-    monkeypatch,  # noqa: F811
-):
+def test_step_sql_and_parses_flat_in_depth(kiln_store, busybox_image, tmp_path, monkeypatch):  # noqa: F811
     statements: list[str] = []
     parses = [0]
     real_connect = kiln_sqlite.connect
