@@ -67,10 +67,13 @@ class CopyOptions:
             return st.st_uid, st.st_gid
         return self.uid_gid
 
+    #: the caller's effective uid, read once per copy (not once per file)
+    euid: int = field(default_factory=os.geteuid, repr=False, compare=False)
+
     @property
     def chown_needed(self) -> bool:
         """Unprivileged callers without --chown keep their own ownership (rootless tests)."""
-        return self.owner is not None or os.geteuid() == 0
+        return self.owner is not None or self.euid == 0
 
 
 @dataclass
@@ -231,17 +234,17 @@ class TreeCopier:
         if not existed:
             self.dst.mkdir(target, 0o700)
         self.hash.add(label, "dir", self._mode(st), "")
-        with os.scandir(dfd) as it:
-            names = sorted(e.name for e in it)
+        with os.scandir(dfd) as it:  # (name, listed as a regular file): d_type, no stat
+            names = sorted((e.name, e.is_file(follow_symlinks=False)) for e in it)
         if self.include is not None:
             base = "" if label == "." else label.removeprefix("./")
             prefix = base + "/" if base else ""
-            names = [n for n in names if prefix + n in self.include]
+            names = [n for n in names if prefix + n[0] in self.include]
         tfd = self.dst.open_dir(target) if names else -1
         try:
-            for name in names:
-                self._child(dfd, name, posixpath.join(target, name), posixpath.join(label, name),
-                            tfd)  # fmt: skip
+            for name, regular in names:
+                copy = self._listed_file if regular else self._child
+                copy(dfd, name, posixpath.join(target, name), posixpath.join(label, name), tfd)
         finally:
             if tfd >= 0:
                 os.close(tfd)
@@ -277,6 +280,23 @@ class TreeCopier:
             self._special(st, target, label, link_target=link_target)
         else:
             self._special(st, target, label, link_target=None)
+
+    def _listed_file(self, dfd: int, name: str, target: str, label: str, tfd: int) -> None:
+        """A child listed as a regular file: opened by name without a ``stat`` first (never
+        followed, never waiting on a FIFO); anything else there by now (a symlink, a FIFO,
+        a directory) is refused as a changed source, as :func:`_open_same` refuses it."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            ffd = os.open(name, flags, dir_fd=dfd)
+        except OSError as exc:
+            raise _changed(label) from exc
+        try:
+            st = os.fstat(ffd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _changed(label)
+            self._file(ffd, st, target, label, tfd, st)
+        finally:
+            os.close(ffd)
 
     def _file(
         self,
