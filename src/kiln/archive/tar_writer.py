@@ -45,6 +45,9 @@ _TAR_TYPES = {
 }
 _ZERO_BLOCKS = bytes(2 * tarfile.BLOCKSIZE)
 _SMALL = 64 << 10  # files up to this size go to the sink in one write with their header
+#: writes shorter than this are gathered and handed on together (fewer hash and pipeline
+#: calls for thousands of small files); the tar bytes, and so every digest, are the same
+_BATCH = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -68,14 +71,30 @@ class _TarSink:
         self.diff = hashlib.sha256()
         self.size = 0
         self._pipe = SlicePipeline(self.compressor.write, CHUNK)
+        self._pending = bytearray()
 
     def write(self, data: ReadableBuffer) -> None:
         view = memoryview(data).cast("B")
+        if len(view) < _BATCH:  # small files' headers and contents: gathered, hashed at once
+            self._pending += view
+            if len(self._pending) >= _BATCH:
+                self._flush()
+            return
+        self._flush()
+        self._put(view)
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, bytearray()
+            self._put(memoryview(pending))
+
+    def _put(self, view: memoryview) -> None:
         self.diff.update(view)
         self.size += len(view)
         self._pipe.write(view)
 
     def close(self) -> None:
+        self._flush()
         self._pipe.close()
         self.compressor.close()
 
