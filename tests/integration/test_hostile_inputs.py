@@ -114,6 +114,8 @@ class Kiln:
             "blobs": sorted(os.listdir(root / "blobs" / "sha256")),
             "layers": sorted(os.listdir(snaps / "layers")) if (snaps / "layers").exists() else [],
             "active": sorted(os.listdir(snaps / "active")) if (snaps / "active").exists() else [],
+            # import and load unpack as they read: a refused input leaves no staged tree
+            "snapshot tmp": sorted(os.listdir(snaps / "tmp")) if (snaps / "tmp").exists() else [],
         }
 
     def outside_state(self) -> dict:

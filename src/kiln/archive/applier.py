@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, BinaryIO, Protocol, Self, cast
 
-from kiln.archive.compression import CHUNK, open_decompressed
+from kiln.archive.compression import CHUNK, Compression, open_decompressed
 from kiln.archive.hashing import HashingReader
 from kiln.archive.safe_root import SafeRoot
 from kiln.archive.streams import ByteReader
@@ -401,6 +401,7 @@ def apply_layer(
     chown: tuple[int, int] | None = None,
     entry_end_ok: bool = False,
     start_writeback: bool = False,
+    compression: Compression | None = None,
 ) -> ApplyResult:
     """Apply a (possibly compressed) layer tar to ``target_dir``.
 
@@ -411,11 +412,14 @@ def apply_layer(
     member before it is applied. ``entry_end_ok``: a stream ending right after an
     entry's data, without padding and end-of-archive blocks, is complete (see
     ``_TailReader``). ``start_writeback``: each file's writeback starts as it is closed
-    (for a tree the caller syncs before trusting it). Not atomic: see the module docstring.
+    (for a tree the caller syncs before trusting it). ``compression``: the stream's, when the
+    caller knows it (``Compression.NONE`` for a tar already decompressed: never inflated
+    again, whatever its first bytes look like); detected when None. Not atomic: see the
+    module docstring.
     """
     if whiteouts not in _WHITEOUT_MODES:
         raise InvalidArgument(f"whiteouts must be one of {_WHITEOUT_MODES}, not {whiteouts!r}")
-    reader = open_decompressed(stream, max_ratio=max_ratio)
+    reader = open_decompressed(stream, compression, max_ratio=max_ratio)
     hashing = HashingReader(reader)
     tail = _TailReader(hashing, entry_end_ok)
     entries = 0

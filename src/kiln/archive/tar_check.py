@@ -13,6 +13,7 @@ arrives instead of producing an image nobody can unpack.
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 
 from kiln.archive.applier import (
     _check_end,
@@ -46,7 +47,7 @@ def check_tar(stream: ByteReader) -> int:
     """
     tail = _TailReader(stream)
     entries = 0
-    seen: set[str] = set()
+    check = member_check()
     try:
         with tarfile.open(
             fileobj=tail,
@@ -57,7 +58,7 @@ def check_tar(stream: ByteReader) -> int:
         ) as tf:
             while (member := _next_member(tf)) is not None:
                 entries += 1
-                _check_member(member, seen)
+                check(member)
             _check_end(tail, tf.offset)
     except tarfile.TarError as exc:
         if str(exc) == "empty file" and tail.pos == 0:
@@ -70,6 +71,14 @@ def check_tar(stream: ByteReader) -> int:
     while tail.read(CHUNK):
         pass
     return entries
+
+
+def member_check() -> Callable[[tarfile.TarInfo], None]:
+    """``check_tar``'s per-member checks, for one archive read by someone else: called with
+    each member in order (``apply_layer``'s ``on_entry``), it raises InvalidArgument as
+    ``check_tar`` would. Applying a tarball with it refuses what ``check_tar`` refuses."""
+    seen: set[str] = set()
+    return lambda member: _check_member(member, seen)
 
 
 def _check_member(member: tarfile.TarInfo, seen: set[str]) -> None:
@@ -89,4 +98,4 @@ def _check_member(member: tarfile.TarInfo, seen: set[str]) -> None:
         seen.add(path)
 
 
-__all__ = ["check_tar"]
+__all__ = ["check_tar", "member_check"]

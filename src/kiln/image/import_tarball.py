@@ -5,18 +5,29 @@ its tar bytes hashed (the diff_id) and compressed again (gzip via isal by
 default) straight into the store, in one pass; its content is kept as is.
 ``--change`` instructions set the runtime config; the history entry carries
 the message.
+
+Given a snapshotter, the same pass also unpacks the tar (as ``docker import`` leaves
+its layer in the graph driver, and a pull unpacks while it fetches): the applier reads
+the tar bytes on their way to the compressor, checking every member as ``check_tar``
+would, into a staged tree (``Snapshotter.stage_layer``) that is recorded, not yet
+durable, only once the blob is stored; a refused tarball keeps neither blob nor tree.
+A first build on the image then finds its layer unpacked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
-from kiln.archive.tar_check import check_tar
+from kiln.archive.compression import Compression as TarCompression
+from kiln.archive.streams import ByteReader
+from kiln.archive.tar_check import check_tar, member_check
 from kiln.errors import InvalidArgument
 from kiln.image.changes import apply_changes
 from kiln.image.layers import recompress
+from kiln.image.model import chain_ids
 from kiln.image.store_image import NewLayer, write_image
 from kiln.oci.config import DEFAULT_PATH, History, ImageConfig, RuntimeConfig
 from kiln.oci.platform import Platform
@@ -25,6 +36,8 @@ from kiln.util.choices import Compression
 from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
+    from kiln.snapshot import Snapshotter
+    from kiln.snapshot.staged import StagedLayer
     from kiln.store.ingest import Ingest
     from kiln.store.leases import Lease
 
@@ -43,6 +56,16 @@ class _IngestWriter:
         pass
 
 
+def _applier(staged: StagedLayer) -> Callable[[ByteReader], object]:
+    """A ``recompress`` check that unpacks the tar into ``staged`` as it passes, refusing
+    what ``check_tar`` refuses (the stream is the tar itself: never inflated again)."""
+
+    def apply(tar: ByteReader) -> object:
+        return staged.apply(tar, compression=TarCompression.NONE, on_entry=member_check())
+
+    return apply
+
+
 def import_tarball(
     store: Store,
     stream: BinaryIO,
@@ -56,17 +79,25 @@ def import_tarball(
     timestamp: float | None = None,
     names: Sequence[str] = (),
     lease: Lease | None = None,
+    snaps: Snapshotter | None = None,
 ) -> ImageRecord:
-    """Store ``stream`` (a tarball) as a one-layer image; returns its record, named ``names``."""
+    """Store ``stream`` (a tarball) as a one-layer image; returns its record, named ``names``.
+
+    ``snaps`` (a Snapshotter): unpack the layer in the same pass (see the module
+    docstring); None leaves it to the first use."""
     compression = Compression.parse(compression)
     platform = platform or Platform.host()
     created = rfc3339(time.time() if timestamp is None else timestamp)
     runtime = apply_changes(RuntimeConfig(env=(f"PATH={DEFAULT_PATH}",)), list(changes))
-    with store.lease() as own:
+    with store.lease() as own, contextlib.ExitStack() as undo:
         holder = lease or own
+        staged = snaps.stage_layer() if snaps is not None else None
+        if staged is not None:
+            undo.callback(staged.discard)  # nothing once adopted
+        check = check_tar if staged is None else _applier(staged)
         with store.ingest("") as ing:
             try:
-                res = recompress(stream, _IngestWriter(ing), compression, check=check_tar)
+                res = recompress(stream, _IngestWriter(ing), compression, check=check)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"cannot import {source}: {exc}") from None
             digest = ing.commit()
@@ -94,4 +125,7 @@ def import_tarball(
         )
         for name in names:
             store.tag(name, record.id)
+        if snaps is not None and staged is not None:  # the image is in: the tree is its layer's
+            [chain_id] = chain_ids([res.diff_id])
+            snaps.adopt_staged([(staged, chain_id, None, res.diff_id)])
     return store.get_image(record.id) if names else record

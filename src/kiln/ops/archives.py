@@ -29,7 +29,7 @@ from kiln.image.transports import close_source, transport, write_docker_archive,
 from kiln.oci import Platform, Reference
 from kiln.oci.reference import local_name
 from kiln.ops import image_events
-from kiln.ops.transfer import copy_into_store, normalize_names, store_items
+from kiln.ops.transfer import copy_into_store, normalize_names, store_items, unpack_into
 from kiln.store.oci_layout import TarIndex
 
 if TYPE_CHECKING:
@@ -287,6 +287,7 @@ def import_image(
                 image_format=ctx.config.image_format,
                 names=names,
                 lease=lease,
+                snaps=unpack_into(ctx, plat),
             )
     image_events.record(ctx, "import", rec.id, names[0] if names else "")
     ctx.ev.result(rec.id, id=rec.id, names=names)

@@ -28,7 +28,7 @@ from kiln.image import StoreDestination, open_store_image, validate_image
 from kiln.image.copy import copy_image
 from kiln.image.model import Image
 from kiln.image.transports import close_source, transport, write_images
-from kiln.oci import Reference
+from kiln.oci import Platform, Reference
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.ops import image_events, registry
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from kiln.ops.context import Context
     from kiln.registry import RegistryOptions
     from kiln.registry.pull_request import PullRequest
+    from kiln.snapshot import Snapshotter
     from kiln.store import ImageRecord, Store
     from kiln.store.leases import Lease
 
@@ -157,6 +158,17 @@ def normalize_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+def unpack_into(ctx: Context, platform: Platform | None) -> Snapshotter | None:
+    """Where an image coming into the store (import, load) is unpacked on the way in: the
+    context's snapshotter, so a first build or ``kiln from`` finds its layers unpacked, as
+    after a pull. None for an image of another platform than this host's (``platform``;
+    None: the host's): such an image is mostly passed on (saved, pushed) rather than run,
+    and a build for it (under emulation) unpacks it at first use."""
+    if platform is not None and not Platform.host().matches(platform):
+        return None
+    return ctx.snapshots
+
+
 def copy_into_store(
     ctx: Context, img: Image, names: Sequence[str], lease: Lease, validate: bool
 ) -> ImageRecord:
@@ -211,6 +223,7 @@ __all__ = [
     "StoreCopyDestination",
     "TransferResult",
     "copy_into_store",
+    "unpack_into",
     "normalize_names",
     "pull_image",
     "push_image",

@@ -16,8 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tarfile
+from collections.abc import Callable
 
 from kiln.archive.applier import ApplyResult, apply_layer
+from kiln.archive.compression import Compression
 from kiln.archive.streams import ByteReader
 from kiln.errors import DigestMismatch, InvalidArgument
 
@@ -37,13 +40,27 @@ class StagedLayer:
         """Adopted or discarded: the tree is no longer this object's."""
         return self._lock is None
 
-    def apply(self, stream: ByteReader) -> ApplyResult:
+    def apply(
+        self,
+        stream: ByteReader,
+        *,
+        compression: Compression | None = None,
+        on_entry: Callable[[tarfile.TarInfo], None] | None = None,
+    ) -> ApplyResult:
         """Apply the (possibly compressed) layer tar ``stream``; its diff_id is measured on
-        the way (``result``). Big files' writeback starts as they are written. Raises what the applier raises (a malformed or
-        hostile tar)."""
+        the way (``result``). Big files' writeback starts as they are written. Raises what
+        the applier raises (a malformed or hostile tar). ``compression`` and ``on_entry``
+        are ``apply_layer``'s (a tar already decompressed; a check of each member)."""
         if self.done:
             raise InvalidArgument("this staged layer was already adopted or discarded")
-        self.result = apply_layer(stream, self.fs, whiteouts="overlay", start_writeback=True)
+        self.result = apply_layer(
+            stream,
+            self.fs,
+            whiteouts="overlay",
+            start_writeback=True,
+            compression=compression,
+            on_entry=on_entry,
+        )
         return self.result
 
     def check(self, diff_id: str, what: str) -> None:
