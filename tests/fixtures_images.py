@@ -164,12 +164,12 @@ def child_layer() -> bytes:
 def make_child(store, base, format="oci"):
     """``child:1``: ``base`` + ENV CHILD=1 (empty layer) + :func:`child_layer` (gzip)."""
     from kiln.image import NewLayer, open_store_image, write_image
-    from kiln.image.import_tarball import _IngestWriter
     from kiln.image.layers import recompress
+    from kiln.image.store_image import IngestWriter
     from kiln.oci import History
 
     with store.ingest("") as ing:
-        res = recompress(io.BytesIO(child_layer()), _IngestWriter(ing), "gzip")
+        res = recompress(io.BytesIO(child_layer()), IngestWriter(ing), "gzip")
         ing.commit()
     config = base.config.evolve(
         config=base.config.config.with_env("CHILD", "1"),

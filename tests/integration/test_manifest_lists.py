@@ -189,8 +189,8 @@ def test_a_push_failing_part_way_leaves_no_list(two_platforms, tmp_path):
     amd, arm = two_platforms
     # the second image gets a layer of its own, which is then lost from the store
     from kiln.image import NewLayer, write_image
-    from kiln.image.import_tarball import _IngestWriter
     from kiln.image.layers import recompress
+    from kiln.image.store_image import IngestWriter
 
     store = amd.store
     import io
@@ -198,7 +198,7 @@ def test_a_push_failing_part_way_leaves_no_list(two_platforms, tmp_path):
     from fixtures_images import child_layer
 
     with store.ingest("") as ing:
-        layer = recompress(io.BytesIO(child_layer()), _IngestWriter(ing), "gzip")
+        layer = recompress(io.BytesIO(child_layer()), IngestWriter(ing), "gzip")
         ing.commit()
     from kiln.oci import History
 

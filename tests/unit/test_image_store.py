@@ -11,9 +11,9 @@ from fixtures_images import child_layer, make_child  # noqa: E402
 from kiln.errors import InvalidArgument, NotFound  # noqa: E402
 from kiln.image import NewLayer, validate_image, write_image  # noqa: E402
 from kiln.image.history import image_history  # noqa: E402
-from kiln.image.import_tarball import _IngestWriter  # noqa: E402
 from kiln.image.inspect import inspect_image  # noqa: E402
 from kiln.image.layers import recompress  # noqa: E402
+from kiln.image.store_image import IngestWriter  # noqa: E402
 from kiln.image.tree import image_tree  # noqa: E402
 from kiln.oci import History  # noqa: E402
 
@@ -50,7 +50,7 @@ def test_write_image_refuses_missing_blob_and_bad_history(kiln_store, busybox_im
     with pytest.raises(NotFound, match="not in the store"):
         write_image(kiln_store, busybox_image, [NewLayer(Fake(), History())], busybox_image.config)
     with kiln_store.ingest("") as ing:
-        res = recompress(io.BytesIO(child_layer()), _IngestWriter(ing), "gzip")
+        res = recompress(io.BytesIO(child_layer()), IngestWriter(ing), "gzip")
         ing.commit()
     with pytest.raises(InvalidArgument, match="non-empty history"):
         write_image(kiln_store, busybox_image, [NewLayer(res)], busybox_image.config)

@@ -4,8 +4,11 @@ A destination is anything with ``has_blob``, ``put_blob(desc, stream)`` and
 ``put_manifest(raw, media_type, names) -> Descriptor`` — the store (through
 :class:`StoreDestination`), an OCI layout, an oci-archive or docker-archive
 writer, a registry. Optional extras it may have: ``required_compression``
-(docker-archive wants ``"none"``) and ``note_layer(digest, diff_id, size)``. A source
-may offer ``uncompressed_size(desc) -> int | None`` (the store's layer records do).
+(docker-archive wants ``"none"``), ``note_layer(digest, diff_id, size)``, and a
+snapshotter ``snaps``: then a layer copied as it is goes in through
+``put_unpacked(desc, stream) -> ApplyResult``, which stores and unpacks it in one pass
+(the store with a snapshotter: a load leaves its layers unpacked). A source may offer
+``uncompressed_size(desc) -> int | None`` (the store's layer records do).
 
 Layers are copied as they are unless a format or compression change needs
 new bytes: then each is decompressed, its tar hashed (the diff_id never
@@ -148,6 +151,14 @@ class _Copier:
         if self.format == "docker":
             new = new.replace(annotations={})
         if self.dst.has_blob(desc.digest):
+            return new
+        put_unpacked = getattr(self.dst, "put_unpacked", None)
+        if put_unpacked is not None and getattr(self.dst, "snaps", None) is not None:
+            with self.src.open_layer(desc) as blob:  # stored and unpacked in the same pass
+                applied = put_unpacked(new, blob)
+            if str(applied.diff_id) != diff_id:
+                raise _diff_mismatch(desc, diff_id, str(applied.diff_id))
+            self._note(desc.digest, diff_id, applied.size)
             return new
         stream = self.src.open_layer(desc)
         if not self.verify:

@@ -28,7 +28,7 @@ from kiln.errors import InvalidArgument
 from kiln.image.changes import apply_changes
 from kiln.image.layers import recompress
 from kiln.image.model import chain_ids
-from kiln.image.store_image import NewLayer, write_image
+from kiln.image.store_image import IngestWriter, NewLayer, write_image
 from kiln.oci.config import DEFAULT_PATH, History, ImageConfig, RuntimeConfig
 from kiln.oci.platform import Platform
 from kiln.store import ImageRecord, Store
@@ -38,22 +38,7 @@ from kiln.util.timefmt import rfc3339
 if TYPE_CHECKING:
     from kiln.snapshot import Snapshotter
     from kiln.snapshot.staged import StagedLayer
-    from kiln.store.ingest import Ingest
     from kiln.store.leases import Lease
-
-
-class _IngestWriter:
-    """A file-like face for a store ingest (write + flush)."""
-
-    def __init__(self, ingest: Ingest):
-        self._ingest = ingest
-
-    def write(self, data: bytes | memoryview) -> int:
-        self._ingest.write(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
 
 
 def _applier(staged: StagedLayer) -> Callable[[ByteReader], object]:
@@ -97,7 +82,7 @@ def import_tarball(
         check = check_tar if staged is None else _applier(staged)
         with store.ingest("") as ing:
             try:
-                res = recompress(stream, _IngestWriter(ing), compression, check=check)
+                res = recompress(stream, IngestWriter(ing), compression, check=check)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"cannot import {source}: {exc}") from None
             digest = ing.commit()

@@ -132,8 +132,9 @@ class Recompressed:
     compression: str
 
 
-class _SliceTee(io.RawIOBase):
-    """Reads from ``inner`` and passes every byte on to ``writer`` in fixed CHUNK slices."""
+class SliceTee(io.RawIOBase):
+    """Reads from ``inner`` and passes every byte on to ``writer`` in fixed CHUNK slices;
+    ``finish`` reads and passes on what the reader left."""
 
     def __init__(self, inner: ByteReader, writer: ByteWriter):
         self._inner = inner
@@ -183,7 +184,7 @@ def recompress(
             while chunk := read_full(tar, CHUNK):
                 writer.write(chunk)
         else:
-            tee = _SliceTee(tar, writer)
+            tee = SliceTee(tar, writer)
             check(tee)
             tee.finish()
         writer.close()

@@ -14,18 +14,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from kiln.errors import InvalidArgument, NotFound
-from kiln.image.layers import DiffIdTee, drain
+from kiln.archive.applier import ApplyResult
+from kiln.errors import DigestMismatch, InvalidArgument, NotFound
+from kiln.image.layers import DiffIdTee, SliceTee, drain
 from kiln.image.model import SourceImage, chain_ids, platform_string
 from kiln.image.mutate import Addendum, append_layers, check_format
+from kiln.image.unpack import unpack_layers
 from kiln.oci import media_types as mt
 from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
+from kiln.snapshot.staged import StagedLayer
 from kiln.store import ImageRecord, LayerRecord, Store
 
 if TYPE_CHECKING:
+    from kiln.snapshot import Snapshotter
+    from kiln.store.ingest import Ingest
     from kiln.store.leases import Lease
 
 
@@ -185,13 +190,21 @@ def image_rows(
 
 
 class StoreDestination:
-    """The store as a copy destination: blobs go in verified, ``put_manifest`` registers."""
+    """The store as a copy destination: blobs go in verified, ``put_manifest`` registers.
 
-    def __init__(self, store: Store, lease: Lease | None = None):
+    With ``snaps`` (a Snapshotter) layers are unpacked on the way in, as a pull unpacks
+    them: ``put_unpacked`` stores a layer blob and applies its tar into a staged tree in
+    one pass, and ``put_manifest`` records the trees (``unpack_layers``: bottom up, not
+    yet durable, each diff_id checked against the config) before the image is registered.
+    Whoever copies calls ``discard_staged`` at the end: a failed copy keeps no tree."""
+
+    def __init__(self, store: Store, lease: Lease | None = None, snaps: Snapshotter | None = None):
         self.store = store
         self.lease = lease
+        self.snaps = snaps
         self.uncompressed_sizes: dict[Digest, int] = {}
         self.record: ImageRecord | None = None
+        self.staged: dict[str, StagedLayer] = {}  # blob digest -> its unpacked tree
 
     def has_blob(self, digest: Digest) -> bool:
         """Present blobs are skipped by the copy, so they join the lease in the same step
@@ -205,12 +218,52 @@ class StoreDestination:
         if self.lease is not None:
             self.lease.add_blob(desc.digest)
 
+    def put_unpacked(self, desc: Descriptor, stream: BinaryIO) -> ApplyResult:
+        """Store layer blob ``desc`` from ``stream`` (digest and size verified) and unpack
+        it into a staged tree in the same pass: the applier reads the blob, and every byte
+        it reads goes on to the ingest. Returns what the applier measured (the diff_id, for
+        the caller to check). A blob that is not a layer the applier takes is refused
+        after its digest is checked (a wrong blob is a digest mismatch, not a broken layer)
+        and keeps nothing."""
+        if self.snaps is None:
+            raise InvalidArgument("this store destination has no snapshotter to unpack into")
+        staged = self.snaps.stage_layer()
+        self.staged[str(desc.digest)] = staged
+        with self.store.ingest("", desc) as ing:
+            tee = SliceTee(stream, IngestWriter(ing))
+            try:
+                result = staged.apply(tee)
+                tee.finish()  # what follows the tar's end is the blob's too
+            except InvalidArgument as exc:
+                if not isinstance(exc, DigestMismatch):
+                    tee.finish()
+                    ing.seal()  # DigestMismatch first, if the blob is not the one named
+                raise
+            ing.commit()
+        if self.lease is not None:
+            self.lease.add_blob(desc.digest)
+        return result
+
+    def discard_staged(self) -> None:
+        """Drop the staged trees no layer took (all of them when the copy failed)."""
+        staged, self.staged = list(self.staged.values()), {}
+        for tree in staged:
+            tree.discard()
+
     def note_layer(self, digest: Digest, diff_id: str, uncompressed_size: int) -> None:
         self.uncompressed_sizes[digest] = uncompressed_size
 
     def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()) -> Descriptor:
         manifest = Manifest.parse(raw, media_type)
         config = ImageConfig.parse(_read(self.store, manifest.config.digest))
+        if self.snaps is not None and self.staged:  # every blob is in: the config vouches
+            unpack_layers(
+                self.snaps,
+                manifest.layers,
+                config.diff_ids,
+                lambda d: self.store.open_blob(d.digest),
+                self.staged,
+            )
         self.record = register_image(
             self.store, manifest, config, names, self.uncompressed_sizes, self.lease
         )
@@ -234,6 +287,20 @@ class LayerBlob(Protocol):
 
     @property
     def compression(self) -> str: ...  # a name, or a str enum of names
+
+
+class IngestWriter:
+    """A file-like face for a store ingest (write + flush)."""
+
+    def __init__(self, ingest: Ingest):
+        self._ingest = ingest
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self._ingest.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)

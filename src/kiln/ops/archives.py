@@ -3,8 +3,10 @@
 Crash safety: ``load`` and ``import`` run under a store lease, blobs are
 verified as they go in, and an image (with its names) is registered in one
 store transaction only after every blob is present and the image validated.
-A load killed half way leaves only unreferenced blobs and ingest files, which
-GC removes; no partial image is ever visible and the next load simply works.
+A load killed half way leaves only unreferenced blobs, ingest files and staged
+trees in the snapshotter's ``tmp/``, which GC removes; no partial image is ever
+visible and the next load simply works. Both leave the layers of an image for
+this host's platform unpacked, as a pull does (``unpack_into``).
 Streams (stdin) are spooled to an anonymous temporary file, which vanishes
 with the process however it ends; a stream that already is a regular file (an
 API upload spooled once, stdin redirected from a file) is read in place.

@@ -172,13 +172,18 @@ def unpack_into(ctx: Context, platform: Platform | None) -> Snapshotter | None:
 def copy_into_store(
     ctx: Context, img: Image, names: Sequence[str], lease: Lease, validate: bool
 ) -> ImageRecord:
-    """Copy one image in; if that fails, the blobs it added are removed again."""
-    dest = StoreCopyDestination(ctx.store, lease, validate)
+    """Copy one image in, its layers unpacked on the way for an image of this host's
+    platform (``unpack_into``); if that fails, the blobs and trees it added are removed
+    again."""
+    snaps = unpack_into(ctx, img.config.platform)
+    dest = StoreCopyDestination(ctx.store, lease, validate, snaps)
     try:
         res = copy_image(img, dest, list(names), tmp_dir=ctx.tmpdir)
     except BaseException:
         dest.forget_new()  # a refused archive leaves the store as it was
         raise
+    finally:
+        dest.discard_staged()
     return res.record if res.record is not None else ctx.store.get_image(res.image_id)
 
 
@@ -186,8 +191,10 @@ class StoreCopyDestination(StoreDestination):
     """The store as a destination that remembers the blobs it adds and, with ``validate``,
     validates an image before registering it."""
 
-    def __init__(self, store: Store, lease: Lease, validate: bool = True):
-        super().__init__(store, lease)
+    def __init__(
+        self, store: Store, lease: Lease, validate: bool = True, snaps: Snapshotter | None = None
+    ):
+        super().__init__(store, lease, snaps)
         self.validate = validate
         self.new: list[Digest] = []
 
@@ -203,6 +210,12 @@ class StoreCopyDestination(StoreDestination):
 
     def put_blob(self, desc: Any, stream: BinaryIO) -> None:
         self._put(desc, stream)
+
+    def put_unpacked(self, desc: Any, stream: BinaryIO) -> Any:
+        if not self.store.has_blob(desc.digest):
+            self.new.append(desc.digest)
+        with self.store.joined(self.lease):  # joins the lease as it is published
+            return super().put_unpacked(desc, stream)
 
     def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()) -> Any:
         if self.validate:
