@@ -31,7 +31,7 @@ from kiln.image.transports import close_source, transport, write_docker_archive,
 from kiln.oci import Platform, Reference
 from kiln.oci.reference import local_name
 from kiln.ops import image_events
-from kiln.ops.transfer import copy_into_store, normalize_names, store_items, unpack_into
+from kiln.ops.store_copy import copy_into_store, normalize_names, store_items, unpack_into
 from kiln.store.oci_layout import TarIndex
 
 if TYPE_CHECKING:
