@@ -48,11 +48,12 @@ def import_image(client, repo: str, data: bytes) -> str:
 
 
 def store_bytes(root: str) -> int:
-    """Apparent size of every file under the store's blobs and snapshots (du -b)."""
+    """Apparent size of every file and directory below the store's blobs and snapshots (du -b;
+    an imported image's layer is unpacked, and its directories leave the disk with it)."""
     total = 0
     for sub in ("blobs", "snapshots/layers", "snapshots/active", "snapshots/tmp"):
-        for base, _dirs, files in os.walk(os.path.join(root, sub)):
-            total += sum(os.lstat(os.path.join(base, f)).st_size for f in files)
+        for base, dirs, files in os.walk(os.path.join(root, sub)):
+            total += sum(os.lstat(os.path.join(base, f)).st_size for f in files + dirs)
     return total
 
 
