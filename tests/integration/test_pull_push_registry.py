@@ -299,6 +299,7 @@ def test_cross_repository_mount_and_chunked_upload(registry_plain, pusher, pulle
 def test_platform_from_an_index(registry_plain, pusher, puller, busybox_rootfs_tar):
     from kiln.image import import_tarball
     from kiln.oci import Descriptor, Index, Platform
+    from kiln.snapshot import Snapshotter
 
     host = registry_plain.host
     fl = flags(registry_plain)
@@ -320,8 +321,15 @@ def test_platform_from_an_index(registry_plain, pusher, puller, busybox_rootfs_t
         client.put_manifest(Reference.parse(f"{host}/kiln/multi:all"), index.raw, mt.OCI_INDEX)
     _, out, _ = puller("pull", *fl, "--platform", "linux/arm64", f"{host}/kiln/multi:all")
     assert out.strip() == arm.id.removeprefix("sha256:")
+    with puller.store() as store:
+        snapshot_root = store.snapshot_root
+    if not Platform.host().matches(Platform.parse("linux/arm64")):
+        # asked for another platform: stored, not unpacked (as import and load)
+        assert Snapshotter(snapshot_root).list_layers() == []
     _, out, _ = puller("pull", *fl, "--arch", "amd64", f"{host}/kiln/multi:all")
     assert out.strip() == pusher.image.id.removeprefix("sha256:")
+    if Platform.host().matches(Platform.parse("linux/amd64")):
+        assert Snapshotter(snapshot_root).list_layers() != []
     with puller.store() as store:
         digests = store.get_image(pusher.image.id).repo_digests
     assert f"{host}/kiln/multi@{Digest.of_bytes(index.raw)}" in digests  # index and manifest

@@ -35,6 +35,7 @@ from kiln.oci import ImageConfig, Index, Manifest, Reference
 from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
+from kiln.ops.context import unpack_into
 from kiln.registry import RegistryClient, RegistryOptions
 from kiln.registry import login as registry_login
 from kiln.registry import logout as registry_logout
@@ -257,7 +258,9 @@ def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
             lease=lease,
             progress=_PullEvents(ctx),
             workers=workers,
-            snaps=ctx.snapshots,  # unpacked while it arrives: a first build does not wait
+            # unpacked while it arrives, so a first build does not wait; not an image asked
+            # for another platform (it is mostly passed on, as import and load decide)
+            snaps=unpack_into(ctx, plat),
         )
         ev.step("Writing manifest to image destination", digest=str(remote.manifest_digest))
     digest = str(remote.digests[0])
