@@ -130,7 +130,11 @@ class Snapshotter(UpkeepMixin):
                 return cached
         except (OSError, UnicodeDecodeError):
             pass
-        driver = "overlay" if mnt.overlay_works(os.path.join(self.root, "tmp")) else "copy"
+        # the root lock held shared, as an unpack holds it: a prune's sweep of tmp/ (which
+        # takes it exclusive) must not remove the probe's directory under it
+        with self._shared():
+            works = mnt.overlay_works(os.path.join(self.root, "tmp"))
+        driver = "overlay" if works else "copy"
         # a read-only root still works: it just probes every time
         with contextlib.suppress(OSError, KilnError):
             atomic_write(self._probe_marker, f"{key} driver={driver}\n".encode())
