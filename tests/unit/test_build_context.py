@@ -187,6 +187,23 @@ def test_explain_manifest_from_the_index_names_every_entry(tree, trust_fresh_fil
                                            "node_modules/m/i.js"}  # fmt: skip
 
 
+def test_explain_manifest_names_odd_paths_and_gives_up_past_its_cap(
+    tmp_path, trust_fresh_files, monkeypatch
+):
+    (tmp_path / "two\nlines.txt").write_text("a")  # a name with a newline in it
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("b")
+    cache = CountingCache()
+    for ctx in (BuildContext(str(tmp_path), [], checksums=cache),) * 2:  # indexed the 2nd time
+        digest = ctx.digest(["."])
+        manifest = ctx.manifest(digest)
+        assert set(manifest) == {".", "two\nlines.txt", "d", "d/f"}
+        assert manifest["d/f"].startswith("file 644 ")
+    monkeypatch.setattr(context_module, "MAX_MANIFEST_ENTRIES", 3)
+    ctx = BuildContext(str(tmp_path), [], checksums=cache)
+    assert ctx.manifest(ctx.digest(["."])) is None  # four entries: too many to name
+
+
 @pytest.fixture
 def linked(tmp_path):
     """A context beside an "outside" directory, with links out and a link inside."""
