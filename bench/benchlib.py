@@ -142,6 +142,9 @@ class Tool:
     """One tool with its own store under ``work``; ``argv`` gives a full command line."""
 
     name = ""
+    #: one store for every sample (BuildKit's daemon): an earlier sample's cache is still
+    #: there until the scenario ends, so a first build must not use it (``no_cache``)
+    shared_store = False
 
     def __init__(self, work: Path):
         self.work = work
@@ -155,8 +158,16 @@ class Tool:
         raise NotImplementedError
 
     def build_argv(
-        self, context: Path, tag: str, *, jobs: int | None = None, dockerfile: Path | None = None
+        self,
+        context: Path,
+        tag: str,
+        *,
+        jobs: int | None = None,
+        dockerfile: Path | None = None,
+        no_cache: bool = False,
     ) -> list[str]:
+        """The build command; ``no_cache``: reuse no cached step (BuildKit's shared daemon
+        keeps an earlier sample's cache until the scenario ends)."""
         raise NotImplementedError
 
     def run(self, argv: list[str], *, log: Path | None = None, timeout: float = 3600) -> float:
@@ -196,13 +207,15 @@ class Kiln(Tool):
     def load_base(self, tar: Path) -> None:
         self.run([*self.prefix(), "import", "-q", str(tar), BASE_REF])
 
-    def build_argv(self, context, tag, *, jobs=None, dockerfile=None):
+    def build_argv(self, context, tag, *, jobs=None, dockerfile=None, no_cache=False):
         # kiln's --layers takes a value (podman's also works bare): spell it out.
         argv = [*self.prefix(), "build", "--runtime", "runc", "--layers=true", "--pull=never"]
         if jobs:
             argv += ["--jobs", str(jobs)]
         if dockerfile:
             argv += ["-f", str(dockerfile)]
+        if no_cache:
+            argv.append("--no-cache")
         return [*argv, "-t", tag, str(context)]
 
 
@@ -257,15 +270,19 @@ def add_bytecode_flag(ap) -> None:
     )
 
 
-def warm_up_kiln(context: Path) -> None:
-    """One untimed import and build in a throw-away store: fills the bytecode cache."""
+def warm_up_kiln(context: Path, deferred: Deferred | None = None) -> None:
+    """One untimed import and build in a throw-away store: fills the bytecode cache. With
+    ``deferred``, the store is deleted when that is flushed, not right before a timed run."""
     for cls in (Kiln, KilnBase) if KilnBase.src else (Kiln,):
         tool = cls(scratch("kb-warm-"))
         try:
             tool.load_base(base_tar())
             tool.run(tool.build_argv(context, "localhost/warm-up:latest"))
         finally:
-            tool.cleanup()
+            if deferred is not None:
+                deferred.add(tool)
+            else:
+                tool.cleanup()
 
 
 class _Containers(Tool):
@@ -304,12 +321,14 @@ class Buildah(_Containers):
     def prefix(self) -> list[str]:
         return ["buildah", *self.storage()]
 
-    def build_argv(self, context, tag, *, jobs=None, dockerfile=None):
+    def build_argv(self, context, tag, *, jobs=None, dockerfile=None, no_cache=False):
         argv = [*self.prefix(), "bud", "--runtime", "runc", "--layers", "--pull-never"]
         if jobs:
             argv += ["--jobs", str(jobs)]
         if dockerfile:
             argv += ["-f", str(dockerfile)]
+        if no_cache:
+            argv.append("--no-cache")
         return [*argv, "-t", tag, str(context)]
 
 
@@ -319,12 +338,14 @@ class Podman(_Containers):
     def prefix(self) -> list[str]:
         return self.podman_prefix()
 
-    def build_argv(self, context, tag, *, jobs=None, dockerfile=None):
+    def build_argv(self, context, tag, *, jobs=None, dockerfile=None, no_cache=False):
         argv = [*self.prefix(), "build", "--runtime", "runc", "--layers", "--pull=never"]
         if jobs:
             argv += ["--jobs", str(jobs)]
         if dockerfile:
             argv += ["-f", str(dockerfile)]
+        if no_cache:
+            argv.append("--no-cache")
         return [*argv, "-t", tag, str(context)]
 
 
@@ -367,10 +388,13 @@ def timed_sample(name: str, argv: list[str], env: dict, log: Path, timeout: floa
 class BuildKit(Tool):
     """BuildKit in a warm private dockerd (Debian's docker.io 20.10, ``DOCKER_BUILDKIT=1``),
     shared by every sample of a bench run: ``start_daemon`` once, ``stop_daemon`` at the end.
-    A sample's "fresh store" is the daemon with every image but the base and all build
-    cache removed (``cleanup``)."""
+    ``cleanup`` removes every image but the base and all build cache; the benches call it
+    when a scenario ends (deleting a tree before another tool's timed run would charge that
+    tool the file system's cost of the deletion), so a first build in a later sample runs
+    with ``--no-cache`` instead (``shared_store``)."""
 
     name = "buildkit"
+    shared_store = True
     daemon = None  # private_dockerd.Dockerd
 
     @classmethod
@@ -406,12 +430,14 @@ class BuildKit(Tool):
         if BuildKit.daemon.docker("image", "inspect", BASE_REF, check=False).returncode != 0:
             self.run([*self.prefix(), "import", str(tar), BASE_REF])
 
-    def build_argv(self, context, tag, *, jobs=None, dockerfile=None):
+    def build_argv(self, context, tag, *, jobs=None, dockerfile=None, no_cache=False):
         # BuildKit runs independent stages in parallel by itself: no --jobs. The daemon
         # has no bridge (--bridge=none): RUN shares the host's network, as kiln's RUN does
         argv = [*self.prefix(), "build", "--progress", "plain", "--network", "host"]
         if dockerfile:
             argv += ["-f", str(dockerfile)]
+        if no_cache:
+            argv.append("--no-cache")
         return [*argv, "-t", tag, str(context)]
 
     def push_argv(self, image: str, dest: str) -> list[str]:
@@ -437,6 +463,9 @@ class BuildKit(Tool):
     def cleanup(self) -> None:
         """Every image but the base and all build cache go: the next sample starts empty."""
         d = BuildKit.daemon
+        if d is None:  # stopped: its data-root went with it
+            shutil.rmtree(self.work, ignore_errors=True)
+            return
         out = d.docker("images", "-q", "--no-trunc", check=False).stdout.decode().split()
         base = d.docker("images", "-q", "--no-trunc", BASE_REF, check=False).stdout.decode()
         doomed = sorted(set(out) - set(base.split()))
@@ -548,6 +577,77 @@ def scratch(prefix: str = "kb-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
+# --- the file system's state -------------------------------------------------------------------
+#
+# Creating a file costs what the file system charges for a new inode at that moment, and
+# that swings: ext4 skips inodes freed a short while ago when it allocates one, and an
+# fsync commits every other process's dirty metadata with it. Whoever runs right after a
+# big tree was deleted pays for it. So the benches never delete a tree between timed runs
+# (stores are kept until a scenario ends: ``Deferred``), let the disk settle after
+# deleting, and print a probe of the creation cost beside the numbers.
+
+PROBE_FILES = 100  # files per probe: a tenth of a second or so on a quiet disk
+
+
+@dataclass
+class Probe:
+    """Microseconds per file to create (``O_CREAT|O_EXCL``) and close an empty file, and
+    with an fsync before the close, each the mean over a probe's files."""
+
+    create_us: float
+    fsync_us: float
+
+
+def create_probe(beside: Path, count: int = PROBE_FILES, *, fsync: bool = True) -> Probe:
+    """What the file system charges per new file right now, in a new directory under
+    ``beside`` (``count`` files without fsync, then ``count`` with: the fsync shows how
+    much dirty metadata is waiting). The files are left in place: removing them now would
+    land on the run this probe is for; they go with ``beside``."""
+    d = Path(tempfile.mkdtemp(prefix="create-probe-", dir=beside))
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        costs = []
+        for synced in (False, True) if fsync else (False,):
+            start = time.perf_counter()
+            for i in range(count):
+                fd = os.open(f"{'s' if synced else 'f'}{i}",
+                             os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)  # fmt: skip
+                if synced:
+                    os.fsync(fd)
+                os.close(fd)
+            costs.append((time.perf_counter() - start) / count * 1e6)
+    finally:
+        os.close(dfd)
+    return Probe(costs[0], costs[1] if fsync else 0.0)
+
+
+class Deferred:
+    """Trees to delete once the timed runs they could skew are over: tools' stores (their
+    ``cleanup``) and plain directories; ``flush`` removes them all, then waits ``settle``
+    seconds so the deletion's cost to the file system is paid before the next timed run."""
+
+    def __init__(self) -> None:
+        self.tools: list[Tool] = []
+        self.dirs: list[Path] = []
+
+    def add(self, item: Tool | Path) -> None:
+        (self.tools if isinstance(item, Tool) else self.dirs).append(item)
+
+    def flush(self, settle: float = 0.0) -> None:
+        tools, dirs = self.tools, self.dirs
+        self.tools, self.dirs = [], []
+        for tool in tools:
+            try:
+                tool.cleanup()
+            except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                log(f"   cleanup of {tool.name} failed: {exc}")
+        for d in dirs:
+            unmount_under(d)
+            shutil.rmtree(d, ignore_errors=True)
+        if (tools or dirs) and settle > 0:
+            time.sleep(settle)
+
+
 # --- results -----------------------------------------------------------------------------------
 
 
@@ -601,6 +701,38 @@ def summary_table(results: dict[str, dict[str, list]], tools: list[str]) -> str:
             row += [f"{rss[t] / 1e6:.0f}" if rss[t] else "-" for t in tools]
         rows.append(row)
     return table(rows)
+
+
+def overhead_table(
+    results: dict[str, dict[str, list]], tools: list[str], floors: dict[str, float]
+) -> str:
+    """For the scenarios with a floor (the least time any tool can take, e.g. the sleeps of
+    parallel stages): each tool's median wall time beyond it, and kiln's over each peer's.
+    Where the floor is most of the time, the ratio of walls says little; this one says
+    whose overhead is larger."""
+    peers = [t for t in tools if t != "kiln"]
+    rows = [["scenario", "floor s", *[f"{t} over s" for t in tools],
+             *[f"kiln/{p} over" for p in peers]]]  # fmt: skip
+    for scenario, floor in floors.items():
+        per_tool = results.get(scenario, {})
+        over = {}
+        for t in tools:
+            wall = median([wall_of(x) for x in per_tool.get(t, [])])
+            over[t] = None if wall is None else wall - floor
+        rats = [ratio(over["kiln"], over[p]) for p in peers]
+        rows.append([scenario, f"{floor:.3f}", *[fmt_s(over[t]).strip() for t in tools],
+                     *["-" if r is None else f"{r:.2f}" for r in rats]])  # fmt: skip
+    return table(rows)
+
+
+def probe_line(p: Probe) -> str:
+    return f"new file {p.create_us:.0f} us, +fsync {p.fsync_us:.0f} us"
+
+
+def median_probe(probes: list[Probe]) -> Probe | None:
+    if not probes:
+        return None
+    return Probe(median([p.create_us for p in probes]), median([p.fsync_us for p in probes]))
 
 
 def wall_of(x) -> float:

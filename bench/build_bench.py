@@ -34,6 +34,9 @@ RATIO_TARGETS = {"buildkit": 0.8, "buildah": 0.5}
 STAGE_SECONDS = 2  # each independent stage's RUN sleeps this long
 PUSH_FILES = 92  # files of 1 MB random data in the push/pull image (92 MB)
 FROM = f"FROM {bl.BASE_REF}\n"
+#: seconds to let the disk settle after a scenario's stores are deleted (see benchlib's
+#: "the file system's state")
+SETTLE = 10.0
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Scenario:
     mutate: callable | None = None  # (context) -> None, between warm and timed build
     extra: dict = field(default_factory=dict)
     kind: str = "build"  # "build" | "push" (build untimed, time the push) | "pull" | "pullbuild"
+    floor: float | None = None  # seconds no tool can beat (the sleeps it must wait out)
 
 
 def _write(ctx: Path, dockerfile: str) -> Path:
@@ -126,6 +130,7 @@ def scenarios(
             f"4 independent stages of a {STAGE_SECONDS}-s RUN + COPY --from each, --jobs {JOBS}",
             ctx_stages4,
             jobs=JOBS,
+            floor=float(STAGE_SECONDS),  # the four sleeps overlap
         ),
         Scenario(
             "stages4-j1", "the same with --jobs 1 (parallelism baseline)", ctx_stages4, jobs=1
@@ -180,8 +185,15 @@ QUICK = {"runs": 1, "big_size": 64 << 20, "files": 2_000, "push_files": 8}
 QUICK_SKIP = ("stages4-j1",)
 
 
-def measure(tool_cls, sc: Scenario, ctx: Path, rep: int, registry=None) -> bl.Sample:
+def measure(tool_cls, sc: Scenario, ctx: Path, rep: int, deferred: bl.Deferred,
+            registry=None) -> bl.Sample:  # fmt: skip
+    """One timed sample in a fresh store. The store is deleted when the scenario ends
+    (``deferred``), never between two timed runs: a deletion charges the next run the file
+    system's cost of it. BuildKit's one daemon keeps earlier samples' images and cache
+    until then: its first builds use ``--no-cache``, and only a pull, which needs an empty
+    store, removes the one image it pulled right away (92 files)."""
     tool = tool_cls(bl.scratch(f"kb-{tool_cls.name[:2]}-"))
+    pulls = sc.kind in ("pull", "pullbuild")
     try:
         if sc.kind == "pull":
             return tool.measure(tool.pull_argv(registry.pull_ref), log=tool.work / "timed.log")
@@ -189,13 +201,14 @@ def measure(tool_cls, sc: Scenario, ctx: Path, rep: int, registry=None) -> bl.Sa
             pulled = tool.measure(tool.pull_argv(registry.pull_ref), log=tool.work / "pull.log")
             ctx_dir = _write(tool.work / "ctx-pullbuild",
                              f"FROM {registry.pull_ref}\nRUN true\n")  # fmt: skip
-            built = tool.measure(tool.build_argv(ctx_dir, "localhost/bench-pullbuild:latest"),
+            built = tool.measure(tool.build_argv(ctx_dir, "localhost/bench-pullbuild:latest",
+                                                 no_cache=tool.shared_store),
                                  log=tool.work / "timed.log")  # fmt: skip
             return bl.Sample(pulled.wall + built.wall, pulled.cpu + built.cpu,
                              max(pulled.rss, built.rss))  # fmt: skip
         tool.load_base(bl.base_tar())
         tag = f"localhost/bench-{sc.name}:latest"
-        argv = tool.build_argv(ctx, tag, jobs=sc.jobs)
+        argv = tool.build_argv(ctx, tag, jobs=sc.jobs, no_cache=tool.shared_store and not sc.warm)
         if sc.kind == "push":
             tool.run(argv, log=tool.work / "build.log")
             dest = f"{registry.host}/bench/{tool.name}-{rep}-{secrets.token_hex(3)}:latest"
@@ -203,19 +216,29 @@ def measure(tool_cls, sc: Scenario, ctx: Path, rep: int, registry=None) -> bl.Sa
                 tool.run(tool.tag_argv(tag, dest))
                 tag = dest
             return tool.measure(tool.push_argv(tag, dest), log=tool.work / "timed.log")
-        if sc.warm:
+        if sc.warm:  # BuildKit: a later sample's warm-up may hit an earlier one's cache
             tool.run(argv, log=tool.work / "warm.log")
             if sc.mutate:
                 sc.mutate(ctx)
         return tool.measure(argv, log=tool.work / "timed.log")
     finally:
-        tool.cleanup()
+        if pulls and tool.shared_store:
+            tool.cleanup()
+        else:
+            deferred.add(tool)
+
+
+def _rotation(tools: list[str], rep: int) -> list[str]:
+    """The tool order of repetition ``rep``: rotated by one each time, so no tool always
+    runs first (a cold page cache) or right after the same other tool."""
+    k = rep % len(tools)
+    return tools[k:] + tools[:k]
 
 
 @contextlib.contextmanager
-def local_registry(push_ctx: Path):
+def local_registry(push_ctx: Path, deferred: bl.Deferred):
     """A plain-HTTP registry on 127.0.0.1 (Debian's docker-registry) holding the pull
-    scenario's image, pushed there once by kiln (untimed)."""
+    scenario's image, pushed there once by kiln (untimed; its store goes with ``deferred``)."""
     sys.path.insert(0, str(bl.TESTS_DIR))
     import registry_servers
 
@@ -227,7 +250,7 @@ def local_registry(push_ctx: Path):
             reg.pull_ref = f"{reg.host}/bench/pull-src:latest"
             tool.run(tool.push_argv("localhost/pull-src:latest", reg.pull_ref))
         finally:
-            tool.cleanup()
+            deferred.add(tool)
         yield reg
 
 
@@ -247,6 +270,13 @@ def main() -> int:
         action="store_true",
         help="one run of every scenario on small inputs (64 MiB file, 2,000 files, 8 MB "
         "image): checks that the bench and every tool work, not for numbers",
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE,
+        help="seconds to wait after deleting the last scenario's stores, before the next "
+        f"scenario's first timed run (default {SETTLE:g})",
     )
     bl.add_bytecode_flag(ap)
     bl.add_kiln_base_flag(ap)
@@ -271,39 +301,52 @@ def main() -> int:
     results: dict[str, dict[str, list[bl.Sample]]] = {}
     errors: dict[str, dict[str, list[str]]] = {}
     loads: dict[str, str] = {}
+    probes: dict[str, list[bl.Probe]] = {}
+    deferred = bl.Deferred()
     with contextlib.ExitStack() as stack:
         if "buildkit" in tools:
             bl.log("starting a private dockerd (BuildKit)")
             bl.BuildKit.start_daemon()
             stack.callback(bl.BuildKit.stop_daemon)
+        stack.callback(deferred.flush)  # while the daemon still runs (BuildKit's cleanup)
         bl.log("warming up kiln (untimed)")
-        bl.warm_up_kiln(ctx_medium())
+        bl.warm_up_kiln(ctx_medium(), deferred)
         registry = None
         if any(table[n].kind != "build" for n in chosen):
-            registry = stack.enter_context(local_registry(table["pull"].context()))
+            registry = stack.enter_context(local_registry(table["pull"].context(), deferred))
         for name in chosen:
             sc = table[name]
-            bl.log(f"== {name}: {sc.help} ({bl.load_line()})")
             ctx = sc.context()
+            deferred.flush(args.settle)  # the last scenario's stores: before, not between, runs
+            bl.log(f"== {name}: {sc.help} ({bl.load_line()})")
             results[name] = {t: [] for t in tools}
+            probe_dir = bl.scratch("kb-probe-")
+            deferred.add(probe_dir)
             for rep in range(args.runs):
-                order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
-                for t in order:
+                for t in _rotation(tools, rep):
+                    probe = bl.create_probe(probe_dir)
+                    probes.setdefault(name, []).append(probe)
                     try:
-                        sample = measure(bl.TOOLS[t], sc, ctx, rep, registry)
+                        sample = measure(bl.TOOLS[t], sc, ctx, rep, deferred, registry)
                     except bl.BenchError as exc:  # counted, and the other runs still go on
                         errors.setdefault(name, {}).setdefault(t, []).append(str(exc))
                         bl.log(f"   run {rep + 1} {t:8s} FAILED\n{exc}")
                         continue
                     results[name][t].append(sample)
                     bl.log(f"   run {rep + 1} {t:8s} {sample.wall:8.3f} s  cpu {sample.cpu:7.3f} s"
-                           f"  rss {sample.rss / 1e6:6.0f} MB")  # fmt: skip
+                           f"  rss {sample.rss / 1e6:6.0f} MB  {bl.probe_line(probe)}")  # fmt: skip
             loads[name] = bl.load_line()
 
     print(bl.summary_table(results, tools))
+    floors = {n: table[n].floor for n in chosen if table[n].floor is not None}
+    if floors:
+        print("\nbeyond the floor (median wall - the scenario's least possible time):")
+        print(bl.overhead_table(results, tools, floors))
     print()
     for name in chosen:
-        print(f"{name}: {table[name].help}; after it: {loads.get(name, '-')}")
+        med = bl.median_probe(probes.get(name, []))
+        print(f"{name}: {table[name].help}; after it: {loads.get(name, '-')}; "
+              f"{bl.probe_line(med) if med else 'no probe'}")  # fmt: skip
     targets = check_targets(results)
     print()
     for line in targets["lines"]:
@@ -316,6 +359,7 @@ def main() -> int:
         "runs": args.runs,
         "quick": args.quick,
         "jobs": JOBS,
+        "settle": args.settle,
         "kiln_bytecode_cache": not args.kiln_no_bytecode_cache,
         "scenarios": {
             n: {
@@ -330,6 +374,8 @@ def main() -> int:
                     p: bl.ratio(bl.median(walls[n]["kiln"]), bl.median(walls[n][p])) for p in peers
                 },
                 "errors": errors.get(n, {}),
+                "floor": table[n].floor,
+                "probes_us": [[x.create_us, x.fsync_us] for x in probes.get(n, [])],
             }
             for n in chosen
         },

@@ -87,23 +87,6 @@ def _install() -> None:
         setattr(owner, name, _timed(label, fn))
 
 
-def create_cost(beside: Path, count: int = 2000) -> float:
-    """Microseconds to create (and close) one empty file, in a new directory next to
-    ``beside``: what the file system charges per new inode right now."""
-    d = Path(tempfile.mkdtemp(prefix="create-probe-", dir=beside))
-    try:
-        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        t = time.perf_counter()
-        try:
-            for i in range(count):
-                os.close(os.open(f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd))
-        finally:
-            os.close(dfd)
-        return (time.perf_counter() - t) / count * 1e6
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def _contexts(files: int, size: int) -> list[tuple[str, Path]]:
     found = []
     base = f"FROM {bl.BASE_REF}\n"
@@ -121,7 +104,8 @@ def _contexts(files: int, size: int) -> list[tuple[str, Path]]:
 
 
 def _build(kiln_main, work: Path, ctx: Path, tag: str) -> tuple[float, float]:
-    """A first build of ``ctx`` in a fresh store under ``work``: (wall, CPU) seconds."""
+    """A first build of ``ctx`` in a fresh store under ``work``: (wall, CPU) seconds. The
+    store stays until ``work`` goes (a deletion would charge the next build for it)."""
     root = work / f"root-{time.time_ns()}"
     os.environ["KILN_ROOT"] = str(root)
     subprocess.run([*bl.kiln_command(), "import", "-q", str(bl.base_tar()), bl.BASE_REF],
@@ -135,7 +119,6 @@ def _build(kiln_main, work: Path, ctx: Path, tag: str) -> tuple[float, float]:
         return time.perf_counter() - t, _cpu() - cpu0
     finally:
         bl.unmount_under(root)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _cpu() -> float:
@@ -150,9 +133,12 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=1 << 30)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default="/tmp", help="where the stores go (default /tmp)")
+    ap.add_argument("--settle", type=float, default=10.0,
+                    help="seconds to wait after deleting one input's stores (default 10)")  # fmt: skip
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="kiln-copy-phases-", dir=args.dir))
+    deferred = bl.Deferred()
     try:
         from kiln.cli.main import main as kiln_main
 
@@ -165,9 +151,12 @@ def main() -> int:
         for what, ctx in _contexts(args.files, args.size):
             _stats.clear()
             walls, cpus, probes = [], [], []
+            deferred.flush(args.settle)  # the last input's stores, before these runs
+            runs_dir = Path(tempfile.mkdtemp(prefix="runs-", dir=work))
+            deferred.add(runs_dir)
             for run in range(args.runs):
-                probes.append(create_cost(work))
-                wall, cpu = _build(kiln_main, work, ctx, f"localhost/copy-phases:{run}")
+                probes.append(bl.create_probe(runs_dir, 2000, fsync=False).create_us)
+                wall, cpu = _build(kiln_main, runs_dir, ctx, f"localhost/copy-phases:{run}")
                 walls.append(wall)
                 cpus.append(cpu)
             runs = max(1, len(walls))

@@ -96,37 +96,40 @@ def _measure(tool, argv: list[str], log: Path) -> dict:
     return {"wall": sample.wall, "cpu": sample.cpu, "rss_mb": sample.rss / 2**20, "load": load()}
 
 
-def one(tool_name: str, ctx: Path, noop: bool) -> dict[str, dict]:
+def one(tool_name: str, ctx: Path, noop: bool, deferred: bl.Deferred) -> dict[str, dict]:
+    """One first build (and its no-op rebuild) in a fresh store, kept until the point's
+    runs are over (``deferred``)."""
     tool = bl.TOOLS[tool_name](bl.scratch(f"kg-{tool_name[:2]}-"))
-    try:
-        tool.load_base(bl.base_tar())
+    deferred.add(tool)
+    tool.load_base(bl.base_tar())
+    argv = tool.build_argv(ctx, "localhost/growth:latest", no_cache=tool.shared_store)
+    out = {"build": _measure(tool, argv, tool.work / "build.log")}
+    if noop:
         argv = tool.build_argv(ctx, "localhost/growth:latest")
-        out = {"build": _measure(tool, argv, tool.work / "build.log")}
-        if noop:
-            out["noop"] = _measure(tool, argv, tool.work / "noop.log")
-        return out
-    finally:
-        try:
-            tool.cleanup()
-        except (bl.BenchError, subprocess.SubprocessError) as exc:  # the samples still count
-            bl.log(f"   cleanup failed: {exc}")
+        out["noop"] = _measure(tool, argv, tool.work / "noop.log")
+    return out
 
 
-def series(kind: str, points: list[int], tools: list[str], runs: int, noop: bool) -> list[dict]:
+def series(kind: str, points: list[int], tools: list[str], runs: int, noop: bool,
+           deferred: bl.Deferred, settle: float) -> list[dict]:  # fmt: skip
     rows = []
     for point in points:
         ctx = ctx_files(point) if kind == "files" else ctx_bytes(point)
+        deferred.flush(settle)  # the last point's stores: deleted before, not between, runs
         for rep in range(runs):
             order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
             for t in order:
                 bl.log(f"== {kind} {point} run {rep + 1} {t} (load {load():.1f})")
                 try:
-                    res = one(t, ctx, noop and kind == "files")
+                    probe = bl.create_probe(bl.DATA_DIR)
+                    bl.log(f"   {bl.probe_line(probe)}")
+                    res = one(t, ctx, noop and kind == "files", deferred)
                 except bl.BenchError as exc:
                     bl.log(f"   FAILED\n{exc}")
                     continue
                 for phase, m in res.items():
-                    rows.append({"series": kind, "point": point, "tool": t, "phase": phase, **m})
+                    rows.append({"series": kind, "point": point, "tool": t, "phase": phase,
+                                 **m, "probe_us": [probe.create_us, probe.fsync_us]})  # fmt: skip
                     bl.log(f"   {phase:5s} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s  "
                            f"rss {m['rss_mb']:6.0f} MB  load {m['load']:.1f}")  # fmt: skip
     return rows
@@ -178,6 +181,8 @@ def main() -> int:
     ap.add_argument("--gib", default="1,4", help="GiB of the bytes series ('' to skip)")
     ap.add_argument("--peers", default="", help="peers to run beside kiln (e.g. buildah)")
     ap.add_argument("--no-rebuild", action="store_true", help="skip the no-op rebuilds")
+    ap.add_argument("--settle", type=float, default=10.0,
+                    help="seconds to wait after deleting one point's stores (default 10)")  # fmt: skip
     bl.add_bytecode_flag(ap)
     bl.add_kiln_base_flag(ap)
     args = ap.parse_args()
@@ -187,15 +192,18 @@ def main() -> int:
     files = [int(x) for x in args.files.split(",") if x]
     gib = [int(x) for x in args.gib.split(",") if x]
 
+    deferred = bl.Deferred()
     with contextlib.ExitStack() as stack:
         if "buildkit" in tools:
             bl.log("starting a private dockerd (BuildKit)")
             bl.BuildKit.start_daemon()
             stack.callback(bl.BuildKit.stop_daemon)
+        stack.callback(deferred.flush)  # while the daemon still runs (BuildKit's cleanup)
         bl.log("warming up kiln (untimed)")
-        bl.warm_up_kiln(ctx_files(files[0]) if files else ctx_bytes(gib[0]))
-        rows = series("files", files, tools, args.runs, not args.no_rebuild)
-        rows += series("bytes", gib, tools, args.runs, False)
+        bl.warm_up_kiln(ctx_files(files[0]) if files else ctx_bytes(gib[0]), deferred)
+        rows = series("files", files, tools, args.runs, not args.no_rebuild, deferred,
+                      args.settle)  # fmt: skip
+        rows += series("bytes", gib, tools, args.runs, False, deferred, args.settle)
     meds = medians(rows)
     table = [["series", "point", "tool", "phase", "wall s", "cpu s", "rss MB", "load"]]
     for (s, pt, t, p), m in sorted(meds.items()):

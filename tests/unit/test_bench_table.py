@@ -54,3 +54,43 @@ def test_targets_are_ratios_to_buildkit_and_buildah():
     assert met["tiny: kiln <= 0.5 x buildah"] is False
     assert met["noop-rebuild: kiln <= 0.8 x buildkit"] is False
     assert met["noop-rebuild: kiln < 0.3 s"] is True
+
+
+def test_overhead_beyond_the_floor_compares_what_each_tool_adds():
+    results = {
+        "stages4": {
+            "kiln": [bl.Sample(2.30), bl.Sample(2.40), bl.Sample(2.50)],
+            "buildkit": [bl.Sample(2.20), bl.Sample(2.20)],
+        },
+        "tiny": {"kiln": [bl.Sample(0.3)], "buildkit": [bl.Sample(0.2)]},
+    }
+    text = bl.overhead_table(results, ["kiln", "buildkit"], {"stages4": 2.0})
+    rows = _rows(text)
+    assert list(rows) == ["stages4"]  # only scenarios with a floor
+    row = rows["stages4"]
+    assert row["floor s"] == "2.000"
+    assert row["kiln over s"] == "0.400" and row["buildkit over s"] == "0.200"
+    assert row["kiln/buildkit over"] == "2.00"
+
+
+def test_rotation_puts_every_tool_first_once_per_cycle():
+    tools = ["kiln", "buildkit", "buildah"]
+    orders = [build_bench._rotation(tools, rep) for rep in range(3)]
+    assert [o[0] for o in orders] == tools
+    assert all(sorted(o) == sorted(tools) for o in orders)
+
+
+def test_deferred_trees_stay_until_flushed_and_the_probe_leaves_its_files(tmp_path):
+    deferred = bl.Deferred()
+    store = tmp_path / "store"
+    (store / "d").mkdir(parents=True)
+    (store / "d" / "f").write_text("x")
+    deferred.add(store)
+    probe = bl.create_probe(tmp_path, 5)
+    assert probe.create_us > 0 and probe.fsync_us > 0
+    made = [p for p in tmp_path.iterdir() if p.name.startswith("create-probe-")]
+    assert len(made) == 1 and len(list(made[0].iterdir())) == 10  # not deleted under a run
+    assert (store / "d" / "f").exists()  # nothing deleted before flush
+    deferred.flush()
+    assert not store.exists()
+    deferred.flush()  # a second flush has nothing left to do
