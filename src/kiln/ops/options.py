@@ -3,13 +3,13 @@
 They are defined where the layers below ops need them (``RunSettings`` in
 ``kiln.runtime.options``, ``RegistryOptions`` in ``kiln.registry.options``, a pull's
 ``PullRequest`` in ``kiln.registry.pull_request``); the CLI and the API take them from
-here, so they never import those layers themselves.
+here, so they never import those layers themselves. ``kiln.ops.pull_options`` holds
+the registry and pull values alone, for front ends that must not load the runtime's.
 """
 
 from __future__ import annotations
 
-from kiln.registry.options import RegistryOptions
-from kiln.registry.pull_request import PullRequest
+from kiln.ops.pull_options import PullRequest, RegistryOptions
 from kiln.runtime.options import RunSettings, parse_memory
 
 __all__ = ["PullRequest", "RegistryOptions", "RunSettings", "parse_memory"]

@@ -9,7 +9,7 @@
 It lives here, beside ``RegistryOptions``, because it is made of values from this layer
 and below (``RegistryOptions``, ``kiln.oci.Platform``, ``kiln.util.choices.PullPolicy``)
 and loads no httpx: a command or a build holds one without loading the registry client.
-Front ends take it from ``kiln.ops.options``.
+Front ends take it from ``kiln.ops.options`` (the CLI from ``kiln.ops.pull_options``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import click
 from kiln.cli.go_flags import OptionalValue
 
 if TYPE_CHECKING:
-    from kiln.registry.options import RegistryOptions
+    from kiln.ops.pull_options import RegistryOptions
 
 REGISTRY_FLAGS = ("authfile", "creds", "tls_verify", "cert_dir")
 
@@ -62,6 +62,6 @@ def _options(given: dict[str, Any]) -> RegistryOptions | None:
     if not given:
         return None
     # start-up: only a command given a registry flag loads the options' module
-    from kiln.registry.options import RegistryOptions
+    from kiln.ops.pull_options import RegistryOptions
 
     return RegistryOptions(**given)

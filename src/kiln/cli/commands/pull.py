@@ -50,9 +50,9 @@ def command(
     reference (docker://REF or just REF)."""
     from kiln.ops import file_transfer
 
-    # start-up: the request from its own module, as _registry_flags takes RegistryOptions;
-    # kiln.ops.options would load the runtime's options too
-    from kiln.registry.pull_request import PullRequest
+    # start-up: `kiln pull --help` loads neither; kiln.ops.options would load the
+    # runtime's options too
+    from kiln.ops.pull_options import PullRequest
 
     request = PullRequest.of(
         source,
