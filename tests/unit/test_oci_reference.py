@@ -1,7 +1,7 @@
 import pytest
 
 from kiln.errors import InvalidArgument
-from kiln.oci.reference import Reference, is_short_name, looks_like_id
+from kiln.oci.reference import Reference, is_short_name, looks_like_id, match_name
 
 HEX = "a" * 64
 
@@ -66,3 +66,13 @@ def test_short_names_and_ids():
     assert is_short_name("busybox") and is_short_name("library/busybox")
     assert not is_short_name("quay.io/x") and not is_short_name("localhost/x")
     assert looks_like_id(HEX) and looks_like_id("sha256:" + HEX) and not looks_like_id("abc")
+
+
+def test_match_name_finds_the_stored_name_a_user_spelled():
+    stored = ["docker.io/library/busybox:latest", "localhost/app:1", "quay.io/x/y:latest"]
+    assert match_name("busybox", stored) == "docker.io/library/busybox:latest"
+    assert match_name("app:1", stored) == "localhost/app:1"
+    assert match_name("quay.io/x/y", stored) == "quay.io/x/y:latest"
+    assert match_name("localhost/app:1", stored) == "localhost/app:1"
+    assert match_name("app:2", stored) is None
+    assert match_name("Not A Name", stored) is None

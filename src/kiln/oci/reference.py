@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from kiln.errors import InvalidArgument
@@ -156,3 +157,19 @@ def local_name(value: str) -> str:
     if is_short_name(value):
         return f"localhost/{value}"
     return value
+
+
+def match_name(name: str, names: Collection[str]) -> str | None:
+    """The one of ``names`` (stored, normalised names) that ``name`` spells: as given,
+    normalised (``busybox`` -> ``docker.io/library/busybox:latest``) or as a local name
+    (``app`` -> ``localhost/app:latest``); None when it spells none."""
+    candidates = [name]
+    try:
+        candidates.append(str(Reference.parse(name)))
+        candidates.append(str(Reference.parse(local_name(name))))
+    except InvalidArgument:
+        pass
+    for c in candidates:
+        if c in names:
+            return c
+    return None

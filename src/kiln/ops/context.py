@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import KilnError
-from kiln.oci import Platform
 from kiln.ops.config import Config
 from kiln.ops.events import Emitter, EventSink, NullSink
 from kiln.store import Store
@@ -186,17 +185,6 @@ def sweep_leftovers(ctx: Context) -> None:
         ctx.ev.warning(f"removed what a killed kiln left behind: {said}")
 
 
-def unpack_into(ctx: Context, platform: Platform | None) -> Snapshotter | None:
-    """Where an image coming into the store (pull, import, load) is unpacked on the way in:
-    the context's snapshotter, so a first build or ``kiln from`` finds its layers unpacked.
-    None for an image of another platform than this host's (``platform``; None: the
-    host's): such an image is mostly passed on (saved, pushed) rather than run, and a build
-    for it (under emulation) unpacks it at first use."""
-    if platform is not None and not Platform.host().matches(platform):
-        return None
-    return ctx.snapshots
-
-
 __all__ = [
     "Context",
     "open_context",
@@ -204,5 +192,4 @@ __all__ = [
     "store_root",
     "sweep_leftovers",
     "thread_context",
-    "unpack_into",
 ]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
 from kiln.oci import Digest, ImageConfig, Reference
-from kiln.oci.reference import local_name
+from kiln.oci.reference import local_name, match_name
 from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.ops import image_events
 from kiln.ops.context import sweep_leftovers
@@ -469,7 +469,7 @@ def untag(ctx: Context, image: str, *names: str) -> list[str]:
     else:
         wanted = []
         for n in names:
-            match = _match_name(n, current, Reference)
+            match = match_name(n, current)
             if match is None:
                 raise NotFound(
                     f"{n}: tag not known for image {rec.id.removeprefix('sha256:')[:12]}"
@@ -485,7 +485,7 @@ def untag(ctx: Context, image: str, *names: str) -> list[str]:
 def _untag_list(ctx: Context, rec: Any, names: Sequence[str]) -> list[str]:
     wanted = []
     for n in names or rec.names:
-        match = _match_name(n, list(rec.names), Reference)
+        match = match_name(n, rec.names)
         if match is None:
             raise NotFound(f"{n}: tag not known for manifest list {rec.id[7:19]}")
         wanted.append(match)
@@ -494,19 +494,6 @@ def _untag_list(ctx: Context, rec: Any, names: Sequence[str]) -> list[str]:
             ctx.store.untag_index(n)
     image_events.record_removal(ctx, wanted, ())
     return wanted
-
-
-def _match_name(name: str, current: list[str], reference_cls) -> str | None:
-    candidates = [name]
-    try:
-        candidates.append(str(reference_cls.parse(name)))
-        candidates.append(str(reference_cls.parse(local_name(name))))
-    except InvalidArgument:
-        pass
-    for c in candidates:
-        if c in current:
-            return c
-    return None
 
 
 # --- removal ------------------------------------------------------------------
@@ -592,7 +579,7 @@ def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> N
                 f"than one tag ({_golist(names)}): please force removal"
             )
     if not by_id and not by_digest and len(names) > 1:
-        resolved = _resolved_name(name, names)
+        resolved = match_name(name, names)
         if resolved is not None:
             store.untag(resolved)
             result.untagged.append(resolved)
@@ -603,7 +590,7 @@ def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> N
 def _remove_list(ctx: Context, name: str, rec: Any, result: RemoveResult) -> None:
     """rmi of a manifest list: the name goes (the list too, with its last name or by ID);
     its images stay."""
-    resolved = _resolved_name(name, rec.names)
+    resolved = match_name(name, rec.names)
     if resolved is not None and len(rec.names) > 1:
         ctx.store.untag_index(resolved)
         result.untagged.append(resolved)
@@ -690,10 +677,6 @@ def _is_id_reference(name: str, image_id: str) -> bool:
     v = name.removeprefix("sha256:")
     hexid = image_id.removeprefix("sha256:")
     return len(v) >= 3 and all(c in "0123456789abcdef" for c in v) and hexid.startswith(v)
-
-
-def _resolved_name(name: str, names: list[str]) -> str | None:
-    return _match_name(name, names, Reference)
 
 
 def _golist(items: Iterable[str]) -> str:

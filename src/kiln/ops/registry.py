@@ -35,7 +35,7 @@ from kiln.oci import ImageConfig, Index, Manifest, Reference
 from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
-from kiln.ops.context import unpack_into
+from kiln.ops.store_copy import unpack_into
 from kiln.registry import RegistryClient, RegistryOptions
 from kiln.registry import login as registry_login
 from kiln.registry import logout as registry_logout

@@ -17,11 +17,10 @@ from kiln.errors import InvalidArgument
 from kiln.image import StoreDestination, open_store_image, validate_image
 from kiln.image.copy import copy_image
 from kiln.image.model import Image
-from kiln.oci import Reference
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
-from kiln.ops.context import unpack_into
-from kiln.ops.images import _match_name
+from kiln.oci.platform import Platform
+from kiln.oci.reference import Reference, match_name
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -35,7 +34,7 @@ def store_items(ctx: Context, images: Sequence[str]) -> list[tuple[Any, list[str
     out = []
     for arg in images:
         img = open_store_image(ctx.store, arg)
-        name = _match_name(arg, list(img.record.names), Reference)
+        name = match_name(arg, img.record.names)
         out.append((img, [name] if name else []))
     return out
 
@@ -56,6 +55,17 @@ def normalize_names(names: Sequence[str]) -> list[str]:
         if name not in out:
             out.append(name)
     return out
+
+
+def unpack_into(ctx: Context, platform: Platform | None) -> Snapshotter | None:
+    """Where an image coming into the store (pull, import, load) is unpacked on the way in:
+    the context's snapshotter, so a first build or ``kiln from`` finds its layers unpacked.
+    None for an image of another platform than this host's (``platform``; None: the
+    host's): such an image is mostly passed on (saved, pushed) rather than run, and a build
+    for it (under emulation) unpacks it at first use."""
+    if platform is not None and not Platform.host().matches(platform):
+        return None
+    return ctx.snapshots
 
 
 def copy_into_store(
