@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
-from kiln.ops import archives, file_transfer, transfer
+from kiln.ops import archives, file_transfer, store_copy
 from kiln.ops import images as ops
 from kiln.ops.config import Config
 from kiln.ops.context import Context
@@ -279,7 +279,7 @@ def test_failed_load_keeps_a_blob_a_concurrent_operation_reused(ctx):
     store = ctx.store
     reused, own = _blob(b"added by this load, reused"), _blob(b"added by this load only")
     with store.lease() as a:
-        dest = transfer.StoreCopyDestination(store, a, validate=False)
+        dest = store_copy.StoreCopyDestination(store, a, validate=False)
         for desc, data in (
             (reused, b"added by this load, reused"),
             (own, b"added by this load only"),
@@ -290,7 +290,7 @@ def test_failed_load_keeps_a_blob_a_concurrent_operation_reused(ctx):
 
         def concurrent() -> None:  # another load or pull (its own thread and leases)
             with store.lease() as b:
-                other = transfer.StoreCopyDestination(store, b, validate=False)
+                other = store_copy.StoreCopyDestination(store, b, validate=False)
                 assert other.has_blob(reused.digest)  # found it present: leased
                 held.set()
                 done.wait(30)
@@ -318,7 +318,7 @@ def test_load_keeps_a_blob_it_found_present_from_gc(ctx):
     old = time.time() - 3600
     os.utime(store.blob_path(desc.digest), (old, old))
     with store.lease() as lease:
-        dest = transfer.StoreCopyDestination(store, lease, validate=False)
+        dest = store_copy.StoreCopyDestination(store, lease, validate=False)
         assert dest.has_blob(desc.digest)  # copy_image skips the put: it is kept now
         store.gc()
         assert store.has_blob(desc.digest)

@@ -26,13 +26,7 @@ from kiln.image.transports import close_source, transport, write_images
 from kiln.ops import image_events, registry
 from kiln.ops import transports as tp
 from kiln.ops.registry import PullResult, PushResult
-from kiln.ops.store_copy import (
-    StoreCopyDestination,
-    copy_into_store,
-    normalize_names,
-    store_items,
-    unpack_into,
-)
+from kiln.ops.store_copy import copy_into_store, normalize_names, store_items
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -125,13 +119,4 @@ def pull_image(ctx: Context, request: PullRequest) -> TransferResult | PullResul
     return TransferResult(rec.id, rec.manifest_digest, names, str(src))
 
 
-__all__ = [
-    "StoreCopyDestination",
-    "TransferResult",
-    "copy_into_store",
-    "unpack_into",
-    "normalize_names",
-    "pull_image",
-    "push_image",
-    "store_items",
-]
+__all__ = ["TransferResult", "pull_image", "push_image"]
