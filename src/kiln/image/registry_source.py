@@ -34,7 +34,7 @@ from kiln.errors import Cancelled, InvalidArgument, NotFound, Unavailable
 from kiln.image.layers import Inflater
 from kiln.image.model import SourceImage
 from kiln.image.store_image import register_image
-from kiln.image.unpack import unpack_layers
+from kiln.image.unpack import unpack_stored
 from kiln.oci import media_types as mt
 from kiln.oci.config import ImageConfig
 from kiln.oci.descriptor import Descriptor
@@ -486,13 +486,7 @@ class _Pull:
             for digest, fut in futures.items():
                 sizes[digest] = fut.result().uncompressed_size
         if self.snaps is not None:  # every blob verified: the config vouches for the trees
-            unpack_layers(
-                self.snaps,
-                manifest.layers,
-                config.diff_ids,
-                lambda d: self.store.open_blob(d.digest),
-                self.staged,
-            )
+            unpack_stored(self.store, self.snaps, manifest, config, self.staged)
         return register_image(self.store, manifest, config, names, sizes, self.lease)
 
     def schema1(self, s1: Schema1Manifest, names: Sequence[str]) -> ImageRecord:

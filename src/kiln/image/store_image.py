@@ -19,7 +19,7 @@ from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.image.layers import DiffIdTee, SliceTee, drain
 from kiln.image.model import SourceImage, chain_ids, platform_string
 from kiln.image.mutate import Addendum, append_layers, check_format
-from kiln.image.unpack import unpack_layers
+from kiln.image.unpack import unpack_stored
 from kiln.oci import media_types as mt
 from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
@@ -194,7 +194,7 @@ class StoreDestination:
 
     With ``snaps`` (a Snapshotter) layers are unpacked on the way in, as a pull unpacks
     them: ``put_unpacked`` stores a layer blob and applies its tar into a staged tree in
-    one pass, and ``put_manifest`` records the trees (``unpack_layers``: bottom up, not
+    one pass, and ``put_manifest`` records the trees (``unpack_stored``: bottom up, not
     yet durable, each diff_id checked against the config) before the image is registered.
     Whoever copies calls ``discard_staged`` at the end: a failed copy keeps no tree."""
 
@@ -257,13 +257,7 @@ class StoreDestination:
         manifest = Manifest.parse(raw, media_type)
         config = ImageConfig.parse(_read(self.store, manifest.config.digest))
         if self.snaps is not None and self.staged:  # every blob is in: the config vouches
-            unpack_layers(
-                self.snaps,
-                manifest.layers,
-                config.diff_ids,
-                lambda d: self.store.open_blob(d.digest),
-                self.staged,
-            )
+            unpack_stored(self.store, self.snaps, manifest, config, self.staged)
         self.record = register_image(
             self.store, manifest, config, names, self.uncompressed_sizes, self.lease
         )

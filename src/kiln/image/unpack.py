@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.errors import InvalidArgument
 from kiln.image.model import Image, chain_ids
+from kiln.oci.config import ImageConfig
 from kiln.oci.descriptor import Descriptor
+from kiln.oci.manifest import Manifest
 from kiln.snapshot.staged import StagedLayer
 from kiln.store import Store
 
@@ -66,6 +68,21 @@ def unpack_layers(
         for item in pending:
             item[0].discard()
     return parent
+
+
+def unpack_stored(
+    store: Store,
+    snaps: Snapshotter,
+    manifest: Manifest,
+    config: ImageConfig,
+    staged: MutableMapping[str, StagedLayer],
+) -> str | None:
+    """``unpack_layers`` at the end of a pull or copy into ``store``, when every blob of
+    ``manifest`` is in: the ``staged`` trees are recorded once ``config``'s diff_ids vouch
+    for them, any other layer is unpacked from its stored blob."""
+    return unpack_layers(
+        snaps, manifest.layers, config.diff_ids, lambda d: store.open_blob(d.digest), staged
+    )
 
 
 def _adopt(snaps: Snapshotter, pending: list[tuple[StagedLayer, str, str | None, str]]) -> None:
