@@ -22,7 +22,6 @@ calls in here (it is never imported from here: ``Builder.commit`` hands over the
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -36,13 +35,12 @@ from kiln.errors import InvalidArgument
 from kiln.image import open_store_image
 from kiln.image.changes import apply_changes
 from kiln.image.mutate import Addendum, append_layers
-from kiln.image.store_image import StoreImage, image_rows, record_image
+from kiln.image.store_image import IngestWriter, StoreImage, image_rows, record_image
 from kiln.oci import Descriptor, Digest, History, ImageConfig
 from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
 from kiln.store import Store
 from kiln.util import choices
-from kiln.util.atomic import WritebackEvery
 from kiln.util.timefmt import rfc3339
 
 from .config_edit import ConfigEditor
@@ -134,32 +132,6 @@ def layer_changes(fs: Filesystem, *, squash: bool) -> Iterator[Iterator[Any] | N
     yield nonempty(iter(entries))
 
 
-class _IngestWriter(io.RawIOBase):
-    """A file-like front of a store ingest for ``write_layer``: a ``HashingSink`` (the
-    ingest hashes what it writes, so ``write_layer`` takes the blob digest from it). The
-    blob's writeback starts every 8 MiB, so its fsync at the end finds little left."""
-
-    def __init__(self, ingest: Any):
-        self.ingest = ingest
-        self._writeback = WritebackEvery(ingest.fd)
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        self.ingest.write(data)
-        self._writeback.wrote(len(data))
-        return len(data)
-
-    @property
-    def digest(self) -> str:
-        return str(self.ingest.digest())
-
-    @property
-    def size(self) -> int:
-        return self.ingest.offset
-
-
 def write_layer_blob(store: Any, entries: Iterator[Any], compression: Compression,
                      timestamp: int | None) -> tuple[LayerResult, Any]:  # fmt: skip
     """Stream ``entries`` as a layer into an anonymous store ingest, sealed (verified) but
@@ -167,7 +139,7 @@ def write_layer_blob(store: Any, entries: Iterator[Any], compression: Compressio
     The caller closes the ingest (``publish`` finishes it; closing first drops it)."""
     ing = store.ingest("")
     try:
-        result = write_layer(entries, _IngestWriter(ing), compression=compression,
+        result = write_layer(entries, IngestWriter(ing, writeback=True), compression=compression,
                              timestamp=timestamp)  # fmt: skip
         digest = ing.seal()
         if str(digest) != str(result.digest):

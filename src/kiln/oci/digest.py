@@ -59,7 +59,7 @@ class Digester:
         self._h = hashlib.new(algorithm)
         self.size = 0
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self._h.update(data)
         self.size += len(data)
 

@@ -147,7 +147,7 @@ class Ingest:
         if self._digester.size != size:
             os.ftruncate(self._fd, self._digester.size)
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         if self._done:
             raise InvalidArgument(f'ingest "{self.ref}" is already finished')
         if not chunk:
