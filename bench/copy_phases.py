@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import importlib
 import io
 import os
 import resource
@@ -32,15 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib as bl  # noqa: E402
+import phases as ph  # noqa: E402
 
-# (label, module, attribute): wrapped where they are looked up (a ``from x import f``
-# binds f in the caller's module: patch the caller's name)
+# (label, module, attribute): see phases.py
 PHASES = [
     ("context digest (cache key)", "kiln.build.context", "BuildContext.digest"),
     ("new working container", "kiln.container.builder", "Builder.from_image"),
@@ -54,37 +51,6 @@ PHASES = [
     ("  fsync/syncfs of the upper (thread)", "kiln.container.commit", "fsync_tree"),
     ("stage end (finish)", "kiln.build.stage_run", "StageRun.finish"),
 ]
-
-#: label -> [calls, wall seconds, process CPU seconds]
-_stats: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-
-
-def _timed(label, fn):
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        t, c = time.perf_counter(), time.process_time()
-        try:
-            return fn(*a, **kw)
-        finally:
-            s = _stats[label]
-            s[0] += 1
-            s[1] += time.perf_counter() - t
-            s[2] += time.process_time() - c
-
-    return wrapper
-
-
-def _install() -> None:
-    for label, mod_name, attr in PHASES:
-        owner = importlib.import_module(mod_name)
-        owner_path, _, name = attr.rpartition(".")
-        for part in owner_path.split(".") if owner_path else ():
-            owner = getattr(owner, part)
-        fn = getattr(owner, name, None)
-        if fn is None:
-            print(f"(no {mod_name}.{attr} in this kiln: phase {label.strip()!r} not timed)")
-            continue
-        setattr(owner, name, _timed(label, fn))
 
 
 def _contexts(files: int, size: int) -> list[tuple[str, Path]]:
@@ -113,18 +79,12 @@ def _build(kiln_main, work: Path, ctx: Path, tag: str) -> tuple[float, float]:
     argv = ["build", "-q", "--runtime", "runc", "--layers=true", "--pull=never",
             "-t", tag, str(ctx)]  # fmt: skip
     try:
-        cpu0, t = _cpu(), time.perf_counter()
-        with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
-            kiln_main(argv)  # main(argv) hands the exit back; the image ID is not shown
-        return time.perf_counter() - t, _cpu() - cpu0
+        cpu0, t = ph.cpu_seconds(), time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # the image ID is not shown
+            ph.run_cli(kiln_main, argv)
+        return time.perf_counter() - t, ph.cpu_seconds() - cpu0
     finally:
         bl.unmount_under(root)
-
-
-def _cpu() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> int:
@@ -147,9 +107,9 @@ def main() -> int:
         (warm / "f").write_text("warm\n")
         (warm / "Dockerfile").write_text(f"FROM {bl.BASE_REF}\nCOPY f /f\n")
         _build(kiln_main, work, warm, "localhost/copy-phases:warm")  # imports: untimed
-        _install()
+        ph.install(PHASES)
         for what, ctx in _contexts(args.files, args.size):
-            _stats.clear()
+            ph.STATS.clear()
             walls, cpus, probes = [], [], []
             deferred.flush(args.settle)  # the last input's stores, before these runs
             runs_dir = Path(tempfile.mkdtemp(prefix="runs-", dir=work))
@@ -170,8 +130,8 @@ def main() -> int:
                   f"(median of {len(probes)} probes of 2,000)")  # fmt: skip
             print(f"{'phase (mean per build)':38s} {'calls':>6s} {'wall s':>8s} {'CPU s':>8s}")
             for label, *_ in PHASES:
-                if label in _stats:
-                    n, secs, cpu = _stats[label]
+                if label in ph.STATS:
+                    n, secs, cpu = ph.STATS[label]
                     print(f"{label:38s} {n / runs:6.1f} {secs / runs:8.3f} {cpu / runs:8.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -15,25 +15,20 @@ A tool, not a test: its numbers depend on how loaded the machine is (printed bes
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import importlib
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib as bl  # noqa: E402
+import phases as ph  # noqa: E402
 
-# (label, module, attribute): wrapped where they are looked up (a ``from x import f``
-# binds f in the caller's module: patch the caller's name)
+# (label, module, attribute): see phases.py
 PHASES = [
     ("step (layer_step)", "kiln.build.stage_run", "StageRun.layer_step"),
     ("  cache key + lookup", "kiln.build.stage_run", "StageRun._next_key"),
@@ -63,97 +58,6 @@ PHASES = [
     ("fdatasync", "os", "fdatasync"),
 ]
 
-_stats: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-
-
-def _timed_call(label, fn):
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        t = time.perf_counter()
-        try:
-            result = fn(*a, **kw)
-        finally:
-            s = _stats[label]
-            s[0] += 1
-            s[1] += time.perf_counter() - t
-        if hasattr(result, "__enter__") and hasattr(result, "__exit__"):
-            return _TimedCM(label, result)
-        return result
-
-    return wrapper
-
-
-class _TimedCM:
-    """A context manager's enter and exit are timed (the body is not)."""
-
-    def __init__(self, label, cm):
-        self.label, self.cm = label, cm
-
-    def __getattr__(self, name):  # e.g. a Popen's .wait/.poll
-        return getattr(self.cm, name)
-
-    def __enter__(self):
-        t = time.perf_counter()
-        try:
-            return self.cm.__enter__()
-        finally:
-            _stats[self.label][1] += time.perf_counter() - t
-
-    def __exit__(self, *exc):
-        t = time.perf_counter()
-        try:
-            return self.cm.__exit__(*exc)
-        finally:
-            _stats[self.label][1] += time.perf_counter() - t
-
-
-def _install() -> None:
-    for label, mod_name, attr in PHASES:
-        mod = importlib.import_module(mod_name)
-        owner_path, _, name = attr.rpartition(".")
-        owner = mod
-        for part in owner_path.split(".") if owner_path else ():
-            owner = getattr(owner, part)
-        fn = getattr(owner, name, None)
-        if fn is None:
-            print(f"(no {mod_name}.{attr} in this kiln: phase {label.strip()!r} not timed)")
-            continue
-        if isinstance(owner, type) and isinstance(owner.__dict__.get(name), staticmethod):
-            setattr(owner, name, staticmethod(_timed_call(label, fn)))
-        elif owner_path == "subprocess":  # a module-level name in the caller: patch a proxy
-            mod.subprocess = _SubprocessProxy(owner, label, name)
-        else:
-            setattr(owner, name, _timed_call(label, fn))
-    _count_sqlite_commits()
-
-
-class _SubprocessProxy:
-    def __init__(self, real, label, name):
-        self._real = getattr(real, "_real", real)
-        self._wrapped = dict(getattr(real, "_wrapped", {}))
-        self._wrapped[name] = _timed_call(label, getattr(self._real, name))
-
-    def __getattr__(self, name):
-        return self._wrapped.get(name) or getattr(self._real, name)
-
-
-def _count_sqlite_commits() -> None:
-    import sqlite3
-
-    _orig_connect = sqlite3.connect
-
-    def connect(*a, **kw):
-        conn = _orig_connect(*a, **kw)
-
-        def trace(sql: str) -> None:
-            if sql.strip().upper().startswith(("COMMIT", "END")):
-                _stats["SQLite COMMIT statements"][0] += 1
-
-        conn.set_trace_callback(trace)
-        return conn
-
-    sqlite3.connect = connect
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -172,7 +76,8 @@ def main() -> int:
         )  # fmt: skip
         from kiln.cli.main import main as kiln_main
 
-        _install()
+        ph.install(PHASES)
+        ph.count_sqlite_commits()
         walls, cpus = [], []
         for run in range(args.runs):
             word = f"{os.getpid()}-{run}-{time.time_ns()}"
@@ -181,14 +86,14 @@ def main() -> int:
             argv = ["build", "-q", "--runtime", "runc", "--layers=true", "--pull=never",
                     "-t", f"localhost/phases:{run}", str(ctx)]  # fmt: skip
             if run == 0:  # the first build pays imports and the first mount: untimed
-                _run_cli(kiln_main, argv)
-                _stats.clear()
+                ph.run_cli(kiln_main, argv)
+                ph.STATS.clear()
                 continue
-            cpu0 = _cpu()
+            cpu0 = ph.cpu_seconds()
             t = time.perf_counter()
-            _run_cli(kiln_main, argv)
+            ph.run_cli(kiln_main, argv)
             walls.append(time.perf_counter() - t)
-            cpus.append(_cpu() - cpu0)
+            cpus.append(ph.cpu_seconds() - cpu0)
         steps_total = args.steps * max(1, len(walls))
         load = os.getloadavg()
         print(f"{len(walls)} build(s) of {args.steps} RUN steps; load average {load[0]:.2f} "
@@ -198,10 +103,10 @@ def main() -> int:
             f"{sum(cpus) / steps_total * 1000:.1f} ms"
         )
         print(f"{'phase':42s} {'calls/step':>10s} {'ms/step':>8s}")
-        for label, *_ in [*PHASES, ("SQLite COMMIT statements",)]:
-            if label not in _stats:
+        for label, *_ in [*PHASES, (ph.SQLITE_COMMITS,)]:
+            if label not in ph.STATS:
                 continue
-            n, secs = _stats[label]
+            n, secs, _cpu = ph.STATS[label]
             print(f"{label:42s} {n / steps_total:10.2f} {secs / steps_total * 1000:8.2f}")
     finally:
         bl.unmount_under(Path(root))
@@ -209,17 +114,6 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(ctx, ignore_errors=True)
     return 0
-
-
-def _run_cli(kiln_main, argv) -> None:
-    with contextlib.suppress(SystemExit):  # main(argv) hands the exit back (no os._exit)
-        kiln_main(argv)
-
-
-def _cpu() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 if __name__ == "__main__":
