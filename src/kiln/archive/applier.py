@@ -55,6 +55,7 @@ class ApplyResult:
     size: int  # uncompressed bytes
     compressed_size: int  # bytes read from the input stream
     entries: int  # tar members processed
+    compression: Compression = Compression.NONE  # the input stream's, given or detected
 
 
 class _GuardedTarInfo(tarfile.TarInfo):
@@ -460,6 +461,7 @@ def apply_layer(
         size=hashing.size,
         compressed_size=reader.compressed_bytes,
         entries=entries,
+        compression=reader.compression,
     )
 
 

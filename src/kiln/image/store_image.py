@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from kiln.archive.applier import ApplyResult
+from kiln.archive.tar_check import member_check
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.image.layers import DiffIdTee, SliceTee, drain
 from kiln.image.model import SourceImage, chain_ids, platform_string
@@ -206,6 +208,9 @@ class StoreDestination:
         self.uncompressed_sizes: dict[Digest, int] = {}
         self.record: ImageRecord | None = None
         self.staged: dict[str, StagedLayer] = {}  # blob digest -> its unpacked tree
+        #: blob digest -> diff_id of the layers ``put_unpacked`` checked as ``validate_image``
+        #: checks a layer (its ``checked``): validating the image reads them no second time
+        self.checked: dict[str, str] = {}
 
     def has_blob(self, digest: Digest) -> bool:
         """Present blobs are skipped by the copy, so they join the lease in the same step
@@ -225,15 +230,21 @@ class StoreDestination:
         it reads goes on to the ingest. Returns what the applier measured (the diff_id, for
         the caller to check). A blob that is not a layer the applier takes is refused
         after its digest is checked (a wrong blob is a digest mismatch, not a broken layer)
-        and keeps nothing."""
+        and keeps nothing.
+
+        The same pass checks the layer as ``validate_image`` would: compressed as its media
+        type says and every member passing ``check_tar``'s checks. A layer that passes is
+        noted in ``checked``; one that does not is left for validation to read again and
+        refuse, with its own message."""
         if self.snaps is None:
             raise InvalidArgument("this store destination has no snapshotter to unpack into")
         staged = self.snaps.stage_layer()
         self.staged[str(desc.digest)] = staged
         with self.store.ingest("", desc) as ing:
             tee = SliceTee(stream, IngestWriter(ing))
+            members = _MemberCheck()
             try:
-                result = staged.apply(tee)
+                result = staged.apply(tee, on_entry=members)
                 tee.finish()  # what follows the tar's end is the blob's too
             except InvalidArgument as exc:
                 if not isinstance(exc, DigestMismatch):
@@ -243,6 +254,8 @@ class StoreDestination:
             ing.commit()
         if self.lease is not None:
             self.lease.add_blob(desc.digest)
+        if members.passed and result.compression == mt.layer_compression(desc.media_type):
+            self.checked[str(desc.digest)] = str(result.diff_id)
         return result
 
     def discard_staged(self) -> None:
@@ -263,6 +276,22 @@ class StoreDestination:
             self.store, manifest, config, names, self.uncompressed_sizes, self.lease
         )
         return manifest.descriptor()
+
+
+class _MemberCheck:
+    """``check_tar``'s member checks beside an applier (its ``on_entry``), noting whether
+    every member passed rather than refusing one."""
+
+    def __init__(self) -> None:
+        self._check = member_check()
+        self.passed = True
+
+    def __call__(self, member: tarfile.TarInfo) -> None:
+        if self.passed:
+            try:
+                self._check(member)
+            except InvalidArgument:
+                self.passed = False
 
 
 class LayerBlob(Protocol):

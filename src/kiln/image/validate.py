@@ -17,6 +17,7 @@ DigestMismatch) naming the first broken invariant:
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from kiln.archive.compression import CHUNK, Compression, open_decompressed
@@ -48,10 +49,19 @@ def _fail(message: str) -> InvalidArgument:
     return InvalidArgument(f"invalid image: {message}")
 
 
-def validate_image(source: BlobSource | Image, manifest_digest: Digest | str | None = None) -> None:
+def validate_image(
+    source: BlobSource | Image,
+    manifest_digest: Digest | str | None = None,
+    *,
+    checked: Mapping[str, str] | None = None,
+) -> None:
     """Check everything about the image (or index) ``manifest_digest`` in ``source``.
 
     ``source`` may also be an Image; then its own blobs and manifest are checked.
+    ``checked``: layer blobs already checked as a layer is checked here (digest and size,
+    compressed as their media type says, a tar ``check_tar`` takes), by blob digest, with
+    the diff_id they were measured to have (``StoreDestination.put_unpacked``, a load's one
+    pass): a layer whose config names that diff_id is not read again.
     """
     if manifest_digest is None:
         if not isinstance(source, Image):
@@ -60,10 +70,10 @@ def validate_image(source: BlobSource | Image, manifest_digest: Digest | str | N
     blobs = source.blobs if isinstance(source, Image) else source
     if isinstance(manifest_digest, str):
         manifest_digest = Digest.parse(manifest_digest)
-    _validate(blobs, Descriptor("", manifest_digest, -1), depth=0)
+    _validate(blobs, Descriptor("", manifest_digest, -1), depth=0, checked=checked or {})
 
 
-def _validate(source: BlobSource, desc: Descriptor, depth: int) -> None:
+def _validate(source: BlobSource, desc: Descriptor, depth: int, checked: Mapping[str, str]) -> None:
     if depth > 2:
         raise _fail("manifest lists nest too deeply")
     raw = read_blob(source, desc.digest, MAX_MANIFEST_BYTES, "manifest")
@@ -73,7 +83,7 @@ def _validate(source: BlobSource, desc: Descriptor, depth: int) -> None:
     if mt.is_index(media_type):
         index = Index.parse(raw, media_type)
         for child in index.manifests:
-            _validate(source, child, depth + 1)
+            _validate(source, child, depth + 1, checked)
         return
     if media_type in mt.SCHEMA1:
         raise _fail("Docker schema 1 manifests are not supported")
@@ -91,7 +101,8 @@ def _validate(source: BlobSource, desc: Descriptor, depth: int) -> None:
             f"for {len(manifest.layers)} layers"
         )
     for i, (layer, diff_id) in enumerate(zip(manifest.layers, config.diff_ids, strict=True)):
-        _check_layer(source, i, layer, diff_id)
+        if checked.get(str(layer.digest)) != diff_id:
+            _check_layer(source, i, layer, diff_id)
 
 
 def _check_config(source: BlobSource, manifest: Manifest) -> ImageConfig:

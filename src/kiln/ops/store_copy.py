@@ -120,7 +120,7 @@ class StoreCopyDestination(StoreDestination):
         if self.validate:
             manifest = Manifest.parse(raw, media_type)
             self._put(manifest.descriptor(), io.BytesIO(raw))
-            validate_image(self.store, manifest.digest)
+            validate_image(self.store, manifest.digest, checked=self.checked)
         return super().put_manifest(raw, media_type, names)
 
     def forget_new(self) -> None:
