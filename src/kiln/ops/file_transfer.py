@@ -69,9 +69,10 @@ def pull(ctx: Context, request: PullRequest) -> TransferResult | PullResult:
     ``docker://NAME``.
 
     ``request.all_platforms`` keeps a whole list; the other choices are a registry
-    pull's (``kiln.ops.registry.pull``)."""
-    src = tp.parse_transport(request.source, default=tp.DOCKER)
+    pull's (``kiln.ops.registry.pull``). One image: ``kiln.ops.transfer.pull_image``
+    parses the source."""
     if request.all_platforms:  # keep the whole list (kiln.ops.manifest_transfer)
+        src = tp.parse_transport(request.source, default=tp.DOCKER)
         if src.transport == tp.DOCKER and (request.platform or request.all_tags):
             raise InvalidArgument(
                 "--all-platforms cannot be combined with --platform, --arch, --os, --variant "

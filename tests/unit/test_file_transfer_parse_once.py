@@ -1,0 +1,31 @@
+"""A pull parses its source's transport once, however it reaches the image's copy."""
+
+from __future__ import annotations
+
+import pytest
+
+import hostile_images as hi
+from kiln.ops import file_transfer
+from kiln.ops import transports as tp
+from kiln.ops.context import open_context
+from kiln.ops.options import PullRequest
+
+
+@pytest.mark.parametrize("all_platforms", [False, True])
+def test_a_file_pull_parses_its_source_once(tmp_path, monkeypatch, all_platforms):
+    monkeypatch.setenv("KILN_SNAPSHOT_DRIVER", "copy")
+    archive = tmp_path / "img.tar"
+    archive.write_bytes(hi.oci_archive(hi.image([hi.plain_layer()])))
+    parsed = []
+    real = tp.parse_transport
+
+    def parse_transport(value, **kw):
+        parsed.append(value)
+        return real(value, **kw)
+
+    monkeypatch.setattr(tp, "parse_transport", parse_transport)
+    source = f"oci-archive:{archive}"
+    with open_context(str(tmp_path / "root")) as ctx:
+        res = file_transfer.pull(ctx, PullRequest.of(source, all_platforms=all_platforms))
+        assert ctx.store.get_image(res.image_id)
+    assert parsed == [source]
