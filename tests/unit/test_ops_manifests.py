@@ -9,6 +9,7 @@ import pytest
 from ops_image_factory import make_image
 
 from kiln.errors import AlreadyExists, InvalidArgument, NotFound
+from kiln.oci import Platform
 from kiln.oci import media_types as mt
 from kiln.ops import manifests
 from kiln.ops.context import Context
@@ -123,6 +124,16 @@ def test_a_list_added_without_all_gives_the_host_platform_entry(ctx, two):
     manifests.create(ctx, "all", ["both"], all=True)
     assert manifests.get(ctx, "arm").manifests == [arm.manifest_digest]
     assert manifests.get(ctx, "all").manifests == [amd.manifest_digest, arm.manifest_digest]
+
+
+def test_os_alone_picks_from_a_list_by_a_pulls_rule(ctx, two):
+    # --os without --arch: the host's architecture, as `kiln pull --os` picks
+    amd, arm = two
+    manifests.create(ctx, "both", [amd.id, arm.id])
+    manifests.create(ctx, "picked", [])
+    manifests.add(ctx, "picked", "both", os="linux")
+    want = arm if Platform.host().architecture == "arm64" else amd
+    assert manifests.get(ctx, "picked").manifests == [want.manifest_digest]
 
 
 def test_rm_removes_lists_and_keeps_their_images(ctx, two):

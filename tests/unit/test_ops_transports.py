@@ -65,3 +65,21 @@ def test_sinks():
     assert listed.of_kind("progress")[0].data == {"id": "sha256:x", "current": 5, "total": 10}
     assert got == listed.events
     assert Event("output", "hi").to_json() == {"kind": "output", "message": "hi"}
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("docker://busybox", True),
+        ("oci:/tmp/layout:1", True),
+        ("oci-archive:/tmp/x.tar", True),
+        ("docker-archive:/tmp/x.tar:app:1", True),
+        ("dir:/tmp/d", True),
+        ("busybox", False),
+        ("localhost:5000/app:1", False),
+        ("docker:24", False),  # the image "docker", tag 24
+        ("containers-storage:app", False),
+    ],
+)
+def test_names_transport(text, named):
+    assert tp.names_transport(text) is named

@@ -6,31 +6,33 @@ An argument is, tried in this order:
   or a stored list (``all``: every entry; else the entry for the requested platform);
 - ``docker://REF``, ``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``: the image
   is copied into the store first (unnamed unless the transport names it), so every
-  child of a stored list is local; ``docker://`` with ``all`` keeps the whole list;
+  child of a stored list is local; ``docker://`` with ``all`` keeps the whole list
+  (what is a transport is ``kiln.ops.transports``' to say);
 - any other name not in the store: ``docker://NAME``, as podman does.
 
-Each entry is descriptor JSON whose platform is read from the image's config.
+Each entry is descriptor JSON whose platform is read from the image's config. The image
+picked from a list by ``--arch``/``--os``/``--variant`` follows a pull's rule
+(``PullRequest.of``): what is not given is the host's.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kiln.errors import InvalidArgument, NotFound
+from kiln.errors import NotFound
+from kiln.image.transports import transport
 from kiln.oci import Digest, Index, Platform
 from kiln.oci.strict_json import loads_object
 from kiln.ops import manifest_transfer, transfer
 from kiln.ops import transports as tp
 from kiln.ops.images import image_config
-from kiln.registry.pull_request import PullRequest
+from kiln.registry.pull_request import PullRequest, platform_choice
 from kiln.store import IndexRecord
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
     from kiln.registry import RegistryOptions
     from kiln.store import ImageRecord
-
-_TRANSPORT_PREFIXES = ("docker://", "oci:", "oci-archive:", "docker-archive:", "dir:")
 
 
 def image_entries(
@@ -44,7 +46,7 @@ def image_entries(
     value = image.strip()
     local_only = value.startswith("containers-storage:")
     value = value.removeprefix("containers-storage:")
-    if not value.startswith(_TRANSPORT_PREFIXES):
+    if not tp.names_transport(value):
         try:
             found = ctx.store.resolve(value)
         except NotFound:
@@ -55,21 +57,26 @@ def image_entries(
                 return _list_entries(ctx, found, all=all, overrides=overrides)
             return [entry_for_image(ctx, found)]
         value = "docker://" + value
-    if all and value.startswith(("docker://", "oci:", "oci-archive:")):
-        return _copied_list_entries(ctx, value, options)
-    platform = _platform_of(overrides) if value.startswith("docker://") else None
-    request = PullRequest.of(value, platform=platform or None, options=options)
+    if all:
+        src = tp.parse_transport(value)
+        if src.transport == tp.DOCKER or transport(src.transport).HOLDS_LISTS:
+            return _copied_list_entries(ctx, src, options)
+    # the platform picks are a registry pull's; a file transport's copy ignores them
+    arch, os_name, variant = _picks(overrides)
+    request = PullRequest.of(value, arch=arch, os=os_name, variant=variant, options=options)
     result = transfer.pull_image(ctx, request)
     return [entry_for_image(ctx, ctx.store.get_image(result.image_id))]
 
 
-def _copied_list_entries(ctx: Context, value: str, options: RegistryOptions | None) -> list[dict]:
-    """Every entry of the list at ``value``, its images copied into the store; the list
+def _copied_list_entries(
+    ctx: Context, src: tp.TransportRef, options: RegistryOptions | None
+) -> list[dict]:
+    """Every entry of the list at ``src``, its images copied into the store; the list
     itself is not kept (only the list being edited will name them)."""
-    if value.startswith("docker://"):
-        res = manifest_transfer.pull_list(ctx, value, name=None, options=options)
+    if src.transport == tp.DOCKER:
+        res = manifest_transfer.pull_list(ctx, src.reference, name=None, options=options)
     else:
-        res = manifest_transfer.pull_list_from_layout(ctx, tp.parse_transport(value), name=None)
+        res = manifest_transfer.pull_list_from_layout(ctx, src, name=None)
     if res.index is None:  # one image, not a list
         return [entry_for_image(ctx, ctx.store.get_image(res.image_ids[0]))]
     try:
@@ -104,20 +111,16 @@ def _list_entries(ctx: Context, rec: Any, *, all: bool, overrides: dict) -> list
     entries = [dict(m) for m in doc.get("manifests") or []]
     if all:
         return entries
-    want = _platform_of(overrides)
-    chosen = Index.parse(raw, rec.media_type).select(
-        Platform.parse(want) if want else Platform.host()
-    )
+    chosen = Index.parse(raw, rec.media_type).select(_platform_of(overrides) or Platform.host())
     return [e for e in entries if e.get("digest") == str(chosen.digest)][:1]
 
 
-def _platform_of(overrides: dict) -> str | None:
-    arch, os_name = overrides.get("architecture"), overrides.get("os")
-    if not arch and not os_name:
-        return None
-    if not arch:
-        raise InvalidArgument("--os without --arch: give the architecture to pick from a list")
-    parts = [os_name or "linux", arch]
-    if overrides.get("variant"):
-        parts.append(overrides["variant"])
-    return "/".join(parts)
+def _picks(overrides: dict) -> tuple[str | None, str | None, str | None]:
+    """``--arch``, ``--os`` and ``--variant``."""
+    return overrides.get("architecture"), overrides.get("os"), overrides.get("variant")
+
+
+def _platform_of(overrides: dict) -> Platform | None:
+    """The platform the picks ask for, by a pull's rule (the rest from the host's; None:
+    none asked for)."""
+    return platform_choice(None, *_picks(overrides))

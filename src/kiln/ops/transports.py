@@ -59,6 +59,13 @@ class TransportRef:
         return f"{self.transport}:{self.path}" + (f":{self.reference}" if self.reference else "")
 
 
+def names_transport(value: str) -> bool:
+    """True when ``value`` is written with a transport kiln reads (``docker://``,
+    ``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``), not as a bare name."""
+    prefix, sep, _ = value.partition(":")
+    return value.startswith("docker://") or (bool(sep) and prefix in FILE_TRANSPORTS)
+
+
 def parse_transport(value: str, *, default: str = STORE) -> TransportRef:
     """Parse ``value``; a string with no known transport prefix names ``default``."""
     if not value:
@@ -97,5 +104,6 @@ __all__ = [
     "OCI_ARCHIVE",
     "STORE",
     "TransportRef",
+    "names_transport",
     "parse_transport",
 ]

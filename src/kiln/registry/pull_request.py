@@ -21,7 +21,7 @@ from kiln.oci.platform import Platform
 from kiln.registry.options import RegistryOptions
 from kiln.util.choices import PullPolicy
 
-__all__ = ["PullRequest"]
+__all__ = ["PullRequest", "platform_choice"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class PullRequest:
         return cls(
             source=source,
             policy=PullPolicy.ALWAYS if policy is None else PullPolicy.parse(policy),
-            platform=_platform(platform, arch, os, variant),
+            platform=platform_choice(platform, arch, os, variant),
             all_tags=bool(all_tags),
             all_platforms=bool(all_platforms),
             options=options if options is not None else RegistryOptions(),
@@ -76,9 +76,12 @@ class PullRequest:
         )
 
 
-def _platform(
+def platform_choice(
     platform: str | None, arch: str | None, os: str | None, variant: str | None
 ) -> Platform | None:
+    """The platform ``--platform`` or ``--arch``/``--os``/``--variant`` ask for (the rest
+    from the host's); None when none is given. ``PullRequest.of``'s rule, and
+    ``manifest add``'s for picking an image from a list."""
     if platform:
         if arch or os or variant:
             raise InvalidArgument("--platform cannot be combined with --arch, --os or --variant")
