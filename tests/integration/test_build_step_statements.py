@@ -27,16 +27,30 @@ STEPS = 20
 #: statements a later step may issue beyond step 2's (none are expected: a little room
 #: for a step that happens to clear a lease or an expired row)
 SLACK = 3
+#: the snapshot database's statements a step may issue: the commit's transaction (begin,
+#: the layer row, the snapshot moved onto it, commit), the layer check and the next
+#: mount's chain query; the snapshot's own row is known in memory, not asked for again
+#: by every mount, upper dir and commit (it was ~10 lookups a step)
+SNAPSHOT_STATEMENTS = 7
 
 
 def test_step_sql_and_parses_flat_in_depth(kiln_store, busybox_image, tmp_path, monkeypatch):  # noqa: F811
     statements: list[str] = []
+    snapshot_statements: list[str] = []
     parses = [0]
     real_connect = kiln_sqlite.connect
 
     def traced_connect(path: str) -> sqlite3.Connection:
         conn = real_connect(path)
-        conn.set_trace_callback(statements.append)
+        if str(path).endswith("snapshots.db"):
+
+            def both(sql: str) -> None:
+                statements.append(sql)
+                snapshot_statements.append(sql)
+
+            conn.set_trace_callback(both)
+        else:
+            conn.set_trace_callback(statements.append)
         return conn
 
     monkeypatch.setattr(kiln_sqlite, "connect", traced_connect)
@@ -48,12 +62,14 @@ def test_step_sql_and_parses_flat_in_depth(kiln_store, busybox_image, tmp_path, 
 
     monkeypatch.setattr(ImageConfig, "parse", classmethod(counted_parse))
     per_step: list[tuple[int, int]] = []
+    snapshot_per_step: list[list[str]] = []
     real_step = stage_run.StageRun.layer_step
 
     def counted_step(self, *args, **kwargs):
-        s0, p0 = len(statements), parses[0]
+        s0, p0, q0 = len(statements), parses[0], len(snapshot_statements)
         real_step(self, *args, **kwargs)
         per_step.append((len(statements) - s0, parses[0] - p0))
+        snapshot_per_step.append(snapshot_statements[q0:])
 
     monkeypatch.setattr(stage_run.StageRun, "layer_step", counted_step)
 
@@ -81,3 +97,8 @@ def test_step_sql_and_parses_flat_in_depth(kiln_store, busybox_image, tmp_path, 
             f"step {number} issued {count} SQL statements, step 2 {first[0]}: {per_step}"
         )
         assert parsed <= 1, f"step {number} parsed {parsed} image configs: {per_step}"
+    assert any(snapshot_per_step), "no snapshot statement was traced: the test measures nothing"
+    for number, issued in enumerate(snapshot_per_step[1:], start=2):
+        assert len(issued) <= SNAPSHOT_STATEMENTS, (
+            f"step {number} issued {len(issued)} statements on the snapshot database: {issued}"
+        )

@@ -95,6 +95,9 @@ class Snapshotter(UpkeepMixin):
         self.boot = boot_id()
         self._drop_torn()
         self._specs: dict[str, MountSpec] = {}  # active key -> its mounts (see ``mounts``)
+        #: the rows of the active snapshots this process made and holds (see ``_active``)
+        self._rows: dict[str, Mapping[str, Any] | sqlite3.Row] = {}
+        self._merged: set[str] = set()  # mount points made (see ``mount_point``)
         self._reap_lock = threading.Lock()  # background deletions (``recycle_work``)
         self._reap_queue: list[str] = []
         self._reaper: threading.Thread | None = None
@@ -311,8 +314,10 @@ class Snapshotter(UpkeepMixin):
         (``remove``/``commit``/``gc`` unmount it first if it is still mounted)."""
         row = self._active(key)
         path = os.path.join(self.root, "active", str(row["n"]), "merged")
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
+        if path not in self._merged:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o700)
+            self._merged.add(path)
         return path
 
     def commit(
@@ -385,6 +390,7 @@ class Snapshotter(UpkeepMixin):
         boot: str = "",
     ) -> str:
         """Adopt the upper and remove the snapshot (or only remove it: the layer exists)."""
+        self._forget(key)
         if self.has_layer(chain_id):
             self.remove(key)
             return self.layer_dirs(chain_id)[0]
@@ -420,15 +426,19 @@ class Snapshotter(UpkeepMixin):
             os.rename(upper, os.path.join(tmp, "fs"))
             self._place_layer(tmp, n, boot)
             os.rename(fresh, upper)
+            now = time.time()
             conn.execute(
                 "UPDATE active SET key=?, parent=?, created=? WHERE key=?",
-                (next_key, chain_id, time.time(), key),
+                (next_key, chain_id, now, key),
             )
+        old = self._rows.pop(key, None)
+        if old is not None:  # still held, in the same directory: known without a query
+            self._rows[next_key] = {**old, "key": next_key, "parent": chain_id, "created": now}
         return self._layer_fs(n)
 
     def remove(self, key: str) -> None:
-        self._specs.pop(key, None)
         row = self._active(key)
+        self._forget(key)
         path = os.path.join(self.root, "active", str(row["n"]))
         try:
             with self.db.transaction() as conn:
@@ -518,6 +528,7 @@ class Snapshotter(UpkeepMixin):
                 return SweepResult(removed, freed)
             with self.db.transaction() as conn:
                 for r in doomed_active:
+                    self._forget(r["key"])
                     conn.execute("DELETE FROM active WHERE key=?", (r["key"],))
                 for r in doomed_layers:
                     conn.execute("DELETE FROM layers WHERE chain_id=?", (r["chain_id"],))
@@ -647,11 +658,25 @@ class Snapshotter(UpkeepMixin):
         if parent and not self.has_layer(parent):
             raise NotFound(f"parent layer {parent} is not unpacked; unpack layers bottom up")
 
-    def _active(self, key: str) -> sqlite3.Row:
-        row = self.db.one("SELECT * FROM active WHERE key=?", (key,))
-        if row is None:
+    def _active(self, key: str) -> Mapping[str, Any] | sqlite3.Row:
+        """Active snapshot ``key``'s row. One this process made (``_create``) is known
+        without a query while it holds it: no other process removes a held snapshot, and
+        this one changes it only through ``commit``/``remove``/``sweep``, which update
+        what is known (a build step asks about ten times: mount point, upper, commit...)."""
+        row = self._rows.get(key)
+        if row is not None:
+            return row
+        found = self.db.one("SELECT * FROM active WHERE key=?", (key,))
+        if found is None:
             raise NotFound(f"snapshot {key} does not exist")
-        return row
+        return found
+
+    def _forget(self, key: str) -> None:
+        """Drop what is known of active snapshot ``key`` (it is going or changing)."""
+        self._specs.pop(key, None)
+        row = self._rows.pop(key, None)
+        if row is not None:
+            self._merged.discard(os.path.join(self.root, "active", str(row["n"]), "merged"))
 
     def _insert_layer(
         self,
@@ -800,11 +825,13 @@ class Snapshotter(UpkeepMixin):
                     st = os.stat(top)
                     os.chown(upper, st.st_uid, st.st_gid)
                     os.chmod(upper, st.st_mode & 0o7777)
+                row = {"key": key, "parent": parent, "kind": kind, "driver": driver,
+                       "created": time.time(), "boot": self.boot if volatile else ""}  # fmt: skip
                 with self.db.transaction() as conn:
                     cur = conn.execute(
                         "INSERT INTO active(key, parent, kind, driver, created, boot) "
-                        "VALUES (?,?,?,?,?,?)",
-                        (key, parent, kind, driver, time.time(), self.boot if volatile else ""),
+                        "VALUES (:key,:parent,:kind,:driver,:created,:boot)",
+                        row,
                     )
                     dest = os.path.join(self.root, "active", str(cur.lastrowid))
                     if os.path.lexists(dest):
@@ -814,6 +841,7 @@ class Snapshotter(UpkeepMixin):
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
+            self._rows[key] = {**row, "n": cur.lastrowid}
         spec = self._mounts(key, list(lowers))
         self._specs[key] = spec
         return spec
