@@ -38,6 +38,25 @@ def test_cache_inputs_are_bounded_per_step_and_in_all(store):
     assert not store.has_cache_inputs("k3") and store.has_cache_inputs("o9")
 
 
+def test_cache_inputs_put_untrimmed_are_bounded_by_one_trim(store):
+    # a build puts its steps' inputs untrimmed and trims once at its end
+    store.inputs_per_locator, store.inputs_max = 2, 5
+    for n in range(4):
+        store.put_cache_inputs(f"k{n}", "step-a", "RUN", _inputs(n=n), trim=False)
+    for n in range(10):
+        store.put_cache_inputs(f"o{n}", f"step-{n}", "RUN", _inputs(n=n), trim=False)
+    assert store.db.one("SELECT COUNT(*) FROM cache_inputs")[0] == 14  # nothing dropped yet
+    store.trim_cache_inputs()
+    kept = {r[0] for r in store.db.query("SELECT key FROM cache_inputs")}
+    assert kept == {"o5", "o6", "o7", "o8", "o9"}  # the newest 5 in all
+    store.inputs_max = 100
+    for n in range(4):
+        store.put_cache_inputs(f"k{n}", "step-a", "RUN", _inputs(n=n), trim=False)
+    store.trim_cache_inputs()
+    kept = store.cache_inputs_candidates("new", "step-a", "other", {"@": "Run", "n": 99})
+    assert [c["key"] for c in kept] == ["k3", "k2"]  # the newest 2 of the locator
+
+
 def test_cache_inputs_drop_file_lists_past_the_byte_cap(store):
     store.inputs_max_bytes = 4096
     store.put_cache_inputs("small", "s", "COPY", _inputs(files=10))

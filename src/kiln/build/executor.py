@@ -28,6 +28,7 @@ from kiln.build.dispatch_copy import dispatch_copy
 from kiln.build.dispatch_from import dispatch_from
 from kiln.build.dispatch_meta import dispatch_meta
 from kiln.build.dispatch_run import dispatch_run
+from kiln.build.explain import trim_inputs
 from kiln.build.instructions import Add, Copy, Instruction, Run
 from kiln.build.lexer import ShellLex
 from kiln.build.mounts import Mount as RunMount
@@ -147,6 +148,7 @@ class Executor:
         finally:
             if (failed and self.opts.force_rm) or (not failed and self.opts.rm):
                 self._remove_builders()
+            trim_inputs(self.store)  # the steps' --explain inputs, bounded once per build
         image_id = self.results[self.plan.target_index]
         return self._finish(image_id)
 

@@ -39,6 +39,7 @@ __all__ = [
     "miss_reason",
     "pick_earlier",
     "remember_inputs",
+    "trim_inputs",
 ]
 
 _NAMES_SHOWN = 2
@@ -90,9 +91,16 @@ def recorded_inputs(step: StepFacts) -> dict[str, Any]:
 
 
 def remember_inputs(store: Any, key: str, step: StepFacts) -> None:
-    """Keep what went into ``key`` for a later --explain (never fails the build)."""
+    """Keep what went into ``key`` for a later --explain (never fails the build); the
+    bounds on what is kept are applied once, at the build's end (``trim_inputs``)."""
     with contextlib.suppress(Exception):
-        store.put_cache_inputs(key, step.locator, step.name, recorded_inputs(step))
+        store.put_cache_inputs(key, step.locator, step.name, recorded_inputs(step), trim=False)
+
+
+def trim_inputs(store: Any) -> None:
+    """At a build's end: drop the oldest inputs past the store's bounds (never fails it)."""
+    with contextlib.suppress(Exception):
+        store.trim_cache_inputs()
 
 
 def is_new_key(store: Any, key: str) -> bool:

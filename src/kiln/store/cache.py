@@ -73,11 +73,15 @@ class BuildCache:
     inputs_max_bytes = 128 * 1024  # compressed, per key: past it the file lists are dropped
 
     def put_cache_inputs(
-        self, key: str, locator: str, instruction: str, inputs: dict[str, Any]
-    ) -> None:
+        self, key: str, locator: str, instruction: str, inputs: dict[str, Any], *,
+        trim: bool = True,
+    ) -> None:  # fmt: skip
         """Remember what went into ``key`` (``kiln.build.cache_key.step_inputs`` plus file
         lists); kept bounded: the newest few per ``locator``, the newest ``inputs_max``, each
-        at most ``inputs_max_bytes`` compressed (else without its file lists)."""
+        at most ``inputs_max_bytes`` compressed (else without its file lists).
+
+        ``trim=False``: the bounds wait for ``trim_cache_inputs`` (a build trims once at its
+        end, not at every step: the bound on all rows sorts the whole table)."""
         instr = json.dumps(inputs.get("instruction", {}), sort_keys=True)
         blob = _packed(inputs)
         if len(blob) > self.inputs_max_bytes and inputs.get("manifests"):
@@ -89,16 +93,32 @@ class BuildCache:
                 (key, locator, str(inputs.get("parent", "")), instruction,
                  _short_hash(instr), time.time(), blob),
             )  # fmt: skip
+            if trim:
+                conn.execute(
+                    "DELETE FROM cache_inputs WHERE locator=? AND key NOT IN (SELECT key FROM "
+                    "cache_inputs WHERE locator=? ORDER BY created DESC LIMIT ?)",
+                    (locator, locator, self.inputs_per_locator),
+                )
+                self._trim_all(conn)
+
+    def trim_cache_inputs(self) -> None:
+        """Apply the bounds of ``put_cache_inputs`` to every row: the newest
+        ``inputs_per_locator`` per locator, the newest ``inputs_max`` in all."""
+        with self.db.transaction() as conn:
             conn.execute(
-                "DELETE FROM cache_inputs WHERE locator=? AND key NOT IN (SELECT key FROM "
-                "cache_inputs WHERE locator=? ORDER BY created DESC LIMIT ?)",
-                (locator, locator, self.inputs_per_locator),
+                "DELETE FROM cache_inputs WHERE key IN (SELECT key FROM (SELECT key, "
+                "ROW_NUMBER() OVER (PARTITION BY locator ORDER BY created DESC) AS newer "
+                "FROM cache_inputs) WHERE newer > ?)",
+                (self.inputs_per_locator,),
             )
-            conn.execute(
-                "DELETE FROM cache_inputs WHERE key NOT IN (SELECT key FROM cache_inputs "
-                "ORDER BY created DESC LIMIT ?)",
-                (self.inputs_max,),
-            )
+            self._trim_all(conn)
+
+    def _trim_all(self, conn: Any) -> None:
+        conn.execute(
+            "DELETE FROM cache_inputs WHERE key NOT IN (SELECT key FROM cache_inputs "
+            "ORDER BY created DESC LIMIT ?)",
+            (self.inputs_max,),
+        )
 
     def has_cache_inputs(self, key: str) -> bool:
         return self.db.one("SELECT 1 FROM cache_inputs WHERE key=?", (key,)) is not None

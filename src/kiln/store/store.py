@@ -206,6 +206,7 @@ class Store:
         self.delete_cache = cache.delete_cache
         self.prune_cache = cache.prune_cache
         self.put_cache_inputs = cache.put_cache_inputs
+        self.trim_cache_inputs = cache.trim_cache_inputs
         self.has_cache_inputs = cache.has_cache_inputs
         self.cache_inputs_candidates = cache.cache_inputs_candidates
         self.prune_cache_orphans = cache.prune_cache_orphans
