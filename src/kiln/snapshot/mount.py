@@ -114,6 +114,8 @@ def unmount(target: str) -> None:
 
 def _unescape(field: str) -> str:
     """A path as /proc/self/mountinfo writes it (space, tab, newline, backslash as \\ooo)."""
+    if "\\" not in field:  # nearly every path: nothing to decode
+        return field
     out, i = [], 0
     while i < len(field):
         if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
