@@ -37,20 +37,19 @@ SNAPSHOT_STATEMENTS = 7
 def test_step_sql_and_parses_flat_in_depth(kiln_store, busybox_image, tmp_path, monkeypatch):  # noqa: F811
     statements: list[str] = []
     snapshot_statements: list[str] = []
+    store_statements: list[str] = []
     parses = [0]
     real_connect = kiln_sqlite.connect
 
     def traced_connect(path: str) -> sqlite3.Connection:
         conn = real_connect(path)
-        if str(path).endswith("snapshots.db"):
+        own = snapshot_statements if str(path).endswith("snapshots.db") else store_statements
 
-            def both(sql: str) -> None:
-                statements.append(sql)
-                snapshot_statements.append(sql)
+        def both(sql: str) -> None:
+            statements.append(sql)
+            own.append(sql)
 
-            conn.set_trace_callback(both)
-        else:
-            conn.set_trace_callback(statements.append)
+        conn.set_trace_callback(both)
         return conn
 
     monkeypatch.setattr(kiln_sqlite, "connect", traced_connect)
@@ -63,13 +62,16 @@ def test_step_sql_and_parses_flat_in_depth(kiln_store, busybox_image, tmp_path, 
     monkeypatch.setattr(ImageConfig, "parse", classmethod(counted_parse))
     per_step: list[tuple[int, int]] = []
     snapshot_per_step: list[list[str]] = []
+    store_per_step: list[list[str]] = []
     real_step = stage_run.StageRun.layer_step
 
     def counted_step(self, *args, **kwargs):
-        s0, p0, q0 = len(statements), parses[0], len(snapshot_statements)
+        s0, p0 = len(statements), parses[0]
+        q0, k0 = len(snapshot_statements), len(store_statements)
         real_step(self, *args, **kwargs)
         per_step.append((len(statements) - s0, parses[0] - p0))
         snapshot_per_step.append(snapshot_statements[q0:])
+        store_per_step.append(store_statements[k0:])
 
     monkeypatch.setattr(stage_run.StageRun, "layer_step", counted_step)
 
@@ -102,6 +104,10 @@ def test_step_sql_and_parses_flat_in_depth(kiln_store, busybox_image, tmp_path, 
         sql for sql in statements if "FROM cache_inputs ORDER BY created" in " ".join(sql.split())
     ]
     assert len(whole_sorts) == 1, whole_sorts
+    # a step's image, its container moved onto it and its cache entry: one write to kiln.db
+    for number, issued in enumerate(store_per_step[1:], start=2):
+        writes = [sql for sql in issued if sql.startswith("BEGIN")]
+        assert len(writes) == 1, f"step {number} opened {len(writes)} transactions: {issued}"
     assert any(snapshot_per_step), "no snapshot statement was traced: the test measures nothing"
     for number, issued in enumerate(snapshot_per_step[1:], start=2):
         assert len(issued) <= SNAPSHOT_STATEMENTS, (

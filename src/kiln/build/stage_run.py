@@ -26,6 +26,7 @@ from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed
 from kiln.oci import History, ImageConfig
+from kiln.store import ImageRecord
 from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -317,18 +318,23 @@ class StageRun:
             return
         opts = self._build.opts
         b.set_pending_history(self._pending)
+        store = self._build.store
+        facts = self._facts(instr)
+
+        def cache_entry(record: ImageRecord) -> None:
+            # in the step's one write: the image, the container on it, the cache entry
+            # and what went into its key
+            store.put_cache(key, record.id)
+            explain.remember_inputs(store, key, facts)
+
         rec = b.commit_step(
             created_by=created_by, image_format=opts.image_format,
-            compression=opts.compression, timestamp=opts.timestamp,
+            compression=opts.compression, timestamp=opts.timestamp, also=cache_entry,
         )  # fmt: skip
         self._dirty = False
         self._pending = []
         self._image_id = rec.id
         self._editor = b.config.copy()
-        store = self._build.store
-        with store.transaction():  # one write: the entry and what went into its key
-            store.put_cache(key, rec.id)
-            explain.remember_inputs(store, key, self._facts(instr))
         self._build.record_cache(self.stage.index, key, rec.id, hit=False)
         self._step.image = rec.id
         self._build.progress.layer(rec.id)

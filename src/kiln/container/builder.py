@@ -18,7 +18,7 @@ import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -475,8 +475,9 @@ class Builder:
         )  # fmt: skip
         return self._commit(opts, name, rm).record
 
-    def _commit(self, opts: Any, name: str | None, rm: bool = False) -> Any:
-        """``commit`` with its ``CommitOptions``; returns the new image in memory."""
+    def _commit(self, opts: Any, name: str | None, rm: bool = False, also: Any = None) -> Any:
+        """``commit`` with its ``CommitOptions``; returns the new image in memory.
+        ``also``: see ``commit_image``."""
         # start-up: kiln.image costs ~0.15 s (see the module docstring)
         from . import commit as image_commit
 
@@ -486,7 +487,7 @@ class Builder:
             base=self.image,
         )  # fmt: skip
         with image_commit.layer_changes(self, squash=opts.squash) as entries:
-            image = image_commit.commit_image(self.store, entries, pending, opts, name)
+            image = image_commit.commit_image(self.store, entries, pending, opts, name, also)
         if rm:
             self.delete()
         return image
@@ -500,12 +501,20 @@ class Builder:
         timestamp: int | None = None,
         name: str | None = None,
         squash: bool = False,
+        also: Callable[[ImageRecord], None] | None = None,
     ) -> ImageRecord:
         """Commit like ``commit`` (the pending history, then ``created_by`` for this step; a
         step that changed nothing still gets its empty layer), then go on from the new image:
         the upper dir becomes the new layer's snapshot (no copy, no unpack) under a fresh,
-        empty upper; pending history and additions are cleared."""
+        empty upper; pending history and additions are cleared.
+
+        The container's new state is saved, and ``also(record)`` (a build's cache entry)
+        written, in the transaction that records the image: one write per step. The
+        snapshot moves on right after; a kill between leaves a build container whose
+        snapshot key is not made yet, removed with its process's leftovers (the old
+        snapshot, no longer named, goes with the next GC)."""
         old_chain = self.state.parent_chain_id
+        old_key = self.state.snapshot_key
         # start-up: kiln.image costs ~0.15 s (see the module docstring)
         from . import commit as image_commit
 
@@ -513,14 +522,23 @@ class Builder:
             image_format=image_format or self.state.format, compression=compression,
             timestamp=timestamp, created_by=created_by, squash=squash, force_layer=True,
         )  # fmt: skip
-        image = self._commit(opts, name)
+        new_key = self._new_snapshot_key()
+        rebased: list[ContainerState] = []
+
+        def save_rebased(record: ImageRecord, config: ImageConfig) -> None:
+            chain = record.layers[-1] if record.layers else None
+            rebased.append(self._rebased_state(record.id, config, chain, new_key))
+            self.store.put_container(self._record_of(rebased[0]))
+            if also is not None:
+                also(record)
+
+        image = self._commit(opts, name, also=save_rebased)
         rec = image.record
         new_chain = rec.layers[-1] if rec.layers else None
-        new_key = self._new_snapshot_key()
         if squash or new_chain == old_chain:
             # nothing adoptable (no new layer, or a squashed tree): start a fresh upper
             with contextlib.suppress(NotFound):
-                self.snapshots.remove(self.state.snapshot_key)
+                self.snapshots.remove(old_key)
             self.snapshots.prepare(new_key, new_chain, volatile=self.volatile_mounts)
         else:
             # the snapshot goes on as new_key on the new layer, in the same directory. The
@@ -528,9 +546,9 @@ class Builder:
             # recorded without waiting for the disk, marked with the boot id, since the
             # layer's blob, published durable by the commit above, re-derives it after
             # another boot (the snapshotter drops it then; the next use unpacks the blob)
-            self.snapshots.commit(self.state.snapshot_key, new_chain, old_chain,
+            self.snapshots.commit(old_key, new_chain, old_chain,
                                   next_key=new_key, synced=False)  # fmt: skip
-        self._rebase(image, new_chain, new_key)
+        self._go_on(image, rebased[0])
         return rec
 
     def adopt_image(self, image_id: str) -> None:
@@ -554,16 +572,29 @@ class Builder:
         """Make this a container of ``image`` (a ``StoreImage``, kept in memory for the
         next commit) on the prepared snapshot ``key`` over ``chain``, with the image's
         config (annotations kept) and nothing pending; saved."""
-        config = image.config
+        state = self._rebased_state(image.id, image.config, chain, key)
+        self.store.put_container(self._record_of(state))
+        self._go_on(image, state)
+
+    def _rebased_state(
+        self, image_id: str, config: ImageConfig, chain: str | None, key: str
+    ) -> ContainerState:
+        """The state of this container gone on from image ``image_id`` (``_rebase``)."""
+        return replace(
+            self.state, snapshot_key=key, parent_chain_id=chain, image_id=image_id,
+            history=[], added=[], created_by="", config=config.evolve(),
+            annotations=dict(self.config.annotations),
+        )  # fmt: skip
+
+    def _record_of(self, state: ContainerState) -> ContainerRecord:
+        return replace(self.record, state=state.to_json(), snapshot_key=state.snapshot_key)
+
+    def _go_on(self, image: Any, state: ContainerState) -> None:
+        """Take ``state`` (saved) as this container's, on ``image`` kept in memory."""
         self.image = image
-        self.state.snapshot_key = key
-        self.state.parent_chain_id = chain
-        self.state.image_id = image.id
-        self.state.history = []
-        self.state.added = []
-        self.state.created_by = ""
-        self.config = ConfigEditor(config.evolve(), dict(self.config.annotations))
-        self.save()
+        self.state = state
+        self.record = self._record_of(state)
+        self.config = ConfigEditor(state.config, dict(state.annotations))
 
     def delete(self) -> None:
         """Unmount, drop the snapshot (with its mount point) and forget the container."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -39,7 +39,7 @@ from kiln.image.store_image import IngestWriter, StoreImage, image_rows, record_
 from kiln.oci import Descriptor, Digest, History, ImageConfig
 from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
-from kiln.store import Store
+from kiln.store import ImageRecord, Store
 from kiln.util import choices
 from kiln.util.timefmt import rfc3339
 
@@ -189,11 +189,13 @@ def joined_lease(store: Store) -> Iterator[Any]:
 
 def commit_image(
     store: Store, changes: Iterator[Any] | None, pending: Pending, opts: CommitOptions,
-    name: str | None = None,
+    name: str | None = None, also: Callable[[ImageRecord, ImageConfig], None] | None = None,
 ) -> StoreImage:  # fmt: skip
     """Write ``changes`` (layer entries; None when nothing changed) as a new layer on
     ``pending.base_id`` with ``pending``'s config and history; name it ``name`` if given.
     With ``opts.squash``, ``changes`` is the whole tree and the image has no base.
+    ``also(record, config)`` writes what refers to the new image (a build step's container
+    and cache entry) in the transaction that records it: one write, visible together.
 
     Returns the new image in memory (record, manifest and config), for the next step to
     build on: its config is parsed once, here, and its rows cost the same statements
@@ -256,10 +258,13 @@ def commit_image(
             if ing is not None:
                 unpublished.callback(ing.close)
         names = [local_name(name)] if name else []
+
         # the three blobs are fsynced together and become visible in the transaction
         # that records the image
-        store.publish(
-            [layer_ing, config_ing, manifest_ing],
-            then=lambda: record_image(store, layer_rows, record, names, lease, config),
-        )
+        def rows() -> None:
+            record_image(store, layer_rows, record, names, lease, config)
+            if also is not None:
+                also(record, config)
+
+        store.publish([layer_ing, config_ing, manifest_ing], then=rows)
     return StoreImage(store, store.get_image(record.id), manifest, config)
