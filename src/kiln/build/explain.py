@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -154,19 +154,36 @@ def explain_miss(
     """The reason ``key`` (whose ``inputs`` are given) matched no cache entry."""
     if store.has_cache_inputs(key):
         return "the cached image of this step was removed (rmi or prune)"
+    parent = str(inputs.get("parent", ""))
+    # the candidates' inputs are not read: only the one picked is (each is a compressed
+    # blob, with a COPY's file lists up to 128 KiB, and up to 64 are candidates)
     candidates = store.cache_inputs_candidates(
-        key, locator, str(inputs.get("parent", "")), dict(inputs.get("instruction", {}))
+        key, locator, parent, dict(inputs.get("instruction", {})), with_inputs=False
     )
-    old = pick_earlier(candidates, locator, str(inputs.get("parent", "")), instruction)
-    if old is None:
-        return "no earlier build of this step"
-    return compare_inputs(old, inputs, earlier_change=earlier_change)
+    tried: set[str] = set()
+    for cand in _ranked(candidates, locator, parent, instruction):
+        if cand["key"] in tried:
+            continue
+        tried.add(cand["key"])
+        old = store.get_cache_inputs(cand["key"])
+        if old is not None:
+            return compare_inputs(old, inputs, earlier_change=earlier_change)
+    return "no earlier build of this step"
 
 
 def pick_earlier(
     candidates: list[dict[str, Any]], locator: str, parent: str, instruction: str
 ) -> dict[str, Any] | None:
     """The nearest earlier entry's inputs (see the module docstring for the order)."""
+    for cand in _ranked(candidates, locator, parent, instruction):
+        return dict(cand["inputs"])
+    return None
+
+
+def _ranked(
+    candidates: list[dict[str, Any]], locator: str, parent: str, instruction: str
+) -> Iterator[dict[str, Any]]:
+    """The candidates that may explain a miss, nearest first (a candidate may come again)."""
     tests = (
         lambda c: c["parent"] == parent and c["locator"] == locator,
         lambda c: c["parent"] == parent and c["same_instruction"],
@@ -178,8 +195,7 @@ def pick_earlier(
     for test in tests:
         for cand in candidates:  # newest first
             if test(cand):
-                return dict(cand["inputs"])
-    return None
+                yield cand
 
 
 def compare_inputs(

@@ -124,29 +124,40 @@ class BuildCache:
         return self.db.one("SELECT 1 FROM cache_inputs WHERE key=?", (key,)) is not None
 
     def cache_inputs_candidates(
-        self, key: str, locator: str, parent: str, instruction_fields: dict[str, Any]
-    ) -> list[dict[str, Any]]:
+        self, key: str, locator: str, parent: str, instruction_fields: dict[str, Any], *,
+        with_inputs: bool = True,
+    ) -> list[dict[str, Any]]:  # fmt: skip
         """Earlier inputs that may explain a miss of ``key``: those of the same step
         (locator), the same parent or the same instruction, newest first; each with
-        ``key``, ``locator``, ``parent``, ``instruction``, ``created`` and ``inputs``."""
+        ``key``, ``locator``, ``parent``, ``instruction``, ``created`` and ``inputs``.
+        ``with_inputs=False``: without ``inputs`` (up to 64 blobs not decompressed, for a
+        caller that picks one and reads it with ``get_cache_inputs``)."""
         digest = _short_hash(json.dumps(instruction_fields, sort_keys=True))
         rows = self.db.query(
-            "SELECT key, locator, parent, instruction, instruction_digest, created, inputs "
-            "FROM cache_inputs WHERE key != ? AND (locator=? OR parent=? OR "
+            "SELECT key, locator, parent, instruction, instruction_digest, created"
+            + (", inputs" if with_inputs else "")
+            + " FROM cache_inputs WHERE key != ? AND (locator=? OR parent=? OR "
             "instruction_digest=?) ORDER BY created DESC LIMIT 64",
             (key, locator, parent, digest),
         )
         out = []
         for r in rows:
-            try:
-                inputs = json.loads(zlib.decompress(r["inputs"]))
-            except (zlib.error, ValueError):
-                continue
-            out.append({"key": r["key"], "locator": r["locator"], "parent": r["parent"],
-                        "instruction": r["instruction"], "created": r["created"],
-                        "same_instruction": r["instruction_digest"] == digest,
-                        "inputs": inputs})  # fmt: skip
+            found = {"key": r["key"], "locator": r["locator"], "parent": r["parent"],
+                     "instruction": r["instruction"], "created": r["created"],
+                     "same_instruction": r["instruction_digest"] == digest}  # fmt: skip
+            if with_inputs:
+                inputs = _unpacked(r["inputs"])
+                if inputs is None:
+                    continue
+                found["inputs"] = inputs
+            out.append(found)
         return out
+
+    def get_cache_inputs(self, key: str) -> dict[str, Any] | None:
+        """What went into ``key`` as ``put_cache_inputs`` kept it; None if not kept (or
+        unreadable)."""
+        row = self.db.one("SELECT inputs FROM cache_inputs WHERE key=?", (key,))
+        return None if row is None else _unpacked(row[0])
 
     def prune_cache_orphans(self) -> int:
         """Drop build-cache entries whose image is no longer in the store; returns how many."""
@@ -230,6 +241,14 @@ def _index_path(store_root: str, context_root: str) -> str:
 
 def _packed(inputs: dict[str, Any]) -> bytes:
     return zlib.compress(json.dumps(inputs, sort_keys=True).encode("utf-8", "replace"), 6)
+
+
+def _unpacked(blob: bytes) -> dict[str, Any] | None:
+    try:
+        inputs = json.loads(zlib.decompress(blob))
+    except (zlib.error, ValueError):
+        return None
+    return inputs if isinstance(inputs, dict) else None
 
 
 def _short_hash(text: str) -> str:

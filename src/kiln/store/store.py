@@ -209,6 +209,7 @@ class Store:
         self.trim_cache_inputs = cache.trim_cache_inputs
         self.has_cache_inputs = cache.has_cache_inputs
         self.cache_inputs_candidates = cache.cache_inputs_candidates
+        self.get_cache_inputs = cache.get_cache_inputs
         self.prune_cache_orphans = cache.prune_cache_orphans
         self.count_cache = cache.count_cache
         self.get_checksum = cache.get_checksum
