@@ -161,23 +161,39 @@ class BuildRecorder:
         return self.id
 
     def _layers(self, store: Any) -> None:
-        """Each step's new layer (the top layer of its image when its stage grew one)."""
+        """Each step's new layer (the top layer of its image when its stage grew one).
+
+        A step's image is looked up by its row (its layers' chain ids, one query), and its
+        new layer read from its stage's last image, whose layers begin with every earlier
+        step's of the stage: one image opened per stage (manifest and config read and
+        parsed), not one per step."""
         layers_of: dict[str, list[dict[str, Any]]] = {}
+        chains_of: dict[str, list[str]] = {}
 
         def layers(image_id: str) -> list[dict[str, Any]]:
             if image_id not in layers_of:
                 layers_of[image_id] = image_layers(store, image_id)
             return layers_of[image_id]
 
-        prev: dict[int, list[dict[str, Any]]] = {}
-        for step in self.doc["steps"]:
-            image_id = step.get("image_id")
-            if not image_id:
-                continue
-            now = layers(image_id)
+        def chains(image_id: str) -> list[str]:
+            if image_id not in chains_of:
+                chains_of[image_id] = list(store.get_image(image_id).layers)
+            return chains_of[image_id]
+
+        steps = [step for step in self.doc["steps"] if step.get("image_id")]
+        last = {step["stage"]: step["image_id"] for step in steps}
+        prev: dict[int, list[str]] = {}
+        for step in steps:
+            image_id = step["image_id"]
+            now = chains(image_id)
             before = prev.get(step["stage"])
             if before is not None and len(now) > len(before):
-                step["layer"] = now[-1]
+                stage_last = last[step["stage"]]
+                full = layers(stage_last)
+                if chains(stage_last)[: len(now)] == now and len(full) >= len(now):
+                    step["layer"] = full[len(now) - 1]
+                else:  # the stage went on from another image (not seen in a build)
+                    step["layer"] = layers(image_id)[-1]
             prev[step["stage"]] = now
         image_id = self.doc["result"].get("image_id")
         if image_id:
