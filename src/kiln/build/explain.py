@@ -97,6 +97,23 @@ def remember_inputs(store: Any, key: str, step: StepFacts) -> None:
         store.put_cache_inputs(key, step.locator, step.name, recorded_inputs(step), trim=False)
 
 
+def packed_inputs(store: Any, key: str, step: StepFacts) -> Any:
+    """What ``remember_packed`` will keep for ``key``, made before the step's write
+    transaction (building and compressing the file lists can take a while); None when it
+    cannot be made (an explanation never fails a build)."""
+    try:
+        return store.pack_cache_inputs(key, step.locator, step.name, recorded_inputs(step))
+    except Exception:
+        return None
+
+
+def remember_packed(store: Any, packed: Any) -> None:
+    """``remember_inputs`` for a row ``packed_inputs`` made (nothing if it made none)."""
+    if packed is not None:
+        with contextlib.suppress(Exception):
+            store.put_packed_cache_inputs(packed, trim=False)
+
+
 def trim_inputs(store: Any) -> None:
     """At a build's end: drop the oldest inputs past the store's bounds (never fails it)."""
     with contextlib.suppress(Exception):

@@ -319,13 +319,14 @@ class StageRun:
         opts = self._build.opts
         b.set_pending_history(self._pending)
         store = self._build.store
-        facts = self._facts(instr)
+        inputs = explain.packed_inputs(store, key, self._facts(instr))
 
         def cache_entry(record: ImageRecord) -> None:
             # in the step's one write: the image, the container on it, the cache entry
-            # and what went into its key
+            # and what went into its key (packed before it: the write lock is not held
+            # while a big COPY's file list is compressed)
             store.put_cache(key, record.id)
-            explain.remember_inputs(store, key, facts)
+            explain.remember_packed(store, inputs)
 
         rec = b.commit_step(
             created_by=created_by, image_format=opts.image_format,

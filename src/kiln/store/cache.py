@@ -11,7 +11,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from kiln.store.db import Database
 
@@ -82,22 +82,37 @@ class BuildCache:
 
         ``trim=False``: the bounds wait for ``trim_cache_inputs`` (a build trims once at its
         end, not at every step: the bound on all rows sorts the whole table)."""
+        self.put_packed_cache_inputs(
+            self.pack_cache_inputs(key, locator, instruction, inputs), trim=trim
+        )
+
+    def pack_cache_inputs(
+        self, key: str, locator: str, instruction: str, inputs: dict[str, Any]
+    ) -> PackedInputs:
+        """The row ``put_cache_inputs`` writes, made without touching the database: a
+        build packs a step's inputs (compressing its file lists) before the step's one
+        write transaction, so the write lock is not held meanwhile."""
         instr = json.dumps(inputs.get("instruction", {}), sort_keys=True)
         blob = _packed(inputs)
         if len(blob) > self.inputs_max_bytes and inputs.get("manifests"):
             blob = _packed({**inputs, "manifests": {}})  # too many files to name: none named
+        parent = str(inputs.get("parent", ""))
+        return PackedInputs(key, locator, parent, instruction, _short_hash(instr), blob)
+
+    def put_packed_cache_inputs(self, row: PackedInputs, *, trim: bool = True) -> None:
+        """Write a row ``pack_cache_inputs`` made (``trim`` as in ``put_cache_inputs``)."""
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO cache_inputs(key, locator, parent, instruction, "
                 "instruction_digest, created, inputs) VALUES (?,?,?,?,?,?,?)",
-                (key, locator, str(inputs.get("parent", "")), instruction,
-                 _short_hash(instr), time.time(), blob),
+                (row.key, row.locator, row.parent, row.instruction,
+                 row.instruction_digest, time.time(), row.blob),
             )  # fmt: skip
             if trim:
                 conn.execute(
                     "DELETE FROM cache_inputs WHERE locator=? AND key NOT IN (SELECT key FROM "
                     "cache_inputs WHERE locator=? ORDER BY created DESC LIMIT ?)",
-                    (locator, locator, self.inputs_per_locator),
+                    (row.locator, row.locator, self.inputs_per_locator),
                 )
                 self._trim_all(conn)
 
@@ -237,6 +252,17 @@ class BuildCache:
 def _index_path(store_root: str, context_root: str) -> str:
     name = hashlib.sha256(context_root.encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return os.path.join(store_root, CONTEXT_INDEX_DIR, name)
+
+
+class PackedInputs(NamedTuple):
+    """One ``cache_inputs`` row, ready to write (``pack_cache_inputs``)."""
+
+    key: str
+    locator: str
+    parent: str
+    instruction: str
+    instruction_digest: str
+    blob: bytes
 
 
 def _packed(inputs: dict[str, Any]) -> bytes:

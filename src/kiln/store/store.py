@@ -206,6 +206,8 @@ class Store:
         self.delete_cache = cache.delete_cache
         self.prune_cache = cache.prune_cache
         self.put_cache_inputs = cache.put_cache_inputs
+        self.pack_cache_inputs = cache.pack_cache_inputs
+        self.put_packed_cache_inputs = cache.put_packed_cache_inputs
         self.trim_cache_inputs = cache.trim_cache_inputs
         self.has_cache_inputs = cache.has_cache_inputs
         self.cache_inputs_candidates = cache.cache_inputs_candidates
