@@ -28,18 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.image import copy_image, open_store_image
-from kiln.image.registry_sink import RegistrySink
-from kiln.image.registry_source import pull_into_store, resolve_remote
-from kiln.image.schema1_sink import Schema1Sink, check_schema1_layers
 from kiln.oci import ImageConfig, Index, Manifest, Reference
 from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
 from kiln.ops.store_copy import unpack_into
-from kiln.registry import RegistryClient, RegistryOptions
-from kiln.registry import login as registry_login
-from kiln.registry import logout as registry_logout
-from kiln.registry import verify_login as registry_verify
+from kiln.registry import RegistryOptions
 from kiln.registry.pull_request import PullRequest
 from kiln.store.trust_key import schema1_signing_key
 from kiln.util.choices import PULL_POLICIES, Compression, ImageFormat
@@ -47,7 +41,7 @@ from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
-    from kiln.registry import RegistryClient, RegistryOptions
+    from kiln.registry import RegistryClient
     from kiln.store import ImageRecord
 
 _PROGRESS_STEP = 1 << 20  # bytes between progress events of one blob
@@ -110,6 +104,8 @@ def registry_options(
 
 @contextlib.contextmanager
 def _client(ctx: Context | None, options: RegistryOptions | None) -> Iterator[Any]:
+    from kiln.registry.client import RegistryClient  # start-up: see the module docstring
+
     with RegistryClient(registry_options(ctx, options)) as client:
         yield client
 
@@ -236,6 +232,11 @@ def _pull_first(ctx: Context, client, cands: list, plat, workers: int) -> PullRe
 
 
 def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
+    from kiln.image.registry_source import (  # start-up: see the module docstring
+        pull_into_store,
+        resolve_remote,
+    )
+
     ev = ctx.ev
     ev.step(f"Trying to pull {cand}...")
     try:
@@ -436,6 +437,8 @@ def push(
     if compression is None and "none" in stored:
         compression = "gzip"  # registries get compressed layers, as podman sends them
     if fmt == "v2s1":
+        from kiln.image.schema1_sink import check_schema1_layers  # start-up: see the docstring
+
         check_schema1_layers(img.layers)
         if stored - {"gzip"}:
             compression = "gzip"  # schema 1 knows gzip only: zstd layers are recompressed
@@ -449,6 +452,9 @@ def push(
             mounts.append(Reference.parse(value))
     ev = ctx.ev
     ev.step("Getting image source signatures")
+    from kiln.image.registry_sink import RegistrySink  # start-up: see the module docstring
+    from kiln.image.schema1_sink import Schema1Sink
+
     with _client(ctx, options) as client:
         sink = RegistrySink(
             client,
@@ -504,6 +510,8 @@ def login(
 ) -> str:
     """Check the credentials against ``registry`` and store them (in ``options.authfile``,
     else the default auth file); returns the auth file."""
+    from kiln.registry.login import login as registry_login  # start-up: see the docstring
+
     opts = registry_options(ctx, options)
     return registry_login(
         registry,
@@ -525,8 +533,10 @@ def verify_login(
     options: RegistryOptions | None = None,
 ) -> str:
     """Check the credentials against ``registry`` and keep them nowhere; returns the host."""
+    from kiln.registry.login import verify_login  # start-up: see the module docstring
+
     opts = registry_options(ctx, options)
-    return registry_verify(
+    return verify_login(
         registry,
         username,
         password,
@@ -540,6 +550,8 @@ def logout(
     ctx: Context | None, registry: str | None, *, authfile: str | None = None, all: bool = False
 ) -> list[str]:
     """Forget the credentials for ``registry`` (or all); NotFound when not logged in."""
+    from kiln.registry.login import logout as registry_logout  # start-up: see the docstring
+
     opts = registry_options(ctx, RegistryOptions(authfile=authfile))
     return registry_logout(registry, authfile=opts.authfile, all=all)
 
