@@ -13,6 +13,9 @@ Fixtures:
 * ``kiln_store``: a fresh :class:`kiln.store.Store` in a temporary directory.
 * ``busybox_image``: a :class:`kiln.image.StoreImage` imported into ``kiln_store``
   with ``import_tarball`` and named ``busybox:latest`` (CMD ["/bin/sh"]).
+* ``two_platforms``: ``busybox_image`` (amd64) and ``busybox:arm64`` (the same layers,
+  an arm64/v8 config); ``make_list(store_root, name)`` makes the two-platform manifest
+  list of them and returns its id.
 
 Helpers (plain functions): ``save_oci_archive(img, path, names)``,
 ``save_docker_archive(img, path, names)``, ``save_oci_layout(img, path, names)``,
@@ -122,6 +125,27 @@ def busybox_image(kiln_store, busybox_rootfs_tar):
             timestamp=MTIME,
         )
     return open_store_image(kiln_store, rec.id)
+
+
+@pytest.fixture
+def two_platforms(busybox_image):
+    """``busybox:latest`` (amd64) and ``busybox:arm64``: the same layers, an arm64 config."""
+    from kiln.image import open_store_image, write_image
+
+    store = busybox_image.store
+    config = busybox_image.config.evolve(architecture="arm64", variant="v8")
+    rec = write_image(store, busybox_image, [], config, "oci")
+    store.tag("busybox:arm64", rec.id)
+    return busybox_image, open_store_image(store, "busybox:arm64")
+
+
+def make_list(store_root: str, name: str = "localhost/ml:1") -> str:
+    """The manifest list of ``two_platforms``' images, as ``name``; its id."""
+    from kiln.ops import manifests
+    from kiln.ops.context import open_context
+
+    with open_context(store_root) as ctx:
+        return manifests.create(ctx, name, ["busybox:latest", "busybox:arm64"]).id
 
 
 def save_oci_archive(img, path: str, names: Sequence[str] = ("busybox:latest",), **kw):

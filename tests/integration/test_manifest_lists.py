@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 import registry_servers  # noqa: E402
+from fixtures_images import make_list  # noqa: E402
 from kiln.errors import InvalidArgument, KilnError, NotFound  # noqa: E402
 from kiln.oci import media_types as mt  # noqa: E402
 from kiln.ops import manifests  # noqa: E402
@@ -48,23 +49,6 @@ def kiln(root, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and res.returncode != 0:
         raise AssertionError(f"kiln {' '.join(args)} -> {res.returncode}: {res.stderr}")
     return res
-
-
-@pytest.fixture
-def two_platforms(busybox_image):
-    """``busybox:latest`` (amd64) and ``busybox:arm64``: the same layers, an arm64 config."""
-    from kiln.image import open_store_image, write_image
-
-    store = busybox_image.store
-    config = busybox_image.config.evolve(architecture="arm64", variant="v8")
-    rec = write_image(store, busybox_image, [], config, "oci")
-    store.tag("busybox:arm64", rec.id)
-    return busybox_image, open_store_image(store, "busybox:arm64")
-
-
-def make_list(store_root: str, name: str = "localhost/ml:1") -> str:
-    with open_context(store_root) as ctx:
-        return manifests.create(ctx, name, ["busybox:latest", "busybox:arm64"]).id
 
 
 def test_registry_round_trip_read_by_skopeo_and_podman(

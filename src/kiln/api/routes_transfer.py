@@ -54,13 +54,16 @@ async def create_image(request: Request) -> Reply:
 def docker_pull_request(request: Request) -> PullRequest:
     """``POST /images/create?fromImage=...`` as a pull: always from a registry, every tag
     when neither ``tag`` nor ``fromImage`` names one (dockerd's ``docker pull -a``,
-    docker-py's ``all_tags=True``; the docker CLI and docker-py send a tag otherwise)."""
+    docker-py's ``all_tags=True``; the docker CLI and docker-py send a tag otherwise);
+    ``platform`` (API 1.32+, ``os/arch[/variant]``) picks an image from a manifest list,
+    and one that does not parse is a 400 before anything is pulled."""
     q = request.query_params
     image = q["fromImage"]
     all_tags = "tag" not in q and "@" not in image and ":" not in image.rsplit("/", 1)[-1]
     reference = pull_reference(image, qstr(q, "tag"))
     return PullRequest.of(
         f"docker://{reference}",
+        platform=qstr(q, "platform") or None,
         all_tags=all_tags,
         options=push_pull_options(request, reference=reference),
     )
