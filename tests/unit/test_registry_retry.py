@@ -136,3 +136,4 @@ def test_retry_after_http_date() -> None:
     assert retry_after_seconds(httpx.Response(429)) is None
     assert RetryPolicy(delay=2.0).wait_for(1) == 2.0
     assert RetryPolicy(delay=2.0).wait_for(3) == 8.0
+    assert RetryPolicy(delay=1.5, backoff=False).wait_for(3) == 1.5  # podman's --retry-delay

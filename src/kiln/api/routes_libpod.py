@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -15,11 +16,12 @@ from starlette.routing import Route
 from kiln.errors import Conflict, InvalidArgument, NotFound
 from kiln.ops import images as ops
 from kiln.ops.options import PullRequest
+from kiln.ops.timefmt import parse_duration
 from kiln.util.choices import PullPolicy
 
 from . import shapes
 from .errors import error_body, image_lookup
-from .params import qbool, qfilters, qlist, qstr
+from .params import bad, qbool, qfilters, qint, qlist, qstr
 from .registry_auth import push_pull_options
 from .routes_images import tag_image, target_name
 from .routes_transfer import _require_images, save_response, search
@@ -157,6 +159,23 @@ def _pull_policy(value: str) -> str:
         ) from None
 
 
+def _retry_settings(q: QueryParams) -> dict[str, Any]:
+    """``retry`` and ``retryDelay`` as ``RegistryOptions`` fields (none given: none)."""
+    values: dict[str, Any] = {}
+    retry = qint(q, "retry")
+    if retry is not None:
+        if retry < 0:
+            raise bad("retry", str(retry), "expected a number of retries, 0 or more")
+        values["retries"] = retry + 1  # podman counts retries, kiln attempts
+    text = qstr(q, "retrydelay")
+    if text:
+        seconds = parse_duration(text)
+        if seconds is None or seconds < 0:
+            raise bad("retryDelay", text, 'expected a duration such as "2s" or "500ms"')
+        values["retry_delay"], values["retry_backoff"] = seconds, False
+    return values
+
+
 def _stream_error(exc: BaseException) -> list[dict]:
     """A failure in the middle of a streamed pull or push, as podman's bindings read it."""
     return [{"error": error_body(exc, True)["message"]}]
@@ -165,17 +184,25 @@ def _stream_error(exc: BaseException) -> list[dict]:
 def libpod_pull_request(request: Request) -> PullRequest:
     """``POST /libpod/images/pull``'s query and auth headers as a pull: ``reference`` with
     or without a transport (none: a registry), ``policy``, ``allTags``, ``quiet``,
-    ``tlsVerify`` and X-Registry-Auth."""
-    q = request.query_params
+    ``tlsVerify``, ``Arch``/``OS``/``Variant`` (podman's ``--arch``/``--os``/``--variant``),
+    ``retry`` (retries after the first attempt, podman's ``--retry``), ``retryDelay`` (a Go
+    duration: every wait, no backoff, as ``--retry-delay``) and X-Registry-Auth.
+
+    Names are matched in any case, as podman's server matches them: podman 4's bindings
+    send ``arch``, ``os``, ``variant`` and ``alltags``."""
+    q = QueryParams([(k.lower(), v) for k, v in request.query_params.multi_items()])
     reference = qstr(q, "reference")
     if not reference:
         raise InvalidArgument('query parameter "reference" is required: the image to pull')
-    tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
-    options = push_pull_options(request, tls)
+    tls = qbool(q, "tlsverify", True) if "tlsverify" in q else None
+    options = push_pull_options(request, tls).merged(**_retry_settings(q))
     return PullRequest.of(
         reference,
         policy=_pull_policy(qstr(q, "policy") or "always"),
-        all_tags=bool(qbool(q, "allTags")),
+        arch=qstr(q, "arch") or None,
+        os=qstr(q, "os") or None,
+        variant=qstr(q, "variant") or None,
+        all_tags=bool(qbool(q, "alltags")),
         options=options,
         quiet=bool(qbool(q, "quiet")),
     )

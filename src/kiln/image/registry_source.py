@@ -24,7 +24,6 @@ import contextvars
 import io
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -234,7 +233,7 @@ def fetch_blob(
                 breaks += 1
                 if breaks >= tries:
                     raise
-                time.sleep(client.options.retry_delay * (2 ** (breaks - 1)))
+                client.retry.sleep(client.retry.wait_for(breaks))
         writer.finish()
         inflater.finish(raise_error=not unpacking)  # an unpack error: after the digest
         size = ing.offset

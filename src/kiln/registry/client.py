@@ -60,7 +60,10 @@ class RegistryClient:
     def __init__(self, options: RegistryOptions | None = None):
         self.options = options or RegistryOptions()
         self.conf = registries_conf.load(self.options.registries_conf)
-        self.retry = RetryPolicy(tries=self.options.retries, delay=self.options.retry_delay)
+        opts = self.options
+        self.retry = RetryPolicy(
+            tries=opts.retries, delay=opts.retry_delay, backoff=opts.retry_backoff
+        )
         self._tokens = TokenCache()
         self._auth = RegistryAuth(self._credentials, self._tokens)
         self._conns: dict[tuple[str, bool], HostConnection] = {}

@@ -35,6 +35,7 @@ class RegistryOptions:
     registries_conf: str | None = None
     retries: int = 3  # attempts in all
     retry_delay: float = 2.0  # first backoff, doubling
+    retry_backoff: bool = True  # False: every wait is retry_delay (podman's --retry-delay)
     chunk_size: int = 8 * 1024 * 1024  # PATCH size for chunked uploads
     monolithic_max: int = MONOLITHIC_MAX  # larger blobs are uploaded in chunks of chunk_size
     timeout: float = 60.0  # per read; also the deadline for a whole manifest
@@ -69,6 +70,7 @@ class OptionValues(TypedDict, total=False):
     registries_conf: str | None
     retries: int | None
     retry_delay: float | None
+    retry_backoff: bool | None
     chunk_size: int | None
     monolithic_max: int | None
     timeout: float | None

@@ -23,7 +23,8 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 @dataclass(frozen=True)
 class RetryPolicy:
     tries: int = 3  # attempts in all, the first included
-    delay: float = 2.0  # first wait; doubles each time
+    delay: float = 2.0  # first wait; doubles each time ...
+    backoff: bool = True  # ... unless False: then every wait is ``delay``
     max_delay: float = 60.0
     sleep: Callable[[float], None] = time.sleep
 
@@ -31,6 +32,8 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
+        if not self.backoff:
+            return min(self.delay, self.max_delay)
         return min(self.delay * 2.0 ** (attempt - 1), self.max_delay)
 
 
