@@ -62,7 +62,10 @@ class RegistryClient:
         self.conf = registries_conf.load(self.options.registries_conf)
         opts = self.options
         self.retry = RetryPolicy(
-            tries=opts.retries, delay=opts.retry_delay, backoff=opts.retry_backoff
+            tries=opts.retries,
+            delay=opts.retry_delay,
+            backoff=opts.retry_backoff,
+            deadline=opts.deadline,
         )
         self._tokens = TokenCache()
         self._auth = RegistryAuth(self._credentials, self._tokens)

@@ -14,7 +14,7 @@ import httpx
 
 from kiln.errors import Unauthorized, Unavailable
 from kiln.registry.auth import RegistryAuth
-from kiln.registry.header_deadline import bound_header_reads, headers_within
+from kiln.registry.header_deadline import bound_header_reads, headers_within, overall_deadline
 from kiln.registry.http_errors import error_for
 from kiln.registry.retry import RetryableStatus, RetryPolicy, call_with_retries, is_retryable_status
 from kiln.registry.tls import TLSSettings
@@ -51,6 +51,8 @@ def describe_transport_error(exc: BaseException, url: str) -> str:
     if isinstance(exc, httpx.TimeoutException):
         if "no complete response headers" in text:  # header_deadline's own
             return f'Get "{url}": {text.split(": ", 1)[-1]}; the registry is too slow or stalled'
+        if "for all attempts" in text:  # the request's overall deadline (header_deadline)
+            return f'Get "{url}": timed out; {text.rsplit("; ", 1)[-1].split(": ", 1)[-1]}'
         return f'Get "{url}": timed out'
     return f'Get "{url}": {type(exc).__name__}: {text}'
 
@@ -108,7 +110,8 @@ class HostConnection:
     def base_url(self) -> str:
         with self._lock:
             if self._base is None:
-                self._base = self._ping()
+                with overall_deadline(self.retry.deadline, f"pinging {self.domain}"):
+                    self._base = self._ping()
             return self._base
 
     def _ping_one(self, scheme: str) -> httpx.Response:
@@ -175,6 +178,24 @@ class HostConnection:
         With ``stream`` the caller must close the response. ``make_content`` builds a
         fresh body for each attempt (streamed uploads).
         """
+        with overall_deadline(self.retry.deadline, what):  # the ping that finds url included
+            return self._request(method, path, what, ok, allow, headers, content, params,
+                                 stream, retry, make_content)  # fmt: skip
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        ok: tuple[int, ...],
+        allow: tuple[int, ...],
+        headers: dict[str, str] | None,
+        content: Body | None,
+        params: Mapping[str, str] | None,
+        stream: bool,
+        retry: bool,
+        make_content: Callable[[], Body] | None,
+    ) -> httpx.Response:
         url = self.url(path)
         policy = self.retry if retry else RetryPolicy(tries=1, sleep=self.retry.sleep)
 

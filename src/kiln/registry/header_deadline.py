@@ -7,6 +7,13 @@ thread, every socket read that thread makes through a patched client is cut to t
 left, and fails once it is spent; ``send(..., stream=True)`` returns as soon as the
 headers are in, so the deadline covers exactly them.
 
+:func:`overall_deadline` bounds one request with all its retries (the ping that finds the
+registry's scheme included): every ``headers_within`` inside it ends at the overall end at
+the latest, and :func:`time_left` tells the retry loop whether another wait still fits
+(containers/image has no such bound of its own; skopeo's ``--command-timeout`` cuts a whole
+command's retries and waits the same way). Time spent sending a request's body counts
+towards neither deadline: a large upload is not a registry that does not answer.
+
 The reads are bounded by wrapping the network backend of the client's connection pools
 (httpcore's ``NetworkBackend``); a client with a transport of the caller's own (tests'
 ``MockTransport``) is left as it is.
@@ -30,6 +37,11 @@ if TYPE_CHECKING:
 class _State(threading.local):
     deadline: float | None = None  # time.monotonic() when this thread's headers are late
     what: tuple[str, float] = ("", 0.0)  # the request, and its seconds, for the message
+    end: float | None = None  # time.monotonic() when the whole request is late
+    overall: tuple[str, float] = ("", 0.0)  # the request, and its overall seconds
+    # the deadlines as this attempt began, and when it began sending (body time is free)
+    base: tuple[float | None, float | None] = (None, None)
+    sending_since: float | None = None
 
 
 _state = _State()
@@ -39,25 +51,91 @@ _state = _State()
 def headers_within(seconds: float, what: str) -> Iterator[None]:
     """Fail this thread's socket reads once ``seconds`` have passed (see the module)."""
     _state.deadline, _state.what = time.monotonic() + seconds, (what, seconds)
+    _state.base, _state.sending_since = (_state.deadline, _state.end), None
     try:
         yield
     finally:
-        _state.deadline = None
+        _state.deadline, _state.sending_since = None, None
 
 
-def _spent() -> httpcore.ReadTimeout:
+@contextmanager
+def overall_deadline(seconds: float | None, what: str) -> Iterator[None]:
+    """End this thread's ``headers_within`` deadlines, and its retries' waits, ``seconds``
+    from now at the latest (None: no overall bound). Nested, the earlier end holds."""
+    end = None if seconds is None else time.monotonic() + seconds
+    saved = (_state.end, _state.overall)
+    if end is not None and (saved[0] is None or end < saved[0]):
+        _state.end, _state.overall = end, (what, float(seconds or 0))
+    try:
+        yield
+    finally:
+        _state.end, _state.overall = saved
+
+
+def time_left() -> float | None:
+    """Seconds left of this thread's :func:`overall_deadline`; None when there is none."""
+    return None if _state.end is None else _state.end - time.monotonic()
+
+
+def overall_seconds() -> float:
+    """The seconds this thread's :func:`overall_deadline` was opened with (0: none)."""
+    return _state.overall[1] if _state.end is not None else 0.0
+
+
+def _connect_within(timeout: float | None) -> float | None:
+    """A connect or TLS handshake ends by the overall deadline too."""
+    left = time_left()
+    if left is None:
+        return timeout
+    if left <= 0:
+        what, seconds = _state.overall
+        raise httpcore.ConnectTimeout(f"{what}: not connected within the deadline of "
+                                      f"{seconds:g} s for all attempts")  # fmt: skip
+    return left if timeout is None else min(timeout, left)
+
+
+def _limit() -> tuple[float | None, bool]:
+    """The earlier of this attempt's and the overall deadline, and whether it is the overall."""
+    deadline, end = _state.deadline, _state.end
+    if deadline is None:
+        return None, False
+    if end is not None and end < deadline:
+        return end, True
+    return deadline, False
+
+
+def _spent(overall: bool = False) -> httpcore.ReadTimeout:
+    if overall:
+        what, seconds = _state.overall
+        return httpcore.ReadTimeout(
+            f"{what}: no complete response headers within the deadline of {seconds:g} s "
+            "for all attempts"
+        )
     what, seconds = _state.what
     return httpcore.ReadTimeout(f"{what}: no complete response headers after {seconds:g} s")
 
 
 def _bounded(timeout: float | None) -> float | None:
-    deadline = _state.deadline
-    if deadline is None:
+    limit, overall = _limit()
+    if limit is None:
         return timeout
-    left = deadline - time.monotonic()
+    left = limit - time.monotonic()
     if left <= 0:
-        raise _spent()
+        raise _spent(overall)
     return left if timeout is None else min(timeout, left)
+
+
+def _sent(started: float) -> None:
+    """Move this attempt's deadlines on by the time spent sending since ``started``."""
+    if _state.deadline is None:
+        return
+    since = _state.sending_since = _state.sending_since or started
+    spent = time.monotonic() - since
+    deadline, end = _state.base
+    if deadline is not None:
+        _state.deadline = deadline + spent
+    if end is not None and _state.end is not None:
+        _state.end = max(_state.end, end + spent)
 
 
 class _Stream(httpcore.NetworkStream):
@@ -68,20 +146,24 @@ class _Stream(httpcore.NetworkStream):
         try:
             return self._inner.read(max_bytes, _bounded(timeout))
         except httpcore.ReadTimeout:
-            deadline = _state.deadline
-            if deadline is not None and time.monotonic() >= deadline:
-                raise _spent() from None
+            limit, overall = _limit()
+            if limit is not None and time.monotonic() >= limit:
+                raise _spent(overall) from None
             raise
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        started = time.monotonic()
         self._inner.write(buffer, timeout)
+        _sent(started)
 
     def close(self) -> None:
         self._inner.close()
 
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:  # fmt: skip
-        return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+        return _Stream(
+            self._inner.start_tls(ssl_context, server_hostname, _connect_within(timeout))
+        )
 
     def get_extra_info(self, info: str) -> Any:  # httpcore's type: it depends on info
         return self._inner.get_extra_info(info)
@@ -97,10 +179,12 @@ class _Backend(httpcore.NetworkBackend):
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
                     socket_options: _SocketOptions = None) -> httpcore.NetworkStream:  # fmt: skip
+        timeout = _connect_within(timeout)
         return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: _SocketOptions = None) -> httpcore.NetworkStream:  # fmt: skip
+        timeout = _connect_within(timeout)
         return _Stream(self._inner.connect_unix_socket(path, timeout, socket_options))
 
     def sleep(self, seconds: float) -> None:

@@ -39,6 +39,9 @@ class RegistryOptions:
     chunk_size: int = 8 * 1024 * 1024  # PATCH size for chunked uploads
     monolithic_max: int = MONOLITHIC_MAX  # larger blobs are uploaded in chunks of chunk_size
     timeout: float = 60.0  # per read; also the deadline for a whole manifest
+    # one request's response headers, all its attempts and the waits between them (the
+    # ping that finds the registry's scheme included; time sending a body not counted)
+    deadline: float | None = 150.0
     min_blob_rate: float = DEFAULT_MIN_RATE  # bytes/s a blob download must average ...
     rate_grace: float = DEFAULT_GRACE  # ... once this many seconds have passed
     max_manifest_size: int = MAX_MANIFEST_BYTES
@@ -74,6 +77,7 @@ class OptionValues(TypedDict, total=False):
     chunk_size: int | None
     monolithic_max: int | None
     timeout: float | None
+    deadline: float | None
     min_blob_rate: float | None
     rate_grace: float | None
     max_manifest_size: int | None

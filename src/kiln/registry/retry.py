@@ -2,7 +2,10 @@
 
 Retried: connection and protocol errors, 5xx, 429 and 408 (honouring
 ``Retry-After``). Never retried: any other 4xx — a wrong name or a refused
-credential does not get better by asking again.
+credential does not get better by asking again. Inside an
+:func:`~kiln.registry.header_deadline.overall_deadline` (``RetryPolicy.deadline``, which
+``HostConnection`` opens around each request), a wait that would end past the deadline
+is not started: the last error is final.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from kiln.registry.header_deadline import overall_seconds, time_left
+
 log = logging.getLogger("kiln.registry")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -26,6 +31,7 @@ class RetryPolicy:
     delay: float = 2.0  # first wait; doubles each time ...
     backoff: bool = True  # ... unless False: then every wait is ``delay``
     max_delay: float = 60.0
+    deadline: float | None = None  # seconds for one request: all attempts and waits
     sleep: Callable[[float], None] = time.sleep
 
     def wait_for(self, attempt: int, retry_after: float | None = None) -> float:
@@ -83,18 +89,34 @@ def call_with_retries(
             retry_after = (
                 retry_after_seconds(exc.response) if isinstance(exc, RetryableStatus) else None
             )
-            if n >= tries:
+            wait = policy.wait_for(n, retry_after)
+            left = time_left()
+            err: BaseException = exc
+            last = n >= tries
+            if not last and left is not None and wait >= left:
+                log.info("%s failed (%s): no time left for another attempt", what, _describe(exc))
+                err, last = (exc if isinstance(exc, RetryableStatus) else _past_deadline(exc)), True
+            if last:
                 if on_give_up is not None:
-                    return on_give_up(exc)
+                    return on_give_up(err)
                 if isinstance(exc, RetryableStatus):
                     return exc.response  # the caller reads the last status itself
-                raise
-            wait = policy.wait_for(n, retry_after)
+                raise err from None
             log.info(
                 "%s failed (%s), retrying in %.1fs (%d/%d)", what, _describe(exc), wait, n, tries
             )
             policy.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def _past_deadline(exc: BaseException) -> BaseException:
+    """``exc`` (a transport error) saying that the request's deadline ended the retries."""
+    if "within the deadline" in str(exc):
+        return exc  # header_deadline's overall message says it already
+    return type(exc)(
+        f"{exc}; no time left for another attempt within the deadline of "
+        f"{overall_seconds():g} s for all attempts"
+    )
 
 
 def _describe(exc: BaseException) -> str:
