@@ -115,19 +115,48 @@ def register_image(
     names: Sequence[str] = (),
     uncompressed_sizes: dict[Digest, int] | None = None,
     lease: Lease | None = None,
+    keep_stored: bool = False,
 ) -> ImageRecord:
-    """Record an image whose blobs (layers, config) are all in the store already."""
+    """Record an image whose blobs (layers, config) are all in the store already.
+
+    The image ID is the config's digest, as Docker's and podman's: a config in other bytes
+    (another key order or spacing) is another image. The same config under another
+    manifest is the same image: a pull or a write (``--format docker`` of an OCI image)
+    gives it the new manifest, as podman's store makes the last manifest written the
+    image's; with ``keep_stored`` (an archive or layout copied in: ``kiln load`` of a
+    pulled image's ``docker save``, whose manifest the archive synthesises) the image keeps
+    the manifest it has, so its digest still names what its registry holds, and ``names``
+    are added to it (``docker load`` of an image present only tags it)."""
     for desc in [manifest.config, *manifest.layers]:
         if not store.has_blob(desc.digest):
             raise NotFound(f"blob {desc.digest} must be in the store before its image")
-    layer_rows, record = image_rows(store, manifest, config, uncompressed_sizes)
     own_lease = store.lease() if lease is None else contextlib.nullcontext(lease)
+    stored = _stored_under_another_manifest(store, manifest) if keep_stored else None
+    if stored is not None:
+        with own_lease as holder, store.transaction():
+            for name in names:
+                store.tag(name, stored.id)
+            holder.add_image(stored.id)
+        return store.get_image(stored.id)
+    layer_rows, record = image_rows(store, manifest, config, uncompressed_sizes)
     with own_lease as holder:
         store.put_blob(manifest.descriptor(), io.BytesIO(manifest.raw))
         holder.add_blob(manifest.digest)
         with store.transaction():
             record_image(store, layer_rows, record, names, holder, config)
     return store.get_image(record.id)
+
+
+def _stored_under_another_manifest(store: Store, manifest: Manifest) -> ImageRecord | None:
+    """The image with ``manifest``'s config when it is stored under another manifest whose
+    blob is present (one whose manifest is gone is registered anew: a pull repairs it)."""
+    try:
+        rec = store.get_image(str(manifest.config.digest))
+    except NotFound:
+        return None
+    if rec.manifest_digest == str(manifest.digest):
+        return None
+    return rec if store.has_blob(Digest.parse(rec.manifest_digest)) else None
 
 
 def record_image(
@@ -273,8 +302,9 @@ class StoreDestination:
         if self.snaps is not None and self.staged:  # every blob is in: the config vouches
             unpack_stored(self.store, self.snaps, manifest, config, self.staged)
         self.record = register_image(
-            self.store, manifest, config, names, self.uncompressed_sizes, self.lease
-        )
+            self.store, manifest, config, names, self.uncompressed_sizes, self.lease,
+            keep_stored=True,
+        )  # fmt: skip
         return manifest.descriptor()
 
 
