@@ -3,9 +3,10 @@
 Crash safety: ``load`` and ``import`` run under a store lease, blobs are
 verified as they go in, and an image (with its names) is registered in one
 store transaction only after every blob is present and the image validated.
-A load killed half way leaves only unreferenced blobs, ingest files and staged
-trees in the snapshotter's ``tmp/``, which GC removes; no partial image is ever
-visible and the next load simply works. Both leave the layers of an image for
+A load killed half way leaves only unreferenced blobs, ingest files, its lease,
+its scratch directory and staged trees in the snapshotter's ``tmp/``; no partial
+image is ever visible, and the next load or import (as a build or a prune) first
+removes what a killed one left (``sweep_leftovers``), GC the unreferenced blobs. Both leave the layers of an image for
 this host's platform unpacked, as a pull does (``unpack_into``).
 Streams (stdin) are spooled to an anonymous temporary file, which vanishes
 with the process however it ends; a stream that already is a regular file (an
@@ -31,6 +32,7 @@ from kiln.image.transports import close_source, transport, write_docker_archive,
 from kiln.oci import Platform, Reference
 from kiln.oci.reference import local_name
 from kiln.ops import image_events
+from kiln.ops.context import sweep_leftovers
 from kiln.ops.store_copy import copy_into_store, normalize_names, store_items, unpack_into
 from kiln.store.oci_layout import TarIndex
 
@@ -141,8 +143,10 @@ def load(ctx: Context, source: str | BinaryIO, validate: bool = True) -> LoadRes
 
     The format is detected from the content. Names come from the archive
     (RepoTags, or ``org.opencontainers.image.ref.name`` when it is a full reference).
+    What a killed load or import left (its lease, spooled input, unpack work) goes first.
     """
     result = LoadResult()
+    sweep_leftovers(ctx)
     with ExitStack() as stack:
         path = stack.enter_context(_local_path(ctx, source))
         sources = _open_sources(ctx, path, stack, _shown(source))
@@ -267,7 +271,8 @@ def import_image(
     message: str = "",
     platform: str | None = None,
 ) -> ImageRecord:
-    """Make a one-layer image of a root filesystem tarball (path, URL, ``-``/stream)."""
+    """Make a one-layer image of a root filesystem tarball (path, URL, ``-``/stream).
+    What a killed import or load left (its lease, unpack work) goes first."""
     names = []
     if reference:
         ref = Reference.parse(local_name(reference))
@@ -275,6 +280,7 @@ def import_image(
             raise InvalidArgument(f'"{reference}": an image name cannot contain a digest')
         names.append(str(ref))
     plat = Platform.parse(platform) if platform else None
+    sweep_leftovers(ctx)
     with ExitStack() as stack:
         stream, shown = _open_tarball(source, stack)
         ctx.ev.step(f"Importing {shown}")

@@ -11,7 +11,11 @@ Leftovers, each safe to remove at once (no grace period):
 - directories under ``layers/`` and ``active/`` no row names, and everything in ``tmp/``
   (work a killed unpack, prepare or remove left) when no unpack, prepare or commit is
   running (their shared lock is free; an overlay probe or a removal under a minute old is
-  left alone), with whatever is still mounted below them.
+  left alone), with whatever is still mounted below them. An entry of ``tmp/`` seen while
+  that lock was free is nobody's for good (each is made and used under the lock, under a
+  name never used again), so it is removed without waiting for the lock: the commands
+  that sweep leftovers (``kiln.ops.context.sweep_leftovers``) clear ``tmp/`` whenever
+  nothing runs, not only ``kiln system check``.
 
 Unpacked layers are verified against their layer tars (``kiln.snapshot.verify``); one that
 does not match is removed with the layers above it, so that the next use unpacks it again,
@@ -77,13 +81,17 @@ class UpkeepMixin:
         self, unheld: Collection[str], named: Collection[str], deep: bool = True
     ) -> Leftovers:
         """What crashes left: ``unheld`` (from ``unheld_active``) minus the keys working
-        containers name (``named``); with ``deep``, also unrecorded directories and
-        ``tmp/`` entries (their removal waits for the exclusive lock)."""
+        containers name (``named``), and ``tmp/`` entries when no unpack, prepare or commit
+        runs; with ``deep``, also unrecorded directories (their removal waits for the
+        exclusive lock)."""
         out = Leftovers()
         active = {r["key"]: r["n"] for r in self.db.query("SELECT key, n FROM active")}
         out.orphans = [k for k in unheld if k in active and k not in set(named)]
         if not deep:
-            dirs = [self._dir("active", active[k]) for k in out.orphans]
+            with self._quiet() as quiet:
+                if quiet:
+                    self._list_tmp_garbage(out)
+            dirs = [self._dir("active", active[k]) for k in out.orphans] + out.scratch
             out.mounts = [m for d in dirs for m in mnt.mounts_under(d)]
             out.bytes = sum(tree_size(d) for d in dirs)
             return out
@@ -112,7 +120,15 @@ class UpkeepMixin:
             self.remove(key)
             done.orphans.append(key)
             done.bytes += size
-        if not found.unrecorded and not found.scratch:
+        for d in found.scratch:  # seen while nothing ran: nobody's (see the module)
+            if not os.path.lexists(d):
+                continue
+            size = tree_size(d)
+            done.mounts += mnt.unmount_all_under(d)
+            shutil.rmtree(d, ignore_errors=True)
+            done.scratch.append(d)
+            done.bytes += size
+        if not found.unrecorded:
             return done
         with file_lock(os.path.join(self.root, "snapshots.lock"), exclusive=True):
             live = {
@@ -120,19 +136,13 @@ class UpkeepMixin:
                 for r in self.db.query("SELECT n FROM layers")
             } | {os.path.join(self.root, "active", str(r["n"])) for r in self.db.query(
                 "SELECT n FROM active")}  # fmt: skip
-            doomed = [d for d in found.unrecorded if d not in live]
-            doomed += [d for d in found.scratch if os.path.lexists(d)]
-            for d in doomed:
+            for d in [d for d in found.unrecorded if d not in live]:
                 size = tree_size(d)
                 done.mounts += mnt.unmount_all_under(d)
-                if d in found.unrecorded:
-                    aside = self._move_aside(d)
-                    if aside is not None:
-                        shutil.rmtree(aside, ignore_errors=True)
-                    done.unrecorded.append(d)
-                else:
-                    shutil.rmtree(d, ignore_errors=True)
-                    done.scratch.append(d)
+                aside = self._move_aside(d)
+                if aside is not None:
+                    shutil.rmtree(aside, ignore_errors=True)
+                done.unrecorded.append(d)
                 done.bytes += size
         return done
 
@@ -153,6 +163,10 @@ class UpkeepMixin:
         for sub, live in (("layers", live_layers), ("active", live_active)):
             out.unrecorded += [os.path.join(self.root, sub, n) for n in self._list(sub)
                                if n not in live]  # fmt: skip
+        self._list_tmp_garbage(out)
+
+    def _list_tmp_garbage(self, out: Leftovers) -> None:
+        """``tmp/``'s entries (called with the root lock held exclusively)."""
         now = time.time()
         for name in sorted(self._list("tmp")):
             path = os.path.join(self.root, "tmp", name)
