@@ -45,7 +45,7 @@ class Op:
     argv: Callable[[Bench, int], list[str]]  # (bench, trial number) -> kiln arguments
     prepare: Callable[[Bench, int], None] = lambda b, n: None
     touches: Callable[[Bench], set[str]] = lambda b: set()  # names it may change or remove
-    repoints: bool = False  # stores the base image (same ID) under another manifest
+    repoints: bool = False  # stores the base image (same ID) under another manifest (pull)
     duration: float = 0.0  # measured by calibrate()
 
 
@@ -272,8 +272,8 @@ def image_problems(
     root: str, before: dict[str, tuple[str, str]], touched: set[str], repoints: str = ""
 ) -> list[str]:
     """Every tagged image reads back: untouched names keep their image and manifest (an
-    operation that stores image ``repoints`` under another manifest, as a pull or load of
-    the same config in another encoding does, moves every name of that image with it),
+    operation that stores image ``repoints`` under another manifest, as a pull of the same
+    config in another encoding does, moves every name of that image with it),
     every image validates, every unpacked layer matches its diff ID."""
     from kiln.errors import KilnError
     from kiln.image import validate_image
@@ -378,8 +378,7 @@ def operations(bench: Bench) -> list[Op]:
             lambda b, n: ["load", "-i", b.archive],
             _prepare_load,
             lambda b: _named(b, "crash/loaded"),
-            repoints=True,
-        ),
+        ),  # the base keeps its manifest: a load of a stored image only adds its names
         Op("commit", _commit_argv, _prepare_commit, lambda b: _named(b, "crash/committed")),
         Op("prune", lambda b, n: ["image", "prune", "-f"], _prepare_prune),
         Op(
