@@ -6,8 +6,9 @@ store transaction only after every blob is present and the image validated.
 A load killed half way leaves only unreferenced blobs, ingest files, its lease,
 its scratch directory and staged trees in the snapshotter's ``tmp/``; no partial
 image is ever visible, and the next load or import (as a build or a prune) first
-removes what a killed one left (``sweep_leftovers``), GC the unreferenced blobs. Both leave the layers of an image for
-this host's platform unpacked, as a pull does (``unpack_into``).
+removes what a killed one left (``sweep_leftovers``), GC the unreferenced blobs.
+Both leave the layers of an image for this host's platform unpacked, as a pull
+does (``unpack_into``).
 Streams (stdin) are spooled to an anonymous temporary file, which vanishes
 with the process however it ends; a stream that already is a regular file (an
 API upload spooled once, stdin redirected from a file) is read in place.
