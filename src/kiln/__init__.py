@@ -9,6 +9,9 @@ first use, so ``import kiln`` costs almost nothing::
         for row in kiln.list_images(ctx):
             print(row.repository, row.tag, row.id[:12])
 
+The ``with`` block closes the context (its scratch directory, its databases); a
+``kiln.Context`` made directly needs ``ctx.close()`` when done with.
+
 Everything else (``kiln.store``, ``kiln.image``, ...) is internal and may change.
 """
 

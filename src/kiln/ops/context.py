@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class Context:
+    """What a use case works with. Open one with ``with open_context(...) as ctx:``, or
+    call ``close()`` when done with one made directly: that removes its scratch directory
+    and closes its databases. A context dropped without ``close()`` still removes its
+    scratch directory when it is garbage-collected or the process exits (a finalizer
+    set when the directory is made); its store closes with the store object."""
+
     store: Store
     events: EventSink = field(default_factory=NullSink)
     config: Config = field(default_factory=Config)
@@ -39,6 +46,7 @@ class Context:
     #: the store outlives this context (a server thread keeps it open): close() leaves it open
     borrowed_store: bool = False
     _scratch: str | None = field(default=None, repr=False)
+    _scratch_finalizer: weakref.finalize | None = field(default=None, repr=False)
     _swept: bool = field(default=False, repr=False)
 
     @property
@@ -70,9 +78,13 @@ class Context:
     def tmpdir(self) -> str:
         """This context's own scratch directory (``kiln.util.scratch``), made on first use
         under the configured scratch space and removed by ``close``; one a killed kiln
-        left is removed by the next ``sweep_leftovers``."""
+        left is removed by the next ``sweep_leftovers``; one a context dropped unclosed
+        left goes when it is collected or the process exits."""
         if self._scratch is None:
             self._scratch = make_scratch_dir(self.config.scratch_dir())
+            self._scratch_finalizer = weakref.finalize(
+                self, _remove_scratch, self._scratch, os.getpid()
+            )
         return self._scratch
 
     def close(self) -> None:
@@ -81,10 +93,13 @@ class Context:
         the two checkpoints' syncs and the removal overlap (10-60 ms at the end of every
         command on a busy disk, one after another)."""
         scratch, self._scratch = self._scratch, None
+        if self._scratch_finalizer is not None:
+            self._scratch_finalizer.detach()
+            self._scratch_finalizer = None
         snaps, self._snapshots = self._snapshots, None
         jobs: list[Callable[[], None]] = []
         if scratch is not None:
-            jobs.append(functools.partial(_remove_scratch, scratch))
+            jobs.append(functools.partial(_remove_scratch, scratch, os.getpid()))
         close = getattr(snaps, "close", None)
         if close is not None:
             jobs.append(close)
@@ -138,11 +153,15 @@ def open_store(config: Config) -> Store:
     return Store.open(config.root)
 
 
-def _remove_scratch(path: str) -> None:
+def _remove_scratch(path: str, pid: int) -> None:
+    """Remove scratch directory ``path`` of process ``pid`` (nothing in a forked child,
+    whose exit must not take its parent's directory)."""
     import shutil
 
     from kiln.snapshot.mount import unmount_all_under  # start-up, as above
 
+    if os.getpid() != pid:
+        return
     try:
         unmount_all_under(path)  # never delete into a view still mounted there
     except (KilnError, OSError):
