@@ -150,9 +150,10 @@ def _leftovers(ctx: Context, report: CheckReport) -> None:
     add("run", found.runs, "a RUN container of a killed kiln (stopped and its bundle removed)",
         done.runs if done else None)  # fmt: skip
 
-    strays = stray_containers(dry_run=True)
+    root = ctx.store.root  # only this store's (the runtime directory is every store's)
+    strays = stray_containers(dry_run=True, store_root=root)
     add("run", strays, "a RUN container under runc with no bundle (killed and deleted)",
-        stray_containers() if report.repair and strays else None)  # fmt: skip
+        stray_containers(store_root=root) if report.repair and strays else None)  # fmt: skip
     add("container", found.builds, "the working container of a killed build",
         done.builds if done else None)  # fmt: skip
     add("scratch", found.scratch_dirs, "the scratch directory of a killed kiln",

@@ -4,7 +4,9 @@ Each kind names its owner process, or is held by it while it lives, so only what
 process left is ever touched (never the running command's own, never another live
 kiln's):
 
-- RUN containers still running under runc, and their bundles (``runtime.leftovers``);
+- RUN containers still running under runc, and their bundles (``runtime.leftovers``): only
+  this store's (their root filesystem is one of its snapshots), as the runtime directory is
+  shared by every store; another store's wait for that store's next command;
 - working containers of builds (``container.leftovers``), with their snapshots and mounts;
 - scratch directories (``util.scratch``): remote and named build contexts, RUN scripts,
   mounted image views, with anything still mounted in them;
@@ -69,7 +71,7 @@ class Leftovers:
 
 def find_leftovers(ctx: Context, deep: bool = False) -> Leftovers:
     found = Leftovers()
-    found.runs = sweep_dead_runs(dry_run=True)
+    found.runs = sweep_dead_runs(dry_run=True, store_root=ctx.store.root)
     found.builds = sweep_dead_builds(ctx.store, lambda: ctx.snapshots, dry_run=True)
     found.leases = [lease for lease in ctx.store.list_leases() if lease.stale]
     found.scratch_dirs = [d for base in _scratch_bases(ctx) for d in dead_scratch_dirs(base)]
@@ -89,8 +91,8 @@ def remove_leftovers(ctx: Context, found: Leftovers) -> Leftovers:
     """Remove what ``find_leftovers`` found; returns what was removed (bytes: freed)."""
 
     done = Leftovers()
-    if found.runs:
-        done.runs = sweep_dead_runs()  # stops them first: their mounts are free after
+    if found.runs:  # stops them first: their mounts are free after
+        done.runs = sweep_dead_runs(store_root=ctx.store.root)
     if found.builds:
         done.builds = sweep_dead_builds(ctx.store, lambda: ctx.snapshots)
     still_dead = {d for base in _scratch_bases(ctx) for d in dead_scratch_dirs(base)}

@@ -4,11 +4,19 @@ Each bundle holds the owner (the kiln process running it). A bundle whose owner 
 belongs to a kiln that was killed mid-RUN: its container may still run under runc (``runc
 run`` outlives a SIGKILLed parent). ``sweep_dead_runs`` kills and deletes such containers and
 removes their bundles; the next kiln command calls it (``kiln.ops.context``).
+
+The runtime directory (runc's ``--root`` and the bundles) is shared by every store on the
+machine, so a sweep is scoped to one store: a RUN container belongs to the store its root
+filesystem lies in (``root.path`` of its bundle's ``config.json``, a snapshot under the
+store's root), and another store's is left to that store's next command. One on no other
+existing store's snapshot (a store since deleted, a rootfs of no store, none known) is any
+store's to sweep: nobody else would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -21,13 +29,18 @@ from .bundle import OWNER_FILE, default_runtime_dir
 __all__ = ["stray_containers", "sweep_dead_runs"]
 
 _BUNDLE = re.compile(r"^(kiln-[0-9a-f]{32})-")
+_SNAPSHOT = re.compile(r"^(/.*)/snapshots/active/\d+/")  # <store root>/snapshots/active/<n>/
 
 
 def sweep_dead_runs(
-    state_dir: str | None = None, runtime: str = "runc", dry_run: bool = False
+    state_dir: str | None = None,
+    runtime: str = "runc",
+    dry_run: bool = False,
+    store_root: str | None = None,
 ) -> list[str]:
     """Stop the containers of killed kiln processes and remove their bundles; returns their
-    run ids (with ``dry_run``, only finds them). Never touches a bundle whose owner lives
+    run ids (with ``dry_run``, only finds them). With ``store_root``, only that store's
+    (see the module); None: every store's. Never touches a bundle whose owner lives
     (another kiln running now)."""
     state = state_dir or default_runtime_dir()  # a rootless user's too
     bundles = os.path.join(state, "bundles")
@@ -42,6 +55,8 @@ def sweep_dead_runs(
         if match is None or not _owner_dead(path):
             continue
         run_id = match.group(1)
+        if store_root is not None and not _belongs(_bundle_rootfs(path), store_root):
+            continue  # another store's: its own next command stops it
         if dry_run:
             swept.append(run_id)
             continue
@@ -55,15 +70,48 @@ def sweep_dead_runs(
     return swept
 
 
+def _bundle_rootfs(bundle: str) -> str:
+    """The root filesystem the bundle's RUN used, as its ``config.json`` says, else as
+    runc's state of its container says; "" if neither can be read."""
+    state = os.path.dirname(os.path.dirname(bundle))
+    run_id = os.path.basename(bundle)[: len("kiln-") + 32]
+    for path, keys in ((os.path.join(bundle, "config.json"), ("root", "path")),
+                       (os.path.join(state, "runc", run_id, "state.json"), ("config", "rootfs"))):  # fmt: skip
+        try:
+            with open(path, "rb") as f:
+                value = json.load(f)
+            for key in keys:
+                value = value[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _belongs(rootfs: str, store_root: str) -> bool:
+    """Whether a RUN on ``rootfs`` is the store at ``store_root``'s to sweep: its rootfs is
+    under that root; or it is under no other store that still exists (a snapshot of
+    ``<root>/snapshots/active/<n>``), so that no other store's command would ever sweep it
+    (a rootfs outside every store, a store since deleted, no rootfs known)."""
+    root = os.path.realpath(store_root).rstrip("/") + "/"
+    path = os.path.realpath(rootfs) if rootfs else ""
+    if path.startswith(root):
+        return True
+    match = _SNAPSHOT.match(path)
+    return match is None or not os.path.isdir(os.path.join(match.group(1), "snapshots"))
+
+
 def stray_containers(
-    state_dir: str | None = None, runtime: str = "runc", dry_run: bool = False
+    state_dir: str | None = None,
+    runtime: str = "runc",
+    dry_run: bool = False,
+    store_root: str | None = None,
 ) -> list[str]:
     """kiln's runc containers with no bundle left (a live RUN keeps its bundle from before
     ``runc run`` creates the container until after it is gone): killed and deleted unless
-    ``dry_run``; returns their ids. No runc installed: none."""
-    import json
-    import shutil
-
+    ``dry_run``; returns their ids. With ``store_root``, only those whose root filesystem
+    lies under it (see the module). No runc installed: none."""
     state = state_dir or default_runtime_dir()
     root = os.path.join(state, "runc")
     binary = shutil.which(runtime)
@@ -71,6 +119,7 @@ def stray_containers(
         return []
 
     def listed() -> set[str]:
+        """kiln's container ids (of ``store_root``'s root filesystems) runc lists."""
         try:
             done = subprocess.run([binary, "--root", root, "list", "-f", "json"],
                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
@@ -78,7 +127,8 @@ def stray_containers(
             items = json.loads(done.stdout or b"null") or []
         except (OSError, subprocess.TimeoutExpired, ValueError):
             return set()
-        ids = (c.get("id", "") for c in items if isinstance(c, dict))
+        ids = (c.get("id", "") for c in items if isinstance(c, dict)
+               if store_root is None or _belongs(str(c.get("rootfs") or ""), store_root))  # fmt: skip
         return {i for i in ids if re.fullmatch(r"kiln-[0-9a-f]{32}", i)}
 
     # listed before and after the bundles: such a container existed all along, so a live
