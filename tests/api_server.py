@@ -20,6 +20,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from dies_with_parent import dies_with_parent
+
 
 def busybox_sh_tar() -> bytes:
     """An uncompressed tar of ``/bin/busybox`` with ``bin/sh`` a symlink to it."""
@@ -46,7 +48,7 @@ def start_server(
     cmd = [sys.executable, "-m", "kiln.cli.main", "--root", str(tmp_path / "root"), "serve",
            "-H", f"unix://{sock}", "--access-log", access_log, *extra]  # fmt: skip
     with open(tmp_path / "server.err", "wb") as err:
-        proc = subprocess.Popen(cmd, stderr=err, env=env)
+        proc = subprocess.Popen(dies_with_parent(cmd), stderr=err, env=env)
     for _ in range(200):
         if os.path.exists(sock):
             try:

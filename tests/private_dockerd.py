@@ -6,6 +6,11 @@ benchmarks (``bench/``) both use it. Debian's docker.io 20.10: ``dockerd`` start
 own 20.10 client with ``DOCKER_BUILDKIT=1`` (a newer client wants buildx), stopped by
 PID (SIGTERM, then SIGKILL). Nothing of the machine's own Docker is touched.
 
+It dies with the process that started it (``dies_with_parent``: a killed pytest or bench
+leaves no dockerd running). What a killed one leaves (its exec-root in the temporary
+directory, named after the process that started it, and whatever is still mounted there
+or in its data-root) is removed by the next ``start`` once that process is gone.
+
     d = Dockerd(workdir); d.start()      # RuntimeError with the log's tail if it fails
     d.docker("build", "-t", tag, ctx)   # CompletedProcess; check=True raises RuntimeError
     d.pid                                # the daemon's PID (for CPU/RSS of its process tree)
@@ -14,16 +19,25 @@ PID (SIGTERM, then SIGKILL). Nothing of the machine's own Docker is touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 
+from dies_with_parent import dies_with_parent
+from kiln.snapshot.mount import unmount_all_under
+from kiln.util.process_owner import is_alive, this_process
+
 DOCKER = "/usr/bin/docker"  # the 20.10 client of Debian's docker.io (a newer one wants buildx)
 DOCKERD = "/usr/sbin/dockerd"
 COMMAND_TIMEOUT = 180
+EXEC_ROOT_PREFIX = "kiln-dockerd-"
+_EXEC_ROOT = re.compile(r"^kiln-dockerd-(\d+)\.(\d+)-")  # kiln-dockerd-<PID>.<START>-
+DATA_ROOT_FILE = "kiln-data-root"  # in an exec-root: the data-root of its dockerd
 
 
 class Dockerd:
@@ -52,11 +66,16 @@ class Dockerd:
 
     def start(self, timeout: float = 60) -> None:
         os.makedirs(self.env["DOCKER_CONFIG"], exist_ok=True)
+        sweep_dead_dockerds()
         # exec-root holds the socket paths of dockerd's containerd: keep it short
-        self.exec_root = tempfile.mkdtemp(prefix="kiln-dockerd-")
+        owner = this_process().replace(":", ".")
+        self.exec_root = tempfile.mkdtemp(prefix=f"{EXEC_ROOT_PREFIX}{owner}-")
+        data_root = os.path.join(self.work, "data")
+        with open(os.path.join(self.exec_root, DATA_ROOT_FILE), "w") as f:
+            f.write(data_root)
         cmd = [
             DOCKERD,
-            "--data-root", os.path.join(self.work, "data"),
+            "--data-root", data_root,
             "--exec-root", self.exec_root,
             "--pidfile", self.pidfile,
             "-H", f"unix://{self.sock}",
@@ -64,7 +83,7 @@ class Dockerd:
             "--exec-opt", "native.cgroupdriver=cgroupfs",
         ]  # fmt: skip
         with open(os.path.join(self.work, "dockerd.log"), "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(dies_with_parent(cmd), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -89,7 +108,7 @@ class Dockerd:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self.proc = None
-        shutil.rmtree(self.exec_root, ignore_errors=True)
+        _remove_exec_root(self.exec_root)
 
     def argv(self, *args: str) -> list[str]:
         return [DOCKER, *args]
@@ -117,3 +136,32 @@ class Dockerd:
 
     def remove(self, tag: str) -> None:
         self.docker("rmi", "-f", tag, check=False)
+
+
+def sweep_dead_dockerds(tmp: str | None = None) -> list[str]:
+    """Remove the exec-roots that private dockerds of dead processes left in ``tmp`` (the
+    temporary directory), unmounting what is still mounted in them and in their
+    data-roots first (the data-root itself goes with the test's temporary directory);
+    returns the exec-roots removed."""
+    tmp = tmp or tempfile.gettempdir()
+    removed = []
+    for name in sorted(os.listdir(tmp)):
+        match = _EXEC_ROOT.match(name)
+        if match is None or is_alive(f"{match.group(1)}:{match.group(2)}"):
+            continue
+        _remove_exec_root(os.path.join(tmp, name))
+        removed.append(os.path.join(tmp, name))
+    return removed
+
+
+def _remove_exec_root(exec_root: str) -> None:
+    try:
+        with open(os.path.join(exec_root, DATA_ROOT_FILE)) as f:
+            data_root = f.read().strip()
+    except OSError:
+        data_root = ""
+    for path in (exec_root, data_root):
+        if path:
+            with contextlib.suppress(Exception):  # the rest still goes
+                unmount_all_under(path)
+    shutil.rmtree(exec_root, ignore_errors=True)

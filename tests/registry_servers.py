@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from dies_with_parent import dies_with_parent
+
 REGISTRY_BIN = "docker-registry"
 USERNAME = "kiln-user"
 PASSWORD = "s3cret-Pa55word"
@@ -342,8 +344,11 @@ class RegistryServer:
     def start(self, timeout: float = 15.0) -> None:
         config = self._config()
         with open(os.path.join(self.workdir, "registry.log"), "ab") as log:
+            # killed with this process: a killed pytest leaves no registry running
             self.proc = subprocess.Popen(
-                [REGISTRY_BIN, "serve", config], stdout=log, stderr=subprocess.STDOUT
+                dies_with_parent([REGISTRY_BIN, "serve", config]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from api_server import busybox_sh_tar, start_server, stop_server
+from dies_with_parent import dies_with_parent
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 pytestmark = pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")
@@ -148,7 +149,8 @@ def start_registry(tmp_path) -> Registry:
         "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "
         f"{tmp_path / 'registry'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
     )
-    proc = subprocess.Popen([binary, "serve", str(conf)], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(dies_with_parent([binary, "serve", str(conf)]),
+                            stderr=subprocess.DEVNULL)  # fmt: skip
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()

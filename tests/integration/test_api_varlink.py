@@ -23,6 +23,7 @@ import pytest
 
 import registry_servers  # noqa: E402
 from api_server import busybox_sh_tar, stop_server  # noqa: E402
+from dies_with_parent import dies_with_parent  # noqa: E402
 
 varlink = pytest.importorskip("varlink")
 
@@ -61,7 +62,7 @@ def server(tmp_path_factory, registry_plain, registry_schema1):
     cmd = [sys.executable, "-m", "kiln.cli.main", "--root", str(work / "root"), "serve",
            "-H", f"unix://{hsock}", "--varlink", f"unix:{vsock}", "--access-log", ""]  # fmt: skip
     with open(work / "server.err", "wb") as err:
-        proc = subprocess.Popen(cmd, stderr=err, env=env)
+        proc = subprocess.Popen(dies_with_parent(cmd), stderr=err, env=env)
     deadline = time.monotonic() + 20
     while not (os.path.exists(vsock) and os.path.exists(hsock)):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -312,7 +313,7 @@ def test_varlink_alone_and_http_beside(server, tmp_path):
     cmd = [sys.executable, "-m", "kiln.cli.main", "--root", str(tmp_path / "root"), "serve",
            "--varlink", f"unix://{sock}"]  # fmt: skip
     with open(tmp_path / "err", "wb") as err:
-        proc = subprocess.Popen(cmd, stderr=err)
+        proc = subprocess.Popen(dies_with_parent(cmd), stderr=err)
     try:
         deadline = time.monotonic() + 20
         while not os.path.exists(sock):

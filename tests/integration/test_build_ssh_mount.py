@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
+from dies_with_parent import dies_with_parent
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from kiln.errors import InvalidArgument, NotFound
 
@@ -49,7 +50,8 @@ def _key(tmp_path: Path, name: str = "key", comment: str = COMMENT) -> Path:
 def agent(tmp_path):
     """A real ssh-agent of the test's own, holding one generated key."""
     sock = tmp_path / "agent.sock"
-    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(dies_with_parent(["ssh-agent", "-D", "-a", str(sock)]),
+                            stdout=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 10
         while not sock.exists():
