@@ -7,10 +7,7 @@ request: no 5xx, and every error body is ``{"message": ...}`` as the spec says.
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,9 +42,15 @@ OPERATIONS = [
 if not SPEC.exists():
     pytest.skip(f"{SPEC.name} not found next to the checkout", allow_module_level=True)
 
-_root = tempfile.mkdtemp(prefix="kiln-schemathesis-")
-atexit.register(shutil.rmtree, _root, True)
-APP = create_app(Config(root=os.path.join(_root, "root"), tmpdir=_root))
+# the store goes in the test's temporary directory (``_store``), never in $TMPDIR: the
+# app is made at import, when no fixture has run, and must write nothing then
+APP = create_app(Config(root=os.devnull))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _store(tmp_path_factory):
+    work = tmp_path_factory.mktemp("schemathesis")
+    APP.app.state.config = Config(root=str(work / "root"), tmpdir=str(work))
 
 
 @schemathesis.serializer("application/x-tar")
