@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 from kiln.util.process_owner import is_alive
 
@@ -29,6 +30,7 @@ from .bundle import OWNER_FILE, default_runtime_dir
 __all__ = ["stray_containers", "sweep_dead_runs"]
 
 _BUNDLE = re.compile(r"^(kiln-[0-9a-f]{32})-")
+_OWNERLESS_GRACE = 600.0  # seconds: a bundle with no owner file this old has none coming
 _SNAPSHOT = re.compile(r"^(/.*)/snapshots/active/\d+/")  # <store root>/snapshots/active/<n>/
 
 
@@ -154,6 +156,17 @@ def _owner_dead(bundle: str) -> bool:
     try:
         with open(os.path.join(bundle, OWNER_FILE)) as f:
             owner = f.read().strip()
+    except FileNotFoundError:
+        # being made now (its owner is written right after the directory is made), else
+        # made by an older kiln that wrote none, or killed in between: nobody's once old
+        return _age(bundle) > _OWNERLESS_GRACE
     except OSError:
-        return False  # written by an older kiln, or being made now: left alone
+        return False
     return not is_alive(owner)
+
+
+def _age(path: str) -> float:
+    try:
+        return time.time() - os.lstat(path).st_mtime
+    except OSError:
+        return 0.0
