@@ -3,7 +3,9 @@
 ``make_user(subids=True)`` creates ``kilnrl<hex>`` with a home (``useradd -m``) and, with
 ``subids``, one 65536-id range in ``/etc/subuid`` and ``/etc/subgid`` (``useradd`` on Debian
 adds one itself; without ``subids`` it is taken out again). ``remove_user`` deletes the user,
-its home and its ranges. ``UnprivilegedUser.kiln(*args)`` runs ``python -m kiln.cli.main`` as
+its home and its ranges; a user a killed test run left (its comment names the process that
+made it, now dead) is removed, with its processes, by the next ``make_user``.
+``UnprivilegedUser.kiln(*args)`` runs ``python -m kiln.cli.main`` as
 that user with ``runuser``, with a timeout, in a clean environment (no ``KILN_ROOT``: the
 store is the user's default, ``~/.local/share/kiln``).
 
@@ -32,9 +34,13 @@ from pathlib import Path
 
 import pytest
 
+from kiln.util.process_owner import is_alive, this_process
+
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 RANGE = 65536
+PREFIX = "kilnrl"
+COMMENT = "kiln test user of "  # + the making process (PID.START: no colon in a comment)
 
 
 APP_UID = 1234
@@ -200,8 +206,10 @@ def skip_unless_possible() -> None:
 
 def make_user(hold: str, subids: bool = True) -> UnprivilegedUser:
     skip_unless_possible()
-    name = "kilnrl" + secrets.token_hex(4)
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, timeout=60)
+    remove_dead_users()
+    name = PREFIX + secrets.token_hex(4)
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-c", COMMENT + this_process().replace(":", "."), name],
+                   check=True, timeout=60)  # fmt: skip
     for path in (SUBUID, SUBGID):
         if not os.path.exists(path):
             Path(path).touch(mode=0o644)
@@ -226,3 +234,40 @@ def remove_user(user: UnprivilegedUser) -> None:
     shutil.rmtree(os.path.join(tempfile.gettempdir(), f"kiln-run-{user.uid}"), ignore_errors=True)
     for path in (SUBUID, SUBGID):
         _without_lines_of(path, user.name)
+
+
+def remove_dead_users() -> list[str]:
+    """Remove the users (with their processes, homes and ranges) that test runs made and
+    never removed, their making process being dead (a killed pytest); returns their names."""
+    import pwd
+    import signal
+
+    removed = []
+    for pw in pwd.getpwall():
+        owner = pw.pw_gecos.removeprefix(COMMENT).replace(".", ":")
+        if not pw.pw_name.startswith(PREFIX) or owner == pw.pw_gecos or is_alive(owner):
+            continue
+        for pid in _processes_of(pw.pw_uid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        remove_user(UnprivilegedUser(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, ""))
+        removed.append(pw.pw_name)
+    return removed
+
+
+def _processes_of(uid: int) -> list[int]:
+    """PIDs whose real user is ``uid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+        except (OSError, StopIteration):
+            continue
+        if uids and int(uids[0]) == uid:
+            pids.append(int(entry))
+    return pids
