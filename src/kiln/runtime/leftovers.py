@@ -77,8 +77,11 @@ def _bundle_rootfs(bundle: str) -> str:
     runc's state of its container says; "" if neither can be read."""
     state = os.path.dirname(os.path.dirname(bundle))
     run_id = os.path.basename(bundle)[: len("kiln-") + 32]
-    for path, keys in ((os.path.join(bundle, "config.json"), ("root", "path")),
-                       (os.path.join(state, "runc", run_id, "state.json"), ("config", "rootfs"))):  # fmt: skip
+    sources = [
+        (os.path.join(bundle, "config.json"), ("root", "path")),
+        (os.path.join(state, "runc", run_id, "state.json"), ("config", "rootfs")),
+    ]
+    for path, keys in sources:
         try:
             with open(path, "rb") as f:
                 value = json.load(f)
@@ -112,8 +115,8 @@ def stray_containers(
 ) -> list[str]:
     """kiln's runc containers with no bundle left (a live RUN keeps its bundle from before
     ``runc run`` creates the container until after it is gone): killed and deleted unless
-    ``dry_run``; returns their ids. With ``store_root``, only those whose root filesystem
-    lies under it (see the module). No runc installed: none."""
+    ``dry_run``; returns their ids. With ``store_root``, only that store's, by their root
+    filesystem (see the module). No runc installed: none."""
     state = state_dir or default_runtime_dir()
     root = os.path.join(state, "runc")
     binary = shutil.which(runtime)
