@@ -9,10 +9,15 @@ stops the run at collection with the list of offenders: move it to ``tests/integ
 kiln then warns on stderr at the first RUN; tests that read stderr exactly must not see
 that line. ``tests/security/test_runc_advisory.py`` checks the warning itself with the
 variable removed. Subprocesses inherit it from here.
+
+A run killed mid-test can leave a file system mounted in its ``--basetemp`` (a working
+container's overlay): pytest could then not empty that directory, and the next run with the
+same ``--basetemp`` would fail every test; ``pytest_configure`` unmounts what is left there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import shutil
@@ -20,6 +25,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from kiln.snapshot.mount import unmount_all_under
 
 os.environ["KILN_RUNC_ADVISORY"] = "ignore"
 
@@ -33,6 +40,13 @@ SERVER_HELPERS = {
     "rootless_user",
     "git_server",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    basetemp = config.option.basetemp
+    if basetemp and os.path.isdir(basetemp) and os.geteuid() == 0:
+        with contextlib.suppress(Exception):  # pytest then says what it cannot remove
+            unmount_all_under(os.path.abspath(basetemp))
 
 
 def _free_disk() -> str:
