@@ -51,6 +51,8 @@ _WHITEOUT_MODES = ("overlay", "delete", "none")
 
 @dataclass(frozen=True)
 class ApplyResult:
+    """What applying one layer tar read and wrote."""
+
     diff_id: str  # "sha256:<hex>" of the uncompressed tar stream
     size: int  # uncompressed bytes
     compressed_size: int  # bytes read from the input stream

@@ -21,6 +21,8 @@ WHITEOUT_DEV = 0
 
 @dataclass(frozen=True)
 class Change:
+    """One path added, changed or deleted between two trees."""
+
     kind: str  # "A" added, "C" changed, "D" deleted
     path: str  # with a leading "/"
 

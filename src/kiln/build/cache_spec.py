@@ -41,6 +41,8 @@ _FALSE = ("false", "0", "no", "")
 
 @dataclass(frozen=True)
 class CacheSpec:
+    """One --cache-from or --cache-to."""
+
     type: str  # registry | local | inline
     ref: str = ""  # registry: the cache's reference
     path: str = ""  # local: the OCI layout directory (dest= or src=)

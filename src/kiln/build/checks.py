@@ -67,6 +67,8 @@ _EXPANDED = ("ADD", "COPY", "ENV", "EXPOSE", "LABEL", "STOPSIGNAL", "USER", "VOL
 
 @dataclass(frozen=True)
 class CheckWarning:
+    """One Dockerfile check's warning."""
+
     rule: str
     message: str
     line: int
@@ -77,6 +79,8 @@ class CheckWarning:
 
 @dataclass
 class CheckReport:
+    """The warnings of a Dockerfile's checks."""
+
     warnings: list[CheckWarning] = field(default_factory=list)
     skipped: frozenset[str] = frozenset()
     error: bool = False  # ``# check=error=true`` and at least one warning

@@ -91,6 +91,8 @@ def _translate(pattern: str) -> str:
 
 @dataclass(frozen=True)
 class _Pattern:
+    """One compiled .dockerignore line."""
+
     text: str
     exclusion: bool
     regex: re.Pattern[str]

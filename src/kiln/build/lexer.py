@@ -75,6 +75,8 @@ class _Words:
 
 @dataclass
 class _State:
+    """The scanner's position while expanding one word."""
+
     text: str
     env: Mapping[str, str]
     pos: int = 0

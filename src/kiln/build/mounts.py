@@ -29,6 +29,8 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)?$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Mount:
+    """One RUN --mount."""
+
     type: str = "bind"
     target: str | None = None
     source: str | None = None

@@ -28,6 +28,8 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]*$")
 
 @dataclass(frozen=True)
 class NamedContext:
+    """One --build-context: a directory or an image."""
+
     name: str
     directory: str | None = None  # a local directory (or an unpacked URL's tar)
     image: str | None = None  # an image reference

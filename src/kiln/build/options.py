@@ -33,6 +33,8 @@ def default_jobs() -> int:
 
 @dataclass
 class BuildOptions:
+    """Everything one build is asked to do."""
+
     context: str = "."  # a directory, "-" (a tar on stdin) or an http(s) URL of a tar
     context_stream: BinaryIO | None = None  # the tar for context "-" when not stdin (the API)
     # --build-context NAME=VALUE: a directory, an http(s) URL of a tar, container-image://REF
@@ -112,6 +114,8 @@ class BuildOptions:
 
 @dataclass
 class BuildResult:
+    """What one build produced."""
+
     image_id: str  # "sha256:<64 hex>"
     names: list[str] = field(default_factory=list)
     stage_images: dict[str, str] = field(default_factory=dict)  # stage name/index -> image id

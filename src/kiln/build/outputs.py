@@ -45,6 +45,8 @@ _IMAGE_KEYS = {"type", "name", "push", "registry.insecure", "oci-mediatypes", "u
 
 @dataclass(frozen=True)
 class ImageOutput:
+    """An --output of type image: the names to tag, and whether to push."""
+
     names: tuple[str, ...]
     push: bool
     insecure: bool = False

@@ -74,6 +74,8 @@ class Node:
 
 @dataclass(frozen=True)
 class ParsedDockerfile:
+    """A Dockerfile's parser directives and instruction nodes."""
+
     directives: dict[str, str]
     nodes: list[Node]
     name: str = "Dockerfile"

@@ -43,6 +43,8 @@ __all__ = ["MountSet", "Secret", "parse_secrets", "prepared_mounts"]
 
 @dataclass(frozen=True)
 class Secret:
+    """One --secret: an id and its file or environment variable."""
+
     id: str
     source: str | None = None  # a file
     env: str | None = None  # an environment variable of the builder
@@ -88,6 +90,8 @@ def parse_secrets(specs: list[str]) -> dict[str, Secret]:
 
 @dataclass
 class MountSet:
+    """The mounts and secret environment of one RUN."""
+
     mounts: list[Mount] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # secret env values (never recorded)
     ssh_auth_sock: str | None = None  # the first ssh mount's target (BuildKit's SSH_AUTH_SOCK)

@@ -32,6 +32,8 @@ __all__ = ["BuildPlan", "Stage", "plan"]
 
 @dataclass(frozen=True)
 class Stage:
+    """One FROM stage of a Dockerfile."""
+
     index: int
     name: str | None
     base: str  # as written in FROM
@@ -52,6 +54,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class BuildPlan:
+    """The stages of a Dockerfile and the order to build them in."""
+
     stages: tuple[Stage, ...]  # every stage in the Dockerfile
     target_index: int
     order: tuple[int, ...]  # stages to build, dependencies first

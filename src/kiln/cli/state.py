@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class State:
+    """The global CLI options of one invocation."""
+
     root: str | None = None
     log_level: str = "warn"
     debug: bool = False

@@ -26,6 +26,8 @@ _STICKY = 0o1000
 
 @dataclass(frozen=True)
 class _Action:
+    """One clause of a symbolic --chmod mode."""
+
     who: str  # "" = all
     op: str  # + - =
     perms: str  # letters of rwxXst, or one of u g o (copy)

@@ -47,6 +47,8 @@ KnownDigest = Callable[[os.stat_result], "str | None"]
 
 @dataclass
 class CopyOptions:
+    """How COPY/ADD sets the owner and mode of what it copies."""
+
     owner: tuple[int, int] | None = None  # --chown (None -> 0:0)
     chmod: Chmod | None = None  # --chmod, octal or symbolic (None -> the source's mode)
     keep_owner: bool = False  # without --chown: the source's uid/gid instead of 0:0

@@ -41,12 +41,16 @@ _CHUNK = 1 << 20
 
 @dataclass
 class CopyOutcome:
+    """What one COPY/ADD copied, and its digest."""
+
     digest: str  # "sha256:..." over what was copied (names, types, modes, contents)
     dests: list[str] = field(default_factory=list)  # top-level destination paths written
 
 
 @dataclass
 class _Fetched:
+    """A URL source of ADD, downloaded to a temporary file."""
+
     url: str
     path: str  # temporary file
     name: str  # file name from the URL path
@@ -68,6 +72,8 @@ def refuse_git_source(src: str) -> None:
 
 @dataclass
 class _Cloned:
+    """A git source of ADD, checked out."""
+
     source: GitSource
     checkout: Checkout
 

@@ -73,6 +73,8 @@ _DROPPED_ENV = (
 
 @dataclass(frozen=True)
 class GitSource:
+    """A git URL split into the repository, ref and subdirectory."""
+
     url: str  # what git fetches (no fragment)
     ref: str = ""  # "" is the remote's default branch (HEAD)
     subdir: str = ""  # "" is the whole checkout
@@ -84,6 +86,8 @@ class GitSource:
 
 @dataclass(frozen=True)
 class Checkout:
+    """A checked-out git source and its commit."""
+
     path: str  # the checkout, or its subdir
     commit: str  # the commit checked out (hex)
 

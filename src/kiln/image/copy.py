@@ -65,6 +65,8 @@ class CopyOptions(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class CopyResult:
+    """The manifest copied, and the record when the destination is the store."""
+
     manifest: Manifest
     record: ImageRecord | None = None  # when the destination is the store
 

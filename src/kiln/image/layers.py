@@ -125,6 +125,8 @@ class DiffIdTee(io.RawIOBase):
 
 @dataclass(frozen=True)
 class Recompressed:
+    """A layer blob written again with another compression."""
+
     digest: str
     size: int
     diff_id: str

@@ -29,6 +29,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True)
 class Healthcheck:
+    """An image's HEALTHCHECK, with durations in nanoseconds."""
+
     test: tuple[str, ...] = ()
     interval: int = 0  # nanoseconds, as Docker stores them
     timeout: int = 0
@@ -179,6 +181,8 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class History:
+    """One entry of an image config's history."""
+
     created: str = ""
     created_by: str = ""
     author: str = ""
@@ -228,6 +232,8 @@ _TOP_KEYS = {
 
 @dataclass(frozen=True)
 class ImageConfig:
+    """An OCI image config: the runtime defaults, rootfs and history."""
+
     created: str = ""
     author: str = ""
     architecture: str = ""

@@ -16,6 +16,8 @@ MAX_SIZE = 2**63 - 1
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI content descriptor: media type, digest and size of a blob."""
+
     media_type: str
     digest: Digest
     size: int

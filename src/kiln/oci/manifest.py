@@ -47,6 +47,8 @@ def sniff_media_type(raw: bytes, declared: str = "") -> str:
 
 @dataclass(frozen=True)
 class Manifest:
+    """An image manifest, with the bytes it was read from."""
+
     raw: bytes
     media_type: str
     config: Descriptor
@@ -110,6 +112,8 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Index:
+    """An image index (manifest list), with the bytes it was read from."""
+
     raw: bytes
     media_type: str
     manifests: tuple[Descriptor, ...]

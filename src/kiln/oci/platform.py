@@ -54,6 +54,8 @@ def _strings(obj: dict[str, Any], key: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Platform:
+    """An OCI platform: os, architecture, variant and os.version."""
+
     os: str = "linux"
     architecture: str = "amd64"
     variant: str = ""

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 
 @dataclass(frozen=True)
 class Config:
+    """Where the store and its configuration files are."""
+
     root: str | None = None  # store root; None -> kiln.store's default ($KILN_ROOT, ...)
     tmpdir: str = ""  # scratch space for spooling streams (stdin archives, downloads)
     registries_conf: str | None = None  # containers-registries.conf(5) path

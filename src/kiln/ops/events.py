@@ -31,6 +31,8 @@ KINDS = frozenset({STEP, PROGRESS, OUTPUT, WARNING, RESULT})
 
 @dataclass(frozen=True)
 class Event:
+    """One progress or log event of an operation."""
+
     kind: str
     message: str = ""
     data: dict[str, Any] = field(default_factory=dict)

@@ -45,6 +45,8 @@ HOW_TO_ENABLE = (
 
 @dataclass(frozen=True)
 class Emulator:
+    """One binfmt_misc handler."""
+
     name: str  # the handler's name, e.g. qemu-aarch64
     interpreter: str  # e.g. /usr/libexec/qemu-binfmt/aarch64-binfmt-P
     enabled: bool

@@ -46,6 +46,8 @@ _RELAY_CHUNK = 1 << 16
 
 @dataclass(frozen=True)
 class SshSource:
+    """One --ssh: an id and its agent sockets or keys."""
+
     id: str
     paths: tuple[str, ...] = ()  # () -> $SSH_AUTH_SOCK
 

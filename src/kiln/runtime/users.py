@@ -13,6 +13,8 @@ MAX_ETC_FILE = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class ResolvedUser:
+    """A USER resolved against the image's passwd and group files."""
+
     uid: int
     gid: int
     additional_gids: tuple[int, ...] = field(default=())
@@ -22,6 +24,8 @@ class ResolvedUser:
 
 @dataclass(frozen=True)
 class _Passwd:
+    """One line of /etc/passwd."""
+
     name: str
     uid: int
     gid: int
@@ -30,6 +34,8 @@ class _Passwd:
 
 @dataclass(frozen=True)
 class _Group:
+    """One line of /etc/group."""
+
     name: str
     gid: int
     members: tuple[str, ...]

@@ -47,6 +47,8 @@ _YOUNG = 60.0
 
 @dataclass
 class Leftovers:
+    """What a sweep found left behind by processes that died."""
+
     orphans: list[str] = field(default_factory=list)  # active snapshot keys
     unrecorded: list[str] = field(default_factory=list)  # directories no row names
     scratch: list[str] = field(default_factory=list)  # entries of tmp/
@@ -56,6 +58,8 @@ class Leftovers:
 
 @dataclass(frozen=True)
 class LayerRow:
+    """One row of the layers table."""
+
     chain_id: str
     parent: str | None
     diff_id: str

@@ -23,6 +23,8 @@ __all__ = ["BuildRecordRow", "BuildRecords"]
 
 @dataclass
 class BuildRecordRow:
+    """One row of the build records table."""
+
     id: str
     created: float
     ended: float

@@ -22,6 +22,8 @@ _BATCH = 1_000
 
 @dataclass(frozen=True)
 class EventRecord:
+    """One recorded store event."""
+
     id: int
     time_ns: int
     action: str

@@ -73,6 +73,8 @@ def file_clock() -> float:
 
 @dataclass
 class Marks:
+    """What garbage collection keeps."""
+
     blobs: set[str] = field(default_factory=set)
     layers: set[str] = field(default_factory=set)  # chain ids
     active: set[str] = field(default_factory=set)  # snapshot keys

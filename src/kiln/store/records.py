@@ -76,6 +76,8 @@ class ContainerRecord:
 
 @dataclass(frozen=True)
 class GCResult:
+    """What one garbage collection removed."""
+
     blobs_removed: int
     bytes_freed: int  # everything removed from disk: blobs, unpacked layers, snapshots
     snapshots_removed: int = 0  # unpacked layers and active snapshots the sweepers removed

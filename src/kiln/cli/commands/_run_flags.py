@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class _Flag:
+    """One container flag, declared once for every verb that takes it."""
+
     decls: tuple[str, ...]  # ("-m", "--memory", "memory"): the last is the parameter name
     help: dict[str, str]  # verb ("build", "run") -> help; other verbs take run's
     options: dict[str, Any] = field(default_factory=dict)  # click.option keyword arguments
