@@ -58,8 +58,13 @@ class _Expander:
         return list(exp.words)
 
 
-@dataclass(frozen=True)
+# start-up: the abstract bases (Instruction, _ExecForm, _CopyBase, _Pairs, _OneWord) are never
+# instantiated; each concrete subclass generates its own __init__/__repr__/__eq__/__hash__, so the
+# bases skip theirs (each generated method is one `exec` while `kiln build` imports this module).
+@dataclass(frozen=True, init=False, repr=False, eq=False)
 class Instruction:
+    """One Dockerfile instruction: its line and text as written."""
+
     line: int
     original: str
 
@@ -74,6 +79,8 @@ class Instruction:
 
 @dataclass(frozen=True)
 class From(Instruction):
+    """A FROM instruction."""
+
     base: str
     stage_name: str | None = None
     platform: str | None = None
@@ -88,6 +95,8 @@ class From(Instruction):
 
 @dataclass(frozen=True)
 class Run(Instruction):
+    """A RUN instruction."""
+
     command: tuple[str, ...]  # shell form: one string
     prepend_shell: bool = True
     mounts: tuple[Mount, ...] = ()
@@ -102,29 +111,35 @@ class Run(Instruction):
         return dataclasses.replace(self, mounts=mounts), x.used
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, repr=False, eq=False)
 class _ExecForm(Instruction):
+    """CMD or ENTRYPOINT."""
+
     command: tuple[str, ...]
     prepend_shell: bool = False
 
 
 @dataclass(frozen=True)
 class Cmd(_ExecForm):
-    pass
+    """A CMD instruction."""
 
 
 @dataclass(frozen=True)
 class Entrypoint(_ExecForm):
-    pass
+    """An ENTRYPOINT instruction."""
 
 
 @dataclass(frozen=True)
 class Shell(Instruction):
+    """A SHELL instruction."""
+
     shell: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, repr=False, eq=False)
 class _CopyBase(Instruction):
+    """COPY or ADD."""
+
     sources: tuple[str, ...]
     dest: str
     contents: tuple[Heredoc, ...] = ()  # heredoc sources (name = file name)
@@ -151,6 +166,8 @@ class _CopyBase(Instruction):
 
 @dataclass(frozen=True)
 class Copy(_CopyBase):
+    """A COPY instruction."""
+
     from_: str | None = None
     parents: bool = False
 
@@ -162,6 +179,8 @@ class Copy(_CopyBase):
 
 @dataclass(frozen=True)
 class Add(_CopyBase):
+    """An ADD instruction."""
+
     checksum: str | None = None
     keep_git_dir: bool = False
     unpack: bool | None = None
@@ -172,8 +191,10 @@ class Add(_CopyBase):
         return dataclasses.replace(self, checksum=x.opt(self.checksum), **changes), x.used
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, repr=False, eq=False)
 class _Pairs(Instruction):
+    """ENV or LABEL."""
+
     pairs: tuple[tuple[str, str], ...]
 
     def expand(self, lex: ShellLex, env: Mapping[str, str]) -> tuple[_Pairs, set[str]]:
@@ -184,16 +205,18 @@ class _Pairs(Instruction):
 
 @dataclass(frozen=True)
 class Env(_Pairs):
-    pass
+    """An ENV instruction."""
 
 
 @dataclass(frozen=True)
 class Label(_Pairs):
-    pass
+    """A LABEL instruction."""
 
 
 @dataclass(frozen=True)
 class Arg(Instruction):
+    """An ARG instruction."""
+
     args: tuple[tuple[str, str | None], ...]  # (name, default or None)
 
     def expand(self, lex: ShellLex, env: Mapping[str, str]) -> tuple[Arg, set[str]]:
@@ -204,6 +227,8 @@ class Arg(Instruction):
 
 @dataclass(frozen=True)
 class Expose(Instruction):
+    """An EXPOSE instruction."""
+
     ports: tuple[str, ...]
 
     def expand(self, lex: ShellLex, env: Mapping[str, str]) -> tuple[Expose, set[str]]:
@@ -214,6 +239,8 @@ class Expose(Instruction):
 
 @dataclass(frozen=True)
 class Volume(Instruction):
+    """A VOLUME instruction."""
+
     paths: tuple[str, ...]
 
     def expand(self, lex: ShellLex, env: Mapping[str, str]) -> tuple[Volume, set[str]]:
@@ -224,8 +251,10 @@ class Volume(Instruction):
         return dataclasses.replace(self, paths=paths), x.used
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, repr=False, eq=False)
 class _OneWord(Instruction):
+    """An instruction with one word: WORKDIR, USER or STOPSIGNAL."""
+
     value: str
 
     def expand(self, lex: ShellLex, env: Mapping[str, str]) -> tuple[_OneWord, set[str]]:
@@ -235,26 +264,30 @@ class _OneWord(Instruction):
 
 @dataclass(frozen=True)
 class Workdir(_OneWord):
-    pass
+    """A WORKDIR instruction."""
 
 
 @dataclass(frozen=True)
 class User(_OneWord):
-    pass
+    """A USER instruction."""
 
 
 @dataclass(frozen=True)
 class StopSignal(_OneWord):
-    pass
+    """A STOPSIGNAL instruction."""
 
 
 @dataclass(frozen=True)
 class Maintainer(Instruction):
+    """A MAINTAINER instruction."""
+
     maintainer: str
 
 
 @dataclass(frozen=True)
 class Healthcheck(Instruction):
+    """A HEALTHCHECK instruction."""
+
     test: tuple[str, ...]  # ("NONE",), ("CMD", ...), ("CMD-SHELL", cmd)
     interval: int = 0  # nanoseconds, 0 = inherit/default
     timeout: int = 0
@@ -265,6 +298,8 @@ class Healthcheck(Instruction):
 
 @dataclass(frozen=True)
 class Onbuild(Instruction):
+    """An ONBUILD instruction."""
+
     expression: str  # the trigger as written, stored in the image config
     trigger: Instruction
 
