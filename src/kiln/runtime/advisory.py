@@ -32,6 +32,8 @@ ENV = "KILN_RUNC_ADVISORY"
 
 @dataclass(frozen=True)
 class Advisory:
+    """A runc security advisory: its CVEs and the releases that fix it."""
+
     cves: tuple[str, ...]
     # upstream: (major, minor) series -> first fixed release in it; a series below every key
     # is unfixed, one above the highest key is fixed by that key's release line

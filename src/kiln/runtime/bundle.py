@@ -54,6 +54,8 @@ def runtime_dir() -> str:
 
 @dataclass
 class Prepared:
+    """A container's OCI bundle, written and ready for runc."""
+
     run_id: str
     state_dir: str
     bundle: str
@@ -64,6 +66,8 @@ class Prepared:
 
 @dataclass
 class _Bundle:
+    """One bundle directory, kept for reuse by the next container."""
+
     state: str  # the runtime dir it is in
     run_id: str
     path: str
