@@ -402,7 +402,7 @@ def _run(node: Node, flags: dict, where: str) -> Run:
     )  # fmt: skip
 
 
-def _exec_form(cls: type[_ExecForm]) -> Builder:
+def _exec_form(cls: type[Cmd | Entrypoint]) -> Builder:
     def build(node: Node, flags: dict, where: str) -> Instruction:
         return cls(node.line, node.original, tuple(node.args), not node.json_form)
 
