@@ -23,25 +23,12 @@ from dataclasses import dataclass, field
 
 from kiln.errors import NotFound
 from kiln.util.process_owner import this_process
-from kiln.util.rootless import is_rootless, runtime_base
 
 from . import mountpoints
 from .etc_files import Written, write_etc_files
 from .options import RunOptions
+from .rundir import OWNER_FILE, default_runtime_dir
 from .users import ResolvedUser, resolve_user
-
-DEFAULT_RUNTIME_DIR = "/run/kiln/runtime"
-OWNER_FILE = "owner"  # in a bundle: the kiln process running it (kiln.util.process_owner)
-
-
-def default_runtime_dir() -> str:
-    """``$KILN_RUNTIME_DIR`` or /run/kiln/runtime (for a rootless user under
-    ``$XDG_RUNTIME_DIR`` or the temporary directory); not created."""
-    if os.environ.get("KILN_RUNTIME_DIR"):
-        return os.environ["KILN_RUNTIME_DIR"]
-    if not is_rootless():
-        return DEFAULT_RUNTIME_DIR
-    return os.path.join(runtime_base(), "kiln", "runtime")
 
 
 def runtime_dir() -> str:

@@ -25,7 +25,7 @@ import time
 
 from kiln.util.process_owner import is_alive
 
-from .bundle import OWNER_FILE, default_runtime_dir
+from .rundir import OWNER_FILE, default_runtime_dir  # start-up: not .bundle (see rundir)
 
 __all__ = ["stray_containers", "sweep_dead_runs"]
 
