@@ -11,7 +11,11 @@ blobs, well under a millisecond) run on the event loop itself (``run_read``): th
 worker thread and back cost more CPU than the read, and under many parallel clients the
 hand-offs of the GIL between the loop and the workers made the slow tail. The loop's
 store is opened once, on a worker thread (opening may migrate the schema and wait for
-another process's write), and kept for the server's life.
+another process's write), and kept for the server's life. The loop never waits for a
+lock: its connection gives up at once when another holds one that readers must wait for
+(a WAL reader rarely meets one: a connection in exclusive locking mode, a recovery), and
+the read is done again on a worker thread, which may wait; every other client is answered
+meanwhile.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from kiln.ops.config import Config
-from kiln.ops.context import Context, open_context, open_store, thread_context
+from kiln.ops.context import Context, never_wait, open_context, open_store, thread_context
 from kiln.ops.events import EventSink, NullSink
+from kiln.util.sqlite import is_busy
 
 T = TypeVar("T")
 
@@ -63,10 +68,16 @@ async def run_read(request: Request, fn: Callable[[Context], T]) -> T:
         opened = await run_in_threadpool(open_store, config_of(request))
         store = getattr(state, "read_store", None)
         if store is None:
+            never_wait(opened)  # this (the loop's) thread's connection only
             state.read_store = store = opened
         else:  # another request opened it meanwhile
             opened.close()
-    return fn(Context(store=store, config=config_of(request), borrowed_store=True))
+    try:
+        return fn(Context(store=store, config=config_of(request), borrowed_store=True))
+    except Exception as exc:
+        if not is_busy(exc):
+            raise
+    return await run_op(request, fn)  # a worker thread may wait for the lock
 
 
 __all__ = ["config_of", "context_for", "run_op", "run_read"]

@@ -153,6 +153,14 @@ def open_store(config: Config) -> Store:
     return Store.open(config.root)
 
 
+def never_wait(store: Store) -> None:
+    """This thread's statements on ``store`` fail at once as busy (``kiln.util.sqlite.is_busy``)
+    when another connection holds a lock they need, instead of waiting up to a minute: for
+    a thread that must never stall, a server's event loop (it hands the work to a thread
+    that may wait)."""
+    store.db.set_busy_timeout(0)
+
+
 def _remove_scratch(path: str, pid: int) -> None:
     """Remove scratch directory ``path`` of process ``pid`` (nothing in a forked child,
     whose exit must not take its parent's directory)."""
@@ -206,6 +214,7 @@ def sweep_leftovers(ctx: Context) -> None:
 
 __all__ = [
     "Context",
+    "never_wait",
     "open_context",
     "open_store",
     "store_root",

@@ -17,6 +17,7 @@ from typing import Any
 from kiln.errors import KilnError, NoSpace, Unavailable, is_no_space
 
 BUSY_TIMEOUT_MS = 60_000
+SQLITE_BUSY = 5
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -28,6 +29,22 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is SQLite giving up on a lock another
+    connection holds (``SQLITE_BUSY``: "database is locked") after the busy timeout."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short cause chain; never a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, sqlite3.OperationalError):
+            code = getattr(seen, "sqlite_errorcode", None)
+            if code is not None:
+                return code & 0xFF == SQLITE_BUSY
+            return "database is locked" in str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 #: the parameters of one statement
@@ -99,6 +116,12 @@ class Database:
 
     def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
+
+    def set_busy_timeout(self, ms: int) -> None:
+        """How long this thread's connection waits for a lock another connection holds
+        before a statement fails as busy (:func:`is_busy`); other threads keep
+        ``BUSY_TIMEOUT_MS``."""
+        self.conn.execute(f"PRAGMA busy_timeout = {max(0, int(ms))}")
 
     def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
