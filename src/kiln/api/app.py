@@ -28,6 +28,7 @@ from . import (
     routes_transfer,
 )
 from .errors import error_body, kiln_error_handler
+from .router import IndexedRouter
 from .routes_system import kiln_version
 from .versions import (
     DOCKER_API_VERSION,
@@ -166,6 +167,7 @@ def create_app(config: Config | None = None, activity: Activity | None = None) -
             Exception: kiln_error_handler,
         },
     )
+    app.router = IndexedRouter(routes)  # the same table, found by prefix (kiln.api.router)
     app.state.config = config or Config.from_env()
     return Frontdoor(app, activity or Activity())
 

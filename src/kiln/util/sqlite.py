@@ -41,7 +41,7 @@ def is_busy(exc: BaseException) -> bool:
         if isinstance(seen, sqlite3.OperationalError):
             code = getattr(seen, "sqlite_errorcode", None)
             if code is not None:
-                return code & 0xFF == SQLITE_BUSY
+                return bool(code & 0xFF == SQLITE_BUSY)
             return "database is locked" in str(seen)
         seen = seen.__cause__ or seen.__context__
     return False
