@@ -1,23 +1,30 @@
-"""``kiln image inspect``: the object ``podman image inspect`` prints (podman 4.x keys)."""
+"""``kiln image inspect``: the object ``podman image inspect`` prints (podman 4.x keys).
+
+``kiln serve`` answers every ``docker image inspect`` with it, so it reads no more than
+it shows: the image's row (one statement), its config (parsed, verified against the
+ID) and its manifest's annotations (the manifest is not parsed into layers), and finds
+the parent by index (``kiln.store.lineage``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kiln.errors import KilnError
-from kiln.image.store_image import StoreImage, open_store_image
-from kiln.oci.reference import Reference
-from kiln.store import Store
+from kiln.errors import DigestMismatch, NotFound
+from kiln.image.store_image import StoreImage
+from kiln.oci import Digest
+from kiln.oci.config import ImageConfig
+from kiln.oci.strict_json import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, expect, loads_object
+from kiln.store import ImageRecord, Store
 
 
-def _repo_digests(img: StoreImage) -> list[str]:
-    out = list(img.record.repo_digests)
-    for name in img.record.names:
-        try:
-            repo = Reference.parse(name).name
-        except KilnError:
-            continue
-        value = f"{repo}@{img.record.manifest_digest}"
+def _repo_digests(rec: ImageRecord) -> list[str]:
+    out = list(rec.repo_digests)
+    for name in rec.names:
+        # names are stored normalised (``repo:tag``): the repository is what precedes the tag
+        colon = name.rfind(":")
+        repo = name[:colon] if colon > name.rfind("/") else name
+        value = f"{repo}@{rec.manifest_digest}"
         if value not in out:
             out.append(value)
     return out
@@ -26,15 +33,25 @@ def _repo_digests(img: StoreImage) -> list[str]:
 def inspect_store_image(
     store: Store, img: StoreImage, graph_driver: str = "overlay"
 ) -> dict[str, Any]:
-    config = img.config
-    rec = img.record
+    """The inspect object of an image already opened (its manifest parsed)."""
+    return inspect_record(store, img.record, img.config, img.manifest.annotations, graph_driver)
+
+
+def inspect_record(
+    store: Store,
+    rec: ImageRecord,
+    config: ImageConfig,
+    annotations: dict[str, str],
+    graph_driver: str = "overlay",
+) -> dict[str, Any]:
+    """The inspect object of the image ``rec`` with this config and manifest annotations."""
     # podman's Parent, by index (kiln.store.lineage), from the history already parsed
     parent = store.parent_of(rec.id, rec.layers, rec.config_digest or rec.id, config.history)
     out: dict[str, Any] = {
         "Id": rec.id.removeprefix("sha256:"),
         "Digest": rec.manifest_digest,
         "RepoTags": list(rec.names),
-        "RepoDigests": _repo_digests(img),
+        "RepoDigests": _repo_digests(rec),
         "Parent": parent.removeprefix("sha256:") if parent else "",
         "Comment": config.extra.get("comment", "") or "",
         "Created": config.created,
@@ -53,7 +70,7 @@ def inspect_store_image(
             "GraphDriver": {"Name": graph_driver, "Data": None},
             "RootFS": {"Type": "layers", "Layers": list(config.diff_ids)},
             "Labels": dict(config.config.labels) or None,
-            "Annotations": dict(img.manifest.annotations),
+            "Annotations": dict(annotations),
             "ManifestType": rec.manifest_media_type,
             "User": config.config.user,
             "History": [h.to_json() for h in config.history],
@@ -65,4 +82,30 @@ def inspect_store_image(
 
 def inspect_image(store: Store, name: str) -> dict[str, Any]:
     """The podman-shaped inspect object of the stored image ``name``."""
-    return inspect_store_image(store, open_store_image(store, name))
+    rec = store.resolve_image(name)
+    config_digest = Digest.parse(rec.config_digest or rec.id)
+    raw = _blob(store, config_digest, MAX_CONFIG_BYTES, "image config")
+    got = Digest.of_bytes(raw, config_digest.algorithm)
+    if got != config_digest:
+        raise DigestMismatch(
+            f"image config does not match its digest {config_digest} (got {got}); "
+            "the source is corrupt",
+            str(config_digest),
+            str(got),
+        )
+    config = ImageConfig.parse(raw)
+    manifest_digest = Digest.parse(rec.manifest_digest)
+    manifest = loads_object(
+        _blob(store, manifest_digest, MAX_MANIFEST_BYTES, "manifest"), what="manifest"
+    )
+    annotations = expect(manifest.get("annotations") or {}, dict, "manifest.annotations")
+    return inspect_record(store, rec, config, dict(annotations))
+
+
+def _blob(store: Store, digest: Digest, limit: int, what: str) -> bytes:
+    try:
+        return store.blob_bytes(digest, limit, what)
+    except NotFound:
+        raise NotFound(
+            f"the store has lost blob {digest}; run `kiln system check` or pull the image again"
+        ) from None

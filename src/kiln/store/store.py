@@ -142,6 +142,7 @@ class Store:
         self.blob_path = content.blob_path
         self.has_blob = content.has_blob
         self.open_blob = content.open_blob
+        self.blob_bytes = content.blob_bytes
         self.blob_size = content.blob_size
         self.ingest = content.ingest
         self.put_blob = content.put_blob
