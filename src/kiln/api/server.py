@@ -40,6 +40,7 @@ from kiln.util.rootless import is_rootless, runtime_base
 
 from . import heap
 from .app import Activity, create_app
+from .one_send import http_protocol
 from .unix_socket import bind_unix
 from .varlink_server import VarlinkListener
 
@@ -176,6 +177,7 @@ def _uvicorn_config(app, tls: TLSOptions | None) -> uvicorn.Config:
         log_config=None,
         timeout_graceful_shutdown=GRACE_SECONDS,
         ws="none",
+        http=http_protocol(),  # a small response in one send (kiln.api.one_send)
         server_header=False,
         **kwargs,
     )
