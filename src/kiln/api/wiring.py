@@ -15,7 +15,7 @@ another process's write), and kept for the server's life. The loop never waits f
 lock: its connection gives up at once when another holds one that readers must wait for
 (a WAL reader rarely meets one: a connection in exclusive locking mode, a recovery), and
 the read is done again on a worker thread, which may wait; every other client is answered
-meanwhile.
+meanwhile. It reads the database through a memory mapping (``for_event_loop``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from kiln.ops.config import Config
-from kiln.ops.context import Context, never_wait, open_context, open_store, thread_context
+from kiln.ops.context import Context, for_event_loop, open_context, open_store, thread_context
 from kiln.ops.events import EventSink, NullSink
 from kiln.util.sqlite import is_busy
 
@@ -68,7 +68,7 @@ async def run_read(request: Request, fn: Callable[[Context], T]) -> T:
         opened = await run_in_threadpool(open_store, config_of(request))
         store = getattr(state, "read_store", None)
         if store is None:
-            never_wait(opened)  # this (the loop's) thread's connection only
+            for_event_loop(opened)  # this (the loop's) thread's connection only
             state.read_store = store = opened
         else:  # another request opened it meanwhile
             opened.close()

@@ -123,6 +123,12 @@ class Database:
         ``BUSY_TIMEOUT_MS``."""
         self.conn.execute(f"PRAGMA busy_timeout = {max(0, int(ms))}")
 
+    def set_mmap_size(self, size: int) -> None:
+        """Let this thread's connection read the database file through a memory mapping
+        of up to ``size`` bytes (the kernel's page cache, shared) instead of a ``pread``
+        into its own small page cache for each page it misses."""
+        self.conn.execute(f"PRAGMA mmap_size = {max(0, int(size))}")
+
     def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
 
