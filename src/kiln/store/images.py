@@ -390,6 +390,8 @@ def _labels_json(labels: dict[str, str] | None) -> str | None:
 def _labels_from_json(text: str | None) -> dict[str, str] | None:
     if text is None:
         return None
+    if text == "{}":  # most images: a list of thousands skips parsing it
+        return {}
     try:
         value = json.loads(text)
     except ValueError:

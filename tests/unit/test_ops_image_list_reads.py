@@ -1,0 +1,70 @@
+"""``kiln images`` and the API's image lists read no image config for named images that
+share their layers (10,000 builds ``FROM`` one base with only metadata of their own cost
+the list 5,000 config reads and parses): only a group with an unnamed image, whose
+Dangling or intermediate the list shows, has its histories read. Prune and varlink's
+isParent still see a named image's same-layer children."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from ops_image_factory import make_image
+
+from kiln.ops import images as ops
+from kiln.ops.context import Context
+from kiln.store import Store
+
+T = 1_750_000_000
+_opened: list[str] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _opened is not None and event == "open" and isinstance(args[0], str):
+        _opened.append(args[0])
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    c = Context(store=Store.open(str(tmp_path / "root")))
+    yield c
+    c.close()
+
+
+def _blob_reads(fn):
+    global _opened
+    _opened = []
+    try:
+        result = fn()
+        return result, [p for p in _opened if "/blobs/" in p]
+    finally:
+        _opened = None
+
+
+def test_named_images_sharing_a_base_list_without_config_reads(ctx):
+    for n in range(30):
+        make_image(ctx.store, ["a"], [f"localhost/app-{n}:1"], created=T,
+                   metadata_steps=(f"ENV N={n}",))  # fmt: skip
+    listed, reads = _blob_reads(lambda: ops.list_images(ctx))
+    assert len(listed) == 30 and not any(s.dangling for s in listed)
+    assert reads == []
+
+
+def test_an_unnamed_same_layer_parent_is_still_intermediate_and_named_ones_keep_children(ctx):
+    step = make_image(ctx.store, ["a"], created=T)  # a build step, unnamed
+    make_image(ctx.store, ["a"], ["localhost/app:1"], created=T, metadata_steps=("CMD x",))
+    base = make_image(ctx.store, ["b"], ["localhost/base:1"], created=T)
+    make_image(ctx.store, ["b"], ["localhost/derived:1"], created=T, metadata_steps=("ENV X=1",))
+    shown = {s.id: s for s in ops.list_images(ctx, all=True)}
+    assert shown[step.id].intermediate and not shown[step.id].dangling
+    assert step.id not in {s.id for s in ops.list_images(ctx)}
+    # what prune and varlink's isParent use: the named base has a same-layer child
+    exact = {s.id: s for s in ops.summarize(ctx, ctx.store.list_images())}
+    assert exact[base.id].has_children and exact[step.id].has_children
+    asked = {s.id: s for s in ops.list_images(ctx, named_parents=True)}
+    assert asked[base.id].has_children
+    ops.prune(ctx, all=True)  # unused images go, children before parents; all of them here
+    assert ctx.store.list_images() == []
