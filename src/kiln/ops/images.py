@@ -175,11 +175,13 @@ def summarize(
     on one base cost no config read.
     """
     known = _record_labels(ctx, records) if labels else {}
-    by_chain = {tuple(r.layers): r.id for r in records}
-    prefixes: set[tuple[str, ...]] = set()
+    # a chain ID names its whole chain (kiln.store.lineage): an image's layers are a proper
+    # prefix of another's exactly when its top chain ID is one of the other's lower ones,
+    # so both sets hold chain IDs, not tuples of every prefix (quadratic in the layers)
+    by_top = {r.layers[-1]: r.id for r in records if r.layers}
+    lower: set[str] = set()
     for r in records:
-        for n in range(len(r.layers)):
-            prefixes.add(tuple(r.layers[:n]))
+        lower.update(r.layers[:-1])
     history_parents = _same_layer_parents(ctx, records, named_parents)
     listed = {d for i in ctx.store.list_indexes() for d in i.manifests}
     containers: dict[str, int] = {}
@@ -188,11 +190,11 @@ def summarize(
             containers[c.image_id] = containers.get(c.image_id, 0) + 1
     out = []
     for r in records:
-        chain = tuple(r.layers)
+        chain = r.layers
         parent = ""
-        for n in range(len(chain) - 1, -1, -1):
-            if n and chain[:n] in by_chain:
-                parent = by_chain[chain[:n]]
+        for n in range(len(chain) - 1, 0, -1):
+            if chain[n - 1] in by_top:
+                parent = by_top[chain[n - 1]]
                 break
         out.append(
             ImageSummary(
@@ -205,7 +207,7 @@ def summarize(
                 labels=known.get(r.id) or dict(r.labels or {}),
                 containers=containers.get(r.id, 0),
                 parent_id=parent,
-                has_children=(bool(chain) and chain in prefixes) or r.id in history_parents,
+                has_children=(bool(chain) and chain[-1] in lower) or r.id in history_parents,
                 in_list=r.manifest_digest in listed,
             )
         )
