@@ -13,7 +13,7 @@ hand-offs of the GIL between the loop and the workers made the slow tail. The lo
 store is opened once, on a worker thread (opening may migrate the schema and wait for
 another process's write), and kept for the server's life. The loop never waits for a
 lock: its connection gives up at once when another holds one that readers must wait for
-(a WAL reader rarely meets one: a connection in exclusive locking mode, a recovery), and
+(a WAL reader rarely meets one: another process rebuilding the WAL index), and
 the read is done again on a worker thread, which may wait; every other client is answered
 meanwhile. It reads the database through a memory mapping (``for_event_loop``).
 """
