@@ -21,6 +21,10 @@ class TarEntry:
     or a ``float`` of seconds since the epoch. "whiteout" deletes ``path``;
     "opaque" hides everything lower layers had under directory ``path``.
     ``linkname`` is a symlink's target or a hard link's (relative) target path.
+    ``expect``: a "file" read from a tree that may change under the writer (a build
+    context) carries the (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) it was
+    listed with; the writer refuses the file if it is not that file, unchanged, before
+    and after reading it.
     """
 
     path: str
@@ -35,6 +39,7 @@ class TarEntry:
     devmajor: int = 0
     devminor: int = 0
     xattrs: dict[str, bytes] = field(default_factory=dict)
+    expect: tuple[int, int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.type not in ENTRY_TYPES:

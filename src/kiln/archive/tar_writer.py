@@ -160,12 +160,18 @@ def _write_file(
         sink.write(_header(entry, timestamp, 0, ""))
         return
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    if entry.expect is not None:
+        flags |= os.O_NONBLOCK  # a FIFO put in its place must not block the build
     try:
         fd = os.open(entry.source, flags)
     except OSError as exc:
+        if entry.expect is not None:
+            raise _changed(entry) from None
         raise InvalidArgument(f"cannot read {entry.source}: {exc.strerror}") from None
     try:
         st = os.fstat(fd)
+        if entry.expect is not None and _identity(st) != entry.expect:
+            raise _changed(entry)
         if not stat.S_ISREG(st.st_mode):
             raise InvalidArgument(f"{entry.source} is not a regular file")
         if st.st_nlink > 1:
@@ -177,6 +183,7 @@ def _write_file(
         if entry.size > _SMALL:
             sink.write(header)
             _copy_content(sink, entry, fd, buf)
+            _check_unchanged(entry, fd)
             return
         # a small file: header, content and padding in one write (the same bytes)
         data = os.read(fd, entry.size)
@@ -186,9 +193,27 @@ def _write_file(
                 raise Conflict(f"{entry.source} shrank while it was being archived; "
                                "retry when it is not in use")  # fmt: skip
             data += more
+        _check_unchanged(entry, fd)
         sink.write(header + data + bytes(-entry.size % tarfile.BLOCKSIZE))
     finally:
         os.close(fd)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _check_unchanged(entry: TarEntry, fd: int) -> None:
+    """A file listed with ``expect`` is still that file after it was read (a write in the
+    meantime changes its size, mtime or ctime)."""
+    if entry.expect is not None and _identity(os.fstat(fd)) != entry.expect:
+        raise _changed(entry)
+
+
+def _changed(entry: TarEntry) -> InvalidArgument:
+    return InvalidArgument(
+        f"copy source {entry.source} changed while it was being copied: try again once it is stable"
+    )
 
 
 def entry_as_link(entry: TarEntry, target: str) -> TarEntry:

@@ -17,7 +17,9 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypeVar
 
+from kiln.archive.entry import TarEntry
 from kiln.archive.safe_root import SafeRoot
+from kiln.build.copy_direct import direct_enabled, plan_direct, read_later
 from kiln.build.copy_parents import combined_digest, group_by_pivot, staged_from_root
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.history import created_by
@@ -101,13 +103,28 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
                 digest = _copy_parents(build, b, expanded, from_ref, context, groups)
             else:
                 digest = _copy(build, b, expanded, from_ref, context, commits)
+        return summary_of(digest)
+
+    def summary_of(digest: str) -> str:
         kind = "file" if len(expanded.sources) + len(expanded.contents) == 1 else "multi"
         if kind == "file" and local and from_ref is None:
             kind = "dir" if context.is_dir(local[0].lstrip("/")) else "file"
-        summary = f"{kind}:{digest.removeprefix('sha256:')}"
-        return created_by(instr, content_summary=summary)
+        return created_by(instr, content_summary=f"{kind}:{digest.removeprefix('sha256:')}")
 
-    run.layer_step(expanded, action, files=files, from_images=from_images)
+    def direct(image_id: str | None, workdir: str) -> tuple[str, list[TarEntry]] | None:
+        include = context.included(local, expanded.excludes)
+        with build.open_image_root(image_id) as view:
+            layer = plan_direct(view, context.root, expanded, workdir=workdir,
+                                known_digest=context.known_digest, include=include)  # fmt: skip
+        return None if layer is None else (summary_of(layer.digest), layer.entries)
+
+    # nothing later reads the files: the layer may come straight from the context
+    direct_ok = (
+        from_ref is None and named_context is None and not parents and not expanded.contents
+        and direct_enabled() and not read_later(build.plan, run.stage, instr)
+    )  # fmt: skip
+    run.layer_step(expanded, action, direct=direct if direct_ok else None, files=files,
+                   from_images=from_images)  # fmt: skip
 
 
 def _skip_empty_wildcards(context: BuildContext, instr: CopyT) -> CopyT:

@@ -416,9 +416,11 @@ class Executor:
         return self.open_image_root(self.ref_image(ref))
 
     @contextlib.contextmanager
-    def open_image_root(self, image_id: str) -> Iterator[str]:
+    def open_image_root(self, image_id: str | None) -> Iterator[str]:
         snaps = self.ctx.snapshots
-        top = unpack_image(self.store, snaps, open_store_image(self.store, image_id))
+        top = None
+        if image_id is not None:
+            top = unpack_image(self.store, snaps, open_store_image(self.store, image_id))
         if top is None:
             with tempfile.TemporaryDirectory(prefix="kiln-empty-", dir=self.tmpdir) as empty:
                 yield empty

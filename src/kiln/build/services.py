@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from kiln.build.options import BuildOptions
     from kiln.build.progress import Progress
     from kiln.build.run_mounts import MountSet
-    from kiln.build.stages import Stage
+    from kiln.build.stages import BuildPlan, Stage
     from kiln.container import Builder
     from kiln.image import StoreImage
     from kiln.oci import ImageConfig
@@ -50,6 +50,11 @@ class BuildServices(Protocol):
     @property
     def tmpdir(self) -> str | None: ...
 
+    @property
+    def plan(self) -> BuildPlan:
+        """The stages the build runs and what each needs of the others."""
+        ...
+
     # -- the context ------------------------------------------------------------------
 
     @property
@@ -77,6 +82,10 @@ class BuildServices(Protocol):
 
     def open_ref_root(self, ref: str) -> AbstractContextManager[str]:
         """The root filesystem a ``--from`` names, mounted read-only while in use."""
+        ...
+
+    def open_image_root(self, image_id: str | None) -> AbstractContextManager[str]:
+        """An image's root filesystem (None: scratch's, empty), read-only while in use."""
         ...
 
     def stage_platform(self, stage: Stage) -> str: ...

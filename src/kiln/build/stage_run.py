@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kiln.archive.entry import TarEntry
 from kiln.build import explain
 from kiln.build.args import StageArgs
 from kiln.build.cache_key import base_key, key_of, step_inputs
@@ -24,6 +25,7 @@ from kiln.build.instructions import Instruction
 from kiln.build.lexer import ShellLex
 from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor
+from kiln.container.commit import CommitOptions, Pending, commit_image
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed
 from kiln.oci import History, ImageConfig
 from kiln.store import ImageRecord
@@ -31,6 +33,11 @@ from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from kiln.build.services import BuildServices
+    from kiln.image import StoreImage
+
+#: a COPY/ADD's layer made without a working container (``kiln.build.copy_direct``): given
+#: the stage's image and working directory, (created_by, the layer's entries), or None
+DirectLayer = Callable[[str | None, str], "tuple[str, Iterable[TarEntry]] | None"]
 
 __all__ = ["StageRun", "StepFailed"]
 
@@ -302,13 +309,31 @@ class StageRun:
         return hit
 
     def layer_step(
-        self, instr: Instruction, action: Callable[[Builder], str], **key_parts: Any
+        self,
+        instr: Instruction,
+        action: Callable[[Builder], str],
+        *,
+        direct: DirectLayer | None = None,
+        **key_parts: Any,
     ) -> None:
-        """A RUN/COPY/ADD: a cache hit, or ``action`` (returns created_by) then a commit."""
+        """A RUN/COPY/ADD: a cache hit, or ``action`` (returns created_by) then a commit.
+        ``direct``: the step's layer without a working container, when nothing the stage
+        holds uncommitted (changes, directories WORKDIR/VOLUME want) needs one."""
         key = self._next_key(instr, **key_parts)
         if self._use_cache_hit(key) is not None:
             return
         self._note_miss(key, instr)
+        if direct is not None and self.layers and not self._dirty and not self._wanted_dirs:
+            made = direct(self._image_id, self._editor.runtime.working_dir or "/")
+            if made is not None:
+                image = self._commit_here(iter(made[1]), made[0], force_layer=True,
+                                          also=self._cache_entry(key, instr))  # fmt: skip
+                self.drop_builder()  # on the image before this step: the next one is new
+                self._pending = []
+                self._image_id = image.id
+                self._editor = ConfigEditor(image.config.evolve(), dict(self._editor.annotations))
+                self._stepped(key, image.id)
+                return
         b = self._ensure_builder()
         self._make_wanted_dirs(b)
         created_by = action(b)
@@ -318,16 +343,9 @@ class StageRun:
             return
         opts = self._build.opts
         b.set_pending_history(self._pending)
-        store = self._build.store
-        inputs = explain.packed_inputs(store, key, self._facts(instr))
-
-        def cache_entry(record: ImageRecord) -> None:
-            # in the step's one write: the image, the container on it, the cache entry
-            # and what went into its key (packed before it: the write lock is not held
-            # while a big COPY's file list is compressed)
-            store.put_cache(key, record.id)
-            explain.remember_packed(store, inputs)
-
+        # in the step's one write: the image, the container on it, the cache entry and
+        # what went into its key
+        cache_entry = self._cache_entry(key, instr)
         rec = b.commit_step(
             created_by=created_by, image_format=opts.image_format,
             compression=opts.compression, timestamp=opts.timestamp, also=cache_entry,
@@ -336,9 +354,46 @@ class StageRun:
         self._pending = []
         self._image_id = rec.id
         self._editor = b.config.copy()
-        self._build.record_cache(self.stage.index, key, rec.id, hit=False)
-        self._step.image = rec.id
-        self._build.progress.layer(rec.id)
+        self._stepped(key, rec.id)
+
+    def _cache_entry(self, key: str, instr: Instruction) -> Callable[[ImageRecord], None]:
+        """What a step's commit writes in its one transaction: the cache entry and what went
+        into its key (packed now: the write lock is not held while a big COPY's file list
+        is compressed)."""
+        store = self._build.store
+        inputs = explain.packed_inputs(store, key, self._facts(instr))
+
+        def cache_entry(record: ImageRecord) -> None:
+            store.put_cache(key, record.id)
+            explain.remember_packed(store, inputs)
+
+        return cache_entry
+
+    def _stepped(self, key: str, image_id: str) -> None:
+        """The step committed ``image_id``: the cache log and the progress hear of it."""
+        self._build.record_cache(self.stage.index, key, image_id, hit=False)
+        self._step.image = image_id
+        self._build.progress.layer(image_id)
+
+    def _commit_here(
+        self, entries: Iterator[TarEntry] | None, created_by: str, *, force_layer: bool,
+        history_entry: bool = True, also: Callable[[ImageRecord], None] | None = None,
+    ) -> StoreImage:  # fmt: skip
+        """Commit ``entries`` (a layer; None: no change) with the pending history on the
+        stage's image, as its working container would, without one: nothing is read from
+        a filesystem, so nothing is mounted or unpacked. ``also(record)``: written in the
+        commit's transaction."""
+        opts = self._build.opts
+        base = self._build.open_image(self._image_id) if self._image_id else None
+        pending = Pending(base_id=self._image_id, config=self._editor.copy(),
+                          history=tuple(self._pending), base=base)  # fmt: skip
+        copts = CommitOptions(
+            image_format=opts.image_format, compression=opts.compression,
+            timestamp=opts.timestamp, created_by=created_by, history_entry=history_entry,
+            force_layer=force_layer,
+        )  # fmt: skip
+        then = None if also is None else (lambda record, _config: also(record))
+        return commit_image(self._build.store, entries, pending, copts, None, then)
 
     def meta_step(self, instr: Instruction, created_by: str, **key_parts: Any) -> None:
         key = self._next_key(instr, **key_parts)
@@ -379,8 +434,19 @@ class StageRun:
             hit = self._use_cache_hit(key)
             if hit is not None:
                 return hit
-        b = self._ensure_builder()
-        self._make_wanted_dirs(b, at_end=True)
+        squash = self.is_target and opts.squash_all
+        # no working container yet and none needed (no change, no directory to make, no
+        # squash): the commit reads no filesystem, so it goes without one (a layer the
+        # build wrote straight from the context stays unpacked)
+        fs_free = (
+            self._builder is None
+            and not self._dirty
+            and not squash
+            and all(volume for _, _, volume, _ in self._wanted_dirs)
+        )
+        b = None if fs_free else self._ensure_builder()
+        if b is not None:
+            self._make_wanted_dirs(b, at_end=True)
         if self.is_target and opts.labels:
             # --label flags are one LABEL step at the end of the build, as buildah 1.29+
             # records them (1.28: one entry a flag; BuildKit: none)
@@ -390,21 +456,27 @@ class StageRun:
         # a stage that adds nothing (a final stage that only names its base, with
         # annotations) records no entry, as buildah and BuildKit
         adds_entry = bool(self._pending) or self._dirty
-        b.set_pending_history(pending)
-        rec = b.commit(
-            None, format=opts.image_format, compression=opts.compression,
-            timestamp=opts.timestamp, created_by=last, squash=self.is_target and opts.squash_all,
-            history_entry=adds_entry, force_layer=self._dirty,
-        )  # fmt: skip
-        self._image_id = rec.id
+        if b is None:
+            self._wanted_dirs = []  # VOLUME's: made only for a later filesystem step
+            self._pending = pending
+            rec_id = self._commit_here(None, last, force_layer=False,
+                                       history_entry=adds_entry).id  # fmt: skip
+        else:
+            b.set_pending_history(pending)
+            rec_id = b.commit(
+                None, format=opts.image_format, compression=opts.compression,
+                timestamp=opts.timestamp, created_by=last, squash=squash,
+                history_entry=adds_entry, force_layer=self._dirty,
+            ).id  # fmt: skip
+        self._image_id = rec_id
         self._pending = []
         self._dirty = False
         self.drop_builder()
         if self.layers:
-            self._build.store.put_cache(key, rec.id)
-            self._build.record_cache(self.stage.index, key, rec.id, hit=False)
-        self._build.progress.layer(rec.id)
-        return rec.id
+            self._build.store.put_cache(key, rec_id)
+            self._build.record_cache(self.stage.index, key, rec_id, hit=False)
+        self._build.progress.layer(rec_id)
+        return rec_id
 
     def _drop_docker_only_fields(self) -> bool:
         """OCI configs have no HEALTHCHECK, ONBUILD or SHELL: drop them with podman's warning."""
