@@ -15,7 +15,8 @@ Anything unusual is left to the materialising path (:func:`plan_direct` returns 
 heredocs, URLs, git, archives ADD would unpack, ``--parents``, ``--from``, a destination
 reached through a symlink or onto anything the image has at the same path but a plain
 directory, a directory with extended attributes on the way, devices, a target written
-twice, a caller that is not root. ``$_KILN_DIRECT_COPY=0`` turns the direct path off (the
+twice, a caller that is not root, the "copy" snapshot driver (its layers are two-tree
+diffs, not overlay upper dirs). ``$_KILN_DIRECT_COPY=0`` turns the direct path off (the
 tests compare both paths' layers with it).
 
 Entries the copy writes are exactly the copier's (``kiln.container.copier``): the source

@@ -121,7 +121,8 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
     # nothing later reads the files: the layer may come straight from the context
     direct_ok = (
         from_ref is None and named_context is None and not parents and not expanded.contents
-        and direct_enabled() and not read_later(build.plan, run.stage, instr)
+        and direct_enabled() and build.snapshot_driver == "overlay"
+        and not read_later(build.plan, run.stage, instr)
     )  # fmt: skip
     run.layer_step(expanded, action, direct=direct if direct_ok else None, files=files,
                    from_images=from_images)  # fmt: skip

@@ -415,6 +415,10 @@ class Executor:
             return contextlib.nullcontext(named.root)
         return self.open_image_root(self.ref_image(ref))
 
+    @property
+    def snapshot_driver(self) -> str:
+        return str(self.ctx.snapshots.driver)
+
     @contextlib.contextmanager
     def open_image_root(self, image_id: str | None) -> Iterator[str]:
         snaps = self.ctx.snapshots

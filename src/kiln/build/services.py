@@ -84,6 +84,11 @@ class BuildServices(Protocol):
         """The root filesystem a ``--from`` names, mounted read-only while in use."""
         ...
 
+    @property
+    def snapshot_driver(self) -> str:
+        """The snapshotter's driver: "overlay" (layers are overlay upper dirs) or "copy"."""
+        ...
+
     def open_image_root(self, image_id: str | None) -> AbstractContextManager[str]:
         """An image's root filesystem (None: scratch's, empty), read-only while in use."""
         ...
