@@ -43,7 +43,7 @@ PHASES = [
     ("new working container", "kiln.container.builder", "Builder.from_image"),
     ("overlay mount", "kiln.container.builder", "Builder._mount"),
     ("copy into the rootfs", "kiln.container.builder", "copy_into"),
-    ("direct: list the layer (no files made)", "kiln.build.dispatch_copy", "plan_direct"),
+    ("direct: list the layer (no files made)", "kiln.build.copy_direct", "plan_direct"),
     ("direct: commit without a container", "kiln.build.stage_run", "StageRun._commit_here"),
     ("overlay unmount", "kiln.snapshot.mount", "unmount"),
     ("commit_step", "kiln.container.builder", "Builder.commit_step"),

@@ -112,14 +112,14 @@ def test_context_file_changed_after_listing_fails_cleanly(tmp_path, monkeypatch,
     """A context file that changes after the layer was listed and before its bytes are
     read: the step fails with the copier's message, and no image is named. (The change is
     made at that moment by a wrapper of the listing, in-process: no race to win.)"""
-    import kiln.build.dispatch_copy as dispatch_copy
+    import kiln.build.copy_direct as copy_direct
     from kiln.build.options import BuildOptions
     from kiln.errors import InvalidArgument
     from kiln.ops.build import build
     from kiln.ops.context import open_context
 
     root, ctx, _ = env
-    listed = dispatch_copy.plan_direct
+    listed = copy_direct.plan_direct
 
     def then_change(*args, **kw):
         layer = listed(*args, **kw)
@@ -128,7 +128,7 @@ def test_context_file_changed_after_listing_fails_cleanly(tmp_path, monkeypatch,
             f.write("more\n")
         return layer
 
-    monkeypatch.setattr(dispatch_copy, "plan_direct", then_change)
+    monkeypatch.setattr(copy_direct, "plan_direct", then_change)
     with (
         open_context(str(root)) as kctx,
         pytest.raises(InvalidArgument, match="changed while it was being copied"),

@@ -59,15 +59,34 @@ class LayerResult:
     compression: Compression
 
 
+class _Piped:
+    """The compressor's output handed to a second worker, which hashes and writes the blob:
+    on a large layer the compressor's thread no longer also hashes what it produced."""
+
+    def __init__(self, pipe: SlicePipeline):
+        self.pipe = pipe
+
+    def write(self, data: ReadableBuffer) -> int:
+        view = memoryview(data).cast("B")
+        self.pipe.write(view)
+        return len(view)
+
+    def flush(self) -> None:
+        pass  # the pipeline is closed (drained) by _TarSink.close
+
+
 class _TarSink:
     """Hashes the tar stream and feeds the compressor in fixed-size slices, on a worker
-    thread (``SlicePipeline``): compressing, hashing and writing the blob overlap with
-    reading and hashing the tar."""
+    thread (``SlicePipeline``), whose output goes in slices to another worker that hashes
+    and writes the blob: reading and hashing the tar, compressing, and hashing and writing
+    the blob overlap (the bytes, and so every digest, are those of a serial writer)."""
 
     def __init__(self, out: ByteWriter, compression: Compression, level: int | None):
         # a sink that hashes what it is given (a store ingest) is not hashed twice
         self.blob = out if isinstance(out, HashingSink) else HashingWriter(out)
-        self.compressor = open_compressor(self.blob, compression, level)
+        # smaller slices here: hashing and writing take any size, and memory stays flat
+        self._blob_pipe = SlicePipeline(self.blob.write, CHUNK // 4)
+        self.compressor = open_compressor(_Piped(self._blob_pipe), compression, level)
         self.diff = hashlib.sha256()
         self.size = 0
         self._pipe = SlicePipeline(self.compressor.write, CHUNK)
@@ -94,12 +113,21 @@ class _TarSink:
         self._pipe.write(view)
 
     def close(self) -> None:
-        self._flush()
-        self._pipe.close()
-        self.compressor.close()
+        try:
+            self._flush()
+            self._pipe.close()
+            self.compressor.close()
+        except BaseException:
+            self._blob_pipe.abort()
+            raise
+        self._blob_pipe.close()
+        flush = getattr(self.blob, "flush", None)
+        if flush is not None:
+            flush()
 
     def abort(self) -> None:
         self._pipe.abort()
+        self._blob_pipe.abort()
 
 
 def _header(entry: TarEntry, timestamp: int | None, size: int, linkname: str) -> bytes:

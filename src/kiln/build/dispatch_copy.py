@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from kiln.archive.entry import TarEntry
 from kiln.archive.safe_root import SafeRoot
-from kiln.build.copy_direct import direct_enabled, plan_direct, read_later
 from kiln.build.copy_parents import combined_digest, group_by_pivot, staged_from_root
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.history import created_by
@@ -112,6 +111,9 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
         return created_by(instr, content_summary=f"{kind}:{digest.removeprefix('sha256:')}")
 
     def direct(image_id: str | None, workdir: str) -> tuple[str, list[TarEntry]] | None:
+        # start-up: only a COPY/ADD that misses the cache lists a layer
+        from kiln.build.copy_direct import plan_direct
+
         include = context.included(local, expanded.excludes)
         with build.open_image_root(image_id) as view:
             layer = plan_direct(view, context.root, expanded, workdir=workdir,
@@ -119,6 +121,8 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
         return None if layer is None else (summary_of(layer.digest), layer.entries)
 
     # nothing later reads the files: the layer may come straight from the context
+    from kiln.build.copy_direct import direct_enabled, read_later  # start-up: as above
+
     direct_ok = (
         from_ref is None and named_context is None and not parents and not expanded.contents
         and direct_enabled() and build.snapshot_driver == "overlay"

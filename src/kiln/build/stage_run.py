@@ -25,7 +25,6 @@ from kiln.build.instructions import Instruction
 from kiln.build.lexer import ShellLex
 from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor
-from kiln.container.commit import CommitOptions, Pending, commit_image
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed
 from kiln.oci import History, ImageConfig
 from kiln.store import ImageRecord
@@ -383,6 +382,10 @@ class StageRun:
         stage's image, as its working container would, without one: nothing is read from
         a filesystem, so nothing is mounted or unpacked. ``also(record)``: written in the
         commit's transaction."""
+        # start-up: kiln.container.commit brings the layer writer, which a fully cached
+        # build never needs (the Builder imports it where it commits, for the same reason)
+        from kiln.container.commit import CommitOptions, Pending, commit_image
+
         opts = self._build.opts
         base = self._build.open_image(self._image_id) if self._image_id else None
         pending = Pending(base_id=self._image_id, config=self._editor.copy(),
