@@ -94,15 +94,20 @@ CASES = {
     "symlink-source": ("COPY dirlink /viadirlink", True),
     "meta-around": ('ENV A=1\nCOPY files /files\nLABEL x=y\nCMD ["/bin/true"]', True),
     "after-run": ("RUN echo hi > /run.txt\nCOPY tool.sh /usr/local/bin/", True),
+    "workdir-first": ("WORKDIR /app\nCOPY . .", True),
+    "workdir-volume-user": (
+        "VOLUME /data\nUSER 1000:1000\nWORKDIR /srv/www\nCOPY --chown=1000 a.txt ./",
+        True,
+    ),
     # the materialising path, whatever the switch: the layers must still agree
-    "workdir-first": ("WORKDIR /app\nCOPY . .", False),
     "dest-through-symlink": ("COPY a.txt /bin/sh", False),
     "read-later": ("COPY a.txt /a\nRUN cat /a", False),
     "parents": ("COPY --parents files/sub/deep /p/", False),
 }
 #: cases whose layers hold a directory with the copy's time as its mtime
 NOW_DIRS = {"file-new-parents", "file-existing-dir", "file-under-existing", "glob",
-            "to-root", "dir-into-root", "add-file", "after-run", "dir-into-existing"}  # fmt: skip
+            "to-root", "dir-into-root", "add-file", "after-run", "dir-into-existing",
+            "workdir-first", "workdir-volume-user", "dest-through-symlink"}  # fmt: skip
 
 
 def _headers(img) -> list[list[tuple]]:

@@ -11,7 +11,9 @@ then reads each file once (tar -> diff id -> compression -> blob). The image rec
 layer as a pull does one it has not unpacked: a later ``FROM``, ``kiln run`` or ``kiln
 from`` unpacks it from its blob.
 
-Anything unusual is left to the materialising path (:func:`plan_direct` returns None):
+Directories WORKDIR and VOLUME want made before the step are planned first, as the
+working container would make them. Anything unusual is left to the materialising path
+(:func:`plan_direct` returns None):
 heredocs, URLs, git, archives ADD would unpack, ``--parents``, ``--from``, a destination
 reached through a symlink or onto anything the image has at the same path but a plain
 directory, a directory with extended attributes on the way, devices, a target written
@@ -37,7 +39,7 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 from kiln.archive.changes import read_xattrs
@@ -52,7 +54,8 @@ from kiln.container.git_source import is_git_source
 from kiln.container.owner import resolve_chown
 from kiln.container.paths import expand_source, is_dir_in, resolve_dest
 from kiln.container.tar_detect import is_archive
-from kiln.errors import KilnError
+from kiln.errors import InvalidArgument, KilnError
+from kiln.runtime import resolve_user
 
 __all__ = ["DirectLayer", "direct_enabled", "plan_direct", "read_later"]
 
@@ -98,10 +101,13 @@ def plan_direct(
     workdir: str,
     known_digest: KnownDigest | None,
     include: Container[str] | None,
+    wanted_dirs: Sequence[tuple[str, str]] = (),
 ) -> DirectLayer | None:
     """The layer ``instr`` (expanded, from the context in ``context_dir``) adds to the image
     whose tree is ``view`` (mounted read-only), or None when the materialising path must
-    copy (see the module docstring). Errors the copy would report are left to it too."""
+    copy (see the module docstring). Errors the copy would report are left to it too.
+    ``wanted_dirs``: (path, user) of the directories WORKDIR and VOLUME want made before
+    the step (``Builder.make_dirs``: 0755, owned by the user if the image knows them)."""
     if isinstance(instr, Copy) and (instr.from_ or instr.parents):
         return None
     if instr.contents or not instr.sources:
@@ -113,6 +119,8 @@ def plan_direct(
     try:
         with SafeRoot(view) as dst, SafeRoot(context_dir) as ctx:
             planner = _Planner(dst, ctx, context_dir, instr, known_digest, include)
+            for path, user in wanted_dirs:
+                planner.make_wanted(view, path, user)
             planner.run(workdir)
             return DirectLayer(planner.entries(), planner.content.digest())
     except (_Fallback, KilnError, OSError):
@@ -153,6 +161,19 @@ class _Planner:
         #: source inode -> in-container path of its first copy (the copier's hard links)
         self.links: dict[tuple[int, int], str] = {}
         self.link_paths: dict[tuple[int, int], list[str]] = {}
+
+    def make_wanted(self, view: str, path: str, user: str) -> None:
+        """A directory WORKDIR or VOLUME wants, as ``Builder.make_dirs`` makes it: its
+        missing components 0755, owned by ``user`` (root if unknown or not given)."""
+        owner = (0, 0)
+        if user:
+            try:
+                found = resolve_user(view, user)
+            except InvalidArgument:
+                pass
+            else:
+                owner = (found.uid, found.gid)
+        self._ensure_dir(path, owner)
 
     # -- the copy_into flow ---------------------------------------------------------------
 
@@ -213,9 +234,11 @@ class _Planner:
             raise _Fallback(f"{path} is written twice")
         return kind == "dir"
 
-    def _ensure_dir(self, path: str) -> str:
-        """``ensure_dir``: the missing directories of ``path`` made (0755, owned as the copy,
-        mtime the copy's time); every existing one must be a plain directory."""
+    def _ensure_dir(self, path: str, owner: tuple[int, int] | None = None) -> str:
+        """``ensure_dir``: the missing directories of ``path`` made (0755, owned as the copy
+        or by ``owner``, mtime the copy's time); every existing one must be a plain
+        directory."""
+        uid, gid = owner if owner is not None else self.opts.uid_gid
         parts = [p for p in path.split("/") if p]
         for i in range(len(parts)):
             here = "/".join(parts[: i + 1])
@@ -224,7 +247,6 @@ class _Planner:
                 raise _Fallback(f"{here} is not a directory")
             if kind == "absent":
                 self._created(here)
-                uid, gid = self.opts.uid_gid
                 self.planned[here] = TarEntry(path=here, type="dir", mode=0o755, uid=uid,
                                               gid=gid, mtime=self.now)  # fmt: skip
                 self.made_now.add(here)

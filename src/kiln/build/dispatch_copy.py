@@ -110,14 +110,17 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
             kind = "dir" if context.is_dir(local[0].lstrip("/")) else "file"
         return created_by(instr, content_summary=f"{kind}:{digest.removeprefix('sha256:')}")
 
-    def direct(image_id: str | None, workdir: str) -> tuple[str, list[TarEntry]] | None:
+    def direct(
+        image_id: str | None, workdir: str, wanted: list[tuple[str, str]]
+    ) -> tuple[str, list[TarEntry]] | None:
         # start-up: only a COPY/ADD that misses the cache lists a layer
         from kiln.build.copy_direct import plan_direct
 
         include = context.included(local, expanded.excludes)
         with build.open_image_root(image_id) as view:
             layer = plan_direct(view, context.root, expanded, workdir=workdir,
-                                known_digest=context.known_digest, include=include)  # fmt: skip
+                                known_digest=context.known_digest, include=include,
+                                wanted_dirs=wanted)  # fmt: skip
         return None if layer is None else (summary_of(layer.digest), layer.entries)
 
     # nothing later reads the files: the layer may come straight from the context

@@ -35,8 +35,11 @@ if TYPE_CHECKING:
     from kiln.image import StoreImage
 
 #: a COPY/ADD's layer made without a working container (``kiln.build.copy_direct``): given
-#: the stage's image and working directory, (created_by, the layer's entries), or None
-DirectLayer = Callable[[str | None, str], "tuple[str, Iterable[TarEntry]] | None"]
+#: the stage's image, working directory and the (path, user) of the directories WORKDIR and
+#: VOLUME want made first, (created_by, the layer's entries), or None
+DirectLayer = Callable[
+    [str | None, str, list[tuple[str, str]]], "tuple[str, Iterable[TarEntry]] | None"
+]
 
 __all__ = ["StageRun", "StepFailed"]
 
@@ -316,15 +319,17 @@ class StageRun:
         **key_parts: Any,
     ) -> None:
         """A RUN/COPY/ADD: a cache hit, or ``action`` (returns created_by) then a commit.
-        ``direct``: the step's layer without a working container, when nothing the stage
-        holds uncommitted (changes, directories WORKDIR/VOLUME want) needs one."""
+        ``direct``: the step's layer without a working container, when the stage holds no
+        uncommitted changes (the directories WORKDIR/VOLUME want go into that layer)."""
         key = self._next_key(instr, **key_parts)
         if self._use_cache_hit(key) is not None:
             return
         self._note_miss(key, instr)
-        if direct is not None and self.layers and not self._dirty and not self._wanted_dirs:
-            made = direct(self._image_id, self._editor.runtime.working_dir or "/")
+        if direct is not None and self.layers and not self._dirty:
+            workdir = self._editor.runtime.working_dir or "/"
+            made = direct(self._image_id, workdir, [(p, u) for p, u, _, _ in self._wanted_dirs])
             if made is not None:
+                self._wanted_dirs = []
                 image = self._commit_here(iter(made[1]), made[0], force_layer=True,
                                           also=self._cache_entry(key, instr))  # fmt: skip
                 self.drop_builder()  # on the image before this step: the next one is new
