@@ -141,7 +141,6 @@ class _Planner:
         self.ctx = ctx
         self.context_dir = os.path.abspath(context_dir)
         self.instr = instr
-        self.add = isinstance(instr, Add)
         self.unpacks = isinstance(instr, Add) and instr.unpack is not False
         self.known_digest = known_digest
         self.include = include
@@ -150,11 +149,9 @@ class _Planner:
         owner = resolve_chown(dst, instr.chown) if instr.chown else None
         mode = parse_chmod(instr.chmod) if instr.chmod else None
         self.opts = CopyOptions(owner=owner, chmod=mode)
-        #: what the copy makes, by path ("a/b", no leading slash): the entry, "made" parents
-        #: (their mtime is the copy's time), "sealed" dirs (their mtime set: nothing may be
-        #: created in them afterwards)
+        #: what the copy makes, by path ("a/b", no leading slash), and the directories whose
+        #: mtime it has set (nothing may be created in them afterwards)
         self.planned: dict[str, TarEntry] = {}
-        self.made_now: set[str] = set()
         self.sealed: set[str] = set()
         #: the image's directories the copy creates names in (their mtime becomes now)
         self.touched: set[str] = set()
@@ -249,7 +246,6 @@ class _Planner:
                 self._created(here)
                 self.planned[here] = TarEntry(path=here, type="dir", mode=0o755, uid=uid,
                                               gid=gid, mtime=self.now)  # fmt: skip
-                self.made_now.add(here)
         return "/" + "/".join(parts)
 
     def _created(self, rel: str) -> None:
