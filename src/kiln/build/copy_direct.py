@@ -381,7 +381,7 @@ class _Planner:
         """Every entry the upper directory would hold, in canonical order: the planned
         ones, hard links to the first name in that order, and the image's directories on
         the way (as overlayfs copies them up)."""
-        out = dict(self.planned)
+        out = self.planned  # completed in place: the listing is not needed twice
         for paths in self.link_paths.values():
             if len(paths) < 2:
                 continue
