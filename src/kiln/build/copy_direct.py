@@ -72,6 +72,8 @@ class _Fallback(Exception):
 
 @dataclass
 class DirectLayer:
+    """A COPY/ADD's layer as the materialising path would write it, listed."""
+
     entries: list[TarEntry]  # in canonical order
     digest: str  # the copy's content digest, as ``copy_into`` gives it
 
@@ -128,6 +130,8 @@ def plan_direct(
 
 
 class _Planner:
+    """``copy_into`` and ``TreeCopier`` walked without writing: what they would make."""
+
     def __init__(
         self,
         dst: SafeRoot,
