@@ -73,6 +73,10 @@ class Dockerd:
         data_root = os.path.join(self.work, "data")
         with open(os.path.join(self.exec_root, DATA_ROOT_FILE), "w") as f:
             f.write(data_root)
+        # the socket too: a socket's path is at most 107 bytes, which a test's deep
+        # temporary directory can pass (the daemon then never answers)
+        self.sock = os.path.join(self.exec_root, "docker.sock")
+        self.env["DOCKER_HOST"] = f"unix://{self.sock}"
         cmd = [
             DOCKERD,
             "--data-root", data_root,
