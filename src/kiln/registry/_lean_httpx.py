@@ -8,6 +8,9 @@ load — an entry of ``None`` in ``sys.modules`` makes an import fail, which bot
 libraries treat as "not installed" — and are visible again right after, so any
 other code in the process can still import them.
 
+Every kiln module that uses them imports them from here (``from kiln.registry._lean_httpx
+import httpx``), so whichever registry module loads first, httpx loads lean.
+
 Effects in this process: ``httpx.main`` prints "install httpx[cli]" instead of
 running, and httpcore's *async* primitives do not support trio (kiln's clients
 are synchronous). Nothing changes when trio was imported before kiln.registry.
@@ -17,12 +20,12 @@ from __future__ import annotations
 
 import sys
 
+__all__ = ["httpcore", "httpx"]
+
 _HIDDEN = ("httpx._main", "trio")
 
 
-def load() -> None:
-    if "httpx" in sys.modules and "httpcore" in sys.modules:
-        return
+def _load() -> None:
     hidden = [name for name in _HIDDEN if name not in sys.modules]
     for name in hidden:
         # None in sys.modules makes an import of it fail (documented); typeshed wants a module
@@ -36,4 +39,7 @@ def load() -> None:
                 del sys.modules[name]
 
 
-load()
+_load()
+
+import httpcore  # noqa: E402 - loaded above, without its CLI and trio
+import httpx  # noqa: E402

@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
-import httpx
-
 from kiln.errors import Unauthorized, Unavailable
 from kiln.oci import strict_json
+from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.registry.auth_challenge import Challenge, parse_headers, preferred
 from kiln.registry.credentials import Credential
 from kiln.registry.http_errors import describe_entries, error_entries

@@ -14,9 +14,8 @@ import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import httpx
-
 from kiln.errors import Unavailable
+from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.util.pace import Pace
 
 if TYPE_CHECKING:

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
-import httpx
-
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound, Unauthorized, Unavailable
 from kiln.oci import media_types as mt
 from kiln.oci.descriptor import Descriptor
@@ -23,6 +21,7 @@ from kiln.oci.manifest import sniff_media_type
 from kiln.oci.reference import Reference, is_short_name
 from kiln.oci.schema1 import payload_digest
 from kiln.registry import credentials, registries_conf
+from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.registry.auth import RegistryAuth, TokenCache
 from kiln.registry.blob_reader import BlobReader
 from kiln.registry.connection import HostConnection

@@ -10,9 +10,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
-import httpx
-
 from kiln.errors import Unauthorized, Unavailable
+from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.registry.auth import RegistryAuth
 from kiln.registry.header_deadline import bound_header_reads, headers_within, overall_deadline
 from kiln.registry.http_errors import error_for

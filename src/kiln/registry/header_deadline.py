@@ -27,8 +27,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import httpcore
-import httpx
+from kiln.registry._lean_httpx import httpcore, httpx  # httpx without its CLI and trio
 
 if TYPE_CHECKING:
     import ssl

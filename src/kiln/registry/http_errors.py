@@ -6,10 +6,9 @@ A registry answers ``{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "...",
 
 from __future__ import annotations
 
-import httpx
-
 from kiln.errors import InvalidArgument, KilnError, NotFound, Unauthorized, Unavailable
 from kiln.oci import strict_json
+from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 
 MAX_ERROR_BODY = 64 * 1024
 

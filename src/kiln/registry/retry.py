@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
-
+from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.registry.header_deadline import overall_seconds, time_left
 
 log = logging.getLogger("kiln.registry")

@@ -17,11 +17,10 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
-import httpx
-
 from kiln.errors import DigestMismatch, InvalidArgument, Unavailable
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digester
+from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.registry.connection import HostConnection
 
 log = logging.getLogger("kiln.registry")
