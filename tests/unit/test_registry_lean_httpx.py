@@ -36,3 +36,19 @@ def test_a_registry_module_imported_first_loads_httpx_lean(module):
     if not installed:
         pytest.skip("neither trio nor rich is installed: nothing to keep out")
     assert out == "", f"importing {module} first loaded {out}"
+
+
+def test_a_registry_use_case_makes_its_client_without_the_heavy_modules():
+    """The way a pull, push or login reaches the client (the path that regressed)."""
+    if not any(importlib.util.find_spec(m) is not None for m in ("trio", "rich")):
+        pytest.skip("neither trio nor rich is installed: nothing to keep out")
+    code = (
+        "import sys\n"
+        "from kiln.ops import registry\n"
+        "from kiln.registry import RegistryOptions\n"
+        "with registry._client(None, RegistryOptions()) as client:\n"
+        f"    print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.strip()  # fmt: skip
+    assert out == "", f"making a registry client loaded {out}"
