@@ -208,7 +208,8 @@ def make_user(hold: str, subids: bool = True) -> UnprivilegedUser:
     skip_unless_possible()
     remove_dead_users()
     name = PREFIX + secrets.token_hex(4)
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-c", COMMENT + this_process().replace(":", "."), name],
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-u", str(_unused_uid()),
+                    "-c", COMMENT + this_process().replace(":", "."), name],
                    check=True, timeout=60)  # fmt: skip
     for path in (SUBUID, SUBGID):
         if not os.path.exists(path):
@@ -257,17 +258,38 @@ def remove_dead_users() -> list[str]:
     return removed
 
 
+def _unused_uid() -> int:
+    """A uid no account has and no process runs as: a sandbox may run processes under uids
+    its /etc/passwd does not list, and removing a dead test user kills its uid's processes."""
+    import pwd
+
+    taken = {pw.pw_uid for pw in pwd.getpwall()}
+    running = set()
+    for entry in os.listdir("/proc"):
+        try:
+            running.add(os.stat(f"/proc/{entry}").st_uid)
+        except OSError:
+            continue
+    uid = 20000
+    while uid in taken or uid in running:
+        uid += 1
+    return uid
+
+
 def _processes_of(uid: int) -> list[int]:
-    """PIDs whose real user is ``uid``."""
+    """PIDs of the live processes whose real user is ``uid``. A zombie is not one: it runs
+    nothing, and where PID 1 does not reap orphans (some CI sandboxes) a killed process whose
+    parent is gone stays one for good."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status") as f:
-                uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
-        except (OSError, StopIteration):
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
             continue
-        if uids and int(uids[0]) == uid:
+        uids = fields.get("Uid", "").split()
+        if uids and int(uids[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
             pids.append(int(entry))
     return pids

@@ -28,13 +28,22 @@ KILLED_RUN = textwrap.dedent("""
     proc = subprocess.Popen(["runuser", "-u", user.name, "--", "sleep", "300"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    print(user.name, user.home, flush=True)
+    print(user.name, user.home, proc.pid, flush=True)
     os._exit(0)  # as a killed pytest: no teardown
 """)
 
 
-def _sleepers_of(uid: int) -> list[int]:
-    return rootless_user._processes_of(uid)
+def _sleeper(runuser_pid: int, uid: int) -> int | None:
+    """The left process: the child ``runuser`` started as the user, while it lives."""
+    for pid in rootless_user._processes_of(uid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == runuser_pid:
+            return pid
+    return None
 
 
 def test_a_user_a_killed_run_left_is_removed_by_the_next_make_user(tmp_path):
@@ -42,12 +51,12 @@ def test_a_user_a_killed_run_left_is_removed_by_the_next_make_user(tmp_path):
     res = subprocess.run([sys.executable, "-c", KILLED_RUN, str(TESTS), str(tmp_path / "hold")],
                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert res.returncode == 0, res.stderr
-    name, home = res.stdout.split()
+    name, home, runuser_pid = res.stdout.split()
     uid = pwd.getpwnam(name).pw_uid
     deadline = time.monotonic() + 10
-    while not _sleepers_of(uid) and time.monotonic() < deadline:
+    while (sleeper := _sleeper(int(runuser_pid), uid)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _sleepers_of(uid), "the left user's process never started"
+    assert sleeper is not None, "the left user's process never started"
 
     assert name in rootless_user.remove_dead_users()  # what make_user does first
     with pytest.raises(KeyError):
@@ -56,6 +65,6 @@ def test_a_user_a_killed_run_left_is_removed_by_the_next_make_user(tmp_path):
     for path in (rootless_user.SUBUID, rootless_user.SUBGID):
         assert rootless_user.subid_range(path, name) is None
     deadline = time.monotonic() + 10
-    while _sleepers_of(uid) and time.monotonic() < deadline:
+    while sleeper in rootless_user._processes_of(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _sleepers_of(uid) == []
+    assert sleeper not in rootless_user._processes_of(uid), "the left user's process still runs"
