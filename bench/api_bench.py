@@ -5,8 +5,12 @@
 Each repetition starts each server on a fresh store with the busybox base image
 loaded (untimed) and a unix socket in a temporary directory; the timed part is the
 whole ``docker build`` client process (the classic builder, DOCKER_BUILDKIT=0,
-the docker CLI being a client only). Same Dockerfiles as build_bench.py. Prints
-medians and kiln/podman ratios; writes bench/results/<stamp>-api.json.
+the docker CLI being a client only). Same Dockerfiles as build_bench.py. Stores are
+kept until their scenario ends and deleted together before the next one's first run
+(``--settle`` seconds later), never between two timed runs: a deletion charges the
+next run the file system's cost of it (see benchlib's ``Deferred``); a file-creation
+probe is printed beside every run. Prints medians and kiln/podman ratios; writes
+bench/results/<stamp>-api.json.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import benchlib as bl  # noqa: E402
 import build_bench  # noqa: E402
 
 SCENARIOS = {"tiny": build_bench.ctx_tiny, "run20": build_bench.ctx_run20}
+SETTLE = build_bench.SETTLE
 
 
 def docker_cli() -> str | None:
@@ -95,8 +100,11 @@ class Server:
                 self.proc.wait()
 
 
-def one_build(name: str, ctx: Path, scenario: str, docker: str) -> float:
+def one_build(name: str, ctx: Path, scenario: str, docker: str, deferred: bl.Deferred) -> float:
+    """One timed ``docker build`` through a fresh server on a fresh store; the store is
+    left to ``deferred`` (deleted when the scenario ends), the server is stopped."""
     tool = bl.TOOLS[name](bl.scratch(f"ka-{name[:2]}-"))
+    deferred.add(tool)
     server = Server(tool)
     try:
         tool.load_base(bl.base_tar())
@@ -107,13 +115,19 @@ def one_build(name: str, ctx: Path, scenario: str, docker: str) -> float:
         return bl.timed(f"docker->{name}", argv, env, tool.work / "docker-build.log")
     finally:
         server.stop()
-        tool.cleanup()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE,
+        help="seconds to wait after deleting a scenario's stores, before the next scenario's "
+        f"first timed run (default {SETTLE:g})",
+    )
     bl.add_bytecode_flag(ap)
     args = ap.parse_args()
     bl.use_kiln_bytecode(not args.kiln_no_bytecode_cache)
@@ -125,25 +139,35 @@ def main() -> int:
         ap.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     tools = ["kiln", *bl.installed_peers(["podman"])]
 
-    bl.log("warming up kiln (untimed)")
-    one_build("kiln", SCENARIOS["tiny"](), "warm-up", docker)
+    deferred = bl.Deferred()
     results: dict[str, dict[str, list[float]]] = {}
     errors: dict[str, dict[str, list[str]]] = {}
-    for scenario in chosen:
-        bl.log(f"== docker build via API: {scenario}")
-        ctx = SCENARIOS[scenario]()
-        results[scenario] = {t: [] for t in tools}
-        for rep in range(args.runs):
-            order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
-            for t in order:
-                try:
-                    secs = one_build(t, ctx, scenario, docker)
-                except bl.BenchError as exc:  # counted, and the other runs still go on
-                    errors.setdefault(scenario, {}).setdefault(t, []).append(str(exc))
-                    bl.log(f"   run {rep + 1} {t:7s} FAILED\n{exc}")
-                    continue
-                results[scenario][t].append(secs)
-                bl.log(f"   run {rep + 1} {t:7s} {secs:8.3f} s")
+    probes: dict[str, list[bl.Probe]] = {}
+    try:
+        bl.log("warming up kiln (untimed)")
+        one_build("kiln", SCENARIOS["tiny"](), "warm-up", docker, deferred)
+        for scenario in chosen:
+            ctx = SCENARIOS[scenario]()
+            deferred.flush(args.settle)  # the last scenario's stores: before, not between, runs
+            bl.log(f"== docker build via API: {scenario} ({bl.load_line()})")
+            results[scenario] = {t: [] for t in tools}
+            probe_dir = bl.scratch("ka-probe-")
+            deferred.add(probe_dir)
+            for rep in range(args.runs):
+                order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
+                for t in order:
+                    probe = bl.create_probe(probe_dir)
+                    probes.setdefault(scenario, []).append(probe)
+                    try:
+                        secs = one_build(t, ctx, scenario, docker, deferred)
+                    except bl.BenchError as exc:  # counted, and the other runs still go on
+                        errors.setdefault(scenario, {}).setdefault(t, []).append(str(exc))
+                        bl.log(f"   run {rep + 1} {t:7s} FAILED\n{exc}")
+                        continue
+                    results[scenario][t].append(secs)
+                    bl.log(f"   run {rep + 1} {t:7s} {secs:8.3f} s  {bl.probe_line(probe)}")
+    finally:
+        deferred.flush()
 
     print(bl.summary_table(results, tools))
     met = {}
@@ -159,6 +183,7 @@ def main() -> int:
         print("\nfailed runs (not in the medians): " + "; ".join(fails))
     payload = {
         "runs": args.runs,
+        "settle": args.settle,
         "kiln_bytecode_cache": not args.kiln_no_bytecode_cache,
         "scenarios": {
             n: {
@@ -166,6 +191,7 @@ def main() -> int:
                 "median": {t: bl.median(x) for t, x in v.items()},
                 "ratio": {p: bl.ratio(bl.median(v["kiln"]), bl.median(v[p])) for p in tools[1:]},
                 "errors": errors.get(n, {}),
+                "probes_us": [[x.create_us, x.fsync_us] for x in probes.get(n, [])],
             }
             for n, v in results.items()
         },
