@@ -48,7 +48,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def argv(self) -> list[str]:
-        if self.tool.name == "kiln":
+        if isinstance(self.tool, bl.Kiln):  # kiln, or kiln-base
             return [
                 *self.tool.prefix(),
                 "serve",

@@ -2,20 +2,31 @@
 server's memory across many builds.
 
     python bench/api_scale_bench.py [--images 1000,10000] [--clients 20] [--requests 50]
-                                    [--builds 1000] [--build-jobs 2]
+                                    [--rounds 3] [--builds 1000] [--build-jobs 2]
+                                    [--kiln-base OLD/src] [--settle 10]
 
 For each image count, a fresh store is filled (untimed) with that many images made
 straight in the store: one base layer every image shares, each image one more
 metadata-only history entry (``ENV I=n``), every second one also a small layer of its
 own -- what a store full of builds ``FROM`` one base looks like. A ``kiln serve`` on a
 unix socket then answers ``--clients`` threads, each sending ``--requests`` inspects
-(Docker's ``GET /images/{name}/json``, libpod's every other time) of random images;
-printed: p50, p90, p99 and max latency. Then one client lists: ``GET /images/json``,
-``/libpod/images/json`` and ``/info``, five times each; printed: the median wall and
-server CPU time of each (the store answers them with a fixed number of queries, so the
-time grows with the rows written, not with queries per image; ``/info`` only counts).
+(Docker's ``GET /images/{name}/json``, libpod's every other time) of random images,
+``--rounds`` times; printed: p50, p90, p99 and max latency over all rounds, and the
+server's CPU time per request.
 
-Then (``--builds`` > 0) the server builds that many times a tiny context
+With ``--kiln-base SRC`` (another checkout's ``src``: the code before a change) a second
+server runs that code on a copy of the same store (filled by the older code, migrated by
+the newer when it opens it), and the rounds alternate between the two servers, the
+order rotated each round, so the machine's load falls on both alike; printed beside:
+kiln / kiln-base ratios. Stores are kept until the next image count (or the end) and
+then deleted together, ``--settle`` seconds before the next timed round.
+
+Then one client lists: ``GET /images/json``, ``/libpod/images/json`` and ``/info``, five
+times each, on each server; printed: the median wall and server CPU time of each (the
+store answers them with a fixed number of queries, so the time grows with the rows
+written, not with queries per image; ``/info`` only counts).
+
+Then (``--builds`` > 0) the server of the code under test builds that many times a tiny context
 (``FROM base``, ``RUN echo n > /n``, ``LABEL n=n``) through ``POST /build``,
 ``--build-jobs`` at a time, and the server's resident memory (``VmRSS``) is sampled
 every tenth of the way: printed are the RSS after the first tenth and at the end and the
@@ -31,6 +42,7 @@ import io
 import os
 import random
 import socket
+import subprocess
 import sys
 import tarfile
 import threading
@@ -55,9 +67,10 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def populate(root: Path, count: int) -> list[str]:
+def populate(root: Path, count: int, env: dict[str, str] | None = None) -> list[str]:
     """``count`` images in a fresh store at ``root``; returns their names. Runs in a child
-    process so the store's fsyncs can be skipped (throw-away data) without touching this one."""
+    process (with ``env``: the kiln it names) so the store's fsyncs can be skipped
+    (throw-away data) without touching this one."""
     code = f"""
 import io, os, sys, tarfile
 os.fsync = lambda fd: None   # throw-away bench store: no need to wait for the disk
@@ -96,9 +109,7 @@ for n in range({count}):
     register_image(store, manifest, ImageConfig.parse(raw), [f"localhost/scale-{{n}}:latest"])
 store.close()
 """
-    import subprocess
-
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=3600)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=3600, env=env)
     return [f"localhost/scale-{n}:latest" for n in range(count)]
 
 
@@ -238,71 +249,148 @@ def build_series(server: api_bench.Server, builds: int, jobs: int) -> dict:
     }
 
 
+def rotation(names: list[str], rep: int) -> list[str]:
+    k = rep % len(names)
+    return names[k:] + names[:k]
+
+
+def fill_stores(tools: list[bl.Kiln], count: int) -> list[str]:
+    """The same ``count`` images in every tool's store: filled once by the first tool's code
+    (with the base image, for the builds), then copied (the other code migrates its copy
+    when its server opens it)."""
+    first = tools[0]
+    first.load_base(bl.base_tar())
+    names = populate(Path(first.env["KILN_ROOT"]), count, first.env)
+    for tool in tools[1:]:
+        subprocess.run(
+            ["cp", "-a", first.env["KILN_ROOT"], tool.env["KILN_ROOT"]], check=True, timeout=3600
+        )
+    return names
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", default="1000,10000", help="image counts, comma-separated")
     ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--requests", type=int, default=50, help="inspects per client")
+    ap.add_argument("--requests", type=int, default=50, help="inspects per client per round")
+    ap.add_argument("--rounds", type=int, default=3, help="inspect rounds per server (interleaved)")
     ap.add_argument("--builds", type=int, default=1000)
     ap.add_argument("--build-jobs", type=int, default=2)
+    ap.add_argument("--settle", type=float, default=10.0,
+                    help="seconds to wait after deleting an image count's stores")  # fmt: skip
     bl.add_bytecode_flag(ap)
+    bl.add_kiln_base_flag(ap)
     args = ap.parse_args()
     bl.use_kiln_bytecode(not args.kiln_no_bytecode_cache)
+    variants = ["kiln", *bl.use_kiln_base(args.kiln_base)]
     counts = [int(c) for c in args.images.split(",") if c]
-    results: dict = {"inspect": {}, "clients": args.clients, "requests": args.requests}
-    for count in counts:
-        tool = bl.Kiln(bl.scratch("kas-"))
-        server = api_bench.Server(tool)
-        try:
-            bl.log(f"== {count} images: filling the store (untimed)")
-            tool.load_base(bl.base_tar())
-            names = populate(Path(tool.env["KILN_ROOT"]), count)
-            server.start()
-            inspect_load(str(server.sock), names[:50], 2, 5)  # warm-up, untimed
-            assert server.proc is not None
-            t, cpu = time.perf_counter(), cpu_seconds(server.proc.pid)
-            lat = inspect_load(str(server.sock), names, args.clients, args.requests)
-            wall = time.perf_counter() - t
-            cpu = cpu_seconds(server.proc.pid) - cpu
-            stats = percentiles(lat) | {"wall": wall, "server_cpu_per_request": cpu / len(lat)}
-            results["inspect"][count] = stats
-            listed = list_times(str(server.sock), server.proc.pid)
-            results.setdefault("list", {})[count] = listed
-            for path, t in listed.items():
-                bl.log(
-                    f"   GET {path}: {t['wall'] * 1e3:.0f} ms (server CPU {t['cpu'] * 1e3:.0f} ms)"
-                )
-            bl.log(
-                f"   inspect x{stats['n']} by {args.clients} clients: p50 {stats['p50'] * 1e3:.1f}"
-                f" ms  p90 {stats['p90'] * 1e3:.1f} ms  p99 {stats['p99'] * 1e3:.1f} ms"
-                f"  max {stats['max'] * 1e3:.1f} ms  ({wall:.1f} s; server CPU "
-                f"{stats['server_cpu_per_request'] * 1e3:.2f} ms per request)"
-            )
-            if args.builds and count == counts[0]:
-                bl.log(f"== {args.builds} builds through POST /build, {args.build_jobs} at a time")
-                results["builds"] = build_series(server, args.builds, args.build_jobs)
-        finally:
-            server.stop()
-            tool.cleanup()
-    rows = [["images", "p50 ms", "p90 ms", "p99 ms", "max ms", "server CPU ms/req"]]
+    results: dict = {"inspect": {}, "clients": args.clients, "requests": args.requests,
+                     "rounds": args.rounds, "variants": variants}  # fmt: skip
+    deferred = bl.Deferred()
+    try:
+        for count in counts:
+            deferred.flush(args.settle)  # the last count's stores: before, not between, runs
+            tools = {v: bl.TOOLS[v](bl.scratch(f"kas-{v[-4:]}-")) for v in reversed(variants)}
+            servers = {v: api_bench.Server(tool) for v, tool in tools.items()}
+            for tool in tools.values():
+                deferred.add(tool)
+            try:
+                bl.log(f"== {count} images: filling the store (untimed)")
+                names = fill_stores(list(tools.values()), count)
+                for server in servers.values():
+                    server.start()
+                    inspect_load(str(server.sock), names[:50], 2, 5)  # warm-up, untimed
+                bl.log(f"   {bl.load_line()}")
+                results["inspect"][count] = inspect_rounds(servers, names, args, variants)
+                for v, server in servers.items():
+                    assert server.proc is not None
+                    listed = list_times(str(server.sock), server.proc.pid)
+                    results.setdefault("list", {}).setdefault(count, {})[v] = listed
+                    for path, t in listed.items():
+                        bl.log(f"   {v}: GET {path}: {t['wall'] * 1e3:.0f} ms "
+                               f"(server CPU {t['cpu'] * 1e3:.0f} ms)")  # fmt: skip
+                if args.builds and count == counts[0]:
+                    bl.log(
+                        f"== {args.builds} builds through POST /build, {args.build_jobs} at a time"
+                    )
+                    results["builds"] = build_series(servers["kiln"], args.builds, args.build_jobs)
+            finally:
+                for server in servers.values():
+                    server.stop()
+    finally:
+        deferred.flush()
+    return report(results, counts, variants)
+
+
+def inspect_rounds(servers: dict[str, api_bench.Server], names: list[str], args,
+                   variants: list[str]) -> dict[str, dict[str, float]]:  # fmt: skip
+    """``args.rounds`` rounds of the inspect load on every server, the order rotated each
+    round, so machine noise falls on all alike; per server: percentiles of all its rounds."""
+    lat: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, float] = {v: 0.0 for v in variants}
+    wall: dict[str, float] = {v: 0.0 for v in variants}
+    for rep in range(args.rounds):
+        for v in rotation(variants, rep):
+            proc = servers[v].proc
+            assert proc is not None
+            t, c = time.perf_counter(), cpu_seconds(proc.pid)
+            got = inspect_load(str(servers[v].sock), names, args.clients, args.requests)
+            wall[v] += time.perf_counter() - t
+            cpu[v] += cpu_seconds(proc.pid) - c
+            lat[v] += got
+            p = percentiles(got)
+            bl.log(f"   round {rep + 1} {v:9s} p50 {p['p50'] * 1e3:6.1f} ms  p99 "
+                   f"{p['p99'] * 1e3:6.1f} ms  server CPU {(cpu_seconds(proc.pid) - c) / len(got) * 1e3:.3f} "
+                   f"ms/request  ({bl.load_line()})")  # fmt: skip
+    out = {}
+    for v in variants:
+        stats = percentiles(lat[v]) | {
+            "wall": wall[v],
+            "server_cpu_per_request": cpu[v] / len(lat[v]),
+        }
+        out[v] = stats
+        bl.log(
+            f"   {v}: inspect x{stats['n']} by {args.clients} clients: p50 {stats['p50'] * 1e3:.1f}"
+            f" ms  p90 {stats['p90'] * 1e3:.1f} ms  p99 {stats['p99'] * 1e3:.1f} ms"
+            f"  max {stats['max'] * 1e3:.1f} ms  (server CPU "
+            f"{stats['server_cpu_per_request'] * 1e3:.3f} ms per request)"
+        )
+    return out
+
+
+def report(results: dict, counts: list[str] | list[int], variants: list[str]) -> int:
+    rows = [["images", "server", "p50 ms", "p90 ms", "p99 ms", "max ms", "server CPU ms/req"]]
     keys = ("p50", "p90", "p99", "max", "server_cpu_per_request")
-    for count, s in results["inspect"].items():
-        rows.append([str(count)] + [f"{s[k] * 1e3:.1f}" for k in keys])
+    for count, per in results["inspect"].items():
+        for v, s in per.items():
+            rows.append(
+                [str(count), v]
+                + [f"{s[k] * 1e3:.{3 if k.startswith('server') else 1}f}" for k in keys]
+            )
     print(bl.table(rows))
+    if len(variants) > 1:
+        print()
+        for count, per in results["inspect"].items():
+            new, old = per["kiln"], per["kiln-base"]
+            print(f"{count} images, kiln / kiln-base: p50 {new['p50'] / old['p50']:.2f}  p99 "
+                  f"{new['p99'] / old['p99']:.2f}  server CPU per request "
+                  f"{new['server_cpu_per_request'] / old['server_cpu_per_request']:.2f}")  # fmt: skip
     if results.get("list"):
-        rows = [["images", *(f"{p} ms (CPU)" for p in LIST_ROUTES)]]
-        for count, listed in results["list"].items():
-            rows.append([str(count)] + [
-                f"{listed[p]['wall'] * 1e3:.0f} ({listed[p]['cpu'] * 1e3:.0f})" for p in LIST_ROUTES
-            ])  # fmt: skip
+        rows = [["images", "server", *(f"{p} ms (CPU)" for p in LIST_ROUTES)]]
+        for count, per in results["list"].items():
+            for v, listed in per.items():
+                rows.append([str(count), v] + [
+                    f"{listed[p]['wall'] * 1e3:.0f} ({listed[p]['cpu'] * 1e3:.0f})"
+                    for p in LIST_ROUTES
+                ])  # fmt: skip
         print("\n" + bl.table(rows))
     met = {}
     if counts:
-        worst = results["inspect"][max(counts)]["p99"]
+        worst = results["inspect"][max(counts)]["kiln"]["p99"]
         met[f"inspect p99 < 50 ms at {max(counts)} images"] = worst < 0.05
     if len(results.get("list", {})) > 1:
         lo, hi = min(counts), max(counts)
-        info = {c: results["list"][c]["/v1.41/info"]["cpu"] for c in (lo, hi)}
+        info = {c: results["list"][c]["kiln"]["/v1.41/info"]["cpu"] for c in (lo, hi)}
         # /info counts rows: its cost must not follow the image count
         met[f"/info server CPU at {hi} images < 3x at {lo}"] = info[hi] < 3 * max(info[lo], 1e-3)
     if "builds" in results:
