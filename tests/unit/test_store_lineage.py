@@ -6,9 +6,12 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from ops_image_factory import make_image
+from ops_image_factory import layer_tar, make_image
 
+from kiln.image import register_image
 from kiln.image.inspect import inspect_image
+from kiln.oci import Descriptor, Digest, History, ImageConfig, Manifest
+from kiln.oci import media_types as mt
 from kiln.store import Store
 
 T = 1_750_000_000  # one build: every step carries the same history entries
@@ -86,7 +89,7 @@ def test_a_store_from_before_the_index_gets_it_on_open(tmp_path):
     conn = sqlite3.connect(f"{root}/kiln.db", isolation_level=None)
     conn.executescript(
         "DROP INDEX image_layers_blob_missing; DROP INDEX images_top_chain;"
-        "DROP INDEX images_history_key; ALTER TABLE images DROP COLUMN top_chain;"
+        "DROP INDEX images_lineage; ALTER TABLE images DROP COLUMN top_chain;"
         "ALTER TABLE images DROP COLUMN layer_count; ALTER TABLE images DROP COLUMN history_key;"
         "PRAGMA user_version = 5;"  # before V6, the lineage columns
     )
@@ -95,5 +98,120 @@ def test_a_store_from_before_the_index_gets_it_on_open(tmp_path):
     try:
         assert s.db.one("SELECT COUNT(*) FROM images WHERE history_key IS NULL")[0] == 0
         assert parent(s, child) == bare(base)  # the ENV I=1 sibling has other layers
+    finally:
+        s.close()
+
+
+def _traced(store, name: str) -> list[str]:
+    seen: list[str] = []
+    store.db.conn.set_trace_callback(seen.append)
+    try:
+        inspect_image(store, name)
+    finally:
+        store.db.conn.set_trace_callback(None)
+    return seen
+
+
+def test_every_statement_of_an_inspect_searches_an_index(store):
+    """No statement an inspect runs scans a table or sorts what it found, whichever way the
+    parent is found (by history, by layers) and whatever the image is named by."""
+    base = make_image(store, ["a"], ["base"], created=T)
+    make_image(store, ["a"], ["env"], created=T, metadata_steps=("ENV I=1",))
+    make_image(store, ["a", "b"], ["child"], created=T, metadata_steps=("ENV I=1",))
+    make_image(store, ["a", "b", "c"], ["other"], created=T + 60)  # parent by layers only
+    for i in range(30):  # enough rows that SQLite's planner prefers an index where one fits
+        make_image(store, ["a"], created=T, metadata_steps=(f"ENV J={i}",))
+    names = ["base", "env", "child", "other", bare(base), bare(base)[:12]]
+    statements = [s for name in names for s in _traced(store, name)]
+    assert statements
+    conn = store.db.conn
+    for sql in statements:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+        assert not [p for p in plan if p.startswith("SCAN") or "TEMP B-TREE" in p], (sql, plan)
+
+
+def test_images_sharing_its_history_with_other_layers_cost_an_inspect_nothing(store):
+    """Every rebuild of one Dockerfile with another context has the same history and other
+    layers: none is a parent of another, and an inspect does not read them one by one."""
+    for i in range(10):
+        make_image(store, ["a", "b"], size=20 + i, created=T)
+    child = make_image(store, ["a", "b"], ["child"], size=25, created=T, metadata_steps=("CMD x",))
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    def work() -> int:
+        nonlocal steps
+        steps = 0
+        store.db.conn.set_progress_handler(count, 1)  # one call per SQLite VM instruction
+        try:
+            found = inspect_image(store, "child")["Parent"]
+        finally:
+            store.db.conn.set_progress_handler(None, 1)
+        assert found and found != bare(child)
+        return steps
+
+    few = work()
+    for i in range(10, 200):
+        make_image(store, ["a", "b"], size=20 + i, created=T)
+    assert work() <= few + 10
+
+
+def _image(store, layers: list[str], history: list[tuple[str, bool]]):
+    """An image whose history is ``(created_by, empty_layer)`` entries, as given."""
+    blobs = [layer_tar(n) for n in layers]
+    descs = [Descriptor(mt.OCI_LAYER, store.put_bytes(b), len(b)) for b in blobs]
+    when = "2025-06-15T00:00:00Z"
+    config = ImageConfig(
+        created=when,
+        architecture="amd64",
+        os="linux",
+        diff_ids=tuple(str(Digest.of_bytes(b)) for b in blobs),
+        history=tuple(History(created=when, created_by=c, empty_layer=e) for c, e in history),
+    )
+    raw = config.to_bytes()
+    cdesc = Descriptor(mt.OCI_CONFIG, store.put_bytes(raw), len(raw))
+    return register_image(store, Manifest.build(mt.OCI_MANIFEST, cdesc, descs), config, [])
+
+
+def test_a_history_that_does_not_count_the_layers_still_finds_its_parent(store):
+    """A squashed base keeps the entries of the layers it merged: its history says two
+    layers where it has one, and so does every image built on it."""
+    squashed = [("ADD a", False), ("RUN make", False)]
+    base = _image(store, ["a"], squashed)
+    _image(store, ["a", "x"], [*squashed, ("ADD x", False)])  # a sibling, not a parent
+    mid = _image(store, ["a"], [*squashed, ("ENV I=1", True)])
+    child = _image(store, ["a", "b"], [*squashed, ("ENV I=1", True), ("ADD b", False)])
+    assert parent(store, mid) == bare(base)
+    assert parent(store, child) == bare(mid)
+
+
+def test_a_history_of_hundreds_of_entries_finds_its_parent(store):
+    steps = tuple(f"ENV I{i}=1" for i in range(600))
+    base = make_image(store, ["a"], created=T, metadata_steps=steps)
+    child = make_image(store, ["a"], created=T, metadata_steps=(*steps, "CMD x"))
+    assert parent(store, child) == bare(base)
+
+
+def test_a_v8_store_gets_the_lineage_index_in_place_of_the_history_one(tmp_path):
+    root = str(tmp_path / "root")
+    s = Store.open(root)
+    base = make_image(s, ["a"], created=T)
+    child = make_image(s, ["a"], created=T, metadata_steps=("ENV I=1",))
+    s.close()
+    conn = sqlite3.connect(f"{root}/kiln.db", isolation_level=None)
+    conn.executescript(
+        "DROP INDEX images_lineage; CREATE INDEX images_history_key ON images(history_key);"
+        "PRAGMA user_version = 8;"
+    )
+    conn.close()
+    s = Store.open(root)
+    try:
+        indexes = {r[0] for r in s.db.query("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "images_lineage" in indexes and "images_history_key" not in indexes
+        assert parent(s, child) == bare(base)
     finally:
         s.close()

@@ -6,7 +6,7 @@ prefix of the child's; among those the longest history wins. Images from tools t
 rewrite history fall back to the image with the longest strict layer-chain prefix.
 
 Three columns of ``images`` (schema V6) answer that with a few indexed lookups,
-whatever the number of images:
+whatever the number of images (``images_lineage`` on history key and top chain, V9):
 
 - ``top_chain``: the chain ID of the image's top layer (NULL: no layers). A chain ID
   names its whole chain, so ``o``'s layers are a prefix of ``r``'s exactly when
@@ -33,17 +33,24 @@ from kiln.store.db import Database
 
 UNREADABLE = ""
 
+_CANDIDATES = "SELECT id, history_key, top_chain, layer_count, added FROM images"
+
+
+def stored_history(root: str, config_digest: str) -> Sequence[History] | None:
+    """The stored config's history; None if the config cannot be read."""
+    try:
+        with open(paths.blob_path(root, Digest.parse(config_digest)), "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        return ImageConfig.parse(raw).history
+    except (OSError, KilnError, ValueError):
+        return None
+
 
 def history_keys(root: str, config_digest: str) -> list[str] | None:
     """The key of every prefix of the stored config's history (``[k0, ..., kN]``); None if
     the config cannot be read."""
-    try:
-        with open(paths.blob_path(root, Digest.parse(config_digest)), "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-        config = ImageConfig.parse(raw)
-    except (OSError, KilnError, ValueError):
-        return None
-    return keys_of(config.history)
+    history = stored_history(root, config_digest)
+    return None if history is None else keys_of(history)
 
 
 def keys_of(history: Sequence[History]) -> list[str]:
@@ -81,9 +88,10 @@ class Lineage:
         """The ID of the image ``image_id`` (with these layers and config) was built on.
         ``history``: its config's history when the caller has parsed the config already
         (``image inspect``), which spares reading and parsing it again."""
-        keys = history_keys(self.root, config_digest) if history is None else keys_of(history)
-        if keys is not None and len(keys) > 1:
-            found = self._parent_by_history(image_id, layers, keys[:-1])
+        if history is None:
+            history = stored_history(self.root, config_digest)
+        if history:
+            found = self._parent_by_history(image_id, layers, history)
             if found is not None:
                 return found
         for chain in reversed(layers[:-1]):
@@ -95,23 +103,55 @@ class Lineage:
                 return row[0]
         return None
 
-    def _parent_by_history(self, image_id: str, layers: list[str], keys: list[str]) -> str | None:
+    def _parent_by_history(
+        self, image_id: str, layers: list[str], history: Sequence[History]
+    ) -> str | None:
+        """Among images whose history is a strict prefix of ``history`` and whose layers are
+        a prefix of ``layers``, the one with the longest history, the earliest added of
+        equals. Searched in the index ``images_lineage`` (schema V9) on both conditions, so
+        the rows read are the candidates, however many images share a history prefix with
+        other layers (every rebuild of one Dockerfile with another context does).
+
+        When the history's layer entries (``empty_layer`` false) count the layers, as a
+        build leaves them, the image a prefix of n entries was is one with as many layers
+        as those n entries made: one (history key, top chain) pair per prefix, one search
+        each. A history that does not count the layers (rewritten by some tool) pairs
+        every prefix with every layer prefix (so does one of 500 entries or more: an OR of
+        as many terms would pass SQLite's expression depth)."""
+        keys = keys_of(history)[:-1]
+        made = [0]  # made[n]: layers the first n entries made
+        for entry in history[:-1]:
+            made.append(made[-1] + (0 if entry.empty_layer else 1))
+        if made[-1] + (0 if history[-1].empty_layer else 1) == len(layers) and len(keys) < 500:
+            pairs = [(key, layers[m - 1] if m else None) for key, m in zip(keys, made, strict=True)]
+            where = " OR ".join(
+                "(history_key=? AND top_chain=?)"
+                if top
+                else "(history_key=? AND top_chain IS NULL)"
+                for _, top in pairs
+            )
+            params = [v for key, top in pairs for v in ((key, top) if top else (key,))]
+            sql = f"{_CANDIDATES} WHERE ({where}) AND id != ?"
+            rows = self.db.query(sql, (*params, image_id))
+        else:  # two searches, not one OR: SQLite would search an OR by the history key alone
+            k, c = ",".join("?" * len(keys)), ",".join("?" * len(layers))
+            sql = (
+                f"{_CANDIDATES} WHERE history_key IN ({k}) AND top_chain IN ({c}) AND id != ? "
+                f"UNION ALL {_CANDIDATES} WHERE history_key IN ({k}) AND top_chain IS NULL "
+                "AND id != ?"
+            )
+            rows = self.db.query(sql, (*keys, *layers, image_id, *keys, image_id))
         length = {k: i for i, k in enumerate(keys)}
-        marks = ",".join("?" * len(keys))
-        rows = self.db.query(
-            f"SELECT id, history_key, top_chain, layer_count FROM images "
-            f"WHERE history_key IN ({marks}) AND id != ? ORDER BY added, id",
-            (*keys, image_id),
-        )
-        best: tuple[int, str] | None = None
+        best: tuple[int, float, str] | None = None
         for row in rows:
             count, top = row["layer_count"] or 0, row["top_chain"]
             if count > len(layers) or (count and layers[count - 1] != top):
                 continue  # its layers are not a prefix of this image's
-            n = length[row["history_key"]]
-            if best is None or n > best[0]:
-                best = (n, row["id"])
-        return best[1] if best else None
+            # the longest history first, then the earliest added (then the smallest ID)
+            rank = (-length[row["history_key"]], row["added"], row["id"])
+            if best is None or rank < best:
+                best = rank
+        return best[2] if best else None
 
     def fill(self) -> None:
         """Record ``history_key`` of images stored before schema V6, from their configs."""

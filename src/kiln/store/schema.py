@@ -219,4 +219,14 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6, V7, V8]
+# an image's parent by history (kiln.store.lineage) searched on both of its conditions at
+# once: its history is one of the child's prefixes and its top chain one of the child's
+# chains; the index on history_key alone read every image sharing a history prefix (every
+# rebuild of one Dockerfile) and sorted them. One transaction with the version, as every
+# migration: a crash leaves V8 or V9, never half
+V9 = """
+CREATE INDEX IF NOT EXISTS images_lineage ON images(history_key, top_chain, added, id);
+DROP INDEX IF EXISTS images_history_key;
+"""
+
+MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6, V7, V8, V9]
