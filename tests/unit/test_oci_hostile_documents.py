@@ -35,6 +35,20 @@ def test_deep_json_is_refused_not_a_recursion_error(depth):
         Manifest.parse(('{"schemaVersion": 2, "layers": ' + deep(depth) + "}").encode())
 
 
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_nesting_past_the_cap_is_refused_and_many_shallow_brackets_are_not(as_bytes):
+    over = deep(strict_json.MAX_DEPTH + 1)
+    wide = json.dumps({"history": [{"created_by": f"RUN {i} [x] {{y}}"} for i in range(500)]})
+    brackets_in_strings = json.dumps({"a": "[{" * 200, "b": [[[[1]]]]})
+    for doc in (over, wide, brackets_in_strings, deep(strict_json.MAX_DEPTH)):
+        data = doc.encode() if as_bytes else doc
+        if doc is over:
+            with pytest.raises(InvalidArgument, match=f"more than {strict_json.MAX_DEPTH}"):
+                strict_json.loads(data)
+        else:
+            assert strict_json.loads(data) == json.loads(doc)
+
+
 def test_descriptor_size_beyond_int64_is_refused():
     for size in (2**63, 2**64, -1):
         doc = {"schemaVersion": 2, "config": dict(CONFIG, size=size), "layers": []}

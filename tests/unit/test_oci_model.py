@@ -111,3 +111,24 @@ def test_config_round_trip_keeps_unknown_fields_and_bytes():
     assert again.config.env_dict() == {"PATH": "/bin", "A": "1"}
     assert again.config.extra == {"Custom": 1} and again.extra == {"container": "abc"}
     assert again.history[0].empty_layer
+
+
+def test_manifests_and_indexes_are_parsed_once(monkeypatch):
+    """The media type is sniffed from the document parse() reads, not from a second parse."""
+    import kiln.oci.manifest as manifest_module
+
+    calls = []
+    real = manifest_module.loads_object
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(manifest_module, "loads_object", counting)
+    cfg = Descriptor(mt.OCI_CONFIG, Digest.of_bytes(b"{}"), 2)
+    m = Manifest.build(mt.OCI_MANIFEST, cfg, [])
+    assert Manifest.parse(m.raw).media_type == mt.OCI_MANIFEST
+    assert len(calls) == 1
+    idx = Index.build(mt.OCI_INDEX, [m.descriptor(Platform.parse("linux/amd64"))])
+    assert Index.parse(idx.raw, mt.OCI_INDEX).manifests[0].digest == m.digest
+    assert len(calls) == 2

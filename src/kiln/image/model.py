@@ -48,7 +48,7 @@ def read_blob(source: BlobSource, desc: Descriptor | Digest, limit: int, what: s
     """A small blob read whole and checked against its digest (and size, given a descriptor)."""
     digest = desc.digest if isinstance(desc, Descriptor) else desc
     with source.open_blob(digest) as f:
-        data = f.read(limit + 1)
+        data = _read_at_most(f, limit + 1)
     if len(data) > limit:
         raise InvalidArgument(f"{what} {digest} is over the {limit}-byte limit")
     got = Digest.of_bytes(data, digest.algorithm)
@@ -65,6 +65,24 @@ def read_blob(source: BlobSource, desc: Descriptor | Digest, limit: int, what: s
             str(got),
         )
     return data
+
+
+#: what one read asks for: a buffered ``read(n)`` allocates ``n`` bytes before it reads, and
+#: configs and manifests are a few KiB where their limits are MiBs
+_READ_CHUNK = 64 * 1024
+
+
+def _read_at_most(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes of ``f``, read in chunks: never a buffer of ``n`` for a small blob."""
+    chunks: list[bytes] = []
+    left = n
+    while left > 0:
+        chunk = f.read(min(_READ_CHUNK, left))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def chain_ids(diff_ids: list[str] | tuple[str, ...]) -> list[str]:

@@ -20,7 +20,11 @@ from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, expect, loads_ob
 
 def sniff_media_type(raw: bytes, declared: str = "") -> str:
     """The media type of a manifest document: the declared one, its field, or its shape."""
-    obj = loads_object(raw, what="manifest", limit=MAX_MANIFEST_BYTES)
+    return _media_type_of(loads_object(raw, what="manifest", limit=MAX_MANIFEST_BYTES), declared)
+
+
+def _media_type_of(obj: dict[str, Any], declared: str) -> str:
+    """:func:`sniff_media_type` of a document already parsed."""
     if "manifests" in obj and ("layers" in obj or "config" in obj):
         # one document that reads as an index to one client and an image to another
         # (CVE-2021-41190): the image spec forbids it, so no reader may guess
@@ -58,10 +62,10 @@ class Manifest:
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str = "") -> Manifest:
-        media_type = sniff_media_type(raw, media_type)
+        obj = loads_object(raw, what="manifest")  # once: the media type is sniffed from it
+        media_type = _media_type_of(obj, media_type)
         if media_type not in mt.MANIFESTS:
             raise InvalidArgument(f"not an image manifest: {media_type}")
-        obj = loads_object(raw, what="manifest")
         if obj.get("schemaVersion") != 2:
             raise InvalidArgument("manifest schemaVersion must be 2")
         layers = expect(obj.get("layers"), list, "manifest.layers")
@@ -121,10 +125,10 @@ class Index:
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str = "") -> Index:
-        media_type = sniff_media_type(raw, media_type)
+        obj = loads_object(raw, what="index")  # once: the media type is sniffed from it
+        media_type = _media_type_of(obj, media_type)
         if media_type not in mt.INDEXES:
             raise InvalidArgument(f"not an image index: {media_type}")
-        obj = loads_object(raw, what="index")
         manifests = expect(obj.get("manifests"), list, "index.manifests")
         if manifests is None:
             raise InvalidArgument("index has no manifests list")

@@ -40,9 +40,18 @@ def parse(data: bytes | str) -> Any:
         value = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
         raise ValueError("nested too deeply") from None
-    if _too_deep(value):
+    if _may_nest_too_deep(data) and _too_deep(value):
         raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     return value
+
+
+def _may_nest_too_deep(data: bytes | str) -> bool:
+    """Whether ``data`` holds more than MAX_DEPTH brackets: fewer cannot nest deeper (those
+    inside strings only add to the count), and most manifests and configs have fewer, so
+    counting them (in C) spares the walk of :func:`_too_deep`."""
+    if isinstance(data, str):
+        return data.count("{") + data.count("[") > MAX_DEPTH
+    return data.count(b"{") + data.count(b"[") > MAX_DEPTH
 
 
 def _too_deep(value: Any) -> bool:
