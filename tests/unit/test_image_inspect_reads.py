@@ -115,3 +115,25 @@ def test_inspect_of_a_damaged_image_says_what_is_wrong(store):
     os.unlink(store.blob_path(_digest(other.manifest_digest)))
     with pytest.raises(NotFound, match="the store has lost blob"):
         inspect_image(store, "localhost/lost:1")
+
+
+def test_inspect_of_a_damaged_manifest_says_so(store):
+    """The manifest is checked against its digest (inspect no longer parses one without
+    annotations, so the parse cannot be what notices)."""
+    rec = make_image(store, ["a"], ["localhost/badm:1"], created=T)
+    path = store.blob_path(_digest(rec.manifest_digest))
+    with open(path, "r+b") as f:
+        data = f.read()
+        f.seek(0)
+        f.write(data.replace(b"schemaVersion", b"schemaVersiom"))
+    with pytest.raises(DigestMismatch, match="manifest does not match its digest"):
+        inspect_image(store, "localhost/badm:1")
+
+
+def test_annotations_are_read_however_the_manifest_spells_them(store):
+    """A key written with a JSON escape is still the key: such a manifest is parsed."""
+    from kiln.image.inspect import _annotations
+
+    assert _annotations(b'{"schemaVersion":2,"layers":[]}') == {}
+    assert _annotations(b'{"annotations":{"a":"1"}}') == {"a": "1"}
+    assert _annotations(b'{"\\u0061nnotations":{"b":"2"}}') == {"b": "2"}

@@ -83,23 +83,36 @@ def inspect_record(
 def inspect_image(store: Store, name: str) -> dict[str, Any]:
     """The podman-shaped inspect object of the stored image ``name``."""
     rec = store.resolve_image(name)
-    config_digest = Digest.parse(rec.config_digest or rec.id)
-    raw = _blob(store, config_digest, MAX_CONFIG_BYTES, "image config")
-    got = Digest.of_bytes(raw, config_digest.algorithm)
-    if got != config_digest:
+    config = ImageConfig.parse(
+        _verified(
+            store, Digest.parse(rec.config_digest or rec.id), MAX_CONFIG_BYTES, "image config"
+        )
+    )
+    manifest = _verified(store, Digest.parse(rec.manifest_digest), MAX_MANIFEST_BYTES, "manifest")
+    return inspect_record(store, rec, config, _annotations(manifest))
+
+
+def _verified(store: Store, digest: Digest, limit: int, what: str) -> bytes:
+    """A small blob of the image, read whole and checked against its digest."""
+    raw = _blob(store, digest, limit, what)
+    got = Digest.of_bytes(raw, digest.algorithm)
+    if got != digest:
         raise DigestMismatch(
-            f"image config does not match its digest {config_digest} (got {got}); "
-            "the source is corrupt",
-            str(config_digest),
+            f"{what} does not match its digest {digest} (got {got}); the source is corrupt",
+            str(digest),
             str(got),
         )
-    config = ImageConfig.parse(raw)
-    manifest_digest = Digest.parse(rec.manifest_digest)
-    manifest = loads_object(
-        _blob(store, manifest_digest, MAX_MANIFEST_BYTES, "manifest"), what="manifest"
-    )
-    annotations = expect(manifest.get("annotations") or {}, dict, "manifest.annotations")
-    return inspect_record(store, rec, config, dict(annotations))
+    return raw
+
+
+def _annotations(manifest: bytes) -> dict[str, str]:
+    """The manifest's annotations. Most manifests have none: a document whose bytes never
+    spell the key (nor any ``\\u`` escape, which could spell it) has none, and is not
+    parsed (it was checked against its digest, and parsed strictly when it was stored)."""
+    if b"annotations" not in manifest and b"\\u" not in manifest:
+        return {}
+    parsed = loads_object(manifest, what="manifest")
+    return dict(expect(parsed.get("annotations") or {}, dict, "manifest.annotations"))
 
 
 def _blob(store: Store, digest: Digest, limit: int, what: str) -> bytes:

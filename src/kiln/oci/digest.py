@@ -35,6 +35,8 @@ class Digest:
 
     @classmethod
     def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        if algorithm == "sha256":  # hashlib.new looks the name up at every call
+            return cls(algorithm, hashlib.sha256(data).hexdigest())
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
     @property

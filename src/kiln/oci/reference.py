@@ -33,6 +33,7 @@ _DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 _TAG_RE = re.compile(rf"^{_TAG}$")
 _DIGEST_RE = re.compile(rf"^{_DIGEST}$")
 _ID_RE = re.compile(r"^[a-f0-9]{64}$")
+_SPACE_RE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Reference:
             raise InvalidArgument(
                 "invalid reference format: repository name must have at least one component"
             )
-        if value != value.strip() or any(c.isspace() for c in value):
+        if _SPACE_RE.search(value):  # str.isspace's characters, found in C
             raise InvalidArgument(f'invalid reference format: "{value}" contains whitespace')
         rest, digest = value, ""
         if "@" in rest:

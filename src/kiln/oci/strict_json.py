@@ -20,11 +20,13 @@ def _no_constants(name: str) -> Any:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f'duplicate key "{key}"')
-        out[key] = value
+    out = dict(pairs)  # in C; a key given twice leaves fewer entries than pairs
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f'duplicate key "{key}"')
+            seen.add(key)
     return out
 
 
