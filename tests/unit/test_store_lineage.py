@@ -215,3 +215,26 @@ def test_a_v8_store_gets_the_lineage_index_in_place_of_the_history_one(tmp_path)
         assert parent(s, child) == bare(base)
     finally:
         s.close()
+
+
+def test_history_keys_are_the_digests_of_canonical_entries():
+    """The keys stored since V6 hash ``canonical(entry.to_json())``: the written-out
+    encoding must give the same bytes for every entry, or parents stop being found."""
+    import hashlib
+    import itertools
+
+    from kiln.oci.strict_json import canonical
+    from kiln.store.lineage import keys_of
+
+    texts = ["", "x", 'RUN echo "hi" \\ there', "ENV A=é\u2028b\tc\n\x00\x1f", "日本 🐳", "/"]
+    entries = [
+        History(created=c, created_by=b, author=a, comment=m, empty_layer=e)
+        for c, b, a, m, e in itertools.product(texts[:3], texts, texts[2:4], texts[3:], (0, 1))
+    ]
+    entries.append(History(created=17, created_by=["odd"], empty_layer=True))  # type: ignore[arg-type]
+    key = hashlib.sha256(b"").hexdigest()
+    expected = [key]
+    for entry in entries:
+        key = hashlib.sha256(key.encode() + canonical(entry.to_json())).hexdigest()
+        expected.append(key)
+    assert keys_of(entries) == expected
