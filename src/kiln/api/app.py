@@ -58,6 +58,17 @@ class Frontdoor:
     def __init__(self, app: ASGIApp, activity: Activity):
         self.app = app
         self.activity = activity
+        # the headers every response gets (made once: they never change)
+        self._headers = [
+            (b"api-version", DOCKER_API_VERSION.encode()),
+            (b"docker-experimental", b"false"),
+            (b"ostype", b"linux"),
+            (b"server", f"kiln/{kiln_version()}".encode()),
+        ]
+        self._libpod_headers = [
+            *self._headers,
+            (b"libpod-api-version", LIBPOD_API_VERSION.encode()),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,14 +85,7 @@ class Frontdoor:
         scope["raw_path"] = path.encode()
         scope["kiln.api_version"] = version
         scope["kiln.libpod"] = libpod
-        extra = [
-            (b"api-version", DOCKER_API_VERSION.encode()),
-            (b"docker-experimental", b"false"),
-            (b"ostype", b"linux"),
-            (b"server", f"kiln/{kiln_version()}".encode()),
-        ]
-        if libpod:
-            extra.append((b"libpod-api-version", LIBPOD_API_VERSION.encode()))
+        extra = self._libpod_headers if libpod else self._headers
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":

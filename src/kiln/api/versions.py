@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from kiln.errors import InvalidArgument
@@ -9,9 +10,11 @@ from kiln.ops.system import DOCKER_API_VERSION, DOCKER_MIN_API_VERSION, LIBPOD_A
 
 COMPONENT_VERSION = "kiln"
 
+_MAJOR_MINOR = re.compile(r"\d+\.\d+")
 _PREFIX = re.compile(r"^/v(?P<version>[0-9][0-9A-Za-z.\-+]*)(?P<rest>/.*)$")
 
 
+@functools.lru_cache(maxsize=256)  # a client sends one version in every request's path
 def _key(version: str) -> tuple[int, ...]:
     parts = []
     for piece in version.split("."):
@@ -30,7 +33,7 @@ def split_version(path: str) -> tuple[str | None, str]:
 
 def check_docker_version(version: str) -> None:
     """Refuse Docker API versions outside [minimum, maximum], worded as dockerd does."""
-    if not re.fullmatch(r"\d+\.\d+", version):
+    if not _MAJOR_MINOR.fullmatch(version):
         raise InvalidArgument(f"invalid API version in the path: v{version}")
     if _key(version) < _key(DOCKER_MIN_API_VERSION):
         raise InvalidArgument(
