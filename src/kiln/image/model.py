@@ -8,6 +8,7 @@ everything else (config, layers, diff_ids, chain ids) is derived, once.
 from __future__ import annotations
 
 import io
+import os
 from functools import cached_property
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -73,7 +74,18 @@ _READ_CHUNK = 64 * 1024
 
 
 def _read_at_most(f: BinaryIO, n: int) -> bytes:
-    """Up to ``n`` bytes of ``f``, read in chunks: never a buffer of ``n`` for a small blob."""
+    """Up to ``n`` bytes of ``f``: a file of known size in one read of its size (and one byte
+    more, which says whether it grew), anything else in chunks; never a buffer of ``n``
+    for a small blob."""
+    try:
+        size = os.fstat(f.fileno()).st_size
+    except (AttributeError, OSError, ValueError):  # no descriptor: an HTTP body, bytes
+        size = 0
+    if 0 < size < n:
+        data = f.read(size + 1)
+        if len(data) <= size:
+            return data
+        return data + _read_at_most(f, n - len(data))
     chunks: list[bytes] = []
     left = n
     while left > 0:
