@@ -6,6 +6,7 @@ from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import Descriptor, Digest, ImageConfig, Index, Manifest, Platform
 from kiln.oci import media_types as mt
 from kiln.oci.strict_json import loads
+from kiln.registry.pull_request import PullRequest
 
 HEX = "b" * 64
 
@@ -34,6 +35,16 @@ def test_digest_parse_and_hash():
 )
 def test_platform_normalisation(spec, expected):
     assert str(Platform.parse(spec)) == expected
+
+
+def test_an_os_alone_is_the_hosts_architecture_on_that_os():
+    # podman's ``--platform linux`` (containerd's parser): the host's arch and variant
+    host = Platform.host()
+    assert Platform.parse("linux") == host
+    assert Platform.parse("Linux") == host
+    assert Platform.parse("windows") == Platform("windows", host.architecture, host.variant)
+    assert PullRequest.of("x", platform="linux").platform == host  # pull/push/build take it
+    assert str(Platform.parse("amd64")) == "linux/amd64"  # an arch alone is still linux's
 
 
 def test_platform_matching_and_errors():

@@ -18,6 +18,12 @@ _ARCH_ALIASES = {
     "i686": "386",
 }
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
+# operating systems a one-word platform may name (Go's GOOS values, as containerd's parser
+# knows them): ``--platform linux`` is the host's architecture on linux, ``arm64`` is linux
+_KNOWN_OS = frozenset((
+    "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js",
+    "linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos",
+))  # fmt: skip
 
 
 def normalize_arch(arch: str, variant: str = "") -> tuple[str, str]:
@@ -65,10 +71,14 @@ class Platform:
 
     @classmethod
     def parse(cls, spec: str) -> Platform:
-        """``linux/arm64/v8``, ``linux/amd64``, ``arm64`` (os defaults to linux)."""
+        """``linux/arm64/v8``, ``linux/amd64``, ``arm64`` (os defaults to linux), ``linux``
+        (an os alone: the host's architecture and variant, as podman's ``--platform linux``)."""
         parts = [p for p in spec.strip().split("/")]
         if not spec.strip() or any(not p for p in parts) or len(parts) > 3:
             raise InvalidArgument(f'invalid platform "{spec}": expected os/arch[/variant]')
+        if len(parts) == 1 and parts[0].lower() in _KNOWN_OS:
+            host = cls.host()
+            return cls(parts[0].lower(), host.architecture, host.variant)
         if len(parts) == 1:
             os_name, arch, variant = "linux", parts[0], ""
         else:
