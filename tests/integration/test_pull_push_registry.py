@@ -265,6 +265,30 @@ def test_format_and_compression_conversion(registry_plain, pusher, puller):
         validate_image(img)
 
 
+def test_repo_digests_pair_each_repository_with_its_own_digest(registry_plain, pusher, puller):
+    # docker's RepoDigests for an image pulled by tag, pushed elsewhere in another format
+    # and tagged a third time: each repository with the digest it has the image as there
+    host, fl = registry_plain.host, flags(registry_plain)
+    pusher("push", *fl, "--format", "oci", "busybox:latest", f"{host}/kiln/rd-a:1")
+    pulled = _remote_digest(registry_plain, f"{host}/kiln/rd-a:1")
+    puller("pull", *fl, f"{host}/kiln/rd-a:1")
+    puller("push", *fl, "--format", "v2s2", f"{host}/kiln/rd-a:1", f"{host}/kiln/rd-b:2")
+    pushed = _remote_digest(registry_plain, f"{host}/kiln/rd-b:2")
+    assert pushed != pulled  # converted: the same image is another manifest in rd-b
+    puller("tag", f"{host}/kiln/rd-a:1", f"{host}/kiln/rd-c:3")  # never pulled or pushed
+    _, out, _ = puller("inspect", f"{host}/kiln/rd-c:3")
+    (info,) = json.loads(out)
+    assert sorted(info["RepoDigests"]) == [
+        f"{host}/kiln/rd-a@{pulled}",
+        f"{host}/kiln/rd-b@{pushed}",
+    ]
+    assert info["Digest"] == pulled
+    assert sorted(info["RepoTags"]) == [
+        f"{host}/kiln/rd-a:1",
+        f"{host}/kiln/rd-c:3",
+    ]  # push tags nothing
+
+
 def test_cross_repository_mount_and_chunked_upload(registry_plain, pusher, puller):
     from kiln.image import open_store_image, validate_image
     from kiln.ops import registry as ops

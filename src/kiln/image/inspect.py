@@ -18,18 +18,6 @@ from kiln.oci.strict_json import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, expect, l
 from kiln.store import ImageRecord, Store
 
 
-def _repo_digests(rec: ImageRecord) -> list[str]:
-    out = list(rec.repo_digests)
-    for name in rec.names:
-        # names are stored normalised (``repo:tag``): the repository is what precedes the tag
-        colon = name.rfind(":")
-        repo = name[:colon] if colon > name.rfind("/") else name
-        value = f"{repo}@{rec.manifest_digest}"
-        if value not in out:
-            out.append(value)
-    return out
-
-
 def inspect_store_image(
     store: Store, img: StoreImage, graph_driver: str = "overlay"
 ) -> dict[str, Any]:
@@ -51,7 +39,9 @@ def inspect_record(
         "Id": rec.id.removeprefix("sha256:"),
         "Digest": rec.manifest_digest,
         "RepoTags": list(rec.names),
-        "RepoDigests": _repo_digests(rec),
+        # each repository with the digest it was pulled or pushed as there (docker's): a name
+        # never pulled or pushed is not paired with some other digest of the image
+        "RepoDigests": list(rec.repo_digests),
         "Parent": parent.removeprefix("sha256:") if parent else "",
         "Comment": config.extra.get("comment", "") or "",
         "Created": config.created,

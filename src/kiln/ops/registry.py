@@ -486,9 +486,8 @@ def push(
             raise type(exc)(f"pushing {image} to docker://{target}: {exc}") from None
     digest = str(sink.manifest_digest or res.manifest_digest)
     ev.step("Writing manifest to image destination", digest=digest)
-    if digest == img.record.manifest_digest:
-        with contextlib.suppress(KilnError):
-            ctx.store.add_repo_digest(img.id, f"{target.name}@{digest}")
+    with contextlib.suppress(KilnError):  # what the repository has it as, converted or not
+        ctx.store.add_repo_digest(img.id, f"{target.name}@{digest}")
     image_events.record(ctx, "push", str(target), image)
     if digestfile:
         write_output(digestfile, digest.encode())
