@@ -7,6 +7,7 @@ deadlines count the time spent waiting for the response, after the body was sent
 from __future__ import annotations
 
 import http.server
+import logging
 import socket
 import threading
 import time
@@ -82,9 +83,29 @@ def test_retries_still_run_inside_the_deadline():
         with RegistryClient(opts) as client, pytest.raises(Unavailable) as err:
             client.get_manifest(Reference.parse(f"{host}/a/b:1"))
         took = time.monotonic() - started
-    # every attempt ran (3 x 0.3 s, waits 0.1 + 0.2 s, per scheme): the deadline is a bound
-    assert 2 * (0.9 + 0.3) - 0.1 <= took < 10, took
+    # every attempt ran (3 x 0.3 s per scheme, https then http, waits 0.1 + 0.2 s): the
+    # deadline is a bound
+    assert 3 * (0.3 + 0.3) + 0.3 - 0.1 <= took < 10, took
     assert "timed out" in str(err.value) and "deadline" not in str(err.value), str(err.value)
+
+
+def test_an_insecure_registry_that_is_down_costs_one_sequence_of_retries(caplog):
+    # --tls-verify=false: each attempt tries https, then http; the retries are not run
+    # once per scheme (twice the waits and the time on a dead registry)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{s.getsockname()[1]}"  # closed again: connections are refused
+    opts = RegistryOptions(tls_verify=False, retries=3, retry_delay=0.05, deadline=30.0)
+    caplog.set_level(logging.DEBUG, logger="kiln.registry")
+    with RegistryClient(opts) as client, pytest.raises(Unavailable) as err:
+        client.get_manifest(Reference.parse(f"{host}/a/b:1"))
+    waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(waits) == 2, waits  # 3 attempts, 2 waits
+    tried = [r.getMessage() for r in caplog.records if "failed: ConnectError" in r.getMessage()]
+    assert sum(" over https " in m for m in tried) == 3, tried
+    assert sum(" over http " in m for m in tried) == 3, tried
+    text = str(err.value)
+    assert f'pinging container registry {host}: Get "https://{host}/v2/"' in text, text
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):

@@ -71,6 +71,10 @@ class _TLSFailure(Exception):
         self.error = error
 
 
+class _PingFailed(Exception):
+    """Every scheme failed for good, or the retries ended: ``_ping`` says which way."""
+
+
 class HostConnection:
     def __init__(
         self,
@@ -113,43 +117,72 @@ class HostConnection:
                     self._base = self._ping()
             return self._base
 
-    def _ping_one(self, scheme: str) -> httpx.Response:
-        url = f"{scheme}://{self.host}/v2/"
-
-        def attempt() -> httpx.Response:
-            try:
-                with headers_within(self.timeout, f"pinging {self.domain}"):
-                    resp = self.http.get(url)
-            except httpx.ConnectError as exc:
-                if is_tls_failure(exc):
-                    raise _TLSFailure(exc) from None  # not transient: no retries
-                raise
-            if is_retryable_status(resp.status_code):
-                raise RetryableStatus(resp)
-            return resp
-
-        return call_with_retries(self.retry, f"pinging {self.domain}", attempt)
+    def _ping_scheme(self, scheme: str) -> httpx.Response:
+        """One GET of ``/v2/`` over ``scheme``; a TLS handshake failure is _TLSFailure."""
+        try:
+            with headers_within(self.timeout, f"pinging {self.domain}"):
+                return self.http.get(f"{scheme}://{self.host}/v2/")
+        except httpx.ConnectError as exc:
+            if is_tls_failure(exc):
+                raise _TLSFailure(exc) from None  # not transient: no retries
+            raise
 
     def _ping(self) -> str:
+        """The base URL, from one sequence of attempts (``RetryPolicy``, inside the one
+        deadline ``base_url`` opens): each attempt tries HTTPS, then plain HTTP where it is
+        allowed, so an insecure registry that is down costs the retries once, not per scheme.
+        A scheme that answered for good (a TLS failure, a status no retry changes) is not
+        asked again; the error names the first scheme's failure."""
         schemes = ["https", "http"] if self.tls.allow_http else ["https"]
-        first_error = ""
-        for scheme in schemes:
-            url = f"{scheme}://{self.host}/v2/"
-            try:
-                resp = self._ping_one(scheme)
-            except (httpx.TransportError, _TLSFailure) as exc:
-                if isinstance(exc, _TLSFailure):
-                    exc = exc.error
-                first_error = first_error or describe_transport_error(exc, url)
-                log.debug("pinging %s over %s failed: %s", self.domain, scheme, type(exc).__name__)
-                continue
-            if resp.status_code == 401:
-                self.auth.remember(self.host, resp)
-            elif resp.status_code not in (200, 401, 403, 404):
-                first_error = first_error or f'Get "{url}": HTTP status {resp.status_code}'
-                continue
-            return f"{scheme}://{self.host}"
-        raise Unavailable(f"pinging container registry {self.domain}: {first_error}")
+        errors: dict[str, str] = {}  # scheme -> its last failure, https first
+        found: list[str] = []
+        first_transient: list[str] = []  # the scheme whose error a last retry ends on
+
+        def attempt() -> httpx.Response:
+            transient: BaseException | None = None
+            first_transient.clear()
+            for scheme in list(schemes):
+                url = f"{scheme}://{self.host}/v2/"
+                try:
+                    resp = self._ping_scheme(scheme)
+                except (httpx.TransportError, _TLSFailure) as exc:
+                    err = exc.error if isinstance(exc, _TLSFailure) else exc
+                    errors[scheme] = describe_transport_error(err, url)
+                    log.debug("pinging %s over %s failed: %s", self.domain, scheme,
+                              type(err).__name__)  # fmt: skip
+                    if isinstance(exc, _TLSFailure):
+                        schemes.remove(scheme)
+                    elif transient is None:
+                        transient = exc
+                        first_transient.append(scheme)
+                    continue
+                if resp.status_code in (200, 401, 403, 404):
+                    found.append(scheme)
+                    return resp
+                errors[scheme] = f'Get "{url}": HTTP status {resp.status_code}'
+                if not is_retryable_status(resp.status_code):
+                    schemes.remove(scheme)
+                elif transient is None:
+                    transient = RetryableStatus(resp)
+                    first_transient.append(scheme)
+            if transient is not None:
+                raise transient
+            raise _PingFailed()
+
+        def give_up(exc: BaseException) -> httpx.Response:
+            if isinstance(exc, httpx.TransportError) and first_transient:
+                scheme = first_transient[0]  # its error, now saying the deadline ended it
+                errors[scheme] = describe_transport_error(exc, f"{scheme}://{self.host}/v2/")
+            raise _PingFailed() from None
+
+        try:
+            resp = call_with_retries(self.retry, f"pinging {self.domain}", attempt, give_up)
+        except _PingFailed:
+            first = next(iter(errors.values()), "no answer")
+            raise Unavailable(f"pinging container registry {self.domain}: {first}") from None
+        if resp.status_code == 401:
+            self.auth.remember(self.host, resp)
+        return f"{found[0]}://{self.host}"
 
     # -- requests ----------------------------------------------------------------------
     def url(self, path: str) -> str:
