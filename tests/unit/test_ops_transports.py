@@ -33,6 +33,37 @@ def test_bare_name_can_default_to_a_registry():
     assert tp.parse_transport("busybox", default=tp.DOCKER).transport == tp.DOCKER
 
 
+def test_docker_with_a_tag_is_the_image_named_docker():
+    # podman reads ``docker:24`` as the image docker:24 (skopeo, which always wants a
+    # transport, refuses it); names_transport agrees
+    assert tp.parse_transport("docker:24") == tp.TransportRef(tp.STORE, reference="docker:24")
+    assert tp.parse_transport("docker:dind", default=tp.DOCKER) == tp.TransportRef(
+        tp.DOCKER, reference="docker:dind"
+    )
+    assert not tp.names_transport("docker:24")
+
+
+@pytest.mark.parametrize(
+    "text, ref",
+    [
+        ("docker://quay.io/a/b:1", "quay.io/a/b:1"),
+        ("busybox", "busybox"),
+        ("docker:24", "docker:24"),
+    ],
+)
+def test_registry_reference_is_the_one_parse(text, ref):
+    assert tp.registry_reference(text) == ref
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("oci:/tmp/lay", "docker://REF"), ("docker://", "missing"), ("docker:a:b", "not an image")],
+)
+def test_registry_reference_refuses_what_is_no_registry(text, words):
+    with pytest.raises(InvalidArgument, match=words):
+        tp.registry_reference(text)
+
+
 @pytest.mark.parametrize(
     "text, words",
     [
@@ -41,7 +72,8 @@ def test_bare_name_can_default_to_a_registry():
         ("oci:", "path is missing"),
         ("docker://", "missing"),
         ("docker-archive:x.tar:Not Valid", "reference"),
-        ("docker:busybox", "docker://"),
+        ("docker:busybox:1", "registry references are written docker://REF"),
+        ("docker:/x", "registry references are written docker://REF"),
         ("", "required"),
     ],
 )

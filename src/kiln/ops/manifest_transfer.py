@@ -90,7 +90,7 @@ def pull_list(
     # the registry's blob code (httpx) is loaded only by a registry transfer: start-up cost
     from kiln.image.registry_source import RemoteImage, pull_into_store
 
-    ref = ref.removeprefix("docker://")
+    ref = tp.registry_reference(ref)
     ev = ctx.ev
     with _client(ctx, options) as client:
         cands = _candidates(client, ref)

@@ -91,7 +91,7 @@ def inspect(ctx: Context, name: str, *, options: RegistryOptions | None = None) 
             image = ctx.store.resolve_image(name)
         if image is not None:
             raise InvalidArgument(f"{name} is an image, not a manifest list")
-    return _remote_document(ctx, name.removeprefix("docker://"), options)
+    return _remote_document(ctx, tp.registry_reference(name), options)
 
 
 _TOP_ORDER = ("schemaVersion", "mediaType", "artifactType", "config", "manifests", "layers")

@@ -33,6 +33,7 @@ from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
 from kiln.ops.store_copy import unpack_into
+from kiln.ops.transports import registry_reference
 from kiln.registry import RegistryOptions
 from kiln.registry.pull_request import PullRequest
 from kiln.store.trust_key import schema1_signing_key
@@ -111,9 +112,7 @@ def _client(ctx: Context | None, options: RegistryOptions | None) -> Iterator[An
 
 
 def _candidates(client: RegistryClient, ref: str) -> list[Any]:
-    if ref.startswith("docker://"):
-        ref = ref[len("docker://") :]
-    cands = client.resolve_short_name(ref)
+    cands = client.resolve_short_name(registry_reference(ref))
     return [c if isinstance(c, Reference) else Reference.parse(str(c)) for c in cands]
 
 
@@ -180,7 +179,7 @@ def pull(ctx: Context, request: PullRequest, *, workers: int = 4) -> PullResult:
     context's configuration). ``all_platforms`` is ``kiln.ops.file_transfer.pull``'s.
     """
     policy, plat = request.policy, request.platform
-    ref = request.source.removeprefix("docker://")
+    ref = registry_reference(request.source)
     with _client(ctx, request.options) as client:
         if request.all_tags:
             return _pull_all_tags(ctx, client, ref, plat, workers)
@@ -333,7 +332,7 @@ def remote_descriptor(
     manifest's descriptor and the platforms it offers (an index's entries, else the
     image config's)."""
     with _client(ctx, options) as client:
-        target = Reference.parse(ref.removeprefix("docker://"))
+        target = Reference.parse(registry_reference(ref))
         raw, media_type, digest = client.get_manifest(target)
         platforms: list[dict[str, Any]] = []
         if mt.is_index(media_type):
@@ -432,7 +431,7 @@ def push(
     if fmt == "v2s1" and annotations:
         raise InvalidArgument("Docker schema 1 manifests have no annotations: push as oci")
     img = open_store_image(ctx.store, image)
-    target = Reference.parse((dest or image).removeprefix("docker://"))
+    target = Reference.parse(registry_reference(dest or image))
     stored = {mt.layer_compression(d.media_type) for d in img.layers}
     if compression is None and "none" in stored:
         compression = "gzip"  # registries get compressed layers, as podman sends them

@@ -5,7 +5,8 @@
     docker-archive:PATH[:REF]     a `docker save` tar file
     dir:PATH                      one image as loose files (manifest.json, config, layers)
     docker://REF                  a registry (handled by ``kiln.ops.registry``)
-    NAME / ID                     kiln's own store
+    NAME / ID                     kiln's own store (``docker:24`` too: the image
+                                  "docker", as podman reads it)
 
 As in containers/image, the path ends at the first ``:`` after the transport.
 """
@@ -88,11 +89,25 @@ def parse_transport(value: str, *, default: str = STORE) -> TransportRef:
         if prefix == DOCKER_ARCHIVE and ref:
             Reference.parse(ref)  # invalid docker references are refused up front
         return TransportRef(prefix, path=path, reference=ref)
-    if sep and prefix == "docker":
-        raise InvalidArgument(f'"{value}": registry references are written docker://REF')
+    if sep and prefix == "docker":  # the image "docker" with a tag (podman's), or a typo
+        try:
+            Reference.parse(value)
+        except InvalidArgument:
+            raise InvalidArgument(
+                f'"{value}": not an image name; registry references are written docker://REF'
+            ) from None
     if default == DOCKER:
         return TransportRef(DOCKER, reference=value)
     return TransportRef(STORE, reference=value)
+
+
+def registry_reference(value: str) -> str:
+    """The registry reference ``value`` names, ``docker://`` optional (what a registry pull
+    or push is given): the one parse of :func:`parse_transport`, refusing other transports."""
+    ref = parse_transport(value, default=DOCKER)
+    if ref.transport != DOCKER:
+        raise InvalidArgument(f'"{value}": a registry reference (docker://REF) is needed here')
+    return ref.reference
 
 
 __all__ = [
@@ -106,4 +121,5 @@ __all__ = [
     "TransportRef",
     "names_transport",
     "parse_transport",
+    "registry_reference",
 ]
