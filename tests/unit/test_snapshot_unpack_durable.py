@@ -11,6 +11,7 @@ import io
 import os
 import sqlite3
 import tarfile
+import threading
 
 import pytest
 
@@ -18,6 +19,7 @@ import kiln.snapshot.meta as meta_module
 import kiln.snapshot.snapshotter as snapshotter_module
 from kiln.errors import DigestMismatch
 from kiln.snapshot import Snapshotter
+from kiln.snapshot.staged import discard_staged
 
 
 def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
@@ -96,6 +98,18 @@ def test_a_discarded_staged_layer_leaves_nothing(watched):
     with snaps.stage_layer() as staged:
         staged.apply(io.BytesIO(raw))
     assert os.listdir(root / "tmp") == [] and snaps.list_layers() == []
+
+
+def test_discard_staged_drops_every_tree_left_once(watched):
+    root, snaps, _ = watched
+    raw, _ = _layer({"x": b"x"})
+    left = {"sha256:a": snaps.stage_layer(), "sha256:b": snaps.stage_layer()}
+    left["sha256:a"].apply(io.BytesIO(raw))
+    trees = list(left.values())
+    discard_staged(left, threading.Lock())
+    assert left == {} and all(t.done for t in trees)
+    assert os.listdir(root / "tmp") == [] and snaps.list_layers() == []
+    discard_staged(left)  # nothing left: nothing to do
 
 
 def test_start_writeback_is_a_hint_that_never_raises(tmp_path):

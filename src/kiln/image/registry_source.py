@@ -44,7 +44,7 @@ from kiln.oci.reference import Reference
 from kiln.oci.schema1 import Schema1Manifest
 from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.registry import RegistryClient
-from kiln.snapshot.staged import StagedLayer
+from kiln.snapshot.staged import StagedLayer, discard_staged
 from kiln.store import ImageRecord, Store
 from kiln.util.atomic import WritebackEvery
 
@@ -405,10 +405,7 @@ class _Pull:
 
     def discard_staged(self) -> None:
         """Drop the unpacked trees no layer took (all of them when the pull failed)."""
-        with self._lock:
-            staged, self.staged = list(self.staged.values()), {}
-        for layer in staged:
-            layer.discard()
+        discard_staged(self.staged, self._lock)
 
     def forget_new(self) -> None:
         """Remove the blobs this pull added, except any that another image or lease

@@ -27,7 +27,7 @@ from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
-from kiln.snapshot.staged import StagedLayer
+from kiln.snapshot.staged import StagedLayer, discard_staged
 from kiln.store import ImageRecord, LayerRecord, Store
 from kiln.util.atomic import WritebackEvery
 
@@ -289,9 +289,7 @@ class StoreDestination:
 
     def discard_staged(self) -> None:
         """Drop the staged trees no layer took (all of them when the copy failed)."""
-        staged, self.staged = list(self.staged.values()), {}
-        for tree in staged:
-            tree.discard()
+        discard_staged(self.staged)
 
     def note_layer(self, digest: Digest, diff_id: str, uncompressed_size: int) -> None:
         self.uncompressed_sizes[digest] = uncompressed_size

@@ -17,7 +17,8 @@ import contextlib
 import os
 import shutil
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from contextlib import AbstractContextManager
 
 from kiln.archive.applier import ApplyResult, apply_layer
 from kiln.archive.compression import Compression
@@ -98,4 +99,18 @@ class StagedLayer:
         self.discard()
 
 
-__all__ = ["StagedLayer"]
+def discard_staged(
+    staged: MutableMapping[str, StagedLayer], lock: AbstractContextManager | None = None
+) -> None:
+    """Drop the trees left in ``staged`` (blob digest -> tree) that no layer took (all of
+    them when the copy failed). The mapping is emptied first, under ``lock`` where threads
+    still add to it, so each tree is dropped once. The one home of this for every copy
+    into the store (a registry pull, a store destination)."""
+    with lock if lock is not None else contextlib.nullcontext():
+        trees = list(staged.values())
+        staged.clear()
+    for tree in trees:
+        tree.discard()
+
+
+__all__ = ["StagedLayer", "discard_staged"]
