@@ -28,6 +28,7 @@ from . import (
     routes_transfer,
 )
 from .errors import error_body, kiln_error_handler
+from .params import fold_query_names
 from .router import IndexedRouter
 from .routes_system import kiln_version
 from .versions import (
@@ -85,6 +86,8 @@ class Frontdoor:
         scope["raw_path"] = path.encode()
         scope["kiln.api_version"] = version
         scope["kiln.libpod"] = libpod
+        if libpod and scope.get("query_string"):  # podman matches names in any case
+            scope["query_string"] = fold_query_names(scope["query_string"])
         extra = self._libpod_headers if libpod else self._headers
 
         async def send_wrapper(message: Message) -> None:

@@ -1,4 +1,11 @@
-"""Query-string parsing with 400 answers that name the parameter and its value."""
+"""Query-string parsing with 400 answers that name the parameter and its value.
+
+libpod's routes match parameter names in any case, as podman's server does (its schema
+decoder folds case: podman 4's bindings send ``alltags``, ``compressionformat``, ...): the
+front door folds a libpod request's names to lower case (:func:`fold_query_names`) and
+every reader here finds a name as written or, failing that, in lower case. Docker's
+routes keep their names as Docker spells them.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +22,45 @@ _FALSE = {"", "0", "false", "no", "off", "none", "f"}
 MAX_PARAM_JSON = 1 << 20
 
 
+def fold_query_names(query: bytes) -> bytes:
+    """``query`` (a raw query string) with every parameter name in lower case, the values
+    untouched (a libpod request's, so that ``tlsVerify``, ``tlsverify`` and ``TLSVERIFY``
+    are one parameter)."""
+    parts = []
+    for part in query.split(b"&"):
+        name, sep, value = part.partition(b"=")
+        parts.append(name.lower() + sep + value)
+    return b"&".join(parts)
+
+
+def _key(q: QueryParams, name: str) -> str:
+    """``name`` as ``q`` has it: as written, else folded (a libpod request's)."""
+    return name if name in q else name.lower()
+
+
+def qhas(q: QueryParams, name: str) -> bool:
+    return _key(q, name) in q
+
+
 def bad(name: str, value: str, why: str) -> InvalidArgument:
     shown = value if len(value) <= 200 else value[:200] + "..."
     return InvalidArgument(f'invalid value for query parameter "{name}": "{shown}": {why}')
 
 
 def qbool(q: QueryParams, name: str, default: bool = False) -> bool:
-    if name not in q:
+    key = _key(q, name)
+    if key not in q:
         return default
-    value = q[name].strip().lower()
+    value = q[key].strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise bad(name, q[name], "expected a boolean (1, 0, true or false)")
+    raise bad(name, q[key], "expected a boolean (1, 0, true or false)")
 
 
 def qint(q: QueryParams, name: str, default: int | None = None) -> int | None:
-    value = q.get(name, "")
+    value = q.get(_key(q, name), "")
     if value == "":
         return default
     try:
@@ -42,12 +70,12 @@ def qint(q: QueryParams, name: str, default: int | None = None) -> int | None:
 
 
 def qstr(q: QueryParams, name: str, default: str = "") -> str:
-    return q.get(name, default)
+    return q.get(_key(q, name), default)
 
 
 def qlist(q: QueryParams, name: str) -> list[str]:
     """A parameter that may be repeated (``t=a&t=b``); empty values dropped."""
-    return [v for v in q.getlist(name) if v != ""]
+    return [v for v in q.getlist(_key(q, name)) if v != ""]
 
 
 def loads(name: str, value: str) -> Any:
@@ -61,7 +89,7 @@ def loads(name: str, value: str) -> Any:
 
 def qjson_map(q: QueryParams, name: str) -> dict[str, str]:
     """A JSON object of strings (``buildargs``); null values become empty strings."""
-    value = q.get(name, "")
+    value = q.get(_key(q, name), "")
     if value == "":
         return {}
     data = loads(name, value)
@@ -82,7 +110,7 @@ def qjson_map(q: QueryParams, name: str) -> dict[str, str]:
 def qjson_str_list(q: QueryParams, name: str) -> list[str]:
     """A JSON list of strings; a bare non-JSON string is taken as a one-item list."""
     out: list[str] = []
-    for value in q.getlist(name):
+    for value in q.getlist(_key(q, name)):
         if value == "":
             continue
         if not value.lstrip().startswith("["):
@@ -97,7 +125,7 @@ def qjson_str_list(q: QueryParams, name: str) -> list[str]:
 
 def qlabels(q: QueryParams, name: str = "labels") -> dict[str, str]:
     """Labels as a JSON map (Docker) or a JSON list of ``k=v`` (podman)."""
-    value = q.get(name, "")
+    value = q.get(_key(q, name), "")
     if value == "":
         return {}
     data = loads(name, value)
@@ -118,7 +146,7 @@ def qlabels(q: QueryParams, name: str = "labels") -> dict[str, str]:
 
 def qfilters(q: QueryParams, name: str = "filters") -> list[str]:
     """Docker's filters (``{"k":["v"]}`` or the older ``{"k":{"v":true}}``) as ``k=v`` strings."""
-    value = q.get(name, "")
+    value = q.get(_key(q, name), "")
     if value == "":
         return []
     data = loads(name, value)
@@ -172,9 +200,11 @@ def decode_auth_header(value: str, header: str = "X-Registry-Auth") -> dict[str,
 __all__ = [
     "bad",
     "decode_auth_header",
+    "fold_query_names",
     "loads",
     "qbool",
     "qfilters",
+    "qhas",
     "qint",
     "qjson_map",
     "qjson_str_list",

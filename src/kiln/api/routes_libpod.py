@@ -16,12 +16,12 @@ from starlette.routing import Route
 from kiln.errors import Conflict, InvalidArgument, NotFound
 from kiln.ops import images as ops
 from kiln.ops.options import PullRequest
-from kiln.ops.timefmt import parse_duration
+from kiln.ops.pull_options import retry_values
 from kiln.util.choices import PullPolicy
 
 from . import shapes
 from .errors import error_body, image_lookup
-from .params import bad, qbool, qfilters, qint, qlist, qstr
+from .params import qbool, qfilters, qhas, qlist, qstr
 from .registry_auth import push_pull_options
 from .routes_images import tag_image, target_name
 from .routes_transfer import _require_images, save_response, search
@@ -161,19 +161,8 @@ def _pull_policy(value: str) -> str:
 
 def _retry_settings(q: QueryParams) -> dict[str, Any]:
     """``retry`` and ``retryDelay`` as ``RegistryOptions`` fields (none given: none)."""
-    values: dict[str, Any] = {}
-    retry = qint(q, "retry")
-    if retry is not None:
-        if retry < 0:
-            raise bad("retry", str(retry), "expected a number of retries, 0 or more")
-        values["retries"] = retry + 1  # podman counts retries, kiln attempts
-    text = qstr(q, "retrydelay")
-    if text:
-        seconds = parse_duration(text)
-        if seconds is None or seconds < 0:
-            raise bad("retryDelay", text, 'expected a duration such as "2s" or "500ms"')
-        values["retry_delay"], values["retry_backoff"] = seconds, False
-    return values
+    names = ('query parameter "retry"', 'query parameter "retryDelay"')
+    return retry_values(qstr(q, "retry"), qstr(q, "retryDelay"), names)
 
 
 def _stream_error(exc: BaseException) -> list[dict]:
@@ -188,13 +177,13 @@ def libpod_pull_request(request: Request) -> PullRequest:
     ``retry`` (retries after the first attempt, podman's ``--retry``), ``retryDelay`` (a Go
     duration: every wait, no backoff, as ``--retry-delay``) and X-Registry-Auth.
 
-    Names are matched in any case, as podman's server matches them: podman 4's bindings
-    send ``arch``, ``os``, ``variant`` and ``alltags``."""
-    q = QueryParams([(k.lower(), v) for k, v in request.query_params.multi_items()])
+    Names are matched in any case (``kiln.api.params``), as podman's server matches them:
+    podman 4's bindings send ``arch``, ``os``, ``variant`` and ``alltags``."""
+    q = request.query_params
     reference = qstr(q, "reference")
     if not reference:
         raise InvalidArgument('query parameter "reference" is required: the image to pull')
-    tls = qbool(q, "tlsverify", True) if "tlsverify" in q else None
+    tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
     options = push_pull_options(request, tls).merged(**_retry_settings(q))
     return PullRequest.of(
         reference,
@@ -202,7 +191,7 @@ def libpod_pull_request(request: Request) -> PullRequest:
         arch=qstr(q, "arch") or None,
         os=qstr(q, "os") or None,
         variant=qstr(q, "variant") or None,
-        all_tags=bool(qbool(q, "alltags")),
+        all_tags=bool(qbool(q, "allTags")),
         options=options,
         quiet=bool(qbool(q, "quiet")),
     )
@@ -242,7 +231,7 @@ async def push_image(request: Request) -> Reply:
         ("oci:", "oci-archive:", "docker-archive:", "dir:")
     ):
         destination = f"docker://{destination}"
-    tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
+    tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
     options = push_pull_options(request, tls)
     fmt = qstr(q, "format") or None
     config = config_of(request)

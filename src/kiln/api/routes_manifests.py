@@ -23,7 +23,7 @@ from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.oci import strict_json
 
 from .errors import error_body
-from .params import qbool, qlist, qstr
+from .params import qbool, qhas, qlist, qstr
 from .registry_auth import push_pull_options
 from .streaming import Handoff, Reply, StreamedOp
 from .wiring import config_of, context_for, run_op
@@ -102,7 +102,7 @@ async def create_list(request: Request) -> Response:
     q = request.query_params
     images = [i for v in qlist(q, "images") for i in v.split(",") if i]
     all_, amend = qbool(q, "all"), qbool(q, "amend")
-    tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
+    tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
     opts = push_pull_options(request, tls)
     rec = await run_op(
         request,
@@ -123,7 +123,7 @@ async def inspect_list(request: Request) -> Response:
 
     name = request.path_params["name"]
     q = request.query_params
-    tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
+    tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
     opts = push_pull_options(request, tls)
     doc = await run_op(request, lambda ctx: _manifests().inspect(ctx, name, options=opts))
     return JSONResponse(doc)
@@ -150,7 +150,7 @@ async def _modify(request: Request, name: str, operation: str, body: dict) -> Re
     all_ = bool(body.get("all"))
     tls = (
         qbool(request.query_params, "tlsVerify", True)
-        if "tlsVerify" in (request.query_params)
+        if qhas(request.query_params, "tlsVerify")
         else None
     )
     opts = push_pull_options(request, tls)
@@ -203,7 +203,7 @@ async def push_list(request: Request) -> Reply:
     all_ = qbool(q, "all", True)
     fmt = qstr(q, "format") or None
     quiet = qbool(q, "quiet")
-    tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
+    tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
     options = push_pull_options(request, tls)
     config = config_of(request)
 

@@ -22,7 +22,7 @@ from kiln.ops.options import PullRequest, RegistryOptions
 
 from . import shapes
 from .errors import NoSuchImage
-from .params import qbool, qfilters, qint, qlist, qstr
+from .params import qbool, qfilters, qhas, qint, qlist, qstr
 from .registry_auth import loopback_registry, push_pull_options
 from .render import progress_message
 from .streaming import Handoff, Reply, StreamedOp, StreamWriter
@@ -288,7 +288,7 @@ async def search(request: Request, libpod: bool = False) -> list[dict[str, Any]]
         if key not in ("is-official", "stars", "is-automated"):
             raise InvalidArgument(f'invalid filter "{key}"')
 
-    tls = qbool(q, "tlsVerify", True) if "tlsVerify" in q else None
+    tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
     if tls is None and loopback_registry(term):
         tls = False
 

@@ -10,7 +10,7 @@ below ops).
 
 from __future__ import annotations
 
-from kiln.registry.options import RegistryOptions
+from kiln.registry.options import RegistryOptions, retry_values
 from kiln.registry.pull_request import PullRequest
 
-__all__ = ["PullRequest", "RegistryOptions"]
+__all__ = ["PullRequest", "RegistryOptions", "retry_values"]

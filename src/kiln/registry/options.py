@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from kiln.errors import InvalidArgument
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE
+from kiln.util.timefmt import parse_go_duration
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["MONOLITHIC_MAX", "RegistryOptions"]
+__all__ = ["MONOLITHIC_MAX", "RegistryOptions", "retry_values"]
 
 MONOLITHIC_MAX = 1 << 40  # blobs up to this size go up in one streamed PUT, as skopeo's
 
@@ -84,3 +86,30 @@ class OptionValues(TypedDict, total=False):
     user_agent: str | None
     page_size: int | None
     transport: httpx.BaseTransport | None
+
+
+def retry_values(
+    retry: int | str | None,
+    retry_delay: str | None,
+    names: tuple[str, str] = ("--retry", "--retry-delay"),
+) -> dict[str, Any]:
+    """podman's ``--retry`` (retries after the first attempt) and ``--retry-delay`` (a Go
+    duration: every wait, with no backoff) as ``RegistryOptions`` fields; none given, none.
+    The one reading of them for the CLI, the API's ``retry``/``retryDelay`` and the
+    ``KILN_RETRY``/``KILN_RETRY_DELAY`` settings; ``names`` name them in errors."""
+    values: dict[str, Any] = {}
+    if retry is not None and str(retry).strip() != "":
+        text = str(retry).strip()
+        if not text.isdigit():
+            raise InvalidArgument(
+                f'invalid {names[0]} "{text}": expected a number of retries, 0 or more'
+            )
+        values["retries"] = int(text) + 1  # podman counts retries, kiln attempts
+    if retry_delay is not None and retry_delay.strip():
+        nanos = parse_go_duration(retry_delay.strip())
+        if nanos is None or nanos < 0:
+            raise InvalidArgument(
+                f'invalid {names[1]} "{retry_delay}": expected a duration such as "2s" or "500ms"'
+            )
+        values["retry_delay"], values["retry_backoff"] = nanos / 1e9, False
+    return values
