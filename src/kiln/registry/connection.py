@@ -101,6 +101,7 @@ class HostConnection:
         self.timeout = timeout
         bound_header_reads(self.http)  # headers dripped byte by byte: see header_deadline
         self._base: str | None = None
+        self._unreachable = ""  # why the ping failed: every later request fails the same
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -111,10 +112,19 @@ class HostConnection:
 
     # -- scheme detection ----------------------------------------------------------
     def base_url(self) -> str:
+        """The registry's base URL, found by one ping per connection (one operation's): a
+        ping that failed after its retries is not run again by the requests waiting on it
+        (a push's parallel blobs would each run the whole sequence of retries again)."""
         with self._lock:
             if self._base is None:
-                with overall_deadline(self.retry.deadline, f"pinging {self.domain}"):
-                    self._base = self._ping()
+                if self._unreachable:
+                    raise Unavailable(self._unreachable)
+                try:
+                    with overall_deadline(self.retry.deadline, f"pinging {self.domain}"):
+                        self._base = self._ping()
+                except Unavailable as exc:
+                    self._unreachable = str(exc)
+                    raise
             return self._base
 
     def _ping_scheme(self, scheme: str) -> httpx.Response:
