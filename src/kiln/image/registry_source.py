@@ -210,7 +210,7 @@ def fetch_blob(
         else _Stage(hasher.feed if inflate and hasher is not None else None, "kiln-inflate")
     )
     kept = bytearray() if keep else None
-    tries = max(1, client.options.retries)
+    tries = client.options.tries
     breaks = 0
     with (
         store.ingest("", expected) as ing,

@@ -23,6 +23,10 @@ class Config:
     tls_verify: bool = True
     cert_dir: str | None = None
     image_format: str = "oci"  # default format for images kiln writes ("oci" | "docker")
+    # registry retries where a command gives none (containers.conf's retry, retry_delay):
+    # retries after the first attempt, and a Go duration for every wait (no backoff)
+    retry: str | None = None  # $KILN_RETRY
+    retry_delay: str | None = None  # $KILN_RETRY_DELAY
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -36,6 +40,8 @@ class Config:
             or None,
             authfile=env.get("REGISTRY_AUTH_FILE") or None,
             image_format=(env.get("BUILDAH_FORMAT") or "oci").lower(),
+            retry=env.get("KILN_RETRY") or None,
+            retry_delay=env.get("KILN_RETRY_DELAY") or None,
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return replace(cfg, **overrides) if overrides else cfg

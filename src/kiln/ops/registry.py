@@ -35,6 +35,7 @@ from kiln.ops import image_events
 from kiln.ops.store_copy import unpack_into
 from kiln.ops.transports import registry_reference
 from kiln.registry import RegistryOptions
+from kiln.registry.options import retry_values
 from kiln.registry.pull_request import PullRequest
 from kiln.store.trust_key import schema1_signing_key
 from kiln.util.choices import PULL_POLICIES, Compression, ImageFormat
@@ -92,7 +93,8 @@ def registry_options(
     ctx: Context | None = None, options: RegistryOptions | None = None
 ) -> RegistryOptions:
     """``options`` (default: ``RegistryOptions()``) with the context's configured
-    registries.conf, auth file and certificate directory where it names none."""
+    registries.conf, auth file, certificate directory and retries (``KILN_RETRY``,
+    ``KILN_RETRY_DELAY``) where it names none."""
     base = options or RegistryOptions()
     cfg = ctx.config if ctx is not None else None
     values: dict[str, Any] = {}
@@ -100,6 +102,12 @@ def registry_options(
         for key in ("registries_conf", "authfile", "cert_dir"):
             if getattr(cfg, key, None) and getattr(base, key) is None:
                 values[key] = getattr(cfg, key)
+        configured = retry_values(getattr(cfg, "retry", None), getattr(cfg, "retry_delay", None),
+                                  ("KILN_RETRY", "KILN_RETRY_DELAY"))  # fmt: skip
+        if base.retries is None and "retries" in configured:
+            values["retries"] = configured["retries"]
+        if base.retry_delay is None and "retry_delay" in configured:
+            values["retry_delay"], values["retry_backoff"] = configured["retry_delay"], False
     return replace(base, **values) if values else base
 
 

@@ -61,8 +61,8 @@ class RegistryClient:
         self.conf = registries_conf.load(self.options.registries_conf)
         opts = self.options
         self.retry = RetryPolicy(
-            tries=opts.retries,
-            delay=opts.retry_delay,
+            tries=opts.tries,
+            delay=opts.first_delay,
             backoff=opts.retry_backoff,
             deadline=opts.deadline,
         )

@@ -21,8 +21,16 @@ from kiln.util.timefmt import parse_go_duration
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["MONOLITHIC_MAX", "RegistryOptions", "retry_values"]
+__all__ = [
+    "DEFAULT_RETRY_DELAY",
+    "DEFAULT_TRIES",
+    "MONOLITHIC_MAX",
+    "RegistryOptions",
+    "retry_values",
+]
 
+DEFAULT_TRIES = 3  # attempts in all (podman's default --retry 3 makes 4)
+DEFAULT_RETRY_DELAY = 2.0  # seconds before the second attempt, doubling after
 MONOLITHIC_MAX = 1 << 40  # blobs up to this size go up in one streamed PUT, as skopeo's
 
 
@@ -35,8 +43,9 @@ class RegistryOptions:
     # registry (auth-file key) -> "user:pass", for this operation only (an API request's)
     auths: Mapping[str, str] | None = field(default=None, repr=False)
     registries_conf: str | None = None
-    retries: int = 3  # attempts in all
-    retry_delay: float = 2.0  # first backoff, doubling
+    # None: the configuration's (KILN_RETRY, KILN_RETRY_DELAY), else the defaults below
+    retries: int | None = None  # attempts in all (DEFAULT_TRIES)
+    retry_delay: float | None = None  # first backoff, doubling (DEFAULT_RETRY_DELAY)
     retry_backoff: bool = True  # False: every wait is retry_delay (podman's --retry-delay)
     chunk_size: int = 8 * 1024 * 1024  # PATCH size for chunked uploads
     monolithic_max: int = MONOLITHIC_MAX  # larger blobs are uploaded in chunks of chunk_size
@@ -62,6 +71,16 @@ class RegistryOptions:
         # names and types are checked against OptionValues; None (keep) is dropped here
         values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         return replace(self, **values) if values else self
+
+    @property
+    def tries(self) -> int:
+        """Attempts in all for one request (``retries``, else the default)."""
+        return DEFAULT_TRIES if self.retries is None else max(1, self.retries)
+
+    @property
+    def first_delay(self) -> float:
+        """The wait before the second attempt (``retry_delay``, else the default)."""
+        return DEFAULT_RETRY_DELAY if self.retry_delay is None else self.retry_delay
 
 
 class OptionValues(TypedDict, total=False):

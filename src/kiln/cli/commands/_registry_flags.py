@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 REGISTRY_FLAGS = ("authfile", "creds", "tls_verify", "cert_dir")
 
 
-def registry_flags(*, creds: bool = True, scope: str = ""):
+def registry_flags(*, creds: bool = True, scope: str = "", retry: bool = False):
     """Add ``--authfile``, ``--creds`` (unless ``creds=False``), ``--tls-verify`` and
-    ``--cert-dir``; the command receives the ones given as one ``RegistryOptions``,
-    ``registry_options`` (None when none is given: a build from local images then loads
-    no registry code).
+    ``--cert-dir``, and with ``retry`` podman's ``--retry`` and ``--retry-delay``; the
+    command receives the ones given as one ``RegistryOptions``, ``registry_options``
+    (None when none is given: a build from local images then loads no registry code).
 
     ``scope`` ends the ``--authfile`` help, e.g. ``" (registries)"`` where the verb
     also takes file transports.
@@ -43,12 +43,33 @@ def registry_flags(*, creds: bool = True, scope: str = ""):
         )
     )
     opts.append(click.option("--cert-dir", default=None, help="Directory of registry certificates"))
+    if retry:
+        opts.append(
+            click.option(
+                "--retry",
+                type=click.IntRange(min=0),
+                default=None,
+                metavar="N",
+                help="Retries after a failed registry request (default 2, or $KILN_RETRY)",
+            )
+        )
+        opts.append(
+            click.option(
+                "--retry-delay",
+                default=None,
+                metavar="DURATION",
+                help="Wait between retries, no backoff (default 2s doubling, or $KILN_RETRY_DELAY)",
+            )
+        )
 
     def decorate(f):
         @functools.wraps(f)
         def command(*args, **kw):
             given = {k: kw.pop(k, None) for k in REGISTRY_FLAGS}
-            kw["registry_options"] = _options({k: v for k, v in given.items() if v is not None})
+            given = {k: v for k, v in given.items() if v is not None}
+            if retry:
+                given.update(_retry(kw.pop("retry", None), kw.pop("retry_delay", None)))
+            kw["registry_options"] = _options(given)
             return f(*args, **kw)
 
         for opt in reversed(opts):
@@ -65,3 +86,12 @@ def _options(given: dict[str, Any]) -> RegistryOptions | None:
     from kiln.ops.pull_options import RegistryOptions
 
     return RegistryOptions(**given)
+
+
+def _retry(retry: int | None, retry_delay: str | None) -> dict[str, Any]:
+    if retry is None and not retry_delay:
+        return {}
+    # start-up: only a command given a retry flag loads the options' module
+    from kiln.ops.pull_options import retry_values
+
+    return retry_values(retry, retry_delay)

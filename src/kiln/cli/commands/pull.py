@@ -30,7 +30,7 @@ from kiln.util.choices import PULL_POLICIES
     default=None,
     help="Pull policy for registries (default: always)",
 )
-@registry_flags(scope=" (registries)")
+@registry_flags(scope=" (registries)", retry=True)
 @pass_state
 def command(
     state: State,

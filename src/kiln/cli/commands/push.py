@@ -30,7 +30,7 @@ from kiln.cli.state import State, pass_state
     help="Recompress layers with this algorithm where needed (registries)",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the progress output")
-@registry_flags(scope=" (registries)")
+@registry_flags(scope=" (registries)", retry=True)
 @click.option("--digestfile", default=None, help="Write the manifest digest to this file")
 @pass_state
 def command(
