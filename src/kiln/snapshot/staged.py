@@ -19,6 +19,7 @@ import shutil
 import tarfile
 from collections.abc import Callable, MutableMapping
 from contextlib import AbstractContextManager
+from typing import Any
 
 from kiln.archive.applier import ApplyResult, apply_layer
 from kiln.archive.compression import Compression
@@ -100,7 +101,7 @@ class StagedLayer:
 
 
 def discard_staged(
-    staged: MutableMapping[str, StagedLayer], lock: AbstractContextManager | None = None
+    staged: MutableMapping[str, StagedLayer], lock: AbstractContextManager[Any] | None = None
 ) -> None:
     """Drop the trees left in ``staged`` (blob digest -> tree) that no layer took (all of
     them when the copy failed). The mapping is emptied first, under ``lock`` where threads
