@@ -4,7 +4,7 @@ into the overlay upper, then tarred) gives, byte for byte, and the image must wo
 other (cache hits, a next build FROM it, kiln run unpacking it on demand).
 
 Each case builds twice on the same store with --no-cache: once as users get it, once with
-the direct path switched off (``_KILN_DIRECT_COPY=0``), and compares every layer. Layers
+the direct path switched off (``BuildOptions.direct_copy=False``), and compares every layer. Layers
 whose directories take the time of the copy as their mtime (an image's directory the copy
 creates a name in, a parent it makes) are compared header by header with those mtimes
 within a few seconds, and once more with --timestamp, exactly.
@@ -127,9 +127,9 @@ def _headers(img) -> list[list[tuple]]:
     return out
 
 
-def _build(env, ctx, text, monkeypatch, direct: bool, **opts):
-    monkeypatch.setenv("_KILN_DIRECT_COPY", "1" if direct else "0")
-    result = env.build(ctx, "FROM busybox\n" + text + "\n", no_cache=True, **opts)
+def _build(env, ctx, text, direct: bool, **opts):
+    result = env.build(ctx, "FROM busybox\n" + text + "\n", no_cache=True, direct_copy=direct,
+                       **opts)  # fmt: skip
     return env.validate(result.image_id)
 
 
@@ -139,15 +139,15 @@ def _unpacked(env, img) -> bool:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_direct_layer_is_the_materialised_one(build_env, monkeypatch, case):  # noqa: F811
+def test_direct_layer_is_the_materialised_one(build_env, case):  # noqa: F811
     text, direct_expected = CASES[case]
     ctx = build_env.context_dir()
     _tree(ctx)
-    new = _build(build_env, ctx, text, monkeypatch, direct=True)
+    new = _build(build_env, ctx, text, direct=True)
     # the direct path was taken where it should be: its layer is not unpacked (first:
     # the other build's identical layer has the same chain and is unpacked)
     assert _unpacked(build_env, new) is not direct_expected
-    old = _build(build_env, ctx, text, monkeypatch, direct=False)
+    old = _build(build_env, ctx, text, direct=False)
     old_h, new_h = _headers(old), _headers(new)
     if case not in NOW_DIRS:
         assert new_h == old_h
@@ -162,8 +162,8 @@ def test_direct_layer_is_the_materialised_one(build_env, monkeypatch, case):  # 
                 if o[5] != n[5]:  # only a directory of the copy's time may differ
                     assert o[1] == tarfile.DIRTYPE and abs(o[5] - n[5]) <= 5, (o, n)
         ts = {"timestamp": MTIME}
-        old_ts = _build(build_env, ctx, text, monkeypatch, direct=False, **ts)
-        new_ts = _build(build_env, ctx, text, monkeypatch, direct=True, **ts)
+        old_ts = _build(build_env, ctx, text, direct=False, **ts)
+        new_ts = _build(build_env, ctx, text, direct=True, **ts)
         assert [d.digest for d in new_ts.layers] == [d.digest for d in old_ts.layers]
     # the history names the same content digest (the copy's summary)
     assert [h.created_by for h in new.config.history] == [h.created_by for h in old.config.history]

@@ -19,9 +19,11 @@ import kiln.snapshot.meta as meta_module  # noqa: E402
 from build_fixtures import ROOT_MARKS  # noqa: E402
 from fixtures_images import PASSWD  # noqa: E402
 from kiln.archive.compression import open_decompressed  # noqa: E402
+from kiln.build.options import BuildOptions  # noqa: E402
 from kiln.cli.main import run  # noqa: E402
 from kiln.container.builder import Builder  # noqa: E402
 from kiln.image import open_store_image  # noqa: E402
+from kiln.ops.build import build  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
 from kiln.snapshot import holds  # noqa: E402
 from kiln.store import Store  # noqa: E402
@@ -82,15 +84,15 @@ def _chains(root: str, ref: str) -> list[str]:
 def test_build_from_and_rebuild_after_a_power_loss(
     kiln_store, busybox_image, tmp_path, capsys, boot, monkeypatch
 ):
-    # the last COPY materialised, as a COPY that a later step reads is: written straight
-    # from the context (kiln.build.copy_direct) it has no tree a power loss could tear
-    monkeypatch.setenv("_KILN_DIRECT_COPY", "0")
     root = kiln_store.root
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "c.txt").write_text("three\n")
     (ctx / "Containerfile").write_text(STEPS)
-    _kiln(capsys, root, "build", "--layers=true", "-q", "-t", "built:1", str(ctx))
+    # the last COPY materialised, as a COPY that a later step reads is: written straight
+    # from the context (kiln.build.copy_direct) it has no tree a power loss could tear
+    with open_context(root) as c:
+        build(c, BuildOptions(context=str(ctx), tags=["built:1"], quiet=True, direct_copy=False))
     chains = _chains(root, "built:1")
     rows = _rows(root)
     assert [rows[c][1] for c in chains] == ["boot-one"] * 4  # none waited for the disk

@@ -18,8 +18,8 @@ heredocs, URLs, git, archives ADD would unpack, ``--parents``, ``--from``, a des
 reached through a symlink or onto anything the image has at the same path but a plain
 directory, a directory with extended attributes on the way, devices, a target written
 twice, a caller that is not root, the "copy" snapshot driver (its layers are two-tree
-diffs, not overlay upper dirs). ``$_KILN_DIRECT_COPY=0`` turns the direct path off (the
-tests compare both paths' layers with it).
+diffs, not overlay upper dirs). ``BuildOptions.direct_copy=False`` turns the direct path
+off (the tests compare both paths' layers with it).
 
 Entries the copy writes are exactly the copier's (``kiln.container.copier``): the source
 tree walked with directory fds in the copier's order, for the content digest; existing
@@ -78,8 +78,9 @@ class DirectLayer:
     digest: str  # the copy's content digest, as ``copy_into`` gives it
 
 
-def direct_enabled() -> bool:
-    return os.environ.get("_KILN_DIRECT_COPY", "1") != "0" and os.geteuid() == 0
+def direct_enabled(asked: bool = True) -> bool:
+    """The direct path may be taken: ``asked`` (``BuildOptions.direct_copy``) and root."""
+    return asked and os.geteuid() == 0
 
 
 def read_later(plan: BuildPlan, stage: Stage, instr: Instruction) -> bool:

@@ -128,7 +128,7 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
 
     direct_ok = (
         from_ref is None and named_context is None and not parents and not expanded.contents
-        and direct_enabled() and build.snapshot_driver == "overlay"
+        and direct_enabled(build.opts.direct_copy) and build.snapshot_driver == "overlay"
         and not read_later(build.plan, run.stage, instr)
     )  # fmt: skip
     run.layer_step(expanded, action, direct=direct if direct_ok else None, files=files,

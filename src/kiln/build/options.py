@@ -104,6 +104,10 @@ class BuildOptions:
     # run the build checks (kiln.build.checks) first: their findings are reported after the
     # build, and with ``# check=error=true`` any finding fails it before anything runs
     checks: bool = False
+    # internal: False takes the materialising path for every COPY/ADD (a working container,
+    # then a layer diff) instead of writing a layer straight from the context
+    # (kiln.build.copy_direct); tests compare both paths' layers with it
+    direct_copy: bool = True
 
     def __post_init__(self) -> None:
         # the one check of these words, whoever fills the options in (CLI, API, library)
