@@ -7,7 +7,9 @@ writer, a registry. Optional extras it may have: ``required_compression``
 (docker-archive wants ``"none"``), ``note_layer(digest, diff_id, size)``, and a
 snapshotter ``snaps``: then a layer copied as it is goes in through
 ``put_unpacked(desc, stream) -> ApplyResult``, which stores and unpacks it in one pass
-(the store with a snapshotter: a load leaves its layers unpacked). A source may offer
+(the store with a snapshotter: a load leaves its layers unpacked), or with
+``check_layers`` true stores it and checks it as validation would in one pass (a load of
+another platform's image: nothing unpacked, nothing read twice). A source may offer
 ``uncompressed_size(desc) -> int | None`` (the store's layer records do).
 
 Layers are copied as they are unless a format or compression change needs
@@ -155,7 +157,10 @@ class _Copier:
         if self.dst.has_blob(desc.digest):
             return new
         put_unpacked = getattr(self.dst, "put_unpacked", None)
-        if put_unpacked is not None and getattr(self.dst, "snaps", None) is not None:
+        one_pass = getattr(self.dst, "snaps", None) is not None or getattr(
+            self.dst, "check_layers", False
+        )
+        if put_unpacked is not None and one_pass:
             with self.src.open_layer(desc) as blob:  # stored and unpacked in the same pass
                 applied = put_unpacked(new, blob)
             if str(applied.diff_id) != diff_id:

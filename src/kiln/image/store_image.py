@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from kiln.archive.applier import ApplyResult
+from kiln.archive.compression import Compression
 from kiln.archive.tar_check import member_check
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.image.layers import DiffIdTee, SliceTee, drain
 from kiln.image.model import SourceImage, chain_ids, platform_string
 from kiln.image.mutate import Addendum, append_layers, check_format
 from kiln.image.unpack import unpack_stored
+from kiln.image.validate import check_layer_stream
 from kiln.oci import media_types as mt
 from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
@@ -266,7 +268,7 @@ class StoreDestination:
         noted in ``checked``; one that does not is left for validation to read again and
         refuse, with its own message."""
         if self.snaps is None:
-            raise InvalidArgument("this store destination has no snapshotter to unpack into")
+            return self._put_checked(desc, stream)
         staged = self.snaps.stage_layer()
         self.staged[str(desc.digest)] = staged
         with self.store.ingest("", desc) as ing:
@@ -286,6 +288,31 @@ class StoreDestination:
         if members.passed and result.compression == mt.layer_compression(desc.media_type):
             self.checked[str(desc.digest)] = str(result.diff_id)
         return result
+
+    def _put_checked(self, desc: Descriptor, stream: BinaryIO) -> ApplyResult:
+        """``put_unpacked`` with nothing to unpack into (an image of another platform):
+        the blob is stored and checked as ``validate_image`` checks a layer in one pass,
+        and noted in ``checked``, so validating the image does not read it again."""
+        what = f"layer {desc.digest}"
+        with self.store.ingest("", desc) as ing:
+            tee = SliceTee(stream, IngestWriter(ing))
+            try:
+                diff_id, size = check_layer_stream(tee, desc.media_type, what)
+                tee.finish()  # what follows the tar's end is the blob's too
+            except InvalidArgument as exc:
+                if isinstance(exc, DigestMismatch):
+                    raise
+                tee.finish()
+                ing.seal()  # DigestMismatch first, if the blob is not the one named
+                raise InvalidArgument(
+                    f"invalid image: {what} cannot be read as {desc.media_type}: {exc}"
+                ) from None
+            ing.commit()
+        if self.lease is not None:
+            self.lease.add_blob(desc.digest)
+        self.checked[str(desc.digest)] = diff_id
+        compression = Compression(mt.layer_compression(desc.media_type))
+        return ApplyResult(diff_id, size, desc.size, 0, compression)
 
     def discard_staged(self) -> None:
         """Drop the staged trees no layer took (all of them when the copy failed)."""

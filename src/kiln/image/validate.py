@@ -159,17 +159,10 @@ def _check_layer(source: BlobSource, i: int, desc: Descriptor, diff_id: str) -> 
     if desc.urls and not source.has_blob(desc.digest):
         return  # foreign layer, not distributed with the image
     what = f"layer {i} ({desc.digest})"
-    compression = Compression(mt.layer_compression(desc.media_type))
     with source.open_blob(desc.digest) as raw:
         blob = _CountingVerifier(raw)
         try:
-            with open_decompressed(io.BufferedReader(blob, CHUNK), compression) as plain:
-                tar_stream = HashingReader(plain)
-                _walk_tar(tar_stream, what)
-                tar_stream.drain()
-                # the blob may carry bytes after the compressed stream ends
-                while blob.readinto(bytearray(CHUNK)):
-                    pass
+            diff, _size = check_layer_stream(blob, desc.media_type, what)
         except DigestMismatch:
             raise
         except InvalidArgument as exc:
@@ -185,13 +178,30 @@ def _check_layer(source: BlobSource, i: int, desc: Descriptor, diff_id: str) -> 
             str(desc.digest),
             blob.digest,
         )
-    if tar_stream.digest != diff_id:
+    if diff != diff_id:
         raise DigestMismatch(
-            f"invalid image: {what} unpacks to {tar_stream.digest} but the config's "
-            f"diff_id is {diff_id}",
+            f"invalid image: {what} unpacks to {diff} but the config's diff_id is {diff_id}",
             diff_id,
-            tar_stream.digest,
+            diff,
         )
+
+
+def check_layer_stream(blob: io.RawIOBase, media_type: str, what: str) -> tuple[str, int]:
+    """Read layer blob ``blob`` to its end as a layer is checked here: decompressed as
+    ``media_type`` says, a tar ``check_tar`` takes; returns its (diff_id, uncompressed
+    size). InvalidArgument names the first problem. The one check of a layer's contents:
+    validation reads a stored blob with it, and a store destination that unpacks nothing
+    (an image of another platform) runs it beside the blob's ingest, so that validating
+    the image does not read the layer a second time."""
+    compression = Compression(mt.layer_compression(media_type))
+    with open_decompressed(io.BufferedReader(blob, CHUNK), compression) as plain:
+        tar_stream = HashingReader(plain)
+        _walk_tar(tar_stream, what)
+        tar_stream.drain()
+        # the blob may carry bytes after the compressed stream ends
+        while blob.readinto(bytearray(CHUNK)):
+            pass
+    return tar_stream.digest, tar_stream.size
 
 
 def _walk_tar(stream: ByteReader, what: str) -> None:

@@ -95,6 +95,9 @@ class StoreCopyDestination(StoreDestination):
     ):
         super().__init__(store, lease, snaps)
         self.validate = validate
+        # nothing to unpack into (another platform's image): each layer is checked as the
+        # validation checks it while it is stored, and so read once (image.copy)
+        self.check_layers = validate and snaps is None
         self.new: list[Digest] = []
 
     def has_blob(self, digest: Digest) -> bool:
