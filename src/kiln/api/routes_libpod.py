@@ -234,6 +234,7 @@ async def push_image(request: Request) -> Reply:
     tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
     options = push_pull_options(request, tls)
     fmt = qstr(q, "format") or None
+    compression = qstr(q, "compressionFormat") or None  # podman's --compression-format
     config = config_of(request)
     await _require_images(request, [name])
 
@@ -241,7 +242,8 @@ async def push_image(request: Request) -> Reply:
         from kiln.ops.file_transfer import push  # start-up: see the module docstring
 
         with context_for(config, h) as ctx:
-            return push(ctx, name, destination, format=fmt, options=options)
+            return push(ctx, name, destination, format=fmt, compression=compression,
+                        options=options)  # fmt: skip
 
     def event(e) -> list[dict]:
         return [{"stream": e.message + "\n"}] if e.message and e.kind != "result" else []

@@ -202,6 +202,7 @@ async def push_list(request: Request) -> Reply:
     q = request.query_params
     all_ = qbool(q, "all", True)
     fmt = qstr(q, "format") or None
+    compression = qstr(q, "compressionFormat") or None  # podman's --compression-format
     quiet = qbool(q, "quiet")
     tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
     options = push_pull_options(request, tls)
@@ -209,7 +210,8 @@ async def push_list(request: Request) -> Reply:
 
     def work(h: Handoff):
         with context_for(config, h) as ctx:
-            return _manifests().push(ctx, name, destination, all=all_, format=fmt, options=options)
+            return _manifests().push(ctx, name, destination, all=all_, format=fmt,
+                                     compression=compression, options=options)  # fmt: skip
 
     def event(e) -> list[dict]:
         if quiet or not e.message or e.kind == "result":

@@ -1,0 +1,43 @@
+"""``podman --remote push`` through ``kiln serve`` honours the parameters podman 4's
+bindings send as they spell them (``compressionformat``, in lower case; ``tlsVerify``):
+the layers reach the registry in the compression asked for."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from api_server import start_server, stop_server
+from kiln.cli.main import run
+from kiln.oci import Reference
+from kiln.oci import media_types as mt
+from kiln.registry import RegistryClient, RegistryOptions
+from registry_servers import registry_plain  # noqa: F401
+
+pytest_plugins = ["fixtures_images"]
+pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
+
+PODMAN = shutil.which("podman")
+CALL_TIMEOUT = 120
+
+
+@pytest.mark.skipif(PODMAN is None, reason="podman is not installed")
+def test_podman_remote_push_compression_format(tmp_path, registry_plain, busybox_rootfs_tar):  # noqa: F811
+    assert run(["--root", str(tmp_path / "root"), "import", busybox_rootfs_tar, "bb:1"]) == 0
+    proc, sock = start_server(tmp_path)
+    try:
+        ref = f"{registry_plain.host}/libpod-push/zst:1"
+        r = subprocess.run([PODMAN, "--remote", "--url", f"unix://{sock}", "push",
+                            "--tls-verify=false", "--compression-format", "zstd",
+                            "localhost/bb:1", ref],
+                           capture_output=True, text=True, timeout=CALL_TIMEOUT)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    finally:
+        assert stop_server(proc) == 0
+    with RegistryClient(RegistryOptions(tls_verify=False)) as client:
+        raw, _media_type, _ = client.get_manifest(Reference.parse(ref))
+    layers = json.loads(raw)["layers"]
+    assert [layer["mediaType"] for layer in layers] == [mt.OCI_LAYER_ZSTD], layers
