@@ -21,8 +21,8 @@ from kiln.util.choices import PullPolicy
 
 from . import shapes
 from .errors import error_body, image_lookup
-from .params import qbool, qfilters, qhas, qlist, qstr
-from .registry_auth import push_pull_options
+from .params import qbool, qfilters, qhas, qint, qlist, qstr
+from .registry_auth import loopback_registry, push_pull_options
 from .routes_images import tag_image, target_name
 from .routes_transfer import _require_images, save_response, search
 from .streaming import Handoff, Reply, StreamedOp
@@ -259,6 +259,31 @@ async def push_image(request: Request) -> Reply:
     return StreamedOp(work, event, done, _stream_error, libpod=True)
 
 
+async def _list_tags(request: Request) -> list[dict[str, Any]]:
+    """The tags of the repository ``term`` names, one entry each (podman's NAME and TAG)."""
+    q = request.query_params
+    term = qstr(q, "term")
+    if not term:
+        raise InvalidArgument('query parameter "term" is required: the repository to list')
+    limit = qint(q, "limit", 0) or 0
+    tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
+    if tls is None and loopback_registry(term):
+        tls = False
+    options = push_pull_options(request, tls)
+
+    def run(ctx):
+        from kiln.ops.registry import search as do_search  # start-up: see the module docstring
+
+        return do_search(ctx, term, limit=max(limit, 0), list_tags=True, options=options)
+
+    tags = await run_op(request, run)
+    return [
+        {"Index": t.name.split("/", 1)[0], "Name": t.name, "Description": "", "Stars": 0,
+         "Official": "", "Automated": "", "Tag": t.tag}
+        for t in tags
+    ]  # fmt: skip
+
+
 def _archive_format(request: Request) -> str:
     value = qstr(request.query_params, "format")
     if value not in _ARCHIVE_FORMATS:
@@ -328,6 +353,8 @@ async def import_image(request: Request) -> Response:
 
 
 async def search_images(request: Request) -> Response:
+    if qbool(request.query_params, "listTags"):  # podman search --list-tags REPOSITORY
+        return JSONResponse(await _list_tags(request))
     items = await search(request, libpod=True)
     return JSONResponse(
         [

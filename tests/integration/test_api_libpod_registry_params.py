@@ -1,6 +1,7 @@
-"""``podman --remote push`` through ``kiln serve`` honours the parameters podman 4's
-bindings send as they spell them (``compressionformat``, in lower case; ``tlsVerify``):
-the layers reach the registry in the compression asked for."""
+"""``podman --remote push`` and ``search --list-tags`` through ``kiln serve`` honour the
+parameters podman 4's bindings send as they spell them (``compressionformat`` and
+``listtags`` in lower case; ``tlsVerify``): the layers reach the registry in the
+compression asked for, and a repository's tags are listed."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ CALL_TIMEOUT = 120
 
 
 @pytest.mark.skipif(PODMAN is None, reason="podman is not installed")
-def test_podman_remote_push_compression_format(tmp_path, registry_plain, busybox_rootfs_tar):  # noqa: F811
+def test_podman_remote_push_compression_format_and_list_tags(
+    tmp_path,
+    registry_plain,  # noqa: F811
+    busybox_rootfs_tar,
+):
     assert run(["--root", str(tmp_path / "root"), "import", busybox_rootfs_tar, "bb:1"]) == 0
     proc, sock = start_server(tmp_path)
     try:
@@ -35,6 +40,12 @@ def test_podman_remote_push_compression_format(tmp_path, registry_plain, busybox
                             "localhost/bb:1", ref],
                            capture_output=True, text=True, timeout=CALL_TIMEOUT)  # fmt: skip
         assert r.returncode == 0, r.stderr
+        r = subprocess.run([PODMAN, "--remote", "--url", f"unix://{sock}", "search",
+                            "--tls-verify=false", "--list-tags", ref.rsplit(":", 1)[0]],
+                           capture_output=True, text=True, timeout=CALL_TIMEOUT)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        rows = [line.split() for line in r.stdout.splitlines()[1:]]
+        assert rows == [[ref.rsplit(":", 1)[0], "1"]], r.stdout
     finally:
         assert stop_server(proc) == 0
     with RegistryClient(RegistryOptions(tls_verify=False)) as client:
