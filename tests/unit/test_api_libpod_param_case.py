@@ -56,3 +56,13 @@ def test_docker_routes_keep_dockers_spelling(client):
     # Docker's server reads fromImage as written: a lower-case name is not it
     r = client.post("/v1.41/images/create?fromimage=localhost/case:1")
     assert r.status_code == 400, r.text
+
+
+def test_libpod_import_takes_the_platform_podman_sends(client):
+    # podman import --arch arm64 --variant v8: its bindings send architecture and variant
+    q = "reference=localhost/plat:1&architecture=arm64&Variant=v8"
+    assert client.post(f"/v4.3.1/libpod/images/import?{q}", content=_rootfs()).status_code == 200
+    info = client.get("/v4.3.1/libpod/images/localhost/plat:1/json").json()
+    assert (info["Os"], info["Architecture"]) == ("linux", "arm64"), info
+    r = client.post("/v4.3.1/libpod/images/import?architecture=arm64/v8/x", content=_rootfs())
+    assert r.status_code == 400 and "arm64/v8/x" in r.json()["message"], r.text

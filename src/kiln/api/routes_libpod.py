@@ -16,7 +16,7 @@ from starlette.routing import Route
 from kiln.errors import Conflict, InvalidArgument, NotFound
 from kiln.ops import images as ops
 from kiln.ops.options import PullRequest
-from kiln.ops.pull_options import retry_values
+from kiln.ops.pull_options import platform_choice, retry_values
 from kiln.util.choices import PullPolicy
 
 from . import shapes
@@ -334,6 +334,10 @@ async def import_image(request: Request) -> Response:
     q = request.query_params
     config = config_of(request)
     url = qstr(q, "url")
+    # podman import --arch/--os/--variant (the rest from the host's), refused before the body
+    picked = platform_choice(None, qstr(q, "architecture") or None, qstr(q, "os") or None,
+                             qstr(q, "variant") or None)  # fmt: skip
+    platform = str(picked) if picked is not None else None
     body = None if url else await spool_body(request, config.scratch_dir())
     reference = qstr(q, "reference") or None
     changes = qlist(q, "changes")
@@ -343,7 +347,7 @@ async def import_image(request: Request) -> Response:
         from kiln.ops.archives import import_image as import_  # start-up: see the module docstring
 
         try:
-            return import_(ctx, url or body, reference, changes, message, None)
+            return import_(ctx, url or body, reference, changes, message, platform)
         finally:
             if body is not None:
                 body.close()

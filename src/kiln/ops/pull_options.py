@@ -11,6 +11,6 @@ below ops).
 from __future__ import annotations
 
 from kiln.registry.options import RegistryOptions, retry_values
-from kiln.registry.pull_request import PullRequest
+from kiln.registry.pull_request import PullRequest, platform_choice
 
-__all__ = ["PullRequest", "RegistryOptions", "retry_values"]
+__all__ = ["PullRequest", "RegistryOptions", "platform_choice", "retry_values"]
