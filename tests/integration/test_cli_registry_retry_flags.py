@@ -1,4 +1,4 @@
-"""``kiln pull``/``kiln push`` take podman's ``--retry`` and ``--retry-delay``, and
+"""``kiln pull``/``kiln push``/``kiln build`` take podman's ``--retry`` and ``--retry-delay``, and
 ``KILN_RETRY``/``KILN_RETRY_DELAY`` set them where a command gives none (a flag wins).
 Against a closed port on 127.0.0.1: every attempt is refused at once, so only the waits
 between attempts (which kiln logs) tell the settings apart; no timing is measured."""
@@ -60,6 +60,16 @@ def test_push_retry_flags(busybox_image, caplog, dead_host):
     root = busybox_image.store.root
     waits = _waits(caplog, root, "push", "--tls-verify=false", "--retry", "1",
                    "--retry-delay", "100ms", "busybox:latest", f"{dead_host}/x/y:1")  # fmt: skip
+    assert [w.split()[0] for w in waits] == ["0.1s"]
+
+
+def test_build_retry_flags(tmp_path, caplog, dead_host):
+    # podman build's --retry/--retry-delay: for the pulls of its FROM images
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(f"FROM {dead_host}/a/b:1\n")
+    waits = _waits(caplog, str(tmp_path / "root"), "build", "--tls-verify=false", "--retry", "1",
+                   "--retry-delay", "100ms", "-t", "x:1", str(ctx))  # fmt: skip
     assert [w.split()[0] for w in waits] == ["0.1s"]
 
 

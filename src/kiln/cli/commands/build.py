@@ -391,7 +391,7 @@ class BuildCommand(click.Command):
     help="Export this build's cache; repeatable",
 )
 @click.option("--push", is_flag=True, help="Push the image to each -t name after the build")
-@registry_flags(scope=" (caches, pushes, pulls)")
+@registry_flags(scope=" (caches, pushes, pulls)", retry=True)
 @click.option("--jobs", type=int, default=None, help="Stages built at once (default 4)")
 @click.option("--rm/--no-rm", "rm", default=True, help="Remove intermediate containers")
 @click.option(
