@@ -92,6 +92,10 @@ CASES = {
     "dir-into-root": ("COPY files/ /", True),
     "dir-into-existing": ("COPY files /etc", True),
     "symlink-source": ("COPY dirlink /viadirlink", True),
+    # two directory sources merged into the image's directory: their entries interleave
+    # in layer order ("deep/", "links/a.txt", "links/a/") though each is walked alone
+    "dirs-merged-into-existing": ("COPY files/sub files/links /etc/", True),
+    "dirs-merged-into-new": ("COPY files/sub files/links /merged/", False),
     "meta-around": ('ENV A=1\nCOPY files /files\nLABEL x=y\nCMD ["/bin/true"]', True),
     "after-run": ("RUN echo hi > /run.txt\nCOPY tool.sh /usr/local/bin/", True),
     "workdir-first": ("WORKDIR /app\nCOPY . .", True),
@@ -107,7 +111,8 @@ CASES = {
 #: cases whose layers hold a directory with the copy's time as its mtime
 NOW_DIRS = {"file-new-parents", "file-existing-dir", "file-under-existing", "glob",
             "to-root", "dir-into-root", "add-file", "after-run", "dir-into-existing",
-            "workdir-first", "workdir-volume-user", "dest-through-symlink"}  # fmt: skip
+            "workdir-first", "workdir-volume-user", "dest-through-symlink",
+            "dirs-merged-into-existing", "dirs-merged-into-new"}  # fmt: skip
 
 
 def _headers(img) -> list[list[tuple]]:

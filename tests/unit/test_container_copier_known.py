@@ -48,9 +48,11 @@ def test_known_digests_give_the_same_copy_and_digest(tmp_path):
         context.racy_ns = 0  # files made just now: trust their checksums all the same
         context.digest(["d"])  # hashes every file, as a build's cache key does
 
-        def known(st):
+        def known(st, label):
             asked.append(st.st_ino)
-            return context.known_digest(st)
+            found = context.known_digest(st, label)
+            assert found is not None, label  # found by the path the copy names
+            return found
 
         fast = _copy(ctx, tmp_path / "r2", known)
     assert fast.digest == plain.digest
@@ -67,7 +69,7 @@ def test_a_digest_for_another_stat_is_not_used(tmp_path):
         before = os.stat(target)
         target.write_bytes(b"b" * 5000)  # same size; mtime put back: only ctime differs
         os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
-        assert context.known_digest(os.stat(target)) is None
+        assert context.known_digest(os.stat(target), "d/a") is None
         out = _copy(ctx, tmp_path / "r", context.known_digest)
     assert (tmp_path / "r" / "dst" / "a").read_bytes() == b"b" * 5000
     plain = _copy(ctx, tmp_path / "r2")  # hashes every file itself

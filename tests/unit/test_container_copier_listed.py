@@ -31,7 +31,7 @@ def test_a_file_swapped_after_the_listing_is_refused(tmp_path, swap):
     rootfs.mkdir()
     swapped = []
 
-    def known(st):
+    def known(st, label):
         # asked for "a", after "d" was listed and before "b" is opened: swap "b" now
         if not swapped:
             os.unlink(ctx / "d" / "b")

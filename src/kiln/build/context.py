@@ -176,14 +176,12 @@ class BuildContext:
         self._new: list[str] = []
         self._bulk = hasattr(checksums, "put_checksums")
         self.racy_ns = RACY_NS
-        # (dev, ino) -> (stat key, digest) of the files this build hashed or found cached
         self._started_ns = time.time_ns()  # files changed after this - racy_ns are racy
-        self._by_inode: dict[tuple[int, int], tuple[tuple[int, ...], str]] = {}
-        self._by_inode_len = -1  # len(self._memo) when _by_inode was built
+        #: the index record ``known_digest`` last looked in, with its {name: position}
+        self._positions: tuple[DirRecord | None, dict[str, int]] = (None, {})
         self._lock = threading.Lock()
         self._preloaded = False
         self._index: DirIndex | None = None  # the per-directory index, loaded when first used
-        self._hits: list[DirRecord] = []  # index records this build found or made
         # digest -> {rel: "kind mode payload"} of the digests computed, for --explain
         self._manifests: dict[str, _Covered | dict[str, str] | None] = {}
 
@@ -454,24 +452,31 @@ class BuildContext:
             memo = self._memo
             cast(BulkChecksumCache, self.checksums).put_checksums((p, *memo[p]) for p in new)
 
-    def known_digest(self, st: os.stat_result) -> str | None:
-        """The sha256 (hex) of a context file this build has hashed (or found in the
-        checksum cache), if ``st`` is the stat it was hashed under: the copier then copies
-        it without hashing it again."""
+    def known_digest(self, st: os.stat_result, label: str = "") -> str | None:
+        """The sha256 (hex) of the context file ``label`` (its path as a copy names it:
+        context-relative, "./..." below the context's root) if this build hashed it or found
+        it in the checksum cache under exactly the stat ``st``: the copier then copies it
+        without hashing it again. Looked up by path (the per-file memo, then the directory's
+        index record), so that nothing per file is built for it: a map of every file by
+        inode cost a COPY of 200,000 files ~100 MB."""
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
         if max(st.st_mtime_ns, st.st_ctime_ns) >= self._started_ns - self.racy_ns:
             return None  # racy (see the module docstring): the copier hashes it
-        with self._lock:
-            stamp = len(self._memo) + len(self._hits)
-            if self._by_inode_len != stamp:  # built when a copy first asks
-                by_inode = {(k[0], k[1]): (k, d) for rec in self._hits for k, d in rec.files()}
-                by_inode.update(((v[0][0], v[0][1]), v) for v in self._memo.values())
-                self._by_inode = by_inode
-                self._by_inode_len = stamp
-            found = self._by_inode.get((key[0], key[1]))
-        if found is None or found[0] != key:
+        rel = "" if label == "." else label.removeprefix("./")
+        if not rel:
             return None
-        return found[1].removeprefix("sha256:")
+        with self._lock:
+            memo = self._memo.get(os.path.join(self.root, rel))
+            if memo is not None and memo[0] == key:
+                return memo[1].removeprefix("sha256:")
+            parent, name = posixpath.split(rel)
+            record = self._index.records.get(parent) if self._index is not None else None
+            if record is None:
+                return None
+            if self._positions[0] is not record:  # a copy asks directory by directory
+                self._positions = (record, record.positions())
+            line = record.line_at(self._positions[1].get(name), key)
+        return None if line is None else payload_of(line).removeprefix("sha256:")
 
     def _preload(self) -> None:
         """Every cached checksum under the context in one query (one per file adds up: 2,000
@@ -577,8 +582,6 @@ class BuildContext:
             and record.dev == dev
             and record.names == "\0".join(names)
         ):
-            with self._lock:
-                self._hits.append(record)
             spans = record.spans()
             start = 0
             for i in (
@@ -656,7 +659,6 @@ class BuildContext:
                 dev, "\0".join(names), keys, b"".join(lines), offsets.tobytes(), dirs.tobytes()
             )
             index.changed = True
-            self._hits.append(record)  # known to the copier (``known_digest``)
 
     def _subdir(  # noqa: PLR0913
         self, rel: str, name: str, dfd: int, h: Any, box: _Covered, index: DirIndex, seen: set[str]

@@ -73,12 +73,17 @@ class DirRecord:
     def lookup(self, name: str, key: tuple[int, ...]) -> bytes | None:
         """The stored line of entry ``name`` if its stat key (dev, ino, size, mtime_ns,
         ctime_ns, mode) is still ``key``."""
-        if key[0] != self.dev:
-            return None
         if self._by_name is None:
-            self._by_name = {n: i for i, n in enumerate(self.names.split("\0"))}
-        i = self._by_name.get(name)
-        if i is None:
+            self._by_name = self.positions()
+        return self.line_at(self._by_name.get(name), key)
+
+    def positions(self) -> dict[str, int]:
+        """{name: its index among the entries} (made on each call: the caller keeps it)."""
+        return {n: i for i, n in enumerate(self.names.split("\0"))}
+
+    def line_at(self, i: int | None, key: tuple[int, ...]) -> bytes | None:
+        """The stored line of entry ``i`` if its stat key is still ``key`` (see ``lookup``)."""
+        if i is None or key[0] != self.dev:
             return None
         keys = array("Q")
         keys.frombytes(self.keys[i * _FIELDS * 8 : (i + 1) * _FIELDS * 8])

@@ -25,30 +25,38 @@ Entries the copy writes are exactly the copier's (``kiln.container.copier``): th
 tree walked with directory fds in the copier's order, for the content digest; existing
 directories on the way as overlayfs copies them up (their own mode, owner and mtime; the
 mtime of one the copy creates a name in is the time of the copy, as the kernel sets it);
-directories the copy makes 0755 (the top one with its source's mtime). Each file entry
-carries the (device, inode, size, mtime, ctime) it was planned with; the writer refuses a
-file that no longer matches, so a context changed meanwhile fails the step as the copier's
-check does.
+directories the copy makes 0755 (the top one with its source's mtime).
+
+Memory does not grow with the number of files: :func:`plan_direct` walks the sources in
+the copier's order for the content digest (which the history needs before the layer is
+written) and the checks, keeping only what the copy makes outside its directory sources'
+trees; ``DirectLayer.entries`` walks those trees again, one directory at a time in layer
+order, as the writer reads them, both walks through the one listing the copier uses
+(``kiln.container.copier.list_source_dir``). The two walks' fingerprints (a sum of one
+hash of what each saw per entry) must agree, and each file entry carries the (device,
+inode, size, mtime, ctime) it was listed with, which the writer checks before and after
+reading it: a context changed meanwhile fails the step as the copier's check does.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import heapq
 import os
 import posixpath
 import stat
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from kiln.archive.changes import read_xattrs
-from kiln.archive.entry import TarEntry, sort_key
+from kiln.archive.entry import TarEntry
 from kiln.archive.safe_root import SafeRoot
 from kiln.build.instructions import Add, Copy, Instruction, Run, Workdir
 from kiln.build.stages import BuildPlan, Stage
 from kiln.container.chmod import parse_chmod
-from kiln.container.copier import ContentHash, CopyOptions
+from kiln.container.copier import ContentHash, CopyOptions, KnownDigest, list_source_dir
 from kiln.container.copy_add import is_url
 from kiln.container.git_source import is_git_source
 from kiln.container.owner import resolve_chown
@@ -59,8 +67,6 @@ from kiln.runtime import resolve_user
 
 __all__ = ["DirectLayer", "direct_enabled", "plan_direct", "read_later"]
 
-#: (stat of a context file) -> its sha256 hex digest, if the build hashed it under that stat
-KnownDigest = Callable[[os.stat_result], "str | None"]
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FS_STEPS = (Run, Copy, Add, Workdir)  # WORKDIR makes its directory at the end of a stage
@@ -74,7 +80,7 @@ class _Fallback(Exception):
 class DirectLayer:
     """A COPY/ADD's layer as the materialising path would write it, listed."""
 
-    entries: list[TarEntry]  # in canonical order
+    entries: Iterator[TarEntry]  # in canonical order, made as they are read
     digest: str  # the copy's content digest, as ``copy_into`` gives it
 
 
@@ -154,15 +160,25 @@ class _Planner:
         owner = resolve_chown(dst, instr.chown) if instr.chown else None
         mode = parse_chmod(instr.chmod) if instr.chmod else None
         self.opts = CopyOptions(owner=owner, chmod=mode)
-        #: what the copy makes, by path ("a/b", no leading slash), and the directories whose
-        #: mtime it has set (nothing may be created in them afterwards)
+        #: what the copy makes outside its directory sources' trees, by path ("a/b", no
+        #: leading slash), and the directories whose mtime it has set (nothing may be
+        #: created in them afterwards)
         self.planned: dict[str, TarEntry] = {}
         self.sealed: set[str] = set()
+        #: the entries right below a directory source that merges into the image's
+        #: directory (path -> is a directory), checked against what comes after them
+        self.claimed: dict[str, bool] = {}
         #: the image's directories the copy creates names in (their mtime becomes now)
         self.touched: set[str] = set()
-        #: source inode -> in-container path of its first copy (the copier's hard links)
+        #: source inode -> in-container path of its first copy (the copier's hard links),
+        #: and the inodes of files with more than one name
         self.links: dict[tuple[int, int], str] = {}
-        self.link_paths: dict[tuple[int, int], list[str]] = {}
+        self.multi: set[tuple[int, int]] = set()
+        #: the directory sources, walked again for the layer: (source, target path, label,
+        #: host path, (dev, inode)); the fingerprints of what each pass saw below them
+        self.walks: list[tuple[str, str, str, str, tuple[int, int]]] = []
+        self.seen = 0
+        self.walked = 0
 
     def make_wanted(self, view: str, path: str, user: str) -> None:
         """A directory WORKDIR or VOLUME wants, as ``Builder.make_dirs`` makes it: its
@@ -222,6 +238,9 @@ class _Planner:
         entry = self.planned.get(rel)
         if entry is not None:
             return "dir" if entry.type == "dir" else "planned"
+        claimed = self.claimed.get(rel)
+        if claimed is not None:
+            return "dir" if claimed else "planned"
         try:
             st = self.dst.lstat(rel)
         except (FileNotFoundError, NotADirectoryError):
@@ -260,7 +279,7 @@ class _Planner:
             raise _Fallback(f"{parent} is written after its metadata was set")
         if parent and parent not in self.planned:
             self.touched.add(parent)
-        if rel in self.planned:
+        if rel in self.planned or rel in self.claimed:
             raise _Fallback(f"{rel} is written twice")
 
     def _new(self, target: str) -> str:
@@ -271,7 +290,7 @@ class _Planner:
         self._created(rel)
         return rel
 
-    # -- the source side: TreeCopier's walk ------------------------------------------------
+    # -- the source side, first pass: TreeCopier's walk, in its order ---------------------
 
     def _top(self, rel: str, target: str, label: str) -> None:
         pfd = self.ctx.open_path(rel, follow=True)
@@ -281,130 +300,225 @@ class _Planner:
             if stat.S_ISDIR(st.st_mode):
                 dfd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
-                    self._dir(dfd, st, target, label, host, top=True)
+                    self._top_dir(dfd, rel, st, target, label, host)
                 finally:
                     os.close(dfd)
             elif stat.S_ISREG(st.st_mode):
+                trel = self._new(target)
                 self._file(st, target, label, host)
+                entry = self._entry(trel, st, host, "")
+                assert entry is not None  # a regular file
+                self.planned[trel] = entry
             else:
                 raise _Fallback("a special file as a copy source")
         finally:
             os.close(pfd)
 
-    def _dir(
-        self, dfd: int, st: os.stat_result, target: str, label: str, host: str, top: bool
+    def _top_dir(
+        self, dfd: int, src: str, st: os.stat_result, target: str, label: str, host: str
     ) -> None:
+        """A directory source: its contents into ``target`` (made if missing). Only its
+        own entry is planned here; what is below it is walked again, in layer order, when
+        the layer is written (``_walk``): memory does not grow with the number of files."""
         existed = self._kind(target) == "dir"
         rel = target.strip("/")
-        if existed and not top:
-            raise _Fallback(f"{target} merges into a directory of the image")
         if not existed:
             rel = self._new(target)
             self.planned[rel] = TarEntry(path=rel, type="dir", mode=0o700)  # metadata below
         self.content.add(label, "dir", self._mode(st), "")
-        with os.scandir(dfd) as it:
-            names = sorted((e.name, e.is_file(follow_symlinks=False)) for e in it)
-        if self.include is not None:
-            base = "" if label == "." else label.removeprefix("./")
-            prefix = base + "/" if base else ""
-            names = [n for n in names if prefix + n[0] in self.include]
-        for name, _ in names:
-            self._child(dfd, name, posixpath.join(target, name), posixpath.join(label, name),
-                        os.path.join(host, name))  # fmt: skip
-        if not top:
-            self._set_dir(rel, st, self._mode(st), self.opts.owner_of(st))
-        elif not existed:
-            self._set_dir(rel, st, 0o755, self.opts.uid_gid)
-
-    def _set_dir(self, rel: str, st: os.stat_result, mode: int, owner: tuple[int, int]) -> None:
-        uid, gid = owner
-        self.planned[rel] = TarEntry(path=rel, type="dir", mode=mode, uid=uid, gid=gid,
-                                     mtime=st.st_mtime_ns)  # fmt: skip
-        self.sealed.add(rel)
-
-    def _child(self, dfd: int, name: str, target: str, label: str, host: str) -> None:
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            cfd = os.open(name, _DIR, dir_fd=dfd)
-            try:
-                now = os.fstat(cfd)
-                if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-                    raise _Fallback(f"{label} changed")
-                self._dir(cfd, st, target, label, host, top=False)
-            finally:
-                os.close(cfd)
-        elif stat.S_ISREG(st.st_mode):
-            self._file(st, target, label, host)
-        elif stat.S_ISLNK(st.st_mode):
-            link_target = os.readlink(name, dir_fd=dfd)
-            rel = self._new(target)
-            uid, gid = self.opts.owner_of(st)
-            self.content.add(label, "symlink", 0o777, link_target)
-            self.planned[rel] = TarEntry(path=rel, type="symlink", linkname=link_target,
-                                         mode=0o777, uid=uid, gid=gid,
+        self._children(dfd, target, label, host, fresh=not existed)
+        if not existed:
+            uid, gid = self.opts.uid_gid
+            self.planned[rel] = TarEntry(path=rel, type="dir", mode=0o755, uid=uid, gid=gid,
                                          mtime=st.st_mtime_ns)  # fmt: skip
-        elif stat.S_ISFIFO(st.st_mode):
-            rel = self._new(target)
-            uid, gid = self.opts.owner_of(st)
-            self.content.add(label, "fifo", self._mode(st), "")
-            self.planned[rel] = TarEntry(path=rel, type="fifo", mode=self._mode(st), uid=uid,
-                                         gid=gid, mtime=st.st_mtime_ns)  # fmt: skip
-        elif stat.S_ISSOCK(st.st_mode):
-            return  # not copied, as the copier (and Docker) skip them
-        else:
-            raise _Fallback("a device in the context")
+            self.sealed.add(rel)
+        self.walks.append((src, rel, label, host, (st.st_dev, st.st_ino)))
+
+    def _children(self, dfd: int, target: str, label: str, host: str, fresh: bool) -> None:
+        """The entries below a directory source, in the copier's order, into the content
+        digest. ``fresh``: ``target`` is a directory the copy makes, so nothing can be in
+        the way below it; else (a top directory merging into the image's) each entry is
+        checked against the image and what the copy made before."""
+        for name, _ in list_source_dir(dfd, label, self.include):
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            ctarget = posixpath.join(target, name)
+            clabel = posixpath.join(label, name)
+            mode = st.st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode)
+                    or stat.S_ISFIFO(mode)):  # fmt: skip
+                if stat.S_ISSOCK(mode):
+                    continue  # not copied, as the copier (and Docker) skip them
+                raise _Fallback("a device in the context")
+            if not fresh:
+                if stat.S_ISDIR(mode) and self._kind(ctarget) == "dir":
+                    raise _Fallback(f"{ctarget} merges into a directory of the image")
+                self.claimed[self._new(ctarget)] = stat.S_ISDIR(mode)
+            link = os.readlink(name, dir_fd=dfd) if stat.S_ISLNK(mode) else ""
+            self.seen += _fingerprint(ctarget, st, link)
+            if stat.S_ISDIR(mode):
+                self.content.add(clabel, "dir", self._mode(st), "")
+                cfd = os.open(name, _DIR, dir_fd=dfd)
+                try:
+                    now = os.fstat(cfd)
+                    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                        raise _Fallback(f"{clabel} changed")
+                    self._children(cfd, ctarget, clabel, os.path.join(host, name), fresh=True)
+                finally:
+                    os.close(cfd)
+            elif stat.S_ISREG(mode):
+                self._file(st, ctarget, clabel, os.path.join(host, name))
+            elif link:
+                self.content.add(clabel, "symlink", 0o777, link)
+            else:
+                self.content.add(clabel, "fifo", self._mode(st), "")
 
     def _file(self, st: os.stat_result, target: str, label: str, host: str) -> None:
+        """A regular file into the content digest (a hard link to one copied before: a
+        "link" line, as the copier's). Its entry is made a hard link to the first name of
+        its inode in layer order when the layer is written."""
         key = (st.st_dev, st.st_ino)
-        rel = self._new(target)
-        if st.st_nlink > 1 and key in self.links:
-            self.content.add(label, "link", 0, self.links[key])
-            self.link_paths[key].append(rel)
-            self.planned[rel] = TarEntry(path=rel, type="hardlink")  # filled in entries()
-            return
-        digest = self.known_digest(st) if self.known_digest is not None else None
+        if st.st_nlink > 1:
+            self.multi.add(key)
+            if key in self.links:
+                self.content.add(label, "link", 0, self.links[key])
+                return
+            self.links[key] = target
+        digest = self.known_digest(st, label) if self.known_digest is not None else None
         if digest is None:
             digest = _hash_file(host, st)
+        self.content.add(label, "file", self._mode(st), digest)
+
+    def _entry(self, rel: str, st: os.stat_result, host: str, link: str) -> TarEntry | None:
+        """The layer entry the copy makes at ``rel`` from source ``st`` (None: not copied)."""
+        mode = st.st_mode
         uid, gid = self.opts.owner_of(st)
-        mode = self._mode(st)
-        self.content.add(label, "file", mode, digest)
-        self.planned[rel] = TarEntry(
-            path=rel, type="file", source=host, mode=mode, uid=uid, gid=gid, size=st.st_size,
-            mtime=st.st_mtime_ns,
-            expect=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
-        )  # fmt: skip
-        if st.st_nlink > 1:
-            self.links[key] = target
-            self.link_paths[key] = [rel]
+        if stat.S_ISREG(mode):
+            return TarEntry(
+                path=rel, type="file", source=host, mode=self._mode(st), uid=uid, gid=gid,
+                size=st.st_size, mtime=st.st_mtime_ns,
+                expect=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
+            )  # fmt: skip
+        if stat.S_ISDIR(mode):
+            kind = "dir"
+        elif stat.S_ISLNK(mode):
+            return TarEntry(path=rel, type="symlink", linkname=link, mode=0o777, uid=uid,
+                            gid=gid, mtime=st.st_mtime_ns)  # fmt: skip
+        elif stat.S_ISFIFO(mode):
+            kind = "fifo"
+        else:
+            return None
+        return TarEntry(path=rel, type=kind, mode=self._mode(st), uid=uid, gid=gid,
+                        mtime=st.st_mtime_ns)  # fmt: skip
 
     def _mode(self, st: os.stat_result) -> int:
         return self.opts.mode_for(st.st_mode, stat.S_ISDIR(st.st_mode))
 
-    # -- the layer -------------------------------------------------------------------------
+    # -- the layer: the second pass, in layer order ----------------------------------------
 
-    def entries(self) -> list[TarEntry]:
-        """Every entry the upper directory would hold, in canonical order: the planned
-        ones, hard links to the first name in that order, and the image's directories on
-        the way (as overlayfs copies them up)."""
-        out = self.planned  # completed in place: the listing is not needed twice
-        for paths in self.link_paths.values():
-            if len(paths) < 2:
-                continue
-            ordered = sorted(paths, key=lambda p: p.encode("utf-8", "surrogateescape"))
-            first = out[paths[0]]
-            for i, path in enumerate(ordered):
-                if i == 0:
-                    out[path] = dataclasses.replace(first, path=path)
-                else:
-                    out[path] = TarEntry(path=path, type="hardlink", linkname=ordered[0],
-                                         mode=first.mode, uid=first.uid, gid=first.gid,
-                                         mtime=first.mtime)  # fmt: skip
-        for rel in list(out):
-            parent = posixpath.dirname(rel)
+    def entries(self) -> Iterator[TarEntry]:
+        """Every entry the upper directory would hold, in canonical order, made as the
+        writer asks for them: the planned ones and the image's directories on the way (as
+        overlayfs copies them up), merged with the directory sources walked again in that
+        order, one directory at a time; hard links point to the first name in that order.
+        A source that is not what the first pass saw (its fingerprint differs) fails the
+        step as the copier fails a source that changes while it copies."""
+        out = dict(self.planned)
+        for rel in [*out, *self.claimed, *(w[1] for w in self.walks)]:
+            parent = rel if rel not in out and rel not in self.claimed else posixpath.dirname(rel)
             while parent and parent not in out:
                 out[parent] = self._image_dir(parent)
                 parent = posixpath.dirname(parent)
-        return sorted(out.values(), key=sort_key)
+        fixed = [(e.path.encode("utf-8", "surrogateescape"), e) for e in out.values()]
+        fixed.sort(key=itemgetter(0))
+        walks, self.walks = self.walks, []
+        return self._merged(fixed, walks)
+
+    def _merged(
+        self, fixed: list[tuple[bytes, TarEntry]], walks: list[tuple]
+    ) -> Iterator[TarEntry]:
+        firsts: dict[tuple[int, int], TarEntry] = {}
+        with SafeRoot(self.context_dir) as ctx:
+            streams = [self._walk(ctx, *w) for w in walks]
+            for _, entry in heapq.merge(fixed, *streams, key=itemgetter(0)):
+                if entry.type == "file" and entry.expect is not None:
+                    key = (entry.expect[0], entry.expect[1])
+                    if key in self.multi:
+                        first = firsts.setdefault(key, entry)
+                        if first is not entry:
+                            entry = TarEntry(path=entry.path, type="hardlink",
+                                             linkname=first.path, mode=first.mode,
+                                             uid=first.uid, gid=first.gid,
+                                             mtime=first.mtime)  # fmt: skip
+                yield entry
+        if self.walked != self.seen:
+            raise _changed(walks[0][2] if walks else ".")
+
+    def _walk(
+        self, ctx: SafeRoot, src: str, rel: str, label: str, host: str, ident: tuple[int, int]
+    ) -> Iterator[tuple[bytes, TarEntry]]:
+        """A directory source's entries below ``rel``, walked again in layer order."""
+        try:
+            pfd = ctx.open_path(src, follow=True)
+        except OSError:
+            raise _changed(label) from None
+        try:
+            st = os.fstat(pfd)
+            if (st.st_dev, st.st_ino) != ident or not stat.S_ISDIR(st.st_mode):
+                raise _changed(label)
+            dfd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        finally:
+            os.close(pfd)
+        try:
+            yield from self._walk_dir(dfd, rel, "/" + rel, label, host)
+        finally:
+            os.close(dfd)
+
+    def _walk_dir(
+        self, dfd: int, rel: str, target: str, label: str, host: str
+    ) -> Iterator[tuple[bytes, TarEntry]]:
+        order = []
+        for name, _ in list_source_dir(dfd, label, self.include):
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _changed(posixpath.join(label, name)) from None
+            key = name.encode("utf-8", "surrogateescape")
+            order.append((key, name, st, False))
+            if stat.S_ISDIR(st.st_mode):  # what is below it sorts after "name/"
+                order.append((key + b"/", name, st, True))
+        order.sort(key=itemgetter(0))
+        prefix = rel + "/" if rel else ""
+        for _, name, st, below in order:
+            crel = prefix + name
+            clabel = posixpath.join(label, name)
+            chost = os.path.join(host, name)
+            if below:
+                try:
+                    cfd = os.open(name, _DIR, dir_fd=dfd)
+                except OSError:
+                    raise _changed(clabel) from None
+                try:
+                    now = os.fstat(cfd)
+                    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                        raise _changed(clabel)
+                    yield from self._walk_dir(cfd, crel, posixpath.join(target, name), clabel,
+                                              chost)  # fmt: skip
+                finally:
+                    os.close(cfd)
+                continue
+            link = ""
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    link = os.readlink(name, dir_fd=dfd)
+                except OSError:
+                    raise _changed(clabel) from None
+            entry = self._entry(crel, st, chost, link)
+            if entry is None:
+                if not stat.S_ISSOCK(st.st_mode):
+                    raise _changed(clabel)  # a device: the first pass saw none
+                continue
+            self.walked += _fingerprint(posixpath.join(target, name), st, link)
+            yield crel.encode("utf-8", "surrogateescape"), entry
 
     def _image_dir(self, rel: str) -> TarEntry:
         """A directory of the image on the way to what the copy writes, copied up."""
@@ -417,6 +531,19 @@ class _Planner:
         mtime = self.now if rel in self.touched else st.st_mtime_ns
         return TarEntry(path=rel, type="dir", mode=stat.S_IMODE(st.st_mode), uid=st.st_uid,
                         gid=st.st_gid, mtime=mtime)  # fmt: skip
+
+
+def _fingerprint(target: str, st: os.stat_result, link: str) -> int:
+    """What a pass saw of one entry, as a number: the sum over a walk is compared between
+    the passes (in different orders), so nothing per entry is kept between them."""
+    return hash((target, st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns,
+                 st.st_ctime_ns, st.st_uid, st.st_gid, st.st_nlink, link))  # fmt: skip
+
+
+def _changed(label: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"copy source {label} changed while it was being copied: try again once it is stable"
+    )
 
 
 def _hash_file(host: str, st: os.stat_result) -> str:

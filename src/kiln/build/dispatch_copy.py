@@ -112,7 +112,7 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
 
     def direct(
         image_id: str | None, workdir: str, wanted: list[tuple[str, str]]
-    ) -> tuple[str, list[TarEntry]] | None:
+    ) -> tuple[str, Iterator[TarEntry]] | None:
         # start-up: only a COPY/ADD that misses the cache lists a layer
         from kiln.build.copy_direct import plan_direct
 

@@ -41,8 +41,9 @@ from .chmod import Chmod
 
 CHUNK = 1 << 20
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-#: (stat of an opened source file) -> its sha256 hex digest if known for exactly that stat
-KnownDigest = Callable[[os.stat_result], "str | None"]
+#: (stat of an opened source file, its path as the copy names it) -> its sha256 hex digest
+#: if known for exactly that stat
+KnownDigest = Callable[[os.stat_result, str], "str | None"]
 
 
 @dataclass
@@ -186,6 +187,21 @@ def copy_bytes(src: int, dst: int, size: int, kernel: list[bool]) -> int:
     return done
 
 
+def list_source_dir(dfd: int, label: str, include: Container[str] | None) -> list[tuple[str, bool]]:
+    """The entries a copy takes from source directory ``dfd`` (``label``: its path as the
+    copy names it, "." or "./..." below a context root), in the order it copies them:
+    (name, listed as a regular file by d_type: no ``stat``), sorted by name, only those in
+    ``include`` (context paths) when given. The one listing both the copier and the direct
+    layer planner (``kiln.build.copy_direct``) walk, so that they cannot drift apart."""
+    with os.scandir(dfd) as it:
+        names = sorted((e.name, e.is_file(follow_symlinks=False)) for e in it)
+    if include is not None:
+        base = "" if label == "." else label.removeprefix("./")
+        prefix = base + "/" if base else ""
+        names = [n for n in names if prefix + n[0] in include]
+    return names
+
+
 class TreeCopier:
     """Copies one source item (file, directory, link, device) into the destination root."""
 
@@ -236,12 +252,7 @@ class TreeCopier:
         if not existed:
             self.dst.mkdir(target, 0o700)
         self.hash.add(label, "dir", self._mode(st), "")
-        with os.scandir(dfd) as it:  # (name, listed as a regular file): d_type, no stat
-            names = sorted((e.name, e.is_file(follow_symlinks=False)) for e in it)
-        if self.include is not None:
-            base = "" if label == "." else label.removeprefix("./")
-            prefix = base + "/" if base else ""
-            names = [n for n in names if prefix + n[0] in self.include]
+        names = list_source_dir(dfd, label, self.include)
         tfd = self.dst.open_dir(target) if names else -1
         try:
             for name, regular in names:
@@ -340,7 +351,7 @@ class TreeCopier:
         returns their sha256 hex digest."""
         if before is None:
             before = os.fstat(ffd)
-        known = self.known_digest(before) if self.known_digest is not None else None
+        known = self.known_digest(before, label) if self.known_digest is not None else None
         if known is not None:
             copied = copy_bytes(ffd, out, before.st_size, self._kernel_copy)
             after = os.fstat(ffd)
