@@ -8,13 +8,15 @@
   walking a directory is copied as a link. Nothing outside the context is ever read.
 - ``BuildContext.digest(sources, excludes)``: one sha256 over names, types, modes and
   contents of everything the sources name. File contents come from stat-keyed
-  checksums, so an unchanged context costs ``lstat`` calls, not reads. A whole directory
+  checksums, so an unchanged context costs ``lstat`` calls, not reads. A directory
   source uses the per-directory index (:mod:`kiln.build.context_index`, one file per
   context in the store: an unchanged directory is one bytes comparison of its entries'
-  stat keys and its stored lines go into the digest as they are); a filtered walk or a
-  single file uses the per-file rows (``store.get_checksums/put_checksums``: loaded in
-  one query, new ones written in one transaction at the end) after the index. Modification
-  times are not part of it (as in BuildKit).
+  stat keys and its stored lines go into the digest as they are), filtered by the ignore
+  file and ``--exclude`` or not (what a filter keeps of a directory is stored with the
+  filter's signature, so an unchanged one matches no pattern again; a file it skips is
+  never hashed); a single file uses the per-file rows (``store.get_checksums/
+  put_checksums``: loaded in one query, new ones written in one transaction at the end)
+  after the index. Modification times are not part of it (as in BuildKit).
 
   A cached checksum is used only while the file's (device, inode, size, mtime_ns,
   ctime_ns, mode) are all unchanged. Rewriting a file with the same size and putting its
@@ -143,6 +145,36 @@ def _kind(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "symlink"
     return "other"
+
+
+#: what a filtered walk does with an entry (as ``BuildContext.walk``): leave it out, keep
+#: it, or (a directory excluded that an exception pattern may reach into) look inside only
+_SKIP, _KEEP, _BELOW = 0, 1, 2
+
+
+class _Filter:
+    """The ignore file and ``--exclude`` patterns of one directory source (``base``), as
+    ``BuildContext.walk`` applies them, entry by entry; ``sig`` names the filter in the
+    per-directory index, where its decisions are kept."""
+
+    def __init__(self, ctx: BuildContext, excludes: IgnoreMatcher | None, base: str) -> None:
+        self.ctx = ctx
+        self.excludes = excludes
+        self.base = base
+        self.entirely = excludes is None or not excludes.patterns
+        described = repr((
+            [(p.text, p.exclusion) for p in ctx.matcher.patterns],
+            [(p.text, p.exclusion) for p in excludes.patterns] if excludes else [],
+            base,
+        ))  # fmt: skip
+        self.sig = hashlib.sha256(described.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def decide(self, rel: str, is_dir: bool) -> int:
+        if not self.ctx.excluded(rel, self.excludes, self.base):
+            return _KEEP
+        if not is_dir or (self.entirely and self.ctx.matcher.excludes_dir_entirely(rel)):
+            return _SKIP
+        return _BELOW
 
 
 class BuildContext:
@@ -497,8 +529,9 @@ class BuildContext:
                 h.update(f"source {src}\n".encode())
                 for top in self.expand(src, matcher):
                     st = self._stat(top, follow=True)
-                    if unfiltered and st is not None and stat.S_ISDIR(st.st_mode):
-                        self._digest_dir(top, st, h, box)
+                    if st is not None and stat.S_ISDIR(st.st_mode):
+                        keep = None if unfiltered else _Filter(self, matcher, top)
+                        self._digest_dir(top, st, h, box, keep)
                         continue
                     for rel, st in self.walk(top, matcher, follow=True):
                         with self._reading(rel):
@@ -525,11 +558,15 @@ class BuildContext:
                 found = self._manifests[digest] = found.manifest()
             return found
 
-    def _digest_dir(self, top: str, st: os.stat_result, h: Any, box: _Covered) -> None:
-        """``walk`` + ``_entry_line`` for a whole directory when nothing is filtered, the
-        same lines in the same order, taken from the per-directory index
-        (:mod:`kiln.build.context_index`) wherever a directory's entries kept their stat:
-        200,000 unchanged files cost their ``lstat`` and a bytes comparison per directory."""
+    def _digest_dir(
+        self, top: str, st: os.stat_result, h: Any, box: _Covered, keep: _Filter | None = None
+    ) -> None:
+        """``walk`` + ``_entry_line`` for a whole directory, the same lines in the same
+        order, taken from the per-directory index (:mod:`kiln.build.context_index`)
+        wherever a directory's entries kept their stat: 200,000 unchanged files cost their
+        ``lstat`` and a bytes comparison per directory. ``keep``: the ignore file and
+        ``--exclude`` filter the walk (what they keep of a directory is remembered in its
+        record with the filter's signature: an unchanged one matches no pattern again)."""
         self._line(self._entry_line(top, st, follow=True), h, box)
         index = self._dir_index()
         try:
@@ -538,7 +575,7 @@ class BuildContext:
             raise InvalidArgument(f"cannot read {top or '.'} in the build context: {exc}") from exc
         seen: set[str] = set()
         try:
-            self._digest_children(top, dfd, h, box, index, seen)
+            self._digest_children(top, dfd, h, box, index, seen, keep)
         finally:
             os.close(dfd)
         with self._lock:
@@ -563,8 +600,15 @@ class BuildContext:
             h.update(record.lines[spans[lo] : spans[hi]])
             box.add(record.lines, spans, lo, hi)
 
-    def _digest_children(
-        self, rel: str, dfd: int, h: Any, box: _Covered, index: DirIndex, seen: set[str]
+    def _digest_children(  # noqa: PLR0913
+        self,
+        rel: str,
+        dfd: int,
+        h: Any,
+        box: _Covered,
+        index: DirIndex,
+        seen: set[str],
+        keep: _Filter | None = None,
     ) -> None:
         names = sorted(os.listdir(dfd))
         try:
@@ -582,17 +626,76 @@ class BuildContext:
             and record.dev == dev
             and record.names == "\0".join(names)
         ):
-            spans = record.spans()
-            start = 0
-            for i in (
-                record.dir_indexes()
-            ):  # the lines up to and including the directory's, then inside it
-                self._lines(record, spans, start, i + 1, h, box)
-                self._subdir(rel, names[i], dfd, h, box, index, seen)
-                start = i + 1
-            self._lines(record, spans, start, len(names), h, box)
-            return
-        self._digest_changed(rel, dfd, names, sts, keys, dev, record, h, box, index, seen)
+            if keep is None and record.complete:
+                self._digest_unchanged(rel, dfd, record, names, h, box, index, seen)
+                return
+            if keep is not None and self._digest_kept(
+                rel, dfd, record, names, sts, h, box, index, seen, keep
+            ):
+                return
+        self._digest_changed(rel, dfd, names, sts, keys, dev, record, h, box, index, seen, keep)
+
+    def _digest_unchanged(  # noqa: PLR0913
+        self,
+        rel: str,
+        dfd: int,
+        record: DirRecord,
+        names: list[str],
+        h: Any,
+        box: _Covered,
+        index: DirIndex,
+        seen: set[str],
+    ) -> None:
+        """An unfiltered directory whose entries kept their stat: its stored lines."""
+        spans = record.spans()
+        start = 0
+        for i in record.dir_indexes():  # the lines up to and including the directory's
+            self._lines(record, spans, start, i + 1, h, box)
+            self._subdir(rel, names[i], dfd, h, box, index, seen)  # then what is inside it
+            start = i + 1
+        self._lines(record, spans, start, len(names), h, box)
+
+    def _digest_kept(  # noqa: PLR0913
+        self,
+        rel: str,
+        dfd: int,
+        record: DirRecord,
+        names: list[str],
+        sts: list[os.stat_result],
+        h: Any,
+        box: _Covered,
+        index: DirIndex,
+        seen: set[str],
+        keep: _Filter,
+    ) -> bool:
+        """A filtered directory whose entries kept their stat: the stored lines of what the
+        filter keeps (its decisions stored too when the record has them for this filter).
+        False, with nothing hashed, when a line it needs was never stored."""
+        if record.sig == keep.sig and len(record.mask) == len(names):
+            mask = record.mask
+        else:
+            mask = bytes(keep.decide(f"{rel}/{n}" if rel else n, stat.S_ISDIR(st.st_mode))
+                         for n, st in zip(names, sts, strict=True))  # fmt: skip
+        spans = record.spans()
+        if not record.complete and any(
+            m == _KEEP and spans[i] == spans[i + 1] for i, m in enumerate(mask)
+        ):
+            return False
+        if record.sig != keep.sig or record.mask != mask:
+            with self._lock:
+                record.sig, record.mask = keep.sig, mask
+                index.changed = True
+        dirs = set(record.dir_indexes())
+        start = 0  # the first line of the run of kept entries not hashed yet
+        for i, m in enumerate(mask):
+            if m == _KEEP and i not in dirs:
+                continue
+            self._lines(record, spans, start, i + (m == _KEEP), h, box)
+            start = i + 1
+            if i in dirs and m != _SKIP:
+                self._subdir(rel, names[i], dfd, h, box, index, seen, keep)
+        self._lines(record, spans, start, len(names), h, box)
+        return True
 
     def _digest_changed(  # noqa: PLR0913
         self,
@@ -607,28 +710,38 @@ class BuildContext:
         box: _Covered,
         index: DirIndex,
         seen: set[str],
+        keep: _Filter | None = None,
     ) -> None:
         """A directory whose entries changed since it was indexed (or never was): entry by
-        entry, each unchanged file's checksum still taken from the index."""
+        entry, each unchanged file's checksum still taken from the index. A filtered walk
+        hashes no file it skips (its line stays empty in the record)."""
         lines: list[bytes] = []
         dirs = array("I")
+        mask = bytearray()
         trusted = keys is not None
         for i, (name, st) in enumerate(zip(names, sts, strict=True)):
             child = f"{rel}/{name}" if rel else name
             mode = st.st_mode
+            kept = _KEEP if keep is None else keep.decide(child, stat.S_ISDIR(mode))
+            mask.append(kept)
             if stat.S_ISDIR(mode):
                 dirs.append(i)
                 line = f"{child}\0dir\0{stat.S_IMODE(mode):o}\0\n".encode(
                     "utf-8", "surrogateescape"
                 )
-                self._line(line, h, box)
+                if kept == _KEEP:
+                    self._line(line, h, box)
                 lines.append(line)
-                self._subdir(rel, name, dfd, h, box, index, seen)
+                if kept != _SKIP:
+                    self._subdir(rel, name, dfd, h, box, index, seen, keep)
                 continue
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
             stored = record.lookup(name, key) if record is not None else None
             if stored is not None:
                 line = stored
+            elif kept == _SKIP:
+                lines.append(b"")  # not hashed: nothing reads it
+                continue
             else:
                 if stat.S_ISREG(mode):
                     with self._reading(child):
@@ -645,7 +758,8 @@ class BuildContext:
                         line = self._entry_line(child, st)
                 if self._racy(st):
                     trusted = False
-            self._line(line, h, box)
+            if kept == _KEEP:
+                self._line(line, h, box)
             lines.append(line)
         if not trusted or keys is None:
             return
@@ -654,20 +768,30 @@ class BuildContext:
         for line in lines:
             total += len(line)
             offsets.append(total)
+        new = DirRecord(dev, "\0".join(names), keys, b"".join(lines), offsets.tobytes(),
+                        dirs.tobytes(), sig=keep.sig if keep is not None else "",
+                        mask=bytes(mask) if keep is not None else b"",
+                        complete=all(lines))  # fmt: skip
         with self._lock:
-            record = index.records[rel] = DirRecord(
-                dev, "\0".join(names), keys, b"".join(lines), offsets.tobytes(), dirs.tobytes()
-            )
+            index.records[rel] = new
             index.changed = True
 
     def _subdir(  # noqa: PLR0913
-        self, rel: str, name: str, dfd: int, h: Any, box: _Covered, index: DirIndex, seen: set[str]
+        self,
+        rel: str,
+        name: str,
+        dfd: int,
+        h: Any,
+        box: _Covered,
+        index: DirIndex,
+        seen: set[str],
+        keep: _Filter | None = None,
     ) -> None:
         child = f"{rel}/{name}" if rel else name
         with self._reading(child):
             cfd = os.open(name, _SUBDIR, dir_fd=dfd)
         try:
-            self._digest_children(child, cfd, h, box, index, seen)
+            self._digest_children(child, cfd, h, box, index, seen, keep)
         finally:
             os.close(cfd)
 

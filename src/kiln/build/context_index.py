@@ -39,7 +39,7 @@ from operator import attrgetter
 __all__ = ["DirIndex", "DirRecord", "pack_keys", "payload_of"]
 
 _MAGIC = b"KILNCTX1"
-_VERSION = 2
+_VERSION = 3
 _FIELDS = 5  # inode, size, mtime_ns, ctime_ns, mode
 _KEY = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns", "st_mode")
 
@@ -63,6 +63,12 @@ class DirRecord:
     lines: bytes  # every entry's digest line, in order
     offsets: bytes  # array("I"): len(entries) + 1 offsets into ``lines``
     dirs: bytes  # array("I"): the indexes of the entries that are directories
+    #: what a filtered walk (an ignore file, ``--exclude``) kept of each entry (one byte
+    #: each: see ``kiln.build.context``), and the filter's signature ("" for none)
+    sig: str = ""
+    mask: bytes = b""
+    #: every entry has its line (a filtered walk hashes no file it skips: an empty line)
+    complete: bool = True
     _by_name: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     def spans(self) -> array:
@@ -84,30 +90,31 @@ class DirRecord:
     def line_at(self, i: int | None, key: tuple[int, ...]) -> bytes | None:
         """The stored line of entry ``i`` if its stat key is still ``key`` (see ``lookup``)."""
         if i is None or key[0] != self.dev:
-            return None
+            return None  # (an empty line: a file a filtered walk skipped, never hashed)
         keys = array("Q")
         keys.frombytes(self.keys[i * _FIELDS * 8 : (i + 1) * _FIELDS * 8])
         if tuple(keys) != key[1:]:
             return None
         spans = self.spans()
-        return self.lines[spans[i] : spans[i + 1]]
+        return self.lines[spans[i] : spans[i + 1]] or None
 
     def files(self) -> list[tuple[tuple[int, ...], str]]:
-        """((dev, ino, size, mtime_ns, ctime_ns, mode), digest) of its regular files."""
+        """((dev, ino, size, mtime_ns, ctime_ns, mode), digest) of its regular files (those
+        a filtered walk skipped have none)."""
         keys = array("Q")
         keys.frombytes(self.keys)
         spans = self.spans()
         out = []
         for i in range(len(spans) - 1):
             key = tuple(keys[i * _FIELDS : (i + 1) * _FIELDS])
-            if not stat.S_ISREG(key[4]):
-                continue
             line = self.lines[spans[i] : spans[i + 1]]
-            out.append(((self.dev, *key), payload_of(line)))
+            if stat.S_ISREG(key[4]) and line:
+                out.append(((self.dev, *key), payload_of(line)))
         return out
 
     def to_tuple(self) -> tuple:
-        return (self.dev, self.names, self.keys, self.lines, self.offsets, self.dirs)
+        return (self.dev, self.names, self.keys, self.lines, self.offsets, self.dirs, self.sig,
+                self.mask, self.complete)  # fmt: skip
 
     def dir_indexes(self) -> array:
         out = array("I")
