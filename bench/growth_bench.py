@@ -2,11 +2,14 @@
 
     python bench/growth_bench.py [--runs N] [--files 20000,200000] [--gib 1,4]
                                  [--peers buildkit,buildah] [--no-rebuild] [--kiln-base SRC]
+                                 [--dockerignore]
 
 Two series, each a fresh store per run with the busybox base loaded (untimed):
 
 - files: ``COPY files /files`` of N files of 256 B (500 per directory), then the same
   build again with nothing changed (``noop``: the stat-keyed checksum cache at work);
+  with ``--dockerignore`` the context also has a ``.dockerignore`` (``**/*.log``, which
+  matches none of the files: every path is matched, nothing is left out);
 - bytes: ``COPY big.bin /big.bin`` of one random file of N GiB.
 
 For every build it records wall time, CPU time (user + sys of the build process and its
@@ -36,11 +39,17 @@ FROM = f"FROM {bl.BASE_REF}\n"
 RSS_TARGET_MB = 200
 LINEAR_TARGET = 1.5  # time per unit at the largest point / at the smallest
 NOOP_TARGET = 0.5  # seconds: rebuild of the largest file context, nothing changed
+IGNORE = False  # --dockerignore: the files contexts have a .dockerignore
 
 
 def ctx_files(count: int) -> Path:
     ctx = bl.data_dir() / f"ctx-growth-files{count}"
     bl.small_files(ctx / "files", count)
+    ignore = ctx / ".dockerignore"
+    if IGNORE and not ignore.exists():
+        ignore.write_text("**/*.log\n")
+    elif not IGNORE and ignore.exists():
+        ignore.unlink()
     return _dockerfile(ctx, FROM + "COPY files /files\n")
 
 
@@ -181,11 +190,15 @@ def main() -> int:
     ap.add_argument("--gib", default="1,4", help="GiB of the bytes series ('' to skip)")
     ap.add_argument("--peers", default="", help="peers to run beside kiln (e.g. buildah)")
     ap.add_argument("--no-rebuild", action="store_true", help="skip the no-op rebuilds")
+    ap.add_argument("--dockerignore", action="store_true",
+                    help="give the files contexts a .dockerignore (every path is matched)")  # fmt: skip
     ap.add_argument("--settle", type=float, default=10.0,
                     help="seconds to wait after deleting one point's stores (default 10)")  # fmt: skip
     bl.add_bytecode_flag(ap)
     bl.add_kiln_base_flag(ap)
     args = ap.parse_args()
+    global IGNORE  # noqa: PLW0603 (one switch for the contexts this run makes)
+    IGNORE = args.dockerignore
     bl.use_kiln_bytecode(not args.kiln_no_bytecode_cache)
     base = bl.use_kiln_base(args.kiln_base)
     tools = ["kiln", *base, *bl.installed_peers([p for p in args.peers.split(",") if p])]
