@@ -13,8 +13,11 @@ Two series, each a fresh store per run with the busybox base loaded (untimed):
 - bytes: ``COPY big.bin /big.bin`` of one random file of N GiB.
 
 For every build it records wall time, CPU time (user + sys of the build process and its
-children, from ``wait4``) and peak RSS, and prints them with the machine's load average
-beside them (the machine may be shared: CPU time is the steadier number). After the
+children, from ``wait4``), peak RSS and what it read from the disk (``ru_inblock``: wall
+time beyond CPU time that is not waiting for a core is mostly inodes, directories and the
+checksum index evicted from the page cache by other work), and prints them with the
+machine's load average beside them (the machine may be shared: CPU time is the steadier
+number). After the
 table it prints the growth: the ratio of time (and CPU) per file or per GiB between the
 largest and smallest point (1.00 = perfectly linear) and the largest peak RSS; targets:
 time per unit within 1.5x of the smallest point, RSS at most 200 MB, a no-op rebuild of
@@ -71,7 +74,8 @@ def load() -> float:
 
 
 def measured(argv: list[str], env: dict, log: Path, timeout: float = 3600) -> dict:
-    """Run ``argv``; its wall time, CPU time (user+sys, children included) and peak RSS."""
+    """Run ``argv``; its wall time, CPU time (user+sys, children included), peak RSS and
+    the MB it read from the disk."""
     with open(log, "wb") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
@@ -93,7 +97,8 @@ def measured(argv: list[str], env: dict, log: Path, timeout: float = 3600) -> di
         raise bl.BenchError(f"exit {proc.returncode}: {' '.join(argv)}\n{tail}")
     # ru_maxrss of wait4 is the largest of the process and its waited-for descendants
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss_mb": usage.ru_maxrss / 1024, "load": load()}  # fmt: skip
+            "rss_mb": usage.ru_maxrss / 1024, "load": load(),
+            "read_mb": usage.ru_inblock * 512 / 2**20}  # fmt: skip
 
 
 def _measure(tool, argv: list[str], log: Path) -> dict:
@@ -102,7 +107,13 @@ def _measure(tool, argv: list[str], log: Path) -> dict:
     if not isinstance(tool, bl.BuildKit):
         return measured(argv, tool.env, log)
     sample = tool.measure(argv, log=log)
-    return {"wall": sample.wall, "cpu": sample.cpu, "rss_mb": sample.rss / 2**20, "load": load()}
+    return {
+        "wall": sample.wall,
+        "cpu": sample.cpu,
+        "rss_mb": sample.rss / 2**20,
+        "load": load(),
+        "read_mb": 0.0,
+    }  # the daemon reads: not counted
 
 
 def one(tool_name: str, ctx: Path, noop: bool, deferred: bl.Deferred) -> dict[str, dict]:
@@ -140,7 +151,8 @@ def series(kind: str, points: list[int], tools: list[str], runs: int, noop: bool
                     rows.append({"series": kind, "point": point, "tool": t, "phase": phase,
                                  **m, "probe_us": [probe.create_us, probe.fsync_us]})  # fmt: skip
                     bl.log(f"   {phase:5s} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s  "
-                           f"rss {m['rss_mb']:6.0f} MB  load {m['load']:.1f}")  # fmt: skip
+                           f"rss {m['rss_mb']:6.0f} MB  read {m['read_mb']:6.1f} MB  "
+                           f"load {m['load']:.1f}")  # fmt: skip
     return rows
 
 
@@ -149,7 +161,10 @@ def medians(rows: list[dict]) -> dict[tuple, dict]:
     for r in rows:
         groups.setdefault((r["series"], r["point"], r["tool"], r["phase"]), []).append(r)
     return {
-        k: {m: bl.median([r[m] for r in v]) for m in ("wall", "cpu", "rss_mb", "load")}
+        k: {
+            m: bl.median([r.get(m, 0.0) for r in v])
+            for m in ("wall", "cpu", "rss_mb", "read_mb", "load")
+        }
         for k, v in groups.items()
     }
 
@@ -218,10 +233,11 @@ def main() -> int:
                       args.settle)  # fmt: skip
         rows += series("bytes", gib, tools, args.runs, False, deferred, args.settle)
     meds = medians(rows)
-    table = [["series", "point", "tool", "phase", "wall s", "cpu s", "rss MB", "load"]]
+    table = [["series", "point", "tool", "phase", "wall s", "cpu s", "rss MB", "read MB",
+              "load"]]  # fmt: skip
     for (s, pt, t, p), m in sorted(meds.items()):
         table.append([s, str(pt), t, p, f"{m['wall']:.2f}", f"{m['cpu']:.2f}",
-                      f"{m['rss_mb']:.0f}", f"{m['load']:.1f}"])  # fmt: skip
+                      f"{m['rss_mb']:.0f}", f"{m['read_mb']:.1f}", f"{m['load']:.1f}"])  # fmt: skip
     print(bl.table(table))
     print()
     lines = growth(meds)
