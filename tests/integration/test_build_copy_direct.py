@@ -108,11 +108,12 @@ CASES = {
     "read-later": ("COPY a.txt /a\nRUN cat /a", False),
     "parents": ("COPY --parents files/sub/deep /p/", False),
 }
-#: cases whose layers hold a directory with the copy's time as its mtime
+#: cases whose layers hold a directory with the copy's time as its mtime (--parents: the
+#: directories of each path it keeps)
 NOW_DIRS = {"file-new-parents", "file-existing-dir", "file-under-existing", "glob",
             "to-root", "dir-into-root", "add-file", "after-run", "dir-into-existing",
             "workdir-first", "workdir-volume-user", "dest-through-symlink",
-            "dirs-merged-into-existing", "dirs-merged-into-new"}  # fmt: skip
+            "dirs-merged-into-existing", "dirs-merged-into-new", "parents"}  # fmt: skip
 
 
 def _headers(img) -> list[list[tuple]]:
