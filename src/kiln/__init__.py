@@ -17,8 +17,7 @@ Everything else (``kiln.store``, ``kiln.image``, ...) is internal and may change
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from kiln.util.exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -92,15 +91,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    target = _EXPORTS.get(name)
-    if target is None:
-        raise AttributeError(f"module 'kiln' has no attribute {name!r}")
-    module, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module), attr or name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

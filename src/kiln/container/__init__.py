@@ -36,22 +36,51 @@ with ``kiln_container_version``). The Dockerfile engine and the CLI both drive i
 COPY/ADD follow Docker's rules exactly (``kiln.container.copy_add``).
 """
 
-from kiln.util.choices import PULL_POLICIES
+from __future__ import annotations
 
-from .builder import Builder
-from .config_edit import (
-    ConfigEditor,
-    expand_env,
-    normalize_port,
-    parse_duration,
-    parse_exec_or_shell,
-    parse_healthcheck,
-    parse_json_or_words,
-    split_key_value,
-)
-from .copy_add import CopyOutcome, copy_into
-from .records import find_record
-from .state import STATE_MARKER, STATE_VERSION, ContainerState
+from typing import TYPE_CHECKING
+
+from kiln.util.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from kiln.util.choices import PULL_POLICIES
+
+    from .builder import Builder
+    from .config_edit import (
+        ConfigEditor,
+        expand_env,
+        normalize_port,
+        parse_duration,
+        parse_exec_or_shell,
+        parse_healthcheck,
+        parse_json_or_words,
+        split_key_value,
+    )
+    from .copy_add import CopyOutcome, copy_into
+    from .records import find_record
+    from .state import STATE_MARKER, STATE_VERSION, ContainerState
+
+# public name -> the module that defines it. Imported on first use, so a module that needs
+# one small part of this package (``kiln.container.paths``, ``.state``) does not pay for the
+# builder and everything it imports (the store, the runtime, COPY/ADD, git sources).
+_EXPORTS = {
+    "PULL_POLICIES": "kiln.util.choices",
+    "STATE_MARKER": "kiln.container.state",
+    "STATE_VERSION": "kiln.container.state",
+    "Builder": "kiln.container.builder",
+    "ConfigEditor": "kiln.container.config_edit",
+    "ContainerState": "kiln.container.state",
+    "CopyOutcome": "kiln.container.copy_add",
+    "copy_into": "kiln.container.copy_add",
+    "expand_env": "kiln.container.config_edit",
+    "find_record": "kiln.container.records",
+    "normalize_port": "kiln.container.config_edit",
+    "parse_duration": "kiln.container.config_edit",
+    "parse_exec_or_shell": "kiln.container.config_edit",
+    "parse_healthcheck": "kiln.container.config_edit",
+    "parse_json_or_words": "kiln.container.config_edit",
+    "split_key_value": "kiln.container.config_edit",
+}
 
 __all__ = [
     "PULL_POLICIES",
@@ -71,3 +100,6 @@ __all__ = [
     "parse_json_or_words",
     "split_key_value",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,19 +10,48 @@ registries) are destinations for :func:`copy_image`. :func:`validate_image`
 checks every invariant.
 """
 
-from kiln.image.copy import CopyResult, ImageDestination, copy_image
-from kiln.image.import_tarball import import_tarball
-from kiln.image.model import Image, SourceImage, chain_ids, open_image, read_blob
-from kiln.image.store_image import (
-    NewLayer,
-    StoreDestination,
-    StoreImage,
-    open_store_image,
-    register_image,
-    write_image,
-)
-from kiln.image.unpack import unpack_image
-from kiln.image.validate import validate_image
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kiln.util.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from kiln.image.copy import CopyResult, ImageDestination, copy_image
+    from kiln.image.import_tarball import import_tarball
+    from kiln.image.model import Image, SourceImage, chain_ids, open_image, read_blob
+    from kiln.image.store_image import (
+        NewLayer,
+        StoreDestination,
+        StoreImage,
+        open_store_image,
+        register_image,
+        write_image,
+    )
+    from kiln.image.unpack import unpack_image
+    from kiln.image.validate import validate_image
+
+# public name -> its module, imported on first use: the build's use of the store image
+# needs neither copying between transports nor tarball import nor validation
+_EXPORTS = {
+    "CopyResult": "kiln.image.copy",
+    "Image": "kiln.image.model",
+    "ImageDestination": "kiln.image.copy",
+    "NewLayer": "kiln.image.store_image",
+    "SourceImage": "kiln.image.model",
+    "StoreDestination": "kiln.image.store_image",
+    "StoreImage": "kiln.image.store_image",
+    "chain_ids": "kiln.image.model",
+    "copy_image": "kiln.image.copy",
+    "import_tarball": "kiln.image.import_tarball",
+    "open_image": "kiln.image.model",
+    "open_store_image": "kiln.image.store_image",
+    "read_blob": "kiln.image.model",
+    "register_image": "kiln.image.store_image",
+    "unpack_image": "kiln.image.unpack",
+    "validate_image": "kiln.image.validate",
+    "write_image": "kiln.image.store_image",
+}
 
 __all__ = [
     "CopyResult",
@@ -43,3 +72,5 @@ __all__ = [
     "validate_image",
     "write_image",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
