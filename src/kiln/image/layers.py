@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
-import zstandard
-
-from kiln.archive.compression import CHUNK, Compression, open_compressor, open_decompressed
+from kiln.archive.compression import (
+    CHUNK,
+    Compression,
+    open_compressor,
+    open_decompressed,
+    zstandard_module,
+)
 from kiln.archive.hashing import HashingReader, HashingWriter
 from kiln.archive.streams import ByteReader, ByteWriter, ClosableReader
 from kiln.errors import InvalidArgument
@@ -52,7 +56,7 @@ class Inflater:
         if self.compression == "gzip":
             inflate: _Decompressor = _gzip_zlib.decompressobj(31)  # isal's or zlib's
             return inflate
-        return zstandard.ZstdDecompressor().decompressobj()
+        return zstandard_module().ZstdDecompressor().decompressobj()
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.compression == "none":
