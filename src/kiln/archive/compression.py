@@ -210,7 +210,10 @@ class DecompressingReader(io.RawIOBase):
             return gzip_file
         if kind is Compression.ZSTD:
             dctx = zstandard_module().ZstdDecompressor()
-            return dctx.stream_reader(src, read_size=CHUNK, read_across_frames=True, closefd=False)
+            reader: _Decoder = dctx.stream_reader(
+                src, read_size=CHUNK, read_across_frames=True, closefd=False
+            )
+            return reader
         if kind is Compression.BZIP2:
             return bz2.BZ2File(src, "rb")
         return lzma.LZMAFile(src, "rb")
@@ -387,7 +390,8 @@ def _compressor(kind: Compression, level: int | None) -> _Compressor | None:
         params = zstandard.ZstdCompressionParameters.from_level(
             level, threads=0, write_content_size=False, write_checksum=True
         )
-        return zstandard.ZstdCompressor(compression_params=params).compressobj()
+        zstd: _Compressor = zstandard.ZstdCompressor(compression_params=params).compressobj()
+        return zstd
     if kind is Compression.BZIP2:
         return bz2.BZ2Compressor(9 if level is None else level)
     return lzma.LZMACompressor(preset=6 if level is None else level)

@@ -56,7 +56,8 @@ class Inflater:
         if self.compression == "gzip":
             inflate: _Decompressor = _gzip_zlib.decompressobj(31)  # isal's or zlib's
             return inflate
-        return zstandard_module().ZstdDecompressor().decompressobj()
+        zstd: _Decompressor = zstandard_module().ZstdDecompressor().decompressobj()
+        return zstd
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.compression == "none":
