@@ -12,7 +12,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kiln.container import Builder, ContainerState
+from kiln import container  # its builder is imported on first use: `kiln inspect IMAGE` needs none
+from kiln.container.records import find_record
+from kiln.container.state import ContainerState
 from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.ops.context import sweep_leftovers
 from kiln.util.output import check_output, open_output, write_output
@@ -48,7 +50,7 @@ class ContainerSummary:
 
 
 def _load(ctx: Context, name: str) -> Builder:
-    return Builder.load(ctx, name)
+    return container.Builder.load(ctx, name)
 
 
 def _puller(ctx: Context):
@@ -79,7 +81,7 @@ def create_container(
 
     sweep_leftovers(ctx)
     fmt = (image_format or ctx.config.image_format or "oci").lower()
-    b = Builder.from_image(
+    b = container.Builder.from_image(
         ctx, image, name=name, pull_policy=pull, puller=_puller(ctx), image_format=fmt, run=run
     )
     return b
@@ -112,6 +114,7 @@ def list_containers(ctx: Context, all: bool = False) -> list[ContainerSummary]: 
 
 def inspect_container(ctx: Context, name: str) -> dict:
     """``kiln inspect --type container``: what the container is made of, JSON-ready."""
+    find_record(ctx.store, name)  # NotFound for an image's name, before the builder is loaded
     b = _load(ctx, name)
     st = b.state
     return {
@@ -238,7 +241,7 @@ def _source_root(ctx: Context, ref: str | None, own_id: str) -> Iterator[str | N
         return
 
     try:
-        other = Builder.load(ctx, ref)
+        other = container.Builder.load(ctx, ref)
     except NotFound:
         other = None
     if other is not None:
