@@ -1,0 +1,103 @@
+"""How many modules a fresh ``kiln`` process imports for a short command: a budget per command.
+
+Every module a command imports costs start-up CPU (a short build spends most of its CPU
+there), so a lazy import that becomes eager — a package ``__init__`` importing everything, a
+heavy library at the top of a module every build loads — must fail here, not show up
+weeks later as a slower bench.
+
+The child runs kiln's console entry point in an interpreter started with ``-S``: the
+machine's ``site`` (``.pth`` files of other packages) imports modules that are neither
+kiln's doing nor the same on every machine. The kiln modules are counted on their own
+(exact: the same on every Python) and all modules with a little slack (the standard
+library's own imports differ a little between Python releases). A budget is the count
+when it was set plus that slack: lower it when a change imports less, raise it only in a
+commit that says why the new modules are worth it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytest_plugins = ["fixtures_images"]
+
+pytestmark = [pytest.mark.root]
+
+# command -> (kiln modules, all modules) when the budget was set
+COUNTS = {
+    "build": (168, 345),  # tiny: FROM busybox, ENV, RUN echo, CMD (a first build)
+    "rebuild": (152, 328),  # the same build again: every step cached
+    "images": (57, 198),
+    "inspect": (115, 276),
+}
+KILN_SLACK = 3
+ALL_SLACK = 10
+# never needed by these commands: each costs milliseconds (or tens of them) to import
+NEVER = ("httpx", "rich", "starlette", "uvicorn", "kiln.api", "kiln.registry.client",
+         "zstandard", "importlib.resources")  # fmt: skip
+
+_CHILD = r"""
+import atexit, sys
+out, paths = sys.argv[1], sys.argv[2]
+sys.path[:0] = [p for p in paths.split("\n") if p]
+sys.argv = ["kiln", *sys.argv[3:]]
+
+def dump():
+    with open(out, "w") as f:
+        f.write("\n".join(sorted(sys.modules)))
+
+atexit.register(dump)  # runs at kiln's exit, also when it ends without the teardown
+from kiln.cli.main import main
+main()
+"""
+
+TINY = 'FROM bb:1\nENV GREETING=hello\nRUN echo "$GREETING" > /hello\nCMD ["/bin/sh"]\n'
+
+
+def _modules(tmp_path, name: str, *args: str) -> list[str]:
+    out = tmp_path / f"{name}.modules"
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _CHILD, str(out), "\n".join(sys.path), *args],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, f"kiln {' '.join(args)}: {done.stderr[-2000:]}"
+    return out.read_text().split("\n")
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory, busybox_rootfs_tar) -> dict[str, list[str]]:
+    tmp = tmp_path_factory.mktemp("budget")
+    root = str(tmp / "root")
+    ctx = tmp / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(TINY)
+    _modules(tmp, "import", "--root", root, "import", "-q", busybox_rootfs_tar, "bb:1")
+    build = ("--root", root, "build", "-q", "-t", "tiny:1", str(ctx))
+    return {
+        "build": _modules(tmp, "build", *build),
+        "rebuild": _modules(tmp, "rebuild", *build),
+        "images": _modules(tmp, "images", "--root", root, "images"),
+        "inspect": _modules(tmp, "inspect", "--root", root, "inspect", "tiny:1"),
+    }
+
+
+@pytest.mark.parametrize("command", sorted(COUNTS))
+def test_a_short_command_imports_no_more_modules_than_its_budget(counted, command):
+    modules = counted[command]
+    kiln = [m for m in modules if m == "kiln" or m.startswith("kiln.")]
+    kiln_count, all_count = COUNTS[command]
+    assert len(kiln) <= kiln_count + KILN_SLACK, f"{len(kiln)} kiln modules: {kiln}"
+    assert len(modules) <= all_count + ALL_SLACK, (
+        f"{len(modules)} modules: {sorted(set(modules) - set(kiln))}"
+    )
+    unwanted = [m for m in modules if any(m == n or m.startswith(n + ".") for n in NEVER)]
+    assert not unwanted, f"kiln {command} imports {unwanted}"
+
+
+def test_the_count_sees_what_a_command_imports(counted):
+    """The child really ran kiln: a build imported its engine, ``images`` did not."""
+    assert "kiln.build.executor" in counted["build"]
+    assert "kiln.runtime.runc" in counted["build"]
+    assert "kiln.build.executor" not in counted["images"]
