@@ -14,7 +14,6 @@ when ``--isolation`` is not given). Bad values are ``InvalidArgument`` naming th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,14 +24,22 @@ if TYPE_CHECKING:
     from kiln.runtime.options import RunSettings
 
 
-@dataclass(frozen=True)
 class _Flag:
-    """One container flag, declared once for every verb that takes it."""
+    """One container flag, declared once for every verb that takes it (a plain class: a
+    dataclass's generated methods, never used here, cost every build ~0.5 ms to compile)."""
 
-    decls: tuple[str, ...]  # ("-m", "--memory", "memory"): the last is the parameter name
-    help: dict[str, str]  # verb ("build", "run") -> help; other verbs take run's
-    options: dict[str, Any] = field(default_factory=dict)  # click.option keyword arguments
-    per_verb: dict[str, dict[str, Any]] = field(default_factory=dict)  # verb -> overrides
+    __slots__ = ("decls", "help", "options", "per_verb")
+
+    def __init__(
+        self,
+        decls: tuple[str, ...],  # ("-m", "--memory", "memory"): the last is the parameter name
+        help: dict[str, str],  # noqa: A002  verb ("build", "run") -> help; others take run's
+        options: dict[str, Any] | None = None,  # click.option keyword arguments
+        per_verb: dict[str, dict[str, Any]] | None = None,  # verb -> overrides
+    ) -> None:
+        self.decls, self.help = decls, help
+        self.options = {} if options is None else options
+        self.per_verb = {} if per_verb is None else per_verb
 
     @property
     def name(self) -> str:
