@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# bound now, not on first use: the function has its module's name, and importing the module
+# kiln.image.import_tarball sets the package's attribute of that name to the module
+from kiln.image.import_tarball import import_tarball
 from kiln.util.exports import lazy_exports
 
 if TYPE_CHECKING:
     from kiln.image.copy import CopyResult, ImageDestination, copy_image
-    from kiln.image.import_tarball import import_tarball
     from kiln.image.model import Image, SourceImage, chain_ids, open_image, read_blob
     from kiln.image.store_image import (
         NewLayer,
@@ -43,7 +45,6 @@ _EXPORTS = {
     "StoreImage": "kiln.image.store_image",
     "chain_ids": "kiln.image.model",
     "copy_image": "kiln.image.copy",
-    "import_tarball": "kiln.image.import_tarball",
     "open_image": "kiln.image.model",
     "open_store_image": "kiln.image.store_image",
     "read_blob": "kiln.image.model",
