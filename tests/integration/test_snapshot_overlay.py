@@ -8,6 +8,8 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from kiln.archive.tar_writer import scan_overlay_upper
 from kiln.errors import DigestMismatch
 from kiln.snapshot import Snapshotter, mount
+from kiln.snapshot import snapshotter as snapshotter_module
 from kiln.snapshot.mount import mounted
 from snapshot_layers import layer_tar, unpack
 
@@ -242,3 +245,30 @@ def test_recycle_work_gives_a_fresh_work_dir_and_deletes_the_old_one(snaps: Snap
     snaps.settle()
     assert os.listdir(os.path.join(snaps.root, "tmp")) == []
     assert sorted(os.listdir(spec.upper)) == ["f0", "f1", "f2"]
+
+
+def test_one_deletion_thread_serves_a_builds_steps_and_settle_ends_it(
+    snaps: Snapshotter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each build step recycles its work dir: the deletions go to one thread that waits
+    for the next (not a new thread per step, each start a wait for a CPU), and ``settle``
+    (``close`` at the end of a command) ends it, so the CLI's exit finds no thread."""
+    monkeypatch.setattr(snapshotter_module, "REAPER_IDLE", 600.0)  # a slow machine's steps
+    unpack(snaps, "c1", None, [("a", b"base")])
+    spec = snaps.prepare("k", "c1").as_volatile()
+    reapers = set()
+    for i in range(3):
+        with mounted(spec) as root, open(os.path.join(root, f"f{i}"), "w") as f:
+            f.write("x")
+        snaps.recycle_work("k")
+        reapers |= {t for t in threading.enumerate() if t.name == "kiln-snapshot-reaper"}
+        deadline = time.monotonic() + 20  # the deletion is done, the thread still waits
+        while os.listdir(os.path.join(snaps.root, "tmp")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+    assert len(reapers) == 1
+    (reaper,) = reapers
+    assert reaper.is_alive()
+    snaps.settle()
+    assert not reaper.is_alive()
+    assert not [t for t in threading.enumerate() if t.name == "kiln-snapshot-reaper"]

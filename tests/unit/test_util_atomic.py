@@ -13,6 +13,7 @@ from kiln.util.atomic import (
     AtomicFile,
     atomic_write,
     file_kind,
+    fsync_all,
     fsync_dir,
     refuse_symlinks,
     run_together,
@@ -211,3 +212,28 @@ def test_run_together_overlaps_the_jobs_and_raises_the_first_error():
         run_together([lambda: done.append(1), fails, lambda: done.append(2)])
     assert sorted(done) == [1, 2]  # the others still ran to the end
     run_together([])
+
+
+def test_fsync_all_syncs_together_without_a_thread_object_and_reports_a_failure(
+    tmp_path, monkeypatch
+):
+    """A build step's blob publish calls this twice: its syncs wait together, but no
+    ``Thread.start`` (which waits for the new thread to get a CPU and the GIL: milliseconds
+    per step on a busy machine) and no thread object left for the CLI's exit to see."""
+    started: list[object] = []
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda t: (started.append(t), real_start(t)))
+    fds = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o600) for i in range(3)]
+    try:
+        before = threading.active_count()
+        fsync_all(fds, dirs=[str(tmp_path)])
+        assert started == [] and threading.active_count() == before
+        bad = os.open(tmp_path / "gone", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(bad)  # a closed descriptor: its fsync fails with EBADF
+        with pytest.raises(OSError) as err:
+            fsync_all([fds[0], bad, fds[1]])
+        assert err.value.errno == 9
+        assert started == [] and threading.active_count() == before
+    finally:
+        for fd in fds:
+            os.close(fd)

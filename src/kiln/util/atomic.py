@@ -19,6 +19,7 @@ The directory is held open by descriptor from the first check to the rename.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import functools
@@ -27,7 +28,7 @@ import secrets
 import stat
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
 
@@ -70,7 +71,39 @@ def fsync_all(fds: Sequence[int], dirs: Sequence[str] = ()) -> None:
     Raises the first error any of them met, after all have finished (:func:`run_together`)."""
     jobs: list[Callable[[], None]] = [functools.partial(os.fsync, fd) for fd in fds]
     jobs += [functools.partial(fsync_dir, d) for d in dirs]
-    run_together(jobs)
+    _syscalls_together(jobs)
+
+
+def _syscalls_together(jobs: Sequence[Callable[[], None]]) -> None:
+    """:func:`run_together` for jobs that are bare system calls (no logging, no threading
+    calls): each extra job gets a raw thread, and the caller goes on with the first job
+    without waiting for the others to be scheduled, as ``Thread.start`` does (that wait
+    is for a CPU and the GIL: ~1.5 ms a start at load 4, two per build step). No
+    ``threading`` object is made, so none is left behind for the CLI's exit to wait on."""
+    errors: list[BaseException | None] = [None] * len(jobs)
+
+    def run(i: int, done: Any = None) -> None:
+        try:
+            jobs[i]()
+        except BaseException as exc:  # re-raised by the caller below
+            errors[i] = exc
+        finally:
+            if done is not None:
+                done.release()
+
+    waits = []
+    for i in range(1, len(jobs)):
+        done = _thread.allocate_lock()
+        done.acquire()
+        _thread.start_new_thread(run, (i, done))
+        waits.append(done)
+    if jobs:
+        run(0)
+    for done in waits:
+        done.acquire()
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
 
 
 def run_together(jobs: Sequence[Callable[[], None]]) -> None:
