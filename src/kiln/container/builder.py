@@ -37,7 +37,7 @@ from .copier import CopyOptions, make_dirs
 from .copy_add import CopyOutcome, copy_into
 from .naming import check_name
 from .records import Puller, find_record, insert_record, resolve_base, scratch_config
-from .run import run_in, run_options
+from .run import Stubs, run_in, run_options
 from .state import AddedContent, ContainerState
 
 SCRATCH = "scratch"
@@ -213,28 +213,33 @@ class Builder:
             self.state.mount_point = None
             self.save()
 
-    def _mount(self, volatile: bool = False) -> Any:
+    def _mount(self, volatile: bool = False, stubs: Stubs | None = None) -> Any:
         # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
         from kiln.snapshot.mount import mount
 
         spec = self.snapshots.mounts(self.state.snapshot_key)
         if volatile:
             spec = spec.as_volatile()
+        stub_layer = getattr(self.snapshots, "stub_layer", None)
+        if stubs is not None and stub_layer is not None and spec.type == "overlay":
+            spec = spec.with_bottom(stub_layer(*stubs))
         mount(spec, self.mount_target)
         return spec
 
     @contextlib.contextmanager
-    def mounted(self) -> Iterator[str]:
+    def mounted(self, stubs: Stubs | None = None) -> Iterator[str]:
         """The merged rootfs path, mounted for the duration unless ``kiln mount`` holds it.
 
         With ``volatile_mounts`` the overlay is mounted ``volatile``: its unmount does not
         sync the whole file system the upper lives on (everyone's dirty data, ~0.01-0.3 s);
         ``commit_step`` adopts the upper as a layer recorded as not yet durable (its blob
-        re-derives it after a power loss)."""
+        re-derives it after a power loss). ``stubs`` (directories, files): empty ones the
+        rootfs shows where no layer has them, from a layer under the image's (a RUN's
+        mountpoints), never written to the upper directory."""
         if self.is_mounted() or _is_mountpoint(self.mount_target):
             yield self.mount_target
             return
-        spec = self._mount(self.volatile_mounts)
+        spec = self._mount(self.volatile_mounts, stubs)
         try:
             yield self.mount_target
         finally:

@@ -20,11 +20,18 @@ from kiln.errors import InvalidArgument
 from kiln.oci.platform import normalize_arch
 from kiln.runtime import RunOptions, RunSettings
 from kiln.runtime import run as run_process
+from kiln.runtime.mountpoints import ETC_FILES, SYSTEM_DIRS
 from kiln.store import Store
 
 from . import copied_up
 from .config_edit import ConfigEditor
 from .state import ContainerState
+
+#: (directories, files) a rootfs shows from a layer under the image's where no layer has
+#: them (``Builder.mounted``)
+Stubs = tuple[Sequence[str], Sequence[str]]
+#: a run's mountpoints: /proc, /dev, /sys and the /etc files kiln binds
+RUN_STUBS: Stubs = (SYSTEM_DIRS, ETC_FILES)
 
 
 class Builder(Protocol):
@@ -41,7 +48,7 @@ class Builder(Protocol):
 
     def upper_dir(self) -> str: ...
 
-    def mounted(self) -> AbstractContextManager[str]: ...
+    def mounted(self, stubs: Stubs | None = None) -> AbstractContextManager[str]: ...
 
 
 def run_options(b: Builder, args: Sequence[str], opts: Any = None, **overrides: Any) -> Any:
@@ -89,7 +96,9 @@ def run_in(b: Builder, args: Sequence[str], opts: Any = None, **overrides: Any) 
     candidates = copied_up.placeholder_parents(dests) if tidy else []
     upper = b.upper_dir()
     new = [p for p in candidates if not copied_up.exists_in(upper, p)]
-    with contextlib.ExitStack() as held, b.mounted() as rootfs:
+    # the mountpoints come from a layer under the image's: none is made in (and removed
+    # from) the upper, /etc is not copied up for /etc/hosts
+    with contextlib.ExitStack() as held, b.mounted(RUN_STUBS) as rootfs:
         for cache_id in cache_ids:  # held shared: keeps `builder prune` away
             held.enter_context(b.store.cache_mount_lock(cache_id, shared=True))
         before = copied_up.below(rootfs, new)  # the merged view: no walk of the chain

@@ -35,6 +35,7 @@ parent's ``view``), and ``commit`` adopts the full tree as a flat layer whose
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -626,6 +627,39 @@ class Snapshotter(UpkeepMixin):
     def close(self) -> None:
         self.settle()
         self.db.close()
+
+    def stub_layer(self, dirs: Sequence[str], files: Sequence[str]) -> str:
+        """A read-only directory holding empty ``dirs`` (0755) and empty ``files`` (0644),
+        with their parents, owned by this process, to put under a run's overlay
+        (``MountSpec.with_bottom``): a rootfs without ``/proc`` or ``/etc/hosts`` then
+        shows them without a placeholder made in (and removed from) the upper directory,
+        each a journalled change, and without ``/etc`` copied up for it. Made once per
+        set of names (``stubs/<hash>``, renamed into place whole), then reused."""
+        names = "\0".join(["d", *sorted(dirs), "f", *sorted(files)]).encode()
+        path = os.path.join(self.root, "stubs", hashlib.sha256(names).hexdigest()[:16])
+        if os.path.isdir(path):
+            return path
+        tmp = self._tmpdir("stubs-")
+        try:
+            for name in [*dirs, *files]:
+                parts = [p for p in name.split("/") if p not in ("", ".", "..")]
+                for i in range(1, len(parts) + 1):
+                    entry = os.path.join(tmp, *parts[:i])
+                    if os.path.lexists(entry):
+                        continue
+                    if i < len(parts) or name in dirs:
+                        os.mkdir(entry)
+                    else:
+                        os.close(os.open(entry, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                    os.chmod(entry, 0o755 if i < len(parts) or name in dirs else 0o644)
+            os.chmod(tmp, 0o755)
+            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+            os.rename(tmp, path)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.isdir(path):  # else another process made it first
+                raise
+        return path
 
     # helpers --------------------------------------------------------------
 

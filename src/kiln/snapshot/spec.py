@@ -19,6 +19,8 @@ VOLATILE = "volatile"
 #: whole, as with "off"
 USERNS_OVERLAY_OPTIONS = ("userxattr", "index=off", "metacopy=off")
 _PARAMS = "/sys/module/overlay/parameters"
+#: the most lower directories one overlay takes (the kernel's OVL_MAX_STACK)
+MAX_LOWERS = 500
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,13 @@ class MountSpec:
         if self.type != "overlay" or not self.upper or self.volatile:
             return self
         return replace(self, options=(*self.options, VOLATILE))
+
+    def with_bottom(self, lower: str) -> MountSpec:
+        """This overlay with ``lower`` beneath its lowest layer: its entries show only where
+        no layer above has the path. Anything else, or a full stack, is returned as it is."""
+        if self.type != "overlay" or len(self.lowers) >= MAX_LOWERS:
+            return self
+        return replace(self, lowers=(*self.lowers, lower))
 
     def without(self, option: str) -> MountSpec:
         return replace(self, options=tuple(o for o in self.options if o != option))
