@@ -254,21 +254,25 @@ def test_one_deletion_thread_serves_a_builds_steps_and_settle_ends_it(
     for the next (not a new thread per step, each start a wait for a CPU), and ``settle``
     (``close`` at the end of a command) ends it, so the CLI's exit finds no thread."""
     monkeypatch.setattr(snapshotter_module, "REAPER_IDLE", 600.0)  # a slow machine's steps
+    snaps = Snapshotter(snaps.root)  # made with that idle time
     unpack(snaps, "c1", None, [("a", b"base")])
     spec = snaps.prepare("k", "c1").as_volatile()
     reapers = set()
-    for i in range(3):
-        with mounted(spec) as root, open(os.path.join(root, f"f{i}"), "w") as f:
-            f.write("x")
-        snaps.recycle_work("k")
-        reapers |= {t for t in threading.enumerate() if t.name == "kiln-snapshot-reaper"}
-        deadline = time.monotonic() + 20  # the deletion is done, the thread still waits
-        while os.listdir(os.path.join(snaps.root, "tmp")) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert os.listdir(os.path.join(snaps.root, "tmp")) == []
-    assert len(reapers) == 1
-    (reaper,) = reapers
-    assert reaper.is_alive()
-    snaps.settle()
-    assert not reaper.is_alive()
-    assert not [t for t in threading.enumerate() if t.name == "kiln-snapshot-reaper"]
+    try:
+        for i in range(3):
+            with mounted(spec) as root, open(os.path.join(root, f"f{i}"), "w") as f:
+                f.write("x")
+            snaps.recycle_work("k")
+            reapers |= {t for t in threading.enumerate() if t.name == "kiln-snapshot-reaper"}
+            deadline = time.monotonic() + 20  # the deletion is done, the thread still waits
+            while os.listdir(os.path.join(snaps.root, "tmp")) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+        assert len(reapers) == 1
+        (reaper,) = reapers
+        assert reaper.is_alive()
+        snaps.settle()
+        assert not reaper.is_alive()
+        assert not [t for t in threading.enumerate() if t.name == "kiln-snapshot-reaper"]
+    finally:
+        snaps.close()

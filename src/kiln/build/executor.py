@@ -51,6 +51,7 @@ from kiln.runtime import Mount, RunOptions, parse_volume
 from kiln.runtime.ssh_agent import SshAgents, parse_ssh_specs
 from kiln.snapshot.mount import mounted
 from kiln.util.choices import PullPolicy
+from kiln.util.lingering import Lingering
 from kiln.util.output import write_output
 from kiln.util.process_owner import this_process
 
@@ -111,6 +112,7 @@ class Executor:
         }  # fmt: skip
         # set by a failing stage to stop its siblings; set too when the caller's flag is
         self.cancel = BuildCancel(opts.cancel)
+        self.pumps = Lingering("kiln-run-output")  # RUN output readers, kept across steps
         self.results: dict[int, str] = {}
         self.cache_hits = 0
         self.cache_log: list[tuple[int, str, str]] = []  # (stage, key, image id): --cache-to
@@ -146,6 +148,7 @@ class Executor:
                 self._schedule()
             failed = False
         finally:
+            self.pumps.close(timeout=30)  # a RUN's reader waits at most this (run_process)
             if (failed and self.opts.force_rm) or (not failed and self.opts.rm):
                 self._remove_builders()
             trim_inputs(self.store)  # the steps' --explain inputs, bounded once per build
@@ -459,8 +462,7 @@ class Executor:
         o = self.opts
         read_fd, write_fd = os.pipe()
         null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        reader = threading.Thread(target=self._pump, args=(read_fd, pos), daemon=True)
-        reader.start()
+        reader = self.pumps.submit(self._pump, read_fd, pos)  # not waited for to start
         values: dict[str, Any] = {}
         if network != "default":  # RUN --network=...
             values["network"] = network
@@ -476,7 +478,7 @@ class Executor:
         finally:
             os.close(write_fd)
             os.close(null_fd)
-            reader.join(timeout=30)
+            reader.wait(timeout=30)
         self.check_cancel()  # a cancelled RUN was stopped: its exit code means nothing
         return code
 

@@ -40,7 +40,6 @@ import os
 import shutil
 import sqlite3
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any, BinaryIO, NamedTuple
@@ -62,6 +61,7 @@ from kiln.snapshot.staged import StagedLayer
 from kiln.snapshot.upkeep import UpkeepMixin
 from kiln.snapshot.usage import tree_size
 from kiln.util.atomic import atomic_write, fsync_all, fsync_trees, syncfs
+from kiln.util.lingering import Lingering
 from kiln.util.locks import file_lock
 from kiln.util.rootless import in_user_namespace
 
@@ -77,7 +77,7 @@ class SweepResult(NamedTuple):
     bytes_freed: int  # apparent size of everything deleted (crash garbage too)
 
 
-#: seconds the deletion thread waits for more work before it ends
+#: seconds the deletion thread waits for more work before it ends (see ``_reap``)
 REAPER_IDLE = 2.0
 
 
@@ -103,12 +103,8 @@ class Snapshotter(UpkeepMixin):
         #: the rows of the active snapshots this process made and holds (see ``_active``)
         self._rows: dict[str, Mapping[str, Any] | sqlite3.Row] = {}
         self._merged: set[str] = set()  # mount points made (see ``mount_point``)
-        # background deletions (``recycle_work``): one thread, kept while deletions come
-        self._reap_lock = threading.Condition(threading.Lock())
-        self._reap_queue: list[str] = []
-        self._reaper: threading.Thread | None = None
-        self._reaper_pid = 0  # the process the reaper runs in (a fork has none)
-        self._reap_stop = False
+        # background deletions (``recycle_work``): a thread kept while deletions come
+        self._reaper = Lingering("kiln-snapshot-reaper", REAPER_IDLE)
 
     # driver ---------------------------------------------------------------
 
@@ -587,42 +583,14 @@ class Snapshotter(UpkeepMixin):
         self._reap(holder)
 
     def _reap(self, path: str) -> None:
-        """Delete ``path`` (in ``tmp/``) on the background thread. The thread stays for the
-        next step's deletion (a thread started per step waits for the GIL and a CPU: ~1.7
-        ms a step at load 4) until it has been idle ``REAPER_IDLE`` seconds or ``settle``."""
-        with self._reap_lock:
-            self._reap_queue.append(path)
-            self._reap_lock.notify()
-            if self._reaper is None or self._reaper_pid != os.getpid():
-                self._reaper = threading.Thread(
-                    target=self._reap_all, name="kiln-snapshot-reaper", daemon=True
-                )
-                self._reaper_pid = os.getpid()
-                self._reaper.start()
-
-    def _reap_all(self) -> None:
-        while True:
-            with self._reap_lock:
-                if not self._reap_queue and not self._reap_stop:
-                    self._reap_lock.wait(REAPER_IDLE)
-                if not self._reap_queue:
-                    self._reaper = None
-                    return
-                path = self._reap_queue.pop(0)
-            shutil.rmtree(path, ignore_errors=True)
+        """Delete ``path`` (in ``tmp/``) on the background thread, which stays for the next
+        step's deletion (``kiln.util.lingering``) until ``settle``."""
+        self._reaper.submit(shutil.rmtree, path, True)
 
     def settle(self) -> None:
         """Wait until the background deletions (``recycle_work``) are done and the thread
         doing them has ended."""
-        while True:
-            with self._reap_lock:
-                reaper = self._reaper if self._reaper_pid == os.getpid() else None
-                if reaper is None:
-                    self._reap_stop = False
-                    return
-                self._reap_stop = True
-                self._reap_lock.notify_all()
-            reaper.join()
+        self._reaper.close()
 
     def close(self) -> None:
         self.settle()
