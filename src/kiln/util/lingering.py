@@ -31,13 +31,11 @@ class Job:
         """True once the job has ended (within ``timeout`` seconds)."""
         return self._done.wait(timeout)
 
-    def run(self) -> None:
+    def _call(self) -> None:
         try:
             self.fn(*self.args)
         except BaseException as exc:  # the submitter reads it; the thread goes on
             self.error = exc
-        finally:
-            self._done.set()
 
 
 class Lingering:
@@ -49,7 +47,7 @@ class Lingering:
         self._cond = threading.Condition(threading.Lock())
         self._jobs: deque[Job] = deque()
         self._threads: list[threading.Thread] = []
-        self._waiting = 0  # threads waiting for a job
+        self._free = 0  # threads not running a job: each takes the next one queued
         self._closing = False
         self._pid = os.getpid()
 
@@ -58,12 +56,13 @@ class Lingering:
         job = Job(fn, args)
         with self._cond:
             if self._pid != os.getpid():  # a fork has none of the parent's threads
-                self._jobs, self._threads, self._waiting = deque(), [], 0
+                self._jobs, self._threads, self._free = deque(), [], 0
                 self._pid = os.getpid()
             self._jobs.append(job)
-            if len(self._jobs) > self._waiting:  # every waiting thread has a job already
+            if len(self._jobs) > self._free:  # every free thread has a job already
                 thread = threading.Thread(target=self._work, name=self.name, daemon=True)
                 self._threads.append(thread)
+                self._free += 1
                 thread.start()
             else:
                 self._cond.notify()
@@ -74,17 +73,16 @@ class Lingering:
         while True:
             with self._cond:
                 while not self._jobs:
-                    if self._closing:
-                        self._threads.remove(me)
-                        return
-                    self._waiting += 1
-                    woken = self._cond.wait(self.idle)
-                    self._waiting -= 1
-                    if not woken and not self._jobs:  # idle long enough
+                    if self._closing or not self._cond.wait(self.idle) and not self._jobs:
+                        self._free -= 1  # closing, or idle long enough
                         self._threads.remove(me)
                         return
                 job = self._jobs.popleft()
-            job.run()
+                self._free -= 1
+            job._call()
+            with self._cond:  # free again before its submitter hears: its next job is ours
+                self._free += 1
+            job._done.set()
 
     def close(self, timeout: float | None = None) -> None:
         """Wait for every job submitted and for the threads to end, at most ``timeout``
