@@ -148,7 +148,8 @@ class SshAgents:
             )  # fmt: skip
         self._procs.append(proc)
         deadline = time.monotonic() + _START_TIMEOUT
-        while not _is_socket(sock):
+        # the agent binds its socket before it listens: a connect in between is refused
+        while not _accepts(sock):
             if proc.poll() is not None or time.monotonic() > deadline:
                 why = _last_line(proc, log)
                 raise Unavailable(f"--ssh {source.id}: ssh-agent did not start: {why}")
@@ -218,6 +219,21 @@ def _agent_env() -> dict[str, str]:
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env["SSH_ASKPASS_REQUIRE"] = "never"
     return env
+
+
+def _accepts(path: str) -> bool:
+    """Whether a server listens on the socket ``path`` (a connection is accepted)."""
+    if not _is_socket(path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        probe.settimeout(5)
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def _die_with_parent() -> None:
