@@ -223,6 +223,8 @@ def _agent_env() -> dict[str, str]:
 
 def _accepts(path: str) -> bool:
     """Whether a server listens on the socket ``path`` (a connection is accepted)."""
+    import socket  # start-up: only a build with an ssh mount needs it
+
     if not _is_socket(path):
         return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
