@@ -19,6 +19,7 @@ import time
 import pytest
 
 from fixtures_images import make_busybox_rootfs
+from killed_process import kill_and_reap, kill_when_started, remove_runc_containers, started
 
 pytestmark = [pytest.mark.root]
 
@@ -38,7 +39,7 @@ def env(tmp_path):
 
     kiln("import", rootfs, "busybox")
     yield kiln, environ, tmp_path
-    subprocess.run(["pkill", "-KILL", "-f", "kiln-leftover-"], check=False, timeout=30)
+    remove_runc_containers(tmp_path / "runtime" / "runc")  # what a failed test left running
 
 
 def _running(token: str) -> bool:
@@ -48,21 +49,8 @@ def _running(token: str) -> bool:
 def _start_and_kill(environ, ctx, token: str) -> None:
     ctx.mkdir()
     (ctx / "Containerfile").write_text(f"FROM busybox\nRUN echo started; sleep 300; echo {token}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "kiln.cli.main", "build", str(ctx)],
-                            env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
-    try:
-        for line in proc.stdout:
-            if line.strip() == "started":
-                break
-        else:
-            pytest.fail("the RUN never started")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+    kill_when_started([sys.executable, "-m", "kiln.cli.main", "build", str(ctx)], "started",
+                      env=environ)  # fmt: skip
 
 
 def _leases(root) -> int:
@@ -111,13 +99,8 @@ def test_a_live_builds_run_is_left_alone(env):
     ctx.mkdir()
     token = "kiln-leftover-" + secrets.token_hex(6)
     (ctx / "Containerfile").write_text(f"FROM busybox\nRUN echo started; sleep 300; echo {token}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "kiln.cli.main", "build", str(ctx)],
-                            env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
-    try:
-        for line in proc.stdout:
-            if line.strip() == "started":
-                break
+    argv = [sys.executable, "-m", "kiln.cli.main", "build", str(ctx)]
+    with started(argv, "started", env=environ) as proc:
         other = tmp / "other"
         other.mkdir()
         (other / "Containerfile").write_text("FROM busybox\nRUN true\n")
@@ -125,10 +108,4 @@ def test_a_live_builds_run_is_left_alone(env):
         assert "removed" not in res.stderr
         assert _running(token) and proc.poll() is None
         assert len(os.listdir(tmp / "runtime" / "bundles")) == 1
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        kill_and_reap(proc, signal.SIGINT, grace=60)

@@ -22,6 +22,7 @@ import threading
 import pytest
 
 from fixtures_images import make_busybox_rootfs
+from killed_process import kill_when_started, remove_runc_containers
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(600)]
 
@@ -42,7 +43,7 @@ def env(tmp_path):
 
     kiln("import", make_busybox_rootfs(str(tmp_path / "rootfs.tar")), "busybox")
     yield kiln, environ, tmp_path
-    subprocess.run(["pkill", "-KILL", "-f", "kiln-swept-"], check=False, timeout=30)
+    remove_runc_containers(tmp_path / "runtime" / "runc")  # what a failed test left running
 
 
 @pytest.fixture
@@ -71,20 +72,7 @@ def _tar(path, files: dict[str, str]) -> None:
 
 
 def _kill_when_started(environ, args) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "kiln.cli.main", *args], env=environ,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        for line in proc.stdout:
-            if line.strip() == "started":
-                break
-        else:
-            pytest.fail("the RUN never started")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+    kill_when_started([sys.executable, "-m", "kiln.cli.main", *args], "started", env=environ)
 
 
 def _scratch(tmp) -> list[str]:

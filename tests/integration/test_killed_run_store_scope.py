@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
 import pytest
 
 from fixtures_images import make_busybox_rootfs
+from killed_process import kill_when_started, remove_runc_containers
 from kiln.snapshot.mount import unmount_all_under
 
 pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.timeout(600)]
@@ -43,10 +43,7 @@ def stores(tmp_path):
     for store in ("a", "b"):
         kiln(store, "import", rootfs, "busybox")
     yield kiln, environ, tmp_path
-    for cid in _containers(runtime):  # whatever a failed test left running
-        for args in (["kill", cid, "KILL"], ["delete", "--force", cid]):
-            subprocess.run(["runc", "--root", str(runtime / "runc"), *args],
-                           capture_output=True, timeout=30, check=False)  # fmt: skip
+    remove_runc_containers(runtime / "runc")  # whatever a failed test left running
     unmount_all_under(str(tmp_path))  # the killed build's container, if store a never swept
 
 
@@ -60,21 +57,9 @@ def _containers(runtime) -> list[str]:
 
 def _kill_a_build_mid_run(environ, root: str, ctx) -> None:
     (ctx / "Containerfile").write_text("FROM busybox\nRUN echo started; sleep 300\n")
-    proc = subprocess.Popen([sys.executable, "-m", "kiln.cli.main", "--root", root, "build",
-                             "--progress", "plain", str(ctx)], env=environ,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        for line in proc.stdout:
-            if line.strip().endswith("started"):
-                break
-        else:
-            pytest.fail("the RUN never started")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+    argv = [sys.executable, "-m", "kiln.cli.main", "--root", root, "build", "--progress",
+            "plain", str(ctx)]  # fmt: skip
+    kill_when_started(argv, lambda line: line.rstrip().endswith("started"), env=environ)
 
 
 def test_a_killed_kilns_run_is_swept_by_its_own_store_only(stores):

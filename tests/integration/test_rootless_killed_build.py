@@ -17,6 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures_images import make_busybox_rootfs  # noqa: E402
+from killed_process import started  # noqa: E402
 from rootless_user import make_user, remove_user  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -57,23 +58,13 @@ def _scratch_dirs(uid: int) -> list[str]:
 def test_the_next_rootless_build_clears_what_a_killed_one_left(user):
     token = "kiln-rl-left-" + secrets.token_hex(4)
     ctx = _context(user, "ctx", f"FROM busybox\nRUN echo started; sleep 300; echo {token}\n")
-    proc = subprocess.Popen(user.command([sys.executable, "-m", "kiln.cli.main", "build", ctx]),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL)  # fmt: skip
-    try:
-        for line in proc.stdout:
-            if line.strip() == "started":
-                break
-        else:
-            pytest.fail("the RUN never started")
+    with started(
+        user.command([sys.executable, "-m", "kiln.cli.main", "build", ctx]), "started"
+    ) as proc:
         kilns = _pids(user.uid, "kiln.cli.main build")
         assert kilns, "no kiln process of the user"
         os.kill(kilns[0], signal.SIGKILL)  # the oldest: the waiter outside the namespace
         proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
     deadline = time.monotonic() + 30  # the kiln inside the namespace goes with its waiter
     while _pids(user.uid, "kiln.cli.main build") and time.monotonic() < deadline:
         time.sleep(0.3)
