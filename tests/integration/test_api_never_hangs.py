@@ -10,8 +10,10 @@ hangs) when the server does not answer in time. One server serves the whole modu
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -188,7 +190,9 @@ EXPECTED = {
     "pull": "manifest unknown",
     "pull-always": "manifest unknown",
 }
-_tokens = iter(range(31000, 32000))
+# a random start: another run of this suite on the machine sleeps other numbers, so that
+# ``sleeping`` finds this run's RUNs only
+_tokens = itertools.count(31000 + 1000 * secrets.randbelow(1000))
 
 
 def sleeping(token: int) -> list[int]:

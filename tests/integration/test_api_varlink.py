@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -244,12 +245,13 @@ def test_push_pull_save_load_through_io_podman(server, registry_plain, tmp_path)
 
 
 def test_client_hanging_up_mid_build_cancels_it_and_the_server_goes_on(server, tmp_path):
-    conn = _start_slow_build(server, tmp_path, "sleep 37")
+    sleep = _unique_sleep(37)
+    conn = _start_slow_build(server, tmp_path, sleep)
     with podman(server, timeout=10) as p:  # other clients are served meanwhile
         assert p.ImageExists("base:1")["exists"] == 0
     conn.close()
     deadline = time.monotonic() + 15
-    while _running("sleep 37"):
+    while _running(sleep):
         assert time.monotonic() < deadline, "the RUN outlived its client"
         time.sleep(0.2)
     with podman(server, timeout=10) as p:
@@ -263,6 +265,12 @@ def test_client_hanging_up_mid_build_cancels_it_and_the_server_goes_on(server, t
         assert bad.recv(100) == b""
     with podman(server, timeout=10) as p:
         assert p.ImageExists("base:1")["exists"] == 0
+
+
+def _unique_sleep(seconds: int) -> str:
+    """``sleep N.XXXXXX``: a command line no other process on the machine has (another run
+    of this suite included), so that ``_running`` finds this test's RUN only."""
+    return f"sleep {seconds}.{secrets.randbelow(10**6):06d}"
 
 
 def _running(pattern: str) -> bool:
@@ -330,12 +338,13 @@ def test_varlink_alone_and_http_beside(server, tmp_path):
         log = (tmp_path / "err").read_text()
         assert "varlink API (io.podman) listening" in log and "kiln API listening" not in log
         # stopping the server ends a build in flight: its client gets an error, the RUN goes
-        conn = _start_slow_build(alone, tmp_path, "sleep 41")
+        sleep = _unique_sleep(41)
+        conn = _start_slow_build(alone, tmp_path, sleep)
         proc.send_signal(signal.SIGTERM)
         reply = _read_until_eof(conn)
         assert b"io.podman.ErrorOccurred" in reply and b"shutting down" in reply, reply
         assert proc.wait(timeout=30) == 0
-        assert not _running("sleep 41")
+        assert not _running(sleep)
     finally:
         if proc.poll() is None:
             assert stop_server(proc) == 0

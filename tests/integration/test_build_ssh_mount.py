@@ -115,7 +115,7 @@ def test_key_files_are_held_by_an_agent_of_the_build_then_killed(build_env, tmp_
     assert files["st"] == b"660:1000:2000\n"
     body = key.read_bytes().splitlines()[2]  # a line of the private key's base64
     assert len(body) > 40 and body not in build_env.layer_bytes("ssh2")
-    assert _agents() == before  # the build's own agent is gone
+    assert _agents() <= before  # the build's own agent is gone (others may end meanwhile)
 
 
 def _agents() -> set[int]:
@@ -195,4 +195,4 @@ def test_a_key_with_a_passphrase_is_refused_not_prompted(build_env, tmp_path):  
     before = _agents()
     with pytest.raises(InvalidArgument, match="needs a passphrase"):
         build_env.build(build_env.context_dir(), "FROM busybox\nRUN true\n", ssh=[f"k={key}"])
-    assert _agents() == before
+    assert _agents() <= before  # no agent of its own left; others may end meanwhile

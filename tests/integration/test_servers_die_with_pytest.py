@@ -18,6 +18,7 @@ import pytest
 
 import private_dockerd
 import registry_servers
+from killed_process import kill_and_reap, wait_for_line
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -70,20 +71,12 @@ def _run_then_kill_pytest(tmp_path, kind: str) -> list[str]:
                              "-c", os.devnull, "--rootdir", str(tmp_path), "--basetemp",
                              str(tmp_path / "inner"), str(tmp_path / f"test_inner_{kind}.py")],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        for line in proc.stdout:
-            if "SERVER" in line:
-                words = line.split("SERVER", 1)[1].split()
-                break
-        else:
-            pytest.fail("the inner test never started its server")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        line = wait_for_line(proc, lambda text: "SERVER" in text)[-1]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        kill_and_reap(proc)
+    words = line.split("SERVER", 1)[1].split()
     pid = int(words[0])
     deadline = time.monotonic() + 10
     while not _gone(pid) and time.monotonic() < deadline:
