@@ -1,6 +1,7 @@
 """``kiln serve`` on a temporary unix socket, for tests that talk to it as API clients do.
 
     proc, sock = start_server(tmp_path)        # root: tmp_path/root
+    proc, sock = start_server_with_base(tmp_path)  # the same, with localhost/base:1 in it
     ...
     assert stop_server(proc) == 0
 
@@ -21,6 +22,9 @@ import time
 from pathlib import Path
 
 from dies_with_parent import dies_with_parent
+
+# seconds for ``kiln serve`` to listen: well under one here, but a loaded CI machine is slower
+STARTS_WITHIN = 60.0
 
 
 def busybox_sh_tar() -> bytes:
@@ -49,7 +53,8 @@ def start_server(
            "-H", f"unix://{sock}", "--access-log", access_log, *extra]  # fmt: skip
     with open(tmp_path / "server.err", "wb") as err:
         proc = subprocess.Popen(dies_with_parent(cmd), stderr=err, env=env)
-    for _ in range(200):
+    deadline = time.monotonic() + STARTS_WITHIN
+    while proc.poll() is None and time.monotonic() < deadline:
         if os.path.exists(sock):
             try:
                 with socket.socket(socket.AF_UNIX) as s:
@@ -57,14 +62,34 @@ def start_server(
                 return proc, sock
             except OSError:
                 pass
-        if proc.poll() is not None:
-            break
         time.sleep(0.05)
     proc.kill()
-    raise AssertionError((tmp_path / "server.err").read_text())
+    proc.wait(timeout=30)
+    raise AssertionError(
+        f"kiln serve did not listen within {STARTS_WITHIN:.0f} s (exit code {proc.returncode}): "
+        + (tmp_path / "server.err").read_text()
+    )
+
+
+def start_server_with_base(
+    tmp_path: Path, name: str = "localhost/base:1", **kwargs
+) -> tuple[subprocess.Popen, str]:
+    """``kiln import`` of :func:`busybox_sh_tar` as ``name`` into ``tmp_path/root``, then
+    :func:`start_server` on that store (``kwargs`` go to it)."""
+    (tmp_path / "base.tar").write_bytes(busybox_sh_tar())
+    subprocess.run([sys.executable, "-m", "kiln.cli.main", "--root", str(tmp_path / "root"),
+                    "import", "-q", str(tmp_path / "base.tar"), name], check=True, timeout=120,
+                   stdin=subprocess.DEVNULL, env=kwargs.get("env"))  # fmt: skip
+    return start_server(tmp_path, **kwargs)
 
 
 def stop_server(proc: subprocess.Popen) -> int:
-    """SIGTERM, as a service manager stops it; the exit code."""
+    """SIGTERM, as a service manager stops it; the exit code. A server still running 30 s
+    later is SIGKILLed (and the test fails on the timeout), never left behind."""
     proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=30)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise

@@ -16,15 +16,13 @@ import http.client
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from api_server import busybox_sh_tar, start_server, stop_server
+from api_server import start_server_with_base, stop_server
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
 
@@ -80,11 +78,7 @@ class RecoveryLock:
 
 
 def test_inspects_during_a_database_lock_leave_ping_answering(tmp_path):
-    (tmp_path / "base.tar").write_bytes(busybox_sh_tar())
-    subprocess.run([sys.executable, "-m", "kiln.cli.main", "--root", str(tmp_path / "root"),
-                    "import", "-q", str(tmp_path / "base.tar"), "localhost/base:1"],
-                   check=True, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
-    proc, sock = start_server(tmp_path)
+    proc, sock = start_server_with_base(tmp_path)
     try:
         status, body = _get(sock, "/v1.41/images/localhost/base:1/json", 30)
         assert status == 200, body  # the loop's store is open, its connection has read

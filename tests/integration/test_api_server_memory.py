@@ -9,15 +9,13 @@ from __future__ import annotations
 import http.client
 import io
 import socket
-import subprocess
-import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from api_server import busybox_sh_tar, start_server, stop_server
+from api_server import start_server_with_base, stop_server
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -70,11 +68,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def test_builds_through_the_server_leave_its_memory_flat(tmp_path):
-    (tmp_path / "base.tar").write_bytes(busybox_sh_tar())
-    subprocess.run([sys.executable, "-m", "kiln.cli.main", "--root", str(tmp_path / "root"),
-                    "import", "-q", str(tmp_path / "base.tar"), "localhost/base:1"],
-                   check=True, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
-    proc, sock = start_server(tmp_path)
+    proc, sock = start_server_with_base(tmp_path)
     try:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda n: _build(sock, n), range(WARM_UP)))
