@@ -3,19 +3,60 @@
 ``make_image(store, ["a", "b"], names=[...])`` registers an image whose layers
 are tiny tars holding one file each; an image whose layer list extends another's
 is its child (the same chain ids), exactly as a build would leave them.
+
+For the tests of what a read costs: the ``image_store`` fixture (an empty store in
+``tmp_path/root``, closed afterwards; import it into the test module) and
+``with blob_reads() as opened:`` (the files under a store's ``blobs/`` this process opened
+inside the block, read through one audit hook for the whole run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
+import sys
 import tarfile
+from collections.abc import Iterator
+
+import pytest
 
 from kiln.image import register_image
 from kiln.oci import Descriptor, Digest, History, ImageConfig, Manifest, RuntimeConfig
 from kiln.oci import media_types as mt
+from kiln.store import Store
 
 _clock = itertools.count(1_700_000_000, 60)
+_opened: list[str] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _opened is not None and event == "open" and isinstance(args[0], str):
+        _opened.append(args[0])
+
+
+sys.addaudithook(_audit)  # once per process: a hook cannot be removed
+
+
+@contextlib.contextmanager
+def blob_reads() -> Iterator[list[str]]:
+    """The paths under a ``blobs/`` directory opened inside the block (filled on exit)."""
+    global _opened
+    found: list[str] = []
+    _opened = []
+    try:
+        yield found
+    finally:
+        found[:] = [p for p in _opened if "/blobs/" in p]
+        _opened = None
+
+
+@pytest.fixture
+def image_store(tmp_path) -> Iterator[Store]:
+    """An empty store in ``tmp_path/root``, closed after the test."""
+    store = Store.open(str(tmp_path / "root"))
+    yield store
+    store.close()
 
 
 def layer_tar(name: str, size: int = 16) -> bytes:

@@ -5,10 +5,9 @@ every ``docker image inspect`` this way, so the cost is per request under load."
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
-from ops_image_factory import make_image
+from ops_image_factory import blob_reads, image_store, make_image  # noqa: F401
 
 from kiln.errors import DigestMismatch, NotFound
 from kiln.image import register_image
@@ -16,39 +15,24 @@ from kiln.image.inspect import inspect_image, inspect_store_image
 from kiln.image.store_image import open_store_image
 from kiln.oci import Descriptor, Digest, ImageConfig, Manifest
 from kiln.oci import media_types as mt
-from kiln.store import Store
 
 T = 1_750_000_000
-_opened: list[str] | None = None
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _opened is not None and event == "open" and isinstance(args[0], str):
-        _opened.append(args[0])
-
-
-sys.addaudithook(_audit)
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(str(tmp_path / "root"))
-    yield s
-    s.close()
+def store(image_store):  # noqa: F811
+    return image_store
 
 
 def _inspect(store, name: str) -> tuple[dict, list[str], list[str]]:
-    global _opened
     statements: list[str] = []
     store.db.conn.set_trace_callback(statements.append)
-    _opened = []
     try:
-        data = inspect_image(store, name)
-        opened = _opened
+        with blob_reads() as blobs:
+            data = inspect_image(store, name)
     finally:
-        _opened = None
         store.db.conn.set_trace_callback(None)
-    return data, [p for p in opened if "/blobs/" in p], statements
+    return data, blobs, statements
 
 
 @pytest.mark.parametrize("steps", [("ENV I=1",), ()], ids=["metadata-step", "layer-step"])

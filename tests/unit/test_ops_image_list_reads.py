@@ -6,42 +6,26 @@ isParent still see a named image's same-layer children."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-from ops_image_factory import make_image
+from ops_image_factory import blob_reads, image_store, make_image  # noqa: F401
 
 from kiln.ops import images as ops
 from kiln.ops.context import Context
-from kiln.store import Store
 
 T = 1_750_000_000
-_opened: list[str] | None = None
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _opened is not None and event == "open" and isinstance(args[0], str):
-        _opened.append(args[0])
-
-
-sys.addaudithook(_audit)
 
 
 @pytest.fixture
-def ctx(tmp_path):
-    c = Context(store=Store.open(str(tmp_path / "root")))
+def ctx(image_store):  # noqa: F811
+    c = Context(store=image_store)
     yield c
     c.close()
 
 
 def _blob_reads(fn):
-    global _opened
-    _opened = []
-    try:
+    with blob_reads() as reads:
         result = fn()
-        return result, [p for p in _opened if "/blobs/" in p]
-    finally:
-        _opened = None
+    return result, reads
 
 
 def test_named_images_sharing_a_base_list_without_config_reads(ctx):
