@@ -68,8 +68,9 @@ def test_a_silent_registry_costs_one_deadline_across_retries():
             client.get_manifest(Reference.parse(f"{host}/a/b:1"))
         took = time.monotonic() - started
     # without the overall deadline: 3 x 1 s per scheme (https, then http for an insecure
-    # registry) plus the waits, over 6 s
-    assert took < 2.5, took
+    # registry) plus the waits, over 6 s; the deadline ends it at 1.5 s (here within 0.1 s
+    # of it: the bound leaves a loaded machine seconds, and still tells 1.5 from 6)
+    assert took < 4.5, took
     text = str(err.value)
     assert host in text and "1.5 s" in text and "deadline" in text, text
     assert "Traceback" not in text

@@ -33,13 +33,13 @@ def test_no_cancel_waits_for_the_exit_code():
 
 def test_cancel_sends_sigterm():
     code, took, sent = _wait(["sleep", "30"], 0.2, 5.0)
-    assert sent == [signal.SIGTERM] and code == -signal.SIGTERM and took < 2
+    assert sent == [signal.SIGTERM] and code == -signal.SIGTERM and took < 10  # not sleep's 30
 
 
 def test_sigkill_after_the_grace_when_sigterm_is_ignored():
     code, took, sent = _wait(["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"], 0.2, 0.5)
     assert sent == [signal.SIGTERM, signal.SIGKILL] and code == -signal.SIGKILL
-    assert 0.6 < took < 3
+    assert 0.6 < took < 10  # after the grace, and long before the loop would end by itself
 
 
 def test_the_wait_ends_when_the_process_exits_not_at_the_next_poll(monkeypatch):
