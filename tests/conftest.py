@@ -13,6 +13,13 @@ variable removed. Subprocesses inherit it from here.
 A run killed mid-test can leave a file system mounted in its ``--basetemp`` (a working
 container's overlay): pytest could then not empty that directory, and the next run with the
 same ``--basetemp`` would fail every test; ``pytest_configure`` unmounts what is left there.
+
+``registry_plain``, ``registry_tls``, ``registry_basic``, ``registry_token`` and
+``registry_schema1`` (``tests/registry_servers.py``) are fixtures of the whole run: one
+registry of each kind, started when a test first asks for it and shared by every module
+(each test pushes to repositories named after its module). A module that imports one of
+them by name gets a registry of its own instead; a test that stops, kills or damages its
+registry starts a private one with ``registry_servers.start_registry``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import pytest
 
 from kiln.snapshot.mount import unmount_all_under
 
+pytest_plugins = ["registry_servers"]  # the shared registries (see above)
+
 os.environ["KILN_RUNC_ADVISORY"] = "ignore"
 
 TESTS = Path(__file__).resolve().parent
@@ -40,6 +49,9 @@ SERVER_HELPERS = {
     "rootless_user",
     "git_server",
 }
+# the shared registries reach a test as fixtures, without an import to see
+SERVER_FIXTURES = {"registry_plain", "registry_tls", "registry_basic", "registry_token",
+                   "registry_schema1"}  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -85,6 +97,8 @@ def unit_offences(item: pytest.Item) -> list[str]:
     module = getattr(item, "module", None)
     if module is not None and _uses_server_helpers(module):
         why.append("uses a real-server helper")
+    if used := sorted(SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))):
+        why.append(f"uses the registry fixture {', '.join(used)}")
     return why
 
 

@@ -10,7 +10,6 @@ import subprocess
 
 import pytest
 
-import registry_servers  # noqa: E402
 from api_server import busybox_sh_tar, start_server, stop_server  # noqa: E402
 
 PODMAN = shutil.which("podman")
@@ -19,7 +18,6 @@ pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(PODMAN is None or shutil.which("skopeo") is None, reason="podman, skopeo"),
 ]
-registry_plain = registry_servers.registry_plain
 
 
 @pytest.fixture

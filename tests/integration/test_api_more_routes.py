@@ -16,7 +16,6 @@ import time
 import pytest
 
 from api_server import busybox_sh_tar, start_server, stop_server
-from registry_servers import registry_plain  # noqa: F401
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 PODMAN = shutil.which("podman")

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from api_server import busybox_sh_tar, start_server, stop_server
-from registry_servers import RegistryServer, registry_basic, registry_plain  # noqa: F401
+from registry_servers import RegistryServer
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 PODMAN = shutil.which("podman")

@@ -20,7 +20,6 @@ from fixtures_images import make_list
 from kiln.ops import manifests
 from kiln.ops.context import open_context
 from kiln.registry import RegistryOptions
-from registry_servers import registry_plain  # noqa: F401
 
 pytest_plugins = ["fixtures_images"]
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]

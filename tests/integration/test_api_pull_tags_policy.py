@@ -13,7 +13,6 @@ import urllib.parse
 import pytest
 
 from api_server import busybox_sh_tar, start_server, stop_server
-from registry_servers import registry_plain  # noqa: F401
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 CALL_TIMEOUT = 60

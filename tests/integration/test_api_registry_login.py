@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from api_server import busybox_sh_tar, start_server, stop_server
-from registry_servers import RegistryServer, registry_basic  # noqa: F401
+from registry_servers import RegistryServer
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 PODMAN = shutil.which("podman")

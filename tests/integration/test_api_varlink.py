@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-import registry_servers  # noqa: E402
 from api_server import busybox_sh_tar, stop_server  # noqa: E402
 from dies_with_parent import dies_with_parent  # noqa: E402
 
@@ -34,8 +33,6 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(os.geteuid() != 0, reason="builds with RUN need root"),
 ]
-registry_plain = registry_servers.registry_plain
-registry_schema1 = registry_servers.registry_schema1
 CALL_TIMEOUT = 60.0
 
 

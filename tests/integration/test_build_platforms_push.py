@@ -13,13 +13,11 @@ import sys
 
 import pytest
 
-import registry_servers
 from fixtures_images import have
 from kiln.runtime.binfmt import host_arch
 from registry_env import isolate_registry_env
 
 pytest_plugins = ["fixtures_images", "foreign_images"]
-registry_plain = registry_servers.registry_plain
 pytestmark = [
     pytest.mark.root,
     pytest.mark.slow,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import registry_servers  # noqa: E402
 from build_fixtures import ROOT_MARKS  # noqa: E402
 from fixtures_images import MTIME, busybox_rootfs_tar  # noqa: E402, F401
 from kiln.registry import RegistryOptions
@@ -22,8 +21,6 @@ from registry_env import isolate_registry_env  # noqa: E402
 
 pytestmark = [*ROOT_MARKS, pytest.mark.timeout(600)]
 
-registry_plain = registry_servers.registry_plain
-registry_basic = registry_servers.registry_basic
 
 DOCKERFILE = """\
 FROM {base} AS tool

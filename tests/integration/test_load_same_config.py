@@ -17,7 +17,6 @@ import tarfile
 import pytest
 
 from registry_env import isolate_registry_env
-from registry_servers import registry_plain  # noqa: F401
 
 pytest_plugins = ["fixtures_images"]
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]

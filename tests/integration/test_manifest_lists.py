@@ -24,7 +24,6 @@ from registry_env import isolate_registry_env  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
-registry_plain = registry_servers.registry_plain
 KILN = shutil.which("kiln")
 
 

@@ -13,7 +13,6 @@ import tarfile
 import pytest
 
 pytest.register_assert_rewrite("fixtures_images")
-import registry_servers  # noqa: E402
 from fixtures_images import make_child  # noqa: E402
 from kiln.archive.compression import open_decompressed  # noqa: E402
 from kiln.cli.main import run  # noqa: E402
@@ -24,8 +23,6 @@ from registry_env import isolate_registry_env  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
-
-registry_plain = registry_servers.registry_plain
 
 
 @pytest.fixture(autouse=True)

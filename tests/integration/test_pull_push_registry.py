@@ -12,7 +12,6 @@ import sys
 import pytest
 
 pytest.register_assert_rewrite("fixtures_images")
-import registry_servers  # noqa: E402
 from fixtures_images import MTIME  # noqa: E402
 from kiln.cli.main import run  # noqa: E402
 from kiln.errors import InvalidArgument, NotFound  # noqa: E402
@@ -25,10 +24,6 @@ from registry_env import isolate_registry_env  # noqa: E402
 pytest_plugins = ["fixtures_images"]
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
-registry_plain = registry_servers.registry_plain
-registry_tls = registry_servers.registry_tls
-registry_basic = registry_servers.registry_basic
-registry_token = registry_servers.registry_token
 KINDS = ("plain", "tls", "basic", "token")
 
 

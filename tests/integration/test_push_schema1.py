@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import registry_servers
 from api_server import start_server, stop_server
 from kiln.oci.schema1_write import EMPTY_GZIP_LAYER_DIGEST, verify
 
@@ -26,8 +25,6 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("skopeo"), reason="skopeo is not installed"),
 ]
 CALL_TIMEOUT = 120
-registry_plain = registry_servers.registry_plain
-registry_schema1 = registry_servers.registry_schema1
 DOCKERFILE = """FROM scratch
 COPY busybox /bin/busybox
 ENV FOO=bar PATH=/bin

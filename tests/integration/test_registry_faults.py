@@ -18,7 +18,6 @@ from kiln.registry import RegistryOptions  # noqa: E402
 from registry_env import isolate_registry_env  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
-registry_basic = registry_servers.registry_basic
 FAST = RegistryOptions(tls_verify=False, retries=2, retry_delay=0.1)
 
 

@@ -10,7 +10,6 @@ import subprocess
 import pytest
 
 pytest.register_assert_rewrite("fixtures_images")
-import registry_servers  # noqa: E402
 from fixtures_images import save_oci_layout  # noqa: E402
 from kiln.image import open_store_image, validate_image  # noqa: E402
 from kiln.ops import registry as ops  # noqa: E402
@@ -21,8 +20,6 @@ from registry_env import isolate_registry_env  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
-registry_plain = registry_servers.registry_plain
-registry_basic = registry_servers.registry_basic
 
 
 @pytest.fixture(autouse=True)

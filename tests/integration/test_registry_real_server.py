@@ -24,11 +24,7 @@ from registry_env import isolate_registry_env
 
 pytestmark = [pytest.mark.root]
 
-# the shared session fixtures (one registry of each kind for the whole run)
-registry_plain = registry_servers.registry_plain
-registry_tls = registry_servers.registry_tls
-registry_basic = registry_servers.registry_basic
-registry_token = registry_servers.registry_token
+# registry_plain, _tls, _basic, _token: the run's shared registries (tests/conftest.py)
 start_registry = registry_servers.start_registry
 
 

@@ -15,7 +15,6 @@ import pytest
 
 pytest_plugins = ["fixtures_images"]
 from fixtures_images import make_busybox_rootfs  # noqa: E402
-from registry_servers import registry_basic, registry_plain  # noqa: E402, F401
 from rootless_user import (  # noqa: E402
     APP_UID,
     CONTAINERFILE,

@@ -17,9 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import registry_servers  # noqa: E402
-
-registry_basic = registry_servers.registry_basic
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(shutil.which("docker-registry") is None, reason="needs docker-registry"),

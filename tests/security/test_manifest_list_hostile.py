@@ -9,7 +9,6 @@ import os
 
 import pytest
 
-import registry_servers  # noqa: E402
 from kiln.errors import InvalidArgument, KilnError, NotFound  # noqa: E402
 from kiln.oci import Reference  # noqa: E402
 from kiln.oci import media_types as mt  # noqa: E402
@@ -23,7 +22,6 @@ from registry_env import isolate_registry_env  # noqa: E402
 
 pytest_plugins = ["fixtures_images"]
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
-registry_plain = registry_servers.registry_plain
 
 
 @pytest.fixture(autouse=True)

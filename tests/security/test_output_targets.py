@@ -34,9 +34,6 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["fixtures_images"]
-import registry_servers  # noqa: E402
-
-registry_plain = registry_servers.registry_plain
 
 pytestmark = [
     pytest.mark.root,
