@@ -50,6 +50,23 @@ def have_registry() -> bool:
     return shutil.which(REGISTRY_BIN) is not None
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP socket listening on 127.0.0.1:``port``."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # LISTEN
+                inodes.add(fields[9])
+    if not inodes:
+        return False
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False
+    return any(link == f"socket:[{inode}]" for link in links for inode in inodes)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -266,6 +283,10 @@ class TokenServer:
 # -- the registry --------------------------------------------------------------------------------
 
 
+class RegistryExitedEarly(RuntimeError):
+    """The registry process ended before it listened (its port taken, a bad config)."""
+
+
 @dataclass
 class RegistryServer:
     kind: str
@@ -353,12 +374,14 @@ class RegistryServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited early; see {self.workdir}/registry.log")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
+                raise RegistryExitedEarly(
+                    f"docker-registry exited early; see {self.workdir}/registry.log"
+                )
+            # its own listening socket, not merely something that accepts on the port (a
+            # process that took the port after free_port would pass a connect)
+            if _listens(self.proc.pid, self.port):
+                return
+            time.sleep(0.05)
         raise RuntimeError("docker-registry did not start listening in time")
 
     def kill(self) -> None:
@@ -401,7 +424,16 @@ def start_registry(kind: str, workdir: str | None = None) -> Iterator[RegistrySe
         server.username, server.password = USERNAME, PASSWORD
         server.token_server = TokenServer(workdir, {USERNAME: PASSWORD})
     try:
-        server.start()
+        for attempt in range(3):
+            try:
+                server.start()
+                break
+            except RegistryExitedEarly:
+                if attempt == 2:
+                    raise
+                # free_port's port can be taken before the registry binds it (another
+                # server, another run on the machine): try another
+                server.port = free_port()
         yield server
     finally:
         server.stop()
