@@ -228,7 +228,7 @@ def leftovers(bench: Bench) -> list[str]:
                                 text=True, timeout=30, check=False).stdout.split()  # fmt: skip
         if listed:
             problems.append(f"runc containers left: {listed}")
-    deadline = time.monotonic() + 5  # a killed container's processes take a moment to go
+    deadline = time.monotonic() + 20  # a killed container's processes take a moment to go
     while _marker_processes(bench.marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     if _marker_processes(bench.marker):

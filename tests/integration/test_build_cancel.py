@@ -66,7 +66,8 @@ def test_cancel_stops_a_running_run(build_env, tmp_path, monkeypatch, isolation)
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert isinstance(outcome.get("error"), Cancelled), outcome
-    assert outcome["ended"] - cancelled_at < 5
+    # the 2 s grace, then SIGKILL and clean-up (~2.5 s here): far from the RUN's 60 s
+    assert outcome["ended"] - cancelled_at < 20
     store = build_env.store
     assert not any("cancelled" in n for rec in store.list_images() for n in rec.names)
     assert len(store.list_images()) == 1  # busybox only: no step was committed
@@ -129,7 +130,7 @@ def test_api_client_disconnect_stops_a_running_run(server):
     closed_at = time.monotonic()
     store = Store.open(root)
     try:
-        while time.monotonic() - closed_at < 5:
+        while time.monotonic() - closed_at < 20:  # ~2.5 s here: the grace, then SIGKILL
             if not _runc_containers(state_dir) and not store.list_containers():
                 break
             time.sleep(0.1)
@@ -174,7 +175,7 @@ def test_one_sigint_stops_a_cli_build(build_env, tmp_path, isolation):  # noqa: 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert time.monotonic() - sent < 10
+    assert time.monotonic() - sent < 20  # the grace and clean-up, not the RUN's 60 s
     assert proc.returncode != 0
     assert err.strip().splitlines()[-1].startswith("Error:"), err
     store = build_env.store
