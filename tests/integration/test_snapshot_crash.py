@@ -6,10 +6,10 @@ import hashlib
 import io
 import os
 import signal
-import subprocess
 import sys
 import tarfile
 
+from killed_process import kill_when_started
 from kiln.snapshot import Snapshotter
 
 CHILD = """
@@ -40,11 +40,9 @@ def test_sigkill_mid_unpack_leaves_only_garbage(tmp_path) -> None:
     tar.write_bytes(raw)
     root = str(tmp_path / "snaps")
     Snapshotter(root, driver="overlay").close()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, root, str(tar)], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == b"half"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    assert (
+        kill_when_started([sys.executable, "-c", CHILD, root, str(tar)], "half") == -signal.SIGKILL
+    )
 
     snaps = Snapshotter(root, driver="overlay")
     assert not snaps.has_layer("c1")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
 import sys
 
 import pytest
 
+from killed_process import kill_when_started
 from kiln.oci import Descriptor, Digest
 from kiln.store import Store
 
@@ -33,14 +33,8 @@ with s.ingest(sys.argv[2], desc) as ing:
 
 
 def kill_midway(root: str, ref: str, prelude: str = "") -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", prelude + CHILD, root, ref], stdout=subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == b"half"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    code = kill_when_started([sys.executable, "-c", prelude + CHILD, root, ref], "half")
+    assert code == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("ref", ["", "pull:layer"])
