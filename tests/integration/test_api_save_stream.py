@@ -14,14 +14,16 @@ import pytest
 
 from api_server import start_server, stop_server
 
-LAYER_MB = 200
+# twice the size _spooled looks for, and far more than the socket and pipe buffers between
+# the writer and the client: an archive written to disk first would show
+LAYER_MB = 64
 
 
 def _big_rootfs(path) -> None:
     """A rootfs tar of LAYER_MB MiB of random bytes (they do not compress)."""
     with tarfile.open(path, "w") as tf:
-        for i in range(LAYER_MB // 50):
-            data = os.urandom(50 << 20)
+        for i in range(LAYER_MB // 16):
+            data = os.urandom(16 << 20)
             info = tarfile.TarInfo(f"data/blob{i}")
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
