@@ -182,9 +182,10 @@ class TokenServer:
         self.cert_path = os.path.join(directory, "token-signer.pem")
         with open(self.cert_path, "wb") as f:
             f.write(cert.public_bytes(serialization.Encoding.PEM))
-        self.port = free_port()
+        # port 0: the kernel's free port, bound at once (no window for another process)
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.port = self._httpd.server_address[1]
         self.realm = f"http://127.0.0.1:{self.port}/token"
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
