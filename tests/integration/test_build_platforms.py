@@ -233,11 +233,12 @@ def test_one_platform_failing_fails_the_build_naming_it_and_stops_the_other(arm6
         arm64_env.build(
             ctx,
             "ARG TARGETARCH\nFROM base-$TARGETARCH\n"
-            'RUN if [ "$(uname -m)" = aarch64 ]; then exit 3; fi; sleep 30\n'
+            'RUN if [ "$(uname -m)" = aarch64 ]; then exit 3; fi; sleep 300\n'
             "RUN echo never-reached\n",
             platforms=["linux/amd64", "linux/arm64"],
         )
-    assert time.monotonic() - started < 20  # amd64's sleep was stopped
+    # amd64's sleep was stopped: far less than its 300 s, with room for a slow QEMU start
+    assert time.monotonic() - started < 120
     assert err.value.exit_code == 3
     assert str(err.value).startswith('building for linux/arm64: building at STEP "RUN if')
     assert "never-reached" not in arm64_env.output()
@@ -249,10 +250,14 @@ def test_platforms_build_in_parallel_up_to_jobs(arm64_env, tmp_path, jobs, toget
     shared = tmp_path / f"shared-{jobs}"
     shared.mkdir()
     ctx = arm64_env.context_dir()
+    # each RUN waits for the other platform's file: up to 60 s when they run together (a
+    # QEMU start on a loaded machine can take seconds), 2 s when one runs after the other
+    wait = 600 if together else 20
     result = arm64_env.build(
         ctx,
         "ARG TARGETARCH\nFROM base-$TARGETARCH\nARG TARGETARCH\n"
-        "RUN touch /shared/$TARGETARCH && sleep 2 && ls /shared > /seen\n",
+        "RUN touch /shared/$TARGETARCH && i=0 && while [ $(ls /shared | wc -l) -lt 2 ]"
+        f" && [ $i -lt {wait} ]; do sleep 0.1; i=$((i+1)); done && ls /shared > /seen\n",
         platforms=["linux/amd64", "linux/arm64"], jobs=jobs, volumes=[f"{shared}:/shared"],
     )  # fmt: skip
     seen = [_file(arm64_env, i, "seen").split() for i in result.platform_images.values()]
