@@ -56,7 +56,7 @@ class Machine:
         opts = BuildOptions(
             context=context,
             volumes=[f"{witness}:/witness"],
-            registry=RegistryOptions(tls_verify=False),
+            registry=options.pop("registry", RegistryOptions(tls_verify=False)),
             **options,
         )
         return build(self.ctx, opts)
@@ -264,6 +264,8 @@ def test_unreachable_missing_unauthorised_or_foreign_cache_is_a_warning(
     result = g.build(
         str(ctx),
         witness,
+        # the unreachable source is retried: short waits instead of the default 2 + 4 s
+        registry=RegistryOptions(tls_verify=False, retry_delay=0.05),
         cache_from=[
             "type=registry,ref=127.0.0.1:9/nothing/here:x",  # nothing listens (discard port)
             f"{registry_plain.host}/regcache/never-pushed:latest",
