@@ -99,9 +99,16 @@ def test_read_only_root_is_one_error_line(tmp_path):
         subprocess.run(["umount", str(ro)], check=True, timeout=30)
 
 
+@pytest.fixture(scope="module")
+def deep_root(tmp_path_factory):
+    """One store for both 127-layer tests: the second builds its 127 layers from the cache
+    the first left (each test also passes alone, or in the other order)."""
+    return tmp_path_factory.mktemp("deep") / "root"
+
+
 @pytest.mark.slow
-def test_build_of_128_layers_fails_before_committing_and_squash_builds_it(tmp_path):
-    root = tmp_path / "root"
+def test_build_of_128_layers_fails_before_committing_and_squash_builds_it(tmp_path, deep_root):
+    root = deep_root
     ctx = copy_context(tmp_path, 128)
     proc = kiln(root, "build", "-t", "deep", str(ctx))
     assert proc.returncode == 125
@@ -126,8 +133,8 @@ def test_build_of_128_layers_fails_before_committing_and_squash_builds_it(tmp_pa
 
 
 @pytest.mark.slow
-def test_commit_of_a_128th_layer_fails_and_squash_commits(tmp_path):
-    root = tmp_path / "root"
+def test_commit_of_a_128th_layer_fails_and_squash_commits(tmp_path, deep_root):
+    root = deep_root
     ctx = copy_context(tmp_path, 127)
     assert kiln(root, "build", "-q", "-t", "deep127", str(ctx)).returncode == 0
     cid = kiln(root, "from", "deep127").stdout.strip()
