@@ -8,6 +8,7 @@ import tempfile
 
 import pytest
 
+from killed_process import wait_for_line
 from kiln.errors import ProcessFailed, Unavailable
 from kiln.runtime import Mount, RunOptions, parse_volume, run
 
@@ -264,7 +265,7 @@ def _run_and_signal(rootfs, isolation, tmp_path, script, signals):
     code = SIGNAL_SCRIPT.format(src=os.path.abspath(src), state=str(tmp_path / "state"),
                                 script=script, isolation=isolation, rootfs=str(rootfs))  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "started\n"
+    assert wait_for_line(proc, "started") == ["started"]  # with a deadline, unlike readline
     for sig in signals:
         proc.send_signal(getattr(signal, sig))
         time.sleep(0.5)
