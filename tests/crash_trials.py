@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mount_points import mount_points_under
+
 CONTAINERFILE = """FROM busybox
 COPY data /data
 RUN echo {marker} && sleep 0.3 && head -c 2000000 /dev/urandom > /data/run1
@@ -193,12 +195,6 @@ def tagged_images(root: str) -> dict[str, tuple[str, str]]:
         store.close()
 
 
-def _mounts_under(*paths: str) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return [p for p in points for base in paths if p == base or p.startswith(base + "/")]
-
-
 def _marker_processes(marker: str) -> list[int]:
     found = []
     for pid in os.listdir("/proc"):
@@ -216,7 +212,7 @@ def _marker_processes(marker: str) -> list[int]:
 def leftovers(bench: Bench) -> list[str]:
     """What a killed kiln left that the next command did not clear."""
     problems = []
-    mounts = _mounts_under(bench.root, bench.runtime_dir, bench.tmpdir)
+    mounts = mount_points_under(bench.root, bench.runtime_dir, bench.tmpdir)
     if mounts:
         problems.append(f"mounts left: {mounts}")
     bundles = os.path.join(bench.runtime_dir, "bundles")
@@ -392,7 +388,7 @@ def operations(bench: Bench) -> list[Op]:
 
 def cleanup(bench: Bench) -> None:
     """Unmount and remove what the trials made (after a failure too)."""
-    for point in sorted(_mounts_under(bench.root, bench.runtime_dir, bench.tmpdir), key=len,
+    for point in sorted(mount_points_under(bench.root, bench.runtime_dir, bench.tmpdir), key=len,
                         reverse=True):  # fmt: skip
         subprocess.run(["umount", "-l", point], check=False, timeout=30)
     for pid in _marker_processes(bench.marker):

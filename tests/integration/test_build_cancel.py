@@ -19,13 +19,9 @@ from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from kiln.errors import Cancelled
 from kiln.runtime import RunSettings
+from mount_points import mount_points_under
 
 pytestmark = ROOT_MARKS
-
-
-def _mounts_under(root: str) -> list[str]:
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(root)]
 
 
 def _runc_containers(state_dir: str) -> list[dict]:
@@ -72,7 +68,7 @@ def test_cancel_stops_a_running_run(build_env, tmp_path, monkeypatch, isolation)
     assert not any("cancelled" in n for rec in store.list_images() for n in rec.names)
     assert len(store.list_images()) == 1  # busybox only: no step was committed
     assert store.list_containers() == []
-    assert _mounts_under(store.root) == []
+    assert mount_points_under(store.root) == []
     assert _runc_containers(state_dir) == []
     assert build_env.ctx.snapshots.list_active() == []
 
@@ -136,7 +132,7 @@ def test_api_client_disconnect_stops_a_running_run(server):
             time.sleep(0.1)
         assert _runc_containers(state_dir) == []
         assert store.list_containers() == []
-        assert _mounts_under(root) == []
+        assert mount_points_under(root) == []
         assert not any("cancelled" in n for rec in store.list_images() for n in rec.names)
     finally:
         store.close()
@@ -181,5 +177,5 @@ def test_one_sigint_stops_a_cli_build(build_env, tmp_path, isolation):  # noqa: 
     store = build_env.store
     assert not any("cancelled" in n for rec in store.list_images() for n in rec.names)
     assert store.list_containers() == []
-    assert _mounts_under(store.root) == []
+    assert mount_points_under(store.root) == []
     assert _runc_containers(state_dir) == []

@@ -12,16 +12,12 @@ from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noq
 from kiln.container import Builder
 from kiln.runtime import Mount, RunOptions
 from kiln.snapshot.mount import mount
+from mount_points import mount_points_under
 
 pytestmark = ROOT_MARKS
 
 STORE_ENTRIES = {"blobs", "ingest", "snapshots", "cache-mounts", "kiln.db", "kiln.db-wal",
                  "kiln.db-shm", "gc.lock"}  # fmt: skip
-
-
-def _mounts_under(root: str) -> list[str]:
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(root)]
 
 
 def test_snapshot_mount_point_goes_with_the_snapshot(build_env):  # noqa: F811
@@ -35,7 +31,7 @@ def test_snapshot_mount_point_goes_with_the_snapshot(build_env):  # noqa: F811
     mount(spec, path)
     assert os.path.ismount(path)
     snaps.remove("k")  # unmounts first: removal never reaches into a mounted tree
-    assert not os.path.exists(path) and _mounts_under(snaps.root) == []
+    assert not os.path.exists(path) and mount_points_under(snaps.root) == []
 
 
 def test_containers_write_only_through_store_and_snapshots(build_env, tmp_path, monkeypatch):  # noqa: F811
@@ -59,5 +55,5 @@ def test_containers_write_only_through_store_and_snapshots(build_env, tmp_path, 
         b.delete()
     assert set(os.listdir(store.root)) <= STORE_ENTRIES
     assert len(store.list_cache_mounts()) == 1
-    assert _mounts_under(store.root) == []
+    assert mount_points_under(store.root) == []
     assert build_env.ctx.snapshots.list_active() == []

@@ -20,6 +20,7 @@ import pytest
 
 from fixtures_images import make_busybox_rootfs
 from killed_process import kill_and_reap, kill_when_started, remove_runc_containers, started
+from mount_points import mount_points_under
 
 pytestmark = [pytest.mark.root]
 
@@ -61,11 +62,6 @@ def _leases(root) -> int:
         conn.close()
 
 
-def _mounts_under(path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
-
-
 def test_the_next_command_clears_what_a_killed_build_left(env):
     kiln, environ, tmp = env
     mine = kiln("from", "--name", "users-own", "busybox").stdout.strip()
@@ -86,7 +82,7 @@ def test_the_next_command_clears_what_a_killed_build_left(env):
         time.sleep(0.2)
     assert not _running(token)
     assert os.listdir(tmp / "runtime" / "bundles") == []
-    assert _mounts_under(tmp / "root") == []
+    assert mount_points_under(tmp / "root") == []
     names = [c["containername"] for c in json.loads(kiln("containers", "--json").stdout)]
     assert names == [mine]  # the user's own container stays; the build's is gone
     assert _leases(tmp / "root") == 0  # it no longer keeps images from prune

@@ -23,6 +23,7 @@ import pytest
 
 from fixtures_images import make_busybox_rootfs
 from killed_process import kill_when_started, remove_runc_containers
+from mount_points import mount_points_under
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(600)]
 
@@ -79,11 +80,6 @@ def _scratch(tmp) -> list[str]:
     return sorted(n for n in os.listdir(tmp / "scratch") if n.startswith("kiln-"))
 
 
-def _mounts_under(path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
-
-
 def test_remote_and_named_url_contexts_of_a_killed_build_are_swept(env, served):
     kiln, environ, tmp = env
     www, url = served
@@ -103,7 +99,7 @@ def test_remote_and_named_url_contexts_of_a_killed_build_are_swept(env, served):
     res = kiln("build", "-q", str(ctx))
     assert "removed what a killed kiln left behind" in res.stderr
     assert _scratch(tmp) == []
-    assert _mounts_under(tmp) == []
+    assert mount_points_under(tmp) == []
     assert os.listdir(tmp / "runtime" / "bundles") == []
 
 
@@ -218,11 +214,11 @@ def test_a_view_mounted_by_a_killed_kiln_is_unmounted_and_removed(env):
     res = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True,
                          text=True, timeout=60, check=False)  # fmt: skip
     view = res.stdout.strip()
-    assert view.startswith(str(tmp / "scratch")) and view in _mounts_under(tmp)
+    assert view.startswith(str(tmp / "scratch")) and view in mount_points_under(tmp)
     kiln("images")
-    assert view in _mounts_under(tmp)  # a read-only command leaves it
+    assert view in mount_points_under(tmp)  # a read-only command leaves it
     kiln("from", "--name", "next", "busybox")
-    assert _mounts_under(tmp) == []
+    assert mount_points_under(tmp) == []
     assert not os.path.exists(os.path.dirname(view))
     assert "kiln-from-killed" not in _active_keys(root)
 
