@@ -123,6 +123,8 @@ def env(tmp_path_factory, busybox_rootfs_tar):
     environ = dict(os.environ, KILN_ROOT=str(tmp / "root"), TMPDIR=str(tmp))
     environ.pop("KILN_DEBUG", None)
     environ["REGISTRY_AUTH_FILE"] = str(tmp / "auth.json")
+    # the unreachable registry is retried: short waits (the message is tested, not the waits)
+    environ["KILN_RETRY_DELAY"] = "50ms"
     subs = {
         "tmp": str(tmp),
         "dir": str(tmp / "adir"),
