@@ -95,3 +95,31 @@ def test_a_file_shrinking_mid_layer_stops_the_worker(tmp_path):
     with pytest.raises(Conflict, match="shrank"):
         write_layer(entries, io.BytesIO(), compression=Compression.GZIP)
     assert not [t for t in threading.enumerate() if t.name == "kiln-layer-writer"]
+
+
+def test_bytes_read_into_the_slice_are_cut_as_written_ones():
+    """``space``/``advance`` (a file read straight into the slice being filled) give the
+    slices ``write`` gives for the same bytes, wherever they start and stop."""
+    data = os.urandom(95)
+    written: list[bytes] = []
+    pipe = SlicePipeline(lambda v: written.append(bytes(v)), chunk=10, depth=2)
+    pipe.write(data)
+    pipe.close()
+    read: list[bytes] = []
+    pipe = SlicePipeline(lambda v: read.append(bytes(v)), chunk=10, depth=2)
+    pos = 0
+    for size in (3, 7, 12, 9, 30, 34):  # writes and reads, some straddling slices
+        if size % 3:
+            pipe.write(data[pos : pos + size])
+            pos += size
+            continue
+        end = pos + size
+        while pos < end:
+            space = pipe.space(end - pos)
+            assert 0 < len(space) <= 10
+            space[:] = data[pos : pos + len(space)]
+            pipe.advance(len(space))
+            pos += len(space)
+    pipe.close()
+    assert pos == 95
+    assert read == written

@@ -13,6 +13,9 @@ slow disk holds the reader back. A stream shorter than one slice never starts a 
 An exception in ``consume`` is raised in the writer's thread at its next ``write`` or at
 ``close``; ``abort`` stops the worker without raising. ``close`` stops the worker even when
 it raises.
+
+``space``/``advance`` let the writer read straight into the slice being filled, without
+copying the bytes once more (the same slices, so the same bytes downstream).
 """
 
 from __future__ import annotations
@@ -52,6 +55,19 @@ class SlicePipeline:
             view = view[n:]
             if self._fill == self._chunk:
                 self._send()
+
+    def space(self, limit: int) -> memoryview:
+        """Up to ``limit`` bytes of the slice being filled, to write into; ``advance(n)``
+        then adds the first ``n`` of them to the stream (nothing else may come between)."""
+        if self._cur is None:
+            self._cur = self._buffer()
+        end = min(self._chunk, self._fill + limit)
+        return memoryview(self._cur)[self._fill : end]
+
+    def advance(self, n: int) -> None:
+        self._fill += n
+        if self._fill == self._chunk:
+            self._send()
 
     def close(self) -> None:
         """Hand over the last, shorter slice and wait for the worker to finish all."""

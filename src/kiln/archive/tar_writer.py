@@ -16,7 +16,7 @@ import hashlib
 import os
 import stat
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,9 @@ _SMALL = 64 << 10  # files up to this size go to the sink in one write with thei
 #: writes shorter than this are gathered and handed on together (fewer hash and pipeline
 #: calls for thousands of small files); the tar bytes, and so every digest, are the same
 _BATCH = 64 << 10
+#: ``write_layer``'s ``on_content``: told (entry, its file's stat as read, sha256 hex of its
+#: content) for every regular file whose bytes the layer holds
+ContentSeen = Callable[[TarEntry, os.stat_result, str], None]
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,10 @@ class _TarSink:
     def __init__(self, out: ByteWriter, compression: Compression, level: int | None):
         # a sink that hashes what it is given (a store ingest) is not hashed twice
         self.blob = out if isinstance(out, HashingSink) else HashingWriter(out)
-        # smaller slices here: hashing and writing take any size, and memory stays flat
+        # smaller slices here: hashing and writing take any size, and memory stays flat.
+        # (Handing the compressor's outputs over without this copy saved ~0.2 s of user
+        # time a GiB and cost as much system time: each output's pages, kept a while, were
+        # new pages to fault in, where a copied one is freed at once and its memory reused.)
         self._blob_pipe = SlicePipeline(self.blob.write, CHUNK // 4)
         self.compressor = open_compressor(_Piped(self._blob_pipe), compression, level)
         self.diff = hashlib.sha256()
@@ -111,6 +117,21 @@ class _TarSink:
         self.diff.update(view)
         self.size += len(view)
         self._pipe.write(view)
+
+    def read_from(self, fd: int, count: int, content: hashlib._Hash | None) -> int:
+        """Read up to ``count`` bytes of ``fd`` straight into the compressor's next slice
+        (no copy), hashed as written; the bytes read (0 at the end of the file)."""
+        self._flush()
+        space = self._pipe.space(min(count, CHUNK))
+        n = os.readv(fd, [space])
+        if n:
+            view = space[:n]
+            if content is not None:
+                content.update(view)
+            self.diff.update(view)
+            self.size += n
+            self._pipe.advance(n)
+        return n
 
     def close(self) -> None:
         try:
@@ -159,16 +180,14 @@ def _header(entry: TarEntry, timestamp: int | None, size: int, linkname: str) ->
         raise InvalidArgument(f"cannot write tar entry {entry.path!r}: {exc}") from None
 
 
-def _copy_content(sink: _TarSink, entry: TarEntry, fd: int, buf: bytearray) -> None:
-    view = memoryview(buf)
+def _copy_content(sink: _TarSink, entry: TarEntry, fd: int, content: hashlib._Hash | None) -> None:
     remaining = entry.size
     while remaining:
-        n = os.readv(fd, [view[: min(len(view), remaining)]])
+        n = sink.read_from(fd, remaining, content)
         if not n:
             raise Conflict(
                 f"{entry.source} shrank while it was being archived; retry when it is not in use"
             )
-        sink.write(view[:n])
         remaining -= n
     pad = -entry.size % tarfile.BLOCKSIZE
     if pad:
@@ -180,7 +199,7 @@ def _write_file(
     entry: TarEntry,
     timestamp: int | None,
     links: dict[tuple[int, int], str],
-    buf: bytearray,
+    on_content: ContentSeen | None,
 ) -> None:
     if entry.source is None:
         if entry.size:
@@ -210,8 +229,11 @@ def _write_file(
         header = _header(entry, timestamp, entry.size, "")
         if entry.size > _SMALL:
             sink.write(header)
-            _copy_content(sink, entry, fd, buf)
+            content = hashlib.sha256() if on_content is not None else None
+            _copy_content(sink, entry, fd, content)
             _check_unchanged(entry, fd)
+            if content is not None and on_content is not None:
+                on_content(entry, st, content.hexdigest())
             return
         # a small file: header, content and padding in one write (the same bytes)
         data = os.read(fd, entry.size)
@@ -222,6 +244,8 @@ def _write_file(
                                "retry when it is not in use")  # fmt: skip
             data += more
         _check_unchanged(entry, fd)
+        if on_content is not None:
+            on_content(entry, st, hashlib.sha256(data).hexdigest())
         sink.write(header + data + bytes(-entry.size % tarfile.BLOCKSIZE))
     finally:
         os.close(fd)
@@ -264,20 +288,22 @@ def write_layer(
     compression: Compression = Compression.GZIP,
     timestamp: int | None = None,
     level: int | None = None,
+    on_content: ContentSeen | None = None,
 ) -> LayerResult:
     """Write ``entries`` (in the order given) as a layer to ``out``; see the module docstring.
 
     Regular files sharing a (dev, inode) are written once, then as hard links.
-    ``out`` is flushed, not closed.
+    ``out`` is flushed, not closed. ``on_content``: each regular file's content sha256 is
+    taken in the same read (a COPY's cache key needs it: see ``kiln.build.copy_direct``)
+    and handed over once the file was read whole and found unchanged.
     """
     compression = Compression(compression)
     sink = _TarSink(out, compression, level)
     links: dict[tuple[int, int], str] = {}
-    buf = bytearray(CHUNK)
     try:
         for entry in entries:
             if entry.type == "file":
-                _write_file(sink, entry, timestamp, links, buf)
+                _write_file(sink, entry, timestamp, links, on_content)
                 continue
             linkname = entry.linkname
             if entry.type == "hardlink":
@@ -300,6 +326,7 @@ def write_layer(
 
 
 __all__ = [
+    "ContentSeen",
     "LayerResult",
     "TarEntry",
     "entry_as_link",

@@ -17,6 +17,9 @@
   never hashed); a single file uses the per-file rows (``store.get_checksums/
   put_checksums``: loaded in one query, new ones written in one transaction at the end)
   after the index. Modification times are not part of it (as in BuildKit).
+  ``digest_unless`` stops instead of reading a big file, and ``learn`` takes the digests a
+  layer writer made while reading them (a COPY written before its key:
+  :mod:`kiln.build.layer_first`).
 
   A cached checksum is used only while the file's (device, inode, size, mtime_ns,
   ctime_ns, mode) are all unchanged. Rewriting a file with the same size and putting its
@@ -214,6 +217,10 @@ class BuildContext:
         self._lock = threading.Lock()
         self._preloaded = False
         self._index: DirIndex | None = None  # the per-directory index, loaded when first used
+        # per calling thread (stages may run at once): ``digest_unless``'s size, how many
+        # files this thread's digests have read (``hashed``) and what ``learn`` was told
+        # (``learned``: (dev, ino) -> (stat key, digest))
+        self._defer = threading.local()
         # digest -> {rel: "kind mode payload"} of the digests computed, for --explain
         self._manifests: dict[str, _Covered | dict[str, str] | None] = {}
 
@@ -413,7 +420,16 @@ class BuildContext:
             memo = self._memo.get(path)
         if memo is not None and memo[0] == key:
             return memo[1]
-        digest = None
+        digest = self._learned_digest(key)
+        if digest is not None:
+            racy = self._racy(st)
+            with self._lock:
+                self._memo[path] = (key, digest)
+                if not racy and self._bulk:
+                    self._new.append(path)
+            if not racy and self.checksums is not None and not self._bulk:
+                self.checksums.put_checksum(path, st, digest)
+            return digest
         if not follow:  # the per-directory index holds the entry's own stat, not a target's
             parent, name = posixpath.split(rel)
             record = self._dir_index().records.get(parent)
@@ -426,6 +442,7 @@ class BuildContext:
             with self._lock:
                 self._memo[path] = (key, digest)
             return digest
+        self._check_defer(st)
         digest, st = self._hash_file(rel, follow)
         racy = self._racy(st)
         with self._lock:
@@ -443,6 +460,7 @@ class BuildContext:
         holds it). ``dfd``: the in-root fd of its directory, already open (the file is then
         opened by its name there, never followed: one ``openat`` instead of a resolution)."""
         h = hashlib.sha256()
+        self._defer.hashed = getattr(self._defer, "hashed", 0) + 1
         fd = self._open_regular(rel, follow) if dfd < 0 else _open_in(dfd, rel)
         try:
             st = os.fstat(fd)  # the cache records the file read, not the one listed
@@ -484,6 +502,45 @@ class BuildContext:
             memo = self._memo
             cast(BulkChecksumCache, self.checksums).put_checksums((p, *memo[p]) for p in new)
 
+    def learn(self, st: os.stat_result, hexdigest: str) -> None:
+        """The sha256 of a context file read under ``st`` by someone else (a layer writer):
+        ``digest`` takes it instead of reading the file again (and keeps it as it keeps
+        the digests it makes). Until ``forget_learned``."""
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+        self._learned()[(st.st_dev, st.st_ino)] = (key, "sha256:" + hexdigest)
+
+    def learned(self, st: os.stat_result) -> str | None:
+        """The sha256 (hex) ``learn`` was told of the file ``st`` names, if it was that file."""
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+        found = self._learned_digest(key)
+        return found.removeprefix("sha256:") if found is not None else None
+
+    def forget_learned(self) -> None:
+        """Drop what ``learn`` was told in this thread (one entry a file: a big context's
+        would stay for the whole build)."""
+        self._defer.learned = {}
+
+    def _learned(self) -> dict[tuple[int, int], tuple[tuple[int, ...], str]]:
+        """This thread's learned digests (``learn`` and a stopped ``digest_unless``)."""
+        found = getattr(self._defer, "learned", None)
+        if found is None:
+            found = self._defer.learned = {}
+        return found
+
+    def hashed_here(self) -> int:
+        """How many files the calling thread's digests have read to hash them so far."""
+        return int(getattr(self._defer, "hashed", 0))
+
+    def _learned_digest(self, key: tuple[int, ...]) -> str | None:
+        found = self._learned().get((key[0], key[1]))
+        return found[1] if found is not None and found[0] == key else None
+
+    def _check_defer(self, st: os.stat_result) -> None:
+        """In ``digest_unless``: stop before reading a file that big."""
+        at = getattr(self._defer, "at", None)
+        if at is not None and st.st_size >= at:
+            raise _Deferred
+
     def known_digest(self, st: os.stat_result, label: str = "") -> str | None:
         """The sha256 (hex) of the context file ``label`` (its path as a copy names it:
         context-relative, "./..." below the context's root) if this build hashed it or found
@@ -517,6 +574,22 @@ class BuildContext:
         if get_all is not None:
             self._memo.update(get_all(self.root))
             self._preloaded = True
+
+    def digest_unless(
+        self, sources: Iterable[str], excludes: Iterable[str] = (), *, big: int | None
+    ) -> str | None:
+        """``digest``, or None as soon as a file of at least ``big`` bytes would have to
+        be read to hash it (a COPY then writes its layer first, hashing each file in the
+        same read, and ``learn`` hands the digests over: ``kiln.build.layer_first``)."""
+        if big is None:
+            return self.digest(sources, excludes)
+        self._defer.at = big
+        try:
+            return self.digest(sources, excludes)
+        except _Deferred:
+            return None
+        finally:
+            self._defer.at = None
 
     def digest(self, sources: Iterable[str], excludes: Iterable[str] = ()) -> str:
         """One digest of everything ``sources`` name (see the module docstring)."""
@@ -737,19 +810,30 @@ class BuildContext:
                 continue
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
             stored = record.lookup(name, key) if record is not None else None
+            known = self._learned_digest(key) if stored is None and stat.S_ISREG(mode) else None
             if stored is not None:
                 line = stored
             elif kept == _SKIP:
                 lines.append(b"")  # not hashed: nothing reads it
                 continue
+            elif known is not None:
+                line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{known}\n".encode(
+                    "utf-8", "surrogateescape"
+                )
+                if self._racy(st):
+                    trusted = False  # kept for this build only, as one it hashed
             else:
                 if stat.S_ISREG(mode):
+                    self._check_defer(st)
                     with self._reading(child):
                         payload, read = self._hash_file(child, memo=False, dfd=dfd)
                     if (read.st_ino, read.st_size, read.st_mtime_ns, read.st_ctime_ns) != (
                         st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
                     ):  # fmt: skip
                         trusted = False  # the file read is not the one listed
+                    elif getattr(self._defer, "at", None) is not None:
+                        # a digest that may stop: its next try takes it
+                        self._learned()[(st.st_dev, st.st_ino)] = (key, payload)
                     line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{payload}\n".encode(
                         "utf-8", "surrogateescape"
                     )
@@ -877,6 +961,10 @@ class BuildContext:
             # the staging dir stands for the context root (``COPY . /x``): its mode, not 0700
             os.chmod(tmp, stat.S_IMODE(os.stat(self.root).st_mode) | 0o700)
             yield tmp
+
+
+class _Deferred(Exception):
+    """``digest_unless`` met a file it was asked not to read."""
 
 
 def _open_in(dfd: int, rel: str) -> int:

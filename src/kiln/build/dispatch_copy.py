@@ -23,6 +23,7 @@ from kiln.build.copy_parents import combined_digest, group_by_pivot, staged_from
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.history import created_by
 from kiln.build.instructions import Add, Copy
+from kiln.build.layer_first import WriteFirst, write_first_at
 from kiln.build.stage_run import StageRun
 from kiln.container import Builder
 from kiln.container.copy_add import is_url, refuse_git_source
@@ -34,6 +35,7 @@ from kiln.util.redact import redact
 if TYPE_CHECKING:
     from kiln.build.context import BuildContext
     from kiln.build.services import BuildServices
+    from kiln.container.copier import KnownDigest
 
 __all__ = ["dispatch_copy"]
 
@@ -62,6 +64,15 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
         )
     if from_ref is None and not parents:
         expanded = _skip_empty_wildcards(context, expanded)
+    # nothing later reads the files: the layer may come straight from the context
+    from kiln.build.copy_direct import direct_enabled, read_later  # start-up: see direct()
+
+    direct_ok = (
+        from_ref is None and named_context is None and not parents and not expanded.contents
+        and direct_enabled(build.opts.direct_copy) and build.snapshot_driver == "overlay"
+        and not read_later(build.plan, run.stage, instr)
+    )  # fmt: skip
+    first: WriteFirst | None = None
     files: dict[str, str] = {}
     from_images: dict[str, str] = {}
     local = [s for s in expanded.sources if not _remote(s)]
@@ -82,7 +93,18 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
             if context is not build.context:
                 files["named-context"] = expanded.from_ or ""
         elif local:
-            files["context"] = context.digest(local, expanded.excludes)
+            digest = context.digest_unless(local, expanded.excludes,
+                                           big=write_first_at() if direct_ok and run.layers
+                                           else None)  # fmt: skip
+            if digest is not None:
+                files["context"] = digest
+            else:  # a big file not hashed yet: hashed as the layer is written, then keyed
+                first = WriteFirst(
+                    key_files=lambda: {"context": context.digest(local, expanded.excludes)},
+                    learn=context.learn, learned=context.learned,
+                    forget=context.forget_learned, known=context.known_digest,
+                    hashed=context.hashed_here,
+                )  # fmt: skip
             if named_context is not None:
                 files["named-context"] = named_context
         if isinstance(expanded, Add):
@@ -111,28 +133,21 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
         return created_by(instr, content_summary=f"{kind}:{digest.removeprefix('sha256:')}")
 
     def direct(
-        image_id: str | None, workdir: str, wanted: list[tuple[str, str]]
-    ) -> tuple[str, Iterator[TarEntry]] | None:
+        image_id: str | None, workdir: str, wanted: list[tuple[str, str]],
+        known: KnownDigest | None,
+    ) -> tuple[str, Iterator[TarEntry]] | None:  # fmt: skip
         # start-up: only a COPY/ADD that misses the cache lists a layer
         from kiln.build.copy_direct import plan_direct
 
         include = context.included(local, expanded.excludes)
         with build.open_image_root(image_id) as view:
             layer = plan_direct(view, context.root, expanded, workdir=workdir,
-                                known_digest=context.known_digest, include=include,
+                                known_digest=known or context.known_digest, include=include,
                                 wanted_dirs=wanted)  # fmt: skip
         return None if layer is None else (summary_of(layer.digest), layer.entries)
 
-    # nothing later reads the files: the layer may come straight from the context
-    from kiln.build.copy_direct import direct_enabled, read_later  # start-up: as above
-
-    direct_ok = (
-        from_ref is None and named_context is None and not parents and not expanded.contents
-        and direct_enabled(build.opts.direct_copy) and build.snapshot_driver == "overlay"
-        and not read_later(build.plan, run.stage, instr)
-    )  # fmt: skip
-    run.layer_step(expanded, action, direct=direct if direct_ok else None, files=files,
-                   from_images=from_images)  # fmt: skip
+    run.layer_step(expanded, action, direct=direct if direct_ok else None, first=first,
+                   files=files, from_images=from_images)  # fmt: skip
 
 
 def _skip_empty_wildcards(context: BuildContext, instr: CopyT) -> CopyT:

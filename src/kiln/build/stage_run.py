@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from kiln.archive.entry import TarEntry
 from kiln.build import explain
 from kiln.build.args import StageArgs
-from kiln.build.cache_key import base_key, key_of, step_inputs
+from kiln.build.cache_key import base_key, instruction_fields, key_of, step_inputs
 from kiln.build.instructions import Instruction
+from kiln.build.layer_first import WriteFirst, Written, write_first
 from kiln.build.lexer import ShellLex
 from kiln.build.stages import Stage
 from kiln.container import Builder, ConfigEditor
@@ -35,10 +37,12 @@ if TYPE_CHECKING:
     from kiln.image import StoreImage
 
 #: a COPY/ADD's layer made without a working container (``kiln.build.copy_direct``): given
-#: the stage's image, working directory and the (path, user) of the directories WORKDIR and
-#: VOLUME want made first, (created_by, the layer's entries), or None
+#: the stage's image, working directory, the (path, user) of the directories WORKDIR and
+#: VOLUME want made first and where file digests come from (None: the context's),
+#: (created_by, the layer's entries), or None
 DirectLayer = Callable[
-    [str | None, str, list[tuple[str, str]]], "tuple[str, Iterable[TarEntry]] | None"
+    [str | None, str, list[tuple[str, str]], "Callable[[os.stat_result, str], str | None] | None"],
+    "tuple[str, Iterable[TarEntry]] | None",
 ]
 
 __all__ = ["StageRun", "StepFailed"]
@@ -316,28 +320,51 @@ class StageRun:
         action: Callable[[Builder], str],
         *,
         direct: DirectLayer | None = None,
+        first: WriteFirst | None = None,
         **key_parts: Any,
     ) -> None:
         """A RUN/COPY/ADD: a cache hit, or ``action`` (returns created_by) then a commit.
         ``direct``: the step's layer without a working container, when the stage holds no
-        uncommitted changes (the directories WORKDIR/VOLUME want go into that layer)."""
-        key = self._next_key(instr, **key_parts)
-        if self._use_cache_hit(key) is not None:
-            return
-        self._note_miss(key, instr)
-        if direct is not None and self.layers and not self._dirty:
-            workdir = self._editor.runtime.working_dir or "/"
-            made = direct(self._image_id, workdir, [(p, u) for p, u, _, _ in self._wanted_dirs])
-            if made is not None:
-                self._wanted_dirs = []
-                image = self._commit_here(iter(made[1]), made[0], force_layer=True,
-                                          also=self._cache_entry(key, instr))  # fmt: skip
-                self.drop_builder()  # on the image before this step: the next one is new
-                self._pending = []
-                self._image_id = image.id
-                self._editor = ConfigEditor(image.config.evolve(), dict(self._editor.annotations))
-                self._stepped(key, image.id)
+        uncommitted changes (the directories WORKDIR/VOLUME want go into that layer).
+        ``first``: the key's ``files`` wait for the layer (``kiln.build.layer_first``)."""
+        written: Written | None = None
+        try:
+            if first is not None:
+                written = self._write_first(instr, direct, first)
+                hashed = first.hashed()
+                key_parts["files"] = {**key_parts.get("files", {}), **first.key_files()}
+                if written is not None and first.hashed() != hashed:
+                    written.close()  # the key read a file itself: the context changed
+                    written = None
+            key = self._next_key(instr, **key_parts)
+            if self._use_cache_hit(key) is not None:
                 return
+            self._note_miss(key, instr)
+            if direct is not None and self.layers and not self._dirty:
+                workdir = self._editor.runtime.working_dir or "/"
+                wanted = [(p, u) for p, u, _, _ in self._wanted_dirs]
+                made = direct(self._image_id, workdir, wanted,
+                              written.known if written is not None else None)  # fmt: skip
+                if made is not None:
+                    entries = list(made[1]) if written is not None else made[1]
+                    ready = written.take(entries) if written is not None else None
+                    written = None
+                    self._wanted_dirs = []
+                    image = self._commit_here(iter(entries), made[0], force_layer=True,
+                                              also=self._cache_entry(key, instr),
+                                              written=ready)  # fmt: skip
+                    self.drop_builder()  # on the image before this step: the next one is new
+                    self._pending = []
+                    self._image_id = image.id
+                    self._editor = ConfigEditor(image.config.evolve(),
+                                                dict(self._editor.annotations))  # fmt: skip
+                    self._stepped(key, image.id)
+                    return
+        finally:
+            if written is not None:
+                written.close()
+            if first is not None:
+                first.forget()
         b = self._ensure_builder()
         self._make_wanted_dirs(b)
         created_by = action(b)
@@ -359,6 +386,39 @@ class StageRun:
         self._image_id = rec.id
         self._editor = b.config.copy()
         self._stepped(key, rec.id)
+
+    def _write_first(
+        self, instr: Instruction, direct: DirectLayer | None, first: WriteFirst
+    ) -> Written | None:
+        """The step's layer written before its key, when it can come from the context and
+        the cache is not likely to hold it (a hit would drop it)."""
+        if direct is None or not self.layers or self._dirty or self._may_hit(instr):
+            return None
+        workdir = self._editor.runtime.working_dir or "/"
+        wanted = [(p, u) for p, u, _, _ in self._wanted_dirs]
+        opts = self._build.opts
+        return write_first(
+            self._build.store, lambda known: direct(self._image_id, workdir, wanted, known),
+            first, opts.compression, opts.timestamp,
+        )  # fmt: skip
+
+    def _may_hit(self, instr: Instruction) -> bool:
+        """Whether the cache may hold this step whatever its files hold: ``--cache-from``
+        is asked, or this store has built the same instruction on the same parent before
+        (files with new times but the same bytes: a fresh checkout, a context a client
+        uploads again). Then the key goes first, as a hit is likely and costs only the
+        hash; else a hit needs content the store never saw with this step."""
+        if not self.use_cache:
+            return False
+        if self._build.opts.cache_lookup is not None:
+            return True
+        try:
+            found = self._build.store.cache_inputs_candidates(
+                "", "", self._key, instruction_fields(instr), with_inputs=False
+            )
+        except Exception:  # noqa: BLE001 - a guess: when it cannot be made, the key goes first
+            return True
+        return any(c["parent"] == self._key and c["same_instruction"] for c in found)
 
     def _cache_entry(self, key: str, instr: Instruction) -> Callable[[ImageRecord], None]:
         """What a step's commit writes in its one transaction: the cache entry and what went
@@ -382,11 +442,12 @@ class StageRun:
     def _commit_here(
         self, entries: Iterator[TarEntry] | None, created_by: str, *, force_layer: bool,
         history_entry: bool = True, also: Callable[[ImageRecord], None] | None = None,
+        written: tuple[Any, Any] | None = None,
     ) -> StoreImage:  # fmt: skip
         """Commit ``entries`` (a layer; None: no change) with the pending history on the
         stage's image, as its working container would, without one: nothing is read from
         a filesystem, so nothing is mounted or unpacked. ``also(record)``: written in the
-        commit's transaction."""
+        commit's transaction. ``written``: that layer already written (result, ingest)."""
         # start-up: kiln.container.commit brings the layer writer, which a fully cached
         # build never needs (the Builder imports it where it commits, for the same reason)
         from kiln.container.commit import CommitOptions, Pending, commit_image
@@ -401,7 +462,12 @@ class StageRun:
             force_layer=force_layer,
         )  # fmt: skip
         then = None if also is None else (lambda record, _config: also(record))
-        return commit_image(self._build.store, entries, pending, copts, None, then)
+        try:
+            return commit_image(self._build.store, entries, pending, copts, None, then,
+                                written=written)  # fmt: skip
+        finally:
+            if written is not None:
+                written[1].close()  # published by then, or dropped
 
     def meta_step(self, instr: Instruction, created_by: str, **key_parts: Any) -> None:
         key = self._next_key(instr, **key_parts)

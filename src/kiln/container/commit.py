@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from kiln.archive.compression import Compression
 from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
-from kiln.archive.tar_writer import LayerResult, write_layer
+from kiln.archive.tar_writer import ContentSeen, LayerResult, write_layer
 from kiln.errors import InvalidArgument
 from kiln.image import open_store_image
 from kiln.image.changes import apply_changes
@@ -133,14 +133,16 @@ def layer_changes(fs: Filesystem, *, squash: bool) -> Iterator[Iterator[Any] | N
 
 
 def write_layer_blob(store: Any, entries: Iterator[Any], compression: Compression,
-                     timestamp: int | None) -> tuple[LayerResult, Any]:  # fmt: skip
+                     timestamp: int | None,
+                     on_content: ContentSeen | None = None) -> tuple[LayerResult, Any]:  # fmt: skip
     """Stream ``entries`` as a layer into an anonymous store ingest, sealed (verified) but
     not yet published: ``store.publish`` makes it visible with the image's other blobs.
-    The caller closes the ingest (``publish`` finishes it; closing first drops it)."""
+    The caller closes the ingest (``publish`` finishes it; closing first drops it).
+    ``on_content``: as ``write_layer``'s (each file's content digest, from the same read)."""
     ing = store.ingest("")
     try:
         result = write_layer(entries, IngestWriter(ing, writeback=True), compression=compression,
-                             timestamp=timestamp)  # fmt: skip
+                             timestamp=timestamp, on_content=on_content)  # fmt: skip
         digest = ing.seal()
         if str(digest) != str(result.digest):
             raise InvalidArgument(f"layer digest mismatch: wrote {result.digest}, stored {digest}")
@@ -190,12 +192,15 @@ def joined_lease(store: Store) -> Iterator[Any]:
 def commit_image(
     store: Store, changes: Iterator[Any] | None, pending: Pending, opts: CommitOptions,
     name: str | None = None, also: Callable[[ImageRecord, ImageConfig], None] | None = None,
+    written: tuple[LayerResult, Any] | None = None,
 ) -> StoreImage:  # fmt: skip
     """Write ``changes`` (layer entries; None when nothing changed) as a new layer on
     ``pending.base_id`` with ``pending``'s config and history; name it ``name`` if given.
     With ``opts.squash``, ``changes`` is the whole tree and the image has no base.
     ``also(record, config)`` writes what refers to the new image (a build step's container
     and cache entry) in the transaction that records it: one write, visible together.
+    ``written``: the new layer already written (``write_layer_blob``'s result and sealed
+    ingest, which this call then owns), instead of ``changes``.
 
     Returns the new image in memory (record, manifest and config), for the next step to
     build on: its config is parsed once, here, and its rows cost the same statements
@@ -216,7 +221,11 @@ def commit_image(
     created = rfc3339(opts.timestamp)
     with joined_lease(store) as lease, contextlib.ExitStack() as unpublished:
         layer = layer_ing = None
-        if changes is not None or not base_layers or opts.force_layer or opts.squash:
+        if written is not None:
+            layer, layer_ing = written
+            unpublished.callback(layer_ing.close)
+            check_layer_count(len(base_layers) + 1)
+        elif changes is not None or not base_layers or opts.force_layer or opts.squash:
             check_layer_count(len(base_layers) + 1)
             layer, layer_ing = write_layer_blob(store, changes or iter(()), comp, opts.timestamp)
             unpublished.callback(layer_ing.close)

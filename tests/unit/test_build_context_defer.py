@@ -1,0 +1,63 @@
+"""``BuildContext.digest_unless`` stops before reading a big file, ``learn`` takes that
+file's digest from whoever read it (a layer writer), and the digest then made is the one
+a plain ``digest`` makes, without reading again what the stopped walk had read."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from kiln.build import context as context_module
+from kiln.build.context import BuildContext
+from kiln.store import Store
+
+
+@pytest.fixture
+def tree(tmp_path):
+    ctx = tmp_path / "ctx"
+    (ctx / "app").mkdir(parents=True)
+    (ctx / "app" / "a-small").write_bytes(b"small\n")
+    (ctx / "app" / "big").write_bytes(os.urandom(300_000))
+    (ctx / "app" / "z-small").write_bytes(b"after\n")
+    return ctx
+
+
+@pytest.mark.parametrize("source", ["app", "app/big"])
+def test_learned_digest_gives_the_plain_digest(tree, tmp_path, monkeypatch, source):
+    monkeypatch.setattr(context_module, "RACY_NS", 0)
+    plain = BuildContext(str(tree)).digest([source])
+    store = Store.open(str(tmp_path / "store"))
+    ctx = BuildContext(str(tree), checksums=store)
+    assert ctx.digest_unless([source], big=100_000) is None  # stopped at "big"
+    read_before = ctx.hashed_here()
+    assert read_before == (1 if source == "app" else 0)  # a-small, read before "big"
+    for name in ("a-small", "big", "z-small"):  # what a layer writer would hand over
+        path = tree / "app" / name
+        ctx.learn(os.stat(path), hashlib.sha256(path.read_bytes()).hexdigest())
+    assert ctx.digest([source]) == plain
+    assert ctx.hashed_here() == read_before  # nothing read again
+    big = os.stat(tree / "app" / "big")
+    assert ctx.learned(big) is not None
+    ctx.forget_learned()  # the step is done: nothing kept per file
+    assert ctx.learned(big) is None
+    # kept in the checksum cache as the context's own digests are
+    again = BuildContext(str(tree), checksums=store)
+    assert again.digest([source]) == plain
+    assert again.hashed_here() == 0
+
+
+def test_small_files_are_digested_without_stopping(tree):
+    ctx = BuildContext(str(tree))
+    assert ctx.digest_unless(["app"], big=1 << 20) == BuildContext(str(tree)).digest(["app"])
+
+
+def test_a_stopped_digest_made_whole_reads_nothing_twice(tree):
+    """Stopped, then made whole without a writer (the step took its key first after all):
+    the small file read before the stop is not read again."""
+    ctx = BuildContext(str(tree))
+    assert ctx.digest_unless(["app"], big=100_000) is None
+    assert ctx.hashed_here() == 1
+    assert ctx.digest(["app"]) == BuildContext(str(tree)).digest(["app"])
+    assert ctx.hashed_here() == 3  # big and z-small, not a-small again
