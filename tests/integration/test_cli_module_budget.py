@@ -25,12 +25,14 @@ pytest_plugins = ["fixtures_images"]
 
 pytestmark = [pytest.mark.root]
 
-# command -> (kiln modules, all modules) when the budget was set
+# command -> (kiln modules, all modules) when the budget was set. Raised once, on purpose, for
+# three modules that branches merged beside this test put on the build path: build.layer_first
+# (COPY planning), util.lingering (the step threads kept across steps), runtime.mountpoints.
 COUNTS = {
-    "build": (169, 346),  # tiny: FROM busybox, ENV, RUN echo, CMD (a first build)
-    "rebuild": (154, 330),  # the same build again: every step cached
+    "build": (172, 349),  # tiny: FROM busybox, ENV, RUN echo, CMD (a first build)
+    "rebuild": (158, 334),  # the same build again: every step cached
     "images": (57, 198),
-    "inspect": (117, 279),
+    "inspect": (118, 280),
 }
 KILN_SLACK = 3
 ALL_SLACK = 10
