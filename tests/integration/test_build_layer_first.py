@@ -1,7 +1,7 @@
 """A COPY whose key would have to read a big new file writes its layer first, hashing each
 file in the same read, then takes its key (kiln.build.layer_first).
 
-``$_KILN_WRITE_FIRST_AT=1`` makes every file "big", so the cases of the direct-path tests
+``write_first_at=1`` makes every file "big", so the cases of the direct-path tests
 go through it. What users rely on: the same layer bytes, history and cache key as the
 key-first order; a cache hit after it leaves no blob behind; the file is read once.
 """
@@ -47,8 +47,8 @@ def written_first(monkeypatch):
 
 
 def _build(env, ctx, text, monkeypatch, first: bool, hits: int = 0, **opts):
-    monkeypatch.setenv("_KILN_WRITE_FIRST_AT", "1" if first else "0")
-    result = env.build(ctx, "FROM busybox\n" + text + "\n", timestamp=MTIME, **opts)
+    result = env.build(ctx, "FROM busybox\n" + text + "\n", timestamp=MTIME,
+                       write_first_at=1 if first else 0, **opts)  # fmt: skip
     assert result.cache_hits == hits
     return env.validate(result.image_id)
 

@@ -23,7 +23,7 @@ from kiln.build.copy_parents import combined_digest, group_by_pivot, staged_from
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.history import created_by
 from kiln.build.instructions import Add, Copy
-from kiln.build.layer_first import WriteFirst, write_first_at
+from kiln.build.layer_first import WriteFirst
 from kiln.build.stage_run import StageRun
 from kiln.container import Builder
 from kiln.container.copy_add import is_url, refuse_git_source
@@ -94,7 +94,7 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
                 files["named-context"] = expanded.from_ or ""
         elif local:
             digest = context.digest_unless(local, expanded.excludes,
-                                           big=write_first_at() if direct_ok and run.layers
+                                           big=(build.opts.write_first_at or None) if direct_ok and run.layers
                                            else None)  # fmt: skip
             if digest is not None:
                 files["context"] = digest

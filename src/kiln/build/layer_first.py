@@ -24,8 +24,8 @@ it is dropped and the step goes on as if it had not been written. The layer's by
 so its digest and diff id, are those the step would write after the key: the same
 listing, the same writer.
 
-``$_KILN_WRITE_FIRST_AT`` (bytes, default 32 MiB): the smallest file the key's digest
-leaves to the writer (tests set it low; 0 turns this off).
+``BuildOptions.write_first_at`` (bytes, default 32 MiB): the smallest file
+the key's digest leaves to the writer (tests set it low; 0 turns this off).
 """
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ from kiln.archive.entry import TarEntry
 if TYPE_CHECKING:
     from kiln.archive.tar_writer import LayerResult
 
-__all__ = ["WriteFirst", "Written", "write_first", "write_first_at"]
+__all__ = ["WriteFirst", "Written", "write_first"]
 
-_DEFAULT_AT = 32 << 20
 #: what a first listing is given for a file whose digest the writer will take: the
 #: listing's content summary is not used (the second listing makes the step's)
 _LATER = "0" * 64
@@ -53,16 +52,6 @@ _LATER = "0" * 64
 Plan = Callable[
     [Callable[[os.stat_result, str], "str | None"]], "tuple[str, Iterable[TarEntry]] | None"
 ]
-
-
-def write_first_at() -> int | None:
-    """The smallest file whose content a COPY's key leaves to the layer writer (None: off)."""
-    raw = os.environ.get("_KILN_WRITE_FIRST_AT", "")
-    try:
-        at = int(raw) if raw else _DEFAULT_AT
-    except ValueError:
-        at = _DEFAULT_AT
-    return at if at > 0 else None
 
 
 @dataclass(frozen=True)

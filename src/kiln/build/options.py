@@ -108,6 +108,9 @@ class BuildOptions:
     # then a layer diff) instead of writing a layer straight from the context
     # (kiln.build.copy_direct); tests compare both paths' layers with it
     direct_copy: bool = True
+    # internal: the smallest file (bytes) whose content a direct COPY's cache key leaves to
+    # the layer writer, so it is read once (kiln.build.layer_first); 0 turns this off
+    write_first_at: int = 32 << 20
 
     def __post_init__(self) -> None:
         # the one check of these words, whoever fills the options in (CLI, API, library)
