@@ -132,7 +132,43 @@ def test_blob_with_wrong_content_is_refused(tmp_path):
                 ops.pull(ctx, PullRequest.of(ref, options=FAST))
             assert str(digest) in str(err.value)
             assert not ctx.store.has_blob(digest)
+            _assert_nothing_unpacked(ctx)
         assert _snapshot(dst_root) == before
+
+
+def _assert_nothing_unpacked(ctx) -> None:
+    """No layer recorded and no tree left in the snapshotter's work area: what a pull
+    unpacked while the blob arrived went with the blob."""
+    assert ctx.snapshots.list_layers() == []
+    assert os.listdir(os.path.join(ctx.store.snapshot_root, "tmp")) == []
+
+
+def test_truncated_layer_blob_fails_the_pull_and_leaves_nothing(tmp_path):
+    """A registry that serves a layer blob cut short (its storage lost the tail): the
+    pull, which unpacks the layer while it arrives, fails with an error naming the blob
+    and keeps no blob, image, unpacked layer or staged tree."""
+    src_root, dst_root = str(tmp_path / "src"), str(tmp_path / "dst")
+    _big_image(src_root, tmp_path, size=4 << 20)
+    with registry_servers.start_registry("plain", str(tmp_path / "reg")) as reg:
+        ref = f"{reg.host}/faults/truncated:1"
+        with open_context(src_root) as ctx:
+            ops.push(ctx, "big:1", f"docker://{ref}", options=FAST)
+            from kiln.image import open_store_image
+
+            digest = open_store_image(ctx.store, "big:1").layers[0].digest
+        data = os.path.join(
+            reg.storage, "docker/registry/v2/blobs/sha256", digest.hex[:2], digest.hex, "data"
+        )
+        os.truncate(data, os.path.getsize(data) // 2)
+        before = _snapshot(dst_root)
+        with open_context(dst_root) as ctx:
+            with pytest.raises(DigestMismatch) as err:
+                ops.pull(ctx, PullRequest.of(ref, options=FAST))
+            assert str(digest) in str(err.value) and "Traceback" not in str(err.value)
+            assert not ctx.store.has_blob(digest)
+            _assert_nothing_unpacked(ctx)
+        assert _snapshot(dst_root) == before
+        assert not glob.glob(os.path.join(dst_root, "ingest", "*", "data"))
 
 
 def test_bad_credentials_are_clear_and_secret(registry_basic, tmp_path, capsys):
