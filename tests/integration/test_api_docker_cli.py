@@ -44,6 +44,7 @@ def server(tmp_path):
         return r
 
     docker.sock = sock  # type: ignore[attr-defined]
+    docker.env = env  # type: ignore[attr-defined]
     docker.tmp = tmp_path  # type: ignore[attr-defined]
     rootfs = tmp_path / "rootfs.tar"
     rootfs.write_bytes(busybox_sh_tar())
@@ -162,6 +163,26 @@ def test_build_flags(server, tmp_path):
     assert data["Config"]["Labels"] == {"stage": "first", "team": "kiln"}
     quiet = server("build", "-q", "--no-cache", "-f", str(ctx / "other.Dockerfile"), str(ctx))
     assert quiet.stdout.decode().strip().startswith("sha256:")
+
+
+# Debian's docker.io client (20.10): its classic builder sends every flag, unset ones as
+# shmsize=0, ulimits=null, memory=0, networkmode=default
+DEBIAN_DOCKER = "/usr/bin/docker"
+
+
+@needs_build
+@pytest.mark.skipif(not os.path.exists(DEBIAN_DOCKER), reason="Debian's docker.io not installed")
+def test_build_with_the_classic_client_s_unset_flags(server, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM base:1\nRUN echo hi > /hi\nCMD ["/bin/sh"]\n')
+    env = dict(server.env, DOCKER_BUILDKIT="0")
+    r = subprocess.run([DEBIAN_DOCKER, "build", "-t", "classic:1", str(ctx)], env=env,
+                       capture_output=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"Successfully tagged classic:1" in r.stdout
+    data = json.loads(server("image", "inspect", "classic:1").stdout)[0]
+    assert data["Config"]["Cmd"] == ["/bin/sh"] and len(data["RootFS"]["Layers"]) == 2
 
 
 @needs_registry

@@ -212,8 +212,11 @@ def test_build_options_docker_and_libpod():
     assert opts["jobs"] == 2 and opts["isolation"] == "chroot" and opts["pull"] == "newer"
     assert opts["image_format"] == "oci"
     assert build_options(QueryParams(""), libpod=True)["dockerfiles"] == []
+    # docker 20.10's client sends shmsize=0 when no --shm-size was given: the default
+    assert build_options(QueryParams("shmsize=0"), libpod=False)["shm_size"] is None
+    assert build_options(QueryParams("ulimits=null"), libpod=False)["ulimits"] == []
     with pytest.raises(InvalidArgument, match="shmsize"):
-        build_options(QueryParams("shmsize=0"), libpod=False)
+        build_options(QueryParams("shmsize=-1"), libpod=False)
     # a git repository or a tar by URL; never a path on the server's own disk
     assert build_options(QueryParams("remote=git://x/y"), libpod=False)["context"] == "git://x/y"
     for remote in ("file:///srv/r.git", "/etc", "ftp://x/y"):

@@ -84,7 +84,7 @@ def _ulimits(q: QueryParams) -> list[str]:
     ``name=soft:hard`` (checked by the build's own parser)."""
     out: list[str] = []
     for value in q.getlist("ulimits"):
-        if not value:
+        if value.strip() in ("", "null"):  # docker 20.10's client sends null for none
             continue
         data = loads("ulimits", value) if value.lstrip().startswith("[") else [value]
         if not isinstance(data, list):
@@ -147,9 +147,10 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         dockerfiles = ["Dockerfile"]
     memory = qint(q, "memory")
     memswap = qint(q, "memswap")
-    shm = qint(q, "shmsize")
-    if shm is not None and shm <= 0:
-        raise bad("shmsize", q["shmsize"], "must be greater than 0")
+    # docker 20.10's client sends shmsize=0 for "not given", as dockerd reads it
+    shm = qint(q, "shmsize") or None
+    if shm is not None and shm < 0:
+        raise bad("shmsize", q["shmsize"], "must not be negative")
     for name, value in (("memory", memory), ("cpushares", qint(q, "cpushares"))):
         if value is not None and value < 0:
             raise bad(name, q[name], "must not be negative")
