@@ -84,3 +84,48 @@ def test_libpod_push_digest_only_for_clients_that_read_it():
 
     assert not version_at_least("4.3.1", DIGEST_IN_PUSH_STREAM)
     assert version_at_least("5.0.0", DIGEST_IN_PUSH_STREAM)
+
+
+def test_events_are_handed_over_without_waiting_for_the_loop_up_to_the_bound():
+    """A build's lines are queued for the loop without a round trip each; the worker waits
+    only when ``QUEUE_ITEMS`` are queued, and a cancel ends that wait."""
+    import asyncio
+
+    from kiln.api.streaming import QUEUE_ITEMS
+    from kiln.errors import Cancelled
+
+    loop = asyncio.new_event_loop()  # never running while the worker puts
+    try:
+        queue: asyncio.Queue = asyncio.Queue()
+        h = Handoff(loop, queue, threading.Event())
+        for i in range(QUEUE_ITEMS):
+            h.put("event", i)
+        outcome: list[BaseException] = []
+
+        def one_more():
+            try:
+                h.put("event", "over the bound")
+            except Cancelled as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=one_more)
+        t.start()
+        t.join(0.5)
+        assert t.is_alive(), "the put over the bound waits for a free slot"
+        h.cancel.set()
+        t.join(10)
+        assert not t.is_alive() and len(outcome) == 1
+        loop.run_until_complete(asyncio.sleep(0))  # the loop runs the hand-overs, in order
+        assert [queue.get_nowait()[1] for _ in range(queue.qsize())] == list(range(QUEUE_ITEMS))
+    finally:
+        loop.close()
+
+
+def test_many_events_arrive_all_and_in_order_before_the_result():
+    def work(h: Handoff):
+        for i in range(1000):
+            h.emit(Event(STEP, f"line {i}"))
+        return "ok"
+
+    r = serve(work).post("/op")
+    assert lines(r) == [*({"status": f"line {i}"} for i in range(1000)), {"done": "ok"}]

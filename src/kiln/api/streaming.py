@@ -13,7 +13,6 @@ worker to finish, so nothing outlives the request.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import logging
@@ -41,27 +40,31 @@ Rendered = Iterable[dict[str, Any]]
 
 
 class Handoff:
-    """The worker's side: events and bytes go to the response, with backpressure."""
+    """The worker's side: events and bytes go to the response, with backpressure.
+
+    At most ``QUEUE_ITEMS`` items are queued or on their way: the worker takes a slot for
+    each (waiting while the response is that far behind) and the response gives it back
+    when it takes the item. An item is handed to the loop without waiting for it to arrive
+    there: a round trip to the loop per event held the work up for each of its lines."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, cancel: threading.Event
     ):
         self._loop, self._queue, self.cancel = loop, queue, cancel
+        self._slots = threading.Semaphore(QUEUE_ITEMS)
 
     def put(self, kind: str, item: Any) -> None:
-        if self.cancel.is_set():
-            raise Cancelled("the client disconnected; the operation was cancelled")
-        fut = asyncio.run_coroutine_threadsafe(self._queue.put((kind, item)), self._loop)
-        while True:
-            try:
-                fut.result(timeout=0.25)
-                return
-            except concurrent.futures.TimeoutError:
-                if self.cancel.is_set():
-                    fut.cancel()
-                    raise Cancelled(
-                        "the client disconnected; the operation was cancelled"
-                    ) from None
+        self.check()
+        while not self._slots.acquire(timeout=0.25):
+            self.check()
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, item))
+        except RuntimeError:  # the loop is closed: nobody reads any more
+            raise Cancelled("the client disconnected; the operation was cancelled") from None
+
+    def taken(self) -> None:
+        """The response took an item off the queue: its slot is free again."""
+        self._slots.release()
 
     # EventSink
     def emit(self, event: Event) -> None:
@@ -185,7 +188,7 @@ class StreamedOp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_ITEMS)
+        queue: asyncio.Queue = asyncio.Queue()  # bounded by the handoff's slots
         cancel = threading.Event()
         handoff = Handoff(loop, queue, cancel)
         worker = self._start_worker(handoff, loop)
@@ -200,14 +203,15 @@ class StreamedOp:
                     {getter, listener, worker}, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter in done:
-                    await out.item(*getter.result())
+                    handoff.taken()
+                    await out.items([getter.result(), *_waiting(queue, handoff)])
                     continue
                 getter.cancel()
                 if listener in done:
                     break  # the client went away: nobody to answer
                 # the work ended: what it queued first, then its outcome
-                while not queue.empty() and not out.ended:
-                    await out.item(*queue.get_nowait())
+                if not out.ended:
+                    await out.items(_waiting(queue, handoff))
                 if not out.ended:
                     await out.item(*worker.result())
         except OSError:
@@ -215,8 +219,7 @@ class StreamedOp:
         finally:
             cancel.set()
             listener.cancel()
-            while not queue.empty():
-                queue.get_nowait()
+            _waiting(queue, handoff)  # dropped; a worker waiting for a slot sees the cancel
             try:
                 await asyncio.shield(worker)
             except BaseException:  # noqa: BLE001 - the worker reported its own errors
@@ -252,6 +255,24 @@ class _Response:
         await self._start()
         await self._body(b"".join(json_line(o) for o in objs))
 
+    async def items(self, items: list[tuple[str, Any]]) -> None:
+        """Several items: the JSON lines of events in a row go out as one chunk."""
+        lines: list[bytes] = []
+        for kind, item in items:
+            if self.ended:
+                return
+            if kind == _EVENT and not self.op.binary:
+                lines += [json_line(o) for o in self.op.render_event(item)]
+                continue
+            if lines:
+                await self._start()
+                await self._body(b"".join(lines))
+                lines = []
+            await self.item(kind, item)
+        if lines and not self.ended:
+            await self._start()
+            await self._body(b"".join(lines))
+
     async def item(self, kind: str, item: Any) -> None:
         op = self.op
         if kind == _ERROR and not self.started:
@@ -274,6 +295,15 @@ class _Response:
         if kind in (_DONE, _ERROR):
             self.ended = True
             await self._body(b"", more=False)
+
+
+def _waiting(queue: asyncio.Queue, handoff: Handoff) -> list[tuple[str, Any]]:
+    """What the queue holds now, taken off it."""
+    out = []
+    while not queue.empty():
+        out.append(queue.get_nowait())
+        handoff.taken()
+    return out
 
 
 async def _listen_for_disconnect(receive: Receive, cancel: threading.Event) -> None:
