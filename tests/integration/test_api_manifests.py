@@ -63,6 +63,22 @@ def test_podman_remote_manifest_verbs(podman, registry_plain, tmp_path):
     assert podman("manifest", "exists", "ml", check=False).returncode == 1
 
 
+def test_podman_remote_manifest_rm_removes_lists_never_images(podman, tmp_path):
+    """``podman manifest rm`` sends lookupManifest: an image's name is refused, not removed,
+    and a list goes without the images it holds."""
+    (tmp_path / "rootfs.tar").write_bytes(busybox_sh_tar())
+    podman("import", str(tmp_path / "rootfs.tar"), "base:1")
+    podman("manifest", "create", "ml", "base:1")
+    r = podman("manifest", "rm", "base:1", check=False)
+    assert r.returncode != 0 and "not a manifest list" in r.stderr
+    assert podman("image", "exists", "base:1", check=False).returncode == 0
+    r = podman("manifest", "rm", "nosuch:1", check=False)
+    assert r.returncode != 0 and "image not known" in r.stderr
+    podman("manifest", "rm", "ml")
+    assert podman("manifest", "exists", "ml", check=False).returncode == 1
+    assert podman("image", "exists", "base:1", check=False).returncode == 0
+
+
 def skopeo_raw(ref: str) -> str:
     proc = subprocess.run(
         ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],

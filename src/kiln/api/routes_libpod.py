@@ -121,8 +121,12 @@ async def remove_images(request: Request) -> Response:
     if "name" in request.path_params:
         names = [request.path_params["name"]]
     force, all_, ignore = qbool(q, "force"), qbool(q, "all"), qbool(q, "ignore")
+    lists_only = qbool(q, "lookupManifest")  # podman manifest rm: lists, never their images
     result = await run_op(
-        request, lambda ctx: ops.remove_images(ctx, names, force=force, all=all_, ignore=ignore)
+        request,
+        lambda ctx: ops.remove_images(
+            ctx, names, force=force, all=all_, ignore=ignore, lists_only=lists_only
+        ),
     )
     report, _code = _remove_report(result)
     if "name" in request.path_params and result.errors:

@@ -531,12 +531,15 @@ def remove_images(
     force: bool = False,
     all: bool = False,
     ignore: bool = False,
+    lists_only: bool = False,
 ) -> RemoveResult:
     """``kiln rmi``: untag and delete images (see the module docstring for the rules).
 
     Errors for individual images are collected in ``result.errors`` (the others
     still go); ``ignore`` drops "image not known" errors. Call
-    :func:`raise_first_error` to turn them into an exception.
+    :func:`raise_first_error` to turn them into an exception. ``lists_only`` (podman's
+    ``lookupManifest``, what ``podman manifest rm`` sends): every name must be a manifest
+    list, which goes and its images stay; a name of an image is an error, never removed.
     """
     if all and names:
         raise InvalidArgument(
@@ -549,18 +552,26 @@ def remove_images(
         if all:
             _remove_all(ctx, force, result)
         else:
-            _remove_named(ctx, names, force, ignore, result)
+            _remove_named(ctx, names, force, ignore, result, lists_only)
     finally:  # what went before an unexpected error still happened
         image_events.record_removal(ctx, result.untagged, result.deleted)
     return result
 
 
 def _remove_named(
-    ctx: Context, names: Sequence[str], force: bool, ignore: bool, result: RemoveResult
+    ctx: Context,
+    names: Sequence[str],
+    force: bool,
+    ignore: bool,
+    result: RemoveResult,
+    lists_only: bool = False,
 ) -> None:
     for name in names:
         try:
-            _remove_one(ctx, name, force, result)
+            if lists_only:
+                _remove_list(ctx, name, _list_named(ctx, name), result)
+            else:
+                _remove_one(ctx, name, force, result)
         except NotFound as exc:
             if not ignore:
                 result.errors.append(exc)
@@ -603,6 +614,15 @@ def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> N
             result.untagged.append(resolved)
             return
     _delete(ctx, rec.id, names, force, result, by_name=not by_id and not by_digest)
+
+
+def _list_named(ctx: Context, name: str) -> Any:
+    """The manifest list ``name`` names; an image's name is refused (as podman's
+    "image is not a manifest list"), an unknown name is NotFound."""
+    found = ctx.store.resolve(name)
+    if not isinstance(found, IndexRecord):
+        raise InvalidArgument(f"{name}: image is not a manifest list")
+    return found
 
 
 def _remove_list(ctx: Context, name: str, rec: Any, result: RemoveResult) -> None:
