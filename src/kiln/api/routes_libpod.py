@@ -34,6 +34,8 @@ DIGEST_IN_PUSH_STREAM = "4.6.0"  # the libpod version whose push stream ends wit
 _ARCHIVE_FORMATS = {
     "docker-archive": "docker-archive",
     "oci-archive": "oci-archive",
+    "oci-dir": "oci-dir",  # the directory's tar, which podman's client unpacks
+    "docker-dir": "docker-dir",
     "": "docker-archive",
 }
 
@@ -239,6 +241,11 @@ async def push_image(request: Request) -> Reply:
     options = push_pull_options(request, tls)
     fmt = qstr(q, "format") or None
     compression = qstr(q, "compressionFormat") or None  # podman's --compression-format
+    # podman's --compress: gzip the layers of a directory (dir:, oci:); a registry's layers
+    # are compressed anyway, so there, as in podman, it changes nothing
+    compress = qbool(q, "compress")
+    # kiln's store keeps no signatures: every push is what removeSignatures asks for
+    qbool(q, "removeSignatures")
     config = config_of(request)
     await _require_images(request, [name])
 
@@ -246,8 +253,8 @@ async def push_image(request: Request) -> Reply:
         from kiln.ops.file_transfer import push  # start-up: see the module docstring
 
         with context_for(config, h) as ctx:
-            return push(ctx, name, destination, format=fmt, compression=compression,
-                        options=options)  # fmt: skip
+            return push(ctx, name, destination, format=fmt, compress=compress,
+                        compression=compression, options=options)  # fmt: skip
 
     def event(e) -> list[dict]:
         return [{"stream": e.message + "\n"}] if e.message and e.kind != "result" else []
@@ -288,30 +295,45 @@ async def _list_tags(request: Request) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _archive_format(request: Request) -> str:
-    value = qstr(request.query_params, "format")
+def _archive_format(request: Request) -> tuple[str, bool]:
+    """``format`` and ``compress`` (podman's ``save --format``, ``--compress``): compress
+    gzips the layers of a directory format, as podman's does (its CLI sends it with
+    docker-dir only); an archive's are as ``docker save`` (docker-archive) or the store
+    (oci-archive) has them, which podman's CLI refuses to combine with it, so that is a
+    400. ``ociAcceptUncompressedLayers`` (``--uncompressed``): kiln's OCI output always
+    keeps the stored layers as they are, which is what it asks for."""
+    q = request.query_params
+    value = qstr(q, "format")
     if value not in _ARCHIVE_FORMATS:
         raise InvalidArgument(
             f'invalid value for query parameter "format": "{value}": '
-            "kiln serves docker-archive or oci-archive"
+            "kiln serves docker-archive, oci-archive, oci-dir or docker-dir"
         )
-    return _ARCHIVE_FORMATS[value]
+    fmt = _ARCHIVE_FORMATS[value]
+    compress = qbool(q, "compress")
+    if compress and not fmt.endswith("-dir"):
+        raise InvalidArgument(
+            f'invalid value for query parameter "compress": "{qstr(q, "compress")}": '
+            f"compress applies to the directory formats (docker-dir, oci-dir), not to {fmt}"
+        )
+    qbool(q, "ociAcceptUncompressedLayers")  # a bad value is a 400; see above
+    return fmt, compress
 
 
 async def get_image(request: Request) -> Reply:
     name = request.path_params["name"]
-    fmt = _archive_format(request)
+    fmt, compress = _archive_format(request)
     await _require_images(request, [name])
-    return save_response(request, [name], fmt)
+    return save_response(request, [name], fmt, compress)
 
 
 async def export_images(request: Request) -> Reply:
     names = [n for v in qlist(request.query_params, "references") for n in v.split(",") if n]
     if not names:
         raise InvalidArgument('query parameter "references" is required: the images to export')
-    fmt = _archive_format(request)
+    fmt, compress = _archive_format(request)
     await _require_images(request, names)
-    return save_response(request, names, fmt)
+    return save_response(request, names, fmt, compress)
 
 
 async def load_images(request: Request) -> Response:

@@ -198,7 +198,11 @@ def _image_exists(ops: Any, name: str, ctx: Any) -> bool:
     return ops.image_exists(ctx, name)
 
 
-def save_response(request: Request, names: list[str], format: str = "docker-archive") -> Reply:
+def save_response(
+    request: Request, names: list[str], format: str = "docker-archive", compress: bool = False
+) -> Reply:
+    """The archive of ``names``, streamed as it is written, never spooled; ``oci-dir``: the
+    layout's tar, its layers gzipped with ``compress`` (podman's ``save --compress``)."""
 
     config = config_of(request)
 
@@ -207,9 +211,8 @@ def save_response(request: Request, names: list[str], format: str = "docker-arch
 
         out = StreamWriter(h)
         with context_for(config, h) as ctx:
-            save(
-                ctx, names, cast(BinaryIO, out), format=format
-            )  # streamed as it is written, never spooled
+            save(ctx, names, cast(BinaryIO, out), format=format, compress=compress,
+                 dir_as_tar=True)  # fmt: skip
         out.flush()
 
     return StreamedOp(work, media_type="application/x-tar", render_error=lambda exc: [])

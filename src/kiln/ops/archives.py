@@ -69,6 +69,7 @@ def save(
     output: str | BinaryIO,
     format: str = "docker-archive",
     compress: bool = False,
+    dir_as_tar: bool = False,
 ) -> SaveResult:
     """Write ``images`` (names or IDs) to ``output`` (a path, or a binary stream for archives).
 
@@ -79,6 +80,9 @@ def save(
     ``docker-archive`` stores layers uncompressed (as ``docker save``); ``oci-archive``
     and ``oci-dir`` keep the stored layers, so manifest digests survive; ``docker-dir``
     (and ``oci-dir``) gzip layers only with ``compress``. Image IDs always survive.
+    ``dir_as_tar``: a directory format to a stream is the directory's tar, as podman's
+    API serves one (an OCI layout's tar is an ``oci-archive``, written as one; a
+    ``docker-dir`` is written into the context's scratch directory first).
     """
     if format not in SAVE_FORMATS:
         raise InvalidArgument(f'unknown format "{format}": use one of {", ".join(SAVE_FORMATS)}')
@@ -94,20 +98,43 @@ def save(
     # the store's blobs are content-addressed and their digests are checked as they are
     # written out; re-inflating each layer to re-check its diff_id would be a second pass
     copy_options: dict[str, Any] = {"verify": False, "tmp_dir": ctx.tmpdir}
+    transport_name, target, tar_of = FORMAT_TRANSPORTS[format], output, None
     if format.endswith("-dir"):  # a directory; only these gzip with compress
         if not isinstance(output, str):
-            raise InvalidArgument(f"--format {format} writes a directory; give it with -o DIR")
+            if not dir_as_tar:
+                raise InvalidArgument(f"--format {format} writes a directory; give it with -o DIR")
+            if format == "oci-dir":
+                transport_name = OCI_ARCHIVE
+            else:
+                target = tar_of = tempfile.mkdtemp(prefix="save-", dir=ctx.tmpdir)
         copy_options["compression"] = "gzip" if compress else None
         if format == "docker-dir":
             if len(items) != 1:
                 raise InvalidArgument("--format docker-dir holds exactly one image")
             copy_options["image_format"] = "docker"
     # a stream gets an archive as it is written
-    write_images(FORMAT_TRANSPORTS[format], output, items, **copy_options)
+    write_images(transport_name, target, items, **copy_options)
     if not isinstance(output, str):
+        if tar_of is not None:
+            _write_tar_of(tar_of, output)
         output.flush()
     _record_save(ctx, result)
     return result
+
+
+def _write_tar_of(directory: str, out: BinaryIO) -> None:
+    """The files of ``directory`` (a ``dir:`` layout kiln just wrote: regular files, one
+    level deep), sorted, owned by root, as one tar stream."""
+    import tarfile
+
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            info = tar.gettarinfo(path, arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
 
 
 def _record_save(ctx: Context, result: SaveResult) -> None:
