@@ -32,6 +32,7 @@ from kiln.oci import ImageConfig, Index, Manifest, Reference
 from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
+from kiln.ops.config import Config
 from kiln.ops.store_copy import unpack_into
 from kiln.ops.transports import registry_reference
 from kiln.registry import RegistryOptions
@@ -94,9 +95,10 @@ def registry_options(
 ) -> RegistryOptions:
     """``options`` (default: ``RegistryOptions()``) with the context's configured
     registries.conf, auth file, certificate directory and retries (``KILN_RETRY``,
-    ``KILN_RETRY_DELAY``) where it names none."""
+    ``KILN_RETRY_DELAY``) where it names none; without a context (login, search: no
+    store), the environment's configuration."""
     base = options or RegistryOptions()
-    cfg = ctx.config if ctx is not None else None
+    cfg = ctx.config if ctx is not None else Config.from_env()
     values: dict[str, Any] = {}
     if cfg is not None:
         for key in ("registries_conf", "authfile", "cert_dir"):
@@ -527,6 +529,9 @@ def login(
         tls_verify=opts.tls_verify,
         cert_dir=opts.cert_dir,
         registries_conf=opts.registries_conf,
+        retries=opts.retries,
+        retry_delay=opts.retry_delay,
+        retry_backoff=opts.retry_backoff,
     )
 
 
@@ -549,6 +554,9 @@ def verify_login(
         tls_verify=opts.tls_verify,
         cert_dir=opts.cert_dir,
         registries_conf=opts.registries_conf,
+        retries=opts.retries,
+        retry_delay=opts.retry_delay,
+        retry_backoff=opts.retry_backoff,
     )
 
 

@@ -30,13 +30,15 @@ def login(
     tls_verify: bool | None = None,
     cert_dir: str | None = None,
     registries_conf: str | None = None,
-    retries: int = 3,
-    retry_delay: float = 2.0,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    retry_backoff: bool = True,
 ) -> str:
-    """Check the credentials with ``GET /v2/`` and store them; returns the auth file path."""
+    """Check the credentials with ``GET /v2/`` and store them; returns the auth file path.
+    The retry values are ``RegistryOptions``' (None: the defaults)."""
     _host, key = _registry_key(registry)
     verify_login(registry, username, password, tls_verify, cert_dir, registries_conf,
-                 retries, retry_delay, authfile=authfile)  # fmt: skip
+                 retries, retry_delay, retry_backoff, authfile=authfile)  # fmt: skip
     return credentials.store_credential(key, Credential(username, password), authfile)
 
 
@@ -47,8 +49,9 @@ def verify_login(
     tls_verify: bool | None = None,
     cert_dir: str | None = None,
     registries_conf: str | None = None,
-    retries: int = 3,
-    retry_delay: float = 2.0,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    retry_backoff: bool = True,
     *,
     authfile: str | None = None,
 ) -> str:
@@ -64,6 +67,7 @@ def verify_login(
         registries_conf=registries_conf,
         retries=retries,
         retry_delay=retry_delay,
+        retry_backoff=retry_backoff,
     )
     with RegistryClient(options) as client:
         client.check_login(host, Credential(username, password))

@@ -15,7 +15,7 @@ from kiln.cli.state import State, pass_state
 @click.option("-u", "--username", default=None, help="Username for the registry")
 @click.option("-p", "--password", default=None, help="Password for the registry")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin")
-@registry_flags(creds=False)
+@registry_flags(creds=False, retry=True)
 @pass_state
 def command(state: State, registry, username, password, password_stdin, registry_options):
     """Log in to REGISTRY; the credentials are written to the containers auth file

@@ -19,7 +19,7 @@ _DESCRIPTION_WIDTH = 44
 @click.option("--list-tags", is_flag=True, help="List the tags of the repository TERM")
 @format_option()
 @click.option("--no-trunc", is_flag=True, help="Do not truncate descriptions")
-@registry_flags()
+@registry_flags(retry=True)
 @pass_state
 def command(
     state: State,
