@@ -89,6 +89,12 @@ def test_layout_and_pragmas(store: Store) -> None:
     assert store.db.one("PRAGMA foreign_keys")[0] == 1
 
 
+def test_temporary_data_stays_in_memory(store: Store) -> None:
+    # 2 = MEMORY: an image's multi-row layer insert keeps its statement journal in memory
+    # instead of a file created and unlinked in /var/tmp for every build step
+    assert store.db.one("PRAGMA temp_store")[0] == 2
+
+
 def test_put_get_list_image(store: Store) -> None:
     layers = add_layers(store, "a", "b")
     iid = image(store, "one", layers)

@@ -1,8 +1,8 @@
 """kiln's one SQLite wrapper, for the store's database and the snapshotter's: one
 connection per thread (and per process after fork), WAL, foreign keys, a busy
-timeout, numbered migrations (a newer database is refused), ``BEGIN IMMEDIATE``
-write transactions that nest by joining the outermost one, and a full disk
-reported as ``NoSpace`` naming the directory."""
+timeout, temporary data in memory, numbered migrations (a newer database is
+refused), ``BEGIN IMMEDIATE`` write transactions that nest by joining the
+outermost one, and a full disk reported as ``NoSpace`` naming the directory."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
+    # statement journals and temporary b-trees in memory: a multi-row INSERT in a
+    # transaction (an image's layer rows, every build step) otherwise spills its
+    # statement journal into a file made, written and unlinked in /var/tmp each time
+    conn.execute("PRAGMA temp_store = MEMORY")
     return conn
 
 
