@@ -77,6 +77,31 @@ def test_resolver_clamps_absolute_links_and_dotdot(tree):
     _victim_untouched(outside)
 
 
+def test_a_small_file_is_read_without_a_buffer_of_the_limit(tmp_path, monkeypatch):
+    import tracemalloc
+
+    (tmp_path / "passwd").write_bytes(b"root:x:0:0:root:/root:/bin/sh\n")
+    grown = tmp_path / "grown"
+    grown.write_bytes(b"12345678")
+    with InRoot(str(tmp_path)) as r:
+        tracemalloc.start()
+        try:
+            data = r.read_regular("passwd", 16 << 20)  # a RUN step reads /etc/passwd so
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert data == b"root:x:0:0:root:/root:/bin/sh\n"
+        assert peak < 1 << 20  # not the 16 MiB the limit allows
+        # a file that grows between its stat and its read is read on, up to the limit
+        real_stat = r.stat
+        monkeypatch.setattr(r, "stat", lambda rel, follow=False: os.stat_result(
+            (*real_stat(rel, follow=follow)[:6], 2, *real_stat(rel, follow=follow)[7:])
+        ))  # fmt: skip
+        assert r.read_regular("grown", 100) == b"12345678"
+        with pytest.raises(inroot.FileRefused, match="larger than 5 bytes"):
+            r.read_regular("grown", 5)
+
+
 def test_resolver_refuses_loops_and_nul_bytes(tree):
     root, outside = tree
     with InRoot(str(root)) as r:
