@@ -5,8 +5,9 @@
 Builds ``--steps`` RUN steps (``RUN echo N > /stepN``) on the bench's busybox base in a
 fresh store, ``--runs`` times (each build busts the cache with a new word), wrapping the
 functions a RUN goes through with timers (no code of kiln's changes). Prints, per phase,
-the calls per step and the milliseconds per step (wall) and the whole step's wall and CPU
-time; phases nest (the runtime's wait includes runc's own start-up), so they do not add
+the calls per step and the milliseconds per step, wall and CPU (kiln's process, every
+thread, meanwhile), and the whole step's wall and CPU time, kiln's own apart from its
+children's (runc and the command it ran); phases nest (the runtime's wait includes runc's own start-up), so they do not add
 up to the step. Also counts fsync/fdatasync/syncfs calls and SQLite commits.
 
 A tool, not a test: its numbers depend on how loaded the machine is (printed beside them).
@@ -78,7 +79,7 @@ def main() -> int:
 
         ph.install(PHASES)
         ph.count_sqlite_commits()
-        walls, cpus = [], []
+        walls, own, kids = [], [], []
         for run in range(args.runs):
             word = f"{os.getpid()}-{run}-{time.time_ns()}"
             steps = "".join(f"RUN echo {word} {i} > /step{i}\n" for i in range(args.steps))
@@ -89,25 +90,31 @@ def main() -> int:
                 ph.run_cli(kiln_main, argv)
                 ph.STATS.clear()
                 continue
-            cpu0 = ph.cpu_seconds()
+            own0, kids0 = ph.cpu_split()
             t = time.perf_counter()
             ph.run_cli(kiln_main, argv)
             walls.append(time.perf_counter() - t)
-            cpus.append(ph.cpu_seconds() - cpu0)
+            own1, kids1 = ph.cpu_split()
+            own.append(own1 - own0)
+            kids.append(kids1 - kids0)
         steps_total = args.steps * max(1, len(walls))
         load = os.getloadavg()
         print(f"{len(walls)} build(s) of {args.steps} RUN steps; load average {load[0]:.2f} "
               f"{load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")  # fmt: skip
+        per_step = 1000 / steps_total
         print(
-            f"per step: wall {sum(walls) / steps_total * 1000:.1f} ms, CPU (kiln + children) "
-            f"{sum(cpus) / steps_total * 1000:.1f} ms"
+            f"per step: wall {sum(walls) * per_step:.1f} ms, CPU "
+            f"{(sum(own) + sum(kids)) * per_step:.1f} ms: kiln {sum(own) * per_step:.1f} ms, "
+            f"children (runc and the command) {sum(kids) * per_step:.1f} ms"
         )
-        print(f"{'phase':42s} {'calls/step':>10s} {'ms/step':>8s}")
+        print(f"{'phase':42s} {'calls/step':>10s} {'ms/step':>8s} {'CPU ms':>8s}")
         for label, *_ in [*PHASES, (ph.SQLITE_COMMITS,)]:
             if label not in ph.STATS:
                 continue
-            n, secs, _cpu = ph.STATS[label]
-            print(f"{label:42s} {n / steps_total:10.2f} {secs / steps_total * 1000:8.2f}")
+            n, secs, cpu = ph.STATS[label]
+            print(
+                f"{label:42s} {n / steps_total:10.2f} {secs * per_step:8.2f} {cpu * per_step:8.2f}"
+            )
     finally:
         bl.unmount_under(Path(root))
         if not args.root:
