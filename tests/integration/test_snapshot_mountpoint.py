@@ -33,3 +33,15 @@ def test_a_bind_mount_of_the_same_file_system_is_seen_without_mountinfo(
         assert is_mountpoint(str(tmp_path / "link"))  # as the directory a link leads to
     assert not is_mountpoint(target)
     assert not is_mountpoint(str(tmp_path / "gone" / "x"))
+
+
+def test_without_statx_the_mount_table_answers(tmp_path, monkeypatch) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    source = tmp_path / "source"
+    source.mkdir()
+    monkeypatch.setattr(mount_module, "_statx", None)  # a C library without statx
+    with mounted(MountSpec("bind", str(source), ("rbind", "rw")), str(tmp_path)) as target:
+        assert is_mountpoint(target)
+        assert not is_mountpoint(str(source))
+    assert not is_mountpoint(target)
