@@ -372,13 +372,24 @@ class CompressingWriter(io.RawIOBase):
         super().close()
 
 
+def deflate_module() -> ModuleType:
+    """The zlib-compatible module gzip streams are written with: isal's, or zlib."""
+    return _deflate_mod
+
+
+def gzip_level(level: int | None) -> int:
+    """``level`` checked (None: the default, 1)."""
+    level = 1 if level is None else level
+    if not 0 <= level <= _GZIP_MAX_LEVEL:
+        raise InvalidArgument(f"gzip level {level} is out of range 0-{_GZIP_MAX_LEVEL}")
+    return level
+
+
 def _compressor(kind: Compression, level: int | None) -> _Compressor | None:
     if kind is Compression.NONE:
         return None
     if kind is Compression.GZIP:
-        level = 1 if level is None else level
-        if not 0 <= level <= _GZIP_MAX_LEVEL:
-            raise InvalidArgument(f"gzip level {level} is out of range 0-{_GZIP_MAX_LEVEL}")
+        level = gzip_level(level)
         # wbits 31: a gzip member with mtime 0, no name, fixed OS byte — deterministic.
         deflate: _Compressor = _deflate_mod.compressobj(level, _deflate_mod.DEFLATED, 31)
         return deflate
@@ -411,7 +422,9 @@ __all__ = [
     "DecompressingReader",
     "RatioGuard",
     "default_max_ratio",
+    "deflate_module",
     "detect",
+    "gzip_level",
     "open_compressor",
     "open_decompressed",
     "read_up_to",

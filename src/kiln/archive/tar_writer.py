@@ -5,8 +5,9 @@ Headers are PAX format with empty user/group names, whole-second mtimes
 (all forced to ``timestamp`` when given, as ``buildah --timestamp`` does), and
 the archive ends with two zero blocks and no record padding. The compressor is
 fed fixed 1 MiB slices of the tar stream, so its output depends only on the
-tar bytes; it runs on a worker thread (``archive.pipeline``) while the next
-slices are read and hashed. File content is streamed in 1 MiB chunks; memory
+tar bytes (gzip stores a slice that would not shrink: ``archive.gzip_slices``);
+it runs on a worker thread (``archive.pipeline``) while the next slices are
+read and hashed. File content is streamed in 1 MiB chunks; memory
 stays flat.
 """
 
@@ -20,8 +21,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kiln.archive.compression import CHUNK, Compression, open_compressor
+from kiln.archive.compression import CHUNK, Compression
 from kiln.archive.entry import TarEntry, clean_path, sorted_entries, tar_name
+from kiln.archive.gzip_slices import slice_compressor
 from kiln.archive.hashing import HashingSink, HashingWriter
 from kiln.archive.pipeline import SlicePipeline
 from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
@@ -92,7 +94,7 @@ class _TarSink:
         # time a GiB and cost as much system time: each output's pages, kept a while, were
         # new pages to fault in, where a copied one is freed at once and its memory reused.)
         self._blob_pipe = SlicePipeline(self.blob.write, CHUNK // 4)
-        self.compressor = open_compressor(_Piped(self._blob_pipe), compression, level)
+        self.compressor = slice_compressor(_Piped(self._blob_pipe), compression, level)
         self.diff = hashlib.sha256()
         self.size = 0
         self._pipe = SlicePipeline(self.compressor.write, CHUNK)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Protocol
 from kiln.archive.compression import (
     CHUNK,
     Compression,
-    open_compressor,
     open_decompressed,
     zstandard_module,
 )
+from kiln.archive.gzip_slices import slice_compressor
 from kiln.archive.hashing import HashingReader, HashingWriter
 from kiln.archive.streams import ByteReader, ByteWriter, ClosableReader
 from kiln.errors import InvalidArgument
@@ -185,7 +185,7 @@ def recompress(
     with open_decompressed(stream) as plain:
         tar = HashingReader(plain)
         sink = HashingWriter(out)
-        writer = open_compressor(sink, Compression(compression), level)
+        writer = slice_compressor(sink, Compression(compression), level)
         # fixed-size slices: the compressed bytes depend only on the tar bytes
         if check is None:
             while chunk := read_full(tar, CHUNK):
