@@ -115,9 +115,10 @@ def remember_packed(store: Any, packed: Any) -> None:
 
 
 def trim_inputs(store: Any) -> None:
-    """At a build's end: drop the oldest inputs past the store's bounds (never fails it)."""
+    """At a build's end: drop the oldest inputs past the store's bounds, if the build put
+    any (never fails it)."""
     with contextlib.suppress(Exception):
-        store.trim_cache_inputs()
+        store.trim_cache_inputs(if_put=True)
 
 
 def is_new_key(store: Any, key: str) -> bool:

@@ -18,6 +18,10 @@ from kiln.store.db import Database
 #: the per-directory checksum indexes of build contexts (``kiln.build.context_index``)
 CONTEXT_INDEX_DIR = "context-index"
 
+#: seconds: a cache hit rewrites its entry's ``last_used`` only when the recorded one is
+#: older (``prune_cache`` ages are minutes to days): a rebuild within it writes nothing
+TOUCH_AFTER = 60.0
+
 
 class BuildCache:
     """The build-cache role: step key -> image, what went into each key, and the
@@ -26,6 +30,7 @@ class BuildCache:
     def __init__(self, root: str, db: Database):
         self.root = root
         self.db = db
+        self._untrimmed = False  # put_cache_inputs(trim=False) wrote rows since the last trim
 
     def put_cache(self, key: str, image_id: str) -> None:
         now = time.time()
@@ -38,12 +43,16 @@ class BuildCache:
             )
 
     def get_cache(self, key: str) -> str | None:
-        row = self.db.one("SELECT image_id FROM build_cache WHERE key=?", (key,))
+        """The image cached under ``key``; a hit marks the entry used (within ``TOUCH_AFTER``
+        seconds: a fully cached build takes no write lock per step)."""
+        row = self.db.one("SELECT image_id, last_used FROM build_cache WHERE key=?", (key,))
         if row is None:
             return None
-        with self.db.transaction() as conn:
-            conn.execute("UPDATE build_cache SET last_used=? WHERE key=?", (time.time(), key))
-        return row[0]
+        now = time.time()
+        if not 0 <= now - row[1] < TOUCH_AFTER:
+            with self.db.transaction() as conn:
+                conn.execute("UPDATE build_cache SET last_used=? WHERE key=?", (now, key))
+        return str(row[0])
 
     def delete_cache(self, key: str) -> None:
         with self.db.transaction() as conn:
@@ -108,7 +117,9 @@ class BuildCache:
                 (row.key, row.locator, row.parent, row.instruction,
                  row.instruction_digest, time.time(), row.blob),
             )  # fmt: skip
-            if trim:
+            if not trim:
+                self._untrimmed = True
+            else:
                 conn.execute(
                     "DELETE FROM cache_inputs WHERE locator=? AND key NOT IN (SELECT key FROM "
                     "cache_inputs WHERE locator=? ORDER BY created DESC LIMIT ?)",
@@ -116,9 +127,14 @@ class BuildCache:
                 )
                 self._trim_all(conn)
 
-    def trim_cache_inputs(self) -> None:
+    def trim_cache_inputs(self, *, if_put: bool = False) -> None:
         """Apply the bounds of ``put_cache_inputs`` to every row: the newest
-        ``inputs_per_locator`` per locator, the newest ``inputs_max`` in all."""
+        ``inputs_per_locator`` per locator, the newest ``inputs_max`` in all. ``if_put``:
+        only if this store put untrimmed rows since its last trim (a build whose every
+        step was cached sorts no table and takes no write lock)."""
+        if if_put and not self._untrimmed:
+            return
+        self._untrimmed = False
         with self.db.transaction() as conn:
             conn.execute(
                 "DELETE FROM cache_inputs WHERE key IN (SELECT key FROM (SELECT key, "

@@ -229,6 +229,9 @@ class Images:
         """Point ``name`` at ``image_id``; returns the image that lost the name, if any."""
         name = normalise_name(name)
         image_id = _full_id(image_id)
+        row = self.db.one("SELECT image_id FROM names WHERE name=?", (name,))
+        if row is not None and row[0] == image_id:
+            return None  # already so (a rebuild's tag): no write lock taken
         with self.db.transaction() as conn:
             if conn.execute("SELECT 1 FROM images WHERE id=?", (image_id,)).fetchone() is None:
                 raise NotFound(f"{image_id}: image not known")

@@ -1,0 +1,84 @@
+"""What changes nothing writes nothing (a real SQLite store, traced): a cache hit whose
+entry was used a moment ago, a trim with nothing put, a tag the name already has and a
+lease nothing joined take no write lock. A fully cached build is made of these."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from kiln.store import ImageRecord, Store
+from kiln.store.cache import TOUCH_AFTER
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[Store]:
+    s = Store.open(str(tmp_path / "root"))
+    s.blob_grace_seconds = 0  # only a lease keeps an unreferenced blob
+    yield s
+    s.close()
+
+
+def writes_of(store: Store, work: Callable[[], object]) -> list[str]:
+    """The write transactions ``work`` begins on this thread's connection."""
+    seen: list[str] = []
+    conn = store.db.conn
+    conn.set_trace_callback(seen.append)
+    try:
+        work()
+    finally:
+        conn.set_trace_callback(None)
+    return [s for s in seen if s.startswith("BEGIN IMMEDIATE")]
+
+
+def _last_used(store: Store, key: str) -> float:
+    return float(store.db.value("SELECT last_used FROM build_cache WHERE key=?", (key,)))
+
+
+def _put_image(store: Store) -> str:
+    """An image (a config blob and its row): what a name can point at."""
+    config = store.put_bytes(b'{"rootfs":{"type":"layers","diff_ids":[]}}')
+    manifest = store.put_bytes(b'{"schemaVersion":2}')
+    rec = ImageRecord(
+        id=str(config), manifest_digest=str(manifest),
+        manifest_media_type="application/vnd.oci.image.manifest.v1+json",
+        config_digest=str(config), created="2024-01-01T00:00:00Z", size=0, layers=[],
+        platform="linux/amd64", layer_blobs=[],
+    )  # fmt: skip
+    store.put_image(rec, history=())
+    return rec.id
+
+
+def test_a_cache_hit_marks_its_entry_used_unless_it_just_was(store):
+    image_id = _put_image(store)
+    store.put_cache("k", image_id)
+    store.db.execute("UPDATE build_cache SET last_used=? WHERE key='k'", (time.time() - 3600,))
+    before = time.time()
+    assert store.get_cache("k") == image_id
+    assert _last_used(store, "k") >= before  # an hour old: marked used now
+    assert writes_of(store, lambda: store.get_cache("k")) == []  # used a moment ago
+    stale = time.time() - TOUCH_AFTER - 1
+    store.db.execute("UPDATE build_cache SET last_used=? WHERE key='k'", (stale,))
+    assert len(writes_of(store, lambda: store.get_cache("k"))) == 1
+    assert store.get_cache("missing") is None
+
+
+def test_a_trim_after_no_put_takes_no_write_lock(store):
+    store.inputs_per_locator = 1
+    assert writes_of(store, lambda: store.trim_cache_inputs(if_put=True)) == []
+    for n in range(3):
+        store.put_cache_inputs(f"k{n}", "step", "RUN", {"n": n}, trim=False)
+    store.trim_cache_inputs(if_put=True)
+    assert [r[0] for r in store.db.query("SELECT key FROM cache_inputs")] == ["k2"]
+    assert writes_of(store, lambda: store.trim_cache_inputs(if_put=True)) == []
+    assert len(writes_of(store, store.trim_cache_inputs)) == 1  # asked outright: it trims
+
+
+def test_tagging_a_name_already_on_the_image_takes_no_write_lock(store):
+    image_id = _put_image(store)
+    store.tag("localhost/app:1", image_id)
+    assert writes_of(store, lambda: store.tag("localhost/app:1", image_id)) == []
+    assert store.resolve_image("localhost/app:1").id == image_id
+
