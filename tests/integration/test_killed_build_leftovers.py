@@ -49,7 +49,10 @@ def _running(token: str) -> bool:
 
 def _start_and_kill(environ, ctx, token: str) -> None:
     ctx.mkdir()
-    (ctx / "Containerfile").write_text(f"FROM busybox\nRUN echo started; sleep 300; echo {token}\n")
+    (ctx / "made.txt").write_text("a layer the build's lease holds when it is killed\n")
+    (ctx / "Containerfile").write_text(
+        f"FROM busybox\nCOPY made.txt /\nRUN echo started; sleep 300; echo {token}\n"
+    )
     kill_when_started([sys.executable, "-m", "kiln.cli.main", "build", str(ctx)], "started",
                       env=environ)  # fmt: skip
 

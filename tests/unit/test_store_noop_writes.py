@@ -82,3 +82,24 @@ def test_tagging_a_name_already_on_the_image_takes_no_write_lock(store):
     assert writes_of(store, lambda: store.tag("localhost/app:1", image_id)) == []
     assert store.resolve_image("localhost/app:1").id == image_id
 
+
+def test_a_lease_writes_its_row_with_its_first_join_and_only_then(store):
+    def unjoined() -> None:
+        with store.lease():
+            pass
+
+    assert writes_of(store, unjoined) == []
+    with store.lease() as lease:
+        assert store.db.value("SELECT COUNT(*) FROM leases") == 0
+        with pytest.raises(RuntimeError), store.transaction():
+            store.put_bytes(b"rolled back")
+            raise RuntimeError("the first join's transaction rolls back")
+        digest = store.put_bytes(b"kept while the lease is open")
+        assert store.db.value("SELECT COUNT(*) FROM leases WHERE id=?", (lease.id,)) == 1
+        owner = store.db.value("SELECT owner FROM lease_owners WHERE lease_id=?", (lease.id,))
+        assert owner  # a killed process's lease is found and cleared by its owner
+        store.gc()
+        assert store.has_blob(digest)  # held by the lease
+    assert store.db.value("SELECT COUNT(*) FROM leases") == 0
+    store.gc()
+    assert not store.has_blob(digest)  # released: nothing holds it any more

@@ -1,7 +1,9 @@
 """Leases: in-flight work protects what it creates from GC, as in containerd.
 
-``with store.lease() as lease:`` creates a lease row that lives until the block
-ends; if the process dies, the next kiln command clears it (``clear_dead_leases``, from the
+``with store.lease() as lease:`` opens a lease that lives until the block ends; its
+row is written with the first thing that joins it (a lease holding nothing protects
+nothing, so an operation that makes nothing, such as a fully cached build, writes none),
+in that same transaction. If the process dies, the next kiln command clears it (``clear_dead_leases``, from the
 lease's owner process), else it expires after ``ttl`` seconds. While it is open,
 every blob ingested and every image put in the same context joins the lease in
 the same transaction that makes it visible; ``add_blob``/``add_image`` add more
@@ -18,6 +20,7 @@ same leases with no code of its own. A lease handed over explicitly (a library c
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -34,10 +37,25 @@ _OPEN: ContextVar[tuple[Lease, ...]] = ContextVar("kiln_open_leases", default=()
 
 
 class Lease:
-    def __init__(self, db: Database, lease_id: str, expires: float):
+    def __init__(self, db: Database, lease_id: str, created: float, expires: float):
         self._db = db
         self.id = lease_id
+        self.created = created
         self.expires = expires
+        self.written = False  # its row may exist: the first join wrote it (or rolled back)
+
+    def ensure_row(self, conn: sqlite3.Connection) -> None:
+        """Write the lease's row and owner if not there yet, in the transaction of ``conn``
+        (the joining write's: every join does, as a rolled-back first join leaves none)."""
+        conn.execute(
+            "INSERT OR IGNORE INTO leases(id, created, expires) VALUES (?,?,?)",
+            (self.id, self.created, self.expires),
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO lease_owners(lease_id, owner) VALUES (?,?)",
+            (self.id, this_process()),
+        )
+        self.written = True
 
     @property
     def database(self) -> str:
@@ -60,6 +78,7 @@ class Lease:
 
     def _add(self, kind: str, ref: str) -> None:
         with self._db.transaction() as conn:
+            self.ensure_row(conn)
             conn.execute(
                 "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) VALUES (?,?,?)",
                 (self.id, kind, ref),
@@ -106,21 +125,14 @@ class Leases:
     @contextmanager
     def lease(self, ttl: float = 3600) -> Iterator[Lease]:
         now = time.time()
-        lease = Lease(self.db, uuid.uuid4().hex, now + ttl)
-        with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO leases(id, created, expires) VALUES (?,?,?)",
-                (lease.id, now, lease.expires),
-            )
-            conn.execute(
-                "INSERT INTO lease_owners(lease_id, owner) VALUES (?,?)", (lease.id, this_process())
-            )
+        lease = Lease(self.db, uuid.uuid4().hex, now, now + ttl)  # its row: at its first join
         try:
             with _current(lease):
                 yield lease
         finally:
-            with self.db.transaction() as conn:
-                conn.execute("DELETE FROM leases WHERE id=?", (lease.id,))
+            if lease.written:
+                with self.db.transaction() as conn:
+                    conn.execute("DELETE FROM leases WHERE id=?", (lease.id,))
 
     @contextmanager
     def joined(self, lease: Lease | None) -> Iterator[None]:
@@ -145,13 +157,15 @@ class Leases:
     def join_blobs(self, digests: Iterable[object], extra: object = None) -> None:
         """The blobs join the open leases and ``extra`` (a lease, maybe another context's),
         in the caller's transaction if there is one."""
-        lease_ids = [lease.id for lease in self.open()]
-        extra_id = getattr(extra, "id", None)
-        if extra_id is not None and extra_id not in lease_ids:
-            lease_ids.append(extra_id)
-        if not lease_ids:
+        leases = self.open()
+        if isinstance(extra, Lease) and extra not in leases:
+            leases.append(extra)
+        if not leases:
             return
+        lease_ids = [lease.id for lease in leases]
         with self.db.transaction() as conn:
+            for lease in leases:
+                lease.ensure_row(conn)
             conn.execute(
                 "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) "
                 "SELECT l.value, 'blob', d.value FROM json_each(?) l, json_each(?) d",
@@ -161,6 +175,7 @@ class Leases:
     def join_image(self, image_id: str) -> None:
         """``image_id`` joins the open leases (inside the caller's transaction)."""
         for lease in self.open():
+            lease.ensure_row(self.db.conn)
             self.db.execute(
                 "INSERT OR IGNORE INTO lease_resources(lease_id, kind, ref) VALUES (?,'image',?)",
                 (lease.id, image_id),
