@@ -116,3 +116,35 @@ def test_timestamp_builds_are_reproducible(build_env):  # noqa: F811
     assert img.config.created == "2020-09-13T12:26:40Z"
     plain = build_env.build(ctx, DOCKERFILE, no_cache=True)
     assert plain.image_id != first.image_id
+
+
+def test_a_fully_cached_rebuild_writes_one_transaction(build_env, monkeypatch):  # noqa: F811
+    """A rebuild that changes nothing takes the store's write lock once, for its build
+    record and event: no lease row, no per-step cache touch, no trim, no re-tag."""
+    import kiln.store.cache
+    import kiln.util.sqlite
+
+    ctx = build_env.context_dir(files={"a.txt": "a\n", "b.txt": "b\n"})
+    first = build_env.build(ctx, DOCKERFILE, tags=["c1"])
+    # the first build's entries count as just used, however long that build took
+    monkeypatch.setattr(kiln.store.cache, "TOUCH_AFTER", 3600.0)
+    seen: list[str] = []
+    connect = kiln.util.sqlite.connect
+
+    def traced(path: str):
+        conn = connect(path)
+        conn.set_trace_callback(seen.append)
+        return conn
+
+    monkeypatch.setattr(kiln.util.sqlite, "connect", traced)  # a step thread's connection
+    db = build_env.store.db
+    for conn in db._all:
+        conn.set_trace_callback(seen.append)
+    try:
+        second = build_env.build(ctx, DOCKERFILE, tags=["c1"])
+    finally:
+        for conn in db._all:
+            conn.set_trace_callback(None)
+    assert second.image_id == first.image_id and _hits(build_env) == 5
+    assert second.record_id  # the record is written
+    assert [s for s in seen if s.startswith("BEGIN IMMEDIATE")] == ["BEGIN IMMEDIATE"], seen

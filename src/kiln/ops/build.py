@@ -13,6 +13,7 @@ stopped (SIGTERM, then SIGKILL); the build raises ``kiln.errors.Cancelled``.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 
 from kiln.build.context import BuildContext
 from kiln.build.dockerignore import load_ignore_file
@@ -23,7 +24,7 @@ from kiln.build.outputs import check_outputs, writes_stdout
 from kiln.build.parser import parse_string
 from kiln.build.progress import Progress
 from kiln.build.record import BuildRecorder
-from kiln.errors import InvalidArgument
+from kiln.errors import InvalidArgument, KilnError
 from kiln.ops import build_share
 from kiln.ops.build_checks import check, run_build_checks
 from kiln.ops.build_inputs import containerfile, context_dir, find_dockerfile, read_containerfile
@@ -113,6 +114,15 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
                 raise
             for finding in report.warnings if report is not None else ():
                 progress.check(finding.rule, finding.message, finding.line)
-            result.record_id = recorder.finish(ctx.store, manifest_digest=result.manifest_digest)
-            record(ctx, "build", result.image_id, result.names[0] if result.names else "")
+            _record(ctx, recorder, result)
             return result
+
+
+def _record(ctx: Context, recorder: BuildRecorder, result: BuildResult) -> None:
+    """The build's record (build history) and its ``build`` event, written in one
+    transaction: a fully cached build writes nothing else. Neither ever fails the build."""
+    with contextlib.suppress(KilnError, sqlite3.Error, OSError):
+        with ctx.store.transaction():
+            record_id = recorder.finish(ctx.store, manifest_digest=result.manifest_digest)
+            record(ctx, "build", result.image_id, result.names[0] if result.names else "")
+        result.record_id = record_id  # committed
