@@ -52,7 +52,7 @@ from kiln.errors import (
     NoSpace,
     NotFound,
 )
-from kiln.snapshot import holds
+from kiln.snapshot import holds, stubs
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.copytree import merge_layers
 from kiln.snapshot.meta import boot_id, open_meta
@@ -602,30 +602,29 @@ class Snapshotter(UpkeepMixin):
         (``MountSpec.with_bottom``): a rootfs without ``/proc`` or ``/etc/hosts`` then
         shows them without a placeholder made in (and removed from) the upper directory,
         each a journalled change, and without ``/etc`` copied up for it. Made once per
-        set of names (``stubs/<hash>``, renamed into place whole), then reused."""
+        set of names (``stubs/<hash>``, renamed into place whole), then reused while it
+        holds exactly its entries (``kiln.snapshot.stubs``: one damaged by hand or torn
+        by a power loss is made again)."""
         names = "\0".join(["d", *sorted(dirs), "f", *sorted(files)]).encode()
         path = os.path.join(self.root, "stubs", hashlib.sha256(names).hexdigest()[:16])
-        if os.path.isdir(path):
+        tree = stubs.stub_tree(dirs, files)
+        if stubs.is_whole(path, tree):
             return path
-        tmp = self._tmpdir("stubs-")
-        try:
-            for name in [*dirs, *files]:
-                parts = [p for p in name.split("/") if p not in ("", ".", "..")]
-                for i in range(1, len(parts) + 1):
-                    entry = os.path.join(tmp, *parts[:i])
-                    if os.path.lexists(entry):
-                        continue
-                    if i < len(parts) or name in dirs:
-                        os.mkdir(entry)
-                    else:
-                        os.close(os.open(entry, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                    os.chmod(entry, 0o755 if i < len(parts) or name in dirs else 0o644)
-            os.chmod(tmp, 0o755)
-            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-            os.rename(tmp, path)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not os.path.isdir(path):  # else another process made it first
+        # made in tmp/ under the root lock (shared), as all snapshot work is: another
+        # command's sweep clears tmp/ only while nobody holds it; one maker at a time, so
+        # a damaged stub is set aside once, never a whole one another maker just put there
+        with self._shared(), file_lock(os.path.join(self.root, "locks", "stubs.lock")):
+            if stubs.is_whole(path, tree):
+                return path  # another process made it meanwhile
+            if os.path.lexists(path):
+                self._rmtree_aside(path)
+            tmp = self._tmpdir("stubs-")
+            try:
+                stubs.make_tree(tmp, tree)
+                os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+                os.rename(tmp, path)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
                 raise
         return path
 
