@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 import zlib
@@ -243,11 +244,22 @@ class BuildCache:
     def get_context_index(self, context_root: str) -> bytes | None:
         """The checksum index last stored for the context directory ``context_root``
         (opaque bytes, see ``kiln.build.context_index``), or None."""
+        # only a regular file: anything else there (a FIFO, a link to /dev/zero) is not an
+        # index kiln wrote, and reading it could block or never end
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            with open(_index_path(self.root, context_root), "rb") as f:
+            fd = os.open(_index_path(self.root, context_root), flags)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as f:
                 return f.read()
         except OSError:
             return None
+        finally:
+            os.close(fd)
 
     def put_context_index(self, context_root: str, *chunks: bytes) -> None:
         """Replace the index of ``context_root`` (``chunks`` joined) atomically. Not fsynced: it is a cache that
