@@ -2,7 +2,8 @@
 blob is being written, or once it is written but before the key and the commit: nothing
 of it is visible, what it leaves is collected (by nothing at all where the ingest is an
 unnamed O_TMPFILE, by GC where the file system has none), the store checks clean, and the
-next build makes the very image a clean build makes.
+next build makes the very image a clean build makes. Another build committing the same
+layer while one holds it written but unpublished: both finish with the one image.
 
 The kill points are lines the child prints from inside the build (its writer's hook for
 each file read, or the return of the layer writer), so they do not depend on timing.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -118,3 +120,49 @@ def test_killed_write_first_leaves_nothing(kiln_store, busybox_image, tmp_path, 
         report = check(ctx_ops)
         assert report.problems == [], [f.to_json() for f in report.problems]
         assert _ingests(root) == []
+
+
+# the same build in another process, to its end
+OTHER = """
+import sys
+from kiln.build.options import BuildOptions
+from kiln.ops.build import build
+from kiln.ops.context import Context
+from kiln.store import Store
+
+root, ctx, first_at, mtime = sys.argv[1:5]
+with Store.open(root) as store:
+    build(Context(store=store), BuildOptions(context=ctx, write_first_at=int(first_at),
+                                             timestamp=int(mtime), tags=["other"]))
+"""
+
+
+def test_same_layer_committed_meanwhile(kiln_store, busybox_image, tmp_path, monkeypatch):  # noqa: F811
+    """Two builds of one context at once: the other one writes, keys and publishes the
+    same layer while this one holds it written but unpublished. Both finish with the one
+    image; the blob is stored once; the store checks clean."""
+    import kiln.build.stage_run as stage_run
+
+    ctx = _context(tmp_path)
+    real = stage_run.write_first
+    others = []
+
+    def other_build_meanwhile(*args, **kwargs):
+        out = real(*args, **kwargs)
+        assert out is not None
+        argv = [sys.executable, "-c", OTHER, kiln_store.root, ctx, str(WRITE_FIRST_AT),
+                str(MTIME)]  # fmt: skip
+        others.append(subprocess.run(argv, capture_output=True, text=True, timeout=120))
+        return out
+
+    monkeypatch.setattr(stage_run, "write_first", other_build_meanwhile)
+    ctx_ops = Context(store=kiln_store)
+    mine = build(ctx_ops, BuildOptions(context=ctx, write_first_at=WRITE_FIRST_AT,
+                                       timestamp=MTIME, tags=["mine"]))  # fmt: skip
+    monkeypatch.undo()
+    assert len(others) == 1 and others[0].returncode == 0, others[0].stderr
+    assert kiln_store.resolve_image("other").id == mine.image_id
+    validate_image(kiln_store, kiln_store.resolve_image("mine").manifest_digest)
+    report = check(ctx_ops)
+    assert report.problems == [], [f.to_json() for f in report.problems]
+    assert _ingests(kiln_store.root) == []
