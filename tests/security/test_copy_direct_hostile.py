@@ -139,3 +139,30 @@ def test_symlink_out_of_the_context_stays_a_symlink(hostile):
     result = build(ctx, "FROM busybox\nCOPY files /files\n")
     assert SECRET not in env.layer_bytes(result.image_id)
     assert env.files(result.image_id)["files/out-link"] == "other"
+
+
+@pytest.mark.parametrize("swap", [_file_to_host_symlink, _dir_to_root_symlink, _dir_to_symlink],
+                         ids=["file_to_host_symlink", "dir_to_root_symlink", "dir_to_symlink"])  # fmt: skip
+def test_context_swapped_after_the_layer_was_written_first(build_env, tmp_path, monkeypatch, swap):  # noqa: F811
+    """The swap comes once the layer was written before its key: the key's listing sees
+    the links, drops the written layer and writes the links as links; nothing of the host
+    is read into the layer."""
+    import kiln.build.stage_run as stage_run
+
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "sub" / "f").write_bytes(SECRET)
+    ctx = build_env.context_dir(files={"files/sub/f": "mine\n", "files/g": "g\n"})
+    real = stage_run.write_first
+
+    def written_then_swapped(*args, **kwargs):
+        out = real(*args, **kwargs)
+        assert out is not None
+        swap(ctx, victim)
+        return out
+
+    monkeypatch.setattr(stage_run, "write_first", written_then_swapped)
+    result = build_env.build(ctx, "FROM busybox\nCOPY files /files\n", write_first_at=1)
+    assert SECRET not in build_env.layer_bytes(result.image_id)
+    files = build_env.files(result.image_id)
+    assert files["files/g" if swap is _file_to_host_symlink else "files/sub"] == "other"
