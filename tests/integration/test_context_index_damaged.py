@@ -2,13 +2,15 @@
 context in the store) damaged, foreign or replaced: a build ignores it and rehashes, never
 fails, hangs or trusts what it says, and writes a good one again. (A file made to match its
 CRC-32 is trusted: whoever can write the store can write its blobs and database too.) Two builds of one context
-writing their indexes over each other leave one that a third build trusts correctly.
+writing their indexes over each other leave one that a third build trusts correctly; the
+temporary file of a build killed while writing one goes with the next write.
 """
 
 from __future__ import annotations
 
 import marshal
 import os
+import signal
 import subprocess
 import sys
 import zlib
@@ -17,6 +19,7 @@ import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
+from killed_process import kill_when_started
 from kiln.build.context_index import DirIndex
 
 pytestmark = [*ROOT_MARKS, pytest.mark.timeout(120)]
@@ -194,3 +197,39 @@ def test_an_index_written_by_a_concurrent_build(build_env, monkeypatch):  # noqa
     assert build_env.files(last.image_id)["app/a.txt"] == b"a3\n"
     again = build_env.build(ctx, DOCKERFILE)
     assert (again.cache_hits, again.image_id) == (1, last.image_id)
+
+
+# a build SIGKILLed once its new index is written to a temporary file, before the rename
+KILLED_WRITER = """
+import os, sys, time
+import kiln.build.context as c
+from kiln.cli.main import main
+c.RACY_NS = 0
+real = os.replace
+def stop_before(src, dst, *args, **kwargs):
+    if os.path.basename(os.path.dirname(dst)) == "context-index":
+        print("written", flush=True)
+        time.sleep(600)
+    return real(src, dst, *args, **kwargs)
+os.replace = stop_before
+sys.argv[0] = "kiln"
+main()
+"""
+
+
+def test_a_killed_writers_temporary_index_goes_with_the_next_write(build_env):  # noqa: F811
+    ctx = _context(build_env)
+    build_env.build(ctx, DOCKERFILE)
+    path = _index_file(build_env)
+    with open(os.path.join(ctx, "a.txt"), "w") as f:
+        f.write("a2\n")
+    argv = [sys.executable, "-c", KILLED_WRITER, "--root", build_env.store.root, "build", "-q",
+            "--layers", ctx]  # fmt: skip
+    assert kill_when_started(argv, "written") == -signal.SIGKILL
+    folder = os.path.dirname(path)
+    assert len([n for n in os.listdir(folder) if n.endswith(".tmp")]) == 1
+    with open(os.path.join(ctx, "a.txt"), "w") as f:
+        f.write("a3\n")
+    build_env.build(ctx, DOCKERFILE)
+    assert [n for n in os.listdir(folder) if n.endswith(".tmp")] == []
+    assert _records(build_env, ctx, path)

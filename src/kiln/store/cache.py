@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from kiln.store.db import Database
+from kiln.util.process_owner import is_alive, this_process
 
 #: the per-directory checksum indexes of build contexts (``kiln.build.context_index``)
 CONTEXT_INDEX_DIR = "context-index"
@@ -266,7 +267,7 @@ class BuildCache:
         checks itself when read, and a lost one costs a rehash, never a wrong digest."""
         path = _index_path(self.root, context_root)
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp = f"{path}.{this_process()}.{threading.get_ident()}.tmp"
         try:
             with open(tmp, "wb") as f:
                 for chunk in chunks:
@@ -275,6 +276,22 @@ class BuildCache:
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        _remove_dead_writers(path)
+
+
+def _remove_dead_writers(path: str) -> None:
+    """Remove the temporary files of the index ``path`` that a killed writer left (as big
+    as the index: tens of MB for a big context). Each names its writer (``<index>.<owner>.
+    <thread>.tmp``); one whose process still runs is being written."""
+    folder, base = os.path.split(path)
+    prefix = base + "."
+    with contextlib.suppress(OSError), os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                owner = entry.name[len(prefix) : -len(".tmp")].rpartition(".")[0]
+                if not is_alive(owner):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
 
 def _index_path(store_root: str, context_root: str) -> str:
