@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 
 import pytest
 
@@ -166,3 +167,19 @@ def test_context_swapped_after_the_layer_was_written_first(build_env, tmp_path, 
     assert SECRET not in build_env.layer_bytes(result.image_id)
     files = build_env.files(result.image_id)
     assert files["files/g" if swap is _file_to_host_symlink else "files/sub"] == "other"
+
+
+@pytest.mark.parametrize("write_first_at", [0, 1], ids=["key-first", "write-first"])
+@pytest.mark.parametrize(("text", "fifo"),
+                         [("COPY pipe /pipe", "pipe"), ("ADD pipe /pipe", "pipe"),
+                          ("COPY . /app", "app/pipe"), ("ADD . /app", "app/pipe")])  # fmt: skip
+def test_a_fifo_in_the_context_is_never_read(build_env, text, fifo, write_first_at):  # noqa: F811
+    """No path opens a FIFO of the context (reading it would block the build for good):
+    as Docker does, the FIFO itself is copied."""
+    ctx = build_env.context_dir(files={"a.txt": "a\n"})
+    os.mkfifo(os.path.join(ctx, "pipe"))
+    result = build_env.build(ctx, f"FROM busybox\n{text}\n", write_first_at=write_first_at)
+    img = build_env.image(result.image_id)
+    with img.open_layer(img.layers[-1]) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+        fifos = [m.name.lstrip("./") for m in tar if m.isfifo()]
+    assert fifos == [fifo]
