@@ -19,8 +19,9 @@ fresh checkout, a context a client uploads again). A first build, a new parent o
 ``--no-cache`` writes first. On a miss the step's history (its content summary) comes from a
 second listing that takes every file's digest from what the writer read
 (:meth:`Written.known`); the written blob is used only if that listing names exactly the
-entries written and the key read no file itself. Otherwise (the context changed meanwhile)
-it is dropped and the step goes on as if it had not been written. The layer's bytes, and
+entries written and the key read no file itself (the listing is compared as it streams by,
+never held). Otherwise (the context changed meanwhile) it is dropped and the step goes on
+as if it had not been written, from a new listing. The layer's bytes, and
 so its digest and diff id, are those the step would write after the key: the same
 listing, the same writer.
 

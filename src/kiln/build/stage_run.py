@@ -343,14 +343,18 @@ class StageRun:
             if direct is not None and self.layers and not self._dirty:
                 workdir = self._editor.runtime.working_dir or "/"
                 wanted = [(p, u) for p, u, _, _ in self._wanted_dirs]
-                made = direct(self._image_id, workdir, wanted,
-                              written.known if written is not None else None)  # fmt: skip
+                known = written.known if written is not None else None
+                made = direct(self._image_id, workdir, wanted, known)
+                ready = None
+                if made is not None and written is not None:
+                    # the listing streams through the comparison (memory does not grow with
+                    # the files); one that differs is listed again for the layer to write
+                    ready, written = written.take(made[1]), None
+                    if ready is None:
+                        made = direct(self._image_id, workdir, wanted, known)
                 if made is not None:
-                    entries = list(made[1]) if written is not None else made[1]
-                    ready = written.take(entries) if written is not None else None
-                    written = None
                     self._wanted_dirs = []
-                    image = self._commit_here(iter(entries), made[0], force_layer=True,
+                    image = self._commit_here(iter(made[1]), made[0], force_layer=True,
                                               also=self._cache_entry(key, instr),
                                               written=ready)  # fmt: skip
                     self.drop_builder()  # on the image before this step: the next one is new
