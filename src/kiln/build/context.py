@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import hashlib
 import io
 import os
@@ -59,7 +58,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, cast
 
 from kiln.archive.safe_root import SafeRoot
-from kiln.build.context_index import DirIndex, DirRecord, pack_keys, payload_of
+from kiln.build.context_ahead import check_ahead
+from kiln.build.context_index import DirIndex, DirRecord, list_dir, payload_of
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.heredoc import Heredoc
 from kiln.build.staging import Stager
@@ -218,8 +218,9 @@ class BuildContext:
         self._preloaded = False
         self._index: DirIndex | None = None  # the per-directory index, loaded when first used
         # per calling thread (stages may run at once): ``digest_unless``'s size, how many
-        # files this thread's digests have read (``hashed``) and what ``learn`` was told
-        # (``learned``: (dev, ino) -> (stat key, digest))
+        # files this thread's digests have read (``hashed``), what ``learn`` was told
+        # (``learned``: (dev, ino) -> (stat key, digest)) and the helper checking a big
+        # directory source's walk ahead of it (``ahead``: :mod:`kiln.build.context_ahead`)
         self._defer = threading.local()
         # digest -> {rel: "kind mode payload"} of the digests computed, for --explain
         self._manifests: dict[str, _Covered | dict[str, str] | None] = {}
@@ -647,10 +648,15 @@ class BuildContext:
         except OSError as exc:
             raise InvalidArgument(f"cannot read {top or '.'} in the build context: {exc}") from exc
         seen: set[str] = set()
+        ahead = check_ahead(self.sr.fd, index, top)
+        self._defer.ahead = ahead
         try:
             self._digest_children(top, dfd, h, box, index, seen, keep)
         finally:
             os.close(dfd)
+            self._defer.ahead = None
+            if ahead is not None:
+                ahead.close()
         with self._lock:
             index.forget_below(top, seen)
 
@@ -683,30 +689,30 @@ class BuildContext:
         seen: set[str],
         keep: _Filter | None = None,
     ) -> None:
-        names = sorted(os.listdir(dfd))
-        try:
-            sts = list(map(functools.partial(os.stat, dir_fd=dfd, follow_symlinks=False), names))
-        except FileNotFoundError:  # removed since listed: the ones still there
-            names, sts = _still_there(dfd, names)
-        seen.add(rel)
-        dev = os.fstat(dfd).st_dev
-        keys = pack_keys(sts)
         record = index.records.get(rel)
-        if (
-            record is not None
-            and keys is not None
-            and record.keys == keys
-            and record.dev == dev
-            and record.names == "\0".join(names)
-        ):
+        ahead = getattr(self._defer, "ahead", None)
+        if record is not None and ahead is not None and ahead.unchanged(rel, record):
+            seen.add(rel)  # a helper found it as recorded: its stored lines, not listed again
             if keep is None and record.complete:
+                names = record.entry_names() if record.dirs else []  # only subdirs' are read
                 self._digest_unchanged(rel, dfd, record, names, h, box, index, seen)
                 return
             if keep is not None and self._digest_kept(
-                rel, dfd, record, names, sts, h, box, index, seen, keep
+                rel, dfd, record, record.entry_names(), None, h, box, index, seen, keep
             ):
                 return
-        self._digest_changed(rel, dfd, names, sts, keys, dev, record, h, box, index, seen, keep)
+        listing = list_dir(dfd)
+        seen.add(rel)
+        if record is not None and record.matches(listing):
+            if keep is None and record.complete:
+                self._digest_unchanged(rel, dfd, record, listing.names, h, box, index, seen)
+                return
+            if keep is not None and self._digest_kept(
+                rel, dfd, record, listing.names, listing.stats, h, box, index, seen, keep
+            ):
+                return
+        self._digest_changed(rel, dfd, listing.names, listing.stats, listing.keys, listing.dev,
+                             record, h, box, index, seen, keep)  # fmt: skip
 
     def _digest_unchanged(  # noqa: PLR0913
         self,
@@ -726,7 +732,7 @@ class BuildContext:
             self._lines(record, spans, start, i + 1, h, box)
             self._subdir(rel, names[i], dfd, h, box, index, seen)  # then what is inside it
             start = i + 1
-        self._lines(record, spans, start, len(names), h, box)
+        self._lines(record, spans, start, record.count(), h, box)
 
     def _digest_kept(  # noqa: PLR0913
         self,
@@ -734,7 +740,7 @@ class BuildContext:
         dfd: int,
         record: DirRecord,
         names: list[str],
-        sts: list[os.stat_result],
+        sts: list[os.stat_result] | None,
         h: Any,
         box: _Covered,
         index: DirIndex,
@@ -743,9 +749,12 @@ class BuildContext:
     ) -> bool:
         """A filtered directory whose entries kept their stat: the stored lines of what the
         filter keeps (its decisions stored too when the record has them for this filter).
-        False, with nothing hashed, when a line it needs was never stored."""
+        False, with nothing hashed, when a line it needs was never stored, or when the
+        filter's decisions are not stored and ``sts`` is None (not listed: a helper's)."""
         if record.sig == keep.sig and len(record.mask) == len(names):
             mask = record.mask
+        elif sts is None:
+            return False
         else:
             mask = bytes(keep.decide(f"{rel}/{n}" if rel else n, stat.S_ISDIR(st.st_mode))
                          for n, st in zip(names, sts, strict=True))  # fmt: skip
@@ -978,18 +987,6 @@ def _open_in(dfd: int, rel: str) -> int:
             f"cannot read {rel} in the build context: {exc.strerror} "
             "(did it change while the build read it?)"
         ) from None
-
-
-def _still_there(dfd: int, names: list[str]) -> tuple[list[str], list[os.stat_result]]:
-    """The names of a directory listing still there, with their lstat."""
-    kept, stats = [], []
-    for name in names:
-        try:
-            stats.append(os.stat(name, dir_fd=dfd, follow_symlinks=False))
-        except FileNotFoundError:
-            continue
-        kept.append(name)
-    return kept, stats
 
 
 def read_in_context(

@@ -27,6 +27,7 @@ lost or damaged one costs one rehash.
 
 from __future__ import annotations
 
+import functools
 import marshal
 import os
 import stat
@@ -36,11 +37,12 @@ from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
 
-__all__ = ["DirIndex", "DirRecord", "pack_keys", "payload_of"]
+__all__ = ["DirIndex", "DirRecord", "Listing", "list_dir", "pack_keys", "payload_of"]
 
 _MAGIC = b"KILNCTX1"
 _VERSION = 3
 _FIELDS = 5  # inode, size, mtime_ns, ctime_ns, mode
+_OFFSET_SIZE = array("I").itemsize
 _KEY = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns", "st_mode")
 
 
@@ -51,6 +53,37 @@ def pack_keys(stats: list[os.stat_result]) -> bytes | None:
         return array("Q", chain.from_iterable(map(_KEY, stats))).tobytes()
     except OverflowError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A directory as a walk sees it: its entries' names, sorted, with their lstat."""
+
+    dev: int
+    names: list[str]
+    stats: list[os.stat_result]
+    keys: bytes | None  # pack_keys(stats)
+
+
+def list_dir(dfd: int) -> Listing:
+    """The listing of the open directory ``dfd`` (an entry removed meanwhile is left out)."""
+    names = sorted(os.listdir(dfd))
+    try:
+        sts = list(map(functools.partial(os.stat, dir_fd=dfd, follow_symlinks=False), names))
+    except FileNotFoundError:  # removed since listed: the ones still there
+        names, sts = _still_there(dfd, names)
+    return Listing(os.fstat(dfd).st_dev, names, sts, pack_keys(sts))
+
+
+def _still_there(dfd: int, names: list[str]) -> tuple[list[str], list[os.stat_result]]:
+    kept, stats = [], []
+    for name in names:
+        try:
+            stats.append(os.stat(name, dir_fd=dfd, follow_symlinks=False))
+        except FileNotFoundError:
+            continue
+        kept.append(name)
+    return kept, stats
 
 
 @dataclass
@@ -70,6 +103,22 @@ class DirRecord:
     #: every entry has its line (a filtered walk hashes no file it skips: an empty line)
     complete: bool = True
     _by_name: dict[str, int] | None = field(default=None, repr=False, compare=False)
+
+    def matches(self, listing: Listing) -> bool:
+        """Whether the directory still holds exactly these entries, each with its stat key."""
+        return (
+            listing.keys is not None
+            and self.keys == listing.keys
+            and self.dev == listing.dev
+            and self.names == "\0".join(listing.names)
+        )
+
+    def count(self) -> int:
+        """How many entries the directory had."""
+        return len(self.offsets) // _OFFSET_SIZE - 1
+
+    def entry_names(self) -> list[str]:
+        return self.names.split("\0") if self.names else []
 
     def spans(self) -> array:
         out = array("I")
