@@ -56,6 +56,7 @@ def asked(monkeypatch):
     monkeypatch.setattr(context_module, "RACY_NS", 0)  # trust files written just now
     monkeypatch.setattr(context_ahead, "MIN_ENTRIES", 1)
     monkeypatch.setattr(context_ahead, "_cores", lambda: 2)
+    monkeypatch.setattr(context_ahead.Ahead, "wait", True)  # every answer, not a race's
     return _recorded(monkeypatch)
 
 
@@ -138,7 +139,8 @@ def test_an_unchanged_context_is_checked_by_the_helper_and_read_by_nobody(tmp_pa
     assert asked["pids"] == [None]  # no index yet, nothing to share
     assert _digest(tmp_path, store) == (want, 0)
     assert asked["pids"][1] is not None
-    assert asked["answers"] == dict.fromkeys(["b", "b/sub", "c", LAST, f"{LAST}/sub"], True)
+    below = ["a", "b", "b/sub", "c", LAST, f"{LAST}/sub"]
+    assert asked["answers"] == {"": False, **dict.fromkeys(below, True)}  # met at the top
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=list(CHANGES))
@@ -172,16 +174,20 @@ def test_a_helper_that_answers_nothing_costs_only_its_work(tmp_path, store, aske
     assert asked["pids"][-1] is not None and not any(asked["answers"].values())
 
 
-def test_no_helper_outlives_its_digest(tmp_path, store, asked, monkeypatch):
+@pytest.mark.parametrize("ends", ["done", "stopped"])
+def test_the_walk_never_waits_for_its_helper_nor_leaves_it_behind(
+    tmp_path, store, asked, monkeypatch, ends
+):
     _tree(tmp_path)
-    _digest(tmp_path, store)
-    assert _digest(tmp_path, store)[1] == 0
-    (tmp_path / "a" / "f0.txt").write_bytes(b"changed")  # the walk's half: it stops there
+    want, _ = _digest(tmp_path, store)
+    if ends == "stopped":
+        (tmp_path / "a" / "f0.txt").write_bytes(b"changed")  # the walk stops there
 
     def stuck(*a):  # answers nothing for a minute (bounded: even a failing test leaks nothing)
         select.select([os.pipe()[0]], [], [], 60)
 
     monkeypatch.setattr(context_ahead, "_same", stuck)
+    monkeypatch.setattr(context_ahead.Ahead, "wait", False)
     reaped = {}
     waitpid = os.waitpid
 
@@ -192,9 +198,11 @@ def test_no_helper_outlives_its_digest(tmp_path, store, asked, monkeypatch):
 
     monkeypatch.setattr(context_ahead.os, "waitpid", recorded)
     with BuildContext(str(tmp_path), checksums=store) as ctx:
-        assert ctx.digest_unless(["."], big=1) is None
+        got = ctx.digest_unless(["."], big=1)
+        assert (got, ctx.hashed_here()) == ((want, 0) if ends == "done" else (None, 0))
     pid = asked["pids"][-1]
-    assert os.WIFSIGNALED(reaped[pid]) and os.WTERMSIG(reaped[pid]) == signal.SIGKILL
+    if ends == "stopped":  # the helper was still at work (the walk left at its start)
+        assert os.WIFSIGNALED(reaped[pid]) and os.WTERMSIG(reaped[pid]) == signal.SIGKILL
     with pytest.raises(ChildProcessError):
         waitpid(pid, os.WNOHANG)  # reaped
 

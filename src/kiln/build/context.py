@@ -14,7 +14,8 @@
   stat keys and its stored lines go into the digest as they are), filtered by the ignore
   file and ``--exclude`` or not (what a filter keeps of a directory is stored with the
   filter's signature, so an unchanged one matches no pattern again; a file it skips is
-  never hashed); a single file uses the per-file rows (``store.get_checksums/
+  never hashed; a big directory's walk is shared with a forked helper on a second core,
+  :mod:`kiln.build.context_ahead`); a single file uses the per-file rows (``store.get_checksums/
   put_checksums``: loaded in one query, new ones written in one transaction at the end)
   after the index. Modification times are not part of it (as in BuildKit).
   ``digest_unless`` stops instead of reading a big file, and ``learn`` takes the digests a
