@@ -41,7 +41,7 @@ __all__ = ["MIN_ENTRIES", "Ahead", "check_ahead"]
 MIN_ENTRIES = 20_000
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _UNCHANGED = 1
-_AT = struct.Struct("q")  # the index of the directory the walk is at (-1: none yet)
+_AT = struct.Struct("q")  # the index of the directory the walk is at
 
 
 class Ahead:
@@ -111,8 +111,8 @@ def check_ahead(root_fd: int, index: DirIndex, top: str) -> Ahead | None:
     order = _walk_order(index, top)
     if len(order) < 2 or sum(r.count() for _, r in order) < MIN_ENTRIES or _cores() < 2:
         return None
-    at = mmap(-1, _AT.size)  # shared with the helper: the walk's position
-    _AT.pack_into(at, 0, -1)
+    at = mmap(-1, _AT.size)  # shared with the helper: the walk's position, the top first
+    _AT.pack_into(at, 0, 0)
     r, w = os.pipe()  # both ends close-on-exec: a RUN started meanwhile holds neither
     try:
         pid = os.fork()
