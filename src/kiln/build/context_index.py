@@ -171,6 +171,15 @@ class DirRecord:
         return out
 
 
+_FIELD_TYPES = (int, str, bytes, bytes, bytes, bytes, str, bytes, bool)
+
+
+def _well_typed(record: DirRecord) -> bool:
+    """Whether every field has its type: an index whose CRC matches may still come from
+    another writer (a crafted or foreign file); a check per directory, not per entry."""
+    return all(type(v) is t for v, t in zip(record.to_tuple(), _FIELD_TYPES, strict=True))
+
+
 def payload_of(line: bytes) -> str:
     """The last field of a digest line (a file's ``sha256:...``)."""
     return line[line.rindex(b"\0") + 1 : -1].decode("utf-8", "surrogateescape")
@@ -196,7 +205,10 @@ class DirIndex:
             doc = marshal.loads(payload)
             if doc.get("v") != _VERSION or doc.get("root") != root:
                 return cls()
-            return cls({rel: DirRecord(*rec) for rel, rec in doc["dirs"].items()})
+            records = {rel: DirRecord(*rec) for rel, rec in doc["dirs"].items()}
+            if not all(map(_well_typed, records.values())):
+                return cls()
+            return cls(records)
         except (EOFError, ValueError, TypeError, AttributeError, KeyError):
             return cls()
 
