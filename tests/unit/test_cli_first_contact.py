@@ -85,6 +85,22 @@ def test_version_text_json_and_template():
         assert res.stdout == client["Version"] + "\n"
 
 
+def test_python_dash_m_kiln_is_the_kiln_command(tmp_path):
+    env = dict(os.environ, KILN_ROOT=str(tmp_path / "root"))
+    res = subprocess.run([sys.executable, "-m", "kiln", "version", "--format", "{{.Version}}"],
+                         capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert (
+        res.stdout.strip()
+        == json.loads(CliRunner().invoke(cli, ["version", "--format", "json"]).stdout)["Client"][
+            "Version"
+        ]
+    )
+    bad = subprocess.run([sys.executable, "-m", "kiln", "nosuchverb"], capture_output=True,
+                         text=True, env=env, timeout=120)  # fmt: skip
+    assert bad.returncode == 125 and "Traceback" not in bad.stderr
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_completion_scripts(shell):
     res = CliRunner().invoke(cli, ["completion", shell])
