@@ -107,6 +107,47 @@ def test_put_get_list_image(store: Store) -> None:
         store.get_image("sha256:" + h("missing"))
 
 
+def test_list_without_blobs_walks_each_chain_from_its_top(store: Store) -> None:
+    # what a listing reads: every image's chain IDs, bottom first, as the full list has them
+    # (shared bases, a chain another image extends, no layers at all), without blobs
+    base = add_layers(store, "a", "b")
+    longer = base + add_layers_on(store, base[-1], "c")
+    images = [image(store, "x", base), image(store, "y", longer), image(store, "z", [])]
+    image(store, "w", base[:1])
+    full = store.list_images()
+    lean = store.list_images(blobs=False)
+    assert [r.layers for r in lean] == [r.layers for r in full]
+    assert [r.layers for r in lean if r.id in images] == [base, longer, []]
+    assert all(r.layer_blobs == [] for r in lean)
+    for a, b in zip(full, lean, strict=True):
+        b.layer_blobs = a.layer_blobs
+        assert a == b
+
+
+def test_list_without_blobs_reads_layer_rows_where_a_chain_does_not_add_up(
+    store: Store,
+) -> None:
+    chain = add_layers(store, "a", "b")
+    iid = image(store, "x", chain)
+    # an image whose top chain's parents do not give its recorded layer count (a damaged
+    # store): the listing still shows the layers the image's own rows name
+    store.db.execute("UPDATE images SET top_chain=? WHERE id=?", (chain[0], iid))
+    assert [r.layers for r in store.list_images(blobs=False)] == [chain]
+
+
+def add_layers_on(store: Store, parent: str, *names: str) -> list[str]:
+    chain = []
+    for n in names:
+        cid = "sha256:" + h("chain" + parent + n)
+        store.put_layer(
+            LayerRecord(cid, "sha256:" + h("diff" + n), parent, "sha256:" + h("blob" + n),
+                        "application/vnd.oci.image.layer.v1.tar+gzip", 10, 20)
+        )  # fmt: skip
+        chain.append(cid)
+        parent = cid
+    return chain
+
+
 def test_put_image_needs_its_layers(store: Store) -> None:
     with pytest.raises(NotFound, match="put_layer"):
         image(store, "x", ["sha256:" + h("nolayer")])

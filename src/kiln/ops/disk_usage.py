@@ -56,7 +56,7 @@ class DiskUsage:
 
 def disk_usage(ctx: Context) -> DiskUsage:
     """Every image in the store (intermediate ones too) with its shared and unique sizes."""
-    records = ctx.store.list_images()
+    records = ctx.store.list_images(blobs=False)
     sizes = {layer.chain_id: int(layer.uncompressed_size) for layer in ctx.store.list_layers()}
     users: dict[str, int] = {}
     for r in records:

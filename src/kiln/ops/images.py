@@ -145,7 +145,7 @@ def list_images(
     """
     parsed = _parse_filters(ctx, filters)
     refs = [*parsed.pop("reference", []), *references]
-    records = ctx.store.list_images()
+    records = ctx.store.list_images(blobs=False)
     summaries = summarize(ctx, records, named_parents=named_parents) + list_summaries(ctx)
     out = []
     for s in summaries:
@@ -684,7 +684,7 @@ def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
         result.untagged.extend(lst.names)
         result.deleted.append(lst.id)
     while True:
-        summaries = summarize(ctx, ctx.store.list_images(), labels=False)
+        summaries = summarize(ctx, ctx.store.list_images(blobs=False), labels=False)
         leaves = [s for s in summaries if not s.has_children and s.id not in failed]
         if not leaves:
             break
@@ -750,7 +750,7 @@ def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> Prune
     filters = list(filters)
     result = PruneResult()
     while True:
-        records = ctx.store.list_images()
+        records = ctx.store.list_images(blobs=False)
         summaries = summarize(ctx, records, labels=any(f.startswith("label") for f in filters))
         if filters:
             keep_ids = {s.id for s in list_images(ctx, all=True, filters=filters)}

@@ -15,6 +15,14 @@ def parse_time(value: str | float | None) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
+    try:  # the usual form (``2024-01-02T03:04:05Z``) as it is, without the rewrites below
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return _parse_rewritten(value)
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def _parse_rewritten(value: str) -> float | None:
     v = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
     if "." in v:  # fromisoformat takes at most microseconds
         head, _, tail = v.partition(".")

@@ -137,30 +137,45 @@ class Images:
                     "UPDATE images SET labels=? WHERE id=?", (_labels_json(labels), image_id)
                 )
 
-    def list_images(self) -> list[ImageRecord]:
-        """Every image, oldest first: four queries however many images there are."""
-        with self.db.snapshot():
-            rows = self.db.query("SELECT * FROM images ORDER BY added, id")
-            layers = _grouped(
-                self.db.query(
-                    "SELECT il.image_id, il.chain_id, COALESCE(il.blob_digest, l.blob_digest) "
-                    "FROM image_layers il LEFT JOIN layers l ON l.chain_id = il.chain_id "
-                    "ORDER BY il.image_id, il.position"
-                )
-            )
+    def list_images(self, blobs: bool = True) -> list[ImageRecord]:
+        """Every image, oldest first: four queries however many images there are.
+
+        Without ``blobs`` the records' ``layer_blobs`` stay empty (a listing needs only
+        the chain IDs): each image's chain is then walked from its top chain ID up the
+        ``layers`` rows' parents (one row per distinct chain, not one per image and
+        layer), as a chain ID names its whole chain."""
+        with self.db.snapshot() as conn:
+            cur = conn.cursor()
+            cur.row_factory = None  # plain tuples: a Row per image costs more than its fields
+            rows = cur.execute(_LIST_IMAGES).fetchall()
+            chains = None if blobs else _chains_of(cur, rows)
+            if chains is None:
+                layers = _grouped(cur.execute(_LIST_LAYERS).fetchall())
             digests = _grouped(
-                self.db.query("SELECT image_id, repo_digest FROM repo_digests ORDER BY repo_digest")
+                cur.execute(
+                    "SELECT image_id, repo_digest FROM repo_digests ORDER BY repo_digest"
+                ).fetchall()
             )
-            names = _grouped(self.db.query("SELECT image_id, name FROM names ORDER BY name"))
-            return [
-                _image_record(
-                    r,
-                    layers.get(r["id"], []),
-                    [d[0] for d in digests.get(r["id"], [])],
-                    [n[0] for n in names.get(r["id"], [])],
+            names = _grouped(
+                cur.execute("SELECT image_id, name FROM names ORDER BY name").fetchall()
+            )
+        out = []
+        for r in rows:
+            image_id = r[0]
+            if chains is not None:
+                chain, layer_blobs = list(chains[r[9]]) if r[9] else [], []
+            else:
+                own = layers.get(image_id, ())
+                chain, layer_blobs = [x[0] for x in own], [x[1] for x in own]
+            out.append(
+                ImageRecord(
+                    image_id, r[1], r[2], r[3], r[4], r[5], chain, r[6],
+                    names=[n[0] for n in names.get(image_id, ())],
+                    repo_digests=[d[0] for d in digests.get(image_id, ())],
+                    added=r[7], labels=_labels_from_json(r[8]), layer_blobs=layer_blobs,
                 )
-                for r in rows
-            ]
+            )  # fmt: skip
+        return out
 
     def image_count(self) -> int:
         """How many images the store holds (one query)."""
@@ -423,12 +438,49 @@ def _full_id(image_id: str) -> str:
     return image_id
 
 
-def _grouped(rows: list[sqlite3.Row]) -> dict[str, list[tuple]]:
+def _grouped(rows: Sequence[Sequence]) -> dict[str, list[tuple]]:
     """Rows ``(image_id, *values)`` grouped by image, each group in query order."""
     out: dict[str, list[tuple]] = {}
     for r in rows:
-        out.setdefault(r[0], []).append(tuple(r)[1:])
+        out.setdefault(r[0], []).append(tuple(r[1:]))
     return out
+
+
+# the columns ``list_images`` reads, in ImageRecord's order where they match it
+_LIST_IMAGES = (
+    "SELECT id, manifest_digest, manifest_media_type, config_digest, created, size, platform, "
+    "added, labels, top_chain, layer_count FROM images ORDER BY added, id"
+)
+_LIST_LAYERS = (
+    "SELECT il.image_id, il.chain_id, COALESCE(il.blob_digest, l.blob_digest) "
+    "FROM image_layers il LEFT JOIN layers l ON l.chain_id = il.chain_id "
+    "ORDER BY il.image_id, il.position"
+)
+
+
+def _chains_of(cur: sqlite3.Cursor, rows: list[tuple]) -> dict[str, tuple[str, ...]] | None:
+    """Each listed top chain ID's chain, bottom first, from the ``layers`` rows' parents;
+    None when one does not add up to its image's layer count (a store ``kiln check``
+    would question): the caller then reads every image's layer rows instead."""
+    parent_of = dict(cur.execute("SELECT chain_id, parent FROM layers").fetchall())
+    chains: dict[str, tuple[str, ...]] = {}
+    for r in rows:
+        top, count = r[9], r[10]
+        if top is None:
+            if count:
+                return None
+            continue
+        chain = chains.get(top)
+        if chain is None:
+            walked: list[str] = []
+            link = top
+            while link and len(walked) <= count:
+                walked.append(link)
+                link = parent_of.get(link, "")
+            chain = chains[top] = tuple(reversed(walked))
+        if len(chain) != count or chain[0] not in parent_of:
+            return None
+    return chains
 
 
 # One image row with its layers, repo digests and names, each aggregated as a JSON array by

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from kiln.cli.state import State, format_option, pass_state
@@ -69,20 +71,25 @@ def _rows(summaries, no_trunc: bool) -> list[dict]:
     from kiln.cli import render
 
     rows = []
+    now = time.time()
     for s in summaries:
+        # per image, not per name: the same for each of its rows
+        since = render.ago(s.created, now)
+        size = render.human_size(s.size)
+        shown_id = s.id if no_trunc else s.short_id
         for repo, tag in s.repo_tags():
             rows.append(
                 {
-                    "ID": s.id if no_trunc else s.short_id,
+                    "ID": shown_id,
                     "Id": s.id,
                     "Repository": repo,
                     "Tag": tag,
                     "Digest": s.digest,
-                    "Created": render.ago(s.created),
-                    "CreatedSince": render.ago(s.created),
+                    "Created": since,
+                    "CreatedSince": since,
                     "CreatedAt": s.created,
-                    "Size": render.human_size(s.size),
-                    "VirtualSize": render.human_size(s.size),
+                    "Size": size,
+                    "VirtualSize": size,
                     "Dangling": s.dangling,
                     "Containers": s.containers,
                     "Names": s.names,
