@@ -10,7 +10,7 @@ import pytest
 from ops_image_factory import make_image
 from starlette.testclient import TestClient
 
-from kiln.api import wiring
+from kiln.api import listing_cache, wiring
 from kiln.api.app import create_app
 from kiln.ops.config import Config
 from kiln.ops.context import Context
@@ -42,6 +42,7 @@ def _counts(tmp_path, monkeypatch, images: int) -> dict[str, int]:
         return conn
 
     monkeypatch.setattr(store_db, "connect", connect)
+    monkeypatch.setattr(listing_cache, "MAX_ENTRIES", 0)  # every list made afresh
     for conn in list(store.db._all):
         conn.set_trace_callback(trace)
     # every worker thread uses this one store (each thread still gets its own connection)

@@ -8,9 +8,11 @@ from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
 from kiln.ops import images as ops
+from kiln.ops.context import Context
 
 from . import shapes
 from .errors import image_lookup
+from .listing_cache import listing_response
 from .params import qbool, qfilters, qstr
 from .versions import version_at_least
 from .wiring import run_op, run_read
@@ -41,9 +43,13 @@ async def list_images(request: Request) -> Response:
 
     all_ = qbool(request.query_params, "all")
     filters = image_filters(request)
-    summaries = await run_op(request, lambda ctx: ops.list_images(ctx, all=all_, filters=filters))
     legacy = not version_at_least(request.scope.get("kiln.api_version"), "1.44")
-    return JSONResponse([shapes.docker_summary(s, legacy=legacy) for s in summaries])
+
+    def make(ctx: Context) -> list:
+        summaries = ops.list_images(ctx, all=all_, filters=filters)
+        return [shapes.docker_summary(s, legacy=legacy) for s in summaries]
+
+    return await listing_response(request, ("docker", all_, legacy, *filters), filters, make)
 
 
 async def inspect_image(request: Request) -> Response:

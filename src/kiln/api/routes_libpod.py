@@ -15,12 +15,14 @@ from starlette.routing import Route
 
 from kiln.errors import Conflict, InvalidArgument, NotFound
 from kiln.ops import images as ops
+from kiln.ops.context import Context
 from kiln.ops.options import PullRequest
 from kiln.ops.pull_options import platform_choice, retry_values
 from kiln.util.choices import PullPolicy
 
 from . import shapes
 from .errors import error_body, image_lookup
+from .listing_cache import listing_response
 from .params import qbool, qfilters, qhas, qint, qlist, qstr
 from .registry_auth import loopback_registry, push_pull_options
 from .routes_images import tag_image, target_name
@@ -44,8 +46,11 @@ async def list_images(request: Request) -> Response:
 
     all_ = qbool(request.query_params, "all")
     filters = qfilters(request.query_params)
-    summaries = await run_op(request, lambda ctx: ops.list_images(ctx, all=all_, filters=filters))
-    return JSONResponse([shapes.libpod_summary(s) for s in summaries])
+
+    def make(ctx: Context) -> list:
+        return [shapes.libpod_summary(s) for s in ops.list_images(ctx, all=all_, filters=filters)]
+
+    return await listing_response(request, ("libpod", all_, *filters), filters, make)
 
 
 async def inspect_image(request: Request) -> Response:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,6 +31,9 @@ from kiln.ops.config import Config
 from kiln.ops.context import Context, for_event_loop, open_context, open_store, thread_context
 from kiln.ops.events import EventSink, NullSink
 from kiln.util.sqlite import is_busy
+
+if TYPE_CHECKING:
+    from kiln.store import Store
 
 T = TypeVar("T")
 
@@ -62,16 +65,7 @@ async def run_op(request: Request, fn: Callable[[Context], T]) -> T:
 async def run_read(request: Request, fn: Callable[[Context], T]) -> T:
     """Run ``fn(ctx)`` on the event loop's thread, over the store the server keeps for its
     reads: only for reads bounded by one image (never a scan, a write, or a registry)."""
-    state = request.app.state
-    store = getattr(state, "read_store", None)
-    if store is None:
-        opened = await run_in_threadpool(open_store, config_of(request))
-        store = getattr(state, "read_store", None)
-        if store is None:
-            for_event_loop(opened)  # this (the loop's) thread's connection only
-            state.read_store = store = opened
-        else:  # another request opened it meanwhile
-            opened.close()
+    store = await _loop_store(request)
     try:
         return fn(Context(store=store, config=config_of(request), borrowed_store=True))
     except Exception as exc:
@@ -80,4 +74,26 @@ async def run_read(request: Request, fn: Callable[[Context], T]) -> T:
     return await run_op(request, fn)  # a worker thread may wait for the lock
 
 
-__all__ = ["config_of", "context_for", "run_op", "run_read"]
+async def store_version(request: Request) -> int:
+    """A number that changes whenever anything is committed to the store, by this server
+    or any other process: the data version of the loop's connection, which only reads,
+    so that every commit is another connection's (``Database.data_version``)."""
+    return (await _loop_store(request)).data_version()
+
+
+async def _loop_store(request: Request) -> Store:
+    """The store the event loop reads through, opened on first use."""
+    state = request.app.state
+    store: Store | None = getattr(state, "read_store", None)
+    if store is None:
+        opened = await run_in_threadpool(open_store, config_of(request))
+        store = getattr(state, "read_store", None)
+        if store is None:
+            for_event_loop(opened)  # this (the loop's) thread's connection only
+            state.read_store = store = opened
+        else:  # another request opened it meanwhile
+            opened.close()
+    return store
+
+
+__all__ = ["config_of", "context_for", "run_op", "run_read", "store_version"]

@@ -152,6 +152,8 @@ class Store:
         self.lease_existing_blob = content.lease_existing_blob
         self.sealed_bytes = content.sealed_bytes
         self.publish = content.publish
+        # changes: whether anything was committed since (see Database.data_version)
+        self.data_version = db.data_version
         # images, names, layers
         self.put_image = images.put_image
         self.get_image = images.get_image

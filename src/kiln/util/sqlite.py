@@ -133,6 +133,13 @@ class Database:
         into its own small page cache for each page it misses."""
         self.conn.execute(f"PRAGMA mmap_size = {max(0, int(size))}")
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version`` on this thread's connection: it differs from
+        what the same connection said before exactly when another connection, of this
+        process or another, committed a change in between. The connection's own commits
+        leave it as it is: only a connection that never writes sees every change by it."""
+        return int(self.value("PRAGMA data_version"))
+
     def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
 
