@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from kiln.ops.context import Context
+from kiln.util.gc_pause import cyclic_gc_paused
 
 from .wiring import run_op, store_version
 
@@ -64,7 +65,7 @@ async def listing_response(
     """The JSON of ``make(ctx)`` (run on a worker thread), from the cache while the store
     is unchanged; ``key`` names the route and every parameter the answer depends on."""
     if any(f.partition("=")[0].strip().lower() == "until" for f in filters):
-        return Response(await run_op(request, lambda ctx: _json(make(ctx))), media_type=_JSON)
+        return Response(await run_op(request, lambda ctx: _made(ctx, make)), media_type=_JSON)
     state = request.app.state
     cache: ListingCache | None = getattr(state, "listing_cache", None)
     if cache is None:
@@ -72,7 +73,7 @@ async def listing_response(
     version = await store_version(request)  # before the list: a later commit changes it
     body = cache.get(key, version)
     if body is None:
-        body = await run_op(request, lambda ctx: _json(make(ctx)))
+        body = await run_op(request, lambda ctx: _made(ctx, make))
         cache.put(key, version, body)
     return Response(body, media_type=_JSON)
 
@@ -80,8 +81,10 @@ async def listing_response(
 _JSON = "application/json"
 
 
-def _json(value: Any) -> bytes:
-    return bytes(JSONResponse(value).body)  # the bytes JSONResponse would send
+def _made(ctx: Context, make: Callable[[Context], Any]) -> bytes:
+    """The JSON of ``make(ctx)``, as JSONResponse would send it."""
+    with cyclic_gc_paused():  # a dict per image, no cycles among them
+        return bytes(JSONResponse(make(ctx)).body)
 
 
 __all__ = ["ListingCache", "listing_response"]

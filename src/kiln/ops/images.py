@@ -28,6 +28,7 @@ from kiln.ops import image_events
 from kiln.ops.context import sweep_leftovers
 from kiln.ops.timefmt import parse_time, parse_timestamp
 from kiln.store import IndexRecord
+from kiln.util.gc_pause import cyclic_gc_paused
 
 if TYPE_CHECKING:
     from kiln.oci import ImageConfig
@@ -145,8 +146,9 @@ def list_images(
     """
     parsed = _parse_filters(ctx, filters)
     refs = [*parsed.pop("reference", []), *references]
-    records = ctx.store.list_images(blobs=False)
-    summaries = summarize(ctx, records, named_parents=named_parents) + list_summaries(ctx)
+    with cyclic_gc_paused():  # thousands of objects, no cycles among them
+        records = ctx.store.list_images(blobs=False)
+        summaries = summarize(ctx, records, named_parents=named_parents) + list_summaries(ctx)
     out = []
     for s in summaries:
         if not all and s.intermediate and "intermediate" not in parsed:

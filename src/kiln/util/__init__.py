@@ -13,6 +13,8 @@ Owns:
   ``O_NOFOLLOW`` walk) for paths an image, a layer or a build context names;
 - ``redact``: credentials in URLs and references masked (``user:***@``) in
   everything kiln prints, logs or answers.
+- ``gc_pause``: the cyclic garbage collector paused while a block builds many
+  objects that form no cycles (a list of thousands of images).
 
 Imports nothing from kiln but ``kiln.errors``; never imports a sibling package.
 """

@@ -35,6 +35,7 @@ def command(state: State, image, all_, quiet, digests, no_trunc, noheading, filt
     the images whose name matches it."""
     from kiln.cli import render
     from kiln.ops import images as ops
+    from kiln.util.gc_pause import cyclic_gc_paused
 
     with state.context() as ctx:
         summaries = ops.list_images(
@@ -43,8 +44,8 @@ def command(state: State, image, all_, quiet, digests, no_trunc, noheading, filt
     if format_ == "json":
         state.echo(render.to_json([s.to_json() for s in summaries]))
         return
-    rows = _rows(summaries, no_trunc)
-    rows = _sorted(rows, sort)
+    with cyclic_gc_paused():  # a dict per row, no cycles among them
+        rows = _sorted(_rows(summaries, no_trunc), sort)
     if quiet:
         seen: list[str] = []
         for r in rows:
