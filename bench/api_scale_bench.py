@@ -24,7 +24,11 @@ then deleted together, ``--settle`` seconds before the next timed round.
 Then one client lists: ``GET /images/json``, ``/libpod/images/json`` and ``/info``, five
 times each, on each server; printed: the median wall and server CPU time of each (the
 store answers them with a fixed number of queries, so the time grows with the rows
-written, not with queries per image; ``/info`` only counts).
+written, not with queries per image; ``/info`` only counts), and the first of each apart
+(a list the server cannot answer from the lists it keeps while the store is unchanged).
+
+Then ``kiln images``, a fresh process on each store (the tools alternating, five times):
+printed: its median wall and CPU time (its own and its children's) and peak RSS.
 
 Then (``--builds`` > 0) the server of the code under test builds that many times a tiny context
 (``FROM base``, ``RUN echo n > /n``, ``LABEL n=n``) through ``POST /build``,
@@ -165,8 +169,29 @@ def list_times(sock: str, pid: int, repeat: int = 5) -> dict[str, dict[str, floa
             cpus.append(cpu_seconds(pid) - cpu)
             if resp.status != 200:
                 raise bl.BenchError(f"{path}: {resp.status} {body[:200]!r}")
-        out[path] = {"wall": sorted(walls)[repeat // 2], "cpu": sorted(cpus)[repeat // 2]}
+        out[path] = {"wall": sorted(walls)[repeat // 2], "cpu": sorted(cpus)[repeat // 2],
+                     # the first: before any list the server may keep (a store that changed)
+                     "first_wall": walls[0], "first_cpu": cpus[0]}  # fmt: skip
     conn.close()
+    return out
+
+
+def cli_times(tools: dict[str, bl.Kiln], repeat: int = 5) -> dict[str, dict[str, float]]:
+    """``kiln images`` as a fresh process on each tool's store, the tools alternating:
+    median wall and CPU seconds (its own and its children's, from ``wait4``) and peak RSS."""
+    samples: dict[str, list[bl.Sample]] = {v: [] for v in tools}
+    for rep in range(repeat):
+        for v in rotation(list(tools), rep):
+            tool = tools[v]
+            log = tool.work / "images.log"
+            samples[v].append(bl.timed_sample(v, [*tool.prefix(), "images"], tool.env, log, 600))
+    out = {}
+    for v, got in samples.items():
+        out[v] = {"wall": bl.median([g.wall for g in got]) or 0.0,
+                  "cpu": bl.median([g.cpu for g in got]) or 0.0,
+                  "rss": max(g.rss for g in got)}  # fmt: skip
+        bl.log(f"   {v}: kiln images: {out[v]['wall'] * 1e3:.0f} ms (CPU "
+               f"{out[v]['cpu'] * 1e3:.0f} ms, RSS {out[v]['rss'] >> 20} MiB)")  # fmt: skip
     return out
 
 
@@ -309,6 +334,7 @@ def main() -> int:
                     for path, t in listed.items():
                         bl.log(f"   {v}: GET {path}: {t['wall'] * 1e3:.0f} ms "
                                f"(server CPU {t['cpu'] * 1e3:.0f} ms)")  # fmt: skip
+                results.setdefault("cli", {})[count] = cli_times(tools)
                 if args.builds and count == counts[0]:
                     bl.log(
                         f"== {args.builds} builds through POST /build, {args.build_jobs} at a time"
@@ -383,6 +409,21 @@ def report(results: dict, counts: list[str] | list[int], variants: list[str]) ->
                     f"{listed[p]['wall'] * 1e3:.0f} ({listed[p]['cpu'] * 1e3:.0f})"
                     for p in LIST_ROUTES
                 ])  # fmt: skip
+        print("\n" + bl.table(rows))
+        rows = [["images", "server", *(f"{p} first ms (CPU)" for p in LIST_ROUTES[:2])]]
+        for count, per in results["list"].items():
+            for v, listed in per.items():
+                rows.append([str(count), v] + [
+                    f"{listed[p]['first_wall'] * 1e3:.0f} ({listed[p]['first_cpu'] * 1e3:.0f})"
+                    for p in LIST_ROUTES[:2]
+                ])  # fmt: skip
+        print("\n" + bl.table(rows))
+    if results.get("cli"):
+        rows = [["images", "kiln", "kiln images ms", "CPU ms", "peak RSS MiB"]]
+        for count, per in results["cli"].items():
+            for v, t in per.items():
+                rows.append([str(count), v, f"{t['wall'] * 1e3:.0f}", f"{t['cpu'] * 1e3:.0f}",
+                             f"{t['rss'] >> 20}"])  # fmt: skip
         print("\n" + bl.table(rows))
     met = {}
     if counts:
