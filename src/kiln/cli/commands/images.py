@@ -44,68 +44,69 @@ def command(state: State, image, all_, quiet, digests, no_trunc, noheading, filt
     if format_ == "json":
         state.echo(render.to_json([s.to_json() for s in summaries]))
         return
-    with cyclic_gc_paused():  # a dict per row, no cycles among them
-        rows = _sorted(_rows(summaries, no_trunc), sort)
-    if quiet:
-        seen: list[str] = []
-        for r in rows:
-            if r["ID"] not in seen:
-                seen.append(r["ID"])
-        if seen:
-            state.echo("\n".join(seen))
-        return
-    if format_ and format_ != "table":
-        state.echo(render.templated(format_, rows, noheading), nl=False)
-        return
-    headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else [])
-    headers += ["IMAGE ID", "CREATED", "SIZE"]
-    table_rows = [
-        [r["Repository"], r["Tag"]]
-        + ([r["Digest"]] if digests else [])
-        + [r["ID"], r["CreatedSince"], r["Size"]]
-        for r in rows
-    ]
+    with cyclic_gc_paused():  # a row per name, no cycles among them
+        named = _sorted(_named(summaries), sort, no_trunc)
+        if quiet:
+            ids = dict.fromkeys(_shown_id(s, no_trunc) for s, _repo, _tag in named)
+            if ids:
+                state.echo("\n".join(ids))
+            return
+        now = time.time()
+        if format_ and format_ != "table":
+            rows = [_row(s, repo, tag, no_trunc, now) for s, repo, tag in named]
+            state.echo(render.templated(format_, rows, noheading), nl=False)
+            return
+        headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else [])
+        headers += ["IMAGE ID", "CREATED", "SIZE"]
+        table_rows = [
+            [repo, tag]
+            + ([s.digest] if digests else [])
+            + [_shown_id(s, no_trunc), render.ago(s.created, now), render.human_size(s.size)]
+            for s, repo, tag in named
+        ]
     state.echo(render.table(None if noheading else headers, table_rows), nl=False)
 
 
-def _rows(summaries, no_trunc: bool) -> list[dict]:
+def _named(summaries) -> list[tuple]:
+    """``(summary, repository, tag)``: a row per name of each image, ``<none>`` if it has none."""
+    return [(s, repo, tag) for s in summaries for repo, tag in s.repo_tags()]
+
+
+def _shown_id(s, no_trunc: bool) -> str:
+    return s.id if no_trunc else s.short_id
+
+
+def _row(s, repo: str, tag: str, no_trunc: bool, now: float) -> dict:
+    """One row as a ``--format`` template sees it (podman's field names)."""
     from kiln.cli import render
 
-    rows = []
-    now = time.time()
-    for s in summaries:
-        # per image, not per name: the same for each of its rows
-        since = render.ago(s.created, now)
-        size = render.human_size(s.size)
-        shown_id = s.id if no_trunc else s.short_id
-        for repo, tag in s.repo_tags():
-            rows.append(
-                {
-                    "ID": shown_id,
-                    "Id": s.id,
-                    "Repository": repo,
-                    "Tag": tag,
-                    "Digest": s.digest,
-                    "Created": since,
-                    "CreatedSince": since,
-                    "CreatedAt": s.created,
-                    "Size": size,
-                    "VirtualSize": size,
-                    "Dangling": s.dangling,
-                    "Containers": s.containers,
-                    "Names": s.names,
-                    "Labels": s.labels,
-                    "_created": s.created_ts,
-                    "_size": s.size,
-                }
-            )
-    return rows
+    since = render.ago(s.created, now)
+    size = render.human_size(s.size)
+    return {
+        "ID": _shown_id(s, no_trunc),
+        "Id": s.id,
+        "Repository": repo,
+        "Tag": tag,
+        "Digest": s.digest,
+        "Created": since,
+        "CreatedSince": since,
+        "CreatedAt": s.created,
+        "Size": size,
+        "VirtualSize": size,
+        "Dangling": s.dangling,
+        "Containers": s.containers,
+        "Names": s.names,
+        "Labels": s.labels,
+        "_created": s.created_ts,  # kept: a template of the whole row (``{{json .}}``) shows them
+        "_size": s.size,
+    }
 
 
-def _sorted(rows: list[dict], key: str) -> list[dict]:
+def _sorted(named: list[tuple], key: str, no_trunc: bool) -> list[tuple]:
     if key == "created":
-        return sorted(rows, key=lambda r: r["_created"], reverse=True)
+        return sorted(named, key=lambda n: n[0].created_ts, reverse=True)
     if key == "size":
-        return sorted(rows, key=lambda r: r["_size"])
-    field = {"id": "ID", "repository": "Repository", "tag": "Tag"}[key]
-    return sorted(rows, key=lambda r: r[field])
+        return sorted(named, key=lambda n: n[0].size)
+    if key == "id":
+        return sorted(named, key=lambda n: _shown_id(n[0], no_trunc))
+    return sorted(named, key=lambda n: n[1] if key == "repository" else n[2])
