@@ -65,7 +65,7 @@ async def run_op(request: Request, fn: Callable[[Context], T]) -> T:
 async def run_read(request: Request, fn: Callable[[Context], T]) -> T:
     """Run ``fn(ctx)`` on the event loop's thread, over the store the server keeps for its
     reads: only for reads bounded by one image (never a scan, a write, or a registry)."""
-    store = await _loop_store(request)
+    store = getattr(request.app.state, "read_store", None) or await _loop_store(request)
     try:
         return fn(Context(store=store, config=config_of(request), borrowed_store=True))
     except Exception as exc:
