@@ -17,7 +17,7 @@ import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
-from kiln.errors import InvalidArgument, KilnError
+from kiln.errors import InvalidArgument
 
 pytestmark = [*ROOT_MARKS, pytest.mark.timeout(120)]
 
@@ -129,7 +129,7 @@ def test_file_changed_while_it_is_read_is_refused(hostile, monkeypatch, change):
 
     monkeypatch.setattr(tar_writer, "_copy_content", changed_midway)
     blobs = _blobs(env)
-    with pytest.raises(KilnError, match="changed while it was being copied|shrank"):
+    with pytest.raises(InvalidArgument, match="changed while it was being copied"):
         build(ctx, "FROM busybox\nCOPY files /files\n", tags=["t:1"])
     assert not [i for i in env.store.list_images() if "localhost/t:1" in i.names]
     assert _blobs(env) == blobs

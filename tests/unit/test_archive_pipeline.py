@@ -14,7 +14,7 @@ from kiln.archive.compression import CHUNK, Compression
 from kiln.archive.gzip_slices import SliceGzip
 from kiln.archive.pipeline import SlicePipeline
 from kiln.archive.tar_writer import TarEntry, write_layer
-from kiln.errors import Conflict
+from kiln.errors import Conflict, InvalidArgument
 
 
 def test_slices_are_cut_as_a_serial_writer_cuts_them():
@@ -96,6 +96,20 @@ def test_a_file_shrinking_mid_layer_stops_the_worker(tmp_path):
     with pytest.raises(Conflict, match="shrank"):
         write_layer(entries, io.BytesIO(), compression=Compression.GZIP)
     assert not [t for t in threading.enumerate() if t.name == "kiln-layer-writer"]
+
+
+@pytest.mark.parametrize("size", [100, 2 * CHUNK], ids=["small", "big"])
+def test_a_copy_source_shrinking_while_read_reads_as_changed(tmp_path, size):
+    """A COPY source (listed with ``expect``) that ends before its listed size gets the one
+    message (and error class) of every other change of a copy source."""
+    src = tmp_path / "f"
+    src.write_bytes(os.urandom(size))
+    st = os.stat(src)
+    # as listed before it shrank: the open file still matches, its bytes end early
+    expect = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    entries = [TarEntry("f", "file", source=str(src), size=size + 1000, expect=expect)]
+    with pytest.raises(InvalidArgument, match="changed while it was being copied \\(it shrank\\)"):
+        write_layer(entries, io.BytesIO(), compression=Compression.NONE)
 
 
 def test_bytes_read_into_the_slice_are_cut_as_written_ones():

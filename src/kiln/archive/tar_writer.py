@@ -29,7 +29,7 @@ from kiln.archive.pipeline import SlicePipeline
 from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
 from kiln.archive.streams import ByteWriter
 from kiln.archive.tar_header import ustar_header
-from kiln.errors import Conflict, InvalidArgument
+from kiln.errors import Conflict, InvalidArgument, KilnError
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -187,9 +187,7 @@ def _copy_content(sink: _TarSink, entry: TarEntry, fd: int, content: hashlib._Ha
     while remaining:
         n = sink.read_from(fd, remaining, content)
         if not n:
-            raise Conflict(
-                f"{entry.source} shrank while it was being archived; retry when it is not in use"
-            )
+            raise _shrank(entry)
         remaining -= n
     pad = -entry.size % tarfile.BLOCKSIZE
     if pad:
@@ -242,8 +240,7 @@ def _write_file(
         while len(data) < entry.size:
             more = os.read(fd, entry.size - len(data))
             if not more:
-                raise Conflict(f"{entry.source} shrank while it was being archived; "
-                               "retry when it is not in use")  # fmt: skip
+                raise _shrank(entry)
             data += more
         _check_unchanged(entry, fd)
         if on_content is not None:
@@ -264,9 +261,20 @@ def _check_unchanged(entry: TarEntry, fd: int) -> None:
         raise _changed(entry)
 
 
-def _changed(entry: TarEntry) -> InvalidArgument:
+def _changed(entry: TarEntry, detail: str = "") -> InvalidArgument:
     return InvalidArgument(
-        f"copy source {entry.source} changed while it was being copied: try again once it is stable"
+        f"copy source {entry.source} changed while it was being copied{detail}: "
+        "try again once it is stable"
+    )
+
+
+def _shrank(entry: TarEntry) -> KilnError:
+    """A file that ended before its listed size: a COPY source (listed with ``expect``)
+    reads like every other change of one; anything else being archived is in use."""
+    if entry.expect is not None:
+        return _changed(entry, " (it shrank)")
+    return Conflict(
+        f"{entry.source} shrank while it was being archived; retry when it is not in use"
     )
 
 
