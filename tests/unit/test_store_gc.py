@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -11,6 +13,7 @@ import pytest
 
 from kiln.oci import Descriptor, Digest
 from kiln.store import ContainerRecord, ImageRecord, LayerRecord, Store
+from kiln.store.ingest import remove_dead_writers
 
 
 @pytest.fixture
@@ -148,6 +151,28 @@ def test_stale_ingests_are_removed(store: Store) -> None:
         assert ing.offset == len(b"partial")
     with store.ingest("stale") as ing:
         assert ing.offset == 0
+
+
+def test_a_dead_writers_ingest_directory_goes_with_the_sweep(store: Store, monkeypatch) -> None:
+    """Where O_TMPFILE is not available an anonymous ingest is a directory naming its
+    writer: the start-of-command sweep removes a dead writer's, never a live one's."""
+    monkeypatch.delattr(os, "O_TMPFILE")
+    ingest = os.path.join(store.root, "ingest")
+    done = subprocess.run([sys.executable, "-c", "from kiln.util.process_owner import "
+                           "this_process; print(this_process())"],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    dead = os.path.join(ingest, f"tmp-{done.stdout.strip()}-{'0' * 32}")  # a reaped process
+    os.makedirs(dead)
+    with open(os.path.join(dead, "data"), "wb") as f:
+        f.write(b"left by a killed process")
+    os.makedirs(os.path.join(ingest, "tmp-no-owner"))  # named by no process: GC's
+    with store.ingest("") as live:
+        live.write(b"in progress")
+        assert remove_dead_writers(store.root) == 1
+        assert sorted(os.listdir(ingest)) == sorted([os.path.basename(live.dir), "tmp-no-owner"])
+        live.write(b" and on")
+        digest = live.commit()
+    assert store.blob_bytes(digest, 100) == b"in progress and on"
 
 
 def test_fsck_finds_corruption_and_missing_blobs(store: Store) -> None:

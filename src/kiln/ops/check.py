@@ -239,7 +239,7 @@ def _ingests(ctx: Context, report: CheckReport) -> None:
     if not count:
         return
     f = Finding("ingest", os.path.join(ctx.store.root, "ingest"),
-                f"{count} unfinished blob download(s) nobody is writing")  # fmt: skip
+                f"{count} unfinished blob write(s) of a killed command (a pull, build or load)")  # fmt: skip
     if report.repair:
         done, freed = remove_stale_ingests(ctx.store.root, 0.0)
         f.action, f.bytes = (REMOVED, freed) if done else ("left: being written again", 0)

@@ -191,11 +191,13 @@ def sweep_leftovers(ctx: Context) -> None:
     build, run, prune or check, and before every GC: a command that only reads the store
     does not pay for it."""
     from kiln.ops.leftovers import find_leftovers, remove_leftovers  # start-up, as above
+    from kiln.store.ingest import remove_dead_writers
 
     if ctx._swept:
         return
     ctx._swept = True
     try:
+        remove_dead_writers(ctx.store.root)  # unfinished blobs: housekeeping, no word
         found = find_leftovers(ctx)
         if not found.count():
             return

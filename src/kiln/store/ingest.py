@@ -11,7 +11,11 @@ in progress, and a second writer of the same ref gets ``Conflict``.
 An anonymous ingest is, where the file system can, an unnamed ``O_TMPFILE`` in
 ``ingest/``, linked to its blob name once verified and fsynced: no directory to make
 and remove per blob (an ``rmdir`` costs milliseconds on some disks, and a build step
-writes three blobs), and a kill leaves nothing behind, not even garbage for GC.
+writes three blobs), and a kill leaves nothing behind, not even garbage for GC. Where
+it cannot be, its directory ``tmp-<owner>-<uuid>`` names the process writing it
+(``kiln.util.process_owner``): the next command that sweeps leftovers removes one whose
+writer is dead (``remove_dead_writers``); GC and ``kiln system check --repair`` any that
+nobody writes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from kiln.errors import Conflict, DigestMismatch, InvalidArgument
 from kiln.oci import Descriptor, Digest, Digester
 from kiln.store import paths
 from kiln.util.locks import try_lock
+from kiln.util.process_owner import is_alive, this_process
 
 CHUNK = 1 << 20
 
@@ -45,7 +50,7 @@ class BlobPublisher(Protocol):
 
 def ingest_dir_name(ref: str) -> str:
     if not ref:
-        return "tmp-" + uuid.uuid4().hex
+        return f"tmp-{this_process()}-{uuid.uuid4().hex}"
     return "ref-" + hashlib.sha256(ref.encode()).hexdigest()[:48]
 
 
@@ -75,14 +80,13 @@ class Ingest:
         self.ref = ref
         self.expected = expected
         self.resumable = bool(ref)
-        self.dir = os.path.join(store.root, paths.INGEST, ingest_dir_name(ref))
-        self._data = os.path.join(self.dir, "data")
-        self._unnamed = False  # an O_TMPFILE: no directory, published by linking its fd
         fd = -1 if ref else _open_unnamed(os.path.join(store.root, paths.INGEST))
-        if fd >= 0:
-            self._fd, self._unnamed = fd, True
-        else:
-            self._fd = self._open_locked()
+        self._unnamed = fd >= 0  # an O_TMPFILE: no directory, published by linking its fd
+        self.dir = (
+            "" if self._unnamed else os.path.join(store.root, paths.INGEST, ingest_dir_name(ref))
+        )
+        self._data = os.path.join(self.dir, "data")
+        self._fd = fd if self._unnamed else self._open_locked()
         self._done = False
         algorithm = expected.digest.algorithm if expected else "sha256"
         self._digester = Digester(algorithm)
@@ -277,3 +281,35 @@ def remove_stale_ingests(root: str, max_age: float, dry_run: bool = False) -> tu
             if fd >= 0:
                 os.close(fd)
     return removed, freed
+
+
+def remove_dead_writers(root: str) -> int:
+    """Remove the anonymous ingest directories (made where ``O_TMPFILE`` is not available)
+    whose writer, named in the directory, is dead: a killed command's unfinished blob,
+    as big as the blob. One whose writer lives, or that names none, is left alone (GC
+    takes it once it is nobody's). Returns how many went."""
+    base = os.path.join(root, paths.INGEST)
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        owner = name.removeprefix("tmp-").rpartition("-")[0] if name.startswith("tmp-") else ""
+        if not owner or is_alive(owner):
+            continue
+        d = os.path.join(base, name)
+        try:
+            fd = os.open(os.path.join(d, "data"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = -1  # killed between mkdir and open
+        except OSError:
+            continue
+        try:
+            if fd < 0 or try_lock(fd):  # held: GC is removing it right now
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    return removed
