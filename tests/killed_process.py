@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from mount_points import unmount_under
+
 STARTS_WITHIN = 120.0  # seconds: a build's first RUN on a loaded machine, with a wide margin
 REAP_WITHIN = 30.0
 
@@ -127,3 +129,14 @@ def remove_runc_containers(state_dir: str | os.PathLike[str]) -> list[str]:
         subprocess.run(["runc", "--root", state, "delete", "--force", cid], capture_output=True,
                        timeout=30, check=False)  # fmt: skip
     return listed
+
+
+def clean_up_after_kills(
+    tmp_path: str | os.PathLike[str], runc_state: str | os.PathLike[str]
+) -> None:
+    """The teardown of a fixture whose tests kill kiln commands: what a test that failed
+    midway left behind, and only its own. The runc containers of its runtime directory
+    ``runc_state`` first (they keep their root filesystems busy), then whatever is still
+    mounted under ``tmp_path`` (a killed build's overlay, a view)."""
+    remove_runc_containers(runc_state)
+    unmount_under(tmp_path)

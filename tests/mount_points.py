@@ -1,6 +1,7 @@
 """Mount points a test left, read straight from ``/proc/self/mountinfo``.
 
     assert mount_points_under(tmp_path / "root") == []
+    unmount_under(tmp_path)  # a fixture's teardown: what a failed test left mounted
 
 Not with kiln's own reader (``kiln.snapshot.mount.mounts_under``): the tests check what
 kiln's sweeps and unmounts did, so they must not share its parsing. A point counts when it
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 
 def _decode(field: str) -> str:
@@ -24,3 +26,18 @@ def mount_points_under(*paths: str | os.PathLike[str]) -> list[str]:
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
         points = [_decode(line.split(" ")[4]) for line in f]
     return [p for p in points if any(p == b or p.startswith(b + "/") for b in bases)]
+
+
+def unmount_under(path: str | os.PathLike[str]) -> list[str]:
+    """Unmount every mount point at or below ``path`` (a test's own tmp_path), deepest
+    first, lazily (detached) where one is still busy; never one outside ``path``. What a
+    killed kiln left mounted when its test failed before the sweep it tests, so that it
+    does not stay mounted on the machine after the test. Returns the points it unmounted."""
+    points = mount_points_under(path)
+    for point in reversed(points):  # mountinfo lists a mount after the one it is on
+        for flags in ([], ["-l"]):
+            done = subprocess.run(["umount", *flags, point], capture_output=True, timeout=30,
+                                  check=False)  # fmt: skip
+            if done.returncode == 0 or point not in mount_points_under(point):
+                break
+    return points

@@ -18,6 +18,7 @@ import pytest
 
 from build_fixtures import ROOT_MARKS
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
+from mount_points import unmount_under
 from snapshot_layers import layer_mismatches
 
 pytestmark = [*ROOT_MARKS, pytest.mark.slow]
@@ -28,15 +29,6 @@ DOCKERFILE = "FROM busybox\n" + "".join(
     f"count={i + 1} 2>/dev/null\n"
     for i in range(STEPS)
 )
-
-
-def _unmount_under(path: str) -> None:
-    from kiln.snapshot.mount import unmount
-
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f if line.split()[4].startswith(path + "/")]
-    for point in sorted(points, key=len, reverse=True):
-        unmount(point)
 
 
 def _build(root: str, ctx: str) -> subprocess.Popen:
@@ -69,7 +61,7 @@ def test_build_killed_anywhere_leaves_no_wrong_layer(kiln_store, busybox_image, 
         proc = _build(root, str(ctx))
         assert proc.wait(timeout=300) == 0
     finally:
-        _unmount_under(root)
+        unmount_under(root)  # what the killed builds left mounted
     rec = kiln_store.resolve_image("killed")
     validate_image(kiln_store, rec.manifest_digest)
     snaps = Snapshotter(kiln_store.snapshot_root)

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from fixtures_images import make_busybox_rootfs
-from killed_process import kill_and_reap, kill_when_started, remove_runc_containers, started
+from killed_process import clean_up_after_kills, kill_and_reap, kill_when_started, started
 from mount_points import mount_points_under
 
 pytestmark = [pytest.mark.root]
@@ -40,7 +40,7 @@ def env(tmp_path):
 
     kiln("import", rootfs, "busybox")
     yield kiln, environ, tmp_path
-    remove_runc_containers(tmp_path / "runtime" / "runc")  # what a failed test left running
+    clean_up_after_kills(tmp_path, tmp_path / "runtime" / "runc")  # what a failed test left
 
 
 def _running(token: str) -> bool:

@@ -22,7 +22,7 @@ import threading
 import pytest
 
 from fixtures_images import make_busybox_rootfs
-from killed_process import kill_when_started, remove_runc_containers
+from killed_process import clean_up_after_kills, kill_when_started
 from mount_points import mount_points_under
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(600)]
@@ -44,7 +44,7 @@ def env(tmp_path):
 
     kiln("import", make_busybox_rootfs(str(tmp_path / "rootfs.tar")), "busybox")
     yield kiln, environ, tmp_path
-    remove_runc_containers(tmp_path / "runtime" / "runc")  # what a failed test left running
+    clean_up_after_kills(tmp_path, tmp_path / "runtime" / "runc")  # what a failed test left
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ import sys
 import pytest
 
 from fixtures_images import make_busybox_rootfs
-from killed_process import kill_when_started, remove_runc_containers
-from kiln.snapshot.mount import unmount_all_under
+from killed_process import clean_up_after_kills, kill_when_started
 
 pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.timeout(600)]
 
@@ -43,8 +42,7 @@ def stores(tmp_path):
     for store in ("a", "b"):
         kiln(store, "import", rootfs, "busybox")
     yield kiln, environ, tmp_path
-    remove_runc_containers(runtime / "runc")  # whatever a failed test left running
-    unmount_all_under(str(tmp_path))  # the killed build's container, if store a never swept
+    clean_up_after_kills(tmp_path, runtime / "runc")  # what a failed test left
 
 
 def _containers(runtime) -> list[str]:
