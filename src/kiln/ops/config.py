@@ -17,7 +17,8 @@ class Config:
     """Where the store and its configuration files are."""
 
     root: str | None = None  # store root; None -> kiln.store's default ($KILN_ROOT, ...)
-    tmpdir: str = ""  # scratch space for spooling streams (stdin archives, downloads)
+    tmpdir: str = ""  # scratch space for spooling streams (stdin archives, downloads);
+    # "": the system's temporary directory, looked up when first needed (``scratch_dir``)
     registries_conf: str | None = None  # containers-registries.conf(5) path
     authfile: str | None = None  # containers-auth.json(5) path
     tls_verify: bool = True
@@ -34,7 +35,7 @@ class Config:
         env = os.environ if env is None else env
         cfg = cls(
             root=env.get("KILN_ROOT") or None,
-            tmpdir=env.get("KILN_TMPDIR") or env.get("TMPDIR") or tempfile.gettempdir(),
+            tmpdir=env.get("KILN_TMPDIR") or env.get("TMPDIR") or "",
             registries_conf=env.get("CONTAINERS_REGISTRIES_CONF")
             or env.get("REGISTRIES_CONFIG_PATH")
             or None,
@@ -47,6 +48,10 @@ class Config:
         return replace(cfg, **overrides) if overrides else cfg
 
     def scratch_dir(self) -> str:
+        """The configured scratch space. The system's temporary directory is looked up
+        only here, when a command needs it: ``tempfile.gettempdir`` writes and removes a
+        probe file there the first time, which a command that only reads the store
+        (``kiln images``) need not do."""
         return self.tmpdir or tempfile.gettempdir()
 
 
