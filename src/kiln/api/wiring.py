@@ -33,7 +33,7 @@ from kiln.ops.events import EventSink, NullSink
 from kiln.util.sqlite import is_busy
 
 if TYPE_CHECKING:
-    from kiln.store import Store
+    from kiln.ops.context import Store  # the api reaches the store through ops
 
 T = TypeVar("T")
 
