@@ -1,0 +1,179 @@
+"""kiln's ``dataclass`` behaves as the standard one and compiles a method on its first call."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pickle
+import sys
+import types
+
+import pytest
+
+from kiln.util import lazy_dataclass
+from kiln.util.lazy_dataclass import dataclass as lazy
+
+LAZY_AVAILABLE = lazy_dataclass._NS is not None
+needs_lazy = pytest.mark.skipif(not LAZY_AVAILABLE, reason="this Python has no _create_fn")
+
+PARAMS = [
+    {},
+    {"frozen": True},
+    {"frozen": True, "slots": True},
+    {"eq": False},
+    {"order": True},
+    {"unsafe_hash": True},
+    {"kw_only": True},
+    {"init": False, "repr": False, "eq": False},
+]
+
+
+def make(decorate, params):
+    """The same classes through ``decorate``: a base, a subclass and an InitVar user."""
+
+    @decorate(**params)
+    class Base:
+        """A base."""
+
+        name: str = "x"
+        tags: tuple[str, ...] = ()
+        extra: list[int] = dataclasses.field(default_factory=list, compare=False, hash=False)
+
+    @decorate(**params)
+    class Child(Base):
+        """A child."""
+
+        size: int = 0
+
+    @decorate(**{k: v for k, v in params.items() if k != "slots"})
+    class Scaled:
+        """With an InitVar."""
+
+        value: int = 1
+        scale: dataclasses.InitVar[int] = 1
+
+        def __post_init__(self, scale):
+            object.__setattr__(self, "value", self.value * scale)
+
+    return Base, Child, Scaled
+
+
+def observe(cls, *args, **kwargs):
+    """Everything a caller sees of ``cls`` and two equal instances of it."""
+    seen: dict[str, object] = {
+        "doc": cls.__doc__,
+        "signature": str(inspect.signature(cls)),
+        "fields": [(f.name, f.compare, f.hash) for f in dataclasses.fields(cls)],
+        "match_args": getattr(cls, "__match_args__", None),
+        "hashable": cls.__hash__ is not None,
+        "methods": {  # the generated ones, as a caller looks them up
+            name: (method.__module__, method.__qualname__, method.__doc__)
+            for name in ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__lt__")
+            if name in vars(cls) and (method := getattr(cls, name)) is not None
+        },
+    }
+    try:
+        a, b = cls(*args, **kwargs), cls(*args, **kwargs)
+    except TypeError as exc:
+        return {**seen, "init": str(exc)}
+    seen["repr"] = repr(a) if cls.__repr__ is not object.__repr__ else "object"
+    seen["eq"] = a == b
+    seen["eq_other"] = (a == 1, a != 1)
+    seen["hash_equal"] = hash(a) == hash(b) if seen["hashable"] and seen["eq"] else None
+    try:
+        seen["lt"] = a < b
+    except TypeError as exc:
+        seen["lt"] = str(exc)
+    try:
+        a.name = "changed"
+        seen["assign"] = a.name
+    except (dataclasses.FrozenInstanceError, AttributeError) as exc:
+        seen["assign"] = (type(exc).__name__, str(exc))
+    if dataclasses.fields(cls) and cls.__init__ is not object.__init__:
+        seen["asdict"] = dataclasses.asdict(b)
+        seen["replace"] = dataclasses.astuple(dataclasses.replace(b))
+    return seen
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=lambda p: ",".join(p) or "plain")
+def test_every_method_behaves_as_the_standard_dataclass(params):
+    standard = make(dataclasses.dataclass, params)
+    ours = make(lazy, params)
+    for std_cls, our_cls in zip(standard, ours, strict=True):
+        for args, kwargs in (((), {}), ((), {"name": "n"})):
+            if std_cls.__name__ == "Scaled":
+                args, kwargs = (), {"value": 3, "scale": 2}
+            assert observe(our_cls, *args, **kwargs) == observe(std_cls, *args, **kwargs)
+
+
+# classes for pickle must be importable by name
+@lazy(frozen=True)
+class Point:
+    """A point."""
+
+    x: int
+    y: int = 0
+
+
+@needs_lazy
+def test_a_method_is_compiled_on_its_first_call_and_then_called_directly():
+    @lazy(frozen=True)
+    class Pair:
+        """Two values."""
+
+        left: int
+        right: int = 0
+
+    def compiled(name):
+        return isinstance(vars(Pair)[name], types.FunctionType)
+
+    assert not compiled("__eq__") and not compiled("__init__")  # not while the class was made
+    assert Pair(1) == Pair(1, 0) and Pair(1) != Pair(2)
+    assert compiled("__eq__") and compiled("__init__")  # now in place of the lazy ones
+    assert vars(Pair)["__eq__"].__qualname__.endswith("Pair.__eq__")
+    assert not compiled("__hash__") and not compiled("__setattr__")  # still not used
+    assert "Pair.__hash__" in repr(Pair.__hash__)  # looked up: compiled and put in place
+    assert compiled("__hash__")
+
+
+@needs_lazy
+def test_an_inherited_method_is_compiled_into_the_class_that_made_it():
+    @lazy(frozen=True)
+    class Base:
+        """A base."""
+
+        a: int = 1
+
+    @lazy(frozen=True, eq=False)
+    class Sub(Base):
+        """Keeps the base's equality."""
+
+    assert Sub() == Sub()
+    assert isinstance(vars(Base)["__eq__"], types.FunctionType)
+    assert "__eq__" not in Sub.__dict__
+
+
+def test_a_class_without_a_docstring_gets_the_standard_one():
+    def bare(decorate):
+        @decorate(frozen=True)
+        class Bare:
+            a: int
+            b: str = ""
+
+        return Bare
+
+    ours = bare(lazy)
+    assert ours.__doc__ == bare(dataclasses.dataclass).__doc__
+    assert ours.__doc__.startswith("Bare(a: ")
+    assert isinstance(vars(ours)["__eq__"], types.FunctionType)  # made as the standard one
+
+
+def test_pickled_instances_round_trip():
+    assert pickle.loads(pickle.dumps(Point(1, 2))) == Point(1, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Point(1).x = 2  # type: ignore[misc]
+
+
+def test_the_dataclasses_module_is_left_as_it_was():
+    assert sys.modules["dataclasses"]._create_fn is not lazy_dataclass._lazy_create_fn
+    assert dataclasses.dataclass is not lazy or not LAZY_AVAILABLE
