@@ -27,7 +27,6 @@ import socket
 import ssl
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +34,7 @@ import uvicorn
 
 from kiln.errors import InvalidArgument, Unavailable
 from kiln.ops.config import Config
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.redact import RedactingFilter
 from kiln.util.rootless import is_rootless, runtime_base
 

@@ -20,7 +20,6 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, BinaryIO, Protocol, Self, cast
 
@@ -30,6 +29,7 @@ from kiln.archive.safe_root import SafeRoot
 from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
 from kiln.util.inroot import split_path
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

@@ -13,7 +13,8 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from kiln.util.lazy_dataclass import dataclass
 
 _CHUNK = 1 << 20
 WHITEOUT_DEV = 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 ENTRY_TYPES = frozenset(
     {"file", "dir", "symlink", "hardlink", "char", "block", "fifo", "whiteout", "opaque"}

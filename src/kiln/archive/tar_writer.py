@@ -18,7 +18,6 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kiln.archive.compression import CHUNK, Compression
@@ -30,6 +29,7 @@ from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
 from kiln.archive.streams import ByteWriter
 from kiln.archive.tar_header import ustar_header
 from kiln.errors import Conflict, InvalidArgument, KilnError
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer

@@ -20,10 +20,10 @@ buildah/podman's ``--cache-from REPO``; ``--cache-to REF`` likewise.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 
 from kiln.errors import InvalidArgument
 from kiln.util.choices import Compression
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["CacheSpec", "parse_cache_from", "parse_cache_to"]
 

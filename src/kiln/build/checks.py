@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.build.args import PROXY_ARGS, platform_args
 from kiln.build.dockerignore import IgnoreMatcher
@@ -24,6 +24,7 @@ from kiln.build.lexer import ShellLex
 from kiln.build.parser import Node, ParsedDockerfile
 from kiln.errors import InvalidArgument, KilnError
 from kiln.oci import Reference
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["RULES", "CheckReport", "CheckWarning", "run_checks"]
 

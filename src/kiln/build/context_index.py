@@ -33,9 +33,11 @@ import os
 import stat
 import zlib
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import field
 from itertools import chain
 from operator import attrgetter
+
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["DirIndex", "DirRecord", "Listing", "list_dir", "pack_keys", "payload_of"]
 

@@ -47,7 +47,6 @@ import posixpath
 import stat
 import time
 from collections.abc import Container, Iterator, Sequence
-from dataclasses import dataclass
 from operator import itemgetter
 
 from kiln.archive.changes import read_xattrs
@@ -64,6 +63,7 @@ from kiln.container.paths import expand_source, is_dir_in, resolve_dest
 from kiln.container.tar_detect import is_archive
 from kiln.errors import InvalidArgument, KilnError
 from kiln.runtime import resolve_user
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["DirectLayer", "direct_enabled", "plan_direct", "read_later"]
 

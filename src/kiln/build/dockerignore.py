@@ -14,10 +14,10 @@ import errno
 import os
 import posixpath
 import re
-from dataclasses import dataclass
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["IgnoreMatcher", "find_ignore_file", "load_ignore_file", "read_ignore_patterns"]
 

@@ -9,10 +9,10 @@ whether leading tabs are stripped (``<<-``), as BuildKit's parser does.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from kiln.build.lexer import ShellLex
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["Heredoc", "HeredocMarker", "chomp", "heredoc_markers", "attach_bodies"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from kiln.build.flags import FlagKind, bool_flag, parse_flags, string_flag, strings_flag
@@ -24,6 +23,7 @@ from kiln.build.mounts import Mount, parse_mount
 from kiln.build.parser import Node
 from kiln.container.chmod import parse_chmod
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.timefmt import parse_go_duration
 
 __all__ = [

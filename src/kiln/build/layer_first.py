@@ -34,10 +34,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kiln.archive.entry import TarEntry
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.archive.tar_writer import LayerResult

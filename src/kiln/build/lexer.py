@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["Expansion", "ShellLex"]
 

@@ -14,10 +14,10 @@ import csv
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["MOUNT_TYPES", "Mount", "parse_mount"]
 

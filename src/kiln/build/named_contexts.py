@@ -15,10 +15,10 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 from kiln.build.remote_context import is_git_context, open_remote_context
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["NamedContext", "open_named_contexts", "parse_build_context"]
 

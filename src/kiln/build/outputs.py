@@ -19,11 +19,11 @@ import shutil
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.archive.compression import Compression
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.output import check_output, open_output, output_dir
 
 if TYPE_CHECKING:

@@ -14,13 +14,14 @@ import functools
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, TextIO
 
 import dockerfile
 
 from kiln.build.heredoc import Heredoc, attach_bodies
 from kiln.errors import InvalidArgument, NotFound
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = [
     "KNOWN_INSTRUCTIONS",

@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.build.mounts import Mount as RunMount
@@ -37,6 +37,7 @@ from kiln.runtime import Mount
 from kiln.runtime.ssh_agent import forwarded_socket
 from kiln.snapshot.copytree import merge_layers
 from kiln.store import Store
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["MountSet", "Secret", "parse_secrets", "prepared_mounts"]
 

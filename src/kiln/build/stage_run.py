@@ -15,7 +15,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kiln.archive.entry import TarEntry
@@ -30,6 +29,7 @@ from kiln.container import Builder, ConfigEditor
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed
 from kiln.oci import History, ImageConfig
 from kiln.store import ImageRecord
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.build.args import BuildArgs, StageArgs
 from kiln.build.instructions import (
@@ -26,6 +26,7 @@ from kiln.build.instructions import (
 from kiln.build.lexer import ShellLex
 from kiln.build.parser import ParsedDockerfile
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["BuildPlan", "Stage", "plan"]
 

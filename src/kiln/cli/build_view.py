@@ -20,10 +20,11 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import IO, Any
 
 from kiln.cli.render import human_size
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["BuildView"]
 

@@ -13,9 +13,8 @@ the sticky bit) first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["Chmod", "parse_chmod"]
 

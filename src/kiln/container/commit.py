@@ -25,7 +25,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from kiln.archive.compression import Compression
@@ -41,6 +41,7 @@ from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
 from kiln.store import ImageRecord, Store
 from kiln.util import choices
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.timefmt import rfc3339
 
 from .config_edit import ConfigEditor

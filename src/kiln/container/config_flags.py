@@ -7,10 +7,11 @@ and applies them in a fixed order, so the CLI and the API server behave the same
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 from .config_edit import (
     ConfigEditor,

@@ -30,12 +30,13 @@ import os
 import posixpath
 import stat
 from collections.abc import Callable, Container
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument
 from kiln.util.inroot import Followed
+from kiln.util.lazy_dataclass import dataclass
 
 from .chmod import Chmod
 

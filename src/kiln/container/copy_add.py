@@ -15,10 +15,11 @@ import stat
 import tempfile
 import urllib.parse
 from collections.abc import Container, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument, NotFound
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.redact import redact
 
 from .chmod import parse_chmod

@@ -29,10 +29,10 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument, NotFound, Unauthorized, Unavailable
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.redact import redact
 
 __all__ = [

@@ -6,13 +6,14 @@ tool's, or corrupt) and state written by a newer kiln are refused rather than gu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kiln.errors import InvalidArgument
 from kiln.oci import History, ImageConfig
 from kiln.oci.strict_json import canonical
 from kiln.util.choices import IMAGE_FORMATS
+from kiln.util.lazy_dataclass import dataclass
 
 STATE_MARKER = "kiln_container_version"
 STATE_VERSION = 1

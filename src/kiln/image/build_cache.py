@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kiln.errors import DigestMismatch, InvalidArgument
@@ -36,6 +35,7 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, loads_object
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.store import Store

@@ -26,7 +26,6 @@ from __future__ import annotations
 import io
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import BinaryIO, Protocol, TypedDict, cast
 
 from kiln.archive.compression import CHUNK, open_decompressed
@@ -41,6 +40,7 @@ from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.store import ImageRecord, Store
 from kiln.util import choices
+from kiln.util.lazy_dataclass import dataclass
 
 COMPRESSIONS = choices.COMPRESSIONS
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TypedDict
 
 from kiln.archive.compression import open_decompressed
 from kiln.image.model import Image
 from kiln.oci.descriptor import Descriptor
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["Efficiency", "LayerUse", "LayerUseRow", "WastedFile", "layer_efficiency"]
 

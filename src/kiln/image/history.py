@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.errors import KilnError
 from kiln.image.store_image import StoreImage, open_store_image
 from kiln.store import ImageRecord, Store
+from kiln.util.lazy_dataclass import dataclass
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,6 +20,7 @@ from kiln.archive.streams import ByteReader, ByteWriter, ClosableReader
 from kiln.errors import InvalidArgument
 from kiln.oci import media_types as mt
 from kiln.oci.digest import Digester
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

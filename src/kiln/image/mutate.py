@@ -12,7 +12,6 @@ working container's commit puts the same pieces together with its own history).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from kiln.errors import InvalidArgument
 from kiln.image.model import Image
@@ -22,6 +21,7 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.util.choices import IMAGE_FORMATS, ImageFormat
+from kiln.util.lazy_dataclass import dataclass
 
 FORMATS = IMAGE_FORMATS
 

@@ -26,7 +26,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from kiln.errors import Cancelled, InvalidArgument, NotFound, Unavailable
@@ -47,6 +47,7 @@ from kiln.registry import RegistryClient
 from kiln.snapshot.staged import StagedLayer, discard_staged
 from kiln.store import ImageRecord, Store
 from kiln.util.atomic import WritebackEvery
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.archive.streams import ByteReader

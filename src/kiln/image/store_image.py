@@ -12,7 +12,6 @@ import contextlib
 import io
 import tarfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from kiln.archive.applier import ApplyResult
@@ -32,6 +31,7 @@ from kiln.oci.manifest import Manifest
 from kiln.snapshot.staged import StagedLayer, discard_staged
 from kiln.store import ImageRecord, LayerRecord, Store
 from kiln.util.atomic import WritebackEvery
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.snapshot import Snapshotter

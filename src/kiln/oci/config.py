@@ -8,7 +8,7 @@ Unknown top-level and container-config keys survive a round trip in ``extra``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from kiln.errors import InvalidArgument
@@ -22,6 +22,7 @@ from kiln.oci.strict_json import (
     expect_strings,
     loads_object,
 )
+from kiln.util.lazy_dataclass import dataclass
 
 # the PATH Docker, buildah and runc users get when an image sets none
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kiln.errors import InvalidArgument
 from kiln.oci.digest import Digest
 from kiln.oci.platform import Platform
 from kiln.oci.strict_json import expect
+from kiln.util.lazy_dataclass import dataclass
 
 # sizes are int64 in the image spec (and in SQLite); anything larger is refused, never stored
 MAX_SIZE = 2**63 - 1

@@ -7,7 +7,7 @@ Docker v2 schema 1 manifests are read by :mod:`kiln.oci.schema1` and written onl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kiln.errors import InvalidArgument, NotFound
@@ -16,6 +16,7 @@ from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.platform import Platform
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, expect, loads_object
+from kiln.util.lazy_dataclass import dataclass
 
 
 def sniff_media_type(raw: bytes, declared: str = "") -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import platform as _host
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 _ARCH_ALIASES = {
     "x86_64": "amd64",

@@ -20,7 +20,6 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from kiln.errors import InvalidArgument
@@ -29,6 +28,7 @@ from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, expect, loads_object
+from kiln.util.lazy_dataclass import dataclass
 
 _V1_ID_RE = re.compile(r"^[a-f0-9]{64}$")
 _DROP_FROM_CONFIG = ("id", "parent", "Size", "parent_id", "layer_id", "throwaway")

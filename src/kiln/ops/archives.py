@@ -23,7 +23,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
@@ -36,6 +36,7 @@ from kiln.ops import image_events
 from kiln.ops.context import sweep_leftovers
 from kiln.ops.store_copy import copy_into_store, normalize_names, store_items, unpack_into
 from kiln.store.oci_layout import TarIndex
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context

@@ -10,7 +10,6 @@ gone, never an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from kiln.errors import InvalidArgument, NotFound
@@ -18,6 +17,7 @@ from kiln.image import open_store_image
 from kiln.image.efficiency import layer_efficiency
 from kiln.ops.context import Context
 from kiln.ops.timefmt import parse_duration
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["HistoryRow", "inspect", "list_records", "prune", "remove", "report_data"]
 

@@ -11,9 +11,8 @@ Images the cache pointed at stay: they are images like any other, for ``kiln ima
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kiln.ops.context import Context, sweep_leftovers
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["BuilderPruneResult", "prune_build_cache"]
 

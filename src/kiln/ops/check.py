@@ -25,7 +25,7 @@ repaired (the database) is reported. The report lists each finding and what was 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from kiln.archive.compression import open_decompressed
@@ -42,6 +42,7 @@ from kiln.store.check import (
     remove_damaged_list,
 )
 from kiln.store.ingest import remove_stale_ingests
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context

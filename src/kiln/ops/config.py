@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
+
+from kiln.util.lazy_dataclass import dataclass
 
 
 @dataclass(frozen=True)

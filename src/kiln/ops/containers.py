@@ -9,7 +9,6 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kiln import container  # its builder is imported on first use: `kiln inspect IMAGE` needs none
@@ -17,6 +16,7 @@ from kiln.container.records import find_record
 from kiln.container.state import ContainerState
 from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.ops.context import sweep_leftovers
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.output import check_output, open_output, write_output
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import KilnError
@@ -22,6 +22,7 @@ from kiln.ops.events import Emitter, EventSink, NullSink
 from kiln.store import Store
 from kiln.store.paths import default_root
 from kiln.util.atomic import run_together
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.scratch import make_scratch_dir
 
 if TYPE_CHECKING:

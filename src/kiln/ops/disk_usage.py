@@ -13,10 +13,11 @@ kiln has no runtime containers or volumes; working containers show up only as th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from kiln.ops.images import ImageSummary, summarize
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context

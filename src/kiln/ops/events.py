@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
+
+from kiln.util.lazy_dataclass import dataclass
 
 STEP = "step"
 PROGRESS = "progress"

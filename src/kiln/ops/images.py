@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from kiln.ops.context import sweep_leftovers
 from kiln.ops.timefmt import parse_time, parse_timestamp
 from kiln.store import IndexRecord
 from kiln.util.gc_pause import cyclic_gc_paused
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.oci import ImageConfig

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kiln.container.leftovers import sweep_dead_builds
@@ -31,6 +31,7 @@ from kiln.errors import KilnError
 from kiln.runtime.leftovers import sweep_dead_runs
 from kiln.snapshot.mount import mounts_under, unmount_all_under
 from kiln.snapshot.usage import tree_size
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.scratch import dead_scratch_dirs
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
@@ -39,6 +39,7 @@ from kiln.store import IndexRecord
 from kiln.store.indexes import check_index
 from kiln.store.oci_layout import REF_NAME, OCIArchive, OCILayout
 from kiln.util.choices import ImageFormat
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
@@ -40,6 +40,7 @@ from kiln.registry.options import retry_values
 from kiln.registry.pull_request import PullRequest
 from kiln.store.trust_key import schema1_signing_key
 from kiln.util.choices import PULL_POLICIES, Compression, ImageFormat
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:

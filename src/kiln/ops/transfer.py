@@ -17,7 +17,7 @@ the blobs it added again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from os.path import exists
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from kiln.ops import image_events, registry
 from kiln.ops import transports as tp
 from kiln.ops.registry import PullResult, PushResult
 from kiln.ops.store_copy import copy_into_store, normalize_names, store_items
+from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context

@@ -13,11 +13,10 @@ As in containers/image, the path ends at the first ``:`` after the transport.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kiln.errors import InvalidArgument
 from kiln.image.transport_names import DIR, DOCKER_ARCHIVE, FILE_TRANSPORTS, OCI, OCI_ARCHIVE
 from kiln.oci import Reference
+from kiln.util.lazy_dataclass import dataclass
 
 STORE = "store"
 DOCKER = "docker"

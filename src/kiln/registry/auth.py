@@ -18,7 +18,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 
 from kiln.errors import Unauthorized, Unavailable
 from kiln.oci import strict_json
@@ -26,6 +25,7 @@ from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.registry.auth_challenge import Challenge, parse_headers, preferred
 from kiln.registry.credentials import Credential
 from kiln.registry.http_errors import describe_entries, error_entries
+from kiln.util.lazy_dataclass import dataclass
 
 log = logging.getLogger("kiln.registry")
 

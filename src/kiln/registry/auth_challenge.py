@@ -10,7 +10,9 @@ share one header (``Basic realm="x", Bearer realm="y"``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from kiln.util.lazy_dataclass import dataclass
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _SCHEME_RE = re.compile(rf"\s*({_TOKEN})(?=\s|,|$)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound, Unauthorized, Unavailable
@@ -30,6 +29,7 @@ from kiln.registry.options import RegistryOptions
 from kiln.registry.retry import RetryPolicy
 from kiln.registry.tls import tls_settings
 from kiln.registry.uploads import push_blob as _push_blob
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.pace import Pace
 
 log = logging.getLogger("kiln.registry")

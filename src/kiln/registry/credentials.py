@@ -25,10 +25,11 @@ import logging
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.util.atomic import atomic_write, refuse_symlinks
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.rootless import rootless_uid, runtime_base
 
 log = logging.getLogger("kiln.registry")

@@ -10,11 +10,12 @@ fill one in; ``kiln.ops.registry.registry_options`` adds the configuration's def
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from kiln.errors import InvalidArgument
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE
 from kiln.util.timefmt import parse_go_duration
 

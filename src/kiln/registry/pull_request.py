@@ -14,12 +14,13 @@ Front ends take it from ``kiln.ops.options`` (the CLI from ``kiln.ops.pull_optio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.errors import InvalidArgument
 from kiln.oci.platform import Platform
 from kiln.registry.options import RegistryOptions
 from kiln.util.choices import PullPolicy
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["PullRequest", "platform_choice"]
 

@@ -14,10 +14,11 @@ import glob
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.errors import InvalidArgument
 from kiln.oci.reference import Reference, is_short_name
+from kiln.util.lazy_dataclass import dataclass
 
 SYSTEM_PATH = "/etc/containers/registries.conf"
 SHORT_NAME_MODES = ("enforcing", "permissive", "disabled")

@@ -14,10 +14,10 @@ import email.utils
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.registry.header_deadline import overall_seconds, time_left
+from kiln.util.lazy_dataclass import dataclass
 
 log = logging.getLogger("kiln.registry")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import ssl
-from dataclasses import dataclass
 
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 DEFAULT_CERTS_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 

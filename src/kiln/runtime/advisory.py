@@ -23,7 +23,8 @@ import logging
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+
+from kiln.util.lazy_dataclass import dataclass
 
 log = logging.getLogger("kiln.runtime")
 

@@ -19,10 +19,10 @@ import errno
 import os
 import platform as _host
 import re
-from dataclasses import dataclass
 
 from kiln.errors import Unavailable
 from kiln.runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount
+from kiln.util.lazy_dataclass import dataclass
 
 BINFMT_DIR = "/proc/sys/fs/binfmt_misc"
 # where systemd-binfmt (and Debian's qemu-user-static) keep handler descriptions, by priority

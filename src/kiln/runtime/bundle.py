@@ -19,9 +19,10 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.errors import NotFound
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.process_owner import this_process
 
 from . import mountpoints

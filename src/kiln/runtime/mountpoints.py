@@ -11,10 +11,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.errors import InvalidArgument
 from kiln.util.inroot import InRoot
+from kiln.util.lazy_dataclass import dataclass
 
 from .options import RunOptions
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import IO, Any, NamedTuple, Self
 
 from kiln.errors import InvalidArgument
 from kiln.util.choices import Isolation, NetworkMode
+from kiln.util.lazy_dataclass import dataclass
 
 StdStream = IO[bytes] | IO[str] | int | None
 

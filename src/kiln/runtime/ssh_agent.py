@@ -29,10 +29,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument, NotFound, Unavailable
+from kiln.util.lazy_dataclass import dataclass
 
 from . import linux
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.errors import InvalidArgument
 from kiln.util.inroot import FileRefused, InRoot
+from kiln.util.lazy_dataclass import dataclass
 
 # Far above any real passwd/group file; a larger one is refused, not read.
 MAX_ETC_FILE = 16 * 1024 * 1024

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.rootless import in_user_namespace
 
 #: overlay options kiln wants; each is used only if this kernel's overlay knows it

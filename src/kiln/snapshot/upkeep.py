@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from kiln.archive.streams import ByteReader
@@ -37,6 +37,7 @@ from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.usage import tree_size
 from kiln.snapshot.verify import LayerVerdict, verify_layer_dir
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.locks import file_lock, try_lock
 
 if TYPE_CHECKING:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.store.db import Database
+from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["BuildRecordRow", "BuildRecords"]
 

@@ -21,7 +21,7 @@ uses the image. GC frees what they held.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from kiln.errors import DigestMismatch, InvalidArgument, KilnError, NotFound
@@ -31,6 +31,7 @@ from kiln.oci.manifest import Index, Manifest
 from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.store import paths
 from kiln.store.ingest import CHUNK
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.locks import file_lock
 
 if TYPE_CHECKING:

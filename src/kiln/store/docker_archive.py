@@ -34,7 +34,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import BinaryIO
 
 from kiln.archive.compression import CHUNK, Compression, detect
@@ -53,6 +53,7 @@ from kiln.store.oci_layout import (
     VerifyingReader,
     blob_member,
 )
+from kiln.util.lazy_dataclass import dataclass
 
 MANIFEST_FILE = "manifest.json"
 REPOSITORIES_FILE = "repositories"

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.store.db import Database
+from kiln.util.lazy_dataclass import dataclass
 
 EVENTS_KEPT = 10_000
 _BATCH = 1_000

@@ -41,7 +41,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
 from kiln.errors import InvalidArgument
@@ -51,6 +51,7 @@ from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, remove_stale_ingests
 from kiln.store.records import GCResult
 from kiln.store.sweeper import Sweeper
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.locks import file_lock
 
 INGEST_MAX_AGE = 24 * 3600.0

@@ -26,10 +26,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 from kiln.store.db import Database
 from kiln.store.gc import IMAGE_BLOBS_SQL
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.process_owner import is_alive, this_process
 
 #: the leases open in this context, innermost last (of every store: see ``Leases.open``)

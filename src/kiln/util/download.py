@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from kiln.errors import InvalidArgument, NotFound, Unavailable
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE, Pace
 from kiln.util.redact import redact
 

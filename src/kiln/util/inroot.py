@@ -28,10 +28,11 @@ import platform
 import posixpath
 import stat
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Self
 
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 
 _SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
 RESOLVE_NO_MAGICLINKS = 0x02
