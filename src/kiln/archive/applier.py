@@ -20,7 +20,6 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, BinaryIO, Protocol, Self, cast
 
 from kiln.archive.compression import CHUNK, Compression, open_decompressed
@@ -157,6 +156,8 @@ def _padded(offset: int) -> int:
 def _mtime_ns(member: tarfile.TarInfo) -> int:
     raw = member.pax_headers.get("mtime")
     if raw is not None:
+        from decimal import Decimal, InvalidOperation  # start-up: ~3 ms, for pax times only
+
         try:
             return int(Decimal(raw) * 1_000_000_000)
         except (InvalidOperation, ValueError):

@@ -56,6 +56,8 @@ __all__ = ["Leftovers", "find_leftovers", "remove_leftovers"]
 
 @dataclass
 class Leftovers:
+    """What killed kiln processes left behind, found by ``find_leftovers``."""
+
     runs: list[str] = field(default_factory=list)  # RUN ids (bundles)
     builds: list[str] = field(default_factory=list)  # working container ids
     leases: list[LeaseInfo] = field(default_factory=list)

@@ -9,6 +9,7 @@ The real value stays with the request that needs it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import urllib.parse
@@ -17,14 +18,19 @@ __all__ = ["MASK", "RedactingFilter", "redact"]
 
 MASK = "***"
 
-# scheme://userinfo@ : the password (or a lone token) is masked
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<info>[^/\s@?#]+)@")
-# user:password@host outside a URL (an image reference such as user:pw@registry/x);
-# not name:tag@sha256:... (a reference with both a tag and a digest)
-_BARE_USERINFO = re.compile(
-    r"(?<![\w.:/@-])(?P<user>[\w.%+-]+):(?P<password>[^\s@/:]+)@"
-    r"(?![a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,})"
-)
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Compiled on the first text with an ``@``: most commands never redact anything."""
+    # scheme://userinfo@ : the password (or a lone token) is masked
+    url_userinfo = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<info>[^/\s@?#]+)@")
+    # user:password@host outside a URL (an image reference such as user:pw@registry/x);
+    # not name:tag@sha256:... (a reference with both a tag and a digest)
+    bare_userinfo = re.compile(
+        r"(?<![\w.:/@-])(?P<user>[\w.%+-]+):(?P<password>[^\s@/:]+)@"
+        r"(?![a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,})"
+    )
+    return url_userinfo, bare_userinfo
 
 
 def _mask_url(match: re.Match[str]) -> str:
@@ -43,8 +49,9 @@ def redact(text: str) -> str:
     """``text`` with the secret part of every userinfo masked."""
     if "@" not in text:
         return text
-    text = _URL_USERINFO.sub(_mask_url, text)
-    return _BARE_USERINFO.sub(
+    url_userinfo, bare_userinfo = _patterns()
+    text = url_userinfo.sub(_mask_url, text)
+    return bare_userinfo.sub(
         lambda m: m.group(0) if m.group("password") == MASK else f"{m.group('user')}:{MASK}@",
         text,
     )
