@@ -177,3 +177,24 @@ def test_pickled_instances_round_trip():
 def test_the_dataclasses_module_is_left_as_it_was():
     assert sys.modules["dataclasses"]._create_fn is not lazy_dataclass._lazy_create_fn
     assert dataclasses.dataclass is not lazy or not LAZY_AVAILABLE
+
+
+def test_kiln_makes_its_dataclasses_with_the_lazy_decorator():
+    """A module importing ``dataclasses.dataclass`` puts its compiling back into every start."""
+    import ast
+    from pathlib import Path
+
+    src = Path(lazy_dataclass.__file__).resolve().parents[1]
+    allowed = {src / "util" / "lazy_dataclass.py", src / "errors.py"}  # errors sits below util
+    eager = []
+    for path in sorted(src.rglob("*.py")):
+        if path in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            imported = isinstance(node, ast.ImportFrom) and node.module == "dataclasses"
+            if imported and any(alias.name == "dataclass" for alias in node.names):
+                eager.append(f"{path.relative_to(src)}:{node.lineno}")
+            attribute = isinstance(node, ast.Attribute) and node.attr == "dataclass"
+            if attribute and isinstance(node.value, ast.Name) and node.value.id == "dataclasses":
+                eager.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert not eager, f"use kiln.util.lazy_dataclass.dataclass in {eager}"
