@@ -12,6 +12,8 @@
 - One uvicorn server per listener, all in one event loop; SIGINT/SIGTERM stop
   accepting, let requests in flight finish (a second signal forces), and exit.
 - ``idle_timeout`` > 0: exit after that many seconds with no request in flight.
+- Once every listener listens, the build engine loads on a thread of its own
+  (``kiln.api.warm_up``): the first build does not pay for it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from kiln.util.lazy_dataclass import dataclass
 from kiln.util.redact import RedactingFilter
 from kiln.util.rootless import is_rootless, runtime_base
 
-from . import heap
+from . import heap, warm_up
 from .app import Activity, create_app
 from .one_send import http_protocol
 from .unix_socket import bind_unix
@@ -152,7 +154,16 @@ def bind_tcp(host: str, port: int) -> socket.socket:
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to :func:`serve_async`."""
+    """A uvicorn server that leaves signal handling to :func:`serve_async` and says when
+    its start-up is over (``listening``; ``started`` says whether it listens)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.listening.set()
 
     @contextlib.contextmanager
     def capture_signals(self):
@@ -235,10 +246,12 @@ async def serve_async(
         if ready is not None:
             ready()
         watcher = asyncio.ensure_future(_idle_watch(activity, idle_timeout, stop))
+        warming = asyncio.ensure_future(_warm_up_once_listening(servers))
         try:
             await asyncio.gather(*tasks)
         finally:
             watcher.cancel()
+            warming.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
@@ -267,6 +280,15 @@ def _varlink_listener(address: str | None, config: Config, activity: Activity, l
         loop.call_soon_threadsafe(count)
 
     return VarlinkListener(address, config, on_call=on_call)
+
+
+async def _warm_up_once_listening(servers: list[_Server]) -> None:
+    """Start loading the build engine when the API servers listen (not before: start-up
+    stays as short as it was); a varlink-only server, which does not build, never does."""
+    for server in servers:
+        await server.listening.wait()
+    if servers and all(s.started for s in servers):
+        warm_up.start()
 
 
 async def _idle_watch(activity: Activity, idle_timeout: float, stop) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "build",
     "check",
     "find_dockerfile",
+    "preload",
     "read_containerfile",
     "writes_stdout",
 ]
@@ -126,3 +127,13 @@ def _record(ctx: Context, recorder: BuildRecorder, result: BuildResult) -> None:
             record_id = recorder.finish(ctx.store, manifest_digest=result.manifest_digest)
             record(ctx, "build", result.image_id, result.names[0] if result.names else "")
         result.record_id = record_id  # committed
+
+
+def preload() -> None:
+    """Import what a build loads on its way (a COPY, a layer's commit) besides this module:
+    a long-lived process (``kiln serve``) calls it once, off its request path, so that its
+    first build costs what a later one does. A short command never needs it."""
+    # start-up: lazy where they are used, as a short command does not build
+    import kiln.archive.tar_writer  # noqa: F401
+    import kiln.build.copy_direct  # noqa: F401
+    import kiln.container.commit  # noqa: F401
