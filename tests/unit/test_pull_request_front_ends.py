@@ -137,9 +137,9 @@ def test_the_platform_words_parse_once(asked, config):
     assert not asked  # refused before any pull
 
 
-def test_libpod_reads_transports_as_the_cli_does(config):
-    # a transport kiln refuses is refused with the CLI's words; it used to be read as a
-    # Docker Hub repository named "containers-storage"
+def test_libpod_refuses_a_transport_the_cli_refuses_in_its_words(config):
+    # it used to be read as a Docker Hub repository named "containers-storage"; the
+    # transports the CLI reads, the API refuses too (tests/unit/test_api_server_paths.py)
     with TestClient(create_app(config)) as client:
         r = client.post("/v4.3.1/libpod/images/pull?reference=containers-storage:busybox")
     assert r.status_code == 400, r.text

@@ -25,6 +25,7 @@ from .errors import error_body, image_lookup
 from .listing_cache import listing_response
 from .params import qbool, qfilters, qhas, qint, qlist, qstr
 from .registry_auth import loopback_registry, push_pull_options
+from .registry_only import registry_reference
 from .routes_images import tag_image, target_name
 from .routes_transfer import _require_images, save_response, search
 from .streaming import Handoff, Reply, StreamedOp
@@ -182,8 +183,8 @@ def _stream_error(exc: BaseException) -> list[dict]:
 
 
 def libpod_pull_request(request: Request) -> PullRequest:
-    """``POST /libpod/images/pull``'s query and auth headers as a pull: ``reference`` with
-    or without a transport (none: a registry), ``policy``, ``allTags``, ``quiet``,
+    """``POST /libpod/images/pull``'s query and auth headers as a pull: ``reference`` (a
+    registry's: :mod:`.registry_only` refuses any other transport), ``policy``, ``allTags``, ``quiet``,
     ``tlsVerify``, ``Arch``/``OS``/``Variant`` (podman's ``--arch``/``--os``/``--variant``),
     ``retry`` (retries after the first attempt, podman's ``--retry``), ``retryDelay`` (a Go
     duration: every wait, no backoff, as ``--retry-delay``) and X-Registry-Auth.
@@ -211,6 +212,7 @@ def libpod_pull_request(request: Request) -> PullRequest:
 async def pull_image(request: Request) -> Reply:
 
     pull_request = libpod_pull_request(request)
+    await registry_reference(pull_request.source)
     quiet = pull_request.quiet
     config = config_of(request)
 
@@ -237,17 +239,13 @@ async def push_image(request: Request) -> Reply:
 
     name = request.path_params["name"]
     q = request.query_params
-    destination = qstr(q, "destination") or name
-    if "://" not in destination and not destination.startswith(
-        ("oci:", "oci-archive:", "docker-archive:", "dir:")
-    ):
-        destination = f"docker://{destination}"
+    destination = "docker://" + await registry_reference(qstr(q, "destination") or name)
     tls = qbool(q, "tlsVerify", True) if qhas(q, "tlsVerify") else None
     options = push_pull_options(request, tls)
     fmt = qstr(q, "format") or None
     compression = qstr(q, "compressionFormat") or None  # podman's --compression-format
-    # podman's --compress: gzip the layers of a directory (dir:, oci:); a registry's layers
-    # are compressed anyway, so there, as in podman, it changes nothing
+    # podman's --compress gzips the layers of a directory (dir:, oci:), which the API does
+    # not write; a registry's layers are compressed anyway, so, as in podman, it changes nothing
     compress = qbool(q, "compress")
     # kiln's store keeps no signatures: every push is what removeSignatures asks for
     qbool(q, "removeSignatures")

@@ -25,6 +25,7 @@ from kiln.oci import strict_json
 from .errors import error_body
 from .params import qbool, qhas, qlist, qstr
 from .registry_auth import push_pull_options
+from .registry_only import registry_reference
 from .streaming import Handoff, Reply, StreamedOp
 from .wiring import config_of, context_for, run_op
 
@@ -196,9 +197,7 @@ async def remove_list(request: Request) -> Response:
 async def push_list(request: Request) -> Reply:
 
     name = request.path_params["name"]
-    destination = request.path_params["destination"]
-    if "://" not in destination and not destination.startswith(("oci:", "oci-archive:")):
-        destination = f"docker://{destination}"
+    destination = "docker://" + await registry_reference(request.path_params["destination"])
     q = request.query_params
     all_ = qbool(q, "all", True)
     fmt = qstr(q, "format") or None
