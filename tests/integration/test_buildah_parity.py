@@ -44,7 +44,8 @@ def buildah(bases):
     work, _, archives = bases
     b = harness.Buildah(str(work / "buildah"))
     b.load(archives)
-    return b
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="module")

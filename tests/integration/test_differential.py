@@ -72,5 +72,6 @@ def test_same_as_reference(diffbed, name, reference):
     if reference == "buildkit" and diffbed.dockerd is None:
         pytest.skip("needs dockerd and the docker 20.10 client (Debian's docker.io)")
     outcomes = diffbed.outcomes(case)
-    problem = bed.judge(case, reference, outcomes["kiln"], outcomes[reference])
+    problem = bed.judge(case, reference, outcomes["kiln"], outcomes[reference],
+                        buildah_storage=diffbed.buildah.driver)  # fmt: skip
     assert problem is None, problem
