@@ -11,10 +11,13 @@ import tarfile
 import pytest
 from starlette.testclient import TestClient
 
+from archive_corpus import REG, tar_of
 from kiln.api.app import create_app
 from kiln.ops.config import Config
 
 V = "/v4.3.1/libpod"
+
+ONE_FILE = tar_of(("hello", REG, b"hi\n"))  # a layer of one file
 
 
 @pytest.fixture
@@ -23,21 +26,12 @@ def client(tmp_path):
     docker-archive), so that compressing it shows."""
     config = Config(root=str(tmp_path / "root"), tmpdir=str(tmp_path))
     with TestClient(create_app(config)) as c:
-        r = c.post(f"{V}/images/import?reference=localhost/p:1", content=_rootfs())
+        r = c.post(f"{V}/images/import?reference=localhost/p:1", content=ONE_FILE)
         assert r.status_code == 200, r.text
         archive = c.get(f"{V}/images/localhost/p:1/get?format=docker-archive").content
         assert c.delete(f"{V}/images/localhost/p:1").status_code == 200
         assert c.post(f"{V}/images/load", content=archive).status_code == 200
         yield c
-
-
-def _rootfs() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        info = tarfile.TarInfo("hello")
-        info.size = 3
-        tf.addfile(info, io.BytesIO(b"hi\n"))
-    return buf.getvalue()
 
 
 def _layer_types(body: bytes) -> list[str]:

@@ -4,15 +4,15 @@ schema decoder folds case); Docker's routes keep Docker's spelling. In process
 
 from __future__ import annotations
 
-import io
-import tarfile
-
 import pytest
 from starlette.testclient import TestClient
 
+from archive_corpus import REG, tar_of
 from kiln.api.app import create_app
 from kiln.api.params import fold_query_names
 from kiln.ops.config import Config
+
+ONE_FILE = tar_of(("hello", REG, b"hi\n"))  # a layer of one file
 
 
 @pytest.fixture
@@ -22,23 +22,13 @@ def client(tmp_path):
         yield c
 
 
-def _rootfs() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        data = b"hi\n"
-        info = tarfile.TarInfo("hello")
-        info.size = len(data)
-        tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_folding_lowers_names_and_keeps_values():
     raw = b"tlsVerify=False&Reference=Busybox%3A1&ALL&x=A%3DB"
     assert fold_query_names(raw) == b"tlsverify=False&reference=Busybox%3A1&all&x=A%3DB"
 
 
 def test_libpod_names_in_any_case_are_the_same_parameter(client):
-    r = client.post("/v4.3.1/libpod/images/import?Reference=localhost/case:1", content=_rootfs())
+    r = client.post("/v4.3.1/libpod/images/import?Reference=localhost/case:1", content=ONE_FILE)
     assert r.status_code == 200, r.text
     assert client.get("/v4.3.1/libpod/images/localhost/case:1/exists").status_code == 204
     r = client.post("/v4.3.1/libpod/images/localhost/case:1/tag?REPO=localhost/other&Tag=2")
@@ -61,8 +51,8 @@ def test_docker_routes_keep_dockers_spelling(client):
 def test_libpod_import_takes_the_platform_podman_sends(client):
     # podman import --arch arm64 --variant v8: its bindings send architecture and variant
     q = "reference=localhost/plat:1&architecture=arm64&Variant=v8"
-    assert client.post(f"/v4.3.1/libpod/images/import?{q}", content=_rootfs()).status_code == 200
+    assert client.post(f"/v4.3.1/libpod/images/import?{q}", content=ONE_FILE).status_code == 200
     info = client.get("/v4.3.1/libpod/images/localhost/plat:1/json").json()
     assert (info["Os"], info["Architecture"]) == ("linux", "arm64"), info
-    r = client.post("/v4.3.1/libpod/images/import?architecture=arm64/v8/x", content=_rootfs())
+    r = client.post("/v4.3.1/libpod/images/import?architecture=arm64/v8/x", content=ONE_FILE)
     assert r.status_code == 400 and "arm64/v8/x" in r.json()["message"], r.text

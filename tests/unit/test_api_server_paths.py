@@ -13,11 +13,14 @@ import tarfile
 import pytest
 from starlette.testclient import TestClient
 
+from archive_corpus import REG, tar_of
 from kiln.api.app import create_app
 from kiln.ops.config import Config
 
 V = "/v4.3.1/libpod"
 REFUSED = "only docker transport is supported"
+
+ONE_FILE = tar_of(("hello", REG, b"hi\n"))  # a layer of one file
 
 
 @pytest.fixture
@@ -25,20 +28,11 @@ def client(tmp_path):
     """A store with localhost/p:1 and the list localhost/ml:1 of it."""
     config = Config(root=str(tmp_path / "root"), tmpdir=str(tmp_path))
     with TestClient(create_app(config)) as c:
-        r = c.post(f"{V}/images/import?reference=localhost/p:1", content=_rootfs())
+        r = c.post(f"{V}/images/import?reference=localhost/p:1", content=ONE_FILE)
         assert r.status_code == 200, r.text
         r = c.post(f"{V}/manifests/localhost/ml:1?images=localhost/p:1")
         assert r.status_code == 201, r.text
         yield c
-
-
-def _rootfs() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        info = tarfile.TarInfo("hello")
-        info.size = 3
-        tf.addfile(info, io.BytesIO(b"hi\n"))
-    return buf.getvalue()
 
 
 def _image_ids(client) -> list[str]:
