@@ -14,7 +14,6 @@ import codecs
 import contextlib
 import contextvars
 import os
-import secrets as _secrets
 import tempfile
 import threading
 import time
@@ -432,7 +431,7 @@ class Executor:
             with tempfile.TemporaryDirectory(prefix="kiln-empty-", dir=self.tmpdir) as empty:
                 yield empty
             return
-        key = f"kiln-build-view-{_secrets.token_hex(8)}"
+        key = f"kiln-build-view-{os.urandom(8).hex()}"
         spec = snaps.view(key, top)
         try:
             with mounted(spec, parent_dir=self.tmpdir) as path:

@@ -16,7 +16,7 @@ one). Writing a record never fails a build.
 from __future__ import annotations
 
 import contextlib
-import secrets
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,7 +64,7 @@ class BuildRecorder:
     """Collects one build's record from its events; ``wrap(emit)`` for the ``Progress``."""
 
     def __init__(self, opts: BuildOptions, dockerfile: str, dockerfile_name: str) -> None:
-        self.id = secrets.token_hex(12)
+        self.id = os.urandom(12).hex()
         self.created = time.time()
         self.opts = opts
         self.doc: dict[str, Any] = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -121,7 +120,7 @@ class Builder:
             img = open_store_image(store, base.id)
             top = unpack_image(store, snaps, img)
             config = img.config.evolve()
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         key = f"kiln-container-{cid}"
         snaps.prepare(key, top, volatile=volatile_mounts)
         state = ContainerState(
@@ -267,7 +266,7 @@ class Builder:
             with tempfile.TemporaryDirectory(prefix="kiln-empty-") as empty:
                 yield empty
             return
-        key = f"kiln-view-{self.id}-{secrets.token_hex(4)}"
+        key = f"kiln-view-{self.id}-{os.urandom(4).hex()}"
         spec = self.snapshots.view(key, self.state.parent_chain_id)
         try:
             with mounted(spec) as path:
@@ -571,7 +570,7 @@ class Builder:
         self._rebase(img, chain, new_key)
 
     def _new_snapshot_key(self) -> str:
-        return f"kiln-container-{self.id}-{secrets.token_hex(4)}"
+        return f"kiln-container-{self.id}-{os.urandom(4).hex()}"
 
     def _rebase(self, image: Any, chain: str | None, key: str) -> None:
         """Make this a container of ``image`` (a ``StoreImage``, kept in memory for the

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -259,7 +258,7 @@ def _source_root(ctx: Context, ref: str | None, own_id: str) -> Iterator[str | N
         with tempfile.TemporaryDirectory(prefix="kiln-empty-", dir=ctx.tmpdir) as empty:
             yield empty
         return
-    key = f"kiln-from-{secrets.token_hex(8)}"
+    key = f"kiln-from-{os.urandom(8).hex()}"
     spec = ctx.snapshots.view(key, top)
     try:
         with mounted(spec) as root:

@@ -14,7 +14,6 @@ import atexit
 import contextlib
 import dataclasses
 import os
-import secrets
 import shutil
 import tempfile
 import threading
@@ -81,7 +80,7 @@ class _Bundles:
                     if os.path.isdir(bundle.path):  # else removed under us: make another
                         return bundle
                     break
-        run_id = "kiln-" + secrets.token_hex(16)
+        run_id = "kiln-" + os.urandom(16).hex()
         bundles = os.path.join(state, "bundles")
         os.makedirs(bundles, mode=0o700, exist_ok=True)
         bundle = _Bundle(state, run_id, tempfile.mkdtemp(prefix=run_id + "-", dir=bundles))

@@ -17,7 +17,6 @@ media type, a child whose bytes do not match its descriptor or a document over
 from __future__ import annotations
 
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -80,7 +79,7 @@ def check_index(raw: bytes, media_type: str = "") -> Index:
 
 def new_index_id() -> str:
     """A fresh list ID: random, in the same form as image IDs (podman's are random too)."""
-    return "sha256:" + secrets.token_hex(32)
+    return "sha256:" + os.urandom(32).hex()
 
 
 class Indexes:

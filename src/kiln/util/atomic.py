@@ -24,7 +24,6 @@ import contextlib
 import errno
 import functools
 import os
-import secrets
 import stat
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -329,7 +328,7 @@ class AtomicFile:
     def _create_temp(self, prefix: str) -> tuple[str, int]:
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         for _ in range(100):
-            name = f"{prefix}{self._name[:32]}-{secrets.token_hex(6)}.tmp"
+            name = f"{prefix}{self._name[:32]}-{os.urandom(6).hex()}.tmp"
             try:
                 return name, os.open(name, flags, 0o600, dir_fd=self._dfd)
             except FileExistsError:
