@@ -19,8 +19,6 @@ buildah/podman's ``--cache-from REPO``; ``--cache-to REF`` likewise.
 
 from __future__ import annotations
 
-import csv
-
 from kiln.errors import InvalidArgument
 from kiln.util.choices import Compression
 from kiln.util.lazy_dataclass import dataclass
@@ -63,6 +61,8 @@ class CacheSpec:
 
 
 def _fields(flag: str, value: str) -> dict[str, str]:
+    import csv  # start-up: only --cache-from/--cache-to are parsed with it
+
     try:
         parts = next(csv.reader([value]), [])
     except csv.Error as exc:

@@ -13,7 +13,6 @@ import dataclasses
 import os
 import posixpath
 import tempfile
-import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypeVar
 
@@ -307,6 +306,8 @@ def _url_content_digest(url: str, tmpdir: str | None) -> str:
 
 
 def _fetch_verified(url: str, checksum: str, tmp: str) -> str:
+    import urllib.parse
+
     from kiln.util.download import download  # lazy: start-up cost, only ADD <url> needs it
 
     algo, _, want = checksum.partition(":")

@@ -10,7 +10,6 @@ SELinux is off; kiln never relabels).
 
 from __future__ import annotations
 
-import csv
 import posixpath
 import re
 from collections.abc import Callable
@@ -75,6 +74,8 @@ def _parse_size(value: str) -> int:
 
 
 def _fields(spec: str) -> list[str]:
+    import csv  # start-up: only a RUN --mount is parsed with it
+
     try:
         rows = list(csv.reader([spec]))
     except csv.Error as exc:

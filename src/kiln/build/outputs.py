@@ -14,7 +14,6 @@ buildah, refused when that is a terminal.
 
 from __future__ import annotations
 
-import csv
 import shutil
 import sys
 from collections.abc import Callable
@@ -57,6 +56,8 @@ def image_output(spec: str) -> ImageOutput | None:
     hold commas); None for the file outputs."""
     if "=" not in spec:
         return None
+    import csv  # start-up: only an --output is parsed with it
+
     try:
         parts = next(csv.reader([spec]), [])
     except csv.Error as exc:

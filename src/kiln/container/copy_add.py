@@ -13,7 +13,6 @@ import os
 import posixpath
 import stat
 import tempfile
-import urllib.parse
 from collections.abc import Container, Iterator
 from dataclasses import field
 
@@ -262,6 +261,8 @@ def _in_parent(dst: SafeRoot, path: str, opts: CopyOptions) -> str:
 def _download(url: str, tmp: str) -> _Fetched:
     """Fetch ``url`` into a temporary file (before anything is written to the rootfs)."""
     # start-up: only ADD of a URL downloads; other builds need not load this
+    import urllib.parse
+
     from kiln.util.download import download
 
     name = posixpath.basename(urllib.parse.urlparse(url).path.rstrip("/"))

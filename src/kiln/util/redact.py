@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import urllib.parse
 
 __all__ = ["MASK", "RedactingFilter", "redact"]
 
@@ -67,6 +66,8 @@ class RedactingFilter(logging.Filter):
             return True
         clean = redact(message)
         if clean == message and "%" in message:  # a logged URL: user%3Apass%40host
+            import urllib.parse  # start-up: most commands log no percent sign
+
             decoded = urllib.parse.unquote(message)
             clean = message if redact(decoded) == decoded else redact(decoded)
         if clean != message:
