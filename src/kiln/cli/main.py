@@ -9,6 +9,7 @@ podman does; a traceback only with ``--debug``.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
 import sys
@@ -102,12 +103,28 @@ def main(argv: list[str] | None = None) -> None:
     """The console script: exits with the process exit code. Run as the process's own
     command line (``argv`` None) it ends the process without the interpreter's teardown;
     a caller passing ``argv`` gets the SystemExit back."""
+    if argv is None:
+        _collect_young_objects_less_often()
     try:
         cli.main(args=argv, prog_name="kiln")
     except SystemExit as exc:
         if argv is None:
             _exit_without_teardown(exc.code)
         raise
+
+
+# A fresh command allocates a few hundred thousand objects while it imports its modules, and
+# almost none of them are garbage: with the default 700 the collector ran 63 times in a short
+# build and found a few hundred cycles. From the console script on, 50,000 young objects (a
+# few MB at most) between collections: 27 collections there (all before ``main``), 2.5% fewer
+# instructions. A long build or ``kiln serve`` still collects, over a larger young generation.
+# Set here, not at import: an in-process caller (``run``, tests) keeps its own settings.
+YOUNG_GENERATION_THRESHOLD = 50_000
+
+
+def _collect_young_objects_less_often() -> None:
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, older, oldest)
 
 
 def _exit_without_teardown(code: object) -> None:
