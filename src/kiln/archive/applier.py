@@ -429,6 +429,7 @@ def apply_layer(
     entries = 0
     with SafeRoot(target_dir) as root:
         root.writeback = start_writeback
+        root.keep_parent()
         applier = _Applier(root, whiteouts, chown)
         try:
             with tarfile.open(

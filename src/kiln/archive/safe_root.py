@@ -28,6 +28,52 @@ class SafeRoot(InRoot):
     """A directory tree that every operation, reads and writes, stays inside. Use as a
     context manager."""
 
+    _keep_parent = False
+    _kept: tuple[str, int] | None = None  # (parent path, its O_PATH fd) of the last operation
+
+    def keep_parent(self) -> None:
+        """Reuse the parent directory's fd while operations stay in one directory (a layer's
+        consecutive entries): ~4 fewer syscalls each, and no path walk.
+
+        Only a parent reached without any symlink is kept (``RESOLVE_NO_SYMLINKS``), so
+        its path names the same directory until something changes one of its ancestors;
+        every change goes through :meth:`_parent` of the changed entry, whose parent is
+        then another path, which drops the kept fd first. Needs openat2.
+        """
+        self._keep_parent = self._openat2
+
+    def _parent(self, rel: str) -> tuple[int, str]:
+        if not self._keep_parent:
+            return self._open_parent(rel)
+        parts = split_path(rel)
+        if not parts:
+            return self._open_parent(rel)  # raises
+        where = "/".join(parts[:-1])
+        kept = self._kept
+        if kept is not None:
+            if kept[0] == where:
+                return kept[1], parts[-1]
+            self._kept = None
+            os.close(kept[1])
+        try:
+            fd = self._open_dir_without_symlinks(where)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            return self._open_parent(rel)  # a symlink on the way: resolved anew each time
+        self._kept = (where, fd)
+        return fd, parts[-1]
+
+    def _release(self, fd: int) -> None:
+        if self._kept is None or self._kept[1] != fd:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._kept is not None:
+            os.close(self._kept[1])
+            self._kept = None
+        super().close()
+
     # -- creation -------------------------------------------------------------------
 
     def makedirs_following(self, rel: str, mode: int = 0o755) -> Followed:
@@ -46,7 +92,7 @@ class SafeRoot(InRoot):
             try:
                 os.mkdir(name, mode, dir_fd=pfd)
             finally:
-                os.close(pfd)
+                self._release(pfd)
             found.created.append(found.path)
             found.exists = found.is_dir = True
         return found
@@ -61,6 +107,8 @@ class SafeRoot(InRoot):
         if _depth > MAX_SYMLINKS:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), rel)
         parts = split_path(rel)
+        if self._kept is not None and self._kept[0] == "/".join(parts):
+            return  # the kept parent: a directory, reached without symlinks, still there
         for i in range(1, len(parts) + 1):
             try:
                 os.close(self._open(parts[:i], os.O_PATH | os.O_DIRECTORY))
@@ -99,7 +147,7 @@ class SafeRoot(InRoot):
         except IsADirectoryError:
             pass
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     def open_file_for_write(self, rel: str, mode: int = 0o644) -> int:
         """A new, truncated regular file (an existing non-directory is unlinked first)."""
@@ -109,7 +157,7 @@ class SafeRoot(InRoot):
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(name, flags, mode & 0o777, dir_fd=pfd)
         finally:
-            os.close(pfd)
+            self._release(pfd)
         os.fchmod(fd, mode & 0o7777)
         return fd
 
@@ -155,11 +203,11 @@ class SafeRoot(InRoot):
             self._clear_final(pfd, name)
             os.symlink(target, name, dir_fd=pfd)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     def hardlink(self, existing_rel: str, rel: str) -> None:
         """Hard link ``rel`` to ``existing_rel``; both resolved in-root, neither end followed."""
-        spfd, sname = self._parent(existing_rel)
+        spfd, sname = self._open_parent(existing_rel)  # not the cached one: rel's may replace it
         try:
             dpfd, dname = self._parent(rel)
             try:
@@ -173,7 +221,7 @@ class SafeRoot(InRoot):
                 self._clear_final(dpfd, dname)
                 os.link(sname, dname, src_dir_fd=spfd, dst_dir_fd=dpfd, follow_symlinks=False)
             finally:
-                os.close(dpfd)
+                self._release(dpfd)
         finally:
             os.close(spfd)
 
@@ -183,7 +231,7 @@ class SafeRoot(InRoot):
             self._clear_final(pfd, name)
             os.mknod(name, mode, dev, dir_fd=pfd)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     def mkfifo(self, rel: str, mode: int = 0o644) -> None:
         pfd, name = self._parent(rel)
@@ -191,7 +239,7 @@ class SafeRoot(InRoot):
             self._clear_final(pfd, name)
             os.mkfifo(name, mode & 0o777, dir_fd=pfd)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     # -- removal --------------------------------------------------------------------
 
@@ -210,7 +258,7 @@ class SafeRoot(InRoot):
             else:
                 os.unlink(name, dir_fd=pfd)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     def clear_dir(self, rel: str, keep: Callable[[str], bool] | None = None) -> None:
         """Remove entries of directory ``rel``; ``keep(name)`` true spares an entry."""
@@ -235,7 +283,7 @@ class SafeRoot(InRoot):
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
             return os.open(name, flags, dir_fd=pfd)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     # -- metadata -------------------------------------------------------------------
 
@@ -254,7 +302,7 @@ class SafeRoot(InRoot):
         try:
             os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     def chmod(self, rel: str, mode: int) -> None:
         """Set permission bits (incl. setuid/setgid/sticky); a symlink is left alone."""
@@ -278,7 +326,7 @@ class SafeRoot(InRoot):
         try:
             os.utime(name, ns=(atime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     def setxattr(self, rel: str, name: str, value: bytes) -> None:
         """Set an extended attribute on ``rel`` itself (not on a symlink's target)."""

@@ -36,6 +36,7 @@ from kiln.util.lazy_dataclass import dataclass
 
 _SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 #: the most symlinks one resolution follows (Linux's limit)
@@ -295,18 +296,32 @@ class InRoot:
             os.close(found)
 
     def _parent(self, rel: str) -> tuple[int, str]:
-        """(fd of the in-root parent directory, final name); the caller closes the fd."""
+        """(fd of the in-root parent directory, final name); the caller hands the fd to
+        :meth:`_release`."""
+        return self._open_parent(rel)
+
+    def _open_parent(self, rel: str) -> tuple[int, str]:
         parts = split_path(rel)
         if not parts:
             raise InvalidArgument("the operation needs a path below the root, not the root itself")
         fd = self._open(parts[:-1], os.O_PATH | os.O_DIRECTORY)
         return fd, parts[-1]
 
+    def _open_dir_without_symlinks(self, rel: str) -> int:
+        """An O_PATH fd of directory ``rel`` if no component of it is a symlink (openat2
+        only); ELOOP if one is."""
+        flags = os.O_PATH | os.O_DIRECTORY
+        return _openat2(self.fd, rel or ".", flags, resolve=RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
+
+    def _release(self, fd: int) -> None:
+        """Done with an fd from :meth:`_parent` (a subclass may keep it for the next call)."""
+        os.close(fd)
+
     def open_parent(self, rel: str) -> tuple[int, str]:
         """An O_PATH fd of the directory holding ``rel`` (resolved in-root) and the final
         name, never followed: for an ``*at`` call on the entry itself. The caller closes
         the fd."""
-        return self._parent(rel)
+        return self._open_parent(rel)
 
     def open(self, rel: str, flags: int = os.O_RDONLY, *, beneath: bool = False) -> int:
         """An fd of ``rel`` with ``flags``, every symlink followed in-root, the final one
@@ -327,7 +342,7 @@ class InRoot:
         try:
             return os.open(name, _PATH_NOFOLLOW, dir_fd=pfd)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     def follow(self, rel: str, *, create_parents: bool = False, mode: int = 0o755) -> Followed:
         """Where ``rel`` leads inside the root, every symlink followed in-root (the final one
@@ -372,7 +387,7 @@ class InRoot:
         try:
             return os.stat(name, dir_fd=pfd, follow_symlinks=False)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     def exists(self, rel: str) -> bool:
         try:
@@ -387,7 +402,7 @@ class InRoot:
         try:
             return os.readlink(name, dir_fd=pfd)
         finally:
-            os.close(pfd)
+            self._release(pfd)
 
     def listdir(self, rel: str) -> list[str]:
         fd = self.open_dir(rel)
