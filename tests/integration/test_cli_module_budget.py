@@ -108,3 +108,22 @@ def test_the_count_sees_what_a_command_imports(counted):
     assert "kiln.build.executor" in counted["build"]
     assert "kiln.runtime.runc" in counted["build"]
     assert "kiln.build.executor" not in counted["images"]
+
+
+# a registry pull of one image: neither the file transports (oci:, docker-archive:, ...) nor
+# manifest lists (push, pull --all-platforms)
+PULL_NEVER = ("kiln.image.transports", "kiln.ops.manifests", "kiln.ops.manifest_transfer",
+              "kiln.build", "kiln.api")  # fmt: skip
+
+
+def test_a_registry_pull_imports_no_file_transport_or_list_code(
+    tmp_path, busybox_rootfs_tar, registry_plain
+):
+    src_root, root = str(tmp_path / "src"), str(tmp_path / "root")
+    ref = f"{registry_plain.host}/module-budget/bb:1"
+    _modules(tmp_path, "import", "--root", src_root, "import", "-q", busybox_rootfs_tar, "bb:1")
+    _modules(tmp_path, "push", "--root", src_root, "push", "--tls-verify=false", "bb:1", ref)
+    modules = _modules(tmp_path, "pull", "--root", root, "pull", "-q", "--tls-verify=false", ref)
+    assert "kiln.image.unpack" in modules  # the child really pulled
+    unwanted = [m for m in modules if any(m == n or m.startswith(n + ".") for n in PULL_NEVER)]
+    assert not unwanted, f"kiln pull imports {unwanted}"

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument, KilnError
-from kiln.image.transports import transport
-from kiln.ops import manifest_transfer, manifests, transfer
+from kiln.ops import transfer
 from kiln.ops import transports as tp
 from kiln.ops.transfer import TransferResult
 from kiln.store import IndexRecord
@@ -47,6 +46,8 @@ def push(
                 "images as v2s1, or the list as v2s2 or oci"
             )
         fmt = {"docker": "v2s2"}.get(format or "", format)
+        from kiln.ops import manifests  # start-up: a pull or an image's push needs none
+
         res = manifests.push(
             ctx, image, destination, all=all, format=fmt, compression=compression, options=options
         )
@@ -85,6 +86,9 @@ def pull(ctx: Context, request: PullRequest) -> TransferResult | PullResult:
 def _pull_list(
     ctx: Context, src: tp.TransportRef, options: RegistryOptions | None
 ) -> TransferResult:
+    from kiln.image.transports import transport  # start-up: a one-image pull needs neither
+    from kiln.ops import manifest_transfer
+
     if src.transport == tp.DOCKER:
         res = manifest_transfer.pull_list(ctx, src.reference, options=options)
     elif src.is_file and transport(src.transport).HOLDS_LISTS:

@@ -22,7 +22,6 @@ from os.path import exists
 from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument, NotFound
-from kiln.image.transports import close_source, transport, write_images
 from kiln.ops import image_events, registry
 from kiln.ops import transports as tp
 from kiln.ops.registry import PullResult, PushResult
@@ -77,6 +76,8 @@ def push_image(
     if dest.transport == tp.STORE:
         raise InvalidArgument(f'"{dest}": push needs a destination transport')
     [(img, names)] = store_items(ctx, [image])
+    from kiln.image.transports import transport, write_images  # a registry pull needs none
+
     sink = transport(dest.transport)
     ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]} to {dest}")
     [res] = write_images(
@@ -106,6 +107,8 @@ def pull_image(ctx: Context, request: PullRequest) -> TransferResult | PullResul
         return registry.pull(ctx, request)
     if not exists(src.path):
         raise NotFound(f"{src.path}: no such file or directory")
+    from kiln.image.transports import close_source, transport  # start-up: ~15-30 ms
+
     img = transport(src.transport).open_source(src.path, src.reference, tmp_dir=ctx.tmpdir)
     try:
         names = normalize_names(img.names)
