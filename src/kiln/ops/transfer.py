@@ -76,7 +76,7 @@ def push_image(
     if dest.transport == tp.STORE:
         raise InvalidArgument(f'"{dest}": push needs a destination transport')
     [(img, names)] = store_items(ctx, [image])
-    from kiln.image.transports import transport, write_images  # a registry pull needs none
+    from kiln.image.transports import transport, write_images  # start-up: a pull needs none
 
     sink = transport(dest.transport)
     ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]} to {dest}")
