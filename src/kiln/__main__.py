@@ -2,4 +2,5 @@
 
 from kiln.cli.main import main
 
-main()
+if __name__ == "__main__":  # not when a tool imports every submodule of kiln
+    main()
