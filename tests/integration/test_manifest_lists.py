@@ -296,7 +296,6 @@ def test_a_create_killed_part_way_leaves_no_list(two_platforms, tmp_path):
     (after it has read the local image): no list, no name, and the next create works."""
     import signal
     import socket
-    import time
 
     amd, _ = two_platforms
     root = amd.store.root
@@ -322,10 +321,12 @@ def test_a_create_killed_part_way_leaves_no_list(two_platforms, tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(3)
-        assert proc.poll() is None  # still waiting on the silent registry
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        silent.settimeout(60)
+        conn, _ = silent.accept()  # kiln has reached the registry, which never answers
+        with conn:
+            assert proc.poll() is None  # still waiting on the silent registry
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
     assert kiln(root, "manifest", "exists", "half", check=False).returncode == 1
     rows = kiln(root, "images", "-a", "--format", "{{.Repository}}").stdout.split()
     assert "localhost/half" not in rows
