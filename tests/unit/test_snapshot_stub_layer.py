@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
-from kiln.snapshot import Snapshotter
+from kiln.snapshot import Snapshotter, stubs
 
 
 def test_stub_layer_is_made_once_with_fixed_modes(tmp_path):
@@ -37,3 +37,63 @@ def test_stub_layer_is_made_once_with_fixed_modes(tmp_path):
         assert os.listdir(os.path.join(again.root, "tmp")) == []
     finally:
         again.close()
+
+
+DIRS, FILES = ["/proc", "/dev"], ["/etc/hosts"]
+
+
+def _stubs(snaps: Snapshotter) -> list[str]:
+    top = os.path.join(snaps.root, "stubs")
+    return sorted(os.listdir(top)) if os.path.isdir(top) else []
+
+
+def test_a_sweep_removes_a_stub_nobody_holds_once_its_grace_is_over(tmp_path):
+    snaps = Snapshotter(str(tmp_path / "snapshots"), driver="copy")
+    try:
+        path = snaps.stub_layer(DIRS, FILES)
+        snaps.sweep(set(), set())
+        assert _stubs(snaps) == [os.path.basename(path)]  # young: kept for the next RUN
+        os.utime(path, (0, 0))  # made long ago (another kiln's set of names, say)
+        snaps.sweep(set(), set())
+        assert _stubs(snaps) == []
+        assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+        assert snaps.stub_layer(DIRS, FILES) == path  # the next RUN makes it again
+    finally:
+        snaps.close()
+
+
+def test_a_stub_a_run_holds_survives_the_sweep_however_old(tmp_path):
+    snaps = Snapshotter(str(tmp_path / "snapshots"), driver="copy")
+    snaps.grace_seconds = 0
+    try:
+        with snaps.held_stub(DIRS, FILES) as path:
+            os.utime(path, (0, 0))
+            snaps.sweep(set(), set())
+            assert _stubs(snaps) == [os.path.basename(path)]
+        snaps.sweep(set(), set())
+        assert _stubs(snaps) == []
+    finally:
+        snaps.close()
+
+
+def test_a_stub_swept_between_its_check_and_its_hold_is_made_again_and_held(tmp_path, monkeypatch):
+    snaps = Snapshotter(str(tmp_path / "snapshots"), driver="copy")
+    snaps.grace_seconds = 0
+    real_hold = stubs.hold
+    raced = []
+
+    def sweep_first(path: str) -> int | None:
+        if not raced:
+            raced.append(path)
+            os.utime(path, (0, 0))
+            snaps.sweep(set(), set())
+        return real_hold(path)
+
+    monkeypatch.setattr(stubs, "hold", sweep_first)
+    try:
+        with snaps.held_stub(DIRS, FILES) as path:
+            assert raced == [path]
+            snaps.sweep(set(), set())  # the one made again is held: it stays
+            assert stubs.is_whole(path, stubs.stub_tree(DIRS, FILES))
+    finally:
+        snaps.close()

@@ -212,16 +212,18 @@ class Builder:
             self.state.mount_point = None
             self.save()
 
-    def _mount(self, volatile: bool = False, stubs: Stubs | None = None) -> Any:
+    def _mount(self, volatile: bool = False, stubs: Stubs | None = None, held: Any = None) -> Any:
+        """Mount the rootfs; a stub layer under it is held on ``held`` (an ExitStack that
+        outlasts the mount: a sweep removes only a stub nobody holds)."""
         # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
         from kiln.snapshot.mount import mount
 
         spec = self.snapshots.mounts(self.state.snapshot_key)
         if volatile:
             spec = spec.as_volatile()
-        stub_layer = getattr(self.snapshots, "stub_layer", None)
-        if stubs is not None and stub_layer is not None and spec.type == "overlay":
-            spec = spec.with_bottom(stub_layer(*stubs))
+        held_stub = getattr(self.snapshots, "held_stub", None)
+        if stubs is not None and held_stub is not None and spec.type == "overlay":
+            spec = spec.with_bottom(held.enter_context(held_stub(*stubs)))
         mount(spec, self.mount_target)
         return spec
 
@@ -238,16 +240,17 @@ class Builder:
         if self.is_mounted() or _is_mountpoint(self.mount_target):
             yield self.mount_target
             return
-        spec = self._mount(self.volatile_mounts, stubs)
-        try:
-            yield self.mount_target
-        finally:
-            # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
-            from kiln.snapshot.mount import forget_volatile, unmount
+        with contextlib.ExitStack() as held:
+            spec = self._mount(self.volatile_mounts, stubs, held)
+            try:
+                yield self.mount_target
+            finally:
+                # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
+                from kiln.snapshot.mount import forget_volatile, unmount
 
-            unmount(self.mount_target)
-            if not _recycled_work(self.snapshots, self.state.snapshot_key, spec):
-                forget_volatile(spec)
+                unmount(self.mount_target)
+                if not _recycled_work(self.snapshots, self.state.snapshot_key, spec):
+                    forget_volatile(spec)
 
     def upper_dir(self) -> str:
         return self.snapshots.upper_dir(self.state.snapshot_key)

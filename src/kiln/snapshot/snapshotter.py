@@ -6,6 +6,7 @@
     <root>/active/<n>/fs         a merged copy (driver "copy")
     <root>/active/<n>/merged     where a caller mounts the snapshot (``mount_point``)
     <root>/empty                 the lower of a snapshot with no parent
+    <root>/stubs/<hash>          a RUN's empty mountpoints, under its overlay (``stub_layer``)
     <root>/tmp/                  work in progress; renamed into place when complete
     <root>/locks/                per-chain-id unpack locks
     <root>/snapshots.db          which <n> is which
@@ -41,7 +42,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from typing import Any, BinaryIO, NamedTuple
 
 from kiln.errors import (
@@ -485,7 +486,8 @@ class Snapshotter(UpkeepMixin):
         Kept: ``keep_layers`` and their parents, ``keep_active`` and their parents'
         chains, anything younger than ``grace_seconds`` -- except a layer in ``released``
         created no later than the time given there (the last image using it was deleted).
-        Also removes ``tmp/`` and unrecorded directories left by crashes. Returns how many
+        Also removes ``tmp/``, unrecorded directories left by crashes and the RUN stub
+        layers nobody holds (``kiln.snapshot.stubs``). Returns how many
         layers and snapshots went and the bytes freed (all of it, crash garbage too).
 
         Crash safety: the rows go first (one transaction), then each directory is renamed
@@ -537,6 +539,10 @@ class Snapshotter(UpkeepMixin):
                 for r in doomed_layers:
                     conn.execute("DELETE FROM layers WHERE chain_id=?", (r["chain_id"],))
             garbage += [a for d in doomed_dirs if (a := self._move_aside(d)) is not None]
+            # the RUN stub layers no RUN holds, made before the grace period (a few inodes)
+            taken = stubs.take_unheld(self._stubs_dir, young, self._move_aside)
+            freed += sum(tree_size(d) for d in taken)
+            garbage += taken
             # nobody holds a chain lock while we hold the root lock exclusively
             for name in self._list("locks"):
                 os.unlink(os.path.join(self.root, "locks", name))
@@ -604,9 +610,10 @@ class Snapshotter(UpkeepMixin):
         each a journalled change, and without ``/etc`` copied up for it. Made once per
         set of names (``stubs/<hash>``, renamed into place whole), then reused while it
         holds exactly its entries (``kiln.snapshot.stubs``: one damaged by hand or torn
-        by a power loss is made again)."""
+        by a power loss is made again). A RUN uses it through ``held_stub``: the sweep
+        removes one nobody holds."""
         names = "\0".join(["d", *sorted(dirs), "f", *sorted(files)]).encode()
-        path = os.path.join(self.root, "stubs", hashlib.sha256(names).hexdigest()[:16])
+        path = os.path.join(self._stubs_dir, hashlib.sha256(names).hexdigest()[:16])
         tree = stubs.stub_tree(dirs, files)
         if stubs.is_whole(path, tree):
             return path
@@ -628,11 +635,32 @@ class Snapshotter(UpkeepMixin):
                 raise
         return path
 
+    @contextlib.contextmanager
+    def held_stub(self, dirs: Sequence[str], files: Sequence[str]) -> Iterator[str]:
+        """``stub_layer``'s directory, held (``stubs.hold``) while the context lasts: mount
+        on it inside. A sweep that set it aside between its making and the hold takes
+        only one made before the grace period, so the one made again is held."""
+        for _ in range(3):
+            path = self.stub_layer(dirs, files)
+            fd = stubs.hold(path)
+            if fd is not None:
+                break
+        else:
+            raise KilnError(f"the RUN stub layer in {self.root} keeps being removed; retry")
+        try:
+            yield path
+        finally:
+            os.close(fd)
+
     # helpers --------------------------------------------------------------
 
     @property
     def _empty(self) -> str:
         return os.path.join(self.root, "empty")
+
+    @property
+    def _stubs_dir(self) -> str:
+        return os.path.join(self.root, "stubs")
 
     @property
     def _probe_marker(self) -> str:

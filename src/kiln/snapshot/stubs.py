@@ -9,15 +9,21 @@ damaged by hand (an entry removed, one of the wrong kind, a file with content, a
 it should not have), or torn by a power loss (renamed into place before its entries were
 on disk: it is never fsynced), is made again instead of shown to a RUN or blamed on the
 image ("the image's /proc is not a directory").
+
+A stub is used for as long as a RUN's overlay is mounted on it, and held meanwhile: a
+shared ``flock`` on its directory (``hold``), taken by each use. The snapshotter's sweep
+removes a stub nobody holds (``take_unheld``): one of an older kiln's set of names, or
+one no build has used since a prune; the next RUN makes it again in a few system calls.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-__all__ = ["is_whole", "make_tree", "stub_tree"]
+__all__ = ["hold", "is_whole", "make_tree", "stub_tree", "take_unheld"]
 
 #: {relative path: True for a directory, False for an empty file}, parents first
 Tree = dict[str, bool]
@@ -82,3 +88,52 @@ def _same_kind(entry: os.DirEntry[str], is_dir: bool) -> bool:
         return False
     st = entry.stat(follow_symlinks=False)
     return stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
+def hold(path: str) -> int | None:
+    """A descriptor holding the stub ``path`` (shared, until it is closed), or None when
+    ``path`` no longer names the directory it opened: a sweep set that one aside between
+    the open and the lock (``take_unheld`` renames it while holding it exclusively)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # a sweep holds it exclusively for a rename only
+        now, held = os.lstat(path), os.fstat(fd)
+        if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def take_unheld(top: str, made_before: float, set_aside: Callable[[str], str | None]) -> list[str]:
+    """Set aside (``set_aside``: rename out of ``top``, returning where to) every stub in
+    ``top`` made before ``made_before`` that nobody holds, each renamed while held
+    exclusively, so no use can take it meanwhile; returns where they went."""
+    try:
+        names = sorted(os.listdir(top))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        path = os.path.join(top, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if os.fstat(fd).st_mtime >= made_before:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a RUN's overlay rests on it
+            aside = set_aside(path)
+            if aside is not None:
+                out.append(aside)
+        finally:
+            os.close(fd)
+    return out
