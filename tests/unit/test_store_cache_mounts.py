@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import subprocess
 
 import pytest
 
+from kiln.build.mounts import parse_mount
+from kiln.build.run_mounts import prepared_mounts
 from kiln.store import Store
+from kiln.util.process_owner import this_process
 
 
 @pytest.fixture
@@ -58,3 +63,38 @@ def test_shared_users_hold_off_prune_but_not_each_other(store):
         assert store.prune_cache_mounts() == 0
     assert os.path.isdir(path)
     assert store.prune_cache_mounts() == 1
+
+
+def test_prune_leaves_a_directory_a_live_build_is_making(store):
+    store.cache_mount_dir("seen")  # the cache-mounts directory exists
+    base = os.path.join(store.root, "cache-mounts")
+    making = os.path.join(base, "made-0123456789ab.new-" + this_process().replace(":", "_"))
+    child = subprocess.Popen(["true"])
+    child.wait()
+    dead_owner = f"{child.pid}_{0}"
+    left = os.path.join(base, f"made-0123456789ab.new-{dead_owner}")
+    os.mkdir(making)
+    os.mkdir(left)
+    store.prune_cache_mounts()
+    assert os.path.isdir(making)  # its maker is about to rename it into place
+    assert not os.path.exists(left)  # its maker died: a crash's leftover
+
+
+def test_a_prune_between_the_lookup_and_the_lock_leaves_the_run_a_directory(store, tmp_path):
+    spec = parse_mount("type=cache,target=/c,id=pkgs")
+    real_lock = store.cache_mount_lock
+
+    @contextlib.contextmanager
+    def pruned_first(*args, **kwargs):
+        store.prune_cache_mounts()  # a `builder prune --all` that comes just now
+        with real_lock(*args, **kwargs) as held:
+            yield held
+
+    store.cache_mount_dir("pkgs")  # made by an earlier build
+    store.cache_mount_lock = pruned_first
+    with prepared_mounts(
+        (spec,), context_dir=str(tmp_path), store=store, secrets={}, open_root=None
+    ) as mounts:
+        (mount,) = mounts.mounts
+        assert os.path.isdir(mount.source)  # what the RUN binds exists
+        assert store.prune_cache_mounts() == 0  # and no prune takes it meanwhile

@@ -248,19 +248,23 @@ def _cache_dir(
 ) -> Iterator[str]:
     mode = spec.mode if spec.mode is not None else 0o755
     uid, gid = spec.uid or 0, spec.gid or 0
-    if seed is None:
-        path = store.cache_mount_dir(ident, mode=mode, uid=uid, gid=gid)
-    else:
+
+    def directory() -> str:
+        """Asked for with the cache's lock held (a prune keeps away from it), so a prune
+        that came between an earlier lookup and the lock cannot leave a missing one."""
+        if seed is None:
+            return store.cache_mount_dir(ident, mode=mode, uid=uid, gid=gid)
         # one seeding at a time, on a lock of its own (the cache's is held by its users)
         with store.cache_mount_lock(ident + "\0seeding"):
-            path = store.cache_mount_dir(ident, mode=mode, uid=uid, gid=gid, seed=seed)
+            return store.cache_mount_dir(ident, mode=mode, uid=uid, gid=gid, seed=seed)
+
     if spec.sharing == "shared":
         with store.cache_mount_lock(ident, shared=True):  # keeps prune away
-            yield path
+            yield directory()
         return
     with store.cache_mount_lock(ident, wait=spec.sharing == "locked") as held:
         if held:
-            yield path
+            yield directory()
             return
         private = os.path.join(tmp, f"cache-{index}")
         os.mkdir(private, mode)

@@ -86,21 +86,22 @@ def run_in(b: Builder, args: Sequence[str], opts: Any = None, **overrides: Any) 
         raise InvalidArgument("no command given to run: pass the command and its arguments")
     _emulate_if_foreign(b)
     options = run_options(b, args, opts, **overrides)
-    cache_ids = [_cache_id(m) for m in options.mounts if m.type == "cache"]
-    options = replace(options, mounts=[_cache_mount(b, m) for m in options.mounts])
     # start-up: kiln.snapshot costs ~0.03 s (see kiln.container.builder's docstring)
     from kiln.snapshot.mount import is_mountpoint
 
-    tidy = not is_mountpoint(b.mount_target) and not b.is_copy_snapshot()
-    dests = [m.destination for m in options.mounts]
-    candidates = copied_up.placeholder_parents(dests) if tidy else []
-    upper = b.upper_dir()
-    new = [p for p in candidates if not copied_up.exists_in(upper, p)]
-    # the mountpoints come from a layer under the image's: none is made in (and removed
-    # from) the upper, /etc is not copied up for /etc/hosts
-    with contextlib.ExitStack() as held, b.mounted(RUN_STUBS) as rootfs:
-        for cache_id in cache_ids:  # held shared: keeps `builder prune` away
-            held.enter_context(b.store.cache_mount_lock(cache_id, shared=True))
+    with contextlib.ExitStack() as held:
+        for m in options.mounts:  # held shared, before the directory is looked up (or made
+            if m.type == "cache":  # again): keeps `builder prune` away from it
+                held.enter_context(b.store.cache_mount_lock(_cache_id(m), shared=True))
+        options = replace(options, mounts=[_cache_mount(b, m) for m in options.mounts])
+        tidy = not is_mountpoint(b.mount_target) and not b.is_copy_snapshot()
+        dests = [m.destination for m in options.mounts]
+        candidates = copied_up.placeholder_parents(dests) if tidy else []
+        upper = b.upper_dir()
+        new = [p for p in candidates if not copied_up.exists_in(upper, p)]
+        # the mountpoints come from a layer under the image's: none is made in (and
+        # removed from) the upper, /etc is not copied up for /etc/hosts
+        rootfs = held.enter_context(b.mounted(RUN_STUBS))
         before = copied_up.below(rootfs, new)  # the merged view: no walk of the chain
         code = run_process(options, rootfs)
     if new:

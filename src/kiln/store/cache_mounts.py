@@ -6,7 +6,10 @@
 
 The same id names the same directory in builds and in ``kiln run``. They hold only what
 RUN steps put there; nothing else references them, so ``prune_cache_mounts`` (``buildah
-prune``'s job) may drop any that no RUN holds at the moment.
+prune``'s job) may drop any that no RUN holds at the moment. A user takes the lock first
+and asks for the directory after (``cache_mount_dir`` makes it again if a prune came
+first), so a prune never takes a directory between its lookup and its use; one being made
+(``<name>.new-<owner>``) goes only once its maker is dead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
+
+from kiln.util.process_owner import is_alive, this_process
 
 CACHE_MOUNTS = "cache-mounts"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -31,6 +36,15 @@ def cache_mount_name(cache_id: str) -> str:
 
 def _transient(name: str) -> bool:
     return ".new-" in name or ".rm-" in name
+
+
+def _abandoned(name: str) -> bool:
+    """Whether transient ``name`` is nobody's: a removal's (``.rm-``, whole or half done),
+    or a directory being made whose maker (``.new-PID_START``) has died."""
+    if ".rm-" in name:
+        return True
+    owner = name.rpartition(".new-")[2].replace("_", ":")
+    return not is_alive(owner)
 
 
 class CacheMounts:
@@ -50,7 +64,7 @@ class CacheMounts:
         and filled by ``seed(new_dir)`` before anyone can see it (``from=`` caches)."""
         path = os.path.join(self._cache_mounts_root(), cache_mount_name(cache_id))
         if not os.path.isdir(path):
-            tmp = path + f".new-{os.getpid()}"
+            tmp = path + ".new-" + this_process().replace(":", "_")
             shutil.rmtree(tmp, ignore_errors=True)
             os.mkdir(tmp, 0o700)
             if os.geteuid() == 0 or (uid, gid) != (0, 0):
@@ -103,7 +117,8 @@ class CacheMounts:
         for name in os.listdir(base):
             path = os.path.join(base, name)
             if _transient(name):
-                shutil.rmtree(path, ignore_errors=True)  # left by a crash
+                if _abandoned(name):  # left by a crash
+                    shutil.rmtree(path, ignore_errors=True)
                 continue
             if name.endswith(".lock") or not os.path.isdir(path):
                 continue
