@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import stat
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from kiln.build.mounts import parse_mount
 from kiln.build.run_mounts import prepared_mounts
 from kiln.store import Store
+from kiln.store.cache_mounts import cache_mount_name
 from kiln.util.process_owner import this_process
 
 
@@ -98,3 +100,41 @@ def test_a_prune_between_the_lookup_and_the_lock_leaves_the_run_a_directory(stor
         (mount,) = mounts.mounts
         assert os.path.isdir(mount.source)  # what the RUN binds exists
         assert store.prune_cache_mounts() == 0  # and no prune takes it meanwhile
+
+
+def test_prune_leaves_no_lock_file_of_what_it_removed(store):
+    gone = store.cache_mount_dir("gone")
+    kept = store.cache_mount_dir("kept")
+    with store.cache_mount_lock("gone\0seeding"):  # a seeding's lock: no directory of its own
+        pass
+    with store.cache_mount_lock("gone", shared=True), store.cache_mount_lock("kept", shared=True):
+        pass
+    with store.cache_mount_lock("kept", shared=True):
+        store.prune_cache_mounts()
+    base = os.path.join(store.root, "cache-mounts")
+    assert sorted(os.listdir(base)) == sorted(
+        [os.path.basename(kept), os.path.basename(kept) + ".lock"]
+    )
+    assert not os.path.exists(gone)
+
+
+def test_a_lock_file_a_prune_unlinked_under_a_waiter_is_taken_again(store):
+    store.cache_mount_dir("c")
+    lock = os.path.join(store.root, "cache-mounts", cache_mount_name("c") + ".lock")
+    real_flock = fcntl.flock
+    raced = []
+
+    def prune_first(fd, operation):  # the user opened the file; a prune unlinks it now
+        if not raced:
+            raced.append(fd)
+            assert store.prune_cache_mounts() == 1
+        return real_flock(fd, operation)
+
+    fcntl.flock = prune_first
+    try:
+        with store.cache_mount_lock("c") as held:
+            assert held and os.path.exists(lock)  # held on the file at the path
+            with store.cache_mount_lock("c", wait=False) as again:
+                assert not again  # so a second user is refused, not handed another file
+    finally:
+        fcntl.flock = real_flock

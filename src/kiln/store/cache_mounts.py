@@ -90,16 +90,13 @@ class CacheMounts:
     ) -> Iterator[bool]:
         """Hold cache ``cache_id`` (exclusively, or ``shared`` with other users so that a
         prune leaves it alone); yields False (not held) when taken and not ``wait``."""
-        name = cache_mount_name(cache_id) + ".lock"
-        fd = os.open(os.path.join(self._cache_mounts_root(), name),
-                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+        path = os.path.join(self._cache_mounts_root(), cache_mount_name(cache_id) + ".lock")
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        fd = _locked(path, mode | (0 if wait else fcntl.LOCK_NB))
+        if fd is None:
+            yield False
+            return
         try:
-            try:
-                mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-                fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
             yield True
         finally:
             os.close(fd)
@@ -111,10 +108,13 @@ class CacheMounts:
                       if os.path.isdir(os.path.join(base, n)) and not _transient(n))  # fmt: skip
 
     def prune_cache_mounts(self) -> int:
-        """Remove every cache mount no RUN holds locked now; returns how many went."""
+        """Remove every cache mount no RUN holds locked now, with its lock file (and the
+        lock files of seedings: no directory bears their name); returns how many
+        directories went."""
         base = self._cache_mounts_root()
         removed = 0
-        for name in os.listdir(base):
+        names = os.listdir(base)
+        for name in names:
             path = os.path.join(base, name)
             if _transient(name):
                 if _abandoned(name):  # left by a crash
@@ -122,16 +122,52 @@ class CacheMounts:
                 continue
             if name.endswith(".lock") or not os.path.isdir(path):
                 continue
-            fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = _locked(path + ".lock", fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fd is None:
+                continue
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
                 aside = f"{path}.rm-{os.getpid()}"
                 os.rename(path, aside)
                 shutil.rmtree(aside, ignore_errors=True)
+                os.unlink(path + ".lock")  # held: a waiter finds it gone (``_locked``)
                 removed += 1
             finally:
                 os.close(fd)
+        for name in names:  # lock files no directory goes with: seedings', a crash's
+            path = os.path.join(base, name)
+            if not name.endswith(".lock") or os.path.isdir(path.removesuffix(".lock")):
+                continue
+            if not os.path.exists(path):  # its directory's, unlinked above
+                continue
+            fd = _locked(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fd is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                os.close(fd)
         return removed
+
+
+def _locked(path: str, operation: int) -> int | None:
+    """A descriptor of lock file ``path`` (made if missing) holding ``operation`` (a
+    ``flock`` operation), or None when ``LOCK_NB`` is in it and someone else holds it. A
+    prune unlinks a lock file while it holds it: a lock taken on a file no longer at
+    ``path`` is dropped and taken again on the one there now, so two users never hold
+    two different files of one cache."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, operation)
+            held = os.fstat(fd)
+            now = os.stat(path)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except FileNotFoundError:  # unlinked by a prune after our open: take the next one
+            os.close(fd)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+            return fd
+        os.close(fd)
