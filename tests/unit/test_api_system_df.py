@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 
 import pytest
@@ -11,6 +12,7 @@ from starlette.testclient import TestClient
 
 from kiln.api.app import create_app
 from kiln.ops.config import Config
+from kiln.store import Store
 
 
 @pytest.fixture
@@ -76,3 +78,28 @@ def test_libpod_shape(client):
     assert (img["Repository"], img["Tag"]) == ("docker.io/library/a", "1")  # a Docker import
     assert img["UniqueSize"] == img["Size"] == body["ImagesSize"] > 0
     assert img["SharedSize"] == 0 and img["Containers"] == 0 and img["Created"].endswith("Z")
+
+
+def test_run_cache_mounts_are_the_build_cache_with_their_sizes(client, tmp_path):
+    store = Store.open(str(tmp_path / "root"))  # what a RUN --mount=type=cache left
+    try:
+        path = store.cache_mount_dir("/root/.cache/pip")
+        with open(os.path.join(path, "wheel"), "wb") as f:
+            f.write(b"w" * 70_000)
+        size = sum(os.lstat(p).st_size for p in (path, os.path.join(path, "wheel")))
+        with store.cache_mount_lock("/root/.cache/pip", shared=True):  # a RUN uses it now
+            legacy = client.get("/v1.41/system/df").json()["BuildCache"]
+            usage = client.get("/v1.52/system/df?verbose=1").json()["BuildCacheUsage"]
+        assert [(c["Type"], c["Size"], c["InUse"]) for c in legacy] == [
+            ("exec.cachemount", size, True)
+        ]
+        assert usage["TotalCount"] == usage["ActiveCount"] == 1
+        assert usage["TotalSize"] == size and usage["Reclaimable"] == 0
+        assert [c["ID"] for c in usage["Items"]] == [os.path.basename(path)]
+        after = client.get("/v1.52/system/df").json()["BuildCacheUsage"]
+        assert after["ActiveCount"] == 0 and after["Reclaimable"] == size
+        r = client.post("/v1.41/build/prune?all=1")  # docker builder prune --all
+        assert r.status_code == 200 and r.json()["SpaceReclaimed"] >= size
+        assert client.get("/v1.52/system/df").json()["BuildCacheUsage"]["TotalCount"] == 0
+    finally:
+        store.close()

@@ -300,11 +300,11 @@ async def build_prune(request: Request) -> Response:
     all_ = qbool(request.query_params, "all")
 
     def prune(ctx):
-        prune_build_cache(ctx, all=all_)
-        return ctx.collect_garbage()
+        pruned = prune_build_cache(ctx, all=all_)
+        return pruned.cache_mount_bytes + ctx.collect_garbage().bytes_freed
 
-    gc = await run_op(request, prune)
-    return JSONResponse({"CachesDeleted": None, "SpaceReclaimed": gc.bytes_freed})
+    freed = await run_op(request, prune)
+    return JSONResponse({"CachesDeleted": None, "SpaceReclaimed": freed})
 
 
 routes = [

@@ -3,8 +3,10 @@
 Docker answers API versions before 1.52 with ``LayersSize``/``Images``/``Containers``/
 ``Volumes``/``BuildCache`` and later ones with ``ImageUsage``/``ContainerUsage``/
 ``VolumeUsage``/``BuildCacheUsage`` (items only with ``verbose``); a request without a
-version prefix gets both. kiln has no runtime containers or volumes, and its build cache
-lives in the image store, so those parts are always empty.
+version prefix gets both. kiln has no runtime containers or volumes, so those parts are
+always empty; its build cache of steps lives in the image store (images), and the build
+cache shown is the ``RUN --mount=type=cache`` directories (BuildKit's ``exec.cachemount``
+records), which ``docker builder prune --all`` removes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
 from kiln.ops.disk_usage import disk_usage
+from kiln.util.timefmt import rfc3339
 
 from . import shapes
 from .params import qbool, qlist
@@ -30,6 +33,39 @@ def _empty_usage(verbose: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"ActiveCount": 0, "TotalCount": 0, "Reclaimable": 0, "TotalSize": 0}
     if verbose:
         out["Items"] = []
+    return out
+
+
+def _build_cache_items(usage: Any) -> list[dict[str, Any]]:
+    """Docker's ``BuildCache`` records for the cache mount directories of ``usage``."""
+    return [
+        {
+            "ID": c.name,
+            "Parent": "",
+            "Parents": None,
+            "Type": "exec.cachemount",
+            "Description": f"cached mount {c.name}",
+            "InUse": c.in_use,
+            "Shared": False,
+            "Size": int(c.size),
+            "CreatedAt": rfc3339(c.last_used),  # when first made is not kept
+            "LastUsedAt": rfc3339(c.last_used),
+            "UsageCount": 0,
+        }
+        for c in usage.cache_mounts
+    ]
+
+
+def _build_cache_usage(usage: Any, verbose: bool) -> dict[str, Any]:
+    items = usage.cache_mounts
+    out: dict[str, Any] = {
+        "ActiveCount": sum(1 for c in items if c.in_use),
+        "TotalCount": len(items),
+        "Reclaimable": sum(int(c.size) for c in items if not c.in_use),
+        "TotalSize": sum(int(c.size) for c in items),
+    }
+    if verbose:
+        out["Items"] = _build_cache_items(usage)
     return out
 
 
@@ -63,7 +99,7 @@ def docker_df_body(usage: Any, version: str | None, types: set[str], verbose: bo
         if "volume" in types:
             body["Volumes"] = []
         if "build-cache" in types:
-            body["BuildCache"] = []
+            body["BuildCache"] = _build_cache_items(usage)
     if version is None or version_at_least(version, "1.52"):
         if "image" in types:
             images: dict[str, Any] = {
@@ -80,7 +116,7 @@ def docker_df_body(usage: Any, version: str | None, types: set[str], verbose: bo
         if "volume" in types:
             body["VolumeUsage"] = _empty_usage(verbose)
         if "build-cache" in types:
-            body["BuildCacheUsage"] = _empty_usage(verbose)
+            body["BuildCacheUsage"] = _build_cache_usage(usage, verbose)
     return body
 
 

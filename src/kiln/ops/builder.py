@@ -12,6 +12,7 @@ Images the cache pointed at stay: they are images like any other, for ``kiln ima
 from __future__ import annotations
 
 from kiln.ops.context import Context, sweep_leftovers
+from kiln.ops.disk_usage import cache_mount_usage
 from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["BuilderPruneResult", "prune_build_cache"]
@@ -21,6 +22,7 @@ __all__ = ["BuilderPruneResult", "prune_build_cache"]
 class BuilderPruneResult:
     cache_entries: int = 0  # build-cache index entries removed
     cache_mounts: int = 0  # RUN --mount=type=cache directories removed
+    cache_mount_bytes: int = 0  # what they took (apparent size)
 
 
 def prune_build_cache(ctx: Context, all: bool = False) -> BuilderPruneResult:  # noqa: A002
@@ -30,5 +32,8 @@ def prune_build_cache(ctx: Context, all: bool = False) -> BuilderPruneResult:  #
     result = BuilderPruneResult(cache_entries=store.prune_cache_orphans())
     if all:
         result.cache_entries += store.prune_cache(unused_for=0.0)
+        before = cache_mount_usage(ctx)
         result.cache_mounts = store.prune_cache_mounts()
+        left = set(store.list_cache_mounts())
+        result.cache_mount_bytes = sum(c.size for c in before if c.name not in left)
     return result

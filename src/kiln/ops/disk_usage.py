@@ -8,11 +8,15 @@ Sizes are uncompressed layer sizes, as image sizes are everywhere else in kiln
   its ``unique_size`` the rest (what removing it alone would free).
 
 kiln has no runtime containers or volumes; working containers show up only as the
-``containers`` count of the image they were made from (they keep it in use).
+``containers`` count of the image they were made from (they keep it in use). Its build
+cache of steps is images; what else a build keeps on disk is the ``RUN --mount=type=cache``
+directories (``cache_mounts``: BuildKit's ``exec.cachemount`` records, which ``docker
+system df`` counts as build cache), which ``kiln builder prune --all`` removes.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import field
 from typing import TYPE_CHECKING
 
@@ -35,10 +39,21 @@ class ImageUsage:
         return self.summary.containers > 0
 
 
+@dataclass(frozen=True)
+class CacheMountUsage:
+    """One ``RUN --mount=type=cache`` directory."""
+
+    name: str  # its directory's name: the cache id made safe, and a hash of it
+    size: int  # apparent bytes, as ``du -sb`` counts them
+    in_use: bool  # a RUN holds it now (a prune leaves it)
+    last_used: float  # its directory's modification time
+
+
 @dataclass
 class DiskUsage:
     layers_size: int = 0
     images: list[ImageUsage] = field(default_factory=list)
+    cache_mounts: list[CacheMountUsage] = field(default_factory=list)
     layer_sizes: dict[str, int] = field(default_factory=dict, repr=False)  # chain id -> bytes
 
     @property
@@ -71,7 +86,22 @@ def disk_usage(ctx: Context) -> DiskUsage:
         unique = sum(sizes.get(c, 0) for c in chain if users.get(c, 0) <= 1)
         out.images.append(ImageUsage(s, shared, unique, frozenset(chain)))
     out.images.sort(key=lambda i: (i.summary.created_ts, i.summary.id), reverse=True)
+    out.cache_mounts = cache_mount_usage(ctx)
     return out
 
 
-__all__ = ["DiskUsage", "ImageUsage", "disk_usage"]
+def cache_mount_usage(ctx: Context) -> list[CacheMountUsage]:
+    """The ``RUN --mount=type=cache`` directories with their sizes, largest first."""
+    from kiln.snapshot.usage import tree_size  # start-up: only df sizes trees
+
+    out = []
+    for path, in_use in ctx.store.cache_mount_users().items():
+        try:
+            last_used = os.lstat(path).st_mtime
+        except FileNotFoundError:  # pruned meanwhile
+            continue
+        out.append(CacheMountUsage(os.path.basename(path), tree_size(path), in_use, last_used))
+    return sorted(out, key=lambda c: (-c.size, c.name))
+
+
+__all__ = ["CacheMountUsage", "DiskUsage", "ImageUsage", "cache_mount_usage", "disk_usage"]

@@ -107,6 +107,27 @@ class CacheMounts:
         return sorted(n for n in os.listdir(base)
                       if os.path.isdir(os.path.join(base, n)) and not _transient(n))  # fmt: skip
 
+    def cache_mount_users(self) -> dict[str, bool]:
+        """Each cache mount directory (its path), and whether a RUN holds it now (``system
+        df``'s in-use column; a prune leaves those)."""
+        base = self._cache_mounts_root()
+        out = {}
+        for name in self.list_cache_mounts():
+            path = os.path.join(base, name)
+            try:
+                fd = os.open(path + ".lock", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                out[path] = False
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                out[path] = False
+            except BlockingIOError:
+                out[path] = True
+            finally:
+                os.close(fd)
+        return out
+
     def prune_cache_mounts(self) -> int:
         """Remove every cache mount no RUN holds locked now, with its lock file (and the
         lock files of seedings: no directory bears their name); returns how many

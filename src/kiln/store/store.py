@@ -227,6 +227,7 @@ class Store:
         self.cache_mount_dir = mounts.cache_mount_dir
         self.cache_mount_lock = mounts.cache_mount_lock
         self.list_cache_mounts = mounts.list_cache_mounts
+        self.cache_mount_users = mounts.cache_mount_users
         self.prune_cache_mounts = mounts.prune_cache_mounts
         # build records
         self.put_build_record = records.put_build_record

@@ -36,3 +36,7 @@ def command(state: State, all_, force):
         f"Removed {result.cache_entries} build cache entries and "
         f"{result.cache_mounts} cache mount directories"
     )
+    if result.cache_mount_bytes:
+        from kiln.cli.render import human_size
+
+        state.echo(f"Total reclaimed space: {human_size(result.cache_mount_bytes)}", err=True)
