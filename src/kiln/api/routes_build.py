@@ -22,10 +22,22 @@ from kiln.errors import InvalidArgument
 from kiln.ops.builder import prune_build_cache
 from kiln.ops.events import OUTPUT, Event
 from kiln.ops.options import RegistryOptions, RunSettings
+from kiln.ops.timefmt import parse_timestamp
 from kiln.util.choices import Choice, ImageFormat, Isolation, NetworkMode, PullPolicy
 
 from . import shapes
-from .params import bad, loads, qbool, qint, qjson_map, qjson_str_list, qlabels, qlist, qstr
+from .params import (
+    bad,
+    loads,
+    qbool,
+    qfilters,
+    qint,
+    qjson_map,
+    qjson_str_list,
+    qlabels,
+    qlist,
+    qstr,
+)
 from .registry_auth import build_registry_auth
 from .render import stream_message
 from .streaming import Handoff, Reply, StreamedOp
@@ -293,14 +305,40 @@ def _run(ctx, opts, h: Handoff, registry_auth):
     return build_ops.build(ctx, build_ops.BuildOptions(**fields))
 
 
+#: BuildKit's space targets: kiln keeps no such budget, and refuses them rather than
+#: pruning everything the caller meant to keep
+_SPACE_PARAMS = ("keep-storage", "reserved-space", "max-used-space", "min-free-space")
+
+
+def build_prune_until(q: QueryParams) -> float | None:
+    """``filters`` of ``docker builder prune`` -> the ``until`` time (epoch seconds): what
+    no build used since then goes. Other filters and space targets are refused (400)."""
+    until = None
+    for item in qfilters(q):
+        key, _, value = item.partition("=")
+        if key != "until":
+            raise InvalidArgument(f'invalid filter "{key}": kiln\'s builder prune takes until=')
+        until = parse_timestamp(value)
+        if until is None:
+            raise InvalidArgument(f'invalid filter "until={value}": use a duration or a time')
+    for name in _SPACE_PARAMS:
+        if qint(q, name, 0):
+            raise InvalidArgument(
+                f"{name} is not supported by kiln's builder prune: use --filter until=DURATION"
+            )
+    return until
+
+
 async def build_prune(request: Request) -> Response:
-    """``docker builder prune [-a]``: dangling build-cache entries (all of them and the
-    RUN cache mounts with ``all``), then a collection; SpaceReclaimed is what left the disk."""
+    """``docker builder prune [-a] [--filter until=]``: dangling build-cache entries (all of
+    them and the RUN cache mounts with ``all``, only those unused since ``until`` with it),
+    then a collection; SpaceReclaimed is what left the disk."""
 
     all_ = qbool(request.query_params, "all")
+    until = build_prune_until(request.query_params)
 
     def prune(ctx):
-        pruned = prune_build_cache(ctx, all=all_)
+        pruned = prune_build_cache(ctx, all=all_, until=until)
         return pruned.cache_mount_bytes + ctx.collect_garbage().bytes_freed
 
     freed = await run_op(request, prune)

@@ -4,12 +4,15 @@ prune``): the step-key -> image index the layer cache keeps, and the directories
 
 - default: drop index entries whose image is gone (nothing else depends on them);
 - ``all``: drop every index entry (the next build runs every step again) and every cache
-  mount directory no running build holds.
+  mount directory no running build holds; with ``until`` (``docker builder prune --filter
+  until=24h``), only the entries and cache mounts no build has used since then.
 
 Images the cache pointed at stay: they are images like any other, for ``kiln image prune``.
 """
 
 from __future__ import annotations
+
+import time
 
 from kiln.ops.context import Context, sweep_leftovers
 from kiln.ops.disk_usage import cache_mount_usage
@@ -25,15 +28,21 @@ class BuilderPruneResult:
     cache_mount_bytes: int = 0  # what they took (apparent size)
 
 
-def prune_build_cache(ctx: Context, all: bool = False) -> BuilderPruneResult:  # noqa: A002
-    """Remove dangling build-cache entries (with ``all``: all of them and the cache mounts)."""
+def prune_build_cache(
+    ctx: Context,
+    all: bool = False,  # noqa: A002
+    until: float | None = None,
+) -> BuilderPruneResult:
+    """Remove dangling build-cache entries (with ``all``: all of them and the cache mounts;
+    with ``until``, epoch seconds, only what no build has used since)."""
     sweep_leftovers(ctx)
     store = ctx.store
     result = BuilderPruneResult(cache_entries=store.prune_cache_orphans())
     if all:
-        result.cache_entries += store.prune_cache(unused_for=0.0)
+        unused_for = 0.0 if until is None else max(0.0, time.time() - until)
+        result.cache_entries += store.prune_cache(unused_for=unused_for)
         before = cache_mount_usage(ctx)
-        result.cache_mounts = store.prune_cache_mounts()
+        result.cache_mounts = store.prune_cache_mounts(used_before=until)
         left = set(store.list_cache_mounts())
         result.cache_mount_bytes = sum(c.size for c in before if c.name not in left)
     return result

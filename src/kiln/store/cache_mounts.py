@@ -82,6 +82,9 @@ class CacheMounts:
                 shutil.rmtree(tmp, ignore_errors=True)
                 if not os.path.isdir(path):
                     raise
+        else:  # its time is when a RUN last used it (``prune_cache_mounts(used_before=)``)
+            with contextlib.suppress(OSError):
+                os.utime(path)
         return path
 
     @contextlib.contextmanager
@@ -128,10 +131,10 @@ class CacheMounts:
                 os.close(fd)
         return out
 
-    def prune_cache_mounts(self) -> int:
-        """Remove every cache mount no RUN holds locked now, with its lock file (and the
-        lock files of seedings: no directory bears their name); returns how many
-        directories went."""
+    def prune_cache_mounts(self, used_before: float | None = None) -> int:
+        """Remove every cache mount no RUN holds locked now (with ``used_before``, epoch
+        seconds: only those no RUN has used since), with its lock file (and the lock files
+        of seedings: no directory bears their name); returns how many directories went."""
         base = self._cache_mounts_root()
         removed = 0
         names = os.listdir(base)
@@ -142,6 +145,8 @@ class CacheMounts:
                     shutil.rmtree(path, ignore_errors=True)
                 continue
             if name.endswith(".lock") or not os.path.isdir(path):
+                continue
+            if used_before is not None and _mtime(path) >= used_before:
                 continue
             fd = _locked(path + ".lock", fcntl.LOCK_EX | fcntl.LOCK_NB)
             if fd is None:
@@ -166,6 +171,13 @@ class CacheMounts:
                     os.unlink(path)
                 os.close(fd)
         return removed
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _locked(path: str, operation: int) -> int | None:
