@@ -1,0 +1,48 @@
+"""kiln system df: what kiln's store takes on disk, and what a prune would free (podman
+system df, docker system df)."""
+
+from __future__ import annotations
+
+import click
+
+from kiln.cli.state import State, format_option, pass_state
+
+
+@click.command("df", short_help="Show how much disk the images and the build cache take")
+@click.option("-v", "--verbose", is_flag=True, help="List the build cache's entries too")
+@format_option(help="Format output: json, or table (the default)")
+@pass_state
+def command(state: State, verbose, format_):
+    """Images (each layer counted once, however many images share it) and the build cache
+    (the RUN --mount=type=cache directories): how many, how many in use, their size and
+    what pruning would free (kiln image prune -a, kiln builder prune --all)."""
+    from typing import Any
+
+    from kiln.cli import render
+    from kiln.ops.disk_usage import disk_usage
+
+    with state.context() as ctx:
+        usage = disk_usage(ctx)
+    caches = usage.cache_mounts
+    rows: list[dict[str, Any]] = [
+        {"Type": "Images", "Total": len(usage.images), "Active": usage.active_images,
+         "Size": int(usage.layers_size), "Reclaimable": int(usage.reclaimable)},
+        {"Type": "Build Cache", "Total": len(caches), "Active": sum(c.in_use for c in caches),
+         "Size": sum(c.size for c in caches),
+         "Reclaimable": sum(c.size for c in caches if not c.in_use)},
+    ]  # fmt: skip
+    if format_ == "json":
+        state.echo(render.to_json(rows))
+        return
+    lines = [f"{'TYPE':<15}{'TOTAL':<8}{'ACTIVE':<8}{'SIZE':<12}RECLAIMABLE"]
+    for r in rows:
+        share = f" ({100 * r['Reclaimable'] // r['Size']}%)" if r["Size"] else " (0%)"
+        lines.append(f"{r['Type']:<15}{r['Total']:<8}{r['Active']:<8}"
+                     f"{render.human_size(r['Size']):<12}"
+                     f"{render.human_size(r['Reclaimable'])}{share}")  # fmt: skip
+    if verbose:
+        lines += ["", f"{'CACHE ID':<40}{'IN USE':<8}{'SIZE':<12}LAST USED"]
+        for c in caches:
+            lines.append(f"{c.name:<40}{'yes' if c.in_use else 'no':<8}"
+                         f"{render.human_size(c.size):<12}{render.ago(c.last_used)}")  # fmt: skip
+    state.echo("\n".join(lines))
