@@ -50,7 +50,7 @@ def _context(env) -> str:
 
 def _index_file(env) -> str:
     folder = os.path.join(env.store.root, "context-index")
-    (name,) = [n for n in os.listdir(folder) if not n.endswith(".tmp")]
+    (name,) = [n for n in os.listdir(folder) if "." not in n]  # not a temporary file, nor its .root
     return os.path.join(folder, name)
 
 

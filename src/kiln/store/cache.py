@@ -14,11 +14,9 @@ import zlib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from kiln.store.context_indexes import CONTEXT_INDEX_DIR, name_directory
 from kiln.store.db import Database
 from kiln.util.process_owner import is_alive, this_process
-
-#: the per-directory checksum indexes of build contexts (``kiln.build.context_index``)
-CONTEXT_INDEX_DIR = "context-index"
 
 #: seconds: a cache hit rewrites its entry's ``last_used`` only when the recorded one is
 #: older (``prune_cache`` ages are minutes to days): a rebuild within it writes nothing
@@ -273,6 +271,7 @@ class BuildCache:
                 for chunk in chunks:
                     f.write(chunk)
             os.replace(tmp, path)
+            name_directory(path, context_root)  # so a GC can tell when it is gone
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

@@ -47,6 +47,7 @@ from typing import Protocol
 from kiln.errors import InvalidArgument
 from kiln.oci import Digest, Digester
 from kiln.store import paths
+from kiln.store.context_indexes import CONTEXT_INDEX_DIR, remove_orphan_indexes
 from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, remove_stale_ingests
 from kiln.store.records import GCResult
@@ -131,6 +132,8 @@ class Maintenance:
                 freed += st.st_size
             _, ingest_bytes = remove_stale_ingests(self.root, INGEST_MAX_AGE, dry_run)
             freed += ingest_bytes
+            folder = os.path.join(self.root, CONTEXT_INDEX_DIR)
+            freed += remove_orphan_indexes(folder, dry_run)[1]
         # outside the blob lock: a sweeper takes its own (never both at once, in any order)
         swept = swept_bytes = 0
         for sweeper in sweepers:
