@@ -75,11 +75,14 @@ def test_prune_leaves_a_directory_a_live_build_is_making(store):
     child.wait()
     dead_owner = f"{child.pid}_{0}"
     left = os.path.join(base, f"made-0123456789ab.new-{dead_owner}")
+    older_kiln = os.path.join(base, f"made-0123456789ab.new-{child.pid}")
     os.mkdir(making)
     os.mkdir(left)
+    os.mkdir(older_kiln)
     store.prune_cache_mounts()
     assert os.path.isdir(making)  # its maker is about to rename it into place
     assert not os.path.exists(left)  # its maker died: a crash's leftover
+    assert not os.path.exists(older_kiln)
 
 
 def test_a_prune_between_the_lookup_and_the_lock_leaves_the_run_a_directory(store, tmp_path):

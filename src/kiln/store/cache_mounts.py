@@ -43,8 +43,10 @@ def _abandoned(name: str) -> bool:
     or a directory being made whose maker (``.new-PID_START``) has died."""
     if ".rm-" in name:
         return True
-    owner = name.rpartition(".new-")[2].replace("_", ":")
-    return not is_alive(owner)
+    owner = name.rpartition(".new-")[2]
+    if "_" not in owner:  # an older kiln's ``.new-PID``: its PID alone
+        return not (owner.isdigit() and os.path.exists(f"/proc/{owner}"))
+    return not is_alive(owner.replace("_", ":"))
 
 
 class CacheMounts:
