@@ -34,7 +34,7 @@ def test_system_prune_all_frees_what_builds_left_and_df_shows_it(build_env, kiln
     res = _kiln(root, "system", "df", "--format", "json")
     assert res.returncode == 0, res.stderr
     rows = {r["Type"]: r for r in json.loads(res.stdout)}
-    assert rows["Build Cache"]["Total"] == 1 and rows["Build Cache"]["Size"] >= 40000
+    assert rows["Build Cache"]["Total"] >= 1 and rows["Build Cache"]["Size"] >= 40000
     assert rows["Images"]["Total"] >= 1
     stubs = os.path.join(root, "snapshots", "stubs")
     (stub,) = os.listdir(stubs)  # the RUN's empty mountpoints

@@ -103,3 +103,17 @@ def test_run_cache_mounts_are_the_build_cache_with_their_sizes(client, tmp_path)
         assert client.get("/v1.52/system/df").json()["BuildCacheUsage"]["TotalCount"] == 0
     finally:
         store.close()
+
+
+def test_a_build_contexts_checksum_index_is_build_cache_too(client, tmp_path):
+    store = Store.open(str(tmp_path / "root"))
+    try:
+        store.put_context_index(str(tmp_path), b"KILNCTX1", b"i" * 30_000)
+    finally:
+        store.close()
+    [item] = client.get("/v1.41/system/df").json()["BuildCache"]
+    assert item["Type"] == "source.local" and item["Size"] >= 30_000
+    assert str(tmp_path) in item["Description"]
+    r = client.post("/v1.41/build/prune?all=1")
+    assert r.status_code == 200 and r.json()["SpaceReclaimed"] >= 30_000
+    assert client.get("/v1.41/system/df").json()["BuildCache"] == []

@@ -5,8 +5,8 @@ Docker answers API versions before 1.52 with ``LayersSize``/``Images``/``Contain
 ``VolumeUsage``/``BuildCacheUsage`` (items only with ``verbose``); a request without a
 version prefix gets both. kiln has no runtime containers or volumes, so those parts are
 always empty; its build cache of steps lives in the image store (images), and the build
-cache shown is the ``RUN --mount=type=cache`` directories (BuildKit's ``exec.cachemount``
-records), which ``docker builder prune --all`` removes.
+cache shown is the ``RUN --mount=type=cache`` directories and the build contexts' checksum
+indexes (``kiln.ops.disk_usage``), which ``docker builder prune --all`` removes.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def _build_cache_items(usage: Any) -> list[dict[str, Any]]:
             "ID": c.name,
             "Parent": "",
             "Parents": None,
-            "Type": "exec.cachemount",
-            "Description": f"cached mount {c.name}",
+            "Type": c.kind,
+            "Description": c.description,
             "InUse": c.in_use,
             "Shared": False,
             "Size": int(c.size),
@@ -52,12 +52,12 @@ def _build_cache_items(usage: Any) -> list[dict[str, Any]]:
             "LastUsedAt": rfc3339(c.last_used),
             "UsageCount": 0,
         }
-        for c in usage.cache_mounts
+        for c in usage.build_cache
     ]
 
 
 def _build_cache_usage(usage: Any, verbose: bool) -> dict[str, Any]:
-    items = usage.cache_mounts
+    items = usage.build_cache
     out: dict[str, Any] = {
         "ActiveCount": sum(1 for c in items if c.in_use),
         "TotalCount": len(items),

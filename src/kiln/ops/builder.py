@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from kiln.ops.context import Context, sweep_leftovers
-from kiln.ops.disk_usage import cache_mount_usage
+from kiln.ops.disk_usage import cache_mount_usage, context_index_usage
 from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["BuilderPruneResult", "prune_build_cache"]
@@ -25,7 +25,7 @@ __all__ = ["BuilderPruneResult", "prune_build_cache"]
 class BuilderPruneResult:
     cache_entries: int = 0  # build-cache index entries removed
     cache_mounts: int = 0  # RUN --mount=type=cache directories removed
-    cache_mount_bytes: int = 0  # what they took (apparent size)
+    cache_mount_bytes: int = 0  # what they and the context indexes removed took (bytes)
 
 
 def prune_build_cache(
@@ -39,10 +39,10 @@ def prune_build_cache(
     store = ctx.store
     result = BuilderPruneResult(cache_entries=store.prune_cache_orphans())
     if all:
+        before = cache_mount_usage(ctx) + context_index_usage(ctx)
         unused_for = 0.0 if until is None else max(0.0, time.time() - until)
-        result.cache_entries += store.prune_cache(unused_for=unused_for)
-        before = cache_mount_usage(ctx)
+        result.cache_entries += store.prune_cache(unused_for=unused_for)  # indexes too
         result.cache_mounts = store.prune_cache_mounts(used_before=until)
-        left = set(store.list_cache_mounts())
+        left = set(store.list_cache_mounts()) | {i.name for i in store.list_context_indexes()}
         result.cache_mount_bytes = sum(c.size for c in before if c.name not in left)
     return result

@@ -9,9 +9,10 @@ Sizes are uncompressed layer sizes, as image sizes are everywhere else in kiln
 
 kiln has no runtime containers or volumes; working containers show up only as the
 ``containers`` count of the image they were made from (they keep it in use). Its build
-cache of steps is images; what else a build keeps on disk is the ``RUN --mount=type=cache``
-directories (``cache_mounts``: BuildKit's ``exec.cachemount`` records, which ``docker
-system df`` counts as build cache), which ``kiln builder prune --all`` removes.
+cache of steps is images; what else builds keep on disk is the ``build_cache``: the ``RUN
+--mount=type=cache`` directories (BuildKit's ``exec.cachemount`` records) and the checksum
+indexes of build context directories (its ``source.local`` ones), which ``docker system
+df`` counts as build cache and ``kiln builder prune --all`` removes.
 """
 
 from __future__ import annotations
@@ -39,21 +40,27 @@ class ImageUsage:
         return self.summary.containers > 0
 
 
-@dataclass(frozen=True)
-class CacheMountUsage:
-    """One ``RUN --mount=type=cache`` directory."""
+#: BuildKit's record types, as ``docker system df -v`` shows them
+CACHE_MOUNT, CONTEXT_INDEX = "exec.cachemount", "source.local"
 
-    name: str  # its directory's name: the cache id made safe, and a hash of it
+
+@dataclass(frozen=True)
+class BuildCacheItem:
+    """One thing builds keep on disk beside images."""
+
+    kind: str  # CACHE_MOUNT or CONTEXT_INDEX
+    name: str  # a cache mount's directory name (the id made safe, a hash), an index's hash
     size: int  # apparent bytes, as ``du -sb`` counts them
     in_use: bool  # a RUN holds it now (a prune leaves it)
-    last_used: float  # its directory's modification time
+    last_used: float  # when a RUN took it (cache mount) or a build rewrote it (index)
+    description: str
 
 
 @dataclass
 class DiskUsage:
     layers_size: int = 0
     images: list[ImageUsage] = field(default_factory=list)
-    cache_mounts: list[CacheMountUsage] = field(default_factory=list)
+    build_cache: list[BuildCacheItem] = field(default_factory=list)
     layer_sizes: dict[str, int] = field(default_factory=dict, repr=False)  # chain id -> bytes
 
     @property
@@ -86,11 +93,11 @@ def disk_usage(ctx: Context) -> DiskUsage:
         unique = sum(sizes.get(c, 0) for c in chain if users.get(c, 0) <= 1)
         out.images.append(ImageUsage(s, shared, unique, frozenset(chain)))
     out.images.sort(key=lambda i: (i.summary.created_ts, i.summary.id), reverse=True)
-    out.cache_mounts = cache_mount_usage(ctx)
+    out.build_cache = cache_mount_usage(ctx) + context_index_usage(ctx)
     return out
 
 
-def cache_mount_usage(ctx: Context) -> list[CacheMountUsage]:
+def cache_mount_usage(ctx: Context) -> list[BuildCacheItem]:
     """The ``RUN --mount=type=cache`` directories with their sizes, largest first."""
     from kiln.snapshot.usage import tree_size  # start-up: only df sizes trees
 
@@ -100,8 +107,29 @@ def cache_mount_usage(ctx: Context) -> list[CacheMountUsage]:
             last_used = os.lstat(path).st_mtime
         except FileNotFoundError:  # pruned meanwhile
             continue
-        out.append(CacheMountUsage(os.path.basename(path), tree_size(path), in_use, last_used))
+        name = os.path.basename(path)
+        out.append(BuildCacheItem(CACHE_MOUNT, name, tree_size(path), in_use, last_used,
+                                  f"cached mount {name}"))  # fmt: skip
     return sorted(out, key=lambda c: (-c.size, c.name))
 
 
-__all__ = ["CacheMountUsage", "DiskUsage", "ImageUsage", "cache_mount_usage", "disk_usage"]
+def context_index_usage(ctx: Context) -> list[BuildCacheItem]:
+    """The checksum indexes of build context directories, largest first."""
+    out = [
+        BuildCacheItem(CONTEXT_INDEX, i.name, i.size, False, i.written,
+                       f"local source for context {i.directory or '(unknown)'}")
+        for i in ctx.store.list_context_indexes()
+    ]  # fmt: skip
+    return sorted(out, key=lambda c: (-c.size, c.name))
+
+
+__all__ = [
+    "CACHE_MOUNT",
+    "CONTEXT_INDEX",
+    "BuildCacheItem",
+    "DiskUsage",
+    "ImageUsage",
+    "cache_mount_usage",
+    "context_index_usage",
+    "disk_usage",
+]

@@ -14,7 +14,13 @@ import zlib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from kiln.store.context_indexes import CONTEXT_INDEX_DIR, name_directory
+from kiln.store.context_indexes import (
+    CONTEXT_INDEX_DIR,
+    IndexFile,
+    list_indexes,
+    name_directory,
+    remove_indexes,
+)
 from kiln.store.db import Database
 from kiln.util.process_owner import is_alive, this_process
 
@@ -67,11 +73,7 @@ class BuildCache:
             count = cur.rowcount
         # context checksum indexes not rewritten since (a cache too: the next build rehashes)
         folder = os.path.join(self.root, CONTEXT_INDEX_DIR)
-        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as it:
-            for entry in it:
-                with contextlib.suppress(OSError):
-                    if entry.stat(follow_symlinks=False).st_mtime <= cutoff:
-                        os.unlink(entry.path)
+        remove_indexes(folder, written_before=cutoff)
         return count
 
     # -- what went into each key (``kiln build --explain``) ------------------------------
@@ -259,6 +261,10 @@ class BuildCache:
             return None
         finally:
             os.close(fd)
+
+    def list_context_indexes(self) -> list[IndexFile]:
+        """The context checksum indexes kept (``system df``'s build cache)."""
+        return list_indexes(os.path.join(self.root, CONTEXT_INDEX_DIR))
 
     def put_context_index(self, context_root: str, *chunks: bytes) -> None:
         """Replace the index of ``context_root`` (``chunks`` joined) atomically. Not fsynced: it is a cache that

@@ -18,11 +18,15 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from typing import NamedTuple
 
 __all__ = [
     "CONTEXT_INDEX_DIR",
     "LEGACY_MAX_AGE",
+    "IndexFile",
+    "list_indexes",
     "name_directory",
+    "remove_indexes",
     "remove_orphan_indexes",
 ]
 
@@ -31,6 +35,34 @@ CONTEXT_INDEX_DIR = "context-index"
 #: seconds: an index of an older kiln (no ``.root``) goes when it is this old
 LEGACY_MAX_AGE = 7 * 24 * 3600.0
 _ROOT = ".root"
+
+
+class IndexFile(NamedTuple):
+    """One context's index, as ``system df`` shows it."""
+
+    name: str
+    directory: str  # '' when not noted (an older kiln's)
+    size: int  # bytes, its note included
+    written: float  # when a build last rewrote it
+
+
+def list_indexes(folder: str) -> list[IndexFile]:
+    """The indexes in ``folder``."""
+    out = []
+    entries: list[os.DirEntry[str]] = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder) as it:
+        entries = [e for e in it if "." not in e.name]
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        note = 0
+        with contextlib.suppress(OSError):
+            note = os.lstat(entry.path + _ROOT).st_size
+        directory = _directory_of(entry.path) or ""
+        out.append(IndexFile(entry.name, directory, st.st_size + note, st.st_mtime))
+    return out
 
 
 def name_directory(index_path: str, context_root: str) -> None:
@@ -44,6 +76,23 @@ def name_directory(index_path: str, context_root: str) -> None:
     # written in place: a torn one names no directory, and costs that index's rebuild
     with contextlib.suppress(OSError), open(path, "wb") as f:
         f.write(data)
+
+
+def remove_indexes(folder: str, written_before: float) -> int:
+    """Remove the indexes no build has rewritten since ``written_before`` (a prune of the
+    build cache), each with its note; returns how many. Writers' temporary files are theirs
+    (``kiln.store.cache``)."""
+    removed = 0
+    for name in _index_names(folder):
+        index = os.path.join(folder, name)
+        try:
+            if os.lstat(index).st_mtime > written_before:
+                continue
+        except FileNotFoundError:
+            continue
+        _unlink(index)
+        removed += 1
+    return removed
 
 
 def remove_orphan_indexes(folder: str, dry_run: bool = False) -> tuple[int, int]:
@@ -67,9 +116,7 @@ def remove_orphan_indexes(folder: str, dry_run: bool = False) -> tuple[int, int]
         if root is not None and os.path.isdir(root):
             continue
         if not dry_run:
-            for path in (index, index + _ROOT):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            _unlink(index)
         removed += 1
         freed += st.st_size
     for name in names:  # a ``.root`` whose index is gone (removed by hand, a crash)
@@ -85,3 +132,18 @@ def _directory_of(index_path: str) -> str | None:
             return os.fsdecode(f.read(65536))
     except OSError:
         return None
+
+
+def _index_names(folder: str) -> list[str]:
+    """The indexes in ``folder`` (not their notes, nor writers' temporary files)."""
+    try:
+        return sorted(n for n in os.listdir(folder) if "." not in n)
+    except FileNotFoundError:
+        return []
+
+
+def _unlink(index: str) -> None:
+    """Remove an index, then its note (a note left alone goes with the next GC)."""
+    for path in (index, index + _ROOT):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

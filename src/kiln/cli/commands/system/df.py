@@ -14,7 +14,7 @@ from kiln.cli.state import State, format_option, pass_state
 @pass_state
 def command(state: State, verbose, format_):
     """Images (each layer counted once, however many images share it) and the build cache
-    (the RUN --mount=type=cache directories): how many, how many in use, their size and
+    (the RUN --mount=type=cache directories and the build contexts' checksum indexes): how many, how many in use, their size and
     what pruning would free (kiln image prune -a, kiln builder prune --all)."""
     from typing import Any
 
@@ -23,7 +23,7 @@ def command(state: State, verbose, format_):
 
     with state.context() as ctx:
         usage = disk_usage(ctx)
-    caches = usage.cache_mounts
+    caches = usage.build_cache
     rows: list[dict[str, Any]] = [
         {"Type": "Images", "Total": len(usage.images), "Active": usage.active_images,
          "Size": int(usage.layers_size), "Reclaimable": int(usage.reclaimable)},
@@ -41,8 +41,8 @@ def command(state: State, verbose, format_):
                      f"{render.human_size(r['Size']):<12}"
                      f"{render.human_size(r['Reclaimable'])}{share}")  # fmt: skip
     if verbose:
-        lines += ["", f"{'CACHE ID':<40}{'IN USE':<8}{'SIZE':<12}LAST USED"]
+        lines += ["", f"{'CACHE ID':<34}{'CACHE TYPE':<17}{'IN USE':<8}{'SIZE':<12}LAST USED"]
         for c in caches:
-            lines.append(f"{c.name:<40}{'yes' if c.in_use else 'no':<8}"
+            lines.append(f"{c.name:<34}{c.kind:<17}{'yes' if c.in_use else 'no':<8}"
                          f"{render.human_size(c.size):<12}{render.ago(c.last_used)}")  # fmt: skip
     state.echo("\n".join(lines))
