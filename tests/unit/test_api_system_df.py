@@ -113,7 +113,7 @@ def test_a_build_contexts_checksum_index_is_build_cache_too(client, tmp_path):
         store.close()
     [item] = client.get("/v1.41/system/df").json()["BuildCache"]
     assert item["Type"] == "source.local" and item["Size"] >= 30_000
-    assert str(tmp_path) in item["Description"]
+    assert str(tmp_path) not in json.dumps(item)  # no host path to an API caller
     r = client.post("/v1.41/build/prune?all=1")
     assert r.status_code == 200 and r.json()["SpaceReclaimed"] >= 30_000
     assert client.get("/v1.41/system/df").json()["BuildCache"] == []

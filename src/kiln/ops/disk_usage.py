@@ -116,8 +116,8 @@ def cache_mount_usage(ctx: Context) -> list[BuildCacheItem]:
 def context_index_usage(ctx: Context) -> list[BuildCacheItem]:
     """The checksum indexes of build context directories, largest first."""
     out = [
-        BuildCacheItem(CONTEXT_INDEX, i.name, i.size, False, i.written,
-                       f"local source for context {i.directory or '(unknown)'}")
+        # the directory is not named: the API's callers need not learn the host's paths
+        BuildCacheItem(CONTEXT_INDEX, i.name, i.size, False, i.written, "local source for context")
         for i in ctx.store.list_context_indexes()
     ]  # fmt: skip
     return sorted(out, key=lambda c: (-c.size, c.name))
