@@ -35,6 +35,7 @@ from .versions import (
     DOCKER_API_VERSION,
     LIBPOD_API_VERSION,
     check_docker_version,
+    is_docker_prefix,
     is_libpod,
     split_version,
 )
@@ -103,18 +104,26 @@ class Frontdoor:
             await send(message)
 
         try:
-            if version is not None and not libpod:
-                try:
-                    check_docker_version(version)
-                except InvalidArgument as exc:
-                    response = JSONResponse(error_body(exc), status_code=400)
-                    await response(scope, receive, send_wrapper)
-                    return
+            refusal = None if version is None or libpod else _refused_version(version)
+            if refusal is not None:
+                await refusal(scope, receive, send_wrapper)
+                return
             await self.app(scope, receive, send_wrapper)
         finally:
             self.activity.active -= 1
             self.activity.last = time.monotonic()
             _log_access(scope, original_path, status, started)
+
+
+def _refused_version(version: str) -> JSONResponse | None:
+    """dockerd's answer to a ``/v{version}`` it does not serve, if it does not."""
+    if not is_docker_prefix(version):
+        return JSONResponse({"message": "page not found"}, status_code=404)
+    try:
+        check_docker_version(version)
+    except InvalidArgument as exc:
+        return JSONResponse(error_body(exc), status_code=400)
+    return None
 
 
 def _log_access(scope: Scope, path: str, status: dict[str, int], started: float) -> None:
@@ -139,16 +148,19 @@ def _log_access(scope: Scope, path: str, status: dict[str, int], started: float)
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     libpod = bool(request.scope.get("kiln.libpod"))
-    if exc.status_code == 404:
+    status = exc.status_code
+    if status == 405 and not libpod:
+        status = 404  # dockerd answers a known path asked with another method as unknown
+    if status == 404:
         message = "page not found"
-    elif exc.status_code == 405:
+    elif status == 405:
         message = f"method {request.method} not allowed for {request.url.path}"
     else:
         message = exc.detail or "bad request"
     body: dict[str, Any] = {"message": message}
     if libpod:
-        body.update(cause=message, response=exc.status_code)
-    return JSONResponse(body, status_code=exc.status_code)
+        body.update(cause=message, response=status)
+    return JSONResponse(body, status_code=status)
 
 
 def create_app(config: Config | None = None, activity: Activity | None = None) -> ASGIApp:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -10,11 +12,10 @@ from kiln.errors import InvalidArgument
 from kiln.ops import images as ops
 from kiln.ops.context import Context
 
-from . import shapes
+from . import reference_filter, shapes
 from .errors import image_lookup
 from .listing_cache import listing_response
-from .params import qbool, qfilters, qstr
-from .versions import version_at_least
+from .params import docker_bool, qfilters, qstr
 from .wiring import run_op, run_read
 
 # Docker filter names -> kiln's (podman's) names
@@ -41,15 +42,24 @@ def image_filters(request: Request) -> list[str]:
 
 async def list_images(request: Request) -> Response:
 
-    all_ = qbool(request.query_params, "all")
+    all_ = docker_bool(request.query_params, "all")
     filters = image_filters(request)
-    legacy = not version_at_least(request.scope.get("kiln.api_version"), "1.44")
+    version = request.scope.get("kiln.api_version")
+    # dockerd's reference filter, not podman's (kiln.api.reference_filter)
+    patterns = [f.partition("=")[2] for f in filters if f.startswith("reference=")]
+    others = [f for f in filters if not f.startswith("reference=")]
+
+    def shown(names: Iterable[str]) -> list[str]:
+        return reference_filter.matching(names, patterns)
 
     def make(ctx: Context) -> list:
-        summaries = ops.list_images(ctx, all=all_, filters=filters)
-        return [shapes.docker_summary(s, legacy=legacy) for s in summaries]
+        summaries = ops.list_images(ctx, all=all_, filters=others)
+        if patterns:
+            summaries = [s for s in summaries if shown(s.names) or shown(s.repo_digests)]
+        return [shapes.docker_summary(s, version, shown=shown) for s in summaries]
 
-    return await listing_response(request, ("docker", all_, legacy, *filters), filters, make)
+    key = ("docker", all_, shapes.summary_shape(version), *filters)
+    return await listing_response(request, key, filters, make)
 
 
 async def inspect_image(request: Request) -> Response:
@@ -57,7 +67,7 @@ async def inspect_image(request: Request) -> Response:
     name = request.path_params["name"]
     with image_lookup(name):
         data = await run_read(request, lambda ctx: ops.inspect_image(ctx, name))
-    return JSONResponse(shapes.docker_inspect(data))
+    return JSONResponse(shapes.docker_inspect(data, request.scope.get("kiln.api_version")))
 
 
 async def image_history(request: Request) -> Response:
@@ -94,8 +104,8 @@ async def delete_image(request: Request) -> Response:
 
     name = request.path_params["name"]
     q = request.query_params
-    force = qbool(q, "force")
-    qbool(q, "noprune")  # kiln never deletes parents implicitly; accepted for compatibility
+    force = docker_bool(q, "force")
+    # noprune: kiln never deletes parents implicitly; accepted for compatibility
 
     def remove(ctx):
         result = ops.remove_images(ctx, [name], force=force)

@@ -22,7 +22,7 @@ from kiln.ops.disk_usage import disk_usage
 from kiln.util.timefmt import rfc3339
 
 from . import shapes
-from .params import qbool, qlist
+from .params import docker_bool, qlist
 from .versions import version_at_least
 from .wiring import run_op
 
@@ -82,10 +82,9 @@ def df_types(request: Request) -> set[str]:
 
 def docker_df_body(usage: Any, version: str | None, types: set[str], verbose: bool) -> dict:
     """Docker's ``SystemDataUsageResponse`` for ``usage`` (a ``DiskUsage``)."""
-    legacy_tags = not version_at_least(version, "1.44")
     items = []
     for i in usage.images:
-        item = shapes.docker_summary(i.summary, legacy=legacy_tags)
+        item = shapes.docker_summary(i.summary, version, count_containers=True)
         item["SharedSize"] = int(i.shared_size)
         items.append(item)
     body: dict[str, Any] = {}
@@ -143,7 +142,7 @@ def libpod_df_body(usage: Any) -> dict[str, Any]:
 async def system_df(request: Request) -> Response:
 
     q = request.query_params
-    verbose = qbool(q, "verbose")
+    verbose = docker_bool(q, "verbose")
     if request.scope.get("kiln.libpod"):
         usage = await run_op(request, disk_usage)
         return JSONResponse(libpod_df_body(usage))

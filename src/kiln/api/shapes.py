@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kiln.errors import InvalidArgument
 from kiln.oci import Reference
 from kiln.ops.timefmt import parse_time
+
+from .versions import version_at_least
 
 NONE_TAG = "<none>:<none>"
 NONE_DIGEST = "<none>@<none>"
@@ -52,24 +55,57 @@ def unix_time(created: str | None) -> int:
     return int(parse_time(created) or 0) if created else 0
 
 
-def docker_summary(s: Any, legacy: bool = False) -> dict[str, Any]:
-    """An ``ImageSummary`` of the Docker API from an ``ops.images.ImageSummary``."""
-    tags = [familiar(n) for n in s.names if "@" not in n]
-    digests = [familiar(d) for d in s.repo_digests]
+def docker_summary(
+    s: Any,
+    version: str | None = None,
+    count_containers: bool = False,
+    shown: Callable[[Iterable[str]], list[str]] = list,
+) -> dict[str, Any]:
+    """An ``ImageSummary`` of the Docker API from an ``ops.images.ImageSummary``, as dockerd
+    answers the request's API ``version`` (None: the newest):
+
+    * before 1.43 an image with neither tags nor digests shows ``<none>:<none>`` and
+      ``<none>@<none>``; any other empty list is null, as Go's nil slice encodes (a tagged
+      image has ``"RepoDigests": null``); from 1.43 both are always lists, maybe empty.
+    * ``VirtualSize`` (= ``Size``) before 1.44 only.
+    * ``Containers`` is -1 ("not counted") before 1.51, as dockerd lists images;
+      ``count_containers`` (``/system/df``, which counts at every version) gives kiln's
+      working containers of the image.
+
+    * ``shown`` picks the names and digests to show (a ``reference`` filter's matches:
+      ``kiln.api.reference_filter``).
+
+    ``Labels`` stays an object when the image has none (dockerd sends null there, against
+    its own schema, which says the field is not nullable; clients index it)."""
+    tags = [familiar(n) for n in shown(s.names) if "@" not in n]
+    digests = [familiar(d) for d in shown(s.repo_digests)]
+    repo_tags: list[str] | None = tags
+    repo_digests: list[str] | None = digests
+    if not version_at_least(version, "1.43"):
+        if not tags and not digests:
+            repo_tags, repo_digests = [NONE_TAG], [NONE_DIGEST]
+        repo_tags, repo_digests = repo_tags or None, repo_digests or None
+    counted = count_containers or version_at_least(version, "1.51")
     out: dict[str, Any] = {
         "Id": with_sha(s.id),
         "ParentId": with_sha(s.parent_id) if s.parent_id else "",
-        "RepoTags": tags or ([NONE_TAG] if legacy else []),
-        "RepoDigests": digests or ([NONE_DIGEST] if legacy else []),
+        "RepoTags": repo_tags,
+        "RepoDigests": repo_digests,
         "Created": int(s.created_ts),
         "Size": int(s.size),
         "SharedSize": -1,
         "Labels": dict(s.labels or {}),
-        "Containers": int(s.containers),
+        "Containers": int(s.containers) if counted else -1,
     }
-    if legacy:
+    if not version_at_least(version, "1.44"):
         out["VirtualSize"] = int(s.size)
     return out
+
+
+def summary_shape(version: str | None) -> tuple[bool, ...]:
+    """What of :func:`docker_summary`'s answer depends on the API ``version`` (for keying
+    cached lists: versions of one shape share a list)."""
+    return tuple(version_at_least(version, v) for v in ("1.43", "1.44", "1.51"))
 
 
 def libpod_summary(s: Any) -> dict[str, Any]:
@@ -82,8 +118,19 @@ def libpod_summary(s: Any) -> dict[str, Any]:
     return out
 
 
-def docker_inspect(data: dict[str, Any]) -> dict[str, Any]:
-    """Docker's ``ImageInspect`` from podman's inspect object."""
+def docker_comment(data: dict[str, Any]) -> str:
+    """The config's ``comment``, else its last history entry's (dockerd's ``Comment``:
+    ``docker import -m``'s message, a commit's)."""
+    if data.get("Comment"):
+        return str(data["Comment"])
+    history = data.get("History") or []
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    return str(last.get("comment") or "")
+
+
+def docker_inspect(data: dict[str, Any], version: str | None = None) -> dict[str, Any]:
+    """Docker's ``ImageInspect`` from podman's inspect object, as dockerd answers API
+    ``version`` (None: the newest): ``VirtualSize`` (= ``Size``) before 1.44 only."""
     config = dict(data.get("Config") or {})
     for key in ("Env", "Cmd", "Entrypoint"):
         if key in config and config[key] is None:
@@ -95,7 +142,7 @@ def docker_inspect(data: dict[str, Any]) -> dict[str, Any]:
         "RepoTags": [familiar(n) for n in (data.get("RepoTags") or [])],
         "RepoDigests": [familiar(n) for n in (data.get("RepoDigests") or [])],
         "Parent": with_sha(data["Parent"]) if data.get("Parent") else "",
-        "Comment": data.get("Comment") or "",
+        "Comment": docker_comment(data),
         "Created": data.get("Created") or "",
         "DockerVersion": data.get("Version") or "",
         "Author": data.get("Author") or "",
@@ -109,6 +156,8 @@ def docker_inspect(data: dict[str, Any]) -> dict[str, Any]:
     }
     if data.get("Variant"):
         out["Variant"] = data["Variant"]
+    if not version_at_least(version, "1.44"):
+        out["VirtualSize"] = out["Size"]
     return out
 
 
@@ -151,6 +200,7 @@ def delete_items(result: Any) -> list[dict[str, str]]:
 __all__ = [
     "bare",
     "delete_items",
+    "docker_comment",
     "docker_history",
     "docker_inspect",
     "docker_name",
@@ -158,6 +208,7 @@ __all__ = [
     "familiar",
     "libpod_history",
     "libpod_summary",
+    "summary_shape",
     "unix_time",
     "with_sha",
 ]

@@ -11,6 +11,7 @@ from kiln.ops.system import DOCKER_API_VERSION, DOCKER_MIN_API_VERSION, LIBPOD_A
 COMPONENT_VERSION = "kiln"
 
 _MAJOR_MINOR = re.compile(r"\d+\.\d+")
+_DOCKER_PREFIX = re.compile(r"[0-9.]+")  # dockerd's router: /v{version:[0-9.]+}/...
 _PREFIX = re.compile(r"^/v(?P<version>[0-9][0-9A-Za-z.\-+]*)(?P<rest>/.*)$")
 
 
@@ -29,6 +30,12 @@ def split_version(path: str) -> tuple[str | None, str]:
     if m is None:
         return None, path
     return m.group("version"), m.group("rest")
+
+
+def is_docker_prefix(version: str) -> bool:
+    """Is ``/v{version}`` a version prefix to dockerd's router (digits and dots)? Any other
+    (``/v1.x/images/json``) leaves a path no Docker route has: 404 "page not found"."""
+    return _DOCKER_PREFIX.fullmatch(version) is not None
 
 
 def check_docker_version(version: str) -> None:
@@ -62,6 +69,7 @@ __all__ = [
     "DOCKER_MIN_API_VERSION",
     "LIBPOD_API_VERSION",
     "check_docker_version",
+    "is_docker_prefix",
     "is_libpod",
     "split_version",
     "version_at_least",
