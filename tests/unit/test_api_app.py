@@ -11,7 +11,7 @@ from starlette.datastructures import QueryParams
 from starlette.testclient import TestClient
 
 from kiln.api.app import create_app
-from kiln.api.params import qbool, qfilters, qjson_map, qlabels
+from kiln.api.params import docker_bool, qbool, qfilters, qjson_map, qlabels
 from kiln.api.routes_build import build_options
 from kiln.api.server import TLSOptions, check_exposure, parse_host
 from kiln.api.shapes import familiar
@@ -146,9 +146,22 @@ def test_build_rejects_bad_buildargs_naming_them(client):
     assert '"buildargs"' in r.json()["message"] and "notjson" in r.json()["message"]
 
 
-def test_bad_boolean_is_400(client):
-    r = client.get("/v1.41/images/json?all=maybe")
+def test_a_libpod_boolean_it_cannot_read_is_400(client):
+    r = client.get("/v4.3.1/libpod/images/json?all=maybe")
     assert r.status_code == 400 and '"all"' in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("1", True), ("True", True), ("yes", True), ("2", True), ("maybe", True), ("off", True),
+     ("", False), ("0", False), ("false", False), ("FALSE", False), (" no ", False),
+     ("none", False), (None, False)],
+)  # fmt: skip
+def test_docker_booleans_read_as_dockerd_reads_them(value, expected):
+    """dockerd's httputils.BoolValue: only "", 0, no, false and none are false."""
+    q = QueryParams({} if value is None else {"all": value})
+    assert docker_bool(q, "all") is expected
+    assert docker_bool(q, "all", default=True) is (True if value is None else expected)
 
 
 def test_filters_both_docker_encodings():
@@ -222,6 +235,26 @@ def test_build_options_docker_and_libpod():
     for remote in ("file:///srv/r.git", "/etc", "ftp://x/y"):
         with pytest.raises(InvalidArgument, match="remote"):
             build_options(QueryParams({"remote": remote}), libpod=False)
+
+
+@pytest.mark.parametrize(
+    "query, rm, force_rm",
+    [("", True, True), ("rm=1", True, True), ("rm=", True, True), ("rm=0", False, True),
+     ("rm=False&forcerm=False", False, False), ("forcerm=0", True, False),
+     ("rm=0&forcerm=1", True, True), ("forcerm=2", True, True)],
+)  # fmt: skip
+def test_docker_build_removal_as_dockerd_reads_rm_and_forcerm(query, rm, force_rm):
+    """An empty rm is dockerd's default (true), forcerm implies rm; without forcerm kiln
+    still removes after a failure (routes_build._removal says why)."""
+    opts = build_options(QueryParams(query), libpod=False)
+    assert (opts["rm"], opts["force_rm"]) == (rm, force_rm)
+
+
+def test_libpod_build_removal_is_podmans():
+    assert build_options(QueryParams("rm=0"), libpod=True)["rm"] is False
+    assert build_options(QueryParams("forcerm=0"), libpod=True)["rm"] is True
+    with pytest.raises(InvalidArgument, match="forcerm"):
+        build_options(QueryParams("forcerm=2"), libpod=True)
 
 
 def test_hosts_and_exposure():

@@ -19,6 +19,7 @@ from kiln.oci import strict_json
 
 _TRUE = {"1", "true", "yes", "on", "t"}
 _FALSE = {"", "0", "false", "no", "off", "none", "f"}
+_DOCKER_FALSE = {"", "0", "no", "false", "none"}  # dockerd's httputils.BoolValue
 MAX_PARAM_JSON = 1 << 20
 
 
@@ -57,6 +58,16 @@ def qbool(q: QueryParams, name: str, default: bool = False) -> bool:
     if value in _FALSE:
         return False
     raise bad(name, q[key], "expected a boolean (1, 0, true or false)")
+
+
+def docker_bool(q: QueryParams, name: str, default: bool = False) -> bool:
+    """A boolean of a Docker route, read as dockerd reads it (``httputils.BoolValue``):
+    absent -> ``default``; ``""``, ``0``, ``no``, ``false`` or ``none`` (any case, spaces
+    around) -> False; any other value -> True (``all=2`` lists all images there). libpod's
+    routes keep :func:`qbool`, which refuses a value it cannot read, as podman's server does."""
+    if name not in q:
+        return default
+    return q[name].strip().lower() not in _DOCKER_FALSE
 
 
 def qint(q: QueryParams, name: str, default: int | None = None) -> int | None:
@@ -200,6 +211,7 @@ def decode_auth_header(value: str, header: str = "X-Registry-Auth") -> dict[str,
 __all__ = [
     "bad",
     "decode_auth_header",
+    "docker_bool",
     "fold_query_names",
     "loads",
     "qbool",

@@ -28,6 +28,7 @@ from kiln.util.choices import Choice, ImageFormat, Isolation, NetworkMode, PullP
 from . import shapes
 from .params import (
     bad,
+    docker_bool,
     loads,
     qbool,
     qfilters,
@@ -152,8 +153,26 @@ def _pull_policy(q: QueryParams, libpod: bool) -> str:
     return "missing"
 
 
+def _removal(q: QueryParams, libpod: bool) -> dict[str, bool]:
+    """``rm`` (remove the build's working containers after a success) and ``forcerm``
+    (after a failure too).
+
+    Docker reads an empty ``rm`` as its default (true) and ``forcerm`` as implying ``rm``;
+    podman reads both as plain booleans, default true. Without ``forcerm`` kiln removes
+    them after a failure on either route, where dockerd keeps the failed step's container:
+    dockerd's caller can list that container and remove it (``docker ps -a``, ``docker rm``),
+    but kiln serves no container routes, so a working container left by a failed build
+    would be out of every API client's reach, and its disk used until someone on the
+    server ran ``kiln rm``. An explicit ``forcerm=0`` keeps them, as asked."""
+    if libpod:
+        return {"rm": qbool(q, "rm", True), "force_rm": qbool(q, "forcerm", True)}
+    rm = docker_bool(q, "forcerm") or q.get("rm", "") == "" or docker_bool(q, "rm")
+    return {"rm": rm, "force_rm": docker_bool(q, "forcerm", True)}
+
+
 def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
     """Every build query parameter -> BuildOptions fields (400 on a bad value)."""
+    boolean = qbool if libpod else docker_bool
     dockerfiles = qjson_str_list(q, "dockerfile")
     if not libpod and not dockerfiles and "remote" not in q:
         dockerfiles = ["Dockerfile"]
@@ -173,11 +192,10 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         "build_args": qjson_map(q, "buildargs"),
         "labels": qlabels(q, "labels"),
         "target": qstr(q, "target") or None,
-        "quiet": qbool(q, "q"),
-        "no_cache": qbool(q, "nocache"),
+        "quiet": boolean(q, "q"),
+        "no_cache": boolean(q, "nocache"),
         "pull": _pull_policy(q, libpod),
-        "rm": qbool(q, "rm", True),
-        "force_rm": qbool(q, "forcerm", True),
+        **_removal(q, libpod),
         "memory": memory or None,
         "memory_swap": memswap or None,
         "cpu_shares": qint(q, "cpushares") or None,
@@ -185,7 +203,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         "cpu_quota": qint(q, "cpuquota") or None,
         "cpuset_cpus": qstr(q, "cpusetcpus"),
         "shm_size": shm,
-        "squash": qbool(q, "squash"),
+        "squash": boolean(q, "squash"),
         "network": _choice(q, "networkmode", NetworkMode, "host", _NETWORK_CODES),
         "platform": _platform(q),
         "add_hosts": _extra_hosts(q),
@@ -334,7 +352,7 @@ async def build_prune(request: Request) -> Response:
     them and the RUN cache mounts with ``all``, only those unused since ``until`` with it),
     then a collection; SpaceReclaimed is what left the disk."""
 
-    all_ = qbool(request.query_params, "all")
+    all_ = docker_bool(request.query_params, "all")
     until = build_prune_until(request.query_params)
 
     def prune(ctx):
