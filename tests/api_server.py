@@ -3,6 +3,7 @@
     proc, sock = start_server(tmp_path)        # root: tmp_path/root
     proc, sock = start_server_with_base(tmp_path)  # the same, with localhost/base:1 in it
     ...
+    status, headers, body = request(sock, "GET", "/v1.41/images/json")
     assert stop_server(proc) == 0
 
 ``busybox_sh_tar()`` is the smallest root filesystem a client can import: Debian's
@@ -11,6 +12,7 @@ static busybox as ``/bin/busybox`` and ``/bin/sh``.
 
 from __future__ import annotations
 
+import http.client
 import io
 import os
 import signal
@@ -81,6 +83,36 @@ def start_server_with_base(
                     "import", "-q", str(tmp_path / "base.tar"), name], check=True, timeout=120,
                    stdin=subprocess.DEVNULL, env=kwargs.get("env"))  # fmt: skip
     return start_server(tmp_path, **kwargs)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def request(
+    sock: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request to the server on the unix socket ``sock`` (kiln's, or any other
+    Docker-API server's): status, headers (names in lower case) and the whole body."""
+    conn = _UnixConnection(sock, timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
 
 
 def stop_server(proc: subprocess.Popen) -> int:

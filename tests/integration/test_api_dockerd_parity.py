@@ -1,0 +1,239 @@
+"""kiln serve's Docker Engine API against a real dockerd: the same requests, the same answers.
+
+One private dockerd (Debian's docker.io 20.10, API 1.41: :mod:`private_dockerd`) and one
+``kiln serve`` load the same docker-archives, made here from Debian's busybox; then every
+request of :data:`REQUESTS` goes to both at ``/v1.41`` and the answers are compared after
+:func:`normalised`: status, the headers clients read, and the JSON body field by field.
+
+What is deliberately not compared (each is a decision, said where it is made):
+
+* ``Size`` (and ``VirtualSize``'s value): dockerd sums its overlay2 directories; kiln
+  counts the layer tars (:mod:`kiln.ops.images`).
+* ``Labels: null`` of an image without labels: kiln answers ``{}`` (``shapes.docker_summary``).
+* inspect's ``Metadata.LastTagTime`` (kiln keeps no tagging times), ``GraphDriver``,
+  ``Container``/``ContainerConfig``, and ``Config``'s empty
+  fields (dockerd 20.10 spells out every field of its own struct; dockerd since API 1.50
+  omits the empty ones, as kiln does).
+* the wording of error messages: statuses are compared, and each body must be
+  ``{"message": <non-empty string>}``.
+* API versions older than 1.24, which dockerd 20.10 still serves and current dockerd, like
+  kiln, refuses.
+
+The version-dependent shapes dockerd 20.10 cannot show (1.43, 1.44, 1.51) are tested
+against moby's rules in ``tests/unit/test_api_docker_shapes.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api_server import request, start_server, stop_server
+from private_dockerd import Dockerd
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs busybox-static"),
+    pytest.mark.skipif(not Dockerd.available(), reason="needs dockerd (Debian's docker.io)"),
+]
+
+MTIME = 1_700_000_000
+BASE, DATA, MOVED = "busybox:latest", "kiln-test/data:1", "kiln-test/moved:1"
+
+
+def q(path: str, **params: Any) -> str:
+    """``path`` with ``params`` as its query; dicts become Docker's JSON filters."""
+    items = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in params.items()}
+    return path + ("?" + urllib.parse.urlencode(items) if items else "")
+
+
+# (method, path) sent to both, in order; a request that changes the store comes after the
+# reads that should see the store without it
+REQUESTS: list[tuple[str, str]] = [
+    ("GET", "/_ping"),
+    ("HEAD", "/_ping"),
+    ("GET", "/images/json"),
+    ("GET", q("/images/json", all="1")),
+    ("GET", q("/images/json", all="True")),
+    ("GET", q("/images/json", all="2")),  # anything but 0/no/false/none is true
+    ("GET", q("/images/json", all="")),
+    ("GET", q("/images/json", all="off")),
+    ("GET", q("/images/json", filters={"dangling": ["true"]})),
+    ("GET", q("/images/json", filters={"dangling": ["false"]})),
+    ("GET", q("/images/json", filters={"dangling": ["maybe"]})),
+    ("GET", q("/images/json", filters={"reference": ["busy*"]})),
+    ("GET", q("/images/json", filters={"reference": ["kiln-test/*"]})),
+    ("GET", q("/images/json", filters={"reference": ["kiln-test/data:*"]})),
+    ("GET", q("/images/json", filters={"reference": ["kiln-test*"]})),  # * stops at a /
+    ("GET", q("/images/json", filters={"reference": ["*:1"]})),
+    ("GET", q("/images/json", filters={"reference": ["busybox", "kiln-test/moved"]})),
+    ("GET", q("/images/json", filters={"reference": {"busybox": True}})),  # the old map form
+    ("GET", q("/images/json", filters={"label": ["tier"]})),
+    ("GET", q("/images/json", filters={"label": ["tier=base"]})),
+    ("GET", q("/images/json", filters={"label": ["tier=other"]})),
+    ("GET", q("/images/json", filters={"before": [DATA]})),
+    ("GET", q("/images/json", filters={"since": [BASE]})),
+    ("GET", q("/images/json", filters={"since": ["kiln-test/none:1"]})),
+    ("GET", q("/images/json", filters={"nonsense": ["x"]})),
+    ("GET", f"/images/{BASE}/json"),
+    ("GET", f"/images/{DATA}/json"),
+    ("GET", "/images/kiln-test/none:1/json"),
+    ("GET", f"/images/{BASE}/history"),
+    ("GET", "/images/kiln-test/none:1/history"),
+    ("POST", q(f"/images/{DATA}/tag", repo="kiln-test/second", tag="2")),
+    ("POST", q("/images/kiln-test/none:1/tag", repo="kiln-test/second", tag="3")),
+    ("GET", q("/images/json", filters={"reference": ["kiln-test/*"]})),
+    ("GET", f"/images/{DATA}/json"),
+    ("DELETE", "/images/kiln-test/second:2"),
+    ("DELETE", "/images/kiln-test/none:1"),
+    ("GET", "/images/kiln-test/nothing-here/json/extra"),
+    ("PUT", "/images/json"),
+    ("POST", f"/images/{BASE}/json"),
+    ("GET", "/no/such/route"),
+]
+
+# whole-body fields compared per route (the rest: see the module docstring)
+SUMMARY_FIELDS = ("Id", "ParentId", "RepoTags", "RepoDigests", "Created", "SharedSize",
+                  "Labels", "Containers")  # fmt: skip
+INSPECT_FIELDS = ("Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created",
+                  "DockerVersion", "Author", "Architecture", "Os", "RootFS")  # fmt: skip
+HISTORY_FIELDS = ("Id", "Created", "CreatedBy", "Tags", "Comment")
+CONFIG_FIELDS = ("Cmd", "Env", "Entrypoint", "Labels", "User", "WorkingDir")
+HEADERS = ("api-version", "docker-experimental", "ostype", "content-type")
+
+
+def make_archives(work: Path) -> list[Path]:
+    """docker-archives to load, in order: busybox (labelled, with a comment), a small data
+    image, another image as ``MOVED``, then the data image as ``MOVED`` too, which leaves
+    the other one without a name (dangling) in both."""
+    from fixtures_images import make_busybox_rootfs, save_docker_archive
+    from kiln.image import import_tarball, open_store_image
+    from kiln.store import Store
+
+    rootfs = make_busybox_rootfs(str(work / "busybox.tar"))
+    data = work / "data.tar"
+    _write_data_tar(data)
+    store = Store.open(str(work / "scratch-root"))
+    try:
+        made = []
+        for tar, changes, message, ts in (
+            (rootfs, ['CMD ["/bin/sh"]', "LABEL tier=base"], "base", MTIME),
+            (str(data), ["WORKDIR /srv"], "", MTIME + 60),
+            (str(data), ['ENTRYPOINT ["/x"]'], "old", MTIME + 120),
+        ):
+            with open(tar, "rb") as f:
+                made.append(import_tarball(store, f, changes, message, timestamp=ts).id)
+        out = []
+        for image_id, name in ((made[0], BASE), (made[1], DATA), (made[2], MOVED), (made[1], MOVED)):  # fmt: skip
+            path = work / f"{len(out)}.docker.tar"
+            save_docker_archive(open_store_image(store, image_id), str(path), names=(name,))
+            out.append(path)
+        return out
+    finally:
+        store.close()
+
+
+def _write_data_tar(path: Path) -> None:
+    with tarfile.open(path, "w") as tf:
+        info = tarfile.TarInfo("hello.txt")
+        info.size, info.mtime = 6, MTIME
+        tf.addfile(info, fileobj=io.BytesIO(b"hello\n"))
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory) -> Iterator[dict[str, str]]:
+    work = tmp_path_factory.mktemp("dockerd-parity")
+    archives = make_archives(work)
+    dockerd = Dockerd(str(work / "dockerd"))
+    os.makedirs(dockerd.work, exist_ok=True)
+    dockerd.start()
+    try:
+        for path in archives:
+            dockerd.docker("load", "-q", "-i", str(path))
+        (work / "kiln").mkdir()
+        proc, sock = start_server(work / "kiln")
+        try:
+            for path in archives:
+                status, _, body = request(sock, "POST", "/v1.41/images/load?quiet=1",
+                                          path.read_bytes(), {"Content-Type": "application/x-tar"})  # fmt: skip
+                assert status == 200 and b'"error"' not in body, body
+            yield {"docker": dockerd.sock, "kiln": sock}
+        finally:
+            assert stop_server(proc) == 0
+    finally:
+        dockerd.stop()
+
+
+def normalised(method: str, path: str, answer: tuple[int, dict[str, str], bytes]) -> dict:
+    """What of an answer is compared (see the module docstring)."""
+    status, headers, raw = answer
+    out: dict[str, Any] = {"status": status}
+    # dockerd's router answers an unknown route before adding its headers
+    if not (status == 404 and json.loads(raw or b"{}").get("message") == "page not found"):
+        out["headers"] = {k: headers.get(k) for k in HEADERS if k != "api-version"}
+        out["headers"]["api-version"] = bool(headers.get("api-version"))
+    if method == "HEAD" or not raw:
+        return out
+    if headers.get("content-type", "").startswith("text/plain"):
+        out["body"] = raw.decode()
+        return out
+    body = json.loads(raw)
+    if status >= 400:
+        assert set(body) == {"message"} and isinstance(body["message"], str) and body["message"]
+        return out
+    if path.startswith("/images/json"):
+        out["body"] = sorted((_summary(i) for i in body), key=lambda i: i["Id"])
+    elif path.endswith("/json"):
+        out["body"] = _inspect(body)
+    elif path.endswith("/history"):
+        out["body"] = [{k: e.get(k) for k in HISTORY_FIELDS} for e in body]
+    else:
+        out["body"] = body
+    return out
+
+
+def _summary(item: dict) -> dict:
+    out = {k: item.get(k, "<missing>") for k in SUMMARY_FIELDS}
+    out["Labels"] = out["Labels"] or {}
+    out["VirtualSize"] = "VirtualSize" in item
+    return out
+
+
+def _inspect(body: dict) -> dict:
+    out = {k: body.get(k, "<missing>") for k in INSPECT_FIELDS}
+    out["Config"] = {k: (body["Config"] or {}).get(k) or None for k in CONFIG_FIELDS}
+    out["VirtualSize"] = "VirtualSize" in body
+    return out
+
+
+def test_the_docker_api_answers_as_dockerd(servers) -> None:
+    differences = []
+    for method, path in REQUESTS:
+        answers = {
+            name: normalised(method, path, request(sock, method, "/v1.41" + path))
+            for name, sock in servers.items()
+        }
+        if answers["docker"] != answers["kiln"]:
+            differences.append(
+                f"{method} {path}\n  dockerd: {answers['docker']}\n  kiln:    {answers['kiln']}"
+            )
+    assert not differences, "\n".join(differences)
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1.24", "/v1.41", "/v1.99", "/v1.x", "/vnope"])
+def test_version_prefixes_answer_as_dockerd(servers, prefix: str) -> None:
+    answers = {
+        name: normalised("GET", "/images/json", request(sock, "GET", prefix + "/images/json"))
+        for name, sock in servers.items()
+    }
+    statuses = {name: a["status"] for name, a in answers.items()}
+    assert statuses["docker"] == statuses["kiln"], statuses
