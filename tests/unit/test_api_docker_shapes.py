@@ -118,3 +118,10 @@ def test_libpod_keeps_405_and_bad_docker_versions_stay_400(client) -> None:
     for version in ("1.99", "1.12", "1.2.3"):
         r = client.get(f"/v{version}/images/json")
         assert r.status_code == 400 and r.json()["message"]
+
+
+@pytest.mark.parametrize("query", ["repo=sha256&tag=x", "repo=sha256", "repo=library/sha256"])
+def test_docker_tag_refuses_a_repository_named_like_a_digest_algorithm(client, query) -> None:
+    """dockerd's refusal: ``sha256:<hex>`` would name both an image ID and the tag."""
+    r = client.post(f"/v1.41/images/anything/tag?{query}")
+    assert r.status_code == 400 and "ambiguous" in r.json()["message"]

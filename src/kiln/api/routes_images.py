@@ -88,6 +88,13 @@ def target_name(repo: str, tag: str) -> str:
     return repo
 
 
+def _familiar_repository(name: str) -> str:
+    """``docker.io/library/a:1`` -> ``a``: the repository as Docker shows it, no tag or digest."""
+    repo = shapes.familiar(name).partition("@")[0]
+    slash, colon = repo.rfind("/"), repo.rfind(":")
+    return repo[:colon] if colon > slash else repo
+
+
 async def tag_image(request: Request) -> Response:
 
     name = request.path_params["name"]
@@ -95,6 +102,11 @@ async def tag_image(request: Request) -> Response:
     target = target_name(qstr(q, "repo"), qstr(q, "tag"))
     if not request.scope.get("kiln.libpod"):
         target = shapes.docker_name(target)
+        if _familiar_repository(target) == "sha256":
+            # dockerd's refusal: "sha256:<hex>" would name both an image ID and this tag
+            raise InvalidArgument(
+                "refusing to create an ambiguous tag using digest algorithm as name"
+            )
     with image_lookup(name):
         await run_op(request, lambda ctx: ops.tag(ctx, name, target))
     return Response(status_code=201)
