@@ -18,6 +18,8 @@ What is deliberately not compared (each is a decision, said where it is made):
   omits the empty ones, as kiln does).
 * the wording of error messages: statuses are compared, and each body must be
   ``{"message": <non-empty string>}``.
+* the history of an image whose config records none: dockerd shows no rows, kiln one
+  per layer, as podman does.
 * API versions older than 1.24, which dockerd 20.10 still serves and current dockerd, like
   kiln, refuses.
 
@@ -27,6 +29,7 @@ against moby's rules in ``tests/unit/test_api_docker_shapes.py``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -50,6 +53,7 @@ pytestmark = [
 
 MTIME = 1_700_000_000
 BASE, DATA, MOVED = "busybox:latest", "kiln-test/data:1", "kiln-test/moved:1"
+ODD_TIME, NO_TIME = "kiln-test/odd-time:1", "kiln-test/no-time:1"
 
 
 def q(path: str, **params: Any) -> str:
@@ -88,6 +92,8 @@ REQUESTS: list[tuple[str, str]] = [
     ("GET", q("/images/json", filters={"nonsense": ["x"]})),
     ("GET", f"/images/{BASE}/json"),
     ("GET", f"/images/{DATA}/json"),
+    ("GET", f"/images/{ODD_TIME}/json"),  # Created as Go prints it
+    ("GET", f"/images/{NO_TIME}/json"),
     ("GET", "/images/kiln-test/none:1/json"),
     ("GET", f"/images/{BASE}/history"),
     ("GET", "/images/kiln-test/none:1/history"),
@@ -128,7 +134,8 @@ HEADERS = ("api-version", "docker-experimental", "ostype", "content-type")
 def make_archives(work: Path) -> list[Path]:
     """docker-archives to load, in order: busybox (labelled, with a comment), a small data
     image, another image as ``MOVED``, then the data image as ``MOVED`` too, which leaves
-    the other one without a name (dangling) in both."""
+    the other one without a name (dangling) in both; then two made by hand, whose configs
+    have a ``created`` with an offset and a zero-padded fraction, and none."""
     from fixtures_images import make_busybox_rootfs, save_docker_archive
     from kiln.image import import_tarball, open_store_image
     from kiln.store import Store
@@ -151,9 +158,37 @@ def make_archives(work: Path) -> list[Path]:
             path = work / f"{len(out)}.docker.tar"
             save_docker_archive(open_store_image(store, image_id), str(path), names=(name,))
             out.append(path)
-        return out
     finally:
         store.close()
+    for name, created in ((ODD_TIME, "2023-11-14T23:13:20.500000+00:00"), (NO_TIME, None)):
+        path = work / f"{len(out)}.docker.tar"
+        path.write_bytes(_hand_made_archive(data.read_bytes(), name, created))
+        out.append(path)
+    return out
+
+
+def _hand_made_archive(layer: bytes, name: str, created: str | None) -> bytes:
+    """A docker-archive whose config has ``created`` exactly as given (or none at all),
+    not as kiln would write it."""
+    config: dict[str, Any] = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
+    }
+    if created is not None:
+        config["created"] = created
+    config_bytes = json.dumps(config).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    manifest = [{"Config": config_name, "RepoTags": [name], "Layers": ["layer.tar"]}]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for member, content in (("layer.tar", layer), (config_name, config_bytes),
+                                ("manifest.json", json.dumps(manifest).encode())):  # fmt: skip
+            info = tarfile.TarInfo(member)
+            info.size, info.mtime = len(content), MTIME
+            tf.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
 
 
 def _write_data_tar(path: Path) -> None:
@@ -220,8 +255,13 @@ def normalised(method: str, path: str, answer: tuple[int, dict[str, str], bytes]
     return out
 
 
+GO_ZERO_TIME = -62135596800  # 0001-01-01T00:00:00Z in Unix seconds
+
+
 def _summary(item: dict) -> dict:
     out = {k: item.get(k, "<missing>") for k in SUMMARY_FIELDS}
+    if out["Created"] == GO_ZERO_TIME:  # dockerd 20.10's, for no "created"; 0 since 25.0
+        out["Created"] = 0
     out["Labels"] = out["Labels"] or {}
     out["VirtualSize"] = "VirtualSize" in item
     return out

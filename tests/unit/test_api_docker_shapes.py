@@ -125,3 +125,19 @@ def test_docker_tag_refuses_a_repository_named_like_a_digest_algorithm(client, q
     """dockerd's refusal: ``sha256:<hex>`` would name both an image ID and the tag."""
     r = client.post(f"/v1.41/images/anything/tag?{query}")
     assert r.status_code == 400 and "ambiguous" in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "created, version, shown",
+    [
+        ("2023-11-14T22:13:20Z", "1.41", "2023-11-14T22:13:20Z"),
+        ("2023-11-14T22:13:20.500000+00:00", "1.41", "2023-11-14T22:13:20.5Z"),
+        ("2023-11-14T22:13:20.000000000Z", None, "2023-11-14T22:13:20Z"),
+        ("2023-11-14T23:13:20.123456789+01:00", None, "2023-11-14T23:13:20.123456789+01:00"),
+        ("not a time", None, "not a time"),  # shown as the config has it
+        ("", "1.43", "0001-01-01T00:00:00Z"),  # Go's zero time, before 1.44
+        (None, "1.44", ""),
+    ],
+)
+def test_inspect_created_as_dockerd_prints_it(created, version, shown) -> None:
+    assert docker_inspect({"Id": ID, "Created": created}, version)["Created"] == shown

@@ -8,6 +8,7 @@ from typing import Any
 from kiln.errors import InvalidArgument
 from kiln.oci import Reference
 from kiln.ops.timefmt import parse_time
+from kiln.util.timefmt import as_rfc3339nano
 
 from .versions import version_at_least
 
@@ -128,9 +129,19 @@ def docker_comment(data: dict[str, Any]) -> str:
     return str(last.get("comment") or "")
 
 
+def docker_created(created: Any, version: str | None) -> str:
+    """inspect's ``Created`` as dockerd prints it (Go's RFC3339Nano of the config's time);
+    an image without one shows Go's zero time before API 1.44, as dockerd does there."""
+    text = str(created or "")
+    if not text:
+        return "" if version_at_least(version, "1.44") else "0001-01-01T00:00:00Z"
+    return as_rfc3339nano(text) or text
+
+
 def docker_inspect(data: dict[str, Any], version: str | None = None) -> dict[str, Any]:
     """Docker's ``ImageInspect`` from podman's inspect object, as dockerd answers API
-    ``version`` (None: the newest): ``VirtualSize`` (= ``Size``) before 1.44 only."""
+    ``version`` (None: the newest): ``VirtualSize`` (= ``Size``) before 1.44 only; ``Created``
+    by :func:`docker_created`."""
     config = dict(data.get("Config") or {})
     for key in ("Env", "Cmd", "Entrypoint"):
         if key in config and config[key] is None:
@@ -143,7 +154,7 @@ def docker_inspect(data: dict[str, Any], version: str | None = None) -> dict[str
         "RepoDigests": [familiar(n) for n in (data.get("RepoDigests") or [])],
         "Parent": with_sha(data["Parent"]) if data.get("Parent") else "",
         "Comment": docker_comment(data),
-        "Created": data.get("Created") or "",
+        "Created": docker_created(data.get("Created"), version),
         "DockerVersion": data.get("Version") or "",
         "Author": data.get("Author") or "",
         "Config": config,
@@ -201,6 +212,7 @@ __all__ = [
     "bare",
     "delete_items",
     "docker_comment",
+    "docker_created",
     "docker_history",
     "docker_inspect",
     "docker_name",

@@ -27,6 +27,23 @@ def rfc3339(timestamp: float | None = None) -> str:
     return f"{base}.{nanos:09d}".rstrip("0").rstrip(".") + "Z"
 
 
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\d)[Tt](\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)")
+
+
+def as_rfc3339nano(stamp: str) -> str | None:
+    """An RFC 3339 ``stamp`` as Go's ``time.RFC3339Nano`` prints the time it parses from it:
+    the fraction's trailing zeros trimmed, a zero offset as ``Z``, any other offset kept
+    (``2024-01-02T03:04:05.500+00:00`` -> ``2024-01-02T03:04:05.5Z``); None when it is
+    not one Go would parse."""
+    m = _STAMP.fullmatch(stamp)
+    if m is None:
+        return None
+    date, clock, fraction, zone = m.groups()
+    fraction = (fraction or "").rstrip("0")
+    zone = "Z" if zone in ("Z", "z", "+00:00", "-00:00") else zone
+    return f"{date}T{clock}" + (f".{fraction}" if fraction else "") + zone
+
+
 def parse_go_duration(text: str) -> int | None:
     """Go's ``time.ParseDuration`` in nanoseconds (sign allowed, ``0`` needs no unit);
     None when ``text`` is not a duration."""
