@@ -141,3 +141,9 @@ def test_docker_tag_refuses_a_repository_named_like_a_digest_algorithm(client, q
 )
 def test_inspect_created_as_dockerd_prints_it(created, version, shown) -> None:
     assert docker_inspect({"Id": ID, "Created": created}, version)["Created"] == shown
+
+
+def test_info_says_swarm_is_inactive_as_ping_does(client) -> None:
+    body = client.get("/v1.41/info").json()
+    assert body["Swarm"]["LocalNodeState"] == client.get("/_ping").headers["Swarm"] == "inactive"
+    assert body["ContainerdCommit"] == body["RuncCommit"] == body["InitCommit"] == {"ID": ""}

@@ -141,7 +141,13 @@ async def info(request: Request) -> Response:
         "InitBinary": "",
         "SecurityOptions": [],
         "Warnings": [],
-    }
+        # no swarm, and no containerd, runc or init binary of its own to report a commit of
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                  "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+        "ContainerdCommit": {"ID": ""},
+        "RuncCommit": {"ID": ""},
+        "InitCommit": {"ID": ""},
+    }  # fmt: skip
     return JSONResponse(body)
 
 
