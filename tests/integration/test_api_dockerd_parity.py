@@ -321,3 +321,65 @@ def test_system_answers_have_dockerds_fields(servers, path: str) -> None:
     kinds = {k: (type(docker[k]).__name__, type(kiln[k]).__name__) for k in set(docker) & set(kiln)
              if docker[k] is not None and kiln[k] is not None and type(docker[k]) is not type(kiln[k])}  # fmt: skip
     assert not kinds, kinds
+
+
+BUILT = "kiln-test/built"
+MULTI_STAGE = "FROM busybox AS a\nLABEL s=a\nFROM busybox AS b\nLABEL s=b\n"
+SIMPLE = 'FROM busybox\nARG X\nLABEL x=$X\nENV E=1\nWORKDIR /w\nCMD ["sh", "-c", "true"]\n'
+
+# (query, Dockerfile, the tag to inspect afterwards); dockerd's classic builder (API builds
+# without version=2) against kiln's; no RUN step, which dockerd's private daemon could not
+# network
+BUILDS: list[tuple[dict[str, str], str, str | None]] = [
+    ({"t": f"{BUILT}:1", "labels": '{"l": "v"}', "buildargs": '{"X": "1"}'}, SIMPLE, f"{BUILT}:1"),
+    ({"t": f"{BUILT}:2", "q": "1"}, SIMPLE, f"{BUILT}:2"),
+    ({"t": f"{BUILT}:3", "target": "a", "rm": "", "forcerm": "0"}, MULTI_STAGE, f"{BUILT}:3"),
+    ({"t": f"{BUILT}:4", "nocache": "True"}, MULTI_STAGE, f"{BUILT}:4"),
+    ({"target": "nope"}, MULTI_STAGE, None),
+    ({"buildargs": "notjson"}, SIMPLE, None),
+    ({"labels": "notjson"}, SIMPLE, None),
+    ({}, "FROMM busybox\n", None),
+]
+
+
+def _context(dockerfile: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size, info.mtime = len(dockerfile.encode()), MTIME
+        tf.addfile(info, io.BytesIO(dockerfile.encode()))
+    return buf.getvalue()
+
+
+def _build_answer(sock: str, query: dict[str, str], dockerfile: str, tag: str | None) -> dict:
+    status, headers, raw = request(sock, "POST", q("/v1.41/build", **query), _context(dockerfile),
+                                   {"Content-Type": "application/x-tar"})  # fmt: skip
+    out: dict[str, Any] = {"status": status, "content-type": headers.get("content-type")}
+    if status != 200:
+        assert set(json.loads(raw)) == {"message"}
+        return out
+    lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    out["error"] = [m["error"] for m in lines if "error" in m] != []
+    streams = [m.get("stream", "") for m in lines]
+    out["tagged"] = [s for s in streams if s.startswith("Successfully tagged")]
+    out["built"] = any(s.startswith("Successfully built ") for s in streams) or any(
+        s.startswith("sha256:") for s in streams
+    )
+    if tag is not None:
+        _, _, body = request(sock, "GET", f"/v1.41/images/{tag}/json")
+        out["image"] = _inspect(json.loads(body))
+        # each builder's own: the classic builder's Parent is its previous step's image,
+        # which kiln does not keep; DockerVersion is dockerd's release
+        for key in ("Id", "Created", "RootFS", "Parent", "DockerVersion"):
+            out["image"].pop(key)
+    return out
+
+
+@pytest.mark.parametrize("number", range(len(BUILDS)))
+def test_docker_builds_answer_as_dockerds_classic_builder(servers, number: int) -> None:
+    query, dockerfile, tag = BUILDS[number]
+    answers = {name: _build_answer(sock, query, dockerfile, tag) for name, sock in servers.items()}
+    docker, kiln = answers["docker"], answers["kiln"]
+    differing = {k: (docker.get(k), kiln.get(k)) for k in set(docker) | set(kiln)
+                 if docker.get(k) != kiln.get(k)}  # fmt: skip
+    assert not differing, json.dumps(differing, sort_keys=True)
