@@ -250,6 +250,16 @@ def test_docker_build_removal_as_dockerd_reads_rm_and_forcerm(query, rm, force_r
     assert (opts["rm"], opts["force_rm"]) == (rm, force_rm)
 
 
+@pytest.mark.parametrize(
+    "value, policy",
+    [("1", "always"), ("True", "always"), ("2", "always"), ("yes", "always"), ("0", "missing"),
+     ("", "missing"), ("no", "missing"), ("none", "missing"), ("never", "never"),
+     ("ifnewer", "newer")],
+)  # fmt: skip
+def test_docker_build_pull_reads_as_dockerd_with_kilns_policy_words(value, policy):
+    assert build_options(QueryParams({"pull": value}), libpod=False)["pull"] == policy
+
+
 def test_libpod_build_removal_is_podmans():
     assert build_options(QueryParams("rm=0"), libpod=True)["rm"] is False
     assert build_options(QueryParams("forcerm=0"), libpod=True)["rm"] is True

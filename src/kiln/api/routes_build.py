@@ -145,11 +145,16 @@ def _pull_policy(q: QueryParams, libpod: bool) -> str:
         return _choice(q, "pullpolicy", PullPolicy, "missing")
     if "pull" in q:
         value = q["pull"].strip().lower()
-        if value in ("", "0", "false"):
+        if value in ("", "0", "false") or (not libpod and not docker_bool(q, "pull")):
             return "missing"
         if value in ("1", "true", "always"):
             return "always"
-        return _choice(q, "pull", PullPolicy, "missing")
+        if libpod:
+            return _choice(q, "pull", PullPolicy, "missing")
+        try:  # a pull policy's name (kiln's and podman's words) ...
+            return PullPolicy.parse(value)
+        except InvalidArgument:  # ... else true, as dockerd reads any other value
+            return "always"
     return "missing"
 
 
