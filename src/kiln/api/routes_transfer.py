@@ -22,7 +22,7 @@ from kiln.ops.options import PullRequest, RegistryOptions
 
 from . import shapes
 from .errors import NoSuchImage
-from .params import qbool, qfilters, qhas, qint, qlist, qstr
+from .params import docker_bool, qbool, qfilters, qhas, qint, qlist, qstr
 from .registry_auth import loopback_registry, push_pull_options
 from .render import progress_message
 from .streaming import Handoff, Reply, StreamedOp, StreamWriter
@@ -235,7 +235,7 @@ async def get_images(request: Request) -> Reply:
 async def load_images(request: Request) -> Reply:
 
     config = config_of(request)
-    quiet = qbool(request.query_params, "quiet")
+    quiet = docker_bool(request.query_params, "quiet", True)
     body = await spool_body(request, config.scratch_dir())
 
     def work(h: Handoff):
@@ -332,7 +332,7 @@ async def commit(request: Request) -> Response:
         image = shapes.docker_name(image)
     changes = qlist(q, "changes")
     author, comment = qstr(q, "author") or None, qstr(q, "comment") or None
-    qbool(q, "pause", True)
+    (qbool if libpod else docker_bool)(q, "pause", True)  # kiln's containers never run
 
     def run(ctx):
         from kiln.ops.containers import commit_container  # start-up: see the module docstring
