@@ -383,3 +383,38 @@ def test_docker_builds_answer_as_dockerds_classic_builder(servers, number: int) 
     differing = {k: (docker.get(k), kiln.get(k)) for k in set(docker) | set(kiln)
                  if docker.get(k) != kiln.get(k)}  # fmt: skip
     assert not differing, json.dumps(differing, sort_keys=True)
+
+
+IMPORTS = [
+    {"fromSrc": "-", "repo": "kiln-test/imported", "tag": "1", "changes": 'CMD ["/x"]',
+     "message": "by hand"},
+    {"fromSrc": "-", "repo": "kiln-test/imported"},
+    {"fromSrc": "-", "repo": "Bad"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", range(len(IMPORTS)))
+def test_docker_import_answers_as_dockerd(servers, number: int) -> None:
+    """``docker import``: status, the one status line with the image ID, and the image."""
+    query = IMPORTS[number]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("f")
+        info.size, info.mtime = 2, MTIME
+        tf.addfile(info, io.BytesIO(b"hi"))
+    answers = {}
+    for name, sock in servers.items():
+        status, headers, raw = request(sock, "POST", q("/v1.41/images/create", **query),
+                                       buf.getvalue(), {"Content-Type": "application/x-tar"})  # fmt: skip
+        out: dict[str, Any] = {"status": status, "content-type": headers.get("content-type")}
+        if status == 200:
+            lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
+            out["lines"] = [sorted(m) for m in lines]
+            tag = f"{query['repo']}:{query.get('tag', 'latest')}"
+            _, _, body = request(sock, "GET", f"/v1.41/images/{tag}/json")
+            image = json.loads(body)
+            assert lines[-1]["status"] == image["Id"]
+            out["image"] = {k: image.get(k) for k in ("RepoTags", "Comment", "Architecture", "Os")}
+            out["image"]["Config"] = {k: image["Config"].get(k) or None for k in CONFIG_FIELDS}
+        answers[name] = out
+    assert answers["docker"] == answers["kiln"]

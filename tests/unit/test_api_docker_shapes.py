@@ -6,6 +6,8 @@ router answers paths it has no route for."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from types import SimpleNamespace
 
 import pytest
@@ -147,3 +149,21 @@ def test_info_says_swarm_is_inactive_as_ping_does(client) -> None:
     body = client.get("/v1.41/info").json()
     assert body["Swarm"]["LocalNodeState"] == client.get("/_ping").headers["Swarm"] == "inactive"
     assert body["ContainerdCommit"] == body["RuncCommit"] == body["InitCommit"] == {"ID": ""}
+
+
+def test_docker_import_sets_no_environment_and_libpods_sets_path(client) -> None:
+    """dockerd's import gives the image no ``Env``; podman's (the libpod route, the CLI)
+    starts it with ``PATH``."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as tf:
+        info = tarfile.TarInfo("f")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+    r = client.post("/v1.41/images/create?fromSrc=-&repo=imp&tag=1&changes=ENV%20A%3D1",
+                    content=tar.getvalue())  # fmt: skip
+    assert r.status_code == 200 and '"error"' not in r.text
+    assert client.get("/v1.41/images/imp:1/json").json()["Config"]["Env"] == ["A=1"]
+    r = client.post("/v4.3.1/libpod/images/import?reference=imp:2", content=tar.getvalue())
+    assert r.status_code == 200, r.text
+    env = client.get("/v4.3.1/libpod/images/imp:2/json").json()["Config"]["Env"]
+    assert [e for e in env if e.startswith("PATH=")]

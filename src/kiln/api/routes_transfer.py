@@ -142,6 +142,7 @@ async def _import(request: Request) -> Reply:
                     changes,
                     message,
                     platform or None,
+                    path_env=False,  # dockerd's import sets no environment
                 )
         finally:
             if body is not None:

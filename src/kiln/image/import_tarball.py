@@ -65,15 +65,18 @@ def import_tarball(
     names: Sequence[str] = (),
     lease: Lease | None = None,
     snaps: Snapshotter | None = None,
+    path_env: bool = True,
 ) -> ImageRecord:
     """Store ``stream`` (a tarball) as a one-layer image; returns its record, named ``names``.
 
     ``snaps`` (a Snapshotter): unpack the layer in the same pass (see the module
-    docstring); None leaves it to the first use."""
+    docstring); None leaves it to the first use. ``path_env``: the config starts with
+    ``PATH`` set, as podman's and buildah's imports do (dockerd's sets no environment)."""
     compression = Compression.parse(compression)
     platform = platform or Platform.host()
     created = rfc3339(time.time() if timestamp is None else timestamp)
-    runtime = apply_changes(RuntimeConfig(env=(f"PATH={DEFAULT_PATH}",)), list(changes))
+    env = (f"PATH={DEFAULT_PATH}",) if path_env else ()
+    runtime = apply_changes(RuntimeConfig(env=env), list(changes))
     with store.lease() as own, contextlib.ExitStack() as undo:
         holder = lease or own
         staged = snaps.stage_layer() if snaps is not None else None

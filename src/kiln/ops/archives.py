@@ -299,9 +299,12 @@ def import_image(
     changes: Sequence[str] = (),
     message: str = "",
     platform: str | None = None,
+    path_env: bool = True,
 ) -> ImageRecord:
     """Make a one-layer image of a root filesystem tarball (path, URL, ``-``/stream).
-    What a killed import or load left (its lease, unpack work) goes first."""
+    What a killed import or load left (its lease, unpack work) goes first. ``path_env``:
+    the image's environment starts with ``PATH``, as podman's import gives it (Docker's
+    routes import as dockerd, with none)."""
     names = []
     if reference:
         ref = Reference.parse(local_name(reference))
@@ -325,6 +328,7 @@ def import_image(
                 names=names,
                 lease=lease,
                 snaps=unpack_into(ctx, plat),
+                path_env=path_env,
             )
     image_events.record(ctx, "import", rec.id, names[0] if names else "")
     ctx.ev.result(rec.id, id=rec.id, names=names)
