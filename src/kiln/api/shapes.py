@@ -72,7 +72,6 @@ def docker_summary(
     * ``Containers`` is -1 ("not counted") before 1.51, as dockerd lists images;
       ``count_containers`` (``/system/df``, which counts at every version) gives kiln's
       working containers of the image.
-
     * ``shown`` picks the names and digests to show (a ``reference`` filter's matches:
       ``kiln.api.reference_filter``).
 
