@@ -16,8 +16,8 @@ What is deliberately not compared (each is a decision, said where it is made):
   ``Container``/``ContainerConfig``, and ``Config``'s empty
   fields (dockerd 20.10 spells out every field of its own struct; dockerd since API 1.50
   omits the empty ones, as kiln does).
-* the wording of error messages: statuses are compared, and each body must be
-  ``{"message": <non-empty string>}``.
+* the wording of error messages, but for a 404 of a route that names an image: statuses
+  are compared, and each body must be ``{"message": <non-empty string>}``.
 * the history of an image whose config records none: dockerd shows no rows, kiln one
   per layer, as podman does.
 * API versions older than 1.24, which dockerd 20.10 still serves and current dockerd, like
@@ -97,6 +97,8 @@ REQUESTS: list[tuple[str, str]] = [
     ("GET", "/images/kiln-test/none:1/json"),
     ("GET", f"/images/{BASE}/history"),
     ("GET", "/images/kiln-test/none:1/history"),
+    ("GET", "/images/kiln-test/none/history"),  # named with its default tag
+    ("DELETE", "/images/kiln-test/none"),
     ("POST", q(f"/images/{DATA}/tag", repo="kiln-test/second", tag="2")),
     ("POST", q("/images/kiln-test/none:1/tag", repo="kiln-test/second", tag="3")),
     ("POST", q(f"/images/{DATA}/tag", repo="sha256", tag="x")),  # ambiguous with an ID
@@ -241,6 +243,9 @@ def normalised(method: str, path: str, answer: tuple[int, dict[str, str], bytes]
     body = json.loads(raw)
     if status >= 400:
         assert set(body) == {"message"} and isinstance(body["message"], str) and body["message"]
+        # "No such image: NAME" of a route that names an image (20.10's inspect says it twice)
+        if status == 404 and not path.endswith("/json") and not path.startswith("/images/json"):
+            out["message"] = body["message"]
         return out
     if path.startswith("/images/prune"):
         out["body"] = {"ImagesDeleted": body["ImagesDeleted"]}

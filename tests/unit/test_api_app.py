@@ -63,7 +63,7 @@ def test_unsupported_versions_are_400(client, version, word):
 def test_unknown_image_docker_and_libpod_bodies(client):
     r = client.get("/v1.41/images/nosuch/json")
     assert r.status_code == 404
-    assert r.json() == {"message": "No such image: nosuch"}
+    assert r.json() == {"message": "No such image: nosuch:latest"}  # as dockerd names it
     r = client.get("/v4.3.1/libpod/images/nosuch/json")
     body = r.json()
     assert r.status_code == 404 and body["response"] == 404

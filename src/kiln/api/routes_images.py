@@ -65,7 +65,7 @@ async def list_images(request: Request) -> Response:
 async def inspect_image(request: Request) -> Response:
 
     name = request.path_params["name"]
-    with image_lookup(name):
+    with image_lookup(_shown(request, name)):
         data = await run_read(request, lambda ctx: ops.inspect_image(ctx, name))
     return JSONResponse(shapes.docker_inspect(data, request.scope.get("kiln.api_version")))
 
@@ -73,7 +73,7 @@ async def inspect_image(request: Request) -> Response:
 async def image_history(request: Request) -> Response:
 
     name = request.path_params["name"]
-    with image_lookup(name):
+    with image_lookup(_shown(request, name)):
         entries = await run_op(request, lambda ctx: ops.history(ctx, name))
     return JSONResponse(shapes.docker_history(entries))
 
@@ -86,6 +86,11 @@ def target_name(repo: str, tag: str) -> str:
             raise InvalidArgument(f'repository "{repo}" already has a tag or digest; tag "{tag}"')
         return f"{repo}:{tag}"
     return repo
+
+
+def _shown(request: Request, name: str) -> str:
+    """``name`` in a "No such image" answer: as dockerd shows it on Docker's routes."""
+    return name if request.scope.get("kiln.libpod") else shapes.missing_name(name)
 
 
 def _familiar_repository(name: str) -> str:
@@ -107,7 +112,7 @@ async def tag_image(request: Request) -> Response:
             raise InvalidArgument(
                 "refusing to create an ambiguous tag using digest algorithm as name"
             )
-    with image_lookup(name):
+    with image_lookup(_shown(request, name)):
         await run_op(request, lambda ctx: ops.tag(ctx, name, target))
     return Response(status_code=201)
 
@@ -124,7 +129,7 @@ async def delete_image(request: Request) -> Response:
         ops.raise_first_error(result)
         return result
 
-    with image_lookup(name):
+    with image_lookup(_shown(request, name)):
         result = await run_op(request, remove)
     return JSONResponse(shapes.delete_items(result))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -42,6 +43,21 @@ def docker_name(value: str) -> str:
     except InvalidArgument:
         return value
     return value if ref.digest else str(ref)
+
+
+def missing_name(name: str) -> str:
+    """``name`` as dockerd's "No such image: ..." shows it: a reference with its default
+    tag, familiar (``nope`` -> ``nope:latest``); an image ID, or what is no reference, as
+    given."""
+    if name.startswith("sha256:") or _FULL_ID.fullmatch(name):
+        return name
+    try:
+        return familiar(str(Reference.parse(name)))
+    except InvalidArgument:
+        return name
+
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def with_sha(image_id: str) -> str:
@@ -219,6 +235,7 @@ __all__ = [
     "familiar",
     "libpod_history",
     "libpod_summary",
+    "missing_name",
     "summary_shape",
     "unix_time",
     "with_sha",
