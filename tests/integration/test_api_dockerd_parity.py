@@ -12,10 +12,8 @@ What is deliberately not compared (each is a decision, said where it is made):
 * ``SpaceReclaimed`` of a prune: kiln counts every blob that left its disk (configs and
   manifests too), dockerd the layers' sizes.
 * ``Labels: null`` of an image without labels: kiln answers ``{}`` (``shapes.docker_summary``).
-* inspect's ``Metadata.LastTagTime`` (kiln keeps no tagging times), ``GraphDriver``,
-  ``Container``/``ContainerConfig``, and ``Config``'s empty
-  fields (dockerd 20.10 spells out every field of its own struct; dockerd since API 1.50
-  omits the empty ones, as kiln does).
+* inspect's ``Metadata.LastTagTime`` (kiln keeps no tagging times), ``GraphDriver`` and
+  ``Container``/``ContainerConfig`` (dropped from the API at 1.45).
 * the wording of error messages, but for a 404 of a route that names an image: statuses
   are compared, and each body must be ``{"message": <non-empty string>}``.
 * the history of an image whose config records none: dockerd shows no rows, kiln one
@@ -275,6 +273,7 @@ def _summary(item: dict) -> dict:
 def _inspect(body: dict) -> dict:
     out = {k: body.get(k, "<missing>") for k in INSPECT_FIELDS}
     out["Config"] = {k: (body["Config"] or {}).get(k) or None for k in CONFIG_FIELDS}
+    out["ConfigFields"] = sorted(body["Config"] or {})  # spelled out even when unset
     out["VirtualSize"] = "VirtualSize" in body
     return out
 

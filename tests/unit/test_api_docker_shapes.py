@@ -167,3 +167,19 @@ def test_docker_import_sets_no_environment_and_libpods_sets_path(client) -> None
     assert r.status_code == 200, r.text
     env = client.get("/v4.3.1/libpod/images/imp:2/json").json()["Config"]["Env"]
     assert [e for e in env if e.startswith("PATH=")]
+
+
+@pytest.mark.parametrize(
+    "version, spelled_out",
+    [("1.41", 17), ("1.49", 17), ("1.50", 8), ("1.51", 8), ("1.52", 0), (None, 0)],
+)
+def test_inspect_spells_out_unset_config_fields_as_dockerd(version, spelled_out) -> None:
+    """moby's legacyConfigFields: unset fields shown with Go's zero values before 1.52."""
+    data = {"Id": ID, "Config": {"Cmd": ["/bin/sh"], "Env": None, "WorkingDir": "/w"}}
+    config = docker_inspect(data, version)["Config"]
+    assert config["Cmd"] == ["/bin/sh"] and config["WorkingDir"] == "/w"  # set: kept
+    assert len(set(config) - {"Cmd", "WorkingDir"}) == spelled_out - 2 * (spelled_out > 0)
+    if spelled_out:
+        assert config["Env"] is None and config["User"] == "" and config["Labels"] is None
+    else:
+        assert set(config) == {"Cmd", "WorkingDir"}

@@ -153,14 +153,33 @@ def docker_created(created: Any, version: str | None) -> str:
     return as_rfc3339nano(text) or text
 
 
+# the image config's fields dockerd spells out even when unset, by API version (moby's
+# legacyConfigFields): every field of its old container config before 1.50, the ones
+# without "omitempty" in 1.50 and 1.51, none from 1.52. Python clients index them
+# (attrs["Config"]["WorkingDir"]).
+_CONFIG_FIELDS_1_50 = {"Cmd": None, "Entrypoint": None, "Env": None, "Labels": None,
+                       "OnBuild": None, "User": "", "Volumes": None, "WorkingDir": ""}  # fmt: skip
+_CONFIG_FIELDS_1_49 = {**_CONFIG_FIELDS_1_50, "AttachStderr": False, "AttachStdin": False,
+                       "AttachStdout": False, "Domainname": "", "Hostname": "", "Image": "",
+                       "OpenStdin": False, "StdinOnce": False, "Tty": False}  # fmt: skip
+
+
+def legacy_config_fields(version: str | None) -> dict[str, Any]:
+    """The unset config fields dockerd still shows at API ``version``, with their values."""
+    if version_at_least(version, "1.52"):
+        return {}
+    return dict(_CONFIG_FIELDS_1_50 if version_at_least(version, "1.50") else _CONFIG_FIELDS_1_49)
+
+
 def docker_inspect(data: dict[str, Any], version: str | None = None) -> dict[str, Any]:
     """Docker's ``ImageInspect`` from podman's inspect object, as dockerd answers API
     ``version`` (None: the newest): ``VirtualSize`` (= ``Size``) before 1.44 only; ``Created``
-    by :func:`docker_created`."""
+    by :func:`docker_created`; ``Config`` with :func:`legacy_config_fields`."""
     config = dict(data.get("Config") or {})
     for key in ("Env", "Cmd", "Entrypoint"):
         if key in config and config[key] is None:
             config.pop(key)
+    config = {**legacy_config_fields(version), **config}
     rootfs = data.get("RootFS") or {}
     layers = list(rootfs.get("Layers") or [])
     out: dict[str, Any] = {
@@ -234,6 +253,7 @@ __all__ = [
     "docker_summary",
     "familiar",
     "libpod_history",
+    "legacy_config_fields",
     "libpod_summary",
     "missing_name",
     "summary_shape",
