@@ -61,3 +61,28 @@ def test_a_stopped_digest_made_whole_reads_nothing_twice(tree):
     assert ctx.hashed_here() == 1
     assert ctx.digest(["app"]) == BuildContext(str(tree)).digest(["app"])
     assert ctx.hashed_here() == 3  # big and z-small, not a-small again
+
+
+def test_a_whole_digest_keeps_no_digest_per_file(tree, monkeypatch):
+    """A ``digest_unless`` that did not stop leaves each file's digest in the directory
+    index only: nothing kept per file for the rest of the build (at 200,000 files the
+    per-file entries held ~140 MB), and a later digest still reads nothing again."""
+    monkeypatch.setattr(context_module, "RACY_NS", 0)
+    ctx = BuildContext(str(tree))
+    assert ctx.digest_unless(["app"], big=1 << 20) == BuildContext(str(tree)).digest(["app"])
+    assert ctx.hashed_here() == 3
+    for name in ("a-small", "big", "z-small"):
+        assert ctx.learned(os.stat(tree / "app" / name)) is None
+    assert ctx.digest(["app"]) == BuildContext(str(tree)).digest(["app"])
+    assert ctx.hashed_here() == 3
+
+
+def test_a_racy_directory_keeps_its_digests_for_the_next_try(tree, monkeypatch):
+    """A directory whose files just changed is not indexed (racy): what the walk read
+    stays for the step, and a later digest does not read it again."""
+    monkeypatch.setattr(context_module, "RACY_NS", 10**18)  # every file "just changed"
+    ctx = BuildContext(str(tree))
+    assert ctx.digest_unless(["app"], big=1 << 20) is not None
+    assert ctx.learned(os.stat(tree / "app" / "a-small")) is not None
+    ctx.digest(["app"])
+    assert ctx.hashed_here() == 3

@@ -802,61 +802,84 @@ class BuildContext:
         dirs = array("I")
         mask = bytearray()
         trusted = keys is not None
-        for i, (name, st) in enumerate(zip(names, sts, strict=True)):
-            child = f"{rel}/{name}" if rel else name
-            mode = st.st_mode
-            kept = _KEEP if keep is None else keep.decide(child, stat.S_ISDIR(mode))
-            mask.append(kept)
-            if stat.S_ISDIR(mode):
-                dirs.append(i)
-                line = f"{child}\0dir\0{stat.S_IMODE(mode):o}\0\n".encode(
-                    "utf-8", "surrogateescape"
-                )
+        # a digest that may stop (``digest_unless``) keeps what it read for its next try:
+        # in the index once the directory's record is stored, else in this thread's
+        # learned digests (one entry a file held to the step's end: ~700 B each)
+        hashed: dict[tuple[int, int], tuple[tuple[int, ...], str]] = {}
+        recorded = False
+        try:
+            for i, (name, st) in enumerate(zip(names, sts, strict=True)):
+                child = f"{rel}/{name}" if rel else name
+                mode = st.st_mode
+                kept = _KEEP if keep is None else keep.decide(child, stat.S_ISDIR(mode))
+                mask.append(kept)
+                if stat.S_ISDIR(mode):
+                    dirs.append(i)
+                    line = f"{child}\0dir\0{stat.S_IMODE(mode):o}\0\n".encode(
+                        "utf-8", "surrogateescape"
+                    )
+                    if kept == _KEEP:
+                        self._line(line, h, box)
+                    lines.append(line)
+                    if kept != _SKIP:
+                        self._subdir(rel, name, dfd, h, box, index, seen, keep)
+                    continue
+                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
+                stored = record.lookup(name, key) if record is not None else None
+                known = self._learned_digest(key) if stored is None and stat.S_ISREG(mode) else None
+                if stored is not None:
+                    line = stored
+                elif kept == _SKIP:
+                    lines.append(b"")  # not hashed: nothing reads it
+                    continue
+                elif known is not None:
+                    line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{known}\n".encode(
+                        "utf-8", "surrogateescape"
+                    )
+                    if self._racy(st):
+                        trusted = False  # kept for this build only, as one it hashed
+                else:
+                    if stat.S_ISREG(mode):
+                        self._check_defer(st)
+                        with self._reading(child):
+                            payload, read = self._hash_file(child, memo=False, dfd=dfd)
+                        if (read.st_ino, read.st_size, read.st_mtime_ns, read.st_ctime_ns) != (
+                            st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                        ):  # fmt: skip
+                            trusted = False  # the file read is not the one listed
+                        elif getattr(self._defer, "at", None) is not None:
+                            hashed[(st.st_dev, st.st_ino)] = (key, payload)
+                        line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{payload}\n".encode(
+                            "utf-8", "surrogateescape"
+                        )
+                    else:
+                        with self._reading(child):
+                            line = self._entry_line(child, st)
+                    if self._racy(st):
+                        trusted = False
                 if kept == _KEEP:
                     self._line(line, h, box)
                 lines.append(line)
-                if kept != _SKIP:
-                    self._subdir(rel, name, dfd, h, box, index, seen, keep)
-                continue
-            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
-            stored = record.lookup(name, key) if record is not None else None
-            known = self._learned_digest(key) if stored is None and stat.S_ISREG(mode) else None
-            if stored is not None:
-                line = stored
-            elif kept == _SKIP:
-                lines.append(b"")  # not hashed: nothing reads it
-                continue
-            elif known is not None:
-                line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{known}\n".encode(
-                    "utf-8", "surrogateescape"
-                )
-                if self._racy(st):
-                    trusted = False  # kept for this build only, as one it hashed
-            else:
-                if stat.S_ISREG(mode):
-                    self._check_defer(st)
-                    with self._reading(child):
-                        payload, read = self._hash_file(child, memo=False, dfd=dfd)
-                    if (read.st_ino, read.st_size, read.st_mtime_ns, read.st_ctime_ns) != (
-                        st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                    ):  # fmt: skip
-                        trusted = False  # the file read is not the one listed
-                    elif getattr(self._defer, "at", None) is not None:
-                        # a digest that may stop: its next try takes it
-                        self._learned()[(st.st_dev, st.st_ino)] = (key, payload)
-                    line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{payload}\n".encode(
-                        "utf-8", "surrogateescape"
-                    )
-                else:
-                    with self._reading(child):
-                        line = self._entry_line(child, st)
-                if self._racy(st):
-                    trusted = False
-            if kept == _KEEP:
-                self._line(line, h, box)
-            lines.append(line)
-        if not trusted or keys is None:
-            return
+            if trusted and keys is not None:
+                self._record(index, rel, dev, names, keys, lines, dirs, mask, keep)
+                recorded = True
+        finally:
+            if hashed and not recorded:
+                self._learned().update(hashed)
+
+    def _record(  # noqa: PLR0913
+        self,
+        index: DirIndex,
+        rel: str,
+        dev: int,
+        names: list[str],
+        keys: bytes,
+        lines: list[bytes],
+        dirs: array,
+        mask: bytearray,
+        keep: _Filter | None,
+    ) -> None:
+        """Store directory ``rel``'s entries as just digested in the index."""
         offsets = array("I", [0])
         total = 0
         for line in lines:
