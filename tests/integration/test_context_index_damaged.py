@@ -33,12 +33,17 @@ def trust_files_written_now(monkeypatch):
 
 
 DOCKERFILE = "FROM busybox\nCOPY . /app\n"
-MAGIC = b"KILNCTX1"
+MAGIC = b"KILNCTX2"
 
 
 def _framed(doc: object) -> bytes:
-    payload = marshal.dumps(doc)
-    return MAGIC + zlib.crc32(payload).to_bytes(4, "big") + payload
+    """An index file holding ``doc`` ({"v", "root", "dirs"}; anything else as the header)
+    with a good CRC."""
+    items = doc if not isinstance(doc, dict) else [
+        {k: v for k, v in doc.items() if k != "dirs"}, *doc.get("dirs", {}).items()
+    ]  # fmt: skip
+    body = b"".join(len(f).to_bytes(4, "big") + f for f in map(marshal.dumps, items))
+    return MAGIC + body + zlib.crc32(body).to_bytes(4, "big")
 
 
 def _context(env) -> str:
@@ -70,7 +75,13 @@ def _read(path: str) -> bytes:
 
 
 def _payload(path: str) -> dict:
-    return marshal.loads(_read(path)[len(MAGIC) + 4 :])
+    """The index file's header and records as one {"v", "root", "dirs"}."""
+    body, at, items = _read(path)[len(MAGIC) : -4], 0, []
+    while at < len(body):
+        n = int.from_bytes(body[at : at + 4], "big")
+        items.append(marshal.loads(body[at + 4 : at + 4 + n]))
+        at += 4 + n
+    return {**items[0], "dirs": dict(items[1:])}
 
 
 def _random(path, root):
@@ -109,7 +120,18 @@ def _wrong_types(path, root):
 
 
 def _not_a_dict(path, root):
-    _replace(path, _framed(["v", 3]))
+    _replace(path, _framed([["v", 4]]))
+
+
+def _a_frame_past_the_end(path, root):
+    body = _read(path)[len(MAGIC) : -4] + (1 << 30).to_bytes(4, "big") + b"x"
+    _replace(path, MAGIC + body + zlib.crc32(body).to_bytes(4, "big"))
+
+
+def _a_path_not_a_string(path, root):
+    doc = _payload(path)
+    doc["dirs"] = {i: rec for i, rec in enumerate(doc["dirs"].values())}
+    _replace(path, _framed(doc))
 
 
 def _a_directory(path, root):
@@ -128,7 +150,8 @@ def _a_symlink_to_dev_zero(path, root):
 
 
 DAMAGE = [_random, _empty, _truncated, _version_2, _huge_line, _another_context, _wrong_types,
-          _not_a_dict, _a_directory, _a_fifo, _a_symlink_to_dev_zero]  # fmt: skip
+          _not_a_dict, _a_frame_past_the_end, _a_path_not_a_string, _a_directory, _a_fifo,
+          _a_symlink_to_dev_zero]  # fmt: skip
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=[d.__name__.strip("_") for d in DAMAGE])

@@ -24,7 +24,7 @@ class CountingCache:
     def get_context_index(self, root):
         return self.index.get(root)
 
-    def put_context_index(self, root, *chunks):
+    def put_context_index(self, root, chunks):
         self.index[root] = b"".join(chunks)
 
     def get_checksum(self, path, st):
@@ -170,7 +170,7 @@ def test_a_damaged_index_is_ignored_not_trusted(tree, tmp_path_factory, trust_fr
     first = BuildContext(str(tree), [], checksums=store).digest(["."])
     data = bytearray(store.get_context_index(str(tree)))
     data[-40] ^= 0xFF  # a flipped bit inside a stored line
-    store.put_context_index(str(tree), bytes(data))
+    store.put_context_index(str(tree), [bytes(data)])
     assert BuildContext(str(tree), [], checksums=store).digest(["."]) == first
     assert len(reads) == 10  # everything read again
 

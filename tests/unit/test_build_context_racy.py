@@ -58,7 +58,7 @@ def test_checksums_are_written_once_per_digest(tmp_path, tmp_path_factory, monke
         (tmp_path / f"f{i}").write_bytes(b"x" * i)
     writes: list[str] = []
     real = store.put_context_index
-    monkeypatch.setattr(store, "put_context_index", lambda r, *d: (writes.append(r), real(r, *d)))
+    monkeypatch.setattr(store, "put_context_index", lambda r, d: (writes.append(r), real(r, d)))
     queries: list[str] = []
     store.db.conn.set_trace_callback(queries.append)
     BuildContext(str(tmp_path), checksums=store).digest(["."])

@@ -499,7 +499,7 @@ class BuildContext:
                 index.changed = False
         put_index = getattr(self.checksums, "put_context_index", None)
         if index is not None and put_index is not None:
-            put_index(self.root, *index.dump(self.root))
+            put_index(self.root, index.dump(self.root))
         if new and self.checksums is not None:
             memo = self._memo
             cast(BulkChecksumCache, self.checksums).put_checksums((p, *memo[p]) for p in new)

@@ -266,9 +266,10 @@ class BuildCache:
         """The context checksum indexes kept (``system df``'s build cache)."""
         return list_indexes(os.path.join(self.root, CONTEXT_INDEX_DIR))
 
-    def put_context_index(self, context_root: str, *chunks: bytes) -> None:
-        """Replace the index of ``context_root`` (``chunks`` joined) atomically. Not fsynced: it is a cache that
-        checks itself when read, and a lost one costs a rehash, never a wrong digest."""
+    def put_context_index(self, context_root: str, chunks: Iterable[bytes]) -> None:
+        """Replace the index of ``context_root`` (``chunks`` joined, written as they come)
+        atomically. Not fsynced: it is a cache that checks itself when read, and a lost
+        one costs a rehash, never a wrong digest."""
         path = _index_path(self.root, context_root)
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         tmp = f"{path}.{this_process()}.{threading.get_ident()}.tmp"
