@@ -63,6 +63,7 @@ from kiln.build.context_ahead import check_ahead
 from kiln.build.context_index import DirIndex, DirRecord, list_dir, payload_of
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.heredoc import Heredoc
+from kiln.build.learned_digests import LearnedDigests
 from kiln.build.staging import Stager
 from kiln.container.paths import clean_source, has_meta, match_wildcards
 from kiln.errors import InvalidArgument, NotFound
@@ -509,7 +510,7 @@ class BuildContext:
         ``digest`` takes it instead of reading the file again (and keeps it as it keeps
         the digests it makes). Until ``forget_learned``."""
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
-        self._learned()[(st.st_dev, st.st_ino)] = (key, "sha256:" + hexdigest)
+        self._learned().put(key, "sha256:" + hexdigest)
 
     def learned(self, st: os.stat_result) -> str | None:
         """The sha256 (hex) ``learn`` was told of the file ``st`` names, if it was that file."""
@@ -520,13 +521,13 @@ class BuildContext:
     def forget_learned(self) -> None:
         """Drop what ``learn`` was told in this thread (one entry a file: a big context's
         would stay for the whole build)."""
-        self._defer.learned = {}
+        self._defer.learned = LearnedDigests()
 
-    def _learned(self) -> dict[tuple[int, int], tuple[tuple[int, ...], str]]:
+    def _learned(self) -> LearnedDigests:
         """This thread's learned digests (``learn`` and a stopped ``digest_unless``)."""
         found = getattr(self._defer, "learned", None)
         if found is None:
-            found = self._defer.learned = {}
+            found = self._defer.learned = LearnedDigests()
         return found
 
     def hashed_here(self) -> int:
@@ -534,8 +535,7 @@ class BuildContext:
         return int(getattr(self._defer, "hashed", 0))
 
     def _learned_digest(self, key: tuple[int, ...]) -> str | None:
-        found = self._learned().get((key[0], key[1]))
-        return found[1] if found is not None and found[0] == key else None
+        return self._learned().get(key)
 
     def _check_defer(self, st: os.stat_result) -> None:
         """In ``digest_unless``: stop before reading a file that big."""
@@ -804,8 +804,8 @@ class BuildContext:
         trusted = keys is not None
         # a digest that may stop (``digest_unless``) keeps what it read for its next try:
         # in the index once the directory's record is stored, else in this thread's
-        # learned digests (one entry a file held to the step's end: ~700 B each)
-        hashed: dict[tuple[int, int], tuple[tuple[int, ...], str]] = {}
+        # learned digests (held to the step's end: a few hundred bytes a file)
+        hashed = LearnedDigests()
         recorded = False
         try:
             for i, (name, st) in enumerate(zip(names, sts, strict=True)):
@@ -848,7 +848,7 @@ class BuildContext:
                         ):  # fmt: skip
                             trusted = False  # the file read is not the one listed
                         elif getattr(self._defer, "at", None) is not None:
-                            hashed[(st.st_dev, st.st_ino)] = (key, payload)
+                            hashed.put(key, payload)
                         line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{payload}\n".encode(
                             "utf-8", "surrogateescape"
                         )
