@@ -805,7 +805,7 @@ class BuildContext:
         # a digest that may stop (``digest_unless``) keeps what it read for its next try:
         # in the index once the directory's record is stored, else in this thread's
         # learned digests (held to the step's end: a few hundred bytes a file)
-        hashed = LearnedDigests()
+        hashed: list[tuple[tuple[int, ...], str]] = []
         recorded = False
         try:
             for i, (name, st) in enumerate(zip(names, sts, strict=True)):
@@ -848,7 +848,7 @@ class BuildContext:
                         ):  # fmt: skip
                             trusted = False  # the file read is not the one listed
                         elif getattr(self._defer, "at", None) is not None:
-                            hashed.put(key, payload)
+                            hashed.append((key, payload))
                         line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{payload}\n".encode(
                             "utf-8", "surrogateescape"
                         )
@@ -865,7 +865,9 @@ class BuildContext:
                 recorded = True
         finally:
             if hashed and not recorded:
-                self._learned().update(hashed)
+                learned = self._learned()
+                for file_key, digest in hashed:
+                    learned.put(file_key, digest)
 
     def _record(  # noqa: PLR0913
         self,

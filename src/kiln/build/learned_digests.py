@@ -51,6 +51,3 @@ class LearnedDigests:
         except struct.error:
             return None
         return "sha256:" + found[_KEY.size :].hex()
-
-    def update(self, other: LearnedDigests) -> None:
-        self._by_file.update(other._by_file)
