@@ -63,7 +63,7 @@ from kiln.build.context_ahead import check_ahead
 from kiln.build.context_index import DirIndex, DirRecord, list_dir, payload_of
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.heredoc import Heredoc
-from kiln.build.learned_digests import LearnedDigests
+from kiln.build.layer_first import LearnedDigests
 from kiln.build.staging import Stager
 from kiln.container.paths import clean_source, has_meta, match_wildcards
 from kiln.errors import InvalidArgument, NotFound

