@@ -108,7 +108,7 @@ def test_run_cache_mounts_are_the_build_cache_with_their_sizes(client, tmp_path)
 def test_a_build_contexts_checksum_index_is_build_cache_too(client, tmp_path):
     store = Store.open(str(tmp_path / "root"))
     try:
-        store.put_context_index(str(tmp_path), b"KILNCTX1", b"i" * 30_000)
+        store.put_context_index(str(tmp_path), [b"KILNCTX1", b"i" * 30_000])
     finally:
         store.close()
     [item] = client.get("/v1.41/system/df").json()["BuildCache"]

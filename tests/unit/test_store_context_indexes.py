@@ -27,8 +27,8 @@ def test_gc_removes_the_indexes_of_directories_that_are_gone(store, tmp_path):
     kept, clone = tmp_path / "repo", tmp_path / "ci-clone"
     kept.mkdir()
     clone.mkdir()
-    store.put_context_index(str(kept), b"KILNCTX1", b"a" * 1000)
-    store.put_context_index(str(clone), b"KILNCTX1", b"b" * 1000)
+    store.put_context_index(str(kept), [b"KILNCTX1", b"a" * 1000])
+    store.put_context_index(str(clone), [b"KILNCTX1", b"b" * 1000])
     assert len(_indexes(store)) == 2
     clone.rmdir()  # the job is done: nothing builds that directory again
     freed = store.gc().bytes_freed
