@@ -46,7 +46,7 @@ def _recorded(monkeypatch) -> dict:
         return ahead
 
     monkeypatch.setattr(context_ahead.Ahead, "unchanged", counted)
-    monkeypatch.setattr(context_module, "check_ahead", started)
+    monkeypatch.setattr(context_ahead, "check_ahead", started)  # the context imports it per walk
     return record
 
 

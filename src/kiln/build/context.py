@@ -56,17 +56,16 @@ import threading
 import time
 from array import array
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kiln.archive.safe_root import SafeRoot
-from kiln.build.context_ahead import check_ahead
 from kiln.build.context_index import DirIndex, DirRecord, list_dir, payload_of
 from kiln.build.dockerignore import IgnoreMatcher
-from kiln.build.heredoc import Heredoc
 from kiln.build.layer_first import LearnedDigests
-from kiln.build.staging import Stager
-from kiln.container.paths import clean_source, has_meta, match_wildcards
 from kiln.errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from kiln.build.heredoc import Heredoc
 
 __all__ = [
     "BuildContext",
@@ -287,6 +286,9 @@ class BuildContext:
     def expand(self, src: str, excludes: IgnoreMatcher | None = None) -> list[str]:
         """The context-relative paths ``src`` names (sorted for wildcards); NotFound if none,
         or if one is a symlink that resolves to nothing inside the context."""
+        # start-up: source patterns only for COPY/ADD
+        from kiln.container.paths import clean_source, has_meta, match_wildcards
+
         rel = clean_source(src)
         if not has_meta(rel):
             if rel and (self._lstat(rel) is None or self.excluded(rel, excludes)):
@@ -324,6 +326,9 @@ class BuildContext:
     def matches_nothing(self, src: str, excludes: Iterable[str] = ()) -> bool:
         """Whether ``src`` is a wildcard that names nothing (after the ignore file and
         ``excludes``): such a source is skipped when others of the instruction exist."""
+        # start-up: source patterns only for COPY/ADD
+        from kiln.container.paths import clean_source, has_meta
+
         if not has_meta(clean_source(src)):
             return False
         try:
@@ -649,6 +654,9 @@ class BuildContext:
         except OSError as exc:
             raise InvalidArgument(f"cannot read {top or '.'} in the build context: {exc}") from exc
         seen: set[str] = set()
+        # start-up: the walk ahead only for a directory source
+        from kiln.build.context_ahead import check_ahead
+
         ahead = check_ahead(self.sr.fd, index, top)
         self._defer.ahead = ahead
         try:
@@ -974,6 +982,9 @@ class BuildContext:
         if not always and not self.needs_staging(excludes, heredocs):
             yield self.root
             return
+        # start-up: staging only for a filtered COPY or a heredoc
+        from kiln.build.staging import Stager
+
         matcher = IgnoreMatcher(excludes) if excludes else None
         with (
             tempfile.TemporaryDirectory(prefix="kiln-ctx-", dir=self.tmpdir) as tmp,

@@ -18,22 +18,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiln.build.args import BuildArgs, host_platform
 from kiln.build.context import BuildContext
-from kiln.build.dispatch_copy import dispatch_copy
 from kiln.build.dispatch_from import dispatch_from
 from kiln.build.dispatch_meta import dispatch_meta
 from kiln.build.dispatch_run import dispatch_run
 from kiln.build.explain import trim_inputs
 from kiln.build.instructions import Add, Copy, Instruction, Run
 from kiln.build.lexer import ShellLex
-from kiln.build.mounts import Mount as RunMount
-from kiln.build.named_contexts import NamedContext
 from kiln.build.options import BuildOptions, BuildResult, default_jobs
-from kiln.build.outputs import export_outputs
 from kiln.build.parser import ParsedDockerfile
 from kiln.build.progress import Progress
 from kiln.build.run_mounts import MountSet, parse_secrets, prepared_mounts
@@ -47,12 +42,17 @@ from kiln.oci import ImageConfig, Platform, Reference
 from kiln.oci.config import DEFAULT_PATH
 from kiln.oci.reference import is_short_name
 from kiln.runtime import Mount, RunOptions, parse_volume
-from kiln.runtime.ssh_agent import SshAgents, parse_ssh_specs
 from kiln.snapshot.mount import mounted
 from kiln.util.choices import PullPolicy
 from kiln.util.lingering import Lingering
-from kiln.util.output import write_output
 from kiln.util.process_owner import this_process
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from kiln.build.mounts import Mount as RunMount
+    from kiln.build.named_contexts import NamedContext
+    from kiln.runtime.ssh_agent import SshSource
 
 __all__ = ["BuildCancel", "Executor", "normalize_tag"]
 
@@ -102,7 +102,7 @@ class Executor:
             parsed, self.build_args, opts.target, lex=self.lex, named=self.named.keys()
         )
         self.secrets = parse_secrets(opts.secrets)
-        self.ssh_sources = parse_ssh_specs(opts.ssh)
+        self.ssh_sources = _ssh_sources(opts.ssh)
         self.ssh_sockets: dict[str, str] = {}  # --ssh id -> agent socket, while run() runs
         self.no_cache_stages = self._no_cache_stages()
         self.key_settings: dict[str, Any] = {
@@ -142,8 +142,8 @@ class Executor:
             self.progress.note(f"# syntax={self.parsed.syntax} is ignored: kiln builds itself")
         failed = True
         try:
-            with SshAgents(self.ssh_sources, self.tmpdir) as agents:  # killed when it ends
-                self.ssh_sockets = agents.sockets
+            with _ssh_agents(self.ssh_sources, self.tmpdir) as sockets:  # killed when it ends
+                self.ssh_sockets = sockets
                 self._schedule()
             failed = False
         finally:
@@ -171,6 +171,9 @@ class Executor:
             for index in order:
                 self._build_stage(index)
             return
+        # start-up: the thread pool only when stages run in parallel
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
         pending = set(order)
         running: dict[Future, int] = {}
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kiln-stage") as pool:
@@ -242,6 +245,9 @@ class Executor:
         if isinstance(instr, Run):
             dispatch_run(run, self, instr)
         elif isinstance(instr, Copy | Add):
+            # start-up: the COPY/ADD code (context copies, git, URLs, tar detection)
+            from kiln.build.dispatch_copy import dispatch_copy
+
             dispatch_copy(run, self, instr)
         else:
             dispatch_meta(run, instr)
@@ -255,8 +261,14 @@ class Executor:
         for text in warnings:
             self.progress.warning(text)
         if self.opts.iidfile:
+            # start-up: only --iidfile and --output write files
+            from kiln.util.output import write_output
+
             write_output(self.opts.iidfile, image_id.encode())
         if self.opts.outputs:
+            # start-up: only --output exports
+            from kiln.build.outputs import export_outputs
+
             export_outputs(
                 self.opts.outputs, image_id, open_root=self.open_image_root,
                 open_image=self.open_image, names=self.names, timestamp=self.opts.timestamp,
@@ -524,6 +536,28 @@ class BuildCancel(threading.Event):
                     return False
             super().wait(left)
         return True
+
+
+def _ssh_sources(specs: list[str]) -> dict[str, SshSource]:
+    if not specs:
+        return {}
+    # start-up: the ssh agent code only for --ssh
+    from kiln.runtime.ssh_agent import parse_ssh_specs
+
+    return parse_ssh_specs(specs)
+
+
+@contextlib.contextmanager
+def _ssh_agents(sources: dict[str, SshSource], tmpdir: str | None) -> Iterator[dict[str, str]]:
+    """The build's ssh agents (id -> socket), stopped when it ends; none without --ssh."""
+    if not sources:
+        yield {}
+        return
+    # start-up: the ssh agent code only for --ssh
+    from kiln.runtime.ssh_agent import SshAgents
+
+    with SshAgents(sources, tmpdir) as agents:
+        yield agents.sockets
 
 
 def _platform_matches(want: str, have: str) -> bool:

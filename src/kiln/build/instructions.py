@@ -14,17 +14,18 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiln.build.flags import FlagKind, bool_flag, parse_flags, string_flag, strings_flag
-from kiln.build.heredoc import Heredoc, heredoc_markers
 from kiln.build.lexer import ShellLex
-from kiln.build.mounts import Mount, parse_mount
 from kiln.build.parser import Node
-from kiln.container.chmod import parse_chmod
 from kiln.errors import InvalidArgument
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.timefmt import parse_go_duration
+
+if TYPE_CHECKING:
+    from kiln.build.heredoc import Heredoc, HeredocMarker
+    from kiln.build.mounts import Mount
 
 __all__ = [
     "Add", "Arg", "Cmd", "Copy", "Entrypoint", "Env", "Expose", "From", "Healthcheck",
@@ -107,7 +108,7 @@ class Run(Instruction):
 
     def expand(self, lex: ShellLex, env: Mapping[str, str]) -> tuple[Run, set[str]]:
         x = _Expander(lex, env)
-        mounts = tuple(parse_mount(spec, x.word) for spec in self.mount_specs)
+        mounts = _parse_mounts(self.mount_specs, x.word)
         return dataclasses.replace(self, mounts=mounts), x.used
 
 
@@ -310,6 +311,9 @@ class Onbuild(Instruction):
 def _check_chmod(chmod: str | None, line: int) -> None:
     """Octal or symbolic (``kiln.container.chmod``); checked again once args expand."""
     if chmod is not None and "$" not in chmod:
+        # start-up: --chmod is rare
+        from kiln.container.chmod import parse_chmod
+
         try:
             parse_chmod(chmod)
         except InvalidArgument as exc:
@@ -393,13 +397,25 @@ def _run(node: Node, flags: dict, where: str) -> Run:
         raise InvalidArgument(f"{where}: unsupported security mode {security!r}")
     specs = strings_flag(flags, "mount")
     try:
-        mounts = tuple(parse_mount(spec) for spec in specs)
+        mounts = _parse_mounts(specs)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{where}: {exc}") from None
     return Run(
         node.line, node.original, tuple(node.args), not node.json_form, mounts, specs,
         network, security, node.heredocs,
     )  # fmt: skip
+
+
+def _parse_mounts(
+    specs: tuple[str, ...], expand: Callable[[str], str] | None = None
+) -> tuple[Mount, ...]:
+    """RUN's ``--mount`` values parsed (``expand``: with the build args expanded)."""
+    if not specs:
+        return ()
+    # start-up: most RUNs have no --mount
+    from kiln.build.mounts import parse_mount
+
+    return tuple(parse_mount(spec, expand) for spec in specs)
 
 
 def _exec_form(cls: type[Cmd | Entrypoint]) -> Builder:
@@ -422,7 +438,12 @@ def _split_sources(node: Node, where: str) -> tuple[tuple[str, ...], tuple[Hered
     by_name = {h.name: h for h in node.heredocs}
     paths, contents = [], []
     for src in sources:
-        markers = heredoc_markers(src) if not node.json_form and "<<" in src else []
+        markers: list[HeredocMarker] = []
+        if not node.json_form and "<<" in src:
+            # start-up: heredocs are read only where a Dockerfile has one
+            from kiln.build.heredoc import heredoc_markers
+
+            markers = heredoc_markers(src)
         if markers and markers[0].name in by_name:
             contents.append(by_name[markers[0].name])
         else:

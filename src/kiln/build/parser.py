@@ -15,13 +15,15 @@ import os
 import re
 import sys
 from dataclasses import field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import dockerfile
 
-from kiln.build.heredoc import Heredoc, attach_bodies
 from kiln.errors import InvalidArgument, NotFound
 from kiln.util.lazy_dataclass import dataclass
+
+if TYPE_CHECKING:
+    from kiln.build.heredoc import Heredoc
 
 __all__ = [
     "KNOWN_INSTRUCTIONS",
@@ -256,6 +258,9 @@ def _node(cmd: dockerfile.Command, lines: list[str], escape: str, name: str) -> 
     first_line = cmd.original.split("\n", 1)[0]
     heredocs: tuple[Heredoc, ...] = ()
     if cmd.heredocs:
+        # start-up: heredocs are read only where a Dockerfile has one
+        from kiln.build.heredoc import attach_bodies
+
         bodies = [(h.name, h.file_descriptor, h.content) for h in cmd.heredocs]
         heredocs = attach_bodies(first_line, bodies, escape)
     inner = None

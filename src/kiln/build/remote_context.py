@@ -17,17 +17,16 @@ import contextlib
 import io
 import os
 import sys
-import tarfile
 import tempfile
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from kiln.archive.applier import extract_tar
-from kiln.archive.compression import open_decompressed, read_up_to
-from kiln.archive.streams import ByteReader
 from kiln.build.parser import MAX_DOCKERFILE_BYTES
-from kiln.container.git_source import git_checkout, is_git_source, parse_git_source
+from kiln.container.git_source import is_git_source
 from kiln.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from kiln.archive.streams import ByteReader
 
 __all__ = ["is_remote_context", "open_remote_context"]
 
@@ -52,6 +51,11 @@ def open_remote_context(
 ) -> Iterator[str]:
     """Unpack the context ``spec`` names (``-``: stdin; an http(s) URL of a tar; a git
     repository) into a temporary directory and yield its path."""
+    # start-up: a local context (every build checks) needs none of the unpacking
+    from kiln.archive.applier import extract_tar
+    from kiln.archive.compression import open_decompressed, read_up_to
+    from kiln.container.git_source import git_checkout, parse_git_source
+
     with tempfile.TemporaryDirectory(prefix="kiln-context-", dir=tmpdir) as tmp:
         if is_git_context(spec):
             git = parse_git_source(spec)
@@ -80,6 +84,8 @@ def open_remote_context(
 def _is_tar_header(block: bytes) -> bool:
     if len(block) < _BLOCK or not block.strip(b"\0"):
         return len(block) == _BLOCK  # an empty tar (end-of-archive blocks) is a tar
+    import tarfile  # start-up: only a context on stdin is sniffed
+
     try:
         tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
     except tarfile.HeaderError:

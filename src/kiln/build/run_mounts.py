@@ -29,15 +29,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import field
+from typing import TYPE_CHECKING
 
 from kiln.archive.safe_root import SafeRoot
-from kiln.build.mounts import Mount as RunMount
 from kiln.errors import InvalidArgument, NotFound
 from kiln.runtime import Mount
-from kiln.runtime.ssh_agent import forwarded_socket
-from kiln.snapshot.copytree import merge_layers
-from kiln.store import Store
 from kiln.util.lazy_dataclass import dataclass
+
+if TYPE_CHECKING:
+    from kiln.build.mounts import Mount as RunMount
+    from kiln.store import Store
 
 __all__ = ["MountSet", "Secret", "parse_secrets", "prepared_mounts"]
 
@@ -191,6 +192,9 @@ def prepared_mounts(
                             f"build with --ssh {spec.id}[=SOCKET|KEY]"
                         )
                     continue
+                # start-up: the ssh relay only for RUN --mount=type=ssh
+                from kiln.runtime.ssh_agent import forwarded_socket
+
                 path = stack.enter_context(forwarded_socket(
                     upstream, os.path.join(tmp, f"ssh-{index}"), uid=spec.uid or 0,
                     gid=spec.gid or 0, mode=spec.mode if spec.mode is not None else 0o600,
@@ -225,6 +229,9 @@ def _seeder(spec: RunMount, open_root: RootOpener) -> Callable[[str], None]:
     (resolved in-root), owners, modes and times kept."""
 
     def seed(new_dir: str) -> None:
+        # start-up: the layer merge only for a cache mount's from=
+        from kiln.snapshot.copytree import merge_layers
+
         assert spec.from_
         with open_root(spec.from_) as root, _inside(root, spec.source or "") as found:
             if not os.path.isdir(found):

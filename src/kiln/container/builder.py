@@ -19,7 +19,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiln.archive.changes import changes_from_overlay_upper, diff_trees
 from kiln.archive.compression import Compression
@@ -32,12 +32,13 @@ from kiln.util.choices import ImageFormat, PullPolicy
 from kiln.util.timefmt import rfc3339
 
 from .config_edit import ConfigEditor
-from .copier import CopyOptions, make_dirs
-from .copy_add import CopyOutcome, copy_into
 from .naming import check_name
 from .records import Puller, find_record, insert_record, resolve_base, scratch_config
 from .run import Stubs, run_in, run_options
 from .state import AddedContent, ContainerState
+
+if TYPE_CHECKING:
+    from .copy_add import CopyOutcome
 
 SCRATCH = "scratch"
 
@@ -363,6 +364,9 @@ class Builder:
         git_commits: dict[str, str] | None = None,
     ) -> CopyOutcome:
         """``copy_into`` the mounted rootfs, recorded as added content."""
+        # start-up: the copy code (tar, git and URL sources) only for COPY/ADD
+        from .copy_add import copy_into
+
         with self.mounted() as rootfs:
             outcome = copy_into(
                 rootfs,
@@ -391,6 +395,9 @@ class Builder:
         """Create the missing directories ``(path, user)`` and their missing parents, 0755
         and owned by ``user`` (resolved in the container; "" or unknown: root), as WORKDIR
         and VOLUME leave them in an image. Returns the paths that were created."""
+        # start-up: the copy code only for WORKDIR/VOLUME directories
+        from .copier import CopyOptions, make_dirs
+
         made = []
         with self.mounted() as rootfs, SafeRoot(rootfs) as root:
             for path, user in dirs:

@@ -33,7 +33,6 @@ from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
 from kiln.archive.tar_writer import ContentSeen, LayerResult, write_layer
 from kiln.errors import InvalidArgument
 from kiln.image import open_store_image
-from kiln.image.changes import apply_changes
 from kiln.image.mutate import Addendum, append_layers
 from kiln.image.store_image import IngestWriter, StoreImage, image_rows, record_image
 from kiln.oci import Descriptor, Digest, History, ImageConfig
@@ -208,6 +207,9 @@ def commit_image(
     whatever the depth of the image."""
     editor = ConfigEditor(pending.config.image, pending.config.annotations)
     if opts.changes:
+        # start-up: --change values only for kiln commit
+        from kiln.image.changes import apply_changes
+
         editor.image = editor.image.evolve(config=apply_changes(editor.runtime, opts.changes))
     base_id = None if opts.squash else pending.base_id
     base: StoreImage | None = None

@@ -22,11 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.archive.compression import Compression as TarCompression
-from kiln.archive.streams import ByteReader
-from kiln.archive.tar_check import check_tar, member_check
 from kiln.errors import InvalidArgument
-from kiln.image.changes import apply_changes
-from kiln.image.layers import recompress
 from kiln.image.model import chain_ids
 from kiln.image.store_image import IngestWriter, NewLayer, write_image
 from kiln.oci.config import DEFAULT_PATH, History, ImageConfig, RuntimeConfig
@@ -36,6 +32,7 @@ from kiln.util.choices import Compression
 from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
+    from kiln.archive.streams import ByteReader
     from kiln.snapshot import Snapshotter
     from kiln.snapshot.staged import StagedLayer
     from kiln.store.leases import Lease
@@ -44,6 +41,9 @@ if TYPE_CHECKING:
 def _applier(staged: StagedLayer) -> Callable[[ByteReader], object]:
     """A ``recompress`` check that unpacks the tar into ``staged`` as it passes, refusing
     what ``check_tar`` refuses (the stream is the tar itself: never inflated again)."""
+
+    # start-up: kiln.image binds import_tarball at its import (every build imports it)
+    from kiln.archive.tar_check import member_check
 
     def apply(tar: ByteReader) -> object:
         return staged.apply(tar, compression=TarCompression.NONE, on_entry=member_check())
@@ -72,6 +72,11 @@ def import_tarball(
     ``snaps`` (a Snapshotter): unpack the layer in the same pass (see the module
     docstring); None leaves it to the first use. ``path_env``: the config starts with
     ``PATH`` set, as podman's and buildah's imports do (dockerd's sets no environment)."""
+    # start-up: kiln.image binds this function at its import (every build imports it)
+    from kiln.archive.tar_check import check_tar
+    from kiln.image.changes import apply_changes
+    from kiln.image.layers import recompress
+
     compression = Compression.parse(compression)
     platform = platform or Platform.host()
     created = rfc3339(time.time() if timestamp is None else timestamp)

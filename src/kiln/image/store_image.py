@@ -10,31 +10,29 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tarfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from kiln.archive.applier import ApplyResult
 from kiln.archive.compression import Compression
-from kiln.archive.tar_check import member_check
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound
-from kiln.image.layers import DiffIdTee, SliceTee, drain
 from kiln.image.model import SourceImage, chain_ids, platform_string
 from kiln.image.mutate import Addendum, append_layers, check_format
 from kiln.image.unpack import unpack_stored
-from kiln.image.validate import check_layer_stream
 from kiln.oci import media_types as mt
 from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
-from kiln.snapshot.staged import StagedLayer, discard_staged
 from kiln.store import ImageRecord, LayerRecord, Store
 from kiln.util.atomic import WritebackEvery
 from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
+    import tarfile
+
+    from kiln.archive.applier import ApplyResult
     from kiln.snapshot import Snapshotter
+    from kiln.snapshot.staged import StagedLayer
     from kiln.store.ingest import Ingest
     from kiln.store.leases import Lease
 
@@ -105,6 +103,9 @@ def _uncompressed_size(
         return known
     if mt.layer_compression(desc.media_type) == "none":
         return desc.size
+    # start-up: the layer streams only for a pull, a load or an import (a build knows sizes)
+    from kiln.image.layers import DiffIdTee, drain
+
     tee = DiffIdTee(store.open_blob(desc.digest), desc.media_type)
     drain(io.BufferedReader(tee))
     return tee.uncompressed_size
@@ -269,6 +270,9 @@ class StoreDestination:
         refuse, with its own message."""
         if self.snaps is None:
             return self._put_checked(desc, stream)
+        # start-up: the layer streams only for a pull, a load or an import
+        from kiln.image.layers import SliceTee
+
         staged = self.snaps.stage_layer()
         self.staged[str(desc.digest)] = staged
         with self.store.ingest("", desc) as ing:
@@ -293,6 +297,11 @@ class StoreDestination:
         """``put_unpacked`` with nothing to unpack into (an image of another platform):
         the blob is stored and checked as ``validate_image`` checks a layer in one pass,
         and noted in ``checked``, so validating the image does not read it again."""
+        # start-up: the layer streams and checks only for a pull, a load or an import
+        from kiln.archive.applier import ApplyResult
+        from kiln.image.layers import SliceTee
+        from kiln.image.validate import check_layer_stream
+
         what = f"layer {desc.digest}"
         with self.store.ingest("", desc) as ing:
             tee = SliceTee(stream, IngestWriter(ing))
@@ -316,6 +325,9 @@ class StoreDestination:
 
     def discard_staged(self) -> None:
         """Drop the staged trees no layer took (all of them when the copy failed)."""
+        # start-up: staged trees only for a pull, a load or an import
+        from kiln.snapshot.staged import discard_staged
+
         discard_staged(self.staged)
 
     def note_layer(self, digest: Digest, diff_id: str, uncompressed_size: int) -> None:
@@ -338,6 +350,9 @@ class _MemberCheck:
     every member passed rather than refusing one."""
 
     def __init__(self) -> None:
+        # start-up: the tar checks only for a pull, a load or an import
+        from kiln.archive.tar_check import member_check
+
         self._check = member_check()
         self.passed = True
 

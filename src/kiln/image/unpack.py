@@ -11,11 +11,11 @@ from kiln.image.model import Image, chain_ids
 from kiln.oci.config import ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.manifest import Manifest
-from kiln.snapshot.staged import StagedLayer
 from kiln.store import Store
 
 if TYPE_CHECKING:
     from kiln.snapshot.snapshotter import Snapshotter
+    from kiln.snapshot.staged import StagedLayer
 
 
 def unpack_image(store: Store, snaps: Snapshotter, img: Image) -> str | None:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from typing import TYPE_CHECKING
 
 from kiln.build.context import BuildContext
 from kiln.build.dockerignore import load_ignore_file
 from kiln.build.executor import Executor
-from kiln.build.named_contexts import open_named_contexts
 from kiln.build.options import ENTITLEMENTS, BuildOptions, BuildResult
-from kiln.build.outputs import check_outputs, writes_stdout
 from kiln.build.parser import parse_string
 from kiln.build.progress import Progress
 from kiln.build.record import BuildRecorder
@@ -33,7 +32,9 @@ from kiln.ops.build_pulls import puller
 from kiln.ops.context import Context, sweep_leftovers
 from kiln.ops.events import Event
 from kiln.ops.image_events import record
-from kiln.util.output import check_output
+
+if TYPE_CHECKING:
+    from kiln.build.named_contexts import NamedContext
 
 __all__ = [
     "BuildOptions",
@@ -54,9 +55,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             raise InvalidArgument(
                 f"--allow {entitlement!r}: unknown entitlement; use {' or '.join(ENTITLEMENTS)}"
             )
-    if opts.iidfile:
-        check_output(opts.iidfile)  # refuse a bad --iidfile or --output before building
-    check_outputs(opts.outputs)
+    _check_outputs(opts)  # refuse a bad --iidfile or --output before building
     if opts.timestamp is None and opts.build_args.get("SOURCE_DATE_EPOCH", "").isdigit():
         opts.timestamp = int(opts.build_args["SOURCE_DATE_EPOCH"])
     if opts.timestamp is None and opts.source_date_epoch is not None:
@@ -66,7 +65,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
         opts.tmpdir = ctx.tmpdir  # this build's own scratch dir, swept if it is killed
     with (
         context_dir(ctx, opts) as root,
-        open_named_contexts(opts.build_contexts, opts.tmpdir) as named,
+        _named_contexts(opts) as named,
         contextlib.ExitStack() as named_dirs,
     ):
         paths, text, name = containerfile(root, opts)
@@ -117,6 +116,42 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
                 progress.check(finding.rule, finding.message, finding.line)
             _record(ctx, recorder, result)
             return result
+
+
+def writes_stdout(outputs: list[str]) -> bool:
+    """Whether an ``--output`` of ``outputs`` writes to standard output (progress must go
+    elsewhere): :func:`kiln.build.outputs.writes_stdout`."""
+    if not outputs:
+        return False
+    # start-up: only --output exports
+    from kiln.build.outputs import writes_stdout as to_stdout
+
+    return to_stdout(outputs)
+
+
+def _check_outputs(opts: BuildOptions) -> None:
+    if opts.iidfile:
+        # start-up: only --iidfile and --output write files
+        from kiln.util.output import check_output
+
+        check_output(opts.iidfile)
+    if opts.outputs:
+        # start-up: only --output exports
+        from kiln.build.outputs import check_outputs
+
+        check_outputs(opts.outputs)
+
+
+def _named_contexts(
+    opts: BuildOptions,
+) -> contextlib.AbstractContextManager[dict[str, NamedContext]]:
+    """The ``--build-context`` contexts ready to read (none for most builds)."""
+    if not opts.build_contexts:
+        return contextlib.nullcontext({})
+    # start-up: named contexts are rare
+    from kiln.build.named_contexts import open_named_contexts
+
+    return open_named_contexts(opts.build_contexts, opts.tmpdir)
 
 
 def _record(ctx: Context, recorder: BuildRecorder, result: BuildResult) -> None:

@@ -23,7 +23,6 @@ import contextlib
 import contextvars
 import dataclasses
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from kiln.build.args import BuildArgs
@@ -34,7 +33,6 @@ from kiln.build.stages import plan
 from kiln.errors import AlreadyExists, Cancelled, InvalidArgument, KilnError, NotFound
 from kiln.oci import Platform
 from kiln.ops.events import Event, NullSink
-from kiln.util.output import write_output
 
 if TYPE_CHECKING:
     from kiln.build.parser import ParsedDockerfile
@@ -148,6 +146,9 @@ def build_platforms(
         return run(popts, progress)
 
     jobs = max(1, min(opts.jobs or default_jobs(), len(platforms)))
+    # start-up: the thread pool only for a build of several platforms
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
     results: dict[int, BuildResult] = {}
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kiln-platform") as pool:
         # each in a copy of this context: its writes join the build's lease
@@ -245,6 +246,9 @@ def _finish(
                 )  # fmt: skip
             )
     if opts.iidfile:
+        # start-up: only --iidfile writes a file
+        from kiln.util.output import write_output
+
         write_output(opts.iidfile, result.image_id.encode())
     return result
 

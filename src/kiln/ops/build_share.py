@@ -20,16 +20,16 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from kiln.build.cache_spec import CacheSpec, parse_cache_from, parse_cache_to
 from kiln.build.executor import normalize_tag
-from kiln.build.outputs import ImageOutput, image_output
 from kiln.errors import InvalidArgument, KilnError
 from kiln.image import open_store_image
 from kiln.oci import Reference
 from kiln.oci import media_types as mt
 
 if TYPE_CHECKING:
+    from kiln.build.cache_spec import CacheSpec
     from kiln.build.options import BuildOptions
+    from kiln.build.outputs import ImageOutput
     from kiln.image.build_cache import ImportedCache
     from kiln.ops.context import Context
     from kiln.registry.options import RegistryOptions
@@ -74,7 +74,30 @@ def push_targets(opts: BuildOptions) -> list[tuple[str, bool]]:
 
 
 def _image_outputs(opts: BuildOptions) -> list[ImageOutput]:
+    if not opts.outputs:
+        return []
+    # start-up: only --output names images
+    from kiln.build.outputs import image_output
+
     return [o for o in (image_output(s) for s in opts.outputs) if o is not None]
+
+
+def _caches_to(opts: BuildOptions) -> list[CacheSpec]:
+    if not opts.cache_to:
+        return []
+    # start-up: only --cache-to exports
+    from kiln.build.cache_spec import parse_cache_to
+
+    return [parse_cache_to(v) for v in opts.cache_to]
+
+
+def _caches_from(opts: BuildOptions) -> list[CacheSpec]:
+    if not opts.cache_from:
+        return []
+    # start-up: only --cache-from imports
+    from kiln.build.cache_spec import parse_cache_from
+
+    return [parse_cache_from(v) for v in opts.cache_from]
 
 
 # -- before and during the build ----------------------------------------------------------
@@ -85,7 +108,7 @@ def caches_imported(ctx: Context, opts: BuildOptions, progress: Any) -> Iterator
     """Check the cache and push values; while inside, ``opts.cache_lookup`` serves the
     ``--cache-from`` caches (``progress``: the build's, for notes and warnings)."""
 
-    to = [parse_cache_to(v) for v in opts.cache_to]
+    to = _caches_to(opts)
     for spec in to:
         if spec.type == "registry":
             Reference.parse(spec.ref)
@@ -97,7 +120,7 @@ def caches_imported(ctx: Context, opts: BuildOptions, progress: Any) -> Iterator
             "--cache-to type=inline: the cache travels with a pushed image; nothing is "
             "pushed (add --push or -o type=registry,name=REF), so no cache is exported"
         )
-    froms = [parse_cache_from(v) for v in opts.cache_from]
+    froms = _caches_from(opts)
     given = opts.cache_lookup
     with contextlib.ExitStack() as stack:
         if froms and not opts.no_cache:
@@ -180,7 +203,7 @@ def finish(ctx: Context, opts: BuildOptions, executor: Any, image_id: str) -> No
     for image in _image_outputs(opts):
         for name in image.names:
             ctx.store.tag(normalize_tag(name), image_id)
-    to = [parse_cache_to(v) for v in opts.cache_to]
+    to = _caches_to(opts)
     inline = [s for s in to if s.type == "inline"]
     if inline and opts.image_format != "oci":
         warn("--cache-to type=inline: the cache rides on the OCI manifest's annotations, "

@@ -43,7 +43,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from kiln.errors import (
     AlreadyExists,
@@ -55,16 +55,17 @@ from kiln.errors import (
 )
 from kiln.snapshot import holds, stubs
 from kiln.snapshot import mount as mnt
-from kiln.snapshot.copytree import merge_layers
 from kiln.snapshot.meta import boot_id, open_meta
 from kiln.snapshot.spec import MountSpec, supported_overlay_options
-from kiln.snapshot.staged import StagedLayer
 from kiln.snapshot.upkeep import UpkeepMixin
 from kiln.snapshot.usage import tree_size
 from kiln.util.atomic import atomic_write, fsync_all, fsync_trees, syncfs
 from kiln.util.lingering import Lingering
 from kiln.util.locks import file_lock
 from kiln.util.rootless import in_user_namespace
+
+if TYPE_CHECKING:
+    from kiln.snapshot.staged import StagedLayer
 
 DRIVERS = ("overlay", "copy")
 #: rows recorded as not outliving another boot (``_drop_torn``)
@@ -205,6 +206,9 @@ class Snapshotter(UpkeepMixin):
     def stage_layer(self) -> StagedLayer:
         """A fresh ``StagedLayer`` in ``tmp/`` (the root lock held shared until it is adopted
         or discarded): for unpacking a layer before its chain id and diff_id are known."""
+        # start-up: the layer applier only for a pull, a load or an import
+        from kiln.snapshot.staged import StagedLayer
+
         lock = contextlib.ExitStack()
         lock.enter_context(self._shared())
         try:
@@ -863,6 +867,9 @@ class Snapshotter(UpkeepMixin):
                 if driver == "copy":
                     fs = os.path.join(tmp, "fs")
                     os.mkdir(fs, 0o755)
+                    # start-up: only the copy driver merges layers
+                    from kiln.snapshot.copytree import merge_layers
+
                     merge_layers(lowers, fs)
                 elif kind == "rw":
                     upper = os.path.join(tmp, "upper")

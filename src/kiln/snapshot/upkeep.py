@@ -36,11 +36,11 @@ from kiln.archive.streams import ByteReader
 from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.usage import tree_size
-from kiln.snapshot.verify import LayerVerdict, verify_layer_dir
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.locks import file_lock, try_lock
 
 if TYPE_CHECKING:
+    from kiln.snapshot.verify import LayerVerdict
     from kiln.util.sqlite import Database
 
 _YOUNG = 60.0
@@ -197,6 +197,9 @@ class UpkeepMixin:
 
     def verify_layer(self, row: LayerRow, tar_stream: ByteReader) -> LayerVerdict:
         """Compare layer ``row``'s directory with its (uncompressed) layer tar."""
+        # start-up: verification only for kiln system check
+        from kiln.snapshot.verify import LayerVerdict, verify_layer_dir
+
         if not os.path.isdir(row.path):
             return LayerVerdict("", [f"its directory {row.path} is missing"])
         return verify_layer_dir(row.path, tar_stream)
