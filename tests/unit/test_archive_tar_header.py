@@ -10,6 +10,7 @@ import tarfile
 
 import pytest
 
+from kiln.archive import tar_header
 from kiln.archive.compression import Compression
 from kiln.archive.tar_header import ustar_header
 from kiln.archive.tar_writer import TarEntry, write_layer
@@ -108,3 +109,14 @@ def test_layer_bytes_are_those_tarfile_writes(tmp_path):
     rewritten = again.getvalue()
     # tarfile pads its archive to a 10 KiB record; kiln ends after the two zero blocks
     assert rewritten[: len(out.getvalue())] == out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["REGTYPE", "LNKTYPE", "SYMTYPE", "CHRTYPE", "BLKTYPE", "DIRTYPE", "FIFOTYPE", "BLOCKSIZE"],
+)
+def test_the_header_constants_are_tarfiles(name):
+    """The writer takes type flags and the block size from here, not from tarfile (whose
+    import a short build would pay for): they are tarfile's own values."""
+    assert getattr(tar_header, name) == getattr(tarfile, name)
+    assert type(getattr(tar_header, name)) is type(getattr(tarfile, name))

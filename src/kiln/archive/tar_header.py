@@ -11,9 +11,16 @@ layer digests do not depend on which one wrote a header.
 
 from __future__ import annotations
 
-import tarfile
+__all__ = [
+    "BLKTYPE", "BLOCKSIZE", "CHRTYPE", "DIRTYPE", "FIFOTYPE", "LNKTYPE", "REGTYPE", "SYMTYPE",
+    "ustar_header",
+]  # fmt: skip
 
-__all__ = ["ustar_header"]
+# tarfile's own values (a unit test compares them): a build whose layers need no extended
+# header never imports tarfile, which costs a short command about a millisecond
+REGTYPE, LNKTYPE, SYMTYPE, CHRTYPE = b"0", b"1", b"2", b"3"
+BLKTYPE, DIRTYPE, FIFOTYPE = b"4", b"5", b"6"
+BLOCKSIZE = 512
 
 _NUL8 = bytes(8)
 _TAIL = b"ustar\x0000" + bytes(64)  # magic, version, empty uname and gname
@@ -38,7 +45,7 @@ def ustar_header(
     ``tarfile``). ``name`` is the member name as written (a directory's ends with ``/``)."""
     if not (0 <= uid < _MAX7 and 0 <= gid < _MAX7 and 0 <= size < _MAX11 and 0 <= mtime < _MAX11):
         return None
-    if kind == tarfile.DIRTYPE and not name.endswith("/"):
+    if kind == DIRTYPE and not name.endswith("/"):
         name += "/"  # as tarfile names a directory
     if not (name.isascii() and linkname.isascii()):
         return None
@@ -46,7 +53,7 @@ def ustar_header(
     raw_link = linkname.encode("ascii")
     if len(raw_name) > 100 or len(raw_link) > 100:
         return None
-    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+    if kind in (CHRTYPE, BLKTYPE):
         if not (0 <= devmajor < _MAX7 and 0 <= devminor < _MAX7):
             return None
         dev = b"%07o\0%07o\0" % (devmajor, devminor)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tarfile
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,17 @@ from kiln.archive.hashing import HashingSink, HashingWriter
 from kiln.archive.pipeline import SlicePipeline
 from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
 from kiln.archive.streams import ByteWriter
-from kiln.archive.tar_header import ustar_header
+from kiln.archive.tar_header import (
+    BLKTYPE,
+    BLOCKSIZE,
+    CHRTYPE,
+    DIRTYPE,
+    FIFOTYPE,
+    LNKTYPE,
+    REGTYPE,
+    SYMTYPE,
+    ustar_header,
+)
 from kiln.errors import Conflict, InvalidArgument, KilnError
 from kiln.util.lazy_dataclass import dataclass
 
@@ -35,17 +44,17 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 _TAR_TYPES = {
-    "file": tarfile.REGTYPE,
-    "dir": tarfile.DIRTYPE,
-    "symlink": tarfile.SYMTYPE,
-    "hardlink": tarfile.LNKTYPE,
-    "char": tarfile.CHRTYPE,
-    "block": tarfile.BLKTYPE,
-    "fifo": tarfile.FIFOTYPE,
-    "whiteout": tarfile.REGTYPE,
-    "opaque": tarfile.REGTYPE,
+    "file": REGTYPE,
+    "dir": DIRTYPE,
+    "symlink": SYMTYPE,
+    "hardlink": LNKTYPE,
+    "char": CHRTYPE,
+    "block": BLKTYPE,
+    "fifo": FIFOTYPE,
+    "whiteout": REGTYPE,
+    "opaque": REGTYPE,
 }
-_ZERO_BLOCKS = bytes(2 * tarfile.BLOCKSIZE)
+_ZERO_BLOCKS = bytes(2 * BLOCKSIZE)
 _SMALL = 64 << 10  # files up to this size go to the sink in one write with their header
 #: writes shorter than this are gathered and handed on together (fewer hash and pipeline
 #: calls for thousands of small files); the tar bytes, and so every digest, are the same
@@ -162,6 +171,8 @@ def _header(entry: TarEntry, timestamp: int | None, size: int, linkname: str) ->
                             entry.devmajor, entry.devminor)  # fmt: skip
         if fast is not None:
             return fast
+    import tarfile  # start-up: only an entry that needs an extended header
+
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = entry.mode & 0o7777
@@ -189,7 +200,7 @@ def _copy_content(sink: _TarSink, entry: TarEntry, fd: int, content: hashlib._Ha
         if not n:
             raise _shrank(entry)
         remaining -= n
-    pad = -entry.size % tarfile.BLOCKSIZE
+    pad = -entry.size % BLOCKSIZE
     if pad:
         sink.write(bytes(pad))
 
@@ -245,7 +256,7 @@ def _write_file(
         _check_unchanged(entry, fd)
         if on_content is not None:
             on_content(entry, st, hashlib.sha256(data).hexdigest())
-        sink.write(header + data + bytes(-entry.size % tarfile.BLOCKSIZE))
+        sink.write(header + data + bytes(-entry.size % BLOCKSIZE))
     finally:
         os.close(fd)
 
