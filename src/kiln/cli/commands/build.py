@@ -425,11 +425,19 @@ def command(state: State, context: str | None, **kw: Any) -> None:
         raise click.exceptions.Exit(exc.exit_code or 1) from None
 
 
+def _build_contexts(specs: tuple[str, ...]) -> dict[str, str]:
+    """``--build-context NAME=VALUE`` values by name."""
+    if not specs:
+        return {}
+    from kiln.build.named_contexts import parse_build_context  # start-up: as in command()
+
+    return dict(parse_build_context(s) for s in specs)
+
+
 def _build_options(state: State, context: str | None, kw: dict[str, Any]) -> BuildOptions:
     """The ``BuildOptions`` the flags ask for: the RUN flags become ``opts.run``, the
     registry flags ``opts.registry``; $BUILDAH_FORMAT, $BUILDAH_LAYERS and
     $SOURCE_DATE_EPOCH fill what the flags leave out, as buildah reads them."""
-    from kiln.build.named_contexts import parse_build_context  # start-up: as in command()
     from kiln.ops.build import BuildOptions
 
     run = run_settings(kw)  # the RUN flags, shared with kiln run
@@ -464,7 +472,7 @@ def _build_options(state: State, context: str | None, kw: dict[str, Any]) -> Bui
         quiet=kw["quiet"], outputs=list(kw["outputs"]),
         compression=Compression.parse(kw["compression"]), jobs=kw["jobs"], rm=kw["rm"],
         force_rm=kw["force_rm"], tmpdir=state.tmpdir,
-        checks=True, build_contexts=dict(parse_build_context(s) for s in kw["build_contexts"]),
+        checks=True, build_contexts=_build_contexts(kw["build_contexts"]),
         cache_from=list(kw["cache_from"]), cache_to=list(kw["cache_to"]), push=kw["push"],
         registry=kw["registry_options"],
     )  # fmt: skip
