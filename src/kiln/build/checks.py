@@ -25,6 +25,7 @@ from kiln.build.parser import Node, ParsedDockerfile
 from kiln.errors import InvalidArgument, KilnError
 from kiln.oci import Reference
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.lazy_pattern import lazy_pattern
 
 __all__ = ["RULES", "CheckReport", "CheckWarning", "run_checks"]
 
@@ -60,7 +61,7 @@ _SECRET = re.compile(
     r"(?i)(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)"
     r"(?:_|$)"
 )
-_PUBLIC = re.compile(r"(?i)(?:_|^)public(?:_|$)")
+_PUBLIC = lazy_pattern(r"(?i)(?:_|^)public(?:_|$)")
 _ONCE = ("CMD", "ENTRYPOINT", "HEALTHCHECK")
 # instructions whose words the Dockerfile expands (RUN, CMD, ENTRYPOINT, SHELL are the shell's)
 _EXPANDED = ("ADD", "COPY", "ENV", "EXPOSE", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
@@ -274,7 +275,7 @@ class _Checker:
             stage_defined[head.args[2].lower()] = defined
 
     def _secret(self, instruction: str, key: str, line: int) -> None:
-        if _SECRET.search(key) and not _PUBLIC.search(key):
+        if _SECRET.search(key) and not _PUBLIC().search(key):
             self.warn("SecretsUsedInArgOrEnv", "Do not use ARG or ENV instructions for sensitive "
                       f'data ({instruction} "{key}")', line)  # fmt: skip
 

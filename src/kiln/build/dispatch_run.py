@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -27,13 +26,14 @@ from kiln.errors import InvalidArgument, ProcessFailed, Unavailable
 from kiln.oci.platform import Platform, normalize_arch
 from kiln.runtime import Mount
 from kiln.runtime.binfmt import ensure_emulator, host_arch, needs_emulation
+from kiln.util.lazy_pattern import lazy_pattern
 
 if TYPE_CHECKING:
     from kiln.build.services import BuildServices
 
 __all__ = ["dispatch_run", "run_argv"]
 
-_LONE_HEREDOC = re.compile(r"^\s*\d*<<-?\s*([\"']?)([^\s\"']+)\1\s*$")
+_LONE_HEREDOC = lazy_pattern(r"^\s*\d*<<-?\s*([\"']?)([^\s\"']+)\1\s*$")
 PIPES_DIR = "/dev/pipes"
 
 
@@ -44,7 +44,7 @@ def run_argv(instr: Run, shell: tuple[str, ...]) -> tuple[list[str], str | None]
     command = " ".join(instr.command)
     if not instr.heredocs:
         return [*shell, command], None
-    lone = _LONE_HEREDOC.match(command)
+    lone = _LONE_HEREDOC().match(command)
     if lone and len(instr.heredocs) == 1 and lone.group(2) == instr.heredocs[0].name:
         body = instr.heredocs[0].body
         if body.startswith("#!"):

@@ -12,7 +12,6 @@ are expanded when they run in a child build.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from kiln.build.lexer import ShellLex
 from kiln.build.parser import Node
 from kiln.errors import InvalidArgument
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.timefmt import parse_go_duration
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ __all__ = [
 ]  # fmt: skip
 
 S, B, M = FlagKind.STRING, FlagKind.BOOL, FlagKind.STRINGS
-_STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
+_STAGE_NAME = lazy_pattern(r"^[a-z][a-z0-9\-_.]*$")
 _NETWORKS = ("default", "none", "host")
 _SECURITY = ("sandbox", "insecure")
 
@@ -320,11 +320,11 @@ def _check_chmod(chmod: str | None, line: int) -> None:
             raise InvalidArgument(f"line {line}: {exc}") from None
 
 
-_PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/([a-zA-Z]+))?$")
+_PORT = lazy_pattern(r"^(\d+)(?:-(\d+))?(?:/([a-zA-Z]+))?$")
 
 
 def _check_port(port: str) -> str:
-    match = _PORT.match(port)
+    match = _PORT().match(port)
     if not match:
         raise InvalidArgument(f"invalid containerPort: {port.split('/')[0]}")
     # the protocol is kept as written (``80/TCP`` stays), as buildah keeps it; BuildKit
@@ -379,7 +379,7 @@ def _from(node: Node, flags: dict, where: str) -> From:
     name = None
     if len(args) == 3:
         name = args[2].lower()
-        if not _STAGE_NAME.match(name):
+        if not _STAGE_NAME().match(name):
             raise InvalidArgument(
                 f'{where}: invalid name for build stage: "{args[2]}", '
                 "name can't start with a number or contain symbols"

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from kiln.ops.events import OUTPUT, PROGRESS, RESULT, STEP, WARNING, Event
 from kiln.ops.timefmt import parse_time
+from kiln.util.lazy_pattern import lazy_pattern
 
 PROGRESS_MODES = ("auto", "tty", "plain", "json", "quiet")
 
@@ -158,7 +159,7 @@ def _lookup(obj: Any, path: str) -> Any:
     return obj
 
 
-_FIELD = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
+_FIELD = lazy_pattern(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
 
 
 def go_template(template: str, obj: dict[str, Any]) -> str:
@@ -181,7 +182,7 @@ def go_template(template: str, obj: dict[str, Any]) -> str:
             ) from None
         return json.dumps(value) if m.group(1) else _go_value(value)
 
-    out = _FIELD.sub(sub, text)
+    out = _FIELD().sub(sub, text)
     if "{{" in out:
         raise InvalidArgument(
             f'unsupported template "{template}": kiln understands {{{{.Field}}}}, '
@@ -195,7 +196,7 @@ def go_template_header(template: str) -> str:
     text = template.replace("\\t", "\t")
     if text.startswith("table "):
         text = text[len("table ") :]
-    return _FIELD.sub(lambda m: m.group(2).split(".")[-1].upper(), text)
+    return _FIELD().sub(lambda m: m.group(2).split(".")[-1].upper(), text)
 
 
 def templated(template: str, objs: Iterable[dict[str, Any]], noheading: bool = False) -> str:
@@ -209,12 +210,12 @@ def templated(template: str, objs: Iterable[dict[str, Any]], noheading: bool = F
 
 # --- events ---------------------------------------------------------------------
 
-_LONG_DIGEST = re.compile(r"\b(sha256:[0-9a-f]{12})[0-9a-f]{52}\b")
+_LONG_DIGEST = lazy_pattern(r"\b(sha256:[0-9a-f]{12})[0-9a-f]{52}\b")
 
 
 def short_digests(text: str) -> str:
     """``sha256:<64 hex>`` -> ``sha256:<12 hex>`` (progress lines on a terminal)."""
-    return _LONG_DIGEST.sub(r"\1", text)
+    return _LONG_DIGEST().sub(r"\1", text)
 
 
 def resolve_mode(mode: str, stream: IO[str] | None = None) -> str:

@@ -17,6 +17,7 @@ from dataclasses import replace
 from kiln.errors import InvalidArgument
 from kiln.oci import Healthcheck, ImageConfig, RuntimeConfig
 from kiln.oci.platform import normalize_arch
+from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.timefmt import parse_go_duration
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -195,12 +196,12 @@ def split_key_value(item: str, flag: str) -> tuple[str, str | None]:
     return item, ""
 
 
-_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_VAR = lazy_pattern(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def expand_env(value: str, env: dict[str, str]) -> str:
     """Expand ``$VAR``/``${VAR}`` from the config's environment (``--env PATH=$PATH:/x``)."""
-    return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), value)
+    return _VAR().sub(lambda m: env.get(m.group(1) or m.group(2), ""), value)
 
 
 def normalize_port(port: str) -> str:

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument, NotFound, Unauthorized, Unavailable
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.redact import redact
 
 __all__ = [
@@ -45,8 +46,8 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 600.0
-_SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
-_FULL_SHA = re.compile(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")
+_SHA = lazy_pattern(r"^[0-9a-fA-F]{7,64}$")
+_FULL_SHA = lazy_pattern(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")
 # settings given on every git command line: they win over the user's global config
 _SAFE_CONFIG = (
     "core.hooksPath=/dev/null",
@@ -135,7 +136,7 @@ def parse_git_source(src: str) -> GitSource:
 def resolve_commit(src: GitSource, *, what: str, timeout: float | None = None) -> str | None:
     """The commit ``src.ref`` names on the remote now (``git ls-remote``), without cloning;
     None when the remote lists no such ref (an abbreviated SHA: clone to know it)."""
-    if _FULL_SHA.match(src.ref):
+    if _FULL_SHA().match(src.ref):
         return src.ref.lower()
     deadline = _deadline(timeout)
     pattern = src.ref or "HEAD"
@@ -211,7 +212,7 @@ def _clone(src: GitSource, repo: str, what: str, deadline: float, commit: str | 
             _git(["checkout", "-q", "--detach", head], repo, what, deadline)
             return head
     wanted = commit or src.ref
-    if not _SHA.match(wanted or ""):
+    if not _SHA().match(wanted or ""):
         assert failed is not None
         raise failed
     _git([*fetch, "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_pattern import lazy_pattern
 
 SUFFIX = "working-container"
-_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-_HEX_ID = re.compile(r"(?:sha256:)?([0-9a-f]{12,64})")
+_NAME_RE = lazy_pattern(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_HEX_ID = lazy_pattern(r"(?:sha256:)?([0-9a-f]{12,64})")
 
 
 def image_name_prefix(image: str) -> str:
@@ -18,7 +18,7 @@ def image_name_prefix(image: str) -> str:
     ``docker.io/library/busybox:latest`` -> ``busybox``; ``localhost:5000/a/b@sha256:..`` -> ``b``;
     an image ID -> its first 12 hex digits.
     """
-    m = _HEX_ID.fullmatch(image)
+    m = _HEX_ID().fullmatch(image)
     if m:
         return m.group(1)[:12]
     name = image.split("@", 1)[0]
@@ -39,7 +39,7 @@ def default_name(image: str | None, taken: Callable[[str], bool]) -> str:
 
 def check_name(name: str) -> str:
     """Refuse names that could not be told from IDs or paths, or that no tool accepts."""
-    if not _NAME_RE.fullmatch(name):
+    if not _NAME_RE().fullmatch(name):
         raise InvalidArgument(
             f"container name {name!r} is invalid: use letters, digits, '_', '.' and '-', "
             "starting with a letter or digit"

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from kiln.errors import InvalidArgument
 from kiln.oci.digest import Digest
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.lazy_pattern import lazy_pattern
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAIN = "index.docker.io"
@@ -31,7 +32,7 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 _PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 _DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 _TAG_RE = re.compile(rf"^{_TAG}$")
-_DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+_DIGEST_RE = lazy_pattern(rf"^{_DIGEST}$")
 _ID_RE = re.compile(r"^[a-f0-9]{64}$")
 _SPACE_RE = re.compile(r"\s")
 
@@ -57,7 +58,7 @@ class Reference:
         rest, digest = value, ""
         if "@" in rest:
             rest, digest = rest.split("@", 1)
-            if not _DIGEST_RE.match(digest):
+            if not _DIGEST_RE().match(digest):
                 raise InvalidArgument(f'invalid reference format: bad digest in "{value}"')
             Digest.parse(digest)
         tag = ""

@@ -25,6 +25,7 @@ import re
 import subprocess
 
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.lazy_pattern import lazy_pattern
 
 log = logging.getLogger("kiln.runtime")
 
@@ -58,13 +59,13 @@ ADVISORIES = (
 
 # ---- version arithmetic ----------------------------------------------------------------
 
-_UPSTREAM = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-rc\.?(\d+))?")
+_UPSTREAM = lazy_pattern(r"^v?(\d+)\.(\d+)\.(\d+)(?:-rc\.?(\d+))?")
 
 
 def upstream_key(version: str) -> tuple[int, int, int, int, int] | None:
     """An ordering key for an upstream runc version (``1.4.0-rc.3`` < ``1.4.0``); None when
     it is not one."""
-    m = _UPSTREAM.match(version.strip())
+    m = _UPSTREAM().match(version.strip())
     if not m:
         return None
     major, minor, patch = int(m[1]), int(m[2]), int(m[3])

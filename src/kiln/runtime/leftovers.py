@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import time
 
+from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.process_owner import is_alive
 
 from .rundir import OWNER_FILE, default_runtime_dir  # start-up: not .bundle (see rundir)
@@ -31,7 +32,7 @@ __all__ = ["stray_containers", "sweep_dead_runs"]
 
 _BUNDLE = re.compile(r"^(kiln-[0-9a-f]{32})-")
 _OWNERLESS_GRACE = 600.0  # seconds: a bundle with no owner file this old has none coming
-_SNAPSHOT = re.compile(r"^(/.*)/snapshots/active/\d+/")  # <store root>/snapshots/active/<n>/
+_SNAPSHOT = lazy_pattern(r"^(/.*)/snapshots/active/\d+/")  # <store root>/snapshots/active/<n>/
 
 
 def sweep_dead_runs(
@@ -103,7 +104,7 @@ def _belongs(rootfs: str, store_root: str) -> bool:
     path = os.path.realpath(rootfs) if rootfs else ""
     if path.startswith(root):
         return True
-    match = _SNAPSHOT.match(path)
+    match = _SNAPSHOT().match(path)
     return match is None or not os.path.isdir(os.path.join(match.group(1), "snapshots"))
 
 

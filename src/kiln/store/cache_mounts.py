@@ -18,19 +18,19 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 
+from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.process_owner import is_alive, this_process
 
 CACHE_MOUNTS = "cache-mounts"
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_SAFE = lazy_pattern(r"[^A-Za-z0-9_.-]")
 
 
 def cache_mount_name(cache_id: str) -> str:
     """The directory name of cache ``cache_id``: a readable prefix and a hash of the id."""
-    prefix = _SAFE.sub("_", cache_id.strip("/"))[:64]
+    prefix = _SAFE().sub("_", cache_id.strip("/"))[:64]
     return f"{prefix}-{hashlib.sha256(cache_id.encode()).hexdigest()[:12]}"
 
 

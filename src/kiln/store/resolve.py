@@ -29,9 +29,10 @@ from kiln.store.db import Database
 from kiln.store.images import Images
 from kiln.store.indexes import Indexes
 from kiln.store.records import ImageRecord, IndexRecord
+from kiln.util.lazy_pattern import lazy_pattern
 
 _FULL_ID = re.compile(r"^(?:sha256:)?([a-f0-9]{64})$")
-_PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{3,63})$")
+_PREFIX = lazy_pattern(r"^(?:sha256:)?([a-f0-9]{3,63})$")
 MIN_PREFIX = 3
 
 
@@ -96,7 +97,7 @@ class Resolver:
         try:
             ref = Reference.parse(value)
         except InvalidArgument:
-            if _PREFIX.match(value):
+            if _PREFIX().match(value):
                 return None
             raise
         if ref.digest:
@@ -160,7 +161,7 @@ class Resolver:
         return rows[0][0]
 
     def _by_prefix(self, value: str) -> str | None:
-        m = _PREFIX.match(value)
+        m = _PREFIX().match(value)
         if not m:
             return None
         prefix = m.group(1)

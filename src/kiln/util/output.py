@@ -28,18 +28,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 from types import TracebackType
 from typing import BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.util.atomic import AtomicFile, file_kind
+from kiln.util.lazy_pattern import lazy_pattern
 
 __all__ = ["Output", "check_output", "open_output", "output_dir", "write_output"]
 
 
-_PROC_FD = re.compile(r"/proc/(\d+)(?:/task/\d+)?/fd/(\d+)")
+_PROC_FD = lazy_pattern(r"/proc/(\d+)(?:/task/\d+)?/fd/(\d+)")
 
 
 def _own_fd(path: str) -> int | None:
@@ -50,7 +50,7 @@ def _own_fd(path: str) -> int | None:
         head, tail = os.path.split(os.path.abspath(p))
         try:
             p = os.path.join(os.path.realpath(head), tail)
-            m = _PROC_FD.fullmatch(p)
+            m = _PROC_FD().fullmatch(p)
             if m:
                 return int(m[2]) if int(m[1]) == os.getpid() else None
             p = os.path.join(os.path.dirname(p), os.readlink(p))

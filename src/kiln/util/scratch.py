@@ -14,9 +14,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import re
 import tempfile
 
+from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.process_owner import is_alive, this_process
 
 __all__ = [
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 PREFIX = "kiln-scratch-"
-_NAME = re.compile(r"^kiln-scratch-(\d+)\.(\d+)-[A-Za-z0-9_]+$")
+_NAME = lazy_pattern(r"^kiln-scratch-(\d+)\.(\d+)-[A-Za-z0-9_]+$")
 
 
 def make_scratch_dir(base: str) -> str:
@@ -61,7 +61,7 @@ def _remove_if_empty(path: str, pid: int) -> None:
 
 def scratch_owner(name: str) -> str | None:
     """The owner (``PID:START``) a scratch directory's name gives, else None."""
-    match = _NAME.match(name)
+    match = _NAME().match(name)
     return f"{match.group(1)}:{match.group(2)}" if match else None
 
 

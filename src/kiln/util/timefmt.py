@@ -7,10 +7,11 @@ Image configs, history entries and manifest lists carry ``created`` as Go's
 
 from __future__ import annotations
 
-import re
 import time
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+from kiln.util.lazy_pattern import lazy_pattern
+
+_DURATION_PART = lazy_pattern(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _NANOS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
           "m": 60 * 10**9, "h": 3600 * 10**9}  # fmt: skip
 
@@ -56,7 +57,7 @@ def parse_go_duration(text: str) -> int | None:
         return None
     pos, total = 0, 0.0
     while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
+        match = _DURATION_PART().match(text, pos)
         if match is None:
             return None
         total += float(match.group(1)) * _NANOS[match.group(2)]
