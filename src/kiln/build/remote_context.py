@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kiln.build.parser import MAX_DOCKERFILE_BYTES
-from kiln.container.git_source import is_git_source
 from kiln.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -38,6 +37,11 @@ def is_remote_context(spec: str) -> bool:
 
 
 def is_git_context(spec: str) -> bool:
+    if "://" not in spec and not spec.startswith("git@"):
+        return False  # a local path, as most contexts are: no git source can be one
+    # start-up: the git code only for a URL-like context
+    from kiln.container.git_source import is_git_source
+
     return is_git_source(spec, local=True)
 
 
