@@ -25,24 +25,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import AlreadyExists, Conflict, InvalidArgument, KilnError, NotFound
-from kiln.image.transports import transport
 from kiln.oci import Index, Reference
 from kiln.oci.reference import local_name
 from kiln.oci.strict_json import canonical, loads_object
-from kiln.ops import transports as tp
-from kiln.ops.manifest_sources import image_entries
-from kiln.ops.manifest_transfer import (
-    ListPushResult,
-    list_media_type,
-    push_to_layout,
-    push_to_registry,
-)
-from kiln.ops.registry import _client
 from kiln.store.images import normalise_name
-from kiln.util.output import check_output, write_output
+from kiln.util.exports import lazy_exports
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
+    from kiln.ops.manifest_transfer import ListPushResult
     from kiln.registry import RegistryOptions
     from kiln.store import ImageRecord, IndexRecord
 
@@ -91,6 +82,9 @@ def inspect(ctx: Context, name: str, *, options: RegistryOptions | None = None) 
             image = ctx.store.resolve_image(name)
         if image is not None:
             raise InvalidArgument(f"{name} is an image, not a manifest list")
+    # start-up: transports and the registry client only for a list that is not local
+    from kiln.ops import transports as tp
+
     return _remote_document(ctx, tp.registry_reference(name), options)
 
 
@@ -113,6 +107,8 @@ def podman_order(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _remote_document(ctx: Context, ref: str, options: RegistryOptions | None) -> dict[str, Any]:
+    from kiln.ops.registry import _client  # start-up: as in inspect
+
     with _client(ctx, options) as client:
         raw, _media_type, _digest = client.get_manifest(Reference.parse(ref))
     return podman_order(loads_object(raw, what="manifest"))
@@ -156,6 +152,8 @@ def create(
         out = _add_entries(ctx, existing.id, children, replace=False)
         ctx.ev.result(out.id.removeprefix("sha256:"), id=out.id, names=out.names)
         return out
+    from kiln.ops.manifest_transfer import list_media_type  # start-up: as in push
+
     media_type = list_media_type(format)
     doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": children}
     if annotations:
@@ -324,6 +322,12 @@ def push(
     Destinations: ``docker://`` (the default), ``oci:DIR[:TAG]``, ``oci-archive:PATH[:TAG]``;
     ``docker-archive:`` cannot hold a list and is refused.
     """
+    # start-up: reading a list (kiln inspect, manifest exists) needs none of the transfer code
+    from kiln.image.transports import transport
+    from kiln.ops import transports as tp
+    from kiln.ops.manifest_transfer import push_to_layout, push_to_registry
+    from kiln.util.output import check_output, write_output
+
     if digestfile:
         check_output(digestfile)
     rec = ctx.store.resolve_index(list_name)
@@ -437,6 +441,8 @@ def _entries_for(
     ctx: Context, image: str, *, all: bool, overrides: dict, options: RegistryOptions | None
 ) -> list[dict]:
     """The list entries (descriptor JSON) ``image`` stands for, platform overridden."""
+    from kiln.ops.manifest_sources import image_entries  # start-up: as in push
+
     entries = image_entries(ctx, image, all=all, overrides=overrides, options=options)
     return [_overridden(e, overrides) for e in entries]
 
@@ -482,3 +488,6 @@ __all__ = [
     "remove",
     "rm",
 ]
+
+# ListPushResult is push's answer: its module is imported when the name is first asked for
+__getattr__, __dir__ = lazy_exports(__name__, {"ListPushResult": "kiln.ops.manifest_transfer"})
