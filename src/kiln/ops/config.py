@@ -7,7 +7,6 @@ to :func:`kiln.ops.context.open_context`. Nothing here touches the disk.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import field, replace
 
@@ -53,8 +52,13 @@ class Config:
         """The configured scratch space. The system's temporary directory is looked up
         only here, when a command needs it: ``tempfile.gettempdir`` writes and removes a
         probe file there the first time, which a command that only reads the store
-        (``kiln images``) need not do."""
-        return self.tmpdir or tempfile.gettempdir()
+        (``kiln images``) need not do; nor import ``tempfile`` (with shutil, random, bz2
+        and lzma)."""
+        if self.tmpdir:
+            return self.tmpdir
+        import tempfile  # start-up: as said above
+
+        return tempfile.gettempdir()
 
 
 __all__ = ["Config"]

@@ -18,9 +18,9 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
 from collections.abc import Callable, Iterator
 
+from kiln.store import paths
 from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.process_owner import is_alive, this_process
 
@@ -67,7 +67,7 @@ class CacheMounts:
         path = os.path.join(self._cache_mounts_root(), cache_mount_name(cache_id))
         if not os.path.isdir(path):
             tmp = path + ".new-" + this_process().replace(":", "_")
-            shutil.rmtree(tmp, ignore_errors=True)
+            paths.remove_tree(tmp)
             os.mkdir(tmp, 0o700)
             if os.geteuid() == 0 or (uid, gid) != (0, 0):
                 os.chown(tmp, uid, gid)
@@ -76,12 +76,12 @@ class CacheMounts:
                 try:
                     seed(tmp)
                 except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    paths.remove_tree(tmp)
                     raise
             try:
                 os.rename(tmp, path)
             except OSError:  # made by someone else meanwhile
-                shutil.rmtree(tmp, ignore_errors=True)
+                paths.remove_tree(tmp)
                 if not os.path.isdir(path):
                     raise
         else:  # its time is when a RUN last used it (``prune_cache_mounts(used_before=)``)
@@ -144,7 +144,7 @@ class CacheMounts:
             path = os.path.join(base, name)
             if _transient(name):
                 if _abandoned(name):  # left by a crash
-                    shutil.rmtree(path, ignore_errors=True)
+                    paths.remove_tree(path)
                 continue
             if name.endswith(".lock") or not os.path.isdir(path):
                 continue
@@ -156,7 +156,7 @@ class CacheMounts:
             try:
                 aside = f"{path}.rm-{os.getpid()}"
                 os.rename(path, aside)
-                shutil.rmtree(aside, ignore_errors=True)
+                paths.remove_tree(aside)
                 os.unlink(path + ".lock")  # held: a waiter finds it gone (``_locked``)
                 removed += 1
             finally:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -232,7 +231,7 @@ class Ingest:
     def _finish(self) -> None:
         self._done = True
         if not self._unnamed:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            paths.remove_tree(self.dir)
         os.close(self._fd)
 
     def __enter__(self) -> Ingest:
@@ -274,7 +273,7 @@ def remove_stale_ingests(root: str, max_age: float, dry_run: bool = False) -> tu
             removed += 1
             freed += os.fstat(fd).st_size if fd >= 0 else 0
             if not dry_run:
-                shutil.rmtree(d, ignore_errors=True)
+                paths.remove_tree(d)
         except FileNotFoundError:
             continue
         finally:
@@ -307,7 +306,7 @@ def remove_dead_writers(root: str) -> int:
             continue
         try:
             if fd < 0 or try_lock(fd):  # held: GC is removing it right now
-                shutil.rmtree(d, ignore_errors=True)
+                paths.remove_tree(d)
                 removed += 1
         finally:
             if fd >= 0:

@@ -29,3 +29,11 @@ def default_root() -> str:
 
 def blob_path(root: str, digest: Digest) -> str:
     return os.path.join(root, BLOBS, digest.algorithm, digest.hex)
+
+
+def remove_tree(path: str) -> None:
+    """Remove the directory ``path`` of the store and what is under it, whatever is already
+    gone (a cleanup: an ingest's, a cache mount's)."""
+    import shutil  # start-up: only a cleanup needs it (with bz2 and lzma); kiln images none
+
+    shutil.rmtree(path, ignore_errors=True)

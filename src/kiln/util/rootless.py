@@ -11,7 +11,6 @@ creator leaves its real uid in ``_KILN_ROOTLESS_UID`` (as podman leaves
 from __future__ import annotations
 
 import os
-import tempfile
 
 ROOTLESS_UID_ENV = "_KILN_ROOTLESS_UID"
 
@@ -44,6 +43,8 @@ def runtime_base() -> str:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isabs(xdg):
         return xdg
+    import tempfile  # start-up: only a rootless process without XDG_RUNTIME_DIR asks
+
     return os.path.join(tempfile.gettempdir(), f"kiln-run-{uid}")
 
 

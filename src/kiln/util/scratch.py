@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import tempfile
 
 from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.process_owner import is_alive, this_process
@@ -35,6 +34,8 @@ def make_scratch_dir(base: str) -> str:
     """A new directory (mode 0700) under ``base`` named after this process."""
     os.makedirs(base, exist_ok=True)
     owner = this_process().replace(":", ".")
+    import tempfile  # start-up: a command that only reads the store makes no scratch dir
+
     return tempfile.mkdtemp(prefix=f"{PREFIX}{owner}-", dir=base)
 
 
@@ -48,6 +49,8 @@ def process_scratch_dir() -> str:
     pid = os.getpid()
     path = _process_dir.get(pid)
     if path is None or not os.path.isdir(path):
+        import tempfile  # start-up: as in make_scratch_dir
+
         path = _process_dir[pid] = make_scratch_dir(tempfile.gettempdir())
         atexit.register(_remove_if_empty, path, pid)
     return path
