@@ -326,7 +326,7 @@ def push(
     from kiln.image.transports import transport
     from kiln.ops import transports as tp
     from kiln.ops.manifest_transfer import push_to_layout, push_to_registry
-    from kiln.util.output import check_output, write_output
+    from kiln.util.output import check_output, write_output  # start-up: as above
 
     if digestfile:
         check_output(digestfile)
