@@ -21,15 +21,13 @@ from typing import TYPE_CHECKING
 from kiln.build.history import created_by
 from kiln.build.instructions import Run
 from kiln.build.stage_run import StageRun, StepFailed
-from kiln.container import Builder
 from kiln.errors import InvalidArgument, ProcessFailed, Unavailable
 from kiln.oci.platform import Platform, normalize_arch
-from kiln.runtime import Mount
-from kiln.runtime.binfmt import ensure_emulator, host_arch, needs_emulation
 from kiln.util.lazy_pattern import lazy_pattern
 
 if TYPE_CHECKING:
     from kiln.build.services import BuildServices
+    from kiln.container import Builder
 
 __all__ = ["dispatch_run", "run_argv"]
 
@@ -76,6 +74,9 @@ def _check_entitlements(instr: Run, allowed: tuple[str, ...]) -> None:
 def ensure_platform_runs(run: StageRun, step_text: str, where: str) -> None:
     """A foreign stage's RUN needs an emulator: one registered, or qemu-user-static's
     registered now; else an error naming the platform, the step and the fix."""
+    # start-up: the emulator code only where a RUN runs (a cached build runs none)
+    from kiln.runtime.binfmt import ensure_emulator, host_arch, needs_emulation
+
     image = run.editor.image
     arch, variant = normalize_arch(image.architecture or "", image.variant or "")
     if not arch or not needs_emulation(arch):
@@ -132,6 +133,8 @@ def dispatch_run(run: StageRun, build: BuildServices, instr: Run) -> None:
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(script)
                 os.chmod(path, 0o755)
+                from kiln.runtime import Mount  # start-up: only a heredoc script is mounted
+
                 mounts.append(Mount("bind", path, argv[0], ("ro", "rbind")))
             env = {**extra_env, **ms.env}
             if ms.ssh_auth_sock and "SSH_AUTH_SOCK" not in run.config_env:

@@ -34,14 +34,12 @@ from kiln.build.progress import Progress
 from kiln.build.run_mounts import MountSet, parse_secrets, prepared_mounts
 from kiln.build.stage_run import StageRun
 from kiln.build.stages import BuildPlan, Stage, plan
-from kiln.container import Builder
 from kiln.errors import Cancelled, InvalidArgument, NotFound
 from kiln.image import StoreImage, open_store_image, unpack_image
 from kiln.image.transport_names import names_file_transport
 from kiln.oci import ImageConfig, Platform, Reference
 from kiln.oci.config import DEFAULT_PATH
 from kiln.oci.reference import is_short_name
-from kiln.runtime import Mount, RunOptions, parse_volume
 from kiln.snapshot.mount import mounted
 from kiln.util.choices import PullPolicy
 from kiln.util.lingering import Lingering
@@ -52,6 +50,8 @@ if TYPE_CHECKING:
 
     from kiln.build.mounts import Mount as RunMount
     from kiln.build.named_contexts import NamedContext
+    from kiln.container import Builder
+    from kiln.runtime import Mount
     from kiln.runtime.ssh_agent import SshSource
 
 __all__ = ["BuildCancel", "Executor", "normalize_tag"]
@@ -294,6 +294,9 @@ class Executor:
 
     def new_builder(self, image_id: str | None) -> Builder:
         self.check_cancel()
+        # start-up: the working container's code only where a step runs (a cached build none)
+        from kiln.container import Builder
+
         b = Builder.from_image(
             self.ctx, image_id, pull_policy="missing", image_format=self.opts.image_format,
             owner=this_process(),  # removed by the next kiln command if this one is killed
@@ -453,6 +456,10 @@ class Executor:
                 snaps.remove(key)
 
     def _parse_volumes(self) -> list[Mount]:
+        if not self.opts.volumes:
+            return []
+        from kiln.runtime import parse_volume  # start-up: only for --volume
+
         return [parse_volume(v) for v in self.opts.volumes]
 
     def run_mounts(
@@ -470,6 +477,8 @@ class Executor:
     ) -> int:  # fmt: skip
         """Run ``argv`` in ``b``; its output goes to the progress as it comes."""
         self.check_cancel()
+        from kiln.runtime import RunOptions  # start-up: as in new_builder
+
         o = self.opts
         read_fd, write_fd = os.pipe()
         null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

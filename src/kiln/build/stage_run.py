@@ -25,7 +25,7 @@ from kiln.build.instructions import Instruction
 from kiln.build.layer_first import WriteFirst, Written, write_first
 from kiln.build.lexer import ShellLex
 from kiln.build.stages import Stage
-from kiln.container import Builder, ConfigEditor
+from kiln.container import ConfigEditor
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed
 from kiln.oci import History, ImageConfig
 from kiln.store import ImageRecord
@@ -34,6 +34,7 @@ from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from kiln.build.services import BuildServices
+    from kiln.container import Builder
     from kiln.image import StoreImage
 
 #: a COPY/ADD's layer made without a working container (``kiln.build.copy_direct``): given

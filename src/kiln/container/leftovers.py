@@ -15,8 +15,6 @@ from typing import Any
 from kiln.errors import KilnError
 from kiln.util.process_owner import is_alive
 
-from .builder import Builder
-
 __all__ = ["sweep_dead_builds"]
 
 
@@ -32,6 +30,8 @@ def sweep_dead_builds(store: Any, snapshots: Callable[[], Any], dry_run: bool = 
         if dry_run:
             swept.append(rec.id)
             continue
+        from .builder import Builder  # start-up: only a dead build's container is loaded
+
         with contextlib.suppress(KilnError):
             Builder.load(store, rec.id, snapshots=snapshots()).delete()
             swept.append(rec.id)
