@@ -170,5 +170,12 @@ def preload() -> None:
     first build costs what a later one does. A short command never needs it."""
     # start-up: lazy where they are used, as a short command does not build
     import kiln.archive.tar_writer  # noqa: F401
+    import kiln.build.context_ahead  # noqa: F401
     import kiln.build.copy_direct  # noqa: F401
+    import kiln.build.dispatch_copy  # noqa: F401
+    import kiln.build.heredoc  # noqa: F401
+    import kiln.build.mounts  # noqa: F401
+    import kiln.build.staging  # noqa: F401
+    import kiln.container.builder  # noqa: F401
     import kiln.container.commit  # noqa: F401
+    import kiln.runtime.binfmt  # noqa: F401
