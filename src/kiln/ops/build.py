@@ -13,6 +13,7 @@ stopped (SIGTERM, then SIGKILL); the build raises ``kiln.errors.Cancelled``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -168,14 +169,14 @@ def preload() -> None:
     """Import what a build loads on its way (a COPY, a layer's commit) besides this module:
     a long-lived process (``kiln serve``) calls it once, off its request path, so that its
     first build costs what a later one does. A short command never needs it."""
-    # start-up: lazy where they are used, as a short command does not build
-    import kiln.archive.tar_writer  # noqa: F401
-    import kiln.build.context_ahead  # noqa: F401
-    import kiln.build.copy_direct  # noqa: F401
-    import kiln.build.dispatch_copy  # noqa: F401
-    import kiln.build.heredoc  # noqa: F401
-    import kiln.build.mounts  # noqa: F401
-    import kiln.build.staging  # noqa: F401
-    import kiln.container.builder  # noqa: F401
-    import kiln.container.commit  # noqa: F401
-    import kiln.runtime.binfmt  # noqa: F401
+    for name in _LOADED_ON_THE_WAY:
+        importlib.import_module(name)
+
+
+# start-up: each is imported where a build uses it, as a short command that does not build
+# (or builds no COPY, heredoc, --mount, working container...) need not pay for it
+_LOADED_ON_THE_WAY = (
+    "kiln.archive.tar_writer", "kiln.build.context_ahead", "kiln.build.copy_direct",
+    "kiln.build.dispatch_copy", "kiln.build.heredoc", "kiln.build.mounts", "kiln.build.staging",
+    "kiln.container.builder", "kiln.container.commit", "kiln.runtime.binfmt",
+)  # fmt: skip
