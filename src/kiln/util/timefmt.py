@@ -28,7 +28,7 @@ def rfc3339(timestamp: float | None = None) -> str:
     return f"{base}.{nanos:09d}".rstrip("0").rstrip(".") + "Z"
 
 
-_STAMP = re.compile(r"(\d{4}-\d\d-\d\d)[Tt](\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)")
+_STAMP = lazy_pattern(r"(\d{4}-\d\d-\d\d)[Tt](\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)")
 
 
 def as_rfc3339nano(stamp: str) -> str | None:
@@ -36,7 +36,7 @@ def as_rfc3339nano(stamp: str) -> str | None:
     the fraction's trailing zeros trimmed, a zero offset as ``Z``, any other offset kept
     (``2024-01-02T03:04:05.500+00:00`` -> ``2024-01-02T03:04:05.5Z``); None when it is
     not one Go would parse."""
-    m = _STAMP.fullmatch(stamp)
+    m = _STAMP().fullmatch(stamp)
     if m is None:
         return None
     date, clock, fraction, zone = m.groups()
