@@ -36,3 +36,32 @@ def test_a_zombie_is_not_alive():
 
 def test_an_unreadable_owner_counts_as_alive():
     assert is_alive("not-an-owner")
+
+
+def test_this_process_reads_proc_once(monkeypatch):
+    import kiln.util.process_owner as po
+
+    first = this_process()
+    reads = []
+    real = po._stat_fields
+    monkeypatch.setattr(po, "_stat_fields", lambda pid: reads.append(pid) or real(pid))
+    assert [this_process() for _ in range(3)] == [first] * 3
+    assert reads == []
+
+
+def test_a_forked_child_is_its_own_owner():
+    import os
+
+    parent = this_process()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own PID and start time, not the parent's remembered one
+        os.close(r)
+        os.write(w, this_process().encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        child = f.read().decode()
+    os.waitpid(pid, 0)
+    assert child.split(":")[0] == str(pid)
+    assert child != parent

@@ -29,10 +29,19 @@ def _start_time(pid: int) -> str | None:
     return fields[19] if fields is not None and len(fields) > 19 else None
 
 
+#: this process's owner string, by PID (a forked child has a PID and start time of its own)
+_mine: dict[int, str] = {}
+
+
 def this_process() -> str:
-    """This process as an owner string."""
+    """This process as an owner string. Read from ``/proc`` once per process: a build step
+    names its owner several times (its lease's rows, its RUN bundle), and a process's start
+    time never changes."""
     pid = os.getpid()
-    return f"{pid}:{_start_time(pid) or 0}"
+    owner = _mine.get(pid)
+    if owner is None:
+        owner = _mine[pid] = f"{pid}:{_start_time(pid) or 0}"
+    return owner
 
 
 def is_alive(owner: str) -> bool:
