@@ -96,3 +96,47 @@ def test_nested_leases_unwind_in_order(store: Store) -> None:
             assert store.current_lease() is inner
         assert store.current_lease() is outer
     assert store.current_lease() is None
+
+
+def _lease_row_writes(store: Store, body) -> int:
+    """How many statements writing a lease's own rows ``body`` ran (this thread's)."""
+    seen: list[str] = []
+    store.db.conn.set_trace_callback(seen.append)
+    try:
+        body()
+    finally:
+        store.db.conn.set_trace_callback(None)
+    return sum(1 for sql in seen if "INTO leases" in sql or "INTO lease_owners" in sql)
+
+
+def test_a_lease_row_is_written_once_per_transaction(store: Store) -> None:
+    """A step's commit joins blobs, then its image, then the image's blobs: one transaction,
+    the lease's rows written at its first join only."""
+    a, b = store.put_bytes(b"a"), store.put_bytes(b"b")
+    with store.lease() as lease:
+
+        def joins() -> None:
+            with store.db.transaction():
+                store.leases.join_blobs([a])
+                store.leases.join_blobs([b])
+                lease.add_blob(a)
+
+        assert _lease_row_writes(store, joins) == 2
+        assert _lease_row_writes(store, joins) == 2  # a new transaction writes them again
+        held = {r[0] for r in store.db.query(
+            "SELECT ref FROM lease_resources WHERE lease_id=?", (lease.id,))}  # fmt: skip
+        assert held == {str(a), str(b)}
+
+
+def test_a_rolled_back_join_leaves_the_next_one_to_write_the_lease_row(store: Store) -> None:
+    a = store.put_bytes(b"a")
+    with store.lease() as lease:
+        with pytest.raises(RuntimeError), store.db.transaction():
+            store.leases.join_blobs([a])
+            raise RuntimeError("the write fails after the join")
+        assert store.db.one("SELECT 1 FROM leases WHERE id=?", (lease.id,)) is None
+        store.leases.join_blobs([a])
+        assert store.db.one("SELECT 1 FROM leases WHERE id=?", (lease.id,)) is not None
+        assert store.db.one(
+            "SELECT 1 FROM lease_owners WHERE lease_id=?", (lease.id,)
+        ) is not None  # fmt: skip

@@ -43,10 +43,16 @@ class Lease:
         self.created = created
         self.expires = expires
         self.written = False  # its row may exist: the first join wrote it (or rolled back)
+        self._ensured_in: int | None = None  # the transaction that last wrote it
 
     def ensure_row(self, conn: sqlite3.Connection) -> None:
         """Write the lease's row and owner if not there yet, in the transaction of ``conn``
-        (the joining write's: every join does, as a rolled-back first join leaves none)."""
+        (the joining write's: every join does, as a rolled-back first join leaves none).
+        Once per transaction: a step's commit joins its blobs, its image and the image's
+        blobs in one, which wrote the rows at the first join."""
+        txn = self._db.transaction_id() if conn is self._db.conn else None
+        if txn is not None and txn == self._ensured_in:
+            return
         conn.execute(
             "INSERT OR IGNORE INTO leases(id, created, expires) VALUES (?,?,?)",
             (self.id, self.created, self.expires),
@@ -56,6 +62,7 @@ class Lease:
             (self.id, this_process()),
         )
         self.written = True
+        self._ensured_in = txn
 
     @property
     def database(self) -> str:

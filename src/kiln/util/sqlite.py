@@ -7,6 +7,7 @@ outermost one, and a full disk reported as ``NoSpace`` naming the directory."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -18,6 +19,8 @@ from kiln.errors import KilnError, NoSpace, Unavailable, is_no_space
 
 BUSY_TIMEOUT_MS = 60_000
 SQLITE_BUSY = 5
+#: numbers the write transactions of every Database (``Database.transaction_id``)
+_transaction_ids = itertools.count(1)
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -156,6 +159,13 @@ class Database:
         _ = self.conn
         return bool(self._local.depth > 0)
 
+    def transaction_id(self) -> int | None:
+        """A number for the write transaction this thread is in (the outermost
+        ``transaction()``), unique in the process, or None outside one: what a write did
+        earlier in the same transaction is still there, while one rolled back is not."""
+        _ = self.conn
+        return getattr(self._local, "txn", None) if self._local.depth else None
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; a nested call joins the outer transaction."""
@@ -168,7 +178,7 @@ class Database:
                 self._local.depth -= 1
             return
         conn.execute("BEGIN IMMEDIATE")
-        self._local.depth = 1
+        self._local.depth, self._local.txn = 1, next(_transaction_ids)
         try:
             yield conn
             conn.execute("COMMIT")
