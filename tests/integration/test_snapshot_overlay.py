@@ -276,3 +276,30 @@ def test_one_deletion_thread_serves_a_builds_steps_and_settle_ends_it(
         assert not [t for t in threading.enumerate() if t.name == "kiln-snapshot-reaper"]
     finally:
         snaps.close()
+
+
+def test_remove_hands_the_tree_to_the_deletion_thread(
+    snaps: Snapshotter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removed snapshot (a build's working container, at the end of every build) leaves
+    active/ at once; its files are deleted on the background thread, not on the caller's
+    (whose rmdirs wait for the journal on a busy disk), and are gone once settle() returns."""
+    unpack(snaps, "c1", None, [("a", b"base")])
+    spec = snaps.prepare("k", "c1").as_volatile()
+    with mounted(spec) as root, open(os.path.join(root, "f"), "w") as f:
+        f.write("x")
+    deleted_on = []
+    real = snapshotter_module.shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        deleted_on.append(threading.current_thread().name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(snapshotter_module.shutil, "rmtree", rmtree)
+    active = os.listdir(os.path.join(snaps.root, "active"))
+    snaps.remove("k")
+    assert os.listdir(os.path.join(snaps.root, "active")) == [] != active
+    assert snaps.list_active() == []
+    snaps.settle()
+    assert deleted_on == ["kiln-snapshot-reaper"]
+    assert os.listdir(os.path.join(snaps.root, "tmp")) == []
