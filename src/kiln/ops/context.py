@@ -171,12 +171,19 @@ def for_event_loop(store: Store) -> None:
 def _remove_scratch(path: str, pid: int) -> None:
     """Remove scratch directory ``path`` of process ``pid`` (nothing in a forked child,
     whose exit must not take its parent's directory)."""
+    if os.getpid() != pid:
+        return
+    try:  # the common case, a build that needed no scratch space: one rmdir
+        os.rmdir(path)  # fails on a directory with files, or a mount point, in it or at it
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
     import shutil
 
     from kiln.snapshot.mount import unmount_all_under  # start-up, as above
 
-    if os.getpid() != pid:
-        return
     try:
         unmount_all_under(path)  # never delete into a view still mounted there
     except (KilnError, OSError):
