@@ -303,3 +303,42 @@ def test_remove_hands_the_tree_to_the_deletion_thread(
     snaps.settle()
     assert deleted_on == ["kiln-snapshot-reaper"]
     assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+
+
+def test_the_next_snapshot_mounts_without_walking_its_chain(
+    snaps: Snapshotter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build step's commit goes on as the next key on the new layer: its mount is the new
+    layer over the old snapshot's lowers (from no parent too), the spec a walk of the chain
+    gives, known without that walk (one query a step, deeper every step)."""
+    for parent in (None, "c1"):
+        if parent:
+            unpack(snaps, "c1", None, [("a", b"base")])
+        tag = f"s-{parent}"
+        key = f"{tag}-0"
+        snaps.prepare(key, parent)
+        snaps.mounts(key)  # the step mounted it
+        walks: list[str] = []
+        real = snaps.layer_dirs
+
+        def counted(chain: str, walks: list[str] = walks, real=real) -> list[str]:
+            walks.append(chain)
+            return real(chain)
+
+        monkeypatch.setattr(snaps, "layer_dirs", counted)
+        for i in range(1, 4):
+            with mounted(snaps.mounts(key)) as root, open(os.path.join(root, f"f{i}"), "w") as f:
+                f.write("x")
+            chain, prev = f"{tag}-c{i}", (f"{tag}-c{i - 1}" if i > 1 else parent)
+            snaps.commit(key, chain, prev, next_key=f"{tag}-{i}", synced=False)
+            key = f"{tag}-{i}"
+            spec = snaps.mounts(key)
+            assert walks == []
+            assert spec == snaps._mounts(key)  # what the walk gives
+            assert spec.lowers == tuple(real(chain))
+            walks.clear()
+        with mounted(snaps.mounts(key)) as root:
+            assert sorted(os.listdir(root)) == sorted(
+                ["f1", "f2", "f3", *(["a"] if parent else [])]
+            )
+        monkeypatch.undo()

@@ -43,6 +43,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from kiln.errors import (
@@ -364,7 +365,7 @@ class Snapshotter(UpkeepMixin):
                 f"{parent or 'nothing'}; commit it with its own parent"
             )
         base = os.path.join(self.root, "active", str(row["n"]))
-        self._specs.pop(key, None)
+        old_spec = self._specs.pop(key, None)
         flat = row["driver"] == "copy"
         in_place = next_key is not None and not flat
         with self._shared(), self._chain_lock(chain_id):
@@ -375,6 +376,11 @@ class Snapshotter(UpkeepMixin):
             if in_place:
                 assert next_key is not None
                 layer = self._commit_in_place(key, next_key, base, chain_id, parent, boot)
+                if old_spec is not None and old_spec.type == "overlay" and not old_spec.readonly:
+                    # the next snapshot mounts the new layer over the old one's lowers (its
+                    # chain's layer dirs, or the empty pad): known without walking the chain
+                    below = tuple(d for d in old_spec.lowers if d != self._empty)
+                    self._specs[next_key] = replace(old_spec, lowers=(layer, *below))
             else:
                 layer = self._commit_moving(key, row, base, chain_id, parent, flat, boot)
         if next_key is not None and not in_place:
