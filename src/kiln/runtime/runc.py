@@ -25,17 +25,27 @@ _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _EXTRA_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
+#: (name, search path) -> the binary found there, while it is still an executable file
+_found: dict[tuple[str, str], str] = {}
+
+
 def find_runtime(name: str) -> str:
-    """The runtime binary's path, or Unavailable saying what to do."""
+    """The runtime binary's path, or Unavailable saying what to do. A name searched for
+    before (every RUN asks) is the same binary while it is still there: one check instead
+    of a look in every directory of the search path."""
     missing = Unavailable(f'runtime "{name}" not found: install runc or pass --runtime PATH')
     if "/" in name:
         if os.path.isfile(name) and os.access(name, os.X_OK):
             return name
         raise missing
     path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(_EXTRA_PATH)
+    found = _found.get((name, path))
+    if found is not None and os.path.isfile(found) and os.access(found, os.X_OK):
+        return found
     found = shutil.which(name, path=path)
     if not found:
         raise missing
+    _found[(name, path)] = found
     return found
 
 
