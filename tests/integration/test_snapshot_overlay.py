@@ -342,3 +342,39 @@ def test_the_next_snapshot_mounts_without_walking_its_chain(
                 ["f1", "f2", "f3", *(["a"] if parent else [])]
             )
         monkeypatch.undo()
+
+
+def test_recycle_work_moves_the_old_work_dir_into_tmp_young(
+    snaps: Snapshotter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old work dir goes into tmp/ as it is (one directory made a step, the fresh work
+    dir, not a holder besides), named and dated as a removal under way: another command's
+    sweep leaves a young "rm-" entry be."""
+    unpack(snaps, "c1", None, [("a", b"base")])
+    spec = snaps.prepare("k", "c1").as_volatile()
+    with mounted(spec) as root, open(os.path.join(root, "f"), "w") as f:
+        f.write("x")
+    old = os.stat(spec.work).st_ino
+    os.utime(spec.work, (1, 1))  # a long RUN: the work dir was last changed long ago
+    reaped: list[str] = []
+    monkeypatch.setattr(snaps, "_reap", reaped.append)
+    made: list[str] = []
+    real_mkdir = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        made.append(str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    snaps.recycle_work("k")
+    monkeypatch.undo()
+    assert made == [spec.work]
+    (aside,) = reaped
+    assert os.path.dirname(aside) == os.path.join(snaps.root, "tmp")
+    assert os.path.basename(aside).startswith("rm-")
+    assert os.stat(aside).st_ino == old
+    assert time.time() - os.lstat(aside).st_mtime < 60
+    assert os.listdir(spec.work) == []
+    snaps._reap(aside)
+    snaps.settle()
+    assert os.listdir(os.path.join(snaps.root, "tmp")) == []

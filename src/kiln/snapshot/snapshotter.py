@@ -594,14 +594,17 @@ class Snapshotter(UpkeepMixin):
         if row["driver"] != "overlay" or row["kind"] != "rw":
             return
         work = os.path.join(self.root, "active", str(row["n"]), "work")
-        holder = self._tmpdir("rm-")  # a removal's holder: system check leaves young ones be
+        # renamed into tmp/ itself (no holder directory made for it: one inode fewer a
+        # step), then touched: a young "rm-" entry is a removal under way, which a sweep
+        # of another command leaves be
+        aside = os.path.join(self.root, "tmp", f"rm-{os.urandom(8).hex()}")
         try:
-            os.rename(work, os.path.join(holder, "w"))
+            os.rename(work, aside)
         except FileNotFoundError:
-            os.rmdir(holder)
             return
+        os.utime(aside)
         os.mkdir(work, 0o700)
-        self._reap(holder)
+        self._reap(aside)
 
     def _reap(self, path: str) -> None:
         """Delete ``path`` (in ``tmp/``) on the background thread, which stays for the next
