@@ -140,3 +140,21 @@ def test_a_rolled_back_join_leaves_the_next_one_to_write_the_lease_row(store: St
         assert store.db.one(
             "SELECT 1 FROM lease_owners WHERE lease_id=?", (lease.id,)
         ) is not None  # fmt: skip
+
+
+def test_a_transaction_number_is_only_had_inside_its_write_transaction(store: Store) -> None:
+    """What lets a lease skip writing its rows again: a number for the write transaction
+    under way; none after it, none in a read view (whatever transaction came before)."""
+    db = store.db
+    assert db.transaction_id() is None
+    with db.transaction():
+        first = db.transaction_id()
+        with db.transaction():  # a nested call joins it
+            assert db.transaction_id() == first
+    assert first is not None and db.transaction_id() is None
+    with pytest.raises(RuntimeError), db.transaction():
+        raise RuntimeError("rolled back")
+    with db.snapshot():
+        assert db.transaction_id() is None
+    with db.transaction():
+        assert db.transaction_id() not in (None, first)

@@ -162,7 +162,8 @@ class Database:
     def transaction_id(self) -> int | None:
         """A number for the write transaction this thread is in (the outermost
         ``transaction()``), unique in the process, or None outside one: what a write did
-        earlier in the same transaction is still there, while one rolled back is not."""
+        earlier in the same transaction is still there, while one rolled back is not. A read
+        view (``snapshot``) has none."""
         _ = self.conn
         return getattr(self._local, "txn", None) if self._local.depth else None
 
@@ -189,7 +190,7 @@ class Database:
                 raise NoSpace.on(os.path.dirname(self.path)) from exc
             raise
         finally:
-            self._local.depth = 0
+            self._local.depth, self._local.txn = 0, None
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
