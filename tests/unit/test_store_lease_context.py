@@ -158,3 +158,28 @@ def test_a_transaction_number_is_only_had_inside_its_write_transaction(store: St
         assert db.transaction_id() is None
     with db.transaction():
         assert db.transaction_id() not in (None, first)
+
+
+def test_a_lease_of_another_store_object_writes_its_rows_and_opens_nothing(
+    store: Store, tmp_path
+) -> None:
+    """A lease handed over from another store object (another context's, the same
+    database): joined in this one's transaction, it writes its rows, and asks its own
+    database for no connection on this thread."""
+    other = Store.open(store.root)
+    try:
+        with other.lease() as lease:
+            opened = len(other.db._all)
+            digest = store.put_bytes(b"joined")
+
+            def join() -> None:  # a thread on which the other store has no connection
+                with store.db.transaction():
+                    store.leases.join_blobs([digest], lease)
+                    store.leases.join_blobs([digest], lease)
+
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(join).result(timeout=60)
+            assert len(other.db._all) == opened
+            assert store.db.one("SELECT 1 FROM leases WHERE id=?", (lease.id,)) is not None
+    finally:
+        other.close()

@@ -50,7 +50,7 @@ class Lease:
         (the joining write's: every join does, as a rolled-back first join leaves none).
         Once per transaction: a step's commit joins its blobs, its image and the image's
         blobs in one, which wrote the rows at the first join."""
-        txn = self._db.transaction_id() if conn is self._db.conn else None
+        txn = self._db.transaction_id(conn)
         if txn is not None and txn == self._ensured_in:
             return
         conn.execute(

@@ -159,13 +159,19 @@ class Database:
         _ = self.conn
         return bool(self._local.depth > 0)
 
-    def transaction_id(self) -> int | None:
+    def transaction_id(self, conn: sqlite3.Connection | None = None) -> int | None:
         """A number for the write transaction this thread is in (the outermost
         ``transaction()``), unique in the process, or None outside one: what a write did
         earlier in the same transaction is still there, while one rolled back is not. A read
-        view (``snapshot``) has none."""
-        _ = self.conn
-        return getattr(self._local, "txn", None) if self._local.depth else None
+        view (``snapshot``) has none; nor has ``conn`` when it is not this thread's
+        connection to this database. Opens no connection."""
+        local = self._local
+        mine = getattr(local, "conn", None)
+        if mine is None or local.pid != os.getpid() or not local.depth:
+            return None
+        if conn is not None and conn is not mine:
+            return None
+        return getattr(local, "txn", None)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
