@@ -181,6 +181,13 @@ ERRORS = {
         "FROM busybox\nRUN ln -s /etc/group /grp\nCOPY . /grp\n", ["--layers=false"], 125,
         "Error: Containerfile:3: COPY: destination /grp already exists but is not a directory",
     ),
+    # expansion bombs (issue: hostile inputs): a value doubled at each ARG is refused once
+    # one word passes 1 MiB; forty lines on it was a terabyte, and the build hung
+    "arg_doubling_is_refused": (
+        "FROM busybox\nARG a0=xxxxxxxxxx\n"
+        + "".join(f"ARG a{i + 1}=${{a{i}}}${{a{i}}}\n" for i in range(40)), [], 125,
+        "Error: Containerfile:19: variable expansion longer than 1048576 characters: refused",
+    ),
 }  # fmt: skip
 
 

@@ -14,10 +14,10 @@ Pure: standard library and ``kiln.errors`` only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import field
 
+from kiln.build.shell_glob import ShellGlob, replace, trim_prefix, trim_suffix
 from kiln.errors import InvalidArgument
 from kiln.util.lazy_dataclass import dataclass
 
@@ -29,6 +29,10 @@ _EOF = ""
 # No real Dockerfile nests ${a:-${b:-...}} more than a few levels; a hostile one
 # thousands deep must get an error, not a RecursionError.
 MAX_NESTING = 64
+# What one word may expand to. A value that doubles at each ARG (``ARG b=$a$a``) is a
+# terabyte forty lines later; Linux passes at most 128 KiB per environment string to a
+# RUN anyway, and real values (versions, paths, a certificate) are far below this.
+MAX_EXPANSION = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,35 +46,50 @@ class Expansion:
 
 
 class _Words:
-    """Splits the expanded text into words the way Docker does."""
+    """Splits the expanded text into words the way Docker does.
+
+    A word is kept as a list of pieces: ``self.word += text`` on an attribute copies
+    the word each time (CPython extends a string in place only in a local), which
+    made a 1 MB variable's expansion take minutes.
+    """
 
     def __init__(self) -> None:
         self.words: list[str] = []
-        self.word = ""
-        self.in_word = False
+        self.pieces: list[str] = []
 
     def add_char(self, ch: str) -> None:
         if ch.isspace():
-            if self.in_word and self.word:
-                self.words.append(self.word)
-                self.word = ""
-                self.in_word = False
+            self._end_word()
         else:
-            self.add_raw(ch)
+            self.pieces.append(ch)
 
     def add_raw(self, text: str) -> None:
-        self.word += text
-        self.in_word = True
+        if text:
+            self.pieces.append(text)
 
     def add_string(self, text: str) -> None:
-        for ch in text:
-            self.add_char(ch)
+        """Add expanded text: its unquoted whitespace separates words."""
+        parts = text.split()  # str.split() splits where str.isspace() is true
+        if not parts:
+            if text:
+                self._end_word()
+            return
+        if text[0].isspace():
+            self._end_word()
+        self.pieces.append(parts[0])
+        for part in parts[1:]:
+            self._end_word()
+            self.pieces.append(part)
+        if text[-1].isspace():
+            self._end_word()
+
+    def _end_word(self) -> None:
+        if self.pieces:
+            self.words.append("".join(self.pieces))
+            self.pieces = []
 
     def result(self) -> list[str]:
-        if self.word:
-            self.words.append(self.word)
-            self.word = ""
-            self.in_word = False
+        self._end_word()
         return self.words
 
 
@@ -163,6 +182,7 @@ class ShellLex:
     ) -> tuple[str, list[str], bool]:
         out: list[str] = []
         words = _Words()
+        size = 0
         while st.peek() != _EOF:
             ch = st.peek()
             if ch in stops:
@@ -171,6 +191,7 @@ class ShellLex:
             handler = self._special.get(ch)
             if handler is not None:
                 piece = handler(st)
+                size = _grown(size, piece)
                 out.append(piece)
                 if ch == "$":
                     words.add_string(piece)
@@ -211,6 +232,7 @@ class ShellLex:
         # Only $, " and the escape character itself can be escaped inside "".
         st.next()
         out = ['"'] if self.raw_quotes else []
+        size = 0
         while True:
             ch = st.peek()
             if ch == _EOF:
@@ -223,7 +245,9 @@ class ShellLex:
                     out.append(ch)
                 return "".join(out)
             if ch == "$":
-                out.append(self._dollar(st))
+                piece = self._dollar(st)
+                size = _grown(size, piece)
+                out.append(piece)
                 continue
             ch = st.next()
             if ch == self.escape:
@@ -307,10 +331,10 @@ class ShellLex:
         greedy = word.startswith(ch)
         if greedy:
             word = word[1:]
-        regex = _glob_to_regex(word, self.escape)
+        glob = ShellGlob(word, self.escape)
         if ch == "#":
-            return _trim_prefix(value, regex, greedy)
-        return _trim_suffix(value, regex, greedy)
+            return trim_prefix(value, glob, greedy)
+        return trim_suffix(value, glob, greedy)
 
     def _replace(self, st: _State, name: str) -> str:
         replace_all = st.peek() == "/"
@@ -326,52 +350,14 @@ class ShellLex:
         if not is_set and self.skip_unset:
             sep = "//" if replace_all else "/"
             return "${" + name + sep + pattern + "/" + replacement + "}"
-        regex = re.compile(_glob_to_regex(pattern, self.escape), re.DOTALL)
-        return regex.sub(lambda _m: replacement, value, count=0 if replace_all else 1)
+        return replace(
+            value, ShellGlob(pattern, self.escape), replacement, replace_all, MAX_EXPANSION
+        )
 
 
-def _glob_to_regex(pattern: str, escape: str) -> str:
-    """Translate a shell pattern (``*``, ``?``, ``[...]``, escapes) to a regex body."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        i += 1
-        if ch == escape and i < len(pattern):
-            out.append(re.escape(pattern[i]))
-            i += 1
-        elif ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch == "[":
-            end = pattern.find("]", i + 1 if pattern[i : i + 1] in ("!", "^", "]") else i)
-            if end < 0:
-                out.append(re.escape(ch))
-                continue
-            body = pattern[i:end]
-            if body[:1] in ("!", "^"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(ch))
-    return "".join(out)
-
-
-def _trim_prefix(value: str, regex: str, greedy: bool) -> str:
-    rx = re.compile(regex, re.DOTALL)
-    ends = range(len(value), -1, -1) if greedy else range(len(value) + 1)
-    for end in ends:
-        if rx.fullmatch(value[:end]):
-            return value[end:]
-    return value
-
-
-def _trim_suffix(value: str, regex: str, greedy: bool) -> str:
-    rx = re.compile(regex, re.DOTALL)
-    starts = range(len(value) + 1) if greedy else range(len(value), -1, -1)
-    for start in starts:
-        if rx.fullmatch(value[start:]):
-            return value[:start]
-    return value
+def _grown(size: int, piece: str) -> int:
+    """``size`` plus the expanded ``piece``; an error past ``MAX_EXPANSION``."""
+    size += len(piece)
+    if size > MAX_EXPANSION:
+        raise InvalidArgument(f"variable expansion longer than {MAX_EXPANSION} characters: refused")
+    return size
