@@ -188,6 +188,15 @@ ERRORS = {
         + "".join(f"ARG a{i + 1}=${{a{i}}}${{a{i}}}\n" for i in range(40)), [], 125,
         "Error: Containerfile:19: variable expansion longer than 1048576 characters: refused",
     ),
+    # megabyte variables under that cap, many times over: refused at the line that passes
+    # the image config's limit, not after gigabytes of memory at the commit
+    "env_growth_is_refused": (
+        "FROM busybox\nARG a0=xxxxxxxxxx\n"
+        + "".join(f"ARG a{i + 1}=${{a{i}}}${{a{i}}}\n" for i in range(16))
+        + "".join(f"ENV e{i}=$a16\n" for i in range(4000)), [], 125,
+        "Error: Containerfile:29: ENV: the stage's build arguments, environment, labels and"
+        " volumes add up to 8519810 characters, over the image config's limit of 8388608 bytes",
+    ),
 }  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from kiln.build.instructions import (
 from kiln.build.stage_run import StageRun
 from kiln.errors import InvalidArgument
 from kiln.oci import Healthcheck as ConfigHealthcheck
+from kiln.oci.strict_json import MAX_CONFIG_BYTES
 
 __all__ = ["dispatch_meta"]
 
@@ -39,6 +40,7 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
     if isinstance(instr, Arg):
         with run.at_line(instr):
             run.args.apply(instr, run.lex, run.config_env)
+        _check_growth(run, instr)
         names = [name for name, _ in instr.args]
         values = {n: run.args.declared.get(n) or "" for n in names}
         # buildah lists every arg declared in the stage so far
@@ -88,7 +90,27 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
         ed.add_onbuild(expanded.expression)
     else:
         raise InvalidArgument(f"line {instr.line}: {instr.name} is not a metadata instruction")
+    if isinstance(expanded, Env | Label | Volume):
+        _check_growth(run, instr)
     run.meta_step(expanded, created_by(instr), args=used)
+
+
+def _check_growth(run: StageRun, instr: Instruction) -> None:
+    """The stage's ARG values, ENV, labels and volumes together stay within the image
+    config's size limit. One expansion is capped (``kiln.build.lexer``), but 4,000
+    ``ENV eN=$big`` of a megabyte each were gigabytes of memory and minutes of copying
+    before the commit refused the config; this refuses the line that crosses the limit."""
+    rt = run.editor.runtime
+    size = sum(map(len, rt.env)) + sum(map(len, rt.volumes))
+    size += sum(len(k) + len(v) for k, v in rt.labels.items())
+    size += sum(len(k) + len(v) for k, v in run.args.declared.items() if v)
+    if size > MAX_CONFIG_BYTES:
+        with run.at_line(instr):
+            raise InvalidArgument(
+                f"{instr.name}: the stage's build arguments, environment, labels and volumes"
+                f" add up to {size} characters, over the image config's limit of"
+                f" {MAX_CONFIG_BYTES} bytes"
+            )
 
 
 def _command(words: tuple[str, ...], shell_form: bool, shell: tuple[str, ...]) -> list[str]:

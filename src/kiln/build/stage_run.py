@@ -105,6 +105,7 @@ class StageRun:
         self._step = _Step()
         self._inputs: dict[str, Any] = {}  # what went into self._key (kiln.build.explain)
         self._first_change: str | None = None  # the first step of the stage not seen before
+        self._env_split: tuple[tuple[str, ...] | None, dict[str, str]] = (None, {})
 
     # -- what others may read -------------------------------------------------------------
 
@@ -133,7 +134,12 @@ class StageRun:
 
     @property
     def config_env(self) -> dict[str, str]:
-        return self._editor.env()
+        """The config's ENV as a dict, split once per change of it: every instruction
+        reads it, and a stage's variables may hold megabytes (``_check_growth``)."""
+        env = self._editor.runtime.env
+        if self._env_split[0] is not env:
+            self._env_split = (env, self._editor.env())
+        return dict(self._env_split[1])
 
     def set_env(self, key: str, value: str) -> None:
         """ENV as buildah writes it: a variable this stage already set keeps its place; one
