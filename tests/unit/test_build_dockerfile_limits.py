@@ -55,3 +55,17 @@ def test_deep_variable_expansion_is_an_error_not_a_recursion_error():
     for depth in (MAX_NESTING + 1, 5000):
         with pytest.raises(InvalidArgument, match="nested more than"):
             lex.process_word("${a:-" * depth + "x" + "}" * depth, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("FROM " + "a" * 70_000 + "\n", 1),
+        ("# syntax=" + "a" * 70_000 + "\nFROM scratch\n", 1),
+        ("\n# a comment\n\nFROM scratch " + "é" * 33_000 + "\nRUN true\n", 4),
+    ],
+    ids=["first instruction", "directive", "multibyte"],
+)
+def test_an_overlong_line_before_the_first_instruction_is_named(text, line):
+    # the Go parser read it as an empty file: "the Dockerfile has no instructions"
+    refused_quickly(text, f"^Dockerfile:{line}: dockerfile line greater than max allowed size")

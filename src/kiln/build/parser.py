@@ -53,6 +53,7 @@ NO_INSTRUCTIONS = "the Dockerfile has no instructions"
 MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024
 MAX_INSTRUCTIONS = 5000
 MAX_LINES_PER_INSTRUCTION = 10_000
+MAX_LINE_BYTES = 65535  # the Go parser's (bufio.Scanner's) longest line
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,14 @@ def _go_parse(text: str, name: str) -> list[dockerfile.Command]:
     except dockerfile.GoParseError as exc:
         message = str(exc)
         if "no instructions" in message:
+            # the Go scanner stops at a line of 64 KiB or more; before the first
+            # instruction that read as an empty file, not as the line it is
+            long = _first_long_line(text)
+            if long is not None:
+                raise InvalidArgument(
+                    f"{name}:{long}: dockerfile line greater than max allowed size of"
+                    f" {MAX_LINE_BYTES}"
+                ) from None
             raise InvalidArgument(NO_INSTRUCTIONS) from None
         line = _failing_line(text)
         where = f"{name}:{line}" if line else name
@@ -226,6 +235,13 @@ def _release(obj: tuple, leaked: frozenset[str]) -> None:
         value = getattr(obj, name)
         if isinstance(value, str | tuple) and value:
             ctypes.pythonapi.Py_DecRef(ctypes.py_object(value))
+
+
+def _first_long_line(text: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), 1):
+        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
+            return number
+    return None
 
 
 def _failing_line(text: str) -> int | None:
