@@ -64,3 +64,28 @@ def test_ignore_file_order(tmp_path: Path) -> None:
     assert load_ignore_file(str(ctx), "sub/Containerfile") == ["fd"]
     absolute = str(ctx / "sub" / "Containerfile")
     assert find_ignore_file(str(ctx), absolute) == absolute + ".dockerignore"
+
+
+# Patterns a hostile context may carry: stars that backtracked into one another took
+# hours on these paths (holding the GIL of a kiln serve). A hang fails at the timeout.
+DEEP = "/".join(["a"] * 2000)
+LONG = "a" * 250
+HOSTILE = [
+    ("*a*a*a*a*a*a*b", LONG, False),
+    ("*a*a*a*a*a*a*b", LONG + "b", True),
+    ("**/**/**/**/**/**/**/b", DEEP, False),
+    ("**/**/**/**/**/**/**/b", DEEP + "/b", True),
+    ("**/a/**/a/**/a/**/b", DEEP, False),
+    ("**/a/**/a/**/a/**/b", DEEP + "/x/b", True),
+    ("**/*/**/*/**/*/**/*/x", DEEP, False),
+    ("**/*a*a*a*a*a*b/**", f"{LONG}/{LONG}/{LONG}", False),
+    ("**/*a*a*a*a*a*b/**", f"{LONG}/{LONG}b/{LONG}", True),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("pattern", "path", "excluded"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_patterns_that_backtracked_for_hours_decide_in_one_pass(pattern, path, excluded):
+    matcher = IgnoreMatcher([pattern])
+    assert matcher.matches(path) is excluded
+    assert matcher.excludes_dir_entirely(path) is excluded

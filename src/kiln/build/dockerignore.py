@@ -51,9 +51,14 @@ def read_ignore_patterns(text: str) -> list[str]:
     return patterns
 
 
-def _translate(pattern: str) -> str:
-    """A pattern (components joined by ``/``) to a regex that must match a whole path."""
-    out = ["^"]
+# Regex pieces of a translated pattern: a star within a component, ``**`` (any
+# directories), a trailing ``**`` (anything), one character, a literal ``/``.
+_STAR, _DIRS, _ANY, _ONE, _SLASH = "[^/]*", "(.*/)?", ".*", "one", "/"
+
+
+def _tokens(pattern: str) -> list[tuple[str, str, bool]]:
+    """The pattern as (kind, regex, never matches '/') pieces."""
+    out: list[tuple[str, str, bool]] = []
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
@@ -63,17 +68,16 @@ def _translate(pattern: str) -> str:
                 i += 1
                 if i < n and pattern[i] == "/":
                     i += 1
-                out.append(".*" if i >= n else "(.*/)?")
+                kind = _ANY if i >= n else _DIRS
+                out.append((kind, kind, False))
             else:
-                out.append("[^/]*")
+                out.append((_STAR, _STAR, False))
         elif ch == "?":
-            out.append("[^/]")
+            out.append((_ONE, "[^/]", True))
         elif ch == "\\":
-            if i < n:
-                out.append(re.escape(pattern[i]))
-                i += 1
-            else:
-                out.append(re.escape("\\"))
+            literal = pattern[i] if i < n else "\\"
+            i += 1 if i < n else 0
+            out.append((_SLASH, "/", False) if literal == "/" else (_ONE, re.escape(literal), True))
         elif ch == "[":
             end = pattern.find("]", i + 1 if pattern[i : i + 1] in ("!", "^") else i)
             if end < 0:
@@ -81,12 +85,69 @@ def _translate(pattern: str) -> str:
             body = pattern[i:end]
             if body[:1] in ("!", "^"):
                 body = "^" + body[1:]
-            out.append("[" + body + "]")
+            out.append((_ONE, "[" + body + "]", False))  # a class may match '/'
             i = end + 1
+        elif ch == "/":
+            out.append((_SLASH, "/", False))
         else:
-            out.append(re.escape(ch))
-    out.append("$")
+            out.append((_ONE, re.escape(ch), True))
+    return out
+
+
+def _translate(pattern: str) -> str:
+    """A pattern (components joined by ``/``) to a regex that must match a whole path.
+
+    Stars around fixed pieces backtracked into one another: ``*a*a*a*a*b`` against a
+    60-character name, or ``**/**/**/**/b`` and ``**/a/**/a/**/b`` against a deep path,
+    took hours holding the GIL (Docker's Go regexp is linear). The regex keeps the
+    language and loses the backtracking: ``**/**/`` is ``**/``, and where a run of
+    pieces sits between two stars and the second can take whatever a later placement
+    of the run would leave, the run's earliest placement is as good as any, so it is
+    matched lazily in an atomic group: ``[^/]*R`` before ``*`` (R within one
+    component) and ``(.*/)?R/`` before ``**`` (R whole components).
+    """
+    tokens = _tokens(pattern)
+    tokens = [t for i, t in enumerate(tokens) if t[0] != _DIRS or tokens[i - 1 : i] != [t]]
+    # one ``**`` tries each directory once: only two or more multiply
+    dirs_atomic = sum(t[0] == _DIRS for t in tokens) >= 2
+    return "^" + _emit(tokens, dirs_atomic) + "$"
+
+
+def _emit(tokens: list[tuple[str, str, bool]], dirs_atomic: bool) -> str:
+    out = []
+    i = 0
+    while i < len(tokens):
+        atomic = _atomic_run(tokens, i, dirs_atomic)
+        if atomic is not None:
+            out.append(atomic[0])
+            i = atomic[1]
+            continue
+        out.append(tokens[i][1])
+        i += 1
     return "".join(out)
+
+
+def _atomic_run(
+    tokens: list[tuple[str, str, bool]], i: int, dirs_atomic: bool
+) -> tuple[str, int] | None:
+    """The star at ``i`` and the run after it as one atomic group, with the index
+    after the run; None where the earliest placement of the run might not do."""
+    kind = tokens[i][0]
+    if kind not in (_STAR, _DIRS) or (kind == _DIRS and not dirs_atomic):
+        return None
+    inside = (_ONE,) if kind == _STAR else (_ONE, _SLASH, _STAR)
+    end = i + 1
+    while end < len(tokens) and tokens[end][0] in inside:
+        end += 1
+    run = tokens[i + 1 : end]
+    follower = tokens[end][0] if end < len(tokens) else None
+    if not run or any(t[0] == _ONE and not t[2] for t in run):
+        return None  # a class may match '/': the run could span components
+    if kind == _STAR and follower in (_STAR, _ANY):
+        return "(?>[^/]*?" + "".join(t[1] for t in run) + ")", end
+    if kind == _DIRS and follower in (_DIRS, _ANY) and run[-1][0] == _SLASH:
+        return "(?>(?:[^/]*/)*?" + _emit(run, dirs_atomic) + ")", end
+    return None
 
 
 @dataclass(frozen=True)
