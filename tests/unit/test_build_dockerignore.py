@@ -89,3 +89,14 @@ def test_patterns_that_backtracked_for_hours_decide_in_one_pass(pattern, path, e
     matcher = IgnoreMatcher([pattern])
     assert matcher.matches(path) is excluded
     assert matcher.excludes_dir_entirely(path) is excluded
+
+
+@pytest.mark.parametrize("name", [".dockerignore", "Containerfile.containerignore"])
+def test_an_ignore_file_over_the_cap_is_refused_unread(tmp_path: Path, name: str) -> None:
+    # a sparse file of 64 MiB (a hostile context's was 3 GB: read and split whole)
+    (tmp_path / "Containerfile").write_text("FROM scratch\n")
+    with open(tmp_path / name, "wb") as fh:
+        fh.write(b"*.tmp\n")
+        fh.truncate(64 * 1024 * 1024)
+    with pytest.raises(InvalidArgument, match=f"ignore file .*{name} is over the 4 MiB limit"):
+        load_ignore_file(str(tmp_path), str(tmp_path / "Containerfile"))

@@ -14,6 +14,7 @@ import errno
 import os
 import posixpath
 import re
+from typing import BinaryIO
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument
@@ -255,7 +256,7 @@ def _read_candidate(context_dir: str, path: str) -> bytes | None:
         if not os.path.isfile(path):
             return None
         with open(path, "rb") as fh:
-            return fh.read()
+            return _read_capped(fh, path)
     with SafeRoot(context_dir) as root:
         try:
             fd = root.open_regular(rel, follow=True)
@@ -266,7 +267,21 @@ def _read_candidate(context_dir: str, path: str) -> bytes | None:
                 return None  # a directory, FIFO or link loop is no ignore file
             raise
     with os.fdopen(fd, "rb") as fh:
-        return fh.read()
+        return _read_capped(fh, path)
+
+
+# Real ignore files are a few kB (a generated one, some thousand lines); a hostile
+# context's sparse 3 GB one was read, decoded and split whole: minutes and gigabytes.
+MAX_IGNORE_BYTES = 4 * 1024 * 1024
+
+
+def _read_capped(fh: BinaryIO, path: str) -> bytes:
+    data = fh.read(MAX_IGNORE_BYTES + 1)
+    if len(data) > MAX_IGNORE_BYTES:
+        raise InvalidArgument(
+            f"ignore file {path} is over the {MAX_IGNORE_BYTES // (1024 * 1024)} MiB limit"
+        )
+    return data
 
 
 def find_ignore_file(context_dir: str, dockerfile_path: str | None = None) -> str | None:
