@@ -80,5 +80,7 @@ def test_the_server_speaks_http_through_the_gathering_transport():
     config.load()
     protocol = config.http_protocol_class
     assert protocol.__name__.startswith("Gathering")
-    assert protocol.__mro__[1].__module__.startswith("uvicorn.protocols.http.")
-    assert http_protocol().__mro__[1] is protocol.__mro__[1]
+    # gathering over the request-head deadline (kiln.api.request_deadline) over uvicorn's
+    assert protocol.__mro__[1].__name__.startswith("Deadline")
+    assert protocol.__mro__[2].__module__.startswith("uvicorn.protocols.http.")
+    assert http_protocol().__mro__[2] is protocol.__mro__[2]

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from kiln.api.request_deadline import with_request_deadline
+
 READ_SIZE = 64 * 1024
 
 
@@ -84,15 +86,16 @@ def gathering(protocol_class: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
 
 
 def http_protocol() -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol as ``http="auto"`` picks it (httptools, else h11), gathering."""
+    """uvicorn's HTTP protocol as ``http="auto"`` picks it (httptools, else h11), gathering,
+    with a deadline for each request's head (``kiln.api.request_deadline``)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
 
-        return gathering(HttpToolsProtocol)
+        return gathering(with_request_deadline(HttpToolsProtocol))
     except ImportError:  # httptools is optional (kiln[server])
         from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415
 
-        return gathering(H11Protocol)
+        return gathering(with_request_deadline(H11Protocol))
 
 
 __all__ = ["GatheringTransport", "gathering", "http_protocol"]
