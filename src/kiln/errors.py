@@ -12,7 +12,7 @@ codes and HTTP statuses; nothing else should be raised for user mistakes.
     │   └── DigestMismatch  content differs from its digest or size    (HTTP 400)
     ├── Unauthorized      registry refused the credentials             (HTTP 401)
     ├── Unavailable       a server, runtime or binary cannot be used   (HTTP 503)
-    │   └── NoSpace         the disk (or quota) under the store is full (HTTP 507)
+    │   └── NoSpace         the store's or an output's disk (or quota) is full (HTTP 507)
     ├── ProcessFailed     a RUN / run command exited non-zero          (HTTP 500)
     └── Cancelled         the operation was interrupted                (HTTP 499)
 """

@@ -34,6 +34,7 @@ BAD_REF = ("invalid", "reference", "lowercase", "uppercase")
 MISSING = ("no such file", "no such directory", "not found", "does not exist", "missing")
 A_DIR = ("directory",)
 UNAVAILABLE = ("connect", "refused", "unavailable", "unreachable", UNREACHABLE)
+FULL_DEVICE = ("writing /dev/full: no space left on device",)  # the output, not the store
 
 # (verb args with {placeholders}, words one of which the Error: line must contain)
 CASES: list = [
@@ -59,6 +60,7 @@ CASES: list = [
     (["save", "--format", "nope", "-o", "{tmp}/out.tar", "busybox"], ("format", "nope")),
     (["save", "-o", "{dir}", "busybox"], A_DIR),
     (["save", "-o", "{tmp}/no/such/dir/out.tar", "busybox"], MISSING),
+    (["save", "-o", "/dev/full", "busybox"], FULL_DEVICE),
     (["load", "-i", "{tmp}/missing.tar"], MISSING),
     (["load", "-i", "{dir}"], ("neither", "layout", "directory")),
     (["load", "-i", "{text}"], ("not a", "tar")),
@@ -100,6 +102,7 @@ CASES: list = [
     (["rm", "nosuchctr"], NO_CTR),
     (["export", "nosuchctr"], NO_CTR),
     (["export", "-o", "{dir}", "wc"], A_DIR),
+    (["export", "-o", "/dev/full", "wc"], FULL_DEVICE),
     (["diff", "nosuchctr"], (*NO_IMAGE, *NO_CTR)),
     (["login", "-u", "a", "-p", "b", UNREACHABLE], UNAVAILABLE),
     (["login", "-u", "a", UNREACHABLE], ("password",)),

@@ -14,8 +14,8 @@ import threading
 
 import pytest
 
-from kiln.errors import InvalidArgument, NotFound
-from kiln.util.output import check_output, open_output, write_output
+from kiln.errors import InvalidArgument, NoSpace, NotFound
+from kiln.util.output import check_output, open_output, output_stream, write_output
 
 OLD = b"old contents\n"
 
@@ -212,3 +212,22 @@ def test_a_closed_descriptor_is_a_clear_error():
     os.close(w)
     with pytest.raises(InvalidArgument, match="Bad file descriptor"):
         check_output(f"/dev/fd/{w}")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_device_is_an_error_naming_it_not_the_store():
+    with pytest.raises(NoSpace, match=r"^writing /dev/full: no space left on device$"):
+        write_output("/dev/full", b"x" * 10)  # buffered: it fails when flushed
+    full_device = pytest.raises(NoSpace, match=r"^writing /dev/full: no space left on device$")
+    with full_device, open_output("/dev/full") as out:
+        out.file.write(b"x" * (1 << 20))
+    full_stdout = pytest.raises(NoSpace, match=r"^writing standard output: no space left on")
+    with open("/dev/full", "wb", buffering=0) as full, full_stdout:
+        output_stream(full).write(b"x")
+
+
+def test_a_closed_pipe_stays_a_broken_pipe():
+    r, w = os.pipe()
+    os.close(r)
+    with open(w, "wb", buffering=0) as f, pytest.raises(BrokenPipeError):
+        output_stream(f, "the pipe").write(b"x")

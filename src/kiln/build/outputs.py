@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from kiln.archive.compression import Compression
 from kiln.errors import InvalidArgument
 from kiln.util.lazy_dataclass import dataclass
-from kiln.util.output import check_output, open_output, output_dir
+from kiln.util.output import check_output, open_output, output_dir, output_stream
 
 if TYPE_CHECKING:
     from kiln.image import Image
@@ -148,7 +148,7 @@ def _stdout(spec: str) -> BinaryIO:
             "output or give dest=FILE"
         )
     sys.stdout.flush()
-    return sys.stdout.buffer
+    return output_stream(sys.stdout.buffer)
 
 
 def export_outputs(

@@ -20,6 +20,7 @@ import click
 from kiln.cli.go_flags import skip_long_lookup_of_short_options
 from kiln.cli.lazy import LazyGroup
 from kiln.cli.state import State
+from kiln.cli.stdout import discard_stdout, write_stdout
 from kiln.util.redact import RedactingFilter, redact
 
 skip_long_lookup_of_short_options()
@@ -157,6 +158,7 @@ def guarded(invoke, args: list[str]) -> int:
 
     try:
         rv = invoke()  # click returns Exit's code in non-standalone mode
+        write_stdout("")  # what the command printed: a failure is an error naming stdout
         return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -180,7 +182,7 @@ def guarded(invoke, args: list[str]) -> int:
         _error("interrupted")
         return 130
     except BrokenPipeError:
-        _quiet_broken_pipe()
+        discard_stdout()  # the reader went away (kiln images | head): exit quietly
         return 141
     except Exception as exc:  # a bug: short message, traceback only with --debug
         known = translated(exc)
@@ -199,18 +201,9 @@ def _error(message: str) -> None:
     try:
         sys.stdout.flush()
     except (BrokenPipeError, OSError):
-        pass
+        discard_stdout()
     sys.stderr.write(f"Error: {redact(message)}\n")
     sys.stderr.flush()
-
-
-def _quiet_broken_pipe() -> None:
-    # the reader went away (kiln images | head): stop writing, exit quietly
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 if __name__ == "__main__":

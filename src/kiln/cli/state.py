@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from kiln.cli.stdout import write_stdout
+
 if TYPE_CHECKING:
     from kiln.cli.render import EventRenderer
     from kiln.ops.context import Context
@@ -66,9 +68,12 @@ class State:
 
     @staticmethod
     def echo(text: str = "", nl: bool = True, err: bool = False) -> None:
-        stream = sys.stderr if err else sys.stdout
-        stream.write(text + ("\n" if nl and not text.endswith("\n") else ""))
-        stream.flush()
+        text += "\n" if nl and not text.endswith("\n") else ""
+        if not err:
+            write_stdout(text)
+            return
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def enter_user_namespace() -> None:

@@ -19,6 +19,11 @@ where that is safe):
   redirection set it up (a pipe, a file at its offset); never resolved to a path and
   replaced.
 
+A failed write to an output (a full disk, ``-o /dev/full``, an I/O error) is an error
+naming that output ("writing /dev/full: no space left on device"), never one that reads as
+kiln's store's: ``Output.file`` and ``output_stream`` say where. A reader that went away
+(``kiln save x | head -c1``) stays a ``BrokenPipeError``, which the CLI ends quietly.
+
 Outputs that are directories (``oci:DIR``, ``dir:DIR``, ``--format oci-dir``,
 ``type=local,dest=DIR``) go through ``output_dir``: made if missing, an error if the path
 is anything but a directory.
@@ -29,14 +34,20 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
-from kiln.errors import InvalidArgument, NotFound
+from kiln.errors import InvalidArgument, KilnError, NoSpace, NotFound, Unavailable, is_no_space
 from kiln.util.atomic import AtomicFile, file_kind
 from kiln.util.lazy_pattern import lazy_pattern
 
-__all__ = ["Output", "check_output", "open_output", "output_dir", "write_output"]
+__all__ = [
+    "Output", "OutputFile", "check_output", "naming", "open_output", "output_dir",
+    "output_stream", "write_error", "write_output",
+]  # fmt: skip
+
+STDOUT = "standard output"
 
 
 _PROC_FD = lazy_pattern(r"/proc/(\d+)(?:/task/\d+)?/fd/(\d+)")
@@ -113,6 +124,59 @@ def check_output(path: str) -> None:
     _resolve(path)
 
 
+def write_error(where: str, exc: OSError) -> KilnError:
+    """The error of a write to output ``where`` that failed with ``exc`` (not a closed pipe)."""
+    if is_no_space(exc):
+        error: Unavailable = NoSpace(f"writing {where}: no space left on device")
+    else:
+        error = Unavailable(f"writing {where}: {exc.strerror or exc}")
+    error.errno = exc.errno
+    return error
+
+
+@contextlib.contextmanager
+def naming(where: str) -> Iterator[None]:
+    """A write in the block that fails (an ``OSError`` but a closed pipe) is ``write_error``."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise write_error(where, exc) from None
+
+
+class OutputFile:
+    """A file or stream written as an output: the writes go through, and one that fails is
+    an error naming the output (``write_error``); a closed pipe stays ``BrokenPipeError``.
+    Everything else (``tell``, ``seek``, ``truncate``, ``fileno``) is the file's own."""
+
+    def __init__(self, file: BinaryIO, where: str):
+        self._file = file
+        self.where = where
+
+    def write(self, data: bytes) -> int:
+        with naming(self.where):
+            return self._file.write(data)
+
+    def flush(self) -> None:
+        with naming(self.where):
+            self._file.flush()
+
+    def close(self) -> None:
+        with naming(self.where):
+            self._file.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+def output_stream(stream: BinaryIO, where: str = STDOUT) -> BinaryIO:
+    """``stream`` (standard output, by default) as an output: a failed write names it."""
+    if isinstance(stream, OutputFile):
+        return cast(BinaryIO, stream)
+    return cast(BinaryIO, OutputFile(stream, where))
+
+
 class Output:
     """An output being written: write to ``file``; ``commit()`` finishes it, ``abort()``
     drops what is not yet visible. ``atomic`` says whether ``file`` is a seekable temp
@@ -120,7 +184,7 @@ class Output:
 
     def __init__(self, path: str, file: BinaryIO, atomic: AtomicFile | None, owned: bool):
         self.path = path
-        self.file = file
+        self.file = output_stream(file, STDOUT if path == "-" and not owned else path)
         self._atomic = atomic
         self._owned = owned  # close on commit/abort (not a stream the caller passed)
         self.done = False
@@ -148,7 +212,8 @@ class Output:
             return
         self.done = True
         if self._atomic is not None:
-            self._atomic.commit()
+            with naming(self.path):  # flush, fsync, rename: a full disk may show only here
+                self._atomic.commit()
             return
         try:
             self.file.flush()
@@ -163,7 +228,7 @@ class Output:
         if self._atomic is not None:
             self._atomic.abort()
         elif self._owned:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, KilnError):  # what it failed to flush is dropped
                 self.file.close()
 
 

@@ -16,6 +16,7 @@ from kiln.cli.state import State, pass_state
 def command(state: State, container, output):
     """Write the merged root filesystem of CONTAINER as an uncompressed tar."""
     from kiln.ops import containers as ops
+    from kiln.util.output import output_stream
 
     with state.context(quiet=True) as ctx:
         if output and output != "-":
@@ -25,5 +26,6 @@ def command(state: State, container, output):
             raise click.UsageError("refusing to write a tar to a terminal: use -o FILE")
         b = ops._load(ctx, container)  # stream to stdout
         sys.stdout.flush()
-        b.export(sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+        out = output_stream(sys.stdout.buffer)
+        b.export(out)
+        out.flush()

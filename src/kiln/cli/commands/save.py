@@ -38,6 +38,7 @@ def command(
     """Save IMAGEs (names keep their names, IDs none) to FILE or standard output."""
     from kiln.errors import InvalidArgument
     from kiln.ops import archives
+    from kiln.util.output import output_stream
 
     target = output
     if not output:
@@ -45,6 +46,6 @@ def command(
             raise InvalidArgument(f"--format {format_} needs a directory: give it with -o DIR")
         if sys.stdout.isatty():
             raise InvalidArgument("refusing to save to terminal. Use -o flag or redirect")
-        target = sys.stdout.buffer
+        target = output_stream(sys.stdout.buffer)
     with state.context(quiet=quiet) as ctx:
         archives.save(ctx, list(images), target, format=format_, compress=compress)
