@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import os
+import platform
 
 import pytest
 
 from kiln.errors import Unavailable
+from kiln.oci.platform import Platform
 from kiln.runtime.binfmt import (
     Emulator,
     binfmt_mounted,
@@ -73,6 +75,28 @@ def test_the_host_architecture_is_native_and_others_are_not():
     assert needs_emulation(foreign)
     if host_arch() == "amd64":
         assert not needs_emulation("386")  # 32-bit x86 runs on an x86-64 kernel
+
+
+# ``uname -m`` -> the OCI architecture and variant that machine runs without an emulator
+HOSTS = [
+    ("armv7l", "arm", "v7"),
+    ("aarch64", "arm64", ""),
+    ("x86_64", "amd64", ""),
+    ("i686", "386", ""),
+    ("ppc64le", "ppc64le", ""),
+    ("s390x", "s390x", ""),
+    ("riscv64", "riscv64", ""),
+]
+
+
+@pytest.mark.parametrize("machine, arch, variant", HOSTS)
+def test_each_host_runs_its_own_oci_architecture_natively(monkeypatch, machine, arch, variant):
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    assert host_arch() == arch
+    assert Platform.host() == Platform("linux", arch, variant)  # what a build targets there
+    assert not needs_emulation(arch)
+    assert not needs_emulation(machine)  # uname's name is the same architecture
+    assert needs_emulation("mips64le")
 
 
 def test_a_handler_is_found_by_its_name_or_its_interpreter(tmp_path):

@@ -19,6 +19,8 @@ _ARCH_ALIASES = {
     "i686": "386",
 }
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
+# ``uname -m`` of 32-bit ARM machines (the host's name in ``Platform.host()``) -> OCI variant
+_ARM_MACHINES = {"armv5l": "v5", "armv5tel": "v5", "armv6l": "v6", "armv7l": "v7", "armv8l": "v8"}
 # operating systems a one-word platform may name (Go's GOOS values, as containerd's parser
 # knows them): ``--platform linux`` is the host's architecture on linux, ``arm64`` is linux
 _KNOWN_OS = frozenset((
@@ -35,6 +37,8 @@ def normalize_arch(arch: str, variant: str = "") -> tuple[str, str]:
         return "arm", "v7"
     if arch == "armel":
         return "arm", "v6"
+    if arch in _ARM_MACHINES:
+        return "arm", _ARM_MACHINES[arch]
     if arch == "arm":
         v = variant or "v7"
         return "arm", v if v.startswith("v") else f"v{v}"

@@ -21,6 +21,7 @@ import platform as _host
 import re
 
 from kiln.errors import Unavailable
+from kiln.oci.platform import normalize_arch
 from kiln.runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount
 from kiln.util.lazy_dataclass import dataclass
 
@@ -36,7 +37,6 @@ QEMU_ARCH = {
 }  # fmt: skip
 # what the host's kernel runs without help, by host architecture
 _NATIVE = {"amd64": frozenset({"amd64", "386"}), "arm64": frozenset({"arm64"})}
-_MACHINE = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "i386": "386"}
 HOW_TO_ENABLE = (
     "install Debian's qemu-user-static (apt-get install qemu-user-static) and try again: "
     "kiln registers its binfmt_misc handler itself"
@@ -84,13 +84,15 @@ def registered_emulators(directory: str = BINFMT_DIR) -> list[Emulator]:
 
 
 def host_arch() -> str:
-    machine = _host.machine().lower()
-    return _MACHINE.get(machine, machine)
+    """This machine's OCI architecture: ``uname -m`` named as platforms name it (x86_64 is
+    amd64, aarch64 arm64, armv7l arm), as ``Platform.host()`` does."""
+    return normalize_arch(_host.machine())[0]
 
 
 def needs_emulation(arch: str) -> bool:
-    """True when processes of ``arch`` (an OCI architecture) cannot run on this kernel as is."""
-    host = host_arch()
+    """True when processes of ``arch`` cannot run on this kernel as is. Both sides are OCI
+    names (``normalize_arch``): "aarch64" is "arm64", and an armv7l host runs "arm"."""
+    arch, host = normalize_arch(arch)[0], host_arch()
     return arch not in _NATIVE.get(host, frozenset({host}))
 
 
