@@ -19,10 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument
-from kiln.ops.builder import prune_build_cache
+from kiln.ops.builder import prune_build_cache, prune_until
 from kiln.ops.events import OUTPUT, Event
 from kiln.ops.options import RegistryOptions, RunSettings
-from kiln.ops.timefmt import parse_timestamp
 from kiln.util.choices import Choice, ImageFormat, Isolation, NetworkMode, PullPolicy
 
 from . import shapes
@@ -336,14 +335,7 @@ _SPACE_PARAMS = ("keep-storage", "reserved-space", "max-used-space", "min-free-s
 def build_prune_until(q: QueryParams) -> float | None:
     """``filters`` of ``docker builder prune`` -> the ``until`` time (epoch seconds): what
     no build used since then goes. Other filters and space targets are refused (400)."""
-    until = None
-    for item in qfilters(q):
-        key, _, value = item.partition("=")
-        if key != "until":
-            raise InvalidArgument(f'invalid filter "{key}": kiln\'s builder prune takes until=')
-        until = parse_timestamp(value)
-        if until is None:
-            raise InvalidArgument(f'invalid filter "until={value}": use a duration or a time')
+    until = prune_until(qfilters(q), "kiln's builder prune")
     for name in _SPACE_PARAMS:
         if qint(q, name, 0):
             raise InvalidArgument(

@@ -13,12 +13,15 @@ Images the cache pointed at stay: they are images like any other, for ``kiln ima
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
+from kiln.errors import InvalidArgument
 from kiln.ops.context import Context, sweep_leftovers
 from kiln.ops.disk_usage import cache_mount_usage, context_index_usage
+from kiln.ops.timefmt import parse_timestamp
 from kiln.util.lazy_dataclass import dataclass
 
-__all__ = ["BuilderPruneResult", "prune_build_cache"]
+__all__ = ["BuilderPruneResult", "prune_build_cache", "prune_until"]
 
 
 @dataclass
@@ -46,3 +49,18 @@ def prune_build_cache(
         left = set(store.list_cache_mounts()) | {i.name for i in store.list_context_indexes()}
         result.cache_mount_bytes = sum(c.size for c in before if c.name not in left)
     return result
+
+
+def prune_until(filters: Iterable[str], verb: str = "builder prune") -> float | None:
+    """The ``until`` of a builder prune's filters (``until=24h``, ``until=2024-01-02``) as
+    epoch seconds, the last one given; None without one. Any other filter, or a time that
+    does not parse, is refused, naming ``verb``."""
+    until = None
+    for item in filters:
+        key, _, value = item.partition("=")
+        if key != "until":
+            raise InvalidArgument(f'invalid filter "{item}": {verb} takes until=TIME')
+        until = parse_timestamp(value)
+        if until is None:
+            raise InvalidArgument(f'invalid filter "{item}": use a duration (24h) or a time')
+    return until

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
+from kiln.cli.commands._prune_flags import confirmed, prune_flags
 from kiln.cli.state import State, pass_state
 
 _WARN_DANGLING = "WARNING! This command removes all dangling images."
@@ -15,10 +14,7 @@ _WARN_ALL = (
 
 
 @click.command("prune", short_help="Remove unused images")
-@click.option(
-    "-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones"
-)
-@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
+@prune_flags("Remove all unused images, not just dangling ones")
 @click.option(
     "--filter",
     "filters",
@@ -33,12 +29,8 @@ def command(state: State, all_, force, filters):
     from kiln.cli.render import human_size
     from kiln.ops import images as ops
 
-    if not force:
-        state.echo(_WARN_ALL if all_ else _WARN_DANGLING, err=True)
-        state.echo("Are you sure you want to continue? [y/N] ", nl=False, err=True)
-        answer = sys.stdin.readline()
-        if answer.strip().lower() not in ("y", "yes"):
-            return
+    if not force and not confirmed(state, _WARN_ALL if all_ else _WARN_DANGLING):
+        return
     with state.context() as ctx:
         result = ops.prune(ctx, all=all_, filters=filters)
     if result.removed:

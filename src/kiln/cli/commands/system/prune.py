@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
+from kiln.cli.commands._prune_flags import confirmed, prune_flags
 from kiln.cli.state import State, pass_state
 
 _WARN = """WARNING! This command removes:
@@ -18,15 +17,10 @@ _WARN_ALL = """WARNING! This command removes:
 
 
 @click.command("prune", short_help="Remove the build cache and unused images")
-@click.option(
-    "-a", "--all", "all_", is_flag=True,
-    help="Remove all unused images and all build cache, not just dangling ones",
-)  # fmt: skip
-@click.option(
-    "--filter", "filters", multiple=True, metavar="until=TIME",
-    help="Only what was made before TIME (images) or unused since (build cache): 24h",
-)  # fmt: skip
-@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
+@prune_flags(
+    "Remove all unused images and all build cache, not just dangling ones",
+    "Only what was made before TIME (images) or unused since (build cache): 24h",
+)
 @pass_state
 def command(state: State, all_, filters, force):
     """Remove dangling build cache and dangling images (with --all: all build cache and every
@@ -43,12 +37,8 @@ def command(state: State, all_, filters, force):
         if key != "until":
             raise InvalidArgument(f'invalid filter "{item}": system prune takes until=TIME')
         until = value
-    if not force:
-        state.echo(_WARN_ALL if all_ else _WARN, err=True)
-        state.echo("Are you sure you want to continue? [y/N] ", nl=False, err=True)
-        answer = sys.stdin.readline()
-        if answer.strip().lower() not in ("y", "yes"):
-            return
+    if not force and not confirmed(state, _WARN_ALL if all_ else _WARN):
+        return
     with state.context() as ctx:
         result = system_prune(ctx, all=all_, until=until)
     if result.images.removed:
