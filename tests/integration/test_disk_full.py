@@ -113,3 +113,39 @@ def test_rm_works_on_a_store_whose_disk_is_already_full(small_store):
     assert _leftovers(mnt) == []
     ok = _build(kiln, tmp / "ctx", "FROM busybox\nRUN echo fine > /f\n", "after")
     assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize(
+    "fmt, name",
+    [("docker-archive", "a.tar"), ("oci-archive", "b.tar"), ("oci-dir", "c"), ("docker-dir", "d")],
+)
+def test_a_full_disk_under_the_output_names_the_output_not_the_store(tmp_path, fmt, name):
+    """The store has room; the disk ``-o`` names has not: the error names the output, and an
+    archive file is not left half-written."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(out)],
+                   check=True, timeout=30)  # fmt: skip
+    try:
+        env = dict(os.environ, KILN_ROOT=str(tmp_path / "root"))
+        env.pop("KILN_DEBUG", None)
+
+        def kiln(*args):
+            return subprocess.run([sys.executable, "-m", "kiln.cli.main", "--progress", "quiet",
+                                   *args], env=env, capture_output=True, text=True,
+                                  timeout=120)  # fmt: skip
+
+        rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))  # a layer of about 2 MB
+        assert kiln("import", rootfs, "busybox").returncode == 0
+        target = str(out / name)
+        res = kiln("save", "--format", fmt, "-o", target, "busybox")
+        assert (res.returncode, res.stderr) == (
+            125,
+            f"Error: writing {target}: no space left on device\n",
+        )
+        if name.endswith(".tar"):
+            assert os.listdir(out) == []  # no archive, no temp file
+    finally:
+        subprocess.run(["umount", "-l", str(out)], timeout=30, check=False)

@@ -31,7 +31,7 @@ from kiln.oci.digest import Digest, Digester
 from kiln.oci.manifest import Index
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, loads_object
 from kiln.util.atomic import AtomicFile, atomic_write
-from kiln.util.output import Output, open_output, output_dir
+from kiln.util.output import Output, naming, open_output, output_dir, output_stream
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = "oci-layout"
@@ -378,10 +378,12 @@ class OCILayout(_LayoutReader):
         self.location = self.path = path
         if create and not os.path.exists(os.path.join(path, LAYOUT_FILE)):
             output_dir(path, "an OCI layout")
-            os.makedirs(os.path.join(path, "blobs"), exist_ok=True)
-            atomic_write(os.path.join(path, LAYOUT_FILE), LAYOUT_BYTES)
-            if not os.path.exists(os.path.join(path, INDEX_FILE)):
-                atomic_write(os.path.join(path, INDEX_FILE), Index.build(mt.OCI_INDEX, []).raw)
+            with naming(path):
+                os.makedirs(os.path.join(path, "blobs"), exist_ok=True)
+                atomic_write(os.path.join(path, LAYOUT_FILE), LAYOUT_BYTES)
+                if not os.path.exists(os.path.join(path, INDEX_FILE)):
+                    empty = Index.build(mt.OCI_INDEX, []).raw
+                    atomic_write(os.path.join(path, INDEX_FILE), empty)
         if not os.path.isdir(path):
             raise NotFound(f"OCI layout directory {path} does not exist")
         self._check_layout()
@@ -411,11 +413,14 @@ class OCILayout(_LayoutReader):
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         """Write ``stream`` to blobs/, verifying digest and size before it becomes visible."""
         final = self.blob_path(desc.digest)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
+        with naming(self.path):
+            os.makedirs(os.path.dirname(final), exist_ok=True)
         with AtomicFile(final, prefix=".tmp-") as out:
+            dest = output_stream(out.file, self.path)  # a full disk names this layout
             reader = VerifyingReader(stream, desc.digest, desc.size)
             while chunk := reader.read(CHUNK):
-                out.file.write(chunk)
+                dest.write(chunk)
+            dest.flush()
 
     def put_bytes(self, data: bytes, media_type: str) -> Descriptor:
         desc = Descriptor(media_type, Digest.of_bytes(data), len(data))
@@ -427,7 +432,8 @@ class OCILayout(_LayoutReader):
         """Store a manifest (or index) and list it in index.json under each of ``names``."""
         desc = self.put_bytes(raw, media_type)
         index = _index_with(self.index(), desc, list(names))
-        atomic_write(os.path.join(self.path, INDEX_FILE), index.raw)
+        with naming(self.path):
+            atomic_write(os.path.join(self.path, INDEX_FILE), index.raw)
         return desc
 
 

@@ -25,7 +25,7 @@ from kiln.oci.manifest import Manifest
 from kiln.oci.platform import Platform
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.util.atomic import AtomicFile, atomic_write
-from kiln.util.output import output_dir
+from kiln.util.output import naming, output_dir, output_stream
 
 if TYPE_CHECKING:
     from kiln.image.copy import CopyOptions
@@ -49,7 +49,8 @@ class DirImageDir:
         self._manifest: Manifest | None = None  # read: served by digest too
         if create:
             output_dir(path, "a dir: image")
-            atomic_write(os.path.join(path, VERSION_FILE), VERSION)
+            with naming(path):
+                atomic_write(os.path.join(path, VERSION_FILE), VERSION)
         elif not os.path.isfile(os.path.join(path, MANIFEST_FILE)):
             raise NotFound(f"{path}: not a dir: image (no {MANIFEST_FILE})")
 
@@ -82,11 +83,13 @@ class DirImageDir:
         if self.has_blob(desc.digest):
             return
         with AtomicFile(self._blob_file(desc.digest)) as out:
+            dest = output_stream(out.file, self.path)  # a full disk names this directory
             hasher, size = Digester(desc.digest.algorithm), 0
             while chunk := stream.read(_CHUNK):
                 hasher.update(chunk)
                 size += len(chunk)
-                out.file.write(chunk)
+                dest.write(chunk)
+            dest.flush()
             got = hasher.digest()
             if got != desc.digest or size != desc.size:
                 raise DigestMismatch(
@@ -100,7 +103,8 @@ class DirImageDir:
         for b in [manifest.config, *manifest.layers]:
             if not self.has_blob(b.digest):
                 raise InvalidArgument(f"put the image's blobs before its manifest: {b.digest}")
-        atomic_write(os.path.join(self.path, MANIFEST_FILE), raw)
+        with naming(self.path):
+            atomic_write(os.path.join(self.path, MANIFEST_FILE), raw)
         return manifest.descriptor()
 
 
