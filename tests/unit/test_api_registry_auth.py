@@ -8,17 +8,23 @@ import json
 
 from starlette.requests import Request
 
-from kiln.api.registry_auth import build_registry_auth, push_pull_options, request_credentials
+from kiln.api.registry_auth import (
+    build_registry_auth,
+    build_registry_options,
+    push_pull_options,
+    request_credentials,
+)
 from kiln.registry.credentials import lookup
 from kiln.registry.options import RegistryOptions
 
 
-def request(**headers: object) -> Request:
+def request(libpod: bool = False, **headers: object) -> Request:
     raw = [
         (k.replace("_", "-").lower().encode(), base64.urlsafe_b64encode(json.dumps(v).encode()))
         for k, v in headers.items()
     ]
-    return Request({"type": "http", "headers": raw, "method": "POST", "path": "/"})
+    scope = {"type": "http", "headers": raw, "method": "POST", "path": "/", "kiln.libpod": libpod}
+    return Request(scope)
 
 
 def test_a_single_auth_config_is_creds():
@@ -43,5 +49,17 @@ def test_x_registry_config_for_builds_and_pushes():
     assert build_registry_auth(r) == {"https://index.docker.io/v1/": "d:x"}
     assert lookup("docker.io", auths=build_registry_auth(r), env={}).username == "d"
     assert push_pull_options(r, reference="127.0.0.1:5000/a/b:1") == RegistryOptions(
-        auths={"https://index.docker.io/v1/": "d:x"}, tls_verify=False
+        auths={"https://index.docker.io/v1/": "d:x"}, tls_verify=False, docker_short_names=True
     )
+
+
+def test_short_names_mean_docker_hub_on_docker_routes_only():
+    """dockerd reads ``alpine`` as ``docker.io/library/alpine``; podman --remote, on the
+    libpod routes, relies on registries.conf's unqualified-search registries."""
+    docker, libpod = request(), request(libpod=True)
+    assert push_pull_options(docker).docker_short_names
+    assert not push_pull_options(libpod, tls_verify=False).docker_short_names
+    assert build_registry_options(docker) == RegistryOptions(docker_short_names=True)
+    assert build_registry_options(libpod) is None  # the defaults, as before
+    mapped = request(libpod=True, x_registry_config={"h:5000": {"username": "u", "password": "p"}})
+    assert build_registry_options(mapped) == RegistryOptions(auths={"h:5000": "u:p"})

@@ -7,6 +7,7 @@ checked is what each front end asks for, parsed by its own code."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import socket
 from typing import Any
@@ -64,6 +65,13 @@ def api_request(
     return asked.pop()
 
 
+def dockerd_reading(request: PullRequest) -> PullRequest:
+    """``request`` with short names read as dockerd reads them (Docker Hub), as the Docker
+    routes ask; the CLI, libpod and varlink keep registries.conf's rules."""
+    options = dataclasses.replace(request.options, docker_short_names=True)
+    return dataclasses.replace(request, options=options)
+
+
 def varlink_request(asked: list[PullRequest], config: Config, **parameters: Any) -> PullRequest:
     pytest.importorskip("varlink")
     from kiln.api.varlink_podman import make_service
@@ -86,7 +94,7 @@ def test_a_plain_pull_is_one_request_everywhere(asked, config):
     assert varlink_request(asked, config, name="quay.io/x/y:1") == from_cli
     # Docker's fromImage is always a registry reference
     assert api_request(asked, config, "/v1.41/images/create?fromImage=quay.io/x/y&tag=1") == (
-        cli_request(asked, config, "docker://quay.io/x/y:1")
+        dockerd_reading(cli_request(asked, config, "docker://quay.io/x/y:1"))
     )
     assert from_cli == PullRequest("quay.io/x/y:1", PullPolicy.ALWAYS, None)
 
@@ -114,15 +122,17 @@ def test_policy_tags_quiet_and_registry_settings_agree(asked, config):
 
 def test_docker_route_all_tags_and_loopback_registries(asked, config):
     # no tag anywhere: every tag, as dockerd; a loopback registry is plain HTTP, as dockerd
-    assert api_request(asked, config, "/v1.41/images/create?fromImage=127.0.0.1:5000/x/y") == (
-        cli_request(
-            asked, config, "--all-tags", "--tls-verify=false", "docker://127.0.0.1:5000/x/y"
-        )
+    every_tag = cli_request(
+        asked, config, "--all-tags", "--tls-verify=false", "docker://127.0.0.1:5000/x/y"
     )
+    assert api_request(
+        asked, config, "/v1.41/images/create?fromImage=127.0.0.1:5000/x/y"
+    ) == dockerd_reading(every_tag)
+    with_creds = cli_request(asked, config, "--creds", "u:p", "docker://quay.io/x/y:2")
     assert api_request(
         asked, config, "/v1.41/images/create?fromImage=quay.io/x/y&tag=2",
         auth={"username": "u", "password": "p"},
-    ) == cli_request(asked, config, "--creds", "u:p", "docker://quay.io/x/y:2")  # fmt: skip
+    ) == dockerd_reading(with_creds)  # fmt: skip
 
 
 def test_the_platform_words_parse_once(asked, config):

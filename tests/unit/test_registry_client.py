@@ -138,6 +138,49 @@ def test_search_prefers_v1_search_then_falls_back_to_catalog() -> None:
     assert [r.name for r in got] == ["reg.example/team/tool"]
 
 
+SEARCH_CONF = (
+    'unqualified-search-registries = ["reg.example"]\n[aliases]\n"tool" = "quay.io/t/tool"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "podman", "dockerd"),
+    [
+        ("alpine", "reg.example/alpine:latest", "docker.io/library/alpine:latest"),
+        ("kiln-test/absent:1", "reg.example/kiln-test/absent:1", "docker.io/kiln-test/absent:1"),
+        ("library/alpine:3", "reg.example/library/alpine:3", "docker.io/library/alpine:3"),
+        ("tool", "quay.io/t/tool:latest", "docker.io/library/tool:latest"),  # an alias
+        ("localhost/app", "localhost/app:latest", "localhost/app:latest"),
+        ("reg.example:5000/a/b:2", "reg.example:5000/a/b:2", "reg.example:5000/a/b:2"),
+    ],
+)
+def test_docker_short_names_mean_docker_hub_as_dockerd_reads_them(
+    tmp_path, name, podman, dockerd
+) -> None:
+    conf = tmp_path / "registries.conf"
+    conf.write_text(SEARCH_CONF)
+    for docker_short_names, want in ((False, podman), (True, dockerd)):
+        opts = RegistryOptions(registries_conf=str(conf), docker_short_names=docker_short_names)
+        with RegistryClient(opts) as client:
+            assert [str(r) for r in client.resolve_short_name(name)] == [want]
+
+
+def test_docker_short_names_search_docker_hub(tmp_path) -> None:
+    conf = tmp_path / "registries.conf"
+    conf.write_text(SEARCH_CONF)
+    asked: list[str] = []
+
+    def v1(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        return httpx.Response(200, json={"results": [{"name": "library/alpine"}]})
+
+    (hit,) = _client(v1, registries_conf=str(conf), docker_short_names=True).search("alpine")
+    assert asked == ["index.docker.io"] and hit.name == "docker.io/library/alpine"
+    asked.clear()
+    (hit,) = _client(v1, registries_conf=str(conf)).search("alpine")  # podman's: registries.conf
+    assert asked == ["reg.example"] and hit.name == "reg.example/library/alpine"
+
+
 def test_blob_read_again_after_its_end_is_empty_as_from_a_file() -> None:
     """A buffered reader (copy_image's layer tee) asks once more after the end: b"", not
     'read of closed file'."""

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from kiln.ops.options import RegistryOptions
 
+from .errors import is_libpod_request
 from .params import decode_auth_header
 
 _AUTH_CONFIG_KEYS = frozenset(
@@ -83,17 +84,28 @@ def loopback_registry(reference: str) -> bool:
     return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
+def docker_short_names(request: Request) -> bool:
+    """Does a short name in this request mean Docker Hub, as dockerd reads it? On the
+    Docker routes; the libpod routes keep registries.conf's rules (podman --remote's)."""
+    return not is_libpod_request(request)
+
+
 def push_pull_options(
     request: Request, tls_verify: bool | None = None, reference: str = ""
 ) -> RegistryOptions:
     """Options from ``X-Registry-Auth`` (and a libpod ``tlsVerify``) for ops pull/push.
 
     As dockerd treats 127.0.0.0/8 as insecure registries, the Docker routes pass
-    ``reference`` so that a loopback registry is reached over plain HTTP.
+    ``reference`` so that a loopback registry is reached over plain HTTP; their short
+    names mean Docker Hub (:func:`docker_short_names`).
     """
     if tls_verify is None and reference and loopback_registry(reference):
         tls_verify = False
-    return RegistryOptions(tls_verify=tls_verify, **request_credentials(request))
+    return RegistryOptions(
+        tls_verify=tls_verify,
+        docker_short_names=docker_short_names(request),
+        **request_credentials(request),
+    )
 
 
 def build_registry_auth(request: Request) -> dict[str, str]:
@@ -102,10 +114,21 @@ def build_registry_auth(request: Request) -> dict[str, str]:
     return dict(request_credentials(request).get("auths") or {})
 
 
+def build_registry_options(request: Request) -> RegistryOptions | None:
+    """The registry options of a build's pulls: :func:`build_registry_auth`'s credentials,
+    and on the Docker route a ``FROM`` short name meaning Docker Hub; None: the defaults."""
+    auths, docker = build_registry_auth(request), docker_short_names(request)
+    if not auths and not docker:
+        return None
+    return RegistryOptions(auths=auths or None, docker_short_names=docker)
+
+
 __all__ = [
     "auth_map",
     "build_registry_auth",
+    "build_registry_options",
     "creds_of",
+    "docker_short_names",
     "is_single_auth",
     "push_pull_options",
     "request_credentials",

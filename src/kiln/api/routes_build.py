@@ -38,7 +38,7 @@ from .params import (
     qlist,
     qstr,
 )
-from .registry_auth import build_registry_auth
+from .registry_auth import build_registry_options
 from .render import stream_message
 from .streaming import Handoff, Reply, StreamedOp
 from .uploads import check_tar_content_type, spool_body
@@ -265,17 +265,17 @@ async def build(request: Request) -> Reply:
     if not remote:
         check_tar_content_type(request)
     body = None if remote else await spool_body(request, config.scratch_dir())
-    registry_auth = build_registry_auth(request)
+    registry = build_registry_options(request)
     quiet = opts["quiet"]
 
     def work(h: Handoff):
         try:
             with context_for(config, h) as ctx:
                 if body is None:
-                    return _run(ctx, opts, h, registry_auth)
+                    return _run(ctx, opts, h, registry)
                 body.seek(0)
                 tar = {"context": "-", "context_stream": body}  # extracted by the build op
-                return _run(ctx, {**opts, **tar}, h, registry_auth)
+                return _run(ctx, {**opts, **tar}, h, registry)
         finally:
             if body is not None:
                 body.close()
@@ -308,7 +308,7 @@ async def build(request: Request) -> Reply:
     return StreamedOp(work, render, done, libpod=libpod)
 
 
-def _run(ctx, opts, h: Handoff, registry_auth):
+def _run(ctx, opts, h: Handoff, registry: RegistryOptions | None):
     # start-up: the build engine (a third of `kiln serve`'s imports) loads with the first
     # build, on its worker thread, not when the server starts
     from kiln.ops import build as build_ops
@@ -319,8 +319,8 @@ def _run(ctx, opts, h: Handoff, registry_auth):
     fields["run"] = RunSettings.given(**{k: v for k, v in opts.items() if k in run_fields})
     fields["cancel"] = h.cancel
     fields["tmpdir"] = ctx.tmpdir
-    if registry_auth:
-        fields["registry"] = RegistryOptions(auths=registry_auth)
+    if registry is not None:
+        fields["registry"] = registry
     missing = sorted(set(opts) - known - run_fields - {"quiet"})
     if missing:
         raise InvalidArgument(f"this kiln's build does not support: {', '.join(missing)}")

@@ -299,7 +299,8 @@ async def search(request: Request, libpod: bool = False) -> list[dict[str, Any]]
     def run(ctx):
         from kiln.ops.registry import search as do_search  # start-up: see the module docstring
 
-        return do_search(ctx, term, limit=limit, options=RegistryOptions(tls_verify=tls))
+        options = RegistryOptions(tls_verify=tls, docker_short_names=not libpod)
+        return do_search(ctx, term, limit=limit, options=options)
 
     items = await run_op(request, run)
     out = [search_item(i) for i in items]

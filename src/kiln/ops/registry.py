@@ -3,7 +3,9 @@ logout and search. ``docker://`` references from ``kiln pull``/``kiln push`` lan
 
 Short names go through registries.conf: aliases, then the unqualified-search
 registries; an ambiguous name in ``enforcing`` mode is refused with the
-candidates listed. Pull policies are podman's: ``always`` (contact the
+candidates listed. Options with ``docker_short_names`` (the Docker API's routes)
+pull and search a short name on Docker Hub, as dockerd does; a local image is
+found by the same names either way. Pull policies are podman's: ``always`` (contact the
 registry; layers present are still skipped), ``missing`` (only when no local
 image has the name), ``never`` (local only), ``newer`` (pull when the
 registry's manifest digest is not one the local image was pulled as).
@@ -128,12 +130,13 @@ def _candidates(client: RegistryClient, ref: str) -> list[Any]:
 
 
 def _local_names(client: RegistryClient | None, ref: str) -> list[str]:
-    """Names a local image for ``ref`` may carry (no ambiguity check, no network)."""
+    """Names a local image for ``ref`` may carry (no ambiguity check, no network); the
+    same whichever way the client resolves a short name for a pull."""
     names = [ref]
     if client is None or not is_short_name(ref):
         return names
     with contextlib.suppress(KilnError):
-        names += [str(c) for c in client.resolve_short_name(ref)]
+        names += [str(c) for c in client.conf.resolve_short_name(ref)]
     bare = ref.split("@", 1)[0]
     for reg in client.conf.search:
         names.append(f"{reg}/{bare}")

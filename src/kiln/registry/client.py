@@ -17,7 +17,7 @@ from kiln.oci import media_types as mt
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import sniff_media_type
-from kiln.oci.reference import Reference, is_short_name
+from kiln.oci.reference import DEFAULT_DOMAIN, Reference, is_short_name
 from kiln.oci.schema1 import payload_digest
 from kiln.registry import credentials, registries_conf
 from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
@@ -347,7 +347,12 @@ class RegistryClient:
         """``/v1/search`` where served (Docker Hub), else the catalog filtered by ``term``."""
         if registry is None and "/" in term and not is_short_name(term):
             registry, term = term.split("/", 1)
-        registries = [registry] if registry else list(self.conf.search)
+        if registry:
+            registries = [registry]
+        elif self.options.docker_short_names:
+            registries = [DEFAULT_DOMAIN]  # dockerd searches Docker Hub for a bare term
+        else:
+            registries = list(self.conf.search)
         out: list[SearchResult] = []
         for reg in registries:
             out += self._search_one(reg, term, limit)
@@ -387,6 +392,10 @@ class RegistryClient:
 
     # -- names and login ---------------------------------------------------------------------
     def resolve_short_name(self, name: str, enforce: bool = True) -> list[Reference]:
+        """The references a pull of ``name`` tries: with ``docker_short_names``, the one
+        dockerd would (``docker.io/library/alpine:latest``), else registries.conf's."""
+        if self.options.docker_short_names:
+            return [Reference.parse(name)]
         return self.conf.resolve_short_name(name, enforce)
 
     def check_login(self, registry: str, cred: Credential) -> None:

@@ -44,6 +44,10 @@ class RegistryOptions:
     # registry (auth-file key) -> "user:pass", for this operation only (an API request's)
     auths: Mapping[str, str] | None = field(default=None, repr=False)
     registries_conf: str | None = None
+    # True: a short name means Docker Hub, as dockerd reads it (``alpine`` ->
+    # ``docker.io/library/alpine``), not registries.conf's aliases and unqualified-search
+    # registries (podman's rules); the Docker API's routes set it
+    docker_short_names: bool = False
     # None: the configuration's (KILN_RETRY, KILN_RETRY_DELAY), else the defaults below
     retries: int | None = None  # attempts in all (DEFAULT_TRIES)
     retry_delay: float | None = None  # first backoff, doubling (DEFAULT_RETRY_DELAY)
@@ -93,6 +97,7 @@ class OptionValues(TypedDict, total=False):
     creds: str | None
     auths: Mapping[str, str] | None
     registries_conf: str | None
+    docker_short_names: bool | None
     retries: int | None
     retry_delay: float | None
     retry_backoff: bool | None
