@@ -40,6 +40,17 @@ def busybox_sh_tar() -> bytes:
     return buf.getvalue()
 
 
+def dockerfile_context(dockerfile: str, mtime: int = 0) -> bytes:
+    """A build context for ``POST /build``: an uncompressed tar of one ``Dockerfile``."""
+    data = dockerfile.encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size, info.mtime = len(data), mtime
+        tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def start_server(
     tmp_path: Path,
     *extra: str,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from api_server import request, start_server, stop_server
+from api_server import dockerfile_context, request, start_server, stop_server
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -99,15 +99,6 @@ def image_id(sock: str, name: str, api: str = "/v1.41") -> str | None:
     return bare(json.loads(raw)["Id"]) if status == 200 else None
 
 
-def context(dockerfile: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tf.addfile(info, io.BytesIO(dockerfile.encode()))
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(("from_image", "shown"), [
     ("shortnames/img", "shortnames/img:1"),
     ("kiln-short-one", "kiln-short-one:1"),
@@ -130,11 +121,11 @@ def test_docker_pull_of_an_absent_short_name_names_docker_hub(served):
 
 def test_docker_build_pulls_a_short_from_from_docker_hub(served):
     sock, host, ids = served
-    status, raw = post(sock, "/v1.41/build", context("FROM shortnames/base:1\nLABEL x=1\n"),
+    status, raw = post(sock, "/v1.41/build", dockerfile_context("FROM shortnames/base:1\nLABEL x=1\n"),
                        t="kiln-test/short-from:1")  # fmt: skip
     assert status == 200 and b'"error"' not in raw, raw
     assert image_id(sock, "shortnames/base:1") == ids["hub"]
-    status, raw = post(sock, "/v1.41/build", context("FROM shortnames/absent:1\n"))
+    status, raw = post(sock, "/v1.41/build", dockerfile_context("FROM shortnames/absent:1\n"))
     assert b"docker.io/shortnames/absent:1" in raw, raw
     assert f"{host}/shortnames/absent".encode() not in raw
 

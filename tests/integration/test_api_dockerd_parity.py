@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from api_server import request, start_server, stop_server
+from api_server import dockerfile_context, request, start_server, stop_server
 from private_dockerd import Dockerd
 
 pytestmark = [
@@ -346,17 +346,8 @@ BUILDS: list[tuple[dict[str, str], str, str | None]] = [
 ]
 
 
-def _context(dockerfile: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size, info.mtime = len(dockerfile.encode()), MTIME
-        tf.addfile(info, io.BytesIO(dockerfile.encode()))
-    return buf.getvalue()
-
-
 def _build_answer(sock: str, query: dict[str, str], dockerfile: str, tag: str | None) -> dict:
-    status, headers, raw = request(sock, "POST", q("/v1.41/build", **query), _context(dockerfile),
+    status, headers, raw = request(sock, "POST", q("/v1.41/build", **query), dockerfile_context(dockerfile, MTIME),
                                    {"Content-Type": "application/x-tar"})  # fmt: skip
     out: dict[str, Any] = {"status": status, "content-type": headers.get("content-type")}
     if status != 200:

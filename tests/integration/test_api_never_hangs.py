@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from api_server import busybox_sh_tar, start_server, stop_server
+from api_server import busybox_sh_tar, dockerfile_context, start_server, stop_server
 from registry_servers import RegistryServer
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
@@ -218,15 +218,6 @@ def context_dir(env: Env, text: str) -> Path:
     return d
 
 
-def context_tar(text: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(text.encode())
-        tf.addfile(info, io.BytesIO(text.encode()))
-    return buf.getvalue()
-
-
 # -- raw HTTP over the socket --------------------------------------------------------------
 
 
@@ -330,7 +321,7 @@ def run_failing_build(env: Env, client: str, text: str, pull: bool) -> str:
         raise AssertionError("docker-py built an image from a failing build")
     route = "docker" if client == "raw-build" else "libpod"
     jobs = int(client.rsplit("-", 1)[-1]) if route == "libpod" else None
-    s = raw_request(env.sock, build_target(route, jobs, pull), context_tar(text))
+    s = raw_request(env.sock, build_target(route, jobs, pull), dockerfile_context(text))
     return error_text(*read_reply(s))
 
 
@@ -375,7 +366,7 @@ def test_failing_stage_stops_a_sibling_waiting_on_a_slow_pull(env):
         """
     started = time.monotonic()
     s = raw_request(
-        env.sock, build_target("docker", None, False), context_tar(textwrap.dedent(text))
+        env.sock, build_target("docker", None, False), dockerfile_context(textwrap.dedent(text))
     )
     message = error_text(*read_reply(s))
     took = time.monotonic() - started
@@ -416,7 +407,7 @@ def start_client_build(env: Env, client: str, text: str) -> Callable[[], None]:
     route = "docker" if client == "raw-build" else "libpod"
     jobs = int(client.rsplit("-", 1)[-1]) if route == "libpod" else None
     s = raw_request(env.sock, build_target(route, jobs, False, tag="never-tagged"),
-                    context_tar(text))  # fmt: skip
+                    dockerfile_context(text))  # fmt: skip
     return s.close
 
 
@@ -436,7 +427,7 @@ def test_client_going_away_stops_the_build(env, client):
     # the server keeps serving: /_ping, then a new build
     assert read_raw(raw_request(env.sock, "/_ping", method="GET")) == (200, b"OK")
     ok = raw_request(env.sock, build_target("docker", None, False, tag=f"after-{token}"),
-                     context_tar(f"FROM base:1\nLABEL after={token}\n"))  # fmt: skip
+                     dockerfile_context(f"FROM base:1\nLABEL after={token}\n"))  # fmt: skip
     status, objs = read_reply(ok)
     assert status == 200 and any("aux" in o for o in objs), objs
     r = env.docker("image", "inspect", "--format", "{{json .RepoTags}}", "never-tagged")

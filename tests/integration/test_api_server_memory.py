@@ -7,15 +7,13 @@ grew it by megabytes (an arena per new thread, each keeping the pages freed in i
 from __future__ import annotations
 
 import http.client
-import io
 import socket
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from api_server import start_server_with_base, stop_server
+from api_server import dockerfile_context, start_server_with_base, stop_server
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -39,13 +37,7 @@ class _Unix(http.client.HTTPConnection):
 
 
 def _context(n: int) -> bytes:
-    text = f"FROM localhost/base:1\nRUN echo {n} > /n\nLABEL n={n}\n".encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(text)
-        t.addfile(info, io.BytesIO(text))
-    return buf.getvalue()
+    return dockerfile_context(f"FROM localhost/base:1\nRUN echo {n} > /n\nLABEL n={n}\n")
 
 
 def _build(sock: str, n: int) -> None:

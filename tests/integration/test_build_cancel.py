@@ -3,18 +3,16 @@ build leaves nothing behind (no image, working container, mount or runc containe
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
 import subprocess
-import tarfile
 import threading
 import time
 
 import pytest
 
-from api_server import busybox_sh_tar, start_server, stop_server
+from api_server import busybox_sh_tar, dockerfile_context, start_server, stop_server
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from kiln.errors import Cancelled
@@ -73,15 +71,6 @@ def test_cancel_stops_a_running_run(build_env, tmp_path, monkeypatch, isolation)
     assert build_env.ctx.snapshots.list_active() == []
 
 
-def _context_tar(dockerfile: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tf.addfile(info, io.BytesIO(dockerfile.encode()))
-    return buf.getvalue()
-
-
 @pytest.fixture
 def server(tmp_path):
     root, state_dir = str(tmp_path / "root"), str(tmp_path / "runtime")
@@ -113,7 +102,7 @@ def test_api_client_disconnect_stops_a_running_run(server):
             reply += chunk
         assert b" 200 " in reply.split(b"\r\n", 1)[0] and b'"error"' not in reply, reply
     dockerfile = "FROM base:1\nRUN echo started && /bin/busybox sleep 60\n"
-    s = _request(path, "POST", "/v1.41/build?t=cancelled", _context_tar(dockerfile),
+    s = _request(path, "POST", "/v1.41/build?t=cancelled", dockerfile_context(dockerfile),
                  "application/x-tar")  # fmt: skip
     s.settimeout(30)
     seen = b""

@@ -12,6 +12,7 @@ import pytest
 
 from kiln.oci import Digest
 from kiln.store import Store
+from sql_trace import statements_during
 
 
 @pytest.fixture
@@ -100,12 +101,7 @@ def test_nested_leases_unwind_in_order(store: Store) -> None:
 
 def _lease_row_writes(store: Store, body) -> int:
     """How many statements writing a lease's own rows ``body`` ran (this thread's)."""
-    seen: list[str] = []
-    store.db.conn.set_trace_callback(seen.append)
-    try:
-        body()
-    finally:
-        store.db.conn.set_trace_callback(None)
+    seen = statements_during(store, body)
     return sum(1 for sql in seen if "INTO leases" in sql or "INTO lease_owners" in sql)
 
 

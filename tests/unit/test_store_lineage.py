@@ -13,6 +13,7 @@ from kiln.image.inspect import inspect_image
 from kiln.oci import Descriptor, Digest, History, ImageConfig, Manifest
 from kiln.oci import media_types as mt
 from kiln.store import Store
+from sql_trace import statements_during
 
 T = 1_750_000_000  # one build: every step carries the same history entries
 
@@ -63,13 +64,10 @@ def test_inspect_runs_the_same_queries_with_10_or_200_images(store):
     base = make_image(store, ["a"], created=T)
 
     def statements(name: str) -> int:
-        seen: list[str] = []
-        store.db.conn.set_trace_callback(seen.append)
-        try:
+        def work() -> None:
             assert inspect_image(store, name)["Parent"] == bare(base)
-        finally:
-            store.db.conn.set_trace_callback(None)
-        return len(seen)
+
+        return len(statements_during(store, work))
 
     for i in range(10):
         make_image(store, ["a"], [f"img{i}"], created=T, metadata_steps=(f"ENV I={i}",))
@@ -103,13 +101,7 @@ def test_a_store_from_before_the_index_gets_it_on_open(tmp_path):
 
 
 def _traced(store, name: str) -> list[str]:
-    seen: list[str] = []
-    store.db.conn.set_trace_callback(seen.append)
-    try:
-        inspect_image(store, name)
-    finally:
-        store.db.conn.set_trace_callback(None)
-    return seen
+    return statements_during(store, lambda: inspect_image(store, name))
 
 
 def test_every_statement_of_an_inspect_searches_an_index(store):

@@ -11,6 +11,7 @@ import pytest
 
 from kiln.store import ImageRecord, Store
 from kiln.store.cache import TOUCH_AFTER
+from sql_trace import statements_during
 
 
 @pytest.fixture
@@ -23,14 +24,7 @@ def store(tmp_path) -> Iterator[Store]:
 
 def writes_of(store: Store, work: Callable[[], object]) -> list[str]:
     """The write transactions ``work`` begins on this thread's connection."""
-    seen: list[str] = []
-    conn = store.db.conn
-    conn.set_trace_callback(seen.append)
-    try:
-        work()
-    finally:
-        conn.set_trace_callback(None)
-    return [s for s in seen if s.startswith("BEGIN IMMEDIATE")]
+    return [s for s in statements_during(store, work) if s.startswith("BEGIN IMMEDIATE")]
 
 
 def _last_used(store: Store, key: str) -> float:

@@ -10,6 +10,7 @@ import pytest
 
 from kiln.errors import NotFound
 from kiln.store import ImageRecord, LayerRecord, Store
+from sql_trace import statements_during
 
 
 def sha(text: str) -> str:
@@ -49,14 +50,7 @@ def store(tmp_path):
 
 
 def statements_of(store: Store, put) -> list[str]:
-    seen: list[str] = []
-    conn = store.db.conn
-    conn.set_trace_callback(seen.append)
-    try:
-        put()
-    finally:
-        conn.set_trace_callback(None)
-    return seen
+    return statements_during(store, put)
 
 
 def put_step(store: Store, name: str, layers: list[LayerRecord]) -> None:
