@@ -237,3 +237,73 @@ def test_fsync_all_syncs_together_without_a_thread_object_and_reports_a_failure(
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _has_unnamed_temp_files(d) -> bool:
+    try:
+        os.close(os.open(d, os.O_RDWR | os.O_TMPFILE, 0o600))
+    except OSError:
+        return False
+    return True
+
+
+_WRITER = """
+import sys
+from kiln.util.output import open_output
+out = open_output(sys.argv[1])
+out.file.write(b"new" * 100000)
+out.file.flush()
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_writer_killed_mid_write_leaves_nothing_beside_the_output(tmp_path, existing):
+    """``kiln save -o out.tar`` SIGKILLed mid-write: the directory the user named holds what
+    it held before (nothing, or the old file), no temp file that nothing will ever sweep."""
+    if not _has_unnamed_temp_files(tmp_path):
+        pytest.skip("the file system of the temporary directory has no O_TMPFILE")
+    import subprocess
+    import sys
+
+    import kiln
+    from killed_process import kill_and_reap, wait_for_line
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if existing:
+        (out / "out.tar").write_bytes(OLD)
+    src = os.path.dirname(os.path.dirname(kiln.__file__))
+    env = dict(os.environ, PYTHONPATH=src)
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(out / "out.tar")], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_for_line(proc, "written")
+        # the bytes are written and still invisible: nothing new in the directory
+        assert names(out) == (["out.tar"] if existing else [])
+    finally:
+        assert kill_and_reap(proc) == -9
+        proc.stdin.close()
+    assert names(out) == (["out.tar"] if existing else [])
+    if existing:
+        assert (out / "out.tar").read_bytes() == OLD
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_where_unnamed_temp_files_are_not_supported_a_named_one_is_used(
+    tmp_path, monkeypatch, existing
+):
+    import kiln.util.atomic as atomic
+
+    monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    target = tmp_path / "f"
+    if existing:
+        target.write_bytes(OLD)
+    with AtomicFile(str(target)) as f:
+        f.file.write(b"new")
+        temps = [n for n in names(tmp_path) if n.startswith(".kiln-f-") and n.endswith(".tmp")]
+        assert len(temps) == 1
+    assert target.read_bytes() == b"new"
+    assert names(tmp_path) == ["f"]

@@ -1,10 +1,20 @@
 """Files that appear whole or not at all.
 
 ``AtomicFile`` creates a temp file beside the target (same directory, so the
-rename is atomic) with ``O_CREAT|O_EXCL|O_NOFOLLOW``, lets the caller write it,
-then fsyncs it, renames it over the target and fsyncs the directory: a reader,
-or a crash, sees the old file or the new one, never a part of it. On failure the
-temp file is removed and the target is untouched.
+rename is atomic), lets the caller write it, then fsyncs it, puts it in place
+and fsyncs the directory: a reader, or a crash, sees the old file or the new
+one, never a part of it. On failure the temp file is removed and the target is
+untouched.
+
+Where the file system has ``O_TMPFILE`` (ext4, xfs, btrfs, tmpfs) the temp file
+has no name while it is written: a process killed mid-write (SIGKILL, the OOM
+killer) leaves nothing behind, not even in a directory the user named. At the
+end it is linked in through ``/proc/self/fd``: straight at the target's name
+when there is none yet, else at a temp name renamed over the target at once.
+Elsewhere (NFS, FUSE) it is a named temp file (``O_CREAT|O_EXCL|O_NOFOLLOW``),
+``.kiln-NAME-RANDOM.tmp``, which a kill leaves behind: kiln never sweeps such
+names outside its own state root, as it cannot know a user's directory is not
+also someone else's.
 
 It only ever replaces a regular file (or creates a new name): a directory,
 device, FIFO, socket or symbolic link at the target is refused, so an atomic
@@ -34,6 +44,9 @@ from kiln.errors import InvalidArgument, NotFound
 __all__ = [
     "AtomicFile", "atomic_write", "file_kind", "fsync_all", "fsync_dir", "fsync_trees", "refuse_symlinks", "start_writeback", "syncfs", "WritebackEvery"
 ]  # fmt: skip
+
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_PROC_FD = "/proc/self/fd"
 
 _KINDS = (
     (stat.S_ISDIR, "directory"),
@@ -305,7 +318,8 @@ class AtomicFile:
             old = self._existing()
             if old is not None and keep_mode:
                 self._mode, self._owner = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)
-            self._tmp, fd = self._create_temp(prefix)
+            self._prefix = prefix
+            self._tmp, fd = self._create_temp()
         except BaseException:
             os.close(self._dfd)
             raise
@@ -325,16 +339,47 @@ class AtomicFile:
             f"{self.path} is a {file_kind(st.st_mode)}; kiln only replaces regular files"
         )
 
-    def _create_temp(self, prefix: str) -> tuple[str, int]:
+    def _create_temp(self) -> tuple[str | None, int]:
+        """(the temp file's name, or None while it has none; its descriptor)."""
+        if _O_TMPFILE and os.path.isdir(_PROC_FD):
+            try:
+                return None, os.open(
+                    ".", os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=self._dfd
+                )
+            except OSError:
+                pass  # not on this file system (EOPNOTSUPP) or kernel (EISDIR): a named one
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         for _ in range(100):
-            name = f"{prefix}{self._name[:32]}-{os.urandom(6).hex()}.tmp"
             try:
+                name = self._temp_name()
                 return name, os.open(name, flags, 0o600, dir_fd=self._dfd)
             except FileExistsError:
                 continue
             except OSError as exc:
                 raise InvalidArgument(f"cannot write {self.path}: {exc.strerror}") from None
+        raise InvalidArgument(f"cannot write {self.path}: no free temporary name")
+
+    def _temp_name(self) -> str:
+        return f"{self._prefix}{self._name[:32]}-{os.urandom(6).hex()}.tmp"
+
+    def _link_unnamed(self, fd: int) -> str | None:
+        """Give the unnamed temp file ``fd`` a name: the target's when there is none (None:
+        in place), else a temp name (returned, and kept in ``self._tmp`` for ``abort``) to
+        rename over the target."""
+        source = f"{_PROC_FD}/{fd}"
+        try:
+            os.link(source, self._name, dst_dir_fd=self._dfd, follow_symlinks=True)
+            return None
+        except FileExistsError:
+            pass
+        for _ in range(100):
+            name = self._temp_name()
+            try:
+                os.link(source, name, dst_dir_fd=self._dfd, follow_symlinks=True)
+            except FileExistsError:
+                continue
+            self._tmp = name
+            return name
         raise InvalidArgument(f"cannot write {self.path}: no free temporary name")
 
     def __enter__(self) -> AtomicFile:
@@ -363,9 +408,11 @@ class AtomicFile:
                     os.fchown(fd, *self._owner)
             os.fchmod(fd, self._mode)
             os.fsync(fd)
-            self.file.close()
             self._existing()  # still a regular file (or nothing): never replace anything else
-            os.replace(self._tmp, self._name, src_dir_fd=self._dfd, dst_dir_fd=self._dfd)
+            tmp = self._tmp if self._tmp is not None else self._link_unnamed(fd)
+            self.file.close()
+            if tmp is not None:  # None: linked in place
+                os.replace(tmp, self._name, src_dir_fd=self._dfd, dst_dir_fd=self._dfd)
         except BaseException:
             self.abort()
             raise
@@ -382,8 +429,9 @@ class AtomicFile:
         self.done = True
         with contextlib.suppress(OSError):
             self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp, dir_fd=self._dfd)
+        if self._tmp is not None:  # an unnamed temp file went with its descriptor
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp, dir_fd=self._dfd)
         os.close(self._dfd)
 
 

@@ -3,10 +3,10 @@
 What the path names decides how it is written (podman's behaviour, made atomic
 where that is safe):
 
-- a new path or a regular file: a temp file beside it, renamed over it when
+- a new path or a regular file: a temp file beside it, put in place when
   complete (``AtomicFile``): readers see the old file or the new one, a failed
-  write leaves the old file (or nothing) and no temp file; a replaced file
-  keeps its mode and owner;
+  write leaves the old file (or nothing) and no temp file, nor does a killed kiln
+  where the file system has ``O_TMPFILE``; a replaced file keeps its mode and owner;
 - a symbolic link: followed, as podman does, and the file it leads to handled
   by these same rules (a dangling link creates its target; a loop is an error);
 - a character or block device, a FIFO or a terminal: opened for writing and
