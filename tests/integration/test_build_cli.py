@@ -154,6 +154,31 @@ def test_output_local_and_tar(build_env, tmp_path):  # noqa: F811
     assert tar.stat().st_size > 0
 
 
+def test_output_local_replaces_an_earlier_export_and_never_writes_through_its_links(
+    build_env,  # noqa: F811
+    tmp_path,
+):
+    """A second export into the same directory works (busybox's links are replaced, not
+    refused as existing), and a path that was a symbolic link in the first image and is a
+    file in the second gets the file: the file the old link named is not written."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    dest = tmp_path / "exported"
+    linked = build_env.context_dir(
+        files={"Containerfile": f"FROM busybox\nRUN ln -s {victim} /x && ln -s /etc /d\n"}
+    )
+    filed = build_env.context_dir(
+        files={"Containerfile": "FROM busybox\nRUN echo image > /x && mkdir /d\n"}
+    )
+    for ctx in (linked, filed):
+        proc = kiln(build_env, "build", "-q", "-o", f"type=local,dest={dest}", ctx)
+        assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == "untouched\n"
+    assert (dest / "x").read_text() == "image\n" and not (dest / "x").is_symlink()
+    assert (dest / "d").is_dir() and not (dest / "d").is_symlink()
+    assert os.readlink(dest / "bin" / "sh") == "/bin/busybox"
+
+
 def test_from_step_shows_the_expanded_base_as_buildah(build_env):  # noqa: F811
     dockerfile = (
         "ARG BASE=busybox\nARG P=linux/amd64\n"

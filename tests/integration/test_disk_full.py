@@ -7,6 +7,7 @@ The store lives on a small tmpfs the test mounts; every kiln call runs under a t
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -147,5 +148,38 @@ def test_a_full_disk_under_the_output_names_the_output_not_the_store(tmp_path, f
         )
         if name.endswith(".tar"):
             assert os.listdir(out) == []  # no archive, no temp file
+    finally:
+        subprocess.run(["umount", "-l", str(out)], timeout=30, check=False)
+
+
+def test_a_full_disk_under_a_local_build_output_names_the_file_not_the_store(tmp_path):
+    """``kiln build --output type=local,dest=D`` on a full disk: the file of D it was writing,
+    as the other outputs say it, not an unexpected error."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(out)],
+                   check=True, timeout=30)  # fmt: skip
+    try:
+        env = dict(os.environ, KILN_ROOT=str(tmp_path / "root"))
+        env.pop("KILN_DEBUG", None)
+
+        def kiln(*args):
+            return subprocess.run([sys.executable, "-m", "kiln.cli.main", "--progress", "quiet",
+                                   *args], env=env, capture_output=True, text=True,
+                                  timeout=120)  # fmt: skip
+
+        rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))  # a 2 MB /bin/busybox
+        assert kiln("import", rootfs, "busybox").returncode == 0
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Containerfile").write_text("FROM busybox\n")
+        dest = out / "d"
+        res = kiln("build", "--output", f"type=local,dest={dest}", str(ctx))
+        assert res.returncode == 125
+        assert re.fullmatch(
+            f"Error: writing {re.escape(str(dest))}/[^ ]+: no space left on device\n", res.stderr
+        ), res.stderr
     finally:
         subprocess.run(["umount", "-l", str(out)], timeout=30, check=False)

@@ -14,7 +14,7 @@ buildah, refused when that is a terminal.
 
 from __future__ import annotations
 
-import shutil
+import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from kiln.archive.compression import Compression
 from kiln.errors import InvalidArgument
 from kiln.util.lazy_dataclass import dataclass
-from kiln.util.output import check_output, open_output, output_dir, output_stream
+from kiln.util.output import check_output, open_output, output_dir, output_stream, write_error
 
 if TYPE_CHECKING:
     from kiln.image import Image
@@ -170,8 +170,7 @@ def export_outputs(
         if kind in ("local", "tar"):
             with open_root(image_id) as root:
                 if kind == "local":
-                    output_dir(dest, "--output type=local")
-                    shutil.copytree(root, dest, symlinks=True, dirs_exist_ok=True)
+                    _write_tree(root, dest)
                 else:
                     _write_tree_tar(root, dest, spec, timestamp)
         else:
@@ -181,6 +180,20 @@ def export_outputs(
             img = open_image(image_id)
             writer = write_oci_archive if kind == "oci" else write_docker_archive
             writer(_stdout(spec) if dest == "-" else dest, [(img, list(names))])
+
+
+def _write_tree(root: str, dest: str) -> None:
+    """``type=local``: the image's files into directory ``dest`` (replacing what an earlier
+    export left, never writing through its links); a failed write names the file."""
+    from kiln.snapshot.copytree import copy_tree  # lazy: start-up cost
+
+    output_dir(dest, "--output type=local")
+    try:
+        copy_tree(root, dest)
+    except OSError as exc:
+        name = exc.filename
+        inside = isinstance(name, str) and name.startswith(os.path.join(dest, ""))
+        raise write_error(name if inside else dest, exc) from None
 
 
 def _write_tree_tar(root: str, dest: str, spec: str, timestamp: int | None) -> None:

@@ -8,6 +8,9 @@ hard links inside a layer preserved.
 
 Cost: every prepare copies the whole image (time and disk proportional to its
 size), where an overlay mount costs nothing.
+
+``copy_tree`` is the same copy of one plain tree (a mounted image) into a directory the
+user named (``--output type=local``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,17 @@ def merge_layers(layers_top_first: list[str], dest: str) -> None:
         _copy_meta(layer, dest, os.lstat(layer))
 
 
+def copy_tree(src: str, dest: str) -> None:
+    """Copy the plain tree ``src`` into the existing directory ``dest`` as files of the
+    caller, as BuildKit's client writes a local export: modes, times, xattrs it may set and
+    hard links kept, owners not; a device node the caller may not make is left out. What
+    ``dest`` has at a path is replaced, never written through: a symbolic link an earlier
+    export left there is not followed. An ``OSError`` names (``filename``) the path under
+    ``dest`` it failed on, when it was a write."""
+    _copy_dir(src, dest, {}, plain=True)
+    _copy_meta(src, dest, os.lstat(src), plain=True)  # as shutil.copytree did
+
+
 def _remove(path: str) -> None:
     try:
         st = os.lstat(path)
@@ -40,47 +54,67 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _copy_dir(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
+def _copy_dir(src: str, dst: str, links: dict[tuple[int, int], str], plain: bool = False) -> None:
+    """Copy directory ``src``'s entries into ``dst``: a layer's (whiteouts and opaque
+    directories applied, owners kept) or, ``plain``, a tree's (``copy_tree``)."""
     with os.scandir(src) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
         s, d = entry.path, os.path.join(dst, entry.name)
-        st = entry.stat(follow_symlinks=False)
-        if is_whiteout(st):
-            _remove(d)
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            if os.path.isdir(d) and not os.path.islink(d):
-                if is_opaque(s):
-                    shutil.rmtree(d)
-                    os.mkdir(d, 0o700)
-            else:
-                _remove(d)
-                os.mkdir(d, 0o700)
-            _copy_dir(s, d, links)
-            _copy_meta(s, d, st)
-            continue
+        try:
+            _copy_entry(s, d, entry.stat(follow_symlinks=False), links, plain)
+        except OSError as exc:
+            if exc.filename is None:  # a write of d's bytes (copy_file_range, write)
+                exc.filename = d
+            raise
+
+
+def _copy_entry(
+    s: str, d: str, st: os.stat_result, links: dict[tuple[int, int], str], plain: bool
+) -> None:
+    if not plain and is_whiteout(st):
         _remove(d)
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in links:
-            os.link(links[key], d)
-            continue
-        _copy_node(s, d, st)
-        _copy_meta(s, d, st)
-        if st.st_nlink > 1:
-            links[key] = d
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if os.path.isdir(d) and not os.path.islink(d):
+            if not plain and is_opaque(s):
+                shutil.rmtree(d)
+                os.mkdir(d, 0o700)
+        else:
+            _remove(d)
+            os.mkdir(d, 0o700)
+        _copy_dir(s, d, links, plain)
+        _copy_meta(s, d, st, plain)
+        return
+    _remove(d)
+    key = (st.st_dev, st.st_ino)
+    if st.st_nlink > 1 and key in links:
+        os.link(links[key], d)
+        return
+    if not _copy_node(s, d, st, plain):
+        return
+    _copy_meta(s, d, st, plain)
+    if st.st_nlink > 1:
+        links[key] = d
 
 
-def _copy_node(src: str, dst: str, st: os.stat_result) -> None:
+def _copy_node(src: str, dst: str, st: os.stat_result, plain: bool = False) -> bool:
+    """Make ``dst`` a copy of ``src``; False when nothing was made."""
     mode = st.st_mode
     if stat.S_ISLNK(mode):
         os.symlink(os.readlink(src), dst)
     elif stat.S_ISREG(mode):
         _copy_file(src, dst, st.st_size)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
-        os.mknod(dst, mode, st.st_rdev)
-    elif stat.S_ISSOCK(mode):
-        return  # sockets are not content
+        try:
+            os.mknod(dst, mode, st.st_rdev)
+        except PermissionError:
+            if not plain:
+                raise
+            return False  # a device node of an export, as a user who may not make one
+    else:
+        return False  # sockets are not content
+    return True
 
 
 def _copy_file(src: str, dst: str, size: int) -> None:
@@ -108,9 +142,16 @@ def _copy_file(src: str, dst: str, size: int) -> None:
         os.close(fin)
 
 
-def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
+#: xattrs a copy goes on without: those the file system or the caller may not set (and, for
+#: a plain copy, those it may not read), as ``shutil.copy2`` does
+_XATTR_SKIPPED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)
+_XATTR_SKIPPED_PLAIN = (*_XATTR_SKIPPED, errno.EACCES, errno.ENODATA)
+
+
+def _copy_meta(src: str, dst: str, st: os.stat_result, plain: bool = False) -> None:
     link = stat.S_ISLNK(st.st_mode)
-    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not plain:
+        os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
     try:
         names = os.listxattr(src, follow_symlinks=False)
     except OSError:
@@ -123,7 +164,7 @@ def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
                 dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False
             )
         except OSError as exc:
-            if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+            if exc.errno not in (_XATTR_SKIPPED_PLAIN if plain else _XATTR_SKIPPED):
                 raise
     if not link:
         os.chmod(dst, stat.S_IMODE(st.st_mode))
