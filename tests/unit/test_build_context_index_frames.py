@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kiln.build import context as context_module
 from kiln.build.context import BuildContext
-from kiln.build.context_index import DirIndex
+from kiln.build.context_index import DirIndex, DirRecord
 from kiln.store import Store
 
 
@@ -32,3 +32,38 @@ def test_the_index_is_stored_a_directory_at_a_time(tmp_path, monkeypatch):
     again = BuildContext(str(tree), checksums=store)
     assert again.digest(["."]) == digest
     assert again.hashed_here() == 0  # every file's checksum from the stored index
+
+
+def test_the_records_are_taken_under_the_lock_of_the_walks_that_change_them(tmp_path, monkeypatch):
+    """Stages of one build digest the same context in threads: while one stores the index,
+    another's walk may add, drop or re-filter a record (under the context's lock). The
+    records are taken under that lock, so such a change waits: the store neither fails
+    ("dictionary changed size during iteration") nor keeps a record half re-filtered. Here
+    the other walk tries to change the index at the moment a record is being taken."""
+    monkeypatch.setattr(context_module, "RACY_NS", 0)
+    tree = tmp_path / "ctx"
+    for d in range(3):
+        (tree / f"d{d}").mkdir(parents=True)
+        (tree / f"d{d}" / "f").write_text(f"{d}\n")
+    store = Store.open(str(tmp_path / "store"))
+    ctx = BuildContext(str(tree), checksums=store)
+    ctx.digest(["."])
+    index = ctx._dir_index()
+    changed_meanwhile = []
+
+    class Watched(DirRecord):
+        def to_tuple(self):
+            if ctx._lock.acquire(blocking=False):  # another stage's walk, if it may
+                try:
+                    index.records["new"] = index.records[""]
+                    changed_meanwhile.append(True)
+                finally:
+                    ctx._lock.release()
+            return super().to_tuple()
+
+    index.records["d0"] = Watched(*index.records["d0"].to_tuple())
+    index.changed = True
+    ctx._persist()
+    assert changed_meanwhile == []
+    stored = DirIndex.load(store.get_context_index(str(tree)), str(tree))
+    assert sorted(stored.records) == ["", "d0", "d1", "d2"]

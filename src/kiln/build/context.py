@@ -498,14 +498,17 @@ class BuildContext:
     def _persist(self) -> None:
         """Write the checksums hashed since the last call, in one transaction, and the
         per-directory index if it changed."""
-        with self._lock:
+        put_index = getattr(self.checksums, "put_context_index", None)
+        frames = None
+        with self._lock:  # the records as they are now: another stage's walk may change them
             new, self._new = self._new, []
             index = self._index if self._index is not None and self._index.changed else None
             if index is not None:
                 index.changed = False
-        put_index = getattr(self.checksums, "put_context_index", None)
-        if index is not None and put_index is not None:
-            put_index(self.root, index.dump(self.root))
+                if put_index is not None:
+                    frames = index.dump(self.root)
+        if frames is not None and put_index is not None:
+            put_index(self.root, frames)
         if new and self.checksums is not None:
             memo = self._memo
             cast(BulkChecksumCache, self.checksums).put_checksums((p, *memo[p]) for p in new)

@@ -227,19 +227,12 @@ class DirIndex:
 
     def dump(self, root: str) -> Iterator[bytes]:
         """The index as stored, a frame at a time (see the module docstring: the whole of
-        it is never held)."""
-        yield _MAGIC
-        crc = 0
-        # taken first: another stage's walk may add a record while the frames are written
+        it is never held). The records are taken now, when called, not as the frames are
+        read: call it under the lock the walks that change records take (another stage's
+        walk may add, drop or re-filter a record while the frames are written)."""
         items: list[Any] = [{"v": _VERSION, "root": root}]
         items += [(rel, rec.to_tuple()) for rel, rec in self.records.items()]
-        for item in items:
-            frame = marshal.dumps(item)
-            length = len(frame).to_bytes(_LENGTH, "big")
-            crc = zlib.crc32(frame, zlib.crc32(length, crc))
-            yield length
-            yield frame
-        yield crc.to_bytes(_LENGTH, "big")
+        return _framed(items)
 
     def forget_below(self, top: str, keep: set[str]) -> None:
         """Drop the records of directories at or below ``top`` not in ``keep`` (they were not
@@ -254,6 +247,19 @@ class DirIndex:
             del self.records[rel]
         if stale:
             self.changed = True
+
+
+def _framed(items: list[Any]) -> Iterator[bytes]:
+    """The stored form of ``items`` (the header, then the records), a frame at a time."""
+    yield _MAGIC
+    crc = 0
+    for item in items:
+        frame = marshal.dumps(item)
+        length = len(frame).to_bytes(_LENGTH, "big")
+        crc = zlib.crc32(frame, zlib.crc32(length, crc))
+        yield length
+        yield frame
+    yield crc.to_bytes(_LENGTH, "big")
 
 
 def _frames(data: memoryview) -> Iterator[memoryview]:
