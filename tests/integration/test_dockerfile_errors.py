@@ -93,6 +93,20 @@ ERRORS = {
         "FROM busybox\nCOPY --from=nostage /x /x\n", ["--pull=never"], 125,
         "Error: Containerfile:2: COPY: creating build container: nostage: image not known",
     ),
+    # FROM names only an earlier stage (buildah, BuildKit): a later stage's name is an image,
+    # and the error says so (buildah: "b: image not known"; BuildKit: docker.io/library/b)
+    "from_a_later_stages_name": (
+        "FROM b AS a\nRUN true\nFROM a AS b\nRUN true\n", ["--pull=never"], 125,
+        'Error: creating build container: b: image not known (FROM b reads the image "b": the'
+        " name is a later stage's, at Containerfile:3, and FROM names only an earlier stage)",
+    ),
+    # --from names any stage, as BuildKit; a circle is refused with its message, and the circle
+    # (buildah: "COPY --from=two: no stage or image found with that name")
+    "copy_from_in_a_circle": (
+        "FROM busybox AS one\nCOPY --from=two /x /x\nFROM busybox AS two\nCOPY --from=one /y /y\n",
+        [], 125,
+        "Error: circular dependency detected on stage: two (two -> one -> two)",
+    ),
     "copy_from_index_out_of_range": (
         "FROM busybox\nCOPY --from=5 /x /x\n", [], 125,
         "Error: Containerfile:2: invalid from flag value 5: index out of bounds",

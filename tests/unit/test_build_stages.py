@@ -97,12 +97,19 @@ def test_instruction_before_from_refused() -> None:
         make("RUN x\nFROM a\n")
 
 
-def test_only_earlier_stages_can_be_named() -> None:
-    """A later stage's name is an image reference (buildah and BuildKit), so stages can
-    never depend on each other in a circle."""
-    p = make("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nCOPY --from=one /y /y\n")
-    assert p.stages[0].external_images == {"two"} and p.stages[0].stage_deps == set()
-    assert p.stages[1].stage_deps == {0}
+def test_from_names_only_earlier_stages_and_from_flags_any_stage() -> None:
+    """As BuildKit: FROM a later stage's name is an image; ``--from`` a later stage's name is
+    that stage, built first (an index names only an earlier stage); a circle is refused,
+    naming it."""
+    p = make("FROM b AS a\nFROM a AS b\n")
+    assert p.stages[0].base_stage is None and p.stages[1].base_stage == 0
+    assert p.stage_named_from(0) is p.stages[1] and p.stage_named_from(1) is None
+    p = make("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nFROM c\nCOPY --from=one / /\n")
+    assert p.stages[0].external_images == set() and p.stages[0].stage_deps == {1}
+    assert p.order == (1, 0, 2)
+    with pytest.raises(InvalidArgument) as err:
+        make("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nCOPY --from=one /y /y\n")
+    assert str(err.value) == "circular dependency detected on stage: two (two -> one -> two)"
     with pytest.raises(InvalidArgument, match="refers to current or future build stage"):
         make("FROM a\nCOPY --from=1 /x /x\nFROM b\n")
 

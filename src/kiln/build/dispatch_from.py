@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from kiln.build.instructions import Instruction, instruction_from_node
 from kiln.build.parser import parse_string
 from kiln.build.stage_run import StageRun
-from kiln.errors import InvalidArgument
+from kiln.errors import InvalidArgument, KilnError
 
 if TYPE_CHECKING:
     from kiln.build.services import BuildServices
@@ -24,7 +24,11 @@ def dispatch_from(run: StageRun, build: BuildServices) -> list[Instruction]:
     elif stage.is_scratch:
         base_id = None
     else:
-        base_id = build.base_image(stage.base_expanded, stage.platform)
+        try:
+            base_id = build.base_image(stage.base_expanded, stage.platform)
+        except KilnError as exc:
+            _note_stage_named_so(exc, build, stage.index)
+            raise
     platform = build.stage_platform(stage)
     if base_id is None:
         config = build.scratch_config(platform if stage.platform else None)
@@ -37,6 +41,23 @@ def dispatch_from(run: StageRun, build: BuildServices) -> list[Instruction]:
     run.editor.clear_onbuild()
     build.progress.note(f"Running {len(triggers)} ONBUILD trigger(s) of the base image")
     return [_trigger(text, stage.line, build.dockerfile_name) for text in triggers]
+
+
+def _note_stage_named_so(exc: KilnError, build: BuildServices, index: int) -> None:
+    """An image FROM that is not found, where a stage at or after this one has that name:
+    say that it is read as an image (buildah says only "b: image not known", BuildKit
+    looks for docker.io/library/b)."""
+    named = build.plan.stage_named_from(index)
+    if named is not None:
+        where = (
+            "this stage's"
+            if named.index == index
+            else f"a later stage's, at {build.dockerfile_name}:{named.line}"
+        )
+        exc.message += (
+            f' (FROM {named.name} reads the image "{named.name}": the name is {where}, and '
+            "FROM names only an earlier stage)"
+        )
 
 
 def _trigger(text: str, line: int, name: str) -> Instruction:

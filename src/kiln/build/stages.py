@@ -5,6 +5,11 @@ Stages form a graph: ``FROM <earlier stage>``, ``COPY --from=<name|index>`` and
 needs are planned; ``order`` is a topological order and ``deps`` lets an
 executor run independent stages in parallel.  A ``--from`` that names no
 stage is an image, recorded in ``Stage.external_images``.
+
+As in BuildKit, FROM names only an earlier stage (a later stage's name there is an
+image), while ``--from`` names any stage (a later one is built first; stages that
+copy from each other in a circle are refused: "circular dependency detected on
+stage: one"); a ``--from`` index names only an earlier stage.
 """
 
 from __future__ import annotations
@@ -67,6 +72,15 @@ class BuildPlan:
     @property
     def target(self) -> Stage:
         return self.stages[self.target_index]
+
+    def stage_named_from(self, index: int) -> Stage | None:
+        """The stage, at or after stage ``index``, named as ``index``'s FROM image (FROM
+        names only earlier stages: ``FROM b AS a`` ... ``FROM a AS b`` reads image ``b``)."""
+        base = self.stages[index]
+        if base.base_stage is not None:
+            return None
+        name = base.base_expanded.lower()
+        return next((s for s in self.stages[index:] if (s.name or "").lower() == name), None)
 
     def levels(self) -> list[list[int]]:
         """Batches of stages that can run in parallel, in order."""
@@ -152,8 +166,8 @@ def _simulate_one(
 
 
 def _resolve(ref: str, names: dict[str, int], count: int, current: int) -> int | None:
-    """The stage ``ref`` names for stage ``current``: only an earlier stage can be named (a
-    later stage's name is an image reference, as in buildah and BuildKit)."""
+    """The stage the ``--from`` ``ref`` of stage ``current`` names: any stage by name, only
+    an earlier one by index (as BuildKit; see the module docstring)."""
     if ref.isdigit():
         index = int(ref)
         if index >= count:
@@ -163,8 +177,7 @@ def _resolve(ref: str, names: dict[str, int], count: int, current: int) -> int |
                 f"invalid from flag value {ref}: refers to current or future build stage"
             )
         return index
-    named = names.get(ref.lower())
-    return named if named is not None and named <= current else None
+    return names.get(ref.lower())
 
 
 def plan(
@@ -253,19 +266,28 @@ def plan(
 
 
 def _topological(stages: list[Stage], target: int) -> list[int]:
+    """The stages ``target`` needs, dependencies first; a circle is refused with BuildKit's
+    message and the circle itself ("... on stage: two (two -> one -> two)")."""
     order: list[int] = []
     state: dict[int, str] = {}
+    path: list[int] = []  # the stages being visited, outermost first
+
+    def label(index: int) -> str:
+        return stages[index].name or str(index)
 
     def visit(index: int) -> None:
         if state.get(index) == "done":
             return
         if state.get(index) == "active":
-            stage = stages[index]
-            label = stage.name or str(stage.index)
-            raise InvalidArgument(f"circular dependency detected on stage: {label}")
+            circle = " -> ".join(map(label, [*path[path.index(index) :], index]))
+            raise InvalidArgument(
+                f"circular dependency detected on stage: {label(index)} ({circle})"
+            )
         state[index] = "active"
+        path.append(index)
         for dep in sorted(stages[index].stage_deps):
             visit(dep)
+        path.pop()
         state[index] = "done"
         order.append(index)
 
