@@ -12,8 +12,9 @@ What is deliberately not compared (each is a decision, said where it is made):
 * ``SpaceReclaimed`` of a prune: kiln counts every blob that left its disk (configs and
   manifests too), dockerd the layers' sizes.
 * ``Labels: null`` of an image without labels: kiln answers ``{}`` (``shapes.docker_summary``).
-* inspect's ``Metadata.LastTagTime`` (kiln keeps no tagging times), ``GraphDriver`` and
-  ``Container``/``ContainerConfig`` (dropped from the API at 1.45).
+* inspect's ``Metadata.LastTagTime`` (kiln keeps no tagging times) and ``GraphDriver``;
+  the ``Container``/``ContainerConfig`` of a build (each builder's own intermediate
+  container: compared for loaded images, where both show the config's or empty ones).
 * the wording of error messages, but for a 404 of a route that names an image: statuses
   are compared, and each body must be ``{"message": <non-empty string>}``.
 * the history of an image whose config records none: dockerd shows no rows, kiln one
@@ -125,7 +126,8 @@ STATUS_SINCE_20_10 = {
 SUMMARY_FIELDS = ("Id", "ParentId", "RepoTags", "RepoDigests", "Created", "SharedSize",
                   "Labels", "Containers")  # fmt: skip
 INSPECT_FIELDS = ("Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created",
-                  "DockerVersion", "Author", "Architecture", "Os", "RootFS")  # fmt: skip
+                  "Container", "ContainerConfig", "DockerVersion", "Author", "Architecture",
+                  "Os", "RootFS")  # fmt: skip
 HISTORY_FIELDS = ("Id", "Created", "CreatedBy", "Tags", "Comment")
 CONFIG_FIELDS = ("Cmd", "Env", "Entrypoint", "Labels", "User", "WorkingDir")
 HEADERS = ("api-version", "docker-experimental", "ostype", "content-type")
@@ -292,6 +294,26 @@ def test_the_docker_api_answers_as_dockerd(servers) -> None:
     assert not differences, "\n".join(differences)
 
 
+def test_a_registry_that_cannot_be_reached_answers_as_dockerd(servers) -> None:
+    """A pull or search from a registry nobody answers at: 500 with a message, as dockerd
+    (kiln answered 503, its ``Unavailable``'s status on the libpod routes)."""
+    import socket
+
+    with socket.socket() as closed:  # bound, never listening: a connection is refused
+        closed.bind(("127.0.0.1", 0))
+        registry = f"127.0.0.1:{closed.getsockname()[1]}"
+        for method, path in (
+            ("POST", q("/images/create", fromImage=f"{registry}/kiln-test/x", tag="1")),
+            ("GET", q("/images/search", term=f"{registry}/kiln-test")),
+        ):
+            answers = {
+                name: normalised(method, path, request(sock, method, "/v1.41" + path))
+                for name, sock in servers.items()
+            }
+            assert answers["kiln"] == answers["docker"], path
+            assert answers["kiln"]["status"] == 500
+
+
 @pytest.mark.parametrize("prefix", ["", "/v1.24", "/v1.41", "/v1.99", "/v1.x", "/vnope"])
 def test_version_prefixes_answer_as_dockerd(servers, prefix: str) -> None:
     answers = {
@@ -365,7 +387,8 @@ def _build_answer(sock: str, query: dict[str, str], dockerfile: str, tag: str | 
         out["image"] = _inspect(json.loads(body))
         # each builder's own: the classic builder's Parent is its previous step's image,
         # which kiln does not keep; DockerVersion is dockerd's release
-        for key in ("Id", "Created", "RootFS", "Parent", "DockerVersion"):
+        for key in ("Id", "Created", "RootFS", "Parent", "DockerVersion", "Container",
+                    "ContainerConfig"):  # fmt: skip
             out["image"].pop(key)
     return out
 

@@ -1,7 +1,10 @@
 """kiln errors -> HTTP statuses and Docker/libpod error bodies.
 
 Docker clients read ``{"message": ...}``; podman's bindings also read ``cause``
-and ``response`` (the status code). A status of 500 means a kiln bug.
+and ``response`` (the status code). A status of 500 means a kiln bug, but on the Docker
+routes: there an ``Unavailable`` (a registry that cannot be reached, a full disk, a
+missing runtime) is 500 too, as dockerd answers every error it does not classify (its
+503 is for its own services: a swarm, a plugin), where the libpod routes keep 503/507.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from kiln.errors import KilnError, NotFound, translated
+from kiln.errors import KilnError, NotFound, Unavailable, translated
 from kiln.util.redact import redact
 
 log = logging.getLogger("kiln.api")
@@ -26,8 +29,11 @@ class NoSuchImage(NotFound):
         self.cause = cause
 
 
-def status_of(exc: BaseException) -> int:
+def status_of(exc: BaseException, libpod: bool = True) -> int:
+    """The HTTP status of ``exc`` on a libpod route, or (``libpod`` false) a Docker route."""
     if isinstance(exc, KilnError):
+        if not libpod and isinstance(exc, Unavailable):
+            return 500
         return int(getattr(exc, "http_status", 500))
     return 500
 
@@ -45,7 +51,7 @@ def cause_of(exc: BaseException) -> str:
 
 def error_body(exc: BaseException, libpod: bool = False) -> dict[str, Any]:
     exc = translated(exc)
-    status = status_of(exc)
+    status = status_of(exc, libpod)
     if isinstance(exc, KilnError):
         message = str(exc) or type(exc).__name__
     else:
@@ -61,7 +67,7 @@ def error_response(exc: BaseException, libpod: bool = False) -> JSONResponse:
     exc = translated(exc)
     if not isinstance(exc, KilnError):
         log.error("unexpected error answering a request", exc_info=exc)
-    return JSONResponse(error_body(exc, libpod), status_code=status_of(exc))
+    return JSONResponse(error_body(exc, libpod), status_code=status_of(exc, libpod))
 
 
 def is_libpod_request(request: Request) -> bool:

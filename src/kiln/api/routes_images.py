@@ -65,9 +65,11 @@ async def list_images(request: Request) -> Response:
 async def inspect_image(request: Request) -> Response:
 
     name = request.path_params["name"]
+    version = request.scope.get("kiln.api_version")
+    legacy = shapes.shows_container_config(version)
     with image_lookup(_shown(request, name)):
-        data = await run_read(request, lambda ctx: ops.inspect_image(ctx, name))
-    return JSONResponse(shapes.docker_inspect(data, request.scope.get("kiln.api_version")))
+        data = await run_read(request, lambda ctx: ops.inspect_image(ctx, name, legacy))
+    return JSONResponse(shapes.docker_inspect(data, version))
 
 
 async def image_history(request: Request) -> Response:

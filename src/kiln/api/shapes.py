@@ -171,10 +171,18 @@ def legacy_config_fields(version: str | None) -> dict[str, Any]:
     return dict(_CONFIG_FIELDS_1_50 if version_at_least(version, "1.50") else _CONFIG_FIELDS_1_49)
 
 
+def shows_container_config(version: str | None) -> bool:
+    """Whether Docker's inspect at API ``version`` has ``Container`` and ``ContainerConfig``
+    (dropped at 1.45: moby's "deprecated fields")."""
+    return not version_at_least(version, "1.45")
+
+
 def docker_inspect(data: dict[str, Any], version: str | None = None) -> dict[str, Any]:
     """Docker's ``ImageInspect`` from podman's inspect object, as dockerd answers API
     ``version`` (None: the newest): ``VirtualSize`` (= ``Size``) before 1.44 only; ``Created``
-    by :func:`docker_created`; ``Config`` with :func:`legacy_config_fields`."""
+    by :func:`docker_created`; ``Config`` with :func:`legacy_config_fields`; before 1.45
+    ``Container`` and ``ContainerConfig`` (the config's, else "" and a config with every
+    field unset, as dockerd 20.10 shows an image that has none)."""
     config = dict(data.get("Config") or {})
     for key in ("Env", "Cmd", "Entrypoint"):
         if key in config and config[key] is None:
@@ -189,6 +197,7 @@ def docker_inspect(data: dict[str, Any], version: str | None = None) -> dict[str
         "Parent": with_sha(data["Parent"]) if data.get("Parent") else "",
         "Comment": docker_comment(data),
         "Created": docker_created(data.get("Created"), version),
+        **_container_fields(data, version),
         "DockerVersion": data.get("Version") or "",
         "Author": data.get("Author") or "",
         "Config": config,
@@ -204,6 +213,16 @@ def docker_inspect(data: dict[str, Any], version: str | None = None) -> dict[str
     if not version_at_least(version, "1.44"):
         out["VirtualSize"] = out["Size"]
     return out
+
+
+def _container_fields(data: dict[str, Any], version: str | None) -> dict[str, Any]:
+    if not shows_container_config(version):
+        return {}
+    settings = data.get("ContainerConfig") or {}
+    return {
+        "Container": data.get("Container") or "",
+        "ContainerConfig": {**legacy_config_fields(version), **settings},
+    }
 
 
 def docker_history(entries: list[Any]) -> list[dict[str, Any]]:

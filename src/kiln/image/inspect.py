@@ -70,8 +70,10 @@ def inspect_record(
     return out
 
 
-def inspect_image(store: Store, name: str) -> dict[str, Any]:
-    """The podman-shaped inspect object of the stored image ``name``."""
+def inspect_image(store: Store, name: str, container_config: bool = False) -> dict[str, Any]:
+    """The podman-shaped inspect object of the stored image ``name``; with
+    ``container_config``, also the config's ``container`` and ``container_config`` (as
+    ``Container`` and ``ContainerConfig``: Docker's inspect shows them before API 1.45)."""
     rec = store.resolve_image(name)
     config = ImageConfig.parse(
         _verified(
@@ -79,7 +81,12 @@ def inspect_image(store: Store, name: str) -> dict[str, Any]:
         )
     )
     manifest = _verified(store, Digest.parse(rec.manifest_digest), MAX_MANIFEST_BYTES, "manifest")
-    return inspect_record(store, rec, config, _annotations(manifest))
+    out = inspect_record(store, rec, config, _annotations(manifest))
+    if container_config:
+        container, settings = config.extra.get("container"), config.extra.get("container_config")
+        out["Container"] = container if isinstance(container, str) else ""
+        out["ContainerConfig"] = settings if isinstance(settings, dict) else {}
+    return out
 
 
 def _verified(store: Store, digest: Digest, limit: int, what: str) -> bytes:

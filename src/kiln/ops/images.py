@@ -384,12 +384,13 @@ def image_exists(ctx: Context, name: str) -> bool:
     return True
 
 
-def inspect_image(ctx: Context, name: str) -> dict[str, Any]:
-    """The object ``podman image inspect`` prints for one image."""
+def inspect_image(ctx: Context, name: str, container_config: bool = False) -> dict[str, Any]:
+    """The object ``podman image inspect`` prints for one image (with ``container_config``,
+    Docker's ``Container`` and ``ContainerConfig`` too: ``kiln.image.inspect``)."""
     # start-up: kiln images loads no image layer
     from kiln.image.inspect import inspect_image as _inspect
 
-    return _inspect(ctx.store, name)
+    return _inspect(ctx.store, name, container_config)
 
 
 @dataclass(frozen=True)
