@@ -12,6 +12,7 @@ import stat
 import subprocess
 import tarfile
 import time
+import uuid
 
 import pytest
 
@@ -198,3 +199,38 @@ def test_pull_push_with_local_registry(server, registry_plain):
     assert ref in {f"{r['Repository']}:{r['Tag']}" for r in images(server)}
     found = server("search", f"{registry_plain.host}/docker-cli").stdout.decode()
     assert "docker-cli/base" in found
+
+
+@needs_registry
+def test_search_of_a_local_registry_through_the_docker_cli_and_docker_py(server, registry_plain):
+    """``docker search HOST/TERM`` and docker-py's ``images.search`` against a registry without
+    ``/v1/search``: its catalog, the repositories whose name holds the term, each with the
+    registry's name, no description or stars; ``--limit`` and ``--filter`` apply."""
+    docker_py = pytest.importorskip("docker")
+    host = registry_plain.host
+    team = f"search-{uuid.uuid4().hex[:12]}"  # this test's alone in the shared registry
+    for repo in ("alpha", "alphabet", "beta"):
+        server("tag", "base:1", f"{host}/{team}/{repo}:1")
+        server("push", f"{host}/{team}/{repo}:1")
+    out = server("search", "--no-trunc", "--format", "{{.Name}}|{{.Description}}|{{.StarCount}}|{{.IsOfficial}}",
+                 f"{host}/{team}/alpha").stdout.decode()  # fmt: skip
+    # (the CLI prints a true IsOfficial as "[OK]", a false one as nothing)
+    assert sorted(out.splitlines()) == sorted(
+        [f"{host}/{team}/alpha||0|", f"{host}/{team}/alphabet||0|"]
+    )
+    every = server("search", "--format", "{{.Name}}", f"{host}/{team}").stdout.decode().split()
+    assert sorted(every) == [f"{host}/{team}/{r}" for r in ("alpha", "alphabet", "beta")]
+    one = server("search", "--limit", "1", "--format", "{{.Name}}", f"{host}/{team}").stdout
+    assert len(one.decode().split()) == 1
+    official = server("search", "--filter", "is-official=true", f"{host}/{team}").stdout
+    assert official.decode().splitlines()[1:] == []  # the header line only
+    assert server("search", f"{host}/{team}/nothing-like-it").stdout.decode().splitlines()[1:] == []
+    client = docker_py.DockerClient(base_url=f"unix://{server.sock}", version="auto")
+    try:
+        found = client.images.search(f"{host}/{team}/beta")
+    finally:
+        client.close()
+    assert found == [
+        {"name": f"{host}/{team}/beta", "description": "", "star_count": 0,
+         "is_official": False, "is_automated": False}
+    ]  # fmt: skip
