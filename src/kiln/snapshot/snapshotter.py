@@ -64,6 +64,7 @@ from kiln.util.atomic import atomic_write, fsync_all, fsync_trees, syncfs
 from kiln.util.lingering import Lingering
 from kiln.util.locks import file_lock
 from kiln.util.rootless import in_user_namespace
+from kiln.util.spread import spread_subdirectories
 
 if TYPE_CHECKING:
     from kiln.snapshot.staged import StagedLayer
@@ -99,6 +100,9 @@ class Snapshotter(UpkeepMixin):
         for sub in ("layers", "active", "tmp", "locks", "empty"):
             os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
         os.chmod(os.path.join(self.root, "empty"), 0o755)
+        # every snapshot and unpacked layer starts as a directory in tmp/: each in a block
+        # group of its own choosing, not beside the trees just deleted (kiln.util.spread)
+        spread_subdirectories(os.path.join(self.root, "tmp"))
         self.db = open_meta(os.path.join(self.root, "snapshots.db"))
         self.boot = boot_id()
         self._drop_torn()
