@@ -8,6 +8,7 @@ the file unchanged and a miss shows up as a new line.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -225,6 +226,54 @@ def test_corrupt_local_cache_is_a_warning(tmp_path, project, fleet):
     assert result.image_id
     assert any("not using this cache" in w for w in e.warnings()), e.warnings()
     assert _log(witness).count("b-step") == 2  # rebuilt
+
+
+def _forge_last_diff_id(dest: Path, label: str) -> None:
+    """A fleet member with write access rewrites the cache in ``dest``: the step whose
+    image has ``label`` now maps to an image whose config claims another diff_id for its
+    top layer (a layer every importer already holds from the step before)."""
+    from kiln.image.build_cache import export_cache, open_cache, read_layout_manifest
+    from kiln.image.model import SourceImage
+    from kiln.oci import media_types as mt
+    from kiln.oci.descriptor import Descriptor
+    from kiln.oci.digest import Digest
+    from kiln.oci.manifest import Manifest
+    from kiln.store.oci_layout import OCILayout
+
+    layout = OCILayout(str(dest))
+    cache = open_cache(layout, *read_layout_manifest(layout, "latest"), "cache")
+    entries = []
+    for key, manifest in cache.entries.items():
+        img = SourceImage(layout, manifest)
+        if label in (img.config.config.labels or {}):
+            config = json.loads(img.config.raw)
+            config["rootfs"]["diff_ids"][-1] = "sha256:" + "ab" * 32
+            raw = json.dumps(config).encode()
+            desc = Descriptor(mt.OCI_CONFIG, Digest.of_bytes(raw), len(raw))
+            layout.put_blob(desc, io.BytesIO(raw))
+            img = SourceImage(layout, Manifest.build(mt.OCI_MANIFEST, desc, img.layers))
+        entries.append((key, img))
+    export_cache(layout, entries, names=["latest"])
+
+
+def test_a_poisoned_entry_is_refused_not_built_on(tmp_path, project, fleet):
+    """An entry whose config lies about a layer the importer already holds (so no byte of
+    it is fetched) is refused like a corrupt blob: the step is built here, and the image is
+    the honest one, not one whose layer does not match its config."""
+    from kiln.image import open_store_image, validate_image
+
+    ctx, witness = project
+    dest = tmp_path / "cache-dir"
+    built = fleet("a").build(
+        str(ctx), witness, cache_to=[f"type=local,dest={dest},mode=max"], timestamp=0
+    )
+    _forge_last_diff_id(dest, "done")
+    h = fleet("h")
+    result = h.build(str(ctx), witness, cache_from=[f"type=local,src={dest}"], timestamp=0)
+    assert any("not using this cache" in w and "image config says" in w for w in h.warnings())
+    assert "LABEL done=yes" not in h.hit_steps()
+    validate_image(open_store_image(h.store, result.image_id))
+    assert result.image_id == built.image_id
 
 
 def test_inline_cache_travels_with_the_pushed_image(registry_plain, project, fleet):

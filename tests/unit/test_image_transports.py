@@ -213,6 +213,32 @@ def test_oci_archive_blob_not_matching_digest_refused(busybox_image, tmp_path):
         validate_image(src)
 
 
+def test_a_held_layer_claimed_under_another_diff_id_is_refused(busybox_image, kiln_store, tmp_path):
+    """The store holds busybox's layer, so a copy skips its bytes: an image (a hostile
+    cache entry, a pull) naming that blob under another diff_id must still be refused,
+    not registered with a layer that does not unpack to what its config says."""
+    from kiln.image.model import SourceImage
+    from kiln.oci.descriptor import Descriptor
+    from kiln.oci.digest import Digest
+    from kiln.oci.manifest import Manifest
+    from kiln.store.oci_layout import OCILayout
+
+    save_oci_layout(busybox_image, str(tmp_path / "layout"))
+    layout = OCILayout(str(tmp_path / "layout"))
+    config = json.loads(busybox_image.config.raw)
+    config["rootfs"]["diff_ids"] = ["sha256:" + "ab" * 32]  # another layer's, say
+    raw = json.dumps(config).encode()
+    config_desc = Descriptor(mt.OCI_CONFIG, Digest.of_bytes(raw), len(raw))
+    layout.put_blob(config_desc, io.BytesIO(raw))
+    forged = SourceImage(layout, Manifest.build(mt.OCI_MANIFEST, config_desc, busybox_image.layers))
+    before = {r.id for r in kiln_store.list_images()}
+    with pytest.raises(DigestMismatch, match="but the image config says sha256:abab"):
+        copy_image(forged, kiln_store, ["forged:1"])
+    assert {r.id for r in kiln_store.list_images()} == before
+    # the honest image copies as before (its layer is vouched for by the store's records)
+    assert copy_image(busybox_image, kiln_store, ["again:1"]).image_id == busybox_image.id
+
+
 def test_compressed_oci_archive_is_read(busybox_image, tmp_path):
     import gzip
 

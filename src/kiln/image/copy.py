@@ -113,6 +113,10 @@ class _Copier:
         self.level = level
         self.verify = verify
         self.tmp_dir = tmp_dir
+        # the store: the present layer blobs (and diff_ids) its records vouch for; any other
+        # present layer is read back
+        recorded = getattr(dst, "recorded_layers", None) if verify else None
+        self.vouched = recorded(src.layers, src.config.diff_ids) if recorded else None
 
     def _note(self, digest: Digest, diff_id: str, size: int) -> None:
         note = getattr(self.dst, "note_layer", None)
@@ -155,6 +159,7 @@ class _Copier:
         if self.format == "docker":
             new = new.replace(annotations={})
         if self.dst.has_blob(desc.digest):
+            self._check_present(desc, diff_id)
             return new
         put_unpacked = getattr(self.dst, "put_unpacked", None)
         one_pass = getattr(self.dst, "snaps", None) is not None or getattr(
@@ -179,6 +184,18 @@ class _Copier:
             raise _diff_mismatch(desc, diff_id, tee.diff_id)
         self._note(desc.digest, diff_id, tee.uncompressed_size)
         return new
+
+    def _check_present(self, desc: Descriptor, diff_id: str) -> None:
+        """A layer blob the store holds is not copied, so its diff_id is not measured on
+        the way: unless the store recorded it at this very chain, it is read back. Else an
+        image claiming a held blob under another diff_id (a hostile cache entry or pull)
+        would be registered with a layer that does not match its config."""
+        if self.vouched is None or (desc.digest, diff_id) in self.vouched:
+            return
+        got = self.dst.stored_diff_id(desc)  # type: ignore[attr-defined]  # the store's
+        if got != diff_id:
+            raise _diff_mismatch(desc, diff_id, got)
+        self.vouched.add((desc.digest, diff_id))
 
     def _recompressed(self, desc: Descriptor, diff_id: str, want: str) -> Descriptor:
         with tempfile.TemporaryFile(dir=self.tmp_dir) as spool:

@@ -251,6 +251,29 @@ class StoreDestination:
             return self.store.has_blob(digest)
         return self.store.lease_existing_blob(digest, self.lease)
 
+    def recorded_layers(
+        self, layers: Sequence[Descriptor], diff_ids: Sequence[str]
+    ) -> set[tuple[Digest, str]]:
+        """(blob, diff_id) of the ``layers`` the store already records at the very chains
+        ``diff_ids`` make (each was checked against its diff_id when it came in): a present
+        blob not vouched for so may be claimed under a diff_id it does not have."""
+        chains = chain_ids(list(diff_ids))
+        recorded = self.store.chain_blobs(chains)
+        return {
+            (d.digest, str(diff_id))
+            for d, diff_id, c in zip(layers, diff_ids, chains, strict=False)
+            if recorded.get(c) == str(d.digest)
+        }
+
+    def stored_diff_id(self, desc: Descriptor) -> str:
+        """The diff_id of layer blob ``desc`` as stored: its tar hashed, read back."""
+        # start-up: read back only for a present blob the store's records do not vouch for
+        from kiln.image.layers import DiffIdTee, drain
+
+        tee = DiffIdTee(self.store.open_blob(desc.digest), desc.media_type)
+        drain(io.BufferedReader(tee))
+        return tee.diff_id
+
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
         self.store.put_blob(desc, stream)
         if self.lease is not None:

@@ -333,6 +333,16 @@ class Images:
         )
         return {r[0]: r[1] for r in rows}
 
+    def chain_blobs(self, chain_ids: Sequence[str]) -> dict[str, str]:
+        """The blob each of these chains is recorded with, for those the store knows (one
+        query)."""
+        rows = self.db.query(
+            "SELECT l.chain_id, l.blob_digest FROM json_each(?) j "
+            "JOIN layers l ON l.chain_id = j.value",
+            (json.dumps(list(chain_ids)),),
+        )
+        return {r[0]: r[1] for r in rows}
+
     def list_layers(self) -> list[LayerRecord]:
         return [_layer_from_row(r) for r in self.db.query("SELECT * FROM layers")]
 

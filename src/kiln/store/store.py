@@ -170,6 +170,7 @@ class Store:
         self.put_layer = images.put_layer
         self.put_layers = images.put_layers
         self.uncompressed_sizes = images.uncompressed_sizes
+        self.chain_blobs = images.chain_blobs
         self.get_layer = images.get_layer
         self.list_layers = images.list_layers
         self.images_using_layer = images.images_using_layer
