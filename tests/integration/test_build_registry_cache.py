@@ -291,6 +291,21 @@ def test_inline_cache_travels_with_the_pushed_image(registry_plain, project, fle
     assert "RUN echo b-step >> /witness/log && cat /b.txt > /copy-of-b" in f.hit_steps()
 
 
+def test_buildkit_inline_cache_build_arg_exports_an_inline_cache(registry_plain, project, fleet):
+    """``--build-arg BUILDKIT_INLINE_CACHE=1``, as CI scripts written for dockerd and
+    BuildKit pass it, is ``--cache-to type=inline`` (not an unused build-arg)."""
+    ctx, witness = project
+    name = f"{registry_plain.host}/regcache/app:inline-arg"
+    a = fleet("a")
+    a.build(str(ctx), witness, tags=[name], push=True, build_args={"BUILDKIT_INLINE_CACHE": "1"})
+    assert not [w for w in a.warnings() if "BUILDKIT_INLINE_CACHE" in w], a.warnings()
+    manifest, _ = _manifest(registry_plain, "regcache/app:inline-arg")
+    assert "dev.kiln.buildcache.v1" in manifest.get("annotations", {})
+    f = fleet("f")
+    f.build(str(ctx), witness, cache_from=[name])
+    assert "RUN echo b-step >> /witness/log && cat /b.txt > /copy-of-b" in f.hit_steps()
+
+
 def test_push_and_registry_output_push_the_image_as_stored(registry_plain, project, fleet):
     ctx, witness = project
     a = fleet("a")

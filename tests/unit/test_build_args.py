@@ -91,6 +91,11 @@ def test_unused_build_args_reported() -> None:
     assert ba.unused_warning() == "[Warning] One or more build-args [BAR FOO] were not consumed"
 
 
+def test_builder_options_are_not_unused_build_args() -> None:
+    ba = BuildArgs({"BUILDKIT_INLINE_CACHE": "1", "BUILDKIT_CONTEXT_KEEP_GIT_DIR": "1"})
+    assert ba.unused() == [] and ba.unused_warning() is None
+
+
 def test_global_declaration_consumes() -> None:
     ba = BuildArgs({"G": "1"})
     ba.declare_global("G", None)

@@ -56,6 +56,10 @@ def test_cache_to_compression_takes_buildkits_spelling_and_reads_canonical():
         ("type=inline,mode=max", "supports only mode=min"),
         ("type=registry,ref=r/c,ignore-error=perhaps", "must be true or false"),
         ("type=registry,ref", "is not KEY=VALUE"),
+        ("type=registry,ref=r/c,oci-mediatypes=yes-please", "must be true or false"),
+        ("type=registry,ref=r/c,image-manifest=on", "must be true or false"),
+        ("type=registry,ref=r/c,force-compression=sure", "must be true or false"),
+        ("type=registry,ref=r/c,compression-level=fast", "compression-level='fast' must be a"),
         ("", "empty value"),
     ],
 )
@@ -63,6 +67,19 @@ def test_bad_cache_to_is_refused_with_one_clear_message(value, message):
     with pytest.raises(InvalidArgument, match="--cache-to") as info:
         parse_cache_to(value)
     assert message in str(info.value)
+
+
+def test_buildkit_inline_cache_build_arg_reads_as_go_reads_a_bool():
+    from kiln.build.cache_spec import inline_cache_arg
+
+    for word in ("1", "true", "True", "TRUE", "t"):
+        spec = inline_cache_arg({"BUILDKIT_INLINE_CACHE": word})
+        assert spec is not None and spec.type == "inline" and spec.mode == "min"
+    for word in ("0", "false", "", "yes", "please"):
+        assert inline_cache_arg({"BUILDKIT_INLINE_CACHE": word}) is None
+    assert inline_cache_arg({}) is None
+    accepted = parse_cache_to("type=registry,ref=r/c,oci-mediatypes=false,compression-level=3")
+    assert accepted.level == "3"
 
 
 def test_bad_cache_from_is_refused():

@@ -11,6 +11,8 @@
   ``BUILD*`` equivalents come from the platform strings the caller passes;
   they are global (usable in ``FROM``) and, inside a stage, only when declared.
 - In a stage, ``ENV`` overrides an ``ARG`` of the same name.
+- ``BUILDKIT_INLINE_CACHE`` and ``BUILDKIT_CONTEXT_KEEP_GIT_DIR`` are options to the
+  builder (an inline cache export, a git context's .git), never reported as unused.
 - ``implicit`` args (``SOURCE_DATE_EPOCH`` from the environment) act as ``--build-arg``
   values the user did not type: used where declared, never reported as unused.
 """
@@ -23,7 +25,7 @@ from collections.abc import Mapping
 from kiln.build.instructions import Arg
 from kiln.build.lexer import ShellLex
 
-__all__ = ["PROXY_ARGS", "BuildArgs", "StageArgs", "platform_args"]
+__all__ = ["BUILDER_ARGS", "PROXY_ARGS", "BuildArgs", "StageArgs", "platform_args"]
 
 PROXY_ARGS = frozenset(
     {
@@ -31,6 +33,7 @@ PROXY_ARGS = frozenset(
         "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
     }
 )  # fmt: skip
+BUILDER_ARGS = frozenset({"BUILDKIT_INLINE_CACHE", "BUILDKIT_CONTEXT_KEEP_GIT_DIR"})
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le"}
 
 
@@ -107,7 +110,7 @@ class BuildArgs:
 
     def unused(self) -> list[str]:
         """``--build-arg`` names no ARG declared (proxies and platform args excluded)."""
-        skip = PROXY_ARGS | self.platform.keys() | self.implicit
+        skip = PROXY_ARGS | BUILDER_ARGS | self.platform.keys() | self.implicit
         return sorted(k for k in self.cli if k not in self.consumed and k not in skip)
 
     def unused_warning(self) -> str | None:

@@ -10,11 +10,16 @@ A value is CSV ``key=value`` fields (a field may be quoted to hold commas):
 
 Export options: ``mode=min`` (default: the steps of the final image's stage) or
 ``mode=max`` (every step of every stage), ``compression=``, ``ignore-error=true``
-(a failed export is a warning, not a failed build). ``registry.insecure=true`` lets
+(a failed export is a warning, not a failed build); ``compression-level`` and
+``force-compression`` are checked but layers are exported as they are stored (a warning
+says so when that is not what was asked). ``registry.insecure=true`` lets
 a registry cache use plain HTTP or an unverified certificate. ``oci-mediatypes`` and
 ``image-manifest`` are accepted for BuildKit compatibility (kiln always writes an OCI
 manifest). A bare ``--cache-from REF`` means ``type=registry,ref=REF``, as in
 buildah/podman's ``--cache-from REPO``; ``--cache-to REF`` likewise.
+
+``--build-arg BUILDKIT_INLINE_CACHE=1`` (any true word of Go's ``strconv.ParseBool``)
+asks for ``type=inline``, as dockerd and BuildKit read it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from kiln.errors import InvalidArgument
 from kiln.util.choices import Compression
 from kiln.util.lazy_dataclass import dataclass
 
-__all__ = ["CacheSpec", "parse_cache_from", "parse_cache_to"]
+__all__ = [
+    "INLINE_CACHE_ARG",
+    "CacheSpec",
+    "inline_cache_arg",
+    "parse_cache_from",
+    "parse_cache_to",
+]
 
 TYPES = ("registry", "local", "inline")
 MODES = ("min", "max")
@@ -33,6 +44,8 @@ _TO_KEYS = _COMMON | {
     "ignore-error", "oci-mediatypes", "image-manifest",
 }  # fmt: skip
 _FROM_KEYS = _COMMON | {"src"}
+INLINE_CACHE_ARG = "BUILDKIT_INLINE_CACHE"
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")  # strconv.ParseBool's true words
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no", "")
 
@@ -47,6 +60,7 @@ class CacheSpec:
     tag: str = "latest"  # local: the manifest's name in the layout
     mode: str = "min"
     compression: str = ""  # "" (as stored) or a canonical Compression word
+    level: str = ""  # compression-level=, as given: layers are exported as stored
     ignore_error: bool = False
     insecure: bool = False
     text: str = ""  # the value as given, for messages
@@ -123,9 +137,14 @@ def parse_cache_to(value: str) -> CacheSpec:
     # BuildKit's ``uncompressed`` is ``none`` (``kiln.util.choices``: one check, one wording)
     text = fields.get("compression", "")
     compression = Compression.parse(text, f"{flag} {value!r}: compression") if text else ""
+    for key in ("oci-mediatypes", "image-manifest", "force-compression"):
+        _bool(flag, value, key, fields.get(key, ""))  # accepted, but never a typo
+    level = fields.get("compression-level", "")
+    if level and not level.lstrip("-").isdigit():
+        raise InvalidArgument(f"{flag} {value!r}: compression-level={level!r} must be a number")
     return CacheSpec(
         type=kind, ref=fields.get("ref", ""), path=fields.get("dest", ""),
-        tag=fields.get("tag") or "latest", mode=mode, compression=compression,
+        tag=fields.get("tag") or "latest", mode=mode, compression=compression, level=level,
         ignore_error=_bool(flag, value, "ignore-error", fields.get("ignore-error", "")),
         insecure=_bool(flag, value, "registry.insecure", fields.get("registry.insecure", "")),
         text=value,
@@ -148,3 +167,11 @@ def parse_cache_from(value: str) -> CacheSpec:
         insecure=_bool(flag, value, "registry.insecure", fields.get("registry.insecure", "")),
         text=value,
     )  # fmt: skip
+
+
+def inline_cache_arg(build_args: dict[str, str]) -> CacheSpec | None:
+    """The ``type=inline`` export ``--build-arg BUILDKIT_INLINE_CACHE=1`` asks for (dockerd
+    and BuildKit read it as ``--cache-to type=inline``), or None."""
+    if build_args.get(INLINE_CACHE_ARG) not in _GO_TRUE:
+        return None
+    return CacheSpec(type="inline", text=f"type=inline (--build-arg {INLINE_CACHE_ARG})")

@@ -83,12 +83,16 @@ def _image_outputs(opts: BuildOptions) -> list[ImageOutput]:
 
 
 def _caches_to(opts: BuildOptions) -> list[CacheSpec]:
-    if not opts.cache_to:
+    if not opts.cache_to and "BUILDKIT_INLINE_CACHE" not in opts.build_args:
         return []
-    # start-up: only --cache-to exports
-    from kiln.build.cache_spec import parse_cache_to
+    # start-up: only --cache-to (or BUILDKIT_INLINE_CACHE) exports
+    from kiln.build.cache_spec import inline_cache_arg, parse_cache_to
 
-    return [parse_cache_to(v) for v in opts.cache_to]
+    specs = [parse_cache_to(v) for v in opts.cache_to]
+    arg = inline_cache_arg(opts.build_args)
+    if arg is not None and not any(s.type == "inline" for s in specs):
+        specs.append(arg)
+    return specs
 
 
 def _caches_from(opts: BuildOptions) -> list[CacheSpec]:
@@ -115,9 +119,10 @@ def caches_imported(ctx: Context, opts: BuildOptions, progress: Any) -> Iterator
     targets = push_targets(opts)
     for name, _ in targets:
         Reference.parse(name)
-    if any(s.type == "inline" for s in to) and not targets:
+    inline = [s for s in to if s.type == "inline"]
+    if inline and not targets:
         progress.warning(
-            "--cache-to type=inline: the cache travels with a pushed image; nothing is "
+            f"--cache-to {inline[0].text}: the cache travels with a pushed image; nothing is "
             "pushed (add --push or -o type=registry,name=REF), so no cache is exported"
         )
     froms = _caches_from(opts)
@@ -206,7 +211,7 @@ def finish(ctx: Context, opts: BuildOptions, executor: Any, image_id: str) -> No
     to = _caches_to(opts)
     inline = [s for s in to if s.type == "inline"]
     if inline and opts.image_format != "oci":
-        warn("--cache-to type=inline: the cache rides on the OCI manifest's annotations, "
+        warn(f"--cache-to {inline[0].text}: the cache rides on the OCI manifest's annotations, "
              "which a Docker v2s2 manifest has not: build with --format oci; no cache exported")  # fmt: skip
         inline = []
     for name, insecure in push_targets(opts):
@@ -257,6 +262,9 @@ def _entries(ctx: Context, executor: Any, mode: str) -> list[tuple[str, Any]]:
 
 
 def _check_compression(spec: CacheSpec, entries: list[tuple[str, Any]], warn: Warn) -> None:
+    if spec.level:
+        warn(f"--cache-to {spec.text}: compression-level is not applied: layers are exported "
+             "as they are stored, so that an importer gets the very same images")  # fmt: skip
     if not spec.compression:
         return
     want = spec.compression  # canonical: BuildKit's "uncompressed" was parsed as "none"
