@@ -65,6 +65,29 @@ def test_build_of_a_remote_context_with_credentials(tmp_path, debug):
     assert_no_secret(kiln(tmp_path, "build", url, debug=debug))
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"alice:{SECRET}@127.0.0.1:9/team/cache:1",
+        f"type=registry,ref=https://alice:{SECRET}@127.0.0.1:9/team/cache",
+    ],
+)
+def test_build_cache_from_with_credentials_warns_without_them(tmp_path, value):
+    """A cache that cannot be used is a warning and the build goes on: the warning (on
+    the terminal and in the build's record in the store) quotes the value, masked."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM scratch\nLABEL a=b\n")
+    result = kiln(tmp_path, "build", "--cache-from", value, str(ctx))
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    assert "not using this cache" in text and "alice:***@" in text, text
+    assert SECRET not in text, text
+    for path in (tmp_path / "root").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
 def test_api_answers_never_echo_credentials(tmp_path):
     config = Config(root=str(tmp_path / "root"), tmpdir=str(tmp_path))
     with TestClient(create_app(config)) as client:

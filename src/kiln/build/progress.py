@@ -101,13 +101,14 @@ class Progress:
         self.emit("step", text, type="commit", names=names)
 
     def note(self, text: str) -> None:
-        self.emit("step", text, type="note")
+        self.emit("step", redact(text), type="note")
 
     def output(self, text: str, stage_pos: int) -> None:
         self.emit("output", text, type="run", stage=stage_pos)
 
     def warning(self, text: str) -> None:
-        self.emit("warning", text, type="warning")
+        # a warning may quote what the user gave (a --cache-from value, a URL)
+        self.emit("warning", redact(text), type="warning")
 
     def check(self, rule: str, message: str, line: int) -> None:
         """A build check's finding (``kiln.build.checks``), after the build."""
