@@ -198,6 +198,46 @@ def test_min_cache_holds_only_the_final_stage(registry_plain, project, fleet):
     assert "COPY --from=tool /tool /tool" in c.hit_steps()
 
 
+def test_a_multi_platform_build_exports_one_cache_for_every_platform(
+    registry_plain,
+    busybox_rootfs_tar,  # noqa: F811
+    tmp_path,
+    fleet,
+):
+    """``--platform linux/amd64,linux/arm64 --cache-to ...`` writes one cache holding
+    both platforms' steps (each platform exported its own to the same ref, so the cache
+    held whichever finished last and the other platform missed on every builder)."""
+    from kiln.image import import_tarball
+    from kiln.oci import Platform
+    from kiln.ops import manifests
+
+    seed = fleet("seed")
+    ids = []
+    for platform in ("linux/amd64", "linux/arm64"):
+        with open(busybox_rootfs_tar, "rb") as f:
+            rec = import_tarball(seed.store, f, timestamp=MTIME, platform=Platform.parse(platform))
+        ids.append(rec.id)
+    manifests.create(seed.ctx, "base", ids)
+    base = f"{registry_plain.host}/regcache/two-platforms:1"
+    manifests.push(seed.ctx, "base", f"docker://{base}", options=RegistryOptions(tls_verify=False))
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("a\n")
+    (ctx / "Containerfile").write_text(
+        f"FROM {base}\nARG TARGETARCH\nCOPY a.txt /a-$TARGETARCH\nLABEL done=yes\n"
+    )  # no RUN: no emulator needed for the foreign platform
+    ref = f"{registry_plain.host}/regcache/cache:two-platforms"
+    both = ["linux/amd64", "linux/arm64"]
+    built = fleet("a").build(
+        str(ctx), tmp_path, platforms=both, cache_to=[f"type=registry,ref={ref},mode=max"]
+    )
+    b = fleet("b")
+    again = b.build(str(ctx), tmp_path, platforms=both, cache_from=[ref])
+    assert again.platform_images == built.platform_images
+    assert again.cache_hits == 4  # COPY and LABEL, for each platform
+    assert b.warnings() == []
+
+
 def test_local_cache_directory(tmp_path, project, fleet):
     from kiln.store.oci_layout import OCILayout
 

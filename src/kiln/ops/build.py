@@ -92,13 +92,18 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
                 if c.directory is not None
             }
 
+            built: list[Executor] = []  # each platform's, for the one cache export
+
             def run(opts: BuildOptions, progress: Progress) -> BuildResult:
                 executor = Executor(ctx, opts, parsed, context, progress, dockerfile_name=name,
                                     named=named, named_dirs=dirs)  # fmt: skip
+                built.append(executor)
                 given = opts.puller  # the caller's, else one bound to this build
                 if given is None:
                     opts.puller = puller(ctx, opts, executor.cancel)
-                opts.on_built = lambda ex, image_id: build_share.finish(ctx, opts, ex, image_id)
+                opts.on_built = lambda ex, image_id: build_share.finish(
+                    ctx, opts, ex, image_id, export=platforms is None
+                )
                 try:
                     return executor.run()
                 finally:
@@ -108,6 +113,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
             try:
                 if platforms is not None:
                     result = build_platforms(ctx, opts, platforms, run)
+                    build_share.export_caches(ctx, opts, built, progress)
                 else:
                     result = run(opts, progress)
             except BaseException as exc:

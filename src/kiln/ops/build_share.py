@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from kiln.ops.context import Context
     from kiln.registry.options import RegistryOptions
 
-__all__ = ["caches_imported", "finish", "push_targets"]
+__all__ = ["caches_imported", "export_caches", "finish", "push_targets"]
 
 Warn = Callable[[str], None]
 
@@ -200,8 +200,12 @@ class _Lookup:
 # -- after the build ----------------------------------------------------------------------
 
 
-def finish(ctx: Context, opts: BuildOptions, executor: Any, image_id: str) -> None:
-    """Name and push the image, then export the caches ``--cache-to`` asks for."""
+def finish(
+    ctx: Context, opts: BuildOptions, executor: Any, image_id: str, export: bool = True
+) -> None:
+    """Name and push the image, then export the caches ``--cache-to`` asks for (unless
+    ``export`` is false: a build of several platforms exports once, with
+    :func:`export_caches`, after every platform is built)."""
 
     progress = executor.progress
     warn = progress.warning
@@ -220,9 +224,18 @@ def finish(ctx: Context, opts: BuildOptions, executor: Any, image_id: str) -> No
             inline_blobs = functools.partial(_inline_blobs, ctx, opts, executor, name, insecure)
             annotations = _export_guarded(inline[0], warn, inline_blobs)
         _push(ctx, opts, image_id, name, insecure, annotations)
-    for spec in to:
+    if export:
+        export_caches(ctx, opts, [executor], progress)
+
+
+def export_caches(ctx: Context, opts: BuildOptions, executors: list[Any], progress: Any) -> None:
+    """Export the registry and local caches ``--cache-to`` asks for, one each, holding the
+    steps of every executor's build (the platforms of a multi-platform build: their keys
+    differ, as their bases do, so one cache serves them all, as BuildKit's does)."""
+    for spec in _caches_to(opts):
         if spec.type != "inline":
-            _export_guarded(spec, warn, functools.partial(_export, ctx, opts, executor, spec))
+            work = functools.partial(_export, ctx, opts, executors, spec, progress)
+            _export_guarded(spec, progress.warning, work)
 
 
 def _export_guarded(spec: CacheSpec, warn: Warn, work: Callable[[], Any]) -> Any:
@@ -244,14 +257,15 @@ def _push(ctx, opts, image_id, name, insecure, annotations) -> None:
     push(ctx, image_id, name, annotations=annotations, options=_registry(opts, insecure))
 
 
-def _entries(ctx: Context, executor: Any, mode: str) -> list[tuple[str, Any]]:
+def _entries(ctx: Context, executors: list[Any], mode: str) -> list[tuple[str, Any]]:
     """The (key, image) pairs to export: the final stage's steps (min) or every step."""
 
-    target = executor.plan.target_index
     chosen: dict[str, str] = {}
-    for stage, key, image_id in executor.cache_log:
-        if mode == "max" or stage == target:
-            chosen[key] = image_id
+    for executor in executors:
+        target = executor.plan.target_index
+        for stage, key, image_id in executor.cache_log:
+            if mode == "max" or stage == target:
+                chosen[key] = image_id
     images: dict[str, Any] = {}
     out = []
     for key, image_id in chosen.items():
@@ -275,12 +289,13 @@ def _check_compression(spec: CacheSpec, entries: list[tuple[str, Any]], warn: Wa
              "build with --compression to choose")  # fmt: skip
 
 
-def _export(ctx: Context, opts: BuildOptions, executor: Any, spec: CacheSpec) -> None:
+def _export(
+    ctx: Context, opts: BuildOptions, executors: list[Any], spec: CacheSpec, progress: Any
+) -> None:
     # start-up: only a build that shares its cache or result loads registry code
     from kiln.image.build_cache import export_cache
 
-    entries = _entries(ctx, executor, spec.mode)
-    progress = executor.progress
+    entries = _entries(ctx, executors, spec.mode)
     _check_compression(spec, entries, progress.warning)
     if not entries:
         progress.warning(f"--cache-to {spec.text}: no step was cached (--layers=false or "
@@ -307,7 +322,7 @@ def _inline_blobs(ctx, opts, executor, name: str, insecure: bool) -> dict[str, s
     from kiln.image.build_cache import INLINE_ANNOTATION, put_cache_blobs
     from kiln.image.registry_sink import RegistrySink
 
-    entries = _entries(ctx, executor, "min")
+    entries = _entries(ctx, [executor], "min")
     ref = Reference.parse(name)
     with _client(ctx, opts, insecure) as client:
         mdesc, _ = put_cache_blobs(RegistrySink(client, ref, tmp_dir=ctx.tmpdir), entries)
