@@ -88,3 +88,31 @@ def test_an_ordinary_image_is_not_a_cache(tmp_path, kiln_store, busybox_image):
         open_cache(kiln_store, busybox_image.manifest.raw, busybox_image.manifest.media_type, "x")
     with pytest.raises(InvalidArgument, match="not a kiln build cache"):
         open_cache(kiln_store, b"{}", mt.OCI_INDEX, "x")
+
+
+def test_writers_at_once_to_one_cache_directory_lose_no_name(tmp_path, kiln_store, busybox_image):
+    """Builders exporting local caches to one directory under their own tags at the same
+    time (CI jobs sharing a cache volume): index.json is read, changed and replaced by
+    each, so without a lock one writer's name vanished under another's."""
+    import threading
+
+    layout, _ = _export(tmp_path, kiln_store, busybox_image)
+    raw, media_type = read_layout_manifest(layout, "v1")
+    start = threading.Barrier(6)
+
+    def writer(n: int) -> None:
+        mine = OCILayout(layout.path)  # each builder opens the directory itself
+        start.wait()
+        for i in range(15):
+            mine.put_manifest(raw, media_type, [f"builder{n}-{i}"])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    names = {
+        m["annotations"]["org.opencontainers.image.ref.name"]
+        for m in json.loads(Path(layout.path, "index.json").read_text())["manifests"]
+    }
+    assert names == {"v1"} | {f"builder{n}-{i}" for n in range(6) for i in range(15)}

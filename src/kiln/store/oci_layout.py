@@ -31,6 +31,7 @@ from kiln.oci.digest import Digest, Digester
 from kiln.oci.manifest import Index
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, loads_object
 from kiln.util.atomic import AtomicFile, atomic_write
+from kiln.util.locks import directory_lock
 from kiln.util.output import Output, naming, open_output, output_dir, output_stream
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -429,10 +430,12 @@ class OCILayout(_LayoutReader):
         return desc
 
     def put_manifest(self, raw: bytes, media_type: str, names: Sequence[str] = ()) -> Descriptor:
-        """Store a manifest (or index) and list it in index.json under each of ``names``."""
+        """Store a manifest (or index) and list it in index.json under each of ``names``.
+        index.json is read, changed and replaced under a lock on the layout directory, so
+        writers at once (two builders exporting caches to one directory) lose no name."""
         desc = self.put_bytes(raw, media_type)
-        index = _index_with(self.index(), desc, list(names))
-        with naming(self.path):
+        with naming(self.path), directory_lock(self.path):
+            index = _index_with(self.index(), desc, list(names))
             atomic_write(os.path.join(self.path, INDEX_FILE), index.raw)
         return desc
 

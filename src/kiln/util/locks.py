@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["file_lock", "try_lock"]
+__all__ = ["directory_lock", "file_lock", "try_lock"]
 
 
 @contextmanager
@@ -24,6 +24,22 @@ def file_lock(path: str, exclusive: bool = True) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+@contextmanager
+def directory_lock(path: str) -> Iterator[None]:
+    """Hold directory ``path`` locked exclusive for the ``with`` body, adding no file to it
+    (an OCI layout's writers updating its index.json). Where a directory cannot be locked
+    (some NFS servers refuse flock on a read-only descriptor) the body runs unlocked."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass  # not lockable here: as before, last writer wins
+        yield
+    finally:
+        os.close(fd)
 
 
 def try_lock(fd: int) -> bool:
