@@ -346,6 +346,17 @@ def test_buildkit_inline_cache_build_arg_exports_an_inline_cache(registry_plain,
     assert "RUN echo b-step >> /witness/log && cat /b.txt > /copy-of-b" in f.hit_steps()
 
 
+def test_an_inline_cache_with_nothing_pushed_is_one_warning(project, fleet):
+    """A docker-format build with BUILDKIT_INLINE_CACHE=1 and no push (as a Docker API
+    client's build): one warning that no cache goes anywhere, not a second one about the
+    format of a push that does not happen."""
+    ctx, witness = project
+    a = fleet("a")
+    a.build(str(ctx), witness, image_format="docker", build_args={"BUILDKIT_INLINE_CACHE": "1"})
+    assert len(a.warnings()) == 1, a.warnings()
+    assert "nothing is pushed" in a.warnings()[0]
+
+
 def test_push_and_registry_output_push_the_image_as_stored(registry_plain, project, fleet):
     ctx, witness = project
     a = fleet("a")

@@ -214,11 +214,12 @@ def finish(
             ctx.store.tag(normalize_tag(name), image_id)
     to = _caches_to(opts)
     inline = [s for s in to if s.type == "inline"]
-    if inline and opts.image_format != "oci":
+    targets = push_targets(opts)  # none: caches_imported has said no inline cache goes
+    if inline and targets and opts.image_format != "oci":
         warn(f"--cache-to {inline[0].text}: the cache rides on the OCI manifest's annotations, "
              "which a Docker v2s2 manifest has not: build with --format oci; no cache exported")  # fmt: skip
         inline = []
-    for name, insecure in push_targets(opts):
+    for name, insecure in targets:
         annotations = None
         if inline:
             inline_blobs = functools.partial(_inline_blobs, ctx, opts, executor, name, insecure)
