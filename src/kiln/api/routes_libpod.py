@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import Conflict, InvalidArgument, NotFound
@@ -59,7 +59,7 @@ async def inspect_image(request: Request) -> Response:
     name = request.path_params["name"]
     with image_lookup(name):
         data = await run_read(request, lambda ctx: ops.inspect_image(ctx, name))
-    return JSONResponse(data)
+    return JSONResponse(shapes.libpod_inspect(data))
 
 
 async def image_exists(request: Request) -> Response:
@@ -104,7 +104,17 @@ async def untag_image(request: Request) -> Response:
     targets = [target_name(qstr(q, "repo"), qstr(q, "tag"))] if q.get("repo") else []
     with image_lookup(name):
         await run_op(request, lambda ctx: ops.untag(ctx, name, *targets))
-    return Response(status_code=201)
+    return created()
+
+
+def created() -> Response:
+    """podman's 201 of tag and untag: a text/plain newline (dockerd's tag has no body)."""
+    return PlainTextResponse("\n", status_code=201, media_type="text/plain; charset=us-ascii")
+
+
+async def libpod_tag_image(request: Request) -> Response:
+    await tag_image(request)
+    return created()
 
 
 def _remove_report(result: Any) -> tuple[dict[str, Any], int]:
@@ -431,7 +441,7 @@ routes = [
     Route("/libpod/images/{name:path}/history", image_history, methods=["GET"]),
     Route("/libpod/images/{name:path}/tree", image_tree, methods=["GET"]),
     Route("/libpod/images/{name:path}/changes", image_changes, methods=["GET"]),
-    Route("/libpod/images/{name:path}/tag", tag_image, methods=["POST"]),
+    Route("/libpod/images/{name:path}/tag", libpod_tag_image, methods=["POST"]),
     Route("/libpod/images/{name:path}/untag", untag_image, methods=["POST"]),
     Route("/libpod/images/{name:path}/push", push_image, methods=["POST"]),
     Route("/libpod/images/{name:path}/get", get_image, methods=["GET"]),

@@ -124,9 +124,33 @@ def summary_shape(version: str | None) -> tuple[bool, ...]:
     return tuple(version_at_least(version, v) for v in ("1.43", "1.44", "1.51"))
 
 
+def libpod_repo_digests(names: list[str], recorded: list[str], digest: str) -> list[str]:
+    """podman's ``RepoDigests``: every name's repository with the image's manifest digest,
+    with the ones recorded (a pull's), sorted; a loaded or built image has them too (dockerd
+    shows only a registry's)."""
+    out = set(recorded)
+    for name in names if digest else ():
+        try:
+            out.add(str(Reference.parse(name).with_digest(digest)))
+        except InvalidArgument:
+            continue
+    return sorted(out)
+
+
+def libpod_inspect(data: dict[str, Any]) -> dict[str, Any]:
+    """podman's inspect object with :func:`libpod_repo_digests`."""
+    digests = libpod_repo_digests(
+        list(data.get("RepoTags") or []),
+        list(data.get("RepoDigests") or []),
+        str(data.get("Digest") or ""),
+    )
+    return {**data, "RepoDigests": digests}
+
+
 def libpod_summary(s: Any) -> dict[str, Any]:
     """podman's ``entities.ImageSummary`` (what ``podman images --format json`` prints)."""
     out = dict(s.to_json())
+    out["RepoDigests"] = libpod_repo_digests(list(s.names), list(s.repo_digests), s.digest)
     out.setdefault("ReadOnly", False)
     out.setdefault("History", list(s.names))
     out["Labels"] = out.get("Labels") or {}
@@ -240,13 +264,13 @@ def docker_history(entries: list[Any]) -> list[dict[str, Any]]:
 
 
 def libpod_history(entries: list[Any]) -> list[dict[str, Any]]:
-    """podman serves the Docker shape here too, with bare IDs."""
+    """podman serves the Docker shape here too, with bare IDs and (podman 4.3) no tags."""
     return [
         {
             "Id": bare(e.id) if e.id and e.id != "<missing>" else "<missing>",
             "Created": unix_time(e.created),
             "CreatedBy": e.created_by,
-            "Tags": list(e.tags) or None,
+            "Tags": None,
             "Size": int(e.size),
             "Comment": e.comment,
         }
@@ -271,8 +295,10 @@ __all__ = [
     "docker_name",
     "docker_summary",
     "familiar",
-    "libpod_history",
     "legacy_config_fields",
+    "libpod_history",
+    "libpod_inspect",
+    "libpod_repo_digests",
     "libpod_summary",
     "missing_name",
     "summary_shape",

@@ -36,7 +36,8 @@ def top_layer_of(store: Store) -> dict[str, list[ImageRecord]]:
 
 
 def _names(recs: list[ImageRecord]) -> str:
-    names = [n for r in recs for n in (r.names or ["<none>"])]
+    # an image without names is left out, as podman's tree does
+    names = [n for r in recs for n in r.names]
     return "[" + " ".join(names) + "]"
 
 
