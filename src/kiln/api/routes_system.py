@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from kiln.ops.system import go_arch, kiln_version, system_info
+from kiln.ops.system import LIBPOD_MIN_API_VERSION, built_at, go_arch, kiln_version, system_info
 
 from .params import qbool
 from .versions import DOCKER_API_VERSION, DOCKER_MIN_API_VERSION, LIBPOD_API_VERSION
@@ -50,11 +51,16 @@ def version_body() -> dict[str, Any]:
         "KernelVersion": platform.release(),
     }
     details = {**engine, "Experimental": "false", "BuildTime": ""}
+    # podman's bindings read the server's API version from this component's "APIVersion"
+    # (podman --remote version showed "API Version:" empty)
+    libpod = {k: v for k, v in details.items() if k != "ApiVersion"}
+    libpod.update(APIVersion=LIBPOD_API_VERSION, MinAPIVersion=LIBPOD_MIN_API_VERSION,
+                  BuildTime=build_time())  # fmt: skip
     return {
         "Platform": {"Name": f"kiln {kv}"},
         "Components": [
             {"Name": "Engine", "Version": kv, "Details": details},
-            {"Name": "Podman Engine", "Version": LIBPOD_API_VERSION, "Details": details},
+            {"Name": "Podman Engine", "Version": LIBPOD_API_VERSION, "Details": libpod},
         ],
         "Version": kv,
         **engine,
@@ -65,8 +71,15 @@ def version_body() -> dict[str, Any]:
 async def version_route(request: Request) -> Response:
     body = version_body()
     if request.scope.get("kiln.libpod"):
-        body["Version"] = LIBPOD_API_VERSION
+        # podman's bindings parse BuildTime as RFC 3339 ("" showed year 1 as built)
+        body.update(Version=LIBPOD_API_VERSION, BuildTime=build_time())
     return JSONResponse(body)
+
+
+@functools.cache  # one installation's time; read once
+def build_time() -> str:
+    """When this kiln was built or installed, in RFC 3339 (podman's ``BuildTime``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(built_at()))
 
 
 def _meminfo_total() -> int:
@@ -178,8 +191,15 @@ def libpod_info_shape(data: dict[str, Any]) -> dict[str, Any]:
     strings; the API version is libpod's)."""
     store = dict(data.get("store") or {})
     store["graphStatus"] = {k: str(v) for k, v in (store.get("graphStatus") or {}).items()}
+    # podman's counts by state: kiln's working containers never run
+    store["containerStore"] = {
+        "paused": 0,
+        "running": 0,
+        "stopped": 0,
+        **store.get("containerStore", {}),
+    }
     version = dict(data.get("version") or {})
-    version["APIVersion"] = LIBPOD_API_VERSION
+    version.update(APIVersion=LIBPOD_API_VERSION, GoVersion=f"python{platform.python_version()}")
     return {**data, "store": store, "version": version}
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 DOCKER_API_VERSION = "1.56"  # the Docker Engine API version kiln's server follows
 DOCKER_MIN_API_VERSION = "1.24"
 LIBPOD_API_VERSION = "4.3.1"  # the libpod REST API shape kiln answers in
+LIBPOD_MIN_API_VERSION = "4.0.0"  # podman 4.3's oldest libpod API
 
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -46,7 +47,7 @@ def go_arch() -> str:
     return _GO_ARCH.get(machine, machine)
 
 
-def _built() -> float:
+def built_at() -> float:
     """When this copy was built or installed: its distribution metadata's time; 0 if unknown."""
     try:
         dist = metadata.distribution("kiln")
@@ -64,7 +65,7 @@ def _built() -> float:
 def version_info() -> dict[str, Any]:
     """``{"Client": {...}}`` as ``podman version --format json`` prints it, with kiln's
     Python version beside the Go fields podman has, and the Docker API version kiln serves."""
-    built = _built()
+    built = built_at()
     return {
         "Client": {
             "Name": "kiln",
@@ -233,6 +234,8 @@ __all__ = [
     "DOCKER_API_VERSION",
     "DOCKER_MIN_API_VERSION",
     "LIBPOD_API_VERSION",
+    "LIBPOD_MIN_API_VERSION",
+    "built_at",
     "go_arch",
     "kiln_version",
     "system_info",
