@@ -82,10 +82,7 @@ def inspect(ctx: Context, name: str, *, options: RegistryOptions | None = None) 
             image = ctx.store.resolve_image(name)
         if image is not None:
             raise InvalidArgument(f"{name} is an image, not a manifest list")
-    # start-up: transports and the registry client only for a list that is not local
-    from kiln.ops import transports as tp
-
-    return _remote_document(ctx, tp.registry_reference(name), options)
+    return _remote_document(ctx, name, options)
 
 
 _TOP_ORDER = ("schemaVersion", "mediaType", "artifactType", "config", "manifests", "layers")
@@ -106,11 +103,24 @@ def podman_order(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _remote_document(ctx: Context, ref: str, options: RegistryOptions | None) -> dict[str, Any]:
-    from kiln.ops.registry import _client  # start-up: as in inspect
+def _remote_document(ctx: Context, name: str, options: RegistryOptions | None) -> dict[str, Any]:
+    """The document ``name`` names in its registry; a short name (without ``docker://``)
+    resolved by registries.conf, as podman's manifest inspect does (it went to docker.io)."""
+    from kiln.ops import transports as tp
+    from kiln.ops.registry import _candidates, _client  # start-up: as in inspect
 
     with _client(ctx, options) as client:
-        raw, _media_type, _digest = client.get_manifest(Reference.parse(ref))
+        if name.startswith("docker://"):
+            cands = [Reference.parse(tp.registry_reference(name))]
+        else:
+            cands = _candidates(client, name)
+        for i, ref in enumerate(cands):
+            try:
+                raw, _media_type, _digest = client.get_manifest(ref)
+                break
+            except NotFound:
+                if i == len(cands) - 1:
+                    raise
     return podman_order(loads_object(raw, what="manifest"))
 
 
