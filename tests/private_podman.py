@@ -32,6 +32,7 @@ class PodmanService:
     def __init__(self, work: str):
         self.work = work
         self.sock = self.short = ""
+        self.registries_conf = os.path.join(work, "registries.conf")
         self.proc: subprocess.Popen | None = None
 
     @staticmethod
@@ -54,7 +55,7 @@ class PodmanService:
         env = dict(
             os.environ,
             CONTAINERS_STORAGE_CONF=os.path.join(self.work, "storage.conf"),
-            CONTAINERS_REGISTRIES_CONF=os.path.join(self.work, "registries.conf"),
+            CONTAINERS_REGISTRIES_CONF=self.registries_conf,
             CONTAINERS_CONF=os.path.join(self.work, "containers.conf"),
             XDG_CONFIG_HOME=os.path.join(self.work, "config"),
         )

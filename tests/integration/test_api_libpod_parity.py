@@ -35,9 +35,11 @@ Where podman's own answer is not what kiln wants, :data:`KILN_ANSWERS` says why.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import tarfile
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -58,6 +60,9 @@ pytestmark = [
 PREFIX = "/v4.3.1/libpod"
 BASE, DATA = "docker.io/library/busybox:latest", "docker.io/kiln-test/data:1"
 MOVED = "docker.io/kiln-test/moved:1"
+DATA_ID = (
+    "24a735bf3290ca7119d85784b97aa3a26ad92700eec8ccbbcbb230d7e22a618c"  # the same bytes each run
+)
 SEARCHED = "127.0.0.1:9/kiln-test"  # nothing listens on the discard port: no network needed
 
 
@@ -73,12 +78,20 @@ def q(path: str, **params: Any) -> str:
     return path + ("?" + urllib.parse.urlencode(items, doseq=True) if items else "")
 
 
-# podman 4.3 answers these 500 (its handlers' default); kiln names the kind of error
-PODMAN_500 = {
-    ("GET", q("/images/json", filters={"nonsense": ["x"]})): 400,
-    ("GET", q("/images/json", filters={"since": ["kiln-test/none:1"]})): 404,
-    ("GET", image("kiln-test/none:1", "changes")): 404,
-    ("GET", q("/images/search", term=SEARCHED)): 503,  # a registry that does not answer
+# (podman 4.3's status, kiln's) where kiln answers otherwise, each for a reason; only
+# the statuses of these are compared
+PODMAN_STATUS = {
+    # podman's handlers' default 500 for a user error or an unreachable registry; kiln
+    # names the kind
+    ("GET", q("/images/json", filters={"nonsense": ["x"]})): (500, 400),
+    ("GET", q("/images/json", filters={"since": ["kiln-test/none:1"]})): (500, 404),
+    ("GET", image("kiln-test/none:1", "changes")): (500, 404),
+    ("GET", q("/images/search", term=SEARCHED)): (500, 503),
+    ("DELETE", image(DATA_ID[:12])): (500, 400),
+    # podman removes every image when a request names none, and ignores all=true beside
+    # names; kiln refuses both, as podman's command line does
+    ("DELETE", "/images/remove"): (200, 400),
+    ("DELETE", q("/images/remove", all="true", images=["x"])): (200, 400),
 }
 UNROUTED = [("PUT", "/images/json"), ("GET", "/no/such/route")]
 
@@ -153,13 +166,19 @@ REQUESTS: list[tuple[str, str]] = [
     ("DELETE", image("kiln-test/none:1")),
     ("DELETE", q("/images/remove", images=["kiln-test/none:1"])),
     ("DELETE", q("/images/remove", images=["kiln-test/none:1"], ignore="true")),
+    ("DELETE", image(DATA_ID[:12])),  # by ID, with more than one name: needs force
+    ("DELETE", q("/images/remove", images=[DATA_ID[:12]])),
     ("DELETE", image(DATA)),
-    ("DELETE", q("/images/remove", images=[MOVED], force="true")),
+    ("DELETE", q("/images/remove", images=["kiln-test/none:1", MOVED], force="true")),
+    ("DELETE", q("/images/remove", images=["kiln-test/none:1", MOVED], ignore="true")),
+    ("DELETE", q("/images/remove", all="true", images=["x"])),
     ("POST", q("/images/prune")),
     ("POST", q("/images/prune", filters={"dangling": ["true"]})),
     ("POST", q("/images/prune", all="true", filters={"label": ["tier=base"]})),
     ("GET", q("/images/json", all="true")),
+    ("GET", q("/images/json", filters={"dangling": {"true": True}})),  # the map form
     *UNROUTED,
+    ("DELETE", "/images/remove"),  # last: podman 4.3 removes every image
 ]
 
 # whole-body fields left out of the comparison (see the module docstring)
@@ -183,7 +202,9 @@ def servers(tmp_path_factory) -> Iterator[dict[str, str]]:
     podman.start()
     try:
         (work / "kiln").mkdir()
-        proc, sock = start_server(work / "kiln")
+        # the same registries.conf: no search registries, so a short name is looked up nowhere
+        env = dict(os.environ, CONTAINERS_REGISTRIES_CONF=podman.registries_conf)
+        proc, sock = start_server(work / "kiln", env=env)
         try:
             for path in archives:
                 for server in (podman.sock, sock):
@@ -217,8 +238,9 @@ def normalised(method: str, path: str, answer: tuple[int, dict[str, str], bytes]
     """What of an answer is compared (see the module docstring)."""
     status, headers, raw = answer
     out: dict[str, Any] = {"status": status}
-    if status == 500 and (method, path) in PODMAN_500:
-        out["status"] = PODMAN_500[method, path]
+    if (method, path) in PODMAN_STATUS:
+        theirs, ours = PODMAN_STATUS[method, path]
+        return {"status": ours if status == theirs else status}
     if (method, path) in UNROUTED:
         return out  # podman's router; see the module docstring
     out["headers"] = {k: headers.get(k) for k in HEADERS}
@@ -246,6 +268,196 @@ def normalised(method: str, path: str, answer: tuple[int, dict[str, str], bytes]
         body = sorted(body, key=lambda r: r["Id"])
     out["body"] = _plain(body)
     return out
+
+
+@pytest.mark.parametrize("prefix", ["/v4.3.1", "/v4.0.0", "/v3.0.0", "/v5.1.0", "/v4", "/vnope"])
+def test_version_prefixes_answer_as_podman(servers, prefix: str) -> None:
+    """Any version of digits and dots is served (podman's router matches the prefix only);
+    anything else is no route. (kiln also serves the libpod routes without a prefix, which
+    podman does not: a client that sends none is served, not refused.)"""
+    statuses = {
+        name: request(sock, "GET", prefix + "/libpod/_ping")[0] for name, sock in servers.items()
+    }
+    assert statuses["podman"] == statuses["kiln"], statuses
+
+
+def _body(sock: str, path: str) -> dict[str, Any]:
+    status, _, raw = request(sock, "GET", PREFIX + path)
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+def _kinds(theirs: dict[str, Any], ours: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The fields both have whose JSON types differ (null aside)."""
+    return {k: (type(theirs[k]).__name__, type(ours[k]).__name__) for k in set(theirs) & set(ours)
+            if None not in (theirs[k], ours[k]) and type(theirs[k]) is not type(ours[k])}  # fmt: skip
+
+
+def test_version_answers_as_podman(servers) -> None:
+    """``podman --remote version`` reads the "Podman Engine" component's ``APIVersion`` and
+    the ``BuildTime`` (RFC 3339) of the answer."""
+    podman, kiln = (_body(servers[n], "/version") for n in ("podman", "kiln"))
+    assert set(podman) - set(kiln) == set() and not _kinds(podman, kiln)
+    engines = {}
+    for name, body in (("podman", podman), ("kiln", kiln)):
+        [engine] = [c for c in body["Components"] if c["Name"] == "Podman Engine"]
+        engines[name] = engine
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["BuildTime"]), body[
+            "BuildTime"
+        ]
+    theirs, ours = engines["podman"]["Details"], engines["kiln"]["Details"]
+    assert set(theirs) - set(ours) == set() and not _kinds(theirs, ours)
+    for key in ("APIVersion", "MinAPIVersion"):
+        assert theirs[key] == ours[key], key
+    assert engines["podman"]["Version"] == engines["kiln"]["Version"]
+
+
+# what podman's info has and kiln's has not, by section, each for a reason
+INFO_MISSING_IN_KILN = {
+    # podman's container runtime around runc (conmon, networks, cgroups, logs, slirp4netns,
+    # seccomp...): kiln runs build steps only, and says what it has (runtime, emulators)
+    "host": {"buildahVersion", "cgroupControllers", "cgroupManager", "cgroupVersion", "conmon",
+             "cpuUtilization", "distribution", "eventLogger", "idMappings", "linkmode",
+             "logDriver", "memFree", "memTotal", "networkBackend", "remoteSocket", "security",
+             "serviceIsRemote", "slirp4netns", "swapFree", "swapTotal", "uptime"},
+    # containers/storage's settings: kiln reads no storage.conf, keeps no run state apart
+    # from its root and has no volumes or driver options
+    "store": {"configFile", "graphOptions", "runRoot", "volumePath"},
+    "version": set(),
+    "": {"plugins"},  # podman's volume, network and log plugins
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("section", sorted(INFO_MISSING_IN_KILN))
+def test_info_has_podmans_fields(servers, section: str) -> None:
+    """Every field of podman's info (and of its store and version sections) is in kiln's,
+    with a value of the same JSON type, but for :data:`INFO_MISSING_IN_KILN`."""
+    podman, kiln = (_body(servers[n], "/info") for n in ("podman", "kiln"))
+    if section:
+        podman, kiln = podman[section], kiln[section]
+    assert set(podman) - set(kiln) == INFO_MISSING_IN_KILN[section]
+    assert not _kinds(podman, kiln)
+    if section == "store":
+        assert set(podman["containerStore"]) <= set(kiln["containerStore"])
+        assert kiln["imageStore"]["number"] == podman["imageStore"]["number"]
+
+
+SAVED_FORMATS = ["", "docker-archive", "oci-archive", "oci-dir", "docker-dir"]
+
+
+def _saved(raw: bytes) -> dict[str, Any]:
+    """What an archive of busybox holds, as both write it: its layout and the image's
+    name; the layer's bytes are compared by digest where both keep them uncompressed."""
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+        names = set(tf.getnames())
+        if "manifest.json" in names and "version" not in names:
+            manifest = json.loads(tf.extractfile("manifest.json").read())  # type: ignore[union-attr]
+            return {
+                "layout": "docker-archive",
+                "images": [(m["Config"], m["RepoTags"]) for m in manifest],
+            }
+        if "index.json" in names:
+            index = json.loads(tf.extractfile("index.json").read())  # type: ignore[union-attr]
+            refs = [
+                m.get("annotations", {}).get("org.opencontainers.image.ref.name")
+                for m in index["manifests"]
+            ]
+            return {"layout": "oci", "refs": refs}
+        manifest = json.loads(tf.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        return {"layout": "dir", "config": manifest["config"]["digest"],
+                "layers": len(manifest["layers"])}  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", SAVED_FORMATS)
+def test_get_answers_as_podman(servers, fmt: str) -> None:
+    """``GET /images/{name}/get`` (podman --remote save): the status, the layout of each
+    format (oci-archive when none is named, as podman's) and the name in it. Not compared:
+    podman's content type of an archive ("application/octet"; kiln's is application/x-tar),
+    and how each writes an OCI layout (podman converts the image to OCI media types, which
+    changes its config and so its ID on a load; kiln keeps the image's own manifest)."""
+    answers = {}
+    for name, sock in servers.items():
+        path = q(image(BASE, "get"), **({"format": fmt} if fmt else {}))
+        status, _, raw = request(sock, "GET", PREFIX + path)
+        answers[name] = {"status": status, **(_saved(raw) if status == 200 else {})}
+    assert answers["podman"] == answers["kiln"]
+
+
+MANIFEST_REQUESTS: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("POST", q("/manifests/kiln-test%2Flist:1", images=f"containers-storage:{BASE}"), None),
+    ("POST", "/manifests/kiln-test%2Flist:2", None),
+    ("POST", "/manifests/kiln-test%2Flist:2", None),  # the name is taken
+    ("GET", "/manifests/kiln-test%2Flist:2/exists", None),
+    ("GET", "/manifests/kiln-test%2Fnone:2/exists", None),
+    ("GET", "/manifests/kiln-test%2Flist:2/json", None),
+    ("GET", "/manifests/kiln-test%2Fnone:2/json", None),
+    (
+        "PUT",
+        "/manifests/kiln-test%2Flist:2",
+        {"operation": "update", "images": [f"containers-storage:{BASE}"]},
+    ),
+    (
+        "PUT",
+        "/manifests/kiln-test%2Flist:2",
+        {"operation": "update", "images": [f"containers-storage:{DATA}"]},
+    ),
+    ("GET", "/manifests/kiln-test%2Flist:2/json", None),
+    ("GET", "/manifests/kiln-test%2Flist:1/json", None),
+    ("PUT", "/manifests/kiln-test%2Flist:2", {"operation": "bogus"}),
+    ("DELETE", "/manifests/kiln-test%2Flist:1", None),
+    ("DELETE", "/manifests/kiln-test%2Flist:1", None),
+    ("DELETE", "/manifests/kiln-test%2Flist:2", None),
+]
+
+# (podman 4.3's status, kiln's), each for a reason
+MANIFEST_STATUS = {
+    # podman's handlers' default 500 for a name already taken; kiln's 409 is podman 5's
+    ("POST", "/manifests/kiln-test%2Flist:2"): (500, 409),
+    # podman's inspect answers 404 for any error; a short name that registries.conf does
+    # not resolve is the user's (400), as kiln's pull says
+    ("GET", "/manifests/kiln-test%2Fnone:2/json"): (404, 400),
+}
+
+
+def _manifest_answer(status: int, raw: bytes, method: str, path: str) -> dict[str, Any]:
+    """Status, and of an inspect the instances (media type and platform; the digests are
+    each store's own manifests of the image). Not compared: a list's own media type (podman
+    4.3 writes a Docker manifest list, kiln an OCI index, which podman 5 writes too) and
+    the IDs of lists (each store makes its own)."""
+    out: dict[str, Any] = {"status": MANIFEST_STATUS.get((method, path), (status, status))[1]
+                           if status == MANIFEST_STATUS.get((method, path), (0, 0))[0] else status}  # fmt: skip
+    if raw and status < 300 and path.endswith("/json"):
+        body = json.loads(raw)
+        out["instances"] = [(m["mediaType"], m["platform"]) for m in body.get("manifests") or []]
+    elif raw and status >= 400:
+        body = json.loads(raw)
+        assert set(body) == {"cause", "message", "response"} and body["response"] == status, body
+    elif raw and method == "DELETE":
+        body = json.loads(raw)
+        out["removed"] = (
+            body.get("Untagged"),
+            len(body.get("Deleted") or []),
+            body.get("ExitCode"),
+        )
+    return out
+
+
+def test_manifest_lists_answer_as_podman(servers) -> None:
+    """podman --remote manifest create/add/inspect/exists/rm, request by request, over
+    the images both stores have; the lists are gone again at the end."""
+    differences = []
+    for method, path, body in MANIFEST_REQUESTS:
+        data = json.dumps(body).encode() if body is not None else None
+        answers = {}
+        for name, sock in servers.items():
+            status, _, raw = request(sock, method, PREFIX + path, data,
+                                     {"Content-Type": "application/json"} if data else None)  # fmt: skip
+            answers[name] = _manifest_answer(status, raw, method, path)
+        if answers["podman"] != answers["kiln"]:
+            differences.append(
+                f"{method} {path}\n  podman: {answers['podman']}\n  kiln:   {answers['kiln']}"
+            )
+    assert not differences, "\n".join(differences)
 
 
 def test_the_libpod_api_answers_as_podman(servers) -> None:

@@ -39,7 +39,7 @@ _ARCHIVE_FORMATS = {
     "oci-archive": "oci-archive",
     "oci-dir": "oci-dir",  # the directory's tar, which podman's client unpacks
     "docker-dir": "docker-dir",
-    "": "docker-archive",
+    "": "oci-archive",  # podman's default here (its CLI sends --format, docker-archive)
 }
 
 
