@@ -100,6 +100,9 @@ def test_podman_remote(sock, tmp_path):
     assert names == ["localhost/base:1"]
     [data] = json.loads(podman("image", "inspect", "base:1").stdout)
     assert data["RepoTags"] == ["localhost/base:1"]
+    # as podman's own service: every name's repository with the manifest digest
+    assert data["RepoDigests"] == [f"localhost/base@{data['Digest']}"]
+    assert podman("version", "--format", "{{.Server.APIVersion}}").stdout.strip() == "4.3.1"
     hist = podman("history", "--no-trunc", "--format", "{{.ID}}", "base:1").stdout.split()
     assert hist[0] == data["Id"]
     df = podman("system", "df").stdout
