@@ -386,7 +386,9 @@ async def import_image(request: Request) -> Response:
         from kiln.ops.archives import import_image as import_  # start-up: see the module docstring
 
         try:
-            return import_(ctx, url or body, reference, changes, message, platform)
+            # as podman 4.3's service imports: no environment, its history entry
+            return import_(ctx, url or body, reference, changes, message, platform,
+                           path_env=False, podman_history=True)  # fmt: skip
         finally:
             if body is not None:
                 body.close()

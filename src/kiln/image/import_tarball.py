@@ -66,12 +66,15 @@ def import_tarball(
     lease: Lease | None = None,
     snaps: Snapshotter | None = None,
     path_env: bool = True,
+    podman_history: bool = False,
 ) -> ImageRecord:
     """Store ``stream`` (a tarball) as a one-layer image; returns its record, named ``names``.
 
     ``snaps`` (a Snapshotter): unpack the layer in the same pass (see the module
     docstring); None leaves it to the first use. ``path_env``: the config starts with
-    ``PATH`` set, as podman's and buildah's imports do (dockerd's sets no environment)."""
+    ``PATH`` set (dockerd's and podman 4.3's set no environment). ``podman_history``: the
+    layer's history entry as podman's import writes it (an ``ADD file:<diff id>``, and
+    "imported from tarball" without a message); dockerd's otherwise."""
     # start-up: kiln.image binds this function at its import (every build imports it)
     from kiln.archive.tar_check import check_tar
     from kiln.image.changes import apply_changes
@@ -101,11 +104,16 @@ def import_tarball(
             )
         if res.uncompressed_size == 0:
             raise InvalidArgument("the tarball is empty; nothing to import")
-        history = History(
-            created=created,
-            created_by="",
-            comment=message or f"Imported from {source}",
-        )
+        if podman_history:
+            history = History(
+                created=created,
+                created_by=f"/bin/sh -c #(nop) ADD file:{str(res.diff_id).removeprefix('sha256:')} in /",
+                comment=message or "imported from tarball",
+            )
+        else:
+            history = History(
+                created=created, created_by="", comment=message or f"Imported from {source}"
+            )
         config = ImageConfig(
             created=created,
             architecture=platform.architecture,

@@ -300,11 +300,12 @@ def import_image(
     message: str = "",
     platform: str | None = None,
     path_env: bool = True,
+    podman_history: bool = False,
 ) -> ImageRecord:
     """Make a one-layer image of a root filesystem tarball (path, URL, ``-``/stream).
     What a killed import or load left (its lease, unpack work) goes first. ``path_env``:
-    the image's environment starts with ``PATH``, as podman's import gives it (Docker's
-    routes import as dockerd, with none)."""
+    the image's environment starts with ``PATH`` (the API's routes import as dockerd and
+    podman 4.3 do, with none); ``podman_history``: see ``kiln.image.import_tarball``."""
     names = []
     if reference:
         ref = Reference.parse(local_name(reference))
@@ -329,6 +330,7 @@ def import_image(
                 lease=lease,
                 snaps=unpack_into(ctx, plat),
                 path_env=path_env,
+                podman_history=podman_history,
             )
     image_events.record(ctx, "import", rec.id, names[0] if names else "")
     ctx.ev.result(rec.id, id=rec.id, names=names)
