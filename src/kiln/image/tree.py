@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from kiln.image.store_image import open_store_image
 from kiln.store import ImageRecord, Store
 
@@ -58,23 +60,66 @@ def _layer_line(store: Store, chain: str, tops: dict[str, list[ImageRecord]]) ->
 
 
 def image_tree(store: Store, name: str, what_requires: bool = False) -> str:
-    """The text tree of the image's layers (bottom first), or of images built on it."""
+    """The text tree of the image's layers (bottom first), or (``what_requires``) of the
+    layers stacked on its top layer by any image, as podman's ``image tree`` prints them."""
     rec = open_store_image(store, name).record
     tops = top_layer_of(store)
-    lines = _header(rec)
-    if what_requires:
-        children = [store.get_image(c) for c in store.children_of(rec.id)]
-        lines.append("Image Layers")
-        if rec.layers:
-            lines.append("└── " + _layer_line(store, rec.layers[-1], tops))
-        for i, child in enumerate(children):
-            branch = "└── " if i == len(children) - 1 else "├── "
-            extra = child.layers[len(rec.layers) :]
-            label = " ".join(c.removeprefix("sha256:")[:12] for c in extra)
-            lines.append(f"    {branch}{_names([child])} layers: {label}")
-        return "\n".join(lines) + "\n"
-    lines.append("Image Layers")
-    for i, chain in enumerate(rec.layers):
-        branch = "└── " if i == len(rec.layers) - 1 else "├── "
-        lines.append(branch + _layer_line(store, chain, tops))
-    return "\n".join(lines) + "\n"
+    root = "\n".join([*_header(rec), "Image Layers" if rec.layers else "No Image Layers"])
+    items: list[_Node] = []
+    if what_requires and rec.layers:
+        children, parents = _layer_tree(store)
+        _stack(store, rec.layers[-1], items, children, parents, tops)
+    else:
+        items = [_Node(_layer_line(store, chain, tops)) for chain in rec.layers]
+    return "\n".join([root, *_render(items, [])]) + "\n"
+
+
+@dataclass
+class _Node:
+    text: str
+    items: list[_Node] = field(default_factory=list)
+
+
+def _layer_tree(store: Store) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Chain id -> the chain ids stacked right on it (in the order images list them),
+    and chain id -> the one it is stacked on."""
+    children: dict[str, list[str]] = {}
+    parents: dict[str, str] = {}
+    for rec in store.list_images():
+        for below, above in zip(rec.layers, rec.layers[1:], strict=False):
+            parents[above] = below
+            kids = children.setdefault(below, [])
+            if above not in kids:
+                kids.append(above)
+    return children, parents
+
+
+def _stack(
+    store: Store,
+    chain: str,
+    into: list[_Node],
+    children: dict[str, list[str]],
+    parents: dict[str, str],
+    tops: dict[str, list[ImageRecord]],
+) -> None:
+    """podman's walk (libimage's imageTreeTraverseChildren): a layer without siblings
+    continues its parent's list; one with siblings opens a branch of its own."""
+    node = _Node(_layer_line(store, chain, tops))
+    into.append(node)
+    below = parents.get(chain)
+    if below is not None and len(children.get(below, [])) > 1:
+        into = node.items
+    for child in children.get(chain, []):
+        _stack(store, child, into, children, parents, tops)
+
+
+def _render(items: list[_Node], open_levels: list[bool]) -> list[str]:
+    """Lines of ``items`` as gotree prints them (``├──``/``└──``, ``│   `` under a level
+    that goes on)."""
+    lines = []
+    for i, node in enumerate(items):
+        last = i == len(items) - 1
+        indent = "".join("    " if done else "│   " for done in open_levels)
+        lines.append(indent + ("└── " if last else "├── ") + node.text)
+        lines += _render(node.items, [*open_levels, last])
+    return lines
