@@ -22,6 +22,7 @@ from kiln.util.choices import PullPolicy
 
 from . import shapes
 from .errors import error_body, image_lookup
+from .libpod_filters import split_filters
 from .listing_cache import listing_response
 from .params import qbool, qfilters, qhas, qint, qlist, qstr
 from .registry_auth import loopback_registry, push_pull_options
@@ -48,8 +49,11 @@ async def list_images(request: Request) -> Response:
     all_ = qbool(request.query_params, "all")
     filters = qfilters(request.query_params)
 
+    passed, checks = split_filters(filters)
+
     def make(ctx: Context) -> list:
-        return [shapes.libpod_summary(s) for s in ops.list_images(ctx, all=all_, filters=filters)]
+        summaries = ops.list_images(ctx, all=all_, filters=passed)
+        return [shapes.libpod_summary(s) for s in summaries if all(c(s) for c in checks)]
 
     return await listing_response(request, ("libpod", all_, *filters), filters, make)
 
