@@ -660,6 +660,24 @@ def filled(path: str) -> str:
     return path
 
 
+@pytest.mark.parametrize("route", ["json", "exists", "history"])
+@pytest.mark.parametrize("form", ["repo@digest", "name:tag@digest", "other@digest", "repo@zero"])
+def test_digest_references_answer_as_podman(servers, route: str, form: str) -> None:
+    """An image named by its manifest digest (each store's own: see the module docstring),
+    with its repository, with its tag too, with another repository and with a digest
+    that names nothing."""
+    answers = {}
+    for name, sock in servers.items():
+        digest = _body(sock, image(BASE, "json"))["Digest"]
+        ref = {"repo@digest": f"docker.io/library/busybox@{digest}",
+               "name:tag@digest": f"{BASE}@{digest}",
+               "other@digest": f"docker.io/kiln-test/data@{digest}",
+               "repo@zero": "docker.io/library/busybox@sha256:" + "0" * 64}[form]  # fmt: skip
+        path = image(ref, route)
+        answers[name] = normalised("GET", path, request(sock, "GET", PREFIX + path))
+    assert answers["podman"] == answers["kiln"]
+
+
 def test_the_libpod_api_answers_as_podman(servers) -> None:
     differences = []
     for method, path in REQUESTS:
