@@ -1,9 +1,9 @@
 """A private ``podman system service`` (Debian's podman 4.3) on its own socket and storage.
 
 Everything it reads is made here: its storage (vfs: no mounts to leave behind), run and
-temporary directories, an empty containers.conf and a registries.conf with no search
-registries, so nothing of the machine's own podman setup matters and no
-name is looked up on a network. It dies with the process that started it
+temporary directories (its events log and image copies there too, not in /run/libpod and
+/var/tmp), a containers.conf and a registries.conf with no search registries, so nothing
+of the machine's own podman setup matters and no name is looked up on a network. It dies with the process that started it
 (``dies_with_parent``) and is stopped by PID (SIGTERM, then SIGKILL).
 
     p = PodmanService(workdir); p.start()   # RuntimeError with the log's tail if it fails
@@ -47,7 +47,9 @@ class PodmanService:
         files = {
             "storage.conf": f'[storage]\ndriver = "vfs"\nrunroot = "{run}"\ngraphroot = "{root}"\n',
             "registries.conf": "unqualified-search-registries = []\n",
-            "containers.conf": "",
+            # its events log and image copies here too, not under /run/libpod and /var/tmp
+            "containers.conf": f'[engine]\nevents_logfile_path = "{tmp}/events.log"\n'
+            f'image_copy_tmp_dir = "{tmp}"\n',  # fmt: skip
         }
         for name, text in files.items():
             with open(os.path.join(self.work, name), "w") as f:
