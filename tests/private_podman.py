@@ -3,8 +3,11 @@
 Everything it reads is made here: its storage (vfs: no mounts to leave behind), run and
 temporary directories (its events log and image copies there too, not in /run/libpod and
 /var/tmp), a containers.conf and a registries.conf with no search registries, so nothing
-of the machine's own podman setup matters and no name is looked up on a network. It dies with the process that started it
-(``dies_with_parent``) and is stopped by PID (SIGTERM, then SIGKILL).
+of the machine's own podman setup matters and no name is looked up on a network. It
+dies with the process that started it (``dies_with_parent``) and is stopped by PID
+(SIGTERM, then SIGKILL); the short directory of its socket and run state, named after
+the process that started it, goes with ``stop`` or, after a killed run, with the next
+``start``.
 
     p = PodmanService(workdir); p.start()   # RuntimeError with the log's tail if it fails
     request(p.sock, "GET", "/v4.3.1/libpod/_ping")
@@ -14,6 +17,7 @@ of the machine's own podman setup matters and no name is looked up on a network.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,8 +26,11 @@ import tempfile
 import time
 
 from dies_with_parent import dies_with_parent
+from kiln.util.process_owner import is_alive, this_process
 
 PODMAN = shutil.which("podman") or "/usr/bin/podman"
+SHORT_PREFIX = "kiln-podman-"
+_SHORT = re.compile(r"^kiln-podman-(\d+)\.(\d+)-")  # kiln-podman-<PID>.<START>-
 
 
 class PodmanService:
@@ -73,7 +80,9 @@ class PodmanService:
     def start(self, timeout: float = 60) -> None:
         # a socket's path is at most 107 bytes and podman's runroot 50, which a test's deep
         # temporary directory can pass: both go in a short one of their own
-        self.short = tempfile.mkdtemp(prefix="kiln-podman-")
+        sweep_dead_services()
+        owner = this_process().replace(":", ".")
+        self.short = tempfile.mkdtemp(prefix=f"{SHORT_PREFIX}{owner}-")
         self.sock = os.path.join(self.short, "podman.sock")
         argv, env = self._configure()
         with open(os.path.join(self.work, "podman.log"), "wb") as log:
@@ -110,3 +119,17 @@ class PodmanService:
                 self.proc.wait(timeout=10)
         self.proc = None
         shutil.rmtree(self.short, ignore_errors=True)
+
+
+def sweep_dead_services(tmp: str | None = None) -> list[str]:
+    """Remove the socket and run directories that services of dead processes (a killed
+    pytest: its service died with it) left in ``tmp``; returns those removed."""
+    tmp = tmp or tempfile.gettempdir()
+    removed = []
+    for name in sorted(os.listdir(tmp)):
+        match = _SHORT.match(name)
+        if match is None or is_alive(f"{match.group(1)}:{match.group(2)}"):
+            continue
+        shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+        removed.append(os.path.join(tmp, name))
+    return removed
