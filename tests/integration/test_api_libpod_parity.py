@@ -41,8 +41,8 @@ a multi-image oci-archive export (podman refuses it, kiln writes it); podman's l
 unnamed image of a refused import; pull and push are not compared (a registry is needed):
 podman 4.3 answers a pull's early errors (a short name that does not resolve, policy
 never) 200 with an error line, kiln with the error's status (podman's client shows
-either), and pushes quietly unless told (quiet=false), where kiln always streams. And one
-left for a decision: kiln counts an image as
+either); a quiet push's failure is podman's 400, kiln's status of the error (a push's
+quiet default: ``test_api_libpod_registry_params``). And one left for a decision: kiln counts an image as
 a child of every image whose layer chain its own extends (``Store.children_of``: such a
 "parent" is not dangling and is not removed without its children), where podman also
 wants the child's history to extend the parent's; the image of two layers here is

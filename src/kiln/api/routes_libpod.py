@@ -111,9 +111,10 @@ async def untag_image(request: Request) -> Response:
     return created()
 
 
-def created() -> Response:
-    """podman's 201 of tag and untag: a text/plain newline (dockerd's tag has no body)."""
-    return PlainTextResponse("\n", status_code=201, media_type="text/plain; charset=us-ascii")
+def created(status: int = 201) -> Response:
+    """podman's answer without a body (tag, untag, a quiet push): a text/plain newline
+    (dockerd's tag has no body)."""
+    return PlainTextResponse("\n", status_code=status, media_type="text/plain; charset=us-ascii")
 
 
 async def libpod_tag_image(request: Request) -> Response:
@@ -266,12 +267,21 @@ async def push_image(request: Request) -> Reply:
     config = config_of(request)
     await _require_images(request, [name])
 
-    def work(h: Handoff):
+    def run(ctx: Context) -> Any:
         from kiln.ops.file_transfer import push  # start-up: see the module docstring
 
+        return push(ctx, name, destination, format=fmt, compress=compress,
+                    compression=compression, options=options)  # fmt: skip
+
+    if qbool(q, "quiet", True):
+        # podman's default (podman#14971: older clients read no stream): the push, then a
+        # newline, or the error with its status; podman's client sends quiet either way
+        await run_op(request, run)
+        return created(200)
+
+    def work(h: Handoff):
         with context_for(config, h) as ctx:
-            return push(ctx, name, destination, format=fmt, compress=compress,
-                        compression=compression, options=options)  # fmt: skip
+            return run(ctx)
 
     def event(e) -> list[dict]:
         return [{"stream": e.message + "\n"}] if e.message and e.kind != "result" else []
