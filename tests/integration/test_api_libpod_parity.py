@@ -104,6 +104,8 @@ PODMAN_STATUS = {
     ("GET", q("/images/json", filters={"nonsense": ["x"]})): (500, 400),
     ("GET", q("/images/json", filters={"since": ["kiln-test/none:1"]})): (500, 404),
     ("GET", image("kiln-test/none:1", "changes")): (500, 404),
+    ("GET", q(image(DATA, "changes"), parent="kiln-test/none:1")): (500, 404),
+    ("GET", q(image(DATA, "changes"), diffType="container")): (500, 404),  # no such container
     ("GET", q("/images/search", term=SEARCHED)): (500, 503),
     ("DELETE", image("<data-id:12>")): (500, 400),
     # podman removes every image when a request names none, and ignores all=true beside
@@ -164,6 +166,12 @@ REQUESTS: list[tuple[str, str]] = [
     ("GET", image(DATA, "tree")),
     ("GET", image("kiln-test/none:1", "tree")),
     ("GET", image(DATA, "changes")),
+    ("GET", q(image(DATA, "changes"), parent=BASE)),
+    ("GET", q(image(DATA, "changes"), diffType="image")),
+    ("GET", q(image(DATA, "changes"), diffType="all")),
+    ("GET", q(image(DATA, "changes"), diffType="bogus")),
+    ("GET", q(image(DATA, "changes"), diffType="container")),
+    ("GET", q(image(DATA, "changes"), parent="kiln-test/none:1")),
     ("GET", image("kiln-test/none:1", "changes")),
     ("GET", q("/images/search", term=SEARCHED)),
     ("POST", q(image(DATA, "tag"), repo="kiln-test/second", tag="2")),
@@ -330,7 +338,7 @@ def normalised(method: str, path: str, answer: tuple[int, dict[str, str], bytes]
         # "History" here is podman's NamesHistory; see the module docstring
         body = sorted(({k: v for k, v in i.items() if k != "History"} for i in body),
                       key=lambda i: i["Id"])  # fmt: skip
-    elif path.endswith("/changes"):
+    elif path.split("?")[0].endswith("/changes"):
         body = sorted((c["Path"], c["Kind"]) for c in body)
     elif "/images/remove" in path or method == "DELETE":
         body = {k: sorted(v) if isinstance(v, list) else v for k, v in body.items()}

@@ -24,7 +24,7 @@ from . import shapes
 from .errors import error_body, image_lookup
 from .libpod_filters import split_filters
 from .listing_cache import listing_response
-from .params import qbool, qfilters, qhas, qint, qlist, qstr
+from .params import bad, qbool, qfilters, qhas, qint, qlist, qstr
 from .registry_auth import loopback_registry, push_pull_options
 from .registry_only import registry_reference
 from .routes_images import tag_image, target_name
@@ -95,6 +95,13 @@ async def image_changes(request: Request) -> Response:
 
     name = request.path_params["name"]
     parent = qstr(request.query_params, "parent") or None
+    # podman's diffType: all (the default) and image name an image here; container a
+    # container, which this route of kiln's never names
+    diff_type = qstr(request.query_params, "diffType")
+    if diff_type not in ("", "all", "image", "container"):
+        raise bad("diffType", diff_type, "use all, container or image")
+    if diff_type == "container":
+        raise NotFound(f"{name}: no such container")
     kinds = {"C": 0, "A": 1, "D": 2}
     with image_lookup(name):
         changes = await run_op(request, lambda ctx: ops.diff(ctx, name, parent))
