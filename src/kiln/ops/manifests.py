@@ -106,7 +106,7 @@ def podman_order(doc: dict[str, Any]) -> dict[str, Any]:
 def _remote_document(ctx: Context, name: str, options: RegistryOptions | None) -> dict[str, Any]:
     """The document ``name`` names in its registry; a short name (without ``docker://``)
     resolved by registries.conf, as podman's manifest inspect does (it went to docker.io)."""
-    from kiln.ops import transports as tp
+    from kiln.ops import transports as tp  # start-up: as in inspect
     from kiln.ops.registry import _candidates, _client  # start-up: as in inspect
 
     with _client(ctx, options) as client:
