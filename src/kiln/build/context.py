@@ -59,7 +59,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kiln.archive.safe_root import SafeRoot
-from kiln.build.context_index import DirIndex, DirRecord, list_dir, payload_of
+from kiln.build.context_index import RACY_NS, DirIndex, DirRecord, Listing, list_dir, payload_of
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.layer_first import LearnedDigests
 from kiln.errors import InvalidArgument, NotFound
@@ -74,8 +74,6 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
-#: a checksum taken less than this after the file's last change is not trusted later
-RACY_NS = 2_000_000_000
 _SUBDIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_AT = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MAX_MANIFEST_ENTRIES = 5000  # paths --explain can name per COPY source set
@@ -713,9 +711,13 @@ class BuildContext:
                 rel, dfd, record, record.entry_names(), None, h, box, index, seen, keep
             ):
                 return
-        listing = list_dir(dfd)
+        listing = list_dir(dfd, record)
         seen.add(rel)
         if record is not None and record.matches(listing):
+            if record.own != listing.own:  # its names now vouched for by its own key, or not
+                with self._lock:  # (a moved key also changed the parent's record)
+                    record.own = listing.own
+                    index.changed = True
             if keep is None and record.complete:
                 self._digest_unchanged(rel, dfd, record, listing.names, h, box, index, seen)
                 return
@@ -723,8 +725,7 @@ class BuildContext:
                 rel, dfd, record, listing.names, listing.stats, h, box, index, seen, keep
             ):
                 return
-        self._digest_changed(rel, dfd, listing.names, listing.stats, listing.keys, listing.dev,
-                             record, h, box, index, seen, keep)  # fmt: skip
+        self._digest_changed(rel, dfd, listing, record, h, box, index, seen, keep)
 
     def _digest_unchanged(  # noqa: PLR0913
         self,
@@ -795,10 +796,7 @@ class BuildContext:
         self,
         rel: str,
         dfd: int,
-        names: list[str],
-        sts: list[os.stat_result],
-        keys: bytes | None,
-        dev: int,
+        listing: Listing,
         record: DirRecord | None,
         h: Any,
         box: _Covered,
@@ -809,6 +807,7 @@ class BuildContext:
         """A directory whose entries changed since it was indexed (or never was): entry by
         entry, each unchanged file's checksum still taken from the index. A filtered walk
         hashes no file it skips (its line stays empty in the record)."""
+        names, sts, keys = listing.names, listing.stats, listing.keys
         lines: list[bytes] = []
         dirs = array("I")
         mask = bytearray()
@@ -872,7 +871,7 @@ class BuildContext:
                     self._line(line, h, box)
                 lines.append(line)
             if trusted and keys is not None:
-                self._record(index, rel, dev, names, keys, lines, dirs, mask, keep)
+                self._record(index, rel, listing, lines, dirs, mask, keep)
                 recorded = True
         finally:
             if hashed and not recorded:
@@ -884,9 +883,7 @@ class BuildContext:
         self,
         index: DirIndex,
         rel: str,
-        dev: int,
-        names: list[str],
-        keys: bytes,
+        listing: Listing,
         lines: list[bytes],
         dirs: array,
         mask: bytearray,
@@ -898,10 +895,11 @@ class BuildContext:
         for line in lines:
             total += len(line)
             offsets.append(total)
-        new = DirRecord(dev, "\0".join(names), keys, b"".join(lines), offsets.tobytes(),
-                        dirs.tobytes(), sig=keep.sig if keep is not None else "",
+        new = DirRecord(listing.dev, "\0".join(listing.names), cast(bytes, listing.keys),
+                        b"".join(lines), offsets.tobytes(), dirs.tobytes(),
+                        sig=keep.sig if keep is not None else "",
                         mask=bytes(mask) if keep is not None else b"",
-                        complete=all(lines))  # fmt: skip
+                        complete=all(lines), own=listing.own)  # fmt: skip
         with self._lock:
             index.records[rel] = new
             index.changed = True

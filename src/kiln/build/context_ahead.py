@@ -170,7 +170,7 @@ def _same(root_fd: int, rel: str, record: DirRecord) -> bool:
     except OSError:
         return False
     try:
-        return record.matches(list_dir(fd))
+        return record.matches(list_dir(fd, record))
     except OSError:
         return False
     finally:
