@@ -673,9 +673,20 @@ class BuildContext:
     def _dir_index(self) -> DirIndex:
         with self._lock:
             if self._index is None:
-                get = getattr(self.checksums, "get_context_index", None)
-                self._index = DirIndex.load(get(self.root) if get else None, self.root)
+                self._index = self._load_index()
             return self._index
+
+    def _load_index(self) -> DirIndex:
+        """The stored index, read a piece at a time where the store can (its own)."""
+        opener = getattr(self.checksums, "open_context_index", None)
+        if opener is None:
+            get = getattr(self.checksums, "get_context_index", None)
+            return DirIndex.load(get(self.root) if get else None, self.root)
+        f = opener(self.root)
+        if f is None:
+            return DirIndex()
+        with f:
+            return DirIndex.read(f, self.root)
 
     @staticmethod
     def _line(line: bytes, h: Any, box: _Covered) -> None:

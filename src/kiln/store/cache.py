@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import stat
@@ -245,6 +246,18 @@ class BuildCache:
     def get_context_index(self, context_root: str) -> bytes | None:
         """The checksum index last stored for the context directory ``context_root``
         (opaque bytes, see ``kiln.build.context_index``), or None."""
+        f = self.open_context_index(context_root)
+        if f is None:
+            return None
+        try:
+            with f:
+                return f.read()
+        except OSError:
+            return None
+
+    def open_context_index(self, context_root: str) -> io.BufferedReader | None:
+        """The checksum index of ``context_root`` opened for reading (the caller closes it),
+        or None: a big one is read a piece at a time (``kiln.build.context_index``)."""
         # only a regular file: anything else there (a FIFO, a link to /dev/zero) is not an
         # index kiln wrote, and reading it could block or never end
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -254,13 +267,12 @@ class BuildCache:
             return None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
                 return None
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                return f.read()
+            return os.fdopen(fd, "rb")
         except OSError:
-            return None
-        finally:
             os.close(fd)
+            return None
 
     def list_context_indexes(self) -> list[IndexFile]:
         """The context checksum indexes kept (``system df``'s build cache)."""

@@ -223,6 +223,7 @@ class Store:
         self.put_checksum = cache.put_checksum
         self.put_checksums = cache.put_checksums
         self.get_context_index = cache.get_context_index
+        self.open_context_index = cache.open_context_index
         self.put_context_index = cache.put_context_index
         self.list_context_indexes = cache.list_context_indexes
         # cache mounts
