@@ -7,26 +7,27 @@ directory it walked (by context-relative path):
 
 - the device of the directory and the sorted names of its entries;
 - a packed array of (inode, size, mtime_ns, ctime_ns, mode) per entry;
-- the entry lines themselves, one blob, with the offset of each entry's line.
+- the entry lines themselves, one blob, with the offset of each entry's line;
+- the directory's own packed stat key when it was listed, if it was old enough then.
 
-A rebuild lists the directory, stats every entry and compares the packed stat keys with
-the stored ones in one bytes comparison (a directory whose own stat key is the one stored
-with its record is not even listed: see ``list_dir``); when they are equal, the stored lines go into the
-digest as they are (a directory entry's line is followed by its own subtree, walked the
-same way). Any difference sends that directory down the entry-by-entry path, which still
-takes the stored checksum of every file whose key did not change. The stat key is the one
-of the per-file cache (see :mod:`kiln.build.context`): a rewrite that puts the mtime back
-still moves the ctime; a directory is recorded only when none of its entries changed less
-than ``RACY_NS`` before it was read.
+A rebuild lists the directory (or, when its own stat key is still the stored one, takes
+the stored names: see ``list_dir``), stats every entry and compares the packed stat keys
+with the stored ones in one bytes comparison; when they are equal, the stored lines go
+into the digest as they are (a directory entry's line is followed by its own subtree,
+walked the same way). Any difference sends that directory down the entry-by-entry path,
+which still takes the stored checksum of every file whose key did not change. The stat
+key is the one of the per-file cache (see :mod:`kiln.build.context`): a rewrite that puts
+the mtime back still moves the ctime; a directory is recorded only when none of its
+entries changed less than ``RACY_NS`` before it was read.
 
 The index is one file per context directory in the store: a magic, then frames (a 4-byte
 length and a ``marshal`` object: a header naming the version and the context, then one
 ``(path, record)`` per directory), then a CRC-32 of the frames, so that a torn or foreign
-file is ignored, never trusted. It is written a frame at a time (the index of 200,000
-files is ~31 MB: made whole before writing, it was held twice at the end of a first
-build); loading it takes ~15 ms where the same rows from SQLite took ~0.45 s. It is a
-cache: it is written (atomically, without fsync) only when something changed, and a lost
-or damaged one costs one rehash.
+file is ignored, never trusted. It is written and read a frame at a time (the index of
+200,000 files is ~31 MB: made whole, it was held twice beside its records); loading it
+takes ~15-40 ms where the same rows from SQLite took ~0.45 s. It is a cache: it is
+written (atomically, without fsync) only when something changed, and a lost or damaged
+one costs one rehash.
 """
 
 from __future__ import annotations
