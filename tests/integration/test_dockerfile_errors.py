@@ -100,12 +100,13 @@ ERRORS = {
         'Error: creating build container: b: image not known (FROM b reads the image "b": the'
         " name is a later stage's, at Containerfile:3, and FROM names only an earlier stage)",
     ),
-    # --from names any stage, as BuildKit; a circle is refused with its message, and the circle
-    # (buildah: "COPY --from=two: no stage or image found with that name")
-    "copy_from_in_a_circle": (
+    # --from names only an earlier stage: a later one is refused (buildah: "COPY --from=two: no
+    # stage or image found with that name"; BuildKit 20.10 copies from two's base, unbuilt)
+    "copy_from_a_later_stage": (
         "FROM busybox AS one\nCOPY --from=two /x /x\nFROM busybox AS two\nCOPY --from=one /y /y\n",
         [], 125,
-        "Error: circular dependency detected on stage: two (two -> one -> two)",
+        "Error: Containerfile:2: invalid from flag value two: refers to current or future build"
+        " stage",
     ),
     "copy_from_index_out_of_range": (
         "FROM busybox\nCOPY --from=5 /x /x\n", [], 125,

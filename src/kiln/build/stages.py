@@ -6,10 +6,12 @@ needs are planned; ``order`` is a topological order and ``deps`` lets an
 executor run independent stages in parallel.  A ``--from`` that names no
 stage is an image, recorded in ``Stage.external_images``.
 
-As in BuildKit, FROM names only an earlier stage (a later stage's name there is an
-image), while ``--from`` names any stage (a later one is built first; stages that
-copy from each other in a circle are refused: "circular dependency detected on
-stage: one"); a ``--from`` index names only an earlier stage.
+FROM names only an earlier stage (a later stage's name there is an image, as in
+buildah and BuildKit). ``--from`` names an earlier stage by index or name; naming this
+or a later stage is refused ("refers to current or future build stage") when the stage
+is built: buildah fails there ("no stage or image found with that name") and BuildKit
+20.10 copies from the later stage's base without its steps, so neither builds what was
+meant; a stage the target does not need is not built by either, whatever it names.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Stage:
     stage_deps: frozenset[int] = frozenset()  # every stage it needs (FROM and --from)
     external_images: frozenset[str] = frozenset()  # COPY --from / mount from= images
     base_used_args: frozenset[str] = frozenset()
+    refused: str | None = None  # a --from naming this or a later stage: refused if built
 
     @property
     def is_scratch(self) -> bool:
@@ -166,8 +169,9 @@ def _simulate_one(
 
 
 def _resolve(ref: str, names: dict[str, int], count: int, current: int) -> int | None:
-    """The stage the ``--from`` ``ref`` of stage ``current`` names: any stage by name, only
-    an earlier one by index (as BuildKit; see the module docstring)."""
+    """The stage the ``--from`` ``ref`` of stage ``current`` names (None: an image); an
+    index names only an earlier stage, a name may be a later stage's (``plan`` refuses
+    that when the stage is built: see the module docstring)."""
     if ref.isdigit():
         index = int(ref)
         if index >= count:
@@ -226,6 +230,7 @@ def plan(
             base_stage = None  # FROM x AS x, or a later stage's name: the image x
         deps: set[int] = {base_stage} if base_stage is not None else set()
         images: set[str] = set()
+        refused: str | None = None
         for ref, line in _from_refs(group[1:], build_args, lex, parsed.name):
             if ref in named:
                 continue  # a named context: neither a stage nor an image to pull
@@ -233,9 +238,14 @@ def plan(
                 dep = _resolve(ref, names, len(groups), index)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"{parsed.name}:{line}: {exc}") from None
-            if dep == index:
+            if dep == index and ref.isdigit():
                 raise InvalidArgument(f"{parsed.name}:{line}: a stage cannot copy from itself")
-            if dep is None:
+            if dep is not None and dep >= index:
+                refused = refused or (
+                    f"{parsed.name}:{line}: invalid from flag value {ref}: refers to current "
+                    "or future build stage"
+                )
+            elif dep is None:
                 images.add(ref)
             else:
                 deps.add(dep)
@@ -246,6 +256,7 @@ def plan(
                 instructions=tuple(group[1:]), line=head.line, from_instruction=head,
                 base_stage=base_stage, stage_deps=frozenset(deps),
                 external_images=frozenset(images), base_used_args=frozenset(used),
+                refused=refused,
             )
         )  # fmt: skip
 
@@ -255,6 +266,10 @@ def plan(
             raise InvalidArgument(f'target stage "{target}" could not be found')
         target_index = names[target.lower()]
     order = _topological(stages, target_index)
+    for index in order:  # only a stage the target needs: an unused one may name anything
+        refusal = stages[index].refused
+        if refusal is not None:
+            raise InvalidArgument(refusal)
     return BuildPlan(
         stages=tuple(stages),
         target_index=target_index,
