@@ -28,6 +28,17 @@ if TYPE_CHECKING:
     from kiln.ops.context import Context
 
 
+#: whether this process ends right after its command (the console script, see
+#: ``kiln.cli.main.main``): then the store's databases leave their WAL to the next command
+#: instead of checkpointing it at close (``kiln.util.sqlite.leave_wal_at_exit``)
+_process_ends_with_command = False
+
+
+def process_ends_with_command() -> None:
+    global _process_ends_with_command
+    _process_ends_with_command = True
+
+
 class State:
     """The global CLI options of one invocation.
 
@@ -56,6 +67,10 @@ class State:
         from kiln.ops.context import open_context
 
         enter_user_namespace()
+        if _process_ends_with_command:
+            from kiln.util.sqlite import leave_wal_at_exit
+
+            leave_wal_at_exit()
         renderer = events if events is not None else self.renderer(quiet, progress)
         config = Config.from_env(root=self.root, tmpdir=self.tmpdir)
         try:

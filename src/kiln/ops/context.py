@@ -90,9 +90,10 @@ class Context:
 
     def close(self) -> None:
         """Remove the scratch dir and close both databases, at the same time: closing a
-        database checkpoints its WAL into it (the command's commits made durable), and
-        the two checkpoints' syncs and the removal overlap (10-60 ms at the end of every
-        command on a busy disk, one after another)."""
+        database makes the command's commits durable (a checkpoint of its WAL into it, or,
+        in the console script, a sync of the WAL: ``kiln.util.sqlite``), and the syncs and
+        the removal overlap (10-60 ms at the end of every command on a busy disk, one after
+        another)."""
         scratch, self._scratch = self._scratch, None
         if self._scratch_finalizer is not None:
             self._scratch_finalizer.detach()

@@ -2,7 +2,17 @@
 connection per thread (and per process after fork), WAL, foreign keys, a busy
 timeout, temporary data in memory, numbered migrations (a newer database is
 refused), ``BEGIN IMMEDIATE`` write transactions that nest by joining the
-outermost one, and a full disk reported as ``NoSpace`` naming the directory."""
+outermost one, and a full disk reported as ``NoSpace`` naming the directory.
+
+Closing a ``Database`` makes its commits durable. In a process that ends right after its
+command (the console script, see :func:`leave_wal_at_exit`) that is one fsync of the WAL,
+and only when the process committed something; the connections are left to the process's
+exit, so SQLite does not checkpoint the WAL into the database file at their close. The next
+command appends to the same WAL: no WAL made, synced and deleted, no database file written
+and synced, per command (a build paid eight syncs for it, and a read-only command made and
+deleted the WAL and its index). SQLite still checkpoints when the WAL passes
+``wal_autocheckpoint`` pages, and a process that leaves its connections open is what
+SQLite's recovery handles after every killed command."""
 
 from __future__ import annotations
 
@@ -21,6 +31,18 @@ BUSY_TIMEOUT_MS = 60_000
 SQLITE_BUSY = 5
 #: numbers the write transactions of every Database (``Database.transaction_id``)
 _transaction_ids = itertools.count(1)
+#: see :func:`leave_wal_at_exit`
+_leave_wal = False
+#: the connections closed Databases left for the process's exit to close
+_left_open: list[sqlite3.Connection] = []
+
+
+def leave_wal_at_exit() -> None:
+    """For a process that ends right after its command (the console script): from now on
+    ``Database.close`` syncs the WAL (when this process committed to it) and leaves the
+    connections for the process's exit to close, without SQLite's checkpoint at close."""
+    global _leave_wal
+    _leave_wal = True
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -59,10 +81,12 @@ Params = tuple[Any, ...] | list[Any]
 
 
 def migrate(conn: sqlite3.Connection, migrations: list[str], what: str) -> int:
-    """Bring ``conn``'s database to ``len(migrations)``; refuse a newer one. Idempotent."""
+    """Bring ``conn``'s database to ``len(migrations)``; refuse a newer one. Idempotent.
+    Returns how many migrations this call applied."""
     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         conn.execute("PRAGMA journal_mode = WAL")
     target = len(migrations)
+    applied = 0
     while True:
         version: int = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > target:
@@ -71,7 +95,7 @@ def migrate(conn: sqlite3.Connection, migrations: list[str], what: str) -> int:
                 f"{target}: it was written by a newer kiln; upgrade kiln to use it"
             )
         if version == target:
-            return version
+            return applied
         conn.execute("BEGIN IMMEDIATE")
         try:
             # re-read under the write lock: another process may have migrated meanwhile
@@ -80,6 +104,7 @@ def migrate(conn: sqlite3.Connection, migrations: list[str], what: str) -> int:
                 for stmt in _statements(migrations[version]):
                     conn.execute(stmt)
                 conn.execute(f"PRAGMA user_version = {version + 1}")
+                applied += 1
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -107,7 +132,9 @@ class Database:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        migrate(self.conn, migrations, what)
+        #: whether a migration of this process wrote to the database (schema changes are not
+        #: in a connection's ``total_changes``)
+        self._migrated = migrate(self.conn, migrations, what) > 0
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -214,11 +241,33 @@ class Database:
             conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Close every connection: SQLite checkpoints the WAL into the database file at the
+        last one's close (the commits made durable). After :func:`leave_wal_at_exit`, the
+        WAL is synced instead, when a connection of this process changed the database, and
+        the connections are left to the process's exit."""
         with self._lock:
             conns, self._all = self._all, []
             self._closed = True
+        if _leave_wal:
+            if self._migrated or any(conn.total_changes for conn in conns):
+                _sync_file(self.path + "-wal")
+            _left_open.extend(conns)
+            return
         for conn in conns:
             try:
                 conn.close()
             except sqlite3.Error:
                 pass
+
+
+def _sync_file(path: str) -> None:
+    """fsync ``path`` if it exists (SQLite made the WAL's directory entry durable itself,
+    when it first synced a new WAL)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,66 @@
+"""A ``kiln`` command leaves the store's WAL to the next one: the commits it made are synced
+in the WAL, not checkpointed into the database file at its exit (a WAL made, synced and
+deleted by every command), and a command that only reads the store writes and syncs nothing.
+
+An in-process caller's close still checkpoints (``test_ops_context_close``)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import sqlite3
+import subprocess
+import sys
+
+# the console script, with every os.fsync of the process named on stderr at its exit
+SCRIPT = """
+import atexit, os, sys
+synced = []
+_fsync = os.fsync
+
+def fsync(fd):
+    synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+    _fsync(fd)
+
+os.fsync = fsync
+atexit.register(lambda: sys.stderr.write(f"synced={synced!r}\\n"))
+sys.argv = ["kiln", *sys.argv[1:]]
+from kiln.cli.main import main
+main()
+"""
+
+
+def _kiln(root, *args: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, "--root", str(root), *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    line = [x for x in done.stderr.splitlines() if x.startswith("synced=")][-1]
+    return ast.literal_eval(line.removeprefix("synced="))
+
+
+def _state(path) -> tuple[int, int, bytes]:
+    st = os.stat(path)
+    with open(path, "rb") as f:
+        return st.st_size, st.st_mtime_ns, f.read()
+
+
+def test_a_command_syncs_its_commits_in_the_wal_and_a_reading_one_writes_nothing(tmp_path):
+    root = tmp_path / "root"
+    db, wal = root / "kiln.db", root / "kiln.db-wal"
+    synced = _kiln(root, "images")  # a new store: its schema is committed
+    assert str(wal) in synced
+    assert wal.stat().st_size > 0  # left for the next command, not checkpointed
+    before = {p: _state(p) for p in (db, wal)}
+
+    synced = _kiln(root, "images")
+    assert not [p for p in synced if p.startswith(str(root))]
+    assert {p: _state(p) for p in (db, wal)} == before
+
+    # what the first command committed is there for any reader of the database
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] > 0
+    finally:
+        conn.close()
