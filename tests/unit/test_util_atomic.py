@@ -47,6 +47,20 @@ def test_replacing_keeps_readers_of_the_old_file(tmp_path):
     assert names(tmp_path) == ["f"]
 
 
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_cache_file_is_replaced_whole_without_a_sync(tmp_path, monkeypatch, durable):
+    """``durable=False`` (a cached answer worked out again when lost) still replaces the
+    file whole, and syncs neither it nor its directory; the default syncs both."""
+    target = tmp_path / "f"
+    target.write_bytes(OLD)
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    atomic_write(str(target), b"new", durable=durable)
+    assert target.read_bytes() == b"new" and names(tmp_path) == ["f"]
+    assert len(synced) == (2 if durable else 0)
+
+
 def test_keep_mode_keeps_the_replaced_files_mode(tmp_path):
     target = tmp_path / "f"
     target.write_bytes(OLD)

@@ -292,7 +292,9 @@ class AtomicFile:
     ``mode`` is the new file's mode (exact, not masked by the umask); with
     ``keep_mode`` a replaced regular file keeps its mode and, where allowed, its
     owner. ``file`` is seekable. Used as a context manager it commits when the
-    body succeeds and aborts when it raises.
+    body succeeds and aborts when it raises. With ``durable=False`` nothing is
+    synced: readers still see the old file or the new one, never a part, but a
+    crash may leave either (or an empty file): for a cache worked out again.
     """
 
     def __init__(
@@ -304,8 +306,10 @@ class AtomicFile:
         private: bool = False,
         what: str = "file",
         prefix: str = ".kiln-",
+        durable: bool = True,
     ):
         self.path = path
+        self._durable = durable
         self.what = what
         directory, self._name = os.path.split(os.path.abspath(path))
         if not self._name or path.endswith("/"):
@@ -407,7 +411,8 @@ class AtomicFile:
                 with contextlib.suppress(PermissionError):
                     os.fchown(fd, *self._owner)
             os.fchmod(fd, self._mode)
-            os.fsync(fd)
+            if self._durable:
+                os.fsync(fd)
             self._existing()  # still a regular file (or nothing): never replace anything else
             tmp = self._tmp if self._tmp is not None else self._link_unnamed(fd)
             self.file.close()
@@ -418,7 +423,8 @@ class AtomicFile:
             raise
         self.done = True
         try:
-            os.fsync(self._dfd)
+            if self._durable:
+                os.fsync(self._dfd)
         finally:
             os.close(self._dfd)
 
@@ -436,8 +442,15 @@ class AtomicFile:
 
 
 def atomic_write(
-    path: str, data: bytes, *, mode: int = 0o644, private: bool = False, what: str = "file"
+    path: str,
+    data: bytes,
+    *,
+    mode: int = 0o644,
+    private: bool = False,
+    what: str = "file",
+    durable: bool = True,
 ) -> None:
-    """Replace (or create) regular file ``path`` with ``data``, atomically and durably."""
-    with AtomicFile(path, mode=mode, private=private, what=what) as f:
+    """Replace (or create) regular file ``path`` with ``data``, atomically and (unless not
+    ``durable``: see ``AtomicFile``) durably."""
+    with AtomicFile(path, mode=mode, private=private, what=what, durable=durable) as f:
         f.file.write(data)
