@@ -64,3 +64,18 @@ def test_a_command_syncs_its_commits_in_the_wal_and_a_reading_one_writes_nothing
         assert conn.execute("PRAGMA user_version").fetchone()[0] > 0
     finally:
         conn.close()
+
+
+def test_the_wal_a_command_leaves_stays_small(tmp_path):
+    """The next command's first connection reads all of it: checkpointed past 1 MiB."""
+    from kiln.util.sqlite import WAL_AUTOCHECKPOINT_PAGES, Database
+
+    db = Database(str(tmp_path / "t.db"), ["CREATE TABLE t (x BLOB)"], "a test database")
+    try:
+        for _ in range(2 * WAL_AUTOCHECKPOINT_PAGES):
+            with db.transaction() as conn:
+                conn.execute("INSERT INTO t VALUES (?)", (os.urandom(4000),))
+        frame = 4096 + 24
+        assert os.path.getsize(tmp_path / "t.db-wal") <= (WAL_AUTOCHECKPOINT_PAGES + 8) * frame
+    finally:
+        db.close()
