@@ -48,13 +48,14 @@ STD_SLACK = 10
 # never needed by these commands: each costs milliseconds (or tens of them) to import;
 # secrets, csv and urllib are imported where a flag, a URL or a random token needs them; the
 # COPY/ADD, --mount, --ssh, heredoc and parallel-stage code where a Dockerfile or flag asks;
-# tarfile where a layer entry needs an extended header or a tar is read
+# tarfile where a layer entry needs an extended header or a tar is read; ipaddress where
+# --add-host or --dns is parsed
 NEVER = ("httpx", "rich", "starlette", "uvicorn", "kiln.api", "kiln.registry.client",
          "zstandard", "importlib.resources", "secrets", "csv", "urllib", "tarfile",
          "concurrent.futures", "kiln.build.dispatch_copy", "kiln.container.copy_add",
          "kiln.container.git_source", "kiln.archive.applier", "kiln.build.heredoc",
          "kiln.build.mounts", "kiln.runtime.ssh_agent", "kiln.image.transports",
-         "kiln.ops.manifest_transfer")  # fmt: skip
+         "kiln.ops.manifest_transfer", "ipaddress")  # fmt: skip
 # and by one command: a listing of the store makes no scratch directory and removes nothing
 NEVER_IN = {"images": ("tempfile", "shutil")}
 

@@ -37,6 +37,20 @@ def test_resolv_conf_drops_loopback_nameservers_off_the_host_network():
     assert "127.0.0.53" not in text and "nameserver 10.0.0.2" in text
 
 
+@pytest.mark.parametrize(
+    "ns, loopback",
+    [("127.0.0.53", True), ("127.9.8.7", True), ("::1", True), ("0:0::1", True),
+     ("::1%lo", True), ("10.0.0.2", False), ("::ffff:127.0.0.1", False), ("fe80::1%eth0", False),
+     ("fd00::53", False), ("0177.0.0.1", False), ("localhost", False)],
+)  # fmt: skip
+def test_resolv_conf_drops_exactly_the_loopback_nameservers(ns, loopback):
+    """Loopback as ``ipaddress`` has it (127.0.0.0/8, ::1); what is no address is kept."""
+    text = resolv_conf_text(
+        RunOptions(args=["x"], network="none"), f"nameserver {ns}\nnameserver 10.9.9.9\n"
+    )
+    assert (f"nameserver {ns}\n" in text) == (not loopback)
+
+
 def test_resolv_conf_falls_back_when_only_loopback_was_configured():
     text = resolv_conf_text(RunOptions(args=["x"], network="private"), "nameserver 127.0.0.1\n")
     assert "nameserver 8.8.8.8" in text

@@ -4,7 +4,6 @@ for their flag strings."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import threading
 from dataclasses import field, fields
@@ -313,6 +312,8 @@ def parse_add_host(spec: str) -> tuple[str, str]:
     name, sep, ip = spec.partition(":")
     if not sep or not name or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise InvalidArgument(f"--add-host {spec!r} is invalid: use NAME:IP")
+    import ipaddress  # start-up: only --add-host needs it (its import: ~1 ms)
+
     try:
         ipaddress.ip_address(ip.strip("[]"))
     except ValueError:
