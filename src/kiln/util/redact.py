@@ -10,8 +10,11 @@ The real value stays with the request that needs it.
 from __future__ import annotations
 
 import functools
-import logging
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = ["MASK", "RedactingFilter", "redact"]
 
@@ -56,8 +59,10 @@ def redact(text: str) -> str:
     )
 
 
-class RedactingFilter(logging.Filter):
-    """A logging filter that redacts each record's formatted message (debug included)."""
+class RedactingFilter:
+    """A logging filter that redacts each record's formatted message (debug included). A
+    plain class (a handler takes any object with a ``filter`` method): importing this
+    module does not import logging."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
