@@ -88,6 +88,8 @@ def _inspect_container(ctx, name: str) -> dict | None:
 
     from kiln.errors import NotFound
 
+    if not ctx.store.list_containers():  # no working container at all (the usual case):
+        return None  # the container code is not even imported
     try:
         mod = importlib.import_module("kiln.ops.containers")
     except ModuleNotFoundError:
