@@ -260,3 +260,42 @@ def test_concurrent_creates_of_one_name_leave_one_list(ctx, two):
         t.join(timeout=60)
     assert outcomes.count("refused") == 5
     assert [r.names for r in ctx.store.list_indexes()] == [["localhost/race:latest"]]
+
+
+def test_an_image_s_name_is_refused_where_a_list_is_needed(ctx, two, tmp_path):
+    """As podman: "NAME: image is not a manifest list" (was "manifest list not known" or,
+    for rm, "image not known"); the image stays."""
+    amd, arm = two
+    manifests.create(ctx, "l", [amd.id])
+    refused = pytest.raises(InvalidArgument, match="app:amd64: image is not a manifest list")
+    with refused:
+        manifests.add(ctx, "app:amd64", arm.id)
+    with refused:
+        manifests.annotate(ctx, "app:amd64", arm.manifest_digest, annotations={"a": "b"})
+    with refused:
+        manifests.remove(ctx, "app:amd64", arm.manifest_digest)
+    with refused:
+        manifests.push(ctx, "app:amd64", f"oci:{tmp_path}/layout")
+    with refused:
+        manifests.rm(ctx, "app:amd64", "l")
+    assert not (tmp_path / "layout").exists()
+    assert ctx.store.list_indexes() == []  # the list named beside it went
+    assert ctx.store.resolve_image("app:amd64").id == amd.id
+    with pytest.raises(NotFound, match="nosuch:1: image not known"):
+        manifests.rm(ctx, "nosuch:1")
+
+
+def test_exists_strict_tells_an_image_and_a_bad_name_from_nothing(ctx, two):
+    """``kiln manifest exists``: 0 a list, 1 nothing, 125 an image's name or no valid name
+    (podman 4.3's codes); the library's plain ``exists`` keeps answering False."""
+    rec = manifests.create(ctx, "l", [two[0].id])
+    assert manifests.exists(ctx, "l", strict=True)
+    assert manifests.exists(ctx, rec.id[7:19], strict=True)
+    assert not manifests.exists(ctx, "nope", strict=True)
+    assert not manifests.exists(ctx, "abc123", strict=True)  # an ID prefix nothing has
+    with pytest.raises(InvalidArgument, match="not a manifest list"):
+        manifests.exists(ctx, "app:amd64", strict=True)
+    with pytest.raises(InvalidArgument, match="invalid reference format"):
+        manifests.exists(ctx, "BAD::name", strict=True)
+    assert not manifests.exists(ctx, "app:amd64")
+    assert not manifests.exists(ctx, "BAD::name")

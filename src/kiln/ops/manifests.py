@@ -44,23 +44,53 @@ _RETRIES = 64  # compare-and-swap attempts of one edit (parallel platform builds
 # -- reading ----------------------------------------------------------------------------------
 
 
-def exists(ctx: Context, name: str) -> bool:
-    """True if ``name`` (name, ID or ID prefix) is a manifest list in the store."""
+def exists(ctx: Context, name: str, *, strict: bool = False) -> bool:
+    """True if ``name`` (name, ID or ID prefix) is a manifest list in the store.
+
+    ``strict`` (``kiln manifest exists``, as podman's): an image's name or a name that is
+    no reference is an error (``InvalidArgument``, exit 125), not just "no" (exit 1)."""
     try:
-        ctx.store.resolve_index(name)
-    except (NotFound, InvalidArgument):
+        get(ctx, name) if strict else ctx.store.resolve_index(name)
+    except NotFound:
+        if strict:
+            _check_reference(name)
+        return False
+    except InvalidArgument:
+        if strict:
+            raise
         return False
     return True
 
 
 def get(ctx: Context, name: str) -> IndexRecord:
-    """The stored list ``name`` names (``NotFound`` if none)."""
-    return ctx.store.resolve_index(name)
+    """The stored list ``name`` names: ``NotFound`` if none, ``InvalidArgument`` if the
+    name is an image's (podman's "image is not a manifest list")."""
+    try:
+        return ctx.store.resolve_index(name)
+    except NotFound:
+        image = None
+        with contextlib.suppress(NotFound, InvalidArgument):
+            image = ctx.store.resolve_image(name)
+        if image is not None:
+            raise InvalidArgument(f"{name}: image is not a manifest list") from None
+        raise
+
+
+def _check_reference(name: str) -> None:
+    """``InvalidArgument`` unless ``name`` could name a list (a reference, an ID or an ID
+    prefix)."""
+    bare = name.strip().removeprefix("sha256:")
+    if bare and all(c in "0123456789abcdef" for c in bare):
+        return
+    try:
+        Reference.parse(name.strip())
+    except KilnError as exc:  # its message says "invalid reference format" and why
+        raise InvalidArgument(str(exc)) from None
 
 
 def document(ctx: Context, name: str) -> Index:
     """The list's current document, parsed."""
-    rec = ctx.store.resolve_index(name)
+    rec = get(ctx, name)
     return Index.parse(ctx.store.index_bytes(rec), rec.media_type)
 
 
@@ -81,7 +111,7 @@ def inspect(ctx: Context, name: str, *, options: RegistryOptions | None = None) 
         with contextlib.suppress(NotFound, InvalidArgument):
             image = ctx.store.resolve_image(name)
         if image is not None:
-            raise InvalidArgument(f"{name} is an image, not a manifest list")
+            raise InvalidArgument(f"{name}: image is not a manifest list")
     return _remote_document(ctx, name, options)
 
 
@@ -199,7 +229,7 @@ def add(
     fields default to the image config's. An image already in the list is updated, not
     added twice; ``replace`` also drops entries for the same platform (a rebuild).
     """
-    rec = ctx.store.resolve_index(list_name)
+    rec = get(ctx, list_name)
     overrides = _overrides(arch, os, variant, os_version, features, os_features, annotations)
     entries = _entries_for(ctx, image, all=all, overrides=overrides, options=options)
     out = _add_entries(ctx, rec.id, entries, replace=replace)
@@ -256,7 +286,7 @@ def annotate(
     """Change the platform fields or annotations of one entry (a digest in the list, or an
     image in the store the list holds); ``index_annotations`` set the list's own (``image``
     None: only those)."""
-    rec = ctx.store.resolve_index(list_name)
+    rec = get(ctx, list_name)
     digest = _entry_digest(ctx, rec, image) if image else None
     if digest is None and (
         arch or os or variant or os_version or features or os_features or annotations
@@ -279,7 +309,7 @@ def annotate(
 
 def remove(ctx: Context, list_name: str, digest: str) -> IndexRecord:
     """Drop the entry with manifest ``digest`` (``NotFound`` if the list has none)."""
-    rec = ctx.store.resolve_index(list_name)
+    rec = get(ctx, list_name)
     wanted = _entry_digest(ctx, rec, digest)
 
     def change(doc: dict) -> dict:
@@ -298,9 +328,12 @@ def rm(ctx: Context, *names: str) -> list[tuple[list[str], str]]:
     errors: list[KilnError] = []
     for name in names:
         try:
-            rec = ctx.store.resolve_index(name)
+            rec = get(ctx, name)
         except NotFound:
             errors.append(NotFound(f"{name}: image not known"))
+            continue
+        except InvalidArgument as exc:
+            errors.append(exc)
             continue
         ctx.store.delete_index(rec.id)
         done.append((list(rec.names), rec.id))
@@ -340,7 +373,7 @@ def push(
 
     if digestfile:
         check_output(digestfile)
-    rec = ctx.store.resolve_index(list_name)
+    rec = get(ctx, list_name)
     target = destination or (rec.names[0] if rec.names else "")
     if not target:
         raise InvalidArgument(f"{list_name}: the list has no name; give a destination")

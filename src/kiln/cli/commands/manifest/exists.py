@@ -11,9 +11,10 @@ from kiln.cli.state import State, exit_with, pass_state
 @click.argument("name", metavar="LIST")
 @pass_state
 def command(state: State, name):
-    """Exit 0 when LIST is a manifest list in local storage, 1 when it is not."""
+    """Exit 0 when LIST is a manifest list in local storage, 1 when nothing has the name,
+    125 when it is an image's name or no valid name."""
     from kiln.ops import manifests
 
     with state.context() as ctx:
-        found = manifests.exists(ctx, name)
+        found = manifests.exists(ctx, name, strict=True)
     exit_with(0 if found else 1)
