@@ -299,3 +299,22 @@ def test_exists_strict_tells_an_image_and_a_bad_name_from_nothing(ctx, two):
         manifests.exists(ctx, "BAD::name", strict=True)
     assert not manifests.exists(ctx, "app:amd64")
     assert not manifests.exists(ctx, "BAD::name")
+
+
+def test_inspect_prints_platform_fields_in_podman_s_order(ctx, two):
+    """podman prints a platform in Go's field order; the stored list is canonical (sorted)."""
+    _, arm = two
+    manifests.create(ctx, "l", [arm.id])
+    manifests.annotate(
+        ctx, "l", arm.manifest_digest, os_version="10.0", features=["f1"], os_features=["o1"]
+    )
+    shown = manifests.inspect(ctx, "l")
+    assert list(shown["manifests"][0]) == ["mediaType", "size", "digest", "platform"]
+    assert list(shown["manifests"][0]["platform"]) == [
+        "architecture",
+        "os",
+        "os.version",
+        "os.features",
+        "variant",
+        "features",
+    ]

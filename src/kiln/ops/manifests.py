@@ -117,6 +117,8 @@ def inspect(ctx: Context, name: str, *, options: RegistryOptions | None = None) 
 
 _TOP_ORDER = ("schemaVersion", "mediaType", "artifactType", "config", "manifests", "layers")
 _ENTRY_ORDER = ("mediaType", "size", "digest", "platform", "annotations")
+# Go's field order of a platform (image-spec's and containers/image's), as podman prints it
+_PLATFORM_ORDER = ("architecture", "os", "os.version", "os.features", "variant", "features")
 
 
 def podman_order(doc: dict[str, Any]) -> dict[str, Any]:
@@ -125,11 +127,15 @@ def podman_order(doc: dict[str, Any]) -> dict[str, Any]:
     def ordered(obj: dict, first: tuple[str, ...]) -> dict:
         return {**{k: obj[k] for k in first if k in obj}, **obj}
 
+    def entry(m: dict) -> dict:
+        out = ordered(m, _ENTRY_ORDER)
+        if isinstance(out.get("platform"), dict):
+            out["platform"] = ordered(out["platform"], _PLATFORM_ORDER)
+        return out
+
     out = ordered(doc, _TOP_ORDER)
     if isinstance(out.get("manifests"), list):
-        out["manifests"] = [
-            ordered(m, _ENTRY_ORDER) if isinstance(m, dict) else m for m in out["manifests"]
-        ]
+        out["manifests"] = [entry(m) if isinstance(m, dict) else m for m in out["manifests"]]
     return out
 
 
