@@ -318,3 +318,17 @@ def test_inspect_prints_platform_fields_in_podman_s_order(ctx, two):
         "variant",
         "features",
     ]
+
+
+@pytest.mark.parametrize("all_", [False, True])
+def test_add_from_a_transport_has_one_result_the_list_s(ctx, two, tmp_path, all_):
+    """The CLI prints results: ``manifest add``/``create`` of a transport's image printed
+    the copied image's ID (or, with --all, the copied list's) before the list's."""
+    amd, arm = two
+    manifests.create(ctx, "src", [amd.id, arm.id])
+    manifests.push(ctx, "src", f"oci:{tmp_path}/layout:v1")
+    made = manifests.create(ctx, "l")
+    ctx.events.events.clear()
+    manifests.add(ctx, "l", f"oci:{tmp_path}/layout:v1", all=all_)
+    assert [e.data["id"] for e in ctx.events.of_kind("result")] == [made.id]
+    assert ctx.events.of_kind("step")  # the copy's progress still shows

@@ -17,6 +17,7 @@ picked from a list by ``--arch``/``--os``/``--variant`` follows a pull's rule
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import NotFound
@@ -25,12 +26,14 @@ from kiln.oci import Digest, Index, Platform
 from kiln.oci.strict_json import loads_object
 from kiln.ops import manifest_transfer, transfer
 from kiln.ops import transports as tp
+from kiln.ops.events import RESULT
 from kiln.ops.images import image_config
 from kiln.registry.pull_request import PullRequest, platform_choice
 from kiln.store import IndexRecord
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
+    from kiln.ops.events import Event, EventSink
     from kiln.registry import RegistryOptions
     from kiln.store import ImageRecord
 
@@ -57,6 +60,8 @@ def image_entries(
                 return _list_entries(ctx, found, all=all, overrides=overrides)
             return [entry_for_image(ctx, found)]
         value = "docker://" + value
+    # what is copied in is a step of the edit: its progress is shown, its ID is not printed
+    ctx = dataclasses.replace(ctx, events=_WithoutResults(ctx.events))
     if all:
         src = tp.parse_transport(value)
         if src.transport == tp.DOCKER or transport(src.transport).HOLDS_LISTS:
@@ -66,6 +71,18 @@ def image_entries(
     request = PullRequest.of(value, arch=arch, os=os_name, variant=variant, options=options)
     result = transfer.pull_image(ctx, request)
     return [entry_for_image(ctx, ctx.store.get_image(result.image_id))]
+
+
+class _WithoutResults:
+    """Every event but results: the one ID ``manifest add``/``create`` print is the list's,
+    not those of the images (or the list) they copied in."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    def emit(self, event: Event) -> None:
+        if event.kind != RESULT:
+            self._sink.emit(event)
 
 
 def _copied_list_entries(
