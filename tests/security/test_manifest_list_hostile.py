@@ -136,3 +136,23 @@ def test_a_list_pushed_without_its_images_is_refused_by_the_registry(registry_pl
                 all=False,
                 options=RegistryOptions(tls_verify=False),
             )
+
+
+def test_a_list_naming_one_image_thousands_of_times_fetches_it_once(pushed_image, tmp_path):
+    """Duplicate digests are not work: the image is fetched once however often the list
+    names it (each entry cost a manifest fetch and a store copy: 4,000 took 33 s), and the
+    list is kept as the registry has it."""
+    from kiln.ops.events import ListSink
+
+    img, repo = pushed_image
+    ref = put_list(repo, "dups", index_raw(*[entry(img)] * 3000))
+    sink = ListSink()
+    with open_context(str(tmp_path / "victim"), events=sink) as ctx:
+        file_transfer.pull(
+            ctx, PullRequest.of(ref, all_platforms=True, options=RegistryOptions(tls_verify=False))
+        )
+        (rec,) = ctx.store.list_indexes()
+        assert rec.manifests == [str(img.manifest_digest)] * 3000
+        assert [r.id for r in ctx.store.list_images()] == [img.id]
+    fetched = [m for m in sink.messages("step") if m.startswith("Copying image ")]
+    assert fetched == [f"Copying image {img.manifest_digest} (1/3000)"]

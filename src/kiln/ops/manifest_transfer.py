@@ -115,7 +115,11 @@ def pull_list(
         )
         ids: list[str] = []
         with ctx.store.lease() as lease, _undo_new_images(ctx, ids):
+            copied: dict[str, str] = {}  # a digest listed again is copied once
             for i, child in enumerate(index.manifests, 1):
+                if str(child.digest) in copied:
+                    ids.append(copied[str(child.digest)])
+                    continue
                 ev.step(f"Copying image {child.digest} ({i}/{len(index.manifests)})")
                 child_ref = cand.with_digest(str(child.digest))
                 craw, ctype, cdigest = client.get_manifest(child_ref)
@@ -131,6 +135,7 @@ def pull_list(
                     workers=workers,
                 )
                 ids.append(rec.id)
+                copied[str(child.digest)] = rec.id
             names = [f"{cand.name}:{cand.tag}"] if name == "" and cand.tag else []
             if name:
                 names = [name]
@@ -168,10 +173,13 @@ def pull_list_from_layout(
             raise type(exc)(f"{src}: {exc}") from None
         ids: list[str] = []
         with ctx.store.lease() as lease, _undo_new_images(ctx, ids):
+            copied: dict[str, str] = {}  # a digest listed again is copied once
             for i, child in enumerate(index.manifests, 1):
-                ctx.ev.step(f"Copying image {child.digest} ({i}/{len(index.manifests)})")
-                rec = copy_into_store(ctx, open_image(layout, child), [], lease, True)
-                ids.append(rec.id)
+                if str(child.digest) not in copied:
+                    ctx.ev.step(f"Copying image {child.digest} ({i}/{len(index.manifests)})")
+                    rec = copy_into_store(ctx, open_image(layout, child), [], lease, True)
+                    copied[str(child.digest)] = rec.id
+                ids.append(copied[str(child.digest)])
             stored = _store_list(ctx, raw, index.media_type, names)
     finally:
         close = getattr(layout, "close", None)
@@ -336,17 +344,13 @@ def _push_children(
     if all:
         ev.step(f"Copying {len(entries)} images generated from {len(entries)} images in list")
     changed = media_type != rec.media_type
+    pushed: dict[str, Any] = {}  # a digest listed again is pushed once
     for i, entry in enumerate(entries if all else []):
-        ev.step(f"Copying image {entry['digest']} ({i + 1}/{len(entries)})")
-        img = open_image(ctx.store, Digest.parse(entry["digest"]))
-        stored_c = {mt.layer_compression(d.media_type) for d in img.layers}
-        # registries get compressed layers, as podman sends them; a layout keeps them as stored
-        want_c = compression or ("gzip" if registry and "none" in stored_c else None)
-        same_format = image_format is None or mt.manifest_type_for(image_format) == (
-            img.manifest.media_type
-        )
-        as_is = same_format and (want_c is None or stored_c <= {want_c})
-        res = push_child(img, image_format, None if as_is else want_c, as_is)
+        res = pushed.get(entry["digest"])
+        if res is None:
+            ev.step(f"Copying image {entry['digest']} ({i + 1}/{len(entries)})")
+            res = _push_one(ctx, entry, image_format, compression, push_child, registry)
+            pushed[entry["digest"]] = res
         if str(res.manifest_digest) != entry["digest"]:
             entry.update(
                 mediaType=res.manifest.media_type,
@@ -358,3 +362,23 @@ def _push_children(
         doc = {**doc, "mediaType": media_type, "manifests": entries}
         return canonical(doc), media_type, [e["digest"] for e in entries]
     return stored, media_type, [e["digest"] for e in entries]
+
+
+def _push_one(
+    ctx: Context,
+    entry: dict,
+    image_format: str | None,
+    compression: str | None,
+    push_child: Any,
+    registry: bool,
+) -> Any:
+    """Push the image ``entry`` names with ``push_child``, as stored where it can be."""
+    img = open_image(ctx.store, Digest.parse(entry["digest"]))
+    stored_c = {mt.layer_compression(d.media_type) for d in img.layers}
+    # registries get compressed layers, as podman sends them; a layout keeps them as stored
+    want_c = compression or ("gzip" if registry and "none" in stored_c else None)
+    same_format = image_format is None or mt.manifest_type_for(image_format) == (
+        img.manifest.media_type
+    )
+    as_is = same_format and (want_c is None or stored_c <= {want_c})
+    return push_child(img, image_format, None if as_is else want_c, as_is)
