@@ -332,3 +332,25 @@ def test_a_create_killed_part_way_leaves_no_list(two_platforms, tmp_path):
     assert "localhost/half" not in rows
     kiln(root, "manifest", "create", "half", "busybox:latest")
     assert kiln(root, "manifest", "exists", "half", check=False).returncode == 0
+
+
+def test_inspect_of_a_short_name_searches_the_registries_conf_registries(
+    registry_plain, two_platforms, tmp_path, monkeypatch
+):
+    """As podman (and as kiln's pull): a short name is read from registries.conf's
+    unqualified-search registries, not from docker.io whatever the configuration says."""
+    amd, arm = two_platforms
+    make_list(amd.store.root)
+    conf = tmp_path / "search.conf"
+    conf.write_text(f'unqualified-search-registries = ["{registry_plain.host}"]\n')
+    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
+    opts = RegistryOptions(tls_verify=False)
+    with open_context(amd.store.root) as ctx:
+        manifests.push(ctx, "ml:1", f"docker://{registry_plain.host}/lists/sn:1", options=opts)
+        shown = manifests.inspect(ctx, "lists/sn:1", options=opts)
+        assert [m["digest"] for m in shown["manifests"]] == [
+            str(amd.manifest_digest),
+            str(arm.manifest_digest),
+        ]
+        with pytest.raises(NotFound, match="manifest unknown"):
+            manifests.inspect(ctx, "lists/sn:absent", options=opts)
