@@ -369,3 +369,20 @@ def test_a_list_naming_a_digest_many_times_copies_it_once(ctx, two, tmp_path):
         )
     finally:
         other.close()
+
+
+def test_push_as_v2s2_drops_the_index_s_own_annotations_with_a_warning(ctx, two, tmp_path):
+    """A Docker manifest list has no annotations of its own (podman drops them when it
+    converts); the entries keep theirs."""
+    amd, _ = two
+    manifests.create(ctx, "l", [amd.id], annotations={"top": "1"})
+    manifests.annotate(ctx, "l", amd.manifest_digest, annotations={"e": "1"})
+    ctx.events.events.clear()
+    res = manifests.push(ctx, "l", f"oci:{tmp_path}/layout:v1", format="v2s2")
+    doc = json.loads((tmp_path / "layout" / "blobs" / "sha256" / res.digest[7:]).read_bytes())
+    assert doc["mediaType"] == mt.DOCKER_MANIFEST_LIST
+    assert "annotations" not in doc
+    assert doc["manifests"][0]["annotations"] == {"e": "1"}
+    assert any("no annotations" in m for m in ctx.events.messages("warning"))
+    kept = manifests.push(ctx, "l", f"oci:{tmp_path}/oci:v1", format="oci")
+    assert kept.digest == manifests.get(ctx, "l").digest  # as stored, annotations and all

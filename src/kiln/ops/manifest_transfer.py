@@ -360,8 +360,25 @@ def _push_children(
             changed = True
     if changed:
         doc = {**doc, "mediaType": media_type, "manifests": entries}
+        if media_type == mt.DOCKER_MANIFEST_LIST:
+            doc = _docker_list_fields(ctx, doc)
         return canonical(doc), media_type, [e["digest"] for e in entries]
     return stored, media_type, [e["digest"] for e in entries]
+
+
+_OCI_ONLY_LIST_FIELDS = ("annotations", "artifactType", "subject")
+
+
+def _docker_list_fields(ctx: Context, doc: dict) -> dict:
+    """``doc`` without the OCI index's own fields a Docker manifest list has no place for
+    (as podman converts it; its entries keep theirs, which Docker's descriptors carry)."""
+    dropped = [k for k in _OCI_ONLY_LIST_FIELDS if k in doc]
+    if dropped:
+        ctx.ev.warning(
+            f"a Docker manifest list has no {', '.join(dropped)}: the list's are not pushed "
+            "(push --format oci keeps them)"
+        )
+    return {k: v for k, v in doc.items() if k not in _OCI_ONLY_LIST_FIELDS}
 
 
 def _push_one(
