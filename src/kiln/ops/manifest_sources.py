@@ -60,8 +60,15 @@ def image_entries(
                 return _list_entries(ctx, found, all=all, overrides=overrides)
             return [entry_for_image(ctx, found)]
         value = "docker://" + value
-    # what is copied in is a step of the edit: its progress is shown, its ID is not printed
-    ctx = dataclasses.replace(ctx, events=_WithoutResults(ctx.events))
+    # what is copied in is a step of the edit: its progress is shown, its ID is not printed.
+    # The copy's context shares the caller's snapshotter and scratch, which the caller closes
+    ctx = dataclasses.replace(
+        ctx,
+        events=_WithoutResults(ctx.events),
+        _snapshots=ctx.snapshots,
+        _scratch=ctx.tmpdir,
+        _scratch_finalizer=None,
+    )
     if all:
         src = tp.parse_transport(value)
         if src.transport == tp.DOCKER or transport(src.transport).HOLDS_LISTS:
