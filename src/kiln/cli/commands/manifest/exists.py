@@ -1,4 +1,5 @@
-"""kiln manifest exists: exit 0 if a manifest list is in local storage, 1 if not."""
+"""kiln manifest exists: exit 0 if a manifest list is in local storage, 1 if nothing has
+the name, 125 if an image has it or it is no valid name (as podman)."""
 
 from __future__ import annotations
 
