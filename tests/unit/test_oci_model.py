@@ -106,6 +106,19 @@ def test_index_selects_platform():
         idx.select(Platform.parse("linux/s390x"))
 
 
+def test_an_oci_index_entry_without_a_platform_is_taken_when_none_matches():
+    """As containers/image chooses (podman and buildah pull it); a Docker list's entries
+    must name their platform."""
+    amd = _desc(b"a", mt.OCI_MANIFEST).replace(platform=Platform.parse("linux/amd64"))
+    bare = _desc(b"b", mt.OCI_MANIFEST)
+    idx = Index.parse(Index.build(mt.OCI_INDEX, [bare, amd]).raw)
+    assert idx.select(Platform.parse("linux/amd64")) == amd  # a match comes first
+    assert idx.select(Platform.parse("linux/s390x")) == bare
+    docker = Index.parse(Index.build(mt.DOCKER_MANIFEST_LIST, [bare, amd]).raw)
+    with pytest.raises(NotFound, match="linux/amd64"):
+        docker.select(Platform.parse("linux/s390x"))
+
+
 def test_config_round_trip_keeps_unknown_fields_and_bytes():
     raw = (
         b'{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"],'

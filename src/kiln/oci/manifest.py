@@ -160,12 +160,16 @@ class Index:
         return Digest.of_bytes(self.raw)
 
     def select(self, want: Platform) -> Descriptor:
-        """The first child for ``want``; NotFound-style InvalidArgument if none."""
+        """The first child for ``want`` (an exact variant first); ``NotFound`` if none."""
         candidates = [
             m for m in self.manifests if m.platform is not None and want.matches(m.platform)
         ]
         exact = [m for m in candidates if m.platform and m.platform.variant == want.variant]
         chosen = (exact or candidates)[:1]
+        if not chosen and self.media_type == mt.OCI_INDEX:
+            # an OCI entry may leave its platform out: the first such is taken when none
+            # matches, as containers/image (podman, buildah) takes it; Docker's need one
+            chosen = [m for m in self.manifests if m.platform is None][:1]
         if not chosen:
             offered = ", ".join(str(m.platform) for m in self.manifests if m.platform) or "none"
             raise NotFound(f"no image for platform {want} in the manifest list (it has: {offered})")
