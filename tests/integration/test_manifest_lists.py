@@ -210,6 +210,11 @@ def test_cli_rmi_and_prune_keep_the_list_whole(registry_plain, two_platforms, tm
     listed = kiln(root, "manifest", "create", "ml:cli", "busybox:latest", "busybox:arm64")
     list_id = listed.stdout.strip()
     assert len(list_id) == 64
+    # podman's exit codes: 0 a list, 1 nothing by that name, 125 an image's name
+    assert kiln(root, "manifest", "exists", "ml:cli", check=False).returncode == 0
+    assert kiln(root, "manifest", "exists", "ml:none", check=False).returncode == 1
+    refused = kiln(root, "manifest", "exists", "busybox:latest", check=False)
+    assert refused.returncode == 125 and "not a manifest list" in refused.stderr
     kiln(root, "manifest", "annotate", "--annotation", "k=v", "ml:cli", str(arm.manifest_digest))
     kiln(root, "rmi", "busybox:arm64")
     kiln(root, "image", "prune", "-a", "-f")
