@@ -111,7 +111,7 @@ def inspect(ctx: Context, name: str, *, options: RegistryOptions | None = None) 
         with contextlib.suppress(NotFound, InvalidArgument):
             image = ctx.store.resolve_image(name)
         if image is not None:
-            raise InvalidArgument(f"{name}: image is not a manifest list")
+            raise InvalidArgument(f"{name} is an image, not a manifest list")
     return _remote_document(ctx, name, options)
 
 
