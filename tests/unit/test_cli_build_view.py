@@ -75,8 +75,8 @@ def test_summary_counts_and_explain():
 
 
 def test_plain_lines_are_unchanged_by_the_new_events():
-    out = io.StringIO()
-    renderer = BuildRenderer("plain", False, out=out, err=io.StringIO())
+    out, err = io.StringIO(), io.StringIO()
+    renderer = BuildRenderer("plain", False, out=out, err=err)
     _feed(renderer)
     assert out.getvalue().splitlines() == [
         "[1/2] STEP 1/2: FROM busybox AS builder",
@@ -84,8 +84,8 @@ def test_plain_lines_are_unchanged_by_the_new_events():
         "first line",
         "second \x1b[31mred\x1b[0m line",
         "third " + "y" * 150,
-        "sha256:abc",
     ]
+    assert err.getvalue() == "sha256:abc: 5 MB / 10 MB\n"  # progress: stderr, as buildah's
     out = io.StringIO()
     _feed(BuildRenderer("plain", False, out=out, err=io.StringIO(), explain=True))
     assert f"--> Cache miss: {LONG}: build arg V changed (1 -> 2)" in out.getvalue().splitlines()
@@ -124,3 +124,24 @@ def test_nothing_but_the_error_when_the_build_ends_before_its_plan():
     view = BuildView(out=io.StringIO(), err=err, width=80)
     view.error("Containerfile:1: unknown instruction", 125)
     assert err.getvalue() == ""
+
+
+def test_plain_transfer_progress_is_a_few_lines_on_stderr_not_one_per_chunk():
+    """A base pulled by a build sends an event per MiB: a 1 GiB base is not 1,024 lines in
+    the build's log (each just ``Copying blob <id>``), but what ``kiln pull`` prints."""
+    out, err = io.StringIO(), io.StringIO()
+    renderer = BuildRenderer("plain", False, out=out, err=err)
+    total = 1024 << 20
+    for current in range(1 << 20, total + 1, 1 << 20):
+        renderer.emit(Event("progress", "Copying blob 19cd51b04655",
+                            {"id": "sha256:19cd", "current": current, "total": total}))  # fmt: skip
+    assert out.getvalue() == ""
+    lines = err.getvalue().splitlines()
+    assert lines[0] == "Copying blob 19cd51b04655: 1.05 MB / 1.07 GB"
+    assert lines[-1] == "Copying blob 19cd51b04655: 1.07 GB / 1.07 GB done"
+    assert len(lines) <= 5  # one every 2 s at most, and the last: the loop takes far less
+    quiet_err = io.StringIO()
+    quiet = BuildRenderer("plain", True, out=io.StringIO(), err=quiet_err)
+    quiet.emit(Event("progress", "Copying blob 19cd51b04655",
+                     {"id": "sha256:19cd", "current": total, "total": total}))  # fmt: skip
+    assert quiet_err.getvalue() == ""

@@ -228,6 +228,31 @@ def resolve_mode(mode: str, stream: IO[str] | None = None) -> str:
     return "plain"
 
 
+class PlainProgress:
+    """Transfer progress as plain lines (CI logs): ``what: 1.1 MB / 210 MB``, at most one
+    line per id every ``INTERVAL`` seconds, and the last one (``... done``), however many
+    events the transfer sends."""
+
+    INTERVAL = 2.0
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def line(self, event: Event) -> str | None:
+        """The line to print for ``event`` (a ``progress`` event), or None for none now."""
+        d = event.data
+        ident, current, total = str(d.get("id", "")), int(d.get("current", 0)), d.get("total")
+        now = time.monotonic()
+        done = total is not None and current >= total
+        last = self._last.get(ident)
+        if not done and last is not None and now - last < self.INTERVAL:
+            return None
+        self._last[ident] = now
+        what = event.message or ident
+        amount = human_size(current) + (f" / {human_size(total)}" if total else "")
+        return f"{what}: {amount}{' done' if done else ''}\n"
+
+
 class EventRenderer:
     """Turns ops events into terminal output; use as ``ctx.events``."""
 
@@ -244,7 +269,7 @@ class EventRenderer:
         self.quiet = quiet or self.mode == "quiet"
         self._progress = None  # rich Progress, on a TTY only
         self._tasks: dict[str, Any] = {}
-        self._last_plain: dict[str, float] = {}
+        self._plain = PlainProgress()
 
     # EventSink
     def emit(self, event: Event) -> None:
@@ -295,16 +320,10 @@ class EventRenderer:
                 self._tasks[ident] = task
             progress.update(task, completed=current, total=total)
             return
-        # plain: at most one line per id every 2 seconds, plus the last one
-        now = time.monotonic()
-        done = total is not None and current >= total
-        if not done and now - self._last_plain.get(ident, 0.0) < 2.0:
-            return
-        self._last_plain[ident] = now
-        what = event.message or ident
-        amount = human_size(current) + (f" / {human_size(total)}" if total else "")
-        self.err.write(f"{what}: {amount}{' done' if done else ''}\n")
-        self.err.flush()
+        line = self._plain.line(event)
+        if line is not None:
+            self.err.write(line)
+            self.err.flush()
 
     def _console(self):
         if self._progress is not None:
@@ -344,6 +363,7 @@ class EventRenderer:
 __all__ = [
     "PROGRESS_MODES",
     "EventRenderer",
+    "PlainProgress",
     "ago",
     "go_template",
     "human_duration",

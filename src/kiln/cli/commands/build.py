@@ -45,6 +45,7 @@ class BuildRenderer:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._lock = threading.Lock()
+        self._plain: Any = None  # kiln.cli.render.PlainProgress, at the first transfer
 
     def emit(self, event: Any) -> None:
         with self._lock:
@@ -61,6 +62,10 @@ class BuildRenderer:
                     self.out.write(_explain_line(event.data))
                     self.out.flush()
                 return
+            if kind == "progress":  # a base pulled, a push: throttled, on stderr as buildah
+                if not self.quiet:
+                    self._progress_line(event)
+                return
             if kind == "warning":
                 prefix = "WARNING: " if event.data.get("type") == "check" else ""
                 self.err.write(prefix + event.message.rstrip("\n") + "\n")
@@ -73,6 +78,16 @@ class BuildRenderer:
             else:
                 self.out.write(event.message.rstrip("\n") + "\n")
             self.out.flush()
+
+    def _progress_line(self, event: Any) -> None:
+        if self._plain is None:
+            from kiln.cli.render import PlainProgress  # start-up: see _renderer
+
+            self._plain = PlainProgress()
+        line = self._plain.line(event)
+        if line is not None:
+            self.err.write(line)
+            self.err.flush()
 
     def error(self, message: str, exit_code: int) -> None:
         """With ``--progress json``, the error that ends the build as one more event on
