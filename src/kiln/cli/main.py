@@ -24,7 +24,7 @@ import click
 from kiln.cli.go_flags import skip_long_lookup_of_short_options
 from kiln.cli.lazy import LazyGroup
 from kiln.cli.state import State, process_ends_with_command
-from kiln.cli.stdout import discard_stdout, write_stdout
+from kiln.cli.stdout import discard_stdout, tolerate_closed_stderr, write_stdout
 from kiln.util.redact import RedactingFilter, redact
 
 skip_long_lookup_of_short_options()
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         _collect_young_objects_less_often()
         process_ends_with_command()
+        tolerate_closed_stderr()
     try:
         cli.main(args=argv, prog_name="kiln")
     except SystemExit as exc:
