@@ -20,6 +20,7 @@ Imports registry (L1) and store; never ops or above.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import queue
@@ -415,6 +416,16 @@ class _Pull:
             self.new, except_leases=[self.lease, *self.store.leases.open()]
         )
 
+    @contextlib.contextmanager
+    def _stopping_on_interrupt(self) -> Iterator[None]:
+        """While the blobs are fetched: a Ctrl-C (KeyboardInterrupt in this thread) stops
+        every fetch at its next chunk, so the pool's exit does not wait for whole blobs."""
+        try:
+            yield
+        except BaseException:
+            self._failed.set()
+            raise
+
     def _bytes(self, kind: str, desc: Descriptor, n: int) -> None:
         if self._failed.is_set():
             raise Cancelled(f"fetching {desc.digest} stopped: another blob failed")
@@ -479,7 +490,8 @@ class _Pull:
                 futures[desc.digest] = pool.submit(
                     contextvars.copy_context().run, self._blob, desc, layer=True
                 )
-            config = _first_error(config_f, futures.values())
+            with self._stopping_on_interrupt():
+                config = _first_error(config_f, futures.values())
             for digest, fut in futures.items():
                 sizes[digest] = fut.result().uncompressed_size
         if self.snaps is not None:  # every blob verified: the config vouches for the trees
@@ -500,7 +512,8 @@ class _Pull:
                 )
                 for d in unique
             }
-            _wait_all(list(futures.values()))
+            with self._stopping_on_interrupt():
+                _wait_all(list(futures.values()))
             fetched = {d: f.result() for d, f in futures.items()}
         layers = [fetched[d].desc for d in s1.layer_digests]
         config = s1.to_config([fetched[d].diff_id for d in s1.layer_digests])
