@@ -36,13 +36,19 @@ if TYPE_CHECKING:
 #: ``progress(kind, desc, state)``: kind "blob"/"config"; state "start", "done",
 #: "exists", "mounted"
 SinkProgress = Callable[[str, Descriptor, str], None]
+#: ``on_bytes(kind, desc, sent)``: ``sent`` bytes of ``desc`` uploaded so far (from 0 again
+#: when an upload is retried)
+SinkBytes = Callable[[str, Descriptor, int], None]
 
 
 class _Reopenable(io.RawIOBase):
-    """A view of a seekable stream from ``start``; closing it leaves the stream open."""
+    """A view of a seekable stream from ``start``; closing it leaves the stream open.
+    ``on_read(n)`` hears the bytes read so far after every read."""
 
-    def __init__(self, stream: BinaryIO, start: int):
+    def __init__(self, stream: BinaryIO, start: int, on_read: Callable[[int], None] | None = None):
         self._stream = stream
+        self._on_read = on_read
+        self._read = 0
         stream.seek(start)
 
     def readable(self) -> bool:
@@ -53,6 +59,9 @@ class _Reopenable(io.RawIOBase):
         data = self._stream.read(len(view))
         n = len(data)
         view[:n] = data
+        if self._on_read is not None and n:
+            self._read += n
+            self._on_read(self._read)
         return n
 
 
@@ -73,6 +82,7 @@ class RegistrySink:
         *,
         mount_from: Sequence[Reference] = (),
         progress: SinkProgress | None = None,
+        on_bytes: SinkBytes | None = None,
         tmp_dir: str | None = None,
         config_digest: Digest | None = None,
         annotations: dict[str, str] | None = None,
@@ -82,6 +92,7 @@ class RegistrySink:
         self.ref = ref
         self.mount_from = [m for m in mount_from if m.domain == ref.domain and m.path != ref.path]
         self.progress = progress or (lambda *a: None)
+        self.on_bytes = on_bytes
         self.tmp_dir = tmp_dir
         self.config_digest = config_digest
         self.present: set[Digest] = set()
@@ -93,6 +104,17 @@ class RegistrySink:
     def _report(self, kind: str, desc: Descriptor, state: str) -> None:
         with self._lock:
             self.progress(kind, desc, state)
+
+    def _sent_of(self, kind: str, desc: Descriptor) -> Callable[[int], None] | None:
+        on_bytes = self.on_bytes
+        if on_bytes is None:
+            return None
+
+        def sent(n: int) -> None:
+            with self._lock:
+                on_bytes(kind, desc, n)
+
+        return sent
 
     def _kind(self, desc: Descriptor) -> str:
         return (
@@ -132,7 +154,7 @@ class RegistrySink:
         outcome = self.client.push_blob(
             self.ref,
             desc,
-            lambda: cast(BinaryIO, _Reopenable(stream, start)),
+            lambda: cast(BinaryIO, _Reopenable(stream, start, self._sent_of(kind, desc))),
             mount_from=mount,
             check_exists=not asked,
         )
@@ -187,6 +209,7 @@ def push_index(
     ref: Reference,
     *,
     progress: SinkProgress | None = None,
+    on_bytes: SinkBytes | None = None,
     workers: int = 4,
 ) -> Digest:
     """Push an index from ``source``: every child's blobs and manifest (by digest), then
@@ -198,11 +221,12 @@ def push_index(
         if Digest.of_bytes(raw, child.digest.algorithm) != child.digest:
             raise DigestMismatch(f"manifest {child.digest} in the source does not match its digest")
         manifest = Manifest.parse(raw, child.media_type)
-        sink = RegistrySink(client, ref, progress=progress, config_digest=manifest.config.digest)
+        sink = RegistrySink(client, ref, progress=progress, on_bytes=on_bytes,
+                            config_digest=manifest.config.digest)  # fmt: skip
         sink.push_layers(SourceImage(source, manifest), workers)  # reads no config
         sink.push_blob_from(source, manifest.config)
         client.put_manifest(ref.with_digest(str(child.digest)), raw, manifest.media_type)
     return client.put_manifest(ref, index_raw, media_type)
 
 
-__all__ = ["RegistrySink", "SinkProgress", "push_index"]
+__all__ = ["RegistrySink", "SinkBytes", "SinkProgress", "push_index"]

@@ -243,10 +243,12 @@ def push_to_registry(
     with _client(ctx, options) as client:
 
         def push_child(img: Any, image_format: str | None, comp: str | None, as_is: bool) -> Any:
+            events = _PushEvents(ctx)
             sink = RegistrySink(
                 client,
                 by_digest,
-                progress=_PushEvents(ctx),
+                progress=events,
+                on_bytes=events.sent,
                 tmp_dir=ctx.tmpdir,
                 config_digest=img.manifest.config.digest,
             )

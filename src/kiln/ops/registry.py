@@ -368,8 +368,12 @@ def remote_descriptor(
 
 
 class _PushEvents:
+    """A push's blobs -> podman-style events; a layer's upload as progress (id = the
+    digest) every MiB, ending at its size, as a pull's."""
+
     def __init__(self, ctx: Context):
         self.ev = ctx.ev
+        self._last: dict[str, int] = {}  # digest -> bytes at its last progress event
 
     def __call__(self, kind: str, desc: Any, state: str) -> None:
         digest = str(desc.digest)
@@ -380,7 +384,23 @@ class _PushEvents:
         elif state in ("exists", "mounted"):
             self.ev.step(f"Copying {what} {digest} skipped: already exists", id=digest, state=state)
         elif state == "done":
+            if self._last.pop(digest, None) is not None:  # its bar ends full
+                self.ev.progress(
+                    digest, desc.size, desc.size, f"Copying blob {desc.digest.hex[:12]}"
+                )
             self.ev.step(f"Copying {what} {digest} done", id=digest, state=state)
+
+    def sent(self, kind: str, desc: Any, n: int) -> None:
+        if kind == "config":
+            return
+        digest = str(desc.digest)
+        last = self._last.get(digest, 0)
+        if n < last:  # the upload was retried from the start
+            last = self._last[digest] = 0
+        if n - last >= _PROGRESS_STEP:
+            self._last[digest] = n
+            total = desc.size if desc.size >= 0 else None
+            self.ev.progress(digest, n, total, f"Copying blob {desc.digest.hex[:12]}")
 
 
 def push_format(format: str | None) -> str | None:
@@ -469,11 +489,13 @@ def push(
     from kiln.image.schema1_sink import Schema1Sink
 
     with _client(ctx, options) as client:
+        events = _PushEvents(ctx)
         sink = RegistrySink(
             client,
             target,
             mount_from=mounts,
-            progress=_PushEvents(ctx),
+            progress=events,
+            on_bytes=events.sent,
             tmp_dir=ctx.tmpdir,
             config_digest=img.manifest.config.digest,
             annotations=annotations,
