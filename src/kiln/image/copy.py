@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Sequence
-from typing import BinaryIO, Protocol, TypedDict, cast
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO, Protocol, TypedDict, cast
 
 from kiln.archive.compression import CHUNK, open_decompressed
 from kiln.archive.readahead import ReadAhead
@@ -63,6 +63,50 @@ class CopyOptions(TypedDict, total=False):
     level: int | None
     verify: bool
     tmp_dir: str | None
+    on_bytes: LayerBytes | None
+
+
+#: ``on_bytes(desc, n)``: ``n`` bytes of the source's layer blob ``desc`` read so far
+LayerBytes = Callable[[Descriptor, int], None]
+
+
+class _CountedReads:
+    """A layer blob as the source opened it, telling ``on_read`` the bytes read so far;
+    everything else (seek, fileno, close, ...) is the blob's own."""
+
+    def __init__(self, stream: Any, on_read: Callable[[int], None]) -> None:
+        self._stream, self._on_read, self._read = stream, on_read, 0
+
+    def _count(self, n: int) -> None:
+        if n:
+            self._read += n
+            self._on_read(self._read)
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._stream.read(size)
+        self._count(len(data))
+        return data
+
+    def readinto(self, b: Any) -> int:
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is None:  # a reader with read() only
+            view = memoryview(b).cast("B")
+            data = self._stream.read(len(view))
+            view[: len(data)] = data
+            n = len(data)
+        else:
+            n = readinto(b) or 0
+        self._count(n)
+        return n
+
+    def __enter__(self) -> _CountedReads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 @dataclass(frozen=True)
@@ -105,8 +149,10 @@ class _Copier:
         level: int | None = None,
         verify: bool = True,
         tmp_dir: str | None = None,
+        on_bytes: LayerBytes | None = None,
     ):
         self.src = src
+        self.on_bytes = on_bytes
         self.dst = dst
         self.format = image_format
         self.compression = compression
@@ -117,6 +163,13 @@ class _Copier:
         # present layer is read back
         recorded = getattr(dst, "recorded_layers", None) if verify else None
         self.vouched = recorded(src.layers, src.config.diff_ids) if recorded else None
+
+    def _open_layer(self, desc: Descriptor) -> Any:
+        stream = self.src.open_layer(desc)
+        on_bytes = self.on_bytes
+        if on_bytes is None:
+            return stream
+        return _CountedReads(stream, lambda n: on_bytes(desc, n))
 
     def _note(self, digest: Digest, diff_id: str, size: int) -> None:
         note = getattr(self.dst, "note_layer", None)
@@ -144,7 +197,7 @@ class _Copier:
         new = Descriptor(mt.layer_media_type(self.format, "none"), Digest.parse(diff_id), size)
         if not self.dst.has_blob(new.digest):
             # inflate on a second thread while the destination hashes and writes
-            with self.src.open_layer(desc) as blob, ReadAhead(open_decompressed(blob)) as plain:
+            with self._open_layer(desc) as blob, ReadAhead(open_decompressed(blob)) as plain:
                 try:
                     # a raw, unseekable reader: sinks only read a stream they cannot seek
                     self.dst.put_blob(new, cast(BinaryIO, plain))
@@ -166,13 +219,13 @@ class _Copier:
             self.dst, "check_layers", False
         )
         if put_unpacked is not None and one_pass:
-            with self.src.open_layer(desc) as blob:  # stored and unpacked in the same pass
+            with self._open_layer(desc) as blob:  # stored and unpacked in the same pass
                 applied = put_unpacked(new, blob)
             if str(applied.diff_id) != diff_id:
                 raise _diff_mismatch(desc, diff_id, str(applied.diff_id))
             self._note(desc.digest, diff_id, applied.size)
             return new
-        stream = self.src.open_layer(desc)
+        stream = self._open_layer(desc)
         if not self.verify:
             with stream:
                 self.dst.put_blob(new, stream)
@@ -199,7 +252,7 @@ class _Copier:
 
     def _recompressed(self, desc: Descriptor, diff_id: str, want: str) -> Descriptor:
         with tempfile.TemporaryFile(dir=self.tmp_dir) as spool:
-            with self.src.open_layer(desc) as stream:
+            with self._open_layer(desc) as stream:
                 res = recompress(stream, spool, want, self.level)
             if res.diff_id != diff_id:
                 raise _diff_mismatch(desc, diff_id, res.diff_id)
@@ -223,12 +276,14 @@ def copy_image(
     level: int | None = None,
     verify: bool = True,
     tmp_dir: str | None = None,
+    on_bytes: LayerBytes | None = None,
 ) -> CopyResult:
     """Copy ``src`` into ``dst`` (a destination, or a Store) and name it ``names`` there.
 
     ``image_format``: ``"oci"`` or ``"docker"`` (default: as the source);
     ``compression``: ``"gzip"``, ``"zstd"``, ``"none"`` (default: as the source).
     ``verify`` checks each copied layer's diff_id against the config.
+    ``on_bytes(desc, n)`` hears how far each layer copied has been read.
     """
     if isinstance(dst, Store):
         dst = StoreDestination(dst)
@@ -242,7 +297,8 @@ def copy_image(
             f"image {src.manifest.config.digest} has {len(src.layers)} layers but "
             f"{len(config.diff_ids)} diff_ids in its config"
         )
-    copier = _Copier(src, dst, fmt, compression, level=level, verify=verify, tmp_dir=tmp_dir)
+    copier = _Copier(src, dst, fmt, compression, level=level, verify=verify, tmp_dir=tmp_dir,
+                     on_bytes=on_bytes)  # fmt: skip
     layers = [
         copier.layer(d, diff_id) for d, diff_id in zip(src.layers, config.diff_ids, strict=True)
     ]

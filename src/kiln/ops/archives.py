@@ -34,6 +34,7 @@ from kiln.oci import Platform, Reference
 from kiln.oci.reference import local_name
 from kiln.ops import image_events
 from kiln.ops.context import sweep_leftovers
+from kiln.ops.events import BlobBytes
 from kiln.ops.store_copy import copy_into_store, normalize_names, store_items, unpack_into
 from kiln.store.oci_layout import TarIndex
 from kiln.util.lazy_dataclass import dataclass
@@ -98,7 +99,8 @@ def save(
         ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]}", image=img.id)
     # the store's blobs are content-addressed and their digests are checked as they are
     # written out; re-inflating each layer to re-check its diff_id would be a second pass
-    copy_options: dict[str, Any] = {"verify": False, "tmp_dir": ctx.tmpdir}
+    copy_options: dict[str, Any] = {"verify": False, "tmp_dir": ctx.tmpdir,
+                                    "on_bytes": BlobBytes(ctx.ev)}  # fmt: skip
     transport_name, target, tar_of = FORMAT_TRANSPORTS[format], output, None
     if format.endswith("-dir"):  # a directory; only these gzip with compress
         if not isinstance(output, str):

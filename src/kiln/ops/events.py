@@ -85,6 +85,33 @@ class CallbackSink:
         self._fn(event)
 
 
+BYTES_STEP = 1 << 20  # bytes of one blob between its progress events
+
+
+class BlobBytes:
+    """How far each blob has been read or sent -> ``progress`` events (id = its digest,
+    ``Copying blob <12 hex>``): one every ``BYTES_STEP`` bytes and one at its size, however
+    small the reads; a blob under ``BYTES_STEP`` makes none. ``desc`` is any descriptor
+    (``.digest``, ``.size``)."""
+
+    def __init__(self, emit: Emitter) -> None:
+        self._ev = emit
+        self._last: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, desc: Any, n: int) -> None:
+        digest, size = str(desc.digest), desc.size if desc.size >= 0 else None
+        with self._lock:
+            last = self._last.get(digest, 0)
+            if n < last:  # read again from the start (a retry)
+                last = self._last[digest] = 0
+            ended = size is not None and n >= size and last > 0
+            if n - last < BYTES_STEP and not (ended and n != last):
+                return
+            self._last[digest] = n
+        self._ev.progress(digest, n, size, f"Copying blob {desc.digest.hex[:12]}")
+
+
 class Emitter:
     """Small helpers so use cases read as ``ev.step("...")`` rather than building events."""
 
@@ -111,12 +138,14 @@ class Emitter:
 
 
 __all__ = [
+    "BYTES_STEP",
     "KINDS",
     "OUTPUT",
     "PROGRESS",
     "RESULT",
     "STEP",
     "WARNING",
+    "BlobBytes",
     "CallbackSink",
     "Emitter",
     "Event",

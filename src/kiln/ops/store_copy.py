@@ -21,6 +21,7 @@ from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.oci.platform import Platform
 from kiln.oci.reference import Reference, match_name
+from kiln.ops.events import BlobBytes
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
@@ -77,7 +78,7 @@ def copy_into_store(
     snaps = unpack_into(ctx, img.config.platform)
     dest = StoreCopyDestination(ctx.store, lease, validate, snaps)
     try:
-        res = copy_image(img, dest, list(names), tmp_dir=ctx.tmpdir)
+        res = copy_image(img, dest, list(names), tmp_dir=ctx.tmpdir, on_bytes=BlobBytes(ctx.ev))
     except BaseException:
         dest.forget_new()  # a refused archive leaves the store as it was
         raise

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from kiln.errors import InvalidArgument, NotFound
 from kiln.ops import image_events, registry
 from kiln.ops import transports as tp
+from kiln.ops.events import BlobBytes
 from kiln.ops.registry import PullResult, PushResult
 from kiln.ops.store_copy import copy_into_store, normalize_names, store_items
 from kiln.util.lazy_dataclass import dataclass
@@ -87,6 +88,7 @@ def push_image(
         image_format=format,
         compression="gzip" if compress else None,
         tmp_dir=ctx.tmpdir,
+        on_bytes=BlobBytes(ctx.ev),
     )
     digest = str(res.manifest_digest)
     ctx.ev.step(f"Writing manifest to image destination {dest}", digest=digest)

@@ -1,0 +1,55 @@
+"""save, load and a push to a file transport show a large layer's bytes as they go, as a
+pull does: progress events (id = the layer's digest) every MiB or so, ending at its size."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from kiln.cli.main import run
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
+
+LAYER_BYTES = 6 << 20  # random: compressed, the layer is as large
+
+
+def _rootfs_tar(path) -> str:
+    data = os.urandom(LAYER_BYTES)
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("big")
+        info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+        tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def _progress(capsys, *args: str) -> list[dict]:
+    capsys.readouterr()
+    code = run(["--progress", "json", *args])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return [e["data"] for e in map(json.loads, out.splitlines()) if e["kind"] == "progress"]
+
+
+def _assert_one_layer_went_by(progress: list[dict]) -> None:
+    big = [p for p in progress if p["total"] > LAYER_BYTES]
+    assert big, progress
+    assert {p["id"] for p in big} == {big[0]["id"]}
+    currents = [p["current"] for p in big]
+    assert len(currents) >= 3 and currents == sorted(set(currents))
+    assert currents[-1] == big[-1]["total"]  # the bar ends full
+    assert len(currents) <= big[-1]["total"] // (1 << 20) + 2  # not one per read
+
+
+def test_save_load_and_a_file_push_show_the_bytes_of_a_large_layer(tmp_path, capsys):
+    root = ("--root", str(tmp_path / "root"))
+    assert run([*root, "import", "-q", _rootfs_tar(tmp_path / "big.tar"), "big:1"]) == 0
+    saved = str(tmp_path / "saved.tar")
+    _assert_one_layer_went_by(_progress(capsys, *root, "save", "-o", saved, "big:1"))
+    other = ("--root", str(tmp_path / "other"))
+    _assert_one_layer_went_by(_progress(capsys, *other, "load", "-i", saved))
+    oci = f"oci-archive:{tmp_path / 'out.tar'}"
+    _assert_one_layer_went_by(_progress(capsys, *root, "push", "big:1", oci))
