@@ -145,3 +145,18 @@ def test_plain_transfer_progress_is_a_few_lines_on_stderr_not_one_per_chunk():
     quiet.emit(Event("progress", "Copying blob 19cd51b04655",
                      {"id": "sha256:19cd", "current": total, "total": total}))  # fmt: skip
     assert quiet_err.getvalue() == ""
+
+
+def test_the_summary_left_on_the_terminal_is_cut_to_its_width_not_wrapped():
+    """A failed step's long text ends in an ellipsis on the summary's one line; the next
+    line is the next stage's, as in the live view."""
+    err = io.StringIO()
+    view = BuildView(out=io.StringIO(), err=err, width=80)
+    _feed(view)
+    progress = Progress(lambda kind, msg, data: view.emit(Event(kind, msg, data)), 2)
+    progress.step_end(1, 2, "failed", started=1.0)
+    view.error("building at STEP ...", 3)
+    lines = [line for line in err.getvalue().splitlines() if line.strip()]
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0].startswith("✖ Failed after ") and lines[0].endswith("…")
+    assert lines[1].lstrip().startswith("[1] builder")

@@ -322,9 +322,10 @@ class BuildView:
             from rich.console import Console
 
             self._console = Console(file=self.err, width=self._width, highlight=False)
-        with self._lock:
-            for item in self.summary(time.time()):
-                self._console.print(item)
+        from rich.console import Group
+
+        with self._lock:  # as one group: print() would join the lines' Texts, wrapping them
+            self._console.print(Group(*self.summary(time.time())))
         if self._image_id:
             self.out.write(self._image_id.removeprefix("sha256:") + "\n")
             self.out.flush()
