@@ -126,3 +126,29 @@ def test_tty_mode_draws_with_rich_and_cleans_up():
 def test_auto_mode_is_plain_without_a_terminal():
     assert render.resolve_mode("auto", io.StringIO()) == "plain"
     assert render.resolve_mode("json", io.StringIO()) == "json"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("env", "mode"),
+    [
+        ({}, "tty"),
+        ({"CI": "true"}, "plain"),
+        ({"CI": "1"}, "plain"),
+        ({"CI": "false"}, "tty"),  # a runner that says it is not one
+        ({"CI": "0"}, "tty"),
+        ({"CI": ""}, "tty"),
+        ({"TERM": "dumb"}, "plain"),
+    ],
+)
+def test_auto_mode_on_a_terminal_follows_ci_and_term(monkeypatch, env, mode):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert render.resolve_mode("auto", _Terminal()) == mode
+    assert render.resolve_mode("plain", _Terminal()) == "plain"

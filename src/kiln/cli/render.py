@@ -219,11 +219,15 @@ def short_digests(text: str) -> str:
 
 
 def resolve_mode(mode: str, stream: IO[str] | None = None) -> str:
+    """``auto``: the live view when ``stream`` (stderr) is a terminal that can draw one
+    (``TERM`` is not ``dumb``) outside CI (``CI`` unset, empty, ``0``, ``false`` or ``no``);
+    else plain lines. Colours follow ``NO_COLOR`` (rich reads it)."""
     if mode != "auto":
         return mode
     stream = stream or sys.stderr
     isatty = getattr(stream, "isatty", lambda: False)()
-    if isatty and os.environ.get("TERM", "") != "dumb" and not os.environ.get("CI"):
+    in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    if isatty and os.environ.get("TERM", "") != "dumb" and not in_ci:
         return "tty"
     return "plain"
 
