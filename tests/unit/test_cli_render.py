@@ -152,3 +152,17 @@ def test_auto_mode_on_a_terminal_follows_ci_and_term(monkeypatch, env, mode):
         monkeypatch.setenv(key, value)
     assert render.resolve_mode("auto", _Terminal()) == mode
     assert render.resolve_mode("plain", _Terminal()) == "plain"
+
+
+def test_a_warning_on_a_terminal_goes_above_the_bars_not_into_them():
+    """Written past the live bars, a warning ran on from the last bar's line and the next
+    redraw cleared the wrong lines (a stale bar left above): it is printed through the
+    live display, which clears its lines first and draws them again below."""
+    err = _Terminal()
+    r = render.EventRenderer("tty", out=io.StringIO(), err=err)
+    r.emit(Event("progress", "Copying blob abc", {"id": "sha256:abc", "current": 1, "total": 9}))
+    r.emit(Event("warning", "odd"))
+    r.close()
+    before, sep, after = err.getvalue().partition("WARNING: odd")
+    assert sep and before.endswith(("\n", "\x1b[2K")), repr(before[-40:])
+    assert "Copying blob abc" in after  # the bar drawn again under it

@@ -287,6 +287,10 @@ class EventRenderer:
             self.out.flush()
             return
         if event.kind == WARNING:
+            if self.mode == "tty":  # above the bars, which are drawn again under it
+                self._console().print(f"WARNING: {event.message}", markup=False,
+                                      highlight=False, overflow="fold")  # fmt: skip
+                return
             self.err.write(f"WARNING: {event.message}\n")
             self.err.flush()
             return
