@@ -160,3 +160,29 @@ def test_the_summary_left_on_the_terminal_is_cut_to_its_width_not_wrapped():
     assert all(len(line) <= 80 for line in lines), lines
     assert lines[0].startswith("✖ Failed after ") and lines[0].endswith("…")
     assert lines[1].lstrip().startswith("[1] builder")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_log_record_during_the_live_view_goes_above_it_not_into_it():
+    """kiln's log lines (the runc advisory, written when the first RUN starts) ran on from
+    the view's last line, and the next redraw cleared the wrong lines."""
+    import logging
+
+    err = _Terminal()
+    handler = logging.StreamHandler(err)
+    logging.getLogger().addHandler(handler)
+    try:
+        view = BuildView(out=io.StringIO(), err=err, width=80)
+        _feed(view)
+        view._live.refresh()  # a frame on the screen
+        logging.getLogger("kiln.test").warning("runc is old")
+        view.close()
+        assert handler.stream is err  # given back when the view ends
+    finally:
+        logging.getLogger().removeHandler(handler)
+    before, sep, _ = err.getvalue().partition("runc is old")
+    assert sep and before.endswith(("\n", "\x1b[2K")), repr(before[-40:])

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import field
 from typing import IO, Any
 
-from kiln.cli.render import human_size
+from kiln.cli.render import LogsAbove, human_size
 from kiln.util.lazy_dataclass import dataclass
 
 __all__ = ["BuildView"]
@@ -111,6 +111,7 @@ class BuildView:
         self._started = time.time()
         self._live: Any = None
         self._console: Any = None
+        self._logs: LogsAbove | None = None  # while the view is drawn
         self._closed = False
 
     # -- events --------------------------------------------------------------------------
@@ -203,6 +204,7 @@ class BuildView:
             transient=True, redirect_stdout=False, redirect_stderr=False,
         )  # fmt: skip
         self._live.start()
+        self._logs = LogsAbove(self._console, self.err)
 
     def _render_locked(self) -> Any:
         with self._lock:
@@ -318,6 +320,8 @@ class BuildView:
             live, self._live = self._live, None
         if live is not None:
             live.stop()
+        if self._logs is not None:
+            self._logs.restore()
         if self._console is None:
             from rich.console import Console
 

@@ -10,6 +10,7 @@ when a terminal is there to draw on.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -232,6 +233,27 @@ def resolve_mode(mode: str, stream: IO[str] | None = None) -> str:
     return "plain"
 
 
+class LogsAbove:
+    """While a live view draws on ``err``, what logging writes there (``WARNING[kiln.runtime]
+    ...``) goes through the view's ``console``, printed above the view, not into it (where
+    it ran on from the view's last line and the next redraw cleared the wrong lines).
+    :meth:`restore` when the view stops."""
+
+    def __init__(self, console: Any, err: IO[str]) -> None:
+        from rich.file_proxy import FileProxy
+
+        self._swapped: list[tuple[logging.StreamHandler, Any]] = []
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is err:
+                old = handler.setStream(FileProxy(console, err))
+                self._swapped.append((handler, old))
+
+    def restore(self) -> None:
+        for handler, old in self._swapped:
+            handler.setStream(old)
+        self._swapped = []
+
+
 class PlainProgress:
     """Transfer progress as plain lines (CI logs): ``what: 1.1 MB / 210 MB``, at most one
     line per id every ``INTERVAL`` seconds, and the last one (``... done``), however many
@@ -274,6 +296,7 @@ class EventRenderer:
         self._progress = None  # rich Progress, on a TTY only
         self._tasks: dict[str, Any] = {}
         self._plain = PlainProgress()
+        self._logs: LogsAbove | None = None  # while the bars are drawn
 
     # EventSink
     def emit(self, event: Event) -> None:
@@ -305,6 +328,9 @@ class EventRenderer:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        if self._logs is not None:
+            self._logs.restore()
+            self._logs = None
 
     def _step(self, event: Event) -> None:
         if self.mode == "tty":
@@ -365,12 +391,14 @@ class EventRenderer:
                 transient=False,
             )
             self._progress.start()
+            self._logs = LogsAbove(self._progress.console, self.err)
         return self._progress
 
 
 __all__ = [
     "PROGRESS_MODES",
     "EventRenderer",
+    "LogsAbove",
     "PlainProgress",
     "ago",
     "go_template",
