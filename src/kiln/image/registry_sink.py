@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from kiln.errors import DigestMismatch, InvalidArgument
+from kiln.errors import Cancelled, DigestMismatch, InvalidArgument
 from kiln.image.model import Image, SourceImage
 from kiln.oci import media_types as mt
 from kiln.oci.blobs import BlobSource
@@ -45,9 +45,16 @@ class _Reopenable(io.RawIOBase):
     """A view of a seekable stream from ``start``; closing it leaves the stream open.
     ``on_read(n)`` hears the bytes read so far after every read."""
 
-    def __init__(self, stream: BinaryIO, start: int, on_read: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        stream: BinaryIO,
+        start: int,
+        on_read: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
+    ):
         self._stream = stream
         self._on_read = on_read
+        self._stop = stop  # set: the push was given up (Ctrl-C); the next read ends the upload
         self._read = 0
         stream.seek(start)
 
@@ -55,6 +62,8 @@ class _Reopenable(io.RawIOBase):
         return True
 
     def readinto(self, b: WriteableBuffer) -> int:
+        if self._stop is not None and self._stop.is_set():
+            raise Cancelled("the push was interrupted")
         view = memoryview(b).cast("B")
         data = self._stream.read(len(view))
         n = len(data)
@@ -97,6 +106,7 @@ class RegistrySink:
         self.config_digest = config_digest
         self.present: set[Digest] = set()
         self._missing: set[Digest] = set()  # asked just now: put_blob need not ask again
+        self._stop = threading.Event()  # set when push_layers is interrupted
         self.manifest_digest: Digest | None = None
         self.manifest_size = 0
         self._lock = threading.Lock()
@@ -154,7 +164,9 @@ class RegistrySink:
         outcome = self.client.push_blob(
             self.ref,
             desc,
-            lambda: cast(BinaryIO, _Reopenable(stream, start, self._sent_of(kind, desc))),
+            lambda: cast(
+                BinaryIO, _Reopenable(stream, start, self._sent_of(kind, desc), self._stop)
+            ),
             mount_from=mount,
             check_exists=not asked,
         )
@@ -177,7 +189,13 @@ class RegistrySink:
         descs = list({d.digest: d for d in wanted}.values())
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="kiln-push") as pool:
             futures = [pool.submit(self.push_blob_from, image.blobs, d) for d in descs]
-            errors = [e for e in (f.exception() for f in futures) if e is not None]
+            try:
+                errors = [e for e in (f.exception() for f in futures) if e is not None]
+            except BaseException:  # Ctrl-C: uploads stop at their next read, none starts
+                self._stop.set()
+                for f in futures:
+                    f.cancel()
+                raise
         if errors:
             raise errors[0]
 
