@@ -53,3 +53,12 @@ def test_save_load_and_a_file_push_show_the_bytes_of_a_large_layer(tmp_path, cap
     _assert_one_layer_went_by(_progress(capsys, *other, "load", "-i", saved))
     oci = f"oci-archive:{tmp_path / 'out.tar'}"
     _assert_one_layer_went_by(_progress(capsys, *root, "push", "big:1", oci))
+
+
+def test_import_shows_how_much_of_the_tarball_it_has_read(tmp_path, capsys):
+    tarball = _rootfs_tar(tmp_path / "big.tar")
+    progress = _progress(capsys, "--root", str(tmp_path / "root"), "import", tarball, "big:1")
+    assert progress and {p["id"] for p in progress} == {tarball}
+    currents = [p["current"] for p in progress]
+    assert len(currents) >= 3 and currents == sorted(set(currents))
+    assert currents[-1] == progress[-1]["total"] == os.path.getsize(tarball)

@@ -70,7 +70,7 @@ class CopyOptions(TypedDict, total=False):
 LayerBytes = Callable[[Descriptor, int], None]
 
 
-class _CountedReads:
+class CountedReads:
     """A layer blob as the source opened it, telling ``on_read`` the bytes read so far;
     everything else (seek, fileno, close, ...) is the blob's own."""
 
@@ -99,7 +99,7 @@ class _CountedReads:
         self._count(n)
         return n
 
-    def __enter__(self) -> _CountedReads:
+    def __enter__(self) -> CountedReads:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -169,7 +169,7 @@ class _Copier:
         on_bytes = self.on_bytes
         if on_bytes is None:
             return stream
-        return _CountedReads(stream, lambda n: on_bytes(desc, n))
+        return CountedReads(stream, lambda n: on_bytes(desc, n))
 
     def _note(self, digest: Digest, diff_id: str, size: int) -> None:
         note = getattr(self.dst, "note_layer", None)

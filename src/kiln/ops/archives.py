@@ -24,10 +24,11 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.image import import_tarball
+from kiln.image.copy import CountedReads
 from kiln.image.transport_names import DIR, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE
 from kiln.image.transports import close_source, transport, write_docker_archive, write_images
 from kiln.oci import Platform, Reference
@@ -319,6 +320,7 @@ def import_image(
     with ExitStack() as stack:
         stream, shown = _open_tarball(source, stack)
         ctx.ev.step(f"Importing {shown}")
+        stream = _counted(ctx, stream, shown)
         with ctx.store.lease() as lease:
             rec = import_tarball(
                 ctx.store,
@@ -359,6 +361,13 @@ def _open_tarball(source: str | BinaryIO, stack: ExitStack) -> tuple[BinaryIO, s
         raise NotFound(f"{source}: no such file") from None
     except IsADirectoryError:
         raise InvalidArgument(f"{source}: is a directory; give a tarball") from None
+
+
+def _counted(ctx: Context, stream: BinaryIO, shown: str) -> BinaryIO:
+    """``stream`` reporting how much of it has been read (of its size, for a file)."""
+    progress, total = BlobBytes(ctx.ev), _whole_file(stream)
+    on_read = lambda n: progress.report(shown, n, total, f"Importing {shown}")  # noqa: E731
+    return cast(BinaryIO, CountedReads(stream, on_read))
 
 
 # names the curated kiln.__all__ exports

@@ -100,16 +100,20 @@ class BlobBytes:
         self._lock = threading.Lock()
 
     def __call__(self, desc: Any, n: int) -> None:
-        digest, size = str(desc.digest), desc.size if desc.size >= 0 else None
+        size = desc.size if desc.size >= 0 else None
+        self.report(str(desc.digest), n, size, f"Copying blob {desc.digest.hex[:12]}")
+
+    def report(self, ident: str, n: int, total: int | None, message: str) -> None:
+        """``n`` bytes of ``ident`` (of ``total``, None: unknown) so far: an event if due."""
         with self._lock:
-            last = self._last.get(digest, 0)
+            last = self._last.get(ident, 0)
             if n < last:  # read again from the start (a retry)
-                last = self._last[digest] = 0
-            ended = size is not None and n >= size and last > 0
+                last = self._last[ident] = 0
+            ended = total is not None and n >= total and last > 0
             if n - last < BYTES_STEP and not (ended and n != last):
                 return
-            self._last[digest] = n
-        self._ev.progress(digest, n, size, f"Copying blob {desc.digest.hex[:12]}")
+            self._last[ident] = n
+        self._ev.progress(ident, n, total, message)
 
 
 class Emitter:
