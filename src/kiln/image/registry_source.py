@@ -418,8 +418,9 @@ class _Pull:
 
     @contextlib.contextmanager
     def _stopping_on_interrupt(self) -> Iterator[None]:
-        """While the blobs are fetched: a Ctrl-C (KeyboardInterrupt in this thread) stops
-        every fetch at its next chunk, so the pool's exit does not wait for whole blobs."""
+        """While the blobs are fetched: a Ctrl-C (KeyboardInterrupt in this thread), or any
+        error here, stops every fetch at its next chunk, so the pool's exit (entered before
+        this) does not wait for whole blobs."""
         try:
             yield
         except BaseException:
@@ -476,7 +477,8 @@ class _Pull:
 
     def schema2(self, manifest: Manifest, names: Sequence[str]) -> ImageRecord:
         sizes: dict[Digest, int] = {}
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull")
+        with pool, self._stopping_on_interrupt():
             config_f = pool.submit(contextvars.copy_context().run, self._config, manifest.config)
             futures: dict[Digest, Future[Fetched]] = {}
             for desc in manifest.layers:
@@ -490,8 +492,7 @@ class _Pull:
                 futures[desc.digest] = pool.submit(
                     contextvars.copy_context().run, self._blob, desc, layer=True
                 )
-            with self._stopping_on_interrupt():
-                config = _first_error(config_f, futures.values())
+            config = _first_error(config_f, futures.values())
             for digest, fut in futures.items():
                 sizes[digest] = fut.result().uncompressed_size
         if self.snaps is not None:  # every blob verified: the config vouches for the trees
@@ -501,7 +502,8 @@ class _Pull:
     def schema1(self, s1: Schema1Manifest, names: Sequence[str]) -> ImageRecord:
         """Fetch the layers, measure their diff IDs, synthesize config and a v2s2 manifest."""
         unique = list(dict.fromkeys(s1.layer_digests))
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull") as pool:
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull")
+        with pool, self._stopping_on_interrupt():
             futures = {
                 d: pool.submit(
                     contextvars.copy_context().run,
@@ -512,8 +514,7 @@ class _Pull:
                 )
                 for d in unique
             }
-            with self._stopping_on_interrupt():
-                _wait_all(list(futures.values()))
+            _wait_all(list(futures.values()))
             fetched = {d: f.result() for d, f in futures.items()}
         layers = [fetched[d].desc for d in s1.layer_digests]
         config = s1.to_config([fetched[d].diff_id for d in s1.layer_digests])
