@@ -10,7 +10,6 @@ when a terminal is there to draw on.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
@@ -240,6 +239,8 @@ class LogsAbove:
     :meth:`restore` when the view stops."""
 
     def __init__(self, console: Any, err: IO[str]) -> None:
+        import logging  # here: kiln images and inspect, which draw no view, never import it
+
         from rich.file_proxy import FileProxy
 
         self._swapped: list[tuple[logging.StreamHandler, Any]] = []
