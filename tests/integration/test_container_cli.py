@@ -229,3 +229,25 @@ def test_copy_takes_host_paths_like_buildah(kiln, tmp_path):
     assert res.stdout == "absolute\nabsolute\nrelative\nabsolute\n"
     missing = kiln("copy", name, str(outside / "nope"), "/", check=False, cwd=work)
     assert missing.returncode == 125 and "nope" in missing.stderr
+
+
+def test_copy_of_a_link_leading_nowhere_in_the_context_is_one_clear_error(kiln, tmp_path):
+    """A source that is a link which, followed inside its context, leads nowhere (dangling,
+    out of the context, a loop) is refused with one line; nothing outside is read."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "secret").write_text("secret\n")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "dangling").symlink_to("nowhere")
+    (ctx / "out").symlink_to(victim / "secret")
+    (ctx / "loop1").symlink_to("loop2")
+    (ctx / "loop2").symlink_to("loop1")
+    name = kiln("from", "busybox").stdout.strip()
+    for flags in ((), ("--contextdir", str(ctx))):
+        for src in ("dangling", "out", "loop1", "loop*"):
+            res = kiln("copy", *flags, name, src, "/x", check=False, cwd=ctx)
+            assert res.returncode == 125, (flags, src, res.stderr)
+            assert "symbolic link that leads to nothing inside the context" in res.stderr
+            assert res.stderr.count("\n") == 1  # one clear line, no traceback
+    assert kiln("diff", name).stdout == ""

@@ -8,6 +8,7 @@ makes a directory.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import posixpath
@@ -133,10 +134,17 @@ def expand_source(root: SafeRoot, src: str) -> list[str]:
     if not has_meta(rel):
         if rel and not _exists(root, rel):
             raise NotFound(f"copy source {src!r} not found in the context: check the path")
-        return [rel]
-    matches = match_wildcards(rel, lambda p: _exists(root, p), lambda p: root.listdir(p or "/"))
-    if not matches:
-        raise NotFound(f"no source files match {src!r} in the context: check the pattern")
+        matches = [rel]
+    else:
+        matches = match_wildcards(rel, lambda p: _exists(root, p), lambda p: root.listdir(p or "/"))
+        if not matches:
+            raise NotFound(f"no source files match {src!r} in the context: check the pattern")
+    for match in matches:
+        if match and not _leads_somewhere(root, match):
+            raise NotFound(
+                f"copy source {match!r} is a symbolic link that leads to nothing inside the "
+                "context (links are followed as if the context were /): name its target instead"
+            )
     return matches
 
 
@@ -221,6 +229,18 @@ def _exists(root: SafeRoot, rel: str) -> bool:
         root.lstat(rel)
     except (FileNotFoundError, NotADirectoryError):
         return False
+    return True
+
+
+def _leads_somewhere(root: SafeRoot, rel: str) -> bool:
+    """Whether ``rel``, followed in-root, exists (a dangling link, a link out of the root
+    or a link loop does not)."""
+    try:
+        root.stat(rel, follow=True)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return False
+        raise
     return True
 
 
