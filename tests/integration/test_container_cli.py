@@ -251,3 +251,26 @@ def test_copy_of_a_link_leading_nowhere_in_the_context_is_one_clear_error(kiln, 
             assert "symbolic link that leads to nothing inside the context" in res.stderr
             assert res.stderr.count("\n") == 1  # one clear line, no traceback
     assert kiln("diff", name).stdout == ""
+
+
+def _committed_config(kiln, tmp_path, image: str) -> dict:
+    out = tmp_path / "pushed"
+    kiln("push", "-q", image, f"dir:{out}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    return json.loads((out / manifest["config"]["digest"].split(":")[1]).read_text())
+
+
+def test_config_host_domain_names_and_os_requirements_like_buildah(kiln, tmp_path):
+    """buildah config --hostname, --domainname, --os-version and --os-feature (FEATURE-
+    removes) reach the committed config as buildah writes them; '' removes a name."""
+    name = kiln("from", "busybox").stdout.strip()
+    kiln("config", "--hostname", "hn", "--domainname", "example.test", "--os-version", "10.0.1",
+         "--os-feature", "f1", "--os-feature", "f2", "--os-feature", "f1-", name)  # fmt: skip
+    kiln("commit", "-q", "--format", "docker", name, "named:1")
+    config = _committed_config(kiln, tmp_path, "named:1")
+    assert (config["config"]["Hostname"], config["config"]["Domainname"]) == ("hn", "example.test")
+    assert (config["os.version"], config["os.features"]) == ("10.0.1", ["f2"])
+    kiln("config", "--hostname", "", "--domainname", "", name)
+    kiln("commit", "-q", "--format", "docker", name, "named:2")
+    config = _committed_config(kiln, tmp_path / "2", "named:2")
+    assert "Hostname" not in config["config"] and "Domainname" not in config["config"]

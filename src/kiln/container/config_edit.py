@@ -116,6 +116,20 @@ class ConfigEditor:
     def clear_onbuild(self) -> None:
         self._set(on_build=())
 
+    def set_hostname(self, name: str) -> None:
+        """Docker's ``config.Hostname``; "" removes it."""
+        self._set_runtime_extra("Hostname", name)
+
+    def set_domainname(self, name: str) -> None:
+        """Docker's ``config.Domainname``; "" removes it."""
+        self._set_runtime_extra("Domainname", name)
+
+    def _set_runtime_extra(self, key: str, value: str) -> None:
+        extra = {k: v for k, v in self.runtime.extra.items() if k != key}
+        if value:
+            extra[key] = value
+        self._set(extra=extra)
+
     def set_args_escaped(self, value: bool) -> None:
         self._set(args_escaped=value)
 
@@ -130,6 +144,17 @@ class ConfigEditor:
     def set_architecture(self, arch: str) -> None:
         arch, variant = normalize_arch(arch, self.image.variant)
         self.image = self.image.evolve(architecture=arch, variant=variant)
+
+    def set_os_version(self, version: str) -> None:
+        self.image = self.image.evolve(os_version=version)
+
+    def add_os_feature(self, feature: str) -> None:
+        if feature not in self.image.os_features:
+            self.image = self.image.evolve(os_features=(*self.image.os_features, feature))
+
+    def remove_os_feature(self, feature: str) -> None:
+        features = tuple(f for f in self.image.os_features if f != feature)
+        self.image = self.image.evolve(os_features=features)
 
     def set_variant(self, variant: str) -> None:
         self.image = self.image.evolve(variant=variant)

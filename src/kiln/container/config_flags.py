@@ -51,6 +51,10 @@ class ConfigSettings:
     os: str | None = None
     arch: str | None = None
     variant: str | None = None
+    os_version: str | None = None
+    os_features: list[str] = field(default_factory=list)
+    hostname: str | None = None
+    domainname: str | None = None
 
     def is_empty(self) -> bool:
         return self == ConfigSettings()
@@ -81,6 +85,17 @@ def apply_settings(editor: ConfigEditor, s: ConfigSettings) -> HistorySettings:
         editor.set_variant(s.variant)
     if s.comment is not None:
         editor.set_comment(s.comment)
+    if s.os_version is not None:
+        editor.set_os_version(s.os_version)
+    for feature in s.os_features:
+        if feature.endswith("-"):
+            editor.remove_os_feature(feature[:-1])
+        else:
+            editor.add_os_feature(feature)
+    if s.hostname is not None:
+        editor.set_hostname(s.hostname)
+    if s.domainname is not None:
+        editor.set_domainname(s.domainname)
     for item in s.env:
         key, value = split_key_value(item, "--env")
         if value is None:

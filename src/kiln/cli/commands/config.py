@@ -70,6 +70,12 @@ from kiln.cli.state import State, pass_state
 @click.option("--os", "os_", default=None, help="Image operating system")
 @click.option("--arch", default=None, help="Image architecture")
 @click.option("--variant", default=None, help="Image architecture variant")
+@click.option("--os-version", default=None, help="Required operating system version")
+@click.option(
+    "--os-feature", multiple=True, metavar="FEATURE", help="Required OS feature; FEATURE- removes"
+)
+@click.option("--hostname", default=None, help="Host name for containers of the image")
+@click.option("--domainname", default=None, help="Domain name for containers of the image")
 @pass_state
 def command(state: State, container, **kw):
     """Change the configuration CONTAINER will commit with."""
@@ -88,7 +94,9 @@ def command(state: State, container, **kw):
         healthcheck_retries=kw["healthcheck_retries"], shell=kw["shell"],
         onbuild=list(kw["onbuild"]), author=kw["author"], created_by=kw["created_by"],
         comment=kw["comment"], history_comment=kw["history_comment"], os=kw["os_"],
-        arch=kw["arch"], variant=kw["variant"],
+        arch=kw["arch"], variant=kw["variant"], os_version=kw["os_version"],
+        os_features=list(kw["os_feature"]), hostname=kw["hostname"],
+        domainname=kw["domainname"],
     )  # fmt: skip
     if settings.is_empty():
         raise click.UsageError("give at least one setting to change (see kiln config --help)")
