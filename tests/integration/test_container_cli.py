@@ -274,3 +274,36 @@ def test_config_host_domain_names_and_os_requirements_like_buildah(kiln, tmp_pat
     kiln("commit", "-q", "--format", "docker", name, "named:2")
     config = _committed_config(kiln, tmp_path / "2", "named:2")
     assert "Hostname" not in config["config"] and "Domainname" not in config["config"]
+
+
+def test_containers_filter_and_format_like_buildah(kiln):
+    """kiln containers --filter id=/name=/ancestor= (all must match) and --format with
+    buildah's template fields; an unknown filter is one clear error."""
+    first = kiln("from", "--name", "alpha-one", "busybox").stdout.strip()
+    kiln("from", "--name", "beta", "busybox")
+    rows = {r["containername"]: r for r in json.loads(kiln("containers", "--json").stdout)}
+    one = rows[first]
+
+    def names(*filters):
+        args = [a for f in filters for a in ("--filter", f)]
+        res = kiln("containers", *args, "--format", "{{.ContainerName}}")
+        return res.stdout.split()
+
+    assert names("name=alpha") == ["alpha-one"]
+    assert names(f"id={one['id'][:8]}") == ["alpha-one"]
+    assert names("name=a", "id=" + one["id"][:8]) == ["alpha-one"]
+    assert names(f"name=beta,id={one['id'][:8]}") == []
+    for ancestor in ("busybox", "busybox:latest", "library/busybox", one["imageid"][:6]):
+        assert sorted(names(f"ancestor={ancestor}")) == ["alpha-one", "beta"], ancestor
+    assert names("ancestor=busybox:other") == []
+    line = kiln(
+        "containers",
+        "--filter",
+        "name=alpha",
+        "--format",
+        "{{.ContainerID}} {{.Builder}} {{.ImageID}} {{.ImageName}}",
+    ).stdout
+    assert line == f"{one['id']} * {one['imageid']} busybox\n"  # fmt: skip
+    bad = kiln("containers", "--filter", "bogus=1", check=False)
+    assert bad.returncode == 125 and "invalid filter" in bad.stderr
+    assert bad.stderr.count("\n") == 1

@@ -86,9 +86,20 @@ def create_container(
     return b
 
 
-def list_containers(ctx: Context, all: bool = False) -> list[ContainerSummary]:  # noqa: A002
-    """``kiln containers``: kiln's working containers (``all``: also state kiln cannot use)."""
+def list_containers(
+    ctx: Context,
+    all: bool = False,  # noqa: A002
+    filters: Sequence[str] = (),
+) -> list[ContainerSummary]:
+    """``kiln containers``: kiln's working containers (``all``: also state kiln cannot use);
+    ``filters``: buildah's ``id=``, ``name=`` and ``ancestor=`` (``ops.container_filters``)."""
+    from kiln.ops.container_filters import parse_filters
 
+    matches = parse_filters(filters)  # a bad filter is refused before the store is read
+    return [row for row in _summaries(ctx, all) if matches(row)]
+
+
+def _summaries(ctx: Context, all: bool) -> list[ContainerSummary]:  # noqa: A002
     rows = []
     for rec in ctx.store.list_containers():
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.state import State, pass_state
+from kiln.cli.state import State, format_option, pass_state
 
 
 @click.command("containers", short_help="List working containers")
@@ -15,16 +15,33 @@ from kiln.cli.state import State, pass_state
 @click.option("-q", "--quiet", is_flag=True, help="Only container IDs")
 @click.option("-n", "--noheading", is_flag=True, help="No column headings")
 @click.option("--notruncate", is_flag=True, help="Full IDs")
+@click.option(
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="FILTER",
+    help="Only containers matching: id=PREFIX, name=TEXT, ancestor=IMAGE (comma-joined or "
+    "repeated: all must match)",
+)
+@format_option(help="Format output: json, or a Go template such as {{.ContainerName}}")
 @pass_state
-def command(state: State, all_, json_, quiet, noheading, notruncate):
+def command(state: State, all_, json_, quiet, noheading, notruncate, filters, format_):
     """List working containers and the images they are based on."""
     from kiln.cli import render
     from kiln.ops import containers as ops
 
     with state.context(quiet=True) as ctx:
-        rows = ops.list_containers(ctx, all=all_)
-    if json_:
+        rows = ops.list_containers(ctx, all=all_, filters=filters)
+    if json_ or format_ == "json":
         state.echo(render.to_json([r.to_json() for r in rows]))
+        return
+    if format_ and format_ != "table":
+        # buildah's template fields, with full IDs as buildah gives them
+        objs = [{"ContainerID": r.id, "Builder": "*" if r.builder else "",
+                 "ImageID": r.image_id.removeprefix("sha256:"), "ImageName": r.image_name,
+                 "ContainerName": r.name} for r in rows]  # fmt: skip
+        state.echo(render.templated(format_, objs, noheading), nl=False)
         return
 
     def short(value: str) -> str:
