@@ -307,3 +307,42 @@ def test_containers_filter_and_format_like_buildah(kiln):
     bad = kiln("containers", "--filter", "bogus=1", check=False)
     assert bad.returncode == 125 and "invalid filter" in bad.stderr
     assert bad.stderr.count("\n") == 1
+
+
+@pytest.mark.runc
+@pytest.mark.skipif(not RUNC, reason="no runc")
+def test_run_terminal_flag_as_buildah_spells_it(kiln_store, busybox_image, tmp_path):
+    """buildah run --terminal (kiln's -t/--tty): the command's output is a terminal."""
+    import fcntl
+    import termios
+
+    env = dict(os.environ, KILN_ROOT=kiln_store.root, KILN_RUNTIME_DIR=str(tmp_path / "rt"))
+    kiln_cmd = [sys.executable, "-m", "kiln.cli.main"]
+    subprocess.run([*kiln_cmd, "from", "--name", "term", "busybox"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    master, slave = os.openpty()
+
+    def controlling_terminal():  # runc's terminal is the caller's: give kiln one
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    try:
+        proc = subprocess.Popen(
+            [*kiln_cmd, "run", "--terminal", "term", "--", "sh", "-c", "test -t 1 && echo TTY"],
+            env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal,
+        )  # fmt: skip
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=120) == 0, out
+    finally:
+        os.close(master)
+        subprocess.run([*kiln_cmd, "rm", "term"], env=env, capture_output=True)
+    assert b"TTY" in out

@@ -46,7 +46,8 @@ def run_options(f):
         run_flag("isolation", "run"),
         run_flag("runtime", "run"),
         click.option("--hostname", default="", help="Hostname inside the container"),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
+        click.option("-t", "--tty", "--terminal", "tty", is_flag=True,
+                     help="Allocate a pseudo-TTY"),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
