@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -346,3 +347,26 @@ def test_run_terminal_flag_as_buildah_spells_it(kiln_store, busybox_image, tmp_p
         os.close(master)
         subprocess.run([*kiln_cmd, "rm", "term"], env=env, capture_output=True)
     assert b"TTY" in out
+
+
+def test_commit_flags_buildah_scripts_use(kiln, tmp_path):
+    """buildah commit --unsetenv (the image only), --manifest (the list made, then the
+    platform's entry replaced by the next commit) and --identity-label[=false]."""
+    name = kiln("from", "busybox").stdout.strip()
+    kiln("config", "--env", "KEEP=1", "--env", "DROP=2", name)
+    first = kiln("commit", "-q", "--identity-label=false", "--unsetenv", "DROP",
+                 "--manifest", "wc-list", name, "wc:1").stdout.strip()  # fmt: skip
+    env = _committed_config(kiln, tmp_path / "1", "wc:1")["config"]["Env"]
+    assert "KEEP=1" in env and not any(e.startswith("DROP=") for e in env)
+    listed = json.loads(kiln("manifest", "inspect", "wc-list").stdout)["manifests"]
+    assert len(listed) == 1
+    kiln("run", name, "--", "touch", "/changed")
+    second = kiln("commit", "-q", "--identity-label", "--manifest", "wc-list", name,
+                  "wc:2").stdout.strip()  # fmt: skip
+    assert second != first
+    env = _committed_config(kiln, tmp_path / "2", "wc:2")["config"]["Env"]
+    assert "DROP=2" in env  # the container's own config kept it
+    listed = json.loads(kiln("manifest", "inspect", "wc-list").stdout)["manifests"]
+    assert len(listed) == 1  # the same platform: replaced, not listed twice
+    pushed = tmp_path / "2" / "pushed" / "manifest.json"
+    assert listed[0]["digest"] == "sha256:" + hashlib.sha256(pushed.read_bytes()).hexdigest()

@@ -5,6 +5,7 @@ inspect, export, diff. Thin wiring over ``kiln.container.Builder``; no printing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from kiln import container  # its builder is imported on first use: `kiln inspect IMAGE` needs none
 from kiln.container.records import find_record
 from kiln.container.state import ContainerState
-from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.errors import AlreadyExists, InvalidArgument, KilnError, NotFound
 from kiln.ops.context import sweep_leftovers
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.output import check_output, open_output, write_output
@@ -308,12 +309,16 @@ def commit_container(
     omit_history: bool = False,
     author: str | None = None,
     comment: str | None = None,
+    unset_env: Sequence[str] = (),
+    manifest: str | None = None,
 ) -> ImageRecord:
     """``kiln commit``: a new image from the container (dangling when ``image`` is None).
 
     ``author`` and ``comment`` (``docker commit -a/-m``, POST /commit): the image's author
-    and comment, and those of the history entry the commit adds; the container's own
-    config is not changed.
+    and comment, and those of the history entry the commit adds; ``unset_env`` (buildah's
+    ``--unsetenv``): variables the image's config drops; the container's own config is
+    not changed. ``manifest``: the image joins this manifest list (made if missing) in
+    place of an entry of the same platform, as a ``kiln build --manifest`` image does.
     """
     if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
@@ -324,6 +329,8 @@ def commit_container(
         b.config.set_author(author)
     if comment:
         b.config.set_comment(comment)
+    for key in unset_env:
+        b.config.unset_env(key)
     record = b.commit(
         image,
         format=image_format,
@@ -335,9 +342,25 @@ def commit_container(
         history_comment=comment or None,
         rm=rm,
     )
+    if manifest:
+        _join_manifest(ctx, manifest, record.id, image_format or b.state.format)
     if iidfile:
         write_output(iidfile, record.id.encode())
     return record
+
+
+def _join_manifest(ctx: Context, name: str, image_id: str, image_format: str | None) -> None:
+    """Add the image to the list ``name`` (made if new), replacing its platform's entry."""
+    from kiln.ops import manifests  # start-up: only commit --manifest writes a list
+    from kiln.ops.events import NullSink
+
+    quiet = dataclasses.replace(ctx, events=NullSink())
+    if not manifests.exists(quiet, name):
+        fmt = "v2s2" if image_format == "docker" else "oci"
+        with contextlib.suppress(AlreadyExists):  # made meanwhile: add to it
+            manifests.create(quiet, name, [image_id], format=fmt)
+            return
+    manifests.add(quiet, name, image_id, replace=True)
 
 
 def export_container(ctx: Context, name: str, output: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kiln.cli.commands._commit_flags import compression_option, iidfile_option
+from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
 
@@ -40,10 +41,27 @@ from kiln.cli.state import State, pass_state
     help="Apply a Dockerfile instruction, e.g. 'CMD [\"sh\"]'",
 )
 @click.option("--omit-history", is_flag=True, help="Write no history in the image")
+@click.option(
+    "--unsetenv", multiple=True, metavar="NAME", help="Leave NAME out of the image's environment"
+)
+@click.option(
+    "--manifest",
+    default=None,
+    metavar="LIST",
+    help="Add the image to this manifest list (made if missing), replacing its platform's entry",
+)
+@click.option(
+    "--identity-label",
+    type=click.BOOL,
+    cls=OptionalValue,
+    default=None,
+    help="Accepted for buildah's scripts: kiln adds no builder label either way",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but the image ID")
 @pass_state
 def command(state: State, container, image, format_, squash, rm, timestamp, compression,
-            disable_compression, iidfile, changes, omit_history, quiet):  # fmt: skip
+            disable_compression, iidfile, changes, omit_history, unsetenv, manifest,
+            identity_label, quiet):  # fmt: skip
     """Write CONTAINER's changes as a new image named IMAGE (untagged if omitted)."""
     from kiln.ops import containers as ops
 
@@ -52,5 +70,6 @@ def command(state: State, container, image, format_, squash, rm, timestamp, comp
             ctx, container, image, image_format=format_, squash=squash, rm=rm,
             timestamp=timestamp, compression="none" if disable_compression else compression,
             iidfile=iidfile, changes=list(changes), omit_history=omit_history,
+            unset_env=list(unsetenv), manifest=manifest,
         )  # fmt: skip
     state.echo(record.id.removeprefix("sha256:"))
