@@ -370,3 +370,30 @@ def test_commit_flags_buildah_scripts_use(kiln, tmp_path):
     assert len(listed) == 1  # the same platform: replaced, not listed twice
     pushed = tmp_path / "2" / "pushed" / "manifest.json"
     assert listed[0]["digest"] == "sha256:" + hashlib.sha256(pushed.read_bytes()).hexdigest()
+
+
+def test_from_platform_picks_the_image_and_cidfile(kiln, tmp_path):
+    """kiln from --arch/--platform (buildah's): a list's name gives its image for the
+    platform, a local image of another platform is missing (never pulled with --pull
+    never), scratch's config names it; --cidfile gets the container's ID."""
+    arm = kiln("from", "--arch", "arm64", "scratch").stdout.strip()
+    kiln("commit", "-q", arm, "plat:arm64")
+    amd = kiln("from", "--platform", "linux/amd64", "scratch").stdout.strip()
+    kiln("commit", "-q", amd, "plat:amd64")
+    kiln("manifest", "create", "plat:list", "plat:arm64", "plat:amd64")
+    images = {tag: json.loads(kiln("inspect", "--type", "image", f"plat:{tag}").stdout)[0]["Id"]
+              for tag in ("arm64", "amd64")}  # fmt: skip
+    assert images["arm64"] != images["amd64"]
+    for flags, want in ((("--arch", "arm64"), "arm64"), (("--platform", "linux/amd64"), "amd64")):
+        cid_file = tmp_path / f"cid-{want}"
+        name = kiln("from", *flags, "--pull", "never", "--cidfile", str(cid_file),
+                    "plat:list").stdout.strip()  # fmt: skip
+        inspected = json.loads(kiln("inspect", "--type", "container", name).stdout)[0]
+        assert inspected["FromImageID"].removeprefix("sha256:") == images[want].removeprefix(
+            "sha256:"
+        )
+        assert cid_file.read_text() == inspected["ContainerID"]
+    res = kiln("from", "--arch", "amd64", "--pull", "never", "plat:arm64", check=False)
+    assert res.returncode == 125 and "the local one is linux/arm64" in res.stderr
+    res = kiln("from", "--arch", "arm64", "--platform", "linux/arm64", "scratch", check=False)
+    assert res.returncode == 125 and res.stderr.count("\n") == 1

@@ -97,24 +97,27 @@ class Builder:
         owner: str = "",
         run: Any = None,
         volatile_mounts: bool = False,
+        platform: Any = None,
     ) -> Builder:
         """A new working container over ``image`` (None or ``"scratch"`` for an empty rootfs).
         ``owner``: the process (``kiln.util.process_owner``) a build's container dies with.
         ``run``: the ``RunSettings`` its ``run`` uses by default (``kiln from``'s flags).
         ``volatile_mounts``: a build's container, thrown away or committed by
-        ``commit_step`` (see ``mounted``), on snapshots that do not outlive this boot."""
+        ``commit_step`` (see ``mounted``), on snapshots that do not outlive this boot.
+        ``platform`` (a ``Platform``): the image's for it, pulled if the local one is of
+        another; scratch's config names it (None: the host's)."""
         store, snaps = _backends(ctx_or_store, snapshots)
         pull_policy = PullPolicy.parse(pull_policy)
         if name is not None:
             check_name(name)
         image_format = ImageFormat.parse(image_format)
         if image in (None, "", SCRATCH):
-            base, config, top, img = None, scratch_config(), None, None
+            base, config, top, img = None, scratch_config(platform), None, None
             image_name = SCRATCH
         else:
             assert image is not None
             image_name = image
-            base = resolve_base(store, image, pull_policy, puller)
+            base = resolve_base(store, image, pull_policy, puller, platform)
             # start-up: kiln.image costs ~0.15 s (see the module docstring)
             from kiln.image import open_store_image, unpack_image
 

@@ -20,22 +20,42 @@ from .state import ContainerState
 Puller = Callable[[str, str], str]
 
 
-def scratch_config() -> ImageConfig:
-    """An empty rootfs's config: the host's platform."""
-    host = Platform.host()
-    return ImageConfig(architecture=host.architecture, os=host.os or "linux", variant=host.variant)
+def scratch_config(platform: Platform | None = None) -> ImageConfig:
+    """An empty rootfs's config: ``platform``'s, by default the host's."""
+    plat = platform or Platform.host()
+    return ImageConfig(architecture=plat.architecture, os=plat.os or "linux", variant=plat.variant)
 
 
-def resolve_base(store: Store, image: str, policy: str, puller: Puller | None) -> ImageRecord:
-    """The image a new container starts from, pulled by ``puller`` as ``policy`` says."""
+def resolve_base(
+    store: Store,
+    image: str,
+    policy: str,
+    puller: Puller | None,
+    platform: Platform | None = None,
+) -> ImageRecord:
+    """The image a new container starts from, pulled by ``puller`` as ``policy`` says.
+    ``platform``: a list's name gives its image for it, and a local image of another
+    platform counts as missing (as buildah from --platform has it); None: the host's."""
     local: ImageRecord | None
+    other = ""  # why a local image does not do
     try:
-        local = store.resolve_image(image)
-    except NotFound:
+        local = store.resolve_image(image, platform)
+    except NotFound as exc:
+        local = None
+        if "image not known" not in str(exc):  # a list without the platform's image
+            other = str(exc)
+    if (
+        platform
+        and local
+        and local.platform
+        and not platform.matches(Platform.parse(local.platform))
+    ):
+        other = f"the local one is {local.platform}"
         local = None
     if policy == "never" or (policy == "missing" and local is not None):
         if local is None:
-            raise NotFound(f"{image}: image not known locally and --pull=never was given")
+            note = f" for {platform} ({other})" if other else ""
+            raise NotFound(f"{image}: image not known locally{note} and --pull=never was given")
         return local
     if puller is None:
         if local is None:

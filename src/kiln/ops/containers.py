@@ -22,7 +22,9 @@ from kiln.util.output import check_output, open_output, write_output
 if TYPE_CHECKING:
     from kiln.container import Builder, CopyOutcome
     from kiln.container.config_flags import ConfigSettings
+    from kiln.oci import Platform
     from kiln.ops.context import Context
+    from kiln.ops.pull_options import RegistryOptions
     from kiln.runtime import RunSettings
     from kiln.store import ImageRecord
 
@@ -53,13 +55,17 @@ def _load(ctx: Context, name: str) -> Builder:
     return container.Builder.load(ctx, name)
 
 
-def _puller(ctx: Context):
-    """``(ref, policy) -> image id`` for ``kiln from --pull``, through the registry."""
+def _puller(ctx: Context, platform: Platform | None = None, options: RegistryOptions | None = None):
+    """``(ref, policy) -> image id`` for ``kiln from --pull``, through the registry:
+    ``platform``'s image (None: the host's), with ``options`` (None: the defaults)."""
     from kiln.ops.registry import ensure_image  # start-up: kiln containers needs no registry
     from kiln.registry.pull_request import PullRequest  # start-up: as ensure_image
 
     def pull(ref: str, policy: str) -> str:
-        return str(ensure_image(ctx, PullRequest.of(ref, policy=policy)))
+        request = PullRequest.of(ref, policy=policy, options=options)
+        if platform is not None:
+            request = dataclasses.replace(request, platform=platform)
+        return str(ensure_image(ctx, request))
 
     return pull
 
@@ -75,15 +81,25 @@ def create_container(
     pull: str = "missing",
     image_format: str | None = None,
     run: RunSettings | None = None,
+    platform: Platform | None = None,
+    options: RegistryOptions | None = None,
+    cidfile: str | None = None,
 ) -> Builder:
     """``kiln from``: a new working container over ``image`` (or ``scratch``); ``run``: the
-    settings its ``kiln run`` uses unless that run's flags say otherwise."""
+    settings its ``kiln run`` uses unless that run's flags say otherwise; ``platform``:
+    the image's for it (a local one of another platform is pulled as if missing);
+    ``options``: the registry's; ``cidfile``: gets the container's ID."""
 
     sweep_leftovers(ctx)
+    if cidfile:
+        check_output(cidfile)  # refuse a bad --cidfile before making anything
     fmt = (image_format or ctx.config.image_format or "oci").lower()
     b = container.Builder.from_image(
-        ctx, image, name=name, pull_policy=pull, puller=_puller(ctx), image_format=fmt, run=run
-    )
+        ctx, image, name=name, pull_policy=pull, puller=_puller(ctx, platform, options),
+        image_format=fmt, run=run, platform=platform,
+    )  # fmt: skip
+    if cidfile:
+        write_output(cidfile, b.id.encode())
     return b
 
 

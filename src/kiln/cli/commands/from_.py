@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.commands._run_flags import run_flags, run_settings
 from kiln.cli.state import State, pass_state
 from kiln.util.choices import IMAGE_FORMATS, PULL_POLICIES
@@ -28,16 +29,26 @@ from kiln.util.choices import IMAGE_FORMATS, PULL_POLICIES
     help="Image format the container commits to (default oci, or $BUILDAH_FORMAT)",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not show pull progress")
+@click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]", help="Platform to use")
+@click.option("--arch", default=None, help="Architecture to use (the rest the host's)")
+@click.option("--os", "os_", default=None, help="Operating system to use")
+@click.option("--variant", default=None, help="Architecture variant to use")
+@click.option("--cidfile", default=None, metavar="FILE", help="Write the container's ID to FILE")
+@registry_flags(scope=" (registries)")
 @run_flags("from")
 @pass_state
-def command(state: State, image, name, pull, format_, quiet, **kw):
+def command(state: State, image, name, pull, format_, quiet, platform, arch, os_, variant,
+            cidfile, registry_options, **kw):  # fmt: skip
     """Create a working container over IMAGE and print its name. The RUN flags are kept
     with it: kiln run uses them unless its own flags say otherwise."""
     from kiln.ops import containers as ops
+    from kiln.ops.pull_options import platform_choice
 
     settings = run_settings(kw)
     with state.context(quiet=True) as ctx:
         b = ops.create_container(
-            ctx, image, name=name, pull=pull, image_format=format_, run=settings
-        )
+            ctx, image, name=name, pull=pull, image_format=format_, run=settings,
+            platform=platform_choice(platform, arch, os_, variant),
+            options=registry_options, cidfile=cidfile,
+        )  # fmt: skip
     state.echo(b.name)
