@@ -183,3 +183,21 @@ def test_a_full_disk_under_a_local_build_output_names_the_file_not_the_store(tmp
         ), res.stderr
     finally:
         subprocess.run(["umount", "-l", str(out)], timeout=30, check=False)
+
+
+def test_a_copy_that_cannot_fit_leaves_no_half_written_file(small_store):
+    """kiln copy of a file bigger than the free space: the clear error, no partial file in
+    the container, the space given back, and the container takes the next copy."""
+    kiln, mnt, tmp = small_store
+    kiln("from", "--name", "c", "busybox")
+    before = _used(mnt)
+    big = tmp / "big"
+    big.write_bytes(os.urandom(SIZE_MB * 2 << 20))
+    res = kiln("copy", "c", str(big), "/big", check=False)
+    assert res.returncode == 125 and "no space left on device" in res.stderr, res.stderr
+    assert "/big" not in kiln("diff", "c").stdout
+    assert _used(mnt) - before < 1 << 20
+    (tmp / "small.txt").write_text("fits\n")
+    kiln("copy", "c", str(tmp / "small.txt"), "/small.txt")
+    assert kiln("run", "--isolation", "chroot", "c", "cat", "/small.txt").stdout == "fits\n"
+    kiln("rm", "c")

@@ -24,6 +24,7 @@ place, a symlink to a directory included (BuildKit refuses there instead).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -341,11 +342,25 @@ class TreeCopier:
                 os.fchown(out, *self.opts.owner_of(st))
             os.fchmod(out, self._mode(st))
             os.utime(out, ns=(st.st_mtime_ns, st.st_mtime_ns))
+        except BaseException:
+            self._discard(out, tfd, target)
+            raise
         finally:
             os.close(out)
         self.hash.add(label, "file", self._mode(st), digest)
         if st.st_nlink > 1:
             self.links[key] = target
+
+    def _discard(self, out: int, tfd: int, target: str) -> None:
+        """Drop a file whose copy failed (a full disk, a changed source, ^C): no half-written
+        file stays in the container, and the space it took is given back."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(out, 0)  # frees the space even if the name cannot be removed
+        with contextlib.suppress(OSError):
+            if tfd >= 0:
+                os.unlink(posixpath.basename(target), dir_fd=tfd)
+            else:
+                self.dst.remove(target)
 
     def _content(self, ffd: int, out: int, label: str, before: os.stat_result | None) -> str:
         """Copy the bytes of ``ffd`` (whose ``fstat`` is ``before``, if taken) to ``out``;
