@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from kiln import container  # its builder is imported on first use: `kiln inspect IMAGE` needs none
 from kiln.container.records import find_record
 from kiln.container.state import ContainerState
-from kiln.errors import AlreadyExists, InvalidArgument, KilnError, NotFound
+from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.ops.container_filters import parse_filters
 from kiln.ops.context import sweep_leftovers
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.output import check_output, open_output, write_output
@@ -110,8 +111,6 @@ def list_containers(
 ) -> list[ContainerSummary]:
     """``kiln containers``: kiln's working containers (``all``: also state kiln cannot use);
     ``filters``: buildah's ``id=``, ``name=`` and ``ancestor=`` (``ops.container_filters``)."""
-    from kiln.ops.container_filters import parse_filters
-
     matches = parse_filters(filters)  # a bad filter is refused before the store is read
     return [row for row in _summaries(ctx, all) if matches(row)]
 
@@ -326,15 +325,14 @@ def commit_container(
     author: str | None = None,
     comment: str | None = None,
     unset_env: Sequence[str] = (),
-    manifest: str | None = None,
 ) -> ImageRecord:
     """``kiln commit``: a new image from the container (dangling when ``image`` is None).
 
     ``author`` and ``comment`` (``docker commit -a/-m``, POST /commit): the image's author
     and comment, and those of the history entry the commit adds; ``unset_env`` (buildah's
     ``--unsetenv``): variables the image's config drops; the container's own config is
-    not changed. ``manifest``: the image joins this manifest list (made if missing) in
-    place of an entry of the same platform, as a ``kiln build --manifest`` image does.
+    not changed. (``kiln commit --manifest`` joins the image to a list afterwards:
+    ``ops.manifest_join``.)
     """
     if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
@@ -358,25 +356,9 @@ def commit_container(
         history_comment=comment or None,
         rm=rm,
     )
-    if manifest:
-        _join_manifest(ctx, manifest, record.id, image_format or b.state.format)
     if iidfile:
         write_output(iidfile, record.id.encode())
     return record
-
-
-def _join_manifest(ctx: Context, name: str, image_id: str, image_format: str | None) -> None:
-    """Add the image to the list ``name`` (made if new), replacing its platform's entry."""
-    from kiln.ops import manifests  # start-up: only commit --manifest writes a list
-    from kiln.ops.events import NullSink
-
-    quiet = dataclasses.replace(ctx, events=NullSink())
-    if not manifests.exists(quiet, name):
-        fmt = "v2s2" if image_format == "docker" else "oci"
-        with contextlib.suppress(AlreadyExists):  # made meanwhile: add to it
-            manifests.create(quiet, name, [image_id], format=fmt)
-            return
-    manifests.add(quiet, name, image_id, replace=True)
 
 
 def export_container(ctx: Context, name: str, output: str) -> str:
