@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import dataclasses
 from collections.abc import Callable
@@ -30,9 +29,9 @@ from kiln.build.executor import BuildCancel
 from kiln.build.options import BuildOptions, BuildResult, default_jobs
 from kiln.build.progress import Progress
 from kiln.build.stages import plan
-from kiln.errors import AlreadyExists, Cancelled, InvalidArgument, KilnError, NotFound
+from kiln.errors import Cancelled, InvalidArgument, KilnError, NotFound
 from kiln.oci import Platform
-from kiln.ops.events import Event, NullSink
+from kiln.ops.events import Event
 
 if TYPE_CHECKING:
     from kiln.build.parser import ParsedDockerfile
@@ -255,18 +254,10 @@ def _finish(
 
 def _join(ctx: Context, opts: BuildOptions, image_ids: list[str]) -> Any:
     """Add the images to the list ``opts.manifest`` (made if new), replacing entries for the
-    same platforms; the manifest use cases' own events are not the build's."""
+    same platforms."""
+    from kiln.ops import manifest_join  # start-up: as in _offered
 
-    from kiln.ops import manifests  # start-up: as in _offered
-
-    quiet = dataclasses.replace(ctx, events=NullSink())
-    fmt = "v2s2" if opts.image_format == "docker" else "oci"
-    name = opts.manifest
-    assert name is not None  # only --manifest builds join a list
-    if not manifests.exists(quiet, name):
-        with contextlib.suppress(AlreadyExists):  # made meanwhile: add to it
-            return manifests.create(quiet, name, image_ids, format=fmt)
-    rec = None
-    for image_id in image_ids:
-        rec = manifests.add(quiet, name, image_id, replace=True)
-    return rec
+    assert opts.manifest is not None  # only --manifest builds join a list
+    return manifest_join.join(
+        ctx, opts.manifest, image_ids, "v2s2" if opts.image_format == "docker" else "oci"
+    )

@@ -75,5 +75,5 @@ def command(state: State, container, image, format_, squash, rm, timestamp, comp
         if manifest:
             from kiln.ops import manifest_join  # start-up: only --manifest writes a list
 
-            manifest_join.join(ctx, manifest, record)
+            manifest_join.join(ctx, manifest, [record.id], manifest_join.format_of(record))
     state.echo(record.id.removeprefix("sha256:"))
