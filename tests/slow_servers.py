@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import socket
+import threading
 import time
 
 
@@ -17,3 +20,59 @@ def drip_header_lines(handler: http.server.BaseHTTPRequestHandler, every: float 
             time.sleep(every)
     except OSError:
         pass  # the client gave up, as it should
+
+
+class StallingProxy:
+    """A TCP proxy in front of ``upstream`` ("HOST:PORT") that forwards both ways until
+    ``down`` bytes have come from the server, or ``up`` bytes from the client, then holds
+    that direction: ``stalled`` is set, and nothing more passes until ``release``. The
+    registry behind a link that stops mid-blob, at a point a test can wait for."""
+
+    def __init__(self, upstream: str, *, down: int | None = None, up: int | None = None):
+        self._upstream = upstream
+        self._limits = {"down": down, "up": up}
+        self._counts = {"down": 0, "up": 0}
+        self.stalled = threading.Event()
+        self._released = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        host, port = self._upstream.rsplit(":", 1)
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection((host, int(port)), timeout=30)
+            except OSError:
+                return
+            server.settimeout(None)
+            self._sockets += [client, server]
+            for src, dst, way in ((client, server, "up"), (server, client, "down")):
+                threading.Thread(target=self._pipe, args=(src, dst, way), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, way: str) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                self._counts[way] += len(data)
+                limit = self._limits[way]
+                if limit is not None and self._counts[way] > limit:
+                    self.stalled.set()
+                    self._released.wait(600)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        for sock in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                sock.close()
