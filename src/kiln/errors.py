@@ -15,6 +15,10 @@ codes and HTTP statuses; nothing else should be raised for user mistakes.
     │   └── NoSpace         the store's or an output's disk (or quota) is full (HTTP 507)
     ├── ProcessFailed     a RUN / run command exited non-zero          (HTTP 500)
     └── Cancelled         the operation was interrupted                (HTTP 499)
+
+Beside the tree, ``Interrupted`` is a ``KeyboardInterrupt``: a signal that stops kiln
+(SIGTERM, or SIGINT while a RUN waits) unwinds every operation as a Ctrl-C does, cleaning
+up on the way out, and the CLI exits with 128 + the signal's number.
 """
 
 from __future__ import annotations
@@ -109,11 +113,25 @@ class Cancelled(KilnError):
     http_status = 499
 
 
+class Interrupted(KeyboardInterrupt):
+    """Signal ``signum`` stopped kiln (see the module)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def raise_interrupted(signum: int, _frame: object) -> None:
+    """A signal handler: stop kiln as a Ctrl-C does (see the module)."""
+    raise Interrupted(signum)
+
+
 __all__ = [
     "AlreadyExists",
     "Cancelled",
     "Conflict",
     "DigestMismatch",
+    "Interrupted",
     "InvalidArgument",
     "KilnError",
     "NoSpace",
@@ -122,5 +140,6 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "is_no_space",
+    "raise_interrupted",
     "translated",
 ]

@@ -38,19 +38,22 @@ class Kiln:
         return subprocess.run(self.argv(*args), env=self.env, capture_output=True, text=True,
                               timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
 
-    def interrupted(self, proxy: StallingProxy, *args: str) -> tuple[int, str]:
-        """Run ``kiln args``, Ctrl-C it once the proxy holds the bytes; its code and stderr."""
+    def interrupted(
+        self, proxy: StallingProxy, *args: str, signum: int = signal.SIGINT
+    ) -> tuple[int, str]:
+        """Run ``kiln args``, send ``signum`` (Ctrl-C) once the proxy holds the bytes; its
+        exit code and stderr."""
         proc = subprocess.Popen(self.argv(*args), env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)  # fmt: skip
         try:
             assert proxy.stalled.wait(120), "the transfer never reached the stall"
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             _, err = proc.communicate(timeout=ENDS_WITHIN)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate(timeout=30)
-            pytest.fail(f"kiln {args[0]} still ran {ENDS_WITHIN} s after Ctrl-C")
+            pytest.fail(f"kiln {args[0]} still ran {ENDS_WITHIN} s after the signal")
         finally:
             proxy.release()
         return proc.returncode, err
@@ -71,7 +74,15 @@ def random_image(kiln: Kiln, tmp, name: str) -> None:
     assert kiln("import", str(path), name).returncode == 0
 
 
-def test_ctrl_c_ends_a_pull_stalled_mid_layer(tmp_path, registry_plain):
+@pytest.mark.parametrize(
+    ("signum", "message"),
+    [(signal.SIGINT, "Error: interrupted"), (signal.SIGTERM, "Error: stopped by SIGTERM")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_ctrl_c_ends_a_pull_stalled_mid_layer(tmp_path, registry_plain, signum, message):
+    """SIGTERM (``timeout``, a cancelled CI job) too: it cleans up as Ctrl-C does and
+    exits 143, where Python's default ended kiln on the spot (-15) and left the pull's
+    staged layer, lease and scratch directory to the next command."""
     src, dst = Kiln(tmp_path, "src"), Kiln(tmp_path, "dst")
     random_image(src, tmp_path, "big:1")
     ref = f"{registry_plain.host}/interrupted/pull:1"
@@ -79,11 +90,11 @@ def test_ctrl_c_ends_a_pull_stalled_mid_layer(tmp_path, registry_plain):
     proxy = StallingProxy(registry_plain.host, down=HOLD_AFTER)
     try:
         code, err = dst.interrupted(proxy, "pull", "--tls-verify=false",
-                                    f"{proxy.host}/interrupted/pull:1")  # fmt: skip
+                                    f"{proxy.host}/interrupted/pull:1", signum=signum)  # fmt: skip
     finally:
         proxy.close()
-    assert code == 130, err
-    assert err.rstrip().endswith("Error: interrupted") and "Traceback" not in err, err
+    assert code == 128 + signum, err
+    assert err.rstrip().endswith(message) and "Traceback" not in err, err
     assert dst("images", "-q").stdout.strip() == ""
     dst.left_nothing()
     again = dst("pull", "--tls-verify=false", ref)

@@ -12,6 +12,7 @@ import atexit
 import functools
 import gc
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from kiln.cli.go_flags import skip_long_lookup_of_short_options
 from kiln.cli.lazy import LazyGroup
 from kiln.cli.state import State, process_ends_with_command
 from kiln.cli.stdout import discard_stdout, tolerate_closed_stderr, write_stdout
+from kiln.errors import Interrupted, raise_interrupted
 from kiln.util.redact import RedactingFilter, redact
 
 skip_long_lookup_of_short_options()
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         _collect_young_objects_less_often()
         process_ends_with_command()
         tolerate_closed_stderr()
+        _stop_on_sigterm()
     try:
         cli.main(args=argv, prog_name="kiln")
     except SystemExit as exc:
@@ -177,6 +180,16 @@ YOUNG_GENERATION_THRESHOLD = 50_000
 def _collect_young_objects_less_often() -> None:
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, older, oldest)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``timeout``, ``kill``, a CI runner cancelling a job, systemd stopping a
+    unit) stops the command as Ctrl-C does: it cleans up on the way out (a RUN's container
+    and mounts, a pull's staged layers and lease, a scratch directory) and exits 143, as
+    podman and buildah do. By default Python died on the spot and left all that for the
+    next command to sweep. A SIGTERM the caller set to be ignored stays ignored."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, raise_interrupted)
 
 
 def _exit_without_teardown(code: object) -> None:
@@ -213,9 +226,8 @@ def guarded(invoke, args: list[str]) -> int:
         return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
-        _error("interrupted")
-        return 130
+    except click.exceptions.Abort as exc:  # click's name for a KeyboardInterrupt
+        return _interrupted(exc.__cause__)
     except _NO_ARGS_IS_HELP as exc:
         click.echo(exc.ctx.get_help())
         _error(f"missing command '{exc.ctx.command_path} COMMAND'")
@@ -229,9 +241,8 @@ def guarded(invoke, args: list[str]) -> int:
     except KilnError as exc:
         _error(str(exc))
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except BrokenPipeError:
         discard_stdout()  # the reader went away (kiln images | head): exit quietly
         return 141
@@ -246,6 +257,20 @@ def guarded(invoke, args: list[str]) -> int:
             traceback.print_exc()
         _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
         return EXIT_ERROR
+
+
+def _interrupted(exc: BaseException | None) -> int:
+    """Ctrl-C: 130, "interrupted"; another signal that stopped kiln (SIGTERM, or one while
+    a RUN waits): 128 + its number, named."""
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    if signum == signal.SIGINT:
+        _error("interrupted")
+    else:
+        try:
+            _error(f"stopped by {signal.Signals(signum).name}")
+        except ValueError:
+            _error(f"stopped by signal {signum}")
+    return 128 + signum
 
 
 def _error(message: str) -> None:

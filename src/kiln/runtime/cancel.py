@@ -20,16 +20,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from kiln.errors import raise_interrupted
+
 POLL_SECONDS = 0.05
 FORCE_AFTER_KILL_SECONDS = 5.0
 
 
-def interrupt(signum: int, _frame: object) -> None:
+def interrupt(signum: int, frame: object) -> None:
     """Signal handler while a cancellable run (a build's RUN) waits in the main thread:
     kiln's SIGINT/SIGTERM/... stop kiln, as buildah stops a build on Ctrl-C. Forwarding
     them instead would do nothing: the container's PID 1 ignores signals it does not
     handle. The waiting code kills the process and cleans up on the way out."""
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise_interrupted(signum, frame)
 
 
 def wait_cancellable(
