@@ -12,7 +12,6 @@ import atexit
 import functools
 import gc
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -188,8 +187,10 @@ def _stop_on_sigterm() -> None:
     and mounts, a pull's staged layers and lease, a scratch directory) and exits 143, as
     podman and buildah do. By default Python died on the spot and left all that for the
     next command to sweep. A SIGTERM the caller set to be ignored stays ignored."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, raise_interrupted)
+    import _signal  # type: ignore[import-not-found]  # C: ``signal`` builds enums (1 ms)
+
+    if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+        _signal.signal(_signal.SIGTERM, raise_interrupted)
 
 
 def _exit_without_teardown(code: object) -> None:
@@ -262,6 +263,8 @@ def guarded(invoke, args: list[str]) -> int:
 def _interrupted(exc: BaseException | None) -> int:
     """Ctrl-C: 130, "interrupted"; another signal that stopped kiln (SIGTERM, or one while
     a RUN waits): 128 + its number, named."""
+    import signal
+
     signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
     if signum == signal.SIGINT:
         _error("interrupted")
