@@ -72,6 +72,19 @@ def human_duration(seconds: float) -> str:
     return f"{int(seconds / 3600) // 24 // 365} years"
 
 
+def go_time(value: str | float | None) -> str:
+    """``2024-01-02 03:04:05.5 +0000 UTC``: a time as Go's time.Time prints in a template."""
+    ts = parse_time(value)
+    if ts is None:
+        return ""
+    whole = int(ts // 1)
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole))
+    if isinstance(value, str) and "." in value:  # nanoseconds as written, trailing zeros cut
+        frac = "".join(c for c in value.rpartition(".")[2] if c.isdigit()).rstrip("0")
+        text += f".{frac}" if frac else ""
+    return text + " +0000 UTC"
+
+
 def ago(value: str | float | None, now: float | None = None) -> str:
     ts = parse_time(value)
     if ts is None:
@@ -132,79 +145,63 @@ def file_changes(changes: Sequence[tuple[str, str]], fmt: str | None) -> str | N
     return None
 
 
-def _go_value(value: Any) -> str:
-    """Values as Go's text/template prints them (``[a b]``, ``map[k:v]``, ``<no value>``)."""
-    if value is None:
-        return "<no value>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return "[" + " ".join(_go_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go_value(v)}" for k, v in sorted(value.items())) + "]"
-    return str(value)
+def go_template(template: str, obj: Any) -> str:
+    """``obj`` through a Go template (kiln.cli.go_template); ``\\t``/``\\n`` are tab and newline
+    and a ``table`` prefix is dropped, as podman reads ``--format``."""
+    from kiln.cli.go_template import render
+
+    return render(_template_text(template), obj)
 
 
-def _lookup(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(obj, dict):
-            raise KeyError(path)
-        if part in obj:
-            obj = obj[part]
-            continue
-        match = [k for k in obj if k.lower() == part.lower()]
-        if not match:
-            raise KeyError(path)
-        obj = obj[match[0]]
-    return obj
-
-
-_FIELD = lazy_pattern(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
-
-
-def go_template(template: str, obj: dict[str, Any]) -> str:
-    """A small subset of Go templates: ``{{.Field}}``, ``{{.A.B}}``, ``{{json .X}}``, ``\\t``.
-
-    Anything else (``range``, ``if``, functions) is refused with a clear error.
-    """
-    from kiln.errors import InvalidArgument
-
+def _template_text(template: str) -> str:
     text = template.replace("\\t", "\t").replace("\\n", "\n")
-    if text.startswith("table "):
-        text = text[len("table ") :]
-
-    def sub(m: re.Match) -> str:
-        try:
-            value = _lookup(obj, m.group(2)) if m.group(2) else obj
-        except KeyError:
-            raise InvalidArgument(
-                f'template: can\'t evaluate field {m.group(2)} in "{template}"'
-            ) from None
-        return json.dumps(value) if m.group(1) else _go_value(value)
-
-    out = _FIELD().sub(sub, text)
-    if "{{" in out:
-        raise InvalidArgument(
-            f'unsupported template "{template}": kiln understands {{{{.Field}}}}, '
-            "{{.A.B}} and {{json .X}} only; use --format json for anything else"
-        )
-    return out
+    return text[len("table ") :] if text.startswith("table ") else text
 
 
-def go_template_header(template: str) -> str:
-    """The heading line for ``table {{.A}}\\t{{.B}}``: the field names in upper case."""
-    text = template.replace("\\t", "\t")
-    if text.startswith("table "):
-        text = text[len("table ") :]
-    return _FIELD().sub(lambda m: m.group(2).split(".")[-1].upper(), text)
+_ACTION = lazy_pattern(r"\{\{(.*?)\}\}", re.S)
+_FIELD_NAME = lazy_pattern(r"\.([A-Za-z_][A-Za-z0-9_]*)")
+_QUOTED = lazy_pattern(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
 
 
-def templated(template: str, objs: Iterable[dict[str, Any]], noheading: bool = False) -> str:
-    """Every object through ``template``; ``table ...`` templates are aligned with a heading."""
-    lines = [go_template(template, o) for o in objs]
+def header_name(field: str) -> str:
+    """``CreatedSince`` -> ``CREATED SINCE``: a column heading from a field's name, as podman's."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", field).upper()
+
+
+def go_template_header(template: str, overrides: dict[str, str] | None = None) -> str:
+    """The heading line for ``table {{.A}}\\t{{.B}}``: each action's last field as a heading
+    (``IMAGE ID`` for ``.ID`` when ``overrides`` say so); control actions head nothing."""
+    overrides = overrides or {}
+
+    def head(m: re.Match) -> str:
+        inner = m.group(1).strip(" -")
+        if inner.split(None, 1)[:1] in (["range"], ["if"], ["with"], ["end"], ["else"]):
+            return ""
+        names = _FIELD_NAME().findall(_QUOTED().sub("", inner))
+        if not names:
+            return ""
+        return overrides.get(names[-1], header_name(names[-1]))
+
+    return _ACTION().sub(head, _template_text(template))
+
+
+def templated(
+    template: str,
+    objs: Iterable[Any],
+    noheading: bool = False,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Every object through ``template``; ``table ...`` templates are aligned with a heading.
+
+    The template is parsed once, before any object is rendered: a bad one fails with nothing
+    printed. ``headers`` overrides the heading of a field (``{"ID": "IMAGE ID"}``)."""
+    from kiln.cli.go_template import compile_template
+
+    run = compile_template(_template_text(template))
+    lines = [run(o) for o in objs]
     if not template.startswith("table "):
         return "".join(line + "\n" for line in lines)
-    header = None if noheading else go_template_header(template).split("\t")
+    header = None if noheading else go_template_header(template, headers).split("\t")
     return table(header, [line.split("\t") for line in lines])
 
 
@@ -403,6 +400,7 @@ __all__ = [
     "PlainProgress",
     "ago",
     "go_template",
+    "go_time",
     "human_duration",
     "human_size",
     "parse_time",

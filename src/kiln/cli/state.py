@@ -106,7 +106,16 @@ pass_state = click.make_pass_decorator(State, ensure=True)
 
 
 def format_option(*, help: str = "Format output: json, table, or a Go template such as {{.ID}}"):
-    return click.option("--format", "format_", metavar="FORMAT", default="", help=help)
+    return click.option(
+        "--format", "format_", metavar="FORMAT", default="", help=help, callback=_json_format
+    )
+
+
+def _json_format(_ctx, _param, value: str) -> str:
+    """``{{json .}}`` is ``json``, as podman reads it (report.IsJSON): the whole list, indented."""
+    import re
+
+    return "json" if re.fullmatch(r"\s*(json|\{\{\s*json\s*\.\s*\}\})\s*", value) else value
 
 
 def progress_option(f):

@@ -48,13 +48,24 @@ def _run(state: State, names, type_: str, format_: str) -> None:
                 errors.append(str(exc))
     if format_ and format_ != "json":
         if results:
-            state.echo(render.templated(format_, results), nl=False)
+            state.echo(render.templated(format_, [_go_times(r) for r in results]), nl=False)
     else:
         state.echo(render.to_json(results))
     if errors:
         for msg in errors[:-1]:
             state.echo(f"Error: {msg}", err=True)
         raise NotFound(errors[-1])
+
+
+def _go_times(obj: dict) -> dict:
+    """``{{.Created}}`` prints as Go prints podman's time.Time; ``{{json .Created}}`` stays RFC 3339."""
+    from kiln.cli import render
+    from kiln.cli.go_template import GoTime
+
+    created = obj.get("Created")
+    if isinstance(created, str) and created:
+        return {**obj, "Created": GoTime(created, render.go_time(created))}
+    return obj
 
 
 def _inspect_one(ctx, name: str, type_: str) -> dict:
