@@ -121,6 +121,9 @@ _FILTER_KEYS = (
     "until",
     "id",
     "intermediate",
+    "after",
+    "containers",
+    "readonly",
 )
 
 
@@ -138,7 +141,9 @@ def list_images(
     ``label=KEY[=VALUE]``, ``label!=KEY[=VALUE]`` (images without that label),
     ``reference=GLOB``, ``before=IMAGE``, ``since=IMAGE``, ``until=TIME`` (created before
     TIME: epoch seconds, RFC 3339, a date, or a duration ago such as ``24h``),
-    ``id=PREFIX``, ``intermediate=true|false``. ``references`` are extra reference globs
+    ``id=PREFIX``, ``intermediate=true|false``, and podman's ``after=IMAGE`` (``since``),
+    ``containers=true|false`` (used by a working container or not) and ``readonly=true|false``
+    (kiln has no read-only additional stores: every image is writable). ``references`` are extra reference globs
     (``kiln images busybox``).
 
     ``named_parents``: whether a named image's ``has_children`` also counts children
@@ -272,7 +277,9 @@ def _parse_filters(ctx: Context, filters: Iterable[str]) -> dict[str, list]:
                 f'unsupported image filter "{key}": use KEY=VALUE with KEY one of '
                 + ", ".join(_FILTER_KEYS)
             )
-        if key in ("dangling", "intermediate"):
+        if key == "after":
+            key = "since"
+        if key in ("dangling", "intermediate", "containers", "readonly"):
             if value.lower() not in ("true", "false", "1", "0"):
                 raise InvalidArgument(f'invalid filter "{item}": the value must be true or false')
             out.setdefault(key, []).append(value.lower() in ("true", "1"))
@@ -302,6 +309,11 @@ def _matches(s: ImageSummary, filters: dict[str, list]) -> bool:
     for want in filters.get("intermediate", []):
         if s.intermediate != want:
             return False
+    for want in filters.get("containers", []):
+        if (s.containers > 0) != want:
+            return False
+    if any(filters.get("readonly", [])):  # no image of kiln's is read-only
+        return False
     for k, v in filters.get("label", []):
         if k not in s.labels or (v is not None and s.labels[k] != v):
             return False

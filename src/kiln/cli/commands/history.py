@@ -24,6 +24,7 @@ def command(state: State, image, human, no_trunc, quiet, format_):
     """Show the layers of IMAGE and the commands that made them, newest first."""
     from kiln.cli import render
     from kiln.ops import images as ops
+    from kiln.ops.timefmt import parse_time
 
     with state.context() as ctx:
         entries = ops.history(ctx, image)
@@ -32,8 +33,9 @@ def command(state: State, image, human, no_trunc, quiet, format_):
         return
     rows: list[dict[str, Any]] = []
     for e in entries:
-        full_id = e.id if e.id != "<missing>" else "<missing>"
-        shown_id = full_id if no_trunc or full_id == "<missing>" else _short(full_id)
+        # podman: the ID without "sha256:", 12 digits unless --no-trunc
+        shown_id = e.id if e.id == "<missing>" else e.id.removeprefix("sha256:")
+        shown_id = shown_id if no_trunc else shown_id[:12]
         created_by = " ".join(e.created_by.split()) if not no_trunc else e.created_by
         if not no_trunc and len(created_by) > CREATED_BY_WIDTH:
             created_by = created_by[: CREATED_BY_WIDTH - 3] + "..."
@@ -42,7 +44,7 @@ def command(state: State, image, human, no_trunc, quiet, format_):
                 "ID": shown_id,
                 "Created": render.ago(e.created) if human else e.created,
                 "CreatedSince": render.ago(e.created),
-                "CreatedAt": e.created,
+                "CreatedAt": render.go_time(int(parse_time(e.created) or 0)),
                 "CreatedBy": created_by,
                 "Size": render.human_size(e.size) if human else str(e.size),
                 "Comment": e.comment,
@@ -58,7 +60,3 @@ def command(state: State, image, human, no_trunc, quiet, format_):
     table_rows = [[r["ID"], r["Created"], r["CreatedBy"], r["Size"], r["Comment"]] for r in rows]
     headers = ["ID", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
     state.echo(render.table(headers, table_rows), nl=False)
-
-
-def _short(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")[:12]

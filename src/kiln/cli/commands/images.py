@@ -9,6 +9,7 @@ import click
 from kiln.cli.state import State, format_option, pass_state
 
 _SORT_KEYS = ("created", "id", "repository", "size", "tag")
+HEADINGS = {"ID": "IMAGE ID", "ReadOnly": "R/O"}  # podman's, for a ``table`` --format
 
 
 @click.command("images", short_help="List images in local storage")
@@ -54,7 +55,7 @@ def command(state: State, image, all_, quiet, digests, no_trunc, noheading, filt
         now = time.time()
         if format_ and format_ != "table":
             rows = [_row(s, repo, tag, no_trunc, now) for s, repo, tag in named]
-            state.echo(render.templated(format_, rows, noheading), nl=False)
+            state.echo(render.templated(format_, rows, noheading, HEADINGS), nl=False)
             return
         headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else [])
         headers += ["IMAGE ID", "CREATED", "SIZE"]
@@ -90,15 +91,20 @@ def _row(s, repo: str, tag: str, no_trunc: bool, now: float) -> dict:
         "Digest": s.digest,
         "Created": since,
         "CreatedSince": since,
-        "CreatedAt": s.created,
+        "CreatedAt": render.go_time(int(s.created_ts)),  # podman: whole seconds, Go's form
         "Size": size,
-        "VirtualSize": size,
+        "VirtualSize": s.size,
+        "SharedSize": 0,
+        "ParentId": s.parent_id.removeprefix("sha256:"),
+        "RepoTags": s.names,
+        "RepoDigests": s.repo_digests,
         "Dangling": s.dangling,
         "Containers": s.containers,
         "Names": s.names,
+        "History": ", ".join(s.names),  # podman: every name the image had; kiln keeps today's
         "Labels": s.labels,
-        "_created": s.created_ts,  # kept: a template of the whole row (``{{json .}}``) shows them
-        "_size": s.size,
+        "ReadOnly": False,
+        "IsManifestList": s.is_list,
     }
 
 
