@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -112,3 +113,29 @@ def test_json_template_is_the_json_format(both):
     (_, p_out), (_, k_out) = both("images", "--format", "{{json .}}")
     p_ids = {i["Id"] for i in json.loads(p_out)}  # podman: one object per name
     assert {i["Id"] for i in json.loads(k_out)} == p_ids
+
+
+def test_system_df_template_and_sizes_as_podman(both):
+    # the rows differ on purpose (kiln counts each layer once and has a build cache, podman
+    # has containers and volumes); the fields and the size form (go-units: 13.94MB) agree
+    (p_rc, p_out), (k_rc, k_out) = both("system", "df", "--format", "{{.Type}}|{{.Size}}")
+    form = re.compile(r"Images\|\d+(\.\d+)?[kMG]?B")
+    assert p_rc == k_rc == 0
+    assert form.fullmatch(p_out.splitlines()[0]) and form.fullmatch(k_out.splitlines()[0])
+    (_, p_out), (_, k_out) = both("system", "df")
+    heading = [re.split(r"\s{2,}", out.splitlines()[0]) for out in (p_out, k_out)]
+    assert heading[0] == heading[1] == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+
+
+def test_image_tree_layer_lines_as_podman(both):
+    # a layer's size has go-units' 4 digits (1.987MB); the images a layer tops are named in
+    # an order of their own, so the names are compared as a set
+    (p_rc, p_out), (k_rc, k_out) = both("image", "tree", "two:1")
+    assert p_rc == k_rc == 0
+
+    def layer(out: str) -> tuple[str, set[str]]:
+        line = out.splitlines()[4]
+        head, _, names = line.partition(" Top Layer of: ")
+        return head, set(names.strip("[]").split())
+
+    assert layer(k_out) == layer(p_out)

@@ -53,9 +53,10 @@ def _header(rec: ImageRecord) -> list[str]:
 
 def _layer_line(store: Store, chain: str, tops: dict[str, list[ImageRecord]]) -> str:
     size = store.get_layer(chain).uncompressed_size
-    line = f"ID: {chain.removeprefix('sha256:')[:12]} Size: {human_size(size, 3):>7}"
-    if chain in tops:
-        line += f" Top Layer of: {_names(tops[chain])}"
+    line = f"ID: {chain.removeprefix('sha256:')[:12]} Size: {human_size(size):>7}"
+    names = [n for r in tops.get(chain, []) for n in r.names]
+    if names:  # as podman: unnamed images are not listed
+        line += f" Top Layer of: [{' '.join(names)}]"
     return line
 
 
