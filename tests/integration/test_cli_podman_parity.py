@@ -139,3 +139,15 @@ def test_image_tree_layer_lines_as_podman(both):
         return head, set(names.strip("[]").split())
 
     assert layer(k_out) == layer(p_out)
+
+
+def test_events_as_podman_prints_them(both):
+    # podman's events go to a journal shared with every podman on the machine, so only kiln
+    # runs here: podman's --stream=false, its template fields and its line for an image event
+    # (time, type, status, ID without sha256:, name)
+    (_, (rc, out)) = both("events", "--stream=false", "--format", "{{.Type}} {{.Status}} {{.Name}}")
+    assert rc == 0 and "image tag localhost/bb:2" in out.splitlines()
+    (_, (rc, out)) = both("events", "--stream=false", "--filter", "event=import")
+    assert rc == 0
+    line = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{9} \+0000 UTC image import [0-9a-f]{64} localhost/"
+    assert [re.sub(line, "", x) for x in out.splitlines()] == ["bb:1", "two:1", "gone:1"]
