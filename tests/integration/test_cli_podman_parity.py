@@ -151,3 +151,14 @@ def test_events_as_podman_prints_them(both):
     assert rc == 0
     line = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{9} \+0000 UTC image import [0-9a-f]{64} localhost/"
     assert [re.sub(line, "", x) for x in out.splitlines()] == ["bb:1", "two:1", "gone:1"]
+
+
+def test_repo_digests_name_every_repository_at_the_digest(both):
+    # podman wrote its own manifest when it loaded the archive: each side's digest is its own
+    outs = both("inspect", "--format", "{{.Digest}}{{range .RepoDigests}} {{.}}{{end}}", "bb:1")
+    seen = []
+    for rc, out in outs:
+        assert rc == 0
+        digest, *repo_digests = out.split()
+        seen.append({d.replace(digest, "D") for d in repo_digests})
+    assert seen[1] == seen[0] == {"localhost/bb@D", "quay.io/team/bb@D"}

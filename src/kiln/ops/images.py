@@ -102,6 +102,15 @@ class ImageSummary:
         }
 
 
+def podman_repo_digests(names: Iterable[str], stored: Iterable[str], digest: str) -> list[str]:
+    """RepoDigests as podman shows them: the digests recorded from registries, then each
+    name's repository at the image's manifest digest (``localhost/app@sha256:...``), which
+    podman lists for a built or loaded image too (dockerd, and the Docker API, only the
+    former)."""
+    made = [f"{split_name(n)[0]}@{digest}" for n in names] if digest else []
+    return list(dict.fromkeys([*stored, *made]))
+
+
 def split_name(name: str) -> tuple[str, str]:
     """``docker.io/library/a:1`` -> (``docker.io/library/a``, ``1``); digests -> tag <none>."""
     repo, at, _digest = name.partition("@")

@@ -43,7 +43,7 @@ def command(state: State, image, all_, quiet, digests, no_trunc, noheading, filt
             ctx, all=all_, filters=filters, references=[image] if image else []
         )
     if format_ == "json":
-        state.echo(render.to_json([s.to_json() for s in summaries]))
+        state.echo(render.to_json([_json(s) for s in summaries]))
         return
     with cyclic_gc_paused():  # a row per name, no cycles among them
         named = _sorted(_named(summaries), sort, no_trunc)
@@ -66,6 +66,16 @@ def command(state: State, image, all_, quiet, digests, no_trunc, noheading, filt
             for s, repo, tag in named
         ]
     state.echo(render.table(None if noheading else headers, table_rows), nl=False)
+
+
+def _repo_digests(s) -> list[str]:
+    from kiln.ops.images import podman_repo_digests
+
+    return podman_repo_digests(s.names, s.repo_digests, s.digest)
+
+
+def _json(s) -> dict:
+    return {**s.to_json(), "RepoDigests": _repo_digests(s)}
 
 
 def _named(summaries) -> list[tuple]:
@@ -97,7 +107,7 @@ def _row(s, repo: str, tag: str, no_trunc: bool, now: float) -> dict:
         "SharedSize": 0,
         "ParentId": s.parent_id.removeprefix("sha256:"),
         "RepoTags": s.names,
-        "RepoDigests": s.repo_digests,
+        "RepoDigests": _repo_digests(s),
         "Dangling": s.dangling,
         "Containers": s.containers,
         "Names": s.names,

@@ -46,6 +46,7 @@ def _run(state: State, names, type_: str, format_: str) -> None:
                 results.append(_inspect_one(ctx, name, type_))
             except NotFound as exc:
                 errors.append(str(exc))
+    results = [_podman_repo_digests(r) for r in results]
     if format_ and format_ != "json":
         if results:
             state.echo(render.templated(format_, [_go_times(r) for r in results]), nl=False)
@@ -55,6 +56,16 @@ def _run(state: State, names, type_: str, format_: str) -> None:
         for msg in errors[:-1]:
             state.echo(f"Error: {msg}", err=True)
         raise NotFound(errors[-1])
+
+
+def _podman_repo_digests(obj: dict) -> dict:
+    """An image's RepoDigests with each name's repository at its digest, as podman shows them."""
+    from kiln.ops.images import podman_repo_digests
+
+    if "RepoDigests" not in obj or not isinstance(obj.get("Digest"), str):
+        return obj  # a list or a container
+    digests = podman_repo_digests(obj.get("RepoTags") or [], obj["RepoDigests"], obj["Digest"])
+    return {**obj, "RepoDigests": digests}
 
 
 def _go_times(obj: dict) -> dict:
