@@ -97,6 +97,8 @@ SAME = [
     ("inspect", "nosuch"),
     ("history", "--no-trunc", "-q", "bb:1"),
     ("history", "--no-trunc", "--format", "{{.ID}} {{.CreatedAt}} {{.Comment}}", "bb:1"),
+    ("history", "-H=false", "--format", "{{.ID}} {{.Created}}", "bb:1"),
+    ("history", "--human=false", "--format", "{{.Created}}", "two:1"),
     ("history", "nosuch"),
     ("images", "--filter", "nosuch=1"),
 ]
@@ -146,6 +148,10 @@ def test_events_as_podman_prints_them(both):
     # runs here: podman's --stream=false, its template fields and its line for an image event
     # (time, type, status, ID without sha256:, name)
     (_, (rc, out)) = both("events", "--stream=false", "--format", "{{.Type}} {{.Status}} {{.Name}}")
+    assert rc == 0 and "image tag localhost/bb:2" in out.splitlines()
+    (_, (rc, out)) = both("events", "--stream", "false", "--format", "{{.Status}} {{.Name}}")
+    assert rc != 0  # a Go flag takes its value after "=", never from the next argument
+    (_, (rc, out)) = both("events", "--no-stream", "--format", "{{.Type}} {{.Status}} {{.Name}}")
     assert rc == 0 and "image tag localhost/bb:2" in out.splitlines()
     (_, (rc, out)) = both("events", "--stream=false", "--filter", "event=import")
     assert rc == 0

@@ -19,6 +19,19 @@ class OptionalValue(click.Option):
         self.no_opt_default = no_opt_default
 
 
+class GoBool(click.types.BoolParamType):
+    """A boolean as pflag reads it, ``-H=false`` included (click hands a short option's
+    ``=false`` over with its ``=``)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str):
+            value = value.removeprefix("=")
+        return super().convert(value, param, ctx)
+
+
+GO_BOOL = GoBool()
+
+
 def expand_bare_flags(cmd: click.Command, args: list[str]) -> list[str]:
     """``args`` with every bare optional-value flag of ``cmd`` given its default."""
     defaults = {

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from kiln.cli.go_flags import GO_BOOL, OptionalValue
 from kiln.cli.state import State, format_option, pass_state
 
 
@@ -23,10 +24,9 @@ from kiln.cli.state import State, format_option, pass_state
 )
 @click.option(
     "--stream",
-    type=click.BOOL,
+    cls=OptionalValue,
+    type=GO_BOOL,
     default=True,
-    is_flag=False,
-    flag_value=True,
     metavar="[=BOOL]",
     help="Keep waiting for new events (default); --stream=false stops after the ones so far",
 )

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from kiln.cli.go_flags import GO_BOOL, OptionalValue
 from kiln.cli.state import State, format_option, pass_state
 
 CREATED_BY_WIDTH = 45
@@ -14,7 +15,13 @@ CREATED_BY_WIDTH = 45
 @click.command("history", short_help="Show history of a specified image")
 @click.argument("image")
 @click.option(
-    "-H", "--human", type=click.BOOL, default=True, show_default=True, help="Human sizes and ages"
+    "-H",
+    "--human",
+    cls=OptionalValue,
+    type=GO_BOOL,
+    default=True,
+    show_default=True,
+    help="Human sizes and ages (-H=false: RFC 3339 times)",
 )
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output")
 @click.option("-q", "--quiet", is_flag=True, help="Display the numeric IDs only")
@@ -42,7 +49,7 @@ def command(state: State, image, human, no_trunc, quiet, format_):
         rows.append(
             {
                 "ID": shown_id,
-                "Created": render.ago(e.created) if human else e.created,
+                "Created": render.ago(e.created) if human else _rfc3339_seconds(e.created),
                 "CreatedSince": render.ago(e.created),
                 "CreatedAt": render.go_time(int(parse_time(e.created) or 0)),
                 "CreatedBy": created_by,
@@ -60,3 +67,13 @@ def command(state: State, image, human, no_trunc, quiet, format_):
     table_rows = [[r["ID"], r["Created"], r["CreatedBy"], r["Size"], r["Comment"]] for r in rows]
     headers = ["ID", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
     state.echo(render.table(headers, table_rows), nl=False)
+
+
+def _rfc3339_seconds(created: str) -> str:
+    """``2024-01-02T03:04:05Z``: -H=false's time, whole seconds as podman prints it."""
+    import time
+
+    from kiln.ops.timefmt import parse_time
+
+    ts = parse_time(created)
+    return created if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(ts)))
