@@ -113,6 +113,8 @@ def format_option(*, help: str = "Format output: json, table, or a Go template s
 
 def _json_format(_ctx, _param, value: str) -> str:
     """``{{json .}}`` is ``json``, as podman reads it (report.IsJSON): the whole list, indented."""
+    if "json" not in value:
+        return value
     import re
 
     return "json" if re.fullmatch(r"\s*(json|\{\{\s*json\s*\.\s*\}\})\s*", value) else value

@@ -54,7 +54,10 @@ def command(state: State, image, all_, quiet, digests, no_trunc, noheading, filt
             return
         now = time.time()
         if format_ and format_ != "table":
-            rows = [_row(s, repo, tag, no_trunc, now) for s, repo, tag in named]
+            per_image = {s.id: _image_fields(s) for s in summaries}  # once, not once a name
+            rows = [
+                {**_row(s, repo, tag, no_trunc, now), **per_image[s.id]} for s, repo, tag in named
+            ]
             state.echo(render.templated(format_, rows, noheading, HEADINGS), nl=False)
             return
         headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else [])
@@ -87,6 +90,14 @@ def _shown_id(s, no_trunc: bool) -> str:
     return s.id if no_trunc else s.short_id
 
 
+def _image_fields(s) -> dict:
+    """The fields of a ``--format`` row that are the same for every name of an image."""
+    return {
+        "RepoDigests": _repo_digests(s),
+        "History": ", ".join(s.names),  # podman: every name the image had; kiln keeps today's
+    }
+
+
 def _row(s, repo: str, tag: str, no_trunc: bool, now: float) -> dict:
     """One row as a ``--format`` template sees it (podman's field names)."""
     from kiln.cli import render
@@ -107,11 +118,9 @@ def _row(s, repo: str, tag: str, no_trunc: bool, now: float) -> dict:
         "SharedSize": 0,
         "ParentId": s.parent_id.removeprefix("sha256:"),
         "RepoTags": s.names,
-        "RepoDigests": _repo_digests(s),
         "Dangling": s.dangling,
         "Containers": s.containers,
         "Names": s.names,
-        "History": ", ".join(s.names),  # podman: every name the image had; kiln keeps today's
         "Labels": s.labels,
         "ReadOnly": False,
         "IsManifestList": s.is_list,
