@@ -107,7 +107,7 @@ def test_source_date_epoch_is_seen_by_arg_source_date_epoch(build_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (dest / "sde").read_text() == "sde=1700000000\n"
     created = kiln(build_env, "inspect", "--type", "image", "--format", "{{.Created}}", "sde")
-    assert created.stdout.strip() == "2023-11-14T22:13:20Z"
+    assert created.stdout.strip() == "2023-11-14 22:13:20 +0000 UTC"  # Go's time, as podman
     other = build_env.context_dir(files={"Containerfile": "FROM busybox\nRUN true\n"})
     proc = subprocess.run(
         [sys.executable, "-m", "kiln.cli.main", "build", other],
