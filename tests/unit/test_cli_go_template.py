@@ -19,6 +19,7 @@ IMAGE = {
     "Config": {"Env": ["PATH=/bin", "A=1"], "Cmd": ["/bin/sh"], "Labels": {"maintainer": "me"}},
     "RootFS": {"Layers": ["sha256:a", "sha256:b", "sha256:c"]},
     "RepoTags": [],
+    "Annotations": None,
     "Size": 1987870,
     "Created": GoTime("2026-12-06T04:53:48.675012827Z", "2026-12-06 04:53:48.675012827 +0000 UTC"),
 }
@@ -27,6 +28,10 @@ PODMAN = [
     ('{{index .Labels "maintainer"}}', "me"),
     ('{{index .Labels "nokey"}}|{{.Labels.nokey}}', "|<no value>"),
     ("{{range .Config.Env}}{{.}},{{end}}", "PATH=/bin,A=1,"),
+    (
+        '{{.Annotations.k}}|{{index .Annotations "k"}}|{{range .Annotations}}x{{end}}',
+        "<no value>||",
+    ),
     ("{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}", "maintainer=me;org.x.version=1.2;"),
     ("{{range $i, $e := .Config.Env}}{{$i}}:{{$e}} {{end}}", "0:PATH=/bin 1:A=1 "),
     ("{{range .RepoTags}}x{{else}}none{{end}}", "none"),

@@ -90,6 +90,8 @@ def truthy(value: Any) -> bool:
 
 def _index(item: Any, *keys: Any) -> Any:
     for key in keys:
+        if item is None:  # indexing a nil map gives the zero value
+            return ""
         if isinstance(item, dict):
             item = item.get(key, "")
         elif isinstance(item, list | tuple | str):
@@ -441,6 +443,8 @@ class _Runner:
         return obj
 
     def lookup(self, obj: Any, part: str) -> Any:
+        if obj is None:  # a nil map (a JSON null): Go prints <no value>
+            return None
         if isinstance(obj, dict):
             if part in obj:
                 return obj[part]
