@@ -68,6 +68,10 @@ def test_template_prints_what_podman_prints(template, expected):
         ("{{range .Config.Env}}", "unexpected EOF"),
         ("{{.Os", "unclosed action"),
         ("{{end}}", "unexpected {{end}}"),
+        ("{{" + "(" * 3000 + ".Os" + ")" * 3000 + "}}", "nested deeper than 100"),
+        ("{{if true}}" * 3000 + "{{end}}" * 3000, "nested deeper than 100"),
+        ('{{printf "%1000000000d" 1}}', "a width over 10000"),
+        ("{{pad .Os 1000000000 0}}", "a width over 10000"),
     ],
 )
 def test_a_bad_template_is_one_clear_error(template, message):
@@ -92,3 +96,7 @@ def test_a_bad_template_prints_no_row():
     # parsed before any row is rendered: nothing half-printed
     with pytest.raises(InvalidArgument):
         render.templated("{{.ID}}{{if}}", [{"ID": "a"}])
+
+
+def test_blocks_side_by_side_are_not_nesting():
+    assert render.go_template("{{if .Os}}x{{end}}" * 300, IMAGE) == "x" * 300

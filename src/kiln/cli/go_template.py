@@ -26,6 +26,8 @@ from kiln.errors import InvalidArgument
 from kiln.util.lazy_pattern import lazy_pattern
 
 _NO_VALUE = "<no value>"
+MAX_DEPTH = 100  # nested blocks and parentheses: far beyond any real --format
+MAX_WIDTH = 10_000  # a pad or printf width: one row never grows to gigabytes
 _ACTION = lazy_pattern(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
 _TOKEN = lazy_pattern(
     r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)|(?P<num>-?\d+(?:\.\d+)?)'
@@ -112,6 +114,8 @@ def _printf(fmt: str, *args: Any) -> str:
             return "%"
         arg = next(conv, None)
         verb = m.group(0)[-1]
+        if any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", m.group(0)[1:-1])):
+            raise TemplateError(f"error calling printf: a width over {MAX_WIDTH}")
         if verb == "q":
             return json.dumps(go_str(arg))
         if verb in "dxf" and isinstance(arg, int | float):
@@ -150,6 +154,8 @@ def _or(*args: Any) -> Any:
 
 
 def _pad(s: Any, left: int, right: int) -> str:
+    if max(int(left), int(right)) > MAX_WIDTH:
+        raise TemplateError(f"error calling pad: a width over {MAX_WIDTH}")
     return " " * int(left) + go_str(s) + " " * int(right)
 
 
@@ -198,6 +204,12 @@ class _Parser:
         self.source = source
         self.items = self._split(source)
         self.pos = 0
+        self.depth = 0
+
+    def deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"blocks or parentheses nested deeper than {MAX_DEPTH}")
 
     def fail(self, why: str) -> TemplateError:
         return TemplateError(f'template: {why} in "{self.source}"')
@@ -258,6 +270,13 @@ class _Parser:
         return nodes, None
 
     def _block(self, word: str, rest: str) -> _Node:
+        self.deeper()
+        try:
+            return self._block_body(word, rest)
+        finally:
+            self.depth -= 1
+
+    def _block_body(self, word: str, rest: str) -> _Node:
         decl, pipe = self._pipeline(rest)
         node = _Node(word, pipe=pipe, decl=decl)
         node.body, end = self._list()
@@ -304,7 +323,9 @@ class _Parser:
                 pipe.append(cmd)
                 cmd = []
             elif value == "(":
+                self.deeper()
                 inner, tokens = self._commands(tokens)
+                self.depth -= 1
                 if not tokens:
                     raise self.fail("unclosed left paren")
                 tokens = tokens[1:]
