@@ -20,6 +20,7 @@ IMAGE = {
     "RootFS": {"Layers": ["sha256:a", "sha256:b", "sha256:c"]},
     "RepoTags": [],
     "Annotations": None,
+    "Many": list(range(100)),
     "Size": 1987870,
     "Created": GoTime("2026-12-06T04:53:48.675012827Z", "2026-12-06 04:53:48.675012827 +0000 UTC"),
 }
@@ -72,7 +73,9 @@ def test_template_prints_what_podman_prints(template, expected):
         ("{{if true}}" * 3000 + "{{end}}" * 3000, "nested deeper than 100"),
         ('{{printf "%1000000000d" 1}}', "a width over 10000"),
         ("{{pad .Os 1000000000 0}}", "a width over 10000"),
+        ("{{range $.Many}}" * 4 + "{{end}}" * 4, "more than 1000000 range steps"),
     ],
+    ids=lambda v: v[:40],
 )
 def test_a_bad_template_is_one_clear_error(template, message):
     with pytest.raises(InvalidArgument, match=message):

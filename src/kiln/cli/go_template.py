@@ -28,6 +28,7 @@ from kiln.util.lazy_pattern import lazy_pattern
 _NO_VALUE = "<no value>"
 MAX_DEPTH = 100  # nested blocks and parentheses: far beyond any real --format
 MAX_WIDTH = 10_000  # a pad or printf width: one row never grows to gigabytes
+MAX_STEPS = 1_000_000  # range iterations for one object: nested ranges cannot run for ages
 _ACTION = lazy_pattern(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
 _TOKEN = lazy_pattern(
     r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)|(?P<num>-?\d+(?:\.\d+)?)'
@@ -365,6 +366,7 @@ class _Runner:
     def __init__(self, source: str, root: Any):
         self.source = source
         self.vars: list[dict[str, Any]] = [{"$": root}]
+        self.steps = 0
 
     def run(self, nodes: list[_Node], dot: Any, out: list[str]) -> None:
         for node in nodes:
@@ -404,6 +406,9 @@ class _Runner:
             raise TemplateError(f"range can't iterate over {go_str(value)}")
         if not pairs:
             self.scoped(node.orelse, dot, out, {})
+        self.steps += len(pairs)
+        if self.steps > MAX_STEPS:
+            raise TemplateError(f'template: more than {MAX_STEPS} range steps in "{self.source}"')
         for key, item in pairs:
             names = dict(zip(node.decl[::-1], (item, key), strict=False)) if node.decl else {}
             self.scoped(node.body, item, out, names)
