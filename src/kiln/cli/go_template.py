@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kiln.errors import InvalidArgument
+from kiln.util.lazy_dataclass import dataclass
 from kiln.util.lazy_pattern import lazy_pattern
 
 _NO_VALUE = "<no value>"
