@@ -3,27 +3,17 @@ pull does: progress events (id = the layer's digest) every MiB or so, ending at 
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tarfile
 
 import pytest
 
 from kiln.cli.main import run
+from random_rootfs import random_rootfs_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
 LAYER_BYTES = 6 << 20  # random: compressed, the layer is as large
-
-
-def _rootfs_tar(path) -> str:
-    data = os.urandom(LAYER_BYTES)
-    with tarfile.open(path, "w") as tar:
-        info = tarfile.TarInfo("big")
-        info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
-        tar.addfile(info, io.BytesIO(data))
-    return str(path)
 
 
 def _progress(capsys, *args: str) -> list[dict]:
@@ -46,7 +36,10 @@ def _assert_one_layer_went_by(progress: list[dict]) -> None:
 
 def test_save_load_and_a_file_push_show_the_bytes_of_a_large_layer(tmp_path, capsys):
     root = ("--root", str(tmp_path / "root"))
-    assert run([*root, "import", "-q", _rootfs_tar(tmp_path / "big.tar"), "big:1"]) == 0
+    assert (
+        run([*root, "import", "-q", random_rootfs_tar(tmp_path / "big.tar", LAYER_BYTES), "big:1"])
+        == 0
+    )
     saved = str(tmp_path / "saved.tar")
     _assert_one_layer_went_by(_progress(capsys, *root, "save", "-o", saved, "big:1"))
     other = ("--root", str(tmp_path / "other"))
@@ -56,7 +49,7 @@ def test_save_load_and_a_file_push_show_the_bytes_of_a_large_layer(tmp_path, cap
 
 
 def test_import_shows_how_much_of_the_tarball_it_has_read(tmp_path, capsys):
-    tarball = _rootfs_tar(tmp_path / "big.tar")
+    tarball = random_rootfs_tar(tmp_path / "big.tar", LAYER_BYTES)
     progress = _progress(capsys, "--root", str(tmp_path / "root"), "import", tarball, "big:1")
     assert progress and {p["id"] for p in progress} == {tarball}
     currents = [p["current"] for p in progress]

@@ -4,18 +4,16 @@ and the registry is sent no more of them, not the rest of every layer first."""
 from __future__ import annotations
 
 import http.server
-import io
-import os
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 
 import pytest
 
 from kiln.cli.main import run
+from random_rootfs import random_rootfs_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -86,18 +84,10 @@ def slow_registry():
     server.server_close()
 
 
-def _rootfs_tar(path) -> str:
-    data = os.urandom(LAYER_BYTES)
-    with tarfile.open(path, "w") as tar:
-        info = tarfile.TarInfo("big")
-        info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
-        tar.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
 def test_ctrl_c_stops_a_push_while_its_layer_is_still_going_up(tmp_path, slow_registry):
     root = str(tmp_path / "root")
-    assert run(["--root", root, "import", "-q", _rootfs_tar(tmp_path / "big.tar"), "big:1"]) == 0
+    tarball = random_rootfs_tar(tmp_path / "big.tar", LAYER_BYTES)
+    assert run(["--root", root, "import", "-q", tarball, "big:1"]) == 0
     ref = f"127.0.0.1:{slow_registry.server_address[1]}/slow/big:1"
     child = subprocess.Popen(
         [sys.executable, "-m", "kiln", "--root", root, "push", "--tls-verify=false", "big:1", ref],

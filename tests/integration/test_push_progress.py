@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tarfile
 
 import pytest
 
 from kiln.cli.main import run
+from random_rootfs import random_rootfs_tar
 from registry_env import isolate_registry_env
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
@@ -22,15 +20,6 @@ LAYER_BYTES = 6 << 20  # random: the compressed layer is as large
 def _isolated(tmp_path, monkeypatch):
     isolate_registry_env(tmp_path, monkeypatch, home=tmp_path / "home")
     monkeypatch.delenv("KILN_ROOT", raising=False)
-
-
-def _rootfs_tar(path) -> str:
-    data = os.urandom(LAYER_BYTES)
-    with tarfile.open(path, "w") as tar:
-        info = tarfile.TarInfo("big")
-        info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
-        tar.addfile(info, io.BytesIO(data))
-    return str(path)
 
 
 def _kiln(capsys, *args: str) -> str:
@@ -45,7 +34,14 @@ def test_a_push_reports_the_bytes_of_a_large_layer_as_it_sends_them(
     tmp_path, capsys, registry_plain
 ):
     root = str(tmp_path / "root")
-    _kiln(capsys, "--root", root, "import", _rootfs_tar(tmp_path / "big.tar"), "big:1")
+    _kiln(
+        capsys,
+        "--root",
+        root,
+        "import",
+        random_rootfs_tar(tmp_path / "big.tar", LAYER_BYTES),
+        "big:1",
+    )
     ref = f"{registry_plain.host}/push-progress/big:1"
     out = _kiln(capsys, "--root", root, "--progress", "json", "push", "--tls-verify=false",
                 "big:1", ref)  # fmt: skip
