@@ -14,6 +14,8 @@ The PID stays the command's own (the prefix execs it).
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 
 # -I -S: no site, no user paths (fast, and nothing of the test run's path is imported)
@@ -31,3 +33,15 @@ _EXEC_WITH_PDEATHSIG = (
 def dies_with_parent(argv: list[str]) -> list[str]:
     """``argv`` run so that it is SIGKILLed when this process (the calling thread) dies."""
     return [sys.executable, "-I", "-S", "-c", _EXEC_WITH_PDEATHSIG, str(os.getpid()), *argv]
+
+
+def stop_server(proc: subprocess.Popen, grace: float = 30) -> None:
+    """Stop a server started so: SIGTERM, then SIGKILL if it is still there after ``grace``
+    seconds (bounded either way)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -23,12 +23,11 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 
-from dies_with_parent import dies_with_parent
+from dies_with_parent import dies_with_parent, stop_server
 from kiln.snapshot.mount import unmount_all_under
 from kiln.util.process_owner import is_alive, this_process
 
@@ -104,13 +103,7 @@ class Dockerd:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_server(self.proc)
         self.proc = None
         _remove_exec_root(self.exec_root)
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 
-from dies_with_parent import dies_with_parent
+from dies_with_parent import dies_with_parent, stop_server
 from kiln.util.process_owner import is_alive, this_process
 
 PODMAN = shutil.which("podman") or "/usr/bin/podman"
@@ -110,13 +109,7 @@ class PodmanService:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_server(self.proc)
         self.proc = None
         shutil.rmtree(self.short, ignore_errors=True)
 
