@@ -120,3 +120,16 @@ def test_an_unreadable_version_says_nothing(tmp_path):
     binary.chmod(0o755)
     assert advisory.advisory_line(str(binary), admin=str(tmp_path / "none")) is None
     assert advisory.advisory_line(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_the_installed_runc_stanza_counts_wherever_it_is(tmp_path, first):
+    binary = _script(tmp_path / "runc", "1.1.5+ds1", tmp_path / "calls")
+    admin = tmp_path / "dpkg"
+    _dpkg(admin, binary, "0")
+    removed = b"Package: runc\nStatus: deinstall ok config-files\nVersion: 1.4.0\n\n"
+    installed = b"Package: runc\nStatus: install ok installed\nVersion: 1.1.5+ds1-1\n"
+    other = b"Package: caf\xe9\nStatus: install ok installed\nDescription: \xff\xfe\n\n"
+    body = removed + installed if first else other + removed + other + installed + b"\n" + other
+    (admin / "status").write_bytes(body)
+    assert advisory._package_version(binary, str(admin)) == "1.1.5+ds1-1"

@@ -198,21 +198,33 @@ def _package_version(binary: str, admin: str = DPKG_ADMIN) -> str | None:
     if not owned:
         return None
     try:
-        with open(os.path.join(admin, "status"), encoding="utf-8", errors="replace") as f:
-            text = "\n" + f.read()
+        with open(os.path.join(admin, "status"), "rb") as f:
+            # searched as bytes, only runc's stanzas decoded: the rest is ~1 MB of other
+            # packages (a newline is never inside a UTF-8 character: the cuts are clean)
+            data = f.read()
     except OSError:
         return None
-    start = text.find("\nPackage: runc\n")
-    while start >= 0:  # one stanza per architecture at most; the installed one counts
-        end = text.find("\n\n", start + 1)
-        stanza = text[start + 1 : end if end >= 0 else len(text)]
+    for stanza in _stanzas(data, b"Package: runc\n"):  # one per architecture at most
         fields = dict(
             line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " "
         )
-        if "installed" in fields.get("Status", "").split():
+        if "installed" in fields.get("Status", "").split():  # the installed one counts
             return fields.get("Version")
-        start = text.find("\nPackage: runc\n", start + 1)
     return None
+
+
+def _stanzas(data: bytes, head: bytes) -> list[str]:
+    """The stanzas of dpkg file ``data`` that begin with line ``head``, decoded."""
+    starts = [0] if data.startswith(head) else []
+    at = data.find(b"\n" + head)
+    while at >= 0:
+        starts.append(at + 1)
+        at = data.find(b"\n" + head, at + 1)
+    out = []
+    for start in starts:
+        end = data.find(b"\n\n", start)
+        out.append(data[start : end if end >= 0 else len(data)].decode("utf-8", "replace"))
+    return out
 
 
 def _upstream_version(binary: str) -> str | None:
