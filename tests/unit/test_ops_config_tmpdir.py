@@ -38,3 +38,36 @@ def test_the_scratch_space_is_still_the_environments_or_the_systems(tmp_path):
         tmp_path
     )
     assert Config.from_env({}, tmpdir=str(tmp_path)).scratch_dir() == str(tmp_path)
+
+
+# the scratch space of a config without tmpdir, then what tempfile says, in a child whose
+# every file opened is seen (tempfile probes its directory by creating a file in it)
+_NAME_CHILD = """
+import os, sys
+opened = []
+sys.addaudithook(lambda event, args: event == "open" and opened.append(str(args[0])))
+from kiln.ops.config import Config
+name = Config().scratch_dir()
+probes = [p for p in opened if os.path.dirname(os.path.abspath(p)) == name]
+import tempfile
+print(name, tempfile.gettempdir(), len(probes))
+"""
+
+
+def _names_in_child(tmp_path, **env: str) -> list[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    done = subprocess.run([sys.executable, "-c", _NAME_CHILD], env={**base, **env}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    return done.stdout.split()
+
+
+def test_the_systems_temporary_directory_is_named_without_a_probe_file(tmp_path):
+    temp, tmp = tmp_path / "temp", tmp_path / "tmp"
+    temp.mkdir()
+    tmp.mkdir()
+    assert _names_in_child(tmp_path, TEMP=str(temp)) == [str(temp), str(temp), "0"]
+    # a variable naming no directory is passed over, as tempfile does
+    found = _names_in_child(tmp_path, TEMP=str(tmp_path / "missing"), TMP=str(tmp))
+    assert found == [str(tmp), str(tmp), "0"]
+    found = _names_in_child(tmp_path, TMP="tmp")  # relative: made absolute
+    assert found == [str(tmp), str(tmp), "0"]

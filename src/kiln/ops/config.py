@@ -49,16 +49,13 @@ class Config:
         return replace(cfg, **overrides) if overrides else cfg
 
     def scratch_dir(self) -> str:
-        """The configured scratch space. The system's temporary directory is looked up
-        only here, when a command needs it: ``tempfile.gettempdir`` writes and removes a
-        probe file there the first time, which a command that only reads the store
-        (``kiln images``) need not do; nor import ``tempfile`` (with shutil, random, bz2
-        and lzma)."""
+        """The configured scratch space, else the system's temporary directory (looked up
+        only here, when a command needs it)."""
         if self.tmpdir:
             return self.tmpdir
-        import tempfile  # start-up: as said above
+        from kiln.util.scratch import system_tmpdir  # start-up: as said above
 
-        return tempfile.gettempdir()
+        return system_tmpdir()
 
 
 __all__ = ["Config"]

@@ -32,7 +32,7 @@ from kiln.runtime.leftovers import sweep_dead_runs
 from kiln.snapshot.mount import mounts_under, unmount_all_under
 from kiln.snapshot.usage import tree_size
 from kiln.util.lazy_dataclass import dataclass
-from kiln.util.scratch import dead_scratch_dirs
+from kiln.util.scratch import dead_scratch_dirs, system_tmpdir
 
 if TYPE_CHECKING:
     from kiln.ops.config import Config
@@ -125,7 +125,6 @@ def _scratch_bases(ctx: Context) -> list[str]:
     """Where scratch directories are made: the configured scratch space, and the system's
     temporary directory (``util.scratch.process_scratch_dir``)."""
     import os
-    import tempfile
 
-    bases = [os.path.abspath(ctx.config.scratch_dir()), os.path.abspath(tempfile.gettempdir())]
+    bases = [os.path.abspath(ctx.config.scratch_dir()), os.path.abspath(system_tmpdir())]
     return list(dict.fromkeys(bases))

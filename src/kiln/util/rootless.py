@@ -43,9 +43,9 @@ def runtime_base() -> str:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isabs(xdg):
         return xdg
-    import tempfile  # start-up: only a rootless process without XDG_RUNTIME_DIR asks
+    from kiln.util.scratch import system_tmpdir  # start-up: only a rootless process asks
 
-    return os.path.join(tempfile.gettempdir(), f"kiln-run-{uid}")
+    return os.path.join(system_tmpdir(), f"kiln-run-{uid}")
 
 
 def in_user_namespace() -> bool:

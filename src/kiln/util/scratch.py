@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import os
+import sys
 
 from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.process_owner import is_alive, this_process
@@ -24,6 +26,7 @@ __all__ = [
     "make_scratch_dir",
     "process_scratch_dir",
     "scratch_owner",
+    "system_tmpdir",
 ]
 
 PREFIX = "kiln-scratch-"
@@ -39,6 +42,30 @@ def make_scratch_dir(base: str) -> str:
     return tempfile.mkdtemp(prefix=f"{PREFIX}{owner}-", dir=base)
 
 
+def system_tmpdir() -> str:
+    """The system's temporary directory, the one ``tempfile.gettempdir`` gives: its
+    ``tempfile.tempdir`` when set, else the first writable directory of ``$TMPDIR``,
+    ``$TEMP``, ``$TMP``, /tmp, /var/tmp, /usr/tmp and the working directory. Found
+    without the file ``tempfile`` creates and removes in it to tell (every command paid
+    that, and the import of ``tempfile``, for a name)."""
+    chosen = getattr(sys.modules.get("tempfile"), "tempdir", None)  # set, or found before
+    if chosen is not None:
+        return os.fsdecode(chosen)
+    names = [os.environ.get(var) for var in ("TMPDIR", "TEMP", "TMP")]
+    candidates = [name for name in names if name]
+    candidates += ["/tmp", "/var/tmp", "/usr/tmp"]
+    try:
+        candidates.append(os.getcwd())
+    except OSError:
+        candidates.append(os.curdir)
+    effective = os.access in os.supports_effective_ids
+    for candidate in candidates:
+        path = candidate if candidate == os.curdir else os.path.abspath(candidate)
+        if os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK, effective_ids=effective):
+            return path
+    raise FileNotFoundError(errno.ENOENT, f"No usable temporary directory found in {candidates}")
+
+
 _process_dir: dict[int, str] = {}
 
 
@@ -49,9 +76,7 @@ def process_scratch_dir() -> str:
     pid = os.getpid()
     path = _process_dir.get(pid)
     if path is None or not os.path.isdir(path):
-        import tempfile  # start-up: as in make_scratch_dir
-
-        path = _process_dir[pid] = make_scratch_dir(tempfile.gettempdir())
+        path = _process_dir[pid] = make_scratch_dir(system_tmpdir())
         atexit.register(_remove_if_empty, path, pid)
     return path
 
