@@ -1,6 +1,7 @@
 """What changes nothing writes nothing (a real SQLite store, traced): a cache hit whose
-entry was used a moment ago, a trim with nothing put, a tag the name already has and a
-lease nothing joined take no write lock. A fully cached build is made of these."""
+entry was used a moment ago, a trim with nothing put or nothing past the bounds, a tag
+the name already has and a lease nothing joined take no write lock. A fully cached build
+is made of these."""
 
 from __future__ import annotations
 
@@ -68,6 +69,22 @@ def test_a_trim_after_no_put_takes_no_write_lock(store):
     assert [r[0] for r in store.db.query("SELECT key FROM cache_inputs")] == ["k2"]
     assert writes_of(store, lambda: store.trim_cache_inputs(if_put=True)) == []
     assert len(writes_of(store, store.trim_cache_inputs)) == 1  # asked outright: it trims
+
+
+def test_a_build_end_trim_with_nothing_past_the_bounds_takes_no_write_lock(store):
+    store.inputs_per_locator, store.inputs_max = 2, 3
+    for n in range(2):
+        store.put_cache_inputs(f"k{n}", "step", "RUN", {"n": n}, trim=False)
+    assert writes_of(store, lambda: store.trim_cache_inputs(if_put=True)) == []
+    store.put_cache_inputs("o", "other", "RUN", {}, trim=False)  # 3 rows in all: still within
+    assert writes_of(store, lambda: store.trim_cache_inputs(if_put=True)) == []
+    store.put_cache_inputs("k2", "step", "RUN", {"n": 2}, trim=False)  # a third for "step"
+    assert len(writes_of(store, lambda: store.trim_cache_inputs(if_put=True))) == 1
+    assert sorted(r[0] for r in store.db.query("SELECT key FROM cache_inputs")) == ["k1", "k2", "o"]
+    store.inputs_per_locator = 5
+    store.put_cache_inputs("p", "third", "RUN", {}, trim=False)  # 4 rows in all: one too many
+    assert len(writes_of(store, lambda: store.trim_cache_inputs(if_put=True))) == 1
+    assert store.db.value("SELECT COUNT(*) FROM cache_inputs") == 3
 
 
 def test_tagging_a_name_already_on_the_image_takes_no_write_lock(store):

@@ -134,10 +134,13 @@ class BuildCache:
         """Apply the bounds of ``put_cache_inputs`` to every row: the newest
         ``inputs_per_locator`` per locator, the newest ``inputs_max`` in all. ``if_put``:
         only if this store put untrimmed rows since its last trim (a build whose every
-        step was cached sorts no table and takes no write lock)."""
+        step was cached sorts no table and takes no write lock), and only if a row is past
+        the bounds (a read of the locator index: most builds have nothing to trim)."""
         if if_put and not self._untrimmed:
             return
         self._untrimmed = False
+        if if_put and not self._past_bounds():
+            return
         with self.db.transaction() as conn:
             conn.execute(
                 "DELETE FROM cache_inputs WHERE key IN (SELECT key FROM (SELECT key, "
@@ -146,6 +149,17 @@ class BuildCache:
                 (self.inputs_per_locator,),
             )
             self._trim_all(conn)
+
+    def _past_bounds(self) -> bool:
+        """Whether a trim would drop a row: a locator with more than its rows, or more
+        rows than in all."""
+        return bool(
+            self.db.value(
+                "SELECT (SELECT COUNT(*) FROM cache_inputs) > ? OR EXISTS (SELECT 1 FROM "
+                "cache_inputs GROUP BY locator HAVING COUNT(*) > ?)",
+                (self.inputs_max, self.inputs_per_locator),
+            )
+        )
 
     def _trim_all(self, conn: Any) -> None:
         conn.execute(
