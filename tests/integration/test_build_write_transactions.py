@@ -2,8 +2,8 @@
 counted, so that one more (a lock, a WAL frame, a commit) is a decision, not a drift.
 
 In a fresh store: the RUN's container, its commit (layer, image, cache key, --explain
-inputs), the CMD's --explain inputs, the final image, the container's removal, the final
-cache key, the name, the build record and event, the lease's removal. An end-of-build
+inputs), the CMD's --explain inputs, the final image with its cache key, the container's
+removal, the name, the build record and event, the lease's removal. An end-of-build
 trim of the --explain inputs with nothing past their bounds writes nothing.
 """
 
@@ -22,7 +22,7 @@ from sql_trace import statements_during
 
 pytestmark = [*ROOT_MARKS, pytest.mark.timeout(300)]
 
-TINY_BUILD_WRITES = 9
+TINY_BUILD_WRITES = 8
 
 
 def test_a_tiny_build_takes_its_write_transactions(kiln_store, busybox_image, tmp_path):  # noqa: F811

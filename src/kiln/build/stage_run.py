@@ -536,6 +536,9 @@ class StageRun:
             # --label flags are one LABEL step at the end of the build, as buildah 1.29+
             # records them (1.28: one entry a flag; BuildKit: none)
             self._note_history(self._label_created_by())
+        store = self._build.store
+        # the cache entry goes in the commit's transaction (one write less a build)
+        cache_entry = (lambda record: store.put_cache(key, record.id)) if self.layers else None
         pending = list(self._pending)
         last = pending.pop().created_by if pending else "/bin/sh -c #(nop) "
         # a stage that adds nothing (a final stage that only names its base, with
@@ -544,21 +547,20 @@ class StageRun:
         if b is None:
             self._wanted_dirs = []  # VOLUME's: made only for a later filesystem step
             self._pending = pending
-            rec_id = self._commit_here(None, last, force_layer=False,
-                                       history_entry=adds_entry).id  # fmt: skip
+            rec_id = self._commit_here(None, last, force_layer=False, history_entry=adds_entry,
+                                       also=cache_entry).id  # fmt: skip
         else:
             b.set_pending_history(pending)
             rec_id = b.commit(
                 None, format=opts.image_format, compression=opts.compression,
                 timestamp=opts.timestamp, created_by=last, squash=squash,
-                history_entry=adds_entry, force_layer=self._dirty,
+                history_entry=adds_entry, force_layer=self._dirty, also=cache_entry,
             ).id  # fmt: skip
         self._image_id = rec_id
         self._pending = []
         self._dirty = False
         self.drop_builder()
         if self.layers:
-            self._build.store.put_cache(key, rec_id)
             self._build.record_cache(self.stage.index, key, rec_id, hit=False)
         self._build.progress.layer(rec_id)
         return rec_id

@@ -477,10 +477,13 @@ class Builder:
         rm: bool = False,
         history_entry: bool = True,
         force_layer: bool = False,
+        also: Callable[[ImageRecord], None] | None = None,
     ) -> ImageRecord:
         """Write the container's changes as a new image (named ``name`` if given); returns
         its record. The keywords are ``kiln.container.commit.CommitOptions``'s; ``rm``
-        deletes the container afterwards. The container itself is not changed."""
+        deletes the container afterwards; ``also(record)`` (a build's cache entry) is
+        written in the transaction that records the image. The container itself is not
+        changed."""
         # start-up: kiln.image costs ~0.15 s (see the module docstring)
         from . import commit as image_commit
 
@@ -490,7 +493,8 @@ class Builder:
             changes=tuple(changes), created_by=created_by, history_comment=history_comment,
             history_entry=history_entry, force_layer=force_layer,
         )  # fmt: skip
-        return self._commit(opts, name, rm).record
+        then = None if also is None else (lambda record, _config: also(record))
+        return self._commit(opts, name, rm, also=then).record
 
     def _commit(self, opts: Any, name: str | None, rm: bool = False, also: Any = None) -> Any:
         """``commit`` with its ``CommitOptions``; returns the new image in memory.
