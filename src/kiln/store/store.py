@@ -48,15 +48,16 @@ from kiln.store.schema import MIGRATIONS
 T = TypeVar("T")
 
 
-def unusable_root(root: str, exc: OSError | sqlite3.Error) -> Unavailable:
-    """One line saying why ``root`` cannot hold a store (a file, read-only, not allowed)."""
+def unusable_root(root: str, exc: OSError | sqlite3.Error | None) -> Unavailable:
+    """One line saying why ``root`` cannot hold a store (a file, read-only, not allowed;
+    ``exc`` None: found not writable)."""
     if isinstance(exc, OSError):
         where = (exc.filename or root).rstrip("/") or "/"
         if exc.errno == errno.EEXIST:
             reason = f"{where} is not a directory"
         else:
             reason = f"{where}: {exc.strerror or exc}"
-    elif not os.access(root, os.W_OK):
+    elif exc is None or not os.access(root, os.W_OK):
         reason = f"{root} is not writable"
     else:
         reason = f"its database: {exc}"
@@ -109,6 +110,10 @@ class Store:
                 os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
         except OSError as exc:
             raise unusable_root(self.root, exc) from None
+        # a command that only reads writes nothing (not even SQLite's WAL), so a read-only
+        # store would list fine and then fail at some command's first write, deep inside
+        if not os.access(self.root, os.W_OK):
+            raise unusable_root(self.root, None)
         try:
             self.db = Database(
                 os.path.join(self.root, paths.DB_NAME), MIGRATIONS, f"the store at {self.root}"
