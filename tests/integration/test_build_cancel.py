@@ -3,6 +3,7 @@ build leaves nothing behind (no image, working container, mount or runc containe
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -170,3 +171,52 @@ def test_one_sigint_stops_a_cli_build(build_env, tmp_path, isolation, signum):  
     assert store.list_containers() == []
     assert mount_points_under(store.root) == []
     assert _runc_containers(state_dir) == []
+
+
+def test_sigint_is_reported_as_cancelled_not_failed(build_env, tmp_path):  # noqa: F811
+    """Ctrl-C is a cancel, as podman, buildah and BuildKit say it: the stopped step ends
+    ``cancelled`` (the live view's summary reads 'Cancelled', not 'Failed at step 2'), the
+    JSON stream ends with the ``interrupted`` error, the exit code is 130."""
+    import signal
+    import sys
+
+    from kiln.cli.build_view import BuildView
+    from kiln.ops.events import Event
+
+    ctx = build_env.context_dir(
+        files={"Containerfile": "FROM busybox\nRUN echo started && sleep 60\nRUN touch /x\n"}
+    )
+    env = dict(os.environ, KILN_ROOT=build_env.store.root,
+               KILN_RUNTIME_DIR=str(tmp_path / "runtime"))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c",
+         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "from kiln.cli.main import main; sys.exit(main())",
+         "build", "--isolation", "chroot", "--progress", "json", ctx],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        lines = []
+        while not any('"output"' in line and "started" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            lines.append(line)
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "Error: interrupted", err
+    events = [json.loads(line) for line in lines + rest.splitlines() if line.strip()]
+    assert events[-1] == {"kind": "error", "message": "interrupted",
+                          "data": {"type": "error", "exit_code": 130}}  # fmt: skip
+    ends = [e["data"] for e in events if e.get("data", {}).get("type") == "step-end"]
+    assert [(d["step"], d["state"]) for d in ends] == [(1, "done"), (2, "cancelled")], ends
+    view = BuildView(out=io.StringIO(), err=io.StringIO(), width=80)
+    for e in events[:-1]:
+        view.emit(Event(e["kind"], e["message"], e.get("data", {})))
+    view._closed = True  # only its summary, not drawn
+    headline = str(view.summary(time.time())[0])
+    assert headline.startswith("✖ Cancelled after"), headline

@@ -222,8 +222,10 @@ class Executor:
                 run.end_step()
             self.check_cancel()
             image_id = run.finish(self.opts.tags if run.is_target else [])
-        except BaseException as exc:
-            run.end_step("cancelled" if isinstance(exc, Cancelled) else "failed")
+        except BaseException as exc:  # Ctrl-C cancels the build as the cancel event does
+            run.end_step(
+                "cancelled" if isinstance(exc, Cancelled | KeyboardInterrupt) else "failed"
+            )
             run.drop_builder()
             raise
         run.drop_builder()

@@ -138,11 +138,12 @@ class BuildRecorder:
         if error is None:
             doc["status"] = "completed"
         else:
-            doc["status"] = "cancelled" if isinstance(error, Cancelled) else "failed"
-            doc["error"] = redact(str(error))
+            stopped = isinstance(error, Cancelled | KeyboardInterrupt)  # Ctrl-C, as cancel
+            doc["status"] = "cancelled" if stopped else "failed"
+            doc["error"] = redact(str(error)) or ("interrupted" if stopped else "")
         for step in doc["steps"]:
             if step["state"] == "running":
-                step["state"] = "failed" if error is not None else "done"
+                step["state"] = "done" if error is None else doc["status"]
             # what a RUN printed is kept only when it failed (the report shows why): a
             # passing step's output may hold anything, and nothing needs it later
             output = "".join(step["output"])[-16384:] if step["state"] == "failed" else ""

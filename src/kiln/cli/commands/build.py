@@ -157,6 +157,9 @@ def _json_error(renderer: BuildRenderer) -> Iterator[None]:
         code = (exc.exit_code or 1) if isinstance(exc, ProcessFailed) else EXIT_ERROR
         renderer.error(str(exc), code)
         raise
+    except KeyboardInterrupt:  # the stream ends as the Error line does
+        renderer.error("interrupted", 130)
+        raise
 
 
 def _pairs(items: tuple[str, ...], flag: str, from_env: bool = False) -> dict[str, str]:
