@@ -55,3 +55,51 @@ def test_import_shows_how_much_of_the_tarball_it_has_read(tmp_path, capsys):
     currents = [p["current"] for p in progress]
     assert len(currents) >= 3 and currents == sorted(set(currents))
     assert currents[-1] == progress[-1]["total"] == os.path.getsize(tarball)
+
+
+def _events(text: str) -> list[dict]:
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    return [e["data"] for e in map(json.loads, lines) if e["kind"] == "progress"]
+
+
+def _assert_bytes_went_by(progress: list[dict], at_least: int) -> None:
+    assert progress and len({p["id"] for p in progress}) == 1, progress
+    currents = [p["current"] for p in progress]
+    assert len(currents) >= 3 and currents == sorted(set(currents))
+    assert currents[-1] == progress[-1]["total"] >= at_least  # the bar ends full
+    assert all(p["total"] is None for p in progress[:-1])  # a size not known before
+    assert len(currents) <= currents[-1] // (1 << 20) + 2  # not one per write
+
+
+def test_commit_and_export_show_the_bytes_they_write(tmp_path, capsys):
+    root = ("--root", str(tmp_path / "root"))
+    assert run([*root, "import", "-q", _rootfs_tar(tmp_path / "big.tar"), "big:1"]) == 0
+    assert run([*root, "from", "--name", "work", "big:1"]) == 0
+    more = tmp_path / "more"
+    more.write_bytes(os.urandom(LAYER_BYTES))
+    assert run([*root, "copy", "work", str(more), "/more"]) == 0
+    capsys.readouterr()
+    assert run([*root, "--progress", "json", "commit", "work", "big:2"]) == 0
+    out, err = capsys.readouterr()
+    _assert_bytes_went_by(_events(out), LAYER_BYTES)
+    assert out.splitlines()[-1] == run_id(tmp_path, "big:2"), out  # the ID still last
+    tar = tmp_path / "fs.tar"
+    assert run([*root, "--progress", "json", "export", "-o", str(tar), "work"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    _assert_bytes_went_by(_events(err), 2 * LAYER_BYTES)
+    assert _events(err)[-1]["current"] == os.path.getsize(tar)
+    assert run([*root, "--progress", "plain", "export", "-o", str(tar), "work"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1].startswith("Exporting work: ") and err.endswith(" done\n"), err
+    assert len(err.splitlines()) < 2 * LAYER_BYTES >> 20  # a line every 2 s, not every MiB
+
+
+def run_id(tmp_path, name: str) -> str:
+    from kiln.store import Store
+
+    store = Store.open(str(tmp_path / "root"))
+    try:
+        return store.resolve_image(name).id.removeprefix("sha256:")
+    finally:
+        store.close()

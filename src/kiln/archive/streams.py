@@ -3,10 +3,12 @@
 A pipeline stage needs only ``read`` from what it reads and ``write`` from what it
 writes. Files fit, and so do kiln's own wrappers (hashing, decompressing,
 read-ahead, tee); ``typing.BinaryIO`` promises far more than they offer.
+``CountedWrites`` is a writer telling how much went through it (progress).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -28,3 +30,19 @@ class ByteWriter(Protocol):
     def write(self, data: bytes | memoryview, /) -> int: ...
 
     def flush(self) -> None: ...
+
+
+class CountedWrites:
+    """``out``, telling ``on_write`` the bytes written so far after every write."""
+
+    def __init__(self, out: ByteWriter, on_write: Callable[[int], None]) -> None:
+        self._out, self._on_write, self.written = out, on_write, 0
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        n = self._out.write(data)
+        self.written += len(data) if n is None else n
+        self._on_write(self.written)
+        return len(data) if n is None else n
+
+    def flush(self) -> None:
+        self._out.flush()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from kiln.archive.changes import changes_from_overlay_upper, diff_trees
 from kiln.archive.compression import Compression
 from kiln.archive.safe_root import SafeRoot
+from kiln.archive.streams import CountedWrites
 from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import History, ImageConfig
 from kiln.runtime import resolve_user
@@ -451,11 +452,14 @@ class Builder:
                 return diff_trees(lower, self.upper_dir())
         return changes_from_overlay_upper(self.upper_dir(), self.lower_dirs())
 
-    def export(self, out: Any) -> int:
-        """Write the merged filesystem as an uncompressed tar to ``out``; returns its size."""
+    def export(self, out: Any, on_bytes: Callable[[int], None] | None = None) -> int:
+        """Write the merged filesystem as an uncompressed tar to ``out``; returns its size.
+        ``on_bytes(n)``: the bytes written so far, after every write (progress)."""
         # start-up: only export writes a tar here
         from kiln.archive.tar_writer import scan_tree, write_layer
 
+        if on_bytes is not None:
+            out = CountedWrites(out, on_bytes)
         with self.mounted() as rootfs:
             result = write_layer(scan_tree(rootfs), out, compression=Compression.NONE)
         return result.size
@@ -478,12 +482,13 @@ class Builder:
         history_entry: bool = True,
         force_layer: bool = False,
         also: Callable[[ImageRecord], None] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> ImageRecord:
         """Write the container's changes as a new image (named ``name`` if given); returns
         its record. The keywords are ``kiln.container.commit.CommitOptions``'s; ``rm``
         deletes the container afterwards; ``also(record)`` (a build's cache entry) is
-        written in the transaction that records the image. The container itself is not
-        changed."""
+        written in the transaction that records the image; ``on_bytes(n)`` hears the new
+        layer's bytes written so far (progress). The container itself is not changed."""
         # start-up: kiln.image costs ~0.15 s (see the module docstring)
         from . import commit as image_commit
 
@@ -494,9 +499,12 @@ class Builder:
             history_entry=history_entry, force_layer=force_layer,
         )  # fmt: skip
         then = None if also is None else (lambda record, _config: also(record))
-        return self._commit(opts, name, rm, also=then).record
+        return self._commit(opts, name, rm, also=then, on_bytes=on_bytes).record
 
-    def _commit(self, opts: Any, name: str | None, rm: bool = False, also: Any = None) -> Any:
+    def _commit(
+        self, opts: Any, name: str | None, rm: bool = False, also: Any = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Any:  # fmt: skip
         """``commit`` with its ``CommitOptions``; returns the new image in memory.
         ``also``: see ``commit_image``."""
         # start-up: kiln.image costs ~0.15 s (see the module docstring)
@@ -508,7 +516,8 @@ class Builder:
             base=self.image,
         )  # fmt: skip
         with image_commit.layer_changes(self, squash=opts.squash) as entries:
-            image = image_commit.commit_image(self.store, entries, pending, opts, name, also)
+            image = image_commit.commit_image(self.store, entries, pending, opts, name, also,
+                                              on_bytes=on_bytes)  # fmt: skip
         if rm:
             self.delete()
         return image

@@ -133,16 +133,19 @@ def layer_changes(fs: Filesystem, *, squash: bool) -> Iterator[Iterator[Any] | N
 
 
 def write_layer_blob(store: Any, entries: Iterator[Any], compression: Compression,
-                     timestamp: int | None,
-                     on_content: ContentSeen | None = None) -> tuple[LayerResult, Any]:  # fmt: skip
+                     timestamp: int | None, on_content: ContentSeen | None = None,
+                     on_bytes: Callable[[int], None] | None = None,
+                     ) -> tuple[LayerResult, Any]:  # fmt: skip
     """Stream ``entries`` as a layer into an anonymous store ingest, sealed (verified) but
     not yet published: ``store.publish`` makes it visible with the image's other blobs.
     The caller closes the ingest (``publish`` finishes it; closing first drops it).
-    ``on_content``: as ``write_layer``'s (each file's content digest, from the same read)."""
+    ``on_content``: as ``write_layer``'s (each file's content digest, from the same read).
+    ``on_bytes(n)``: the blob's bytes written so far, after every write (progress)."""
     ing = store.ingest("")
     try:
-        result = write_layer(entries, IngestWriter(ing, writeback=True), compression=compression,
-                             timestamp=timestamp, on_content=on_content)  # fmt: skip
+        blob = IngestWriter(ing, writeback=True, on_write=on_bytes)
+        result = write_layer(entries, blob, compression=compression, timestamp=timestamp,
+                             on_content=on_content)  # fmt: skip
         digest = ing.seal()
         if str(digest) != str(result.digest):
             raise InvalidArgument(f"layer digest mismatch: wrote {result.digest}, stored {digest}")
@@ -192,7 +195,7 @@ def joined_lease(store: Store) -> Iterator[Any]:
 def commit_image(
     store: Store, changes: Iterator[Any] | None, pending: Pending, opts: CommitOptions,
     name: str | None = None, also: Callable[[ImageRecord, ImageConfig], None] | None = None,
-    written: tuple[LayerResult, Any] | None = None,
+    written: tuple[LayerResult, Any] | None = None, on_bytes: Callable[[int], None] | None = None,
 ) -> StoreImage:  # fmt: skip
     """Write ``changes`` (layer entries; None when nothing changed) as a new layer on
     ``pending.base_id`` with ``pending``'s config and history; name it ``name`` if given.
@@ -200,7 +203,8 @@ def commit_image(
     ``also(record, config)`` writes what refers to the new image (a build step's container
     and cache entry) in the transaction that records it: one write, visible together.
     ``written``: the new layer already written (``write_layer_blob``'s result and sealed
-    ingest, which this call then owns), instead of ``changes``.
+    ingest, which this call then owns), instead of ``changes``. ``on_bytes(n)``: the new
+    layer's bytes written so far (progress).
 
     Returns the new image in memory (record, manifest and config), for the next step to
     build on: its config is parsed once, here, and its rows cost the same statements
@@ -230,7 +234,8 @@ def commit_image(
             check_layer_count(len(base_layers) + 1)
         elif changes is not None or not base_layers or opts.force_layer or opts.squash:
             check_layer_count(len(base_layers) + 1)
-            layer, layer_ing = write_layer_blob(store, changes or iter(()), comp, opts.timestamp)
+            layer, layer_ing = write_layer_blob(store, changes or iter(()), comp, opts.timestamp,
+                                                on_bytes=on_bytes)  # fmt: skip
             unpublished.callback(layer_ing.close)
         added: list[Addendum] = []
         sizes: dict[Digest, int] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from kiln.archive.compression import Compression
@@ -414,11 +414,16 @@ class IngestWriter(io.RawIOBase):
     The ingest hashes and counts what it writes, so this is also a ``HashingSink``
     (``digest``, ``size``): ``write_layer`` takes the blob digest from it. ``writeback``
     (a commit's layer, published and fsynced right after): the blob's writeback starts
-    every 8 MiB, so its fsync at the end finds little left."""
+    every 8 MiB, so its fsync at the end finds little left. ``on_write(n)`` hears the
+    bytes written so far after every write (progress)."""
 
-    def __init__(self, ingest: Ingest, *, writeback: bool = False):
+    def __init__(
+        self, ingest: Ingest, *, writeback: bool = False,
+        on_write: Callable[[int], None] | None = None,
+    ) -> None:  # fmt: skip
         self.ingest = ingest
         self._writeback = WritebackEvery(ingest.fd) if writeback else None
+        self._on_write = on_write
 
     def writable(self) -> bool:
         return True
@@ -427,6 +432,8 @@ class IngestWriter(io.RawIOBase):
         self.ingest.write(data)
         if self._writeback is not None:
             self._writeback.wrote(len(data))
+        if self._on_write is not None:
+            self._on_write(self.ingest.offset)
         return len(data)
 
     @property

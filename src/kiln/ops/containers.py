@@ -17,6 +17,7 @@ from kiln.container.state import ContainerState
 from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.ops.container_filters import parse_filters
 from kiln.ops.context import sweep_leftovers
+from kiln.ops.events import BYTES_STEP, BlobBytes
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.output import check_output, open_output, write_output
 
@@ -345,8 +346,10 @@ def commit_container(
         b.config.set_comment(comment)
     for key in unset_env:
         b.config.unset_env(key)
+    progress = _Written(ctx, f"layer of {name}", f"Writing the layer of {name}")
     record = b.commit(
         image,
+        on_bytes=progress,
         format=image_format,
         timestamp=timestamp,
         squash=squash,
@@ -356,19 +359,41 @@ def commit_container(
         history_comment=comment or None,
         rm=rm,
     )
+    progress.done()
     if iidfile:
         write_output(iidfile, record.id.encode())
     return record
 
 
-def export_container(ctx: Context, name: str, output: str) -> str:
+def export_container(ctx: Context, name: str, output: str, stdout: Any = None) -> str:
     """``kiln export``: the merged filesystem as a tar at ``output`` (a file is written
-    atomically, a device or FIFO through: ``kiln.util.output``)."""
-    check_output(output)
+    atomically, a device or FIFO through: ``kiln.util.output``; ``-`` is ``stdout``, a
+    binary stream, when given). How much was written is progress."""
+    if output != "-" or stdout is None:
+        check_output(output)
     b = _load(ctx, name)
-    with open_output(output) as out:
-        b.export(out.file)
+    progress = _Written(ctx, f"export of {name}", f"Exporting {name}")
+    with open_output(output, stdout=stdout) as out:
+        b.export(out.file, on_bytes=progress)
+    progress.done()
     return output
+
+
+class _Written:
+    """Bytes written so far as ``progress`` events (``BlobBytes``: one a MiB), and one at
+    the end (``done``) once any was sent; a write under a MiB shows none, as before."""
+
+    def __init__(self, ctx: Context, ident: str, message: str) -> None:
+        self._ev, self._bytes = ctx.ev, BlobBytes(ctx.ev)
+        self._ident, self._message, self._n = ident, message, 0
+
+    def __call__(self, n: int) -> None:
+        self._n = n
+        self._bytes.report(self._ident, n, None, self._message)
+
+    def done(self) -> None:
+        if self._n >= BYTES_STEP:
+            self._ev.progress(self._ident, self._n, self._n, self._message)
 
 
 def diff_container(ctx: Context, name: str) -> list[Any]:

@@ -65,7 +65,7 @@ def command(state: State, container, image, format_, squash, rm, timestamp, comp
     """Write CONTAINER's changes as a new image named IMAGE (untagged if omitted)."""
     from kiln.ops import containers as ops
 
-    with state.context(quiet=True) as ctx:
+    with state.context(quiet=quiet) as ctx:  # the layer's bytes as it is written
         record = ops.commit_container(
             ctx, container, image, image_format=format_, squash=squash, rm=rm,
             timestamp=timestamp, compression="none" if disable_compression else compression,

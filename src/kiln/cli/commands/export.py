@@ -15,17 +15,14 @@ from kiln.cli.state import State, pass_state
 @pass_state
 def command(state: State, container, output):
     """Write the merged root filesystem of CONTAINER as an uncompressed tar."""
+    from kiln.cli.render import EventRenderer
     from kiln.ops import containers as ops
-    from kiln.util.output import output_stream
 
-    with state.context(quiet=True) as ctx:
-        if output and output != "-":
-            ops.export_container(ctx, container, output)
-            return
-        if sys.stdout.isatty():
-            raise click.UsageError("refusing to write a tar to a terminal: use -o FILE")
-        b = ops._load(ctx, container)  # stream to stdout
+    to_stdout = not output or output == "-"
+    if to_stdout and sys.stdout.isatty():
+        raise click.UsageError("refusing to write a tar to a terminal: use -o FILE")
+    # the tar may own standard output: progress (JSON too) goes to stderr, as kiln build -o -
+    with state.context(events=EventRenderer(state.progress, out=sys.stderr)) as ctx:
         sys.stdout.flush()
-        out = output_stream(sys.stdout.buffer)
-        b.export(out)
-        out.flush()
+        ops.export_container(ctx, container, "-" if to_stdout else output,
+                             stdout=sys.stdout.buffer)  # fmt: skip
