@@ -456,3 +456,51 @@ def test_docker_api_cachefrom_uses_the_same_cache(registry_plain, project, fleet
     text = "".join(x.get("stream", "") for x in lines)
     assert text.count("--> Using cache") == 7, text
     assert {"aux": {"ID": built.image_id}} in lines
+
+
+def test_caches_that_never_answer_are_waited_for_together(tmp_path, fleet):
+    """Several --cache-from registries that accept and never answer are opened at once:
+    each of them holds a connection while the others do (one after another, the second
+    would be asked only when the first gave up, 60 s later), and their warnings come in
+    the order given."""
+    import selectors
+    import socket
+    import threading
+    import time
+
+    silent = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]
+    hosts = [f"127.0.0.1:{s.getsockname()[1]}" for s in silent]
+    held: dict[int, list[socket.socket]] = {i: [] for i in range(3)}
+
+    def hold() -> None:  # accept and never answer, until every one holds a connection
+        deadline = time.monotonic() + 60
+        with selectors.DefaultSelector() as sel:
+            for i, s in enumerate(silent):
+                sel.register(s, selectors.EVENT_READ, i)
+            while not all(held.values()) and time.monotonic() < deadline:
+                for key, _ in sel.select(timeout=1):
+                    held[key.data].append(key.fileobj.accept()[0])
+        for s in silent:
+            s.close()  # then refused: the retries end at once
+        for conn in (c for conns in held.values() for c in conns):
+            conn.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nLABEL silent=1\n")
+    m = fleet("s")
+    try:
+        result = m.build(
+            str(ctx), tmp_path,
+            registry=RegistryOptions(tls_verify=False, timeout=60, retry_delay=0.05),
+            cache_from=[f"{host}/cache:c" for host in hosts],
+        )  # fmt: skip
+    finally:
+        holder.join(timeout=120)
+    assert all(held.values()), held  # the three were waiting together
+    assert result.image_id
+    warnings = m.warnings()
+    assert [w.split("/", 1)[0] for w in warnings] == [f"--cache-from {h}" for h in hosts]
+    assert all("not using this cache" in w for w in warnings), warnings

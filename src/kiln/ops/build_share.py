@@ -15,6 +15,7 @@ The artifact format is ``kiln.image.build_cache``; pushes are ``kiln.ops.registr
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import threading
 from collections.abc import Callable, Iterator
@@ -129,14 +130,111 @@ def caches_imported(ctx: Context, opts: BuildOptions, progress: Any) -> Iterator
     given = opts.cache_lookup
     with contextlib.ExitStack() as stack:
         if froms and not opts.no_cache:
-            caches = [_open(ctx, opts, s, progress, stack) for s in froms]
-            found = [c for c in caches if c is not None]
+            found = _open_all(ctx, opts, froms, progress, stack)
             if found:
                 opts.cache_lookup = _Lookup(ctx, found, progress.warning, opts.tmpdir)
         try:
             yield
         finally:
             opts.cache_lookup = given
+
+
+#: the most caches opened at once: each is a registry round trip or a local read
+OPEN_AT_ONCE = 8
+
+
+def _open_all(
+    ctx: Context, opts: BuildOptions, specs: list[CacheSpec], progress: Any,
+    stack: contextlib.ExitStack,
+) -> list[ImportedCache]:  # fmt: skip
+    """The caches that open, opened at once (at most ``OPEN_AT_ONCE`` together), so N
+    registries that never answer cost one deadline, not N; their notes and warnings in
+    the order given. The clients they hold join ``stack``."""
+    if len(specs) == 1:  # start-up: no thread for the usual one cache
+        return [c for c in [_open(ctx, opts, specs[0], progress, stack)] if c is not None]
+    opening = _Opening(len(specs))
+    todo = iter(list(enumerate(specs)))
+
+    def work() -> None:
+        for i, spec in todo:  # next() on one iterator: each spec is taken once
+            own, held = contextlib.ExitStack(), _Held()
+            try:
+                opening.put(i, (_open(ctx, opts, spec, held, own), held), own)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                own.close()
+                opening.put(i, exc, None)
+
+    for n in range(min(OPEN_AT_ONCE, len(specs))):
+        run = contextvars.copy_context().run  # in this context, as the build's other threads
+        threading.Thread(target=run, args=(work,), name=f"kiln-cache-open-{n}", daemon=True).start()
+    results = opening.wait(stack)
+    found = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        cache, held = result
+        held.replay(progress)
+        if cache is not None:
+            found.append(cache)
+    return found
+
+
+class _Held:
+    """A cache's note or warning, held to be told in the order the caches were given."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple[str, str]] = []
+
+    def warning(self, message: str) -> None:
+        self.said.append(("warning", message))
+
+    def note(self, message: str) -> None:
+        self.said.append(("note", message))
+
+    def replay(self, progress: Any) -> None:
+        for kind, message in self.said:
+            getattr(progress, kind)(message)
+
+
+class _Opening:
+    """The caches' outcomes as they come from the opening threads. The waiting thread
+    takes over each one's clients (into its stack); if it stops waiting (Ctrl-C), a cache
+    opened after closes its own, and the daemon threads still waiting die with the process."""
+
+    def __init__(self, count: int) -> None:
+        self._results: dict[int, Any] = {}
+        self._count = count
+        self._done = threading.Condition()
+        self._abandoned = False
+
+    def put(self, i: int, outcome: Any, own: contextlib.ExitStack | None) -> None:
+        with self._done:
+            if self._abandoned:
+                if own is not None:
+                    own.close()
+                return
+            self._results[i] = (outcome, own)
+            self._done.notify_all()
+
+    def wait(self, stack: contextlib.ExitStack) -> list[Any]:
+        try:
+            with self._done:
+                while len(self._results) < self._count:
+                    self._done.wait()
+        except BaseException:
+            with self._done:
+                self._abandoned = True
+                owned = [own for _, own in self._results.values() if own is not None]
+            for own in owned:
+                own.close()
+            raise
+        out = []
+        for i in range(self._count):
+            outcome, own = self._results[i]
+            if own is not None:
+                stack.enter_context(own)
+            out.append(outcome)
+        return out
 
 
 def _open(
