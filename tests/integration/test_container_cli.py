@@ -397,3 +397,23 @@ def test_from_platform_picks_the_image_and_cidfile(kiln, tmp_path):
     assert res.returncode == 125 and "the local one is linux/arm64" in res.stderr
     res = kiln("from", "--arch", "arm64", "--platform", "linux/arm64", "scratch", check=False)
     assert res.returncode == 125 and res.stderr.count("\n") == 1
+
+
+@pytest.mark.runc
+@pytest.mark.skipif(not RUNC, reason="no runc")
+def test_run_terminal_without_one_gets_kiln_s_own(kiln_store, busybox_image, tmp_path):
+    """kiln run -t in CI (no terminal anywhere): kiln gives the container a terminal of
+    its own and relays it, as buildah does; runc alone failed with 'open /dev/tty'. The
+    exit code is the command's; stdin reaches it through the terminal."""
+    env = dict(os.environ, KILN_ROOT=kiln_store.root, KILN_RUNTIME_DIR=str(tmp_path / "rt"))
+    kiln_cmd = [sys.executable, "-m", "kiln.cli.main"]
+    subprocess.run([*kiln_cmd, "from", "--name", "ci", "busybox"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    script = "test -t 0 && test -t 1 && echo TTY; read line; echo got-$line; exit 7"
+    for flag in ("-t", "--terminal"):
+        res = subprocess.run(
+            [*kiln_cmd, "run", flag, "ci", "--", "sh", "-c", script], env=env,
+            input=b"hello\n", capture_output=True, timeout=120, start_new_session=True,
+        )  # fmt: skip
+        assert res.returncode == 7, res
+        assert b"TTY\r\n" in res.stdout and b"got-hello\r\n" in res.stdout, res

@@ -16,6 +16,7 @@ from kiln.errors import ProcessFailed, Unavailable
 from .advisory import warn_once
 from .bundle import Prepared, prepared
 from .cancel import interrupt, wait_cancellable
+from .console import OwnTerminal, needs_own_terminal
 from .etc_files import overwrite
 from .exec_check import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 from .options import RunOptions
@@ -161,19 +162,21 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
         cmd = [*base, "--log", log_path, "--log-format", "json",
                "run", "--bundle", p.bundle, p.run_id]  # fmt: skip
         proc = None
+        # a terminal asked for without one (CI): kiln's own, relayed (kiln.runtime.console)
+        own_tty = OwnTerminal(opts.stdin, opts.stdout) if needs_own_terminal(
+            bool(opts.terminal), opts.stdin) else None  # fmt: skip
+        stdio: dict[str, Any] = {
+            "stdin": _stdio(opts.stdin), "stdout": _stdio(opts.stdout),
+            "stderr": _stdio(opts.stderr),
+        } if own_tty is None else own_tty.popen_args()  # fmt: skip
         try:
             with _Forwarder(base, p.run_id, opts.cancel is not None) as forwarder:
                 try:
-                    proc = subprocess.Popen(
-                        cmd,
-                        stdin=_stdio(opts.stdin),
-                        stdout=_stdio(opts.stdout),
-                        stderr=_stdio(opts.stderr),
-                        close_fds=True,
-                        cwd=p.bundle,
-                    )
+                    proc = subprocess.Popen(cmd, close_fds=True, cwd=p.bundle, **stdio)
                 except OSError as e:
                     raise Unavailable(f'runtime "{opts.runtime}" cannot be started: {e}') from None
+                if own_tty is not None:
+                    own_tty.started()
                 try:
                     if opts.cancel is None:
                         code = proc.wait()
@@ -195,6 +198,8 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            if own_tty is not None:
+                own_tty.finish()
             # `runc run` removes its container when it exits; only a run that was killed
             # (or could not finish) leaves its state behind: delete that one
             if os.path.lexists(os.path.join(state, p.run_id)):
