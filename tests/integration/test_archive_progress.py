@@ -73,7 +73,8 @@ def _assert_bytes_went_by(progress: list[dict], at_least: int) -> None:
 
 def test_commit_and_export_show_the_bytes_they_write(tmp_path, capsys):
     root = ("--root", str(tmp_path / "root"))
-    assert run([*root, "import", "-q", _rootfs_tar(tmp_path / "big.tar"), "big:1"]) == 0
+    tarball = random_rootfs_tar(tmp_path / "big.tar", LAYER_BYTES)
+    assert run([*root, "import", "-q", tarball, "big:1"]) == 0
     assert run([*root, "from", "--name", "work", "big:1"]) == 0
     more = tmp_path / "more"
     more.write_bytes(os.urandom(LAYER_BYTES))
