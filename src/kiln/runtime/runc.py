@@ -16,7 +16,6 @@ from kiln.errors import ProcessFailed, Unavailable
 from .advisory import warn_once
 from .bundle import Prepared, prepared
 from .cancel import interrupt, wait_cancellable
-from .console import OwnTerminal, needs_own_terminal
 from .etc_files import overwrite
 from .exec_check import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 from .options import RunOptions
@@ -64,6 +63,13 @@ def runtime_version(name: str = "runc", timeout: float = 10.0) -> str:
     if out.returncode != 0 or not lines:
         raise Unavailable(f"runtime {path}: --version exited {out.returncode}")
     return lines[0].strip()
+
+
+def _own_terminal(opts: RunOptions) -> Any:
+    """kiln's own terminal for a run asking for one whose stdin is none (else None)."""
+    from .console import OwnTerminal, needs_own_terminal  # start-up: only -t runs use it
+
+    return OwnTerminal(opts.stdin, opts.stdout) if needs_own_terminal(True, opts.stdin) else None
 
 
 def _write_config(p: Prepared, rootfs: str) -> None:
@@ -163,8 +169,7 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
                "run", "--bundle", p.bundle, p.run_id]  # fmt: skip
         proc = None
         # a terminal asked for without one (CI): kiln's own, relayed (kiln.runtime.console)
-        own_tty = OwnTerminal(opts.stdin, opts.stdout) if needs_own_terminal(
-            bool(opts.terminal), opts.stdin) else None  # fmt: skip
+        own_tty = _own_terminal(opts) if opts.terminal else None
         stdio: dict[str, Any] = {
             "stdin": _stdio(opts.stdin), "stdout": _stdio(opts.stdout),
             "stderr": _stdio(opts.stderr),
