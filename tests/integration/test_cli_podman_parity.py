@@ -21,6 +21,8 @@ import subprocess
 
 import pytest
 
+from fixtures_images import Podman
+
 pytest_plugins = ["fixtures_images"]
 
 KILN = shutil.which("kiln")
@@ -34,6 +36,8 @@ pytestmark = [
 def both(tmp_path_factory, busybox_rootfs_tar, podman):
     """``run(*args)`` -> ((podman rc, stdout), (kiln rc, stdout)) on the same three images."""
     root = tmp_path_factory.mktemp("kiln") / "root"
+    # a podman store of its own: the session's holds what other test files loaded into it
+    podman = Podman(str(tmp_path_factory.mktemp("podman-parity")))
 
     def kiln(*args: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, KILN_ROOT=str(root))
