@@ -261,8 +261,9 @@ def test_format_and_compression_conversion(registry_plain, pusher, puller):
 
 
 def test_repo_digests_pair_each_repository_with_its_own_digest(registry_plain, pusher, puller):
-    # docker's RepoDigests for an image pulled by tag, pushed elsewhere in another format
-    # and tagged a third time: each repository with the digest it has the image as there
+    # RepoDigests for an image pulled by tag, pushed elsewhere in another format and tagged a
+    # third time: each repository with the digest it has the image as there, and (as podman
+    # shows it) a repository where it never was with the image's own digest
     host, fl = registry_plain.host, flags(registry_plain)
     pusher("push", *fl, "--format", "oci", "busybox:latest", f"{host}/kiln/rd-a:1")
     pulled = _remote_digest(registry_plain, f"{host}/kiln/rd-a:1")
@@ -276,6 +277,7 @@ def test_repo_digests_pair_each_repository_with_its_own_digest(registry_plain, p
     assert sorted(info["RepoDigests"]) == [
         f"{host}/kiln/rd-a@{pulled}",
         f"{host}/kiln/rd-b@{pushed}",
+        f"{host}/kiln/rd-c@{pulled}",
     ]
     assert info["Digest"] == pulled
     assert sorted(info["RepoTags"]) == [
