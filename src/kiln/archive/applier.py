@@ -423,43 +423,46 @@ def apply_layer(
     """
     if whiteouts not in _WHITEOUT_MODES:
         raise InvalidArgument(f"whiteouts must be one of {_WHITEOUT_MODES}, not {whiteouts!r}")
-    reader = open_decompressed(stream, compression, max_ratio=max_ratio)
-    hashing = HashingReader(reader)
-    tail = _TailReader(hashing, entry_end_ok)
-    entries = 0
-    with SafeRoot(target_dir) as root:
-        root.writeback = start_writeback
-        root.keep_parent()
-        applier = _Applier(root, whiteouts, chown)
-        try:
-            with tarfile.open(
-                fileobj=tail,
-                mode="r|",
-                tarinfo=_GuardedTarInfo,
-                bufsize=CHUNK,
-                errors="surrogateescape",
-            ) as tf:
-                while (member := _next_member(tf)) is not None:
-                    if tail.entry_end is not None:
-                        tail.entry_end = member.offset_data + (member.size if member.isreg() else 0)
-                    entries += 1
-                    if on_entry is not None:
-                        on_entry(member)
-                    applier.apply(tf, member)
-                _check_end(tail, tf.offset)
-        except tarfile.TarError as exc:
-            if str(exc) == "empty file" and tail.pos == 0:
-                pass  # a zero-byte stream is an empty layer, as Go's tar reader sees it
-            elif "unexpected end" in str(exc):
+    # closed whatever happens: see DecompressingReader.close
+    with open_decompressed(stream, compression, max_ratio=max_ratio) as reader:
+        hashing = HashingReader(reader)
+        tail = _TailReader(hashing, entry_end_ok)
+        entries = 0
+        with SafeRoot(target_dir) as root:
+            root.writeback = start_writeback
+            root.keep_parent()
+            applier = _Applier(root, whiteouts, chown)
+            try:
+                with tarfile.open(
+                    fileobj=tail,
+                    mode="r|",
+                    tarinfo=_GuardedTarInfo,
+                    bufsize=CHUNK,
+                    errors="surrogateescape",
+                ) as tf:
+                    while (member := _next_member(tf)) is not None:
+                        if tail.entry_end is not None:
+                            tail.entry_end = member.offset_data + (
+                                member.size if member.isreg() else 0
+                            )
+                        entries += 1
+                        if on_entry is not None:
+                            on_entry(member)
+                        applier.apply(tf, member)
+                    _check_end(tail, tf.offset)
+            except tarfile.TarError as exc:
+                if str(exc) == "empty file" and tail.pos == 0:
+                    pass  # a zero-byte stream is an empty layer, as Go's tar reader sees it
+                elif "unexpected end" in str(exc):
+                    raise InvalidArgument("layer archive is truncated; fetch it again") from None
+                else:
+                    raise InvalidArgument(
+                        f"layer archive is malformed: {exc}; the blob is corrupt or not a tar archive"
+                    ) from None
+            except EOFError:
                 raise InvalidArgument("layer archive is truncated; fetch it again") from None
-            else:
-                raise InvalidArgument(
-                    f"layer archive is malformed: {exc}; the blob is corrupt or not a tar archive"
-                ) from None
-        except EOFError:
-            raise InvalidArgument("layer archive is truncated; fetch it again") from None
-        applier.finish()
-    hashing.drain()
+            applier.finish()
+        hashing.drain()
     return ApplyResult(
         diff_id=hashing.digest,
         size=hashing.size,

@@ -117,6 +117,9 @@ class RatioGuard:
             )
 
 
+_ENDED = io.BytesIO()  # the end of every detached source
+
+
 class _CountingSource(io.RawIOBase):
     """Raw reader over ``inner`` that first replays ``prefix`` and counts what it hands out."""
 
@@ -143,6 +146,10 @@ class _CountingSource(io.RawIOBase):
             self.observer(view[:n])
         self.count += n
         return n
+
+    def detach(self) -> None:
+        """Let go of ``inner`` (the count stays): reads from now on see the end."""
+        self._inner, self._prefix, self.observer = _ENDED, b"", None
 
 
 def read_up_to(fileobj: ByteReader, size: int) -> bytes:
@@ -246,10 +253,15 @@ class DecompressingReader(io.RawIOBase):
         )
 
     def close(self) -> None:
+        """Closes the decoder and lets go of ``fileobj``. isal's gzip reader is not seen by
+        Python's cycle collector, so a cycle through it (an exception that keeps the frames
+        reading it, held by ``fileobj``'s owner) would never be freed, nor the decoder's C
+        buffers: a pull whose client went away left ~1 MB per layer in ``kiln serve``."""
         if not self.closed:
             decoder, self._decoder = self._decoder, None
             if decoder is not None and self.compression is not Compression.NONE:
                 decoder.close()
+            self._source.detach()
         super().close()
 
 
