@@ -26,13 +26,16 @@ class StallingProxy:
     """A TCP proxy in front of ``upstream`` ("HOST:PORT") that forwards both ways until
     ``down`` bytes have come from the server, or ``up`` bytes from the client, then holds
     that direction: ``stalled`` is set, and nothing more passes until ``release``. The
-    registry behind a link that stops mid-blob, at a point a test can wait for."""
+    registry behind a link that stops mid-blob, at a point a test can wait for.
+    ``stalled_link_closed`` is set once the client closes a connection the server stalled."""
 
     def __init__(self, upstream: str, *, down: int | None = None, up: int | None = None):
         self._upstream = upstream
         self._limits = {"down": down, "up": up}
         self._counts = {"down": 0, "up": 0}
         self.stalled = threading.Event()
+        self.stalled_link_closed = threading.Event()
+        self._stalled_clients: list[socket.socket] = []
         self._released = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
@@ -58,12 +61,16 @@ class StallingProxy:
                 self._counts[way] += len(data)
                 limit = self._limits[way]
                 if limit is not None and self._counts[way] > limit:
+                    if way == "down":
+                        self._stalled_clients.append(dst)
                     self.stalled.set()
                     self._released.wait(600)
                 dst.sendall(data)
         except OSError:
             pass
         finally:
+            if way == "up" and src in self._stalled_clients:
+                self.stalled_link_closed.set()
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)

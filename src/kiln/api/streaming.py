@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from kiln.errors import Cancelled
 from kiln.ops.events import Event
+from kiln.util.cancel import cancelled_by
 from kiln.util.redact import redact
 
 from . import heap
@@ -160,7 +161,8 @@ class StreamedOp:
     def _run(self, handoff: Handoff) -> tuple[str, Any]:
         """The work's outcome, ``(_DONE, result)`` or ``(_ERROR, exc)``; it never raises."""
         try:
-            return _DONE, self.work(handoff)
+            with cancelled_by(handoff.cancel):  # a stalled registry's reads end with the client
+                return _DONE, self.work(handoff)
         except BaseException as exc:  # noqa: BLE001 - reported to the client
             if not isinstance(exc, Cancelled) and not hasattr(exc, "http_status"):
                 log.error("streamed operation failed", exc_info=exc)

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from kiln.registry._lean_httpx import httpcore, httpx  # httpx without its CLI and trio
+from kiln.util.cancel import cancel_flag, raise_if_cancelled
 
 if TYPE_CHECKING:
     import ssl
@@ -44,6 +45,7 @@ class _State(threading.local):
 
 
 _state = _State()
+_CANCEL_SLICE = 0.25  # seconds a read waits before it looks at the cancel flag again
 
 
 @contextmanager
@@ -143,12 +145,32 @@ class _Stream(httpcore.NetworkStream):
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            return self._inner.read(max_bytes, _bounded(timeout))
+            return self._cancellable_read(max_bytes, _bounded(timeout))
         except httpcore.ReadTimeout:
             limit, overall = _limit()
             if limit is not None and time.monotonic() >= limit:
                 raise _spent(overall) from None
             raise
+
+    def _cancellable_read(self, max_bytes: int, timeout: float | None) -> bytes:
+        """A read of at most ``timeout`` seconds that, under a cancel flag
+        (``kiln.util.cancel``), waits in slices and raises Cancelled once it is set."""
+        flag = cancel_flag()
+        if flag is None:
+            return self._inner.read(max_bytes, timeout)
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            raise_if_cancelled(flag)
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                raise httpcore.ReadTimeout("timed out")
+            try:
+                return self._inner.read(
+                    max_bytes, _CANCEL_SLICE if left is None else min(left, _CANCEL_SLICE)
+                )
+            except httpcore.ReadTimeout:
+                if end is not None and time.monotonic() >= end:
+                    raise
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         started = time.monotonic()

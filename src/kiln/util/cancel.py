@@ -1,0 +1,44 @@
+"""The cancel flag of the work running in this context.
+
+The API server runs a request's work under :func:`cancelled_by` and sets the flag when the
+client goes away. Waits that can block for long check it: the registry's socket reads wait
+in short slices (``kiln.registry.header_deadline``) and raise :class:`Cancelled` once it is
+set, so a pull from a registry that stalls ends with its client, not at the registry's
+deadline minutes later. The flag travels in a ``ContextVar``: the pull's pool threads run
+in a copy of the context that started them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from kiln.errors import Cancelled
+
+_FLAG: ContextVar[threading.Event | None] = ContextVar("kiln_cancel_flag", default=None)
+
+
+@contextmanager
+def cancelled_by(flag: threading.Event) -> Iterator[None]:
+    """Work in this block (and in threads started in a copy of its context) stops its waits
+    once ``flag`` is set."""
+    token = _FLAG.set(flag)
+    try:
+        yield
+    finally:
+        _FLAG.reset(token)
+
+
+def cancel_flag() -> threading.Event | None:
+    """This context's flag; None when nothing can cancel the work."""
+    return _FLAG.get()
+
+
+def raise_if_cancelled(flag: threading.Event | None) -> None:
+    if flag is not None and flag.is_set():
+        raise Cancelled("the client disconnected; the operation was cancelled")
+
+
+__all__ = ["cancel_flag", "cancelled_by", "raise_if_cancelled"]
