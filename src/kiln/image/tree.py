@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kiln.image.store_image import open_store_image
 from kiln.store import ImageRecord, Store
+from kiln.util.lazy_dataclass import dataclass
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
