@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import signal
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+
+from interrupted import signal_when
 
 pytestmark = [pytest.mark.root]
 
@@ -103,22 +104,12 @@ def drip_registry():
 
 def test_ctrl_c_stops_a_pull_while_its_layer_is_still_coming(tmp_path, drip_registry):
     ref = f"127.0.0.1:{drip_registry.server_address[1]}/slow/big:1"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "kiln", "--root", str(tmp_path / "root"), "pull",
-         "--tls-verify=false", ref],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert drip_registry.streaming.wait(120), "the pull never asked for the layer"
-        child.send_signal(signal.SIGINT)  # what Ctrl-C on a terminal sends
-        out, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 130, err
-    assert err.rstrip().endswith("Error: interrupted")
-    assert out == ""
+    argv = [sys.executable, "-m", "kiln", "--root", str(tmp_path / "root"), "pull",
+            "--tls-verify=false", ref]  # fmt: skip
+    ended = signal_when(argv, drip_registry.streaming, "the pull asking for the layer")
+    assert ended.returncode == 130, ended.stderr
+    assert ended.stderr.rstrip().endswith("Error: interrupted")
+    assert ended.stdout == ""
     listed = subprocess.run(
         [sys.executable, "-m", "kiln", "--root", str(tmp_path / "root"), "images", "-q"],
         capture_output=True, text=True, timeout=120,

@@ -4,14 +4,13 @@ and the registry is sent no more of them, not the rest of every layer first."""
 from __future__ import annotations
 
 import http.server
-import signal
-import subprocess
 import sys
 import threading
 import time
 
 import pytest
 
+from interrupted import signal_when
 from kiln.cli.main import run
 from random_rootfs import random_rootfs_tar
 
@@ -89,20 +88,11 @@ def test_ctrl_c_stops_a_push_while_its_layer_is_still_going_up(tmp_path, slow_re
     tarball = random_rootfs_tar(tmp_path / "big.tar", LAYER_BYTES)
     assert run(["--root", root, "import", "-q", tarball, "big:1"]) == 0
     ref = f"127.0.0.1:{slow_registry.server_address[1]}/slow/big:1"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "kiln", "--root", root, "push", "--tls-verify=false", "big:1", ref],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert slow_registry.receiving.wait(120), "the push never sent the layer"
-        child.send_signal(signal.SIGINT)  # what Ctrl-C on a terminal sends
-        _, err = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 130, err
-    assert err.rstrip().endswith("Error: interrupted")
+    argv = [sys.executable, "-m", "kiln", "--root", root, "push", "--tls-verify=false", "big:1",
+            ref]  # fmt: skip
+    ended = signal_when(argv, slow_registry.receiving, "the push sending the layer")
+    assert ended.returncode == 130, ended.stderr
+    assert ended.stderr.rstrip().endswith("Error: interrupted")
     with slow_registry.lock:
         received = slow_registry.received
     assert received < LAYER_BYTES // 2  # it stopped sending, not finished the layer first
