@@ -6,6 +6,12 @@
 
 Blobs are verified as they are written and as they are read; a blob appears
 under its name only when complete (temp file, fsync, rename).
+
+containers/image writes a layer it holds uncompressed (``podman save --format docker-dir``
+without ``--compress``, ``skopeo copy docker-archive:... dir:...``) under the gzip media
+type its source reported; podman and skopeo read such a layer by its bytes. The reader
+does too: the manifest it serves names that layer uncompressed (a new manifest digest;
+the config, so the image ID, is the file's).
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import io
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO
 
+from kiln.archive.compression import Compression, detect
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.image.model import SourceImage
 from kiln.image.transport_names import DIR
+from kiln.oci import media_types as mt
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest, Digester
 from kiln.oci.manifest import Manifest
@@ -75,8 +84,23 @@ class DirImageDir:
             raw = f.read(MAX_MANIFEST_BYTES + 1)
         if len(raw) > MAX_MANIFEST_BYTES:
             raise InvalidArgument(f"{self.path}/{MANIFEST_FILE} is too large to be a manifest")
-        self._manifest = Manifest.parse(raw)
+        self._manifest = self._as_stored(Manifest.parse(raw))
         return self._manifest
+
+    def _as_stored(self, manifest: Manifest) -> Manifest:
+        """``manifest`` with each layer that claims a compression but is a plain tar
+        (containers/image's uncompressed dir: layers) named uncompressed."""
+        layers, plain = list(manifest.layers), "docker" if manifest.is_docker else "oci"
+        for i, desc in enumerate(layers):
+            if mt.layer_compression(desc.media_type) == "none" or not self.has_blob(desc.digest):
+                continue
+            with open(self._blob_file(desc.digest), "rb") as f:
+                if detect(f.read(6)) is not Compression.NONE:
+                    continue
+            layers[i] = replace(desc, media_type=mt.layer_media_type(plain, "none"))
+        if layers == list(manifest.layers):
+            return manifest
+        return Manifest.build(manifest.media_type, manifest.config, layers, manifest.annotations)
 
     # destination
     def put_blob(self, desc: Descriptor, stream: BinaryIO) -> None:
