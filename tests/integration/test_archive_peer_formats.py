@@ -12,9 +12,11 @@ them, and ``kiln import`` making the image ``podman import`` makes.
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
 import json
+import lzma
 import shutil
 import subprocess
 import sys
@@ -110,3 +112,35 @@ def test_dir_image_with_uncompressed_layers_under_gzip_type_loads(tmp_path, peer
         f"Loaded image: {image_id}"
     )
     ok(kiln(tmp_path / "root", "save", "-q", "-o", str(tmp_path / "back.tar"), image_id))
+
+
+@pytest.mark.parametrize("pack", [lzma.compress, bz2.compress], ids=["xz", "bzip2"])
+def test_docker_archive_with_xz_or_bzip2_layers_loads(tmp_path, peer, pack):
+    archive = tmp_path / "packed.tar"
+    image_id = docker_archive(archive, (pack, pack))
+    assert peer("load", "-q", "-i", str(archive)).stdout.strip() == "Loaded image: localhost/peer/two:1"  # fmt: skip
+    assert peer("images", "-q", "--no-trunc").stdout.split() == [image_id]
+
+    root = tmp_path / "root"
+    assert ok(kiln(root, "load", "-q", "-i", str(archive))).strip() == (
+        "Loaded image: docker.io/peer/two:1"
+    )
+    assert ok(kiln(root, "images", "-q", "--no-trunc")).split() == [image_id]
+    # its layers are the tars the config names: a docker-archive of it holds them plain
+    ok(kiln(root, "save", "-q", "-o", str(tmp_path / "plain.tar"), "peer/two:1"))
+    assert ok(kiln(root, "load", "-q", "-i", str(tmp_path / "plain.tar")))
+
+
+def test_docker_archive_with_a_corrupt_xz_layer_is_one_error_and_no_image(tmp_path):
+    def corrupt(data: bytes) -> bytes:
+        packed = bytearray(lzma.compress(data))
+        packed[len(packed) // 2] ^= 0xFF
+        return bytes(packed)
+
+    archive = tmp_path / "bad.tar"
+    docker_archive(archive, (None, corrupt))
+    root = tmp_path / "root"
+    res = kiln(root, "load", "-q", "-i", str(archive))
+    assert res.returncode != 0
+    assert "l1/layer.tar" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert ok(kiln(root, "images", "-q")).split() == []

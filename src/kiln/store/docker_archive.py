@@ -13,7 +13,10 @@ Digest decision (what keeps round trips stable):
 * Layers are served as they are stored in the archive. Uncompressed layers (the
   Docker convention) keep media type ``application/vnd.docker.image.rootfs.diff.tar``
   and their blob digest *is* their diff_id, so no hashing pass is needed to
-  describe them; compressed layers (accepted by ``docker load``) are hashed once.
+  describe them; gzip and zstd layers (accepted by ``docker load``) are hashed once.
+  An xz or bzip2 layer (``docker load`` and ``podman load`` accept those too; no media
+  type names them) is served as its tar: its digest is its diff_id, its size is counted
+  by one decompressing pass when the archive is opened.
 * The synthesised manifest is Docker v2 schema 2, canonical JSON, built only from
   the config and the layer descriptors: loading the same archive twice, or
   saving what was loaded and loading it again, gives the same manifest digest.
@@ -37,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import field
 from typing import BinaryIO
 
-from kiln.archive.compression import CHUNK, Compression, detect
+from kiln.archive.compression import CHUNK, Compression, detect, open_decompressed
 from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import media_types as mt
 from kiln.oci.descriptor import Descriptor
@@ -98,6 +101,7 @@ class DockerArchive:
         self._tar = TarIndex(path, tmp_dir)
         self._blobs: dict[Digest, str] = {}
         self._manifests: dict[Digest, bytes] = {}
+        self._inflate: dict[Digest, Compression] = {}  # xz/bzip2 layers, served as tars
         self._images = self._load()
 
     # --- reading manifest.json ---
@@ -179,8 +183,12 @@ class DockerArchive:
         for path, diff_id in zip(layers, diff_ids, strict=True):
             with self._tar.open(path) as f:
                 kind = detect(f.read(6))
-            if kind not in _LAYER_TYPES:
-                raise InvalidArgument(f"{what}: layer {path} is {kind.value}-compressed")
+            if kind not in _LAYER_TYPES:  # served as its tar
+                digest = Digest.parse(diff_id)
+                self._inflate[digest] = kind
+                members[digest] = path
+                descs.append(Descriptor(mt.DOCKER_LAYER, digest, self._tar_size(what, path, kind)))
+                continue
             # an uncompressed layer's digest is its diff_id (verified when read)
             digest = Digest.parse(diff_id) if kind is Compression.NONE else self._hash_member(path)
             members[digest] = path
@@ -193,6 +201,17 @@ class DockerArchive:
             while chunk := f.read(CHUNK):
                 hasher.update(chunk)
         return hasher.digest()
+
+    def _tar_size(self, what: str, path: str, kind: Compression) -> int:
+        """The size of the tar the ``kind``-compressed member ``path`` holds."""
+        size = 0
+        try:
+            with self._tar.open(path) as f, open_decompressed(f, kind) as plain:
+                while chunk := plain.read(CHUNK):
+                    size += len(chunk)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{what}: layer {path}: {exc}") from None
+        return size
 
     # --- public ---
 
@@ -230,6 +249,8 @@ class DockerArchive:
         if digest not in self._blobs:
             raise NotFound(f"blob {digest} is not in {self.location}")
         stream = self._tar.open(self._blobs[digest])
+        if digest in self._inflate:
+            stream = io.BufferedReader(_Inflated(stream, self._inflate[digest]), CHUNK)
         return io.BufferedReader(
             VerifyingReader(stream, digest, what=f"blob {digest} in {self.location}"), CHUNK
         )
@@ -242,6 +263,26 @@ class DockerArchive:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Inflated(io.RawIOBase):
+    """The tar of a compressed archive member; closing it closes the member too."""
+
+    def __init__(self, member: BinaryIO, kind: Compression):
+        self._member = member
+        self._plain = open_decompressed(member, kind)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        return self._plain.readinto(buf)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._plain.close()
+            self._member.close()
+        super().close()
 
 
 class DockerArchiveWriter(ArchiveWriter):
