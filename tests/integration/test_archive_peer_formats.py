@@ -144,3 +144,23 @@ def test_docker_archive_with_a_corrupt_xz_layer_is_one_error_and_no_image(tmp_pa
     assert res.returncode != 0
     assert "l1/layer.tar" in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert ok(kiln(root, "images", "-q")).split() == []
+
+
+def imported(tmp_path, peer, changes: list[str], message: str) -> tuple[dict, dict]:
+    """(kiln's, podman's) inspect object of the same tarball imported with the same
+    ``--change`` instructions and ``--message``."""
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(_tar({"etc/hello": b"hi\n"}))
+    flags = [x for c in changes for x in ("-c", c)] + (["-m", message] if message else [])
+    peer("import", "-q", *flags, str(rootfs), "made:1")
+    ok(kiln(tmp_path / "root", "import", "-q", *flags, str(rootfs), "made:1"))
+    [podman_view] = json.loads(peer("inspect", "made:1").stdout)
+    [kiln_view] = json.loads(ok(kiln(tmp_path / "root", "inspect", "made:1")))
+    return kiln_view, podman_view
+
+
+@pytest.mark.parametrize("changes", [[], ["ENV A=1", "WORKDIR /srv"]], ids=["none", "env"])
+def test_import_sets_no_environment_but_the_changes(tmp_path, peer, changes):
+    kiln_view, podman_view = imported(tmp_path, peer, changes, "")
+    assert kiln_view["Config"] == podman_view["Config"]
+    assert kiln_view["Config"].get("Env") == (["A=1"] if changes else None)

@@ -302,13 +302,14 @@ def import_image(
     changes: Sequence[str] = (),
     message: str = "",
     platform: str | None = None,
-    path_env: bool = True,
+    path_env: bool = False,
     podman_history: bool = False,
 ) -> ImageRecord:
     """Make a one-layer image of a root filesystem tarball (path, URL, ``-``/stream).
     What a killed import or load left (its lease, unpack work) goes first. ``path_env``:
-    the image's environment starts with ``PATH`` (the API's routes import as dockerd and
-    podman 4.3 do, with none); ``podman_history``: see ``kiln.image.import_tarball``."""
+    the image's environment starts with ``PATH``; by default it has none but what the
+    changes set, as ``docker import`` and ``podman import`` make it (a run still gets the
+    default ``PATH``); ``podman_history``: see ``kiln.image.import_tarball``."""
     names = []
     if reference:
         ref = Reference.parse(local_name(reference))
