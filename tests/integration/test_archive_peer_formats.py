@@ -164,3 +164,8 @@ def test_import_sets_no_environment_but_the_changes(tmp_path, peer, changes):
     kiln_view, podman_view = imported(tmp_path, peer, changes, "")
     assert kiln_view["Config"] == podman_view["Config"]
     assert kiln_view["Config"].get("Env") == (["A=1"] if changes else None)
+
+
+def test_inspect_shows_the_import_message_as_comment(tmp_path, peer):
+    kiln_view, podman_view = imported(tmp_path, peer, [], "a note")
+    assert kiln_view["Comment"] == podman_view["Comment"] == "a note"

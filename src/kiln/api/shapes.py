@@ -8,7 +8,7 @@ from typing import Any
 
 from kiln.errors import InvalidArgument
 from kiln.oci import Reference
-from kiln.oci.media_types import OCI_MANIFEST
+from kiln.ops.images import podman_comment
 from kiln.ops.timefmt import parse_time
 from kiln.util.timefmt import as_rfc3339nano
 
@@ -139,19 +139,14 @@ def libpod_repo_digests(names: list[str], recorded: list[str], digest: str) -> l
 
 
 def libpod_inspect(data: dict[str, Any]) -> dict[str, Any]:
-    """podman's inspect object with :func:`libpod_repo_digests`, and podman's ``Comment``:
-    an OCI image's is its first history entry's (an OCI config has no comment; podman
-    import's message is there), a Docker image's its config's."""
+    """podman's inspect object with :func:`libpod_repo_digests`, and podman's ``Comment``
+    (``kiln.ops.images.podman_comment``)."""
     digests = libpod_repo_digests(
         list(data.get("RepoTags") or []),
         list(data.get("RepoDigests") or []),
         str(data.get("Digest") or ""),
     )
-    out = {**data, "RepoDigests": digests}
-    history = data.get("History") or []
-    if data.get("ManifestType") == OCI_MANIFEST and history and isinstance(history[0], dict):
-        out["Comment"] = str(history[0].get("comment") or "")
-    return out
+    return {**data, "RepoDigests": digests, "Comment": podman_comment(data)}
 
 
 def libpod_summary(s: Any) -> dict[str, Any]:

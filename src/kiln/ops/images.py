@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiln.errors import Conflict, InvalidArgument, KilnError, NotFound
 from kiln.oci import Digest, ImageConfig, Reference
+from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name, match_name
 from kiln.oci.strict_json import MAX_CONFIG_BYTES
 from kiln.ops import image_events
@@ -412,6 +413,16 @@ def inspect_image(ctx: Context, name: str, container_config: bool = False) -> di
     from kiln.image.inspect import inspect_image as _inspect
 
     return _inspect(ctx.store, name, container_config)
+
+
+def podman_comment(data: dict[str, Any]) -> str:
+    """``Comment`` as podman's inspect shows it for the inspect object ``data``: an OCI
+    image's is its first history entry's (an OCI config has no comment; podman import's
+    message is there), a Docker image's its config's."""
+    history = data.get("History") or []
+    if data.get("ManifestType") == mt.OCI_MANIFEST and history and isinstance(history[0], dict):
+        return str(history[0].get("comment") or "")
+    return str(data.get("Comment") or "")
 
 
 @dataclass(frozen=True)

@@ -95,13 +95,14 @@ def _inspect_one(ctx, name: str, type_: str) -> dict:
         if manifests.exists(ctx, name):  # a list shows its manifests (podman manifest inspect)
             return manifests.inspect(ctx, name)
     try:
-        return images.inspect_image(ctx, name)
+        data = images.inspect_image(ctx, name)
     except NotFound as exc:
         if type_ == "image":
             raise NotFound(f"inspecting object: {exc}") from None
         if type_ == "all":
             raise NotFound(f'inspecting object: no such object: "{name}"') from None
         raise
+    return {**data, "Comment": images.podman_comment(data)}
 
 
 def _inspect_container(ctx, name: str) -> dict | None:
