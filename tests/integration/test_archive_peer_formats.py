@@ -169,3 +169,23 @@ def test_import_sets_no_environment_but_the_changes(tmp_path, peer, changes):
 def test_inspect_shows_the_import_message_as_comment(tmp_path, peer):
     kiln_view, podman_view = imported(tmp_path, peer, [], "a note")
     assert kiln_view["Comment"] == podman_view["Comment"] == "a note"
+
+
+@pytest.mark.skipif(shutil.which("buildah") is None, reason="needs buildah")
+@pytest.mark.parametrize("steps", ["LABEL x=1\n", ""], ids=["label", "bare-from"])
+def test_a_build_on_an_imported_image_appends_path_as_buildah(tmp_path, peer, steps):
+    rootfs, ctx = tmp_path / "rootfs.tar", tmp_path / "ctx"
+    rootfs.write_bytes(_tar({"etc/hello": b"hi\n"}))
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM base:1\n" + steps)
+    root = tmp_path / "root"
+    peer("import", "-q", "-c", "ENV A=1", str(rootfs), "base:1")
+    ok(kiln(root, "import", "-q", "-c", "ENV A=1", str(rootfs), "base:1"))
+    storage = ["--root", peer.root, "--runroot", peer.runroot, "--storage-driver", "vfs"]
+    subprocess.run(["buildah", *storage, "bud", "--isolation", "chroot", "-q", "-t", "built:1", str(ctx)],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    ok(kiln(root, "build", "-q", "-t", "built:1", str(ctx)))
+    [podman_view] = json.loads(peer("inspect", "built:1").stdout)
+    [kiln_view] = json.loads(ok(kiln(root, "inspect", "built:1")))
+    assert kiln_view["Config"]["Env"] == podman_view["Config"]["Env"]
+    assert len(kiln_view["Config"]["Env"]) == (2 if steps else 1)

@@ -9,6 +9,8 @@ from kiln.build.instructions import Instruction, instruction_from_node
 from kiln.build.parser import parse_string
 from kiln.build.stage_run import StageRun
 from kiln.errors import InvalidArgument, KilnError
+from kiln.oci import ImageConfig
+from kiln.oci.config import DEFAULT_PATH
 
 if TYPE_CHECKING:
     from kiln.build.services import BuildServices
@@ -34,6 +36,8 @@ def dispatch_from(run: StageRun, build: BuildServices) -> list[Instruction]:
         config = build.scratch_config(platform if stage.platform else None)
     else:
         config = build.open_image(base_id).config.evolve()
+        if stage.instructions or config.config.on_build:  # a bare FROM keeps the base's
+            config = _with_path(config)
     run.set_base(base_id, config, platform)
     triggers = list(config.config.on_build)
     if not triggers:
@@ -41,6 +45,16 @@ def dispatch_from(run: StageRun, build: BuildServices) -> list[Instruction]:
     run.editor.clear_onbuild()
     build.progress.note(f"Running {len(triggers)} ONBUILD trigger(s) of the base image")
     return [_trigger(text, stage.line, build.dockerfile_name) for text in triggers]
+
+
+def _with_path(config: ImageConfig) -> ImageConfig:
+    """A Linux base's config with the default PATH appended when it sets none (an image
+    made by ``docker import`` or ``podman import``), as BuildKit, the classic builder
+    and buildah give the image they build on it (a stage of only its FROM, buildah's
+    and the classic builder's, keeps the base's environment)."""
+    if config.os not in ("", "linux") or any(e.startswith("PATH=") for e in config.config.env):
+        return config
+    return config.evolve(config=config.config.with_env("PATH", DEFAULT_PATH))
 
 
 def _note_stage_named_so(exc: KilnError, build: BuildServices, index: int) -> None:
