@@ -78,6 +78,18 @@ class _StreamMembers(Protocol):
     members: list[tarfile.TarInfo]  # a TarFile's, not in its published type
 
 
+def open_tar_stream(tail: _TailReader) -> tarfile.TarFile:
+    """``tail`` as a tar read in one pass (``"r|"``), its oversized headers refused, names
+    kept byte for byte (``surrogateescape``): how the applier and ``check_tar`` read one."""
+    return tarfile.open(
+        fileobj=tail,
+        mode="r|",
+        tarinfo=_GuardedTarInfo,
+        bufsize=CHUNK,
+        errors="surrogateescape",
+    )
+
+
 def _next_member(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
     """The next member of a ``"r|"`` archive; tarfile would keep every one before it."""
     member = tf.next()
@@ -433,13 +445,7 @@ def apply_layer(
             root.keep_parent()
             applier = _Applier(root, whiteouts, chown)
             try:
-                with tarfile.open(
-                    fileobj=tail,
-                    mode="r|",
-                    tarinfo=_GuardedTarInfo,
-                    bufsize=CHUNK,
-                    errors="surrogateescape",
-                ) as tf:
+                with open_tar_stream(tail) as tf:
                     while (member := _next_member(tf)) is not None:
                         if tail.entry_end is not None:
                             tail.entry_end = member.offset_data + (

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from kiln.archive.applier import (
     _check_end,
     _entry_path,
-    _GuardedTarInfo,
     _next_member,
     _TailReader,
+    open_tar_stream,
 )
 from kiln.archive.compression import CHUNK
 from kiln.archive.streams import ByteReader
@@ -49,13 +49,7 @@ def check_tar(stream: ByteReader) -> int:
     entries = 0
     check = member_check()
     try:
-        with tarfile.open(
-            fileobj=tail,
-            mode="r|",
-            tarinfo=_GuardedTarInfo,
-            bufsize=CHUNK,
-            errors="surrogateescape",
-        ) as tf:
+        with open_tar_stream(tail) as tf:
             while (member := _next_member(tf)) is not None:
                 entries += 1
                 check(member)
