@@ -27,7 +27,7 @@ def test_a_registry_use_case_still_finds_its_client():
         "import sys\n"
         "from kiln.ops import registry\n"
         "from kiln.registry import RegistryOptions\n"
-        "with registry._client(None, RegistryOptions()) as client:\n"
+        "with registry.registry_client(None, RegistryOptions()) as client:\n"
         "    print(type(client).__name__, 'httpx' in sys.modules)\n"
     )
     out = subprocess.run(

@@ -26,12 +26,12 @@ from kiln.oci.strict_json import MAX_MANIFEST_BYTES as MAX_LIST_BYTES
 from kiln.oci.strict_json import canonical, loads_object
 from kiln.ops import transports as tp
 from kiln.ops.registry import (
-    _candidates,
-    _client,
     _PullEvents,
     _PushEvents,
     pull,
+    pull_candidates,
     push_compression,
+    registry_client,
 )
 from kiln.ops.transfer import copy_into_store, normalize_names
 from kiln.registry.pull_request import PullRequest
@@ -93,8 +93,8 @@ def pull_list(
 
     ref = tp.registry_reference(ref)
     ev = ctx.ev
-    with _client(ctx, options) as client:
-        cands = _candidates(client, ref)
+    with registry_client(ctx, options) as client:
+        cands = pull_candidates(client, ref)
         cand = cands[0]
         ev.step(f"Trying to pull {cand}...")
         try:
@@ -240,7 +240,7 @@ def push_to_registry(
     target = Reference.parse(ref)
     by_digest = Reference(target.domain, target.path, "", "")
     ev = ctx.ev
-    with _client(ctx, options) as client:
+    with registry_client(ctx, options) as client:
 
         def push_child(img: Any, image_format: str | None, comp: str | None, as_is: bool) -> Any:
             events = _PushEvents(ctx)

@@ -143,13 +143,13 @@ def _remote_document(ctx: Context, name: str, options: RegistryOptions | None) -
     """The document ``name`` names in its registry; a short name (without ``docker://``)
     resolved by registries.conf, as podman's manifest inspect does (it went to docker.io)."""
     from kiln.ops import transports as tp  # start-up: as in inspect
-    from kiln.ops.registry import _candidates, _client  # start-up: as in inspect
+    from kiln.ops.registry import pull_candidates, registry_client  # start-up: as in inspect
 
-    with _client(ctx, options) as client:
+    with registry_client(ctx, options) as client:
         if name.startswith("docker://"):
             cands = [Reference.parse(tp.registry_reference(name))]
         else:
-            cands = _candidates(client, name)
+            cands = pull_candidates(client, name)
         for i, ref in enumerate(cands):
             try:
                 raw, _media_type, _digest = client.get_manifest(ref)

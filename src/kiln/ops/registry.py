@@ -117,14 +117,19 @@ def registry_options(
 
 
 @contextlib.contextmanager
-def _client(ctx: Context | None, options: RegistryOptions | None) -> Iterator[Any]:
+def registry_client(ctx: Context | None, options: RegistryOptions | None) -> Iterator[Any]:
+    """A RegistryClient configured as :func:`registry_options` says, closed on exit; the
+    HTTP stack is imported here, at the first use of a registry."""
     from kiln.registry.client import RegistryClient  # start-up: see the module docstring
 
     with RegistryClient(registry_options(ctx, options)) as client:
         yield client
 
 
-def _candidates(client: RegistryClient, ref: str) -> list[Any]:
+def pull_candidates(client: RegistryClient, ref: str) -> list[Any]:
+    """The References a pull of ``ref`` (``docker://`` or not) tries, in order: ``ref`` itself
+    when fully qualified, else registries.conf's for the short name (an ambiguous one in
+    ``enforcing`` mode is refused), or Docker Hub's with ``docker_short_names``."""
     cands = client.resolve_short_name(registry_reference(ref))
     return [c if isinstance(c, Reference) else Reference.parse(str(c)) for c in cands]
 
@@ -194,7 +199,7 @@ def pull(ctx: Context, request: PullRequest, *, workers: int = 4) -> PullResult:
     """
     policy, plat = request.policy, request.platform
     ref = registry_reference(request.source)
-    with _client(ctx, request.options) as client:
+    with registry_client(ctx, request.options) as client:
         if request.all_tags:
             return _pull_all_tags(ctx, client, ref, plat, workers)
         local = _find_local(ctx, _local_names(client, ref)) if policy != "always" else None
@@ -202,7 +207,7 @@ def pull(ctx: Context, request: PullRequest, *, workers: int = 4) -> PullResult:
             if local is None:
                 raise NotFound(f"{ref}: image not known locally and the pull policy is never")
             return _local_result(local, ref)
-        cands = _candidates(client, ref)
+        cands = pull_candidates(client, ref)
         if policy == "newer" and local is not None and _up_to_date(ctx, client, cands, local):
             return _local_result(local, ref)
         return _pull_first(ctx, client, cands, plat, workers)
@@ -285,7 +290,7 @@ def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
 
 
 def _pull_all_tags(ctx: Context, client, ref: str, plat, workers: int) -> PullResult:
-    cands = _candidates(client, ref)  # permissive: the first registry listing tags wins
+    cands = pull_candidates(client, ref)  # permissive: the first registry listing tags wins
     last: KilnError | None = None
     for cand in cands:
         if cand.digest or (cand.tag and ":" in ref.rsplit("/", 1)[-1]):
@@ -327,7 +332,7 @@ def resolve_names(
 ) -> list[str]:
     """The full names a (short) name may mean, in the order a pull tries them
     (registries.conf's aliases and unqualified-search registries); no network."""
-    with _client(ctx, options) as client:
+    with registry_client(ctx, options) as client:
         return [str(c) for c in client.resolve_short_name(name, enforce=False)]
 
 
@@ -345,7 +350,7 @@ def remote_descriptor(
     """What the registry serves for ``ref`` (dockerd's ``/distribution/{name}/json``): the
     manifest's descriptor and the platforms it offers (an index's entries, else the
     image config's)."""
-    with _client(ctx, options) as client:
+    with registry_client(ctx, options) as client:
         target = Reference.parse(registry_reference(ref))
         raw, media_type, digest = client.get_manifest(target)
         platforms: list[dict[str, Any]] = []
@@ -488,7 +493,7 @@ def push(
     from kiln.image.registry_sink import RegistrySink  # start-up: see the module docstring
     from kiln.image.schema1_sink import Schema1Sink
 
-    with _client(ctx, options) as client:
+    with registry_client(ctx, options) as client:
         events = _PushEvents(ctx)
         sink = RegistrySink(
             client,
@@ -635,7 +640,7 @@ def search(
         raise InvalidArgument("search needs a term")
     if limit is not None and limit < 0:
         raise InvalidArgument(f"invalid --limit {limit}: it must not be negative")
-    with _client(ctx, options) as client:
+    with registry_client(ctx, options) as client:
         if list_tags:
             if filters:
                 raise InvalidArgument("filters cannot be used with --list-tags")
@@ -657,9 +662,11 @@ __all__ = [
     "login",
     "logout",
     "pull",
+    "pull_candidates",
     "push",
     "push_compression",
     "push_format",
+    "registry_client",
     "registry_options",
     "search",
 ]
