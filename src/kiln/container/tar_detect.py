@@ -47,8 +47,8 @@ def is_archive(root: SafeRoot, rel: str) -> bool:
         if detect(magic).value == "none":
             return looks_like_tar(f.read(_BLOCK))
         try:
-            reader = open_decompressed(f)
-            head = _read_exactly(reader, _BLOCK)
+            with open_decompressed(f) as reader:
+                head = _read_exactly(reader, _BLOCK)
         except (InvalidArgument, OSError, EOFError, ValueError):
             return False
         return looks_like_tar(head)
