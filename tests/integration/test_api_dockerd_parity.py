@@ -32,12 +32,12 @@ import io
 import json
 import os
 import tarfile
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from api_parity import answers, differences, q
 from api_server import dockerfile_context, request, start_server, stop_server
 from parity_archives import BASE, DATA, MOVED, MTIME, NO_TIME, ODD_TIME, make_archives
 from private_dockerd import Dockerd
@@ -48,12 +48,6 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs busybox-static"),
     pytest.mark.skipif(not Dockerd.available(), reason="needs dockerd (Debian's docker.io)"),
 ]
-
-
-def q(path: str, **params: Any) -> str:
-    """``path`` with ``params`` as its query; dicts become Docker's JSON filters."""
-    items = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in params.items()}
-    return path + ("?" + urllib.parse.urlencode(items) if items else "")
 
 
 # (method, path) sent to both, in order; a request that changes the store comes after the
@@ -208,18 +202,14 @@ def _inspect(body: dict) -> dict:
     return out
 
 
+def answer(sock: str, method: str, path: str, prefix: str = "/v1.41") -> dict:
+    """One server's :func:`normalised` answer to ``method prefix+path``."""
+    return normalised(method, path, request(sock, method, prefix + path))
+
+
 def test_the_docker_api_answers_as_dockerd(servers) -> None:
-    differences = []
-    for method, path in REQUESTS:
-        answers = {
-            name: normalised(method, path, request(sock, method, "/v1.41" + path))
-            for name, sock in servers.items()
-        }
-        if answers["docker"] != answers["kiln"]:
-            differences.append(
-                f"{method} {path}\n  dockerd: {answers['docker']}\n  kiln:    {answers['kiln']}"
-            )
-    assert not differences, "\n".join(differences)
+    found = differences(servers, REQUESTS, answer)
+    assert not found, "\n".join(found)
 
 
 def test_a_registry_that_cannot_be_reached_answers_as_dockerd(servers) -> None:
@@ -234,21 +224,15 @@ def test_a_registry_that_cannot_be_reached_answers_as_dockerd(servers) -> None:
             ("POST", q("/images/create", fromImage=f"{registry}/kiln-test/x", tag="1")),
             ("GET", q("/images/search", term=f"{registry}/kiln-test")),
         ):
-            answers = {
-                name: normalised(method, path, request(sock, method, "/v1.41" + path))
-                for name, sock in servers.items()
-            }
-            assert answers["kiln"] == answers["docker"], path
-            assert answers["kiln"]["status"] == 500
+            by_server = answers(servers, answer, method, path)
+            assert by_server["kiln"] == by_server["docker"], path
+            assert by_server["kiln"]["status"] == 500
 
 
 @pytest.mark.parametrize("prefix", ["", "/v1.24", "/v1.41", "/v1.99", "/v1.x", "/vnope"])
 def test_version_prefixes_answer_as_dockerd(servers, prefix: str) -> None:
-    answers = {
-        name: normalised("GET", "/images/json", request(sock, "GET", prefix + "/images/json"))
-        for name, sock in servers.items()
-    }
-    statuses = {name: a["status"] for name, a in answers.items()}
+    by_server = answers(servers, answer, "GET", "/images/json", prefix)
+    statuses = {name: a["status"] for name, a in by_server.items()}
     assert statuses["docker"] == statuses["kiln"], statuses
 
 
@@ -324,8 +308,8 @@ def _build_answer(sock: str, query: dict[str, str], dockerfile: str, tag: str | 
 @pytest.mark.parametrize("number", range(len(BUILDS)))
 def test_docker_builds_answer_as_dockerds_classic_builder(servers, number: int) -> None:
     query, dockerfile, tag = BUILDS[number]
-    answers = {name: _build_answer(sock, query, dockerfile, tag) for name, sock in servers.items()}
-    docker, kiln = answers["docker"], answers["kiln"]
+    built = {name: _build_answer(sock, query, dockerfile, tag) for name, sock in servers.items()}
+    docker, kiln = built["docker"], built["kiln"]
     differing = {k: (docker.get(k), kiln.get(k)) for k in set(docker) | set(kiln)
                  if docker.get(k) != kiln.get(k)}  # fmt: skip
     assert not differing, json.dumps(differing, sort_keys=True)
@@ -348,7 +332,7 @@ def test_docker_import_answers_as_dockerd(servers, number: int) -> None:
         info = tarfile.TarInfo("f")
         info.size, info.mtime = 2, MTIME
         tf.addfile(info, io.BytesIO(b"hi"))
-    answers = {}
+    by_server = {}
     for name, sock in servers.items():
         status, headers, raw = request(sock, "POST", q("/v1.41/images/create", **query),
                                        buf.getvalue(), {"Content-Type": "application/x-tar"})  # fmt: skip
@@ -362,5 +346,5 @@ def test_docker_import_answers_as_dockerd(servers, number: int) -> None:
             assert lines[-1]["status"] == image["Id"]
             out["image"] = {k: image.get(k) for k in ("RepoTags", "Comment", "Architecture", "Os")}
             out["image"]["Config"] = {k: image["Config"].get(k) or None for k in CONFIG_FIELDS}
-        answers[name] = out
-    assert answers["docker"] == answers["kiln"]
+        by_server[name] = out
+    assert by_server["docker"] == by_server["kiln"]

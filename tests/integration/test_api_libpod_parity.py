@@ -63,6 +63,7 @@ from typing import Any
 
 import pytest
 
+from api_parity import differences, q
 from api_server import request, start_server, stop_server
 from parity_archives import MTIME, make_archives, with_full_names
 from private_podman import PodmanService
@@ -88,12 +89,6 @@ def image(name: str, route: str = "") -> str:
     """``/images/NAME/ROUTE`` as podman's bindings send it: NAME path-escaped (``/`` as
     ``%2F``; podman's router matches no slash in NAME)."""
     return f"/images/{urllib.parse.quote(name, safe=':@')}" + (f"/{route}" if route else "")
-
-
-def q(path: str, **params: Any) -> str:
-    """``path`` with ``params`` as its query; dicts become JSON filters, lists repeat."""
-    items = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in params.items()}
-    return path + ("?" + urllib.parse.urlencode(items, doseq=True) if items else "")
 
 
 # (podman 4.3's status, kiln's) where kiln answers otherwise, each for a reason; only
@@ -348,6 +343,11 @@ def normalised(method: str, path: str, answer: tuple[int, dict[str, str], bytes]
     return out
 
 
+def answer(sock: str, method: str, path: str) -> dict:
+    """One server's :func:`normalised` answer to ``method path`` (its IDs :func:`filled`)."""
+    return normalised(method, path, request(sock, method, PREFIX + filled(path)))
+
+
 @pytest.mark.parametrize("prefix", ["/v4.3.1", "/v4.0.0", "/v3.0.0", "/v5.1.0", "/v4", "/vnope"])
 def test_version_prefixes_answer_as_podman(servers, prefix: str) -> None:
     """Any version of digits and dots is served (podman's router matches the prefix only);
@@ -523,19 +523,15 @@ def _manifest_answer(status: int, raw: bytes, method: str, path: str) -> dict[st
 def test_manifest_lists_answer_as_podman(servers) -> None:
     """podman --remote manifest create/add/inspect/exists/rm, request by request, over
     the images both stores have; the lists are gone again at the end."""
-    differences = []
-    for method, path, body in MANIFEST_REQUESTS:
-        data = json.dumps(body).encode() if body is not None else None
-        answers = {}
-        for name, sock in servers.items():
-            status, _, raw = request(sock, method, PREFIX + path, data,
-                                     {"Content-Type": "application/json"} if data else None)  # fmt: skip
-            answers[name] = _manifest_answer(status, raw, method, path)
-        if answers["podman"] != answers["kiln"]:
-            differences.append(
-                f"{method} {path}\n  podman: {answers['podman']}\n  kiln:   {answers['kiln']}"
-            )
-    assert not differences, "\n".join(differences)
+    found = differences(servers, MANIFEST_REQUESTS, _manifest_request)
+    assert not found, "\n".join(found)
+
+
+def _manifest_request(sock: str, method: str, path: str, body: dict[str, Any] | None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    status, _, raw = request(sock, method, PREFIX + path, data,
+                             {"Content-Type": "application/json"} if data else None)  # fmt: skip
+    return _manifest_answer(status, raw, method, path)
 
 
 def _one_file_tar() -> bytes:
@@ -635,31 +631,28 @@ def test_layers_answer_as_podman(servers) -> None:
     (an image whose top layer is the entry's, though nothing says it was made from it) and
     the IDs of layers above the first (c/storage's digest of parent and diff ID; kiln's
     are OCI chain IDs)."""
-    differences = []
     for sock in servers.values():
         status, _, raw = request(sock, "POST", PREFIX + "/images/load", layered_archive(),
                                  {"Content-Type": "application/x-tar"})  # fmt: skip
         assert status == 200, raw
     try:
-        for method, path in LAYER_REQUESTS:
-            answers = {}
-            for name, sock in servers.items():
-                answer = normalised(method, path, request(sock, method, PREFIX + path))
-                body = answer.get("body")
-                if path.endswith("/history"):
-                    for entry in body[1:]:
-                        entry.pop("Id")
-                elif isinstance(body, dict) and "Tree" in body:
-                    body["Tree"] = _LAYER_ID.sub(_bottom_only, body["Tree"])
-                answers[name] = answer
-            if answers["podman"] != answers["kiln"]:
-                differences.append(
-                    f"{method} {path}\n  podman: {answers['podman']}\n  kiln:   {answers['kiln']}"
-                )
+        found = differences(servers, LAYER_REQUESTS, _layer_answer)
     finally:
         for sock in servers.values():
             request(sock, "DELETE", PREFIX + image(LAYERED))
-    assert not differences, "\n".join(differences)
+    assert not found, "\n".join(found)
+
+
+def _layer_answer(sock: str, method: str, path: str) -> dict:
+    """:func:`answer` without what of the layers above the first is each store's own."""
+    out = answer(sock, method, path)
+    body = out.get("body")
+    if path.endswith("/history"):
+        for entry in body[1:]:
+            entry.pop("Id")
+    elif isinstance(body, dict) and "Tree" in body:
+        body["Tree"] = _LAYER_ID.sub(_bottom_only, body["Tree"])
+    return out
 
 
 def filled(path: str) -> str:
@@ -691,14 +684,5 @@ def test_digest_references_answer_as_podman(servers, route: str, form: str) -> N
 
 
 def test_the_libpod_api_answers_as_podman(servers) -> None:
-    differences = []
-    for method, path in REQUESTS:
-        answers = {
-            name: normalised(method, path, request(sock, method, PREFIX + filled(path)))
-            for name, sock in servers.items()
-        }
-        if answers["podman"] != answers["kiln"]:
-            differences.append(
-                f"{method} {path}\n  podman: {answers['podman']}\n  kiln:   {answers['kiln']}"
-            )
-    assert not differences, "\n".join(differences)
+    found = differences(servers, REQUESTS, answer)
+    assert not found, "\n".join(found)
