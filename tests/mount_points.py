@@ -2,6 +2,7 @@
 
     assert mount_points_under(tmp_path / "root") == []
     unmount_under(tmp_path)  # a fixture's teardown: what a failed test left mounted
+    with tmpfs(tmp_path / "small", "256k") as small: ...  # a small disk for the block (root)
 
 Not with kiln's own reader (``kiln.snapshot.mount.mounts_under``): the tests check what
 kiln's sweeps and unmounts did, so they must not share its parsing. A point counts when it
@@ -11,9 +12,12 @@ are decoded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 
 def _decode(field: str) -> str:
@@ -41,3 +45,16 @@ def unmount_under(path: str | os.PathLike[str]) -> list[str]:
             if done.returncode == 0 or point not in mount_points_under(point):
                 break
     return points
+
+
+@contextlib.contextmanager
+def tmpfs(path: str | os.PathLike[str], size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (mount's form: ``30m``, ``256k``) at ``path``, made if missing, for
+    the block: a small disk that fills up. Unmounted after it, lazily if still busy."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                   check=True, timeout=30)  # fmt: skip
+    try:
+        yield Path(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], timeout=30, check=False)

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from fixtures_images import make_busybox_rootfs
+from mount_points import tmpfs
 
 pytestmark = [pytest.mark.root]
 
@@ -24,28 +25,22 @@ SIZE_MB = 30
 def small_store(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE_MB}m", "tmpfs", str(mnt)],
-                   check=True, timeout=30)  # fmt: skip
-    root = str(mnt / "root")
-    rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))
+    with tmpfs(tmp_path / "small", f"{SIZE_MB}m") as mnt:
+        root = str(mnt / "root")
+        rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))
 
-    def kiln(*args, check=True):
-        env = dict(os.environ, KILN_ROOT=root)
-        proc = subprocess.run([sys.executable, "-m", "kiln.cli.main", *args], env=env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
-        if check:
-            assert proc.returncode == 0, proc.stderr
-        return proc
+        def kiln(*args, check=True):
+            env = dict(os.environ, KILN_ROOT=root)
+            proc = subprocess.run([sys.executable, "-m", "kiln.cli.main", *args], env=env,
+                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+            if check:
+                assert proc.returncode == 0, proc.stderr
+            return proc
 
-    kiln("import", rootfs, "busybox")
-    kiln("from", "--name", "warm", "busybox")  # the base unpacked once, as every build has it
-    kiln("rm", "warm")
-    try:
+        kiln("import", rootfs, "busybox")
+        kiln("from", "--name", "warm", "busybox")  # the base unpacked once, as builds have it
+        kiln("rm", "warm")
         yield kiln, mnt, tmp_path
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], timeout=30, check=False)
 
 
 def _used(mnt) -> int:
@@ -116,6 +111,22 @@ def test_rm_works_on_a_store_whose_disk_is_already_full(small_store):
     assert ok.returncode == 0, ok.stderr
 
 
+def _kiln_with_busybox(tmp_path):
+    """Runs quiet kiln commands on a store in ``tmp_path`` (on the disk that has room) that
+    holds busybox (a layer of about 2 MB)."""
+    env = dict(os.environ, KILN_ROOT=str(tmp_path / "root"))
+    env.pop("KILN_DEBUG", None)
+
+    def kiln(*args):
+        return subprocess.run([sys.executable, "-m", "kiln.cli.main", "--progress", "quiet",
+                               *args], env=env, capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+
+    rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))
+    assert kiln("import", rootfs, "busybox").returncode == 0
+    return kiln
+
+
 @pytest.mark.parametrize(
     "fmt, name",
     [("docker-archive", "a.tar"), ("oci-archive", "b.tar"), ("oci-dir", "c"), ("docker-dir", "d")],
@@ -125,21 +136,8 @@ def test_a_full_disk_under_the_output_names_the_output_not_the_store(tmp_path, f
     archive file is not left half-written."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
-    out = tmp_path / "out"
-    out.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(out)],
-                   check=True, timeout=30)  # fmt: skip
-    try:
-        env = dict(os.environ, KILN_ROOT=str(tmp_path / "root"))
-        env.pop("KILN_DEBUG", None)
-
-        def kiln(*args):
-            return subprocess.run([sys.executable, "-m", "kiln.cli.main", "--progress", "quiet",
-                                   *args], env=env, capture_output=True, text=True,
-                                  timeout=120)  # fmt: skip
-
-        rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))  # a layer of about 2 MB
-        assert kiln("import", rootfs, "busybox").returncode == 0
+    with tmpfs(tmp_path / "out", "256k") as out:
+        kiln = _kiln_with_busybox(tmp_path)
         target = str(out / name)
         res = kiln("save", "--format", fmt, "-o", target, "busybox")
         assert (res.returncode, res.stderr) == (
@@ -148,8 +146,6 @@ def test_a_full_disk_under_the_output_names_the_output_not_the_store(tmp_path, f
         )
         if name.endswith(".tar"):
             assert os.listdir(out) == []  # no archive, no temp file
-    finally:
-        subprocess.run(["umount", "-l", str(out)], timeout=30, check=False)
 
 
 def test_a_full_disk_under_a_local_build_output_names_the_file_not_the_store(tmp_path):
@@ -157,21 +153,8 @@ def test_a_full_disk_under_a_local_build_output_names_the_file_not_the_store(tmp
     as the other outputs say it, not an unexpected error."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
-    out = tmp_path / "out"
-    out.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(out)],
-                   check=True, timeout=30)  # fmt: skip
-    try:
-        env = dict(os.environ, KILN_ROOT=str(tmp_path / "root"))
-        env.pop("KILN_DEBUG", None)
-
-        def kiln(*args):
-            return subprocess.run([sys.executable, "-m", "kiln.cli.main", "--progress", "quiet",
-                                   *args], env=env, capture_output=True, text=True,
-                                  timeout=120)  # fmt: skip
-
-        rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))  # a 2 MB /bin/busybox
-        assert kiln("import", rootfs, "busybox").returncode == 0
+    with tmpfs(tmp_path / "out", "256k") as out:
+        kiln = _kiln_with_busybox(tmp_path)
         ctx = tmp_path / "ctx"
         ctx.mkdir()
         (ctx / "Containerfile").write_text("FROM busybox\n")
@@ -181,8 +164,6 @@ def test_a_full_disk_under_a_local_build_output_names_the_file_not_the_store(tmp
         assert re.fullmatch(
             f"Error: writing {re.escape(str(dest))}/[^ ]+: no space left on device\n", res.stderr
         ), res.stderr
-    finally:
-        subprocess.run(["umount", "-l", str(out)], timeout=30, check=False)
 
 
 def test_a_copy_that_cannot_fit_leaves_no_half_written_file(small_store):
