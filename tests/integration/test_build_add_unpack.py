@@ -4,17 +4,15 @@ downloaded archive (``--checksum`` too); without it a URL's archive stays a file
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import http.server
 import io
 import tarfile
-import threading
 
 import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
+from file_server import serving
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 
 pytestmark = ROOT_MARKS
@@ -35,15 +33,8 @@ def served(tmp_path):
     root.mkdir()
     (root / "pkg.tar.gz").write_bytes(archive())
     (root / "plain.txt").write_text("plain\n")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(root) as url:
+        yield url
 
 
 def test_unpack_true_extracts_a_downloaded_archive(build_env, served):  # noqa: F811

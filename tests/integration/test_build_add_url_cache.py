@@ -4,14 +4,12 @@ no change is a cache hit, and ``--checksum`` pins the content without a request.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
-import threading
 
 import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
+from file_server import serving
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 
 pytestmark = ROOT_MARKS
@@ -21,15 +19,8 @@ pytestmark = ROOT_MARKS
 def served(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(root) as url:
+        yield root, url
 
 
 def test_a_changed_remote_file_is_a_cache_miss(build_env, served):  # noqa: F811

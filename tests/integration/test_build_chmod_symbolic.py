@@ -5,16 +5,14 @@ buildah and BuildKit leave them)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import os
 import tarfile
-import threading
 
 import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
+from file_server import serving
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from kiln.errors import InvalidArgument
 
@@ -36,15 +34,8 @@ def served(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
     (root / "tool").write_text("#!/bin/sh\n")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(root) as url:
+        yield url
 
 
 def test_symbolic_chmod_on_files_and_trees(build_env):  # noqa: F811

@@ -7,17 +7,16 @@ directory is read as the main context is (in-root; its symlinks never lead out).
 from __future__ import annotations
 
 import functools
-import http.server
 import io
 import os
 import subprocess
 import sys
 import tarfile
-import threading
 
 import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
+from file_server import serving
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from kiln.errors import InvalidArgument, NotFound
 
@@ -103,20 +102,12 @@ def test_a_named_tar_url(build_env, tmp_path):  # noqa: F811
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     (served / "ctx.tar").write_bytes(buf.getvalue())
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/ctx.tar"
+    with serving(served) as base:
         ctx = build_env.context_dir()
         build_env.build(
             ctx, "FROM busybox\nCOPY --from=remote u.txt /u.txt\n", tags=["url"],
-            build_contexts={"remote": url},
+            build_contexts={"remote": f"{base}/ctx.tar"},
         )  # fmt: skip
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert build_env.files("url")["u.txt"] == b"from the url\n"
 
 

@@ -7,8 +7,6 @@ process's snapshot is never taken for an orphan.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import os
 import signal
@@ -17,10 +15,10 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import threading
 
 import pytest
 
+from file_server import serving
 from fixtures_images import make_busybox_rootfs
 from killed_process import clean_up_after_kills, kill_when_started
 from mount_points import mount_points_under
@@ -52,15 +50,8 @@ def served(tmp_path):
     """An http server of tmp_path/www."""
     www = tmp_path / "www"
     www.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(www) as url:
+        yield www, url
 
 
 def _tar(path, files: dict[str, str]) -> None:
