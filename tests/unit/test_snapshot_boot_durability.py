@@ -5,11 +5,9 @@ on the next use. Rows of this boot and durable rows are kept."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import sqlite3
-import tarfile
 
 import pytest
 
@@ -19,17 +17,7 @@ from kiln.image.unpack import unpack_layers
 from kiln.oci import Digest
 from kiln.oci.descriptor import Descriptor
 from kiln.snapshot import Snapshotter, holds
-
-
-def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    raw = buf.getvalue()
-    return raw, "sha256:" + hashlib.sha256(raw).hexdigest()
+from snapshot_layers import layer_tar
 
 
 def _boots(root) -> dict[str, str]:
@@ -78,10 +66,10 @@ def _unpack(snaps: Snapshotter, raw: bytes, diff_id: str) -> str:
 def test_an_unpacked_layer_is_recorded_without_a_sync_marked_with_the_boot(tmp_path, boot, syncs):
     root = tmp_path / "snaps"
     snaps = Snapshotter(str(root), driver="copy")
-    raw, diff_id = _layer({"a": b"a" * 5000})
+    raw, diff_id = layer_tar({"a": b"a" * 5000})
     path = _unpack(snaps, raw, diff_id)
     staged = snaps.stage_layer()
-    raw2, diff2 = _layer({"b": b"b"})
+    raw2, diff2 = layer_tar({"b": b"b"})
     staged.apply(io.BytesIO(raw2))
     snaps.adopt_staged([(staged, diff2, None, diff2)])
     assert syncs == []  # nobody waited for the disk
@@ -93,8 +81,8 @@ def test_an_unpacked_layer_is_recorded_without_a_sync_marked_with_the_boot(tmp_p
 def test_a_row_of_this_boot_is_kept_and_a_durable_one_too(tmp_path, boot):
     root = tmp_path / "snaps"
     snaps = Snapshotter(str(root), driver="copy")
-    raw, diff_id = _layer({"a": b"1"})
-    raw2, diff2 = _layer({"b": b"2"})
+    raw, diff_id = layer_tar({"a": b"1"})
+    raw2, diff2 = layer_tar({"b": b"2"})
     _unpack(snaps, raw, diff_id)
     _unpack(snaps, raw2, diff2)
     _set_boot(root, diff2, "")  # durable (how every older row reads after the migration)
@@ -110,8 +98,8 @@ def test_a_row_of_this_boot_is_kept_and_a_durable_one_too(tmp_path, boot):
 def test_a_row_of_another_boot_is_dropped_and_unpacked_again_on_use(tmp_path, boot):
     root = tmp_path / "snaps"
     snaps = Snapshotter(str(root), driver="copy")
-    low, low_id = _layer({"low": b"low"})
-    top, top_id = _layer({"top": b"top"})
+    low, low_id = layer_tar({"low": b"low"})
+    top, top_id = layer_tar({"top": b"top"})
     descs = [Descriptor("application/vnd.oci.image.layer.v1.tar", Digest.parse(d), len(r))
              for d, r in ((low_id, low), (top_id, top))]  # fmt: skip
     blobs = {low_id: low, top_id: top}
@@ -143,7 +131,7 @@ def test_a_row_of_another_boot_is_dropped_and_unpacked_again_on_use(tmp_path, bo
 def test_a_layer_a_working_snapshot_rests_on_is_kept_across_a_boot(tmp_path, boot):
     root = tmp_path / "snaps"
     snaps = Snapshotter(str(root), driver="copy")
-    raw, diff_id = _layer({"a": b"1"})
+    raw, diff_id = layer_tar({"a": b"1"})
     _unpack(snaps, raw, diff_id)
     snaps.prepare("container", diff_id)
     snaps.close()
@@ -181,8 +169,8 @@ def test_views_and_build_containers_of_another_boot_keep_no_torn_layer(tmp_path,
     they would be trusted again; the build's step layers are re-derivable from blobs)."""
     root = tmp_path / "snaps"
     snaps = Snapshotter(str(root), driver="copy")
-    raw, low = _layer({"a": b"1"})
-    raw2, other = _layer({"b": b"2"})
+    raw, low = layer_tar({"a": b"1"})
+    raw2, other = layer_tar({"b": b"2"})
     _unpack(snaps, raw, low)
     _unpack(snaps, raw2, other)
     snaps.prepare("build-container", low, volatile=True)
@@ -259,7 +247,7 @@ def test_without_a_boot_id_the_tree_is_synced_and_recorded_durable(tmp_path, mon
     monkeypatch.setattr(meta_module, "BOOT_ID_FILE", str(tmp_path / "missing"))
     root = tmp_path / "snaps"
     snaps = Snapshotter(str(root), driver="copy")
-    raw, diff_id = _layer({"a": b"1"})
+    raw, diff_id = layer_tar({"a": b"1"})
     _unpack(snaps, raw, diff_id)
     assert len(syncs) == 1 and _boots(root) == {diff_id: ""}
 
@@ -267,8 +255,8 @@ def test_without_a_boot_id_the_tree_is_synced_and_recorded_durable(tmp_path, mon
 def test_gc_marks_layers_written_back_long_ago_durable_with_one_syncfs(tmp_path, boot, monkeypatch):
     root = tmp_path / "snaps"
     snaps = Snapshotter(str(root), driver="copy")
-    raw, old_id = _layer({"a": b"1"})
-    raw2, new_id = _layer({"b": b"2"})
+    raw, old_id = layer_tar({"a": b"1"})
+    raw2, new_id = layer_tar({"b": b"2"})
     _unpack(snaps, raw, old_id)
     _unpack(snaps, raw2, new_id)
     conn = sqlite3.connect(str(root / "snapshots.db"))

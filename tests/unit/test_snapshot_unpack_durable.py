@@ -10,7 +10,6 @@ import hashlib
 import io
 import os
 import sqlite3
-import tarfile
 import threading
 
 import pytest
@@ -20,17 +19,7 @@ import kiln.snapshot.snapshotter as snapshotter_module
 from kiln.errors import DigestMismatch
 from kiln.snapshot import Snapshotter
 from kiln.snapshot.staged import discard_staged
-
-
-def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    raw = buf.getvalue()
-    return raw, "sha256:" + hashlib.sha256(raw).hexdigest()
+from snapshot_layers import layer_tar
 
 
 def _rows(root) -> int:
@@ -66,7 +55,7 @@ def watched(tmp_path, monkeypatch):
 
 def test_unpack_layer_syncs_the_whole_tree_before_recording_it(watched):
     root, snaps, seen = watched
-    raw, diff_id = _layer({"etc/a": b"a" * 5000, "b": b"b"})
+    raw, diff_id = layer_tar({"etc/a": b"a" * 5000, "b": b"b"})
     path = snaps.unpack_layer(diff_id, None, lambda: io.BytesIO(raw), diff_id)
     assert seen == [(["b", "etc/a"], 0)]  # every file there, no row yet
     assert _rows(root) == 1
@@ -76,8 +65,8 @@ def test_unpack_layer_syncs_the_whole_tree_before_recording_it(watched):
 
 def test_staged_layers_are_checked_then_synced_once_then_recorded(watched):
     root, snaps, seen = watched
-    low, low_id = _layer({"low": b"1"})
-    top, top_id = _layer({"top": b"2"})
+    low, low_id = layer_tar({"low": b"1"})
+    top, top_id = layer_tar({"top": b"2"})
     staged = [snaps.stage_layer(), snaps.stage_layer()]
     staged[0].apply(io.BytesIO(low))
     staged[1].apply(io.BytesIO(top))
@@ -94,7 +83,7 @@ def test_staged_layers_are_checked_then_synced_once_then_recorded(watched):
 
 def test_a_discarded_staged_layer_leaves_nothing(watched):
     root, snaps, _ = watched
-    raw, _ = _layer({"x": b"x"})
+    raw, _ = layer_tar({"x": b"x"})
     with snaps.stage_layer() as staged:
         staged.apply(io.BytesIO(raw))
     assert os.listdir(root / "tmp") == [] and snaps.list_layers() == []
@@ -102,7 +91,7 @@ def test_a_discarded_staged_layer_leaves_nothing(watched):
 
 def test_discard_staged_drops_every_tree_left_once(watched):
     root, snaps, _ = watched
-    raw, _ = _layer({"x": b"x"})
+    raw, _ = layer_tar({"x": b"x"})
     left = {"sha256:a": snaps.stage_layer(), "sha256:b": snaps.stage_layer()}
     left["sha256:a"].apply(io.BytesIO(raw))
     trees = list(left.values())
