@@ -34,9 +34,7 @@ context) plus ``expect.json``. ``expect.json`` keys (all optional):
 from __future__ import annotations
 
 import bz2
-import functools
 import gzip
-import http.server
 import io
 import json
 import lzma
@@ -45,9 +43,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 CASES_DIR = Path(__file__).resolve().parent
@@ -56,6 +53,7 @@ if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
 import image_probe  # noqa: E402
+from file_server import serving  # noqa: E402
 from mount_points import mount_points_under  # noqa: E402
 
 BASE = "busybox:latest"
@@ -290,24 +288,6 @@ def prepare_context(name: str, case: dict, dest: Path) -> Path:
     return ctx
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@contextmanager
-def http_server(directory: Path):
-    handler = functools.partial(_Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def substitute(values, mapping: dict[str, str]):
     out = []
     for v in values:
@@ -334,7 +314,7 @@ def run_case_build(tool, name: str, case: dict, dest: Path, tag: str):
     tmp = dest / "tmp"
     mapping = {"ctx": str(ctx), "tmp": str(tmp)}
     serve = case.get("setup", {}).get("http")
-    with http_server(ctx / "served") if serve else nullcontext() as url:
+    with serving(ctx / "served") if serve else nullcontext() as url:
         if url:
             mapping["http"] = url
             cf = ctx / "Containerfile"

@@ -15,6 +15,7 @@ import shutil
 import pytest
 
 from dockerfile_cases import harness
+from file_server import serving
 
 pytestmark = [
     pytest.mark.root,
@@ -261,7 +262,7 @@ def test_add_checksum_mismatch(kiln, tmp_path):
     ctx.mkdir()
     wrong = "sha256:" + "0" * 64
     before = kiln.image_count()
-    with harness.http_server(served) as url:
+    with serving(served) as url:
         (ctx / "Containerfile").write_text(f"FROM busybox\nADD --checksum={wrong} {url}/f.txt /f\n")
         res = kiln.build(ctx, tag="localhost/err-checksum")
     stderr = res.stderr.decode()
