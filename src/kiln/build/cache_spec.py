@@ -4,7 +4,9 @@ A value is CSV ``key=value`` fields (a field may be quoted to hold commas):
 
 - ``type=registry,ref=REG/REPO:TAG`` — the cache is an artifact in a registry;
 - ``type=local,dest=DIR`` (export) / ``type=local,src=DIR`` (import) — an OCI layout
-  directory, its manifest named by ``tag=`` (default ``latest``);
+  directory, its manifest named by ``tag=`` (default ``latest``). An export adds blobs and
+  removes none, as BuildKit's does by default (its opt-in ``reset=true``, which drops the
+  blobs ``index.json`` no longer names, is not supported: an unknown option here);
 - ``type=inline`` (export only) — the cache travels with the pushed image: import it
   with ``--cache-from IMAGE``.
 
