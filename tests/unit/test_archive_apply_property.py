@@ -27,7 +27,7 @@ from kiln.errors import InvalidArgument
 
 SETTINGS = settings(
     max_examples=80,
-    deadline=3000,
+    deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

@@ -103,7 +103,7 @@ def _resolve(
 @settings(
     max_examples=60,
     database=None,
-    deadline=2000,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 @given(

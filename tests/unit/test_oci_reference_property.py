@@ -13,7 +13,7 @@ from kiln.errors import KilnError
 from kiln.oci.reference import Reference
 
 SETTINGS = settings(
-    max_examples=150, deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 REF_CHARS = string.ascii_letters + string.digits + "._-/:@[]+" + "é\u0130\u212a\x00 \n"
