@@ -18,7 +18,7 @@ from kiln.errors import KilnError
 
 SETTINGS = settings(
     max_examples=200,
-    deadline=3000,
+    deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
