@@ -17,7 +17,15 @@ Everything else (``kiln.store``, ``kiln.image``, ...) is internal and may change
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import TYPE_CHECKING
+
 from kiln.util.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from kiln.ops.build import BuildOptions, BuildResult
+    from kiln.ops.context import Context
 
 __version__ = "0.1.0"
 
@@ -92,3 +100,32 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+# ``kiln.build`` names both the build use case and the Dockerfile engine's package, and
+# Python sets a package's attribute to a subpackage the first time that is imported: after
+# ``kiln.BuildOptions`` (which imports the engine), ``kiln.build(ctx, opts)`` called a
+# module. So the one attribute is the package, made callable as the use case.
+
+
+class _BuildPackage(types.ModuleType):
+    """The package ``kiln.build``, callable as the use case ``kiln.ops.build.build``."""
+
+    def __call__(self, ctx: Context, opts: BuildOptions) -> BuildResult:
+        from kiln.ops.build import build as use_case  # on first use, as every name here
+
+        return use_case(ctx, opts)
+
+
+class _Kiln(types.ModuleType):
+    """This package's module: whatever sets its ``build`` (the import system, importing the
+    subpackage; the lazy lookup, the use case), it is the callable package."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "build":
+            value = sys.modules["kiln.build"]  # imported by then, either way
+            value.__class__ = _BuildPackage
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Kiln

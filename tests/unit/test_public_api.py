@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import kiln
 
 
@@ -30,3 +32,29 @@ def test_unknown_names_are_attribute_errors():
         assert "no_such_thing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+# each is run in a fresh interpreter: which names were looked up first is the point
+BUILD_ORDERS = {
+    "options first": "opts = kiln.BuildOptions(allow=('bogus',)); build = kiln.build",
+    "build first": "build = kiln.build; opts = kiln.BuildOptions(allow=('bogus',))",
+    "engine imported first": "import kiln.build.parser; opts = kiln.BuildOptions(allow=('bogus',)); build = kiln.build",
+    "from import": "from kiln import BuildOptions, build; opts = BuildOptions(allow=('bogus',))",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("order", BUILD_ORDERS)
+def test_kiln_build_is_the_build_use_case_whatever_was_used_first(order):
+    """``kiln.build`` is also the Dockerfile engine's package: it stays callable as the use
+    case (which refuses an unknown entitlement before touching the context)."""
+    code = (
+        "import kiln\n" + BUILD_ORDERS[order] + "\n"
+        "try:\n    build(None, opts)\nexcept kiln.InvalidArgument as e:\n    print(e)\n"
+        "import kiln as k\nprint(k.build is build, k.build.parser.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "--allow 'bogus': unknown entitlement; use network.host or security.insecure",
+        "True kiln.build.parser",
+    ]

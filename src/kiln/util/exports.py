@@ -29,8 +29,9 @@ def lazy_exports(
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, _, attr = target.partition(":")
         value = getattr(importlib.import_module(module), attr or name)
-        setattr(sys.modules[package], name, value)  # the next lookup is a plain attribute
-        return value
+        held = sys.modules[package]
+        setattr(held, name, value)  # the next lookup is a plain attribute
+        return vars(held)[name]  # as set: a package's __setattr__ may keep another (kiln)
 
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(exports))
