@@ -13,6 +13,8 @@ The ``with`` block closes the context (its scratch directory, its databases); a
 ``kiln.Context`` made directly needs ``ctx.close()`` when done with.
 
 Everything else (``kiln.store``, ``kiln.image``, ...) is internal and may change.
+The package is typed (``py.typed``): a type checker reads the names from the
+``TYPE_CHECKING`` imports below, which a test keeps equal to the lazy table.
 """
 
 from __future__ import annotations
@@ -23,9 +25,74 @@ from typing import TYPE_CHECKING
 
 from kiln.util.exports import lazy_exports
 
-if TYPE_CHECKING:
-    from kiln.ops.build import BuildOptions, BuildResult
-    from kiln.ops.context import Context
+if TYPE_CHECKING:  # what a type checker sees of the lazy names below
+    from kiln.container import Builder
+    from kiln.container.config_flags import ConfigSettings
+    from kiln.errors import (
+        AlreadyExists,
+        Cancelled,
+        Conflict,
+        DigestMismatch,
+        InvalidArgument,
+        KilnError,
+        NotFound,
+        ProcessFailed,
+        Unauthorized,
+        Unavailable,
+    )
+    from kiln.oci import Digest, Platform, Reference
+    from kiln.ops.archives import (
+        import_image,
+        load_images,
+        save_images,
+    )
+    from kiln.ops.build import BuildOptions, BuildResult, build
+    from kiln.ops.config import Config
+    from kiln.ops.containers import (
+        commit_container,
+        configure_container,
+        copy_to_container,
+        create_container,
+        diff_container,
+        export_container,
+        inspect_container,
+        list_containers,
+        remove_containers,
+        run_in_container,
+    )
+    from kiln.ops.context import Context, open_context
+    from kiln.ops.events import (
+        CallbackSink,
+        Event,
+        EventSink,
+        ListSink,
+        NullSink,
+    )
+    from kiln.ops.file_transfer import pull_image, push_image
+    from kiln.ops.images import (
+        image_diff,
+        image_exists,
+        image_history,
+        image_tree,
+        inspect_image,
+        list_images,
+        prune_images,
+        remove_images,
+        tag_image,
+        untag_image,
+    )
+    from kiln.ops.options import (
+        PullRequest,
+        RegistryOptions,
+        RunSettings,
+    )
+    from kiln.ops.registry import (
+        ensure_image,
+        login,
+        logout,
+    )
+    from kiln.ops.registry import search as search_registry
+    from kiln.ops.transports import parse_transport
 
 __version__ = "0.1.0"
 
@@ -58,12 +125,15 @@ _EXPORTS: dict[str, str] = {
     "push_image": "kiln.ops.file_transfer",
     "pull_image": "kiln.ops.file_transfer",
     "PullRequest": "kiln.ops.options",  # what pull_image and ensure_image take
+    "RegistryOptions": "kiln.ops.options",  # TLS, credentials, retries of registry calls
     # builds
     "build": "kiln.ops.build",
     "BuildOptions": "kiln.ops.build",
     "BuildResult": "kiln.ops.build",
     # working containers
     "Builder": "kiln.container",
+    "RunSettings": "kiln.ops.options",  # create_container's settings for every run
+    "ConfigSettings": "kiln.container.config_flags",  # what configure_container sets
     "create_container": "kiln.ops.containers",
     "list_containers": "kiln.ops.containers",
     "inspect_container": "kiln.ops.containers",
@@ -96,7 +166,69 @@ _EXPORTS: dict[str, str] = {
     "Cancelled": "kiln.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+# spelled out for type checkers (they read no expression); a test keeps it _EXPORTS
+__all__ = [
+    "AlreadyExists",
+    "BuildOptions",
+    "BuildResult",
+    "Builder",
+    "CallbackSink",
+    "Cancelled",
+    "Config",
+    "ConfigSettings",
+    "Conflict",
+    "Context",
+    "Digest",
+    "DigestMismatch",
+    "Event",
+    "EventSink",
+    "InvalidArgument",
+    "KilnError",
+    "ListSink",
+    "NotFound",
+    "NullSink",
+    "Platform",
+    "ProcessFailed",
+    "PullRequest",
+    "Reference",
+    "RegistryOptions",
+    "RunSettings",
+    "Unauthorized",
+    "Unavailable",
+    "build",
+    "commit_container",
+    "configure_container",
+    "copy_to_container",
+    "create_container",
+    "diff_container",
+    "ensure_image",
+    "export_container",
+    "image_diff",
+    "image_exists",
+    "image_history",
+    "image_tree",
+    "import_image",
+    "inspect_container",
+    "inspect_image",
+    "list_containers",
+    "list_images",
+    "load_images",
+    "login",
+    "logout",
+    "open_context",
+    "parse_transport",
+    "prune_images",
+    "pull_image",
+    "push_image",
+    "remove_containers",
+    "remove_images",
+    "run_in_container",
+    "save_images",
+    "search_registry",
+    "tag_image",
+    "untag_image",
+    "__version__",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -64,3 +64,8 @@ def test_pip_install_gives_kiln_help_and_build(tmp_path):
     code = "import sys, kiln; print([m for m in ('click', 'rich') if m in sys.modules])"
     proc = run(str(venv / "bin" / "python"), "-c", code)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+    # its type hints come with it (PEP 561: py.typed), for its users' type checkers
+    code = "import importlib.resources as r; print(r.files('kiln').joinpath('py.typed').is_file())"
+    proc = run(str(venv / "bin" / "python"), "-c", code)
+    assert proc.stdout.strip() == "True", proc.stderr

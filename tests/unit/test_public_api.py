@@ -3,8 +3,10 @@ kiln stays cheap (no store, registry or CLI code until a name is used)."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +60,27 @@ def test_kiln_build_is_the_build_use_case_whatever_was_used_first(order):
         "--allow 'bogus': unknown entitlement; use network.host or security.insecure",
         "True kiln.build.parser",
     ]
+
+
+def _type_checking_names() -> set[str]:
+    """The names ``kiln/__init__.py`` imports under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(Path(kiln.__file__).read_text())
+    block = next(
+        n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    )
+    return {a.asname or a.name for n in block.body if isinstance(n, ast.ImportFrom) for a in n.names}  # fmt: skip
+
+
+def test_type_checkers_see_every_public_name_as_the_runtime_resolves_it():
+    """A user's mypy reads kiln's ``TYPE_CHECKING`` imports and literal ``__all__``, not the
+    lazy table: the three name the same things, and ``py.typed`` says the hints are for users."""
+    assert sorted(kiln.__all__) == sorted([*kiln._EXPORTS, "__version__"])
+    assert _type_checking_names() == set(kiln._EXPORTS)
+    assert (Path(kiln.__file__).parent / "py.typed").is_file()
+
+
+def test_what_the_public_functions_take_is_public_too():
+    assert kiln.RegistryOptions(tls_verify=False).tls_verify is False
+    assert kiln.PullRequest.of("busybox", options=kiln.RegistryOptions()).source == "busybox"
+    assert kiln.ConfigSettings(env=["A=1"]).env == ["A=1"]
+    assert kiln.RunSettings().__class__.__name__ == "RunSettings"
