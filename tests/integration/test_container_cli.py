@@ -226,8 +226,10 @@ def test_copy_takes_host_paths_like_buildah(kiln, tmp_path):
     kiln("copy", name, str(outside / "abs.txt"), "/dst/", cwd=work)
     kiln("copy", name, "../outside/abs.txt", "/up.txt", cwd=work)
     kiln("copy", name, "rel.txt", str(outside / "abs.txt"), "/both/", cwd=work)
-    res = kiln("run", name, "cat", "/dst/abs.txt", "/up.txt", "/both/rel.txt", "/both/abs.txt")
-    assert res.stdout == "absolute\nabsolute\nrelative\nabsolute\n"
+    kiln("copy", name, str(work / "rel.txt"), "/here.txt", cwd=work)  # absolute, in the cwd
+    res = kiln("run", name, "cat", "/dst/abs.txt", "/up.txt", "/both/rel.txt", "/both/abs.txt",
+               "/here.txt")  # fmt: skip
+    assert res.stdout == "absolute\nabsolute\nrelative\nabsolute\nrelative\n"
     missing = kiln("copy", name, str(outside / "nope"), "/", check=False, cwd=work)
     assert missing.returncode == 125 and "nope" in missing.stderr
 

@@ -255,8 +255,9 @@ def _host_sources(context_dir: str, sources: list[str]) -> tuple[str, list[str]]
     paths = {src: os.path.normpath(os.path.join(context_dir, src)) for src in sources if local(src)}
     inside = all(p == context_dir or p.startswith(context_dir.rstrip("/") + "/")
                  for p in paths.values())  # fmt: skip
-    if inside:
-        return context_dir, sources
+    if inside:  # an absolute source inside it is read by its path in it
+        return context_dir, [os.path.relpath(paths[s], context_dir) if os.path.isabs(s) else s
+                             for s in sources]  # fmt: skip
     return "/", [paths.get(src, src) for src in sources]
 
 
