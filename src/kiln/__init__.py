@@ -81,6 +81,11 @@ if TYPE_CHECKING:  # what a type checker sees of the lazy names below
         tag_image,
         untag_image,
     )
+    from kiln.ops.manifests import add as add_to_manifest_list
+    from kiln.ops.manifests import create as create_manifest_list
+    from kiln.ops.manifests import inspect as inspect_manifest_list
+    from kiln.ops.manifests import push as push_manifest_list
+    from kiln.ops.manifests import remove as remove_from_manifest_list
     from kiln.ops.options import (
         PullRequest,
         RegistryOptions,
@@ -148,6 +153,12 @@ _EXPORTS: dict[str, str] = {
     "login": "kiln.ops.registry",
     "logout": "kiln.ops.registry",
     "search_registry": "kiln.ops.registry:search",
+    # manifest lists (podman manifest)
+    "create_manifest_list": "kiln.ops.manifests:create",
+    "add_to_manifest_list": "kiln.ops.manifests:add",
+    "remove_from_manifest_list": "kiln.ops.manifests:remove",
+    "inspect_manifest_list": "kiln.ops.manifests:inspect",
+    "push_manifest_list": "kiln.ops.manifests:push",
     "ensure_image": "kiln.ops.registry",
     # vocabulary
     "Reference": "kiln.oci",
@@ -195,11 +206,14 @@ __all__ = [
     "RunSettings",
     "Unauthorized",
     "Unavailable",
+    "__version__",
+    "add_to_manifest_list",
     "build",
     "commit_container",
     "configure_container",
     "copy_to_container",
     "create_container",
+    "create_manifest_list",
     "diff_container",
     "ensure_image",
     "export_container",
@@ -210,6 +224,7 @@ __all__ = [
     "import_image",
     "inspect_container",
     "inspect_image",
+    "inspect_manifest_list",
     "list_containers",
     "list_images",
     "load_images",
@@ -220,14 +235,15 @@ __all__ = [
     "prune_images",
     "pull_image",
     "push_image",
+    "push_manifest_list",
     "remove_containers",
+    "remove_from_manifest_list",
     "remove_images",
     "run_in_container",
     "save_images",
     "search_registry",
     "tag_image",
     "untag_image",
-    "__version__",
 ]
 
 

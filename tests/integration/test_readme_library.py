@@ -66,3 +66,9 @@ def test_the_readme_library_examples_run(tmp_path, registry_plain):
         names = {n for image in kiln.list_images(ctx) for n in image.names}
     assert {"localhost/greeting:1", "localhost/hi:1", "localhost/hello:latest"} <= names
     assert f"{registry_plain.host}/busybox:1" in names
+    with kiln.open_context(root) as ctx:  # the pushed list, read back from the registry
+        multi = f"{registry_plain.host}/busybox:multi"
+        http = kiln.RegistryOptions(tls_verify=False)
+        kiln.pull_image(ctx, kiln.PullRequest.of(multi, all_platforms=True, options=http))
+        listed = [m["digest"] for m in kiln.inspect_manifest_list(ctx, multi)["manifests"]]
+        assert listed == [kiln.inspect_image(ctx, "demo/busybox")["Digest"]]
