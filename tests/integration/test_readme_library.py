@@ -62,6 +62,7 @@ def test_the_readme_library_examples_run(tmp_path, registry_plain):
         "Error: no-such-image: image not known",
         "cancelled",
     ]
+    assert (work / "hi.txt").read_text() == "hi\n"
     with kiln.open_context(root) as ctx:
         names = {n for image in kiln.list_images(ctx) for n in image.names}
     assert {"localhost/greeting:1", "localhost/hi:1", "localhost/hello:latest"} <= names

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from kiln.ops.context import Context
     from kiln.ops.pull_options import RegistryOptions
     from kiln.runtime import RunSettings
+    from kiln.runtime.options import RunOptions, StdStream
     from kiln.store import ImageRecord
 
 
@@ -201,12 +202,30 @@ def unmount_container(ctx: Context, name: str) -> str:
 # -- run / copy / config ------------------------------------------------------------------------
 
 
-def run_in_container(ctx: Context, name: str, args: Sequence[str], opts: Any = None) -> int:
-    """``kiln run``: run ``args`` with ``opts`` (a ``RunOptions``); returns the exit code."""
-
+def run_in_container(
+    ctx: Context,
+    name: str,
+    args: Sequence[str],
+    opts: RunOptions | None = None,
+    *,
+    env: Sequence[str] = (),
+    user: str | None = None,
+    workdir: str | None = None,
+    stdin: StdStream = None,
+    stdout: StdStream = None,
+    stderr: StdStream = None,
+) -> int:
+    """``kiln run``: run ``args`` with ``opts`` (a ``RunOptions``: the CLI's flags); returns
+    the exit code. A script's common ones are keywords: ``env`` (``NAME=VALUE``, added to
+    the image's), ``user`` and ``workdir`` (instead of the image's), and the standard
+    streams (a file or a file descriptor; None: this process's)."""
+    given = {"user": user, "cwd": workdir, "stdin": stdin, "stdout": stdout, "stderr": stderr}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if env:
+        overrides["env"] = list(env)
     sweep_leftovers(ctx)
     b = _load(ctx, name)
-    return b.run(list(args), opts)
+    return b.run(list(args), opts, **overrides)
 
 
 def copy_to_container(
