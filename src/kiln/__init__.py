@@ -260,19 +260,23 @@ class _BuildPackage(types.ModuleType):
     """The package ``kiln.build``, callable as the use case ``kiln.ops.build.build``."""
 
     def __call__(self, ctx: Context, opts: BuildOptions) -> BuildResult:
-        from kiln.ops.build import build as use_case  # on first use, as every name here
+        from kiln.ops.build import build as use_case  # start-up: as every name here
 
         return use_case(ctx, opts)
 
 
 class _Kiln(types.ModuleType):
-    """This package's module: whatever sets its ``build`` (the import system, importing the
-    subpackage; the lazy lookup, the use case), it is the callable package."""
+    """This package's module: when its ``build`` is set to the package (the import system,
+    importing it) or to the use case (the lazy lookup), it is the callable package. Anything
+    else (a test's patch) is set as given."""
 
     def __setattr__(self, name: str, value: object) -> None:
         if name == "build":
-            value = sys.modules["kiln.build"]  # imported by then, either way
-            value.__class__ = _BuildPackage
+            package = sys.modules.get("kiln.build")  # imported by then, either way
+            use_case = getattr(sys.modules.get("kiln.ops.build"), "build", None)
+            if package is not None and (value is package or value is use_case):
+                package.__class__ = _BuildPackage
+                value = package
         super().__setattr__(name, value)
 
 

@@ -62,6 +62,14 @@ def test_kiln_build_is_the_build_use_case_whatever_was_used_first(order):
     ]
 
 
+def test_kiln_build_can_be_patched_like_any_attribute(monkeypatch):
+    def fake(ctx, opts):
+        return "built"
+
+    monkeypatch.setattr(kiln, "build", fake)
+    assert kiln.build(None, None) == "built"
+
+
 def _type_checking_names() -> set[str]:
     """The names ``kiln/__init__.py`` imports under ``if TYPE_CHECKING:``."""
     tree = ast.parse(Path(kiln.__file__).read_text())
