@@ -43,8 +43,9 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
         _check_growth(run, instr)
         names = [name for name, _ in instr.args]
         values = {n: run.args.declared.get(n) or "" for n in names}
-        # buildah lists every arg declared in the stage so far
-        history = created_by(instr, build_args=dict.fromkeys(run.args.declared, ""))
+        # buildah lists the args declared in the stage so far that have a value: a bare
+        # `ARG A` that nothing gives a value is left out ("ARG " when none has one)
+        history = created_by(instr, build_args=run.args.values())
         run.meta_step(instr, history, args={f"arg:{k}": v for k, v in values.items()})
         return
     expanded, used = run.expand(instr)
