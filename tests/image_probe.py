@@ -35,6 +35,7 @@ __all__ = [
     "kiln_image",
     "kiln_image_count",
     "listing",
+    "listings",
     "oci_layout_image",
     "open_decompressed",
 ]
@@ -139,12 +140,45 @@ def _apply(files: dict[str, Entry], tar: tarfile.TarFile) -> None:
 
 def listing(layers: Iterable[Callable[[], BinaryIO]]) -> dict[str, Entry]:
     """The merged filesystem of layer blobs given bottom first (whiteouts applied)."""
+    return listings(layers)[0]
+
+
+def listings(
+    layers: Iterable[Callable[[], BinaryIO]],
+) -> tuple[dict[str, Entry], list[dict[str, Entry]]]:
+    """The merged filesystem and each layer's own entries, reading each blob once.
+
+    A layer's entries are its tar members as written: whiteouts (``.wh.x``) and opaque
+    markers (``.wh..wh..opq``) are entries of their own, a hard link is type ``hardlink``
+    with its target's path, and ``/`` (``./``) is kept."""
     files: dict[str, Entry] = {}
+    per_layer = []
     for opener in layers:
         with opener() as raw, tarfile.open(fileobj=open_decompressed(raw), mode="r:") as tar:
-            _apply(files, tar)
+            _apply(files, tar)  # reads every member; the loop below walks the cached list
+            per_layer.append(_layer_entries(tar))
     files.pop("/", None)
-    return files
+    return files, per_layer
+
+
+def _layer_entries(tar: tarfile.TarFile) -> dict[str, Entry]:
+    out: dict[str, Entry] = {}
+    for m in tar.getmembers():
+        path = _norm(m.name)
+        if m.islnk():
+            out[path] = Entry("hardlink", m.mode & 0o7777, m.uid, m.gid, 0, "",
+                              _norm(m.linkname), m.mtime)  # fmt: skip
+            continue
+        kind = _TYPES.get(m.type, f"type {m.type!r}")
+        sha, target = "", m.linkname if kind == "symlink" else ""
+        if kind == "file":
+            f = tar.extractfile(m)
+            sha = hashlib.sha256(f.read() if f else b"").hexdigest()
+        if kind in ("char", "block"):
+            target = f"{m.devmajor},{m.devminor}"
+        size = m.size if kind == "file" else 0
+        out[path] = Entry(kind, m.mode & 0o7777, m.uid, m.gid, size, sha, target, m.mtime)
+    return out
 
 
 @dataclass

@@ -15,16 +15,26 @@ itself, apart from these files, which are taken out before building:
     the same for a deliberate difference from buildah. ``buildah-vfs <field>:``: a
     difference buildah shows only on its vfs storage (where the bed falls back to it).
     ``<field>`` is a prefix of the names :func:`compare` gives: ``result``,
-    ``config.<Key>``, ``history``, ``files`` or ``files:/some/path``.
+    ``config.<Key>``, ``history``, ``history.created_by``, ``layers``, ``layers:N:/path``,
+    ``files`` or ``files:/some/path`` (which covers ``layers:N:/some/path`` too).
+    Differences every case shows are recorded once, in ``EVERY_CASE``.
 * ``flags`` (optional): build flags given to all three builders, one or more a line
   (shell words, ``#`` comments). ``{ctx}`` is replaced by the context's path.
 * ``setup`` (optional): a ``/bin/sh`` script run in the copied context before building,
   for what git cannot hold (empty directories, modes other than 0644/0755, tarballs).
 
-What is compared (:func:`compare`): success or failure, the config keys of
-``CONFIG_KEYS``, the pattern of ``empty_layer`` in the history after the base image,
-and the merged root filesystem (path, type, mode, uid/gid, size, sha256, link target;
-mtimes aside; empty runtime mount points left by RUN steps aside).
+What is compared (:func:`compare`), each under its own name: ``result`` (success or
+failure); ``config.<Key>`` for the keys of ``CONFIG_KEYS`` (ArgsEscaped false and absent
+alike); the config document's ``architecture``, ``os``, ``variant``, ``author`` and
+whether it has ``container_config``; ``history``, the pattern of ``empty_layer`` after the
+base image, and when that agrees ``history.created_by`` / ``history.comment`` /
+``history.author`` (the first differing entry; COPY/ADD content digests masked; the
+comments builders sign every entry with aside; with BuildKit, whose created_by has its own
+form, only RUN lines); ``layers`` (how many) and when as many ``layers:N:/path``, each
+layer's own tar entries (whiteouts, opaque markers, repeated parent directories and hard
+links included); and ``files:/path``, the merged root filesystem (path, type, mode,
+uid/gid, size, sha256, link target). Mtimes are never compared; nor are the empty runtime
+mount points RUN steps leave, nor /etc repeated unchanged in a layer for one of them.
 
 The references: ``buildah bud --format docker --runtime runc`` on a private overlay
 (or, where overlay cannot mount, vfs) storage (:class:`harness.Buildah`), and BuildKit
@@ -59,8 +69,27 @@ from dockerfile_cases import harness  # noqa: E402
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 BED_FILES = ("expected-differences", "flags", "setup")
-CONFIG_KEYS = harness.PARITY_CONFIG_KEYS
+CONFIG_KEYS = (*harness.PARITY_CONFIG_KEYS, "ArgsEscaped")
+# top-level fields of the config document; container_config by presence only (Docker's
+# classic builder wrote the last step's container settings there)
+IMAGE_KEYS = ("architecture", "os", "variant", "author", "container_config")
+HISTORY_KEYS = ("created_by", "comment", "author")
+# what a builder writes into every history entry to sign it, not what the Dockerfile said:
+# buildah's "FROM <parent image>" comments, BuildKit's "buildkit.dockerfile.v0"
+BUILDER_COMMENTS = re.compile(r"^(FROM \S+|buildkit\.dockerfile\.v0)$")
 REFERENCES = ("buildah", "buildkit")
+# Differences every case shows where both build an image of their own (not their base
+# image as it is, which buildah and BuildKit give for a Dockerfile of only FROM), recorded
+# here once (reference -> field -> why) rather than in each case's expected-differences;
+# the same rules hold (one that is no longer seen fails).
+EVERY_CASE = {
+    "buildah": {
+        "container_config": "buildah 1.28 writes container_config (a copy of config: the "
+        "Docker classic builder's record of its last step's container, which moby deprecated "
+        "at API 1.45) into Docker-format images; kiln writes none, as BuildKit does (kiln's "
+        "Docker API shows an empty one below 1.45, as dockerd does for BuildKit's images)",
+    },
+}
 
 
 # --- cases ---------------------------------------------------------------------------------------
@@ -153,15 +182,50 @@ class Outcome:
     config: dict | None = None
     layering: str = ""
     files: dict | None = None
+    doc: dict = field(default_factory=dict)  # the config document, as written
+    layers: list[dict] = field(default_factory=list)  # each layer's own entries, bottom first
+    builder: str = ""
+    base_history: int = 0
+
+    @property
+    def history(self) -> list[dict]:
+        return self.doc.get("history") or []
+
+    @property
+    def history_tail(self) -> list[dict]:
+        """The history entries after the base image's."""
+        return self.history[self.base_history :]
 
 
-def snapshot(probe: image_probe.Probe, base_files: dict, base_history: int) -> Outcome:
+def snapshot(
+    probe: image_probe.Probe, base_files: dict, base_history: int, builder: str = ""
+) -> Outcome:
     layering = " ".join(
         "empty" if h.get("empty_layer") else "layer" for h in probe.history[base_history:]
     )
-    return Outcome(
-        True, "", harness.parity_config(probe), layering, harness.parity_files(probe, base_files)
-    )
+    merged, layers = image_probe.listings(probe.layer_openers)
+    files = harness.without_runtime_artifacts(merged, base_files)
+    config = harness.parity_config(probe)
+    config["ArgsEscaped"] = probe.config.get("ArgsEscaped") or None  # false is its absence
+    layers = [_layer_without_runtime_artifacts(layer, base_files) for layer in layers]
+    return Outcome(True, "", config, layering, files, probe.config_doc, layers, builder,
+                   base_history)  # fmt: skip
+
+
+def _layer_without_runtime_artifacts(layer: dict, base_files: dict) -> dict:
+    """A layer's entries without the runtime's empty mount points, and without a base
+    directory holding one (/etc) repeated unchanged with nothing under it: a RUN's layer
+    repeats /etc because the runtime made /etc/hostname there (buildah keeps the file,
+    BuildKit removes it), not because the step changed it."""
+    kept = harness.without_runtime_artifacts(dict(layer), base_files)
+    for parent in _RUNTIME_PARENTS:
+        unchanged = parent in kept and kept[parent] == base_files.get(parent)
+        if unchanged and not any(p.startswith(parent + "/") for p in kept):
+            del kept[parent]
+    return kept
+
+
+_RUNTIME_PARENTS = sorted({os.path.dirname(p) for p in harness.RUNTIME_ARTIFACTS} - {"/"})
 
 
 def compare(ours: Outcome, theirs: Outcome) -> list[tuple[str, object, object]]:
@@ -175,12 +239,84 @@ def compare(ours: Outcome, theirs: Outcome) -> list[tuple[str, object, object]]:
         a, b = ours.config.get(key), theirs.config.get(key)
         if a != b:
             out.append((f"config.{key}", a, b))
-    if ours.layering != theirs.layering:
+    for key in IMAGE_KEYS:
+        a, b = _image_field(ours.doc, key), _image_field(theirs.doc, key)
+        if a != b:
+            out.append((key, a, b))
+    if ours.layering != theirs.layering:  # which steps made layers: the rest would follow
         out.append(("history", ours.layering, theirs.layering))
+    else:
+        out += _history_differences(ours, theirs)
+        out += _layer_differences(ours.layers, theirs.layers)
     for path in sorted(set(ours.files) | set(theirs.files)):
         a, b = ours.files.get(path), theirs.files.get(path)
         if a != b:
             out.append((f"files:{path}", a and a.describe(), b and b.describe()))
+    return out
+
+
+def _image_field(doc: dict, key: str) -> object:
+    value = doc.get(key)
+    if key == "container_config":
+        return "present" if value else None
+    return value or None
+
+
+def _history_differences(ours: Outcome, theirs: Outcome) -> list[tuple[str, object, object]]:
+    """The first differing entry (after the base's) of each of ``HISTORY_KEYS``; called
+    when both have the same entries (else ``history`` differs already)."""
+    out = []
+    pairs = list(zip(ours.history_tail, theirs.history_tail, strict=True))
+    for key in HISTORY_KEYS:
+        for n, (a, b) in enumerate(pairs, 1):
+            va, vb = _history_value(a, key), _history_value(b, key)
+            if key == "created_by" and theirs.builder == "buildkit":
+                va, vb = _buildkit_run_line(va, vb)
+            if va != vb:
+                out.append((f"history.{key}", f"#{n} {va!r}", f"#{n} {vb!r}"))
+                break
+    return out
+
+
+_COPY_CONTENT = re.compile(r"(#\(nop\) (?:COPY|ADD)(?: --\S+)*) \S+ in ")
+
+
+def _history_value(entry: dict, key: str) -> str:
+    value = entry.get(key) or ""
+    if key == "created_by":
+        # buildah names COPY/ADD content by a digest of a tar of it (mtimes included)
+        return _COPY_CONTENT.sub(r"\1 <content> in ", value)
+    if key == "comment" and BUILDER_COMMENTS.match(value):
+        return ""
+    return value
+
+
+_BUILDKIT_RUN = re.compile(r"^RUN (.*) # buildkit$", re.S)
+_RUN_FLAGS = re.compile(r"(?<=/bin/sh -c )(?:--\S+\s+)+")
+
+
+def _buildkit_run_line(ours: str, theirs: str) -> tuple[str, str]:
+    """BuildKit writes created_by in its own form (``WORKDIR /w``, ``COPY a /d # buildkit``);
+    kiln writes buildah's, so only RUN lines are compared with it: BuildKit's
+    ``RUN <line> # buildkit`` with kiln's line less the RUN's flags (``--mount=...``), which
+    BuildKit leaves out. The other entries count as equal."""
+    m = _BUILDKIT_RUN.match(theirs)
+    if m and "#(nop)" not in ours:
+        return _RUN_FLAGS.sub("", ours, count=1), m[1]
+    return "", ""
+
+
+def _layer_differences(ours: list[dict], theirs: list[dict]) -> list[tuple[str, object, object]]:
+    """``layers``: how many; then, when as many, ``layers:N:/path`` for each entry of layer
+    N (1 = the bottom one) that differs (type, mode, owner, size, content, link target)."""
+    if len(ours) != len(theirs):
+        return [("layers", len(ours), len(theirs))]
+    out = []
+    for n, (a, b) in enumerate(zip(ours, theirs, strict=True), 1):
+        for path in sorted(set(a) | set(b)):
+            ea, eb = a.get(path), b.get(path)
+            if ea != eb:
+                out.append((f"layers:{n}:{path}", ea and ea.describe(), eb and eb.describe()))
     return out
 
 
@@ -192,8 +328,17 @@ def _result(o: Outcome) -> str:
 
 
 def _matches(name: str, field: str) -> bool:
-    """``files:/a`` covers /a and everything under it; ``config`` every config key."""
+    """``files:/a`` covers /a and everything under it, in the merged filesystem and in the
+    layers (``layers:N:/a``: a file that ends up different differs in the layer that wrote
+    it); ``config`` every config key; ``history`` its created_by, comment and author too."""
+    if (field == "files" or field.startswith("files:")) and (m := _LAYER_ENTRY.match(name)):
+        if field == "files":
+            return True
+        name = "files:" + m[1]
     return name == field or any(name.startswith(field + sep) for sep in "/:.")
+
+
+_LAYER_ENTRY = re.compile(r"^layers:\d+:(/.*)$")
 
 
 def judge(
@@ -205,8 +350,12 @@ def judge(
     ignored = dict(case.expected.ignored.get(reference, {}))
     if reference == "buildah" and buildah_storage == "vfs":
         ignored.update(case.expected.ignored.get("buildah-vfs", {}))
-    left = [d for d in diffs if not any(_matches(d[0], f) for f in ignored)]
-    for f in ignored:
+    # the reference's image is its own when a step of the Dockerfile wrote into its history
+    # (the bases the bed makes have none: FROM scratch, too, has no base entry to skip)
+    own_image = ours.ok and theirs.ok and any(h.get("created_by") for h in theirs.history)
+    every = EVERY_CASE.get(reference, {}) if own_image else {}
+    left = [d for d in diffs if not any(_matches(d[0], f) for f in [*ignored, *every])]
+    for f in [*ignored, *every]:
         if not any(_matches(d[0], f) for d in diffs):
             return (
                 f"{case.name}: expected-differences says {reference} differs in {f!r}, "
@@ -333,6 +482,6 @@ class Bed:
         else:
             probe = self.dockerd.probe(tag)
             self.dockerd.remove(tag)
-        out = snapshot(probe, self.base_files, self.base_history)
+        out = snapshot(probe, self.base_files, self.base_history, name)
         out.log = log
         return out

@@ -32,7 +32,10 @@ HEADINGS = {
 
 def listing(cases: list[bed.Case] | None = None) -> str:
     cases = bed.load_cases() if cases is None else cases
-    out = []
+    out = [f"#### Every case ({sum(map(len, bed.EVERY_CASE.values()))})\n"]
+    for ref, fields in bed.EVERY_CASE.items():
+        out += [f"- {why} ({ref}: `{fld}`)." for fld, why in fields.items()]
+    out.append("")
     for ref in HEADINGS:
         by_reason: dict[str, list[str]] = {}
         for case in cases:

@@ -476,7 +476,12 @@ def without_arg_names(history: list[str], names: list[str]) -> list[str]:
 
 def parity_files(probe: image_probe.Probe, base_files: dict) -> dict:
     """The merged listing without runtime mount-point leftovers absent from the base."""
-    files = probe.files()
+    return without_runtime_artifacts(probe.files(), base_files)
+
+
+def without_runtime_artifacts(files: dict, base_files: dict) -> dict:
+    """``files`` (a merged listing or one layer's entries) without the runtime's empty
+    mount points (and what is under them) that the base image does not have."""
     for path in RUNTIME_ARTIFACTS:
         e = files.get(path)
         if e is not None and path not in base_files and e.size == 0:
