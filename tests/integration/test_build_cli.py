@@ -210,3 +210,18 @@ def test_json_progress_reports_the_error_as_an_event(build_env):  # noqa: F811
     bad = kiln(build_env, "build", "--progress", "json", "-q", "--platform", "a,b", ctx)
     assert bad.returncode == 125
     assert json.loads(bad.stdout)["data"] == {"type": "error", "exit_code": 125}
+
+
+def test_a_dockerfile_of_only_from_gives_the_base_image(build_env):  # noqa: F811
+    # buildah and BuildKit give the base's ID (not a copy with a new creation time)
+    base = kiln(build_env, "inspect", "--format", "{{.Id}}", "busybox")
+    assert base.returncode == 0, base.stderr
+    ctx = build_env.context_dir(files={"Containerfile": "FROM busybox\n"})
+    only_from = kiln(build_env, "build", "-q", "-t", "same", ctx)
+    assert only_from.returncode == 0, only_from.stderr
+    assert only_from.stdout.split()[-1] == base.stdout.strip().removeprefix("sha256:")
+    tagged = kiln(build_env, "inspect", "--format", "{{.Id}}", "same")
+    assert tagged.stdout == base.stdout
+    labelled = kiln(build_env, "build", "-q", "--label", "a=b", ctx)
+    assert labelled.returncode == 0, labelled.stderr
+    assert labelled.stdout.split()[-1] != only_from.stdout.split()[-1]

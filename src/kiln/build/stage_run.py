@@ -507,9 +507,9 @@ class StageRun:
         if self.is_target and opts.image_format == "oci":
             needs = self._drop_docker_only_fields() or needs
         if self.is_target:
-            needs = (
-                needs or self._image_id == self._base_id or bool(opts.labels or opts.annotations)
-            )
+            # a target that only names its base is that image (buildah and BuildKit give
+            # the base's ID, not a copy with a new creation time)
+            needs = needs or bool(opts.labels or opts.annotations)
             needs = needs or opts.squash or opts.squash_all
             self._build.progress.commit(self.pos, names)
         if not needs and self._image_id is not None:
