@@ -107,6 +107,30 @@ def test_no_emulator_names_platform_step_and_package(build_env, busybox_rootfs_t
     assert "never" not in build_env.output()
 
 
+def test_no_emulator_for_one_platform_fails_before_any_platform_runs(build_env, busybox_rootfs_tar):  # noqa: F811, E501
+    _import(build_env.store, busybox_rootfs_tar, "base-ia64:latest", "linux/ia64")
+    build_env.store.tag("base-amd64:latest", build_env.store.resolve_image("busybox").id)
+    images = len(build_env.store.list_images())
+    ctx = build_env.context_dir()
+    with pytest.raises(Unavailable) as err:
+        build_env.build(
+            ctx, "ARG TARGETARCH\nFROM base-$TARGETARCH\nRUN echo step-one\n",
+            platforms=["linux/amd64", "linux/ia64"], manifest="never",
+        )  # fmt: skip
+    assert str(err.value).startswith(
+        "cannot build for linux/ia64: the RUN at Containerfile:3 needs an emulator"
+    )
+    assert "qemu-user-static" in str(err.value)
+    assert build_env.messages("step") == [] and "step-one" not in build_env.output()
+    assert len(build_env.store.list_images()) == images
+    # a foreign target whose only RUN is in a $BUILDPLATFORM stage needs no emulator
+    result = build_env.build(
+        ctx, "FROM --platform=$BUILDPLATFORM busybox AS b\nRUN echo made > /f\n"
+        "FROM base-ia64\nCOPY --from=b /f /f\n", platform="linux/ia64", tags=["ia64-copy"],
+    )  # fmt: skip
+    assert build_env.image(result.image_id).config.architecture == "ia64"
+
+
 def test_a_local_image_of_another_platform_does_not_satisfy_platform(build_env):  # noqa: F811
     ctx = build_env.context_dir()
     with pytest.raises(NotFound, match=r"busybox: image not known for linux/arm64 \(the local "):

@@ -72,6 +72,13 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
         paths, text, name = containerfile(root, opts)
         parsed = parse_string(text, name=name)
         platforms = target_platforms(ctx, opts, parsed)  # None: one build, as ever
+        if platforms is not None or opts.platform or "--platform" in text:
+            # start-up: only a build that names a platform may need an emulator; one without
+            # an emulator for a foreign RUN fails now, not after the steps before that RUN
+            from kiln.build.emulators import check_emulators
+
+            check_emulators(parsed, opts.build_args, opts.target, platforms or [opts.platform],
+                            dockerfile=name, named=named.keys())  # fmt: skip
         patterns = load_ignore_file(root, paths[0] if paths else None)
         report = run_build_checks(ctx, opts, parsed, patterns) if opts.checks else None
         recorder = BuildRecorder(opts, text, name)  # the build's record (build history)
