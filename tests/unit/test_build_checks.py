@@ -40,6 +40,8 @@ BAD = [
      "FROM argument 'VERSION' is not declared"),
     ("InvalidDefaultArgInFrom", "ARG TAG=\nFROM busybox:$TAG\n", 2,
      "Default value for ARG busybox:$TAG results in empty or invalid base image name"),
+    ("InvalidDefaultArgInFrom", "ARG TAG\nFROM busybox:$TAG\n", 2,
+     "Default value for ARG busybox:$TAG results in empty or invalid base image name"),
     ("WorkdirRelativePath", "FROM busybox\nWORKDIR app\n", 2,
      'Relative workdir "app" can have unexpected results if the base image changes'),
     ("SecretsUsedInArgOrEnv", "FROM busybox\nARG API_TOKEN\n", 2,
@@ -75,6 +77,9 @@ GOOD = [
     'from busybox as lower\nrun true\ncmd ["sh"]\n',
     "FROM busybox\nARG PUBLIC_KEY=x\nENV KEYBOARD=us\nCOPY app.py /app/\n",
     'FROM busybox\nCMD ["a"]\nFROM busybox\nCMD ["b"]\n',
+    # a global ARG of a platform arg keeps its automatic value; defaults see earlier args
+    "ARG TARGETARCH\nFROM busybox-$TARGETARCH\n",
+    "ARG TARGETARCH\nARG V=1.36\nARG BASE=busybox:$V-$TARGETARCH\nFROM $BASE\n",
 ]
 
 

@@ -138,12 +138,28 @@ class _Checker:
                 stage.append(node)
             elif node.instruction == "ARG":
                 for word in node.args:
-                    key, _, value = word.partition("=")
-                    self._secret("ARG", key, node.line)
-                    global_args[key] = self.build_args.get(key, value)
+                    self._secret("ARG", word.partition("=")[0], node.line)
+                    self._global_arg(word, global_args)
         if stage:
             self._stage(stage, global_args, predefined, stage_defined)
         return sorted(self.found, key=lambda w: w.line)
+
+    def _global_arg(self, word: str, global_args: dict[str, str]) -> None:
+        """A global ARG's value as BuildKit takes it for these checks: a --build-arg, else its
+        default expanded with the args before it (the automatic platform args among them),
+        else, declared without a default, the automatic value of a platform arg (``ARG
+        TARGETARCH`` keeps amd64 on linux/amd64), else empty."""
+        key, eq, value = word.partition("=")
+        automatic = platform_args("linux/amd64", "linux/amd64")
+        if key in self.build_args:
+            global_args[key] = self.build_args[key]
+        elif eq:
+            try:
+                global_args[key] = self.lex.expand(value, {**automatic, **global_args}).value
+            except KilnError:
+                global_args[key] = value
+        else:
+            global_args[key] = global_args.get(key, automatic.get(key, ""))
 
     # -- rules over the whole file ----------------------------------------------------
 
