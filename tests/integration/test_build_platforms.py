@@ -300,6 +300,14 @@ def test_a_tag_with_several_platforms_is_refused(build_env):  # noqa: F811
         build_env.build(ctx, "FROM busybox\n", platform="linux/arm64", all_platforms=True)
 
 
+def test_a_bad_manifest_name_is_refused_before_building(build_env):  # noqa: F811
+    ctx = build_env.context_dir()
+    with pytest.raises(InvalidArgument, match="^--manifest L1: invalid reference format"):
+        build_env.build(ctx, "FROM busybox\nRUN echo built\n", platforms=["linux/amd64"],
+                        manifest="L1")  # fmt: skip
+    assert build_env.messages("step") == [] and "built" not in build_env.output()
+
+
 # -- joining the images in a manifest list -------------------------------------------------
 
 

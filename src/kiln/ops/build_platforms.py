@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kiln.build.args import BuildArgs
-from kiln.build.executor import BuildCancel
+from kiln.build.executor import BuildCancel, normalize_tag
 from kiln.build.options import BuildOptions, BuildResult, default_jobs
 from kiln.build.progress import Progress
 from kiln.build.stages import plan
@@ -70,6 +70,11 @@ def target_platforms(
             "--tag names one image, and several platforms make one image each: "
             "use --manifest NAME to join them in a list by that name"
         )
+    if opts.manifest:  # a bad list name fails now, not once every platform is built
+        try:
+            normalize_tag(opts.manifest)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"--manifest {opts.manifest}: {exc}") from None
     if len(given) > 1 and opts.outputs:
         raise InvalidArgument("--output with several platforms is not supported: build each")
     if len(given) <= 1 and not opts.manifest:
