@@ -137,6 +137,28 @@ def test_a_local_image_of_another_platform_does_not_satisfy_platform(build_env):
         build_env.build(ctx, "FROM busybox\nRUN true\n", platform="linux/arm64", pull="never")
 
 
+def test_a_local_list_without_the_platform_is_named_when_its_pull_fails(
+    build_env,  # noqa: F811
+    busybox_rootfs_tar,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    from kiln.ops import manifests
+
+    _import(build_env.store, busybox_rootfs_tar, "itanium:latest", "linux/ia64")
+    manifests.create(build_env.ctx, "base", ["busybox", "itanium"])
+    conf = tmp_path / "registries.conf"  # no search registries: the short name cannot pull
+    conf.write_text("unqualified-search-registries = []\n")
+    monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
+    with pytest.raises(NotFound) as err:
+        build_env.build(build_env.context_dir(), "FROM base\n", platform="linux/arm/v7")
+    assert str(err.value).startswith(
+        "creating build container: base: image not known for linux/arm/v7 (base: no image for "
+        "platform linux/arm/v7 in the manifest list (it has: linux/amd64, linux/ia64)); "
+        'pulling it failed too: short-name "base" did not resolve'
+    )
+
+
 def test_build_platform_stage_runs_natively_and_feeds_the_target(arm64_env):
     ctx = arm64_env.context_dir()
     arm64_env.build(

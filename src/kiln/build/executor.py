@@ -34,7 +34,7 @@ from kiln.build.progress import Progress
 from kiln.build.run_mounts import MountSet, parse_secrets, prepared_mounts
 from kiln.build.stage_run import StageRun
 from kiln.build.stages import BuildPlan, Stage, plan
-from kiln.errors import Cancelled, InvalidArgument, NotFound
+from kiln.errors import Cancelled, InvalidArgument, KilnError, NotFound
 from kiln.image import StoreImage, open_store_image, unpack_image
 from kiln.image.transport_names import names_file_transport
 from kiln.oci import ImageConfig, Platform, Reference
@@ -375,9 +375,16 @@ class Executor:
                 note = f" for {want or Platform.host()} ({other})" if other else ""
                 raise NotFound(f"creating build container: {ref}: image not known{note}")
             return local
-        if want:
-            return puller(ref, policy, want)
-        return puller(ref, policy)
+        try:
+            return puller(ref, policy, want) if want else puller(ref, policy)
+        except KilnError as exc:
+            if not other or isinstance(exc, Cancelled):
+                raise
+            # the local list or image is what the user meant: say why it did not do first
+            raise NotFound(
+                f"creating build container: {ref}: image not known for {want or Platform.host()}"
+                f" ({other}); pulling it failed too: {exc}"
+            ) from None
 
     def base_image(self, ref: str, platform: str | None = None) -> str:
         """The image ``FROM ref`` names: a named context's image, or ``ref`` itself."""
