@@ -22,6 +22,7 @@ from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import MTIME, busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from foreign_images import busybox_arm64_rootfs_tar  # noqa: F401
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed, Unavailable
+from kiln.oci import Platform
 from kiln.runtime.binfmt import BINFMT_DIR, find_emulator, host_arch
 
 pytestmark = [
@@ -174,6 +175,18 @@ def test_build_platform_stage_runs_natively_and_feeds_the_target(arm64_env):
     )
     assert _file(arm64_env, "cross", "both") == "built on x86_64 for arm64\naarch64\n"
     assert arm64_env.image("cross").config.architecture == "arm64"
+
+
+def test_a_variant_asked_for_is_the_image_variant_when_the_base_has_none(build_env):  # noqa: F811
+    ctx = build_env.context_dir()
+    text = "FROM busybox\nRUN echo hi > /hi\n"
+    v2 = build_env.build(ctx, text, platform="linux/amd64/v2")
+    assert build_env.image(v2.image_id).config.platform == Platform("linux", "amd64", "v2")
+    plain = build_env.build(ctx, text, platform="linux/amd64")
+    assert plain.image_id != v2.image_id and plain.cache_hits == 0  # a key of its own
+    assert build_env.image(plain.image_id).config.variant == ""
+    only_from = build_env.build(ctx, "FROM busybox\n", platform="linux/amd64/v2")
+    assert build_env.image(only_from.image_id).config.variant == "v2"
 
 
 def test_scratch_stage_takes_its_from_platform(build_env):  # noqa: F811

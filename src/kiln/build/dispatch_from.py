@@ -11,6 +11,7 @@ from kiln.build.stage_run import StageRun
 from kiln.errors import InvalidArgument, KilnError
 from kiln.oci import ImageConfig
 from kiln.oci.config import DEFAULT_PATH
+from kiln.oci.platform import Platform
 
 if TYPE_CHECKING:
     from kiln.build.services import BuildServices
@@ -32,13 +33,18 @@ def dispatch_from(run: StageRun, build: BuildServices) -> list[Instruction]:
             _note_stage_named_so(exc, build, stage.index)
             raise
     platform = build.stage_platform(stage)
+    note = ""
     if base_id is None:
         config = build.scratch_config(platform if stage.platform else None)
     else:
         config = build.open_image(base_id).config.evolve()
         if stage.instructions or config.config.on_build:  # a bare FROM keeps the base's
             config = _with_path(config)
-    run.set_base(base_id, config, platform)
+        if stage.base_stage is None and (stage.platform or build.opts.platform):
+            stamped = _with_asked_variant(config, platform)
+            if stamped is not config:  # a key of its own: an older kiln kept no variant
+                config, note = stamped, f" variant={stamped.variant}"
+    run.set_base(base_id, config, platform, note)
     triggers = list(config.config.on_build)
     if not triggers:
         return []
@@ -55,6 +61,16 @@ def _with_path(config: ImageConfig) -> ImageConfig:
     if config.os not in ("", "linux") or any(e.startswith("PATH=") for e in config.config.env):
         return config
     return config.evolve(config=config.config.with_env("PATH", DEFAULT_PATH))
+
+
+def _with_asked_variant(config: ImageConfig, platform: str) -> ImageConfig:
+    """The config with the variant asked for (``--platform linux/amd64/v2``, ``linux/arm/v7``)
+    when its base names none: the image is for the platform built, as BuildKit and buildah
+    stamp it, and its list entry says so. Another variant never matches a base this far."""
+    asked = Platform.parse(platform)
+    if config.variant or not asked.variant or config.architecture != asked.architecture:
+        return config
+    return config.evolve(variant=asked.variant)
 
 
 def _note_stage_named_so(exc: KilnError, build: BuildServices, index: int) -> None:

@@ -97,6 +97,7 @@ class StageRun:
         self._pending: list[History] = []
         self._builder: Builder | None = None
         self._dirty = False  # the builder holds uncommitted filesystem changes
+        self._base_config_changed = False  # FROM stamped the base's config (set_base)
         self._cmd_set = False
         self._env_set_here: set[str] = set()  # names an ENV of this stage has set
         # directories WORKDIR and VOLUME ask for: (path, owner, volume, line); made before
@@ -124,11 +125,15 @@ class StageRun:
 
     # -- the base ---------------------------------------------------------------------
 
-    def set_base(self, base_id: str | None, config: ImageConfig, platform: str) -> None:
-        """FROM: the stage starts on ``base_id`` (None: scratch) with ``config``."""
+    def set_base(
+        self, base_id: str | None, config: ImageConfig, platform: str, key_note: str = ""
+    ) -> None:
+        """FROM: the stage starts on ``base_id`` (None: scratch) with ``config``;
+        ``key_note``: what FROM changed in the base's config, for the steps' cache keys."""
         self._base_id = self._image_id = base_id
         self._editor = ConfigEditor(config)
-        self._key = base_key(base_id, platform)
+        self._key = base_key(base_id, platform) + key_note
+        self._base_config_changed = bool(key_note)  # the base is not the stage's image then
 
     # -- environment and commands --------------------------------------------------------
 
@@ -504,6 +509,7 @@ class StageRun:
             extra = {"labels": opts.labels, "annotations": opts.annotations,
                      "squash": opts.squash, "squash_all": opts.squash_all}  # fmt: skip
         needs = bool(self._pending) or self._dirty or self._image_id is None
+        needs = needs or self._base_config_changed
         if self.is_target and opts.image_format == "oci":
             needs = self._drop_docker_only_fields() or needs
         if self.is_target:
