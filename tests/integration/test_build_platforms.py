@@ -132,6 +132,21 @@ def test_no_emulator_for_one_platform_fails_before_any_platform_runs(build_env, 
     assert build_env.image(result.image_id).config.architecture == "ia64"
 
 
+def test_a_foreign_base_without_platform_is_warned_about(build_env, busybox_rootfs_tar):  # noqa: F811
+    _import(build_env.store, busybox_rootfs_tar, "itanium:latest", "linux/ia64")
+    ctx = build_env.context_dir()
+    build_env.build(ctx, "FROM itanium\nLABEL a=b\n")
+    assert build_env.messages("warning") == [
+        "FROM itanium: the image is for linux/ia64, not this machine's linux/amd64: the image "
+        "built is linux/ia64 too, and its RUN steps run under emulation (--platform linux/ia64 "
+        "says so and silences this)"
+    ]
+    build_env.events.events.clear()
+    build_env.build(ctx, "FROM itanium\nLABEL a=b\n", platform="linux/ia64")
+    build_env.build(ctx, "FROM busybox\nLABEL a=b\n")
+    assert build_env.messages("warning") == []
+
+
 def test_a_local_image_of_another_platform_does_not_satisfy_platform(build_env):  # noqa: F811
     ctx = build_env.context_dir()
     with pytest.raises(NotFound, match=r"busybox: image not known for linux/arm64 \(the local "):

@@ -40,7 +40,9 @@ def dispatch_from(run: StageRun, build: BuildServices) -> list[Instruction]:
         config = build.open_image(base_id).config.evolve()
         if stage.instructions or config.config.on_build:  # a bare FROM keeps the base's
             config = _with_path(config)
-        if stage.base_stage is None and (stage.platform or build.opts.platform):
+        if stage.base_stage is None and not (stage.platform or build.opts.platform):
+            _warn_if_foreign(build, stage.base_expanded, config)
+        elif stage.base_stage is None:
             stamped = _with_asked_variant(config, platform)
             if stamped is not config:  # a key of its own: an older kiln kept no variant
                 config, note = stamped, f" variant={stamped.variant}"
@@ -61,6 +63,19 @@ def _with_path(config: ImageConfig) -> ImageConfig:
     if config.os not in ("", "linux") or any(e.startswith("PATH=") for e in config.config.env):
         return config
     return config.evolve(config=config.config.with_env("PATH", DEFAULT_PATH))
+
+
+def _warn_if_foreign(build: BuildServices, ref: str, config: ImageConfig) -> None:
+    """A base of another architecture taken with no platform asked for (a single-arch
+    image): said once, as buildah and BuildKit's InvalidBaseImagePlatform check say it;
+    the build goes on, its RUNs under emulation."""
+    host = Platform.host()
+    if config.architecture and config.architecture != host.architecture:
+        build.progress.warning(
+            f"FROM {ref}: the image is for {config.platform}, not this machine's {host}: "
+            f"the image built is {config.platform} too, and its RUN steps run under emulation "
+            f"(--platform {config.platform} says so and silences this)"
+        )
 
 
 def _with_asked_variant(config: ImageConfig, platform: str) -> ImageConfig:
