@@ -341,6 +341,17 @@ def test_platforms_build_in_parallel_up_to_jobs(arm64_env, tmp_path, jobs, toget
         assert seen == [["amd64"], ["amd64", "arm64"]]
 
 
+def test_a_platform_prefixes_only_lines_with_text(build_env, busybox_rootfs_tar):  # noqa: F811
+    _import(build_env.store, busybox_rootfs_tar, "base-ia64:latest", "linux/ia64")
+    build_env.store.tag("base-amd64:latest", build_env.store.resolve_image("busybox").id)
+    ctx = build_env.context_dir()
+    build_env.build(ctx, "ARG TARGETARCH\nFROM base-$TARGETARCH\nLABEL a=b\n",
+                    platforms=["linux/amd64", "linux/ia64"])  # fmt: skip
+    steps = build_env.messages("step-end")
+    assert steps and set(steps) == {""}  # a plain view prints no "[linux/ia64] " lines
+    assert "[linux/ia64] STEP 2/2: LABEL a=b" in build_env.messages("step")
+
+
 def test_a_tag_with_several_platforms_is_refused(build_env):  # noqa: F811
     ctx = build_env.context_dir()
     with pytest.raises(InvalidArgument, match="use --manifest NAME"):

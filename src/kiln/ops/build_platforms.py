@@ -202,7 +202,7 @@ def _progress(ctx: Context, platform: str | None) -> Progress:
             data = {**data, "platform": platform}
         if kind == "result" and data.get("type") == "image":
             kind, data = "step", {**data, "type": "platform-image"}
-        if kind == "step":
+        if kind == "step" and message:  # the empty ones (a step's end...) stay empty
             message = label + message
         ctx.events.emit(Event(kind, message, data))
 
