@@ -19,15 +19,23 @@ mtime) in a process.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import subprocess
+from typing import TYPE_CHECKING
 
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.lazy_pattern import lazy_pattern
 
-log = logging.getLogger("kiln.runtime")
+if TYPE_CHECKING:
+    import logging
+
+
+def _log() -> logging.Logger:
+    import logging  # here: a RUN that warns of nothing does not import logging (~18 M instructions)
+
+    return logging.getLogger("kiln.runtime")
+
 
 ENV = "KILN_RUNC_ADVISORY"
 
@@ -287,7 +295,7 @@ def warn_once(binary: str) -> None:
         _WARNED.add(key)
         line = advisory_line(binary)
     except Exception:  # an advisory must never stop a RUN
-        log.debug("runc advisory check failed", exc_info=True)
+        _log().debug("runc advisory check failed", exc_info=True)
         return
     if line:
-        log.warning(line)
+        _log().warning(line)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import resource
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument
 from kiln.oci.config import DEFAULT_PATH
@@ -15,7 +14,15 @@ from .options import RLIM_INFINITY, Mount, RunOptions, Ulimit, parse_ulimit
 from .seccomp import load_profile, to_linux_seccomp
 from .users import ResolvedUser
 
-log = logging.getLogger("kiln.runtime")
+if TYPE_CHECKING:
+    import logging
+
+
+def _log() -> logging.Logger:
+    import logging  # here: a RUN that warns of nothing does not import logging (~18 M instructions)
+
+    return logging.getLogger("kiln.runtime")
+
 
 OCI_VERSION = "1.0.2"
 # What buildah asks for when no --ulimit says otherwise (clamped to what kiln has).
@@ -151,7 +158,7 @@ def _resources(opts: RunOptions) -> dict[str, Any]:
     if (memory or cpu) and is_rootless():
         # runc in kiln's user namespace has no cgroup it may write to: as podman does on
         # cgroups v1 rootless, the limits are left out rather than failing the run
-        log.warning("resource limits (--memory, --cpu-*) are ignored by rootless kiln")
+        _log().warning("resource limits (--memory, --cpu-*) are ignored by rootless kiln")
         res.pop("memory", None)
         res.pop("cpu", None)
     return res
