@@ -194,6 +194,44 @@ def test_overlay_probe_is_cached_in_the_root_and_redone_when_stale(tmp_path, mon
     s.close()
 
 
+def test_probe_ahead_probes_on_the_background_thread_once(tmp_path, monkeypatch) -> None:
+    """A fresh store's build starts the probe early (``probe_ahead``): it runs on the
+    snapshotter's background thread while the caller goes on, ``driver`` waits for its
+    answer, and a store whose marker has the answer starts no probe at all."""
+    monkeypatch.delenv("KILN_SNAPSHOT_DRIVER", raising=False)
+    root = str(tmp_path / "ahead")
+    calls: list[str] = []
+    release = threading.Event()
+
+    def slow_probe(scratch: str) -> bool:
+        calls.append(threading.current_thread().name)
+        assert release.wait(60)  # held until the caller has gone on
+        return False
+
+    monkeypatch.setattr(mount, "overlay_works", slow_probe)
+    snapshotter_module._detected.pop(os.path.abspath(root), None)
+    s = Snapshotter(root)
+    try:
+        s.probe_ahead()
+        s.probe_ahead()  # one probe however often it is asked
+        release.set()  # the caller got here while the probe was still running
+        assert s.driver == "copy"
+        assert calls == ["kiln-snapshot-reaper"]
+    finally:
+        s.close()
+    with open(os.path.join(root, "overlay-probe")) as f:
+        assert f.read().endswith(" driver=copy\n")
+    snapshotter_module._detected.pop(os.path.abspath(root), None)
+    again = Snapshotter(root)
+    try:
+        again.probe_ahead()  # the marker answers: no probe, no thread
+        assert again.driver == "copy" and len(calls) == 1
+        assert again._reaper.threads() == []
+    finally:
+        again.close()
+    snapshotter_module._detected.pop(os.path.abspath(root), None)
+
+
 def test_commit_with_next_key_goes_on_in_the_same_directory(snaps: Snapshotter) -> None:
     """A build step's commit: the upper becomes the layer, the snapshot goes on as the
     next key on it (empty upper, the chain one longer) in the same directory, no directory

@@ -62,6 +62,7 @@ def build(ctx: Context, opts: BuildOptions) -> BuildResult:
     if opts.timestamp is None and opts.source_date_epoch is not None:
         opts.timestamp = opts.source_date_epoch
     sweep_leftovers(ctx)  # what a killed build left: its RUN, mounts, scratch, lease
+    ctx.snapshots.probe_ahead()  # a fresh store: overlay probed while the build gets going
     if opts.tmpdir is None or opts.tmpdir == ctx.config.scratch_dir():
         opts.tmpdir = ctx.tmpdir  # this build's own scratch dir, swept if it is killed
     with (
