@@ -198,3 +198,78 @@ def test_kiln_makes_its_dataclasses_with_the_lazy_decorator():
             if attribute and isinstance(node.value, ast.Name) and node.value.id == "dataclasses":
                 eager.append(f"{path.relative_to(src)}:{node.lineno}")
     assert not eager, f"use kiln.util.lazy_dataclass.dataclass in {eager}"
+
+
+_COMPILING_CHILD = r"""
+import sys
+
+compiled = []
+
+
+def hook(event, args):
+    if event != "compile":
+        return
+    source = args[0].decode(errors="replace") if isinstance(args[0], bytes) else str(args[0])
+    if source.startswith("def __create_fn__("):  # a method dataclasses generated
+        compiled.append(source)
+
+
+sys.addaudithook(hook)
+from kiln.util.lazy_dataclass import dataclass
+
+
+@dataclass(frozen=True)
+class Point:
+    '''A point.'''
+
+    x: int
+    y: int = 2
+
+
+p = Point(1)
+assert (p.x, p.y, p == Point(1, 2), hash(p) == hash(Point(1, 2))) == (1, 2, True, True)
+print(len(compiled))
+"""
+
+
+def _compiles_in_a_new_process(tmp_path, **env: str) -> int:
+    """How many methods a fresh interpreter compiles to make and use ``Point``."""
+    import os
+    import subprocess
+
+    src = os.path.dirname(os.path.dirname(os.path.dirname(lazy_dataclass.__file__)))
+    child_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    child_env.update(PYTHONPATH=src, PYTHONPYCACHEPREFIX=str(tmp_path / "pycache"), **env)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _COMPILING_CHILD],
+        env=child_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def _code_files(tmp_path) -> list:
+    return list((tmp_path / "pycache").rglob("lazy_dataclass.*.methods"))
+
+
+@needs_lazy
+def test_a_method_is_compiled_once_across_processes(tmp_path):
+    """The first process compiles the methods it calls and keeps their code beside the
+    module's bytecode; the next one compiles none of them and they behave the same."""
+    assert _compiles_in_a_new_process(tmp_path) == 3  # __init__, __eq__, __hash__
+    assert len(_code_files(tmp_path)) == 1
+    assert _compiles_in_a_new_process(tmp_path) == 0
+
+
+@needs_lazy
+def test_the_method_code_file_is_a_cache_only(tmp_path):
+    """No file with PYTHONDONTWRITEBYTECODE; a damaged file only costs the compiling."""
+    methods = _compiles_in_a_new_process(tmp_path, PYTHONDONTWRITEBYTECODE="1")
+    assert methods == 3 and _code_files(tmp_path) == []
+    _compiles_in_a_new_process(tmp_path)
+    (code_file,) = _code_files(tmp_path)
+    code_file.write_bytes(code_file.read_bytes()[:40])  # torn
+    assert _compiles_in_a_new_process(tmp_path) == methods
+    code_file.write_bytes(b"not marshal at all")
+    assert _compiles_in_a_new_process(tmp_path) == methods
+    assert _compiles_in_a_new_process(tmp_path) == 0  # rewritten whole
