@@ -591,6 +591,14 @@ def verify_login(
     )
 
 
+def get_login(ctx: Context | None, registry: str, *, authfile: str | None = None) -> str:
+    """The username stored for ``registry``; NotFound when not logged in."""
+    from kiln.registry.login import get_login as registry_get_login  # start-up: see the docstring
+
+    opts = registry_options(ctx, RegistryOptions(authfile=authfile))
+    return registry_get_login(registry, authfile=opts.authfile)
+
+
 def logout(
     ctx: Context | None, registry: str | None, *, authfile: str | None = None, all: bool = False
 ) -> list[str]:

@@ -14,6 +14,11 @@ In each file ``credHelpers[host]`` wins, then ``auths`` (the most specific key:
 ``host/ns/repo`` before ``host/ns`` before ``host``; ``https://index.docker.io/v1/``
 means docker.io), then ``credsStore``. Helpers run as ``docker-credential-<name> get``
 reading the server URL on stdin. Secrets never appear in reprs or messages.
+
+Writing (login, logout) goes to the first file only, as podman's does: a ``credHelpers``
+entry for exactly the host sends the credential to that helper (``store``/``erase``);
+everything else goes to ``auths``, other keys of the file kept. Each update holds the
+file's directory locked, so logins at once all land.
 """
 
 from __future__ import annotations
@@ -23,14 +28,17 @@ import binascii
 import json
 import logging
 import os
-import subprocess
-from collections.abc import Mapping
-from dataclasses import field
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from kiln.errors import InvalidArgument, NotFound
+from kiln.registry.credential import Credential, parse_creds
+from kiln.registry.credential_helpers import erase_from_helper, run_helper, store_in_helper
 from kiln.util.atomic import atomic_write, refuse_symlinks
-from kiln.util.lazy_dataclass import dataclass
+from kiln.util.locks import directory_lock
 from kiln.util.rootless import rootless_uid, runtime_base
+
+__all__ = ["Credential", "parse_creds", "lookup", "store_credential", "remove_credential"]
 
 log = logging.getLogger("kiln.registry")
 
@@ -40,27 +48,6 @@ _DOCKER_ALIASES = {"index.docker.io", "registry-1.docker.io", DOCKER_IO}
 
 # an auth file as read: its sections are checked where they are used, the rest is kept
 AuthFile = dict[str, object]
-
-
-@dataclass(frozen=True)
-class Credential:
-    username: str = ""
-    password: str = field(default="", repr=False)
-    identity_token: str = field(default="", repr=False)  # OAuth2 refresh token
-
-    def __repr__(self) -> str:
-        secret = "<hidden>" if (self.password or self.identity_token) else "<none>"
-        return f"Credential(username={self.username!r}, secret={secret})"
-
-    __str__ = __repr__
-
-
-def parse_creds(value: str) -> Credential:
-    """``user:pass`` as given to ``--creds`` (the password may contain colons)."""
-    user, sep, password = value.partition(":")
-    if not user:
-        raise InvalidArgument("invalid --creds value: expected USERNAME[:PASSWORD] with a username")
-    return Credential(user, password if sep else "")
 
 
 def normalize_key(key: str) -> str:
@@ -167,38 +154,6 @@ def _decode_entry(entry: object, where: str) -> Credential | None:
     return Credential(username, password, token)
 
 
-def run_helper(helper: str, server: str) -> Credential | None:
-    """``docker-credential-<helper> get``; None when the helper knows no such server."""
-    program = f"docker-credential-{helper}"
-    try:
-        proc = subprocess.run(
-            [program, "get"], input=server.encode(), capture_output=True, timeout=60, check=False
-        )
-    except FileNotFoundError:
-        raise InvalidArgument(
-            f"credential helper {program} is not installed (named in a registry auth file)"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise InvalidArgument(f"credential helper {program} did not answer within 60s") from None
-    if proc.returncode != 0:
-        text = proc.stdout.decode(errors="replace").strip().lower()
-        if "credentials not found" in text or "not found" in text or not text:
-            return None
-        raise InvalidArgument(
-            f"credential helper {program} failed with exit status {proc.returncode}"
-        )
-    try:
-        obj = json.loads(proc.stdout)
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"credential helper {program} printed something other than JSON")
-    user, secret = str(obj.get("Username", "")), str(obj.get("Secret", ""))
-    if user == "<token>":
-        return Credential("", "", secret)
-    return Credential(user, secret) if (user or secret) else None
-
-
 def _helper_server(host: str) -> str:
     return DOCKER_HUB_SERVER if host == DOCKER_IO else host
 
@@ -256,56 +211,101 @@ def lookup(
     return None
 
 
+@contextmanager
+def _auth_file_update(path: str) -> Iterator[None]:
+    """Hold the auth file's directory locked while its content is read, changed and
+    replaced: two logins at once both land (each rename would drop the other's entry)."""
+    refuse_symlinks(path, "auth file")  # before reading what a planted link leads to
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.lexists(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    with directory_lock(directory):
+        yield
+
+
 def _write_auth_file(path: str, obj: AuthFile) -> None:
     """Replace the auth file atomically (0600): a temp file created ``O_EXCL|O_NOFOLLOW``
     in its directory, renamed over it. A symbolic link as the file or as its directory is
     refused (``private``): credentials never go through a link kiln did not make."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.lexists(directory):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    data = (json.dumps(obj, indent="\t") + "\n").encode()
+    data = (json.dumps(obj, indent="\t", ensure_ascii=False) + "\n").encode()
     atomic_write(path, data, mode=0o600, private=True, what="auth file")
 
 
+def _helper_named_for(obj: AuthFile, key: str) -> str | None:
+    """The ``credHelpers`` entry for exactly ``key`` (a host): podman stores and erases
+    there instead of in ``auths``; a repository key always goes to ``auths``."""
+    helpers = obj.get("credHelpers") or {}
+    if not isinstance(helpers, dict):
+        return None
+    for name, helper in helpers.items():
+        if normalize_key(name) == key and helper:
+            return str(helper)
+    return None
+
+
 def store_credential(key: str, cred: Credential, authfile: str | None = None) -> str:
-    """Record ``cred`` under ``key`` (``host`` or ``host/ns/repo``); returns the file path."""
+    """Record ``cred`` under ``key`` (``host`` or ``host/ns/repo``); returns the file path
+    (the auth file names a credential helper for ``key``: the helper keeps it)."""
     path = auth_file_for_write(authfile)
-    refuse_symlinks(path, "auth file")  # before reading what a planted link leads to
-    obj = read_auth_file(path)
-    auths = obj.setdefault("auths", {})
-    if not isinstance(auths, dict):
-        raise InvalidArgument(f"auth file {path} has an invalid auths section")
-    norm = normalize_key(key)
-    for existing in [k for k in auths if normalize_key(k) == norm]:
-        del auths[existing]
-    entry: dict[str, str] = {}
-    if cred.identity_token:
-        entry["identitytoken"] = cred.identity_token
-    if cred.username or cred.password:
-        entry["auth"] = base64.b64encode(f"{cred.username}:{cred.password}".encode()).decode()
-    auths[norm] = entry
-    _write_auth_file(path, obj)
+    with _auth_file_update(path):
+        obj = read_auth_file(path)
+        norm = normalize_key(key)
+        helper = _helper_named_for(obj, norm)
+        if helper:
+            store_in_helper(helper, _helper_server(norm), cred)
+            return path
+        auths = obj.setdefault("auths", {})
+        if not isinstance(auths, dict):
+            raise InvalidArgument(f"auth file {path} has an invalid auths section")
+        for existing in [k for k in auths if normalize_key(k) == norm]:
+            del auths[existing]
+        entry: dict[str, str] = {}
+        if cred.identity_token:
+            entry["identitytoken"] = cred.identity_token
+        if cred.username or cred.password:
+            entry["auth"] = base64.b64encode(f"{cred.username}:{cred.password}".encode()).decode()
+        auths[norm] = entry
+        _write_auth_file(path, obj)
     return path
 
 
 def remove_credential(key: str | None, authfile: str | None = None) -> list[str]:
-    """Forget ``key`` (or everything when None); returns the keys removed."""
+    """Forget ``key`` (or everything when None: every ``auths`` entry, and what each
+    ``credHelpers`` helper keeps, as podman does); returns the keys removed."""
     path = auth_file_for_write(authfile)
-    refuse_symlinks(path, "auth file")  # before reading what a planted link leads to
-    obj = read_auth_file(path)
-    auths = obj.get("auths") or {}
-    if not isinstance(auths, dict):
-        raise InvalidArgument(f"auth file {path} has an invalid auths section")
-    if key is None:
-        removed = list(auths)
-        obj["auths"] = {}
-    else:
-        norm = normalize_key(key)
-        removed = [k for k in auths if normalize_key(k) == norm]
-        if not removed:
-            raise NotFound(f"not logged into {key}")
-        for k in removed:
-            del auths[k]
-    if removed or os.path.exists(path):
-        _write_auth_file(path, obj)
+    with _auth_file_update(path):
+        obj = read_auth_file(path)
+        auths = obj.get("auths") or {}
+        if not isinstance(auths, dict):
+            raise InvalidArgument(f"auth file {path} has an invalid auths section")
+        if key is None:
+            removed = _erase_all_helpers(obj) + list(auths)
+            obj["auths"] = {}
+        else:
+            norm = normalize_key(key)
+            helper = _helper_named_for(obj, norm)
+            removed = [norm] if helper and erase_from_helper(helper, _helper_server(norm)) else []
+            in_file = [k for k in auths if normalize_key(k) == norm]
+            if not (removed or in_file):
+                raise NotFound(f"not logged into {key}")
+            for k in in_file:
+                del auths[k]
+            removed += in_file
+            if not in_file:
+                return removed  # only the helper held it: the file is unchanged
+        if removed or os.path.exists(path):
+            _write_auth_file(path, obj)
     return removed
+
+
+def _erase_all_helpers(obj: AuthFile) -> list[str]:
+    helpers = obj.get("credHelpers") or {}
+    if not isinstance(helpers, dict) or not helpers:
+        return []
+    erased = [
+        key
+        for key, helper in helpers.items()
+        if helper and erase_from_helper(str(helper), _helper_server(normalize_key(key)))
+    ]
+    del obj["credHelpers"]  # podman drops the section with the helpers' credentials
+    return erased

@@ -6,7 +6,7 @@ written when the registry refuses the credentials.
 
 from __future__ import annotations
 
-from kiln.errors import InvalidArgument
+from kiln.errors import InvalidArgument, NotFound
 from kiln.oci.reference import DEFAULT_DOMAIN
 from kiln.registry import credentials
 from kiln.registry.client import RegistryClient, RegistryOptions
@@ -18,7 +18,9 @@ def _registry_key(registry: str) -> tuple[str, str]:
     key = credentials.normalize_key(registry)
     if not key:
         raise InvalidArgument("login needs a registry name")
-    host = key.split("/", 1)[0]
+    host, _, path = key.partition("/")
+    if ":" in path or "@" in path:  # a key names a registry or repository, never an image
+        raise InvalidArgument(f'reference "{registry}" contains tag or digest')
     return (DEFAULT_DOMAIN if host == DEFAULT_DOMAIN else host), key
 
 
@@ -82,3 +84,14 @@ def logout(registry: str | None, authfile: str | None = None, all: bool = False)
         raise InvalidArgument("logout needs a registry name or --all")
     _host, key = _registry_key(registry)
     return credentials.remove_credential(key, authfile)
+
+
+def get_login(registry: str, authfile: str | None = None) -> str:
+    """The username stored for ``registry`` (podman's ``login --get-login``), looked up as a
+    pull would; NotFound when there is none."""
+    _host, key = _registry_key(registry)
+    host, _, repository = key.partition("/")
+    cred = credentials.lookup(host, repository or None, authfile=authfile)
+    if cred is None:
+        raise NotFound(f"not logged into {registry}")
+    return cred.username

@@ -15,14 +15,21 @@ from kiln.cli.state import State, pass_state
 @click.option("-u", "--username", default=None, help="Username for the registry")
 @click.option("-p", "--password", default=None, help="Password for the registry")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin")
+@click.option("--get-login", is_flag=True, help="Print the username stored for REGISTRY")
 @registry_flags(creds=False, retry=True)
 @pass_state
-def command(state: State, registry, username, password, password_stdin, registry_options):
+def command(
+    state: State, registry, username, password, password_stdin, get_login, registry_options
+):
     """Log in to REGISTRY; the credentials are written to the containers auth file
     ($XDG_RUNTIME_DIR/containers/auth.json, $REGISTRY_AUTH_FILE or --authfile)."""
     from kiln.errors import InvalidArgument
     from kiln.ops import registry as ops
 
+    if get_login:
+        authfile = registry_options.authfile if registry_options else None
+        state.echo(ops.get_login(None, registry, authfile=authfile))
+        return
     if password is not None and password_stdin:
         raise InvalidArgument("--password and --password-stdin are mutually exclusive")
     if password_stdin:

@@ -1,0 +1,137 @@
+"""login/logout as podman keeps credentials: ``--get-login``, credential helpers named in
+the auth file (store, erase), ``logout --all``, keys that name an image, and logins at once."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from kiln.cli.main import cli
+from kiln.errors import InvalidArgument
+from kiln.registry import credentials
+from kiln.registry.credentials import Credential
+from kiln.registry.login import get_login, logout
+
+
+def _auth(user: str, password: str) -> dict:
+    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    os.makedirs(tmp_path / "home")
+    return tmp_path
+
+
+@pytest.fixture
+def helper(env, monkeypatch):
+    """``docker-credential-test``: logs each call (action and stdin) and knows helper.io."""
+    bindir = env / "bin"
+    bindir.mkdir()
+    script = bindir / "docker-credential-test"
+    script.write_text(
+        "#!/bin/sh\n"
+        'input=$(cat)\nprintf "%s %s\\n" "$1" "$input" >> "$(dirname "$0")/calls"\n'
+        'case "$1 $input" in\n'
+        '  "get helper.io") echo \'{"ServerURL":"helper.io","Username":"hu","Secret":"hs"}\' ;;\n'
+        '  "erase helper.io"|store*) ;;\n'
+        "  *) echo 'credentials not found in native keychain'; exit 1 ;;\n"
+        "esac\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    return bindir / "calls"
+
+
+def _write(path, obj) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+    return str(path)
+
+
+def _read(path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_get_login_prints_the_stored_username_most_specific_first(env, helper) -> None:
+    path = _write(
+        env / "auth.json",
+        {
+            "auths": {"r.io:5000": _auth("alice", "a"), "r.io:5000/ns": _auth("bob", "b")},
+            "credHelpers": {"helper.io": "test"},
+        },
+    )
+    runner = CliRunner()
+    for registry, user in [("r.io:5000", "alice"), ("r.io:5000/ns", "bob"), ("helper.io", "hu")]:
+        res = runner.invoke(cli, ["login", "--authfile", path, "--get-login", registry])
+        assert (res.exit_code, res.stdout) == (0, user + "\n"), res.output
+    res = runner.invoke(cli, ["login", "--authfile", path, "--get-login", "other.io"])
+    assert res.exit_code == 125
+    assert "not logged into other.io" in res.output
+    assert "hs" not in res.output and "Traceback" not in res.output
+
+
+def test_login_and_logout_use_the_credential_helper_the_auth_file_names(env, helper) -> None:
+    path = _write(
+        env / "auth.json",
+        {"auths": {"r.io": _auth("alice", "a")}, "credHelpers": {"helper.io": "test"}},
+    )
+    before = _read(path)
+    credentials.store_credential("helper.io", Credential("hu", "new"), path)
+    assert _read(path) == before  # the helper keeps it, not the file
+    credentials.store_credential("helper.io/ns", Credential("nu", "np"), path)
+    assert _read(path)["auths"]["helper.io/ns"] == _auth("nu", "np")  # a repository key
+    assert credentials.remove_credential("helper.io", path) == ["helper.io"]
+    calls = helper.read_text().splitlines()
+    assert calls == [
+        'store {"ServerURL": "helper.io", "Username": "hu", "Secret": "new"}',
+        "erase helper.io",
+    ]
+
+
+def test_logout_all_erases_what_the_helpers_keep_and_drops_them(env, helper) -> None:
+    path = _write(
+        env / "auth.json",
+        {"auths": {"r.io": _auth("alice", "a")}, "credHelpers": {"helper.io": "test"}},
+    )
+    assert sorted(logout(None, path, all=True)) == ["helper.io", "r.io"]
+    assert helper.read_text().splitlines() == ["erase helper.io"]
+    assert _read(path) == {"auths": {}}
+
+
+@pytest.mark.parametrize("key", ["r.io:5000/ns/app:1.0", "r.io/app@sha256:" + "a" * 64])
+def test_a_key_naming_an_image_is_refused(env, key) -> None:
+    path = _write(env / "auth.json", {"auths": {"r.io:5000/ns/app": _auth("a", "b")}})
+    before = _read(path)
+    with pytest.raises(InvalidArgument, match="contains tag or digest"):
+        logout(key, path)
+    with pytest.raises(InvalidArgument, match="contains tag or digest"):
+        get_login(key, path)
+    assert _read(path) == before
+
+
+def test_logins_at_once_lose_no_entry(env) -> None:
+    path = str(env / "auth.json")
+    keys = [f"r{t}-{n}.io" for t in range(8) for n in range(15)]
+
+    def store(mine: list[str]) -> None:
+        for key in mine:
+            credentials.store_credential(key, Credential("u", key), path)
+
+    threads = [threading.Thread(target=store, args=(keys[t::8],)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(_read(path)["auths"]) == sorted(keys)
