@@ -599,6 +599,20 @@ def get_login(ctx: Context | None, registry: str, *, authfile: str | None = None
     return registry_get_login(registry, authfile=opts.authfile)
 
 
+def stored_login(
+    ctx: Context | None, registry: str, *, authfile: str | None = None
+) -> tuple[str, str] | None:
+    """The username and password stored for ``registry`` (what a bare ``login`` checks
+    again, as podman's does); None when there are none or only a token."""
+    from kiln.registry.login import stored_login  # start-up: see the module docstring
+
+    opts = registry_options(ctx, RegistryOptions(authfile=authfile))
+    cred = stored_login(registry, authfile=opts.authfile)
+    if cred is None or not (cred.username and cred.password):
+        return None
+    return cred.username, cred.password
+
+
 def logout(
     ctx: Context | None, registry: str | None, *, authfile: str | None = None, all: bool = False
 ) -> list[str]:

@@ -86,12 +86,18 @@ def logout(registry: str | None, authfile: str | None = None, all: bool = False)
     return credentials.remove_credential(key, authfile)
 
 
-def get_login(registry: str, authfile: str | None = None) -> str:
-    """The username stored for ``registry`` (podman's ``login --get-login``), looked up as a
-    pull would; NotFound when there is none."""
+def stored_login(registry: str, authfile: str | None = None) -> Credential | None:
+    """The credential a pull of ``registry`` (``host[/ns/repo]``) would use: the most
+    specific key first, every auth file and helper in podman's order; None when none."""
     _host, key = _registry_key(registry)
     host, _, repository = key.partition("/")
-    cred = credentials.lookup(host, repository or None, authfile=authfile)
+    return credentials.lookup(host, repository or None, authfile=authfile)
+
+
+def get_login(registry: str, authfile: str | None = None) -> str:
+    """The username stored for ``registry`` (podman's ``login --get-login``); NotFound
+    when there is none."""
+    cred = stored_login(registry, authfile)
     if cred is None:
         raise NotFound(f"not logged into {registry}")
     return cred.username

@@ -30,6 +30,10 @@ def command(
         authfile = registry_options.authfile if registry_options else None
         state.echo(ops.get_login(None, registry, authfile=authfile))
         return
+    if not (username or password or password_stdin) and _stored_login_is_valid(
+        state, registry, registry_options
+    ):
+        return
     if password is not None and password_stdin:
         raise InvalidArgument("--password and --password-stdin are mutually exclusive")
     if password_stdin:
@@ -54,3 +58,23 @@ def command(
         options=registry_options,
     )
     state.echo("Login Succeeded!")
+
+
+def _stored_login_is_valid(state: State, registry: str, registry_options) -> bool:
+    """podman's bare ``login``: check the credentials already stored for REGISTRY against
+    it, and stop there when they are valid."""
+    from kiln.errors import Unauthorized
+    from kiln.ops import registry as ops
+
+    authfile = registry_options.authfile if registry_options else None
+    stored = ops.stored_login(None, registry, authfile=authfile)
+    if stored is None:
+        return False
+    state.echo(f"Authenticating with existing credentials for {registry}")
+    try:
+        host = ops.verify_login(None, registry, *stored, options=registry_options)
+    except Unauthorized:
+        state.echo("Existing credentials are invalid, please enter valid username and password")
+        return False
+    state.echo(f"Existing credentials are valid. Already logged in to {host}")
+    return True
