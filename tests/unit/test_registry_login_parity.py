@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from kiln.cli.main import cli
-from kiln.errors import InvalidArgument
+from kiln.errors import InvalidArgument, NotFound
 from kiln.registry import credentials
 from kiln.registry.credentials import Credential
 from kiln.registry.login import get_login, logout
@@ -135,3 +135,38 @@ def test_logins_at_once_lose_no_entry(env) -> None:
     for t in threads:
         t.join()
     assert sorted(_read(path)["auths"]) == sorted(keys)
+
+
+def test_logout_without_an_auth_directory_makes_none(env) -> None:
+    path = env / "new" / "dir" / "auth.json"
+    assert logout(None, str(path), all=True) == []
+    with pytest.raises(NotFound, match="not logged into r.io"):
+        logout("r.io", str(path))
+    assert not (env / "new").exists()
+
+
+@pytest.fixture
+def search_conf(env, monkeypatch):
+    def write(registries: list[str]) -> None:
+        conf = env / "registries.conf"
+        conf.write_text(f"unqualified-search-registries = {json.dumps(registries)}\n")
+        monkeypatch.setenv("KILN_REGISTRIES_CONF", str(conf))
+
+    return write
+
+
+def test_login_and_logout_without_a_registry_use_the_first_search_registry(
+    env, search_conf
+) -> None:
+    path = _write(env / "auth.json", {"auths": {"first.io:5000": _auth("alice", "a")}})
+    search_conf(["first.io:5000", "second.io"])
+    runner = CliRunner()
+    res = runner.invoke(cli, ["login", "--authfile", path, "--get-login"])
+    assert (res.exit_code, res.stdout) == (0, "alice\n"), res.output
+    res = runner.invoke(cli, ["logout", "--authfile", path])
+    assert (res.exit_code, res.stdout) == (0, "Removed login credentials for first.io:5000\n")
+    assert _read(path)["auths"] == {}
+    search_conf([])
+    res = runner.invoke(cli, ["logout", "--authfile", path])
+    assert res.exit_code == 125
+    assert "no registries found in registries.conf, a registry must be provided" in res.output

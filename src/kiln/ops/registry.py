@@ -591,6 +591,17 @@ def verify_login(
     )
 
 
+def default_login_registry(ctx: Context | None, options: RegistryOptions | None = None) -> str:
+    """The registry a login or logout naming none means, as in podman: the first
+    unqualified-search registry of registries.conf (docker.io without a file)."""
+    from kiln.registry import registries_conf  # start-up: see the module docstring
+
+    conf = registries_conf.load(registry_options(ctx, options).registries_conf)
+    if not conf.search:
+        raise InvalidArgument("no registries found in registries.conf, a registry must be provided")
+    return conf.search[0]
+
+
 def get_login(ctx: Context | None, registry: str, *, authfile: str | None = None) -> str:
     """The username stored for ``registry``; NotFound when not logged in."""
     from kiln.registry.login import get_login as registry_get_login  # start-up: see the docstring

@@ -273,6 +273,10 @@ def remove_credential(key: str | None, authfile: str | None = None) -> list[str]
     """Forget ``key`` (or everything when None: every ``auths`` entry, and what each
     ``credHelpers`` helper keeps, as podman does); returns the keys removed."""
     path = auth_file_for_write(authfile)
+    if not os.path.lexists(os.path.dirname(os.path.abspath(path))):
+        if key is None:
+            return []  # nothing stored, and no directory made to say so
+        raise NotFound(f"not logged into {key}")
     with _auth_file_update(path):
         obj = read_auth_file(path)
         auths = obj.get("auths") or {}

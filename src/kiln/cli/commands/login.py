@@ -11,7 +11,7 @@ from kiln.cli.state import State, pass_state
 
 
 @click.command("login", short_help="Log in to a container registry")
-@click.argument("registry")
+@click.argument("registry", required=False)
 @click.option("-u", "--username", default=None, help="Username for the registry")
 @click.option("-p", "--password", default=None, help="Password for the registry")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin")
@@ -21,10 +21,13 @@ from kiln.cli.state import State, pass_state
 def command(
     state: State, registry, username, password, password_stdin, get_login, registry_options
 ):
-    """Log in to REGISTRY; the credentials are written to the containers auth file
-    ($XDG_RUNTIME_DIR/containers/auth.json, $REGISTRY_AUTH_FILE or --authfile)."""
+    """Log in to REGISTRY (default: the first unqualified-search registry); the credentials
+    are written to the containers auth file ($XDG_RUNTIME_DIR/containers/auth.json,
+    $REGISTRY_AUTH_FILE or --authfile)."""
     from kiln.errors import InvalidArgument
     from kiln.ops import registry as ops
+
+    registry = registry or ops.default_login_registry(None, registry_options)
 
     if get_login:
         authfile = registry_options.authfile if registry_options else None

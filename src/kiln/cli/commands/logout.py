@@ -13,12 +13,15 @@ from kiln.cli.state import State, pass_state
 @click.option("--authfile", default=None, help="Path of the authentication file")
 @pass_state
 def command(state: State, registry, all_, authfile):
-    """Remove the credentials of REGISTRY (or of all registries) from the auth file."""
+    """Remove the credentials of REGISTRY (default: the first unqualified-search registry)
+    or of all registries from the auth file."""
     from kiln.errors import InvalidArgument
     from kiln.ops import registry as ops
 
     if registry and all_:
         raise InvalidArgument("--all takes no registry name")
+    if not (registry or all_):
+        registry = ops.default_login_registry(None)
     ops.logout(None, registry, authfile=authfile, all=all_)
     if all_:
         state.echo("Removed login credentials for all registries")
