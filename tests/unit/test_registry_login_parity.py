@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import threading
 
 import pytest
@@ -170,3 +171,31 @@ def test_login_and_logout_without_a_registry_use_the_first_search_registry(
     res = runner.invoke(cli, ["logout", "--authfile", path])
     assert res.exit_code == 125
     assert "no registries found in registries.conf, a registry must be provided" in res.output
+
+
+def test_a_hanging_helper_is_stopped_with_all_it_started(env, monkeypatch) -> None:
+    """The helper (a shell script) leaves a child behind holding a FIFO open: when the call
+    gives up, that child is gone too (the FIFO reaches end of file)."""
+    from kiln.registry import credential_helpers
+
+    fifo = env / "alive"
+    os.mkfifo(fifo)
+    bindir = env / "bin"
+    bindir.mkdir()
+    script = bindir / "docker-credential-hang"
+    script.write_text(f'#!/bin/sh\n{{ echo started; exec sleep 300; }} > "{fifo}" &\nwait\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setattr(credential_helpers, "HELPER_TIMEOUT", 2.0)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        _write(env / "auth.json", {"credHelpers": {"r.io": "hang"}})
+        with pytest.raises(InvalidArgument, match="docker-credential-hang did not answer get"):
+            credentials.lookup("r.io", authfile=str(env / "auth.json"))
+        while True:  # bounded: every wait below is
+            ready, _, _ = select.select([reader], [], [], 30)
+            assert ready, "the helper's child still holds the FIFO open"
+            if os.read(reader, 64) == b"":
+                break
+    finally:
+        os.close(reader)

@@ -9,7 +9,10 @@ is bounded; a helper's output never reaches a message (it may hold a secret).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 
 from kiln.errors import InvalidArgument
@@ -19,23 +22,38 @@ HELPER_TIMEOUT = 60.0  # seconds: a helper may ask the user to unlock a keychain
 
 
 def _call(helper: str, action: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
+    """Run the helper in a session of its own: on a timeout the whole group is killed,
+    so nothing it started (a shell script's children) outlives the call."""
     program = f"docker-credential-{helper}"
     try:
-        return subprocess.run(
+        proc = subprocess.Popen(
             [program, action],
-            input=data,
-            capture_output=True,
-            timeout=HELPER_TIMEOUT,
-            check=False,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
     except FileNotFoundError:
         raise InvalidArgument(
             f"credential helper {program} is not installed (named in a registry auth file)"
         ) from None
+    try:
+        out, err = proc.communicate(data, timeout=HELPER_TIMEOUT)
     except subprocess.TimeoutExpired:
+        _kill(proc)
         raise InvalidArgument(
             f"credential helper {program} did not answer {action} within {HELPER_TIMEOUT:g}s"
         ) from None
+    except BaseException:
+        _kill(proc)
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
 
 
 def _not_found(proc: subprocess.CompletedProcess[bytes]) -> bool:
