@@ -407,9 +407,8 @@ async def import_image(request: Request) -> Response:
         from kiln.ops.archives import import_image as import_  # start-up: see the module docstring
 
         try:
-            # as podman 4.3's service imports: no environment, its history entry
-            return import_(ctx, url or body, reference, changes, message, platform,
-                           path_env=False, podman_history=True)  # fmt: skip
+            # as podman 4.3's service imports (import_image's defaults)
+            return import_(ctx, url or body, reference, changes, message, platform)
         finally:
             if body is not None:
                 body.close()

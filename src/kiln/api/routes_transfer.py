@@ -142,7 +142,7 @@ async def _import(request: Request) -> Reply:
                     changes,
                     message,
                     platform or None,
-                    path_env=False,  # dockerd's import sets no environment
+                    podman_history=False,  # dockerd's history entry (and no environment)
                 )
         finally:
             if body is not None:

@@ -303,13 +303,15 @@ def import_image(
     message: str = "",
     platform: str | None = None,
     path_env: bool = False,
-    podman_history: bool = False,
+    podman_history: bool = True,
 ) -> ImageRecord:
     """Make a one-layer image of a root filesystem tarball (path, URL, ``-``/stream).
-    What a killed import or load left (its lease, unpack work) goes first. ``path_env``:
-    the image's environment starts with ``PATH``; by default it has none but what the
-    changes set, as ``docker import`` and ``podman import`` make it (a run still gets the
-    default ``PATH``); ``podman_history``: see ``kiln.image.import_tarball``."""
+    What a killed import or load left (its lease, unpack work) goes first.
+
+    The defaults make the image ``podman import`` makes (the CLI, libpod's and varlink's
+    routes): no environment (``path_env``: start it with ``PATH``) and podman's history
+    entry (``ADD file:<diff id> in /``, "imported from tarball"); the Docker route asks
+    for dockerd's entry with ``podman_history=False`` (see ``kiln.image.import_tarball``)."""
     names = []
     if reference:
         ref = Reference.parse(local_name(reference))
