@@ -126,8 +126,9 @@ def test_labels_always_listed_from_the_image_rows(ctx):
 
 
 def test_intermediate_images_are_hidden_without_all(ctx):
-    parent = make_image(ctx.store, ["a"], [])
-    child = make_image(ctx.store, ["a", "b"], ["app:1"])
+    t = 1_750_000_000  # one build: the child's history extends the parent's
+    parent = make_image(ctx.store, ["a"], [], created=t)
+    child = make_image(ctx.store, ["a", "b"], ["app:1"], created=t)
     assert [s.id for s in ops.list_images(ctx)] == [child.id]
     everything = {s.id: s for s in ops.list_images(ctx, all=True)}
     assert set(everything) == {parent.id, child.id}
@@ -238,8 +239,9 @@ def test_rmi_refuses_an_image_a_container_uses_unless_forced(ctx):
 
 
 def test_rmi_never_deletes_a_parent_of_child_images(ctx):
-    parent = make_image(ctx.store, ["a"], ["base:1"])
-    child = make_image(ctx.store, ["a", "b"], ["app:1"])
+    t = 1_750_000_000  # one build: the child's history extends the parent's
+    parent = make_image(ctx.store, ["a"], ["base:1"], created=t)
+    child = make_image(ctx.store, ["a", "b"], ["app:1"], created=t)
     for force in (False, True):
         res = ops.remove_images(ctx, [parent.id], force=force)
         [err] = res.errors

@@ -16,6 +16,8 @@ from kiln.store import Store
 from sql_trace import statements_during
 
 T = 1_750_000_000  # one build: every step carries the same history entries
+# a store as kiln wrote it before schema V10
+_BEFORE_V10 = "DROP INDEX images_parent_keys_missing; ALTER TABLE images DROP COLUMN parent_keys;"
 
 
 @pytest.fixture
@@ -46,11 +48,42 @@ def test_the_longest_history_prefix_wins_among_siblings_on_one_base(store):
     assert parent(store, grandchild) == bare(base)
 
 
-def test_rewritten_history_falls_back_to_the_longest_layer_prefix(store):
+def test_layers_without_the_history_make_no_parent(store):
+    """podman's rule: an image whose history does not extend another's is not its child,
+    whatever layers they share (a rewritten history, another build of the same layers)."""
     make_image(store, ["a"], created=T)
     mid = make_image(store, ["a", "b"], created=T)
     top = make_image(store, ["a", "b", "c"], created=T + 60)  # other history: no history prefix
-    assert parent(store, top) == bare(mid)
+    assert parent(store, top) == ""
+    assert store.children_of(mid.id) == []
+
+
+def test_a_parent_is_one_layer_below_at_most(store):
+    """podman looks for a parent on the image's top layer and the one below it: an image
+    two layers up from its nearest ancestor has none."""
+    base = make_image(store, ["a"], created=T)
+    two_up = make_image(store, ["a", "b", "c"], created=T)
+    assert parent(store, two_up) == ""
+    assert store.children_of(base.id) == []
+    one_up = make_image(store, ["a", "b"], created=T)
+    assert parent(store, two_up) == bare(one_up) and parent(store, one_up) == bare(base)
+    assert store.children_of(base.id) == [one_up.id]
+    assert store.children_of(one_up.id) == [two_up.id]
+
+
+def test_links_are_the_parents_inspect_finds(store):
+    base = make_image(store, ["a"], created=T)
+    labelled = make_image(store, ["a"], created=T, metadata_steps=("LABEL x=1",))
+    step = make_image(store, ["a", "b"], created=T)
+    final = make_image(store, ["a", "b"], created=T, metadata_steps=("CMD x",))
+    other = make_image(store, ["a", "b"], created=T + 60)  # another history on the same layers
+    parents, with_children = store.parent_links()
+    for rec in (base, labelled, step, final, other):
+        assert parents.get(rec.id, "").removeprefix("sha256:") == parent(store, rec)
+    assert parents == {labelled.id: base.id, step.id: base.id, final.id: step.id}
+    assert with_children == {base.id, step.id}
+    # a child is any image it is a parent of, not only those it is the nearest parent of
+    assert store.children_of(base.id) == sorted([labelled.id, step.id, final.id])
 
 
 def test_same_layers_and_history_is_not_a_parent(store):
@@ -86,7 +119,7 @@ def test_a_store_from_before_the_index_gets_it_on_open(tmp_path):
     s.close()
     conn = sqlite3.connect(f"{root}/kiln.db", isolation_level=None)
     conn.executescript(
-        "DROP INDEX image_layers_blob_missing; DROP INDEX images_top_chain;"
+        f"{_BEFORE_V10}DROP INDEX image_layers_blob_missing; DROP INDEX images_top_chain;"
         "DROP INDEX images_lineage; ALTER TABLE images DROP COLUMN top_chain;"
         "ALTER TABLE images DROP COLUMN layer_count; ALTER TABLE images DROP COLUMN history_key;"
         "PRAGMA user_version = 5;"  # before V6, the lineage columns
@@ -196,8 +229,8 @@ def test_a_v8_store_gets_the_lineage_index_in_place_of_the_history_one(tmp_path)
     s.close()
     conn = sqlite3.connect(f"{root}/kiln.db", isolation_level=None)
     conn.executescript(
-        "DROP INDEX images_lineage; CREATE INDEX images_history_key ON images(history_key);"
-        "PRAGMA user_version = 8;"
+        f"{_BEFORE_V10}DROP INDEX images_lineage;"
+        "CREATE INDEX images_history_key ON images(history_key); PRAGMA user_version = 8;"
     )
     conn.close()
     s = Store.open(root)
@@ -205,6 +238,24 @@ def test_a_v8_store_gets_the_lineage_index_in_place_of_the_history_one(tmp_path)
         indexes = {r[0] for r in s.db.query("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "images_lineage" in indexes and "images_history_key" not in indexes
         assert parent(s, child) == bare(base)
+    finally:
+        s.close()
+
+
+def test_a_v9_store_gets_the_parent_keys_on_open(tmp_path):
+    root = str(tmp_path / "root")
+    s = Store.open(root)
+    base = make_image(s, ["a"], created=T)
+    child = make_image(s, ["a"], created=T, metadata_steps=("ENV I=1",))
+    s.close()
+    conn = sqlite3.connect(f"{root}/kiln.db", isolation_level=None)
+    conn.executescript(f"{_BEFORE_V10}PRAGMA user_version = 9;")
+    conn.close()
+    s = Store.open(root)
+    try:
+        assert s.db.one("SELECT COUNT(*) FROM images WHERE parent_keys IS NULL")[0] == 0
+        assert s.parent_links() == ({child.id: base.id}, {base.id})
+        assert s.children_of(base.id) == [child.id] and parent(s, child) == bare(base)
     finally:
         s.close()
 

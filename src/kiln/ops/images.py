@@ -156,9 +156,7 @@ def list_images(
     (kiln has no read-only additional stores: every image is writable). ``references`` are extra reference globs
     (``kiln images busybox``).
 
-    ``named_parents``: whether a named image's ``has_children`` also counts children
-    with the same layers (see :func:`summarize`); a list shows that only for unnamed
-    images (Dangling, intermediate), so only they pay for it unless asked.
+    ``named_parents``: kept for callers of old (see :func:`summarize`).
     """
     parsed = _parse_filters(ctx, filters)
     refs = [*parsed.pop("reference", []), *references]
@@ -181,55 +179,40 @@ def list_images(
 def summarize(
     ctx: Context, records: Sequence[ImageRecord], labels: bool = True, named_parents: bool = True
 ) -> list[ImageSummary]:
-    """Summaries of ``records``, with parent/child links worked out among them.
+    """Summaries of ``records``, with parent/child links worked out among the store's images.
 
     Labels come from the image rows; an image stored before the store kept them has its
     config read once (with ``labels``) and its labels recorded for the next listing.
 
-    An image whose child has the same layers (a metadata-only build step) is told by the
-    histories in their configs, read for each group of images sharing a layer chain;
-    without ``named_parents`` only groups with an unnamed image are read (a named
-    image's ``has_children`` then counts children by layers only): 10,000 named images
-    on one base cost no config read.
+    Parents and children follow podman's rule (``kiln.store.lineage``: the child's layers
+    extend the parent's by at most one and its history extends the parent's), the same
+    rule as ``image inspect``'s ``Parent``, answered from the store's index columns in one
+    query: no config is read. ``named_parents`` is accepted for callers of old; every
+    image's ``has_children`` is told now, at no cost.
     """
     known = _record_labels(ctx, records) if labels else {}
-    # a chain ID names its whole chain (kiln.store.lineage): an image's layers are a proper
-    # prefix of another's exactly when its top chain ID is one of the other's lower ones,
-    # so both sets hold chain IDs, not tuples of every prefix (quadratic in the layers)
-    by_top = {r.layers[-1]: r.id for r in records if r.layers}
-    lower: set[str] = set()
-    for r in records:
-        lower.update(r.layers[:-1])
-    history_parents = _same_layer_parents(ctx, records, named_parents)
+    parents, with_children = ctx.store.parent_links()
     listed = {d for i in ctx.store.list_indexes() for d in i.manifests}
     containers: dict[str, int] = {}
     for c in ctx.store.list_containers():
         if c.image_id:
             containers[c.image_id] = containers.get(c.image_id, 0) + 1
-    out = []
-    for r in records:
-        chain = r.layers
-        parent = ""
-        for n in range(len(chain) - 1, 0, -1):
-            if chain[n - 1] in by_top:
-                parent = by_top[chain[n - 1]]
-                break
-        out.append(
-            ImageSummary(
-                id=r.id,
-                names=list(r.names),
-                repo_digests=list(r.repo_digests),
-                digest=r.manifest_digest,
-                created=r.created,
-                size=r.size,
-                labels=known.get(r.id) or dict(r.labels or {}),
-                containers=containers.get(r.id, 0),
-                parent_id=parent,
-                has_children=(bool(chain) and chain[-1] in lower) or r.id in history_parents,
-                in_list=r.manifest_digest in listed,
-            )
+    return [
+        ImageSummary(
+            id=r.id,
+            names=list(r.names),
+            repo_digests=list(r.repo_digests),
+            digest=r.manifest_digest,
+            created=r.created,
+            size=r.size,
+            labels=known.get(r.id) or dict(r.labels or {}),
+            containers=containers.get(r.id, 0),
+            parent_id=parents.get(r.id, ""),
+            has_children=r.id in with_children,
+            in_list=r.manifest_digest in listed,
         )
-    return out
+        for r in records
+    ]
 
 
 def list_summaries(ctx: Context) -> list[ImageSummary]:
@@ -351,33 +334,6 @@ def image_config(ctx: Context, rec: ImageRecord) -> ImageConfig:
     if len(raw) > MAX_CONFIG_BYTES:
         raise InvalidArgument(f"image {rec.id}: config is larger than {MAX_CONFIG_BYTES} bytes")
     return ImageConfig.parse(raw)
-
-
-def _same_layer_parents(
-    ctx: Context, records: Sequence[ImageRecord], named: bool = True
-) -> set[str]:
-    """Images that are parents of another image with the same layers (a build step
-    that added only metadata): the child's history extends the parent's, as podman
-    decides. Only images sharing a layer chain are read; without ``named``, only groups
-    with an unnamed image (the images whose answer a list shows)."""
-    groups: dict[tuple[str, ...], list[ImageRecord]] = {}
-    for r in records:
-        groups.setdefault(tuple(r.layers), []).append(r)
-    parents: set[str] = set()
-    for group in groups.values():
-        if len(group) < 2 or (not named and all(r.names for r in group)):
-            continue
-        histories = {}
-        for r in group:
-            try:
-                histories[r.id] = image_config(ctx, r).history
-            except (NotFound, InvalidArgument):
-                continue
-        # a is a parent when another history strictly extends a's: one set of every
-        # history's proper prefixes, so the work grows with the group, not its square
-        extended = {tuple(hb[:n]) for hb in histories.values() for n in range(len(hb))}
-        parents.update(a for a, ha in histories.items() if tuple(ha) in extended)
-    return parents
 
 
 def _record_labels(ctx: Context, records: Sequence[ImageRecord]) -> dict[str, dict[str, str]]:

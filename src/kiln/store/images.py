@@ -222,22 +222,6 @@ class Images:
             (now, image_id),
         )
 
-    def children_of(self, image_id: str) -> list[str]:
-        """Images whose layer chain strictly extends this image's."""
-        mine = self.get_image(image_id).layers
-        if not mine:
-            rows = self.db.query(
-                "SELECT DISTINCT image_id FROM image_layers WHERE image_id != ?", (image_id,)
-            )
-        else:
-            rows = self.db.query(
-                "SELECT il.image_id FROM image_layers il WHERE il.position=? AND il.chain_id=? "
-                "AND EXISTS (SELECT 1 FROM image_layers x WHERE x.image_id=il.image_id "
-                "AND x.position=?)",
-                (len(mine) - 1, mine[-1], len(mine)),
-            )
-        return sorted(r[0] for r in rows)
-
     # names ------------------------------------------------------------------
 
     def tag(self, name: str, image_id: str) -> str | None:

@@ -1,22 +1,29 @@
-"""Which stored image another was built on, found by index instead of by scanning.
+"""Which stored image another was built on, and which it is the parent of, by index.
 
-podman's rule (``image inspect``'s ``Parent``): a parent's layers are a prefix of the
-child's (equal when the child's step only changed metadata) and its history a strict
-prefix of the child's; among those the longest history wins. Images from tools that
-rewrite history fall back to the image with the longest strict layer-chain prefix.
+podman's rule (libimage's layer tree: ``image inspect``'s ``Parent``, ``images``'
+``ParentId``, what is dangling, intermediate or a child): ``p`` is a parent of ``c`` when
+``p``'s top layer is ``c``'s top layer (``c``'s step only changed metadata) or the one
+below it (``c``'s step added one layer), and ``p``'s history is a strict prefix of
+``c``'s. Sharing layers is not enough: an unnamed image whose layers another image
+extends with an unrelated history (another import of the same tarball) is dangling.
+Among several parents the one with the longest history wins, then the earliest added.
 
-Three columns of ``images`` (schema V6) answer that with a few indexed lookups,
-whatever the number of images (``images_lineage`` on history key and top chain, V9):
+Columns of ``images`` answer that with indexed lookups and no config read:
 
 - ``top_chain``: the chain ID of the image's top layer (NULL: no layers). A chain ID
-  names its whole chain, so ``o``'s layers are a prefix of ``r``'s exactly when
-  ``o.top_chain`` is one of ``r``'s chain IDs (or ``o`` has no layers);
+  names its whole chain, so ``p``'s layers are a prefix of ``c``'s exactly when
+  ``p.top_chain`` is one of ``c``'s chain IDs;
 - ``layer_count``;
 - ``history_key``: a rolling digest of the config's history entries,
   ``k0 = sha256("")``, ``k(i+1) = sha256(k(i) + canonical(entry i))``, so each prefix of a
-  history has a key and an image whose history is a prefix of ``r``'s has one of the
-  keys of ``r``'s prefixes. ``''``: the config could not be read (never a parent by
-  history). Rows stored before V6 are filled when the store opens.
+  history has a key. ``''``: the config could not be read (never a parent);
+- ``parent_keys`` (V10): the first 16 bytes of the keys of the strict prefixes of the
+  history a parent could have, shortest first: those that made one layer less than the
+  image or as many (all strict prefixes when the history does not count the layers, as
+  a tool that rewrites history leaves it). ``b''``: no parent possible (no layers, or an
+  unreadable config).
+
+Rows stored before V6 and V10 are filled from their configs when the store opens.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import sqlite3
 from collections.abc import Sequence
 from json.encoder import encode_basestring
 
-from kiln.errors import KilnError
+from kiln.errors import KilnError, NotFound
 from kiln.oci import Digest, History, ImageConfig
 from kiln.oci.strict_json import MAX_CONFIG_BYTES, canonical
 from kiln.store import paths
@@ -34,7 +41,14 @@ from kiln.store.db import Database
 
 UNREADABLE = ""
 
-_CANDIDATES = "SELECT id, history_key, top_chain, layer_count, added FROM images"
+KEY_BYTES = 16  # of a history key, in parent_keys: 128 bits tell the prefixes apart
+
+# each image with the chain ID below its top one (NULL with fewer than two layers)
+_RELATION_ROWS = (
+    "SELECT i.id, i.top_chain, i.history_key, i.parent_keys, i.added, il.chain_id AS below "
+    "FROM images i LEFT JOIN image_layers il "
+    "ON il.image_id = i.id AND il.position = i.layer_count - 2"
+)
 
 
 def stored_history(root: str, config_digest: str) -> Sequence[History] | None:
@@ -45,13 +59,6 @@ def stored_history(root: str, config_digest: str) -> Sequence[History] | None:
         return ImageConfig.parse(raw).history
     except (OSError, KilnError, ValueError):
         return None
-
-
-def history_keys(root: str, config_digest: str) -> list[str] | None:
-    """The key of every prefix of the stored config's history (``[k0, ..., kN]``); None if
-    the config cannot be read."""
-    history = stored_history(root, config_digest)
-    return None if history is None else keys_of(history)
 
 
 def keys_of(history: Sequence[History]) -> list[str]:
@@ -89,16 +96,45 @@ def _canonical_entry(entry: History) -> bytes:
     return ("{" + ",".join(parts) + "}").encode()
 
 
+def parent_keys(history: Sequence[History] | None, layer_count: int) -> bytes:
+    """The ``parent_keys`` column of an image with this history and as many layers."""
+    if history is None or not layer_count:
+        return b""
+    keys = keys_of(history)
+    made = [0]  # made[n]: layers the first n entries made
+    for entry in history:
+        made.append(made[-1] + (0 if entry.empty_layer else 1))
+    if made[-1] == layer_count:
+        lengths: Sequence[int] = [n for n in range(len(history)) if made[n] >= layer_count - 1]
+    else:
+        lengths = range(len(history))
+    return b"".join(bytes.fromhex(keys[n])[:KEY_BYTES] for n in lengths)
+
+
 def index_columns(root: str, config_digest: str, layers: list[str],
                   history: Sequence[History] | None = None) -> tuple:  # fmt: skip
-    """``(top_chain, layer_count, history_key)`` of an image being put; ``history``: its
-    stored config's, when the caller has parsed it (else the config is read back)."""
-    keys = history_keys(root, config_digest) if history is None else keys_of(history)
-    return (layers[-1] if layers else None, len(layers), keys[-1] if keys else UNREADABLE)
+    """``(top_chain, layer_count, history_key, parent_keys)`` of an image being put;
+    ``history``: its stored config's, when the caller has parsed it (else the config is
+    read back)."""
+    if history is None:
+        history = stored_history(root, config_digest)
+    key = keys_of(history)[-1] if history is not None else UNREADABLE
+    top = layers[-1] if layers else None
+    return (top, len(layers), key, parent_keys(history, len(layers)))
+
+
+def _short(history_key: str | None) -> bytes | None:
+    return bytes.fromhex(history_key)[:KEY_BYTES] if history_key else None
+
+
+def _prefix_rank(keys: bytes) -> dict[bytes, int]:
+    """The ``parent_keys`` of an image: key -> how long the prefix is, in rank."""
+    return {keys[i : i + KEY_BYTES]: i for i in range(0, len(keys), KEY_BYTES)}
 
 
 class Lineage:
-    """Which stored image another was built on (``parent_of``), by index."""
+    """Which stored image another was built on and which images it is the parent of
+    (podman's rule, see the module docstring), by index."""
 
     def __init__(self, root: str, db: Database):
         self.root = root
@@ -111,93 +147,107 @@ class Lineage:
         config_digest: str,
         history: Sequence[History] | None = None,
     ) -> str | None:
-        """The ID of the image ``image_id`` (with these layers and config) was built on.
-        ``history``: its config's history when the caller has parsed the config already
-        (``image inspect``), which spares reading and parsing it again."""
-        if history is None:
-            history = stored_history(self.root, config_digest)
-        if history:
-            found = self._parent_by_history(image_id, layers, history)
-            if found is not None:
-                return found
-        for chain in reversed(layers[:-1]):
-            row = self.db.one(
-                "SELECT id FROM images WHERE top_chain=? AND id != ? ORDER BY added, id LIMIT 1",
-                (chain, image_id),
-            )
-            if row is not None:
-                return row[0]
-        return None
-
-    def _parent_by_history(
-        self, image_id: str, layers: list[str], history: Sequence[History]
-    ) -> str | None:
-        """Among images whose history is a strict prefix of ``history`` and whose layers are
-        a prefix of ``layers``, the one with the longest history, the earliest added of
-        equals. Searched in the index ``images_lineage`` (schema V9) on both conditions, so
-        the rows read are the candidates, however many images share a history prefix with
-        other layers (every rebuild of one Dockerfile with another context does).
-
-        When the history's layer entries (``empty_layer`` false) count the layers, as a
-        build leaves them, the image a prefix of n entries was is one with as many layers
-        as those n entries made: one (history key, top chain) pair per prefix, one search
-        each. A history that does not count the layers (rewritten by some tool) pairs
-        every prefix with every layer prefix (so does one of 500 entries or more: an OR of
-        as many terms would pass SQLite's expression depth)."""
-        keys = keys_of(history)[:-1]
-        made = [0]  # made[n]: layers the first n entries made
-        for entry in history[:-1]:
-            made.append(made[-1] + (0 if entry.empty_layer else 1))
-        if made[-1] + (0 if history[-1].empty_layer else 1) == len(layers) and len(keys) < 500:
-            pairs = [(key, layers[m - 1] if m else None) for key, m in zip(keys, made, strict=True)]
-            where = " OR ".join(
-                "(history_key=? AND top_chain=?)"
-                if top
-                else "(history_key=? AND top_chain IS NULL)"
-                for _, top in pairs
-            )
-            params = [v for key, top in pairs for v in ((key, top) if top else (key,))]
-            sql = f"{_CANDIDATES} WHERE ({where}) AND id != ?"
-            rows = self.db.query(sql, (*params, image_id))
-        else:  # two searches, not one OR: SQLite would search an OR by the history key alone
-            k, c = ",".join("?" * len(keys)), ",".join("?" * len(layers))
-            sql = (
-                f"{_CANDIDATES} WHERE history_key IN ({k}) AND top_chain IN ({c}) AND id != ? "
-                f"UNION ALL {_CANDIDATES} WHERE history_key IN ({k}) AND top_chain IS NULL "
-                "AND id != ?"
-            )
-            rows = self.db.query(sql, (*keys, *layers, image_id, *keys, image_id))
-        length = {k: i for i, k in enumerate(keys)}
+        """The ID of the image ``image_id`` (with these layers and config) was built on, as
+        podman's ``Parent``; None if it has none. ``history``: its config's history, when
+        the caller has parsed it (``image inspect``); else its row's ``parent_keys``."""
+        if not layers:
+            return None
+        if history is not None:  # parsed already: hashing it costs less than a statement
+            keys = parent_keys(history, len(layers))
+        else:
+            row = self.db.one("SELECT parent_keys FROM images WHERE id=?", (image_id,))
+            keys = row[0] if row is not None else None
+            if keys is None:  # written by an older kiln since this store was opened
+                keys = parent_keys(stored_history(self.root, config_digest), len(layers))
+        if not keys:
+            return None
+        rank = _prefix_rank(keys)
+        tops = (layers[-1], layers[-2] if len(layers) > 1 else layers[-1])
+        rows = self.db.query(
+            "SELECT id, history_key, added FROM images WHERE top_chain IN (?, ?) AND id != ?",
+            (*tops, image_id),
+        )
         best: tuple[int, float, str] | None = None
         for row in rows:
-            count, top = row["layer_count"] or 0, row["top_chain"]
-            if count > len(layers) or (count and layers[count - 1] != top):
-                continue  # its layers are not a prefix of this image's
-            # the longest history first, then the earliest added (then the smallest ID)
-            rank = (-length[row["history_key"]], row["added"], row["id"])
-            if best is None or rank < best:
-                best = rank
+            n = rank.get(_short(row["history_key"]) or b"")
+            if n is not None:
+                candidate = (-n, row["added"], row["id"])
+                best = candidate if best is None or candidate < best else best
         return best[2] if best else None
 
+    def children_of(self, image_id: str) -> list[str]:
+        """The images ``image_id`` is a parent of (podman's rule), sorted; ``NotFound`` if
+        no such image. Read from the images on its top layer and one layer above it."""
+        if len(image_id) == 64 and ":" not in image_id:
+            image_id = "sha256:" + image_id
+        row = self.db.one(
+            "SELECT top_chain, layer_count, history_key FROM images WHERE id=?", (image_id,)
+        )
+        if row is None:
+            raise NotFound(f"{image_id}: image not known")
+        top, count, mine = row["top_chain"], row["layer_count"], _short(row["history_key"])
+        if top is None or mine is None:
+            return []
+        rows = self.db.query(
+            "SELECT id, parent_keys FROM images WHERE top_chain=? AND id != ? UNION ALL "
+            "SELECT i.id, i.parent_keys FROM image_layers il JOIN images i ON i.id = il.image_id "
+            "WHERE il.chain_id=? AND il.position=? AND i.layer_count=?",
+            (top, image_id, top, count - 1, count + 1),
+        )
+        return sorted(
+            r["id"] for r in rows if r["parent_keys"] and mine in _prefix_rank(r["parent_keys"])
+        )
+
+    def links(self) -> tuple[dict[str, str], set[str]]:
+        """Every image's parent (image ID -> parent ID; none: not there) and the images
+        that are a parent of some image, in one query of the index columns."""
+        rows = self.db.query(_RELATION_ROWS)
+        on_layer: dict[tuple[bytes, str], list[tuple[float, str]]] = {}
+        for r in rows:
+            key = _short(r["history_key"])
+            if key is not None and r["top_chain"] is not None:
+                on_layer.setdefault((key, r["top_chain"]), []).append((r["added"], r["id"]))
+        parents: dict[str, str] = {}
+        with_children: set[str] = set()
+        for r in rows:
+            keys, child = r["parent_keys"], r["id"]
+            if not keys:
+                continue
+            tops = {r["top_chain"], r["below"]} - {None}
+            best: tuple[int, float, str] | None = None
+            for i in range(0, len(keys), KEY_BYTES):
+                for top in tops:
+                    for added, parent in on_layer.get((keys[i : i + KEY_BYTES], top), ()):
+                        if parent != child:
+                            with_children.add(parent)
+                            candidate = (-i, added, parent)
+                            best = candidate if best is None or candidate < best else best
+            if best is not None:
+                parents[child] = best[2]
+        return parents, with_children
+
     def fill(self) -> None:
-        """Record ``history_key`` of images stored before schema V6, from their configs."""
+        """Record ``history_key`` and ``parent_keys`` of images stored before schema V6
+        and V10, from their configs."""
         pending = self.db.query(
-            "SELECT id, config_digest FROM images WHERE history_key IS NULL LIMIT 100000"
+            "SELECT id, config_digest, layer_count FROM images WHERE parent_keys IS NULL "
+            "LIMIT 100000"
         )
         if not pending:
             return
         updates = []
-        for image_id, config_digest in pending:
-            keys = history_keys(self.root, config_digest)
-            updates.append((keys[-1] if keys else UNREADABLE, image_id))
+        for image_id, config_digest, layer_count in pending:
+            history = stored_history(self.root, config_digest)
+            key = keys_of(history)[-1] if history is not None else UNREADABLE
+            updates.append((key, parent_keys(history, layer_count), image_id))
         with self.db.transaction() as conn:
-            conn.executemany("UPDATE images SET history_key=? WHERE id=?", updates)
+            conn.executemany("UPDATE images SET history_key=?, parent_keys=? WHERE id=?", updates)
 
 
 def put_lineage(conn: sqlite3.Connection, root: str, image_id: str, config_digest: str,
                 layers: list[str], history: Sequence[History] | None = None) -> None:  # fmt: skip
     """Record the lineage columns of an image just put (inside its transaction)."""
     conn.execute(
-        "UPDATE images SET top_chain=?, layer_count=?, history_key=? WHERE id=?",
+        "UPDATE images SET top_chain=?, layer_count=?, history_key=?, parent_keys=? WHERE id=?",
         (*index_columns(root, config_digest, layers, history), image_id),
     )

@@ -167,7 +167,6 @@ class Store:
         self.list_images = images.list_images
         self.image_count = images.image_count
         self.delete_image = images.delete_image
-        self.children_of = images.children_of
         self.tag = images.tag
         self.untag = images.untag
         self.names_of = images.names_of
@@ -180,6 +179,8 @@ class Store:
         self.list_layers = images.list_layers
         self.images_using_layer = images.images_using_layer
         self.parent_of = lineage.parent_of
+        self.children_of = lineage.children_of
+        self.parent_links = lineage.links
         # manifest lists
         self.put_index = indexes.put_index
         self.get_index = indexes.get_index
