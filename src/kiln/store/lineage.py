@@ -156,9 +156,10 @@ class Lineage:
             keys = parent_keys(history, len(layers))
         else:
             row = self.db.one("SELECT parent_keys FROM images WHERE id=?", (image_id,))
-            keys = row[0] if row is not None else None
-            if keys is None:  # written by an older kiln since this store was opened
-                keys = parent_keys(stored_history(self.root, config_digest), len(layers))
+            stored: bytes | None = row[0] if row is not None else None
+            if stored is None:  # written by an older kiln since this store was opened
+                stored = parent_keys(stored_history(self.root, config_digest), len(layers))
+            keys = stored
         if not keys:
             return None
         rank = _prefix_rank(keys)
