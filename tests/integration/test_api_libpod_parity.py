@@ -14,10 +14,6 @@ What is deliberately not compared (each a decision; :data:`NOT_COMPARED` holds t
 * manifest digests (``Digest``, the digest half of ``RepoDigests``): each store writes its
   own manifest of a loaded image (podman keeps the archive's uncompressed layers, kiln
   compresses them), so the IDs (config digests) agree and the manifests do not.
-* ``ParentId``/``Parent``: podman also takes an image with the very same layers and an
-  unrelated history for a parent (here: images loaded separately, all of one layer);
-  kiln wants the parent's history to be a prefix, or its layers a strict prefix
-  (``kiln.store.lineage``).
 * ``GraphDriver`` (vfs here, kiln's snapshotter there), ``NamesHistory`` and a listed
   image's ``History`` (podman keeps every name an image ever had, kiln the ones it has).
 * ``Created`` of an image whose config records no time: podman shows when it was loaded.
@@ -212,8 +208,8 @@ REQUESTS: list[tuple[str, str]] = [
 ]
 
 # whole-body fields left out of the comparison (see the module docstring)
-NOT_COMPARED = {"Size", "VirtualSize", "Digest", "ParentId", "Parent", "GraphDriver",
-                "NamesHistory", "CreatedAt", "IsManifestList", "ReadOnly"}  # fmt: skip
+NOT_COMPARED = {"Size", "VirtualSize", "Digest", "GraphDriver", "NamesHistory", "CreatedAt",
+                "IsManifestList", "ReadOnly"}  # fmt: skip
 EMPTY = (None, [], {}, False)  # Go's omitempty leaves out false too
 HEADERS = ("content-type", "libpod-api-version")
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}")
