@@ -238,20 +238,60 @@ def test_rmi_refuses_an_image_a_container_uses_unless_forced(ctx):
     assert ctx.store.list_containers() == []
 
 
-def test_rmi_never_deletes_a_parent_of_child_images(ctx):
+def test_rmi_deletes_a_parent_of_child_images_as_podman_does(ctx):
+    """podman 4.3 deletes an image whatever its children (their layers stay theirs) and
+    reports it untagged, not deleted; the child keeps its data and loses its Parent."""
     t = 1_750_000_000  # one build: the child's history extends the parent's
     parent = make_image(ctx.store, ["a"], ["base:1"], created=t)
     child = make_image(ctx.store, ["a", "b"], ["app:1"], created=t)
+    res = ops.remove_images(ctx, ["base:1"])
+    assert res.untagged == ["docker.io/library/base:1"] and res.deleted == [] and not res.errors
+    assert not ops.image_exists(ctx, parent.id) and ops.image_exists(ctx, child.id)
+    assert ops.inspect_image(ctx, "app:1")["Parent"] == ""
+    for layer in child.layers:
+        assert ctx.store.get_layer(layer)
+    other = make_image(ctx.store, ["a"], [], created=t)
+    make_image(ctx.store, ["a"], ["labelled:1"], created=t, metadata_steps=("LABEL x=1",))
+    res = ops.remove_images(ctx, [other.id])  # by ID, unnamed: gone, nothing to report
+    assert res.untagged == [] and res.deleted == [] and not res.errors
+    assert not ops.image_exists(ctx, other.id)
+
+
+def test_rmi_on_the_docker_api_never_deletes_a_parent_of_child_images(ctx):
+    t = 1_750_000_000
+    parent = make_image(ctx.store, ["a"], ["base:1"], created=t)
+    child = make_image(ctx.store, ["a", "b"], ["app:1"], created=t)
     for force in (False, True):
-        res = ops.remove_images(ctx, [parent.id], force=force)
+        res = ops.remove_images(ctx, [parent.id], force=force, docker=True)
         [err] = res.errors
         assert isinstance(err, Conflict) and "has dependent child images" in str(err)
         assert ops.image_exists(ctx, parent.id)
-    # by its last name: untagged only, the data stays for the child (podman's output)
-    res = ops.remove_images(ctx, ["base:1"])
+    # by its last name: untagged only, the data stays for the child (dockerd's output)
+    res = ops.remove_images(ctx, ["base:1"], docker=True)
     assert res.untagged == ["docker.io/library/base:1"] and res.deleted == []
     assert ops.image_exists(ctx, parent.id) and ops.image_exists(ctx, child.id)
     assert [s.id for s in ops.list_images(ctx)] == [child.id]
+
+
+@pytest.mark.parametrize("docker", [False, True])
+def test_rmi_deletes_the_parents_it_leaves_dangling(ctx, docker):
+    """podman and dockerd: removing a build's image removes its intermediate images down
+    to the first one with a name or another child; noprune keeps them."""
+    t = 1_750_000_000
+    base = make_image(ctx.store, ["a"], ["base:1"], created=t)
+    step = make_image(ctx.store, ["a", "b"], [], created=t)
+    mid = make_image(ctx.store, ["a", "b", "c"], [], created=t)
+    app = make_image(ctx.store, ["a", "b", "c", "d"], ["app:1"], created=t)
+    sibling = make_image(ctx.store, ["a", "b", "x"], ["sibling:1"], created=t)
+    res = ops.remove_images(ctx, ["app:1"], docker=docker, prune_parents=False)
+    assert res.deleted == [app.id] and ops.image_exists(ctx, mid.id)
+    again = make_image(ctx.store, ["a", "b", "c", "d"], ["app:1"], created=t)
+    res = ops.remove_images(ctx, ["app:1"], docker=docker)
+    assert res.deleted == [again.id, mid.id]  # step stays: the sibling is its child
+    assert ops.image_exists(ctx, step.id) and ops.image_exists(ctx, base.id)
+    res = ops.remove_images(ctx, ["sibling:1"], docker=docker)
+    assert res.deleted == [sibling.id, step.id]  # base has a name: it stays
+    assert ops.image_exists(ctx, base.id)
 
 
 def test_rmi_all_removes_children_before_parents(ctx):

@@ -123,11 +123,11 @@ async def delete_image(request: Request) -> Response:
 
     name = request.path_params["name"]
     q = request.query_params
-    force = docker_bool(q, "force")
-    # noprune: kiln never deletes parents implicitly; accepted for compatibility
+    force, noprune = docker_bool(q, "force"), docker_bool(q, "noprune")
 
     def remove(ctx):
-        result = ops.remove_images(ctx, [name], force=force)
+        # dockerd's rules: an image with children is never deleted, its dangling parents are
+        result = ops.remove_images(ctx, [name], force=force, docker=True, prune_parents=not noprune)
         ops.raise_first_error(result)
         return result
 

@@ -7,8 +7,13 @@ they never print. Semantics and error texts follow podman where users rely on th
 - removing by ID an image that has several names needs ``force``;
 - an image used by a working container is refused unless ``force``, which removes
   those containers too;
-- an image with child images is never deleted (``force`` does not change that);
-  removing its last name leaves it as an untagged intermediate image.
+- an image with child images is deleted as podman deletes it, its data staying for
+  them (reported untagged, not deleted); with ``docker`` (the Docker API) as dockerd
+  refuses it: by ID never (``force`` does not change that), by its last name only
+  untagged, left as an untagged intermediate image;
+- deleting an image deletes its parent too when that is left dangling (no name, no
+  child), and so on down, as podman and dockerd do (``prune_parents``; Docker's
+  ``noprune`` turns it off).
 """
 
 from __future__ import annotations
@@ -513,6 +518,8 @@ def _untag_list(ctx: Context, rec: Any, names: Sequence[str]) -> list[str]:
 class RemoveResult:
     untagged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)  # full image IDs ("sha256:...")
+    # deleted too, with child images keeping their data: podman reports them untagged only
+    deleted_with_children: list[str] = field(default_factory=list)
     removed_containers: list[str] = field(default_factory=list)
     errors: list[Exception] = field(default_factory=list)
 
@@ -524,8 +531,11 @@ def remove_images(
     all: bool = False,
     ignore: bool = False,
     lists_only: bool = False,
+    docker: bool = False,
+    prune_parents: bool = True,
 ) -> RemoveResult:
-    """``kiln rmi``: untag and delete images (see the module docstring for the rules).
+    """``kiln rmi``: untag and delete images (see the module docstring for the rules:
+    ``docker`` for dockerd's with child images, ``prune_parents`` for dangling parents).
 
     Errors for individual images are collected in ``result.errors`` (the others
     still go); ``ignore`` drops "image not known" errors. Call
@@ -544,16 +554,27 @@ def remove_images(
         if all:
             _remove_all(ctx, force, result)
         else:
-            _remove_named(ctx, names, force, ignore, result, lists_only)
+            how = _How(force, docker, prune_parents)
+            _remove_named(ctx, names, how, ignore, result, lists_only)
     finally:  # what went before an unexpected error still happened
-        image_events.record_removal(ctx, result.untagged, result.deleted)
+        deleted = [*result.deleted, *result.deleted_with_children]
+        image_events.record_removal(ctx, result.untagged, deleted)
     return result
+
+
+@dataclass(frozen=True)
+class _How:
+    """How an rmi removes (see :func:`remove_images`)."""
+
+    force: bool = False
+    docker: bool = False
+    prune_parents: bool = True
 
 
 def _remove_named(
     ctx: Context,
     names: Sequence[str],
-    force: bool,
+    how: _How,
     ignore: bool,
     result: RemoveResult,
     lists_only: bool = False,
@@ -563,13 +584,13 @@ def _remove_named(
             if lists_only:
                 _remove_list(ctx, name, _list_named(ctx, name), result)
             else:
-                _remove_one(ctx, name, force, result)
+                _remove_one(ctx, name, how, result)
         except NotFound as exc:
             if not ignore:
                 result.errors.append(exc)
         except (Conflict, InvalidArgument) as exc:
             result.errors.append(exc)
-    if result.deleted:
+    if result.deleted or result.deleted_with_children:
         ctx.collect_garbage()
 
 
@@ -578,8 +599,9 @@ def raise_first_error(result: RemoveResult) -> None:
         raise result.errors[0]
 
 
-def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> None:
+def _remove_one(ctx: Context, name: str, how: _How, result: RemoveResult) -> None:
     store = ctx.store
+    force = how.force
     found = store.resolve(name)
     if isinstance(found, IndexRecord):
         _remove_list(ctx, name, found, result)
@@ -605,7 +627,7 @@ def _remove_one(ctx: Context, name: str, force: bool, result: RemoveResult) -> N
             store.untag(resolved)
             result.untagged.append(resolved)
             return
-    _delete(ctx, rec.id, names, force, result, by_name=not by_id and not by_digest)
+    _delete(ctx, rec.id, names, how, result, by_name=not by_id and not by_digest)
 
 
 def _list_named(ctx: Context, name: str) -> Any:
@@ -634,21 +656,21 @@ def _delete(
     ctx: Context,
     image_id: str,
     names: list[str],
-    force: bool,
+    how: _How,
     result: RemoveResult,
     by_name: bool = False,
 ) -> None:
     store = ctx.store
     users = store.containers_using(image_id)
-    if users and not force:
+    if users and not how.force:
         raise Conflict(
             f"image used by {users[0].id}: image is in use by a container: "
             "consider listing external containers and force-removing image"
         )
     children = store.children_of(image_id)
-    if children:
+    if children and how.docker:
         if by_name and names:
-            # what podman shows: the names go, the data stays for the children
+            # what dockerd does: the names go, the data stays for the children
             with store.transaction():
                 for n in names:
                     store.untag(n)
@@ -659,13 +681,39 @@ def _delete(
             f"({', '.join(c.removeprefix('sha256:')[:12] for c in children)}); "
             "remove them first (this cannot be forced)"
         )
+    rec = store.get_image(image_id)
+    parent = store.parent_of(rec.id, rec.layers, rec.config_digest or rec.id)
     for c in users:
         _remove_container(ctx, c.id)
         result.removed_containers.append(c.id)
     with store.transaction():
         store.delete_image(image_id)
     result.untagged.extend(names)
-    result.deleted.append(image_id)
+    # podman: an image with children is reported untagged, not deleted (their data stays)
+    (result.deleted_with_children if children else result.deleted).append(image_id)
+    if parent and how.prune_parents:
+        _delete_dangling_parents(ctx, parent, result)
+
+
+def _delete_dangling_parents(ctx: Context, image_id: str, result: RemoveResult) -> None:
+    """Delete ``image_id`` if deleting its child left it dangling (no name, no child, not
+    in a manifest list, no container, no work in flight), then its parent likewise."""
+    store = ctx.store
+    while image_id:
+        try:
+            rec = store.get_image(image_id)
+        except NotFound:
+            return
+        if store.indexes_using(rec.manifest_digest):
+            return  # a list's image is not dangling
+        parent = store.parent_of(rec.id, rec.layers, rec.config_digest or rec.id)
+        try:
+            if _prune_one(ctx, rec.id, all=False) is None:
+                return
+        except (Conflict, NotFound):  # a container uses it, or another process took it
+            return
+        result.deleted.append(rec.id)
+        image_id = parent or ""
 
 
 def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
@@ -681,8 +729,8 @@ def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
         if not leaves:
             break
         for s in leaves:
-            try:
-                _delete(ctx, s.id, list(s.names), force, result)
+            try:  # every image goes: no parent is left to prune
+                _delete(ctx, s.id, list(s.names), _How(force, prune_parents=False), result)
             except (Conflict, NotFound) as exc:
                 failed.add(s.id)
                 result.errors.append(exc)
