@@ -54,7 +54,7 @@ def _image(summary: Any, record: Any) -> dict[str, Any]:
 
 def _list(ctx: Context, filters: list[str]) -> list[dict[str, Any]]:
     records = {r.id: r for r in ctx.store.list_images()}
-    summaries = image_ops.list_images(ctx, filters=filters, named_parents=True)  # isParent
+    summaries = image_ops.list_images(ctx, filters=filters)
     return [_image(s, records.get(s.id)) for s in summaries]
 
 

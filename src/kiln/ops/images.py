@@ -147,7 +147,6 @@ def list_images(
     all: bool = False,
     filters: Iterable[str] = (),
     references: Iterable[str] = (),
-    named_parents: bool = False,
 ) -> list[ImageSummary]:
     """Images in the store, newest first.
 
@@ -160,14 +159,12 @@ def list_images(
     ``containers=true|false`` (used by a working container or not) and ``readonly=true|false``
     (kiln has no read-only additional stores: every image is writable). ``references`` are extra reference globs
     (``kiln images busybox``).
-
-    ``named_parents``: kept for callers of old (see :func:`summarize`).
     """
     parsed = _parse_filters(ctx, filters)
     refs = [*parsed.pop("reference", []), *references]
     with cyclic_gc_paused():  # thousands of objects, no cycles among them
         records = ctx.store.list_images(blobs=False)
-        summaries = summarize(ctx, records, named_parents=named_parents) + list_summaries(ctx)
+        summaries = summarize(ctx, records) + list_summaries(ctx)
     out = []
     for s in summaries:
         if not all and s.intermediate and "intermediate" not in parsed:
@@ -182,7 +179,7 @@ def list_images(
 
 
 def summarize(
-    ctx: Context, records: Sequence[ImageRecord], labels: bool = True, named_parents: bool = True
+    ctx: Context, records: Sequence[ImageRecord], labels: bool = True
 ) -> list[ImageSummary]:
     """Summaries of ``records``, with parent/child links worked out among the store's images.
 
@@ -192,8 +189,7 @@ def summarize(
     Parents and children follow podman's rule (``kiln.store.lineage``: the child's layers
     extend the parent's by at most one and its history extends the parent's), the same
     rule as ``image inspect``'s ``Parent``, answered from the store's index columns in one
-    query: no config is read. ``named_parents`` is accepted for callers of old; every
-    image's ``has_children`` is told now, at no cost.
+    query: no config is read.
     """
     known = _record_labels(ctx, records) if labels else {}
     parents, with_children = ctx.store.parent_links()
