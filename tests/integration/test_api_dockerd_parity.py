@@ -302,10 +302,9 @@ def _build_answer(sock: str, query: dict[str, str], dockerfile: str, tag: str | 
     if tag is not None:
         _, _, body = request(sock, "GET", f"/v1.41/images/{tag}/json")
         out["image"] = _inspect(json.loads(body))
-        # each builder's own: the classic builder's Parent is its previous step's image,
-        # which kiln does not keep; DockerVersion is dockerd's release
-        for key in ("Id", "Created", "RootFS", "Parent", "DockerVersion", "Container",
-                    "ContainerConfig"):  # fmt: skip
+        # each builder's own; DockerVersion is dockerd's release (Parent: not compared,
+        # see the module docstring)
+        for key in ("Id", "Created", "RootFS", "DockerVersion", "Container", "ContainerConfig"):
             out["image"].pop(key)
     return out
 
