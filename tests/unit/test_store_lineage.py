@@ -17,7 +17,10 @@ from sql_trace import statements_during
 
 T = 1_750_000_000  # one build: every step carries the same history entries
 # a store as kiln wrote it before schema V10
-_BEFORE_V10 = "DROP INDEX images_parent_keys_missing; ALTER TABLE images DROP COLUMN parent_keys;"
+_BEFORE_V10 = (
+    "DROP INDEX images_parent_keys_missing; ALTER TABLE images DROP COLUMN parent_keys;"
+    "CREATE INDEX images_lineage ON images(history_key, top_chain, added, id);"
+)
 
 
 @pytest.fixture
@@ -221,7 +224,7 @@ def test_a_history_of_hundreds_of_entries_finds_its_parent(store):
     assert parent(store, child) == bare(base)
 
 
-def test_a_v8_store_gets_the_lineage_index_in_place_of_the_history_one(tmp_path):
+def test_a_v8_store_loses_its_history_index_and_finds_parents(tmp_path):
     root = str(tmp_path / "root")
     s = Store.open(root)
     base = make_image(s, ["a"], created=T)
@@ -236,7 +239,8 @@ def test_a_v8_store_gets_the_lineage_index_in_place_of_the_history_one(tmp_path)
     s = Store.open(root)
     try:
         indexes = {r[0] for r in s.db.query("SELECT name FROM sqlite_master WHERE type='index'")}
-        assert "images_lineage" in indexes and "images_history_key" not in indexes
+        assert "images_history_key" not in indexes  # V9 dropped it, V10 its successor
+        assert "images_lineage" not in indexes and "images_parent_keys_missing" in indexes
         assert parent(s, child) == bare(base)
     finally:
         s.close()

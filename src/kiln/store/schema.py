@@ -231,10 +231,12 @@ DROP INDEX IF EXISTS images_history_key;
 
 # podman's parent/child rule without reading configs (kiln.store.lineage): the keys of the
 # history prefixes a parent of the image could have (NULL: not recorded yet, filled from
-# the config when the store opens, found through the partial index)
+# the config when the store opens, found through the partial index). Parents are searched
+# by top chain since: V9's index on the history key has no reader left
 V10 = """
 ALTER TABLE images ADD COLUMN parent_keys BLOB;
 CREATE INDEX IF NOT EXISTS images_parent_keys_missing ON images(id) WHERE parent_keys IS NULL;
+DROP INDEX IF EXISTS images_lineage;
 """
 
 MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10]
