@@ -24,11 +24,12 @@ EXIT_OTHER = 125
 @click.option("-i", "--ignore", is_flag=True, help="Ignore errors for images that do not exist")
 @pass_state
 def command(state: State, images, all_, force, ignore):
-    """Remove IMAGEs. A name of an image with other names is only untagged.
+    """Remove IMAGEs. A name of an image with other names is only untagged. As podman:
+    an image with child images goes too (they keep their data; it is shown untagged,
+    not deleted), and so do the parents a removal leaves dangling.
 
     Exit status: 0 all removed; 1 an image did not exist (not with --force or
-    --ignore, as podman); 2 an image is in use by a container or has child images;
-    125 other errors.
+    --ignore, as podman); 2 an image is in use by a container; 125 other errors.
     """
     from kiln.errors import Conflict, NotFound
     from kiln.ops import images as ops
