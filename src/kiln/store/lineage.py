@@ -199,7 +199,7 @@ class Lineage:
             r["id"] for r in rows if r["parent_keys"] and mine in _prefix_rank(r["parent_keys"])
         )
 
-    def links(self) -> tuple[dict[str, str], set[str]]:
+    def parent_links(self) -> tuple[dict[str, str], set[str]]:
         """Every image's parent (image ID -> parent ID; none: not there) and the images
         that are a parent of some image, in one query of the index columns."""
         rows = self.db.query(_RELATION_ROWS)

@@ -180,7 +180,7 @@ class Store:
         self.images_using_layer = images.images_using_layer
         self.parent_of = lineage.parent_of
         self.children_of = lineage.children_of
-        self.parent_links = lineage.links
+        self.parent_links = lineage.parent_links
         # manifest lists
         self.put_index = indexes.put_index
         self.get_index = indexes.get_index
