@@ -46,7 +46,7 @@ def test_a_registry_use_case_makes_its_client_without_the_heavy_modules():
         "import sys\n"
         "from kiln.ops import registry\n"
         "from kiln.registry import RegistryOptions\n"
-        "with registry._client(None, RegistryOptions()) as client:\n"
+        "with registry.registry_client(None, RegistryOptions()) as client:\n"
         f"    print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
