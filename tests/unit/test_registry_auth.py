@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import traceback
 import urllib.parse
@@ -29,10 +30,17 @@ def _isolated(tmp_path, monkeypatch):
 class FakeRegistry:
     """Bearer (or Basic) registry plus its token server, as one MockTransport handler."""
 
-    def __init__(self, scheme: str = "bearer", anonymous: bool = False, token_status: int = 200):
+    def __init__(
+        self,
+        scheme: str = "bearer",
+        anonymous: bool = False,
+        token_status: int = 200,
+        oauth_status: int = 200,
+    ):
         self.scheme = scheme
         self.anonymous = anonymous
         self.token_status = token_status
+        self.oauth_status = oauth_status  # not 200: a token server without OAuth2's POST
         self.token_requests: list[httpx.Request] = []
         self.seen_auth: list[str] = []
         self.issued = 0
@@ -48,13 +56,18 @@ class FakeRegistry:
         return httpx.Response(401, headers={"WWW-Authenticate": header}, json=body)
 
     def _basic_ok(self, value: str) -> bool:
-        return value == "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode()
+        secrets = [SECRET] + ([f"refresh-{SECRET}"] if self.oauth_status != 200 else [])
+        return value in [
+            "Basic " + base64.b64encode(f"alice:{s}".encode()).decode() for s in secrets
+        ]
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.host == "auth.reg.example":
             self.token_requests.append(request)
             if self.token_status != 200:
                 return httpx.Response(self.token_status, json={"details": "boom"})
+            if request.method == "POST" and self.oauth_status != 200:
+                return httpx.Response(self.oauth_status, text="404 page not found")
             if request.method == "POST":
                 form = urllib.parse.parse_qs(request.content.decode())
                 if form.get("refresh_token") != ["refresh-" + SECRET]:
@@ -124,6 +137,23 @@ def test_identity_token_uses_oauth2_post(tmp_path) -> None:
     form = urllib.parse.parse_qs(tok.content.decode())
     assert form["grant_type"] == ["refresh_token"]
     assert form["scope"] == ["repository:team/app:pull"]
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_identity_token_falls_back_to_get_where_the_oauth2_post_is_missing(
+    status, tmp_path
+) -> None:
+    """The token spec: a token server without OAuth2 answers the POST with 404; the GET
+    that every one serves then carries the token as the password (containerd's way)."""
+    authfile = tmp_path / "auth.json"
+    entry = {"auth": base64.b64encode(b"alice:").decode(), "identitytoken": f"refresh-{SECRET}"}
+    authfile.write_text(json.dumps({"auths": {REG: entry}}))
+    fake = FakeRegistry(oauth_status=status)
+    assert _client(fake, authfile=str(authfile)).list_tags(REF) == ["t1"]
+    post, get = fake.token_requests
+    assert (post.method, get.method) == ("POST", "GET")
+    assert get.url.params["account"] == "alice"
+    assert get.url.params["scope"] == "repository:team/app:pull"
 
 
 def test_basic_registry_sends_credentials_after_challenge() -> None:

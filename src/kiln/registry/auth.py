@@ -2,7 +2,8 @@
 
 On a 401 the flow reads the challenge. Basic: resend with the credentials.
 Bearer: fetch a token from the realm (anonymous, with Basic credentials, or an
-OAuth2 refresh-token POST when an identity token is stored), cache it per
+OAuth2 refresh-token POST when an identity token is stored, a GET when the token
+server answers that POST with 404 or 405), cache it per
 (registry, scope) until it expires, and resend once. A second 401 raises
 :class:`kiln.errors.Unauthorized`. Once a host's challenge is known, later
 requests get their token before they are sent, so streamed bodies are sent once.
@@ -146,6 +147,37 @@ def _basic_header(cred: Credential) -> str:
     return "Basic " + base64.b64encode(raw).decode()
 
 
+def _oauth_request(realm: str, service: str, scope: str, refresh_token: str) -> httpx.Request:
+    """OAuth2's refresh-token grant (distribution's token spec, dockerd's and podman's)."""
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": "kiln",
+        "access_type": "offline",
+    }
+    if service:
+        form["service"] = service
+    if scope:
+        form["scope"] = scope
+    return httpx.Request("POST", realm, data=form)
+
+
+def _get_token_request(
+    realm: str, service: str, scope: str, cred: Credential | None
+) -> httpx.Request:
+    """The token spec's ``GET realm?service=&scope=``, with Basic credentials if any."""
+    params: list[tuple[str, str | int | float | bool | None]] = []
+    if service:
+        params.append(("service", service))
+    params += [("scope", s) for s in scope.split()]
+    if cred is not None and cred.username:
+        params.append(("account", cred.username))
+    req = httpx.Request("GET", realm, params=params)
+    if cred is not None:
+        req.headers["Authorization"] = _basic_header(cred)
+    return req
+
+
 class RegistryAuth(httpx.Auth):
     """The auth flow; ``credentials(host, repository)`` finds credentials lazily."""
 
@@ -242,29 +274,17 @@ class RegistryAuth(httpx.Auth):
             raise Unavailable(f"registry {host} sent a bearer challenge without a usable realm")
         service = challenge.service
         if cred is not None and cred.identity_token:
-            form = {
-                "grant_type": "refresh_token",
-                "refresh_token": cred.identity_token,
-                "client_id": "kiln",
-                "access_type": "offline",
-            }
-            if service:
-                form["service"] = service
-            if scope:
-                form["scope"] = scope
-            req = httpx.Request("POST", realm, data=form)
+            resp = yield _oauth_request(realm, service, scope, cred.identity_token)
+            resp.read()
+            if resp.status_code in (404, 405):
+                # the token spec: a server without OAuth2 answers the POST with 404; GET
+                # works on every one (the token as the password, as containerd sends it)
+                basic = Credential(cred.username, cred.password or cred.identity_token)
+                resp = yield _get_token_request(realm, service, scope, basic)
+                resp.read()
         else:
-            params: list[tuple[str, str | int | float | bool | None]] = []
-            if service:
-                params.append(("service", service))
-            params += [("scope", s) for s in scope.split()]
-            if cred is not None:
-                params.append(("account", cred.username))
-            req = httpx.Request("GET", realm, params=params)
-            if cred is not None:
-                req.headers["Authorization"] = _basic_header(cred)
-        resp = yield req
-        resp.read()
+            resp = yield _get_token_request(realm, service, scope, cred)
+            resp.read()
         if resp.status_code in (401, 403):
             what = "invalid username/password" if cred is not None else "authentication required"
             raise Unauthorized(f"{host}: unauthorized: {what}")
