@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -394,6 +395,20 @@ def test_login_logout(kind, request, pusher, tmp_path):
         server.host,
     )
     assert server.host in json.loads(other.read_text())["auths"]
+
+
+def test_login_password_stdin_reads_all_of_stdin_as_podman(registry_basic, puller, tmp_path):
+    """podman joins every line of stdin, each without its newline (and a ``\r`` before
+    it); reading the first line only sent half of a password that a pipe split."""
+    server, authfile = registry_basic, tmp_path / "auth.json"
+    half = len(server.password) // 2
+    stdin = server.password[:half] + "\n" + server.password[half:] + "\r\n"
+    code, out, err = puller("login", "--tls-verify=false", "--authfile", str(authfile),
+                            "-u", server.username, "--password-stdin", server.host,
+                            stdin=stdin)  # fmt: skip
+    assert "Login Succeeded!" in out and server.password[half:] not in out + err
+    entry = json.loads(authfile.read_text())["auths"][server.host]
+    assert base64.b64decode(entry["auth"]).decode() == f"{server.username}:{server.password}"
 
 
 def test_bad_arguments_are_clear(registry_plain, puller):

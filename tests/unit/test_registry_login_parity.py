@@ -199,3 +199,31 @@ def test_a_hanging_helper_is_stopped_with_all_it_started(env, monkeypatch) -> No
                 break
     finally:
         os.close(reader)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "password"),
+    [
+        ("secret\n", "secret"),
+        ("secret", "secret"),
+        ("secret\r\n", "secret"),
+        ("sec\nret\n", "secret"),  # podman joins the lines with nothing between
+        ("sec\r\nret\r\n\n", "secret"),
+        ("with space \n", "with space "),
+        ("", ""),
+    ],
+)
+def test_password_stdin_is_all_of_stdin_as_podman_reads_it(stdin, password) -> None:
+    import io
+
+    from kiln.cli.commands.login import password_from_stdin
+
+    assert password_from_stdin(io.StringIO(stdin)) == password
+
+
+def test_password_stdin_that_is_not_a_password_is_refused_unread(env) -> None:
+    res = CliRunner().invoke(
+        cli, ["login", "-u", "u", "--password-stdin", "r.io"], input="x" * (2 << 20)
+    )
+    assert res.exit_code != 0 and "more than 1 MiB" in res.output
+    assert "Traceback" not in res.output and not os.path.exists(env / "run" / "containers")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 import click
 
@@ -42,7 +43,7 @@ def command(
     if password_stdin:
         if not username:
             raise InvalidArgument("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = password_from_stdin(sys.stdin)
     if (not username or password is None) and not sys.stdin.isatty():
         missing = "username" if not username else "password"
         raise InvalidArgument(
@@ -61,6 +62,20 @@ def command(
         options=registry_options,
     )
     state.echo("Login Succeeded!")
+
+
+MAX_STDIN_PASSWORD = 1 << 20
+
+
+def password_from_stdin(stream: TextIO) -> str:
+    """All of stdin as podman reads it: each line without its newline (and a ``\r`` before
+    it), the lines joined with nothing between them (``token\n`` -> ``token``)."""
+    from kiln.errors import InvalidArgument
+
+    data = stream.read(MAX_STDIN_PASSWORD + 1)
+    if len(data) > MAX_STDIN_PASSWORD:
+        raise InvalidArgument("--password-stdin: stdin holds more than 1 MiB, not a password")
+    return "".join(line.removesuffix("\r") for line in data.split("\n"))
 
 
 def _stored_login_is_valid(state: State, registry: str, registry_options) -> bool:
