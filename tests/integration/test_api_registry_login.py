@@ -45,7 +45,9 @@ class Env:
         return docker.DockerClient(base_url=f"unix://{self.sock}", version="auto",
                                    timeout=CALL_TIMEOUT)  # fmt: skip
 
-    def raw(self, method: str, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+    def raw(
+        self, method: str, path: str, headers: dict | None = None, body: bytes | None = None
+    ) -> tuple[int, bytes]:
         import http.client
         import socket
 
@@ -57,7 +59,7 @@ class Env:
 
         c = Conn("kiln", timeout=CALL_TIMEOUT)
         try:
-            c.request(method, path, headers=headers or {})
+            c.request(method, path, body=body, headers=headers or {})
             resp = c.getresponse()
             return resp.status, resp.read()
         finally:
@@ -196,3 +198,38 @@ def test_libpod_pull_with_a_per_registry_map_in_x_registry_auth(env):
                            {"X-Registry-Auth": _header({reg.host: {"username": reg.username,
                                                         "password": "wrong"}})})  # fmt: skip
     assert b"unauthorized" in body.lower(), body
+
+
+def test_identity_tokens_log_in_push_and_pull(env, registry_token):
+    """An AuthConfig holding only an ``identitytoken`` (an OAuth2 refresh token: what
+    ``docker login`` keeps for registries that issue one, and what docker-py sends from
+    ``auths[...]["identitytoken"]``): ``POST /auth`` checks it, and pushes and pulls trade
+    it at the token server (a ``grant_type=refresh_token`` POST), as dockerd does; they
+    used to go out anonymous and be refused."""
+    reg, ts = registry_token, registry_token.token_server
+    ts.refresh_tokens["refresh-api-login"] = reg.username
+    token_auth = {"identitytoken": "refresh-api-login", "serveraddress": reg.host}
+
+    def auth(obj: dict) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"}
+        return env.raw("POST", "/v1.41/auth", headers, json.dumps(obj).encode())
+
+    status, body = auth(token_auth)
+    assert status == 200 and json.loads(body)["Status"] == "Login Succeeded", body
+    status, body = auth(dict(token_auth, identitytoken="refresh-not-issued"))
+    assert status == 401 and b"unauthorized" in body.lower(), body
+    assert b"refresh-not-issued" not in body
+    c = env.dockerpy()
+    try:
+        repo = f"{reg.host}/login/token"
+        c.images.get("base:1").tag(repo, "1")
+        before = len(ts.requests)
+        lines = list(c.api.push(repo, "1", auth_config=token_auth, stream=True, decode=True))
+        assert not [x for x in lines if "error" in x], lines
+        c.images.remove(f"{repo}:1")
+        assert c.images.pull(repo, "1", auth_config=token_auth).id == c.images.get("base:1").id
+    finally:
+        c.close()
+    grants = [form for method, form in ts.requests[before:] if method == "POST"]
+    assert grants and {f["refresh_token"][0] for f in grants} == {"refresh-api-login"}
+    assert env.server_auth_files() == []

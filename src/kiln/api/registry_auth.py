@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from kiln.ops.options import RegistryOptions
+from kiln.ops.options import Credential, RegistryOptions
 
 from .errors import is_libpod_request
 from .params import decode_auth_header
@@ -17,19 +17,24 @@ _AUTH_CONFIG_KEYS = frozenset(
 )
 
 
-def creds_of(auth: dict[str, Any]) -> str | None:
-    """``user:password`` from an AuthConfig (username/password, or the ``auth`` field; keys in
-    any case: podman's own structs spell them ``Username``/``Password``)."""
+def credential_of(auth: dict[str, Any]) -> Credential | None:
+    """The credential of an AuthConfig: username/password (or the ``auth`` field), and an
+    ``identitytoken`` (the OAuth2 refresh token ``docker login`` keeps for registries that
+    issue one; dockerd trades it at the token server, and so does kiln). Keys in any case:
+    podman's own structs spell them ``Username``/``Password``/``IdentityToken``."""
     auth = {str(k).lower(): v for k, v in auth.items()}
     user, password = auth.get("username") or "", auth.get("password") or ""
+    token = auth.get("identitytoken") or ""
     if not user and auth.get("auth"):
         try:
             user, _, password = base64.b64decode(str(auth["auth"])).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return None
-    if not user or not isinstance(user, str) or not isinstance(password, str):
+    if not all(isinstance(v, str) for v in (user, password, token)):
         return None
-    return f"{user}:{password}"
+    if token:
+        return Credential(user, password, token)
+    return Credential(user, password) if user else None
 
 
 def is_single_auth(obj: dict[str, Any]) -> bool:
@@ -39,16 +44,16 @@ def is_single_auth(obj: dict[str, Any]) -> bool:
     )
 
 
-def auth_map(obj: dict[str, Any]) -> dict[str, str]:
+def auth_map(obj: dict[str, Any]) -> dict[str, Credential]:
     """A registry -> AuthConfig map (X-Registry-Config, podman's X-Registry-Auth) -> registry
-    -> ``user:password``; keys stay as sent (``https://index.docker.io/v1/``, ``host:port``)
+    -> its credential; keys stay as sent (``https://index.docker.io/v1/``, ``host:port``)
     and are matched like an auth file's."""
     out = {}
     for server, auth in obj.items():
         if isinstance(auth, dict) and server:
-            creds = creds_of(auth)
-            if creds:
-                out[str(server)] = creds
+            cred = credential_of(auth)
+            if cred is not None:
+                out[str(server)] = cred
     return out
 
 
@@ -56,7 +61,7 @@ def request_credentials(request: Request) -> dict[str, Any]:
     """Registry options carrying what the client sent, for this request only: ``creds`` from
     a single X-Registry-Auth, ``auths`` from a map in it or in X-Registry-Config."""
     opts: dict[str, Any] = {}
-    auths: dict[str, str] = {}
+    auths: dict[str, Credential] = {}
     config = request.headers.get("x-registry-config", "")
     if config:
         auths.update(auth_map(decode_auth_header(config, "X-Registry-Config")))
@@ -64,9 +69,9 @@ def request_credentials(request: Request) -> dict[str, Any]:
     if header:
         obj = decode_auth_header(header, "X-Registry-Auth")
         if is_single_auth(obj):
-            creds = creds_of(obj)
-            if creds:
-                opts["creds"] = creds
+            cred = credential_of(obj)
+            if cred is not None:
+                opts["creds"] = cred
         else:
             auths.update(auth_map(obj))
     if auths:
@@ -108,8 +113,8 @@ def push_pull_options(
     )
 
 
-def build_registry_auth(request: Request) -> dict[str, str]:
-    """Registry -> ``user:password`` for the pulls of a build: X-Registry-Config (the docker
+def build_registry_auth(request: Request) -> dict[str, Credential]:
+    """Registry -> credential for the pulls of a build: X-Registry-Config (the docker
     CLI, docker-py, podman) and a map in X-Registry-Auth."""
     return dict(request_credentials(request).get("auths") or {})
 
@@ -127,7 +132,7 @@ __all__ = [
     "auth_map",
     "build_registry_auth",
     "build_registry_options",
-    "creds_of",
+    "credential_of",
     "docker_short_names",
     "is_single_auth",
     "push_pull_options",

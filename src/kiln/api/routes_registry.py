@@ -23,7 +23,7 @@ from starlette.routing import Route
 from kiln.errors import InvalidArgument
 from kiln.ops.options import RegistryOptions
 
-from .registry_auth import creds_of, loopback_registry, push_pull_options
+from .registry_auth import credential_of, loopback_registry, push_pull_options
 from .uploads import json_body
 from .wiring import run_op
 
@@ -42,12 +42,9 @@ def _registry() -> ModuleType:
 async def auth(request: Request) -> Response:
 
     body = await json_body(request, "auth")
-    creds = creds_of(body)
-    if creds is None:
-        raise InvalidArgument(
-            "give a username and password to log in (identity tokens are not supported)"
-        )
-    user, _, password = creds.partition(":")
+    cred = credential_of(body)
+    if cred is None:
+        raise InvalidArgument("give a username and password, or an identity token, to log in")
     server = str(body.get("serveraddress") or body.get("ServerAddress") or DOCKER_HUB)
     host = server.split("://", 1)[-1].split("/", 1)[0]
     # dockerd treats 127.0.0.0/8 as an insecure registry: plain HTTP
@@ -55,7 +52,12 @@ async def auth(request: Request) -> Response:
     await run_op(
         request,
         lambda ctx: _registry().verify_login(
-            ctx, server, user, password, options=RegistryOptions(tls_verify=tls_verify)
+            ctx,
+            server,
+            cred.username,
+            cred.password,
+            identity_token=cred.identity_token,
+            options=RegistryOptions(tls_verify=tls_verify),
         ),
     )
     return JSONResponse({"Status": "Login Succeeded", "IdentityToken": ""})

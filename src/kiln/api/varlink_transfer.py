@@ -23,7 +23,7 @@ from kiln.ops import images as image_ops
 from kiln.ops import transports as tp
 from kiln.ops.build_inputs import open_remote_context
 from kiln.ops.context import Context
-from kiln.ops.options import PullRequest, RegistryOptions, RunSettings, parse_memory
+from kiln.ops.options import Credential, PullRequest, RegistryOptions, RunSettings, parse_memory
 from kiln.util.choices import Choice, Compression, ImageFormat, PullPolicy
 
 from .varlink_service import (
@@ -373,7 +373,8 @@ def pull_request(name: str | None, creds: dict[str, Any] | None) -> PullRequest:
         raise error_occurred("PullImage needs an image reference")
     auth = creds or {}
     user = auth.get("username")
-    options = RegistryOptions(creds=f"{user}:{auth.get('password') or ''}" if user else None)
+    cred = Credential(str(user), str(auth.get("password") or "")) if user else None
+    options = RegistryOptions(creds=cred)
     return PullRequest.of(name, options=options)
 
 

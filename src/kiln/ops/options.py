@@ -9,7 +9,7 @@ the registry and pull values alone, for front ends that must not load the runtim
 
 from __future__ import annotations
 
-from kiln.ops.pull_options import PullRequest, RegistryOptions
+from kiln.ops.pull_options import Credential, PullRequest, RegistryOptions
 from kiln.runtime.options import RunSettings, parse_memory
 
-__all__ = ["PullRequest", "RegistryOptions", "RunSettings", "parse_memory"]
+__all__ = ["Credential", "PullRequest", "RegistryOptions", "RunSettings", "parse_memory"]

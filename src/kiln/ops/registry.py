@@ -572,9 +572,11 @@ def verify_login(
     username: str,
     password: str,
     *,
+    identity_token: str = "",
     options: RegistryOptions | None = None,
 ) -> str:
-    """Check the credentials against ``registry`` and keep them nowhere; returns the host."""
+    """Check the credentials (a password, or an identity token) against ``registry`` and
+    keep them nowhere; returns the host."""
     from kiln.registry.login import verify_login  # start-up: see the module docstring
 
     opts = registry_options(ctx, options)
@@ -588,6 +590,7 @@ def verify_login(
         retries=opts.retries,
         retry_delay=opts.retry_delay,
         retry_backoff=opts.retry_backoff,
+        identity_token=identity_token,
     )
 
 

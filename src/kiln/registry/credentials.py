@@ -12,8 +12,10 @@ Lookup order for a registry (and optionally a repository within it):
 
 In each file ``credHelpers[host]`` wins, then ``auths`` (the most specific key:
 ``host/ns/repo`` before ``host/ns`` before ``host``; ``https://index.docker.io/v1/``
-means docker.io), then ``credsStore``. Helpers run as ``docker-credential-<name> get``
-reading the server URL on stdin. Secrets never appear in reprs or messages.
+means docker.io), then ``credsStore``. An entry holds ``auth`` (base64 ``user:password``)
+and/or an ``identitytoken`` (an OAuth2 refresh token, which the auth flow trades at the
+token server). Helpers run as ``docker-credential-<name> get`` reading the server URL on
+stdin. Secrets never appear in reprs or messages.
 
 Writing (login, logout) goes to the first file only, as podman's does: a ``credHelpers``
 entry for exactly the host sends the credential to that helper (``store``/``erase``);
@@ -30,6 +32,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TypeVar
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.registry.credential import Credential, parse_creds
@@ -48,6 +51,7 @@ _DOCKER_ALIASES = {"index.docker.io", "registry-1.docker.io", DOCKER_IO}
 
 # an auth file as read: its sections are checked where they are used, the rest is kept
 AuthFile = dict[str, object]
+Entry = TypeVar("Entry")
 
 
 def normalize_key(key: str) -> str:
@@ -75,6 +79,17 @@ def _candidates(registry: str, repository: str | None) -> list[str]:
         keys.append(host + "/" + "/".join(parts[:n]))
     keys.append(host)
     return keys
+
+
+def entries_for(
+    entries: Mapping[str, Entry], registry: str, repository: str | None
+) -> Iterator[tuple[str, Entry]]:
+    """The ``(key, entry)`` pairs of an ``auths`` map that name ``registry`` (and
+    ``repository``), the most specific first; keys as written (schemes, ``/v1/``, aliases)."""
+    by_key = {normalize_key(k): (k, v) for k, v in entries.items()}
+    for cand in _candidates(registry, repository):
+        if cand in by_key:
+            yield by_key[cand]
 
 
 def auth_file_for_write(authfile: str | None = None, env: Mapping[str, str] | None = None) -> str:
@@ -169,12 +184,10 @@ def lookup_in_file(
                 return run_helper(str(helper), _helper_server(host))
     auths = obj.get("auths") or {}
     if isinstance(auths, dict):
-        by_key = {normalize_key(k): (k, v) for k, v in auths.items()}
-        for cand in _candidates(registry, repository):
-            if cand in by_key:
-                cred = _decode_entry(by_key[cand][1], f"{by_key[cand][0]} in {path}")
-                if cred is not None:
-                    return cred
+        for key, entry in entries_for(auths, registry, repository):
+            cred = _decode_entry(entry, f"{key} in {path}")
+            if cred is not None:
+                return cred
     store = obj.get("credsStore")
     if store:
         return run_helper(str(store), _helper_server(host))
@@ -185,21 +198,16 @@ def lookup(
     registry: str,
     repository: str | None = None,
     *,
-    creds: str | None = None,
+    creds: str | Credential | None = None,
     authfile: str | None = None,
     env: Mapping[str, str] | None = None,
-    auths: Mapping[str, str] | None = None,
+    auths: Mapping[str, Credential] | None = None,
 ) -> Credential | None:
     """Credentials for ``registry`` (``host[:port]``), optionally for one repository path."""
     if creds:
-        return parse_creds(creds)
-    if auths:
-        given = {
-            key: {"auth": base64.b64encode(value.encode()).decode()} for key, value in auths.items()
-        }
-        cred = lookup_in_file({"auths": given}, registry, repository, "the request")
-        if cred is not None:
-            return cred
+        return creds if isinstance(creds, Credential) else parse_creds(creds)
+    for _key, given in entries_for(auths or {}, registry, repository):
+        return given
     for path in auth_files_for_read(authfile, env):
         obj = read_auth_file(path)
         if not obj:

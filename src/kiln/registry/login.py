@@ -56,10 +56,12 @@ def verify_login(
     retry_backoff: bool = True,
     *,
     authfile: str | None = None,
+    identity_token: str = "",
 ) -> str:
-    """Check the credentials with ``GET /v2/`` and keep them nowhere (the API's ``/auth``:
-    the client records them); returns the host contacted. Unauthorized if refused."""
-    if not username:
+    """Check the credentials (a username and password, or an identity token: an OAuth2
+    refresh token) with ``GET /v2/`` and keep them nowhere (the API's ``/auth``: the client
+    records them); returns the host contacted. Unauthorized if refused."""
+    if not (username or identity_token):
         raise InvalidArgument("login needs a username")
     host, _key = _registry_key(registry)
     options = RegistryOptions(
@@ -72,7 +74,7 @@ def verify_login(
         retry_backoff=retry_backoff,
     )
     with RegistryClient(options) as client:
-        client.check_login(host, Credential(username, password))
+        client.check_login(host, Credential(username, password, identity_token))
     return host
 
 

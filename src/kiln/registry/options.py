@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from kiln.errors import InvalidArgument
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
+from kiln.registry.credential import Credential, parse_creds
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE
 from kiln.util.timefmt import parse_go_duration
@@ -40,9 +41,11 @@ class RegistryOptions:
     tls_verify: bool | None = None  # None: verify unless registries.conf says insecure
     cert_dir: str | None = None
     authfile: str | None = None
-    creds: str | None = None  # "user:pass" (--creds)
-    # registry (auth-file key) -> "user:pass", for this operation only (an API request's)
-    auths: Mapping[str, str] | None = field(default=None, repr=False)
+    # every registry's: a Credential (an API request's may hold an identity token instead
+    # of a password); "user:pass" as given to --creds is read into one
+    creds: str | Credential | None = None
+    # registry (auth-file key) -> its credential, for this operation only (an API request's)
+    auths: Mapping[str, Credential] | None = field(default=None, repr=False)
     registries_conf: str | None = None
     # True: a short name means Docker Hub, as dockerd reads it (``alpine`` ->
     # ``docker.io/library/alpine``), not registries.conf's aliases and unqualified-search
@@ -64,6 +67,10 @@ class RegistryOptions:
     user_agent: str = "kiln/0.1"
     page_size: int = 1000  # n= for tag and catalog listing (Link pagination beyond)
     transport: httpx.BaseTransport | None = None  # tests and embedders (e.g. MockTransport)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.creds, str):  # one form, whoever fills it in (CLI, API, library)
+            object.__setattr__(self, "creds", parse_creds(self.creds) if self.creds else None)
 
     def __repr__(self) -> str:
         return (
@@ -94,8 +101,8 @@ class OptionValues(TypedDict, total=False):
     tls_verify: bool | None
     cert_dir: str | None
     authfile: str | None
-    creds: str | None
-    auths: Mapping[str, str] | None
+    creds: str | Credential | None
+    auths: Mapping[str, Credential] | None
     registries_conf: str | None
     docker_short_names: bool | None
     retries: int | None
