@@ -96,6 +96,33 @@ def test_identity_token_entry(home) -> None:
     assert cred.identity_token == "tok" and cred.password == ""
 
 
+def _legacy(home) -> str:
+    return str(home / "home" / ".dockercfg")
+
+
+def test_legacy_dockercfg_is_the_last_fallback_and_never_written(home, monkeypatch) -> None:
+    """Docker's pre-1.7 ``~/.dockercfg`` (no ``auths`` wrapper; keys name a host, with or
+    without a scheme and path; ``email`` beside ``auth``): podman reads it after every
+    other file, in ``$HOME`` even when ``$DOCKER_CONFIG`` is set, and never writes it."""
+    legacy = {
+        "https://old.io/v1/": {**_auth("old", "o"), "email": "me@old.io"},
+        "r.io": _auth("legacy", "l"),
+        "tok.io/anything": {"identitytoken": "refresh-1"},
+    }
+    _write(_legacy(home), legacy)
+    before = open_text(_legacy(home))
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / "docker-config"))
+    assert lookup("old.io", "team/app") == Credential("old", "o")
+    assert lookup("tok.io").identity_token == "refresh-1"
+    assert lookup("r.io") == Credential("legacy", "l")
+    _write(str(home / "docker-config" / "config.json"), {"auths": {"r.io": _auth("new", "n")}})
+    assert lookup("r.io") == Credential("new", "n")  # every other file comes first
+    credentials.store_credential("old.io", Credential("fresh", "f"))
+    credentials.remove_credential("old.io")
+    assert open_text(_legacy(home)) == before
+    assert lookup("old.io") == Credential("old", "o")
+
+
 def test_bad_entries_are_clear_errors(home) -> None:
     _write(_config(home), {"auths": {"r.io": {"auth": base64.b64encode(b"nocolon").decode()}}})
     with pytest.raises(InvalidArgument, match="user:password"):

@@ -8,7 +8,9 @@ Lookup order for a registry (and optionally a repository within it):
 2. the containers auth file: ``--authfile`` or ``$REGISTRY_AUTH_FILE`` or
    ``$XDG_RUNTIME_DIR/containers/auth.json``; then
    ``$XDG_CONFIG_HOME/containers/auth.json`` (``~/.config/...``);
-3. Docker's ``$DOCKER_CONFIG/config.json`` (``~/.docker/config.json``).
+3. Docker's ``$DOCKER_CONFIG/config.json`` (``~/.docker/config.json``);
+4. Docker's legacy ``~/.dockercfg`` (``{"host": {"auth": ..., "email": ...}}``, no
+   ``auths`` wrapper, keys naming a host only), read last and never written, as podman's.
 
 In each file ``credHelpers[host]`` wins, then ``auths`` (the most specific key:
 ``host/ns/repo`` before ``host/ns`` before ``host``; ``https://index.docker.io/v1/``
@@ -126,6 +128,19 @@ def auth_files_for_read(
     return out
 
 
+def legacy_docker_file(env: Mapping[str, str] | None = None) -> str:
+    """Docker's pre-1.7 ``~/.dockercfg`` (in ``$HOME`` even with ``$DOCKER_CONFIG``)."""
+    env = os.environ if env is None else env
+    return os.path.join(env.get("HOME") or os.path.expanduser("~"), ".dockercfg")
+
+
+def read_legacy_file(path: str) -> AuthFile:
+    """``~/.dockercfg`` as an auth file: its top level is the ``auths`` map, and a key
+    names a host only (podman cuts ``host/anything`` to ``host``)."""
+    obj = read_auth_file(path)
+    return {"auths": {normalize_key(k).split("/", 1)[0]: v for k, v in obj.items()}}
+
+
 def read_auth_file(path: str) -> AuthFile:
     """The parsed file, ``{}`` when absent; a broken file is a clear error."""
     try:
@@ -208,8 +223,9 @@ def lookup(
         return creds if isinstance(creds, Credential) else parse_creds(creds)
     for _key, given in entries_for(auths or {}, registry, repository):
         return given
-    for path in auth_files_for_read(authfile, env):
-        obj = read_auth_file(path)
+    files = [(p, read_auth_file) for p in auth_files_for_read(authfile, env)]
+    for path, read in [*files, (legacy_docker_file(env), read_legacy_file)]:
+        obj = read(path)
         if not obj:
             continue
         cred = lookup_in_file(obj, registry, repository, path)
