@@ -19,7 +19,8 @@ import pytest
 import registry_servers
 from kiln.errors import InvalidArgument, NotFound, Unauthorized, Unavailable
 from kiln.oci import Descriptor, Digest, Manifest, Reference, media_types
-from kiln.registry import RegistryClient, RegistryOptions, login, logout
+from kiln.registry import RegistryClient, RegistryOptions
+from kiln.registry.login import login, logout
 from registry_env import isolate_registry_env
 
 pytestmark = [pytest.mark.root]
