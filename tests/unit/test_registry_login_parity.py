@@ -83,6 +83,14 @@ def test_get_login_prints_the_stored_username_most_specific_first(env, helper) -
     assert "hs" not in res.output and "Traceback" not in res.output
 
 
+def test_get_login_of_an_identity_token_alone_is_not_logged_in(env) -> None:
+    """podman: no username stored, ``not logged into``; kiln printed an empty line."""
+    path = _write(env / "auth.json", {"auths": {"tok.io": {"identitytoken": "refresh-1"}}})
+    res = CliRunner().invoke(cli, ["login", "--authfile", path, "--get-login", "tok.io"])
+    assert res.exit_code == 125 and "not logged into tok.io" in res.output
+    assert "refresh-1" not in res.output
+
+
 def test_login_and_logout_use_the_credential_helper_the_auth_file_names(env, helper) -> None:
     path = _write(
         env / "auth.json",

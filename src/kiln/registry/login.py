@@ -98,8 +98,8 @@ def stored_login(registry: str, authfile: str | None = None) -> Credential | Non
 
 def get_login(registry: str, authfile: str | None = None) -> str:
     """The username stored for ``registry`` (podman's ``login --get-login``); NotFound
-    when there is none."""
+    when there is none (an identity token alone names no user)."""
     cred = stored_login(registry, authfile)
-    if cred is None:
+    if cred is None or not cred.username:
         raise NotFound(f"not logged into {registry}")
     return cred.username
