@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from kiln.errors import InvalidArgument
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
-from kiln.registry.credential import Credential, parse_creds
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE
 from kiln.util.timefmt import parse_go_duration
 
 if TYPE_CHECKING:
     import httpx
+
+    from kiln.registry.credential import Credential
 
 __all__ = [
     "DEFAULT_RETRY_DELAY",
@@ -70,6 +71,8 @@ class RegistryOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.creds, str):  # one form, whoever fills it in (CLI, API, library)
+            from kiln.registry.credential import parse_creds  # start-up: only with --creds
+
             object.__setattr__(self, "creds", parse_creds(self.creds) if self.creds else None)
 
     def __repr__(self) -> str:
