@@ -92,3 +92,35 @@ def test_what_the_public_functions_take_is_public_too():
     assert kiln.PullRequest.of("busybox", options=kiln.RegistryOptions()).source == "busybox"
     assert kiln.ConfigSettings(env=["A=1"]).env == ["A=1"]
     assert kiln.RunSettings().__class__.__name__ == "RunSettings"
+
+
+_NAME_OF_A_SUBMODULE = """
+import importlib, pkgutil, sys, types
+import kiln
+names = []
+for info in pkgutil.walk_packages(kiln.__path__, "kiln."):
+    if info.ispkg:
+        pkg = importlib.import_module(info.name)
+        subs = {s.name for s in pkgutil.iter_modules(pkg.__path__)}
+        names += [(info.name, n) for n in getattr(pkg, "__all__", []) if n in subs]
+for pkg_name, name in names:
+    if sys.argv[1] == "submodule-first":
+        importlib.import_module(f"{pkg_name}.{name}")
+    value = getattr(sys.modules[pkg_name], name)
+    print(f"{pkg_name}.{name}={type(value).__name__}")
+"""
+
+
+def _kinds(order: str) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _NAME_OF_A_SUBMODULE, order],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_a_public_name_that_is_also_a_submodule_is_the_same_whatever_was_imported_first():
+    # kiln.registry.login was the login function, until something imported the module
+    # kiln.registry.login first: then a script's kiln.registry.login(...) was "not callable"
+    assert _kinds("submodule-first") == _kinds("name-first")

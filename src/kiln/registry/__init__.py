@@ -4,6 +4,9 @@ retries, uploads. The only user of httpx. Must not import store, image or above.
 ``RegistryOptions`` (``kiln.registry.options``) is a plain value that loads no httpx; the
 rest is loaded on first use (start-up: a build or command that holds options but talks to
 no registry never imports httpx), httpx through ``_lean_httpx`` first.
+
+``kiln.registry.login`` is the module (``login``, ``logout``): a package attribute of a
+submodule's name would be the module or the function depending on what was imported first.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from kiln.registry.options import RegistryOptions
 if TYPE_CHECKING:
     from kiln.registry.client import ACCEPT_ALL_MANIFESTS, RegistryClient, SearchResult
     from kiln.registry.credentials import Credential
-    from kiln.registry.login import login, logout, verify_login
+    from kiln.registry.login import verify_login
     from kiln.registry.registries_conf import RegistriesConf
     from kiln.registry.retry import RetryPolicy
 
@@ -25,8 +28,6 @@ _LAZY = {
     "RegistryClient": "client",
     "SearchResult": "client",
     "Credential": "credentials",
-    "login": "login",
-    "logout": "login",
     "verify_login": "login",
     "RegistriesConf": "registries_conf",
     "RetryPolicy": "retry",
@@ -40,9 +41,7 @@ __all__ = [
     "RegistryOptions",
     "RetryPolicy",
     "SearchResult",
-    "login",
     "verify_login",
-    "logout",
 ]
 
 
