@@ -273,3 +273,51 @@ def test_the_method_code_file_is_a_cache_only(tmp_path):
     code_file.write_bytes(b"not marshal at all")
     assert _compiles_in_a_new_process(tmp_path) == methods
     assert _compiles_in_a_new_process(tmp_path) == 0  # rewritten whole
+
+
+@needs_lazy
+def test_a_code_file_that_is_no_regular_file_is_not_read(tmp_path):
+    """Every kiln process reads the code file as it starts: a FIFO there must not block it,
+    nor a link (to /dev/zero, to another file) be followed; each costs the compiling only."""
+    import os
+
+    methods = _compiles_in_a_new_process(tmp_path)
+    (code_file,) = _code_files(tmp_path)
+    elsewhere = tmp_path / "elsewhere.methods"
+    os.replace(code_file, elsewhere)  # a good file, but not here
+    code_file.symlink_to(elsewhere)
+    assert _compiles_in_a_new_process(tmp_path) == methods
+    assert code_file.is_symlink() or _compiles_in_a_new_process(tmp_path) == 0
+    code_file.unlink()
+    os.mkfifo(code_file)  # nobody ever writes it: a read blocks for ever
+    assert _compiles_in_a_new_process(tmp_path) == methods
+
+
+@needs_lazy
+def test_a_code_file_too_large_to_be_one_is_not_read(tmp_path):
+    """A code file bigger than any kiln writes is not read whole into memory."""
+    methods = _compiles_in_a_new_process(tmp_path)
+    (code_file,) = _code_files(tmp_path)
+    good = code_file.read_bytes()
+    with code_file.open("r+b") as f:  # the same file, padded (sparse) past the limit
+        f.truncate(lazy_dataclass.MAX_CODE_FILE_BYTES + 1)
+    assert code_file.read_bytes()[: len(good)] == good
+    assert _compiles_in_a_new_process(tmp_path) == methods
+
+
+@needs_lazy
+def test_the_code_file_is_not_written_through_a_link(tmp_path, monkeypatch):
+    """The code file is written as a new file, then renamed: a link at its temporary name
+    is not written through (nor is the file written then)."""
+    import os
+
+    code_file = tmp_path / "lazy_dataclass.methods"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    (tmp_path / f"{code_file.name}.{os.getpid()}.tmp").symlink_to(victim)
+    monkeypatch.setattr(lazy_dataclass, "_code_file", lambda: str(code_file))
+    monkeypatch.setattr(lazy_dataclass, "_codes", {"x = 1": compile("x = 1", "<s>", "exec")})
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    lazy_dataclass._save_codes()
+    assert victim.read_bytes() == b"keep me"
+    assert not code_file.exists()

@@ -38,6 +38,7 @@ import atexit
 import dataclasses
 import marshal
 import os
+import stat
 import sys
 import threading
 import types
@@ -76,15 +77,35 @@ def _magic() -> bytes:
     return _FORMAT + importlib.util.MAGIC_NUMBER
 
 
+#: the largest code file read (MAX_CACHED_METHODS methods take a few MB): bigger is no cache
+MAX_CODE_FILE_BYTES = 32 << 20
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _read_code_file(path: str) -> bytes:
+    """The code file's bytes; b"" unless it is a regular file of a sane size. Every kiln
+    process reads it at start: a FIFO there would block it, a link to /dev/zero fill its
+    memory. kiln writes it only by rename, so a link there is none of its making."""
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_CODE_FILE_BYTES:
+            return b""
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_CODE_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
 def _load_codes() -> dict[str, types.CodeType]:
     path = _code_file()
     if path is None:
         return {}
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_code_file(path)
         magic = _magic()
-        if data[: len(magic)] == magic:
+        if data[: len(magic)] == magic and len(data) <= MAX_CODE_FILE_BYTES:
             codes = marshal.loads(data[len(magic) :])
             if isinstance(codes, dict):
                 return codes
@@ -102,7 +123,12 @@ def _save_codes() -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
+        # a new file of its own (O_EXCL): never through a link, nor another process's
+        fd = os.open(tmp, _WRITE_FLAGS, 0o644)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
             f.write(_magic() + marshal.dumps(codes))
         os.replace(tmp, path)  # whole or not at all: a reader never sees half of it
     except (OSError, ValueError):
