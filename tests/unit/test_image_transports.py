@@ -327,3 +327,52 @@ def test_docker_archive_streamed_to_a_stream_is_cut_off_by_a_bad_layer(busybox_i
         writer.commit()  # no end-of-archive blocks after a broken member
     writer.abort()
     assert not buf.getvalue().endswith(b"\0" * 1024)
+
+
+def _image_dir_with_odd_layer(busybox_image, tmp_path, kind: str, oci: bool):
+    """busybox as a dir: image (or an OCI layout) whose layer file is ``kind``: a FIFO no
+    one writes, a link to /dev/zero, a link to the real layer outside it, a directory."""
+    from kiln.image.transports.directory import DirImageDir
+
+    path = tmp_path / ("layout" if oci else "dir")
+    if oci:
+        save_oci_layout(busybox_image, str(path))
+        layer = path / "blobs" / "sha256" / busybox_image.layers[0].digest.hex
+    else:
+        copy_image(busybox_image, DirImageDir(str(path), create=True))
+        layer = path / busybox_image.layers[0].digest.hex
+    outside = tmp_path / "layer-outside"
+    os.replace(layer, outside)
+    if kind == "fifo":
+        os.mkfifo(layer)
+    elif kind == "zero":
+        layer.symlink_to("/dev/zero")
+    elif kind == "outside":
+        layer.symlink_to(outside)
+    else:
+        layer.mkdir()
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("oci", [False, True], ids=["dir", "oci-layout"])
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [("fifo", "is a FIFO"), ("zero", "is a symbolic link"), ("outside", "is a symbolic link"),
+     ("dir", "is a directory")],
+)  # fmt: skip
+def test_an_image_directory_whose_layer_is_no_file_is_refused(
+    busybox_image, tmp_path, kind, said, oci
+):
+    """A layer file that is no regular file is refused at once, naming it: a FIFO blocked
+    the load for ever, a link to /dev/zero was read until the size check, a directory was
+    an unexpected IsADirectoryError; a link out of the directory read a file outside it."""
+    from kiln.image.transports.directory import open_dir_image
+
+    path = _image_dir_with_odd_layer(busybox_image, tmp_path, kind, oci)
+    dest = _store(tmp_path, "dest")
+    with pytest.raises(InvalidArgument, match=said) as caught:
+        src = open_oci_layout(str(path)) if oci else open_dir_image(str(path))
+        copy_image(src, dest, ["odd:1"])
+    assert busybox_image.layers[0].digest.hex in str(caught.value)
+    assert dest.list_images() == []

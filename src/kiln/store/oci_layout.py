@@ -33,6 +33,7 @@ from kiln.oci.strict_json import MAX_MANIFEST_BYTES, canonical, loads_object
 from kiln.util.atomic import AtomicFile, atomic_write
 from kiln.util.locks import directory_lock
 from kiln.util.output import Output, naming, open_output, output_dir, output_stream
+from kiln.util.regular_file import open_regular_file
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = "oci-layout"
@@ -398,12 +399,9 @@ class OCILayout(_LayoutReader):
     def _open_member(self, name: str) -> BinaryIO:
         path = self._member_path(name)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            return open_regular_file(path, "the layout's file")
         except FileNotFoundError:
             raise NotFound(f"{path} does not exist") from None
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
-        return os.fdopen(fd, "rb")
 
     def _has_member(self, name: str) -> bool:
         return os.path.isfile(self._member_path(name))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -35,6 +36,7 @@ from kiln.oci.platform import Platform
 from kiln.oci.strict_json import MAX_MANIFEST_BYTES
 from kiln.util.atomic import AtomicFile, atomic_write
 from kiln.util.output import naming, output_dir, output_stream
+from kiln.util.regular_file import open_regular_file
 
 if TYPE_CHECKING:
     from kiln.image.copy import CopyOptions
@@ -68,11 +70,14 @@ class DirImageDir:
 
     # BlobSource
     def has_blob(self, digest: Digest) -> bool:
-        return os.path.isfile(self._blob_file(digest))
+        try:
+            return stat.S_ISREG(os.lstat(self._blob_file(digest)).st_mode)
+        except OSError:
+            return False
 
     def open_blob(self, digest: Digest) -> BinaryIO:
         try:
-            return open(self._blob_file(digest), "rb")
+            return open_regular_file(self._blob_file(digest), "the blob file")
         except FileNotFoundError:
             # manifest.json is the manifest's blob: a source serves it by its digest
             if self._manifest is not None and self._manifest.digest == digest:
@@ -94,7 +99,7 @@ class DirImageDir:
         for i, desc in enumerate(layers):
             if mt.layer_compression(desc.media_type) == "none" or not self.has_blob(desc.digest):
                 continue
-            with open(self._blob_file(desc.digest), "rb") as f:
+            with open_regular_file(self._blob_file(desc.digest), "the blob file") as f:
                 if detect(f.read(6)) is not Compression.NONE:
                     continue
             layers[i] = replace(desc, media_type=mt.layer_media_type(plain, "none"))

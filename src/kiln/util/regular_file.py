@@ -1,0 +1,46 @@
+"""Opening a file that must be a regular file, for reading, without blocking or following.
+
+A blob of an image directory (``dir:``, an OCI layout) is read whole into the store: a
+FIFO there would block the read for ever, a link to ``/dev/zero`` never end, a link out
+of the directory read a file the directory does not hold. The file is opened with
+``O_NOFOLLOW | O_NONBLOCK`` (a FIFO opens at once) and anything but a regular file is
+refused with what it is.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import BinaryIO
+
+from kiln.errors import InvalidArgument
+from kiln.util.atomic import file_kind
+
+__all__ = ["open_regular_file"]
+
+_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_regular_file(path: str, what: str = "file") -> BinaryIO:
+    """``path`` opened for reading; InvalidArgument unless it is a regular file (a
+    missing one raises FileNotFoundError)."""
+    try:
+        fd = os.open(path, _FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidArgument(
+                f"{what} {path} is a symbolic link; kiln reads no blob through one"
+            ) from None
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise InvalidArgument(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InvalidArgument(f"{what} {path} is a {file_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
