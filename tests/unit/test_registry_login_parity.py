@@ -235,3 +235,52 @@ def test_password_stdin_that_is_not_a_password_is_refused_unread(env) -> None:
     )
     assert res.exit_code != 0 and "more than 1 MiB" in res.output
     assert "Traceback" not in res.output and not os.path.exists(env / "run" / "containers")
+def _helper_printing(env, monkeypatch, name: str, body: str) -> str:
+    """``docker-credential-<name>`` running ``body`` (sh); an auth file naming it for r.io."""
+    bindir = env / "bin"
+    bindir.mkdir(exist_ok=True)
+    script = bindir / f"docker-credential-{name}"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    return _write(env / f"auth-{name}.json", {"credHelpers": {"r.io": name}})
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "said"),
+    [
+        ("flood", "exec head -c 300000000 /dev/zero", "printed more than 1048576 bytes"),
+        ("silent", "exit 0", "printed nothing"),
+        ("typed", 'echo \'{"Username": ["u"], "Secret": {"s": 1}}\'', "must be strings"),
+    ],
+)
+def test_a_helper_answer_that_is_no_credential_is_one_error(env, monkeypatch, name, body, said):
+    """A helper that prints hundreds of MB is stopped once it passed what a credential can
+    be (it was all read into memory), one that prints nothing or a Username that is no
+    string is refused with what it did (a list was the username, printed by --get-login)."""
+    path = _helper_printing(env, monkeypatch, name, body)
+    with pytest.raises(InvalidArgument, match=said):
+        get_login("r.io", authfile=path)
+
+
+@pytest.mark.parametrize("helper_name", ["../../bin/sh", "a\x00b"])
+def test_a_helper_name_that_is_no_name_is_refused(env, helper_name):
+    """credHelpers names a program docker-credential-<name> on PATH: a name with a slash
+    (a path from the current directory) or a NUL (ValueError, a traceback) is refused."""
+    path = _write(env / "auth.json", {"credHelpers": {"r.io": helper_name}})
+    with pytest.raises(InvalidArgument, match="is no name"):
+        get_login("r.io", authfile=path)
+
+
+@pytest.mark.parametrize("registry", ["r.io/../x", "../x", "r.io/a b", "r.io/A"])
+def test_a_registry_that_is_no_name_is_refused_before_anything(env, registry):
+    """A login, logout or --get-login of what is no registry or repository name (podman
+    parses it as a reference) fails at once: '../x' was an unexpected UnicodeError."""
+    runner = CliRunner()
+    path = _write(env / "auth.json", {})
+    for args in (["login", "-u", "u", "-p", "p"], ["logout"], ["login", "--get-login"]):
+        res = runner.invoke(cli, [*args, "--authfile", path, registry])
+        assert res.exit_code == 125, res.output
+        assert "is no registry name" in res.output, res.output
+    with open(path) as f:
+        assert json.load(f) == {}

@@ -144,6 +144,13 @@ def is_short_name(value: str) -> bool:
     )
 
 
+def is_registry_key(value: str) -> bool:
+    """True when ``value`` is ``host[:port][/path]`` in the reference grammar: what an auth
+    file's key, a login's registry, may be (no tag, no digest, no ``..``, no NUL)."""
+    domain, _, path = value.partition("/")
+    return bool(_DOMAIN_RE.match(domain)) and (not path or bool(_PATH_RE.match(path)))
+
+
 def looks_like_id(value: str) -> bool:
     v = value.removeprefix("sha256:")
     return bool(_ID_RE.match(v))

@@ -12,25 +12,33 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import selectors
 import signal
 import subprocess
+import time
 
 from kiln.errors import InvalidArgument
 from kiln.registry.credential import Credential
 
 HELPER_TIMEOUT = 60.0  # seconds: a helper may ask the user to unlock a keychain
+MAX_HELPER_OUTPUT = 1 << 20  # bytes a helper may print (a credential, an error line)
 
 
 def _call(helper: str, action: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
     """Run the helper in a session of its own: on a timeout the whole group is killed,
-    so nothing it started (a shell script's children) outlives the call."""
+    so nothing it started (a shell script's children) outlives the call. What it prints
+    is read up to MAX_HELPER_OUTPUT: a credential is a few KB, not all of memory."""
     program = f"docker-credential-{helper}"
+    if "/" in helper or "\0" in helper or not helper:
+        raise InvalidArgument(
+            f"credential helper name {helper!r} is no name (in a registry auth file)"
+        )
     try:
         proc = subprocess.Popen(
             [program, action],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # never shown: it may hold a secret
             start_new_session=True,
         )
     except FileNotFoundError:
@@ -38,22 +46,69 @@ def _call(helper: str, action: str, data: bytes) -> subprocess.CompletedProcess[
             f"credential helper {program} is not installed (named in a registry auth file)"
         ) from None
     try:
-        out, err = proc.communicate(data, timeout=HELPER_TIMEOUT)
+        out = _exchange(proc, data, time.monotonic() + HELPER_TIMEOUT)
     except subprocess.TimeoutExpired:
         _kill(proc)
         raise InvalidArgument(
             f"credential helper {program} did not answer {action} within {HELPER_TIMEOUT:g}s"
         ) from None
+    except _TooMuchOutput:
+        _kill(proc)
+        raise InvalidArgument(
+            f"credential helper {program} printed more than {MAX_HELPER_OUTPUT} bytes "
+            f"for {action}: that is no credential"
+        ) from None
     except BaseException:
         _kill(proc)
         raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, b"")
+
+
+class _TooMuchOutput(Exception):
+    pass
+
+
+def _exchange(proc: subprocess.Popen[bytes], data: bytes, deadline: float) -> bytes:
+    """Write ``data`` to the helper's stdin and read its stdout to the end (at most
+    MAX_HELPER_OUTPUT bytes), then wait for it to exit, all by ``deadline``."""
+    assert proc.stdin is not None and proc.stdout is not None
+    pending, out = memoryview(data), bytearray()
+    with selectors.DefaultSelector() as sel:
+        os.set_blocking(proc.stdin.fileno(), False)
+        sel.register(proc.stdin, selectors.EVENT_WRITE)
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, HELPER_TIMEOUT)
+            for key, _ in sel.select(left):
+                if key.fileobj is proc.stdin:
+                    try:
+                        pending = pending[os.write(proc.stdin.fileno(), pending[:65536]) :]
+                    except BrokenPipeError:  # it reads no more: what it prints still counts
+                        pending = pending[:0]
+                    if not pending:
+                        sel.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    sel.unregister(proc.stdout)
+                out += chunk
+                if len(out) > MAX_HELPER_OUTPUT:
+                    raise _TooMuchOutput
+    proc.stdout.close()
+    proc.wait(max(deadline - time.monotonic(), 0.001))
+    return bytes(out)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 def _not_found(proc: subprocess.CompletedProcess[bytes]) -> bool:
@@ -75,6 +130,10 @@ def run_helper(helper: str, server: str) -> Credential | None:
         if _not_found(proc):
             return None
         raise _failed(helper, "get", proc)
+    if not proc.stdout.strip():
+        raise InvalidArgument(
+            f"credential helper docker-credential-{helper} printed nothing for get"
+        )
     try:
         obj = json.loads(proc.stdout)
     except ValueError:
@@ -83,7 +142,11 @@ def run_helper(helper: str, server: str) -> Credential | None:
         raise InvalidArgument(
             f"credential helper docker-credential-{helper} printed something other than JSON"
         )
-    user, secret = str(obj.get("Username", "")), str(obj.get("Secret", ""))
+    user, secret = obj.get("Username", ""), obj.get("Secret", "")
+    if not isinstance(user, str) or not isinstance(secret, str):
+        raise InvalidArgument(
+            f"credential helper docker-credential-{helper}: Username and Secret must be strings"
+        )
     if user == "<token>":
         return Credential("", "", secret)
     return Credential(user, secret) if (user or secret) else None

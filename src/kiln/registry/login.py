@@ -7,7 +7,7 @@ written when the registry refuses the credentials.
 from __future__ import annotations
 
 from kiln.errors import InvalidArgument, NotFound
-from kiln.oci.reference import DEFAULT_DOMAIN
+from kiln.oci.reference import DEFAULT_DOMAIN, is_registry_key
 from kiln.registry import credentials
 from kiln.registry.client import RegistryClient, RegistryOptions
 from kiln.registry.credentials import Credential
@@ -21,6 +21,8 @@ def _registry_key(registry: str) -> tuple[str, str]:
     host, _, path = key.partition("/")
     if ":" in path or "@" in path:  # a key names a registry or repository, never an image
         raise InvalidArgument(f'reference "{registry}" contains tag or digest')
+    if not is_registry_key(key):  # as podman parses it: no "..", no spaces, no NUL
+        raise InvalidArgument(f"{registry!r} is no registry name: invalid reference format")
     return (DEFAULT_DOMAIN if host == DEFAULT_DOMAIN else host), key
 
 
