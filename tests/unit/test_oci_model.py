@@ -55,6 +55,25 @@ def test_platform_matching_and_errors():
         Platform.parse("linux//x")
 
 
+@pytest.mark.parametrize("spec", ["linux/../x", "linux/a\x00b", "linux/amd64/v 2", "lin.ux/amd64"])
+def test_a_platform_part_is_letters_digits_underscores_and_dashes(spec):
+    """As containerd parses a platform: '..' was an architecture (no emulator for '..'),
+    a NUL one reached the emulator's file lookup (ValueError: embedded null byte)."""
+    with pytest.raises(InvalidArgument, match="invalid platform"):
+        Platform.parse(spec)
+
+
+def test_a_foreign_run_of_a_platform_that_is_none_fails_as_one():
+    """The build's early emulator check refuses it as the invalid platform it is."""
+    from kiln.build.emulators import check_emulators
+    from kiln.build.parser import parse_string
+
+    parsed = parse_string("FROM busybox\nRUN true\n", name="Containerfile")
+    for spec in ("linux/a\x00b", "linux/../x"):
+        with pytest.raises(InvalidArgument, match="invalid platform"):
+            check_emulators(parsed, {}, None, [spec])
+
+
 def _desc(data: bytes, media_type: str) -> Descriptor:
     return Descriptor(media_type, Digest.of_bytes(data), len(data))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform as _host
+import re
 from dataclasses import field
 from typing import Any
 
@@ -23,6 +24,8 @@ _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
 _ARM_MACHINES = {"armv5l": "v5", "armv5tel": "v5", "armv6l": "v6", "armv7l": "v7", "armv8l": "v8"}
 # operating systems a one-word platform may name (Go's GOOS values, as containerd's parser
 # knows them): ``--platform linux`` is the host's architecture on linux, ``arm64`` is linux
+#: what each part of a platform may be made of (containerd's platforms.Parse)
+_SPECIFIER = re.compile(r"[A-Za-z0-9_-]+")
 _KNOWN_OS = frozenset((
     "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js",
     "linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos",
@@ -81,6 +84,10 @@ class Platform:
         parts = [p for p in spec.strip().split("/")]
         if not spec.strip() or any(not p for p in parts) or len(parts) > 3:
             raise InvalidArgument(f'invalid platform "{spec}": expected os/arch[/variant]')
+        if not all(_SPECIFIER.fullmatch(p) for p in parts):  # containerd's rule: no "..", NUL
+            raise InvalidArgument(
+                f"invalid platform {spec!r}: each of os/arch[/variant] is letters, digits, _ or -"
+            )
         if len(parts) == 1 and parts[0].lower() in _KNOWN_OS:
             host = cls.host()
             return cls(parts[0].lower(), host.architecture, host.variant)
