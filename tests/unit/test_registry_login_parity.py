@@ -284,3 +284,23 @@ def test_a_registry_that_is_no_name_is_refused_before_anything(env, registry):
         assert "is no registry name" in res.output, res.output
     with open(path) as f:
         assert json.load(f) == {}
+
+
+def test_an_auth_file_whose_directory_cannot_be_made_is_one_error(env):
+    """Storing a login in an auth file under a regular file (or a directory kiln may not
+    create) says where it could not write: it was an 'unexpected NotADirectoryError'."""
+    from kiln.errors import KilnError
+
+    (env / "afile").write_text("")
+    target = env / "afile" / "d" / "a.json"
+    with pytest.raises(KilnError, match=f"writing {target}: "):
+        credentials.store_credential("r.io", Credential("u", "p"), str(target))
+
+
+def test_a_helper_that_cannot_be_run_is_one_error(env, monkeypatch):
+    """A docker-credential-<name> on PATH that is not executable: an error naming it (it
+    was an 'unexpected PermissionError')."""
+    path = _helper_printing(env, monkeypatch, "noexec", "exit 0")
+    (env / "bin" / "docker-credential-noexec").chmod(0o644)
+    with pytest.raises(InvalidArgument, match="docker-credential-noexec cannot be run"):
+        get_login("r.io", authfile=path)

@@ -45,6 +45,10 @@ def _call(helper: str, action: str, data: bytes) -> subprocess.CompletedProcess[
         raise InvalidArgument(
             f"credential helper {program} is not installed (named in a registry auth file)"
         ) from None
+    except OSError as exc:  # not executable, not a program
+        raise InvalidArgument(
+            f"credential helper {program} cannot be run: {exc.strerror}"
+        ) from None
     try:
         out = _exchange(proc, data, time.monotonic() + HELPER_TIMEOUT)
     except subprocess.TimeoutExpired:

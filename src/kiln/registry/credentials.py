@@ -35,12 +35,14 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
+from contextlib import ExitStack, contextmanager
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.registry.credential import Credential, parse_creds
 from kiln.registry.credential_helpers import erase_from_helper, run_helper, store_in_helper
 from kiln.util.atomic import atomic_write, refuse_symlinks
 from kiln.util.locks import directory_lock
+from kiln.util.output import naming
 from kiln.util.rootless import rootless_uid, runtime_base
 
 __all__ = ["Credential", "parse_creds", "lookup", "store_credential", "remove_credential"]
@@ -241,9 +243,11 @@ def _auth_file_update(path: str) -> Iterator[None]:
     replaced: two logins at once both land (each rename would drop the other's entry)."""
     refuse_symlinks(path, "auth file")  # before reading what a planted link leads to
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.lexists(directory):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    with directory_lock(directory):
+    with ExitStack() as stack:
+        with naming(path):  # a directory kiln may not make or open: an error, no traceback
+            if not os.path.lexists(directory):
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            stack.enter_context(directory_lock(directory))
         yield
 
 
