@@ -376,3 +376,43 @@ def test_an_image_directory_whose_layer_is_no_file_is_refused(
         copy_image(src, dest, ["odd:1"])
     assert busybox_image.layers[0].digest.hex in str(caught.value)
     assert dest.list_images() == []
+
+
+def _tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_a_docker_archive_holding_a_layer_once_xz_and_once_plain_loads(tmp_path):
+    """Two images of one docker-archive share a layer, stored xz-compressed for the first
+    and as a plain tar for the second: both load (the second's plain member was read as
+    xz: 'xz data is corrupt or truncated')."""
+    import hashlib
+    import lzma
+
+    layer = _tar_of({"a.txt": b"shared\n"})
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    files, entries = {}, []
+    for n, member in ((1, "xz/layer.tar"), (2, "plain/layer.tar")):
+        config = json.dumps({
+            "architecture": "amd64", "os": "linux", "config": {"Env": [f"N={n}"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }).encode()  # fmt: skip
+        name = f"{hashlib.sha256(config).hexdigest()}.json"
+        files[name] = config
+        entries.append({"Config": name, "RepoTags": [f"shared/n{n}:1"], "Layers": [member]})
+    files["xz/layer.tar"] = lzma.compress(layer)
+    files["plain/layer.tar"] = layer
+    files["manifest.json"] = json.dumps(entries).encode()
+    (tmp_path / "two.tar").write_bytes(_tar_of(files))
+    dest = _store(tmp_path, "dest")
+    for img in docker_archive_images(str(tmp_path / "two.tar")):
+        copy_image(img, dest, list(img.names))
+    assert sorted(n for r in dest.list_images() for n in r.names) == [
+        "docker.io/shared/n1:1", "docker.io/shared/n2:1"
+    ]  # fmt: skip

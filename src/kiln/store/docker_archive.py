@@ -101,7 +101,7 @@ class DockerArchive:
         self._tar = TarIndex(path, tmp_dir)
         self._blobs: dict[Digest, str] = {}
         self._manifests: dict[Digest, bytes] = {}
-        self._inflate: dict[Digest, Compression] = {}  # xz/bzip2 layers, served as tars
+        self._inflate: dict[str, Compression] = {}  # xz/bzip2 layer members, served as tars
         self._images = self._load()
 
     # --- reading manifest.json ---
@@ -185,7 +185,7 @@ class DockerArchive:
                 kind = detect(f.read(6))
             if kind not in _LAYER_TYPES:  # served as its tar
                 digest = Digest.parse(diff_id)
-                self._inflate[digest] = kind
+                self._inflate[path] = kind  # by member: the same layer may be stored twice
                 members[digest] = path
                 descs.append(Descriptor(mt.DOCKER_LAYER, digest, self._tar_size(what, path, kind)))
                 continue
@@ -248,9 +248,10 @@ class DockerArchive:
             return io.BytesIO(self._manifests[digest])
         if digest not in self._blobs:
             raise NotFound(f"blob {digest} is not in {self.location}")
-        stream = self._tar.open(self._blobs[digest])
-        if digest in self._inflate:
-            stream = io.BufferedReader(_Inflated(stream, self._inflate[digest]), CHUNK)
+        member = self._blobs[digest]
+        stream = self._tar.open(member)
+        if member in self._inflate:
+            stream = io.BufferedReader(_Inflated(stream, self._inflate[member]), CHUNK)
         return io.BufferedReader(
             VerifyingReader(stream, digest, what=f"blob {digest} in {self.location}"), CHUNK
         )
