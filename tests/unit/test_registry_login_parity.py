@@ -304,3 +304,30 @@ def test_a_helper_that_cannot_be_run_is_one_error(env, monkeypatch):
     (env / "bin" / "docker-credential-noexec").chmod(0o644)
     with pytest.raises(InvalidArgument, match="docker-credential-noexec cannot be run"):
         get_login("r.io", authfile=path)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [("fifo", "is a FIFO"), ("zero", "is a character device"), ("huge", "is larger than"),
+     ("latin1", "is not valid JSON")],
+)  # fmt: skip
+def test_an_auth_file_that_is_no_auth_file_is_one_error(env, kind, said):
+    """Every pull reads the auth files: a FIFO there blocked it for ever, a link to
+    /dev/zero read until memory ran out, bytes not UTF-8 were 'unexpected
+    UnicodeDecodeError'. A link to a real file is still read (dotfiles keep them so)."""
+    path = env / "auth.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "huge":
+        with open(path, "wb") as f:
+            f.truncate(credentials.MAX_AUTH_FILE_BYTES + 1)
+    else:
+        path.write_bytes(b'{"auths": {"r.io": {"auth": "\xe9"}}}')
+    with pytest.raises(InvalidArgument, match=said):
+        get_login("r.io", authfile=str(path))
+    real = _write(env / "real.json", {"auths": {"r.io": _auth("lu", "lp")}})
+    (env / "link.json").symlink_to(real)
+    assert get_login("r.io", authfile=str(env / "link.json")) == "lu"

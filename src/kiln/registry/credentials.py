@@ -43,6 +43,7 @@ from kiln.registry.credential_helpers import erase_from_helper, run_helper, stor
 from kiln.util.atomic import atomic_write, refuse_symlinks
 from kiln.util.locks import directory_lock
 from kiln.util.output import naming
+from kiln.util.regular_file import open_regular_file
 from kiln.util.rootless import rootless_uid, runtime_base
 
 __all__ = ["Credential", "parse_creds", "lookup", "store_credential", "remove_credential"]
@@ -52,6 +53,8 @@ log = logging.getLogger("kiln.registry")
 DOCKER_IO = "docker.io"
 DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
 _DOCKER_ALIASES = {"index.docker.io", "registry-1.docker.io", DOCKER_IO}
+
+MAX_AUTH_FILE_BYTES = 16 << 20  # a few KB in practice; a file beyond this is no auth file
 
 # an auth file as read: its sections are checked where they are used, the rest is kept
 AuthFile = dict[str, object]
@@ -146,16 +149,19 @@ def read_legacy_file(path: str) -> AuthFile:
 def read_auth_file(path: str) -> AuthFile:
     """The parsed file, ``{}`` when absent; a broken file is a clear error."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = f.read()
+        # a regular file (a FIFO blocked every pull, a link to /dev/zero filled memory)
+        with open_regular_file(path, "auth file", follow_links=True) as f:
+            raw = f.read(MAX_AUTH_FILE_BYTES + 1)
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise InvalidArgument(f"cannot read auth file {path}: {exc.strerror}") from None
-    if not data.strip():
+    if len(raw) > MAX_AUTH_FILE_BYTES:
+        raise InvalidArgument(f"auth file {path} is larger than {MAX_AUTH_FILE_BYTES} bytes")
+    if not raw.strip():
         return {}
     try:
-        obj = json.loads(data)
+        obj = json.loads(raw)  # not UTF-8 is not JSON either
     except ValueError:
         raise InvalidArgument(f"auth file {path} is not valid JSON; fix or remove it") from None
     if not isinstance(obj, dict):

@@ -4,7 +4,8 @@ A blob of an image directory (``dir:``, an OCI layout) is read whole into the st
 FIFO there would block the read for ever, a link to ``/dev/zero`` never end, a link out
 of the directory read a file the directory does not hold. The file is opened with
 ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO opens at once) and anything but a regular file is
-refused with what it is.
+refused with what it is. A file users keep as a link (an auth file in a dotfiles
+repository) is opened with ``follow_links``: still no FIFO, no device.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from kiln.util.atomic import file_kind
 
 __all__ = ["open_regular_file"]
 
-_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def open_regular_file(path: str, what: str = "file") -> BinaryIO:
+def open_regular_file(path: str, what: str = "file", *, follow_links: bool = False) -> BinaryIO:
     """``path`` opened for reading; InvalidArgument unless it is a regular file (a
     missing one raises FileNotFoundError)."""
     try:
-        fd = os.open(path, _FLAGS)
+        fd = os.open(path, _FLAGS if follow_links else _FLAGS | os.O_NOFOLLOW)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise InvalidArgument(
