@@ -31,7 +31,7 @@ def open_regular_file(path: str, what: str = "file", *, follow_links: bool = Fal
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise InvalidArgument(
-                f"{what} {path} is a symbolic link; kiln reads no blob through one"
+                f"{what} {path} is a symbolic link; kiln does not read through one"
             ) from None
         if isinstance(exc, FileNotFoundError):
             raise
