@@ -235,6 +235,8 @@ def test_password_stdin_that_is_not_a_password_is_refused_unread(env) -> None:
     )
     assert res.exit_code != 0 and "more than 1 MiB" in res.output
     assert "Traceback" not in res.output and not os.path.exists(env / "run" / "containers")
+
+
 def _helper_printing(env, monkeypatch, name: str, body: str) -> str:
     """``docker-credential-<name>`` running ``body`` (sh); an auth file naming it for r.io."""
     bindir = env / "bin"

@@ -33,9 +33,8 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import TypeVar
 from contextlib import ExitStack, contextmanager
+from typing import TypeVar
 
 from kiln.errors import InvalidArgument, NotFound
 from kiln.registry.credential import Credential, parse_creds
