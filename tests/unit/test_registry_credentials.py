@@ -9,9 +9,11 @@ import stat
 
 import pytest
 
+from auth_files import basic_auth, install_credential_helper, write_json
 from kiln.errors import InvalidArgument, NotFound
 from kiln.registry import credentials
 from kiln.registry.credentials import Credential, lookup
+from registry_env import isolate_registry_env
 
 
 def open_text(path: str) -> str:
@@ -19,25 +21,11 @@ def open_text(path: str) -> str:
         return f.read()
 
 
-def _auth(user: str, password: str) -> dict:
-    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_CONFIG_HOME"):
-        monkeypatch.delenv(var, raising=False)
+    isolate_registry_env(tmp_path, monkeypatch, home=tmp_path / "home")
     os.makedirs(tmp_path / "home")
     return tmp_path
-
-
-def _write(path, obj) -> str:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f)
-    return str(path)
 
 
 def _runtime(home) -> str:
@@ -53,16 +41,16 @@ def _docker(home) -> str:
 
 
 def test_order_creds_then_authfile_then_config_then_docker(home, monkeypatch) -> None:
-    _write(_docker(home), {"auths": {"r.io": _auth("docker", "d")}})
+    write_json(_docker(home), {"auths": {"r.io": basic_auth("docker", "d")}})
     assert lookup("r.io") == Credential("docker", "d")
-    _write(_config(home), {"auths": {"r.io": _auth("config", "c")}})
+    write_json(_config(home), {"auths": {"r.io": basic_auth("config", "c")}})
     assert lookup("r.io") == Credential("config", "c")
-    _write(_runtime(home), {"auths": {"r.io": _auth("runtime", "r")}})
+    write_json(_runtime(home), {"auths": {"r.io": basic_auth("runtime", "r")}})
     assert lookup("r.io") == Credential("runtime", "r")
-    env_file = _write(home / "env.json", {"auths": {"r.io": _auth("env", "e")}})
+    env_file = write_json(home / "env.json", {"auths": {"r.io": basic_auth("env", "e")}})
     monkeypatch.setenv("REGISTRY_AUTH_FILE", env_file)
     assert lookup("r.io") == Credential("env", "e")
-    flag_file = _write(home / "flag.json", {"auths": {"r.io": _auth("flag", "f")}})
+    flag_file = write_json(home / "flag.json", {"auths": {"r.io": basic_auth("flag", "f")}})
     assert lookup("r.io", authfile=flag_file) == Credential("flag", "f")
     assert lookup("r.io", authfile=flag_file, creds="cli:p:with:colons") == Credential(
         "cli", "p:with:colons"
@@ -72,14 +60,14 @@ def test_order_creds_then_authfile_then_config_then_docker(home, monkeypatch) ->
 
 
 def test_most_specific_key_wins_and_docker_hub_legacy_key(home) -> None:
-    _write(
+    write_json(
         _config(home),
         {
             "auths": {
-                "r.io": _auth("host", "1"),
-                "r.io/team": _auth("ns", "2"),
-                "r.io/team/app": _auth("repo", "3"),
-                "https://index.docker.io/v1/": _auth("hub", "4"),
+                "r.io": basic_auth("host", "1"),
+                "r.io/team": basic_auth("ns", "2"),
+                "r.io/team/app": basic_auth("repo", "3"),
+                "https://index.docker.io/v1/": basic_auth("hub", "4"),
             }
         },
     )
@@ -91,7 +79,7 @@ def test_most_specific_key_wins_and_docker_hub_legacy_key(home) -> None:
 
 
 def test_identity_token_entry(home) -> None:
-    _write(_docker(home), {"auths": {"r.io": {"auth": "", "identitytoken": "tok"}}})
+    write_json(_docker(home), {"auths": {"r.io": {"auth": "", "identitytoken": "tok"}}})
     cred = lookup("r.io")
     assert cred.identity_token == "tok" and cred.password == ""
 
@@ -105,17 +93,19 @@ def test_legacy_dockercfg_is_the_last_fallback_and_never_written(home, monkeypat
     without a scheme and path; ``email`` beside ``auth``): podman reads it after every
     other file, in ``$HOME`` even when ``$DOCKER_CONFIG`` is set, and never writes it."""
     legacy = {
-        "https://old.io/v1/": {**_auth("old", "o"), "email": "me@old.io"},
-        "r.io": _auth("legacy", "l"),
+        "https://old.io/v1/": {**basic_auth("old", "o"), "email": "me@old.io"},
+        "r.io": basic_auth("legacy", "l"),
         "tok.io/anything": {"identitytoken": "refresh-1"},
     }
-    _write(_legacy(home), legacy)
+    write_json(_legacy(home), legacy)
     before = open_text(_legacy(home))
     monkeypatch.setenv("DOCKER_CONFIG", str(home / "docker-config"))
     assert lookup("old.io", "team/app") == Credential("old", "o")
     assert lookup("tok.io").identity_token == "refresh-1"
     assert lookup("r.io") == Credential("legacy", "l")
-    _write(str(home / "docker-config" / "config.json"), {"auths": {"r.io": _auth("new", "n")}})
+    write_json(
+        str(home / "docker-config" / "config.json"), {"auths": {"r.io": basic_auth("new", "n")}}
+    )
     assert lookup("r.io") == Credential("new", "n")  # every other file comes first
     credentials.store_credential("old.io", Credential("fresh", "f"))
     credentials.remove_credential("old.io")
@@ -124,7 +114,7 @@ def test_legacy_dockercfg_is_the_last_fallback_and_never_written(home, monkeypat
 
 
 def test_bad_entries_are_clear_errors(home) -> None:
-    _write(_config(home), {"auths": {"r.io": {"auth": base64.b64encode(b"nocolon").decode()}}})
+    write_json(_config(home), {"auths": {"r.io": {"auth": base64.b64encode(b"nocolon").decode()}}})
     with pytest.raises(InvalidArgument, match="user:password"):
         lookup("r.io")
     with open(_config(home), "w") as f:
@@ -135,7 +125,7 @@ def test_bad_entries_are_clear_errors(home) -> None:
 
 @pytest.mark.parametrize("auths", [5, ["r.io"], "r.io"])
 def test_logout_with_a_broken_auths_section_is_a_clear_error(home, auths) -> None:
-    _write(_runtime(home), {"auths": auths})
+    write_json(_runtime(home), {"auths": auths})
     with pytest.raises(InvalidArgument, match="invalid auths section"):
         credentials.remove_credential("r.io")
     with pytest.raises(InvalidArgument, match="invalid auths section"):
@@ -145,7 +135,7 @@ def test_logout_with_a_broken_auths_section_is_a_clear_error(home, auths) -> Non
 
 @pytest.mark.parametrize("entry", [{"auth": 5}, {"auth": ["x"]}, {"identitytoken": {"t": 1}}])
 def test_auth_entries_that_are_not_strings_are_clear_errors(home, entry) -> None:
-    _write(_config(home), {"auths": {"r.io": entry}})
+    write_json(_config(home), {"auths": {"r.io": entry}})
     with pytest.raises(InvalidArgument, match="auth entry for r.io .* must hold strings"):
         lookup("r.io")
 
@@ -153,11 +143,9 @@ def test_auth_entries_that_are_not_strings_are_clear_errors(home, entry) -> None
 @pytest.fixture
 def helper(home, monkeypatch):
     """A fake docker-credential-test on PATH that knows one server."""
-    bindir = home / "bin"
-    bindir.mkdir()
-    script = bindir / "docker-credential-test"
-    script.write_text(
-        "#!/bin/sh\n"
+    install_credential_helper(
+        home / "bin",
+        "test",
         '[ "$1" = get ] || exit 2\n'
         "read server\n"
         'echo "$server" >> "$(dirname "$0")/asked"\n'
@@ -165,24 +153,23 @@ def helper(home, monkeypatch):
         '  helper.io) echo \'{"ServerURL":"helper.io","Username":"hu","Secret":"hs"}\' ;;\n'
         '  https://index.docker.io/v1/) echo \'{"Username":"<token>","Secret":"idt"}\' ;;\n'
         "  *) echo 'credentials not found in native keychain'; exit 1 ;;\n"
-        "esac\n"
+        "esac",
+        monkeypatch,
     )
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
-    return bindir
+    return home / "bin"
 
 
 def test_cred_helpers_and_creds_store(home, helper) -> None:
-    _write(
+    write_json(
         _docker(home),
         {
-            "auths": {"helper.io": _auth("file", "f"), "plain.io": _auth("p", "q")},
+            "auths": {"helper.io": basic_auth("file", "f"), "plain.io": basic_auth("p", "q")},
             "credHelpers": {"helper.io": "test"},
         },
     )
     assert lookup("helper.io") == Credential("hu", "hs")  # credHelpers beats auths
     assert lookup("plain.io") == Credential("p", "q")
-    _write(_docker(home), {"credsStore": "test"})
+    write_json(_docker(home), {"credsStore": "test"})
     assert lookup("helper.io") == Credential("hu", "hs")
     assert lookup("docker.io") == Credential("", "", "idt")
     assert lookup("unknown.io") is None
@@ -193,13 +180,13 @@ def test_cred_helpers_and_creds_store(home, helper) -> None:
 def test_helper_printing_json_that_is_not_an_object_is_a_clear_error(home, helper) -> None:
     script = helper / "docker-credential-test"
     script.write_text('#!/bin/sh\necho \'["hu", "hs"]\'\n')
-    _write(_docker(home), {"credHelpers": {"r.io": "test"}})
+    write_json(_docker(home), {"credHelpers": {"r.io": "test"}})
     with pytest.raises(InvalidArgument, match="docker-credential-test printed something other"):
         lookup("r.io")
 
 
 def test_missing_helper_is_clear(home) -> None:
-    _write(_docker(home), {"credHelpers": {"r.io": "does-not-exist"}})
+    write_json(_docker(home), {"credHelpers": {"r.io": "does-not-exist"}})
     with pytest.raises(InvalidArgument, match="docker-credential-does-not-exist is not installed"):
         lookup("r.io")
 

@@ -3,7 +3,6 @@ the auth file (store, erase), ``logout --all``, keys that name an image, and log
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import select
@@ -12,23 +11,18 @@ import threading
 import pytest
 from click.testing import CliRunner
 
+from auth_files import basic_auth, install_credential_helper, write_json
 from kiln.cli.main import cli
 from kiln.errors import InvalidArgument, NotFound
 from kiln.registry import credentials
 from kiln.registry.credentials import Credential
 from kiln.registry.login import get_login, logout
-
-
-def _auth(user: str, password: str) -> dict:
-    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+from registry_env import isolate_registry_env
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_CONFIG_HOME"):
-        monkeypatch.delenv(var, raising=False)
+    isolate_registry_env(tmp_path, monkeypatch, home=tmp_path / "home")
     os.makedirs(tmp_path / "home")
     return tmp_path
 
@@ -36,28 +30,18 @@ def env(tmp_path, monkeypatch):
 @pytest.fixture
 def helper(env, monkeypatch):
     """``docker-credential-test``: logs each call (action and stdin) and knows helper.io."""
-    bindir = env / "bin"
-    bindir.mkdir()
-    script = bindir / "docker-credential-test"
-    script.write_text(
-        "#!/bin/sh\n"
+    install_credential_helper(
+        env / "bin",
+        "test",
         'input=$(cat)\nprintf "%s %s\\n" "$1" "$input" >> "$(dirname "$0")/calls"\n'
         'case "$1 $input" in\n'
         '  "get helper.io") echo \'{"ServerURL":"helper.io","Username":"hu","Secret":"hs"}\' ;;\n'
         '  "erase helper.io"|store*) ;;\n'
         "  *) echo 'credentials not found in native keychain'; exit 1 ;;\n"
-        "esac\n"
+        "esac",
+        monkeypatch,
     )
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
-    return bindir / "calls"
-
-
-def _write(path, obj) -> str:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f)
-    return str(path)
+    return env / "bin" / "calls"
 
 
 def _read(path) -> dict:
@@ -66,10 +50,13 @@ def _read(path) -> dict:
 
 
 def test_get_login_prints_the_stored_username_most_specific_first(env, helper) -> None:
-    path = _write(
+    path = write_json(
         env / "auth.json",
         {
-            "auths": {"r.io:5000": _auth("alice", "a"), "r.io:5000/ns": _auth("bob", "b")},
+            "auths": {
+                "r.io:5000": basic_auth("alice", "a"),
+                "r.io:5000/ns": basic_auth("bob", "b"),
+            },
             "credHelpers": {"helper.io": "test"},
         },
     )
@@ -85,22 +72,22 @@ def test_get_login_prints_the_stored_username_most_specific_first(env, helper) -
 
 def test_get_login_of_an_identity_token_alone_is_not_logged_in(env) -> None:
     """podman: no username stored, ``not logged into``; kiln printed an empty line."""
-    path = _write(env / "auth.json", {"auths": {"tok.io": {"identitytoken": "refresh-1"}}})
+    path = write_json(env / "auth.json", {"auths": {"tok.io": {"identitytoken": "refresh-1"}}})
     res = CliRunner().invoke(cli, ["login", "--authfile", path, "--get-login", "tok.io"])
     assert res.exit_code == 125 and "not logged into tok.io" in res.output
     assert "refresh-1" not in res.output
 
 
 def test_login_and_logout_use_the_credential_helper_the_auth_file_names(env, helper) -> None:
-    path = _write(
+    path = write_json(
         env / "auth.json",
-        {"auths": {"r.io": _auth("alice", "a")}, "credHelpers": {"helper.io": "test"}},
+        {"auths": {"r.io": basic_auth("alice", "a")}, "credHelpers": {"helper.io": "test"}},
     )
     before = _read(path)
     credentials.store_credential("helper.io", Credential("hu", "new"), path)
     assert _read(path) == before  # the helper keeps it, not the file
     credentials.store_credential("helper.io/ns", Credential("nu", "np"), path)
-    assert _read(path)["auths"]["helper.io/ns"] == _auth("nu", "np")  # a repository key
+    assert _read(path)["auths"]["helper.io/ns"] == basic_auth("nu", "np")  # a repository key
     assert credentials.remove_credential("helper.io", path) == ["helper.io"]
     calls = helper.read_text().splitlines()
     assert calls == [
@@ -110,9 +97,9 @@ def test_login_and_logout_use_the_credential_helper_the_auth_file_names(env, hel
 
 
 def test_logout_all_erases_what_the_helpers_keep_and_drops_them(env, helper) -> None:
-    path = _write(
+    path = write_json(
         env / "auth.json",
-        {"auths": {"r.io": _auth("alice", "a")}, "credHelpers": {"helper.io": "test"}},
+        {"auths": {"r.io": basic_auth("alice", "a")}, "credHelpers": {"helper.io": "test"}},
     )
     assert sorted(logout(None, path, all=True)) == ["helper.io", "r.io"]
     assert helper.read_text().splitlines() == ["erase helper.io"]
@@ -121,7 +108,7 @@ def test_logout_all_erases_what_the_helpers_keep_and_drops_them(env, helper) -> 
 
 @pytest.mark.parametrize("key", ["r.io:5000/ns/app:1.0", "r.io/app@sha256:" + "a" * 64])
 def test_a_key_naming_an_image_is_refused(env, key) -> None:
-    path = _write(env / "auth.json", {"auths": {"r.io:5000/ns/app": _auth("a", "b")}})
+    path = write_json(env / "auth.json", {"auths": {"r.io:5000/ns/app": basic_auth("a", "b")}})
     before = _read(path)
     with pytest.raises(InvalidArgument, match="contains tag or digest"):
         logout(key, path)
@@ -167,7 +154,7 @@ def search_conf(env, monkeypatch):
 def test_login_and_logout_without_a_registry_use_the_first_search_registry(
     env, search_conf
 ) -> None:
-    path = _write(env / "auth.json", {"auths": {"first.io:5000": _auth("alice", "a")}})
+    path = write_json(env / "auth.json", {"auths": {"first.io:5000": basic_auth("alice", "a")}})
     search_conf(["first.io:5000", "second.io"])
     runner = CliRunner()
     res = runner.invoke(cli, ["login", "--authfile", path, "--get-login"])
@@ -188,16 +175,12 @@ def test_a_hanging_helper_is_stopped_with_all_it_started(env, monkeypatch) -> No
 
     fifo = env / "alive"
     os.mkfifo(fifo)
-    bindir = env / "bin"
-    bindir.mkdir()
-    script = bindir / "docker-credential-hang"
-    script.write_text(f'#!/bin/sh\n{{ echo started; exec sleep 300; }} > "{fifo}" &\nwait\n')
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    body = f'{{ echo started; exec sleep 300; }} > "{fifo}" &\nwait'
+    install_credential_helper(env / "bin", "hang", body, monkeypatch)
     monkeypatch.setattr(credential_helpers, "HELPER_TIMEOUT", 2.0)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        _write(env / "auth.json", {"credHelpers": {"r.io": "hang"}})
+        write_json(env / "auth.json", {"credHelpers": {"r.io": "hang"}})
         with pytest.raises(InvalidArgument, match="docker-credential-hang did not answer get"):
             credentials.lookup("r.io", authfile=str(env / "auth.json"))
         while True:  # bounded: every wait below is
@@ -239,13 +222,8 @@ def test_password_stdin_that_is_not_a_password_is_refused_unread(env) -> None:
 
 def _helper_printing(env, monkeypatch, name: str, body: str) -> str:
     """``docker-credential-<name>`` running ``body`` (sh); an auth file naming it for r.io."""
-    bindir = env / "bin"
-    bindir.mkdir(exist_ok=True)
-    script = bindir / f"docker-credential-{name}"
-    script.write_text(f"#!/bin/sh\n{body}\n")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
-    return _write(env / f"auth-{name}.json", {"credHelpers": {"r.io": name}})
+    install_credential_helper(env / "bin", name, body, monkeypatch)
+    return write_json(env / f"auth-{name}.json", {"credHelpers": {"r.io": name}})
 
 
 @pytest.mark.parametrize(
@@ -269,7 +247,7 @@ def test_a_helper_answer_that_is_no_credential_is_one_error(env, monkeypatch, na
 def test_a_helper_name_that_is_no_name_is_refused(env, helper_name):
     """credHelpers names a program docker-credential-<name> on PATH: a name with a slash
     (a path from the current directory) or a NUL (ValueError, a traceback) is refused."""
-    path = _write(env / "auth.json", {"credHelpers": {"r.io": helper_name}})
+    path = write_json(env / "auth.json", {"credHelpers": {"r.io": helper_name}})
     with pytest.raises(InvalidArgument, match="is no name"):
         get_login("r.io", authfile=path)
 
@@ -279,7 +257,7 @@ def test_a_registry_that_is_no_name_is_refused_before_anything(env, registry):
     """A login, logout or --get-login of what is no registry or repository name (podman
     parses it as a reference) fails at once: '../x' was an unexpected UnicodeError."""
     runner = CliRunner()
-    path = _write(env / "auth.json", {})
+    path = write_json(env / "auth.json", {})
     for args in (["login", "-u", "u", "-p", "p"], ["logout"], ["login", "--get-login"]):
         res = runner.invoke(cli, [*args, "--authfile", path, registry])
         assert res.exit_code == 125, res.output
@@ -330,6 +308,6 @@ def test_an_auth_file_that_is_no_auth_file_is_one_error(env, kind, said):
         path.write_bytes(b'{"auths": {"r.io": {"auth": "\xe9"}}}')
     with pytest.raises(InvalidArgument, match=said):
         get_login("r.io", authfile=str(path))
-    real = _write(env / "real.json", {"auths": {"r.io": _auth("lu", "lp")}})
+    real = write_json(env / "real.json", {"auths": {"r.io": basic_auth("lu", "lp")}})
     (env / "link.json").symlink_to(real)
     assert get_login("r.io", authfile=str(env / "link.json")) == "lu"
