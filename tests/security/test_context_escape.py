@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import http.server
 import io
 import json
 import os
@@ -42,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from file_server import serving
 
 pytestmark = [
     pytest.mark.root,
@@ -546,33 +547,12 @@ def test_stdin_context_tar(env, case):
     run_case(env, case, build)
 
 
-class _TarHandler(http.server.BaseHTTPRequestHandler):
-    payloads: dict[str, bytes] = {}
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        data = self.payloads.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
-def http_base():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TarHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def http_www(tmp_path_factory):
+    """A directory served over HTTP for the module: (the directory, its base URL)."""
+    www = tmp_path_factory.mktemp("www")
+    with serving(www) as url:
+        yield www, url
 
 
 URL_CASES = [c for c in CASES if c.name in (
@@ -582,11 +562,12 @@ URL_CASES = [c for c in CASES if c.name in (
 
 
 @pytest.mark.parametrize("case", URL_CASES, ids=_case_id)
-def test_http_context_tar(env, http_base, case):
+def test_http_context_tar(env, http_www, case):
+    www, url = http_www
+
     def build(ctx: Path, ref: str) -> subprocess.CompletedProcess:
-        name = f"/{ctx.name}.tar"
-        _TarHandler.payloads[name] = _context_tar(ctx)
-        return env.kiln("build", "-q", "-t", ref, http_base + name)
+        (www / f"{ctx.name}.tar").write_bytes(_context_tar(ctx))
+        return env.kiln("build", "-q", "-t", ref, f"{url}/{ctx.name}.tar")
 
     case = Case(case.name + "/http", case.dockerfile, case.files, case.ignore, case.refused,
                 case.check)  # fmt: skip
