@@ -224,18 +224,26 @@ def test_a_history_of_hundreds_of_entries_finds_its_parent(store):
     assert parent(store, child) == bare(base)
 
 
-def test_a_v8_store_loses_its_history_index_and_finds_parents(tmp_path):
-    root = str(tmp_path / "root")
+def _older_store(root: str, downgrade: str):
+    """A store at ``root`` holding a base and its child, then taken back by the SQL
+    ``downgrade`` to what an older kiln wrote; (base, child), the store closed."""
     s = Store.open(root)
     base = make_image(s, ["a"], created=T)
     child = make_image(s, ["a"], created=T, metadata_steps=("ENV I=1",))
     s.close()
     conn = sqlite3.connect(f"{root}/kiln.db", isolation_level=None)
-    conn.executescript(
-        f"{_BEFORE_V10}DROP INDEX images_lineage;"
-        "CREATE INDEX images_history_key ON images(history_key); PRAGMA user_version = 8;"
-    )
+    conn.executescript(downgrade)
     conn.close()
+    return base, child
+
+
+def test_a_v8_store_loses_its_history_index_and_finds_parents(tmp_path):
+    root = str(tmp_path / "root")
+    base, child = _older_store(
+        root,
+        f"{_BEFORE_V10}DROP INDEX images_lineage;"
+        "CREATE INDEX images_history_key ON images(history_key); PRAGMA user_version = 8;",
+    )
     s = Store.open(root)
     try:
         indexes = {r[0] for r in s.db.query("SELECT name FROM sqlite_master WHERE type='index'")}
@@ -248,13 +256,7 @@ def test_a_v8_store_loses_its_history_index_and_finds_parents(tmp_path):
 
 def test_a_v9_store_gets_the_parent_keys_on_open(tmp_path):
     root = str(tmp_path / "root")
-    s = Store.open(root)
-    base = make_image(s, ["a"], created=T)
-    child = make_image(s, ["a"], created=T, metadata_steps=("ENV I=1",))
-    s.close()
-    conn = sqlite3.connect(f"{root}/kiln.db", isolation_level=None)
-    conn.executescript(f"{_BEFORE_V10}PRAGMA user_version = 9;")
-    conn.close()
+    base, child = _older_store(root, f"{_BEFORE_V10}PRAGMA user_version = 9;")
     s = Store.open(root)
     try:
         assert s.db.one("SELECT COUNT(*) FROM images WHERE parent_keys IS NULL")[0] == 0
