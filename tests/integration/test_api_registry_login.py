@@ -142,6 +142,16 @@ def test_build_without_credentials_is_refused_by_the_registry(env):
     assert r.returncode != 0 and b"unauthorized" in r.stderr.lower(), r.stderr
 
 
+def _push_and_pull_back(client, repo: str, auth: dict) -> None:
+    """docker-py pushes base:1 as ``repo``:1 with ``auth``, drops it and pulls it back
+    with ``auth``: the same image."""
+    client.images.get("base:1").tag(repo, "1")
+    lines = list(client.api.push(repo, "1", auth_config=auth, stream=True, decode=True))
+    assert not [x for x in lines if "error" in x], lines
+    client.images.remove(f"{repo}:1")
+    assert client.images.pull(repo, "1", auth_config=auth).id == client.images.get("base:1").id
+
+
 def test_dockerpy_login_push_and_pull(env):
     import docker.errors
 
@@ -152,13 +162,8 @@ def test_dockerpy_login_push_and_pull(env):
             c.login(username=reg.username, password="nope", registry=reg.host, reauth=True)
         answer = c.login(username=reg.username, password=reg.password, registry=reg.host)
         assert answer["Status"] == "Login Succeeded"
-        repo = f"{reg.host}/login/py"
-        c.images.get("base:1").tag(repo, "1")
         auth = {"username": reg.username, "password": reg.password}
-        lines = list(c.api.push(repo, "1", auth_config=auth, stream=True, decode=True))
-        assert not [x for x in lines if "error" in x], lines
-        c.images.remove(f"{repo}:1")
-        assert c.images.pull(repo, "1", auth_config=auth).id == c.images.get("base:1").id
+        _push_and_pull_back(c, f"{reg.host}/login/py", auth)
     finally:
         c.close()
     assert env.server_auth_files() == []
@@ -221,13 +226,8 @@ def test_identity_tokens_log_in_push_and_pull(env, registry_token):
     assert b"refresh-not-issued" not in body
     c = env.dockerpy()
     try:
-        repo = f"{reg.host}/login/token"
-        c.images.get("base:1").tag(repo, "1")
         before = len(ts.requests)
-        lines = list(c.api.push(repo, "1", auth_config=token_auth, stream=True, decode=True))
-        assert not [x for x in lines if "error" in x], lines
-        c.images.remove(f"{repo}:1")
-        assert c.images.pull(repo, "1", auth_config=token_auth).id == c.images.get("base:1").id
+        _push_and_pull_back(c, f"{reg.host}/login/token", token_auth)
     finally:
         c.close()
     grants = [form for method, form in ts.requests[before:] if method == "POST"]
