@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from fixtures_images import make_busybox_rootfs
+from kiln_cli import kiln_runner
 from mount_points import tmpfs
 
 pytestmark = [pytest.mark.root]
@@ -28,15 +29,7 @@ def small_store(tmp_path):
     with tmpfs(tmp_path / "small", f"{SIZE_MB}m") as mnt:
         root = str(mnt / "root")
         rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))
-
-        def kiln(*args, check=True):
-            env = dict(os.environ, KILN_ROOT=root)
-            proc = subprocess.run([sys.executable, "-m", "kiln.cli.main", *args], env=env,
-                                  capture_output=True, text=True, timeout=120)  # fmt: skip
-            if check:
-                assert proc.returncode == 0, proc.stderr
-            return proc
-
+        kiln = kiln_runner(dict(os.environ, KILN_ROOT=root), timeout=120)
         kiln("import", rootfs, "busybox")
         kiln("from", "--name", "warm", "busybox")  # the base unpacked once, as builds have it
         kiln("rm", "warm")

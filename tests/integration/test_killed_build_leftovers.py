@@ -20,6 +20,7 @@ import pytest
 
 from fixtures_images import make_busybox_rootfs
 from killed_process import clean_up_after_kills, kill_and_reap, kill_when_started, started
+from kiln_cli import kiln_runner
 from mount_points import mount_points_under
 
 pytestmark = [pytest.mark.root]
@@ -30,14 +31,7 @@ def env(tmp_path):
     root = tmp_path / "root"
     environ = dict(os.environ, KILN_ROOT=str(root), KILN_RUNTIME_DIR=str(tmp_path / "runtime"))
     rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))
-
-    def kiln(*args, check=True):
-        proc = subprocess.run([sys.executable, "-m", "kiln.cli.main", *args], env=environ,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        if check:
-            assert proc.returncode == 0, proc.stderr
-        return proc
-
+    kiln = kiln_runner(environ, timeout=300)
     kiln("import", rootfs, "busybox")
     yield kiln, environ, tmp_path
     clean_up_after_kills(tmp_path, tmp_path / "runtime" / "runc")  # what a failed test left
