@@ -4,12 +4,11 @@ the flag is read from the Dockerfile as BuildKit reads it (bare, =true, =false).
 from __future__ import annotations
 
 import gzip
-import io
 import os
-import tarfile
 
 import pytest
 
+from archive_corpus import REG, tar_of
 from kiln.build.instructions import Add, instructions_from_nodes
 from kiln.build.parser import parse_string
 from kiln.container.copy_add import copy_into
@@ -17,12 +16,7 @@ from kiln.errors import InvalidArgument
 
 
 def _archive() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("top/file")
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"abc"))
-    return gzip.compress(buf.getvalue(), mtime=0)
+    return gzip.compress(tar_of(("top/file", REG, b"abc")), mtime=0)
 
 
 @pytest.fixture

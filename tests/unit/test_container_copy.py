@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import lzma
 import os
 import stat
-import tarfile
 
 import pytest
 import zstandard
 
+from archive_corpus import REG, tar_of
 from kiln.container.copy_add import copy_into
 from kiln.errors import InvalidArgument, NotFound
 
@@ -188,22 +187,13 @@ def test_dest_escaping_root_stays_inside(dirs, tmp_path):
     assert not (tmp_path / "escape2").exists()
 
 
-def _tar_bytes() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("top/file")
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"abc"))
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(
     "kind",
     ["tar", "gz", "bz2", "xz", "zst"],
 )
 def test_add_extracts_local_archives(dirs, kind):
     ctx, rootfs = dirs
-    raw = _tar_bytes()
+    raw = tar_of(("top/file", REG, b"abc"))
     data = {
         "tar": raw,
         "gz": gzip.compress(raw),

@@ -5,27 +5,20 @@ reader is invisible to the cycle collector: see DecompressingReader.close)."""
 from __future__ import annotations
 
 import gzip
-import io
-import tarfile
 
 import pytest
 
+from archive_corpus import REG, tar_of
 from kiln.archive.safe_root import SafeRoot
 from kiln.container import tar_detect
 
 
-def _tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        info = tarfile.TarInfo("hello")
-        info.size = 5
-        tf.addfile(info, io.BytesIO(b"hello"))
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(
     ("content", "expected"),
-    [(gzip.compress(_tar()), True), (gzip.compress(b"not a tar " * 100), False)],
+    [
+        (gzip.compress(tar_of(("hello", REG, b"hello"))), True),
+        (gzip.compress(b"not a tar " * 100), False),
+    ],
     ids=["gzip-tar", "gzip-text"],
 )
 def test_is_archive_closes_the_reader_it_opened(tmp_path, monkeypatch, content, expected):
