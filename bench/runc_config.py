@@ -48,12 +48,14 @@ def _fresh_sysfs(spec: Spec) -> None:
                            "options": ["nosuid", "noexec", "nodev", "ro"]})  # fmt: skip
 
 
-def _linux(key: str, value: Any) -> Callable[[Spec], None]:
+def _field(section: str, key: str, value: Any) -> Callable[[Spec], None]:
+    """``spec[section][key]`` set to ``value``, or removed when ``value`` is None."""
+
     def change(spec: Spec) -> None:
         if value is None:
-            spec["linux"].pop(key, None)
+            spec[section].pop(key, None)
         else:
-            spec["linux"][key] = value
+            spec[section][key] = value
 
     return change
 
@@ -72,16 +74,6 @@ def _namespace(kind: str) -> Callable[[Spec], None]:
     return change
 
 
-def _process(key: str, value: Any) -> Callable[[Spec], None]:
-    def change(spec: Spec) -> None:
-        if value is None:
-            spec["process"].pop(key, None)
-        else:
-            spec["process"][key] = value
-
-    return change
-
-
 def _no_masks(spec: Spec) -> None:
     spec["linux"].pop("maskedPaths", None)
     spec["linux"].pop("readonlyPaths", None)
@@ -94,18 +86,21 @@ def _no_etc_binds(spec: Spec) -> None:
 #: name -> (what it changes, the change). "kiln" is the config as kiln writes it.
 VARIANTS: dict[str, tuple[str, Callable[[Spec], None]]] = {
     "kiln": ("kiln's config.json, unchanged", lambda spec: None),
-    "no-seccomp": ("no seccomp filter (unconfined)", _linux("seccomp", None)),
+    "no-seccomp": ("no seccomp filter (unconfined)", _field("linux", "seccomp", None)),
     "seccomp-x64": ("the filter for x86_64 only (no i386)", _seccomp_archs(["SCMP_ARCH_X86_64"])),
-    "no-devices": ("no devices cgroup rule (resources {})", _linux("resources", {})),
-    "cgroup-path": ("linux.cgroupsPath names one path", _linux("cgroupsPath", "/kiln-bench")),
+    "no-devices": ("no devices cgroup rule (resources {})", _field("linux", "resources", {})),
+    "cgroup-path": (
+        "linux.cgroupsPath names one path",
+        _field("linux", "cgroupsPath", "/kiln-bench"),
+    ),
     "no-masks": ("no maskedPaths / readonlyPaths", _no_masks),
     "netns": ("a new network namespace too", _namespace("network")),
     "cgroupns": ("a new cgroup namespace too", _namespace("cgroup")),
     "sysfs": ("a fresh sysfs on /sys, not the host's bound", _fresh_sysfs),
     "no-mqueue": ("no /dev/mqueue mount", _drop_mount("/dev/mqueue")),
     "no-etc": ("no /etc/hosts, resolv.conf, hostname binds", _no_etc_binds),
-    "no-rlimits": ("no rlimits", _process("rlimits", None)),
-    "nnp": ("noNewPrivileges", _process("noNewPrivileges", True)),
+    "no-rlimits": ("no rlimits", _field("process", "rlimits", None)),
+    "nnp": ("noNewPrivileges", _field("process", "noNewPrivileges", True)),
     "gomaxprocs1": (
         "GOMAXPROCS=1 in runc's environment (runc init inherits it)",
         lambda spec: None,
