@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import stat
+import threading
 
 import pytest
 
 from auth_files import basic_auth, install_credential_helper, write_json
-from kiln.errors import InvalidArgument, NotFound
+from kiln.errors import Conflict, InvalidArgument, NotFound
 from kiln.registry import credentials
 from kiln.registry.credentials import Credential, lookup
 from registry_env import isolate_registry_env
@@ -206,6 +208,48 @@ def test_store_and_remove_are_atomic_and_private(home) -> None:
     assert credentials.remove_credential(None) == ["docker.io"]
     assert json.loads(open_text(path))["auths"] == {}
     assert [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")] == []
+
+
+def _in_thread(call) -> tuple[threading.Thread, list[BaseException]]:
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            raised.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, raised
+
+
+def test_a_held_auth_file_lock_is_an_error_naming_it_not_a_hang(home, monkeypatch) -> None:
+    """--authfile in a directory any user may lock (/tmp): whoever holds a flock on it
+    made every login and logout wait for ever. Now they wait AUTH_FILE_LOCK_WAIT, then
+    fail naming the directory and the holder, and change nothing."""
+    monkeypatch.setattr(credentials, "AUTH_FILE_LOCK_WAIT", 0.2)
+    shared = home / "shared"
+    authfile = _write(shared / "auth.json", {"auths": {"r.io": _auth("u", "p")}})
+    before = open_text(authfile)
+    fd = os.open(shared, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another user's process, holding it
+        for call in (
+            lambda: credentials.store_credential("q.io", Credential("a", "b"), authfile),
+            lambda: credentials.remove_credential("r.io", authfile),
+        ):
+            t, raised = _in_thread(call)
+            t.join(timeout=30)
+            assert not t.is_alive(), "the login waited on the held lock for ever"
+            assert len(raised) == 1 and isinstance(raised[0], Conflict), raised
+            message = str(raised[0])
+            assert f"auth file directory {shared} is locked by pid {os.getpid()}" in message
+        assert open_text(authfile) == before
+    finally:
+        os.close(fd)
+    credentials.store_credential("q.io", Credential("a", "b"), authfile)  # released: it works
+    assert lookup("q.io", authfile=authfile) == Credential("a", "b")
 
 
 def test_parse_creds() -> None:

@@ -22,7 +22,8 @@ stdin. Secrets never appear in reprs or messages.
 Writing (login, logout) goes to the first file only, as podman's does: a ``credHelpers``
 entry for exactly the host sends the credential to that helper (``store``/``erase``);
 everything else goes to ``auths``, other keys of the file kept. Each update holds the
-file's directory locked, so logins at once all land.
+file's directory locked, so logins at once all land; a lock held longer than
+``AUTH_FILE_LOCK_WAIT`` is an error naming the directory and its holder, not a hang.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
 _DOCKER_ALIASES = {"index.docker.io", "registry-1.docker.io", DOCKER_IO}
 
 MAX_AUTH_FILE_BYTES = 16 << 20  # a few KB in practice; a file beyond this is no auth file
+# seconds a login or logout waits for the auth file's directory lock: another kiln's update
+# takes milliseconds, and with --authfile in /tmp any local user could hold it for ever
+AUTH_FILE_LOCK_WAIT = 30.0
 
 # an auth file as read: its sections are checked where they are used, the rest is kept
 AuthFile = dict[str, object]
@@ -252,7 +256,9 @@ def _auth_file_update(path: str) -> Iterator[None]:
         with naming(path):  # a directory kiln may not make or open: an error, no traceback
             if not os.path.lexists(directory):
                 os.makedirs(directory, mode=0o700, exist_ok=True)
-            stack.enter_context(directory_lock(directory))
+            stack.enter_context(
+                directory_lock(directory, wait=AUTH_FILE_LOCK_WAIT, what="auth file directory")
+            )
         yield
 
 
