@@ -147,7 +147,8 @@ def _b64url(data: bytes) -> str:
 
 
 class TokenServer:
-    """Docker's token specification: ``GET realm?service=&scope=`` (Basic or anonymous)
+    """Docker's token specification: ``GET realm?service=&scope=`` (Basic or anonymous;
+    ``offline_token=true`` with Basic also issues a refresh token, as Docker Hub's does)
     and the OAuth2 ``POST`` form (password or refresh_token grants). JWTs are RS256 with
     the signing certificate in ``x5c``; the registry trusts that certificate.
 
@@ -254,7 +255,11 @@ class TokenServer:
                     return
                 scopes = [s for value in params.get("scope", []) for s in value.split()]
                 token = server.make_token(user, scopes)
-                self._reply(200, {"token": token, "access_token": token, "expires_in": 300})
+                answer = {"token": token, "access_token": token, "expires_in": 300}
+                if user and params.get("offline_token") == ["true"]:  # a login asks for one
+                    answer["refresh_token"] = refresh = uuid.uuid4().hex
+                    server.refresh_tokens[refresh] = user
+                self._reply(200, answer)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

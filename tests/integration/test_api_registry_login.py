@@ -233,3 +233,27 @@ def test_identity_tokens_log_in_push_and_pull(env, registry_token):
     grants = [form for method, form in ts.requests[before:] if method == "POST"]
     assert grants and {f["refresh_token"][0] for f in grants} == {"refresh-api-login"}
     assert env.server_auth_files() == []
+
+
+def test_auth_answers_with_the_identity_token_the_token_server_issued(env, registry_token):
+    """dockerd's ``POST /auth`` asks the token server for a refresh token (``offline_token``)
+    and answers with it as ``IdentityToken``, which ``docker login`` keeps instead of the
+    password; kiln answered "" always. A registry without a token server issues none."""
+    reg, ts = registry_token, registry_token.token_server
+
+    def auth(obj: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        status, body = env.raw("POST", "/v1.41/auth", headers, json.dumps(obj).encode())
+        assert status == 200, body
+        return json.loads(body)
+
+    answer = auth({"username": reg.username, "password": reg.password, "serveraddress": reg.host})
+    token = answer["IdentityToken"]
+    assert answer["Status"] == "Login Succeeded"
+    assert token and ts.refresh_tokens.get(token) == reg.username  # the one it issued
+    again = auth({"identitytoken": token, "serveraddress": reg.host})["IdentityToken"]
+    assert again and ts.refresh_tokens.get(again) == reg.username  # it works, and rotates
+    basic = env.registry
+    answer = auth({"username": basic.username, "password": basic.password,
+                   "serveraddress": basic.host})  # fmt: skip
+    assert answer == {"Status": "Login Succeeded", "IdentityToken": ""}

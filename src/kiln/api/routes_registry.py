@@ -49,18 +49,14 @@ async def auth(request: Request) -> Response:
     host = server.split("://", 1)[-1].split("/", 1)[0]
     # dockerd treats 127.0.0.0/8 as an insecure registry: plain HTTP
     tls_verify = False if loopback_registry(f"{host}/x") else None
-    await run_op(
+    # the refresh token the token server issued (what dockerd answers): never logged
+    token = await run_op(
         request,
-        lambda ctx: _registry().verify_login(
-            ctx,
-            server,
-            cred.username,
-            cred.password,
-            identity_token=cred.identity_token,
-            options=RegistryOptions(tls_verify=tls_verify),
+        lambda ctx: _registry().docker_login(
+            ctx, server, cred, options=RegistryOptions(tls_verify=tls_verify)
         ),
     )
-    return JSONResponse({"Status": "Login Succeeded", "IdentityToken": ""})
+    return JSONResponse({"Status": "Login Succeeded", "IdentityToken": token})
 
 
 async def distribution(request: Request) -> Response:

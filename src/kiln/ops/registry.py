@@ -47,7 +47,7 @@ from kiln.util.output import check_output, write_output
 
 if TYPE_CHECKING:
     from kiln.ops.context import Context
-    from kiln.registry import RegistryClient
+    from kiln.registry import Credential, RegistryClient
     from kiln.store import ImageRecord
 
 _PROGRESS_STEP = 1 << 20  # bytes between progress events of one blob
@@ -592,6 +592,26 @@ def verify_login(
         retry_backoff=opts.retry_backoff,
         identity_token=identity_token,
     )
+
+
+def docker_login(
+    ctx: Context | None, registry: str, cred: Credential, *, options: RegistryOptions | None = None
+) -> str:
+    """The Docker API's ``POST /auth``: check ``cred`` against ``registry`` as
+    :func:`verify_login` does and keep it nowhere; returns the identity token dockerd
+    answers with (the refresh token the token server issued, else ``cred``'s, else "")."""
+    from kiln.registry.login import docker_login  # start-up: see the module docstring
+
+    opts = registry_options(ctx, options)
+    login_options = RegistryOptions(  # what verify_login uses: no stored credentials
+        tls_verify=opts.tls_verify,
+        cert_dir=opts.cert_dir,
+        registries_conf=opts.registries_conf,
+        retries=opts.retries,
+        retry_delay=opts.retry_delay,
+        retry_backoff=opts.retry_backoff,
+    )
+    return docker_login(registry, cred, login_options)
 
 
 def default_login_registry(ctx: Context | None, options: RegistryOptions | None = None) -> str:

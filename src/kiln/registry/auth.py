@@ -163,15 +163,18 @@ def _oauth_request(realm: str, service: str, scope: str, refresh_token: str) -> 
 
 
 def _get_token_request(
-    realm: str, service: str, scope: str, cred: Credential | None
+    realm: str, service: str, scope: str, cred: Credential | None, offline: bool = False
 ) -> httpx.Request:
-    """The token spec's ``GET realm?service=&scope=``, with Basic credentials if any."""
+    """The token spec's ``GET realm?service=&scope=``, with Basic credentials if any;
+    ``offline``: ask for a refresh token too (``offline_token``, as dockerd's login)."""
     params: list[tuple[str, str | int | float | bool | None]] = []
     if service:
         params.append(("service", service))
     params += [("scope", s) for s in scope.split()]
     if cred is not None and cred.username:
         params.append(("account", cred.username))
+    if offline:
+        params += [("offline_token", "true"), ("client_id", "kiln")]
     req = httpx.Request("GET", realm, params=params)
     if cred is not None:
         req.headers["Authorization"] = _basic_header(cred)
@@ -186,6 +189,8 @@ class RegistryAuth(httpx.Auth):
         self.tokens = tokens or TokenCache()
         self._challenges: dict[str, Challenge] = {}
         self._lock = threading.Lock()
+        # hosts whose token requests ask for a refresh token -> the one issued ("": none yet)
+        self._refresh: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"RegistryAuth(hosts={sorted(self._challenges)})"
@@ -202,6 +207,18 @@ class RegistryAuth(httpx.Auth):
                     ch.scheme, {k: v for k, v in ch.params.items() if k in ("realm", "service")}
                 )
         return ch
+
+    def want_refresh_token(self, host: str) -> None:
+        """Token requests for ``host`` ask for an OAuth2 refresh token (dockerd's login:
+        ``POST /auth`` answers with it); :meth:`refresh_token_issued` gives it."""
+        with self._lock:
+            self._refresh[host] = ""
+
+    def refresh_token_issued(self, host: str) -> str:
+        """The refresh token ``host``'s token server issued since :meth:`want_refresh_token`
+        ("" when none: a Basic registry, or a server that issues none); asks no more."""
+        with self._lock:
+            return self._refresh.pop(host, "")
 
     # -- the flow ----------------------------------------------------------------
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -273,6 +290,7 @@ class RegistryAuth(httpx.Auth):
         if not realm.startswith(("http://", "https://")):
             raise Unavailable(f"registry {host} sent a bearer challenge without a usable realm")
         service = challenge.service
+        offline = host in self._refresh
         if cred is not None and cred.identity_token:
             resp = yield _oauth_request(realm, service, scope, cred.identity_token)
             resp.read()
@@ -280,10 +298,10 @@ class RegistryAuth(httpx.Auth):
                 # the token spec: a server without OAuth2 answers the POST with 404; GET
                 # works on every one (the token as the password, as containerd sends it)
                 basic = Credential(cred.username, cred.password or cred.identity_token)
-                resp = yield _get_token_request(realm, service, scope, basic)
+                resp = yield _get_token_request(realm, service, scope, basic, offline)
                 resp.read()
         else:
-            resp = yield _get_token_request(realm, service, scope, cred)
+            resp = yield _get_token_request(realm, service, scope, cred, offline)
             resp.read()
         if resp.status_code in (401, 403):
             what = "invalid username/password" if cred is not None else "authentication required"
@@ -305,4 +323,8 @@ class RegistryAuth(httpx.Auth):
         if not isinstance(token, str) or not token:
             raise Unavailable(f"{host}: the registry's auth server sent no token")
         lifetime = obj.get("expires_in") if isinstance(obj.get("expires_in"), int) else None
+        refresh = obj.get("refresh_token")
+        if offline and cred is not None and isinstance(refresh, str) and refresh:
+            with self._lock:
+                self._refresh[host] = refresh
         return token, float(lifetime or DEFAULT_TOKEN_LIFETIME)

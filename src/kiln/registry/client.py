@@ -398,13 +398,21 @@ class RegistryClient:
             return [Reference.parse(name)]
         return self.conf.resolve_short_name(name, enforce)
 
-    def check_login(self, registry: str, cred: Credential) -> None:
-        """Verify ``cred`` against ``registry``'s ``/v2/``; raises Unauthorized if refused."""
+    def check_login(
+        self, registry: str, cred: Credential, *, want_refresh_token: bool = False
+    ) -> str:
+        """Verify ``cred`` against ``registry``'s ``/v2/``; raises Unauthorized if refused.
+        ``want_refresh_token``: ask the token server for an OAuth2 refresh token, as
+        dockerd's login does; returns the one it issued, else ""."""
+        conn = self.connection(registry)
         self._creds_override[registry] = cred
+        if want_refresh_token:
+            self._auth.want_refresh_token(conn.host)
         try:
-            conn = self.connection(registry)
             resp = conn.request("GET", "/v2/", f"logging into {registry}", allow=(401,))
             if resp.status_code == 401:
                 raise Unauthorized(f'logging into "{registry}": invalid username/password')
         finally:
+            issued = self._auth.refresh_token_issued(conn.host)  # asks no more either way
             self._creds_override.pop(registry, None)
+        return issued

@@ -61,11 +61,8 @@ def verify_login(
     identity_token: str = "",
 ) -> str:
     """Check the credentials (a username and password, or an identity token: an OAuth2
-    refresh token) with ``GET /v2/`` and keep them nowhere (the API's ``/auth``: the client
-    records them); returns the host contacted. Unauthorized if refused."""
-    if not (username or identity_token):
-        raise InvalidArgument("login needs a username")
-    host, _key = _registry_key(registry)
+    refresh token) with ``GET /v2/`` and keep them nowhere; returns the host contacted.
+    Unauthorized if refused."""
     options = RegistryOptions(
         tls_verify=tls_verify,
         cert_dir=cert_dir,
@@ -75,9 +72,29 @@ def verify_login(
         retry_delay=retry_delay,
         retry_backoff=retry_backoff,
     )
-    with RegistryClient(options) as client:
-        client.check_login(host, Credential(username, password, identity_token))
+    host, _token = _check(registry, Credential(username, password, identity_token), options)
     return host
+
+
+def docker_login(registry: str, cred: Credential, options: RegistryOptions) -> str:
+    """The Docker API's ``POST /auth``: check ``cred`` as :func:`verify_login` does, asking
+    the token server for a refresh token as dockerd does, and keep it nowhere (the client
+    records it). Returns the identity token dockerd answers with: the refresh token the
+    token server issued, else the one ``cred`` holds, else ""."""
+    _host, issued = _check(registry, cred, options, want_refresh_token=True)
+    return issued or cred.identity_token
+
+
+def _check(
+    registry: str, cred: Credential, options: RegistryOptions, want_refresh_token: bool = False
+) -> tuple[str, str]:
+    """(host contacted, refresh token issued or "") for a login's ``GET /v2/``."""
+    if not (cred.username or cred.identity_token):
+        raise InvalidArgument("login needs a username")
+    host, _key = _registry_key(registry)
+    with RegistryClient(options) as client:
+        issued = client.check_login(host, cred, want_refresh_token=want_refresh_token)
+    return host, issued
 
 
 def logout(registry: str | None, authfile: str | None = None, all: bool = False) -> list[str]:
