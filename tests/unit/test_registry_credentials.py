@@ -61,6 +61,24 @@ def test_order_creds_then_authfile_then_config_then_docker(home, monkeypatch) ->
     assert lookup("other.io") is None
 
 
+def test_a_named_auth_file_still_falls_back_to_the_others_as_podman_4_3(home, monkeypatch):
+    """podman 4.3 (containers/image 5.23, getAuthFilePaths) reads the other files after
+    the one --authfile or $REGISTRY_AUTH_FILE names; only podman 4.4 (containers/image
+    5.24) reads the named file alone. kiln follows 4.3: a credential missing from the
+    named file comes from ~/.config, ~/.docker or ~/.dockercfg."""
+    named = _write(home / "named.json", {"auths": {"r.io": _auth("named", "n")}})
+    _write(_config(home), {"auths": {"c.io": _auth("config", "c")}})
+    _write(_docker(home), {"auths": {"d.io": _auth("docker", "d")}})
+    _write(_legacy(home), {"l.io": _auth("legacy", "l")})
+    for authfile in (named, None):
+        if authfile is None:
+            monkeypatch.setenv("REGISTRY_AUTH_FILE", named)
+        assert lookup("r.io", authfile=authfile) == Credential("named", "n")
+        assert lookup("c.io", authfile=authfile) == Credential("config", "c")
+        assert lookup("d.io", authfile=authfile) == Credential("docker", "d")
+        assert lookup("l.io", authfile=authfile) == Credential("legacy", "l")
+
+
 def test_most_specific_key_wins_and_docker_hub_legacy_key(home) -> None:
     write_json(
         _config(home),

@@ -12,6 +12,9 @@ Lookup order for a registry (and optionally a repository within it):
 4. Docker's legacy ``~/.dockercfg`` (``{"host": {"auth": ..., "email": ...}}``, no
    ``auths`` wrapper, keys naming a host only), read last and never written, as podman's.
 
+A file named by ``--authfile`` or ``$REGISTRY_AUTH_FILE`` is read first and the others
+still after it, as podman 4.3 does (containers/image 5.23); podman 4.4 reads it alone.
+
 In each file ``credHelpers[host]`` wins, then ``auths`` (the most specific key:
 ``host/ns/repo`` before ``host/ns`` before ``host``; ``https://index.docker.io/v1/``
 means docker.io), then ``credsStore``. An entry holds ``auth`` (base64 ``user:password``)
