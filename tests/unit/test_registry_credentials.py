@@ -66,10 +66,10 @@ def test_a_named_auth_file_still_falls_back_to_the_others_as_podman_4_3(home, mo
     the one --authfile or $REGISTRY_AUTH_FILE names; only podman 4.4 (containers/image
     5.24) reads the named file alone. kiln follows 4.3: a credential missing from the
     named file comes from ~/.config, ~/.docker or ~/.dockercfg."""
-    named = _write(home / "named.json", {"auths": {"r.io": _auth("named", "n")}})
-    _write(_config(home), {"auths": {"c.io": _auth("config", "c")}})
-    _write(_docker(home), {"auths": {"d.io": _auth("docker", "d")}})
-    _write(_legacy(home), {"l.io": _auth("legacy", "l")})
+    named = write_json(home / "named.json", {"auths": {"r.io": basic_auth("named", "n")}})
+    write_json(_config(home), {"auths": {"c.io": basic_auth("config", "c")}})
+    write_json(_docker(home), {"auths": {"d.io": basic_auth("docker", "d")}})
+    write_json(_legacy(home), {"l.io": basic_auth("legacy", "l")})
     for authfile in (named, None):
         if authfile is None:
             monkeypatch.setenv("REGISTRY_AUTH_FILE", named)
@@ -248,7 +248,7 @@ def test_a_held_auth_file_lock_is_an_error_naming_it_not_a_hang(home, monkeypatc
     fail naming the directory and the holder, and change nothing."""
     monkeypatch.setattr(credentials, "AUTH_FILE_LOCK_WAIT", 0.2)
     shared = home / "shared"
-    authfile = _write(shared / "auth.json", {"auths": {"r.io": _auth("u", "p")}})
+    authfile = write_json(shared / "auth.json", {"auths": {"r.io": basic_auth("u", "p")}})
     before = open_text(authfile)
     fd = os.open(shared, os.O_RDONLY | os.O_DIRECTORY)
     try:
