@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from kiln.errors import InvalidArgument, KilnError, NotFound
+from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.ops import archives, file_transfer, store_copy
 from kiln.ops import images as ops
 from kiln.ops.config import Config
@@ -221,7 +221,7 @@ def test_a_load_that_fails_leaves_no_image_and_the_next_load_works(ctx, tmp_path
     good = good_layer.getvalue()
     # content that does not match its diff_id
     bad = _docker_archive(str(tmp_path / "bad.tar"), good, diff_id="sha256:" + "0" * 64)
-    with pytest.raises(KilnError):
+    with pytest.raises(DigestMismatch, match=r"sha256:0{64} in .* does not match its digest"):
         archives.load(ctx, bad)
     assert ctx.store.list_images() == []
     # consistent digests but not a tar at all: only validation catches it
