@@ -268,7 +268,7 @@ def test_a_directory_is_refused(kiln, cmd):
     (d / "adir" / "inside").write_bytes(OLD)
     before, inside = listing(d), listing(d / "adir")
     res = kiln.run(args, str(d / "adir"))
-    one_error_line(res, "directory")
+    assert f"{d / 'adir'} is a directory; give a file name" in one_error_line(res, "directory")
     assert listing(d) == before and listing(d / "adir") == inside
 
 
@@ -278,7 +278,9 @@ def test_a_missing_parent_directory_is_refused(kiln, cmd):
     d = fresh_dir(kiln, f"noparent-{cmd}")
     before = listing(d)
     res = kiln.run(args, str(d / "no" / "such" / "out"))
-    one_error_line(res, "no such")
+    assert f"{d / 'no' / 'such'}: no such directory to write out in" in one_error_line(
+        res, "no such"
+    )
     assert listing(d) == before
 
 
@@ -301,7 +303,7 @@ def test_a_socket_is_refused(kiln):
         sock.bind(str(d / "sock"))
         before = listing(d)
         res = kiln.run(COMMANDS["save"][0], str(d / "sock"))
-        one_error_line(res, "socket")
+        assert f"{d / 'sock'} is a socket;" in one_error_line(res, "socket")
         assert listing(d) == before
     finally:
         sock.close()
