@@ -336,8 +336,8 @@ HARDLINK = hi.corpus_layer("hardlink to /etc/passwd")
 HUGE_PAX = hi.corpus_layer("huge pax header")
 GNU_LONG = hi.corpus_layer("gnu longname escape")
 BOMB = hi.gzip_bomb()
-BAD = ("invalid", "corrupt", "not a valid", "malformed", "refus", "mismatch")
 
+# words are looked for in the whole line, which names the input (.../input.tar): no bare "tar"
 LOAD_CASES = [
     Case("docker: ../ member paths", _docker_dotdot_member, ("outside", "..", "member")),
     Case("docker: absolute member paths", _docker_abs_member, ("absolute", "member", "outside")),
@@ -345,7 +345,11 @@ LOAD_CASES = [
     Case("docker: config symlink to /etc/passwd", _docker_config_symlink, ("link", "config")),
     Case("oci: layer blob symlink to host file", _oci_blob_symlink_outside, ("link", "blob")),
     Case("oci: layer blob hardlink to index.json", _oci_blob_hardlink_index, ("link", "digest")),
-    Case("docker: truncated layer", _docker_truncated_layer, ("truncated", "digest", *BAD)),
+    Case(
+        "docker: truncated layer",
+        _docker_truncated_layer,
+        ("truncated", "does not match its digest"),
+    ),
     Case("docker: diff_id mismatch", _docker_diff_id_mismatch, ("diff_id", "digest")),
     Case("oci: layer digest mismatch", _oci_layer_digest_mismatch, ("digest", "match")),
     Case("oci: diff_id mismatch", _oci_diff_id_mismatch, ("config says", "diff_id")),
@@ -374,8 +378,10 @@ LOAD_CASES = [
     Case("oci: index.json pointing at itself", _oci_index_points_at_itself, ("digest", "size")),
     Case("oci: gzip bomb layer", _oci(BOMB), ("decompresses beyond", "ratio")),
     Case("docker: gzip bomb layer", _docker(BOMB), ("decompresses beyond", "ratio")),
-    Case("docker: truncated archive", _truncated_archive, ("truncated", *BAD)),
-    Case("not a tar at all", _import_raw(b"hello, not an archive\n" * 100), ("not a", "tar")),
+    Case("docker: truncated archive", _truncated_archive, ("is truncated",)),
+    Case(
+        "not a tar at all", _import_raw(b"hello, not an archive\n" * 100), ("not a readable tar",)
+    ),
     # layers that unpacking would refuse are refused when they arrive
     Case(
         "oci: layer with ../ traversal",
@@ -444,7 +450,7 @@ IMPORT_CASES = [
         ("truncated",),
         verb="import",
     ),
-    Case("import: not a tar", _import_raw(b"plain text\n" * 200), ("tar",), verb="import"),
+    Case("import: not a tar", _import_raw(b"plain text\n" * 200), ("not a tar",), verb="import"),
     Case(
         "import: absolute path into the sentinel",
         _layer_escape_to,
