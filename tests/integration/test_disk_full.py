@@ -6,10 +6,9 @@ The store lives on a small tmpfs the test mounts; every kiln call runs under a t
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -109,12 +108,7 @@ def _kiln_with_busybox(tmp_path):
     holds busybox (a layer of about 2 MB)."""
     env = dict(os.environ, KILN_ROOT=str(tmp_path / "root"))
     env.pop("KILN_DEBUG", None)
-
-    def kiln(*args):
-        return subprocess.run([sys.executable, "-m", "kiln.cli.main", "--progress", "quiet",
-                               *args], env=env, capture_output=True, text=True,
-                              timeout=120)  # fmt: skip
-
+    kiln = functools.partial(kiln_runner(env, timeout=120), "--progress", "quiet", check=False)
     rootfs = make_busybox_rootfs(str(tmp_path / "rootfs.tar"))
     assert kiln("import", rootfs, "busybox").returncode == 0
     return kiln

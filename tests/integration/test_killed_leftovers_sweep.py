@@ -21,6 +21,7 @@ import pytest
 from file_server import serving
 from fixtures_images import make_busybox_rootfs
 from killed_process import clean_up_after_kills, kill_when_started
+from kiln_cli import kiln_runner
 from mount_points import mount_points_under
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(600)]
@@ -33,13 +34,7 @@ def env(tmp_path):
     environ = dict(os.environ, KILN_ROOT=str(root), KILN_RUNTIME_DIR=str(tmp_path / "runtime"),
                    TMPDIR=str(scratch))  # fmt: skip
 
-    def kiln(*args, code=0):
-        proc = subprocess.run([sys.executable, "-m", "kiln.cli.main", *args], env=environ,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        if code is not None:
-            assert proc.returncode == code, proc.stderr
-        return proc
-
+    kiln = kiln_runner(environ, timeout=300)
     kiln("import", make_busybox_rootfs(str(tmp_path / "rootfs.tar")), "busybox")
     yield kiln, environ, tmp_path
     clean_up_after_kills(tmp_path, tmp_path / "runtime" / "runc")  # what a failed test left
@@ -180,7 +175,7 @@ def test_builds_killed_at_random_points_leave_a_store_check_can_make_clean(env):
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-        res = kiln("system", "check", "--repair", "--format", "json", code=None)
+        res = kiln("system", "check", "--repair", "--format", "json", check=False)
         assert res.returncode == 0, f"seed {seed} trial {trial} delay {delay:.2f}: {res.stdout}"
         again = json.loads(kiln("system", "check", "--format", "json").stdout)
         assert again["findings"] == [], f"seed {seed} trial {trial}: {again['findings']}"
