@@ -164,7 +164,7 @@ def test_each_kind_of_damage_is_reported_then_repaired(env):
 
     again = _check(kiln, code=0)
     assert again["clean"] and again["findings"] == []
-    assert kiln("image", "exists", "victim", check=False).returncode != 0  # removed: pull again
+    assert kiln("image", "exists", "victim", check=False).returncode == 1  # removed: pull again
     after = {name: _save(kiln, tmp, name) for name in ("busybox", "keeper")}
     assert after == before
     # the damaged layer was dropped; its next use unpacks it again, intact
@@ -226,7 +226,7 @@ def test_a_manifest_list_missing_a_child(env):
     assert kinds["image"]
     assert _check(kiln, "--repair", code=0)["clean"]
     assert _check(kiln, code=0)["findings"] == []
-    assert kiln("manifest", "exists", "mylist", check=False).returncode != 0
+    assert kiln("manifest", "exists", "mylist", check=False).returncode == 1  # 1: not there
 
 
 def test_a_runc_container_whose_bundle_is_gone_is_killed(env):
