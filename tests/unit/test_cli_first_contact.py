@@ -99,6 +99,7 @@ def test_python_dash_m_kiln_is_the_kiln_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "kiln", "nosuchverb"], capture_output=True,
                          text=True, env=env, timeout=120)  # fmt: skip
     assert bad.returncode == 125 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("Error: unrecognized command `kiln nosuchverb`\n"), bad.stderr
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
