@@ -210,6 +210,7 @@ def test_user_logs_in_and_pushes_to_a_registry_with_auth(user, registry_basic): 
     user.kiln("logout", reg.host)
     denied = user.kiln("push", "--tls-verify=false", "rootless:auth", ref, check=False)
     assert denied.returncode == 125
+    assert denied.stderr.rstrip().endswith(": unauthorized: authentication required"), denied.stderr
 
 
 def test_user_removes_a_store_through_kiln_unshare(user):
