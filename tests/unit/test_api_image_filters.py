@@ -70,3 +70,4 @@ def test_prune_until_and_label_filters(client):
     assert {"Deleted": keep} in r.json()["ImagesDeleted"]
     r = client.post(f"/v1.44/images/prune?filters={quote(json.dumps({'colour': ['red']}))}")
     assert r.status_code == 400
+    assert "invalid filter" in r.json()["message"] and "colour" in r.json()["message"]
