@@ -68,7 +68,8 @@ def test_unknown_image_docker_and_libpod_bodies(client):
     body = r.json()
     assert r.status_code == 404 and body["response"] == 404
     assert body["message"] == "No such image: nosuch" and body["cause"]
-    assert client.get("/v4.3.1/libpod/images/nosuch/exists").status_code == 404
+    r = client.get("/v4.3.1/libpod/images/nosuch/exists")
+    assert r.status_code == 404 and r.json()["message"] == "nosuch: image not known", r.text
 
 
 def test_unknown_route_is_404_json(client):
