@@ -36,7 +36,9 @@ def test_libpod_names_in_any_case_are_the_same_parameter(client):
     assert client.get("/v4.3.1/libpod/images/localhost/other:2/exists").status_code == 204
     r = client.delete("/v4.3.1/libpod/images/remove?IMAGES=localhost/other:2&Force=TRUE")
     assert r.status_code == 200, r.text
-    assert client.get("/v4.3.1/libpod/images/localhost/other:2/exists").status_code == 404
+    r = client.get("/v4.3.1/libpod/images/localhost/other:2/exists")
+    assert r.status_code == 404, r.text
+    assert r.json()["message"] == "localhost/other:2: image not known"
     # a bad value is refused as before, whatever the name's case
     r = client.delete("/v4.3.1/libpod/images/remove?IMAGES=localhost/case:1&FORCE=maybe")
     assert r.status_code == 400 and "maybe" in r.json()["message"], r.text
