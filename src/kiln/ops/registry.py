@@ -553,16 +553,7 @@ def login(
 
     opts = registry_options(ctx, options)
     return registry_login(
-        registry,
-        username,
-        password,
-        authfile=opts.authfile,
-        tls_verify=opts.tls_verify,
-        cert_dir=opts.cert_dir,
-        registries_conf=opts.registries_conf,
-        retries=opts.retries,
-        retry_delay=opts.retry_delay,
-        retry_backoff=opts.retry_backoff,
+        registry, username, password, authfile=opts.authfile, **_connection_settings(opts)
     )
 
 
@@ -581,16 +572,7 @@ def verify_login(
 
     opts = registry_options(ctx, options)
     return verify_login(
-        registry,
-        username,
-        password,
-        tls_verify=opts.tls_verify,
-        cert_dir=opts.cert_dir,
-        registries_conf=opts.registries_conf,
-        retries=opts.retries,
-        retry_delay=opts.retry_delay,
-        retry_backoff=opts.retry_backoff,
-        identity_token=identity_token,
+        registry, username, password, identity_token=identity_token, **_connection_settings(opts)
     )
 
 
@@ -603,15 +585,22 @@ def docker_login(
     from kiln.registry.login import docker_login  # start-up: see the module docstring
 
     opts = registry_options(ctx, options)
-    login_options = RegistryOptions(  # what verify_login uses: no stored credentials
-        tls_verify=opts.tls_verify,
-        cert_dir=opts.cert_dir,
-        registries_conf=opts.registries_conf,
-        retries=opts.retries,
-        retry_delay=opts.retry_delay,
-        retry_backoff=opts.retry_backoff,
-    )
+    # what verify_login uses: no stored credentials
+    login_options = RegistryOptions(**_connection_settings(opts))
     return docker_login(registry, cred, login_options)
+
+
+def _connection_settings(opts: RegistryOptions) -> dict[str, Any]:
+    """The settings of ``opts`` a login check connects with (TLS, registries.conf,
+    retries): the same for ``login``, ``verify_login`` and ``docker_login``."""
+    return {
+        "tls_verify": opts.tls_verify,
+        "cert_dir": opts.cert_dir,
+        "registries_conf": opts.registries_conf,
+        "retries": opts.retries,
+        "retry_delay": opts.retry_delay,
+        "retry_backoff": opts.retry_backoff,
+    }
 
 
 def default_login_registry(ctx: Context | None, options: RegistryOptions | None = None) -> str:
