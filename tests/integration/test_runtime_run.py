@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 import pytest
 
@@ -71,6 +72,36 @@ def sh(rootfs, isolation, script, **kwargs):
 def test_echo_and_exit_codes(rootfs, isolation):
     assert sh(rootfs, isolation, "echo hi")[:2] == (0, "hi\n")
     assert sh(rootfs, isolation, "exit 3")[0] == 3
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_while_running_is_called_once_while_the_process_runs(rootfs, isolation):
+    """The caller's ``while_running`` work overlaps the process (a build loads its commit
+    code while runc starts the RUN): the process here waits for a line only that call
+    writes. A run whose call never came is cancelled after a minute and fails below."""
+    read_fd, write_fd = os.pipe()
+    calls = []
+
+    def feed():
+        calls.append("fed")
+        os.write(write_fd, b"fed\n")
+
+    cancel = threading.Event()
+    deadline = threading.Timer(60, cancel.set)
+    deadline.start()
+    try:
+        with tempfile.TemporaryFile() as out:
+            opts = RunOptions(args=["sh", "-c", "read line; echo got $line"], isolation=isolation,
+                              stdin=read_fd, stdout=out, stderr=subprocess.DEVNULL,
+                              cancel=cancel, while_running=feed)  # fmt: skip
+            code = run(opts, str(rootfs))
+            out.seek(0)
+            assert (code, out.read().decode(), calls) == (0, "got fed\n", ["fed"])
+        assert not cancel.is_set()
+    finally:
+        deadline.cancel()
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)

@@ -501,7 +501,8 @@ class Executor:
             opts = RunOptions.of(
                 o.run, args=list(argv), env=[f"{k}={v}" for k, v in env.items()],
                 mounts=[*self.volumes, *mounts], stdin=null_fd, stdout=write_fd,
-                stderr=write_fd, cancel=self.cancel, **values,
+                stderr=write_fd, cancel=self.cancel, while_running=_load_commit_code,
+                **values,
             )  # fmt: skip
             code = b.run(argv, opts)
         finally:
@@ -580,3 +581,11 @@ def _ssh_agents(sources: dict[str, SshSource], tmpdir: str | None) -> Iterator[d
 
 def _platform_matches(want: str, have: str) -> bool:
     return Platform.parse(want).matches(Platform.parse(have))
+
+
+def _load_commit_code() -> None:
+    """While a RUN's container starts (runc's tens of ms, kiln idle): import the code the
+    step's commit runs next (the upper dir's scan, the tar writer, the layer pipeline: ~15 M
+    instructions), so the commit does not wait for it after the RUN."""
+    # start-up: loaded here, overlapping runc, rather than when the commit first needs it
+    import kiln.container.commit  # noqa: F401

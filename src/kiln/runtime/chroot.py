@@ -320,6 +320,8 @@ def run_chroot(opts: RunOptions, rootfs: str) -> int:
                 handler = interrupt if opts.cancel is not None else forward
                 for sig in _FORWARDED:
                     saved[sig] = signal.signal(sig, handler)
+            if opts.while_running is not None:  # while the helper sets up and execs
+                opts.while_running()
             with os.fdopen(errr, "rb") as f:
                 error = f.read(65536).decode("utf-8", "replace")
             status = _wait(pid, opts)

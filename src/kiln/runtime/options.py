@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import field, fields
 from typing import IO, Any, NamedTuple, Self
 
@@ -133,6 +134,9 @@ class RunOptions(RunSettings):
     stderr: StdStream = None
     cancel: threading.Event | None = None  # set -> SIGTERM, SIGKILL after cancel_grace, return
     cancel_grace: float = 2.0
+    # called once the process has been started, while it runs: the caller's work that need
+    # not wait for it (a build loads its commit code) overlaps the runtime's start-up
+    while_running: Callable[[], None] | None = None
 
     @classmethod
     def of(cls, settings: RunSettings, **process: Any) -> RunOptions:

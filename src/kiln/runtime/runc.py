@@ -154,10 +154,19 @@ class _Forwarder:
             signal.signal(sig, handler)
 
 
+def _while_starting(binary: str, opts: RunOptions) -> None:
+    """What kiln does while runc sets the container up (tens of ms, waiting in runc and the
+    kernel): the advisory lookup and its warning (dpkg's files or ``runc --version``, and
+    logging's import), then the caller's ``while_running``. Before runc was started, they
+    made every first RUN wait for them."""
+    warn_once(binary)
+    if opts.while_running is not None:
+        opts.while_running()
+
+
 def run_oci(opts: RunOptions, rootfs: str) -> int:
     """Run ``opts.args`` in ``rootfs`` with runc; returns the process's exit code."""
     binary = find_runtime(opts.runtime)
-    warn_once(binary)
     with prepared(opts, rootfs) as p:
         _write_config(p, os.path.abspath(rootfs))
         state = os.path.join(p.state_dir, "runc")
@@ -183,6 +192,7 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
                 if own_tty is not None:
                     own_tty.started()
                 try:
+                    _while_starting(binary, opts)
                     if opts.cancel is None:
                         code = proc.wait()
                     else:
