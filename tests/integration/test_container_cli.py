@@ -34,6 +34,7 @@ ISOLATIONS = [
 def kiln(kiln_store, busybox_image, tmp_path):
     env = dict(os.environ, KILN_ROOT=kiln_store.root, KILN_RUNTIME_DIR=str(tmp_path / "rt"))
     env.pop("BUILDAH_ISOLATION", None)
+    env.pop("BUILDAH_HISTORY", None)
 
     def run(*args, check=True, cwd=None):
         res = subprocess.run(
@@ -419,3 +420,18 @@ def test_run_terminal_without_one_gets_kiln_s_own(kiln_store, busybox_image, tmp
         )  # fmt: skip
         assert res.returncode == 7, res
         assert b"TTY\r\n" in res.stdout and b"got-hello\r\n" in res.stdout, res
+
+
+def test_config_add_history_reaches_the_committed_history(kiln, tmp_path):
+    """buildah config --add-history (or $BUILDAH_HISTORY=true) records an empty-layer entry
+    per setting before the commit's own; kiln refused the flag."""
+    name = kiln("from", "busybox").stdout.strip()
+    kiln("config", "--add-history", "--env", "A=1", "--workingdir", "/srv", name)
+    kiln("config", "--user", "1", name)  # no entry: neither the flag nor $BUILDAH_HISTORY
+    kiln("config", "--add-history=false", "--label", "x=y", name)
+    kiln("commit", "-q", name, "hist:1")
+    history = _committed_config(kiln, tmp_path, "hist:1")["history"]
+    added = [(h.get("created_by"), h.get("empty_layer")) for h in history[-3:-1]]
+    assert added == [("/bin/sh -c #(nop) ENV A=1", True), ("/bin/sh -c #(nop) WORKDIR /srv", True)]
+    assert "#(nop)" not in history[-1].get("created_by", "")
+    assert sum("#(nop)" in h.get("created_by", "") for h in history) == 2

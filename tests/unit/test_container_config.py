@@ -118,3 +118,55 @@ def test_apply_settings_like_buildah_config():
 def test_healthcheck_timing_without_command_refused():
     with pytest.raises(InvalidArgument, match="--healthcheck"):
         apply_settings(_editor(), ConfigSettings(healthcheck_interval="5s"))
+
+
+def test_a_lone_dash_clears_the_whole_list_as_buildah_config_does():
+    """buildah config --env -, --label -, --annotation -, --port -, --volume - and
+    --os-feature - clear every entry; kiln set a variable, label or annotation named '-',
+    refused the port and kept the volumes."""
+    ed = _editor()
+    full = ConfigSettings(env=["A=1"], labels=["l=v"], annotations=["a=1"], ports=["80"],
+                          volumes=["/v"], os_features=["f"])  # fmt: skip
+    apply_settings(ed, full)
+    apply_settings(ed, ConfigSettings(env=["-"], labels=["-"], annotations=["-"], ports=["-"],
+                                      volumes=["-"], os_features=["-"]))  # fmt: skip
+    rc = ed.runtime
+    assert (rc.env, rc.labels, rc.exposed_ports, rc.volumes) == ((), {}, (), ())
+    assert (ed.annotations, ed.image.os_features) == ({}, ())
+
+
+def test_env_without_a_value_takes_the_callers_or_is_refused(monkeypatch):
+    """buildah config --env NAME takes NAME's value from its own environment and refuses
+    one with none ('no value given'); kiln wrote NAME= into the image."""
+    monkeypatch.setenv("KILN_TEST_GIVEN", "from-here")
+    monkeypatch.delenv("KILN_TEST_UNSET", raising=False)
+    ed = _editor()
+    apply_settings(ed, ConfigSettings(env=["KILN_TEST_GIVEN"]))
+    assert ed.runtime.env_dict()["KILN_TEST_GIVEN"] == "from-here"
+    with pytest.raises(InvalidArgument, match="KILN_TEST_UNSET has no value here"):
+        apply_settings(ed, ConfigSettings(env=["KILN_TEST_UNSET"]))
+    assert "KILN_TEST_UNSET" not in ed.runtime.env_dict()
+
+
+def test_add_history_records_buildah_s_lines_in_buildah_s_order():
+    """buildah config --add-history: one '#(nop)' line per kind of setting, in buildah's
+    order whatever the command line's, one per volume and ONBUILD trigger, the text as
+    given (checked against buildah 1.28); none without --add-history."""
+    settings = ConfigSettings(
+        workingdir="/srv", labels=["a=b", "c=d"], onbuild=["RUN x", "RUN y"],
+        healthcheck="CMD true", healthcheck_interval="5s", healthcheck_retries=2,
+        volumes=["/a", "/b"], cmd="echo hi", entrypoint='["/bin/sh"]', env=["A=1", "B=$A"],
+        ports=["80", "53/udp"], stop_signal="TERM", shell="/bin/bash -c", user="1",
+        author="not recorded", add_history=True,
+    )  # fmt: skip
+    hist = apply_settings(_editor(), settings)
+    assert [e.removeprefix("/bin/sh -c #(nop) ") for e in hist.entries] == [
+        "USER 1", "SHELL /bin/bash -c", "STOPSIGNAL TERM", "EXPOSE 80 53/udp", "ENV A=1 B=$A",
+        'ENTRYPOINT ["/bin/sh"]', "CMD echo hi", "VOLUME /a", "VOLUME /b",
+        "HEALTHCHECK --interval=5s --retries=2 CMD true", "LABEL a=b c=d", "WORKDIR /srv",
+        "ONBUILD RUN x", "ONBUILD RUN y",
+    ]  # fmt: skip
+    assert all(e.startswith("/bin/sh -c #(nop) ") for e in hist.entries)
+    removed = apply_settings(_editor(), ConfigSettings(healthcheck="", add_history=True))
+    assert removed.entries == ["/bin/sh -c #(nop) HEALTHCHECK NONE"]
+    assert apply_settings(_editor(), ConfigSettings(user="1")).entries == []

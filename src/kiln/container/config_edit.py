@@ -55,6 +55,9 @@ class ConfigEditor:
             raise InvalidArgument(f"environment variable name {key!r} is invalid")
         self.image = self.image.evolve(config=self.runtime.with_env(key, value, in_place=in_place))
 
+    def clear_env(self) -> None:
+        self._set(env=())
+
     def unset_env(self, key: str) -> None:
         self.image = self.image.evolve(config=self.runtime.without_env(key))
 
@@ -65,6 +68,9 @@ class ConfigEditor:
         if not key:
             raise InvalidArgument("a label needs a name: use --label NAME=VALUE")
         self._set(labels={**self.runtime.labels, key: value})
+
+    def clear_labels(self) -> None:
+        self._set(labels={})
 
     def unset_label(self, key: str) -> None:
         self._set(labels={k: v for k, v in self.runtime.labels.items() if k != key})
@@ -86,6 +92,9 @@ class ConfigEditor:
         port = normalize_port(port)
         self._set(exposed_ports=tuple(p for p in self.runtime.exposed_ports if p != port))
 
+    def clear_ports(self) -> None:
+        self._set(exposed_ports=())
+
     def add_volume(self, path: str) -> None:
         if not path:
             raise InvalidArgument("a volume needs a path")
@@ -94,6 +103,9 @@ class ConfigEditor:
 
     def remove_volume(self, path: str) -> None:
         self._set(volumes=tuple(v for v in self.runtime.volumes if v != path))
+
+    def clear_volumes(self) -> None:
+        self._set(volumes=())
 
     def set_working_dir(self, path: str) -> None:
         self._set(working_dir=path)

@@ -55,9 +55,11 @@ class ConfigSettings:
     os_features: list[str] = field(default_factory=list)
     hostname: str | None = None
     domainname: str | None = None
+    #: record a history entry per setting (``buildah config --add-history``)
+    add_history: bool = False
 
     def is_empty(self) -> bool:
-        return self == ConfigSettings()
+        return replace(self, add_history=False) == ConfigSettings()
 
 
 @dataclass
@@ -66,6 +68,8 @@ class HistorySettings:
 
     created_by: str | None = None
     history_comment: str | None = None
+    #: the ``created_by`` of each entry ``add_history`` asks for, in buildah's order
+    entries: list[str] = field(default_factory=list)
 
 
 def apply_settings(editor: ConfigEditor, s: ConfigSettings) -> HistorySettings:
@@ -88,7 +92,9 @@ def apply_settings(editor: ConfigEditor, s: ConfigSettings) -> HistorySettings:
     if s.os_version is not None:
         editor.set_os_version(s.os_version)
     for feature in s.os_features:
-        if feature.endswith("-"):
+        if feature == "-":
+            editor.image = editor.image.evolve(os_features=())
+        elif feature.endswith("-"):
             editor.remove_os_feature(feature[:-1])
         else:
             editor.add_os_feature(feature)
@@ -97,26 +103,39 @@ def apply_settings(editor: ConfigEditor, s: ConfigSettings) -> HistorySettings:
     if s.domainname is not None:
         editor.set_domainname(s.domainname)
     for item in s.env:
+        if item == "-":
+            editor.clear_env()
+            continue
         key, value = split_key_value(item, "--env")
         if value is None:
             editor.unset_env(key)
         elif "=" not in item:
-            editor.set_env(key, os.environ.get(key, ""))
+            editor.set_env(key, _host_value(key))
         else:
             editor.set_env(key, expand_env(value, editor.env()))
     for item in s.labels:
+        if item == "-":
+            editor.clear_labels()
+            continue
         key, value = split_key_value(item, "--label")
         _set_or_unset(editor.set_label, editor.unset_label, key, value)
     for item in s.annotations:
+        if item == "-":
+            editor.annotations.clear()
+            continue
         key, value = split_key_value(item, "--annotation")
         _set_or_unset(editor.set_annotation, editor.unset_annotation, key, value)
     for port in s.ports:
-        if port.endswith("-"):
+        if port == "-":
+            editor.clear_ports()
+        elif port.endswith("-"):
             editor.remove_port(port[:-1])
         else:
             editor.add_port(port)
     for volume in s.volumes:
-        if volume.endswith("-"):
+        if volume == "-":
+            editor.clear_volumes()
+        elif volume.endswith("-"):
             editor.remove_volume(volume[:-1])
         else:
             editor.add_volume(volume)
@@ -133,7 +152,67 @@ def apply_settings(editor: ConfigEditor, s: ConfigSettings) -> HistorySettings:
     for trigger in s.onbuild:
         editor.add_onbuild(trigger)
     _apply_healthcheck(editor, s)
-    return HistorySettings(s.created_by, s.history_comment)
+    entries = history_entries(s, editor) if s.add_history else []
+    return HistorySettings(s.created_by, s.history_comment, entries)
+
+
+def _host_value(key: str) -> str:
+    """``--env NAME``: NAME's value here, as buildah takes it; an unset or empty one is
+    refused as there (an empty ``NAME=`` in the image was never what was meant)."""
+    value = os.environ.get(key, "")
+    if not value:
+        raise InvalidArgument(
+            f"--env {key}: {key} has no value here to take; give one with --env {key}=VALUE"
+        )
+    return value
+
+
+def history_entries(s: ConfigSettings, editor: ConfigEditor) -> list[str]:
+    """The history lines ``buildah config --add-history`` records for ``s``, in buildah's
+    order (its kind of setting, not the command line's), each a Dockerfile-like ``#(nop)``
+    line. buildah records ``ENV `` even when no --env is given; kiln only for a setting
+    given. ``editor`` has ``s`` applied (a healthcheck removed reads ``HEALTHCHECK NONE``)."""
+    nop = "/bin/sh -c #(nop) "
+    out: list[str] = []
+    if s.user is not None:
+        out.append(f"USER {s.user}")
+    if s.shell is not None:
+        out.append(f"SHELL {s.shell}")
+    if s.stop_signal is not None:
+        out.append(f"STOPSIGNAL {s.stop_signal}")
+    if s.ports:
+        out.append("EXPOSE " + " ".join(s.ports))
+    if s.env:
+        out.append("ENV " + " ".join(s.env))
+    if s.entrypoint is not None:
+        out.append(f"ENTRYPOINT {s.entrypoint}")
+    if s.cmd is not None:
+        out.append(f"CMD {s.cmd}")
+    out += [f"VOLUME {v}" for v in s.volumes]
+    healthcheck = _healthcheck_line(s, editor)
+    if healthcheck:
+        out.append(healthcheck)
+    if s.labels:
+        out.append("LABEL " + " ".join(s.labels))
+    if s.workingdir is not None:
+        out.append(f"WORKDIR {s.workingdir}")
+    out += [f"ONBUILD {t}" for t in s.onbuild]
+    return [nop + line for line in out]
+
+
+def _healthcheck_line(s: ConfigSettings, editor: ConfigEditor) -> str:
+    timings = (
+        ("interval", s.healthcheck_interval),
+        ("retries", None if s.healthcheck_retries is None else str(s.healthcheck_retries)),
+        ("start-period", s.healthcheck_start_period),
+        ("timeout", s.healthcheck_timeout),
+    )
+    if s.healthcheck is None and all(v is None for _, v in timings):
+        return ""
+    if editor.runtime.healthcheck is None:
+        return "HEALTHCHECK NONE"
+    flags = "".join(f"--{name}={value} " for name, value in timings if value is not None)
+    return f"HEALTHCHECK {flags}{s.healthcheck or ''}"
 
 
 def _set_or_unset(setter, unsetter, key: str, value: str | None) -> None:

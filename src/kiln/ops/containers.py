@@ -323,6 +323,8 @@ def configure_container(ctx: Context, name: str, settings: ConfigSettings) -> Bu
     b = _load(ctx, name)
     hist = apply_settings(b.config, settings)
     b.set_history_defaults(created_by=hist.created_by, comment=hist.history_comment)
+    for created_by in hist.entries:
+        b.add_history(created_by)
     b.save()
     return b
 

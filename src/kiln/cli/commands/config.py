@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
+from kiln.cli.go_flags import GO_BOOL, OptionalValue
 from kiln.cli.state import State, pass_state
 
 
@@ -15,19 +18,29 @@ from kiln.cli.state import State, pass_state
     default=None,
     help="Entrypoint (JSON array, or shell form run by the shell; '' clears)",
 )
-@click.option("-e", "--env", multiple=True, metavar="K=V", help="Set K=V; K- removes K")
-@click.option("-l", "--label", multiple=True, metavar="K=V", help="Set a label; K- removes it")
+@click.option(
+    "-e",
+    "--env",
+    multiple=True,
+    metavar="K=V",
+    help="Set K=V ($VAR expands; K alone: its value here); K- removes K, - all",
+)
+@click.option(
+    "-l", "--label", multiple=True, metavar="K=V", help="Set a label; K- removes it, - all"
+)
 @click.option(
     "-a",
     "--annotation",
     multiple=True,
     metavar="K=V",
-    help="Set a manifest annotation; K- removes it",
+    help="Set a manifest annotation; K- removes it, - all",
 )
 @click.option(
-    "-p", "--port", multiple=True, metavar="PORT[/PROTO]", help="Expose a port; P- removes"
+    "-p", "--port", multiple=True, metavar="PORT[/PROTO]", help="Expose a port; P- removes, - all"
 )
-@click.option("-v", "--volume", multiple=True, metavar="PATH", help="Add a volume; PATH- removes")
+@click.option(
+    "-v", "--volume", multiple=True, metavar="PATH", help="Add a volume; PATH- removes, - all"
+)
 @click.option("--workingdir", default=None, metavar="DIR", help="Default working directory")
 @click.option("-u", "--user", default=None, metavar="USER[:GROUP]", help="Default user")
 @click.option("--stop-signal", default=None, metavar="SIGNAL", help="Signal to stop containers")
@@ -72,10 +85,20 @@ from kiln.cli.state import State, pass_state
 @click.option("--variant", default=None, help="Image architecture variant")
 @click.option("--os-version", default=None, help="Required operating system version")
 @click.option(
-    "--os-feature", multiple=True, metavar="FEATURE", help="Required OS feature; FEATURE- removes"
+    "--os-feature",
+    multiple=True,
+    metavar="FEATURE",
+    help="Required OS feature; FEATURE- removes, - all",
 )
 @click.option("--hostname", default=None, help="Host name for containers of the image")
 @click.option("--domainname", default=None, help="Domain name for containers of the image")
+@click.option(
+    "--add-history",
+    type=GO_BOOL,
+    cls=OptionalValue,
+    default=None,
+    help="Record a history entry for each setting (default $BUILDAH_HISTORY, else false)",
+)
 @pass_state
 def command(state: State, container, **kw):
     """Change the configuration CONTAINER will commit with."""
@@ -96,9 +119,16 @@ def command(state: State, container, **kw):
         comment=kw["comment"], history_comment=kw["history_comment"], os=kw["os_"],
         arch=kw["arch"], variant=kw["variant"], os_version=kw["os_version"],
         os_features=list(kw["os_feature"]), hostname=kw["hostname"],
-        domainname=kw["domainname"],
+        domainname=kw["domainname"], add_history=_add_history(kw["add_history"]),
     )  # fmt: skip
     if settings.is_empty():
         raise click.UsageError("give at least one setting to change (see kiln config --help)")
     with state.context(quiet=True) as ctx:
         ops.configure_container(ctx, container, settings)
+
+
+def _add_history(given: bool | None) -> bool:
+    """--add-history[=BOOL], else $BUILDAH_HISTORY ('true' or '1'), as buildah reads them."""
+    if given is not None:
+        return given
+    return os.environ.get("BUILDAH_HISTORY", "").lower() in ("true", "1")
