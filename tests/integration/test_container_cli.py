@@ -435,3 +435,24 @@ def test_config_add_history_reaches_the_committed_history(kiln, tmp_path):
     assert added == [("/bin/sh -c #(nop) ENV A=1", True), ("/bin/sh -c #(nop) WORKDIR /srv", True)]
     assert "#(nop)" not in history[-1].get("created_by", "")
     assert sum("#(nop)" in h.get("created_by", "") for h in history) == 2
+
+
+def test_oci_commit_leaves_out_what_only_docker_configs_have(kiln, tmp_path):
+    """buildah config warns that SHELL, HEALTHCHECK, ONBUILD, the comment, Hostname and
+    Domainname have no place in an OCI image, and buildah commit --format oci leaves them
+    out; --format docker keeps them. kiln wrote them into the OCI config, silently."""
+    name = kiln("from", "busybox").stdout.strip()
+    res = kiln("config", "--shell", "/bin/bash -c", "--healthcheck", "CMD true", "--onbuild",
+               "RUN x", "--comment", "c", "--hostname", "h", "--domainname", "d", name)  # fmt: skip
+    for what in ("SHELL", "HEALTHCHECK", "ONBUILD", "COMMENT", "HOSTNAME", "DOMAINNAME"):
+        assert f"{what} is not supported for OCI image format" in res.stderr, what
+    kiln("commit", "-q", name, "fields:oci")
+    oci = _committed_config(kiln, tmp_path / "oci", "fields:oci")
+    assert "comment" not in oci
+    for key in ("Shell", "Healthcheck", "OnBuild", "Hostname", "Domainname"):
+        assert key not in oci["config"], key
+    kiln("commit", "-q", "--format", "docker", name, "fields:docker")
+    docker = _committed_config(kiln, tmp_path / "docker", "fields:docker")
+    assert docker["comment"] == "c" and docker["config"]["OnBuild"] == ["RUN x"]
+    assert (docker["config"]["Shell"], docker["config"]["Hostname"]) == (["/bin/bash", "-c"], "h")
+    assert docker["config"]["Healthcheck"]["Test"] == ["CMD", "true"]

@@ -182,6 +182,29 @@ class ConfigEditor:
     def shell(self) -> tuple[str, ...]:
         return self.runtime.shell or DEFAULT_SHELL
 
+    # -- what only Docker's config has ----------------------------------------------------
+
+    def docker_only_settings(self) -> list[str]:
+        """The settings an OCI image config has no field for that this config sets, by
+        their Dockerfile names (buildah's: an OCI image leaves them out)."""
+        rc = self.runtime
+        present = (
+            ("SHELL", rc.shell), ("HEALTHCHECK", rc.healthcheck), ("ONBUILD", rc.on_build),
+            ("COMMENT", self.image.extra.get("comment")),
+            ("HOSTNAME", rc.extra.get("Hostname")), ("DOMAINNAME", rc.extra.get("Domainname")),
+        )  # fmt: skip
+        return [what for what, value in present if value]
+
+    def drop_docker_only_settings(self) -> None:
+        """Leave out what ``docker_only_settings`` names, as an OCI image from buildah
+        commit has none of it."""
+        self.set_shell([])
+        self.set_healthcheck(None)
+        self.clear_onbuild()
+        self.set_comment("")
+        self.set_hostname("")
+        self.set_domainname("")
+
 
 # -- flag parsers -------------------------------------------------------------------------------
 

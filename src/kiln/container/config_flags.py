@@ -156,6 +156,17 @@ def apply_settings(editor: ConfigEditor, s: ConfigSettings) -> HistorySettings:
     return HistorySettings(s.created_by, s.history_comment, entries)
 
 
+def docker_only_given(s: ConfigSettings, editor: ConfigEditor) -> list[str]:
+    """What ``s`` set (non-empty) that an OCI image has no field for: buildah config warns
+    of each when the container commits to OCI (``ConfigEditor.docker_only_settings``)."""
+    given = {
+        "SHELL": s.shell, "HEALTHCHECK": s.healthcheck, "ONBUILD": s.onbuild,
+        "COMMENT": s.comment, "HOSTNAME": s.hostname, "DOMAINNAME": s.domainname,
+    }  # fmt: skip
+    present = editor.docker_only_settings()
+    return [what for what in present if given[what]]
+
+
 def _host_value(key: str) -> str:
     """``--env NAME``: NAME's value here, as buildah takes it; an unset or empty one is
     refused as there (an empty ``NAME=`` in the image was never what was meant)."""

@@ -318,13 +318,17 @@ def _source_root(ctx: Context, ref: str | None, own_id: str) -> Iterator[str | N
 
 def configure_container(ctx: Context, name: str, settings: ConfigSettings) -> Builder:
     """``kiln config``: apply the settings and persist them."""
-    from kiln.container.config_flags import apply_settings  # start-up, as above
+    from kiln.container.config_flags import apply_settings, docker_only_given  # start-up
 
     b = _load(ctx, name)
     hist = apply_settings(b.config, settings)
     b.set_history_defaults(created_by=hist.created_by, comment=hist.history_comment)
     for created_by in hist.entries:
         b.add_history(created_by)
+    if b.state.format == "oci":  # buildah config's warning; kiln commit leaves them out
+        for what in docker_only_given(settings, b.config):
+            ctx.ev.warning(f"{what} is not supported for OCI image format and {what} "
+                           "will be ignored. Must use `docker` format")  # fmt: skip
     b.save()
     return b
 
@@ -348,6 +352,7 @@ def commit_container(
     author: str | None = None,
     comment: str | None = None,
     unset_env: Sequence[str] = (),
+    oci_fields_only: bool = False,
 ) -> ImageRecord:
     """``kiln commit``: a new image from the container (dangling when ``image`` is None).
 
@@ -355,7 +360,9 @@ def commit_container(
     and comment, and those of the history entry the commit adds; ``unset_env`` (buildah's
     ``--unsetenv``): variables the image's config drops; the container's own config is
     not changed. (``kiln commit --manifest`` joins the image to a list afterwards:
-    ``ops.manifest_join``.)
+    ``ops.manifest_join``.) ``oci_fields_only`` (buildah commit's): an OCI image leaves out
+    what only Docker's config has (SHELL, HEALTHCHECK, ONBUILD, the comment, Hostname and
+    Domainname), which ``kiln config`` warned of; the API's commit keeps them.
     """
     if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         timestamp = int(os.environ["SOURCE_DATE_EPOCH"])
@@ -368,6 +375,8 @@ def commit_container(
         b.config.set_comment(comment)
     for key in unset_env:
         b.config.unset_env(key)
+    if oci_fields_only and (image_format or b.state.format) == "oci":
+        b.config.drop_docker_only_settings()
     progress = _Written(ctx, f"layer of {name}", f"Writing the layer of {name}")
     record = b.commit(
         image,

@@ -70,7 +70,7 @@ def command(state: State, container, image, format_, squash, rm, timestamp, comp
             ctx, container, image, image_format=format_, squash=squash, rm=rm,
             timestamp=timestamp, compression="none" if disable_compression else compression,
             iidfile=iidfile, changes=list(changes), omit_history=omit_history,
-            unset_env=list(unsetenv),
+            unset_env=list(unsetenv), oci_fields_only=True,
         )  # fmt: skip
         if manifest:
             from kiln.ops import manifest_join  # start-up: only --manifest writes a list
