@@ -456,3 +456,29 @@ def test_oci_commit_leaves_out_what_only_docker_configs_have(kiln, tmp_path):
     assert docker["comment"] == "c" and docker["config"]["OnBuild"] == ["RUN x"]
     assert (docker["config"]["Shell"], docker["config"]["Hostname"]) == (["/bin/bash", "-c"], "h")
     assert docker["config"]["Healthcheck"]["Test"] == ["CMD", "true"]
+
+
+def test_commit_to_a_transport_writes_only_there(kiln, tmp_path):
+    """buildah commit C dir:DIR (oci:, oci-archive:, docker-archive:, docker://) writes the
+    image there and keeps no copy in the store; --rm removes the container once it is
+    written, and a failed write keeps it. kiln took 'dir:...' for an image name
+    ('invalid reference format')."""
+    name = kiln("from", "busybox").stdout.strip()
+    kiln("run", name, "--", "sh", "-c", "echo committed > /f")
+    stored = set(kiln("images", "-q", "-a", "--no-trunc").stdout.split())
+    image_id = kiln("commit", "-q", name, f"dir:{tmp_path / 'd'}").stdout.strip()
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["config"]["digest"] == f"sha256:{image_id}"
+    archive = tmp_path / "img.tar"
+    kiln("commit", "-q", name, f"docker-archive:{archive}:localhost/kept:1")
+    with tarfile.open(archive) as tar:
+        repo_tags = json.load(tar.extractfile("manifest.json"))[0]["RepoTags"]
+    assert repo_tags == ["localhost/kept:1"]
+    assert set(kiln("images", "-q", "-a", "--no-trunc").stdout.split()) == stored
+    failed = kiln("commit", "--rm", name, f"oci-archive:{tmp_path}/no/such/dir/x.tar", check=False)
+    assert failed.returncode == 125 and "no/such/dir" in failed.stderr
+    assert kiln("containers", "--format", "{{.ContainerName}}").stdout.split() == [name]
+    kiln("commit", "-q", "--rm", name, f"oci:{tmp_path / 'layout'}:t")
+    assert json.loads((tmp_path / "layout" / "index.json").read_text())["manifests"]
+    assert kiln("containers", "-q").stdout == ""
+    assert set(kiln("images", "-q", "-a", "--no-trunc").stdout.split()) == stored

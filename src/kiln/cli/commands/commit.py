@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kiln.cli.commands._commit_flags import compression_option, iidfile_option
+from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
@@ -58,20 +59,33 @@ from kiln.cli.state import State, pass_state
     help="Accepted for buildah's scripts: kiln adds no builder label either way",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but the image ID")
+@registry_flags(scope=" (a docker:// IMAGE)")
 @pass_state
 def command(state: State, container, image, format_, squash, rm, timestamp, compression,
             disable_compression, iidfile, changes, omit_history, unsetenv, manifest,
-            identity_label, quiet):  # fmt: skip
-    """Write CONTAINER's changes as a new image named IMAGE (untagged if omitted)."""
+            identity_label, quiet, registry_options):  # fmt: skip
+    """Write CONTAINER's changes as a new image named IMAGE (untagged if omitted). IMAGE
+    may be docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]
+    or dir:DIR: the image is written there, not kept in the store."""
     from kiln.ops import containers as ops
+    from kiln.ops.transports import names_transport
 
+    elsewhere = bool(image) and names_transport(image)
+    if elsewhere and manifest:
+        raise click.UsageError("--manifest needs an image kept in the store, not a transport")
+    commit = dict(
+        image_format=format_, squash=squash, timestamp=timestamp,
+        compression="none" if disable_compression else compression, iidfile=iidfile,
+        changes=list(changes), omit_history=omit_history, unset_env=list(unsetenv),
+        oci_fields_only=True,
+    )  # fmt: skip
     with state.context(quiet=quiet) as ctx:  # the layer's bytes as it is written
-        record = ops.commit_container(
-            ctx, container, image, image_format=format_, squash=squash, rm=rm,
-            timestamp=timestamp, compression="none" if disable_compression else compression,
-            iidfile=iidfile, changes=list(changes), omit_history=omit_history,
-            unset_env=list(unsetenv), oci_fields_only=True,
-        )  # fmt: skip
+        if elsewhere:
+            record = ops.commit_container_to(
+                ctx, container, image, rm=rm, options=registry_options, **commit
+            )
+        else:
+            record = ops.commit_container(ctx, container, image, rm=rm, **commit)
         if manifest:
             from kiln.ops import manifest_join  # start-up: only --manifest writes a list
 
