@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from file_server import serving
+
 pytest.register_assert_rewrite("fixtures_images")
 
 pytest_plugins = ["fixtures_images"]
@@ -482,3 +484,19 @@ def test_commit_to_a_transport_writes_only_there(kiln, tmp_path):
     assert json.loads((tmp_path / "layout" / "index.json").read_text())["manifests"]
     assert kiln("containers", "-q").stdout == ""
     assert set(kiln("images", "-q", "-a", "--no-trunc").stdout.split()) == stored
+
+
+def test_copy_downloads_a_url_as_buildah_copy_does(kiln, tmp_path):
+    """buildah copy C http://.../f DEST downloads f (as add does, an archive left packed);
+    kiln refused it ('COPY cannot take a URL'), which stays a Dockerfile COPY's rule."""
+    www = tmp_path / "www"
+    (www / "t").mkdir(parents=True)
+    (www / "t" / "f.txt").write_text("served\n")
+    with tarfile.open(www / "a.tar", "w") as tar:
+        tar.add(www / "t", arcname="t")
+    name = kiln("from", "busybox").stdout.strip()
+    with serving(www) as url:
+        kiln("copy", name, f"{url}/t/f.txt", "/got.txt")
+        kiln("copy", name, f"{url}/a.tar", "/archives/")
+    listing = kiln("run", name, "--", "sh", "-c", "cat /got.txt; ls /archives").stdout
+    assert listing.split() == ["served", "a.tar"]

@@ -313,16 +313,18 @@ class Builder:
         keep_owner: bool = False,
         known_digest: Any = None,
         include: Any = None,
+        urls: bool = False,
     ) -> CopyOutcome:
         """Docker COPY: ``sources`` relative to ``context_dir`` (or ``from_root``) -> ``dest``.
 
         ``keep_owner`` (COPY --from in a Dockerfile): without ``chown``, entries keep their
-        source's uid/gid instead of 0:0. ``known_digest``, ``include``: see ``copy_into``.
+        source's uid/gid instead of 0:0. ``known_digest``, ``include``, ``urls``: see
+        ``copy_into``.
         """
         return self._copy(
             sources, dest, add=False, context_dir=from_root or context_dir, chown=chown,
             chmod=chmod, tmpdir=tmpdir, keep_owner=keep_owner, known_digest=known_digest,
-            include=include,
+            include=include, urls=urls,
         )  # fmt: skip
 
     def add(
@@ -366,6 +368,7 @@ class Builder:
         keep_git_dir: bool = False,
         unpack: bool | None = None,
         git_commits: dict[str, str] | None = None,
+        urls: bool = False,
     ) -> CopyOutcome:
         """``copy_into`` the mounted rootfs, recorded as added content."""
         # start-up: the copy code (tar, git and URL sources) only for COPY/ADD
@@ -388,6 +391,7 @@ class Builder:
                 unpack=unpack,
                 git_commits=git_commits,
                 include=include,
+                urls=urls,
             )
         self.state.added.append(
             AddedContent("add" if add else "copy", list(sources), dest, outcome.digest)

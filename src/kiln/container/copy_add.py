@@ -95,6 +95,7 @@ def copy_into(
     unpack: bool | None = None,
     git_commits: dict[str, str] | None = None,
     include: Container[str] | None = None,
+    urls: bool = False,
 ) -> CopyOutcome:
     """Copy ``sources`` (relative to ``context_dir``) to ``dest`` inside ``rootfs``.
 
@@ -107,7 +108,8 @@ def copy_into(
     local archives only; True unpacks downloaded archives too; False unpacks nothing.
     ``include``: the paths (relative to ``context_dir``) that may be copied, when an ignore
     file or ``--exclude`` filters the context; anything else below a source is skipped,
-    and a wildcard never matches it.
+    and a wildcard never matches it. ``urls``: COPY downloads an http(s) source too, as
+    buildah copy does (the file as served, never unpacked); a Dockerfile's COPY refuses one.
     """
     what = "ADD" if add else "COPY"
     if not sources:
@@ -134,7 +136,7 @@ def copy_into(
                 ))  # fmt: skip
                 plan.append((src, _Cloned(git, checkout)))
             elif is_url(src):
-                if not add:
+                if not (add or urls):
                     raise InvalidArgument(f"COPY cannot take a URL ({src}): use ADD for URLs")
                 plan.append((src, _download(src, tmp)))
             else:

@@ -243,7 +243,8 @@ def copy_to_container(
     """``kiln copy``/``kiln add``: Docker COPY/ADD into the container.
 
     Sources are read inside ``context_dir`` (or ``from_``'s tree); with neither, they are
-    host paths, as in buildah: relative to the current directory, absolute or ``..`` too."""
+    host paths, as in buildah: relative to the current directory, absolute or ``..`` too.
+    An http(s) source is downloaded by copy as by add (buildah's), and never unpacked."""
     b = _load(ctx, name)
     sources = list(sources)
     if context_dir is None:
@@ -252,16 +253,13 @@ def copy_to_container(
             context_dir, sources = _host_sources(context_dir, sources)
     context_dir = os.path.abspath(context_dir)
     with _source_root(ctx, from_, b.id) as from_root:
-        method = b.add if add else b.copy
-        return method(
-            sources,
-            dest,
-            context_dir=context_dir,
-            chown=chown,
-            chmod=chmod,
-            from_root=from_root,
+        common: dict[str, Any] = dict(
+            context_dir=context_dir, chown=chown, chmod=chmod, from_root=from_root,
             tmpdir=ctx.tmpdir,
-        )
+        )  # fmt: skip
+        if add:
+            return b.add(sources, dest, **common)
+        return b.copy(sources, dest, urls=True, **common)  # buildah copy downloads URLs
 
 
 def _host_sources(context_dir: str, sources: list[str]) -> tuple[str, list[str]]:
