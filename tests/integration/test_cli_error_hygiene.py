@@ -102,6 +102,8 @@ CASES: list = [
     (["from", "--cidfile", "{dir}", "busybox"], A_DIR),
     (["mount", "nosuchctr"], NO_CTR),
     (["umount", "nosuchctr"], NO_CTR),
+    (["rename", "nosuchctr", "other"], NO_CTR),
+    (["rename", "wc", "bad/name"], ("bad/name", "invalid")),
     (["rm", "nosuchctr"], NO_CTR),
     (["export", "nosuchctr"], NO_CTR),
     (["export", "-o", "{dir}", "wc"], A_DIR),

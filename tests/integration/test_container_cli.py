@@ -500,3 +500,19 @@ def test_copy_downloads_a_url_as_buildah_copy_does(kiln, tmp_path):
         kiln("copy", name, f"{url}/a.tar", "/archives/")
     listing = kiln("run", name, "--", "sh", "-c", "cat /got.txt; ls /archives").stdout
     assert listing.split() == ["served", "a.tar"]
+
+
+def test_rename_as_buildah_renames(kiln):
+    """buildah rename C NEW: the container goes on under NEW (same ID); a name another
+    container holds and its own name are refused. kiln had no rename verb."""
+    first = kiln("from", "--name", "first", "busybox").stdout.strip()
+    kiln("from", "--name", "other", "busybox")
+    ids = {r["containername"]: r["id"] for r in json.loads(kiln("containers", "--json").stdout)}
+    kiln("rename", first, "renamed")
+    after = {r["containername"]: r["id"] for r in json.loads(kiln("containers", "--json").stdout)}
+    assert after == {"renamed": ids["first"], "other": ids["other"]}
+    assert kiln("run", "renamed", "--", "echo", "ok").stdout == "ok\n"
+    taken = kiln("rename", "renamed", "other", check=False)
+    assert taken.returncode == 125 and 'name "other" is already in use' in taken.stderr
+    same = kiln("rename", "renamed", "renamed", check=False)
+    assert same.returncode == 125 and "already this container's name" in same.stderr

@@ -182,6 +182,15 @@ class Builder:
         )
         self.store.put_container(self.record)
 
+    def rename(self, new_name: str) -> None:
+        """Take ``new_name`` (checked as a new container's; held by another: AlreadyExists),
+        as buildah rename does; the same name again is refused as there."""
+        check_name(new_name)
+        if new_name == self.name:
+            raise InvalidArgument(f"{new_name} is already this container's name")
+        self.record = replace(self.record, name=new_name)
+        self.store.put_container(self.record)
+
     # -- the filesystem -------------------------------------------------------------------
 
     @property

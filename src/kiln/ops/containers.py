@@ -187,6 +187,14 @@ def remove_containers(ctx: Context, names: Sequence[str], all: bool = False) -> 
     return removed
 
 
+def rename_container(ctx: Context, name: str, new_name: str) -> str:
+    """``kiln rename``: ``name`` (a name or ID) is known as ``new_name`` from now on; returns
+    the container's ID. A name another container holds is ``AlreadyExists``."""
+    b = _load(ctx, name)
+    b.rename(new_name)
+    return b.id
+
+
 def mount_container(ctx: Context, name: str) -> str:
     """``kiln mount``: mount the rootfs and leave it mounted; returns the merged path."""
     return _load(ctx, name).mount()
@@ -473,6 +481,7 @@ __all__ = [
     "commit_container",
     "configure_container",
     "copy_to_container",
+    "rename_container",
     "create_container",
     "diff_container",
     "export_container",
