@@ -516,3 +516,20 @@ def test_rename_as_buildah_renames(kiln):
     assert taken.returncode == 125 and 'name "other" is already in use' in taken.stderr
     same = kiln("rename", "renamed", "renamed", check=False)
     assert same.returncode == 125 and "already this container's name" in same.stderr
+
+
+def test_inspect_container_has_buildah_s_config_views(kiln):
+    """Scripts read buildah inspect's {{.OCIv1.Config.Env}}, {{.Docker.Config.Shell}},
+    {{.FromImageDigest}} and {{.History}}; kiln's container had none of them (an OCI view
+    without Docker's fields, as buildah's OCIv1 has none)."""
+    name = kiln("from", "busybox").stdout.strip()
+    kiln("config", "--env", "X=1", "--shell", "/bin/ash -c", name)
+    digest = json.loads(kiln("inspect", "--type", "image", "busybox").stdout)[0]["Digest"]
+    got = json.loads(kiln("inspect", "--type", "container", name).stdout)
+    got = got[0] if isinstance(got, list) else got
+    assert got["OCIv1"]["config"]["Env"][-1] == "X=1" and "Shell" not in got["OCIv1"]["config"]
+    assert got["Docker"]["config"]["Shell"] == ["/bin/ash", "-c"]
+    assert got["FromImageDigest"] == digest
+    assert got["History"] and got["History"] == got["Docker"]["history"]
+    out = kiln("inspect", "--type", "container", "--format", "{{.OCIv1.Config.Env}}", name)
+    assert out.stdout.strip().endswith("X=1]")

@@ -145,10 +145,14 @@ def inspect_container(ctx: Context, name: str) -> dict:
     find_record(ctx.store, name)  # NotFound for an image's name, before the builder is loaded
     b = _load(ctx, name)
     st = b.state
+    config = b.config.image.to_json()
+    oci = b.config.copy()
+    oci.drop_docker_only_settings()
     return {
         "Type": f"kiln {st.to_json()['kiln_container_version']}",
         "FromImage": st.image_name,
         "FromImageID": (st.image_id or "").removeprefix("sha256:"),
+        "FromImageDigest": _manifest_digest(ctx, st.image_id),
         "Container": b.name,
         "ContainerID": b.id,
         "MountPoint": st.mount_point or "",
@@ -160,8 +164,23 @@ def inspect_container(ctx: Context, name: str) -> dict:
         "HistoryComment": st.history_comment,
         "PendingHistory": [h.to_json() for h in st.history],
         "Added": [a.to_json() for a in st.added],
-        "Config": b.config.image.to_json(),
+        "Config": config,
+        # buildah's views of the config an OCI and a Docker commit write, and the base's
+        # history, which scripts read as {{.OCIv1.Config.Env}}, {{.Docker.Config.Cmd}}
+        "OCIv1": oci.image.to_json(),
+        "Docker": config,
+        "History": config.get("history") or [],
     }
+
+
+def _manifest_digest(ctx: Context, image_id: str | None) -> str:
+    """The manifest digest of the container's image ("" for scratch or one since removed)."""
+    if not image_id:
+        return ""
+    try:
+        return ctx.store.get_image(image_id).manifest_digest
+    except NotFound:
+        return ""
 
 
 def remove_containers(ctx: Context, names: Sequence[str], all: bool = False) -> list[str]:  # noqa: A002
