@@ -533,3 +533,18 @@ def test_inspect_container_has_buildah_s_config_views(kiln):
     assert got["History"] and got["History"] == got["Docker"]["history"]
     out = kiln("inspect", "--type", "container", "--format", "{{.OCIv1.Config.Env}}", name)
     assert out.stdout.strip().endswith("X=1]")
+
+
+def test_mount_json_as_buildah_prints_it(kiln):
+    """buildah mount --json: [{"mountPoint"}] for one container, with "container" for
+    several and for the listing, null when none is mounted; kiln refused --json."""
+    one = kiln("from", "--name", "m1", "busybox").stdout.strip()
+    two = kiln("from", "--name", "m2", "busybox").stdout.strip()
+    assert kiln("mount", "--json").stdout.strip() == "null"
+    path = kiln("mount", one).stdout.strip()
+    assert json.loads(kiln("mount", "--json", one).stdout) == [{"mountPoint": path}]
+    both = json.loads(kiln("mount", "--json", one, two).stdout)
+    assert [r["container"] for r in both] == [one, two] and both[0]["mountPoint"] == path
+    listed = json.loads(kiln("mount", "--json").stdout)
+    assert sorted(r["container"] for r in listed) == [one, two]
+    kiln("umount", "--all")
