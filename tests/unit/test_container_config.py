@@ -170,3 +170,18 @@ def test_add_history_records_buildah_s_lines_in_buildah_s_order():
     removed = apply_settings(_editor(), ConfigSettings(healthcheck="", add_history=True))
     assert removed.entries == ["/bin/sh -c #(nop) HEALTHCHECK NONE"]
     assert apply_settings(_editor(), ConfigSettings(user="1")).entries == []
+
+
+def test_a_new_healthcheck_starts_from_buildah_s_timings():
+    """buildah config --healthcheck on an image with none writes Interval and Timeout 30s
+    and Retries 3 unless given (kiln wrote 0s); an existing one keeps its own timings."""
+    ed = _editor()
+    apply_settings(ed, ConfigSettings(healthcheck="CMD true", healthcheck_timeout="3s"))
+    check = ed.runtime.healthcheck
+    assert (check.test, check.interval, check.timeout, check.retries, check.start_period) == (
+        ("CMD", "true"), 30 * 10**9, 3 * 10**9, 3, 0
+    )  # fmt: skip
+    apply_settings(ed, ConfigSettings(healthcheck_retries=5))
+    apply_settings(ed, ConfigSettings(healthcheck="NONE"))
+    check = ed.runtime.healthcheck
+    assert (check.test, check.timeout, check.retries) == (("NONE",), 3 * 10**9, 5)

@@ -11,6 +11,7 @@ from dataclasses import field, replace
 from typing import Any
 
 from kiln.errors import InvalidArgument
+from kiln.oci import Healthcheck
 from kiln.util.lazy_dataclass import dataclass
 
 from .config_edit import (
@@ -233,10 +234,15 @@ def _set_or_unset(setter, unsetter, key: str, value: str | None) -> None:
         setter(key, value)
 
 
+#: what a healthcheck set where the image had none starts from, as buildah config's does
+#: (30 s interval and timeout, 3 retries: what Docker and podman take for 0 anyway)
+_NEW_HEALTHCHECK = Healthcheck(interval=30 * 10**9, timeout=30 * 10**9, retries=3)
+
+
 def _apply_healthcheck(editor: ConfigEditor, s: ConfigSettings) -> None:
     check = editor.runtime.healthcheck
     if s.healthcheck is not None:
-        check = parse_healthcheck(s.healthcheck, check)
+        check = parse_healthcheck(s.healthcheck, check or _NEW_HEALTHCHECK)
     timings = {
         "interval": s.healthcheck_interval,
         "timeout": s.healthcheck_timeout,
