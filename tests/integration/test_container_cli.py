@@ -548,3 +548,27 @@ def test_mount_json_as_buildah_prints_it(kiln):
     listed = json.loads(kiln("mount", "--json").stdout)
     assert sorted(r["container"] for r in listed) == [one, two]
     kiln("umount", "--all")
+
+
+def test_run_copy_add_history_entries_as_buildah_writes_them(kiln, tmp_path):
+    """buildah run/copy/add --add-history (or $BUILDAH_HISTORY) record '/bin/sh -c ARGS'
+    for a command that succeeded and '#(nop) COPY file:HEX' (ADD, dir:, multi:) with the
+    digest the copy printed; kiln refused the flag. A failed command records nothing, and
+    a command's own '--add-history' stays its argument."""
+    (tmp_path / "f.txt").write_text("f\n")
+    (tmp_path / "d").mkdir()
+    name = kiln("from", "busybox").stdout.strip()
+    assert kiln("run", name, "echo", "--add-history").stdout == "--add-history\n"
+    kiln("run", "--add-history", name, "--", "sh", "-c", "echo x > /r")
+    assert kiln("run", "--add-history", name, "false", check=False).returncode == 1
+    file_hex = kiln("copy", "--add-history", name, "f.txt", "/f").stdout.strip()
+    dir_hex = kiln("add", "--add-history=true", name, "d", "/d").stdout.strip()
+    kiln("copy", "--add-history=false", name, "f.txt", "/g")
+    kiln("commit", "-q", name, "hist:2")
+    history = _committed_config(kiln, tmp_path / "out", "hist:2")["history"]
+    assert [(h["created_by"], h.get("empty_layer")) for h in history[-4:-1]] == [
+        ("/bin/sh -c sh -c echo x > /r", True),
+        (f"/bin/sh -c #(nop) COPY file:{file_hex}", True),
+        (f"/bin/sh -c #(nop) ADD dir:{dir_hex}", True),
+    ]
+    assert "#(nop)" not in history[-1]["created_by"] and len(history) == 5

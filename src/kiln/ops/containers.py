@@ -241,18 +241,26 @@ def run_in_container(
     stdin: StdStream = None,
     stdout: StdStream = None,
     stderr: StdStream = None,
+    add_history: bool = False,
 ) -> int:
     """``kiln run``: run ``args`` with ``opts`` (a ``RunOptions``: the CLI's flags); returns
     the exit code. A script's common ones are keywords: ``env`` (``NAME=VALUE``, added to
     the image's), ``user`` and ``workdir`` (instead of the image's), and the standard
-    streams (a file or a file descriptor; None: this process's)."""
+    streams (a file or a file descriptor; None: this process's). ``add_history``
+    (buildah's --add-history): a command that succeeded is recorded in the history as
+    buildah writes it, ``/bin/sh -c ARGS...`` (the config's shell words, if set)."""
     given = {"user": user, "cwd": workdir, "stdin": stdin, "stdout": stdout, "stderr": stderr}
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if env:
         overrides["env"] = list(env)
     sweep_leftovers(ctx)
     b = _load(ctx, name)
-    return b.run(list(args), opts, **overrides)
+    code = b.run(list(args), opts, **overrides)
+    if add_history and code == 0:
+        shell = " ".join(b.config.runtime.shell) or "/bin/sh -c"
+        b.add_history(f"{shell} {' '.join(args)}")
+        b.save()
+    return code
 
 
 def copy_to_container(
@@ -266,12 +274,15 @@ def copy_to_container(
     chmod: str | None = None,
     from_: str | None = None,
     context_dir: str | None = None,
+    add_history: bool = False,
 ) -> CopyOutcome:
     """``kiln copy``/``kiln add``: Docker COPY/ADD into the container.
 
     Sources are read inside ``context_dir`` (or ``from_``'s tree); with neither, they are
     host paths, as in buildah: relative to the current directory, absolute or ``..`` too.
-    An http(s) source is downloaded by copy as by add (buildah's), and never unpacked."""
+    An http(s) source is downloaded by copy as by add (buildah's), and never unpacked.
+    ``add_history`` (buildah's --add-history): the copy is recorded in the history as
+    buildah writes it, ``/bin/sh -c #(nop) COPY file:HEX`` (``dir:``, ``multi:``)."""
     b = _load(ctx, name)
     sources = list(sources)
     if context_dir is None:
@@ -285,8 +296,21 @@ def copy_to_container(
             tmpdir=ctx.tmpdir,
         )  # fmt: skip
         if add:
-            return b.add(sources, dest, **common)
-        return b.copy(sources, dest, urls=True, **common)  # buildah copy downloads URLs
+            outcome = b.add(sources, dest, **common)
+        else:  # buildah copy downloads URLs
+            outcome = b.copy(sources, dest, urls=True, **common)
+    if add_history:
+        kind = "multi" if len(sources) > 1 else "file"
+        if (
+            kind == "file"
+            and not from_root
+            and os.path.isdir(os.path.join(context_dir, sources[0]))
+        ):
+            kind = "dir"
+        hexdigest = outcome.digest.removeprefix("sha256:")
+        b.add_history(f"/bin/sh -c #(nop) {'ADD' if add else 'COPY'} {kind}:{hexdigest}")
+        b.save()
+    return outcome
 
 
 def _host_sources(context_dir: str, sources: list[str]) -> tuple[str, list[str]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from kiln.cli.commands._history_flag import add_history as history_wanted
+from kiln.cli.commands._history_flag import add_history_option
 from kiln.cli.state import State, pass_state
 
 
@@ -32,8 +34,10 @@ def copy_into_command(name: str, *, add: bool, short_help: str, help: str) -> cl
         "current directory)",
     )
     @click.option("-q", "--quiet", is_flag=True, help="Do not print the digest of the content")
+    @add_history_option
     @pass_state
-    def command(state: State, container, paths, chown, chmod, from_, contextdir, quiet):
+    def command(state: State, container, paths, chown, chmod, from_, contextdir, quiet,
+                add_history):  # fmt: skip
         from kiln.ops import containers as ops
 
         if len(paths) < 2:
@@ -49,6 +53,7 @@ def copy_into_command(name: str, *, add: bool, short_help: str, help: str) -> cl
                 chmod=chmod,
                 from_=from_,
                 context_dir=contextdir,
+                add_history=history_wanted(add_history),
             )
         if not quiet:
             state.echo(outcome.digest.removeprefix("sha256:"))

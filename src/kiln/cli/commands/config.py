@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from kiln.cli.go_flags import GO_BOOL, OptionalValue
+from kiln.cli.commands._history_flag import add_history, add_history_option
 from kiln.cli.state import State, pass_state
 
 
@@ -92,13 +90,7 @@ from kiln.cli.state import State, pass_state
 )
 @click.option("--hostname", default=None, help="Host name for containers of the image")
 @click.option("--domainname", default=None, help="Domain name for containers of the image")
-@click.option(
-    "--add-history",
-    type=GO_BOOL,
-    cls=OptionalValue,
-    default=None,
-    help="Record a history entry for each setting (default $BUILDAH_HISTORY, else false)",
-)
+@add_history_option
 @pass_state
 def command(state: State, container, **kw):
     """Change the configuration CONTAINER will commit with."""
@@ -119,16 +111,9 @@ def command(state: State, container, **kw):
         comment=kw["comment"], history_comment=kw["history_comment"], os=kw["os_"],
         arch=kw["arch"], variant=kw["variant"], os_version=kw["os_version"],
         os_features=list(kw["os_feature"]), hostname=kw["hostname"],
-        domainname=kw["domainname"], add_history=_add_history(kw["add_history"]),
+        domainname=kw["domainname"], add_history=add_history(kw["add_history"]),
     )  # fmt: skip
     if settings.is_empty():
         raise click.UsageError("give at least one setting to change (see kiln config --help)")
     with state.context(quiet=True) as ctx:
         ops.configure_container(ctx, container, settings)
-
-
-def _add_history(given: bool | None) -> bool:
-    """--add-history[=BOOL], else $BUILDAH_HISTORY ('true' or '1'), as buildah reads them."""
-    if given is not None:
-        return given
-    return os.environ.get("BUILDAH_HISTORY", "").lower() in ("true", "1")

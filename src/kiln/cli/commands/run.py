@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from kiln.cli.commands._container_opts import build_run_options, run_options
+from kiln.cli.commands._history_flag import add_history as history_wanted
+from kiln.cli.commands._history_flag import add_history_flag
 from kiln.cli.state import State, pass_state
 
 
@@ -14,10 +16,11 @@ from kiln.cli.state import State, pass_state
     context_settings={"allow_interspersed_args": False},
 )
 @run_options
+@add_history_flag
 @click.argument("container")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED, metavar="[--] COMMAND...")
 @pass_state
-def command(state: State, container, cmd, **kw):
+def command(state: State, container, cmd, add_history, **kw):
     """Run COMMAND in CONTAINER; its output streams live and its exit code is kiln's."""
     from kiln.ops import containers as ops
 
@@ -28,7 +31,9 @@ def command(state: State, container, cmd, **kw):
         raise click.UsageError("a command to run is required after the container")
     opts = build_run_options(args, kw)
     with state.context(quiet=True) as ctx:
-        code = ops.run_in_container(ctx, container, args, opts)
+        code = ops.run_in_container(
+            ctx, container, args, opts, add_history=history_wanted(add_history)
+        )
     if code:
         # SystemExit, not click's Exit: the command's exit code must reach the shell as is
         raise SystemExit(code)
