@@ -26,7 +26,7 @@ from kiln.archive.compression import Compression
 from kiln.archive.safe_root import SafeRoot
 from kiln.archive.streams import CountedWrites
 from kiln.errors import InvalidArgument, NotFound
-from kiln.oci import History, ImageConfig
+from kiln.oci import History, ImageConfig, Reference
 from kiln.runtime import resolve_user
 from kiln.store import ContainerRecord, ImageRecord, Store
 from kiln.util.choices import ImageFormat, PullPolicy
@@ -117,8 +117,8 @@ class Builder:
             image_name = SCRATCH
         else:
             assert image is not None
-            image_name = image
             base = resolve_base(store, image, pull_policy, puller, platform)
+            image_name = _found_name(image, base)
             # start-up: kiln.image costs ~0.15 s (see the module docstring)
             from kiln.image import open_store_image, unpack_image
 
@@ -666,3 +666,14 @@ def _is_mountpoint(path: str) -> bool:
     from kiln.snapshot.mount import is_mountpoint
 
     return is_mountpoint(path)
+
+
+def _found_name(image: str, base: ImageRecord) -> str:
+    """The image's full name the container records (``busybox`` -> ``docker.io/library/
+    busybox:latest``), as buildah's FromImage and ``containers`` show it; an ID, a digest
+    or a name the image is not stored under stays as written."""
+    try:
+        full = str(Reference.parse(image))
+    except InvalidArgument:
+        return image
+    return full if full in base.names else image
