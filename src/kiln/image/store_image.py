@@ -92,6 +92,18 @@ def open_store_image(store: Store, name_or_id: str) -> StoreImage:
     return StoreImage(store, store.resolve_image(name_or_id))
 
 
+def open_held_image(store: Store, name_or_id: str, lease: Lease) -> StoreImage:
+    """``open_store_image``, with the image and its blobs joined to ``lease``: what reads it
+    for a while (a push, a save) still finds its blobs when another kiln removes it and
+    collects meanwhile. Removed before it was held: NotFound, as if never there."""
+    rec = store.resolve_image(name_or_id)
+    lease.add_image(rec.id)
+    try:  # an rmi between the two left the lease holding none of its blobs
+        return StoreImage(store, store.get_image(rec.id))
+    except NotFound:
+        raise NotFound(f"{name_or_id}: image not known (it was removed meanwhile)") from None
+
+
 def _uncompressed_size(
     desc: Descriptor, sizes: dict[Digest, int], known: int | None, store: Store
 ) -> int:

@@ -91,7 +91,20 @@ def save(
         raise InvalidArgument(f'unknown format "{format}": use one of {", ".join(SAVE_FORMATS)}')
     if not images:
         raise InvalidArgument("at least one image name or ID is required")
-    items = store_items(ctx, images)
+    # held: another kiln may remove the images and collect while they are written out
+    with ctx.store.lease() as lease:
+        items = store_items(ctx, images, lease)
+        return _save_items(ctx, items, output, format, compress, dir_as_tar)
+
+
+def _save_items(
+    ctx: Context,
+    items: list[tuple[Any, list[str]]],
+    output: str | BinaryIO,
+    format: str,
+    compress: bool,
+    dir_as_tar: bool,
+) -> SaveResult:
     result = SaveResult(format, output if isinstance(output, str) else "-")
     for img, names in items:
         if img.id not in result.image_ids:
@@ -381,9 +394,11 @@ load_images = load
 def save_with_names(ctx: Context, name: str, path: str, extra_tags: Sequence[str]) -> None:
     """Write image ``name`` as a docker-archive at ``path`` under its names plus
     ``extra_tags`` (normalised as ``kiln tag`` stores them, so a load gives them back)."""
-    [(img, names)] = store_items(ctx, [name])
     more = [str(Reference.parse(local_name(t))) for t in extra_tags]
-    write_docker_archive(path, [(img, list(dict.fromkeys([*names, *more])))], tmp_dir=ctx.tmpdir)
+    with ctx.store.lease() as lease:
+        [(img, names)] = store_items(ctx, [name], lease)
+        items = [(img, list(dict.fromkeys([*names, *more])))]
+        write_docker_archive(path, items, tmp_dir=ctx.tmpdir)
 
 
 __all__ = [

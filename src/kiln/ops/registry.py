@@ -29,7 +29,7 @@ from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
-from kiln.image import copy_image, open_store_image
+from kiln.image import copy_image, open_held_image
 from kiln.oci import ImageConfig, Index, Manifest, Reference
 from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
@@ -469,7 +469,26 @@ def push(
         )
     if fmt == "v2s1" and annotations:
         raise InvalidArgument("Docker schema 1 manifests have no annotations: push as oci")
-    img = open_store_image(ctx.store, image)
+    # held: another kiln may remove the image and collect while it goes up
+    with ctx.store.lease() as lease:
+        img = open_held_image(ctx.store, image, lease)
+        return _push_held(
+            ctx, img, image, dest, fmt, compression, digestfile, options, workers, annotations
+        )
+
+
+def _push_held(
+    ctx: Context,
+    img: Any,
+    image: str,
+    dest: str | None,
+    fmt: str | None,
+    compression: str | None,
+    digestfile: str | None,
+    options: RegistryOptions | None,
+    workers: int,
+    annotations: dict[str, str] | None,
+) -> PushResult:
     target = Reference.parse(registry_reference(dest or image))
     stored = {mt.layer_compression(d.media_type) for d in img.layers}
     if compression is None and "none" in stored:

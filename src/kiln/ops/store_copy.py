@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kiln.errors import InvalidArgument
-from kiln.image import StoreDestination, open_store_image, validate_image
+from kiln.image import StoreDestination, open_held_image, validate_image
 from kiln.image.copy import copy_image
 from kiln.image.model import Image
 from kiln.oci.digest import Digest
@@ -30,11 +30,12 @@ if TYPE_CHECKING:
     from kiln.store.leases import Lease
 
 
-def store_items(ctx: Context, images: Sequence[str]) -> list[tuple[Any, list[str]]]:
-    """(StoreImage, names to write) for each argument: a name keeps its name, an ID none."""
+def store_items(ctx: Context, images: Sequence[str], lease: Lease) -> list[tuple[Any, list[str]]]:
+    """(StoreImage, names to write) for each argument: a name keeps its name, an ID none.
+    Each joins ``lease``: written out while another kiln removes it, it is still whole."""
     out = []
     for arg in images:
-        img = open_store_image(ctx.store, arg)
+        img = open_held_image(ctx.store, arg, lease)
         name = match_name(arg, img.record.names)
         out.append((img, [name] if name else []))
     return out

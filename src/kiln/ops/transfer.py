@@ -76,24 +76,25 @@ def push_image(
         )
     if dest.transport == tp.STORE:
         raise InvalidArgument(f'"{dest}": push needs a destination transport')
-    [(img, names)] = store_items(ctx, [image])
-    from kiln.image.transports import transport, write_images  # start-up: a pull needs none
+    with ctx.store.lease() as lease:
+        [(img, names)] = store_items(ctx, [image], lease)
+        from kiln.image.transports import transport, write_images  # start-up: a pull needs none
 
-    sink = transport(dest.transport)
-    ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]} to {dest}")
-    [res] = write_images(
-        dest.transport,
-        dest.path,
-        [(img, sink.sink_names(dest.reference, names))],
-        image_format=format,
-        compression="gzip" if compress else None,
-        tmp_dir=ctx.tmpdir,
-        on_bytes=BlobBytes(ctx.ev),
-    )
-    digest = str(res.manifest_digest)
-    ctx.ev.step(f"Writing manifest to image destination {dest}", digest=digest)
-    image_events.record(ctx, "push", str(dest), image)
-    return TransferResult(img.id, digest, list(names), str(dest))
+        sink = transport(dest.transport)
+        ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]} to {dest}")
+        [res] = write_images(
+            dest.transport,
+            dest.path,
+            [(img, sink.sink_names(dest.reference, names))],
+            image_format=format,
+            compression="gzip" if compress else None,
+            tmp_dir=ctx.tmpdir,
+            on_bytes=BlobBytes(ctx.ev),
+        )
+        digest = str(res.manifest_digest)
+        ctx.ev.step(f"Writing manifest to image destination {dest}", digest=digest)
+        image_events.record(ctx, "push", str(dest), image)
+        return TransferResult(img.id, digest, list(names), str(dest))
 
 
 # -- into the store ------------------------------------------------------------------------
