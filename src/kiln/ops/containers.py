@@ -58,6 +58,20 @@ def _load(ctx: Context, name: str) -> Builder:
     return container.Builder.load(ctx, name)
 
 
+@contextlib.contextmanager
+def _while_there(ctx: Context, b: Builder, name: str) -> Iterator[None]:
+    """Another kiln may remove the container while this works on it (``kiln rm``, ``rmi -f``
+    of its image): what then fails on its snapshot or state fails as the container gone."""
+    try:
+        yield
+    except NotFound:
+        try:
+            ctx.store.get_container(b.id)
+        except NotFound:
+            raise NotFound(f"{name}: no such container (it was removed meanwhile)") from None
+        raise
+
+
 def _puller(ctx: Context, platform: Platform | None = None, options: RegistryOptions | None = None):
     """``(ref, policy) -> image id`` for ``kiln from --pull``, through the registry:
     ``platform``'s image (None: the host's), with ``options`` (None: the defaults)."""
@@ -255,11 +269,12 @@ def run_in_container(
         overrides["env"] = list(env)
     sweep_leftovers(ctx)
     b = _load(ctx, name)
-    code = b.run(list(args), opts, **overrides)
-    if add_history and code == 0:
-        shell = " ".join(b.config.runtime.shell) or "/bin/sh -c"
-        b.add_history(f"{shell} {' '.join(args)}")
-        b.save()
+    with _while_there(ctx, b, name):
+        code = b.run(list(args), opts, **overrides)
+        if add_history and code == 0:
+            shell = " ".join(b.config.runtime.shell) or "/bin/sh -c"
+            b.add_history(f"{shell} {' '.join(args)}")
+            b.save()
     return code
 
 
@@ -290,7 +305,7 @@ def copy_to_container(
         if not from_:
             context_dir, sources = _host_sources(context_dir, sources)
     context_dir = os.path.abspath(context_dir)
-    with _source_root(ctx, from_, b.id) as from_root:
+    with _while_there(ctx, b, name), _source_root(ctx, from_, b.id) as from_root:
         common: dict[str, Any] = dict(
             context_dir=context_dir, chown=chown, chmod=chmod, from_root=from_root,
             tmpdir=ctx.tmpdir,
@@ -299,17 +314,17 @@ def copy_to_container(
             outcome = b.add(sources, dest, **common)
         else:  # buildah copy downloads URLs
             outcome = b.copy(sources, dest, urls=True, **common)
-    if add_history:
-        kind = "multi" if len(sources) > 1 else "file"
-        if (
-            kind == "file"
-            and not from_root
-            and os.path.isdir(os.path.join(context_dir, sources[0]))
-        ):
-            kind = "dir"
-        hexdigest = outcome.digest.removeprefix("sha256:")
-        b.add_history(f"/bin/sh -c #(nop) {'ADD' if add else 'COPY'} {kind}:{hexdigest}")
-        b.save()
+        if add_history:
+            kind = "multi" if len(sources) > 1 else "file"
+            if (
+                kind == "file"
+                and not from_root
+                and os.path.isdir(os.path.join(context_dir, sources[0]))
+            ):
+                kind = "dir"
+            hexdigest = outcome.digest.removeprefix("sha256:")
+            b.add_history(f"/bin/sh -c #(nop) {'ADD' if add else 'COPY'} {kind}:{hexdigest}")
+            b.save()
     return outcome
 
 
@@ -427,18 +442,19 @@ def commit_container(
     if oci_fields_only and (image_format or b.state.format) == "oci":
         b.config.drop_docker_only_settings()
     progress = _Written(ctx, f"layer of {name}", f"Writing the layer of {name}")
-    record = b.commit(
-        image,
-        on_bytes=progress,
-        format=image_format,
-        timestamp=timestamp,
-        squash=squash,
-        compression=compression,
-        omit_history=omit_history,
-        changes=list(changes),
-        history_comment=comment or None,
-        rm=rm,
-    )
+    with _while_there(ctx, b, name):
+        record = b.commit(
+            image,
+            on_bytes=progress,
+            format=image_format,
+            timestamp=timestamp,
+            squash=squash,
+            compression=compression,
+            omit_history=omit_history,
+            changes=list(changes),
+            history_comment=comment or None,
+            rm=rm,
+        )
     progress.done()
     if iidfile:
         write_output(iidfile, record.id.encode())
@@ -481,7 +497,7 @@ def export_container(ctx: Context, name: str, output: str, stdout: Any = None) -
         check_output(output)
     b = _load(ctx, name)
     progress = _Written(ctx, f"export of {name}", f"Exporting {name}")
-    with open_output(output, stdout=stdout) as out:
+    with _while_there(ctx, b, name), open_output(output, stdout=stdout) as out:
         b.export(out.file, on_bytes=progress)
     progress.done()
     return output
