@@ -68,6 +68,7 @@ def sweep_dead_runs(
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 subprocess.run([*base, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, timeout=30, check=False)  # fmt: skip
+        remove_cgroups(run_id)
         shutil.rmtree(path, ignore_errors=True)
         swept.append(run_id)
     return swept
@@ -154,6 +155,48 @@ def stray_containers(
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    timeout=30, check=False)  # fmt: skip
     return stray
+
+
+def remove_cgroups(run_id: str) -> None:
+    """The empty cgroups named ``run_id`` in this process's cgroups: a runc killed while it
+    set the container up leaves them (on cgroup v1, often ``cpuset`` only) and no state, so
+    ``runc delete`` knows no such container. One with processes in it stays (rmdir fails)."""
+    for directory in _own_cgroups():
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(directory, run_id))
+
+
+def _own_cgroups() -> list[str]:
+    """The directory of this process's cgroup in each mounted hierarchy (where runc makes a
+    container's, with no cgroupsPath given)."""
+    mounts: dict[str, str] = {}  # the hierarchy's controllers (sorted, "" for v2) -> mount
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                pre, _, post = line.partition(" - ")
+                fields, rest = pre.split(), post.split()
+                if len(fields) < 5 or len(rest) < 3:
+                    continue
+                if rest[0] == "cgroup2":
+                    mounts[""] = fields[4]
+                elif rest[0] == "cgroup":
+                    opts = [o for o in rest[2].split(",") if "=" not in o or o.startswith("name=")]
+                    mounts[",".join(sorted(opts))] = fields[4]
+        with open("/proc/self/cgroup", encoding="utf-8", errors="replace") as f:
+            own = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return []
+    out = []
+    for entry in own:
+        if len(entry) != 3:
+            continue
+        names = ",".join(sorted(entry[1].split(","))) if entry[1] else ""
+        for key, point in mounts.items():
+            # a v1 mount's options hold its controllers among rw, relatime...
+            if key == names or (names and set(names.split(",")) <= set(key.split(","))):
+                out.append(os.path.join(point, entry[2].lstrip("/")))
+                break
+    return out
 
 
 def _owner_dead(bundle: str) -> bool:
