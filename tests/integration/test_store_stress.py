@@ -31,7 +31,6 @@ SECONDS = 20.0
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_many_kiln_processes_killed_at_random_leave_a_sound_store(tmp_path):
-    pytest.importorskip("docker")
     with start_registry("plain", str(tmp_path / "registry")) as reg:
         stress = store_stress.Stress(str(tmp_path / "stress"), reg.host,
                                      seed=int(os.environ.get("KILN_STRESS_SEED", "5")))  # fmt: skip
