@@ -6,7 +6,8 @@ they never print. Semantics and error texts follow podman where users rely on th
 - removing one name of a multi-named image only untags it;
 - removing by ID an image that has several names needs ``force``;
 - an image used by a working container is refused unless ``force``, which removes
-  those containers too;
+  those containers too; a running build's container is never removed (refused even
+  with ``force``: it would vanish from under the build);
 - an image with child images is deleted as podman deletes it, its data staying for
   them (reported untagged, not deleted); with ``docker`` (the Docker API) as dockerd
   refuses it: by ID never (``force`` does not change that), by its last name only
@@ -36,6 +37,7 @@ from kiln.ops.timefmt import parse_time, parse_timestamp
 from kiln.store import IndexRecord
 from kiln.util.gc_pause import cyclic_gc_paused
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.process_owner import is_alive
 
 if TYPE_CHECKING:
     from kiln.oci import ImageConfig
@@ -658,6 +660,12 @@ def _delete(
 ) -> None:
     store = ctx.store
     users = store.containers_using(image_id)
+    building = [c for c in users if _running_build(c.state)]
+    if building:  # its container is the build's, not the user's: even a force leaves it
+        raise Conflict(
+            f"image used by {building[0].id}: image is in use by a running build: "
+            "wait for the build to end, or stop it"
+        )
     if users and not how.force:
         raise Conflict(
             f"image used by {users[0].id}: image is in use by a container: "
@@ -732,6 +740,13 @@ def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
                 result.errors.append(exc)
     if result.deleted:
         ctx.collect_garbage()
+
+
+def _running_build(state: Any) -> bool:
+    """Whether a working container's state names a build process that still runs (the
+    owner a build marks its containers with; a user's own have none)."""
+    owner = state.get("owner") if isinstance(state, dict) else None
+    return bool(owner) and is_alive(str(owner))
 
 
 def _remove_container(ctx: Context, container_id: str) -> None:
