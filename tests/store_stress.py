@@ -434,8 +434,8 @@ class Stress:
                 done = self.kiln(verb, image_id, check=False)
                 if done.returncode != 0:
                     problems.append(f"kiln {verb} {image_id}: {done.stderr.strip()}")
-            if done.returncode == 0 and verb == "inspect":
-                json.loads(done.stdout)
+                elif verb == "inspect" and not isinstance(json.loads(done.stdout), list):
+                    problems.append(f"kiln inspect {image_id}: not a JSON list: {done.stdout!r}")
         store = Store.open(self.root)
         try:
             for rec in store.list_images():
