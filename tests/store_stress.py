@@ -45,6 +45,33 @@ UNCLEAR = re.compile(
     # rmi and a prune said "blob sha256:... not found in the store")
     r"|not found in the store|has lost blob|snapshot \S+ does not exist"
 )
+#: the library op: three threads on one context; a KilnError is a refusal (one line)
+LIBRARY_SCRIPT = """
+import sys, threading, kiln
+root, n = sys.argv[1], sys.argv[2]
+def work(ctx, i):
+    try:
+        if i == 0:
+            kiln.build(ctx, kiln.BuildOptions(
+                dockerfile_text=f"FROM stress/base\\nRUN echo lib{n} > /lib\\n",
+                tags=[f"stress/lib{n}"]))
+        elif i == 1:
+            kiln.tag_image(ctx, "stress/base", f"stress/t{int(n) % 2}")
+            kiln.list_images(ctx)
+        else:
+            kiln.remove_images(ctx, [f"stress/lib{(int(n) + 1) % 4}"])
+    except kiln.KilnError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        failed.append(e)
+failed = []
+with kiln.open_context(root) as ctx:
+    threads = [threading.Thread(target=work, args=(ctx, i)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+sys.exit(1 if failed else 0)
+"""
 #: a command that takes longer than this hangs
 DEADLINE = 180.0
 BUSYBOX = "busybox"
@@ -115,10 +142,12 @@ class Stress:
             raise AssertionError(f"kiln {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
-    def _run(self, worker: int, op: str, args: list[str]) -> Outcome:
-        """One kiln process of a worker, which the killer may kill."""
+    def _run(self, worker: int, op: str, args: list[str], python: bool = False) -> Outcome:
+        """One kiln process of a worker (``python``: a Python program, ``args`` its
+        arguments), which the killer may kill."""
         t0 = time.monotonic()
-        proc = subprocess.Popen(self.argv(*args), env=self.env, stdin=subprocess.DEVNULL,
+        argv = [sys.executable, *args] if python else self.argv(*args)
+        proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)  # fmt: skip
         with self._lock:
@@ -141,7 +170,11 @@ class Stress:
     def judge(self, out: Outcome) -> None:
         with self._lock:
             self.ops[out.op] += 1
-        if out.code == 0 or out.killed:
+        if out.killed:
+            return
+        if out.code == 0:
+            if not clear_error(out.stderr):  # a thread's traceback, a warning's OS error
+                self.problem(f"{out.op}: {' '.join(out.argv)} succeeded: {out.stderr!r}")
             return
         with self._lock:
             self.failed[out.op] += 1
@@ -196,6 +229,13 @@ class Stress:
         return rng.choice([BASE, BUSYBOX, "stress/b0", "stress/b1", "stress/b2", "stress/t0",
                            "stress/t1", "stress/loaded", "stress/imp", "stress/c0"])  # fmt: skip
 
+    def _victim(self, rng: random.Random) -> str:
+        """A name to remove: now and then the base others build on, mostly not (so that
+        the builds on it have something to do)."""
+        return self._name(rng) if rng.random() < 0.15 else rng.choice(
+            ["stress/b0", "stress/b1", "stress/b2", "stress/t0", "stress/t1", "stress/loaded",
+             "stress/imp", "stress/c0", "stress/lib0", "stress/lib1"])  # fmt: skip
+
     def op_build(self, w: int, rng: random.Random) -> None:
         kind = rng.choice(["arg", "arg", "copy", "stages", "base"])
         args = ["build", "--runtime", "runc", "-f", self._cf(kind)]
@@ -211,11 +251,11 @@ class Stress:
         self._run(w, "tag", ["tag", self._name(rng), f"stress/t{rng.randrange(2)}"])
 
     def op_untag(self, w: int, rng: random.Random) -> None:
-        self._run(w, "untag", ["untag", self._name(rng)])
+        self._run(w, "untag", ["untag", self._victim(rng)])
 
     def op_rmi(self, w: int, rng: random.Random) -> None:
         force = ["-f"] if rng.random() < 0.3 else []
-        self._run(w, "rmi", ["rmi", *force, self._name(rng)])
+        self._run(w, "rmi", ["rmi", *force, self._victim(rng)])
 
     def op_prune(self, w: int, rng: random.Random) -> None:
         args = rng.choice([["image", "prune", "-f"], ["system", "prune", "-f"],
@@ -312,10 +352,16 @@ class Stress:
             ):
                 self.problem(f"api: {name}: {type(e).__name__}: {e}")
 
+    def op_library(self, w: int, rng: random.Random) -> None:
+        """A Python program on the store with three threads at once: builds, tags, lists,
+        removals through ``kiln``'s library (one context for all of them)."""
+        self._run(w, "library", ["-c", LIBRARY_SCRIPT, self.root, str(rng.randrange(4))],
+                  python=True)  # fmt: skip
+
     def weighted_ops(self) -> list[tuple[str, float]]:
         return [("build", 5), ("tag", 2), ("untag", 1), ("rmi", 2), ("prune", 1), ("push", 1.5),
                 ("pull", 1.5), ("save", 1), ("load", 1), ("import", 1), ("container", 2),
-                ("api", 2)]  # fmt: skip
+                ("api", 2), ("library", 1)]  # fmt: skip
 
     # ---- running it ----
 
