@@ -25,7 +25,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs busybox-static"),
 ]
 
-SECONDS = 20.0
+SECONDS = 16.0
 
 
 @pytest.mark.slow
@@ -43,5 +43,5 @@ def test_many_kiln_processes_killed_at_random_leave_a_sound_store(tmp_path):
     summary = stress.summary(seconds)
     print(summary)  # what it did, for -s
     assert problems == [], summary + "\n" + "\n".join(problems)
-    assert sum(stress.kills.values()) >= 3, summary  # it did kill
+    assert sum(stress.kills.values()) >= 2, summary  # it did kill
     assert stress.ops["build"] >= 5 and stress.ops["push"] >= 1, summary  # and work
