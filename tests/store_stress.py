@@ -6,8 +6,9 @@ Shared by ``bench/store_stress.py`` (a soak: any seed, any duration) and
 ``--root`` (a random mix: builds on a shared base with cache hits and misses, RUN, COPY and
 two stages; tag, untag and rmi, of images others build on too; image and system prune;
 push to and pull from a local registry; save and load; import and export; working
-containers from, run, copy, commit, rm), and one more talks to a ``kiln serve`` on the same
-store with docker-py. A killer SIGKILLs a random one of these processes (alone, or with
+containers from, run, copy, commit, rm; a Python program with three threads on one
+``kiln`` context), and, among them, docker-py calls to a ``kiln serve`` on the same store
+(without docker-py installed, none). A killer SIGKILLs a random one of these processes (alone, or with
 its process group, as a CI timeout does) now and then; the server is started again.
 
 What is asked of them: a command ends within its deadline, and one that fails says why
