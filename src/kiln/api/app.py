@@ -23,6 +23,7 @@ from . import (
     routes_libpod,
     routes_manifests,
     routes_registry,
+    routes_session,
     routes_system,
     routes_system_df,
     routes_transfer,
@@ -172,6 +173,7 @@ def create_app(config: Config | None = None, activity: Activity | None = None) -
         *events.routes,
         *routes_registry.routes,
         *routes_build.routes,
+        *routes_session.routes,
         *routes_transfer.routes,
         *routes_manifests.routes,  # before routes_libpod's catch-all /libpod/{kind}/...
         *routes_libpod.routes,

@@ -21,6 +21,7 @@ import asyncio
 from typing import Any
 
 from kiln.api.request_deadline import with_request_deadline
+from kiln.api.upgrade import dropping_after_switch
 
 READ_SIZE = 64 * 1024
 
@@ -87,11 +88,12 @@ def gathering(protocol_class: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
 
 def http_protocol() -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol as ``http="auto"`` picks it (httptools, else h11), gathering,
-    with a deadline for each request's head (``kiln.api.request_deadline``)."""
+    with a deadline for each request's head (``kiln.api.request_deadline``); with httptools,
+    a connection switched by a ``101`` is no longer parsed (``kiln.api.upgrade``)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
 
-        return gathering(with_request_deadline(HttpToolsProtocol))
+        return gathering(with_request_deadline(dropping_after_switch(HttpToolsProtocol)))
     except ImportError:  # httptools is optional (kiln[server])
         from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415
 

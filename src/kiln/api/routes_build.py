@@ -47,6 +47,11 @@ from .wiring import config_of, context_for, run_op
 # Docker's and podman's numeric spellings; every other word is the enum's (kiln.util.choices)
 _NETWORK_CODES = {"": "host", "0": "host", "1": "none", "2": "host"}  # podman's policy codes
 _ISOLATION_CODES = {"": "oci", "0": "oci", "1": "oci", "2": "chroot", "3": "oci", "4": "oci"}
+# what a BuildKit client (DOCKER_BUILDKIT=1: version=2) prints: kiln has no BuildKit solver
+_NO_BUILDKIT = (
+    "kiln serve has no BuildKit (this build asked for builder version {!r}): build with "
+    "the classic builder, DOCKER_BUILDKIT=0 docker build ..."
+)
 
 
 def _choice(q: QueryParams, name: str, vocabulary: type[Choice], default: str,
@@ -240,7 +245,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         opts["image_format"] = "docker"
         opts["tags"] = [shapes.docker_name(t) for t in opts["tags"]]
         if q.get("version", "1") not in ("1", ""):
-            raise bad("version", q["version"], "kiln speaks the classic builder protocol (1)")
+            raise InvalidArgument(_NO_BUILDKIT.format(q["version"]))
     remote = qstr(q, "remote")
     if remote:
         # a client names a repository or a tar by URL; never a file on the server's disk

@@ -1,0 +1,75 @@
+"""What a docker CLI user meets when DOCKER_HOST points at ``kiln serve``, compared with a
+dockerd: the differences found by running the same commands against both, each fixed and
+kept here with dockerd's answer (recorded in a comment, or compared live where cheap).
+
+The client is Debian's docker.io (20.10), the one a Debian machine has; it still speaks
+BuildKit's session protocol itself (a newer client hands BuildKit to buildx).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from api_server import busybox_sh_tar, start_server, stop_server
+
+DEBIAN_DOCKER = "/usr/bin/docker"
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(DEBIAN_DOCKER), reason="Debian's docker.io not installed"
+)
+
+
+@pytest.fixture
+def kiln(tmp_path):
+    proc, sock = start_server(tmp_path, sock=str(tmp_path / "run" / "kiln.sock"))
+    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "dcfg"))
+    env.pop("DOCKER_BUILDKIT", None)
+
+    def docker(*args: str, env_extra: dict[str, str] | None = None, check: bool = True):
+        r = subprocess.run([DEBIAN_DOCKER, *args], env={**env, **(env_extra or {})},
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120)  # fmt: skip
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {r.stderr.decode()}")
+        return r
+
+    docker.tmp = tmp_path  # type: ignore[attr-defined]
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(busybox_sh_tar())
+    docker("import", str(rootfs), "base:1")
+    yield docker
+    assert stop_server(proc) == 0
+
+
+def _context(tmp_path, dockerfile: str):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    return ctx
+
+
+def test_a_buildkit_build_is_refused_with_what_to_do(kiln, tmp_path):
+    """``DOCKER_BUILDKIT=1 docker build`` (set in many shells) names the way out at once.
+
+    dockerd builds it. kiln has no BuildKit; before, the client's session dial
+    (``POST /session``, a 404) failed first and the user read only ``failed to dial gRPC:
+    unable to upgrade to h2c, received 404`` (podman 4.3's compat service says the same).
+    Now the session is held until kiln's refusal of the build reaches the client; the
+    HTTP/2 bytes the client writes on it are not parsed as a request (answering them
+    printed ``http2: server: error reading preface ... bogus greeting``)."""
+    ctx = _context(tmp_path, "FROM base:1\nRUN echo hi > /hi\n")
+    for flags in ((), ("-q",), ("--iidfile", str(tmp_path / "iid"))):  # each its own race
+        r = kiln("build", *flags, "-t", "bk:1", str(ctx), env_extra={"DOCKER_BUILDKIT": "1"},
+                 check=False)  # fmt: skip
+        err = r.stderr.decode()
+        assert r.returncode == 1, (flags, err)
+        assert "kiln serve has no BuildKit" in err and "DOCKER_BUILDKIT=0 docker build" in err
+        assert "gRPC" not in err and "greeting" not in err, err
+    assert not (tmp_path / "iid").exists()
+    assert kiln("image", "inspect", "bk:1", check=False).returncode == 1
+    server_log = (tmp_path / "server.err").read_text()
+    assert "Unsupported upgrade" not in server_log and "WebSocket" not in server_log
+    # the classic builder, as the message says, builds it
+    kiln("build", "-q", "-t", "bk:1", str(ctx), env_extra={"DOCKER_BUILDKIT": "0"})
+    kiln("image", "inspect", "bk:1")
