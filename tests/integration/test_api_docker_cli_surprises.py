@@ -73,3 +73,30 @@ def test_a_buildkit_build_is_refused_with_what_to_do(kiln, tmp_path):
     # the classic builder, as the message says, builds it
     kiln("build", "-q", "-t", "bk:1", str(ctx), env_extra={"DOCKER_BUILDKIT": "0"})
     kiln("image", "inspect", "bk:1")
+
+
+def test_a_build_arg_named_without_a_value_leaves_the_dockerfile_default(kiln, tmp_path):
+    """``docker build --build-arg FOO`` with no FOO in the client's environment: the CLI
+    sends ``{"FOO": null}``, which dockerd reads as not given (the ARG's default stands,
+    and the image is the one built without the flag). kiln made it FOO="", which wiped
+    the default and added ``|1 FOO=`` to the RUN's history, a different image.
+
+    dockerd 20.10, the same commands::
+
+        Step 3/3 : RUN echo "foo=$FOO" > /foo && cat /foo
+        foo=default
+    """
+    ctx = _context(
+        tmp_path, 'FROM base:1\nARG FOO=default\nRUN echo "foo=$FOO" > /foo && cat /foo\n'
+    )
+    env = {"DOCKER_BUILDKIT": "0"}
+    named = kiln("build", "--network", "none", "--build-arg", "FOO", "-t", "arg:1", str(ctx),
+                 env_extra=env)  # fmt: skip
+    assert "foo=default" in named.stdout.decode().splitlines()
+    plain = kiln("build", "-q", "--network", "none", "-t", "arg:2", str(ctx), env_extra=env)
+    inspect = kiln("image", "inspect", "-f", "{{.Id}}", "arg:1").stdout
+    assert inspect.decode().strip() == plain.stdout.decode().strip()
+    # from the client's environment, as before
+    given = kiln("build", "--network", "none", "--build-arg", "FOO", "-t", "arg:3", str(ctx),
+                 env_extra={**env, "FOO": "mine"})  # fmt: skip
+    assert "foo=mine" in given.stdout.decode().splitlines()

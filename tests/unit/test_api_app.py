@@ -179,6 +179,8 @@ def test_params_helpers():
         "A": "1",
         "B": "",
     }
+    nulls = QueryParams({"buildargs": '{"A":"1","B":null}'})
+    assert qjson_map(nulls, "buildargs", null_is_unset=True) == {"A": "1"}
     with pytest.raises(InvalidArgument):
         qjson_map(QueryParams({"buildargs": '{"A":1}'}), "buildargs")
     with pytest.raises(InvalidArgument):

@@ -98,8 +98,11 @@ def loads(name: str, value: str) -> Any:
         raise bad(name, value, f"not valid JSON ({exc})") from None
 
 
-def qjson_map(q: QueryParams, name: str) -> dict[str, str]:
-    """A JSON object of strings (``buildargs``); null values become empty strings."""
+def qjson_map(q: QueryParams, name: str, *, null_is_unset: bool = False) -> dict[str, str]:
+    """A JSON object of strings (``buildargs``); a null value is an empty string (podman's
+    reading), or with ``null_is_unset`` no value at all: dockerd's reading of the null the
+    docker CLI sends for ``--build-arg NAME`` when ``NAME`` is not in its environment
+    (the Dockerfile's default stands)."""
     value = q.get(_key(q, name), "")
     if value == "":
         return {}
@@ -111,6 +114,8 @@ def qjson_map(q: QueryParams, name: str) -> dict[str, str]:
     out = {}
     for k, v in data.items():
         if v is None:
+            if null_is_unset:
+                continue
             v = ""
         if not isinstance(v, str):
             raise bad(name, value, f"the value of {k!r} is not a string")

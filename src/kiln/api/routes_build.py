@@ -198,7 +198,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         "dockerfiles": dockerfiles,
         "dockerfile_in_context": True,  # never a path of the server's own file system
         "tags": qlist(q, "t"),
-        "build_args": qjson_map(q, "buildargs"),
+        "build_args": qjson_map(q, "buildargs", null_is_unset=not libpod),
         "labels": qlabels(q, "labels"),
         "target": qstr(q, "target") or None,
         "quiet": boolean(q, "q"),
