@@ -100,3 +100,23 @@ def test_a_build_arg_named_without_a_value_leaves_the_dockerfile_default(kiln, t
     given = kiln("build", "--network", "none", "--build-arg", "FOO", "-t", "arg:3", str(ctx),
                  env_extra={**env, "FOO": "mine"})  # fmt: skip
     assert "foo=mine" in given.stdout.decode().splitlines()
+
+
+def test_a_failed_run_exits_with_its_code_quiet_or_not(kiln, tmp_path):
+    """``docker build`` of a RUN that exits 3 exits 3, as against dockerd, which sends the
+    code in the stream's ``errorDetail`` (the CLI exits with it); kiln sent none, so the
+    CLI exited 1, and a quiet build's failure was an HTTP 500 ('Error response from
+    daemon: ...'), not the build's stream.
+
+    dockerd 20.10, the same commands (``-q`` prints the steps to stderr, then)::
+
+        The command '/bin/sh -c exit 3' returned a non-zero code: 3     (exit code 3)
+    """
+    ctx = _context(tmp_path, "FROM base:1\nRUN exit 3\n")
+    for quiet in ((), ("-q",)):
+        r = kiln("build", *quiet, "--network", "none", "-t", "fails:1", str(ctx),
+                 env_extra={"DOCKER_BUILDKIT": "0"}, check=False)  # fmt: skip
+        err = r.stderr.decode()
+        assert r.returncode == 3, (quiet, r.returncode, err)
+        assert 'building at STEP "RUN exit 3"' in err and "exit status 3" in err, err
+        assert "Error response from daemon" not in err, err

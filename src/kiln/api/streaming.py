@@ -23,7 +23,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from kiln.errors import Cancelled
+from kiln.errors import Cancelled, ProcessFailed
 from kiln.ops.events import Event
 from kiln.util.cancel import cancelled_by
 from kiln.util.redact import redact
@@ -277,7 +277,7 @@ class _Response:
 
     async def item(self, kind: str, item: Any) -> None:
         op = self.op
-        if kind == _ERROR and not self.started:
+        if kind == _ERROR and not self.started and not _streamed_failure(item, op.libpod):
             self.ended = True
             await error_response(item, op.libpod)(self.scope, self.receive, self.send)
             return
@@ -316,10 +316,22 @@ async def _listen_for_disconnect(receive: Receive, cancel: threading.Event) -> N
             return
 
 
+def _streamed_failure(exc: BaseException, libpod: bool) -> bool:
+    """A failed RUN ends a Docker stream even before any output (a quiet build): dockerd
+    answers 200 and the error with its exit code, which the docker CLI exits with; an
+    error status made it exit 1 with 'Error response from daemon'."""
+    return isinstance(exc, ProcessFailed) and not libpod
+
+
 def docker_stream_error(exc: BaseException, libpod: bool = False) -> dict[str, Any]:
-    """The object dockerd sends when a streamed operation fails midway."""
+    """The object dockerd sends when a streamed operation fails midway; a failed RUN's exit
+    code goes in ``errorDetail.code``, which the docker CLI exits with (``docker build``
+    of ``RUN exit 3`` exits 3 against dockerd)."""
     message = error_body(exc, libpod)["message"]
-    return {"error": message, "errorDetail": {"message": message}}
+    detail: dict[str, Any] = {"message": message}
+    if isinstance(exc, ProcessFailed) and exc.exit_code > 0:
+        detail = {"code": exc.exit_code, "message": message}
+    return {"error": message, "errorDetail": detail}
 
 
 __all__ = ["Handoff", "StreamWriter", "StreamedOp", "docker_stream_error", "json_line"]
