@@ -8,12 +8,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kiln.errors import InvalidArgument
+from kiln.errors import InvalidArgument, NotFound
 from kiln.ops import images as ops
 from kiln.ops.context import Context
 
 from . import reference_filter, shapes
-from .errors import image_lookup
+from .errors import NoSuchImage, image_lookup
 from .listing_cache import listing_response
 from .params import docker_bool, qfilters, qstr
 from .wiring import run_op, run_read
@@ -53,13 +53,25 @@ async def list_images(request: Request) -> Response:
         return reference_filter.matching(names, patterns)
 
     def make(ctx: Context) -> list:
-        summaries = ops.list_images(ctx, all=all_, filters=others)
+        try:
+            summaries = ops.list_images(ctx, all=all_, filters=others)
+        except NotFound as exc:
+            raise _no_such_anchor(exc, others) from exc
         if patterns:
             summaries = [s for s in summaries if shown(s.names) or shown(s.repo_digests)]
         return [shapes.docker_summary(s, version, shown=shown) for s in summaries]
 
     key = ("docker", all_, shapes.summary_shape(version), *filters)
     return await listing_response(request, key, filters, make)
+
+
+def _no_such_anchor(exc: NotFound, filters: list[str]) -> NotFound:
+    """dockerd's ``No such image: NAME`` for the image a ``before``/``since`` filter names
+    and the store does not know (the store's own wording is podman's)."""
+    for key, _, name in (f.partition("=") for f in filters):
+        if key in ("before", "since") and str(exc).startswith(f"{name}:"):
+            return NoSuchImage(shapes.missing_name(name), cause=str(exc))
+    return exc
 
 
 async def inspect_image(request: Request) -> Response:
