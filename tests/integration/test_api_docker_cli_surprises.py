@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -120,3 +121,61 @@ def test_a_failed_run_exits_with_its_code_quiet_or_not(kiln, tmp_path):
         assert r.returncode == 3, (quiet, r.returncode, err)
         assert 'building at STEP "RUN exit 3"' in err and "exit status 3" in err, err
         assert "Error response from daemon" not in err, err
+
+
+def test_image_ls_before_or_since_an_unknown_image_says_no_such_image(kiln):
+    """dockerd: ``Error response from daemon: No such image: nosuch:latest`` (with the
+    default tag, as its other answers); kiln answered with the store's podman wording
+    ``nosuch: image not known``."""
+    for key, name, shown in (
+        ("before", "nosuch:1", "nosuch:1"),
+        ("since", "nosuch", "nosuch:latest"),
+    ):
+        r = kiln("image", "ls", "--filter", f"{key}={name}", check=False)
+        assert r.returncode == 1
+        assert r.stderr.decode().strip() == f"Error response from daemon: No such image: {shown}"
+
+
+def test_events_show_and_filter_images_by_dockerd_s_names(kiln, tmp_path):
+    """``docker events --filter image=app`` and ``{{.Actor.Attributes.name}}`` around a tag,
+    a build and an rmi. kiln showed ``docker.io/library/ev:1``, a ``build`` action that
+    ``event=tag`` did not see, a ``delete`` with no name, and ``image=ev``/``image=ev:1``
+    matched nothing.
+
+    dockerd 20.10, the same commands (``--format '{{.Action}} {{.Actor.Attributes.name}}'``)::
+
+        type=image:  tag ev:1 / untag sha256:<id> / tag ev:2 / untag sha256:<id> / delete sha256:<id>
+        image=ev:1:  tag ev:1
+        image=ev:    tag ev:1 / tag ev:2
+        event=tag:   tag ev:1 / tag ev:2
+
+    (kiln's untag keeps the name it removed: its journal records no ID for it.)
+    """
+    start = f"{time.time():.9f}"  # after the fixture's import
+    image_id = kiln("image", "inspect", "-f", "{{.Id}}", "base:1").stdout.decode().strip()
+    kiln("tag", "base:1", "ev:1")
+    kiln("rmi", "ev:1")
+    ctx = _context(tmp_path, "FROM base:1\nLABEL ev=2\n")
+    built = kiln("build", "-q", "-t", "ev:2", str(ctx), env_extra={"DOCKER_BUILDKIT": "0"})
+    built_id = built.stdout.decode().strip()
+    kiln("rmi", "ev:2")
+    until = str(int(time.time()) + 2)
+
+    def events(filter_: str) -> list[str]:
+        out = kiln("events", "--since", start, "--until", until, "--filter", filter_,
+                   "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.ID}}").stdout  # fmt: skip
+        return out.decode().splitlines()
+
+    assert events("type=image") == [
+        f"tag ev:1 {image_id}",
+        "untag ev:1 ev:1",
+        f"tag ev:2 {built_id}",
+        "untag ev:2 ev:2",
+        f"delete {built_id} {built_id}",
+    ]
+    assert events("image=ev:1") == [f"tag ev:1 {image_id}", "untag ev:1 ev:1"]
+    assert [e for e in events("image=ev") if e.startswith("tag")] == [
+        f"tag ev:1 {image_id}",
+        f"tag ev:2 {built_id}",
+    ]
+    assert events("event=tag") == [f"tag ev:1 {image_id}", f"tag ev:2 {built_id}"]

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from kiln.ops import image_events
 
+from .docker_events import DockerEventFilter, docker_event
 from .params import qbool, qfilters, qstr
 from .wiring import run_op
 
@@ -37,11 +38,12 @@ async def events(request: Request) -> Response:
     q = request.query_params
     since = image_events.parse_time(qstr(q, "since"), "since")
     until = image_events.parse_time(qstr(q, "until"), "until")
-    match = image_events.EventFilter(qfilters(q))
     libpod = "/libpod/" in request.url.path
+    filters = qfilters(q)
+    match = image_events.EventFilter(filters) if libpod else DockerEventFilter(filters)
     # libpod's stream=false: the events so far, then the end (podman events --stream=false)
     follow = qbool(q, "stream", True) if libpod else True
-    shape = image_events.libpod_json if libpod else image_events.docker_json
+    shape = image_events.libpod_json if libpod else docker_event
 
     def _line(ev: Any) -> bytes:
         return (json.dumps(shape(ev)) + "\n").encode()
