@@ -290,3 +290,12 @@ def test_familiar_names():
     assert familiar("docker.io/user/x:1") == "user/x:1"
     assert familiar("localhost/foo:1") == "localhost/foo:1"  # dockerd and podman keep it
     assert familiar("localhost:5000/foo:1") == "localhost:5000/foo:1"
+
+
+def test_a_session_that_is_no_h2c_upgrade_is_refused_in_dockerd_s_words(client):
+    """``POST /session`` is held open only as the h2c upgrade a BuildKit client dials
+    (kiln.api.routes_session); anything else is dockerd's 400."""
+    r = client.post("/v1.41/session")
+    assert (r.status_code, r.json()) == (400, {"message": "no upgrade proto in request"})
+    r = client.post("/session", headers={"Connection": "Upgrade", "Upgrade": "websocket"})
+    assert (r.status_code, r.json()) == (400, {"message": "protocol websocket not supported"})

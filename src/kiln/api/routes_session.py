@@ -10,7 +10,7 @@ compat service answers the same). So the upgrade is accepted and the connection 
 silent, until the client closes it, which it does as soon as the build is refused
 (its session's ``Close``), or until ``HOLD_SECONDS`` pass.
 
-A request that is not an ``h2c`` upgrade is a 400, as dockerd answers it.
+A request that is not an ``h2c`` upgrade is a 400, in dockerd's words.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ class Session:
     """The ASGI endpoint of ``POST /session`` (raw ASGI: it answers 101 and no body)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not _asks_h2c(scope):
-            refusal = JSONResponse({"message": "session: upgrade to h2c required"}, 400)
-            await refusal(scope, receive, send)
+        refusal = _refusal(scope)
+        if refusal:
+            await JSONResponse({"message": refusal}, 400)(scope, receive, send)
             return
         await send(
             {
@@ -51,10 +51,16 @@ class Session:
             pass  # returning without a body: the server closes the connection
 
 
-def _asks_h2c(scope: Scope) -> bool:
+def _refusal(scope: Scope) -> str:
+    """Why the request is no ``h2c`` upgrade, in dockerd's words; '' when it is one."""
     headers = dict(scope.get("headers", []))
     connection = {t.strip().lower() for t in headers.get(b"connection", b"").split(b",")}
-    return b"upgrade" in connection and headers.get(b"upgrade", b"").lower() == b"h2c"
+    proto = headers.get(b"upgrade", b"").decode("latin-1")
+    if not proto or b"upgrade" not in connection:
+        return "no upgrade proto in request"
+    if proto.lower() != "h2c":
+        return f"protocol {proto} not supported"
+    return ""
 
 
 async def _until_disconnect(receive: Receive) -> None:
