@@ -1,28 +1,25 @@
-"""``POST /session``: where a BuildKit client opens its session, held so that kiln's
-refusal of the BuildKit build reaches the user.
+"""``POST /session``: where a BuildKit client opens its session; accepted and ended at
+once, so that kiln's refusal of the BuildKit build is what the user reads.
 
 ``DOCKER_BUILDKIT=1 docker build`` (Debian's 20.10 client; set in many shells) dials
 ``/session`` (an HTTP upgrade to ``h2c``) and posts ``/build?version=2`` at the same time,
 and prints whichever fails first. kiln has no BuildKit solver: it refuses ``version=2``
 with a message that says what to do (``routes_build``), but a 404 here came first and the
 user read ``failed to dial gRPC: unable to upgrade to h2c, received 404`` (podman's
-compat service answers the same). So the upgrade is accepted and the connection held,
-silent, until the client closes it, which it does as soon as the build is refused
-(its session's ``Close``), or until ``HOLD_SECONDS`` pass.
+compat service answers the same). So the upgrade is accepted (``101``) and the
+connection closed right after (``kiln.api.upgrade``): the client's session ends without
+an error, and the build's refusal is the only one. Holding the session open instead
+made the client wait for it, up to its HTTP/2 preface timeout (10 s), when its build was
+refused before its session was up.
 
 A request that is not an ``h2c`` upgrade is a 400, in dockerd's words.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
-
-#: how long a session nobody closes is held (the refusal it waits for is immediate)
-HOLD_SECONDS = 120.0
 
 
 class Session:
@@ -33,22 +30,11 @@ class Session:
         if refusal:
             await JSONResponse({"message": refusal}, 400)(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 101,
-                # content-length: no chunked framing is written around the upgraded stream
-                "headers": [
-                    (b"connection", b"Upgrade"),
-                    (b"upgrade", b"h2c"),
-                    (b"content-length", b"0"),
-                ],  # fmt: skip
-            }
-        )
-        try:
-            await asyncio.wait_for(_until_disconnect(receive), HOLD_SECONDS)
-        except TimeoutError:
-            pass  # returning without a body: the server closes the connection
+        # content-length: no chunked framing around the switched stream; the response's
+        # end closes the connection (kiln.api.upgrade)
+        headers = [(b"connection", b"Upgrade"), (b"upgrade", b"h2c"), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 101, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _refusal(scope: Scope) -> str:
@@ -63,11 +49,6 @@ def _refusal(scope: Scope) -> str:
     return ""
 
 
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 routes = [Route("/session", Session(), methods=["POST"])]
 
-__all__ = ["HOLD_SECONDS", "Session", "routes"]
+__all__ = ["Session", "routes"]

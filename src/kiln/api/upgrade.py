@@ -1,6 +1,10 @@
 """A connection a route switched to another protocol (``101 Switching Protocols``, as
 ``POST /session`` answers) is no longer HTTP: what the client sends on it afterwards
-is dropped, never parsed.
+is dropped, never parsed. When the route ends its response, kiln's side of the
+connection is shut (a FIN: the client reads its end), and the connection closes when the
+client closes it, or at the keep-alive timeout. Closing it at once reset it when the
+client had written (its HTTP/2 settings) and the client printed ``connection reset by
+peer``.
 
 uvicorn parsed it: the HTTP/2 preface a BuildKit client writes on its upgraded session
 was an "Invalid HTTP request", answered with a ``400 Bad Request`` written into the
@@ -49,6 +53,15 @@ def dropping_after_switch(protocol_class: type[asyncio.Protocol]) -> type[asynci
             if self._watched is not None and self._watched.switched:
                 return  # the other protocol's bytes: the route holding it reads none
             super().data_received(data)
+
+        def on_response_complete(self) -> None:
+            watched = self._watched
+            if watched is not None and watched.switched and not watched.is_closing():
+                if watched.can_write_eof():
+                    watched.write_eof()
+                else:  # TLS: no half-close
+                    watched.close()
+            super().on_response_complete()  # arms the keep-alive timeout that closes it
 
         def _unsupported_upgrade_warning(self) -> None:
             pass  # uvicorn's; a route answers the upgrade (or refuses it) itself
