@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
+import weakref
 
 import pytest
 from starlette.applications import Starlette
@@ -129,3 +131,30 @@ def test_many_events_arrive_all_and_in_order_before_the_result():
 
     r = serve(work).post("/op")
     assert lines(r) == [*({"status": f"line {i}"} for i in range(1000)), {"done": "ok"}]
+
+
+def test_a_failed_work_frees_its_frames_without_the_cycle_collector():
+    """A failed (or cancelled) work's frames, and the buffers they hold, are freed when
+    its response ends: the error's traceback led back to the worker thread's frame, which
+    held the error, so each cancelled ``save`` kept 3 MB until a full collection."""
+
+    class Buffer:
+        pass
+
+    held: list[weakref.ref] = []
+
+    def work(h: Handoff):
+        buffer = Buffer()
+        held.append(weakref.ref(buffer))
+        raise NotFound("the client went away")
+
+    gc.disable()
+    try:
+        r = serve(work).post("/op")
+        for t in threading.enumerate():
+            if t.name == "kiln-api-op":
+                t.join(timeout=10)
+        assert r.status_code == 404 and r.json() == {"message": "the client went away"}
+        assert held and held[0]() is None
+    finally:
+        gc.enable()

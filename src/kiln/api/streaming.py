@@ -166,7 +166,7 @@ class StreamedOp:
         except BaseException as exc:  # noqa: BLE001 - reported to the client
             if not isinstance(exc, Cancelled) and not hasattr(exc, "http_status"):
                 log.error("streamed operation failed", exc_info=exc)
-            return _ERROR, exc
+            return _ERROR, _without_tracebacks(exc)
 
     def _start_worker(self, handoff: Handoff, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
         """Run the work on a thread of its own (a long build never waits for a pool slot nor
@@ -297,6 +297,23 @@ class _Response:
         if kind in (_DONE, _ERROR):
             self.ended = True
             await self._body(b"", more=False)
+
+
+def _without_tracebacks(exc: BaseException) -> BaseException:
+    """``exc`` (and the errors it chains) without its frames, which the response does not
+    need: the frames lead up to the worker thread's, which leads to the outcome that holds
+    ``exc``, a cycle that kept the failed work's frames and buffers (3 MB for a cancelled
+    save) until a full collection, which a busy server runs rarely: 100 clients closing a
+    save early left 330 MB behind."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        link = todo.pop()
+        if link is not None and id(link) not in seen:
+            seen.add(id(link))
+            link.__traceback__ = None
+            todo += [link.__cause__, link.__context__]
+    return exc
 
 
 def _waiting(queue: asyncio.Queue, handoff: Handoff) -> list[tuple[str, Any]]:
