@@ -8,8 +8,13 @@ hands each message to the ``varlink`` package's ``Service``, which checks the
 method and parameters against ``io.podman.varlink`` and answers
 ``org.varlink.service`` itself (GetInfo, GetInterfaceDescription).
 
-A message that is not a JSON object, or larger than ``MAX_MESSAGE`` bytes, closes
-the connection (the varlink way of refusing a broken peer). A client that goes
+A message that is not a JSON object (parsed strictly: no duplicate keys, nesting
+at most 128 deep), or larger than ``MAX_MESSAGE`` bytes, closes the connection (the
+varlink way of refusing a broken peer). So does a connection that does not complete
+a message within ``KILN_API_HEADER_SECONDS`` (60) of connecting or of its last answer,
+as the HTTP listener's deadline for a request's head: 64 clients that connected and
+sent nothing held every connection slot, and every other client was refused, for as
+long as they liked. A client that goes
 away mid-stream only ends its own call: the streaming method sees the hang-up,
 cancels its work and the connection thread ends; the server keeps serving.
 ``close()`` stops accepting, cancels calls in flight and waits for them.
@@ -25,11 +30,14 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from kiln.errors import InvalidArgument, Unavailable
+from kiln.oci import strict_json
 from kiln.ops.config import Config
 
+from .request_deadline import header_seconds
 from .unix_socket import bind_unix
 
 log = logging.getLogger("kiln.api")
@@ -88,7 +96,7 @@ class VarlinkListener:
     def start(self) -> None:
 
         self._sock = bind_unix(self.path)
-        self._sock.listen(16)
+        self._sock.listen(socket.SOMAXCONN)  # a burst of clients waits, never EAGAIN at 16
         self._sock.settimeout(POLL_SECONDS)
         self._acceptor = threading.Thread(
             target=self._accept_loop, name="kiln-varlink-accept", daemon=True
@@ -139,11 +147,16 @@ class VarlinkListener:
             t.start()
 
     def _serve_connection(self, conn: socket.socket) -> None:
+        seconds = header_seconds()
         try:
             with conn:
                 conn.settimeout(POLL_SECONDS)
-                buf = b""
+                buf = bytearray()
+                deadline = time.monotonic() + seconds
                 while not self._stopping.is_set():
+                    if time.monotonic() > deadline:
+                        log.warning("varlink: no whole message in %gs; closing", seconds)
+                        return
                     try:
                         data = conn.recv(1 << 16)
                     except TimeoutError:
@@ -152,11 +165,15 @@ class VarlinkListener:
                         return
                     if not data:
                         return
+                    scanned = len(buf)  # only the new bytes can hold a NUL
                     buf += data
-                    while b"\0" in buf:
-                        message, _, buf = buf.partition(b"\0")
+                    while (end := buf.find(b"\0", scanned)) >= 0:
+                        message = bytes(buf[:end])
+                        del buf[: end + 1]
+                        scanned = 0
                         if not self._answer(conn, message):
                             return
+                        deadline = time.monotonic() + seconds
                     if len(buf) > MAX_MESSAGE:
                         log.warning("varlink: a message over %d bytes; closing", MAX_MESSAGE)
                         return
@@ -167,8 +184,8 @@ class VarlinkListener:
     def _answer(self, conn: socket.socket, message: bytes) -> bool:
         """Answer one call; False when the connection must close."""
         try:
-            call = json.loads(message.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            call = strict_json.parse(message)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return False
         if not isinstance(call, dict) or not isinstance(call.get("method", ""), str):
             return False
