@@ -24,6 +24,7 @@ import gc
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -322,6 +323,19 @@ def setup_access_log(destination: str | None) -> None:
     logger.setLevel(logging.INFO)
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft limit of open files to the hard one, as Go programs (dockerd) do at
+    start: every client connection is a file descriptor, and at a soft limit of 1024 (a
+    common default) a thousand idle clients left none for the next one, whose connection
+    then waited unanswered until the head deadline freed some. RUN's processes get their
+    own limits (``kiln.runtime.spec``). The soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def serve(
     hosts: list[str],
     config: Config,
@@ -333,6 +347,7 @@ def serve(
     """Serve until a signal (or ``idle_timeout``) stops it."""
     setup_access_log(access_log)
     heap.limit_arenas()
+    raise_fd_limit()
     asyncio.run(serve_async(hosts, config, tls=tls, idle_timeout=idle_timeout, varlink=varlink))
 
 
