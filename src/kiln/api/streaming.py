@@ -34,7 +34,10 @@ from .errors import error_body, error_response
 log = logging.getLogger("kiln.api")
 
 QUEUE_ITEMS = 64
-CHUNK_BYTES = 256 << 10  # a byte stream's chunks: at most 16 MiB queued
+CHUNK_BYTES = 256 << 10  # a byte stream's chunks
+# a byte stream's items (at most 4 MiB queued): a client that reads nothing of a save
+# held 16 MiB queued, with 64 items, for as long as it stayed
+BYTE_QUEUE_ITEMS = 16
 _EVENT, _BYTES, _DONE, _ERROR = "event", "bytes", "done", "error"
 
 Rendered = Iterable[dict[str, Any]]
@@ -43,16 +46,20 @@ Rendered = Iterable[dict[str, Any]]
 class Handoff:
     """The worker's side: events and bytes go to the response, with backpressure.
 
-    At most ``QUEUE_ITEMS`` items are queued or on their way: the worker takes a slot for
+    At most ``items`` are queued or on their way: the worker takes a slot for
     each (waiting while the response is that far behind) and the response gives it back
     when it takes the item. An item is handed to the loop without waiting for it to arrive
     there: a round trip to the loop per event held the work up for each of its lines."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, cancel: threading.Event
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue,
+        cancel: threading.Event,
+        items: int = QUEUE_ITEMS,
     ):
         self._loop, self._queue, self.cancel = loop, queue, cancel
-        self._slots = threading.Semaphore(QUEUE_ITEMS)
+        self._slots = threading.Semaphore(items)
 
     def put(self, kind: str, item: Any) -> None:
         self.check()
@@ -81,7 +88,7 @@ class StreamWriter:
 
     Small writes (tar headers, padding) are gathered and large ones cut, so each
     chunk is at most ``chunk`` bytes: the queue then holds at most
-    ``QUEUE_ITEMS * chunk`` bytes, however fast the writer and slow the client.
+    ``BYTE_QUEUE_ITEMS * chunk`` bytes, however fast the writer and slow the client.
     ``flush()`` sends what is gathered; the work must call it when done (bytes
     not flushed when the work fails are dropped with it).
     """
@@ -192,7 +199,7 @@ class StreamedOp:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()  # bounded by the handoff's slots
         cancel = threading.Event()
-        handoff = Handoff(loop, queue, cancel)
+        handoff = Handoff(loop, queue, cancel, BYTE_QUEUE_ITEMS if self.binary else QUEUE_ITEMS)
         worker = self._start_worker(handoff, loop)
         listener = asyncio.ensure_future(_listen_for_disconnect(receive, cancel))
         out = _Response(self, scope, receive, send)
