@@ -87,3 +87,26 @@ def test_deep_registry_auth_header_is_a_400(tmp_path):
 
 def test_deep_registry_error_body_is_no_error_entries():
     assert error_entries(("{" + '"errors":' * 1 + deep(5000) + "}").encode()) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (deep(3000).encode(), "nested too deeply"),
+        (b'{"images":[],"images":[]}', 'duplicate key "images"'),
+        (b"not json", "Expecting value"),
+        (b"[1]", "must be a JSON object"),
+    ],
+    ids=["deep", "duplicate-key", "not-json", "not-an-object"],
+)
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_malformed_manifest_list_body_is_a_400(tmp_path, body, why, method):
+    """libpod's manifest add and modify answered 500, an internal error, to these."""
+    config = Config(root=str(tmp_path / "root"), tmpdir=str(tmp_path))
+    path = "/v4.0.0/libpod/manifests/localhost/list:1"
+    with TestClient(create_app(config)) as client:
+        assert client.post(path).status_code == 201  # the list, made
+        r = client.request(method, path + ("/add" if method == "POST" else ""), content=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("the manifest list body "), r.text
+    assert why in r.json()["message"], r.text

@@ -20,13 +20,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
-from kiln.oci import strict_json
 
 from .errors import error_body
 from .params import qbool, qhas, qlist, qstr
 from .registry_auth import push_pull_options
 from .registry_only import registry_reference
 from .streaming import Handoff, Reply, StreamedOp
+from .uploads import json_body
 from .wiring import config_of, context_for, run_op
 
 MAX_BODY = 1 << 20  # a modify request is a few names and fields
@@ -43,17 +43,9 @@ def _manifests() -> ModuleType:
 
 async def _json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object, keys folded (podman's bindings send Go field names,
-    ``OSVersion``; the server's own names are ``os_version``)."""
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise InvalidArgument(f"request body is over {MAX_BODY} bytes")
-    if not raw.strip():
-        return {}
-    data = strict_json.parse(bytes(raw))
-    if not isinstance(data, dict):
-        raise InvalidArgument("request body must be a JSON object")
+    ``OSVersion``; the server's own names are ``os_version``); a body that is not one is
+    a 400 (it was a 500, an internal error, when it was not JSON)."""
+    data = await json_body(request, "manifest list", limit=MAX_BODY)
     return {str(k).replace("_", "").lower(): v for k, v in data.items()}
 
 
