@@ -80,6 +80,12 @@ def tar_name(entry: TarEntry) -> str:
     return path
 
 
+def tar_mtime(entry: TarEntry, timestamp: int | None) -> int:
+    """The mtime (whole seconds, never before the epoch) written for ``entry`` in a layer
+    written with ``timestamp`` (which, given, is every entry's, as ``buildah --timestamp``)."""
+    return max(0, entry.mtime_seconds if timestamp is None else timestamp)
+
+
 def sort_key(entry: TarEntry) -> bytes:
     """Bytewise order of the member name; a parent always sorts before its children."""
     name = tar_name(entry)
@@ -93,4 +99,6 @@ def sorted_entries(entries: Iterable[TarEntry]) -> list[TarEntry]:
     return sorted(entries, key=sort_key)
 
 
-__all__ = ["ENTRY_TYPES", "TarEntry", "clean_path", "sort_key", "sorted_entries", "tar_name"]
+__all__ = [
+    "ENTRY_TYPES", "TarEntry", "clean_path", "sort_key", "sorted_entries", "tar_mtime", "tar_name",
+]  # fmt: skip

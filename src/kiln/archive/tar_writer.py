@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from kiln.archive.compression import CHUNK, Compression
-from kiln.archive.entry import TarEntry, clean_path, sorted_entries, tar_name
+from kiln.archive.entry import TarEntry, clean_path, sorted_entries, tar_mtime, tar_name
 from kiln.archive.gzip_slices import slice_compressor
 from kiln.archive.hashing import HashingSink, HashingWriter
 from kiln.archive.pipeline import SlicePipeline
@@ -165,7 +165,7 @@ class _TarSink:
 def _header(entry: TarEntry, timestamp: int | None, size: int, linkname: str) -> bytes:
     name = tar_name(entry)
     kind = _TAR_TYPES[entry.type]
-    mtime = max(0, entry.mtime_seconds if timestamp is None else timestamp)
+    mtime = tar_mtime(entry, timestamp)
     if not entry.xattrs:
         fast = ustar_header(name, kind, entry.mode, entry.uid, entry.gid, size, mtime, linkname,
                             entry.devmajor, entry.devminor)  # fmt: skip

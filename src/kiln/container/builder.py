@@ -575,6 +575,10 @@ class Builder:
             if also is not None:
                 also(record)
 
+        if not squash:
+            # the upper becomes the new layer's snapshot: it shows the times the layer holds
+            # (the layer written from it after this has the same bytes as before)
+            self._settle_layer_times(timestamp)
         image = self._commit(opts, name, also=save_rebased)
         rec = image.record
         new_chain = rec.layers[-1] if rec.layers else None
@@ -593,6 +597,15 @@ class Builder:
                                   next_key=new_key, synced=False)  # fmt: skip
         self._go_on(image, rebased[0])
         return rec
+
+    def _settle_layer_times(self, timestamp: int | None) -> None:
+        """Give the upper the times its layer tar holds (``commit.settle_times``): the
+        snapshot it becomes then shows what the image unpacked anywhere else does."""
+        from . import commit as image_commit
+
+        with image_commit.layer_changes(self, squash=False) as entries:
+            if entries is not None:
+                image_commit.settle_times(self.upper_dir(), entries, timestamp)
 
     def adopt_image(self, image_id: str) -> None:
         """Drop the container's changes and go on from ``image_id`` (e.g. a cache hit), with

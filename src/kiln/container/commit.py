@@ -10,7 +10,8 @@ garbage GC collects once the lease expires.
 
 A build commits every RUN/COPY/ADD step and goes on from the new image without copying
 or unpacking (``Builder.commit_step``): the upper dir is adopted as the new layer's
-snapshot (``Snapshotter.commit``: a rename) under a new, empty upper. Only the blobs and
+snapshot (``Snapshotter.commit``: a rename) under a new, empty upper, its times first made
+those its layer holds (``settle_times``), as anywhere the image is unpacked. Only the blobs and
 the image rows written here wait for the disk: the adopted tree, written without syncs,
 is recorded as not yet durable with the boot id (``commit(synced=False)``) and is unpacked
 again from its durable blob if another boot finds it.
@@ -23,12 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any, Protocol
 
 from kiln.archive.compression import Compression
+from kiln.archive.entry import TarEntry, clean_path, tar_mtime
 from kiln.archive.scan import scan_changes, scan_overlay_upper, scan_tree
 from kiln.archive.tar_writer import ContentSeen, LayerResult, write_layer
 from kiln.errors import InvalidArgument
@@ -40,6 +43,7 @@ from kiln.oci import media_types as mt
 from kiln.oci.reference import local_name
 from kiln.store import ImageRecord, Store
 from kiln.util import choices
+from kiln.util.inroot import InRoot
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.timefmt import rfc3339
 
@@ -153,6 +157,33 @@ def write_layer_blob(store: Any, entries: Iterator[Any], compression: Compressio
         ing.close()
         raise
     return result, ing
+
+
+def settle_times(root: str, entries: Iterable[TarEntry], timestamp: int | None) -> None:
+    """Give each of ``entries`` under ``root`` (the tree they were scanned from, to be
+    written as a layer with ``timestamp``) the mtime that layer holds for it
+    (``tar_mtime``: whole seconds, or the timestamp), its atime too, as an unpack does.
+
+    A build step's upper, adopted as the layer's snapshot, has the times its writers left
+    (the clock, in nanoseconds): settled, the next step, a container of the image and
+    ``kiln export`` see what they see of the same image pulled or loaded elsewhere, and
+    what they make of those times (an archive, a compiled file) is reproducible too. The
+    layer written from the settled tree has the same bytes."""
+    with InRoot(root) as tree:
+        for entry in entries:
+            if entry.type in ("whiteout", "opaque"):
+                continue  # overlay's marks, not files of the tree
+            ns = tar_mtime(entry, timestamp) * 1_000_000_000
+            if entry.mtime == ns:
+                continue
+            if not clean_path(entry.path):
+                os.utime(root, ns=(ns, ns))
+                continue
+            parent, name = tree.open_parent(entry.path)
+            try:
+                os.utime(name, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
+            finally:
+                os.close(parent)
 
 
 def nonempty(entries: Iterator[Any]) -> Iterator[Any] | None:

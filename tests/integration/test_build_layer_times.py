@@ -1,0 +1,63 @@
+"""What a built image shows of its files' times is what its layers hold, wherever it is used.
+
+A layer holds whole-second mtimes (every one forced to ``--timestamp`` when given). The
+store that built an image uses the step's own tree as that layer's snapshot; a store that
+pulled or loaded the image unpacks the tar. Both must show the same times: to the build's
+next step (a RUN that archives or compiles files records them), to a container of the
+image and to ``kiln export``, or the same Dockerfile gives other digests on a machine
+whose cache is warm than on one that pulled the base.
+"""
+
+from __future__ import annotations
+
+import os
+
+from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
+from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
+from kiln_cli import kiln_runner
+
+pytestmark = ROOT_MARKS
+
+STAMP = 1_700_000_000
+MAKE = "RUN mkdir /d && echo x > /d/f && ln -s f /d/l && ln /d/f /d/h\n"
+
+
+def test_the_step_after_a_timestamped_one_sees_the_timestamp(build_env):  # noqa: F811
+    ctx = build_env.context_dir()
+    build_env.build(ctx, f"FROM busybox\n{MAKE}RUN stat -c '%n %Y' /d /d/f /d/l /d/h\n",
+                    timestamp=STAMP)  # fmt: skip
+    seen = build_env.output().splitlines()
+    assert seen == [f"{path} {STAMP}" for path in ("/d", "/d/f", "/d/l", "/d/h")]
+
+
+def test_the_step_after_one_without_timestamp_sees_whole_seconds(build_env):  # noqa: F811
+    # the layer holds whole seconds; the step's tree had the clock's nanoseconds
+    ctx = build_env.context_dir()
+    build_env.build(ctx, f"FROM busybox\n{MAKE}RUN stat -c '%n %y' /d /d/f /d/l /d/h\n")
+    seen = build_env.output().splitlines()
+    assert [line.split()[0] for line in seen] == ["/d", "/d/f", "/d/l", "/d/h"]
+    assert all(".000000000 " in line for line in seen), seen
+
+
+def test_export_of_the_built_image_is_the_export_of_it_loaded_elsewhere(
+    build_env,  # noqa: F811
+    tmp_path,
+):
+    here = dict(os.environ, KILN_ROOT=build_env.store.root)
+    elsewhere = dict(os.environ, KILN_ROOT=str(tmp_path / "elsewhere"))
+    for environ in (here, elsewhere):
+        environ.pop("SOURCE_DATE_EPOCH", None)
+    kiln_here, kiln_elsewhere = kiln_runner(here, timeout=300), kiln_runner(elsewhere, timeout=300)
+    ctx = build_env.context_dir(files={"Containerfile": f"FROM busybox\n{MAKE}", "a": "a\n"})
+    kiln_here("build", "-q", "--timestamp", str(STAMP), "-t", "made", ctx)
+    archive = str(tmp_path / "made.tar")
+    kiln_here("save", "-q", "--format", "oci-archive", "-o", archive, "made")
+    kiln_elsewhere("load", "-q", "-i", archive)
+    exports = []
+    for kiln in (kiln_here, kiln_elsewhere):
+        container = kiln("from", "-q", "made").stdout.strip().splitlines()[-1]
+        out = tmp_path / f"export-{len(exports)}.tar"
+        kiln("export", "-o", str(out), container)
+        kiln("rm", container)
+        exports.append(out.read_bytes())
+    assert exports[0] == exports[1]
