@@ -516,10 +516,11 @@ class Builder:
 
     def _commit(
         self, opts: Any, name: str | None, rm: bool = False, also: Any = None,
-        on_bytes: Callable[[int], None] | None = None,
+        on_bytes: Callable[[int], None] | None = None, settle: bool = False,
     ) -> Any:  # fmt: skip
         """``commit`` with its ``CommitOptions``; returns the new image in memory.
-        ``also``: see ``commit_image``."""
+        ``also``: see ``commit_image``. ``settle``: the upper is to become the layer's
+        snapshot; each entry gets the time the layer holds as it is written (``settled``)."""
         # start-up: kiln.image costs ~0.15 s (see the module docstring)
         from . import commit as image_commit
 
@@ -529,6 +530,8 @@ class Builder:
             base=self.image,
         )  # fmt: skip
         with image_commit.layer_changes(self, squash=opts.squash) as entries:
+            if settle and entries is not None:
+                entries = image_commit.settled(self.upper_dir(), entries, opts.timestamp)
             image = image_commit.commit_image(self.store, entries, pending, opts, name, also,
                                               on_bytes=on_bytes)  # fmt: skip
         if rm:
@@ -575,11 +578,8 @@ class Builder:
             if also is not None:
                 also(record)
 
-        if not squash:
-            # the upper becomes the new layer's snapshot: it shows the times the layer holds
-            # (the layer written from it after this has the same bytes as before)
-            self._settle_layer_times(timestamp)
-        image = self._commit(opts, name, also=save_rebased)
+        # the upper becomes the new layer's snapshot: it gets the times the layer holds
+        image = self._commit(opts, name, also=save_rebased, settle=not squash)
         rec = image.record
         new_chain = rec.layers[-1] if rec.layers else None
         if squash or new_chain == old_chain:
@@ -597,15 +597,6 @@ class Builder:
                                   next_key=new_key, synced=False)  # fmt: skip
         self._go_on(image, rebased[0])
         return rec
-
-    def _settle_layer_times(self, timestamp: int | None) -> None:
-        """Give the upper the times its layer tar holds (``commit.settle_times``): the
-        snapshot it becomes then shows what the image unpacked anywhere else does."""
-        from . import commit as image_commit
-
-        with image_commit.layer_changes(self, squash=False) as entries:
-            if entries is not None:
-                image_commit.settle_times(self.upper_dir(), entries, timestamp)
 
     def adopt_image(self, image_id: str) -> None:
         """Drop the container's changes and go on from ``image_id`` (e.g. a cache hit), with

@@ -11,7 +11,7 @@ garbage GC collects once the lease expires.
 A build commits every RUN/COPY/ADD step and goes on from the new image without copying
 or unpacking (``Builder.commit_step``): the upper dir is adopted as the new layer's
 snapshot (``Snapshotter.commit``: a rename) under a new, empty upper, its times first made
-those its layer holds (``settle_times``), as anywhere the image is unpacked. Only the blobs and
+those its layer holds (``settled``), as anywhere the image is unpacked. Only the blobs and
 the image rows written here wait for the disk: the adopted tree, written without syncs,
 is recorded as not yet durable with the boot id (``commit(synced=False)``) and is unpacked
 again from its durable blob if another boot finds it.
@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any, Protocol
@@ -159,31 +159,58 @@ def write_layer_blob(store: Any, entries: Iterator[Any], compression: Compressio
     return result, ing
 
 
-def settle_times(root: str, entries: Iterable[TarEntry], timestamp: int | None) -> None:
-    """Give each of ``entries`` under ``root`` (the tree they were scanned from, to be
-    written as a layer with ``timestamp``) the mtime that layer holds for it
-    (``tar_mtime``: whole seconds, or the timestamp), its atime too, as an unpack does.
+def settled(root: str, entries: Iterator[TarEntry], timestamp: int | None) -> Iterator[TarEntry]:
+    """``entries`` (scanned from ``root``, to be written as a layer with ``timestamp``),
+    each given, once the writer has taken the next (it is written), the mtime the layer
+    holds for it (``tar_mtime``: whole seconds, or the timestamp), and that as its atime.
 
     A build step's upper, adopted as the layer's snapshot, has the times its writers left
     (the clock, in nanoseconds): settled, the next step, a container of the image and
     ``kiln export`` see what they see of the same image pulled or loaded elsewhere, and
-    what they make of those times (an archive, a compiled file) is reproducible too. The
-    layer written from the settled tree has the same bytes."""
-    with InRoot(root) as tree:
+    what they make of those times (an archive, a compiled file) is reproducible too. Done
+    as the layer is written: no second walk of the tree, nothing held."""
+    with InRoot(root) as tree, _Parents(tree) as parents:
         for entry in entries:
+            yield entry
             if entry.type in ("whiteout", "opaque"):
                 continue  # overlay's marks, not files of the tree
             ns = tar_mtime(entry, timestamp) * 1_000_000_000
             if entry.mtime == ns:
                 continue
-            if not clean_path(entry.path):
-                os.utime(root, ns=(ns, ns))
+            rel = clean_path(entry.path)
+            if not rel:
+                os.utime(root, ns=(ns, ns))  # kiln's own directory
                 continue
-            parent, name = tree.open_parent(entry.path)
-            try:
-                os.utime(name, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
-            finally:
-                os.close(parent)
+            where, _, name = rel.rpartition("/")
+            os.utime(name, ns=(ns, ns), dir_fd=parents.fd(where), follow_symlinks=False)
+
+
+class _Parents:
+    """The O_PATH fd of the directory the last entry was in, resolved in-root, kept while
+    entries stay in it (most follow a sibling: one resolution a directory)."""
+
+    def __init__(self, tree: InRoot):
+        self.tree = tree
+        self.where: str | None = None
+        self.held = -1
+
+    def fd(self, where: str) -> int:
+        if where != self.where:
+            self.close()
+            self.held = self.tree.open(where, os.O_PATH | os.O_DIRECTORY)
+            self.where = where
+        return self.held
+
+    def close(self) -> None:
+        if self.held >= 0:
+            os.close(self.held)
+        self.held, self.where = -1, None
+
+    def __enter__(self) -> _Parents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def nonempty(entries: Iterator[Any]) -> Iterator[Any] | None:
