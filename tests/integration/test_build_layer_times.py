@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
 from kiln_cli import kiln_runner
@@ -39,17 +41,24 @@ def test_the_step_after_one_without_timestamp_sees_whole_seconds(build_env):  # 
     assert all(".000000000 " in line for line in seen), seen
 
 
+@pytest.mark.parametrize("driver", ["overlay", "copy"])
 def test_export_of_the_built_image_is_the_export_of_it_loaded_elsewhere(
-    build_env,  # noqa: F811
+    driver,
+    busybox_rootfs_tar,  # noqa: F811
     tmp_path,
 ):
-    here = dict(os.environ, KILN_ROOT=build_env.store.root)
-    elsewhere = dict(os.environ, KILN_ROOT=str(tmp_path / "elsewhere"))
-    for environ in (here, elsewhere):
+    def runner(root: str):
+        environ = dict(os.environ, KILN_ROOT=str(tmp_path / root), KILN_SNAPSHOT_DRIVER=driver)
         environ.pop("SOURCE_DATE_EPOCH", None)
-    kiln_here, kiln_elsewhere = kiln_runner(here, timeout=300), kiln_runner(elsewhere, timeout=300)
-    ctx = build_env.context_dir(files={"Containerfile": f"FROM busybox\n{MAKE}", "a": "a\n"})
-    kiln_here("build", "-q", "--timestamp", str(STAMP), "-t", "made", ctx)
+        return kiln_runner(environ, timeout=300)
+
+    kiln_here, kiln_elsewhere = runner("here"), runner("elsewhere")
+    kiln_here("import", "-q", busybox_rootfs_tar, "busybox")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(f"FROM busybox\n{MAKE}COPY a /d/\nRUN rm /d/h\n")
+    (ctx / "a").write_text("a\n")
+    kiln_here("build", "-q", "--timestamp", str(STAMP), "-t", "made", str(ctx))
     archive = str(tmp_path / "made.tar")
     kiln_here("save", "-q", "--format", "oci-archive", "-o", archive, "made")
     kiln_elsewhere("load", "-q", "-i", archive)

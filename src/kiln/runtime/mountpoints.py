@@ -29,20 +29,72 @@ class Placeholders:
 
     rootfs: str
     created: list[str] = field(default_factory=list)
+    #: directories of the image a placeholder was made in: (path, atime_ns and mtime_ns
+    #: before, mtime_ns after), so that taking the placeholders away gives their times back
+    touched: list[tuple[str, int, int, int]] = field(default_factory=list)
 
     def cleanup(self) -> list[str]:
-        """Remove the placeholders that are still empty; returns what was removed."""
+        """Remove the placeholders that are still empty; returns what was removed. A
+        directory the run left as the placeholders left it gets its times back (a
+        container whose tree is its snapshot, the copy driver, keeps no trace of them)."""
         removed = []
         if self.created:
             with InRoot(self.rootfs) as root:
+                untouched = [t for t in self.touched if _mtime(root, t[0]) == t[3]]
                 for path in reversed(self.created):
                     try:
                         if _remove_if_placeholder(root, path):
                             removed.append(path)
                     except OSError:
                         continue
+                for path, atime, mtime, _ in untouched:
+                    _set_times(root, path, atime, mtime)
         self.created = []
+        self.touched = []
         return removed
+
+
+def _mtime(root: InRoot, path: str) -> int | None:
+    """The mtime of directory ``path`` (followed in-root), None if it is not one."""
+    try:
+        st = root.stat(path, follow=True)
+    except OSError:
+        return None
+    return st.st_mtime_ns if stat.S_ISDIR(st.st_mode) else None
+
+
+def _set_times(root: InRoot, path: str, atime_ns: int, mtime_ns: int) -> None:
+    try:
+        fd = root.open_path(path, follow=True)
+    except OSError:
+        return
+    try:
+        os.utime(f"/proc/self/fd/{fd}", ns=(atime_ns, mtime_ns))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _directories_above(paths: list[str]) -> list[str]:
+    """Every directory above ``paths`` (absolute in-container paths), the root first."""
+    found = {"/"}
+    for path in paths:
+        parts = [p for p in path.split("/") if p]
+        found.update("/" + "/".join(parts[:i]) for i in range(1, len(parts)))
+    return sorted(found)
+
+
+def _times_before(root: InRoot, paths: list[str]) -> list[tuple[str, int, int]]:
+    out = []
+    for path in _directories_above(paths):
+        try:
+            st = root.stat(path, follow=True)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            out.append((path, st.st_atime_ns, st.st_mtime_ns))
+    return out
 
 
 def _remove_if_placeholder(root: InRoot, path: str) -> bool:
@@ -188,11 +240,16 @@ def prepare(opts: RunOptions, rootfs: str) -> Placeholders:
     placeholders = Placeholders(rootfs)
     with InRoot(rootfs) as root:
         check_system_dirs(root)
+        before = _times_before(root, [p for p, _ in wanted(opts)])
         try:
             _make(root, opts, placeholders)
         except BaseException:
             placeholders.cleanup()
             raise
+        for path, atime, mtime in before:
+            after = _mtime(root, path)
+            if after is not None and after != mtime:
+                placeholders.touched.append((path, atime, mtime, after))
     return placeholders
 
 
