@@ -70,3 +70,43 @@ def test_export_of_the_built_image_is_the_export_of_it_loaded_elsewhere(
         kiln("rm", container)
         exports.append(out.read_bytes())
     assert exports[0] == exports[1]
+
+
+def _context(where, order: tuple[str, ...], mtime: int, mode: int = 0o644) -> str:
+    where.mkdir(parents=True)
+    (where / "Containerfile").write_text(
+        "FROM busybox\nCOPY . /ctx/\nRUN tar cf /ctx.tar /ctx && touch /ctx/new\n"
+    )
+    (where / "sub").mkdir()
+    for name in order:
+        (where / name).write_text(f"{name}\n")
+        os.chmod(where / name, mode)
+    for path in [where, *where.rglob("*")]:
+        os.utime(path, (mtime + 7, mtime))
+    return str(where)
+
+
+def test_a_checkout_elsewhere_builds_the_same_image_and_file_modes_still_count(
+    busybox_rootfs_tar,  # noqa: F811
+    tmp_path,
+):
+    # two CI machines: other store, context path and name, file times, creation order;
+    # a RUN archives what the COPY wrote (the archive holds the times it sees)
+    def build(name: str, context: str) -> str:
+        environ = dict(os.environ, KILN_ROOT=str(tmp_path / name))
+        environ.pop("SOURCE_DATE_EPOCH", None)
+        kiln = kiln_runner(environ, timeout=300)
+        kiln("load", "-q", "-i", base)
+        return kiln("build", "-q", "--timestamp", str(STAMP), context).stdout.strip()
+
+    environ = dict(os.environ, KILN_ROOT=str(tmp_path / "base"))
+    kiln = kiln_runner(environ, timeout=300)
+    kiln("import", "-q", busybox_rootfs_tar, "busybox")
+    base = str(tmp_path / "busybox.tar")
+    kiln("save", "-q", "--format", "oci-archive", "-o", base, "busybox")
+    one = build("one", _context(tmp_path / "a" / "app", ("x", "sub/y", "z"), 1_600_000_000))
+    two = build("two", _context(tmp_path / "b" / "other", ("z", "sub/y", "x"), 1_650_000_000))
+    assert one == two
+    # what a file is, its mode included, is the image's: a checkout with umask 077 differs
+    private = _context(tmp_path / "c" / "app", ("x", "sub/y", "z"), 1_600_000_000, 0o600)
+    assert build("three", private) != one
