@@ -51,3 +51,32 @@ def test_prepare_and_cleanup_remove_only_empty_placeholders(tmp_path):
     assert not (root / "sys").exists() and not (root / "dev").exists()
     assert (root / "proc" / "something").exists()  # not an empty placeholder any more
     assert (root / "srv" / "dir").is_dir()  # the working directory is kept
+
+
+def test_cleanup_gives_the_directories_of_placeholders_their_times_back(tmp_path):
+    # a copy-driver container's tree is its snapshot: /etc keeps no trace of the placeholders
+    root = tmp_path / "root"
+    for d in ("etc", "var"):
+        (root / d).mkdir(parents=True)
+    for path in (root, root / "etc", root / "var"):
+        os.utime(path, ns=(1_600_000_000_000_000_000, 1_500_000_000_000_000_000))
+    ph = prepare(RunOptions(args=["true"]), str(root))
+    assert (root / "etc" / "hosts").is_file() and (root / "proc").is_dir()
+    (root / "var" / "log").mkdir()  # the run's own change to a directory with no placeholder
+    ph.cleanup()
+    for path in (root, root / "etc"):
+        st = os.stat(path)
+        assert (st.st_atime_ns, st.st_mtime_ns) == (1_600_000_000_000_000_000,
+                                                    1_500_000_000_000_000_000), path  # fmt: skip
+    assert os.stat(root / "var").st_mtime_ns != 1_500_000_000_000_000_000
+
+
+def test_cleanup_keeps_the_time_of_a_directory_the_run_changed_too(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.utime(root / "etc", ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    ph = prepare(RunOptions(args=["true"]), str(root))
+    (root / "etc" / "motd").write_text("written by the run\n")
+    ph.cleanup()
+    assert (root / "etc" / "motd").exists()
+    assert os.stat(root / "etc").st_mtime_ns != 1_500_000_000_000_000_000

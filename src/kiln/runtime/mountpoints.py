@@ -244,13 +244,21 @@ def prepare(opts: RunOptions, rootfs: str) -> Placeholders:
         try:
             _make(root, opts, placeholders)
         except BaseException:
+            placeholders.touched = _touched(root, before)
             placeholders.cleanup()
             raise
-        for path, atime, mtime in before:
-            after = _mtime(root, path)
-            if after is not None and after != mtime:
-                placeholders.touched.append((path, atime, mtime, after))
+        placeholders.touched = _touched(root, before)
     return placeholders
+
+
+def _touched(root: InRoot, before: list[tuple[str, int, int]]) -> list[tuple[str, int, int, int]]:
+    """Those of ``before`` (path, atime_ns, mtime_ns) whose mtime changed since, with it."""
+    out = []
+    for path, atime, mtime in before:
+        after = _mtime(root, path)
+        if after is not None and after != mtime:
+            out.append((path, atime, mtime, after))
+    return out
 
 
 def _make(root: InRoot, opts: RunOptions, placeholders: Placeholders) -> None:
