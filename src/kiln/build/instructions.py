@@ -155,9 +155,11 @@ class _CopyBase(Instruction):
         )
         chmod = x.opt(self.chmod)
         _check_chmod(chmod, self.line)
+        # a destination that expands to nothing (COPY f $UNSET) is the working directory,
+        # as buildah and BuildKit take it
         return {
             "sources": tuple(x.word(s) for s in self.sources),
-            "dest": x.word(self.dest),
+            "dest": x.word(self.dest) or ".",
             "contents": contents,
             "chown": x.opt(self.chown),
             "chmod": chmod,
@@ -433,7 +435,8 @@ def _shell(node: Node, flags: dict, where: str) -> Shell:
 
 
 def _split_sources(node: Node, where: str) -> tuple[tuple[str, ...], tuple[Heredoc, ...], str]:
-    _at_least(node, 2, where)
+    if len(node.args) < 2:  # an empty JSON destination (COPY ["f", ""]) counts: the workdir
+        raise InvalidArgument(f"{where}: {node.instruction} requires at least two arguments")
     *sources, dest = node.args
     by_name = {h.name: h for h in node.heredocs}
     paths, contents = [], []
