@@ -1,7 +1,8 @@
 """``--chown user[:group]`` for COPY/ADD, resolved in the container's own /etc/passwd and /etc/group.
 
 As BuildKit: a user *name* takes its primary group from passwd unless a group is given; a
-numeric UID alone means the same numeric GID; names that do not exist are an error.
+numeric UID alone means the same numeric GID; ``:GROUP`` is user 0 with that group; names
+that do not exist are an error.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def _lookup(text: str | None, name: str, field: int) -> list[str] | None:
 def resolve_chown(root: SafeRoot, spec: str) -> tuple[int, int]:
     """``--chown`` value -> (uid, gid); unknown names raise InvalidArgument naming the file."""
     user, sep, group = spec.partition(":")
-    if not user or (sep and not group) or ":" in group:
+    if not (user or group) or (sep and not group) or ":" in group:
         raise InvalidArgument(f"--chown {spec!r} is invalid: use USER[:GROUP] (names or IDs)")
-    uid = _numeric(user)
+    uid = _numeric(user or "0")  # ":GROUP" is root's, as buildah and BuildKit take it
     gid: int | None = None
     if uid is None:
         entry = _lookup(read_etc_file(root, "/etc/passwd"), user, 3)
