@@ -29,13 +29,15 @@ def root(tmp_path):
         ("app:staff", (1000, 50)),
         (":1234", (0, 1234)),  # no user: root's, as buildah and BuildKit take it
         (":staff", (0, 50)),
+        ("app:", (1000, 1001)),  # an empty group: as if none were given
+        ("7:", (7, 7)),
     ],
 )
 def test_chown_specs(root, spec, owner):
     assert resolve_chown(root, spec) == owner
 
 
-@pytest.mark.parametrize("spec", [":", "app:", "a:b:c", ":nogroup", "nobody"])
+@pytest.mark.parametrize("spec", [":", "a:b:c", ":nogroup", "nobody"])
 def test_chown_refusals(root, spec):
     with pytest.raises(InvalidArgument):
         resolve_chown(root, spec)

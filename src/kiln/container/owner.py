@@ -1,7 +1,7 @@
 """``--chown user[:group]`` for COPY/ADD, resolved in the container's own /etc/passwd and /etc/group.
 
 As BuildKit: a user *name* takes its primary group from passwd unless a group is given; a
-numeric UID alone means the same numeric GID; ``:GROUP`` is user 0 with that group; names
+numeric UID alone means the same numeric GID; ``:GROUP`` is user 0 with that group and ``USER:`` is ``USER``; names
 that do not exist are an error.
 """
 
@@ -36,8 +36,10 @@ def _lookup(text: str | None, name: str, field: int) -> list[str] | None:
 def resolve_chown(root: SafeRoot, spec: str) -> tuple[int, int]:
     """``--chown`` value -> (uid, gid); unknown names raise InvalidArgument naming the file."""
     user, sep, group = spec.partition(":")
-    if not (user or group) or (sep and not group) or ":" in group:
+    if not (user or group) or ":" in group:
         raise InvalidArgument(f"--chown {spec!r} is invalid: use USER[:GROUP] (names or IDs)")
+    if not group:  # "USER:" is USER, as buildah and BuildKit take it
+        sep = ""
     uid = _numeric(user or "0")  # ":GROUP" is root's, as buildah and BuildKit take it
     gid: int | None = None
     if uid is None:
