@@ -237,6 +237,8 @@ class Expose(Instruction):
     def expand(self, lex: ShellLex, env: Mapping[str, str]) -> tuple[Expose, set[str]]:
         x = _Expander(lex, env)
         ports = [p for raw in self.ports for p in x.words(raw)]
+        if not ports:  # EXPOSE $UNSET: as buildah refuses it (BuildKit exposes nothing)
+            raise InvalidArgument("EXPOSE requires at least one argument")
         return dataclasses.replace(self, ports=tuple(_check_port(p) for p in ports)), x.used
 
 
@@ -278,6 +280,12 @@ class User(_OneWord):
 @dataclass(frozen=True)
 class StopSignal(_OneWord):
     """A STOPSIGNAL instruction."""
+
+    def expand(self, lex: ShellLex, env: Mapping[str, str]) -> tuple[StopSignal, set[str]]:
+        expanded, used = super().expand(lex, env)
+        if not expanded.value:  # STOPSIGNAL $UNSET, refused as buildah and BuildKit do
+            raise InvalidArgument("STOPSIGNAL: invalid signal: it is empty")
+        return dataclasses.replace(self, value=expanded.value), used
 
 
 @dataclass(frozen=True)
