@@ -255,6 +255,8 @@ class Executor:
             dispatch_meta(run, instr)
 
     def _finish(self, image_id: str) -> BuildResult:
+        # read before the names go on: another kiln's rmi of a name does not fail the build
+        rec = self.store.get_image(image_id)
         for name in self.names:
             self.store.tag(name, image_id)
             self.progress.tagged(name)
@@ -277,7 +279,6 @@ class Executor:
             )  # fmt: skip
         if self.opts.on_built is not None:  # pushes and cache exports (kiln.ops.build_share)
             self.opts.on_built(self, image_id)
-        rec = self.store.get_image(image_id)
         self.progress.image(image_id)
         stage_images = {}
         for index, iid in self.results.items():

@@ -336,10 +336,14 @@ def commit_image(
 
         # the three blobs are fsynced together and become visible in the transaction
         # that records the image
+        stored_rec: list[ImageRecord] = []
+
         def rows() -> None:
             record_image(store, layer_rows, record, names, lease, config)
             if also is not None:
                 also(record, config)
+            # read in the transaction: another kiln's rmi right after does not fail the commit
+            stored_rec.append(store.get_image(record.id))
 
         store.publish([layer_ing, config_ing, manifest_ing], then=rows)
-    return StoreImage(store, store.get_image(record.id), manifest, config)
+    return StoreImage(store, stored_rec[0], manifest, config)

@@ -122,11 +122,10 @@ def import_tarball(
             config=runtime,
         )
         record = write_image(
-            store, None, [NewLayer(res, history)], config, image_format, lease=holder
-        )
-        for name in names:
-            store.tag(name, record.id)
+            store, None, [NewLayer(res, history)], config, image_format, lease=holder,
+            names=names,
+        )  # fmt: skip
         if snaps is not None and staged is not None:  # the image is in: the tree is its layer's
             [chain_id] = chain_ids([res.diff_id])
             snaps.adopt_staged([(staged, chain_id, None, res.diff_id)])
-    return store.get_image(record.id) if names else record
+    return record  # as written: another kiln's rmi since then does not undo the import

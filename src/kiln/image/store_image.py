@@ -147,19 +147,21 @@ def register_image(
             raise NotFound(f"blob {desc.digest} must be in the store before its image")
     own_lease = store.lease() if lease is None else contextlib.nullcontext(lease)
     stored = _stored_under_another_manifest(store, manifest) if keep_stored else None
+    # the row is read in the transaction that wrote it: another kiln's rmi right after
+    # must not turn a finished registration into "image not known"
     if stored is not None:
         with own_lease as holder, store.transaction():
             for name in names:
                 store.tag(name, stored.id)
             holder.add_image(stored.id)
-        return store.get_image(stored.id)
+            return store.get_image(stored.id)
     layer_rows, record = image_rows(store, manifest, config, uncompressed_sizes)
     with own_lease as holder:
         store.put_blob(manifest.descriptor(), io.BytesIO(manifest.raw))
         holder.add_blob(manifest.digest)
         with store.transaction():
             record_image(store, layer_rows, record, names, holder, config)
-    return store.get_image(record.id)
+            return store.get_image(record.id)
 
 
 def _stored_under_another_manifest(store: Store, manifest: Manifest) -> ImageRecord | None:
@@ -482,13 +484,15 @@ def write_image(
     config: ImageConfig,
     image_format: str = "oci",
     lease: Lease | None = None,
+    names: Sequence[str] = (),
 ) -> ImageRecord:
-    """Store a new image: ``base``'s layers + ``layers``, with ``config``.
+    """Store a new image: ``base``'s layers + ``layers``, with ``config``, named ``names``
+    in the transaction that records it.
 
     ``config.rootfs.diff_ids`` is recomputed (base's + the new layers'). History:
     ``config.history`` followed by each new layer's ``history`` (if given); the
-    count of non-empty history entries must equal the layer count. Names are
-    added by the caller (the lease keeps the unnamed image alive until then).
+    count of non-empty history entries must equal the layer count. Without ``names``
+    the lease keeps the unnamed image alive until the caller names it.
     """
     image_format = check_format(image_format)
     added: list[Addendum] = []
@@ -509,4 +513,4 @@ def write_image(
         holder = lease or own
         store.put_blob(new.config_descriptor, io.BytesIO(new.config_raw))
         holder.add_blob(new.config_descriptor.digest)
-        return register_image(store, new.manifest, new.config, (), sizes, holder)
+        return register_image(store, new.manifest, new.config, names, sizes, holder)

@@ -482,7 +482,7 @@ def commit_container_to(
     try:
         file_transfer.push(ctx, record.id, destination, options=options)
     finally:
-        if not ctx.store.get_image(record.id).names:  # made here, not an image already named
+        if not ctx.store.names_of(record.id):  # made here, not an image already named
             remove_images(ctx, [record.id], prune_parents=False, ignore=True)
     if rm:
         _load(ctx, name).delete()
