@@ -91,11 +91,25 @@ def test_inspect_comment_falls_back_to_the_last_history_entry() -> None:
         ("localhost/web", "localhost/web:1", True),
         ("web", "localhost/web:1", False),  # dockerd keeps localhost/ in the familiar name
         ("busybox", "docker.io/library/busybox@sha256:" + "b" * 64, True),
-        ("[", "docker.io/library/busybox:1", False),  # a malformed pattern matches nothing
+        ("[a-c]usybox", "docker.io/library/busybox:1", True),
+        ("[c-a]usybox", "docker.io/library/busybox:1", False),  # reversed: valid, matches none
+        ("[^c-a]usybox", "docker.io/library/busybox:1", True),
+        ("busy\\box", "docker.io/library/busybox:1", True),
     ],
 )
 def test_reference_filter_matches_as_dockerd(pattern, name, expected) -> None:
     assert reference_filter.name_matches(name, [pattern]) is expected
+
+
+# what Go's path.Match refuses (dockerd 20.10: 500 "syntax error in pattern")
+@pytest.mark.parametrize(
+    "pattern", ["[", "[bad", "busybox:[1", "[]a]", "[^]", "[a-]", "[-a]", "x\\"]
+)
+def test_reference_filter_refuses_a_malformed_pattern_as_dockerd(pattern) -> None:
+    with pytest.raises(reference_filter.BadPattern, match="^syntax error in pattern$"):
+        reference_filter.check_patterns(["busybox", pattern])
+    with pytest.raises(reference_filter.BadPattern):
+        reference_filter.name_matches("docker.io/library/busybox:1", [pattern])
 
 
 @pytest.fixture

@@ -54,6 +54,15 @@ def test_list_label_not_and_until(client, path):
     assert r.status_code == 400 and "until=someday" in r.json()["message"]
 
 
+def test_a_malformed_reference_pattern_fails_a_docker_listing_not_a_libpod_one(client):
+    # dockerd 20.10 answers 500 "syntax error in pattern" (with or without images); podman
+    # 4.3 lists nothing
+    for images in ([], [import_image(client, "base")]):
+        r = client.get(f"/v1.41/images/json?filters={quote(json.dumps({'reference': ['[bad']}))}")
+        assert (r.status_code, r.json()) == (500, {"message": "syntax error in pattern"}), images
+        assert listed(client, "/v4.3.1/libpod/images/json", {"reference": ["[bad"]}) == []
+
+
 def test_prune_until_and_label_filters(client):
     keep = import_image(client, "keep", "keep=yes")
     drop = import_image(client, "drop")

@@ -48,6 +48,7 @@ async def list_images(request: Request) -> Response:
     # dockerd's reference filter, not podman's (kiln.api.reference_filter)
     patterns = [f.partition("=")[2] for f in filters if f.startswith("reference=")]
     others = [f for f in filters if not f.startswith("reference=")]
+    reference_filter.check_patterns(patterns)
 
     def shown(names: Iterable[str]) -> list[str]:
         return reference_filter.matching(names, patterns)
