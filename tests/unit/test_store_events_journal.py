@@ -8,6 +8,7 @@ import time
 import pytest
 from ops_image_factory import make_image
 
+from kiln.api.docker_events import DockerEventFilter, docker_event
 from kiln.errors import InvalidArgument
 from kiln.ops import image_events as ie
 from kiln.ops import images as ops
@@ -43,11 +44,40 @@ def test_another_handle_on_the_store_sees_the_events(ctx, tmp_path):
         found, last = ie.new_events(Context(store=other), start)
         assert [(e.action, e.image, e.name) for e in found] == [
             ("tag", rec.id, "localhost/app:2"),
-            ("untag", "localhost/app:2", "localhost/app:2"),
+            ("untag", rec.id, "localhost/app:2"),
         ]
         assert last == other.last_event_id()
     finally:
         other.close()
+
+
+@pytest.mark.parametrize(
+    "remove",
+    [
+        lambda ctx: ops.untag(ctx, "app:1", "app:2"),
+        lambda ctx: ops.remove_images(ctx, ["app:2"]),  # one name of two: an untag
+        lambda ctx: ops.remove_images(ctx, ["app:1", "app:2"]),  # the last one: and a delete
+        lambda ctx: ops.prune(ctx, all=True),
+    ],
+    ids=["untag", "rmi-a-name", "rmi-the-image", "prune"],
+)
+def test_an_untag_is_the_images_event_as_dockerd_and_podman_show_it(ctx, remove):
+    # dockerd 20.10: id, Actor.ID and the name attribute are all the image's ID;
+    # podman 4.3: the ID, and the name it lost
+    rec = make_image(ctx.store, ["a"], ["app:1"])
+    ops.tag(ctx, "app:1", "app:2")
+    start = ctx.store.last_event_id()
+    remove(ctx)
+    found, _ = ie.new_events(ctx, start, ie.EventFilter(["event=untag"]))
+    assert "localhost/app:2" in [e.name for e in found]
+    for ev in found:
+        shown = docker_event(ev)
+        assert (shown["id"], shown["Actor"]["ID"]) == (rec.id, rec.id)
+        assert shown["Actor"]["Attributes"] == {"name": rec.id}
+        libpod = ie.libpod_json(ev)
+        assert (libpod["id"], libpod["Actor"]["Attributes"]["name"]) == (rec.id, ev.name)
+    by_id = DockerEventFilter([f"image={rec.id}", "event=untag"])
+    assert all(by_id(ev) for ev in found)
 
 
 def test_windows_and_filters(ctx):

@@ -8,7 +8,8 @@ with ``docker events --format '{{.Actor.Attributes.name}}'`` or ``--filter image
 - names are familiar (``app:1``);
 - a build that tags its image is a ``tag`` event (dockerd has no ``build`` image event),
   so ``--filter event=tag`` sees it too;
-- a ``delete`` is named by the image's ID;
+- a ``delete`` and an ``untag`` are named by the image's ID, in ``id`` and in the ``name``
+  attribute alike (dockerd 20.10 leaves the removed name out; podman's shows it);
 - ``image=X`` matches the event's ID or name, each also without its tag (``app`` matches
   ``app:1``), as dockerd's ``matchImage``.
 """
@@ -27,11 +28,11 @@ def docker_event(ev: image_events.ImageEvent) -> dict[str, Any]:
     """``ev`` in dockerd's ``events.Message`` shape, with dockerd's names and actions."""
     out = image_events.docker_json(ev)
     attrs = out["Actor"]["Attributes"]
-    if "name" in attrs:
+    if ev.action == "delete" or (ev.action == "untag" and ev.image.startswith("sha256:")):
+        attrs["name"] = ev.image  # dockerd names both by the image's ID only
+    elif "name" in attrs:
         attrs["name"] = familiar(attrs["name"])
-    elif ev.action == "delete":
-        attrs["name"] = ev.image
-    if not out["id"].startswith("sha256:"):  # an untag's ID is the name it removed
+    if not out["id"].startswith("sha256:"):  # a pull's, a push's; an untag's of old journals
         out["id"] = out["Actor"]["ID"] = familiar(out["id"])
     if ev.action == "build" and ev.name:
         out["status"] = out["Action"] = "tag"

@@ -3,7 +3,8 @@ use cases into the store's journal (:mod:`kiln.store.events`), so every kiln pro
 store (the CLI, ``kiln serve``, the varlink service) sees the others' operations.
 
 Actions, as dockerd names them: ``pull`` and ``push`` (the event's image is the reference
-moved, its name the local image), ``tag``, ``untag``, ``delete``, ``import``, ``load``,
+moved, its name the local image), ``tag``, ``untag`` (the image's ID, the name it lost;
+a journal written before kiln recorded the ID has the name as both), ``delete``, ``import``, ``load``,
 ``save``, ``build``. Recording is best effort: an operation that succeeded is never
 reported as failed because its event could not be written (a read-only store).
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from kiln.errors import InvalidArgument, KilnError
@@ -38,10 +39,17 @@ def record(ctx: Context, action: str, image: str, name: str = "") -> None:
         ctx.store.record_event(action, image, name)
 
 
-def record_removal(ctx: Context, untagged: Iterable[str], deleted: Iterable[str]) -> None:
-    """The ``untag`` and ``delete`` events of an rmi or a prune."""
+def record_removal(
+    ctx: Context,
+    untagged: Iterable[str],
+    deleted: Iterable[str],
+    untagged_from: Mapping[str, str] | None = None,
+) -> None:
+    """The ``untag`` and ``delete`` events of an rmi or a prune; an untag is the image's
+    (``untagged_from``: each name's image ID), named by the name it lost, as podman's."""
+    ids = untagged_from or {}
     for name in untagged:
-        record(ctx, "untag", name, name)
+        record(ctx, "untag", ids.get(name, name), name)
     for image_id in deleted:
         record(ctx, "delete", image_id)
 

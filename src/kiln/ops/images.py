@@ -491,7 +491,7 @@ def untag(ctx: Context, image: str, *names: str) -> list[str]:
     with ctx.store.transaction():
         for n in wanted:
             ctx.store.untag(n)
-    image_events.record_removal(ctx, wanted, ())
+    image_events.record_removal(ctx, wanted, (), dict.fromkeys(wanted, rec.id))
     return wanted
 
 
@@ -505,7 +505,7 @@ def _untag_list(ctx: Context, rec: Any, names: Sequence[str]) -> list[str]:
     with ctx.store.transaction():
         for n in wanted:
             ctx.store.untag_index(n)
-    image_events.record_removal(ctx, wanted, ())
+    image_events.record_removal(ctx, wanted, (), dict.fromkeys(wanted, rec.id))
     return wanted
 
 
@@ -515,11 +515,17 @@ def _untag_list(ctx: Context, rec: Any, names: Sequence[str]) -> list[str]:
 @dataclass
 class RemoveResult:
     untagged: list[str] = field(default_factory=list)
+    untagged_from: dict[str, str] = field(default_factory=dict)  # name -> the ID it named
     deleted: list[str] = field(default_factory=list)  # full image IDs ("sha256:...")
     # deleted too, with child images keeping their data: podman reports them untagged only
     deleted_with_children: list[str] = field(default_factory=list)
     removed_containers: list[str] = field(default_factory=list)
     errors: list[Exception] = field(default_factory=list)
+
+    def note_untagged(self, image_id: str, names: Iterable[str]) -> None:
+        for name in names:
+            self.untagged.append(name)
+            self.untagged_from[name] = image_id
 
 
 def remove_images(
@@ -556,7 +562,7 @@ def remove_images(
             _remove_named(ctx, names, how, ignore, result, lists_only)
     finally:  # what went before an unexpected error still happened
         deleted = [*result.deleted, *result.deleted_with_children]
-        image_events.record_removal(ctx, result.untagged, deleted)
+        image_events.record_removal(ctx, result.untagged, deleted, result.untagged_from)
     return result
 
 
@@ -623,7 +629,7 @@ def _remove_one(ctx: Context, name: str, how: _How, result: RemoveResult) -> Non
         resolved = match_name(name, names)
         if resolved is not None:
             store.untag(resolved)
-            result.untagged.append(resolved)
+            result.note_untagged(rec.id, [resolved])
             return
     _delete(ctx, rec.id, names, how, result, by_name=not by_id and not by_digest)
 
@@ -643,10 +649,10 @@ def _remove_list(ctx: Context, name: str, rec: Any, result: RemoveResult) -> Non
     resolved = match_name(name, rec.names)
     if resolved is not None and len(rec.names) > 1:
         ctx.store.untag_index(resolved)
-        result.untagged.append(resolved)
+        result.note_untagged(rec.id, [resolved])
         return
     ctx.store.delete_index(rec.id)
-    result.untagged.extend(rec.names)
+    result.note_untagged(rec.id, rec.names)
     result.deleted.append(rec.id)
 
 
@@ -678,7 +684,7 @@ def _delete(
             with store.transaction():
                 for n in names:
                     store.untag(n)
-            result.untagged.extend(names)
+            result.note_untagged(image_id, names)
             return
         raise Conflict(
             f"image {image_id.removeprefix('sha256:')[:12]} has dependent child images "
@@ -692,7 +698,7 @@ def _delete(
         result.removed_containers.append(c.id)
     with store.transaction():
         store.delete_image(image_id)
-    result.untagged.extend(names)
+    result.note_untagged(image_id, names)
     # podman: an image with children is reported untagged, not deleted (their data stays)
     (result.deleted_with_children if children else result.deleted).append(image_id)
     if parent and how.prune_parents:
@@ -725,7 +731,7 @@ def _remove_all(ctx: Context, force: bool, result: RemoveResult) -> None:
     failed: set[str] = set()
     for lst in ctx.store.list_indexes():
         ctx.store.delete_index(lst.id)
-        result.untagged.extend(lst.names)
+        result.note_untagged(lst.id, lst.names)
         result.deleted.append(lst.id)
     while True:
         summaries = summarize(ctx, ctx.store.list_images(blobs=False), labels=False)
@@ -779,6 +785,7 @@ def _golist(items: Iterable[str]) -> str:
 class PruneResult:
     removed: list[str] = field(default_factory=list)  # image IDs
     untagged: list[str] = field(default_factory=list)
+    untagged_from: dict[str, str] = field(default_factory=dict)  # name -> the ID it named
     bytes_freed: int = 0  # what left the disk: blobs, unpacked layers and snapshots
     blobs_removed: int = 0
     snapshots_removed: int = 0
@@ -826,10 +833,11 @@ def prune(ctx: Context, all: bool = False, filters: Iterable[str] = ()) -> Prune
                 continue
             gone += 1
             result.untagged.extend(names)
+            result.untagged_from.update(dict.fromkeys(names, s.id))
             result.removed.append(s.id)
         if not gone:
             break
-    image_events.record_removal(ctx, result.untagged, result.removed)
+    image_events.record_removal(ctx, result.untagged, result.removed, result.untagged_from)
     gc = ctx.collect_garbage()
     result.bytes_freed, result.blobs_removed = gc.bytes_freed, gc.blobs_removed
     result.snapshots_removed = gc.snapshots_removed
