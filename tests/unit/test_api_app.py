@@ -72,6 +72,37 @@ def test_unknown_image_docker_and_libpod_bodies(client):
     assert r.status_code == 404 and r.json()["message"] == "nosuch: image not known", r.text
 
 
+def _repo_tags(archive: bytes) -> list[list[str]]:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        member = tar.extractfile("manifest.json")
+        assert member is not None
+        return [m["RepoTags"] for m in json.load(member)]
+
+
+def test_docker_save_writes_dockerds_repo_tags_and_libpod_podmans(client):
+    for repo in ("example", "localhost/local"):
+        r = client.post(f"/v1.41/images/create?fromSrc=-&repo={repo}&tag=1", content=rootfs_tar())
+        assert r.status_code == 200, r.text
+    # dockerd 20.10: the familiar name; podman 4.3: the full one; localhost/ stays in both
+    for url in ("/v1.41/images/example:1/get", "/v1.41/images/get?names=example:1"):
+        assert _repo_tags(client.get(url).content) == [["example:1"]]
+    assert _repo_tags(client.get("/v1.41/images/localhost/local:1/get").content) == [
+        ["localhost/local:1"]
+    ]
+    libpod = client.get("/v4.3.1/libpod/images/example:1/get?format=docker-archive").content
+    assert _repo_tags(libpod) == [["docker.io/library/example:1"]]
+    # and a docker load of it names the image as before (docker.io/library/ in the store)
+    archive = client.get("/v1.41/images/example:1/get").content
+    assert client.delete("/v1.41/images/example:1").status_code == 200
+    r = client.post("/v1.41/images/load", content=archive)
+    assert r.status_code == 200 and "Loaded image: example:1" in r.text, r.text
+    names = client.get("/v4.3.1/libpod/images/json").json()
+    assert sorted(n for i in names for n in i["Names"]) == [
+        "docker.io/library/example:1",
+        "localhost/local:1",
+    ]
+
+
 def test_unknown_route_is_404_json(client):
     r = client.get("/v1.41/nothing/here")
     assert r.status_code == 404 and r.json() == {"message": "page not found"}

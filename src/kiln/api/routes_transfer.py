@@ -9,6 +9,7 @@ inspects and lists never needs them (start-up: exec to ``/_ping`` answering).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
 from starlette.requests import Request
@@ -200,10 +201,15 @@ def _image_exists(ops: Any, name: str, ctx: Any) -> bool:
 
 
 def save_response(
-    request: Request, names: list[str], format: str = "docker-archive", compress: bool = False
+    request: Request,
+    names: list[str],
+    format: str = "docker-archive",
+    compress: bool = False,
+    name_as: Callable[[str], str] | None = None,
 ) -> Reply:
     """The archive of ``names``, streamed as it is written, never spooled; ``oci-dir``: the
-    layout's tar, its layers gzipped with ``compress`` (podman's ``save --compress``)."""
+    layout's tar, its layers gzipped with ``compress`` (podman's ``save --compress``).
+    ``name_as``: how the archive writes names (``kiln.ops.archives.save``)."""
 
     config = config_of(request)
 
@@ -213,7 +219,7 @@ def save_response(
         out = StreamWriter(h)
         with context_for(config, h) as ctx:
             save(ctx, names, cast(BinaryIO, out), format=format, compress=compress,
-                 dir_as_tar=True)  # fmt: skip
+                 dir_as_tar=True, name_as=name_as)  # fmt: skip
         out.flush()
 
     return StreamedOp(work, media_type="application/x-tar", render_error=lambda exc: [])
@@ -222,7 +228,8 @@ def save_response(
 async def get_image(request: Request) -> Reply:
     name = request.path_params["name"]
     await _require_images(request, [name])
-    return save_response(request, [name])
+    # RepoTags as dockerd 20.10 writes them (base:1, not docker.io/library/base:1)
+    return save_response(request, [name], name_as=shapes.familiar)
 
 
 async def get_images(request: Request) -> Reply:
@@ -230,7 +237,7 @@ async def get_images(request: Request) -> Reply:
     if not names:
         raise InvalidArgument('query parameter "names" is required: the images to export')
     await _require_images(request, names)
-    return save_response(request, names)
+    return save_response(request, names, name_as=shapes.familiar)
 
 
 async def load_images(request: Request) -> Reply:

@@ -21,7 +21,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import field
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -73,6 +73,7 @@ def save(
     format: str = "docker-archive",
     compress: bool = False,
     dir_as_tar: bool = False,
+    name_as: Callable[[str], str] | None = None,
 ) -> SaveResult:
     """Write ``images`` (names or IDs) to ``output`` (a path, or a binary stream for archives).
 
@@ -86,6 +87,8 @@ def save(
     ``dir_as_tar``: a directory format to a stream is the directory's tar, as podman's
     API serves one (an OCI layout's tar is an ``oci-archive``, written as one; a
     ``docker-dir`` is written into the context's scratch directory first).
+    ``name_as``: each name as the archive writes it (podman's and ``kiln save``'s are the
+    store's, ``docker.io/library/app:1``; the Docker API writes dockerd's ``app:1``).
     """
     if format not in SAVE_FORMATS:
         raise InvalidArgument(f'unknown format "{format}": use one of {", ".join(SAVE_FORMATS)}')
@@ -94,7 +97,7 @@ def save(
     # held: another kiln may remove the images and collect while they are written out
     with ctx.store.lease() as lease:
         items = store_items(ctx, images, lease)
-        return _save_items(ctx, items, output, format, compress, dir_as_tar)
+        return _save_items(ctx, items, output, format, compress, dir_as_tar, name_as)
 
 
 def _save_items(
@@ -104,6 +107,7 @@ def _save_items(
     format: str,
     compress: bool,
     dir_as_tar: bool,
+    name_as: Callable[[str], str] | None = None,
 ) -> SaveResult:
     result = SaveResult(format, output if isinstance(output, str) else "-")
     for img, names in items:
@@ -111,6 +115,8 @@ def _save_items(
             result.image_ids.append(img.id)
         result.names.extend(n for n in names if n not in result.names)
         ctx.ev.step(f"Copying image {img.id.removeprefix('sha256:')[:12]}", image=img.id)
+    if name_as is not None:
+        items = [(img, [name_as(n) for n in names]) for img, names in items]
     # the store's blobs are content-addressed and their digests are checked as they are
     # written out; re-inflating each layer to re-check its diff_id would be a second pass
     copy_options: dict[str, Any] = {"verify": False, "tmp_dir": ctx.tmpdir,
