@@ -103,7 +103,7 @@ CASES: list = [
     (["mount", "nosuchctr"], NO_CTR),
     (["umount", "nosuchctr"], NO_CTR),
     (["rename", "nosuchctr", "other"], NO_CTR),
-    (["rename", "wc", "bad/name"], ("bad/name", "invalid")),
+    (["rename", "wc", ".."], ("'..'", "invalid")),
     (["rm", "nosuchctr"], NO_CTR),
     (["export", "nosuchctr"], NO_CTR),
     (["export", "-o", "{dir}", "wc"], A_DIR),

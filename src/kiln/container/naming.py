@@ -8,7 +8,7 @@ from kiln.errors import InvalidArgument
 from kiln.util.lazy_pattern import lazy_pattern
 
 SUFFIX = "working-container"
-_NAME_RE = lazy_pattern(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_CONTROL = lazy_pattern(r"[\x00-\x1f\x7f-\x9f]")
 _HEX_ID = lazy_pattern(r"(?:sha256:)?([0-9a-f]{12,64})")
 
 
@@ -38,10 +38,14 @@ def default_name(image: str | None, taken: Callable[[str], bool]) -> str:
 
 
 def check_name(name: str) -> str:
-    """Refuse names that could not be told from IDs or paths, or that no tool accepts."""
-    if not _NAME_RE().fullmatch(name):
+    """A name buildah 1.28 takes (any text: ``bad/name``, ``a b``, ``x:y``), but not one kiln
+    could not show or address: empty, ``.`` or ``..``, or holding a control character (a
+    newline would forge a line of ``kiln containers`` or of what ``kiln from`` prints).
+    Names are only ever looked up, shown and stored: no path is made of one (a container's
+    snapshot and mount point are named by its ID)."""
+    if name in ("", ".", "..") or _CONTROL().search(name):
         raise InvalidArgument(
-            f"container name {name!r} is invalid: use letters, digits, '_', '.' and '-', "
-            "starting with a letter or digit"
+            f"container name {name!r} is invalid: give a name that is not empty, '.' or "
+            "'..', without control characters"
         )
     return name
