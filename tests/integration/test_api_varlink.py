@@ -401,3 +401,49 @@ def test_push_v2s1_through_io_podman_and_pull_it_back(server, registry_schema1):
     assert [h.get("created_by") for h in after["History"]] == [
         h.get("created_by") for h in before["History"]
     ]
+
+
+def raw_call(conn: socket.socket, call: dict) -> dict:
+    """One call as the wire carries it (the ``varlink`` client reshapes bad values itself)."""
+    conn.sendall(json.dumps(call).encode() + b"\0")
+    buf = b""
+    while not buf.endswith(b"\0"):
+        data = conn.recv(1 << 16)
+        assert data, f"the server closed the connection after {call}"
+        buf += data
+    return json.loads(buf[:-1])
+
+
+def test_values_of_the_wrong_type_are_invalid_parameter_and_the_connection_goes_on(server):
+    hostile = [  # (method, parameters, the parameter named in the reply)
+        ("ListImagesWithFilters", {"filters": "reference=base"}, "filters"),
+        ("BuildImage", {"build": "/ctx"}, "build"),
+        ("BuildImage", {"build": {"contextDir": "/ctx", "dockerfile": ["D"]}}, "build.dockerfile"),
+        ("BuildImage", {"build": {"buildOptions": {"memory": "1g"}}}, "build.buildOptions.memory"),
+        ("SearchImages", {"query": "x", "limit": 10**30}, "limit"),
+        ("SearchImages", {"query": "x", "filter": "official"}, "filter"),
+        ("ImportImage", {"source": "/nonexistent", "changes": "CMD x"}, "changes"),
+        ("ExportImage", {"name": "base:1", "destination": "/nonexistent", "tags": "x"}, "tags"),
+        ("GetImage", {"id": ["base:1"]}, "id"),
+        ("GetImage", {"id": "x" * 100_000, "unknown": 1}, "unknown"),
+    ]
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(CALL_TIMEOUT)
+        conn.connect(server.varlink_sock)
+        for method, parameters, name in hostile:
+            reply = raw_call(conn, {"method": f"io.podman.{method}", "parameters": parameters})
+            assert reply == {
+                "error": "org.varlink.service.InvalidParameter",
+                "parameters": {"parameter": name},
+            }, (method, parameters)
+        # a left-out or null field is its zero value, as podman's Go server read it
+        got = raw_call(conn, {"method": "io.podman.GetImage", "parameters": {"id": "base:1"}})
+        assert "localhost/base:1" in got["parameters"]["image"]["repoTags"]
+        reply = raw_call(conn, {"method": "io.podman.ListImagesWithFilters",
+                                "parameters": {"filters": None}})  # fmt: skip
+        assert reply["parameters"]["images"], reply
+        # oneway: no reply, and the next call is answered
+        conn.sendall(json.dumps({"method": "io.podman.ImageExists", "oneway": True,
+                                 "parameters": {"name": 5}}).encode() + b"\0")  # fmt: skip
+        got = raw_call(conn, {"method": "io.podman.ImageExists", "parameters": {"name": "base:1"}})
+        assert got == {"parameters": {"exists": 0}}

@@ -95,20 +95,55 @@ def test_the_image_struct_reply_has_every_declared_field():
 
 
 def test_left_out_parameters_get_zero_values_as_podman_gave_them():
-    from kiln.api.varlink_podman import make_service
-    from kiln.api.varlink_service import fill_left_out
-    from kiln.ops.config import Config
+    from kiln.api.varlink_params import checked_call
 
-    service = make_service(Config(root="/nonexistent"))
+    idl = interface()
     call = {"method": "io.podman.PushImage", "parameters": {"name": "x", "signBy": None}}
-    assert fill_left_out(service, call)["parameters"] == {
+    assert checked_call(idl, call)["parameters"] == {
         "name": "x", "tag": "", "compress": False, "format": "", "removeSignatures": False,
         "signBy": "",
     }  # fmt: skip
-    search = fill_left_out(service, {"method": "io.podman.SearchImages"})["parameters"]
-    assert search == {"query": "", "filter": {}}  # limit is ?int: left out
+    search = checked_call(idl, {"method": "io.podman.SearchImages"})["parameters"]
+    assert search == {"query": "", "filter": {"star_count": 0}}  # ?int and ?bool: left out
+    build = checked_call(idl, {"method": "io.podman.BuildImage", "parameters": {"build": {}}})
+    assert build["parameters"]["build"]["buildOptions"]["memory"] == 0
+    assert build["parameters"]["build"]["dockerfiles"] == []
     other = {"method": "org.varlink.service.GetInfo"}
-    assert fill_left_out(service, other) == other
+    assert checked_call(idl, other) == other
+
+
+@pytest.mark.parametrize(
+    "method, parameters, path",
+    [
+        ("ListImagesWithFilters", {"filters": "dangling=true"}, "filters"),
+        ("ListImagesWithFilters", {"filters": ["dangling=true", 1]}, "filters[1]"),
+        ("GetImage", {"id": 5}, "id"),
+        ("GetImage", {"id": "x", "bogus": 1}, "bogus"),
+        ("BuildImage", {"build": "x"}, "build"),
+        ("BuildImage", {"build": {"label": "a=b"}}, "build.label"),
+        ("BuildImage", {"build": {"dockerfile": ["Dockerfile"]}}, "build.dockerfile"),
+        ("BuildImage", {"build": {"buildOptions": "x"}}, "build.buildOptions"),
+        ("BuildImage", {"build": {"buildOptions": {"memory": 1.5}}}, "build.buildOptions.memory"),
+        ("BuildImage", {"build": {"buildOptions": {"memory": True}}}, "build.buildOptions.memory"),
+        ("BuildImage", {"build": {"buildArgs": {"A": 1}}}, "build.buildArgs[A]"),
+        ("BuildImage", {"build": {"buildArgs": ["A=1"]}}, "build.buildArgs"),
+        ("SearchImages", {"query": "x", "filter": "a"}, "filter"),
+        ("SearchImages", {"query": "x", "limit": 1 << 63}, "limit"),
+        ("SearchImages", {"query": "x", "filter": {"is_official": 1}}, "filter.is_official"),
+        ("ImagesPrune", {"all": 1}, "all"),
+        ("ImageSave", {"options": {"name": "x", "moreTags": "y"}}, "options.moreTags"),
+        ("ExportImage", {"name": "x", "destination": "d", "tags": "y"}, "tags"),
+        ("ImportImage", {"source": "s", "changes": "CMD x"}, "changes"),
+        ("PullImage", {"name": "x", "creds": ["u", "p"]}, "creds"),
+        ("ContainerRunlabel", {"runlabel": {"opts": {"a": []}}}, "runlabel.opts[a]"),
+    ],
+)
+def test_a_value_of_the_wrong_type_or_name_is_named_as_the_bad_parameter(method, parameters, path):
+    from kiln.api.varlink_params import BadParameter, checked_call
+
+    with pytest.raises(BadParameter) as bad:
+        checked_call(interface(), {"method": f"io.podman.{method}", "parameters": parameters})
+    assert bad.value.path == path
 
 
 def test_addresses():

@@ -74,11 +74,12 @@ def dockerd_reading(request: PullRequest) -> PullRequest:
 
 def varlink_request(asked: list[PullRequest], config: Config, **parameters: Any) -> PullRequest:
     pytest.importorskip("varlink")
+    from kiln.api.varlink_params import checked_call
     from kiln.api.varlink_podman import make_service
-    from kiln.api.varlink_service import fill_left_out
 
     service = make_service(config)
-    call = fill_left_out(service, {"method": "io.podman.PullImage", "parameters": parameters})
+    call = {"method": "io.podman.PullImage", "parameters": parameters}
+    call = checked_call(service.interfaces["io.podman"], call)
     here, there = socket.socketpair()
     with here, there:
         replies = list(service.handle(json.dumps(call).encode(), _request=here))

@@ -4,9 +4,11 @@ varlink messages are JSON objects ended by a NUL byte; a connection carries one
 call at a time, and a call made with ``more`` may get several replies. The
 listener accepts on a unix socket (mode 0660, as the HTTP listener's), serves
 each connection in its own thread (at most ``MAX_CONNECTIONS`` at once) and
-hands each message to the ``varlink`` package's ``Service``, which checks the
-method and parameters against ``io.podman.varlink`` and answers
-``org.varlink.service`` itself (GetInfo, GetInterfaceDescription).
+checks each ``io.podman`` call's parameters against ``io.podman.varlink``
+(:mod:`.varlink_params`: a wrong type or unknown field is ``InvalidParameter``
+naming it, a left-out one its zero value) and hands it to the ``varlink``
+package's ``Service``, which answers ``org.varlink.service`` itself (GetInfo,
+GetInterfaceDescription).
 
 A message that is not a JSON object (parsed strictly: no duplicate keys, nesting
 at most 128 deep), or larger than ``MAX_MESSAGE`` bytes, closes the connection (the
@@ -191,9 +193,15 @@ class VarlinkListener:
             return False
         if not isinstance(call.get("parameters") or {}, dict):
             return False
-        from .varlink_service import fill_left_out  # needs the optional varlink package
+        from .varlink_params import BadParameter, checked_call  # needs the varlink package
+        from .varlink_service import INTERFACE
 
-        message = json.dumps(fill_left_out(self.service, call)).encode()
+        if str(call.get("method", "")).rpartition(".")[0] == INTERFACE:
+            try:
+                call = checked_call(self.service.interfaces[INTERFACE], call)
+            except BadParameter as bad:
+                return call.get("oneway") is True or self._send(conn, invalid_parameter(bad.path))
+        message = json.dumps(call).encode()
         self._on_call(1)
         replies = self.service.handle(message, _request=conn)
         try:
@@ -212,5 +220,21 @@ class VarlinkListener:
             conn.settimeout(POLL_SECONDS)
             self._on_call(-1)
 
+    def _send(self, conn: socket.socket, reply: bytes) -> bool:
+        try:
+            conn.settimeout(SEND_SECONDS)
+            conn.sendall(reply + b"\0")
+            return True
+        except OSError:
+            return False
+        finally:
+            conn.settimeout(POLL_SECONDS)
 
-__all__ = ["VarlinkListener", "parse_varlink_address"]
+
+def invalid_parameter(path: str) -> bytes:
+    """The varlink spec's reply to a parameter of the wrong type or name."""
+    error = {"error": "org.varlink.service.InvalidParameter", "parameters": {"parameter": path}}
+    return json.dumps(error).encode()
+
+
+__all__ = ["VarlinkListener", "invalid_parameter", "parse_varlink_address"]

@@ -271,42 +271,6 @@ class PodmanImageService:
             return fn(ctx)
 
 
-def _zero(varlink_type: Any) -> Any:
-    """The value podman's Go server saw for a parameter left out (None: leave it out)."""
-    from varlink.scanner import _Array, _CustomType, _Dict
-
-    if isinstance(varlink_type, bool | int | float | str):
-        return varlink_type  # the scanner's bool(), int(), float(), str()
-    if isinstance(varlink_type, _Array):
-        return []
-    if isinstance(varlink_type, _Dict | _CustomType):
-        return {}
-    return None  # ?maybe and object
-
-
-def fill_left_out(service: varlink.Service, call: dict[str, Any]) -> dict[str, Any]:
-    """Give an ``io.podman`` call's left-out parameters their zero values.
-
-    podman's server (Go) read a missing parameter as its zero value, and its clients
-    rely on that (``PushImage`` without ``signBy``); the ``varlink`` package would
-    refuse the call with ``InvalidParameter`` instead.
-    """
-    from varlink.scanner import _Method
-
-    interface_name, _, method_name = str(call.get("method", "")).rpartition(".")
-    interface = service.interfaces.get(interface_name) if interface_name == INTERFACE else None
-    method = interface.members.get(method_name) if interface is not None else None
-    if not isinstance(method, _Method):
-        return call
-    params = dict(call.get("parameters") or {})
-    for name, varlink_type in method.in_type.fields.items():
-        if params.get(name) is None:
-            zero = _zero(varlink_type)
-            if zero is not None:
-                params[name] = zero
-    return {**call, "parameters": params}
-
-
 __all__ = [
     "INTERFACE",
     "PodmanError",
@@ -314,7 +278,6 @@ __all__ = [
     "bare_id",
     "container_not_found",
     "error_occurred",
-    "fill_left_out",
     "find_container",
     "find_image",
     "image_not_found",
