@@ -43,6 +43,7 @@ SERVED = [
     "LoadImage",
     "Diff",
     "GetLayersMapWithImageInfo",
+    "BuildImageHierarchyMap",
     "ContainerRunlabel",
 ]
 

@@ -16,14 +16,24 @@ from kiln.ops import images as image_ops
 from kiln.ops import registry
 from kiln.ops.containers import diff_container
 from kiln.ops.context import Context
+from kiln.ops.timefmt import format_time, parse_time
 
 from .varlink_service import (
+    PodmanError,
     bare_id,
     error_occurred,
     find_image,
-    image_not_found,
     varlink_errors,
 )
+
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def go_rfc3339(created: str | None) -> str:
+    """A creation time as podman's ``time.RFC3339`` wrote it: UTC, whole seconds
+    (``2024-01-02T03:04:05Z``); Go's zero time when there is none."""
+    ts = parse_time(created)
+    return GO_ZERO_TIME if ts is None else format_time(ts)
 
 
 def _image(summary: Any, record: Any) -> dict[str, Any]:
@@ -40,13 +50,13 @@ def _image(summary: Any, record: Any) -> dict[str, Any]:
         "parentId": bare_id(summary.parent_id or ""),
         "repoTags": list(summary.names),
         "repoDigests": list(summary.repo_digests),
-        "created": summary.created or "",
+        "created": go_rfc3339(summary.created),
         "size": int(summary.size),
         "virtualSize": int(summary.size),
         "containers": int(summary.containers),
         "labels": dict(summary.labels or {}),
         "isParent": bool(summary.has_children),
-        "topLayer": record.layers[-1] if record is not None and record.layers else "",
+        "topLayer": bare_id(record.layers[-1]) if record is not None and record.layers else "",
         "readOnly": False,
         "history": [],
     }
@@ -56,6 +66,42 @@ def _list(ctx: Context, filters: list[str]) -> list[dict[str, Any]]:
     records = {r.id: r for r in ctx.store.list_images()}
     summaries = image_ops.list_images(ctx, filters=filters)
     return [_image(s, records.get(s.id)) for s in summaries]
+
+
+def _find_or_error(ctx: Context, name: str) -> Any:
+    """``find_image`` for the methods podman answered ``ErrorOccurred`` for an unknown image
+    (ImageTree, BuildImageHierarchyMap)."""
+    try:
+        return find_image(ctx, name)
+    except PodmanError as exc:
+        raise error_occurred(exc.parameters().get("reason") or f"{name}: image not known") from None
+
+
+def _layer_map(ctx: Context) -> dict[str, dict[str, Any]]:
+    """podman's layer map: every layer of the store by its (bare) ID, with its parent, its
+    children, the names of the images it is the top layer of, and its size."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in ctx.store.list_images():
+        parent = ""
+        for chain in rec.layers:
+            layer_id = bare_id(chain)
+            entry = out.get(layer_id)
+            if entry is None:
+                layer = ctx.store.get_layer(chain)
+                entry = out[layer_id] = {
+                    "ID": layer_id,
+                    "ParentID": parent,
+                    "ChildID": [],
+                    "RepoTags": [],
+                    "Size": int(layer.uncompressed_size),
+                }
+                if parent and layer_id not in out[parent]["ChildID"]:
+                    out[parent]["ChildID"].append(layer_id)
+            parent = layer_id
+        if rec.layers:
+            top = out[bare_id(rec.layers[-1])]
+            top["RepoTags"].extend(n for n in rec.names if n not in top["RepoTags"])
+    return out
 
 
 def _strings(value: Any, what: str) -> list[str]:
@@ -107,7 +153,7 @@ class ImageMethods:
             return [
                 {
                     "id": bare_id(h.id),
-                    "created": h.created,
+                    "created": go_rfc3339(h.created),
                     "createdBy": h.created_by,
                     "tags": list(h.tags),
                     "size": int(h.size),
@@ -126,7 +172,7 @@ class ImageMethods:
     @varlink_errors
     def ImageTree(self, name: str | None, whatRequires: bool | None) -> dict[str, Any]:  # noqa: N803
         def tree(ctx: Context) -> str:
-            find_image(ctx, name or "")
+            _find_or_error(ctx, name or "")
             return image_ops.tree(ctx, name or "", what_requires=bool(whatRequires))
 
         return {"tree": self.call(tree)}
@@ -202,9 +248,9 @@ class ImageMethods:
                 return image_ops.diff(ctx, name)
             try:
                 ctx.store.find_container(name)
-            except NotFound:
-                raise image_not_found(
-                    name, f"{name}: no image or working container of that name"
+            except NotFound:  # podman's GetDiff error: ErrorOccurred, not ImageNotFound
+                raise error_occurred(
+                    f"{name}: no image or working container of that name"
                 ) from None
 
             return [(c.kind, c.path) for c in diff_container(ctx, name)]
@@ -213,30 +259,22 @@ class ImageMethods:
 
     @varlink_errors
     def GetLayersMapWithImageInfo(self) -> dict[str, Any]:
-        def layers(ctx: Context) -> str:
-            out: dict[str, dict[str, Any]] = {}
-            for rec in ctx.store.list_images():
-                parent = ""
-                for chain in rec.layers:
-                    entry = out.get(chain)
-                    if entry is None:
-                        layer = ctx.store.get_layer(chain)
-                        entry = out[chain] = {
-                            "ID": chain,
-                            "ParentID": parent,
-                            "ChildID": [],
-                            "RepoTags": [],
-                            "Size": int(layer.uncompressed_size),
-                        }
-                        if parent and chain not in out[parent]["ChildID"]:
-                            out[parent]["ChildID"].append(chain)
-                    parent = chain
-                if rec.layers:
-                    top = out[rec.layers[-1]]
-                    top["RepoTags"].extend(n for n in rec.names if n not in top["RepoTags"])
-            return json.dumps(out)
+        return {"layerMap": json.dumps(self.call(_layer_map))}
 
-        return {"layerMap": self.call(layers)}
+    @varlink_errors
+    def BuildImageHierarchyMap(self, name: str | None) -> dict[str, Any]:
+        """The image's ID, names and layers (base first) from the layer map, as JSON."""
+
+        def hierarchy(ctx: Context) -> str:
+            rec = _find_or_error(ctx, name or "")
+            layers = _layer_map(ctx)
+            return json.dumps({
+                "ID": bare_id(rec.id),
+                "Tags": list(rec.names),
+                "Layers": [layers[bare_id(chain)] for chain in rec.layers],
+            })  # fmt: skip
+
+        return {"imageInfo": self.call(hierarchy)}
 
     # -- registries ------------------------------------------------------------------------
 

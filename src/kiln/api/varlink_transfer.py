@@ -197,10 +197,9 @@ class TransferMethods:
             raise error_occurred(f"format: {exc.message}") from None
 
         def work(ctx: Context, cancel: threading.Event) -> str:
-            find_image(ctx, name or "")
-            res = file_transfer.push(ctx, name or "", tag or None, format=fmt,
-                                     compress=bool(compress))  # fmt: skip
-            return str(res.manifest_digest)
+            rec = find_image(ctx, name or "")
+            file_transfer.push(ctx, name or "", tag or None, format=fmt, compress=bool(compress))
+            return bare_id(rec.id)  # podman's last reply: the pushed image's ID
 
         yield from self._stream("reply", work, _more, _request)
 
