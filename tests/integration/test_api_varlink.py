@@ -462,6 +462,7 @@ def test_replies_have_podman_s_shapes_and_error_names(server):
         ]
         assert all(seconds.fullmatch(h["created"]) for h in p.HistoryImage("base:1")["history"])
         assert re.fullmatch("[0-9a-f]{64}", image["topLayer"]), image["topLayer"]
+        assert "localhost/base:1" in image["history"]  # the names it has had
         layers = json.loads(p.GetLayersMapWithImageInfo()["layerMap"])
         assert all(re.fullmatch("[0-9a-f]{64}", k) and v["ID"] == k for k, v in layers.items())
         info = json.loads(p.BuildImageHierarchyMap("base:1")["imageInfo"])
@@ -474,3 +475,10 @@ def test_replies_have_podman_s_shapes_and_error_names(server):
                 call()
             name, params = error_of(err.value)
             assert name == "io.podman.ErrorOccurred" and "nosuch:1" in params["reason"], params
+        # any failed lookup is ImageNotFound, as podman's NewFromLocal failures were
+        for bad in ("", "::::", "UPPER", "x" * 300):
+            for call in (p.GetImage, p.InspectImage, p.HistoryImage):
+                with pytest.raises(varlink.VarlinkError) as err:
+                    call(bad)
+                name, params = error_of(err.value)
+                assert name == "io.podman.ImageNotFound" and params["id"] == bad, params

@@ -58,7 +58,7 @@ def _image(summary: Any, record: Any) -> dict[str, Any]:
         "isParent": bool(summary.has_children),
         "topLayer": bare_id(record.layers[-1]) if record is not None and record.layers else "",
         "readOnly": False,
-        "history": [],
+        "history": list(summary.names),  # podman's NamesHistory; kiln keeps the current names
     }
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import varlink
 
-from kiln.errors import Cancelled, KilnError, NotFound
+from kiln.errors import Cancelled, InvalidArgument, KilnError, NotFound
 from kiln.ops.config import Config
 from kiln.ops.context import Context, open_context
 from kiln.ops.events import Event
@@ -111,12 +111,13 @@ def varlink_errors(fn: Callable) -> Callable:
 
 
 def find_image(ctx: Context, name: str) -> Any:
-    """The store's record for ``name``; ``ImageNotFound`` when there is none."""
+    """The store's record for ``name``; ``ImageNotFound`` when there is none, as podman
+    answered any failed lookup (an empty name or one that is no reference too)."""
     if not name:
-        raise error_occurred("an image name or ID is required")
+        raise image_not_found(name, "an image name or ID is required")
     try:
         return ctx.store.resolve_image(name)
-    except NotFound as exc:
+    except (NotFound, InvalidArgument) as exc:
         raise image_not_found(name, str(exc)) from None
 
 
