@@ -417,7 +417,9 @@ def raw_call(conn: socket.socket, call: dict) -> dict:
     return json.loads(buf[:-1])
 
 
-def test_values_of_the_wrong_type_are_invalid_parameter_and_the_connection_goes_on(server):
+def test_values_of_the_wrong_type_are_invalid_parameter_and_the_connection_goes_on(
+    server, tmp_path
+):
     hostile = [  # (method, parameters, the parameter named in the reply)
         ("ListImagesWithFilters", {"filters": "reference=base"}, "filters"),
         ("BuildImage", {"build": "/ctx"}, "build"),
@@ -450,6 +452,15 @@ def test_values_of_the_wrong_type_are_invalid_parameter_and_the_connection_goes_
                                  "parameters": {"name": 5}}).encode() + b"\0")  # fmt: skip
         got = raw_call(conn, {"method": "io.podman.ImageExists", "parameters": {"name": "base:1"}})
         assert got == {"parameters": {"exists": 0}}
+
+        # a streamed method called oneway runs and sends nothing: the next reply is the next call's
+        saved = tmp_path / "oneway.tar"
+        conn.sendall(json.dumps({"method": "io.podman.ImageSave", "oneway": True,
+                                 "parameters": {"options": {"name": "base:1", "output": str(saved)}}}
+                                ).encode() + b"\0")  # fmt: skip
+        got = raw_call(conn, {"method": "io.podman.ImageExists", "parameters": {"name": "nosuch"}})
+        assert got == {"parameters": {"exists": 1}}
+        assert tarfile.is_tarfile(saved)
 
 
 def test_replies_have_podman_s_shapes_and_error_names(server):

@@ -206,8 +206,9 @@ class VarlinkListener:
         replies = self.service.handle(message, _request=conn)
         try:
             conn.settimeout(SEND_SECONDS)
-            for reply in replies:
-                if reply is not None:
+            oneway = call.get("oneway") is True  # the call runs to its end; nothing is sent
+            for reply in replies:  # (the package sends a streamed method's replies even so)
+                if reply is not None and not oneway:
                     conn.sendall(reply + b"\0")
             return True
         except OSError:
