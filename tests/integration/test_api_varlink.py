@@ -493,3 +493,27 @@ def test_replies_have_podman_s_shapes_and_error_names(server):
                     call(bad)
                 name, params = error_of(err.value)
                 assert name == "io.podman.ImageNotFound" and params["id"] == bad, params
+
+
+def test_paths_with_a_nul_or_too_long_are_the_call_s_error(server, tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM base:1\n")
+    log_before = (server.work / "server.err").stat().st_size
+    for bad in (f"{tmp_path}/a\0b", f"{tmp_path}/{'x' * 5000}"):
+        with podman(server) as p:
+            for method, args in (
+                ("ImportImage", (bad, "imported:1", "", [], False)),
+                ("ExportImage", ("base:1", bad, False, [])),
+                ("ImageSave", ({"name": "base:1", "output": bad},)),
+                ("BuildImage", ({"contextDir": bad},)),
+                ("BuildImage", ({"contextDir": str(context), "iidfile": bad},)),
+            ):
+                with pytest.raises(varlink.VarlinkError) as err:
+                    getattr(p, method)(*args)
+                name, params = error_of(err.value)
+                assert name == "io.podman.ErrorOccurred", (method, params)
+                assert "internal error" not in params["reason"], params
+    with open(server.work / "server.err", "rb") as log:
+        log.seek(log_before)
+        assert b"Traceback" not in log.read()  # no error of kiln's own

@@ -9,7 +9,8 @@ Errors: every method runs inside :func:`varlink_errors`, so a kiln error becomes
 ``io.podman.ErrorOccurred(reason)`` with kiln's one-line message, an unknown image
 ``io.podman.ImageNotFound(id, reason)`` (methods that name an image look it up
 with :func:`find_image` first), an unknown working container
-``io.podman.ContainerNotFound``; anything else is logged and answered as
+``io.podman.ContainerNotFound``, an OS error on a path the call named (or a NUL in
+it) ``ErrorOccurred`` saying so; anything else is logged and answered as
 ``ErrorOccurred("internal error in kiln: ...")`` — never a traceback to the client.
 
 Streaming (:func:`streamed`): the use case runs in a worker thread; its events
@@ -81,6 +82,11 @@ def as_varlink_error(exc: BaseException) -> varlink.VarlinkError:
         return exc
     if isinstance(exc, KilnError):
         return error_occurred(str(exc) or type(exc).__name__)
+    if isinstance(exc, OSError) and exc.strerror:  # a path the call named (too long, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return error_occurred(f"{where}{exc.strerror}")
+    if isinstance(exc, ValueError) and "embedded null byte" in str(exc):
+        return error_occurred("a path or name must not contain a NUL character")
     log.error("varlink: unexpected error", exc_info=exc)
     return error_occurred(f"internal error in kiln: {type(exc).__name__}: {exc}")
 
