@@ -517,3 +517,19 @@ def test_paths_with_a_nul_or_too_long_are_the_call_s_error(server, tmp_path):
     with open(server.work / "server.err", "rb") as log:
         log.seek(log_before)
         assert b"Traceback" not in log.read()  # no error of kiln's own
+
+
+def test_a_message_nested_too_deep_closes_its_connection_only(server):
+    log_before = (server.work / "server.err").stat().st_size
+    deep = b'{"method": "io.podman.ListImagesWithFilters", "parameters": {"filters": '
+    deep += b"[" * 100_000 + b"]" * 100_000 + b"}}\0"
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(CALL_TIMEOUT)
+        conn.connect(server.varlink_sock)
+        conn.sendall(deep)
+        assert conn.recv(4096) == b""  # not a message kiln can read: the connection ends
+    with podman(server) as p:
+        assert p.ImageExists("base:1") == {"exists": 0}
+    with open(server.work / "server.err", "rb") as log:
+        log.seek(log_before)
+        assert b"Traceback" not in log.read()
