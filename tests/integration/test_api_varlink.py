@@ -533,3 +533,16 @@ def test_a_message_nested_too_deep_closes_its_connection_only(server):
     with open(server.work / "server.err", "rb") as log:
         log.seek(log_before)
         assert b"Traceback" not in log.read()
+
+
+@pytest.mark.parametrize("fmt, member", [("oci-dir", "oci-layout"), ("docker-dir", "version"),
+                                         ("docker-archive", "manifest.json")])  # fmt: skip
+def test_image_save_without_output_is_a_new_tar_file_as_podman_s(server, fmt, member):
+    with podman(server) as p:
+        path = Path(p.ImageSave({"name": "base:1", "format": fmt})["reply"]["id"])
+    try:
+        assert path.is_file(), path  # a directory format too: the tar of its files
+        with tarfile.open(path) as tar:
+            assert member in tar.getnames()
+    finally:
+        path.unlink(missing_ok=True)

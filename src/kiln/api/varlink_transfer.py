@@ -303,12 +303,17 @@ class TransferMethods:
                 raise error_occurred("ImageSave needs options.name")
             for n in images:
                 find_image(ctx, n)
-            path = output or _new_output(self.config.scratch_dir(), fmt)
+            compress = bool(opts.get("compress"))
+            if output:  # kiln's addition: written where asked (a directory for the -dir formats)
+                archives.save(ctx, images, output, format=fmt, compress=compress)
+                return output
+            # as podman: a new tar file, also of the -dir formats (the directory's files)
+            path = _new_output(self.config.scratch_dir())
             try:
-                archives.save(ctx, images, path, format=fmt, compress=bool(opts.get("compress")))
+                with open(path, "wb") as out:
+                    archives.save(ctx, images, out, format=fmt, compress=compress, dir_as_tar=True)
             except BaseException:
-                if not output:
-                    _remove(path)
+                _remove(path)
                 raise
             return path
 
@@ -377,9 +382,7 @@ def pull_request(name: str | None, creds: dict[str, Any] | None) -> PullRequest:
     return PullRequest.of(name, options=options)
 
 
-def _new_output(scratch: str, fmt: str) -> str:
-    if fmt.endswith("-dir"):
-        return tempfile.mkdtemp(prefix="kiln-varlink-save-", dir=scratch)
+def _new_output(scratch: str) -> str:
     fd, path = tempfile.mkstemp(prefix="kiln-varlink-save-", suffix=".tar", dir=scratch)
     os.close(fd)
     return path
