@@ -165,6 +165,12 @@ def test_build_streams_logs_with_more_and_fails_cleanly(server, tmp_path):
         built = replies[-1]["image"]["id"]
         assert p.GetImage("built:1")["image"]["id"] == built
         assert p.GetImage(built)["image"]["labels"] == {"via": "varlink"}
+        # the RUN step's image is listed too, as podman's GetImages listed every image
+        listed = {i["id"]: i for i in p.ListImages()["images"]}
+        kept = p.ListImagesWithFilters(["intermediate=false"])["images"]
+        intermediate = set(listed) - {i["id"] for i in kept}
+        assert intermediate and built in listed and built not in intermediate
+        assert all(listed[i]["repoTags"] == [] for i in intermediate)
         diffs = {d["path"]: d["changeType"] for d in p.Diff("built:1")["diffs"]}
         assert diffs.get("/made") == "A"
         # a tar of the context, without more: one reply with every line

@@ -64,7 +64,7 @@ def _image(summary: Any, record: Any) -> dict[str, Any]:
 
 def _list(ctx: Context, filters: list[str]) -> list[dict[str, Any]]:
     records = {r.id: r for r in ctx.store.list_images()}
-    summaries = image_ops.list_images(ctx, filters=filters)
+    summaries = image_ops.list_images(ctx, all=True, filters=filters)  # as podman's GetImages
     return [_image(s, records.get(s.id)) for s in summaries]
 
 
