@@ -552,3 +552,14 @@ def test_image_save_without_output_is_a_new_tar_file_as_podman_s(server, fmt, me
             assert member in tar.getnames()
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_pull_of_an_image_the_store_has_is_not_pulled_again(server, registry_plain):
+    only_here = f"{registry_plain.host}/varlink/only-here:1"  # never pushed
+    with podman(server) as p:
+        base = p.TagImage("base:1", only_here)["image"]
+        try:
+            reply = p.PullImage(only_here, {"username": "", "password": ""})["reply"]
+            assert reply["id"] == base  # podman's PullImage pulled only what was missing
+        finally:
+            p.UntagImage(base, only_here)

@@ -372,14 +372,15 @@ class TransferMethods:
 
 def pull_request(name: str | None, creds: dict[str, Any] | None) -> PullRequest:
     """``PullImage(name, creds)`` as a pull: ``name`` with or without a transport (none: a
-    registry), ``creds`` podman's AuthConfig (``username``, ``password``)."""
+    registry), ``creds`` podman's AuthConfig (``username``, ``password``). As podman's
+    server, a registry image the store already has is not pulled again (policy missing)."""
     if not name:
         raise error_occurred("PullImage needs an image reference")
     auth = creds or {}
     user = auth.get("username")
     cred = Credential(str(user), str(auth.get("password") or "")) if user else None
     options = RegistryOptions(creds=cred)
-    return PullRequest.of(name, options=options)
+    return PullRequest.of(name, policy="missing", options=options)
 
 
 def _new_output(scratch: str) -> str:
