@@ -193,7 +193,8 @@ class VarlinkListener:
             return False
         if not isinstance(call.get("parameters") or {}, dict):
             return False
-        from .varlink_params import BadParameter, checked_call  # needs the varlink package
+        # both need the optional varlink package
+        from .varlink_params import BadParameter, checked_call
         from .varlink_service import INTERFACE
 
         if str(call.get("method", "")).rpartition(".")[0] == INTERFACE:
