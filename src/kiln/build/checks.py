@@ -57,7 +57,7 @@ RULES: dict[str, str] = {
 }
 
 _RESERVED_STAGES = ("context", "scratch")
-_SECRET = re.compile(
+_SECRET = lazy_pattern(
     r"(?i)(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)"
     r"(?:_|$)"
 )
@@ -291,7 +291,7 @@ class _Checker:
             stage_defined[head.args[2].lower()] = defined
 
     def _secret(self, instruction: str, key: str, line: int) -> None:
-        if _SECRET.search(key) and not _PUBLIC().search(key):
+        if _SECRET().search(key) and not _PUBLIC().search(key):
             self.warn("SecretsUsedInArgOrEnv", "Do not use ARG or ENV instructions for sensitive "
                       f'data ({instruction} "{key}")', line)  # fmt: skip
 

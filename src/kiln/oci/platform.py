@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import platform as _host
-import re
 from dataclasses import field
 from typing import Any
 
 from kiln.errors import InvalidArgument
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.lazy_pattern import lazy_pattern
 
 _ARCH_ALIASES = {
     "x86_64": "amd64",
@@ -25,7 +25,7 @@ _ARM_MACHINES = {"armv5l": "v5", "armv5tel": "v5", "armv6l": "v6", "armv7l": "v7
 # operating systems a one-word platform may name (Go's GOOS values, as containerd's parser
 # knows them): ``--platform linux`` is the host's architecture on linux, ``arm64`` is linux
 #: what each part of a platform may be made of (containerd's platforms.Parse)
-_SPECIFIER = re.compile(r"[A-Za-z0-9_-]+")
+_SPECIFIER = lazy_pattern(r"[A-Za-z0-9_-]+")
 _KNOWN_OS = frozenset((
     "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js",
     "linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos",
@@ -84,7 +84,7 @@ class Platform:
         parts = [p for p in spec.strip().split("/")]
         if not spec.strip() or any(not p for p in parts) or len(parts) > 3:
             raise InvalidArgument(f'invalid platform "{spec}": expected os/arch[/variant]')
-        if not all(_SPECIFIER.fullmatch(p) for p in parts):  # containerd's rule: no "..", NUL
+        if not all(_SPECIFIER().fullmatch(p) for p in parts):  # containerd's rule: no "..", NUL
             raise InvalidArgument(
                 f"invalid platform {spec!r}: each of os/arch[/variant] is letters, digits, _ or -"
             )

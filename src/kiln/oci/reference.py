@@ -33,7 +33,7 @@ _PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 _DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 _TAG_RE = re.compile(rf"^{_TAG}$")
 _DIGEST_RE = lazy_pattern(rf"^{_DIGEST}$")
-_ID_RE = re.compile(r"^[a-f0-9]{64}$")
+_ID_RE = lazy_pattern(r"^[a-f0-9]{64}$")
 _SPACE_RE = re.compile(r"\s")
 
 
@@ -153,7 +153,7 @@ def is_registry_key(value: str) -> bool:
 
 def looks_like_id(value: str) -> bool:
     v = value.removeprefix("sha256:")
-    return bool(_ID_RE.match(v))
+    return bool(_ID_RE().match(v))
 
 
 def parse_normalized(value: str) -> Reference:
