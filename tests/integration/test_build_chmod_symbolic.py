@@ -96,7 +96,7 @@ def test_add_chmod_on_every_kind_of_source(build_env, served):  # noqa: F811
 
 def test_a_bad_symbolic_chmod_names_the_line(build_env):  # noqa: F811
     ctx = build_env.context_dir(files={"f": "f\n"})
-    with pytest.raises(InvalidArgument, match=r"line 2: invalid chmod parameter: u\+z"):
+    with pytest.raises(InvalidArgument, match=r"^Containerfile:2: invalid chmod parameter: u\+z"):
         build_env.build(ctx, "FROM busybox\nCOPY --chmod=u+z f /f\n")
-    with pytest.raises(InvalidArgument, match="invalid chmod parameter: q=r"):
+    with pytest.raises(InvalidArgument, match="^Containerfile:3: invalid chmod parameter: q=r"):
         build_env.build(ctx, "FROM busybox\nARG M=q=r\nCOPY --chmod=$M f /f\n")

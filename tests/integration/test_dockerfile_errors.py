@@ -60,6 +60,25 @@ ERRORS = {
         "Error: Containerfile:2: COPY: a git repository (https://127.0.0.1:9/team/repo.git)"
         " is not a COPY source: use ADD for git sources",
     ),
+    # an error from expanding or checking an instruction names its line once
+    "volume_that_expands_to_nothing": (
+        "FROM busybox\nVOLUME /a $UNSET\n", [], 125,
+        "Error: Containerfile:2: VOLUME specified can not be an empty string",
+    ),
+    "from_that_expands_to_nothing": (
+        "FROM $UNSET\n", [], 125,
+        "Error: Containerfile:1: base name ($UNSET) should not be blank",
+    ),
+    "copy_bad_chmod": (
+        "FROM busybox\nCOPY --chmod=999 a.txt /a\n", [], 125,
+        "Error: Containerfile:2: invalid chmod parameter: 999. it should be octal string and"
+        " between 0 and 07777, or symbolic (u=rwx,g=rx,o=, +x, go-w)",
+    ),
+    "copy_bad_chmod_from_an_arg": (
+        "FROM busybox\nARG M=u+z\nCOPY --chmod=$M a.txt /a\n", [], 125,
+        "Error: Containerfile:3: invalid chmod parameter: u+z: use an octal mode (0755) or a"
+        " symbolic one ([ugoa][+-=][rwxXst] clauses separated by commas, e.g. u=rwx,g=rx,o=)",
+    ),
     "unknown_flag": (
         "FROM busybox\nCOPY --bogus=1 a.txt /a\n", [], 125,
         "Error: Containerfile:2: unknown flag: --bogus",

@@ -90,7 +90,7 @@ class From(Instruction):
         x = _Expander(lex, env)
         new = dataclasses.replace(self, base=x.word(self.base), platform=x.opt(self.platform))
         if not new.base:
-            raise InvalidArgument(f"line {self.line}: base name ({self.base}) should not be blank")
+            raise InvalidArgument(f"base name ({self.base}) should not be blank")
         return new, x.used
 
 
@@ -154,7 +154,7 @@ class _CopyBase(Instruction):
             dataclasses.replace(h, body=x.word(h.body)) if h.expand else h for h in self.contents
         )
         chmod = x.opt(self.chmod)
-        _check_chmod(chmod, self.line)
+        _check_chmod(chmod)
         # a destination that expands to nothing (COPY f $UNSET) is the working directory,
         # as buildah and BuildKit take it
         return {
@@ -252,7 +252,7 @@ class Volume(Instruction):
         x = _Expander(lex, env)
         paths = tuple(x.word(p) for p in self.paths)
         if any(not p.strip() for p in paths):
-            raise InvalidArgument(f"line {self.line}: VOLUME specified can not be an empty string")
+            raise InvalidArgument("VOLUME specified can not be an empty string")
         return dataclasses.replace(self, paths=paths), x.used
 
 
@@ -318,8 +318,11 @@ class Onbuild(Instruction):
 # -- helpers -------------------------------------------------------------------
 
 
-def _check_chmod(chmod: str | None, line: int) -> None:
-    """Octal or symbolic (``kiln.container.chmod``); checked again once args expand."""
+def _check_chmod(chmod: str | None, where: str = "") -> None:
+    """Octal or symbolic (``kiln.container.chmod``); checked again once args expand.
+
+    ``where`` (``Dockerfile:N``) prefixes the error when parsing; an expansion's error
+    gets it from the stage (``StageRun.at_line``)."""
     if chmod is not None and "$" not in chmod:
         # start-up: --chmod is rare
         from kiln.container.chmod import parse_chmod
@@ -327,7 +330,9 @@ def _check_chmod(chmod: str | None, line: int) -> None:
         try:
             parse_chmod(chmod)
         except InvalidArgument as exc:
-            raise InvalidArgument(f"line {line}: {exc}") from None
+            if not where:
+                raise
+            raise InvalidArgument(f"{where}: {exc}") from None
 
 
 _PORT = lazy_pattern(r"^(\d+)(?:-(\d+))?(?:/([a-zA-Z]+))?$")
@@ -465,7 +470,7 @@ def _split_sources(node: Node, where: str) -> tuple[tuple[str, ...], tuple[Hered
 def _copy(node: Node, flags: dict, where: str) -> Copy:
     sources, contents, dest = _split_sources(node, where)
     chmod = string_flag(flags, "chmod")
-    _check_chmod(chmod, node.line)
+    _check_chmod(chmod, where)
     return Copy(
         node.line, node.original, sources, dest, contents, string_flag(flags, "chown"), chmod,
         bool_flag(flags, "link"), strings_flag(flags, "exclude"), string_flag(flags, "from"),
@@ -476,7 +481,7 @@ def _copy(node: Node, flags: dict, where: str) -> Copy:
 def _add(node: Node, flags: dict, where: str) -> Add:
     sources, contents, dest = _split_sources(node, where)
     chmod = string_flag(flags, "chmod")
-    _check_chmod(chmod, node.line)
+    _check_chmod(chmod, where)
     unpack = flags.get("unpack")
     return Add(
         node.line, node.original, sources, dest, contents, string_flag(flags, "chown"), chmod,
