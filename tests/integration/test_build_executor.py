@@ -70,6 +70,14 @@ CMD echo hi
     assert by[-1] == "/bin/sh -ec #(nop) CMD echo hi" or by[-1].endswith("CMD echo hi")
 
 
+def test_a_label_whose_name_expands_to_nothing_is_named_empty(build_env):  # noqa: F811
+    """``LABEL $UNSET=v``: buildah and BuildKit write a label named "" (the CLI's
+    ``--label =v`` stays refused)."""
+    ctx = build_env.context_dir()
+    build_env.build(ctx, "FROM busybox\nLABEL $UNSET=v a=b\n", tags=["emptylabel"])
+    assert build_env.validate("emptylabel").config.config.labels == {"": "v", "a": "b"}
+
+
 def test_oci_format_drops_docker_only_fields_with_a_warning(build_env):  # noqa: F811
     ctx = build_env.context_dir()
     build_env.build(ctx, 'FROM busybox\nSHELL ["/bin/sh", "-ec"]\nHEALTHCHECK NONE\n', tags=["o"])

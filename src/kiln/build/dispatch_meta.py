@@ -54,7 +54,7 @@ def dispatch_meta(run: StageRun, instr: Instruction) -> None:
             run.set_env(key, value)
     elif isinstance(expanded, Label):
         for key, value in expanded.pairs:
-            ed.set_label(key, value)
+            ed.set_label(key, value, empty_name_ok=True)
     elif isinstance(expanded, Expose):
         for port in expanded.ports:
             ed.add_port(port)

@@ -64,8 +64,10 @@ class ConfigEditor:
     def env(self) -> dict[str, str]:
         return self.runtime.env_dict()
 
-    def set_label(self, key: str, value: str) -> None:
-        if not key:
+    def set_label(self, key: str, value: str, *, empty_name_ok: bool = False) -> None:
+        """``empty_name_ok``: a Dockerfile LABEL whose name expands to nothing
+        (``LABEL $UNSET=v``) sets a label named "", as buildah and BuildKit do."""
+        if not key and not empty_name_ok:
             raise InvalidArgument("a label needs a name: use --label NAME=VALUE")
         self._set(labels={**self.runtime.labels, key: value})
 
