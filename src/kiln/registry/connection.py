@@ -14,7 +14,7 @@ from kiln.errors import Unauthorized, Unavailable
 from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.registry.auth import RegistryAuth
 from kiln.registry.header_deadline import bound_header_reads, headers_within, overall_deadline
-from kiln.registry.http_errors import error_for
+from kiln.registry.http_errors import error_for, read_small
 from kiln.registry.retry import RetryableStatus, RetryPolicy, call_with_retries, is_retryable_status
 from kiln.registry.tls import TLSSettings
 
@@ -22,6 +22,9 @@ log = logging.getLogger("kiln.registry")
 
 #: A request body: bytes, or pieces streamed as they are produced.
 Body = bytes | Iterable[bytes]
+
+#: Redirects one request follows, as Go's HTTP client (containers/image, dockerd) does.
+MAX_REDIRECTS = 10
 
 #: Docker Hub's API lives on another host than its name.
 API_HOSTS = {"docker.io": "registry-1.docker.io"}
@@ -94,7 +97,8 @@ class HostConnection:
         self.http = httpx.Client(
             verify=tls.ssl_context(),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
-            follow_redirects=True,
+            follow_redirects=True,  # blobs live on storage hosts; httpx drops the
+            max_redirects=MAX_REDIRECTS,  # Authorization for another origin
             headers={"User-Agent": user_agent},
             transport=transport,
         )
@@ -249,14 +253,24 @@ class HostConnection:
                     resp = self.http.send(req, auth=self.auth, stream=True)
             except Unauthorized as exc:
                 raise Unauthorized(f"{what}: {exc.message.split(': ', 1)[-1]}") from None
+            except httpx.TooManyRedirects:
+                raise Unavailable(
+                    f"{what}: stopped after {MAX_REDIRECTS} redirects (the registry "
+                    "redirects in a loop)"
+                ) from None
+            except httpx.StreamConsumed:  # a 307 or a 401 after a streamed body went out
+                raise Unavailable(
+                    f"{what}: the registry redirected the upload or asked for credentials "
+                    "after its body was sent; a streamed body is not sent twice"
+                ) from None
             if is_retryable_status(resp.status_code):
-                resp.read()
-                raise RetryableStatus(resp)
+                # its error body, bounded: a 503 whose body never ends must not hold us
+                raise RetryableStatus(resp, read_small(resp))
             return resp
 
         def give_up(exc: BaseException) -> httpx.Response:
             if isinstance(exc, RetryableStatus):
-                raise error_for(exc.response, what, exc.response.content)
+                raise error_for(exc.response, what, exc.body)
             raise Unavailable(f"{what}: {describe_transport_error(exc, url).split(': ', 1)[-1]}")
 
         resp = call_with_retries(policy, what, attempt, give_up)

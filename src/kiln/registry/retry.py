@@ -43,11 +43,13 @@ class RetryPolicy:
 
 
 class RetryableStatus(Exception):
-    """Raised inside a retried call to ask for another attempt after ``response``."""
+    """Raised inside a retried call to ask for another attempt after ``response``;
+    ``body``: its error body as read (None: read from ``response`` when needed)."""
 
-    def __init__(self, response: httpx.Response):
+    def __init__(self, response: httpx.Response, body: bytes | None = None):
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
+        self.body = body
 
 
 def is_retryable_status(status: int) -> bool:
