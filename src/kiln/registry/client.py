@@ -89,7 +89,12 @@ class RegistryClient:
 
     # -- plumbing ----------------------------------------------------------------------
     def _credentials(self, host: str, repository: str | None) -> Credential | None:
-        domain = next((c.domain for c in self._conns.values() if c.host == host), host)
+        domain = next((c.domain for c in self._conns.values() if c.host == host), None)
+        if domain is None:
+            # another host than a registry of this operation's (an upload Location, a
+            # storage host that challenges): only what the auth files keep for that host,
+            # never --creds, which are for the registry named
+            return credentials.lookup(host, repository, authfile=self.options.authfile)
         if domain in self._creds_override:
             return self._creds_override[domain]
         return credentials.lookup(
