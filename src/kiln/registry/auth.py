@@ -25,7 +25,7 @@ from kiln.oci import strict_json
 from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
 from kiln.registry.auth_challenge import Challenge, parse_headers, preferred
 from kiln.registry.credentials import Credential
-from kiln.registry.http_errors import describe_entries, error_entries
+from kiln.registry.http_errors import describe_entries, error_entries, read_small
 from kiln.util.lazy_dataclass import dataclass
 
 log = logging.getLogger("kiln.registry")
@@ -35,6 +35,27 @@ CredentialLookup = Callable[[str, "str | None"], "Credential | None"]
 _REPO_PATH_RE = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags|referrers)/")
 DEFAULT_TOKEN_LIFETIME = 60
 EXPIRY_MARGIN = 5
+#: The most of a token server's answer read: containers/image's MaxAuthTokenBodySize.
+MAX_TOKEN_BODY = 1 << 20
+
+
+def _read_token_answer(resp: httpx.Response, host: str) -> bytes:
+    """The body of ``resp`` (streamed), refusing one over MAX_TOKEN_BODY: a hostile
+    token server's endless answer must not fill the memory."""
+    body = bytearray()
+    try:
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > MAX_TOKEN_BODY:
+                raise Unavailable(
+                    f"{host}: the registry's auth server sent a token answer over the "
+                    f"{MAX_TOKEN_BODY}-byte limit"
+                )
+    finally:
+        resp.close()
+    # httpx reads each answer of an auth flow once it goes on: give it the bytes read
+    resp._content = bytes(body)  # private: httpx's cache of a read body
+    return resp._content
 
 
 def request_scopes(request: httpx.Request) -> tuple[str | None, list[str]]:
@@ -242,8 +263,9 @@ class RegistryAuth(httpx.Auth):
         yield from self._authorize(request, host, repo, challenge, scope, force=True)
         response = yield request
         if response.status_code == 401:
-            response.read()
-            detail = describe_entries(error_entries(response.content)) or "authentication required"
+            detail = (
+                describe_entries(error_entries(read_small(response))) or "authentication required"
+            )
             if not detail.startswith("unauthorized"):
                 detail = f"unauthorized: {detail}"
             if cred is not None and challenge.scheme == "basic":
@@ -293,26 +315,26 @@ class RegistryAuth(httpx.Auth):
         offline = host in self._refresh
         if cred is not None and cred.identity_token:
             resp = yield _oauth_request(realm, service, scope, cred.identity_token)
-            resp.read()
+            body = _read_token_answer(resp, host)
             if resp.status_code in (404, 405):
                 # the token spec: a server without OAuth2 answers the POST with 404; GET
                 # works on every one (the token as the password, as containerd sends it)
                 basic = Credential(cred.username, cred.password or cred.identity_token)
                 resp = yield _get_token_request(realm, service, scope, basic, offline)
-                resp.read()
+                body = _read_token_answer(resp, host)
         else:
             resp = yield _get_token_request(realm, service, scope, cred, offline)
-            resp.read()
+            body = _read_token_answer(resp, host)
         if resp.status_code in (401, 403):
             what = "invalid username/password" if cred is not None else "authentication required"
             raise Unauthorized(f"{host}: unauthorized: {what}")
         if resp.status_code != 200:
-            detail = describe_entries(error_entries(resp.content)) or f"HTTP {resp.status_code}"
+            detail = describe_entries(error_entries(body)) or f"HTTP {resp.status_code}"
             raise Unavailable(
                 f"{host}: getting a token from the registry's auth server failed: {detail}"
             )
         try:
-            obj = strict_json.parse(resp.content)
+            obj = strict_json.parse(body)
         except ValueError:
             raise Unavailable(
                 f"{host}: the registry's auth server sent a token that is not JSON"
