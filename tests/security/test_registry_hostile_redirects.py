@@ -320,3 +320,46 @@ def test_a_503_whose_body_never_ends_fails_in_bounded_time(servers):
     with client() as c, pytest.raises(Unavailable, match=r"HTTP 503"):
         c.get_manifest(Reference.parse(f"{registry.host}/lib/app:1"))
     assert time.monotonic() - start < 30
+
+
+def test_an_upload_answer_whose_body_never_ends_fails_in_bounded_time(servers):
+    registry, _storage = servers
+
+    def route(h) -> bool:
+        if h.path == "/v2/" or h.command == "HEAD":
+            reply(h, 200 if h.path == "/v2/" else 404, b"")
+        elif h.command == "POST":
+            endless_chunks(h, 202, Location="/v2/lib/app/blobs/uploads/1")
+        else:
+            return False
+        return True
+
+    registry.route = route
+    desc = Descriptor("application/octet-stream", BLOB_DIGEST, len(BLOB))
+    start = time.monotonic()
+    with client(timeout=3.0) as c, pytest.raises(Unavailable, match="starting a blob upload"):
+        c.push_blob(Reference.parse(f"{registry.host}/lib/app:1"), desc, lambda: io.BytesIO(BLOB))
+    assert time.monotonic() - start < 30
+
+
+def test_a_streamed_upload_redirected_to_another_host_is_a_clear_error(servers):
+    """A 307 asks for the body again; a streamed one is sent once (Go's client, thus
+    skopeo, returns the 307 itself for a body it cannot replay)."""
+    registry, other = servers
+
+    def route(h) -> bool:
+        if h.path == "/v2/" or h.command == "HEAD":
+            reply(h, 200 if h.path == "/v2/" else 404, b"")
+        elif h.command == "POST":
+            reply(h, 202, b"", Location="/v2/lib/app/blobs/uploads/1")
+        elif h.command == "PUT":
+            redirect(h, f"http://{other.host}/upload/1?digest={BLOB_DIGEST}")
+        else:
+            return False
+        return True
+
+    registry.route = route
+    other.route = lambda h: reply(h, 201, b"") or True
+    desc = Descriptor("application/octet-stream", BLOB_DIGEST, len(BLOB))
+    with client() as c, pytest.raises(Unavailable, match="redirected the upload"):
+        c.push_blob(Reference.parse(f"{registry.host}/lib/app:1"), desc, lambda: io.BytesIO(BLOB))

@@ -17,6 +17,7 @@ from kiln.registry.header_deadline import bound_header_reads, headers_within, ov
 from kiln.registry.http_errors import error_for, read_small
 from kiln.registry.retry import RetryableStatus, RetryPolicy, call_with_retries, is_retryable_status
 from kiln.registry.tls import TLSSettings
+from kiln.util.pace import Pace
 
 log = logging.getLogger("kiln.registry")
 
@@ -25,6 +26,9 @@ Body = bytes | Iterable[bytes]
 
 #: Redirects one request follows, as Go's HTTP client (containers/image, dockerd) does.
 MAX_REDIRECTS = 10
+
+#: The most of an answer read that is not a blob or a manifest (a tag list, an upload's).
+MAX_ANSWER = 64 << 20
 
 #: Docker Hub's API lives on another host than its name.
 API_HOSTS = {"docker.io": "registry-1.docker.io"}
@@ -276,6 +280,25 @@ class HostConnection:
         resp = call_with_retries(policy, what, attempt, give_up)
         if resp.status_code in ok or resp.status_code in allow:
             if not stream:
-                resp.read()
+                self._read_small_answer(resp, what)
             return resp
         raise error_for(resp, what)
+
+    def _read_small_answer(self, resp: httpx.Response, what: str) -> None:
+        """Read an answer that is not a blob or a manifest (a HEAD's, an upload's, a tag
+        list) within the timeout and MAX_ANSWER bytes: a body that never ends, or one of
+        gigabytes, must neither hold the operation nor fill the memory."""
+        pace = Pace(what, deadline=self.timeout)
+        body = bytearray()
+        try:
+            for chunk in resp.iter_bytes():
+                body += chunk
+                pace.check(len(body))
+                if len(body) > MAX_ANSWER:
+                    raise Unavailable(f"{what}: the registry's answer is over the "
+                                      f"{MAX_ANSWER}-byte limit")  # fmt: skip
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise Unavailable(f"{what}: the connection broke ({type(exc).__name__})") from None
+        finally:
+            resp.close()
+        resp._content = bytes(body)  # private: httpx's cache of a read body (resp.content)
