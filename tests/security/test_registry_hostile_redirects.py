@@ -10,6 +10,8 @@ import base64
 import http.server
 import io
 import json
+import shutil
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ from kiln.errors import KilnError, Unauthorized, Unavailable
 from kiln.oci import Descriptor, Digest, Reference
 from kiln.registry.client import RegistryClient, RegistryOptions
 from registry_env import isolate_registry_env
+from registry_servers import _write_ca_and_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,7 +57,7 @@ class Server:
     """An HTTP server on 127.0.0.1 answering with ``route`` (which returns False for
     "not mine": a 404); every request's method, path and headers are kept in ``seen``."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.route: Route = lambda h: False
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         outer = self
@@ -77,6 +80,8 @@ class Server:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
@@ -363,3 +368,25 @@ def test_a_streamed_upload_redirected_to_another_host_is_a_clear_error(servers):
     desc = Descriptor("application/octet-stream", BLOB_DIGEST, len(BLOB))
     with client() as c, pytest.raises(Unavailable, match="redirected the upload"):
         c.push_blob(Reference.parse(f"{registry.host}/lib/app:1"), desc, lambda: io.BytesIO(BLOB))
+
+
+def test_a_redirect_from_https_to_plain_http_is_not_followed(servers, tmp_path):
+    _registry, storage = servers
+    storage.route = storage_route
+    ca, cert, key = _write_ca_and_server(str(tmp_path))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    registry = Server(tls=context)
+    try:
+        registry.route = basic_registry(storage)
+        (tmp_path / "certs").mkdir()
+        shutil.copy(ca, tmp_path / "certs" / "ca.crt")
+        options = RegistryOptions(cert_dir=str(tmp_path / "certs"), retries=1, retry_delay=0,
+                                  creds=f"{USER}:{PASSWORD}")  # fmt: skip
+        with RegistryClient(options) as c, pytest.raises(Unavailable) as err:
+            read_blob(c, Reference.parse(f"{registry.host}/lib/app:1"))
+        assert "from https to plain http" in str(err.value)
+        assert BASIC in registry.authorizations()  # it was https, with the credentials
+        assert storage.seen == []
+    finally:
+        registry.close()

@@ -78,6 +78,10 @@ class _TLSFailure(Exception):
         self.error = error
 
 
+class _DowngradeRedirect(Exception):
+    """An https answer redirected to plain http (the target's origin)."""
+
+
 class _PingFailed(Exception):
     """Every scheme failed for good, or the retries ended: ``_ping`` says which way."""
 
@@ -105,6 +109,7 @@ class HostConnection:
             max_redirects=MAX_REDIRECTS,  # Authorization for another origin
             headers={"User-Agent": user_agent},
             transport=transport,
+            event_hooks={"response": [self._refuse_downgrade]},
         )
         self.timeout = timeout
         bound_header_reads(self.http)  # headers dripped byte by byte: see header_deadline
@@ -140,6 +145,9 @@ class HostConnection:
         try:
             with headers_within(self.timeout, f"pinging {self.domain}"):
                 return self.http.get(f"{scheme}://{self.host}/v2/")
+        except _DowngradeRedirect as exc:
+            raise Unavailable(f"pinging container registry {self.domain}: redirected from "
+                              f"https to plain http ({exc}); not followed") from None  # fmt: skip
         except httpx.ConnectError as exc:
             if is_tls_failure(exc):
                 raise _TLSFailure(exc) from None  # not transient: no retries
@@ -202,6 +210,17 @@ class HostConnection:
             self.auth.remember(self.host, resp)
         return f"{found[0]}://{self.host}"
 
+    def _refuse_downgrade(self, response: httpx.Response) -> None:
+        """A redirect from https to plain http is not followed (an eavesdropper would
+        read, and could change, what a tag names), unless this registry may be plain
+        http (--tls-verify=false, insecure in registries.conf). Go's client, and thus
+        skopeo and podman, follow it."""
+        if not response.has_redirect_location or self.tls.allow_http:
+            return
+        target = response.request.url.join(response.headers["location"])
+        if response.request.url.scheme == "https" and target.scheme == "http":
+            raise _DowngradeRedirect(f"{target.scheme}://{target.netloc.decode('ascii')}")
+
     # -- requests ----------------------------------------------------------------------
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -261,6 +280,11 @@ class HostConnection:
                 raise Unavailable(
                     f"{what}: stopped after {MAX_REDIRECTS} redirects (the registry "
                     "redirects in a loop)"
+                ) from None
+            except _DowngradeRedirect as exc:
+                raise Unavailable(
+                    f"{what}: the registry redirected from https to plain http ({exc}); "
+                    "not followed"
                 ) from None
             except httpx.StreamConsumed:  # a 307 or a 401 after a streamed body went out
                 raise Unavailable(
