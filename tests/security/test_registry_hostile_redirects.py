@@ -390,3 +390,108 @@ def test_a_redirect_from_https_to_plain_http_is_not_followed(servers, tmp_path):
         assert storage.seen == []
     finally:
         registry.close()
+
+
+def _image() -> tuple[bytes, bytes, bytes]:
+    """A one-layer image: (layer, config, manifest)."""
+    import gzip
+    import hashlib
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size, info.mtime = 5, 1_700_000_000
+        tar.addfile(info, io.BytesIO(b"hello"))
+    layer = gzip.compress(raw.getvalue(), mtime=0)
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux",
+         "rootfs": {"type": "layers",
+                    "diff_ids": ["sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()]}}
+    ).encode()  # fmt: skip
+    manifest = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": str(Digest.of_bytes(config)), "size": len(config)},
+         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                     "digest": str(Digest.of_bytes(layer)), "size": len(layer)}]}
+    ).encode()  # fmt: skip
+    return layer, config, manifest
+
+
+@pytest.mark.root
+def test_a_layer_longer_than_its_descriptor_is_cut_off_and_nothing_is_kept(servers, tmp_path):
+    """The layer's bytes, then more without end: the pull stops once the descriptor's
+    size is passed, and keeps no image and no blob of it."""
+    from kiln.errors import KilnError as Error
+    from kiln.ops import registry as ops
+    from kiln.ops.context import open_context
+    from kiln.ops.options import PullRequest
+
+    registry, _storage = servers
+    layer, config, manifest = _image()
+
+    def route(h) -> bool:
+        if h.path == "/v2/":
+            reply(h, 200, b"{}")
+        elif "/manifests/" in h.path:
+            reply(h, 200, manifest, Content_Type="application/vnd.oci.image.manifest.v1+json")
+        elif h.path.endswith(str(Digest.of_bytes(config))):
+            reply(h, 200, config)
+        elif h.path.endswith(str(Digest.of_bytes(layer))):
+            h.send_response(200)
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            try:
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(layer), layer))
+                piece = b"\0" * 65536
+                for _ in range(1 << 16):  # 4 GiB at most: the client hangs up long before
+                    h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            except OSError:
+                pass
+        else:
+            return False
+        return True
+
+    registry.route = route
+    root = str(tmp_path / "root")
+    ref = f"{registry.host}/lib/app:1"
+    opts = RegistryOptions(tls_verify=False, retries=1, retry_delay=0)
+    start = time.monotonic()
+    with open_context(root) as ctx:
+        with pytest.raises(Error) as err:
+            ops.pull(ctx, PullRequest.of(ref, options=opts))
+        assert "larger than" in str(err.value), err.value
+        assert time.monotonic() - start < 60
+        assert not ctx.store.list_images()
+        assert not ctx.store.has_blob(Digest.of_bytes(layer))
+
+
+def test_a_401_whose_body_never_ends_is_still_answered(servers):
+    """The challenge is in the headers: the body of a 401 is not waited for."""
+    registry, _storage = servers
+
+    def route(h) -> bool:
+        if h.path.startswith("/token"):
+            reply(h, 200, json.dumps({"token": TOKEN}).encode())
+        elif h.headers.get("Authorization") == f"Bearer {TOKEN}":
+            reply(h, 200, MANIFEST, Content_Type="application/vnd.oci.image.manifest.v1+json")
+        elif h.path == "/v2/":
+            reply(h, 200, b"{}")
+        else:  # the challenge, then a body that never ends (slowly: a bounded test)
+            h.send_response(401)
+            h.send_header("WWW-Authenticate", f'Bearer realm="http://{registry.host}/token"')
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            try:
+                for _ in range(10_000):
+                    h.wfile.write(b"1000\r\n%s\r\n" % (b" " * 4096))
+                    time.sleep(0.01)
+            except OSError:
+                pass
+        return True
+
+    registry.route = route
+    with client(timeout=5.0) as c:
+        raw, _media_type, _digest = c.get_manifest(Reference.parse(f"{registry.host}/lib/app:1"))
+    assert raw == MANIFEST

@@ -258,6 +258,8 @@ class RegistryAuth(httpx.Auth):
         if challenge.scheme == "basic" and cred is None:
             return
         scope = merge_scopes(challenge.scope, scopes)
+        # httpx reads the whole 401 once the flow goes on: its body, bounded, first
+        response._content = read_small(response)  # private: httpx's cache of a read body
         if challenge.scheme == "bearer":
             self.tokens.drop(host, scope)  # forget a token the registry just refused
         yield from self._authorize(request, host, repo, challenge, scope, force=True)
