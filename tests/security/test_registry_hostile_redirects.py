@@ -495,3 +495,27 @@ def test_a_401_whose_body_never_ends_is_still_answered(servers):
     with client(timeout=5.0) as c:
         raw, _media_type, _digest = c.get_manifest(Reference.parse(f"{registry.host}/lib/app:1"))
     assert raw == MANIFEST
+
+
+def test_a_ping_answer_whose_body_never_ends_is_not_waited_for(servers):
+    registry, _storage = servers
+
+    def route(h) -> bool:
+        if h.path == "/v2/":  # a body that never ends (slowly: a bounded test)
+            h.send_response(200)
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            try:
+                for _ in range(10_000):
+                    h.wfile.write(b"1000\r\n%s\r\n" % (b" " * 4096))
+                    time.sleep(0.01)
+            except OSError:
+                pass
+        else:
+            reply(h, 200, MANIFEST, Content_Type="application/vnd.oci.image.manifest.v1+json")
+        return True
+
+    registry.route = route
+    with client(timeout=5.0) as c:
+        raw, _media_type, _digest = c.get_manifest(Reference.parse(f"{registry.host}/lib/app:1"))
+    assert raw == MANIFEST

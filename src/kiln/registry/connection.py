@@ -144,7 +144,10 @@ class HostConnection:
         """One GET of ``/v2/`` over ``scheme``; a TLS handshake failure is _TLSFailure."""
         try:
             with headers_within(self.timeout, f"pinging {self.domain}"):
-                return self.http.get(f"{scheme}://{self.host}/v2/")
+                req = self.http.build_request("GET", f"{scheme}://{self.host}/v2/")
+                resp = self.http.send(req, stream=True)
+                read_small(resp)  # the body says nothing: a bounded part, never all of it
+                return resp
         except _DowngradeRedirect as exc:
             raise Unavailable(f"pinging container registry {self.domain}: redirected from "
                               f"https to plain http ({exc}); not followed") from None  # fmt: skip
