@@ -7,6 +7,7 @@ or ``insecure = true`` in registries.conf) falls back to plain HTTP, as podman d
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
@@ -76,6 +77,12 @@ class _TLSFailure(Exception):
     def __init__(self, error: httpx.ConnectError):
         super().__init__(str(error))
         self.error = error
+
+
+#: A read of content named by its digest, whose bytes are verified against it.
+_CONTENT_BY_DIGEST = re.compile(
+    r"/(blobs|manifests)/[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"
+)
 
 
 class _DowngradeRedirect(Exception):
@@ -214,15 +221,21 @@ class HostConnection:
         return f"{found[0]}://{self.host}"
 
     def _refuse_downgrade(self, response: httpx.Response) -> None:
-        """A redirect from https to plain http is not followed (an eavesdropper would
-        read, and could change, what a tag names), unless this registry may be plain
-        http (--tls-verify=false, insecure in registries.conf). Go's client, and thus
-        skopeo and podman, follow it."""
+        """A redirect from https to plain http is followed only by a read of content named
+        by its digest (a blob, a manifest by digest: what arrives is verified against it,
+        and storage behind an https registry may be plain http, which Go's client, thus
+        skopeo and podman, follow). Anything else (a manifest by tag, an upload, a token)
+        is not: an eavesdropper on the http leg would read, and could change, it. A
+        registry that may be plain http (--tls-verify=false, insecure) is not checked."""
         if not response.has_redirect_location or self.tls.allow_http:
             return
-        target = response.request.url.join(response.headers["location"])
-        if response.request.url.scheme == "https" and target.scheme == "http":
-            raise _DowngradeRedirect(f"{target.scheme}://{target.netloc.decode('ascii')}")
+        request = response.request
+        target = request.url.join(response.headers["location"])
+        if request.url.scheme != "https" or target.scheme != "http":
+            return
+        if request.method in ("GET", "HEAD") and _CONTENT_BY_DIGEST.search(request.url.path):
+            return
+        raise _DowngradeRedirect(f"{target.scheme}://{target.netloc.decode('ascii')}")
 
     # -- requests ----------------------------------------------------------------------
     def url(self, path: str) -> str:
