@@ -28,13 +28,16 @@ class Change:
     path: str  # with a leading "/"
 
 
-def read_xattrs(path: str, *, overlay: bool = False) -> dict[str, bytes]:
-    """The xattrs a layer carries: ``user.*`` and ``security.capability``.
+def read_xattrs(path: str | int, *, overlay: bool = False) -> dict[str, bytes]:
+    """The xattrs a layer carries: ``user.*`` and ``security.capability`` (as buildah 1.28;
+    never ``trusted.*`` or ``security.selinux``). ``path`` is not followed; an open fd is
+    read as is.
 
     With ``overlay``, overlayfs' own ``user.overlay.*`` are left out.
     """
+    follow = isinstance(path, int)  # an fd: the file itself (follow_symlinks=False refuses fds)
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
             return {}
@@ -45,7 +48,7 @@ def read_xattrs(path: str, *, overlay: bool = False) -> dict[str, bytes]:
             name.startswith("user.") and not (overlay and name.startswith("user.overlay."))
         ):
             try:
-                result[name] = os.getxattr(path, name, follow_symlinks=False)
+                result[name] = os.getxattr(path, name, follow_symlinks=follow)
             except OSError as exc:
                 if exc.errno != errno.ENODATA:
                     raise

@@ -356,7 +356,8 @@ class _Planner:
             link = os.readlink(name, dir_fd=dfd) if stat.S_ISLNK(mode) else ""
             self.seen += _fingerprint(ctarget, st, link)
             if stat.S_ISDIR(mode):
-                self.content.add(clabel, "dir", self._mode(st), "")
+                xattrs = read_xattrs(os.path.join(host, name), overlay=True)
+                self.content.add(clabel, "dir", self._mode(st), "", xattrs)
                 cfd = os.open(name, _DIR, dir_fd=dfd)
                 try:
                     now = os.fstat(cfd)
@@ -386,7 +387,7 @@ class _Planner:
         digest = self.known_digest(st, label) if self.known_digest is not None else None
         if digest is None:
             digest = _hash_file(host, st)
-        self.content.add(label, "file", self._mode(st), digest)
+        self.content.add(label, "file", self._mode(st), digest, read_xattrs(host, overlay=True))
 
     def _entry(self, rel: str, st: os.stat_result, host: str, link: str) -> TarEntry | None:
         """The layer entry the copy makes at ``rel`` from source ``st`` (None: not copied)."""
@@ -397,6 +398,7 @@ class _Planner:
                 path=rel, type="file", source=host, mode=self._mode(st), uid=uid, gid=gid,
                 size=st.st_size, mtime=st.st_mtime_ns,
                 expect=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
+                xattrs=read_xattrs(host, overlay=True),
             )  # fmt: skip
         if stat.S_ISDIR(mode):
             kind = "dir"
@@ -407,8 +409,9 @@ class _Planner:
             kind = "fifo"
         else:
             return None
+        xattrs = read_xattrs(host, overlay=True) if kind == "dir" else {}
         return TarEntry(path=rel, type=kind, mode=self._mode(st), uid=uid, gid=gid,
-                        mtime=st.st_mtime_ns)  # fmt: skip
+                        mtime=st.st_mtime_ns, xattrs=xattrs)  # fmt: skip
 
     def _mode(self, st: os.stat_result) -> int:
         return self.opts.mode_for(st.st_mode, stat.S_ISDIR(st.st_mode))

@@ -6,7 +6,10 @@ unless ``--chown`` (or the source's own with ``keep_owner``, which COPY --from u
 and BuildKit do; a top directory the copy creates stays 0:0); modes are the source's unless
 ``--chmod``, except that a destination directory the copy creates is 0755 (buildah's rule);
 mtimes are kept; hard links
-inside one copy stay hard links. Each copy also yields a digest of what it copied (names,
+inside one copy stay hard links. The extended attributes a layer carries (``user.*`` and
+``security.capability``: a ``setcap`` binary keeps its file capabilities) are kept on files
+and on directories below the top, as buildah 1.28 keeps them; a caller that may not set
+one (``security.*`` rootless, a file system without ``user.*``) goes on without it. Each copy also yields a digest of what it copied (names,
 types, modes, contents), which the build cache keys on.
 
 File contents are read, hashed and written in one pass; when the caller already knows a
@@ -27,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import posixpath
 import stat
@@ -34,6 +38,7 @@ from collections.abc import Callable, Container
 from dataclasses import field
 from typing import Any
 
+from kiln.archive.changes import read_xattrs
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument
 from kiln.util.inroot import Followed
@@ -88,7 +93,11 @@ class ContentHash:
 
     _hash: Any = field(default_factory=hashlib.sha256)
 
-    def add(self, name: str, kind: str, mode: int, payload: str) -> None:
+    def add(
+        self, name: str, kind: str, mode: int, payload: str, xattrs: dict[str, bytes] | None = None
+    ) -> None:
+        if xattrs:  # only then: the digest of an entry without any stays what it was
+            payload += "".join(f"\0{k}={v.hex()}" for k, v in sorted(xattrs.items()))
         self._hash.update(f"{name}\0{kind}\0{mode & 0o7777:o}\0{payload}\n".encode())
 
     def digest(self) -> str:
@@ -163,6 +172,24 @@ def _changed(label: str) -> InvalidArgument:
     return InvalidArgument(
         f"copy source {label} changed while it was being copied: try again once it is stable"
     )
+
+
+def set_xattrs(target: int | str, xattrs: dict[str, bytes], label: str) -> None:
+    """Set ``xattrs`` on ``target`` (an fd, or a ``/proc/self/fd`` path; ``label`` names it
+    in a warning); those the file
+    system or the caller may not set are left out (``security.capability`` needs
+    CAP_SETFCAP: a rootless copy loses it, as buildah's does)."""
+    for name, value in xattrs.items():
+        try:
+            os.setxattr(target, name, value)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+                raise
+            _log().warning("%s: extended attribute %s not kept (%s)", label, name, exc.strerror)
+
+
+def _log() -> logging.Logger:
+    return logging.getLogger("kiln.copy")
 
 
 def copy_bytes(src: int, dst: int, size: int, kernel: list[bool]) -> int:
@@ -253,7 +280,8 @@ class TreeCopier:
         existed = self._existing_dir(target)
         if not existed:
             self.dst.mkdir(target, 0o700)
-        self.hash.add(label, "dir", self._mode(st), "")
+        xattrs = {} if top else read_xattrs(dfd, overlay=True)
+        self.hash.add(label, "dir", self._mode(st), "", xattrs)
         names = list_source_dir(dfd, label, self.include)
         tfd = self.dst.open_dir(target) if names else -1
         try:
@@ -265,6 +293,8 @@ class TreeCopier:
                 os.close(tfd)
         if not top:
             self._meta(target, st)
+            if xattrs:
+                self._dir_xattrs(target, xattrs, label)
         elif not existed:
             self._made_top(target, st)
 
@@ -338,8 +368,11 @@ class TreeCopier:
             out = self.dst.open_file_for_write(target, 0o600)
         try:
             digest = self._content(ffd, out, label, opened)
+            xattrs = read_xattrs(ffd, overlay=True)
             if self.opts.chown_needed:
                 os.fchown(out, *self.opts.owner_of(st))
+            if xattrs:  # after the chown, which drops security.capability
+                set_xattrs(out, xattrs, label)
             os.fchmod(out, self._mode(st))
             os.utime(out, ns=(st.st_mtime_ns, st.st_mtime_ns))
         except BaseException:
@@ -347,7 +380,7 @@ class TreeCopier:
             raise
         finally:
             os.close(out)
-        self.hash.add(label, "file", self._mode(st), digest)
+        self.hash.add(label, "file", self._mode(st), digest, xattrs)
         if st.st_nlink > 1:
             self.links[key] = target
 
@@ -461,6 +494,13 @@ class TreeCopier:
             self.dst.chown(target, *self.opts.uid_gid)
         self.dst.chmod(target, 0o755)
         self._utime(target, st)
+
+    def _dir_xattrs(self, target: str, xattrs: dict[str, bytes], label: str) -> None:
+        fd = self.dst.open_path(target)
+        try:
+            set_xattrs(f"/proc/self/fd/{fd}", xattrs, label)  # an O_PATH fd: through its /proc name
+        finally:
+            os.close(fd)
 
     def _meta(self, target: str, st: os.stat_result) -> None:
         is_link = stat.S_ISLNK(st.st_mode)
