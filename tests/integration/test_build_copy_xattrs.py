@@ -46,10 +46,11 @@ def _context(build_env) -> str:  # noqa: F811
     return ctx
 
 
-def _xattrs(img) -> dict[str, dict[str, bytes]]:
-    """name -> its SCHILY.xattr records, over the image's layers above busybox."""
+def _xattrs(img, first: int = 1) -> dict[str, dict[str, bytes]]:
+    """name -> its SCHILY.xattr records, over the image's layers from ``first`` (above
+    busybox)."""
     out: dict[str, dict[str, bytes]] = {}
-    for desc in img.layers[1:]:
+    for desc in img.layers[first:]:
         with img.open_layer(desc) as raw:
             data = gzip.decompress(raw.read())
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -94,10 +95,11 @@ def test_copy_keeps_capabilities_and_user_xattrs(build_env, case):  # noqa: F811
 def test_both_copy_paths_give_one_layer(build_env):  # noqa: F811
     ctx = _context(build_env)
     text = "FROM busybox\nCOPY . /c/\n"
-    direct = build_env.validate(build_env.build(ctx, text, no_cache=True).image_id)
-    copied = build_env.validate(
-        build_env.build(ctx, text, no_cache=True, direct_copy=False).image_id
-    )
+    # --timestamp: /c takes the context's mtime, which each build's Containerfile changes
+    opts = {"no_cache": True, "timestamp": 1_600_000_000}
+    direct = build_env.validate(build_env.build(ctx, text, **opts).image_id)
+    assert not build_env.ctx.snapshots.has_layer(direct.record.layers[-1])  # the direct path
+    copied = build_env.validate(build_env.build(ctx, text, direct_copy=False, **opts).image_id)
     assert _xattrs(direct)["c/bin/server"] == {"security.capability": CAP_NET_BIND}
     assert [d.digest for d in direct.layers] == [d.digest for d in copied.layers]
     assert direct.config.history[-1].created_by == copied.config.history[-1].created_by
@@ -112,3 +114,16 @@ def test_a_new_capability_is_a_new_copy(build_env):  # noqa: F811
     after = build_env.validate(build_env.build(ctx, text, no_cache=True).image_id)
     assert before.config.history[-1].created_by != after.config.history[-1].created_by
     assert _xattrs(after)["c/bin/server"] == {}
+
+
+def test_run_layer_keeps_what_it_copies_up(build_env):  # noqa: F811
+    """A RUN that changes a file of a lower layer: overlayfs copies it up with its xattrs,
+    and its layer carries them (never overlayfs' own trusted.overlay.*)."""
+    ctx = _context(build_env)
+    text = ("FROM busybox\nCOPY bin notes /c/\n"
+            "RUN touch /c/server /c/notes && mv /c/plain /c/moved && mkdir /c/new\n")  # fmt: skip
+    img = build_env.validate(build_env.build(ctx, text, no_cache=True).image_id)
+    run_layer = _xattrs(img, first=-1)
+    assert run_layer["c/server"] == {"security.capability": CAP_NET_BIND}
+    assert run_layer["c/notes"] == {"user.origin": b"ctx"}
+    assert not any(n.startswith("trusted.") for x in run_layer.values() for n in x), run_layer
