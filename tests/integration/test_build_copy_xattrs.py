@@ -106,14 +106,23 @@ def test_both_copy_paths_give_one_layer(build_env):  # noqa: F811
 
 
 def test_a_new_capability_is_a_new_copy(build_env):  # noqa: F811
-    """The copy's content digest (in the history) covers the xattrs it keeps."""
+    """A capability set or taken off (the bytes unchanged) misses the cache: the step's key
+    and the copy's content digest (in the history) cover the xattrs a copy keeps."""
     ctx = _context(build_env)
-    text = "FROM busybox\nCOPY bin /c/bin/\n"
-    before = build_env.validate(build_env.build(ctx, text, no_cache=True).image_id)
+    text = "FROM busybox\nCOPY bin /c/bin/\nCOPY tree /c/tree\n"
+    first = build_env.validate(build_env.build(ctx, text).image_id)
     os.removexattr(os.path.join(ctx, "bin/server"), "security.capability")
-    after = build_env.validate(build_env.build(ctx, text, no_cache=True).image_id)
-    assert before.config.history[-1].created_by != after.config.history[-1].created_by
-    assert _xattrs(after)["c/bin/server"] == {}
+    os.setxattr(os.path.join(ctx, "tree/sub/f"), "user.new", b"n")
+    second = build_env.validate(build_env.build(ctx, text).image_id)
+    assert [h.created_by for h in first.config.history[-2:]] != [
+        h.created_by for h in second.config.history[-2:]
+    ]
+    got = _xattrs(second)
+    assert got["c/bin/server"] == {}
+    assert got["c/tree/sub/f"] == {"user.new": b"n"}
+    os.setxattr(os.path.join(ctx, "bin/server"), "security.capability", CAP_NET_BIND)
+    third = build_env.validate(build_env.build(ctx, text).image_id)
+    assert _xattrs(third)["c/bin/server"] == {"security.capability": CAP_NET_BIND}
 
 
 def test_run_layer_keeps_what_it_copies_up(build_env):  # noqa: F811

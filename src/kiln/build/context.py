@@ -58,8 +58,17 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from kiln.archive.changes import read_xattrs
 from kiln.archive.safe_root import SafeRoot
-from kiln.build.context_index import RACY_NS, DirIndex, DirRecord, Listing, list_dir, payload_of
+from kiln.build.context_index import (
+    RACY_NS,
+    XATTRS_MARK,
+    DirIndex,
+    DirRecord,
+    Listing,
+    list_dir,
+    payload_of,
+)
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.layer_first import LearnedDigests
 from kiln.errors import InvalidArgument, NotFound
@@ -836,7 +845,8 @@ class BuildContext:
                 mask.append(kept)
                 if stat.S_ISDIR(mode):
                     dirs.append(i)
-                    line = f"{child}\0dir\0{stat.S_IMODE(mode):o}\0\n".encode(
+                    xattrs = _xattrs_note(f"/proc/self/fd/{dfd}/{name}")
+                    line = f"{child}\0dir\0{stat.S_IMODE(mode):o}\0{xattrs}\n".encode(
                         "utf-8", "surrogateescape"
                     )
                     if kept == _KEEP:
@@ -854,6 +864,7 @@ class BuildContext:
                     lines.append(b"")  # not hashed: nothing reads it
                     continue
                 elif known is not None:
+                    known += _xattrs_note(f"/proc/self/fd/{dfd}/{name}")
                     line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{known}\n".encode(
                         "utf-8", "surrogateescape"
                     )
@@ -870,6 +881,7 @@ class BuildContext:
                             trusted = False  # the file read is not the one listed
                         elif getattr(self._defer, "at", None) is not None:
                             hashed.append((key, payload))
+                        payload += _xattrs_note(f"/proc/self/fd/{dfd}/{name}")
                         line = f"{child}\0file\0{stat.S_IMODE(mode):o}\0{payload}\n".encode(
                             "utf-8", "surrogateescape"
                         )
@@ -939,6 +951,21 @@ class BuildContext:
         payload = ""
         if kind == "file":
             payload = self.file_digest(rel, st, follow)
+            fd = self._open_regular(rel, follow)
+            try:
+                payload += _xattrs_note(fd)
+            finally:
+                os.close(fd)
+        elif kind == "dir":
+            try:
+                fd = self.sr.open_dir(rel)
+            except OSError:
+                fd = -1  # unreadable: its walk says so
+            if fd >= 0:
+                try:
+                    payload = _xattrs_note(fd)
+                finally:
+                    os.close(fd)
         elif kind == "symlink":
             payload = self.sr.readlink(rel)
         elif kind == "other":
@@ -1023,6 +1050,16 @@ class BuildContext:
 
 class _Deferred(Exception):
     """``digest_unless`` met a file it was asked not to read."""
+
+
+def _xattrs_note(path: str | int) -> str:
+    """What a digest line adds for the xattrs a copy keeps (``kiln.container.copier``;
+    ``path`` not followed, or an fd): "" when there are none, as for every entry before
+    they were kept."""
+    xattrs = read_xattrs(path, overlay=True)
+    if not xattrs:
+        return ""
+    return XATTRS_MARK + ",".join(f"{k}={v.hex()}" for k, v in sorted(xattrs.items()))
 
 
 def _open_in(dfd: int, rel: str) -> int:

@@ -2,7 +2,8 @@
 ``lstat`` per file and almost nothing else.
 
 ``BuildContext.digest`` of an unfiltered directory feeds one line per entry, parents first,
-sorted (``<path>\\0<kind>\\0<mode>\\0<payload>\\n``) into one sha256. The index keeps, per
+sorted (``<path>\\0<kind>\\0<mode>\\0<payload>\\n``; a file's or directory's payload ends
+with the xattrs a copy keeps, when it has any) into one sha256. The index keeps, per
 directory it walked (by context-relative path):
 
 - the device of the directory and the sorted names of its entries;
@@ -48,7 +49,16 @@ from typing import Any
 
 from kiln.util.lazy_dataclass import dataclass
 
-__all__ = ["RACY_NS", "DirIndex", "DirRecord", "Listing", "list_dir", "pack_keys", "payload_of"]
+__all__ = [
+    "RACY_NS",
+    "XATTRS_MARK",
+    "DirIndex",
+    "DirRecord",
+    "Listing",
+    "list_dir",
+    "pack_keys",
+    "payload_of",
+]
 
 #: a stat key taken less than this after the last change of what it describes is not
 #: trusted later (git's "racy" files: a change within the file system's timestamp
@@ -57,7 +67,7 @@ __all__ = ["RACY_NS", "DirIndex", "DirRecord", "Listing", "list_dir", "pack_keys
 RACY_NS = 2_000_000_000
 
 _MAGIC = b"KILNCTX2"
-_VERSION = 5
+_VERSION = 6  # 6: lines name the xattrs a copy keeps (an index of 5 has none: dropped)
 _LENGTH = 4  # bytes of a frame's length, and of the CRC-32 at the end
 _FIELDS = 5  # inode, size, mtime_ns, ctime_ns, mode
 _OFFSET_SIZE = array("I").itemsize
@@ -244,9 +254,14 @@ def _plain_names(names: str) -> bool:
     return not ("/" in names or "\0\0" in framed or "\0.\0" in framed or "\0..\0" in framed)
 
 
+#: after a file's or directory's payload, the xattrs a copy of it keeps (only when it has any)
+XATTRS_MARK = " xattrs:"
+
+
 def payload_of(line: bytes) -> str:
-    """The last field of a digest line (a file's ``sha256:...``)."""
-    return line[line.rindex(b"\0") + 1 : -1].decode("utf-8", "surrogateescape")
+    """A file's ``sha256:...``: the last field of its digest line, without its xattrs."""
+    field = line[line.rindex(b"\0") + 1 : -1].decode("utf-8", "surrogateescape")
+    return field.partition(XATTRS_MARK)[0]
 
 
 class DirIndex:
