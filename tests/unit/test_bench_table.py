@@ -56,6 +56,20 @@ def test_targets_are_ratios_to_buildkit_and_buildah():
     assert met["noop-rebuild: kiln < 0.3 s"] is True
 
 
+def test_a_jobs_1_baseline_is_no_target_against_buildkit_which_has_no_jobs():
+    results = {
+        "stages4-j1": {
+            "kiln": [bl.Sample(10.0)],
+            "buildkit": [bl.Sample(4.0)],
+            "buildah": [bl.Sample(10.5)],
+        }
+    }
+    checked = build_bench.check_targets(results)
+    assert "stages4-j1: kiln <= 0.8 x buildkit" not in checked["met"]
+    assert checked["met"]["stages4-j1: kiln <= 0.5 x buildah"] is False  # buildah ran --jobs 1
+    assert any("stages4-j1: kiln / buildkit 2.50 is no target" in x for x in checked["lines"])
+
+
 def test_overhead_beyond_the_floor_compares_what_each_tool_adds():
     results = {
         "stages4": {
