@@ -112,8 +112,8 @@ def test_removing_one_encoding_frees_only_its_blob(ctx, tmp_path) -> None:
     saved_and_validated(ctx, "localhost/enc:gzip", tmp_path)
 
 
-UNDO_V6 = (  # what schema V6 (kiln.store.lineage) added, V9's index in place of one, V10
-    "DROP INDEX images_parent_keys_missing; ALTER TABLE images DROP COLUMN parent_keys;"
+UNDO_V6 = (  # what schema V6 (kiln.store.lineage) added, V9's index in place of one, V10, V11
+    "DROP INDEX images_parent_search; DROP INDEX images_parent_keys_missing; ALTER TABLE images DROP COLUMN parent_keys;"
     "CREATE INDEX images_lineage ON images(history_key, top_chain, added, id);"
     "DROP INDEX image_layers_blob_missing; DROP INDEX images_top_chain;"
     "DROP INDEX images_lineage; ALTER TABLE images DROP COLUMN top_chain;"

@@ -18,7 +18,7 @@ from sql_trace import statements_during
 T = 1_750_000_000  # one build: every step carries the same history entries
 # a store as kiln wrote it before schema V10
 _BEFORE_V10 = (
-    "DROP INDEX images_parent_keys_missing; ALTER TABLE images DROP COLUMN parent_keys;"
+    "DROP INDEX images_parent_search; DROP INDEX images_parent_keys_missing; ALTER TABLE images DROP COLUMN parent_keys;"
     "CREATE INDEX images_lineage ON images(history_key, top_chain, added, id);"
 )
 
@@ -185,6 +185,36 @@ def test_images_sharing_its_history_with_other_layers_cost_an_inspect_nothing(st
     few = work()
     for i in range(10, 200):
         make_image(store, ["a", "b"], size=20 + i, created=T)
+    assert work() <= few + 10
+
+
+def test_images_on_its_layers_with_other_histories_cost_an_inspect_nothing(store):
+    """A store of images FROM one base, each one metadata step more (ENV I=n): they all
+    have the base's top layer, and an inspect of one does not read its siblings."""
+    base = make_image(store, ["a"], created=T)
+    for i in range(10):
+        make_image(store, ["a"], created=T, metadata_steps=(f"ENV I={i}",))
+    make_image(store, ["a"], ["child"], created=T, metadata_steps=("ENV I=child",))
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    def work() -> int:
+        nonlocal steps
+        steps = 0
+        store.db.conn.set_progress_handler(count, 1)  # one call per SQLite VM instruction
+        try:
+            assert inspect_image(store, "child")["Parent"] == bare(base)
+        finally:
+            store.db.conn.set_progress_handler(None, 1)
+        return steps
+
+    few = work()
+    for i in range(10, 200):
+        make_image(store, ["a"], created=T, metadata_steps=(f"ENV I={i}",))
     assert work() <= few + 10
 
 

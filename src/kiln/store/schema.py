@@ -239,4 +239,11 @@ CREATE INDEX IF NOT EXISTS images_parent_keys_missing ON images(id) WHERE parent
 DROP INDEX IF EXISTS images_lineage;
 """
 
-MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10]
+# an image's parent searched by its top chains and the history prefixes it could have at
+# once (kiln.store.lineage.parent_of): by top chain alone an inspect read every image on
+# the image's base layer (10,000 images FROM one base: 15 ms of CPU per inspect)
+V11 = """
+CREATE INDEX IF NOT EXISTS images_parent_search ON images(top_chain, history_key, added, id);
+"""
+
+MIGRATIONS: list[str] = [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11]
