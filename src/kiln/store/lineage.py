@@ -42,6 +42,7 @@ from kiln.store.db import Database
 UNREADABLE = ""
 
 KEY_BYTES = 16  # of a history key, in parent_keys: 128 bits tell the prefixes apart
+_KEYS_PER_STATEMENT = 500  # history keys bound in one statement (SQLite's limit is higher)
 
 # each image with the chain ID below its top one (NULL with fewer than two layers)
 _RELATION_ROWS = (
@@ -100,6 +101,12 @@ def parent_keys(history: Sequence[History] | None, layer_count: int) -> bytes:
     """The ``parent_keys`` column of an image with this history and as many layers."""
     if history is None or not layer_count:
         return b""
+    return b"".join(bytes.fromhex(k)[:KEY_BYTES] for k in _parent_key_list(history, layer_count))
+
+
+def _parent_key_list(history: Sequence[History], layer_count: int) -> list[str]:
+    """The whole keys of the strict prefixes of ``history`` a parent could have, shortest
+    first (see ``parent_keys``)."""
     keys = keys_of(history)
     made = [0]  # made[n]: layers the first n entries made
     for entry in history:
@@ -108,7 +115,7 @@ def parent_keys(history: Sequence[History] | None, layer_count: int) -> bytes:
         lengths: Sequence[int] = [n for n in range(len(history)) if made[n] >= layer_count - 1]
     else:
         lengths = range(len(history))
-    return b"".join(bytes.fromhex(keys[n])[:KEY_BYTES] for n in lengths)
+    return [keys[n] for n in lengths]
 
 
 def index_columns(root: str, config_digest: str, layers: list[str],
@@ -152,17 +159,14 @@ class Lineage:
         the caller has parsed it (``image inspect``); else its row's ``parent_keys``."""
         if not layers:
             return None
-        if history is not None:  # parsed already: hashing it costs less than a statement
-            keys = parent_keys(history, len(layers))
-        else:
-            row = self.db.one("SELECT parent_keys FROM images WHERE id=?", (image_id,))
-            stored: bytes | None = row[0] if row is not None else None
-            if stored is None:  # written by an older kiln since this store was opened
-                stored = parent_keys(stored_history(self.root, config_digest), len(layers))
-            keys = stored
-        if not keys:
-            return None
         tops = (layers[-1], layers[-2] if len(layers) > 1 else layers[-1])
+        if history is not None:  # parsed already: hashing it costs less than a statement
+            whole = _parent_key_list(history, len(layers))
+            return self._parent_by_whole_keys(whole, tops, image_id)
+        row = self.db.one("SELECT parent_keys FROM images WHERE id=?", (image_id,))
+        keys: bytes | None = row[0] if row is not None else None
+        if keys is None:  # written by an older kiln since this store was opened
+            keys = parent_keys(stored_history(self.root, config_digest), len(layers))
         # each prefix key the parent could have, longest first: the images on one of these
         # top chains whose history key starts with it (hex digits sort below 'g'), found
         # by one index on both (V11) whatever the count of images on the same layers or
@@ -177,6 +181,24 @@ class Lineage:
             if rows:
                 return min((row["added"], row["id"]) for row in rows)[1]
         return None
+
+    def _parent_by_whole_keys(self, keys: list[str], tops: tuple[str, str],
+                              image_id: str) -> str | None:  # fmt: skip
+        """``parent_of`` from the whole prefix keys (shortest first): looked up all at once
+        on the index of top chain and history key (V11)."""
+        rank = {key: n for n, key in enumerate(keys)}
+        best: tuple[int, float, str] | None = None
+        for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+            chunk = keys[start : start + _KEYS_PER_STATEMENT]
+            rows = self.db.query(
+                "SELECT id, history_key, added FROM images WHERE top_chain IN (?, ?) "
+                f"AND history_key IN ({','.join('?' * len(chunk))}) AND id != ?",
+                (*tops, *chunk, image_id),
+            )
+            for row in rows:
+                candidate = (-rank[row["history_key"]], row["added"], row["id"])
+                best = candidate if best is None or candidate < best else best
+        return best[2] if best else None
 
     def children_of(self, image_id: str) -> list[str]:
         """The images ``image_id`` is a parent of (podman's rule), sorted; ``NotFound`` if
