@@ -136,12 +136,14 @@ def series(kind: str, points: list[int], tools: list[str], runs: int, noop: bool
     for point in points:
         ctx = ctx_files(point) if kind == "files" else ctx_bytes(point)
         deferred.flush(settle)  # the last point's stores: deleted before, not between, runs
+        probe_dir = bl.scratch("kg-probe-")  # the probes' files go with the point's stores
+        deferred.add(probe_dir)
         for rep in range(runs):
             order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
             for t in order:
                 bl.log(f"== {kind} {point} run {rep + 1} {t} (load {load():.1f})")
                 try:
-                    probe = bl.create_probe(bl.DATA_DIR)
+                    probe = bl.create_probe(probe_dir)
                     bl.log(f"   {bl.probe_line(probe)}")
                     res = one(t, ctx, noop and kind == "files", deferred)
                 except bl.BenchError as exc:
