@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api_server import start_server, stop_server
+from api_server import dockerfile_context, start_server, start_server_with_base, stop_server
 
 pytestmark = [pytest.mark.timeout(600)]
 
@@ -174,3 +174,42 @@ def _within(pid: int, root: Path, bounds: tuple[int, ...], samples: list) -> boo
         samples.append(state)
         return True
     return False
+
+
+# a RUN whose output (50 MB of lines) outlasts any client that stops reading it
+NOISY = "FROM localhost/base:1\nRUN yes kilnkilnkilnkilnkiln | head -c 50000000\n"
+
+
+@pytest.fixture(scope="module")
+def build_server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("abandoned-builds")
+    log = tmp / "access.log"
+    proc, sock = start_server_with_base(tmp, access_log=str(log))
+    yield proc, sock, tmp, log
+    assert stop_server(proc) == 0
+
+
+def _abandon_build(sock: str, path: str) -> socket.socket:
+    """A client that sends a build of ``NOISY`` and stops reading its output; the caller
+    hangs up."""
+    context = dockerfile_context(NOISY)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(WAIT_SECONDS)
+    s.connect(sock)
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/x-tar\r\n"
+              f"Content-Length: {len(context)}\r\n\r\n".encode() + context)  # fmt: skip
+    head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    _wait_for("the build's output to fill the client's socket", lambda: _unread(s) >= UNREAD)
+    return s
+
+
+@pytest.mark.root
+@pytest.mark.runc
+def test_abandoned_builds_leave_the_servers_files_threads_and_wal_flat(build_server):
+    path = "/v1.41/build?t=localhost/noisy:1"
+    _rounds(build_server, path, lambda sock: _abandon_build(sock, path))
+    # each cancelled RUN's container went with it: nothing is left mounted in the store
+    root = str(build_server[2] / "root")
+    mounts = Path(f"/proc/{build_server[0].pid}/mountinfo").read_text().split("\n")
+    assert [m for m in mounts if f" {root}/" in m] == []
