@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import tarfile
 import termios
 import time
@@ -21,7 +25,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api_server import dockerfile_context, start_server, start_server_with_base, stop_server
+from api_server import (
+    busybox_sh_tar,
+    dockerfile_context,
+    start_server,
+    start_server_with_base,
+    stop_server,
+)
 
 pytestmark = [pytest.mark.timeout(600)]
 
@@ -176,8 +186,9 @@ def _within(pid: int, root: Path, bounds: tuple[int, ...], samples: list) -> boo
     return False
 
 
-# a RUN whose output (50 MB of lines) outlasts any client that stops reading it
-NOISY = "FROM localhost/base:1\nRUN yes kilnkilnkilnkilnkiln | head -c 50000000\n"
+# a RUN whose output (50 MB of lines of 1000 bytes: a varlink reply holds 32 of them)
+# outlasts any client that stops reading it
+NOISY = f"FROM localhost/base:1\nRUN yes {'kiln' * 250} | head -c 50000000\n"
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +224,47 @@ def test_abandoned_builds_leave_the_servers_files_threads_and_wal_flat(build_ser
     root = str(build_server[2] / "root")
     mounts = Path(f"/proc/{build_server[0].pid}/mountinfo").read_text().split("\n")
     assert [m for m in mounts if f" {root}/" in m] == []
+
+
+# the varlink listener's grace for calls in flight at a stop (GRACE_SECONDS): a stop that
+# waits for a client that stopped reading takes all of it; one that does not, a few seconds
+STOPS_WITHIN = 20.0
+
+
+@pytest.mark.root
+@pytest.mark.runc
+def test_a_varlink_client_that_stopped_reading_a_build_does_not_hold_up_the_stop(tmp_path):
+    pytest.importorskip("varlink")
+    (tmp_path / "base.tar").write_bytes(busybox_sh_tar())
+    subprocess.run([sys.executable, "-m", "kiln.cli.main", "--root", str(tmp_path / "root"),
+                    "import", "-q", str(tmp_path / "base.tar"), "base:1"], check=True,
+                   timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    vsock = str(tmp_path / "v.sock")
+    proc, _ = start_server(tmp_path, "--varlink", f"unix:{vsock}")
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(NOISY.replace("localhost/base:1", "base:1"))
+    build = {"contextDir": str(context), "dockerfiles": ["Dockerfile"], "output": "noisy:1"}
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(WAIT_SECONDS)
+    try:
+        _wait_for("the varlink socket", os.path.exists, vsock)
+        client.connect(vsock)
+        call = {"method": "io.podman.BuildImage", "more": True, "parameters": {"build": build}}
+        client.sendall(json.dumps(call).encode() + b"\0")
+        # the RUN's lines pile up unread: the server's send to this client blocks
+        _wait_for(
+            "the build's output to fill the client's socket", lambda: _unread(client) >= 32 << 10
+        )
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=STOPS_WITHIN)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.monotonic() - started
+    finally:
+        client.close()
+        if proc.poll() is None:
+            stop_server(proc)
+    assert code == 0, f"kiln serve had not stopped {took:.1f} s after SIGTERM"

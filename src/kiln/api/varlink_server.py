@@ -27,6 +27,7 @@ The ``varlink`` package is imported here, and this module only when
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,6 +49,9 @@ MAX_MESSAGE = 8 << 20  # one call's JSON; a BuildInfo is a few KiB
 MAX_CONNECTIONS = 64
 POLL_SECONDS = 0.5
 GRACE_SECONDS = 30.0
+# at a stop, a send to a client blocked this long (it stopped reading a streamed call) is
+# ended by shutting the connection down: it held its call, and the stop, for the grace
+STUCK_SEND_SECONDS = 2.0
 SEND_SECONDS = 120.0  # a client that reads nothing for this long is dropped
 
 
@@ -82,6 +86,7 @@ class VarlinkListener:
         self._sock: socket.socket | None = None
         self._stopping = threading.Event()
         self._threads: set[threading.Thread] = set()
+        self._sending: dict[socket.socket, float] = {}  # connection -> when its send began
         self._lock = threading.Lock()
         self._acceptor: threading.Thread | None = None
         try:  # the varlink package is optional: imported only when --varlink is used
@@ -106,7 +111,8 @@ class VarlinkListener:
         self._acceptor.start()
 
     def close(self, grace: float = GRACE_SECONDS) -> None:
-        """Stop accepting; calls in flight are cancelled and waited for (``grace`` at most)."""
+        """Stop accepting; calls in flight are cancelled and waited for (``grace`` at most);
+        a connection whose send has been blocked for ``STUCK_SEND_SECONDS`` is shut down."""
         self._stopping.set()
         if self._acceptor is not None:
             self._acceptor.join(timeout=5)
@@ -117,10 +123,23 @@ class VarlinkListener:
                 os.unlink(self.path)
             except OSError:
                 pass
+        deadline = time.monotonic() + grace
         with self._lock:
             threads = list(self._threads)
         for t in threads:
-            t.join(timeout=grace)
+            while t.is_alive() and (left := deadline - time.monotonic()) > 0:
+                t.join(timeout=min(POLL_SECONDS, left))
+                self._shut_down_stuck_sends()
+
+    def _shut_down_stuck_sends(self) -> None:
+        """Shut down the connections whose client has not taken a reply for
+        ``STUCK_SEND_SECONDS``: their send fails, which cancels their call."""
+        now = time.monotonic()
+        with self._lock:
+            stuck = [c for c, began in self._sending.items() if now - began > STUCK_SEND_SECONDS]
+        for conn in stuck:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -183,6 +202,15 @@ class VarlinkListener:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
+    def _send(self, conn: socket.socket, data: bytes) -> None:
+        with self._lock:
+            self._sending[conn] = time.monotonic()
+        try:
+            conn.sendall(data)
+        finally:
+            with self._lock:
+                del self._sending[conn]
+
     def _answer(self, conn: socket.socket, message: bytes) -> bool:
         """Answer one call; False when the connection must close."""
         try:
@@ -210,7 +238,7 @@ class VarlinkListener:
             oneway = call.get("oneway") is True  # the call runs to its end; nothing is sent
             for reply in replies:  # (the package sends a streamed method's replies even so)
                 if reply is not None and not oneway:
-                    conn.sendall(reply + b"\0")
+                    self._send(conn, reply + b"\0")
             return True
         except OSError:
             return False  # gone or not reading; closing the replies cancels the work
