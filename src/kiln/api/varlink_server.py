@@ -202,7 +202,8 @@ class VarlinkListener:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _send(self, conn: socket.socket, data: bytes) -> None:
+    def _sendall_watched(self, conn: socket.socket, data: bytes) -> None:
+        """``conn.sendall(data)``, noted in ``_sending`` while it lasts (see ``close``)."""
         with self._lock:
             self._sending[conn] = time.monotonic()
         try:
@@ -238,7 +239,7 @@ class VarlinkListener:
             oneway = call.get("oneway") is True  # the call runs to its end; nothing is sent
             for reply in replies:  # (the package sends a streamed method's replies even so)
                 if reply is not None and not oneway:
-                    self._send(conn, reply + b"\0")
+                    self._sendall_watched(conn, reply + b"\0")
             return True
         except OSError:
             return False  # gone or not reading; closing the replies cancels the work
