@@ -17,6 +17,25 @@ from contextvars import ContextVar
 
 from kiln.errors import Cancelled
 
+
+class CancelFlag(threading.Event):
+    """A cancel flag that says why it was set (the client went away, the server stops):
+    the :class:`Cancelled` raised for it says so."""
+
+    reason = "the client disconnected"
+
+    def set_for(self, reason: str) -> None:
+        if not self.is_set():
+            self.reason = reason
+        self.set()
+
+
+def cancelled_error(flag: threading.Event | None) -> Cancelled:
+    """The error for work whose ``flag`` is set."""
+    reason = getattr(flag, "reason", CancelFlag.reason)
+    return Cancelled(f"{reason}; the operation was cancelled")
+
+
 _FLAG: ContextVar[threading.Event | None] = ContextVar("kiln_cancel_flag", default=None)
 
 
@@ -38,7 +57,7 @@ def cancel_flag() -> threading.Event | None:
 
 def raise_if_cancelled(flag: threading.Event | None) -> None:
     if flag is not None and flag.is_set():
-        raise Cancelled("the client disconnected; the operation was cancelled")
+        raise cancelled_error(flag)
 
 
-__all__ = ["cancel_flag", "cancelled_by", "raise_if_cancelled"]
+__all__ = ["CancelFlag", "cancel_flag", "cancelled_by", "cancelled_error", "raise_if_cancelled"]
