@@ -10,7 +10,10 @@
   case of the ``connection``/``transfer-encoding`` header names uvicorn writes, and in
   the date and length headers of the 400 for a malformed request.
 - One uvicorn server per listener, all in one event loop; SIGINT/SIGTERM stop
-  accepting, let requests in flight finish (a second signal forces), and exit.
+  accepting, cancel the streamed operations in flight (a build's RUN is killed, its
+  mounts and leases go; the response ends with the error), cut off clients that stopped
+  reading (``kiln.api.blocked_sends``), let other requests finish (a second signal
+  forces; the cancelled work still cleans up before the process exits), and exit.
 - ``idle_timeout`` > 0: exit after that many seconds with no request in flight.
 - Once every listener listens, the build engine loads on a thread of its own
   (``kiln.api.warm_up``): the first build does not pay for it.
@@ -43,7 +46,9 @@ from kiln.util.rootless import is_rootless, runtime_base
 
 from . import heap, warm_up
 from .app import Activity, create_app
+from .blocked_sends import end_blocked_sends
 from .one_send import http_protocol
+from .streaming import cancel_in_flight
 from .unix_socket import bind_unix
 from .varlink_server import VarlinkListener
 
@@ -234,8 +239,17 @@ async def serve_async(
             tasks.append(asyncio.ensure_future(stopped.wait()))
             log.info("kiln varlink API (io.podman) listening on %s", varlink_listener)
 
+        ending: list[asyncio.Future[Any]] = []
+
         def stop(sig: int | None = None) -> None:
             stopped.set()
+            # builds, saves and pulls in flight end now, through their cancel paths, and
+            # clients that stopped reading are cut off: the stop takes seconds, not the grace
+            cancelled = cancel_in_flight(loop)
+            if cancelled and not ending:
+                log.info("stopping: cancelled %d streamed operation(s) in flight", cancelled)
+            if not ending:
+                ending.append(asyncio.ensure_future(end_blocked_sends(servers)))
             for s in servers:
                 if s.should_exit:
                     s.force_exit = True
@@ -253,6 +267,8 @@ async def serve_async(
         finally:
             watcher.cancel()
             warming.cancel()
+            for task in ending:
+                task.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)

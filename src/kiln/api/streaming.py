@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from kiln.errors import Cancelled, ProcessFailed
 from kiln.ops.events import Event
-from kiln.util.cancel import cancelled_by
+from kiln.util.cancel import CancelFlag, cancelled_by, cancelled_error
 from kiln.util.redact import redact
 
 from . import heap
@@ -41,6 +41,21 @@ BYTE_QUEUE_ITEMS = 16
 _EVENT, _BYTES, _DONE, _ERROR = "event", "bytes", "done", "error"
 
 Rendered = Iterable[dict[str, Any]]
+
+# the cancel flags of the streamed operations in flight, each with the loop serving it: a
+# server that stops cancels those of its loop (:func:`cancel_in_flight`)
+_IN_FLIGHT: set[tuple[asyncio.AbstractEventLoop, CancelFlag]] = set()
+
+
+def cancel_in_flight(loop: asyncio.AbstractEventLoop) -> int:
+    """Cancel the streamed operations ``loop`` serves, as a client's disconnect does (a RUN
+    is killed, its mounts and leases go): the server stops, and a build or save would
+    otherwise hold its stop up until the grace ran out, then be cut off mid-cleanup. Their
+    responses end with the error. How many were cancelled."""
+    flags = [flag for owner, flag in list(_IN_FLIGHT) if owner is loop]
+    for flag in flags:
+        flag.set_for("the server is stopping")
+    return len(flags)
 
 
 class Handoff:
@@ -68,7 +83,7 @@ class Handoff:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, item))
         except RuntimeError:  # the loop is closed: nobody reads any more
-            raise Cancelled("the client disconnected; the operation was cancelled") from None
+            raise cancelled_error(self.cancel) from None
 
     def taken(self) -> None:
         """The response took an item off the queue: its slot is free again."""
@@ -80,7 +95,7 @@ class Handoff:
 
     def check(self) -> None:
         if self.cancel.is_set():
-            raise Cancelled("the client disconnected; the operation was cancelled")
+            raise cancelled_error(self.cancel)
 
 
 class StreamWriter:
@@ -198,8 +213,10 @@ class StreamedOp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()  # bounded by the handoff's slots
-        cancel = threading.Event()
+        cancel = CancelFlag()
         handoff = Handoff(loop, queue, cancel, BYTE_QUEUE_ITEMS if self.binary else QUEUE_ITEMS)
+        in_flight = (loop, cancel)
+        _IN_FLIGHT.add(in_flight)
         worker = self._start_worker(handoff, loop)
         listener = asyncio.ensure_future(_listen_for_disconnect(receive, cancel))
         out = _Response(self, scope, receive, send)
@@ -225,6 +242,11 @@ class StreamedOp:
                     await out.item(*worker.result())
         except OSError:
             pass  # the client disconnected mid-send
+        except asyncio.CancelledError:
+            if not cancel.is_set():
+                raise
+            # a second signal forced the stop after this operation was cancelled: the worker
+            # still cleans up (the process waits for its thread), nothing more to send
         finally:
             cancel.set()
             listener.cancel()
@@ -233,6 +255,8 @@ class StreamedOp:
                 await asyncio.shield(worker)
             except BaseException:  # noqa: BLE001 - the worker reported its own errors
                 pass
+            finally:
+                _IN_FLIGHT.discard(in_flight)
 
 
 class _Response:
@@ -358,7 +382,14 @@ def docker_stream_error(exc: BaseException, libpod: bool = False) -> dict[str, A
     return {"error": message, "errorDetail": detail}
 
 
-__all__ = ["Handoff", "StreamWriter", "StreamedOp", "docker_stream_error", "json_line"]
+__all__ = [
+    "Handoff",
+    "StreamWriter",
+    "StreamedOp",
+    "cancel_in_flight",
+    "docker_stream_error",
+    "json_line",
+]
 
 
 # what a route answers: a plain response, or a stream that sends itself
