@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import json
 import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -216,6 +219,11 @@ class Stress:
             "FROM busybox AS one\nARG N\nRUN echo $N > /x\n"
             "FROM stress/base\nCOPY --from=one /x /x\nCOPY data/f0 /f0\n",
         )
+        self._containerfile(
+            "cachemount",
+            "FROM stress/base\nARG N\nRUN --mount=type=cache,target=/cache,id=stress "
+            "echo $N >> /cache/seen && cat /cache/seen | wc -l > /n\n",
+        )
 
     def _cf(self, name: str) -> str:
         return os.path.join(self.workdir, f"Containerfile.{name}")
@@ -359,10 +367,162 @@ class Stress:
         self._run(w, "library", ["-c", LIBRARY_SCRIPT, self.root, str(rng.randrange(4))],
                   python=True)  # fmt: skip
 
+    def op_cachemount(self, w: int, rng: random.Random) -> None:
+        """A build whose RUN shares a cache mount with the others; now and then a prune of
+        the build cache (with --all: the unused cache-mount directories) runs at once."""
+        args = [
+            "build",
+            "--runtime",
+            "runc",
+            "-f",
+            self._cf("cachemount"),
+            "--build-arg",
+            f"N={rng.randrange(6)}",
+            "-t",
+            f"stress/m{rng.randrange(2)}",
+        ]
+        if rng.random() < 0.3:
+            args.append("--no-cache")
+        prune = None
+        if rng.random() < 0.5:
+            prune = rng.choice([["builder", "prune", "-a", "-f"], ["system", "prune", "-f"],
+                                ["builder", "prune", "-f"]])  # fmt: skip
+        self._together(w, ("cachemount", [*args, self.ctx]), ("prune", prune))
+
+    def op_cacheio(self, w: int, rng: random.Random) -> None:
+        """A build exporting its cache to, or importing it from, a local directory or the
+        registry."""
+        where = rng.choice(["local", "registry"])
+        if where == "local":
+            d = os.path.join(self.files, f"cache{rng.randrange(2)}")
+            to, frm = f"type=local,dest={d}", f"type=local,src={d}"
+        else:
+            ref = f"{self.registry}/stress/cache{rng.randrange(2)}"
+            to, frm = f"type=registry,ref={ref},mode=max", f"type=registry,ref={ref}"
+        args = [
+            "build",
+            "--runtime",
+            "runc",
+            "--tls-verify=false",
+            "-f",
+            self._cf("arg"),
+            "--build-arg",
+            f"N={rng.randrange(6)}",
+            "-t",
+            f"stress/b{rng.randrange(3)}",
+        ]
+        if rng.random() < 0.5:
+            args += ["--cache-to", to]
+        if rng.random() < 0.6 or "--cache-to" not in args:
+            args += ["--cache-from", frm]
+        if rng.random() < 0.3:
+            args.append("--no-cache")
+        self._run(w, "cacheio", [*args, self.ctx])
+
+    def op_manifest(self, w: int, rng: random.Random) -> None:
+        """A manifest list made, added to, pushed and (sometimes) removed."""
+        lst = f"stress/list{rng.randrange(2)}"
+        create = self._run(w, "manifest", ["manifest", "create", "--amend", lst])
+        if create.code != 0:
+            return
+        self._run(w, "manifest", ["manifest", "add", lst, self._name(rng)])
+        if rng.random() < 0.6:
+            dest = f"docker://{self.registry}/stress/list{rng.randrange(2)}"
+            self._run(w, "manifest", ["manifest", "push", "--tls-verify=false", "--all",
+                                      lst, dest])  # fmt: skip
+        if rng.random() < 0.3:
+            self._run(w, "manifest", ["manifest", "rm", lst])
+
+    def op_race(self, w: int, rng: random.Random) -> None:
+        """Every worker tags (or removes) one name: ``stress/race``."""
+        if rng.random() < 0.75:
+            self._run(w, "race", ["tag", self._name(rng), "stress/race"])
+        else:
+            self._run(w, "race", rng.choice([["untag", "stress/race"], ["rmi", "stress/race"]]))
+
+    def op_pullprune(self, w: int, rng: random.Random) -> None:
+        """``system prune --all`` while a pull is under way."""
+        src = f"docker://{self.registry}/stress/p{rng.randrange(3)}"
+        self._together(w, ("pull", ["pull", "--tls-verify=false", src]),
+                       ("prune", ["system", "prune", "-a", "-f"]))  # fmt: skip
+
+    def _together(self, w: int, *runs: tuple[str, list[str] | None]) -> None:
+        """Commands of one worker at once (each killable, as a worker of its own)."""
+        threads = [threading.Thread(target=self._run, args=(w + 1000 * i, op, args))
+                   for i, (op, args) in enumerate(runs) if args is not None]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(DEADLINE + 120)
+
+    def op_apibuild(self, w: int, rng: random.Random) -> None:
+        """docker-py ``images.build`` to ``kiln serve``, or a client that sends a build and
+        hangs up once its output has started."""
+        try:
+            import docker  # type: ignore[import-untyped]
+        except ImportError:
+            return
+        if self.server is None or self.server.poll() is not None:
+            return
+        n = rng.randrange(4)
+        dockerfile = f"FROM stress/base\nRUN echo api{n} > /api && sleep 0.2\n"
+        with self._lock:
+            self.ops["apibuild"] += 1
+        if rng.random() < 0.4:
+            self._hangup_build(dockerfile, n)
+            return
+        try:
+            client = docker.DockerClient(base_url=f"unix://{self.sock}", version="1.41",
+                                         timeout=120)  # fmt: skip
+            try:
+                client.images.build(fileobj=io.BytesIO(dockerfile.encode()),
+                                    tag=f"stress/api{n % 2}", rm=True)  # fmt: skip
+            finally:
+                client.close()
+        except docker.errors.BuildError as e:
+            text = str(e.msg)
+            if not clear_error(text):
+                self.problem(f"apibuild: {text}")
+            else:
+                with self._lock:
+                    self.refusals[f"apibuild: {text[:160]}"] += 1
+        except docker.errors.APIError as e:
+            text = str(e.explanation or e)
+            if e.status_code >= 500 or not clear_error(text):
+                self.problem(f"apibuild: {e}")
+            else:
+                with self._lock:
+                    self.refusals[f"apibuild: {text[:160]}"] += 1
+        except Exception as e:  # the server was killed under the call: not its answer
+            if (
+                self.server is not None
+                and self.server.poll() is None
+                and not isinstance(e, (ConnectionError, OSError))
+                and "Connection" not in type(e).__name__ + str(e)
+            ):
+                self.problem(f"apibuild: {type(e).__name__}: {e}")
+
+    def _hangup_build(self, dockerfile: str, n: int) -> None:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile.encode())
+            tar.addfile(info, io.BytesIO(dockerfile.encode()))
+        body = buf.getvalue()
+        head = (f"POST /v1.41/build?t=stress/api{n % 2}&rm=1 HTTP/1.1\r\nHost: d\r\n"
+                f"Content-Type: application/x-tar\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(60)
+            s.connect(self.sock)
+            s.sendall(head.encode() + body)
+            s.recv(1)  # the build has started answering: hang up
+
     def weighted_ops(self) -> list[tuple[str, float]]:
         return [("build", 5), ("tag", 2), ("untag", 1), ("rmi", 2), ("prune", 1), ("push", 1.5),
                 ("pull", 1.5), ("save", 1), ("load", 1), ("import", 1), ("container", 2),
-                ("api", 2), ("library", 1)]  # fmt: skip
+                ("api", 2), ("library", 1),
+                ("cachemount", 1.5), ("cacheio", 1), ("manifest", 1), ("race", 1.5),
+                ("pullprune", 0.5), ("apibuild", 1.5)]  # fmt: skip
 
     # ---- running it ----
 
