@@ -234,6 +234,26 @@ def test_a_list_name_resolves_to_its_image_for_a_platform(ctx, two):
         ctx.store.resolve_image("l", "linux/s390x")
 
 
+def test_a_list_id_resolves_as_its_name_does(ctx, two):
+    # `kiln images` lists a list by its ID: `kiln history ID` (and run, save, FROM) got
+    # "image not known" for it while its name worked
+    from kiln.ops import images
+
+    amd, arm = two
+    rec = manifests.create(ctx, "l", [amd.id, arm.id])
+    by_name = ctx.store.resolve_image("l").id
+    bare = rec.id.removeprefix("sha256:")
+    for spelling in (rec.id, bare, bare[:12], "sha256:" + bare[:12]):
+        assert ctx.store.resolve_image(spelling).id == by_name, spelling
+    assert ctx.store.resolve_image(rec.id, "linux/arm64").id == arm.id
+    assert images.history(ctx, bare[:12])[0].id == by_name
+    assert manifests.get(ctx, rec.id).id == rec.id  # the list verbs still get the list
+    images.raise_first_error(images.remove_images(ctx, [rec.id]))  # rmi removes the list
+    assert ctx.store.get_image(amd.id) and ctx.store.get_image(arm.id)
+    with pytest.raises(NotFound, match="image not known"):
+        ctx.store.resolve_image(rec.id)
+
+
 def test_untag_of_a_list_removes_the_list_names_only(ctx, two):
     from kiln.ops import images
 

@@ -10,7 +10,9 @@ Accepted, tried in this order:
   where podman and buildah put locally built images;
 - a manifest list's name: the list's image for the platform asked for (default: this
   machine's), as podman resolves one (``kiln run LIST``, ``FROM LIST``, ``kiln save LIST``);
-- a unique image-ID prefix of at least 3 hex digits (``sha256:`` optional).
+- a unique image-ID prefix of at least 3 hex digits (``sha256:`` optional);
+- a manifest list's ID or unique ID prefix (as ``kiln images`` lists it): its image, as
+  for its name.
 
 ``resolve`` answers what a name means when it may be an image or a manifest list.
 
@@ -49,13 +51,24 @@ class Resolver:
         value = name_or_id.strip()
         m = _FULL_ID.match(value)
         if m:
-            return self._images.get_image("sha256:" + m.group(1))
+            try:
+                return self._images.get_image("sha256:" + m.group(1))
+            except NotFound:  # a list's ID, as its name: the list's image (as podman)
+                if not self.db.one("SELECT 1 FROM indexes WHERE id=?", ("sha256:" + m.group(1),)):
+                    raise
+                return self._images.get_image(
+                    self._list_image(value, "sha256:" + m.group(1), platform)
+                )
         rec = self._by_reference(value)
         if rec is not None:
             return rec
-        image_id = self._by_list(value, platform)
+        index_id = self._indexes.by_reference(value)
+        image_id = None if index_id is None else self._list_image(value, index_id, platform)
         if image_id is None:
             image_id = self._by_prefix(value)
+        if image_id is None:  # the ID prefix `kiln images` shows for a list
+            index_id = self._indexes.by_prefix(value)
+            image_id = None if index_id is None else self._list_image(value, index_id, platform)
         if image_id is None:
             raise NotFound(f"{name_or_id}: image not known")
         return self._images.get_image(image_id)
@@ -112,12 +125,9 @@ class Resolver:
                 return rec
         return None
 
-    def _by_list(self, value: str, platform: Platform | str | None) -> str | None:
-        """A manifest list's name stands for its image for ``platform`` (default: this
-        machine's), as podman resolves one; NotFound if the list has none stored."""
-        index_id = self._indexes.by_reference(value)
-        if index_id is None:
-            return None
+    def _list_image(self, value: str, index_id: str, platform: Platform | str | None) -> str:
+        """A manifest list (by name or ID) stands for its image for ``platform`` (default:
+        this machine's), as podman resolves one; NotFound if the list has none stored."""
         rec = self._indexes.get_index(index_id)
         want = Platform.parse(platform) if isinstance(platform, str) else platform
         want = want or Platform.host()
