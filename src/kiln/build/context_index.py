@@ -33,7 +33,6 @@ one costs one rehash.
 
 from __future__ import annotations
 
-import functools
 import io
 import marshal
 import os
@@ -110,22 +109,29 @@ def list_dir(dfd: int, record: DirRecord | None = None) -> Listing:
     now = time.time_ns()
     st = os.fstat(dfd)  # before the names: a change while they are read moves the key
     own = _own_key(st)
-    stat_at = functools.partial(os.lstat, dir_fd=dfd)  # (lstat: no follow_symlinks to parse)
     if record is not None and record.own and record.own == own:
         names = record.entry_names()
         try:
-            sts = list(map(stat_at, names))
+            sts = _lstats(dfd, names)
         except FileNotFoundError:
             pass  # an entry removed: the directory is listed
         else:
             return Listing(st.st_dev, names, sts, pack_keys(sts), own)
     names = sorted(os.listdir(dfd))
     try:
-        sts = list(map(stat_at, names))
+        sts = _lstats(dfd, names)
     except FileNotFoundError:  # removed since listed: the ones still there
         names, sts = _still_there(dfd, names)
     trusted = now - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS
     return Listing(st.st_dev, names, sts, pack_keys(sts), own if trusted else b"")
+
+
+def _lstats(dfd: int, names: list[str]) -> list[os.stat_result]:
+    """The lstat of each of ``names`` in the open directory ``dfd`` (the no-op's hot loop: a
+    comprehension calls ``lstat`` with ``dir_fd`` by keyword name; ``map`` over a
+    ``functools.partial`` holding the keyword took ~1,100 more instructions a file)."""
+    lstat = os.lstat
+    return [lstat(name, dir_fd=dfd) for name in names]
 
 
 def _own_key(st: os.stat_result) -> bytes:
