@@ -461,34 +461,6 @@ def commit_container(
     return record
 
 
-def commit_container_to(
-    ctx: Context,
-    name: str,
-    destination: str,
-    *,
-    rm: bool = False,
-    options: RegistryOptions | None = None,
-    **commit: Any,
-) -> ImageRecord:
-    """``kiln commit C docker://REF`` (or ``oci:``, ``oci-archive:``, ``docker-archive:``,
-    ``dir:``): the image goes to ``destination`` only, as buildah commit writes it; the
-    store keeps no copy (the dangling image the commit made is removed once copied).
-    ``rm`` removes the container once the image is there; ``commit``: ``commit_container``'s
-    keywords. Returns the image's record (its ID is what buildah prints)."""
-    from kiln.ops import file_transfer  # start-up: only a commit to a transport copies
-    from kiln.ops.images import remove_images  # start-up: as above
-
-    record = commit_container(ctx, name, None, **commit)
-    try:
-        file_transfer.push(ctx, record.id, destination, options=options)
-    finally:
-        if not ctx.store.names_of(record.id):  # made here, not an image already named
-            remove_images(ctx, [record.id], prune_parents=False, ignore=True)
-    if rm:
-        _load(ctx, name).delete()
-    return record
-
-
 def export_container(ctx: Context, name: str, output: str, stdout: Any = None) -> str:
     """``kiln export``: the merged filesystem as a tar at ``output`` (a file is written
     atomically, a device or FIFO through: ``kiln.util.output``; ``-`` is ``stdout``, a

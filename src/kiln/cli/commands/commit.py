@@ -81,7 +81,9 @@ def command(state: State, container, image, format_, squash, rm, timestamp, comp
     )  # fmt: skip
     with state.context(quiet=quiet) as ctx:  # the layer's bytes as it is written
         if elsewhere:
-            record = ops.commit_container_to(
+            from kiln.ops.commit_to import commit_container_to
+
+            record = commit_container_to(
                 ctx, container, image, rm=rm, options=registry_options, **commit
             )
         else:
