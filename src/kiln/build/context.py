@@ -1055,8 +1055,12 @@ class _Deferred(Exception):
 def _xattrs_note(path: str | int) -> str:
     """What a digest line adds for the xattrs a copy keeps (``kiln.container.copier``;
     ``path`` not followed, or an fd): "" when there are none, as for every entry before
-    they were kept."""
-    xattrs = read_xattrs(path, overlay=True)
+    they were kept. An entry gone meanwhile has none here: the walk notices it as it
+    notices any entry swapped under it (its open or its stat check)."""
+    try:
+        xattrs = read_xattrs(path, overlay=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
     if not xattrs:
         return ""
     return XATTRS_MARK + ",".join(f"{k}={v.hex()}" for k, v in sorted(xattrs.items()))
