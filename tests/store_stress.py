@@ -345,21 +345,28 @@ class Stress:
                 client.close()
         except docker.errors.NotFound:
             pass
-        except docker.errors.APIError as e:
+        except Exception as e:
+            self._api_failure(f"api: {name}", "api", e)
+
+    def _api_failure(self, what: str, kind: str, e: Exception) -> None:
+        """A docker-py call that failed: a problem unless the server refused clearly (a
+        refusal of ``kind``) or was killed under the call (then it is not its answer)."""
+        import docker  # type: ignore[import-untyped]
+
+        if isinstance(e, docker.errors.APIError):
             text = str(e.explanation or e)
             if e.status_code >= 500 or not clear_error(text):
-                self.problem(f"api: {name}: {e}")
+                self.problem(f"{what}: {e}")
             else:
                 with self._lock:
-                    self.refusals[f"api: {text[:160]}"] += 1
-        except Exception as e:  # the server was killed under the call: not its answer
-            if (
-                self.server is not None
-                and self.server.poll() is None
-                and not isinstance(e, (ConnectionError, OSError))
-                and "Connection" not in type(e).__name__ + str(e)
-            ):
-                self.problem(f"api: {name}: {type(e).__name__}: {e}")
+                    self.refusals[f"{kind}: {text[:160]}"] += 1
+        elif (
+            self.server is not None
+            and self.server.poll() is None
+            and not isinstance(e, (ConnectionError, OSError))
+            and "Connection" not in type(e).__name__ + str(e)
+        ):
+            self.problem(f"{what}: {type(e).__name__}: {e}")
 
     def op_library(self, w: int, rng: random.Random) -> None:
         """A Python program on the store with three threads at once: builds, tags, lists,
@@ -486,21 +493,8 @@ class Stress:
             else:
                 with self._lock:
                     self.refusals[f"apibuild: {text[:160]}"] += 1
-        except docker.errors.APIError as e:
-            text = str(e.explanation or e)
-            if e.status_code >= 500 or not clear_error(text):
-                self.problem(f"apibuild: {e}")
-            else:
-                with self._lock:
-                    self.refusals[f"apibuild: {text[:160]}"] += 1
-        except Exception as e:  # the server was killed under the call: not its answer
-            if (
-                self.server is not None
-                and self.server.poll() is None
-                and not isinstance(e, (ConnectionError, OSError))
-                and "Connection" not in type(e).__name__ + str(e)
-            ):
-                self.problem(f"apibuild: {type(e).__name__}: {e}")
+        except Exception as e:
+            self._api_failure("apibuild", "apibuild", e)
 
     def _hangup_build(self, dockerfile: str, n: int) -> None:
         buf = io.BytesIO()
