@@ -58,7 +58,20 @@ def _sys(*args: object) -> int:
 
 
 def mount(spec: MountSpec, target: str) -> None:
-    """Mount ``spec`` on the existing directory ``target``."""
+    """Mount ``spec`` on the existing, unmounted directory ``target``. When it raises, this
+    call left nothing mounted there: a Ctrl-C (``KeyboardInterrupt``) that lands just after
+    the kernel mounted is raised only once the mount is undone."""
+    try:
+        _mount_by_type(spec, target)
+    except (Unavailable, OSError, InvalidArgument):
+        raise  # refused: nothing was mounted
+    except BaseException:
+        if is_mountpoint(target):
+            unmount(target)
+        raise
+
+
+def _mount_by_type(spec: MountSpec, target: str) -> None:
     if spec.type == "bind":
         _bind(spec, target)
     elif spec.type == "overlay":
@@ -208,13 +221,9 @@ def mounted(spec: MountSpec, parent_dir: str | None = None) -> Iterator[str]:
     target = tempfile.mkdtemp(prefix="kiln-mnt-", dir=parent_dir)
     try:
         mount(spec, target)
-    except BaseException:
-        os.rmdir(target)
-        raise
-    try:
         yield target
     finally:
-        unmount(target)
+        unmount(target)  # not mounted (the mount failed) is fine
         os.rmdir(target)
 
 
@@ -225,8 +234,8 @@ def overlay_works(scratch_dir: str) -> bool:
     thrown away, and a plain overlay's unmount syncs the whole upper file system (20-50 ms
     on a busy disk, paid by the first build in every fresh store)."""
     probe = tempfile.mkdtemp(prefix="probe-", dir=scratch_dir)
+    dirs = [os.path.join(probe, d) for d in ("lower", "upper", "work", "mnt")]
     try:
-        dirs = [os.path.join(probe, d) for d in ("lower", "upper", "work", "mnt")]
         for d in dirs:
             os.mkdir(d)
         options = supported_overlay_options()
@@ -234,17 +243,14 @@ def overlay_works(scratch_dir: str) -> bool:
         spec = spec.as_volatile()
         try:
             mount(spec, dirs[3])
-        except (Unavailable, OSError):
-            return False
-        try:
             with open(os.path.join(dirs[3], "probe"), "w") as f:
                 f.write("ok")
-        except OSError:
+        except (Unavailable, OSError):
             return False
-        finally:
-            unmount(dirs[3])
         return True
     finally:
+        # whatever ended the probe (a Ctrl-C too): nothing stays mounted, nothing is left
+        unmount(dirs[3])
         shutil.rmtree(probe, ignore_errors=True)
 
 
