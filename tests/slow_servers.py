@@ -36,6 +36,7 @@ class StallingProxy:
         self.stalled = threading.Event()
         self.stalled_link_closed = threading.Event()
         self._stalled_clients: list[socket.socket] = []
+        self._stalled_uploads: list[socket.socket] = []
         self._released = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
@@ -63,6 +64,8 @@ class StallingProxy:
                 if limit is not None and self._counts[way] > limit:
                     if way == "down":
                         self._stalled_clients.append(dst)
+                    else:
+                        self._stalled_uploads.append(src)
                     self.stalled.set()
                     self._released.wait(600)
                 dst.sendall(data)
@@ -78,8 +81,66 @@ class StallingProxy:
     def release(self) -> None:
         self._released.set()
 
+    @property
+    def down_held(self) -> bool:
+        """Whether the server's answers are what the proxy holds (else the client's upload)."""
+        return self._limits["down"] is not None
+
+    def wait_upload_blocked(self, timeout: float) -> bool:
+        """After ``stalled`` (up): wait until the client's sending has come to rest against
+        the held link (bytes queued at both ends, the same across half a second): it
+        sits in a write the link will never take."""
+        end, last, same = time.monotonic() + timeout, None, 0
+        while time.monotonic() < end:
+            now = [_queued(s, to_peer=False) for s in self._stalled_uploads]
+            same = same + 1 if now and now == last and all(q and q[1] for q in now) else 0
+            if same >= 10:
+                return True
+            last = now
+            time.sleep(0.05)
+        return False
+
+    def wait_client_drained(self, timeout: float) -> bool:
+        """After ``stalled`` (down): wait until the client has read every byte that passed,
+        so it sits in a read the link will never answer (the kernel's queues of both ends
+        of the held connection are empty, as /proc/net/tcp shows them)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self._stalled_clients and all(
+                _queued(s, to_peer=True) in (None, (0, 0)) for s in self._stalled_clients
+            ):
+                return True
+            time.sleep(0.02)
+        return False
+
     def close(self) -> None:
         self.release()
         for sock in [self._listener, *self._sockets]:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+def _tcp_name(addr: tuple[str, int]) -> str:
+    """``addr`` (IPv4) as /proc/net/tcp writes it: little-endian hex address, hex port."""
+    packed = socket.inet_aton(addr[0])
+    return f"{int.from_bytes(packed, 'little'):08X}:{addr[1]:04X}"
+
+
+def _queued(sock: socket.socket, *, to_peer: bool) -> tuple[int, int] | None:
+    """The bytes queued on one way of ``sock``'s connection (both ends on this host, IPv4),
+    as (the sender's send queue, the receiver's receive queue): from ``sock`` to its peer
+    with ``to_peer``, else from the peer to ``sock``; None once either end is gone."""
+    try:
+        own, peer = _tcp_name(sock.getsockname()), _tcp_name(sock.getpeername())
+    except OSError:
+        return None
+    queues = {}
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            tx, rx = (int(q, 16) for q in fields[4].split(":"))
+            queues[(fields[1], fields[2])] = (tx, rx)
+    mine, theirs = queues.get((own, peer)), queues.get((peer, own))
+    if mine is None or theirs is None:
+        return None
+    return (mine[0], theirs[1]) if to_peer else (theirs[0], mine[1])

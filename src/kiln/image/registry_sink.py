@@ -11,6 +11,7 @@ conversion can be pushed ahead, several at once, with :meth:`push_layers`;
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 import tempfile
@@ -29,6 +30,7 @@ from kiln.oci.manifest import Index, Manifest
 from kiln.oci.reference import Reference
 from kiln.oci.strict_json import canonical, loads_object
 from kiln.registry import RegistryClient
+from kiln.util.cancel import cancel_scope
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -187,12 +189,17 @@ class RegistrySink:
         if config:
             wanted.append(image.manifest.config)
         descs = list({d.digest: d for d in wanted}.values())
-        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="kiln-push") as pool:
-            futures = [pool.submit(self.push_blob_from, image.blobs, d) for d in descs]
+        pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="kiln-push")
+        with cancel_scope() as stop, pool:  # the uploads' socket reads end once it is set
+            futures = [
+                pool.submit(contextvars.copy_context().run, self.push_blob_from, image.blobs, d)
+                for d in descs
+            ]
             try:
                 errors = [e for e in (f.exception() for f in futures) if e is not None]
             except BaseException:  # Ctrl-C: uploads stop at their next read, none starts
                 self._stop.set()
+                stop.set_for("interrupted")
                 for f in futures:
                     f.cancel()
                 raise

@@ -48,6 +48,7 @@ from kiln.registry import RegistryClient
 from kiln.snapshot.staged import StagedLayer, discard_staged
 from kiln.store import ImageRecord, Store
 from kiln.util.atomic import WritebackEvery
+from kiln.util.cancel import CancelFlag, cancel_scope
 from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
@@ -417,14 +418,16 @@ class _Pull:
         )
 
     @contextlib.contextmanager
-    def _stopping_on_interrupt(self) -> Iterator[None]:
+    def _stopping_on_interrupt(self, stop: CancelFlag) -> Iterator[None]:
         """While the blobs are fetched: a Ctrl-C (KeyboardInterrupt in this thread), or any
-        error here, stops every fetch at its next chunk, so the pool's exit (entered before
-        this) does not wait for whole blobs."""
+        error here, stops every fetch at its next chunk, or within a read slice where the
+        registry has stalled mid-blob (``stop``: the pool threads' cancel flag), so the
+        pool's exit (entered before this) does not wait for whole blobs or read timeouts."""
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self._failed.set()
+            stop.set_for("interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped")
             raise
 
     def _bytes(self, kind: str, desc: Descriptor, n: int) -> None:
@@ -478,7 +481,7 @@ class _Pull:
     def schema2(self, manifest: Manifest, names: Sequence[str]) -> ImageRecord:
         sizes: dict[Digest, int] = {}
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull")
-        with pool, self._stopping_on_interrupt():
+        with cancel_scope() as stop, pool, self._stopping_on_interrupt(stop):
             config_f = pool.submit(contextvars.copy_context().run, self._config, manifest.config)
             futures: dict[Digest, Future[Fetched]] = {}
             for desc in manifest.layers:
@@ -503,7 +506,7 @@ class _Pull:
         """Fetch the layers, measure their diff IDs, synthesize config and a v2s2 manifest."""
         unique = list(dict.fromkeys(s1.layer_digests))
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kiln-pull")
-        with pool, self._stopping_on_interrupt():
+        with cancel_scope() as stop, pool, self._stopping_on_interrupt(stop):
             futures = {
                 d: pool.submit(
                     contextvars.copy_context().run,

@@ -21,6 +21,7 @@ The reads are bounded by wrapping the network backend of the client's connection
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -174,7 +175,12 @@ class _Stream(httpcore.NetworkStream):
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         started = time.monotonic()
-        self._inner.write(buffer, timeout)
+        flag = cancel_flag()
+        sock = None if flag is None else self._inner.get_extra_info("socket")
+        if flag is None or sock is None:
+            self._inner.write(buffer, timeout)
+        else:
+            _cancellable_write(sock, buffer, timeout, flag)
         _sent(started)
 
     def close(self) -> None:
@@ -188,6 +194,32 @@ class _Stream(httpcore.NetworkStream):
 
     def get_extra_info(self, info: str) -> Any:  # httpcore's type: it depends on info
         return self._inner.get_extra_info(info)
+
+
+def _cancellable_write(
+    sock: socket.socket, buffer: bytes, timeout: float | None, flag: threading.Event
+) -> None:
+    """httpcore's write (``send`` until all is gone, each waiting at most ``timeout``) in
+    slices that look at the cancel flag: an upload the registry stopped taking mid-body
+    ends once the flag is set. A slice that sent nothing is retried with the same bytes,
+    as a TLS socket requires."""
+    view = memoryview(buffer)
+    end = None if timeout is None else time.monotonic() + timeout
+    try:
+        while view:
+            raise_if_cancelled(flag)
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                raise httpcore.WriteTimeout("timed out")
+            sock.settimeout(_CANCEL_SLICE if left is None else min(left, _CANCEL_SLICE))
+            try:
+                sent = sock.send(view)
+            except TimeoutError:
+                continue
+            view = view[sent:]
+            end = None if timeout is None else time.monotonic() + timeout
+    except OSError as exc:
+        raise httpcore.WriteError(exc) from exc
 
 
 _SocketOptions = Iterable[httpcore.SOCKET_OPTION] | None

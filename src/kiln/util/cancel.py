@@ -5,7 +5,9 @@ client goes away. Waits that can block for long check it: the registry's socket 
 in short slices (``kiln.registry.header_deadline``) and raise :class:`Cancelled` once it is
 set, so a pull from a registry that stalls ends with its client, not at the registry's
 deadline minutes later. The flag travels in a ``ContextVar``: the pull's pool threads run
-in a copy of the context that started them.
+in a copy of the context that started them. A pull or push also runs its pool under a
+:func:`cancel_scope` of its own, set on Ctrl-C (or a failed sibling): a worker blocked in
+a read or write of a stalled registry ends within a slice, not at its timeout.
 """
 
 from __future__ import annotations
@@ -28,6 +30,40 @@ class CancelFlag(threading.Event):
         if not self.is_set():
             self.reason = reason
         self.set()
+
+
+class _ScopeFlag(CancelFlag):
+    """A flag for one piece of work inside another's: set by that work (a Ctrl-C, a failed
+    sibling), or through the enclosing flag (the API's client went away)."""
+
+    def __init__(self, outer: threading.Event | None) -> None:
+        super().__init__()
+        self._outer = outer
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._outer is not None and self._outer.is_set())
+
+    @property
+    def reason(self) -> str:
+        if not super().is_set() and self._outer is not None and self._outer.is_set():
+            return getattr(self._outer, "reason", CancelFlag.reason)
+        return self._own_reason
+
+    @reason.setter
+    def reason(self, value: str) -> None:
+        self._own_reason = value
+
+
+@contextmanager
+def cancel_scope() -> Iterator[CancelFlag]:
+    """Work in this block (and threads started in a copy of its context) runs under a flag
+    of its own, which the block's owner sets to stop it (``set_for``): a blocked socket
+    read of a worker thread ends within a slice, as the API's own flag ends it. The flag
+    enclosing the block, if any, still stops it too."""
+    flag = _ScopeFlag(cancel_flag())
+    flag.reason = "stopped"
+    with cancelled_by(flag):
+        yield flag
 
 
 def cancelled_error(flag: threading.Event | None) -> Cancelled:
@@ -60,4 +96,11 @@ def raise_if_cancelled(flag: threading.Event | None) -> None:
         raise cancelled_error(flag)
 
 
-__all__ = ["CancelFlag", "cancel_flag", "cancelled_by", "cancelled_error", "raise_if_cancelled"]
+__all__ = [
+    "CancelFlag",
+    "cancel_flag",
+    "cancel_scope",
+    "cancelled_by",
+    "cancelled_error",
+    "raise_if_cancelled",
+]
