@@ -60,3 +60,35 @@ def test_a_bundle_without_owner_is_left_while_young_and_swept_once_old(tmp_path)
     os.utime(next((state / "bundles").glob(f"{old}-*")), (hour_ago, hour_ago))
     assert sweep_dead_runs(str(state), dry_run=True) == [old]  # not the young one
     assert young not in sweep_dead_runs(str(state), dry_run=True)
+
+
+def test_a_bundle_names_its_owner_from_the_moment_it_exists(tmp_path, monkeypatch):
+    """A kiln killed between making a bundle's directory and writing its owner file left a
+    bundle the sweep could not claim for its ten-minute grace: the owner is in the name."""
+    from kiln.runtime import bundle as bundle_module
+
+    state = tmp_path / "runtime"
+    real_open = open
+
+    def killed_before_the_owner_file(path, *args, **kwargs):
+        if os.path.basename(str(path)) == OWNER_FILE:
+            raise KeyboardInterrupt  # stands for the SIGKILL: nothing after the mkdtemp ran
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_module, "open", killed_before_the_owner_file, raising=False)
+    made = []
+    real_mkdtemp = bundle_module.tempfile.mkdtemp
+    monkeypatch.setattr(bundle_module.tempfile, "mkdtemp",
+                        lambda **kw: made.append(real_mkdtemp(**kw)) or made[-1])  # fmt: skip
+    monkeypatch.setattr(bundle_module.shutil, "rmtree", lambda *a, **k: None)  # killed: no cleanup
+    try:
+        bundle_module._Bundles().take(str(state))
+    except KeyboardInterrupt:
+        pass
+    (path,) = made
+    assert not os.path.exists(os.path.join(path, OWNER_FILE))
+    assert sweep_dead_runs(str(state), dry_run=True) == []  # its owner (this process) lives
+    dead_pid, dead_start = _dead_owner().split(":")
+    os.rename(path, path.replace(f"-o{this_process().replace(':', '_')}-",
+                                 f"-o{dead_pid}_{dead_start}-"))  # fmt: skip
+    assert len(sweep_dead_runs(str(state), dry_run=True)) == 1  # young, but its owner is dead

@@ -27,7 +27,7 @@ from kiln.util.process_owner import this_process
 from . import mountpoints
 from .etc_files import Written, write_etc_files
 from .options import RunOptions
-from .rundir import OWNER_FILE, default_runtime_dir
+from .rundir import OWNER_FILE, bundle_prefix, default_runtime_dir
 from .users import ResolvedUser, resolve_user
 
 
@@ -83,11 +83,14 @@ class _Bundles:
         run_id = "kiln-" + os.urandom(16).hex()
         bundles = os.path.join(state, "bundles")
         os.makedirs(bundles, mode=0o700, exist_ok=True)
-        bundle = _Bundle(state, run_id, tempfile.mkdtemp(prefix=run_id + "-", dir=bundles))
+        # who runs it, in its name: if kiln is killed, the next command stops what it left
+        owner = this_process()
+        bundle = _Bundle(
+            state, run_id, tempfile.mkdtemp(prefix=bundle_prefix(run_id, owner), dir=bundles)
+        )
         try:
-            # who runs it: if kiln is killed, the next kiln command stops what it left running
-            with open(os.path.join(bundle.path, OWNER_FILE), "w") as f:
-                f.write(this_process())
+            with open(os.path.join(bundle.path, OWNER_FILE), "w") as f:  # for older kilns
+                f.write(owner)
         except BaseException:
             shutil.rmtree(bundle.path, ignore_errors=True)
             raise

@@ -26,7 +26,8 @@ import time
 from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.process_owner import is_alive
 
-from .rundir import OWNER_FILE, default_runtime_dir  # start-up: not .bundle (see rundir)
+# start-up: not .bundle (see rundir)
+from .rundir import OWNER_FILE, default_runtime_dir, owner_in_name
 
 __all__ = ["stray_containers", "sweep_dead_runs"]
 
@@ -200,12 +201,15 @@ def _own_cgroups() -> list[str]:
 
 
 def _owner_dead(bundle: str) -> bool:
+    named = owner_in_name(os.path.basename(bundle))
+    if named is not None:
+        return not is_alive(named)
     try:
         with open(os.path.join(bundle, OWNER_FILE)) as f:
             owner = f.read().strip()
     except FileNotFoundError:
-        # being made now (its owner is written right after the directory is made), else
-        # made by an older kiln that wrote none, or killed in between: nobody's once old
+        # an older kiln's (no owner in the name): being made now (its owner is written
+        # right after the directory is made), or killed in between: nobody's once old
         return _age(bundle) > _OWNERLESS_GRACE
     except OSError:
         return False
