@@ -136,3 +136,35 @@ def test_ctrl_c_ends_a_push_stalled_mid_blob(tmp_path, registry_plain, wait_bloc
     ref = f"docker://{registry_plain.host}/interrupted/push:1"
     again = src("push", "--tls-verify=false", "big:1", ref)
     assert again.returncode == 0, again.stderr
+
+
+def test_ctrl_c_ends_a_build_whose_parallel_stages_pull_from_a_stalled_registry(
+    tmp_path, registry_plain
+):
+    """Two stages built at once (``--jobs 2``) pull their bases, and the registry stalls
+    mid-blob: a Ctrl-C reaches the main thread only, and the stages' pulls (in the stage
+    threads, their blob workers in a read of the held link) end with the build's cancel
+    flag. They ran on to the read timeout."""
+    src, dst = Kiln(tmp_path, "src"), Kiln(tmp_path, "dst")
+    random_image(src, tmp_path, "big:1")
+    random_image(src, tmp_path, "big:2")
+    for tag in ("1", "2"):
+        ref = f"docker://{registry_plain.host}/interrupted/stages:{tag}"
+        assert src("push", "--tls-verify=false", f"big:{tag}", ref).returncode == 0
+    proxy = StallingProxy(registry_plain.host, down=HOLD_AFTER)
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {proxy.host}/interrupted/stages:1 AS one\n"
+        f"FROM {proxy.host}/interrupted/stages:2 AS two\n"
+        "FROM scratch\nCOPY --from=one /random.bin /1\nCOPY --from=two /random.bin /2\n"
+    )
+    try:
+        code, err = dst.interrupted(proxy, "build", "--jobs", "2", "--tls-verify=false",
+                                    str(context), wait_blocked=True)  # fmt: skip
+    finally:
+        proxy.close()
+    assert code == 130, err
+    assert err.rstrip().endswith("Error: interrupted") and "Traceback" not in err, err
+    assert dst("images", "-q").stdout.strip() == ""
+    dst.left_nothing()

@@ -16,7 +16,6 @@ import contextvars
 import os
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from kiln.oci import ImageConfig, Platform, Reference
 from kiln.oci.config import DEFAULT_PATH
 from kiln.oci.reference import is_short_name
 from kiln.snapshot.mount import mounted
+from kiln.util.cancel import LinkedFlag, cancel_flag, cancelled_by
 from kiln.util.choices import PullPolicy
 from kiln.util.lingering import Lingering
 from kiln.util.process_owner import this_process
@@ -110,7 +110,7 @@ class Executor:
             "timestamp": opts.timestamp, "platform": self.platform,
         }  # fmt: skip
         # set by a failing stage to stop its siblings; set too when the caller's flag is
-        self.cancel = BuildCancel(opts.cancel)
+        self.cancel = BuildCancel(opts.cancel if opts.cancel is not None else cancel_flag())
         self.pumps = Lingering("kiln-run-output")  # RUN output readers, kept across steps
         self.results: dict[int, str] = {}
         self.cache_hits = 0
@@ -142,7 +142,10 @@ class Executor:
             self.progress.note(f"# syntax={self.parsed.syntax} is ignored: kiln builds itself")
         failed = True
         try:
-            with _ssh_agents(self.ssh_sources, self.tmpdir) as sockets:  # killed when it ends
+            with (
+                _ssh_agents(self.ssh_sources, self.tmpdir) as sockets,  # killed when it ends
+                cancelled_by(self.cancel),  # a stage's pull stalled mid-blob stops with it
+            ):
                 self.ssh_sockets = sockets
                 self._schedule()
             failed = False
@@ -527,35 +530,16 @@ class Executor:
             os.close(fd)
 
 
-class BuildCancel(threading.Event):
+class BuildCancel(LinkedFlag):
     """The build's own cancel flag, linked to the caller's (``opts.cancel``).
 
     It reads as set when either is: the caller cancelling (a client that went away,
     Ctrl-C) stops every stage. A failing stage sets only this one, to stop its siblings:
     the caller's flag is the caller's to set (the API server reads it as "the client
     went away" and would stop answering), so a failure never sets it and always
-    reaches the caller as the build's error.
+    reaches the caller as the build's error. The build runs under it
+    (``kiln.util.cancel``): a stage's FROM pull stalled mid-blob ends with it too.
     """
-
-    POLL_SECONDS = 0.05
-
-    def __init__(self, outer: threading.Event | None) -> None:
-        super().__init__()
-        self._outer = outer
-
-    def is_set(self) -> bool:
-        return super().is_set() or (self._outer is not None and self._outer.is_set())
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            left = self.POLL_SECONDS
-            if deadline is not None:
-                left = min(left, deadline - time.monotonic())
-                if left <= 0:
-                    return False
-            super().wait(left)
-        return True
 
 
 def _ssh_sources(specs: list[str]) -> dict[str, SshSource]:

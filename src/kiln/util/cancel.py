@@ -13,6 +13,7 @@ a read or write of a stalled registry ends within a slice, not at its timeout.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,16 +33,31 @@ class CancelFlag(threading.Event):
         self.set()
 
 
-class _ScopeFlag(CancelFlag):
-    """A flag for one piece of work inside another's: set by that work (a Ctrl-C, a failed
-    sibling), or through the enclosing flag (the API's client went away)."""
+class LinkedFlag(CancelFlag):
+    """The cancel flag of one piece of work inside another's: set by that work itself (a
+    Ctrl-C, a failing sibling), and read as set too once the enclosing flag (``outer``: a
+    client that went away) is. Setting it never sets ``outer``: that one is its owner's."""
 
-    def __init__(self, outer: threading.Event | None) -> None:
+    POLL_SECONDS = 0.05  # how often ``wait`` looks at ``outer``
+
+    def __init__(self, outer: threading.Event | None, reason: str = "stopped") -> None:
         super().__init__()
         self._outer = outer
+        self._own_reason = reason
 
     def is_set(self) -> bool:
         return super().is_set() or (self._outer is not None and self._outer.is_set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = self.POLL_SECONDS
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+            super().wait(left)
+        return True
 
     @property
     def reason(self) -> str:
@@ -60,8 +76,7 @@ def cancel_scope() -> Iterator[CancelFlag]:
     of its own, which the block's owner sets to stop it (``set_for``): a blocked socket
     read of a worker thread ends within a slice, as the API's own flag ends it. The flag
     enclosing the block, if any, still stops it too."""
-    flag = _ScopeFlag(cancel_flag())
-    flag.reason = "stopped"
+    flag = LinkedFlag(cancel_flag())
     with cancelled_by(flag):
         yield flag
 
@@ -98,6 +113,7 @@ def raise_if_cancelled(flag: threading.Event | None) -> None:
 
 __all__ = [
     "CancelFlag",
+    "LinkedFlag",
     "cancel_flag",
     "cancel_scope",
     "cancelled_by",
