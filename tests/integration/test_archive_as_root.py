@@ -15,6 +15,7 @@ from archive_corpus import whiteout_lower_tree as lower_tree
 from kiln.archive.applier import apply_layer, extract_tar
 from kiln.archive.changes import changes_from_overlay_upper
 from kiln.archive.tar_writer import scan_overlay_upper, scan_tree, write_layer
+from kiln.snapshot.copytree import merge_layers
 
 IS_ROOT = os.geteuid() == 0
 
@@ -29,18 +30,41 @@ def test_overlay_mode(tmp_path):
     assert not (tmp_path / "var" / "cache" / ".wh..wh..opq").exists()
 
 
+# set as podman, buildah, containerd and moby set them; overlayfs' own records and the SELinux
+# label never (see kiln.archive.layer_xattrs)
+CAP = bytes.fromhex("0000000200040000000000000000000000000000")  # net_bind_service
+KEPT = {"user.k": b"v", "trusted.k": b"v", "security.capability": CAP}
+DROPPED = ("trusted.overlay.opaque", "trusted.overlay.redirect", "user.overlay.opaque",
+           "security.selinux")  # fmt: skip
+
+
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="trusted.* xattrs need root")
-def test_overlay_xattrs_from_the_tar_are_ignored(tmp_path):
+@pytest.mark.parametrize("whiteouts", ["overlay", "delete", "none"])
+def test_xattrs_a_layer_may_not_set_are_ignored(tmp_path, whiteouts):
     info = tarfile.TarInfo("d")
     info.type = tarfile.DIRTYPE
-    info.pax_headers = {"SCHILY.xattr.trusted.overlay.opaque": "y", "SCHILY.xattr.user.k": "v"}
+    info.pax_headers = {f"SCHILY.xattr.{k}": v.decode("latin-1") for k, v in KEPT.items()}
+    info.pax_headers |= {f"SCHILY.xattr.{k}": "y" for k in DROPPED}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         tf.addfile(info)
-    apply_layer(io.BytesIO(buf.getvalue()), str(tmp_path))
-    assert os.getxattr(tmp_path / "d", "user.k") == b"v"
-    assert "trusted.overlay.opaque" not in os.listxattr(tmp_path / "d")
+    apply_layer(io.BytesIO(buf.getvalue()), str(tmp_path), whiteouts=whiteouts)
+    assert {k: os.getxattr(tmp_path / "d", k) for k in os.listxattr(tmp_path / "d")} == KEPT
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="trusted.* xattrs need root")
+def test_the_copy_driver_merges_what_an_unpack_would_set(tmp_path):
+    # a layer unpacked by an older kiln may hold more than an unpack sets now
+    layer, merged = tmp_path / "layer", tmp_path / "merged"
+    layer.mkdir()
+    merged.mkdir()
+    (layer / "f").write_text("f")
+    for name, value in (*KEPT.items(), ("security.selinux", b"system_u:object_r:shadow_t:s0")):
+        os.setxattr(layer / "f", name, value)
+    merge_layers([str(layer)], str(merged))
+    assert {k: os.getxattr(merged / "f", k) for k in os.listxattr(merged / "f")} == KEPT
 
 
 @pytest.mark.root

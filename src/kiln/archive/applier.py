@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol, Self, cast
 
 from kiln.archive.compression import CHUNK, Compression, open_decompressed
 from kiln.archive.hashing import HashingReader
+from kiln.archive.layer_xattrs import layer_may_set
 from kiln.archive.safe_root import SafeRoot
 from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
@@ -320,7 +321,7 @@ class _Applier:
             if not key.startswith("SCHILY.xattr."):
                 continue
             name = key[len("SCHILY.xattr.") :]
-            if name.startswith(("trusted.overlay.", "user.overlay.")):
+            if not layer_may_set(name):
                 continue
             if name.startswith(("security.", "trusted.")) and not self.is_root:
                 continue

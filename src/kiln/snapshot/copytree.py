@@ -21,8 +21,7 @@ import shutil
 import stat
 
 from kiln.archive.changes import is_opaque, is_whiteout
-
-_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
+from kiln.archive.layer_xattrs import OVERLAY_XATTR_PREFIXES, layer_may_set
 
 
 def merge_layers(layers_top_first: list[str], dest: str) -> None:
@@ -148,6 +147,10 @@ _XATTR_SKIPPED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)
 _XATTR_SKIPPED_PLAIN = (*_XATTR_SKIPPED, errno.EACCES, errno.ENODATA)
 
 
+def _export_keeps(name: str) -> bool:
+    return not name.startswith(OVERLAY_XATTR_PREFIXES)
+
+
 def _copy_meta(src: str, dst: str, st: os.stat_result, plain: bool = False) -> None:
     link = stat.S_ISLNK(st.st_mode)
     if not plain:
@@ -156,8 +159,10 @@ def _copy_meta(src: str, dst: str, st: os.stat_result, plain: bool = False) -> N
         names = os.listxattr(src, follow_symlinks=False)
     except OSError:
         names = []
+    # a merge sets what an unpack would (a layer unpacked by an older kiln may have more)
+    keep = _export_keeps if plain else layer_may_set
     for name in names:
-        if name.startswith(_OVERLAY_XATTRS):
+        if not keep(name):
             continue
         try:
             os.setxattr(
