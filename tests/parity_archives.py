@@ -87,8 +87,9 @@ def _write_data_tar(path: Path) -> None:
 
 def with_full_names(archive: Path) -> Path:
     """A copy of the docker-archive ``archive`` whose ``RepoTags`` are full references
-    (``busybox:latest`` -> ``docker.io/library/busybox:latest``): podman 4.3 puts a short
-    name of an archive under ``localhost/``, where dockerd and kiln read Docker Hub."""
+    (``busybox:latest`` -> ``docker.io/library/busybox:latest``), the names the libpod
+    suite asks for: podman 4.3 (and kiln but on the Docker API) puts a short name of an
+    archive under ``localhost/``, where dockerd reads Docker Hub."""
     from kiln.oci import Reference
 
     out = archive.with_name("full-" + archive.name)

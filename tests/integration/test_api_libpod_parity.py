@@ -29,9 +29,7 @@ What is deliberately not compared (each a decision; :data:`NOT_COMPARED` holds t
   (405 without a body); kiln answers both in the error shape above. kiln also serves the
   libpod routes without a ``/v{version}`` prefix, which podman's router does not.
 
-Known and left as they are, each test saying why where it meets one: a docker-archive's
-short names (podman 4.3 loads them under ``localhost/``; kiln on Docker Hub, as dockerd);
-the media type of a manifest list (podman 4.3 a Docker list, kiln an OCI index); how an
+Known and left as they are, each test saying why where it meets one: the media type of a manifest list (podman 4.3 a Docker list, kiln an OCI index); how an
 OCI archive is written (podman converts the image to OCI media types, changing its ID);
 a multi-image oci-archive export (podman refuses it, kiln writes it); podman's leftover
 unnamed image of a refused import; pull and push are not compared (a registry is needed):

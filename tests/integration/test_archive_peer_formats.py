@@ -123,7 +123,7 @@ def test_docker_archive_with_xz_or_bzip2_layers_loads(tmp_path, peer, pack):
 
     root = tmp_path / "root"
     assert ok(kiln(root, "load", "-q", "-i", str(archive))).strip() == (
-        "Loaded image: docker.io/peer/two:1"
+        "Loaded image: localhost/peer/two:1"
     )
     assert ok(kiln(root, "images", "-q", "--no-trunc")).split() == [image_id]
     # its layers are the tars the config names: a docker-archive of it holds them plain

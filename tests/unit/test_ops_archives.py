@@ -231,8 +231,45 @@ def test_a_load_that_fails_leaves_no_image_and_the_next_load_works(ctx, tmp_path
     assert ctx.store.list_images() == []
     ok = _docker_archive(str(tmp_path / "ok.tar"), good, tag="good:1")
     loaded = archives.load(ctx, ok)
-    assert loaded.lines == ["Loaded image: docker.io/library/good:1"]
-    assert [r.names for r in ctx.store.list_images()] == [["docker.io/library/good:1"]]
+    assert loaded.lines == ["Loaded image: localhost/good:1"]
+    assert [r.names for r in ctx.store.list_images()] == [["localhost/good:1"]]
+
+
+# RepoTags as docker save writes them (short) and as podman names what it loads (podman
+# 4.3's load, and buildah's pull docker-archive:, of an archive from dockerd 20.10)
+SHORT_NAMES = {
+    "base:1": "localhost/base:1",
+    "team/base:2": "localhost/team/base:2",
+    "library/base:3": "localhost/library/base:3",
+    "docker.io/base:4": "docker.io/library/base:4",
+    "quay.io/team/base:5": "quay.io/team/base:5",
+    "localhost/base:6": "localhost/base:6",
+    "127.0.0.1:5000/base:7": "127.0.0.1:5000/base:7",
+}
+
+
+def _hello_layer() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("hello")
+        info.size = 5
+        t.addfile(info, io.BytesIO(b"hello"))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("tag", sorted(SHORT_NAMES))
+def test_load_names_a_short_repo_tag_as_podman_does(ctx, tmp_path, tag):
+    archive = _docker_archive(str(tmp_path / "short.tar"), _hello_layer(), tag=tag)
+    assert archives.load(ctx, archive).lines == [f"Loaded image: {SHORT_NAMES[tag]}"]
+    assert [r.names for r in ctx.store.list_images()] == [[SHORT_NAMES[tag]]]
+
+
+def test_load_for_the_docker_api_names_a_short_repo_tag_as_dockerd_does(ctx, tmp_path):
+    """dockerd 20.10 loads ``base:1`` as ``docker.io/library/base:1`` (shown ``base:1``)."""
+    archive = _docker_archive(str(tmp_path / "short.tar"), _hello_layer(), tag="base:1")
+    assert archives.load(ctx, archive, docker_hub=True).lines == [
+        "Loaded image: docker.io/library/base:1"
+    ]
 
 
 # --- push / pull over file transports ------------------------------------------

@@ -251,7 +251,10 @@ async def load_images(request: Request) -> Reply:
 
         try:
             with context_for(config, h) as ctx:
-                return load(ctx, body)
+                # a short name (base:1, as docker save writes it) is on Docker Hub, as dockerd
+                # loads it; kiln's command line and the libpod routes, as podman, put it
+                # under localhost/
+                return load(ctx, body, docker_hub=True)
         finally:
             body.close()
 

@@ -189,18 +189,22 @@ class LoadResult:
         return out
 
 
-def load(ctx: Context, source: str | BinaryIO, validate: bool = True) -> LoadResult:
+def load(
+    ctx: Context, source: str | BinaryIO, validate: bool = True, *, docker_hub: bool = False
+) -> LoadResult:
     """Load every image of a docker-archive or oci-archive (path or stream) or an OCI/dir directory.
 
     The format is detected from the content. Names come from the archive
-    (RepoTags, or ``org.opencontainers.image.ref.name`` when it is a full reference).
+    (RepoTags, or ``org.opencontainers.image.ref.name`` when it is a full reference); a
+    short one goes under ``localhost/`` as podman loads it, or on Docker Hub with
+    ``docker_hub``, as dockerd does (``normalize_names``).
     What a killed load or import left (its lease, spooled input, unpack work) goes first.
     """
     result = LoadResult()
     sweep_leftovers(ctx)
     with ExitStack() as stack:
         path = stack.enter_context(_local_path(ctx, source))
-        sources = _open_sources(ctx, path, stack, _shown(source))
+        sources = _open_sources(ctx, path, stack, _shown(source), docker_hub)
         if not sources:
             raise InvalidArgument(f"{_shown(source)}: the archive holds no images")
         with ctx.store.lease() as lease:
@@ -253,7 +257,7 @@ def detect_format(path: str, tmp_dir: str | None = None, shown: str | None = Non
 
 
 def _open_sources(
-    ctx: Context, path: str, stack: ExitStack, shown: str
+    ctx: Context, path: str, stack: ExitStack, shown: str, docker_hub: bool
 ) -> list[tuple[Any, list[str]]]:
     kind = detect_format(path, ctx.tmpdir, shown)
     images = transport(FORMAT_TRANSPORTS[kind]).all_images(path, tmp_dir=ctx.tmpdir)
@@ -262,7 +266,7 @@ def _open_sources(
     merged: dict[str, tuple[Any, list[str]]] = {}  # one entry per manifest, names joined
     for img in images:
         key = str(img.manifest.digest)
-        names = normalize_names(img.names)
+        names = normalize_names(img.names, docker_hub=docker_hub)
         if key in merged:
             merged[key][1].extend(n for n in names if n not in merged[key][1])
         else:

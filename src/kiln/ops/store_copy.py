@@ -20,7 +20,7 @@ from kiln.image.model import Image
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.oci.platform import Platform
-from kiln.oci.reference import Reference, match_name
+from kiln.oci.reference import Reference, local_name, match_name
 from kiln.ops.events import BlobBytes
 
 if TYPE_CHECKING:
@@ -41,14 +41,18 @@ def store_items(ctx: Context, images: Sequence[str], lease: Lease) -> list[tuple
     return out
 
 
-def normalize_names(names: Sequence[str]) -> list[str]:
-    """Archive names as the store keeps them; bare tags (``latest``) are not names."""
+def normalize_names(names: Sequence[str], *, docker_hub: bool = False) -> list[str]:
+    """Archive names as the store keeps them; bare tags (``latest``) are not names.
+
+    A short name (``base:1``, as ``docker save`` writes it) goes under ``localhost/``, as
+    podman and buildah load and pull it; ``docker_hub``: on Docker Hub
+    (``docker.io/library/base:1``), as dockerd loads it (the Docker API's load)."""
     out = []
     for n in names:
         if not n or ("/" not in n and ":" not in n and "@" not in n):
             continue
         try:
-            ref = Reference.parse(n)
+            ref = Reference.parse(n if docker_hub else local_name(n))
         except InvalidArgument:
             continue
         if ref.digest and not ref.tag:
