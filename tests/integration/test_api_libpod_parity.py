@@ -584,11 +584,12 @@ def _image_ids(sock: str) -> set[str]:
 
 
 def test_load_answers_as_podman(servers, tmp_path) -> None:
-    """podman --remote load: the names loaded, again (already there), and the errors of
-    an archive that is none. A docker-archive's short names are not compared: podman 4.3
-    puts them under ``localhost/``; kiln reads them as dockerd and podman before 4.3 do,
-    on Docker Hub (``docker save`` writes Docker Hub's images by their short names)."""
-    archives = [with_full_names(a) for a in make_archives(tmp_path)[:2]]
+    """podman --remote load: the names loaded, again (already there), a docker-archive's
+    short names (``busybox:latest``, as ``docker save`` writes Docker Hub's images: podman
+    4.3 puts them under ``localhost/``), and the errors of an archive that is none. The
+    short names go again afterwards (the images keep their full names)."""
+    short = make_archives(tmp_path)[:2]
+    archives = [with_full_names(a) for a in short] + short
     bodies = [a.read_bytes() for a in archives] + [b"not a tar", b"", _one_file_tar()]
     answers: dict[str, list] = {"podman": [], "kiln": []}
     for body in bodies:
@@ -598,6 +599,9 @@ def test_load_answers_as_podman(servers, tmp_path) -> None:
             if (name, status) == ("podman", 500):
                 status = 400  # podman 4.3's default for an archive that is none; kiln's 400
             answers[name].append((status, json.loads(raw) if status == 200 else None))
+    for sock in servers.values():
+        for local in ("localhost/busybox:latest", "localhost/kiln-test/data:1"):
+            request(sock, "DELETE", PREFIX + image(local))
     assert answers["podman"] == answers["kiln"]
 
 
