@@ -276,6 +276,9 @@ SIMPLE = 'FROM busybox\nARG X\nLABEL x=$X\nENV E=1\nWORKDIR /w\nCMD ["sh", "-c",
 BUILDS: list[tuple[dict[str, str], str, str | None]] = [
     ({"t": f"{BUILT}:1", "labels": '{"l": "v"}', "buildargs": '{"X": "1"}'}, SIMPLE, f"{BUILT}:1"),
     ({"t": f"{BUILT}:2", "q": "1"}, SIMPLE, f"{BUILT}:2"),
+    # a label named "" (docker-py's labels={"": "x"}): dockerd sets it; the docker CLI
+    # refuses --label =x before it sends anything, as kiln's command line does
+    ({"t": f"{BUILT}:5", "labels": '{"": "x", "l": "v"}'}, SIMPLE, f"{BUILT}:5"),
     ({"t": f"{BUILT}:3", "target": "a", "rm": "", "forcerm": "0"}, MULTI_STAGE, f"{BUILT}:3"),
     ({"t": f"{BUILT}:4", "nocache": "True"}, MULTI_STAGE, f"{BUILT}:4"),
     ({"target": "nope"}, MULTI_STAGE, None),
@@ -300,7 +303,10 @@ def _build_answer(sock: str, query: dict[str, str], dockerfile: str, tag: str | 
         s.startswith("sha256:") for s in streams
     )
     if tag is not None:
-        _, _, body = request(sock, "GET", f"/v1.41/images/{tag}/json")
+        found, _, body = request(sock, "GET", f"/v1.41/images/{tag}/json")
+        if found != 200:
+            out["image"] = found
+            return out
         out["image"] = _inspect(json.loads(body))
         # each builder's own; DockerVersion is dockerd's release (Parent: not compared,
         # see the module docstring)

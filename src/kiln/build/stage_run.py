@@ -503,7 +503,9 @@ class StageRun:
         extra: dict[str, Any] = {}
         if self.is_target:
             for k, v in opts.labels.items():
-                self._editor.set_label(k, v)
+                # a label named "" is the API's to give (dockerd and buildah take it); the
+                # command line refuses --label =v before the build
+                self._editor.set_label(k, v, empty_name_ok=True)
             for k, v in opts.annotations.items():
                 self._editor.set_annotation(k, v)
             extra = {"labels": opts.labels, "annotations": opts.annotations,

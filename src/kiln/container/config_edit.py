@@ -66,7 +66,8 @@ class ConfigEditor:
 
     def set_label(self, key: str, value: str, *, empty_name_ok: bool = False) -> None:
         """``empty_name_ok``: a Dockerfile LABEL whose name expands to nothing
-        (``LABEL $UNSET=v``) sets a label named "", as buildah and BuildKit do."""
+        (``LABEL $UNSET=v``) sets a label named "", as buildah and BuildKit do; so does a
+        build's ``labels={"": "v"}`` over the Docker API, as dockerd does."""
         if not key and not empty_name_ok:
             raise InvalidArgument("a label needs a name: use --label NAME=VALUE")
         self._set(labels={**self.runtime.labels, key: value})
