@@ -66,6 +66,9 @@ def test_dockerpy_build(client, tmp_path):
     lines = list(client.api.build(path=str(ctx), tag="built:2", decode=True))
     assert any("aux" in line and line["aux"]["ID"] == image.id for line in lines)
     assert any("Successfully tagged built:2" in line.get("stream", "") for line in lines)
+    # a label named "", as dockerd sets it
+    labelled, _ = client.images.build(path=str(ctx), tag="built:3", labels={"": "x"})
+    assert labelled.labels == {"made": "kiln", "": "x"}
     # a Dockerfile that is not in the context fails before the build starts: an error
     # status, as dockerd answers ("do not write a 200 when nothing was written yet")
     docker = pytest.importorskip("docker")
