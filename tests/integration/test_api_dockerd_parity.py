@@ -19,11 +19,13 @@ What is deliberately not compared (each is a decision, said where it is made):
   are compared, and each body must be ``{"message": <non-empty string>}``.
 * the history of an image whose config records none: dockerd shows no rows, kiln one
   per layer, as podman does.
-* ``ParentId`` and ``Parent``: dockerd answers the parent it recorded when it made the
-  image (a classic build's previous step, a commit's container image), none for a loaded,
-  pulled or imported one; kiln records no provenance and answers both, on every route, by
-  podman's rule (``kiln.store.lineage``), which here makes the hand-made images without a
-  history the parents of the data image on their layer. The libpod suite compares them.
+* ``ParentId`` and ``Parent`` of the loaded images: dockerd answers the parent it recorded
+  when it made the image (a classic build's previous step, a commit's container image),
+  none for a loaded, pulled or imported one; kiln records no provenance and answers both,
+  on every route, by podman's rule (``kiln.store.lineage``), which here makes the
+  hand-made images without a history the parents of the data image on their layer. The
+  libpod suite compares them; a build's, where both builders make an image a step and
+  so agree, are compared here by the shape of the chain (the IDs are each builder's).
 * API versions older than 1.24, which dockerd 20.10 still serves and current dockerd, like
   kiln, refuses.
 
@@ -308,8 +310,8 @@ def _build_answer(sock: str, query: dict[str, str], dockerfile: str, tag: str | 
             out["image"] = found
             return out
         out["image"] = _inspect(json.loads(body))
-        # each builder's own; DockerVersion is dockerd's release (Parent: not compared,
-        # see the module docstring)
+        # each builder's own; DockerVersion is dockerd's release (Parent: each builder's
+        # ID, its chain compared by test_a_classic_build_parents_each_image_on_...)
         for key in ("Id", "Created", "RootFS", "DockerVersion", "Container", "ContainerConfig"):
             out["image"].pop(key)
     return out
@@ -323,6 +325,71 @@ def test_docker_builds_answer_as_dockerds_classic_builder(servers, number: int) 
     differing = {k: (docker.get(k), kiln.get(k)) for k in set(docker) | set(kiln)
                  if docker.get(k) != kiln.get(k)}  # fmt: skip
     assert not differing, json.dumps(differing, sort_keys=True)
+
+
+# Dockerfiles built through the classic builder's route on both: every step is an image,
+# the parent (``Parent``, ``ParentId``) of the next one, named or not
+LINEAGE_BUILDS = [
+    "FROM busybox\nENV A=1\nLABEL x=y\n",
+    'FROM busybox\nCOPY f /f\nEXPOSE 80\nUSER 1\nCMD ["sh"]\n',
+    "FROM busybox\nENV A=1\nENV B=2\nCOPY f /f\n",
+    "FROM busybox\nVOLUME /v\nENV A=1\nCOPY f /f\nENV B=1\nLABEL q=1\n",
+    "FROM busybox AS a\nCOPY f /f\nFROM busybox\nCOPY --from=a /f /h\nLABEL z=1\n",
+]
+
+
+def _context_with_file(dockerfile: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in (("Dockerfile", dockerfile.encode()), ("f", b"f\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), MTIME
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _lineage(sock: str, name: str) -> list[tuple[int, bool, bool]]:
+    """From the image up its ``Parent`` links: each image's count of history entries,
+    whether it has a name, and whether the listing's ``ParentId`` says the same."""
+    _, _, raw = request(sock, "GET", "/v1.41/images/json?all=1")
+    listed = {i["Id"]: i["ParentId"] for i in json.loads(raw)}
+    chain = []
+    while name:
+        _, _, raw = request(sock, "GET", f"/v1.41/images/{name}/json")
+        image = json.loads(raw)
+        _, _, raw = request(sock, "GET", f"/v1.41/images/{name}/history")
+        chain.append((len(json.loads(raw)), bool(image["RepoTags"]),
+                      listed.get(image["Id"]) == image["Parent"]))  # fmt: skip
+        name = image["Parent"]
+        assert len(chain) < 20, chain
+    return chain
+
+
+@pytest.mark.parametrize("number", range(len(LINEAGE_BUILDS)))
+@pytest.mark.parametrize("labels", ["", '{"l": "v"}'])
+def test_a_classic_build_parents_each_image_on_the_last_steps_as_dockerd(servers, number: int,
+                                                                         labels: str) -> None:  # fmt: skip
+    """dockerd's classic builder commits every step, a metadata one too, so a built
+    image's parent is its last step's image (kiln committed only RUN/COPY/ADD steps: after
+    ``ENV A=1`` and ``LABEL x=y`` the parent was the base). A second build is the same
+    image, every step from the cache. Left as it is: a WORKDIR or VOLUME directory not
+    made yet (kiln makes it in the next layer, dockerd in the step's own) keeps the steps
+    after it in kiln's next image."""
+    tag = f"kiln-test/lineage:{number}{'-labelled' if labels else ''}"
+    query = {"t": tag, "labels": labels} if labels else {"t": tag}
+    context = _context_with_file(LINEAGE_BUILDS[number])
+    found = {}
+    for name, sock in servers.items():
+        ids = []
+        for _ in range(2):
+            status, _, raw = request(sock, "POST", q("/v1.41/build", **query), context,
+                                     {"Content-Type": "application/x-tar"})  # fmt: skip
+            assert status == 200 and b'"error"' not in raw, raw
+            _, _, body = request(sock, "GET", f"/v1.41/images/{tag}/json")
+            ids.append(json.loads(body)["Id"])
+        found[name] = {"lineage": _lineage(sock, tag), "rebuilt the same": ids[0] == ids[1]}
+        request(sock, "DELETE", f"/v1.41/images/{tag}")
+    assert found["kiln"] == found["docker"]
 
 
 IMPORTS = [

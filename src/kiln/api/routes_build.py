@@ -243,6 +243,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
             opts["timestamp"] = ts
     else:
         opts["image_format"] = "docker"
+        opts["image_per_step"] = True  # dockerd's classic builder: Parent is the last step
         opts["tags"] = [shapes.docker_name(t) for t in opts["tags"]]
         if q.get("version", "1") not in ("1", ""):
             raise InvalidArgument(_NO_BUILDKIT.format(q["version"]))

@@ -59,6 +59,9 @@ class BuildOptions:
     # read from the cache; what they build is still stored in it (BuildKit's flag)
     no_cache_filter: list[str] = field(default_factory=list)
     layers: bool = True
+    # with layers, metadata steps are images too, as Docker's classic builder makes them:
+    # each step's image is the parent of the next (the Docker API's builds)
+    image_per_step: bool = False
     squash: bool = False
     squash_all: bool = False
     iidfile: str | None = None

@@ -494,6 +494,33 @@ class StageRun:
                 self._first_change = explain.first_change_text(facts)
             explain.remember_inputs(store, key, facts)
         self._note_history(created_by)
+        if self._build.opts.image_per_step and self.layers:
+            self._commit_metadata(key)
+
+    def _commit_metadata(self, key: str) -> None:
+        """Docker's classic builder: a metadata step is an image too (cached under its
+        key), so the next step's image has it as its parent (``Parent``, ``ParentId``).
+        Not while the stage holds changes or a directory WORKDIR wants (made in the next
+        layer or at the end, as without it): the steps until then stay pending. VOLUME's
+        directories, made only if a later step works on the filesystem, wait on."""
+        wanted = self._wanted_dirs
+        if self._dirty or not all(volume for _, _, volume, _ in wanted):
+            return
+        if self._use_cache_hit(key) is not None:
+            self._wanted_dirs = wanted  # not in the image the hit continues from
+            return
+        pending = list(self._pending)
+        last = pending.pop()
+        self._pending = pending
+        image = self._commit_here(None, last.created_by, force_layer=False,
+                                  also=lambda record: self._build.store.put_cache(key, record.id))  # fmt: skip
+        # a working container is on the image before: the next step makes a new one
+        self.drop_builder()
+        self._pending = []
+        self._image_id = image.id
+        self._base_config_changed = False
+        self._editor = ConfigEditor(image.config.evolve(), dict(self._editor.annotations))
+        self._stepped(key, image.id)
 
     # -- the end of the stage -------------------------------------------------------------
 
