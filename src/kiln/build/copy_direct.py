@@ -11,10 +11,19 @@ then reads each file once (tar -> diff id -> compression -> blob). The image rec
 layer as a pull does one it has not unpacked: a later ``FROM``, ``kiln run`` or ``kiln
 from`` unpacks it from its blob.
 
+``COPY --from`` lists its layer the same way from the other stage's (or image's) tree,
+mounted read-only for as long as the layer is being written, its entries keeping their
+owners as the copier's ``keep_owner`` does.
+
+A run of such steps (no RUN or WORKDIR between them: :func:`read_later`) writes each
+layer straight: a step plans against the image below the run's first direct layer, none
+of them unpacked, and falls back when it meets a path those layers hold
+(``kiln.build.copy_claims``).
+
 Directories WORKDIR and VOLUME want made before the step are planned first, as the
 working container would make them. Anything unusual is left to the materialising path
 (:func:`plan_direct` returns None):
-heredocs, URLs, git, archives ADD would unpack, ``--parents``, ``--from``, a destination
+heredocs, URLs, git, archives ADD would unpack, ``--parents``, a destination
 reached through a symlink or onto anything the image has at the same path but a plain
 directory, a directory with extended attributes on the way, devices, a target written
 twice, a caller that is not root, the "copy" snapshot driver (its layers are two-tree
@@ -52,6 +61,7 @@ from operator import itemgetter
 from kiln.archive.changes import read_xattrs
 from kiln.archive.entry import TarEntry
 from kiln.archive.safe_root import SafeRoot
+from kiln.build.copy_claims import Claims
 from kiln.build.instructions import Add, Copy, Instruction, Run, Workdir
 from kiln.build.stages import BuildPlan, Stage
 from kiln.container.chmod import parse_chmod
@@ -82,6 +92,7 @@ class DirectLayer:
 
     entries: Iterator[TarEntry]  # in canonical order, made as they are read
     digest: str  # the copy's content digest, as ``copy_into`` gives it
+    claims: Claims  # what the layer holds (for the next direct step: see copy_claims)
 
 
 def direct_enabled(asked: bool = True) -> bool:
@@ -91,15 +102,22 @@ def direct_enabled(asked: bool = True) -> bool:
 
 def read_later(plan: BuildPlan, stage: Stage, instr: Instruction) -> bool:
     """Whether the files ``instr`` (one of ``stage``'s own instructions) leaves are read by
-    a later step: a later RUN/COPY/ADD/WORKDIR of the stage, or another planned stage that
-    builds on this one or copies or mounts from it. An instruction not in the stage's list
-    (an ONBUILD trigger) counts as read."""
+    a later step: a later RUN/ADD/WORKDIR of the stage, a later COPY that cannot write its
+    layer straight (heredocs, ``--parents``), or another planned stage that builds on this
+    one or copies or mounts from it. A later plain COPY does not read them: it plans below
+    them (``kiln.build.copy_claims``), or, falling back, unpacks them. An instruction not
+    in the stage's list (an ONBUILD trigger) counts as read."""
     at = next((i for i, x in enumerate(stage.instructions) if x is instr), None)
     if at is None:
         return True
-    if any(isinstance(x, _FS_STEPS) for x in stage.instructions[at + 1 :]):
+    if any(isinstance(x, _FS_STEPS) and not _plans_below(x) for x in stage.instructions[at + 1 :]):
         return True
     return any(stage.index in plan.stages[i].stage_deps for i in plan.order if i != stage.index)
+
+
+def _plans_below(instr: Instruction) -> bool:
+    """A COPY that may write its layer straight on layers written so (see read_later)."""
+    return isinstance(instr, Copy) and not instr.parents and not instr.contents
 
 
 def plan_direct(
@@ -111,13 +129,19 @@ def plan_direct(
     known_digest: KnownDigest | None,
     include: Container[str] | None,
     wanted_dirs: Sequence[tuple[str, str]] = (),
+    keep_owner: bool = False,
+    below: Claims | None = None,
 ) -> DirectLayer | None:
-    """The layer ``instr`` (expanded, from the context in ``context_dir``) adds to the image
-    whose tree is ``view`` (mounted read-only), or None when the materialising path must
-    copy (see the module docstring). Errors the copy would report are left to it too.
-    ``wanted_dirs``: (path, user) of the directories WORKDIR and VOLUME want made before
-    the step (``Builder.make_dirs``: 0755, owned by the user if the image knows them)."""
-    if isinstance(instr, Copy) and (instr.from_ or instr.parents):
+    """The layer ``instr`` (expanded, its sources in ``context_dir``: the context, or the
+    tree ``--from`` names) adds to the image whose tree is ``view`` (mounted read-only),
+    or None when the materialising path must copy (see the module docstring). Errors the
+    copy would report are left to it too. ``wanted_dirs``: (path, user) of the directories
+    WORKDIR and VOLUME want made before the step (``Builder.make_dirs``: 0755, owned by
+    the user if the image knows them). ``keep_owner``: entries keep their source's owner
+    (``COPY --from``). ``below``: what layers above ``view``, not unpacked, hold (the
+    image is ``view`` with them): a step that meets any of it is left to the
+    materialising path."""
+    if isinstance(instr, Copy) and instr.parents:
         return None
     if instr.contents or not instr.sources:
         return None
@@ -127,11 +151,13 @@ def plan_direct(
         return None
     try:
         with SafeRoot(view) as dst, SafeRoot(context_dir) as ctx:
-            planner = _Planner(dst, ctx, context_dir, instr, known_digest, include)
+            planner = _Planner(dst, ctx, context_dir, instr, known_digest, include,
+                               keep_owner=keep_owner, below=below)  # fmt: skip
             for path, user in wanted_dirs:
                 planner.make_wanted(view, path, user)
             planner.run(workdir)
-            return DirectLayer(planner.entries(), planner.content.digest())
+            entries = planner.entries()
+            return DirectLayer(entries, planner.content.digest(), planner.claims)
     except (_Fallback, KilnError, OSError):
         return None
 
@@ -147,8 +173,12 @@ class _Planner:
         instr: Copy | Add,
         known_digest: KnownDigest | None,
         include: Container[str] | None,
+        *,
+        keep_owner: bool = False,
+        below: Claims | None = None,
     ) -> None:
         self.dst = dst
+        self.below = below
         self.ctx = ctx
         self.context_dir = os.path.abspath(context_dir)
         self.instr = instr
@@ -157,9 +187,11 @@ class _Planner:
         self.include = include
         self.content = ContentHash()
         self.now = time.time_ns()
+        if instr.chown:
+            self._users_below()
         owner = resolve_chown(dst, instr.chown) if instr.chown else None
         mode = parse_chmod(instr.chmod) if instr.chmod else None
-        self.opts = CopyOptions(owner=owner, chmod=mode)
+        self.opts = CopyOptions(owner=owner, chmod=mode, keep_owner=keep_owner)
         #: what the copy makes outside its directory sources' trees, by path ("a/b", no
         #: leading slash), and the directories whose mtime it has set (nothing may be
         #: created in them afterwards)
@@ -177,6 +209,9 @@ class _Planner:
         #: the directory sources, walked again for the layer: (source, target path, label,
         #: host path, (dev, inode)); the fingerprints of what each pass saw below them
         self.walks: list[tuple[str, str, str, str, tuple[int, int]]] = []
+        #: the directories whose whole trees the copy makes; what the layer holds
+        self.trees: set[str] = set()
+        self.claims = Claims()
         self.seen = 0
         self.walked = 0
 
@@ -185,6 +220,7 @@ class _Planner:
         missing components 0755, owned by ``user`` (root if unknown or not given)."""
         owner = (0, 0)
         if user:
+            self._users_below()
             try:
                 found = resolve_user(view, user)
             except InvalidArgument:
@@ -229,6 +265,24 @@ class _Planner:
 
     # -- the image's tree (read-only view) and what the copy has planned ------------------
 
+    def _users_below(self) -> None:
+        """``/etc/passwd`` and ``/etc/group`` are read from the view: neither may be one a
+        layer above it holds."""
+        if self.below is None:
+            return
+        for name in ("etc/passwd", "etc/group"):
+            try:
+                real = self.dst.resolve(name)
+            except OSError:
+                raise _Fallback(f"{name} cannot be resolved in the image") from None
+            if self.below.touches(name) or self.below.touches(real):
+                raise _Fallback(f"{name} is in a layer not unpacked")
+
+    def _below(self, rel: str) -> None:
+        """``rel`` is looked up in the view: a layer above it must not hold it."""
+        if self.below is not None and self.below.touches(rel):
+            raise _Fallback(f"{rel} is in a layer not unpacked")
+
     def _kind(self, path: str) -> str:
         """ "dir" (the image's directory or one planned), "planned" (something else the
         copy makes there), "absent"; anything else in the image: fall back."""
@@ -241,6 +295,7 @@ class _Planner:
         claimed = self.claimed.get(rel)
         if claimed is not None:
             return "dir" if claimed else "planned"
+        self._below(rel)
         try:
             st = self.dst.lstat(rel)
         except (FileNotFoundError, NotADirectoryError):
@@ -325,6 +380,7 @@ class _Planner:
         if not existed:
             rel = self._new(target)
             self.planned[rel] = TarEntry(path=rel, type="dir", mode=0o700)  # metadata below
+            self.trees.add(rel)
         self.content.add(label, "dir", self._mode(st), "")
         self._children(dfd, target, label, host, fresh=not existed)
         if not existed:
@@ -352,7 +408,10 @@ class _Planner:
             if not fresh:
                 if stat.S_ISDIR(mode) and self._kind(ctarget) == "dir":
                     raise _Fallback(f"{ctarget} merges into a directory of the image")
-                self.claimed[self._new(ctarget)] = stat.S_ISDIR(mode)
+                crel = self._new(ctarget)
+                self.claimed[crel] = stat.S_ISDIR(mode)
+                if stat.S_ISDIR(mode):
+                    self.trees.add(crel)
             link = os.readlink(name, dir_fd=dfd) if stat.S_ISLNK(mode) else ""
             self.seen += _fingerprint(ctarget, st, link)
             if stat.S_ISDIR(mode):
@@ -433,6 +492,7 @@ class _Planner:
                 parent = posixpath.dirname(parent)
         fixed = [(e.path.encode("utf-8", "surrogateescape"), e) for e in out.values()]
         fixed.sort(key=itemgetter(0))
+        self.claims = Claims(frozenset(out) | frozenset(self.claimed), frozenset(self.trees))
         walks, self.walks = self.walks, []
         return self._merged(fixed, walks)
 
@@ -525,6 +585,7 @@ class _Planner:
 
     def _image_dir(self, rel: str) -> TarEntry:
         """A directory of the image on the way to what the copy writes, copied up."""
+        self._below(rel)
         st = self.dst.lstat(rel)
         if not stat.S_ISDIR(st.st_mode):
             raise _Fallback(f"{rel} is not a directory in the image")

@@ -33,6 +33,7 @@ from kiln.util.redact import redact
 
 if TYPE_CHECKING:
     from kiln.build.context import BuildContext
+    from kiln.build.copy_claims import Claims
     from kiln.build.services import BuildServices
     from kiln.container.copier import KnownDigest
 
@@ -63,11 +64,12 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
         )
     if from_ref is None and not parents:
         expanded = _skip_empty_wildcards(context, expanded)
-    # nothing later reads the files: the layer may come straight from the context
+    # nothing later reads the files: the layer may come straight from the context (or the
+    # tree --from names)
     from kiln.build.copy_direct import direct_enabled, read_later  # start-up: see direct()
 
     direct_ok = (
-        from_ref is None and named_context is None and not parents and not expanded.contents
+        named_context is None and not parents and not expanded.contents
         and direct_enabled(build.opts.direct_copy) and build.snapshot_driver == "overlay"
         and not read_later(build.plan, run.stage, instr)
     )  # fmt: skip
@@ -132,18 +134,23 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
         return created_by(instr, content_summary=f"{kind}:{digest.removeprefix('sha256:')}")
 
     def direct(
-        image_id: str | None, workdir: str, wanted: list[tuple[str, str]],
-        known: KnownDigest | None,
-    ) -> tuple[str, Iterator[TarEntry]] | None:  # fmt: skip
+        image_id: str | None, below: Claims | None, workdir: str, wanted: list[tuple[str, str]],
+        known: KnownDigest | None, held: contextlib.ExitStack,
+    ) -> tuple[str, Iterator[TarEntry], Claims] | None:  # fmt: skip
         # start-up: only a COPY/ADD that misses the cache lists a layer
         from kiln.build.copy_direct import plan_direct
 
-        include = context.included(local, expanded.excludes)
+        if from_ref:  # the other tree stays mounted until the layer is written
+            source, include = held.enter_context(build.open_ref_root(from_ref)), None
+            known = None  # the context's digests are not of its files
+        else:
+            source, include = context.root, context.included(local, expanded.excludes)
+            known = known or context.known_digest
         with build.open_image_root(image_id) as view:
-            layer = plan_direct(view, context.root, expanded, workdir=workdir,
-                                known_digest=known or context.known_digest, include=include,
-                                wanted_dirs=wanted)  # fmt: skip
-        return None if layer is None else (summary_of(layer.digest), layer.entries)
+            layer = plan_direct(view, source, expanded, workdir=workdir, known_digest=known,
+                                include=include, wanted_dirs=wanted, keep_owner=bool(from_ref),
+                                below=below)  # fmt: skip
+        return None if layer is None else (summary_of(layer.digest), layer.entries, layer.claims)
 
     run.layer_step(expanded, action, direct=direct if direct_ok else None, first=first,
                    files=files, from_images=from_images)  # fmt: skip

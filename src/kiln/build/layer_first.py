@@ -53,9 +53,10 @@ __all__ = ["LearnedDigests", "WriteFirst", "Written", "write_first"]
 _LATER = "0" * 64
 
 #: a listing of the step's layer: given a file's stat, its sha256 hex if known (None: the
-#: listing reads it), (created_by, entries) or None when the layer cannot be listed
+#: listing reads it), (created_by, entries, what the layer holds) or None when the layer
+#: cannot be listed
 Plan = Callable[
-    [Callable[[os.stat_result, str], "str | None"]], "tuple[str, Iterable[TarEntry]] | None"
+    [Callable[[os.stat_result, str], "str | None"]], "tuple[str, Iterable[TarEntry], Any] | None"
 ]
 
 

@@ -33,18 +33,23 @@ from kiln.util.lazy_dataclass import dataclass
 from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
+    from kiln.build.copy_claims import Claims
     from kiln.build.services import BuildServices
     from kiln.container import Builder
     from kiln.image import StoreImage
 
 #: a COPY/ADD's layer made without a working container (``kiln.build.copy_direct``): given
-#: the stage's image, working directory, the (path, user) of the directories WORKDIR and
-#: VOLUME want made first and where file digests come from (None: the context's),
-#: (created_by, the layer's entries), or None
+#: the image whose tree to plan against, what the layers above it that are not unpacked
+#: hold (None: none; ``kiln.build.copy_claims``), the working directory, the (path, user)
+#: of the directories WORKDIR and VOLUME want made first, where file digests come from
+#: (None: the context's) and a stack that holds what the entries read from (a ``--from``
+#: tree's mount) until the layer is written: (created_by, the layer's entries, what the
+#: layer holds), or None
 DirectLayer = Callable[
-    [str | None, str, list[tuple[str, str]], "Callable[[os.stat_result, str], str | None] | None"],
-    "tuple[str, Iterable[TarEntry]] | None",
-]
+    [str | None, "Claims | None", str, list[tuple[str, str]],
+     "Callable[[os.stat_result, str], str | None] | None", contextlib.ExitStack],
+    "tuple[str, Iterable[TarEntry], Claims] | None",
+]  # fmt: skip
 
 __all__ = ["StageRun", "StepFailed"]
 
@@ -97,6 +102,9 @@ class StageRun:
         self._pending: list[History] = []
         self._builder: Builder | None = None
         self._dirty = False  # the builder holds uncommitted filesystem changes
+        #: after COPY layers written straight (not unpacked): the image below the first of
+        #: them and what they hold; the next direct COPY plans against that image
+        self._direct_below: tuple[str | None, Claims] | None = None
         self._base_config_changed = False  # FROM stamped the base's config (set_base)
         self._cmd_set = False
         self._env_set_here: set[str] = set()  # names an ENV of this stage has set
@@ -131,6 +139,7 @@ class StageRun:
         """FROM: the stage starts on ``base_id`` (None: scratch) with ``config``;
         ``key_note``: what FROM changed in the base's config, for the steps' cache keys."""
         self._base_id = self._image_id = base_id
+        self._direct_below = None
         self._editor = ConfigEditor(config)
         self._key = base_key(base_id, platform) + key_note
         self._base_config_changed = bool(key_note)  # the base is not the stage's image then
@@ -249,6 +258,7 @@ class StageRun:
         """Continue from ``image_id`` (a cache hit): its config, nothing pending."""
         img = self._build.open_image(image_id)
         self._image_id = image_id
+        self._direct_below = None
         self._editor = ConfigEditor(img.config.evolve(), dict(self._editor.annotations))
         self._pending = []
         self._wanted_dirs = []
@@ -352,30 +362,11 @@ class StageRun:
             if self._use_cache_hit(key) is not None:
                 return
             self._note_miss(key, instr)
-            if direct is not None and self.layers and not self._dirty:
-                workdir = self._editor.runtime.working_dir or "/"
-                wanted = [(p, u) for p, u, _, _ in self._wanted_dirs]
-                known = written.known if written is not None else None
-                made = direct(self._image_id, workdir, wanted, known)
-                ready = None
-                if made is not None and written is not None:
-                    # the listing streams through the comparison (memory does not grow with
-                    # the files); one that differs is listed again for the layer to write
-                    ready, written = written.take(made[1]), None
-                    if ready is None:
-                        made = direct(self._image_id, workdir, wanted, known)
-                if made is not None:
-                    self._wanted_dirs = []
-                    image = self._commit_here(iter(made[1]), made[0], force_layer=True,
-                                              also=self._cache_entry(key, instr),
-                                              written=ready)  # fmt: skip
-                    self.drop_builder()  # on the image before this step: the next one is new
-                    self._pending = []
-                    self._image_id = image.id
-                    self._editor = ConfigEditor(image.config.evolve(),
-                                                dict(self._editor.annotations))  # fmt: skip
-                    self._stepped(key, image.id)
-                    return
+            if (
+                direct is not None and self.layers and not self._dirty
+                and self._direct_step(key, instr, direct, written)
+            ):  # fmt: skip
+                return
         finally:
             if written is not None:
                 written.close()
@@ -397,11 +388,45 @@ class StageRun:
             created_by=created_by, image_format=opts.image_format,
             compression=opts.compression, timestamp=opts.timestamp, also=cache_entry,
         )  # fmt: skip
+        self._direct_below = None
         self._dirty = False
         self._pending = []
         self._image_id = rec.id
         self._editor = b.config.copy()
         self._stepped(key, rec.id)
+
+    def _direct_step(
+        self, key: str, instr: Instruction, direct: DirectLayer, written: Written | None
+    ) -> bool:
+        """The step's layer without a working container, committed, if ``direct`` can list
+        it (``written``: that layer written before the key; its caller closes it)."""
+        view, below = self._direct_below or (self._image_id, None)
+        workdir = self._editor.runtime.working_dir or "/"
+        wanted = [(p, u) for p, u, _, _ in self._wanted_dirs]
+        known = written.known if written is not None else None
+        with contextlib.ExitStack() as held:
+            made = direct(view, below, workdir, wanted, known, held)
+            ready = None
+            if made is not None and written is not None:
+                # the listing streams through the comparison (memory does not grow with
+                # the files); one that differs is listed again for the layer to write
+                ready = written.take(made[1])
+                if ready is None:
+                    made = direct(view, below, workdir, wanted, known, held)
+            if made is None:
+                return False
+            self._wanted_dirs = []
+            image = self._commit_here(iter(made[1]), made[0], force_layer=True,
+                                      also=self._cache_entry(key, instr),
+                                      written=ready)  # fmt: skip
+        self.drop_builder()  # on the image before this step: the next one is new
+        self._pending = []
+        self._image_id = image.id
+        self._direct_below = (view, made[2] if below is None else below | made[2])
+        self._editor = ConfigEditor(image.config.evolve(),
+                                    dict(self._editor.annotations))  # fmt: skip
+        self._stepped(key, image.id)
+        return True
 
     def _write_first(
         self, instr: Instruction, direct: DirectLayer | None, first: WriteFirst
@@ -410,13 +435,16 @@ class StageRun:
         the cache is not likely to hold it (a hit would drop it)."""
         if direct is None or not self.layers or self._dirty or self._may_hit(instr):
             return None
+        view, below = self._direct_below or (self._image_id, None)
         workdir = self._editor.runtime.working_dir or "/"
         wanted = [(p, u) for p, u, _, _ in self._wanted_dirs]
         opts = self._build.opts
-        return write_first(
-            self._build.store, lambda known: direct(self._image_id, workdir, wanted, known),
-            first, opts.compression, opts.timestamp,
-        )  # fmt: skip
+        with contextlib.ExitStack() as held:
+            return write_first(
+                self._build.store,
+                lambda known: direct(view, below, workdir, wanted, known, held),
+                first, opts.compression, opts.timestamp,
+            )  # fmt: skip
 
     def _may_hit(self, instr: Instruction) -> bool:
         """Whether the cache may hold this step whatever its files hold: ``--cache-from``
@@ -592,6 +620,7 @@ class StageRun:
                 history_entry=adds_entry, force_layer=self._dirty, also=cache_entry,
             ).id  # fmt: skip
         self._image_id = rec_id
+        self._direct_below = None
         self._pending = []
         self._dirty = False
         self.drop_builder()
