@@ -25,6 +25,7 @@ import pytest
 
 from build_fixtures import ROOT_MARKS, build_env  # noqa: F401
 from fixtures_images import PASSWD, busybox_image, busybox_rootfs_tar, kiln_store  # noqa: F401
+from mount_points import mount_points_under
 
 pytestmark = [*ROOT_MARKS, pytest.mark.timeout(300)]
 
@@ -191,3 +192,22 @@ def test_copy_from_keeps_links_as_links_inside_the_source(build_env, sources):  
     assert files["p"] == PASSWD and files["pu"] == PASSWD
     assert files["copied/owned/setuid"] == b"s"
     assert members["copied/owned/setuid"][2:5] == (0o4755, 1000, 1001)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_run_of_direct_copies_leaves_nothing_mounted(build_env, sources, tmp_path, fails):  # noqa: F811
+    """The image tree a run of direct COPYs plans against stays mounted from one step to
+    the next, and goes with the stage, built or failed (here by a step after them that
+    needs no filesystem)."""
+    from kiln.errors import KilnError
+
+    ctx, _ = sources
+    tmp = tmp_path / "build-tmp"
+    tmp.mkdir()
+    steps = "COPY --from=s0 /out0 /c0\nCOPY --from=s1 /out1 /c1\n"
+    if fails:
+        with pytest.raises(KilnError, match="unset"):
+            _build(build_env, ctx, steps + "USER ${unset:?unset}", True, tmpdir=str(tmp))
+    else:
+        assert _straight(build_env, _build(build_env, ctx, steps, True, tmpdir=str(tmp))) == 2
+    assert mount_points_under(tmp_path) == []

@@ -134,7 +134,7 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
         return created_by(instr, content_summary=f"{kind}:{digest.removeprefix('sha256:')}")
 
     def direct(
-        image_id: str | None, below: Claims | None, workdir: str, wanted: list[tuple[str, str]],
+        view: str, below: Claims | None, workdir: str, wanted: list[tuple[str, str]],
         known: KnownDigest | None, held: contextlib.ExitStack,
     ) -> tuple[str, Iterator[TarEntry], Claims] | None:  # fmt: skip
         # start-up: only a COPY/ADD that misses the cache lists a layer
@@ -146,10 +146,9 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
         else:
             source, include = context.root, context.included(local, expanded.excludes)
             known = known or context.known_digest
-        with build.open_image_root(image_id) as view:
-            layer = plan_direct(view, source, expanded, workdir=workdir, known_digest=known,
-                                include=include, wanted_dirs=wanted, keep_owner=bool(from_ref),
-                                below=below)  # fmt: skip
+        layer = plan_direct(view, source, expanded, workdir=workdir, known_digest=known,
+                            include=include, wanted_dirs=wanted, keep_owner=bool(from_ref),
+                            below=below)  # fmt: skip
         return None if layer is None else (summary_of(layer.digest), layer.entries, layer.claims)
 
     run.layer_step(expanded, action, direct=direct if direct_ok else None, first=first,

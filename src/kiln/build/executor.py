@@ -229,9 +229,9 @@ class Executor:
             run.end_step(
                 "cancelled" if isinstance(exc, Cancelled | KeyboardInterrupt) else "failed"
             )
-            run.drop_builder()
+            run.release()
             raise
-        run.drop_builder()
+        run.release()
         self.progress.stage_end(run.pos, image_id, run.started)
         with self._lock:
             self.results[index] = image_id

@@ -39,14 +39,15 @@ if TYPE_CHECKING:
     from kiln.image import StoreImage
 
 #: a COPY/ADD's layer made without a working container (``kiln.build.copy_direct``): given
-#: the image whose tree to plan against, what the layers above it that are not unpacked
-#: hold (None: none; ``kiln.build.copy_claims``), the working directory, the (path, user)
+#: the tree to plan against (an image's, mounted read-only), what the layers above it that
+#: are not unpacked hold (None: none; ``kiln.build.copy_claims``), the working directory,
+#: the (path, user)
 #: of the directories WORKDIR and VOLUME want made first, where file digests come from
 #: (None: the context's) and a stack that holds what the entries read from (a ``--from``
 #: tree's mount) until the layer is written: (created_by, the layer's entries, what the
 #: layer holds), or None
 DirectLayer = Callable[
-    [str | None, "Claims | None", str, list[tuple[str, str]],
+    [str, "Claims | None", str, list[tuple[str, str]],
      "Callable[[os.stat_result, str], str | None] | None", contextlib.ExitStack],
     "tuple[str, Iterable[TarEntry], Claims] | None",
 ]  # fmt: skip
@@ -105,6 +106,9 @@ class StageRun:
         #: after COPY layers written straight (not unpacked): the image below the first of
         #: them and what they hold; the next direct COPY plans against that image
         self._direct_below: tuple[str | None, Claims] | None = None
+        #: the image tree direct steps plan against, kept mounted for the next one: (image,
+        #: path, what unmounts it)
+        self._view: tuple[str | None, str, contextlib.ExitStack] | None = None
         self._base_config_changed = False  # FROM stamped the base's config (set_base)
         self._cmd_set = False
         self._env_set_here: set[str] = set()  # names an ENV of this stage has set
@@ -313,10 +317,35 @@ class StageRun:
 
     def _ensure_builder(self) -> Builder:
         """The working container, made if need be, with the stage's config as it is now."""
+        self.close_view()
         if self._builder is None:
             self._builder = self._build.new_builder(self._image_id)
         self._builder.set_config(self._editor)
         return self._builder
+
+    def _view_of(self, image_id: str | None) -> str:
+        """``image_id``'s tree, mounted read-only; kept for the next direct step (a run of
+        them plans against one image) until another is asked for or the stage ends."""
+        if self._view is not None and self._view[0] == image_id:
+            return self._view[1]
+        self.close_view()
+        with contextlib.ExitStack() as stack:
+            path = stack.enter_context(self._build.open_image_root(image_id))
+            self._view = (image_id, path, stack.pop_all())
+        return path
+
+    def close_view(self) -> None:
+        """Unmount the tree direct steps plan against, if mounted."""
+        view, self._view = self._view, None
+        if view is not None:
+            view[2].close()
+
+    def release(self) -> None:
+        """The stage is over (built or failed): its working container and view go."""
+        try:
+            self.drop_builder()
+        finally:
+            self.close_view()
 
     def drop_builder(self) -> None:
         if self._builder is not None:
@@ -400,7 +429,8 @@ class StageRun:
     ) -> bool:
         """The step's layer without a working container, committed, if ``direct`` can list
         it (``written``: that layer written before the key; its caller closes it)."""
-        view, below = self._direct_below or (self._image_id, None)
+        image_id, below = self._direct_below or (self._image_id, None)
+        view = self._view_of(image_id)
         workdir = self._editor.runtime.working_dir or "/"
         wanted = [(p, u) for p, u, _, _ in self._wanted_dirs]
         known = written.known if written is not None else None
@@ -422,7 +452,7 @@ class StageRun:
         self.drop_builder()  # on the image before this step: the next one is new
         self._pending = []
         self._image_id = image.id
-        self._direct_below = (view, made[2] if below is None else below | made[2])
+        self._direct_below = (image_id, made[2] if below is None else below | made[2])
         self._editor = ConfigEditor(image.config.evolve(),
                                     dict(self._editor.annotations))  # fmt: skip
         self._stepped(key, image.id)
@@ -435,7 +465,8 @@ class StageRun:
         the cache is not likely to hold it (a hit would drop it)."""
         if direct is None or not self.layers or self._dirty or self._may_hit(instr):
             return None
-        view, below = self._direct_below or (self._image_id, None)
+        image_id, below = self._direct_below or (self._image_id, None)
+        view = self._view_of(image_id)
         workdir = self._editor.runtime.working_dir or "/"
         wanted = [(p, u) for p, u, _, _ in self._wanted_dirs]
         opts = self._build.opts
