@@ -99,6 +99,8 @@ CASES = {
     "meta-around": ('ENV A=1\nCOPY files /files\nLABEL x=y\nCMD ["/bin/true"]', True),
     "after-run": ("RUN echo hi > /run.txt\nCOPY tool.sh /usr/local/bin/", True),
     "workdir-first": ("WORKDIR /app\nCOPY . .", True),
+    # a run of COPYs: each layer written straight, the later ones planned below the first
+    "run-of-copies": ("COPY a.txt /app/\nENV A=1\nCOPY files /app/files\nCOPY tool.sh /app/", True),
     "workdir-volume-user": (
         "VOLUME /data\nUSER 1000:1000\nWORKDIR /srv/www\nCOPY --chown=1000 a.txt ./",
         True,
@@ -112,7 +114,7 @@ CASES = {
 #: directories of each path it keeps)
 NOW_DIRS = {"file-new-parents", "file-existing-dir", "file-under-existing", "glob",
             "to-root", "dir-into-root", "add-file", "after-run", "dir-into-existing",
-            "workdir-first", "workdir-volume-user", "dest-through-symlink",
+            "workdir-first", "workdir-volume-user", "run-of-copies", "dest-through-symlink",
             "dirs-merged-into-existing", "dirs-merged-into-new", "parents"}  # fmt: skip
 
 

@@ -76,6 +76,14 @@ CASES = {
     "image": ("COPY --from=busybox /etc/group /g", 1),
     "meta-between": ("COPY --from=s0 /out0 /o0\nENV A=1\nCOPY --from=s1 /out1 /o1", 2),
     "workdir-first": ("WORKDIR /w\nCOPY --from=src /src/a.txt .", 1),
+    # a run of direct COPYs into directories the first made or copied up
+    "chain-same-parent": ("COPY --from=s0 /out0 /app/o0\nCOPY --from=s1 /out1 /app/o1", 2),
+    "chain-bin": (
+        "COPY --from=s0 /out0 /usr/local/bin/o0\nCOPY --from=s1 /out1 /usr/local/bin/o1\n"
+        "COPY --from=src /src/a.txt /usr/local/a",
+        3,
+    ),
+    "chain-dir-into-made": ("COPY --from=s0 /out0 /app/o0\nCOPY --from=src /src/owned /app/", 2),
     # the materialising path, or a fallback that unpacks the layers written before it
     "chain-overlap": ("COPY --from=src /src /app\nCOPY --from=s0 /out0 /app/out0", 0),
     "chain-passwd": (  # a --chown name looked up in a passwd file a direct layer holds

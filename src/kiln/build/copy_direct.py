@@ -278,10 +278,15 @@ class _Planner:
             if self.below.touches(name) or self.below.touches(real):
                 raise _Fallback(f"{name} is in a layer not unpacked")
 
-    def _below(self, rel: str) -> None:
-        """``rel`` is looked up in the view: a layer above it must not hold it."""
-        if self.below is not None and self.below.touches(rel):
+    def _below(self, rel: str) -> TarEntry | None:
+        """The directory entry the layers above the view give ``rel``, if they list it;
+        else ``rel`` is looked up in the view, and those layers must not hold it."""
+        if self.below is None:
+            return None
+        known = self.below.dirs.get(rel)
+        if known is None and self.below.touches(rel):
             raise _Fallback(f"{rel} is in a layer not unpacked")
+        return known
 
     def _kind(self, path: str) -> str:
         """ "dir" (the image's directory or one planned), "planned" (something else the
@@ -295,7 +300,8 @@ class _Planner:
         claimed = self.claimed.get(rel)
         if claimed is not None:
             return "dir" if claimed else "planned"
-        self._below(rel)
+        if self._below(rel) is not None:
+            return "dir"
         try:
             st = self.dst.lstat(rel)
         except (FileNotFoundError, NotADirectoryError):
@@ -492,7 +498,9 @@ class _Planner:
                 parent = posixpath.dirname(parent)
         fixed = [(e.path.encode("utf-8", "surrogateescape"), e) for e in out.values()]
         fixed.sort(key=itemgetter(0))
-        self.claims = Claims(frozenset(out) | frozenset(self.claimed), frozenset(self.trees))
+        dirs = {rel: e for rel, e in out.items() if e.type == "dir" and not e.xattrs}
+        self.claims = Claims(frozenset(out) | frozenset(self.claimed), frozenset(self.trees),
+                             dirs)  # fmt: skip
         walks, self.walks = self.walks, []
         return self._merged(fixed, walks)
 
@@ -585,7 +593,11 @@ class _Planner:
 
     def _image_dir(self, rel: str) -> TarEntry:
         """A directory of the image on the way to what the copy writes, copied up."""
-        self._below(rel)
+        known = self._below(rel)
+        if known is not None:  # as a layer not unpacked left it
+            mtime = self.now if rel in self.touched else known.mtime
+            return TarEntry(path=rel, type="dir", mode=known.mode, uid=known.uid,
+                            gid=known.gid, mtime=mtime)  # fmt: skip
         st = self.dst.lstat(rel)
         if not stat.S_ISDIR(st.st_mode):
             raise _Fallback(f"{rel} is not a directory in the image")
