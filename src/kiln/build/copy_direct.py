@@ -1,8 +1,8 @@
 """COPY/ADD written straight from the context into a layer blob (issue 15).
 
-When nothing later in the build reads the files a COPY/ADD step makes (the stage's last
-filesystem step, and no later stage builds on the stage or copies/mounts from it:
-:func:`read_later`, decided from the plan alone), its layer need not exist as files
+When nothing later in the build reads the files a COPY/ADD step makes (only plain COPYs
+come after it in the stage, and no later stage builds on the stage or copies/mounts from
+it: :func:`read_later`, decided from the plan alone), its layer need not exist as files
 first. :func:`plan_direct` lists the layer's entries as the materialising path would find
 them in the overlay upper directory after ``copy_into`` (same names, types, modes, owners,
 mtimes, hard links; the same content digest for the history), reading the context's
@@ -15,10 +15,10 @@ from`` unpacks it from its blob.
 mounted read-only for as long as the layer is being written, its entries keeping their
 owners as the copier's ``keep_owner`` does.
 
-A run of such steps (no RUN or WORKDIR between them: :func:`read_later`) writes each
-layer straight: a step plans against the image below the run's first direct layer, none
-of them unpacked, and falls back when it meets a path those layers hold
-(``kiln.build.copy_claims``).
+A run of such steps writes each layer straight: a step plans against the image below the
+run's first direct layer (mounted once for the run, none of the run's layers unpacked),
+takes the directories those layers list from them, and falls back when it meets anything
+else they hold (``kiln.build.copy_claims``); falling back unpacks them.
 
 Directories WORKDIR and VOLUME want made before the step are planned first, as the
 working container would make them. Anything unusual is left to the materialising path
