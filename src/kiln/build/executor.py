@@ -226,10 +226,12 @@ class Executor:
             self.check_cancel()
             image_id = run.finish(self.opts.tags if run.is_target else [])
         except BaseException as exc:  # Ctrl-C cancels the build as the cancel event does
-            run.end_step(
-                "cancelled" if isinstance(exc, Cancelled | KeyboardInterrupt) else "failed"
-            )
-            run.release()
+            try:
+                run.end_step(
+                    "cancelled" if isinstance(exc, Cancelled | KeyboardInterrupt) else "failed"
+                )
+            finally:  # a second Ctrl-C during end_step too: the stage's mounts go
+                run.release()
             raise
         run.release()
         self.progress.stage_end(run.pos, image_id, run.started)
