@@ -20,7 +20,7 @@ from kiln.errors import InvalidArgument
 from kiln.oci.platform import normalize_arch
 from kiln.runtime import RunOptions, RunSettings
 from kiln.runtime import run as run_process
-from kiln.runtime.mountpoints import ETC_FILES, SYSTEM_DIRS
+from kiln.runtime.mountpoints import ETC_FILES, SYSTEM_DIRS, etc_files
 from kiln.store import Store
 
 from . import copied_up
@@ -101,7 +101,8 @@ def run_in(b: Builder, args: Sequence[str], opts: Any = None, **overrides: Any) 
         new = [p for p in candidates if not copied_up.exists_in(upper, p)]
         # the mountpoints come from a layer under the image's: none is made in (and
         # removed from) the upper, /etc is not copied up for /etc/hosts
-        rootfs = held.enter_context(b.mounted(RUN_STUBS))
+        stubs = RUN_STUBS if not options.no_hosts else (SYSTEM_DIRS, etc_files(options))
+        rootfs = held.enter_context(b.mounted(stubs))
         before = copied_up.below(rootfs, new)  # the merged view: no walk of the chain
         code = run_process(options, rootfs)
     if new:

@@ -108,7 +108,8 @@ def resolv_conf_text(opts: RunOptions, host_text: str | None = None) -> str:
 def write_etc_files(
     bundle: str, opts: RunOptions, hostname: str, written: dict[str, Written] | None = None
 ) -> dict[str, str]:
-    """Write the three files into ``bundle``; returns {container path: host path}.
+    """Write the three files (two with ``opts.no_hosts``: no /etc/hosts) into ``bundle``;
+    returns {container path: host path}.
 
     ``written`` (file name -> what was written) is kept by a bundle that is reused: a file
     is written again unless it holds the same text and nothing touched it since (its ctime
@@ -119,6 +120,8 @@ def write_etc_files(
         "/etc/resolv.conf": ("resolv.conf", resolv_conf_text(opts)),
         "/etc/hostname": ("hostname", hostname + "\n"),
     }
+    if opts.no_hosts:
+        del files["/etc/hosts"]
     result = {}
     for ctr_path, (name, text) in files.items():
         path = os.path.join(bundle, name)

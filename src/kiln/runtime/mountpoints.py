@@ -23,6 +23,12 @@ SYSTEM_DIRS = ("/proc", "/dev", "/sys")
 ETC_FILES = ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
 
 
+def etc_files(opts: RunOptions) -> tuple[str, ...]:
+    """The files of ``ETC_FILES`` kiln binds for this run: not /etc/hosts with ``no_hosts``
+    (the container sees the image's, or none, as buildah's --no-hosts)."""
+    return tuple(p for p in ETC_FILES if p != "/etc/hosts") if opts.no_hosts else ETC_FILES
+
+
 @dataclass
 class Placeholders:
     """What kiln created in one rootfs, in creation order."""
@@ -135,7 +141,7 @@ def _source_is_dir(source: str) -> bool:
 def wanted(opts: RunOptions) -> list[tuple[str, bool]]:
     """(in-container path, is a directory) for every mountpoint the run uses."""
     points = [(p, True) for p in SYSTEM_DIRS]
-    points += [(p, False) for p in ETC_FILES]
+    points += [(p, False) for p in etc_files(opts)]
     for mount in opts.mounts:
         is_dir = mount.type == "tmpfs" or _source_is_dir(mount.source)
         points.append((mount.destination, is_dir))
@@ -174,7 +180,7 @@ def check_etc_files(root: InRoot, opts: RunOptions) -> None:
     its own files) is a directory or leads, in-root, into /proc, /dev or /sys (kiln's own
     mounts, which a file of the image must not shadow)."""
     overridden = {m.destination.rstrip("/") or "/" for m in opts.mounts}
-    for path in ETC_FILES:
+    for path in etc_files(opts):
         if path in overridden:
             continue
         try:
@@ -262,7 +268,7 @@ def _touched(root: InRoot, before: list[tuple[str, int, int]]) -> list[tuple[str
 
 
 def _make(root: InRoot, opts: RunOptions, placeholders: Placeholders) -> None:
-    system = len(SYSTEM_DIRS) + len(ETC_FILES)
+    system = len(SYSTEM_DIRS) + len(etc_files(opts))
     for i, (path, is_dir) in enumerate(wanted(opts)):
         made = _ensure(root, path, directory=is_dir, what="cannot mount on")
         # a RUN --mount target's missing parents stay in the image, as buildah (and

@@ -124,6 +124,7 @@ class RunOptions(RunSettings):
     cwd: str = "/"
     user: str = ""
     hostname: str = ""
+    no_hosts: bool = False  # the image's /etc/hosts, not kiln's (buildah run --no-hosts)
     mounts: list[Mount] = field(default_factory=list)
     seccomp: str = "default"
     no_new_privileges: bool = False

@@ -20,6 +20,8 @@ def run_options(f):
         run_flag("network", "run"),
         run_flag("shm_size", "run"),
         run_flag("add_hosts", "run"),
+        click.option("--no-hosts", is_flag=True,
+                     help="Leave the image's /etc/hosts (no kiln /etc/hosts)"),
         run_flag("dns", "run"),
         run_flag("dns_search", "run"),
         run_flag("dns_options", "run"),
@@ -59,6 +61,8 @@ def build_run_options(args, kw: dict) -> RunOptions:
     # start-up: kiln --help imports every verb, and kiln.runtime is not light
     from kiln.runtime.options import RunOptions, parse_mount, parse_volume
 
+    if kw["no_hosts"] and kw["add_hosts"]:
+        raise InvalidArgument("--no-hosts and --add-host conflict: /etc/hosts is the image's")
     seccomp, no_new_privs = "default", False
     for opt in kw["security_opt"]:
         key, _, value = opt.partition("=")
@@ -77,6 +81,7 @@ def build_run_options(args, kw: dict) -> RunOptions:
         user=kw["user"] or "",
         cwd=kw["workingdir"] or "/",
         hostname=kw["hostname"] or "",
+        no_hosts=kw["no_hosts"],
         mounts=[parse_volume(v) for v in kw["volume"]] + [parse_mount(m) for m in kw["mount"]],
         seccomp=seccomp,
         no_new_privileges=no_new_privs,
