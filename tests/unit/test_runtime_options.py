@@ -93,3 +93,24 @@ def test_run_options_validate(kwargs, flag):
 def test_run_options_need_a_command():
     with pytest.raises(InvalidArgument, match="no command"):
         RunOptions(args=[]).validate()
+
+
+def test_parse_volume_takes_buildahs_options():
+    m = parse_volume("/a:/b:cached,delegated,nocopy,Z,unbindable,nosuid,ro,bind")
+    assert m.options == ("unbindable", "nosuid", "ro", "bind")
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ("ro,rw", "'ro' and 'rw' conflict"),
+        ("shared,rprivate", "'shared' and 'rprivate' conflict"),
+        ("z,Z", "'z' and 'Z' conflict"),
+        ("O", "option 'O': an overlay over the host directory is not supported"),
+        ("U", "option 'U': chowning the host directory"),
+        ("idmap", "option 'idmap': idmapped mounts are not supported"),
+    ],
+)
+def test_parse_volume_refuses_what_it_would_not_honour(options, says):
+    with pytest.raises(InvalidArgument, match=f"--volume '/a:/b:{options}': {says}"):
+        parse_volume(f"/a:/b:{options}")

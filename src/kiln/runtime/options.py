@@ -158,26 +158,55 @@ class RunOptions(RunSettings):
 
 # -- volumes and mounts -------------------------------------------------------------------------
 
-_VOLUME_OPTIONS = {"ro", "rw", "z", "Z", "U", "O", "nosuid", "suid", "nodev", "dev", "noexec",
-                   "exec", "bind", "rbind", "private", "rprivate", "shared", "rshared", "slave",
-                   "rslave"}  # fmt: skip
-_SELINUX_ONLY = {"z", "Z", "U", "O"}
+# buildah's volume options (containers/common ValidateVolumeOpts), at most one of each group
+_VOLUME_OPTION_GROUPS = (
+    ("ro", "rw"), ("nosuid", "suid"), ("nodev", "dev"), ("noexec", "exec"), ("bind", "rbind"),
+    ("private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"),
+    ("z", "Z"), ("copy", "nocopy"),
+)  # fmt: skip
+_VOLUME_GROUP = {o: group for group in _VOLUME_OPTION_GROUPS for o in group}
+# accepted and left out of the mount: SELinux relabelling (kiln runs without SELinux labels),
+# a named volume's copy-up (a bind has none) and macOS's consistency words, which docker
+# and buildah drop too
+_VOLUME_NO_OPS = {"z", "Z", "copy", "nocopy", "cached", "delegated"}
+# what buildah does and kiln does not: refused rather than bound in a way the user did not ask
+_VOLUME_UNSUPPORTED = {
+    "O": "an overlay over the host directory is not supported by kiln (writes would reach "
+         "the host): use ro, or copy the directory",
+    "U": "chowning the host directory to the container's user is not supported by kiln: "
+         "chown it before the run",
+    "idmap": "idmapped mounts are not supported by kiln",
+}  # fmt: skip
 
 
 def parse_volume(spec: str) -> Mount:
-    """``--volume host:ctr[:opts]`` -> a bind ``Mount`` (SELinux labels z/Z are accepted, ignored)."""
+    """``--volume host:ctr[:opts]`` -> a bind ``Mount``, with buildah's options: one of each
+    group (``ro``/``rw``, ``[r]private``/``[r]shared``/...), SELinux labels and the no-ops
+    accepted and dropped, ``O``, ``U`` and ``idmap`` refused."""
     parts = spec.split(":")
     if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
         raise InvalidArgument(f"--volume {spec!r} is invalid: use HOST-DIR:CONTAINER-DIR[:OPTIONS]")
     source, dest = parts[0], parts[1]
     opts = [o for o in parts[2].split(",") if o] if len(parts) == 3 else []
+    seen: dict[tuple[str, ...], str] = {}
     for o in opts:
-        if o not in _VOLUME_OPTIONS:
+        if o in _VOLUME_UNSUPPORTED:
+            raise InvalidArgument(f"--volume {spec!r}: option {o!r}: {_VOLUME_UNSUPPORTED[o]}")
+        if o not in _VOLUME_GROUP and o not in _VOLUME_NO_OPS:
             raise InvalidArgument(f"--volume {spec!r}: unknown option {o!r}")
+        group = _VOLUME_GROUP.get(o)
+        if group is not None and group in seen:
+            raise InvalidArgument(
+                f"--volume {spec!r}: {seen[group]!r} and {o!r} conflict (give only one of "
+                + ", ".join(group)
+                + ")"
+            )
+        if group is not None:
+            seen[group] = o
     if not source.startswith("/"):
         raise InvalidArgument(f"--volume {spec!r}: the host path must be absolute")
     _check_destination("--volume", spec, dest)
-    kept = [o for o in opts if o not in _SELINUX_ONLY]
+    kept = [o for o in opts if o not in _VOLUME_NO_OPS]
     if "ro" not in kept and "rw" not in kept:
         kept.append("rw")
     if "bind" not in kept and "rbind" not in kept:
