@@ -72,3 +72,79 @@ def test_run_no_hosts_leaves_the_images_hosts_file(kiln, tmp_path, isolation):
     assert (res.returncode, res.stderr) == (
         125, "Error: --no-hosts and --add-host conflict: /etc/hosts is the image's\n"
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_from_volume_is_bound_in_every_run(kiln, tmp_path, isolation):
+    kept, other = tmp_path / "kept", tmp_path / "other"
+    for d in (kept, other):
+        d.mkdir()
+        (d / "f").write_text(d.name)
+    name = kiln("from", "--isolation", isolation, "-v", f"{kept}:/data:ro,z", "busybox")
+    name = name.stdout.strip()
+    show = "cat /data/f; echo; touch /data/new 2>/dev/null || echo ro; cat /proc/self/mountinfo >&2"
+    res = kiln("run", name, "--", "sh", "-c", show)
+    assert res.stdout == "kept\nro\n"
+    assert _mounted_at(res.stderr)["/data"] == str(kept)
+    # a run's own volume comes beside it; one at the same place takes its place for that run
+    res = kiln("run", "-v", f"{other}:/more", name, "--", "sh", "-c", show)
+    assert (res.stdout, _mounted_at(res.stderr)["/more"]) == ("kept\nro\n", str(other))
+    res = kiln("run", "-v", f"{other}:/data/", name, "--", "sh", "-c", show)
+    assert res.stdout == "other\n" and (other / "new").exists()
+    assert kiln("run", name, "--", "cat", "/data/f").stdout == "kept"
+    assert kiln("diff", name).stdout == ""  # the mountpoint was a placeholder
+    assert sorted(os.listdir(kept)) == ["f"]
+
+
+def test_volume_destinations_stay_in_the_rootfs(kiln, tmp_path):
+    src, victim = tmp_path / "src", tmp_path / "victim"
+    src.mkdir()
+    victim.mkdir()
+    (src / "f").write_text("src")
+    name = kiln("from", "-v", f"{src}:/a/../../../b", "busybox").stdout.strip()
+    kiln("run", name, "--", "ln", "-s", str(victim), "/evil")
+    res = kiln("run", "-v", f"{src}:/evil/in", name, "--", "sh", "-c",
+               f"cat /b/f {victim}/in/f; cat /proc/self/mountinfo >&2")  # fmt: skip
+    # ".." stops at the root, and the image's link is followed inside it, as runc does
+    assert res.stdout == "srcsrc"
+    mounts = _mounted_at(res.stderr)
+    assert mounts["/b"] == mounts[f"{victim}/in"] == str(src)
+    assert os.listdir(victim) == []  # nothing made on the host through the link
+    diff = kiln("diff", name).stdout.splitlines()
+    assert "A /evil" in diff and f"A {victim}" in diff  # parents stay, as buildah leaves them
+    assert not any(line.endswith(("/in", "/b")) for line in diff)
+
+
+@pytest.mark.parametrize(
+    ("volume", "error"),
+    [
+        ("rel:/x", "--volume 'rel:/x': the host path must be absolute"),
+        ("{missing}:/x", "--volume '{missing}:/x': the host path {missing} does not exist"),
+        ("{src}:x", "--volume '{src}:x': the container path must be absolute"),
+        ("{src}:/x:ro,rw", "--volume '{src}:/x:ro,rw': 'ro' and 'rw' conflict"),
+        ("{src}:/x:O", "--volume '{src}:/x:O': option 'O': an overlay over the host directory"),
+        ("{src}:/x:U", "--volume '{src}:/x:U': option 'U': chowning the host directory"),
+        ("{src}:/x:bogus", "--volume '{src}:/x:bogus': unknown option 'bogus'"),
+    ],
+)
+def test_bad_volumes_are_refused_before_anything_is_made(kiln, tmp_path, volume, error):
+    src, missing = tmp_path / "src", tmp_path / "missing"
+    src.mkdir()
+    spec = volume.format(src=src, missing=missing)
+    error = error.format(src=src, missing=missing)
+    res = kiln("from", "-v", spec, "busybox", check=False)
+    assert res.returncode == 125 and res.stderr.startswith(f"Error: {error}"), res.stderr
+    assert kiln("containers", "-q").stdout == ""
+    name = kiln("from", "busybox").stdout.strip()
+    res = kiln("run", "-v", spec, name, "true", check=False)
+    # the same words, but for a missing path: the runtime's, naming it
+    says = f"mount source '{missing}' does not exist" if "missing" in volume else error
+    assert res.returncode == 125 and res.stderr.startswith(f"Error: {says}"), res.stderr
+    assert not missing.exists() and os.listdir(src) == []
+    assert kiln("diff", name).stdout == ""
+
+
+def test_volume_options_buildah_drops_are_accepted(kiln, tmp_path):
+    name = kiln("from", "-v", f"{tmp_path}:/data:cached,nocopy,Z,nosuid", "busybox").stdout.strip()
+    res = kiln("run", name, "--", "grep", " /data ", "/proc/self/mountinfo")
+    assert res.stdout.split()[5].split(",")[:2] == ["rw", "nosuid"]

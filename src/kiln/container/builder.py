@@ -35,7 +35,7 @@ from kiln.util.timefmt import rfc3339
 from .config_edit import ConfigEditor
 from .naming import check_name
 from .records import Puller, find_record, insert_record, resolve_base, scratch_config
-from .run import Stubs, run_in, run_options
+from .run import Stubs, check_volumes, run_in, run_options
 from .state import AddedContent, ContainerState
 
 if TYPE_CHECKING:
@@ -99,10 +99,12 @@ class Builder:
         run: Any = None,
         volatile_mounts: bool = False,
         platform: Any = None,
+        volumes: Sequence[str] = (),
     ) -> Builder:
         """A new working container over ``image`` (None or ``"scratch"`` for an empty rootfs).
         ``owner``: the process (``kiln.util.process_owner``) a build's container dies with.
-        ``run``: the ``RunSettings`` its ``run`` uses by default (``kiln from``'s flags).
+        ``run``: the ``RunSettings`` its ``run`` uses by default (``kiln from``'s flags);
+        ``volumes``: the ``--volume`` specs bound in each of its runs (``kiln from -v``).
         ``volatile_mounts``: a build's container, thrown away or committed by
         ``commit_step`` (see ``mounted``), on snapshots that do not outlive this boot.
         ``platform`` (a ``Platform``): the image's for it, pulled if the local one is of
@@ -112,6 +114,7 @@ class Builder:
         if name is not None:
             check_name(name)
         image_format = ImageFormat.parse(image_format)
+        check_volumes(volumes)  # before anything is pulled or made
         if image in (None, "", SCRATCH):
             base, config, top, img = None, scratch_config(platform), None, None
             image_name = SCRATCH
@@ -137,6 +140,7 @@ class Builder:
             format=image_format,
             owner=owner,
             run=run.to_json() if run is not None else {},
+            volumes=list(volumes),
         )
         try:
             record = insert_record(store, cid, name, image_name, base, state)

@@ -11,6 +11,8 @@ protocol below: ``builder.py`` imports this module), never changes it.
 from __future__ import annotations
 
 import contextlib
+import os
+import posixpath
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -18,7 +20,7 @@ from typing import Any, Protocol
 
 from kiln.errors import InvalidArgument
 from kiln.oci.platform import normalize_arch
-from kiln.runtime import RunOptions, RunSettings
+from kiln.runtime import RunOptions, RunSettings, parse_volume
 from kiln.runtime import run as run_process
 from kiln.runtime.mountpoints import ETC_FILES, SYSTEM_DIRS, etc_files
 from kiln.store import Store
@@ -62,6 +64,11 @@ def run_options(b: Builder, args: Sequence[str], opts: Any = None, **overrides: 
     if b.state.run:  # kiln from's RUN flags, under the ones given now
         kept = base.settings().over(RunSettings.from_json(b.state.run))
         base = replace(base, **{k: getattr(kept, k) for k in kept.to_json()})
+    if b.state.volumes:  # kiln from's volumes, under the mounts given now
+        taken = {_place(m.destination) for m in base.mounts}
+        volumes = [parse_volume(v) for v in b.state.volumes]
+        volumes = [m for m in volumes if _place(m.destination) not in taken]
+        base = replace(base, mounts=[*volumes, *base.mounts])
     runtime = b.config.runtime
     env = dict(runtime.env_dict())
     for item in list(base.env) + list(overrides.pop("env", [])):
@@ -78,6 +85,24 @@ def run_options(b: Builder, args: Sequence[str], opts: Any = None, **overrides: 
     }
     fields.update(overrides)
     return replace(base, **fields)
+
+
+def check_volumes(volumes: Sequence[str]) -> None:
+    """Refuse a ``kiln from --volume`` that no run could bind: a bad spec, or a host path
+    that is not there (as buildah does when the container is made)."""
+    for spec in volumes:
+        source = parse_volume(spec).source
+        if not os.path.exists(source):
+            raise InvalidArgument(
+                f"--volume {spec!r}: the host path {source} does not exist: create it or fix "
+                "the path"
+            )
+
+
+def _place(destination: str) -> str:
+    """Where a mount lands, for telling two apart (``/a/../b/`` is ``/b``; the runtime
+    resolves each in the container, inside its root)."""
+    return posixpath.normpath("/" + destination)
 
 
 def run_in(b: Builder, args: Sequence[str], opts: Any = None, **overrides: Any) -> int:

@@ -70,6 +70,9 @@ class ContainerState:
     # the RUN settings ``kiln from`` was given (``RunSettings.to_json``): what ``kiln run``
     # uses unless its own flags say otherwise, as buildah keeps them
     run: dict[str, Any] = field(default_factory=dict)
+    # ``kiln from --volume`` specs (HOST:CTR[:OPTS]), bound in every ``kiln run`` unless
+    # that run mounts something else at the same place, as buildah keeps them
+    volumes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +92,7 @@ class ContainerState:
             "image_comment": self.image_comment,
             **({"owner": self.owner} if self.owner else {}),
             **({"run": dict(self.run)} if self.run else {}),
+            **({"volumes": list(self.volumes)} if self.volumes else {}),
         }
 
     @classmethod
@@ -127,6 +131,7 @@ class ContainerState:
                 image_comment=str(obj.get("image_comment") or ""),
                 owner=str(obj.get("owner") or ""),
                 run=dict(obj.get("run") or {}),
+                volumes=[str(v) for v in obj.get("volumes") or []],
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidArgument(

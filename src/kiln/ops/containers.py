@@ -101,9 +101,12 @@ def create_container(
     platform: Platform | None = None,
     options: RegistryOptions | None = None,
     cidfile: str | None = None,
+    volumes: Sequence[str] = (),
 ) -> Builder:
     """``kiln from``: a new working container over ``image`` (or ``scratch``); ``run``: the
-    settings its ``kiln run`` uses unless that run's flags say otherwise; ``platform``:
+    settings its ``kiln run`` uses unless that run's flags say otherwise; ``volumes``: the
+    ``--volume`` specs (HOST:CTR[:OPTS]) bound in its runs, unless a run mounts something
+    else at the same place; ``platform``:
     the image's for it (a local one of another platform is pulled as if missing);
     ``options``: the registry's; ``cidfile``: gets the container's ID."""
 
@@ -113,7 +116,7 @@ def create_container(
     fmt = (image_format or ctx.config.image_format or "oci").lower()
     b = container.Builder.from_image(
         ctx, image, name=name, pull_policy=pull, puller=_puller(ctx, platform, options),
-        image_format=fmt, run=run, platform=platform,
+        image_format=fmt, run=run, platform=platform, volumes=volumes,
     )  # fmt: skip
     if cidfile:
         write_output(cidfile, b.id.encode())

@@ -36,9 +36,17 @@ from kiln.util.choices import IMAGE_FORMATS, PULL_POLICIES
 @click.option("--cidfile", default=None, metavar="FILE", help="Write the container's ID to FILE")
 @registry_flags(scope=" (registries)")
 @run_flags("from")
+@click.option(
+    "-v",
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="HOST:CTR[:OPTS]",
+    help="Bind-mount a host directory in every kiln run",
+)
 @pass_state
 def command(state: State, image, name, pull, format_, quiet, platform, arch, os_, variant,
-            cidfile, registry_options, **kw):  # fmt: skip
+            cidfile, registry_options, volumes, **kw):  # fmt: skip
     """Create a working container over IMAGE and print its name. The RUN flags are kept
     with it: kiln run uses them unless its own flags say otherwise."""
     from kiln.ops import containers as ops
@@ -49,6 +57,6 @@ def command(state: State, image, name, pull, format_, quiet, platform, arch, os_
         b = ops.create_container(
             ctx, image, name=name, pull=pull, image_format=format_, run=settings,
             platform=platform_choice(platform, arch, os_, variant),
-            options=registry_options, cidfile=cidfile,
+            options=registry_options, cidfile=cidfile, volumes=volumes,
         )  # fmt: skip
     state.echo(b.name)
