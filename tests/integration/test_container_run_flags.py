@@ -4,6 +4,7 @@ container keeps for its later runs, as buildah 1.28 does with the same flags."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -148,3 +149,44 @@ def test_volume_options_buildah_drops_are_accepted(kiln, tmp_path):
     name = kiln("from", "-v", f"{tmp_path}:/data:cached,nocopy,Z,nosuid", "busybox").stdout.strip()
     res = kiln("run", name, "--", "grep", " /data ", "/proc/self/mountinfo")
     assert res.stdout.split()[5].split(",")[:2] == ["rw", "nosuid"]
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_from_device_is_in_every_run(kiln, isolation):
+    name = kiln("from", "--isolation", isolation, "--device", "/dev/null:/dev/mynull:rw",
+                "--device", "/dev/zero:/opt/../opt/zero", "busybox").stdout.strip()  # fmt: skip
+    show = "stat -c '%F %t:%T %a' /dev/mynull /opt/zero; echo x >/dev/mynull && head -c2 /opt/zero"
+    res = kiln("run", name, "--", "sh", "-c", show)
+    assert res.stdout == "character special file 1:3 666\ncharacter special file 1:5 666\n\0\0"
+    assert kiln("diff", name).stdout == "A /opt\n"  # no node left; parents stay, as for volumes
+    (info,) = json.loads(kiln("inspect", "--type", "container", name).stdout)
+    null = os.stat("/dev/null")
+    assert info["Devices"][0] == {
+        "Source": "/dev/null", "Destination": "/dev/mynull", "path": "/dev/mynull",
+        "permissions": "rw", "allow": False, "type": ord("c"), "major": 1, "minor": 3,
+        "file_mode": null.st_mode & 0o7777, "uid": null.st_uid, "gid": null.st_gid,
+    }  # fmt: skip
+    assert [d["Destination"] for d in info["Devices"]] == ["/dev/mynull", "/opt/zero"]
+
+
+@pytest.mark.parametrize(
+    ("device", "error"),
+    [
+        (
+            "/dev/../etc/passwd",
+            "/dev/../etc/passwd is not a device node (a character or block device)",
+        ),
+        ("{tmp}", "{tmp} is not a device node (a character or block device)"),
+        ("{tmp}/missing", "{tmp}/missing does not exist"),
+        ("dev/null", "the host device must be an absolute path"),
+        ("/dev/null:dev/x", "the container path must be absolute"),
+        ("/dev/null:/dev/x:rwx", "permissions 'rwx' must be letters of rwm"),
+        ("/dev/null:/dev/../", "/ cannot be a device"),
+    ],
+)
+def test_bad_devices_are_refused_before_anything_is_made(kiln, tmp_path, device, error):
+    device, error = device.format(tmp=tmp_path), error.format(tmp=tmp_path)
+    res = kiln("from", "--device", device, "busybox", check=False)
+    assert (res.returncode, res.stderr) == (125, f"Error: --device {device!r}: {error}\n")
+    assert kiln("containers", "-q").stdout == ""
+    assert not (tmp_path / "missing").exists()

@@ -227,3 +227,20 @@ def test_seccomp_profile_architectures_are_kept_as_given(tmp_path):
     )
     archs = spec(seccomp=str(given))["linux"]["seccomp"]["architectures"]
     assert archs == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"]
+
+
+def test_devices_under_dev_are_made_and_every_device_allowed():
+    null = os.stat("/dev/null")
+    s = spec(devices=("/dev/null:/dev/x/mynull:rw", "/dev/null:/opt/../srv/null"))
+    assert s["linux"]["devices"] == [
+        {"path": "/dev/x/mynull", "type": "c", "major": os.major(null.st_rdev),
+         "minor": os.minor(null.st_rdev), "fileMode": null.st_mode & 0o7777,
+         "uid": null.st_uid, "gid": null.st_gid},
+    ]  # fmt: skip
+    allowed = s["linux"]["resources"]["devices"]
+    assert allowed[0] == {"allow": False, "access": "rwm"}
+    assert [(r["access"], r["major"], r["minor"]) for r in allowed[1:]] == [
+        ("rw", os.major(null.st_rdev), os.minor(null.st_rdev)),
+        ("rwm", os.major(null.st_rdev), os.minor(null.st_rdev)),
+    ]
+    assert "devices" not in spec()["linux"]

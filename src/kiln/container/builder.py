@@ -35,7 +35,7 @@ from kiln.util.timefmt import rfc3339
 from .config_edit import ConfigEditor
 from .naming import check_name
 from .records import Puller, find_record, insert_record, resolve_base, scratch_config
-from .run import Stubs, check_volumes, run_in, run_options
+from .run import Stubs, check_run_flags, run_in, run_options
 from .state import AddedContent, ContainerState
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class Builder:
         if name is not None:
             check_name(name)
         image_format = ImageFormat.parse(image_format)
-        check_volumes(volumes)  # before anything is pulled or made
+        check_run_flags(run, volumes)  # before anything is pulled or made
         if image in (None, "", SCRATCH):
             base, config, top, img = None, scratch_config(platform), None, None
             image_name = SCRATCH

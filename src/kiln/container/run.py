@@ -87,9 +87,14 @@ def run_options(b: Builder, args: Sequence[str], opts: Any = None, **overrides: 
     return replace(base, **fields)
 
 
-def check_volumes(volumes: Sequence[str]) -> None:
-    """Refuse a ``kiln from --volume`` that no run could bind: a bad spec, or a host path
-    that is not there (as buildah does when the container is made)."""
+def check_run_flags(run: RunSettings | None, volumes: Sequence[str]) -> None:
+    """Refuse a ``kiln from --volume`` or ``--device`` that no run could use: a bad spec, a
+    host path that is not there or a device that is no device (as buildah does when the
+    container is made)."""
+    if run is not None and run.devices:
+        from kiln.runtime.devices import host_devices  # start-up: only --device needs it
+
+        host_devices(run.devices)
     for spec in volumes:
         source = parse_volume(spec).source
         if not os.path.exists(source):

@@ -16,6 +16,7 @@ from kiln.container.records import find_record
 from kiln.container.state import ContainerState
 from kiln.errors import InvalidArgument, KilnError, NotFound
 from kiln.ops.container_filters import parse_filters
+from kiln.ops.container_run_view import run_view
 from kiln.ops.context import sweep_leftovers
 from kiln.ops.events import BYTES_STEP, BlobBytes
 from kiln.util.lazy_dataclass import dataclass
@@ -187,6 +188,7 @@ def inspect_container(ctx: Context, name: str) -> dict:
         "OCIv1": oci.image.to_json(),
         "Docker": config,
         "History": config.get("history") or [],
+        **run_view(st.run),
     }
 
 

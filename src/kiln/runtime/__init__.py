@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .options import (
     Mount,
     RunOptions,
@@ -20,6 +22,10 @@ def run(opts: RunOptions, rootfs: str) -> int:
     A command that cannot be executed (missing: 127, not executable: 126) raises
     ``ProcessFailed`` with that exit code and one message, before anything runs."""
     opts.validate()
+    if opts.devices:  # those outside /dev are binds (see kiln.runtime.devices)
+        from .devices import device_mounts, host_devices
+
+        opts = replace(opts, mounts=[*opts.mounts, *device_mounts(host_devices(opts.devices))])
     # start-up: `import kiln.runtime` (for RunOptions and the flag parsers) is on the path
     # of every build and every verb taking run flags; what runs a process comes with a run
     from .exec_check import check_command

@@ -115,11 +115,38 @@ def _setup_dev(root: _Root, opts: RunOptions) -> None:
             os.symlink(target, name, dir_fd=dev)
     finally:
         os.close(dev)
+    _bind_devices(root, opts)
     root.mount("devpts", "/dev/pts", "devpts", nosuid | linux.MS_NOEXEC,
                "newinstance,ptmxmode=0666,mode=0620")  # fmt: skip
     root.mount("shm", "/dev/shm", "tmpfs", nosuid | linux.MS_NODEV | linux.MS_NOEXEC,
                f"mode=1777,size={opts.shm_size}")  # fmt: skip
     root.mount("mqueue", "/dev/mqueue", "mqueue", nosuid | linux.MS_NODEV | linux.MS_NOEXEC)
+
+
+def _bind_devices(root: _Root, opts: RunOptions) -> None:
+    """``--device`` nodes under /dev: the host's bound over files made in the new /dev
+    (those elsewhere are among the user's mounts: ``kiln.runtime.devices``)."""
+    if not opts.devices:
+        return
+    from .devices import host_devices
+
+    for device in host_devices(opts.devices):
+        if not device.under_dev:
+            continue
+        fd = root.open("/dev", os.O_PATH | os.O_DIRECTORY)
+        try:
+            *dirs, name = device.path.split("/")[2:]
+            for part in dirs:  # the tmpfs was made just now: nothing in it is a link
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                fd, parent = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                     dir_fd=fd), fd  # fmt: skip
+                os.close(parent)
+            flags = os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open(name, flags, 0o644, dir_fd=fd))
+        finally:
+            os.close(fd)
+        root.bind(device.source, device.path, recursive=False, readonly=False)
 
 
 def _user_mount(root: _Root, mount: Mount) -> None:

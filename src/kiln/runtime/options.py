@@ -64,6 +64,7 @@ class RunSettings:
     cpuset_cpus: str = ""
     cpuset_mems: str = ""
     shm_size: int = DEFAULT_SHM_SIZE  # bytes of /dev/shm
+    devices: tuple[str, ...] = ()  # "HOST[:CONTAINER][:rwm]" (``kiln.runtime.devices``)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "network", NetworkMode.parse(self.network))
@@ -76,6 +77,11 @@ class RunSettings:
             parse_ulimit(item)
         for item in self.add_hosts:
             parse_add_host(item)
+        if self.devices:
+            from .devices import parse_device  # start-up: only --device needs it
+
+            for item in self.devices:
+                parse_device(item)
 
     @classmethod
     def given(cls, **values: Any) -> Self:

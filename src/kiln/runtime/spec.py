@@ -10,6 +10,7 @@ from kiln.oci.config import DEFAULT_PATH
 from kiln.util.rootless import is_rootless
 
 from . import caps as capabilities
+from .devices import cgroup_rules, host_devices, spec_devices
 from .options import RLIM_INFINITY, Mount, RunOptions, Ulimit, parse_ulimit
 from .seccomp import load_profile, to_linux_seccomp
 from .users import ResolvedUser
@@ -135,8 +136,10 @@ def mounts(opts: RunOptions, etc_files: dict[str, str]) -> list[dict[str, Any]]:
     return result
 
 
-def _resources(opts: RunOptions) -> dict[str, Any]:
+def _resources(opts: RunOptions, devices: list[Any]) -> dict[str, Any]:
     res: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    if devices:
+        res["devices"] += cgroup_rules(devices)
     memory: dict[str, int] = {}
     if opts.memory is not None:
         memory["limit"] = opts.memory
@@ -208,12 +211,15 @@ def build_spec(
     }
     if user.additional_gids:
         process["user"]["additionalGids"] = list(user.additional_gids)
+    devices = host_devices(opts.devices) if opts.devices else []
     linux: dict[str, Any] = {
         "namespaces": namespaces(opts.network),
-        "resources": _resources(opts),
+        "resources": _resources(opts, devices),
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
     }
+    if devices:
+        linux["devices"] = spec_devices(devices)
     seccomp = _seccomp(opts.seccomp, tuple(cap_list))
     if seccomp is not None:
         linux["seccomp"] = seccomp

@@ -139,8 +139,9 @@ def run_flags(verb: str):
     return decorate
 
 
-def run_settings(kw: dict[str, Any]) -> RunSettings:
-    """The ``RunSettings`` the RUN flags in ``kw`` ask for; they are removed from ``kw``."""
+def run_settings(kw: dict[str, Any], **more: Any) -> RunSettings:
+    """The ``RunSettings`` the RUN flags in ``kw`` ask for; they are removed from ``kw``.
+    ``more``: the settings of a verb's own flags (``kiln from --device``), as given."""
     # start-up: kiln --help imports every verb, and kiln.runtime is not light
     from kiln.runtime.options import RunSettings, parse_memory
 
@@ -159,6 +160,7 @@ def run_settings(kw: dict[str, Any]) -> RunSettings:
         given["network"] = NetworkMode.parse(given["network"])
     isolation = given.get("isolation") or os.environ.get("BUILDAH_ISOLATION", "")
     given["isolation"] = Isolation.parse(isolation, "$BUILDAH_ISOLATION") if isolation else None
+    given.update(more)
     return RunSettings.given(**{k: v or None for k, v in given.items()})
 
 

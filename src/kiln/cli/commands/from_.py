@@ -44,15 +44,22 @@ from kiln.util.choices import IMAGE_FORMATS, PULL_POLICIES
     metavar="HOST:CTR[:OPTS]",
     help="Bind-mount a host directory in every kiln run",
 )
+@click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    metavar="HOST[:CTR][:PERMS]",
+    help="Add a host device to every kiln run (PERMS: of rwm)",
+)
 @pass_state
 def command(state: State, image, name, pull, format_, quiet, platform, arch, os_, variant,
-            cidfile, registry_options, volumes, **kw):  # fmt: skip
+            cidfile, registry_options, volumes, devices, **kw):  # fmt: skip
     """Create a working container over IMAGE and print its name. The RUN flags are kept
     with it: kiln run uses them unless its own flags say otherwise."""
     from kiln.ops import containers as ops
     from kiln.ops.pull_options import platform_choice
 
-    settings = run_settings(kw)
+    settings = run_settings(kw, devices=devices)
     with state.context(quiet=True) as ctx:
         b = ops.create_container(
             ctx, image, name=name, pull=pull, image_format=format_, run=settings,
