@@ -190,3 +190,21 @@ def test_bad_devices_are_refused_before_anything_is_made(kiln, tmp_path, device,
     assert (res.returncode, res.stderr) == (125, f"Error: --device {device!r}: {error}\n")
     assert kiln("containers", "-q").stdout == ""
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.runc
+@pytest.mark.skipif(not RUNC, reason="no runc")
+def test_from_security_opts_are_kept_for_every_run(kiln, tmp_path):
+    show = ["grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"]
+    name = kiln("from", "--security-opt", "seccomp=unconfined", "--security-opt",
+                "no-new-privileges", "--security-opt", "label=disable", "busybox").stdout.strip()  # fmt: skip
+    assert kiln("run", name, "--", *show).stdout.split() == ["NoNewPrivs:", "1", "Seccomp:", "0"]
+    plain = kiln("from", "busybox").stdout.strip()
+    assert kiln("run", plain, "--", *show).stdout.split() == ["NoNewPrivs:", "0", "Seccomp:", "2"]
+    for opt, error in [
+        (f"seccomp={tmp_path}/none.json", "cannot read the profile: No such file or directory"),
+        ("bogus", "is not supported: use seccomp=unconfined|PROFILE"),
+    ]:
+        res = kiln("from", "--security-opt", opt, "busybox", check=False)
+        assert res.returncode == 125 and error in res.stderr, res.stderr
+    assert len(kiln("containers", "-q").stdout.split()) == 2

@@ -88,13 +88,17 @@ def run_options(b: Builder, args: Sequence[str], opts: Any = None, **overrides: 
 
 
 def check_run_flags(run: RunSettings | None, volumes: Sequence[str]) -> None:
-    """Refuse a ``kiln from --volume`` or ``--device`` that no run could use: a bad spec, a
-    host path that is not there or a device that is no device (as buildah does when the
-    container is made)."""
+    """Refuse a ``kiln from --volume``, ``--device`` or seccomp profile that no run could
+    use: a bad spec, a host path that is not there, a device that is no device or a profile
+    that cannot be read (as buildah does when the container is made)."""
     if run is not None and run.devices:
         from kiln.runtime.devices import host_devices  # start-up: only --device needs it
 
         host_devices(run.devices)
+    if run is not None and run.seccomp not in ("default", "unconfined"):
+        from kiln.runtime.seccomp import load_profile  # start-up: only a profile's path
+
+        load_profile(run.seccomp)
     for spec in volumes:
         source = parse_volume(spec).source
         if not os.path.exists(source):

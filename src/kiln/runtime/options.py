@@ -4,6 +4,7 @@ for their flag strings."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class RunSettings:
     cpuset_mems: str = ""
     shm_size: int = DEFAULT_SHM_SIZE  # bytes of /dev/shm
     devices: tuple[str, ...] = ()  # "HOST[:CONTAINER][:rwm]" (``kiln.runtime.devices``)
+    seccomp: str = "default"  # kiln's profile, "unconfined" or a profile file's path
+    no_new_privileges: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "network", NetworkMode.parse(self.network))
@@ -132,8 +135,6 @@ class RunOptions(RunSettings):
     hostname: str = ""
     no_hosts: bool = False  # the image's /etc/hosts, not kiln's (buildah run --no-hosts)
     mounts: list[Mount] = field(default_factory=list)
-    seccomp: str = "default"
-    no_new_privileges: bool = False
     terminal: bool = False
     readonly_rootfs: bool = False
     stdin: StdStream = None
@@ -160,6 +161,29 @@ class RunOptions(RunSettings):
         for item in self.env:
             if "=" not in item or item.startswith("="):
                 raise InvalidArgument(f"--env {item!r} must have the form NAME=VALUE")
+
+
+def parse_security_opts(opts: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``--security-opt`` values -> the ``RunSettings`` fields they set: ``seccomp=`` (a
+    profile's path made absolute: a working container's later runs start elsewhere) and
+    ``no-new-privileges[=BOOL]``; ``label=`` and ``apparmor=`` are accepted and do nothing
+    (kiln runs without SELinux labels or AppArmor profiles), anything else is refused."""
+    out: dict[str, Any] = {}
+    for opt in opts:
+        key, _, value = opt.partition("=")
+        if key == "seccomp" and value:
+            keep = value in ("default", "unconfined")
+            out["seccomp"] = value if keep else os.path.abspath(value)
+        elif key in ("no-new-privileges", "no_new_privileges"):
+            out["no_new_privileges"] = value.lower() not in ("false", "0")
+        elif key in ("label", "apparmor") and value:
+            continue
+        else:
+            raise InvalidArgument(
+                f"--security-opt {opt!r} is not supported: use seccomp=unconfined|PROFILE, "
+                "no-new-privileges, label=... or apparmor=..."
+            )
+    return out
 
 
 # -- volumes and mounts -------------------------------------------------------------------------

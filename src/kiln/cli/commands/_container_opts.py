@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from kiln.runtime.options import RunOptions
 
 
+SECURITY_OPT_HELP = "seccomp=unconfined|PROFILE, no-new-privileges, label=disable"
+
+
 def run_options(f):
     """The ``kiln run`` flags, as buildah run spells them (the RUN settings among them
     are ``kiln.cli.commands._run_flags``'s, shared with ``kiln build``)."""
@@ -44,7 +47,7 @@ def run_options(f):
         run_flag("cpuset_cpus", "run"),
         run_flag("cpuset_mems", "run"),
         click.option("--security-opt", multiple=True, metavar="OPT",
-                     help="seccomp=unconfined|PROFILE, no-new-privileges"),
+                     help=SECURITY_OPT_HELP),
         run_flag("isolation", "run"),
         run_flag("runtime", "run"),
         click.option("--hostname", default="", help="Hostname inside the container"),
@@ -59,23 +62,12 @@ def run_options(f):
 def build_run_options(args, kw: dict) -> RunOptions:
     """``RunOptions`` from the parsed flags (parsers from ``kiln.runtime`` name bad values)."""
     # start-up: kiln --help imports every verb, and kiln.runtime is not light
-    from kiln.runtime.options import RunOptions, parse_mount, parse_volume
+    from kiln.runtime.options import RunOptions, parse_mount, parse_security_opts, parse_volume
 
     if kw["no_hosts"] and kw["add_hosts"]:
         raise InvalidArgument("--no-hosts and --add-host conflict: /etc/hosts is the image's")
-    seccomp, no_new_privs = "default", False
-    for opt in kw["security_opt"]:
-        key, _, value = opt.partition("=")
-        if key == "seccomp" and value:
-            seccomp = value
-        elif key in ("no-new-privileges", "no_new_privileges"):
-            no_new_privs = value.lower() not in ("false", "0")
-        elif key in ("label", "apparmor"):
-            continue
-        else:
-            raise InvalidArgument(f"--security-opt {opt!r} is not supported")
     return RunOptions.of(
-        run_settings(kw),
+        run_settings(kw, **parse_security_opts(kw["security_opt"])),
         args=list(args),
         env=list(kw["env"]),
         user=kw["user"] or "",
@@ -83,7 +75,5 @@ def build_run_options(args, kw: dict) -> RunOptions:
         hostname=kw["hostname"] or "",
         no_hosts=kw["no_hosts"],
         mounts=[parse_volume(v) for v in kw["volume"]] + [parse_mount(m) for m in kw["mount"]],
-        seccomp=seccomp,
-        no_new_privileges=no_new_privs,
         terminal=kw["tty"],
     )

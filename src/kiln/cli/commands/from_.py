@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kiln.cli.commands._container_opts import SECURITY_OPT_HELP
 from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.commands._run_flags import run_flags, run_settings
 from kiln.cli.state import State, pass_state
@@ -51,15 +52,18 @@ from kiln.util.choices import IMAGE_FORMATS, PULL_POLICIES
     metavar="HOST[:CTR][:PERMS]",
     help="Add a host device to every kiln run (PERMS: of rwm)",
 )
+@click.option("--security-opt", "security_opts", multiple=True, metavar="OPT",
+              help=SECURITY_OPT_HELP)  # fmt: skip
 @pass_state
 def command(state: State, image, name, pull, format_, quiet, platform, arch, os_, variant,
-            cidfile, registry_options, volumes, devices, **kw):  # fmt: skip
+            cidfile, registry_options, volumes, devices, security_opts, **kw):  # fmt: skip
     """Create a working container over IMAGE and print its name. The RUN flags are kept
     with it: kiln run uses them unless its own flags say otherwise."""
     from kiln.ops import containers as ops
     from kiln.ops.pull_options import platform_choice
+    from kiln.runtime.options import parse_security_opts
 
-    settings = run_settings(kw, devices=devices)
+    settings = run_settings(kw, devices=devices, **parse_security_opts(security_opts))
     with state.context(quiet=True) as ctx:
         b = ops.create_container(
             ctx, image, name=name, pull=pull, image_format=format_, run=settings,
