@@ -208,3 +208,84 @@ def test_from_security_opts_are_kept_for_every_run(kiln, tmp_path):
         res = kiln("from", "--security-opt", opt, "busybox", check=False)
         assert res.returncode == 125 and error in res.stderr, res.stderr
     assert len(kiln("containers", "-q").stdout.split()) == 2
+
+
+def _ns(kinds=("ipc", "pid", "uts")) -> list[str]:
+    return [os.readlink(f"/proc/self/ns/{kind}") for kind in kinds]
+
+
+SHOW_NS = "for k in ipc pid uts; do readlink /proc/self/ns/$k; done; cat /etc/hostname"
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_from_host_namespaces_are_kept_for_every_run(kiln, isolation):
+    name = kiln("from", "--isolation", isolation, "--ipc", "host", "--pid", "host", "--uts",
+                "host", "busybox").stdout.strip()  # fmt: skip
+    res = kiln("run", name, "--", "sh", "-c", SHOW_NS)
+    assert res.stdout.splitlines() == [*_ns(), os.uname().nodename]
+    (info,) = json.loads(kiln("inspect", "--type", "container", name).stdout)
+    assert info["NamespaceOptions"] == [
+        {"Name": n, "Host": n not in ("mount",), "Path": ""}
+        for n in ("cgroup", "ipc", "mount", "network", "pid", "user", "uts")
+    ]  # kiln's runs share the host's network unless told otherwise
+    # a run's own flags win; private is a namespace of the run's own
+    res = kiln("run", "--ipc", "private", "--uts", "private", name, "--", "sh", "-c", SHOW_NS)
+    ipc, pid, uts, hostname = res.stdout.splitlines()
+    assert (pid, ipc != _ns()[0], uts != _ns()[2]) == (_ns()[1], True, True)
+    assert hostname != os.uname().nodename
+    res = kiln("run", "--hostname", "box", name, "true", check=False)
+    assert (res.returncode, res.stderr) == (
+        125, "Error: --hostname needs a UTS namespace of the run's own, not --uts host\n"
+    )  # fmt: skip
+
+
+@pytest.fixture
+def other_namespaces():
+    """A process in IPC and UTS namespaces of its own: its /proc/PID/ns directory."""
+    proc = subprocess.Popen(
+        ["unshare", "--ipc", "--uts", "sh", "-c", "hostname elsewhere; echo ready; exec cat"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        yield f"/proc/{proc.pid}/ns"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.runc
+@pytest.mark.skipif(not RUNC, reason="no runc")
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_run_joins_namespaces_by_path(kiln, other_namespaces):
+    ns = other_namespaces
+    want = [os.readlink(f"{ns}/ipc"), _ns(["pid"])[0], os.readlink(f"{ns}/uts")]
+    assert want[0] != _ns()[0]
+    name = kiln("from", "--ipc", f"{ns}/ipc", "busybox").stdout.strip()
+    res = kiln("run", "--uts", f"{ns}/uts", "--pid", "host", name, "--", "sh", "-c",
+               SHOW_NS + "; hostname")  # fmt: skip
+    # the joined UTS namespace keeps its name; kiln does not know it for /etc/hostname
+    assert res.stdout.splitlines() == [*want, "", "elsewhere"]
+    (info,) = json.loads(kiln("inspect", "--type", "container", name).stdout)
+    assert info["NamespaceOptions"][1] == {"Name": "ipc", "Host": False, "Path": f"{ns}/ipc"}
+    res = kiln("run", "--isolation", "chroot", name, "true", check=False)
+    assert (res.returncode, res.stderr) == (
+        125, f"Error: --ipc {ns}/ipc: joining a namespace by its path needs --isolation oci\n"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "error"),
+    [
+        ("--ipc", "bogus", "--ipc 'bogus' is invalid: use private, host or the path of the "
+                           "namespace to join (/proc/PID/ns/ipc)"),
+        ("--pid", "/no/such/ns", "--pid /no/such/ns: no such namespace file"),
+    ],
+)  # fmt: skip
+def test_bad_namespaces_are_refused(kiln, flag, value, error):
+    res = kiln("from", flag, value, "busybox", check=False)
+    assert (res.returncode, res.stderr) == (125, f"Error: {error}\n")
+    assert kiln("containers", "-q").stdout == ""
+    name = kiln("from", "busybox").stdout.strip()
+    res = kiln("run", flag, value, name, "true", check=False)
+    assert (res.returncode, res.stderr) == (125, f"Error: {error}\n")

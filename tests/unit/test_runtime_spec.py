@@ -244,3 +244,15 @@ def test_devices_under_dev_are_made_and_every_device_allowed():
         ("rwm", os.major(null.st_rdev), os.minor(null.st_rdev)),
     ]
     assert "devices" not in spec()["linux"]
+
+
+def test_namespaces_shared_with_the_host_or_joined_by_path():
+    s = spec(pid="host", ipc="/proc/self/ns/ipc", uts="host", network="none")
+    assert s["linux"]["namespaces"] == [
+        {"type": "ipc", "path": "/proc/self/ns/ipc"}, {"type": "mount"}, {"type": "network"},
+    ]  # fmt: skip
+    assert "hostname" not in s  # the host's UTS namespace keeps its name
+    assert spec(ipc="private", hostname="box")["hostname"] == "box"
+    assert ns_types(spec(ipc="private")) == ns_types(spec())
+    with pytest.raises(InvalidArgument, match="--hostname needs a UTS namespace"):
+        spec(uts="host", hostname="box")

@@ -23,6 +23,7 @@ from kiln.oci.platform import normalize_arch
 from kiln.runtime import RunOptions, RunSettings, parse_volume
 from kiln.runtime import run as run_process
 from kiln.runtime.mountpoints import ETC_FILES, SYSTEM_DIRS, etc_files
+from kiln.runtime.options import check_namespace_paths
 from kiln.store import Store
 
 from . import copied_up
@@ -91,6 +92,8 @@ def check_run_flags(run: RunSettings | None, volumes: Sequence[str]) -> None:
     """Refuse a ``kiln from --volume``, ``--device`` or seccomp profile that no run could
     use: a bad spec, a host path that is not there, a device that is no device or a profile
     that cannot be read (as buildah does when the container is made)."""
+    if run is not None:
+        check_namespace_paths(run)
     if run is not None and run.devices:
         from kiln.runtime.devices import host_devices  # start-up: only --device needs it
 

@@ -9,12 +9,29 @@ from kiln.errors import InvalidArgument
 
 
 def run_view(run: dict[str, Any]) -> dict[str, Any]:
-    """``Devices`` as buildah lists them."""
+    """``Devices`` and ``NamespaceOptions`` as buildah lists them."""
     # start-up: `kiln inspect IMAGE` loads ops.containers but inspects no container
     from kiln.runtime import RunSettings
 
     settings = RunSettings.from_json(run)
-    return {"Devices": [_device(spec) for spec in settings.devices]}
+    return {
+        "Devices": [_device(spec) for spec in settings.devices],
+        "NamespaceOptions": _namespaces(settings),
+    }
+
+
+def _namespaces(settings: Any) -> list[dict[str, Any]]:
+    """Each namespace a run gets: the host's (``Host``), one joined (``Path``) or its own.
+    kiln's runs have no cgroup or user namespace of their own; their mount one is theirs."""
+    chosen = {
+        "cgroup": "host", "mount": "", "user": "host", "ipc": settings.ipc,
+        "pid": settings.pid, "uts": settings.uts,
+        "network": "host" if settings.network == "host" else "",
+    }  # fmt: skip
+    return [
+        {"Name": name, "Host": given == "host", "Path": given if given.startswith("/") else ""}
+        for name, given in sorted(chosen.items())
+    ]
 
 
 def _device(spec: str) -> dict[str, Any]:

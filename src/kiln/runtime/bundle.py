@@ -26,7 +26,7 @@ from kiln.util.process_owner import this_process
 
 from . import mountpoints
 from .etc_files import Written, write_etc_files
-from .options import RunOptions
+from .options import RunOptions, shares_namespace
 from .rundir import OWNER_FILE, bundle_prefix, default_runtime_dir
 from .users import ResolvedUser, resolve_user
 
@@ -46,7 +46,7 @@ class Prepared:
     run_id: str
     state_dir: str
     bundle: str
-    opts: RunOptions  # with the hostname filled in
+    opts: RunOptions  # with the hostname filled in (but with --uts host or PATH)
     user: ResolvedUser
     etc_files: dict[str, str]
 
@@ -139,13 +139,20 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
         raise NotFound(f"root filesystem {rootfs} does not exist: mount the container first")
     state = _runtime_dir_once()
     bundle = _bundles.take(state)
-    if not opts.hostname:
-        opts = dataclasses.replace(opts, hostname=bundle.run_id[5:17])
+    hostname = opts.hostname
+    if shares_namespace(
+        opts.uts
+    ):  # the host's or another's UTS namespace, whose name is not the run's to set:
+        # the host's name in /etc/hostname, or none for another (not known here; buildah's)
+        hostname = os.uname().nodename if opts.uts == "host" else ""
+    elif not hostname:
+        hostname = bundle.run_id[5:17]
+        opts = dataclasses.replace(opts, hostname=hostname)
     placeholders = None
     try:
         user = resolve_user(rootfs, opts.user)
         placeholders = mountpoints.prepare(opts, rootfs)
-        etc = write_etc_files(bundle.path, opts, opts.hostname, bundle.written)
+        etc = write_etc_files(bundle.path, opts, hostname, bundle.written)
         yield Prepared(bundle.run_id, state, bundle.path, opts, user, etc)
     finally:
         if placeholders is not None:

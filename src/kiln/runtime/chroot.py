@@ -32,7 +32,7 @@ from . import linux
 from .bundle import Prepared, prepared
 from .cancel import interrupt, wait_cancellable
 from .exec_check import exec_failed
-from .options import RLIM_INFINITY, Mount, RunOptions
+from .options import NAMESPACE_FLAGS, RLIM_INFINITY, Mount, RunOptions, shares_namespace
 from .spec import MASKED_PATHS, READONLY_PATHS, process_env, rlimits
 
 EXIT_SETUP_FAILED = 125
@@ -236,7 +236,8 @@ def _container_init(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> No
         _setup_mounts(p, rootfs)
         if opts.network != "host":
             linux.loopback_up()
-        socket.sethostname(opts.hostname)
+        if not shares_namespace(opts.uts):
+            socket.sethostname(opts.hostname)
         os.chdir(rootfs)
         os.chroot(".")
         os.chdir(opts.cwd or "/")
@@ -270,7 +271,11 @@ def _helper(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> None:
     code = EXIT_SETUP_FAILED
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-        flags = linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+        flags = linux.CLONE_NEWNS
+        for kind, flag in (("pid", linux.CLONE_NEWPID), ("uts", linux.CLONE_NEWUTS),
+                           ("ipc", linux.CLONE_NEWIPC)):  # fmt: skip
+            if getattr(p.opts, kind) != "host":  # a path is refused by run_chroot
+                flags |= flag
         if p.opts.network != "host":
             flags |= linux.CLONE_NEWNET
         linux.unshare(flags)
@@ -322,6 +327,12 @@ def run_chroot(opts: RunOptions, rootfs: str) -> int:
     """Run ``opts.args`` in ``rootfs`` with chroot isolation; returns the exit code."""
     if os.geteuid() != 0:
         raise Unavailable("chroot isolation needs root: run kiln as root or use --isolation oci")
+    for kind in NAMESPACE_FLAGS:
+        if getattr(opts, kind).startswith("/"):
+            raise InvalidArgument(
+                f"--{kind} {getattr(opts, kind)}: joining a namespace by its path needs "
+                "--isolation oci"
+            )
     rootfs = os.path.abspath(rootfs)
     with prepared(opts, rootfs) as p:
         stdio = [_fd_of(opts.stdin, 0), _fd_of(opts.stdout, 1), _fd_of(opts.stderr, 2)]

@@ -68,6 +68,11 @@ class RunSettings:
     devices: tuple[str, ...] = ()  # "HOST[:CONTAINER][:rwm]" (``kiln.runtime.devices``)
     seccomp: str = "default"  # kiln's profile, "unconfined" or a profile file's path
     no_new_privileges: bool = False
+    # the IPC, PID and UTS namespaces: a new one ("", or "private": said so, it wins over
+    # kiln from's), "host", or the path of one to join (/proc/PID/ns/ipc)
+    ipc: str = ""
+    pid: str = ""
+    uts: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "network", NetworkMode.parse(self.network))
@@ -80,6 +85,8 @@ class RunSettings:
             parse_ulimit(item)
         for item in self.add_hosts:
             parse_add_host(item)
+        for kind in NAMESPACE_FLAGS:
+            object.__setattr__(self, kind, parse_namespace(kind, getattr(self, kind)))
         if self.devices:
             from .devices import parse_device  # start-up: only --device needs it
 
@@ -161,6 +168,37 @@ class RunOptions(RunSettings):
         for item in self.env:
             if "=" not in item or item.startswith("="):
                 raise InvalidArgument(f"--env {item!r} must have the form NAME=VALUE")
+        if shares_namespace(self.uts) and self.hostname:
+            raise InvalidArgument(
+                f"--hostname needs a UTS namespace of the run's own, not --uts {self.uts}"
+            )
+        check_namespace_paths(self)
+
+
+NAMESPACE_FLAGS = ("ipc", "pid", "uts")  # the namespaces ``--ipc``, ``--pid``, ``--uts`` choose
+
+
+def parse_namespace(kind: str, value: str) -> str:
+    """``--ipc``/``--pid``/``--uts``: ``private``, ``host`` or a path, checked."""
+    if value in ("", "private", "host") or value.startswith("/"):
+        return value
+    raise InvalidArgument(
+        f"--{kind} {value!r} is invalid: use private, host or the path of the namespace to "
+        f"join (/proc/PID/ns/{kind})"
+    )
+
+
+def shares_namespace(value: str) -> bool:
+    """Whether a namespace setting is the host's or one joined: not the run's own."""
+    return value == "host" or value.startswith("/")
+
+
+def check_namespace_paths(settings: RunSettings) -> None:
+    """Refuse a namespace to join (``--ipc PATH``...) whose path is not there."""
+    for kind in NAMESPACE_FLAGS:
+        path = getattr(settings, kind)
+        if path.startswith("/") and not os.path.exists(path):
+            raise InvalidArgument(f"--{kind} {path}: no such namespace file")
 
 
 def parse_security_opts(opts: list[str] | tuple[str, ...]) -> dict[str, Any]:

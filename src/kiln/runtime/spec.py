@@ -11,7 +11,7 @@ from kiln.util.rootless import is_rootless
 
 from . import caps as capabilities
 from .devices import cgroup_rules, host_devices, spec_devices
-from .options import RLIM_INFINITY, Mount, RunOptions, Ulimit, parse_ulimit
+from .options import RLIM_INFINITY, Mount, RunOptions, Ulimit, parse_ulimit, shares_namespace
 from .seccomp import load_profile, to_linux_seccomp
 from .users import ResolvedUser
 
@@ -167,9 +167,17 @@ def _resources(opts: RunOptions, devices: list[Any]) -> dict[str, Any]:
     return res
 
 
-def namespaces(network: str) -> list[dict[str, str]]:
-    spaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if network != "host":
+def namespaces(opts: RunOptions) -> list[dict[str, str]]:
+    """A new namespace of each kind but those shared with the host (``--network host``,
+    ``--pid host``...) or joined by path (``--ipc /proc/PID/ns/ipc``)."""
+    spaces: list[dict[str, str]] = []
+    for kind in ("pid", "ipc", "uts"):
+        given = getattr(opts, kind)
+        if given != "host":
+            joined = given.startswith("/")
+            spaces.append({"type": kind, "path": given} if joined else {"type": kind})
+    spaces.append({"type": "mount"})
+    if opts.network != "host":
         # "none" and (for now) "private": a fresh network namespace with only loopback.
         spaces.append({"type": "network"})
     return spaces
@@ -213,7 +221,7 @@ def build_spec(
         process["user"]["additionalGids"] = list(user.additional_gids)
     devices = host_devices(opts.devices) if opts.devices else []
     linux: dict[str, Any] = {
-        "namespaces": namespaces(opts.network),
+        "namespaces": namespaces(opts),
         "resources": _resources(opts, devices),
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
@@ -230,6 +238,8 @@ def build_spec(
         "mounts": mounts(opts, etc_files),
         "linux": linux,
     }
-    if opts.hostname:
+    if opts.hostname and not shares_namespace(
+        opts.uts
+    ):  # another UTS namespace's name is not the run's
         spec["hostname"] = opts.hostname
     return spec

@@ -16,6 +16,20 @@ if TYPE_CHECKING:
 SECURITY_OPT_HELP = "seccomp=unconfined|PROFILE, no-new-privileges, label=disable"
 
 
+def namespace_flags(f):
+    """``--ipc``, ``--pid``, ``--uts`` (buildah's words) for ``kiln from`` and ``kiln run``."""
+    for kind in reversed(("ipc", "pid", "uts")):
+        f = click.option(f"--{kind}", kind, default=None, metavar="private|host|PATH",
+                         help=f"{kind.upper()} namespace: private, host or the path of one "
+                         "to join")(f)  # fmt: skip
+    return f
+
+
+def namespace_settings(kw: dict) -> dict:
+    """The ``RunSettings`` fields of the namespace flags given (taken out of ``kw``)."""
+    return {k: v for k in ("ipc", "pid", "uts") if (v := kw.pop(k)) is not None}
+
+
 def run_options(f):
     """The ``kiln run`` flags, as buildah run spells them (the RUN settings among them
     are ``kiln.cli.commands._run_flags``'s, shared with ``kiln build``)."""
@@ -50,6 +64,7 @@ def run_options(f):
                      help=SECURITY_OPT_HELP),
         run_flag("isolation", "run"),
         run_flag("runtime", "run"),
+        namespace_flags,
         click.option("--hostname", default="", help="Hostname inside the container"),
         click.option("-t", "--tty", "--terminal", "tty", is_flag=True,
                      help="Allocate a pseudo-TTY"),
@@ -67,7 +82,7 @@ def build_run_options(args, kw: dict) -> RunOptions:
     if kw["no_hosts"] and kw["add_hosts"]:
         raise InvalidArgument("--no-hosts and --add-host conflict: /etc/hosts is the image's")
     return RunOptions.of(
-        run_settings(kw, **parse_security_opts(kw["security_opt"])),
+        run_settings(kw, **parse_security_opts(kw["security_opt"]), **namespace_settings(kw)),
         args=list(args),
         env=list(kw["env"]),
         user=kw["user"] or "",

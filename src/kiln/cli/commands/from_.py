@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.commands._container_opts import SECURITY_OPT_HELP
+from kiln.cli.commands._container_opts import (
+    SECURITY_OPT_HELP,
+    namespace_flags,
+    namespace_settings,
+)
 from kiln.cli.commands._registry_flags import registry_flags
 from kiln.cli.commands._run_flags import run_flags, run_settings
 from kiln.cli.state import State, pass_state
@@ -54,6 +58,7 @@ from kiln.util.choices import IMAGE_FORMATS, PULL_POLICIES
 )
 @click.option("--security-opt", "security_opts", multiple=True, metavar="OPT",
               help=SECURITY_OPT_HELP)  # fmt: skip
+@namespace_flags
 @pass_state
 def command(state: State, image, name, pull, format_, quiet, platform, arch, os_, variant,
             cidfile, registry_options, volumes, devices, security_opts, **kw):  # fmt: skip
@@ -63,7 +68,9 @@ def command(state: State, image, name, pull, format_, quiet, platform, arch, os_
     from kiln.ops.pull_options import platform_choice
     from kiln.runtime.options import parse_security_opts
 
-    settings = run_settings(kw, devices=devices, **parse_security_opts(security_opts))
+    settings = run_settings(
+        kw, devices=devices, **parse_security_opts(security_opts), **namespace_settings(kw)
+    )
     with state.context(quiet=True) as ctx:
         b = ops.create_container(
             ctx, image, name=name, pull=pull, image_format=format_, run=settings,
