@@ -36,7 +36,8 @@ def _namespaces(settings: Any) -> list[dict[str, Any]]:
 
 def _device(spec: str) -> dict[str, Any]:
     # start-up: only a container made with --device reads its devices
-    from kiln.runtime.devices import host_device, parse_device
+    from kiln.runtime.devices import host_device
+    from kiln.runtime.options import parse_device
 
     source, dest, permissions = parse_device(spec)
     out: dict[str, Any] = {"Source": source, "Destination": dest, "path": dest,

@@ -23,7 +23,7 @@ def run(opts: RunOptions, rootfs: str) -> int:
     ``ProcessFailed`` with that exit code and one message, before anything runs."""
     opts.validate()
     if opts.devices:  # those outside /dev are binds (see kiln.runtime.devices)
-        from .devices import device_mounts, host_devices
+        from .devices import device_mounts, host_devices  # start-up: only --device needs it
 
         opts = replace(opts, mounts=[*opts.mounts, *device_mounts(host_devices(opts.devices))])
     # start-up: `import kiln.runtime` (for RunOptions and the flag parsers) is on the path

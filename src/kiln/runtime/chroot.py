@@ -128,7 +128,7 @@ def _bind_devices(root: _Root, opts: RunOptions) -> None:
     (those elsewhere are among the user's mounts: ``kiln.runtime.devices``)."""
     if not opts.devices:
         return
-    from .devices import host_devices
+    from .devices import host_devices  # start-up: only --device needs it
 
     for device in host_devices(opts.devices):
         if not device.under_dev:

@@ -14,13 +14,12 @@ Either way the device cgroup lets the run use it with the permissions asked for.
 from __future__ import annotations
 
 import os
-import posixpath
 import stat
 from typing import NamedTuple
 
 from kiln.errors import InvalidArgument
 
-from .options import Mount
+from .options import Mount, parse_device
 
 
 class Device(NamedTuple):
@@ -40,40 +39,6 @@ class Device(NamedTuple):
     def under_dev(self) -> bool:
         """Whether the runtime makes it in the run's /dev (else kiln binds it)."""
         return self.path.startswith("/dev/")
-
-
-def _is_permissions(text: str) -> bool:
-    return bool(text) and set(text) <= set("rwm") and len(set(text)) == len(text)
-
-
-def parse_device(spec: str) -> tuple[str, str, str]:
-    """``--device`` -> (host path, container path, permissions); no look at the host."""
-    parts = spec.split(":")
-    if not parts[0] or len(parts) > 3:
-        raise InvalidArgument(
-            f"--device {spec!r} is invalid: use HOST-DEVICE[:CONTAINER-PATH][:PERMISSIONS]"
-        )
-    source, dest, permissions = parts[0], "", "rwm"
-    if len(parts) == 3:
-        dest, permissions = parts[1], parts[2]
-    elif len(parts) == 2:
-        if _is_permissions(parts[1]):
-            permissions = parts[1]
-        else:
-            dest = parts[1]
-    if not _is_permissions(permissions):
-        raise InvalidArgument(
-            f"--device {spec!r}: permissions {permissions!r} must be letters of rwm"
-        )
-    if not source.startswith("/"):
-        raise InvalidArgument(f"--device {spec!r}: the host device must be an absolute path")
-    dest = dest or source
-    if not dest.startswith("/"):
-        raise InvalidArgument(f"--device {spec!r}: the container path must be absolute")
-    dest = posixpath.normpath(dest)
-    if dest in ("/", "/dev"):
-        raise InvalidArgument(f"--device {spec!r}: {dest} cannot be a device")
-    return source, dest, permissions
 
 
 def host_device(spec: str) -> Device:

@@ -5,6 +5,7 @@ for their flag strings."""
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import threading
 from collections.abc import Callable
@@ -87,11 +88,8 @@ class RunSettings:
             parse_add_host(item)
         for kind in NAMESPACE_FLAGS:
             object.__setattr__(self, kind, parse_namespace(kind, getattr(self, kind)))
-        if self.devices:
-            from .devices import parse_device  # start-up: only --device needs it
-
-            for item in self.devices:
-                parse_device(item)
+        for item in self.devices:
+            parse_device(item)
 
     @classmethod
     def given(cls, **values: Any) -> Self:
@@ -222,6 +220,44 @@ def parse_security_opts(opts: list[str] | tuple[str, ...]) -> dict[str, Any]:
                 "no-new-privileges, label=... or apparmor=..."
             )
     return out
+
+
+# -- devices -----------------------------------------------------------------------------------
+
+
+def _is_permissions(text: str) -> bool:
+    return bool(text) and set(text) <= set("rwm") and len(set(text)) == len(text)
+
+
+def parse_device(spec: str) -> tuple[str, str, str]:
+    """``--device`` -> (host path, container path, permissions), spelled and checked as
+    buildah's (``kiln.runtime.devices`` looks at the host); no look at the host."""
+    parts = spec.split(":")
+    if not parts[0] or len(parts) > 3:
+        raise InvalidArgument(
+            f"--device {spec!r} is invalid: use HOST-DEVICE[:CONTAINER-PATH][:PERMISSIONS]"
+        )
+    source, dest, permissions = parts[0], "", "rwm"
+    if len(parts) == 3:
+        dest, permissions = parts[1], parts[2]
+    elif len(parts) == 2:
+        if _is_permissions(parts[1]):
+            permissions = parts[1]
+        else:
+            dest = parts[1]
+    if not _is_permissions(permissions):
+        raise InvalidArgument(
+            f"--device {spec!r}: permissions {permissions!r} must be letters of rwm"
+        )
+    if not source.startswith("/"):
+        raise InvalidArgument(f"--device {spec!r}: the host device must be an absolute path")
+    dest = dest or source
+    if not dest.startswith("/"):
+        raise InvalidArgument(f"--device {spec!r}: the container path must be absolute")
+    dest = posixpath.normpath(dest)
+    if dest in ("/", "/dev"):
+        raise InvalidArgument(f"--device {spec!r}: {dest} cannot be a device")
+    return source, dest, permissions
 
 
 # -- volumes and mounts -------------------------------------------------------------------------
