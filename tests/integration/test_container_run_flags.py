@@ -122,6 +122,7 @@ def test_volume_destinations_stay_in_the_rootfs(kiln, tmp_path):
         ("rel:/x", "--volume 'rel:/x': the host path must be absolute"),
         ("{missing}:/x", "--volume '{missing}:/x': the host path {missing} does not exist"),
         ("{src}:x", "--volume '{src}:x': the container path must be absolute"),
+        ("{src}:/..", "--volume '{src}:/..': a mount cannot cover the container's root"),
         ("{src}:/x:ro,rw", "--volume '{src}:/x:ro,rw': 'ro' and 'rw' conflict"),
         ("{src}:/x:O", "--volume '{src}:/x:O': option 'O': an overlay over the host directory"),
         ("{src}:/x:U", "--volume '{src}:/x:U': option 'U': chowning the host directory"),

@@ -391,6 +391,8 @@ def _no_extra(spec: str, fields: dict[str, str]) -> None:
 def _check_destination(flag: str, spec: str, dest: str) -> None:
     if not dest.startswith("/"):
         raise InvalidArgument(f"{flag} {spec!r}: the container path must be absolute")
+    if posixpath.normpath(dest) == "/":  # ("/.." too: ".." stops at the root)
+        raise InvalidArgument(f"{flag} {spec!r}: a mount cannot cover the container's root")
 
 
 # -- ulimits, memory, hosts ---------------------------------------------------------------------
