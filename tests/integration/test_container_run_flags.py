@@ -124,7 +124,7 @@ def test_volume_destinations_stay_in_the_rootfs(kiln, tmp_path):
         ("{src}:x", "--volume '{src}:x': the container path must be absolute"),
         ("{src}:/..", "--volume '{src}:/..': a mount cannot cover the container's root"),
         ("{src}:/x:ro,rw", "--volume '{src}:/x:ro,rw': 'ro' and 'rw' conflict"),
-        ("{src}:/x:O", "--volume '{src}:/x:O': option 'O': an overlay over the host directory"),
+        ("{src}:/x:O,z", "--volume '{src}:/x:O,z': 'O' and 'z' conflict"),
         ("{src}:/x:U", "--volume '{src}:/x:U': option 'U': chowning the host directory"),
         ("{src}:/x:bogus", "--volume '{src}:/x:bogus': unknown option 'bogus'"),
     ],
@@ -290,3 +290,22 @@ def test_bad_namespaces_are_refused(kiln, flag, value, error):
     name = kiln("from", "busybox").stdout.strip()
     res = kiln("run", flag, value, name, "true", check=False)
     assert (res.returncode, res.stderr) == (125, f"Error: {error}\n")
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_overlay_volume_keeps_the_runs_writes_off_the_host(kiln, tmp_path, isolation):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("host\n")
+    name = kiln("from", "-v", f"{src}:/data:O", "busybox").stdout.strip()
+    write = "echo run > /data/f; echo new > /data/new; cat /data/f /data/new; ls /data"
+    res = kiln("run", "--isolation", isolation, name, "--", "sh", "-c",
+               write + "; cat /proc/self/mountinfo >&2")  # fmt: skip
+    assert res.stdout == "run\nnew\nf\nnew\n"
+    (line,) = [m for m in res.stderr.splitlines() if m.split()[4] == "/data"]
+    assert line.split(" - ")[1].startswith("overlay ") and f"lowerdir={src}," in line
+    assert sorted(os.listdir(src)) == ["f"] and (src / "f").read_text() == "host\n"
+    # each run starts from the host's directory again; its upper went with it
+    assert kiln("run", name, "--", "ls", "/data").stdout == "f\n"
+    left = [p for _, dirs, _ in os.walk(tmp_path / "rt") for p in dirs if "overlay" in p]
+    assert left == []

@@ -106,7 +106,7 @@ def test_parse_volume_takes_buildahs_options():
         ("ro,rw", "'ro' and 'rw' conflict"),
         ("shared,rprivate", "'shared' and 'rprivate' conflict"),
         ("z,Z", "'z' and 'Z' conflict"),
-        ("O", "option 'O': an overlay over the host directory is not supported"),
+        ("O,Z", "'O' and 'Z' conflict"),
         ("U", "option 'U': chowning the host directory"),
         ("idmap", "option 'idmap': idmapped mounts are not supported"),
     ],
@@ -114,3 +114,7 @@ def test_parse_volume_takes_buildahs_options():
 def test_parse_volume_refuses_what_it_would_not_honour(options, says):
     with pytest.raises(InvalidArgument, match=f"--volume '/a:/b:{options}': {says}"):
         parse_volume(f"/a:/b:{options}")
+
+
+def test_parse_volume_overlay_keeps_only_the_mount_flags():
+    assert parse_volume("/a:/b:O,nosuid,ro,rbind") == Mount("overlay", "/a", "/b", ("nosuid",))

@@ -27,6 +27,7 @@ from kiln.util.process_owner import this_process
 from . import mountpoints
 from .etc_files import Written, write_etc_files
 from .options import RunOptions, shares_namespace
+from .overlay_volumes import remove_overlay_dirs, with_overlay_dirs
 from .rundir import OWNER_FILE, bundle_prefix, default_runtime_dir
 from .users import ResolvedUser, resolve_user
 
@@ -149,7 +150,9 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
         hostname = bundle.run_id[5:17]
         opts = dataclasses.replace(opts, hostname=hostname)
     placeholders = None
+    overlay_dirs: list[str] = []
     try:
+        opts, overlay_dirs = with_overlay_dirs(opts, bundle.path)
         user = resolve_user(rootfs, opts.user)
         placeholders = mountpoints.prepare(opts, rootfs)
         etc = write_etc_files(bundle.path, opts, hostname, bundle.written)
@@ -157,6 +160,7 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
     finally:
         if placeholders is not None:
             placeholders.cleanup()
+        remove_overlay_dirs(overlay_dirs)
         # failed or not, the run is over; but a container the runtime could not delete
         # keeps its id: the bundle goes with it
         _bundles.give_back(bundle, not os.path.lexists(os.path.join(state, "runc", bundle.run_id)))

@@ -158,6 +158,13 @@ def _user_mount(root: _Root, mount: Mount) -> None:
         flags |= linux.MS_NOEXEC if "noexec" in mount.options else 0
         root.bind(mount.source, mount.destination, recursive=recursive,
                   readonly=mount.readonly, extra=flags)  # fmt: skip
+    elif mount.type == "overlay":  # --volume ...:O, its directories made (overlay_volumes)
+        data = ",".join(o for o in mount.options if "=" in o)
+        flags = 0
+        flags |= linux.MS_NOSUID if "nosuid" in mount.options else 0
+        flags |= linux.MS_NODEV if "nodev" in mount.options else 0
+        flags |= linux.MS_NOEXEC if "noexec" in mount.options else 0
+        root.mount("overlay", mount.destination, "overlay", flags, data)
     else:
         data = ",".join(o for o in mount.options if "=" in o)
         flags = linux.MS_NOSUID | linux.MS_NODEV

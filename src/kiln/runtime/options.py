@@ -266,17 +266,16 @@ def parse_device(spec: str) -> tuple[str, str, str]:
 _VOLUME_OPTION_GROUPS = (
     ("ro", "rw"), ("nosuid", "suid"), ("nodev", "dev"), ("noexec", "exec"), ("bind", "rbind"),
     ("private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"),
-    ("z", "Z"), ("copy", "nocopy"),
+    ("z", "Z", "O"), ("copy", "nocopy"),
 )  # fmt: skip
 _VOLUME_GROUP = {o: group for group in _VOLUME_OPTION_GROUPS for o in group}
 # accepted and left out of the mount: SELinux relabelling (kiln runs without SELinux labels),
 # a named volume's copy-up (a bind has none) and macOS's consistency words, which docker
 # and buildah drop too
-_VOLUME_NO_OPS = {"z", "Z", "copy", "nocopy", "cached", "delegated"}
+_VOLUME_NO_OPS = {"z", "Z", "O", "copy", "nocopy", "cached", "delegated"}
 # what buildah does and kiln does not: refused rather than bound in a way the user did not ask
+_OVERLAY_FLAGS = ("nosuid", "nodev", "noexec")
 _VOLUME_UNSUPPORTED = {
-    "O": "an overlay over the host directory is not supported by kiln (writes would reach "
-         "the host): use ro, or copy the directory",
     "U": "chowning the host directory to the container's user is not supported by kiln: "
          "chown it before the run",
     "idmap": "idmapped mounts are not supported by kiln",
@@ -286,7 +285,8 @@ _VOLUME_UNSUPPORTED = {
 def parse_volume(spec: str) -> Mount:
     """``--volume host:ctr[:opts]`` -> a bind ``Mount``, with buildah's options: one of each
     group (``ro``/``rw``, ``[r]private``/``[r]shared``/...), SELinux labels and the no-ops
-    accepted and dropped, ``O``, ``U`` and ``idmap`` refused."""
+    accepted and dropped, ``U`` and ``idmap`` refused; with ``O`` an ``overlay`` ``Mount``
+    (``kiln.runtime.overlay_volumes``) keeping ``nosuid``, ``nodev`` and ``noexec``."""
     parts = spec.split(":")
     if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
         raise InvalidArgument(f"--volume {spec!r} is invalid: use HOST-DIR:CONTAINER-DIR[:OPTIONS]")
@@ -311,6 +311,8 @@ def parse_volume(spec: str) -> Mount:
         raise InvalidArgument(f"--volume {spec!r}: the host path must be absolute")
     _check_destination("--volume", spec, dest)
     kept = [o for o in opts if o not in _VOLUME_NO_OPS]
+    if "O" in opts:  # the run's writes go to an upper of its own: no ro/rw, no bind
+        return Mount("overlay", source, dest, tuple(o for o in kept if o in _OVERLAY_FLAGS))
     if "ro" not in kept and "rw" not in kept:
         kept.append("rw")
     if "bind" not in kept and "rbind" not in kept:

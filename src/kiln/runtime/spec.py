@@ -120,6 +120,9 @@ def user_mount(mount: Mount) -> dict[str, Any]:
                 opts.append(default)
         return {"destination": mount.destination, "type": "tmpfs", "source": "tmpfs",
                 "options": opts}  # fmt: skip
+    if mount.type == "overlay":  # --volume ...:O, its directories made (overlay_volumes)
+        return {"destination": mount.destination, "type": "overlay", "source": "overlay",
+                "options": list(mount.options)}  # fmt: skip
     raise InvalidArgument(
         f"mount on {mount.destination}: type {mount.type!r} is not supported (bind, tmpfs, cache)"
     )
