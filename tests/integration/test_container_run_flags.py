@@ -125,7 +125,7 @@ def test_volume_destinations_stay_in_the_rootfs(kiln, tmp_path):
         ("{src}:/..", "--volume '{src}:/..': a mount cannot cover the container's root"),
         ("{src}:/x:ro,rw", "--volume '{src}:/x:ro,rw': 'ro' and 'rw' conflict"),
         ("{src}:/x:O,z", "--volume '{src}:/x:O,z': 'O' and 'z' conflict"),
-        ("{src}:/x:U", "--volume '{src}:/x:U': option 'U': chowning the host directory"),
+        ("{src}:/x:U,U", "--volume '{src}:/x:U,U': 'U' and 'U' conflict"),
         ("{src}:/x:bogus", "--volume '{src}:/x:bogus': unknown option 'bogus'"),
     ],
 )
@@ -309,3 +309,21 @@ def test_overlay_volume_keeps_the_runs_writes_off_the_host(kiln, tmp_path, isola
     assert kiln("run", name, "--", "ls", "/data").stdout == "f\n"
     left = [p for _, dirs, _ in os.walk(tmp_path / "rt") for p in dirs if "overlay" in p]
     assert left == []
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_volume_u_gives_the_host_path_to_the_runs_user(kiln, tmp_path, isolation):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("f")
+    outside = tmp_path / "outside"
+    outside.write_text("not under the volume")
+    (src / "link").symlink_to(outside)
+    name = kiln("from", "busybox").stdout.strip()
+    res = kiln("run", "--isolation", isolation, "--user", "nobody", "-v", f"{src}:/data:U",
+               name, "--", "sh", "-c", "echo g > /data/sub/g && stat -c %u:%g /data/sub/f")  # fmt: skip
+    assert res.stdout == "65534:65534\n"
+    owners = {p.name: (p.lstat().st_uid, p.lstat().st_gid) for p in [src, *src.rglob("*")]}
+    assert set(owners.values()) == {(65534, 65534)} and set(owners) == {"src", "sub", "f", "g",
+                                                                        "link"}  # fmt: skip
+    assert (outside.stat().st_uid, outside.stat().st_gid) == (0, 0)  # links are not followed

@@ -1,5 +1,7 @@
 """Flag parsing for kiln.runtime: volumes, mounts, ulimits, memory sizes."""
 
+import os
+
 import pytest
 
 from kiln.errors import InvalidArgument
@@ -107,7 +109,6 @@ def test_parse_volume_takes_buildahs_options():
         ("shared,rprivate", "'shared' and 'rprivate' conflict"),
         ("z,Z", "'z' and 'Z' conflict"),
         ("O,Z", "'O' and 'Z' conflict"),
-        ("U", "option 'U': chowning the host directory"),
         ("idmap", "option 'idmap': idmapped mounts are not supported"),
     ],
 )
@@ -118,3 +119,12 @@ def test_parse_volume_refuses_what_it_would_not_honour(options, says):
 
 def test_parse_volume_overlay_keeps_only_the_mount_flags():
     assert parse_volume("/a:/b:O,nosuid,ro,rbind") == Mount("overlay", "/a", "/b", ("nosuid",))
+
+
+def test_volume_u_refuses_the_hosts_system_paths(tmp_path):
+    from kiln.runtime.volume_owner import _dangerous
+
+    (tmp_path / "usr").symlink_to("/usr")
+    assert _dangerous("/tmp") and _dangerous("/usr/") and _dangerous(str(tmp_path / "usr"))
+    assert _dangerous(os.path.expanduser("~"))
+    assert not _dangerous(str(tmp_path))

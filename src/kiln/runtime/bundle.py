@@ -30,6 +30,7 @@ from .options import RunOptions, shares_namespace
 from .overlay_volumes import remove_overlay_dirs, with_overlay_dirs
 from .rundir import OWNER_FILE, bundle_prefix, default_runtime_dir
 from .users import ResolvedUser, resolve_user
+from .volume_owner import chown_volumes
 
 
 def runtime_dir() -> str:
@@ -154,6 +155,7 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
     try:
         opts, overlay_dirs = with_overlay_dirs(opts, bundle.path)
         user = resolve_user(rootfs, opts.user)
+        chown_volumes(opts, user)
         placeholders = mountpoints.prepare(opts, rootfs)
         etc = write_etc_files(bundle.path, opts, hostname, bundle.written)
         yield Prepared(bundle.run_id, state, bundle.path, opts, user, etc)

@@ -266,7 +266,7 @@ def parse_device(spec: str) -> tuple[str, str, str]:
 _VOLUME_OPTION_GROUPS = (
     ("ro", "rw"), ("nosuid", "suid"), ("nodev", "dev"), ("noexec", "exec"), ("bind", "rbind"),
     ("private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"),
-    ("z", "Z", "O"), ("copy", "nocopy"),
+    ("z", "Z", "O"), ("copy", "nocopy"), ("U",),
 )  # fmt: skip
 _VOLUME_GROUP = {o: group for group in _VOLUME_OPTION_GROUPS for o in group}
 # accepted and left out of the mount: SELinux relabelling (kiln runs without SELinux labels),
@@ -276,8 +276,6 @@ _VOLUME_NO_OPS = {"z", "Z", "O", "copy", "nocopy", "cached", "delegated"}
 # what buildah does and kiln does not: refused rather than bound in a way the user did not ask
 _OVERLAY_FLAGS = ("nosuid", "nodev", "noexec")
 _VOLUME_UNSUPPORTED = {
-    "U": "chowning the host directory to the container's user is not supported by kiln: "
-         "chown it before the run",
     "idmap": "idmapped mounts are not supported by kiln",
 }  # fmt: skip
 
@@ -285,8 +283,9 @@ _VOLUME_UNSUPPORTED = {
 def parse_volume(spec: str) -> Mount:
     """``--volume host:ctr[:opts]`` -> a bind ``Mount``, with buildah's options: one of each
     group (``ro``/``rw``, ``[r]private``/``[r]shared``/...), SELinux labels and the no-ops
-    accepted and dropped, ``U`` and ``idmap`` refused; with ``O`` an ``overlay`` ``Mount``
-    (``kiln.runtime.overlay_volumes``) keeping ``nosuid``, ``nodev`` and ``noexec``."""
+    accepted and dropped, ``idmap`` refused; with ``O`` an ``overlay`` ``Mount``
+    (``kiln.runtime.overlay_volumes``) keeping ``nosuid``, ``nodev`` and ``noexec``; ``U``
+    kept for ``kiln.runtime.volume_owner``, which chowns the host path before the run."""
     parts = spec.split(":")
     if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
         raise InvalidArgument(f"--volume {spec!r} is invalid: use HOST-DIR:CONTAINER-DIR[:OPTIONS]")
@@ -312,7 +311,8 @@ def parse_volume(spec: str) -> Mount:
     _check_destination("--volume", spec, dest)
     kept = [o for o in opts if o not in _VOLUME_NO_OPS]
     if "O" in opts:  # the run's writes go to an upper of its own: no ro/rw, no bind
-        return Mount("overlay", source, dest, tuple(o for o in kept if o in _OVERLAY_FLAGS))
+        flags = tuple(o for o in kept if o in (*_OVERLAY_FLAGS, "U"))
+        return Mount("overlay", source, dest, flags)
     if "ro" not in kept and "rw" not in kept:
         kept.append("rw")
     if "bind" not in kept and "rbind" not in kept:

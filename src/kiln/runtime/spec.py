@@ -106,7 +106,7 @@ def user_mount(mount: Mount) -> dict[str, Any]:
             raise InvalidArgument(
                 f"mount on {mount.destination}: a {mount.type} mount needs a host source"
             )
-        opts = [o for o in mount.options if "=" not in o]
+        opts = [o for o in mount.options if "=" not in o and o != "U"]  # U: volume_owner
         if "bind" not in opts and "rbind" not in opts:
             opts.append("rbind")
         if "ro" not in opts and "rw" not in opts:
@@ -122,7 +122,7 @@ def user_mount(mount: Mount) -> dict[str, Any]:
                 "options": opts}  # fmt: skip
     if mount.type == "overlay":  # --volume ...:O, its directories made (overlay_volumes)
         return {"destination": mount.destination, "type": "overlay", "source": "overlay",
-                "options": list(mount.options)}  # fmt: skip
+                "options": [o for o in mount.options if o != "U"]}  # fmt: skip
     raise InvalidArgument(
         f"mount on {mount.destination}: type {mount.type!r} is not supported (bind, tmpfs, cache)"
     )
