@@ -24,13 +24,11 @@ from kiln.errors import NotFound
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.process_owner import this_process
 
-from . import mountpoints
+from . import mountpoints, overlay_volumes, volume_owner
 from .etc_files import Written, write_etc_files
-from .options import RunOptions, shares_namespace
-from .overlay_volumes import remove_overlay_dirs, with_overlay_dirs
+from .options import RunOptions
 from .rundir import OWNER_FILE, bundle_prefix, default_runtime_dir
 from .users import ResolvedUser, resolve_user
-from .volume_owner import chown_volumes
 
 
 def runtime_dir() -> str:
@@ -142,10 +140,9 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
     state = _runtime_dir_once()
     bundle = _bundles.take(state)
     hostname = opts.hostname
-    if shares_namespace(
-        opts.uts
-    ):  # the host's or another's UTS namespace, whose name is not the run's to set:
-        # the host's name in /etc/hostname, or none for another (not known here; buildah's)
+    if opts.shares_namespace("uts"):  # the host's or another's: its name is not the run's
+        # to set; the host's name in /etc/hostname, or none for another's (not known here;
+        # buildah's is empty too)
         hostname = os.uname().nodename if opts.uts == "host" else ""
     elif not hostname:
         hostname = bundle.run_id[5:17]
@@ -153,16 +150,16 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
     placeholders = None
     overlay_dirs: list[str] = []
     try:
-        opts, overlay_dirs = with_overlay_dirs(opts, bundle.path)
+        opts, overlay_dirs = overlay_volumes.with_overlay_dirs(opts, bundle.path)
         user = resolve_user(rootfs, opts.user)
-        chown_volumes(opts, user)
+        volume_owner.chown_volumes(opts, user)
         placeholders = mountpoints.prepare(opts, rootfs)
         etc = write_etc_files(bundle.path, opts, hostname, bundle.written)
         yield Prepared(bundle.run_id, state, bundle.path, opts, user, etc)
     finally:
         if placeholders is not None:
             placeholders.cleanup()
-        remove_overlay_dirs(overlay_dirs)
+        overlay_volumes.remove_overlay_dirs(overlay_dirs)
         # failed or not, the run is over; but a container the runtime could not delete
         # keeps its id: the bundle goes with it
         _bundles.give_back(bundle, not os.path.lexists(os.path.join(state, "runc", bundle.run_id)))

@@ -97,6 +97,10 @@ class RunSettings:
         that was not passed or an API parameter that was left out."""
         return cls(**{k: v for k, v in values.items() if v is not None})
 
+    def shares_namespace(self, kind: str) -> bool:
+        """Whether the ``kind`` namespace (ipc, pid, uts) is the host's or one joined."""
+        return shares_namespace(getattr(self, kind))
+
     def settings(self) -> RunSettings:
         """Just the settings (of a ``RunOptions``: without the process)."""
         return RunSettings(**{f.name: getattr(self, f.name) for f in fields(RunSettings)})
