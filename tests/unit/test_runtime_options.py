@@ -122,7 +122,7 @@ def test_parse_volume_overlay_keeps_only_the_mount_flags():
 
 
 def test_volume_u_refuses_the_hosts_system_paths(tmp_path):
-    from kiln.runtime.volume_owner import _dangerous
+    from kiln.runtime.volume_options import _dangerous
 
     (tmp_path / "usr").symlink_to("/usr")
     assert _dangerous("/tmp") and _dangerous("/usr/") and _dangerous(str(tmp_path / "usr"))

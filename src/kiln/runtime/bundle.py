@@ -24,7 +24,7 @@ from kiln.errors import NotFound
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.process_owner import this_process
 
-from . import mountpoints, overlay_volumes, volume_owner
+from . import mountpoints
 from .etc_files import Written, write_etc_files
 from .options import RunOptions
 from .rundir import OWNER_FILE, bundle_prefix, default_runtime_dir
@@ -150,16 +150,20 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
     placeholders = None
     overlay_dirs: list[str] = []
     try:
-        opts, overlay_dirs = overlay_volumes.with_overlay_dirs(opts, bundle.path)
         user = resolve_user(rootfs, opts.user)
-        volume_owner.chown_volumes(opts, user)
+        if any(m.type == "overlay" or "U" in m.options for m in opts.mounts):
+            # start-up: only --volume's O and U options need it
+            from .volume_options import prepare_volumes
+
+            opts, overlay_dirs = prepare_volumes(opts, user, bundle.path)
         placeholders = mountpoints.prepare(opts, rootfs)
         etc = write_etc_files(bundle.path, opts, hostname, bundle.written)
         yield Prepared(bundle.run_id, state, bundle.path, opts, user, etc)
     finally:
         if placeholders is not None:
             placeholders.cleanup()
-        overlay_volumes.remove_overlay_dirs(overlay_dirs)
+        for top in overlay_dirs:  # the O volumes' upper and work directories
+            shutil.rmtree(top, ignore_errors=True)
         # failed or not, the run is over; but a container the runtime could not delete
         # keeps its id: the bundle goes with it
         _bundles.give_back(bundle, not os.path.lexists(os.path.join(state, "runc", bundle.run_id)))

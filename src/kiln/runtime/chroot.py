@@ -158,7 +158,7 @@ def _user_mount(root: _Root, mount: Mount) -> None:
         flags |= linux.MS_NOEXEC if "noexec" in mount.options else 0
         root.bind(mount.source, mount.destination, recursive=recursive,
                   readonly=mount.readonly, extra=flags)  # fmt: skip
-    elif mount.type == "overlay":  # --volume ...:O, its directories made (overlay_volumes)
+    elif mount.type == "overlay":  # --volume ...:O, its directories made (volume_options)
         data = ",".join(o for o in mount.options if "=" in o)
         flags = 0
         flags |= linux.MS_NOSUID if "nosuid" in mount.options else 0

@@ -288,8 +288,8 @@ def parse_volume(spec: str) -> Mount:
     """``--volume host:ctr[:opts]`` -> a bind ``Mount``, with buildah's options: one of each
     group (``ro``/``rw``, ``[r]private``/``[r]shared``/...), SELinux labels and the no-ops
     accepted and dropped, ``idmap`` refused; with ``O`` an ``overlay`` ``Mount``
-    (``kiln.runtime.overlay_volumes``) keeping ``nosuid``, ``nodev`` and ``noexec``; ``U``
-    kept for ``kiln.runtime.volume_owner``, which chowns the host path before the run."""
+    keeping ``nosuid``, ``nodev`` and ``noexec``; ``U`` kept: ``kiln.runtime.volume_options``
+    makes the overlay's directories and chowns the host path before the run."""
     parts = spec.split(":")
     if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
         raise InvalidArgument(f"--volume {spec!r} is invalid: use HOST-DIR:CONTAINER-DIR[:OPTIONS]")

@@ -10,7 +10,6 @@ from kiln.oci.config import DEFAULT_PATH
 from kiln.util.rootless import is_rootless
 
 from . import caps as capabilities
-from .devices import cgroup_rules, host_devices, spec_devices
 from .options import RLIM_INFINITY, Mount, RunOptions, Ulimit, parse_ulimit, shares_namespace
 from .seccomp import load_profile, to_linux_seccomp
 from .users import ResolvedUser
@@ -106,7 +105,7 @@ def user_mount(mount: Mount) -> dict[str, Any]:
             raise InvalidArgument(
                 f"mount on {mount.destination}: a {mount.type} mount needs a host source"
             )
-        opts = [o for o in mount.options if "=" not in o and o != "U"]  # U: volume_owner
+        opts = [o for o in mount.options if "=" not in o and o != "U"]  # U: volume_options
         if "bind" not in opts and "rbind" not in opts:
             opts.append("rbind")
         if "ro" not in opts and "rw" not in opts:
@@ -120,7 +119,7 @@ def user_mount(mount: Mount) -> dict[str, Any]:
                 opts.append(default)
         return {"destination": mount.destination, "type": "tmpfs", "source": "tmpfs",
                 "options": opts}  # fmt: skip
-    if mount.type == "overlay":  # --volume ...:O, its directories made (overlay_volumes)
+    if mount.type == "overlay":  # --volume ...:O, its directories made (volume_options)
         return {"destination": mount.destination, "type": "overlay", "source": "overlay",
                 "options": [o for o in mount.options if o != "U"]}  # fmt: skip
     raise InvalidArgument(
@@ -142,6 +141,8 @@ def mounts(opts: RunOptions, etc_files: dict[str, str]) -> list[dict[str, Any]]:
 def _resources(opts: RunOptions, devices: list[Any]) -> dict[str, Any]:
     res: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if devices:
+        from .devices import cgroup_rules  # start-up: only --device needs it
+
         res["devices"] += cgroup_rules(devices)
     memory: dict[str, int] = {}
     if opts.memory is not None:
@@ -222,7 +223,11 @@ def build_spec(
     }
     if user.additional_gids:
         process["user"]["additionalGids"] = list(user.additional_gids)
-    devices = host_devices(opts.devices) if opts.devices else []
+    devices: list[Any] = []
+    if opts.devices:
+        from .devices import host_devices  # start-up: only --device needs it
+
+        devices = host_devices(opts.devices)
     linux: dict[str, Any] = {
         "namespaces": namespaces(opts),
         "resources": _resources(opts, devices),
@@ -230,6 +235,8 @@ def build_spec(
         "readonlyPaths": list(READONLY_PATHS),
     }
     if devices:
+        from .devices import spec_devices  # start-up: only --device needs it
+
         linux["devices"] = spec_devices(devices)
     seccomp = _seccomp(opts.seccomp, tuple(cap_list))
     if seccomp is not None:
