@@ -69,6 +69,10 @@ CASES = {
     "chown-name": ("COPY --from=src --chown=nobody /src/a.txt /n", 1),
     "link-flag": ("COPY --link --from=src /src /c", 1),
     "exclude": ("COPY --from=src --exclude=*.log /src /c", 1),
+    "exclude-dir": ("COPY --from=src --exclude=owned/deep /src /c", 1),
+    "exclude-reinclude": ("COPY --from=src --exclude=*.txt --exclude=!a.txt /src /c", 1),
+    "exclude-recursive": ("COPY --from=src --exclude=**/*.bin /src /c", 1),
+    "exclude-wildcard": ("COPY --from=src --exclude=deep/*.bin --exclude=setuid /src/own* /w/", 1),
     "symlink-source": ("COPY --from=src /srclink /via", 1),
     "through-symlink": ("COPY --from=src /srclink/a.txt /a", 1),
     "through-updir": ("COPY --from=src /src/up/etc/passwd /p", 1),
@@ -219,3 +223,85 @@ def test_a_run_of_direct_copies_leaves_nothing_mounted(build_env, sources, tmp_p
     else:
         assert _straight(build_env, _build(build_env, ctx, steps, True, tmpdir=str(tmp))) == 2
     assert mount_points_under(tmp_path) == []
+
+
+#: COPY --from with --exclude -> (paths the image must hold, paths it must not)
+EXCLUDES = {
+    "COPY --from=src --exclude=*.log /src /c": (["c/a.txt", "c/b.txt"], ["c/app.log"]),
+    "COPY --from=src --exclude=owned/deep /src /c": (["c/owned/setuid"], ["c/owned/deep"]),
+    "COPY --from=src --exclude=*.txt --exclude=!a.txt /src /c": (["c/a.txt"], ["c/b.txt"]),
+    "COPY --from=src --exclude=**/*.bin /src /c": (["c/owned/deep"], ["c/owned/deep/x.bin"]),
+    "COPY --from=src --exclude=deep/*.bin --exclude=setuid /src/own* /w/": (
+        ["w/deep"],
+        ["w/setuid", "w/deep/x.bin"],
+    ),
+}
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "materialised"])
+@pytest.mark.parametrize("steps", sorted(EXCLUDES))
+def test_copy_from_exclude_leaves_the_files_out(build_env, sources, steps, direct):  # noqa: F811
+    """``COPY --from --exclude`` leaves out what the patterns match, on both paths, with the
+    context's rules: BuildKit (frontend/dockerfile/exclude_patterns_test.go,
+    testExcludedFilesOnCopy, its git-context half) copies ``--from=base --exclude=*/*.png
+    . /1`` without ``dir1/file-101.png`` and ``--from=base --exclude=*.mp3 dir3/ /3/``
+    without ``file-301.mp3``: each pattern is matched below each (wildcard-expanded)
+    source, as in ``.dockerignore`` (``**``, ``!`` re-includes). kiln copied them all."""
+    ctx, _ = sources
+    img = _build(build_env, ctx, steps, direct=direct)
+    assert _straight(build_env, img) == (1 if direct else 0)
+    files = build_env.files(img.id)
+    present, absent = EXCLUDES[steps]
+    assert [p for p in present if p not in files] == []
+    assert [p for p in absent if p in files] == []
+
+
+def test_copy_from_exclude_is_in_the_key(build_env, sources):  # noqa: F811
+    """Another pattern is another layer (a cache miss), and the same one a hit."""
+    ctx, _ = sources
+    one = _build(build_env, ctx, "COPY --from=src --exclude=*.log /src /c", True)
+    other = build_env.build(
+        ctx, SOURCES + "FROM busybox AS final\nCOPY --from=src --exclude=a.txt /src /c\n"
+    )
+    files = build_env.files(other.image_id)
+    assert "c/app.log" in files and "c/a.txt" not in files
+    again = build_env.build(
+        ctx, SOURCES + "FROM busybox AS final\nCOPY --from=src --exclude=*.log /src /c\n"
+    )
+    assert again.image_id == one.id
+
+
+@pytest.mark.parametrize("patterns", ["--exclude=../*", "--exclude=/etc/*", "--exclude=",
+                                      "--exclude=../../../../etc/passwd"])  # fmt: skip
+def test_copy_from_exclude_patterns_name_paths_inside_the_tree(build_env, sources, patterns):  # noqa: F811
+    """A pattern filters what the copy walks in the other stage's tree and nothing else:
+    ``../*`` (cleaned, it can match no path of the tree), ``/etc/*`` (the tree's etc, not
+    copied here) and an empty pattern (skipped, as BuildKit's patternmatcher skips it)
+    leave the copy whole, and read nothing outside the tree."""
+    ctx, _ = sources
+    plain = build_env.files(_build(build_env, ctx, "COPY --from=src /src /c", True).id)
+    steps = f"COPY --from=src {patterns} /src /c"
+    assert build_env.files(_build(build_env, ctx, steps, True).id) == plain
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ("COPY --from=src --exclude=* /src /c", '"/src": no such file or directory in the --from'
+         " tree (or excluded by --exclude)"),
+        ("COPY --from=src --exclude=src/*.txt /src/*.txt /c/", 'no source files were specified: '
+         '"/src/*.txt" matches nothing in the --from tree'),
+        ("COPY --from=src --exclude=[ /src /c", "syntax error in pattern '['"),
+        ("COPY --from=src --exclude=! /src /c", 'illegal exclusion pattern: "!"'),
+    ],
+)  # fmt: skip
+def test_copy_from_exclude_refusals(build_env, sources, steps, message):  # noqa: F811
+    """A named source a pattern excludes, a wildcard whose every match is excluded, and a
+    pattern that does not parse fail the step with the line, as for the context."""
+    from kiln.errors import KilnError
+
+    ctx, _ = sources
+    with pytest.raises(KilnError) as info:
+        _build(build_env, ctx, steps, True)
+    assert message in str(info.value)
+    assert "Containerfile:" in str(info.value)

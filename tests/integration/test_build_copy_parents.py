@@ -91,6 +91,30 @@ def test_parents_from_a_stage_keeps_owners_and_takes_chmod(build_env):  # noqa: 
     assert e["m/opt/app/lib"][0] == 0o700
 
 
+def test_parents_from_a_stage_takes_exclude(build_env):  # noqa: F811
+    """``--exclude`` filters a ``--parents --from`` copy as it filters one from the context
+    (each match's tree, ``!`` re-includes; a match the patterns name is no match): kiln
+    copied everything."""
+    ctx = build_env.context_dir()
+    build_env.build(
+        ctx,
+        "FROM busybox AS src\n"
+        "RUN mkdir -p /opt/app/lib/deep /opt/app/doc && echo so > /opt/app/lib/deep/x.so && "
+        "echo a > /opt/app/lib/deep/a.o && echo k > /opt/app/lib/deep/keep.o && "
+        "echo d > /opt/app/doc/d.md && echo r > /opt/app/README.md\n"
+        "FROM busybox\n"
+        "COPY --parents --from=src --exclude=**/*.o --exclude=!**/keep.o /opt/./app/lib /out/\n"
+        "COPY --parents --from=src --exclude=opt/app/doc /opt/./app/* /top/\n",
+        tags=["pexcl"],
+    )
+    e = _entries(build_env, "pexcl")
+    assert _under(e, "out") == {"out", "out/app", "out/app/lib", "out/app/lib/deep",
+                                "out/app/lib/deep/x.so", "out/app/lib/deep/keep.o"}  # fmt: skip
+    assert _under(e, "top") == {"top", "top/app", "top/app/README.md", "top/app/lib",
+                                "top/app/lib/deep", "top/app/lib/deep/x.so",
+                                "top/app/lib/deep/a.o", "top/app/lib/deep/keep.o"}  # fmt: skip
+
+
 def test_parents_missing_source_and_cache(build_env):  # noqa: F811
     ctx = build_env.context_dir(files={"a/f": "1"})
     with pytest.raises(NotFound, match="no such file"):

@@ -978,13 +978,17 @@ class BuildContext:
     def needs_staging(self, excludes: Iterable[str] = (), heredocs: Iterable[Heredoc] = ()) -> bool:
         return bool(self.matcher.patterns or tuple(excludes) or tuple(heredocs))
 
-    def included(self, sources: Iterable[str], excludes: Iterable[str] = ()) -> set[str] | None:
+    def included(
+        self, sources: Iterable[str], excludes: Iterable[str] = (), *, special: bool = False
+    ) -> set[str] | None:
         """What a COPY of ``sources`` may read when the ignore file or ``excludes`` filter
         the context: the context paths of the directories, regular files and links the walk
         keeps, plus the parents of each (a directory excluded but holding a re-included
         entry is made, as staging makes it). None when nothing is filtered (everything may
         be read). The copier reads the context itself through this set: nothing is staged,
-        so no hard link moves a context file's ctime (which would stale its checksum)."""
+        so no hard link moves a context file's ctime (which would stale its checksum).
+        ``special``: FIFOs and devices are kept too (a stage's tree: COPY --from copies
+        them)."""
         excludes = list(excludes)
         if not (self.matcher.patterns or excludes):
             return None
@@ -995,7 +999,7 @@ class BuildContext:
                 continue
             for top in self.expand(src, matcher):
                 for rel, st in self.walk(top, matcher, follow=True):
-                    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
+                    if not (special or stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
                             or stat.S_ISLNK(st.st_mode)):  # fmt: skip
                         continue  # sockets, devices and fifos of a context are not copied
                     keep.add(rel)

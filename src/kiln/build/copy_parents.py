@@ -12,8 +12,8 @@ the instruction matches something.
 
 Each pivot is staged into a temporary tree holding only its matches (through
 ``BuildContext.staged``, so ``.dockerignore`` and ``--exclude`` apply; from a stage or an
-image through :class:`kiln.build.staging.Stager`), whose contents are then copied with the
-usual COPY rules.
+image through :class:`kiln.build.staging.Stager`, ``--exclude`` applied by the same rules),
+whose contents are then copied with the usual COPY rules.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 
 from kiln.archive.safe_root import SafeRoot
+from kiln.build.context import BuildContext
+from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.staging import Stager
 from kiln.container.paths import clean_source, has_meta, match_recursive, match_wildcards
 from kiln.errors import NotFound
@@ -84,14 +86,19 @@ def _matches_below(
 
 
 @contextlib.contextmanager
-def staged_from_root(root: str, paths: list[str], tmpdir: str | None) -> Iterator[str]:
+def staged_from_root(
+    root: str, paths: list[str], tmpdir: str | None, excludes: IgnoreMatcher | None = None
+) -> Iterator[str]:
     """A temporary tree holding ``paths`` of ``root`` (an image's or a stage's rootfs) and
-    the directories leading to them, owners kept (COPY --from keeps them)."""
+    the directories leading to them, owners kept (COPY --from keeps them); below each path,
+    what ``excludes`` match is left out, as the context's walk leaves it out."""
     with (
         SafeRoot(root) as src,
         tempfile.TemporaryDirectory(prefix="kiln-parents-", dir=tmpdir) as tmp,
         SafeRoot(tmp) as dst,
+        contextlib.ExitStack() as held,
     ):
+        tree = held.enter_context(BuildContext(root)) if excludes is not None else None
 
         def lstat(rel: str) -> os.stat_result | None:
             try:
@@ -101,7 +108,9 @@ def staged_from_root(root: str, paths: list[str], tmpdir: str | None) -> Iterato
 
         with Stager(src, dst, lstat, keep_owner=True) as stager:
             for top in paths:
-                for rel, st in _walk(src, top, lstat):
+                walk = (_walk(src, top, lstat) if tree is None
+                        else tree.walk(top, excludes, follow=True))  # fmt: skip
+                for rel, st in walk:
                     stager.stage(rel, st, follow=rel == top)
         yield tmp
 

@@ -3,7 +3,8 @@ stage, an image or a stage index (``--from``), heredoc files, and ADD's URLs (ve
 ``--checksum``) and local tar extraction.
 
 The cache key holds the expanded instruction and the content digest of the sources
-(context: the stat-keyed checksum cache; ``--from``: the source image's ID).
+(context: the stat-keyed checksum cache; ``--from``: the source image's ID, its
+``--exclude`` patterns applied as the context's are: ``kiln.build.copy_from_exclude``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from kiln.archive.entry import TarEntry
 from kiln.archive.safe_root import SafeRoot
+from kiln.build.copy_from_exclude import from_included
 from kiln.build.copy_parents import combined_digest, group_by_pivot, staged_from_root
 from kiln.build.dockerignore import IgnoreMatcher
 from kiln.build.history import created_by
@@ -82,6 +84,10 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
     with located(where, instr.name):
         if from_ref:
             from_images[from_ref] = build.ref_image(from_ref)
+            if expanded.excludes:
+                IgnoreMatcher(list(expanded.excludes))  # a bad pattern fails before any work
+                # keys of an older kiln, which copied the excluded files, are not this layer's
+                files["from-excludes"] = "honoured"
         elif parents:
             assert isinstance(expanded, Copy)
             matcher = IgnoreMatcher(list(expanded.excludes)) if expanded.excludes else None
@@ -141,7 +147,11 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
         from kiln.build.copy_direct import plan_direct
 
         if from_ref:  # the other tree stays mounted until the layer is written
-            source, include = held.enter_context(build.open_ref_root(from_ref)), None
+            source = held.enter_context(build.open_ref_root(from_ref))
+            try:
+                include = from_included(source, expanded.sources, expanded.excludes)
+            except KilnError:
+                return None  # the materialising path reports it, with the line
             known = None  # the context's digests are not of its files
         else:
             source, include = context.root, context.included(local, expanded.excludes)
@@ -189,7 +199,8 @@ def _copy(
         with build.open_ref_root(from_ref) as root:
             fn = b.add if add else b.copy
             out = fn(sources, instr.dest, from_root=root, chown=instr.chown, chmod=instr.chmod,
-                     tmpdir=build.tmpdir, keep_owner=True)  # fmt: skip
+                     tmpdir=build.tmpdir, keep_owner=True,
+                     include=from_included(root, instr.sources, instr.excludes))  # fmt: skip
         return out.digest
     urls = [s for s in instr.sources if _plain_url(s)]
     checksum = instr.checksum if isinstance(instr, Add) else None
@@ -246,13 +257,14 @@ def _copy_parents(
     dest = instr.dest if instr.dest.endswith("/") else instr.dest + "/"
     digests = []
     if from_ref:
+        matcher = IgnoreMatcher(list(instr.excludes)) if instr.excludes else None
         with build.open_ref_root(from_ref) as root:
             with SafeRoot(root) as sr:
                 groups = group_by_pivot(
-                    list(instr.sources), _in_root_lstat(sr), lambda p: sr.listdir(p or "/")
+                    list(instr.sources), _in_root_lstat(sr, matcher), lambda p: sr.listdir(p or "/")
                 )
             for pivot, paths in groups.items():
-                with staged_from_root(root, paths, build.tmpdir) as tree:
+                with staged_from_root(root, paths, build.tmpdir, matcher) as tree:
                     out = b.copy([escape_meta(pivot) or "."], dest, context_dir=tree,
                                  chown=instr.chown, chmod=instr.chmod, tmpdir=build.tmpdir,
                                  keep_owner=True)  # fmt: skip
@@ -267,8 +279,13 @@ def _copy_parents(
     return combined_digest(digests)
 
 
-def _in_root_lstat(sr: SafeRoot):
+def _in_root_lstat(sr: SafeRoot, excludes: IgnoreMatcher | None = None):
+    """The lstat of a path in the tree, None when missing or ``excludes`` match it (as
+    ``BuildContext.lstat_visible`` for the context)."""
+
     def lstat(rel: str) -> os.stat_result | None:
+        if rel and excludes is not None and excludes.patterns and excludes.matches(rel):
+            return None
         try:
             return sr.lstat(rel)
         except (FileNotFoundError, NotADirectoryError):
