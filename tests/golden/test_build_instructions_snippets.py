@@ -6,6 +6,7 @@ import pytest
 
 from kiln.build.heredoc import Heredoc
 from kiln.build.instructions import (
+    MAX_EXCLUDES,
     Add,
     Arg,
     Cmd,
@@ -241,6 +242,18 @@ def test_copy_flags() -> None:
     assert (instr.sources, instr.dest, instr.from_) == (("a", "b"), "/dst/", "build")
     assert (instr.chown, instr.chmod, instr.link, instr.parents) == ("app:app", "0640", True, True)
     assert instr.excludes == ("*.md", "tmp")
+
+
+def test_copy_and_add_take_a_bounded_number_of_excludes() -> None:
+    """Each pattern is matched against every path a copy walks: more than MAX_EXCLUDES on
+    one instruction is refused when the Dockerfile is read, before any work."""
+    many = "--exclude=x " * MAX_EXCLUDES
+    assert len(one(f"COPY {many} a /d/").excludes) == MAX_EXCLUDES
+    for name in ("COPY", "ADD", "COPY --from=b"):
+        assert err(f"FROM a\n{name} {many}--exclude=y a /d/") == (
+            f"Dockerfile:2: {MAX_EXCLUDES + 1} --exclude patterns; at most {MAX_EXCLUDES} are "
+            "taken: exclude a directory, or use ** (--exclude=**/*.log)"
+        )
 
 
 def test_copy_json_form_with_spaces() -> None:

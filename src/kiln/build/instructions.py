@@ -37,6 +37,10 @@ S, B, M = FlagKind.STRING, FlagKind.BOOL, FlagKind.STRINGS
 _STAGE_NAME = lazy_pattern(r"^[a-z][a-z0-9\-_.]*$")
 _NETWORKS = ("default", "none", "host")
 _SECURITY = ("sandbox", "insecure")
+#: ``--exclude`` patterns of one COPY/ADD: each is matched against every path the copy
+#: walks (about a microsecond a pattern a path), so a Dockerfile of 2 MiB of them would
+#: spend hours on a modest tree; real instructions use a handful
+MAX_EXCLUDES = 1024
 
 
 class _Expander:
@@ -473,9 +477,19 @@ def _copy(node: Node, flags: dict, where: str) -> Copy:
     _check_chmod(chmod, where)
     return Copy(
         node.line, node.original, sources, dest, contents, string_flag(flags, "chown"), chmod,
-        bool_flag(flags, "link"), strings_flag(flags, "exclude"), string_flag(flags, "from"),
+        bool_flag(flags, "link"), _excludes(flags, where), string_flag(flags, "from"),
         bool_flag(flags, "parents"),
     )  # fmt: skip
+
+
+def _excludes(flags: dict, where: str) -> tuple[str, ...]:
+    excludes = strings_flag(flags, "exclude")
+    if len(excludes) > MAX_EXCLUDES:
+        raise InvalidArgument(
+            f"{where}: {len(excludes)} --exclude patterns; at most {MAX_EXCLUDES} are taken: "
+            "exclude a directory, or use ** (--exclude=**/*.log)"
+        )
+    return excludes
 
 
 def _add(node: Node, flags: dict, where: str) -> Add:
@@ -485,7 +499,7 @@ def _add(node: Node, flags: dict, where: str) -> Add:
     unpack = flags.get("unpack")
     return Add(
         node.line, node.original, sources, dest, contents, string_flag(flags, "chown"), chmod,
-        bool_flag(flags, "link"), strings_flag(flags, "exclude"), string_flag(flags, "checksum"),
+        bool_flag(flags, "link"), _excludes(flags, where), string_flag(flags, "checksum"),
         bool_flag(flags, "keep-git-dir"), unpack if isinstance(unpack, bool) else None,
     )  # fmt: skip
 
