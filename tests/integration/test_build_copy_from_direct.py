@@ -72,6 +72,7 @@ CASES = {
     "exclude-dir": ("COPY --from=src --exclude=owned/deep /src /c", 1),
     "exclude-reinclude": ("COPY --from=src --exclude=*.txt --exclude=!a.txt /src /c", 1),
     "exclude-recursive": ("COPY --from=src --exclude=**/*.bin /src /c", 1),
+    "exclude-everything": ("COPY --from=src --exclude=* / /c", 1),
     "exclude-wildcard": ("COPY --from=src --exclude=deep/*.bin --exclude=setuid /src/own* /w/", 1),
     "symlink-source": ("COPY --from=src /srclink /via", 1),
     "through-symlink": ("COPY --from=src /srclink/a.txt /a", 1),
@@ -231,6 +232,8 @@ EXCLUDES = {
     "COPY --from=src --exclude=owned/deep /src /c": (["c/owned/setuid"], ["c/owned/deep"]),
     "COPY --from=src --exclude=*.txt --exclude=!a.txt /src /c": (["c/a.txt"], ["c/b.txt"]),
     "COPY --from=src --exclude=**/*.bin /src /c": (["c/owned/deep"], ["c/owned/deep/x.bin"]),
+    # BuildKit's "Exclude all files ... it should not be forbidden": an empty directory
+    "COPY --from=src --exclude=* / /c": (["c"], ["c/src", "c/bin", "c/etc"]),
     "COPY --from=src --exclude=deep/*.bin --exclude=setuid /src/own* /w/": (
         ["w/deep"],
         ["w/setuid", "w/deep/x.bin"],
@@ -277,7 +280,8 @@ def test_copy_from_exclude_patterns_name_paths_inside_the_tree(build_env, source
     """A pattern filters what the copy walks in the other stage's tree and nothing else:
     ``../*`` (cleaned, it can match no path of the tree), ``/etc/*`` (the tree's etc, not
     copied here) and an empty pattern (skipped, as BuildKit's patternmatcher skips it)
-    leave the copy whole, and read nothing outside the tree."""
+    leave the copy whole, and read nothing outside the tree; the FIFO of the source stays
+    (an unfiltered COPY --from copies it; the context's filtered walk drops FIFOs)."""
     ctx, _ = sources
     plain = build_env.files(_build(build_env, ctx, "COPY --from=src /src /c", True).id)
     steps = f"COPY --from=src {patterns} /src /c"
@@ -297,7 +301,10 @@ def test_copy_from_exclude_patterns_name_paths_inside_the_tree(build_env, source
 )  # fmt: skip
 def test_copy_from_exclude_refusals(build_env, sources, steps, message):  # noqa: F811
     """A named source a pattern excludes, a wildcard whose every match is excluded, and a
-    pattern that does not parse fail the step with the line, as for the context."""
+    pattern that does not parse fail the step with the line, as for the context (kiln
+    matches each path as it is in the tree too; BuildKit only below each source, so there
+    ``--exclude=* /src`` is an empty copy, as ``--exclude=* /`` is here). kiln ignored the
+    patterns and copied everything."""
     from kiln.errors import KilnError
 
     ctx, _ = sources
