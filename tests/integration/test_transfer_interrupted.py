@@ -17,6 +17,7 @@ import tarfile
 
 import pytest
 
+from file_server import serving
 from slow_servers import StallingProxy
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
@@ -168,3 +169,34 @@ def test_ctrl_c_ends_a_build_whose_parallel_stages_pull_from_a_stalled_registry(
     assert err.rstrip().endswith("Error: interrupted") and "Traceback" not in err, err
     assert dst("images", "-q").stdout.strip() == ""
     dst.left_nothing()
+
+
+def test_ctrl_c_ends_a_build_whose_parallel_stages_add_urls_from_a_stalled_server(tmp_path):
+    """Two stages built at once ``ADD`` a URL each, and the web server stalls mid-body:
+    the stage threads sat in urllib's socket read, which no flag reaches, so the
+    interrupted build waited for them until the read timeout (120 s) and ended with
+    their "timed out" (125) instead of 130. The download's connection is now shut down
+    once the build's cancel flag is set."""
+    www = tmp_path / "www"
+    www.mkdir()
+    for name in ("one", "two"):
+        (www / name).write_bytes(os.urandom(12 << 20))
+    kiln = Kiln(tmp_path, "kiln")
+    context = tmp_path / "context"
+    context.mkdir()
+    with serving(www) as url:
+        proxy = StallingProxy(url.removeprefix("http://"), down=HOLD_AFTER)
+        (context / "Dockerfile").write_text(
+            f"FROM scratch AS one\nADD http://{proxy.host}/one /one\n"
+            f"FROM scratch AS two\nADD http://{proxy.host}/two /two\n"
+            "FROM scratch\nCOPY --from=one /one /1\nCOPY --from=two /two /2\n"
+        )
+        try:
+            code, err = kiln.interrupted(proxy, "build", "--jobs", "2", str(context),
+                                         wait_blocked=True)  # fmt: skip
+        finally:
+            proxy.close()
+    assert code == 130, err
+    assert err.rstrip().endswith("Error: interrupted") and "Traceback" not in err, err
+    assert kiln("images", "-q").stdout.strip() == ""
+    kiln.left_nothing()

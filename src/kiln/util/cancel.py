@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -111,6 +111,38 @@ def raise_if_cancelled(flag: threading.Event | None) -> None:
         raise cancelled_error(flag)
 
 
+_WATCH_SLICE = 0.25  # seconds between a watcher's looks at whether its block has ended
+
+
+@contextmanager
+def when_cancelled(stop: Callable[[], None]) -> Iterator[threading.Event | None]:
+    """For a wait that cannot look at the flag itself (urllib's socket reads, a child
+    process): a watcher thread calls ``stop`` (shut the sockets down, kill the process
+    group) if this context's flag is set while the block runs, and never after it. The
+    block sees its wait end early and raises ``cancelled_error`` for the flag it gets
+    (None: nothing can cancel this work, and no watcher runs)."""
+    flag = cancel_flag()
+    if flag is None:
+        yield None
+        return
+    lock, done = threading.Lock(), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if flag.wait(_WATCH_SLICE):
+                with lock:
+                    if not done.is_set():
+                        stop()
+                return
+
+    threading.Thread(target=watch, name="kiln-cancel-watch", daemon=True).start()
+    try:
+        yield flag
+    finally:
+        with lock:  # a stop under way ends first; none starts after this
+            done.set()
+
+
 __all__ = [
     "CancelFlag",
     "LinkedFlag",
@@ -119,4 +151,5 @@ __all__ = [
     "cancelled_by",
     "cancelled_error",
     "raise_if_cancelled",
+    "when_cancelled",
 ]

@@ -5,6 +5,9 @@ One pass: the bytes are hashed (sha256) as they are written. A server that answe
 404 is ``NotFound``; one that cannot be reached, breaks off or sends too slowly (see
 :mod:`kiln.util.pace`) is ``Unavailable``; a body over ``max_bytes`` is refused and
 nothing is kept. Messages start with ``what`` and never show a ``user:password@``.
+Under a cancel flag (``kiln.util.cancel``: a Ctrl-C reaching a build's stage thread, an
+API client that went away) the connection is shut down once it is set, and the download
+ends with ``Cancelled`` at once, not at the read timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 from typing import Any
 
 from kiln.errors import InvalidArgument, NotFound, Unavailable
+from kiln.util.cancel import cancelled_error, when_cancelled
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.pace import DEFAULT_GRACE, DEFAULT_MIN_RATE, Pace
 from kiln.util.redact import redact
@@ -62,9 +66,12 @@ def download(
     digest = hashlib.sha256()
     size = 0
     request = urllib.request.Request(url, headers={"User-Agent": "kiln"})
+    opened = _Sockets()  # the connections', to shut down on a cancel
+    flag = None
     try:
         with (
-            _open_within(request, timeout) as resp,
+            when_cancelled(opened.shut) as flag,
+            _open_within(request, timeout, opened) as resp,
             open(path, "xb") as out,
         ):
             while chunk := resp.read1(_CHUNK):  # what has arrived: the pace sees drips
@@ -75,13 +82,19 @@ def download(
                 digest.update(chunk)
                 out.write(chunk)
             modified = resp.headers.get("Last-Modified")
+            if flag is not None and flag.is_set():  # the shut-down socket read as the end
+                raise cancelled_error(flag)
     except urllib.error.HTTPError as exc:
         _discard(path)
+        if flag is not None and flag.is_set():
+            raise cancelled_error(flag) from None
         if exc.code == 404:
             raise NotFound(f"{what}: the server answered {exc.code} {exc.reason}") from None
         raise Unavailable(f"{what}: the server answered {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         _discard(path)
+        if flag is not None and flag.is_set():
+            raise cancelled_error(flag) from None
         reason = redact(str(getattr(exc, "reason", exc)))
         raise Unavailable(f"{what}: cannot download it: {reason}") from None
     except BaseException:
@@ -94,26 +107,24 @@ def download(
     return Downloaded(path, digest.hexdigest(), size, mtime)
 
 
-def _open_within(request: Any, timeout: float) -> Any:
+def _open_within(request: Any, timeout: float, opened: _Sockets) -> Any:
     """``urlopen`` whose response headers (redirects included) must be complete within
     ``timeout``: the socket timeout is per read, so a server dripping its header lines
-    would hold the download forever. At the deadline the connections are shut down."""
+    would hold the download forever. At the deadline the connections (each socket is
+    added to ``opened``) are shut down."""
     import http.client
-    import socket
     import threading
     import urllib.request
-
-    opened: list[socket.socket] = []
 
     class Plain(http.client.HTTPConnection):
         def connect(self) -> None:
             super().connect()
-            opened.append(self.sock)
+            opened.add(self.sock)
 
     class Secure(http.client.HTTPSConnection):
         def connect(self) -> None:
             super().connect()
-            opened.append(self.sock)
+            opened.add(self.sock)
 
     class Http(urllib.request.HTTPHandler):
         def http_open(self, req: Any) -> Any:
@@ -127,9 +138,7 @@ def _open_within(request: Any, timeout: float) -> Any:
 
     def expire() -> None:
         expired.set()
-        for sock in opened:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        opened.shut()
 
     timer = threading.Timer(timeout, expire)
     timer.daemon = True
@@ -147,6 +156,33 @@ def _open_within(request: Any, timeout: float) -> Any:
         resp.close()
         raise spent
     return resp
+
+
+class _Sockets:
+    """A download's connections, which another thread may shut down (a deadline, a
+    cancel): every wait on them ends at once, a blocked read returns end-of-file. One
+    opened after the shut-down is shut down as it is added."""
+
+    def __init__(self) -> None:
+        self._socks: list[Any] = []
+        self._shut = False
+
+    def add(self, sock: Any) -> None:
+        self._socks.append(sock)
+        if self._shut:  # the shut-down ran while it connected
+            self._shutdown(sock)
+
+    def shut(self) -> None:
+        self._shut = True  # before the loop: a socket added meanwhile sees it
+        for sock in list(self._socks):
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: Any) -> None:
+        import socket
+
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _discard(path: str) -> None:
