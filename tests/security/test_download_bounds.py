@@ -34,6 +34,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/headers-drip"):  # a header line every 0.3 s, forever
             drip_header_lines(self)
             return
+        if self.path.startswith("/cut"):  # the connection ends mid-body
+            self._cut(chunked=self.path.startswith("/cut-chunked"))
+            return
         drip = self.path.startswith("/drip")
         size = 100_000 if drip else 3 * 1024 * 1024
         self.send_response(200)
@@ -49,6 +52,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"y" * size)
         except OSError:
             pass
+
+    def _cut(self, *, chunked: bool) -> None:
+        self.send_response(200)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"a\r\n" + b"z" * 10 + b"\r\n" if chunked else b"z" * 10)
+        self.close_connection = True
 
 
 @pytest.fixture
@@ -87,6 +100,18 @@ def test_a_body_over_the_cap_is_refused_and_removed(server, tmp_path):
     assert not (tmp_path / "f").exists()
     got = download(f"{server}/big", str(tmp_path / "g"), what="ADD x")
     assert got.size == 3 * 1024 * 1024 == os.path.getsize(tmp_path / "g")
+
+
+@pytest.mark.parametrize("path", ["cut", "cut-chunked"])
+def test_a_body_the_server_cuts_short_is_an_error(server, tmp_path, path):
+    """The server closes the connection 10 bytes into a body of 1000 (Content-Length) or
+    inside its chunks: ADD got the 10 bytes as the whole file (a truncated download taken
+    for complete), or an IncompleteRead shown as an unexpected error."""
+    with pytest.raises(
+        Unavailable, match="ADD x: cannot download it: the server ended the body after 10 "
+    ):
+        download(f"{server}/{path}", str(tmp_path / "f"), what="ADD x")
+    assert not (tmp_path / "f").exists()
 
 
 def test_not_found_and_refused_schemes(server, tmp_path):

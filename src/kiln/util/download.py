@@ -55,6 +55,7 @@ def download(
 ) -> Downloaded:
     """Write the body of ``url`` (http/https) to the new file ``path``."""
     import email.utils
+    import http.client
     import urllib.error  # here, not at the top: http.client, ssl and email cost ~12 ms
     import urllib.request
 
@@ -84,6 +85,11 @@ def download(
             modified = resp.headers.get("Last-Modified")
             if flag is not None and flag.is_set():  # the shut-down socket read as the end
                 raise cancelled_error(flag)
+            if resp.length:  # what Content-Length still owes: read1 took the close as the end
+                raise Unavailable(
+                    f"{what}: cannot download it: the server ended the body after {size} "
+                    f"of its {size + resp.length} bytes"
+                )
     except urllib.error.HTTPError as exc:
         _discard(path)
         if flag is not None and flag.is_set():
@@ -91,11 +97,13 @@ def download(
         if exc.code == 404:
             raise NotFound(f"{what}: the server answered {exc.code} {exc.reason}") from None
         raise Unavailable(f"{what}: the server answered {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         _discard(path)
         if flag is not None and flag.is_set():
             raise cancelled_error(flag) from None
         reason = redact(str(getattr(exc, "reason", exc)))
+        if isinstance(exc, http.client.IncompleteRead):  # the connection ended mid-chunks
+            reason = f"the server ended the body after {size} bytes"
         raise Unavailable(f"{what}: cannot download it: {reason}") from None
     except BaseException:
         _discard(path)
