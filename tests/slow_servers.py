@@ -144,3 +144,58 @@ def _queued(sock: socket.socket, *, to_peer: bool) -> tuple[int, int] | None:
     if mine is None or theirs is None:
         return None
     return (mine[0], theirs[1]) if to_peer else (theirs[0], mine[1])
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and reads what comes, but never
+    answers a byte: a git daemon, a token server or a registry that hangs. ``wait_asked``
+    waits until ``n`` clients have sent their request, so they sit waiting for an answer;
+    ``wait_all_gone`` until every client has closed its end."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Condition()
+        self._asked = 0
+        self._open = 0
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._open += 1
+        asked = False
+        try:
+            while conn.recv(1 << 16):
+                if not asked:
+                    asked = True
+                    with self._lock:
+                        self._asked += 1
+                        self._lock.notify_all()
+        except OSError:
+            pass
+        with self._lock:
+            self._open -= 1
+            self._lock.notify_all()
+
+    def wait_asked(self, n: int, timeout: float) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: self._asked >= n, timeout)
+
+    def wait_all_gone(self, timeout: float) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: self._open == 0, timeout)
+
+    def close(self) -> None:
+        for sock in [self._listener, *self._conns]:
+            with contextlib.suppress(OSError):
+                sock.close()

@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 
 import pytest
 
 from file_server import serving
-from slow_servers import StallingProxy
+from slow_servers import SilentServer, StallingProxy
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 ENDS_WITHIN = 30  # seconds after the Ctrl-C (it takes well under one)
@@ -46,15 +47,29 @@ class Kiln:
         """Run ``kiln args``, send ``signum`` (Ctrl-C) once the proxy holds the bytes (with
         ``wait_blocked``, once kiln waits on the held link: it has read all that passed, or
         its upload has come to rest); its exit code and stderr."""
-        proc = subprocess.Popen(self.argv(*args), env=self.env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)  # fmt: skip
-        try:
+
+        def blocked() -> None:
             assert proxy.stalled.wait(120), "the transfer never reached the stall"
             if wait_blocked and proxy.down_held:  # kiln read all that came: it waits in a read
                 assert proxy.wait_client_drained(60), "kiln never read what passed the link"
             elif wait_blocked:  # kiln's upload has come to rest: it waits in a write
                 assert proxy.wait_upload_blocked(60), "kiln's upload never came to rest"
+
+        try:
+            return self.signalled(blocked, *args, signum=signum)
+        finally:
+            proxy.release()
+
+    def signalled(
+        self, blocked: Callable[[], None], *args: str, signum: int = signal.SIGINT
+    ) -> tuple[int, str]:
+        """Run ``kiln args``, send ``signum`` once ``blocked()`` returns (it waits until
+        kiln waits on its peer); its exit code and stderr."""
+        proc = subprocess.Popen(self.argv(*args), env=self.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+        try:
+            blocked()
             proc.send_signal(signum)
             _, err = proc.communicate(timeout=ENDS_WITHIN)
         except subprocess.TimeoutExpired:
@@ -62,7 +77,9 @@ class Kiln:
             proc.communicate(timeout=30)
             pytest.fail(f"kiln {args[0]} still ran {ENDS_WITHIN} s after the signal")
         finally:
-            proxy.release()
+            if proc.poll() is None:  # blocked() failed
+                proc.kill()
+                proc.communicate(timeout=30)
         return proc.returncode, err
 
     def left_nothing(self) -> None:
@@ -198,5 +215,41 @@ def test_ctrl_c_ends_a_build_whose_parallel_stages_add_urls_from_a_stalled_serve
             proxy.close()
     assert code == 130, err
     assert err.rstrip().endswith("Error: interrupted") and "Traceback" not in err, err
+    assert kiln("images", "-q").stdout.strip() == ""
+    kiln.left_nothing()
+
+
+@pytest.mark.parametrize(
+    ("signum", "message"),
+    [(signal.SIGINT, "Error: interrupted"), (signal.SIGTERM, "Error: stopped by SIGTERM")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_ends_a_build_whose_parallel_stages_add_git_urls_that_never_answer(
+    tmp_path, signum, message
+):
+    """Two stages built at once ``ADD`` a git URL each, from a git daemon that accepts and
+    never answers: the stage threads waited for git (in a session of its own, out of the
+    signal's reach) up to $KILN_GIT_TIMEOUT (600 s), and the git processes outlived a
+    kiln killed meanwhile. git is now killed once the build's cancel flag is set."""
+    kiln = Kiln(tmp_path, "kiln")
+    server = SilentServer()
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM scratch AS one\nADD git://{server.host}/one.git /one\n"
+        f"FROM scratch AS two\nADD git://{server.host}/two.git /two\n"
+        "FROM scratch\nCOPY --from=one /one /1\nCOPY --from=two /two /2\n"
+    )
+
+    def blocked() -> None:
+        assert server.wait_asked(2, 120), "the two git clients never asked"
+
+    try:
+        code, err = kiln.signalled(blocked, "build", "--jobs", "2", str(context), signum=signum)
+        assert server.wait_all_gone(30), "a git process outlived kiln"
+    finally:
+        server.close()
+    assert code == 128 + signum, err
+    assert err.rstrip().endswith(message) and "Traceback" not in err, err
     assert kiln("images", "-q").stdout.strip() == ""
     kiln.left_nothing()

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument, NotFound, Unauthorized, Unavailable
+from kiln.util.cancel import cancelled_error, when_cancelled
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.lazy_pattern import lazy_pattern
 from kiln.util.redact import redact
@@ -321,7 +322,11 @@ def _git(args: list[str], cwd: str | None, what: str, deadline: float) -> str:
         start_new_session=True,
     )  # fmt: skip  (no terminal to prompt on)
     try:
-        out, err = proc.communicate(timeout=remaining)
+        # a Ctrl-C reaching a build's stage thread, an API client gone: git is killed
+        with when_cancelled(lambda: _signal_group(proc)) as flag:
+            out, err = proc.communicate(timeout=remaining)
+        if flag is not None and flag.is_set():
+            raise cancelled_error(flag)
     except subprocess.TimeoutExpired:
         _kill(proc)
         raise Unavailable(
@@ -336,9 +341,14 @@ def _git(args: list[str], cwd: str | None, what: str, deadline: float) -> str:
 
 
 def _kill(proc: subprocess.Popen) -> None:
+    _signal_group(proc)
+    proc.communicate()
+
+
+def _signal_group(proc: subprocess.Popen) -> None:
+    """SIGKILL git and what it started (its session: ssh, a remote helper)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
 
 
 def _error(what: str, command: str, stderr: str) -> Exception:
