@@ -9,11 +9,13 @@ the interrupted main thread waited for them, and a second Ctrl-C did not help ei
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Callable
 
 import pytest
@@ -253,3 +255,49 @@ def test_a_signal_ends_a_build_whose_parallel_stages_add_git_urls_that_never_ans
     assert err.rstrip().endswith(message) and "Traceback" not in err, err
     assert kiln("images", "-q").stdout.strip() == ""
     kiln.left_nothing()
+
+
+def test_ctrl_c_ends_a_build_whose_parallel_stages_wait_on_a_credential_helper(
+    tmp_path, registry_basic
+):
+    """Two stages built at once pull their bases from a registry that asks for a login,
+    and the auth file's credential helper never exits (a keychain waiting to be
+    unlocked): the stage threads waited for it up to its 60 s bound. The helper is now
+    killed once the build's cancel flag is set, and none is left."""
+    kiln = Kiln(tmp_path, "kiln")
+    started = tmp_path / "started"
+    started.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-locked"
+    helper.write_text(f'#!/bin/sh\necho $$ > "{started}/$$"\nexec sleep 1000\n')
+    helper.chmod(0o755)
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"credHelpers": {registry_basic.host: "locked"}}))
+    kiln.env["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {registry_basic.host}/interrupted/helper:1 AS one\n"
+        f"FROM {registry_basic.host}/interrupted/helper:2 AS two\n"
+        "FROM scratch\nCOPY --from=one /a /1\nCOPY --from=two /a /2\n"
+    )
+
+    def blocked() -> None:  # both helpers run: the stages wait for them
+        end = time.monotonic() + 120
+        while len(os.listdir(started)) < 2:
+            assert time.monotonic() < end, "the stages never asked their credential helper"
+            time.sleep(0.05)
+
+    code, err = kiln.signalled(blocked, "build", "--jobs", "2", "--tls-verify=false",
+                               "--authfile", str(auth), str(context))  # fmt: skip
+    assert code == 130, err
+    assert err.rstrip().endswith("Error: interrupted") and "Traceback" not in err, err
+    for pid in os.listdir(started):
+        assert not os.path.exists(f"/proc/{pid}") or _zombie(pid), "a credential helper lives on"
+    kiln.left_nothing()
+
+
+def _zombie(pid: str) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"

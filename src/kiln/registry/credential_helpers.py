@@ -19,6 +19,7 @@ import time
 
 from kiln.errors import InvalidArgument
 from kiln.registry.credential import Credential
+from kiln.util.cancel import cancelled_error, when_cancelled
 
 HELPER_TIMEOUT = 60.0  # seconds: a helper may ask the user to unlock a keychain
 MAX_HELPER_OUTPUT = 1 << 20  # bytes a helper may print (a credential, an error line)
@@ -50,7 +51,12 @@ def _call(helper: str, action: str, data: bytes) -> subprocess.CompletedProcess[
             f"credential helper {program} cannot be run: {exc.strerror}"
         ) from None
     try:
-        out = _exchange(proc, data, time.monotonic() + HELPER_TIMEOUT)
+        # a Ctrl-C reaching a worker thread (a build's stage), an API client gone: the
+        # helper, in a session of its own, is killed
+        with when_cancelled(lambda: _signal_group(proc)) as flag:
+            out = _exchange(proc, data, time.monotonic() + HELPER_TIMEOUT)
+        if flag is not None and flag.is_set():
+            raise cancelled_error(flag)
     except subprocess.TimeoutExpired:
         _kill(proc)
         raise InvalidArgument(
@@ -107,12 +113,16 @@ def _exchange(proc: subprocess.Popen[bytes], data: bytes, deadline: float) -> by
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    _signal_group(proc)
     proc.wait()
     for pipe in (proc.stdin, proc.stdout):
         if pipe is not None:
             pipe.close()
+
+
+def _signal_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _not_found(proc: subprocess.CompletedProcess[bytes]) -> bool:
