@@ -301,3 +301,30 @@ def test_ctrl_c_ends_a_build_whose_parallel_stages_wait_on_a_credential_helper(
 def _zombie(pid: str) -> bool:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_ctrl_c_ends_a_build_whose_parallel_stages_wait_on_a_tls_handshake(tmp_path):
+    """Two stages built at once pull their bases from a registry that accepts and never
+    answers, over TLS: the stage threads sat in the TLS handshake, which no cancel flag
+    reached (socket reads in slices come after it), until the connect timeout and its
+    retries. The connection is now shut down once the build's cancel flag is set."""
+    kiln = Kiln(tmp_path, "kiln")
+    registry = SilentServer()
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {registry.host}/silent/one:1 AS one\nFROM {registry.host}/silent/two:1 AS two\n"
+        "FROM scratch\nCOPY --from=one /a /1\nCOPY --from=two /a /2\n"
+    )
+
+    def blocked() -> None:  # both ClientHellos are in: the stages wait for an answer
+        assert registry.wait_asked(2, 120), "the stages never reached the registry"
+
+    try:
+        code, err = kiln.signalled(blocked, "build", "--jobs", "2", str(context))
+        assert registry.wait_all_gone(30), "a connection to the registry outlived kiln"
+    finally:
+        registry.close()
+    assert code == 130, err
+    assert err.rstrip().endswith("Error: interrupted") and "Traceback" not in err, err
+    kiln.left_nothing()

@@ -21,6 +21,7 @@ The reads are bounded by wrapping the network backend of the client's connection
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from kiln.registry._lean_httpx import httpcore, httpx  # httpx without its CLI and trio
-from kiln.util.cancel import cancel_flag, raise_if_cancelled
+from kiln.util.cancel import cancel_flag, raise_if_cancelled, when_cancelled
 
 if TYPE_CHECKING:
     import ssl
@@ -188,9 +189,22 @@ class _Stream(httpcore.NetworkStream):
 
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:  # fmt: skip
-        return _Stream(
-            self._inner.start_tls(ssl_context, server_hostname, _connect_within(timeout))
-        )
+        """The TLS handshake, which a server that accepts and never answers holds to the
+        connect timeout: under a cancel flag the connection is shut down once it is set
+        (through a duplicate of the socket: wrapping it for TLS detaches the original)."""
+        timeout = _connect_within(timeout)
+        sock = self._inner.get_extra_info("socket")
+        twin = sock.dup() if sock is not None and cancel_flag() is not None else None
+        try:
+            with when_cancelled(lambda: _shut_down(twin)) as flag:
+                try:
+                    return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+                except Exception:
+                    raise_if_cancelled(flag)  # the shut-down socket failed the handshake
+                    raise
+        finally:
+            if twin is not None:
+                twin.close()
 
     def get_extra_info(self, info: str) -> Any:  # httpcore's type: it depends on info
         return self._inner.get_extra_info(info)
@@ -220,6 +234,12 @@ def _cancellable_write(
             end = None if timeout is None else time.monotonic() + timeout
     except OSError as exc:
         raise httpcore.WriteError(exc) from exc
+
+
+def _shut_down(sock: socket.socket | None) -> None:
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 _SocketOptions = Iterable[httpcore.SOCKET_OPTION] | None
