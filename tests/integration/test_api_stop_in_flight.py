@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import random
 import signal
@@ -29,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from api_server import dockerfile_context, request, start_server, start_server_with_base
-from slow_servers import StallingProxy
+from slow_servers import SilentServer, StallingProxy
 
 pytestmark = [pytest.mark.timeout(600)]
 
@@ -249,4 +250,30 @@ def test_a_pull_stalled_mid_layer_is_cancelled_by_the_stop(served, registry_plai
         proxy.release()
         proxy.close()
     assert server.kiln("images", "-q").stdout.strip() == ""
+    server.left_nothing()
+
+
+@pytest.mark.parametrize("call", ["login", "distribution"])
+def test_a_registry_call_waiting_on_a_silent_registry_is_cancelled_by_the_stop(served, call):
+    """``docker login`` (``POST /auth``) and ``GET /distribution`` are not streamed: they
+    ran outside the stop's reach, so a registry that accepts and never answers held the
+    stop up to the call's deadline (a minute, or more with the lookup's retries)."""
+    server = served()
+    registry = SilentServer()
+    try:
+        if call == "login":
+            body = json.dumps({"username": "u", "password": "p", "serveraddress": registry.host})
+            head = ("POST /v1.41/auth HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/json"
+                    f"\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+            client = _send(server.sock, head + body)
+        else:
+            path = f"/v1.41/distribution/{registry.host}/silent/x:1/json"
+            client = _send(server.sock, f"GET {path} HTTP/1.1\r\nHost: kiln\r\n\r\n")
+        try:
+            assert registry.wait_asked(1, WAIT_SECONDS), f"the {call} never reached the registry"
+            server.stop()
+        finally:
+            client.close()
+    finally:
+        registry.close()
     server.left_nothing()

@@ -247,7 +247,7 @@ async def serve_async(
             # clients that stopped reading are cut off: the stop takes seconds, not the grace
             cancelled = cancel_in_flight(loop)
             if cancelled and not ending:
-                log.info("stopping: cancelled %d streamed operation(s) in flight", cancelled)
+                log.info("stopping: cancelled %d operation(s) in flight", cancelled)
             if not ending:
                 ending.append(asyncio.ensure_future(end_blocked_sends(servers)))
             for s in servers:

@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from starlette.responses import Response
@@ -56,6 +56,18 @@ def cancel_in_flight(loop: asyncio.AbstractEventLoop) -> int:
     for flag in flags:
         flag.set_for("the server is stopping")
     return len(flags)
+
+
+@contextlib.contextmanager
+def in_flight(flag: CancelFlag) -> Iterator[None]:
+    """Work of the running loop's that runs under ``flag`` outside a streamed response (a
+    login, a registry lookup): a server that stops cancels it too (:func:`cancel_in_flight`)."""
+    entry = (asyncio.get_running_loop(), flag)
+    _IN_FLIGHT.add(entry)
+    try:
+        yield
+    finally:
+        _IN_FLIGHT.discard(entry)
 
 
 class Handoff:
@@ -387,6 +399,7 @@ __all__ = [
     "StreamWriter",
     "StreamedOp",
     "cancel_in_flight",
+    "in_flight",
     "docker_stream_error",
     "json_line",
 ]

@@ -30,7 +30,10 @@ from starlette.requests import Request
 from kiln.ops.config import Config
 from kiln.ops.context import Context, for_event_loop, open_context, open_store, thread_context
 from kiln.ops.events import EventSink, NullSink
+from kiln.util.cancel import CancelFlag, cancelled_by
 from kiln.util.sqlite import is_busy
+
+from .streaming import in_flight
 
 if TYPE_CHECKING:
     from kiln.ops.context import Store  # the api reaches the store through ops
@@ -49,17 +52,22 @@ def context_for(config: Config, events: EventSink | None = None) -> Iterator[Con
 
 
 async def run_op(request: Request, fn: Callable[[Context], T]) -> T:
-    """Run ``fn(ctx)`` in a worker thread with a fresh context (SQLite stays in one thread)."""
+    """Run ``fn(ctx)`` in a worker thread with a fresh context (SQLite stays in one thread),
+    under a cancel flag the server sets when it stops: a login or lookup waiting on a
+    registry that never answers ends then, instead of holding the stop up to its deadline."""
     config = config_of(request)
+    cancel = CancelFlag()
 
     def call() -> T:
         ctx = thread_context(config)
         try:
-            return fn(ctx)
+            with cancelled_by(cancel):
+                return fn(ctx)
         finally:
             ctx.close()
 
-    return await run_in_threadpool(call)
+    with in_flight(cancel):
+        return await run_in_threadpool(call)
 
 
 async def run_read(request: Request, fn: Callable[[Context], T]) -> T:
