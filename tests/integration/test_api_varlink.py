@@ -25,6 +25,7 @@ import pytest
 
 from api_server import busybox_sh_tar, stop_server  # noqa: E402
 from dies_with_parent import dies_with_parent  # noqa: E402
+from slow_servers import SilentServer  # noqa: E402
 
 varlink = pytest.importorskip("varlink")
 
@@ -563,3 +564,26 @@ def test_pull_of_an_image_the_store_has_is_not_pulled_again(server, registry_pla
             assert reply["id"] == base  # podman's PullImage pulled only what was missing
         finally:
             p.UntagImage(base, only_here)
+
+
+def test_client_hanging_up_mid_pull_from_a_silent_registry_lets_it_go(server):
+    """A PullImage from a registry that accepts and never answers, and its client hangs up:
+    the call's cancel flag now reaches the pull's connection (the call ran outside it, so
+    the pull held its thread and the registry's connection to the connect deadline and
+    its retries, and a server stop waited for it)."""
+    registry = SilentServer()
+    try:
+        conn = socket.socket(socket.AF_UNIX)
+        conn.settimeout(CALL_TIMEOUT)
+        conn.connect(server.varlink_sock)
+        call = {"method": "io.podman.PullImage", "more": True,
+                "parameters": {"name": f"{registry.host}/silent/x:1",
+                               "creds": {"username": "", "password": ""}}}  # fmt: skip
+        conn.sendall(json.dumps(call).encode() + b"\0")
+        assert registry.wait_asked(1, CALL_TIMEOUT), "the pull never reached the registry"
+        conn.close()
+        assert registry.wait_all_gone(30), "the pull kept waiting after its client hung up"
+    finally:
+        registry.close()
+    with podman(server, timeout=10) as p:
+        assert p.ImageExists("base:1")["exists"] == 0

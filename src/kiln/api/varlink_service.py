@@ -42,6 +42,7 @@ from kiln.errors import Cancelled, InvalidArgument, KilnError, NotFound
 from kiln.ops.config import Config
 from kiln.ops.context import Context, open_context
 from kiln.ops.events import Event
+from kiln.util.cancel import cancelled_by
 
 from .render import stream_message
 
@@ -211,7 +212,8 @@ def streamed(
 
     def run() -> None:
         try:
-            with service.context(feed) as ctx:
+            # a registry's socket reads end with the call too (kiln.util.cancel)
+            with cancelled_by(cancel), service.context(feed) as ctx:
                 result = work(ctx, cancel)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             item: tuple[str, Any] = ("error", exc)
