@@ -116,6 +116,7 @@ class StageRun:
         # the next filesystem step, and WORKDIR's also at the end of the stage
         self._wanted_dirs: list[tuple[str, str, bool, int]] = []
         self._step = _Step()
+        self._last_step = False  # the step under way is the stage's last
         self._inputs: dict[str, Any] = {}  # what went into self._key (kiln.build.explain)
         self._first_change: str | None = None  # the first step of the stage not seen before
         self._env_split: tuple[tuple[str, ...] | None, dict[str, str]] = (None, {})
@@ -218,6 +219,7 @@ class StageRun:
 
     def begin_step(self, n: int, total: int, text: str, line: int) -> None:
         self._step = _Step(n, time.time())
+        self._last_step = n == total
         self._build.progress.step(self.pos, n, total, text, line)
 
     def end_step(self, state: str | None = None) -> None:
@@ -564,6 +566,13 @@ class StageRun:
         directories, made only if a later step works on the filesystem, wait on."""
         wanted = self._wanted_dirs
         if self._dirty or not all(volume for _, _, volume, _ in wanted):
+            return
+        opts = self._build.opts
+        finish_adds = self.is_target and bool(opts.labels or opts.annotations or opts.squash
+                                              or opts.squash_all)  # fmt: skip
+        if self._last_step and not finish_adds:
+            # the stage's end commits it, under the key a build without image_per_step
+            # gives it: a cache the command line's builds exported serves this one too
             return
         if self._use_cache_hit(key) is not None:
             self._wanted_dirs = wanted  # not in the image the hit continues from
