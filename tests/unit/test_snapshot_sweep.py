@@ -4,6 +4,8 @@ what it reports, and that an interrupted sweep leaves only garbage the next one 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import time
 from collections.abc import Iterator
 
@@ -148,3 +150,25 @@ def test_a_snapshot_a_live_process_holds_survives_however_old(snaps: Snapshotter
         assert os.waitpid(pid, 0)[1] == 0
     removed, _ = snaps.sweep(set(), set(), {})  # its process has ended
     assert removed == 2 and snaps.list_active() == [] and snaps.list_layers() == []
+
+
+def test_a_ctrl_c_while_the_sweep_deletes_waits_until_nothing_is_left(snaps, monkeypatch) -> None:
+    """A Ctrl-C once the sweep has removed the rows (here: right after its first deletion)
+    is raised only when every directory is gone: ``kiln system prune`` interrupted there left
+    the rest in ``tmp/`` (and a directory not yet moved aside, unrecorded in ``layers/``)."""
+    snaps.grace_seconds = 0
+    for i in range(3):
+        unpack(snaps, f"c{i}", None, {"a": b"x" * 100})
+    real = shutil.rmtree
+
+    def rmtree_then_ctrl_c(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # Python's handler: a KeyboardInterrupt here
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        snaps.sweep(set(), set())
+    monkeypatch.undo()
+    assert snaps.list_layers() == []
+    assert os.listdir(os.path.join(snaps.root, "tmp")) == []
+    assert os.listdir(os.path.join(snaps.root, "layers")) == []

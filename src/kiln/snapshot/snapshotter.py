@@ -61,6 +61,7 @@ from kiln.snapshot.spec import MountSpec, supported_overlay_options
 from kiln.snapshot.upkeep import UpkeepMixin
 from kiln.snapshot.usage import tree_size
 from kiln.util.atomic import atomic_write, fsync_all, fsync_trees, syncfs
+from kiln.util.held_signals import signals_held
 from kiln.util.lingering import Job, Lingering
 from kiln.util.locks import file_lock
 from kiln.util.rootless import in_user_namespace
@@ -550,64 +551,70 @@ class Snapshotter(UpkeepMixin):
         layers and snapshots went and the bytes freed (all of it, crash garbage too).
 
         Crash safety: the rows go first (one transaction), then each directory is renamed
-        into ``tmp/`` and, once the lock is released, deleted there; an interrupted sweep
-        leaves unrecorded directories and ``tmp/`` garbage, which the next one removes.
+        into ``tmp/`` and, once the lock is released, deleted there; a killed sweep leaves
+        unrecorded directories and ``tmp/`` garbage, which the next one removes. A Ctrl-C
+        or SIGTERM from the rows' removal on is held until the directories are gone.
         """
         if not dry_run:
             self.promote_durable()
         released = released or {}
         young = time.time() - self.grace_seconds
-        with file_lock(self._lock_path, exclusive=True):
-            active = self.db.query("SELECT key, n, parent, created FROM active")
-            doomed_active = [
-                r
-                for r in active
-                if r["key"] not in keep_active
-                and r["created"] < young
-                and not holds.in_use(self._dir("active", r["n"]))
-            ]
-            roots = set(keep_layers)
-            roots.update(r["parent"] for r in active if r not in doomed_active and r["parent"])
-            layers = {r["chain_id"]: r for r in self.db.query("SELECT * FROM layers")}
-            roots.update(
-                c
-                for c, r in layers.items()
-                if r["created"] >= young and (c not in released or r["created"] > released[c])
-            )
-            keep: set[str] = set()
-            for root in roots:
-                chain: str | None = root
-                while chain and chain not in keep and chain in layers:
-                    keep.add(chain)
-                    chain = None if layers[chain]["flat"] else layers[chain]["parent"]
-            doomed_layers = [r for c, r in layers.items() if c not in keep]
-            doomed_dirs = [self._dir("layers", r["n"]) for r in doomed_layers]
-            doomed_dirs += [self._dir("active", r["n"]) for r in doomed_active]
-            doomed_dirs += self._unrecorded_dirs(
-                {str(r["n"]) for r in layers.values()}, {str(r["n"]) for r in active}
-            )
-            garbage = [os.path.join(self.root, "tmp", n) for n in self._list("tmp")]
-            freed = sum(tree_size(d) for d in doomed_dirs + garbage)
-            removed = len(doomed_active) + len(doomed_layers)
-            if dry_run:
-                return SweepResult(removed, freed)
-            with self.db.transaction() as conn:
-                for r in doomed_active:
-                    self._forget(r["key"])
-                    conn.execute("DELETE FROM active WHERE key=?", (r["key"],))
-                for r in doomed_layers:
-                    conn.execute("DELETE FROM layers WHERE chain_id=?", (r["chain_id"],))
-            garbage += [a for d in doomed_dirs if (a := self._move_aside(d)) is not None]
-            # the RUN stub layers no RUN holds, made before the grace period (a few inodes)
-            taken = stubs.take_unheld(self._stubs_dir, young, self._move_aside)
-            freed += sum(tree_size(d) for d in taken)
-            garbage += taken
-            # nobody holds a chain lock while we hold the root lock exclusively
-            for name in self._list("locks"):
-                os.unlink(os.path.join(self.root, "locks", name))
-        # what is in tmp/ is nobody's: delete it without keeping unpacks and prepares waiting
-        for d in garbage:
-            shutil.rmtree(d, ignore_errors=True)
+        with contextlib.ExitStack() as finishing:
+            with file_lock(self._lock_path, exclusive=True):
+                active = self.db.query("SELECT key, n, parent, created FROM active")
+                doomed_active = [
+                    r
+                    for r in active
+                    if r["key"] not in keep_active
+                    and r["created"] < young
+                    and not holds.in_use(self._dir("active", r["n"]))
+                ]
+                roots = set(keep_layers)
+                roots.update(r["parent"] for r in active if r not in doomed_active and r["parent"])
+                layers = {r["chain_id"]: r for r in self.db.query("SELECT * FROM layers")}
+                roots.update(
+                    c
+                    for c, r in layers.items()
+                    if r["created"] >= young and (c not in released or r["created"] > released[c])
+                )
+                keep: set[str] = set()
+                for root in roots:
+                    chain: str | None = root
+                    while chain and chain not in keep and chain in layers:
+                        keep.add(chain)
+                        chain = None if layers[chain]["flat"] else layers[chain]["parent"]
+                doomed_layers = [r for c, r in layers.items() if c not in keep]
+                doomed_dirs = [self._dir("layers", r["n"]) for r in doomed_layers]
+                doomed_dirs += [self._dir("active", r["n"]) for r in doomed_active]
+                doomed_dirs += self._unrecorded_dirs(
+                    {str(r["n"]) for r in layers.values()}, {str(r["n"]) for r in active}
+                )
+                garbage = [os.path.join(self.root, "tmp", n) for n in self._list("tmp")]
+                freed = sum(tree_size(d) for d in doomed_dirs + garbage)
+                removed = len(doomed_active) + len(doomed_layers)
+                if dry_run:
+                    return SweepResult(removed, freed)
+                # from the rows' removal on, a Ctrl-C or SIGTERM waits until the directories
+                # are gone: stopped between the two, the sweep left them unrecorded in
+                # layers/ and active/ or in tmp/, for a later sweep to find
+                finishing.enter_context(signals_held())
+                with self.db.transaction() as conn:
+                    for r in doomed_active:
+                        self._forget(r["key"])
+                        conn.execute("DELETE FROM active WHERE key=?", (r["key"],))
+                    for r in doomed_layers:
+                        conn.execute("DELETE FROM layers WHERE chain_id=?", (r["chain_id"],))
+                garbage += [a for d in doomed_dirs if (a := self._move_aside(d)) is not None]
+                # the RUN stub layers no RUN holds, made before the grace period (a few inodes)
+                taken = stubs.take_unheld(self._stubs_dir, young, self._move_aside)
+                freed += sum(tree_size(d) for d in taken)
+                garbage += taken
+                # nobody holds a chain lock while we hold the root lock exclusively
+                for name in self._list("locks"):
+                    os.unlink(os.path.join(self.root, "locks", name))
+            # what is in tmp/ is nobody's: delete it without keeping unpacks and prepares waiting
+            for d in garbage:
+                shutil.rmtree(d, ignore_errors=True)
         return SweepResult(removed, freed)
 
     def _unrecorded_dirs(self, live_layers: set[str], live_active: set[str]) -> list[str]:

@@ -1,0 +1,61 @@
+"""Hold Ctrl-C and SIGTERM over a few statements that must not stop halfway.
+
+Python raises a ``KeyboardInterrupt`` (or kiln's ``Interrupted``, for SIGTERM) between any
+two bytecodes of the main thread. Where a step has already committed a removal and only
+the files remain to go (the GC's rows deleted, the directories still there), stopping
+there leaves unreachable garbage behind; ``signals_held`` lets the step finish and then
+delivers the signal as it would have been::
+
+    with signals_held():
+        commit_the_removal()
+        delete_the_files()
+    # a Ctrl-C that came meanwhile is raised here
+
+Only the main thread runs Python's signal handlers, so elsewhere this holds nothing (and
+needs not: the signal is raised in the main thread, not in this one). A handler Python did
+not install (``None``) is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_held(signums: tuple[int, ...] = HELD) -> Iterator[None]:
+    """Run the block with ``signums`` recorded, not handled; once it ends, restore their
+    handlers and deliver the first one recorded to its handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous: dict[int, signal._HANDLER] = {}
+
+    def hold(signum: int, _frame: object) -> None:
+        caught.append(signum)
+
+    try:
+        for signum in signums:
+            handler = signal.getsignal(signum)
+            if handler is not None:
+                previous[signum] = handler
+                signal.signal(signum, hold)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if caught:
+            _deliver(caught[0], previous[caught[0]])
+
+
+def _deliver(signum: int, handler: signal._HANDLER) -> None:
+    if callable(handler):  # Python's default_int_handler, kiln's raise_interrupted, ...
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)  # what it would have done: end the process
+    # SIG_IGN: ignored, as it would have been
