@@ -5,8 +5,12 @@ two closes at the same time."""
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 
+import pytest
+
+from kiln.ops.config import Config
 from kiln.ops.context import open_context
 
 
@@ -51,3 +55,53 @@ def test_an_empty_scratch_dir_goes_with_one_rmdir_and_a_used_one_whole(tmp_path,
                     f.write("x")
         assert not os.path.exists(scratch)
         assert looked == ([scratch] if used else [])
+
+
+def _ctrl_c_after(fn):
+    """``fn``, then a Ctrl-C in this (the main) thread: Python raises it at once."""
+
+    def then_ctrl_c(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+    return then_ctrl_c
+
+
+def _scratch_dirs(base) -> list[str]:
+    return [n for n in os.listdir(base) if n.startswith("kiln-scratch-")]
+
+
+def test_a_ctrl_c_as_the_scratch_dir_is_made_leaves_no_directory_behind(tmp_path, monkeypatch):
+    """Interrupted right after the directory was made, before the context knew it: the
+    directory stayed, nobody's (found by the interrupt fuzzer, ``kiln copy``)."""
+    import kiln.ops.context as context_module
+
+    monkeypatch.setattr(
+        context_module, "make_scratch_dir", _ctrl_c_after(context_module.make_scratch_dir)
+    )
+    base = tmp_path / "tmp"
+    config = Config.from_env(root=str(tmp_path / "root"), tmpdir=str(base))
+    with pytest.raises(KeyboardInterrupt), open_context(config.root, config=config) as ctx:
+        ctx.tmpdir  # noqa: B018
+    assert _scratch_dirs(base) == []
+
+
+def test_a_ctrl_c_as_the_context_closes_still_closes_it(tmp_path, monkeypatch):
+    """Interrupted in its first lines, ``close`` forgot the scratch dir and closed nothing."""
+    import kiln.ops.context as context_module
+
+    real = context_module.run_together
+
+    def ctrl_c_then(jobs):
+        signal.raise_signal(signal.SIGINT)
+        real(jobs)
+
+    monkeypatch.setattr(context_module, "run_together", ctrl_c_then)
+    base = tmp_path / "tmp"
+    config = Config.from_env(root=str(tmp_path / "root"), tmpdir=str(base))
+    ctx = open_context(config.root, config=config).__enter__()
+    assert os.path.basename(ctx.tmpdir) in _scratch_dirs(base)
+    with pytest.raises(KeyboardInterrupt):
+        ctx.close()
+    assert _scratch_dirs(base) == []

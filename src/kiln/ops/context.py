@@ -22,6 +22,7 @@ from kiln.ops.events import Emitter, EventSink, NullSink
 from kiln.store import Store
 from kiln.store.paths import default_root
 from kiln.util.atomic import run_together
+from kiln.util.held_signals import signals_held
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.scratch import make_scratch_dir
 
@@ -82,10 +83,11 @@ class Context:
         left is removed by the next ``sweep_leftovers``; one a context dropped unclosed
         left goes when it is collected or the process exits."""
         if self._scratch is None:
-            self._scratch = make_scratch_dir(self.config.scratch_dir())
-            self._scratch_finalizer = weakref.finalize(
-                self, _remove_scratch, self._scratch, os.getpid()
-            )
+            with signals_held():  # a Ctrl-C between the two left a directory nobody knew
+                self._scratch = make_scratch_dir(self.config.scratch_dir())
+                self._scratch_finalizer = weakref.finalize(
+                    self, _remove_scratch, self._scratch, os.getpid()
+                )
         return self._scratch
 
     def close(self) -> None:
@@ -93,7 +95,12 @@ class Context:
         database makes the command's commits durable (a checkpoint of its WAL into it, or,
         in the console script, a sync of the WAL: ``kiln.util.sqlite``), and the syncs and
         the removal overlap (10-60 ms at the end of every command on a busy disk, one after
-        another)."""
+        another). A Ctrl-C or SIGTERM meanwhile waits until it is done (one in its first
+        lines left the scratch directory behind, the closes undone)."""
+        with signals_held():
+            self._close()
+
+    def _close(self) -> None:
         scratch, self._scratch = self._scratch, None
         if self._scratch_finalizer is not None:
             self._scratch_finalizer.detach()

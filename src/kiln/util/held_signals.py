@@ -18,12 +18,13 @@ not install (``None``) is left alone.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # C: ``signal`` builds enums (1 ms a command)
 import contextlib
-import signal
 import threading
 from collections.abc import Iterator
+from typing import Any
 
-HELD = (signal.SIGINT, signal.SIGTERM)
+HELD: tuple[int, ...] = (_signal.SIGINT, _signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -34,28 +35,28 @@ def signals_held(signums: tuple[int, ...] = HELD) -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous: dict[int, signal._HANDLER] = {}
+    previous: dict[int, Any] = {}
 
     def hold(signum: int, _frame: object) -> None:
         caught.append(signum)
 
     try:
         for signum in signums:
-            handler = signal.getsignal(signum)
+            handler = _signal.getsignal(signum)
             if handler is not None:
                 previous[signum] = handler
-                signal.signal(signum, hold)
+                _signal.signal(signum, hold)
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            _signal.signal(signum, handler)
         if caught:
             _deliver(caught[0], previous[caught[0]])
 
 
-def _deliver(signum: int, handler: signal._HANDLER) -> None:
+def _deliver(signum: int, handler: Any) -> None:
     if callable(handler):  # Python's default_int_handler, kiln's raise_interrupted, ...
         handler(signum, None)
-    elif handler == signal.SIG_DFL:
-        signal.raise_signal(signum)  # what it would have done: end the process
+    elif handler == _signal.SIG_DFL:
+        _signal.raise_signal(signum)  # what it would have done: end the process
     # SIG_IGN: ignored, as it would have been
