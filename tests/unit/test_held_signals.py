@@ -1,0 +1,56 @@
+"""``signals_held``: a Ctrl-C or SIGTERM during the block reaches its handler once the block
+has ended, not in the middle of it; without one, the block runs as usual."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
+from kiln.errors import Interrupted, raise_interrupted
+from kiln.util.held_signals import signals_held
+
+
+def test_a_ctrl_c_in_the_block_is_raised_after_it():
+    done = []
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        signal.raise_signal(signal.SIGINT)
+        done.append("the rest of the block")
+    assert done == ["the rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_sigterm_reaches_kilns_handler_after_the_block():
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    try:
+        with pytest.raises(Interrupted) as stopped, signals_held():
+            signal.raise_signal(signal.SIGTERM)
+        assert stopped.value.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is raise_interrupted
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_ignored_signal_stays_ignored_and_a_quiet_block_raises_nothing():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals_held():
+            signal.raise_signal(signal.SIGINT)
+        with signals_held():
+            pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_another_thread_holds_nothing_and_changes_no_handler():
+    seen = []
+
+    def work():
+        with signals_held():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(30)
+    assert seen == [signal.default_int_handler]
