@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import field
 
 from kiln.errors import NotFound
+from kiln.util.held_signals import signals_held
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.process_owner import this_process
 
@@ -138,18 +139,21 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
     if not os.path.isdir(rootfs):
         raise NotFound(f"root filesystem {rootfs} does not exist: mount the container first")
     state = _runtime_dir_once()
-    bundle = _bundles.take(state)
-    hostname = opts.hostname
-    if opts.shares_namespace("uts"):  # the host's or another's: its name is not the run's
-        # to set; the host's name in /etc/hostname, or none for another's (not known here;
-        # buildah's is empty too)
-        hostname = os.uname().nodename if opts.uts == "host" else ""
-    elif not hostname:
-        hostname = bundle.run_id[5:17]
-        opts = dataclasses.replace(opts, hostname=hostname)
-    placeholders = None
+    bundle = placeholders = None
     overlay_dirs: list[str] = []
     try:
+        # a Ctrl-C as the bundle was made, or before this ``try``, left it behind: without
+        # its owner file or a config.json, no sweep ever knew whose it was
+        with signals_held():
+            bundle = _bundles.take(state)
+        hostname = opts.hostname
+        if opts.shares_namespace("uts"):  # the host's or another's: its name is not the run's
+            # to set; the host's name in /etc/hostname, or none for another's (not known here;
+            # buildah's is empty too)
+            hostname = os.uname().nodename if opts.uts == "host" else ""
+        elif not hostname:
+            hostname = bundle.run_id[5:17]
+            opts = dataclasses.replace(opts, hostname=hostname)
         user = resolve_user(rootfs, opts.user)
         if any(m.type == "overlay" or "U" in m.options for m in opts.mounts):
             # start-up: only --volume's O and U options need it
@@ -166,4 +170,6 @@ def prepared(opts: RunOptions, rootfs: str) -> Iterator[Prepared]:
             shutil.rmtree(top, ignore_errors=True)
         # failed or not, the run is over; but a container the runtime could not delete
         # keeps its id: the bundle goes with it
-        _bundles.give_back(bundle, not os.path.lexists(os.path.join(state, "runc", bundle.run_id)))
+        if bundle is not None:
+            kept = os.path.lexists(os.path.join(state, "runc", bundle.run_id))
+            _bundles.give_back(bundle, not kept)
