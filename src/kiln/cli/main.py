@@ -186,11 +186,31 @@ def _stop_on_sigterm() -> None:
     unit) stops the command as Ctrl-C does: it cleans up on the way out (a RUN's container
     and mounts, a pull's staged layers and lease, a scratch directory) and exits 143, as
     podman and buildah do. By default Python died on the spot and left all that for the
-    next command to sweep. A SIGTERM the caller set to be ignored stays ignored."""
+    next command to sweep. A SIGTERM the caller set to be ignored stays ignored. Both
+    signals are noted as they come (``_noted``)."""
     import _signal  # type: ignore[import-not-found]  # C: ``signal`` builds enums (1 ms)
 
     if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
-        _signal.signal(_signal.SIGTERM, raise_interrupted)
+        _signal.signal(_signal.SIGTERM, _noted(raise_interrupted))
+    if _signal.getsignal(_signal.SIGINT) == _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, _noted(_signal.default_int_handler))
+
+
+#: the signals that have stopped this command (the console script's handlers note them)
+_STOPPED_BY: list[int] = []
+
+
+def _noted(handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
+    """``handler``, noting its signal first: Python may turn the interrupt it raises into
+    another error on its way out (3.11 wraps it in a RuntimeError when it lands in a class's
+    ``__set_name__``, an import a C module makes becomes an ImportError), which still ends the
+    command as stopped by that signal, not as a bug."""
+
+    def note_then_handle(signum: int, frame: Any) -> None:
+        _STOPPED_BY.append(signum)
+        handler(signum, frame)
+
+    return note_then_handle
 
 
 def _exit_without_teardown(code: object) -> None:
@@ -248,6 +268,8 @@ def guarded(invoke, args: list[str]) -> int:
         discard_stdout()  # the reader went away (kiln images | head): exit quietly
         return 141
     except Exception as exc:  # a bug: short message, traceback only with --debug
+        if _STOPPED_BY:  # an interrupt Python turned into another error (see _noted)
+            return _interrupted(Interrupted(_STOPPED_BY[0]))
         known = translated(exc)
         if isinstance(known, KilnError):  # a system condition a user can fix (a full disk)
             _error(str(known))
