@@ -11,7 +11,8 @@ import sqlite3
 import pytest
 
 from kiln.ops.config import Config
-from kiln.ops.context import open_context
+from kiln.ops.context import Context, open_context
+from kiln.store import Store
 
 
 def _wal_bytes(path: str) -> int:
@@ -100,7 +101,7 @@ def test_a_ctrl_c_as_the_context_closes_still_closes_it(tmp_path, monkeypatch):
     monkeypatch.setattr(context_module, "run_together", ctrl_c_then)
     base = tmp_path / "tmp"
     config = Config.from_env(root=str(tmp_path / "root"), tmpdir=str(base))
-    ctx = open_context(config.root, config=config).__enter__()
+    ctx = Context(store=Store.open(config.root), config=config)
     assert os.path.basename(ctx.tmpdir) in _scratch_dirs(base)
     with pytest.raises(KeyboardInterrupt):
         ctx.close()
