@@ -178,8 +178,10 @@ def test_copy_from_layer_is_the_materialised_one(build_env, sources, case):  # n
         assert [m[:5] + m[6:] for m in n_layer] == [m[:5] + m[6:] for m in o_layer]
         for o, n in zip(o_layer, n_layer, strict=True):
             if o[5] != n[5]:  # only a directory of the copy's time may differ
+                # the copy's time: since the sources were made, and not after now (two
+                # builds on a loaded machine may be many seconds apart)
                 assert o[1] == tarfile.DIRTYPE and min(o[5], n[5]) >= int(since), (o, n)
-                assert abs(o[5] - n[5]) <= 5, (o, n)
+                assert max(o[5], n[5]) <= time.time() + 1, (o, n)
     assert [h.created_by for h in new.config.history] == [h.created_by for h in old.config.history]
     old_ts = _build(build_env, ctx, steps, direct=False, timestamp=MTIME)
     new_ts = _build(build_env, ctx, steps, direct=True, timestamp=MTIME)
