@@ -8,17 +8,14 @@ descriptors that pile up."""
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tarfile
-import termios
 import time
 from pathlib import Path
 
@@ -32,6 +29,7 @@ from api_server import (
     start_server_with_base,
     stop_server,
 )
+from waits import WAIT_SECONDS, unread, wait_for
 
 pytestmark = [pytest.mark.timeout(600)]
 
@@ -40,7 +38,7 @@ CLIENTS, WARM_UP, ROUNDS = 3, 2, 6
 # what a client lets pile up unread before it hangs up: the server has sent it chunks
 UNREAD = 64 << 10
 # each wait ends on its condition, well before these on any machine
-WAIT_SECONDS = 120.0
+
 # the first rounds open what the server keeps (its read store, a pool thread's store, and
 # the descriptors SQLite keeps for reuse: as many as saves were open at once); later rounds
 # add nothing. Slack for a pool thread that starts late, and its store (two descriptors).
@@ -76,17 +74,6 @@ def server(tmp_path_factory):
     assert stop_server(proc) == 0
 
 
-def _unread(s: socket.socket) -> int:
-    return struct.unpack("i", fcntl.ioctl(s.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-
-
-def _wait_for(what: str, condition, *args) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition(*args):
-        assert time.monotonic() < deadline, f"still waiting for {what}"
-        time.sleep(0.02)
-
-
 def _abandon(sock: str, path: str) -> socket.socket:
     """A client that asks for ``path``, reads a little, then lets ``UNREAD`` bytes pile up
     unread (the server is writing to it); the caller hangs up."""
@@ -96,7 +83,7 @@ def _abandon(sock: str, path: str) -> socket.socket:
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: kiln\r\n\r\n".encode())
     head = s.recv(4096)
     assert head.startswith(b"HTTP/1.1 200"), head[:200]
-    _wait_for("the server to fill the client's socket", lambda: _unread(s) >= UNREAD)
+    wait_for("the server to fill the client's socket", lambda: unread(s) >= UNREAD)
     return s
 
 
@@ -127,7 +114,7 @@ def _rounds(server, path: str, client) -> list[tuple[int, int, int, int]]:
             s.close()
         logged += CLIENTS
         # the access log's line comes once the response, and the worker it waits on, ended
-        _wait_for(f"{logged} lines for {path} in the access log", _logged, log, path, logged)
+        wait_for(f"{logged} lines for {path} in the access log", _logged, log, path, logged)
         if n < WARM_UP:
             samples.append(_server_state(proc.pid, tmp / "root"))
             continue
@@ -140,7 +127,7 @@ def _rounds(server, path: str, client) -> list[tuple[int, int, int, int]]:
                 warm[2] + SLACK_THREADS,
                 MAX_WAL_BYTES,
             )
-        _wait_for(f"the server to be back within {bounds} after round {n + 1}: {samples}",
+        wait_for(f"the server to be back within {bounds} after round {n + 1}: {samples}",
                   _within, proc.pid, tmp / "root", bounds, samples)  # fmt: skip
     print(f"after each round of {CLIENTS} (open files, on kiln.db, threads, WAL): {samples}")
     return samples
@@ -211,7 +198,7 @@ def _abandon_build(sock: str, path: str) -> socket.socket:
               f"Content-Length: {len(context)}\r\n\r\n".encode() + context)  # fmt: skip
     head = s.recv(4096)
     assert head.startswith(b"HTTP/1.1 200"), head[:200]
-    _wait_for("the build's output to fill the client's socket", lambda: _unread(s) >= UNREAD)
+    wait_for("the build's output to fill the client's socket", lambda: unread(s) >= UNREAD)
     return s
 
 
@@ -248,13 +235,13 @@ def test_a_varlink_client_that_stopped_reading_a_build_does_not_hold_up_the_stop
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.settimeout(WAIT_SECONDS)
     try:
-        _wait_for("the varlink socket", os.path.exists, vsock)
+        wait_for("the varlink socket", os.path.exists, vsock)
         client.connect(vsock)
         call = {"method": "io.podman.BuildImage", "more": True, "parameters": {"build": build}}
         client.sendall(json.dumps(call).encode() + b"\0")
         # the RUN's lines pile up unread: the server's send to this client blocks
-        _wait_for(
-            "the build's output to fill the client's socket", lambda: _unread(client) >= 32 << 10
+        wait_for(
+            "the build's output to fill the client's socket", lambda: unread(client) >= 32 << 10
         )
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -11,18 +11,15 @@ off, leaving a build that was still running to be killed mid-cleanup."""
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
 import random
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tarfile
-import termios
 import threading
 import time
 from pathlib import Path
@@ -31,12 +28,13 @@ import pytest
 
 from api_server import dockerfile_context, request, start_server, start_server_with_base
 from slow_servers import SilentServer, StallingProxy
+from waits import WAIT_SECONDS, unread, wait_for
 
 pytestmark = [pytest.mark.timeout(600)]
 
 # uvicorn's grace was 30 s; a stop that cancels its work takes a few seconds
 STOPS_WITHIN = 20.0
-WAIT_SECONDS = 120.0  # each wait ends on its condition, well before this
+
 UNREAD = 64 << 10  # what a client that stopped reading lets pile up before the stop
 
 
@@ -104,17 +102,6 @@ def served(tmp_path):
         s.close()
 
 
-def _unread(s: socket.socket) -> int:
-    return struct.unpack("i", fcntl.ioctl(s.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-
-
-def _wait_for(what: str, condition, *args) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition(*args):
-        assert time.monotonic() < deadline, f"still waiting for {what}"
-        time.sleep(0.02)
-
-
 def _processes_running(token: str) -> list[int]:
     """Processes whose command line holds ``token`` (a number this test picked)."""
     found = []
@@ -148,7 +135,7 @@ def _stop_reading(s: socket.socket) -> None:
     """Wait until the server has filled ``s`` (its send to this client now blocks)."""
     head = s.recv(4096)
     assert head.startswith(b"HTTP/1.1 200"), head[:200]
-    _wait_for("the server to fill the client's socket", lambda: _unread(s) >= UNREAD)
+    wait_for("the server to fill the client's socket", lambda: unread(s) >= UNREAD)
 
 
 class _Reader(threading.Thread):
@@ -198,7 +185,7 @@ def test_a_running_build_is_cancelled_by_the_stop(served, signals):
     client = _build(server.sock, f"FROM localhost/base:1\nRUN sleep {token}\n")
     try:
         reader = _Reader(client)
-        _wait_for("the RUN to start", lambda: _processes_running(token) != [])
+        wait_for("the RUN to start", lambda: _processes_running(token) != [])
         server.stop(signals)
         reader.join(WAIT_SECONDS)
         assert not reader.is_alive()

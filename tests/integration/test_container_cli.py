@@ -19,40 +19,14 @@ from file_server import serving
 
 pytest.register_assert_rewrite("fixtures_images")
 
-pytest_plugins = ["fixtures_images"]
+pytest_plugins = ["fixtures_images", "container_cli_fixture"]
 
-RUNC = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin")
+from container_cli_fixture import ISOLATIONS, RUNC  # noqa: E402
+
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root, overlayfs and a runtime"),
 ]
-ISOLATIONS = [
-    pytest.param("oci", marks=[pytest.mark.runc, pytest.mark.skipif(not RUNC, reason="no runc")]),
-    "chroot",
-]
-
-
-@pytest.fixture
-def kiln(kiln_store, busybox_image, tmp_path):
-    env = dict(os.environ, KILN_ROOT=kiln_store.root, KILN_RUNTIME_DIR=str(tmp_path / "rt"))
-    env.pop("BUILDAH_ISOLATION", None)
-    env.pop("BUILDAH_HISTORY", None)
-
-    def run(*args, check=True, cwd=None):
-        res = subprocess.run(
-            [sys.executable, "-m", "kiln.cli.main", *args],
-            env=env,
-            cwd=cwd or tmp_path,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
-        if check and res.returncode != 0:
-            raise AssertionError(f"kiln {' '.join(args)} -> {res.returncode}\n{res.stderr}")
-        return res
-
-    yield run
-    run("rm", "--all", check=False)
 
 
 def test_run_exit_code_and_streams(kiln):
