@@ -88,12 +88,13 @@ class StallingProxy:
 
     def wait_upload_blocked(self, timeout: float) -> bool:
         """After ``stalled`` (up): wait until the client's sending has come to rest against
-        the held link (bytes queued at both ends, the same across half a second): it
-        sits in a write the link will never take."""
+        the held link (what is queued at both ends the same across half a second): it sits
+        in a write the link will never take, or, when all it sent fit in the queues, in the
+        read of an answer that will never come."""
         end, last, same = time.monotonic() + timeout, None, 0
         while time.monotonic() < end:
             now = [_queued(s, to_peer=False) for s in self._stalled_uploads]
-            same = same + 1 if now and now == last and all(q and q[1] for q in now) else 0
+            same = same + 1 if now and now == last and all(q is not None for q in now) else 0
             if same >= 10:
                 return True
             last = now
