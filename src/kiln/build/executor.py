@@ -462,8 +462,8 @@ class Executor:
                 yield empty
             return
         key = f"kiln-build-view-{os.urandom(8).hex()}"
-        spec = snaps.view(key, top)
-        try:
+        try:  # the view made inside: a Ctrl-C just after ``view`` returned must remove it too
+            spec = snaps.view(key, top)
             with mounted(spec, parent_dir=self.tmpdir) as path:
                 yield path
         finally:

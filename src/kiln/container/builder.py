@@ -130,19 +130,21 @@ class Builder:
             config = img.config.evolve()
         cid = os.urandom(32).hex()
         key = f"kiln-container-{cid}"
-        snaps.prepare(key, top, volatile=volatile_mounts)
-        state = ContainerState(
-            image_id=base.id if base else None,
-            image_name=image_name,
-            config=config,
-            snapshot_key=key,
-            parent_chain_id=top,
-            format=image_format,
-            owner=owner,
-            run=run.to_json() if run is not None else {},
-            volumes=list(volumes),
-        )
+        # the snapshot made inside the ``try``: a Ctrl-C just after ``prepare`` returned
+        # must remove it too (removing one not made is a NotFound, suppressed)
         try:
+            snaps.prepare(key, top, volatile=volatile_mounts)
+            state = ContainerState(
+                image_id=base.id if base else None,
+                image_name=image_name,
+                config=config,
+                snapshot_key=key,
+                parent_chain_id=top,
+                format=image_format,
+                owner=owner,
+                run=run.to_json() if run is not None else {},
+                volumes=list(volumes),
+            )
             record = insert_record(store, cid, name, image_name, base, state)
         except BaseException:
             with contextlib.suppress(Exception):

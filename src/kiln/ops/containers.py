@@ -376,8 +376,8 @@ def _source_root(ctx: Context, ref: str | None, own_id: str) -> Iterator[str | N
             yield empty
         return
     key = f"kiln-from-{os.urandom(8).hex()}"
-    spec = ctx.snapshots.view(key, top)
-    try:
+    try:  # the view made inside: a Ctrl-C just after ``view`` returned must remove it too
+        spec = ctx.snapshots.view(key, top)
         with mounted(spec) as root:
             yield root
     finally:

@@ -106,13 +106,13 @@ class Snapshotter(UpkeepMixin):
         spread_subdirectories(os.path.join(self.root, "tmp"))
         self.db = open_meta(os.path.join(self.root, "snapshots.db"))
         self.boot = boot_id()
+        # background deletions (``recycle_work``, ``remove``): a thread kept while they come
+        self._reaper = Lingering("kiln-snapshot-reaper", REAPER_IDLE)
         self._drop_torn()
         self._specs: dict[str, MountSpec] = {}  # active key -> its mounts (see ``mounts``)
         #: the rows of the active snapshots this process made and holds (see ``_active``)
         self._rows: dict[str, Mapping[str, Any] | sqlite3.Row] = {}
         self._merged: set[str] = set()  # mount points made (see ``mount_point``)
-        # background deletions (``recycle_work``): a thread kept while deletions come
-        self._reaper = Lingering("kiln-snapshot-reaper", REAPER_IDLE)
         self._probing: Job | None = None  # the overlay probe started early (``probe_ahead``)
 
     # driver ---------------------------------------------------------------
@@ -240,7 +240,7 @@ class Snapshotter(UpkeepMixin):
         if self.has_layer(chain_id):
             return self.layer_dirs(chain_id)[0]
         self._check_parent(parent)
-        with self.stage_layer() as staged, self._chain_lock(chain_id):
+        with self._staging() as staged, self._chain_lock(chain_id):
             if self.has_layer(chain_id):
                 return self.layer_dirs(chain_id)[0]
             with open_stream() as stream:
@@ -258,10 +258,24 @@ class Snapshotter(UpkeepMixin):
         lock = contextlib.ExitStack()
         lock.enter_context(self._shared())
         try:
-            return StagedLayer(self._tmpdir("unpack-"), lock)
+            with signals_held():  # from the mkdir until the tree is the StagedLayer's
+                return StagedLayer(self._tmpdir("unpack-"), lock)
         except BaseException:
             lock.close()
             raise
+
+    @contextlib.contextmanager
+    def _staging(self) -> Iterator[StagedLayer]:
+        """``stage_layer`` for the block, discarded when it ends unless adopted: a Ctrl-C
+        just after ``stage_layer`` returned would leave its tree in ``tmp/``."""
+        staged = None
+        try:
+            with signals_held():
+                staged = self.stage_layer()
+            yield staged
+        finally:
+            if staged is not None:
+                staged.discard()
 
     def adopt_staged(self, items: Sequence[tuple[StagedLayer, str, str | None, str]]) -> list[str]:
         """Record staged layers ``(staged, chain_id, parent, diff_id)``, bottom up; returns
@@ -308,9 +322,11 @@ class Snapshotter(UpkeepMixin):
             )
             if child is not None:
                 raise Conflict(f"layer {chain_id} is in use by {child[0]}; remove that first")
-            with self.db.transaction() as conn:
-                conn.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
-            self._rmtree_aside(os.path.join(self.root, "layers", str(row["n"])))
+            with self._landing() as landing:
+                with self.db.transaction() as conn:
+                    landing()
+                    conn.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
+                self._remove_aside(os.path.join(self.root, "layers", str(row["n"])))
 
     # active snapshots -----------------------------------------------------
 
@@ -454,14 +470,15 @@ class Snapshotter(UpkeepMixin):
         if self.has_layer(chain_id):
             self.remove(key)
             return self.layer_dirs(chain_id)[0]
-        tmp = self._tmpdir("commit-")
-        with self.db.transaction() as conn:
-            n = self._insert_layer(conn, chain_id, parent, "", flat, boot)
-            os.rename(os.path.join(base, "fs" if flat else "upper"), os.path.join(tmp, "fs"))
-            self._place_layer(tmp, n, boot)
-            conn.execute("DELETE FROM active WHERE key=?", (key,))
-        holds.release(base)
-        self._rmtree_aside(base)
+        with self._scratch("commit-") as tmp, self._landing() as landing:
+            with self.db.transaction() as conn:
+                n = self._insert_layer(conn, chain_id, parent, "", flat, boot)
+                landing()
+                os.rename(os.path.join(base, "fs" if flat else "upper"), os.path.join(tmp, "fs"))
+                self._place_layer(tmp, n, boot)
+                conn.execute("DELETE FROM active WHERE key=?", (key,))
+            holds.release(base)
+            self._remove_aside(base)
         return self._layer_fs(n)
 
     def _commit_in_place(
@@ -480,48 +497,52 @@ class Snapshotter(UpkeepMixin):
         st = os.stat(upper)  # the new top layer's root: the next upper looks like it
         os.chown(fresh, st.st_uid, st.st_gid)
         os.chmod(fresh, st.st_mode & 0o7777)
-        tmp = self._tmpdir("commit-")
-        with self.db.transaction() as conn:
-            n = self._insert_layer(conn, chain_id, parent, "", False, boot)
-            os.rename(upper, os.path.join(tmp, "fs"))
-            self._place_layer(tmp, n, boot)
-            os.rename(fresh, upper)
-            now = time.time()
-            conn.execute(
-                "UPDATE active SET key=?, parent=?, created=? WHERE key=?",
-                (next_key, chain_id, now, key),
-            )
-        old = self._rows.pop(key, None)
-        if old is not None:  # still held, in the same directory: known without a query
-            self._rows[next_key] = {**old, "key": next_key, "parent": chain_id, "created": now}
+        with self._scratch("commit-") as tmp, self._landing() as landing:
+            with self.db.transaction() as conn:
+                n = self._insert_layer(conn, chain_id, parent, "", False, boot)
+                landing()
+                os.rename(upper, os.path.join(tmp, "fs"))
+                self._place_layer(tmp, n, boot)
+                os.rename(fresh, upper)
+                now = time.time()
+                conn.execute(
+                    "UPDATE active SET key=?, parent=?, created=? WHERE key=?",
+                    (next_key, chain_id, now, key),
+                )
+            old = self._rows.pop(key, None)
+            if old is not None:  # still held, in the same directory: known without a query
+                self._rows[next_key] = {**old, "key": next_key, "parent": chain_id, "created": now}
         return self._layer_fs(n)
 
     def remove(self, key: str) -> None:
         row = self._active(key)
         self._forget(key)
         path = os.path.join(self.root, "active", str(row["n"]))
-        try:
-            with self.db.transaction() as conn:
-                conn.execute("DELETE FROM active WHERE key=?", (key,))
-        except NoSpace:
-            # the disk is full (often because of this very snapshot, a RUN that filled it):
-            # free its files first, then forget it; a crash between leaves a row without a
-            # directory, which removing again clears
-            holds.release(path)
+        with self._landing() as landing:
             try:
-                self._rmtree_aside(path)
-            except OSError:  # not even room for the directory to move it aside into
-                shutil.rmtree(path, ignore_errors=True)
-            with self.db.transaction() as conn:
-                conn.execute("DELETE FROM active WHERE key=?", (key,))
-            return
+                with self.db.transaction() as conn:
+                    landing()
+                    conn.execute("DELETE FROM active WHERE key=?", (key,))
+            except NoSpace:
+                self._remove_when_full(key, path)
+                return
+            holds.release(path)
+            # deleted on the background thread (``_reap``): a removal's rmdirs and unlinks
+            # wait for the journal on a busy disk (~1-15 ms for a build's working container
+            # at the end of every build), while the command goes on
+            self._remove_aside(path)
+
+    def _remove_when_full(self, key: str, path: str) -> None:
+        """``remove`` where the disk is full (often because of this very snapshot, a RUN
+        that filled it): its files go first, then its row; a crash between leaves a row
+        without a directory, which removing again clears."""
         holds.release(path)
-        # moved aside now, deleted on the background thread (``_reap``): a removal's
-        # rmdirs and unlinks wait for the journal on a busy disk (~1-15 ms for a build's
-        # working container at the end of every build), while the command goes on
-        aside = self._move_aside(path)
-        if aside is not None:
-            self._reap(aside)
+        try:
+            self._rmtree_aside(path)
+        except OSError:  # not even room for the directory to move it aside into
+            shutil.rmtree(path, ignore_errors=True)
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM active WHERE key=?", (key,))
 
     def list_active(self) -> list[str]:
         return [r[0] for r in self.db.query("SELECT key FROM active ORDER BY n")]
@@ -649,13 +670,14 @@ class Snapshotter(UpkeepMixin):
         # step), then touched: a young "rm-" entry is a removal under way, which a sweep
         # of another command leaves be
         aside = os.path.join(self.root, "tmp", f"rm-{os.urandom(8).hex()}")
-        try:
-            os.rename(work, aside)
-        except FileNotFoundError:
-            return
-        os.utime(aside)
-        os.mkdir(work, 0o700)
-        self._reap(aside)
+        with signals_held():  # from the rename until it is the background thread's to delete
+            try:
+                os.rename(work, aside)
+            except FileNotFoundError:
+                return
+            os.utime(aside)
+            self._reap(aside)
+            os.mkdir(work, 0o700)
 
     def _reap(self, path: str) -> None:
         """Delete ``path`` (in ``tmp/``) on the background thread, which stays for the next
@@ -694,14 +716,10 @@ class Snapshotter(UpkeepMixin):
                 return path  # another process made it meanwhile
             if os.path.lexists(path):
                 self._rmtree_aside(path)
-            tmp = self._tmpdir("stubs-")
-            try:
+            with self._scratch("stubs-") as tmp:
                 stubs.make_tree(tmp, tree)
                 os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
                 os.rename(tmp, path)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
         return path
 
     @contextlib.contextmanager
@@ -757,6 +775,37 @@ class Snapshotter(UpkeepMixin):
         aside = self._move_aside(path)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+
+    def _remove_aside(self, path: str) -> None:
+        """Remove a directory: renamed into tmp/ now, deleted on the background thread."""
+        aside = self._move_aside(path)
+        if aside is not None:
+            self._reap(aside)
+
+    @contextlib.contextmanager
+    def _scratch(self, prefix: str) -> Iterator[str]:
+        """A new directory in tmp/ for the block, removed when it ends (nothing is left to
+        remove once it was renamed into place). Made with Ctrl-C held until it is the
+        block's to remove: one raised just after the mkdir would leave it behind."""
+        path = ""
+        try:
+            with signals_held():
+                path = self._tmpdir(prefix)
+            yield path
+        finally:
+            if path:
+                shutil.rmtree(path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _landing(self) -> Iterator[Callable[[], None]]:
+        """For a change of rows and directories that must land together: calling what it
+        gives (inside the transaction, once its lock is taken, before the first rename)
+        holds Ctrl-C and SIGTERM until the block ends, after the commit and what follows
+        it (the renames aside, what this process knows). A signal raised between a rename
+        and its commit would roll the row back and leave the directory unrecorded (a
+        build's snapshot in ``active/``), or after the commit leave it in ``tmp/``."""
+        with contextlib.ExitStack() as stack:
+            yield lambda: stack.enter_context(signals_held())
 
     def _move_aside(self, path: str) -> str | None:
         """Unmount ``path``'s mount point and rename it into a new dir in tmp/ (returned)."""
@@ -830,8 +879,9 @@ class Snapshotter(UpkeepMixin):
     ) -> int:
         """Record ``tmp`` as layer ``chain_id``: durable first (``boot`` '') or, marked with
         ``boot``, without waiting for the disk (``_drop_torn`` after another boot)."""
-        with self.db.transaction() as conn:
+        with self._landing() as landing, self.db.transaction() as conn:
             n = self._insert_layer(conn, chain_id, parent, diff_id, flat, boot)
+            landing()
             self._place_layer(tmp, n, boot)
         return n
 
@@ -887,15 +937,16 @@ class Snapshotter(UpkeepMixin):
         # such a root does not cost every open a write
         if self._torn(self.db.conn) == ([], []):
             return
-        with self._shared():
+        with self._shared(), self._landing() as landing:
             with self.db.transaction() as conn:
                 dead, doomed = self._torn(conn)
+                landing()
                 conn.executemany("DELETE FROM active WHERE n=?", [(n,) for n in dead])
                 conn.executemany("DELETE FROM layers WHERE n=?", [(n,) for n in doomed])
             for path in [self._dir("layers", n) for n in doomed] + [
                 self._dir("active", n) for n in dead
             ]:
-                self._rmtree_aside(path)
+                self._remove_aside(path)
 
     def _torn(self, conn: sqlite3.Connection) -> tuple[list[int], list[int]]:
         """What ``_drop_torn`` drops: the active snapshots of another boot nobody holds,
@@ -925,8 +976,7 @@ class Snapshotter(UpkeepMixin):
             if self.db.one("SELECT 1 FROM active WHERE key=?", (key,)) is not None:
                 raise AlreadyExists(f"snapshot {key} already exists")
             self._check_parent(parent)
-            tmp = self._tmpdir("active-")
-            try:
+            with self._scratch("active-") as tmp:
                 lowers = self.layer_dirs(parent) if parent else []
                 top = lowers[0] if lowers else self._empty
                 if driver == "copy":
@@ -945,21 +995,28 @@ class Snapshotter(UpkeepMixin):
                     os.chmod(upper, st.st_mode & 0o7777)
                 row = {"key": key, "parent": parent, "kind": kind, "driver": driver,
                        "created": time.time(), "boot": self.boot if volatile else ""}  # fmt: skip
-                with self.db.transaction() as conn:
-                    cur = conn.execute(
-                        "INSERT INTO active(key, parent, kind, driver, created, boot) "
-                        "VALUES (:key,:parent,:kind,:driver,:created,:boot)",
-                        row,
-                    )
-                    dest = os.path.join(self.root, "active", str(cur.lastrowid))
-                    if os.path.lexists(dest):
-                        shutil.rmtree(dest)
-                    os.rename(tmp, dest)
-                    holds.hold(dest)  # before the shared lock goes: no sweep in between
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            self._rows[key] = {**row, "n": cur.lastrowid}
+                with self._landing() as landing:
+                    placed = ""
+                    try:
+                        with self.db.transaction() as conn:
+                            cur = conn.execute(
+                                "INSERT INTO active(key, parent, kind, driver, created, boot) "
+                                "VALUES (:key,:parent,:kind,:driver,:created,:boot)",
+                                row,
+                            )
+                            dest = os.path.join(self.root, "active", str(cur.lastrowid))
+                            if os.path.lexists(dest):
+                                shutil.rmtree(dest)
+                            landing()
+                            os.rename(tmp, dest)
+                            placed = dest
+                            holds.hold(dest)  # before the shared lock goes: no sweep in between
+                    except BaseException:  # the row did not land (a failed COMMIT)
+                        if placed:
+                            holds.release(placed)
+                            shutil.rmtree(placed, ignore_errors=True)
+                        raise
+                    self._rows[key] = {**row, "n": cur.lastrowid}
         spec = self._mounts(key, list(lowers))
         self._specs[key] = spec
         return spec

@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from kiln.util.held_signals import signals_held
+
 
 class Job:
     """One submitted job: ``wait`` for its end; ``error`` is what it raised, if anything."""
@@ -54,7 +56,9 @@ class Lingering:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Job:
         """Run ``fn(*args)`` on one of the threads; returns at once."""
         job = Job(fn, args)
-        with self._cond:
+        # a Ctrl-C between counting a new thread and starting it would leave one counted
+        # that never runs: the jobs queued next would wait for it forever
+        with signals_held(), self._cond:
             if self._pid != os.getpid():  # a fork has none of the parent's threads
                 self._jobs, self._threads, self._free = deque(), [], 0
                 self._pid = os.getpid()

@@ -217,9 +217,11 @@ class Database:
             finally:
                 self._local.depth -= 1
             return
-        conn.execute("BEGIN IMMEDIATE")
-        self._local.depth, self._local.txn = 1, next(_transaction_ids)
+        # BEGIN inside the ``try``: a Ctrl-C just after it (a signal raises between any two
+        # bytecodes) would leave the connection in a transaction no later call could start
         try:
+            self._local.depth, self._local.txn = 1, next(_transaction_ids)
+            conn.execute("BEGIN IMMEDIATE")
             yield conn
             conn.execute("COMMIT")
         except BaseException as exc:
@@ -238,13 +240,14 @@ class Database:
         if self._local.depth:
             yield conn
             return
-        conn.execute("BEGIN")
-        self._local.depth = 1
         try:
+            self._local.depth = 1
+            conn.execute("BEGIN")
             yield conn
         finally:
             self._local.depth = 0
-            conn.execute("COMMIT")
+            with contextlib.suppress(sqlite3.OperationalError):  # interrupted before BEGIN
+                conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close every connection: SQLite checkpoints the WAL into the database file at the

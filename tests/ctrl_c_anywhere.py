@@ -1,0 +1,85 @@
+"""Send Ctrl-C at every point of kiln's code where a real one can land, one trial per point.
+
+CPython runs a signal's handler only at some instructions: after a call returns (``CALL``),
+at a loop's backward jump, on entering a function. A ``KeyboardInterrupt`` raised at any
+other instruction (a line's start, the ``__exit__`` of a ``with``) is one no user could
+cause. The trials raise it just after each call made by code under ``kiln/`` in this
+thread (the N-th such point, counting from the call's start), where a Ctrl-C would raise
+it, which covers loops too (their bodies call). It is a real SIGINT (``raise_signal``),
+so a ``util.held_signals`` block records it and raises it when the block ends, as it
+would a user's.
+"""
+
+from __future__ import annotations
+
+import dis
+import itertools
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from types import CodeType
+from typing import Any
+
+import kiln
+
+KILN = os.path.dirname(kiln.__file__) + os.sep
+_CALLS = {dis.opmap[name] for name in ("CALL", "CALL_FUNCTION_EX") if name in dis.opmap}
+_after_calls: dict[CodeType, frozenset[int]] = {}
+
+
+def _points(code: CodeType) -> frozenset[int]:
+    """The offsets of ``code``'s instructions that follow a call."""
+    points = _after_calls.get(code)
+    if points is None:
+        ins = list(dis.get_instructions(code))
+        points = frozenset(b.offset for a, b in itertools.pairwise(ins) if a.opcode in _CALLS)
+        _after_calls[code] = points
+    return points
+
+
+def ctrl_c_at_point(n: int, call: Callable[[], Any]) -> tuple[bool, int]:
+    """Run ``call()`` with a Ctrl-C at the ``n``-th point after a call in kiln's code;
+    returns whether a ``KeyboardInterrupt`` came out of it and how many points it passed."""
+    seen = 0
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal seen
+        if event == "call":
+            if not frame.f_code.co_filename.startswith(KILN):
+                return None
+            frame.f_trace_lines = False
+            frame.f_trace_opcodes = True
+            return trace
+        if event == "opcode" and frame.f_lasti in _points(frame.f_code):
+            seen += 1
+            if seen == n:
+                signal.raise_signal(signal.SIGINT)  # Python's handler raises it here
+        return trace
+
+    assert threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sys.settrace(trace)
+        try:
+            call()
+        finally:
+            sys.settrace(None)
+    except KeyboardInterrupt:
+        return True, seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return False, seen
+
+
+def every_point(call: Callable[[], Any], limit: int = 5000) -> Iterator[tuple[int, bool]]:
+    """Trials 1, 2, ... of ``ctrl_c_at_point`` until one sends nothing (the call passed
+    fewer points): yields each point's number and whether the call was interrupted. The caller
+    checks what the trial left and sets the next one up before asking for it."""
+    for n in range(1, limit + 1):
+        interrupted, seen = ctrl_c_at_point(n, call)
+        if seen < n:
+            return
+        yield n, interrupted
+    raise AssertionError(f"the call still passed more than {limit} points")
