@@ -16,8 +16,9 @@ layer, ingest, lease, build container or partial output; ``kiln system check`` a
 store's fsck clean; every tagged image reads back; the same operation works again. With
 ``--library`` a script calls the library, Ctrl-C lands in its main thread, and the script
 checks the same once the call has raised, then calls it again; with ``--lines`` the Ctrl-C
-is raised at a random line of the call's main thread (``sys.settrace``), so that a moment of
-a few microseconds is as likely as a long wait.
+is a real SIGINT at a random point of kiln's code in the call's main thread where one can land
+(after a call returns: ``tests/ctrl_c_anywhere.py``), so that a moment of a few microseconds is
+as likely as a long wait.
 
 What is checked lives in ``tests/interrupt_trials.py`` (shared with the CI test
 ``tests/integration/test_interrupt_trials.py``). Run as root, one at a time (CPU-bound).
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ops", default="", help="comma list of operations (default: all)")
     ap.add_argument("--library", action="store_true", help="library calls, not the CLI")
     ap.add_argument("--lines", action="store_true",
-                    help="library: Ctrl-C at a random line of the call (traced), not time")  # fmt: skip
+                    help="library: Ctrl-C at a random point of the call, not time")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--stop-on-failure", action="store_true")
     args = ap.parse_args(argv)

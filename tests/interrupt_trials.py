@@ -80,8 +80,8 @@ class Bench(crash_trials.Bench):
     """The SIGKILL trials' store, context and registry, with more to interrupt."""
 
     early = 0  # trials whose signal came before kiln's main ran (Python's start-up)
-    # library trials: the Ctrl-C lands at a random line of the call's (traced) main thread,
-    # every line as likely as another, instead of after a random delay
+    # library trials: the Ctrl-C lands at a random point of the call's main thread where one
+    # can (``ctrl_c_anywhere``), every point as likely as another, instead of after a delay
     at_lines = False
 
     def setup(self, rootfs_tar: str) -> None:
@@ -223,7 +223,8 @@ class Bench(crash_trials.Bench):
 
     def run_library(self, op: LibraryOp, n: int, delay: float, line: int = 0) -> dict:
         spec = {"prepare": op.prepare, "call": op.call, "output": op.output, "n": abs(n),
-                "delay": delay, "marker": self.marker, "line": line}  # fmt: skip
+                "delay": delay, "marker": self.marker, "line": line,
+                "tests": os.path.dirname(os.path.abspath(__file__))}  # fmt: skip
         env = dict(self.env, KILN_RUNC_ADVISORY="ignore")
         done = subprocess.run([sys.executable, "-c", LIBRARY_SCRIPT, self.root, self.runtime_dir,
                                self.tmpdir, json.dumps(spec)], env=env, capture_output=True,
@@ -500,26 +501,20 @@ with kiln.open_context(root) as ctx:
     containers = {c.name for c in kiln.list_containers(ctx, all=True)}
     if spec["delay"] >= 0:
         threading.Thread(target=ctrl_c_after, args=(spec["delay"],), daemon=True).start()
+    # at the N-th point of kiln's code where a Ctrl-C can land (``ctrl_c_anywhere``), a real
+    # SIGINT; -1 counts the points only
+    sys.path.insert(0, spec["tests"])
+    from ctrl_c_anywhere import ctrl_c_at_point
     lines = 0
-    def count(frame, event, arg):  # "line": the N-th line the main thread runs raises
-        global lines
-        if event == "line":
-            lines += 1
-            if lines == spec["line"]:
-                sys.settrace(None)
-                raise KeyboardInterrupt
-        return count
     t0 = time.monotonic()
     try:
         if spec["line"]:
-            sys.settrace(count)
-        try:
+            interrupted, lines = ctrl_c_at_point(spec["line"], lambda: exec(spec["call"], globals()))
+        else:
             exec(spec["call"])
-        finally:
-            sys.settrace(None)
+            interrupted = False
         with lock:
             done = True
-        interrupted = False
     except KeyboardInterrupt:
         interrupted = True
     took = time.monotonic() - t0
