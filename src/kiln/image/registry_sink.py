@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from kiln.errors import Cancelled, DigestMismatch, InvalidArgument
+from kiln.errors import DigestMismatch, InvalidArgument
 from kiln.image.model import Image, SourceImage
 from kiln.oci import media_types as mt
 from kiln.oci.blobs import BlobSource
@@ -30,7 +30,7 @@ from kiln.oci.manifest import Index, Manifest
 from kiln.oci.reference import Reference
 from kiln.oci.strict_json import canonical, loads_object
 from kiln.registry import RegistryClient
-from kiln.util.cancel import cancel_scope
+from kiln.util.cancel import cancel_flag, cancel_scope, raise_if_cancelled
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -45,18 +45,19 @@ SinkBytes = Callable[[str, Descriptor, int], None]
 
 class _Reopenable(io.RawIOBase):
     """A view of a seekable stream from ``start``; closing it leaves the stream open.
-    ``on_read(n)`` hears the bytes read so far after every read."""
+    ``on_read(n)`` hears the bytes read so far after every read; once ``cancel`` (the
+    push's cancel flag) is set, the next read ends the upload."""
 
     def __init__(
         self,
         stream: BinaryIO,
         start: int,
         on_read: Callable[[int], None] | None = None,
-        stop: threading.Event | None = None,
+        cancel: threading.Event | None = None,
     ):
         self._stream = stream
         self._on_read = on_read
-        self._stop = stop  # set: the push was given up (Ctrl-C); the next read ends the upload
+        self._cancel = cancel
         self._read = 0
         stream.seek(start)
 
@@ -64,8 +65,7 @@ class _Reopenable(io.RawIOBase):
         return True
 
     def readinto(self, b: WriteableBuffer) -> int:
-        if self._stop is not None and self._stop.is_set():
-            raise Cancelled("the push was interrupted")
+        raise_if_cancelled(self._cancel)
         view = memoryview(b).cast("B")
         data = self._stream.read(len(view))
         n = len(data)
@@ -108,7 +108,6 @@ class RegistrySink:
         self.config_digest = config_digest
         self.present: set[Digest] = set()
         self._missing: set[Digest] = set()  # asked just now: put_blob need not ask again
-        self._stop = threading.Event()  # set when push_layers is interrupted
         self.manifest_digest: Digest | None = None
         self.manifest_size = 0
         self._lock = threading.Lock()
@@ -163,12 +162,11 @@ class RegistrySink:
         with self._lock:
             asked = desc.digest in self._missing
             self._missing.discard(desc.digest)
+        cancel = cancel_flag()  # set on Ctrl-C (push_layers), or when an API client goes away
         outcome = self.client.push_blob(
             self.ref,
             desc,
-            lambda: cast(
-                BinaryIO, _Reopenable(stream, start, self._sent_of(kind, desc), self._stop)
-            ),
+            lambda: cast(BinaryIO, _Reopenable(stream, start, self._sent_of(kind, desc), cancel)),
             mount_from=mount,
             check_exists=not asked,
         )
@@ -198,7 +196,6 @@ class RegistrySink:
             try:
                 errors = [e for e in (f.exception() for f in futures) if e is not None]
             except BaseException:  # Ctrl-C: uploads stop at their next read, none starts
-                self._stop.set()
                 stop.set_for("interrupted")
                 for f in futures:
                     f.cancel()
