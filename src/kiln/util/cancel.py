@@ -1,13 +1,24 @@
-"""The cancel flag of the work running in this context.
+"""Stopping work that was given up: a Ctrl-C, a failed sibling, an API client gone away.
 
-The API server runs a request's work under :func:`cancelled_by` and sets the flag when the
-client goes away. Waits that can block for long check it: the registry's socket reads wait
-in short slices (``kiln.registry.header_deadline``) and raise :class:`Cancelled` once it is
-set, so a pull from a registry that stalls ends with its client, not at the registry's
-deadline minutes later. The flag travels in a ``ContextVar``: the pull's pool threads run
-in a copy of the context that started them. A pull or push also runs its pool under a
-:func:`cancel_scope` of its own, set on Ctrl-C (or a failed sibling): a worker blocked in
-a read or write of a stalled registry ends within a slice, not at its timeout.
+The work's cancel flag travels in a ``ContextVar``; pool threads see it when they run in a
+copy of the context that started them (``contextvars.copy_context().run``).
+
+- :func:`cancel_scope`: for the owner of a piece of work (a pull's or push's pool) that
+  must stop it on its own account; yields a flag to ``set_for(reason)``. The enclosing
+  flag, if any, still stops the work too.
+- :class:`LinkedFlag`: the flag ``cancel_scope`` makes: set by its owner, and read as set
+  once the enclosing flag is; setting it leaves the enclosing one alone. Make one directly
+  where the owner holds it beyond one block (a build's cancel), with ``cancelled_by``.
+- :func:`cancel_flag`: for a wait that can look at a flag itself (a socket read in short
+  slices, a read of a blob being uploaded): this context's flag, or None; then
+  :func:`raise_if_cancelled` between slices.
+- :func:`when_cancelled`: for a wait that cannot look (urllib's socket reads, a child
+  process): a watcher calls ``stop`` once the flag is set while the block runs.
+- :func:`cancelled_by`: runs a block under a flag made elsewhere (the API server's
+  :class:`CancelFlag`, set when the client goes away or the server stops).
+
+This module stops work; for a few statements that must not stop halfway (a commit and
+its clean-up), hold the signals instead with ``kiln.util.held_signals.signals_held``.
 """
 
 from __future__ import annotations
