@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kiln.cli.commands._run_flags import run_flag, run_settings
+from kiln.cli.commands._run_flags import run_flag, run_settings, volume_flag
 from kiln.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -46,8 +46,7 @@ def run_options(f):
         click.option("--workingdir", default=None, metavar="DIR",
                      help="Working directory (created if missing)"),
         click.option("-e", "--env", multiple=True, metavar="K=V", help="Add to the environment"),
-        click.option("-v", "--volume", multiple=True, metavar="HOST:CTR[:OPTS]",
-                     help="Bind-mount a host directory"),
+        volume_flag("run"),
         click.option("--mount", multiple=True, metavar="type=bind|tmpfs|cache,...",
                      help="Attach a mount"),
         run_flag("cap_add", "run"),
@@ -89,6 +88,6 @@ def build_run_options(args, kw: dict) -> RunOptions:
         cwd=kw["workingdir"] or "/",
         hostname=kw["hostname"] or "",
         no_hosts=kw["no_hosts"],
-        mounts=[parse_volume(v) for v in kw["volume"]] + [parse_mount(m) for m in kw["mount"]],
+        mounts=[parse_volume(v) for v in kw["volumes"]] + [parse_mount(m) for m in kw["mount"]],
         terminal=kw["tty"],
     )

@@ -5,7 +5,9 @@ Each flag is one entry of ``FLAGS``: its declaration, the Python name the comman
 receives and its help, worded per verb where the verbs' help differs (a build's flag
 speaks of RUN steps; ``kiln from`` words them as ``kiln run``, whose defaults they become).
 ``run_flag(name, verb)`` is one flag as a decorator, so a verb keeps its own order in
-``--help``; ``run_flags(verb)`` is all of them in ``FLAGS`` order.
+``--help``; ``run_flags(verb)`` is all of them in ``FLAGS`` order. ``volume_flag(verb)`` is
+``-v/--volume``, declared the same way but outside ``FLAGS``: a mount, not a ``RunSettings``
+field, so the command passes it on itself.
 ``run_settings(kw)`` takes the flags' values out of the command's keyword arguments and
 parses them: sizes, comma lists, the network and isolation words (``$BUILDAH_ISOLATION``
 when ``--isolation`` is not given). Bad values are ``InvalidArgument`` naming the flag.
@@ -120,12 +122,22 @@ FLAGS = [
           {"default": None, "metavar": "SIZE"}),
 ]  # fmt: skip
 _BY_NAME = {f.name: f for f in FLAGS}
+_VOLUME = _Flag(("-v", "--volume", "volumes"),
+                {"build": "Bind-mount a host directory into every RUN",
+                 "from": "Bind-mount a host directory in every kiln run",
+                 "run": "Bind-mount a host directory"},
+                _list("HOST:CTR[:OPTS]"))  # fmt: skip
 _COMMA_LISTS = ("dns", "dns_search", "cap_add", "cap_drop")  # "--dns a,b" as podman
 
 
 def run_flag(name: str, verb: str):
     """The one RUN flag ``name`` (its parameter name) as ``verb`` words it."""
     return _BY_NAME[name].option(verb)
+
+
+def volume_flag(verb: str):
+    """``-v/--volume HOST:CTR[:OPTS]`` (parameter ``volumes``) as ``verb`` words it."""
+    return _VOLUME.option(verb)
 
 
 def run_flags(verb: str):

@@ -21,7 +21,7 @@ import click
 
 from kiln.cli.commands._commit_flags import compression_option, iidfile_option
 from kiln.cli.commands._registry_flags import registry_flags
-from kiln.cli.commands._run_flags import run_flag, run_settings
+from kiln.cli.commands._run_flags import run_flag, run_settings, volume_flag
 from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 from kiln.errors import InvalidArgument, KilnError, ProcessFailed
@@ -359,14 +359,7 @@ class BuildCommand(click.Command):
 @run_flag("dns", "build")
 @run_flag("dns_search", "build")
 @run_flag("dns_options", "build")
-@click.option(
-    "-v",
-    "--volume",
-    "volumes",
-    multiple=True,
-    metavar="HOST:CTR[:OPTS]",
-    help="Bind-mount a host directory into every RUN",
-)
+@volume_flag("build")
 @run_flag("cap_add", "build")
 @run_flag("cap_drop", "build")
 @run_flag("ulimits", "build")

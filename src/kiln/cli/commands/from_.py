@@ -10,7 +10,7 @@ from kiln.cli.commands._container_opts import (
     namespace_settings,
 )
 from kiln.cli.commands._registry_flags import registry_flags
-from kiln.cli.commands._run_flags import run_flags, run_settings
+from kiln.cli.commands._run_flags import run_flags, run_settings, volume_flag
 from kiln.cli.state import State, pass_state
 from kiln.util.choices import IMAGE_FORMATS, PULL_POLICIES
 
@@ -41,14 +41,7 @@ from kiln.util.choices import IMAGE_FORMATS, PULL_POLICIES
 @click.option("--cidfile", default=None, metavar="FILE", help="Write the container's ID to FILE")
 @registry_flags(scope=" (registries)")
 @run_flags("from")
-@click.option(
-    "-v",
-    "--volume",
-    "volumes",
-    multiple=True,
-    metavar="HOST:CTR[:OPTS]",
-    help="Bind-mount a host directory in every kiln run",
-)
+@volume_flag("from")
 @click.option(
     "--device",
     "devices",
