@@ -189,11 +189,11 @@ class RegistrySink:
         descs = list({d.digest: d for d in wanted}.values())
         pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="kiln-push")
         with cancel_scope() as stop, pool:  # the uploads' socket reads end once it is set
-            futures = [
-                pool.submit(contextvars.copy_context().run, self.push_blob_from, image.blobs, d)
-                for d in descs
-            ]
-            try:
+            futures = []
+            try:  # the submits inside: a Ctrl-C as a worker starts must stop the ones started
+                for d in descs:
+                    run = contextvars.copy_context().run
+                    futures.append(pool.submit(run, self.push_blob_from, image.blobs, d))
                 errors = [e for e in (f.exception() for f in futures) if e is not None]
             except BaseException:  # Ctrl-C: uploads stop at their next read, none starts
                 stop.set_for("interrupted")
