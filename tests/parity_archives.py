@@ -54,6 +54,17 @@ def make_archives(work: Path) -> list[Path]:
     return out
 
 
+def archive_named(name: str) -> bytes:
+    """A docker-archive of one small layer whose ``RepoTags`` is ``[name]`` exactly as
+    given (``base``, ``Base:1``: names the loaders are to refuse)."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tf:
+        info = tarfile.TarInfo("hello.txt")
+        info.size, info.mtime = 6, MTIME
+        tf.addfile(info, fileobj=io.BytesIO(b"hello\n"))
+    return _hand_made_archive(layer.getvalue(), name, None)
+
+
 def _hand_made_archive(layer: bytes, name: str, created: str | None) -> bytes:
     """A docker-archive whose config has ``created`` exactly as given (or none at all),
     not as kiln would write it."""

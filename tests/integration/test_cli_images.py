@@ -47,6 +47,29 @@ def imported(root, busybox_rootfs_tar):
     return res.stdout.decode().strip()
 
 
+# podman 4.3's load of an archive whose RepoTags holds one of these: exit 125 and
+# "docker-archive: Invalid tag base (docker.io/library/base): does not contain a tag" /
+# 'Invalid tag "Base:1" in manifest item @0: ... repository name must be lowercase'
+PODMAN_REFUSES = {"base": "a name without a tag", "Base:1": "must be lowercase"}
+
+
+@pytest.mark.parametrize("name", sorted(PODMAN_REFUSES))
+def test_load_refuses_a_repo_tag_podman_refuses(root, tmp_path, name):
+    """kiln loaded such an image unnamed; now, as podman, it says why and loads nothing,
+    from a file and from standard input alike."""
+    from parity_archives import archive_named
+
+    archive = tmp_path / "odd.tar"
+    archive.write_bytes(archive_named(name))
+    for args, data in ((("-i", str(archive)), None), ((), archive.read_bytes())):
+        res = kiln(root, "load", *args, input=data, check=False)
+        err = res.stderr.decode()
+        assert res.returncode == 125 and res.stdout == b"", err
+        assert f'invalid tag "{name}" in RepoTags' in err and PODMAN_REFUSES[name] in err, err
+        assert "Traceback" not in err and "/proc/" not in err, err
+    assert out_lines(kiln(root, "images", "-a", "-q")) == []
+
+
 def test_import_images_inspect_history_tag_rmi(root, imported):
     assert imported.startswith("sha256:")
     table = out_lines(kiln(root, "images"))

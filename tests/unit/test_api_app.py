@@ -103,6 +103,23 @@ def test_docker_save_writes_dockerds_repo_tags_and_libpod_podmans(client):
     ]
 
 
+# dockerd 20.10's POST /images/load of an archive whose RepoTags holds one of these: a 200
+# whose stream ends with this error, the image loaded unnamed all the same. kiln refuses
+# before it loads anything (a 400 with the message); docker load prints either and exits 1
+DOCKERD_REFUSES = {"base": 'invalid tag "base"', "Base:1": "must be lowercase"}
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERD_REFUSES))
+def test_docker_load_refuses_a_repo_tag_dockerd_refuses(client, name):
+    """kiln loaded such an image unnamed and answered 'Loaded image ID'."""
+    from parity_archives import archive_named
+
+    r = client.post("/v1.41/images/load", content=archive_named(name))
+    assert r.status_code == 400, r.text
+    assert DOCKERD_REFUSES[name] in r.json()["message"], r.text
+    assert client.get("/v1.41/images/json?all=1").json() == []
+
+
 def test_unknown_route_is_404_json(client):
     r = client.get("/v1.41/nothing/here")
     assert r.status_code == 404 and r.json() == {"message": "page not found"}

@@ -260,7 +260,12 @@ def _open_sources(
     ctx: Context, path: str, stack: ExitStack, shown: str, docker_hub: bool
 ) -> list[tuple[Any, list[str]]]:
     kind = detect_format(path, ctx.tmpdir, shown)
-    images = transport(FORMAT_TRANSPORTS[kind]).all_images(path, tmp_dir=ctx.tmpdir)
+    try:
+        images = transport(FORMAT_TRANSPORTS[kind]).all_images(path, tmp_dir=ctx.tmpdir)
+    except InvalidArgument as exc:  # a spooled stream's errors name it as the user does
+        if shown == path:
+            raise
+        raise InvalidArgument(str(exc).replace(path, shown)) from None
     for img in images:
         stack.callback(close_source, img)
     merged: dict[str, tuple[Any, list[str]]] = {}  # one entry per manifest, names joined

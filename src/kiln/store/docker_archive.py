@@ -152,6 +152,8 @@ class DockerArchive:
             raise InvalidArgument(f"{what}: Layers must be a list of paths")
         if not isinstance(tags, list) or not all(isinstance(x, str) for x in tags):
             raise InvalidArgument(f"{what}: RepoTags must be a list of names")
+        for tag in tags:
+            _check_repo_tag(what, tag)
         config_raw = self._tar.read_bytes(entry["Config"], MAX_CONFIG_BYTES)
         config_desc = Descriptor(mt.DOCKER_CONFIG, Digest.of_bytes(config_raw), len(config_raw))
         members = {config_desc.digest: entry["Config"]}
@@ -284,6 +286,20 @@ class _Inflated(io.RawIOBase):
             self._plain.close()
             self._member.close()
         super().close()
+
+
+def _check_repo_tag(what: str, tag: str) -> None:
+    """A RepoTags entry must be a NAME:TAG reference, as podman (containers/image) and
+    dockerd refuse the archive otherwise: ``base`` (no tag) or ``Base:1`` (capitals) would
+    else load unnamed. Checked before anything is read into a store."""
+    try:
+        ref = Reference.parse(tag, default_tag=False)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f'{what}: invalid tag "{tag}" in RepoTags: {exc}') from None
+    if not ref.tag:
+        raise InvalidArgument(
+            f'{what}: invalid tag "{tag}" in RepoTags: a name without a tag (want NAME:TAG)'
+        )
 
 
 class DockerArchiveWriter(ArchiveWriter):
