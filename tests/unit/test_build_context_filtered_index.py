@@ -38,7 +38,7 @@ def _plain(ctx: BuildContext, sources: list[str], excludes: list[str]) -> str:
     h = hashlib.sha256()
     for src in sources:
         h.update(f"source {src}\n".encode())
-        for top in ctx.expand(src, matcher):
+        for top in ctx.expand(src):
             for rel, st in ctx.walk(top, matcher, follow=True):
                 h.update(ctx._entry_line(rel, st, follow=rel == top))
     return "sha256:" + h.hexdigest()

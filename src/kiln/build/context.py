@@ -158,25 +158,35 @@ def _kind(mode: int) -> str:
     return "other"
 
 
+#: the rules ``BuildContext.excluded`` applies, in the filter's signature: decisions an
+#: older kiln stored in the per-directory index under other rules are not taken for these
+#: (2: ``--exclude`` relative to each source only, as BuildKit; 1 also matched the path in
+#: the context)
+_EXCLUDE_RULES = 2
+
 #: what a filtered walk does with an entry (as ``BuildContext.walk``): leave it out, keep
 #: it, or (a directory excluded that an exception pattern may reach into) look inside only
 _SKIP, _KEEP, _BELOW = 0, 1, 2
 
 
 class _Filter:
-    """The ignore file and ``--exclude`` patterns of one directory source (``base``), as
-    ``BuildContext.walk`` applies them, entry by entry; ``sig`` names the filter in the
-    per-directory index, where its decisions are kept."""
+    """The ignore file and ``--exclude`` patterns of one directory source ``top`` (the
+    patterns relative to ``base``, by default ``top``), as ``BuildContext.walk`` applies
+    them, entry by entry; ``sig`` names the filter in the per-directory index, where its
+    decisions are kept."""
 
-    def __init__(self, ctx: BuildContext, excludes: IgnoreMatcher | None, base: str) -> None:
+    def __init__(
+        self, ctx: BuildContext, excludes: IgnoreMatcher | None, top: str, base: str | None = None
+    ) -> None:
         self.ctx = ctx
         self.excludes = excludes
-        self.base = base
+        self.base = top if base is None else base
         self.entirely = excludes is None or not excludes.patterns
         described = repr((
             [(p.text, p.exclusion) for p in ctx.matcher.patterns],
             [(p.text, p.exclusion) for p in excludes.patterns] if excludes else [],
-            base,
+            self.base,
+            _EXCLUDE_RULES,
         ))  # fmt: skip
         self.sig = hashlib.sha256(described.encode("utf-8", "surrogateescape")).hexdigest()
 
@@ -250,17 +260,19 @@ class BuildContext:
     # -- paths ------------------------------------------------------------------------
 
     def excluded(self, rel: str, excludes: IgnoreMatcher | None = None, base: str = "") -> bool:
-        """Ignored by the ignore file, or by ``excludes`` (matched against the path in the
-        context and, below a copied directory ``base``, the path relative to it)."""
+        """Ignored by the ignore file (matched against the path in the context), or by
+        ``excludes``, matched as BuildKit's copy matches ``--exclude``: against the path
+        relative to the copied source ``base`` ("": the context's root), so never the
+        source itself nor a path outside it."""
         if not rel:
             return False
         if self.matcher.patterns and self.matcher.matches(rel):
             return True
         if not (excludes and excludes.patterns):
             return False
-        if base and rel.startswith(base + "/") and excludes.matches(rel[len(base) + 1 :]):
-            return True
-        return excludes.matches(rel)
+        if not base:
+            return excludes.matches(rel)
+        return rel.startswith(base + "/") and excludes.matches(rel[len(base) + 1 :])
 
     def _stat(self, rel: str, follow: bool = False) -> os.stat_result | None:
         """The in-root stat of ``rel`` (its final symlink followed in-root if ``follow``);
@@ -290,23 +302,25 @@ class BuildContext:
                 raise NotADirectoryError(errno.ENOTDIR, "symbolic link loop", rel) from None
             raise
 
-    def expand(self, src: str, excludes: IgnoreMatcher | None = None) -> list[str]:
+    def expand(self, src: str) -> list[str]:
         """The context-relative paths ``src`` names (sorted for wildcards); NotFound if none,
-        or if one is a symlink that resolves to nothing inside the context."""
+        or if one is a symlink that resolves to nothing inside the context. Only the ignore
+        file hides a source: ``--exclude`` filters below each path named here, as BuildKit
+        applies it (``COPY --exclude=*.txt a.txt /d/`` copies ``a.txt``)."""
         # start-up: source patterns only for COPY/ADD
         from kiln.container.paths import clean_source, has_meta, match_wildcards
 
         rel = clean_source(src)
         if not has_meta(rel):
-            if rel and (self._lstat(rel) is None or self.excluded(rel, excludes)):
+            if rel and (self._lstat(rel) is None or self.excluded(rel)):
                 raise NotFound(
                     f'"{src}": no such file or directory in the build context '
-                    "(or excluded by .dockerignore / --exclude)"
+                    "(or excluded by .dockerignore)"
                 )
             matches = [rel]
         else:
             matches = match_wildcards(rel, lambda p: self._lstat(p) is not None, self._listdir)
-            matches = [m for m in matches if not self.excluded(m, excludes)]
+            matches = [m for m in matches if not self.excluded(m)]
             if not matches:
                 raise NotFound(
                     f'no source files were specified: "{src}" matches nothing in the context'
@@ -330,16 +344,17 @@ class BuildContext:
     def listdir(self, rel: str) -> list[str]:
         return self._listdir(rel)
 
-    def matches_nothing(self, src: str, excludes: Iterable[str] = ()) -> bool:
-        """Whether ``src`` is a wildcard that names nothing (after the ignore file and
-        ``excludes``): such a source is skipped when others of the instruction exist."""
+    def matches_nothing(self, src: str) -> bool:
+        """Whether ``src`` is a wildcard that names nothing (after the ignore file; not
+        ``--exclude``, which filters below each match): such a source is skipped when
+        others of the instruction exist."""
         # start-up: source patterns only for COPY/ADD
         from kiln.container.paths import clean_source, has_meta
 
         if not has_meta(clean_source(src)):
             return False
         try:
-            self.expand(src, IgnoreMatcher(list(excludes)) if excludes else None)
+            self.expand(src)
         except NotFound:
             return True
         return False
@@ -593,23 +608,32 @@ class BuildContext:
             self._preloaded = True
 
     def digest_unless(
-        self, sources: Iterable[str], excludes: Iterable[str] = (), *, big: int | None
+        self,
+        sources: Iterable[str],
+        excludes: Iterable[str] = (),
+        *,
+        big: int | None,
+        base: str | None = None,
     ) -> str | None:
         """``digest``, or None as soon as a file of at least ``big`` bytes would have to
         be read to hash it (a COPY then writes its layer first, hashing each file in the
         same read, and ``learn`` hands the digests over: ``kiln.build.layer_first``)."""
         if big is None:
-            return self.digest(sources, excludes)
+            return self.digest(sources, excludes, base=base)
         self._defer.at = big
         try:
-            return self.digest(sources, excludes)
+            return self.digest(sources, excludes, base=base)
         except _Deferred:
             return None
         finally:
             self._defer.at = None
 
-    def digest(self, sources: Iterable[str], excludes: Iterable[str] = ()) -> str:
-        """One digest of everything ``sources`` name (see the module docstring)."""
+    def digest(
+        self, sources: Iterable[str], excludes: Iterable[str] = (), *, base: str | None = None
+    ) -> str:
+        """One digest of everything ``sources`` name (see the module docstring); ``base``:
+        the directory ``excludes`` are relative to (a ``COPY --parents`` pivot), else each
+        source's own path."""
         matcher = IgnoreMatcher(list(excludes)) if excludes else None
         unfiltered = matcher is None and not self.matcher.patterns
         h = hashlib.sha256()
@@ -617,13 +641,13 @@ class BuildContext:
         try:
             for src in sources:
                 h.update(f"source {src}\n".encode())
-                for top in self.expand(src, matcher):
+                for top in self.expand(src):
                     st = self._stat(top, follow=True)
                     if st is not None and stat.S_ISDIR(st.st_mode):
-                        keep = None if unfiltered else _Filter(self, matcher, top)
+                        keep = None if unfiltered else _Filter(self, matcher, top, base)
                         self._digest_dir(top, st, h, box, keep)
                         continue
-                    for rel, st in self.walk(top, matcher, follow=True):
+                    for rel, st in self.walk(top, matcher, base, follow=True):
                         with self._reading(rel):
                             line = self._entry_line(rel, st, follow=rel == top)
                         h.update(line)
@@ -997,7 +1021,7 @@ class BuildContext:
         for src in sources:
             if src.startswith(("http://", "https://")):
                 continue
-            for top in self.expand(src, matcher):
+            for top in self.expand(src):
                 for rel, st in self.walk(top, matcher, follow=True):
                     if not (special or stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
                             or stat.S_ISLNK(st.st_mode)):  # fmt: skip
@@ -1017,10 +1041,13 @@ class BuildContext:
         heredocs: Iterable[Heredoc] = (),
         *,
         always: bool = False,
+        base: str | None = None,
     ) -> Iterator[str]:
         """A directory holding exactly what ``sources`` may copy (see the module docstring
         and ``kiln.build.staging``: both sides in-root, nothing followed); ``always``:
-        a staged tree even when nothing is filtered (COPY --parents)."""
+        a staged tree even when nothing is filtered (COPY --parents); ``base``: the
+        directory ``excludes`` are relative to (a ``--parents`` pivot), else each source's
+        own path."""
         sources, excludes, heredocs = list(sources), list(excludes), list(heredocs)
         if not always and not self.needs_staging(excludes, heredocs):
             yield self.root
@@ -1037,8 +1064,8 @@ class BuildContext:
                 for src in sources:
                     if src.startswith(("http://", "https://")):
                         continue
-                    for top in self.expand(src, matcher):
-                        for rel, st in self.walk(top, matcher, follow=True):
+                    for top in self.expand(src):
+                        for rel, st in self.walk(top, matcher, base, follow=True):
                             with self._reading(rel):
                                 stager.stage(rel, st, follow=rel == top)
             for doc in heredocs:

@@ -2,10 +2,10 @@
 
 The patterns follow the context's rules (``BuildContext.included``): ``.dockerignore``
 syntax (``*``, ``?``, ``[...]``, ``**``, a ``!`` exception re-includes, the last match
-wins, a directory matched takes everything below it), each path matched as it is in the
-tree and, below a directory source, as it is relative to that source (BuildKit matches
-the latter: ``COPY --from=base --exclude=*.mp3 dir3/ /3/`` leaves ``dir3/file-301.mp3``
-out). The tree is mounted read-only; both the copier and the direct layer planner read
+wins, a directory matched takes everything below it), each path matched as it is relative
+to its source, as BuildKit matches them (``COPY --from=base --exclude=*.mp3 dir3/ /3/``
+leaves ``dir3/file-301.mp3`` out); a source itself, or a wildcard's match, is never
+excluded (BuildKit copies it). The tree is mounted read-only; both the copier and the direct layer planner read
 it through the answer, so a pattern never reaches outside it (``../*`` or ``/etc/*``
 only ever match paths in it). The ignore file of the context does not apply here;
 FIFOs and devices are kept, as an unfiltered COPY --from copies them.
@@ -34,8 +34,7 @@ def from_included(
 ) -> Container[str] | None:
     """The paths of ``root`` a COPY --from of ``sources`` may read when ``excludes`` filter
     it (the copier's ``include``); None without patterns (all may be read). A source that
-    is itself excluded, or a wildcard whose every match is, is NotFound, as for the
-    context."""
+    is missing, or a wildcard that matches nothing, is NotFound, as for the context."""
     matcher = IgnoreMatcher(list(excludes))
     if not matcher.patterns:
         return None
@@ -43,11 +42,11 @@ def from_included(
         try:
             if matcher.has_exclusions:
                 return tree.included(sources, excludes, special=True)
-            tops = [top for src in sources if not is_url(src) for top in tree.expand(src, matcher)]
+            tops = [top for src in sources if not is_url(src) for top in tree.expand(src)]
         except NotFound as exc:
             raise NotFound(
                 str(exc)
-                .replace(".dockerignore / --exclude", "--exclude")
+                .replace(" (or excluded by .dockerignore)", "")
                 .replace("the build context", "the --from tree")
                 .replace("the context", "the --from tree")
             ) from None
@@ -56,9 +55,8 @@ def from_included(
 
 class _Unexcluded:
     """The paths no pattern excludes, decided one by one: a source's own path (``tops``,
-    what its wildcards matched, excluded ones already left out), and a path below one
-    that ``BuildContext.excluded`` (pure: it reads no file) does not exclude relative to
-    that source or as it is in the tree."""
+    what its wildcards matched), and a path below one that ``BuildContext.excluded``
+    (pure: it reads no file) does not exclude relative to that source."""
 
     def __init__(self, tree: BuildContext, tops: list[str], matcher: IgnoreMatcher) -> None:
         self.tree = tree

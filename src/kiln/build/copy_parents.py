@@ -87,11 +87,16 @@ def _matches_below(
 
 @contextlib.contextmanager
 def staged_from_root(
-    root: str, paths: list[str], tmpdir: str | None, excludes: IgnoreMatcher | None = None
+    root: str,
+    paths: list[str],
+    tmpdir: str | None,
+    excludes: IgnoreMatcher | None = None,
+    pivot: str = "",
 ) -> Iterator[str]:
     """A temporary tree holding ``paths`` of ``root`` (an image's or a stage's rootfs) and
     the directories leading to them, owners kept (COPY --from keeps them); below each path,
-    what ``excludes`` match is left out, as the context's walk leaves it out."""
+    what ``excludes`` match relative to ``pivot`` is left out, as the context's walk
+    leaves it out."""
     with (
         SafeRoot(root) as src,
         tempfile.TemporaryDirectory(prefix="kiln-parents-", dir=tmpdir) as tmp,
@@ -109,7 +114,7 @@ def staged_from_root(
         with Stager(src, dst, lstat, keep_owner=True) as stager:
             for top in paths:
                 walk = (_walk(src, top, lstat) if tree is None
-                        else tree.walk(top, excludes, follow=True))  # fmt: skip
+                        else tree.walk(top, excludes, pivot, follow=True))  # fmt: skip
                 for rel, st in walk:
                     stager.stage(rel, st, follow=rel == top)
         yield tmp

@@ -14,7 +14,7 @@ import dataclasses
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from kiln.archive.entry import TarEntry
@@ -86,17 +86,16 @@ def dispatch_copy(run: StageRun, build: BuildServices, instr: Copy | Add) -> Non
             from_images[from_ref] = build.ref_image(from_ref)
             if expanded.excludes:
                 IgnoreMatcher(list(expanded.excludes))  # a bad pattern fails before any work
-                # keys of an older kiln, which copied the excluded files, are not this layer's
-                files["from-excludes"] = "honoured"
+                # keys of an older kiln, which copied the excluded files (or matched the
+                # patterns against each path in the tree too), are not this layer's
+                files["from-excludes"] = "below each source"
         elif parents:
             assert isinstance(expanded, Copy)
             matcher = IgnoreMatcher(list(expanded.excludes)) if expanded.excludes else None
             groups = group_by_pivot(
                 local, lambda p: context.lstat_visible(p, matcher), context.listdir
             )
-            files["context"] = context.digest(
-                [escape_meta(p) for paths in groups.values() for p in paths], expanded.excludes
-            )
+            files["context"] = _parents_digest(context, groups, expanded.excludes)
             if context is not build.context:
                 files["named-context"] = expanded.from_ or ""
         elif local:
@@ -169,9 +168,7 @@ def _skip_empty_wildcards(context: BuildContext, instr: CopyT) -> CopyT:
     """``COPY f nothing* /d/``: a wildcard that matches nothing is skipped when another
     source of the instruction names something, as buildah and BuildKit do; alone, it is
     the usual "no source files" error."""
-    empty = {
-        s for s in instr.sources if not _remote(s) and context.matches_nothing(s, instr.excludes)
-    }
+    empty = {s for s in instr.sources if not _remote(s) and context.matches_nothing(s)}
     if not empty or len(empty) == len(instr.sources) + len(instr.contents):
         return instr
     return dataclasses.replace(instr, sources=tuple(s for s in instr.sources if s not in empty))
@@ -264,19 +261,36 @@ def _copy_parents(
                     list(instr.sources), _in_root_lstat(sr, matcher), lambda p: sr.listdir(p or "/")
                 )
             for pivot, paths in groups.items():
-                with staged_from_root(root, paths, build.tmpdir, matcher) as tree:
+                with staged_from_root(root, paths, build.tmpdir, matcher, pivot) as tree:
                     out = b.copy([escape_meta(pivot) or "."], dest, context_dir=tree,
                                  chown=instr.chown, chmod=instr.chmod, tmpdir=build.tmpdir,
                                  keep_owner=True)  # fmt: skip
                 digests.append(out.digest)
         return combined_digest(digests)
     for pivot, paths in groups.items():
-        staged = context.staged([escape_meta(p) for p in paths], instr.excludes, always=True)
+        staged = context.staged(
+            [escape_meta(p) for p in paths], instr.excludes, always=True, base=pivot
+        )
         with staged as tree:
             out = b.copy([escape_meta(pivot) or "."], dest, context_dir=tree, chown=instr.chown,
                          chmod=instr.chmod, tmpdir=build.tmpdir)  # fmt: skip
         digests.append(out.digest)
     return combined_digest(digests)
+
+
+def _parents_digest(
+    context: BuildContext, groups: dict[str, list[str]], excludes: Sequence[str]
+) -> str:
+    """The context digest of a COPY --parents: its pivots' matches, ``excludes`` relative
+    to each pivot as BuildKit applies them (without patterns, or with one pivot, one
+    digest of all the matches, as before)."""
+    if len(groups) > 1 and excludes:
+        return combined_digest([
+            context.digest([escape_meta(p) for p in paths], excludes, base=pivot)
+            for pivot, paths in groups.items()
+        ])  # fmt: skip
+    every = [escape_meta(p) for paths in groups.values() for p in paths]
+    return context.digest(every, excludes, base=next(iter(groups)) if excludes else None)
 
 
 def _in_root_lstat(sr: SafeRoot, excludes: IgnoreMatcher | None = None):
