@@ -103,3 +103,35 @@ def test_unchanged_filtered_context_matches_and_reads_nothing(tmp_path, store, m
     with BuildContext(str(ctx_dir), IGNORE, checksums=store) as ctx:
         ctx.digest(["."], ["*.c"])
     assert calls["read"] == 1
+
+
+def _matched_in_the_context_too(self, rel, excludes=None, base=""):
+    """``BuildContext.excluded`` as kiln had it: ``--exclude`` matched against the path in
+    the context as well as below the source."""
+    if not rel:
+        return False
+    if self.matcher.patterns and self.matcher.matches(rel):
+        return True
+    if not (excludes and excludes.patterns):
+        return False
+    if base and rel.startswith(base + "/") and excludes.matches(rel[len(base) + 1 :]):
+        return True
+    return excludes.matches(rel)
+
+
+def test_decisions_an_older_kiln_stored_are_not_reused(tmp_path, store, monkeypatch):
+    """An index made under the older rules (``src/*.py`` left ``src/a.py`` out of ``COPY
+    src``) is not taken for the current ones: the digest is the plain walk's."""
+    monkeypatch.setattr(context_module, "RACY_NS", 0)
+    ctx_dir = tmp_path / "ctx"
+    _tree(ctx_dir)
+    sources, excludes = ["src"], ["src/*.py"]
+    with BuildContext(str(ctx_dir)) as plain:
+        want = _plain(plain, sources, excludes)
+    with monkeypatch.context() as older:
+        older.setattr(BuildContext, "excluded", _matched_in_the_context_too)
+        older.setattr(context_module, "_EXCLUDE_RULES", 1)
+        with BuildContext(str(ctx_dir), checksums=store) as ctx:
+            stale = ctx.digest(sources, excludes)
+    with BuildContext(str(ctx_dir), checksums=store) as ctx:
+        assert ctx.digest(sources, excludes) == want != stale
