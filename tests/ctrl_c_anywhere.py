@@ -39,15 +39,19 @@ def _points(code: CodeType) -> frozenset[int]:
     return points
 
 
-def ctrl_c_at_point(n: int, call: Callable[[], Any]) -> tuple[bool, int]:
-    """Run ``call()`` with a Ctrl-C at the ``n``-th point after a call in kiln's code;
-    returns whether a ``KeyboardInterrupt`` came out of it and how many points it passed."""
+def ctrl_c_at_point(
+    n: int, call: Callable[[], Any], within: tuple[str, ...] = (KILN,)
+) -> tuple[bool, int]:
+    """Run ``call()`` with a Ctrl-C at the ``n``-th point after a call in kiln's code (in
+    the files whose names start with one of ``within``: a call that passes thousands of
+    points is tried where it is under test); returns whether a ``KeyboardInterrupt`` came
+    out of it and how many points it passed."""
     seen = 0
 
     def trace(frame: Any, event: str, arg: Any) -> Any:
         nonlocal seen
         if event == "call":
-            if not frame.f_code.co_filename.startswith(KILN):
+            if not frame.f_code.co_filename.startswith(within):
                 return None
             frame.f_trace_lines = False
             frame.f_trace_opcodes = True
@@ -73,12 +77,15 @@ def ctrl_c_at_point(n: int, call: Callable[[], Any]) -> tuple[bool, int]:
     return False, seen
 
 
-def every_point(call: Callable[[], Any], limit: int = 5000) -> Iterator[tuple[int, bool]]:
+def every_point(
+    call: Callable[[], Any], limit: int = 5000, within: tuple[str, ...] = (KILN,)
+) -> Iterator[tuple[int, bool]]:
     """Trials 1, 2, ... of ``ctrl_c_at_point`` until one sends nothing (the call passed
     fewer points): yields each point's number and whether the call was interrupted. The caller
-    checks what the trial left and sets the next one up before asking for it."""
+    checks what the trial left and sets the next one up before asking for it. ``within``:
+    as ``ctrl_c_at_point``'s."""
     for n in range(1, limit + 1):
-        interrupted, seen = ctrl_c_at_point(n, call)
+        interrupted, seen = ctrl_c_at_point(n, call, within)
         if seen < n:
             return
         yield n, interrupted
