@@ -246,8 +246,12 @@ class Database:
             yield conn
         finally:
             self._local.depth = 0
-            with contextlib.suppress(sqlite3.OperationalError):  # interrupted before BEGIN
+            # not ``contextlib.suppress``: a Ctrl-C just after it returned would skip the
+            # COMMIT and leave the connection in a read transaction no later one could begin
+            try:
                 conn.execute("COMMIT")
+            except sqlite3.OperationalError:  # interrupted before BEGIN
+                pass
 
     def close(self) -> None:
         """Close every connection: SQLite checkpoints the WAL into the database file at the
