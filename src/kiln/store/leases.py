@@ -29,11 +29,12 @@ from contextvars import ContextVar
 
 from kiln.store.db import Database
 from kiln.store.gc import IMAGE_BLOBS_SQL
+from kiln.util.held_signals import finish_held
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.process_owner import is_alive, this_process
 
 #: the leases open in this context, innermost last (of every store: see ``Leases.open``)
-_OPEN: ContextVar[tuple[Lease, ...]] = ContextVar("kiln_open_leases", default=())
+_OPEN: ContextVar[tuple[_Open, ...]] = ContextVar("kiln_open_leases", default=())
 
 
 class Lease:
@@ -110,17 +111,34 @@ class LeaseInfo:
         return not self.alive or self.expires <= time.time()
 
 
+class _Open:
+    """One ``_current`` block's place in ``_OPEN``: closed the moment the block ends."""
+
+    __slots__ = ("closed", "lease")
+
+    def __init__(self, lease: Lease):
+        self.lease = lease
+        self.closed = False
+
+
+def _still_open() -> tuple[_Open, ...]:
+    return tuple(entry for entry in _OPEN.get() if not entry.closed)
+
+
 @contextmanager
 def _current(lease: Lease) -> Iterator[None]:
     """``lease`` open in this context for the block (innermost)."""
-    token = _OPEN.set((*_OPEN.get(), lease))
+    entry = _Open(lease)
     try:
+        _OPEN.set((*_still_open(), entry))
         yield
     finally:
-        try:
-            _OPEN.reset(token)
-        except ValueError:  # the block ended in another context: drop just this lease
-            _OPEN.set(tuple(held for held in _OPEN.get() if held is not lease))
+        # closed first, with no call before it that a Ctrl-C could land after: one that
+        # kept the lease open in this context would have every later write join it and
+        # write its row again. The copies of this context a pool's tasks run in see it
+        # closed too (a task outliving the block would write the deleted row again)
+        entry.closed = True
+        _OPEN.set(_still_open())
 
 
 class Leases:
@@ -137,9 +155,14 @@ class Leases:
             with _current(lease):
                 yield lease
         finally:
-            if lease.written:
-                with self.db.transaction() as conn:
-                    conn.execute("DELETE FROM leases WHERE id=?", (lease.id,))
+            # held: a Ctrl-C inside the deletion's transaction would roll it back and leave
+            # the lease holding what it held until this process ends
+            finish_held(lambda: self._end(lease))
+
+    def _end(self, lease: Lease) -> None:
+        if lease.written:
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM leases WHERE id=?", (lease.id,))
 
     @contextmanager
     def joined(self, lease: Lease | None) -> Iterator[None]:
@@ -154,7 +177,11 @@ class Leases:
 
     def open(self) -> list[Lease]:
         """This store's leases open in this context, innermost last."""
-        return [lease for lease in _OPEN.get() if lease.database == self.db.path]
+        return [
+            entry.lease
+            for entry in _OPEN.get()
+            if not entry.closed and entry.lease.database == self.db.path
+        ]
 
     def current(self) -> Lease | None:
         """The innermost lease of this store open in this context, if any."""

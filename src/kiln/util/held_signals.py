@@ -11,6 +11,9 @@ delivers the signal as it would have been::
         delete_the_files()
     # a Ctrl-C that came meanwhile is raised here
 
+A ``finally``'s clean-up (a release that must happen) goes through ``finish_held``, which
+runs it so even when the signal lands while the hold is being taken.
+
 Only the main thread runs Python's signal handlers, so elsewhere this holds nothing (and
 needs not: the signal is raised in the main thread, not in this one). A handler Python did
 not install (``None``) is left alone.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # C: ``signal`` builds enums (1 ms a command)
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 HELD: tuple[int, ...] = (_signal.SIGINT, _signal.SIGTERM)
@@ -52,6 +55,19 @@ def signals_held(signums: tuple[int, ...] = HELD) -> Iterator[None]:
             _signal.signal(signum, handler)
         if caught:
             _deliver(caught[0], previous[caught[0]])
+
+
+def finish_held(cleanup: Callable[[], object]) -> None:
+    """Run ``cleanup`` (idempotent: what a ``finally`` must release) to its end with the
+    signals held, and the signal after. ``signals_held`` alone skips the clean-up when the
+    signal lands while the hold is being taken; here that runs it once more, held."""
+    try:
+        with signals_held():
+            cleanup()
+    except KeyboardInterrupt:  # kiln's SIGTERM ``Interrupted`` too
+        with signals_held():
+            cleanup()
+        raise
 
 
 def _deliver(signum: int, handler: Any) -> None:
