@@ -53,7 +53,9 @@ def unpack_layers(
         for desc, diff_id, chain_id in zip(
             layers, diff_ids, chain_ids(list(diff_ids)), strict=True
         ):
-            ready = staged.pop(str(desc.digest), None)
+            # read, and taken out of ``staged`` only once it is in ``pending`` or discarded:
+            # a Ctrl-C just after a pop would leave its tree in ``tmp/``, nobody's
+            ready = staged.get(str(desc.digest))
             if snaps.has_layer(chain_id):
                 if ready is not None:
                     ready.discard()
@@ -62,6 +64,7 @@ def unpack_layers(
             else:
                 _adopt(snaps, pending)
                 snaps.unpack_layer(chain_id, parent, functools.partial(open_layer, desc), diff_id)
+            staged.pop(str(desc.digest), None)
             parent = chain_id
         _adopt(snaps, pending)
     finally:  # what was not adopted goes (a mismatch, a failure below it)
