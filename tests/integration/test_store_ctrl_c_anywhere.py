@@ -1,0 +1,170 @@
+"""A Ctrl-C at any point of a store call, or of an image's way into the store, leaves the
+store whole.
+
+Each call is run once per point of kiln code where a real Ctrl-C can land, with a real
+SIGINT sent there (``ctrl_c_anywhere``). After each trial, whether the call finished or
+raised ``KeyboardInterrupt``: ``kiln system check`` finds nothing, no lease is left (the
+calls' own end with them), no ingest is left in ``ingest/``, the snapshotter's ``tmp/``
+is empty once its background deletions are done (no staged layer of an import or a load),
+its rows and directories agree, and the call works again (the next trial runs it). An
+import or a load passes thousands of points, most of them reading the input: their trials
+are the points of the image layer's code and of the operation's own, where what they
+write is made and handed on; the store's calls they make have their own cases here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import kiln
+from ctrl_c_anywhere import KILN, every_point
+from kiln.oci import Descriptor, Digest
+from kiln.ops.check import check
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+NAME = "localhost/base:1"
+BLOB = b"blob\n" * 20_000
+# where an import's and a load's trials are: the image layer, the operations that write
+# into the store, and the staged trees they hand on
+WRITES = tuple(
+    KILN + p for p in ("image/", "ops/archives.py", "ops/store_copy.py", "snapshot/staged.py")
+)
+
+
+def _rootfs(path: str) -> str:
+    with tarfile.open(path, "w") as tf:
+        for name, data in (("etc", None), ("etc/os", b"base\n"), ("bin", None),
+                           ("bin/x", b"x" * 5000)):  # fmt: skip
+            ti = tarfile.TarInfo(name)
+            if data is None:
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o644
+                tf.addfile(ti, io.BytesIO(data))
+    return path
+
+
+class Case:
+    """A store with a small root filesystem tarball and a docker-archive of its image."""
+
+    def __init__(self, ctx: kiln.Context, tmp: str):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.snaps = ctx.snapshots
+        self.tarball = _rootfs(os.path.join(tmp, "rootfs.tar"))
+        self.archive = os.path.join(tmp, "base.tar")
+        kiln.import_image(ctx, self.tarball, NAME)
+        kiln.save_images(ctx, [NAME], self.archive)
+        self.reset()
+
+    def image(self) -> str:
+        return kiln.import_image(self.ctx, self.tarball, NAME).id
+
+    def reset(self) -> None:
+        """Back to an empty store, through the store's and the snapshotter's own calls."""
+        for rec in self.store.list_images():
+            self.store.delete_image(rec.id)
+        self.store.gc()
+        for row in reversed(self.snaps.layer_rows()):
+            self.snaps.remove_layer(row.chain_id)
+        self.snaps.settle()
+
+
+@pytest.fixture
+def case(tmp_path, monkeypatch) -> Iterator[Case]:
+    # the check looks at scratch space and RUN bundles: this test's own, not the machine's
+    for var, sub in (("TMPDIR", "scratch"), ("KILN_RUNTIME_DIR", "runtime")):
+        os.mkdir(tmp_path / sub)
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    with kiln.open_context(str(tmp_path / "root")) as ctx:
+        ctx.store.blob_grace_seconds = 0
+        yield Case(ctx, str(tmp_path))
+
+
+def left_behind(c: Case) -> list[str]:
+    """What is not whole in the store and its snapshotter."""
+    c.snaps.settle()
+    problems = [f"check: {f.kind} {f.subject}: {f.problem}" for f in check(c.ctx).findings]
+    problems += [f"lease {lease.id} left" for lease in c.store.list_leases()]
+    problems += [f"ingest/{n}" for n in os.listdir(os.path.join(c.store.root, "ingest"))]
+    s = c.snaps
+    for sub, table in (("active", "active"), ("layers", "layers")):
+        rows = {str(r[0]) for r in s.db.query(f"SELECT n FROM {table}")}  # noqa: S608
+        dirs = set(os.listdir(os.path.join(s.root, sub)))
+        problems += [f"snapshots/{sub}/{n} has no row" for n in sorted(dirs - rows)]
+        problems += [f"snapshot {table} row {n} has no directory" for n in sorted(rows - dirs)]
+    problems += [f"snapshots/tmp/{n}" for n in os.listdir(os.path.join(s.root, "tmp"))]
+    return problems
+
+
+def _set_right(c: Case) -> None:
+    """Remove what a failed trial left, so the next trial shows its own."""
+    c.store.delete_leases([lease.id for lease in c.store.list_leases()])
+    check(c.ctx, repair=True)
+    for base in (os.path.join(c.store.root, "ingest"), os.path.join(c.snaps.root, "tmp")):
+        for n in os.listdir(base):
+            shutil.rmtree(os.path.join(base, n), ignore_errors=True)
+
+
+def _put_blob(c: Case) -> None:
+    c.store.put_blob(Descriptor("application/octet-stream", Digest.of_bytes(BLOB), len(BLOB)),
+                     io.BytesIO(BLOB))  # fmt: skip
+
+
+def _put_blob_leased(c: Case) -> None:
+    with c.store.lease():
+        _put_blob(c)
+
+
+def _lease_image(c: Case) -> None:
+    with c.store.lease() as lease:
+        lease.add_image(c.store.resolve_image(NAME).id)
+
+
+def _garbage(c: Case) -> None:
+    c.store.delete_image(c.image())  # its blobs, its unpacked layer
+
+
+# name -> (set-up, call, where its trials are): the call is what the trials interrupt
+CALLS: dict[str, tuple[Callable[[Case], object], Callable[[Case], object], tuple[str, ...]]] = {
+    "put-blob": (lambda c: None, _put_blob, (KILN,)),
+    "put-blob-leased": (lambda c: None, _put_blob_leased, (KILN,)),
+    "lease-image": (Case.image, _lease_image, (KILN,)),
+    "tag": (Case.image, lambda c: kiln.tag_image(c.ctx, NAME, "localhost/other:2"), (KILN,)),
+    "untag": (Case.image, lambda c: kiln.untag_image(c.ctx, NAME, NAME), (KILN,)),
+    "rmi": (Case.image, lambda c: kiln.remove_images(c.ctx, [NAME]), (KILN,)),
+    "gc": (_garbage, lambda c: c.ctx.collect_garbage(), (KILN,)),
+    "import": (lambda c: None, lambda c: kiln.import_image(c.ctx, c.tarball, NAME), WRITES),
+    "load": (lambda c: None, lambda c: kiln.load_images(c.ctx, c.archive), WRITES),
+}
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_ctrl_c_at_any_point_leaves_the_store_whole(case: Case, name) -> None:
+    set_up, call, within = CALLS[name]
+    set_up(case)
+    failures = []
+    trials = 0
+    for n, interrupted in every_point(lambda: call(case), within=within):
+        trials += 1
+        problems = left_behind(case)
+        if problems:
+            failures.append(
+                f"point {n} ({'interrupted' if interrupted else 'finished'}): {problems}"
+            )
+            _set_right(case)
+        case.reset()
+        set_up(case)
+    assert trials > 5  # the call ran kiln code: the trials reached it
+    assert not failures, "\n".join(failures)
+    assert left_behind(case) == []  # after the last run, not interrupted, too
