@@ -157,12 +157,12 @@ class Leases:
         finally:
             # held: a Ctrl-C inside the deletion's transaction would roll it back and leave
             # the lease holding what it held until this process ends
-            finish_held(lambda: self._end(lease))
+            if lease.written:
+                finish_held(lambda: self._end(lease))
 
     def _end(self, lease: Lease) -> None:
-        if lease.written:
-            with self.db.transaction() as conn:
-                conn.execute("DELETE FROM leases WHERE id=?", (lease.id,))
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM leases WHERE id=?", (lease.id,))
 
     @contextmanager
     def joined(self, lease: Lease | None) -> Iterator[None]:
