@@ -54,3 +54,26 @@ def test_another_thread_holds_nothing_and_changes_no_handler():
     t.start()
     t.join(30)
     assert seen == [signal.default_int_handler]
+
+
+def test_a_ctrl_c_at_any_point_of_the_hold_leaves_every_handler_as_it_was():
+    """Restoring the handlers one by one, a Ctrl-C that landed after SIGINT's was back raised
+    there and left SIGTERM's handler the hold's for good: every later SIGTERM swallowed."""
+    from ctrl_c_anywhere import every_point
+    from kiln.util import held_signals
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    try:
+        trials = []
+
+        def quiet_block() -> None:
+            with held_signals.signals_held():
+                pass
+
+        for n, _interrupted in every_point(quiet_block, within=(held_signals.__file__,)):
+            trials.append(n)
+            handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+            assert handlers == (signal.default_int_handler, raise_interrupted), n
+        assert len(trials) > 4
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -39,9 +39,13 @@ def signals_held(signums: tuple[int, ...] = HELD) -> Iterator[None]:
         return
     caught: list[int] = []
     previous: dict[int, Any] = {}
+    over = False
 
     def hold(signum: int, _frame: object) -> None:
-        caught.append(signum)
+        if over:  # left installed by an interrupted restore: act as the handler it replaced
+            _deliver(signum, previous[signum])
+        else:
+            caught.append(signum)
 
     try:
         for signum in signums:
@@ -51,8 +55,16 @@ def signals_held(signums: tuple[int, ...] = HELD) -> Iterator[None]:
                 _signal.signal(signum, hold)
         yield
     finally:
-        for signum, handler in previous.items():
-            _signal.signal(signum, handler)
+        # a signal landing between two restores raises there, leaving the rest on ``hold``
+        # (which then forwards, ``over``); blocked meanwhile, it waits in the kernel and
+        # reaches its own handler once all are back (unless another thread takes it)
+        over = True
+        mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, signums)
+        try:
+            for signum, handler in previous.items():
+                _signal.signal(signum, handler)
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         if caught:
             _deliver(caught[0], previous[caught[0]])
 
