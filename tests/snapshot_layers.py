@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 from collections.abc import Iterable, Mapping
 
@@ -77,3 +78,17 @@ def layer_mismatches(store, snaps: Snapshotter) -> list[str]:
                 )
                 problems.append(f"layer {chain} of {rec.id} differs from its blob at {differ}")
     return problems
+
+
+def disagreements(snaps: Snapshotter) -> list[str]:
+    """Where the snapshotter's directories and rows do not agree, once its background
+    deletions are done: a directory under ``active/`` or ``layers/`` without its row, a
+    row without its directory, anything left in ``tmp/``."""
+    snaps.settle()
+    problems = []
+    for sub in ("active", "layers"):
+        rows = {str(r[0]) for r in snaps.db.query(f"SELECT n FROM {sub}")}  # noqa: S608
+        dirs = set(os.listdir(os.path.join(snaps.root, sub)))
+        problems += [f"{sub}/{n} has no row" for n in sorted(dirs - rows)]
+        problems += [f"{sub} row {n} has no directory" for n in sorted(rows - dirs)]
+    return problems + [f"tmp/{n}" for n in os.listdir(os.path.join(snaps.root, "tmp"))]

@@ -18,7 +18,7 @@ import pytest
 
 from ctrl_c_anywhere import every_point
 from kiln.snapshot import Snapshotter, mount
-from snapshot_layers import unpack
+from snapshot_layers import disagreements, unpack
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -35,17 +35,8 @@ def snaps(request, tmp_path) -> Iterator[Snapshotter]:
 
 
 def left_behind(s: Snapshotter) -> list[str]:
-    """What does not add up in the snapshotter's directories and rows."""
-    s.settle()
-    problems = []
-    for sub, table in (("active", "active"), ("layers", "layers")):
-        rows = {str(r[0]) for r in s.db.query(f"SELECT n FROM {table}")}  # noqa: S608
-        dirs = set(os.listdir(os.path.join(s.root, sub)))
-        problems += [f"{sub}/{n} has no row" for n in sorted(dirs - rows)]
-        problems += [f"{table} row {n} has no directory" for n in sorted(rows - dirs)]
-    problems += [f"tmp/{n}" for n in os.listdir(os.path.join(s.root, "tmp"))]
-    problems += [f"mounted: {m}" for m in mount.mounts_under(s.root)]
-    return problems
+    """What does not add up in the snapshotter's directories and rows, and its mounts."""
+    return disagreements(s) + [f"mounted: {m}" for m in mount.mounts_under(s.root)]
 
 
 def reset(s: Snapshotter) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 
@@ -27,6 +26,7 @@ import kiln
 from ctrl_c_anywhere import KILN, every_point
 from kiln.oci import Descriptor, Digest
 from kiln.ops.check import check
+from snapshot_layers import disagreements, layer_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -40,16 +40,9 @@ WRITES = tuple(
 
 
 def _rootfs(path: str) -> str:
-    with tarfile.open(path, "w") as tf:
-        for name, data in (("etc", None), ("etc/os", b"base\n"), ("bin", None),
-                           ("bin/x", b"x" * 5000)):  # fmt: skip
-            ti = tarfile.TarInfo(name)
-            if data is None:
-                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-                tf.addfile(ti)
-            else:
-                ti.size, ti.mode = len(data), 0o644
-                tf.addfile(ti, io.BytesIO(data))
+    raw, _ = layer_tar({"etc": None, "etc/os": b"base\n", "bin": None, "bin/x": b"x" * 5000})
+    with open(path, "wb") as f:
+        f.write(raw)
     return path
 
 
@@ -97,13 +90,7 @@ def left_behind(c: Case) -> list[str]:
     problems = [f"check: {f.kind} {f.subject}: {f.problem}" for f in check(c.ctx).findings]
     problems += [f"lease {lease.id} left" for lease in c.store.list_leases()]
     problems += [f"ingest/{n}" for n in os.listdir(os.path.join(c.store.root, "ingest"))]
-    s = c.snaps
-    for sub, table in (("active", "active"), ("layers", "layers")):
-        rows = {str(r[0]) for r in s.db.query(f"SELECT n FROM {table}")}  # noqa: S608
-        dirs = set(os.listdir(os.path.join(s.root, sub)))
-        problems += [f"snapshots/{sub}/{n} has no row" for n in sorted(dirs - rows)]
-        problems += [f"snapshot {table} row {n} has no directory" for n in sorted(rows - dirs)]
-    problems += [f"snapshots/tmp/{n}" for n in os.listdir(os.path.join(s.root, "tmp"))]
+    problems += [f"snapshots/{p}" for p in disagreements(c.snaps)]
     return problems
 
 
