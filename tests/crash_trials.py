@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mount_points import mount_points_under
 
@@ -209,8 +210,10 @@ def _marker_processes(marker: str) -> list[int]:
     return found
 
 
-def leftovers(bench: Bench) -> list[str]:
-    """What a killed kiln left that the next command did not clear."""
+def runtime_left(bench: Any, wait: float) -> list[str]:
+    """What a stopped kiln left outside its store: mounts, RUN bundles, runc containers, RUN
+    processes (given ``wait`` seconds to go: a killed container's take a moment), temp files.
+    ``bench``: a crash or an interrupt trials' bench (root, runtime_dir, tmpdir, marker)."""
     problems = []
     mounts = mount_points_under(bench.root, bench.runtime_dir, bench.tmpdir)
     if mounts:
@@ -224,13 +227,19 @@ def leftovers(bench: Bench) -> list[str]:
                                 text=True, timeout=30, check=False).stdout.split()  # fmt: skip
         if listed:
             problems.append(f"runc containers left: {listed}")
-    deadline = time.monotonic() + 20  # a killed container's processes take a moment to go
+    deadline = time.monotonic() + wait
     while _marker_processes(bench.marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     if _marker_processes(bench.marker):
         problems.append(f"RUN processes still running: {_marker_processes(bench.marker)}")
     if os.listdir(bench.tmpdir):
         problems.append(f"temp files left in the temp dir: {sorted(os.listdir(bench.tmpdir))}")
+    return problems
+
+
+def leftovers(bench: Bench) -> list[str]:
+    """What a killed kiln left that the next command did not clear."""
+    problems = runtime_left(bench, 20)
     snap_tmp = os.path.join(bench.root, "snapshots", "tmp")
     if os.path.isdir(snap_tmp) and os.listdir(snap_tmp):
         # a sweep killed midway leaves what it was deleting in snapshots/tmp: garbage by

@@ -41,7 +41,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import crash_trials
-from mount_points import mount_points_under
 
 STOPS_WITHIN = 15.0  # seconds from the signal to the exit (promised: a second or two)
 GONE_WITHIN = 10.0  # seconds for a stopped RUN's processes to be reaped by the kernel
@@ -187,26 +186,7 @@ class Bench(crash_trials.Bench):
 
     def left_behind(self, containers: set[str]) -> list[str]:
         """What the stopped command left, looked at before any kiln command sweeps it."""
-        problems = []
-        mounts = mount_points_under(self.root, self.runtime_dir, self.tmpdir)
-        if mounts:
-            problems.append(f"mounts left: {mounts}")
-        bundles = os.path.join(self.runtime_dir, "bundles")
-        if os.path.isdir(bundles) and os.listdir(bundles):
-            problems.append(f"bundles left: {os.listdir(bundles)}")
-        state = os.path.join(self.runtime_dir, "runc")
-        if os.path.isdir(state):
-            listed = subprocess.run(["runc", "--root", state, "list", "-q"], capture_output=True,
-                                    text=True, timeout=30, check=False).stdout.split()  # fmt: skip
-            if listed:
-                problems.append(f"runc containers left: {listed}")
-        deadline = time.monotonic() + GONE_WITHIN
-        while crash_trials._marker_processes(self.marker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if crash_trials._marker_processes(self.marker):
-            problems.append(f"RUN processes running: {crash_trials._marker_processes(self.marker)}")
-        if os.listdir(self.tmpdir):
-            problems.append(f"temp files left: {sorted(os.listdir(self.tmpdir))}")
+        problems = crash_trials.runtime_left(self, GONE_WITHIN)
         snap_tmp = os.path.join(self.root, "snapshots", "tmp")
         if os.path.isdir(snap_tmp) and os.listdir(snap_tmp):
             problems.append(f"snapshot tmp/ left: {os.listdir(snap_tmp)}")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("fixtures_images")
+from container_cli_fixture import ISOLATIONS  # noqa: E402
 from fixtures_images import save_docker_archive  # noqa: E402
 from kiln.container import Builder  # noqa: E402
 from kiln.errors import InvalidArgument, NotFound, ProcessFailed  # noqa: E402
@@ -28,12 +29,6 @@ pytest_plugins = ["fixtures_images"]
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root, overlayfs and a runtime"),
-]
-
-RUNC = shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin")
-ISOLATIONS = [
-    pytest.param("oci", marks=[pytest.mark.runc, pytest.mark.skipif(not RUNC, reason="no runc")]),
-    "chroot",
 ]
 
 
