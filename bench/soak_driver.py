@@ -19,8 +19,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the trials live beside the CI tests
 
-from fixtures_images import make_busybox_rootfs  # noqa: E402
-from registry_servers import start_registry  # noqa: E402
+import crash_trials  # noqa: E402
 
 #: what a soak picks once its bench is set up: the operations, how to calibrate them (each
 #: run once, its time bounding the moments), and a trial (operation, number) -> problems
@@ -52,32 +51,31 @@ def drive(
     failures: list[str] = []
     trials: collections.Counter[str] = collections.Counter()
     t0 = time.monotonic()
-    with start_registry("plain", os.path.join(work, "registry")) as reg:
-        bench = make_bench(os.path.join(work, "bench"), reg.host)
-        try:
-            bench.setup(make_busybox_rootfs(os.path.join(work, "rootfs.tar")))
-            ops, calibrate, trial = plan(bench)
-            if args.ops:
-                wanted = set(args.ops.split(","))
-                ops = [op for op in ops if op.name in wanted]
-            calibrate(ops)
-            print(f"seed {args.seed}; durations "
-                  + ", ".join(f"{op.name} {op.duration:.2f}s" for op in ops), file=sys.stderr)  # fmt: skip
-            for n in range(args.trials):
-                op = ops[n % len(ops)]
-                problems = trial(op, n)
-                trials[op.name] += 1
-                print(("FAIL " if problems else "ok   ") + bench.log[-1], file=sys.stderr)
-                for p in problems:
-                    print("     " + p, file=sys.stderr)
-                failures += problems
-                if problems and args.stop_on_failure:
-                    break
-        finally:
-            if args.keep:
-                print(f"work directory kept: {work}", file=sys.stderr)
-            else:
-                cleanup(bench)
+
+    def finish(bench: Any) -> None:
+        if args.keep:
+            print(f"work directory kept: {work}", file=sys.stderr)
+        else:
+            cleanup(bench)
+
+    with crash_trials.bench_with_registry(work, make_bench, finish) as bench:
+        ops, calibrate, trial = plan(bench)
+        if args.ops:
+            wanted = set(args.ops.split(","))
+            ops = [op for op in ops if op.name in wanted]
+        calibrate(ops)
+        print(f"seed {args.seed}; durations "
+              + ", ".join(f"{op.name} {op.duration:.2f}s" for op in ops), file=sys.stderr)  # fmt: skip
+        for n in range(args.trials):
+            op = ops[n % len(ops)]
+            problems = trial(op, n)
+            trials[op.name] += 1
+            print(("FAIL " if problems else "ok   ") + bench.log[-1], file=sys.stderr)
+            for p in problems:
+                print("     " + p, file=sys.stderr)
+            failures += problems
+            if problems and args.stop_on_failure:
+                break
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     elapsed = time.monotonic() - t0

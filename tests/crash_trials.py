@@ -210,6 +210,24 @@ def _marker_processes(marker: str) -> list[int]:
     return found
 
 
+@contextlib.contextmanager
+def bench_with_registry(
+    tmp: str, make: Callable[[str, str], Any], cleanup_bench: Callable[[Any], None]
+) -> Any:
+    """A trials' bench on a store in ``tmp``, set up with the busybox image, and a private
+    docker-registry; ``make(root, registry_host)`` builds it. Both go when the block ends."""
+    from fixtures_images import make_busybox_rootfs
+    from registry_servers import start_registry
+
+    with start_registry("plain", os.path.join(tmp, "registry")) as reg:
+        bench = make(os.path.join(tmp, "bench"), reg.host)
+        try:
+            bench.setup(make_busybox_rootfs(os.path.join(tmp, "rootfs.tar")))
+            yield bench
+        finally:
+            cleanup_bench(bench)
+
+
 def runtime_left(bench: Any, wait: float) -> list[str]:
     """What a stopped kiln left outside its store: mounts, RUN bundles, runc containers, RUN
     processes (given ``wait`` seconds to go: a killed container's take a moment), temp files.

@@ -16,8 +16,6 @@ import subprocess
 import pytest
 
 import crash_trials
-from fixtures_images import make_busybox_rootfs
-from registry_servers import start_registry
 
 pytestmark = [
     pytest.mark.root,
@@ -31,15 +29,13 @@ TRIALS_PER_OP = 2
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("crash")
-    with start_registry("plain", str(tmp_path / "registry")) as reg:
-        b = crash_trials.Bench(str(tmp_path / "bench"), reg.host,
-                               seed=int(os.environ.get("KILN_CRASH_SEED", "14")))  # fmt: skip
-        try:
-            b.setup(make_busybox_rootfs(str(tmp_path / "rootfs.tar")))
-            yield b
-        finally:
-            crash_trials.cleanup(b)
+    seed = int(os.environ.get("KILN_CRASH_SEED", "14"))
+    with crash_trials.bench_with_registry(
+        str(tmp_path_factory.mktemp("crash")),
+        lambda root, registry: crash_trials.Bench(root, registry, seed=seed),
+        crash_trials.cleanup,
+    ) as b:
+        yield b
 
 
 @pytest.mark.slow

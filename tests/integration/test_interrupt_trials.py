@@ -16,9 +16,8 @@ import shutil
 
 import pytest
 
+import crash_trials
 import interrupt_trials
-from fixtures_images import make_busybox_rootfs
-from registry_servers import start_registry
 
 pytestmark = [
     pytest.mark.root,
@@ -38,15 +37,13 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("interrupt")
-    with start_registry("plain", str(tmp_path / "registry")) as reg:
-        b = interrupt_trials.Bench(str(tmp_path / "bench"), reg.host,
-                                   seed=int(os.environ.get("KILN_INTERRUPT_SEED", "5")))  # fmt: skip
-        try:
-            b.setup(make_busybox_rootfs(str(tmp_path / "rootfs.tar")))
-            yield b
-        finally:
-            interrupt_trials.cleanup(b)
+    seed = int(os.environ.get("KILN_INTERRUPT_SEED", "5"))
+    with crash_trials.bench_with_registry(
+        str(tmp_path_factory.mktemp("interrupt")),
+        lambda root, registry: interrupt_trials.Bench(root, registry, seed=seed),
+        interrupt_trials.cleanup,
+    ) as b:
+        yield b
 
 
 @pytest.mark.timeout(900)
