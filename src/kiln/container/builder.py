@@ -30,6 +30,7 @@ from kiln.oci import History, ImageConfig, Reference
 from kiln.runtime import resolve_user
 from kiln.store import ContainerRecord, ImageRecord, Store
 from kiln.util.choices import ImageFormat, PullPolicy
+from kiln.util.held_signals import finish_held
 from kiln.util.timefmt import rfc3339
 
 from .config_edit import ConfigEditor
@@ -130,8 +131,10 @@ class Builder:
             config = img.config.evolve()
         cid = os.urandom(32).hex()
         key = f"kiln-container-{cid}"
-        # the snapshot made inside the ``try``: a Ctrl-C just after ``prepare`` returned
-        # must remove it too (removing one not made is a NotFound, suppressed)
+        # the snapshot and the row made inside the ``try``: a Ctrl-C just after ``prepare``
+        # or the row's insert returned must remove them too (removing one not made is a
+        # NotFound, suppressed); the row first, so what a second Ctrl-C leaves is a
+        # snapshot nothing names, which the next sweep removes
         try:
             snaps.prepare(key, top, volatile=volatile_mounts)
             state = ContainerState(
@@ -147,8 +150,7 @@ class Builder:
             )
             record = insert_record(store, cid, name, image_name, base, state)
         except BaseException:
-            with contextlib.suppress(Exception):
-                snaps.remove(key)
+            finish_held(lambda: _undo_creation(store, snaps, cid, key))
             raise
         builder = cls(store, snaps, record, state, volatile_mounts=volatile_mounts)
         builder.image = img if base else None
@@ -655,6 +657,15 @@ class Builder:
             self.snapshots.remove(self.state.snapshot_key)
         with contextlib.suppress(NotFound):
             self.store.delete_container(self.id)
+
+
+def _undo_creation(store: Store, snaps: Any, cid: str, key: str) -> None:
+    """Remove what ``from_image`` made of a container it could not finish: its row, if
+    inserted, then its snapshot."""
+    with contextlib.suppress(Exception):
+        store.delete_container(cid)
+    with contextlib.suppress(Exception):
+        snaps.remove(key)
 
 
 def _recycled_work(snapshots: Any, key: str, spec: Any) -> bool:
