@@ -30,7 +30,7 @@ from kiln.oci import History, ImageConfig, Reference
 from kiln.runtime import resolve_user
 from kiln.store import ContainerRecord, ImageRecord, Store
 from kiln.util.choices import ImageFormat, PullPolicy
-from kiln.util.held_signals import finish_held
+from kiln.util.held_signals import finish_held, signals_held
 from kiln.util.timefmt import rfc3339
 
 from .config_edit import ConfigEditor
@@ -652,11 +652,13 @@ class Builder:
         self.config = ConfigEditor(state.config, dict(state.annotations))
 
     def delete(self) -> None:
-        """Unmount, drop the snapshot (with its mount point) and forget the container."""
-        with contextlib.suppress(NotFound):
-            self.snapshots.remove(self.state.snapshot_key)
-        with contextlib.suppress(NotFound):
-            self.store.delete_container(self.id)
+        """Unmount, drop the snapshot (with its mount point) and forget the container.
+        Both or neither: a Ctrl-C meanwhile is raised once the row is gone too."""
+        with signals_held():
+            with contextlib.suppress(NotFound):
+                self.snapshots.remove(self.state.snapshot_key)
+            with contextlib.suppress(NotFound):
+                self.store.delete_container(self.id)
 
 
 def _undo_creation(store: Store, snaps: Any, cid: str, key: str) -> None:
