@@ -217,7 +217,10 @@ class Builder:
     def mount(self) -> str:
         """Mount the rootfs and keep it mounted (``kiln mount``); returns the merged path."""
         if not self.is_mounted():
-            self._mount()
+            # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
+            from kiln.snapshot.mount import mount
+
+            mount(self._mount_spec(), self.mount_target)
         if self.state.mount_point != self.mount_target:
             self.state.mount_point = self.mount_target
             self.save()
@@ -234,19 +237,17 @@ class Builder:
             self.state.mount_point = None
             self.save()
 
-    def _mount(self, volatile: bool = False, stubs: Stubs | None = None, held: Any = None) -> Any:
-        """Mount the rootfs; a stub layer under it is held on ``held`` (an ExitStack that
-        outlasts the mount: a sweep removes only a stub nobody holds)."""
-        # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
-        from kiln.snapshot.mount import mount
-
+    def _mount_spec(
+        self, volatile: bool = False, stubs: Stubs | None = None, held: Any = None
+    ) -> Any:
+        """How to mount the rootfs; a stub layer under it is held on ``held`` (an ExitStack
+        that outlasts the mount: a sweep removes only a stub nobody holds)."""
         spec = self.snapshots.mounts(self.state.snapshot_key)
         if volatile:
             spec = spec.as_volatile()
         held_stub = getattr(self.snapshots, "held_stub", None)
         if stubs is not None and held_stub is not None and spec.type == "overlay":
             spec = spec.with_bottom(held.enter_context(held_stub(*stubs)))
-        mount(spec, self.mount_target)
         return spec
 
     @contextlib.contextmanager
@@ -262,17 +263,32 @@ class Builder:
         if self.is_mounted() or _is_mountpoint(self.mount_target):
             yield self.mount_target
             return
-        with contextlib.ExitStack() as held:
-            spec = self._mount(self.volatile_mounts, stubs, held)
-            try:
-                yield self.mount_target
-            finally:
-                # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
-                from kiln.snapshot.mount import forget_volatile, unmount
+        # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
+        from kiln.snapshot.mount import mount
 
-                unmount(self.mount_target)
-                if not _recycled_work(self.snapshots, self.state.snapshot_key, spec):
-                    forget_volatile(spec)
+        with contextlib.ExitStack() as held:
+            spec = self._mount_spec(self.volatile_mounts, stubs, held)
+            # the unmount is on the stack before the mount: a Ctrl-C just after the mount
+            # returned unmounts too (``mount`` itself leaves nothing mounted when it raises);
+            # it runs to its end with the signals held, a Ctrl-C raised after
+            done: list[bool] = []
+            held.callback(finish_held, lambda: self._unmount_after(spec, done))
+            mount(spec, self.mount_target)
+            done.append(True)
+            yield self.mount_target
+
+    def _unmount_after(self, spec: Any, done: list[bool]) -> None:
+        """The end of ``mounted``: unmount, then a fresh work dir (or the volatile marker
+        gone) for the next mount; nothing when the mount was never made (``done`` empty and
+        nothing mounted)."""
+        # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
+        from kiln.snapshot.mount import forget_volatile, unmount
+
+        if not done and not _is_mountpoint(self.mount_target):
+            return
+        unmount(self.mount_target)
+        if not _recycled_work(self.snapshots, self.state.snapshot_key, spec):
+            forget_volatile(spec)
 
     def upper_dir(self) -> str:
         return self.snapshots.upper_dir(self.state.snapshot_key)
