@@ -308,13 +308,12 @@ class Builder:
                 yield empty
             return
         key = f"kiln-view-{self.id}-{os.urandom(4).hex()}"
-        spec = self.snapshots.view(key, self.state.parent_chain_id)
-        try:
+        try:  # the view made inside: a Ctrl-C just after ``view`` returned removes it too
+            spec = self.snapshots.view(key, self.state.parent_chain_id)
             with mounted(spec) as path:
                 yield path
         finally:
-            with contextlib.suppress(Exception):
-                self.snapshots.remove(key)
+            finish_held(lambda: _remove_snapshot(self.snapshots, key))
 
     def lower_dirs(self) -> list[str]:
         if self.state.parent_chain_id is None:
@@ -682,6 +681,11 @@ def _undo_creation(store: Store, snaps: Any, cid: str, key: str) -> None:
     inserted, then its snapshot."""
     with contextlib.suppress(Exception):
         store.delete_container(cid)
+    _remove_snapshot(snaps, key)
+
+
+def _remove_snapshot(snaps: Any, key: str) -> None:
+    """Remove snapshot ``key`` if it is there (a clean-up's: nothing to say if not)."""
     with contextlib.suppress(Exception):
         snaps.remove(key)
 
