@@ -1,0 +1,192 @@
+"""A Ctrl-C at any point of a working-container call leaves the store whole.
+
+Each library call of buildah's verbs (``from`` on a local image, unpacked or not yet,
+``copy`` of a small file, ``config``, ``commit`` plain and with ``rm``, ``rm``) is run once
+per point of kiln's code where a real Ctrl-C can land, with a real SIGINT sent there
+(``ctrl_c_anywhere``); the points are those of the working-container code, of the
+unpacking of a ``from``'s image and of the writing of a commit's layer. The calls run on
+the overlay snapshotter, the commit on the copy one too (it reads the image's tree). After
+each trial, whether the call finished or raised ``KeyboardInterrupt``: ``kiln system
+check`` finds nothing, no lease, ingest or staged file is left, the snapshotter's rows and
+directories agree, nothing is mounted under the store, and the container is either there
+and usable (its commit and its rm work) or gone entirely: no container without its
+snapshot, no snapshot no container names. Then the call works again (the next trial).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import kiln
+from ctrl_c_anywhere import KILN, every_point
+from kiln.ops.check import check
+from kiln.snapshot.mount import mounts_under, overlay_works
+from snapshot_layers import disagreements, layer_tar
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+BASE = "localhost/base:1"
+OUT = "localhost/out:1"
+C = "work"
+# where the trials are: the working containers' code and their use cases, and the
+# writing of a commit's layer into the store
+CONTAINERS = (KILN + "container/", KILN + "ops/containers.py")
+COMMITS = (*CONTAINERS, KILN + "image/store_image.py", KILN + "archive/tar_writer.py")
+
+
+class Case:
+    """A store with a small image, and a file to copy into a container of it."""
+
+    def __init__(self, ctx: kiln.Context, tmp: str):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.snaps = ctx.snapshots
+        raw, _ = layer_tar({"etc": None, "etc/os": b"base\n", "bin": None, "bin/x": b"x" * 5000})
+        tarball = os.path.join(tmp, "rootfs.tar")
+        with open(tarball, "wb") as f:
+            f.write(raw)
+        kiln.import_image(ctx, tarball, BASE)
+        self.context = os.path.join(tmp, "context")
+        os.mkdir(self.context)
+        with open(os.path.join(self.context, "hello"), "w") as f:
+            f.write("hello\n")
+
+    def container(self) -> None:
+        kiln.create_container(self.ctx, BASE, name=C)
+
+    def changed(self) -> None:
+        """A container with a file of its own, for a commit to write a layer of."""
+        self.container()
+        kiln.copy_to_container(self.ctx, C, ["hello"], "/hello", context_dir=self.context)
+
+    def packed(self) -> None:
+        """The base image's layers not unpacked yet, for a ``from`` to unpack them."""
+        for row in reversed(self.snaps.layer_rows()):
+            self.snaps.remove_layer(row.chain_id)
+        self.snaps.settle()
+
+    def reset(self) -> None:
+        """Back to the base image alone, through kiln's own calls."""
+        kiln.remove_containers(self.ctx, [], all=True)
+        for rec in self.store.list_images():
+            if BASE not in rec.names:
+                self.store.delete_image(rec.id)
+        self.store.gc()
+        self.snaps.settle()
+
+
+@pytest.fixture
+def case(request, tmp_path, monkeypatch) -> Iterator[Case]:
+    if request.param == "overlay" and not overlay_works(str(tmp_path)):
+        pytest.skip("overlayfs cannot be mounted here")
+    monkeypatch.setenv("KILN_SNAPSHOT_DRIVER", request.param)  # the snapshotter's driver
+    # the check looks at scratch space and RUN bundles: this test's own, not the machine's
+    for var, sub in (("TMPDIR", "scratch"), ("KILN_RUNTIME_DIR", "runtime")):
+        os.mkdir(tmp_path / sub)
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    with kiln.open_context(str(tmp_path / "root")) as ctx:
+        ctx.store.blob_grace_seconds = 0
+        yield Case(ctx, str(tmp_path))
+
+
+def _containers(c: Case) -> list[str]:
+    """Each container there whole and usable (its commit and its rm work; it is gone
+    after), and no snapshot without its container."""
+    problems = []
+    records = c.store.list_containers()
+    active = set(c.snaps.list_active())
+    named = {rec.snapshot_key for rec in records}
+    problems += [f"active snapshot {key} no container names" for key in sorted(active - named)]
+    for rec in records:
+        if rec.snapshot_key not in active:
+            problems.append(f"container {rec.name} has no snapshot {rec.snapshot_key}")
+            continue
+        try:
+            kiln.commit_container(c.ctx, rec.id)
+            kiln.remove_containers(c.ctx, [rec.id])
+        except kiln.KilnError as exc:
+            problems.append(f"container {rec.name} not usable: {exc}")
+    return problems
+
+
+def left_behind(c: Case) -> list[str]:
+    """What is not whole in the store, its snapshotter and its containers."""
+    c.snaps.settle()
+    problems = [f"check: {f.kind} {f.subject}: {f.problem}" for f in check(c.ctx).findings]
+    problems += [f"lease {lease.id} left" for lease in c.store.list_leases()]
+    problems += [f"ingest/{n}" for n in os.listdir(os.path.join(c.store.root, "ingest"))]
+    problems += [f"snapshots/{p}" for p in disagreements(c.snaps)]
+    problems += [f"mounted: {m}" for m in mounts_under(c.store.root)]
+    return problems + _containers(c)
+
+
+def _set_right(c: Case) -> None:
+    """Remove what a failed trial left, so the next trial shows its own."""
+    c.store.delete_leases([lease.id for lease in c.store.list_leases()])
+    for rec in c.store.list_containers():
+        c.store.delete_container(rec.id)
+    for key in c.snaps.list_active():
+        c.snaps.remove(key)
+    check(c.ctx, repair=True)
+    for base in (os.path.join(c.store.root, "ingest"), os.path.join(c.snaps.root, "tmp")):
+        for n in os.listdir(base):
+            shutil.rmtree(os.path.join(base, n), ignore_errors=True)
+
+
+def _config(c: Case) -> None:
+    settings = kiln.ConfigSettings(env=["A=1"], labels=["l=v"], cmd="/bin/x", add_history=True)
+    kiln.configure_container(c.ctx, C, settings)
+
+
+# name -> (set-up, call, where its trials are): the call is what the trials interrupt
+CALLS: dict[str, tuple[Callable[[Case], object], Callable[[Case], object], tuple[str, ...]]] = {
+    "from": (lambda c: None, Case.container, CONTAINERS),
+    "from-unpacking": (Case.packed, Case.container, (*CONTAINERS, KILN + "image/unpack.py")),
+    "copy": (
+        Case.container,
+        lambda c: kiln.copy_to_container(c.ctx, C, ["hello"], "/hello", context_dir=c.context),
+        CONTAINERS,
+    ),
+    "config": (Case.container, _config, CONTAINERS),
+    "commit": (Case.changed, lambda c: kiln.commit_container(c.ctx, C, OUT), COMMITS),
+    "commit-rm": (Case.changed, lambda c: kiln.commit_container(c.ctx, C, OUT, rm=True), COMMITS),
+    "rm": (Case.container, lambda c: kiln.remove_containers(c.ctx, [C]), CONTAINERS),
+}
+
+
+# every call on overlay; on the copy driver, the commit, which reads the image's own tree
+# besides the container's there (Builder.base_view) where overlay reads the upper
+DRIVER_CALLS = [("overlay", name) for name in CALLS] + [("copy", "commit")]
+
+
+@pytest.mark.parametrize(("case", "name"), DRIVER_CALLS, indirect=["case"])
+def test_ctrl_c_at_any_point_leaves_the_containers_whole(case: Case, name) -> None:
+    set_up, call, within = CALLS[name]
+    # once whole first: the modules it imports on first use are imported, so each trial's
+    # point is the same point of the call (an import a Ctrl-C stops is done again by the
+    # next trial, whose points would then count the module's own)
+    set_up(case)
+    call(case)
+    case.reset()
+    set_up(case)
+    failures = []
+    trials = 0
+    for n, interrupted in every_point(lambda: call(case), within=within):
+        trials += 1
+        problems = left_behind(case)
+        if problems:
+            failures.append(
+                f"point {n} ({'interrupted' if interrupted else 'finished'}): {problems}"
+            )
+            _set_right(case)
+        case.reset()
+        set_up(case)
+    assert trials > 5  # the call ran kiln code: the trials reached it
+    assert not failures, "\n".join(failures)
+    assert left_behind(case) == []  # after the last run, not interrupted, too
