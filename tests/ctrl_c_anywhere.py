@@ -90,3 +90,32 @@ def every_point(
             return
         yield n, interrupted
     raise AssertionError(f"the call still passed more than {limit} points")
+
+
+def failures_at_every_point(
+    call: Callable[[], Any],
+    left_behind: Callable[[], list[str]],
+    set_right: Callable[[], Any],
+    again: Callable[[], Any],
+    within: tuple[str, ...] = (KILN,),
+) -> tuple[int, list[str]]:
+    """The call once whole first (the modules it imports on first use imported: an import a
+    Ctrl-C stops is done again by the next trial, whose points would then count the
+    module's own, and points of the call would go untried), then a trial at every point.
+    After each, ``left_behind()`` lists what does not add up (``set_right()`` then clears
+    it, so the next trial shows its own) and ``again()`` sets the call up anew. Returns how
+    many trials ran and the failures, one line each."""
+    call()
+    again()
+    failures = []
+    trials = 0
+    for n, interrupted in every_point(call, within=within):
+        trials += 1
+        problems = left_behind()
+        if problems:
+            failures.append(
+                f"point {n} ({'interrupted' if interrupted else 'finished'}): {problems}"
+            )
+            set_right()
+        again()
+    return trials, failures

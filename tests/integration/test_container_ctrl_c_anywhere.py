@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import kiln
-from ctrl_c_anywhere import KILN, every_point
+from ctrl_c_anywhere import KILN, failures_at_every_point
 from kiln.ops.check import check
 from kiln.snapshot.mount import mounts_under, overlay_works
 from snapshot_layers import disagreements, layer_tar
@@ -168,25 +168,15 @@ DRIVER_CALLS = [("overlay", name) for name in CALLS] + [("copy", "commit")]
 @pytest.mark.parametrize(("case", "name"), DRIVER_CALLS, indirect=["case"])
 def test_ctrl_c_at_any_point_leaves_the_containers_whole(case: Case, name) -> None:
     set_up, call, within = CALLS[name]
-    # once whole first: the modules it imports on first use are imported, so each trial's
-    # point is the same point of the call (an import a Ctrl-C stops is done again by the
-    # next trial, whose points would then count the module's own)
     set_up(case)
-    call(case)
-    case.reset()
-    set_up(case)
-    failures = []
-    trials = 0
-    for n, interrupted in every_point(lambda: call(case), within=within):
-        trials += 1
-        problems = left_behind(case)
-        if problems:
-            failures.append(
-                f"point {n} ({'interrupted' if interrupted else 'finished'}): {problems}"
-            )
-            _set_right(case)
+
+    def again() -> None:
         case.reset()
         set_up(case)
+
+    trials, failures = failures_at_every_point(
+        lambda: call(case), lambda: left_behind(case), lambda: _set_right(case), again, within
+    )
     assert trials > 5  # the call ran kiln code: the trials reached it
     assert not failures, "\n".join(failures)
     assert left_behind(case) == []  # after the last run, not interrupted, too

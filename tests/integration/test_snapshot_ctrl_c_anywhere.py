@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ctrl_c_anywhere import every_point
+from ctrl_c_anywhere import failures_at_every_point
 from kiln.snapshot import Snapshotter, mount
 from snapshot_layers import disagreements, unpack
 
@@ -83,18 +83,16 @@ def test_ctrl_c_at_any_point_leaves_the_snapshotter_consistent(snaps: Snapshotte
         pytest.skip("the copy driver has no overlay work directory to recycle")
     set_up, call = CALLS[name]
     set_up(snaps)
-    failures = []
-    trials = 0
-    for n, interrupted in every_point(lambda: call(snaps)):
-        trials += 1
-        problems = left_behind(snaps)
-        if problems:
-            failures.append(
-                f"point {n} ({'interrupted' if interrupted else 'finished'}): {problems}"
-            )
-            # set right, so the next trial shows its own
-            snaps.gc(keep_layers={"base"}, keep_active=set(snaps.list_active()))
+
+    def again() -> None:
         reset(snaps)
         set_up(snaps)
+
+    trials, failures = failures_at_every_point(
+        lambda: call(snaps),
+        lambda: left_behind(snaps),
+        lambda: snaps.gc(keep_layers={"base"}, keep_active=set(snaps.list_active())),
+        again,
+    )
     assert trials > 5  # the call ran kiln code: the trials reached it
     assert not failures, "\n".join(failures)
