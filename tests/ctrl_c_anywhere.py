@@ -92,21 +92,24 @@ def every_point(
     raise AssertionError(f"the call still passed more than {limit} points")
 
 
-def failures_at_every_point(
+def assert_whole_at_every_point(
+    set_up: Callable[[], Any],
     call: Callable[[], Any],
+    reset: Callable[[], Any],
     left_behind: Callable[[], list[str]],
     set_right: Callable[[], Any],
-    again: Callable[[], Any],
     within: tuple[str, ...] = (KILN,),
-) -> tuple[int, list[str]]:
-    """The call once whole first (the modules it imports on first use imported: an import a
-    Ctrl-C stops is done again by the next trial, whose points would then count the
-    module's own, and points of the call would go untried), then a trial at every point.
-    After each, ``left_behind()`` lists what does not add up (``set_right()`` then clears
-    it, so the next trial shows its own) and ``again()`` sets the call up anew. Returns how
-    many trials ran and the failures, one line each."""
+) -> None:
+    """``set_up()`` then ``call()`` once whole first (the modules it imports on first use
+    imported: an import a Ctrl-C stops is done again by the next trial, whose points would
+    then count the module's own, and points of the call would go untried), then a trial at
+    every point, each from ``reset()`` and ``set_up()``. After each, ``left_behind()`` must
+    list nothing (else ``set_right()`` clears it, so the next trial shows its own); all
+    failures are reported together."""
+    set_up()
     call()
-    again()
+    reset()
+    set_up()
     failures = []
     trials = 0
     for n, interrupted in every_point(call, within=within):
@@ -117,5 +120,8 @@ def failures_at_every_point(
                 f"point {n} ({'interrupted' if interrupted else 'finished'}): {problems}"
             )
             set_right()
-        again()
-    return trials, failures
+        reset()
+        set_up()
+    assert trials > 5, "the call ran no kiln code: the trials never reached it"
+    assert not failures, "\n".join(failures)
+    assert left_behind() == [], "after the last run, not interrupted"

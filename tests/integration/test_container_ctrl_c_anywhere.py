@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import kiln
-from ctrl_c_anywhere import KILN, failures_at_every_point
+from ctrl_c_anywhere import KILN, assert_whole_at_every_point
 from kiln.ops.check import check
 from kiln.snapshot.mount import mounts_under, overlay_works
 from snapshot_layers import disagreements, layer_tar
@@ -168,15 +168,11 @@ DRIVER_CALLS = [("overlay", name) for name in CALLS] + [("copy", "commit")]
 @pytest.mark.parametrize(("case", "name"), DRIVER_CALLS, indirect=["case"])
 def test_ctrl_c_at_any_point_leaves_the_containers_whole(case: Case, name) -> None:
     set_up, call, within = CALLS[name]
-    set_up(case)
-
-    def again() -> None:
-        case.reset()
-        set_up(case)
-
-    trials, failures = failures_at_every_point(
-        lambda: call(case), lambda: left_behind(case), lambda: _set_right(case), again, within
+    assert_whole_at_every_point(
+        lambda: set_up(case),
+        lambda: call(case),
+        case.reset,
+        lambda: left_behind(case),
+        lambda: _set_right(case),
+        within,
     )
-    assert trials > 5  # the call ran kiln code: the trials reached it
-    assert not failures, "\n".join(failures)
-    assert left_behind(case) == []  # after the last run, not interrupted, too

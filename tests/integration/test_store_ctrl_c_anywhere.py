@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import kiln
-from ctrl_c_anywhere import KILN, failures_at_every_point
+from ctrl_c_anywhere import KILN, assert_whole_at_every_point
 from kiln.oci import Descriptor, Digest
 from kiln.ops.check import check
 from snapshot_layers import disagreements, layer_tar
@@ -139,15 +139,11 @@ CALLS: dict[str, tuple[Callable[[Case], object], Callable[[Case], object], tuple
 @pytest.mark.parametrize("name", list(CALLS))
 def test_ctrl_c_at_any_point_leaves_the_store_whole(case: Case, name) -> None:
     set_up, call, within = CALLS[name]
-    set_up(case)
-
-    def again() -> None:
-        case.reset()
-        set_up(case)
-
-    trials, failures = failures_at_every_point(
-        lambda: call(case), lambda: left_behind(case), lambda: _set_right(case), again, within
+    assert_whole_at_every_point(
+        lambda: set_up(case),
+        lambda: call(case),
+        case.reset,
+        lambda: left_behind(case),
+        lambda: _set_right(case),
+        within,
     )
-    assert trials > 5  # the call ran kiln code: the trials reached it
-    assert not failures, "\n".join(failures)
-    assert left_behind(case) == []  # after the last run, not interrupted, too
