@@ -230,7 +230,7 @@ class StreamedOp:
         in_flight = (loop, cancel)
         _IN_FLIGHT.add(in_flight)
         worker = self._start_worker(handoff, loop)
-        listener = asyncio.ensure_future(_listen_for_disconnect(receive, cancel))
+        listener = asyncio.ensure_future(listen_for_hang_up(receive, cancel))
         out = _Response(self, scope, receive, send)
         try:
             if self.preamble:
@@ -368,7 +368,8 @@ def _waiting(queue: asyncio.Queue, handoff: Handoff) -> list[tuple[str, Any]]:
     return out
 
 
-async def _listen_for_disconnect(receive: Receive, cancel: threading.Event) -> None:
+async def listen_for_hang_up(receive: Receive, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the client disconnects (body chunks still coming are dropped)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

@@ -20,6 +20,7 @@ meanwhile. It reads the database through a memory mapping (``for_event_loop``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
@@ -33,7 +34,7 @@ from kiln.ops.events import EventSink, NullSink
 from kiln.util.cancel import CancelFlag, cancelled_by
 from kiln.util.sqlite import is_busy
 
-from .streaming import in_flight
+from .streaming import in_flight, listen_for_hang_up
 
 if TYPE_CHECKING:
     from kiln.ops.context import Store  # the api reaches the store through ops
@@ -53,8 +54,12 @@ def context_for(config: Config, events: EventSink | None = None) -> Iterator[Con
 
 async def run_op(request: Request, fn: Callable[[Context], T]) -> T:
     """Run ``fn(ctx)`` in a worker thread with a fresh context (SQLite stays in one thread),
-    under a cancel flag the server sets when it stops: a login or lookup waiting on a
-    registry that never answers ends then, instead of holding the stop up to its deadline."""
+    under a cancel flag set when the server stops or the client hangs up, as dockerd cancels
+    a request's context: a login or lookup waiting on a registry that never answers ends
+    then, instead of holding its thread and connection up to its deadline.
+
+    Every route reads the body it uses before its first ``run_op``; what the hang-up's
+    listener takes off the request is only the end of the body or the hang-up itself."""
     config = config_of(request)
     cancel = CancelFlag()
 
@@ -67,7 +72,11 @@ async def run_op(request: Request, fn: Callable[[Context], T]) -> T:
             ctx.close()
 
     with in_flight(cancel):
-        return await run_in_threadpool(call)
+        listener = asyncio.ensure_future(listen_for_hang_up(request.receive, cancel))
+        try:
+            return await run_in_threadpool(call)
+        finally:
+            listener.cancel()
 
 
 async def run_read(request: Request, fn: Callable[[Context], T]) -> T:
