@@ -129,26 +129,63 @@ def test_api_client_disconnect_stops_a_running_run(server):
         store.close()
 
 
+def _cli_build(
+    env_of, state_dir: str, *args: str, ignored: tuple[int, ...] = ()
+) -> subprocess.Popen:
+    """``kiln build ARGS`` on ``env_of``'s store as the console script runs it (its SIGINT is Python's, as under a
+    terminal), with ``ignored`` signals ignored as ``nohup`` leaves them."""
+    import sys
+
+    def ignore() -> None:
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+
+    env = dict(os.environ, KILN_ROOT=env_of.store.root, KILN_RUNTIME_DIR=state_dir)
+    return subprocess.Popen(
+        [sys.executable, "-c",
+         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "from kiln.cli.main import main; sys.exit(main())", "build", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=ignore,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("isolation", ["oci", "chroot"])
+def test_a_build_under_nohup_goes_on_through_a_sighup(build_env, tmp_path, isolation):  # noqa: F811
+    """``nohup kiln build``: the terminal's hang-up (SIGHUP, ignored) does not stop the build
+    while a RUN runs, as it does not between steps. Before, the RUN's handlers took every
+    SIGHUP as a stop (exit 129) and left the image unbuilt."""
+    ctx = build_env.context_dir(
+        files={"Containerfile": "FROM busybox\nRUN echo started && sleep 2\nRUN touch /x\n"}
+    )
+    proc = _cli_build(build_env, str(tmp_path / "runtime"), "--isolation", isolation,
+                      "-t", "nohup", ctx, ignored=(signal.SIGHUP,))  # fmt: skip
+    try:
+        line = ""
+        while line != "started\n":  # the RUN's own output: it runs
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert any("nohup" in n for rec in build_env.store.list_images() for n in rec.names)
+
+
 @pytest.mark.parametrize("isolation", ["oci", "chroot"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_one_sigint_stops_a_cli_build(build_env, tmp_path, isolation, signum):  # noqa: F811
     """Ctrl-C once stops `kiln build` during a RUN whose process ignores SIGINT (a
     container's PID 1 does), as buildah; it is not just proxied to the process. SIGTERM
     too, with podman's and buildah's exit code for it (143, where it was 130)."""
-    import sys
 
     state_dir = str(tmp_path / "runtime")
     ctx = build_env.context_dir(
         files={"Containerfile": "FROM busybox\nRUN echo started && sleep 60\nRUN touch /x\n"}
     )
-    env = dict(os.environ, KILN_ROOT=build_env.store.root, KILN_RUNTIME_DIR=state_dir)
-    proc = subprocess.Popen(
-        [sys.executable, "-c",
-         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-         "from kiln.cli.main import main; sys.exit(main())",
-         "build", "--isolation", isolation, "-t", "cancelled", ctx],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    proc = _cli_build(build_env, state_dir, "--isolation", isolation, "-t", "cancelled", ctx)
     try:
         seen = ""
         while "started" not in seen:
@@ -178,7 +215,6 @@ def test_sigint_is_reported_as_cancelled_not_failed(build_env, tmp_path):  # noq
     ``cancelled`` (the live view's summary reads 'Cancelled', not 'Failed at step 2'), the
     JSON stream ends with the ``interrupted`` error, the exit code is 130."""
     import signal
-    import sys
 
     from kiln.cli.build_view import BuildView
     from kiln.ops.events import Event
@@ -186,15 +222,8 @@ def test_sigint_is_reported_as_cancelled_not_failed(build_env, tmp_path):  # noq
     ctx = build_env.context_dir(
         files={"Containerfile": "FROM busybox\nRUN echo started && sleep 60\nRUN touch /x\n"}
     )
-    env = dict(os.environ, KILN_ROOT=build_env.store.root,
-               KILN_RUNTIME_DIR=str(tmp_path / "runtime"))  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-c",
-         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-         "from kiln.cli.main import main; sys.exit(main())",
-         "build", "--isolation", "chroot", "--progress", "json", ctx],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    proc = _cli_build(build_env, str(tmp_path / "runtime"),
+                      "--isolation", "chroot", "--progress", "json", ctx)  # fmt: skip
     try:
         lines = []
         while not any('"output"' in line and "started" in line for line in lines):

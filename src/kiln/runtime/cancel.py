@@ -23,15 +23,24 @@ from collections.abc import Callable, Iterator
 from kiln.errors import raise_interrupted
 
 POLL_SECONDS = 0.05
+#: what stops kiln, or is passed on to the container, while a container process runs
+RUN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 FORCE_AFTER_KILL_SECONDS = 5.0
 
 
-def interrupt(signum: int, frame: object) -> None:
-    """Signal handler while a cancellable run (a build's RUN) waits in the main thread:
-    kiln's SIGINT/SIGTERM/... stop kiln, as buildah stops a build on Ctrl-C. Forwarding
-    them instead would do nothing: the container's PID 1 ignores signals it does not
-    handle. The waiting code kills the process and cleans up on the way out."""
-    raise_interrupted(signum, frame)
+def stop_kiln(signum: int, frame: object, replaced: object) -> None:
+    """Signal handler (``held_signals.handlers_swapped``) while a cancellable run (a build's
+    RUN) waits in the main thread: kiln's SIGINT/SIGTERM/... stop kiln, as buildah stops a
+    build on Ctrl-C. Forwarding them instead would do nothing: the container's PID 1 ignores
+    signals it does not handle. The waiting code kills the process and cleans up on the way
+    out. The handler the run replaced does the stopping (the command line's notes the
+    signal, for its exit code); one ignored stays ignored (``nohup``); one that would have
+    ended the process on the spot (SIGHUP, SIGQUIT) stops kiln instead, so that the
+    container and its mounts go first."""
+    if callable(replaced):
+        replaced(signum, frame)
+    elif replaced != signal.SIG_IGN:
+        raise_interrupted(signum, frame)
 
 
 def wait_cancellable(

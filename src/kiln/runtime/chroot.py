@@ -20,17 +20,17 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from typing import Any
 
 from kiln.errors import InvalidArgument, Unavailable
+from kiln.util.held_signals import handlers_swapped
 from kiln.util.inroot import InRoot
 from kiln.util.rootless import in_user_namespace
 
 from . import caps as capabilities
 from . import linux
 from .bundle import Prepared, prepared
-from .cancel import interrupt, wait_cancellable
+from .cancel import RUN_SIGNALS, stop_kiln, wait_cancellable
 from .exec_check import exec_failed
 from .options import NAMESPACE_FLAGS, RLIM_INFINITY, Mount, RunOptions, shares_namespace
 from .spec import MASKED_PATHS, READONLY_PATHS, process_env, rlimits
@@ -40,7 +40,6 @@ _EXEC_FAILED = "\0exec failed:"
 _DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 _DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
               "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}  # fmt: skip
-_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 def _fd_of(stream: Any, default: int) -> int:
@@ -297,7 +296,7 @@ def _helper(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> None:
             received.append(signum)
             os.kill(pid, signum if len(received) == 1 else signal.SIGKILL)
 
-        for sig in _FORWARDED:
+        for sig in RUN_SIGNALS:
             with contextlib.suppress(ValueError):
                 signal.signal(sig, forward)
         code = _exit_code(os.waitpid(pid, 0)[1])
@@ -355,29 +354,22 @@ def run_chroot(opts: RunOptions, rootfs: str) -> int:
         os.close(errw)
         if devnull != -1:
             os.close(devnull)
-        saved: dict[int, Any] = {}
+
+        def forward(signum: int, _frame: object, _replaced: object) -> None:
+            os.kill(pid, signum)
+
         try:
-            if threading.current_thread() is threading.main_thread():
-
-                def forward(signum: int, _frame: object) -> None:
-                    os.kill(pid, signum)
-
-                handler = interrupt if opts.cancel is not None else forward
-                for sig in _FORWARDED:
-                    saved[sig] = signal.signal(sig, handler)
-            if opts.while_running is not None:  # while the helper sets up and execs
-                opts.while_running()
-            with os.fdopen(errr, "rb") as f:
-                error = f.read(65536).decode("utf-8", "replace")
-            status = _wait(pid, opts)
+            with handlers_swapped(RUN_SIGNALS, stop_kiln if opts.cancel is not None else forward):
+                if opts.while_running is not None:  # while the helper sets up and execs
+                    opts.while_running()
+                with os.fdopen(errr, "rb") as f:
+                    error = f.read(65536).decode("utf-8", "replace")
+                status = _wait(pid, opts)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             raise
-        finally:
-            for signum, handler in saved.items():
-                signal.signal(signum, handler)
         if error.startswith(_EXEC_FAILED):
             code, _, what = error.removeprefix(_EXEC_FAILED).partition(":")
             raise exec_failed(opts.args[0], what, int(code))

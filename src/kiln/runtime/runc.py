@@ -8,20 +8,19 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 from typing import Any
 
 from kiln.errors import ProcessFailed, Unavailable
+from kiln.util.held_signals import handlers_swapped
 
 from .advisory import warn_once
 from .bundle import Prepared, prepared
-from .cancel import interrupt, wait_cancellable
+from .cancel import RUN_SIGNALS, stop_kiln, wait_cancellable
 from .etc_files import overwrite
 from .exec_check import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 from .options import RunOptions
 from .spec import build_spec
 
-_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _EXTRA_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
@@ -127,7 +126,6 @@ class _Forwarder:
         self.base = base
         self.run_id = run_id
         self.stop_kiln = stop_kiln
-        self.saved: dict[int, Any] = {}
 
     def kill(self, signum: int) -> None:
         subprocess.run(
@@ -136,22 +134,21 @@ class _Forwarder:
             check=False,
         )  # fmt: skip
 
-    def forward(self, signum: int) -> None:
+    def forward(self, signum: int, _frame: object = None, _replaced: object = None) -> None:
         # The container's PID 1 ignores signals it has no handler for: a second signal kills.
         self.count += 1
         self.kill(signum if self.count == 1 else signal.SIGKILL)
 
     def __enter__(self) -> _Forwarder:
         self.count = 0
-        if threading.current_thread() is threading.main_thread():
-            handler = interrupt if self.stop_kiln else lambda s, _f: self.forward(s)
-            for sig in _FORWARDED:
-                self.saved[sig] = signal.signal(sig, handler)
+        self._handlers = handlers_swapped(
+            RUN_SIGNALS, stop_kiln if self.stop_kiln else self.forward
+        )
+        self._handlers.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
+    def __exit__(self, *exc: Any) -> None:
+        self._handlers.__exit__(*exc)
 
 
 def _while_starting(binary: str, opts: RunOptions) -> None:

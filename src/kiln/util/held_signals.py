@@ -14,6 +14,9 @@ delivers the signal as it would have been::
 A ``finally``'s clean-up (a release that must happen) goes through ``finish_held``, which
 runs it so even when the signal lands while the hold is being taken.
 
+``handlers_swapped`` puts other handlers in place for a block (a RUN's, while its container
+runs) and back, with the signals blocked over each swap.
+
 Only the main thread runs Python's signal handlers, so elsewhere this holds nothing (and
 needs not: the signal is raised in the main thread, not in this one). A handler Python did
 not install (``None``) is left alone.
@@ -34,39 +37,57 @@ HELD: tuple[int, ...] = (_signal.SIGINT, _signal.SIGTERM)
 def signals_held(signums: tuple[int, ...] = HELD) -> Iterator[None]:
     """Run the block with ``signums`` recorded, not handled; once it ends, restore their
     handlers and deliver the first one recorded to its handler."""
+    caught: list[tuple[int, Any]] = []
+    try:
+        with handlers_swapped(signums, lambda signum, _f, old: caught.append((signum, old))):
+            yield
+    finally:
+        if caught:
+            _deliver(*caught[0])
+
+
+@contextlib.contextmanager
+def handlers_swapped(
+    signums: tuple[int, ...], handler: Callable[[int, Any, Any], object]
+) -> Iterator[None]:
+    """Run the block with ``handler(signum, frame, replaced_handler)`` for ``signums`` (in
+    the main thread; elsewhere nothing changes). All are swapped in, and back, with the
+    signals blocked: one landing meanwhile waits in the kernel and reaches the handlers of
+    the state after the swap, never a mix. A handler left installed (a signal already
+    pending in Python ran one that raised mid-swap) acts as the one it replaced."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: list[int] = []
     previous: dict[int, Any] = {}
     over = False
 
-    def hold(signum: int, _frame: object) -> None:
-        if over:  # left installed by an interrupted restore: act as the handler it replaced
+    def swapped(signum: int, frame: Any) -> None:
+        if over:
             _deliver(signum, previous[signum])
         else:
-            caught.append(signum)
+            handler(signum, frame, previous[signum])
 
+    # blocked by the first call of each swap (no context manager: the call making one
+    # would be a point where a signal lands before the block)
     try:
-        for signum in signums:
-            handler = _signal.getsignal(signum)
-            if handler is not None:
-                previous[signum] = handler
-                _signal.signal(signum, hold)
+        mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, signums)
+        try:
+            for signum in signums:
+                old = _signal.getsignal(signum)
+                if old is not None:
+                    previous[signum] = old
+                    _signal.signal(signum, swapped)
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         yield
     finally:
-        # a signal landing between two restores raises there, leaving the rest on ``hold``
-        # (which then forwards, ``over``); blocked meanwhile, it waits in the kernel and
-        # reaches its own handler once all are back (unless another thread takes it)
         over = True
         mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, signums)
         try:
-            for signum, handler in previous.items():
-                _signal.signal(signum, handler)
+            for signum, old in previous.items():
+                _signal.signal(signum, old)
         finally:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
-        if caught:
-            _deliver(caught[0], previous[caught[0]])
 
 
 def finish_held(cleanup: Callable[[], object]) -> None:
