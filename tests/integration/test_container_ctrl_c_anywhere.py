@@ -16,17 +16,15 @@ snapshot, no snapshot no container names. Then the call works again (the next tr
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
 
 import kiln
 from ctrl_c_anywhere import KILN, assert_whole_at_every_point
-from kiln.ops.check import check
-from kiln.snapshot.mount import mounts_under, overlay_works
-from snapshot_layers import disagreements, layer_tar
+from kiln.snapshot.mount import overlay_works
+from snapshot_layers import layer_tar
+from store_leftovers import set_store_right, store_left_behind, trial_context
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -85,13 +83,7 @@ def case(request, tmp_path, monkeypatch) -> Iterator[Case]:
     if request.param == "overlay" and not overlay_works(str(tmp_path)):
         pytest.skip("overlayfs cannot be mounted here")
     monkeypatch.setenv("KILN_SNAPSHOT_DRIVER", request.param)  # the snapshotter's driver
-    # the check looks at scratch space and RUN bundles: this test's own, not the machine's
-    for var, sub in (("TMPDIR", "scratch"), ("KILN_RUNTIME_DIR", "runtime")):
-        os.mkdir(tmp_path / sub)
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
-    with kiln.open_context(str(tmp_path / "root")) as ctx:
-        ctx.store.blob_grace_seconds = 0
+    with trial_context(str(tmp_path), monkeypatch) as ctx:
         yield Case(ctx, str(tmp_path))
 
 
@@ -117,26 +109,16 @@ def _containers(c: Case) -> list[str]:
 
 def left_behind(c: Case) -> list[str]:
     """What is not whole in the store, its snapshotter and its containers."""
-    c.snaps.settle()
-    problems = [f"check: {f.kind} {f.subject}: {f.problem}" for f in check(c.ctx).findings]
-    problems += [f"lease {lease.id} left" for lease in c.store.list_leases()]
-    problems += [f"ingest/{n}" for n in os.listdir(os.path.join(c.store.root, "ingest"))]
-    problems += [f"snapshots/{p}" for p in disagreements(c.snaps)]
-    problems += [f"mounted: {m}" for m in mounts_under(c.store.root)]
-    return problems + _containers(c)
+    return store_left_behind(c.ctx) + _containers(c)
 
 
 def _set_right(c: Case) -> None:
     """Remove what a failed trial left, so the next trial shows its own."""
-    c.store.delete_leases([lease.id for lease in c.store.list_leases()])
     for rec in c.store.list_containers():
         c.store.delete_container(rec.id)
     for key in c.snaps.list_active():
         c.snaps.remove(key)
-    check(c.ctx, repair=True)
-    for base in (os.path.join(c.store.root, "ingest"), os.path.join(c.snaps.root, "tmp")):
-        for n in os.listdir(base):
-            shutil.rmtree(os.path.join(base, n), ignore_errors=True)
+    set_store_right(c.ctx)
 
 
 def _config(c: Case) -> None:

@@ -6,18 +6,17 @@ SIGINT sent there (``ctrl_c_anywhere``). After each trial, whether the call fini
 raised ``KeyboardInterrupt``: ``kiln system check`` finds nothing, no lease is left (the
 calls' own end with them), no ingest is left in ``ingest/``, the snapshotter's ``tmp/``
 is empty once its background deletions are done (no staged layer of an import or a load),
-its rows and directories agree, and the call works again (the next trial runs it). An
-import or a load passes thousands of points, most of them reading the input: their trials
-are the points of the image layer's code and of the operation's own, where what they
-write is made and handed on; the store's calls they make have their own cases here.
+its rows and directories agree, nothing is mounted (``store_leftovers.store_left_behind``),
+and the call works again (the next trial runs it). An import or a load passes thousands of
+points, most of them reading the input: their trials are the points of the image layer's
+code and of the operation's own, where what they write is made and handed on; the store's
+calls they make have their own cases here.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -25,8 +24,8 @@ import pytest
 import kiln
 from ctrl_c_anywhere import KILN, assert_whole_at_every_point
 from kiln.oci import Descriptor, Digest
-from kiln.ops.check import check
-from snapshot_layers import disagreements, layer_tar
+from snapshot_layers import layer_tar
+from store_leftovers import set_store_right, store_left_behind, trial_context
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -74,33 +73,8 @@ class Case:
 
 @pytest.fixture
 def case(tmp_path, monkeypatch) -> Iterator[Case]:
-    # the check looks at scratch space and RUN bundles: this test's own, not the machine's
-    for var, sub in (("TMPDIR", "scratch"), ("KILN_RUNTIME_DIR", "runtime")):
-        os.mkdir(tmp_path / sub)
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
-    with kiln.open_context(str(tmp_path / "root")) as ctx:
-        ctx.store.blob_grace_seconds = 0
+    with trial_context(str(tmp_path), monkeypatch) as ctx:
         yield Case(ctx, str(tmp_path))
-
-
-def left_behind(c: Case) -> list[str]:
-    """What is not whole in the store and its snapshotter."""
-    c.snaps.settle()
-    problems = [f"check: {f.kind} {f.subject}: {f.problem}" for f in check(c.ctx).findings]
-    problems += [f"lease {lease.id} left" for lease in c.store.list_leases()]
-    problems += [f"ingest/{n}" for n in os.listdir(os.path.join(c.store.root, "ingest"))]
-    problems += [f"snapshots/{p}" for p in disagreements(c.snaps)]
-    return problems
-
-
-def _set_right(c: Case) -> None:
-    """Remove what a failed trial left, so the next trial shows its own."""
-    c.store.delete_leases([lease.id for lease in c.store.list_leases()])
-    check(c.ctx, repair=True)
-    for base in (os.path.join(c.store.root, "ingest"), os.path.join(c.snaps.root, "tmp")):
-        for n in os.listdir(base):
-            shutil.rmtree(os.path.join(base, n), ignore_errors=True)
 
 
 def _put_blob(c: Case) -> None:
@@ -143,7 +117,7 @@ def test_ctrl_c_at_any_point_leaves_the_store_whole(case: Case, name) -> None:
         lambda: set_up(case),
         lambda: call(case),
         case.reset,
-        lambda: left_behind(case),
-        lambda: _set_right(case),
+        lambda: store_left_behind(case.ctx),
+        lambda: set_store_right(case.ctx),
         within,
     )
