@@ -11,12 +11,18 @@ and the call works again (the next trial runs it). An import or a load passes th
 points, most of them reading the input: their trials are the points of the image layer's
 code and of the operation's own, where what they write is made and handed on; the store's
 calls they make have their own cases here.
+
+A Ctrl-C while a layer's staging (an unpack's, an import's, a load's) waits for the
+snapshotter's root lock, which a gc of another process can hold exclusive for long, stops
+the call then, not once the lock comes, and leaves the store whole.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -24,8 +30,10 @@ import pytest
 import kiln
 from ctrl_c_anywhere import KILN, assert_whole_at_every_point
 from kiln.oci import Descriptor, Digest
-from snapshot_layers import layer_tar
+from kiln.util.locks import file_lock
+from snapshot_layers import layer_tar, unpack
 from store_leftovers import set_store_right, store_left_behind, trial_context
+from waits import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -121,3 +129,60 @@ def test_ctrl_c_at_any_point_leaves_the_store_whole(case: Case, name) -> None:
         lambda: set_store_right(case.ctx),
         within,
     )
+
+
+HOLD_SECONDS = 30.0  # the gc's stand-in lets go by then even if the Ctrl-C never comes
+STAGING: dict[str, Callable[[Case], object]] = {
+    "unpack": lambda c: unpack(c.snaps, "sha256:c1", None, {"x": b"x"}),
+    "import": CALLS["import"][1],
+    "load": CALLS["load"][1],
+}
+
+
+def _waiting_for(path: str) -> bool:
+    """Someone waits in ``flock`` for ``path`` (a ``->`` line of ``/proc/locks``)."""
+    st = os.stat(path)
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks", encoding="ascii", errors="replace") as f:
+        return any(
+            fields[1:3] == ["->", "FLOCK"] and fields[6] == ident
+            for fields in (line.split() for line in f)
+            if len(fields) > 6
+        )
+
+
+@pytest.mark.parametrize("name", list(STAGING))
+def test_a_ctrl_c_while_staging_waits_for_the_root_lock_stops_the_call(case: Case, name):
+    lock_path = os.path.join(case.snaps.root, "snapshots.lock")
+    held, let_go, released = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_exclusive() -> None:  # as a gc does
+        with file_lock(lock_path):
+            held.set()
+            let_go.wait(HOLD_SECONDS)
+        released.set()
+
+    main = threading.get_ident()
+
+    def ctrl_c() -> None:
+        wait_for("the call to wait for the root lock", _waiting_for, lock_path)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    holder = threading.Thread(target=hold_exclusive)
+    holder.start()
+    held.wait()
+    sender = threading.Thread(target=ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sender.start()
+        with pytest.raises(KeyboardInterrupt):
+            STAGING[name](case)
+        assert not released.is_set(), "the Ctrl-C waited for the root lock"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        let_go.set()
+        holder.join()
+        sender.join()
+    assert store_left_behind(case.ctx) == []
+    STAGING[name](case)  # and it works once the lock is free
+    assert store_left_behind(case.ctx) == []

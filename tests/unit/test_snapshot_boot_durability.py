@@ -68,7 +68,7 @@ def test_an_unpacked_layer_is_recorded_without_a_sync_marked_with_the_boot(tmp_p
     snaps = Snapshotter(str(root), driver="copy")
     raw, diff_id = layer_tar({"a": b"a" * 5000})
     path = _unpack(snaps, raw, diff_id)
-    staged = snaps.stage_layer()
+    staged = snaps.stage_layer(lambda s: None)
     raw2, diff2 = layer_tar({"b": b"b"})
     staged.apply(io.BytesIO(raw2))
     snaps.adopt_staged([(staged, diff2, None, diff2)])

@@ -18,7 +18,8 @@ import kiln.snapshot.meta as meta_module
 import kiln.snapshot.snapshotter as snapshotter_module
 from kiln.errors import DigestMismatch
 from kiln.snapshot import Snapshotter
-from kiln.snapshot.staged import discard_staged
+from kiln.snapshot.staged import StagedLayer, discard_staged
+from kiln.util.locks import try_lock
 from snapshot_layers import layer_tar
 
 
@@ -67,7 +68,9 @@ def test_staged_layers_are_checked_then_synced_once_then_recorded(watched):
     root, snaps, seen = watched
     low, low_id = layer_tar({"low": b"1"})
     top, top_id = layer_tar({"top": b"2"})
-    staged = [snaps.stage_layer(), snaps.stage_layer()]
+    staged: list[StagedLayer] = []
+    snaps.stage_layer(staged.append)
+    snaps.stage_layer(staged.append)
     staged[0].apply(io.BytesIO(low))
     staged[1].apply(io.BytesIO(top))
     top_chain = "sha256:" + hashlib.sha256(f"{low_id} {top_id}".encode()).hexdigest()
@@ -84,15 +87,33 @@ def test_staged_layers_are_checked_then_synced_once_then_recorded(watched):
 def test_a_discarded_staged_layer_leaves_nothing(watched):
     root, snaps, _ = watched
     raw, _ = layer_tar({"x": b"x"})
-    with snaps.stage_layer() as staged:
+    with snaps.stage_layer(lambda s: None) as staged:
         staged.apply(io.BytesIO(raw))
     assert os.listdir(root / "tmp") == [] and snaps.list_layers() == []
+
+
+def test_a_staged_layer_its_caller_fails_to_keep_is_dropped_and_frees_the_root_lock(watched):
+    root, snaps, _ = watched
+
+    def refuse(staged: StagedLayer) -> None:
+        raise RuntimeError("no room for it")
+
+    with pytest.raises(RuntimeError, match="no room"):
+        snaps.stage_layer(refuse)
+    assert os.listdir(root / "tmp") == []
+    fd = os.open(root / "snapshots.lock", os.O_RDWR)
+    try:
+        assert try_lock(fd), "the root lock is still held shared"
+    finally:
+        os.close(fd)
 
 
 def test_discard_staged_drops_every_tree_left_once(watched):
     root, snaps, _ = watched
     raw, _ = layer_tar({"x": b"x"})
-    left = {"sha256:a": snaps.stage_layer(), "sha256:b": snaps.stage_layer()}
+    left: dict[str, StagedLayer] = {}
+    snaps.stage_layer(lambda s: left.update({"sha256:a": s}))
+    snaps.stage_layer(lambda s: left.update({"sha256:b": s}))
     left["sha256:a"].apply(io.BytesIO(raw))
     trees = list(left.values())
     discard_staged(left, threading.Lock())

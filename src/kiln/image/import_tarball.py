@@ -29,7 +29,6 @@ from kiln.oci.config import DEFAULT_PATH, History, ImageConfig, RuntimeConfig
 from kiln.oci.platform import Platform
 from kiln.store import ImageRecord, Store
 from kiln.util.choices import Compression
-from kiln.util.held_signals import signals_held
 from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -88,11 +87,9 @@ def import_tarball(
     runtime = apply_changes(RuntimeConfig(env=env), list(changes))
     with store.lease() as own, contextlib.ExitStack() as undo:
         holder = lease or own
-        # held: a Ctrl-C just after ``stage_layer`` returned would leave its tree in ``tmp/``
-        with signals_held():
-            staged = snaps.stage_layer() if snaps is not None else None
-            if staged is not None:
-                undo.callback(staged.discard)  # nothing once adopted
+        staged = None  # discarded at the end unless adopted (nothing once it is)
+        if snaps is not None:
+            staged = snaps.stage_layer(lambda s: undo.callback(s.discard))
         check = check_tar if staged is None else _applier(staged)
         with store.ingest("") as ing:
             try:

@@ -447,9 +447,7 @@ class _Pull:
         staged = None
         try:
             if layer and self.snaps is not None and not measure:
-                staged = self.snaps.stage_layer()
-                with self._lock:
-                    self.staged[str(desc.digest)] = staged
+                staged = self.snaps.stage_layer(lambda s: self._keep_staged(desc, s))
             res = fetch_blob(  # the blob joins the lease as it is published
                 self.client,
                 self.ref,
@@ -468,6 +466,10 @@ class _Pull:
             self.new.append(res.desc.digest)
         self._report(kind, res.desc, res.desc.size, "done")
         return res
+
+    def _keep_staged(self, desc: Descriptor, staged: StagedLayer) -> None:
+        with self._lock:  # the pool's threads add theirs too
+            self.staged[str(desc.digest)] = staged
 
     def _config(self, desc: Descriptor) -> ImageConfig:
         if self.store.lease_existing_blob(desc.digest, self.lease):

@@ -25,7 +25,6 @@ from kiln.oci.digest import Digest
 from kiln.oci.manifest import Manifest
 from kiln.store import ImageRecord, LayerRecord, Store
 from kiln.util.atomic import WritebackEvery
-from kiln.util.held_signals import signals_held
 from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
@@ -311,11 +310,8 @@ class StoreDestination:
         # start-up: the layer streams only for a pull, a load or an import
         from kiln.image.layers import SliceTee
 
-        # held: a Ctrl-C just after ``stage_layer`` returned would leave its tree in ``tmp/``,
-        # not yet in ``staged`` for ``discard_staged``
-        with signals_held():
-            staged = self.snaps.stage_layer()
-            self.staged[str(desc.digest)] = staged
+        # kept in ``staged`` for ``discard_staged``
+        staged = self.snaps.stage_layer(lambda s: self.staged.update({str(desc.digest): s}))
         with self.store.ingest("", desc) as ing:
             tee = SliceTee(stream, IngestWriter(ing))
             members = _MemberCheck()

@@ -249,33 +249,44 @@ class Snapshotter(UpkeepMixin):
             self._settle_staged([staged])
             return self._adopt_staged(staged, chain_id, parent, diff_id)
 
-    def stage_layer(self) -> StagedLayer:
+    def stage_layer(self, keep: Callable[[StagedLayer], object]) -> StagedLayer:
         """A fresh ``StagedLayer`` in ``tmp/`` (the root lock held shared until it is adopted
-        or discarded): for unpacking a layer before its chain id and diff_id are known."""
+        or discarded): for unpacking a layer before its chain id and diff_id are known.
+
+        ``keep(staged)`` hands the tree to the caller before a Ctrl-C can land (the caller
+        registers its discard there): one raised just after this returned would leave the
+        tree in ``tmp/`` with nobody to discard it. If ``keep`` raises, the tree is dropped.
+        The wait for the root lock (a gc holds it exclusive) stays interruptible."""
         # start-up: the layer applier only for a pull, a load or an import
         from kiln.snapshot.staged import StagedLayer
 
         lock = contextlib.ExitStack()
-        lock.enter_context(self._shared())
+        staged = None
+        kept = False
         try:
-            with signals_held():  # from the mkdir until the tree is the StagedLayer's
-                return StagedLayer(self._tmpdir("unpack-"), lock)
+            lock.enter_context(self._shared())
+            with signals_held():  # from the mkdir until the tree is the caller's
+                staged = StagedLayer(self._tmpdir("unpack-"), lock)
+                keep(staged)
+                kept = True
         except BaseException:
-            lock.close()
+            if not kept:  # a signal held meanwhile, raised once the tree was kept, is not ours
+                if staged is None:
+                    lock.close()
+                else:
+                    staged.discard()
             raise
+        return staged
 
     @contextlib.contextmanager
     def _staging(self) -> Iterator[StagedLayer]:
-        """``stage_layer`` for the block, discarded when it ends unless adopted: a Ctrl-C
-        just after ``stage_layer`` returned would leave its tree in ``tmp/``."""
-        staged = None
+        """``stage_layer`` for the block, discarded when it ends unless adopted."""
+        staged: list[StagedLayer] = []
         try:
-            with signals_held():
-                staged = self.stage_layer()
-            yield staged
+            yield self.stage_layer(staged.append)
         finally:
-            if staged is not None:
-                staged.discard()
+            for tree in staged:
+                tree.discard()
 
     def adopt_staged(self, items: Sequence[tuple[StagedLayer, str, str | None, str]]) -> list[str]:
         """Record staged layers ``(staged, chain_id, parent, diff_id)``, bottom up; returns
