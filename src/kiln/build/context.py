@@ -51,7 +51,6 @@ import io
 import os
 import posixpath
 import stat
-import tempfile
 import threading
 import time
 from array import array
@@ -1053,6 +1052,8 @@ class BuildContext:
             yield self.root
             return
         # start-up: staging only for a filtered COPY or a heredoc
+        import tempfile
+
         from kiln.build.staging import Stager
 
         matcher = IgnoreMatcher(excludes) if excludes else None

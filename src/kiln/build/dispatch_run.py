@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from typing import TYPE_CHECKING
 
 from kiln.build.history import created_by
@@ -96,6 +95,8 @@ def _script_dir(wanted: bool, tmpdir: str | None) -> contextlib.AbstractContextM
     none: no directory to make and remove, which can cost milliseconds)."""
     if not wanted:
         return contextlib.nullcontext("")
+    import tempfile  # start-up: a heredoc's only
+
     return tempfile.TemporaryDirectory(prefix="kiln-script-", dir=tmpdir)
 
 

@@ -14,7 +14,6 @@ import codecs
 import contextlib
 import contextvars
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -458,6 +457,8 @@ class Executor:
         if image_id is not None:
             top = unpack_image(self.store, snaps, open_store_image(self.store, image_id))
         if top is None:
+            import tempfile  # start-up: only a mount of scratch needs it
+
             with tempfile.TemporaryDirectory(prefix="kiln-empty-", dir=self.tmpdir) as empty:
                 yield empty
             return

@@ -17,7 +17,6 @@ import contextlib
 import io
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -55,6 +54,8 @@ def open_remote_context(
 ) -> Iterator[str]:
     """Unpack the context ``spec`` names (``-``: stdin; an http(s) URL of a tar; a git
     repository) into a temporary directory and yield its path."""
+    import tempfile  # start-up: as what follows
+
     # start-up: a local context (every build checks) needs none of the unpacking
     from kiln.archive.applier import extract_tar
     from kiln.archive.compression import open_decompressed, read_up_to

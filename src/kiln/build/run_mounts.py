@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import field
 from typing import TYPE_CHECKING
@@ -147,6 +145,9 @@ def prepared_mounts(
     if not specs:  # most RUNs: no directory to make and remove (an rmdir can cost ms)
         yield result
         return
+    import shutil  # start-up: a RUN without --mount (every build imports this module)
+    import tempfile
+
     ssh_index = 0
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="kiln-run-", dir=tmpdir))

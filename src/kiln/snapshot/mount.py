@@ -16,7 +16,6 @@ import errno
 import os
 import shutil
 import struct
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -218,6 +217,8 @@ def mounted(spec: MountSpec, parent_dir: str | None = None) -> Iterator[str]:
     one a killed kiln left mounted is found and unmounted by the next sweep."""
     if parent_dir is None:
         parent_dir = process_scratch_dir()
+    import tempfile  # start-up: a cached build mounts no view
+
     target = tempfile.mkdtemp(prefix="kiln-mnt-", dir=parent_dir)
     try:
         mount(spec, target)
@@ -233,6 +234,8 @@ def overlay_works(scratch_dir: str) -> bool:
     The probe's overlay is mounted ``volatile`` (where the kernel takes it): its upper is
     thrown away, and a plain overlay's unmount syncs the whole upper file system (20-50 ms
     on a busy disk, paid by the first build in every fresh store)."""
+    import tempfile  # start-up: only a fresh store probes
+
     probe = tempfile.mkdtemp(prefix="probe-", dir=scratch_dir)
     dirs = [os.path.join(probe, d) for d in ("lower", "upper", "work", "mnt")]
     try:

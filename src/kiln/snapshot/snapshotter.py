@@ -40,7 +40,6 @@ import hashlib
 import os
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import replace
@@ -779,6 +778,8 @@ class Snapshotter(UpkeepMixin):
         return os.path.join(self.root, "layers", str(n), "fs")
 
     def _tmpdir(self, prefix: str) -> str:
+        import tempfile  # start-up: a cached build makes no snapshot
+
         return tempfile.mkdtemp(prefix=prefix, dir=os.path.join(self.root, "tmp"))
 
     def _rmtree_aside(self, path: str) -> None:

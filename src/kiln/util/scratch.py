@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 PREFIX = "kiln-scratch-"
+_NAME_TRIES = 100  # random names taken before giving up (as tempfile, which tries 10,000)
 _NAME = lazy_pattern(r"^kiln-scratch-(\d+)\.(\d+)-[A-Za-z0-9_]+$")
 
 
@@ -37,9 +38,16 @@ def make_scratch_dir(base: str) -> str:
     """A new directory (mode 0700) under ``base`` named after this process."""
     os.makedirs(base, exist_ok=True)
     owner = this_process().replace(":", ".")
-    import tempfile  # start-up: a command that only reads the store makes no scratch dir
-
-    return tempfile.mkdtemp(prefix=f"{PREFIX}{owner}-", dir=base)
+    # not tempfile.mkdtemp: importing tempfile (and with it shutil, random, bz2, lzma) was
+    # most of what a fully cached build imported for nothing else
+    for _ in range(_NAME_TRIES):
+        path = os.path.join(base, f"{PREFIX}{owner}-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(errno.EEXIST, "no unused scratch directory name", base)
 
 
 def system_tmpdir() -> str:
