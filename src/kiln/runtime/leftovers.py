@@ -19,8 +19,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
-import subprocess
 import time
 
 from kiln.util.lazy_pattern import lazy_pattern
@@ -64,6 +62,9 @@ def sweep_dead_runs(
         if dry_run:
             swept.append(run_id)
             continue
+        import shutil  # start-up: a build that finds no killed RUN runs no runc and removes nothing
+        import subprocess
+
         base = [runtime, "--root", os.path.join(state, "runc")]
         for args in (["kill", run_id, "KILL"], ["delete", "--force", run_id]):
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
@@ -120,6 +121,9 @@ def stray_containers(
     ``runc run`` creates the container until after it is gone): killed and deleted unless
     ``dry_run``; returns their ids. With ``store_root``, only that store's, by their root
     filesystem (see the module). No runc installed: none."""
+    import shutil  # start-up: as in sweep_dead_runs
+    import subprocess
+
     state = state_dir or default_runtime_dir()
     root = os.path.join(state, "runc")
     binary = shutil.which(runtime)
