@@ -10,6 +10,7 @@ without content size, so the same bytes in give the same bytes out.
 from __future__ import annotations
 
 import bz2
+import functools
 import io
 import lzma
 import os
@@ -24,19 +25,6 @@ from kiln.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
-
-_gzip_mod: ModuleType
-_deflate_mod: ModuleType
-try:  # isal is a declared dependency; zlib keeps kiln usable without it
-    from isal import igzip as _gzip_mod
-    from isal import isal_zlib as _deflate_mod
-
-    _GZIP_MAX_LEVEL = 3
-except ImportError:  # pragma: no cover - exercised only without isal
-    import gzip as _gzip_mod
-
-    _deflate_mod = zlib
-    _GZIP_MAX_LEVEL = 9
 
 CHUNK = 1 << 20
 DEFAULT_MAX_RATIO = 1000.0
@@ -163,6 +151,20 @@ def read_up_to(fileobj: ByteReader, size: int) -> bytes:
     return head
 
 
+@functools.cache
+def _gzip_modules() -> tuple[ModuleType, ModuleType, int]:
+    """The module gzip streams are read with, the zlib-compatible one they are written with,
+    and its highest level: isal's (a declared dependency), else the standard library's.
+    Imported on first use: a fully cached build reads and writes no gzip stream."""
+    try:
+        from isal import igzip, isal_zlib
+    except ImportError:  # pragma: no cover - exercised only without isal
+        import gzip
+
+        return gzip, zlib, 9
+    return igzip, isal_zlib, 3
+
+
 def zstandard_module() -> ModuleType:
     """The ``zstandard`` package, imported on first use: importing it costs ~5 ms of CPU, a
     noticeable part of a short command's start-up, and only zstd streams need it."""
@@ -171,12 +173,7 @@ def zstandard_module() -> ModuleType:
     return zstandard
 
 
-_DATA_ERRORS: tuple[type[BaseException], ...] = (
-    EOFError,
-    zlib.error,
-    lzma.LZMAError,
-    getattr(_deflate_mod, "error", zlib.error),
-)
+_DATA_ERRORS: tuple[type[BaseException], ...] = (EOFError, zlib.error, lzma.LZMAError)
 
 
 class DecompressingReader(io.RawIOBase):
@@ -195,6 +192,8 @@ class DecompressingReader(io.RawIOBase):
         self._source = _CountingSource(fileobj, head)
         self._zstd_frames: _ZstdFrameChecker | None = None
         self._data_errors = _DATA_ERRORS
+        if self.compression is Compression.GZIP:
+            self._data_errors += (getattr(deflate_module(), "error", zlib.error),)
         if self.compression is Compression.ZSTD:
             self._data_errors += (zstandard_module().ZstdError,)
             self._zstd_frames = _ZstdFrameChecker()
@@ -213,7 +212,8 @@ class DecompressingReader(io.RawIOBase):
         if kind is Compression.NONE:
             return src
         if kind is Compression.GZIP:
-            gzip_file: _Decoder = _gzip_mod.GzipFile(fileobj=src, mode="rb")  # isal's or gzip's
+            gzip_module = _gzip_modules()[0]  # isal's or gzip's
+            gzip_file: _Decoder = gzip_module.GzipFile(fileobj=src, mode="rb")
             return gzip_file
         if kind is Compression.ZSTD:
             dctx = zstandard_module().ZstdDecompressor()
@@ -386,14 +386,15 @@ class CompressingWriter(io.RawIOBase):
 
 def deflate_module() -> ModuleType:
     """The zlib-compatible module gzip streams are written with: isal's, or zlib."""
-    return _deflate_mod
+    return _gzip_modules()[1]
 
 
 def gzip_level(level: int | None) -> int:
     """``level`` checked (None: the default, 1)."""
     level = 1 if level is None else level
-    if not 0 <= level <= _GZIP_MAX_LEVEL:
-        raise InvalidArgument(f"gzip level {level} is out of range 0-{_GZIP_MAX_LEVEL}")
+    highest = _gzip_modules()[2]
+    if not 0 <= level <= highest:
+        raise InvalidArgument(f"gzip level {level} is out of range 0-{highest}")
     return level
 
 
@@ -403,7 +404,8 @@ def _compressor(kind: Compression, level: int | None) -> _Compressor | None:
     if kind is Compression.GZIP:
         level = gzip_level(level)
         # wbits 31: a gzip member with mtime 0, no name, fixed OS byte — deterministic.
-        deflate: _Compressor = _deflate_mod.compressobj(level, _deflate_mod.DEFLATED, 31)
+        zlib_like = deflate_module()
+        deflate: _Compressor = zlib_like.compressobj(level, zlib_like.DEFLATED, 31)
         return deflate
     if kind is Compression.ZSTD:
         level = 3 if level is None else level

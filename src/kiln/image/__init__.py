@@ -12,15 +12,15 @@ checks every invariant.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING
 
-# bound now, not on first use: the function has its module's name, and importing the module
-# kiln.image.import_tarball sets the package's attribute of that name to the module
-from kiln.image.import_tarball import import_tarball
 from kiln.util.exports import lazy_exports
 
 if TYPE_CHECKING:
     from kiln.image.copy import CopyResult, ImageDestination, copy_image
+    from kiln.image.import_tarball import import_tarball
     from kiln.image.model import Image, SourceImage, chain_ids, open_image, read_blob
     from kiln.image.store_image import (
         NewLayer,
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from kiln.image.validate import validate_image
 
 # public name -> its module, imported on first use: the build's use of the store image
-# needs neither copying between transports nor tarball import nor validation
+# needs neither copying between transports nor tarball import (nor its compressors) nor
+# validation
 _EXPORTS = {
     "CopyResult": "kiln.image.copy",
     "Image": "kiln.image.model",
@@ -46,6 +47,7 @@ _EXPORTS = {
     "StoreImage": "kiln.image.store_image",
     "chain_ids": "kiln.image.model",
     "copy_image": "kiln.image.copy",
+    "import_tarball": "kiln.image.import_tarball",
     "open_held_image": "kiln.image.store_image",
     "open_image": "kiln.image.model",
     "open_store_image": "kiln.image.store_image",
@@ -78,3 +80,17 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+class _ImagePackage(types.ModuleType):
+    """This package's module: ``import_tarball`` names both a function and the module it is
+    in, and importing that module sets the package's attribute to the module; the function
+    is kept instead (as when it was imported here eagerly)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "import_tarball" and isinstance(value, types.ModuleType):
+            value = value.import_tarball
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _ImagePackage
