@@ -57,7 +57,6 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from kiln.archive.changes import read_xattrs
 from kiln.archive.safe_root import SafeRoot
 from kiln.build.context_index import (
     RACY_NS,
@@ -69,11 +68,11 @@ from kiln.build.context_index import (
     payload_of,
 )
 from kiln.build.dockerignore import IgnoreMatcher
-from kiln.build.layer_first import LearnedDigests
 from kiln.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from kiln.build.heredoc import Heredoc
+    from kiln.build.layer_first import LearnedDigests
 
 __all__ = [
     "BuildContext",
@@ -550,12 +549,16 @@ class BuildContext:
     def forget_learned(self) -> None:
         """Drop what ``learn`` was told in this thread (one entry a file: a big context's
         would stay for the whole build)."""
+        from kiln.build.layer_first import LearnedDigests  # start-up: a COPY's only
+
         self._defer.learned = LearnedDigests()
 
     def _learned(self) -> LearnedDigests:
         """This thread's learned digests (``learn`` and a stopped ``digest_unless``)."""
         found = getattr(self._defer, "learned", None)
         if found is None:
+            from kiln.build.layer_first import LearnedDigests  # start-up: a COPY's only
+
             found = self._defer.learned = LearnedDigests()
         return found
 
@@ -1089,6 +1092,8 @@ def _xattrs_note(path: str | int) -> str:
     ``path`` not followed, or an fd): "" when there are none, as for every entry before
     they were kept. An entry gone meanwhile has none here: the walk notices it as it
     notices any entry swapped under it (its open or its stat check)."""
+    from kiln.archive.changes import read_xattrs  # start-up: a COPY's only
+
     try:
         xattrs = read_xattrs(path, overlay=True)
     except (FileNotFoundError, NotADirectoryError):

@@ -17,12 +17,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from kiln.archive.entry import TarEntry
 from kiln.build import explain
 from kiln.build.args import StageArgs
 from kiln.build.cache_key import base_key, instruction_fields, key_of, step_inputs
 from kiln.build.instructions import Instruction
-from kiln.build.layer_first import WriteFirst, Written, write_first
 from kiln.build.lexer import ShellLex
 from kiln.build.stages import Stage
 from kiln.container import ConfigEditor
@@ -33,7 +31,9 @@ from kiln.util.lazy_dataclass import dataclass
 from kiln.util.timefmt import rfc3339
 
 if TYPE_CHECKING:
+    from kiln.archive.entry import TarEntry
     from kiln.build.copy_claims import Claims
+    from kiln.build.layer_first import WriteFirst, Written
     from kiln.build.services import BuildServices
     from kiln.container import Builder
     from kiln.image import StoreImage
@@ -472,6 +472,8 @@ class StageRun:
         workdir = self._editor.runtime.working_dir or "/"
         wanted = [(p, u) for p, u, _, _ in self._wanted_dirs]
         opts = self._build.opts
+        from kiln.build.layer_first import write_first  # start-up: a COPY's only
+
         with contextlib.ExitStack() as held:
             return write_first(
                 self._build.store,

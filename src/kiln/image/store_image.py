@@ -13,7 +13,6 @@ import io
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from kiln.archive.compression import Compression
 from kiln.errors import DigestMismatch, InvalidArgument, NotFound
 from kiln.image.model import SourceImage, chain_ids, platform_string
 from kiln.image.mutate import Addendum, append_layers, check_format
@@ -357,6 +356,8 @@ class StoreDestination:
         if self.lease is not None:
             self.lease.add_blob(desc.digest)
         self.checked[str(desc.digest)] = diff_id
+        from kiln.archive.compression import Compression  # start-up: a cached build stores none
+
         compression = Compression(mt.layer_compression(desc.media_type))
         return ApplyResult(diff_id, size, desc.size, 0, compression)
 
