@@ -30,11 +30,13 @@ _DOMAIN = rf"(?:{_DOMAIN_NAME}|{_IPV6})(?::[0-9]+)?"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # Go's \w is ASCII: no "é" in a tag
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
+_DOMAIN_RE = lazy_pattern(rf"^{_DOMAIN}$")  # the costliest to compile: see _KNOWN_DOMAINS
 _TAG_RE = re.compile(rf"^{_TAG}$")
 _DIGEST_RE = lazy_pattern(rf"^{_DIGEST}$")
 _ID_RE = lazy_pattern(r"^[a-f0-9]{64}$")
 _SPACE_RE = re.compile(r"\s")
+#: domains nearly every reference a build names has (local images: localhost/), valid as they are
+_KNOWN_DOMAINS = frozenset({DEFAULT_DOMAIN, "localhost"})
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Reference:
             if not _TAG_RE.match(tag):
                 raise InvalidArgument(f'invalid reference format: bad tag "{tag}" in "{value}"')
         domain, path = _split_domain(rest)
-        if not domain or not _DOMAIN_RE.match(domain):
+        if not domain or (domain not in _KNOWN_DOMAINS and not _DOMAIN_RE().match(domain)):
             raise InvalidArgument(f'invalid reference format: bad registry "{domain}" in "{value}"')
         if path != path.lower() and _PATH_RE.match(path.lower()):
             raise InvalidArgument(
@@ -148,7 +150,7 @@ def is_registry_key(value: str) -> bool:
     """True when ``value`` is ``host[:port][/path]`` in the reference grammar: what an auth
     file's key, a login's registry, may be (no tag, no digest, no ``..``, no NUL)."""
     domain, _, path = value.partition("/")
-    return bool(_DOMAIN_RE.match(domain)) and (not path or bool(_PATH_RE.match(path)))
+    return bool(_DOMAIN_RE().match(domain)) and (not path or bool(_PATH_RE.match(path)))
 
 
 def looks_like_id(value: str) -> bool:
