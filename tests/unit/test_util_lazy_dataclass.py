@@ -321,3 +321,56 @@ def test_the_code_file_is_not_written_through_a_link(tmp_path, monkeypatch):
     lazy_dataclass._save_codes()
     assert victim.read_bytes() == b"keep me"
     assert not code_file.exists()
+
+
+_SPELLINGS = """
+from __future__ import annotations
+import dataclasses, typing
+import typing as t
+IMPORTS
+Nothing = None
+
+def make(decorate):
+    @decorate
+    class Spelled:
+        \"\"\"ClassVar and InitVar spelled every way a string annotation can name them.\"\"\"
+
+        a: ClassVar[int] = 1
+        b: typing.ClassVar[int] = 2
+        c: t.ClassVar = 3
+        d: CV[int] = 4
+        e: InitVar[int] = 5
+        f: dataclasses.InitVar[int] = 6
+        g: int = 7
+        h: Nothing = None
+        i: nosuchmodule.ClassVar[int] = 8
+        j: "  ClassVar [int]" = 9
+        k: list[ClassVar] = dataclasses.field(default_factory=list)
+
+        def __post_init__(self, *init_vars):
+            pass
+
+    return Spelled
+"""
+
+
+@needs_lazy
+@pytest.mark.parametrize(
+    "imports",
+    ["from typing import ClassVar\nfrom dataclasses import InitVar\nCV = ClassVar", ""],
+    ids=["names", "modules-only"],
+)
+def test_string_annotations_are_class_and_init_vars_as_the_standard_dataclass_reads_them(imports):
+    module = types.ModuleType("kiln_test_spellings")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(_SPELLINGS.replace("IMPORTS", imports), module.__name__, "exec"), vars(module))
+        for _ in range(2):  # the second time from what the first parsed
+            seen = [
+                {n: str(f._field_type) for n, f in cls.__dataclass_fields__.items()}
+                for cls in (module.make(dataclasses.dataclass), module.make(lazy))
+            ]
+            assert seen[0] == seen[1]
+        assert seen[0]["b"] == "_FIELD_CLASSVAR" and seen[0]["f"] == "_FIELD_INITVAR"
+    finally:
+        del sys.modules[module.__name__]
