@@ -34,16 +34,18 @@ def trial_context(tmp: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[kiln.Co
         yield ctx
 
 
-def store_left_behind(ctx: kiln.Context) -> list[str]:
+def store_left_behind(ctx: kiln.Context, mounted: set[str] | None = None) -> list[str]:
     """What is not whole in the context's store and its snapshotter: what ``kiln system
     check`` finds, a lease, an ingest, a snapshot directory and its row that disagree,
-    anything in the snapshotter's ``tmp/`` once its background deletions are done, a mount."""
+    anything in the snapshotter's ``tmp/`` once its background deletions are done, a mount
+    (but those in ``mounted``: a working container's ``kiln mount``)."""
     ctx.snapshots.settle()
     problems = [f"check: {f.kind} {f.subject}: {f.problem}" for f in check(ctx).findings]
     problems += [f"lease {lease.id} left" for lease in ctx.store.list_leases()]
     problems += [f"ingest/{n}" for n in os.listdir(os.path.join(ctx.store.root, "ingest"))]
     problems += [f"snapshots/{p}" for p in disagreements(ctx.snapshots)]
-    return problems + [f"mounted: {m}" for m in mounts_under(ctx.store.root)]
+    mounted = mounted or set()
+    return problems + [f"mounted: {m}" for m in mounts_under(ctx.store.root) if m not in mounted]
 
 
 def set_store_right(ctx: kiln.Context) -> None:

@@ -1,15 +1,15 @@
 """A Ctrl-C at any point of a working-container call leaves the store whole.
 
 Each library call of buildah's verbs (``from`` on a local image, unpacked or not yet,
-``copy`` of a small file, ``config``, ``commit`` plain and with ``rm``, ``rm``) is run once
-per point of kiln's code where a real Ctrl-C can land, with a real SIGINT sent there
-(``ctrl_c_anywhere``); the points are those of the working-container code, of the
+``copy`` of a small file, ``config``, ``commit`` plain and with ``rm``, ``rm``, ``mount``,
+``umount``, ``rename``) is run once per point of kiln's code where a real Ctrl-C can land,
+with a real SIGINT sent there (``ctrl_c_anywhere``); the points are those of the working-container code, of the
 unpacking of a ``from``'s image and of the writing of a commit's layer. The calls run on
 the overlay snapshotter, the commit on the copy one too (it reads the image's tree). After
 each trial, whether the call finished or raised ``KeyboardInterrupt``: ``kiln system
 check`` finds nothing, no lease, ingest or staged file is left, the snapshotter's rows and
-directories agree, nothing is mounted under the store, and the container is either there
-and usable (its commit and its rm work) or gone entirely: no container without its
+directories agree, nothing is mounted under the store but what a container records as
+``kiln mount``'s (and that is mounted), and the container is either there and usable (its commit and its rm work) or gone entirely: no container without its
 snapshot, no snapshot no container names. Then the call works again (the next trial).
 """
 
@@ -22,7 +22,9 @@ import pytest
 
 import kiln
 from ctrl_c_anywhere import KILN, assert_whole_at_every_point
-from kiln.snapshot.mount import overlay_works
+from kiln.container.state import ContainerState
+from kiln.ops.containers import mount_container, rename_container, unmount_container
+from kiln.snapshot.mount import is_mountpoint, overlay_works
 from snapshot_layers import layer_tar
 from store_leftovers import set_store_right, store_left_behind, trial_context
 
@@ -61,6 +63,11 @@ class Case:
         """A container with a file of its own, for a commit to write a layer of."""
         self.container()
         kiln.copy_to_container(self.ctx, C, ["hello"], "/hello", context_dir=self.context)
+
+    def mounted(self) -> None:
+        """A container ``kiln mount`` mounted, for an umount."""
+        self.container()
+        mount_container(self.ctx, C)
 
     def packed(self) -> None:
         """The base image's layers not unpacked yet, for a ``from`` to unpack them."""
@@ -107,9 +114,24 @@ def _containers(c: Case) -> list[str]:
     return problems
 
 
+def _recorded_mounts(c: Case) -> tuple[set[str], list[str]]:
+    """The rootfs mount points containers record (``kiln mount``'s: the only mounts the
+    store may hold), and a problem for each of them not mounted."""
+    recorded = set()
+    problems = []
+    for rec in c.store.list_containers():
+        point = ContainerState.from_json(rec.state).mount_point
+        if point:
+            recorded.add(point)
+            if not is_mountpoint(point):
+                problems.append(f"container {rec.name} records {point}, not mounted")
+    return recorded, problems
+
+
 def left_behind(c: Case) -> list[str]:
     """What is not whole in the store, its snapshotter and its containers."""
-    return store_left_behind(c.ctx) + _containers(c)
+    recorded, problems = _recorded_mounts(c)
+    return store_left_behind(c.ctx, mounted=recorded) + problems + _containers(c)
 
 
 def _set_right(c: Case) -> None:
@@ -139,6 +161,9 @@ CALLS: dict[str, tuple[Callable[[Case], object], Callable[[Case], object], tuple
     "commit": (Case.changed, lambda c: kiln.commit_container(c.ctx, C, OUT), COMMITS),
     "commit-rm": (Case.changed, lambda c: kiln.commit_container(c.ctx, C, OUT, rm=True), COMMITS),
     "rm": (Case.container, lambda c: kiln.remove_containers(c.ctx, [C]), CONTAINERS),
+    "mount": (Case.container, lambda c: mount_container(c.ctx, C), CONTAINERS),
+    "umount": (Case.mounted, lambda c: unmount_container(c.ctx, C), CONTAINERS),
+    "rename": (Case.container, lambda c: rename_container(c.ctx, C, "renamed"), CONTAINERS),
 }
 
 

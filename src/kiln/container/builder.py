@@ -215,25 +215,55 @@ class Builder:
             return False
 
     def mount(self) -> str:
-        """Mount the rootfs and keep it mounted (``kiln mount``); returns the merged path."""
-        if not self.is_mounted():
-            # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
-            from kiln.snapshot.mount import mount
+        """Mount the rootfs and keep it mounted (``kiln mount``); returns the merged path.
+        Mounted and recorded, or neither: a Ctrl-C before the record is saved unmounts."""
+        target = self.mount_target
+        if self.is_mounted():
+            return target
+        # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
+        from kiln.snapshot.mount import mount
 
-            mount(self._mount_spec(), self.mount_target)
-        if self.state.mount_point != self.mount_target:
-            self.state.mount_point = self.mount_target
+        was = self.state.mount_point
+        done: list[bool] = []  # the mount made: set with it, a Ctrl-C held until then
+        try:
+            with signals_held():
+                mount(self._mount_spec(), target)
+                done.append(True)
+            self.state.mount_point = target
             self.save()
-        return self.mount_target
+        except BaseException:
+            finish_held(lambda: self._undo_mount(done, was))
+            raise
+        return target
 
-    def unmount(self) -> None:
-        """Undo ``mount`` (no-op when not mounted)."""
+    def _undo_mount(self, done: list[bool], was: str | None) -> None:
+        """What ``mount`` did before it failed, undone: its mount, its record."""
         # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
         from kiln.snapshot.mount import unmount
 
-        if _is_mountpoint(self.mount_target):
+        if done:
             unmount(self.mount_target)
-        if self.state.mount_point is not None:
+            done.clear()  # run again by ``finish_held``: unmount once
+        if self.state.mount_point != was:
+            self.state.mount_point = was
+            with contextlib.suppress(Exception):  # the save that failed: nothing recorded
+                self.save()
+
+    def unmount(self) -> None:
+        """Undo ``mount`` (no-op when not mounted). Once the rootfs is unmounted, its
+        record goes too, even when a Ctrl-C lands between."""
+        # start-up: kiln.snapshot costs ~0.03 s (see the module docstring)
+        from kiln.snapshot.mount import unmount
+
+        try:
+            if _is_mountpoint(self.mount_target):
+                unmount(self.mount_target)
+        finally:
+            finish_held(self._forget_unmounted)
+
+    def _forget_unmounted(self) -> None:
+        """The record of a mount that is no longer there goes."""
+        if self.state.mount_point is not None and not _is_mountpoint(self.mount_target):
             self.state.mount_point = None
             self.save()
 
