@@ -13,6 +13,7 @@ would a user's.
 from __future__ import annotations
 
 import dis
+import gc
 import itertools
 import os
 import signal
@@ -92,6 +93,28 @@ def every_point(
     raise AssertionError(f"the call still passed more than {limit} points")
 
 
+def open_fds() -> dict[str, str]:
+    """This process's open descriptors and what each is."""
+    fds = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass  # the listing's own, closed
+    return fds
+
+
+def _opened_since(before: dict[str, str]) -> list[str]:
+    """The descriptors open now and not in ``before``, once the garbage is collected (a
+    descriptor only a dropped object in a cycle holds is closed with it; collected only
+    when one is found: a collection costs ~0.1 s)."""
+    if not open_fds().keys() - before:
+        return []
+    gc.collect()
+    now = open_fds()
+    return [f"fd {fd} left open: {now[fd]}" for fd in sorted(now.keys() - before, key=int)]
+
+
 def assert_whole_at_every_point(
     set_up: Callable[[], Any],
     call: Callable[[], Any],
@@ -99,22 +122,27 @@ def assert_whole_at_every_point(
     left_behind: Callable[[], list[str]],
     set_right: Callable[[], Any],
     within: tuple[str, ...] = (KILN,),
+    fds: bool = False,
 ) -> None:
     """``set_up()`` then ``call()`` once whole first (the modules it imports on first use
     imported: an import a Ctrl-C stops is done again by the next trial, whose points would
     then count the module's own, and points of the call would go untried), then a trial at
     every point, each from ``reset()`` and ``set_up()``. After each, ``left_behind()`` must
-    list nothing (else ``set_right()`` clears it, so the next trial shows its own); all
-    failures are reported together."""
+    list nothing (else ``set_right()`` clears it, so the next trial shows its own), and with
+    ``fds`` no descriptor opened in the trial may be left open (for calls that keep none
+    open between calls); all failures are reported together."""
     set_up()
     call()
     reset()
     set_up()
     failures = []
     trials = 0
+    before = open_fds() if fds else {}
     for n, interrupted in every_point(call, within=within):
         trials += 1
         problems = left_behind()
+        if fds:
+            problems += _opened_since(before)
         if problems:
             failures.append(
                 f"point {n} ({'interrupted' if interrupted else 'finished'}): {problems}"
@@ -122,6 +150,7 @@ def assert_whole_at_every_point(
             set_right()
         reset()
         set_up()
+        before = open_fds() if fds else {}
     assert trials > 5, "the call ran no kiln code: the trials never reached it"
     assert not failures, "\n".join(failures)
     assert left_behind() == [], "after the last run, not interrupted"

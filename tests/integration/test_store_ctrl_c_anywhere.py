@@ -7,6 +7,7 @@ raised ``KeyboardInterrupt``: ``kiln system check`` finds nothing, no lease is l
 calls' own end with them), no ingest is left in ``ingest/``, the snapshotter's ``tmp/``
 is empty once its background deletions are done (no staged layer of an import or a load),
 its rows and directories agree, nothing is mounted (``store_leftovers.store_left_behind``),
+no descriptor the trial opened is left open (a library process lives on after a Ctrl-C),
 and the call works again (the next trial runs it). An import or a load passes thousands of
 points, most of them reading the input: their trials are the points of the image layer's
 code and of the operation's own, where what they write is made and handed on; the store's
@@ -128,6 +129,7 @@ def test_ctrl_c_at_any_point_leaves_the_store_whole(case: Case, name) -> None:
         lambda: store_left_behind(case.ctx),
         lambda: set_store_right(case.ctx),
         within,
+        fds=True,
     )
 
 

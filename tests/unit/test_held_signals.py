@@ -3,6 +3,8 @@ has ended, not in the middle of it; without one, the block runs as usual."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import threading
 
@@ -77,3 +79,31 @@ def test_a_ctrl_c_at_any_point_of_the_hold_leaves_every_handler_as_it_was():
         assert len(trials) > 4
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_ctrl_c_at_any_point_of_a_file_lock_leaves_no_descriptor_and_no_lock(tmp_path):
+    """``file_lock`` opened its file before the ``try`` that closes it: a Ctrl-C just after
+    the open returned left the descriptor open, and the lock with it once taken."""
+    from ctrl_c_anywhere import every_point, open_fds
+    from kiln.util import held_signals, locks
+    from kiln.util.locks import file_lock, try_lock
+
+    path = str(tmp_path / "x.lock")
+
+    def lock() -> None:
+        with file_lock(path):
+            pass
+
+    lock()
+    before = open_fds()
+    trials = []
+    for n, _interrupted in every_point(lock, within=(held_signals.__file__, locks.__file__)):
+        trials.append(n)
+        assert open_fds().keys() == before.keys(), n
+        fd = os.open(path, os.O_RDWR)
+        try:
+            assert try_lock(fd), f"point {n}: the lock is still held"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    assert len(trials) > 4

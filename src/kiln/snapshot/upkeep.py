@@ -36,6 +36,7 @@ from kiln.archive.streams import ByteReader
 from kiln.snapshot import holds
 from kiln.snapshot import mount as mnt
 from kiln.snapshot.usage import tree_size
+from kiln.util.held_signals import opened
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.locks import file_lock, try_lock
 
@@ -154,13 +155,9 @@ class UpkeepMixin:
     @contextlib.contextmanager
     def _quiet(self) -> Iterator[bool]:
         """The root lock exclusively if nobody holds it now (True), else nothing (False)."""
-        fd = os.open(
-            os.path.join(self.root, "snapshots.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        try:
+        lock = os.path.join(self.root, "snapshots.lock")
+        with opened(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) as fd:
             yield try_lock(fd)
-        finally:
-            os.close(fd)
 
     def _list_crash_garbage(self, out: Leftovers) -> None:
         live_layers = {str(r["n"]) for r in self.db.query("SELECT n FROM layers")}

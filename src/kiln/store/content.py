@@ -19,6 +19,7 @@ from kiln.store.db import Database
 from kiln.store.ingest import CHUNK, Ingest
 from kiln.store.leases import Leases
 from kiln.util.atomic import fsync_all
+from kiln.util.held_signals import opened
 from kiln.util.locks import file_lock
 
 OCTET_STREAM = "application/octet-stream"
@@ -224,11 +225,8 @@ def _link_magic(proc_fd_path: str, final: str) -> None:
     ``linkat`` with ``AT_SYMLINK_FOLLOW`` (os.link without a dir fd would call link(2),
     which links the magic link itself)."""
     parent, name = os.path.split(proc_fd_path)
-    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+    with opened(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) as dfd:
         os.link(name, final, src_dir_fd=dfd, follow_symlinks=True)
-    finally:
-        os.close(dfd)
 
 
 def _digest(value: Digest | str) -> Digest:

@@ -31,6 +31,7 @@ from typing import Protocol
 from kiln.errors import Conflict, DigestMismatch, InvalidArgument
 from kiln.oci import Descriptor, Digest, Digester
 from kiln.store import paths
+from kiln.util.held_signals import signals_held
 from kiln.util.locks import try_lock
 from kiln.util.process_owner import is_alive, this_process
 
@@ -72,24 +73,40 @@ def _open_unnamed(directory: str) -> int:
 
 
 class Ingest:
-    """One in-progress blob; use through ``Store.ingest`` as a context manager."""
+    """One in-progress blob; use through ``Store.ingest`` as a context manager.
+
+    Its descriptor is ``self._fd`` from the moment it is opened (the signals held: a
+    Ctrl-C cannot land between), and an ingest dropped unclosed is closed (``__del__``):
+    one a Ctrl-C stopped in ``__init__``, or between ``Store.ingest`` returning and the
+    caller's ``with`` or ``try``, leaves no descriptor open (an unnamed file: no data)."""
+
+    _fd = -1
+    _done = False
+    _unnamed = False
+    dir = ""
+    resumable = False
 
     def __init__(self, store: BlobPublisher, ref: str, expected: Descriptor | None):
         self._store = store
         self.ref = ref
         self.expected = expected
         self.resumable = bool(ref)
-        fd = -1 if ref else _open_unnamed(os.path.join(store.root, paths.INGEST))
-        self._unnamed = fd >= 0  # an O_TMPFILE: no directory, published by linking its fd
-        self.dir = (
-            "" if self._unnamed else os.path.join(store.root, paths.INGEST, ingest_dir_name(ref))
-        )
+        if not ref:
+            with signals_held():
+                self._fd = _open_unnamed(os.path.join(store.root, paths.INGEST))
+        self._unnamed = self._fd >= 0  # an O_TMPFILE: no directory, published by linking it
+        if not self._unnamed:
+            self.dir = os.path.join(store.root, paths.INGEST, ingest_dir_name(ref))
         self._data = os.path.join(self.dir, "data")
-        self._fd = fd if self._unnamed else self._open_locked()
-        self._done = False
+        if not self._unnamed:
+            self._open_locked()
         algorithm = expected.digest.algorithm if expected else "sha256"
         self._digester = Digester(algorithm)
         self._rehash()
+
+    def __del__(self) -> None:
+        if self._fd >= 0 and not self._done:
+            self.close()
 
     @property
     def offset(self) -> int:
@@ -100,27 +117,34 @@ class Ingest:
         """The digest of the bytes received so far."""
         return self._digester.digest()
 
-    def _open_locked(self) -> int:
+    def _open_locked(self) -> None:
+        """``self._fd``: the data file, opened and locked (``__del__`` closes it if that
+        fails; a named ref's data is kept)."""
         for _ in range(100):
             os.makedirs(self.dir, exist_ok=True)
             try:
-                fd = os.open(self._data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                with signals_held():
+                    self._fd = os.open(self._data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:  # GC removed the directory under us; try again
                 continue
-            if not self._lock(fd):
-                os.close(fd)
+            if not self._lock(self._fd):
+                self._close_fd()
                 raise Conflict(
                     f'ingest "{self.ref}" is in progress in another process or thread; '
                     "wait for it to finish or use another ref"
                 )
             try:
-                same = os.stat(self._data).st_ino == os.fstat(fd).st_ino
+                same = os.stat(self._data).st_ino == os.fstat(self._fd).st_ino
             except FileNotFoundError:
                 same = False
             if same:
-                return fd
-            os.close(fd)  # GC removed it between our open and our lock
+                return
+            self._close_fd()  # GC removed it between our open and our lock
         raise Conflict(f'could not lock ingest "{self.ref}"')
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, -1
+        os.close(fd)
 
     def _lock(self, fd: int) -> bool:
         """Lock our data file. GC may hold it for a moment while it checks it: wait that out."""
@@ -223,16 +247,20 @@ class Ingest:
             return
         if self.resumable:
             self._done = True
-            os.utime(self._fd)
-            os.close(self._fd)
+            try:
+                os.utime(self._fd)
+            finally:
+                os.close(self._fd)
         else:
             self._finish()
 
     def _finish(self) -> None:
         self._done = True
-        if not self._unnamed:
-            paths.remove_tree(self.dir)
-        os.close(self._fd)
+        try:
+            if not self._unnamed:
+                paths.remove_tree(self.dir)
+        finally:
+            os.close(self._fd)
 
     def __enter__(self) -> Ingest:
         return self

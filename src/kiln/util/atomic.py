@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
+from kiln.util.held_signals import opened
 
 __all__ = [
     "AtomicFile", "atomic_write", "file_kind", "fsync_all", "fsync_dir", "fsync_trees", "refuse_symlinks", "start_writeback", "syncfs", "WritebackEvery"
@@ -69,11 +70,8 @@ def file_kind(mode: int) -> str:
 
 def fsync_dir(path: str) -> None:
     """Make the entries of directory ``path`` (a rename, a new file) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+    with opened(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) as fd:
         os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_all(fds: Sequence[int], dirs: Sequence[str] = ()) -> None:

@@ -12,7 +12,9 @@ delivers the signal as it would have been::
     # a Ctrl-C that came meanwhile is raised here
 
 A ``finally``'s clean-up (a release that must happen) goes through ``finish_held``, which
-runs it so even when the signal lands while the hold is being taken.
+runs it so even when the signal lands while the hold is being taken. A descriptor a ``with``
+body uses comes from ``opened``: one opened by ``fd = os.open(...)`` before a ``try`` that
+closes it stays open when the signal lands just after the open returned.
 
 ``handlers_swapped`` puts other handlers in place for a block (a RUN's, while its container
 runs) and back, with the signals blocked over each swap.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # C: ``signal`` builds enums (1 ms a command)
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -55,7 +58,7 @@ def handlers_swapped(
     signals blocked: one landing meanwhile waits in the kernel and reaches the handlers of
     the state after the swap, never a mix. A handler left installed (a signal already
     pending in Python ran one that raised mid-swap) acts as the one it replaced."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.get_ident() != threading.main_thread().ident:  # no _DummyThread in a raw one
         yield
         return
     previous: dict[int, Any] = {}
@@ -101,6 +104,20 @@ def finish_held(cleanup: Callable[[], object]) -> None:
         with signals_held():
             cleanup()
         raise
+
+
+@contextlib.contextmanager
+def opened(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> Iterator[int]:
+    """``os.open(path, flags, mode, dir_fd=dir_fd)`` for the ``with`` body, closed after:
+    held while it opens, so the descriptor is the ``finally``'s before a signal can land."""
+    fd = -1
+    try:
+        with signals_held():
+            fd = os.open(path, flags, mode, dir_fd=dir_fd)
+        yield fd
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _deliver(signum: int, handler: Any) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kiln.errors import Conflict
+from kiln.util.held_signals import opened
 
 __all__ = ["directory_lock", "file_lock", "try_lock"]
 
@@ -21,12 +22,10 @@ __all__ = ["directory_lock", "file_lock", "try_lock"]
 @contextmanager
 def file_lock(path: str, exclusive: bool = True) -> Iterator[None]:
     """Hold ``path`` (created 0600 if missing) locked shared or exclusive for the ``with`` body."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
+    # closing the last descriptor releases the lock
+    with opened(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) as fd:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
-    finally:
-        os.close(fd)  # closing the last descriptor releases the lock
 
 
 @contextmanager
