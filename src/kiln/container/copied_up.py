@@ -19,6 +19,7 @@ import stat
 from collections.abc import Iterator, Sequence
 
 from kiln.archive.changes import is_opaque
+from kiln.util.held_signals import opened
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -43,21 +44,16 @@ def _parent_fd(base: str, path: str) -> Iterator[tuple[int, str] | None]:
     if not parts or ".." in parts:
         yield None
         return
-    fds: list[int] = []
-    try:
-        fds.append(os.open(base, _DIR))
-        for part in parts[:-1]:
-            fds.append(os.open(part, _DIR, dir_fd=fds[-1]))
-    except OSError:
-        for fd in fds:
-            os.close(fd)
-        yield None
-        return
-    try:
-        yield fds[-1], parts[-1]
-    finally:
-        for fd in fds:
-            os.close(fd)
+    with contextlib.ExitStack() as held:  # each descriptor closed, a Ctrl-C's too
+        try:
+            fd = held.enter_context(opened(base, _DIR))
+            for part in parts[:-1]:
+                fd = held.enter_context(opened(part, _DIR, dir_fd=fd))
+        except OSError:
+            found = None
+        else:
+            found = (fd, parts[-1])
+        yield found
 
 
 def exists_in(base: str, path: str) -> bool:
@@ -128,16 +124,15 @@ def prune_unchanged(upper: str, before: dict[str, Below]) -> list[str]:
             if found is None:
                 continue
             pfd, name = found
-            try:
-                dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
-            except OSError:
-                continue
-            try:
+            with contextlib.ExitStack() as held:
+                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                try:
+                    dfd = held.enter_context(opened(name, flags, dir_fd=pfd))
+                except OSError:
+                    continue
                 st = os.fstat(dfd)
                 if os.listdir(dfd) or is_opaque(f"/proc/self/fd/{dfd}"):
                     continue
-            finally:
-                os.close(dfd)
             if (st.st_mode, st.st_uid, st.st_gid) == was:
                 os.rmdir(name, dir_fd=pfd)
                 removed.append(path)

@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from kiln.errors import InvalidArgument, NotFound
-from kiln.util.held_signals import opened
+from kiln.util.held_signals import opened, signals_held
 
 __all__ = [
     "AtomicFile", "atomic_write", "file_kind", "fsync_all", "fsync_dir", "fsync_trees", "refuse_symlinks", "start_writeback", "syncfs", "WritebackEvery"
@@ -295,6 +295,10 @@ class AtomicFile:
     crash may leave either (or an empty file): for a cache worked out again.
     """
 
+    done = False
+    _dfd = -1
+    _tmp: str | None = None
+
     def __init__(
         self,
         path: str,
@@ -314,18 +318,24 @@ class AtomicFile:
             raise InvalidArgument(f"{path}: give a file name, not a directory")
         self._mode, self._owner = mode, None
         self._private = private
-        self._dfd = _open_dir(directory, self._name, private, what)
-        self.done = False
+        self._prefix = prefix
         try:
+            # held: each descriptor is the object's (``abort``'s) from its open on
+            with signals_held():
+                self._dfd = _open_dir(directory, self._name, private, what)
             old = self._existing()
             if old is not None and keep_mode:
                 self._mode, self._owner = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)
-            self._prefix = prefix
-            self._tmp, fd = self._create_temp()
+            with signals_held():
+                self._tmp, fd = self._create_temp()
+                self.file: BinaryIO = os.fdopen(fd, "w+b")
         except BaseException:
-            os.close(self._dfd)
+            self.abort()
             raise
-        self.file: BinaryIO = os.fdopen(fd, "w+b")
+
+    def __del__(self) -> None:
+        if not self.done:  # dropped unfinished (a Ctrl-C before its ``with``): dropped whole
+            self.abort()
 
     def _existing(self) -> os.stat_result | None:
         """The regular file now at the target (None if there is none); anything else refused."""
@@ -431,12 +441,16 @@ class AtomicFile:
         if self.done:
             return
         self.done = True
-        with contextlib.suppress(OSError):
-            self.file.close()
-        if self._tmp is not None:  # an unnamed temp file went with its descriptor
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp, dir_fd=self._dfd)
-        os.close(self._dfd)
+        try:
+            with contextlib.suppress(OSError):
+                if hasattr(self, "file"):
+                    self.file.close()
+            if self._tmp is not None:  # an unnamed temp file went with its descriptor
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._tmp, dir_fd=self._dfd)
+        finally:
+            if self._dfd >= 0:
+                os.close(self._dfd)
 
 
 def atomic_write(
