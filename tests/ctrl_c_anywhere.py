@@ -129,28 +129,30 @@ def assert_whole_at_every_point(
     then count the module's own, and points of the call would go untried), then a trial at
     every point, each from ``reset()`` and ``set_up()``. After each, ``left_behind()`` must
     list nothing (else ``set_right()`` clears it, so the next trial shows its own), and with
-    ``fds`` no descriptor opened in the trial may be left open (for calls that keep none
-    open between calls); all failures are reported together."""
+    ``fds``, once ``reset()`` has dropped what the trial made (a snapshot this process
+    holds a descriptor on while it is there), no descriptor the trial opened may be open;
+    all failures are reported together."""
     set_up()
     call()
     reset()
+    before = open_fds() if fds else {}
     set_up()
     failures = []
     trials = 0
-    before = open_fds() if fds else {}
     for n, interrupted in every_point(call, within=within):
         trials += 1
         problems = left_behind()
+        if problems:
+            set_right()
+        reset()
         if fds:
             problems += _opened_since(before)
+            before = open_fds()  # a leak is reported once, not by every later trial
         if problems:
             failures.append(
                 f"point {n} ({'interrupted' if interrupted else 'finished'}): {problems}"
             )
-            set_right()
-        reset()
         set_up()
-        before = open_fds() if fds else {}
     assert trials > 5, "the call ran no kiln code: the trials never reached it"
     assert not failures, "\n".join(failures)
     assert left_behind() == [], "after the last run, not interrupted"

@@ -151,9 +151,7 @@ def left_behind(c: Case) -> list[str]:
     problems = store_left_behind(c.ctx, mounted=recorded) + problems
     exports = os.path.dirname(c.exported)
     problems += [f"exports/{n}" for n in os.listdir(exports) if n != "out.tar"]
-    problems += _containers(c)
-    c.snaps.settle()  # the removals of ``_containers`` done: their descriptors closed
-    return problems
+    return problems + _containers(c)
 
 
 def _set_right(c: Case) -> None:

@@ -4,7 +4,8 @@ Each call is run once per line of kiln code it runs, with a real SIGINT sent at 
 (``ctrl_c_anywhere``). After each trial, whether the call finished or raised
 ``KeyboardInterrupt``: every directory under ``active/`` and ``layers/`` has its row and
 every row its directory, ``tmp/`` is empty once the background deletions are done,
-nothing is mounted, and the call works again. (A build interrupted by SIGINT 0.2 s in left
+nothing is mounted, no descriptor the trial opened is open once its snapshots are removed
+(but where noted below), and the call works again. (A build interrupted by SIGINT 0.2 s in left
 ``active/N`` with no row: the snapshot's directory was renamed into place inside the
 transaction that a Ctrl-C then rolled back.)
 """
@@ -77,6 +78,13 @@ CALLS: dict[str, tuple[Callable[[Snapshotter], object], Callable[[Snapshotter], 
 }
 
 
+# where a Ctrl-C as a file is opened leaves its descriptor open: a layer's unpacking, the
+# copy driver's copies, GC's walks (not checked there yet)
+FD_WINDOWS = {("overlay", "unpack"), ("overlay", "gc")} | {
+    ("copy", name) for name in ("prepare", "view", "commit-and-go-on", "unpack", "gc")
+}
+
+
 @pytest.mark.parametrize("name", list(CALLS))
 def test_ctrl_c_at_any_point_leaves_the_snapshotter_consistent(snaps: Snapshotter, name) -> None:
     if name == "recycle-work" and snaps.driver == "copy":
@@ -88,4 +96,5 @@ def test_ctrl_c_at_any_point_leaves_the_snapshotter_consistent(snaps: Snapshotte
         lambda: reset(snaps),
         lambda: left_behind(snaps),
         lambda: snaps.gc(keep_layers={"base"}, keep_active=set(snaps.list_active())),
+        fds=(snaps.driver, name) not in FD_WINDOWS,
     )
