@@ -304,14 +304,16 @@ class Executor:
         # start-up: the working container's code only where a step runs (a cached build none)
         from kiln.container import Builder
 
-        b = Builder.from_image(
+        return Builder.from_image(
             self.ctx, image_id, pull_policy="missing", image_format=self.opts.image_format,
             owner=this_process(),  # removed by the next kiln command if this one is killed
             volatile_mounts=True,  # thrown away, or re-derivable from its blobs: no unmount syncs
+            owned=self._own,  # the build's to remove from its making on: a Ctrl-C has no gap
         )  # fmt: skip
+
+    def _own(self, b: Builder) -> None:
         with self._lock:
             self._builders.add(b)
-        return b
 
     def release_builder(self, b: Builder) -> None:
         with self._lock:

@@ -101,6 +101,7 @@ class Builder:
         volatile_mounts: bool = False,
         platform: Any = None,
         volumes: Sequence[str] = (),
+        owned: Callable[[Builder], object] | None = None,
     ) -> Builder:
         """A new working container over ``image`` (None or ``"scratch"`` for an empty rootfs).
         ``owner``: the process (``kiln.util.process_owner``) a build's container dies with.
@@ -109,7 +110,9 @@ class Builder:
         ``volatile_mounts``: a build's container, thrown away or committed by
         ``commit_step`` (see ``mounted``), on snapshots that do not outlive this boot.
         ``platform`` (a ``Platform``): the image's for it, pulled if the local one is of
-        another; scratch's config names it (None: the host's)."""
+        another; scratch's config names it (None: the host's). ``owned``: called with the
+        container before it is returned, where a Ctrl-C still removes it: a caller that
+        removes its containers when it stops takes it there, with no moment it has none."""
         store, snaps = _backends(ctx_or_store, snapshots)
         pull_policy = PullPolicy.parse(pull_policy)
         if name is not None:
@@ -131,10 +134,10 @@ class Builder:
             config = img.config.evolve()
         cid = os.urandom(32).hex()
         key = f"kiln-container-{cid}"
-        # the snapshot and the row made inside the ``try``: a Ctrl-C just after ``prepare``
-        # or the row's insert returned must remove them too (removing one not made is a
-        # NotFound, suppressed); the row first, so what a second Ctrl-C leaves is a
-        # snapshot nothing names, which the next sweep removes
+        # the snapshot, the row and the handing over made inside the ``try``: a Ctrl-C just
+        # after ``prepare`` or the row's insert returned must remove them too (removing one
+        # not made is a NotFound, suppressed); the row first, so what a second Ctrl-C leaves
+        # is a snapshot nothing names, which the next sweep removes
         try:
             snaps.prepare(key, top, volatile=volatile_mounts)
             state = ContainerState(
@@ -149,11 +152,13 @@ class Builder:
                 volumes=list(volumes),
             )
             record = insert_record(store, cid, name, image_name, base, state)
+            builder = cls(store, snaps, record, state, volatile_mounts=volatile_mounts)
+            builder.image = img if base else None
+            if owned is not None:
+                owned(builder)
         except BaseException:
             finish_held(lambda: _undo_creation(store, snaps, cid, key))
             raise
-        builder = cls(store, snaps, record, state, volatile_mounts=volatile_mounts)
-        builder.image = img if base else None
         return builder
 
     @classmethod
