@@ -133,7 +133,7 @@ class Builder:
             top = unpack_image(store, snaps, img)
             config = img.config.evolve()
         cid = os.urandom(32).hex()
-        key = f"kiln-container-{cid}"
+        key = cls.snapshot_key_prefix(cid)
         # the snapshot, the row and the handing over made inside the ``try``: a Ctrl-C just
         # after ``prepare`` or the row's insert returned must remove them too (removing one
         # not made is a NotFound, suppressed); the row first, so what a second Ctrl-C leaves
@@ -671,7 +671,12 @@ class Builder:
         self._rebase(img, chain, new_key)
 
     def _new_snapshot_key(self) -> str:
-        return f"kiln-container-{self.id}-{os.urandom(4).hex()}"
+        return f"{self.snapshot_key_prefix(self.id)}-{os.urandom(4).hex()}"
+
+    @staticmethod
+    def snapshot_key_prefix(cid: str) -> str:
+        """The first snapshot key of container ``cid``; its later ones add ``-<suffix>``."""
+        return f"kiln-container-{cid}"
 
     def _rebase(self, image: Any, chain: str | None, key: str) -> None:
         """Make this a container of ``image`` (a ``StoreImage``, kept in memory for the
@@ -703,10 +708,18 @@ class Builder:
 
     def delete(self) -> None:
         """Unmount, drop the snapshot (with its mount point) and forget the container.
-        Both or neither: a Ctrl-C meanwhile is raised once the row is gone too."""
+        Both or neither: a Ctrl-C meanwhile is raised once the row is gone too.
+
+        Every snapshot of the container goes, not only the one its state names: a step
+        moving it onto a new key (``commit_step``, ``adopt_image``) makes that key before
+        the state in memory names it, and a Ctrl-C between leaves the state on the old."""
         with signals_held():
-            with contextlib.suppress(NotFound):
-                self.snapshots.remove(self.state.snapshot_key)
+            first = self.snapshot_key_prefix(self.id)
+            keys = [k for k in self.snapshots.list_active()
+                    if k == first or k.startswith(f"{first}-")]  # fmt: skip
+            for key in dict.fromkeys((self.state.snapshot_key, *keys)):
+                with contextlib.suppress(NotFound):
+                    self.snapshots.remove(key)
             with contextlib.suppress(NotFound):
                 self.store.delete_container(self.id)
 
