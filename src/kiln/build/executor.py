@@ -316,10 +316,11 @@ class Executor:
             self._builders.add(b)
 
     def release_builder(self, b: Builder) -> None:
-        with self._lock:
-            self._builders.discard(b)
+        # deleted before it is forgotten: a Ctrl-C between leaves it to ``_remove_builders``
         with contextlib.suppress(Exception):
             b.delete()
+        with self._lock:
+            self._builders.discard(b)
 
     def record_cache(self, stage: int, key: str, image_id: str, *, hit: bool) -> None:
         with self._lock:
