@@ -79,13 +79,17 @@ def ctrl_c_at_point(
 
 
 def every_point(
-    call: Callable[[], Any], limit: int = 5000, within: tuple[str, ...] = (KILN,)
+    call: Callable[[], Any],
+    limit: int = 20_000,
+    within: tuple[str, ...] = (KILN,),
+    every: int = 1,
 ) -> Iterator[tuple[int, bool]]:
     """Trials 1, 2, ... of ``ctrl_c_at_point`` until one sends nothing (the call passed
     fewer points): yields each point's number and whether the call was interrupted. The caller
     checks what the trial left and sets the next one up before asking for it. ``within``:
-    as ``ctrl_c_at_point``'s."""
-    for n in range(1, limit + 1):
+    as ``ctrl_c_at_point``'s; ``every``: a trial at every so many points only (1, 1 + every,
+    ...), for a call too long to try at each."""
+    for n in range(1, limit + 1, every):
         interrupted, seen = ctrl_c_at_point(n, call, within)
         if seen < n:
             return
@@ -123,6 +127,7 @@ def assert_whole_at_every_point(
     set_right: Callable[[], Any],
     within: tuple[str, ...] = (KILN,),
     fds: bool = False,
+    every: int = 1,
 ) -> None:
     """``set_up()`` then ``call()`` once whole first (the modules it imports on first use
     imported: an import a Ctrl-C stops is done again by the next trial, whose points would
@@ -131,7 +136,7 @@ def assert_whole_at_every_point(
     list nothing (else ``set_right()`` clears it, so the next trial shows its own), and with
     ``fds``, once ``reset()`` has dropped what the trial made (a snapshot this process
     holds a descriptor on while it is there), no descriptor the trial opened may be open;
-    all failures are reported together."""
+    all failures are reported together. ``within``, ``every``: as ``every_point``'s."""
     set_up()
     call()
     reset()
@@ -139,7 +144,7 @@ def assert_whole_at_every_point(
     set_up()
     failures = []
     trials = 0
-    for n, interrupted in every_point(call, within=within):
+    for n, interrupted in every_point(call, within=within, every=every):
         trials += 1
         problems = left_behind()
         if problems:
