@@ -41,6 +41,7 @@ from kiln.oci.reference import is_short_name
 from kiln.snapshot.mount import mounted
 from kiln.util.cancel import LinkedFlag, cancel_flag, cancelled_by
 from kiln.util.choices import PullPolicy
+from kiln.util.held_signals import finish_held
 from kiln.util.lingering import Lingering
 from kiln.util.process_owner import this_process
 
@@ -470,9 +471,8 @@ class Executor:
             spec = snaps.view(key, top)
             with mounted(spec, parent_dir=self.tmpdir) as path:
                 yield path
-        finally:
-            with contextlib.suppress(Exception):
-                snaps.remove(key)
+        finally:  # to its end: a Ctrl-C as the view is unmounted waits for its removal
+            finish_held(lambda: _remove_view(snaps, key))
 
     def _parse_volumes(self) -> list[Mount]:
         if not self.opts.volumes:
@@ -546,6 +546,12 @@ class BuildCancel(LinkedFlag):
     reaches the caller as the build's error. The build runs under it
     (``kiln.util.cancel``): a stage's FROM pull stalled mid-blob ends with it too.
     """
+
+
+def _remove_view(snaps: Any, key: str) -> None:
+    """Remove the view snapshot ``key`` if it is there (a clean-up's: nothing to say)."""
+    with contextlib.suppress(Exception):
+        snaps.remove(key)
 
 
 def _ssh_sources(specs: list[str]) -> dict[str, SshSource]:
