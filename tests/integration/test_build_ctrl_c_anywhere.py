@@ -25,7 +25,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -34,9 +33,8 @@ import kiln
 from ctrl_c_anywhere import KILN, assert_whole_at_every_point
 from fixtures_images import make_busybox_rootfs
 from kiln.image import open_store_image, validate_image
-from kiln.ops.check import check
-from kiln.snapshot.mount import mounts_under, overlay_works, unmount_all_under
-from snapshot_layers import disagreements
+from kiln.snapshot.mount import overlay_works, unmount_all_under
+from store_leftovers import set_store_right, store_left_behind, trial_context
 
 ALL = os.environ.get("KILN_CTRL_C_ALL") == "1"
 pytestmark = [
@@ -118,13 +116,7 @@ class Case:
 def case(request, tmp_path, monkeypatch) -> Iterator[Case]:
     if not overlay_works(str(tmp_path)):
         pytest.skip("overlayfs cannot be mounted here")
-    # the check looks at scratch space and RUN bundles: this test's own, not the machine's
-    for var, sub in (("TMPDIR", "scratch"), ("KILN_RUNTIME_DIR", "runtime")):
-        os.mkdir(tmp_path / sub)
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
-    with kiln.open_context(str(tmp_path / "root")) as ctx:
-        ctx.store.blob_grace_seconds = 0
+    with trial_context(str(tmp_path), monkeypatch) as ctx:
         yield Case(ctx, str(tmp_path), *request.param)
 
 
@@ -157,12 +149,7 @@ def _files(c: Case) -> dict[str, bytes]:
 
 def left_behind(c: Case) -> list[str]:
     """What is not whole in the store, its snapshotter and the build's runs."""
-    c.snaps.settle()
-    problems = [f"check: {f.kind} {f.subject}: {f.problem}" for f in check(c.ctx).findings]
-    problems += [f"lease {lease.id} left" for lease in c.store.list_leases()]
-    problems += [f"ingest/{n}" for n in os.listdir(os.path.join(c.store.root, "ingest"))]
-    problems += [f"snapshots/{p}" for p in disagreements(c.snaps)]
-    problems += [f"mounted: {m}" for m in mounts_under(c.store.root)]
+    problems = store_left_behind(c.ctx)
     problems += [f"container {rec.name} left" for rec in c.store.list_containers()]
     problems += [f"active snapshot {key} left" for key in c.snaps.list_active()]
     problems += [f"runc container {i} left" for i in c.runc_containers()]
@@ -175,15 +162,11 @@ def _set_right(c: Case) -> None:
         subprocess.run(["runc", "--root", c.runc_root, "delete", "--force", run_id],
                        capture_output=True, check=False)  # fmt: skip
     unmount_all_under(c.store.root)
-    c.store.delete_leases([lease.id for lease in c.store.list_leases()])
     for rec in c.store.list_containers():
         c.store.delete_container(rec.id)
     for key in c.snaps.list_active():
         c.snaps.remove(key)
-    check(c.ctx, repair=True)
-    for base in (os.path.join(c.store.root, "ingest"), os.path.join(c.snaps.root, "tmp")):
-        for n in os.listdir(base):
-            shutil.rmtree(os.path.join(base, n), ignore_errors=True)
+    set_store_right(c.ctx)
     if _tagged(c):
         c.store.untag(OUT)
 
