@@ -249,3 +249,38 @@ def test_sigint_is_reported_as_cancelled_not_failed(build_env, tmp_path):  # noq
     view._closed = True  # only its summary, not drawn
     headline = str(view.summary(time.time())[0])
     assert headline.startswith("✖ Cancelled after"), headline
+
+
+def test_a_second_ctrl_c_as_the_build_stops_still_removes_its_containers(
+    build_env,  # noqa: F811
+    monkeypatch,
+):
+    """A first Ctrl-C as a stage lets its working container go leaves it to the build's
+    last clean-up; a second while the build then waits for its RUNs' output readers
+    raised past that clean-up, and the container stayed with its snapshot. Both Ctrl-Cs
+    are injected there: each window is a moment, too short to aim a real signal at."""
+    from kiln.build import executor
+
+    made = executor.Executor.__init__
+
+    def ctrl_c_while_closing(self, *args, **kwargs) -> None:
+        made(self, *args, **kwargs)
+        close = self.pumps.close
+
+        def close_then_ctrl_c(timeout: float | None = None) -> None:
+            close(timeout)
+            raise KeyboardInterrupt
+
+        self.pumps.close = close_then_ctrl_c
+
+    def ctrl_c(self, b) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executor.Executor, "__init__", ctrl_c_while_closing)
+    monkeypatch.setattr(executor.Executor, "release_builder", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        build_env.build(build_env.context_dir(), "FROM busybox\nRUN touch /x\n", tags=["second"])
+    store = build_env.store
+    assert store.list_containers() == []
+    assert build_env.ctx.snapshots.list_active() == []
+    assert mount_points_under(store.root) == []

@@ -150,9 +150,11 @@ class Executor:
                 self._schedule()
             failed = False
         finally:
-            self.pumps.close(timeout=30)  # a RUN's reader waits at most this (run_process)
-            if (failed and self.opts.force_rm) or (not failed and self.opts.rm):
-                self._remove_builders()
+            try:
+                self.pumps.close(timeout=30)  # a RUN's reader waits at most this (run_process)
+            finally:  # a second Ctrl-C while it waits still removes the working containers
+                if (failed and self.opts.force_rm) or (not failed and self.opts.rm):
+                    finish_held(self._remove_builders)
             trim_inputs(self.store)  # the steps' --explain inputs, bounded once per build
         image_id = self.results[self.plan.target_index]
         return self._finish(image_id)
