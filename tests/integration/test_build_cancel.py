@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -149,6 +150,31 @@ def _cli_build(
     )  # fmt: skip
 
 
+def _signal_when(
+    proc: subprocess.Popen, ready: Callable[[str], bool], signum: int, timeout: float
+) -> tuple[list[str], str, str, float]:
+    """Read ``proc``'s output until a line is ``ready``, send it ``signum`` and wait at most
+    ``timeout`` s for its end (killed if it outlives the test): the lines read until then,
+    the rest of its output, its error output, and the seconds from the signal to its end."""
+    try:
+        lines: list[str] = []
+        while not lines or not ready(lines[-1]):
+            lines.append(proc.stdout.readline())
+            assert lines[-1], proc.stderr.read()
+        proc.send_signal(signum)
+        sent = time.monotonic()
+        rest, err = proc.communicate(timeout=timeout)
+        return lines, rest, err, time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _run_started(line: str) -> bool:
+    return line == "started\n"  # the RUN's own output (its STEP line names it too): it runs
+
+
 @pytest.mark.parametrize("isolation", ["oci", "chroot"])
 def test_a_build_under_nohup_goes_on_through_a_sighup(build_env, tmp_path, isolation):  # noqa: F811
     """``nohup kiln build``: the terminal's hang-up (SIGHUP, ignored) does not stop the build
@@ -159,17 +185,7 @@ def test_a_build_under_nohup_goes_on_through_a_sighup(build_env, tmp_path, isola
     )
     proc = _cli_build(build_env, str(tmp_path / "runtime"), "--isolation", isolation,
                       "-t", "nohup", ctx, ignored=(signal.SIGHUP,))  # fmt: skip
-    try:
-        line = ""
-        while line != "started\n":  # the RUN's own output: it runs
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-        proc.send_signal(signal.SIGHUP)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, _, err, _ = _signal_when(proc, _run_started, signal.SIGHUP, 60)
     assert proc.returncode == 0, err
     assert any("nohup" in n for rec in build_env.store.list_images() for n in rec.names)
 
@@ -186,21 +202,8 @@ def test_one_sigint_stops_a_cli_build(build_env, tmp_path, isolation, signum):  
         files={"Containerfile": "FROM busybox\nRUN echo started && sleep 60\nRUN touch /x\n"}
     )
     proc = _cli_build(build_env, state_dir, "--isolation", isolation, "-t", "cancelled", ctx)
-    try:
-        seen = ""
-        while "started" not in seen:
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            seen += line
-        time.sleep(1)
-        proc.send_signal(signum)
-        sent = time.monotonic()
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert time.monotonic() - sent < 20  # the grace and clean-up, not the RUN's 60 s
+    _, _, err, took = _signal_when(proc, _run_started, signum, 30)
+    assert took < 20  # the grace and clean-up, not the RUN's 60 s
     assert proc.returncode == 128 + signum, err
     assert err.strip().splitlines()[-1].startswith("Error:"), err
     store = build_env.store
@@ -224,18 +227,9 @@ def test_sigint_is_reported_as_cancelled_not_failed(build_env, tmp_path):  # noq
     )
     proc = _cli_build(build_env, str(tmp_path / "runtime"),
                       "--isolation", "chroot", "--progress", "json", ctx)  # fmt: skip
-    try:
-        lines = []
-        while not any('"output"' in line and "started" in line for line in lines):
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            lines.append(line)
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    lines, rest, err, _ = _signal_when(
+        proc, lambda line: '"output"' in line and "started" in line, signal.SIGINT, 30
+    )
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "Error: interrupted", err
     events = [json.loads(line) for line in lines + rest.splitlines() if line.strip()]
