@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import sys
 import threading
 
 import pytest
@@ -107,3 +108,59 @@ def test_a_ctrl_c_at_any_point_of_a_file_lock_leaves_no_descriptor_and_no_lock(t
         finally:
             os.close(fd)
     assert len(trials) > 4
+
+
+def test_a_handler_an_interrupted_restore_left_acts_as_and_gives_way_to_the_one_it_replaced():
+    """A Ctrl-C sent to the process while another thread lives may be taken by that thread
+    while the main thread restores the handlers (blocking them in the main thread does not
+    stop that), and its handler raises between two restores. What is left then must act as
+    the handler it replaced and put it back: a SIGHUP left at SIG_DFL that way went to the
+    leftover and back to itself until a RecursionError, instead of ending the process."""
+    from kiln.util import held_signals
+
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, daemon=True)  # as a RUN's output reader
+    other.start()
+    seen = []
+
+    def term(signum: int, _frame: object) -> None:
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, term)
+    restore_line = "_signal.signal(signum, old)"
+    restores = 0
+
+    def trace(frame, event, arg):
+        nonlocal restores
+        if event == "call":
+            return trace if frame.f_code.co_filename == held_signals.__file__ else None
+        if event == "line" and restore_line in _line(frame):
+            restores += 1
+            if restores == 2:  # SIGINT's back, SIGTERM's not yet
+                os.kill(os.getpid(), signal.SIGINT)  # to the process: any thread may take it
+                idle.wait(0.05)
+        return trace
+
+    try:
+        sys.settrace(trace)
+        with (
+            pytest.raises(KeyboardInterrupt),
+            held_signals.handlers_swapped((signal.SIGINT, signal.SIGTERM), lambda s, f, old: None),
+        ):
+            pass
+        sys.settrace(None)
+        assert restores == 2, "the restore was not interrupted where the test aims"
+        assert signal.getsignal(signal.SIGTERM) is not term  # left by the interrupted restore
+        signal.raise_signal(signal.SIGTERM)
+        assert seen == [signal.SIGTERM]  # acted as the one it replaced
+        assert signal.getsignal(signal.SIGTERM) is term  # and put it back
+    finally:
+        sys.settrace(None)
+        idle.set()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _line(frame) -> str:
+    import linecache
+
+    return linecache.getline(frame.f_code.co_filename, frame.f_lineno)

@@ -55,9 +55,11 @@ def handlers_swapped(
 ) -> Iterator[None]:
     """Run the block with ``handler(signum, frame, replaced_handler)`` for ``signums`` (in
     the main thread; elsewhere nothing changes). All are swapped in, and back, with the
-    signals blocked: one landing meanwhile waits in the kernel and reaches the handlers of
-    the state after the swap, never a mix. A handler left installed (a signal already
-    pending in Python ran one that raised mid-swap) acts as the one it replaced."""
+    signals blocked in this thread: one sent to it (a Ctrl-C ``raise_signal``) waits in the
+    kernel and reaches the handlers of the state after the swap, never a mix. One sent to
+    the process may still be taken by another thread meanwhile, and its handler run in
+    the middle of a swap: a handler it leaves installed then acts as the one it replaced,
+    and puts that one back the first time it runs."""
     if threading.get_ident() != threading.main_thread().ident:  # no _DummyThread in a raw one
         yield
         return
@@ -65,32 +67,34 @@ def handlers_swapped(
     over = False
 
     def swapped(signum: int, frame: Any) -> None:
-        if over:
+        if over:  # left by an interrupted restore
+            _signal.signal(signum, previous[signum])
             _deliver(signum, previous[signum])
         else:
             handler(signum, frame, previous[signum])
 
-    # blocked by the first call of each swap (no context manager: the call making one
-    # would be a point where a signal lands before the block)
+    # the mask read first, unchanged, then blocked inside the ``try`` that puts it back; no
+    # context manager: the call making one would be a point where a signal lands unblocked
+    unblocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
     try:
-        mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, signums)
         try:
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, signums)
             for signum in signums:
                 old = _signal.getsignal(signum)
                 if old is not None:
                     previous[signum] = old
                     _signal.signal(signum, swapped)
         finally:
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
         yield
     finally:
         over = True
-        mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, signums)
         try:
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, signums)
             for signum, old in previous.items():
                 _signal.signal(signum, old)
         finally:
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
 
 
 def finish_held(cleanup: Callable[[], object]) -> None:
