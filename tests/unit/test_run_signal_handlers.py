@@ -1,4 +1,4 @@
-"""The handlers a RUN puts in place while its container runs (``runc._Forwarder``): a build's
+"""The handlers a RUN puts in place while its container runs (``runc.signal_handlers``): a build's
 RUN hands kiln's signals to the handlers it replaced (the command line's, which note the
 signal for the exit code), a working container's run forwards them to the container, and
 whichever it is, every handler is back as it was after the run, wherever a Ctrl-C lands."""
@@ -29,6 +29,11 @@ def handlers():
         signal.signal(s, h)
 
 
+def _handlers(stops_kiln: bool):
+    """A run's handlers, forwarding (when they do) to a ``runc kill`` that does nothing."""
+    return runc.signal_handlers(runc._Forwarder(["true"], "run"), stops_kiln=stops_kiln)
+
+
 def _now() -> tuple:
     return tuple(signal.getsignal(s) for s in SIGNALS)
 
@@ -41,13 +46,13 @@ def test_a_signal_during_a_build_run_goes_to_the_handler_it_replaced(handlers):
         raise_interrupted(signum, frame)
 
     signal.signal(signal.SIGTERM, commands)
-    with pytest.raises(Interrupted), runc._Forwarder(["true"], "run", stop_kiln=True):
+    with pytest.raises(Interrupted), _handlers(stops_kiln=True):
         signal.raise_signal(signal.SIGTERM)
     assert noted == [signal.SIGTERM]
 
 
 def test_an_ignored_hang_up_stays_ignored_during_a_build_run(handlers):
-    with runc._Forwarder(["true"], "run", stop_kiln=True):
+    with _handlers(stops_kiln=True):
         signal.raise_signal(signal.SIGHUP)
 
 
@@ -60,7 +65,7 @@ def test_a_ctrl_c_at_any_point_of_a_run_leaves_every_handler_as_it_was(handlers,
     before = _now()
 
     def run() -> None:
-        with runc._Forwarder(["true"], "run", stop_kiln=stop_kiln):
+        with _handlers(stop_kiln):
             pass
 
     points = 0

@@ -474,7 +474,7 @@ class Executor:
             with mounted(spec, parent_dir=self.tmpdir) as path:
                 yield path
         finally:  # to its end: a Ctrl-C as the view is unmounted waits for its removal
-            finish_held(lambda: _remove_view(snaps, key))
+            finish_held(lambda: snaps.discard(key))
 
     def _parse_volumes(self) -> list[Mount]:
         if not self.opts.volumes:
@@ -548,12 +548,6 @@ class BuildCancel(LinkedFlag):
     reaches the caller as the build's error. The build runs under it
     (``kiln.util.cancel``): a stage's FROM pull stalled mid-blob ends with it too.
     """
-
-
-def _remove_view(snaps: Any, key: str) -> None:
-    """Remove the view snapshot ``key`` if it is there (a clean-up's: nothing to say)."""
-    with contextlib.suppress(Exception):
-        snaps.remove(key)
 
 
 def _ssh_sources(specs: list[str]) -> dict[str, SshSource]:

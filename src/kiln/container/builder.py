@@ -348,7 +348,7 @@ class Builder:
             with mounted(spec) as path:
                 yield path
         finally:
-            finish_held(lambda: _remove_snapshot(self.snapshots, key))
+            finish_held(lambda: self.snapshots.discard(key))
 
     def lower_dirs(self) -> list[str]:
         if self.state.parent_chain_id is None:
@@ -714,10 +714,12 @@ class Builder:
         moving it onto a new key (``commit_step``, ``adopt_image``) makes that key before
         the state in memory names it, and a Ctrl-C between leaves the state on the old."""
         with signals_held():
+            keys = [self.state.snapshot_key]
             first = self.snapshot_key_prefix(self.id)
-            keys = [k for k in self.snapshots.list_active()
-                    if k == first or k.startswith(f"{first}-")]  # fmt: skip
-            for key in dict.fromkeys((self.state.snapshot_key, *keys)):
+            with contextlib.suppress(Exception):  # the state's key goes even if listing fails
+                keys += [k for k in self.snapshots.list_active()
+                         if k == first or k.startswith(f"{first}-")]  # fmt: skip
+            for key in dict.fromkeys(keys):
                 with contextlib.suppress(NotFound):
                     self.snapshots.remove(key)
             with contextlib.suppress(NotFound):
@@ -729,13 +731,7 @@ def _undo_creation(store: Store, snaps: Any, cid: str, key: str) -> None:
     inserted, then its snapshot."""
     with contextlib.suppress(Exception):
         store.delete_container(cid)
-    _remove_snapshot(snaps, key)
-
-
-def _remove_snapshot(snaps: Any, key: str) -> None:
-    """Remove snapshot ``key`` if it is there (a clean-up's: nothing to say if not)."""
-    with contextlib.suppress(Exception):
-        snaps.remove(key)
+    snaps.discard(key)
 
 
 def _recycled_work(snapshots: Any, key: str, spec: Any) -> bool:

@@ -119,13 +119,13 @@ def _stdio(stream: Any) -> Any:
 
 
 class _Forwarder:
-    """While the container runs, deliver kiln's SIGINT/SIGTERM/... to it with ``runc kill``;
-    with ``stop_kiln`` (a build's RUN) they interrupt kiln instead, as buildah stops a build."""
+    """A container's ``runc kill``: ``forward`` is the signal handler that delivers kiln's
+    SIGINT/SIGTERM/... to it while it runs (``signal_handlers``)."""
 
-    def __init__(self, base: list[str], run_id: str, stop_kiln: bool = False):
+    def __init__(self, base: list[str], run_id: str):
         self.base = base
         self.run_id = run_id
-        self.stop_kiln = stop_kiln
+        self.count = 0
 
     def kill(self, signum: int) -> None:
         subprocess.run(
@@ -139,16 +139,13 @@ class _Forwarder:
         self.count += 1
         self.kill(signum if self.count == 1 else signal.SIGKILL)
 
-    def __enter__(self) -> _Forwarder:
-        self.count = 0
-        self._handlers = handlers_swapped(
-            RUN_SIGNALS, stop_kiln if self.stop_kiln else self.forward
-        )
-        self._handlers.__enter__()
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self._handlers.__exit__(*exc)
+def signal_handlers(
+    forwarder: _Forwarder, stops_kiln: bool
+) -> contextlib.AbstractContextManager[None]:
+    """The handlers while the container runs: kiln's signals go to it (``kiln run``), or,
+    ``stops_kiln`` (a build's RUN), interrupt kiln instead, as buildah stops a build."""
+    return handlers_swapped(RUN_SIGNALS, stop_kiln if stops_kiln else forwarder.forward)
 
 
 def _while_starting(binary: str, opts: RunOptions) -> None:
@@ -181,7 +178,8 @@ def run_oci(opts: RunOptions, rootfs: str) -> int:
             "stderr": _stdio(opts.stderr),
         } if own_tty is None else own_tty.popen_args()  # fmt: skip
         try:
-            with _Forwarder(base, p.run_id, opts.cancel is not None) as forwarder:
+            forwarder = _Forwarder(base, p.run_id)
+            with signal_handlers(forwarder, stops_kiln=opts.cancel is not None):
                 try:
                     proc = subprocess.Popen(cmd, close_fds=True, cwd=p.bundle, **stdio)
                 except OSError as e:

@@ -524,6 +524,12 @@ class Snapshotter(UpkeepMixin):
                 self._rows[next_key] = {**old, "key": next_key, "parent": chain_id, "created": now}
         return self._layer_fs(n)
 
+    def discard(self, key: str) -> None:
+        """``remove`` for a clean-up: nothing to say when ``key`` is not there or cannot
+        go now (what is left, a later gc or sweep removes)."""
+        with contextlib.suppress(Exception):
+            self.remove(key)
+
     def remove(self, key: str) -> None:
         row = self._active(key)
         self._forget(key)
