@@ -40,14 +40,14 @@ DOCKERFILE = "FROM busybox\nCOPY files /files\n"
 # and sealed but neither keyed nor published
 CHILD = """
 import dataclasses, sys, time
-import kiln.build.stage_run as stage_run
+import kiln.build.layer_first as layer_first
 from kiln.build.options import BuildOptions
 from kiln.ops.build import build
 from kiln.ops.context import Context
 from kiln.store import Store
 
 root, ctx, where, first_at, mtime = sys.argv[1:6]
-real = stage_run.write_first
+real = layer_first.write_first
 
 def stop(line):
     print(line, flush=True)
@@ -64,7 +64,7 @@ def write_first(store, plan, first, *args, **kwargs):
     assert out is not None, "the layer was not written first"
     stop("written")
 
-stage_run.write_first = write_first
+layer_first.write_first = write_first  # stage_run imports it when a COPY needs it
 with Store.open(root) as store:
     build(Context(store=store), BuildOptions(context=ctx, write_first_at=int(first_at),
                                              timestamp=int(mtime), tags=["killed"]))
@@ -146,10 +146,10 @@ def test_same_layer_committed_meanwhile(kiln_store, busybox_image, tmp_path, mon
     """Two builds of one context at once: the other one writes, keys and publishes the
     same layer while this one holds it written but unpublished. Both finish with the one
     image; the blob is stored once; the store checks clean."""
-    import kiln.build.stage_run as stage_run
+    import kiln.build.layer_first as layer_first
 
     ctx = _context(tmp_path)
-    real = stage_run.write_first
+    real = layer_first.write_first
     others = []
 
     def other_build_meanwhile(*args, **kwargs):
@@ -160,7 +160,8 @@ def test_same_layer_committed_meanwhile(kiln_store, busybox_image, tmp_path, mon
         others.append(subprocess.run(argv, capture_output=True, text=True, timeout=120))
         return out
 
-    monkeypatch.setattr(stage_run, "write_first", other_build_meanwhile)
+    # stage_run imports it when a COPY needs it
+    monkeypatch.setattr(layer_first, "write_first", other_build_meanwhile)
     ctx_ops = Context(store=kiln_store)
     mine = build(ctx_ops, BuildOptions(context=ctx, write_first_at=WRITE_FIRST_AT,
                                        timestamp=MTIME, tags=["mine"]))  # fmt: skip

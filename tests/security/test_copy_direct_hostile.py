@@ -148,13 +148,13 @@ def test_context_swapped_after_the_layer_was_written_first(build_env, tmp_path, 
     """The swap comes once the layer was written before its key: the key's listing sees
     the links, drops the written layer and writes the links as links; nothing of the host
     is read into the layer."""
-    import kiln.build.stage_run as stage_run
+    import kiln.build.layer_first as layer_first
 
     victim = tmp_path / "victim"
     (victim / "sub").mkdir(parents=True)
     (victim / "sub" / "f").write_bytes(SECRET)
     ctx = build_env.context_dir(files={"files/sub/f": "mine\n", "files/g": "g\n"})
-    real = stage_run.write_first
+    real = layer_first.write_first
 
     def written_then_swapped(*args, **kwargs):
         out = real(*args, **kwargs)
@@ -162,7 +162,8 @@ def test_context_swapped_after_the_layer_was_written_first(build_env, tmp_path, 
         swap(ctx, victim)
         return out
 
-    monkeypatch.setattr(stage_run, "write_first", written_then_swapped)
+    # stage_run imports it when a COPY needs it
+    monkeypatch.setattr(layer_first, "write_first", written_then_swapped)
     result = build_env.build(ctx, "FROM busybox\nCOPY files /files\n", write_first_at=1)
     assert SECRET not in build_env.layer_bytes(result.image_id)
     files = build_env.files(result.image_id)
