@@ -479,8 +479,6 @@ def ctrl_c_after(delay):
 with kiln.open_context(root) as ctx:
     exec(spec["prepare"])
     containers = {c.name for c in kiln.list_containers(ctx, all=True)}
-    if spec["delay"] >= 0:
-        threading.Thread(target=ctrl_c_after, args=(spec["delay"],), daemon=True).start()
     # at the N-th point of kiln's code where a Ctrl-C can land (``ctrl_c_anywhere``), a real
     # SIGINT; -1 counts the points only
     sys.path.insert(0, spec["tests"])
@@ -488,6 +486,8 @@ with kiln.open_context(root) as ctx:
     lines = 0
     t0 = time.monotonic()
     try:
+        if spec["delay"] >= 0:  # started inside: a Ctrl-C at once lands in Thread.start
+            threading.Thread(target=ctrl_c_after, args=(spec["delay"],), daemon=True).start()
         if spec["line"]:
             interrupted, lines = ctrl_c_at_point(spec["line"], lambda: exec(spec["call"], globals()))
         else:
