@@ -20,7 +20,8 @@ def run(opts: RunOptions, rootfs: str) -> int:
     """Run ``opts.args`` in ``rootfs`` with ``opts.isolation``; returns the exit code.
 
     A command that cannot be executed (missing: 127, not executable: 126) raises
-    ``ProcessFailed`` with that exit code and one message, before anything runs."""
+    ``ProcessFailed`` with that exit code and one message, before anything runs. A standard
+    stream without a descriptor (``io.BytesIO``) is copied through a pipe."""
     opts.validate()
     if opts.devices:  # those outside /dev are binds (see kiln.runtime.devices)
         from .devices import device_mounts, host_devices  # start-up: only --device needs it
@@ -31,13 +32,16 @@ def run(opts: RunOptions, rootfs: str) -> int:
     from .exec_check import check_command
 
     check_command(opts, rootfs)
-    if opts.isolation == "chroot":
-        from .chroot import run_chroot  # start-up: chroot isolation only
+    from .stream_bridge import bridged  # start-up: see above
 
-        return run_chroot(opts, rootfs)
-    from .runc import run_oci  # start-up: see above
+    with bridged(opts) as opts:
+        if opts.isolation == "chroot":
+            from .chroot import run_chroot  # start-up: chroot isolation only
 
-    return run_oci(opts, rootfs)
+            return run_chroot(opts, rootfs)
+        from .runc import run_oci  # start-up: see above
+
+        return run_oci(opts, rootfs)
 
 
 __all__ = [
