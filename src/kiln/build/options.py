@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kiln.errors import InvalidArgument
 from kiln.runtime.options import RunSettings
+from kiln.util.arguments import string_list
 from kiln.util.choices import Compression, ImageFormat, PullPolicy
 from kiln.util.lazy_dataclass import dataclass
 
@@ -126,7 +127,7 @@ class BuildOptions:
 
 
 # what a script may get wrong that the CLI and the API never do (their parsers make these):
-# tags="app" would tag a, p and p; a number as a build argument failed deep in the build
+# a number as a build argument failed deep in the build (a string as a list: string_list)
 _LISTS = ("dockerfiles", "tags", "platforms", "secrets", "ssh", "volumes", "outputs",
           "cache_from", "cache_to", "no_cache_filter", "allow")  # fmt: skip
 _MAPPINGS = ("build_args", "labels", "annotations", "build_contexts")
@@ -136,9 +137,7 @@ def _check_strings(opts: BuildOptions) -> None:
     """Refuse a string where a list of strings goes, and anything but strings in a list or
     mapping of them (InvalidArgument, naming the field)."""
     for name in _LISTS:
-        value = getattr(opts, name)
-        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-            raise InvalidArgument(f"BuildOptions.{name} is a list of strings, not {value!r}")
+        string_list(getattr(opts, name), f"BuildOptions.{name}")
     for name in _MAPPINGS:
         value = getattr(opts, name)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):

@@ -38,6 +38,7 @@ from kiln.ops.context import sweep_leftovers
 from kiln.ops.events import BlobBytes
 from kiln.ops.store_copy import copy_into_store, normalize_names, store_items, unpack_into
 from kiln.store.oci_layout import TarIndex
+from kiln.util.arguments import string_list
 from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ def save(
     """
     if format not in SAVE_FORMATS:
         raise InvalidArgument(f'unknown format "{format}": use one of {", ".join(SAVE_FORMATS)}')
+    images = string_list(images, "save_images: images")
     if not images:
         raise InvalidArgument("at least one image name or ID is required")
     # held: another kiln may remove the images and collect while they are written out

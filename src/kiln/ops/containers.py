@@ -19,6 +19,7 @@ from kiln.ops.container_filters import parse_filters
 from kiln.ops.container_run_view import run_view
 from kiln.ops.context import sweep_leftovers
 from kiln.ops.events import BYTES_STEP, BlobBytes
+from kiln.util.arguments import string_list
 from kiln.util.lazy_dataclass import dataclass
 from kiln.util.output import check_output, open_output, write_output
 
@@ -207,6 +208,7 @@ def remove_containers(ctx: Context, names: Sequence[str], all: bool = False) -> 
 
     Every name is looked up before anything is removed, so an unknown name removes nothing.
     """
+    names = string_list(names, "remove_containers: names")
     if all and names:
         raise InvalidArgument("give container names or --all, not both")
     if not all and not names:
@@ -268,10 +270,11 @@ def run_in_container(
     streams (a file or a file descriptor; None: this process's). ``add_history``
     (buildah's --add-history): a command that succeeded is recorded in the history as
     buildah writes it, ``/bin/sh -c ARGS...`` (the config's shell words, if set)."""
+    args = string_list(args, "run_in_container: args")
     given = {"user": user, "cwd": workdir, "stdin": stdin, "stdout": stdout, "stderr": stderr}
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if env:
-        overrides["env"] = list(env)
+        overrides["env"] = string_list(env, "run_in_container: env")
     sweep_leftovers(ctx)
     b = _load(ctx, name)
     with _while_there(ctx, b, name):
@@ -303,8 +306,8 @@ def copy_to_container(
     An http(s) source is downloaded by copy as by add (buildah's), and never unpacked.
     ``add_history`` (buildah's --add-history): the copy is recorded in the history as
     buildah writes it, ``/bin/sh -c #(nop) COPY file:HEX`` (``dir:``, ``multi:``)."""
+    sources = string_list(sources, "copy_to_container: sources")
     b = _load(ctx, name)
-    sources = list(sources)
     if context_dir is None:
         context_dir = os.path.abspath(".")
         if not from_:

@@ -547,6 +547,9 @@ def remove_images(
     ``lookupManifest``, what ``podman manifest rm`` sends): every name must be a manifest
     list, which goes and its images stay; a name of an image is an error, never removed.
     """
+    from kiln.util.arguments import string_list  # start-up: `kiln images` removes nothing
+
+    names = string_list(names, "remove_images: names")
     if all and names:
         raise InvalidArgument(
             "when using the --all switch, you may not pass any images names or IDs"

@@ -29,6 +29,7 @@ from kiln.oci import Index, Reference
 from kiln.oci.reference import local_name
 from kiln.oci.strict_json import canonical, loads_object
 from kiln.store.images import normalise_name
+from kiln.util.arguments import string_list
 from kiln.util.exports import lazy_exports
 
 if TYPE_CHECKING:
@@ -180,6 +181,7 @@ def create(
     ``format``: ``oci`` (an OCI image index, the default) or ``v2s2`` (a Docker manifest
     list). ``annotations``: the list's own. Nothing is stored unless every image is added.
     """
+    images = string_list(images, "create_manifest_list: images")
     name = normalise_name(local_name(name))  # podman's localhost/ for short names
     existing = _existing(ctx, name)
     if existing is not None:

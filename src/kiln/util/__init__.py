@@ -15,6 +15,7 @@ Owns:
   everything kiln prints, logs or answers.
 - ``gc_pause``: the cyclic garbage collector paused while a block builds many
   objects that form no cycles (a list of thousands of images).
+- ``arguments``: a library call's list of strings checked (a string is refused).
 
 Imports nothing from kiln but ``kiln.errors``; never imports a sibling package.
 """
