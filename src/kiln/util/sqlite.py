@@ -130,12 +130,15 @@ def _statements(script: str) -> Iterator[str]:
 
 
 class Database:
-    """Thread-safe handle: each thread (and each forked process) gets its own connection."""
+    """Thread-safe handle: each thread (and each forked process) gets its own connection.
+    A thread's connection is closed once the thread has ended, when another one opens its
+    own: a script or server starting a thread for each call keeps a bounded number open."""
 
     def __init__(self, path: str, migrations: list[str], what: str):
         self.path = path
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._owners: dict[sqlite3.Connection, tuple[threading.Thread, int]] = {}  # thread, pid
         self._lock = threading.Lock()
         self._closed = False
         #: whether a migration of this process wrote to the database (schema changes are not
@@ -148,10 +151,19 @@ class Database:
             raise KilnError(f"the database {self.path} is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
+            pid = os.getpid()
             conn = connect(self.path)
-            self._local.conn, self._local.pid, self._local.depth = conn, os.getpid(), 0
-            with self._lock:
+            self._local.conn, self._local.pid, self._local.depth = conn, pid, 0
+            with self._lock:  # a parent's connections (after a fork) are left as they are
+                ended = [c for c, (t, p) in self._owners.items() if p == pid and not t.is_alive()]
+                for old in ended:
+                    self._all.remove(old)
+                    del self._owners[old]
                 self._all.append(conn)
+                self._owners[conn] = (threading.current_thread(), pid)
+            for old in ended:
+                with contextlib.suppress(sqlite3.Error):
+                    old.close()
         return conn
 
     def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
@@ -259,7 +271,7 @@ class Database:
         WAL is synced instead, when a connection of this process changed the database, and
         the connections are left to the process's exit."""
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._all, self._owners = self._all, [], {}
             self._closed = True
         if _leave_wal:
             if self._migrated or any(conn.total_changes for conn in conns):
