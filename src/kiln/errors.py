@@ -38,22 +38,32 @@ class KilnError(Exception):
 
 
 class NotFound(KilnError):
+    """No such image, container, blob, file or tag."""
+
     http_status = 404
 
 
 class AlreadyExists(KilnError):
+    """A name or object that must be new exists already."""
+
     http_status = 409
 
 
 class Conflict(KilnError):
+    """The object is in use, depended on or locked."""
+
     http_status = 409
 
 
 class InvalidArgument(KilnError):
+    """A bad reference, option, Dockerfile or archive."""
+
     http_status = 400
 
 
 class DigestMismatch(InvalidArgument):
+    """Content differs from its digest or size: ``expected`` and ``actual`` say how."""
+
     def __init__(self, message: str, expected: str = "", actual: str = ""):
         super().__init__(message)
         self.expected = expected
@@ -61,10 +71,15 @@ class DigestMismatch(InvalidArgument):
 
 
 class Unauthorized(KilnError):
+    """A registry refused the credentials (or asked for some)."""
+
     http_status = 401
 
 
 class Unavailable(KilnError):
+    """A server, runtime, binary or the store cannot be used (``errno`` when a system call
+    said so)."""
+
     http_status = 503
     errno: int | None = None  # the system call's errno, when one caused it
 
@@ -110,6 +125,8 @@ class ProcessFailed(KilnError):
 
 
 class Cancelled(KilnError):
+    """The operation was cancelled or interrupted; nothing of it is left behind."""
+
     http_status = 499
 
 

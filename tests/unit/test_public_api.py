@@ -27,6 +27,17 @@ def test_import_kiln_loads_nothing_heavy():
     assert out.stdout.strip() == "[]"
 
 
+def test_every_public_name_says_what_it_is():
+    """``help(kiln.NotFound)`` and an editor's hover show the name's own docstring (an
+    exception class without one showed Exception's "Common base class ...")."""
+
+    def own_doc(value: object) -> str | None:  # a class's own, not one it inherits
+        return vars(value).get("__doc__") if isinstance(value, type) else value.__doc__
+
+    undocumented = [n for n in kiln.__all__ if n != "__version__" and not own_doc(getattr(kiln, n))]
+    assert undocumented == []
+
+
 def test_unknown_names_are_attribute_errors():
     try:
         kiln.no_such_thing  # noqa: B018

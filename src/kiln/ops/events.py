@@ -47,6 +47,9 @@ class Event:
 
 
 class EventSink(Protocol):
+    """Where a context's events go: anything with ``emit(event)`` (``CallbackSink`` wraps
+    a function). It is called from the thread doing the work, several at once in a build."""
+
     def emit(self, event: Event) -> None: ...
 
 

@@ -358,6 +358,8 @@ def _record_labels(ctx: Context, records: Sequence[ImageRecord]) -> dict[str, di
 
 
 def image_exists(ctx: Context, name: str) -> bool:
+    """``kiln image exists``: whether ``name`` (a name, an ID or an ID's prefix) is an image
+    in the store; a name that is no valid reference is ``InvalidArgument``."""
     try:
         ctx.store.resolve_image(name)
     except NotFound:
