@@ -31,6 +31,8 @@ def test_second_build_is_all_cache_hits(build_env):  # noqa: F811
     second = build_env.build(ctx, DOCKERFILE, tags=["c1"])
     assert second.image_id == first.image_id
     assert _hits(build_env) == 5  # every layer step; the last one is the image
+    # what a script reads of it (steps were always 0)
+    assert (first.steps, first.cache_hits, second.steps, second.cache_hits) == (6, 0, 6, 5)
     hits = build_env.messages("cache")
     assert all(h.startswith("--> Using cache ") and len(h.split()[-1]) == 64 for h in hits)
 

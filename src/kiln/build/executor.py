@@ -293,7 +293,8 @@ class Executor:
             stage_images[stage.name or str(index)] = iid
         return BuildResult(
             image_id=image_id, names=list(self.names), stage_images=stage_images,
-            cache_hits=self.cache_hits, warnings=warnings, manifest_digest=rec.manifest_digest,
+            cache_hits=self.cache_hits, steps=self.progress.steps, warnings=warnings,
+            manifest_digest=rec.manifest_digest,
         )  # fmt: skip
 
     # -- BuildServices: what stages and their dispatchers ask of the build -------------------

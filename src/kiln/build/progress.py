@@ -34,6 +34,7 @@ renderers print nothing for them:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,8 @@ class Progress:
     def __init__(self, emit: Emit | None = None, stage_count: int = 1) -> None:
         self._emit = emit or _nothing
         self.stage_count = stage_count
+        self.steps = 0  # how many steps have begun, in every stage (a ``step`` event each)
+        self._lock = threading.Lock()  # stages report from their own threads
 
     def emit(self, kind: str, message: str, **data: Any) -> None:
         self._emit(kind, message, data)
@@ -61,6 +64,8 @@ class Progress:
         return f"[{stage_pos}/{self.stage_count}] " if self.stage_count > 1 else ""
 
     def step(self, stage_pos: int, n: int, total: int, text: str, line: int) -> None:
+        with self._lock:
+            self.steps += 1
         self.emit(
             "step",
             f"{self.prefix(stage_pos)}STEP {n}/{total}: {redact(text)}",
