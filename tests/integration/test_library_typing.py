@@ -29,6 +29,14 @@ def main(root: str) -> str:
         except kiln.NotFound as exc:
             print(exc.message)
         return result.image_id + " ".join(i.short_id for i in kiln.list_images(ctx))
+
+
+def not_removed(ctx: kiln.Context) -> list[kiln.KilnError]:  # were list[Exception]
+    return kiln.remove_images(ctx, ["x"]).errors
+
+
+def first_change(ctx: kiln.Context) -> str:  # were Any: "Returning Any from function ..."
+    return kiln.diff_container(ctx, "c")[0].path + str(kiln.inspect_container(ctx, "c")["Id"])
 """
 
 BAD = """\

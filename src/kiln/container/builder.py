@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from kiln.archive.changes import changes_from_overlay_upper, diff_trees
+from kiln.archive.changes import Change, changes_from_overlay_upper, diff_trees
 from kiln.archive.compression import Compression
 from kiln.archive.safe_root import SafeRoot
 from kiln.archive.streams import CountedWrites
@@ -516,8 +516,8 @@ class Builder:
 
     # -- inspection -----------------------------------------------------------------------
 
-    def diff(self) -> list[Any]:
-        """A/C/D changes against the image (``archive.changes.Change`` list)."""
+    def diff(self) -> list[Change]:
+        """A/C/D changes against the image."""
         if self.is_copy_snapshot():
             with self.base_view() as lower:
                 return diff_trees(lower, self.upper_dir())

@@ -24,6 +24,7 @@ from kiln.util.lazy_dataclass import dataclass
 from kiln.util.output import check_output, open_output, write_output
 
 if TYPE_CHECKING:
+    from kiln.archive.changes import Change
     from kiln.container import Builder, CopyOutcome
     from kiln.container.config_flags import ConfigSettings
     from kiln.oci import Platform
@@ -159,7 +160,7 @@ def _summaries(ctx: Context, all: bool) -> list[ContainerSummary]:  # noqa: A002
     return rows
 
 
-def inspect_container(ctx: Context, name: str) -> dict:
+def inspect_container(ctx: Context, name: str) -> dict[str, Any]:
     """``kiln inspect --type container``: what the container is made of, JSON-ready."""
     find_record(ctx.store, name)  # NotFound for an image's name, before the builder is loaded
     b = _load(ctx, name)
@@ -500,7 +501,7 @@ class _Written:
             self._ev.progress(self._ident, self._n, self._n, self._message)
 
 
-def diff_container(ctx: Context, name: str) -> list[Any]:
+def diff_container(ctx: Context, name: str) -> list[Change]:
     """``kiln diff``: A/C/D changes against the container's image."""
     return _load(ctx, name).diff()
 

@@ -522,7 +522,7 @@ class RemoveResult:
     # deleted too, with child images keeping their data: podman reports them untagged only
     deleted_with_children: list[str] = field(default_factory=list)
     removed_containers: list[str] = field(default_factory=list)
-    errors: list[Exception] = field(default_factory=list)
+    errors: list[KilnError] = field(default_factory=list)
 
     def note_untagged(self, image_id: str, names: Iterable[str]) -> None:
         for name in names:
