@@ -5,32 +5,15 @@ pull inside a build stops with its siblings when the build is stopping."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from typing import Any
 
 from kiln.build.options import BuildOptions
-from kiln.errors import Cancelled
 from kiln.image.transport_names import names_file_transport
 from kiln.ops.context import Context
-from kiln.ops.events import Event, EventSink
 from kiln.util.choices import PullPolicy
 
 __all__ = ["puller"]
-
-
-class _StoppingSink:
-    """A pull's events inside a build: once the build is stopping (a stage failed, the
-    caller cancelled), the pull's next event raises ``Cancelled``, so a stage waiting on
-    a long pull stops with its siblings instead of holding the build's error back."""
-
-    def __init__(self, sink: EventSink, stopping: threading.Event) -> None:
-        self._sink, self._stopping = sink, stopping
-
-    def emit(self, event: Event) -> None:
-        if self._stopping.is_set():
-            raise Cancelled("the build was cancelled")
-        self._sink.emit(event)
 
 
 def puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
@@ -38,7 +21,9 @@ def puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
     (with the build's ``RegistryOptions``: --tls-verify, --cert-dir, --authfile, --creds
     and an API client's credentials, as podman's).
     The registry code is imported on the first pull: a build from local images needs none."""
-    pull_ctx = dataclasses.replace(ctx, events=_StoppingSink(ctx.events, stopping))
+    # once the build is stopping (a stage failed, the caller cancelled), a pull's next event
+    # raises Cancelled: a stage waiting on a long pull stops with its siblings
+    pull_ctx = ctx.stopped_by(stopping, "the build was cancelled")
 
     def pull(ref: str, policy: str, wanted: str | None = None) -> str:
         # start-up: the request and the pulls' modules load on a build's first pull only

@@ -7,6 +7,7 @@ context as their first argument and never open stores themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -16,9 +17,9 @@ from contextlib import contextmanager
 from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
-from kiln.errors import KilnError
+from kiln.errors import Cancelled, KilnError
 from kiln.ops.config import Config
-from kiln.ops.events import Emitter, EventSink, NullSink
+from kiln.ops.events import Emitter, EventSink, NullSink, StoppingSink
 from kiln.store import Store
 from kiln.store.paths import default_root
 from kiln.util.atomic import run_together
@@ -71,6 +72,20 @@ class Context:
         if not dry_run:
             sweep_leftovers(self)
         return self.store.gc(dry_run=dry_run, sweepers=[self.snapshots])
+
+    def stopped_by(self, cancel: threading.Event | None, message: str) -> Context:
+        """This context, for one call that ``cancel`` (set from any thread) stops: at the
+        call's next progress event it raises ``Cancelled(message)`` (at once if it is set
+        already; see ``StoppingSink``). The copy shares this one's store and snapshotter;
+        this one closes them."""
+        if cancel is None:
+            return self
+        if cancel.is_set():
+            raise Cancelled(message)
+        sink = StoppingSink(self.events, cancel, message)
+        return dataclasses.replace(
+            self, events=sink, _snapshots=self.snapshots, borrowed_store=True
+        )
 
     @property
     def ev(self) -> Emitter:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import field
 from typing import Any, Protocol
 
+from kiln.errors import Cancelled
 from kiln.util.lazy_dataclass import dataclass
 
 STEP = "step"
@@ -76,6 +77,20 @@ class ListSink:
 
     def messages(self, kind: str | None = None) -> list[str]:
         return [e.message for e in self.events if kind is None or e.kind == kind]
+
+
+class StoppingSink:
+    """``sink``, but once ``stop`` is set the next ``progress`` event raises
+    ``Cancelled(message)``: how a pull is stopped from another thread while its blobs
+    arrive (never at a later event: by then the image may be stored)."""
+
+    def __init__(self, sink: EventSink, stop: threading.Event, message: str) -> None:
+        self._sink, self._stop, self._message = sink, stop, message
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "progress" and self._stop.is_set():
+            raise Cancelled(self._message)
+        self._sink.emit(event)
 
 
 class CallbackSink:

@@ -71,7 +71,8 @@ def pull(ctx: Context, request: PullRequest) -> TransferResult | PullResult:
 
     ``request.all_platforms`` keeps a whole list; the other choices are a registry
     pull's (``kiln.ops.registry.pull``). One image: ``kiln.ops.transfer.pull_image``
-    parses the source."""
+    parses the source. ``request.cancel`` stops it (``Cancelled``)."""
+    ctx = ctx.stopped_by(request.cancel, "the pull was cancelled")
     if request.all_platforms:  # keep the whole list (kiln.ops.manifest_transfer)
         src = tp.parse_transport(request.source, default=tp.DOCKER)
         if src.transport == tp.DOCKER and (request.platform or request.all_tags):

@@ -319,8 +319,9 @@ def ensure_image(ctx: Context, request: PullRequest) -> str:
     What a build's FROM and ``kiln from`` call: a local name, ID or ID prefix
     satisfies ``missing``/``never`` without any network; ``always``/``newer``
     contact the registry. ``request.platform`` picks a list's entry (default: the
-    host's). Returns ``"sha256:<hex>"``.
+    host's). Returns ``"sha256:<hex>"``. ``request.cancel`` stops a pull (``Cancelled``).
     """
+    ctx = ctx.stopped_by(request.cancel, "the pull was cancelled")
     if not request.policy.asks_registry(have_local=True):
         with contextlib.suppress(NotFound, InvalidArgument):
             return ctx.store.resolve_image(request.source).id

@@ -14,6 +14,7 @@ Front ends take it from ``kiln.ops.options`` (the CLI from ``kiln.ops.pull_optio
 
 from __future__ import annotations
 
+import threading
 from dataclasses import field
 
 from kiln.errors import InvalidArgument
@@ -35,7 +36,10 @@ class PullRequest:
     ``policy``, ``platform`` (None: the host's), ``all_tags`` and ``options`` are a
     registry pull's; ``all_platforms`` keeps a whole manifest list (registries, ``oci:``,
     ``oci-archive:``). ``quiet``: the front end shows the result only (the use cases emit
-    the same events either way; rendering them is the front end's).
+    the same events either way; rendering them is the front end's). ``cancel``: set from
+    any thread, the pull stops at its next progress event (every MiB of a blob) and
+    raises ``Cancelled``, leaving nothing of it in the store (a registry that sends
+    nothing is bounded by the registry's timeouts instead).
     """
 
     source: str
@@ -45,6 +49,7 @@ class PullRequest:
     all_platforms: bool = False
     options: RegistryOptions = field(default_factory=RegistryOptions)
     quiet: bool = False
+    cancel: threading.Event | None = None
 
     @classmethod
     def of(
@@ -60,6 +65,7 @@ class PullRequest:
         all_platforms: bool = False,
         options: RegistryOptions | None = None,
         quiet: bool = False,
+        cancel: threading.Event | None = None,
     ) -> PullRequest:
         """A request from the words a user gave: ``policy`` in any of ``PullPolicy``'s
         spellings (None: ``always``); ``platform`` (``os/arch[/variant]``) or any of
@@ -74,6 +80,7 @@ class PullRequest:
             all_platforms=bool(all_platforms),
             options=options if options is not None else RegistryOptions(),
             quiet=bool(quiet),
+            cancel=cancel,
         )
 
 
