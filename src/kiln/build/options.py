@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kiln.errors import InvalidArgument
 from kiln.runtime.options import RunSettings
-from kiln.util.arguments import string_list
+from kiln.util.arguments import as_path, string_list
 from kiln.util.choices import Compression, ImageFormat, PullPolicy
 from kiln.util.lazy_dataclass import dataclass
 
@@ -123,6 +123,9 @@ class BuildOptions:
         self.image_format = ImageFormat.parse(self.image_format)
         self.pull = PullPolicy.parse(self.pull)
         self.compression = Compression.parse(self.compression)
+        self.context = as_path(self.context)  # a script's pathlib.Path
+        if not isinstance(self.dockerfiles, str):
+            self.dockerfiles = [as_path(f) for f in self.dockerfiles]
         _check_strings(self)
 
 

@@ -38,7 +38,7 @@ from kiln.ops.context import sweep_leftovers
 from kiln.ops.events import BlobBytes
 from kiln.ops.store_copy import copy_into_store, normalize_names, store_items, unpack_into
 from kiln.store.oci_layout import TarIndex
-from kiln.util.arguments import string_list
+from kiln.util.arguments import as_path, string_list
 from kiln.util.lazy_dataclass import dataclass
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class SaveResult:
 def save(
     ctx: Context,
     images: Sequence[str],
-    output: str | BinaryIO,
+    output: str | os.PathLike[str] | BinaryIO,
     format: str = "docker-archive",
     compress: bool = False,
     dir_as_tar: bool = False,
@@ -93,7 +93,7 @@ def save(
     """
     if format not in SAVE_FORMATS:
         raise InvalidArgument(f'unknown format "{format}": use one of {", ".join(SAVE_FORMATS)}')
-    images = string_list(images, "save_images: images")
+    images, output = string_list(images, "save_images: images"), as_path(output)
     if not images:
         raise InvalidArgument("at least one image name or ID is required")
     # held: another kiln may remove the images and collect while they are written out
@@ -192,7 +192,11 @@ class LoadResult:
 
 
 def load(
-    ctx: Context, source: str | BinaryIO, validate: bool = True, *, docker_hub: bool = False
+    ctx: Context,
+    source: str | os.PathLike[str] | BinaryIO,
+    validate: bool = True,
+    *,
+    docker_hub: bool = False,
 ) -> LoadResult:
     """Load every image of a docker-archive or oci-archive (path or stream) or an OCI/dir directory.
 
@@ -202,7 +206,7 @@ def load(
     ``docker_hub``, as dockerd does (``normalize_names``).
     What a killed load or import left (its lease, spooled input, unpack work) goes first.
     """
-    result = LoadResult()
+    result, source = LoadResult(), as_path(source)
     sweep_leftovers(ctx)
     with ExitStack() as stack:
         path = stack.enter_context(_local_path(ctx, source))
@@ -327,7 +331,7 @@ def _shown(source: str | BinaryIO) -> str:
 
 def import_image(
     ctx: Context,
-    source: str | BinaryIO,
+    source: str | os.PathLike[str] | BinaryIO,
     reference: str | None = None,
     changes: Sequence[str] = (),
     message: str = "",
@@ -342,7 +346,7 @@ def import_image(
     routes): no environment (``path_env``: start it with ``PATH``) and podman's history
     entry (``ADD file:<diff id> in /``, "imported from tarball"); the Docker route asks
     for dockerd's entry with ``podman_history=False`` (see ``kiln.image.import_tarball``)."""
-    names = []
+    names, source = [], as_path(source)
     if reference:
         ref = Reference.parse(local_name(reference))
         if ref.digest:

@@ -470,10 +470,13 @@ def commit_container(
     return record
 
 
-def export_container(ctx: Context, name: str, output: str, stdout: Any = None) -> str:
+def export_container(
+    ctx: Context, name: str, output: str | os.PathLike[str], stdout: Any = None
+) -> str:
     """``kiln export``: the merged filesystem as a tar at ``output`` (a file is written
     atomically, a device or FIFO through: ``kiln.util.output``; ``-`` is ``stdout``, a
     binary stream, when given). How much was written is progress."""
+    output = os.fspath(output)
     if output != "-" or stdout is None:
         check_output(output)
     b = _load(ctx, name)

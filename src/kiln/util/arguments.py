@@ -1,12 +1,16 @@
-"""What a script may get wrong that the CLI and the API never do (their parsers make lists):
-a string where a list of strings goes. ``remove_images(ctx, "app")`` removed the images
-``a`` and ``p``; ``run_in_container(ctx, box, "ls")`` ran ``l``."""
+"""What a script passes that the CLI and the API never do: a string where a list of strings
+goes (``remove_images(ctx, "app")`` removed the images ``a`` and ``p``;
+``run_in_container(ctx, box, "ls")`` ran ``l``), and a ``pathlib.Path`` for a file."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from typing import TypeVar
 
 from kiln.errors import InvalidArgument
+
+T = TypeVar("T")
 
 
 def string_list(value: Iterable[str], what: str) -> list[str]:
@@ -16,3 +20,9 @@ def string_list(value: Iterable[str], what: str) -> list[str]:
     if items is None or not all(isinstance(v, str) for v in items):
         raise InvalidArgument(f"{what} is a list of strings, not {value!r}")
     return items
+
+
+def as_path(value: str | os.PathLike[str] | T) -> str | T:
+    """A ``pathlib.Path`` (any ``os.PathLike``) as its string; anything else (a path, a
+    stream) as it is: the calls that take a file take what ``open()`` takes."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
