@@ -268,9 +268,10 @@ def run_in_container(
     """``kiln run``: run ``args`` with ``opts`` (a ``RunOptions``: the CLI's flags); returns
     the exit code. A script's common ones are keywords: ``env`` (``NAME=VALUE``, added to
     the image's), ``user`` and ``workdir`` (instead of the image's), and the standard
-    streams (a file or a file descriptor; None: this process's). ``add_history``
-    (buildah's --add-history): a command that succeeded is recorded in the history as
-    buildah writes it, ``/bin/sh -c ARGS...`` (the config's shell words, if set)."""
+    streams (a file, a file descriptor or an in-memory stream such as ``io.BytesIO``;
+    None: this process's). ``add_history`` (buildah's --add-history): a command that
+    succeeded is recorded in the history as buildah writes it, ``/bin/sh -c ARGS...``
+    (the config's shell words, if set)."""
     args = string_list(args, "run_in_container: args")
     given = {"user": user, "cwd": workdir, "stdin": stdin, "stdout": stdout, "stderr": stderr}
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
