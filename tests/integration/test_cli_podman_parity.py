@@ -97,6 +97,8 @@ SAME = [
     ("inspect", "--format", "{{range .Config.Env}}[{{.}}]{{end}} {{upper .Os}}", "bb:1"),
     ("inspect", "--format", "{{.Created}} {{json .Created}} {{.Id}}", "bb:1"),
     ("inspect", "--format", "{{.Nope}}", "bb:1"),
+    ("inspect", "-f", "{{.Os}} {{.Architecture}}", "bb:1", "two:1"),  # -f: podman's and docker's
+    ("image", "inspect", "-f", "{{.Config.Cmd}}", "bb:1"),
     ("inspect", "--format", "{{nofunc .Os}}", "bb:1"),
     ("inspect", "nosuch"),
     ("history", "--no-trunc", "-q", "bb:1"),

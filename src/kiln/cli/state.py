@@ -105,9 +105,16 @@ def enter_user_namespace() -> None:
 pass_state = click.make_pass_decorator(State, ensure=True)
 
 
-def format_option(*, help: str = "Format output: json, table, or a Go template such as {{.ID}}"):
+def format_option(
+    *,
+    help: str = "Format output: json, table, or a Go template such as {{.ID}}",
+    short: bool = False,
+):
+    """``--format``; ``short``: ``-f`` too, where podman's command has it (inspect, version,
+    info: where ``-f`` is not ``--filter``)."""
+    flags = ("-f", "--format") if short else ("--format",)
     return click.option(
-        "--format", "format_", metavar="FORMAT", default="", help=help, callback=_json_format
+        *flags, "format_", metavar="FORMAT", default="", help=help, callback=_json_format
     )
 
 

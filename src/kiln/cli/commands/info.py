@@ -11,7 +11,7 @@ from kiln.cli.state import State, format_option, pass_state
 
 
 @click.command("info", short_help="Display kiln system information")
-@format_option(help="json, or a Go template such as {{.Store.GraphRoot}}")
+@format_option(help="json, or a Go template such as {{.Store.GraphRoot}}", short=True)
 @pass_state
 def command(state: State, format_):
     """Show what kiln works with, as `podman info` does: the host and its OCI runtime

@@ -18,7 +18,7 @@ from kiln.cli.state import State, format_option, pass_state
     show_default=True,
     help="What the names refer to",
 )
-@format_option(help="json (default) or a Go template such as {{.Id}}")
+@format_option(help="json (default) or a Go template such as {{.Id}}", short=True)
 @pass_state
 def command(state: State, names, type_, format_):
     """Print one JSON array with an object per IMAGE, as `podman inspect` does."""
@@ -27,7 +27,7 @@ def command(state: State, names, type_, format_):
 
 @click.command("inspect", short_help="Display the configuration of an image")
 @click.argument("names", nargs=-1, required=True, metavar="IMAGE...")
-@format_option(help="json (default) or a Go template such as {{.Id}}")
+@format_option(help="json (default) or a Go template such as {{.Id}}", short=True)
 @pass_state
 def image_command(state: State, names, format_):
     """Print one JSON array with an object per IMAGE (`podman image inspect`)."""

@@ -8,7 +8,7 @@ from kiln.cli.state import State, format_option, pass_state
 
 
 @click.command("version", short_help="Display the kiln version information")
-@format_option(help="json, or a Go template such as {{.Client.Version}}")
+@format_option(help="json, or a Go template such as {{.Client.Version}}", short=True)
 @pass_state
 def command(state: State, format_):
     """Print kiln's version, the Docker Engine API version its server speaks, the Python
