@@ -239,6 +239,24 @@ def test_cli_rmi_and_prune_keep_the_list_whole(registry_plain, two_platforms, tm
     assert kiln(other, "manifest", "exists", ref, check=False).returncode == 1
 
 
+def test_cli_manifest_rm_says_what_went_when_a_name_is_unknown(two_platforms):
+    # as podman's manifest rm (and rmi): every list named goes and is reported on stdout, the
+    # unknown name is an error, exit 1; an image's name is refused (125) and stays
+    amd, _ = two_platforms
+    root = amd.store.root
+    amd.store.close()
+    ids = [kiln(root, "manifest", "create", n).stdout.strip() for n in ("ml:a", "ml:b")]
+    res = kiln(root, "manifest", "rm", "ml:a", "nosuch:1", "ml:b", check=False)
+    assert res.returncode == 1
+    assert res.stderr == "Error: nosuch:1: image not known\n"
+    assert sorted(res.stdout.splitlines()) == sorted(
+        ["Untagged: localhost/ml:a", "Untagged: localhost/ml:b"] + [f"Deleted: {i}" for i in ids]
+    )
+    refused = kiln(root, "manifest", "rm", "busybox:latest", check=False)
+    assert refused.returncode == 125 and "not a manifest list" in refused.stderr
+    assert kiln(root, "image", "exists", "busybox:latest", check=False).returncode == 0
+
+
 def test_cli_add_from_a_registry_and_inspect_remote(registry_plain, two_platforms, tmp_path):
     amd, arm = two_platforms
     make_list(amd.store.root)

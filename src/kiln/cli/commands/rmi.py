@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.state import State, exit_with, pass_state
-
-# podman rmi's exit codes
-EXIT_NOT_FOUND = 1
-EXIT_IN_USE = 2
-EXIT_OTHER = 125
+from kiln.cli.commands._removal_report import report_removal
+from kiln.cli.state import State, pass_state
 
 
 @click.command("rmi", short_help="Remove one or more images from local storage")
@@ -31,21 +27,8 @@ def command(state: State, images, all_, force, ignore):
     Exit status: 0 all removed; 1 an image did not exist (not with --force or
     --ignore, as podman); 2 an image is in use by a container; 125 other errors.
     """
-    from kiln.errors import Conflict, NotFound
     from kiln.ops import images as ops
 
     with state.context() as ctx:
         result = ops.remove_images(ctx, images, force=force, all=all_, ignore=ignore or force)
-    lines = [f"Untagged: {n}" for n in result.untagged]
-    lines += [f"Deleted: {i.removeprefix('sha256:')}" for i in result.deleted]
-    if lines:
-        state.echo("\n".join(lines))
-    if not result.errors:
-        return
-    for exc in result.errors:
-        state.echo(f"Error: {exc}", err=True)
-    if all(isinstance(e, NotFound) for e in result.errors):
-        exit_with(EXIT_NOT_FOUND)
-    if any(isinstance(e, Conflict) for e in result.errors):
-        exit_with(EXIT_IN_USE)
-    exit_with(EXIT_OTHER)
+    report_removal(state, result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kiln.cli.commands._removal_report import report_removal
 from kiln.cli.state import State, pass_state
 
 
@@ -11,12 +12,10 @@ from kiln.cli.state import State, pass_state
 @click.argument("names", nargs=-1, required=True, metavar="LIST...")
 @pass_state
 def command(state: State, names):
-    """Remove each LIST; the images it names stay in local storage."""
-    from kiln.ops import manifests
+    """Remove each LIST; the images it names stay in local storage. As podman: every LIST
+    is tried, and the exit status is rmi's (1 when a name is not known)."""
+    from kiln.ops import images
 
     with state.context(quiet=True) as ctx:
-        removed = manifests.rm(ctx, *names)
-    lines = [f"Untagged: {n}" for names_, _ in removed for n in names_]
-    lines += [f"Deleted: {i.removeprefix('sha256:')}" for _, i in removed]
-    if lines:
-        state.echo("\n".join(lines))
+        result = images.remove_images(ctx, names, lists_only=True)
+    report_removal(state, result)
