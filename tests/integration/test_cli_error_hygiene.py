@@ -118,6 +118,7 @@ CASES: list = [
     (["build", "{tmp}/nosuchdir"], (*MISSING, "not a directory")),
     (["build", "--timestamp", "abc", "{dir}"], ("timestamp", "abc")),
     (["build", "--memory", "12q", "{dir}"], ("memory", "12q", "size")),
+    (["build", "--squash", "--squash-all", "{dir}"], ("--squash-all",)),  # refused by podman too
     (["serve", "-H", "tcp://nope:xx", "-t", "1"], ("address", "port", "host", "nope")),
     (["serve", "-H", "nope://x", "-t", "1"], ("nope://x", "address", "unix://")),
 ]

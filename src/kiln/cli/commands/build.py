@@ -451,6 +451,8 @@ def _build_options(state: State, context: str | None, kw: dict[str, Any]) -> Bui
     $SOURCE_DATE_EPOCH fill what the flags leave out, as buildah reads them."""
     from kiln.ops.build import BuildOptions
 
+    if kw["squash"] and kw["squash_all"]:  # one keeps the base's layers, the other does not
+        raise InvalidArgument("--squash and --squash-all cannot be used together: choose one")
     run = run_settings(kw)  # the RUN flags, shared with kiln run
     files, dockerfile_text = _containerfiles(list(kw["files"]), context)
     if context is None:
