@@ -87,6 +87,9 @@ SAME = [
     ("images", "-q", "--filter", "label=org.x.version", "--filter", "label=org.x.version=1.2"),
     ("images", "-q", "--filter", "reference=*/bb:*"),
     ("images", "--no-trunc", "-q", "bb"),
+    ("images", "--quiet=true", "--no-trunc=1", "--all=false", "bb"),  # pflag's booleans
+    ("images", "-q=true", "--noheading=false", "two"),
+    ("rmi", "--force=true", "nosuch"),
     ("inspect", "--format", '{{index .Labels "maintainer"}} {{join .Config.Env ","}}', "bb:1"),
     (
         "inspect",

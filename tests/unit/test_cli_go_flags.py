@@ -69,3 +69,50 @@ def test_short_options_parse_without_a_failed_long_option_lookup(monkeypatch):
     assert bad.exit_code == 2 and "No such option '-x'" in bad.output
     bad = runner.invoke(cmd, ["--quiett"])
     assert bad.exit_code == 2 and "Did you mean" in bad.output
+
+
+@click.command()
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--rm/--no-rm", "rm", default=True)
+@click.option("-t", "--tag", default="")
+@click.argument("rest", nargs=-1)
+def flags(quiet, rm, tag, rest):
+    click.echo(f"{quiet} {rm} {tag} {' '.join(rest)}")
+
+
+def run_flags(*args: str) -> str:
+    result = CliRunner().invoke(flags, expand_bare_flags(flags, list(args)))
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+def test_boolean_flags_take_a_value_after_equals_as_pflag_reads_one():
+    # podman's and docker's flags are pflag's: --no-cache=true, --rm=false, -q=1
+    assert run_flags("--quiet=true", "--rm=false") == "True False"
+    assert run_flags("-q=1", "--rm=True", "x") == "True True  x"
+    assert run_flags("--quiet=false", "--no-rm=false") == "False True"
+    assert run_flags("--quiet=FALSE", "--rm=0") == "False False"
+
+
+def test_a_flag_like_value_of_an_option_or_after_double_dash_stays():
+    assert (
+        run_flags("-t", "--quiet=true", "--", "--rm=false") == "False True --quiet=true --rm=false"
+    )
+
+
+def test_a_value_that_is_no_boolean_is_left_to_click():
+    result = CliRunner().invoke(flags, expand_bare_flags(flags, ["--quiet=maybe"]))
+    assert result.exit_code == 2 and "does not take a value" in result.output
+
+
+def test_a_command_without_interspersed_options_stops_at_its_first_argument():
+    @click.command(context_settings={"allow_interspersed_args": False})
+    @click.option("-q", "--quiet", is_flag=True)
+    @click.option("-v", "--volume", multiple=True)
+    @click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
+    def run_cmd(quiet, volume, cmd):
+        click.echo(f"{quiet} {' '.join(cmd)}")
+
+    args = ["-v", "--quiet=true", "--quiet=true", "ctr", "tool", "--quiet=false"]
+    expanded = expand_bare_flags(run_cmd, args)
+    assert expanded == ["-v", "--quiet=true", "--quiet", "ctr", "tool", "--quiet=false"]

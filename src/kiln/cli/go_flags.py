@@ -32,8 +32,16 @@ class GoBool(click.types.BoolParamType):
 GO_BOOL = GoBool()
 
 
+# strconv.ParseBool's words, which pflag's boolean flags take after "="
+_TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
+_FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
+
+
 def expand_bare_flags(cmd: click.Command, args: list[str]) -> list[str]:
-    """``args`` with every bare optional-value flag of ``cmd`` given its default."""
+    """``args`` with every bare optional-value flag of ``cmd`` given its default, and every
+    boolean flag given a value as pflag takes one (``--no-cache=true``, ``--rm=false``,
+    ``-q=1``) in click's form. Not rewritten: what follows ``--``, an option's value, and,
+    for a command whose options end at its first argument (``kiln run``), what follows it."""
     defaults = {
         opt: p.no_opt_default
         for p in cmd.params
@@ -41,14 +49,49 @@ def expand_bare_flags(cmd: click.Command, args: list[str]) -> list[str]:
         for opt in p.opts
         if opt.startswith("--")
     }
-    if not defaults:
-        return args
+    flags = _bool_flag_forms(cmd)
+    takes_value = {
+        opt
+        for p in cmd.params
+        if isinstance(p, click.Option) and not p.is_flag and not isinstance(p, OptionalValue)
+        for opt in p.opts
+    }
+    stop_at_argument = not cmd.context_settings.get("allow_interspersed_args", True)
     out: list[str] = []
+    value_next = False
     for i, arg in enumerate(args):
-        if arg == "--":
+        if value_next:
+            out.append(arg)
+            value_next = False
+            continue
+        if arg == "--" or (stop_at_argument and not arg.startswith("-")):
             return out + args[i:]
-        out.append(f"{arg}={defaults[arg]}" if arg in defaults else arg)
+        name, eq, value = arg.partition("=")
+        if arg in defaults:
+            out.append(f"{arg}={defaults[arg]}")
+        elif eq and name in flags and value in _TRUE | _FALSE:
+            out.extend(flags[name][value in _TRUE])
+        else:
+            out.append(arg)
+            value_next = arg in takes_value
     return out
+
+
+def _bool_flag_forms(cmd: click.Command) -> dict[str, tuple[list[str], list[str]]]:
+    """Each boolean flag's spellings -> (the arguments meaning false, those meaning true); a
+    flag with no spelling of false (no ``--no-x``) means false by its absence."""
+    forms: dict[str, tuple[list[str], list[str]]] = {}
+    for p in cmd.params:
+        if not (isinstance(p, click.Option) and p.is_flag and p.is_bool_flag):
+            continue
+        off = p.secondary_opts[:1]
+        if not off and p.default:
+            continue  # a flag on by default that cannot be turned off: click's error stays
+        for opt in p.opts:
+            forms[opt] = (off, [opt])
+        for opt in p.secondary_opts:
+            forms[opt] = ([p.opts[0]], [opt])
+    return forms
 
 
 def skip_long_lookup_of_short_options() -> None:
