@@ -79,6 +79,7 @@ SAME = [
     ("images", "--format", "{{.Repository}} {{if .Labels.stage}}staged{{else}}plain{{end}}"),
     ("images", "--format", "table {{.ID}}\t{{.Repository}}\t{{.Tag}}", "two"),
     ("images", "--format", "{{json .Labels}} {{.Labels}} {{.CreatedAt}}", "two"),
+    ("images", "--no-trunc", "--format", "{{.Id}} {{.ID}} {{.CreatedTime}}", "two"),
     ("images", "-q", "--filter", "dangling=true"),
     ("images", "-q", "--filter", "readonly=false"),
     ("images", "-q", "--filter", "readonly=true"),

@@ -104,15 +104,17 @@ def _row(s, repo: str, tag: str, no_trunc: bool, now: float) -> dict:
 
     since = render.ago(s.created, now)
     size = render.human_size(s.size)
+    created_at = render.go_time(int(s.created_ts))  # podman: whole seconds, Go's form
     return {
         "ID": _shown_id(s, no_trunc),
-        "Id": s.id,
+        "Id": s.id.removeprefix("sha256:"),  # podman: the full ID, bare, as in --format json
         "Repository": repo,
         "Tag": tag,
         "Digest": s.digest,
         "Created": since,
         "CreatedSince": since,
-        "CreatedAt": render.go_time(int(s.created_ts)),  # podman: whole seconds, Go's form
+        "CreatedAt": created_at,
+        "CreatedTime": created_at,
         "Size": size,
         "VirtualSize": s.size,
         "SharedSize": 0,
