@@ -158,3 +158,18 @@ def test_root_that_is_not_a_directory_is_one_error_line(tmp_path, where):
         f"Error: cannot use {root} as the store root: "
     )
     assert "unexpected" not in res.stderr and "--root" in res.stderr
+
+
+def test_a_mistyped_verb_is_answered_with_the_verbs_it_is_close_to(tmp_path):
+    # podman's (cobra's) suggestions: a misspelt verb names the near ones, a far one none
+    env = {"KILN_ROOT": str(tmp_path / "root")}
+    res = CliRunner().invoke(cli, ["imgaes"], env=env)
+    assert res.exit_code == 125
+    assert res.stderr == (
+        "Error: unrecognized command `kiln imgaes`\n\nDid you mean this?\n\timages\n\n"
+        "Try 'kiln --help' for more information\n"
+    )
+    res = CliRunner().invoke(cli, ["manifest", "inspcet"], env=env)
+    assert "Did you mean this?\n\tinspect\n" in res.stderr
+    res = CliRunner().invoke(cli, ["xyzzy"], env=env)
+    assert "Did you mean" not in res.stderr and res.exit_code == 125

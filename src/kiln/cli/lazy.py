@@ -84,8 +84,12 @@ class LazyGroup(click.Group):
         cmd_name = args[0] if args else ""
         if cmd_name and not cmd_name.startswith("-") and self.get_command(ctx, cmd_name) is None:
             where = ctx.command_path
+            near = _near(cmd_name, self.list_commands(ctx))
+            hint = "".join(f"\t{v}\n" for v in near)
+            hint = f"\n\nDid you mean this?\n{hint}\n" if near else "\n"
             raise click.UsageError(
-                f"unrecognized command `{where} {cmd_name}`\nTry '{where} --help' for more information",
+                f"unrecognized command `{where} {cmd_name}`{hint}"
+                f"Try '{where} --help' for more information",
                 ctx,
             )
         name, cmd, rest = super().resolve_command(ctx, args)
@@ -94,3 +98,18 @@ class LazyGroup(click.Group):
 
             rest = expand_bare_flags(cmd, rest)
         return name, cmd, rest
+
+
+def _near(typed: str, verbs: list[str]) -> list[str]:
+    """The verbs cobra would suggest for ``typed``: at most two edits away, or starting with it."""
+    return [v for v in verbs if v.startswith(typed.lower()) or _edits(typed.lower(), v) <= 2]
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions from ``a`` to ``b``."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
