@@ -286,6 +286,8 @@ def test_containers_filter_and_format_like_buildah(kiln):
         "{{.ContainerID}} {{.Builder}} {{.ImageID}} {{.ImageName}}",
     ).stdout
     assert line == f"{one['id']} * {one['imageid']} docker.io/library/busybox:latest\n"
+    # -q: the full IDs, as buildah's (its --notruncate is for the table)
+    assert kiln("containers", "-q", "--filter", "name=alpha").stdout == f"{one['id']}\n"
     bad = kiln("containers", "--filter", "bogus=1", check=False)
     assert bad.returncode == 125 and "invalid filter" in bad.stderr
     assert bad.stderr.count("\n") == 1

@@ -12,7 +12,7 @@ from kiln.cli.state import State, format_option, pass_state
     "-a", "--all", "all_", is_flag=True, help="Also list containers whose state kiln cannot use"
 )
 @click.option("--json", "json_", is_flag=True, help="Output as JSON")
-@click.option("-q", "--quiet", is_flag=True, help="Only container IDs")
+@click.option("-q", "--quiet", is_flag=True, help="Only container IDs (full)")
 @click.option("-n", "--noheading", is_flag=True, help="No column headings")
 @click.option("--notruncate", is_flag=True, help="Full IDs")
 @click.option(
@@ -48,9 +48,9 @@ def command(state: State, all_, json_, quiet, noheading, notruncate, filters, fo
         value = value.removeprefix("sha256:")
         return value if notruncate else value[:12]
 
-    if quiet:
+    if quiet:  # full IDs, as buildah prints them
         if rows:
-            state.echo("\n".join(short(r.id) for r in rows))
+            state.echo("\n".join(r.id for r in rows))
         return
     headers = ["CONTAINER ID", "BUILDER", "IMAGE ID", "IMAGE NAME", "CONTAINER NAME"]
     table = [
