@@ -34,7 +34,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory, busybox_rootfs_tar, podman):
-    """``run(*args)`` -> ((podman rc, stdout), (kiln rc, stdout)) on the same three images."""
+    """``run(*args)`` -> ((podman rc, stdout), (kiln rc, stdout)) on the same three images
+    (``stderr=True``: each with its stderr too)."""
     root = tmp_path_factory.mktemp("kiln") / "root"
     # a podman store of its own: the session's holds what other test files loaded into it
     podman = Podman(str(tmp_path_factory.mktemp("podman-parity")))
@@ -60,9 +61,11 @@ def both(tmp_path_factory, busybox_rootfs_tar, podman):
     ok(kiln("untag", "gone:1"))
     podman("untag", "localhost/gone:1")
 
-    def run(*args: str):
+    def run(*args: str, stderr: bool = False):
         p = podman(*args, check=False)
         k = kiln(*args)
+        if stderr:
+            return (p.returncode, p.stdout, p.stderr), (k.returncode, k.stdout, k.stderr)
         return (p.returncode, p.stdout), (k.returncode, k.stdout)
 
     return run
@@ -119,6 +122,21 @@ def test_same_output_as_podman(both, args):
     (p_rc, p_out), (k_rc, k_out) = both(*args)
     assert k_rc == p_rc
     assert sorted(k_out.splitlines()) == sorted(p_out.splitlines())
+
+
+SAME_ERRORS = [
+    ("inspect", "nosuch"),
+    ("inspect", "--type", "container", "bb:1"),
+    ("inspect", "--type", "image", "nosuch"),
+    ("tag", "nosuch", "x:1"),
+    ("rmi", "nosuch"),
+]
+
+
+@pytest.mark.parametrize("args", SAME_ERRORS, ids=[" ".join(a) for a in SAME_ERRORS])
+def test_same_error_as_podman(both, args):
+    podman, kiln = both(*args, stderr=True)
+    assert kiln == podman
 
 
 def test_json_template_is_the_json_format(both):

@@ -88,7 +88,7 @@ def _inspect_one(ctx, name: str, type_: str) -> dict:
         if found is not None:
             return found
         if type_ == "container":
-            raise NotFound(f"no such container {name}")
+            raise NotFound(f"inspecting object: no such container {name}")
     if type_ in ("image", "all"):
         from kiln.ops import manifests
 
