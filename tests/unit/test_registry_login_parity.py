@@ -220,6 +220,21 @@ def test_password_stdin_that_is_not_a_password_is_refused_unread(env) -> None:
     assert "Traceback" not in res.output and not os.path.exists(env / "run" / "containers")
 
 
+@pytest.mark.parametrize(
+    ("args", "stdin", "said"),
+    [
+        (["--password-stdin"], "", "--password-stdin read no password"),
+        (["--password-stdin"], "\n", "--password-stdin read no password"),
+        (["-p", ""], "", "no password given"),  # podman: empty is no password (it asks)
+    ],
+)
+def test_an_empty_password_is_no_login(env, args, stdin, said) -> None:
+    # `echo "$UNSET" | kiln login --password-stdin` must not store a login with no password
+    res = CliRunner().invoke(cli, ["login", "-u", "u", *args, "127.0.0.1:1"], input=stdin)
+    assert res.exit_code == 125 and said in res.stderr, res.output
+    assert "Traceback" not in res.output and not os.path.exists(env / "run" / "containers")
+
+
 def _helper_printing(env, monkeypatch, name: str, body: str) -> str:
     """``docker-credential-<name>`` running ``body`` (sh); an auth file naming it for r.io."""
     install_credential_helper(env / "bin", name, body, monkeypatch)

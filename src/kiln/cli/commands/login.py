@@ -44,6 +44,10 @@ def command(
         if not username:
             raise InvalidArgument("--password-stdin needs --username")
         password = password_from_stdin(sys.stdin)
+        if not password:  # `echo "$UNSET" | kiln login ...`: podman asks, never stores it
+            raise InvalidArgument("--password-stdin read no password: stdin was empty")
+    if password == "":
+        password = None  # as podman: an empty --password is none given
     if (not username or password is None) and not sys.stdin.isatty():
         missing = "username" if not username else "password"
         raise InvalidArgument(
