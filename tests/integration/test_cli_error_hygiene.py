@@ -74,6 +74,8 @@ CASES: list = [
     (["pull", f"{UNREACHABLE}/x/y:1"], UNAVAILABLE),
     (["pull", "Foo:bar"], BAD_REF),
     (["pull", "oci-archive:{tmp}/missing.tar"], MISSING),
+    (["pull", "oci-arhcive:{tmp}/x.tar"], ('unknown transport "oci-arhcive"',)),
+    (["push", "busybox", "ocii:./layout"], ('unknown transport "ocii"',)),
     (["from", "--pull", "never", "nosuchimage"], NO_IMAGE),
     (["from", "Foo:bar"], BAD_REF),
     (["from", "--name", "wc", "--pull", "never", "busybox"], ("already", "in use", "exists")),

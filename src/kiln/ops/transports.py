@@ -95,6 +95,12 @@ def parse_transport(value: str, *, default: str = STORE) -> TransportRef:
             raise InvalidArgument(
                 f'"{value}": not an image name; registry references are written docker://REF'
             ) from None
+    if sep and rest.startswith(("/", "./", "../")) and not rest.startswith("//"):
+        # NAME:/path is no image name (a port is digits): a transport kiln does not know
+        raise InvalidArgument(
+            f'"{value}": unknown transport "{prefix}": use docker://, '
+            + ", ".join(f"{t}:" for t in sorted(FILE_TRANSPORTS))
+        )
     if default == DOCKER:
         return TransportRef(DOCKER, reference=value)
     return TransportRef(STORE, reference=value)
