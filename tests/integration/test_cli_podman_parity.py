@@ -103,6 +103,15 @@ SAME = [
     ),
     ("inspect", "--format", "{{range .Config.Env}}[{{.}}]{{end}} {{upper .Os}}", "bb:1"),
     ("inspect", "--format", "{{.Created}} {{json .Created}} {{.Id}}", "bb:1"),
+    # fields the image leaves out read as Go's zero values (nil slices and maps), not errors
+    (
+        "inspect",
+        "--format",
+        "{{.Config.Entrypoint}}|{{json .Config.Entrypoint}}|{{.Config.User}}|{{.Config.Volumes}}"
+        "|{{len .Config.ExposedPorts}}|{{range .Config.Entrypoint}}x{{end}}|{{.Config.StopSignal}}"
+        "|{{if .Config.WorkingDir}}w{{end}}|{{.Config.ArgsEscaped}}|{{.HealthCheck}}",
+        "bb:1",
+    ),
     ("inspect", "--format", "{{.Nope}}", "bb:1"),
     ("inspect", "-f", "{{.Os}} {{.Architecture}}", "bb:1", "two:1"),  # -f: podman's and docker's
     ("image", "inspect", "-f", "{{.Config.Cmd}}", "bb:1"),

@@ -103,3 +103,20 @@ def test_a_bad_template_prints_no_row():
 
 def test_blocks_side_by_side_are_not_nesting():
     assert render.go_template("{{if .Os}}x{{end}}" * 300, IMAGE) == "x" * 300
+
+
+def test_a_struct_s_omitted_fields_read_as_go_s_zero_values():
+    from kiln.cli.go_template import NIL_MAP, NIL_POINTER, NIL_SLICE, GoStruct
+
+    zero = {"Cmd": NIL_SLICE, "Volumes": NIL_MAP, "Health": NIL_POINTER, "User": ""}
+    obj = GoStruct({"Env": ["A=1"], "Volumes": None}, zero)
+    tpl = (
+        "{{.Cmd}}|{{json .Cmd}}|{{len .Cmd}}|{{range .Cmd}}x{{else}}none{{end}}|{{.Volumes}}"
+        '|{{index .Volumes "k"}}|{{.Health}}|{{.User}}|{{if .Cmd}}y{{else}}n{{end}}|{{json .}}'
+    )
+    assert (
+        render.templated(tpl, [obj])
+        == '[]|null|0|none|map[]||<nil>||n|{"Env":["A=1"],"Volumes":null}\n'
+    )
+    with pytest.raises(InvalidArgument, match="can't evaluate field Nope"):
+        render.templated("{{.Nope}}", [obj])

@@ -8,7 +8,10 @@ podman's (``json join lower upper title split truncate pad``).
 
 Objects are JSON-shaped (dicts, lists, str, int, float, bool, None). A dict whose keys all start
 with an upper-case letter stands for a Go struct: a missing field is an error, as in Go; any
-other dict is a map, where a missing key prints ``<no value>``. Field names match
+other dict is a map, where a missing key prints ``<no value>``. A :class:`GoStruct` is a struct
+whose JSON leaves out empty fields (``omitempty``): a field it declares but lacks (or holds as
+null) reads as its zero value (:data:`NIL_SLICE`, :data:`NIL_MAP`, :data:`NIL_POINTER`, ``""``,
+``false``) while ``{{json .}}`` shows what it holds. Field names match
 case-insensitively when no exact match exists (podman's JSON keys differ in case from its
 fields: ``.Id`` and ``.ID``). Errors are :class:`~kiln.errors.InvalidArgument` naming the
 template.
@@ -57,10 +60,40 @@ class GoTime(str):
         return obj
 
 
+class GoNil:
+    """A Go nil slice, map or pointer: printed as ``shown`` (``[]``, ``map[]``, ``<nil>``),
+    ``null`` in JSON, empty and false."""
+
+    def __init__(self, shown: str):
+        self.shown = shown
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return f"GoNil({self.shown!r})"
+
+
+NIL_SLICE = GoNil("[]")
+NIL_MAP = GoNil("map[]")
+NIL_POINTER = GoNil("<nil>")
+
+
+class GoStruct(dict):
+    """A JSON object standing for a Go struct with ``omitempty`` fields: ``zero`` maps each
+    declared field to the value it reads as when absent or null."""
+
+    def __init__(self, data: dict, zero: dict[str, Any]):
+        super().__init__(data)
+        self.zero = zero
+
+
 def go_str(value: Any) -> str:
     """``[a b]``, ``map[k:v]``, ``true``, ``<no value>`` (fmt's %v)."""
     if value is None:
         return _NO_VALUE
+    if isinstance(value, GoNil):
+        return value.shown
     if isinstance(value, GoTime):
         return value.go
     if isinstance(value, bool):
@@ -80,6 +113,8 @@ def _inner(value: Any) -> str:
 
 def go_json(value: Any) -> str:
     """encoding/json.Marshal: compact, ``<>&`` escaped as Go escapes them."""
+    if isinstance(value, GoNil):
+        return "null"
     out = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
@@ -94,7 +129,7 @@ def truthy(value: Any) -> bool:
 
 def _index(item: Any, *keys: Any) -> Any:
     for key in keys:
-        if item is None:  # indexing a nil map gives the zero value
+        if item is None or item is NIL_MAP:  # indexing a nil map gives the zero value
             return ""
         if isinstance(item, dict):
             item = item.get(key, "")
@@ -401,7 +436,7 @@ class _Runner:
             pairs = sorted(value.items())
         elif isinstance(value, list | tuple):
             pairs = list(enumerate(value))
-        elif value is None:
+        elif value is None or isinstance(value, GoNil):
             pairs = []
         else:
             raise TemplateError(f"range can't iterate over {go_str(value)}")
@@ -473,13 +508,12 @@ class _Runner:
         if obj is None:  # a nil map (a JSON null): Go prints <no value>
             return None
         if isinstance(obj, dict):
-            if part in obj:
-                return obj[part]
-            match = [k for k in obj if k.lower() == part.lower()]
-            if match:
-                return obj[match[0]]
-            if not _is_struct(obj):
-                return None
+            match = [part] if part in obj else [k for k in obj if k.lower() == part.lower()]
+            value = obj[match[0]] if match else None
+            if isinstance(obj, GoStruct) and value is None and part in obj.zero:
+                return obj.zero[part]
+            if match or not _is_struct(obj):
+                return value
         raise TemplateError(f'template: can\'t evaluate field {part} in "{self.source}"')
 
 

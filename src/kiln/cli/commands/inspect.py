@@ -49,7 +49,8 @@ def _run(state: State, names, type_: str, format_: str) -> None:
     results = [_podman_repo_digests(r) for r in results]
     if format_ and format_ != "json":
         if results:
-            state.echo(render.templated(format_, [_go_times(r) for r in results]), nl=False)
+            objs = [_go_structs(_go_times(r)) for r in results]
+            state.echo(render.templated(format_, objs), nl=False)
     else:
         state.echo(render.to_json(results))
     if errors:
@@ -77,6 +78,39 @@ def _go_times(obj: dict) -> dict:
     if isinstance(created, str) and created:
         return {**obj, "Created": GoTime(created, render.go_time(created))}
     return obj
+
+
+def _go_structs(obj: dict) -> dict:
+    """An image's inspect object (and its config) as podman's Go structs read in a template:
+    a field its JSON leaves out is the zero value (``{{.Config.Entrypoint}}`` is ``[]``), and a
+    working container's ``OCIv1`` config as buildah's."""
+    from kiln.cli.go_template import GoStruct
+
+    if "RootFS" in obj:  # an image (a list shows its manifests, a container buildah's builder)
+        config = GoStruct(obj.get("Config") or {}, _image_config_zero())
+        return GoStruct({**obj, "Config": config}, _image_zero())
+    oci = obj.get("OCIv1")
+    if isinstance(oci, dict) and isinstance(oci.get("config"), dict):
+        config = GoStruct(oci["config"], _image_config_zero())
+        return {**obj, "OCIv1": {**oci, "config": config}}
+    return obj
+
+
+def _image_config_zero() -> dict:
+    """The fields of the OCI image config (image-spec's v1.ImageConfig), each as Go's zero."""
+    from kiln.cli.go_template import NIL_MAP, NIL_SLICE
+
+    return {"User": "", "ExposedPorts": NIL_MAP, "Env": NIL_SLICE, "Entrypoint": NIL_SLICE,
+            "Cmd": NIL_SLICE, "Volumes": NIL_MAP, "WorkingDir": "", "Labels": NIL_MAP,
+            "StopSignal": "", "ArgsEscaped": False}  # fmt: skip
+
+
+def _image_zero() -> dict:
+    """podman's ImageData fields that its JSON may leave out or hold as null."""
+    from kiln.cli.go_template import NIL_MAP, NIL_POINTER
+
+    return {"Labels": NIL_MAP, "Annotations": NIL_MAP, "HealthCheck": NIL_POINTER,
+            "Author": "", "Comment": "", "Version": "", "User": "", "Parent": ""}  # fmt: skip
 
 
 def _inspect_one(ctx, name: str, type_: str) -> dict:
