@@ -225,3 +225,16 @@ def test_a_dockerfile_of_only_from_gives_the_base_image(build_env):  # noqa: F81
     labelled = kiln(build_env, "build", "-q", "--label", "a=b", ctx)
     assert labelled.returncode == 0, labelled.stderr
     assert labelled.stdout.split()[-1] != only_from.stdout.split()[-1]
+
+
+def test_mistakes_in_files_a_build_is_given_are_named_before_it_starts(build_env, tmp_path):  # noqa: F811
+    # as podman: a -f that is a directory, a --secret file that is not there (even if no RUN
+    # uses it: a typo in its path is caught before a long build, not at its end)
+    ctx = build_env.context_dir(files={"Containerfile": "FROM busybox\nRUN echo built\n"})
+    proc = kiln(build_env, "build", "-f", ctx, ctx)
+    assert proc.returncode == 125
+    assert proc.stderr == f"Error: the Containerfile {ctx} is a directory: check -f\n"
+    missing = str(tmp_path / "no-such-token")
+    proc = kiln(build_env, "build", "--secret", f"id=tok,src={missing}", ctx)
+    assert proc.returncode == 125 and "STEP" not in proc.stdout
+    assert proc.stderr == f"Error: --secret id=tok: {missing}: no such file or directory\n"

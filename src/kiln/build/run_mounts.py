@@ -84,6 +84,8 @@ def parse_secrets(specs: list[str]) -> dict[str, Secret]:
             ident = os.path.basename(src) if src else env
         if not ident or (src is None) == (env is None):
             raise InvalidArgument(f"--secret {spec!r}: use id=NAME,src=PATH or id=NAME,env=VAR")
+        if src and not os.path.exists(src):  # a typo is named now, not when a RUN reads it
+            raise NotFound(f"--secret id={ident}: {src}: no such file or directory")
         found[ident] = Secret(ident, os.path.abspath(src) if src else None, env)
     return found
 

@@ -36,12 +36,15 @@ def find_dockerfile(root: str, given: list[str]) -> list[str]:
     if given:
         found = []
         for path in given:
-            if os.path.isfile(path):
-                found.append(os.path.abspath(path))
-            elif not os.path.isabs(path) and os.path.isfile(os.path.join(root, path)):
-                found.append(os.path.join(root, path))
-            else:
+            # not only regular files: -f <(generate) is a pipe, as podman reads it
+            in_context = os.path.join(root, path)  # path when absolute
+            if not os.path.exists(path) and os.path.exists(in_context):
+                path = in_context
+            if os.path.isdir(path):
+                raise InvalidArgument(f"the Containerfile {path} is a directory: check -f")
+            if not os.path.exists(path):
                 raise NotFound(f"the Containerfile {path} does not exist: check -f")
+            found.append(os.path.abspath(path))
         return found
     for name in DEFAULT_FILES:
         path = os.path.join(root, name)
