@@ -70,6 +70,15 @@ def test_run_options(kiln, tmp_path, isolation):
     assert not any(p in line for line in diff for p in ("/vol", "/scratch", "hosts", "resolv"))
 
 
+def test_a_local_image_s_container_records_its_full_name_as_buildah(kiln):
+    # buildah's IMAGE NAME / FromImage: the name the image is stored under, localhost/ too
+    kiln("tag", "busybox", "mine:1")
+    kiln("from", "--name", "local", "mine:1")
+    row = kiln("containers", "--filter", "name=local", "--format", "{{.ImageName}}").stdout
+    assert row == "localhost/mine:1\n"
+    assert kiln("inspect", "--format", "{{.FromImage}}", "local").stdout == "localhost/mine:1\n"
+
+
 @pytest.mark.runc
 @pytest.mark.skipif(not RUNC, reason="no runc")
 def test_run_runc_only_options(kiln):

@@ -27,6 +27,7 @@ from kiln.archive.safe_root import SafeRoot
 from kiln.archive.streams import CountedWrites
 from kiln.errors import InvalidArgument, NotFound
 from kiln.oci import History, ImageConfig, Reference
+from kiln.oci.reference import is_short_name
 from kiln.runtime import resolve_user
 from kiln.store import ContainerRecord, ImageRecord, Store
 from kiln.util.choices import ImageFormat, PullPolicy
@@ -758,9 +759,12 @@ def _is_mountpoint(path: str) -> bool:
 def _found_name(image: str, base: ImageRecord) -> str:
     """The image's full name the container records (``busybox`` -> ``docker.io/library/
     busybox:latest``), as buildah's FromImage and ``containers`` show it; an ID, a digest
-    or a name the image is not stored under stays as written."""
+    or a name the image is not stored under stays as written. A short name found as
+    ``localhost/<name>`` (a local build's) is recorded so, as buildah records it."""
     try:
-        full = str(Reference.parse(image))
+        names = [str(Reference.parse(image))]
+        if is_short_name(image):
+            names.append(str(Reference.parse("localhost/" + image)))
     except InvalidArgument:
         return image
-    return full if full in base.names else image
+    return next((n for n in names if n in base.names), image)
