@@ -56,6 +56,8 @@ CASES: list = [
     (["image", "prune", "-f", "--filter", "bogus=1"], ("filter",)),
     (["image", "tree", "nosuchimage"], NO_IMAGE),
     (["image", "diff", "nosuchimage"], (*NO_IMAGE, *NO_CTR)),
+    (["image", "diff", "--format", "{{.Path}}", "busybox"], ("'json'",)),  # podman's: only json
+    (["diff", "--format", "table", "wc"], ("'json'",)),
     (["save", "-o", "{tmp}/out.tar", "nosuchimage"], NO_IMAGE),
     (["save", "--format", "nope", "-o", "{tmp}/out.tar", "busybox"], ("format", "nope")),
     (["save", "-o", "{dir}", "busybox"], A_DIR),

@@ -133,7 +133,13 @@ def to_json(value: Any) -> str:
 def file_changes(changes: Sequence[tuple[str, str]], fmt: str | None) -> str | None:
     """``(kind, path)`` pairs (A, C, D) as ``kind path`` lines, or with ``fmt`` "json" as
     ``{"added": [...], "changed": [...], "deleted": [...]}`` (empty groups left out);
-    None when there is nothing to print."""
+    None when there is nothing to print. Any other ``fmt`` is refused, as podman refuses it."""
+    if fmt and fmt != "json":
+        from kiln.errors import InvalidArgument
+
+        raise InvalidArgument(
+            f"--format {fmt!r}: the only supported value for '--format' is 'json'"
+        )
     if fmt == "json":
         groups: dict[str, list[str]] = {"added": [], "changed": [], "deleted": []}
         key = {"A": "added", "C": "changed", "D": "deleted"}
