@@ -185,6 +185,18 @@ def test_untag_and_prune(root, store):
     assert not any(r.id == keep.id for r in store.list_images())
 
 
+@pytest.mark.parametrize("verb", [("image", "prune"), ("system", "prune"), ("builder", "prune")])
+def test_a_prune_with_no_answer_on_stdin_fails_as_podman_s(root, store, verb):
+    # a script that forgot -f (stdin at its end) must not read as a prune done: podman says
+    # "Error: EOF" and exits 125
+    make_image(store, ["d"], [])  # dangling
+    res = CliRunner().invoke(cli, ["--root", root, *verb], input="")
+    assert res.exit_code == 125 and res.stderr.endswith(
+        "Error: no answer on standard input: give -f to prune without asking\n"
+    )
+    assert len(store.list_images()) == 1
+
+
 def test_import_save_load_through_the_cli(root, tmp_path, busybox_rootfs_tar):
     res = kiln(root, "import", "-c", "CMD /bin/sh", "-m", "hi", busybox_rootfs_tar, "bb:1")
     assert res.exit_code == 0

@@ -32,7 +32,14 @@ def prune_flags(all_help: str, until_help: str = ""):
 
 
 def confirmed(state: State, warning: str) -> bool:
-    """Print ``warning`` and ask, as podman's prune verbs do: only "y" or "yes" goes on."""
+    """Print ``warning`` and ask, as podman's prune verbs do: only "y" or "yes" goes on; no
+    answer at all (stdin at its end: a script without -f) is an error, as podman's EOF."""
+    from kiln.errors import InvalidArgument
+
     state.echo(warning, err=True)
     state.echo("Are you sure you want to continue? [y/N] ", nl=False, err=True)
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
+    answer = sys.stdin.readline()
+    if not answer:
+        state.echo("", err=True)  # the question's line ends before the error's
+        raise InvalidArgument("no answer on standard input: give -f to prune without asking")
+    return answer.strip().lower() in ("y", "yes")
