@@ -82,6 +82,7 @@ CASES: list = [
     (["from", "Foo:bar"], BAD_REF),
     (["from", "--name", "wc", "--pull", "never", "busybox"], ("already", "in use", "exists")),
     (["run", "nosuchctr", "true"], NO_CTR),
+    (["run", "busybox", "true"], ("kiln from busybox",)),  # podman's habit: run an image
     (["run", "--memory", "12q", "wc", "true"], ("memory", "12q", "size")),
     (["run", "--ulimit", "nofile=abc", "wc", "true"], ("ulimit", "abc")),
     (["run", "-v", "{tmp}/missing:/x", "wc", "true"], MISSING),

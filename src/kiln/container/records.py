@@ -103,13 +103,26 @@ def insert_record(
     raise AlreadyExists("could not find a free container name; pass --name")
 
 
+def _no_container(store: Store, name: str) -> NotFound:
+    """``name`` is no container; when it is an image (``kiln run IMAGE CMD``, podman's habit),
+    the error says how to get a container of it."""
+    try:
+        store.resolve(name)
+    except (NotFound, InvalidArgument):
+        return NotFound(f"{name}: no such container")
+    return NotFound(
+        f"{name}: no such container, but an image of that name: working containers are made "
+        f"of images with `kiln from {name}`, as in buildah"
+    )
+
+
 def find_record(store: Store, name_or_id: str) -> ContainerRecord:
     """By name, ID, unique ID prefix, or the path it is mounted at."""
     try:
         return store.find_container(name_or_id)
     except NotFound:
         if not name_or_id.startswith("/"):
-            raise
+            raise _no_container(store, name_or_id) from None
     wanted = os.path.realpath(name_or_id)
     for record in store.list_containers():
         mp = record.state.get("mount_point") if isinstance(record.state, dict) else None
