@@ -76,4 +76,5 @@ def test_a_reader_that_went_away_ends_the_command_quietly(root, args):
         res = kiln(root, *args, stdout=w)
     finally:
         os.close(w)
-    assert res.returncode != 0 and res.stderr == ""
+    # 141: what a shell shows for podman, killed by the SIGPIPE, whatever the verb was doing
+    assert (res.returncode, res.stderr) == (141, "")

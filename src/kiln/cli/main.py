@@ -46,6 +46,18 @@ class RootGroup(LazyGroup):
         )
         sys.exit(code)
 
+    def invoke(self, ctx):
+        # click ends a command whose reader went away with exit status 1 (its EPIPE branch);
+        # past click, guarded() ends it as a shell sees podman killed by SIGPIPE: 141
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise _ReaderGone() from exc
+
+
+class _ReaderGone(Exception):
+    """Standard output's reader went away (``kiln save x | head -c1``)."""
+
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic", "trace")
@@ -264,7 +276,7 @@ def guarded(invoke, args: list[str]) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt as exc:
         return _interrupted(exc)
-    except BrokenPipeError:
+    except (BrokenPipeError, _ReaderGone):
         discard_stdout()  # the reader went away (kiln images | head): exit quietly
         return 141
     except Exception as exc:  # a bug: short message, traceback only with --debug
