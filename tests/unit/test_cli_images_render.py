@@ -212,3 +212,9 @@ def test_import_save_load_through_the_cli(root, tmp_path, busybox_rootfs_tar):
     assert lines(res) == ["Loaded image: localhost/bb:1"]
     res = kiln(other, "images", "--format", "{{.ID}}", "--no-trunc")
     assert lines(res) == [image_id]
+
+
+def test_an_image_without_labels_shows_them_as_podman_s_nil_map(root, store):
+    make_image(store, ["a"], ["plain:1"])
+    res = kiln(root, "images", "--format", "{{json .Labels}}|{{.Labels}}|{{len .Labels}}")
+    assert lines(res) == ["null|map[]|0"]

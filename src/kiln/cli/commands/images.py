@@ -92,9 +92,12 @@ def _shown_id(s, no_trunc: bool) -> str:
 
 def _image_fields(s) -> dict:
     """The fields of a ``--format`` row that are the same for every name of an image."""
+    from kiln.cli.go_template import NIL_MAP
+
     return {
         "RepoDigests": _repo_digests(s),
         "History": ", ".join(s.names),  # podman: every name the image had; kiln keeps today's
+        "Labels": s.labels or NIL_MAP,  # none: podman's nil map (map[], null in JSON)
     }
 
 
@@ -123,7 +126,6 @@ def _row(s, repo: str, tag: str, no_trunc: bool, now: float) -> dict:
         "Dangling": s.dangling,
         "Containers": s.containers,
         "Names": s.names,
-        "Labels": s.labels,
         "ReadOnly": False,
         "IsManifestList": s.is_list,
     }
