@@ -8,46 +8,15 @@ BuildKit's session protocol itself (a newer client hands BuildKit to buildx).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
 import pytest
 
-from api_server import busybox_sh_tar, start_server, stop_server
+from docker_cli_fixture import context as _context
+from docker_cli_fixture import needs_debian_docker
 
-DEBIAN_DOCKER = "/usr/bin/docker"
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(DEBIAN_DOCKER), reason="Debian's docker.io not installed"
-)
-
-
-@pytest.fixture
-def kiln(tmp_path):
-    proc, sock = start_server(tmp_path, sock=str(tmp_path / "run" / "kiln.sock"))
-    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "dcfg"))
-    env.pop("DOCKER_BUILDKIT", None)
-
-    def docker(*args: str, env_extra: dict[str, str] | None = None, check: bool = True):
-        r = subprocess.run([DEBIAN_DOCKER, *args], env={**env, **(env_extra or {})},
-                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120)  # fmt: skip
-        if check and r.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)}: {r.stderr.decode()}")
-        return r
-
-    docker.tmp = tmp_path  # type: ignore[attr-defined]
-    rootfs = tmp_path / "rootfs.tar"
-    rootfs.write_bytes(busybox_sh_tar())
-    docker("import", str(rootfs), "base:1")
-    yield docker
-    assert stop_server(proc) == 0
-
-
-def _context(tmp_path, dockerfile: str):
-    ctx = tmp_path / "ctx"
-    ctx.mkdir(exist_ok=True)
-    (ctx / "Dockerfile").write_text(dockerfile)
-    return ctx
+pytest_plugins = ["docker_cli_fixture"]
+pytestmark = needs_debian_docker
 
 
 def test_a_buildkit_build_is_refused_with_what_to_do(kiln, tmp_path):
@@ -178,3 +147,53 @@ def test_events_show_and_filter_images_by_dockerd_s_names(kiln, tmp_path):
         f"tag ev:2 {built_id}",
     ]
     assert events("event=tag") == [f"tag ev:1 {image_id}", f"tag ev:2 {built_id}"]
+
+
+def test_a_quiet_build_prints_the_image_id_alone_and_a_warning_once_worded(kiln, tmp_path):
+    """``id=$(docker build -q --build-arg UNUSED=1 .)``: dockerd leaves its warnings out of a
+    quiet build's stream, so stdout is the ID alone; kiln sent the warning too, which the
+    CLI printed on stdout before the ID. Unquiet, the warning is dockerd's line; kiln
+    prefixed it with a second ``WARNING:``.
+
+    dockerd 20.10, the same commands::
+
+        -q: sha256:<id>                  (stdout; stderr empty)
+        [Warning] One or more build-args [UNUSED] were not consumed
+    """
+    ctx = _context(tmp_path, "FROM base:1\nLABEL q=1\n")
+    env = {"DOCKER_BUILDKIT": "0"}
+    quiet = kiln("build", "-q", "--build-arg", "UNUSED=1", str(ctx), env_extra=env)
+    lines = quiet.stdout.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sha256:"), lines
+    assert quiet.stderr == b""
+    loud = kiln("build", "--build-arg", "UNUSED=1", str(ctx), env_extra=env).stdout.decode()
+    assert "[Warning] One or more build-args [UNUSED] were not consumed" in loud.splitlines(), loud
+
+
+def test_a_quiet_build_that_fails_midway_shows_its_steps_and_error(kiln, tmp_path):
+    """``docker build -q`` of a COPY whose source is missing: dockerd has started the
+    build, so it answers 200 with the steps it kept back and the error (the CLI prints both
+    on stderr; docker-py raises BuildError). kiln answered 404, which the CLI printed as
+    'Error response from daemon' and docker-py raised as NotFound.
+
+    dockerd 20.10, the same command (stderr, exit code 1)::
+
+        Step 1/2 : FROM base:1
+         ---> <id>
+        Step 2/2 : COPY nope.txt /
+        COPY failed: file not found in build context or excluded by .dockerignore: ...
+    """
+    docker_py = pytest.importorskip("docker")
+    ctx = _context(tmp_path, "FROM base:1\nCOPY nope.txt /\n")
+    r = kiln("build", "-q", str(ctx), env_extra={"DOCKER_BUILDKIT": "0"}, check=False)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and r.stdout == b"", err
+    assert "Error response from daemon" not in err, err
+    assert "STEP 2/2: COPY nope.txt /" in err and "nope.txt" in err.splitlines()[-1], err
+    client = docker_py.DockerClient(base_url=f"unix://{kiln.sock}", version="1.41")
+    try:
+        with pytest.raises(docker_py.errors.BuildError, match="nope.txt"):
+            client.images.build(path=str(ctx), quiet=True)
+    finally:
+        client.close()
+

@@ -46,7 +46,7 @@ def stream_message(event: Event, quiet: bool = False) -> list[dict[str, Any]]:
     if event.kind == RESULT:
         return []
     text = event.message
-    if event.kind == WARNING:
+    if event.kind == WARNING and not text.startswith("[Warning]"):  # dockerd's own wording
         text = f"WARNING: {text}"
     if quiet and event.kind != WARNING:
         return []

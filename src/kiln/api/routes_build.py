@@ -25,6 +25,7 @@ from kiln.ops.options import RegistryOptions, RunSettings
 from kiln.util.choices import Choice, ImageFormat, Isolation, NetworkMode, PullPolicy
 
 from . import shapes
+from .kept_lines import KeptLines
 from .params import (
     bad,
     docker_bool,
@@ -40,7 +41,7 @@ from .params import (
 )
 from .registry_auth import build_registry_options
 from .render import stream_message
-from .streaming import Handoff, Reply, StreamedOp
+from .streaming import Handoff, Reply, StreamedOp, docker_stream_error
 from .uploads import check_tar_content_type, spool_body
 from .wiring import config_of, context_for, run_op
 
@@ -286,10 +287,13 @@ async def build(request: Request) -> Reply:
             if body is not None:
                 body.close()
 
+    kept = KeptLines()  # a quiet Docker build's output, sent only if it fails, as dockerd
+
     def render(event: Event) -> list[dict]:
-        if event.kind == OUTPUT and not quiet:
-            return [{"stream": event.message}] if event.message else []
-        return stream_message(event, quiet=quiet)
+        if quiet and not libpod:
+            kept.extend(_loud(event))
+            return []
+        return _loud(event) if not quiet else stream_message(event, quiet=True)
 
     def done(result: Any) -> list[dict]:
         image_id = shapes.with_sha(result.image_id)
@@ -311,7 +315,20 @@ async def build(request: Request) -> Reply:
 
     # a build that fails before its first line (the Dockerfile cannot be found or read, the
     # context cannot be extracted) answers 4xx, as dockerd and podman do
-    return StreamedOp(work, render, done, libpod=libpod)
+    if not quiet or libpod:
+        return StreamedOp(work, render, done, libpod=libpod)
+    # dockerd answers a quiet build that fails once its steps began with 200, the steps and
+    # the error (the CLI prints them; docker-py raises BuildError), one that fails before
+    # with an error status
+    return StreamedOp(work, render, done, libpod=libpod, streams_failure=lambda exc: bool(kept),
+                      render_error=lambda exc: [*kept, docker_stream_error(exc)])  # fmt: skip
+
+
+def _loud(event: Event) -> list[dict]:
+    """What an unquiet build sends for ``event``: a RUN's output as it came, the rest as lines."""
+    if event.kind == OUTPUT:
+        return [{"stream": event.message}] if event.message else []
+    return stream_message(event)
 
 
 def _run(ctx, opts, h: Handoff, registry: RegistryOptions | None):

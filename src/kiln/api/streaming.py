@@ -168,7 +168,8 @@ class StreamedOp:
     last chunk, so the client sees a truncated transfer instead of a complete-looking
     one. ``preamble``: JSON objects sent before the work's first (dockerd's opening
     line of a push); the response then starts at once and every failure is in the
-    stream.
+    stream. ``streams_failure(exc)``: whether a failure before any output is still sent
+    in a 200 stream (dockerd's ``load`` always; a quiet build's once its steps began).
     """
 
     def __init__(
@@ -181,6 +182,7 @@ class StreamedOp:
         headers: dict[str, str] | None = None,
         libpod: bool = False,
         preamble: Rendered = (),
+        streams_failure: Callable[[BaseException], bool] | None = None,
     ):
         self.work = work
         self.render_event = render_event
@@ -189,6 +191,7 @@ class StreamedOp:
         self.media_type = media_type
         self.headers = headers or {}
         self.preamble = list(preamble)
+        self.streams_failure = streams_failure or (lambda exc: _streamed_failure(exc, libpod))
         self.libpod = libpod
         self.binary = not media_type.endswith("json")
 
@@ -320,7 +323,7 @@ class _Response:
 
     async def item(self, kind: str, item: Any) -> None:
         op = self.op
-        if kind == _ERROR and not self.started and not _streamed_failure(item, op.libpod):
+        if kind == _ERROR and not self.started and not op.streams_failure(item):
             self.ended = True
             await error_response(item, op.libpod)(self.scope, self.receive, self.send)
             return
