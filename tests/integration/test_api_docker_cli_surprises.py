@@ -197,3 +197,19 @@ def test_a_quiet_build_that_fails_midway_shows_its_steps_and_error(kiln, tmp_pat
     finally:
         client.close()
 
+
+def test_a_from_image_on_a_registry_on_this_machine_is_pulled_over_http(
+    kiln, tmp_path, registry_plain
+):
+    """``FROM 127.0.0.1:PORT/base:1`` not in the store: dockerd pulls it over plain HTTP
+    (127.0.0.0/8 is an insecure registry to it, as for ``docker pull``), and so does kiln's
+    ``docker pull``; kiln's build asked for HTTPS and failed with 'server gave HTTP
+    response to HTTPS client'."""
+    ref = f"{registry_plain.host}/docker-cli-from/base:1"
+    kiln("tag", "base:1", ref)
+    kiln("push", ref)
+    kiln("rmi", ref)
+    ctx = _context(tmp_path, f"FROM {ref}\nLABEL from=registry\n")
+    for pull in ((), ("--pull",)):
+        built = kiln("build", "-q", *pull, str(ctx), env_extra={"DOCKER_BUILDKIT": "0"})
+        assert built.stdout.decode().startswith("sha256:")

@@ -61,7 +61,10 @@ def test_short_names_mean_docker_hub_on_docker_routes_only():
     docker, libpod = request(), request(libpod=True)
     assert push_pull_options(docker).docker_short_names
     assert not push_pull_options(libpod, tls_verify=False).docker_short_names
-    assert build_registry_options(docker) == RegistryOptions(docker_short_names=True)
+    # and, as dockerd, a registry on this machine is insecure to a build's pulls
+    assert build_registry_options(docker) == RegistryOptions(
+        docker_short_names=True, insecure_loopback=True
+    )
     assert build_registry_options(libpod) is None  # the defaults, as before
     mapped = request(libpod=True, x_registry_config={"h:5000": {"username": "u", "password": "p"}})
     assert build_registry_options(mapped) == RegistryOptions(auths={"h:5000": Credential("u", "p")})

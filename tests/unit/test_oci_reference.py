@@ -1,7 +1,13 @@
 import pytest
 
 from kiln.errors import InvalidArgument
-from kiln.oci.reference import Reference, is_short_name, looks_like_id, match_name
+from kiln.oci.reference import (
+    Reference,
+    is_loopback_domain,
+    is_short_name,
+    looks_like_id,
+    match_name,
+)
 
 HEX = "a" * 64
 
@@ -66,6 +72,13 @@ def test_short_names_and_ids():
     assert is_short_name("busybox") and is_short_name("library/busybox")
     assert not is_short_name("quay.io/x") and not is_short_name("localhost/x")
     assert looks_like_id(HEX) and looks_like_id("sha256:" + HEX) and not looks_like_id("abc")
+
+
+def test_loopback_domains_are_the_ones_dockerd_treats_as_insecure():
+    for domain in ("localhost", "localhost:5000", "127.0.0.1", "127.3.2.1:443", "[::1]:5000"):
+        assert is_loopback_domain(domain), domain
+    for domain in ("docker.io", "10.0.0.1:5000", "127.example.com.evil:5000x", "[::2]:5000"):
+        assert not is_loopback_domain(domain), domain
 
 
 def test_match_name_finds_the_stored_name_a_user_spelled():

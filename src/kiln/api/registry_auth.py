@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from kiln.oci.reference import is_loopback_domain
 from kiln.ops.options import Credential, RegistryOptions
 
 from .errors import is_libpod_request
@@ -82,11 +83,7 @@ def request_credentials(request: Request) -> dict[str, Any]:
 def loopback_registry(reference: str) -> bool:
     """Is the reference's registry on 127.0.0.0/8 or localhost (insecure by default in dockerd)?"""
     first = reference.removeprefix("docker://").split("/", 1)
-    if len(first) < 2:
-        return False
-    host = first[0].rsplit(":", 1)[0] if first[0].count(":") == 1 else first[0]
-    host = host.strip("[]")
-    return host == "localhost" or host.startswith("127.") or host == "::1"
+    return len(first) == 2 and is_loopback_domain(first[0])
 
 
 def docker_short_names(request: Request) -> bool:
@@ -125,7 +122,8 @@ def build_registry_options(request: Request) -> RegistryOptions | None:
     auths, docker = build_registry_auth(request), docker_short_names(request)
     if not auths and not docker:
         return None
-    return RegistryOptions(auths=auths or None, docker_short_names=docker)
+    # dockerd pulls a FROM image from a registry on this machine over plain HTTP too
+    return RegistryOptions(auths=auths or None, docker_short_names=docker, insecure_loopback=docker)
 
 
 __all__ = [

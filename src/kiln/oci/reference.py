@@ -146,6 +146,23 @@ def is_short_name(value: str) -> bool:
     )
 
 
+def is_loopback_domain(domain: str) -> bool:
+    """True when ``domain`` (``host[:port]``) is on this machine: localhost, 127.0.0.0/8 or
+    ``[::1]``, which dockerd treats as an insecure registry (plain HTTP allowed)."""
+    import ipaddress  # start-up: only a Docker API pull or build asks
+
+    if domain.startswith("["):  # [v6 address]:port
+        host = domain[1:].partition("]")[0]
+    else:
+        host = domain.rsplit(":", 1)[0] if domain.count(":") == 1 else domain
+    if host == "localhost":
+        return True
+    try:  # an address, not a name that starts as one (127.example.com)
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def is_registry_key(value: str) -> bool:
     """True when ``value`` is ``host[:port][/path]`` in the reference grammar: what an auth
     file's key, a login's registry, may be (no tag, no digest, no ``..``, no NUL)."""

@@ -17,7 +17,7 @@ from kiln.oci import media_types as mt
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import Digest
 from kiln.oci.manifest import sniff_media_type
-from kiln.oci.reference import DEFAULT_DOMAIN, Reference, is_short_name
+from kiln.oci.reference import DEFAULT_DOMAIN, Reference, is_loopback_domain, is_short_name
 from kiln.oci.schema1 import payload_digest
 from kiln.registry import credentials, registries_conf
 from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
@@ -108,6 +108,8 @@ class RegistryClient:
     def connection(self, domain: str, insecure: bool | None = None) -> HostConnection:
         if insecure is None:
             insecure = self.conf.is_insecure(domain)
+        if self.options.insecure_loopback and is_loopback_domain(domain):
+            insecure = True
         key = (domain, insecure)
         with self._lock:
             conn = self._conns.get(key)

@@ -52,6 +52,9 @@ class RegistryOptions:
     # ``docker.io/library/alpine``), not registries.conf's aliases and unqualified-search
     # registries (podman's rules); the Docker API's routes set it
     docker_short_names: bool = False
+    # True: a registry on 127.0.0.0/8, ::1 or localhost is insecure (plain HTTP allowed),
+    # as dockerd treats it; the Docker API's builds set it (its pulls and pushes too)
+    insecure_loopback: bool = False
     # None: the configuration's (KILN_RETRY, KILN_RETRY_DELAY), else the defaults below
     retries: int | None = None  # attempts in all (DEFAULT_TRIES)
     retry_delay: float | None = None  # first backoff, doubling (DEFAULT_RETRY_DELAY)
@@ -108,6 +111,7 @@ class OptionValues(TypedDict, total=False):
     auths: Mapping[str, Credential] | None
     registries_conf: str | None
     docker_short_names: bool | None
+    insecure_loopback: bool | None
     retries: int | None
     retry_delay: float | None
     retry_backoff: bool | None
