@@ -86,4 +86,4 @@ def test_libpod_prune_sizes_sum_to_what_left_the_disk(client, root):
 def test_nothing_to_prune_reclaims_nothing(client, root):
     import_image(client, "kept", rootfs("a.bin", 1000))
     r = client.post("/v1.41/images/prune")  # dangling only: the named image stays
-    assert r.json() == {"ImagesDeleted": [], "SpaceReclaimed": 0}
+    assert r.json() == {"ImagesDeleted": None, "SpaceReclaimed": 0}

@@ -172,7 +172,8 @@ async def prune_images(request: Request) -> Response:
     result = await run_op(request, lambda ctx: ops.prune(ctx, all=all_, filters=filters))
     deleted = [{"Untagged": shapes.familiar(n)} for n in result.untagged]
     deleted += [{"Deleted": shapes.with_sha(i)} for i in result.removed]
-    return JSONResponse({"ImagesDeleted": deleted, "SpaceReclaimed": result.bytes_freed})
+    # null when nothing went, as dockerd answers (and its /build/prune's CachesDeleted)
+    return JSONResponse({"ImagesDeleted": deleted or None, "SpaceReclaimed": result.bytes_freed})
 
 
 routes = [

@@ -620,7 +620,13 @@ def _remove_one(ctx: Context, name: str, how: _How, result: RemoveResult) -> Non
     by_id = _is_id_reference(name, rec.id)
     by_digest = "@" in name or (name.startswith("sha256:") and not by_id)
     if len(names) > 1 and not force:
-        if by_id:
+        if by_id and how.docker and not store.children_of(rec.id):
+            # dockerd's soft conflict (a child is its hard one, which _delete answers)
+            raise Conflict(
+                f"conflict: unable to delete {rec.id.removeprefix('sha256:')[:12]} (must be "
+                "forced) - image is referenced in multiple repositories"
+            )
+        if by_id and not how.docker:
             raise InvalidArgument(
                 f'unable to delete image "{rec.id.removeprefix("sha256:")}" by ID with more than '
                 f"one tag ({_golist(names)}): please force removal"
