@@ -6,6 +6,9 @@ answers to the same commands and what kiln answered before.
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from api_server import request
 from docker_cli_fixture import context, needs_debian_docker
@@ -38,6 +41,59 @@ def test_rmi_by_id_of_an_image_with_two_tags_is_dockerds_conflict(kiln):
     out = kiln("rmi", "-f", short).stdout.decode().splitlines()
     assert {"Untagged: base:1", "Untagged: two:1", "Untagged: two:2"} <= set(out), out
     assert f"Deleted: sha256:{short}" in " ".join(out)
+
+
+def test_a_load_that_fails_is_in_the_stream_as_dockerd_sends_it(kiln, tmp_path):
+    """dockerd answers ``POST /images/load`` of a bad archive with 200 and the error in the
+    stream (the CLI prints it without 'Error response from daemon'; docker-py raises
+    ImageLoadError); kiln answered 400 (docker-py: APIError)."""
+    docker_py = pytest.importorskip("docker")
+    for body in (b"not a tar\n", b""):
+        status, _, raw = request(kiln.sock, "POST", "/v1.41/images/load?quiet=1", body,
+                                 {"Content-Type": "application/x-tar"})  # fmt: skip
+        assert status == 200, raw
+        last = json.loads(raw.decode().splitlines()[-1])
+        assert last["error"] and last["errorDetail"]["message"] == last["error"]
+    r = kiln("load", input=b"not a tar\n", check=False)
+    assert r.returncode == 1 and b"Error response from daemon" not in r.stderr, r.stderr
+    client = docker_py.DockerClient(base_url=f"unix://{kiln.sock}", version="1.41")
+    try:
+        with pytest.raises(docker_py.errors.ImageLoadError):
+            client.images.load(b"not a tar\n")
+    finally:
+        client.close()
+
+
+def test_pushing_an_image_that_is_not_here_says_so_in_the_stream(kiln):
+    """dockerd: 200, ``The push refers to repository [...]``, then the error ``An image does
+    not exist locally with the tag: <repository>``; kiln answered 404 before the stream."""
+    status, _, raw = request(kiln.sock, "POST", "/v1.41/images/127.0.0.1:9/nosuch/push?tag=1",
+                             headers={"X-Registry-Auth": "e30="})  # fmt: skip
+    assert status == 200, raw
+    lines = [json.loads(line) for line in raw.decode().splitlines()]
+    assert lines[0] == {"status": "The push refers to repository [127.0.0.1:9/nosuch]"}
+    assert lines[-1]["error"] == "An image does not exist locally with the tag: 127.0.0.1:9/nosuch"
+    r = kiln("push", "127.0.0.1:9/nosuch:1", check=False)
+    assert r.returncode == 1
+    assert (
+        r.stderr.decode().strip()
+        == "An image does not exist locally with the tag: 127.0.0.1:9/nosuch"
+    )
+
+
+def test_a_pull_of_what_is_already_here_says_up_to_date(kiln, registry_plain):
+    """``docker pull`` of a tag that already names the registry's image: dockerd prints
+    ``Status: Image is up to date for <name>``, ``Downloaded newer image`` only when the
+    name moved (scripts tell the two apart); kiln always said 'Downloaded newer image'."""
+    ref = f"{registry_plain.host}/docker-cli-pull/base:1"
+    kiln("tag", "base:1", ref)
+    kiln("push", ref)
+    kiln("rmi", ref)
+    fresh = kiln("pull", ref).stdout.decode()
+    assert f"Status: Downloaded newer image for {ref}" in fresh, fresh
+    again = kiln("pull", ref).stdout.decode()
+    assert f"Status: Image is up to date for {ref}" in again, again
+    assert re.search(r"^Digest: sha256:[0-9a-f]{64}$", again, re.M), again
 
 
 def test_image_prune_that_removes_nothing_answers_null(kiln):

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument, NotFound, Unauthorized
+from kiln.oci import Reference
 from kiln.ops import images as ops
 from kiln.ops.events import Event
 from kiln.ops.options import PullRequest, RegistryOptions
@@ -81,10 +82,15 @@ async def _pull(request: Request, pull_request: PullRequest) -> Reply:
     if "/" in tag or not repo:
         repo, tag = reference, "" if all_tags else "latest"
 
+    # what the name pointed at before: dockerd says "up to date" when the pull leaves it so
+    before: list[str | None] = []
+
     def work(h: Handoff):
         from kiln.ops.file_transfer import pull  # start-up: see the module docstring
 
         with context_for(config, h) as ctx:
+            if not all_tags:
+                before.append(ops.image_id_of(ctx, shapes.docker_name(reference)))
             try:
                 return pull(ctx, pull_request)
             except Unauthorized as exc:
@@ -113,10 +119,13 @@ async def _pull(request: Request, pull_request: PullRequest) -> Reply:
         name = shapes.familiar(result.names[0]) if result.names else reference
         if all_tags:
             name = repo
+        was = before[0] if before else None
+        same = was is not None and was == getattr(result, "image_id", None)
+        status = "Image is up to date for" if same else "Downloaded newer image for"
         return [
             *first(),
             {"status": f"Digest: {result.digest}"},
-            {"status": f"Status: Downloaded newer image for {name}"},
+            {"status": f"Status: {status} {name}"},
         ]
 
     return StreamedOp(work, event, done)
@@ -162,12 +171,16 @@ async def push_image(request: Request) -> Reply:
     image = pull_reference(name, tag)
     options = push_pull_options(request, reference=image)
     config = config_of(request)
-    await _require_images(request, [image])
+    Reference.parse(image)  # a name that cannot be pushed is a 400 before the stream, as dockerd's
 
     def work(h: Handoff):
         from kiln.ops.file_transfer import push  # start-up: see the module docstring
 
         with context_for(config, h) as ctx:
+            if not ops.image_exists(ctx, image):  # dockerd's answer, in the stream
+                repo = image.split("@", 1)[0]
+                repo = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
+                raise NotFound(f"An image does not exist locally with the tag: {repo}")
             return push(ctx, image, f"docker://{image}", options=options)
 
     shown_tag = tag or (image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest")
@@ -268,7 +281,8 @@ async def load_images(request: Request) -> Reply:
         return [{"stream": line} for line in lines]
 
     del quiet  # dockerd prints the loaded names either way
-    return StreamedOp(work, lambda e: [], done)
+    # dockerd answers 200 and puts a failure in the stream (docker-py raises ImageLoadError)
+    return StreamedOp(work, lambda e: [], done, streams_failure=lambda exc: True)
 
 
 def search_item(item: Any) -> dict[str, Any]:

@@ -360,11 +360,15 @@ def _record_labels(ctx: Context, records: Sequence[ImageRecord]) -> dict[str, di
 def image_exists(ctx: Context, name: str) -> bool:
     """``kiln image exists``: whether ``name`` (a name, an ID or an ID's prefix) is an image
     in the store; a name that is no valid reference is ``InvalidArgument``."""
+    return image_id_of(ctx, name) is not None
+
+
+def image_id_of(ctx: Context, name: str) -> str | None:
+    """The ID of the image ``name`` names; None when it names none."""
     try:
-        ctx.store.resolve_image(name)
+        return ctx.store.resolve_image(name).id
     except NotFound:
-        return False
-    return True
+        return None
 
 
 def inspect_image(ctx: Context, name: str, container_config: bool = False) -> dict[str, Any]:
@@ -892,6 +896,7 @@ __all__ = [
     "history",
     "image_config",
     "image_exists",
+    "image_id_of",
     "inspect_image",
     "list_images",
     "list_summaries",
