@@ -117,3 +117,22 @@ def test_system_df_counts_the_images_docker_images_shows(kiln, tmp_path):
     assert status == 200 and listed == shown
     total = kiln("system", "df", "--format", "{{.Type}} {{.TotalCount}}").stdout.decode()
     assert "Images 2" in total.splitlines(), total
+
+
+def test_system_prune_prunes_the_images_as_kiln_has_no_containers_networks_or_volumes(kiln):
+    """``docker system prune -a -f`` asks containers, networks and volumes to be pruned
+    first: dockerd with none answers that nothing went, then prunes the images. kiln
+    answered the container prune 501 ('does not run containers') and the CLI stopped
+    there, pruning nothing."""
+    kiln("tag", "base:1", "unused:1")
+    r = kiln("system", "prune", "-a", "-f", "--volumes")
+    out = r.stdout.decode()
+    assert "untagged: unused:1" in out and "Total reclaimed space:" in out, out
+    assert kiln("images", "-q").stdout == b""
+    for kind, body in (
+        ("containers", {"ContainersDeleted": None, "SpaceReclaimed": 0}),
+        ("networks", {"NetworksDeleted": None}),
+        ("volumes", {"VolumesDeleted": [], "SpaceReclaimed": 0}),
+    ):
+        status, _, raw = request(kiln.sock, "POST", f"/v1.41/{kind}/prune")
+        assert (status, json.loads(raw)) == (200, body)

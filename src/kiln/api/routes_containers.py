@@ -6,7 +6,9 @@ sentence saying so, instead of a 404 "page not found" (or, for ``docker run``, a
 Two answers stay what clients rely on: inspecting a container by name answers 404 "no
 such container" (``docker inspect`` and ``podman inspect`` then try the image of that
 name), and podman 4.3's ``image diff`` asks ``/libpod/containers/{name}/changes`` for an
-image's changes, which is served.
+image's changes, which is served. ``docker system prune`` prunes containers and networks
+(``--volumes``: volumes) before images and the build cache: kiln has none of them, so
+those prunes answer that nothing went, as dockerd with none does.
 """
 
 from __future__ import annotations
@@ -53,7 +55,18 @@ async def image_changes(request: Request) -> Response:
     return JSONResponse([{"Path": path, "Kind": kinds.get(kind, 0)} for kind, path in changes])
 
 
+async def nothing_pruned(request: Request) -> Response:
+    kind = request.url.path.rstrip("/").split("/")[-2]  # containers, networks, volumes
+    body: dict = {f"{kind.capitalize()}Deleted": [] if kind == "volumes" else None}
+    if kind != "networks":
+        body["SpaceReclaimed"] = 0
+    return JSONResponse(body)
+
+
 routes = [
+    Route("/containers/prune", nothing_pruned, methods=["POST"]),
+    Route("/networks/prune", nothing_pruned, methods=["POST"]),
+    Route("/volumes/prune", nothing_pruned, methods=["POST"]),
     Route("/containers/{name:path}/json", no_such_container, methods=["GET"]),
     Route("/libpod/containers/{name:path}/changes", image_changes, methods=["GET"]),
     Route("/containers", not_implemented, methods=_METHODS),
