@@ -84,13 +84,16 @@ def test_pushing_an_image_that_is_not_here_says_so_in_the_stream(kiln):
 def test_a_pull_of_what_is_already_here_says_up_to_date(kiln, registry_plain):
     """``docker pull`` of a tag that already names the registry's image: dockerd prints
     ``Status: Image is up to date for <name>``, ``Downloaded newer image`` only when the
-    name moved (scripts tell the two apart); kiln always said 'Downloaded newer image'."""
+    name moved (scripts tell the two apart); kiln always said 'Downloaded newer image'.
+    Its first line names the repository's path (``1: Pulling from team/app``); kiln's named
+    the registry too."""
     ref = f"{registry_plain.host}/docker-cli-pull/base:1"
     kiln("tag", "base:1", ref)
     kiln("push", ref)
     kiln("rmi", ref)
     fresh = kiln("pull", ref).stdout.decode()
     assert f"Status: Downloaded newer image for {ref}" in fresh, fresh
+    assert fresh.startswith("1: Pulling from docker-cli-pull/base\n"), fresh  # the path alone
     again = kiln("pull", ref).stdout.decode()
     assert f"Status: Image is up to date for {ref}" in again, again
     assert re.search(r"^Digest: sha256:[0-9a-f]{64}$", again, re.M), again

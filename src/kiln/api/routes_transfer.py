@@ -107,7 +107,7 @@ async def _pull(request: Request, pull_request: PullRequest) -> Reply:
         if said:
             return []
         said.append(True)
-        return [{"status": f"Pulling from {repo}", "id": tag or "latest"}]
+        return [{"status": f"Pulling from {_path_of(repo)}", "id": tag or "latest"}]
 
     def event(e: Event) -> list[dict]:
         if e.message.startswith("Trying to pull "):
@@ -129,6 +129,15 @@ async def _pull(request: Request, pull_request: PullRequest) -> Reply:
         ]
 
     return StreamedOp(work, event, done)
+
+
+def _path_of(repo: str) -> str:
+    """The repository's path, as dockerd's "Pulling from" line shows it (``library/busybox``,
+    ``team/app`` of ``registry:5000/team/app``)."""
+    try:
+        return Reference.parse(repo).path
+    except InvalidArgument:
+        return repo
 
 
 async def _import(request: Request) -> Reply:
