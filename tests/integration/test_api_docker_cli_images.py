@@ -139,3 +139,24 @@ def test_system_prune_prunes_the_images_as_kiln_has_no_containers_networks_or_vo
     ):
         status, _, raw = request(kiln.sock, "POST", f"/v1.41/{kind}/prune")
         assert (status, json.loads(raw)) == (200, body)
+
+
+def test_rmi_of_a_repo_digest_removes_that_reference_alone(kiln, registry_plain):
+    """``docker rmi REPO@DIGEST`` of a pushed image that still has its tags: dockerd removes
+    the digest reference only (``Untagged: REPO@DIGEST``; the image, its tags and its other
+    digests stay). kiln deleted the image when it had one name, and refused with podman's
+    'by digest with more than one tag' when it had more."""
+    rootfs = str(kiln.tmp / "rootfs.tar")
+    for names in ([], ["two:1", "two:2"]):
+        ref = f"{registry_plain.host}/docker-cli-rmi/x{len(names)}:1"
+        kiln("import", "-c", f"LABEL names={len(names)}", rootfs, ref)  # its only name, ...
+        for name in names:  # ... or one of three
+            kiln("tag", ref, name)
+        kiln("push", ref)
+        digests = kiln("image", "inspect", "-f", "{{json .RepoDigests}}", ref).stdout
+        (repo_digest,) = json.loads(digests)
+        out = kiln("rmi", repo_digest).stdout.decode()
+        assert out.splitlines() == [f"Untagged: {repo_digest}"], out
+        after = kiln("image", "inspect", "-f", "{{json .RepoTags}} {{json .RepoDigests}}", ref)
+        tags, digests = after.stdout.decode().split()
+        assert set(json.loads(tags)) == {*names, ref} and json.loads(digests) == []

@@ -210,6 +210,18 @@ def test_resolve_every_accepted_form(store: Store) -> None:
     assert rec.repo_digests == ["docker.io/library/busybox@sha256:" + h("repo")]
 
 
+def test_a_recorded_repo_digest_is_forgotten_alone(store: Store) -> None:
+    a = image(store, "a")
+    store.tag("busybox", a)
+    store.add_repo_digest(a, "busybox@sha256:" + h("repo"))
+    store.add_repo_digest(a, "quay.io/x@sha256:" + h("repo"))
+    assert store.remove_repo_digest("busybox@sha256:" + h("repo"))
+    assert not store.remove_repo_digest("busybox@sha256:" + h("repo"))  # already gone
+    rec = store.resolve_image("busybox")
+    assert rec.repo_digests == ["quay.io/x@sha256:" + h("repo")]
+    assert rec.names == ["docker.io/library/busybox:latest"]
+
+
 def test_resolve_unknown_uses_podman_wording(store: Store) -> None:
     with pytest.raises(NotFound) as info:
         store.resolve_image("nosuch")

@@ -623,6 +623,11 @@ def _remove_one(ctx: Context, name: str, how: _How, result: RemoveResult) -> Non
     names = store.names_of(rec.id)
     by_id = _is_id_reference(name, rec.id)
     by_digest = "@" in name or (name.startswith("sha256:") and not by_id)
+    others = names or len(rec.repo_digests) > 1
+    if how.docker and "@" in name and others and store.remove_repo_digest(name):
+        # dockerd's: a recorded repo digest is a reference, removed alone while others remain
+        result.note_untagged(rec.id, [name])
+        return
     if len(names) > 1 and not force:
         if by_id and how.docker and not store.children_of(rec.id):
             # dockerd's soft conflict (a child is its hard one, which _delete answers)

@@ -272,6 +272,13 @@ class Images:
                 (image_id, value),
             )
 
+    def remove_repo_digest(self, repo_digest: str) -> bool:
+        """Forget a recorded ``name@digest``; False if none was recorded."""
+        value = normalise_repo_digest(repo_digest)
+        with self.db.transaction() as conn:
+            gone = conn.execute("DELETE FROM repo_digests WHERE repo_digest=?", (value,))
+            return gone.rowcount > 0
+
     # layers -----------------------------------------------------------------
 
     def put_layer(self, rec: LayerRecord) -> None:

@@ -171,6 +171,7 @@ class Store:
         self.untag = images.untag
         self.names_of = images.names_of
         self.add_repo_digest = images.add_repo_digest
+        self.remove_repo_digest = images.remove_repo_digest
         self.put_layer = images.put_layer
         self.put_layers = images.put_layers
         self.uncompressed_sizes = images.uncompressed_sizes
