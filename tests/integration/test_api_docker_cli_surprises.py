@@ -213,3 +213,15 @@ def test_a_from_image_on_a_registry_on_this_machine_is_pulled_over_http(
     for pull in ((), ("--pull",)):
         built = kiln("build", "-q", *pull, str(ctx), env_extra={"DOCKER_BUILDKIT": "0"})
         assert built.stdout.decode().startswith("sha256:")
+
+
+def test_a_build_with_security_options_is_refused_not_silently_built(kiln, tmp_path):
+    """``docker build --security-opt seccomp=unconfined``: dockerd refuses any security
+    option on build ('The daemon on this platform does not support setting security
+    options on build'); kiln built the image and ignored the option without a word."""
+    ctx = _context(tmp_path, "FROM base:1\nRUN true\n")
+    r = kiln("build", "-q", "--security-opt", "seccomp=unconfined", "-t", "sec:1", str(ctx),
+             env_extra={"DOCKER_BUILDKIT": "0"}, check=False)  # fmt: skip
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "does not set security options" in err, err
+    assert kiln("image", "inspect", "sec:1", check=False).returncode == 1

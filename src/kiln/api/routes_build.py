@@ -120,13 +120,20 @@ def _ulimits(q: QueryParams) -> list[str]:
     return out
 
 
-def _refused(q: QueryParams) -> None:
+def _refused(q: QueryParams, libpod: bool) -> None:
     """Parameters kiln serve will not honour for a remote caller: a 400 naming them."""
     if qjson_str_list(q, "addcaps"):
         raise bad(
             "addcaps",
             q["addcaps"],
             "kiln serve does not grant RUN steps capabilities beyond the default",
+        )
+    if qjson_str_list(q, "securityopt") and not libpod:
+        # dockerd refuses them on Linux too; kiln would otherwise ignore them unsaid
+        raise bad(
+            "securityopt",
+            q["securityopt"],
+            "kiln serve does not set security options (seccomp, AppArmor, SELinux) on build",
         )
     if qjson_str_list(q, "secrets"):
         raise bad(
@@ -226,7 +233,7 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
         "dns_options": qjson_str_list(q, "dnsoptions"),
         "dns_search": qjson_str_list(q, "dnssearch"),
     }
-    _refused(q)
+    _refused(q, libpod)
     if libpod:
         if "annotations" in q:
             opts["annotations"] = qlabels(q, "annotations")
