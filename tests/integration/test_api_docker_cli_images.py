@@ -160,3 +160,23 @@ def test_rmi_of_a_repo_digest_removes_that_reference_alone(kiln, registry_plain)
         after = kiln("image", "inspect", "-f", "{{json .RepoTags}} {{json .RepoDigests}}", ref)
         tags, digests = after.stdout.decode().split()
         assert set(json.loads(tags)) == {*names, ref} and json.loads(digests) == []
+
+
+def test_push_all_tags_pushes_every_tag_of_the_repository(kiln, tmp_path, registry_plain):
+    """``docker push --all-tags REPO`` (and docker-py's ``push(REPO)``) sends no tag:
+    dockerd pushes every local tag of the repository, a digest line for each. kiln pushed
+    REPO:latest alone, and failed when there was none."""
+    import urllib.request
+
+    repo = f"{registry_plain.host}/docker-cli-all/x"
+    kiln("tag", "base:1", f"{repo}:1")
+    ctx = context(tmp_path, "FROM base:1\nLABEL two=2\n")
+    kiln("build", "-q", "-t", f"{repo}:2", str(ctx), env_extra=CLASSIC)
+    out = kiln("push", "--all-tags", repo).stdout.decode()
+    assert re.search(r"^1: digest: sha256:[0-9a-f]{64} size: \d+$", out, re.M), out
+    assert re.search(r"^2: digest: sha256:[0-9a-f]{64} size: \d+$", out, re.M), out
+    url = f"http://{registry_plain.host}/v2/docker-cli-all/x/tags/list"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert sorted(json.loads(r.read())["tags"]) == ["1", "2"]
+    r = kiln("push", "--all-tags", f"{registry_plain.host}/docker-cli-all/none", check=False)
+    assert r.returncode == 1 and b"An image does not exist locally with the tag" in r.stderr

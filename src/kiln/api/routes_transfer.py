@@ -180,29 +180,43 @@ async def push_image(request: Request) -> Reply:
     image = pull_reference(name, tag)
     options = push_pull_options(request, reference=image)
     config = config_of(request)
-    Reference.parse(image)  # a name that cannot be pushed is a 400 before the stream, as dockerd's
+    ref = Reference.parse(image)  # a name that cannot be pushed is a 400 before the stream
+    # neither the query nor the name has a tag: every tag of the repository, as dockerd
+    # (docker push --all-tags; docker-py's push(repository))
+    all_tags = not tag and not ref.digest and ":" not in name.rsplit("/", 1)[-1]
+    repo = image.split("@", 1)[0]
+    repo = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
 
     def work(h: Handoff):
         from kiln.ops.file_transfer import push  # start-up: see the module docstring
 
         with context_for(config, h) as ctx:
-            if not ops.image_exists(ctx, image):  # dockerd's answer, in the stream
-                repo = image.split("@", 1)[0]
-                repo = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
+            if all_tags:
+                names = ops.repository_names(ctx, ref.name)
+            else:
+                names = [image] if ops.image_exists(ctx, image) else []
+            if not names:  # dockerd's answer, in the stream
                 raise NotFound(f"An image does not exist locally with the tag: {repo}")
-            return push(ctx, image, f"docker://{image}", options=options)
+            return [(n, push(ctx, n, f"docker://{n}", options=options)) for n in names]
 
-    shown_tag = tag or (image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest")
+    def shown_tag(pushed: str) -> str:
+        if tag:
+            return tag
+        return pushed.rsplit(":", 1)[-1] if ":" in pushed.rsplit("/", 1)[-1] else "latest"
 
-    def done(result: Any) -> list[dict]:
-        size = getattr(result, "manifest_size", 0)  # a file transport has no manifest upload
-        return [
-            {"status": f"{shown_tag}: digest: {result.digest} size: {size}"},
-            {
-                "progressDetail": {},
-                "aux": {"Tag": shown_tag, "Digest": result.digest, "Size": size},
-            },
-        ]
+    def done(pushed: list[tuple[str, Any]]) -> list[dict]:
+        out: list[dict] = []
+        for pushed_name, result in pushed:
+            size = getattr(result, "manifest_size", 0)  # a file transport has no manifest
+            shown = shown_tag(pushed_name)
+            out += [
+                {"status": f"{shown}: digest: {result.digest} size: {size}"},
+                {
+                    "progressDetail": {},
+                    "aux": {"Tag": shown, "Digest": result.digest, "Size": size},
+                },
+            ]
+        return out
 
     # dockerd's first line, sent before the registry is asked: a failure (refused
     # credentials included) is then in the stream, as with dockerd, never a 401 that

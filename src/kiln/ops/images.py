@@ -371,6 +371,13 @@ def image_id_of(ctx: Context, name: str) -> str | None:
         return None
 
 
+def repository_names(ctx: Context, repository: str) -> list[str]:
+    """The names in the store of ``repository`` (a full one: ``docker.io/library/app``),
+    sorted: what ``docker push --all-tags`` pushes."""
+    records = ctx.store.list_images(blobs=False)
+    return sorted(n for r in records for n in r.names if split_name(n)[0] == repository)
+
+
 def inspect_image(ctx: Context, name: str, container_config: bool = False) -> dict[str, Any]:
     """The object ``podman image inspect`` prints for one image (with ``container_config``,
     Docker's ``Container`` and ``ContainerConfig`` too: ``kiln.image.inspect``)."""
@@ -909,6 +916,7 @@ __all__ = [
     "raise_first_error",
     "reference_matches",
     "remove_images",
+    "repository_names",
     "split_name",
     "summarize",
     "tag",
