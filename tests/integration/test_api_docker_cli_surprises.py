@@ -225,3 +225,23 @@ def test_a_build_with_security_options_is_refused_not_silently_built(kiln, tmp_p
     err = r.stderr.decode()
     assert r.returncode == 1 and "does not set security options" in err, err
     assert kiln("image", "inspect", "sec:1", check=False).returncode == 1
+
+
+def test_docker_py_builds_with_a_dockerfile_from_outside_the_context(kiln, tmp_path):
+    """docker-py's ``images.build(path=CTX, dockerfile=ABSOLUTE_PATH_ELSEWHERE)`` adds the
+    file to the context under a random name and sends ``dockerfile`` twice, that name
+    then the file's text; dockerd reads the first value and builds. kiln answered 400.
+    And ``isolation=hyperv``: dockerd's 400 'Unsupported isolation'; kiln ignored it."""
+    docker_py = pytest.importorskip("docker")
+    ctx = _context(tmp_path, "FROM base:1\nLABEL from=context\n")
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text("FROM base:1\nLABEL from=outside\n")
+    client = docker_py.DockerClient(base_url=f"unix://{kiln.sock}", version="1.41")
+    try:
+        image, _ = client.images.build(path=str(ctx), dockerfile=str(outside))
+        assert image.labels == {"from": "outside"}
+        with pytest.raises(docker_py.errors.APIError, match="isolation") as refused:
+            client.images.build(path=str(ctx), isolation="hyperv")
+        assert refused.value.status_code == 400
+    finally:
+        client.close()

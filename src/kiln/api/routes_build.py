@@ -190,9 +190,14 @@ def _removal(q: QueryParams, libpod: bool) -> dict[str, bool]:
 def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
     """Every build query parameter -> BuildOptions fields (400 on a bad value)."""
     boolean = qbool if libpod else docker_bool
-    dockerfiles = qjson_str_list(q, "dockerfile")
-    if not libpod and not dockerfiles and "remote" not in q:
-        dockerfiles = ["Dockerfile"]
+    if libpod:
+        dockerfiles = qjson_str_list(q, "dockerfile")
+    else:
+        # one name, the first given, as dockerd reads it: docker-py sends a Dockerfile from
+        # outside the context as two values, its name in the tar and then its text
+        dockerfiles = qlist(q, "dockerfile")[:1]
+        if not dockerfiles and "remote" not in q:
+            dockerfiles = ["Dockerfile"]
     memory = qint(q, "memory")
     memswap = qint(q, "memswap")
     # docker 20.10's client sends shmsize=0 for "not given", as dockerd reads it
@@ -251,6 +256,8 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
             opts["timestamp"] = ts
     else:
         opts["image_format"] = "docker"
+        if qstr(q, "isolation") not in ("", "default"):  # dockerd on Linux: the default only
+            raise bad("isolation", q["isolation"], 'unsupported isolation: use "default"')
         opts["image_per_step"] = True  # dockerd's classic builder: Parent is the last step
         opts["tags"] = [shapes.docker_name(t) for t in opts["tags"]]
         if q.get("version", "1") not in ("1", ""):
