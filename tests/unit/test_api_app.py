@@ -151,6 +151,17 @@ def test_list_and_import_roundtrip(client):
     assert client.get("/v1.41/images/json").json() == []
 
 
+def test_a_bad_tag_is_refused_as_the_docker_client_gave_it(client):
+    """``POST /images/X/tag?repo=a&tag=B C``: a 400 naming ``a:B C``; kiln named the name
+    the store would have made of it, ``localhost/a:B C`` (podman's rule for short names,
+    not the Docker route's)."""
+    client.post("/v1.41/images/create?fromSrc=-&repo=example&tag=1", content=rootfs_tar(),
+                headers={"Content-Type": "application/x-tar"})  # fmt: skip
+    r = client.post("/v1.41/images/example:1/tag?repo=a&tag=B%20C")
+    assert r.status_code == 400 and '"a:B C"' in r.json()["message"], r.text
+    assert "localhost" not in r.json()["message"], r.text
+
+
 def test_save_that_fails_is_an_error_not_an_empty_200(client, tmp_path):
     # a layer blob gone from the store: docker save / podman save must fail, not write nothing
     r = client.post(

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kiln.errors import InvalidArgument, NotFound
+from kiln.oci import Reference
 from kiln.ops import images as ops
 from kiln.ops.context import Context
 
@@ -121,6 +122,7 @@ async def tag_image(request: Request) -> Response:
     q = request.query_params
     target = target_name(qstr(q, "repo"), qstr(q, "tag"))
     if not request.scope.get("kiln.libpod"):
+        Reference.parse(target)  # refused as given, not as the store would spell it
         target = shapes.docker_name(target)
         if _familiar_repository(target) == "sha256":
             # dockerd's refusal: "sha256:<hex>" would name both an image ID and this tag
