@@ -162,6 +162,16 @@ def test_a_bad_tag_is_refused_as_the_docker_client_gave_it(client):
     assert "localhost" not in r.json()["message"], r.text
 
 
+def test_a_build_memory_limit_below_six_megabytes_is_refused_before_any_step(client):
+    """dockerd: 'Minimum memory limit allowed is 6MB'; kiln ran the steps up to the first
+    RUN, where runc failed ('unable to set memory limit to 1024')."""
+    from api_server import dockerfile_context
+
+    r = client.post("/v1.41/build?memory=1024", content=dockerfile_context("FROM scratch\n"),
+                    headers={"Content-Type": "application/x-tar"})  # fmt: skip
+    assert r.status_code == 400 and "6MB" in r.json()["message"], r.text
+
+
 def test_save_that_fails_is_an_error_not_an_empty_200(client, tmp_path):
     # a layer blob gone from the store: docker save / podman save must fail, not write nothing
     r = client.post(
@@ -259,7 +269,7 @@ def test_build_options_docker_and_libpod():
             ("nocache", "1"),
             ("q", "1"),
             ("pull", "1"),
-            ("memory", "1048576"),
+            ("memory", "8388608"),
             ("networkmode", "none"),
             ("labels", '{"k":"v"}'),
         ]
@@ -270,7 +280,7 @@ def test_build_options_docker_and_libpod():
     ] == ["sub/Dockerfile.x"]
     assert opts["target"] == "s1" and opts["build_args"] == {"X": "y"}
     assert opts["no_cache"] and opts["quiet"] and opts["pull"] == "always"
-    assert opts["memory"] == 1048576 and opts["network"] == "none"
+    assert opts["memory"] == 8388608 and opts["network"] == "none"
     assert opts["labels"] == {"k": "v"} and opts["image_format"] == "docker"
     q = QueryParams(
         [

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from kiln.errors import InvalidArgument
 from kiln.ops.builder import prune_build_cache, prune_until
 from kiln.ops.events import OUTPUT, Event
-from kiln.ops.options import RegistryOptions, RunSettings
+from kiln.ops.options import MIN_MEMORY, RegistryOptions, RunSettings
 from kiln.util.choices import Choice, ImageFormat, Isolation, NetworkMode, PullPolicy
 
 from . import shapes
@@ -207,6 +207,8 @@ def build_options(q: QueryParams, libpod: bool) -> dict[str, Any]:
     for name, value in (("memory", memory), ("cpushares", qint(q, "cpushares"))):
         if value is not None and value < 0:
             raise bad(name, q[name], "must not be negative")
+    if memory and memory < MIN_MEMORY:  # refused before any step, not by runc at the first RUN
+        raise bad("memory", q["memory"], "the least memory limit is 6MB, as dockerd's")
     opts: dict[str, Any] = {
         "dockerfiles": dockerfiles,
         "dockerfile_in_context": True,  # never a path of the server's own file system

@@ -12,6 +12,13 @@ from __future__ import annotations
 
 from kiln.ops.pull_options import PullRequest, RegistryOptions
 from kiln.registry.credential import Credential
-from kiln.runtime.options import RunSettings, parse_memory
+from kiln.runtime.options import MIN_MEMORY, RunSettings, parse_memory
 
-__all__ = ["Credential", "PullRequest", "RegistryOptions", "RunSettings", "parse_memory"]
+__all__ = [
+    "MIN_MEMORY",
+    "Credential",
+    "PullRequest",
+    "RegistryOptions",
+    "RunSettings",
+    "parse_memory",
+]

@@ -20,6 +20,7 @@ StdStream = IO[bytes] | IO[str] | int | None
 
 RLIM_INFINITY = 2**64 - 1
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+MIN_MEMORY = 6 * 1024 * 1024  # the least memory limit dockerd and podman accept
 
 
 @dataclass(frozen=True)
