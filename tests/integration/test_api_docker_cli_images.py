@@ -180,3 +180,6 @@ def test_push_all_tags_pushes_every_tag_of_the_repository(kiln, tmp_path, regist
         assert sorted(json.loads(r.read())["tags"]) == ["1", "2"]
     r = kiln("push", "--all-tags", f"{registry_plain.host}/docker-cli-all/none", check=False)
     assert r.returncode == 1 and b"An image does not exist locally with the tag" in r.stderr
+    # a tag the repository does not have, when it has others: dockerd's other answer
+    r = kiln("push", f"{repo}:3", check=False)
+    assert r.returncode == 1 and r.stderr.decode().strip() == f"tag does not exist: {repo}:3"

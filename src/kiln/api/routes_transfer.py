@@ -195,7 +195,10 @@ async def push_image(request: Request) -> Reply:
                 names = ops.repository_names(ctx, ref.name)
             else:
                 names = [image] if ops.image_exists(ctx, image) else []
-            if not names:  # dockerd's answer, in the stream
+            # dockerd's answers, in the stream
+            if not names and not all_tags and ops.repository_names(ctx, ref.name):
+                raise NotFound(f"tag does not exist: {image}")
+            if not names:
                 raise NotFound(f"An image does not exist locally with the tag: {repo}")
             return [(n, push(ctx, n, f"docker://{n}", options=options)) for n in names]
 
