@@ -120,3 +120,46 @@ def test_a_struct_s_omitted_fields_read_as_go_s_zero_values():
     )
     with pytest.raises(InvalidArgument, match="can't evaluate field Nope"):
         render.templated("{{.Nope}}", [obj])
+
+
+NIL_PODMAN = [  # podman image inspect --format on an image imported without labels or Cmd
+    ("{{.Config.Labels.version}}", "<no value>"),
+    ('{{index .Config.Labels "x"}}', ""),
+    ("{{len .Config.Labels}}|{{len .Config.Cmd}}", "0|0"),
+    ("{{slice .Config.Cmd 0}}|{{slice .Config.Cmd 0 0}}|{{slice .Config.Cmd}}", "[]|[]|[]"),
+    ("{{range .Config.Cmd}}x{{else}}empty{{end}}", "empty"),
+    ("{{range .Config.Labels}}x{{else}}empty{{end}}", "empty"),
+    ("{{if .Config.Labels}}y{{else}}n{{end}}{{if .Config.Cmd}}y{{else}}n{{end}}", "nn"),
+    (
+        "{{json .Config.Labels}}|{{.Config.Cmd}}|{{.Config.Labels}}|{{.HealthCheck}}",
+        "null|[]|map[]|<nil>",
+    ),
+    ("{{json .}}", '{"Config":{"Labels":null},"HealthCheck":null}'),
+]
+
+
+def _label_less_image():
+    from kiln.cli.go_template import NIL_MAP, NIL_POINTER, NIL_SLICE, GoStruct
+
+    config = GoStruct({"Labels": NIL_MAP}, {"Labels": NIL_MAP, "Cmd": NIL_SLICE})
+    return {"Config": config, "HealthCheck": NIL_POINTER}
+
+
+@pytest.mark.parametrize(("template", "podman"), NIL_PODMAN)
+def test_nil_maps_slices_and_pointers_read_as_podman_s(template, podman):
+    assert render.go_template(template, _label_less_image()) == podman
+
+
+@pytest.mark.parametrize(
+    ("template", "error"),
+    [
+        ("{{slice .Config.Cmd 1}}", "index out of range"),
+        ("{{index .Config.Cmd 0}}", "index out of range"),
+        ("{{slice .Config.Labels 0}}", "can't slice"),
+        ("{{.Config.Cmd.x}}", "can't evaluate field x"),
+        ("{{.HealthCheck.Test}}", "nil pointer evaluating"),
+    ],
+)
+def test_nil_values_refuse_what_go_refuses(template, error):
+    with pytest.raises(InvalidArgument, match=error):
+        render.go_template(template, _label_less_image())

@@ -218,3 +218,12 @@ def test_an_image_without_labels_shows_them_as_podman_s_nil_map(root, store):
     make_image(store, ["a"], ["plain:1"])
     res = kiln(root, "images", "--format", "{{json .Labels}}|{{.Labels}}|{{len .Labels}}")
     assert lines(res) == ["null|map[]|0"]
+    res = kiln(root, "images", "--format", "{{.Repository}} {{json .}}|{{.Labels.version}}")
+    assert res.exit_code == 0, res.output
+    repo, _, rest = lines(res)[0].partition(" ")
+    row, _, version = rest.rpartition("|")
+    assert (repo, json.loads(row)["Labels"], version) == (
+        "docker.io/library/plain",
+        None,
+        "<no value>",
+    )

@@ -113,10 +113,14 @@ def _inner(value: Any) -> str:
 
 def go_json(value: Any) -> str:
     """encoding/json.Marshal: compact, ``<>&`` escaped as Go escapes them."""
-    if isinstance(value, GoNil):
-        return "null"
-    out = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    out = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_nil)
     return out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _json_nil(value: Any) -> None:
+    if isinstance(value, GoNil):
+        return None
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def truthy(value: Any) -> bool:
@@ -131,6 +135,8 @@ def _index(item: Any, *keys: Any) -> Any:
     for key in keys:
         if item is None or item is NIL_MAP:  # indexing a nil map gives the zero value
             return ""
+        if item is NIL_SLICE:
+            item = []
         if isinstance(item, dict):
             item = item.get(key, "")
         elif isinstance(item, list | tuple | str):
@@ -141,6 +147,28 @@ def _index(item: Any, *keys: Any) -> Any:
         else:
             raise TemplateError(f"error calling index: can't index item of type {type(item)}")
     return item
+
+
+def _slice(item: Any, *bounds: Any) -> Any:
+    if isinstance(item, dict) or item is NIL_MAP or item is None or item is NIL_POINTER:
+        raise TemplateError(f"error calling slice: can't slice item of type {_go_kind(item)}")
+    if len(bounds) > 2:
+        raise TemplateError("error calling slice: too many slice indexes")
+    size = len(item)
+    low = int(bounds[0]) if bounds else 0
+    high = int(bounds[1]) if len(bounds) > 1 else size
+    for at in (low, high):
+        if not 0 <= at <= size:
+            raise TemplateError(f"error calling slice: index out of range: {at}")
+    if low > high:
+        raise TemplateError(f"error calling slice: invalid slice index: {low} > {high}")
+    return item if item is NIL_SLICE else item[low:high]
+
+
+def _go_kind(item: Any) -> str:
+    if isinstance(item, dict) or item is NIL_MAP:
+        return "map"
+    return "nil pointer" if item is NIL_POINTER else type(item).__name__
 
 
 def _printf(fmt: str, *args: Any) -> str:
@@ -202,7 +230,7 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "not": lambda a: not truthy(a),
     "len": lambda a: len(a),
     "index": _index,
-    "slice": lambda a, *i: a[int(i[0]) : int(i[1])] if len(i) > 1 else a[int(i[0]) :] if i else a,
+    "slice": _slice,
     "eq": _compare(_eq),
     "ne": _compare(lambda a, b: a != b),
     "lt": _compare(lambda a, b: a < b),
@@ -505,8 +533,10 @@ class _Runner:
         return obj
 
     def lookup(self, obj: Any, part: str) -> Any:
-        if obj is None:  # a nil map (a JSON null): Go prints <no value>
+        if obj is None or obj is NIL_MAP:  # a nil map (a JSON null): Go prints <no value>
             return None
+        if obj is NIL_POINTER:
+            raise TemplateError(f'template: nil pointer evaluating {part} in "{self.source}"')
         if isinstance(obj, dict):
             match = [part] if part in obj else [k for k in obj if k.lower() == part.lower()]
             value = obj[match[0]] if match else None
