@@ -1,6 +1,7 @@
 """The ``kiln`` fixture of the working-container CLI tests: runs ``kiln ARGS`` on a store
-that has the busybox image, in the test's directory, and removes every working container
-after the test; ``ISOLATIONS`` parametrizes a test over runc and chroot."""
+that has the busybox image, in the test's directory (``environ=`` adds variables to one
+call), and removes every working container after the test; ``ISOLATIONS`` parametrizes a
+test over runc and chroot."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ def kiln(kiln_store, busybox_image, tmp_path):
     env.pop("BUILDAH_ISOLATION", None)
     env.pop("BUILDAH_HISTORY", None)
 
-    def run(*args, check=True, cwd=None):
+    def run(*args, check=True, cwd=None, environ=None):
         res = subprocess.run(
-            [sys.executable, "-m", "kiln.cli.main", *args], env=env, cwd=cwd or tmp_path,
+            [sys.executable, "-m", "kiln.cli.main", *args], env={**env, **(environ or {})},
+            cwd=cwd or tmp_path,
             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
         )  # fmt: skip
         if check and res.returncode != 0:

@@ -556,6 +556,9 @@ def test_run_copy_add_history_entries_as_buildah_writes_them(kiln, tmp_path):
     file_hex = kiln("copy", "--add-history", name, "f.txt", "/f").stdout.strip()
     dir_hex = kiln("add", "--add-history=true", name, "d", "/d").stdout.strip()
     kiln("copy", "--add-history=false", name, "f.txt", "/g")
+    wanted = {"BUILDAH_HISTORY": "true"}  # the flag's =false wins over the environment
+    kiln("run", "--add-history=false", name, "true", environ=wanted)
+    kiln("copy", "--add-history=0", name, "f.txt", "/h", environ=wanted)
     kiln("commit", "-q", name, "hist:2")
     history = _committed_config(kiln, tmp_path / "out", "hist:2")["history"]
     assert [(h["created_by"], h.get("empty_layer")) for h in history[-4:-1]] == [

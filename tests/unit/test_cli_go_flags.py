@@ -116,3 +116,17 @@ def test_a_command_without_interspersed_options_stops_at_its_first_argument():
     args = ["-v", "--quiet=true", "--quiet=true", "ctr", "tool", "--quiet=false"]
     expanded = expand_bare_flags(run_cmd, args)
     assert expanded == ["-v", "--quiet=true", "--quiet", "ctr", "tool", "--quiet=false"]
+
+
+def test_a_tri_state_flag_is_never_turned_into_unset():
+    # default None means "not given, ask elsewhere" ($BUILDAH_HISTORY for --add-history):
+    # --x=false must not read as the flag left out, nor --x=true as given when it is not
+    @click.command()
+    @click.option("--x", is_flag=True, default=None)
+    def tri(x):
+        click.echo(f"{x}")
+
+    false = CliRunner().invoke(tri, expand_bare_flags(tri, ["--x=false"]))
+    assert false.exit_code == 2 and "does not take a value" in false.output
+    assert CliRunner().invoke(tri, expand_bare_flags(tri, ["--x"])).output == "True\n"
+    assert CliRunner().invoke(tri, expand_bare_flags(tri, [])).output == "None\n"

@@ -79,14 +79,16 @@ def expand_bare_flags(cmd: click.Command, args: list[str]) -> list[str]:
 
 def _bool_flag_forms(cmd: click.Command) -> dict[str, tuple[list[str], list[str]]]:
     """Each boolean flag's spellings -> (the arguments meaning false, those meaning true); a
-    flag with no spelling of false (no ``--no-x``) means false by its absence."""
+    flag with no spelling of false (no ``--no-x``) means false by its absence, unless its
+    absence means something else: a tri-state flag (default None, "not given") is left to
+    click, which refuses a value after ``=``."""
     forms: dict[str, tuple[list[str], list[str]]] = {}
     for p in cmd.params:
         if not (isinstance(p, click.Option) and p.is_flag and p.is_bool_flag):
             continue
         off = p.secondary_opts[:1]
-        if not off and p.default:
-            continue  # a flag on by default that cannot be turned off: click's error stays
+        if not off and p.default is not False:
+            continue  # absence is not false here (on by default, or unset): click's error stays
         for opt in p.opts:
             forms[opt] = (off, [opt])
         for opt in p.secondary_opts:

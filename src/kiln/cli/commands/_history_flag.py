@@ -18,17 +18,6 @@ add_history_option = click.option(
 )
 
 
-#: kiln run's spelling: a plain flag. Its command's own arguments follow the container
-#: without a ``--`` too, and an optional-value flag would have ``--add-history`` among
-#: them rewritten (``go_flags.expand_bare_flags`` stops only at ``--``)
-add_history_flag = click.option(
-    "--add-history",
-    is_flag=True,
-    default=None,
-    help="Record a history entry for this (default $BUILDAH_HISTORY, else false)",
-)
-
-
 def add_history(given: bool | None) -> bool:
     """--add-history[=BOOL], else $BUILDAH_HISTORY ('true' or '1'), as buildah reads them."""
     if given is not None:

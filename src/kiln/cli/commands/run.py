@@ -6,7 +6,7 @@ import click
 
 from kiln.cli.commands._container_opts import build_run_options, run_options
 from kiln.cli.commands._history_flag import add_history as history_wanted
-from kiln.cli.commands._history_flag import add_history_flag
+from kiln.cli.commands._history_flag import add_history_option
 from kiln.cli.state import State, pass_state
 
 
@@ -16,7 +16,7 @@ from kiln.cli.state import State, pass_state
     context_settings={"allow_interspersed_args": False},
 )
 @run_options
-@add_history_flag
+@add_history_option
 @click.argument("container")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED, metavar="[--] COMMAND...")
 @pass_state
