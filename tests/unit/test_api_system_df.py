@@ -8,6 +8,7 @@ import os
 import tarfile
 
 import pytest
+from ops_image_factory import add_container, make_image
 from starlette.testclient import TestClient
 
 from kiln.api.app import create_app
@@ -60,6 +61,31 @@ def test_new_docker_shape_and_verbose_items(client):
     verbose = client.get("/v1.56/system/df?verbose=1&type=image").json()
     assert set(verbose) == {"LayersSize", "ImageUsage"}
     assert [i["Id"] for i in verbose["ImageUsage"]["Items"]] == [image_id]
+
+
+def test_image_usage_measures_only_the_images_docker_images_shows(client, tmp_path):
+    """dockerd counts, sizes and shares among the images ``docker images`` shows; kiln left
+    a build's intermediate image out of TotalCount only: its container made ActiveCount 1
+    of 1 and its layer read as shared with the image built on it."""
+    store = Store.open(str(tmp_path / "root"))
+    try:
+        t = 1_750_000_000  # one build: the step's image and the image built on it
+        step = make_image(store, ["a"], [], created=t)
+        app = make_image(store, ["a", "b"], ["app:1"], created=t)
+        add_container(store, step.id)  # a working container from the build's step
+    finally:
+        store.close()
+    body = client.get("/v1.52/system/df?verbose=1").json()
+    usage = body["ImageUsage"]
+    [item] = usage["Items"]
+    assert (item["Id"], item["SharedSize"], item["Containers"]) == (app.id, 0, 0)
+    assert (usage["TotalCount"], usage["ActiveCount"]) == (1, 0)
+    assert usage["TotalSize"] == body["LayersSize"] == item["Size"]
+    # the step's container still holds layer a: only b's bytes would be freed
+    assert 0 < usage["Reclaimable"] < item["Size"]
+    legacy = client.get("/v1.41/system/df").json()
+    assert [(i["Id"], i["SharedSize"]) for i in legacy["Images"]] == [(app.id, 0)]
+    assert legacy["LayersSize"] == item["Size"]
 
 
 def test_type_filter_and_bad_type(client):

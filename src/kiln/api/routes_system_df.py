@@ -82,11 +82,11 @@ def df_types(request: Request) -> set[str]:
 
 def docker_df_body(usage: Any, version: str | None, types: set[str], verbose: bool) -> dict:
     """Docker's ``SystemDataUsageResponse`` for ``usage`` (a ``DiskUsage``)."""
-    # dockerd counts and lists the images `docker images` shows, without the intermediate
-    # ones (a build's steps); podman's df, and kiln's, every image
-    shown = [i for i in usage.images if not i.summary.intermediate]
+    # dockerd counts, sizes and lists the images `docker images` shows, without the
+    # intermediate ones (a build's steps); podman's df, and kiln's, every image
+    usage = usage.shown()
     items = []
-    for i in shown:
+    for i in usage.images:
         item = shapes.docker_summary(i.summary, version, count_containers=True)
         item["SharedSize"] = int(i.shared_size)
         items.append(item)
@@ -106,7 +106,7 @@ def docker_df_body(usage: Any, version: str | None, types: set[str], verbose: bo
         if "image" in types:
             images: dict[str, Any] = {
                 "ActiveCount": usage.active_images,
-                "TotalCount": len(shown),
+                "TotalCount": len(usage.images),
                 "Reclaimable": int(usage.reclaimable),
                 "TotalSize": int(usage.layers_size),
             }

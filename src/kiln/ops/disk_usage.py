@@ -62,6 +62,7 @@ class DiskUsage:
     images: list[ImageUsage] = field(default_factory=list)
     build_cache: list[BuildCacheItem] = field(default_factory=list)
     layer_sizes: dict[str, int] = field(default_factory=dict, repr=False)  # chain id -> bytes
+    held: frozenset[str] = frozenset()  # chain ids the image of some container uses
 
     @property
     def active_images(self) -> int:
@@ -70,30 +71,50 @@ class DiskUsage:
     @property
     def reclaimable(self) -> int:
         """What removing every image no container uses would free."""
-        kept: set[str] = set()
-        for i in self.images:
-            if i.active:
-                kept.update(i.layers)
-        return self.layers_size - sum(self.layer_sizes.get(c, 0) for c in kept)
+        counted = set().union(*(i.layers for i in self.images))
+        return self.layers_size - sum(self.layer_sizes.get(c, 0) for c in counted & self.held)
+
+    def shown(self) -> DiskUsage:
+        """The usage of the images a plain image list shows (no intermediate ones), sizes
+        and sharing worked out among them, as dockerd's ``system df`` counts; the layers a
+        container's image holds stay held, intermediate or not."""
+        kept = [i.summary for i in self.images if not i.summary.intermediate]
+        chains = {i.summary.id: i.layers for i in self.images}
+        out = _measured(kept, chains, self.layer_sizes, self.held)
+        out.build_cache = self.build_cache
+        return out
 
 
 def disk_usage(ctx: Context) -> DiskUsage:
     """Every image in the store (intermediate ones too) with its shared and unique sizes."""
     records = ctx.store.list_images(blobs=False)
     sizes = {layer.chain_id: int(layer.uncompressed_size) for layer in ctx.store.list_layers()}
-    users: dict[str, int] = {}
-    for r in records:
-        for chain_id in set(r.layers):
-            users[chain_id] = users.get(chain_id, 0) + 1
-    by_id = {r.id: r for r in records}
-    out = DiskUsage(layers_size=sum(sizes.get(c, 0) for c in users), layer_sizes=sizes)
-    for s in summarize(ctx, records):
-        chain = set(by_id[s.id].layers)
-        shared = sum(sizes.get(c, 0) for c in chain if users.get(c, 0) > 1)
-        unique = sum(sizes.get(c, 0) for c in chain if users.get(c, 0) <= 1)
-        out.images.append(ImageUsage(s, shared, unique, frozenset(chain)))
-    out.images.sort(key=lambda i: (i.summary.created_ts, i.summary.id), reverse=True)
+    chains = {r.id: frozenset(r.layers) for r in records}
+    summaries = summarize(ctx, records)
+    held = frozenset().union(*(chains[s.id] for s in summaries if s.containers > 0))
+    out = _measured(summaries, chains, sizes, held)
     out.build_cache = cache_mount_usage(ctx) + context_index_usage(ctx)
+    return out
+
+
+def _measured(
+    summaries: list[ImageSummary],
+    chains: dict[str, frozenset[str]],
+    sizes: dict[str, int],
+    held: frozenset[str],
+) -> DiskUsage:
+    """``summaries`` with their sizes: a layer is shared when two of them use it."""
+    users: dict[str, int] = {}
+    for s in summaries:
+        for chain_id in chains[s.id]:
+            users[chain_id] = users.get(chain_id, 0) + 1
+    out = DiskUsage(sum(sizes.get(c, 0) for c in users), layer_sizes=sizes, held=held)
+    for s in summaries:
+        chain = chains[s.id]
+        shared = sum(sizes.get(c, 0) for c in chain if users[c] > 1)
+        unique = sum(sizes.get(c, 0) for c in chain if users[c] <= 1)
+        out.images.append(ImageUsage(s, shared, unique, chain))
+    out.images.sort(key=lambda i: (i.summary.created_ts, i.summary.id), reverse=True)
     return out
 
 
