@@ -158,6 +158,9 @@ def test_nil_maps_slices_and_pointers_read_as_podman_s(template, podman):
         ("{{slice .Config.Labels 0}}", "can't slice"),
         ("{{.Config.Cmd.x}}", "can't evaluate field x"),
         ("{{.HealthCheck.Test}}", "nil pointer evaluating"),
+        ("{{len .HealthCheck}}", "len of nil pointer"),
+        ('{{index .HealthCheck "a"}}', "index of nil pointer"),
+        ("{{range .HealthCheck}}x{{end}}", "range can't iterate over <nil>"),
     ],
 )
 def test_nil_values_refuse_what_go_refuses(template, error):

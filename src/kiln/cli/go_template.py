@@ -137,6 +137,8 @@ def _index(item: Any, *keys: Any) -> Any:
             return ""
         if item is NIL_SLICE:
             item = []
+        if item is NIL_POINTER:
+            raise TemplateError("error calling index: index of nil pointer")
         if isinstance(item, dict):
             item = item.get(key, "")
         elif isinstance(item, list | tuple | str):
@@ -147,6 +149,12 @@ def _index(item: Any, *keys: Any) -> Any:
         else:
             raise TemplateError(f"error calling index: can't index item of type {type(item)}")
     return item
+
+
+def _len(item: Any) -> int:
+    if item is NIL_POINTER:
+        raise TemplateError("error calling len: len of nil pointer")
+    return len(item)
 
 
 def _slice(item: Any, *bounds: Any) -> Any:
@@ -228,7 +236,7 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "and": _and,
     "or": _or,
     "not": lambda a: not truthy(a),
-    "len": lambda a: len(a),
+    "len": _len,
     "index": _index,
     "slice": _slice,
     "eq": _compare(_eq),
@@ -464,7 +472,7 @@ class _Runner:
             pairs = sorted(value.items())
         elif isinstance(value, list | tuple):
             pairs = list(enumerate(value))
-        elif value is None or isinstance(value, GoNil):
+        elif value is None or value is NIL_SLICE or value is NIL_MAP:
             pairs = []
         else:
             raise TemplateError(f"range can't iterate over {go_str(value)}")
