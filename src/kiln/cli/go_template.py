@@ -176,6 +176,8 @@ def _slice(item: Any, *bounds: Any) -> Any:
 def _go_kind(item: Any) -> str:
     if isinstance(item, dict) or item is NIL_MAP:
         return "map"
+    if item is None:
+        return "nil"
     return "nil pointer" if item is NIL_POINTER else type(item).__name__
 
 
