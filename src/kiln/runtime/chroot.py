@@ -14,6 +14,7 @@ volume, and masked paths are best effort.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import resource
 import signal
@@ -272,11 +273,27 @@ def _container_init(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> No
         os._exit(code)
 
 
+def _close_inherited(keep: set[int]) -> None:
+    """Close every descriptor but ``keep``: forked without exec, the helper holds all of
+    kiln's, among them other runs' pipes, whose readers would wait for it to end. No
+    finaliser may close a number reused afterwards (gc off), nor a signal write to one."""
+    gc.disable()
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+    low = 0
+    for fd in sorted(keep):
+        if low < fd:  # closerange(0, 0) closes everything
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 65536)
+
+
 def _helper(p: Prepared, rootfs: str, stdio: list[int], errw: int) -> None:
     """Unshare, fork the container's init, wait for it; never returns."""
     code = EXIT_SETUP_FAILED
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        _close_inherited({0, 1, 2, errw, *stdio})
         flags = linux.CLONE_NEWNS
         for kind, flag in (("pid", linux.CLONE_NEWPID), ("uts", linux.CLONE_NEWUTS),
                            ("ipc", linux.CLONE_NEWIPC)):  # fmt: skip
