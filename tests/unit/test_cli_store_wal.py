@@ -79,3 +79,40 @@ def test_the_wal_a_command_leaves_stays_small(tmp_path):
         assert os.path.getsize(tmp_path / "t.db-wal") <= (WAL_AUTOCHECKPOINT_PAGES + 8) * frame
     finally:
         db.close()
+
+
+ENDED_THREAD = """
+import os, sys, threading
+synced = []
+_fsync = os.fsync
+os.fsync = lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), _fsync(fd))
+from kiln.util.sqlite import Database, leave_wal_at_exit
+leave_wal_at_exit()
+db = Database(sys.argv[1], ["CREATE TABLE t (x INTEGER)"], "a test database")
+
+def insert():
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+
+worker = threading.Thread(target=insert)
+worker.start()
+worker.join()
+reader = threading.Thread(target=db.execute, args=("SELECT 1",))
+reader.start()  # its new connection: the ended thread's one is closed
+reader.join()
+db.close()
+print(repr(synced))
+"""
+
+
+def test_a_commit_by_an_ended_thread_is_synced_at_close(tmp_path):
+    """The ended thread's connection, closed early, took with it the count of changes
+    close looks at: the CLI's close left that commit unsynced in the WAL."""
+    from kiln.util.sqlite import Database
+
+    path = str(tmp_path / "t.db")
+    Database(path, ["CREATE TABLE t (x INTEGER)"], "a test database").close()  # migrated
+    done = subprocess.run([sys.executable, "-c", ENDED_THREAD, path], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert path + "-wal" in ast.literal_eval(done.stdout)

@@ -141,9 +141,10 @@ class Database:
         self._owners: dict[sqlite3.Connection, tuple[threading.Thread, int]] = {}  # thread, pid
         self._lock = threading.Lock()
         self._closed = False
-        #: whether a migration of this process wrote to the database (schema changes are not
-        #: in a connection's ``total_changes``)
-        self._migrated = migrate(self.conn, migrations, what) > 0
+        #: whether this process wrote to the database beyond the ``total_changes`` of the
+        #: connections held: by a migration (schema changes are not counted) or through an
+        #: ended thread's connection, closed since
+        self._wrote = migrate(self.conn, migrations, what) > 0
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -159,6 +160,7 @@ class Database:
                 for old in ended:
                     self._all.remove(old)
                     del self._owners[old]
+                    self._wrote = self._wrote or old.total_changes > 0
                 self._all.append(conn)
                 self._owners[conn] = (threading.current_thread(), pid)
             for old in ended:
@@ -274,7 +276,7 @@ class Database:
             conns, self._all, self._owners = self._all, [], {}
             self._closed = True
         if _leave_wal:
-            if self._migrated or any(conn.total_changes for conn in conns):
+            if self._wrote or any(conn.total_changes for conn in conns):
                 _sync_file(self.path + "-wal")
             _left_open.extend(conns)
             return
