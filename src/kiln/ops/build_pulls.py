@@ -22,7 +22,8 @@ def puller(ctx: Context, opts: BuildOptions, stopping: threading.Event) -> Any:
     and an API client's credentials, as podman's).
     The registry code is imported on the first pull: a build from local images needs none."""
     # once the build is stopping (a stage failed, the caller cancelled), a pull's next event
-    # raises Cancelled: a stage waiting on a long pull stops with its siblings
+    # of any kind raises Cancelled: a stage waiting on a long pull stops with its siblings,
+    # one fetching a manifest or whose blobs are all there too
     pull_ctx = ctx.stopped_by(stopping, "the build was cancelled")
 
     def pull(ref: str, policy: str, wanted: str | None = None) -> str:

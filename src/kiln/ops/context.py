@@ -12,7 +12,7 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import field
 from typing import TYPE_CHECKING, Any
@@ -51,11 +51,15 @@ class Context:
     _scratch: str | None = field(default=None, repr=False)
     _scratch_finalizer: weakref.finalize | None = field(default=None, repr=False)
     _swept: bool = field(default=False, repr=False)
+    #: the context a copy (``stopped_by``) uses the snapshotter and scratch directory of
+    _lender: Context | None = field(default=None, repr=False)
 
     @property
     def snapshots(self) -> Snapshotter:
         """The snapshotter under ``<root>/snapshots``, created once, on first use
         (parallel build stages share it)."""
+        if self._lender is not None:
+            return self._lender.snapshots
         with self._snapshots_lock:
             if self._snapshots is None:
                 from kiln.snapshot import Snapshotter  # start-up: reads need no snapshots
@@ -73,18 +77,26 @@ class Context:
             sweep_leftovers(self)
         return self.store.gc(dry_run=dry_run, sweepers=[self.snapshots])
 
-    def stopped_by(self, cancel: threading.Event | None, message: str) -> Context:
+    def stopped_by(
+        self, cancel: threading.Event | None, message: str, kinds: Collection[str] | None = None
+    ) -> Context:
         """This context, for one call that ``cancel`` (set from any thread) stops: at the
-        call's next progress event it raises ``Cancelled(message)`` (at once if it is set
-        already; see ``StoppingSink``). The copy shares this one's store and snapshotter;
-        this one closes them."""
+        call's next event of ``kinds`` (None: any) it raises ``Cancelled(message)`` (at
+        once if it is set already; see ``StoppingSink``). The copy uses this one's store,
+        snapshotter and scratch directory; this one makes and closes them."""
         if cancel is None:
             return self
         if cancel.is_set():
             raise Cancelled(message)
-        sink = StoppingSink(self.events, cancel, message)
         return dataclasses.replace(
-            self, events=sink, _snapshots=self.snapshots, borrowed_store=True
+            self,
+            events=StoppingSink(self.events, cancel, message, kinds),
+            borrowed_store=True,
+            _snapshots=None,
+            _snapshots_lock=threading.Lock(),
+            _scratch=None,
+            _scratch_finalizer=None,
+            _lender=self._lender or self,
         )
 
     @property
@@ -97,6 +109,8 @@ class Context:
         under the configured scratch space and removed by ``close``; one a killed kiln
         left is removed by the next ``sweep_leftovers``; one a context dropped unclosed
         left goes when it is collected or the process exits."""
+        if self._lender is not None:
+            return self._lender.tmpdir
         if self._scratch is None:
             with signals_held():  # a Ctrl-C between the two left a directory nobody knew
                 self._scratch = make_scratch_dir(self.config.scratch_dir())

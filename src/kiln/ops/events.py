@@ -17,7 +17,7 @@ Kinds (a small closed vocabulary; ``data`` carries the details):
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import field
 from typing import Any, Protocol
 
@@ -79,16 +79,29 @@ class ListSink:
         return [e.message for e in self.events if kind is None or e.kind == kind]
 
 
-class StoppingSink:
-    """``sink``, but once ``stop`` is set the next ``progress`` event raises
-    ``Cancelled(message)``: how a pull is stopped from another thread while its blobs
-    arrive (never at a later event: by then the image may be stored)."""
+#: the events at which a cancelled pull may stop: a later one may come after its image is
+#: stored (``StoppingSink``)
+PULL_STOPS_AT = frozenset({"progress"})
 
-    def __init__(self, sink: EventSink, stop: threading.Event, message: str) -> None:
+
+class StoppingSink:
+    """``sink``, but once ``stop`` is set the next event of one of ``kinds`` (None: any)
+    raises ``Cancelled(message)``: how a call is stopped from another thread. A build's
+    pulls stop at any event; a pull a caller cancels stops only at ``progress`` (while its
+    blobs arrive: at a later event the image may be stored, and Cancelled would be wrong)."""
+
+    def __init__(
+        self,
+        sink: EventSink,
+        stop: threading.Event,
+        message: str,
+        kinds: Collection[str] | None = None,
+    ) -> None:
         self._sink, self._stop, self._message = sink, stop, message
+        self._kinds = None if kinds is None else frozenset(kinds)
 
     def emit(self, event: Event) -> None:
-        if event.kind == "progress" and self._stop.is_set():
+        if self._stop.is_set() and (self._kinds is None or event.kind in self._kinds):
             raise Cancelled(self._message)
         self._sink.emit(event)
 

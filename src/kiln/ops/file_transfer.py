@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from kiln.errors import InvalidArgument, KilnError
 from kiln.ops import transfer
 from kiln.ops import transports as tp
+from kiln.ops.events import PULL_STOPS_AT
 from kiln.ops.transfer import TransferResult
 from kiln.store import IndexRecord
 
@@ -72,7 +73,7 @@ def pull(ctx: Context, request: PullRequest) -> TransferResult | PullResult:
     ``request.all_platforms`` keeps a whole list; the other choices are a registry
     pull's (``kiln.ops.registry.pull``). One image: ``kiln.ops.transfer.pull_image``
     parses the source. ``request.cancel`` stops it (``Cancelled``)."""
-    ctx = ctx.stopped_by(request.cancel, "the pull was cancelled")
+    ctx = ctx.stopped_by(request.cancel, "the pull was cancelled", PULL_STOPS_AT)
     if request.all_platforms:  # keep the whole list (kiln.ops.manifest_transfer)
         src = tp.parse_transport(request.source, default=tp.DOCKER)
         if src.transport == tp.DOCKER and (request.platform or request.all_tags):

@@ -35,6 +35,7 @@ from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
 from kiln.ops import image_events
 from kiln.ops.config import Config
+from kiln.ops.events import PULL_STOPS_AT
 from kiln.ops.store_copy import unpack_into
 from kiln.ops.transports import registry_reference
 from kiln.registry import RegistryOptions
@@ -321,7 +322,7 @@ def ensure_image(ctx: Context, request: PullRequest) -> str:
     contact the registry. ``request.platform`` picks a list's entry (default: the
     host's). Returns ``"sha256:<hex>"``. ``request.cancel`` stops a pull (``Cancelled``).
     """
-    ctx = ctx.stopped_by(request.cancel, "the pull was cancelled")
+    ctx = ctx.stopped_by(request.cancel, "the pull was cancelled", PULL_STOPS_AT)
     if not request.policy.asks_registry(have_local=True):
         with contextlib.suppress(NotFound, InvalidArgument):
             return ctx.store.resolve_image(request.source).id
