@@ -24,7 +24,7 @@ CALLS = {
 def test_a_string_for_a_list_is_refused_and_nothing_happens(kiln_store, busybox_image, call):
     with kiln.open_context(kiln_store.root) as ctx:
         kiln.tag_image(ctx, "busybox", "a", "p")
-        with pytest.raises(kiln.InvalidArgument, match=r": \w+ is a list of strings, not '"):
+        with pytest.raises(kiln.InvalidArgument, match=r": \w+ is a list of strings, not a str$"):
             CALLS[call](ctx)
         assert kiln.image_exists(ctx, "a") and kiln.image_exists(ctx, "p")
         assert not kiln.list_containers(ctx, all=True)
@@ -34,3 +34,18 @@ def test_a_list_of_strings_is_taken_as_before(kiln_store, busybox_image):
     with kiln.open_context(kiln_store.root) as ctx:
         kiln.tag_image(ctx, "busybox", "a")
         assert kiln.remove_images(ctx, ("a",)).untagged == ["localhost/a:latest"]
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("API_TOKEN=s3cret", "not a str"), (["API_TOKEN=s3cret", 7], "not a list holding an int"),
+     (7, "not an int")],
+)  # fmt: skip
+def test_the_error_names_the_type_not_the_value(value, said):
+    """The value was in the message: an env entry is often a secret, and the message goes
+    to logs and API answers."""
+    from kiln.util.arguments import string_list
+
+    with pytest.raises(kiln.InvalidArgument) as refused:
+        string_list(value, "run_in_container: env")
+    assert str(refused.value) == f"run_in_container: env is a list of strings, {said}"

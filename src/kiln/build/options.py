@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from kiln.errors import InvalidArgument
 from kiln.runtime.options import RunSettings
-from kiln.util.arguments import as_path, string_list
+from kiln.util.arguments import as_path, check_string_map, string_list
 from kiln.util.choices import Compression, ImageFormat, PullPolicy
 from kiln.util.lazy_dataclass import dataclass
 
@@ -142,9 +141,7 @@ def _check_strings(opts: BuildOptions) -> None:
     for name in _LISTS:
         string_list(getattr(opts, name), f"BuildOptions.{name}")
     for name in _MAPPINGS:
-        value = getattr(opts, name)
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise InvalidArgument(f"BuildOptions.{name} maps strings to strings, not {value!r}")
+        check_string_map(getattr(opts, name), f"BuildOptions.{name}")
 
 
 @dataclass
