@@ -28,6 +28,8 @@ import kiln
 KILN = os.path.dirname(kiln.__file__) + os.sep
 _CALLS = {dis.opmap[name] for name in ("CALL", "CALL_FUNCTION_EX") if name in dis.opmap}
 _after_calls: dict[CodeType, frozenset[int]] = {}
+#: where the last trial sent its Ctrl-C (``kiln/...py:line``), for a failure to name
+sent_at = ""
 
 
 def _points(code: CodeType) -> frozenset[int]:
@@ -47,9 +49,12 @@ def ctrl_c_at_point(
     the files whose names start with one of ``within``: a call that passes thousands of
     points is tried where it is under test); returns whether a ``KeyboardInterrupt`` came
     out of it and how many points it passed."""
+    global sent_at
     seen = 0
+    sent_at = ""
 
     def trace(frame: Any, event: str, arg: Any) -> Any:
+        global sent_at
         nonlocal seen
         if event == "call":
             if not frame.f_code.co_filename.startswith(within):
@@ -60,6 +65,7 @@ def ctrl_c_at_point(
         if event == "opcode" and frame.f_lasti in _points(frame.f_code):
             seen += 1
             if seen == n:
+                sent_at = f"{os.path.relpath(frame.f_code.co_filename, KILN)}:{frame.f_lineno}"
                 signal.raise_signal(signal.SIGINT)  # Python's handler raises it here
         return trace
 
@@ -154,9 +160,8 @@ def assert_whole_at_every_point(
             problems += _opened_since(before)
             before = open_fds()  # a leak is reported once, not by every later trial
         if problems:
-            failures.append(
-                f"point {n} ({'interrupted' if interrupted else 'finished'}): {problems}"
-            )
+            how = "interrupted" if interrupted else "finished"
+            failures.append(f"point {n} at {sent_at} ({how}): {problems}")
         set_up()
     assert trials > 5, "the call ran no kiln code: the trials never reached it"
     assert not failures, "\n".join(failures)
