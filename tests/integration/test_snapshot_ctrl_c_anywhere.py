@@ -78,11 +78,9 @@ CALLS: dict[str, tuple[Callable[[Snapshotter], object], Callable[[Snapshotter], 
 }
 
 
-# where a Ctrl-C as a file is opened leaves its descriptor open: a layer's unpacking, the
-# copy driver's copies, GC's walks (not checked there yet)
-FD_WINDOWS = {("overlay", "unpack"), ("overlay", "gc")} | {
-    ("copy", name) for name in ("prepare", "view", "commit-and-go-on", "unpack", "gc")
-}
+# where a Ctrl-C as a layer's file or directory is opened leaves its descriptor open (the
+# in-root resolver's opens return the descriptor through several calls): not checked yet
+FD_WINDOWS = {("overlay", "unpack"), ("copy", "unpack")}
 
 
 @pytest.mark.parametrize("name", list(CALLS))

@@ -39,6 +39,7 @@ from kiln.archive.tar_header import (
 )
 from kiln.errors import Conflict, InvalidArgument, KilnError
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.owned_open import open_into
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -220,13 +221,14 @@ def _write_file(
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     if entry.expect is not None:
         flags |= os.O_NONBLOCK  # a FIFO put in its place must not block the build
+    fds: list[int] = []  # the file's descriptor, closed even if a Ctrl-C lands as it opens
     try:
-        fd = os.open(entry.source, flags)
-    except OSError as exc:
-        if entry.expect is not None:
-            raise _changed(entry) from None
-        raise InvalidArgument(f"cannot read {entry.source}: {exc.strerror}") from None
-    try:
+        try:
+            fd = open_into(fds, entry.source, flags)
+        except OSError as exc:
+            if entry.expect is not None:
+                raise _changed(entry) from None
+            raise InvalidArgument(f"cannot read {entry.source}: {exc.strerror}") from None
         st = os.fstat(fd)
         if entry.expect is not None and _identity(st) != entry.expect:
             raise _changed(entry)
@@ -258,7 +260,8 @@ def _write_file(
             on_content(entry, st, hashlib.sha256(data).hexdigest())
         sink.write(header + data + bytes(-entry.size % BLOCKSIZE))
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:

@@ -22,6 +22,7 @@ import stat
 
 from kiln.archive.changes import is_opaque, is_whiteout
 from kiln.archive.layer_xattrs import OVERLAY_XATTR_PREFIXES, layer_may_set
+from kiln.util.owned_open import open_into
 
 
 def merge_layers(layers_top_first: list[str], dest: str) -> None:
@@ -117,28 +118,37 @@ def _copy_node(src: str, dst: str, st: os.stat_result, plain: bool = False) -> b
 
 
 def _copy_file(src: str, dst: str, size: int) -> None:
-    fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    ins: list[int] = []  # each closed by its ``finally`` even if a Ctrl-C lands as it opens
+    outs: list[int] = []
     try:
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fin = open_into(ins, src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
-            done = 0
-            try:
-                while done < size:
-                    n = os.copy_file_range(fin, fout, size - done)
-                    if n == 0:
-                        break
-                    done += n
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                    raise
-                os.lseek(fin, done, os.SEEK_SET)
-                os.lseek(fout, done, os.SEEK_SET)
-                while chunk := os.read(fin, 1 << 20):
-                    os.write(fout, chunk)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            fout = open_into(outs, dst, flags, 0o600)
+            _copy_bytes(fin, fout, size)
         finally:
-            os.close(fout)
+            for fd in outs:
+                os.close(fd)
     finally:
-        os.close(fin)
+        for fd in ins:
+            os.close(fd)
+
+
+def _copy_bytes(fin: int, fout: int, size: int) -> None:
+    done = 0
+    try:
+        while done < size:
+            n = os.copy_file_range(fin, fout, size - done)
+            if n == 0:
+                break
+            done += n
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        os.lseek(fin, done, os.SEEK_SET)
+        os.lseek(fout, done, os.SEEK_SET)
+        while chunk := os.read(fin, 1 << 20):
+            os.write(fout, chunk)
 
 
 #: xattrs a copy goes on without: those the file system or the caller may not set (and, for

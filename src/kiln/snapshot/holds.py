@@ -9,10 +9,11 @@ that died is held by nobody, and goes once its grace period is over.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import threading
+
+from kiln.util.owned_open import open_into
 
 _held: dict[str, int] = {}  # snapshot directory -> the descriptor holding it
 _lock = threading.Lock()
@@ -39,15 +40,18 @@ def release(path: str) -> None:
 
 def in_use(path: str) -> bool:
     """Whether any process (this one included) holds the snapshot directory ``path``."""
+    fds: list[int] = []
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = open_into(fds, path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except (FileNotFoundError, NotADirectoryError):
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        for fd in fds:
+            try:  # not ``contextlib.suppress``: its call would be a point before the close
+                os.close(fd)
+            except OSError:
+                pass
     return False
