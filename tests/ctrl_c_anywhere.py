@@ -115,14 +115,17 @@ def open_fds() -> dict[str, str]:
 
 
 def _opened_since(before: dict[str, str]) -> list[str]:
-    """The descriptors open now and not in ``before``, once the garbage is collected (a
-    descriptor only a dropped object in a cycle holds is closed with it; collected only
-    when one is found: a collection costs ~0.1 s)."""
-    if not open_fds().keys() - before:
+    """The descriptors open now and not in ``before``: those left open, and those only a
+    garbage collection closes (a dropped object in a cycle holds them: a long-lived process
+    keeps them until its next collection). A collection only when one is found: ~0.1 s."""
+    then = open_fds()
+    if not then.keys() - before.keys():
         return []
     gc.collect()
     now = open_fds()
-    return [f"fd {fd} left open: {now[fd]}" for fd in sorted(now.keys() - before, key=int)]
+    left = [f"fd {fd} left open: {now[fd]}" for fd in sorted(now.keys() - before, key=int)]
+    collected = sorted(then.keys() - before.keys() - now.keys(), key=int)
+    return left + [f"fd {fd} closed only by gc: {then[fd]}" for fd in collected]
 
 
 def assert_whole_at_every_point(

@@ -33,6 +33,7 @@ from kiln.image.transports.docker_archive import docker_archive_images, open_doc
 from kiln.image.transports.oci_archive import oci_archive_images, open_oci_archive
 from kiln.image.transports.oci_layout import open_oci_layout
 from kiln.oci.platform import Platform
+from kiln.util.held_signals import finish_held
 
 #: (image, names) pairs to write; names are ref.name annotations or RepoTags.
 Items = Iterable[tuple[Image, Sequence[str]]]
@@ -99,7 +100,12 @@ def write_images(
 
 
 def close_source(img: Image) -> None:
-    """Close what an opened source holds open (an archive's file), if anything."""
+    """Close what an opened source holds open (an archive's file), if anything: held, so a
+    Ctrl-C meanwhile leaves it for no garbage collection to close (the image is in a cycle)."""
+    finish_held(lambda: _close_blobs(img))
+
+
+def _close_blobs(img: Image) -> None:
     close = getattr(img.blobs, "close", None)
     if close is not None:
         close()
