@@ -189,8 +189,10 @@ CALLS: dict[str, tuple[Callable[[Case], object], Callable[[Case], object], tuple
 }
 
 
-# where a Ctrl-C as a file is copied in leaves its descriptor open (the copier's opens, and
-# the in-root resolver's, return the descriptor through several calls): not checked yet
+# where a Ctrl-C as a file is copied in leaves its descriptor open, not checked yet: the
+# copier's descriptors come from the in-root resolver, which hands them back as ints through
+# several calls, and the roots' own between ``SafeRoot(...)`` returning and the ``with``
+# (see test_snapshot_ctrl_c_anywhere's FD_WINDOWS)
 FD_WINDOWS = {"copy"}
 
 # every call on overlay; on the copy driver, the commit, which reads the image's own tree

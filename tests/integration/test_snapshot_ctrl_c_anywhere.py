@@ -78,8 +78,12 @@ CALLS: dict[str, tuple[Callable[[Snapshotter], object], Callable[[Snapshotter], 
 }
 
 
-# where a Ctrl-C as a layer's file or directory is opened leaves its descriptor open (the
-# in-root resolver's opens return the descriptor through several calls): not checked yet
+# where a Ctrl-C as a layer's file or directory is opened leaves its descriptor open, not
+# checked yet: the in-root resolver (util.inroot, archive.safe_root) hands its descriptors
+# back as ints through several calls (openat2's, the kept parent's, a new file's), and its
+# own root's between ``SafeRoot(...)`` returning and the ``with`` taking it; closing those
+# needs the resolver to own what it opens until the caller's ``finally`` does (an owner list
+# threaded through it and its callers), not a per-site change
 FD_WINDOWS = {("overlay", "unpack"), ("copy", "unpack")}
 
 
