@@ -441,7 +441,7 @@ def apply_layer(
         hashing = HashingReader(reader)
         tail = _TailReader(hashing, entry_end_ok)
         entries = 0
-        with SafeRoot(target_dir) as root:
+        with SafeRoot.opened(target_dir) as root:
             root.writeback = start_writeback
             root.keep_parent()
             applier = _Applier(root, whiteouts, chown)

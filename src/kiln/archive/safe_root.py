@@ -19,6 +19,7 @@ from kiln.archive.streams import ByteReader
 from kiln.errors import InvalidArgument
 from kiln.util.atomic import start_writeback
 from kiln.util.inroot import MAX_SYMLINKS, Followed, InRoot, split_path
+from kiln.util.owned_open import open_into
 
 _CHUNK = 1 << 20
 _WRITEBACK_MIN = 256 << 10
@@ -29,7 +30,7 @@ class SafeRoot(InRoot):
     context manager."""
 
     _keep_parent = False
-    _kept: tuple[str, int] | None = None  # (parent path, its O_PATH fd) of the last operation
+    _kept_where = ""  # the parent path of the last operation, whose O_PATH fd is kept
 
     def keep_parent(self) -> None:
         """Reuse the parent directory's fd while operations stay in one directory (a layer's
@@ -41,6 +42,7 @@ class SafeRoot(InRoot):
         then another path, which drops the kept fd first. Needs openat2.
         """
         self._keep_parent = self._openat2
+        self._kept: list[int] = []  # the kept fd, opened straight into it (``owned_open``)
 
     def _parent(self, rel: str) -> tuple[int, str]:
         if not self._keep_parent:
@@ -50,29 +52,33 @@ class SafeRoot(InRoot):
             return self._open_parent(rel)  # raises
         where = "/".join(parts[:-1])
         kept = self._kept
-        if kept is not None:
-            if kept[0] == where:
-                return kept[1], parts[-1]
-            self._kept = None
-            os.close(kept[1])
+        if kept:
+            if self._kept_where == where:
+                return kept[0], parts[-1]
+            fd = kept[0]
+            del kept[:]  # no call between this and the close: no point a signal lands at
+            os.close(fd)
+        self._kept_where = where
         try:
-            fd = self._open_dir_without_symlinks(where)
+            fd = self._open_dir_without_symlinks(where, kept)
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
             return self._open_parent(rel)  # a symlink on the way: resolved anew each time
-        self._kept = (where, fd)
         return fd, parts[-1]
 
     def _release(self, fd: int) -> None:
-        if self._kept is None or self._kept[1] != fd:
+        if not self._keep_parent or not self._kept or self._kept[0] != fd:
             os.close(fd)
 
     def close(self) -> None:
-        if self._kept is not None:
-            os.close(self._kept[1])
-            self._kept = None
-        super().close()
+        try:
+            if self._keep_parent and self._kept:
+                fd = self._kept[0]
+                del self._kept[:]
+                os.close(fd)
+        finally:
+            InRoot.close(self)  # not ``super()``: a call, so a point before the close
 
     # -- creation -------------------------------------------------------------------
 
@@ -107,7 +113,7 @@ class SafeRoot(InRoot):
         if _depth > MAX_SYMLINKS:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), rel)
         parts = split_path(rel)
-        if self._kept is not None and self._kept[0] == "/".join(parts):
+        if self._keep_parent and self._kept and self._kept_where == "/".join(parts):
             return  # the kept parent: a directory, reached without symlinks, still there
         for i in range(1, len(parts) + 1):
             try:
@@ -151,11 +157,21 @@ class SafeRoot(InRoot):
 
     def open_file_for_write(self, rel: str, mode: int = 0o644) -> int:
         """A new, truncated regular file (an existing non-directory is unlinked first)."""
+        fds: list[int] = []
+        try:
+            return self._create_into(fds, rel, mode)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+
+    def _create_into(self, fds: list[int], rel: str, mode: int) -> int:
+        """``open_file_for_write``, its fd appended to ``fds`` as it opens (``owned_open``)."""
         pfd, name = self._parent(rel)
         try:
             self._clear_final(pfd, name)
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(name, flags, mode & 0o777, dir_fd=pfd)
+            fd = open_into(fds, name, flags, mode & 0o777, dir_fd=pfd)
         finally:
             self._release(pfd)
         os.fchmod(fd, mode & 0o7777)
@@ -168,9 +184,10 @@ class SafeRoot(InRoot):
 
     def write_file(self, rel: str, src_stream: ByteReader, mode: int = 0o644) -> int:
         """Write ``src_stream`` to ``rel`` in chunks; returns the bytes written."""
-        fd = self.open_file_for_write(rel, mode)
+        fds: list[int] = []
         total = 0
         try:
+            fd = self._create_into(fds, rel, mode)
             buf = bytearray(_CHUNK)
             view = memoryview(buf)
             readinto = getattr(src_stream, "readinto", None)
@@ -191,7 +208,8 @@ class SafeRoot(InRoot):
             if self.writeback and total >= _WRITEBACK_MIN:
                 start_writeback(fd)
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
         return total
 
     def symlink(self, target: str, rel: str) -> None:
@@ -306,13 +324,15 @@ class SafeRoot(InRoot):
 
     def chmod(self, rel: str, mode: int) -> None:
         """Set permission bits (incl. setuid/setgid/sticky); a symlink is left alone."""
-        fd = self.open_path(rel)
+        fds: list[int] = []
         try:
+            fd = self._open_path_into(fds, rel)
             if stat.S_ISLNK(os.fstat(fd).st_mode):
                 return
             os.chmod(f"/proc/self/fd/{fd}", mode & 0o7777)
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     def utime(self, rel: str, atime_ns: int, mtime_ns: int, follow: bool = False) -> None:
         if follow or not split_path(rel):
@@ -330,22 +350,27 @@ class SafeRoot(InRoot):
 
     def setxattr(self, rel: str, name: str, value: bytes) -> None:
         """Set an extended attribute on ``rel`` itself (not on a symlink's target)."""
-        fd = self.open_path(rel)
+        fds: list[int] = []
         try:
+            fd = self._open_path_into(fds, rel)
             os.setxattr(f"/proc/self/fd/{fd}", name, value)
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     def getxattr(self, rel: str, name: str) -> bytes | None:
-        fd = self.open_path(rel)
+        fds: list[int] = []
         try:
-            return os.getxattr(f"/proc/self/fd/{fd}", name)
-        except OSError as exc:
-            if exc.errno in (errno.ENODATA, errno.ENOTSUP):
-                return None
-            raise
+            fd = self._open_path_into(fds, rel)
+            try:
+                return os.getxattr(f"/proc/self/fd/{fd}", name)
+            except OSError as exc:
+                if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+                    return None
+                raise
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
 
 def _remove_tree(pfd: int, name: str) -> None:

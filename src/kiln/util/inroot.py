@@ -21,6 +21,7 @@ check) and the build context read and resolve through it directly.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -28,11 +29,13 @@ import platform
 import posixpath
 import stat
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import field
-from typing import Self
+from typing import Any, Self
 
 from kiln.errors import InvalidArgument
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.owned_open import open_into
 
 _SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -53,24 +56,33 @@ _openat2_ok: bool | None = None if platform.machine() in ("x86_64", "aarch64") e
 
 
 def _openat2(
-    dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = RESOLVE_IN_ROOT
+    dirfd: int,
+    path: str,
+    flags: int,
+    mode: int = 0,
+    resolve: int = RESOLVE_IN_ROOT,
+    into: list[int] | None = None,
 ) -> int:
+    """openat2(2); with ``into``, the descriptor is appended to it as the system call
+    returns, before a Ctrl-C can land (see ``util.owned_open``)."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
         _libc.syscall.restype = ctypes.c_long
     how = OpenHow(flags | os.O_CLOEXEC, mode, resolve | RESOLVE_NO_MAGICLINKS)
-    encoded = os.fsencode(path)
+    args = (
+        (_SYS_OPENAT2,),
+        (ctypes.c_int(dirfd),),
+        (ctypes.c_char_p(os.fsencode(path)),),
+        (ctypes.byref(how),),
+        (ctypes.c_size_t(ctypes.sizeof(how)),),
+    )
+    fds = [] if into is None else into
     for _ in range(16):  # EAGAIN: a concurrent rename raced the lookup; retry
-        fd = _libc.syscall(
-            _SYS_OPENAT2,
-            ctypes.c_int(dirfd),
-            ctypes.c_char_p(encoded),
-            ctypes.byref(how),
-            ctypes.c_size_t(ctypes.sizeof(how)),
-        )
-        if fd >= 0:
-            return int(fd)
+        fds += map(_libc.syscall, *args)
+        if fds[-1] >= 0:
+            return fds[-1]
+        del fds[-1]
         err = ctypes.get_errno()
         if err != errno.EAGAIN:
             raise OSError(err, os.strerror(err), path)
@@ -164,10 +176,38 @@ class InRoot:
     isolation's init) opens its own ``InRoot`` after the change, since lookups from an fd
     see the mounts of the namespace it was opened in."""
 
-    def __init__(self, root_path: str, *, use_openat2: bool | None = None):
+    def __init__(
+        self,
+        root_path: str,
+        *,
+        use_openat2: bool | None = None,
+        _owner: list[int] | None = None,
+    ):
         self.path = root_path
-        self.fd = os.open(root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self._openat2 = openat2_available() if use_openat2 is None else use_openat2
+        # the root's fd, opened straight into it: ``opened``'s, which its ``finally`` closes
+        # if the root is not closed, or the root's own
+        self._root_fds = [] if _owner is None else _owner
+        try:
+            self.fd = open_into(
+                self._root_fds, root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    @contextlib.contextmanager
+    def opened(cls, root_path: str, **kwargs: Any) -> Iterator[Self]:
+        """``with cls(root_path, ...) as root``, where a Ctrl-C landing as the root is made,
+        before the ``with`` has it, closes the root's fd too."""
+        fds: list[int] = []
+        try:
+            with cls(root_path, _owner=fds, **kwargs) as root:
+                yield root
+        finally:
+            for fd in fds:  # only if the root was not closed
+                os.close(fd)
 
     def __enter__(self) -> Self:
         return self
@@ -176,9 +216,12 @@ class InRoot:
         self.close()
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
+        fds = self._root_fds
+        if fds:
+            fd = fds[0]
+            del fds[:]  # no call between this and the close: no point a signal lands at
             self.fd = -1
+            os.close(fd)
 
     # -- resolution -----------------------------------------------------------------
 
@@ -262,14 +305,24 @@ class InRoot:
             walk.close()
             raise
 
-    def _open(self, parts: list[str], flags: int, *, beneath: bool = False) -> int:
+    def _open(
+        self, parts: list[str], flags: int, *, beneath: bool = False, into: list[int] | None = None
+    ) -> int:
         """Open ``parts`` resolved in-root, following symlinks (also the last one).
 
         ``beneath``: a symlink that would leave the root (absolute, or ``..`` above it) is
-        refused with EXDEV instead of being resolved as if the root were ``/``."""
+        refused with EXDEV instead of being resolved as if the root were ``/``. ``into``:
+        the fd is appended to it, as it opens with openat2 (``_openat2``); after the walk
+        by hand without it."""
         if self._openat2:
             resolve = RESOLVE_BENEATH if beneath else RESOLVE_IN_ROOT
-            return _openat2(self.fd, "/".join(parts) or ".", flags, resolve=resolve)
+            return _openat2(self.fd, "/".join(parts) or ".", flags, resolve=resolve, into=into)
+        fd = self._open_walked(parts, flags, beneath)
+        if into is not None:
+            into.append(fd)
+        return fd
+
+    def _open_walked(self, parts: list[str], flags: int, beneath: bool) -> int:
         asked = "/".join(parts)
         try:
             walk = self._walk(parts, beneath=beneath)
@@ -307,11 +360,12 @@ class InRoot:
         fd = self._open(parts[:-1], os.O_PATH | os.O_DIRECTORY)
         return fd, parts[-1]
 
-    def _open_dir_without_symlinks(self, rel: str) -> int:
-        """An O_PATH fd of directory ``rel`` if no component of it is a symlink (openat2
-        only); ELOOP if one is."""
+    def _open_dir_without_symlinks(self, rel: str, into: list[int]) -> int:
+        """An O_PATH fd of directory ``rel`` (appended to ``into``, as ``_openat2``) if no
+        component of it is a symlink (openat2 only); ELOOP if one is."""
         flags = os.O_PATH | os.O_DIRECTORY
-        return _openat2(self.fd, rel or ".", flags, resolve=RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
+        resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS
+        return _openat2(self.fd, rel or ".", flags, resolve=resolve, into=into)
 
     def _release(self, fd: int) -> None:
         """Done with an fd from :meth:`_parent` (a subclass may keep it for the next call)."""
@@ -335,12 +389,24 @@ class InRoot:
     def open_path(self, rel: str, *, follow: bool = False, beneath: bool = False) -> int:
         """An O_PATH fd of ``rel``; the final symlink is followed in-root only if ``follow``.
         ``beneath``: a symlink leading out of the root is refused (EXDEV), not clamped."""
+        fds: list[int] = []
+        try:
+            return self._open_path_into(fds, rel, follow=follow, beneath=beneath)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+
+    def _open_path_into(
+        self, fds: list[int], rel: str, *, follow: bool = False, beneath: bool = False
+    ) -> int:
+        """``open_path``, its fd appended to ``fds`` as it opens (``util.owned_open``)."""
         parts = split_path(rel)
         if follow or not parts:
-            return self._open(parts, os.O_PATH, beneath=beneath)
+            return self._open(parts, os.O_PATH, beneath=beneath, into=fds)
         pfd, name = self._parent(rel)
         try:
-            return os.open(name, _PATH_NOFOLLOW, dir_fd=pfd)
+            return open_into(fds, name, _PATH_NOFOLLOW, dir_fd=pfd)
         finally:
             self._release(pfd)
 
