@@ -32,12 +32,25 @@ _after_calls: dict[CodeType, frozenset[int]] = {}
 sent_at = ""
 
 
+def _handler(entries: list[Any], offset: int) -> int | None:
+    """Where an exception raised at ``offset`` goes (the ``except``/``finally`` covering it)."""
+    return next((e.target for e in entries if e.start <= offset < e.end), None)
+
+
 def _points(code: CodeType) -> frozenset[int]:
-    """The offsets of ``code``'s instructions that follow a call."""
+    """The offsets of ``code``'s instructions that follow a call, where the same handler
+    covers both: a real signal is raised by the call's own instruction, so a ``return f()``
+    in a ``try`` goes to its ``finally``; the trace can only raise at the next instruction,
+    which there is the start of the ``finally``'s copy for the normal way out, uncovered."""
     points = _after_calls.get(code)
     if points is None:
         ins = list(dis.get_instructions(code))
-        points = frozenset(b.offset for a, b in itertools.pairwise(ins) if a.opcode in _CALLS)
+        entries = dis.Bytecode(code).exception_entries
+        points = frozenset(
+            b.offset
+            for a, b in itertools.pairwise(ins)
+            if a.opcode in _CALLS and _handler(entries, a.offset) == _handler(entries, b.offset)
+        )
         _after_calls[code] = points
     return points
 
