@@ -8,11 +8,12 @@ points are those of the working-container code, of the unpacking of a ``from``'s
 of the writing of a commit's layer. The calls run on the overlay snapshotter, the commit on
 the copy one too (it reads the image's tree). After each trial, whether the call finished
 or raised ``KeyboardInterrupt``: ``kiln system check`` finds nothing, no lease, ingest,
-staged file or export's temporary file is left, no descriptor the trial opened is open,
-the snapshotter's rows and directories agree, nothing is mounted under the store but what
-a container records as ``kiln mount``'s (and that is mounted), and the container is either
-there and usable (its commit and its rm work) or gone entirely: no container without its
-snapshot, no snapshot no container names. Then the call works again (the next trial).
+staged file or export's temporary file is left, no descriptor the trial opened is open
+(nor closed only by a garbage collection), the snapshotter's rows and directories agree,
+nothing is mounted under the store but what a container records as ``kiln mount``'s (and
+that is mounted), and the container is either there and usable (its commit and its rm
+work) or gone entirely: no container without its snapshot, no snapshot no container names.
+Then the call works again (the next trial).
 """
 
 from __future__ import annotations
@@ -189,12 +190,6 @@ CALLS: dict[str, tuple[Callable[[Case], object], Callable[[Case], object], tuple
 }
 
 
-# where a Ctrl-C as a file is copied in leaves its descriptor open, not checked yet: the
-# copier's descriptors come from the in-root resolver, which hands them back as ints through
-# several calls, and the roots' own between ``SafeRoot(...)`` returning and the ``with``
-# (see test_snapshot_ctrl_c_anywhere's FD_WINDOWS)
-FD_WINDOWS = {"copy"}
-
 # every call on overlay; on the copy driver, the commit, which reads the image's own tree
 # besides the container's there (Builder.base_view) where overlay reads the upper
 DRIVER_CALLS = [("overlay", name) for name in CALLS] + [("copy", "commit")]
@@ -210,5 +205,5 @@ def test_ctrl_c_at_any_point_leaves_the_containers_whole(case: Case, name) -> No
         lambda: left_behind(case),
         lambda: _set_right(case),
         within,
-        fds=name not in FD_WINDOWS,
+        fds=True,
     )

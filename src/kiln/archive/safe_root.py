@@ -159,13 +159,13 @@ class SafeRoot(InRoot):
         """A new, truncated regular file (an existing non-directory is unlinked first)."""
         fds: list[int] = []
         try:
-            return self._create_into(fds, rel, mode)
+            return self.open_file_for_write_into(fds, rel, mode)
         except BaseException:
             for fd in fds:
                 os.close(fd)
             raise
 
-    def _create_into(self, fds: list[int], rel: str, mode: int) -> int:
+    def open_file_for_write_into(self, fds: list[int], rel: str, mode: int) -> int:
         """``open_file_for_write``, its fd appended to ``fds`` as it opens (``owned_open``)."""
         pfd, name = self._parent(rel)
         try:
@@ -187,7 +187,7 @@ class SafeRoot(InRoot):
         fds: list[int] = []
         total = 0
         try:
-            fd = self._create_into(fds, rel, mode)
+            fd = self.open_file_for_write_into(fds, rel, mode)
             buf = bytearray(_CHUNK)
             view = memoryview(buf)
             readinto = getattr(src_stream, "readinto", None)
@@ -326,7 +326,7 @@ class SafeRoot(InRoot):
         """Set permission bits (incl. setuid/setgid/sticky); a symlink is left alone."""
         fds: list[int] = []
         try:
-            fd = self._open_path_into(fds, rel)
+            fd = self.open_path_into(fds, rel)
             if stat.S_ISLNK(os.fstat(fd).st_mode):
                 return
             os.chmod(f"/proc/self/fd/{fd}", mode & 0o7777)
@@ -352,7 +352,7 @@ class SafeRoot(InRoot):
         """Set an extended attribute on ``rel`` itself (not on a symlink's target)."""
         fds: list[int] = []
         try:
-            fd = self._open_path_into(fds, rel)
+            fd = self.open_path_into(fds, rel)
             os.setxattr(f"/proc/self/fd/{fd}", name, value)
         finally:
             for fd in fds:
@@ -361,7 +361,7 @@ class SafeRoot(InRoot):
     def getxattr(self, rel: str, name: str) -> bytes | None:
         fds: list[int] = []
         try:
-            fd = self._open_path_into(fds, rel)
+            fd = self.open_path_into(fds, rel)
             try:
                 return os.getxattr(f"/proc/self/fd/{fd}", name)
             except OSError as exc:

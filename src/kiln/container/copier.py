@@ -43,6 +43,7 @@ from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument
 from kiln.util.inroot import Followed
 from kiln.util.lazy_dataclass import dataclass
+from kiln.util.owned_open import open_into
 
 from .chmod import Chmod
 
@@ -254,25 +255,28 @@ class TreeCopier:
 
     def copy_top(self, src: SafeRoot, rel: str, target: str, label: str) -> None:
         """Copy source ``rel`` (followed in-root) to ``target``; a directory copies its contents."""
-        pfd = src.open_path(rel, follow=True)
-        try:
+        pfds: list[int] = []  # each list closed by its ``finally`` even if a Ctrl-C lands
+        try:  # as it opens (``util.owned_open``)
+            pfd = src.open_path_into(pfds, rel, follow=True)
             st = os.fstat(pfd)
-            if stat.S_ISDIR(st.st_mode):
-                dfd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+                fds: list[int] = []
                 try:
-                    self._dir(dfd, st, target, label, top=True)
+                    flags = os.O_RDONLY | os.O_CLOEXEC
+                    if stat.S_ISDIR(st.st_mode):
+                        dfd = open_into(fds, f"/proc/self/fd/{pfd}", flags | os.O_DIRECTORY)
+                        self._dir(dfd, st, target, label, top=True)
+                    else:
+                        ffd = open_into(fds, f"/proc/self/fd/{pfd}", flags)
+                        self._file(ffd, st, target, label)
                 finally:
-                    os.close(dfd)
-            elif stat.S_ISREG(st.st_mode):
-                ffd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    self._file(ffd, st, target, label)
-                finally:
-                    os.close(ffd)
+                    for fd in fds:
+                        os.close(fd)
             else:
                 self._special(st, target, label, link_target=None)
         finally:
-            os.close(pfd)
+            for fd in pfds:
+                os.close(fd)
 
     # -- entries -----------------------------------------------------------------------
 
@@ -361,12 +365,13 @@ class TreeCopier:
             self.dst.hardlink(self.links[key], target)
             self.hash.add(label, "link", 0, self.links[key])
             return
-        if tfd >= 0:
-            out = self._create_at(tfd, posixpath.basename(target), target)
-        else:
-            self._replace_dir(target)
-            out = self.dst.open_file_for_write(target, 0o600)
+        outs: list[int] = []  # closed even if a Ctrl-C lands as it opens (``owned_open``)
         try:
+            if tfd >= 0:
+                out = self._create_at(outs, tfd, posixpath.basename(target), target)
+            else:
+                self._replace_dir(target)
+                out = self.dst.open_file_for_write_into(outs, target, 0o600)
             digest = self._content(ffd, out, label, opened)
             xattrs = read_xattrs(ffd, overlay=True)
             if self.opts.chown_needed:
@@ -376,10 +381,12 @@ class TreeCopier:
             os.fchmod(out, self._mode(st))
             os.utime(out, ns=(st.st_mtime_ns, st.st_mtime_ns))
         except BaseException:
-            self._discard(out, tfd, target)
+            if outs:  # made here: not left half-written
+                self._discard(outs[0], tfd, target)
             raise
         finally:
-            os.close(out)
+            for fd in outs:
+                os.close(fd)
         self.hash.add(label, "file", self._mode(st), digest, xattrs)
         if st.st_nlink > 1:
             self.links[key] = target
@@ -419,12 +426,12 @@ class TreeCopier:
                 part = part[os.write(out, part) :]
         return h.hexdigest()
 
-    def _create_at(self, tfd: int, name: str, target: str) -> int:
-        """A new file ``name`` in directory ``tfd`` (mode 0600 until its metadata is set): a
-        non-directory already there is replaced, a directory refused (as ``_replace_dir``);
-        the name is never followed."""
+    def _create_at(self, fds: list[int], tfd: int, name: str, target: str) -> int:
+        """A new file ``name`` in directory ``tfd`` (mode 0600 until its metadata is set),
+        appended to ``fds`` as it opens: a non-directory already there is replaced, a
+        directory refused (as ``_replace_dir``); the name is never followed."""
         try:
-            return os.open(name, _NEW_FILE, 0o600, dir_fd=tfd)  # the common case: a new name
+            return open_into(fds, name, _NEW_FILE, 0o600, dir_fd=tfd)  # the common case
         except FileExistsError:
             pass
         try:
@@ -435,7 +442,7 @@ class TreeCopier:
             if stat.S_ISDIR(st.st_mode):
                 self._replace_dir(target)  # raises: a file cannot replace a directory
             os.unlink(name, dir_fd=tfd)
-        return os.open(name, _NEW_FILE, 0o600, dir_fd=tfd)
+        return open_into(fds, name, _NEW_FILE, 0o600, dir_fd=tfd)
 
     def _special(
         self, st: os.stat_result, target: str, label: str, link_target: str | None

@@ -117,7 +117,7 @@ def copy_into(
     mode = parse_chmod(chmod) if chmod else None  # octal or symbolic, per entry
     dest_path, dest_is_dir = resolve_dest(dest, workdir)
     with (
-        SafeRoot(rootfs) as dst,
+        SafeRoot.opened(rootfs) as dst,
         _context_root(context_dir) as ctx,
         tempfile.TemporaryDirectory(prefix="kiln-add-", dir=tmpdir) as tmp,
         contextlib.ExitStack() as clones,
@@ -178,13 +178,13 @@ def copy_into(
 
 @contextlib.contextmanager
 def _context_root(context_dir: str) -> Iterator[SafeRoot]:
-    try:
-        root = SafeRoot(context_dir)
-    except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(
-            f"build context {context_dir} does not exist or is not a directory"
-        ) from None
-    with root:
+    with contextlib.ExitStack() as stack:
+        try:
+            root = stack.enter_context(SafeRoot.opened(context_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(
+                f"build context {context_dir} does not exist or is not a directory"
+            ) from None
         yield root
 
 
@@ -301,9 +301,10 @@ def _place_download(
     else:
         target = _in_parent(dst, dest_path, opts)
     mode = opts.mode_for(0o600)  # a download is 0600 before --chmod
+    outs: list[int] = []  # closed even if a Ctrl-C lands as it opens (``util.owned_open``)
     with open(item.path, "rb") as f:
-        out = dst.open_file_for_write(target, 0o600)
         try:
+            out = dst.open_file_for_write_into(outs, target, 0o600)
             while chunk := f.read(_CHUNK):
                 view = memoryview(chunk)
                 while view:
@@ -314,5 +315,6 @@ def _place_download(
             if item.mtime is not None:
                 os.utime(out, (item.mtime, item.mtime))
         finally:
-            os.close(out)
+            for fd in outs:
+                os.close(fd)
     return target

@@ -258,11 +258,13 @@ def resolve_dest(dest: str, workdir: str) -> tuple[str, bool]:
 
 def is_dir_in(root: SafeRoot, rel: str) -> bool:
     """Whether ``rel`` is (or is a symlink resolving in-root to) a directory."""
+    fds: list[int] = []  # closed even if a Ctrl-C lands as it opens
     try:
-        fd = root.open_path(rel, follow=True)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    try:
+        try:
+            fd = root.open_path_into(fds, rel, follow=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
         return stat.S_ISDIR(os.fstat(fd).st_mode)
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)

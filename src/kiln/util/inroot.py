@@ -391,13 +391,13 @@ class InRoot:
         ``beneath``: a symlink leading out of the root is refused (EXDEV), not clamped."""
         fds: list[int] = []
         try:
-            return self._open_path_into(fds, rel, follow=follow, beneath=beneath)
+            return self.open_path_into(fds, rel, follow=follow, beneath=beneath)
         except BaseException:
             for fd in fds:
                 os.close(fd)
             raise
 
-    def _open_path_into(
+    def open_path_into(
         self, fds: list[int], rel: str, *, follow: bool = False, beneath: bool = False
     ) -> int:
         """``open_path``, its fd appended to ``fds`` as it opens (``util.owned_open``)."""
