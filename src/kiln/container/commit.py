@@ -169,7 +169,7 @@ def settled(root: str, entries: Iterator[TarEntry], timestamp: int | None) -> It
     ``kiln export`` see what they see of the same image pulled or loaded elsewhere, and
     what they make of those times (an archive, a compiled file) is reproducible too. Done
     as the layer is written: no second walk of the tree, nothing held."""
-    with InRoot(root) as tree, _Parents(tree) as parents:
+    with InRoot.opened(root) as tree, _Parents(tree) as parents:
         for entry in entries:
             yield entry
             if entry.type in ("whiteout", "opaque"):
@@ -192,19 +192,21 @@ class _Parents:
     def __init__(self, tree: InRoot):
         self.tree = tree
         self.where: str | None = None
-        self.held = -1
+        self.held: list[int] = []  # its fd, opened straight into it (``util.owned_open``)
 
     def fd(self, where: str) -> int:
         if where != self.where:
             self.close()
-            self.held = self.tree.open(where, os.O_PATH | os.O_DIRECTORY)
+            self.tree.open_into(self.held, where, os.O_PATH | os.O_DIRECTORY)
             self.where = where
-        return self.held
+        return self.held[0]
 
     def close(self) -> None:
-        if self.held >= 0:
-            os.close(self.held)
-        self.held, self.where = -1, None
+        self.where = None
+        if self.held:
+            fd = self.held[0]
+            del self.held[:]  # no call between this and the close: no point a signal lands at
+            os.close(fd)
 
     def __enter__(self) -> _Parents:
         return self

@@ -382,6 +382,11 @@ class InRoot:
         too (``beneath``: refused, EXDEV, if one leads out). The caller closes it."""
         return self._open(split_path(rel), flags, beneath=beneath)
 
+    def open_into(self, fds: list[int], rel: str, flags: int, *, beneath: bool = False) -> int:
+        """``open``, its fd appended to ``fds`` as it opens (``util.owned_open``: with
+        openat2; after the walk by hand without it)."""
+        return self._open(split_path(rel), flags, beneath=beneath, into=fds)
+
     def open_dir(self, rel: str) -> int:
         """A readable O_DIRECTORY fd of ``rel`` resolved in-root (caller closes it)."""
         return self._open(split_path(rel), os.O_RDONLY | os.O_DIRECTORY)
