@@ -1,11 +1,11 @@
 """A Ctrl-C at any point of a working-container call leaves the store whole.
 
 Each library call of buildah's verbs (``from`` on a local image, unpacked or not yet,
-``copy`` of a small file, ``config``, ``commit`` plain and with ``rm``, ``rm``, ``mount``,
-``umount``, ``rename``, ``run`` of ``true``, ``export``) is run once per point of kiln's
-code where a real Ctrl-C can land, with a real SIGINT sent there (``ctrl_c_anywhere``); the
-points are those of the working-container code, of the unpacking of a ``from``'s image and
-of the writing of a commit's layer. The calls run on the overlay snapshotter, the commit on
+``copy`` of a small file and of a directory, ``config``, ``commit`` plain and with ``rm``,
+``rm``, ``mount``, ``umount``, ``rename``, ``run`` of ``true``, ``export``) is run once per
+point of kiln's code where a real Ctrl-C can land, with a real SIGINT sent there
+(``ctrl_c_anywhere``); the points are those of the working-container code, of the unpacking
+of a ``from``'s image and of the writing of a commit's layer. The calls run on the overlay snapshotter, the commit on
 the copy one too (it reads the image's tree). After each trial, whether the call finished
 or raised ``KeyboardInterrupt``: ``kiln system check`` finds nothing, no lease, ingest,
 staged file or export's temporary file is left, no descriptor the trial opened is open
@@ -62,6 +62,10 @@ class Case:
         os.mkdir(self.context)
         with open(os.path.join(self.context, "hello"), "w") as f:
             f.write("hello\n")
+        os.makedirs(os.path.join(self.context, "tree", "sub"))
+        for rel in ("tree/a", "tree/sub/b"):
+            with open(os.path.join(self.context, rel), "w") as f:
+                f.write(rel + "\n")
         self.exported = os.path.join(tmp, "exports", "out.tar")
         os.mkdir(os.path.dirname(self.exported))
 
@@ -176,6 +180,11 @@ CALLS: dict[str, tuple[Callable[[Case], object], Callable[[Case], object], tuple
     "copy": (
         Case.container,
         lambda c: kiln.copy_to_container(c.ctx, C, ["hello"], "/hello", context_dir=c.context),
+        CONTAINERS,
+    ),
+    "copy-dir": (
+        Case.container,
+        lambda c: kiln.copy_to_container(c.ctx, C, ["tree"], "/tree", context_dir=c.context),
         CONTAINERS,
     ),
     "config": (Case.container, _config, CONTAINERS),

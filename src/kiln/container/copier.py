@@ -149,13 +149,14 @@ def own_made(dst: SafeRoot, paths: list[str], opts: CopyOptions) -> None:
 
 
 def _open_same(
-    name: str, flags: int, dfd: int, st: os.stat_result, label: str
+    fds: list[int], name: str, flags: int, dfd: int, st: os.stat_result, label: str
 ) -> tuple[int, os.stat_result]:
-    """Open ``name`` (never following it, never waiting on a FIFO) and check it is still
-    the entry listed as ``st``: a source swapped meanwhile (for a symlink out of the tree,
-    a FIFO, another file) is refused, not followed. Returns the fd and its ``fstat``."""
+    """Open ``name`` (never following it, never waiting on a FIFO) into ``fds``, which the
+    caller closes (``util.owned_open``), and check it is still the entry listed as ``st``:
+    a source swapped meanwhile (for a symlink out of the tree, a FIFO, another file) is
+    refused, not followed. Returns the fd and its ``fstat``."""
     try:
-        fd = os.open(name, flags, dir_fd=dfd)
+        fd = open_into(fds, name, flags, dir_fd=dfd)
     except OSError as exc:
         raise _changed(label) from exc
     now = os.fstat(fd)
@@ -164,7 +165,6 @@ def _open_same(
         st.st_ino,
         stat.S_IFMT(st.st_mode),
     ):
-        os.close(fd)
         raise _changed(label)
     return fd, now
 
@@ -287,14 +287,15 @@ class TreeCopier:
         xattrs = {} if top else read_xattrs(dfd, overlay=True)
         self.hash.add(label, "dir", self._mode(st), "", xattrs)
         names = list_source_dir(dfd, label, self.include)
-        tfd = self.dst.open_dir(target) if names else -1
+        tfds: list[int] = []  # closed even if a Ctrl-C lands as it opens (``owned_open``)
         try:
+            tfd = self.dst.open_into(tfds, target, os.O_RDONLY | os.O_DIRECTORY) if names else -1
             for name, regular in names:
                 copy = self._listed_file if regular else self._child
                 copy(dfd, name, posixpath.join(target, name), posixpath.join(label, name), tfd)
         finally:
-            if tfd >= 0:
-                os.close(tfd)
+            for fd in tfds:
+                os.close(fd)
         if not top:
             self._meta(target, st)
             if xattrs:
@@ -309,18 +310,22 @@ class TreeCopier:
             raise _changed(label) from None
         if stat.S_ISDIR(st.st_mode):
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-            cfd, _ = _open_same(name, flags, dfd, st, label)
+            fds: list[int] = []
             try:
+                cfd, _ = _open_same(fds, name, flags, dfd, st, label)
                 self._dir(cfd, st, target, label, top=False)
             finally:
-                os.close(cfd)
+                for fd in fds:
+                    os.close(fd)
         elif stat.S_ISREG(st.st_mode):
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-            ffd, opened = _open_same(name, flags, dfd, st, label)
+            fds = []
             try:
+                ffd, opened = _open_same(fds, name, flags, dfd, st, label)
                 self._file(ffd, st, target, label, tfd, opened)
             finally:
-                os.close(ffd)
+                for fd in fds:
+                    os.close(fd)
         elif stat.S_ISLNK(st.st_mode):
             try:
                 link_target = os.readlink(name, dir_fd=dfd)
@@ -335,17 +340,19 @@ class TreeCopier:
         followed, never waiting on a FIFO); anything else there by now (a symlink, a FIFO,
         a directory) is refused as a changed source, as :func:`_open_same` refuses it."""
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fds: list[int] = []  # closed even if a Ctrl-C lands as it opens (``owned_open``)
         try:
-            ffd = os.open(name, flags, dir_fd=dfd)
-        except OSError as exc:
-            raise _changed(label) from exc
-        try:
+            try:
+                ffd = open_into(fds, name, flags, dir_fd=dfd)
+            except OSError as exc:
+                raise _changed(label) from exc
             st = os.fstat(ffd)
             if not stat.S_ISREG(st.st_mode):
                 raise _changed(label)
             self._file(ffd, st, target, label, tfd, st)
         finally:
-            os.close(ffd)
+            for fd in fds:
+                os.close(fd)
 
     def _file(
         self,
