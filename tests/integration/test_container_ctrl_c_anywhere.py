@@ -5,15 +5,15 @@ Each library call of buildah's verbs (``from`` on a local image, unpacked or not
 ``rm``, ``mount``, ``umount``, ``rename``, ``run`` of ``true``, ``export``) is run once per
 point of kiln's code where a real Ctrl-C can land, with a real SIGINT sent there
 (``ctrl_c_anywhere``); the points are those of the working-container code, of the unpacking
-of a ``from``'s image and of the writing of a commit's layer. The calls run on the overlay snapshotter, the commit on
-the copy one too (it reads the image's tree). After each trial, whether the call finished
-or raised ``KeyboardInterrupt``: ``kiln system check`` finds nothing, no lease, ingest,
-staged file or export's temporary file is left, no descriptor the trial opened is open
-(nor closed only by a garbage collection), the snapshotter's rows and directories agree,
-nothing is mounted under the store but what a container records as ``kiln mount``'s (and
-that is mounted), and the container is either there and usable (its commit and its rm
-work) or gone entirely: no container without its snapshot, no snapshot no container names.
-Then the call works again (the next trial).
+of a ``from``'s image and of the writing of a commit's layer. The calls run on the overlay
+snapshotter, the commit on the copy one too (it reads the image's tree). After each trial,
+whether the call finished or raised ``KeyboardInterrupt``: ``kiln system check`` finds
+nothing, no lease, ingest, staged file or export's temporary file is left, no descriptor
+the trial opened is open (nor closed only by a garbage collection), the snapshotter's rows
+and directories agree, nothing is mounted under the store but what a container records as
+``kiln mount``'s (and that is mounted), and the container is either there and usable (its
+commit and its rm work) or gone entirely: no container without its snapshot, no snapshot no
+container names. Then the call works again (the next trial).
 """
 
 from __future__ import annotations
