@@ -32,16 +32,22 @@ def run(opts: RunOptions, rootfs: str) -> int:
     from .exec_check import check_command
 
     check_command(opts, rootfs)
-    from .stream_bridge import bridged  # start-up: see above
+    if opts.streams_without_descriptor():
+        from .stream_bridge import bridged  # start-up: a library caller's in-memory streams
 
-    with bridged(opts) as opts:
-        if opts.isolation == "chroot":
-            from .chroot import run_chroot  # start-up: chroot isolation only
+        with bridged(opts) as piped:
+            return _run_isolated(piped, rootfs)
+    return _run_isolated(opts, rootfs)
 
-            return run_chroot(opts, rootfs)
-        from .runc import run_oci  # start-up: see above
 
-        return run_oci(opts, rootfs)
+def _run_isolated(opts: RunOptions, rootfs: str) -> int:
+    if opts.isolation == "chroot":
+        from .chroot import run_chroot  # start-up: chroot isolation only
+
+        return run_chroot(opts, rootfs)
+    from .runc import run_oci  # start-up: see run's
+
+    return run_oci(opts, rootfs)
 
 
 __all__ = [

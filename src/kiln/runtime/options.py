@@ -162,6 +162,10 @@ class RunOptions(RunSettings):
         values = {f.name: getattr(settings, f.name) for f in fields(RunSettings)}
         return cls(**{**values, **process})
 
+    def streams_without_descriptor(self) -> list[str]:
+        """The standard streams (``stdin``...) a process cannot be given as they are."""
+        return [n for n in ("stdin", "stdout", "stderr") if not has_descriptor(getattr(self, n))]
+
     def validate(self) -> None:
         """Refuse option values no backend can honour, naming the flag."""
         if not self.args:
@@ -176,6 +180,17 @@ class RunOptions(RunSettings):
                 f"--hostname needs a UTS namespace of the run's own, not --uts {self.uts}"
             )
         check_namespace_paths(self)
+
+
+def has_descriptor(stream: object) -> bool:
+    """Whether a process can be given ``stream`` as it is: None, a descriptor, or a file."""
+    if stream is None or isinstance(stream, int):
+        return True
+    try:
+        stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return True
 
 
 NAMESPACE_FLAGS = ("ipc", "pid", "uts")  # the namespaces ``--ipc``, ``--pid``, ``--uts`` choose

@@ -24,17 +24,6 @@ _CHUNK = 64 * 1024
 _GRACE = 1.0
 
 
-def has_descriptor(stream: object) -> bool:
-    """Whether a process can be given ``stream`` as it is: None, a descriptor, or a file."""
-    if stream is None or isinstance(stream, int):
-        return True
-    try:
-        stream.fileno()  # type: ignore[attr-defined]
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-        return False
-    return True
-
-
 def is_binary(stream: object) -> bool:
     """Whether ``stream`` takes bytes; any other stream is written text."""
     if isinstance(stream, io.RawIOBase | io.BufferedIOBase):
@@ -140,7 +129,7 @@ def bridged(opts: RunOptions) -> Iterator[RunOptions]:
     """``opts`` with each standard stream that has no descriptor replaced by a pipe's end;
     on leaving (the process has exited), the copies are finished: all the process wrote is
     in the stream, every pipe is closed, and what a stream raised is raised."""
-    names = [n for n in ("stdin", "stdout", "stderr") if not has_descriptor(getattr(opts, n))]
+    names = opts.streams_without_descriptor()
     if not names:
         yield opts
         return
