@@ -197,5 +197,9 @@ def test_ctrl_c_at_any_point_of_a_build_leaves_the_store_whole(case: Case, name)
         lambda: _set_right(case),
         BUILD,
         every=1 if ALL else every,
+        # side by side, each stage's thread has database connections of its own, which
+        # stay open after it ends until another thread opens one or the store closes
+        # (util.sqlite): bounded, not the trial's leak
+        fds=name != "two-stages-side-by-side",
     )
     assert _files(case) == MADE[case.text]  # the last build, not interrupted, made it

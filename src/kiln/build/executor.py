@@ -41,7 +41,7 @@ from kiln.oci.reference import is_short_name
 from kiln.snapshot.mount import mounted
 from kiln.util.cancel import LinkedFlag, cancel_flag, cancelled_by
 from kiln.util.choices import PullPolicy
-from kiln.util.held_signals import finish_held
+from kiln.util.held_signals import finish_held, signals_held
 from kiln.util.lingering import Lingering
 from kiln.util.process_owner import this_process
 
@@ -502,15 +502,26 @@ class Executor:
         from kiln.runtime import RunOptions  # start-up: as in new_builder
 
         o = self.opts
-        read_fd, write_fd = os.pipe()
-        null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        reader = self.pumps.submit(self._pump, read_fd, pos)  # not waited for to start
         values: dict[str, Any] = {}
         if network != "default":  # RUN --network=...
             values["network"] = network
         if security == "insecure":  # granted by --allow security.insecure (dispatch_run)
             values.update(cap_add=("ALL",), cap_drop=(), seccomp="unconfined")
+        ours: list[int] = []  # the pipe's write end and /dev/null, closed in the finally
+        reader = None
         try:
+            # held: a Ctrl-C between the pipe and the reader that owns its read end would
+            # leave descriptors nobody closes in a long-lived process
+            with signals_held():
+                read_fd, write_fd = os.pipe()
+                ours.append(write_fd)
+                try:
+                    reader = self.pumps.submit(self._pump, read_fd, pos)  # its read end's owner
+                except BaseException:
+                    os.close(read_fd)
+                    raise
+                null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                ours.append(null_fd)
             opts = RunOptions.of(
                 o.run, args=list(argv), env=[f"{k}={v}" for k, v in env.items()],
                 mounts=[*self.volumes, *mounts], stdin=null_fd, stdout=write_fd,
@@ -519,9 +530,9 @@ class Executor:
             )  # fmt: skip
             code = b.run(argv, opts)
         finally:
-            os.close(write_fd)
-            os.close(null_fd)
-            reader.wait(timeout=30)
+            finish_held(lambda: _close_all(ours))
+            if reader is not None:
+                reader.wait(timeout=30)
         self.check_cancel()  # a cancelled RUN was stopped: its exit code means nothing
         return code
 
@@ -537,6 +548,12 @@ class Executor:
                 self.progress.output(tail, pos)
         finally:
             os.close(fd)
+
+
+def _close_all(fds: list[int]) -> None:
+    """Close and forget each of ``fds`` (again after an interruption: what is left)."""
+    while fds:
+        os.close(fds.pop())
 
 
 class BuildCancel(LinkedFlag):
