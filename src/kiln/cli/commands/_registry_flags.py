@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -15,14 +16,17 @@ if TYPE_CHECKING:
 REGISTRY_FLAGS = ("authfile", "creds", "tls_verify", "cert_dir")
 
 
-def registry_flags(*, creds: bool = True, scope: str = "", retry: bool = False):
+def registry_flags(
+    *, creds: bool = True, scope: str = "", retry: bool = False, new_authfile: bool = False
+):
     """Add ``--authfile``, ``--creds`` (unless ``creds=False``), ``--tls-verify`` and
     ``--cert-dir``, and with ``retry`` podman's ``--retry`` and ``--retry-delay``; the
     command receives the ones given as one ``RegistryOptions``, ``registry_options``
     (None when none is given: a build from local images then loads no registry code).
 
     ``scope`` ends the ``--authfile`` help, e.g. ``" (registries)"`` where the verb
-    also takes file transports.
+    also takes file transports. An ``--authfile`` that does not exist is refused, as
+    podman and buildah refuse it, unless ``new_authfile`` (login writes it).
     """
     opts = [
         click.option("--authfile", default=None, help=f"Path of the authentication file{scope}")
@@ -67,6 +71,8 @@ def registry_flags(*, creds: bool = True, scope: str = "", retry: bool = False):
         def command(*args, **kw):
             given = {k: kw.pop(k, None) for k in REGISTRY_FLAGS}
             given = {k: v for k, v in given.items() if v is not None}
+            if "authfile" in given and not new_authfile:
+                require_authfile(given["authfile"])
             if retry:
                 given.update(_retry(kw.pop("retry", None), kw.pop("retry_delay", None)))
             kw["registry_options"] = _options(given)
@@ -77,6 +83,15 @@ def registry_flags(*, creds: bool = True, scope: str = "", retry: bool = False):
         return command
 
     return decorate
+
+
+def require_authfile(path: str) -> None:
+    """Refuse an ``--authfile`` that is not there: a mistyped path would otherwise mean
+    no credentials, and a registry's "authentication required" that hides the typo."""
+    if not os.path.exists(path):
+        from kiln.errors import InvalidArgument
+
+        raise InvalidArgument(f"--authfile {path}: no such file (kiln login creates one)")
 
 
 def _options(given: dict[str, Any]) -> RegistryOptions | None:

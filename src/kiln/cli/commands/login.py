@@ -17,7 +17,7 @@ from kiln.cli.state import State, pass_state
 @click.option("-p", "--password", default=None, help="Password for the registry")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin")
 @click.option("--get-login", is_flag=True, help="Print the username stored for REGISTRY")
-@registry_flags(creds=False, retry=True)
+@registry_flags(creds=False, retry=True, new_authfile=True)
 @pass_state
 def command(
     state: State, registry, username, password, password_stdin, get_login, registry_options

@@ -15,8 +15,12 @@ from kiln.cli.state import State, pass_state
 def command(state: State, registry, all_, authfile):
     """Remove the credentials of REGISTRY (default: the first unqualified-search registry)
     or of all registries from the auth file."""
+    from kiln.cli.commands._registry_flags import require_authfile
     from kiln.errors import InvalidArgument
     from kiln.ops import registry as ops
+
+    if authfile is not None:
+        require_authfile(authfile)
 
     if registry and all_:
         raise InvalidArgument("--all takes no registry name")
