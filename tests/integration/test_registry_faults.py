@@ -9,7 +9,7 @@ import os
 import pytest
 
 import registry_servers  # noqa: E402
-from kiln.errors import DigestMismatch, NotFound, Unauthorized, Unavailable  # noqa: E402
+from kiln.errors import DigestMismatch, KilnError, NotFound, Unauthorized, Unavailable  # noqa: E402
 from kiln.ops import registry as ops  # noqa: E402
 from kiln.ops.context import open_context  # noqa: E402
 from kiln.ops.events import CallbackSink  # noqa: E402
@@ -286,3 +286,47 @@ def test_layer_not_matching_its_diff_id_fails_the_pull_and_is_never_unpacked(tmp
             assert ctx.snapshots.list_layers() == []
             with pytest.raises(DigestMismatch):
                 validate_image(bad)
+
+
+def test_a_server_that_cannot_take_uploads_is_asked_once_and_not_told_to_retry(tmp_path):
+    """A web server that is no registry (a script's wrong port) answers an upload with 501
+    Not Implemented: no retry changes that, so no retries and no "try again later"."""
+    import http.server
+    import threading
+
+    posts = []
+
+    class NotARegistry(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def _answer(self, status: int) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self._answer(200 if self.path == "/v2/" else 404)
+
+        def do_HEAD(self) -> None:
+            self._answer(404)
+
+        def do_POST(self) -> None:
+            posts.append(self.path)
+            self._answer(501)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotARegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root = str(tmp_path / "src")
+    _big_image(root, tmp_path, size=1 << 10)
+    try:
+        ref = f"127.0.0.1:{server.server_port}/faults/nowhere:1"
+        with open_context(root) as ctx, pytest.raises(KilnError) as err:
+            ops.push(ctx, "big:1", f"docker://{ref}", options=FAST)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not isinstance(err.value, Unavailable)
+    assert "try again later" not in str(err.value)
+    assert "is it a registry?" in str(err.value)
+    assert len(posts) <= 2  # once per blob (the layer, the config: in parallel)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from kiln.errors import InvalidArgument, KilnError, NotFound, Unauthorized, Unavailable
 from kiln.oci import strict_json
 from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
+from kiln.registry.retry import is_retryable_status
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -74,6 +75,7 @@ _STATUS_TEXT = {
     413: "request entity too large",
     416: "requested range not satisfiable",
     429: "toomanyrequests: too many requests to the registry, try again later",
+    501: "unsupported: the server does not implement this request (is it a registry?)",
 }
 
 
@@ -95,6 +97,6 @@ def error_for(response: httpx.Response, context: str, body: bytes | None = None)
         return Unauthorized(f"{context}: {detail}")
     if status == 403:
         return Unauthorized(f"{context}: {detail}")
-    if status in (429, 408) or status >= 500:
+    if status in (429, 408) or (status >= 500 and is_retryable_status(status)):
         return Unavailable(f"{context}: {detail} (HTTP {status}); try again later")
     return InvalidArgument(f"{context}: {detail}")

@@ -2,7 +2,8 @@
 
 Retried: connection and protocol errors, 5xx, 429 and 408 (honouring
 ``Retry-After``). Never retried: any other 4xx — a wrong name or a refused
-credential does not get better by asking again. Inside an
+credential does not get better by asking again — nor 501 and 505, which say what the
+server will never do (a web server that is no registry answers an upload with 501). Inside an
 :func:`~kiln.registry.header_deadline.overall_deadline` (``RetryPolicy.deadline``, which
 ``HostConnection`` opens around each request), a wait that would end past the deadline
 is not started: the last error is final.
@@ -22,6 +23,7 @@ from kiln.util.lazy_dataclass import dataclass
 log = logging.getLogger("kiln.registry")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+PERMANENT_5XX = frozenset({501, 505})  # Not Implemented, HTTP Version Not Supported
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class RetryableStatus(Exception):
 
 
 def is_retryable_status(status: int) -> bool:
-    return status in RETRY_STATUSES or 500 <= status < 600
+    return status in RETRY_STATUSES or (500 <= status < 600 and status not in PERMANENT_5XX)
 
 
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
