@@ -501,3 +501,24 @@ def test_pull_reusing_old_blobs_survives_gc_and_a_failed_pull_spares_them(
     assert store.has_blob(Digest.parse(layer)) and not store.has_blob(junk)
     assert store.fsck() == []
     store.close()
+
+
+def test_a_pull_by_tag_and_digest_moves_no_tag(registry_plain, pusher, puller):
+    """``name:tag@digest``: the digest says what is pulled and the tag is dropped, as podman
+    and dockerd drop it; a local ``name:tag`` (here another image) keeps pointing where it did."""
+    host = registry_plain.host
+    fl = flags(registry_plain)
+    ref = f"{host}/kiln/pinned:1"
+    pusher("push", *fl, "busybox:latest", f"docker://{ref}")
+    digest = pusher.image.manifest_digest
+    with puller.store() as store:
+        from kiln.image import import_tarball
+
+        other = import_tarball(store, io.BytesIO(b"\0" * 1024), names=[ref], timestamp=MTIME).id
+    puller("pull", *fl, f"{ref}@{digest}")
+    with puller.store() as store:
+        pulled = store.resolve_image(f"{host}/kiln/pinned@{digest}")
+        assert pulled.id == pusher.image.id
+        assert list(pulled.names) == []
+        assert f"{host}/kiln/pinned@{digest}" in pulled.repo_digests
+        assert store.resolve_image(ref).id == other

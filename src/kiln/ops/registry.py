@@ -268,7 +268,9 @@ def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
     except KilnError as exc:
         raise type(exc)(f"initializing source docker://{cand}: {exc}") from None
     ev.step("Getting image source signatures")
-    names = [f"{cand.name}:{cand.tag}"] if cand.tag else []
+    # name:tag@digest: the digest alone says what is pulled, and the tag is not moved to
+    # it (podman and dockerd drop such a tag too)
+    names = [f"{cand.name}:{cand.tag}"] if cand.tag and not cand.digest else []
     with ctx.store.lease() as lease:
         rec = pull_into_store(
             client,
