@@ -134,6 +134,21 @@ def test_push_v2s2_converts_the_list_and_its_images(registry_plain, two_platform
     assert res.images == [m["digest"] for m in doc["manifests"]]
 
 
+def test_a_list_pushed_without_its_images_says_to_push_with_all(registry_plain, two_platforms):
+    """The registry refuses a list whose images it lacks ("manifest blob unknown", buildah
+    and podman say no more): kiln names the flag that pushes them too."""
+    amd, _ = two_platforms
+    make_list(amd.store.root)
+    ref = f"docker://{registry_plain.host}/lists/alone:1"
+    opts = RegistryOptions(tls_verify=False)
+    with open_context(amd.store.root) as ctx:
+        with pytest.raises(KilnError) as err:
+            manifests.push(ctx, "ml:1", ref, all=False, options=opts)
+        assert "manifest blob unknown" in str(err.value)
+        assert str(err.value).endswith("push with --all)")
+        manifests.push(ctx, "ml:1", ref, all=True, options=opts)
+
+
 @pytest.mark.parametrize("transport", ["oci", "oci-archive"])
 def test_oci_layouts_hold_the_list_and_round_trip(two_platforms, tmp_path, transport):
     amd, arm = two_platforms

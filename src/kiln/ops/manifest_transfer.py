@@ -268,7 +268,10 @@ def push_to_registry(
             ev.step("Writing manifest list to image destination")
             digest = client.put_manifest(target, raw, media_type)
         except KilnError as exc:
-            raise type(exc)(f"pushing manifest list to docker://{target}: {exc}") from None
+            hint = ""
+            if not all and "manifest blob unknown" in str(exc):
+                hint = " (the list's images are not in that repository: push with --all)"
+            raise type(exc)(f"pushing manifest list to docker://{target}: {exc}{hint}") from None
     ev.step("Storing list signatures")
     return ListPushResult(rec.id, str(digest), f"docker://{target}", pushed)
 
