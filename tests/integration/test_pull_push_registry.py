@@ -522,3 +522,15 @@ def test_a_pull_by_tag_and_digest_moves_no_tag(registry_plain, pusher, puller):
         assert list(pulled.names) == []
         assert f"{host}/kiln/pinned@{digest}" in pulled.repo_digests
         assert store.resolve_image(ref).id == other
+
+
+def test_podman_flags_that_change_nothing_are_accepted(registry_plain, pusher, puller):
+    """A podman script's --disable-content-trust (a no-op in podman too) and
+    --remove-signatures (kiln copies no signatures) run unchanged."""
+    fl = flags(registry_plain)
+    ref = f"{registry_plain.host}/kiln/noop:1"
+    pusher("push", *fl, "--disable-content-trust", "--remove-signatures", "busybox:latest", ref)
+    _, out, _ = puller("pull", *fl, "--disable-content-trust", ref)
+    assert out.strip() == pusher.image.id.removeprefix("sha256:")
+    pusher("manifest", "create", "noop-list:1", "busybox:latest")
+    pusher("manifest", "push", *fl, "--remove-signatures", "noop-list:1", f"{ref}-list")

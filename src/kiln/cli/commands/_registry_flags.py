@@ -85,6 +85,32 @@ def registry_flags(
     return decorate
 
 
+# podman's flags that change nothing here, accepted so that its scripts run unchanged
+_NO_OPS = {
+    "--disable-content-trust": "Accepted for podman and Docker compatibility; does nothing",
+    "--remove-signatures": "Accepted for podman compatibility; kiln copies no signatures",
+}
+
+
+def no_op_flags(*flags: str):
+    """Add podman's ``flags`` that kiln has nothing to do for (see ``_NO_OPS``); the
+    command never sees them."""
+    params = [flag.removeprefix("--").replace("-", "_") for flag in flags]
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kw):
+            for param in params:
+                kw.pop(param, None)
+            return f(*args, **kw)
+
+        for flag in reversed(flags):
+            command = click.option(flag, is_flag=True, help=_NO_OPS[flag])(command)
+        return command
+
+    return decorate
+
+
 def require_authfile(path: str) -> None:
     """Refuse an ``--authfile`` that is not there: a mistyped path would otherwise mean
     no credentials, and a registry's "authentication required" that hides the typo."""

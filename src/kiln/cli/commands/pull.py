@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.commands._registry_flags import registry_flags
+from kiln.cli.commands._registry_flags import no_op_flags, registry_flags
 from kiln.cli.state import State, pass_state
 from kiln.util.choices import PULL_POLICIES
 
@@ -30,6 +30,7 @@ from kiln.util.choices import PULL_POLICIES
     default=None,
     help="Pull policy for registries (default: always)",
 )
+@no_op_flags("--disable-content-trust")
 @registry_flags(scope=" (registries)", retry=True)
 @pass_state
 def command(

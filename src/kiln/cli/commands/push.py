@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.commands._registry_flags import registry_flags
+from kiln.cli.commands._registry_flags import no_op_flags, registry_flags
 from kiln.cli.state import State, pass_state
 
 
@@ -30,6 +30,7 @@ from kiln.cli.state import State, pass_state
     help="Recompress layers with this algorithm where needed (registries)",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the progress output")
+@no_op_flags("--disable-content-trust", "--remove-signatures")
 @registry_flags(scope=" (registries)", retry=True)
 @click.option("--digestfile", default=None, help="Write the manifest digest to this file")
 @pass_state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.commands._registry_flags import registry_flags
+from kiln.cli.commands._registry_flags import no_op_flags, registry_flags
 from kiln.cli.go_flags import OptionalValue
 from kiln.cli.state import State, pass_state
 
@@ -38,6 +38,7 @@ from kiln.cli.state import State, pass_state
 @click.option("--digestfile", default=None, help="Write the list's digest to this file")
 @click.option("--rm", "rm_", is_flag=True, help="Remove the list after a successful push")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the progress output")
+@no_op_flags("--remove-signatures")
 @registry_flags(scope=" (registries)")
 @pass_state
 def command(
