@@ -1,4 +1,4 @@
-"""``kiln pull``/``kiln push``/``kiln build`` take podman's ``--retry`` and ``--retry-delay``, and
+"""``kiln pull``/``kiln push``/``kiln build``/``kiln manifest push`` take podman's ``--retry`` and ``--retry-delay``, and
 ``KILN_RETRY``/``KILN_RETRY_DELAY`` set them where a command gives none (a flag wins).
 Against a closed port on 127.0.0.1: every attempt is refused at once, so only the waits
 between attempts (which kiln logs) tell the settings apart; no timing is measured."""
@@ -61,6 +61,16 @@ def test_push_retry_flags(busybox_image, caplog, dead_host):
     waits = _waits(caplog, root, "push", "--tls-verify=false", "--retry", "1",
                    "--retry-delay", "100ms", "busybox:latest", f"{dead_host}/x/y:1")  # fmt: skip
     assert [w.split()[0] for w in waits] == ["0.1s"]
+
+
+def test_manifest_push_retry_flags(two_platforms, caplog, dead_host):
+    from fixtures_images import make_list
+
+    root = two_platforms[0].store.root
+    make_list(root)
+    waits = _waits(caplog, root, "manifest", "push", "--tls-verify=false", "--retry", "1",
+                   "--retry-delay", "100ms", "ml:1", f"{dead_host}/a/b:1")  # fmt: skip
+    assert waits == ["0.1s (1/2)"]
 
 
 def test_build_retry_flags(tmp_path, caplog, dead_host):

@@ -39,7 +39,7 @@ from kiln.cli.state import State, pass_state
 @click.option("--rm", "rm_", is_flag=True, help="Remove the list after a successful push")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the progress output")
 @no_op_flags("--remove-signatures")
-@registry_flags(scope=" (registries)")
+@registry_flags(scope=" (registries)", retry=True)
 @pass_state
 def command(
     state: State,
