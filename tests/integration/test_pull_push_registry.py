@@ -534,3 +534,20 @@ def test_podman_flags_that_change_nothing_are_accepted(registry_plain, pusher, p
     assert out.strip() == pusher.image.id.removeprefix("sha256:")
     pusher("manifest", "create", "noop-list:1", "busybox:latest")
     pusher("manifest", "push", *fl, "--remove-signatures", "noop-list:1", f"{ref}-list")
+
+
+def test_a_single_image_of_another_platform_is_pulled_with_a_warning(
+    registry_plain, pusher, puller
+):
+    """No list to choose from: the image is pulled whatever its platform, as podman pulls
+    it, and as podman kiln says it is not the platform asked for."""
+    fl = flags(registry_plain)
+    ref = f"{registry_plain.host}/kiln/single:1"
+    pusher("push", *fl, "busybox:latest", ref)
+    own = pusher.image.config.platform
+    other = "s390x" if own.architecture != "s390x" else "amd64"
+    _, out, err = puller("pull", *fl, "--arch", other, ref)
+    assert out.strip() == pusher.image.id.removeprefix("sha256:")
+    assert f"image platform ({own}) does not match the expected platform (linux/{other})" in err
+    _, _, err = puller("pull", *fl, "--platform", str(own), ref)
+    assert "does not match" not in err

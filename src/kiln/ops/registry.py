@@ -285,11 +285,23 @@ def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
             snaps=unpack_into(ctx, plat),
         )
         ev.step("Writing manifest to image destination", digest=str(remote.manifest_digest))
+        if plat is not None and remote.index_digest is None:
+            _warn_other_platform(ctx, rec, plat)
     digest = str(remote.digests[0])
     for name in names or [str(cand)]:
         image_events.record(ctx, "pull", name, name)
     ev.result(rec.id.removeprefix("sha256:"), id=rec.id, names=names, digest=digest)
     return PullResult(rec.id, digest, names, str(cand), [rec.id])
+
+
+def _warn_other_platform(ctx: Context, rec: ImageRecord, wanted: Any) -> None:
+    """A single image (no list to choose from) is pulled whatever its platform, as podman
+    pulls it; as podman, say so when it is not the one asked for."""
+    from kiln.image import open_store_image
+
+    found = open_store_image(ctx.store, rec.id).config.platform
+    if not wanted.matches(found):
+        ctx.ev.warning(f"image platform ({found}) does not match the expected platform ({wanted})")
 
 
 def _pull_all_tags(ctx: Context, client, ref: str, plat, workers: int) -> PullResult:
