@@ -29,7 +29,7 @@ from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any
 
 from kiln.errors import InvalidArgument, KilnError, NotFound
-from kiln.image import copy_image, open_held_image
+from kiln.image import copy_image, open_held_image, open_store_image
 from kiln.oci import ImageConfig, Index, Manifest, Reference
 from kiln.oci import media_types as mt
 from kiln.oci.reference import is_short_name
@@ -297,8 +297,6 @@ def _pull_one(ctx: Context, client, cand, plat, workers: int) -> PullResult:
 def _warn_other_platform(ctx: Context, rec: ImageRecord, wanted: Any) -> None:
     """A single image (no list to choose from) is pulled whatever its platform, as podman
     pulls it; as podman, say so when it is not the one asked for."""
-    from kiln.image import open_store_image
-
     found = open_store_image(ctx.store, rec.id).config.platform
     if not wanted.matches(found):
         ctx.ev.warning(f"image platform ({found}) does not match the expected platform ({wanted})")
