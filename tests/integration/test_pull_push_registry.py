@@ -551,3 +551,17 @@ def test_a_single_image_of_another_platform_is_pulled_with_a_warning(
     assert f"image platform ({own}) does not match the expected platform (linux/{other})" in err
     _, _, err = puller("pull", *fl, "--platform", str(own), ref)
     assert "does not match" not in err
+
+
+def test_creds_without_a_password_and_no_terminal_say_so(registry_basic, pusher):
+    """podman asks for the password --creds USER leaves out; with no terminal to ask, kiln
+    says so instead of sending an empty password that the registry refuses."""
+    ref = f"{registry_basic.host}/kiln/nopass:1"
+    for creds in (registry_basic.username, f"{registry_basic.username}:"):
+        code, _, err = pusher("push", "--tls-verify=false", "--creds", creds, "busybox:latest",
+                              ref, ok=False, stdin="")  # fmt: skip
+        assert code == 125
+        assert err == (
+            f"Error: --creds {registry_basic.username} gives no password and there is no "
+            "terminal to ask for it: use --creds USER:PASSWORD\n"
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -73,6 +74,8 @@ def registry_flags(
             given = {k: v for k, v in given.items() if v is not None}
             if "authfile" in given and not new_authfile:
                 require_authfile(given["authfile"])
+            if "creds" in given:
+                given["creds"] = _ask_missing_password(given["creds"])
             if retry:
                 given.update(_retry(kw.pop("retry", None), kw.pop("retry_delay", None)))
             kw["registry_options"] = _options(given)
@@ -118,6 +121,22 @@ def require_authfile(path: str) -> None:
         from kiln.errors import InvalidArgument
 
         raise InvalidArgument(f"--authfile {path}: no such file (kiln login creates one)")
+
+
+def _ask_missing_password(creds: str) -> str:
+    """``--creds USER`` (or ``USER:``): ask for the password, as podman does; with no
+    terminal to ask, say so rather than send an empty password the registry refuses."""
+    user, _, password = creds.partition(":")
+    if not user or password:
+        return creds  # a missing username is parse_creds' error
+    if not sys.stdin.isatty():
+        from kiln.errors import InvalidArgument
+
+        raise InvalidArgument(
+            f"--creds {user} gives no password and there is no terminal to ask for it: "
+            "use --creds USER:PASSWORD"
+        )
+    return f"{user}:{click.prompt('Password', hide_input=True, err=True)}"
 
 
 def _options(given: dict[str, Any]) -> RegistryOptions | None:
