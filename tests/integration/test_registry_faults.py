@@ -3,8 +3,11 @@ served with the wrong bytes, credentials are refused, the image does not exist."
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import http.server
 import os
+import threading
 
 import pytest
 
@@ -288,13 +291,11 @@ def test_layer_not_matching_its_diff_id_fails_the_pull_and_is_never_unpacked(tmp
                 validate_image(bad)
 
 
-def test_a_server_that_cannot_take_uploads_is_asked_once_and_not_told_to_retry(tmp_path):
-    """A web server that is no registry (a script's wrong port) answers an upload with 501
-    Not Implemented: no retry changes that, so no retries and no "try again later"."""
-    import http.server
-    import threading
-
-    posts = []
+@contextlib.contextmanager
+def _not_a_registry(v2_status: int):
+    """A web server that is no registry (a script's wrong port): ``GET /v2/`` answers
+    ``v2_status``, other reads 404, uploads (POSTs, listed in ``.posts``) 501 Not Implemented."""
+    posts: list[str] = []
 
     class NotARegistry(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
@@ -306,7 +307,7 @@ def test_a_server_that_cannot_take_uploads_is_asked_once_and_not_told_to_retry(t
             self.end_headers()
 
         def do_GET(self) -> None:
-            self._answer(200 if self.path == "/v2/" else 404)
+            self._answer(v2_status if self.path == "/v2/" else 404)
 
         def do_HEAD(self) -> None:
             self._answer(404)
@@ -316,17 +317,37 @@ def test_a_server_that_cannot_take_uploads_is_asked_once_and_not_told_to_retry(t
             self._answer(501)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotARegistry)
+    server.posts = posts  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    root = str(tmp_path / "src")
-    _big_image(root, tmp_path, size=1 << 10)
     try:
-        ref = f"127.0.0.1:{server.server_port}/faults/nowhere:1"
-        with open_context(root) as ctx, pytest.raises(KilnError) as err:
-            ops.push(ctx, "big:1", f"docker://{ref}", options=FAST)
+        yield server
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_server_that_cannot_take_uploads_is_asked_once_and_not_told_to_retry(tmp_path):
+    """An upload to a web server that is no registry gets 501 Not Implemented: no retry
+    changes that, so no retries and no "try again later"."""
+    root = str(tmp_path / "src")
+    _big_image(root, tmp_path, size=1 << 10)
+    with _not_a_registry(200) as server:
+        ref = f"127.0.0.1:{server.server_port}/faults/nowhere:1"
+        with open_context(root) as ctx, pytest.raises(KilnError) as err:
+            ops.push(ctx, "big:1", f"docker://{ref}", options=FAST)
     assert not isinstance(err.value, Unavailable)
     assert "try again later" not in str(err.value)
     assert "is it a registry?" in str(err.value)
-    assert len(posts) <= 2  # once per blob (the layer, the config: in parallel)
+    assert len(server.posts) <= 2  # once per blob (the layer, the config: in parallel)
+
+
+def test_a_login_to_a_server_that_is_no_registry_says_so():
+    """podman: "invalid status code from registry 404"; kiln said only "not found", which
+    reads as a wrong user."""
+    with _not_a_registry(404) as server:
+        host = f"127.0.0.1:{server.server_port}"
+        with pytest.raises(KilnError) as err:
+            ops.login(None, host, "user", "secret-pw", options=FAST)
+    assert str(err.value) == (
+        f"logging into {host}: GET /v2/ answered 404 Not Found: is it a registry?"
+    )

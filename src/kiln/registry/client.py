@@ -416,9 +416,13 @@ class RegistryClient:
         if want_refresh_token:
             self._auth.want_refresh_token(conn.host)
         try:
-            resp = conn.request("GET", "/v2/", f"logging into {registry}", allow=(401,))
+            resp = conn.request("GET", "/v2/", f"logging into {registry}", allow=(401, 404))
             if resp.status_code == 401:
                 raise Unauthorized(f'logging into "{registry}": invalid username/password')
+            if resp.status_code == 404:  # a web server, not a registry (podman refuses it too)
+                raise NotFound(
+                    f"logging into {registry}: GET /v2/ answered 404 Not Found: is it a registry?"
+                )
         finally:
             issued = self._auth.refresh_token_issued(conn.host)  # asks no more either way
             self._creds_override.pop(registry, None)
