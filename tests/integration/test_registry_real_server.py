@@ -318,3 +318,45 @@ def test_registry_killed_mid_transfer_then_resumed(tmp_path) -> None:
             hasher.update(_read_all(rest))
             assert time.monotonic() < deadline
             assert hasher.hexdigest() == desc.digest.hex
+
+
+def test_a_mirror_that_answers_501_is_passed_over_for_the_next_source(registry_plain, tmp_path):
+    """A registries.conf mirror that is a plain web server or an old proxy (501 Not
+    Implemented): the pull goes on to the registry itself, as a mirror that is down does."""
+    import http.server
+    import threading
+
+    asked = []
+
+    class NotARegistry(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200 if self.path == "/v2/" else 501)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+    img = Image("behind-a-mirror")
+    with RegistryClient(_options(registry_plain)) as client:
+        img.push(client, Reference.parse(f"{registry_plain.host}/team/app:v1"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotARegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    conf = tmp_path / "mirror.conf"
+    conf.write_text(
+        f'[[registry]]\nlocation = "{registry_plain.host}"\ninsecure = true\n'
+        f'[[registry.mirror]]\nlocation = "127.0.0.1:{server.server_port}"\ninsecure = true\n'
+    )
+    try:
+        with RegistryClient(RegistryOptions(registries_conf=str(conf), retry_delay=0.01)) as c:
+            _raw, _mt, digest = c.get_manifest(
+                Reference.parse(f"{registry_plain.host}/team/app:v1")
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert digest == img.manifest.digest
+    assert any(p.startswith("/v2/team/app/manifests/") for p in asked), "the mirror was asked first"

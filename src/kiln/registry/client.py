@@ -25,6 +25,7 @@ from kiln.registry.auth import RegistryAuth, TokenCache
 from kiln.registry.blob_reader import BlobReader
 from kiln.registry.connection import HostConnection
 from kiln.registry.credentials import Credential
+from kiln.registry.http_errors import ServerUnsupported
 from kiln.registry.options import RegistryOptions
 from kiln.registry.retry import RetryPolicy
 from kiln.registry.tls import tls_settings
@@ -140,7 +141,7 @@ class RegistryClient:
         for i, (src, insecure) in enumerate(sources):
             try:
                 result = op(self.connection(src.domain, insecure), src)
-            except (NotFound, Unavailable) as exc:
+            except (NotFound, Unavailable, ServerUnsupported) as exc:
                 if i == len(sources) - 1:
                     raise
                 log.info("%s: %s; trying the next source", src.name, exc)

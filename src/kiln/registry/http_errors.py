@@ -9,7 +9,7 @@ from __future__ import annotations
 from kiln.errors import InvalidArgument, KilnError, NotFound, Unauthorized, Unavailable
 from kiln.oci import strict_json
 from kiln.registry._lean_httpx import httpx  # httpx without its CLI and trio
-from kiln.registry.retry import is_retryable_status
+from kiln.registry.retry import PERMANENT_5XX, is_retryable_status
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -79,6 +79,11 @@ _STATUS_TEXT = {
 }
 
 
+class ServerUnsupported(InvalidArgument):
+    """A request the server says it will never serve (501, 505): not retried, and a pull
+    goes on to its next source (a mirror that is a plain web server or an old proxy)."""
+
+
 def error_for(response: httpx.Response, context: str, body: bytes | None = None) -> KilnError:
     """The kiln error for a failed response; ``context`` says what was being done."""
     if body is None:
@@ -99,4 +104,6 @@ def error_for(response: httpx.Response, context: str, body: bytes | None = None)
         return Unauthorized(f"{context}: {detail}")
     if status in (429, 408) or (status >= 500 and is_retryable_status(status)):
         return Unavailable(f"{context}: {detail} (HTTP {status}); try again later")
+    if status in PERMANENT_5XX:
+        return ServerUnsupported(f"{context}: {detail} (HTTP {status})")
     return InvalidArgument(f"{context}: {detail}")
