@@ -15,9 +15,12 @@ CompletedProcess; ``check``: an AssertionError with the stderr when it fails);
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,15 +32,19 @@ needs_debian_docker = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def kiln(tmp_path):
-    proc, sock = start_server(tmp_path, sock=str(tmp_path / "run" / "kiln.sock"))
+@contextlib.contextmanager
+def docker_cli(tmp_path: Path, client: str, **server: Any) -> Iterator[Any]:
+    """``kiln serve`` of the test's own (``server``: ``start_server``'s keywords) and a
+    ``docker(*args, env_extra=, input=, check=True)`` running ``client`` against it, with
+    ``base:1`` imported through it; ``docker.sock``/``.env``/``.tmp`` as named. The socket
+    is gone once the server has stopped."""
+    proc, sock = start_server(tmp_path, sock=str(tmp_path / "run" / "kiln.sock"), **server)
     env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "dcfg"))
     env.pop("DOCKER_BUILDKIT", None)
 
     def docker(*args: str, env_extra: dict[str, str] | None = None, input: bytes | None = None,
                check: bool = True) -> subprocess.CompletedProcess:  # fmt: skip
-        r = subprocess.run([DEBIAN_DOCKER, *args], env={**env, **(env_extra or {})}, input=input,
+        r = subprocess.run([client, *args], env={**env, **(env_extra or {})}, input=input,
                            stdin=subprocess.DEVNULL if input is None else None,
                            capture_output=True, timeout=120)  # fmt: skip
         if check and r.returncode != 0:
@@ -46,11 +53,19 @@ def kiln(tmp_path):
 
     docker.tmp = tmp_path  # type: ignore[attr-defined]
     docker.sock = sock  # type: ignore[attr-defined]
+    docker.env = env  # type: ignore[attr-defined]
     rootfs = tmp_path / "rootfs.tar"
     rootfs.write_bytes(busybox_sh_tar())
     docker("import", str(rootfs), "base:1")
     yield docker
     assert stop_server(proc) == 0
+    assert not os.path.exists(sock), "the socket is removed on shutdown"
+
+
+@pytest.fixture
+def kiln(tmp_path):
+    with docker_cli(tmp_path, DEBIAN_DOCKER) as docker:
+        yield docker
 
 
 def context(tmp_path: Path, dockerfile: str) -> Path:

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from api_server import busybox_sh_tar, start_server, stop_server
+from docker_cli_fixture import docker_cli
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 pytestmark = pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")
@@ -32,27 +32,8 @@ needs_registry = pytest.mark.skipif(not has_ops("registry"), reason="waiting for
 
 @pytest.fixture
 def server(tmp_path):
-    proc, sock = start_server(
-        tmp_path, sock=str(tmp_path / "run" / "kiln.sock"), access_log=str(tmp_path / "access.log")
-    )
-    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "dcfg"))
-    env.pop("DOCKER_BUILDKIT", None)
-
-    def docker(*args: str, input: bytes | None = None, check: bool = True):
-        r = subprocess.run([DOCKER, *args], env=env, input=input, capture_output=True, timeout=120)
-        if check and r.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)}: {r.stderr.decode()}")
-        return r
-
-    docker.sock = sock  # type: ignore[attr-defined]
-    docker.env = env  # type: ignore[attr-defined]
-    docker.tmp = tmp_path  # type: ignore[attr-defined]
-    rootfs = tmp_path / "rootfs.tar"
-    rootfs.write_bytes(busybox_sh_tar())
-    docker("import", str(rootfs), "base:1")
-    yield docker
-    assert stop_server(proc) == 0
-    assert not os.path.exists(sock), "the socket is removed on shutdown"
+    with docker_cli(tmp_path, DOCKER, access_log=str(tmp_path / "access.log")) as docker:
+        yield docker
 
 
 def images(docker) -> list[dict]:
