@@ -9,9 +9,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
+
+from kiln_cli import kiln_runner, registry_free_environ
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("docker-registry") is None, reason="needs docker-registry"),
@@ -23,19 +24,9 @@ NOWHERE = "127.0.0.1:9/repo/image:1"
 
 
 def _kiln(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "run"), HOME=str(tmp_path))
-    env["KILN_ROOT"] = str(tmp_path / "root")
+    env = registry_free_environ(tmp_path)
     env["KILN_RETRY"] = "1"
-    for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_CONFIG_HOME", "KILN_DEBUG"):
-        env.pop(var, None)
-    return subprocess.run(
-        [sys.executable, "-m", "kiln.cli.main", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return kiln_runner(env, timeout=60)(*args, check=False)
 
 
 @pytest.mark.parametrize(
