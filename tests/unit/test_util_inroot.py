@@ -134,8 +134,9 @@ def test_walk_never_follows_a_component_swapped_for_a_link(tree):
     root, outside = tree
     (root / "d").mkdir()
     with InRoot(str(root), use_openat2=False) as r:
-        walk = r._walk(["d"])
+        walk = inroot._Walk()
         try:
+            r._walk_into(walk, ["d"], False, False, 0o755)
             os.rmdir(root / "d")
             os.symlink(str(outside), root / "d")
             with pytest.raises(FileNotFoundError):  # the old dir fd is gone, never outside
@@ -242,3 +243,37 @@ def test_chroot_mount_targets_resolve_inside(tree):
         target.open("up/loop1", os.O_PATH)
     assert exc.value.errno == errno.ELOOP
     assert stat.S_ISDIR(os.stat(root).st_mode)
+
+
+@pytest.mark.parametrize("flags", [os.O_PATH, os.O_RDONLY], ids=["path", "reopened"])
+def test_the_walk_hands_its_descriptor_over_before_a_ctrl_c_can_land(tmp_path, monkeypatch, flags):
+    """Without openat2, ``open_into``'s descriptor is the caller's list's from its open
+    (the walk's last one, or the /proc reopen), not only once the walk has returned."""
+    import ctrl_c_anywhere
+    from ctrl_c_anywhere import every_point, open_fds
+
+    monkeypatch.setattr(inroot, "_openat2_ok", False)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    os.symlink("d/f", tmp_path / "link")
+    opened: list[int] = []
+
+    def call() -> None:
+        fds: list[int] = []
+        try:
+            opened.append(os.fstat(r.open_into(fds, "link", flags)).st_size)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    with InRoot(str(tmp_path)) as r:
+        before = open_fds()
+        trials, leaks = 0, []
+        for n, _interrupted in every_point(call, within=(inroot.__file__,)):
+            trials += 1
+            if open_fds().keys() != before.keys():
+                leaks.append(f"point {n} at {ctrl_c_anywhere.sent_at}")
+                before = open_fds()
+    assert trials > 3
+    assert not leaks, f"descriptors left open: {leaks}"
+    assert opened and opened[-1] == 1
