@@ -41,8 +41,7 @@ class SafeRoot(InRoot):
         every change goes through :meth:`_parent` of the changed entry, whose parent is
         then another path, which drops the kept fd first. Needs openat2.
         """
-        self._keep_parent = self._openat2
-        self._kept: list[int] = []  # the kept fd, opened straight into it (``owned_open``)
+        self._keep_parent = self._openat2  # ``_parent`` keeps its fd in ``_kept``, opened into it
 
     def _parent(self, rel: str) -> tuple[int, str]:
         if not self._keep_parent:
@@ -67,19 +66,6 @@ class SafeRoot(InRoot):
             return self._open_parent(rel)  # a symlink on the way: resolved anew each time
         return fd, parts[-1]
 
-    def _release(self, fd: int) -> None:
-        if not self._keep_parent or not self._kept or self._kept[0] != fd:
-            os.close(fd)
-
-    def close(self) -> None:
-        try:
-            if self._keep_parent and self._kept:
-                fd = self._kept[0]
-                del self._kept[:]
-                os.close(fd)
-        finally:
-            InRoot.close(self)  # not ``super()``: a call, so a point before the close
-
     # -- creation -------------------------------------------------------------------
 
     def makedirs_following(self, rel: str, mode: int = 0o755) -> Followed:
@@ -98,7 +84,8 @@ class SafeRoot(InRoot):
             try:
                 os.mkdir(name, mode, dir_fd=pfd)
             finally:
-                self._release(pfd)
+                if not self._kept or self._kept[0] != pfd:
+                    os.close(pfd)
             found.created.append(found.path)
             found.exists = found.is_dir = True
         return found
@@ -153,7 +140,8 @@ class SafeRoot(InRoot):
         except IsADirectoryError:
             pass
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     def open_file_for_write(self, rel: str, mode: int = 0o644) -> int:
         """A new, truncated regular file (an existing non-directory is unlinked first)."""
@@ -173,7 +161,8 @@ class SafeRoot(InRoot):
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = open_into(fds, name, flags, mode & 0o777, dir_fd=pfd)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
         os.fchmod(fd, mode & 0o7777)
         return fd
 
@@ -221,7 +210,8 @@ class SafeRoot(InRoot):
             self._clear_final(pfd, name)
             os.symlink(target, name, dir_fd=pfd)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     def hardlink(self, existing_rel: str, rel: str) -> None:
         """Hard link ``rel`` to ``existing_rel``; both resolved in-root, neither end followed."""
@@ -239,7 +229,8 @@ class SafeRoot(InRoot):
                 self._clear_final(dpfd, dname)
                 os.link(sname, dname, src_dir_fd=spfd, dst_dir_fd=dpfd, follow_symlinks=False)
             finally:
-                self._release(dpfd)
+                if not self._kept or self._kept[0] != dpfd:
+                    os.close(dpfd)
         finally:
             os.close(spfd)
 
@@ -249,7 +240,8 @@ class SafeRoot(InRoot):
             self._clear_final(pfd, name)
             os.mknod(name, mode, dev, dir_fd=pfd)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     def mkfifo(self, rel: str, mode: int = 0o644) -> None:
         pfd, name = self._parent(rel)
@@ -257,7 +249,8 @@ class SafeRoot(InRoot):
             self._clear_final(pfd, name)
             os.mkfifo(name, mode & 0o777, dir_fd=pfd)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     # -- removal --------------------------------------------------------------------
 
@@ -276,7 +269,8 @@ class SafeRoot(InRoot):
             else:
                 os.unlink(name, dir_fd=pfd)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     def clear_dir(self, rel: str, keep: Callable[[str], bool] | None = None) -> None:
         """Remove entries of directory ``rel``; ``keep(name)`` true spares an entry."""
@@ -301,7 +295,8 @@ class SafeRoot(InRoot):
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
             return os.open(name, flags, dir_fd=pfd)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     # -- metadata -------------------------------------------------------------------
 
@@ -320,7 +315,8 @@ class SafeRoot(InRoot):
         try:
             os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     def chmod(self, rel: str, mode: int) -> None:
         """Set permission bits (incl. setuid/setgid/sticky); a symlink is left alone."""
@@ -346,7 +342,8 @@ class SafeRoot(InRoot):
         try:
             os.utime(name, ns=(atime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     def setxattr(self, rel: str, name: str, value: bytes) -> None:
         """Set an extended attribute on ``rel`` itself (not on a symlink's target)."""

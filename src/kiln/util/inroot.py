@@ -209,6 +209,7 @@ class InRoot:
         # the root's fd, opened straight into it: ``opened``'s, which its ``finally`` closes
         # if the root is not closed, or the root's own
         self._root_fds = [] if _owner is None else _owner
+        self._kept: list[int] = []  # a parent's fd kept for the next call (``SafeRoot``)
         try:
             self.fd = open_into(
                 self._root_fds, root_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -237,12 +238,18 @@ class InRoot:
         self.close()
 
     def close(self) -> None:
-        fds = self._root_fds
-        if fds:
-            fd = fds[0]
-            del fds[:]  # no call between this and the close: no point a signal lands at
-            self.fd = -1
-            os.close(fd)
+        kept, fds = self._kept, self._root_fds
+        try:
+            if kept:
+                fd = kept[0]
+                del kept[:]  # no call between this and the close: no point a signal lands at
+                os.close(fd)
+        finally:
+            if fds:
+                fd = fds[0]
+                del fds[:]
+                self.fd = -1
+                os.close(fd)
 
     # -- resolution -----------------------------------------------------------------
 
@@ -361,8 +368,10 @@ class InRoot:
                 os.close(fd)
 
     def _parent(self, rel: str) -> tuple[int, str]:
-        """(fd of the in-root parent directory, final name); the caller hands the fd to
-        :meth:`_release`."""
+        """(fd of the in-root parent directory, final name); the caller's ``finally``
+        closes the fd unless it is the kept one: ``if not self._kept or self._kept[0] !=
+        pfd: os.close(pfd)``, inline (a method's call would be a point a Ctrl-C lands at
+        before the close)."""
         return self._open_parent(rel)
 
     def _open_parent(self, rel: str) -> tuple[int, str]:
@@ -378,10 +387,6 @@ class InRoot:
         flags = os.O_PATH | os.O_DIRECTORY
         resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS
         return _openat2(self.fd, rel or ".", flags, resolve=resolve, into=into)
-
-    def _release(self, fd: int) -> None:
-        """Done with an fd from :meth:`_parent` (a subclass may keep it for the next call)."""
-        os.close(fd)
 
     def open_parent(self, rel: str) -> tuple[int, str]:
         """An O_PATH fd of the directory holding ``rel`` (resolved in-root) and the final
@@ -425,7 +430,8 @@ class InRoot:
         try:
             return open_into(fds, name, _PATH_NOFOLLOW, dir_fd=pfd)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     def follow(self, rel: str, *, create_parents: bool = False, mode: int = 0o755) -> Followed:
         """Where ``rel`` leads inside the root, every symlink followed in-root (the final one
@@ -471,7 +477,8 @@ class InRoot:
         try:
             return os.stat(name, dir_fd=pfd, follow_symlinks=False)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     def exists(self, rel: str) -> bool:
         try:
@@ -486,7 +493,8 @@ class InRoot:
         try:
             return os.readlink(name, dir_fd=pfd)
         finally:
-            self._release(pfd)
+            if not self._kept or self._kept[0] != pfd:
+                os.close(pfd)
 
     def listdir(self, rel: str) -> list[str]:
         fd = self.open_dir(rel)
