@@ -277,3 +277,32 @@ def test_the_walk_hands_its_descriptor_over_before_a_ctrl_c_can_land(tmp_path, m
     assert trials > 3
     assert not leaks, f"descriptors left open: {leaks}"
     assert opened and opened[-1] == 1
+
+
+def test_a_ctrl_c_in_the_runtime_lookups_leaves_no_root_open(tree):
+    """The runtime's users open their root with ``InRoot.opened``: a Ctrl-C as the root is
+    made, before the ``with`` holds it, closes it too."""
+    import ctrl_c_anywhere
+    from ctrl_c_anywhere import every_point, open_fds
+
+    root, _outside = tree
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("app:x:1000:1000::/home/app:/bin/sh\n")
+    (root / "bin").mkdir()
+    (root / "bin" / "tool").write_text("#!/bin/sh\n")
+    (root / "bin" / "tool").chmod(0o755)
+
+    def call() -> None:
+        resolve_user(str(root), "app")
+        check_command(RunOptions(args=["/bin/tool"]), str(root))
+
+    call()
+    before = open_fds()
+    trials, leaks = 0, []
+    for n, _interrupted in every_point(call):
+        trials += 1
+        if open_fds().keys() != before.keys():
+            leaks.append(f"point {n} at {ctrl_c_anywhere.sent_at}")
+            before = open_fds()
+    assert trials > 3
+    assert not leaks, f"descriptors left open: {leaks}"

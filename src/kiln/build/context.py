@@ -1062,7 +1062,7 @@ class BuildContext:
         matcher = IgnoreMatcher(excludes) if excludes else None
         with (
             tempfile.TemporaryDirectory(prefix="kiln-ctx-", dir=self.tmpdir) as tmp,
-            SafeRoot(tmp) as dst,
+            SafeRoot.opened(tmp) as dst,
         ):
             with Stager(self.sr, dst, self._lstat) as stager:
                 for src in sources:
@@ -1133,7 +1133,7 @@ def read_in_context(
             f"{what} {rel!r} is not inside the build context: "
             "name it by its path relative to the context's root"
         )
-    with SafeRoot(root) as sr:
+    with SafeRoot.opened(root) as sr:
         try:
             fd = sr.open_regular(norm, follow=True, beneath=True)
         except (FileNotFoundError, NotADirectoryError):

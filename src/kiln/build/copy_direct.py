@@ -150,7 +150,7 @@ def plan_direct(
     if isinstance(instr, Add) and instr.checksum:
         return None
     try:
-        with SafeRoot(view) as dst, SafeRoot(context_dir) as ctx:
+        with SafeRoot.opened(view) as dst, SafeRoot.opened(context_dir) as ctx:
             planner = _Planner(dst, ctx, context_dir, instr, known_digest, include,
                                keep_owner=keep_owner, below=below)  # fmt: skip
             for path, user in wanted_dirs:
@@ -508,7 +508,7 @@ class _Planner:
         self, fixed: list[tuple[bytes, TarEntry]], walks: list[tuple]
     ) -> Iterator[TarEntry]:
         firsts: dict[tuple[int, int], TarEntry] = {}
-        with SafeRoot(self.context_dir) as ctx:
+        with SafeRoot.opened(self.context_dir) as ctx:
             streams = [self._walk(ctx, *w) for w in walks]
             for _, entry in heapq.merge(fixed, *streams, key=itemgetter(0)):
                 if entry.type == "file" and entry.expect is not None:

@@ -98,9 +98,9 @@ def staged_from_root(
     what ``excludes`` match relative to ``pivot`` is left out, as the context's walk
     leaves it out."""
     with (
-        SafeRoot(root) as src,
+        SafeRoot.opened(root) as src,
         tempfile.TemporaryDirectory(prefix="kiln-parents-", dir=tmpdir) as tmp,
-        SafeRoot(tmp) as dst,
+        SafeRoot.opened(tmp) as dst,
         contextlib.ExitStack() as held,
     ):
         tree = held.enter_context(BuildContext(root)) if excludes is not None else None

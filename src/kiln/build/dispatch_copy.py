@@ -256,7 +256,7 @@ def _copy_parents(
     if from_ref:
         matcher = IgnoreMatcher(list(instr.excludes)) if instr.excludes else None
         with build.open_ref_root(from_ref) as root:
-            with SafeRoot(root) as sr:
+            with SafeRoot.opened(root) as sr:
                 groups = group_by_pivot(
                     list(instr.sources), _in_root_lstat(sr, matcher), lambda p: sr.listdir(p or "/")
                 )

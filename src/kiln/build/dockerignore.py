@@ -257,7 +257,7 @@ def _read_candidate(context_dir: str, path: str) -> bytes | None:
             return None
         with open(path, "rb") as fh:
             return _read_capped(fh, path)
-    with SafeRoot(context_dir) as root:
+    with SafeRoot.opened(context_dir) as root:
         try:
             fd = root.open_regular(rel, follow=True)
         except (FileNotFoundError, NotADirectoryError):

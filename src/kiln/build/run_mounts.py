@@ -111,7 +111,7 @@ def _inside(root: str, rel: str) -> Iterator[str]:
     The runtime mounts by path from its own mount namespace (a ``/proc/<pid>/fd`` link of
     kiln's is refused there), so a component swapped for a symlink between this and the
     mount is not caught; the resolved entry is held open until the RUN ends."""
-    with SafeRoot(root) as sr:
+    with SafeRoot.opened(root) as sr:
         try:
             fd = sr.open_path(rel or "/", follow=True)
         except (FileNotFoundError, NotADirectoryError):

@@ -475,7 +475,7 @@ class Builder:
         from .copier import CopyOptions, make_dirs
 
         made = []
-        with self.mounted() as rootfs, SafeRoot(rootfs) as root:
+        with self.mounted() as rootfs, SafeRoot.opened(rootfs) as root:
             for path, user in dirs:
                 owner = (0, 0)
                 if user:

@@ -163,7 +163,7 @@ def copy_into(
                 content.add(str(item.source), "git", 0, item.checkout.commit)
                 # the checkout is not the context: neither its ignore set nor its checksums
                 repo_copier = TreeCopier(dst, opts, content, None, None)
-                with SafeRoot(item.checkout.path) as repo:
+                with SafeRoot.opened(item.checkout.path) as repo:
                     outcome.dests.append(
                         _copy_local(repo, "", dst, dest_path, True, opts, repo_copier, False, src)
                     )
@@ -279,7 +279,7 @@ def _unpack_download(
     """``ADD --unpack=true <url>``: a downloaded archive is extracted into ``dest`` (as a
     local one is); False when the download is no archive (then it is placed as a file)."""
     folder, name = os.path.split(item.path)
-    with SafeRoot(folder) as got:
+    with SafeRoot.opened(folder) as got:
         if not is_archive(got, name):
             return False
         real = ensure_dir(dst, dest_path, opts)

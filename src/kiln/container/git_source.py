@@ -246,7 +246,7 @@ def _drop_git_dirs(repo: str, what: str, deadline: float) -> None:
         listed = _git(["submodule", "--quiet", "foreach", "--recursive",
                        "printf '%s\\0' \"$displaypath\""], repo, what, deadline)  # fmt: skip
         for path in filter(None, listed.split("\0")):
-            with SafeRoot(repo) as root:
+            with SafeRoot.opened(repo) as root:
                 root.remove(posixpath.join(path, ".git"))
     shutil.rmtree(os.path.join(repo, ".git"))
 
@@ -258,7 +258,7 @@ def _subdir(src: GitSource, repo: str) -> Iterator[str]:
     if not src.subdir:
         yield repo
         return
-    with SafeRoot(repo) as root:
+    with SafeRoot.opened(repo) as root:
         try:
             fd = root.open_path(src.subdir, follow=True, beneath=True)
         except (FileNotFoundError, NotADirectoryError):

@@ -86,11 +86,11 @@ class _Hashing(io.RawIOBase):
 def extract_archive(root: SafeRoot, rel: str, rootfs: str, dest_path: str) -> str:
     """Extract archive ``rel`` of ``root`` into ``dest_path`` of ``rootfs``, its entries
     keeping the owners recorded in it; returns its sha256."""
-    dfd = SafeRoot(rootfs)
-    try:
-        pfd = dfd.open_path(dest_path, follow=True)
-        target = f"/proc/self/fd/{pfd}"
+    pfds: list[int] = []
+    with SafeRoot.opened(rootfs) as dst:
         try:
+            pfd = dst.open_path_into(pfds, dest_path, follow=True)
+            target = f"/proc/self/fd/{pfd}"
             with _open(root, rel) as f:
                 hashing = _Hashing(f)
                 extract_tar(io.BufferedReader(hashing, 1 << 20), target)
@@ -98,6 +98,5 @@ def extract_archive(root: SafeRoot, rel: str, rootfs: str, dest_path: str) -> st
                     pass
             return "sha256:" + hashing.h.hexdigest()
         finally:
-            os.close(pfd)
-    finally:
-        dfd.close()
+            for fd in pfds:  # one at most
+                os.close(fd)

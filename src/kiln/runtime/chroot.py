@@ -72,7 +72,7 @@ class _Root:
         self.rootfs = rootfs
 
     def open(self, path: str, flags: int) -> int:
-        with InRoot(self.rootfs, use_openat2=False) as root:
+        with InRoot.opened(self.rootfs, use_openat2=False) as root:
             return root.open(path, flags)
 
     def target(self, path: str) -> tuple[int, str]:

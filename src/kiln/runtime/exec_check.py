@@ -9,7 +9,6 @@ found) or 126 (not executable). Paths under a mount are left to the runtime to j
 
 from __future__ import annotations
 
-import os
 import posixpath
 import stat
 
@@ -37,7 +36,7 @@ def check_command(opts: RunOptions, rootfs: str) -> None:
     if not name:
         return
     mounted = [*_RUNTIME_MOUNTS, *(m.destination for m in opts.mounts)]
-    with InRoot(rootfs) as root:
+    with InRoot.opened(rootfs) as root:
         if "/" in name:
             path = posixpath.normpath(posixpath.join(opts.cwd or "/", name))
             if _under(path, mounted):
@@ -76,15 +75,11 @@ def _under(path: str, mounts: list[str]) -> bool:
 def _kind(root: InRoot, path: str) -> str | None:
     """None (missing), "executable" or "not executable" (a directory, no x bit, ...)."""
     try:
-        fd = root.open_path(path, follow=True)
+        mode = root.stat(path, follow=True).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError:
         return "executable"  # a loop or an odd file: let the runtime say
-    try:
-        mode = os.fstat(fd).st_mode
-    finally:
-        os.close(fd)
     if stat.S_ISREG(mode) and mode & 0o111:
         return "executable"
     return "not executable"

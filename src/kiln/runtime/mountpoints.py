@@ -45,7 +45,7 @@ class Placeholders:
         container whose tree is its snapshot, the copy driver, keeps no trace of them)."""
         removed = []
         if self.created:
-            with InRoot(self.rootfs) as root:
+            with InRoot.opened(self.rootfs) as root:
                 untouched = [t for t in self.touched if _mtime(root, t[0]) == t[3]]
                 for path in reversed(self.created):
                     try:
@@ -244,7 +244,7 @@ def prepare(opts: RunOptions, rootfs: str) -> Placeholders:
 
     Every path is resolved in-root (an image's symlinks lead inside it, never to the host)."""
     placeholders = Placeholders(rootfs)
-    with InRoot(rootfs) as root:
+    with InRoot.opened(rootfs) as root:
         check_system_dirs(root)
         before = _times_before(root, [p for p, _ in wanted(opts)])
         try:

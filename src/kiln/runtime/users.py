@@ -66,7 +66,7 @@ def read_etc_file(root: InRoot, path: str) -> str:
 
 
 def _read(rootfs: str, path: str) -> str:
-    with InRoot(rootfs) as root:
+    with InRoot.opened(rootfs) as root:
         return read_etc_file(root, path)
 
 

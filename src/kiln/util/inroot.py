@@ -463,11 +463,12 @@ class InRoot:
         """``lstat``, or with ``follow`` the stat of what ``rel`` resolves to in-root."""
         if not follow:
             return self.lstat(rel)
-        fd = self._open(split_path(rel), os.O_PATH)
+        fds: list[int] = []
         try:
-            return os.fstat(fd)
+            return os.fstat(self._open(split_path(rel), os.O_PATH, into=fds))
         finally:
-            os.close(fd)
+            for fd in fds:  # one at most
+                os.close(fd)
 
     def lstat(self, rel: str) -> os.stat_result:
         """``lstat`` of ``rel``: its parent resolved in-root, itself never followed."""
@@ -510,20 +511,34 @@ class InRoot:
         ``beneath`` refused with EXDEV if it leaves the root); a symlink, directory, FIFO or
         device raises OSError (ELOOP or EINVAL) without being opened for reading, so a
         source swapped for a symlink or a FIFO is neither followed nor waited on."""
-        parts = split_path(rel)
-        if follow or not parts:
-            pfd = self._open(parts, os.O_PATH, beneath=beneath)
-        else:
-            pfd = self.open_path(rel)
+        fds: list[int] = []
         try:
+            return self.open_regular_into(fds, rel, follow=follow, beneath=beneath)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+
+    def open_regular_into(
+        self, fds: list[int], rel: str, *, follow: bool = False, beneath: bool = False
+    ) -> int:
+        """``open_regular``, its fd appended to ``fds`` as it opens (``util.owned_open``)."""
+        parts = split_path(rel)
+        pfds: list[int] = []
+        try:
+            if follow or not parts:
+                pfd = self._open(parts, os.O_PATH, beneath=beneath, into=pfds)
+            else:
+                pfd = self.open_path_into(pfds, rel)
             st = os.fstat(pfd)
             if stat.S_ISLNK(st.st_mode):
                 raise OSError(errno.ELOOP, "is a symbolic link", rel)
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.EINVAL, "not a regular file", rel)
-            return os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+            return open_into(fds, f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
         finally:
-            os.close(pfd)
+            for fd in pfds:  # one at most
+                os.close(fd)
 
     def read_regular(self, rel: str, limit: int) -> bytes | None:
         """The bytes of the regular file ``rel`` (symlinks followed in-root), None if missing.
@@ -540,13 +555,19 @@ class InRoot:
             raise FileRefused(rel, f"it is {kind_of(st.st_mode)}, not a regular file")
         if st.st_size > limit:
             raise FileRefused(rel, f"it is larger than {limit} bytes")
+        fds: list[int] = []  # the fd, the except's to close until the file owns it
         try:
-            fd = self.open_regular(rel, follow=True)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            raise FileRefused(rel, "it is not a regular file") from None
-        with os.fdopen(fd, "rb") as f:
+            try:
+                self.open_regular_into(fds, rel, follow=True)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                raise FileRefused(rel, "it is not a regular file") from None
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        with os.fdopen(fds[0], "rb") as f:
             # a buffer of the size seen, not of the limit (Python allocates the size asked
             # for: /etc/passwd read with a 16 MiB limit, twice a RUN step, mapped 16 MiB);
             # a file that grew since is read on up to the limit
