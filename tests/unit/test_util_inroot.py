@@ -16,6 +16,7 @@ import stat
 
 import pytest
 
+from kiln.archive import safe_root
 from kiln.archive.safe_root import SafeRoot
 from kiln.errors import InvalidArgument, KilnError, ProcessFailed
 from kiln.runtime import chroot, mountpoints
@@ -304,5 +305,38 @@ def test_a_ctrl_c_in_the_runtime_lookups_leaves_no_root_open(tree):
         if open_fds().keys() != before.keys():
             leaks.append(f"point {n} at {ctrl_c_anywhere.sent_at}")
             before = open_fds()
+    assert trials > 3
+    assert not leaks, f"descriptors left open: {leaks}"
+
+
+def test_a_ctrl_c_in_the_archive_writes_leaves_no_descriptor_open(tree):
+    """SafeRoot's writes that open a path, or a parent, own its fd from the open."""
+    import ctrl_c_anywhere
+    from ctrl_c_anywhere import every_point, open_fds
+
+    root, _outside = tree
+    (root / "f").write_text("x")
+    uid, gid = os.getuid(), os.getgid()
+
+    def call() -> None:
+        with SafeRoot.opened(str(root)) as r:
+            r.chown("f", uid, gid, follow=True)
+            r.utime("f", 0, 0, follow=True)
+            r.makedirs("a/b")
+            r.listdir("a")
+        os.rmdir(root / "a" / "b")
+        os.rmdir(root / "a")
+
+    call()
+    before = open_fds()
+    trials, leaks = 0, []
+    for n, _interrupted in every_point(call, within=(inroot.__file__, safe_root.__file__)):
+        trials += 1
+        if open_fds().keys() != before.keys():
+            leaks.append(f"point {n} at {ctrl_c_anywhere.sent_at}")
+            before = open_fds()
+        for d in (root / "a" / "b", root / "a"):
+            if d.exists():
+                d.rmdir()
     assert trials > 3
     assert not leaks, f"descriptors left open: {leaks}"

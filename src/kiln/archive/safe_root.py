@@ -103,13 +103,18 @@ class SafeRoot(InRoot):
         if self._keep_parent and self._kept and self._kept_where == "/".join(parts):
             return  # the kept parent: a directory, reached without symlinks, still there
         for i in range(1, len(parts) + 1):
+            fds: list[int] = []
             try:
-                os.close(self._open(parts[:i], os.O_PATH | os.O_DIRECTORY))
+                self._open(parts[:i], os.O_PATH | os.O_DIRECTORY, into=fds)
                 continue
             except FileNotFoundError:
                 pass
-            pfd = self._open(parts[: i - 1], os.O_PATH | os.O_DIRECTORY)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            pfds: list[int] = []
             try:
+                pfd = self._open(parts[: i - 1], os.O_PATH | os.O_DIRECTORY, into=pfds)
                 os.mkdir(parts[i - 1], mode, dir_fd=pfd)
             except FileExistsError:
                 st = os.stat(parts[i - 1], dir_fd=pfd, follow_symlinks=False)
@@ -119,7 +124,8 @@ class SafeRoot(InRoot):
                 base = "" if target.startswith("/") else "/".join(parts[: i - 1])
                 self.makedirs(base + "/" + target, mode, _depth + 1)
             finally:
-                os.close(pfd)
+                for fd in pfds:
+                    os.close(fd)
 
     def _clear_final(self, pfd: int, name: str) -> None:
         """Remove a non-directory final component so it can be replaced."""
@@ -302,11 +308,13 @@ class SafeRoot(InRoot):
 
     def chown(self, rel: str, uid: int, gid: int, follow: bool = False) -> None:
         if follow:
-            fd = self.open_path(rel, follow=True)
+            fds: list[int] = []
             try:
+                fd = self.open_path_into(fds, rel, follow=True)
                 os.chown(f"/proc/self/fd/{fd}", uid, gid)
             finally:
-                os.close(fd)
+                for fd in fds:
+                    os.close(fd)
             return
         if not split_path(rel):
             os.chown(f"/proc/self/fd/{self.fd}", uid, gid)
@@ -332,11 +340,13 @@ class SafeRoot(InRoot):
 
     def utime(self, rel: str, atime_ns: int, mtime_ns: int, follow: bool = False) -> None:
         if follow or not split_path(rel):
-            fd = self.open_path(rel, follow=True)
+            fds: list[int] = []
             try:
+                fd = self.open_path_into(fds, rel, follow=True)
                 os.utime(f"/proc/self/fd/{fd}", ns=(atime_ns, mtime_ns))
             finally:
-                os.close(fd)
+                for fd in fds:
+                    os.close(fd)
             return
         pfd, name = self._parent(rel)
         try:

@@ -498,11 +498,12 @@ class InRoot:
                 os.close(pfd)
 
     def listdir(self, rel: str) -> list[str]:
-        fd = self.open_dir(rel)
+        fds: list[int] = []
         try:
-            return os.listdir(fd)
+            return os.listdir(self._open(split_path(rel), os.O_RDONLY | os.O_DIRECTORY, into=fds))
         finally:
-            os.close(fd)
+            for fd in fds:  # one at most
+                os.close(fd)
 
     def open_regular(self, rel: str, *, follow: bool = False, beneath: bool = False) -> int:
         """A read-only fd of the regular file ``rel`` (caller closes it).
