@@ -324,8 +324,10 @@ def test_a_ctrl_c_in_the_archive_writes_leaves_no_descriptor_open(tree):
             r.utime("f", 0, 0, follow=True)
             r.makedirs("a/b")
             r.listdir("a")
-        os.rmdir(root / "a" / "b")
-        os.rmdir(root / "a")
+            r.lstat("a/b")
+            r.mkdir("a/c")
+        for d in ("a/b", "a/c", "a"):
+            os.rmdir(root / d)
 
     call()
     before = open_fds()
@@ -335,7 +337,7 @@ def test_a_ctrl_c_in_the_archive_writes_leaves_no_descriptor_open(tree):
         if open_fds().keys() != before.keys():
             leaks.append(f"point {n} at {ctrl_c_anywhere.sent_at}")
             before = open_fds()
-        for d in (root / "a" / "b", root / "a"):
+        for d in (root / "a" / "b", root / "a" / "c", root / "a"):
             if d.exists():
                 d.rmdir()
     assert trials > 3

@@ -38,17 +38,19 @@ class SafeRoot(InRoot):
 
         Only a parent reached without any symlink is kept (``RESOLVE_NO_SYMLINKS``), so
         its path names the same directory until something changes one of its ancestors;
-        every change goes through :meth:`_parent` of the changed entry, whose parent is
+        every change goes through :meth:`_parent_into` of the changed entry, whose parent is
         then another path, which drops the kept fd first. Needs openat2.
         """
-        self._keep_parent = self._openat2  # ``_parent`` keeps its fd in ``_kept``, opened into it
+        self._keep_parent = (
+            self._openat2
+        )  # ``_parent_into`` keeps its fd in ``_kept``, opened into it
 
-    def _parent(self, rel: str) -> tuple[int, str]:
+    def _parent_into(self, fds: list[int], rel: str) -> tuple[int, str]:
         if not self._keep_parent:
-            return self._open_parent(rel)
+            return self._open_parent_into(fds, rel)
         parts = split_path(rel)
         if not parts:
-            return self._open_parent(rel)  # raises
+            return self._open_parent_into(fds, rel)  # raises
         where = "/".join(parts[:-1])
         kept = self._kept
         if kept:
@@ -63,7 +65,7 @@ class SafeRoot(InRoot):
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
-            return self._open_parent(rel)  # a symlink on the way: resolved anew each time
+            return self._open_parent_into(fds, rel)  # a symlink on the way: anew each time
         return fd, parts[-1]
 
     # -- creation -------------------------------------------------------------------
@@ -80,12 +82,13 @@ class SafeRoot(InRoot):
         if found.exists and not found.is_dir:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", found.path)
         if not found.exists:
-            pfd, name = self._parent(found.path)
+            pfds: list[int] = []
             try:
+                pfd, name = self._parent_into(pfds, found.path)
                 os.mkdir(name, mode, dir_fd=pfd)
             finally:
-                if not self._kept or self._kept[0] != pfd:
-                    os.close(pfd)
+                for parent_fd in pfds:
+                    os.close(parent_fd)
             found.created.append(found.path)
             found.exists = found.is_dir = True
         return found
@@ -139,15 +142,16 @@ class SafeRoot(InRoot):
 
     def mkdir(self, rel: str, mode: int = 0o755) -> None:
         """Create one directory (parent must exist); replaces a non-directory."""
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             self._clear_final(pfd, name)
             os.mkdir(name, mode, dir_fd=pfd)
         except IsADirectoryError:
             pass
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     def open_file_for_write(self, rel: str, mode: int = 0o644) -> int:
         """A new, truncated regular file (an existing non-directory is unlinked first)."""
@@ -161,14 +165,15 @@ class SafeRoot(InRoot):
 
     def open_file_for_write_into(self, fds: list[int], rel: str, mode: int) -> int:
         """``open_file_for_write``, its fd appended to ``fds`` as it opens (``owned_open``)."""
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             self._clear_final(pfd, name)
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = open_into(fds, name, flags, mode & 0o777, dir_fd=pfd)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
         os.fchmod(fd, mode & 0o7777)
         return fd
 
@@ -211,20 +216,24 @@ class SafeRoot(InRoot):
         """Create symlink ``rel`` -> ``target`` (target stored verbatim, never followed here)."""
         if "\x00" in target:
             raise InvalidArgument(f"symlink target {target!r} contains a NUL byte")
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             self._clear_final(pfd, name)
             os.symlink(target, name, dir_fd=pfd)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     def hardlink(self, existing_rel: str, rel: str) -> None:
         """Hard link ``rel`` to ``existing_rel``; both resolved in-root, neither end followed."""
-        spfd, sname = self._open_parent(existing_rel)  # not the cached one: rel's may replace it
+        spfds: list[int] = []
         try:
-            dpfd, dname = self._parent(rel)
+            # not the kept one: rel's may replace it
+            spfd, sname = self._open_parent_into(spfds, existing_rel)
+            dpfds: list[int] = []
             try:
+                dpfd, dname = self._parent_into(dpfds, rel)
                 src = os.stat(sname, dir_fd=spfd, follow_symlinks=False)
                 try:
                     dst = os.stat(dname, dir_fd=dpfd, follow_symlinks=False)
@@ -235,35 +244,39 @@ class SafeRoot(InRoot):
                 self._clear_final(dpfd, dname)
                 os.link(sname, dname, src_dir_fd=spfd, dst_dir_fd=dpfd, follow_symlinks=False)
             finally:
-                if not self._kept or self._kept[0] != dpfd:
-                    os.close(dpfd)
+                for parent_fd in dpfds:
+                    os.close(parent_fd)
         finally:
-            os.close(spfd)
+            for fd in spfds:
+                os.close(fd)
 
     def mknod(self, rel: str, mode: int, dev: int = 0) -> None:
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             self._clear_final(pfd, name)
             os.mknod(name, mode, dev, dir_fd=pfd)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     def mkfifo(self, rel: str, mode: int = 0o644) -> None:
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             self._clear_final(pfd, name)
             os.mkfifo(name, mode & 0o777, dir_fd=pfd)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     # -- removal --------------------------------------------------------------------
 
     def remove(self, rel: str, *, missing_ok: bool = True) -> None:
         """Remove a file, link or whole directory tree (the final symlink itself, never its target)."""
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             try:
                 st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
             except FileNotFoundError:
@@ -275,8 +288,8 @@ class SafeRoot(InRoot):
             else:
                 os.unlink(name, dir_fd=pfd)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     def clear_dir(self, rel: str, keep: Callable[[str], bool] | None = None) -> None:
         """Remove entries of directory ``rel``; ``keep(name)`` true spares an entry."""
@@ -296,13 +309,14 @@ class SafeRoot(InRoot):
     def _open_dir_nofollow(self, rel: str) -> int:
         if not split_path(rel):
             return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
             return os.open(name, flags, dir_fd=pfd)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     # -- metadata -------------------------------------------------------------------
 
@@ -319,12 +333,13 @@ class SafeRoot(InRoot):
         if not split_path(rel):
             os.chown(f"/proc/self/fd/{self.fd}", uid, gid)
             return
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     def chmod(self, rel: str, mode: int) -> None:
         """Set permission bits (incl. setuid/setgid/sticky); a symlink is left alone."""
@@ -348,12 +363,13 @@ class SafeRoot(InRoot):
                 for fd in fds:
                     os.close(fd)
             return
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             os.utime(name, ns=(atime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     def setxattr(self, rel: str, name: str, value: bytes) -> None:
         """Set an extended attribute on ``rel`` itself (not on a symlink's target)."""

@@ -367,19 +367,17 @@ class InRoot:
             for fd in found:  # one at most
                 os.close(fd)
 
-    def _parent(self, rel: str) -> tuple[int, str]:
-        """(fd of the in-root parent directory, final name); the caller's ``finally``
-        closes the fd unless it is the kept one: ``if not self._kept or self._kept[0] !=
-        pfd: os.close(pfd)``, inline (a method's call would be a point a Ctrl-C lands at
-        before the close)."""
-        return self._open_parent(rel)
+    def _parent_into(self, fds: list[int], rel: str) -> tuple[int, str]:
+        """(fd of the in-root parent directory, final name). An fd opened for it is
+        appended to ``fds`` as it opens, for the caller's ``finally`` to close; one a
+        subclass keeps for the next call (``SafeRoot``) is not."""
+        return self._open_parent_into(fds, rel)
 
-    def _open_parent(self, rel: str) -> tuple[int, str]:
+    def _open_parent_into(self, fds: list[int], rel: str) -> tuple[int, str]:
         parts = split_path(rel)
         if not parts:
             raise InvalidArgument("the operation needs a path below the root, not the root itself")
-        fd = self._open(parts[:-1], os.O_PATH | os.O_DIRECTORY)
-        return fd, parts[-1]
+        return self._open(parts[:-1], os.O_PATH | os.O_DIRECTORY, into=fds), parts[-1]
 
     def _open_dir_without_symlinks(self, rel: str, into: list[int]) -> int:
         """An O_PATH fd of directory ``rel`` (appended to ``into``, as ``_openat2``) if no
@@ -392,7 +390,13 @@ class InRoot:
         """An O_PATH fd of the directory holding ``rel`` (resolved in-root) and the final
         name, never followed: for an ``*at`` call on the entry itself. The caller closes
         the fd."""
-        return self._open_parent(rel)
+        fds: list[int] = []
+        try:
+            return self._open_parent_into(fds, rel)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
 
     def open(self, rel: str, flags: int = os.O_RDONLY, *, beneath: bool = False) -> int:
         """An fd of ``rel`` with ``flags``, every symlink followed in-root, the final one
@@ -426,12 +430,13 @@ class InRoot:
         parts = split_path(rel)
         if follow or not parts:
             return self._open(parts, os.O_PATH, beneath=beneath, into=fds)
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             return open_into(fds, name, _PATH_NOFOLLOW, dir_fd=pfd)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     def follow(self, rel: str, *, create_parents: bool = False, mode: int = 0o755) -> Followed:
         """Where ``rel`` leads inside the root, every symlink followed in-root (the final one
@@ -474,12 +479,13 @@ class InRoot:
         """``lstat`` of ``rel``: its parent resolved in-root, itself never followed."""
         if not split_path(rel):
             return os.fstat(self.fd)
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             return os.stat(name, dir_fd=pfd, follow_symlinks=False)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     def exists(self, rel: str) -> bool:
         try:
@@ -490,12 +496,13 @@ class InRoot:
 
     def readlink(self, rel: str) -> str:
         """The target of symlink ``rel`` (its parent resolved in-root), never followed."""
-        pfd, name = self._parent(rel)
+        pfds: list[int] = []
         try:
+            pfd, name = self._parent_into(pfds, rel)
             return os.readlink(name, dir_fd=pfd)
         finally:
-            if not self._kept or self._kept[0] != pfd:
-                os.close(pfd)
+            for parent_fd in pfds:
+                os.close(parent_fd)
 
     def listdir(self, rel: str) -> list[str]:
         fds: list[int] = []
