@@ -5,9 +5,13 @@ at a loop's backward jump, on entering a function. A ``KeyboardInterrupt`` raise
 other instruction (a line's start, the ``__exit__`` of a ``with``) is one no user could
 cause. The trials raise it just after each call made by code under ``kiln/`` in this
 thread (the N-th such point, counting from the call's start), where a Ctrl-C would raise
-it, which covers loops too (their bodies call). It is a real SIGINT (``raise_signal``),
-so a ``util.held_signals`` block records it and raises it when the block ends, as it
-would a user's.
+it, which covers loops too (their bodies call). Where the instruction after a call has
+another handler than the call (``return f()`` in a ``try``: the next one starts the
+``finally``'s copy for the normal way out), it is raised by the call instead, as a real one
+is: from the callee's return (a ``sys.setprofile`` event: ``return`` of a Python callee,
+``c_return`` of a C one, whose result is then dropped). It is a real SIGINT
+(``raise_signal``), so a ``util.held_signals`` block records it and raises it when the
+block ends, as it would a user's.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import kiln
 
 KILN = os.path.dirname(kiln.__file__) + os.sep
 _CALLS = {dis.opmap[name] for name in ("CALL", "CALL_FUNCTION_EX") if name in dis.opmap}
-_after_calls: dict[CodeType, frozenset[int]] = {}
+_points_of: dict[CodeType, tuple[frozenset[int], frozenset[int]]] = {}
 #: where the last trial sent its Ctrl-C (``kiln/...py:line``), for a failure to name
 sent_at = ""
 
@@ -37,22 +41,48 @@ def _handler(entries: list[Any], offset: int) -> int | None:
     return next((e.target for e in entries if e.start <= offset < e.end), None)
 
 
-def _points(code: CodeType) -> frozenset[int]:
-    """The offsets of ``code``'s instructions that follow a call, where the same handler
-    covers both: a real signal is raised by the call's own instruction, so a ``return f()``
-    in a ``try`` goes to its ``finally``; the trace can only raise at the next instruction,
-    which there is the start of the ``finally``'s copy for the normal way out, uncovered."""
-    points = _after_calls.get(code)
+def _points(code: CodeType) -> tuple[frozenset[int], frozenset[int]]:
+    """The offsets of ``code``'s instructions that follow a call the same handler covers
+    (a Ctrl-C raised there is one raised by the call), and those of the calls whose next
+    instruction another handler covers (the Ctrl-C must come out of the call itself)."""
+    points = _points_of.get(code)
     if points is None:
         ins = list(dis.get_instructions(code))
         entries = dis.Bytecode(code).exception_entries
-        points = frozenset(
-            b.offset
-            for a, b in itertools.pairwise(ins)
-            if a.opcode in _CALLS and _handler(entries, a.offset) == _handler(entries, b.offset)
+        pairs = [(a, b) for a, b in itertools.pairwise(ins) if a.opcode in _CALLS]
+        same = {
+            a.offset for a, b in pairs if _handler(entries, a.offset) == _handler(entries, b.offset)
+        }
+        points = (
+            frozenset(b.offset for a, b in pairs if a.offset in same),
+            frozenset(a.offset for a, _ in pairs if a.offset not in same),
         )
-        _after_calls[code] = points
+        _points_of[code] = points
     return points
+
+
+def _ctrl_c_from_call(caller: Any, send: Callable[[Any], None]) -> Callable[..., Any]:
+    """A profile function that calls ``send`` as the call ``caller`` is making returns:
+    at the ``return`` of its Python callee (the first frame it starts) or the ``c_return``
+    of its C one; an exception raised there comes out of the call. A call that starts
+    neither (a C type's, a generator's) sends nothing: the next instruction of ``caller``
+    stops it."""
+    callee: list[Any] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if not callee:
+            if event == "call" and frame.f_back is caller or event == "c_call" and frame is caller:
+                callee.append(frame if event == "call" else None)
+        elif (event == "return" and frame is callee[0]) or (
+            event == "c_return" and callee[0] is None and frame is caller
+        ):
+            sys.setprofile(None)
+            del arg  # the traceback keeps this frame: the call's result must go with the call
+            send(caller)
+        elif event == "c_exception" and callee[0] is None and frame is caller:
+            sys.setprofile(None)  # the call raised: a signal is not checked then
+
+    return profile
 
 
 def ctrl_c_at_point(
@@ -65,9 +95,9 @@ def ctrl_c_at_point(
     global sent_at
     seen = 0
     sent_at = ""
+    armed: list[Any] = []  # the frame whose call is to raise it
 
     def trace(frame: Any, event: str, arg: Any) -> Any:
-        global sent_at
         nonlocal seen
         if event == "call":
             if not frame.f_code.co_filename.startswith(within):
@@ -75,12 +105,27 @@ def ctrl_c_at_point(
             frame.f_trace_lines = False
             frame.f_trace_opcodes = True
             return trace
-        if event == "opcode" and frame.f_lasti in _points(frame.f_code):
-            seen += 1
-            if seen == n:
-                sent_at = f"{os.path.relpath(frame.f_code.co_filename, KILN)}:{frame.f_lineno}"
-                signal.raise_signal(signal.SIGINT)  # Python's handler raises it here
+        if event == "opcode":
+            if armed and armed[0] is frame:
+                armed.clear()
+                sys.setprofile(None)  # the call started no callee to raise from
+            after_calls, at_calls = _points(frame.f_code)
+            if frame.f_lasti in after_calls:
+                seen += 1
+                if seen == n:
+                    send(frame)
+            elif frame.f_lasti in at_calls:
+                seen += 1
+                if seen == n:
+                    armed.append(frame)
+                    sys.setprofile(_ctrl_c_from_call(frame, send))
         return trace
+
+    def send(frame: Any) -> None:
+        global sent_at
+        armed.clear()
+        sent_at = f"{os.path.relpath(frame.f_code.co_filename, KILN)}:{frame.f_lineno}"
+        signal.raise_signal(signal.SIGINT)  # Python's handler raises it here
 
     assert threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -90,6 +135,7 @@ def ctrl_c_at_point(
             call()
         finally:
             sys.settrace(None)
+            sys.setprofile(None)
     except KeyboardInterrupt:
         return True, seen
     finally:
