@@ -173,15 +173,20 @@ def open_fds() -> dict[str, str]:
     return fds
 
 
-def _opened_since(before: dict[str, str]) -> list[str]:
+def _opened_since(before: dict[str, str], ignored: Callable[[str], bool]) -> list[str]:
     """The descriptors open now and not in ``before``: those left open, and those only a
     garbage collection closes (a dropped object in a cycle holds them: a long-lived process
-    keeps them until its next collection). A collection only when one is found: ~0.1 s."""
-    then = open_fds()
+    keeps them until its next collection), but for those on a file ``ignored`` names.
+    A collection only when one is found: ~0.1 s."""
+
+    def open_now() -> dict[str, str]:
+        return {fd: path for fd, path in open_fds().items() if not ignored(path)}
+
+    then = open_now()
     if not then.keys() - before.keys():
         return []
     gc.collect()
-    now = open_fds()
+    now = open_now()
     left = [f"fd {fd} left open: {now[fd]}" for fd in sorted(now.keys() - before, key=int)]
     collected = sorted(then.keys() - before.keys() - now.keys(), key=int)
     return left + [f"fd {fd} closed only by gc: {then[fd]}" for fd in collected]
@@ -196,6 +201,7 @@ def assert_whole_at_every_point(
     within: tuple[str, ...] = (KILN,),
     fds: bool = False,
     every: int = 1,
+    fds_ignored: Callable[[str], bool] = lambda path: False,
 ) -> None:
     """``set_up()`` then ``call()`` once whole first (the modules it imports on first use
     imported: an import a Ctrl-C stops is done again by the next trial, whose points would
@@ -203,8 +209,9 @@ def assert_whole_at_every_point(
     every point, each from ``reset()`` and ``set_up()``. After each, ``left_behind()`` must
     list nothing (else ``set_right()`` clears it, so the next trial shows its own), and with
     ``fds``, once ``reset()`` has dropped what the trial made (a snapshot this process
-    holds a descriptor on while it is there), no descriptor the trial opened may be open;
-    all failures are reported together. ``within``, ``every``: as ``every_point``'s."""
+    holds a descriptor on while it is there), no descriptor the trial opened may be open
+    but on a file ``fds_ignored`` names (given its path); all failures are reported
+    together. ``within``, ``every``: as ``every_point``'s."""
     set_up()
     call()
     reset()
@@ -219,7 +226,7 @@ def assert_whole_at_every_point(
             set_right()
         reset()
         if fds:
-            problems += _opened_since(before)
+            problems += _opened_since(before, fds_ignored)
             before = open_fds()  # a leak is reported once, not by every later trial
         if problems:
             how = "interrupted" if interrupted else "finished"
