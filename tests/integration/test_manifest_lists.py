@@ -139,7 +139,8 @@ def test_a_list_pushed_without_its_images_says_to_push_with_all(registry_plain, 
     and podman say no more): kiln names the flag that pushes them too."""
     amd, _ = two_platforms
     make_list(amd.store.root)
-    ref = f"docker://{registry_plain.host}/lists/alone:1"
+    # a repository of its own: the session's registry keeps what this test pushes last
+    ref = f"docker://{registry_plain.host}/lists/alone-then-all:1"
     opts = RegistryOptions(tls_verify=False)
     with open_context(amd.store.root) as ctx:
         with pytest.raises(KilnError) as err:
