@@ -25,7 +25,7 @@ pytestmark = [
 
 # the script: Ctrl-C reaches the main thread once the build has got to ``when``
 SCRIPT = r"""
-import json, os, signal, subprocess, sys, threading
+import json, os, signal, subprocess, sys, threading, time
 import kiln
 from kiln.store import Store
 
@@ -50,6 +50,13 @@ with kiln.open_context(root, events=kiln.CallbackSink(on)) as ctx:
         interrupted = False
     except KeyboardInterrupt:
         interrupted = True
+    # a fresh store's overlay probe runs on the snapshotter's thread from the build's start
+    # and unmounts on its own when it ends: waited for, as the interrupt soak waits
+    probes = os.path.join(root, "snapshots", "tmp")
+    deadline = time.monotonic() + 10
+    while (os.path.isdir(probes) and any(n.startswith("probe-") for n in os.listdir(probes))
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
     left = {
         "interrupted": interrupted,
         "mounts": [line.split()[4] for line in open("/proc/self/mountinfo")
